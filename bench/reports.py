@@ -1,0 +1,184 @@
+"""Benchmark of the reports NLP: label F1, anatomy accuracy, PHI recall/precision, agreement with
+real reference labels, and throughput (reports/s/core on ~150-word reports, single process).
+
+Run from the project root: ``python bench/reports.py``. The last line is one JSON object
+(see ../shared/BENCHMARKS.md). Throughput is printed beside a reference measured in the same run
+on the same texts (blank spaCy tokenizer + sentencizer), since these machines are shared.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import spacy
+
+from ctcorpus.enums import LabelState
+from ctcorpus.reports import analyze_report, build_analyzer
+from ctcorpus.synth.report_text import render_corpus
+from ctcorpus.taxonomy import CT_RATE_LABELS
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+OPENI = SHARED / "reports_openi_indiana_cxr"
+CHEXPERT = SHARED / "reports_chexpert_labeler_samples" / "labeled_reports.csv"
+#: Reference label name -> ours, where meanings overlap (NegBio/ChestX-ray14 and CheXpert).
+NEGBIO_MAP = {"Atelectasis": "atelectasis", "Cardiomegaly": "cardiomegaly", "Effusion": "pleural_effusion",
+              "Nodule": "lung_nodule", "Consolidation": "consolidation", "Emphysema": "emphysema",
+              "Fibrosis": "pulmonary_fibrotic_sequela", "Hernia": "hiatal_hernia"}
+CHEXPERT_MAP = {"Cardiomegaly": "cardiomegaly", "Lung Opacity": "lung_opacity", "Consolidation": "consolidation",
+                "Atelectasis": "atelectasis", "Pleural Effusion": "pleural_effusion",
+                "Support Devices": "medical_material"}
+
+
+def synthetic_scores(analyzer, name: str, languages: tuple[str, ...], n: int, seed: int,
+                     hint: bool) -> dict[str, float]:
+    """Per-label F1 (positive vs not), sentence anatomy accuracy and PHI char recall/precision."""
+    data = render_corpus(seed, n, languages=languages)
+    counts = {label: [0, 0, 0] for label in CT_RATE_LABELS}
+    anatomy_ok = sentences = seeded_chars = found_chars = hit_chars = 0
+    for truth, header in data:
+        got = analyze_report(analyzer, truth.text, language=truth.language if hint else None, header_values=header)
+        for label in CT_RATE_LABELS:
+            t = truth.labels.get(label) == "positive"
+            g = got.labels.get(label) == LabelState.POSITIVE
+            counts[label][0] += t and g
+            counts[label][1] += g and not t
+            counts[label][2] += t and not g
+        by_start = {got.scrubbed.to_original(s.start): s for s in got.sentences}
+        for s in truth.sentences:
+            sentences += 1
+            p = by_start.get(s.start)
+            anatomy_ok += p is not None and set(p.anatomies) == set(s.anatomies)
+        seeded = np.zeros(len(truth.text), bool)
+        found = np.zeros(len(truth.text), bool)
+        for span in truth.phi:
+            seeded[span.start:span.end] = True
+        for h in got.phi:
+            found[h.start:h.end] = True
+        seeded_chars += int(seeded.sum())
+        found_chars += int(found.sum())
+        hit_chars += int((seeded & found).sum())
+    f1 = {label: 2 * tp / max(2 * tp + fp + fn, 1) for label, (tp, fp, fn) in counts.items()}
+    print(f"\n== synthetic {name}: {n} reports, languages {languages}, language {'given' if hint else 'detected'}")
+    print(f"{'label':36s} {'F1':>6s} {'tp':>5s} {'fp':>4s} {'fn':>4s}")
+    for label, (tp, fp, fn) in counts.items():
+        print(f"{label:36s} {f1[label]:6.3f} {tp:5d} {fp:4d} {fn:4d}")
+    scores = {
+        "label_f1_min": min(f1.values()),
+        "anatomy_accuracy": anatomy_ok / sentences,
+        "phi_recall": hit_chars / max(seeded_chars, 1),
+        "phi_precision": hit_chars / max(found_chars, 1),
+    }
+    print("  ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+    return scores
+
+
+def agreement_negbio(analyzer) -> float | None:
+    """Positive-vs-not agreement with NegBio's OpenI gold (3,851 reports), per mapped label."""
+    gold_path = OPENI / "negbio_examples" / "openi_gld_std14.csv"
+    if not gold_path.exists():
+        print("\n(OpenI data absent: skipped)")
+        return None
+    with open(OPENI / "indiana_reports.csv", encoding="utf-8") as handle:
+        texts = {row["uid"]: "\n".join(f"{h.upper()}: {row[h]}" for h in ("findings", "impression") if row[h])
+                 for row in csv.DictReader(handle)}
+    with open(gold_path, encoding="utf-8") as handle:
+        gold = list(csv.DictReader(handle))
+    stats = {ours: [0, 0, 0, 0] for ours in NEGBIO_MAP.values()}  # tp fp fn agree
+    n = 0
+    for row in gold:
+        text = texts.get(row["filename"].removeprefix("CXR"), "")
+        if not text:
+            continue
+        n += 1
+        got = analyze_report(analyzer, text, language="en").labels
+        for theirs, ours in NEGBIO_MAP.items():
+            t = row[theirs] == "1"
+            g = got.get(ours) == LabelState.POSITIVE
+            s = stats[ours]
+            s[0] += t and g
+            s[1] += g and not t
+            s[2] += t and not g
+            s[3] += t == g
+    print(f"\n== OpenI (NegBio gold, {n} reports): positive vs not")
+    print(f"{'label':36s} {'agree':>6s} {'F1':>6s} {'tp':>5s} {'fp':>4s} {'fn':>4s}")
+    for label, (tp, fp, fn, agree) in stats.items():
+        print(f"{label:36s} {agree / n:6.3f} {2 * tp / max(2 * tp + fp + fn, 1):6.3f} {tp:5d} {fp:4d} {fn:4d}")
+    return sum(s[3] for s in stats.values()) / (n * len(stats))
+
+
+def agreement_chexpert(analyzer) -> float | None:
+    """Exact 4-state agreement with the CheXpert labeler's expected output on its samples."""
+    if not CHEXPERT.exists():
+        return None
+    with open(CHEXPERT, encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    agree = total = 0
+    for row in rows:
+        got = analyze_report(analyzer, row["Reports"], language="en").labels
+        for theirs, ours in CHEXPERT_MAP.items():
+            expected = {"1.0": "positive", "0.0": "negative", "-1.0": "uncertain", "": "absent"}[row[theirs]]
+            total += 1
+            agree += got.get(ours, LabelState.ABSENT).value == expected
+    print(f"\n== CheXpert samples: {agree}/{total} label states agree")
+    return agree / total
+
+
+def _rate(fn, texts: list[str]) -> float:
+    """Best of 3 passes, in reports per CPU-second of this process (one core; robust to other
+    processes sharing the machine, unlike wall time)."""
+    best = 0.0
+    for _ in range(3):
+        start = time.process_time()
+        for text in texts:
+            fn(text)
+        best = max(best, len(texts) / max(time.process_time() - start, 1e-9))
+    return best
+
+
+def throughput(analyzer) -> tuple[float, float]:
+    """Reports/s on one core for ~150-word reports, and the blank-spaCy sentencizer reference."""
+    pool = [t.text for t, _ in render_corpus(11, 1500, languages=("en",), phi_share=0.8)]
+    texts = [t for t in pool if 130 <= len(t.split()) <= 200][:300]
+    words = float(np.mean([len(t.split()) for t in texts]))
+    for text in texts[:50]:  # warm caches (tokenizer, regex)
+        analyze_report(analyzer, text)
+    best = _rate(lambda text: analyze_report(analyzer, text), texts)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer")
+    ref = _rate(nlp, texts)
+    print(f"\n== throughput: {len(texts)} reports of {words:.0f} words on average, single process")
+    print(f"ctcorpus analyze_report (scrub + sections + sentences + anatomy + labels): {best:8.0f} reports/s/core")
+    print(f"reference: blank spaCy + sentencizer only:                                 {ref:8.0f} reports/s/core")
+    print(f"ratio ctcorpus / sentencizer: {best / ref:.2f}")
+    return best, ref
+
+
+def main() -> None:
+    analyzer = build_analyzer()
+    runs = [
+        synthetic_scores(analyzer, "en", ("en",), 300, 1, hint=True),
+        synthetic_scores(analyzer, "de", ("de",), 300, 2, hint=True),
+        synthetic_scores(analyzer, "mixed", ("en", "de"), 300, 3, hint=False),
+    ]
+    negbio = agreement_negbio(analyzer)
+    chexpert = agreement_chexpert(analyzer)
+    rate, ref = throughput(analyzer)
+    result = {
+        "reports_per_s_per_core": round(rate, 1),
+        "label_f1_min": round(min(r["label_f1_min"] for r in runs), 4),
+        "phi_recall": round(min(r["phi_recall"] for r in runs), 4),
+        "phi_precision": round(min(r["phi_precision"] for r in runs), 4),
+        "anatomy_accuracy": round(min(r["anatomy_accuracy"] for r in runs), 4),
+        "sentencizer_reference_reports_per_s": round(ref, 1),
+        "openi_negbio_agreement": None if negbio is None else round(negbio, 4),
+        "chexpert_samples_agreement": None if chexpert is None else round(chexpert, 4),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

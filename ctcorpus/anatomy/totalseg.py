@@ -1,0 +1,369 @@
+"""The TotalSegmentator backend: provisioned weights only, one long-lived model per process.
+
+TotalSegmentator (``totalsegmentator.python_api.totalsegmentator``, v2.x) is configured through
+environment variables and a ``config.json`` in its home folder, downloads missing weights from GitHub
+at run time, posts usage statistics, and re-reads its checkpoint for every case. This module keeps it
+offline and quiet: weights must already be provisioned (checked before any work, with a message that
+says how to provision them), the environment is set for the call only, ``send_usage_stats`` is
+false, and loaded networks are kept across calls by the segmenter object.
+
+nnU-Net looks a trainer class up by importing every module of its trainer folder, some of which
+import timm -> torchvision, whose PyPI build does not match the CPU torch (the project removes it).
+:func:`register_nnunet_trainers` puts the trainer classes TotalSegmentator's models name into
+TotalSegmentator's own lookup table first, so that scan never happens.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from ctcorpus.anatomy.base import Segmentation, same_grid
+from ctcorpus.config.anatomy import AnatomyConfig
+from ctcorpus.enums import QuarantineReason
+from ctcorpus.errors import AnatomyError
+
+log = logging.getLogger(__name__)
+
+#: Trainer class name -> module under ``nnunetv2.training.nnUNetTrainer`` that defines it: every nnU-Net
+#: trainer TotalSegmentator's task table names (its own custom trainers it registers itself).
+_TRAINER_MODULES: Mapping[str, str] = {
+    "nnUNetTrainer": "nnUNetTrainer",
+    "nnUNetTrainerNoMirroring": "variants.data_augmentation.nnUNetTrainerNoMirroring",
+    "nnUNetTrainer_onlyMirror01": "variants.data_augmentation.nnUNetTrainerNoMirroring",
+    "nnUNetTrainer_DASegOrd0": "variants.data_augmentation.nnUNetTrainerDAOrd0",
+    "nnUNetTrainer_DASegOrd0_NoMirroring": "variants.data_augmentation.nnUNetTrainerDAOrd0",
+    "nnUNetTrainer_2000epochs_NoMirroring": "variants.training_length.nnUNetTrainer_Xepochs_NoMirroring",
+    "nnUNetTrainer_4000epochs_NoMirroring": "variants.training_length.nnUNetTrainer_Xepochs_NoMirroring",
+}
+#: The 6 mm model TotalSegmentator runs first to crop when ``roi_subset`` is given.
+_CROP_TASK_ID = 298
+
+
+def register_nnunet_trainers() -> tuple[str, ...]:
+    """Register the nnU-Net trainer classes TotalSegmentator needs in its own lookup table.
+
+    TotalSegmentator's ``totalsegmentator.nnunet.custom_trainers`` dict is consulted before nnU-Net
+    imports every module of its trainer folder (some import timm -> torchvision, which breaks with the
+    CPU torch). Importing the few modules that define the needed classes directly avoids that scan.
+    Idempotent.
+
+    Returns
+    -------
+    tuple of str
+        The trainer names now registered.
+
+    Examples
+    --------
+    >>> "nnUNetTrainer_4000epochs_NoMirroring" in register_nnunet_trainers()   # doctest: +SKIP
+    True
+    """
+    from totalsegmentator import nnunet
+
+    base = "nnunetv2.training.nnUNetTrainer"
+    for name, module in _TRAINER_MODULES.items():
+        nnunet.custom_trainers.setdefault(name, getattr(importlib.import_module(f"{base}.{module}"), name))
+    return tuple(sorted(nnunet.custom_trainers))
+
+
+def totalsegmentator_version() -> str:
+    """Installed TotalSegmentator version, or ``""`` when it is not installed."""
+    try:
+        return importlib.metadata.version("TotalSegmentator")
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
+def _task_settings(config: AnatomyConfig) -> dict[str, Any]:
+    """TotalSegmentator's own settings (task ids, trainer, resampling) for the configured task and mode."""
+    from totalsegmentator.map_tasks_config import DEFAULT_CONFIG, TASK_CONFIGS
+
+    if config.task not in TASK_CONFIGS:
+        raise AnatomyError(
+            f"unknown TotalSegmentator task {config.task!r}; set anatomy.task to one of {sorted(TASK_CONFIGS)}",
+            reason=QuarantineReason.STAGE_FAILED,
+        )
+    raw = TASK_CONFIGS[config.task]
+    settings = dict(DEFAULT_CONFIG)
+    if "sub_modes" in raw:
+        modes = raw["sub_modes"]
+        # like TotalSegmentator: a task without 'fastest' runs 'fast' for it
+        fallback = "fast" if config.mode != "default" and "fast" in modes else "default"
+        mode = config.mode if config.mode in modes else fallback
+        settings.update(modes[mode])
+    else:
+        settings.update(raw)
+    return settings
+
+
+def required_task_ids(config: AnatomyConfig) -> tuple[int, ...]:
+    """The TotalSegmentator task ids whose weights a run with ``config`` loads (sorted).
+
+    >>> required_task_ids(AnatomyConfig(mode="fastest"))
+    (298,)
+    """
+    task_id = _task_settings(config)["task_id"]
+    ids = set(task_id if isinstance(task_id, list) else [task_id])
+    if config.roi_subset:
+        ids.add(_CROP_TASK_ID)
+    return tuple(sorted(int(i) for i in ids))
+
+
+def _home_dir(config: AnatomyConfig) -> Path:
+    if config.home_dir is not None:
+        return Path(config.home_dir)
+    if "TOTALSEG_HOME_DIR" in os.environ:
+        return Path(os.environ["TOTALSEG_HOME_DIR"])
+    return Path.home() / ".totalsegmentator"
+
+
+def weights_dir(config: AnatomyConfig) -> Path:
+    """Folder that must hold the ``DatasetNNN_*`` weight folders (TotalSegmentator's resolution order).
+
+    ``anatomy.weights_path``, else ``$TOTALSEG_WEIGHTS_PATH``, else ``<home>/nnunet/results`` where home
+    is ``anatomy.home_dir``, else ``$TOTALSEG_HOME_DIR``, else ``~/.totalsegmentator``.
+    """
+    if config.weights_path is not None:
+        return Path(config.weights_path)
+    if "TOTALSEG_WEIGHTS_PATH" in os.environ:
+        return Path(os.environ["TOTALSEG_WEIGHTS_PATH"])
+    return _home_dir(config) / "nnunet" / "results"
+
+
+def _weight_folder(task_id: int) -> str:
+    from totalsegmentator.map_tasks_config import TASK_ID_WEIGHTS_CONFIGS
+
+    info = TASK_ID_WEIGHTS_CONFIGS[task_id]
+    return str(Path(info.get("rel_path") or "") / info["foldername"])
+
+
+def _weight_url(task_id: int) -> str:
+    """Where TotalSegmentator itself would download a task's weights zip from."""
+    from totalsegmentator.map_tasks_config import TASK_ID_WEIGHTS_CONFIGS
+
+    info = TASK_ID_WEIGHTS_CONFIGS[task_id]
+    return f"https://github.com/wasserth/TotalSegmentator/releases/download/{info.get('version')}/{info['foldername']}.zip"
+
+
+def missing_weights(config: AnatomyConfig) -> tuple[int, ...]:
+    """Task ids whose weight folder (with a ``checkpoint_final.pth``) is absent under :func:`weights_dir`."""
+    root = weights_dir(config)
+    return tuple(
+        task_id
+        for task_id in required_task_ids(config)
+        if not any((root / _weight_folder(task_id)).glob("*/fold_*/checkpoint_final.pth"))
+    )
+
+
+def provisioning_message(config: AnatomyConfig, missing: tuple[int, ...]) -> str:
+    """What an operator must do to provision the weights of ``missing`` tasks, exactly."""
+    root = weights_dir(config)
+    folders = ", ".join(f"{_weight_folder(i)} (task {i})" for i in missing)
+    download_task = {"default": "total", "fast": "total_fast", "fastest": "total_fast"}[config.mode]
+    return (
+        f"TotalSegmentator weights for task {config.task!r} (mode {config.mode!r}) are not provisioned: "
+        f"missing {folders} under {root}. To provision them offline: (1) on a machine with internet run "
+        f"`TOTALSEG_HOME_DIR=/tmp/ts totalseg_download_weights -t {download_task}` (the folders appear in "
+        f"/tmp/ts/nnunet/results), or download {' and '.join(_weight_url(i) for i in missing)}; (2) copy the folders "
+        f"into {root}, or run `TOTALSEG_WEIGHTS_PATH={root} totalseg_import_weights -i <folder>.zip` per zip, "
+        f"or set anatomy.weights_path (or TOTALSEG_WEIGHTS_PATH) to the folder that holds them. Run-time "
+        f"download is off (anatomy.allow_download: false); anatomy.backend 'threshold' runs without weights."
+    )
+
+
+def totalsegmentator_ready(config: AnatomyConfig) -> bool:
+    """True when TotalSegmentator is installed and every weight folder ``config`` needs is present."""
+    return bool(totalsegmentator_version()) and not missing_weights(config)
+
+
+def _write_quiet_config(home: Path) -> None:
+    """Create or update ``<home>/config.json`` with ``send_usage_stats: false`` (TotalSegmentator reads it)."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "config.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except json.JSONDecodeError:
+        raise AnatomyError(
+            "TotalSegmentator config.json is not valid JSON; fix or delete it", path=path
+        ) from None
+    data.setdefault("totalseg_id", "totalseg_ctcorpus")
+    data.setdefault("prediction_counter", 0)
+    data["send_usage_stats"] = False
+    data["statistics_disclaimer_shown"] = True
+    path.write_text(json.dumps(data, indent=4), encoding="utf-8")
+
+
+def write_nifti(image: sitk.Image, path: Path) -> Path:
+    """Write ``image`` as NIfTI for TotalSegmentator (SimpleITK converts LPS to the NIfTI RAS affine)."""
+    pixel = image if image.GetPixelID() != sitk.sitkFloat64 else sitk.Cast(image, sitk.sitkFloat32)
+    sitk.WriteImage(pixel, str(path))
+    return path
+
+
+def label_map_from_nifti(nifti: Any, reference: sitk.Image, scratch: Path) -> sitk.Image:
+    """A nibabel label image as a uint8 SimpleITK image on ``reference``'s exact grid.
+
+    The image goes through a NIfTI file so nibabel's RAS affine and SimpleITK's LPS geometry are
+    converted by the two libraries' own readers and writers; a grid that differs beyond
+    rounding is resampled (nearest neighbour) rather than relabelled.
+    """
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(np.asanyarray(nifti.dataobj).astype(np.uint8), nifti.affine), scratch)
+    labels = sitk.ReadImage(str(scratch), sitk.sitkUInt8)
+    if not same_grid(labels, reference):
+        log.warning("TotalSegmentator output grid differs from the input's: resampling (nearest neighbour)")
+        labels = sitk.Resample(labels, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    labels.CopyInformation(reference)
+    return labels
+
+
+class TotalSegmentatorSegmenter:
+    """TotalSegmentator through its Python API, set up once and reused for every volume.
+
+    Construction checks the weights (raising :class:`~ctcorpus.errors.AnatomyError` with the
+    provisioning steps when any is missing and ``allow_download`` is false), writes the quiet
+    ``config.json`` and registers the nnU-Net trainers; :meth:`segment` then only runs the model.
+    Loaded networks are cached on the object, so a worker that keeps one segmenter reads each
+    checkpoint once. Scripts that use it need an ``if __name__ == "__main__":`` guard (nnU-Net
+    starts worker processes).
+
+    Examples
+    --------
+    >>> seg = TotalSegmentatorSegmenter(AnatomyConfig(backend="totalsegmentator")).segment(ct)  # doctest: +SKIP
+    >>> seg.source                                                                            # doctest: +SKIP
+    'totalsegmentator-2.18.0-task298'
+    """
+
+    name = "totalsegmentator"
+
+    def __init__(self, config: AnatomyConfig) -> None:
+        installed = totalsegmentator_version()
+        if not installed:
+            raise AnatomyError("TotalSegmentator is not installed; use anatomy.backend 'threshold'")
+        from totalsegmentator.map_to_binary import class_map
+
+        self._config = config
+        task_ids = required_task_ids(config)
+        table = {int(k): v for k, v in class_map[config.task].items()}
+        if config.roi_subset:
+            unknown = sorted(set(config.roi_subset) - set(table.values()))
+            if unknown:
+                raise AnatomyError(f"anatomy.roi_subset names classes task {config.task!r} lacks: {unknown}")
+            table = {k: v for k, v in table.items() if v in config.roi_subset}
+        missing = missing_weights(config)
+        if missing and not config.allow_download:
+            raise AnatomyError(provisioning_message(config, missing), path=weights_dir(config))
+        self._label_table = table
+        self._home = _home_dir(config)
+        self._weights = weights_dir(config)
+        _write_quiet_config(self._home)
+        register_nnunet_trainers()
+        self._device = self._resolve_device(config.device)
+        self.version = f"{installed}-task{'-'.join(str(i) for i in task_ids)}"
+        self._networks: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    @staticmethod
+    def _resolve_device(device: str) -> str:
+        if device != "auto":
+            return device
+        import torch
+
+        return "gpu" if torch.cuda.is_available() else "cpu"
+
+    @contextmanager
+    def _environment(self) -> Iterator[None]:
+        """TotalSegmentator's environment for one call (restored after), and the cached predictor."""
+        from totalsegmentator import nnunet
+
+        keys = ("TOTALSEG_HOME_DIR", "TOTALSEG_WEIGHTS_PATH", "nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+        saved = {key: os.environ.get(key) for key in keys}
+        predictor_class = nnunet.nnUNetPredictor
+        os.environ["TOTALSEG_HOME_DIR"] = str(self._home)
+        os.environ["TOTALSEG_WEIGHTS_PATH"] = str(self._weights)
+        nnunet.nnUNetPredictor = _cached_predictor_class(predictor_class, self._networks)
+        try:
+            yield
+        finally:
+            nnunet.nnUNetPredictor = predictor_class
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    def segment(self, image: sitk.Image) -> Segmentation:
+        """Segment a CT volume in HU; the label map is mapped back onto ``image``'s exact grid."""
+        from totalsegmentator.python_api import totalsegmentator
+
+        config = self._config
+        with tempfile.TemporaryDirectory(prefix="ctcorpus-totalseg-") as tmp, self._environment():
+            ct_path = write_nifti(image, Path(tmp) / "ct.nii")
+            try:
+                result = totalsegmentator(
+                    ct_path,
+                    None,
+                    ml=True,
+                    task=config.task,
+                    fast=config.mode == "fast",
+                    fastest=config.mode == "fastest",
+                    roi_subset=list(config.roi_subset) if config.roi_subset else None,
+                    device=self._device,
+                    quiet=True,
+                    nr_thr_resamp=config.nr_thr_resamp,
+                    nr_thr_saving=config.nr_thr_saving,
+                )
+            except Exception as exc:  # TotalSegmentator raises bare exceptions of many kinds
+                raise AnatomyError(
+                    f"TotalSegmentator failed: {type(exc).__name__}: {exc}",
+                    reason=QuarantineReason.SEGMENTATION_FAILED,
+                ) from exc
+            labels = label_map_from_nifti(result, image, Path(tmp) / "seg.nii")
+        return Segmentation(labels=labels, label_table=self._label_table, backend=self.name, version=self.version)
+
+
+def _cached_predictor_class(base: type, cache: dict[tuple[Any, ...], dict[str, Any]]) -> type:
+    """A subclass of nnU-Net's predictor that loads each model folder once into ``cache``.
+
+    TotalSegmentator builds a new predictor per case and reads the checkpoint each time (its issues
+    #383, #523, #581); the predictor's state after ``initialize_from_trained_model_folder`` is kept
+    and restored instead.
+    """
+    state = (
+        "plans_manager",
+        "configuration_manager",
+        "list_of_parameters",
+        "network",
+        "dataset_json",
+        "trainer_name",
+        "allowed_mirroring_axes",
+        "label_manager",
+    )
+
+    class CachedPredictor(base):  # type: ignore[misc, valid-type]
+        def initialize_from_trained_model_folder(
+            self, model_training_output_dir: str, use_folds: Any, checkpoint_name: str = "checkpoint_final.pth"
+        ) -> None:
+            folds = tuple(use_folds) if isinstance(use_folds, list | tuple) else use_folds
+            key = (str(model_training_output_dir), folds, checkpoint_name, str(self.device))
+            if key not in cache:
+                super().initialize_from_trained_model_folder(model_training_output_dir, use_folds, checkpoint_name)
+                cache[key] = {name: getattr(self, name) for name in state}
+                log.info("loaded nnU-Net model folder=%s", model_training_output_dir)
+            else:
+                for name, value in cache[key].items():
+                    setattr(self, name, value)
+
+    CachedPredictor.__name__ = CachedPredictor.__qualname__ = base.__name__
+    return CachedPredictor

@@ -1,0 +1,151 @@
+"""The audit's entry point: :func:`audit_corpus` turns :class:`CorpusTables` into an :class:`AuditResult`.
+
+Pure: no file is read or written here (see :func:`~ctcorpus.audit.tables.load_corpus_tables` and
+:func:`~ctcorpus.audit.html.write_audit_report` for the shell).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from ctcorpus.audit.diff import CorpusDiff, diff_corpora
+from ctcorpus.audit.findings import SEVERITY_ORDER, Finding, FindingKind, Severity
+from ctcorpus.audit.leakage import find_leaks
+from ctcorpus.audit.stats import CorpusStats, corpus_statistics
+from ctcorpus.audit.tables import CorpusTables
+from ctcorpus.config.audit import AuditConfig
+from ctcorpus.version import __version__
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditResult:
+    """Everything the audit found about one corpus (and, optionally, against another).
+
+    Attributes
+    ----------
+    name, manifest:
+        The audited corpus and its manifest.
+    stats:
+        Its statistics.
+    findings:
+        Leaks, duplicates and data-quality problems, most severe first.
+    against:
+        Name of the corpus checked against (``None`` when none was given).
+    diff:
+        What changed from ``against`` to this corpus (``None`` without ``against``).
+    config:
+        The thresholds used (recorded in the report so the numbers can be reproduced).
+    pipeline_version:
+        The ctcorpus version that ran the audit.
+    """
+
+    name: str
+    manifest: Mapping[str, Any]
+    stats: CorpusStats
+    findings: tuple[Finding, ...]
+    against: str | None
+    diff: CorpusDiff | None
+    config: AuditConfig
+    pipeline_version: str
+
+    def count(self, severity: Severity | str) -> int:
+        """How many findings have ``severity``."""
+        return sum(f.severity == Severity(severity) for f in self.findings)
+
+
+def _tagged(frame: pd.DataFrame, corpus: str) -> pd.DataFrame:
+    return frame.assign(corpus=corpus)
+
+
+def _stat_findings(stats: CorpusStats) -> list[Finding]:
+    """Data-quality findings from the statistics: labels a split cannot evaluate, quarantined items."""
+    findings = []
+    prevalence = stats.label_prevalence
+    seen = prevalence.groupby("label")["positive"].sum()
+    for row in prevalence[(prevalence["positive"] == 0) & prevalence["label"].map(seen).gt(0)].itertuples():
+        findings.append(
+            Finding(
+                FindingKind.LABEL_MISSING_IN_SPLIT,
+                Severity.MEDIUM,
+                (str(row.label),),
+                (str(row.split),),
+                0.0,
+                f"label {row.label} has no positive report in split {row.split}: it cannot be evaluated there",
+            )
+        )
+    for stage, group in stats.quarantine.groupby("stage"):
+        top = group.iloc[0]
+        findings.append(
+            Finding(
+                FindingKind.QUARANTINE,
+                Severity.INFO,
+                tuple(sorted(group["reason"].astype(str))),
+                (str(stage),),
+                float(group["items"].sum()),
+                f"{int(group['items'].sum())} items quarantined by {stage}, most for {top['reason']} ({top['items']})",
+            )
+        )
+    return findings
+
+
+def _order(findings: list[Finding]) -> tuple[Finding, ...]:
+    rank = {s: k for k, s in enumerate(SEVERITY_ORDER)}
+    return tuple(sorted(findings, key=lambda f: (rank[f.severity], f.kind.value, f.ids)))
+
+
+def audit_corpus(
+    tables: CorpusTables,
+    against: CorpusTables | None = None,
+    config: AuditConfig | None = None,
+) -> AuditResult:
+    """Audit a corpus: statistics, leaks between splits, duplicates, and overlap with / diff from ``against``.
+
+    Parameters
+    ----------
+    tables:
+        The corpus to audit.
+    against:
+        Another corpus (a previous version, or any corpus a model might be evaluated on). Its
+        patients, studies, accessions, persons, volumes and reports are checked against this one,
+        and a diff from it to this one is computed.
+    config:
+        Thresholds; the default :class:`~ctcorpus.config.audit.AuditConfig` when ``None``.
+
+    Examples
+    --------
+    >>> result = audit_corpus(load_corpus_tables("out/v2"), against=load_corpus_tables("out/v1"))  # doctest: +SKIP
+    >>> result.count("high")                                                                        # doctest: +SKIP
+    0
+    """
+    config = config or AuditConfig()
+    stats = corpus_statistics(tables)
+    findings = find_leaks(
+        _tagged(tables.volumes, tables.name), _tagged(tables.reports, tables.name), config, cross=False
+    )
+    findings += _stat_findings(stats)
+    diff = None
+    if against is not None:
+        other = against.name if against.name != tables.name else f"{against.name} (other)"
+        volumes = pd.concat([_tagged(tables.volumes, tables.name), _tagged(against.volumes, other)], ignore_index=True)
+        reports = pd.concat([_tagged(tables.reports, tables.name), _tagged(against.reports, other)], ignore_index=True)
+        findings += find_leaks(volumes, reports, config, cross=True)
+        diff = diff_corpora(against, tables)
+        findings += diff.findings
+    logger.info("audit corpus=%s findings=%d against=%s", tables.name, len(findings), against and against.name)
+    return AuditResult(
+        name=tables.name,
+        manifest=dict(tables.manifest),
+        stats=stats,
+        findings=_order(findings),
+        against=against.name if against is not None else None,
+        diff=diff,
+        config=config,
+        pipeline_version=__version__,
+    )

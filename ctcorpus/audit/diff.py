@@ -1,0 +1,149 @@
+"""Dataset diff between two corpus versions: samples added, removed, changed (which fields), label shifts.
+
+Volumes are matched by ``volume_id`` and reports by ``report_id`` (pseudonymized ids are stable
+across versions of one dataset). A volume whose split changed is the dangerous change: a model
+evaluated on the old test split may have trained on it in the new version, so it is reported as a
+finding as well.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ctcorpus.audit.findings import Finding, FindingKind, Severity
+from ctcorpus.audit.tables import CorpusTables, report_level
+from ctcorpus.enums import LabelState
+
+#: Fields compared per volume (the fingerprint follows the HU hash and is not compared itself).
+VOLUME_FIELDS: tuple[str, ...] = (
+    "patient_id",
+    "study_id",
+    "accession_id",
+    "series_id",
+    "split",
+    "hu_sha256",
+    "spacing_x",
+    "spacing_y",
+    "spacing_z",
+    "n_slices",
+    "kernel",
+    "manufacturer",
+    "contrast",
+    "mask_source",
+)
+#: Fields compared per report.
+REPORT_FIELDS: tuple[str, ...] = ("study_id", "patient_id", "split", "text", "n_sentences")
+
+
+@dataclass(frozen=True, slots=True)
+class SampleDiff:
+    """Added, removed and changed ids of one table; ``changed`` has columns id, fields (comma-joined)."""
+
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    changed: pd.DataFrame
+    field_counts: pd.DataFrame  # field, changed
+
+
+@dataclass(frozen=True, slots=True)
+class CorpusDiff:
+    """What changed from ``old_name`` to ``new_name``.
+
+    ``label_shift`` has columns label, old_positive, new_positive, old_prevalence, new_prevalence,
+    delta (new - old prevalence) and flipped (reports in both versions whose state changed).
+    """
+
+    old_name: str
+    new_name: str
+    volumes: SampleDiff
+    reports: SampleDiff
+    label_shift: pd.DataFrame
+    findings: tuple[Finding, ...]
+
+
+def _comparable(frame: pd.DataFrame, key: str, fields: tuple[str, ...]) -> pd.DataFrame:
+    """Key-indexed frame of ``fields`` as strings (floats rounded): NaN != NaN must not count as a change."""
+    present = [f for f in fields if f in frame.columns]
+    out = frame.drop_duplicates(key).set_index(key)[present].copy()
+    for column in present:
+        values = out[column]
+        if pd.api.types.is_float_dtype(values):
+            values = values.round(6)
+        out[column] = values.astype(str)
+    out.index = out.index.astype(str)
+    return out
+
+
+def sample_diff(old: pd.DataFrame, new: pd.DataFrame, key: str, fields: tuple[str, ...]) -> SampleDiff:
+    """Compare two versions of a table row by row on ``fields`` (vectorized)."""
+    before, after = _comparable(old, key, fields), _comparable(new, key, fields)
+    common = before.index.intersection(after.index)
+    shared = [f for f in fields if f in before.columns and f in after.columns]
+    unequal = before.loc[common, shared].ne(after.loc[common, shared])
+    flagged = unequal[unequal.any(axis=1)]
+    names = np.asarray(shared, dtype=object)
+    fields_changed = [",".join(names[mask]) for mask in flagged.to_numpy(dtype=bool)]
+    changed = pd.DataFrame({"id": flagged.index.astype(str), "fields": pd.Series(fields_changed, dtype=object)})
+    counts = unequal.sum().rename("changed").rename_axis("field").reset_index()
+    return SampleDiff(
+        added=tuple(sorted(after.index.difference(before.index))),
+        removed=tuple(sorted(before.index.difference(after.index))),
+        changed=changed.sort_values("id").reset_index(drop=True),
+        field_counts=counts[counts["changed"] > 0].reset_index(drop=True),
+    )
+
+
+def _positive_share(tables: CorpusTables) -> pd.DataFrame:
+    labels = report_level(tables.labels)
+    positive = labels[labels["state"].astype(str) == LabelState.POSITIVE.value]
+    counts = positive.groupby("label")["report_id"].nunique()
+    return pd.DataFrame({"positive": counts, "prevalence": counts / max(tables.reports["report_id"].nunique(), 1)})
+
+
+def label_shift(old: CorpusTables, new: CorpusTables) -> pd.DataFrame:
+    """Per label: positive counts and prevalence in both versions, and reports whose state flipped."""
+    before, after = _positive_share(old), _positive_share(new)
+    frame = before.add_prefix("old_").join(after.add_prefix("new_"), how="outer").fillna(0.0)
+    frame["delta"] = frame["new_prevalence"] - frame["old_prevalence"]
+    key = ["report_id", "label"]
+    states = [report_level(t.labels)[[*key, "state"]] for t in (old, new)]
+    merged = states[0].merge(states[1], on=key, how="inner", suffixes=("_old", "_new"))
+    flipped = merged[merged["state_old"].astype(str) != merged["state_new"].astype(str)].groupby("label").size()
+    frame["flipped"] = flipped.reindex(frame.index, fill_value=0)
+    frame = frame.astype({"old_positive": np.int64, "new_positive": np.int64, "flipped": np.int64})
+    return frame.rename_axis("label").reset_index().sort_values("label").reset_index(drop=True)
+
+
+def diff_corpora(old: CorpusTables, new: CorpusTables) -> CorpusDiff:
+    """What changed from ``old`` to ``new``: samples added, removed, changed, and label shifts.
+
+    Examples
+    --------
+    >>> diff = diff_corpora(load_corpus_tables("v1"), load_corpus_tables("v2"))   # doctest: +SKIP
+    >>> diff.volumes.field_counts                                                   # doctest: +SKIP
+    """
+    volumes = sample_diff(old.volumes, new.volumes, "volume_id", VOLUME_FIELDS)
+    moved = volumes.changed[volumes.changed["fields"].str.split(",").map(lambda f: "split" in f)]
+    findings = []
+    if not moved.empty:
+        findings.append(
+            Finding(
+                FindingKind.SPLIT_CHANGED,
+                Severity.MEDIUM,
+                tuple(moved["id"]),
+                (old.name, new.name),
+                1.0,
+                f"{len(moved)} volumes changed split between {old.name} and {new.name}",
+            )
+        )
+    return CorpusDiff(
+        old_name=old.name,
+        new_name=new.name,
+        volumes=volumes,
+        reports=sample_diff(old.reports, new.reports, "report_id", REPORT_FIELDS),
+        label_shift=label_shift(old, new),
+        findings=tuple(findings),
+    )

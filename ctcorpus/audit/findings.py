@@ -1,0 +1,66 @@
+"""What the audit reports: a :class:`Finding` with a kind, a severity and the ids it concerns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Severity(str, Enum):
+    """How urgently a finding needs a person: ``high`` blocks training (a leak between splits)."""
+
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    INFO = "info"
+
+
+#: Severities from most to least urgent (report order).
+SEVERITY_ORDER: tuple[Severity, ...] = (Severity.HIGH, Severity.MEDIUM, Severity.LOW, Severity.INFO)
+
+
+class FindingKind(str, Enum):
+    """The checks of the audit; the first eight are leaks or duplicates (:data:`LEAK_KINDS`)."""
+
+    PATIENT_ACROSS_GROUPS = "patient_across_groups"
+    STUDY_ACROSS_GROUPS = "study_across_groups"
+    ACCESSION_ACROSS_GROUPS = "accession_across_groups"
+    SAME_PERSON_TWO_IDS = "same_person_two_ids"
+    DUPLICATE_VOLUME = "duplicate_volume"
+    NEAR_DUPLICATE_VOLUME = "near_duplicate_volume"
+    DUPLICATE_REPORT = "duplicate_report"
+    NEAR_DUPLICATE_REPORT = "near_duplicate_report"
+    LABEL_MISSING_IN_SPLIT = "label_missing_in_split"
+    QUARANTINE = "quarantine"
+    SPLIT_CHANGED = "split_changed"
+
+
+LEAK_KINDS: frozenset[FindingKind] = frozenset(list(FindingKind)[:8])
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem the audit found.
+
+    Parameters
+    ----------
+    kind:
+        Which check found it.
+    severity:
+        ``high`` for a leak between splits (or between this corpus and the one checked against).
+    ids:
+        The ids concerned, sorted (patient, study, accession, volume or report ids, by kind).
+    groups:
+        The splits (or corpora, for ``--against``) the ids fall in, sorted.
+    score:
+        The similarity that triggered a near-duplicate finding (1.0 for exact ones).
+    detail:
+        One line for a person.
+    """
+
+    kind: FindingKind
+    severity: Severity
+    ids: tuple[str, ...]
+    groups: tuple[str, ...]
+    score: float
+    detail: str

@@ -1,0 +1,256 @@
+"""Overlap and leakage: the same patient, study, accession or person across splits; duplicate volumes and reports.
+
+Every check runs over frames that carry a ``corpus`` and a ``split`` column, so one code path
+serves both questions: *within* a corpus (an entity in two splits is a leak, a duplicate inside a
+split inflates it) and *against* another corpus (a patient, study or accession in both corpora
+under different splits, e.g. this corpus's train set holds the other's test patients; a copied
+volume or report in both: ``high`` when the splits differ, ``medium`` when they agree).
+Near-duplicate volumes are found by fingerprint correlation, near-duplicate reports by MinHash LSH
+over word shingles (candidates only, each verified by exact Jaccard): neither is all-pairs on text.
+Near-duplicates are only reported between patients: a follow-up scan shares its patient's anatomy
+and a follow-up report copies wording forward ("unchanged since ..."), and neither can leak
+across splits, which are drawn per patient. Exact copies are reported whoever they belong to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+from datasketch import MinHash, MinHashLSH
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from ctcorpus.audit.findings import Finding, FindingKind, Severity
+from ctcorpus.audit.fingerprint import fingerprint_matrix, similar_pairs
+from ctcorpus.config.audit import AuditConfig
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def _label(frame: pd.DataFrame, cross: bool) -> pd.Series:
+    """The group a row is shown under: its split, or ``corpus/split`` when two corpora are compared."""
+    split = frame["split"].astype(str)
+    return frame["corpus"].astype(str) + "/" + split if cross else split
+
+
+def _present(values: pd.Series) -> pd.Series:
+    """Rows whose id is usable (not null, not empty)."""
+    return values.notna() & (values.astype(str) != "")
+
+
+def _finding(
+    kind: FindingKind, ids: Iterable[str], rows: pd.DataFrame, cross: bool, score: float, what: str
+) -> Finding:
+    splits = sorted(set(rows["split"].astype(str)))
+    groups = tuple(sorted(set(_label(rows, cross))))
+    severity = Severity.HIGH if len(splits) > 1 else Severity.MEDIUM
+    ids = tuple(sorted(set(map(str, ids))))
+    return Finding(kind, severity, ids, groups, float(score), f"{what} in {', '.join(groups)}")
+
+
+def _spans(rows: pd.DataFrame, cross: bool) -> bool:
+    """Whether rows are a problem to report: two splits (within) or two corpora (against)."""
+    return rows["corpus" if cross else "split"].nunique() > 1
+
+
+def entity_overlap(frames: list[pd.DataFrame], column: str, kind: FindingKind, *, cross: bool) -> list[Finding]:
+    """Ids of ``column`` (patient, study, accession) in two splits (and, against another corpus, in both).
+
+    Against another corpus an id shared by the same split of both is not reported: between two
+    versions of one dataset that is every sample; what leaks is an id in one corpus's train split
+    and the other's test split.
+    """
+    parts = [f.loc[_present(f[column]), [column, "corpus", "split"]] for f in frames if column in f.columns]
+    rows = pd.concat(parts, ignore_index=True).drop_duplicates()
+    rows[column] = rows[column].astype(str)
+    spread = rows.groupby(column)[["split", "corpus"]].nunique()
+    bad = (spread["split"] > 1) & (spread["corpus"] > 1 if cross else True)
+    flagged = rows[rows[column].isin(spread.index[bad])]
+    return [_finding(kind, [value], group, cross, 1.0, f"{column} {value}") for value, group in flagged.groupby(column)]
+
+
+def same_person_two_ids(volumes: pd.DataFrame, *, cross: bool) -> list[Finding]:
+    """One ``patient_key`` (keyed hash of name + birth date) under two patient ids: an ID-mapping error."""
+    rows = volumes.loc[_present(volumes["patient_key"]) & _present(volumes["patient_id"])]
+    rows = rows[["patient_key", "patient_id", "corpus", "split"]].astype(str).drop_duplicates()
+    ids = rows.groupby("patient_key")["patient_id"].nunique()
+    findings = []
+    for _, group in rows[rows["patient_key"].isin(ids.index[ids > 1])].groupby("patient_key"):
+        if cross and not _spans(group, cross):
+            continue
+        patients = sorted(group["patient_id"].unique())
+        findings.append(
+            _finding(
+                FindingKind.SAME_PERSON_TWO_IDS, patients, group, cross, 1.0, f"one person as {', '.join(patients)}"
+            )
+        )
+    return findings
+
+
+def _pair_findings(
+    frame: pd.DataFrame,
+    pairs: pd.DataFrame,
+    id_column: str,
+    kinds: tuple[FindingKind, FindingKind],
+    *,
+    cross: bool,
+    what: str,
+) -> list[Finding]:
+    """Findings from scored index pairs into ``frame``: one per connected cluster of copies.
+
+    Three copies of one scan, or a copy of a scan that also has a second reconstruction, are one
+    finding; its kind is ``kinds[0]`` (exact) when the cluster holds an exact pair
+    (``similarity == 1``), else ``kinds[1]`` (near).
+    """
+    if pairs.empty:
+        return []
+    i, j = pairs["i"].to_numpy(), pairs["j"].to_numpy()
+    n = len(frame)
+    _, labels = connected_components(coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)), directed=False)
+    scores = pairs["similarity"].groupby(labels[i]).agg(["max", "min"])
+    members = np.flatnonzero(np.isin(labels, scores.index))
+    findings = []
+    for cluster, rows in frame.iloc[members].groupby(labels[members]):
+        exact = scores.at[cluster, "max"] >= 1.0
+        kind = kinds[0] if exact else kinds[1]
+        label = f"{len(rows)} {what} ({'exact copies' if exact else 'near-identical'})"
+        findings.append(_finding(kind, rows[id_column], rows, cross, scores.at[cluster, "min"], label))
+    return findings
+
+
+def _keep_pairs(frame: pd.DataFrame, pairs: pd.DataFrame, *, cross: bool, same: Iterable[str]) -> pd.DataFrame:
+    """Drop pairs that are not duplicates to report: same study (reconstructions), one corpus (against)."""
+    if pairs.empty:
+        return pairs
+    i, j = pairs["i"].to_numpy(), pairs["j"].to_numpy()
+    keep = np.ones(len(pairs), dtype=bool)
+    for column in same:
+        values = frame[column].astype(str).to_numpy()
+        keep &= values[i] != values[j]
+    if cross:
+        corpus = frame["corpus"].astype(str).to_numpy()
+        keep &= corpus[i] != corpus[j]
+    return pairs[keep].reset_index(drop=True)
+
+
+def _equal_pairs(keys: pd.Series) -> pd.DataFrame:
+    """All index pairs (i < j) of rows sharing a key (exact duplicates), vectorized."""
+    frame = pd.DataFrame({"key": keys.to_numpy(), "i": np.arange(len(keys))})
+    frame = frame[frame["key"].notna() & (frame["key"].astype(str) != "")]
+    dup = frame[frame["key"].duplicated(keep=False)]
+    merged = dup.merge(dup, on="key", suffixes=("", "_j"))
+    merged = merged[merged["i"] < merged["i_j"]]
+    return pd.DataFrame({"i": merged["i"].to_numpy(), "j": merged["i_j"].to_numpy(), "similarity": 1.0})
+
+
+def duplicate_volumes(volumes: pd.DataFrame, config: AuditConfig, *, cross: bool) -> list[Finding]:
+    """Exact copies (same HU hash) and near copies (fingerprint correlation) under different studies."""
+    volumes = volumes.reset_index(drop=True)
+    exact = _keep_pairs(volumes, _equal_pairs(volumes["hu_sha256"]), cross=cross, same=("volume_id",))
+    has_fp = np.flatnonzero(
+        volumes["fingerprint"].map(lambda f: isinstance(f, list | tuple | np.ndarray) and len(f) > 0).to_numpy()
+    )
+    pairs = similar_pairs(
+        fingerprint_matrix(volumes["fingerprint"].iloc[has_fp]),
+        config.volume_similarity,
+        exact_limit=config.volume_exact_limit,
+        candidate_threshold=config.volume_candidate_similarity,
+        dims=config.projection_dims,
+        seed=config.seed,
+    )
+    pairs = pairs.assign(i=has_fp[pairs["i"].to_numpy(np.int64)], j=has_fp[pairs["j"].to_numpy(np.int64)])
+    near = _keep_pairs(volumes, pairs, cross=cross, same=("study_id", "patient_id", "hu_sha256"))
+    near["similarity"] = near["similarity"].clip(upper=0.999999)  # 1.0 marks exact copies
+    kinds = (FindingKind.DUPLICATE_VOLUME, FindingKind.NEAR_DUPLICATE_VOLUME)
+    both = pd.concat([exact, near], ignore_index=True)
+    return _pair_findings(volumes, both, "volume_id", kinds, cross=cross, what="volumes of one scan")
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def shingles(text: str, size: int) -> set[str]:
+    """Word ``size``-grams of a report (case and punctuation ignored); a short text is one shingle."""
+    words = _words(text)
+    if len(words) <= size:
+        return {" ".join(words)} if words else set()
+    return {" ".join(words[k : k + size]) for k in range(len(words) - size + 1)}
+
+
+def _jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a or b else 0.0
+
+
+def report_pairs(texts: pd.Series, config: AuditConfig) -> pd.DataFrame:
+    """Pairs of reports whose shingle Jaccard reaches ``config.report_similarity`` (MinHash LSH + exact check)."""
+    sets = [shingles(t if isinstance(t, str) else "", config.shingle_words) for t in texts]
+    indexed = [k for k, s in enumerate(sets) if s]
+    if len(indexed) < 2:
+        return pd.DataFrame({"i": [], "j": [], "similarity": []})
+    sketches = MinHash.bulk(
+        [[s.encode("utf-8") for s in sets[k]] for k in indexed], num_perm=config.minhash_permutations, seed=config.seed
+    )
+    lsh = MinHashLSH(threshold=config.report_similarity, num_perm=config.minhash_permutations)
+    with lsh.insertion_session() as session:
+        for k, sketch in zip(indexed, sketches):
+            session.insert(k, sketch)
+    found: list[tuple[int, int, float]] = []
+    for k, sketch in zip(indexed, sketches):
+        for other in lsh.query(sketch):
+            if other > k:
+                score = _jaccard(sets[k], sets[other])
+                if score >= config.report_similarity:
+                    found.append((k, other, score))
+    frame = pd.DataFrame(found, columns=["i", "j", "similarity"])
+    return frame.astype({"i": np.int64, "j": np.int64, "similarity": np.float64})
+
+
+def _text_hash(text: object) -> str:
+    """sha256 of a report's words (case, spacing and punctuation ignored); '' for an empty report."""
+    words = _words(text) if isinstance(text, str) else []
+    return hashlib.sha256(" ".join(words).encode()).hexdigest() if words else ""
+
+
+def duplicate_reports(reports: pd.DataFrame, config: AuditConfig, *, cross: bool) -> list[Finding]:
+    """Reports copied to another study: identical words, or a few words changed (near-duplicate)."""
+    reports = reports.reset_index(drop=True).assign(text_hash=reports["text"].map(_text_hash).to_numpy())
+    exact = _keep_pairs(reports, _equal_pairs(reports["text_hash"]), cross=cross, same=("study_id",))
+    near = _keep_pairs(
+        reports, report_pairs(reports["text"], config), cross=cross, same=("study_id", "patient_id", "text_hash")
+    )
+    near["similarity"] = near["similarity"].clip(upper=0.999999)  # 1.0 marks identical text
+    kinds = (FindingKind.DUPLICATE_REPORT, FindingKind.NEAR_DUPLICATE_REPORT)
+    both = pd.concat([exact, near], ignore_index=True)
+    return _pair_findings(reports, both, "report_id", kinds, cross=cross, what="reports of other studies")
+
+
+def find_leaks(volumes: pd.DataFrame, reports: pd.DataFrame, config: AuditConfig, *, cross: bool) -> list[Finding]:
+    """All overlap, leakage and duplicate checks over frames with ``corpus`` and ``split`` columns.
+
+    Parameters
+    ----------
+    volumes, reports:
+        The volumes and reports tables (of one corpus, or of two concatenated), each with a
+        ``corpus`` column naming the corpus of every row.
+    config:
+        Thresholds of the near-duplicate checks.
+    cross:
+        ``False``: leaks between splits of one corpus. ``True``: only what two corpora share.
+
+    Examples
+    --------
+    >>> findings = find_leaks(volumes, reports, AuditConfig(), cross=False)   # doctest: +SKIP
+    """
+    frames = [volumes, reports]
+    findings = entity_overlap(frames, "patient_id", FindingKind.PATIENT_ACROSS_GROUPS, cross=cross)
+    findings += entity_overlap(frames, "study_id", FindingKind.STUDY_ACROSS_GROUPS, cross=cross)
+    findings += entity_overlap([volumes], "accession_id", FindingKind.ACCESSION_ACROSS_GROUPS, cross=cross)
+    findings += same_person_two_ids(volumes, cross=cross)
+    findings += duplicate_volumes(volumes, config, cross=cross)
+    findings += duplicate_reports(reports, config, cross=cross)
+    return findings

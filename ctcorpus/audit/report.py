@@ -1,0 +1,361 @@
+"""The audit's output: the same numbers as JSON and as a self-contained HTML page with plots.
+
+The HTML embeds every plot as a base64 PNG and its CSS inline, so the one file can be mailed or
+attached to a dataset card. Plots are drawn on :class:`matplotlib.figure.Figure` objects with the
+Agg canvas (no pyplot state, safe in worker processes). Findings come first, most severe on top:
+a person should see in five seconds whether the corpus may be trained on.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ctcorpus.audit.core import AuditResult
+from ctcorpus.audit.diff import CorpusDiff
+from ctcorpus.audit.findings import SEVERITY_ORDER, Finding, Severity
+from ctcorpus.audit.stats import CorpusStats
+from ctcorpus.errors import AuditError
+
+HTML_FILE = "audit.html"
+JSON_FILE = "audit.json"
+_COLOURS = {Severity.HIGH: "#c62828", Severity.MEDIUM: "#ef6c00", Severity.LOW: "#f9a825", Severity.INFO: "#546e7a"}
+_SPLIT_COLOURS = {"train": "#1565c0", "validation": "#2e7d32", "test": "#6a1b9a"}
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px 40px;color:#212121;max-width:1300px}
+h1{margin-bottom:4px}h2{border-bottom:2px solid #e0e0e0;padding-bottom:4px;margin-top:36px}
+.meta{color:#616161;margin-bottom:16px}
+.badges{display:flex;gap:12px;margin:12px 0}
+.badge{color:#fff;border-radius:6px;padding:10px 18px;font-size:18px;font-weight:600;min-width:120px;text-align:center}
+.badge small{display:block;font-size:12px;font-weight:400;opacity:.9}
+table{border-collapse:collapse;margin:8px 0 16px;font-size:13px}
+th,td{border:1px solid #e0e0e0;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f5f5f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.sev{color:#fff;border-radius:4px;padding:1px 6px;font-size:12px;font-weight:600}
+.ok{background:#e8f5e9;border-left:6px solid #2e7d32;padding:10px 14px;margin:8px 0}
+img{max-width:100%;border:1px solid #eeeeee;margin:6px 0}
+.grid{display:grid;grid-template-columns:1fr 1fr;gap:16px}
+code{font-size:12px}
+"""
+
+
+# ---------------------------------------------------------------- JSON
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A frame as JSON-safe records (numpy scalars and arrays to Python)."""
+    return json.loads(frame.to_json(orient="records"))
+
+
+def _finding_dict(finding: Finding) -> dict[str, Any]:
+    data = dataclasses.asdict(finding)
+    return {**data, "kind": finding.kind.value, "severity": finding.severity.value, "ids": list(finding.ids)}
+
+
+def _diff_dict(diff: CorpusDiff) -> dict[str, Any]:
+    def sample(part: Any) -> dict[str, Any]:
+        return {
+            "added": list(part.added),
+            "removed": list(part.removed),
+            "changed": _records(part.changed),
+            "field_counts": _records(part.field_counts),
+        }
+
+    return {
+        "old": diff.old_name,
+        "new": diff.new_name,
+        "volumes": sample(diff.volumes),
+        "reports": sample(diff.reports),
+        "label_shift": _records(diff.label_shift),
+    }
+
+
+def result_to_dict(result: AuditResult) -> dict[str, Any]:
+    """Everything in the audit as plain JSON-able data (what ``audit.json`` holds).
+
+    Examples
+    --------
+    >>> data = result_to_dict(audit_corpus(tables))   # doctest: +SKIP
+    >>> data["summary"]["high"]                        # doctest: +SKIP
+    0
+    """
+    stats = {f.name: _records(getattr(result.stats, f.name)) for f in dataclasses.fields(CorpusStats)}
+    return {
+        "corpus": result.name,
+        "against": result.against,
+        "pipeline_version": result.pipeline_version,
+        "manifest": json.loads(json.dumps(dict(result.manifest), default=str)),
+        "config": result.config.model_dump(mode="json"),
+        "summary": {s.value: result.count(s) for s in SEVERITY_ORDER},
+        "findings": [_finding_dict(f) for f in result.findings],
+        "stats": stats,
+        "diff": _diff_dict(result.diff) if result.diff is not None else None,
+    }
+
+
+# ---------------------------------------------------------------- plots
+
+
+def _png(figure: Figure) -> str:
+    """A figure as an ``<img>`` tag holding a base64 PNG."""
+    buffer = io.BytesIO()
+    FigureCanvasAgg(figure)
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+
+
+def _split_colour(split: str) -> str:
+    return _SPLIT_COLOURS.get(split, "#757575")
+
+
+def _by_split(table: pd.DataFrame) -> pd.DataFrame:
+    """Columns in train, validation, test order (others after), so colours and legends line up."""
+    order = [s for s in _SPLIT_COLOURS if s in table.columns] + [s for s in table.columns if s not in _SPLIT_COLOURS]
+    return table[order]
+
+
+def _prevalence_plot(prevalence: pd.DataFrame) -> str:
+    """Horizontal grouped bars: positive share of every label per split (the first thing to compare)."""
+    table = _by_split(prevalence.pivot_table(index="label", columns="split", values="prevalence", fill_value=0.0))
+    table = table.loc[table.max(axis=1).sort_values().index]
+    figure = Figure(figsize=(11, 0.42 * len(table) + 1.5))
+    axes = figure.subplots()
+    height = 0.8 / max(len(table.columns), 1)
+    positions = np.arange(len(table))
+    for k, split in enumerate(table.columns):  # first split on top of each group, as in the legend
+        offset = (len(table.columns) - 1 - k) * height
+        axes.barh(positions + offset, 100 * table[split], height, label=split, color=_split_colour(split))
+    axes.set_yticks(positions + height * (len(table.columns) - 1) / 2, [s.replace("_", " ") for s in table.index])
+    axes.set_xlabel("reports positive for the label (%)")
+    axes.set_title("Label prevalence per split")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axes.grid(axis="x", alpha=0.3)
+    return _png(figure)
+
+
+def _cooccurrence_plot(pairs: pd.DataFrame) -> str:
+    """Heatmap of reports positive for two labels at once (diagonal: the label alone)."""
+    matrix = pairs.pivot_table(index="label_a", columns="label_b", values="reports", fill_value=0)
+    labels = sorted(set(matrix.index) | set(matrix.columns))
+    matrix = matrix.reindex(index=labels, columns=labels, fill_value=0).to_numpy().astype(float)
+    np.fill_diagonal(matrix, np.nan)  # the diagonal (a label alone) would swamp the pairs
+    figure = Figure(figsize=(10, 8.5))
+    axes = figure.subplots()
+    image = axes.imshow(matrix, cmap="Blues")
+    names = [s.replace("_", " ") for s in labels]
+    axes.set_xticks(range(len(labels)), names, rotation=60, ha="right", fontsize=9)
+    axes.set_yticks(range(len(labels)), names, fontsize=9)
+    axes.set_title("Label co-occurrence: reports positive for both (diagonal blank)")
+    figure.colorbar(image, ax=axes, shrink=0.7, label="reports")
+    return _png(figure)
+
+
+def _volume_plot(values: pd.DataFrame) -> str:
+    """Stacked bars per split for kernel, manufacturer, contrast and mask source."""
+    fields = list(dict.fromkeys(values["field"]))
+    figure = Figure(figsize=(13, 3.2 * ((len(fields) + 1) // 2)))
+    grid = figure.subplots((len(fields) + 1) // 2, 2, squeeze=False)
+    for axes, field in zip(grid.ravel(), fields):
+        table = _by_split(
+            values[values["field"] == field].pivot_table(index="value", columns="split", values="volumes", fill_value=0)
+        )
+        left = np.zeros(len(table))
+        for split in table.columns:
+            axes.barh(table.index.astype(str), table[split], left=left, label=split, color=_split_colour(split))
+            left += table[split].to_numpy()
+        axes.set_title(f"volumes by {field.replace('_', ' ')}")
+        axes.set_xlabel("volumes")
+        axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    for axes in grid.ravel()[len(fields) :]:
+        axes.set_visible(False)
+    figure.tight_layout()
+    return _png(figure)
+
+
+def _bar_plot(frame: pd.DataFrame, label: str, value: str, title: str, colour: str = "#37474f") -> str:
+    """One horizontal bar chart, largest on top."""
+    frame = frame.sort_values(value)
+    figure = Figure(figsize=(9, 0.35 * len(frame) + 1.4))
+    axes = figure.subplots()
+    axes.barh(frame[label].astype(str).str.replace("_", " "), frame[value], color=colour)
+    axes.set_title(title)
+    axes.set_xlabel(value)
+    axes.grid(axis="x", alpha=0.3)
+    return _png(figure)
+
+
+def _shift_plot(shift: pd.DataFrame, old: str, new: str) -> str:
+    """Prevalence of each label in the old and the new version, side by side."""
+    shift = shift.sort_values("label", ascending=False)
+    positions = np.arange(len(shift))
+    figure = Figure(figsize=(10, 0.4 * len(shift) + 1.5))
+    axes = figure.subplots()
+    axes.barh(positions + 0.2, 100 * shift["old_prevalence"], 0.4, label=old, color="#90a4ae")
+    axes.barh(positions - 0.2, 100 * shift["new_prevalence"], 0.4, label=new, color="#1565c0")
+    axes.set_yticks(positions, shift["label"].str.replace("_", " "))
+    axes.set_xlabel("reports positive (%)")
+    axes.set_title("Label prevalence: old vs new version")
+    axes.legend(loc="lower right")
+    return _png(figure)
+
+
+# ---------------------------------------------------------------- HTML
+
+
+def _table(frame: pd.DataFrame, limit: int = 60) -> str:
+    """A frame as an HTML table (numbers right-aligned and rounded), at most ``limit`` rows."""
+    if frame.empty:
+        return "<p><em>none</em></p>"
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = []
+    for record in frame.head(limit).itertuples(index=False):
+        cells = []
+        for value in record:
+            if isinstance(value, float | np.floating):
+                cells.append(f'<td class="num">{value:.3g}</td>')
+            elif isinstance(value, int | np.integer):
+                cells.append(f'<td class="num">{value}</td>')
+            else:
+                cells.append(f"<td>{html.escape(str(value))}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    more = f"<p><em>{len(frame) - limit} more rows in the JSON</em></p>" if len(frame) > limit else ""
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>{more}"
+
+
+def _severity(severity: Severity) -> str:
+    return f'<span class="sev" style="background:{_COLOURS[severity]}">{severity.value}</span>'
+
+
+def _findings_section(result: AuditResult) -> str:
+    """Badges per severity, then the findings (at most ``max_listed`` per kind)."""
+    badges = "".join(
+        f'<div class="badge" style="background:{_COLOURS[s]}">{result.count(s)}<small>{s.value}</small></div>'
+        for s in SEVERITY_ORDER
+    )
+    if not result.findings:
+        return f'<div class="badges">{badges}</div><div class="ok">No finding: no leak, no duplicate.</div>'
+    high = result.count(Severity.HIGH)
+    verdict = (
+        f'<p style="color:{_COLOURS[Severity.HIGH]}"><b>{high} high-severity findings: leaks or copies across '
+        "splits. Resolve them before training or evaluating.</b></p>"
+        if high
+        else '<div class="ok">No leak between splits.</div>'
+    )
+    kinds = pd.Series([f.kind.value for f in result.findings]).value_counts()
+    summary = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in kinds.items())
+    rows, shown = [], pd.Series(0, index=kinds.index)
+    for finding in result.findings:
+        if shown[finding.kind.value] >= result.config.max_listed:
+            continue
+        shown[finding.kind.value] += 1
+        ids = ", ".join(finding.ids[:8]) + (f" (+{len(finding.ids) - 8})" if len(finding.ids) > 8 else "")
+        rows.append(
+            f"<tr><td>{_severity(finding.severity)}</td><td>{finding.kind.value}</td>"
+            f"<td><code>{html.escape(ids)}</code></td><td>{html.escape(', '.join(finding.groups))}</td>"
+            f'<td class="num">{finding.score:.3f}</td><td>{html.escape(finding.detail)}</td></tr>'
+        )
+    return (
+        f'<div class="badges">{badges}</div>{verdict}<p><b>Findings:</b> {html.escape(summary)}.</p>'
+        "<table><tr><th>severity</th><th>kind</th><th>ids</th><th>splits / corpora</th><th>score</th>"
+        f"<th>detail</th></tr>{''.join(rows)}</table>"
+    )
+
+
+def _diff_section(diff: CorpusDiff) -> str:
+    counts = pd.DataFrame(
+        [
+            {"table": name, "added": len(part.added), "removed": len(part.removed), "changed": len(part.changed)}
+            for name, part in (("volumes", diff.volumes), ("reports", diff.reports))
+        ]
+    )
+    fields = pd.concat(
+        [diff.volumes.field_counts.assign(table="volumes"), diff.reports.field_counts.assign(table="reports")]
+    )
+    shift = diff.label_shift
+    plot = _shift_plot(shift, diff.old_name, diff.new_name) if not shift.empty else ""
+    return (
+        f"<h2>Changes from {html.escape(diff.old_name)} to {html.escape(diff.new_name)}</h2>"
+        f"{_table(counts)}<h3>Changed fields</h3>{_table(fields)}<h3>Label shifts</h3>{plot}{_table(shift)}"
+    )
+
+
+def render_html(result: AuditResult) -> str:
+    """The audit as one self-contained HTML page (inline CSS, base64 PNG plots).
+
+    Examples
+    --------
+    >>> page = render_html(audit_corpus(tables))   # doctest: +SKIP
+    """
+    stats = result.stats
+    manifest = result.manifest
+    version = html.escape(str(manifest.get("dataset_version", "")))
+    parts = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Audit of {html.escape(result.name)}"
+        f"</title><style>{_CSS}</style></head><body>",
+        f"<h1>Corpus audit: {html.escape(result.name)}</h1>",
+        f"<div class='meta'>dataset version {version or 'n/a'} &middot; audited by ctcorpus "
+        f"{html.escape(result.pipeline_version)}"
+        + (f" &middot; checked against <b>{html.escape(result.against)}</b>" if result.against else "")
+        + "</div>",
+        "<h2>Summary of findings</h2>",
+        _findings_section(result),
+        "<h2>Splits</h2>",
+        _table(stats.splits),
+        "<h2>Labels</h2>",
+    ]
+    if not stats.label_prevalence.empty:
+        parts += [_prevalence_plot(stats.label_prevalence), _cooccurrence_plot(stats.label_cooccurrence)]
+        wide = _by_split(
+            stats.label_prevalence.pivot_table(index="label", columns="split", values="positive", fill_value=0)
+        )
+        parts += ["<h3>Positive reports per label and split</h3>", _table(wide.reset_index())]
+    else:
+        parts.append("<p><em>no labels table</em></p>")
+    parts += ["<h2>Reports</h2>", _table(stats.report_lengths), "<h3>Missing sections</h3>"]
+    parts.append(_table(stats.missing_sections[stats.missing_sections["missing"] > 0]))
+    parts += ["<h2>Volumes</h2>", _table(stats.volume_numeric)]
+    if not stats.volume_values.empty:
+        parts.append(_volume_plot(stats.volume_values))
+    parts.append("<h2>Snippets, quarantine</h2><div class='grid'>")
+    for frame, label, title in (
+        (stats.snippet_anatomies, "anatomy", "snippets per anatomy"),
+        (stats.snippet_labels, "label", "snippets per label"),
+    ):
+        parts.append(f"<div>{_bar_plot(frame, label, 'snippets', title) if not frame.empty else '<p>none</p>'}</div>")
+    parts.append("</div>")
+    quarantine = stats.quarantine.assign(item=stats.quarantine["stage"] + ": " + stats.quarantine["reason"])
+    if not quarantine.empty:
+        parts.append(_bar_plot(quarantine, "item", "items", "quarantined items by reason", colour="#8d6e63"))
+    if result.diff is not None:
+        parts.append(_diff_section(result.diff))
+    config = html.escape(json.dumps(result.config.model_dump(mode="json")))
+    parts.append(f"<h2>Settings</h2><p><code>{config}</code></p></body></html>")
+    return "\n".join(parts)
+
+
+def write_audit_report(result: AuditResult, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``audit.html`` and ``audit.json`` into ``out_dir`` (created if needed).
+
+    Examples
+    --------
+    >>> html_path, json_path = write_audit_report(audit_corpus(tables), "out/audit")   # doctest: +SKIP
+    """
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        html_path, json_path = out / HTML_FILE, out / JSON_FILE
+        json_path.write_text(json.dumps(result_to_dict(result), indent=1, sort_keys=True), encoding="utf-8")
+        html_path.write_text(render_html(result), encoding="utf-8")
+    except OSError as exc:
+        raise AuditError(f"cannot write the audit report: {exc.strerror}", path=out) from None
+    return html_path, json_path

@@ -1,0 +1,184 @@
+"""Corpus statistics: what a person checks before training, as tidy DataFrames (vectorized pandas).
+
+Every frame is long-form (one row per split x value) so the HTML report plots it and the JSON
+carries it without reshaping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ctcorpus.audit.tables import EXPECTED_SECTIONS, CorpusTables, report_level
+from ctcorpus.enums import LabelState
+
+#: Volume columns counted by value, per split.
+CATEGORICAL: tuple[str, ...] = ("kernel", "manufacturer", "contrast", "mask_source")
+#: Volume columns summarized by quantiles, per split.
+NUMERIC: tuple[str, ...] = ("spacing_x", "spacing_y", "spacing_z", "n_slices")
+_STATES: tuple[str, ...] = (LabelState.POSITIVE.value, LabelState.NEGATIVE.value, LabelState.UNCERTAIN.value)
+
+
+@dataclass(frozen=True, slots=True)
+class CorpusStats:
+    """The statistics of one corpus.
+
+    Attributes
+    ----------
+    splits:
+        split, volumes, patients, studies, reports.
+    label_prevalence:
+        split, label, positive, negative, uncertain, reports, prevalence (positive / reports of
+        the split), from report-level labels (``sentence_index == -1``).
+    label_cooccurrence:
+        label_a, label_b, reports (positive for both), over all splits; the diagonal is each
+        label's positive count.
+    report_lengths:
+        split, reports, words_median, words_p5, words_p95, sentences_median, empty.
+    missing_sections:
+        split, section, missing, share.
+    volume_values:
+        field (kernel, manufacturer, contrast, mask_source), value, split, volumes.
+    volume_numeric:
+        field (spacing_x/y/z, n_slices), split, min, p5, median, p95, max.
+    snippet_anatomies, snippet_labels:
+        anatomy / label, snippets.
+    quarantine:
+        stage, reason, items.
+    """
+
+    splits: pd.DataFrame
+    label_prevalence: pd.DataFrame
+    label_cooccurrence: pd.DataFrame
+    report_lengths: pd.DataFrame
+    missing_sections: pd.DataFrame
+    volume_values: pd.DataFrame
+    volume_numeric: pd.DataFrame
+    snippet_anatomies: pd.DataFrame
+    snippet_labels: pd.DataFrame
+    quarantine: pd.DataFrame
+
+
+def _split_sizes(tables: CorpusTables) -> pd.DataFrame:
+    volumes = tables.volumes.groupby("split").agg(
+        volumes=("volume_id", "nunique"), patients=("patient_id", "nunique"), studies=("study_id", "nunique")
+    )
+    reports = tables.reports.groupby("split").agg(reports=("report_id", "nunique"))
+    frame = volumes.join(reports, how="outer").fillna(0).astype(np.int64)
+    return frame.rename_axis("split").reset_index()
+
+
+def _report_labels(tables: CorpusTables) -> pd.DataFrame:
+    """Report-level labels joined to their report's split (unknown reports keep split '')."""
+    labels = report_level(tables.labels).drop(columns="split", errors="ignore")  # the report's split rules
+    splits = tables.reports[["report_id", "split"]].drop_duplicates("report_id")
+    merged = labels.merge(splits, on="report_id", how="left")
+    merged["split"] = merged["split"].fillna("")
+    merged["state"] = merged["state"].astype(str)
+    return merged
+
+
+def _prevalence(tables: CorpusTables, report_labels: pd.DataFrame) -> pd.DataFrame:
+    counts = pd.crosstab([report_labels["split"], report_labels["label"]], report_labels["state"])
+    # every split x every label seen anywhere: a label never mentioned in a split is a zero row
+    splits = sorted(set(tables.reports["split"].astype(str)) | set(report_labels["split"]))
+    grid = pd.MultiIndex.from_product([splits, sorted(set(report_labels["label"]))], names=["split", "label"])
+    counts = counts.reindex(index=grid, columns=list(_STATES), fill_value=0)
+    counts.columns = list(_STATES)
+    frame = counts.reset_index()
+    sizes = tables.reports.groupby("split")["report_id"].nunique().rename("reports")
+    frame = frame.merge(sizes, left_on="split", right_index=True, how="left")
+    frame["reports"] = frame["reports"].fillna(0).astype(np.int64)
+    frame["prevalence"] = np.where(frame["reports"] > 0, frame["positive"] / frame["reports"].clip(lower=1), 0.0)
+    return frame.sort_values(["split", "label"]).reset_index(drop=True)
+
+
+def _cooccurrence(report_labels: pd.DataFrame) -> pd.DataFrame:
+    positive = report_labels[report_labels["state"] == LabelState.POSITIVE.value][["report_id", "label"]]
+    pairs = positive.merge(positive, on="report_id", suffixes=("_a", "_b"))
+    frame = pairs.groupby(["label_a", "label_b"]).size().rename("reports").reset_index()
+    return frame.astype({"reports": np.int64})
+
+
+def _report_lengths(reports: pd.DataFrame) -> pd.DataFrame:
+    words = reports["text"].fillna("").astype(str).str.split().str.len()
+    frame = reports.assign(words=words, sentences=reports["n_sentences"].fillna(0).astype(np.int64))
+    grouped = frame.groupby("split")
+    out = pd.DataFrame(
+        {
+            "reports": grouped.size(),
+            "words_median": grouped["words"].median(),
+            "words_p5": grouped["words"].quantile(0.05),
+            "words_p95": grouped["words"].quantile(0.95),
+            "sentences_median": grouped["sentences"].median(),
+            "empty": grouped["words"].agg(lambda w: int((w == 0).sum())),
+        }
+    )
+    return out.rename_axis("split").reset_index()
+
+
+def _missing_sections(reports: pd.DataFrame) -> pd.DataFrame:
+    present = reports["sections"].map(lambda s: set() if s is None else set(s))
+    rows = []
+    for split, group in present.groupby(reports["split"]):
+        for section in EXPECTED_SECTIONS:
+            missing = int((~group.map(lambda s, sec=section: sec in s)).sum())
+            rows.append((split, section, missing, missing / max(len(group), 1)))
+    return pd.DataFrame(rows, columns=["split", "section", "missing", "share"])
+
+
+def _volume_values(volumes: pd.DataFrame) -> pd.DataFrame:
+    parts = []
+    for column in CATEGORICAL:
+        values = volumes[column].astype(object).where(volumes[column].notna(), "(missing)").astype(str)
+        counts = volumes.groupby([values.rename("value"), volumes["split"]]).size().rename("volumes").reset_index()
+        parts.append(counts.assign(field=column))
+    columns = ["field", "value", "split", "volumes"]
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
+
+
+def _volume_numeric(volumes: pd.DataFrame) -> pd.DataFrame:
+    long = volumes.melt(id_vars=["split"], value_vars=list(NUMERIC), var_name="field", value_name="value")
+    long["value"] = pd.to_numeric(long["value"], errors="coerce")
+    grouped = long.groupby(["field", "split"])["value"]
+    frame = pd.DataFrame(
+        {
+            "min": grouped.min(),
+            "p5": grouped.quantile(0.05),
+            "median": grouped.median(),
+            "p95": grouped.quantile(0.95),
+            "max": grouped.max(),
+        }
+    )
+    return frame.reset_index()
+
+
+def _exploded_counts(snippets: pd.DataFrame, column: str, name: str) -> pd.DataFrame:
+    values = snippets[column].explode().dropna()
+    return values.value_counts().rename_axis(name).rename("snippets").reset_index()
+
+
+def corpus_statistics(tables: CorpusTables) -> CorpusStats:
+    """Compute the statistics of one corpus (pure; vectorized over the tables).
+
+    Examples
+    --------
+    >>> stats = corpus_statistics(tables)            # doctest: +SKIP
+    >>> stats.label_prevalence.query("split == 'test'")  # doctest: +SKIP
+    """
+    report_labels = _report_labels(tables)
+    quarantine = tables.quarantine.groupby(["stage", "reason"]).size().rename("items").reset_index()
+    return CorpusStats(
+        splits=_split_sizes(tables),
+        label_prevalence=_prevalence(tables, report_labels),
+        label_cooccurrence=_cooccurrence(report_labels),
+        report_lengths=_report_lengths(tables.reports),
+        missing_sections=_missing_sections(tables.reports),
+        volume_values=_volume_values(tables.volumes),
+        volume_numeric=_volume_numeric(tables.volumes),
+        snippet_anatomies=_exploded_counts(tables.snippets, "anatomies", "anatomy"),
+        snippet_labels=_exploded_counts(tables.snippets, "labels", "label"),
+        quarantine=quarantine.sort_values("items", ascending=False).reset_index(drop=True),
+    )

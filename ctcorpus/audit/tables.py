@@ -1,0 +1,203 @@
+"""The audit's input: a corpus as DataFrames (:class:`CorpusTables`), and the reader of a corpus folder.
+
+The core of the audit is pure over these frames; only :func:`load_corpus_tables` touches files.
+Columns the audit needs are listed in :data:`COLUMNS`; a frame that lacks one is an
+:class:`~ctcorpus.errors.AuditError` naming the table and the column, so a mapping mistake is caught
+before any number is computed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from ctcorpus.errors import AuditError
+
+logger = logging.getLogger(__name__)
+
+#: Required columns per table (extra columns are kept and ignored).
+COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        # one row per training volume; fingerprint: ctcorpus.audit.volume_fingerprint (list of float32);
+        # patient_key: keyed hash of name + birth date (same person under two patient ids)
+        "volumes": (
+            "volume_id",
+            "patient_id",
+            "study_id",
+            "accession_id",
+            "series_id",
+            "split",
+            "hu_sha256",
+            "fingerprint",
+            "spacing_x",
+            "spacing_y",
+            "spacing_z",
+            "n_slices",
+            "kernel",
+            "manufacturer",
+            "contrast",
+            "mask_source",
+            "patient_key",
+        ),
+        # one row per report; sections: list of section names present (findings, impression, ...)
+        "reports": ("report_id", "study_id", "patient_id", "split", "text", "n_sentences", "sections"),
+        # sentence_index -1 = report level; state: ctcorpus.enums.LabelState value
+        "labels": ("report_id", "sentence_index", "label", "state"),
+        # anatomies, labels: lists of strings
+        "snippets": ("volume_id", "anatomies", "labels"),
+        "quarantine": ("stage", "reason"),
+    }
+)
+
+#: Tables a corpus may lack (an empty frame with the required columns stands in).
+OPTIONAL_TABLES: tuple[str, ...] = ("labels", "snippets", "quarantine")
+
+#: Sections a complete report has (CT-RATE's columns); missing ones are counted.
+EXPECTED_SECTIONS: tuple[str, ...] = ("clinical_information", "technique", "findings", "impression")
+
+
+def report_level(labels: pd.DataFrame) -> pd.DataFrame:
+    """The report-level rows of a labels table (``sentence_index == -1``): what prevalence counts."""
+    return labels[labels["sentence_index"].astype("int64") == -1]
+
+
+def empty_table(name: str) -> pd.DataFrame:
+    """An empty frame with the required columns of table ``name``."""
+    return pd.DataFrame({column: pd.Series(dtype=object) for column in COLUMNS[name]})
+
+
+@dataclass(frozen=True, slots=True)
+class CorpusTables:
+    """One corpus version as DataFrames: what the audit reads.
+
+    Parameters
+    ----------
+    volumes, reports, labels, snippets, quarantine:
+        Frames with at least the columns of :data:`COLUMNS` (see there for meaning).
+    manifest:
+        The corpus manifest (``dataset_version``, ``pipeline_version``, counts, ...).
+    name:
+        How the corpus is named in findings (e.g. its folder name or version).
+
+    Examples
+    --------
+    >>> tables = CorpusTables(volumes=empty_table("volumes"), reports=empty_table("reports"))
+    >>> tables.volumes.empty
+    True
+    """
+
+    volumes: pd.DataFrame
+    reports: pd.DataFrame
+    labels: pd.DataFrame = field(default_factory=lambda: empty_table("labels"))
+    snippets: pd.DataFrame = field(default_factory=lambda: empty_table("snippets"))
+    quarantine: pd.DataFrame = field(default_factory=lambda: empty_table("quarantine"))
+    manifest: Mapping[str, Any] = field(default_factory=dict)
+    name: str = "corpus"
+
+    def __post_init__(self) -> None:
+        for table, columns in COLUMNS.items():
+            frame = getattr(self, table)
+            missing = [c for c in columns if c not in frame.columns]
+            if missing:
+                raise AuditError(f"table {table!r} of corpus {self.name!r} lacks columns {missing}; map them first")
+
+
+def _read_table(root: Path, name: str) -> pd.DataFrame | None:
+    """All Parquet files under ``tables/<name>/`` (hive ``split=<x>/`` folders add a ``split`` column)."""
+    folder = root / "tables" / name
+    files = sorted(folder.rglob("*.parquet")) if folder.is_dir() else []
+    if not files:
+        return None
+    frames = []
+    for path in files:
+        try:
+            frame = pq.read_table(path, partitioning=None).to_pandas()
+        except Exception as exc:  # pyarrow raises several types for a corrupt file
+            raise AuditError(f"cannot read table {name!r}: {exc}", path=path) from None
+        part = next((p.split("=", 1)[1] for p in path.relative_to(folder).parts[:-1] if p.startswith("split=")), None)
+        if part is not None and "split" not in frame.columns:
+            frame["split"] = part
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _spacing(values: pd.Series, axis: int) -> pd.Series:
+    """One axis of a list column of (x, y, z) spacings."""
+    return values.map(lambda v: float(v[axis]) if v is not None and len(v) > axis else float("nan"))
+
+
+def _from_pipeline(frames: dict[str, pd.DataFrame], extra: dict[str, pd.DataFrame]) -> None:
+    """Fill audit columns from the pipeline's own tables where a frame lacks them (in place).
+
+    The pipeline keeps ``hu_sha256``, ``fingerprint`` and ``mask_source`` in ``samples``, the
+    manufacturer in ``series``, spacing as a list, report sections as ``section_names``; a
+    ``patient_key`` is not written by every pipeline version and defaults to '' (that check is
+    then skipped, with a warning).
+    """
+    volumes = frames["volumes"]
+    samples, series = extra.get("samples"), extra.get("series")
+    if samples is not None:
+        wanted = [c for c in ("hu_sha256", "fingerprint", "mask_source") if c not in volumes.columns]
+        volumes = volumes.merge(
+            samples[["volume_id", *wanted]].drop_duplicates("volume_id"), on="volume_id", how="left"
+        )
+    if series is not None and "manufacturer" not in volumes.columns:
+        makers = series[["series_id", "manufacturer"]].drop_duplicates("series_id")
+        volumes = volumes.merge(makers, on="series_id", how="left")
+    spacing = "native_spacing_mm" if "native_spacing_mm" in volumes.columns else "spacing_mm"
+    for axis, column in enumerate(("spacing_x", "spacing_y", "spacing_z")):
+        if column not in volumes.columns and spacing in volumes.columns:
+            volumes[column] = _spacing(volumes[spacing], axis)
+    if "patient_key" not in volumes.columns:
+        logger.warning("volumes have no patient_key: the same-person-under-two-ids check is skipped")
+        volumes["patient_key"] = ""
+    reports = frames["reports"]
+    if "sections" not in reports.columns and "section_names" in reports.columns:
+        reports = reports.assign(sections=reports["section_names"])
+    if "split" not in reports.columns and "split" in volumes.columns:
+        split_of = volumes.drop_duplicates("patient_id").set_index("patient_id")["split"]
+        reports = reports.assign(split=reports["patient_id"].map(split_of).fillna(""))
+    frames["volumes"], frames["reports"] = volumes, reports
+
+
+def load_corpus_tables(root: str | Path, name: str | None = None) -> CorpusTables:
+    """Read a corpus folder (``tables/<table>/[split=<x>/]*.parquet``, ``manifest.json``) into :class:`CorpusTables`.
+
+    ``volumes`` and ``reports`` must exist; the optional tables (labels, snippets, quarantine)
+    default to empty frames so an early corpus can still be audited. Columns the pipeline keeps
+    elsewhere (``samples``, ``series``) are joined in; anything still missing is an error naming it.
+
+    Examples
+    --------
+    >>> tables = load_corpus_tables("out/corpus-v2")   # doctest: +SKIP
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise AuditError("corpus folder not found", path=root)
+    manifest: dict[str, Any] = {}
+    manifest_path = root / "manifest.json"
+    if manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise AuditError(f"manifest is not valid JSON: {exc}", path=manifest_path) from None
+    frames: dict[str, pd.DataFrame] = {}
+    for table in COLUMNS:
+        frame = _read_table(root, table)
+        if frame is None:
+            if table not in OPTIONAL_TABLES:
+                raise AuditError(f"required table {table!r} is missing (no tables/{table}/*.parquet)", path=root)
+            frame = empty_table(table)
+        frames[table] = frame
+    extra = {name: frame for name in ("samples", "series") if (frame := _read_table(root, name)) is not None}
+    _from_pipeline(frames, extra)
+    label = name or str(manifest.get("dataset_version") or root.name)
+    return CorpusTables(manifest=manifest, name=label, **frames)

@@ -1,0 +1,219 @@
+"""The ``ctcorpus`` command line: mirrors the Prefect flows in ``flows/``.
+
+Heavy imports happen inside the commands so ``ctcorpus --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    name="ctcorpus",
+    help="Turn hospital CT exports (DICOM + reports) into audited training corpora.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+ConfigOption = Annotated[
+    Optional[Path], typer.Option("--config", "-c", help="YAML config file (default: the embedded default).")
+]
+
+
+class Language(str, Enum):
+    en = "en"
+    de = "de"
+    mixed = "mixed"
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Argument(help="Folder to write the synthetic export into.")],
+    patients: Annotated[int, typer.Option(help="Number of patients.")] = 3,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives byte-identical output.")] = 0,
+    defects: Annotated[bool, typer.Option("--defects", help="Seed broken files, stacks and reports.")] = False,
+    phi: Annotated[bool, typer.Option("--phi", help="Seed PHI in headers and report text.")] = False,
+    lang: Annotated[Language, typer.Option("--lang", help="Report language.")] = Language.en,
+    matrix: Annotated[int, typer.Option(help="Image matrix: 128 (tests) or 512 (benchmarks).")] = 128,
+) -> None:
+    """Generate a synthetic hospital export (DICOM series, RIS reports, ground truth)."""
+    from ctcorpus.synth import generate_export
+
+    if matrix not in (128, 512):
+        raise typer.BadParameter("matrix must be 128 or 512", param_hint="--matrix")
+    truth = generate_export(
+        out, patients=patients, seed=seed, defects=defects, phi=phi, language=lang.value, matrix=matrix
+    )
+    typer.echo(
+        f"wrote {len(truth.series)} series and {len(truth.reports)} reports "
+        f"({len(truth.defects)} seeded defects) to {out}"
+    )
+
+
+def _prepare(config: Optional[Path], **run_overrides: object) -> "CorpusConfig":
+    """Load and validate the config (bad config: a clear message naming the field) and set Prefect's env."""
+    from ctcorpus.config import config_from_dict, load_config
+    from ctcorpus.errors import ConfigError
+    from flows.runtime import apply_prefect_settings
+
+    try:
+        data = load_config(config).model_dump(mode="json")
+        data["run"].update({k: v for k, v in run_overrides.items() if v is not None})
+        cfg = config_from_dict(data, source=str(config or "<default>"))
+    except ConfigError as error:
+        typer.secho(str(error), fg="red", err=True)
+        raise typer.Exit(2) from None
+    apply_prefect_settings(cfg.run)
+    return cfg
+
+
+def _report(title: str, rows: dict[str, object]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    for key, value in rows.items():
+        table.add_row(key, str(value))
+    Console().print(table)
+
+
+@app.command()
+def ingest(
+    export: Annotated[Path, typer.Argument(help="Root folder of the DICOM export.")],
+    reports: Annotated[list[Path], typer.Option("--reports", "-r", help="RIS report export(s) (CSV/JSONL/Parquet).")] = [],
+    work: Annotated[Optional[Path], typer.Option(help="Work store (default: <run.output_dir>/work).")] = None,
+    config: ConfigOption = None,
+    dask_address: Annotated[Optional[str], typer.Option(help="Existing Dask scheduler, e.g. tcp://host:8786.")] = None,
+    serial: Annotated[bool, typer.Option("--serial", help="Process studies in this process (no Dask).")] = False,
+) -> None:
+    """Ingest an export incrementally: volumes, masks, reports, snippets (flow ``ingest_export``)."""
+    cfg = _prepare(config)
+    from flows.ingest import ingest_export
+
+    summary = ingest_export(
+        config_path=str(config) if config else None, export_dir=str(export), work_dir=str(work) if work else None,
+        report_files=[str(r) for r in reports], dask_address=dask_address or cfg.run.dask_address,
+        parallel=not serial, show_progress=True,
+    )
+    _report("ingest", {"studies": summary["studies"], "volumes": summary["volumes"], "processed": summary["computed"],
+                       "skipped (cached)": summary["cached"], "quarantined": summary["quarantined"],
+                       "failed": summary["failed"], "seconds": f"{summary['seconds']:.1f}"})
+
+
+@app.command()
+def build(
+    work: Annotated[Optional[Path], typer.Option(help="Work store of the ingest run.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Dataset folder (default: <output_dir>/dataset/<version>).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Build a dataset version: splits, Parquet tables, shards, manifest, card (flow ``build_dataset``)."""
+    _prepare(config)
+    from flows.build import build_dataset
+
+    result = build_dataset(config_path=str(config) if config else None, work_dir=str(work) if work else None,
+                           out_dir=str(out) if out else None)
+    _report("build", {"dataset": result["path"], "files": result["files"], **{f"split {k}": v for k, v in result["splits"].items()}})
+
+
+@app.command()
+def audit(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder to audit.")],
+    against: Annotated[Optional[Path], typer.Option(help="Another dataset version or corpus to compare with.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for audit.html and audit.json.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Audit a dataset: label statistics, leakage, near-duplicates, diff (flow ``audit_dataset``)."""
+    _prepare(config)
+    from flows.audit import audit_dataset
+
+    result = audit_dataset(dataset_dir=str(dataset), against_dir=str(against) if against else None,
+                           out_dir=str(out) if out else None, config_path=str(config) if config else None)
+    _report("audit", result)
+
+
+@app.command()
+def verify(dataset: Annotated[Path, typer.Argument(help="Dataset folder with manifest.json.")]) -> None:
+    """Check every checksum, schema and count of a dataset against its manifest."""
+    from ctcorpus.errors import CtCorpusError
+    from ctcorpus.outputs import verify_dataset
+
+    try:
+        problems = verify_dataset(dataset)
+    except CtCorpusError as error:
+        typer.secho(str(error), fg="red", err=True)
+        raise typer.Exit(2) from None
+    for problem in problems:
+        typer.secho(f"{problem.path}: {problem.problem}", fg="red")
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"{dataset}: every file matches the manifest")
+
+
+@app.command()
+def train(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder (its shards/ are streamed).")],
+    out: Annotated[Path, typer.Option(help="Folder for checkpoint, tokenizer and metrics.")] = Path("train-run"),
+    config: ConfigOption = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Train the small contrastive CT-report model and evaluate it (flow ``train``)."""
+    _prepare(config)
+    from flows.train import train as train_flow
+
+    result = train_flow(dataset_dir=str(dataset), out_dir=str(out), config_path=str(config) if config else None, device=device)
+    _report("train", result)
+
+
+@app.command("config")
+def show_config() -> None:
+    """Print the embedded default config as YAML, every field with its description."""
+    import yaml
+
+    from ctcorpus.config import CorpusConfig
+
+    typer.echo(yaml.safe_dump(CorpusConfig().model_dump(mode="json"), sort_keys=False))
+    typer.echo("# field descriptions: see `ctcorpus.config` (every field has one) or the JSON schema below")
+    typer.echo(yaml.safe_dump({"json_schema": CorpusConfig.model_json_schema()}, sort_keys=False))
+
+
+@app.command()
+def demo(
+    folder: Annotated[Path, typer.Argument(help="Folder for the demo export and outputs.")] = Path("demo"),
+    patients: Annotated[int, typer.Option(help="Patients in the synthetic export.")] = 4,
+    serial: Annotated[bool, typer.Option("--serial", help="No Dask cluster.")] = False,
+) -> None:
+    """Synthetic export -> ingest -> build -> audit -> verify, on the embedded default, offline."""
+    import yaml
+
+    from ctcorpus.synth import generate_export
+
+    export = folder / "export"
+    if not (export / "ground_truth.json").is_file():
+        generate_export(export, patients=patients, seed=0, defects=True, phi=True, language="mixed", matrix=128)
+    config_path = folder / "config.yaml"
+    config_path.write_text(yaml.safe_dump(demo_config(folder)), encoding="utf-8")
+    typer.echo(f"synthetic export: {export} (ground truth: {export / 'ground_truth.json'})")
+    ingest(export, reports=[], work=None, config=config_path, dask_address=None, serial=serial)
+    dataset = folder / "out" / "dataset" / "v1"
+    build(work=None, out=dataset, config=config_path)
+    audit(dataset, against=None, out=folder / "out" / "audit", config=config_path)
+    verify(dataset)
+    typer.echo(f"corpus: {dataset} (card: {dataset / 'dataset_card.md'})")
+    typer.echo(f"audit:  {folder / 'out' / 'audit' / 'audit.html'}")
+
+
+def demo_config(folder: Path) -> dict[str, object]:
+    """The demo's config: the embedded default plus the synthetic export's paths and a demo-only key."""
+    export = folder / "export"
+    return {
+        "run": {
+            "export_dir": str(export),
+            "report_files": [str(p) for p in (export / "reports.csv", export / "reports_latin1.csv") if p.is_file()],
+            "exclude_globs": ["ground_truth.json", "labels/*", "reports.jsonl", "leaks.json"],
+            "output_dir": str(folder / "out"),
+        },
+        "ingest": {"pseudonym_key": "demo-only-key-not-secret"},
+    }

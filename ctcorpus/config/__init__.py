@@ -1,0 +1,94 @@
+"""The corpus configuration: one pydantic model per stage, nested under :class:`CorpusConfig`.
+
+Loaded once (:func:`load_config`) and passed down; no stage reads the environment at import
+time. Bad config raises :class:`~ctcorpus.errors.ConfigError` naming the field.
+
+>>> cfg = load_config(None)          # the embedded default
+>>> cfg.ingest.target_spacing_mm
+(1.5, 1.5, 1.5)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from ctcorpus.config.anatomy import AnatomyConfig
+from ctcorpus.config.audit import AuditConfig
+from ctcorpus.config.base import StageConfig
+from ctcorpus.config.ingest import IngestConfig
+from ctcorpus.config.outputs import OutputConfig
+from ctcorpus.config.reports import ReportsConfig
+from ctcorpus.config.run import RunConfig
+from ctcorpus.config.snippets import SnippetsConfig
+from ctcorpus.config.train import TrainConfig
+from ctcorpus.errors import ConfigError
+from pydantic import Field
+
+
+class CorpusConfig(StageConfig):
+    """Everything a run needs; each stage reads only its own section."""
+
+    run: RunConfig = Field(default_factory=RunConfig, description="Paths, parallelism and orchestration.")
+    ingest: IngestConfig = Field(default_factory=IngestConfig, description="DICOM ingestion.")
+    reports: ReportsConfig = Field(default_factory=ReportsConfig, description="Report ingestion and NLP.")
+    snippets: SnippetsConfig = Field(default_factory=SnippetsConfig, description="Image-reference mining.")
+    anatomy: AnatomyConfig = Field(default_factory=AnatomyConfig, description="Segmentation.")
+    outputs: OutputConfig = Field(default_factory=OutputConfig, description="Tables, shards, splits, manifest.")
+    audit: AuditConfig = Field(default_factory=AuditConfig, description="Audit report.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Training stage.")
+
+    def digest(self, *sections: str) -> str:
+        """sha256 of the given sections (all if none): what a stage's outputs are keyed by."""
+        data = self.model_dump(mode="json")
+        picked = {s: data[s] for s in sections} if sections else data
+        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> CorpusConfig:
+    """Validate a mapping as a :class:`CorpusConfig`; errors name every bad field."""
+    try:
+        return CorpusConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{_field_path(e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid configuration: {problems}", path=source) from None
+
+
+def load_config(path: str | Path | None) -> CorpusConfig:
+    """Load a YAML (or JSON) config file; ``None`` gives the embedded default."""
+    if path is None:
+        return CorpusConfig()
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError("config file not found", path=path) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file is not valid YAML: {exc}", path=path) from None
+    if not isinstance(data, dict):
+        raise ConfigError("config file must hold a mapping of sections", path=path)
+    return config_from_dict(data, source=str(path))
+
+
+__all__ = [
+    "AnatomyConfig",
+    "AuditConfig",
+    "CorpusConfig",
+    "IngestConfig",
+    "OutputConfig",
+    "ReportsConfig",
+    "RunConfig",
+    "SnippetsConfig",
+    "TrainConfig",
+    "config_from_dict",
+    "load_config",
+]

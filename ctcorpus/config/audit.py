@@ -1,0 +1,49 @@
+"""Configuration of the audit stage: duplicate thresholds and report limits."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ctcorpus.config.base import StageConfig
+
+
+class AuditConfig(StageConfig):
+    """Settings of the audit stage (every field described)."""
+
+    volume_similarity: float = Field(
+        0.98,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Correlation of two volume fingerprints at or above which the volumes are reported as "
+            "near-duplicates (a resampled or slightly cropped copy of one scan scores above 0.99; "
+            "synthetic phantoms of different bodies at most 0.934)."
+        ),
+    )
+    volume_exact_limit: int = Field(
+        3000,
+        ge=2,
+        description=(
+            "Up to this many volumes, fingerprints are compared all-pairs (exact); above it, candidates "
+            "come from a random projection of corpus-centred fingerprints and are then verified exactly."
+        ),
+    )
+    volume_candidate_similarity: float = Field(
+        0.5,
+        ge=-1.0,
+        le=1.0,
+        description="Projected similarity (corpus-centred) above which a volume pair is verified exactly.",
+    )
+    projection_dims: int = Field(64, ge=8, description="Dimensions of the random projection used for candidates.")
+    report_similarity: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Jaccard similarity of word shingles at or above which two reports are near-duplicates.",
+    )
+    shingle_words: int = Field(3, ge=1, description="Words per shingle for report near-duplicate detection.")
+    minhash_permutations: int = Field(128, ge=16, description="MinHash permutations (LSH accuracy vs speed).")
+    seed: int = Field(0, description="Seed of the MinHash permutations and random projection (reproducible audits).")
+    max_listed: int = Field(
+        200, ge=1, description="At most this many items listed per finding kind in the HTML report."
+    )

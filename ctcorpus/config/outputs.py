@@ -1,0 +1,41 @@
+"""Configuration of the corpus outputs: splits, shards, Parquet files."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from ctcorpus.config.base import StageConfig
+
+
+class OutputConfig(StageConfig):
+    """Settings of the outputs stage (tables, shards, splits, manifest)."""
+
+    dataset_version: str = Field("v1", description="Name of the dataset version written by `build`.")
+    split_fractions: dict[str, float] = Field(
+        default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1},
+        description="Patient-level split fractions (train/validation/test); they must sum to 1.",
+    )
+    split_key: str = Field(
+        "ctcorpus-split-v1",
+        description="Key of the keyed hash that assigns patients to splits. Changing it reshuffles every "
+        "patient; keep it fixed for the life of a dataset.",
+    )
+    shard_max_bytes: int = Field(
+        256 * 1024 * 1024, gt=0, description="Target maximum size of one WebDataset tar shard in bytes."
+    )
+    shard_shuffle_seed: int | None = Field(
+        None, description="If set, samples are shuffled across the shards of a split with this seed."
+    )
+    parquet_row_group_rows: int = Field(
+        64 * 1024, gt=0, description="Rows per Parquet row group (readers skip row groups by statistics)."
+    )
+
+    @field_validator("split_fractions")
+    @classmethod
+    def _fractions_sum_to_one(cls, value: dict[str, float]) -> dict[str, float]:
+        allowed = {"train", "validation", "test"}
+        if not value or set(value) - allowed:
+            raise ValueError(f"split names must be among {sorted(allowed)}")
+        if any(v < 0 for v in value.values()) or abs(sum(value.values()) - 1.0) > 1e-6:
+            raise ValueError("split fractions must be >= 0 and sum to 1")
+        return value

@@ -1,0 +1,61 @@
+"""Configuration of the reports stage: export columns, linking, PHI policy, label vocabulary."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ctcorpus.config.base import StageConfig
+
+
+class ReportColumns(StageConfig):
+    """Which column of a RIS export (CSV, JSONL, Parquet) holds what; "" = the export lacks it."""
+
+    text: str = Field("report_text", description="Column holding the free report text.")
+    accession_number: str = Field("accession_number", description="Column with the accession number.")
+    patient_id: str = Field("patient_id", description="Column with the patient id (MRN).")
+    study_date: str = Field(
+        "study_date", description="Column with the study date (YYYYMMDD, YYYY-MM-DD or DD.MM.YYYY)."
+    )
+    language: str = Field("language", description="Optional column with the language ('en'/'de'); '' if absent.")
+    patient_name: str = Field(
+        "patient_name",
+        description="Optional column with the patient name (DICOM Family^Given), scrubbed from the text; '' if absent.",
+    )
+
+
+class ReportsConfig(StageConfig):
+    """Settings of the reports stage (every field described)."""
+
+    columns: ReportColumns = Field(default_factory=ReportColumns, description="Column mapping of the exports.")
+    link_window_days: int = Field(
+        3,
+        ge=0,
+        description="A report without a matching accession number links to the patient's study at most this "
+        "many days away (closest wins).",
+    )
+    language: Literal["auto", "en", "de"] = Field(
+        "auto", description="Report language; 'auto' detects it per report unless the export has a column."
+    )
+    date_policy: Literal["remove", "shift"] = Field(
+        "remove",
+        description="Dates in report text: 'remove' writes [DATE]; 'shift' moves them by a per-patient keyed "
+        "offset (derived from the pseudonymized patient id) so intervals survive.",
+    )
+    date_shift_max_days: int = Field(
+        365, ge=1, description="With date_policy 'shift': offsets are drawn from [-max, +max] days, never 0."
+    )
+    label_sections: tuple[str, ...] = Field(
+        ("findings", "impression"),
+        description="Sections whose sentences make the report-level labels (indications must not count).",
+    )
+    extra_synonyms: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="Extra label synonyms, label -> phrases (lowercase; a phrase matches at a word start and "
+        "may carry an inflection suffix). A label not among the 18 CT-RATE labels adds a new label.",
+    )
+    extra_anatomy_terms: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="Extra anatomy lexicon entries, Anatomy value -> phrases (matched on lowercased tokens).",
+    )

@@ -1,0 +1,75 @@
+"""The exception hierarchy: one base, one subclass per stage.
+
+Every error carries a machine-readable ``reason`` (a :class:`~ctcorpus.enums.QuarantineReason`
+where one applies), the ``path`` it concerns (if any) and a message that says what to do.
+Flows turn these into quarantine rows; the library raises them by default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ctcorpus.enums import QuarantineReason
+
+
+class CtCorpusError(Exception):
+    """Base class of every error ctcorpus raises on purpose.
+
+    Parameters
+    ----------
+    message:
+        What went wrong and what to do about it.
+    reason:
+        The reason code recorded in the quarantine table.
+    path:
+        The file (or folder) the error concerns, named in the message.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: QuarantineReason | str = QuarantineReason.STAGE_FAILED,
+        path: str | Path | None = None,
+    ) -> None:
+        self.reason = QuarantineReason(reason)
+        self.path = None if path is None else str(path)
+        self.message = message
+        prefix = f"{self.path}: " if self.path else ""
+        super().__init__(f"{prefix}{message} [{self.reason.value}]")
+
+
+class ConfigError(CtCorpusError):
+    """The configuration is invalid; the message names the field."""
+
+
+class SynthError(CtCorpusError):
+    """The synthetic export generator was asked for something it cannot make."""
+
+
+class IngestError(CtCorpusError):
+    """A DICOM file or stack cannot be used."""
+
+
+class ReportError(CtCorpusError):
+    """A report export or report text cannot be used."""
+
+
+class SnippetError(CtCorpusError):
+    """An image reference cannot be resolved."""
+
+
+class AnatomyError(CtCorpusError):
+    """Segmentation cannot run (e.g. TotalSegmentator weights are not provisioned)."""
+
+
+class OutputError(CtCorpusError):
+    """Writing or verifying the corpus failed."""
+
+
+class AuditError(CtCorpusError):
+    """An audit input is missing or inconsistent."""
+
+
+class TrainError(CtCorpusError):
+    """The training stage cannot run on the given shards or device."""

@@ -1,0 +1,278 @@
+"""Volume assembly: decode slices, apply rescale per slice to HU once, repair geometry per policy.
+
+Uncompressed little-endian slices are read as raw bytes at the PixelData offset discovery found
+(``np.frombuffer``: ~10x faster than ``ds.pixel_array``); everything else (RLE, JPEG Lossless,
+JPEG-LS, JPEG 2000, big endian, deflate) is decoded by pydicom with its pylibjpeg/gdcm handlers.
+Slices are read by a thread pool straight into one preallocated int16 array, so memory stays at
+one volume plus a slice per thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+
+from ctcorpus.config.ingest import IngestConfig
+from ctcorpus.enums import Action, QuarantineReason
+from ctcorpus.errors import IngestError
+from ctcorpus.ingest.geometry import covering_grid
+from ctcorpus.ingest.header import NATIVE_LE
+from ctcorpus.ingest.records import InstanceRecord, SliceRecord, Stack, Vec3, Volume
+
+#: Value of voxels outside the scanned field of view after a geometric repair (air).
+AIR_HU = -1024
+_INT16 = np.iinfo(np.int16)
+
+
+def read_stored(record: InstanceRecord) -> np.ndarray:
+    """The stored pixel values of one slice, (rows, columns), before rescale.
+
+    Raises :class:`IngestError` (``unreadable_pixels``) naming the file when decoding fails.
+    """
+    shape = (record.rows, record.columns)
+    raw_ok = (
+        record.transfer_syntax in NATIVE_LE
+        and record.bits_allocated in (8, 16)
+        and record.pixel_length == record.rows * record.columns * record.bits_allocated // 8
+    )
+    try:
+        if raw_ok:
+            with open(record.path, "rb") as handle:
+                handle.seek(record.pixel_offset)
+                data = handle.read(record.pixel_length)
+            if len(data) != record.pixel_length:
+                raise IngestError("PixelData is shorter than declared: truncated file; re-export it", reason=QuarantineReason.TRUNCATED, path=record.rel_path)
+            kind = "i" if record.pixel_representation else "u"
+            array = np.frombuffer(data, dtype=f"<{kind}{record.bits_allocated // 8}").reshape(shape)
+            return _mask_bits(array, record.bits_stored, record.bits_allocated, bool(record.pixel_representation))
+        array = pydicom.dcmread(record.path).pixel_array
+    except IngestError:
+        raise
+    except Exception as exc:  # decoders raise many types; a bad slice must name its file
+        raise IngestError(
+            f"pixel data cannot be decoded ({type(exc).__name__}: {exc}); transfer syntax {record.transfer_syntax}",
+            reason=QuarantineReason.UNREADABLE_PIXELS,
+            path=record.rel_path,
+        ) from None
+    if array.shape != shape:
+        raise IngestError(f"decoded pixels have shape {array.shape}, header says {shape}", reason=QuarantineReason.UNREADABLE_PIXELS, path=record.rel_path)
+    return array
+
+
+def _mask_bits(array: np.ndarray, stored: int, allocated: int, signed: bool) -> np.ndarray:
+    """Drop bits above BitsStored (overlays, garbage) and sign-extend, as pydicom does."""
+    if not stored or stored >= allocated:
+        return array
+    if signed:
+        shift = allocated - stored
+        return (array << shift) >> shift
+    return array & ((1 << stored) - 1)
+
+
+def rescale_to_hu(stored: np.ndarray, slope: float, intercept: float, out: np.ndarray | None = None) -> np.ndarray:
+    """HU = stored * slope + intercept, rounded and saturated to int16 (one slice or a volume).
+
+    The common CT case (slope 1, integer intercept, result inside int16) is one int16 addition
+    with no temporary; everything else goes through float32 and rounds once.
+    """
+    out = np.empty(stored.shape, np.int16) if out is None else out
+    if slope == 1.0 and float(intercept).is_integer() and stored.dtype.kind in "iu" and stored.dtype.itemsize <= 2:
+        low, high, shift = int(stored.min()), int(stored.max()), int(intercept)
+        if _INT16.min <= low + shift and high + shift <= _INT16.max and high <= _INT16.max:
+            as_int16 = stored.view(np.int16) if stored.dtype == np.uint16 else stored.astype(np.int16, copy=False)
+            np.add(as_int16, np.int16(shift), out=out)
+            return out
+    values = np.rint(stored.astype(np.float32) * np.float32(slope) + np.float32(intercept))
+    np.clip(values, _INT16.min, _INT16.max, out=values)
+    out[...] = values
+    return out
+
+
+def to_hu(volume: Volume) -> Volume:
+    """Apply each slice's rescale to a stored-value volume; a volume already in HU is returned as is.
+
+    The ``is_hu`` flag makes this idempotent: applying HU conversion twice (a real corpus bug)
+    is impossible through this function.
+
+    >>> to_hu(to_hu(volume)) is to_hu(volume)   # doctest: +SKIP
+    True
+    """
+    if volume.is_hu:
+        return volume
+    out = np.empty(volume.array.shape, np.int16)
+    for k, piece in enumerate(volume.slices):
+        rescale_to_hu(volume.array[k], piece.rescale_slope, piece.rescale_intercept, out=out[k])
+    return dataclasses.replace(volume, array=out, is_hu=True)
+
+
+def _read_stack(records: Sequence[InstanceRecord], hu: bool, workers: int) -> np.ndarray:
+    first = records[0]
+    out = np.empty((len(records), first.rows, first.columns), np.int16 if hu else np.int32)
+
+    def fill(k: int) -> None:
+        stored = read_stored(records[k])
+        if hu:
+            rescale_to_hu(stored, records[k].rescale_slope, records[k].rescale_intercept, out=out[k])
+        else:
+            out[k] = stored
+
+    if workers > 1 and len(records) > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(fill, range(len(records))))
+    else:
+        for k in range(len(records)):
+            fill(k)
+    return out
+
+
+def _check_duplicates(stack: Stack) -> None:
+    """Dropping a duplicate is only a repair when it is pixel-identical to the kept slice."""
+    along = np.asarray(stack.positions_along_normal)
+    for extra in stack.duplicates:
+        assert extra.position is not None
+        k = int(np.argmin(np.abs(along - float(np.dot(extra.position, stack.normal)))))
+        kept = stack.instances[k]
+        same = (
+            extra.sop_uid == kept.sop_uid and extra.sha256 == kept.sha256 and extra.sha256 != ""
+        ) or (
+            (extra.rescale_slope, extra.rescale_intercept) == (kept.rescale_slope, kept.rescale_intercept)
+            and np.array_equal(read_stored(extra), read_stored(kept))
+        )
+        if not same:
+            raise IngestError(
+                f"{extra.rel_path} and {kept.rel_path} lie at the same position but hold different pixels; "
+                "the series mixes two stacks that no header separates: export them as separate series",
+                reason=QuarantineReason.DUPLICATE_SLICE,
+                path=extra.rel_path,
+            )
+
+
+def _resample_along(array: np.ndarray, t: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """Linear interpolation of slices at positions ``t`` (ascending, mm) onto a uniform ``step``."""
+    n_out = int(math.floor((t[-1] - t[0]) / step + 1e-6)) + 1
+    targets = t[0] + step * np.arange(n_out)
+    upper = np.clip(np.searchsorted(t, targets, side="right"), 1, len(t) - 1)
+    lower = upper - 1
+    weight = ((targets - t[lower]) / (t[upper] - t[lower])).astype(np.float32)
+    out = np.empty((n_out,) + array.shape[1:], array.dtype)
+    for k in range(n_out):
+        w = weight[k]
+        blended = array[lower[k]] * (1 - w) + array[upper[k]] * w if w > 0 else array[lower[k]]
+        out[k] = np.rint(blended)
+    return out, targets
+
+
+def _untilt(image: sitk.Image, row: np.ndarray, normal: np.ndarray) -> sitk.Image:
+    """Resample a tilted (sheared) stack onto the orthogonal grid of its own slice planes.
+
+    As dcm2niix's tilt correction: axes row, normal x row, normal; spacing along the normal is
+    the distance between slice planes, so every output plane is an input slice shifted in-plane
+    (no interpolation across slices) and the grid widens along y to hold the shear.
+    """
+    row = row - np.dot(row, normal) * normal
+    row /= np.linalg.norm(row)
+    direction = np.column_stack([row, np.cross(normal, row), normal])
+    step = np.asarray(image.GetDirection()).reshape(3, 3)[:, 2] * image.GetSpacing()[2]
+    spacing = np.array([image.GetSpacing()[0], image.GetSpacing()[1], abs(float(np.dot(step, normal)))])
+    out_size, origin = covering_grid(image, direction, spacing)
+    reference = sitk.Image([int(v) for v in out_size], image.GetPixelID())
+    reference.SetSpacing(spacing.tolist())
+    reference.SetOrigin(origin.tolist())
+    reference.SetDirection(direction.flatten().tolist())
+    return sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, AIR_HU)
+
+
+def assemble_volume(stack: Stack, config: IngestConfig | None = None, *, hu: bool = True) -> Volume:
+    """Read a stack's pixels into a native-resolution int16 HU volume with LPS geometry.
+
+    Repairs chosen by the policy are applied here: exact duplicates are dropped (different pixels
+    at one position raise), non-uniform spacing and missing slices (when set to repair) are
+    interpolated onto the median step, gantry tilt is resampled onto an orthogonal grid. Rejected
+    stacks raise :class:`IngestError` with the first rejecting reason.
+
+    >>> volume = assemble_volume(stacks[0])   # doctest: +SKIP
+    >>> volume.array.dtype, volume.is_hu      # doctest: +SKIP
+    (dtype('int16'), True)
+    """
+    config = config or IngestConfig()
+    rejecting = [f for f in stack.findings if f.action is Action.REJECT]
+    if rejecting:
+        first = rejecting[0]
+        raise IngestError(f"stack rejected: {first.detail}", reason=first.reason, path=stack.first.rel_path)
+    if stack.duplicates and any(f.reason is QuarantineReason.DUPLICATE_SLICE and f.action is Action.REPAIR for f in stack.findings):
+        _check_duplicates(stack)
+    records = stack.instances
+    array = _read_stack(records, hu, config.workers)
+    first = records[0]
+    assert first.orientation is not None and first.pixel_spacing is not None
+    row = np.asarray(first.orientation[:3], float)
+    col = np.asarray(first.orientation[3:6], float)
+    positions = np.array([r.position for r in records], float)
+    slices = tuple(
+        SliceRecord(
+            slice_index=k,
+            sop_uid=r.sop_uid,
+            instance_number=r.instance_number,
+            position=tuple(positions[k]),  # type: ignore[arg-type]
+            z_mm=float(positions[k][2]),
+            rel_path=r.rel_path,
+            sha256=r.sha256,
+            rescale_slope=r.rescale_slope,
+            rescale_intercept=r.rescale_intercept,
+        )
+        for k, r in enumerate(records)
+    )
+    if len(records) > 1:
+        mean_step = (positions[-1] - positions[0]) / (len(records) - 1)
+        stack_dir = mean_step / np.linalg.norm(mean_step)
+    else:
+        stack_dir = np.asarray(stack.normal)
+    t = (positions - positions[0]) @ stack_dir
+    repairs = {f.reason for f in stack.findings if f.action is Action.REPAIR}
+    step = float(np.linalg.norm(mean_step)) if len(records) > 1 else float(first.slice_thickness or 1.0)
+    if repairs & {QuarantineReason.NON_UNIFORM_SPACING, QuarantineReason.MISSING_SLICES} and len(records) > 2:
+        step = float(np.median(np.diff(t)))
+        array, _ = _resample_along(array, t, step)
+    spacing: Vec3 = (float(first.pixel_spacing[1]), float(first.pixel_spacing[0]), step)
+    tilt = max((f.value for f in stack.findings if f.reason is QuarantineReason.GANTRY_TILT), default=0.0)
+    direction = np.column_stack([row, col, stack_dir])
+    if QuarantineReason.GANTRY_TILT in repairs:
+        image = _image(array, spacing, tuple(positions[0]), direction)
+        image = _untilt(image, row, np.asarray(stack.normal))
+        array = sitk.GetArrayFromImage(image)
+        spacing = image.GetSpacing()
+        origin = image.GetOrigin()
+        direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    else:
+        origin = tuple(positions[0])
+    return Volume(
+        stack_key=stack.stack_key,
+        array=array,
+        spacing=tuple(float(v) for v in spacing),  # type: ignore[arg-type]
+        origin=tuple(float(v) for v in origin),  # type: ignore[arg-type]
+        direction=tuple(float(v) for v in direction.flatten()),
+        is_hu=hu,
+        slices=slices,
+        findings=stack.findings,
+        tilt_deg=tilt,
+    )
+
+
+def _image(array: np.ndarray, spacing: Sequence[float], origin: Sequence[float], direction: np.ndarray) -> sitk.Image:
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing([float(v) for v in spacing])
+    image.SetOrigin([float(v) for v in origin])
+    image.SetDirection([float(v) for v in np.asarray(direction).flatten()])
+    return image
+
+
+def volume_image(volume: Volume) -> sitk.Image:
+    """The volume as a SimpleITK image (LPS origin, spacing, direction; a copy of the array)."""
+    return _image(volume.array, volume.spacing, volume.origin, np.asarray(volume.direction).reshape(3, 3))
+

@@ -1,0 +1,99 @@
+"""Discovery: walk an export tree and index every file's DICOM header, in parallel.
+
+File names, extensions and folder layout mean nothing in hospital exports, so every regular file
+is read. Threads are used: reading and sha256 release the GIL (hashing is the largest cost of
+indexing), while the fast header scanner (:mod:`ctcorpus.ingest.header`) holds it for ~0.3 ms a
+file. ``bench/ingest.py`` reports the thread speedup (``threads_speedup``); across series, the
+flows parallelise with Dask processes, so a process pool here would only add pickling.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ctcorpus.config.ingest import IngestConfig
+from ctcorpus.errors import IngestError
+from ctcorpus.ingest.header import problem_message, read_instance
+from ctcorpus.ingest.records import ExportIndex, InstanceRecord
+from ctcorpus.enums import Action
+from ctcorpus.records import ErrorHandler, QuarantineEntry, raise_on_error
+
+log = logging.getLogger(__name__)
+
+STAGE = "ingest"
+
+
+def iter_files(root: str | os.PathLike[str]) -> Iterator[str]:
+    """Every regular file under ``root`` in a stable (sorted) order; hidden files included."""
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            if os.path.isfile(path):
+                yield path
+
+
+def index_export(
+    root: str | os.PathLike[str],
+    config: IngestConfig | None = None,
+    *,
+    workers: int | None = None,
+    on_error: ErrorHandler = raise_on_error,
+    exclude: Iterable[str | os.PathLike[str]] = (),
+) -> ExportIndex:
+    """Read the header of every file under ``root`` into an :class:`ExportIndex`.
+
+    Files that cannot be read (not DICOM, truncated) go to ``on_error`` (the default raises);
+    files that are DICOM but cannot be slices (localizer, non-CT, ...) are kept as instances with
+    a ``reason`` and also listed in ``ExportIndex.quarantine``. DICOMDIR files and ``exclude``
+    (e.g. the RIS report exports lying in the export folder) are skipped, not quarantined.
+    ``ExportIndex.quarantine`` is complete whatever ``on_error`` does; a recording handler
+    (``QuarantineLog``) receives the unreadable-file errors as well.
+
+    >>> from ctcorpus.records import QuarantineLog
+    >>> index = index_export("export", workers=2, on_error=QuarantineLog())   # doctest: +SKIP
+    """
+    config = config or IngestConfig()
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        raise IngestError("export root is not a folder", path=root)
+    excluded = {os.path.realpath(p) for p in exclude}
+    paths: list[str] = []
+    skipped: list[str] = []
+    for path in iter_files(root):
+        (skipped if os.path.realpath(path) in excluded else paths).append(path)
+    skipped = [os.path.relpath(p, root) for p in skipped]
+    n_workers = workers if workers is not None else config.workers
+
+    def read(path: str) -> InstanceRecord | IngestError | None:
+        try:
+            return read_instance(path, root, hash_file=config.hash_files)
+        except IngestError as error:
+            return error
+
+    if n_workers > 1 and len(paths) > 1:
+        with ThreadPoolExecutor(n_workers) as pool:
+            results = list(pool.map(read, paths, chunksize=16))
+    else:
+        results = [read(p) for p in paths]
+
+    instances: list[InstanceRecord] = []
+    quarantine: list[QuarantineEntry] = []
+    for path, result in zip(paths, results, strict=True):
+        if result is None:
+            skipped.append(os.path.relpath(path, root))
+        elif isinstance(result, IngestError):
+            on_error(result, STAGE)
+            quarantine.append(QuarantineEntry.from_error(result, STAGE))
+        else:
+            instances.append(result)
+            if result.reason is not None:
+                quarantine.append(
+                    QuarantineEntry(STAGE, result.rel_path, result.reason, problem_message(result), action=Action.REJECT)
+                )
+    log.info("indexed root=%s files=%d instances=%d quarantined=%d", root, len(paths), len(instances), len(quarantine))
+    return ExportIndex(root=str(Path(root)), instances=tuple(instances), quarantine=tuple(quarantine), skipped=tuple(skipped))

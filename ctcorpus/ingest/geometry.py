@@ -1,0 +1,112 @@
+"""Slice geometry: normals, positions along the normal, spacing and tilt checks.
+
+Slices are ordered by the projection of ImagePositionPatient on the slice normal (the cross
+product of the row and column cosines), never by file name or InstanceNumber: both lie in real
+exports (the TotalSegmentator reference series runs opposite to its instance numbers).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import SimpleITK as sitk
+
+from ctcorpus.config.ingest import IngestConfig
+from ctcorpus.enums import Action, QuarantineReason
+from ctcorpus.ingest.records import Finding, Vec3
+
+
+def slice_normal(orientation: tuple[float, ...]) -> Vec3:
+    """Unit normal of a slice: row cosines x column cosines (DICOM's right-handed convention)."""
+    row, col = np.asarray(orientation[:3], float), np.asarray(orientation[3:6], float)
+    normal = np.cross(row, col)
+    norm = float(np.linalg.norm(normal))
+    if norm < 1e-6:
+        raise ValueError(f"ImageOrientationPatient {orientation} has parallel row and column cosines")
+    return tuple(float(v) for v in normal / norm)  # type: ignore[return-value]
+
+
+def orientation_key(orientation: tuple[float, ...], decimals: int = 3) -> tuple[float, ...]:
+    """IOP rounded so that float noise does not split a stack (1e-3 ~ 0.06 degrees)."""
+    return tuple(round(v, decimals) + 0.0 for v in orientation)
+
+
+def stacking_vector(positions: np.ndarray) -> np.ndarray:
+    """Mean step between consecutive sorted slice positions (mm, LPS)."""
+    if len(positions) < 2:
+        return np.zeros(3)
+    return (positions[-1] - positions[0]) / (len(positions) - 1)
+
+
+def tilt_degrees(normal: Vec3, positions: np.ndarray) -> float:
+    """Angle between the slice normal and the direction the slices are stacked in (0 = no tilt)."""
+    step = stacking_vector(positions)
+    length = float(np.linalg.norm(step))
+    if length < 1e-9:
+        return 0.0
+    cosine = abs(float(np.dot(step / length, normal)))
+    return math.degrees(math.acos(min(1.0, cosine)))
+
+
+def policy_action(config: IngestConfig, reason: QuarantineReason) -> Action:
+    """The configured action for a stack defect."""
+    policy = config.policy
+    return {
+        QuarantineReason.MISSING_SLICES: policy.missing_slices,
+        QuarantineReason.NON_UNIFORM_SPACING: policy.non_uniform_spacing,
+        QuarantineReason.GANTRY_TILT: policy.gantry_tilt,
+        QuarantineReason.DUPLICATE_SLICE: policy.duplicate_slice,
+        QuarantineReason.TOO_FEW_SLICES: policy.too_few_slices,
+        QuarantineReason.SINGLE_SLICE: policy.too_few_slices,
+        QuarantineReason.INCONSISTENT_RESCALE: policy.inconsistent_rescale,
+    }.get(reason, Action.ACCEPT)
+
+
+def finding(config: IngestConfig, reason: QuarantineReason, detail: str, value: float = 0.0, path: str = "") -> Finding:
+    """A :class:`Finding` with the action the policy assigns to ``reason``."""
+    return Finding(reason, detail, policy_action(config, reason), value, path)
+
+
+def spacing_findings(steps: np.ndarray, config: IngestConfig) -> tuple[Finding, ...]:
+    """Missing-slice and non-uniform-spacing findings from the sorted slice steps (mm)."""
+    if len(steps) == 0:
+        return ()
+    median = float(np.median(steps))
+    findings: list[Finding] = []
+    gaps = steps > config.gap_factor * median
+    if gaps.any():
+        worst = float(steps.max())
+        findings.append(
+            finding(
+                config,
+                QuarantineReason.MISSING_SLICES,
+                f"{int(gaps.sum())} gap(s) up to {worst:.3f} mm in a stack with a median step of {median:.3f} mm "
+                f"(about {round(worst / median) - 1} slice(s) missing)",
+                worst,
+            )
+        )
+    deviation = np.abs(steps - median)
+    irregular = (deviation > config.spacing_tolerance_mm) & ~gaps
+    if irregular.any():
+        findings.append(
+            finding(
+                config,
+                QuarantineReason.NON_UNIFORM_SPACING,
+                f"slice steps range {float(steps.min()):.3f}-{float(steps.max()):.3f} mm around a median of {median:.3f} mm",
+                float(deviation.max()),
+            )
+        )
+    return tuple(findings)
+
+
+def covering_grid(image: sitk.Image, direction: np.ndarray, spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(size, origin) of a grid with axes ``direction`` (columns) and ``spacing`` covering every
+    voxel centre of ``image``: used to untilt stacks and to resample onto the corpus grid."""
+    size = np.array(image.GetSize())
+    corners = [[i, j, k] for i in (0, size[0] - 1) for j in (0, size[1] - 1) for k in (0, size[2] - 1)]
+    physical = np.array([image.TransformContinuousIndexToPhysicalPoint([float(c) for c in corner]) for corner in corners])
+    local = physical @ direction
+    low, high = local.min(axis=0), local.max(axis=0)
+    out_size = np.floor((high - low) / spacing + 1e-6).astype(int) + 1
+    return out_size, direction @ low

@@ -1,0 +1,155 @@
+"""Series splitting: turn usable instances into stacks of parallel slices, with geometry findings.
+
+A SeriesInstanceUID may hold several stacks (two reconstructions, a second acquisition, a
+different matrix, reformats in other planes), and some exports have empty UIDs. Instances are
+grouped by study, series (folder when the UID is empty), frame of reference, orientation, matrix
+and pixel spacing; a group whose positions repeat is split by AcquisitionNumber when that
+separates it into duplicate-free stacks. Localizers never get here (discovery excludes them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from ctcorpus.config.ingest import IngestConfig
+from ctcorpus.enums import Action, QuarantineReason
+from ctcorpus.errors import IngestError
+from ctcorpus.ingest.geometry import finding, orientation_key, slice_normal, spacing_findings, tilt_degrees
+from ctcorpus.ingest.records import ExportIndex, Finding, InstanceRecord, Stack
+from ctcorpus.records import ErrorHandler, raise_on_error
+
+log = logging.getLogger(__name__)
+
+#: Positions closer than this along the normal (mm) are the same slice position.
+SAME_POSITION_MM = 0.01
+
+
+def _group_key(record: InstanceRecord) -> tuple[object, ...]:
+    assert record.orientation is not None and record.pixel_spacing is not None
+    series = record.series_uid or f"folder:{os.path.dirname(record.rel_path)}"
+    return (
+        record.study_uid,
+        series,
+        record.frame_of_reference_uid,
+        orientation_key(record.orientation),
+        record.rows,
+        record.columns,
+        tuple(round(v, 4) for v in record.pixel_spacing),
+    )
+
+
+def _projection(records: Sequence[InstanceRecord], normal: tuple[float, float, float]) -> np.ndarray:
+    positions = np.array([r.position for r in records], dtype=float)
+    return positions @ np.asarray(normal)
+
+
+def _has_repeats(along: np.ndarray) -> bool:
+    ordered = np.sort(along)
+    return bool(len(ordered) > 1 and (np.diff(ordered) < SAME_POSITION_MM).any())
+
+
+def _split_by_acquisition(records: list[InstanceRecord], along: np.ndarray) -> list[list[InstanceRecord]]:
+    """Split by AcquisitionNumber if positions repeat and each acquisition alone does not."""
+    if not _has_repeats(along):
+        return [records]
+    by_acquisition: dict[int | None, list[int]] = defaultdict(list)
+    for i, record in enumerate(records):
+        by_acquisition[record.acquisition_number].append(i)
+    if len(by_acquisition) < 2 or any(_has_repeats(along[idx]) for idx in by_acquisition.values()):
+        return [records]
+    return [[records[i] for i in idx] for _, idx in sorted(by_acquisition.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))]
+
+
+def stack_key(records: Sequence[InstanceRecord]) -> str:
+    """A stable key of a stack: sha256 of its sorted SOP instance UIDs (paths when UIDs are empty)."""
+    names = sorted(r.sop_uid or r.rel_path for r in records)
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()
+
+
+def _make_stack(records: list[InstanceRecord], config: IngestConfig, split_from: int) -> Stack:
+    assert records[0].orientation is not None
+    normal = slice_normal(records[0].orientation)
+    along = _projection(records, normal)
+    order = np.argsort(along, kind="stable")
+    kept: list[InstanceRecord] = []
+    kept_along: list[float] = []
+    duplicates: list[InstanceRecord] = []
+    for i in order:
+        if kept_along and along[i] - kept_along[-1] < SAME_POSITION_MM:
+            duplicates.append(records[i])
+        else:
+            kept.append(records[i])
+            kept_along.append(float(along[i]))
+    findings: list[Finding] = []
+    n = len(kept)
+    if n == 1:
+        findings.append(finding(config, QuarantineReason.SINGLE_SLICE, "the stack is a single slice; a volume needs a stack"))
+    elif n < config.min_slices:
+        findings.append(finding(config, QuarantineReason.TOO_FEW_SLICES, f"{n} slices, fewer than ingest.min_slices={config.min_slices}", n))
+    findings.extend(
+        finding(config, QuarantineReason.DUPLICATE_SLICE, f"{extra.rel_path} repeats the position of another slice", 1, extra.rel_path)
+        for extra in duplicates
+    )
+    if n >= 2:
+        steps = np.diff(np.asarray(kept_along))
+        findings.extend(spacing_findings(steps, config))
+        positions = np.array([r.position for r in kept], dtype=float)
+        tilt = tilt_degrees(normal, positions)
+        if tilt > config.tilt_tolerance_deg:
+            findings.append(finding(config, QuarantineReason.GANTRY_TILT, f"gantry tilt of {tilt:.2f} degrees", tilt))
+    rescales = {(r.rescale_slope, r.rescale_intercept) for r in kept}
+    if len(rescales) > 1:
+        findings.append(
+            finding(config, QuarantineReason.INCONSISTENT_RESCALE, f"{len(rescales)} different rescale slope/intercept pairs (applied per slice)", len(rescales))
+        )
+    if split_from > 1:
+        findings.append(
+            Finding(QuarantineReason.MIXED_STACKS, f"series holds {split_from} stacks; this is one of them", Action.ACCEPT, split_from)
+        )
+    return Stack(
+        stack_key=stack_key(kept + duplicates),
+        instances=tuple(kept),
+        duplicates=tuple(duplicates),
+        normal=normal,
+        positions_along_normal=tuple(kept_along),
+        findings=tuple(findings),
+        rejected=any(f.action is Action.REJECT for f in findings),
+    )
+
+
+def plan_stacks(index: ExportIndex, config: IngestConfig | None = None, on_error: ErrorHandler = raise_on_error) -> list[Stack]:
+    """Split the index's usable instances into stacks, sorted along the normal, with findings.
+
+    Rejected stacks are returned too (``Stack.rejected``) so they get a series row and a
+    quarantine entry; :func:`~ctcorpus.ingest.pipeline.ingest_stack` skips their pixels.
+
+    >>> stacks = plan_stacks(index_export("export"))   # doctest: +SKIP
+    >>> [len(s.instances) for s in stacks]              # doctest: +SKIP
+    [120, 120]
+    """
+    config = config or IngestConfig()
+    groups: dict[tuple[object, ...], list[InstanceRecord]] = defaultdict(list)
+    for record in index.usable:
+        groups[_group_key(record)].append(record)
+    by_series: dict[object, list[list[InstanceRecord]]] = defaultdict(list)
+    for key, records in groups.items():
+        try:
+            normal = slice_normal(records[0].orientation or ())
+        except ValueError as exc:
+            on_error(IngestError(str(exc), reason=QuarantineReason.MISSING_GEOMETRY, path=records[0].rel_path), "ingest")
+            continue
+        by_series[key[:2]].extend(_split_by_acquisition(records, _projection(records, normal)))
+    stacks = [
+        _make_stack(records, config, split_from=len(parts))
+        for parts in by_series.values()
+        for records in parts
+    ]
+    stacks.sort(key=lambda s: (s.first.study_uid, s.first.series_number or 0, s.first.series_uid, s.stack_key))
+    log.info("planned stacks=%d rejected=%d", len(stacks), sum(s.rejected for s in stacks))
+    return stacks

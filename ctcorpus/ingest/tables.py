@@ -1,0 +1,179 @@
+"""Table rows of the ingest stage, with every identifier pseudonymized.
+
+In-memory records keep original identifiers (linking needs them); these functions are the only
+place rows are made, so no PatientID, AccessionNumber or UID reaches a table. Names, birth dates
+and other PHI header values are never read at all (see :mod:`ctcorpus.ingest.header`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+
+from ctcorpus.enums import Action
+from ctcorpus.ingest.records import ExportIndex, InstanceRecord, InstanceRow, ResampledVolume, SeriesRow, SliceRow, Stack, Volume, VolumeRow
+from ctcorpus.pseudonym import Pseudonymizer
+from ctcorpus.records import sha256_of_hashes
+from ctcorpus.version import __version__
+
+#: The backends behind ingest rows (provenance ``producer``).
+PRODUCER = f"ctcorpus-ingest/pydicom-{pydicom.__version__}/simpleitk-{sitk.Version.VersionString()}"
+
+
+def safe_path(rel_path: str, record: InstanceRecord, p: Pseudonymizer) -> str:
+    """``rel_path`` with the file's PatientID, AccessionNumber and UIDs replaced by their pseudonyms.
+
+    PACS dumps name folders after these identifiers (``PAT_<PatientID>/STUDY_<Accession>/...``);
+    corpus tables get the redacted path, the private quarantine keeps the real one for operators.
+    """
+    replacements = [
+        (record.sop_uid, p.instance),
+        (record.series_uid, p.series),
+        (record.study_uid, p.study),
+        (record.frame_of_reference_uid, p.frame_of_reference),
+        (record.accession_number, p.accession),
+        (record.patient_id, p.patient),
+    ]
+    for original, make in sorted(replacements, key=lambda item: -len(item[0])):  # longest first: UIDs nest
+        if len(original) >= 3 and original in rel_path:
+            rel_path = rel_path.replace(original, make(original))
+    return rel_path
+
+
+def _floats(values: object) -> list[float] | None:
+    return None if values is None else [float(v) for v in values]  # type: ignore[union-attr]
+
+
+def instance_row(record: InstanceRecord, p: Pseudonymizer) -> InstanceRow:
+    """The ``instances`` row of one indexed file."""
+    return InstanceRow(
+        path=safe_path(record.rel_path, record, p),
+        size_bytes=record.size_bytes,
+        study_id=p.study(record.study_uid),
+        series_id=p.series(record.series_uid),
+        sop_id=p.instance(record.sop_uid),
+        frame_of_reference_id=p.frame_of_reference(record.frame_of_reference_uid),
+        patient_id=p.patient(record.patient_id),
+        accession_id=p.accession(record.accession_number),
+        modality=record.modality,
+        sop_class_uid=record.sop_class_uid,
+        image_type=list(record.image_type),
+        series_number=record.series_number,
+        instance_number=record.instance_number,
+        acquisition_number=record.acquisition_number,
+        position=_floats(record.position),
+        orientation=_floats(record.orientation),
+        pixel_spacing=_floats(record.pixel_spacing),
+        slice_thickness_mm=record.slice_thickness,
+        rows=record.rows,
+        columns=record.columns,
+        transfer_syntax=record.transfer_syntax,
+        kernel=record.kernel,
+        manufacturer=record.manufacturer,
+        contrast=record.contrast,
+        usable=record.reason is None,
+        reason="" if record.reason is None else record.reason.value,
+        pipeline_version=__version__,
+        source_sha256=record.sha256,
+        producer=f"{PRODUCER}/{record.reader}",
+    )
+
+
+def instance_rows(index: ExportIndex, p: Pseudonymizer) -> list[InstanceRow]:
+    """``instances`` rows of every DICOM file discovery read."""
+    return [instance_row(r, p) for r in index.instances]
+
+
+def series_row(stack: Stack, p: Pseudonymizer, accepted: bool) -> SeriesRow:
+    """The ``series`` row of one stack (accepted or not)."""
+    first = stack.first
+    along = stack.positions_along_normal
+    steps = np.diff(along)
+    return SeriesRow(
+        stack_id=p.volume(stack.stack_key),
+        study_id=p.study(first.study_uid),
+        series_id=p.series(first.series_uid),
+        patient_id=p.patient(first.patient_id),
+        accession_id=p.accession(first.accession_number),
+        frame_of_reference_id=p.frame_of_reference(first.frame_of_reference_uid),
+        series_number=first.series_number,
+        series_description=first.series_description,
+        n_instances=len(stack.instances),
+        n_duplicates=len(stack.duplicates),
+        rows=first.rows,
+        columns=first.columns,
+        orientation=list(first.orientation or ()),
+        normal=list(stack.normal),
+        kernel=first.kernel,
+        manufacturer=first.manufacturer,
+        contrast=first.contrast,
+        slice_thickness_mm=first.slice_thickness,
+        median_step_mm=float(np.median(steps)) if len(steps) else 0.0,
+        coverage_mm=float(along[-1] - along[0]),
+        reasons=sorted({f.reason.value for f in stack.findings}),
+        accepted=accepted,
+        pipeline_version=__version__,
+        source_sha256=sha256_of_hashes(r.sha256 for r in stack.instances + stack.duplicates),
+        producer=PRODUCER,
+    )
+
+
+def volume_row(
+    volume_id: str, stack: Stack, native: Volume, native_shape: tuple[int, ...], resampled: ResampledVolume, p: Pseudonymizer
+) -> VolumeRow:
+    """The ``volumes`` row of one ingested stack (``native_shape``: the native array's (z, y, x))."""
+    first = stack.first
+    return VolumeRow(
+        volume_id=volume_id,
+        study_id=p.study(first.study_uid),
+        series_id=p.series(first.series_uid),
+        patient_id=p.patient(first.patient_id),
+        accession_id=p.accession(first.accession_number),
+        series_number=first.series_number,
+        kernel=first.kernel,
+        contrast=first.contrast,
+        slice_thickness_mm=first.slice_thickness,
+        native_shape=[int(v) for v in native_shape[::-1]],
+        native_spacing_mm=list(native.spacing),
+        native_origin_mm=list(native.origin),
+        native_direction=list(native.direction),
+        shape=list(resampled.array.shape[::-1]),
+        spacing_mm=list(resampled.spacing),
+        origin_mm=list(resampled.origin),
+        direction=list(resampled.direction),
+        orientation=resampled.orientation,
+        hu_clip=list(resampled.hu_clip),
+        is_hu=native.is_hu,
+        tilt_deg=native.tilt_deg,
+        repairs=sorted({f.reason.value for f in native.findings if f.action is Action.REPAIR}),
+        n_slices=len(native.slices),
+        pipeline_version=__version__,
+        source_sha256=sha256_of_hashes(s.sha256 for s in native.slices),
+        producer=PRODUCER,
+    )
+
+
+def slice_rows(volume_id: str, stack: Stack, native: Volume, resampled: ResampledVolume, p: Pseudonymizer) -> list[SliceRow]:
+    """The ``slices`` rows of one volume: source slice <-> SOP <-> InstanceNumber <-> z <-> file."""
+    direction = np.asarray(resampled.direction).reshape(3, 3)
+    origin = np.asarray(resampled.origin)
+    return [
+        SliceRow(
+            volume_id=volume_id,
+            slice_index=s.slice_index,
+            sop_id=p.instance(s.sop_uid),
+            series_number=stack.first.series_number,
+            instance_number=s.instance_number,
+            position_mm=list(s.position),
+            z_mm=s.z_mm,
+            resampled_z_index=float((np.asarray(s.position) - origin) @ direction[:, 2] / resampled.spacing[2]),
+            path=safe_path(s.rel_path, record, p),
+            rescale_slope=s.rescale_slope,
+            rescale_intercept=s.rescale_intercept,
+            pipeline_version=__version__,
+            source_sha256=s.sha256,
+            producer=PRODUCER,
+        )
+        for s, record in zip(native.slices, stack.instances, strict=True)
+    ]

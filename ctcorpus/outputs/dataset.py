@@ -1,0 +1,262 @@
+"""Build one dataset version: split-partitioned Parquet tables, WebDataset shards, manifest, card.
+
+The build is a pure function of the stored stage results and the output config: the same inputs
+give byte-identical files and manifest. It is written into a temporary folder and renamed into
+place, so readers never see a half-built version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import tarfile
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import webdataset as wds
+
+from ctcorpus.config.outputs import OutputConfig
+from ctcorpus.outputs.splits import assign_split
+from ctcorpus.outputs.store import atomic_dir, atomic_write_bytes, write_parquet
+from ctcorpus.records import sha256_file
+from ctcorpus.schemas import check_table, load_schema, table_from_rows
+from ctcorpus.version import __version__
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+CARD = "dataset_card.md"
+SAMPLE_FILES = ("hu.npy.zst", "mask.npy.zst", "report.json", "snippets.json")
+
+#: Tables that are not bound to one patient and so are not partitioned by split.
+UNSPLIT_TABLES = frozenset({"instances", "quarantine"})
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSample:
+    """One volume's sample files in the work store, plus its metadata (without split)."""
+
+    volume_id: str
+    files: Mapping[str, Path]  # SAMPLE_FILES -> path
+    meta: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class BuildUnit:
+    """The stored results of one study (or export-level rows with ``patient_id == ''``)."""
+
+    unit_id: str
+    patient_id: str
+    tables: Mapping[str, pa.Table]
+    samples: tuple[StoredSample, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BuildResult:
+    """Where a dataset version went and what it holds."""
+
+    path: Path
+    manifest: dict[str, Any]
+    splits: Mapping[str, str] = field(default_factory=dict)  # patient -> split
+
+
+def _split_of_units(units: Sequence[BuildUnit], config: OutputConfig) -> dict[str, str]:
+    patients = sorted({u.patient_id for u in units if u.patient_id})
+    return {p: assign_split(p, config.split_fractions, config.split_key).value for p in patients}
+
+
+def _write_tables(
+    units: Sequence[BuildUnit], splits: Mapping[str, str], out: Path, config: OutputConfig
+) -> list[dict[str, Any]]:
+    grouped: dict[tuple[str, str], list[pa.Table]] = defaultdict(list)
+    for unit in units:
+        for name, table in unit.tables.items():
+            part = "" if name in UNSPLIT_TABLES or not unit.patient_id else splits[unit.patient_id]
+            grouped[(name, part)].append(table)
+    entries = []
+    for (name, part), tables in sorted(grouped.items()):
+        table = pa.concat_tables(tables).combine_chunks() if len(tables) > 1 else tables[0]
+        check_table(name, table)
+        rel = Path("tables") / name / (f"split={part}" if part else "") / "part-00000.parquet"
+        write_parquet(table, out / rel, config.parquet_row_group_rows)
+        entries.append({"path": rel.as_posix(), "kind": "parquet", "table": name, "split": part, "count": table.num_rows})
+    return entries
+
+
+def _ordered_samples(samples: list[StoredSample], config: OutputConfig) -> list[StoredSample]:
+    ordered = sorted(samples, key=lambda s: s.volume_id)
+    if config.shard_shuffle_seed is not None:
+        random.Random(config.shard_shuffle_seed).shuffle(ordered)
+    return ordered
+
+
+def _write_shards(
+    units: Sequence[BuildUnit], splits: Mapping[str, str], out: Path, config: OutputConfig
+) -> list[dict[str, Any]]:
+    by_split: dict[str, list[StoredSample]] = defaultdict(list)
+    for unit in units:
+        for sample in unit.samples:
+            by_split[splits[unit.patient_id]].append(sample)
+    entries: list[dict[str, Any]] = []
+    for split in sorted(by_split):
+        shard_dir = out / "shards" / split
+        shard_dir.mkdir(parents=True, exist_ok=True)
+        index, size, count, writer, path = 0, 0, 0, None, None
+
+        def close() -> None:
+            if writer is not None:
+                writer.close()
+                rel = path.relative_to(out).as_posix()
+                entries.append({"path": rel, "kind": "shard", "table": "samples", "split": split, "count": count})
+
+        for sample in _ordered_samples(by_split[split], config):
+            record: dict[str, Any] = {"__key__": sample.volume_id}
+            for name in SAMPLE_FILES:
+                record[name] = Path(sample.files[name]).read_bytes()
+            meta = dict(sample.meta, split=split)
+            record["meta.json"] = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
+            nbytes = sum(len(v) for k, v in record.items() if k != "__key__")
+            if writer is None or (size + nbytes > config.shard_max_bytes and count > 0):
+                close()
+                path = shard_dir / f"shard-{index:06d}.tar"
+                writer = wds.TarWriter(str(path), mtime=0, user="ctcorpus", group="ctcorpus", encoder=False)
+                index, size, count = index + 1, 0, 0
+            writer.write(record)
+            size += nbytes
+            count += 1
+        close()
+    return entries
+
+
+def _split_counts(units: Sequence[BuildUnit], splits: Mapping[str, str]) -> dict[str, dict[str, int]]:
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for unit in units:
+        if not unit.patient_id:
+            continue
+        split = splits[unit.patient_id]
+        counts[split]["studies"] += 1
+        counts[split]["volumes"] += len(unit.samples)
+        counts[split]["reports"] += unit.tables["reports"].num_rows if "reports" in unit.tables else 0
+    for patient, split in splits.items():
+        counts[split]["patients"] += 1
+    return {s: dict(sorted(c.items())) for s, c in sorted(counts.items())}
+
+
+def build_dataset(
+    units: Iterable[BuildUnit],
+    out: Path,
+    config: OutputConfig,
+    *,
+    run_config: Mapping[str, Any],
+    geometry: Mapping[str, Any],
+) -> BuildResult:
+    """Write a dataset version to ``out`` (replacing an older build atomically).
+
+    Parameters
+    ----------
+    units:
+        Stored per-study results (order does not matter; the output is sorted).
+    config:
+        Split fractions and key, shard size, Parquet layout.
+    run_config:
+        The full corpus config (recorded in the manifest with its hash).
+    geometry:
+        Orientation, spacing and HU range of the volumes, stated in the manifest and card.
+    """
+    ordered = sorted(units, key=lambda u: u.unit_id)
+    splits = _split_of_units(ordered, config)
+    with atomic_dir(out) as tmp:
+        entries = _write_tables(ordered, splits, tmp, config) + _write_shards(ordered, splits, tmp, config)
+        for entry in entries:
+            path = tmp / entry["path"]
+            entry["sha256"] = sha256_file(path)
+            entry["bytes"] = path.stat().st_size
+        files = table_from_rows("manifest", sorted(entries, key=lambda e: e["path"])).to_pylist()
+        config_json = json.dumps(run_config, sort_keys=True)
+        manifest = {
+            "dataset_version": config.dataset_version,
+            "pipeline_version": __version__,
+            "config": run_config,
+            "config_sha256": hashlib.sha256(config_json.encode()).hexdigest(),
+            "geometry": dict(geometry),
+            "schemas": {name: load_schema(name).version for name in sorted({e["table"] for e in entries} - {"samples"})},
+            "manifest_schema_version": load_schema("manifest").version,
+            "splits": _split_counts(ordered, splits),
+            "files": files,
+        }
+        atomic_write_bytes(tmp / MANIFEST, (json.dumps(manifest, sort_keys=True, indent=1) + "\n").encode())
+        atomic_write_bytes(tmp / CARD, render_card(manifest).encode())
+    log.info("built dataset version=%s path=%s files=%d", config.dataset_version, out, len(files))
+    return BuildResult(path=out, manifest=manifest, splits=splits)
+
+
+def read_manifest(dataset: Path) -> dict[str, Any]:
+    """Load ``manifest.json`` of a dataset version."""
+    return json.loads((Path(dataset) / MANIFEST).read_text(encoding="utf-8"))
+
+
+def render_card(manifest: Mapping[str, Any]) -> str:
+    """A Markdown dataset card generated from the manifest (no hand-written numbers)."""
+    geo = manifest["geometry"]
+    lines = [
+        f"# Dataset card: {manifest['dataset_version']}",
+        "",
+        f"Built by ctcorpus {manifest['pipeline_version']}; config sha256 `{manifest['config_sha256'][:16]}`.",
+        "",
+        "## Volumes",
+        f"- Orientation: **{geo.get('orientation')}**; spacing (x, y, z): **{geo.get('spacing_mm')} mm**; "
+        f"HU clipped to **{geo.get('hu_clip')}**, stored as int16 HU (rescale applied once).",
+        f"- Array layout: (z, y, x), zstd-compressed `.npy` in WebDataset shards; masks are uint8 label maps.",
+        "",
+        "## Splits (patient-level, keyed hash)",
+        "",
+        "| split | patients | studies | volumes | reports |",
+        "|---|---|---|---|---|",
+    ]
+    for split, c in manifest["splits"].items():
+        lines.append(
+            f"| {split} | {c.get('patients', 0)} | {c.get('studies', 0)} | {c.get('volumes', 0)} | {c.get('reports', 0)} |"
+        )
+    lines += ["", "## Tables", "", "| table | schema version | rows |", "|---|---|---|"]
+    rows: Counter[str] = Counter()
+    for f in manifest["files"]:
+        if f["kind"] == "parquet":
+            rows[f["table"]] += f["count"]
+    for name, version in manifest["schemas"].items():
+        lines.append(f"| {name} | {version} | {rows[name]} |")
+    shards = [f for f in manifest["files"] if f["kind"] == "shard"]
+    lines += [
+        "",
+        "## Shards",
+        f"{len(shards)} WebDataset shards, {sum(f['count'] for f in shards)} samples, "
+        f"{sum(f['bytes'] for f in shards) / 1e6:.1f} MB. Every file's sha256 is in `manifest.json`; "
+        "check them with `ctcorpus verify`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def count_tar_samples(path: Path) -> int:
+    """Number of distinct sample keys in a WebDataset tar."""
+    keys = set()
+    with tarfile.open(path) as tar:
+        for member in tar:
+            keys.add(member.name.split(".", 1)[0])
+    return len(keys)
+
+
+__all__ = [
+    "BuildResult",
+    "BuildUnit",
+    "StoredSample",
+    "build_dataset",
+    "count_tar_samples",
+    "read_manifest",
+    "render_card",
+]

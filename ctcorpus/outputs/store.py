@@ -1,0 +1,109 @@
+"""Atomic writes and the content-addressed work store behind incremental, resumable runs.
+
+Every stage result lives in ``<work>/<stage>/<key[:2]>/<key>/`` where ``key`` hashes the
+stage's inputs and config. A result is written into a temporary folder and renamed into place
+in one step, so a run killed at any point leaves either a complete result or none; the next run
+removes the leftovers and recomputes only what is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
+
+_TMP = ".tmp-"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and ``os.replace`` (never a partial file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{_TMP}{uuid.uuid4().hex}-{path.name}")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+@contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Yield a temporary folder that becomes ``final`` when the block succeeds.
+
+    An existing ``final`` is replaced only after the new one is complete.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f"{_TMP}{uuid.uuid4().hex}-{final.name}")
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if final.exists():
+        old = final.with_name(f"{_TMP}old-{uuid.uuid4().hex}-{final.name}")
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_partial(root: Path) -> int:
+    """Delete temporary files and folders a killed run left under ``root``; return how many."""
+    if not root.exists():
+        return 0
+    count = 0
+    for path in sorted(root.rglob(f"{_TMP}*"), key=lambda p: len(p.parts), reverse=True):
+        if not path.exists():
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        count += 1
+    if count:
+        log.info("removed partial outputs of an interrupted run count=%d root=%s", count, root)
+    return count
+
+
+def write_parquet(table: pa.Table, path: Path, row_group_rows: int = 65536) -> None:
+    """Write a Parquet file deterministically (same table -> same bytes) and atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{_TMP}{uuid.uuid4().hex}-{path.name}")
+    pq.write_table(
+        table, tmp, row_group_size=row_group_rows, compression="zstd", write_statistics=True, use_dictionary=True
+    )
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkStore:
+    """Stage results keyed by a hash of their inputs and config."""
+
+    root: Path
+
+    def path(self, stage: str, key: str) -> Path:
+        return self.root / stage / key[:2] / key
+
+    def has(self, stage: str, key: str) -> bool:
+        return self.path(stage, key).is_dir()
+
+    @contextmanager
+    def writing(self, stage: str, key: str) -> Iterator[Path]:
+        """Yield a folder for a new result; it appears under its key only when complete."""
+        with atomic_dir(self.path(stage, key)) as tmp:
+            yield tmp
+
+    def clean(self) -> int:
+        return remove_partial(self.root)

@@ -1,0 +1,65 @@
+"""``ctcorpus verify``: check every file of a dataset version against its manifest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from ctcorpus.errors import OutputError
+from ctcorpus.outputs.dataset import CARD, MANIFEST, count_tar_samples, read_manifest
+from ctcorpus.records import sha256_file
+from ctcorpus.schemas import check_table
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyProblem:
+    """One thing wrong with a dataset version."""
+
+    path: str
+    problem: str
+
+
+def verify_dataset(dataset: Path) -> list[VerifyProblem]:
+    """Recompute checksums, sizes, counts and schemas; return every problem found (empty: all good).
+
+    >>> verify_dataset(Path("out/dataset"))   # doctest: +SKIP
+    []
+    """
+    dataset = Path(dataset)
+    try:
+        manifest = read_manifest(dataset)
+    except FileNotFoundError:
+        raise OutputError("no manifest.json: not a ctcorpus dataset folder", path=dataset) from None
+    problems: list[VerifyProblem] = []
+    listed = set()
+    for entry in manifest["files"]:
+        rel = entry["path"]
+        listed.add(rel)
+        path = dataset / rel
+        if not path.is_file():
+            problems.append(VerifyProblem(rel, "missing"))
+            continue
+        if path.stat().st_size != entry["bytes"]:
+            problems.append(VerifyProblem(rel, f"size {path.stat().st_size} != manifest {entry['bytes']}"))
+        if sha256_file(path) != entry["sha256"]:
+            problems.append(VerifyProblem(rel, "sha256 differs from the manifest (file changed or corrupt)"))
+            continue
+        try:
+            if entry["kind"] == "parquet":
+                table = pq.read_table(path, partitioning=None)
+                check_table(entry["table"], table)
+                count = table.num_rows
+            else:
+                count = count_tar_samples(path)
+        except Exception as exc:  # a corrupt file must be reported, not crash verify
+            problems.append(VerifyProblem(rel, f"unreadable: {exc}"))
+            continue
+        if count != entry["count"]:
+            problems.append(VerifyProblem(rel, f"{count} rows/samples, manifest says {entry['count']}"))
+    for path in sorted(dataset.rglob("*")):
+        rel = path.relative_to(dataset).as_posix()
+        if path.is_file() and rel not in listed and rel not in (MANIFEST, CARD):
+            problems.append(VerifyProblem(rel, "not listed in the manifest"))
+    return problems

@@ -1,0 +1,649 @@
+"""The stages composed: plan an export, process one study incrementally, record the run, build.
+
+This is the functional core the flows and the CLI share. Each study is one unit of work (it can
+run on a Dask worker); each stage result is stored under a key that hashes its inputs and the
+config sections it depends on (:class:`~ctcorpus.outputs.WorkStore`), so
+
+- re-running on an unchanged export computes nothing,
+- a new study is processed alone,
+- a changed config section re-does only the stages that read it,
+- a killed run leaves complete results or none, and the next run finishes the rest.
+
+>>> plan = plan_export(config, Path("out/work"))                        # doctest: +SKIP
+>>> outcomes = [process_unit(u, config, Path("out/work")) for u in plan.units]  # doctest: +SKIP
+>>> summary = record_run(plan, outcomes, Path("out/work"))              # doctest: +SKIP
+>>> result = build_from_work(config, Path("out/work"), Path("out/dataset"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ctcorpus.anatomy import make_segmenter, segment_volume, sentence_region, sentence_regions_table
+from ctcorpus.anatomy import anatomy_stats_table, structure_stats
+from ctcorpus.anatomy.stats import StructureStats
+from ctcorpus.audit import volume_fingerprint
+from ctcorpus.config import CorpusConfig
+from ctcorpus.enums import Action, QuarantineReason
+from ctcorpus.errors import CtCorpusError, IngestError
+from ctcorpus.ingest import (
+    Stack,
+    finding_entry,
+    index_export,
+    ingest_stack,
+    instance_rows,
+    plan_stacks,
+    pseudonymizer_for,
+    resampled_image,
+    select_stacks,
+    series_row,
+)
+from ctcorpus.ingest.select import unselected_entries
+from ctcorpus.outputs import BuildResult, BuildUnit, StoredSample, WorkStore, build_dataset, encode_array, decode_array
+from ctcorpus.outputs.store import atomic_write_bytes, write_parquet
+from ctcorpus.pseudonym import Pseudonymizer
+from ctcorpus.records import QuarantineEntry, QuarantineLog, sha256_file, sha256_of_hashes
+from ctcorpus.reports import StudyKey, process_reports, reports_tables
+from ctcorpus.schemas import load_schema, table_from_rows
+from ctcorpus.snippets import SentenceContext, SeriesSlices, VolumeGrid, mine_snippets, snippets_table
+from ctcorpus.taxonomy import CT_RATE_LABELS
+from ctcorpus.version import __version__
+
+log = logging.getLogger(__name__)
+
+RUN_INDEX = "current_run.json"
+PIPELINE_PRODUCER = f"ctcorpus-{__version__}"
+
+
+# ----------------------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True, slots=True)
+class StudyReport:
+    """The linked, scrubbed report of one study, as the snippet miner and the shards need it."""
+
+    report_id: str
+    language: str
+    text: str
+    sections: tuple[tuple[str, int, int], ...]
+    sentences: tuple[dict[str, Any], ...]  # index, section, start, end, text, anatomies, labels
+    labels: tuple[tuple[str, str], ...]  # report level (label, state)
+    source_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class StudyUnit:
+    """One study: its stacks (all, for slice tables), the ones that become volumes, its report."""
+
+    unit_id: str  # pseudonymized study id
+    patient_id: str  # pseudonymized
+    stacks: tuple[Stack, ...]
+    selected: tuple[str, ...]  # stack keys that become corpus volumes
+    report: StudyReport | None
+    reports_key: str  # store key of the export's reports stage
+
+
+@dataclass(frozen=True, slots=True)
+class ExportPlan:
+    """What discovery found: one unit per study plus export-level rows (instances, quarantine)."""
+
+    units: tuple[StudyUnit, ...]
+    export_key: str  # store key of the export-level tables
+    reports_key: str
+    quarantine: tuple[QuarantineEntry, ...]
+    n_files: int
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeKeys:
+    """Where one volume's stage results live in the work store."""
+
+    volume_id: str
+    ingest: str
+    anatomy: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnitOutcome:
+    """What processing one study did: its store keys and which stages ran vs were cached."""
+
+    unit_id: str
+    patient_id: str
+    study_key: str  # store key of the study-level tables
+    volumes: tuple[VolumeKeys, ...]
+    computed: tuple[str, ...] = ()  # stage names computed in this run (one entry per result)
+    cached: tuple[str, ...] = ()
+    quarantined: int = 0
+    failed: str = ""  # the error of a study that failed after retries
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """Counts of one ingest run, for logs and the CLI."""
+
+    studies: int
+    volumes: int
+    computed: dict[str, int]
+    cached: dict[str, int]
+    quarantined: int
+    failed: int
+    seconds: float
+
+    def line(self) -> str:
+        return (
+            f"studies={self.studies} volumes={self.volumes} computed={self.computed} cached={self.cached} "
+            f"quarantined={self.quarantined} failed={self.failed} seconds={self.seconds:.1f}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------------------------ keys
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _section(config: CorpusConfig, name: str, *ignore: str) -> dict[str, Any]:
+    data = config.model_dump(mode="json")[name]
+    return {k: v for k, v in data.items() if k not in ignore}
+
+
+def _ingest_key(stack: Stack, config: CorpusConfig) -> str:
+    files = sorted(r.sha256 for r in stack.instances + stack.duplicates)
+    return _digest("ingest", __version__, stack.stack_key, files, _section(config, "ingest", "workers"))
+
+
+def _anatomy_key(ingest_key: str, config: CorpusConfig) -> str:
+    return _digest("anatomy", __version__, ingest_key, _section(config, "anatomy", "nr_thr_resamp", "nr_thr_saving"))
+
+
+def _text_key(ingest_key: str, anatomy_key: str, unit: StudyUnit, config: CorpusConfig) -> str:
+    slices = [(s.stack_key, [r.sha256 for r in s.instances]) for s in unit.stacks]
+    report = None if unit.report is None else asdict(unit.report)
+    return _digest("text", __version__, ingest_key, anatomy_key, slices, report, _section(config, "snippets"))
+
+
+# -------------------------------------------------------------------------------------- planning
+
+
+def _study_keys(stacks: Sequence[Stack]) -> list[StudyKey]:
+    keys: dict[str, StudyKey] = {}
+    for stack in stacks:
+        first = stack.first
+        keys.setdefault(
+            first.study_uid, StudyKey(first.study_uid, first.accession_number, first.patient_id, first.study_date)
+        )
+    return [keys[k] for k in sorted(keys)]
+
+
+def _study_reports(tables: Mapping[str, pa.Table]) -> dict[str, StudyReport]:
+    """Per study id, the report (sections, sentences with anatomies and labels, report labels)."""
+    sentence_labels: dict[tuple[str, int], dict[str, str]] = defaultdict(dict)
+    for row in tables["labels"].to_pylist():
+        sentence_labels[(row["report_id"], row["sentence_index"])][row["label"]] = row["state"]
+    sentences: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in tables["sentences"].to_pylist():
+        sentences[row["report_id"]].append(
+            {
+                "index": row["sentence_index"],
+                "section": row["section"],
+                "start": row["char_start"],
+                "end": row["char_end"],
+                "text": row["text"],
+                "anatomies": list(row["anatomies"]),
+                "labels": sentence_labels.get((row["report_id"], row["sentence_index"]), {}),
+            }
+        )
+    out: dict[str, StudyReport] = {}
+    for row in sorted(tables["reports"].to_pylist(), key=lambda r: r["report_id"]):
+        if row["study_id"] in out:  # several reports for one study: keep the first, by id
+            continue
+        out[row["study_id"]] = StudyReport(
+            report_id=row["report_id"],
+            language=row["language"],
+            text=row["text"],
+            sections=tuple(zip(row["section_names"], row["section_starts"], row["section_ends"])),
+            sentences=tuple(sorted(sentences[row["report_id"]], key=lambda s: s["index"])),
+            labels=tuple(sorted(sentence_labels.get((row["report_id"], -1), {}).items())),
+            source_sha256=row["source_sha256"],
+        )
+    return out
+
+
+def _save_tables(folder: Path, tables: Mapping[str, pa.Table]) -> None:
+    for name, table in tables.items():
+        write_parquet(table, folder / f"{name}.parquet")
+
+
+def _load_tables(folder: Path) -> dict[str, pa.Table]:
+    return {p.stem: pq.read_table(p) for p in sorted(folder.glob("*.parquet"))}
+
+
+def _quarantine_table(entries: Sequence[QuarantineEntry], source: str = "") -> pa.Table:
+    return table_from_rows(
+        "quarantine", entries, pipeline_version=__version__, source_sha256=source, producer=PIPELINE_PRODUCER
+    )
+
+
+def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
+    """Index the export, plan stacks, process and link the reports; one unit per study.
+
+    Export-level results (the ``instances`` table, the quarantine of discovery and of the
+    reports) are stored under a key of the export's file hashes and the config.
+    """
+    run = config.run
+    if run.export_dir is None:
+        raise IngestError("no export folder: set run.export_dir or pass --export", path="run.export_dir")
+    store = WorkStore(Path(work_dir))
+    store.clean()
+    p = pseudonymizer_for(config.ingest)
+    handler = QuarantineLog()
+    exclude = list(run.report_files) + [m for pattern in run.exclude_globs for m in Path(run.export_dir).glob(pattern)]
+    index = index_export(run.export_dir, config.ingest, on_error=handler, exclude=exclude)
+    stacks = plan_stacks(index, config.ingest, on_error=handler)
+    selected = {s.stack_key for s in select_stacks(stacks, config.ingest)}
+    studies = _study_keys(stacks)
+
+    report_hashes = [sha256_file(Path(f)) for f in run.report_files]
+    reports_key = _digest("reports", __version__, report_hashes, [asdict(s) for s in studies], _section(config, "reports"))
+    if not store.has("reports", reports_key):
+        log_r = QuarantineLog()
+        result = process_reports(run.report_files, studies, config=config.reports, pseudonymize=p.make, on_error=log_r)
+        with store.writing("reports", reports_key) as folder:
+            _save_tables(folder, reports_tables(result))
+            _save_tables(folder, {"quarantine": _quarantine_table(list(log_r.entries) + list(result.quarantine))})
+    reports = _load_tables(store.path("reports", reports_key))
+    by_study = _study_reports(reports)
+
+    seen = {e.path for e in index.quarantine}
+    entries = list(index.quarantine) + [e for e in handler.entries if e.path not in seen or e.stage != "ingest"]
+    export_key = _digest("export", __version__, sorted(r.sha256 for r in index.instances), [e.path for e in entries], _section(config, "ingest", "workers"))
+    if not store.has("export", export_key):
+        with store.writing("export", export_key) as folder:
+            instances = table_from_rows("instances", instance_rows(index, p))
+            _save_tables(folder, {"quarantine": _quarantine_table(entries), "instances": instances})
+
+    grouped: dict[str, list[Stack]] = defaultdict(list)
+    for stack in stacks:
+        grouped[stack.first.study_uid].append(stack)
+    units = []
+    for study_uid in sorted(grouped):
+        group = grouped[study_uid]
+        study_id = p.study(study_uid)
+        units.append(
+            StudyUnit(
+                unit_id=study_id,
+                patient_id=p.patient(group[0].first.patient_id),
+                stacks=tuple(group),
+                selected=tuple(s.stack_key for s in group if s.stack_key in selected),
+                report=by_study.get(study_id),
+                reports_key=reports_key,
+            )
+        )
+    log.info("planned export files=%d stacks=%d studies=%d", len(index.instances), len(stacks), len(units))
+    return ExportPlan(
+        units=tuple(units), export_key=export_key, reports_key=reports_key, quarantine=tuple(entries), n_files=len(index.instances)
+    )
+
+
+
+
+# ------------------------------------------------------------------------------ one study's work
+
+#: One long-lived segmenter per worker process and anatomy config (models load once, not per volume).
+_SEGMENTERS: dict[str, Any] = {}
+
+
+def _segmenter(config: CorpusConfig) -> Any:
+    key = _digest(_section(config, "anatomy"))
+    if key not in _SEGMENTERS:
+        _SEGMENTERS[key] = make_segmenter(config.anatomy)
+    return _SEGMENTERS[key]
+
+
+def _volume_image(folder: Path) -> tuple[Any, dict[str, Any]]:
+    import SimpleITK as sitk
+
+    geometry = json.loads((folder / "volume.json").read_text())
+    image = sitk.GetImageFromArray(decode_array((folder / "hu.npy.zst").read_bytes()))
+    image.SetSpacing(geometry["spacing_xyz"])
+    image.SetOrigin(geometry["origin_xyz"])
+    image.SetDirection(geometry["direction"])
+    return image, geometry
+
+
+def _run_ingest(stack: Stack, config: CorpusConfig, p: Pseudonymizer, folder: Path) -> None:
+    result = ingest_stack(stack, config.ingest, p)
+    source = sha256_of_hashes(r.sha256 for r in stack.instances + stack.duplicates)
+    tables = {
+        "series": table_from_rows("series", [result.series_row]),
+        "quarantine": _quarantine_table(result.quarantine, source),
+    }
+    if result.volume is not None and result.volume_row is not None:
+        volume = result.volume
+        tables["volumes"] = table_from_rows("volumes", [result.volume_row])
+        tables["slices"] = table_from_rows("slices", result.slice_rows)
+        hu = volume.array
+        spacing_zyx = (volume.spacing[2], volume.spacing[1], volume.spacing[0])
+        geometry = {
+            "volume_id": result.volume_id,
+            "spacing_xyz": list(volume.spacing),
+            "origin_xyz": list(volume.origin),
+            "direction": list(volume.direction),
+            "orientation": volume.orientation,
+            "hu_clip": list(volume.hu_clip),
+            "shape_zyx": list(hu.shape),
+            "hu_sha256": hashlib.sha256(np.ascontiguousarray(hu).tobytes()).hexdigest(),
+            "fingerprint": [float(v) for v in volume_fingerprint(hu, spacing_zyx)],
+            "source_sha256": source,
+        }
+        (folder / "hu.npy.zst").write_bytes(encode_array(hu))
+        (folder / "volume.json").write_text(json.dumps(geometry, sort_keys=True))
+    _save_tables(folder, tables)
+
+
+def _run_anatomy(volume_id: str, ingest_dir: Path, config: CorpusConfig, folder: Path) -> None:
+    image, geometry = _volume_image(ingest_dir)
+    entries: list[QuarantineEntry] = []
+    try:
+        segmentation = segment_volume(image, config.anatomy, _segmenter(config))
+        mask = segmentation.array()
+        stats = structure_stats(segmentation, image, volume_id)
+        source, table = segmentation.source, dict(segmentation.label_table)
+    except CtCorpusError as error:
+        entries.append(
+            QuarantineEntry(
+                "anatomy", "", QuarantineReason.SEGMENTATION_FAILED, f"volume {volume_id}: {error}; stored without a mask",
+                item_id=volume_id, action=Action.ACCEPT,
+            )
+        )
+        mask, stats, source, table = np.zeros(geometry["shape_zyx"], np.uint8), [], "none", {}
+    (folder / "mask.npy.zst").write_bytes(encode_array(mask.astype(np.uint8)))
+    (folder / "mask.json").write_text(json.dumps({"mask_source": source, "label_table": {str(k): v for k, v in table.items()}}, sort_keys=True))
+    _save_tables(
+        folder,
+        {"anatomy_stats": anatomy_stats_table(stats, geometry["source_sha256"]), "quarantine": _quarantine_table(entries, geometry["source_sha256"])},
+    )
+
+
+def _series_slices(unit: StudyUnit, p: Pseudonymizer) -> list[SeriesSlices]:
+    out = []
+    for stack in unit.stacks:
+        first = stack.first
+        if first.series_number is None:
+            continue
+        instance_z = {r.instance_number: float(r.position[2]) for r in stack.instances if r.instance_number is not None and r.position}
+        out.append(
+            SeriesSlices(
+                series_number=first.series_number,
+                series_uid=p.series(first.series_uid),
+                frame_of_reference_uid=p.frame_of_reference(first.frame_of_reference_uid),
+                slice_thickness_mm=float(first.slice_thickness or 0.0),
+                instance_z=instance_z,
+                is_axial=abs(stack.normal[2]) > 0.9,
+            )
+        )
+    return out
+
+
+def _report_json(report: StudyReport | None) -> dict[str, Any]:
+    if report is None:
+        return {"report_id": "", "language": "", "text": "", "sections": {}, "sentences": [], "labels": {label: "absent" for label in CT_RATE_LABELS}}
+    labels = {label: "absent" for label in CT_RATE_LABELS} | dict(report.labels)
+    return {
+        "report_id": report.report_id,
+        "language": report.language,
+        "text": report.text,
+        "sections": {name: report.text[start:end] for name, start, end in report.sections},
+        "sentences": list(report.sentences),
+        "labels": labels,
+    }
+
+
+def _run_text(unit: StudyUnit, stack: Stack, keys: VolumeKeys, store: WorkStore, config: CorpusConfig, p: Pseudonymizer, folder: Path) -> None:
+    _, geometry = _volume_image(store.path("ingest", keys.ingest))
+    mask_info = json.loads((store.path("anatomy", keys.anatomy) / "mask.json").read_text())
+    stats_table = pq.read_table(store.path("anatomy", keys.anatomy) / "anatomy_stats.parquet")
+    stats = [StructureStats(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in row.items() if k in StructureStats.__slots__}) for row in stats_table.to_pylist()]
+    report = unit.report
+    pairs, entries, regions = [], [], []
+    if report is not None:
+        grid = VolumeGrid(
+            volume_id=keys.volume_id,
+            frame_of_reference_uid=p.frame_of_reference(stack.first.frame_of_reference_uid),
+            origin_mm=tuple(geometry["origin_xyz"]),
+            spacing_mm=tuple(geometry["spacing_xyz"]),
+            direction=tuple(geometry["direction"]),
+            shape_zyx=tuple(geometry["shape_zyx"]),
+        )
+        contexts = [
+            SentenceContext(s["start"], s["end"], tuple(s["anatomies"]), tuple(sorted(l for l, v in s["labels"].items() if v == "positive")))
+            for s in report.sentences
+        ]
+        pairs, entries = mine_snippets(
+            report.report_id, report.text, _series_slices(unit, p), grid, config.snippets, sentences=contexts,
+            language=report.language or None, source=report.report_id, primary_series_number=stack.first.series_number,
+        )
+        for s in report.sentences:
+            region = sentence_region(s["anatomies"], stats, sentence_id=f"{report.report_id}:{s['index']}")
+            if region is not None:
+                regions.append(region)
+    source = sha256_of_hashes([geometry["source_sha256"]] + ([report.source_sha256] if report else []))
+    snippets = [
+        {"snippet_id": q.snippet_id, "sentence_index": q.sentence_index, "text": q.snippet_text, "reference": q.reference_text,
+         "series_number": q.series_number, "image_number": q.image_number, "z_mm": q.z_mm, "slice_index": q.slice_index,
+         "bin_index": q.bin_index, "bin_mm": q.bin_mm, "anatomies": list(q.anatomies), "labels": list(q.labels)}
+        for q in pairs
+    ]
+    meta = {
+        "volume_id": keys.volume_id, "patient_id": unit.patient_id, "study_id": unit.unit_id,
+        "spacing_zyx": geometry["spacing_xyz"][::-1], "origin_xyz": geometry["origin_xyz"], "direction": geometry["direction"],
+        "orientation": geometry["orientation"], "shape_zyx": geometry["shape_zyx"], "hu_clip": geometry["hu_clip"],
+        "mask_source": mask_info["mask_source"], "label_table": mask_info["label_table"], "pipeline_version": __version__,
+    }
+    sample_row = {
+        "volume_id": keys.volume_id, "study_id": unit.unit_id, "patient_id": unit.patient_id,
+        "report_id": report.report_id if report else "", "in_shards": report is not None,
+        "hu_sha256": geometry["hu_sha256"], "fingerprint": geometry["fingerprint"], "shape_zyx": geometry["shape_zyx"],
+        "mask_source": mask_info["mask_source"], "n_snippets": len(pairs), "source_sha256": source, "producer": PIPELINE_PRODUCER,
+    }
+    (folder / "report.json").write_bytes(json.dumps(_report_json(report), sort_keys=True, ensure_ascii=False).encode())
+    (folder / "snippets.json").write_bytes(json.dumps(snippets, sort_keys=True, ensure_ascii=False).encode())
+    (folder / "meta.json").write_text(json.dumps(meta, sort_keys=True))
+    _save_tables(
+        folder,
+        {
+            "snippets": snippets_table(pairs, source),
+            "sentence_regions": sentence_regions_table(regions, source),
+            "samples": table_from_rows("samples", [sample_row], pipeline_version=__version__),
+            "quarantine": _quarantine_table(entries, source),
+        },
+    )
+
+
+def _study_tables(unit: StudyUnit, config: CorpusConfig, p: Pseudonymizer) -> dict[str, pa.Table]:
+    """Series rows and decisions of the study's stacks that do not become volumes."""
+    rows, entries = [], []
+    for stack in unit.stacks:
+        if stack.stack_key in unit.selected:
+            continue
+        rows.append(series_row(stack, p, accepted=not stack.rejected))
+        entries.extend(finding_entry(stack, item, p.volume(stack.stack_key)) for item in stack.findings)
+    entries += unselected_entries(unit.stacks, [s for s in unit.stacks if s.stack_key in unit.selected], p)
+    return {"series": table_from_rows("series", rows), "quarantine": _quarantine_table(entries)}
+
+
+def _cached_or_run(store: WorkStore, stage: str, key: str, run: Any, computed: list[str], cached: list[str]) -> None:
+    if store.has(stage, key):
+        cached.append(stage)
+        return
+    with store.writing(stage, key) as folder:
+        run(folder)
+    computed.append(stage)
+
+
+def process_unit(unit: StudyUnit, config: CorpusConfig, work_dir: Path) -> UnitOutcome:
+    """Ingest, segment and mine one study, reusing every stage result already in the store.
+
+    A study whose stacks are all rejected still records its series rows and quarantine. Errors of
+    the library (:class:`~ctcorpus.errors.CtCorpusError`) are recorded; anything else propagates
+    so the flow can retry it.
+    """
+    store = WorkStore(Path(work_dir))
+    p = pseudonymizer_for(config.ingest)
+    computed: list[str] = []
+    cached: list[str] = []
+    study_key = _digest("study", __version__, [(s.stack_key, s.rejected) for s in unit.stacks], unit.selected, _section(config, "ingest", "workers"))
+    _cached_or_run(store, "study", study_key, lambda f: _save_tables(f, _study_tables(unit, config, p)), computed, cached)
+    volumes = []
+    for stack in unit.stacks:
+        if stack.stack_key not in unit.selected:
+            continue
+        ingest_key = _ingest_key(stack, config)
+        _cached_or_run(store, "ingest", ingest_key, lambda f: _run_ingest(stack, config, p, f), computed, cached)
+        if not (store.path("ingest", ingest_key) / "volume.json").is_file():
+            continue  # rejected at assembly: its series row and reason are stored
+        volume_id = p.volume(stack.stack_key)
+        anatomy_key = _anatomy_key(ingest_key, config)
+        _cached_or_run(
+            store, "anatomy", anatomy_key, lambda f: _run_anatomy(volume_id, store.path("ingest", ingest_key), config, f), computed, cached
+        )
+        keys = VolumeKeys(volume_id, ingest_key, anatomy_key, _text_key(ingest_key, anatomy_key, unit, config))
+        _cached_or_run(store, "text", keys.text, lambda f: _run_text(unit, stack, keys, store, config, p, f), computed, cached)
+        volumes.append(keys)
+    return UnitOutcome(unit.unit_id, unit.patient_id, study_key, tuple(volumes), tuple(computed), tuple(cached))
+
+
+def failed_outcome(unit: StudyUnit, error: str) -> UnitOutcome:
+    """The outcome of a study that kept failing: recorded in the quarantine, the run goes on."""
+    return UnitOutcome(unit.unit_id, unit.patient_id, "", (), failed=error or "failed")
+
+
+# ------------------------------------------------------------------------------------ run + build
+
+
+def record_run(plan: ExportPlan, outcomes: Sequence[UnitOutcome], work_dir: Path, started: float | None = None) -> RunSummary:
+    """Write the run index (which stored results make up the current export) and summarize."""
+    ordered = sorted(outcomes, key=lambda o: o.unit_id)
+    index = {
+        "pipeline_version": __version__,
+        "export_key": plan.export_key,
+        "reports_key": plan.reports_key,
+        "units": [asdict(o) for o in ordered],
+    }
+    atomic_write_bytes(Path(work_dir) / RUN_INDEX, json.dumps(index, sort_keys=True, indent=1).encode())
+    computed = Counter(s for o in ordered for s in o.computed)
+    cached = Counter(s for o in ordered for s in o.cached)
+    return RunSummary(
+        studies=len(ordered),
+        volumes=sum(len(o.volumes) for o in ordered),
+        computed=dict(sorted(computed.items())),
+        cached=dict(sorted(cached.items())),
+        quarantined=len(plan.quarantine),
+        failed=sum(1 for o in ordered if o.failed),
+        seconds=0.0 if started is None else time.monotonic() - started,
+    )
+
+
+def _filter(table: pa.Table, column: str, values: Sequence[str]) -> pa.Table:
+    return table.filter(pc.is_in(table[column], value_set=pa.array(list(values), pa.string())))
+
+
+def build_units(work_dir: Path) -> list[BuildUnit]:
+    """The stored results named by the run index, as :class:`~ctcorpus.outputs.BuildUnit`s."""
+    store = WorkStore(Path(work_dir))
+    try:
+        index = json.loads((Path(work_dir) / RUN_INDEX).read_text())
+    except FileNotFoundError:
+        raise CtCorpusError("no ingest run recorded here: run `ctcorpus ingest` first", path=work_dir) from None
+    reports = _load_tables(store.path("reports", index["reports_key"]))
+    export = _load_tables(store.path("export", index["export_key"]))
+    failed = [
+        QuarantineEntry("pipeline", "", QuarantineReason.STAGE_FAILED, f"study {u['unit_id']} failed after retries: {u['failed']}", item_id=u["unit_id"])
+        for u in index["units"] if u["failed"]
+    ]
+    units = [
+        BuildUnit(
+            unit_id="export",
+            patient_id="",
+            tables={
+                "instances": export["instances"],
+                "quarantine": pa.concat_tables([export["quarantine"], reports["quarantine"], _quarantine_table(failed)]),
+            },
+        )
+    ]
+    for u in index["units"]:
+        if u["failed"]:
+            continue
+        tables: dict[str, list[pa.Table]] = defaultdict(list)
+        for name, table in _load_tables(store.path("study", u["study_key"])).items():
+            tables[name].append(table)
+        samples = []
+        for v in u["volumes"]:
+            folders = {stage: store.path(stage, v[stage]) for stage in ("ingest", "anatomy", "text")}
+            for folder in folders.values():
+                for name, table in _load_tables(folder).items():
+                    tables[name].append(table)
+            if json.loads((folders["text"] / "report.json").read_text())["report_id"]:
+                samples.append(
+                    StoredSample(
+                        volume_id=v["volume_id"],
+                        files={
+                            "hu.npy.zst": folders["ingest"] / "hu.npy.zst",
+                            "mask.npy.zst": folders["anatomy"] / "mask.npy.zst",
+                            "report.json": folders["text"] / "report.json",
+                            "snippets.json": folders["text"] / "snippets.json",
+                        },
+                        meta=json.loads((folders["text"] / "meta.json").read_text()),
+                    )
+                )
+        report_rows = _filter(reports["reports"], "study_id", [u["unit_id"]])
+        report_ids = report_rows["report_id"].to_pylist()
+        tables["reports"].append(report_rows)
+        tables["sentences"].append(_filter(reports["sentences"], "report_id", report_ids))
+        tables["labels"].append(_filter(reports["labels"], "report_id", report_ids))
+        merged = {name: pa.concat_tables(parts) for name, parts in tables.items()}
+        units.append(BuildUnit(unit_id=u["unit_id"], patient_id=u["patient_id"], tables=merged, samples=tuple(samples)))
+    return units
+
+
+def build_from_work(config: CorpusConfig, work_dir: Path, out: Path) -> BuildResult:
+    """Build the dataset version of the last recorded ingest run (splits, tables, shards, manifest)."""
+    ingest = config.ingest
+    geometry = {"orientation": ingest.orientation, "spacing_mm": list(ingest.target_spacing_mm), "hu_clip": list(ingest.hu_clip), "array_axes": "zyx"}
+    return build_dataset(
+        build_units(work_dir), Path(out), config.outputs, run_config=config.model_dump(mode="json"), geometry=geometry
+    )
+
+
+__all__ = [
+    "ExportPlan",
+    "RunSummary",
+    "StudyReport",
+    "StudyUnit",
+    "UnitOutcome",
+    "VolumeKeys",
+    "build_from_work",
+    "build_units",
+    "failed_outcome",
+    "plan_export",
+    "process_unit",
+    "record_run",
+]

@@ -1,0 +1,115 @@
+"""Keyed pseudonyms for patient IDs, accession numbers and DICOM UIDs.
+
+Every identifier that leaves ingestion in a table is replaced by ``<prefix>-<hex>``, the first
+bytes of HMAC-SHA256(key, kind + identifier). The key makes the ids impossible to reverse or to
+recompute without it (a plain hash of a patient ID is not a pseudonym: IDs are guessable); the
+same key gives the same ids in every run, so outputs join across runs. Original identifiers go
+only to an optional private linkage table (:meth:`Pseudonymizer.linkage`), never to the corpus.
+
+>>> p = Pseudonymizer.from_literal("demo-key")
+>>> p.patient("12345").startswith("pat-")
+True
+>>> p.patient("12345") == Pseudonymizer.from_literal("demo-key").patient("12345")
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ctcorpus.errors import ConfigError
+
+#: Kinds of identifier and their id prefixes.
+Kind = Literal["pat", "stu", "acc", "ser", "sop", "for", "vol"]
+
+#: Hex characters kept per id: 64 bits, collision-free for any realistic export.
+ID_HEX = 16
+
+
+@dataclass(frozen=True, slots=True)
+class LinkageRow:
+    """One pseudonym and the original identifier it replaces (private: never part of the corpus)."""
+
+    kind: str
+    pseudonym: str
+    original: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pseudonymizer:
+    """Makes stable keyed pseudonyms; optionally remembers the originals for a linkage table.
+
+    Build it with :meth:`from_config` (key from an environment variable, read at call time) or
+    :meth:`from_literal` (tests and demos only).
+    """
+
+    key: bytes = field(repr=False)
+    record: bool = False
+    _seen: dict[tuple[str, str], str] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_literal(cls, key: str, *, record: bool = False) -> Pseudonymizer:
+        """A pseudonymizer with a literal key (tests and demos only: a literal key in a config leaks)."""
+        if not key:
+            raise ConfigError("the pseudonym key is empty; set ingest.pseudonym_key_env to a variable holding a secret")
+        return cls(key=key.encode("utf-8"), record=record)
+
+    @classmethod
+    def from_config(cls, literal: str | None, env_var: str, *, record: bool = False) -> Pseudonymizer:
+        """Key from ``literal`` if given, else from environment variable ``env_var`` (read now).
+
+        >>> Pseudonymizer.from_config("k", "UNUSED").study("1.2.3")[:4]
+        'stu-'
+        """
+        if literal:
+            return cls.from_literal(literal, record=record)
+        value = os.environ.get(env_var, "")
+        if not value:
+            raise ConfigError(
+                f"no pseudonym key: environment variable {env_var} is unset or empty; "
+                "export it with a long random secret (keep it: it makes ids stable across runs)",
+                path="ingest.pseudonym_key_env",
+            )
+        return cls.from_literal(value, record=record)
+
+    def make(self, kind: Kind, value: str) -> str:
+        """The pseudonym of ``value`` as identifier kind ``kind`` (``""`` stays ``""``)."""
+        if not value:
+            return ""
+        digest = hmac.new(self.key, f"{kind}\x00{value}".encode(), hashlib.sha256).hexdigest()[:ID_HEX]
+        pseudonym = f"{kind}-{digest}"
+        if self.record:
+            self._seen[(kind, value)] = pseudonym
+        return pseudonym
+
+    def patient(self, patient_id: str) -> str:
+        return self.make("pat", patient_id)
+
+    def study(self, study_uid: str) -> str:
+        return self.make("stu", study_uid)
+
+    def accession(self, accession_number: str) -> str:
+        return self.make("acc", accession_number)
+
+    def series(self, series_uid: str) -> str:
+        return self.make("ser", series_uid)
+
+    def instance(self, sop_uid: str) -> str:
+        return self.make("sop", sop_uid)
+
+    def frame_of_reference(self, uid: str) -> str:
+        return self.make("for", uid)
+
+    def volume(self, key: str) -> str:
+        return self.make("vol", key)
+
+    def linkage(self) -> list[LinkageRow]:
+        """Rows of the private linkage table (only when built with ``record=True``)."""
+        return [LinkageRow(kind, pseudonym, original) for (kind, original), pseudonym in sorted(self._seen.items())]
+
+
+__all__ = ["ID_HEX", "Kind", "LinkageRow", "Pseudonymizer"]

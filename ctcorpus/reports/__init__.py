@@ -1,0 +1,48 @@
+"""Reports stage: read RIS exports, link them to studies, scrub PHI, find sections, sentences,
+anatomies and the 18 CT-RATE label states (English and German rules).
+
+Entry point: :func:`process_reports`; :func:`analyze_report` runs the NLP on one text.
+"""
+
+from ctcorpus.reports.io import decode_bytes, read_report_export
+from ctcorpus.reports.link import Link, link_reports
+from ctcorpus.reports.nlp import (
+    AnalyzedReport,
+    ReportAnalyzer,
+    Section,
+    Sentence,
+    analyze_report,
+    build_analyzer,
+    detect_language,
+)
+from ctcorpus.reports.phi import PhiHit, Scrubbed, find_phi, scrub_text
+from ctcorpus.reports.records import LabelRow, RawReport, ReportRow, ReportsResult, SentenceRow, StudyKey
+from ctcorpus.reports.stage import PRODUCER, date_shift_days, process_reports, reports_tables
+
+__all__ = [
+    "AnalyzedReport",
+    "LabelRow",
+    "Link",
+    "PRODUCER",
+    "PhiHit",
+    "RawReport",
+    "ReportAnalyzer",
+    "ReportRow",
+    "ReportsResult",
+    "Scrubbed",
+    "Section",
+    "Sentence",
+    "SentenceRow",
+    "StudyKey",
+    "analyze_report",
+    "build_analyzer",
+    "date_shift_days",
+    "decode_bytes",
+    "detect_language",
+    "find_phi",
+    "link_reports",
+    "process_reports",
+    "read_report_export",
+    "reports_tables",
+    "scrub_text",
+]

@@ -1,0 +1,135 @@
+"""Reading RIS report exports (CSV, JSONL, Parquet) with a column mapping and encoding detection.
+
+Hospital exports arrive as UTF-8, Windows-1252 or Latin-1 depending on the RIS; a wrong guess
+turns "Pleuraerguss" into mojibake or fails outright, so bytes are decoded by trying UTF-8 first
+(which rejects nearly all non-UTF-8 text) and falling back to cp1252, then Latin-1.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from ctcorpus.config.reports import ReportColumns
+from ctcorpus.enums import QuarantineReason
+from ctcorpus.errors import ReportError
+from ctcorpus.records import sha256_file
+from ctcorpus.reports.records import RawReport
+
+__all__ = ["decode_bytes", "normalize_date", "read_report_export"]
+
+
+def decode_bytes(data: bytes) -> tuple[str, str]:
+    """Decode export bytes, returning ``(text, encoding)``; never fails.
+
+    >>> decode_bytes("Pleuraerguss, Ösophagus".encode("latin-1"))
+    ('Pleuraerguss, Ösophagus', 'cp1252')
+    """
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            return data.decode(encoding), "utf-8" if encoding == "utf-8-sig" else encoding
+        except UnicodeDecodeError:
+            continue
+    return data.decode("latin-1"), "latin-1"
+
+
+def normalize_date(value: Any) -> str:
+    """A study date in any common spelling as ``YYYYMMDD`` ("" when absent or unparseable).
+
+    >>> normalize_date("05.01.2024"), normalize_date("2024-01-05"), normalize_date(20240105)
+    ('20240105', '20240105', '20240105')
+    """
+    if value is None:
+        return ""
+    if isinstance(value, datetime | date):
+        return value.strftime("%Y%m%d")
+    text = str(value).strip()
+    if m := re.fullmatch(r"(\d{4})-?(\d{2})-?(\d{2})(?:[T ].*)?", text):
+        return m[1] + m[2] + m[3]
+    if m := re.fullmatch(r"(\d{1,2})\.(\d{1,2})\.(\d{4})", text):
+        return f"{m[3]}{int(m[2]):02d}{int(m[1]):02d}"
+    return ""
+
+
+def _rows(path: Path, encoding_out: list[str]) -> list[dict[str, Any]]:
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        encoding_out.append("parquet")
+        return pq.read_table(path).to_pylist()
+    text, encoding = decode_bytes(path.read_bytes())
+    encoding_out.append(encoding)
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        rows = []
+        for n, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise ReportError(f"line {n} is not JSON ({exc.msg}); fix or remove it",
+                                      reason=QuarantineReason.UNREADABLE_REPORT, path=path) from None
+        return rows
+    if suffix in (".csv", ".tsv", ".txt"):
+        sample = text[:4096]
+        try:
+            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+        except csv.Error:
+            dialect = csv.excel_tab if suffix == ".tsv" else csv.excel
+        return list(csv.DictReader(io.StringIO(text, newline=""), dialect=dialect))
+    raise ReportError(f"unknown report export format {suffix!r}; use .csv, .tsv, .jsonl or .parquet",
+                      reason=QuarantineReason.UNREADABLE_REPORT, path=path)
+
+
+def read_report_export(path: str | Path, columns: ReportColumns) -> tuple[RawReport, ...]:
+    """Read one export into :class:`RawReport` rows, mapping columns through ``columns``.
+
+    Raises
+    ------
+    ReportError
+        (``unreadable_report``) if the file is missing, malformed, or lacks the text column.
+
+    Examples
+    --------
+    >>> reports = read_report_export("ris.csv", ReportColumns(text="Befundtext"))  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ReportError("report export not found", reason=QuarantineReason.UNREADABLE_REPORT, path=path)
+    encoding: list[str] = []
+    try:
+        rows = _rows(path, encoding)
+    except (OSError, ValueError, csv.Error) as exc:
+        raise ReportError(f"cannot parse report export: {exc}", reason=QuarantineReason.UNREADABLE_REPORT,
+                          path=path) from None
+    if rows and columns.text not in rows[0]:
+        raise ReportError(
+            f"no text column {columns.text!r} (columns: {sorted(rows[0])}); set reports.columns.text",
+            reason=QuarantineReason.UNREADABLE_REPORT, path=path,
+        )
+    digest = sha256_file(path)
+
+    def get(row: dict[str, Any], column: str) -> str:
+        value = row.get(column) if column else None
+        return "" if value is None else str(value).strip()
+
+    return tuple(
+        RawReport(
+            path=str(path),
+            row=n,
+            accession_number=get(row, columns.accession_number),
+            patient_id=get(row, columns.patient_id),
+            study_date=normalize_date(row.get(columns.study_date) if columns.study_date else None),
+            text="" if row.get(columns.text) is None else str(row.get(columns.text)),
+            language=get(row, columns.language).lower(),
+            patient_name=get(row, columns.patient_name),
+            encoding=encoding[0],
+            source_sha256=digest,
+        )
+        for n, row in enumerate(rows)
+    )

@@ -1,0 +1,245 @@
+"""English and German vocabularies of the rules: anatomy terms, label synonyms, ConText triggers, headings.
+
+Kept as data (not code) so the config can extend them and tests can read them. Anatomy regions and
+labels come from :mod:`ctcorpus.taxonomy`; nothing here re-declares them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from ctcorpus.taxonomy import Anatomy
+
+__all__ = [
+    "ABBREVIATIONS",
+    "ANATOMY_STEMS",
+    "ANATOMY_TERMS",
+    "HEADINGS",
+    "LABEL_SYNONYMS",
+    "NEGATION_POST",
+    "NEGATION_PRE",
+    "PSEUDO_TRIGGERS",
+    "SCOPE_TERMINATORS",
+    "UNCERTAIN_POST",
+    "UNCERTAIN_PRE",
+]
+
+_A = Anatomy
+
+#: Anatomy phrases matched on lowercased tokens (spaCy PhraseMatcher, attr LOWER).
+ANATOMY_TERMS: Mapping[Anatomy, tuple[str, ...]] = MappingProxyType(
+    {
+        _A.LUNGS: (
+            "lung", "lungs", "pulmonary", "lobe", "lobes", "upper lobe", "lower lobe", "middle lobe", "lingula",
+            "lingular", "parenchyma", "lunge", "lungen", "pulmonal", "pulmonaler", "pulmonale", "pulmonalen",
+            "oberlappen", "unterlappen", "mittellappen", "lungenparenchym", "apex", "apices", "basal segments",
+            "lungenspitze", "lungenspitzen", "lungenoberlappen", "lungenunterlappen", "perihilar", "bibasilar",
+        ),
+        _A.AIRWAYS: (
+            "trachea", "tracheal", "tracheobronchial", "bronchi", "bronchus", "bronchial", "main bronchi", "airway",
+            "airways", "peribronchial", "bronchien", "hauptbronchien", "hauptbronchus", "atemwege",
+            "bronchiale", "peribronchiale", "peribronchialen", "luftröhre", "carina",
+        ),
+        _A.PLEURA: (
+            "pleura", "pleural", "pneumothorax", "pleuraerguss", "pleuraergüsse", "pleuraergusses", "pleurale",
+            "pleuralen", "costophrenic", "pleuraverdickung",
+        ),
+        _A.MEDIASTINUM: (
+            "mediastinum", "mediastinal", "lymph node", "lymph nodes", "hilar", "hilum", "hila", "lymphknoten",
+            "mediastinale", "mediastinalen", "mediastinaler", "hiläre", "hilären", "hilär", "subcarinal",
+            "paratracheal",
+        ),
+        _A.HEART: (
+            "heart", "cardiac", "pericardium", "pericardial", "atrium", "ventricle", "coronary", "herz",
+            "herzens", "perikard", "perikarderguss", "kardial", "vorhof", "ventrikel", "koronar", "koronare",
+            "koronararterien", "cardiomediastinal", "left ventricle", "right ventricle",
+        ),
+        _A.AORTA: (
+            "aorta", "aortic", "aortic arch", "great vessels", "vena cava", "cava", "pulmonary artery",
+            "pulmonary arteries", "subclavian", "brachiocephalic", "aortenbogen", "aortal", "hohlvene",
+            "truncus", "arterial", "arterielle", "pulmonalarterie", "pulmonalarterien", "aortensklerose",
+        ),
+        _A.ESOPHAGUS: ("esophagus", "esophageal", "oesophagus", "ösophagus", "hiatal", "hiatus", "hiatushernie"),
+        _A.THYROID: ("thyroid", "thyroid gland", "schilddrüse", "schilddrüsen", "struma"),
+        _A.CHEST_WALL: (
+            "chest wall", "breast", "breasts", "axilla", "axillary", "thoraxwand", "brustwand", "mamma",
+            "mammae", "axillär", "axillären", "soft tissues", "weichteile",
+        ),
+        _A.BONES: (
+            "bone", "bones", "osseous", "spine", "thoracic spine", "vertebra", "vertebrae", "vertebral", "rib",
+            "ribs", "sternum", "sternal", "sternotomy", "clavicle", "scapula", "skeleton", "ossär", "ossäre",
+            "ossären", "knöchern", "knöcherne", "knöchernen", "wirbelsäule", "brustwirbelsäule", "bws", "lws",
+            "wirbelkörper", "rippe", "rippen", "sternotomie", "skelett", "skelettsystem",
+        ),
+        _A.ABDOMEN: (
+            "liver", "spleen", "kidney", "kidneys", "adrenal", "adrenals", "adrenal glands", "upper abdomen",
+            "gallbladder", "pancreas", "stomach", "leber", "milz", "niere", "nieren", "nebenniere",
+            "nebennieren", "oberbauch", "oberbauchorgane", "gallenblase", "pankreas", "magen", "hepatic",
+            "renal",
+        ),
+    }
+)
+
+#: German compound stems: a word starting with one names the region ("Lungenemphysem", "Herzschrittmacher").
+ANATOMY_STEMS: Mapping[Anatomy, tuple[str, ...]] = MappingProxyType(
+    {
+        _A.LUNGS: ("lungen", "unterlappen", "oberlappen", "mittellappen"),
+        _A.AIRWAYS: ("bronch", "trache"),
+        _A.PLEURA: ("pleura",),
+        _A.MEDIASTINUM: ("lymphknoten", "mediastin"),
+        _A.HEART: ("herz", "perikard", "koronar"),
+        _A.AORTA: ("aorte", "aorto"),
+        _A.ESOPHAGUS: ("ösophag", "oesophag", "hiatus"),
+        _A.THYROID: ("schilddrüs",),
+        _A.BONES: ("wirbel", "rippen", "brustwirbel"),
+        _A.ABDOMEN: ("leber", "nieren", "nebennieren", "milz", "oberbauch"),
+    }
+)
+
+#: Label synonyms (lowercase). A phrase matches at a word start (English) or anywhere in a word
+#: (German compounds, marked by a leading ``~``) and may end in an inflection suffix.
+LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "medical_material": (
+            "catheter", "pacemaker", "port system", "port-a-cath", "sternal wire", "sternotomy wire",
+            "endotracheal tube", "nasogastric tube", "chest tube", "drain", "stent", "prosthe", "indwelling line",
+            "lines or tubes", "lines and tubes", "medical device", "support device", "clip", "zvk",
+            "~schrittmacher", "portsystem", "~katheter", "drainage", "~cerclage", "fremdmaterial", "~sonde",
+            "tubus", "magensonde", "pacer",
+        ),
+        "arterial_wall_calcification": (
+            "atherosclerotic calcification", "atherosclerotic plaque", "calcified atherosclerotic",
+            "aortic calcification", "aortic wall calcification", "arterial wall calcification",
+            "arterial calcification", "calcific atherosclerosis", "vascular calcification", "atherosclerosis",
+            "~aortensklerose", "arteriosklerotische", "~wandverkalkung", "arteriosklerose", "atherosklerose",
+            "aortenverkalkung", "gefäßverkalkung", "kalzifizierende aortensklerose",
+        ),
+        "cardiomegaly": (
+            "cardiomegaly", "enlarged heart", "heart is enlarged", "cardiac enlargement", "enlarged cardiac",
+            "heart size is enlarged", "heart is large", "heart is slightly large", "enlargement of the heart",
+            "heart is mildly enlarged", "heart is moderately enlarged", "heart size mildly enlarged",
+            "heart size is mildly enlarged", "heart size borderline enlarged", "heart size is persistently enlarged",
+            "~kardiomegalie", "herz ist vergrößert", "herz vergrößert",
+            "vergrößertes herz", "herzvergrößerung",
+        ),
+        "pericardial_effusion": ("pericardial effusion", "pericardial fluid", "~perikarderguss", "~perikardergüss"),
+        "coronary_artery_wall_calcification": (
+            "coronary artery calcification", "coronary calcification", "calcifications of the coronary",
+            "calcification of the coronary", "coronary artery wall calcification", "coronary sclerosis",
+            "coronary atherosclerosis", "~koronarverkalkung", "~koronarsklerose", "verkalkungen der koronar",
+            "koronararterienverkalkung",
+        ),
+        "hiatal_hernia": ("hiatal hernia", "hiatus hernia", "~hiatushernie", "hernia of the hiatus"),
+        "lymphadenopathy": (
+            "lymphadenopathy", "adenopathy", "enlarged lymph node", "enlarged mediastinal lymph node",
+            "enlarged hilar lymph node", "pathologically enlarged lymph", "lymph node enlargement",
+            "~lymphadenopathie", "vergrößerte lymphknoten", "vergrößerten lymphknoten",
+            "vergrößerte mediastinale lymphknoten", "lymphknotenvergrößerung", "vergrößerter lymphknoten",
+            "vergrößerte hiläre lymphknoten",
+        ),
+        "emphysema": ("emphysema", "emphysematous", "~emphysem"),
+        "atelectasis": ("atelectasis", "atelectases", "atelectatic", "~atelektase", "~atelektat", "dystelectasis",
+                        "~dystelektase"),
+        "lung_nodule": (
+            "nodule", "nodular lesion", "pulmonary mass", "lung mass", "~rundherd", "nodulus", "noduli",
+            "lung lesion", "pulmonary lesion", "~knoten der lunge", "micronodule",
+        ),
+        "lung_opacity": (
+            "opacity", "opacities", "opacification", "ground-glass", "ground glass", "~milchglas", "~verdichtung",
+            "~trübung", "airspace disease",
+        ),
+        "pulmonary_fibrotic_sequela": (
+            "fibrotic", "fibrosis", "fibrous", "scarring", "~fibrotisch", "~fibrose", "narbig", "~narbe",
+            "parenchymal band", "fibrotic band", "residual scar",
+        ),
+        "pleural_effusion": (
+            "pleural effusion", "pleural fluid", "effusion", "erguss", "ergüsse", "~pleuraerguss", "~pleuraergüss",
+            "~pleuraergusses", "hydrothorax", "pleural effusions",
+        ),
+        "mosaic_attenuation_pattern": ("mosaic attenuation", "mosaic pattern", "mosaic perfusion", "~mosaik"),
+        "peribronchial_thickening": (
+            "peribronchial thickening", "peribronchial wall thickening", "bronchial wall thickening",
+            "peribronchial cuffing", "peribronchiale wandverdickung", "peribronchiale verdickung",
+            "bronchialwandverdickung", "peribronchialen wandverdickung",
+        ),
+        "consolidation": (
+            "consolidation", "consolidative", "airspace consolidation", "~konsolidierung", "~infiltrat",
+            "~konsolidation",
+        ),
+        "bronchiectasis": ("bronchiectasis", "bronchiectases", "bronchiectatic", "~bronchiektas"),
+        "interlobular_septal_thickening": (
+            "interlobular septal thickening", "septal thickening", "thickened interlobular septa",
+            "interlobuläre septenverdickung", "~septenverdickung", "verdickte interlobuläre septen",
+            "interlobulären septen", "interlobuläre septen",
+        ),
+    }
+)
+
+#: ConText triggers (lowercase, matched at word boundaries; longer triggers win at a position).
+NEGATION_PRE: tuple[str, ...] = (
+    "no", "not", "without", "free of", "clear of", "negative for", "resolution of", "no evidence of", "no signs of",
+    "absence of",
+    "there is no", "rather than", "kein", "keine", "keinen", "keiner", "keines", "ohne", "nicht", "kein nachweis",
+    "kein anhalt", "kein hinweis", "ausschluss", "frei von", "no definite evidence of",
+)
+NEGATION_POST: tuple[str, ...] = (
+    "is not seen", "are not seen", "not seen", "not identified", "is absent", "are absent", "has resolved",
+    "have resolved", "resolved", "nicht nachweisbar", "nicht abgrenzbar", "nicht mehr nachweisbar",
+    "ausgeschlossen", "unauffällig", "not present", "is excluded", "nicht vorhanden", "regredient",
+)
+UNCERTAIN_PRE: tuple[str, ...] = (
+    "possible", "possibly", "probable", "probably", "may", "may represent", "may reflect", "may be", "could represent",
+    "could be", "might represent", "suspicious for", "suspected", "suspect", "questionable", "likely",
+    "concerning for", "cannot exclude", "can not exclude", "differential diagnosis", "consistent with possible",
+    "question of", "versus", "vs", "fraglich", "fragliche", "fraglicher", "fragliches", "v.a", "v. a", "verdacht auf",
+    "verdächtig auf", "suspekt auf", "dd", "am ehesten", "möglich", "mögliche", "möglicher", "möglicherweise",
+    "wahrscheinlich", "vereinbar mit", "a. e", "differentialdiagnostisch", "nicht sicher",
+)
+UNCERTAIN_POST: tuple[str, ...] = (
+    "cannot be excluded", "can not be excluded", "cannot be ruled out", "not excluded", "not ruled out",
+    "is questionable", "is possible", "nicht auszuschließen", "nicht sicher auszuschließen", "nicht ausgeschlossen",
+    "nicht sicher ausgeschlossen", "nicht auszuschliessen", "fraglich", "möglich",
+    "nicht mit sicherheit auszuschließen",
+)
+#: Phrases that look like triggers but are not ("no change" says nothing about presence).
+PSEUDO_TRIGGERS: tuple[str, ...] = (
+    "no change", "no significant change", "no interval change", "no new", "not only", "no increase", "no decrease",
+    "keine befundänderung", "keine änderung", "ohne änderung", "keine größenänderung", "keine größenprogredienz",
+    "nicht verändert", "no further", "not significantly changed", "unverändert",
+)
+#: Words and marks that end a trigger's scope.
+SCOPE_TERMINATORS: tuple[str, ...] = (
+    "but", "however", "although", "though", "except", "apart from", "other than", "which", "aber", "jedoch",
+    "allerdings", "außer", "ausser", "bis auf", "abgesehen von", "hingegen", "dagegen", "whereas", "while", ";",
+    "sowie", "wobei",
+)
+
+#: Section headings (lowercase), English and German, at a line start followed by ":" or a line end.
+HEADINGS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "findings": ("findings", "finding", "befund", "befunde", "report", "description", "befundbeschreibung"),
+        "impression": (
+            "impression", "impressions", "conclusion", "conclusions", "summary", "assessment", "opinion",
+            "beurteilung", "zusammenfassung", "diagnose", "bewertung",
+        ),
+        "technique": ("technique", "technik", "untersuchungstechnik", "methods", "procedure", "protocol", "protokoll"),
+        "comparison": ("comparison", "comparisons", "prior studies", "vergleich", "voruntersuchung",
+                       "voruntersuchungen", "voraufnahmen"),
+        "clinical_information": (
+            "clinical information", "clinical history", "clinical indication", "history", "indication",
+            "indications", "reason for exam", "reason for examination", "fragestellung", "klinische angaben",
+            "klinische angabe", "anamnese", "indikation", "rechtfertigende indikation", "klinik",
+        ),
+    }
+)
+
+#: Abbreviations (lowercase, without their final period) after which a period does not end a sentence.
+ABBREVIATIONS: frozenset[str] = frozenset(
+    {
+        "approx", "ca", "se", "ser", "im", "img", "bild", "v.a", "z.b", "e.g", "i.e", "i.v", "dr", "prof", "med",
+        "nr", "vs", "bzw", "ggf", "evtl", "max", "min", "mind", "li", "re", "bds", "st", "z.n", "u.a", "d.h",
+        "mr", "mrs", "ms", "fig", "abb", "sog", "v.a.", "a.e", "lt", "rt", "incl", "inkl", "z.t", "o.g", "sp",
+        "pat", "geb", "tel", "str", "vgl", "ant", "sup", "inf", "lat",
+    }
+)

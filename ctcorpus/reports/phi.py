@@ -1,0 +1,233 @@
+"""PHI scrubbing of report text: names, dates, ids, phone numbers, addresses, ages over 89.
+
+Rules, not a model: each kind is a regular expression anchored on the context real reports use
+(titles before names, "MRN"/"Pat.-ID" before ids, street suffixes, "-year-old"/"-jährig" after
+ages). Measurements ("3.5 mm"), image references ("series 3, image 45", "(3:45)") and list numbers
+do not match any rule. The corpus only ever holds the scrubbed text; :class:`Scrubbed` keeps the
+offset map back to the original so ground truth written against the original can be scored.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from ctcorpus.reports.patterns import lower_same_length, trie_regex
+
+__all__ = ["PLACEHOLDERS", "PhiHit", "Scrubbed", "find_phi", "scrub_text"]
+
+#: Placeholder written for each PHI kind.
+PLACEHOLDERS: dict[str, str] = {
+    "name": "[NAME]",
+    "date": "[DATE]",
+    "id": "[ID]",
+    "phone": "[PHONE]",
+    "address": "[ADDRESS]",
+    "age": "[AGE]",
+}
+
+_MONTHS_EN = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+              "november", "december")
+_MONTHS_DE = ("januar", "februar", "märz", "april", "mai", "juni", "juli", "august", "september", "oktober",
+              "november", "dezember")
+_MONTH_NUM = {m: i + 1 for i, m in enumerate(_MONTHS_EN)} | {m: i + 1 for i, m in enumerate(_MONTHS_DE)}
+_MONTH_NUM |= {m[:3]: i + 1 for i, m in enumerate(_MONTHS_EN)} | {"mär": 3, "maerz": 3, "okt": 10, "dez": 12}
+_MONTH = r"(?:" + trie_regex([*_MONTH_NUM, "sept"]) + r")\.?"
+_CAP = r"[A-ZÄÖÜ][a-zäöüß'\-]+"
+
+_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "address",
+        re.compile(
+            r"\b(?:[A-ZÄÖÜ][\wäöüß\-]*(?:straße|strasse|str\.|weg|allee|platz|gasse|ring|damm)\s+\d+\s?[a-z]?"
+            r"|\d{1,5}\s+(?:[A-Z][a-z]+\s+){1,3}(?:Street|St\.|Avenue|Ave\.?|Road|Rd\.|Lane|Drive|Boulevard|Blvd\.?"
+            r"|Way|Court|Place))"
+            r"(?:,\s*(?:\d{5}\s+)?" + _CAP + r"(?:\s" + _CAP + r")?(?:,\s*[A-Z]{2})?(?:\s+\d{5})?)?"
+        ),
+    ),
+    # The patterns below open with a character class and check the word boundary behind it
+    # ("\d(?<!\w\d)" rather than "\b\d"): the regex engine then skips ahead to candidate
+    # characters instead of trying every position, which is most of the scrubber's speed.
+    (
+        "date",
+        re.compile(
+            r"\d(?<!\w\d)(?:\d{3}-\d{1,2}-\d{1,2}|\d?[./-]\d{1,2}[./-](?:\d{4}|\d{2})(?![\d.]\d)"
+            r"|\d?\.?\s" + _MONTH + r"\s\d{4})\b",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        "date",
+        re.compile(r"\b" + _MONTH + r"\s\d{1,2}(?:st|nd|rd|th)?,?\s\d{4}\b", re.IGNORECASE),
+    ),
+    (
+        "phone",
+        re.compile(
+            r"(?<![\w.])(?:\+\d{1,3}[ ]?(?:\(0\))?[ ]?\d{1,5}[ /-]?|\(\d{2,5}\)[ ]?|0\d{2,5}[ /-]?|\d{3}-)"
+            r"\d{3,8}(?:[ -]\d{2,6})?(?!\w|\.\d)"
+        ),
+    ),
+    (
+        "id",
+        re.compile(
+            r"(?i:\b(?:MRN|MR\#|Pat\.?-?\s?ID|Patienten-?ID|Patient\s?ID|PID|ID|Acc(?:ession)?\.?(?:\s?(?:No|Nr|number)\.?)?"
+            r"|Fall-?Nr\.?|Auftrags-?Nr\.?|Aufnahme-?Nr\.?|case\s?(?:no|number)\.?))[:#\s]*\s*([A-Z]{0,3}\d[A-Z0-9\-]{3,})"
+        ),
+    ),
+    ("id", re.compile(r"\d(?<!\w\d)\d{6,}\b")),
+    (
+        "age",
+        re.compile(
+            r"[91](?<!\w[91])(?:(?<=9)\d|(?<=1)[01]\d)(?!\d)"
+            r"(?=[\s-]*(?:years?[\s-]old|year-old|yo\b|y/o|y\.o\.|jährig|-jährig|jahre\s+alt|J\.))",
+            re.IGNORECASE,
+        ),
+    ),
+    ("age", re.compile(r"[aA](?<!\w[aA])(?i:ged?[:]?\s|lter:?\s)(9\d|1[01]\d)\b")),
+    (
+        "name",
+        re.compile(
+            r"(?:\b(?:Dr|Prof|Mr|Mrs|Ms|Hr|Fr|PD)\.?\s+|\b(?:Herr|Frau|Herrn)\s+)(?:(?:Dr|Prof|med|PD)\.?\s+)*"
+            r"(" + _CAP + r"(?:\s+" + _CAP + r"(?=[,.;:]|$))?)"
+            r"|\bPatient(?:in)?:?\s+(" + _CAP + r"(?:,?\s+" + _CAP + r")?)(?=,|\s+(?:MRN|ID|Pat|geb|DOB|born)|\.|$)"
+        ),
+    ),
+)
+_NOT_NAMES = frozenset(
+    {"Patient", "Patientin", "The", "Der", "Die", "Das", "Befund", "Findings", "No", "Kein", "Keine", "Status",
+     "Was", "Wurde", "Informed", "Med", "Medical", "Radiology", "Radiologie"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PhiHit:
+    """One PHI span found in the ORIGINAL text."""
+
+    start: int
+    end: int
+    kind: str  # a key of PLACEHOLDERS
+
+
+@dataclass(frozen=True, slots=True)
+class Scrubbed:
+    """Scrubbed text, the PHI hits (original offsets) and the map from scrubbed to original offsets."""
+
+    text: str
+    hits: tuple[PhiHit, ...]
+    scrubbed_starts: tuple[int, ...]  # start of each replaced span in the scrubbed text
+    shifts: tuple[int, ...]  # original - scrubbed offset after each replaced span
+
+    def to_original(self, offset: int) -> int:
+        """Map an offset in the scrubbed text to the original text (placeholders map to their span start)."""
+        k = bisect.bisect_right(self.scrubbed_starts, offset) - 1
+        if k < 0:
+            return offset
+        return offset + self.shifts[k] if offset > self.scrubbed_starts[k] else self.hits[k].start
+
+
+def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, ...]:
+    """Find PHI spans in ``text`` (sorted, non-overlapping; earlier rules win an overlap).
+
+    ``header_values`` are strings known to be PHI for this report (DICOM header names, the MRN,
+    the accession number): each name part of two or more letters is also scrubbed wherever it
+    appears as a word, so "Smith" is caught without a title in front.
+
+    >>> [h.kind for h in find_phi("Dr. Meier informed at 0176 1234567 on 03.04.2019.")]
+    ['name', 'phone', 'date']
+    """
+    hits: list[PhiHit] = []
+    taken = bytearray(len(text))
+
+    def claim(start: int, end: int, kind: str) -> None:
+        if start < end and not any(taken[start:end]):
+            taken[start:end] = b"\x01" * (end - start)
+            hits.append(PhiHit(start, end, kind))
+
+    lower = lower_same_length(text)
+    for value in header_values:  # plain substring search: no regex compiled per report
+        for part in re.split(r"[\^,\s]+", value.lower()):
+            if not (len(part) >= 2 and not part.isdigit() or len(part) >= 4):
+                continue
+            kind = "id" if any(c.isdigit() for c in part) else "name"
+            at = lower.find(part)
+            while at >= 0:
+                end = at + len(part)
+                if (at == 0 or not lower[at - 1].isalnum()) and (end == len(lower) or not lower[end].isalnum()):
+                    claim(at, end, kind)
+                at = lower.find(part, at + 1)
+    for kind, pattern in _RULES:
+        for m in pattern.finditer(text):
+            if kind in ("id", "name", "age") and m.lastindex:
+                group = next(g for g in range(1, (m.lastindex or 0) + 1) if m.group(g) is not None)
+                start, end = m.span(group)
+                if kind == "name" and text[start:end].split()[0] in _NOT_NAMES:
+                    continue
+            else:
+                start, end = m.span()
+            if kind == "phone" and sum(c.isdigit() for c in text[start:end]) < 7:
+                continue
+            claim(start, end, kind)
+    hits.sort(key=lambda h: h.start)
+    merged: list[PhiHit] = []
+    for hit in hits:  # "John" + "Smith" from the header -> one name span
+        if merged and merged[-1].kind == hit.kind == "name" and not text[merged[-1].end:hit.start].strip(" ,"):
+            merged[-1] = PhiHit(merged[-1].start, hit.end, "name")
+        else:
+            merged.append(hit)
+    return tuple(merged)
+
+
+def _parse_date(value: str) -> date | None:
+    """Best-effort parse of the date spellings :data:`_RULES` finds (day-first for dotted dates)."""
+    v = value.strip().lower()
+    try:
+        if m := re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})", v):
+            return date(int(m[1]), int(m[2]), int(m[3]))
+        if m := re.fullmatch(r"(\d{1,2})([./-])(\d{1,2})[./-](\d{2,4})", v):
+            year = int(m[4]) + (2000 if len(m[4]) == 2 else 0)
+            first, second = int(m[1]), int(m[3])
+            day, month = (second, first) if m[2] == "/" else (first, second)  # US slashes, else day first
+            return date(year, month, day)
+        if m := re.fullmatch(r"(\d{1,2})\.?\s([a-zäöü]+)\.?\s(\d{4})", v):
+            return date(int(m[3]), _MONTH_NUM[m[2][:3] if m[2] not in _MONTH_NUM else m[2]], int(m[1]))
+        if m := re.fullmatch(r"([a-zäöü]+)\.?\s(\d{1,2})(?:st|nd|rd|th)?,?\s(\d{4})", v):
+            return date(int(m[3]), _MONTH_NUM[m[1][:3] if m[1] not in _MONTH_NUM else m[1]], int(m[2]))
+        if m := re.fullmatch(r"(\d{4})(\d{2})(\d{2})", v):
+            return date(int(m[1]), int(m[2]), int(m[3]))
+    except (ValueError, KeyError):
+        return None
+    return None
+
+
+def scrub_text(text: str, hits: Sequence[PhiHit], *, date_shift_days: int | None = None) -> Scrubbed:
+    """Replace each hit by its placeholder; with ``date_shift_days`` dates become shifted ISO dates.
+
+    Shifting keeps intervals between a patient's dates (the offset is per patient); a date that
+    cannot be parsed is still removed.
+
+    >>> scrub_text("Seen 03.04.2019.", find_phi("Seen 03.04.2019."), date_shift_days=-2).text
+    'Seen 2019-04-01.'
+    """
+    parts: list[str] = []
+    starts: list[int] = []
+    shifts: list[int] = []
+    cursor = 0
+    length = 0
+    for hit in hits:
+        parts.append(text[cursor:hit.start])
+        length += hit.start - cursor
+        replacement = PLACEHOLDERS[hit.kind]
+        if hit.kind == "date" and date_shift_days is not None:
+            parsed = _parse_date(text[hit.start:hit.end])
+            if parsed is not None:
+                replacement = (parsed + timedelta(days=date_shift_days)).isoformat()
+        starts.append(length)
+        parts.append(replacement)
+        length += len(replacement)
+        shifts.append(hit.end - length)
+        cursor = hit.end
+    parts.append(text[cursor:])
+    return Scrubbed("".join(parts), tuple(hits), tuple(starts), tuple(shifts))

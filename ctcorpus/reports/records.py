@@ -1,0 +1,100 @@
+"""Records of the reports stage: inputs (study keys, raw report rows) and the rows of its tables.
+
+The row records mirror ``schemas/reports.json``, ``schemas/sentences.json`` and
+``schemas/labels.json`` field for field (a test checks it); provenance columns other than
+``source_sha256`` are added when the tables are built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ctcorpus.records import QuarantineEntry
+
+__all__ = ["LabelRow", "RawReport", "ReportRow", "ReportsResult", "SentenceRow", "StudyKey"]
+
+
+@dataclass(frozen=True, slots=True)
+class StudyKey:
+    """What report linking needs to know about an ingested study (original, not pseudonymized, ids)."""
+
+    study_uid: str
+    accession_number: str
+    patient_id: str
+    study_date: str  # YYYYMMDD, "" if unknown
+
+
+@dataclass(frozen=True, slots=True)
+class RawReport:
+    """One row of a RIS export, decoded, before any NLP."""
+
+    path: str
+    row: int  # 0-based row (line) in the export
+    accession_number: str
+    patient_id: str
+    study_date: str  # normalized to YYYYMMDD, "" if absent or unparseable
+    text: str
+    language: str  # "en"/"de" from the export, "" if not given
+    patient_name: str
+    encoding: str  # how the file was decoded ("utf-8", "cp1252", "latin-1", "parquet")
+    source_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRow:
+    """A row of the ``reports`` table: one linked, scrubbed report."""
+
+    report_id: str
+    study_id: str
+    patient_id: str
+    link_method: str
+    language: str
+    text: str
+    section_names: tuple[str, ...]
+    section_starts: tuple[int, ...]
+    section_ends: tuple[int, ...]
+    n_sentences: int
+    phi_names: int
+    phi_dates: int
+    phi_ids: int
+    phi_phones: int
+    phi_addresses: int
+    phi_ages: int
+    encoding: str
+    source_path: str
+    source_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class SentenceRow:
+    """A row of the ``sentences`` table (offsets into the scrubbed ``reports.text``)."""
+
+    report_id: str
+    sentence_index: int
+    section: str
+    text: str
+    char_start: int
+    char_end: int
+    anatomies: tuple[str, ...]
+    source_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class LabelRow:
+    """A row of the ``labels`` table; ``sentence_index`` -1 is the report-level state."""
+
+    report_id: str
+    sentence_index: int
+    label: str
+    state: str
+    source_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReportsResult:
+    """Everything :func:`~ctcorpus.reports.process_reports` produced, quarantine included."""
+
+    reports: tuple[ReportRow, ...]
+    sentences: tuple[SentenceRow, ...]
+    labels: tuple[LabelRow, ...]
+    quarantine: tuple[QuarantineEntry, ...]

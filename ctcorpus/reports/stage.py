@@ -1,0 +1,189 @@
+"""The reports stage entry point: exports in, linked and scrubbed report/sentence/label rows out."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import spacy
+
+from ctcorpus.config.reports import ReportsConfig
+from ctcorpus.enums import QuarantineReason
+from ctcorpus.errors import CtCorpusError, ReportError
+from ctcorpus.records import ErrorHandler, QuarantineEntry, raise_on_error
+from ctcorpus.reports.io import read_report_export
+from ctcorpus.reports.link import link_reports
+from ctcorpus.reports.nlp import analyze_report, build_analyzer
+from ctcorpus.reports.records import LabelRow, RawReport, ReportRow, ReportsResult, SentenceRow, StudyKey
+from ctcorpus.schemas import table_from_rows
+from ctcorpus.version import __version__
+
+__all__ = ["PRODUCER", "date_shift_days", "process_reports", "reports_tables"]
+
+#: The backend recorded in every row's ``producer`` (bump the rules version when rules change).
+PRODUCER = f"rules-1+spacy-{spacy.__version__}"
+
+STAGE = "reports"
+logger = logging.getLogger(__name__)
+
+#: ``pseudonymize(kind, value)``: kinds "pat", "stu", "acc" (``ctcorpus.pseudonym.Pseudonymizer.make``).
+Pseudonymize = Callable[[str, str], str]
+
+
+def _identity(kind: str, value: str) -> str:
+    return value
+
+
+def date_shift_days(pseudonymized_patient: str, max_days: int) -> int:
+    """The per-patient date offset: keyed (derived from the keyed pseudonym), in ±[1, max_days].
+
+    >>> date_shift_days("pat-1f3a", 365) == date_shift_days("pat-1f3a", 365) != 0
+    True
+    """
+    n = int.from_bytes(hashlib.sha256(b"dateshift\x00" + pseudonymized_patient.encode()).digest()[:8], "big")
+    n %= 2 * max_days
+    return n - max_days if n < max_days else n - max_days + 1
+
+
+def _report_id(report: RawReport, pseudonymize: Pseudonymize) -> str:
+    if report.accession_number:
+        return pseudonymize("acc", report.accession_number)
+    text_hash = hashlib.sha256(report.text.encode()).hexdigest()[:16]
+    return pseudonymize("acc", f"{report.patient_id}|{report.study_date}|{text_hash}")
+
+
+def process_reports(
+    paths: Sequence[str | Path],
+    studies: Sequence[StudyKey],
+    *,
+    config: ReportsConfig | None = None,
+    pseudonymize: Pseudonymize = _identity,
+    header_names: Mapping[str, Sequence[str]] | None = None,
+    on_error: ErrorHandler = raise_on_error,
+) -> ReportsResult:
+    """Read, link, scrub and label every report of the given exports.
+
+    Orphan reports (no study), empty reports and studies without a report are not dropped
+    silently: each becomes a :class:`~ctcorpus.records.QuarantineEntry` in the result. An
+    unreadable export goes to ``on_error`` (raises by default).
+
+    Parameters
+    ----------
+    paths:
+        RIS exports (.csv/.tsv, .jsonl, .parquet).
+    studies:
+        The ingested studies to link to (original ids).
+    config:
+        The ``reports`` config section.
+    pseudonymize:
+        ``(kind, value) -> pseudonym`` for kinds "pat", "stu", "acc"; pass
+        ``Pseudonymizer.make`` so ids join with the ingest tables. Identity by default (tests).
+    header_names:
+        patient id -> names known from the DICOM headers, scrubbed wherever they appear.
+    on_error:
+        Handler for unreadable exports (:class:`~ctcorpus.records.QuarantineLog` to continue).
+
+    Examples
+    --------
+    >>> result = process_reports(["ris.csv"], [StudyKey("1.2.3", "A1", "P1", "20240105")])  # doctest: +SKIP
+    >>> tables = reports_tables(result)                                                      # doctest: +SKIP
+    """
+    config = config or ReportsConfig()
+    analyzer = build_analyzer(
+        extra_synonyms=config.extra_synonyms, extra_anatomy_terms=config.extra_anatomy_terms,
+        label_sections=config.label_sections,
+    )
+    raw: list[RawReport] = []
+    for path in paths:
+        try:
+            raw.extend(read_report_export(path, config.columns))
+        except CtCorpusError as error:
+            on_error(error, STAGE)
+    seen: set[tuple[str, str, str, str]] = set()
+    unique: list[RawReport] = []
+    for r in raw:  # first occurrence wins
+        key = (r.accession_number, r.patient_id, r.study_date, r.text)
+        if key not in seen:
+            seen.add(key)
+            unique.append(r)
+    if len(unique) < len(raw):  # the same RIS rows exported twice (e.g. CSV and JSONL)
+        logger.info("reports: %d duplicate rows across exports kept once", len(raw) - len(unique))
+    quarantine: list[QuarantineEntry] = []
+    reported_studies: set[str] = set()
+    reports: list[ReportRow] = []
+    sentences: list[SentenceRow] = []
+    labels: list[LabelRow] = []
+    for link in link_reports(unique, studies, window_days=config.link_window_days):
+        report = link.report
+        report_id = _report_id(report, pseudonymize)
+        if link.study is not None:
+            reported_studies.add(link.study.study_uid)
+        if not report.text.strip():  # its study counts as reported: one quarantine row, not two
+            quarantine.append(QuarantineEntry(
+                stage=STAGE, path=report.path, reason=QuarantineReason.EMPTY_REPORT,
+                message=str(ReportError(f"row {report.row} has an empty report text", path=report.path,
+                                        reason=QuarantineReason.EMPTY_REPORT)),
+                item_id=report_id,
+            ))
+            continue
+        if link.study is None:
+            quarantine.append(QuarantineEntry(
+                stage=STAGE, path=report.path, reason=QuarantineReason.ORPHAN_REPORT,
+                message=str(ReportError(
+                    f"row {report.row}: no study with this accession number, nor an unreported study of this "
+                    f"patient within {config.link_window_days} days; check the export's ids or "
+                    "reports.link_window_days",
+                    path=report.path, reason=QuarantineReason.ORPHAN_REPORT)),
+                item_id=report_id,
+            ))
+            continue
+        patient = pseudonymize("pat", report.patient_id or link.study.patient_id)
+        header = [report.patient_name, report.patient_id, report.accession_number,
+                  *(header_names or {}).get(report.patient_id or link.study.patient_id, ())]
+        language = report.language if report.language in ("en", "de") else (
+            None if config.language == "auto" else config.language)
+        shift = date_shift_days(patient, config.date_shift_max_days) if config.date_policy == "shift" else None
+        analyzed = analyze_report(analyzer, report.text, language=language,
+                                  header_values=[h for h in header if h], date_shift_days=shift)
+        counts = Counter(hit.kind for hit in analyzed.phi)
+        reports.append(ReportRow(
+            report_id=report_id, study_id=pseudonymize("stu", link.study.study_uid), patient_id=patient,
+            link_method=link.method, language=analyzed.language, text=analyzed.text,
+            section_names=tuple(s.name for s in analyzed.sections),
+            section_starts=tuple(s.start for s in analyzed.sections),
+            section_ends=tuple(s.end for s in analyzed.sections),
+            n_sentences=len(analyzed.sentences), phi_names=counts["name"], phi_dates=counts["date"],
+            phi_ids=counts["id"], phi_phones=counts["phone"], phi_addresses=counts["address"],
+            phi_ages=counts["age"], encoding=report.encoding, source_path=report.path,
+            source_sha256=report.source_sha256,
+        ))
+        for s in analyzed.sentences:
+            sentences.append(SentenceRow(report_id, s.index, s.section, analyzed.text[s.start:s.end], s.start, s.end,
+                                         s.anatomies, report.source_sha256))
+            labels.extend(LabelRow(report_id, s.index, label, state.value, report.source_sha256)
+                          for label, state in sorted(s.labels.items()))
+        labels.extend(LabelRow(report_id, -1, label, state.value, report.source_sha256)
+                      for label, state in sorted(analyzed.labels.items()))
+    for study in sorted(studies, key=lambda s: s.study_uid):
+        if study.study_uid not in reported_studies:
+            quarantine.append(QuarantineEntry(
+                stage=STAGE, path="", reason=QuarantineReason.NO_REPORT,
+                message=f"study has no report in {len(paths)} export(s) (accession or patient/date window)"
+                        f" [{QuarantineReason.NO_REPORT.value}]",
+                item_id=pseudonymize("stu", study.study_uid),
+            ))
+    return ReportsResult(tuple(reports), tuple(sentences), tuple(labels), tuple(quarantine))
+
+
+def reports_tables(result: ReportsResult) -> dict[str, pa.Table]:
+    """The ``reports``, ``sentences`` and ``labels`` Arrow tables of a result (schemas in ``schemas/``)."""
+    provenance = {"pipeline_version": __version__, "producer": PRODUCER}
+    return {
+        "reports": table_from_rows("reports", result.reports, **provenance),
+        "sentences": table_from_rows("sentences", result.sentences, **provenance),
+        "labels": table_from_rows("labels", result.labels, **provenance),
+    }

@@ -1,0 +1,159 @@
+"""The versioned table schemas in ``schemas/`` as Arrow schemas: the single source of truth.
+
+Each ``schemas/<table>.json`` holds ``name``, ``version``, ``description`` and ``fields``
+(``name``, ``type``, ``nullable``, ``description``). Unless a schema says ``"provenance": false``
+every table also gets the provenance columns of ``schemas/_provenance.json``. Writers build tables
+with :func:`table_from_rows`, readers check them with :func:`check_table`; nothing re-declares a
+column by hand.
+
+>>> schema = load_schema("quarantine")            # doctest: +SKIP
+>>> table = table_from_rows("quarantine", rows)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ctcorpus.errors import OutputError
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+
+_SCALARS: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "bool": pa.bool_(),
+    "int8": pa.int8(),
+    "int16": pa.int16(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "uint8": pa.uint8(),
+    "float32": pa.float32(),
+    "float64": pa.float64(),
+    "binary": pa.binary(),
+    "date32": pa.date32(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
+_LIST = re.compile(r"^list<(.+)>$")
+
+
+def arrow_type(spec: str) -> pa.DataType:
+    """Parse a schema type string (``float64``, ``list<string>``, ``list<list<int64>>``)."""
+    match = _LIST.match(spec)
+    if match:
+        return pa.list_(arrow_type(match.group(1)))
+    try:
+        return _SCALARS[spec]
+    except KeyError:
+        raise OutputError(f"unknown column type {spec!r}; use one of {sorted(_SCALARS)} or list<...>") from None
+
+
+@dataclass(frozen=True, slots=True)
+class TableSchema:
+    """One table's schema: its name, version, Arrow schema and column descriptions."""
+
+    name: str
+    version: int
+    description: str
+    arrow: pa.Schema
+    descriptions: Mapping[str, str]
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.arrow.names)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise OutputError("no such schema file", path=path) from None
+
+
+def schema_names() -> list[str]:
+    """Names of all table schemas (files not starting with ``_``)."""
+    return sorted(p.stem for p in SCHEMA_DIR.glob("*.json") if not p.stem.startswith("_"))
+
+
+@cache
+def load_schema(name: str) -> TableSchema:
+    """Load ``schemas/<name>.json`` (plus provenance columns) as a :class:`TableSchema`."""
+    doc = _read(SCHEMA_DIR / f"{name}.json")
+    fields = list(doc["fields"])
+    if doc.get("provenance", True):
+        fields += _read(SCHEMA_DIR / "_provenance.json")["fields"]
+    names = [f["name"] for f in fields]
+    if len(set(names)) != len(names):
+        raise OutputError(f"schema {name!r} declares a column twice", path=SCHEMA_DIR / f"{name}.json")
+    arrow = pa.schema(
+        [pa.field(f["name"], arrow_type(f["type"]), nullable=f.get("nullable", False)) for f in fields],
+        metadata={"ctcorpus.table": name, "ctcorpus.schema_version": str(doc["version"])},
+    )
+    return TableSchema(
+        name=name,
+        version=int(doc["version"]),
+        description=doc.get("description", ""),
+        arrow=arrow,
+        descriptions={f["name"]: f.get("description", "") for f in fields},
+    )
+
+
+def _as_mapping(row: Any) -> Mapping[str, Any]:
+    if dataclasses.is_dataclass(row) and not isinstance(row, type):
+        return {f.name: getattr(row, f.name) for f in dataclasses.fields(row)}
+    if isinstance(row, Mapping):
+        return row
+    raise OutputError(f"cannot turn a {type(row).__name__} into a table row")
+
+
+def _plain(value: Any) -> Any:
+    """Enums to their values, tuples to lists: what Arrow takes."""
+    if hasattr(value, "value") and isinstance(getattr(type(value), "__members__", None), Mapping):
+        return value.value
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def table_from_rows(name: str, rows: Iterable[Any], **provenance: Any) -> pa.Table:
+    """Build a table of schema ``name`` from dataclass records or mappings.
+
+    ``provenance`` fills columns the rows lack (e.g. ``pipeline_version=...``). A row that
+    lacks a column, or has one the schema does not know, is an error: code and schema agree.
+    """
+    schema = load_schema(name)
+    columns: dict[str, list[Any]] = {c: [] for c in schema.columns}
+    for row in rows:
+        data = _as_mapping(row)
+        unknown = set(data) - set(columns)
+        if unknown:
+            raise OutputError(f"rows for table {name!r} have columns not in its schema: {sorted(unknown)}")
+        for column, values in columns.items():
+            if column in data:
+                values.append(_plain(data[column]))
+            elif column in provenance:
+                values.append(_plain(provenance[column]))
+            else:
+                raise OutputError(f"a row for table {name!r} lacks column {column!r}")
+    return pa.Table.from_pydict(columns, schema=schema.arrow)
+
+
+def check_table(name: str, table: pa.Table) -> None:
+    """Raise :class:`OutputError` if ``table`` does not match schema ``name`` (names and types)."""
+    expected = load_schema(name).arrow
+    if table.schema.names != expected.names:
+        raise OutputError(
+            f"table {name!r} has columns {table.schema.names}, schema v{load_schema(name).version} "
+            f"expects {expected.names}"
+        )
+    for field in expected:
+        actual = table.schema.field(field.name).type
+        if actual != field.type:
+            raise OutputError(f"table {name!r} column {field.name!r} is {actual}, schema says {field.type}")

@@ -1,0 +1,392 @@
+"""Resolution and placement: an :class:`ImageReference` -> z in mm -> a slice and a bin of the corpus volume.
+
+A reference names a series and an image number. The series is one stack of the study (possibly
+another reconstruction than the one stored in the corpus, e.g. a 1 mm lung kernel when the corpus
+keeps 3 mm soft tissue); the image number is that stack's InstanceNumber. Both are mapped through
+the stack's slice table to z in mm, and z is mapped into the corpus volume's voxel grid with its
+full affine (RadFinder's approach), which works across reconstructions as long as they share the
+FrameOfReferenceUID. What cannot be resolved is returned as quarantine entries with a reason, never
+silently dropped.
+
+>>> grid = VolumeGrid("v1", "1.2.3", (0.0, 0.0, 0.0), (1.0, 1.0, 3.0), (1, 0, 0, 0, 1, 0, 0, 0, 1), (10, 4, 4))
+>>> round(slice_position(grid, 9.0), 3)
+3.0
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from ctcorpus.config.snippets import SnippetsConfig
+from ctcorpus.enums import QuarantineReason
+from ctcorpus.errors import SnippetError
+from ctcorpus.records import QuarantineEntry
+from ctcorpus.schemas import table_from_rows
+from ctcorpus.snippets.grammar import GRAMMAR_VERSION, ImageReference, mine_image_references
+from ctcorpus.version import __version__
+
+__all__ = [
+    "PRODUCER",
+    "SentenceContext",
+    "SeriesSlices",
+    "SnippetPair",
+    "VolumeGrid",
+    "mine_snippets",
+    "resolve_references",
+    "slice_position",
+    "snippets_table",
+]
+
+#: The backend recorded in the provenance column ``producer``.
+PRODUCER = f"rules-{GRAMMAR_VERSION}"
+_STAGE = "snippets"
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesSlices:
+    """One stack of the study as the resolver needs it: InstanceNumber -> z in mm (patient LPS).
+
+    ``is_axial`` marks stacks a reference without a series may point at (localizers and
+    reformats are not candidates).
+    """
+
+    series_number: int
+    series_uid: str
+    frame_of_reference_uid: str
+    slice_thickness_mm: float
+    instance_z: Mapping[int, float]
+    is_axial: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeGrid:
+    """The corpus (resampled) volume's geometry, as SimpleITK reports it.
+
+    ``spacing_mm`` and ``origin_mm`` are (x, y, z); ``direction`` is the 3x3 direction matrix
+    row-major (``GetDirection()``); ``shape_zyx`` is the array shape (slices, rows, columns).
+    """
+
+    volume_id: str
+    frame_of_reference_uid: str
+    origin_mm: tuple[float, float, float]
+    spacing_mm: tuple[float, float, float]
+    direction: tuple[float, ...]
+    shape_zyx: tuple[int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class SentenceContext:
+    """A report sentence and what the reports stage found in it, joined onto each snippet."""
+
+    start: int
+    end: int
+    anatomies: tuple[str, ...] = ()
+    positive_labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SnippetPair:
+    """One snippet-slice pair: a row of the ``snippets`` table (without the provenance columns)."""
+
+    snippet_id: str
+    report_id: str
+    volume_id: str
+    sentence_index: int
+    snippet_text: str
+    snippet_start: int
+    snippet_end: int
+    reference_text: str
+    reference_start: int
+    reference_end: int
+    series_number: int
+    series_uid: str
+    series_stated: bool
+    image_number: int
+    z_mm: float
+    slice_index: int
+    bin_index: int
+    bin_mm: float
+    anatomies: tuple[str, ...]
+    labels: tuple[str, ...]
+
+
+def _z_axis(grid: VolumeGrid) -> tuple[float, float]:
+    """(offset, slope) with slice position k = offset + slope * z, from the volume's full affine.
+
+    k is row z of ``inverse(D @ diag(spacing)) @ (p - origin)`` for p at the in-plane centre of
+    the first slice moved to height z. That row is ``(c0 x c1) / det`` for the columns c0, c1, c2
+    of ``D @ diag(spacing)``, so it is written out in plain floats (numpy's per-call overhead
+    would cost more than the mining of a report).
+    """
+    if len(grid.direction) != 9 or len(grid.spacing_mm) != 3 or len(grid.origin_mm) != 3:
+        raise SnippetError(f"volume {grid.volume_id!r} needs 9 direction values and 3 spacing/origin values")
+    d = [float(v) for v in grid.direction]
+    sx, sy, sz = (float(v) for v in grid.spacing_mm)
+    c0 = (d[0] * sx, d[3] * sx, d[6] * sx)
+    c1 = (d[1] * sy, d[4] * sy, d[7] * sy)
+    c2 = (d[2] * sz, d[5] * sz, d[8] * sz)
+    cross = (c0[1] * c1[2] - c0[2] * c1[1], c0[2] * c1[0] - c0[0] * c1[2], c0[0] * c1[1] - c0[1] * c1[0])
+    det = cross[0] * c2[0] + cross[1] * c2[1] + cross[2] * c2[2]
+    if abs(det) < 1e-9:
+        raise SnippetError(f"volume {grid.volume_id!r} has a singular direction/spacing matrix; check its geometry")
+    row = (cross[0] / det, cross[1] / det, cross[2] / det)
+    _, rows, columns = grid.shape_zyx
+    i, j = (columns - 1) / 2.0, (rows - 1) / 2.0
+    # p - origin for p = centre of the first slice at height z: (c0*i + c1*j)_xy, z - origin_z
+    dx, dy = c0[0] * i + c1[0] * j, c0[1] * i + c1[1] * j
+    offset = row[0] * dx + row[1] * dy - row[2] * float(grid.origin_mm[2])
+    return offset, row[2]
+
+
+def slice_position(grid: VolumeGrid, z_mm: float) -> float:
+    """Continuous slice index (k) of the plane z = ``z_mm`` through the volume's in-plane centre.
+
+    Uses the full affine, ``index = inverse(D @ diag(spacing)) @ (p - origin)``, with p at the
+    centre of the first slice moved to ``z_mm``: for axial volumes (LPS or RAS, flipped or not)
+    only the z row matters and this is exact; for a tilted grid it places the reference at the
+    centre of the field of view, which is the best a z-only reference allows.
+
+    >>> grid = VolumeGrid("v", "f", (0.0, 0.0, 30.0), (1.0, 1.0, 3.0), (1, 0, 0, 0, 1, 0, 0, 0, -1), (11, 4, 4))
+    >>> slice_position(grid, 21.0)
+    3.0
+    """
+    offset, slope = _z_axis(grid)
+    return offset + slope * z_mm
+
+
+def _pick_series(
+    reference: ImageReference, series: Sequence[SeriesSlices], primary: int | None
+) -> SeriesSlices | tuple[QuarantineReason, str]:
+    """The stack a reference points at, or (reason, explanation)."""
+    if reference.series_number is not None:
+        wanted = reference.series_number
+        how = "stated"
+    elif primary is not None:
+        wanted = primary
+        how = "primary"
+    else:
+        axial = [s for s in series if s.is_axial]
+        if len(axial) == 1:
+            return axial[0]
+        numbers = sorted(s.series_number for s in axial)
+        return (
+            QuarantineReason.AMBIGUOUS_SERIES,
+            f"no series stated and the study has {len(axial)} axial series {numbers}; "
+            "set snippets.primary_series_number to resolve bare image numbers",
+        )
+    matches = [s for s in series if s.series_number == wanted]
+    if not matches:
+        present = sorted({s.series_number for s in series})
+        return QuarantineReason.SERIES_ABSENT, f"{how} series {wanted} is not in the study (series present: {present})"
+    if len(matches) > 1:
+        uids = sorted(s.series_uid for s in matches)
+        return QuarantineReason.AMBIGUOUS_SERIES, f"{how} series number {wanted} names {len(matches)} stacks {uids}"
+    return matches[0]
+
+
+def resolve_references(
+    references: Sequence[ImageReference],
+    series: Sequence[SeriesSlices],
+    grid: VolumeGrid,
+    config: SnippetsConfig,
+    *,
+    report_id: str,
+    text: str,
+    sentences: Sequence[SentenceContext] | None = None,
+    source: str = "",
+    primary_series_number: int | None = None,
+) -> tuple[list[SnippetPair], list[QuarantineEntry]]:
+    """Resolve references to slices of the corpus volume: the snippet-slice pairs and the quarantine.
+
+    Parameters
+    ----------
+    references:
+        From :func:`~ctcorpus.snippets.mine_image_references` on ``text``.
+    series:
+        Every stack of the report's study (slice tables), including other reconstructions.
+    grid:
+        Geometry of the corpus volume the pairs point into.
+    config:
+        The ``snippets`` config section (primary series, range cap, bin size).
+    report_id, text:
+        The report the references were mined from (ids and snippet text).
+    sentences:
+        Sentence contexts aligned with the spans used for mining (``ImageReference.sentence_index``
+        indexes them); their anatomies and positive labels are joined onto each pair.
+    source:
+        The report's file, named in quarantine entries.
+    primary_series_number:
+        This study's primary series (e.g. the one the corpus volume was built from), for
+        references that state no series; ``None`` falls back to ``config.primary_series_number``,
+        then to the study's only axial series.
+
+    Returns
+    -------
+    pairs, quarantine:
+        One pair per reference and distinct slice (two images of one reference that land on
+        the same corpus slice give one pair); one entry per unresolvable reference or image, with
+        reason ``series_absent``, ``ambiguous_series``, ``other_frame_of_reference``,
+        ``image_out_of_range`` or ``out_of_volume``.
+
+    Examples
+    --------
+    >>> stack = SeriesSlices(3, "1.2.3.4", "1.2.3", 3.0, {45: 9.0})
+    >>> grid = VolumeGrid("v1", "1.2.3", (0.0, 0.0, 0.0), (1.0, 1.0, 3.0), (1, 0, 0, 0, 1, 0, 0, 0, 1), (10, 4, 4))
+    >>> text = "Nodule (series 3, image 45)."
+    >>> pairs, quarantine = resolve_references(
+    ...     mine_image_references(text), [stack], grid, SnippetsConfig(), report_id="r1", text=text)
+    >>> pairs[0].slice_index, pairs[0].bin_index, quarantine
+    (3, 0, [])
+    """
+    pairs: list[SnippetPair] = []
+    quarantine: list[QuarantineEntry] = []
+    n_slices = grid.shape_zyx[0]
+    tolerance = config.out_of_volume_tolerance_slices
+    spacing_z = abs(float(grid.spacing_mm[2]))
+    primary = config.primary_series_number if primary_series_number is None else primary_series_number
+    offset, slope = _z_axis(grid)
+
+    def reject(reference: ImageReference, reason: QuarantineReason, why: str, image: int | None = None) -> None:
+        item = f"{report_id}@{reference.start}-{reference.end}" + ("" if image is None else f"#{image}")
+        quarantine.append(
+            QuarantineEntry(
+                stage=_STAGE,
+                path=source,
+                reason=reason,
+                message=f"report {report_id}: reference {reference.text!r} at {reference.start}: {why}",
+                item_id=item,
+            )
+        )
+
+    for reference in references:
+        picked = _pick_series(reference, series, primary)
+        if isinstance(picked, tuple):
+            reject(reference, *picked)
+            continue
+        if picked.frame_of_reference_uid != grid.frame_of_reference_uid:
+            reject(
+                reference,
+                QuarantineReason.OTHER_FRAME_OF_REFERENCE,
+                f"series {picked.series_number} is in frame of reference {picked.frame_of_reference_uid}, "
+                f"volume {grid.volume_id} in {grid.frame_of_reference_uid}; z cannot be transferred",
+            )
+            continue
+        context = (
+            sentences[reference.sentence_index]
+            if sentences is not None and 0 <= reference.sentence_index < len(sentences)
+            else None
+        )
+        seen_slices: set[int] = set()
+        for image in reference.image_numbers:
+            z = picked.instance_z.get(image)
+            if z is None:
+                known = sorted(picked.instance_z)
+                span = f"{known[0]}..{known[-1]}" if known else "none"
+                reject(
+                    reference,
+                    QuarantineReason.IMAGE_OUT_OF_RANGE,
+                    f"series {picked.series_number} has no image {image} (InstanceNumbers {span})",
+                    image,
+                )
+                continue
+            k = offset + slope * z
+            if not -tolerance <= k <= n_slices - 1 + tolerance:
+                reject(
+                    reference,
+                    QuarantineReason.OUT_OF_VOLUME,
+                    f"image {image} at z={z:.2f} mm lies at slice {k:.1f}, outside volume {grid.volume_id} "
+                    f"(0..{n_slices - 1})",
+                    image,
+                )
+                continue
+            index = min(max(math.floor(k + 0.5), 0), n_slices - 1)
+            if index in seen_slices:
+                continue
+            seen_slices.add(index)
+            pairs.append(
+                SnippetPair(
+                    snippet_id=f"{report_id}@{reference.start}-{reference.end}#{image}",
+                    report_id=report_id,
+                    volume_id=grid.volume_id,
+                    sentence_index=reference.sentence_index,
+                    snippet_text=text[reference.sentence_start : reference.sentence_end],
+                    snippet_start=reference.sentence_start,
+                    snippet_end=reference.sentence_end,
+                    reference_text=reference.text,
+                    reference_start=reference.start,
+                    reference_end=reference.end,
+                    series_number=picked.series_number,
+                    series_uid=picked.series_uid,
+                    series_stated=reference.series_stated,
+                    image_number=image,
+                    z_mm=float(z),
+                    slice_index=index,
+                    bin_index=math.floor(index * spacing_z / config.bin_mm),
+                    bin_mm=config.bin_mm,
+                    anatomies=context.anatomies if context else (),
+                    labels=context.positive_labels if context else (),
+                )
+            )
+    return pairs, quarantine
+
+
+def mine_snippets(
+    report_id: str,
+    text: str,
+    series: Sequence[SeriesSlices],
+    grid: VolumeGrid,
+    config: SnippetsConfig,
+    *,
+    sentences: Sequence[SentenceContext] | None = None,
+    language: str | None = None,
+    source: str = "",
+    primary_series_number: int | None = None,
+) -> tuple[list[SnippetPair], list[QuarantineEntry]]:
+    """The stage's entry point for one report: mine its references and resolve them.
+
+    ``sentences`` (from the reports stage) give the sentence spans and the anatomies/labels
+    joined onto each pair; without them the grammar's own sentence split is used. The other
+    arguments are those of :func:`resolve_references`.
+
+    >>> stack = SeriesSlices(3, "1.2.3.4", "1.2.3", 3.0, {45: 9.0})
+    >>> grid = VolumeGrid("v1", "1.2.3", (0.0, 0.0, 0.0), (1.0, 1.0, 3.0), (1, 0, 0, 0, 1, 0, 0, 0, 1), (10, 4, 4))
+    >>> pairs, _ = mine_snippets("r1", "Herd (Serie 3, Bild 45).", [stack], grid, SnippetsConfig())
+    >>> pairs[0].z_mm
+    9.0
+    """
+    references = mine_image_references(
+        text,
+        None if sentences is None else [(s.start, s.end) for s in sentences],
+        language,
+        languages=config.languages,
+        max_range_images=config.max_range_images,
+    )
+    return resolve_references(
+        references, series, grid, config, report_id=report_id, text=text, sentences=sentences, source=source,
+        primary_series_number=primary_series_number,
+    )
+
+
+def snippets_table(pairs: Sequence[SnippetPair], source_sha256: str | Mapping[str, str]) -> pa.Table:
+    """The ``snippets`` table (schema ``schemas/snippets.json``) of ``pairs``, with provenance.
+
+    ``source_sha256`` is one hash for all rows or a mapping report_id -> sha256 of that report's
+    source file(s), so every row says where it came from.
+    """
+    if isinstance(source_sha256, str):
+        hashes: Mapping[str, str] = {p.report_id: source_sha256 for p in pairs}
+    else:
+        hashes = source_sha256
+        missing = sorted({p.report_id for p in pairs} - set(hashes))
+        if missing:
+            raise SnippetError(f"no source sha256 given for reports {missing[:5]}")
+    rows = ({**_row(pair), "source_sha256": hashes[pair.report_id]} for pair in pairs)
+    return table_from_rows("snippets", rows, pipeline_version=__version__, producer=PRODUCER)
+
+
+def _row(pair: SnippetPair) -> dict[str, object]:
+    return {name: getattr(pair, name) for name in SnippetPair.__slots__}

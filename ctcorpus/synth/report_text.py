@@ -1,0 +1,752 @@
+"""Synthetic radiology report text with exact ground truth (sentences, labels, PHI, image references).
+
+The imaging generator calls :func:`render_report` once per study; the reports NLP stage and the
+snippet miner are tested against the :class:`~ctcorpus.synth.truth.ReportTruth` it returns. The
+text imitates real chest-CT reports: English or German, with or without section headings,
+normal-anatomy sentences, positive, negated and uncertain findings, image references in the many
+forms radiologists type, and (``phi=True``) names, dates, ids, phone numbers, addresses and ages
+placed where real reports carry them.
+
+Ground-truth conventions (the NLP stage follows the same ones):
+
+- a sentence's ``anatomies`` are the regions its words name plus, for every label it mentions
+  (whatever the state), the label's region from :data:`ctcorpus.taxonomy.LABEL_ANATOMY`;
+- report-level labels aggregate sentences: positive beats uncertain beats negative; labels never
+  mentioned are absent from the dict;
+- a reference's offsets cover the whole expression including its parentheses, e.g. ``(se 3, im 45)``;
+  a reference without a series number is only written for findings on the primary series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+
+from ctcorpus.synth.truth import FindingTruth, PhiSpan, ReferenceTruth, ReportTruth, SentenceTruth
+from ctcorpus.taxonomy import CT_RATE_LABELS as LABELS
+from ctcorpus.taxonomy import LABEL_ANATOMY
+
+__all__ = ["render_corpus", "render_report"]
+
+# A template is "text" or "text|anatomy,anatomy" (the regions its words name). "{loc}" is replaced
+# by a location phrase whose regions are added, "{side}" by the finding's side.
+
+_POSITIVE: dict[str, dict[str, tuple[str, ...]]] = {
+    "en": {
+        "medical_material": (
+            "Central venous catheter with its tip in the superior vena cava|aorta",
+            "Pacemaker leads in the right atrium and right ventricle|heart",
+            "Status post sternotomy with sternal wires|bones",
+        ),
+        "arterial_wall_calcification": (
+            "Atherosclerotic calcifications of the thoracic aorta|aorta",
+            "Calcified atherosclerotic plaques in the aortic arch|aorta",
+            "Arterial wall calcifications",
+        ),
+        "cardiomegaly": ("Cardiomegaly", "The heart is enlarged|heart", "Mild cardiomegaly"),
+        "pericardial_effusion": ("Small pericardial effusion", "There is a pericardial effusion of 8 mm"),
+        "coronary_artery_wall_calcification": (
+            "Coronary artery calcifications",
+            "Calcifications of the coronary arteries",
+            "Extensive coronary calcification",
+        ),
+        "hiatal_hernia": ("Small hiatal hernia", "There is a moderate hiatus hernia"),
+        "lymphadenopathy": (
+            "Enlarged mediastinal lymph nodes up to 14 mm|mediastinum",
+            "Mediastinal lymphadenopathy|mediastinum",
+            "Hilar lymphadenopathy on the {side}|mediastinum",
+        ),
+        "emphysema": ("Centrilobular emphysema {loc}", "Paraseptal emphysema", "Emphysema {loc}"),
+        "atelectasis": ("Subsegmental atelectasis {loc}", "Linear atelectasis {loc}", "Atelectasis {loc}"),
+        "lung_nodule": (
+            "A 6 mm solid nodule {loc}",
+            "Pulmonary nodule measuring 4.5 mm {loc}|lungs",
+            "There is a 7 mm nodule {loc}",
+        ),
+        "lung_opacity": ("Ground-glass opacity {loc}", "Patchy opacities {loc}", "Ground glass opacities {loc}"),
+        "pulmonary_fibrotic_sequela": (
+            "Fibrotic sequelae {loc}",
+            "Fibrotic changes {loc}",
+            "Post-inflammatory fibrotic bands {loc}",
+        ),
+        "pleural_effusion": (
+            "Small {side} pleural effusion|pleura",
+            "Moderate pleural effusion on the {side}|pleura",
+            "Pleural effusion on the {side}|pleura",
+        ),
+        "mosaic_attenuation_pattern": ("Mosaic attenuation {loc}", "Mosaic attenuation pattern of the lungs|lungs"),
+        "peribronchial_thickening": (
+            "Peribronchial thickening {loc}",
+            "Peribronchial wall thickening {loc}",
+        ),
+        "consolidation": ("Consolidation {loc}", "Dense consolidation {loc}", "Airspace consolidation {loc}"),
+        "bronchiectasis": ("Cylindrical bronchiectasis {loc}", "Bronchiectasis {loc}"),
+        "interlobular_septal_thickening": (
+            "Interlobular septal thickening {loc}",
+            "Smooth interlobular septal thickening {loc}",
+        ),
+    },
+    "de": {
+        "medical_material": (
+            "ZVK mit Spitze in der V. cava superior|aorta",
+            "Herzschrittmacher mit Sonden im rechten Vorhof und rechten Ventrikel|heart",
+            "Z. n. Sternotomie mit Drahtcerclagen|bones",
+        ),
+        "arterial_wall_calcification": (
+            "Arteriosklerotische Wandverkalkungen der thorakalen Aorta|aorta",
+            "Kalzifizierende Aortensklerose|aorta",
+            "Arterielle Wandverkalkungen",
+        ),
+        "cardiomegaly": ("Kardiomegalie", "Das Herz ist vergrößert|heart", "Leichte Kardiomegalie"),
+        "pericardial_effusion": ("Schmaler Perikarderguss", "Perikarderguss von 8 mm"),
+        "coronary_artery_wall_calcification": (
+            "Koronarverkalkungen",
+            "Verkalkungen der Koronararterien",
+            "Ausgeprägte Koronarsklerose",
+        ),
+        "hiatal_hernia": ("Kleine axiale Hiatushernie", "Hiatushernie"),
+        "lymphadenopathy": (
+            "Vergrößerte mediastinale Lymphknoten bis 14 mm|mediastinum",
+            "Mediastinale Lymphadenopathie|mediastinum",
+            "Hiläre Lymphadenopathie {side}|mediastinum",
+        ),
+        "emphysema": ("Zentrilobuläres Emphysem {loc}", "Paraseptales Lungenemphysem|lungs", "Emphysem {loc}"),
+        "atelectasis": ("Subsegmentale Atelektase {loc}", "Streifige Atelektasen {loc}", "Atelektase {loc}"),
+        "lung_nodule": (
+            "Solider Rundherd von 6 mm {loc}",
+            "Pulmonaler Nodulus von 4,5 mm {loc}",
+            "7 mm messender Lungenrundherd {loc}|lungs",
+        ),
+        "lung_opacity": ("Milchglastrübung {loc}", "Fleckige Verdichtungen {loc}", "Milchglasverdichtung {loc}"),
+        "pulmonary_fibrotic_sequela": (
+            "Fibrotische Residuen {loc}",
+            "Narbig-fibrotische Veränderungen {loc}",
+            "Postentzündliche fibrotische Stränge {loc}",
+        ),
+        "pleural_effusion": (
+            "Kleiner Pleuraerguss {side}|pleura",
+            "Mäßiger Pleuraerguss {side}|pleura",
+            "Pleuraerguss {side}|pleura",
+        ),
+        "mosaic_attenuation_pattern": ("Mosaikperfusion {loc}", "Mosaikmuster der Lunge|lungs"),
+        "peribronchial_thickening": ("Peribronchiale Wandverdickung {loc}", "Peribronchiale Verdickungen {loc}"),
+        "consolidation": ("Konsolidierung {loc}", "Dichte Konsolidierung {loc}", "Konsolidierungen {loc}"),
+        "bronchiectasis": ("Zylindrische Bronchiektasen {loc}", "Bronchiektasen {loc}"),
+        "interlobular_septal_thickening": (
+            "Interlobuläre Septenverdickung {loc}",
+            "Verdickte interlobuläre Septen {loc}",
+        ),
+    },
+}
+
+# Bare names of each label for negated / uncertain sentences ("No {x}.", "Kein {x}.").
+_NAME: dict[str, dict[str, tuple[str, ...]]] = {
+    "en": {
+        "medical_material": ("indwelling lines or tubes",),
+        "arterial_wall_calcification": ("atherosclerotic calcification of the aorta|aorta",),
+        "cardiomegaly": ("cardiomegaly",),
+        "pericardial_effusion": ("pericardial effusion",),
+        "coronary_artery_wall_calcification": ("coronary artery calcification", "coronary calcification"),
+        "hiatal_hernia": ("hiatal hernia", "hiatus hernia"),
+        "lymphadenopathy": (
+            "mediastinal lymphadenopathy|mediastinum", "lymphadenopathy", "enlarged lymph nodes|mediastinum",
+        ),
+        "emphysema": ("emphysema",),
+        "atelectasis": ("atelectasis",),
+        "lung_nodule": ("pulmonary nodule|lungs", "suspicious pulmonary nodules|lungs", "lung nodule|lungs"),
+        "lung_opacity": ("ground-glass opacity", "pulmonary opacity|lungs"),
+        "pulmonary_fibrotic_sequela": ("fibrotic changes",),
+        "pleural_effusion": ("pleural effusion|pleura", "pleural effusions|pleura"),
+        "mosaic_attenuation_pattern": ("mosaic attenuation",),
+        "peribronchial_thickening": ("peribronchial thickening",),
+        "consolidation": ("consolidation", "focal consolidation", "pneumonic consolidation"),
+        "bronchiectasis": ("bronchiectasis",),
+        "interlobular_septal_thickening": ("interlobular septal thickening",),
+    },
+    "de": {
+        "medical_material": ("Fremdmaterial",),
+        "arterial_wall_calcification": ("Aortensklerose|aorta",),
+        "cardiomegaly": ("Kardiomegalie",),
+        "pericardial_effusion": ("Perikarderguss",),
+        "coronary_artery_wall_calcification": ("Koronarsklerose", "Koronarverkalkungen"),
+        "hiatal_hernia": ("Hiatushernie",),
+        "lymphadenopathy": ("Lymphadenopathie", "vergrößerten Lymphknoten|mediastinum"),
+        "emphysema": ("Emphysem", "Lungenemphysem|lungs"),
+        "atelectasis": ("Atelektase", "Atelektasen"),
+        "lung_nodule": ("Rundherd", "suspekten Lungenrundherde|lungs", "pulmonalen Noduli"),
+        "lung_opacity": ("Milchglastrübung", "Verdichtung"),
+        "pulmonary_fibrotic_sequela": ("fibrotischen Veränderungen",),
+        "pleural_effusion": ("Pleuraerguss|pleura", "Pleuraergüsse|pleura"),
+        "mosaic_attenuation_pattern": ("Mosaikperfusion",),
+        "peribronchial_thickening": ("peribronchiale Wandverdickung",),
+        "consolidation": ("Konsolidierung", "pneumonische Konsolidierung", "Infiltrat"),
+        "bronchiectasis": ("Bronchiektasen",),
+        "interlobular_septal_thickening": ("interlobuläre Septenverdickung",),
+    },
+}
+
+_NEGATED: dict[str, tuple[str, ...]] = {
+    "en": (
+        "No {x}",
+        "There is no {x}",
+        "No evidence of {x}",
+        "Negative for {x}",
+        "{X} is not seen",
+        "Free of {x}",
+        "No signs of {x}",
+    ),
+    "de": ("Kein Nachweis von {x}", "Kein Anhalt für {x}", "Keine {x}", "{X} nicht nachweisbar", "Ohne {x}"),
+}
+_UNCERTAIN: dict[str, tuple[str, ...]] = {
+    "en": (
+        "Possible {x}",
+        "Probable {x}",
+        "Findings may represent {x}",
+        "{X} cannot be excluded",
+        "Findings suspicious for {x}",
+        "Questionable {x}",
+    ),
+    "de": ("Fraglich {x}", "V.a. {x}", "Verdacht auf {x}", "{X} nicht auszuschließen", "Befund suspekt auf {x}"),
+}
+# Two labels in one sentence: a negated one and, after a scope terminator, a positive one.
+_NEG_BUT_POS: dict[str, tuple[str, ...]] = {
+    "en": ("No {x}, but {y}", "No {x}; however, {y}"),
+    "de": ("Kein Nachweis von {x}, jedoch {y}", "Kein Anhalt für {x}, aber {y}"),
+}
+
+_NORMAL: dict[str, tuple[str, ...]] = {
+    "en": (
+        "The heart is normal in size|heart",
+        "The thoracic aorta is normal in caliber|aorta",
+        "The trachea and main bronchi are patent|airways",
+        "The thyroid gland is unremarkable|thyroid",
+        "The esophagus is unremarkable|esophagus",
+        "No suspicious osseous lesions|bones",
+        "The visualized upper abdomen is unremarkable|abdomen",
+        "The liver and spleen are normal|abdomen",
+        "The chest wall soft tissues are unremarkable|chest_wall",
+        "Degenerative changes of the thoracic spine|bones",
+        "No pneumothorax|pleura",
+        "The lungs are well aerated|lungs",
+        "The central airways are clear|airways",
+        "Both adrenal glands are normal|abdomen",
+        "The breast tissue is unremarkable|chest_wall",
+        "No mediastinal or hilar mass is identified|mediastinum",
+        "The pulmonary vasculature is within normal limits|lungs",
+        "Mild degenerative changes of the thoracic spine without acute fracture|bones",
+        "The central tracheobronchial tree is patent|airways",
+        "There is no suspicious axillary lymph node|chest_wall,mediastinum",
+        "The cardiac chambers are normal in size|heart",
+    ),
+    "de": (
+        "Herz normal groß|heart",
+        "Die thorakale Aorta ist normkalibrig|aorta",
+        "Trachea und Hauptbronchien frei|airways",
+        "Schilddrüse unauffällig|thyroid",
+        "Ösophagus unauffällig|esophagus",
+        "Keine suspekten ossären Läsionen|bones",
+        "Miterfasste Oberbauchorgane unauffällig|abdomen",
+        "Leber und Milz regelrecht|abdomen",
+        "Thoraxwand unauffällig|chest_wall",
+        "Degenerative Veränderungen der Brustwirbelsäule|bones",
+        "Kein Pneumothorax|pleura",
+        "Lunge regelrecht belüftet|lungs",
+        "Zentrale Atemwege frei|airways",
+        "Nebennieren beidseits schlank|abdomen",
+        "Mammae unauffällig|chest_wall",
+        "Keine mediastinale oder hiläre Raumforderung|mediastinum",
+        "Die Lungengefäße sind regelrecht konfiguriert|lungs",
+        "Degenerative Veränderungen der Brustwirbelsäule ohne Frakturnachweis|bones",
+        "Das zentrale Tracheobronchialsystem ist frei|airways",
+        "Keine suspekten axillären Lymphknoten|chest_wall,mediastinum",
+        "Die Herzhöhlen sind normal weit|heart",
+        "Regelrechte Darstellung der thorakalen Aorta und der supraaortalen Gefäße|aorta",
+    ),
+}
+
+_LUNG_LOC: dict[str, dict[str, tuple[str, ...]]] = {
+    "en": {
+        "right": ("in the right upper lobe", "in the right lower lobe", "in the middle lobe", "in the right lung"),
+        "left": ("in the left upper lobe", "in the left lower lobe", "in the lingula", "in the left lung"),
+        "": ("in both lungs", "in both lower lobes", "bilaterally in the lungs"),
+    },
+    "de": {
+        "right": ("im rechten Oberlappen", "im rechten Unterlappen", "im Mittellappen", "der rechten Lunge"),
+        "left": ("im linken Oberlappen", "im linken Unterlappen", "in der Lingula", "der linken Lunge"),
+        "": ("in beiden Lungen", "beidseits basal in der Lunge", "in beiden Unterlappen"),
+    },
+}
+_SIDE: dict[str, dict[str, str]] = {
+    "en": {"right": "right", "left": "left", "": "both sides"},
+    "de": {"right": "rechts", "left": "links", "": "beidseits"},
+}
+
+_HEADINGS: dict[str, dict[str, tuple[str, ...]]] = {
+    "en": {
+        "clinical_information": ("CLINICAL INFORMATION:", "Clinical information:", "Indication:", "History:"),
+        "technique": ("TECHNIQUE:", "Technique:"),
+        "comparison": ("COMPARISON:", "Comparison:"),
+        "findings": ("FINDINGS:", "Findings:"),
+        "impression": ("IMPRESSION:", "Impression:", "Conclusion:"),
+    },
+    "de": {
+        "clinical_information": ("Klinische Angaben:", "Fragestellung:", "Indikation:"),
+        "technique": ("Technik:", "TECHNIK:"),
+        "comparison": ("Vergleich:", "Voruntersuchung:"),
+        "findings": ("Befund:", "BEFUND:"),
+        "impression": ("Beurteilung:", "BEURTEILUNG:", "Zusammenfassung:"),
+    },
+}
+_CLINICAL: dict[str, tuple[str, ...]] = {
+    "en": ("Chronic cough", "Dyspnea on exertion", "Staging examination", "Fever of unknown origin"),
+    "de": ("Chronischer Husten", "Belastungsdyspnoe", "Staging", "Fieber unklarer Genese"),
+}
+_TECHNIQUE: dict[str, tuple[str, ...]] = {
+    "en": (
+        "Non-contrast CT of the chest with thin-section reconstructions",
+        "Low-dose CT of the chest without intravenous contrast",
+        "Contrast-enhanced CT of the chest in the venous phase",
+    ),
+    "de": (
+        "Native CT des Thorax mit Dünnschichtrekonstruktionen",
+        "Low-Dose-CT des Thorax ohne Kontrastmittel",
+        "CT des Thorax nach i.v. Kontrastmittelgabe in venöser Phase",
+    ),
+}
+_NO_COMPARISON: dict[str, tuple[str, ...]] = {
+    "en": ("None available", "No prior imaging available"),
+    "de": ("Keine Voraufnahmen vorliegend", "Keine Voruntersuchung vorliegend"),
+}
+_NORMAL_IMPRESSION: dict[str, tuple[str, ...]] = {
+    "en": ("No acute cardiopulmonary abnormality", "Otherwise unremarkable CT of the chest"),
+    "de": ("Kein akuter kardiopulmonaler Befund", "Im Übrigen altersentsprechender Befund"),
+}
+
+_FIRST = ("John", "Mary", "Peter", "Anna", "Hans", "Maria", "Thomas", "Laura", "Klaus", "Sarah", "Jürgen")
+_LAST = ("Smith", "Meier", "Schmidt", "Johnson", "Müller", "Becker", "Brown", "Wagner", "Hoffmann", "Miller")
+_STREETS = ("Hauptstraße 12", "Lindenweg 3a", "Goethestraße 45", "12 Main Street", "48 Oak Avenue")
+_CITIES = ("10115 Berlin", "80331 München", "Springfield, IL 62704", "Boston, MA 02115")
+_MONTHS = {
+    "en": ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December"),
+    "de": ("Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August", "September", "Oktober",
+           "November", "Dezember"),
+}
+
+
+@dataclass(slots=True)
+class _Writer:
+    """Accumulates text and the offsets of sentences, PHI spans and references while writing."""
+
+    parts: list[str] = field(default_factory=list)
+    length: int = 0
+    sentence_start: int = 0
+    sentences: list[SentenceTruth] = field(default_factory=list)
+    phi: list[PhiSpan] = field(default_factory=list)
+    references: list[ReferenceTruth] = field(default_factory=list)
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+        self.length += len(text)
+
+    def add_phi(self, text: str, kind: str) -> None:
+        self.phi.append(PhiSpan(start=self.length, end=self.length + len(text), kind=kind))
+        self.add(text)
+
+    def add_reference(self, text: str, series: int | None, images: tuple[int, ...], z: tuple[float, ...],
+                      label: str) -> None:
+        self.references.append(
+            ReferenceTruth(start=self.length, end=self.length + len(text), text=text, series_number=series,
+                           image_numbers=images, z_mm=z, label=label)
+        )
+        self.add(text)
+
+    def begin(self) -> None:
+        self.sentence_start = self.length
+
+    def end(self, section: str, anatomies: set[str], labels: dict[str, str]) -> None:
+        """Close the sentence written since :meth:`begin` (its text must end with the period)."""
+        anatomies = anatomies | {LABEL_ANATOMY[label].value for label in labels}
+        self.sentences.append(
+            SentenceTruth(start=self.sentence_start, end=self.length, section=section,
+                          anatomies=tuple(sorted(anatomies)), labels=dict(labels))
+        )
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def _pick(rng: np.random.Generator, options: Sequence[str]) -> str:
+    return options[int(rng.integers(len(options)))]
+
+
+def _split(template: str) -> tuple[str, set[str]]:
+    """Template "text|a,b" -> ("text", {"a", "b"})."""
+    text, _, anatomies = template.partition("|")
+    return text, set(filter(None, anatomies.split(",")))
+
+
+def _fill(rng: np.random.Generator, template: str, language: str, side: str) -> tuple[str, set[str]]:
+    text, anatomies = _split(template)
+    if "{loc}" in text:
+        text = text.replace("{loc}", _pick(rng, _LUNG_LOC[language][side]))
+        anatomies.add("lungs")
+    return text.replace("{side}", _SIDE[language][side]), anatomies
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _format_date(rng: np.random.Generator, value: date, language: str) -> str:
+    """One of the date spellings seen in reports (numeric US/German/ISO, or with the month name)."""
+    month = _MONTHS[language][value.month - 1]
+    forms = (
+        f"{value.month:02d}/{value.day:02d}/{value.year}",
+        f"{value.isoformat()}",
+        f"{value.day:02d}.{value.month:02d}.{value.year}",
+        f"{value.day}. {month} {value.year}" if language == "de" else f"{month} {value.day}, {value.year}",
+    )
+    return _pick(rng, forms)
+
+
+def _reference(
+    rng: np.random.Generator, writer: _Writer, finding: FindingTruth, language: str, primary: int,
+    z_of_instance: Callable[[int, int], float] | None,
+) -> None:
+    """Write an image reference for ``finding`` in one of many real-world forms."""
+    s, i = finding.series_number, finding.instance_number
+    if z_of_instance is not None and i > 2 and rng.random() < 0.2:
+        a, b = i - 2, i + 2
+        images = tuple(range(a, b + 1))
+        z = tuple(z_of_instance(s, n) for n in images)
+        form = _pick(rng, ("(series {s}, images {a}-{b})", "(se {s}, im {a}-{b})") if language == "en"
+                     else ("(Serie {s}, Bilder {a}-{b})", "(Se. {s}/Bild {a}-{b})"))
+        writer.add_reference(form.format(s=s, a=a, b=b), s, images, z, finding.label)
+        return
+    if s == primary and rng.random() < 0.1:
+        form = "(image {i})" if language == "en" else "(Bild {i})"
+        writer.add_reference(form.format(i=i), None, (i,), (finding.z_mm,), finding.label)
+        return
+    forms = (
+        ("(series {s}, image {i})", "(se {s}, im {i})", "({s}:{i})", "on image {i} of series {s}",
+         "(Se. {s}/Im. {i})", "(series {s} image {i})")
+        if language == "en"
+        else ("(Serie {s}, Bild {i})", "(Se. {s}/Bild {i})", "({s}:{i})", "in Serie {s} Bild {i}", "(Se {s}, Bild {i})")
+    )
+    writer.add_reference(_pick(rng, forms).format(s=s, i=i), s, (i,), (finding.z_mm,), finding.label)
+
+
+def _age(birth_date: str, study_date: str) -> int | None:
+    try:
+        born = date(int(birth_date[:4]), int(birth_date[4:6]), int(birth_date[6:8]))
+        seen = date(int(study_date[:4]), int(study_date[4:6]), int(study_date[6:8]))
+    except ValueError:
+        return None
+    return seen.year - born.year - ((seen.month, seen.day) < (born.month, born.day))
+
+
+def _study_day(study_date: str) -> date:
+    return date(int(study_date[:4]), int(study_date[4:6]), int(study_date[6:8]))
+
+
+def render_report(
+    rng: np.random.Generator,
+    *,
+    accession_number: str,
+    patient_id: str,
+    patient_name: str,
+    birth_date: str,
+    study_date: str,
+    language: str,
+    findings: Sequence[FindingTruth],
+    primary_series_number: int,
+    secondary_series_number: int,
+    phi: bool,
+    study_uid: str,
+    z_of_instance: Callable[[int, int], float] | None = None,
+) -> ReportTruth:
+    """Render one chest-CT report for a study's findings, with its exact ground truth.
+
+    Every positive finding is described with an image reference to its series and slice; other
+    labels are negated, called uncertain or left unmentioned at random, so label, negation-scope,
+    sentence, section, PHI and reference extraction can all be scored against the returned truth.
+
+    Parameters
+    ----------
+    rng:
+        The only source of randomness (same seed, same text).
+    accession_number, patient_id, study_uid:
+        Linking keys recorded in the truth (``study_uid`` "" for an orphan report).
+    patient_name, birth_date:
+        DICOM-style ``Family^Given`` and ``YYYYMMDD``; written into the text only with ``phi``.
+    study_date:
+        ``YYYYMMDD``.
+    language:
+        ``"en"`` or ``"de"``.
+    findings:
+        The phantom's findings; each carries the series/instance/z its reference points at.
+    primary_series_number, secondary_series_number:
+        The study's axial and second-reconstruction series (named in the technique section).
+    phi:
+        Seed names, dates, ids, phone numbers, addresses and ages (recorded as PHI spans).
+    z_of_instance:
+        ``(series, instance) -> z`` in mm; when given, some references cite an image range.
+
+    Returns
+    -------
+    ReportTruth
+
+    Examples
+    --------
+    >>> truth = render_report(np.random.default_rng(0), accession_number="A1", patient_id="P1",
+    ...     patient_name="Smith^John", birth_date="19500101", study_date="20240105", language="en",
+    ...     findings=(), primary_series_number=2, secondary_series_number=3, phi=False, study_uid="1.2")
+    >>> all(state != "positive" for state in truth.labels.values())  # no findings, nothing positive
+    True
+    """
+    if language not in ("en", "de"):
+        raise ValueError(f"language must be 'en' or 'de', not {language!r}")
+    lang = language
+    w = _Writer()
+    headed = rng.random() < 0.8
+    caps_body = headed and rng.random() < 0.3
+    family, _, given = patient_name.partition("^")
+    full_name = f"{given} {family}".strip() if given else family
+    day = _study_day(study_date)
+
+    def heading(section: str) -> None:
+        if headed:
+            if w.length:
+                w.add("\n\n")
+            w.add(_pick(rng, _HEADINGS[lang][section]))
+            w.add("\n" if rng.random() < 0.6 else " ")
+        elif w.length:
+            w.add(" ")
+
+    def sentence(section: str, text: str, anatomies: set[str], labels: dict[str, str]) -> None:
+        if w.length and not w.text().endswith(("\n", " ")):
+            w.add(" ")
+        w.begin()
+        w.add(text + ".")
+        w.end(section, anatomies, labels)
+
+    # PHI header line (real exports often start with it); before any heading it counts as
+    # clinical information, in a report without headings as findings (as the NLP stage sees it)
+    preamble = "clinical_information" if headed else "findings"
+    if phi and rng.random() < 0.7:
+        w.begin()
+        if lang == "en":
+            w.add("Patient ")
+            w.add_phi(full_name, "name")
+            w.add(", MRN ")
+        else:
+            w.add("Patient: ")
+            w.add_phi(f"{family}, {given}" if given else family, "name")
+            w.add(", Pat.-ID ")
+        w.add_phi(patient_id, "id")
+        w.add(", DOB " if lang == "en" else ", geb. ")
+        try:
+            born = date(int(birth_date[:4]), int(birth_date[4:6]), int(birth_date[6:8]))
+            w.add_phi(_format_date(rng, born, lang), "date")
+        except ValueError:
+            w.add_phi(birth_date, "date")
+        w.add(".")
+        w.end(preamble, set(), {})
+        if rng.random() < 0.5:
+            w.add(" ")
+            w.begin()
+            w.add("Address: " if lang == "en" else "Anschrift: ")
+            w.add_phi(f"{_pick(rng, _STREETS)}, {_pick(rng, _CITIES)}", "address")
+            w.add(".")
+            w.end(preamble, set(), {})
+
+    if headed and rng.random() < 0.6:
+        heading("clinical_information")
+        text = _pick(rng, _CLINICAL[lang])
+        age = _age(birth_date, study_date)
+        if phi and age is not None and age > 89 and rng.random() < 0.7:
+            w.add(" " if w.length and not w.text().endswith(("\n", " ")) else "")
+            w.begin()
+            w.add_phi(str(age), "age")
+            w.add(f"-year-old patient. {text}." if lang == "en" else f"-jähriger Patient. {text}.")
+            split = w.length - len(text) - 1
+            # two sentences: the age sentence and the indication
+            w.sentences.append(SentenceTruth(w.sentence_start, split - 1, "clinical_information", (), {}))
+            w.sentences.append(SentenceTruth(split, w.length, "clinical_information", (), {}))
+        else:
+            sentence("clinical_information", text, set(), {})
+    if headed and rng.random() < 0.5:
+        heading("technique")
+        sentence("technique", _pick(rng, _TECHNIQUE[lang]), set(), {})
+    if headed and rng.random() < 0.6:
+        heading("comparison")
+        if phi and rng.random() < 0.7:
+            w.begin()
+            w.add("Compared with the prior study of " if lang == "en" else "Im Vergleich zur Voruntersuchung vom ")
+            prior = date.fromordinal(day.toordinal() - int(rng.integers(60, 1500)))
+            w.add_phi(_format_date(rng, prior, lang), "date")
+            w.add(".")
+            w.end("comparison", set(), {})
+        else:
+            sentence("comparison", _pick(rng, _NO_COMPARISON[lang]), set(), {})
+
+    heading("findings")
+    # sentences of the findings section, shuffled: positives, negatives, uncertain, normal anatomy
+    items: list[tuple[str, set[str], dict[str, str], FindingTruth | None]] = []
+    positive = {f.label for f in findings}
+    for finding in findings:
+        text, anatomies = _fill(rng, _pick(rng, _POSITIVE[lang][finding.label]), lang, finding.side)
+        items.append((text, anatomies, {finding.label: "positive"}, finding))
+    others = [label for label in LABEL_ANATOMY if label not in positive]
+    order = rng.permutation(len(others))
+    n_neg = int(rng.integers(3, 7))
+    n_unc = int(rng.integers(0, 3))
+    negated = [others[k] for k in order[:n_neg]]
+    uncertain = [others[k] for k in order[n_neg:n_neg + n_unc]]
+    k = 0
+    while k < len(negated):
+        label = negated[k]
+        name, anatomies = _split(_pick(rng, _NAME[lang][label]))
+        if k + 1 < len(negated) and rng.random() < 0.3:  # "No A or B." - one negation, two labels
+            second = negated[k + 1]
+            name2, anatomies2 = _split(_pick(rng, _NAME[lang][second]))
+            joiner = " or " if lang == "en" else " oder "
+            text = _pick(rng, _NEGATED[lang][:3]).replace("{x}", name + joiner + name2)
+            items.append((text, anatomies | anatomies2, {label: "negative", second: "negative"}, None))
+            k += 2
+            continue
+        template = _pick(rng, _NEGATED[lang])
+        text = _capital(template.replace("{x}", name).replace("{X}", _capital(name)))
+        items.append((text, anatomies, {label: "negative"}, None))
+        k += 1
+    for label in uncertain:
+        name, anatomies = _split(_pick(rng, _NAME[lang][label]))
+        template = _pick(rng, _UNCERTAIN[lang])
+        text = _capital(template.replace("{x}", name).replace("{X}", _capital(name)))
+        items.append((text, anatomies, {label: "uncertain"}, None))
+    normal_idx = rng.permutation(len(_NORMAL[lang]))[: int(rng.integers(6, 13))]
+    for j in normal_idx:
+        text, anatomies = _split(_NORMAL[lang][int(j)])
+        items.append((text, anatomies, {}, None))
+    # fold one negated label into a positive sentence after a scope terminator ("No A, but B.")
+    pos_items = [j for j, item in enumerate(items) if item[3] is not None]
+    neg_items = [j for j, item in enumerate(items) if item[3] is None and len(item[2]) == 1
+                 and next(iter(item[2].values())) == "negative"]
+    if pos_items and neg_items and rng.random() < 0.4:
+        pj, nj = pos_items[0], neg_items[0]
+        ptext, panat, plabels, pfinding = items[pj]
+        nlabel = next(iter(items[nj][2]))
+        nname, nanat = _split(_pick(rng, _NAME[lang][nlabel]))
+        second = ptext if lang == "de" else ptext[:1].lower() + ptext[1:]  # German nouns keep their capital
+        text = _pick(rng, _NEG_BUT_POS[lang]).format(x=nname, y=second)
+        items[pj] = (text, panat | nanat, {nlabel: "negative", **plabels}, pfinding)
+        del items[nj]
+    for j in rng.permutation(len(items)):
+        text, anatomies, labels, finding = items[int(j)]
+        if caps_body and finding is None and rng.random() < 0.2:
+            text = text.upper()
+        if w.length and not w.text().endswith(("\n", " ")):
+            w.add(" ")
+        w.begin()
+        w.add(text)
+        if finding is not None:
+            w.add(" ")
+            _reference(rng, w, finding, lang, primary_series_number, z_of_instance)
+        w.add(".")
+        w.end("findings", anatomies, labels)
+        if headed and rng.random() < 0.15:
+            w.add("\n")
+
+    if phi and rng.random() < 0.5:
+        w.add(" ")
+        w.begin()
+        doctor = _pick(rng, _LAST)
+        phone = _pick(rng, ("0176 1234567", "+49 30 12345678", "(617) 555-0143", "089/4400-52311"))
+        if lang == "en":
+            w.add(_pick(rng, ("Dr. ", "Dr ")))
+            w.add_phi(doctor, "name")
+            w.add(" was informed by phone at ")
+        else:
+            w.add(_pick(rng, ("Dr. ", "Frau Dr. ", "Herr ")))
+            w.add_phi(doctor, "name")
+            w.add(" wurde telefonisch informiert unter ")
+        w.add_phi(phone, "phone")
+        w.add(" on " if lang == "en" else " am ")
+        w.add_phi(_format_date(rng, day, lang), "date")
+        w.add(".")
+        w.end("findings", set(), {})
+
+    # impression: the positive findings again (no references), or a normal statement
+    if headed or rng.random() < 0.5:
+        heading("impression")
+        if findings:
+            numbered = headed and rng.random() < 0.5
+            for n, finding in enumerate(findings, start=1):
+                text, anatomies = _fill(rng, _pick(rng, _POSITIVE[lang][finding.label]), lang, finding.side)
+                if w.length and not w.text().endswith(("\n", " ")):
+                    w.add("\n" if numbered else " ")
+                if numbered:
+                    w.add(f"{n}. ")
+                w.begin()
+                w.add(text + ".")
+                w.end("impression", anatomies, {finding.label: "positive"})
+        else:
+            sentence("impression", _pick(rng, _NORMAL_IMPRESSION[lang]), set(), {})
+
+    labels: dict[str, str] = {}
+    rank = {"negative": 0, "uncertain": 1, "positive": 2}
+    for s in w.sentences:
+        for label, state in s.labels.items():
+            if label not in labels or rank[state] > rank[labels[label]]:
+                labels[label] = state
+    return ReportTruth(
+        accession_number=accession_number,
+        patient_id=patient_id,
+        study_date=study_date,
+        language=lang,
+        text=w.text(),
+        labels=labels,
+        sentences=tuple(w.sentences),
+        phi=tuple(w.phi),
+        references=tuple(w.references),
+        study_uid=study_uid,
+    )
+
+
+def render_corpus(
+    seed: int, n: int, *, languages: Sequence[str] = ("en", "de"), phi_share: float = 0.8
+) -> list[tuple[ReportTruth, tuple[str, str, str]]]:
+    """``n`` reports without imaging, for NLP tests and benchmarks: every label positive in several.
+
+    Languages alternate through ``languages``; findings cycle through all 18 labels; a share of
+    reports carries PHI. Each item is the truth and the header values a RIS export would give
+    (DICOM-style name, patient id, accession number), which the scrubber is allowed to use.
+
+    >>> len(render_corpus(0, 4))
+    4
+    """
+    rng = np.random.default_rng(seed)
+    names = ("Smith^John", "Müller^Hans", "Becker^Anna", "Johnson^Mary")
+    out = []
+    for k in range(n):
+        labels = [LABELS[(k + j * 7) % len(LABELS)] for j in range(int(rng.integers(0, 4)))]
+        findings = [
+            FindingTruth(label=label, anatomy=LABEL_ANATOMY[label].value, side=("left", "right", "")[j % 3],
+                         center_mm=(0.0, 0.0, 0.0), radius_mm=5.0, series_number=(2, 3)[j % 2],
+                         instance_number=int(rng.integers(5, 60)), z_mm=-100.0 + j)
+            for j, label in enumerate(labels)
+        ]
+        name, patient, accession = names[k % len(names)], f"PID{k:06d}", f"ACC{k:05d}"
+        truth = render_report(
+            rng, accession_number=accession, patient_id=patient, patient_name=name,
+            birth_date="19300101" if k % 4 == 0 else "19650315", study_date="20240105",
+            language=languages[k % len(languages)], findings=findings, primary_series_number=2,
+            secondary_series_number=3, phi=bool(rng.random() < phi_share), study_uid=f"1.2.{k}",
+            z_of_instance=lambda s, i: float(i),
+        )
+        out.append((truth, (name, patient, accession)))
+    return out

@@ -1,0 +1,375 @@
+"""Streaming the corpus shards into training batches.
+
+A :class:`~webdataset.DataPipeline` reads ``DIR/shards/<split>/shard-*.tar``, splits the shards
+by distributed rank and DataLoader worker, decodes each sample without ctcorpus's heavy stages
+(zstd ``.npy`` via pyarrow, JSON), crops/pads it to the configured shape, tokenizes texts and
+collates :class:`Batch` objects. Volumes stay int16 HU until they reach the device: half the
+bytes of float32 through shared memory and PCIe, and the scaling (with the intensity jitter) runs
+there. No left-right flip is ever applied: it would silently break laterality ("right lower lobe").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import webdataset as wds
+from tokenizers import Tokenizer
+
+from ctcorpus.config.train import TrainConfig
+from ctcorpus.errors import TrainError
+from ctcorpus.outputs.sample import decode_array
+from ctcorpus.taxonomy import CT_RATE_LABELS
+
+logger = logging.getLogger(__name__)
+
+#: HU used for padding (air) and the clip applied before scaling to [-1, 1].
+PAD_HU = -1000
+HU_SCALE = 1000.0
+_REQUIRED = ("hu.npy.zst", "meta.json", "report.json", "snippets.json")
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeGrid:
+    """What every sample of a corpus must share for the model's axial bins to mean the same mm."""
+
+    spacing_z_mm: float
+    z_stride: int  # voxels per axial step (a power of two)
+
+    @property
+    def step_mm(self) -> float:
+        """Length of one axial step (localization bin) in mm."""
+        return self.spacing_z_mm * self.z_stride
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """One decoded, cropped training example (before tokenization)."""
+
+    volume_id: str
+    volume: torch.Tensor  # int16 HU (1, z, y, x)
+    intensity: tuple[float, float]  # (scale, shift in HU) of the jitter; (1, 0) without augmentation
+    report_text: str
+    label_target: np.ndarray  # float32 (18,)
+    label_weight: np.ndarray  # float32 (18,)
+    label_known: np.ndarray  # bool (18,): positive/negative/absent (not uncertain), for evaluation
+    snippet_texts: tuple[str, ...]
+    snippet_z: tuple[int, ...]  # z voxel index inside the crop
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A collated batch; tensors are pinned/moved together with :meth:`pin_memory` / :meth:`to`."""
+
+    volume_ids: tuple[str, ...]
+    volumes: torch.Tensor  # (B, 1, z, y, x) int16 HU
+    intensity: torch.Tensor  # (B, 2) float32: jitter scale and shift (HU)
+    report_ids: torch.Tensor  # (B, L) int64 token ids
+    report_mask: torch.Tensor  # (B, L) bool, True on real tokens
+    label_target: torch.Tensor  # (B, 18) float32
+    label_weight: torch.Tensor  # (B, 18) float32
+    label_known: torch.Tensor  # (B, 18) bool
+    snippet_ids: torch.Tensor  # (S, L) int64
+    snippet_mask: torch.Tensor  # (S, L) bool
+    snippet_sample: torch.Tensor  # (S,) int64: row of the volume in this batch
+    snippet_z: torch.Tensor  # (S,) int64: z voxel inside the crop
+
+    def scaled_volumes(self) -> torch.Tensor:
+        """Model input: float32 ``(clip(HU) * scale + shift) / 1000``, computed where the batch lives."""
+        scale = self.intensity[:, 0].view(-1, 1, 1, 1, 1)
+        shift = self.intensity[:, 1].view(-1, 1, 1, 1, 1)
+        hu = self.volumes.float().clamp_(-HU_SCALE, HU_SCALE)
+        return hu.mul_(scale).add_(shift).div_(HU_SCALE)
+
+    def pin_memory(self) -> Batch:
+        """Pinned copy (DataLoader calls this when ``pin_memory=True``) for async host-to-GPU copies."""
+        return self._map(lambda t: t.pin_memory())
+
+    def to(self, device: torch.device | str) -> Batch:
+        """Copy to ``device`` without blocking the host (effective on pinned memory)."""
+        return self._map(lambda t: t.to(device, non_blocking=True))
+
+    def _map(self, fn: Any) -> Batch:
+        changes = {
+            f.name: fn(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor)
+        }
+        return dataclasses.replace(self, **changes)
+
+
+def shard_paths(shard_root: Path, split: str) -> list[Path]:
+    """The shards of one split, sorted; raises :class:`TrainError` if there are none.
+
+    >>> shard_paths(Path("corpus"), "train")  # doctest: +SKIP
+    [PosixPath('corpus/shards/train/shard-000000.tar'), ...]
+    """
+    folder = Path(shard_root) / "shards" / split
+    paths = sorted(folder.glob("shard-*.tar"))
+    if not paths:
+        raise TrainError(
+            f"no shards of split '{split}' (expected shard-NNNNNN.tar files); run the outputs stage first",
+            path=folder,
+        )
+    return paths
+
+
+def _check_keys(sample: Mapping[str, Any]) -> None:
+    missing = [k for k in _REQUIRED if k not in sample]
+    if missing:
+        raise TrainError(
+            f"sample '{sample.get('__key__')}' lacks {missing}; rewrite the shard with the outputs stage",
+            path=sample.get("__url__"),
+        )
+
+
+def probe_grid(shard_root: Path, split: str, config: TrainConfig) -> VolumeGrid:
+    """Read the first sample's spacing and derive the axial stride of the encoder.
+
+    The model pools z by a fixed factor, so ``axial_step_mm / spacing_z`` must be a power of two.
+    """
+    urls = [str(p) for p in shard_paths(shard_root, split)]
+    first = next(iter(wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples())), None)
+    if first is None:
+        raise TrainError(f"split '{split}' has no samples", path=Path(shard_root) / "shards" / split)
+    _check_keys(first)
+    spacing_z = float(json.loads(first["meta.json"])["spacing_zyx"][0])
+    ratio = config.axial_step_mm / spacing_z
+    stride = round(ratio)
+    if abs(ratio - stride) > 1e-6 or stride < 1 or stride > 16 or stride & (stride - 1):
+        raise TrainError(
+            f"axial_step_mm={config.axial_step_mm} over z spacing {spacing_z} mm is {ratio:g}, not a power "
+            "of two up to 16; change train.axial_step_mm",
+            path=first.get("__url__"),
+        )
+    if config.input_shape_zyx[0] % stride:
+        raise TrainError(
+            f"input_shape_zyx z={config.input_shape_zyx[0]} is not a multiple of the axial stride {stride}",
+            path=first.get("__url__"),
+        )
+    return VolumeGrid(spacing_z_mm=spacing_z, z_stride=stride)
+
+
+def label_targets(labels: Mapping[str, str], policy: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Targets, loss weights and an evaluation mask for the 18 CT-RATE labels.
+
+    Positive is 1 and negative/absent 0; uncertain is masked (weight 0) or 0.5 by ``policy``. A
+    label missing from the report counts as absent.
+
+    >>> t, w, k = label_targets({"lung_nodule": "uncertain", "cardiomegaly": "positive"}, "mask")
+    >>> float(t[2]), float(w[9]), bool(k[9])
+    (1.0, 0.0, False)
+    """
+    target = np.zeros(len(CT_RATE_LABELS), np.float32)
+    weight = np.ones(len(CT_RATE_LABELS), np.float32)
+    known = np.ones(len(CT_RATE_LABELS), bool)
+    for i, name in enumerate(CT_RATE_LABELS):
+        state = labels.get(name, "absent")
+        if state == "positive":
+            target[i] = 1.0
+        elif state == "uncertain":
+            known[i] = False
+            if policy == "mask":
+                weight[i] = 0.0
+            else:
+                target[i] = 0.5
+    return target, weight, known
+
+
+def _window(size: int, target: int, random_crop: bool) -> tuple[int, int]:
+    """(start in the source, start in the output) of a crop or pad along one axis."""
+    if size >= target:
+        start = int(torch.randint(0, size - target + 1, ()).item()) if random_crop else (size - target) // 2
+        return start, 0
+    return 0, (target - size) // 2
+
+
+def crop_or_pad(hu: np.ndarray, shape: Sequence[int], random_crop: bool) -> tuple[torch.Tensor, int]:
+    """Cut ``hu`` (int16, z y x) to ``shape``, padding with air, in one copy.
+
+    Returns the int16 tensor (1, z, y, x) and the z offset (source z = output z + offset) that
+    maps snippet slice indices into the crop.
+    """
+    src = torch.from_numpy(hu)  # zero-copy view of the decoded array
+    out = torch.full((1, *shape), PAD_HU, dtype=torch.int16)
+    src_slices, dst_slices, z_offset = [], [], 0
+    for axis, (size, target) in enumerate(zip(hu.shape, shape)):
+        s0, d0 = _window(size, target, random_crop)
+        n = min(size, target)
+        src_slices.append(slice(s0, s0 + n))
+        dst_slices.append(slice(d0, d0 + n))
+        if axis == 0:
+            z_offset = s0 - d0
+    out[(0, *dst_slices)] = src[tuple(src_slices)]
+    return out, z_offset
+
+
+def report_text(report: Mapping[str, Any]) -> str:
+    """Findings and impression when the report has them (what CT-CLIP trains on), else the text."""
+    sections = report.get("sections") or {}
+    parts = [sections.get(k, "") for k in ("findings", "impression")]
+    joined = " ".join(p.strip() for p in parts if p and p.strip())
+    return joined or str(report.get("text", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class Decoder:
+    """Picklable sample decoder (runs inside DataLoader workers).
+
+    A sample that cannot be decoded raises :class:`TrainError` naming the shard and the sample:
+    the outputs stage verified the corpus, so a bad sample here means a damaged or foreign file,
+    and training on silently fewer samples would not be reproducible.
+    """
+
+    config: TrainConfig
+    grid: VolumeGrid
+    augment: bool
+
+    def __call__(self, sample: Mapping[str, Any]) -> Example:
+        _check_keys(sample)
+        try:
+            return self._decode(sample)
+        except (ValueError, KeyError, TypeError, OSError) as exc:  # JSON, zstd/npy (pyarrow), fields
+            raise TrainError(
+                f"sample '{sample['__key__']}' cannot be decoded ({type(exc).__name__}: {exc}); "
+                "rewrite the shard with the outputs stage",
+                path=sample.get("__url__"),
+            ) from exc
+
+    def _decode(self, sample: Mapping[str, Any]) -> Example:
+        url = sample.get("__url__")
+        key = sample["__key__"]
+        meta = json.loads(sample["meta.json"])
+        spacing_z = float(meta["spacing_zyx"][0])
+        if abs(spacing_z - self.grid.spacing_z_mm) > 1e-3:
+            raise TrainError(
+                f"sample '{key}' has z spacing {spacing_z} mm, the corpus {self.grid.spacing_z_mm} mm; "
+                "resample the corpus to one spacing",
+                path=url,
+            )
+        hu = decode_array(sample["hu.npy.zst"])
+        if hu.ndim != 3 or hu.dtype != np.int16:
+            raise TrainError(f"sample '{key}' volume is {hu.dtype}{hu.shape}, expected int16 (z, y, x)", path=url)
+        volume, z_offset = crop_or_pad(hu, self.config.input_shape_zyx, random_crop=self.augment)
+        intensity = (1.0, 0.0)
+        if self.augment:
+            intensity = (
+                1.0 + self.config.intensity_scale_jitter * (2.0 * torch.rand(()).item() - 1.0),
+                self.config.intensity_shift_hu * (2.0 * torch.rand(()).item() - 1.0),
+            )
+        report = json.loads(sample["report.json"])
+        target, weight, known = label_targets(report.get("labels", {}), self.config.uncertain_policy)
+        texts, zs = [], []
+        for snip in json.loads(sample["snippets.json"]):
+            z = int(snip["slice_index"]) - z_offset  # slice_index: z index on the sample's volume grid
+            if 0 <= z < self.config.input_shape_zyx[0]:
+                texts.append(str(snip["text"]))
+                zs.append(z)
+        return Example(key, volume, intensity, report_text(report), target, weight, known, tuple(texts), tuple(zs))
+
+
+def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids (N, max_tokens), zero-padded and truncated, and the mask of real tokens."""
+    ids = torch.zeros((len(texts), max_tokens), dtype=torch.int64)
+    for row, text in enumerate(texts):
+        tokens = tokenizer.encode(text).ids[:max_tokens]
+        ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.int64)
+    return ids, ids != 0
+
+
+@dataclass(frozen=True, slots=True)
+class Collator:
+    """Picklable collation: stacks volumes and tokenizes reports and snippets (pad id 0)."""
+
+    tokenizer: Tokenizer
+    max_tokens: int
+
+    def __call__(self, examples: Sequence[Example]) -> Batch:
+        report_ids, report_mask = encode_texts(self.tokenizer, [e.report_text for e in examples], self.max_tokens)
+        snippet_texts = [t for e in examples for t in e.snippet_texts]
+        snippet_ids, snippet_mask = encode_texts(self.tokenizer, snippet_texts, self.max_tokens)
+        return Batch(
+            volume_ids=tuple(e.volume_id for e in examples),
+            volumes=torch.stack([e.volume for e in examples]),
+            intensity=torch.tensor([e.intensity for e in examples], dtype=torch.float32),
+            report_ids=report_ids,
+            report_mask=report_mask,
+            label_target=torch.from_numpy(np.stack([e.label_target for e in examples])),
+            label_weight=torch.from_numpy(np.stack([e.label_weight for e in examples])),
+            label_known=torch.from_numpy(np.stack([e.label_known for e in examples])),
+            snippet_ids=snippet_ids,
+            snippet_mask=snippet_mask,
+            snippet_sample=torch.tensor([i for i, e in enumerate(examples) for _ in e.snippet_texts], dtype=torch.int64),
+            snippet_z=torch.tensor([z for e in examples for z in e.snippet_z], dtype=torch.int64),
+        )
+
+
+def make_loader(
+    shard_root: Path,
+    split: str,
+    config: TrainConfig,
+    grid: VolumeGrid,
+    tokenizer: Tokenizer,
+    *,
+    train: bool,
+    pin_memory: bool = False,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader of :class:`Batch` over one split's shards.
+
+    Training shuffles shards (fixed seed) and samples (per-epoch seed), crops at random, jitters
+    intensity, drops each epoch's last partial batch and repeats epochs inside every worker, so the
+    prefetch queue never drains at an epoch boundary; evaluation reads every sample once, centred.
+    Shards are split by distributed rank and by worker, so a worker never duplicates another's
+    samples; with fewer shards than workers the extra workers stay idle (a warning says so).
+
+    >>> loader = make_loader(Path("corpus"), "train", cfg, grid, tok, train=True)  # doctest: +SKIP
+    >>> next(iter(loader)).volumes.shape  # doctest: +SKIP
+    torch.Size([8, 1, 128, 160, 160])
+    """
+    urls = [str(p) for p in shard_paths(shard_root, split)]
+    workers = config.num_workers
+    if workers > len(urls):
+        logger.warning("split=%s shards=%d num_workers=%d: extra workers stay idle", split, len(urls), workers)
+    batch_size = config.batch_size if train else config.eval_batch_size
+    stages: list[Any] = [
+        wds.SimpleShardList(urls, seed=config.seed if train else None),
+        wds.split_by_node,
+        wds.split_by_worker,
+        wds.tarfile_to_samples(),
+    ]
+    if train:
+        stages.append(wds.detshuffle(config.shuffle_buffer, initial=min(config.shuffle_buffer, 16), seed=config.seed))
+    stages += [
+        wds.map(Decoder(config, grid, augment=train)),
+        wds.batched(batch_size, collation_fn=Collator(tokenizer, config.max_tokens), partial=not train),
+    ]
+    pipeline = wds.DataPipeline(*stages)
+    if train:
+        pipeline = pipeline.repeat()  # stops by itself in a worker whose epoch is empty
+    return torch.utils.data.DataLoader(
+        pipeline,
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        persistent_workers=workers > 0,
+        prefetch_factor=config.prefetch_factor if workers > 0 else None,
+    )
+
+
+def iterate_forever(loader: torch.utils.data.DataLoader, split: str) -> Iterator[Batch]:
+    """Batches of a training loader (endless: its pipeline repeats epochs); raises if it ends.
+
+    It ends only when no worker can make a full batch from its shards in one epoch.
+    """
+    yield from loader
+    raise TrainError(
+        f"split '{split}' yields no full batch: fewer samples per worker than batch_size; "
+        "lower train.batch_size or train.num_workers"
+    )

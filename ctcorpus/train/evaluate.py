@@ -1,0 +1,201 @@
+"""Held-out evaluation: text-to-volume retrieval, zero-shot label AUC, snippet localization error.
+
+Localization is compared with the baseline that always answers "the middle of the volume", so a
+model that learned nothing about position cannot look good by the spread of the data alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from ctcorpus.config.train import TrainConfig
+from ctcorpus.errors import TrainError
+from ctcorpus.taxonomy import CT_RATE_LABELS
+from ctcorpus.train.data import Batch, VolumeGrid, encode_texts, make_loader, probe_grid
+from ctcorpus.train.losses import label_logits, step_scores
+from ctcorpus.train.model import CtReportModel, autocast, load_checkpoint, resolve_device
+from ctcorpus.train.tokenizer import load_tokenizer
+from ctcorpus.version import __version__
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+RECALL_KS = (1, 5, 10)
+
+
+@dataclass(frozen=True, slots=True)
+class EvalMetrics:
+    """What :func:`evaluate_model` measures on one split."""
+
+    split: str
+    n_volumes: int
+    n_snippets: int
+    recall_at: tuple[tuple[int, float], ...]  # (k, text-to-volume R@k)
+    label_auc: tuple[tuple[str, float | None], ...]  # None: the split lacks positives or negatives
+    mean_label_auc: float | None
+    localization_mae_mm: float | None  # None without snippets
+    baseline_mae_mm: float | None  # predict-the-middle baseline
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (what ``metrics.json`` holds)."""
+        return {
+            "split": self.split,
+            "n_volumes": self.n_volumes,
+            "n_snippets": self.n_snippets,
+            "recall_at": {str(k): v for k, v in self.recall_at},
+            "label_auc": dict(self.label_auc),
+            "mean_label_auc": self.mean_label_auc,
+            "localization_mae_mm": self.localization_mae_mm,
+            "baseline_mae_mm": self.baseline_mae_mm,
+        }
+
+    def summary(self) -> str:
+        """One readable line for logs and the CLI."""
+        recall = " ".join(f"R@{k}={v:.3f}" for k, v in self.recall_at)
+        auc = "n/a" if self.mean_label_auc is None else f"{self.mean_label_auc:.3f}"
+        loc = "n/a"
+        if self.localization_mae_mm is not None:
+            loc = f"{self.localization_mae_mm:.1f} mm (middle {self.baseline_mae_mm:.1f} mm)"
+        return f"{self.split}: {self.n_volumes} volumes, {recall}, mean label AUC {auc}, localization MAE {loc}"
+
+
+def rank_auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
+    """ROC AUC by the Mann-Whitney U statistic (ties get average ranks); None if a class is empty.
+
+    >>> rank_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([False, False, True, True]))
+    0.75
+    """
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    ranks = np.empty(len(scores), np.float64)
+    start = 0
+    while start < len(scores):
+        end = start
+        while end + 1 < len(scores) and sorted_scores[end + 1] == sorted_scores[start]:
+            end += 1
+        ranks[order[start : end + 1]] = (start + end) / 2.0 + 1.0
+        start = end + 1
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def recall_at_k(similarity: np.ndarray, ks: Iterable[int]) -> tuple[tuple[int, float], ...]:
+    """Text-to-volume R@k: row i (report i) ranks all volumes; hit if volume i is in the top k."""
+    true_score = np.diag(similarity)[:, None]
+    rank = (similarity > true_score).sum(axis=1)  # 0 = ranked first (ties count in the query's favour)
+    return tuple((k, float((rank < k).mean())) for k in ks)
+
+
+def prompt_texts() -> tuple[list[str], list[str]]:
+    """("lung nodule", ...) and ("no lung nodule", ...) for the 18 CT-RATE labels."""
+    positive = [name.replace("_", " ") for name in CT_RATE_LABELS]
+    return positive, [f"no {p}" for p in positive]
+
+
+def encode_prompts(
+    model: CtReportModel, tokenizer: Tokenizer, max_tokens: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(18, D) embeddings of the positive and negative label prompts."""
+    positive, negative = prompt_texts()
+    ids, mask = encode_texts(tokenizer, positive + negative, max_tokens)
+    emb = model.encode_text(ids.to(device), mask.to(device))
+    return emb[: len(positive)], emb[len(positive) :]
+
+
+@torch.no_grad()
+def evaluate(
+    model: CtReportModel,
+    tokenizer: Tokenizer,
+    batches: Iterable[Batch],
+    grid: VolumeGrid,
+    config: TrainConfig,
+    device: torch.device,
+    split: str,
+) -> EvalMetrics:
+    """Embed every volume and report of ``batches`` and compute :class:`EvalMetrics`."""
+    was_training = model.training
+    model.eval()
+    vol, txt, logits, targets, known = [], [], [], [], []
+    errors, baseline = [], []
+    middle_mm = config.input_shape_zyx[0] * grid.spacing_z_mm / 2.0
+    with autocast(device, config.bf16):
+        positive, negative = encode_prompts(model, tokenizer, config.max_tokens, device)
+        for batch in batches:
+            batch = batch.to(device)
+            global_emb, step_emb = model.encode_volume(batch.scaled_volumes())
+            vol.append(global_emb.float().cpu())
+            txt.append(model.encode_text(batch.report_ids, batch.report_mask).float().cpu())
+            logits.append(label_logits(global_emb, positive, negative, model.label_log_scale, model.label_bias).cpu())
+            targets.append(batch.label_target.cpu())
+            known.append(batch.label_known.cpu())
+            if len(batch.snippet_z):
+                snippet_emb = model.encode_text(batch.snippet_ids, batch.snippet_mask)
+                scores = step_scores(step_emb, snippet_emb, batch.snippet_sample, model.loc_log_scale)
+                predicted_mm = (scores.argmax(dim=1).float() + 0.5) * grid.step_mm
+                true_mm = (batch.snippet_z.float() + 0.5) * grid.spacing_z_mm
+                errors.append((predicted_mm - true_mm).abs().cpu())
+                baseline.append((true_mm - middle_mm).abs().cpu())
+    model.train(was_training)
+    if not vol:
+        raise TrainError(f"split '{split}' has no samples to evaluate")
+    similarity = (torch.cat(txt) @ torch.cat(vol).T).numpy()
+    all_logits, all_targets, all_known = torch.cat(logits).numpy(), torch.cat(targets).numpy(), torch.cat(known).numpy()
+    aucs = tuple(
+        (name, rank_auc(all_logits[all_known[:, i], i], all_targets[all_known[:, i], i] > 0.5))
+        for i, name in enumerate(CT_RATE_LABELS)
+    )
+    defined = [a for _, a in aucs if a is not None]
+    n_snippets = int(sum(len(e) for e in errors))
+    return EvalMetrics(
+        split=split,
+        n_volumes=len(similarity),
+        n_snippets=n_snippets,
+        recall_at=recall_at_k(similarity, RECALL_KS),
+        label_auc=aucs,
+        mean_label_auc=float(np.mean(defined)) if defined else None,
+        localization_mae_mm=float(torch.cat(errors).mean()) if n_snippets else None,
+        baseline_mae_mm=float(torch.cat(baseline).mean()) if n_snippets else None,
+    )
+
+
+def write_metrics(path: Path, metrics: EvalMetrics, extra: dict[str, Any]) -> None:
+    """Write ``metrics.json`` (evaluation, ``extra`` such as training figures, provenance)."""
+    payload = {"pipeline_version": __version__, **metrics.as_dict(), **extra}
+    Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def evaluate_model(
+    shard_root: Path, model_dir: Path, config: TrainConfig, *, split: str | None = None, device: str = "auto"
+) -> EvalMetrics:
+    """Evaluate the checkpoint in ``model_dir`` on a split and write ``model_dir/metrics-<split>.json``.
+
+    >>> evaluate_model(Path("corpus"), Path("runs/1"), TrainConfig(), split="test")  # doctest: +SKIP
+    EvalMetrics(split='test', n_volumes=..., ...)
+    """
+    split = split or config.eval_split
+    torch_device = resolve_device(device)
+    model, _ = load_checkpoint(model_dir, torch_device)
+    tokenizer = load_tokenizer(model_dir)
+    grid = probe_grid(shard_root, split, config)
+    if grid.z_stride != model.spec.z_stride:
+        raise TrainError(
+            f"the checkpoint pools z by {model.spec.z_stride} voxels, split '{split}' needs {grid.z_stride}",
+            path=Path(shard_root) / "shards" / split,
+        )
+    loader = make_loader(shard_root, split, config, grid, tokenizer, train=False, pin_memory=torch_device.type == "cuda")
+    metrics = evaluate(model, tokenizer, loader, grid, config, torch_device, split)
+    write_metrics(Path(model_dir) / f"metrics-{split}.json", metrics, {})
+    logger.info("evaluation %s", metrics.summary())
+    return metrics

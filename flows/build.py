@@ -1,0 +1,29 @@
+"""Flow ``build_dataset``: splits, Parquet tables, WebDataset shards, manifest and card from the work store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from ctcorpus import pipeline
+from ctcorpus.config import CorpusConfig
+from ctcorpus.outputs import BuildResult
+from flows.common import load_flow_config
+
+
+@task(name="build-dataset", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
+def build_task(config: CorpusConfig, work: Path, out: Path) -> BuildResult:
+    return pipeline.build_from_work(config, work, out)
+
+
+@flow(name="build_dataset")
+def build_dataset(config_path: str | None = None, work_dir: str | None = None, out_dir: str | None = None) -> dict[str, Any]:
+    """Build a dataset version from the last ingest run recorded in ``work_dir``."""
+    config, work = load_flow_config(config_path, work_dir=work_dir)
+    out = Path(out_dir) if out_dir else Path(config.run.output_dir) / "dataset" / config.outputs.dataset_version
+    result = build_task(config, work, out)
+    get_run_logger().info("built dataset path=%s splits=%s", result.path, result.manifest["splits"])
+    return {"path": str(result.path), "splits": result.manifest["splits"], "files": len(result.manifest["files"])}

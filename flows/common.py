@@ -1,0 +1,51 @@
+"""Shared plumbing of the flows: config loading with CLI overrides, and where study work runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ctcorpus.config import CorpusConfig, config_from_dict, load_config
+from ctcorpus.config.run import RunConfig
+from flows.runtime import dask_client
+
+
+def load_flow_config(
+    config_path: str | None,
+    *,
+    export_dir: str | None = None,
+    work_dir: str | None = None,
+    report_files: Sequence[str] | None = None,
+    dask_address: str | None = None,
+) -> tuple[CorpusConfig, Path]:
+    """The run's config: the file (or the embedded default) with the flow's parameters on top."""
+    data = load_config(config_path).model_dump(mode="json")
+    run = data["run"]
+    if export_dir is not None:
+        run["export_dir"] = export_dir
+    if report_files:
+        run["report_files"] = list(report_files)
+    if dask_address is not None:
+        run["dask_address"] = dask_address
+    config = config_from_dict(data, source=config_path or "<default>")
+    work = Path(work_dir) if work_dir else Path(config.run.output_dir) / "work"
+    return config, work
+
+
+Executor = Callable[..., Any]
+
+
+@contextmanager
+def study_executor(run: RunConfig, parallel: bool) -> Iterator[Executor]:
+    """Yield ``execute(fn, *args)``: on the Dask cluster of the run, or inline when not parallel.
+
+    Prefect tasks call it from their threads; the heavy work runs in Dask worker processes,
+    one study at a time per worker, so memory stays bounded.
+    """
+    if not parallel:
+        yield lambda fn, *args: fn(*args)
+        return
+    with dask_client(run) as client:
+        yield lambda fn, *args: client.submit(fn, *args, pure=False).result()

@@ -1,0 +1,350 @@
+"""Anatomy stage: threshold fallback vs phantom ground truth, TotalSegmentator offline, stats, regions."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from ctcorpus.anatomy import (
+    FALLBACK_LABELS,
+    Segmentation,
+    Segmenter,
+    ThresholdSegmenter,
+    TotalSegmentatorSegmenter,
+    anatomy_stats_table,
+    dice,
+    make_segmenter,
+    missing_weights,
+    required_task_ids,
+    resample_mask,
+    segment_volume,
+    sentence_region,
+    sentence_regions_table,
+    structure_stats,
+)
+from ctcorpus.anatomy.base import same_grid
+from ctcorpus.anatomy.totalseg import _cached_predictor_class, label_map_from_nifti, write_nifti
+from ctcorpus.config.anatomy import AnatomyConfig
+from ctcorpus.errors import AnatomyError
+from ctcorpus.schemas import check_table
+from ctcorpus.synth.phantom import make_phantom
+from ctcorpus.taxonomy import Anatomy
+
+PROJECT = Path(__file__).resolve().parents[1]
+FLOORS = {"body": 0.90, "lung_left": 0.90, "lung_right": 0.90, "airways": 0.80, "bones": 0.80}
+
+
+def _image(array: np.ndarray, spacing_zyx, origin, direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)) -> sitk.Image:
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(tuple(float(s) for s in spacing_zyx[::-1]))
+    image.SetOrigin(tuple(float(o) for o in origin))
+    image.SetDirection(tuple(float(d) for d in direction))
+    return image
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom((48, 128, 128), (6.25, 3.0, 3.0), np.random.default_rng(7))
+
+
+@pytest.fixture(scope="module")
+def phantom_ct(phantom) -> sitk.Image:
+    return _image(phantom.hu, phantom.spacing_zyx, phantom.origin_mm)
+
+
+@pytest.fixture(scope="module")
+def fallback_seg(phantom_ct) -> Segmentation:
+    return segment_volume(phantom_ct, AnatomyConfig(backend="threshold"))
+
+
+def _truth(phantom, name: str) -> np.ndarray:
+    return phantom.labels > 0 if name == "body" else phantom.labels == phantom.label_table[name]
+
+
+def _predicted(seg: Segmentation, name: str) -> np.ndarray:
+    return seg.array() > 0 if name == "body" else seg.mask(name)
+
+
+# --- threshold fallback -------------------------------------------------------------------------
+
+
+def test_fallback_dice_against_phantom_truth(phantom, fallback_seg):
+    scores = {name: dice(_predicted(fallback_seg, name), _truth(phantom, name)) for name in FLOORS}
+    assert all(scores[name] >= floor for name, floor in FLOORS.items()), scores
+    assert fallback_seg.source == "threshold-1.0"
+    assert dict(fallback_seg.label_table) == dict(FALLBACK_LABELS)
+    assert same_grid(fallback_seg.labels, _image(phantom.hu, phantom.spacing_zyx, phantom.origin_mm))
+
+
+def test_fallback_left_right_follows_the_image_direction(phantom, fallback_seg):
+    """The same patient stored with the x axis reversed: the array flips, the patient's left does not."""
+    nx = phantom.hu.shape[2]
+    origin = list(phantom.origin_mm)
+    origin[0] += (nx - 1) * phantom.spacing_zyx[2]  # voxel 0 now sits at the patient's far left
+    flipped = _image(phantom.hu[:, :, ::-1], phantom.spacing_zyx, origin, direction=(-1, 0, 0, 0, 1, 0, 0, 0, 1))
+    seg = ThresholdSegmenter(AnatomyConfig()).segment(flipped)
+    for name in ("lung_left", "lung_right"):
+        assert dice(seg.mask(name)[:, :, ::-1], _truth(phantom, name)) >= 0.9
+    left = next(r for r in structure_stats(seg, flipped, "v") if r.structure == "lung_left")
+    assert (left.bbox_mm_min[0] + left.bbox_mm_max[0]) / 2 > 0  # LPS: patient left is +x
+
+
+def test_fallback_finds_no_airways_or_lungs_in_soft_tissue():
+    """A water cylinder (no air inside the body): body only, no invented lungs or airways."""
+    z, y, x = np.mgrid[:16, :64, :64]
+    hu = np.where((y - 32) ** 2 + (x - 32) ** 2 < 25**2, 20, -1000).astype(np.int16)
+    seg = ThresholdSegmenter(AnatomyConfig()).segment(_image(hu, (5.0, 3.0, 3.0), (0, 0, 0)))
+    assert set(np.unique(seg.array())) == {0, 1}
+
+
+def test_fallback_rejects_non_axial_images(phantom):
+    sagittal = _image(phantom.hu, phantom.spacing_zyx, phantom.origin_mm, direction=(0, 0, 1, 0, 1, 0, 1, 0, 0))
+    with pytest.raises(AnatomyError, match="axial"):
+        ThresholdSegmenter(AnatomyConfig()).segment(sagittal)
+
+
+def test_fallback_on_real_ct_against_totalsegmentator_reference(shared_data):
+    """Real abdominal CT with lung bases and bowel gas: lungs found, gas called neither lung nor airway."""
+    folder = shared_data / "totalsegmentator_reference"
+    if not folder.is_dir():
+        pytest.skip("totalsegmentator_reference is not present")
+    from totalsegmentator.map_to_binary import class_map
+
+    ct = sitk.ReadImage(str(folder / "example_ct_sm.nii.gz"))
+    reference = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "example_seg.nii.gz")))
+    seg = segment_volume(ct, AnatomyConfig(backend="threshold"))
+    for side in ("left", "right"):
+        values = [v for v, n in class_map["total"].items() if n.startswith("lung_") and n.endswith(side)]
+        assert dice(seg.mask(f"lung_{side}"), np.isin(reference, values)) >= 0.85
+    colon = [v for v, n in class_map["total"].items() if n in ("colon", "stomach")]
+    assert not np.any(seg.mask("lung_left", "lung_right", "airways") & np.isin(reference, colon))
+    # the real 512x512 contrast CT series (upper abdomen, no lung in its reference): gas stays body
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder / "example_ct_dicom")))
+    series = reader.Execute()
+    seg = segment_volume(series, AnatomyConfig(backend="threshold"))
+    assert not seg.mask("lung_left", "lung_right", "airways").any()
+    assert seg.mask("bones").sum() > 10_000
+
+
+# --- statistics, regions, resampling ------------------------------------------------------------
+
+
+def test_structure_stats_match_the_phantom(phantom, phantom_ct, fallback_seg):
+    rows = structure_stats(fallback_seg, phantom_ct, "vol-1")
+    by_name = {r.structure: r for r in rows}
+    assert set(by_name) == set(FALLBACK_LABELS.values())
+    voxel_ml = 6.25 * 3.0 * 3.0 / 1000
+    lung = by_name["lung_right"]
+    truth = _truth(phantom, "lung_right")
+    assert lung.voxels == int(fallback_seg.mask("lung_right").sum())
+    assert lung.volume_ml == pytest.approx(truth.sum() * voxel_ml, rel=0.02)
+    ks = np.flatnonzero(truth.any(axis=(1, 2)))
+    assert lung.bbox_index_min[2] == ks.min() and lung.bbox_index_max[2] == ks.max()
+    assert lung.z_min_mm == pytest.approx(phantom.origin_mm[2] + ks.min() * 6.25)
+    assert lung.z_extent_mm == pytest.approx((ks.max() - ks.min() + 1) * 6.25)
+    assert lung.bbox_mm_max[0] < 0 < by_name["lung_left"].bbox_mm_min[0] + 30  # right lung on LPS -x
+    assert -870 < lung.mean_hu < -780  # parenchyma -850 with vessels
+    assert by_name["bones"].anatomy is Anatomy.BONES and by_name["airways"].anatomy is Anatomy.AIRWAYS
+    assert {r.mask_source for r in rows} == {"threshold-1.0"}
+    table = anatomy_stats_table(rows, source_sha256="ab" * 32)
+    check_table("anatomy_stats", table)
+    assert table.num_rows == 5 and set(table.column("producer").to_pylist()) == {"threshold-1.0"}
+
+
+def test_structure_stats_refuse_another_grid(phantom_ct, fallback_seg):
+    other = sitk.Image(phantom_ct.GetSize(), sitk.sitkInt16)
+    other.SetSpacing((1.0, 1.0, 1.0))
+    with pytest.raises(AnatomyError, match="resample the mask"):
+        structure_stats(fallback_seg, other, "vol-1")
+
+
+def test_sentence_region_is_the_union_z_range(phantom_ct, fallback_seg):
+    rows = structure_stats(fallback_seg, phantom_ct, "vol-1")
+    lungs = [r for r in rows if r.anatomy is Anatomy.LUNGS]
+    region = sentence_region(["lungs"], rows, sentence_id="s1")
+    assert region is not None and region.structures == ("lung_left", "lung_right")
+    assert region.z_min_mm == min(r.z_min_mm for r in lungs) and region.z_max_mm == max(r.z_max_mm for r in lungs)
+    assert region.slice_min == min(r.bbox_index_min[2] for r in lungs)
+    # slice indices and mm agree through the volume's grid
+    assert phantom_ct.TransformIndexToPhysicalPoint((0, 0, region.slice_max))[2] == pytest.approx(region.z_max_mm)
+    both = sentence_region([Anatomy.LUNGS, Anatomy.AIRWAYS], rows, sentence_id="s2")
+    assert both is not None and both.slice_max >= region.slice_max and "airways" in both.structures
+    assert sentence_region([Anatomy.HEART], rows) is None  # the fallback has no heart
+    assert sentence_region([Anatomy.OTHER], rows) is None  # "other" is never localized
+    table = sentence_regions_table([region, both], source_sha256="cd" * 32)
+    check_table("sentence_regions", table)
+    assert table.column("anatomies").to_pylist() == [["lungs"], ["airways", "lungs"]]
+
+
+def test_resample_mask_is_nearest_neighbour_with_the_label_table(phantom_ct, fallback_seg):
+    coarse = sitk.Image([s // 2 for s in phantom_ct.GetSize()], sitk.sitkInt16)
+    coarse.SetSpacing([s * 2 for s in phantom_ct.GetSpacing()])
+    coarse.SetOrigin(phantom_ct.GetOrigin())
+    moved = resample_mask(fallback_seg, coarse)
+    assert same_grid(moved.labels, coarse) and moved.labels.GetPixelID() == sitk.sitkUInt8
+    assert set(np.unique(moved.array())) <= set(np.unique(fallback_seg.array()))
+    assert moved.label_table == fallback_seg.label_table and moved.source == fallback_seg.source
+    ratio = moved.mask("lung_left").sum() * 8 / fallback_seg.mask("lung_left").sum()
+    assert 0.9 < ratio < 1.1
+    same = resample_mask(fallback_seg, phantom_ct)
+    assert np.array_equal(same.array(), fallback_seg.array())
+
+
+# --- TotalSegmentator backend -------------------------------------------------------------------
+
+
+def test_required_task_ids_per_mode():
+    assert required_task_ids(AnatomyConfig(mode="fastest")) == (298,)
+    assert required_task_ids(AnatomyConfig(mode="fast")) == (297,)
+    assert required_task_ids(AnatomyConfig(mode="default")) == (291, 292, 293, 294, 295)
+    assert required_task_ids(AnatomyConfig(mode="fast", roi_subset=("liver",))) == (297, 298)
+
+
+def test_totalsegmentator_without_weights_fails_fast_with_provisioning_steps(tmp_path):
+    config = AnatomyConfig(
+        backend="totalsegmentator", mode="fast", weights_path=tmp_path / "weights", home_dir=tmp_path / "home"
+    )
+    assert missing_weights(config) == (297,)
+    with pytest.raises(AnatomyError) as info:
+        make_segmenter(config)
+    message = str(info.value)
+    for needed in ("Dataset297_TotalSegmentator_total_3mm_1559subj", "task 297", "totalseg_download_weights",
+                   "totalseg_import_weights", "TOTALSEG_WEIGHTS_PATH", str(tmp_path / "weights")):
+        assert needed in message
+    assert not (tmp_path / "home").exists()  # failed before any work: no config, no download folder
+    assert not (tmp_path / "weights").exists()
+
+
+def test_auto_backend_falls_back_with_a_warning(tmp_path, caplog):
+    config = AnatomyConfig(backend="auto", weights_path=tmp_path / "none", home_dir=tmp_path / "home")
+    with caplog.at_level(logging.WARNING, logger="ctcorpus.anatomy"):
+        segmenter = make_segmenter(config)
+    assert segmenter.name == "threshold"
+    assert "298" in caplog.text and "threshold fallback" in caplog.text
+
+
+def test_nifti_geometry_round_trip(tmp_path):
+    """The input/output conversion of the TotalSegmentator backend keeps an oblique, flipped grid."""
+    rng = np.random.default_rng(3)
+    array = rng.integers(0, 118, size=(7, 9, 11)).astype(np.uint8)
+    angle = np.deg2rad(10)
+    direction = (-np.cos(angle), -np.sin(angle), 0, np.sin(angle), -np.cos(angle), 0, 0, 0, 1)
+    image = _image(array, (2.5, 0.8, 0.7), (12.5, -40.0, 300.0), direction)
+    path = write_nifti(image, tmp_path / "in.nii")
+    back = label_map_from_nifti(nib.load(path), image, tmp_path / "out.nii")
+    assert same_grid(back, image, tolerance=1e-4)
+    assert np.array_equal(sitk.GetArrayFromImage(back), array)
+
+
+def test_loaded_models_are_kept_across_cases():
+    """The predictor subclass installed per call reads a model folder once per segmenter, not per case."""
+    loads = []
+
+    class FakePredictor:
+        def __init__(self, device: str = "cpu") -> None:
+            self.device = device
+
+        def initialize_from_trained_model_folder(self, folder, use_folds, checkpoint_name="checkpoint_final.pth"):
+            loads.append(folder)
+            for name in ("plans_manager", "configuration_manager", "list_of_parameters", "network",
+                         "dataset_json", "trainer_name", "allowed_mirroring_axes", "label_manager"):
+                setattr(self, name, f"{name}-{len(loads)}")
+
+    cache: dict = {}
+    cached = _cached_predictor_class(FakePredictor, cache)
+    first, second = cached(), cached()
+    first.initialize_from_trained_model_folder("/w/Dataset298", [0])
+    second.initialize_from_trained_model_folder("/w/Dataset298", [0])
+    assert loads == ["/w/Dataset298"] and second.network == first.network == "network-1"
+    cached().initialize_from_trained_model_folder("/w/Dataset297", [0])
+    assert len(loads) == 2 and len(cache) == 2
+    assert isinstance(make_segmenter(AnatomyConfig(backend="threshold")), Segmenter)
+
+
+_E2E_SCRIPT = """
+import json, sys
+sys.modules["torchvision"] = None  # PyPI's torchvision does not match the CPU torch: it must not be needed
+if __name__ == "__main__":
+    from pathlib import Path
+    import numpy as np, SimpleITK as sitk
+    from ctcorpus.anatomy import make_segmenter, segment_volume
+    from ctcorpus.anatomy.testing import fabricate_totalseg_weights
+    from ctcorpus.config.anatomy import AnatomyConfig
+
+    tmp = Path(sys.argv[1])
+    fabricate_totalseg_weights(tmp / "weights", 298)
+    config = AnatomyConfig(backend="auto", mode="fastest", device="cpu",
+                           weights_path=tmp / "weights", home_dir=tmp / "home")
+    segmenter = make_segmenter(config)
+    from nnunetv2.inference import predict_from_raw_data  # how nnU-Net's predictor looks trainers up
+    trainer = predict_from_raw_data.recursive_find_trainer_class_by_name("nnUNetTrainer_4000epochs_NoMirroring")
+    z, y, x = np.mgrid[:10, :24, :20]
+    hu = np.where((y - 12) ** 2 + (x - 9) ** 2 < 64, 40, -1000).astype(np.int16)
+    image = sitk.GetImageFromArray(hu)
+    image.SetSpacing((7.0, 6.5, 9.0)); image.SetOrigin((100.0, -50.0, 20.0))
+    c, s = np.cos(np.deg2rad(10)), np.sin(np.deg2rad(10))
+    image.SetDirection((-c, -s, 0, -s, c, 0, 0, 0, 1))  # x flipped and tilted 10 degrees in plane
+    seg = segment_volume(image, config, segmenter)
+    print(json.dumps({
+        "source": seg.source, "backend": segmenter.name,
+        "size": seg.labels.GetSize(), "spacing": seg.labels.GetSpacing(), "origin": seg.labels.GetOrigin(),
+        "direction": seg.labels.GetDirection(), "pixel": seg.labels.GetPixelIDTypeAsString(),
+        "values": sorted(int(v) for v in np.unique(seg.array())), "table": sorted(seg.label_table),
+        "trainer": trainer.__name__, "timm": "timm" in sys.modules,
+        "config": json.loads((tmp / "home" / "config.json").read_text()),
+        "env_restored": not {"TOTALSEG_WEIGHTS_PATH", "nnUNet_results"} & set(__import__("os").environ),
+    }))
+"""
+
+
+@pytest.mark.slow
+def test_totalsegmentator_end_to_end_with_fabricated_weights(tmp_path):
+    """The whole TotalSegmentator path offline, without torchvision, on random weights (labels meaningless)."""
+    script = tmp_path / "run_totalseg.py"
+    script.write_text(textwrap.dedent(_E2E_SCRIPT), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOTALSEG_", "nnUNet_"))}
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=PROJECT, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["backend"] == "totalsegmentator" and out["source"].endswith("-task298")
+    assert out["size"] == [20, 24, 10] and out["spacing"] == [7.0, 6.5, 9.0]
+    c, s = np.cos(np.deg2rad(10)), np.sin(np.deg2rad(10))
+    assert out["origin"] == [100.0, -50.0, 20.0] and np.allclose(out["direction"], [-c, -s, 0, -s, c, 0, 0, 0, 1])
+    assert "grid differs" not in done.stderr  # TotalSegmentator returned the input's grid itself
+    assert out["pixel"] == "8-bit unsigned integer"
+    assert set(out["values"]) - {0} <= set(out["table"]) and len(out["table"]) == 117
+    assert out["trainer"] == "nnUNetTrainer_4000epochs_NoMirroring" and out["timm"] is False
+    assert out["config"]["send_usage_stats"] is False
+    assert out["env_restored"]
+
+
+@pytest.mark.skipif(
+    not os.environ.get("CTCORPUS_TOTALSEG_WEIGHTS"), reason="set CTCORPUS_TOTALSEG_WEIGHTS to a real weights folder"
+)
+def test_totalsegmentator_real_weights_against_reference(shared_data, tmp_path):
+    """Real model (weights folder from CTCORPUS_TOTALSEG_WEIGHTS) vs TotalSegmentator's own reference."""
+    folder = shared_data / "totalsegmentator_reference"
+    config = AnatomyConfig(
+        backend="totalsegmentator", mode="fast", weights_path=Path(os.environ["CTCORPUS_TOTALSEG_WEIGHTS"]),
+        home_dir=tmp_path / "home",
+    )
+    segmenter = TotalSegmentatorSegmenter(config)
+    ct = sitk.ReadImage(str(folder / "example_ct_sm.nii.gz"))
+    seg = segment_volume(ct, config, segmenter)
+    reference = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "example_seg_fast.nii.gz")))
+    assert same_grid(seg.labels, ct)
+    for value in (5, 14):  # liver and the right lower lobe: present in the reference
+        assert dice(seg.array() == value, reference == value) >= 0.8

@@ -1,0 +1,594 @@
+"""Tests of the audit: seeded leaks found, none invented, fingerprints, diff, statistics, IO, HTML."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from scipy import ndimage
+
+from ctcorpus.audit import (
+    LEAK_KINDS,
+    CorpusTables,
+    FindingKind,
+    Severity,
+    audit_corpus,
+    corpus_statistics,
+    diff_corpora,
+    load_corpus_tables,
+    result_to_dict,
+    volume_fingerprint,
+    write_audit_report,
+)
+from ctcorpus.audit.leakage import report_pairs
+from ctcorpus.config.audit import AuditConfig
+from ctcorpus.errors import AuditError
+from ctcorpus.synth.leaks import SEEDED_KINDS, match_leaks, synthetic_corpus_tables
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def seeded() -> tuple[CorpusTables, tuple]:
+    return synthetic_corpus_tables(300, seed=3, leaks=2)
+
+
+@pytest.fixture(scope="module")
+def clean() -> CorpusTables:
+    return synthetic_corpus_tables(300, seed=3)[0]
+
+
+def _leaks(findings) -> list:
+    return [f for f in findings if f.kind in LEAK_KINDS]
+
+
+# ---------------------------------------------------------------- leaks
+
+
+def test_clean_corpus_has_no_leak(clean: CorpusTables) -> None:
+    result = audit_corpus(clean)
+    assert _leaks(result.findings) == []
+    assert result.count(Severity.HIGH) == 0
+
+
+def test_every_seeded_leak_is_found_and_none_invented(seeded) -> None:
+    tables, expected = seeded
+    assert {leak.kind for leak in expected} == set(SEEDED_KINDS) and len(expected) == 10
+    score = match_leaks(audit_corpus(tables).findings, expected)
+    assert (score.found, score.total, score.false) == (10, 10, 0), (score.missed, score.false_findings)
+
+
+def test_projection_candidates_match_exact_search(seeded) -> None:
+    tables, expected = seeded
+    exact = audit_corpus(tables)
+    projected = audit_corpus(tables, config=AuditConfig(volume_exact_limit=50))
+    assert _leaks(projected.findings) == _leaks(exact.findings)
+    assert match_leaks(projected.findings, expected).found == len(expected)
+
+
+def test_leaks_across_splits_are_high(seeded) -> None:
+    tables, expected = seeded
+    findings = audit_corpus(tables).findings
+    for leak in expected:
+        hit = next(f for f in findings if f.kind == leak.kind and set(leak.ids) <= set(f.ids))
+        assert hit.severity == (Severity.HIGH if len(hit.groups) > 1 else Severity.MEDIUM)
+    kinds = {f.kind for f in findings if f.severity == Severity.HIGH}
+    assert FindingKind.PATIENT_ACROSS_GROUPS in kinds and FindingKind.SAME_PERSON_TWO_IDS in kinds
+
+
+def test_three_copies_of_one_scan_are_one_finding(clean: CorpusTables) -> None:
+    volumes = clean.volumes
+    row = volumes.iloc[0]
+    copies = pd.DataFrame([{**row.to_dict(), "volume_id": f"copy{k}", "study_id": f"other{k}"} for k in range(2)])
+    tables = dataclasses.replace(clean, volumes=pd.concat([volumes, copies], ignore_index=True))
+    found = [f for f in audit_corpus(tables).findings if f.kind == FindingKind.DUPLICATE_VOLUME]
+    assert len(found) == 1 and {"copy0", "copy1", row["volume_id"]} <= set(found[0].ids)
+
+
+def test_near_duplicates_are_reported_between_patients_only(clean: CorpusTables) -> None:
+    """A follow-up scan shares its patient's anatomy: near-identical, but no leak; under another patient it is."""
+    row = clean.volumes.iloc[0].to_dict()
+    noise = np.random.default_rng(0).standard_normal(len(row["fingerprint"])).astype(np.float32)
+    follow_up = {**row, "volume_id": "FOLLOW", "study_id": "S-FOLLOW", "hu_sha256": "e" * 64}
+    follow_up["fingerprint"] = row["fingerprint"] + 0.05 * noise
+    other = clean.volumes[clean.volumes["patient_id"] != row["patient_id"]].iloc[0]
+    for patient, expected in ((row["patient_id"], 0), (other["patient_id"], 1)):
+        volumes = pd.concat([clean.volumes, pd.DataFrame([{**follow_up, "patient_id": patient}])], ignore_index=True)
+        found = [
+            f
+            for f in audit_corpus(dataclasses.replace(clean, volumes=volumes)).findings
+            if f.kind == FindingKind.NEAR_DUPLICATE_VOLUME
+        ]
+        assert len(found) == expected
+    assert {"FOLLOW", row["volume_id"]} <= set(found[0].ids) and found[0].score > 0.99
+
+
+def test_same_person_in_one_split_is_medium(clean: CorpusTables) -> None:
+    volumes = clean.volumes.copy()
+    patient = volumes["patient_id"].iloc[0]
+    study = volumes.loc[volumes["patient_id"] == patient, "study_id"].iloc[0]
+    volumes.loc[volumes["study_id"] == study, "patient_id"] = "RENAMED"
+    tables = dataclasses.replace(clean, volumes=volumes)
+    found = [f for f in audit_corpus(tables).findings if f.kind == FindingKind.SAME_PERSON_TWO_IDS]
+    renamed_all = (clean.volumes["patient_id"] == patient).sum() == (clean.volumes["study_id"] == study).sum()
+    if renamed_all:  # the only study: no second id left, nothing to find
+        assert found == []
+    else:
+        assert len(found) == 1 and found[0].ids == tuple(sorted((patient, "RENAMED")))
+        assert found[0].severity == Severity.MEDIUM
+
+
+def test_against_other_corpus(clean: CorpusTables) -> None:
+    other = synthetic_corpus_tables(200, seed=11)[0]
+    other = dataclasses.replace(other, name="public-benchmark")
+    # the benchmark's test set holds a copy of one of our training volumes
+    train = clean.volumes[clean.volumes["split"] == "train"].iloc[0]
+    target = other.volumes[other.volumes["split"] == "test"].iloc[0]
+    copy = {**train.to_dict(), "volume_id": "BENCH-COPY", "split": "test"}
+    copy.update({c: target[c] for c in ("patient_id", "study_id", "accession_id", "patient_key")})
+    other = dataclasses.replace(other, volumes=pd.concat([other.volumes, pd.DataFrame([copy])], ignore_index=True))
+    result = audit_corpus(clean, against=other)
+    cross = [f for f in result.findings if f.kind == FindingKind.DUPLICATE_VOLUME]
+    assert len(cross) == 1
+    assert set(cross[0].ids) == {"BENCH-COPY", train["volume_id"]} and cross[0].severity == Severity.HIGH
+    assert cross[0].groups == ("public-benchmark/test", "synthetic-3/train")
+
+
+def test_against_itself_reports_no_leak(clean: CorpusTables) -> None:
+    """Two versions with the same samples in the same splits share everything and leak nothing."""
+    result = audit_corpus(clean, against=dataclasses.replace(clean, name="previous"))
+    assert _leaks(result.findings) == []
+    assert result.diff is not None and not result.diff.volumes.added and result.diff.volumes.changed.empty
+
+
+# ---------------------------------------------------------------- reports
+
+
+def test_report_near_duplicates_need_shared_wording() -> None:
+    base = (
+        "The heart is normal in size. "
+        "There is a small left pleural effusion with adjacent atelectasis of the lower lobe."
+    )
+    edited = base.replace("small", "moderate").replace("adjacent", "basal")
+    other = "Lungs are clear. No pleural effusion. Degenerative changes of the thoracic spine without fracture noted."
+    pairs = report_pairs(pd.Series([base, edited, other, ""]), AuditConfig())
+    assert pairs[["i", "j"]].values.tolist() == [[0, 1]]
+    assert 0.5 <= pairs["similarity"].iloc[0] < 1.0
+
+
+# ---------------------------------------------------------------- fingerprints
+
+
+def _phantom(seed: int, shape=(40, 64, 64), spacing=(5.0, 6.0, 6.0)) -> np.ndarray:
+    """A chest-like phantom: elliptic body, two lungs, spine, a few lesions, noise (differs per seed)."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.meshgrid(*[(np.arange(n) - n / 2) * s for n, s in zip(shape, spacing)], indexing="ij")
+    volume = np.full(shape, -1000.0)
+    a, b = rng.uniform(120, 170), rng.uniform(90, 130)
+    cy, cx = rng.uniform(-20, 20, 2)
+    volume[((x - cx) / a) ** 2 + ((y - cy) / b) ** 2 < 1] = 40
+    for side in (-1, 1):
+        centre = cx + side * a * rng.uniform(0.35, 0.5)
+        axes = (a * rng.uniform(0.25, 0.35), b * rng.uniform(0.5, 0.7), rng.uniform(80, 130))
+        zc = rng.uniform(-30, 30)
+        volume[((x - centre) / axes[0]) ** 2 + ((y - cy) / axes[1]) ** 2 + ((z - zc) / axes[2]) ** 2 < 1] = -850
+    volume[((x - cx) / 15) ** 2 + ((y - cy - 0.7 * b) / 15) ** 2 < 1] = 700
+    for _ in range(5):
+        c, r = rng.uniform(-100, 100, 3), rng.uniform(5, 15)
+        volume[(x - c[2]) ** 2 + (y - c[1]) ** 2 + (z - c[0]) ** 2 < r * r] = rng.uniform(-100, 200)
+    return (volume + rng.normal(0, 20, shape)).astype(np.int16)
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / a.size)
+
+
+def test_fingerprint_survives_resampling_and_small_crops() -> None:
+    threshold = AuditConfig().volume_similarity
+    volume, spacing = _phantom(3), (5.0, 6.0, 6.0)
+    reference = volume_fingerprint(volume, spacing)
+    assert reference.dtype == np.float32 and abs(float(reference.mean())) < 1e-4
+    resampled = ndimage.zoom(volume.astype(np.float32), (5 / 3, 6 / 4.5, 6 / 4.5), order=1)
+    assert _corr(volume_fingerprint(resampled, (3.0, 4.5, 4.5)), reference) > 0.99
+    cropped = volume[3:-2, 3:-3, 2:-4]
+    assert _corr(volume_fingerprint(cropped, spacing), reference) > 0.99
+    rescaled = np.round(volume * 1.0 + 3).astype(np.int16)  # a rounding or offset step changes every byte
+    assert _corr(volume_fingerprint(rescaled, spacing), reference) > threshold
+
+
+def test_fingerprint_separates_different_phantoms() -> None:
+    threshold = AuditConfig().volume_similarity
+    prints = np.stack([volume_fingerprint(_phantom(seed), (5.0, 6.0, 6.0)) for seed in range(8)])
+    scores = prints @ prints.T / prints.shape[1]
+    off_diagonal = scores[~np.eye(len(prints), dtype=bool)]
+    assert off_diagonal.max() < threshold, off_diagonal.max()
+
+
+def test_fingerprint_rejects_bad_input() -> None:
+    with pytest.raises(AuditError, match="3-D"):
+        volume_fingerprint(np.zeros((4, 4)), (1.0, 1.0, 1.0))
+    with pytest.raises(AuditError, match="spacing"):
+        volume_fingerprint(np.zeros((4, 4, 4)), (1.0, 0.0, 1.0))
+    flat = volume_fingerprint(np.full((4, 8, 8), -1000, np.int16), (2.0, 2.0, 2.0))
+    assert not flat.any()
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def _tiny() -> CorpusTables:
+    volumes = pd.DataFrame(
+        {
+            "volume_id": ["v1", "v2", "v3"],
+            "patient_id": ["p1", "p2", "p3"],
+            "study_id": ["s1", "s2", "s3"],
+            "accession_id": ["a1", "a2", "a3"],
+            "series_id": ["x1", "x2", "x3"],
+            "split": ["train", "train", "test"],
+            "hu_sha256": ["h1", "h2", "h3"],
+            "fingerprint": [np.array([1.0, -1.0, 0.5, -0.5], np.float32), np.nan, np.array([-1, 1, 0, 0], np.float32)],
+            "spacing_x": [0.7, 0.8, 0.7],
+            "spacing_y": [0.7, 0.8, 0.7],
+            "spacing_z": [1.0, 2.0, 5.0],
+            "n_slices": [100, 200, 60],
+            "kernel": ["B30f", "B30f", None],
+            "manufacturer": ["SIEMENS", "GE", "GE"],
+            "contrast": [True, False, False],
+            "mask_source": ["totalsegmentator", "fallback", "fallback"],
+            "patient_key": ["k1", "k2", ""],
+        }
+    )
+    reports = pd.DataFrame(
+        {
+            "report_id": ["r1", "r2", "r3"],
+            "study_id": ["s1", "s2", "s3"],
+            "patient_id": ["p1", "p2", "p3"],
+            "split": ["train", "train", "test"],
+            "text": ["Small nodule right upper lobe.", "No effusion.", ""],
+            "n_sentences": [1, 1, 0],
+            "sections": [["findings", "impression"], ["findings"], []],
+        }
+    )
+    labels = pd.DataFrame(
+        {
+            "report_id": ["r1", "r1", "r2", "r3", "r1"],
+            "sentence_index": [-1, -1, -1, -1, 0],
+            "label": ["lung_nodule", "emphysema", "pleural_effusion", "lung_nodule", "lung_nodule"],
+            "state": ["positive", "positive", "negative", "uncertain", "positive"],
+        }
+    )
+    snippets = pd.DataFrame(
+        {"volume_id": ["v1", "v1"], "anatomies": [["lungs"], ["lungs", "pleura"]], "labels": [["lung_nodule"], []]}
+    )
+    quarantine = pd.DataFrame(
+        {"stage": ["ingest", "ingest", "reports"], "reason": ["localizer", "localizer", "no_report"]}
+    )
+    return CorpusTables(volumes, reports, labels, snippets, quarantine, {"dataset_version": "tiny-1"}, "tiny")
+
+
+def test_statistics_by_hand() -> None:
+    stats = corpus_statistics(_tiny())
+    prevalence = stats.label_prevalence.set_index(["split", "label"])
+    assert prevalence.loc[("train", "lung_nodule"), ["positive", "reports"]].tolist() == [1, 2]
+    assert prevalence.loc[("train", "lung_nodule"), "prevalence"] == pytest.approx(0.5)
+    assert prevalence.loc[("test", "lung_nodule"), ["positive", "uncertain"]].tolist() == [0, 1]
+    assert prevalence.loc[("train", "pleural_effusion"), "negative"] == 1
+    pairs = stats.label_cooccurrence.set_index(["label_a", "label_b"])["reports"]
+    assert pairs[("emphysema", "lung_nodule")] == 1 and pairs[("lung_nodule", "lung_nodule")] == 1
+    missing = stats.missing_sections.set_index(["split", "section"])["missing"]
+    assert missing[("train", "impression")] == 1 and missing[("test", "findings")] == 1
+    assert missing[("train", "technique")] == 2
+    lengths = stats.report_lengths.set_index("split")
+    assert lengths.loc["test", "empty"] == 1 and lengths.loc["train", "words_median"] == 3.5
+    values = stats.volume_values.set_index(["field", "value", "split"])["volumes"]
+    assert values[("kernel", "B30f", "train")] == 2 and values[("kernel", "(missing)", "test")] == 1
+    numeric = stats.volume_numeric.set_index(["field", "split"])
+    assert numeric.loc[("spacing_z", "train"), "max"] == 2.0
+    assert dict(zip(stats.snippet_anatomies["anatomy"], stats.snippet_anatomies["snippets"])) == {
+        "lungs": 2,
+        "pleura": 1,
+    }
+    assert stats.quarantine.iloc[0].tolist() == ["ingest", "localizer", 2]
+    assert stats.splits.set_index("split").loc["train"].tolist() == [2, 2, 2, 2]
+
+
+def test_label_missing_in_test_split_is_reported() -> None:
+    findings = audit_corpus(_tiny()).findings
+    missing = {(f.ids, f.groups) for f in findings if f.kind == FindingKind.LABEL_MISSING_IN_SPLIT}
+    assert missing == {(("emphysema",), ("test",)), (("lung_nodule",), ("test",))}
+
+
+def test_tables_must_have_the_columns() -> None:
+    tiny = _tiny()
+    with pytest.raises(AuditError, match=r"'volumes'.*'kernel'"):
+        dataclasses.replace(tiny, volumes=tiny.volumes.drop(columns=["kernel"]))
+
+
+# ---------------------------------------------------------------- diff
+
+
+def test_diff_between_versions(clean: CorpusTables) -> None:
+    new_volumes = clean.volumes.copy()
+    removed = new_volumes["volume_id"].iloc[0]
+    new_volumes = new_volumes.iloc[1:].reset_index(drop=True)
+    new_volumes.loc[0, "kernel"] = "CHANGED"
+    new_volumes.loc[1, ["split", "n_slices"]] = ["test" if new_volumes.loc[1, "split"] != "test" else "train", 7]
+    added = {**new_volumes.iloc[2].to_dict(), "volume_id": "NEW", "hu_sha256": "f" * 64}
+    new_volumes = pd.concat([new_volumes, pd.DataFrame([added])], ignore_index=True)
+    labels = clean.labels.copy()
+    flip = labels.index[(labels["sentence_index"] == -1) & (labels["state"] == "negative")][0]
+    labels.loc[flip, "state"] = "positive"
+    new = dataclasses.replace(clean, volumes=new_volumes, labels=labels, name="v2")
+    diff = diff_corpora(clean, new)
+    assert diff.volumes.added == ("NEW",) and diff.volumes.removed == (removed,)
+    changed = dict(zip(diff.volumes.changed["id"], diff.volumes.changed["fields"]))
+    assert changed == {new_volumes.loc[0, "volume_id"]: "kernel", new_volumes.loc[1, "volume_id"]: "split,n_slices"}
+    assert diff.reports.changed.empty and not diff.reports.added
+    shift = diff.label_shift.set_index("label")
+    label = labels.loc[flip, "label"]
+    assert shift.loc[label, "flipped"] == 1 and shift["flipped"].sum() == 1
+    assert shift.loc[label, "new_positive"] == shift.loc[label, "old_positive"] + 1
+    assert [f.ids for f in diff.findings if f.kind == FindingKind.SPLIT_CHANGED] == [(new_volumes.loc[1, "volume_id"],)]
+
+
+# ---------------------------------------------------------------- IO and report
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    if "fingerprint" in frame.columns:
+        values = [None if f is None else list(f) for f in frame["fingerprint"]]
+        column = pa.array(values, pa.list_(pa.float32()))
+        table = table.set_column(table.schema.get_field_index("fingerprint"), "fingerprint", column)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+
+
+def _write_corpus(tables: CorpusTables, root: Path, skip: tuple[str, ...] = ()) -> None:
+    """The audit's own columns, two files per table."""
+    for name in ("volumes", "reports", "labels", "snippets", "quarantine"):
+        if name not in skip:
+            frame = getattr(tables, name)
+            half = len(frame) // 2
+            for part, piece in enumerate((frame.iloc[:half], frame.iloc[half:])):
+                _write_parquet(piece, root / "tables" / name / f"part-{part}.parquet")
+    (root / "manifest.json").write_text(json.dumps(dict(tables.manifest)))
+
+
+def _write_pipeline_corpus(tables: CorpusTables, root: Path) -> None:
+    """The pipeline's layout: ``split=`` folders, pixel hashes in ``samples``, makers in ``series``."""
+    volumes = tables.volumes.assign(
+        native_spacing_mm=[[x, y, z] for x, y, z in tables.volumes[["spacing_x", "spacing_y", "spacing_z"]].to_numpy()]
+    )
+    moved = ["hu_sha256", "fingerprint", "mask_source", "manufacturer", "spacing_x", "spacing_y", "spacing_z"]
+    reports = tables.reports.rename(columns={"sections": "section_names"})
+    for split in sorted(volumes["split"].unique()):
+        part = f"split={split}/part-00000.parquet"
+        rows = volumes[volumes["split"] == split]
+        _write_parquet(rows.drop(columns=[*moved, "split"]), root / "tables" / "volumes" / part)
+        _write_parquet(
+            rows[["volume_id", "hu_sha256", "fingerprint", "mask_source"]], root / "tables" / "samples" / part
+        )
+        _write_parquet(rows[["series_id", "manufacturer"]], root / "tables" / "series" / part)
+        _write_parquet(reports[reports["split"] == split].drop(columns="split"), root / "tables" / "reports" / part)
+    _write_parquet(tables.labels, root / "tables" / "labels" / "part-00000.parquet")
+    (root / "manifest.json").write_text(json.dumps(dict(tables.manifest)))
+
+
+def test_load_corpus_roundtrip(seeded, tmp_path: Path) -> None:
+    tables, expected = seeded
+    _write_corpus(tables, tmp_path / "corpus", skip=("snippets",))
+    loaded = load_corpus_tables(tmp_path / "corpus")
+    assert loaded.name == tables.manifest["dataset_version"] and len(loaded.volumes) == len(tables.volumes)
+    assert loaded.snippets.empty
+    score = match_leaks(audit_corpus(loaded).findings, expected)
+    assert (score.found, score.false) == (len(expected), 0)
+
+
+def test_load_corpus_in_the_pipeline_layout(seeded, tmp_path: Path) -> None:
+    tables, expected = seeded
+    _write_pipeline_corpus(tables, tmp_path / "corpus")
+    loaded = load_corpus_tables(tmp_path / "corpus")
+    volumes = loaded.volumes.set_index("volume_id").loc[tables.volumes["volume_id"]]
+    assert volumes["split"].tolist() == tables.volumes["split"].tolist()
+    assert volumes["spacing_z"].tolist() == tables.volumes["spacing_z"].tolist()
+    assert (
+        loaded.reports.set_index("report_id").loc[tables.reports["report_id"], "split"]
+        == tables.reports["split"].to_numpy()
+    ).all()
+    score = match_leaks(audit_corpus(loaded).findings, expected)
+    assert (score.found, score.false) == (len(expected), 0)
+
+
+def test_load_corpus_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(AuditError, match="not found"):
+        load_corpus_tables(tmp_path / "absent")
+    (tmp_path / "c" / "tables" / "volumes").mkdir(parents=True)
+    with pytest.raises(AuditError, match="'volumes' is missing"):
+        load_corpus_tables(tmp_path / "c")
+    (tmp_path / "c" / "tables" / "volumes" / "part-0.parquet").write_bytes(b"not parquet")
+    with pytest.raises(AuditError, match=r"tables/volumes.*cannot read"):
+        load_corpus_tables(tmp_path / "c")
+
+
+@pytest.fixture(scope="module")
+def report_files(seeded, clean, tmp_path_factory) -> tuple[Path, Path]:
+    tables, _ = seeded
+    result = audit_corpus(dataclasses.replace(tables, name="v2"), against=dataclasses.replace(clean, name="v1"))
+    return write_audit_report(result, tmp_path_factory.mktemp("audit"))
+
+
+def test_report_html_and_json_agree(report_files, seeded, clean) -> None:
+    html_path, json_path = report_files
+    data = json.loads(json_path.read_text())
+    page = html_path.read_text()
+    assert data["summary"]["high"] > 0 and data["against"] == "v1"
+    assert f">{data['summary']['high']}<small>high</small>" in page
+    assert page.count("data:image/png;base64,") >= 5 and "http" not in page.split("<body>")[1].replace("https://", "")
+    kinds = {f["kind"] for f in data["findings"]}
+    assert {k.value for k in SEEDED_KINDS} <= kinds
+    assert data["diff"]["volumes"]["added"] and data["stats"]["label_prevalence"]
+    tables, _ = seeded
+    expected = result_to_dict(
+        audit_corpus(dataclasses.replace(tables, name="v2"), against=dataclasses.replace(clean, name="v1"))
+    )
+    assert json.loads(json.dumps(expected, sort_keys=True)) == data  # reproducible
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+def test_report_renders_in_headless_chromium(report_files, tmp_path: Path) -> None:
+    from PIL import Image
+
+    html_path, _ = report_files
+    png = tmp_path / "shot.png"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "render_audit.py"), "--html", str(html_path), "--png", str(png)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["png_bytes"] == png.stat().st_size
+    pixels = np.asarray(Image.open(png).convert("L"), dtype=np.float32)
+    assert pixels.shape == (3000, 1400) and pixels.std() > 10  # drawn, not a blank page
+
+
+# ---------------------------------------------------------------- leaks seeded into a generated export
+
+
+@pytest.fixture(scope="module")
+def leaky_export(tmp_path_factory) -> tuple[Path, tuple]:
+    from ctcorpus.synth import generate_export
+    from ctcorpus.synth.leaks import seed_export_leaks
+
+    root = tmp_path_factory.mktemp("export")
+    generate_export(root, patients=4, seed=2, matrix=64, n_slices=12)
+    return root, seed_export_leaks(root, seed=2)
+
+
+def _headers(root: Path, files) -> list:
+    import pydicom
+
+    return [pydicom.dcmread(root / f) for f in files]
+
+
+def test_export_leaks_json_matches_the_files(leaky_export) -> None:
+    from ctcorpus.audit.leakage import shingles
+    from ctcorpus.synth.leaks import load_leaks
+    from ctcorpus.synth.truth import load_truth
+
+    root, leaks = leaky_export
+    assert load_leaks(root) == leaks
+    by_kind = {leak.kind: leak for leak in leaks}
+    assert set(by_kind) == {
+        FindingKind.SAME_PERSON_TWO_IDS,
+        FindingKind.DUPLICATE_VOLUME,
+        FindingKind.NEAR_DUPLICATE_REPORT,
+    }
+    truth = load_truth(root)
+    series = {s.series_uid: s for s in truth.series}
+    # every file's header agrees with the updated truth
+    for s in truth.series:
+        if s.kind in ("axial", "recon") and not s.defect:
+            assert {str(h.PatientID) for h in _headers(root, s.files)} == {s.patient_id}
+    # 1. one person, two ids: same name and birth date
+    old, new = by_kind[FindingKind.SAME_PERSON_TWO_IDS].ids
+    people = {}
+    for s in truth.series:
+        if s.patient_id in (old, new) and s.kind == "axial":
+            h = _headers(root, s.files[:1])[0]
+            people.setdefault(s.patient_id, set()).add((str(h.PatientName), str(h.get("PatientBirthDate", ""))))
+    assert set(people) == {old, new} and people[old] == people[new] and len(people[old]) == 1
+    # 2. same pixels under new UIDs and accession
+    first, second = (series[u] for u in by_kind[FindingKind.DUPLICATE_VOLUME].ids)
+    a, b = _headers(root, first.files), _headers(root, second.files)
+    assert all(np.array_equal(x.pixel_array, y.pixel_array) for x, y in zip(a, b)) and len(a) == len(b)
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "AccessionNumber", "PatientID", "FrameOfReferenceUID"):
+        assert getattr(a[0], keyword) != getattr(b[0], keyword)
+    sops = [str(h.SOPInstanceUID) for s in truth.series for h in _headers(root, s.files) if s.kind != "defect"]
+    assert len(sops) == len(set(sops))
+    # 3. a report copied with three words changed, the same in both RIS files and the truth
+    original, target = by_kind[FindingKind.NEAR_DUPLICATE_REPORT].ids
+    csv_rows = pd.read_csv(root / "reports.csv", dtype=str, keep_default_na=False).set_index("accession_number")
+    jsonl_rows = pd.read_json(root / "reports.jsonl", lines=True, dtype=False).set_index("accession_number")
+    texts = {r.accession_number: r.text for r in truth.reports}
+    for accession in (original, target, str(a[0].AccessionNumber), str(b[0].AccessionNumber)):
+        assert csv_rows.loc[accession, "report_text"] == jsonl_rows.loc[accession, "report_text"] == texts[accession]
+    x, y = texts[original], texts[target]
+    assert len(x) == len(y) and sum(u != v for u, v in zip(x.split(" "), y.split(" "))) == 3
+    jaccard = len(shingles(x, 3) & shingles(y, 3)) / len(shingles(x, 3) | shingles(y, 3))
+    assert AuditConfig().report_similarity <= jaccard < 1.0
+
+
+def _export_tables(root: Path) -> CorpusTables:
+    """The tables the pipeline would make, built straight from the export's files (ids not pseudonymized).
+
+    Fingerprints are left out: the generator draws every patient's phantom from one body (pairs
+    differ by 12-25 HU on average), so near-duplicate volumes are tested on varied phantoms above.
+    """
+    import hashlib
+
+    from ctcorpus.synth.truth import load_truth
+
+    rows = []
+    for s in load_truth(root).series:
+        if s.kind not in ("axial", "recon") or s.defect:
+            continue
+        headers = _headers(root, s.files)
+        hu = np.stack([h.pixel_array * float(h.RescaleSlope) + float(h.RescaleIntercept) for h in headers])
+        h = headers[0]
+        person = f"{h.PatientName}|{h.get('PatientBirthDate', '')}"
+        rows.append(
+            {
+                "volume_id": s.series_uid,
+                "patient_id": str(h.PatientID),
+                "study_id": str(h.StudyInstanceUID),
+                "accession_id": str(h.AccessionNumber),
+                "series_id": s.series_uid,
+                "split": ("train", "test")[int(hashlib.sha256(str(h.PatientID).encode()).hexdigest(), 16) % 2],
+                "hu_sha256": hashlib.sha256(hu.astype(np.int16).tobytes()).hexdigest(),
+                "fingerprint": None,
+                "spacing_x": s.spacing_mm[0],
+                "spacing_y": s.spacing_mm[1],
+                "spacing_z": s.spacing_mm[2],
+                "n_slices": s.n_slices,
+                "kernel": s.kernel,
+                "manufacturer": str(h.Manufacturer),
+                "contrast": False,
+                "mask_source": "",
+                "patient_key": hashlib.sha256(person.encode()).hexdigest(),
+            }
+        )
+    volumes = pd.DataFrame(rows)
+    ris = pd.read_csv(root / "reports.csv", dtype=str, keep_default_na=False)
+    study = dict(zip(volumes["accession_id"], volumes["study_id"]))
+    split = dict(zip(volumes["patient_id"], volumes["split"]))
+    reports = pd.DataFrame(
+        {
+            "report_id": ris["accession_number"],
+            "study_id": ris["accession_number"].map(study),
+            "patient_id": ris["patient_id"],
+            "split": ris["patient_id"].map(split),
+            "text": ris["report_text"],
+            "n_sentences": 0,
+            "sections": [[] for _ in range(len(ris))],
+        }
+    )
+    return CorpusTables(volumes, reports, name="export")
+
+
+def test_audit_finds_the_leaks_seeded_into_an_export(leaky_export) -> None:
+    root, leaks = leaky_export
+    score = match_leaks(audit_corpus(_export_tables(root)).findings, leaks)
+    assert (score.found, score.total, score.false) == (3, 3, 0), (score.missed, score.false_findings)

@@ -1,0 +1,446 @@
+"""Deployment files: what can be checked without a Docker engine or a Prefect server.
+
+The Dockerfiles parse (a small parser below: known instructions, line continuations, exec-form
+JSON), install the project the way the Makefile does, and every ``ctcorpus`` command, ``python -m``
+module and repository path they, compose or the docker README use exists. ``docker/compose.yaml``
+and ``prefect.yaml`` parse, agree with each other, and point at real flow functions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import inspect
+import json
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer.main
+import yaml
+from typer.testing import CliRunner
+
+from ctcorpus.config import RunConfig
+from flows.runtime import prefect_environment
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKER = ROOT / "docker"
+DOCKERFILES = {"cpu": DOCKER / "Dockerfile", "gpu": DOCKER / "Dockerfile.gpu"}
+COMPOSE = DOCKER / "compose.yaml"
+PREFECT_YAML = ROOT / "prefect.yaml"
+README = DOCKER / "README.md"
+
+KEYWORDS = frozenset(
+    "ADD ARG CMD COPY ENTRYPOINT ENV EXPOSE FROM HEALTHCHECK LABEL MAINTAINER ONBUILD RUN SHELL "
+    "STOPSIGNAL USER VOLUME WORKDIR".split()
+)
+EXPECTED_SERVICES = {"prefect-server", "dask-scheduler", "dask-worker-1", "dask-worker-2", "pipeline"}
+
+
+# --- a tiny Dockerfile parser --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Instruction:
+    """One logical Dockerfile instruction (continuations joined) and the line it starts on."""
+
+    keyword: str
+    arguments: str
+    line: int
+
+
+def parse_dockerfile(text: str, name: str = "Dockerfile") -> list[Instruction]:
+    """Split a Dockerfile into instructions; raise ValueError naming the file and line."""
+    instructions: list[Instruction] = []
+    parts: list[str] = []
+    start = 0
+    for number, raw in enumerate(text.splitlines(), start=1):
+        stripped = raw.strip()
+        if stripped.startswith("#") or (not parts and not stripped):
+            continue  # comments (also inside continuations) and blank lines between instructions
+        if not parts:
+            start = number
+        continued = stripped.endswith("\\")
+        parts.append(stripped[:-1].strip() if continued else stripped)
+        if continued:
+            continue
+        keyword, _, arguments = " ".join(part for part in parts if part).partition(" ")
+        parts = []
+        if keyword.upper() not in KEYWORDS:
+            raise ValueError(f"{name}:{start}: unknown instruction {keyword!r}")
+        if not arguments.strip():
+            raise ValueError(f"{name}:{start}: {keyword} has no arguments")
+        instructions.append(Instruction(keyword.upper(), arguments.strip(), start))
+    if parts:
+        raise ValueError(f"{name}:{start}: file ends inside a line continuation")
+    return instructions
+
+
+def exec_form(instruction: Instruction) -> list[str]:
+    """The JSON array of a CMD/ENTRYPOINT/VOLUME in exec form; ValueError if it is not one."""
+    try:
+        value = json.loads(instruction.arguments)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"line {instruction.line}: {instruction.keyword} is not exec-form JSON: {exc}") from None
+    if not (isinstance(value, list) and value and all(isinstance(item, str) for item in value)):
+        raise ValueError(f"line {instruction.line}: {instruction.keyword} must be a JSON array of strings")
+    return value
+
+
+def env_of(instructions: list[Instruction]) -> dict[str, str]:
+    """ENV key=value pairs of all ENV instructions."""
+    env: dict[str, str] = {}
+    for instruction in instructions:
+        if instruction.keyword == "ENV":
+            for token in shlex.split(instruction.arguments):
+                key, sep, value = token.partition("=")
+                assert sep, f"line {instruction.line}: ENV {token!r} is not key=value"
+                env[key] = value
+    return env
+
+
+def base_image(instructions: list[Instruction]) -> str:
+    """The FROM image with ``${ARG}`` defaults substituted."""
+    args: dict[str, str] = {}
+    for instruction in instructions:
+        if instruction.keyword == "ARG":
+            key, _, value = instruction.arguments.partition("=")
+            args[key] = value
+        if instruction.keyword == "FROM":
+            return re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], instruction.arguments.split()[0])
+    raise AssertionError("no FROM")
+
+
+def runs(instructions: list[Instruction]) -> str:
+    return "\n".join(i.arguments for i in instructions if i.keyword == "RUN")
+
+
+@pytest.fixture(scope="module", params=sorted(DOCKERFILES))
+def dockerfile(request: pytest.FixtureRequest) -> tuple[str, list[Instruction]]:
+    path = DOCKERFILES[request.param]
+    return request.param, parse_dockerfile(path.read_text(encoding="utf-8"), path.name)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("FROM python:3.11-slim\nRUNN echo hi\n", "Dockerfile:2: unknown instruction 'RUNN'"),
+        ("FROM python:3.11-slim\nRUN echo \\\n", "ends inside a line continuation"),
+        ("FROM python:3.11-slim\nUSER\n", "USER has no arguments"),
+    ],
+)
+def test_parser_rejects_broken_dockerfiles(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_dockerfile(text)
+
+
+def test_parser_joins_continuations_and_skips_comments() -> None:
+    parsed = parse_dockerfile("# c\nFROM x\nRUN a \\\n  # inner comment\n  && b\nCMD [\"--help\"]\n")
+    assert [(i.keyword, i.arguments, i.line) for i in parsed] == [
+        ("FROM", "x", 2),
+        ("RUN", "a && b", 3),
+        ("CMD", '["--help"]', 6),
+    ]
+    with pytest.raises(ValueError, match="not exec-form JSON"):
+        exec_form(Instruction("CMD", "ctcorpus --help", 1))
+
+
+def test_dockerfile_structure(dockerfile: tuple[str, list[Instruction]]) -> None:
+    _, instructions = dockerfile
+    keywords = [i.keyword for i in instructions]
+    assert keywords[: keywords.index("FROM")] == ["ARG"] * keywords.index("FROM")
+    assert keywords.count("FROM") == 1
+    entrypoint = [i for i in instructions if i.keyword == "ENTRYPOINT"]
+    assert [exec_form(i) for i in entrypoint] == [["ctcorpus"]]
+    for instruction in instructions:
+        if instruction.keyword in {"CMD", "VOLUME"}:
+            exec_form(instruction)
+    users = [i.arguments for i in instructions if i.keyword == "USER"]
+    assert users and users[-1] not in {"root", "0"}, "the image must run as a non-root user"
+    assert keywords.index("USER") > max(n for n, k in enumerate(keywords) if k == "RUN")
+    workdir = [i.arguments for i in instructions if i.keyword == "WORKDIR"]
+    assert workdir == ["/app"]
+
+
+def test_dockerfile_copies_existing_paths_not_ignored(dockerfile: tuple[str, list[Instruction]]) -> None:
+    kind, instructions = dockerfile
+    ignore_file = DOCKERFILES[kind].with_name(DOCKERFILES[kind].name + ".dockerignore")
+    ignored = {
+        line.strip() for line in ignore_file.read_text(encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")
+    }
+    assert ".venv" in ignored  # a 3 GB virtualenv must not be sent as build context
+    copies = [shlex.split(i.arguments) for i in instructions if i.keyword == "COPY"]
+    assert copies
+    for *sources, _destination in copies:
+        for source in sources:
+            assert (ROOT / source).exists(), f"{DOCKERFILES[kind].name}: COPY source {source} does not exist"
+            assert source not in ignored, f"{source} is copied but excluded by {ignore_file.name}"
+
+
+def _makefile_install() -> tuple[str, str, set[str]]:
+    """The torch pin, the project install arguments and the uninstalled packages of the Makefile."""
+    text = (ROOT / "Makefile").read_text(encoding="utf-8")
+    torch_pin = re.search(r"pip install[^\n]*?(torch==[\w.]+)", text)
+    project = re.search(r"pip install[^\n]*?(-c constraints\.txt -e) '?\.", text)
+    uninstall = re.search(r"pip uninstall[^\n]*?-y ([^\n]+)", text)
+    assert torch_pin and project and uninstall, "Makefile install step changed; update this test"
+    return torch_pin.group(1), project.group(1), set(uninstall.group(1).split())
+
+
+def test_cpu_image_installs_like_the_makefile() -> None:
+    instructions = parse_dockerfile(DOCKERFILES["cpu"].read_text(encoding="utf-8"))
+    torch_pin, project_args, removed = _makefile_install()
+    assert base_image(instructions) == "python:3.11-slim"
+    commands = runs(instructions)
+    assert torch_pin in commands
+    assert re.search(r"--index-url https://download\.pytorch\.org/whl/cpu " + re.escape(torch_pin), commands)
+    assert f"{project_args} ." in commands
+    uninstall = re.search(r"pip uninstall -y ([\w -]+)", commands)
+    assert uninstall and set(uninstall.group(1).split()) == removed == {"argparse", "torchvision"}
+    assert torch_pin in (ROOT / "constraints.txt").read_text(encoding="utf-8")
+
+
+def test_gpu_image_keeps_its_matching_torchvision() -> None:
+    instructions = parse_dockerfile(DOCKERFILES["gpu"].read_text(encoding="utf-8"))
+    image = base_image(instructions)
+    match = re.fullmatch(r"pytorch/pytorch:([\d.]+)-cuda[\d.]+-cudnn\d+-runtime", image)
+    assert match, image
+    torch_pin, project_args, _ = _makefile_install()
+    assert torch_pin == f"torch=={match.group(1)}", "the base image's torch must satisfy the project's pin"
+    commands = runs(instructions)
+    assert f"{project_args} ." in commands
+    uninstall = re.search(r"pip uninstall -y ([\w -]+)", commands)
+    assert uninstall and set(uninstall.group(1).split()) == {"argparse"}
+    assert "torchvision.ops" in commands  # the build checks the torch/torchvision pair works
+
+
+def test_images_keep_prefect_and_totalsegmentator_offline(dockerfile: tuple[str, list[Instruction]]) -> None:
+    _, instructions = dockerfile
+    env = env_of(instructions)
+    expected = prefect_environment(RunConfig())
+    for key in ("PREFECT_SERVER_ANALYTICS_ENABLED", "DO_NOT_TRACK", "PREFECT_TELEMETRY_ENABLE_RESOURCE_METRICS",
+                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"):
+        assert env[key] == expected[key], key
+    assert env["TOTALSEG_WEIGHTS_PATH"] == "/weights/totalsegmentator"
+    config_json = re.search(r"printf '(\{.*?\})\\n' > \"\$TOTALSEG_HOME_DIR/config\.json\"", runs(instructions))
+    assert config_json and json.loads(config_json.group(1))["send_usage_stats"] is False
+
+
+# --- compose ------------------------------------------------------------------------------------
+
+
+def _interpolate(value: str) -> str:
+    """Compose's ``${VAR:-default}`` / ``${VAR:?message}`` with no variables set."""
+
+    def default(match: re.Match[str]) -> str:
+        return match.group(3) if match.group(2) == ":-" else f"<{match.group(1)}>"
+
+    return re.sub(r"\$\{(\w+)(:-|:\?)?([^}]*)\}", default, value)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """Container path -> (host source, read-only) of a service's short-syntax volumes."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target, *mode = _interpolate(volume).split(":")
+        mounts[target] = (source, mode == ["ro"])
+    return mounts
+
+
+def test_compose_services_and_images(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(services) == EXPECTED_SERVICES
+    for name, service in services.items():
+        if service["image"].startswith("ctcorpus:"):
+            build = service["build"]
+            assert (COMPOSE.parent / build["context"] / build["dockerfile"]).resolve() == DOCKERFILES["cpu"]
+        assert service.get("restart") == "unless-stopped", name
+
+
+def test_compose_healthchecks_and_start_order(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name, service in services.items():
+        test = service["healthcheck"]["test"]
+        assert test[0] == "CMD" and test[1] == "python" and test[2] == "-c", name
+        compile(test[3], f"{name} healthcheck", "exec")
+        for dependency, condition in service.get("depends_on", {}).items():
+            assert dependency in services and condition == {"condition": "service_healthy"}, (name, dependency)
+    assert set(services["pipeline"]["depends_on"]) == {"prefect-server", "dask-scheduler"}
+
+
+def test_compose_mounts_export_read_only_and_output_writable(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("dask-worker-1", "dask-worker-2", "pipeline"):
+        mounts = _mounts(services[name])
+        assert mounts["/export"] == ("<CTCORPUS_EXPORT>", True), name
+        assert mounts["/output"][1] is False, name
+        assert mounts["/config"][1] and mounts["/weights/totalsegmentator"][1], name
+    named = {
+        source for service in services.values() for source, _ in _mounts(service).values() if not source.startswith(("<", ".", "/"))
+    }
+    assert named == set(compose["volumes"]) == {"prefect-data"}
+
+
+def _option(command: list[str], flag: str) -> str:
+    return command[command.index(flag) + 1]
+
+
+def test_compose_addresses_agree(compose: dict[str, Any], prefect_project: dict[str, Any]) -> None:
+    services = compose["services"]
+    server_port = _option(services["prefect-server"]["command"], "--port")
+    assert services["pipeline"]["environment"]["PREFECT_API_URL"] == f"http://prefect-server:{server_port}/api"
+    RunConfig(prefect_api_url=services["pipeline"]["environment"]["PREFECT_API_URL"])  # valid for the config too
+    scheduler = f"tcp://dask-scheduler:{_option(services['dask-scheduler']['command'], '--port')}"
+    for name in ("dask-worker-1", "dask-worker-2"):
+        command = services[name]["command"]
+        assert services[name]["entrypoint"] == ["dask", "worker"]
+        assert command[0] == scheduler
+        assert _option(command, "--nthreads") == "1" and _option(command, "--name") == name
+    ingest = _deployment(prefect_project, "ingest-nightly")
+    assert ingest["parameters"]["dask_address"] == scheduler
+    assert f"dask_address: {scheduler}" in README.read_text(encoding="utf-8")
+    pool = prefect_project["deployments"][0]["work_pool"]["name"]
+    pipeline = services["pipeline"]["command"][0]
+    assert f"--pool {pool}" in pipeline and f"work-pool create {pool}" in pipeline
+    assert "prefect --no-prompt deploy --all" in pipeline and "--with-healthcheck" in pipeline
+
+
+# --- prefect.yaml -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def prefect_project() -> dict[str, Any]:
+    data = yaml.safe_load(PREFECT_YAML.read_text(encoding="utf-8"))
+    from prefect.cli.deploy._models import PrefectYamlModel
+
+    PrefectYamlModel.model_validate(data)  # Prefect's own schema of the file
+    return data
+
+
+def _deployment(project: dict[str, Any], name: str) -> dict[str, Any]:
+    (found,) = [d for d in project["deployments"] if d["name"] == name]
+    return found
+
+
+def _load_flow(entrypoint: str) -> Any:
+    path, _, function = entrypoint.partition(":")
+    assert (ROOT / path).is_file(), f"prefect.yaml: {path} does not exist"
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    return getattr(module, function)
+
+
+def test_prefect_yaml_deployments_point_at_flows(prefect_project: dict[str, Any]) -> None:
+    from prefect import Flow
+
+    deployments = prefect_project["deployments"]
+    assert [d["entrypoint"] for d in deployments] == [
+        "flows/ingest.py:ingest_export",
+        "flows/build.py:build_dataset",
+        "flows/audit.py:audit_dataset",
+    ]
+    assert len({d["name"] for d in deployments}) == len(deployments)
+    for deployment in deployments:
+        flow = _load_flow(deployment["entrypoint"])
+        assert isinstance(flow, Flow), deployment["entrypoint"]
+        parameters = inspect.signature(flow.fn).parameters
+        required = {name for name, p in parameters.items() if p.default is inspect.Parameter.empty}
+        # every parameter given exists, and a run started without parameters has all it needs
+        assert required <= set(deployment["parameters"]) <= set(parameters), (deployment["name"], list(parameters))
+        assert deployment["parameters"]["config_path"] == "/config/ctcorpus.yaml"
+
+
+def test_prefect_yaml_schedules_only_ingest(prefect_project: dict[str, Any]) -> None:
+    from prefect.client.schemas.schedules import CronSchedule
+
+    ingest = _deployment(prefect_project, "ingest-nightly")
+    (schedule,) = ingest["schedules"]
+    CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])  # raises on a bad cron
+    assert ingest["parameters"]["export_dir"] == "/export"
+    assert ingest["concurrency_limit"] == 1
+    for name in ("build", "audit"):
+        assert not _deployment(prefect_project, name).get("schedules")
+
+
+def test_prefect_yaml_runs_in_the_image_workdir(prefect_project: dict[str, Any]) -> None:
+    (step,) = prefect_project["pull"]
+    assert step["prefect.deployments.steps.set_working_directory"]["directory"] == "/app"
+    assert prefect_project["prefect-version"].split(".")[0] == importlib.metadata.version("prefect").split(".")[0]
+
+
+def test_readme_deployment_runs_exist(prefect_project: dict[str, Any]) -> None:
+    referenced = re.findall(r"prefect deployment run ([\w-]+)/([\w-]+)", README.read_text(encoding="utf-8"))
+    assert len(referenced) == len(prefect_project["deployments"])
+    known = {
+        (_load_flow(d["entrypoint"]).name, d["name"]) for d in prefect_project["deployments"]
+    }
+    assert set(referenced) == known
+
+
+# --- commands, modules and paths the deployment files use ---------------------------------------
+
+
+def _deployment_texts() -> dict[str, str]:
+    return {path.name: path.read_text(encoding="utf-8") for path in [*DOCKERFILES.values(), COMPOSE, README, PREFECT_YAML]}
+
+
+def _ctcorpus_commands(compose_data: dict[str, Any]) -> set[str]:
+    """Subcommands of ``ctcorpus`` that the images, compose and the README run."""
+    commands = set()
+    for path in DOCKERFILES.values():
+        for instruction in parse_dockerfile(path.read_text(encoding="utf-8")):
+            if instruction.keyword == "CMD":
+                commands.add(exec_form(instruction)[0])
+    for service in compose_data["services"].values():
+        if service["image"].startswith("ctcorpus:") and "entrypoint" not in service and "command" in service:
+            commands.add(service["command"][0])
+    readme = README.read_text(encoding="utf-8")
+    commands.update(re.findall(r"ctcorpus:(?:cpu|gpu) +([a-z][\w-]*)", readme))
+    commands.update(re.findall(r"--entrypoint ctcorpus [\w-]+ +([a-z][\w-]*)", readme))
+    return commands
+
+
+def test_every_ctcorpus_command_used_exists(compose: dict[str, Any]) -> None:
+    from ctcorpus.cli import app
+
+    commands = _ctcorpus_commands(compose)
+    assert {"--help", "synth", "train", "verify"} <= commands
+    group = typer.main.get_command(app)
+    subcommands = set(getattr(group, "commands", {}))  # typer vendors its own click: no isinstance
+    assert commands - {"--help"} <= subcommands, commands - subcommands
+    runner = CliRunner()
+    for command in sorted(commands):
+        args = [command] if command.startswith("-") else [command, "--help"]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, f"`ctcorpus {' '.join(args)}` failed: {result.output}"
+
+
+def test_python_modules_and_repository_paths_exist() -> None:
+    modules: set[str] = set()
+    paths: set[str] = set()
+    for text in _deployment_texts().values():
+        modules.update(re.findall(r"python -m ([\w.]+)", text))
+        paths.update(re.findall(r"(?<![\w/.=])((?:flows|ctcorpus|schemas|bench|docker)/[\w./-]*\w)", text))
+    for module in modules:
+        assert importlib.util.find_spec(module) is not None, f"python -m {module}: no such module"
+    generated = {"docker/config", "docker/output", "docker/weights", "docker/config/ctcorpus.yaml", "docker/.env"}
+    missing = sorted(p for p in paths - generated if not (ROOT / p).exists())
+    assert not missing, f"referenced but absent: {missing}"
+    assert "flows/ingest.py" in paths and "docker/Dockerfile" in paths
+
+
+def test_console_scripts_used_are_installed() -> None:
+    scripts = {entry.name for entry in importlib.metadata.entry_points(group="console_scripts")}
+    text = "\n".join(_deployment_texts().values())
+    used = set(re.findall(r"--entrypoint (\w+)", text)) | {"ctcorpus", "dask", "prefect"}
+    assert used <= scripts, used - scripts

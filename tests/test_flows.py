@@ -1,0 +1,107 @@
+"""The Prefect flows, in-process: expected tables, Dask parity with the serial run, retries and
+quarantine on failure, and the CLI/flow smoke test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from ctcorpus import pipeline
+from ctcorpus.cli import app, demo_config
+from ctcorpus.synth import generate_export
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("flows")
+    generate_export(folder / "export", patients=2, seed=5, defects=False, language="en")
+    config = demo_config(folder)
+    config["anatomy"] = {"backend": "threshold"}
+    config["run"]["n_workers"] = 2
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return folder, path
+
+
+def _manifest(dataset: Path) -> bytes:
+    return (dataset / "manifest.json").read_bytes()
+
+
+def test_flows_produce_tables_and_dask_matches_serial(setup):
+    from flows.audit import audit_dataset
+    from flows.build import build_dataset
+    from flows.ingest import ingest_export
+
+    folder, config = setup
+    serial = ingest_export(config_path=str(config), work_dir=str(folder / "work-serial"), parallel=False)
+    assert serial["failed"] == 0 and serial["volumes"] > 0
+    built = build_dataset(config_path=str(config), work_dir=str(folder / "work-serial"), out_dir=str(folder / "serial"))
+    tables = {p.name for p in (folder / "serial" / "tables").iterdir()}
+    assert {"instances", "series", "volumes", "slices", "reports", "sentences", "labels", "snippets",
+            "anatomy_stats", "samples", "quarantine"} <= tables
+    assert built["files"] > len(tables)
+
+    parallel = ingest_export(config_path=str(config), work_dir=str(folder / "work-dask"), parallel=True)
+    assert parallel["computed"] == serial["computed"]
+    build_dataset(config_path=str(config), work_dir=str(folder / "work-dask"), out_dir=str(folder / "dask"))
+    assert _manifest(folder / "dask") == _manifest(folder / "serial")
+
+    audit = audit_dataset(dataset_dir=str(folder / "serial"), out_dir=str(folder / "audit"), config_path=str(config))
+    assert Path(audit["html"]).is_file() and json.loads(Path(audit["json"]).read_text())
+
+
+def test_transient_failure_is_retried_and_permanent_failure_quarantined(setup, monkeypatch):
+    from flows.ingest import ingest_export
+
+    folder, config = setup
+    ids = [u.unit_id for u in pipeline.plan_export(pipeline_config(config), folder / "work-plan").units]
+    transient, permanent = ids[0], ids[1]
+    real = pipeline.process_unit
+    calls: dict[str, int] = {}
+
+    def flaky(unit, cfg, work):
+        calls[unit.unit_id] = calls.get(unit.unit_id, 0) + 1
+        if unit.unit_id == transient and calls[transient] == 1:
+            raise OSError("transient: NFS hiccup")
+        if unit.unit_id == permanent:
+            raise RuntimeError("permanent: this series always crashes")
+        return real(unit, cfg, work)
+
+    monkeypatch.setattr(pipeline, "process_unit", flaky)
+    work = folder / "work-flaky"
+    summary = ingest_export(config_path=str(config), work_dir=str(work), parallel=False)
+    assert summary["studies"] >= 2
+    assert summary["failed"] == 1  # the permanent one, after its retries
+    assert calls[permanent] == 3  # 1 try + 2 retries, then quarantined
+    assert calls[transient] == 2  # failed once, succeeded on its retry
+    result = pipeline.build_from_work(pipeline_config(config), work, folder / "flaky-dataset")
+    quarantine = pq.read_table(result.path / "tables" / "quarantine").to_pandas()
+    failed = quarantine[quarantine["reason"] == "stage_failed"]
+    assert len(failed) == 1 and "permanent" in failed["message"].iloc[0]
+
+
+def pipeline_config(path: Path):
+    from ctcorpus.config import load_config
+
+    return load_config(path)
+
+
+def test_cli_commands_and_flows_import(tmp_path):
+    import flows.audit
+    import flows.build
+    import flows.ingest
+    import flows.train
+
+    runner = CliRunner()
+    for command in ("synth", "ingest", "build", "audit", "verify", "train", "demo", "config"):
+        result = runner.invoke(app, [command, "--help"])
+        assert result.exit_code == 0, (command, result.output)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("outputs:\n  split_fractions: {train: 0.5, test: 0.1}\n")
+    result = runner.invoke(app, ["ingest", str(tmp_path), "-c", str(bad)])
+    assert result.exit_code == 2 and "outputs.split_fractions" in result.output

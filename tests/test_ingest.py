@@ -1,0 +1,565 @@
+"""DICOM ingestion: header index, stacks, geometry policy, HU, resampling, quarantine, pseudonyms.
+
+Tiny series are written here with pydicom from fixed seeds; the synthetic export comes from
+``ctcorpus.synth``; real public data from ``../shared/data`` (skipped when absent); dcm2niix is the
+geometry reference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+
+import ctcorpus.ingest.header as header_module
+from ctcorpus.config.ingest import GeometryPolicy, IngestConfig
+from ctcorpus.enums import Action, QuarantineReason
+from ctcorpus.errors import ConfigError, IngestError
+from ctcorpus.ingest import (
+    assemble_volume,
+    index_export,
+    ingest_stack,
+    instance_rows,
+    plan_stacks,
+    read_instance,
+    read_stored,
+    resample_labels,
+    resample_volume,
+    resampled_image,
+    rescale_to_hu,
+    select_stacks,
+    to_hu,
+    unselected_entries,
+    volume_image,
+)
+from ctcorpus.pseudonym import Pseudonymizer
+from ctcorpus.records import QuarantineLog
+from ctcorpus.schemas import check_table, table_from_rows
+from ctcorpus.synth.export import generate_export
+from ctcorpus.synth.truth import ExportTruth
+
+warnings.filterwarnings("ignore", module="pydicom")
+
+DCM2NIIX = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "dcm2niix"
+KEY = "test-key"
+
+
+def cfg(**kwargs: object) -> IngestConfig:
+    base: dict[str, object] = {"pseudonym_key": KEY, "target_spacing_mm": (4.0, 4.0, 4.0)}
+    base.update(kwargs)
+    return IngestConfig(**base)
+
+
+# ---------------------------------------------------------------- tiny series writer
+
+
+def write_slice(
+    path: Path,
+    pixels: np.ndarray,
+    position: tuple[float, float, float],
+    *,
+    series_uid: str,
+    instance: int,
+    orientation: tuple[float, ...] = (1, 0, 0, 0, 1, 0),
+    spacing: float = 2.0,
+    slope: float = 1.0,
+    intercept: float = -1024.0,
+    acquisition: int = 1,
+    image_type: str = "ORIGINAL\\PRIMARY\\AXIAL",
+    implicit: bool = False,
+    preamble: bool = True,
+    sop_uid: str | None = None,
+    study_uid: str = "1.2.3.4",
+) -> None:
+    """One CT slice; ``pixels`` are stored values (uint16)."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = sop_uid or generate_uid(entropy_srcs=[series_uid, str(instance), str(position)])
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+    ds.SOPClassUID = CTImageStorage
+    ds.Modality = "CT"
+    ds.PatientID = "PAT-001"
+    ds.PatientName = "Doe^Jane"
+    ds.PatientBirthDate = "19600101"
+    ds.AccessionNumber = "ACC-42"
+    ds.StudyDate = "20240102"
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.FrameOfReferenceUID = study_uid + ".9"
+    ds.SeriesNumber = 3
+    ds.InstanceNumber = instance
+    ds.AcquisitionNumber = acquisition
+    ds.ImageType = image_type
+    ds.ImagePositionPatient = [f"{v:.4f}" for v in position]
+    ds.ImageOrientationPatient = [f"{v:.6f}" for v in orientation]
+    ds.PixelSpacing = [spacing, spacing]
+    ds.SliceThickness = 2.0
+    ds.ConvolutionKernel = "B30f"
+    ds.Manufacturer = "TEST"
+    ds.RescaleSlope = f"{slope:g}"
+    ds.RescaleIntercept = f"{intercept:g}"
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.PixelData = pixels.astype("<u2").tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, implicit_vr=implicit, little_endian=True, enforce_file_format=preamble)
+
+
+def phantom(n: int = 12, size: int = 32) -> np.ndarray:
+    """Stored values (z, y, x): air with an asymmetric bright block at high x, low y, high z."""
+    stored = np.full((n, size, size), 24, np.uint16)  # -1000 HU
+    stored[n - 4 : n - 1, 2:6, size - 8 : size - 3] = 2024  # +1000 HU
+    return stored
+
+
+def write_series(root: Path, stored: np.ndarray, *, z0: float = -50.0, dz: float = 2.0, reverse_numbers: bool = True, **kwargs: object) -> list[Path]:
+    """A stack with shuffled file names and instance numbers running against z."""
+    series_uid = str(kwargs.pop("series_uid", "1.2.3.4.5"))
+    rng = np.random.default_rng(0)
+    names = rng.permutation(len(stored))
+    paths = []
+    for k, pixels in enumerate(stored):
+        number = len(stored) - k if reverse_numbers else k + 1
+        path = root / f"IMG{names[k]:04d}"
+        write_slice(path, pixels, (-31.0, -31.0, z0 + k * dz), series_uid=series_uid, instance=number, **kwargs)  # type: ignore[arg-type]
+        paths.append(path)
+    return paths
+
+
+def run(root: Path, config: IngestConfig) -> tuple[list, QuarantineLog, list]:
+    log = QuarantineLog()
+    index = index_export(root, config, on_error=log)
+    stacks = plan_stacks(index, config, on_error=log)
+    return stacks, log, [ingest_stack(s, config) for s in stacks]
+
+
+# ---------------------------------------------------------------- pseudonyms and config
+
+
+def test_pseudonyms_are_keyed_stable_and_read_the_environment_at_call_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    a = Pseudonymizer.from_literal("k1", record=True)
+    assert a.patient("123") == Pseudonymizer.from_literal("k1").patient("123")
+    assert a.patient("123") != Pseudonymizer.from_literal("k2").patient("123")
+    assert a.patient("123") != a.accession("123")  # kinds never collide
+    assert [a.patient("1")[:4], a.study("1")[:4], a.accession("1")[:4], a.series("1")[:4], a.volume("1")[:4]] == [
+        "pat-", "stu-", "acc-", "ser-", "vol-"
+    ]
+    assert {(r.kind, r.original) for r in a.linkage()} >= {("pat", "123"), ("acc", "123")}
+    monkeypatch.delenv("CT_TEST_KEY", raising=False)
+    with pytest.raises(ConfigError, match="CT_TEST_KEY"):
+        Pseudonymizer.from_config(None, "CT_TEST_KEY")
+    monkeypatch.setenv("CT_TEST_KEY", "k1")
+    assert Pseudonymizer.from_config(None, "CT_TEST_KEY").patient("123") == a.patient("123")
+
+
+def test_config_rejects_bad_ranges() -> None:
+    with pytest.raises(ValueError):
+        IngestConfig(hu_clip=(100, -100))
+    with pytest.raises(ValueError):
+        IngestConfig(policy={"gantry_tilt": "fix"})  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- discovery
+
+
+def test_discovery_reasons_for_bad_files(tmp_path: Path) -> None:
+    write_series(tmp_path / "s", phantom(12))
+    (tmp_path / "notes.txt").write_text("export done\n")
+    (tmp_path / "garbage").write_bytes(bytes(range(256)) * 3)
+    good = (tmp_path / "s" / "IMG0000").read_bytes()
+    (tmp_path / "cut").write_bytes(good[: len(good) - 300])  # pixel data truncated
+    (tmp_path / "cut_header").write_bytes(good[:200])  # stops inside the header
+    write_slice(tmp_path / "scout", phantom(1)[0], (0, 0, 0), series_uid="1.9", instance=1, image_type="ORIGINAL\\PRIMARY\\LOCALIZER")
+    write_slice(tmp_path / "nopre", phantom(1)[0], (0, 0, 0), series_uid="1.8", instance=1, implicit=True, preamble=False)
+    sr = Dataset()
+    sr.SOPClassUID, sr.SOPInstanceUID, sr.Modality = "1.2.840.10008.5.1.4.1.1.88.22", "1.2.3.77", "SR"
+    sr.file_meta = FileMetaDataset()
+    sr.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    sr.file_meta.MediaStorageSOPClassUID, sr.file_meta.MediaStorageSOPInstanceUID = sr.SOPClassUID, sr.SOPInstanceUID
+    sr.save_as(tmp_path / "report_sr", enforce_file_format=True)
+    shutil.copy(tmp_path / "report_sr", tmp_path / "DICOMDIR")
+    log = QuarantineLog()
+    index = index_export(tmp_path, cfg(), on_error=log)
+    reasons = {q.path: q.reason for q in index.quarantine}
+    assert reasons == {
+        "notes.txt": QuarantineReason.NOT_DICOM,
+        "garbage": QuarantineReason.NOT_DICOM,
+        "cut": QuarantineReason.TRUNCATED,
+        "cut_header": QuarantineReason.TRUNCATED,
+        "scout": QuarantineReason.LOCALIZER,
+        "report_sr": QuarantineReason.NON_IMAGE,
+    }
+    assert index.skipped == ("DICOMDIR",)
+    assert all(q.path in q.message for q in index.quarantine)
+    nopre = next(r for r in index.instances if r.rel_path == "nopre")
+    assert nopre.reason is None and nopre.reader == "pydicom"  # force=True, but only because it parses
+    with pytest.raises(IngestError, match="cut_header.*truncated"):
+        index_export(tmp_path, cfg())  # the library default raises
+
+
+def test_fast_header_reader_agrees_with_pydicom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data_or_none: Path | None) -> None:
+    files = [*write_series(tmp_path / "e", phantom(3)), *write_series(tmp_path / "i", phantom(3), implicit=True, series_uid="1.7")]
+    files.append(Path(pydicom.data.get_testdata_file("CT_small.dcm")))
+    if shared_data_or_none is not None:
+        for folder in ("dcm_qa_ct_philips_study_with_localizer/In", "totalsegmentator_reference/example_ct_dicom", "cornerstone_ct_transfer_syntaxes/testImages", "pydicom_data_enhanced_ct/data_store"):
+            files += [p for p in sorted((shared_data_or_none / folder).rglob("*")) if p.is_file()]
+    fast = [read_instance(p, p.parent) for p in files]
+    assert sum(r.reader == "fast" for r in fast if r) >= 7
+
+    def refuse(data: bytes) -> None:
+        raise header_module._Unparsable("forced")
+
+    monkeypatch.setattr(header_module, "_scan", refuse)
+    slow = [read_instance(p, p.parent) for p in files]
+    compared = 0
+    for a, b in zip(fast, slow, strict=True):
+        if a is None or a.reader != "fast":
+            continue
+        assert dataclasses.replace(a, reader="pydicom") == b, a.path
+        compared += 1
+    assert compared >= 7
+
+
+@pytest.fixture(scope="session")
+def shared_data_or_none() -> Path | None:
+    from tests.conftest import SHARED_DATA
+
+    return SHARED_DATA if SHARED_DATA.is_dir() else None
+
+
+# ---------------------------------------------------------------- geometry, HU, resampling
+
+
+def test_asymmetric_phantom_keeps_its_side_in_lps_and_ras(tmp_path: Path) -> None:
+    write_series(tmp_path, phantom(12))
+    stacks, log, _ = run(tmp_path, cfg())
+    (stack,) = stacks
+    volume = assemble_volume(stack, cfg())
+    numbers = [s.instance_number for s in volume.slices]
+    assert numbers == sorted(numbers, reverse=True)  # sorted by position, not by InstanceNumber
+    assert [s.z_mm for s in volume.slices] == sorted(s.z_mm for s in volume.slices)
+    # the block is at high x (patient left), low y (anterior), high z (superior) in LPS
+    block = np.argwhere(volume.array > 0).mean(axis=0)
+    world = volume_image(volume).TransformContinuousIndexToPhysicalPoint(block[::-1].tolist())
+    expected = (-31 + 2 * 26, -31 + 2 * 3.5, -50 + 2 * 9)
+    assert np.allclose(world, expected, atol=1e-6)
+    for orientation, sign in (("LPS", 1), ("RAS", -1)):
+        rv = resample_volume(volume, cfg(orientation=orientation, target_spacing_mm=(2.0, 2.0, 2.0)))
+        image = resampled_image(rv)
+        centre = np.argwhere(rv.array > 0).mean(axis=0)
+        assert np.allclose(image.TransformContinuousIndexToPhysicalPoint(centre[::-1].tolist()), expected, atol=0.51)
+        x_index = centre[2]
+        assert (x_index > rv.array.shape[2] / 2) == (sign == 1)  # LPS: left is high x; RAS: low x
+    lps = resample_volume(volume, cfg(orientation="LPS", target_spacing_mm=(2.0, 2.0, 2.0))).array
+    ras = resample_volume(volume, cfg(orientation="RAS", target_spacing_mm=(2.0, 2.0, 2.0))).array
+    assert np.array_equal(ras, lps[:, ::-1, ::-1])
+
+
+def test_hu_is_applied_once_per_slice(tmp_path: Path) -> None:
+    stored = phantom(12)
+    paths = write_series(tmp_path, stored[:6], slope=1.0, intercept=-1024.0)
+    paths += write_series(tmp_path / "b", stored[6:], z0=-50.0 + 12, slope=2.0, intercept=-2048.0, series_uid="1.2.3.4.5")
+    stacks, _, results = run(tmp_path, cfg())
+    (stack,) = stacks
+    assert QuarantineReason.INCONSISTENT_RESCALE in {f.reason for f in stack.findings}
+    raw = assemble_volume(stack, cfg(), hu=False)
+    hu = assemble_volume(stack, cfg())
+    assert not raw.is_hu and hu.is_hu and hu.array.dtype == np.int16
+    expected = np.concatenate([stored[:6].astype(int) - 1024, stored[6:].astype(int) * 2 - 2048])
+    assert np.array_equal(hu.array, expected)
+    assert np.array_equal(to_hu(raw).array, hu.array)
+    assert to_hu(hu) is hu and np.array_equal(to_hu(to_hu(raw)).array, hu.array)  # a second pass changes nothing
+    (result,) = results
+    assert result.volume is not None and result.volume.array.min() >= -1000 and result.volume.array.max() <= 1000
+    assert {q.reason for q in result.quarantine} == {QuarantineReason.INCONSISTENT_RESCALE}
+
+
+def test_rescale_saturates_instead_of_wrapping() -> None:
+    stored = np.array([[0, 1024, 40000, 65535]], np.uint16)
+    assert rescale_to_hu(stored, 1.0, -1024.0).tolist() == [[-1024, 0, 32767, 32767]]
+    assert rescale_to_hu(stored[:, :2], 1.0, -1024.0).tolist() == [[-1024, 0]]  # fast int16 path
+    assert rescale_to_hu(np.array([[3, -3]], np.int16), 0.5, 0.0).tolist() == [[2, -2]]  # rint, half to even
+
+
+def test_split_by_acquisition_and_duplicates(tmp_path: Path) -> None:
+    stored = phantom(12)
+    write_series(tmp_path / "a", stored, acquisition=1)
+    write_series(tmp_path / "b", stored[:, ::-1], acquisition=2)  # same positions, other pixels
+    stacks, _, results = run(tmp_path, cfg())
+    assert len(stacks) == 2 and all(len(s.instances) == 12 and not s.rejected for s in stacks)
+    assert all(QuarantineReason.MIXED_STACKS in {f.reason for f in s.findings} for s in stacks)
+    assert all(r.volume is not None for r in results)
+    # same acquisition number: duplicates cannot be separated -> different pixels reject the stack
+    shutil.rmtree(tmp_path / "b")
+    write_series(tmp_path / "b", stored[:, ::-1], acquisition=1, series_uid="1.2.3.4.5", reverse_numbers=False)
+    ((result,),) = [[ingest_stack(s, cfg()) for s in plan_stacks(index_export(tmp_path, cfg()), cfg())]]
+    assert result.volume is None
+    assert QuarantineReason.DUPLICATE_SLICE in {q.reason for q in result.quarantine if q.action is Action.REJECT}
+
+
+def test_missing_slices_policy_and_too_few(tmp_path: Path) -> None:
+    paths = write_series(tmp_path, phantom(12))
+    paths[5].unlink()
+    stacks, _, results = run(tmp_path, cfg())
+    assert results[0].volume is None and stacks[0].rejected
+    entry = next(q for q in results[0].quarantine if q.reason is QuarantineReason.MISSING_SLICES)
+    assert entry.action is Action.REJECT and "gap" in entry.message
+    repair = cfg(policy=GeometryPolicy(missing_slices=Action.REPAIR))
+    volume = assemble_volume(plan_stacks(index_export(tmp_path, repair), repair)[0], repair)
+    assert volume.array.shape[0] == 12 and volume.spacing[2] == pytest.approx(2.0)
+    assert len(volume.slices) == 11  # the slice table lists real slices only
+    few = cfg(min_slices=20)
+    (result,) = [ingest_stack(s, few) for s in plan_stacks(index_export(tmp_path, few), few)]
+    assert {q.reason for q in result.quarantine if q.action is Action.REJECT} == {QuarantineReason.TOO_FEW_SLICES, QuarantineReason.MISSING_SLICES}
+
+
+def test_resample_labels_nearest_and_crop_pad(tmp_path: Path) -> None:
+    write_series(tmp_path, phantom(12))
+    (stack,) = plan_stacks(index_export(tmp_path, cfg()), cfg())
+    volume = assemble_volume(stack, cfg())
+    labels = sitk.Cast(volume_image(volume) > 0, sitk.sitkUInt8) * 7
+    rv = resample_volume(volume, cfg(target_spacing_mm=(3.0, 3.0, 3.0), crop_pad_shape=(16, 30, 10)))
+    assert rv.array.shape == (10, 30, 16)
+    reference = resampled_image(rv)
+    out = resample_labels(labels, reference)
+    assert out.GetSize() == reference.GetSize() and out.GetOrigin() == reference.GetOrigin()
+    values = np.unique(sitk.GetArrayViewFromImage(out))
+    assert set(values.tolist()) <= {0, 7} and 7 in values
+    # labels and image still agree after crop/pad: label voxels are the bright ones
+    mask = sitk.GetArrayViewFromImage(out) == 7
+    assert (rv.array[mask] >= -500).all() and (rv.array[~mask] == -1000).mean() > 0.95
+
+
+# ---------------------------------------------------------------- synthetic export against ground truth
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ExportTruth, object, list, list]:
+    root = tmp_path_factory.mktemp("export")
+    truth = generate_export(root, patients=2, seed=3, defects=True, phi=True, matrix=64)
+    config = cfg(min_slices=5, target_spacing_mm=(6.0, 6.0, 5.0))
+    log = QuarantineLog()
+    index = index_export(root, config, on_error=log, exclude=[root / f for f in truth.report_files])
+    stacks = plan_stacks(index, config, on_error=log)
+    return root, truth, index, stacks, [ingest_stack(s, config) for s in stacks]
+
+
+@pytest.mark.slow
+def test_every_seeded_defect_gets_its_reason(synth: tuple) -> None:
+    root, truth, index, stacks, results = synth
+    entries = list(index.quarantine) + [q for r in results for q in r.quarantine]
+    by_path: dict[str, set[str]] = {}
+    for q in entries:
+        by_path.setdefault(q.path, set()).add(q.reason.value)
+    checked = 0
+    for defect in truth.defects:
+        if defect.kind in ("truncated", "not_dicom", "non_ct", "missing_slice", "duplicate_slice", "gantry_tilt", "non_uniform_spacing", "mixed_stacks"):
+            found = set().union(*(by_path.get(p, set()) for p in defect.paths))
+            assert defect.expected_reason in found, (defect.kind, found)
+            checked += 1
+    for series in truth.series:
+        for reason in series.expected_reasons:
+            assert reason in set().union(*(by_path.get(p, set()) for p in series.files)), series.kind
+    assert checked >= 8
+
+
+@pytest.mark.slow
+def test_clean_volumes_match_ground_truth(synth: tuple) -> None:
+    root, truth, index, stacks, results = synth
+    by_files = {frozenset(s.rel_path for s in assemble_stack_slices(st)): st for st in stacks}
+    clean = [s for s in truth.series if s.kind in ("axial", "recon") or (s.kind == "defect" and s.defect in ("", "rle", "jpeg_lossless"))]
+    assert len(clean) >= 4
+    config = cfg(min_slices=5)
+    for series in clean:
+        stack = by_files[frozenset(series.files)]
+        volume = assemble_volume(stack, config)
+        assert volume.array.shape == (series.n_slices, series.rows, series.columns)
+        np.testing.assert_allclose(volume.spacing, series.spacing_mm, atol=1e-3)
+        np.testing.assert_allclose(volume.origin, series.origin_mm, atol=1e-3)
+        np.testing.assert_allclose(volume.direction, series.direction, atol=1e-3)
+        assert [s.instance_number for s in volume.slices] == list(series.instance_numbers)
+        np.testing.assert_allclose([s.z_mm for s in volume.slices], series.z_mm, atol=1e-3)
+        for k in (0, series.n_slices // 2):  # HU equals pydicom's decode + rescale within rounding
+            ds = pydicom.dcmread(root / series.files[k])
+            reference = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+            assert np.abs(volume.array[k] - reference).max() <= 0.5
+
+
+def assemble_stack_slices(stack: object) -> tuple:
+    return tuple(stack.instances) + tuple(stack.duplicates)  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_tables_follow_schemas_and_hold_no_phi(synth: tuple) -> None:
+    root, truth, index, stacks, results = synth
+    p = Pseudonymizer.from_literal(KEY)
+    accepted = [r for r in results if r.volume_row is not None]
+    tables = {
+        "instances": table_from_rows("instances", instance_rows(index, p)),
+        "series": table_from_rows("series", [r.series_row for r in results]),
+        "volumes": table_from_rows("volumes", [r.volume_row for r in accepted]),
+        "slices": table_from_rows("slices", [row for r in accepted for row in r.slice_rows]),
+        "quarantine": table_from_rows(
+            "quarantine",
+            [dataclasses.asdict(q) for r in results for q in r.quarantine] + [dataclasses.asdict(q) for q in index.quarantine],
+            pipeline_version="test", source_sha256="", producer="test",
+        ),
+    }
+    for name, table in tables.items():
+        check_table(name, table)
+    # every accepted stack, second reconstructions included, has its slice table
+    assert {r.volume_id for r in accepted} == set(tables["slices"].column("volume_id").to_pylist())
+    assert tables["series"].num_rows == len(stacks) and tables["volumes"].num_rows >= 9
+    secret = set(truth.phi_header_values) | {r.patient_id for r in index.instances} | {r.accession_number for r in index.instances}
+    secret |= {r.study_uid for r in index.instances} | {r.sop_uid for r in index.instances} | {r.series_uid for r in index.instances}
+    secret.discard("")
+    assert len(secret) > 20
+    long_secrets = [s for s in secret if len(s) >= 6]
+    for name, table in tables.items():
+        for column in table.column_names:
+            if name == "quarantine" and column in ("path", "message"):
+                continue  # the operators' table names real files; corpus tables get redacted paths
+            for value in table.column(column).to_pylist():
+                if isinstance(value, str):
+                    assert value not in secret and not [s for s in long_secrets if s in value], (name, column, value)
+    assert any("PAT_pat-" in path for path in tables["slices"].column("path").to_pylist())
+    phi = [s for s in truth.phi_header_values if len(s) > 3]
+    assert phi
+    for name, table in tables.items():
+        text = str(table.to_pylist())
+        assert not [s for s in phi if s in text], name
+
+
+@pytest.mark.slow
+def test_primary_selection_picks_the_axial_series(synth: tuple) -> None:
+    root, truth, index, stacks, results = synth
+    chosen = select_stacks(stacks, cfg())
+    axial = {frozenset(s.files) for s in truth.series if s.kind == "axial"}
+    studies = {s.study_uid for s in truth.series if s.kind == "axial"}
+    assert len(chosen) == len({s.first.study_uid for s in stacks if not s.rejected}) >= len(studies)
+    picked = {frozenset(i.rel_path for i in s.instances) for s in chosen if s.first.study_uid in studies}
+    assert picked <= axial and len(picked) == len(studies)
+    assert len(select_stacks(stacks, cfg(volumes_per_study="all"))) == sum(not s.rejected for s in stacks)
+    entries = unselected_entries(stacks, chosen, Pseudonymizer.from_literal(KEY))
+    assert len(entries) == sum(not s.rejected for s in stacks) - len(chosen)
+    recons = {f for s in truth.series if s.kind == "recon" for f in s.files}
+    assert {e.reason for e in entries} == {QuarantineReason.NOT_SELECTED} and sum(e.path in recons for e in entries) >= 2
+
+
+# ---------------------------------------------------------------- dcm2niix agreement and real data
+
+
+def _world_corners(size: np.ndarray, affine_lps: np.ndarray) -> np.ndarray:
+    corners = np.array([[i, j, k, 1.0] for i in (0, size[0] - 1) for j in (0, size[1] - 1) for k in (0, size[2] - 1)])
+    points = (affine_lps @ corners.T).T[:, :3]
+    return points[np.lexsort(points.T[::-1])]
+
+
+def _dcm2niix(files: list[Path], tmp: Path) -> nib.Nifti1Image:
+    src, out = tmp / "in", tmp / "out"
+    src.mkdir(parents=True)
+    out.mkdir()
+    for n, f in enumerate(files):
+        shutil.copy(f, src / f"f{n:04d}")
+    subprocess.run([str(DCM2NIIX), "-z", "n", "-f", "x", "-o", str(out), str(src)], check=True, capture_output=True)
+    niftis = sorted(out.glob("x*.nii"))
+    tilted = [p for p in niftis if "_Tilt" in p.name]
+    return nib.load(tilted[0] if tilted else niftis[0])
+
+
+def _assert_matches_dcm2niix(volume_size: tuple[int, int, int], spacing: tuple, image: sitk.Image, nifti: nib.Nifti1Image, shear_axis_slack: int = 0) -> None:
+    ras_to_lps = np.diag([-1.0, -1.0, 1.0, 1.0])
+    affine = ras_to_lps @ nifti.affine
+    np.testing.assert_allclose(sorted(nifti.header.get_zooms()[:3]), sorted(spacing), atol=1e-3)
+    theirs, ours = np.array(nifti.shape[:3]), np.array(volume_size)
+    assert np.abs(np.sort(theirs) - np.sort(ours)).max() <= shear_axis_slack
+    if shear_axis_slack == 0:
+        direction = np.asarray(image.GetDirection()).reshape(3, 3)
+        mine = np.eye(4)
+        mine[:3, :3] = direction * np.asarray(image.GetSpacing())
+        mine[:3, 3] = image.GetOrigin()
+        np.testing.assert_allclose(_world_corners(ours, mine), _world_corners(theirs, affine), atol=1e-3)
+    else:  # tilt: same axes up to sign, the sheared axis may be a voxel wider
+        ours_axes = np.abs(np.asarray(image.GetDirection()).reshape(3, 3))
+        theirs_axes = np.abs(affine[:3, :3] / np.asarray(nifti.header.get_zooms()[:3]))
+        np.testing.assert_allclose(ours_axes, theirs_axes, atol=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DCM2NIIX.exists(), reason="dcm2niix is not installed")
+def test_geometry_agrees_with_dcm2niix_on_synthetic_series(synth: tuple, tmp_path: Path) -> None:
+    root, truth, index, stacks, results = synth
+    config = cfg(min_slices=5)
+    for n, kind in enumerate(("axial", "gantry_tilt")):
+        series = next(s for s in truth.series if s.kind == kind or s.defect == kind)
+        stack = next(st for st in stacks if {i.rel_path for i in st.instances} == set(series.files))
+        volume = assemble_volume(stack, config)
+        nifti = _dcm2niix([root / f for f in series.files], tmp_path / str(n))
+        _assert_matches_dcm2niix(volume.array.shape[::-1], volume.spacing, volume_image(volume), nifti, shear_axis_slack=1 if kind == "gantry_tilt" else 0)
+
+
+@pytest.mark.skipif(not DCM2NIIX.exists(), reason="dcm2niix is not installed")
+def test_real_series_match_dcm2niix(shared_data: Path, tmp_path: Path) -> None:
+    roots = {
+        "philips": shared_data / "dcm_qa_ct_philips_study_with_localizer",
+        "totalseg": shared_data / "totalsegmentator_reference" / "example_ct_dicom",
+    }
+    for name, root in roots.items():
+        log = QuarantineLog()
+        stacks = plan_stacks(index_export(root, cfg(), on_error=log), cfg(), on_error=log)
+        (stack,) = [s for s in stacks if not s.rejected]
+        volume = assemble_volume(stack, cfg())
+        nifti = _dcm2niix([Path(i.path) for i in stack.instances], tmp_path / name)
+        _assert_matches_dcm2niix(volume.array.shape[::-1], volume.spacing, volume_image(volume), nifti)
+        # dcm2niix's voxels are ours up to its axis flips
+        theirs = np.asarray(nifti.dataobj).astype(np.int32)
+        ours = volume.array.transpose(2, 1, 0).astype(np.int32)
+        assert any(np.array_equal(np.flip(theirs, axes) if axes else theirs, ours) for axes in ((), (1,), (0, 1), (2,), (1, 2), (0,), (0, 2), (0, 1, 2)))
+
+
+def test_real_exports_quarantine_what_is_not_a_volume(shared_data: Path) -> None:
+    log = QuarantineLog()
+    index = index_export(shared_data / "dcm_qa_ct_philips_study_with_localizer", cfg(), on_error=log)
+    reasons = {q.path.split("/")[-2] + "/" + q.path.split("/")[-1]: q.reason for q in index.quarantine if q.path.startswith("In")}
+    assert reasons["S1000/I10"] is QuarantineReason.LOCALIZER
+    assert sum(r is QuarantineReason.NON_CT for r in reasons.values()) == 6
+    enhanced = index_export(shared_data / "pydicom_data_enhanced_ct", cfg(), on_error=QuarantineLog())
+    assert [q.reason for q in enhanced.quarantine if q.path.endswith(".dcm")] == [QuarantineReason.UNSUPPORTED_MULTIFRAME]
+    images = shared_data / "cornerstone_ct_transfer_syntaxes" / "testImages"
+    reference = read_stored(read_instance(images / "CTImage.dcm", images))
+    decoded = 0
+    for path in sorted(images.glob("CTImage.dcm_*")):
+        record = read_instance(path, images)
+        assert record is not None and record.reason is None
+        assert np.array_equal(read_stored(record), reference), path.name
+        decoded += 1
+    assert decoded == 7
+    results = run(images, cfg())[2]
+    assert all(r.volume is None for r in results)
+    assert {q.reason for r in results for q in r.quarantine if q.action is Action.REJECT} == {QuarantineReason.SINGLE_SLICE}
+
+
+def test_pydicom_bundled_ct_single_slice_is_quarantined_not_crashed(tmp_path: Path) -> None:
+    shutil.copy(pydicom.data.get_testdata_file("CT_small.dcm"), tmp_path / "ct")
+    stacks, log, results = run(tmp_path, cfg())
+    (result,) = results
+    assert result.volume is None and result.series_row.accepted is False
+    (entry,) = [q for q in result.quarantine if q.action is Action.REJECT]
+    assert entry.reason is QuarantineReason.SINGLE_SLICE and entry.path == "ct" and "single slice" in entry.message

@@ -1,0 +1,122 @@
+"""Corpus outputs: deterministic builds, splits, verify, readers without ctcorpus code."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import webdataset as wds
+
+from ctcorpus.config.outputs import OutputConfig
+from ctcorpus.enums import QuarantineReason
+from ctcorpus.outputs import (
+    BuildUnit,
+    StoredSample,
+    assign_split,
+    build_dataset,
+    decode_array,
+    encode_array,
+    read_manifest,
+    verify_dataset,
+)
+from ctcorpus.records import QuarantineEntry
+from ctcorpus.schemas import table_from_rows
+
+PROV = {"pipeline_version": "test", "source_sha256": "0" * 64, "producer": "test-1"}
+
+
+def _unit(tmp: Path, i: int) -> BuildUnit:
+    rng = np.random.default_rng(i)
+    files = {}
+    base = tmp / "store" / f"u{i}"
+    base.mkdir(parents=True)
+    hu = rng.integers(-1000, 1000, (4, 8, 8)).astype(np.int16)
+    for name, data in {
+        "hu.npy.zst": encode_array(hu),
+        "mask.npy.zst": encode_array((hu > 0).astype(np.uint8)),
+        "report.json": json.dumps({"text": f"report {i}"}).encode(),
+        "snippets.json": b"[]",
+    }.items():
+        (base / name).write_bytes(data)
+        files[name] = base / name
+    quarantine = table_from_rows(
+        "quarantine",
+        [QuarantineEntry(stage="ingest", path=f"f{i}", reason=QuarantineReason.LOCALIZER, message="scout")],
+        **PROV,
+    )
+    sample = StoredSample(volume_id=f"vol-{i:03d}", files=files, meta={"volume_id": f"vol-{i:03d}"})
+    return BuildUnit(unit_id=f"stu-{i:03d}", patient_id=f"pat-{i:03d}", tables={"quarantine": quarantine}, samples=(sample,))
+
+
+def _build(tmp: Path, units, name="ds", **cfg):
+    config = OutputConfig(shard_max_bytes=cfg.pop("shard_max_bytes", 2000), **cfg)
+    return build_dataset(units, tmp / name, config, run_config={"outputs": config.model_dump()}, geometry={"orientation": "LPS"})
+
+
+def test_two_builds_are_byte_identical(tmp_path):
+    units = [_unit(tmp_path, i) for i in range(12)]
+    a = _build(tmp_path, units, "a")
+    b = _build(tmp_path, list(reversed(units)), "b")
+    assert (a.path / "manifest.json").read_bytes() == (b.path / "manifest.json").read_bytes()
+    shards = [f for f in a.manifest["files"] if f["kind"] == "shard"]
+    assert len(shards) > 3  # the small shard size forces several shards
+    assert sum(f["count"] for f in shards) == 12
+    assert verify_dataset(a.path) == []
+
+
+def test_rebuild_replaces_atomically_and_stays_identical(tmp_path):
+    units = [_unit(tmp_path, i) for i in range(5)]
+    first = (_build(tmp_path, units).path / "manifest.json").read_bytes()
+    second = (_build(tmp_path, units).path / "manifest.json").read_bytes()
+    assert first == second
+    assert not [p for p in (tmp_path).iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_splits_are_stable_when_patients_are_added():
+    fractions = {"train": 0.6, "validation": 0.2, "test": 0.2}
+    before = {f"pat-{i}": assign_split(f"pat-{i}", fractions, "k") for i in range(200)}
+    after = {f"pat-{i}": assign_split(f"pat-{i}", fractions, "k") for i in range(400)}
+    assert all(after[p] == s for p, s in before.items())
+    shares = pd.Series([s.value for s in after.values()]).value_counts(normalize=True)
+    assert abs(shares["train"] - 0.6) < 0.08 and abs(shares["test"] - 0.2) < 0.08
+    assert {assign_split("pat-1", fractions, k) for k in map(str, range(30))} != {before["pat-1"]}
+
+
+def test_verify_names_a_flipped_byte_and_a_missing_parquet(tmp_path):
+    result = _build(tmp_path, [_unit(tmp_path, i) for i in range(6)])
+    shard = next(f for f in result.manifest["files"] if f["kind"] == "shard")
+    table = next(f for f in result.manifest["files"] if f["kind"] == "parquet")
+    path = result.path / shard["path"]
+    data = bytearray(path.read_bytes())
+    data[700] ^= 0xFF
+    path.write_bytes(bytes(data))
+    (result.path / table["path"]).unlink()
+    problems = {p.path: p.problem for p in verify_dataset(result.path)}
+    assert "sha256" in problems[shard["path"]]
+    assert problems[table["path"]] == "missing"
+    assert len(problems) == 2
+
+
+def test_outputs_read_without_ctcorpus_code(tmp_path):
+    result = _build(tmp_path, [_unit(tmp_path, i) for i in range(6)], shard_max_bytes=10**9)
+    shard_paths = sorted(str(result.path / f["path"]) for f in result.manifest["files"] if f["kind"] == "shard")
+    seen = 0
+    for sample in wds.WebDataset(shard_paths, shardshuffle=False):
+        raw = sample["hu.npy.zst"]
+        arr = np.load(io.BytesIO(pa.CompressedInputStream(pa.BufferReader(raw), "zstd").read()))
+        assert arr.dtype == np.int16 and arr.shape == (4, 8, 8)
+        assert np.array_equal(arr, decode_array(raw))
+        assert json.loads(sample["meta.json"])["split"] in {"train", "validation", "test"}
+        seen += 1
+    assert seen == 6
+    frame = pd.read_parquet(result.path / "tables" / "quarantine")
+    assert len(frame) == 6 and set(frame["reason"]) == {"localizer"}
+    glob = str(result.path / "tables" / "quarantine" / "*.parquet")
+    assert duckdb.sql(f"select count(*) from read_parquet('{glob}')").fetchall()[0][0] == 6
+    assert read_manifest(result.path)["files"]

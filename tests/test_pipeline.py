@@ -1,0 +1,177 @@
+"""The stages composed (no orchestrator): seeded defects end to end, idempotent and incremental runs,
+resuming after SIGKILL with byte-identical manifests."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from ctcorpus import pipeline
+from ctcorpus.cli import demo_config
+from ctcorpus.config import CorpusConfig, config_from_dict
+from ctcorpus.synth import generate_export
+from ctcorpus.synth.truth import load_truth
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(folder: Path, export: Path) -> CorpusConfig:
+    data = demo_config(folder)
+    data["run"]["export_dir"] = str(export)
+    data["run"]["report_files"] = [str(export / "reports.csv")] + (
+        [str(export / "reports_latin1.csv")] if (export / "reports_latin1.csv").exists() else []
+    )
+    data["anatomy"] = {"backend": "threshold"}
+    return config_from_dict(data)
+
+
+def _run(config: CorpusConfig, work: Path) -> pipeline.RunSummary:
+    plan = pipeline.plan_export(config, work)
+    return pipeline.record_run(plan, [pipeline.process_unit(u, config, work) for u in plan.units], work)
+
+
+@pytest.fixture(scope="module")
+def defects_export(tmp_path_factory) -> Path:
+    export = tmp_path_factory.mktemp("defects") / "export"
+    generate_export(export, patients=2, seed=3, defects=True, phi=True, language="mixed")
+    return export
+
+
+@pytest.fixture(scope="module")
+def built(defects_export, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    config = _config(folder, defects_export)
+    summary = _run(config, folder / "work")
+    result = pipeline.build_from_work(config, folder / "work", folder / "dataset")
+    return config, folder, summary, result
+
+
+def _table(dataset: Path, name: str):
+    return pq.read_table(dataset / "tables" / name).to_pandas()
+
+
+def test_every_seeded_defect_has_its_reason(defects_export, built):
+    _, _, summary, result = built
+    truth = load_truth(defects_export)
+    quarantine = _table(result.path, "quarantine")
+    reasons_by_path = quarantine.groupby("path")["reason"].agg(set).to_dict()
+    reasons = set(quarantine["reason"])
+    for defect in truth.defects:
+        if not defect.expected_reason:
+            continue
+        if defect.kind in {"no_report"}:
+            assert defect.expected_reason in reasons
+            continue
+        if defect.paths[0].startswith("reports"):
+            assert defect.expected_reason in set(quarantine[quarantine["stage"] == "reports"]["reason"]), defect
+            continue
+        series = next((s for s in truth.series if defect.paths[0] in s.files), None)
+        paths = set(series.files) if series else set(defect.paths)
+        found = set().union(*(reasons_by_path.get(p, set()) for p in paths))
+        assert defect.expected_reason in found, (defect.kind, found)
+    assert summary.failed == 0
+
+
+def test_clean_studies_become_volumes_with_reports_and_snippets(defects_export, built):
+    _, _, _, result = built
+    truth = load_truth(defects_export)
+    volumes = _table(result.path, "volumes")
+    samples = _table(result.path, "samples")
+    studies_with_axial = {s.study_uid for s in truth.series if s.kind == "axial"}
+    assert len(volumes) == len(studies_with_axial)
+    assert set(samples["volume_id"]) == set(volumes["volume_id"])
+    assert (samples["mask_source"] == "threshold-1.0").all()
+    snippets = _table(result.path, "snippets")
+    assert len(snippets) > 0 and snippets["slice_index"].ge(0).all()
+    reports = _table(result.path, "reports")
+    text = " ".join(reports["text"])
+    for value in truth.phi_header_values:
+        assert value not in text  # PHI never reaches the corpus
+    manifest = result.manifest
+    assert manifest["geometry"]["orientation"] == "LPS" and manifest["geometry"]["spacing_mm"] == [1.5, 1.5, 1.5]
+    n_samples = sum(f["count"] for f in manifest["files"] if f["kind"] == "shard")
+    assert n_samples == int(samples["in_shards"].sum()) > 0
+
+
+def test_rerun_does_no_work_and_gives_identical_manifest(built, tmp_path):
+    config, folder, first, result = built
+    again = _run(config, folder / "work")
+    assert again.computed == {} and sum(again.cached.values()) == sum(first.computed.values())
+    rebuilt = pipeline.build_from_work(config, folder / "work", tmp_path / "dataset")
+    assert (rebuilt.path / "manifest.json").read_bytes() == (result.path / "manifest.json").read_bytes()
+
+
+def _copy_patients(truth, source: Path, target: Path, patients: set[str]) -> None:
+    for series in truth.series:
+        if series.patient_id in patients:
+            for rel in series.files:
+                (target / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source / rel, target / rel)
+    for name in ("reports.csv",):
+        shutil.copy2(source / name, target / name)
+
+
+def test_new_studies_are_processed_alone_and_old_patients_keep_their_split(tmp_path):
+    source = tmp_path / "full"
+    truth = generate_export(source, patients=3, seed=11)
+    patients = sorted({s.patient_id for s in truth.series})
+    export = tmp_path / "export"
+    _copy_patients(truth, source, export, set(patients[:2]))
+    config = _config(tmp_path, export)
+    work = tmp_path / "work"
+    first = _run(config, work)
+    before = pipeline.build_from_work(config, work, tmp_path / "v1").splits
+    _copy_patients(truth, source, export, {patients[2]})
+    second = _run(config, work)
+    after = pipeline.build_from_work(config, work, tmp_path / "v2").splits
+    new_studies = {s.study_uid for s in truth.series if s.patient_id == patients[2] and s.kind == "axial"}
+    assert second.computed.get("ingest") == len(new_studies)
+    assert second.cached.get("ingest") == first.computed.get("ingest")
+    assert all(after[p] == split for p, split in before.items())
+    assert len(after) == len(before) + 1
+
+
+RESUME_SCRIPT = """
+import sys
+from pathlib import Path
+from ctcorpus import pipeline
+from ctcorpus.config import load_config
+config = load_config(sys.argv[1])
+work = Path(sys.argv[2])
+plan = pipeline.plan_export(config, work)
+outcomes = [pipeline.process_unit(u, config, work) for u in plan.units]
+pipeline.record_run(plan, outcomes, work)
+"""
+
+
+def test_sigkill_midway_then_rerun_gives_the_uninterrupted_manifest(defects_export, built, tmp_path):
+    import yaml
+
+    config, folder, _, result = built
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    work = tmp_path / "work"
+    command = [sys.executable, "-c", RESUME_SCRIPT, str(config_path), str(work)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(command, env=env)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (work / "ingest").is_dir() and any((work / "ingest").glob("*/*")):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (work / pipeline.RUN_INDEX).exists()  # it really died mid-way
+    subprocess.run(command, env=env, check=True)
+    resumed = pipeline.build_from_work(config, work, tmp_path / "dataset")
+    assert (resumed.path / "manifest.json").read_bytes() == (result.path / "manifest.json").read_bytes()
+    assert not list(work.rglob(".tmp-*"))

@@ -1,0 +1,394 @@
+"""Reports stage: synthetic ground truth (labels, anatomy, PHI, sections), IO, linking, real texts."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ctcorpus.config.reports import ReportColumns, ReportsConfig
+from ctcorpus.enums import LabelState, QuarantineReason
+from ctcorpus.errors import ReportError
+from ctcorpus.records import QuarantineLog
+from ctcorpus.reports import (
+    LabelRow,
+    ReportRow,
+    SentenceRow,
+    StudyKey,
+    analyze_report,
+    build_analyzer,
+    date_shift_days,
+    decode_bytes,
+    detect_language,
+    find_phi,
+    process_reports,
+    reports_tables,
+)
+from ctcorpus.schemas import load_schema
+from ctcorpus.synth.export import generate_export
+from ctcorpus.synth.report_text import render_corpus
+from ctcorpus.taxonomy import CT_RATE_LABELS
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+POS, NEG, UNC = LabelState.POSITIVE, LabelState.NEGATIVE, LabelState.UNCERTAIN
+
+
+@pytest.fixture(scope="module")
+def analyzer():
+    return build_analyzer()
+
+
+@pytest.fixture(scope="module")
+def synthetic(analyzer):
+    data = render_corpus(7, 240)
+    return [(truth, analyze_report(analyzer, truth.text, header_values=header)) for truth, header in data]
+
+
+def test_render_report_is_deterministic_and_consistent():
+    a = render_corpus(3, 6)
+    b = render_corpus(3, 6)
+    assert [t.text for t, _ in a] == [t.text for t, _ in b]
+    for truth, _ in a:
+        words = len(truth.text.split())
+        assert 40 <= words <= 260, words
+        for ref in truth.references:
+            assert truth.text[ref.start:ref.end] == ref.text
+        for s in truth.sentences:
+            assert truth.text[s.start:s.end].strip() == truth.text[s.start:s.end]
+        for label, state in truth.labels.items():
+            assert label in CT_RATE_LABELS and state in ("positive", "negative", "uncertain")
+
+
+def test_label_f1_per_label_on_synthetic(synthetic):
+    f1 = {}
+    for label in CT_RATE_LABELS:
+        tp = fp = fn = 0
+        for truth, got in synthetic:
+            t = truth.labels.get(label) == "positive"
+            g = got.labels.get(label) == POS
+            tp += t and g
+            fp += g and not t
+            fn += t and not g
+        assert tp + fn >= 5, f"too few positives of {label} in the synthetic set"
+        f1[label] = 2 * tp / (2 * tp + fp + fn)
+    assert min(f1.values()) >= 0.95, f1
+    # negated and uncertain mentions too (the full state, report level)
+    states = [(truth.labels.get(label, "absent"), got.labels.get(label, LabelState.ABSENT).value)
+              for truth, got in synthetic for label in CT_RATE_LABELS]
+    assert sum(a == b for a, b in states) / len(states) >= 0.98
+    assert sum(a == "uncertain" for a, _ in states) > 30 and sum(a == "negative" for a, _ in states) > 100
+
+
+def _aligned(truth, got):
+    """Predicted sentence for each truth sentence (by its start mapped back to the original text)."""
+    by_start = {got.scrubbed.to_original(s.start): s for s in got.sentences}
+    return [(t, by_start.get(t.start)) for t in truth.sentences]
+
+
+def test_sentences_sections_and_anatomy_on_synthetic(synthetic):
+    pairs = [p for truth, got in synthetic for p in _aligned(truth, got)]
+    found = [(t, s) for t, s in pairs if s is not None]
+    assert len(found) / len(pairs) >= 0.98
+    anatomy = sum(set(t.anatomies) == set(s.anatomies) for t, s in found) / len(pairs)
+    section = sum(t.section == s.section for t, s in found) / len(pairs)
+    labels = sum({k: v for k, v in t.labels.items()} == {k: v.value for k, v in s.labels.items()}
+                 for t, s in found) / len(pairs)
+    assert anatomy >= 0.95 and section >= 0.98 and labels >= 0.97, (anatomy, section, labels)
+    for _, got in synthetic:
+        assert all(got.text[s.start:s.end].strip() for s in got.sentences)
+
+
+def test_phi_recall_and_precision_on_synthetic(synthetic):
+    truth_chars = found_chars = hit = 0
+    for truth, got in synthetic:
+        seeded = np.zeros(len(truth.text), bool)
+        for span in truth.phi:
+            seeded[span.start:span.end] = True
+        scrubbed = np.zeros(len(truth.text), bool)
+        for h in got.phi:
+            scrubbed[h.start:h.end] = True
+        truth_chars += int(seeded.sum())
+        found_chars += int(scrubbed.sum())
+        hit += int((seeded & scrubbed).sum())
+        for span in truth.phi:  # no seeded value survives in the scrubbed text
+            value = truth.text[span.start:span.end]
+            assert value not in got.text, (value, got.text)
+        for ref in truth.references:  # image references and measurements are kept
+            assert ref.text in got.text
+    assert truth_chars > 2000
+    assert hit / truth_chars >= 0.99
+    assert hit / found_chars >= 0.95
+
+
+def test_language_detection(synthetic):
+    assert all(got.language == truth.language for truth, got in synthetic)
+    assert detect_language("Kein Pleuraerguss. Herz normal groß.") == "de"
+    assert detect_language("No pleural effusion. The heart is normal in size.") == "en"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("No pleural effusion, but small pericardial effusion.",
+         {"pleural_effusion": NEG, "pericardial_effusion": POS}),
+        ("No pleural effusion or consolidation.", {"pleural_effusion": NEG, "consolidation": NEG}),
+        ("Atelectasis cannot be excluded.", {"atelectasis": UNC}),
+        ("Findings may represent atelectasis or consolidation.", {"atelectasis": UNC, "consolidation": UNC}),
+        ("Pleural effusion is not seen; however, there is cardiomegaly.",
+         {"pleural_effusion": NEG, "cardiomegaly": POS}),
+        ("No change in the 5 mm nodule in the right upper lobe.", {"lung_nodule": POS}),
+        ("Kein Pleuraerguss, jedoch Perikarderguss.", {"pleural_effusion": NEG, "pericardial_effusion": POS}),
+        ("V.a. beginnende Bronchiektasen.", {"bronchiectasis": UNC}),
+        ("Atelektase nicht auszuschließen.", {"atelectasis": UNC}),
+        ("KEINE VERGRÖSSERTEN LYMPHKNOTEN.", {"lymphadenopathy": NEG}),
+        ("Kein Nachweis eines Lungenemphysems.", {"emphysema": NEG}),
+        ("Emphysem ohne Pleuraerguss.", {"emphysema": POS, "pleural_effusion": NEG}),
+    ],
+)
+def test_negation_and_uncertainty_scope(analyzer, text, expected):
+    assert dict(analyze_report(analyzer, text).labels) == expected
+
+
+def test_sentence_rules_for_radiology_text(analyzer):
+    text = ("FINDINGS: Nodule of approx. 3.5 mm (Se. 3/Im. 45) in the right upper lobe. V.a. Infiltrat z.B. "
+            "im Unterlappen. Dr. Meier informed.\nIMPRESSION:\n1. Nodule.\n2. Cardiomegaly.")
+    got = analyze_report(analyzer, text, language="en")
+    sentences = [got.text[s.start:s.end] for s in got.sentences]
+    assert sentences == [
+        "Nodule of approx. 3.5 mm (Se. 3/Im. 45) in the right upper lobe.",
+        "V.a. Infiltrat z.B. im Unterlappen.",
+        "Dr. [NAME] informed.",
+        "Nodule.",
+        "Cardiomegaly.",
+    ]
+    assert [s.section for s in got.sentences] == ["findings"] * 3 + ["impression"] * 2
+    assert [s.name for s in got.sections] == ["findings", "impression"]
+    free = analyze_report(analyzer, "Kein Pleuraerguss. Herz normal groß.")
+    assert [s.section for s in free.sentences] == ["findings", "findings"]
+    assert free.sentences[1].anatomies == ("heart",) and free.sentences[0].anatomies == ("pleura",)
+
+
+def test_phi_rules_keep_measurements_and_references():
+    text = ("Nodule 3.5 mm (series 3, image 45), (3:45), images 40-44, Serie 3, Bild 45, 4,5 mm. "
+            "Dr. Meier was informed at 0176 1234567 on 03.04.2019 and 3. April 2019. MRN 12345678. "
+            "A 94-year-old patient. Address: Hauptstraße 12, 10115 Berlin.")
+    kinds = [(text[h.start:h.end], h.kind) for h in find_phi(text)]
+    assert kinds == [("Meier", "name"), ("0176 1234567", "phone"), ("03.04.2019", "date"),
+                     ("3. April 2019", "date"), ("12345678", "id"), ("94", "age"),
+                     ("Hauptstraße 12, 10115 Berlin", "address")]
+
+
+def _write_csv(path: Path, rows: list[dict[str, str]], encoding: str = "utf-8") -> Path:
+    with open(path, "w", newline="", encoding=encoding) as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_encoding_detection_on_latin1_export(tmp_path):
+    text = "Befund: Kein Pleuraerguss. Ösophagus unauffällig. Größe 3 mm."
+    assert decode_bytes(text.encode("utf-8")) == (text, "utf-8")
+    assert decode_bytes(text.encode("latin-1")) == (text, "cp1252")
+    path = _write_csv(tmp_path / "ris.csv", [{"accession_number": "A1", "patient_id": "P1",
+                                              "study_date": "2024-01-05", "report_text": text}], "latin-1")
+    result = process_reports([path], [StudyKey("1.2.3", "A1", "P1", "20240105")])
+    assert result.reports[0].encoding == "cp1252"
+    assert "Ösophagus unauffällig" in result.reports[0].text
+    assert result.reports[0].language == "de"
+
+
+def test_linking_and_quarantine(tmp_path):
+    studies = [
+        StudyKey("1.1", "A1", "P1", "20240105"),
+        StudyKey("1.2", "A2", "P2", "20240110"),
+        StudyKey("1.3", "A3", "P3", "20240110"),  # no report
+    ]
+    rows = [
+        {"accession_number": "A1", "patient_id": "P1", "study_date": "20240105", "report_text": "No effusion."},
+        {"accession_number": "", "patient_id": "P2", "study_date": "12.01.2024", "report_text": "Cardiomegaly."},
+        {"accession_number": "X9", "patient_id": "P2", "study_date": "20240301", "report_text": "Emphysema."},
+        {"accession_number": "A7", "patient_id": "P7", "study_date": "20240105", "report_text": "   "},
+        # another exam of P1 on the day of A1: A1's study already has its report, so this is an orphan
+        {"accession_number": "Z5", "patient_id": "P1", "study_date": "20240105", "report_text": "Other exam."},
+    ]
+    path = _write_csv(tmp_path / "ris.csv", rows)
+    result = process_reports([path], studies, config=ReportsConfig(link_window_days=3),
+                             pseudonymize=lambda kind, value: f"{kind}-{value}")
+    assert [(r.report_id, r.study_id, r.link_method) for r in result.reports] == [
+        ("acc-A1", "stu-1.1", "accession"),
+        (result.reports[1].report_id, "stu-1.2", "patient_date"),
+    ]
+    reasons = sorted((q.reason, q.item_id) for q in result.quarantine)
+    assert reasons == sorted([
+        (QuarantineReason.EMPTY_REPORT, "acc-A7"),
+        (QuarantineReason.ORPHAN_REPORT, "acc-X9"),
+        (QuarantineReason.ORPHAN_REPORT, "acc-Z5"),
+        (QuarantineReason.NO_REPORT, "stu-1.3"),
+    ])
+    assert all(str(path) in q.message for q in result.quarantine if q.reason != QuarantineReason.NO_REPORT)
+    narrow = process_reports([path], studies, config=ReportsConfig(link_window_days=1))
+    assert len(narrow.reports) == 1  # P2's report is 2 days off: now an orphan
+    assert sum(q.reason == QuarantineReason.ORPHAN_REPORT for q in narrow.quarantine) == 3
+
+
+def test_synthetic_export_end_to_end(tmp_path):
+    """The imaging generator's RIS exports (CSV, JSONL, latin-1 CSV with seeded report defects)."""
+    truth = generate_export(tmp_path / "x", patients=2, seed=1, defects=True, phi=True, language="de",
+                            matrix=64, n_slices=24)
+    dated = {r.study_uid: r for r in truth.reports if r.study_uid}
+    first = {}
+    for s in truth.series:
+        first.setdefault(s.study_uid, s)
+    studies = [StudyKey(uid, dated[uid].accession_number if uid in dated else "", s.patient_id,
+                        dated[uid].study_date if uid in dated else "") for uid, s in first.items()]
+    result = process_reports([tmp_path / "x" / f for f in truth.report_files], studies,
+                             pseudonymize=lambda kind, value: value)
+    expected = {(QuarantineReason(r), d.accession_number or "") for d in truth.defects
+                for r in [d.expected_reason] if r in ("orphan_report", "empty_report", "no_report")}
+    accession_of = {s.study_uid: d.accession_number for d in truth.defects for s in studies
+                    if d.expected_reason == "no_report" and s.accession_number == ""}
+    got = {(q.reason, accession_of.get(q.item_id, q.item_id)) for q in result.quarantine}
+    assert got == expected
+    by_id = {r.report_id: r for r in result.reports}
+    for report in truth.reports:
+        if report.defect in ("orphan_report", "empty_report"):
+            assert report.accession_number not in by_id
+            continue
+        row = by_id[report.accession_number]
+        assert row.study_id == report.study_uid and row.language == report.language
+        for span in report.phi:
+            assert report.text[span.start:span.end] not in row.text
+        analyzed_labels = {(r.label, r.state) for r in result.labels
+                           if r.report_id == report.accession_number and r.sentence_index == -1}
+        assert analyzed_labels == set(report.labels.items())
+    assert {r.encoding for r in result.reports} >= {"cp1252"}
+
+
+def test_jsonl_and_parquet_with_column_mapping(tmp_path):
+    columns = ReportColumns(text="Befundtext", accession_number="AccNr", patient_id="PatID",
+                            study_date="Datum", language="", patient_name="Name")
+    row = {"Befundtext": "Patient Hans Müller. Kein Pleuraerguss. Müller und Doe informiert.", "AccNr": "A1",
+           "PatID": "P1", "Datum": "05.01.2024", "Name": "Müller^Hans"}
+    jsonl = tmp_path / "ris.jsonl"
+    jsonl.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    parquet = tmp_path / "ris.parquet"
+    pq.write_table(pa.Table.from_pylist([{**row, "AccNr": "A2"}]), parquet)
+    studies = [StudyKey("1.1", "A1", "P1", "20240105"), StudyKey("1.2", "A2", "P1", "20240105")]
+    result = process_reports([jsonl, parquet], studies, config=ReportsConfig(columns=columns),
+                             header_names={"P1": ["Doe^Jane"]})  # a name known from the DICOM headers
+    assert [r.encoding for r in result.reports] == ["utf-8", "parquet"]
+    for r in result.reports:
+        assert "Müller" not in r.text and "Hans" not in r.text and "Doe" not in r.text and r.phi_names >= 3
+        assert "Kein Pleuraerguss." in r.text
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n", encoding="utf-8")
+    with pytest.raises(ReportError, match="bad.csv.*Befundtext"):
+        process_reports([bad], studies, config=ReportsConfig(columns=columns))
+    log = QuarantineLog()
+    process_reports([bad], studies, config=ReportsConfig(columns=columns), on_error=log)
+    assert [e.reason for e in log.entries] == [QuarantineReason.UNREADABLE_REPORT]
+
+
+def test_date_shift_policy(tmp_path):
+    text = "Compared with 03.04.2019 and 2019-04-13. No effusion."
+    path = _write_csv(tmp_path / "ris.csv", [{"accession_number": "A1", "patient_id": "P1",
+                                              "study_date": "20240105", "report_text": text}])
+    studies = [StudyKey("1.1", "A1", "P1", "20240105")]
+    removed = process_reports([path], studies).reports[0].text
+    assert removed.startswith("Compared with [DATE] and [DATE].")
+    shifted = process_reports([path], studies, config=ReportsConfig(date_policy="shift")).reports[0].text
+    dates = [np.datetime64(d) for d in re.findall(r"\d{4}-\d{2}-\d{2}", shifted)]
+    assert len(dates) == 2 and (dates[1] - dates[0]).astype(int) == 10  # interval kept
+    offset = date_shift_days("P1", 365)
+    assert dates[0] == np.datetime64("2019-04-03") + offset and offset != 0
+
+
+def test_tables_match_schemas(tmp_path):
+    text = "FINDINGS: No effusion. Small nodule.\nIMPRESSION: Nodule."
+    path = _write_csv(tmp_path / "ris.csv", [{"accession_number": "A1", "patient_id": "P1",
+                                              "study_date": "20240105", "report_text": text}])
+    result = process_reports([path], [StudyKey("1.1", "A1", "P1", "20240105")])
+    tables = reports_tables(result)
+    for name, record in (("reports", ReportRow), ("sentences", SentenceRow), ("labels", LabelRow)):
+        schema = load_schema(name)
+        assert tables[name].schema.names == schema.columns
+        fields = [f.name for f in dataclasses.fields(record)]
+        assert fields == [c for c in schema.columns if c not in ("pipeline_version", "producer")]
+    labels = tables["labels"].to_pylist()
+    assert {(r["sentence_index"], r["label"], r["state"]) for r in labels} >= {
+        (-1, "lung_nodule", "positive"), (-1, "pleural_effusion", "negative")}
+    assert tables["reports"].column("section_names").to_pylist() == [["findings", "impression"]]
+
+
+def test_config_adds_synonyms_and_labels():
+    analyzer = build_analyzer(extra_synonyms={"lung_nodule": ["granuloma"], "pneumothorax": ["pneumothorax"]})
+    got = analyze_report(analyzer, "Calcified granuloma. No pneumothorax.")
+    assert dict(got.labels) == {"lung_nodule": POS, "pneumothorax": NEG}
+    assert got.sentences[1].anatomies == ("pleura",)  # a label outside LABEL_ANATOMY adds no region
+    bones = build_analyzer(extra_anatomy_terms={"bones": ["humerus"]})
+    assert analyze_report(bones, "Humerus intact.").sentences[0].anatomies == ("bones",)
+    assert analyze_report(analyzer, "Humerus intact.").sentences[0].anatomies == ()
+
+
+# ---------------------------------------------------------------- real report texts (skip if absent)
+
+CHEXPERT = SHARED / "reports_chexpert_labeler_samples" / "labeled_reports.csv"
+OPENI = SHARED / "reports_openi_indiana_cxr" / "indiana_reports.csv"
+DRAGON = SHARED / "reports_dragon_samples_nl_en"
+#: CheXpert column -> our label, where the meanings overlap.
+CHEXPERT_MAP = {"Cardiomegaly": "cardiomegaly", "Lung Opacity": "lung_opacity", "Consolidation": "consolidation",
+                "Atelectasis": "atelectasis", "Pleural Effusion": "pleural_effusion",
+                "Support Devices": "medical_material"}
+
+
+@pytest.mark.skipif(not CHEXPERT.exists(), reason="shared data absent")
+def test_chexpert_samples_expected_labels(analyzer):
+    with open(CHEXPERT, encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    compared = agree = 0
+    for row in rows:
+        got = analyze_report(analyzer, row["Reports"], language="en").labels
+        for column, label in CHEXPERT_MAP.items():
+            expected = {"1.0": "positive", "0.0": "negative", "-1.0": "uncertain", "": "absent"}[row[column]]
+            compared += 1
+            agree += got.get(label, LabelState.ABSENT).value == expected
+    assert compared == 24 and agree >= 23, agree
+
+
+@pytest.mark.skipif(not OPENI.exists(), reason="shared data absent")
+def test_openi_reports_sentences_and_sections(analyzer):
+    with open(OPENI, encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))[:400]
+    for row in rows:
+        parts = [f"{h.upper()}: {row[h]}" for h in ("indication", "comparison", "findings", "impression") if row[h]]
+        if not parts:
+            continue
+        got = analyze_report(analyzer, "\n".join(parts), language="en")
+        assert all(got.text[s.start:s.end].strip() for s in got.sentences)
+        names = {s.name for s in got.sections}
+        assert {"findings", "impression"} & names
+        if row["findings"]:
+            assert "findings" in names
+
+
+@pytest.mark.skipif(not DRAGON.exists(), reason="shared data absent")
+def test_dragon_reports_do_not_crash(analyzer):
+    texts = []
+    for path in sorted(DRAGON.glob("*/*.md")):
+        blocks = path.read_text(encoding="utf-8").split("```")
+        texts.extend(blocks[1::2])
+    assert texts
+    for text in texts:
+        got = analyze_report(analyzer, text)
+        assert all(got.text[s.start:s.end].strip() for s in got.sentences)
+    english = [t for t in texts if "Conclusion:" in t]
+    for text in english:
+        assert "impression" in {s.name for s in analyze_report(analyzer, text, language="en").sections}

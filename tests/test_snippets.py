@@ -1,0 +1,549 @@
+"""Tests of snippet mining: the reference grammar, resolution through slice tables, placement, the table."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ctcorpus.config import SnippetsConfig, config_from_dict
+from ctcorpus.enums import QuarantineReason
+from ctcorpus.errors import ConfigError, SnippetError
+from ctcorpus.schemas import check_table, load_schema
+from ctcorpus.snippets import (
+    PRODUCER,
+    ReferenceForm,
+    SentenceContext,
+    SeriesSlices,
+    SnippetPair,
+    VolumeGrid,
+    mine_image_references,
+    mine_snippets,
+    resolve_references,
+    slice_position,
+    snippets_table,
+    split_sentences,
+)
+from ctcorpus.synth.report_text import render_report
+from ctcorpus.synth.truth import FindingTruth, SeriesTruth
+from ctcorpus.taxonomy import LABEL_ANATOMY
+
+DRAGON = Path(__file__).resolve().parents[2] / "shared" / "data" / "reports_dragon_samples_nl_en"
+IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+# --------------------------------------------------------------------------------------------
+# Table-driven grammar test: (text, language, [(series, images), ...])
+# --------------------------------------------------------------------------------------------
+POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]] = [
+    ("Nodule in the right upper lobe (series 3, image 45).", "en", [(3, (45,))]),
+    ("Nodule series 3 image 45 unchanged.", "en", [(3, (45,))]),
+    ("Nodule (se 3 im 45).", "en", [(3, (45,))]),
+    ("Nodule (se3/im45).", "en", [(3, (45,))]),
+    ("Nodule (3:45).", "en", [(3, (45,))]),
+    ("Nodule (3:4).", "en", [(3, (4,))]),
+    ("Nodule (3/45).", "en", [(3, (45,))]),
+    ("Nodule on image 45 of series 3.", "en", [(3, (45,))]),
+    ("Nodule (img 45, ser 3).", "en", [(3, (45,))]),
+    ("Consolidation on images 40-44.", "en", [(None, (40, 41, 42, 43, 44))]),
+    ("Two nodules on images 12 and 45 of series 3.", "en", [(3, (12, 45))]),
+    ("Nodules in series 3, images 12, 18, 45.", "en", [(3, (12, 18, 45))]),
+    ("Small nodule (image 45).", "en", [(None, (45,))]),
+    ("Nodule (Se. 3/Im. 45).", "en", [(3, (45,))]),
+    ("Nodule (series 3, images 40 to 42).", "en", [(3, (40, 41, 42))]),
+    ("Nodule (Series 5, Image 456). Radiologically benign.", "en", [(5, (456,))]),
+    ("Nodule image 45 in series 3; second one image 50 of series 3.", "en", [(3, (45,)), (3, (50,))]),
+    ("Nodule (series #3, image 45).", "en", [(3, (45,))]),
+    ("Mass (se 4, im 120-122), unchanged.", "en", [(4, (120, 121, 122))]),
+    ("Herd im rechten Oberlappen (Serie 3, Bild 45).", "de", [(3, (45,))]),
+    ("Herd (Se. 3/Bild 45).", "de", [(3, (45,))]),
+    ("Herd auf Bild 45 der Serie 3.", "de", [(3, (45,))]),
+    ("Konsolidierung (Serie 3 Bilder 40-44).", "de", [(3, (40, 41, 42, 43, 44))]),
+    ("Rundherd in Serie 4 Bild 87.", "de", [(4, (87,))]),
+    ("Rundherd (Bild 45).", "de", [(None, (45,))]),
+    ("Herde (Serie 2, Bilder 10 und 14).", "de", [(2, (10, 14))]),
+    ("Herd (Se 3, Bild 45).", "de", [(3, (45,))]),
+    ("Herd (Serie 3, Bild 40 bis 42).", "de", [(3, (40, 41, 42))]),
+    ("nodus met centrale calcificatie. (Serie 5 ima 456. Radiologisch", "nl", [(5, (456,))]),
+    ("Axillair links 68 x 40 mm (IMA 8-34) Axillair rechts 58 x 32 mm (IMA 3-38)", "nl", [(8, (34,)), (3, (38,))]),
+    ("hypodensiteiten IMA 75 en 90. Geen nieuwe lesies.", "nl", [(None, (75, 90))]),
+    ("Herd (Serie 3, Bild 45).", None, [(3, (45,))]),
+    ("Nodule (se 3 im 45).", None, [(3, (45,))]),
+]
+
+NEGATIVES: list[tuple[str, str | None]] = [
+    ("Compared with the CT on 3/4/2021, no change.", "en"),
+    ("Prior study dated (12/03), stable.", "en"),
+    ("Seen previously on (3/45).", "en"),
+    ("Nodule measuring 3:45 mm.", "en"),
+    ("Nodule of 3/4 mm.", "en"),
+    ("Ratio (3:1) of the airways.", "en"),
+    ("A series of images was acquired.", "en"),
+    ("T1 image shows no lesion.", "en"),
+    ("Image quality is limited by motion.", "en"),
+    ("The scan was done at 3:45 this afternoon.", "en"),
+    ("Blood pressure 120/80 mmHg.", "en"),
+    ("Blood pressure (120/80).", "en"),
+    ("About 1/2 of the lobe is collapsed.", "en"),
+    ("Involving (1/2) of the segment.", "en"),
+    ("Images were reconstructed at 1 mm.", "en"),
+    ("Image 3D reconstructions were reviewed.", "en"),
+    ("3 images were discarded.", "en"),
+    ("Series 2 is degraded by motion.", "en"),
+    ("Comparison with the image from November 9, 2021.", "en"),
+    ("Follow-up recommended (3/2019 guideline).", "en"),
+    ("Last study (3/2019).", "en"),
+    ("Nodule 5 mm on image, unchanged.", "en"),
+    ("Image 5 mm slices were reconstructed.", "en"),
+    ("Ratio 1:2 between lobes (1:2).", "en"),
+    ("Attenuation ratio (3:4) of both lobes.", "en"),
+    ("Heart size (12.5 cm) normal.", "en"),
+    ("Ejection fraction 55%, image noise moderate.", "en"),
+    ("Im 3. Segment kein Herd.", "de"),
+    ("Im Bild kein Herd.", "de"),
+    ("Bildqualität eingeschränkt.", "de"),
+    ("Bildgebung vom 3.4.2020 zum Vergleich.", "de"),
+    ("Eine Serie von Aufnahmen wurde angefertigt.", "de"),
+    ("Voruntersuchung vom (12/03).", "de"),
+    ("Blutdruck 120/80 mmHg.", "de"),
+    ("Aufnahmeserie 3 ohne Befund.", "de"),
+    ("Befund um 3:45 Uhr mitgeteilt.", "de"),
+    ("Geen veranderingen in het pulmonale beeld.", "nl"),
+    ("Target lesies: 12-06 Axillair links 68 x 40 mm", "nl"),
+    ("beeld passend bij een metastase", "nl"),
+    ("No changes in the pulmonary image, with strong indications.", None),
+    ("Geb. 05.03.1950, Tel. 089/4400-52311.", None),
+]
+
+
+def test_phrase_tables_are_large_and_balanced() -> None:
+    assert len(POSITIVES) + len(NEGATIVES) >= 60
+    assert len(NEGATIVES) >= (len(POSITIVES) + len(NEGATIVES)) / 2
+    assert {lang for _, lang, _ in POSITIVES} >= {"en", "de", "nl", None}
+
+
+@pytest.mark.parametrize(("text", "language", "expected"), POSITIVES)
+def test_positive_phrasings(text: str, language: str | None, expected: list) -> None:
+    refs = mine_image_references(text, language=language)
+    assert [(r.series_number, r.image_numbers) for r in refs] == expected
+    for ref in refs:
+        assert text[ref.start : ref.end] == ref.text
+        assert ref.series_stated is (ref.series_number is not None)
+        assert ref.sentence_start <= ref.start < ref.sentence_end
+
+
+@pytest.mark.parametrize(("text", "language"), NEGATIVES)
+def test_false_friends_are_rejected(text: str, language: str | None) -> None:
+    assert mine_image_references(text, language=language) == []
+
+
+def test_forms_ranges_and_cap() -> None:
+    (ref,) = mine_image_references("Atelectasis (series 2, images 1-500).", max_range_images=64)
+    assert ref.image_numbers == (1, 500) and ref.truncated and ref.is_range
+    (ref,) = mine_image_references("Atelectasis (series 2, images 10-12).")
+    assert ref.image_numbers == (10, 11, 12) and not ref.truncated and ref.form is ReferenceForm.SERIES_IMAGE
+    (ref,) = mine_image_references("Nodule (IMA 8-34).")
+    assert ref.form is ReferenceForm.IMA_DASH and not ref.is_range
+
+
+def test_mine_snippets_reads_its_config_section() -> None:
+    series = [stack(2, 0.0, 1.0, 100)]
+    g = grid(z0=0.0, dz=1.0, n=100)
+    text = "Opacity (series 2, images 10-14). Herd (Serie 2, Bild 20)."
+    pairs, _ = mine_snippets("r", text, series, g, SnippetsConfig(max_range_images=3, languages=("en",)))
+    assert [p.image_number for p in pairs] == [10, 14]  # range over the cap: first and last; German ignored
+    pairs, _ = mine_snippets("r", text, series, g, SnippetsConfig(bin_mm=5.0))
+    assert [(p.image_number, p.bin_index, p.bin_mm) for p in pairs][-2:] == [(14, 2, 5.0), (20, 3, 5.0)]  # z 13, 19 mm
+
+
+def test_language_restricts_keywords() -> None:
+    assert mine_image_references("Herd (Serie 3, Bild 45).", language="en") == []
+    assert len(mine_image_references("Herd (Serie 3, Bild 45).", language="de")) == 1
+    with pytest.raises(SnippetError, match="unknown report language"):
+        mine_image_references("x", language="fr")
+
+
+def test_sentence_spans_given_and_fallback() -> None:
+    text = "Lungs clear. Nodule (se. 3 im 4)! Another one on image 45 of series 3.\n\nImpression: nodules."
+    assert [text[a:b] for a, b in split_sentences(text)] == [
+        "Lungs clear.",
+        "Nodule (se. 3 im 4)!",
+        "Another one on image 45 of series 3.",
+        "Impression: nodules.",
+    ]
+    refs = mine_image_references(text)
+    assert [r.sentence_index for r in refs] == [1, 2]
+    # spans from the reports stage win; a reference outside them gets index -1 and the own split
+    given = [(0, 12), (13, 33)]
+    refs = mine_image_references(text, sentence_spans=given)
+    assert [r.sentence_index for r in refs] == [1, -1]
+    assert text[refs[1].sentence_start : refs[1].sentence_end] == "Another one on image 45 of series 3."
+
+
+# --------------------------------------------------------------------------------------------
+# Resolution and placement
+# --------------------------------------------------------------------------------------------
+FOR = "1.2.826.0.1.3680043.8.498.1"
+
+
+def stack(number: int, z0: float, dz: float, n: int, *, thickness: float | None = None, frame: str = FOR,
+          first_instance: int = 1, axial: bool = True) -> SeriesSlices:
+    """A slice table: instance first_instance.. at z0, z0 + dz, ..."""
+    return SeriesSlices(
+        series_number=number,
+        series_uid=f"1.2.3.{number}",
+        frame_of_reference_uid=frame,
+        slice_thickness_mm=abs(dz) if thickness is None else thickness,
+        instance_z={first_instance + k: z0 + k * dz for k in range(n)},
+        is_axial=axial,
+    )
+
+
+def grid(z0: float = -100.0, dz: float = 2.5, n: int = 40, *, direction: tuple[float, ...] = IDENTITY,
+         frame: str = FOR) -> VolumeGrid:
+    return VolumeGrid("vol1", frame, (-150.0, -150.0, z0), (1.5, 1.5, dz), direction, (n, 64, 64))
+
+
+def test_slice_position_uses_the_full_affine() -> None:
+    g = grid(z0=-100.0, dz=2.5)
+    assert slice_position(g, -100.0) == pytest.approx(0.0)
+    assert slice_position(g, -75.0) == pytest.approx(10.0)
+    # RAS-style direction (x and y flipped) shares +z superior: same slice
+    ras = grid(direction=(-1.0, 0, 0, 0, -1.0, 0, 0, 0, 1.0))
+    assert slice_position(ras, -75.0) == pytest.approx(10.0)
+    # z axis flipped (index 0 is the top slice): origin at the top, index grows downwards
+    flipped = VolumeGrid("v", FOR, (0.0, 0.0, 0.0), (1.0, 1.0, 2.0), (1, 0, 0, 0, 1, 0, 0, 0, -1), (30, 8, 8))
+    assert slice_position(flipped, -20.0) == pytest.approx(10.0)
+    # a tilted grid: the plain-float affine agrees with numpy's inverse at the in-plane centre
+    angle = math.radians(20.0)
+    tilted = VolumeGrid("t", FOR, (-80.0, -90.0, -200.0), (0.8, 0.9, 2.0),
+                        (1, 0, 0, 0, math.cos(angle), -math.sin(angle), 0, math.sin(angle), math.cos(angle)),
+                        (50, 40, 30))
+    m = np.asarray(tilted.direction).reshape(3, 3) @ np.diag(tilted.spacing_mm)
+    centre = np.asarray(tilted.origin_mm) + m @ np.array([14.5, 19.5, 0.0])
+    centre[2] = -150.0
+    expected = (np.linalg.inv(m) @ (centre - np.asarray(tilted.origin_mm)))[2]
+    assert slice_position(tilted, -150.0) == pytest.approx(expected)
+    with pytest.raises(SnippetError, match="singular"):
+        slice_position(VolumeGrid("bad", FOR, (0, 0, 0), (1, 1, 1), (1, 0, 0, 1, 0, 0, 0, 0, 1), (3, 3, 3)), 0.0)
+
+
+def test_cross_reconstruction_bins_and_sentence_join() -> None:
+    # corpus volume: 3 mm soft tissue; reference to the 1 mm lung kernel recon (series 4)
+    series = [stack(2, -100.0, 3.0, 40), stack(4, -100.0, 1.0, 120)]
+    g = grid(z0=-100.0, dz=3.0, n=40)
+    text = "Lungs clear. Nodule right upper lobe (series 4, image 61). Heart normal (image 5)."
+    sentences = [
+        SentenceContext(0, 12, ("lungs",), ()),
+        SentenceContext(13, 58, ("lungs",), ("lung_nodule",)),
+        SentenceContext(59, 82, ("heart",), ()),
+    ]
+    config = SnippetsConfig(primary_series_number=2)
+    pairs, quarantine = mine_snippets("r1", text, series, g, config, sentences=sentences, language="en")
+    assert quarantine == []
+    first, second = pairs
+    assert (first.series_number, first.image_number, first.z_mm) == (4, 61, -40.0)
+    assert first.slice_index == 20 and first.bin_index == math.floor(20 * 3.0 / 12.0) == 5
+    assert first.snippet_text == "Nodule right upper lobe (series 4, image 61)."
+    assert first.labels == ("lung_nodule",) and first.anatomies == ("lungs",) and first.series_stated
+    assert (second.series_number, second.series_stated, second.slice_index, second.bin_index) == (2, False, 4, 1)
+
+
+def test_range_collapses_onto_distinct_corpus_slices() -> None:
+    series = [stack(4, 0.0, 1.0, 60)]
+    g = grid(z0=0.0, dz=3.0, n=20)
+    refs = mine_image_references("Opacity (series 4, images 10-15).")
+    pairs, _ = resolve_references(refs, series, g, SnippetsConfig(), report_id="r", text="")
+    # z 9..14 mm -> slices 3, 3, 4, 4, 4, 5 (nearest 3 mm slice)
+    assert [(p.image_number, p.slice_index) for p in pairs] == [(10, 3), (12, 4), (15, 5)]
+
+
+def test_unresolvable_references_get_their_reason() -> None:
+    series = [
+        stack(2, -100.0, 2.5, 40),
+        stack(3, -100.0, 1.0, 100),
+        stack(6, -100.0, 2.5, 40, frame="1.2.999"),
+        stack(7, 200.0, 2.5, 10),
+        stack(8, -100.0, 2.5, 4),
+        stack(8, -90.0, 2.5, 4),
+    ]
+    g = grid()
+    text = (
+        "A (series 5, image 10). B (series 2, image 999). C (series 6, image 3). D (image 12). "
+        "E (series 7, image 2). F (series 8, image 1). G (series 2, images 39-41)."
+    )
+    refs = mine_image_references(text, language="en")
+    pairs, quarantine = resolve_references(refs, series, g, SnippetsConfig(), report_id="r9", text=text,
+                                           source="reports/ris.csv")
+    def at(expression: str, image: int | None = None) -> str:
+        start = text.index(expression)
+        return f"r9@{start}-{start + len(expression)}" + ("" if image is None else f"#{image}")
+
+    assert [(q.item_id, q.reason) for q in quarantine] == [
+        (at("series 5, image 10"), QuarantineReason.SERIES_ABSENT),
+        (at("series 2, image 999", 999), QuarantineReason.IMAGE_OUT_OF_RANGE),
+        (at("series 6, image 3"), QuarantineReason.OTHER_FRAME_OF_REFERENCE),
+        (at("image 12"), QuarantineReason.AMBIGUOUS_SERIES),
+        (at("series 7, image 2", 2), QuarantineReason.OUT_OF_VOLUME),
+        (at("series 8, image 1"), QuarantineReason.AMBIGUOUS_SERIES),
+        (at("series 2, images 39-41", 41), QuarantineReason.IMAGE_OUT_OF_RANGE),
+    ]
+    assert all(q.stage == "snippets" and q.path == "reports/ris.csv" and "r9" in q.message for q in quarantine)
+    assert "series present" in quarantine[0].message
+    # the range keeps its resolvable images 39 and 40 only
+    assert [(p.image_number, p.slice_index) for p in pairs] == [(39, 38), (40, 39)]
+    # a configured primary series resolves the bare image; so does a study with one axial series
+    pairs, quarantine = resolve_references(refs[3:4], series, g, SnippetsConfig(primary_series_number=2),
+                                           report_id="r9", text=text)
+    assert quarantine == [] and pairs[0].series_number == 2 and pairs[0].slice_index == 11
+    only = [stack(2, -100.0, 2.5, 40), stack(3, -100.0, 1.0, 100, axial=False)]
+    pairs, quarantine = resolve_references(refs[3:4], only, g, SnippetsConfig(), report_id="r9", text=text)
+    assert quarantine == [] and pairs[0].series_number == 2
+    pairs, quarantine = resolve_references(refs[3:4], series, g, SnippetsConfig(primary_series_number=11),
+                                           report_id="r9", text=text)
+    assert pairs == [] and quarantine[0].reason is QuarantineReason.SERIES_ABSENT
+
+
+# --------------------------------------------------------------------------------------------
+# Synthetic ground truth: reports rendered by ctcorpus.synth.report_text with exact references
+# --------------------------------------------------------------------------------------------
+def synthetic_study(rng: np.random.Generator, index: int, language: str):
+    """One study: a 2.5 mm primary axial series 2 and a 1 mm recon series 3, findings, a report."""
+    z0 = float(rng.uniform(-300.0, -100.0))
+    n_primary = int(rng.integers(24, 60))
+    primary = stack(2, z0, 2.5, n_primary, first_instance=int(rng.integers(1, 3)))
+    recon = stack(3, z0, 1.0, int(n_primary * 2.5), first_instance=1)
+    tables = {2: primary, 3: recon}
+    findings = []
+    labels = list(LABEL_ANATOMY)
+    for label in rng.choice(labels, size=int(rng.integers(1, 4)), replace=False):
+        series = tables[2 if rng.random() < 0.6 else 3]
+        instance = int(rng.choice(sorted(series.instance_z)[3:-3]))
+        findings.append(FindingTruth(str(label), LABEL_ANATOMY[str(label)].value, "", (0.0, 0.0, 0.0), 5.0,
+                                     series.series_number, instance, series.instance_z[instance]))
+    report = render_report(
+        rng, accession_number=f"A{index}", patient_id=f"P{index}", patient_name="Doe^Jane",
+        birth_date="19600101", study_date="20240105", language=language, findings=findings,
+        primary_series_number=2, secondary_series_number=3, phi=bool(rng.random() < 0.5), study_uid=f"1.2.{index}",
+        z_of_instance=lambda s, i: tables[s].instance_z[i],
+    )
+    flip = rng.random() < 0.5
+    top = z0 + (n_primary - 1) * 2.5
+    volume = VolumeGrid(
+        f"vol{index}", FOR, (-150.0, -150.0, top if flip else z0), (1.5, 1.5, 1.5),
+        (1, 0, 0, 0, 1, 0, 0, 0, -1) if flip else IDENTITY, (int((n_primary - 1) * 2.5 / 1.5) + 1, 32, 32),
+    )
+    return report, [primary, recon], volume
+
+
+def score(found, truth) -> tuple[int, int, int]:
+    """(true positives, found, truth): a match overlaps a true reference with equal series and images."""
+    tp = 0
+    for ref in found:
+        if any(ref.start < t.end and t.start < ref.end and ref.series_number == t.series_number
+               and ref.image_numbers == t.image_numbers for t in truth):
+            tp += 1
+    return tp, len(found), len(truth)
+
+
+def test_synthetic_ground_truth_precision_recall_and_z() -> None:
+    rng = np.random.default_rng(20240105)
+    config = SnippetsConfig(primary_series_number=2)
+    tp = n_found = n_truth = 0
+    z_err_over_half = 0.0
+    placement_err_over_half_voxel = 0.0
+    n_pairs = 0
+    for index in range(160):
+        report, series, volume = synthetic_study(rng, index, "en" if index % 2 else "de")
+        sentences = [SentenceContext(s.start, s.end) for s in report.sentences]
+        refs = mine_image_references(report.text, [(s.start, s.end) for s in sentences],
+                                     language=None if index % 3 == 0 else report.language)
+        counts = score(refs, report.references)
+        tp, n_found, n_truth = tp + counts[0], n_found + counts[1], n_truth + counts[2]
+        pairs, quarantine = resolve_references(refs, series, volume, config, report_id=report.accession_number,
+                                               text=report.text, sentences=sentences)
+        assert quarantine == []
+        thickness = {s.series_number: s.slice_thickness_mm for s in series}
+        for pair in pairs:
+            truth = next(t for t in report.references if t.start < pair.reference_end and pair.reference_start < t.end)
+            true_z = truth.z_mm[truth.image_numbers.index(pair.image_number)]
+            z_err_over_half = max(z_err_over_half, abs(pair.z_mm - true_z) / (thickness[pair.series_number] / 2))
+            centre = volume.origin_mm[2] + volume.direction[8] * volume.spacing_mm[2] * pair.slice_index
+            placement_err_over_half_voxel = max(placement_err_over_half_voxel,
+                                                abs(centre - true_z) / (volume.spacing_mm[2] / 2))
+            n_pairs += 1
+    precision, recall = tp / n_found, tp / n_truth
+    assert n_truth > 250 and n_pairs >= n_truth
+    assert precision >= 0.99, precision
+    assert recall >= 0.98, recall
+    assert z_err_over_half <= 1.0
+    assert placement_err_over_half_voxel <= 1.0 + 1e-9
+
+
+@pytest.fixture(scope="module")
+def export_truth(tmp_path_factory: pytest.TempPathFactory):
+    export = pytest.importorskip("ctcorpus.synth.export")
+    return export.generate_export(tmp_path_factory.mktemp("export"), patients=2, seed=2, language="mixed")  # seed with a bare "(image N)" reference
+
+
+def entry_span(entry) -> tuple[int, int]:
+    """Char span of the reference a quarantine entry names (item id '<report>@<start>-<end>[#image]')."""
+    start, end = entry.item_id.rsplit("@", 1)[1].split("#")[0].split("-")
+    return int(start), int(end)
+
+
+def overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def slices_from_truth(series: SeriesTruth) -> SeriesSlices:
+    """The slice table ingestion would build, straight from the ground truth."""
+    return SeriesSlices(
+        series_number=series.series_number,
+        series_uid=series.series_uid,
+        frame_of_reference_uid=series.frame_of_reference_uid,
+        slice_thickness_mm=series.slice_thickness_mm,
+        instance_z=dict(zip(series.instance_numbers, series.z_mm)),
+        is_axial=series.kind in ("axial", "recon"),
+    )
+
+
+@pytest.mark.slow
+def test_generated_export_references_resolve_to_true_z(export_truth) -> None:
+    """On a generated export: every written reference found, resolved to its true z, placed right."""
+    config = SnippetsConfig()
+    tp = n_found = n_truth = 0
+    for report in export_truth.reports:
+        stacks = [s for s in export_truth.series if s.study_uid == report.study_uid and s.kind != "defect"]
+        if not stacks:
+            continue
+        primary = next(s for s in stacks if s.kind == "axial")
+        # corpus volume: the primary's grid resampled to 1.5 mm along z
+        extent = (primary.n_slices - 1) * primary.spacing_mm[2]
+        volume = VolumeGrid(
+            f"vol-{report.accession_number}", primary.frame_of_reference_uid, primary.origin_mm,
+            (primary.spacing_mm[0], primary.spacing_mm[1], 1.5), primary.direction,
+            (int(extent / 1.5) + 1, primary.rows, primary.columns),
+        )
+        sentences = [SentenceContext(s.start, s.end, s.anatomies,
+                                     tuple(k for k, v in s.labels.items() if v == "positive"))
+                     for s in report.sentences]
+        refs = mine_image_references(report.text, [(s.start, s.end) for s in sentences])
+        counts = score(refs, report.references)
+        tp, n_found, n_truth = tp + counts[0], n_found + counts[1], n_truth + counts[2]
+        pairs, quarantine = resolve_references(
+            refs, [slices_from_truth(s) for s in stacks], volume, config, report_id=report.accession_number,
+            text=report.text, sentences=sentences, primary_series_number=primary.series_number,
+        )
+        for truth in report.references:  # each unresolvable reference with its reason, no other
+            reasons = {q.reason.value for q in quarantine if overlaps(entry_span(q), (truth.start, truth.end))}
+            assert reasons == ({truth.expected_reason} if truth.expected_reason else set()), truth.text
+        thickness = {s.series_number: s.slice_thickness_mm for s in stacks}
+        for pair in pairs:
+            truth = next(t for t in report.references if t.start < pair.reference_end and pair.reference_start < t.end)
+            true_z = truth.z_mm[truth.image_numbers.index(pair.image_number)]
+            assert abs(pair.z_mm - true_z) <= thickness[pair.series_number] / 2
+            centre = volume.origin_mm[2] + 1.5 * pair.slice_index
+            assert abs(centre - true_z) <= 0.75 + 1e-9
+            assert not truth.label or truth.label in pair.labels
+    assert n_truth >= 5
+    assert tp / n_found >= 0.99 and tp / n_truth >= 0.98
+
+
+@pytest.mark.slow
+def test_generated_export_broken_study_context_gives_each_reason(export_truth) -> None:
+    """Take slice tables away or change them, and each written reference gets the reason that follows."""
+    checked: dict[QuarantineReason, int] = {}
+    for report in export_truth.reports:
+        stacks = {s.kind: slices_from_truth(s) for s in export_truth.series
+                  if s.study_uid == report.study_uid and s.kind in ("axial", "recon")}
+        if not report.references or len(stacks) != 2:
+            continue
+        primary, recon = stacks["axial"], stacks["recon"]
+        z_values = sorted(primary.instance_z.values())
+        volume = VolumeGrid("v", FOR, (0.0, 0.0, z_values[0]), (3.0, 3.0, 5.0), IDENTITY, (len(z_values), 8, 8))
+        primary, recon = (SeriesSlices(s.series_number, s.series_uid, FOR, s.slice_thickness_mm, s.instance_z)
+                          for s in (primary, recon))
+        refs = mine_image_references(report.text)
+        low_half = {n: z for n, z in primary.instance_z.items() if z < z_values[len(z_values) // 2]}
+        cases = [  # (slice tables, volume, primary, reason, which references get it)
+            ([primary], volume, primary.series_number, QuarantineReason.SERIES_ABSENT,
+             lambda r: r.series_number == recon.series_number),
+            ([primary, SeriesSlices(recon.series_number, recon.series_uid, "9.9", 1.0, recon.instance_z)], volume,
+             primary.series_number, QuarantineReason.OTHER_FRAME_OF_REFERENCE,
+             lambda r: r.series_number == recon.series_number),
+            ([primary, recon], volume, None, QuarantineReason.AMBIGUOUS_SERIES, lambda r: r.series_number is None),
+            ([SeriesSlices(primary.series_number, primary.series_uid, FOR, 5.0, low_half), recon], volume,
+             primary.series_number, QuarantineReason.IMAGE_OUT_OF_RANGE,
+             lambda r: r.series_number != recon.series_number
+             and any(n not in low_half for n in r.image_numbers)),
+            ([primary, recon], VolumeGrid("v", FOR, (0.0, 0.0, z_values[0]), (3.0, 3.0, 5.0), IDENTITY,
+                                          (len(z_values) // 2, 8, 8)),
+             primary.series_number, QuarantineReason.OUT_OF_VOLUME,
+             lambda r: any((recon if r.series_number == recon.series_number else primary).instance_z[n]
+                           > z_values[len(z_values) // 2 - 1] + 2.5 for n in r.image_numbers)),
+        ]
+        for tables, grid_, primary_number, reason, affected in cases:
+            _, quarantine = resolve_references(refs, tables, grid_, SnippetsConfig(), report_id="r",
+                                               text=report.text, primary_series_number=primary_number)
+            hit = {entry_span(q) for q in quarantine if q.reason is reason}
+            assert {r for r in range(len(refs)) if (refs[r].start, refs[r].end) in hit} == {
+                r for r in range(len(refs)) if affected(refs[r])
+            }, reason
+            checked[reason] = checked.get(reason, 0) + len(hit)
+    assert all(checked.get(reason, 0) > 0 for reason in (
+        QuarantineReason.SERIES_ABSENT, QuarantineReason.OTHER_FRAME_OF_REFERENCE,
+        QuarantineReason.IMAGE_OUT_OF_RANGE, QuarantineReason.OUT_OF_VOLUME, QuarantineReason.AMBIGUOUS_SERIES)), checked
+
+
+# --------------------------------------------------------------------------------------------
+# Table and config
+# --------------------------------------------------------------------------------------------
+def test_snippets_table_matches_schema_and_carries_provenance() -> None:
+    series = [stack(2, 0.0, 3.0, 20)]
+    text = "Nodule (series 2, image 5). Mass (se 2 im 7)."
+    pairs, _ = mine_snippets("r1", text, series, grid(z0=0.0, dz=3.0, n=20), SnippetsConfig())
+    table = snippets_table(pairs, {"r1": "ab" * 32})
+    check_table("snippets", table)
+    schema_columns = load_schema("snippets").columns
+    assert schema_columns[: len(SnippetPair.__slots__)] == list(SnippetPair.__slots__)
+    assert table.num_rows == 2
+    assert table.column("producer").to_pylist() == [PRODUCER] * 2
+    assert table.column("source_sha256").to_pylist() == ["ab" * 32] * 2
+    assert table.column("slice_index").to_pylist() == [4, 6]
+    with pytest.raises(SnippetError, match="no source sha256"):
+        snippets_table(pairs, {"other": "x"})
+
+
+def test_config_validation_names_the_field() -> None:
+    assert SnippetsConfig().bin_mm == 12.0
+    with pytest.raises(ConfigError, match="snippets.languages"):
+        config_from_dict({"snippets": {"languages": ["fr"]}})
+    with pytest.raises(ConfigError, match="snippets.bin_mm"):
+        config_from_dict({"snippets": {"bin_mm": 0}})
+
+
+# --------------------------------------------------------------------------------------------
+# Real reports (DRAGON samples, Dutch originals + English translations)
+# --------------------------------------------------------------------------------------------
+RECIST = [(8, (34,)), (3, (38,)), (3, (28,)), (8, (104,)), (4, (168,)), (4, (172,))]
+DRAGON_EXPECTED: dict[str, list[tuple[int | None, tuple[int, ...]]]] = {
+    "Task005_recist_timeline_clf.md": RECIST,
+    "Task016_recist_lesion_size_presence_clf.md": RECIST,
+    "Task024_recist_lesion_size_reg.md": RECIST,
+    "Task007_nodule_diameter_presence_clf.md": [(5, (456,))],
+    "Task023_nodule_diameter_reg.md": [(5, (456,))],
+    "Task026_medical_terminology_ner.md": [(None, (75, 90))],
+}
+
+
+@pytest.mark.skipif(not DRAGON.is_dir(), reason="../shared/data/reports_dragon_samples_nl_en is absent")
+@pytest.mark.parametrize("language", ["dutch", "english"])
+def test_real_reports_every_reference_found_and_nothing_else(language: str) -> None:
+    files = sorted((DRAGON / language).glob("*.md"))
+    assert len(files) == 28
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        found = [(r.series_number, r.image_numbers) for r in mine_image_references(text)]
+        assert found == DRAGON_EXPECTED.get(path.name, []), path.name

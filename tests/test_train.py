@@ -1,0 +1,278 @@
+"""Tests of the training stage on fabricated shards (CPU, tiny configuration, fixed seeds)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import webdataset as wds
+
+from ctcorpus.config.train import TrainConfig
+from ctcorpus.errors import TrainError
+from ctcorpus.outputs.sample import CorpusSample, decode_sample
+from ctcorpus.taxonomy import CT_RATE_LABELS
+from ctcorpus.train import evaluate_model, make_loader, probe_grid, rank_auc, shard_paths, train_model, write_synthetic_corpus
+from ctcorpus.train.data import Collator, Decoder, VolumeGrid, crop_or_pad, encode_texts, label_targets
+from ctcorpus.train.evaluate import recall_at_k
+from ctcorpus.train.losses import localization_loss, siglip_loss
+from ctcorpus.train.model import CtReportModel, ModelSpec
+from ctcorpus.train.synthetic import make_sample
+from ctcorpus.train.tokenizer import train_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACING_MM = 3.0  # 32 voxels = 96 mm; a 12 mm axial step is 4 voxels, 8 bins
+TINY = {
+    "input_shape_zyx": (32, 32, 32),
+    "base_channels": 8,
+    "embed_dim": 32,
+    "text_heads": 2,
+    "text_layers": 1,
+    "max_tokens": 32,
+    "vocab_size": 200,
+    "batch_size": 8,
+    "steps": 60,
+    "learning_rate": 1.5e-3,
+    "warmup_steps": 5,
+    "num_workers": 0,
+    "eval_batch_size": 16,
+    "shuffle_buffer": 32,
+    "timing_warmup_steps": 2,
+    "seed": 0,
+}
+FINDINGS = ("cardiomegaly", "lung_nodule", "pleural_effusion")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("corpus")
+    # z 40 > 32: training crops z at random, evaluation centres (snippet slices must follow)
+    write_synthetic_corpus(root, {"train": 64, "test": 48}, (40, 32, 32), spacing_mm=SPACING_MM, per_shard=32, seed=0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(corpus: Path, tmp_path_factory: pytest.TempPathFactory):
+    return train_model(corpus, TrainConfig(**TINY), tmp_path_factory.mktemp("run"), device="cpu")
+
+
+@pytest.mark.slow
+def test_loss_falls(trained) -> None:
+    losses = np.array(trained.losses)
+    assert len(losses) == TINY["steps"] and np.isfinite(losses).all()
+    assert losses[-5:].mean() < 0.8 * losses[:5].mean(), losses
+
+
+@pytest.mark.slow
+def test_metrics_are_computed_and_written(trained) -> None:
+    written = json.loads(trained.metrics_path.read_text())
+    print(trained.metrics.summary())
+    assert written["n_volumes"] == trained.metrics.n_volumes == 48
+    assert set(written["label_auc"]) == set(CT_RATE_LABELS)
+    recall = [written["recall_at"][k] for k in ("1", "5", "10")]
+    assert 0.0 <= recall[0] <= recall[1] <= recall[2] <= 1.0
+    # labels the phantoms never carry have no AUC (no positives) rather than a made-up number
+    assert written["label_auc"]["emphysema"] is None
+    assert written["train"]["steps"] == TINY["steps"] and written["train"]["device"] == "cpu"
+    assert 0.0 <= written["train"]["data_wait_share"] < 1.0 and written["train"]["volumes_per_s"] > 0
+    assert written["n_snippets"] > 0 and written["pipeline_version"]
+    assert trained.checkpoint.is_file() and trained.tokenizer.is_file()
+
+
+@pytest.mark.slow
+def test_synthetic_findings_are_learnable(trained) -> None:
+    m = trained.metrics
+    aucs = dict(m.label_auc)
+    mean_auc = float(np.mean([aucs[name] for name in FINDINGS]))
+    print(m.summary(), {name: aucs[name] for name in FINDINGS})
+    assert mean_auc > 0.65, aucs
+    assert m.localization_mae_mm < 0.6 * m.baseline_mae_mm, m
+
+
+@pytest.mark.slow
+def test_evaluate_model_reloads_the_checkpoint(trained, corpus: Path) -> None:
+    again = evaluate_model(corpus, trained.out_dir, TrainConfig(**TINY), split="test", device="cpu")
+    assert again.recall_at == trained.metrics.recall_at
+    assert again.localization_mae_mm == pytest.approx(trained.metrics.localization_mae_mm)
+    assert again.mean_label_auc == pytest.approx(trained.metrics.mean_label_auc)
+    assert (trained.out_dir / "metrics-test.json").is_file()
+
+
+def test_workers_split_shards_without_duplicates(corpus: Path) -> None:
+    config = TrainConfig(**{**TINY, "num_workers": 2, "eval_batch_size": 5})
+    grid = probe_grid(corpus, "train", config)
+    tokenizer = train_tokenizer(["no pleural effusion", "nodule in the right lung"], 64)
+    loader = make_loader(corpus, "train", config, grid, tokenizer, train=False)
+    seen = [vid for batch in loader for vid in batch.volume_ids]
+    assert len(shard_paths(corpus, "train")) == 2
+    assert sorted(seen) == [f"train-{i:05d}" for i in range(64)]
+
+
+def test_probe_grid_derives_the_axial_stride(corpus: Path) -> None:
+    grid = probe_grid(corpus, "train", TrainConfig(**TINY))
+    assert (grid.z_stride, grid.step_mm) == (4, 12.0)
+    with pytest.raises(TrainError, match="not a power"):
+        probe_grid(corpus, "train", TrainConfig(**{**TINY, "axial_step_mm": 9.0}))
+
+
+def test_missing_split_names_the_folder(tmp_path: Path) -> None:
+    with pytest.raises(TrainError) as info:
+        shard_paths(tmp_path, "validation")
+    assert str(tmp_path / "shards" / "validation") in str(info.value)
+
+
+def test_sample_without_report_names_shard_and_entry(tmp_path: Path) -> None:
+    sample = make_sample("v-1", "train", (32, 32, 32), SPACING_MM, np.random.default_rng(0)).encode()
+    del sample["report.json"]
+    folder = tmp_path / "shards" / "train"
+    folder.mkdir(parents=True)
+    shard = folder / "shard-000000.tar"
+    with wds.TarWriter(str(shard)) as sink:
+        sink.write(sample)
+    with pytest.raises(TrainError) as info:
+        probe_grid(tmp_path, "train", TrainConfig(**TINY))
+    assert "report.json" in str(info.value) and str(shard) in str(info.value)
+
+
+def test_label_targets_policies() -> None:
+    labels = {"lung_nodule": "positive", "cardiomegaly": "uncertain", "emphysema": "negative"}
+    nodule, cardio = CT_RATE_LABELS.index("lung_nodule"), CT_RATE_LABELS.index("cardiomegaly")
+    target, weight, known = label_targets(labels, "mask")
+    assert target.sum() == 1.0 and target[nodule] == 1.0
+    assert weight[cardio] == 0.0 and weight.sum() == len(CT_RATE_LABELS) - 1 and not known[cardio]
+    target, weight, known = label_targets(labels, "half")
+    assert target[cardio] == 0.5 and weight.sum() == len(CT_RATE_LABELS) and not known[cardio]
+
+
+def test_crop_or_pad_keeps_hu_and_reports_the_z_offset() -> None:
+    hu = np.arange(40 * 20 * 36, dtype=np.int16).reshape(40, 20, 36) % 2000 - 1000
+    out, z_offset = crop_or_pad(hu, (32, 32, 32), random_crop=False)
+    assert out.shape == (1, 32, 32, 32) and out.dtype == torch.int16 and z_offset == 4
+    # y padded by 6 each side with air, x cropped by 2 each side
+    assert torch.all(out[0, :, :6] == -1000) and torch.all(out[0, :, 26:] == -1000)
+    assert torch.equal(out[0, 10, 6:26], torch.from_numpy(hu[10 + z_offset, :, 2:34]))
+
+
+def test_augmentation_never_flips_left_right() -> None:
+    sample = make_sample("v-1", "train", (32, 32, 32), SPACING_MM, np.random.default_rng(3))
+    hu = sample.hu.copy()
+    hu[:, :, :4] = 1000  # a bright band on one side only
+    raw = CorpusSample(sample.volume_id, hu, sample.mask, sample.meta, sample.report, sample.snippets).encode()
+    config = TrainConfig(**{**TINY, "intensity_scale_jitter": 0.2, "intensity_shift_hu": 100.0})
+    decode = Decoder(config, VolumeGrid(SPACING_MM, 4), augment=True)
+    tokenizer = train_tokenizer(["no pleural effusion", "nodule in the right lung"], 64)
+    collate = Collator(tokenizer, config.max_tokens)
+    reference = torch.from_numpy(hu / 1000.0).float()
+    for seed in range(5):
+        torch.manual_seed(seed)
+        example = decode(raw)
+        assert torch.equal(example.volume[0], torch.from_numpy(hu))  # voxels untouched, never flipped
+        scale, shift = example.intensity
+        assert abs(scale - 1.0) <= 0.2 and abs(shift) <= 100.0 and (scale, shift) != (1.0, 0.0)
+        scaled = collate([example]).scaled_volumes()[0, 0]
+        assert torch.allclose(scaled, reference * scale + shift / 1000.0, atol=1e-5)
+        assert scaled[:, :, :4].mean() > scaled[:, :, -4:].mean()
+
+
+def test_decoded_snippets_follow_the_crop() -> None:
+    rng = np.random.default_rng(1)
+    sample = next(s for s in (make_sample(f"v-{i}", "train", (40, 32, 32), SPACING_MM, rng) for i in range(20)) if s.snippets)
+    decode = Decoder(TrainConfig(**TINY), VolumeGrid(SPACING_MM, 4), augment=False)
+    example = decode(sample.encode())
+    z = sample.snippets[0]["slice_index"]
+    if 4 <= z < 36:
+        assert example.snippet_z == (z - 4,)
+        # the nodule (300 HU, nothing else above 200 HU) is widest in the snippet's slice of the crop
+        bright = (example.volume[0] > 200).sum(dim=(1, 2))
+        assert int(bright.argmax()) == z - 4
+    else:
+        assert example.snippet_z == ()
+
+
+def test_rank_auc_matches_pairwise_counting() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, 60).astype(float)  # many ties
+    positive = rng.random(60) < 0.4
+    pairs = [(p, n) for p, n in itertools.product(scores[positive], scores[~positive])]
+    expected = np.mean([1.0 if p > n else 0.5 if p == n else 0.0 for p, n in pairs])
+    assert rank_auc(scores, positive) == pytest.approx(expected)
+    assert rank_auc(scores, np.zeros(60, bool)) is None
+
+
+def test_recall_at_k() -> None:
+    similarity = np.array([[0.9, 0.1, 0.0], [0.8, 0.5, 0.1], [0.1, 0.2, 0.3]])
+    assert recall_at_k(similarity, (1, 2)) == ((1, pytest.approx(2 / 3)), (2, 1.0))
+
+
+def test_siglip_loss_matches_its_pairwise_definition() -> None:
+    torch.manual_seed(0)
+    v = torch.nn.functional.normalize(torch.randn(4, 8), dim=1)
+    t = torch.nn.functional.normalize(torch.randn(4, 8), dim=1)
+    log_scale, bias = torch.tensor(2.0), torch.tensor(-1.5)
+    expected = 0.0
+    for i in range(4):
+        for j in range(4):
+            z = 1.0 if i == j else -1.0
+            logit = float(v[i] @ t[j]) * np.exp(2.0) - 1.5
+            expected += np.log1p(np.exp(-z * logit))
+    assert siglip_loss(v, t, log_scale, bias).item() == pytest.approx(expected / 4, rel=1e-5)
+
+
+def test_localization_loss_is_zero_without_snippets() -> None:
+    scores = torch.zeros((0, 8), requires_grad=True)
+    loss = localization_loss(scores, torch.zeros(0, dtype=torch.int64))
+    loss.backward()
+    assert loss.item() == 0.0
+
+
+def test_shard_samples_use_the_outputs_format(corpus: Path) -> None:
+    first = next(iter(wds.DataPipeline(wds.SimpleShardList([str(shard_paths(corpus, "test")[0])]), wds.tarfile_to_samples())))
+    sample = decode_sample(first)
+    assert sample.hu.dtype == np.int16 and sample.mask.shape == sample.hu.shape
+    assert set(sample.report["labels"]) == set(CT_RATE_LABELS)
+    assert sample.meta["spacing_zyx"] == [SPACING_MM] * 3
+
+
+def test_train_package_imports_no_heavy_stage() -> None:
+    code = (
+        "import sys, ctcorpus.train; "
+        "print(sorted(m for m in ('SimpleITK', 'pydicom', 'spacy', 'prefect', 'totalsegmentator') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
+
+
+def test_bench_script_parses() -> None:
+    subprocess.run(["bash", "-n", str(ROOT / "bench" / "train_gpu.sh")], check=True)
+
+
+def test_empty_text_still_embeds() -> None:
+    tokenizer = train_tokenizer(["no pleural effusion", "nodule in the right lung"], 64)
+    ids, mask = encode_texts(tokenizer, ["", "no pleural effusion"], 8)
+    assert mask.sum(dim=1).tolist() == [2, 5]  # [CLS] [SEP] around every text
+    model = CtReportModel(ModelSpec(tokenizer.get_vocab_size(), 8, 4, 16, 1, 2, 4, len(CT_RATE_LABELS), -2.0)).eval()
+    with torch.no_grad():
+        assert torch.isfinite(model.encode_text(ids, mask)).all()
+
+
+def test_damaged_volume_names_shard_and_sample(tmp_path: Path) -> None:
+    sample = make_sample("v-7", "train", (32, 32, 32), SPACING_MM, np.random.default_rng(0)).encode()
+    sample["hu.npy.zst"] = sample["hu.npy.zst"][:100]  # truncated stream
+    shard = tmp_path / "shard-000000.tar"
+    with wds.TarWriter(str(shard)) as sink:
+        sink.write(sample)
+    raw = next(iter(wds.DataPipeline(wds.SimpleShardList([str(shard)]), wds.tarfile_to_samples())))
+    with pytest.raises(TrainError) as info:
+        Decoder(TrainConfig(**TINY), VolumeGrid(SPACING_MM, 4), augment=False)(raw)
+    assert "v-7" in str(info.value) and str(shard) in str(info.value)
+
+
+def test_too_small_split_is_a_clear_error(corpus: Path, tmp_path: Path) -> None:
+    config = TrainConfig(**{**TINY, "batch_size": 65, "steps": 2})  # 64 training volumes
+    with pytest.raises(TrainError, match="no full batch"):
+        train_model(corpus, config, tmp_path / "run", device="cpu")
