@@ -403,6 +403,18 @@ def _series_slices(unit: StudyUnit, p: Pseudonymizer) -> list[SeriesSlices]:
     return out
 
 
+def person_key(stack: Stack, p: Pseudonymizer) -> str:
+    """Keyed hash of the normalized patient name and birth date: finds one person under two patient ids.
+
+    '' when either is missing (no key is better than a key that joins strangers).
+    """
+    first = stack.first
+    name = " ".join(first.patient_name.upper().replace("^", " ").split())
+    if not name or not first.patient_birth_date:
+        return ""
+    return p.make("per", f"{name}|{first.patient_birth_date}")
+
+
 def _report_json(report: StudyReport | None) -> dict[str, Any]:
     if report is None:
         return {"report_id": "", "language": "", "text": "", "sections": {}, "sentences": [], "labels": {label: "absent" for label in CT_RATE_LABELS}}
@@ -462,7 +474,8 @@ def _run_text(unit: StudyUnit, stack: Stack, keys: VolumeKeys, store: WorkStore,
         "volume_id": keys.volume_id, "study_id": unit.unit_id, "patient_id": unit.patient_id,
         "report_id": report.report_id if report else "", "in_shards": report is not None,
         "hu_sha256": geometry["hu_sha256"], "fingerprint": geometry["fingerprint"], "shape_zyx": geometry["shape_zyx"],
-        "mask_source": mask_info["mask_source"], "n_snippets": len(pairs), "source_sha256": source, "producer": PIPELINE_PRODUCER,
+        "mask_source": mask_info["mask_source"], "n_snippets": len(pairs), "patient_key": person_key(stack, p),
+        "source_sha256": source, "producer": PIPELINE_PRODUCER,
     }
     (folder / "report.json").write_bytes(json.dumps(_report_json(report), sort_keys=True, ensure_ascii=False).encode())
     (folder / "snippets.json").write_bytes(json.dumps(snippets, sort_keys=True, ensure_ascii=False).encode())

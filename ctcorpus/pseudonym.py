@@ -24,7 +24,7 @@ from typing import Literal
 from ctcorpus.errors import ConfigError
 
 #: Kinds of identifier and their id prefixes.
-Kind = Literal["pat", "stu", "acc", "ser", "sop", "for", "vol"]
+Kind = Literal["pat", "stu", "acc", "ser", "sop", "for", "vol", "per"]  # per: a person (name + birth date)
 
 #: Hex characters kept per id: 64 bits, collision-free for any realistic export.
 ID_HEX = 16

@@ -80,12 +80,13 @@ LABEL_ANATOMY: Mapping[str, Anatomy] = MappingProxyType(
 def _total_segmentator_map() -> dict[str, Anatomy]:
     """TotalSegmentator ``total`` class -> region; classes not listed map to ``OTHER``."""
     mapping: dict[str, Anatomy] = {}
+    for lobe in ("lung_upper_lobe_left", "lung_lower_lobe_left", "lung_upper_lobe_right", "lung_middle_lobe_right",
+                 "lung_lower_lobe_right"):
+        mapping[lobe] = Anatomy.LUNGS
     for side in ("left", "right"):
-        for lobe in ("upper", "middle", "lower"):
-            mapping[f"lung_{lobe}_lobe_{side}"] = Anatomy.LUNGS
         for i in range(1, 13):
             mapping[f"rib_{side}_{i}"] = Anatomy.BONES
-        for bone in ("humerus", "scapula", "clavicula"):
+        for bone in ("humerus", "scapula", "clavicula", "femur", "hip"):
             mapping[f"{bone}_{side}"] = Anatomy.BONES
         mapping[f"kidney_{side}"] = Anatomy.ABDOMEN
         mapping[f"adrenal_gland_{side}"] = Anatomy.ABDOMEN
@@ -93,6 +94,9 @@ def _total_segmentator_map() -> dict[str, Anatomy]:
         mapping[f"common_carotid_artery_{side}"] = Anatomy.AORTA
         mapping[f"brachiocephalic_vein_{side}"] = Anatomy.AORTA
         mapping[f"autochthon_{side}"] = Anatomy.CHEST_WALL
+        mapping[f"kidney_cyst_{side}"] = Anatomy.ABDOMEN
+        mapping[f"iliac_artery_{side}"] = Anatomy.AORTA
+        mapping[f"iliac_vena_{side}"] = Anatomy.AORTA
     for level in [f"C{i}" for i in range(1, 8)] + [f"T{i}" for i in range(1, 13)] + [
         f"L{i}" for i in range(1, 6)
     ] + ["S1"]:
@@ -102,7 +106,8 @@ def _total_segmentator_map() -> dict[str, Anatomy]:
             "sternum": Anatomy.BONES,
             "costal_cartilages": Anatomy.BONES,
             "sacrum": Anatomy.BONES,
-            "spinal_cord": Anatomy.BONES,
+            "skull": Anatomy.BONES,
+            "spinal_cord": Anatomy.BONES,  # lies in the spinal canal: localizes with the spine
             "trachea": Anatomy.AIRWAYS,
             "esophagus": Anatomy.ESOPHAGUS,
             "thyroid_gland": Anatomy.THYROID,
@@ -120,6 +125,8 @@ def _total_segmentator_map() -> dict[str, Anatomy]:
             "stomach": Anatomy.ABDOMEN,
             "pancreas": Anatomy.ABDOMEN,
             "duodenum": Anatomy.ABDOMEN,
+            "small_bowel": Anatomy.ABDOMEN,
+            "colon": Anatomy.ABDOMEN,
         }
     )
     return mapping

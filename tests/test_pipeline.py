@@ -175,3 +175,48 @@ def test_sigkill_midway_then_rerun_gives_the_uninterrupted_manifest(defects_expo
     resumed = pipeline.build_from_work(config, work, tmp_path / "dataset")
     assert (resumed.path / "manifest.json").read_bytes() == (result.path / "manifest.json").read_bytes()
     assert not list(work.rglob(".tmp-*"))
+
+
+def _audit(config: CorpusConfig, folder: Path):
+    from ctcorpus.audit import audit_corpus, load_corpus_tables
+
+    _run(config, folder / "work")
+    dataset = pipeline.build_from_work(config, folder / "work", folder / "dataset").path
+    return audit_corpus(load_corpus_tables(dataset)), load_corpus_tables(dataset)
+
+
+def _corpus_ids(leak, config: CorpusConfig, volumes) -> tuple[str, ...]:
+    from ctcorpus.ingest import pseudonymizer_for
+
+    p = pseudonymizer_for(config.ingest)
+    if leak.id_kind == "patient_id":
+        return tuple(sorted(p.patient(i) for i in leak.ids))
+    if leak.id_kind == "accession_number":
+        return tuple(sorted(p.accession(i) for i in leak.ids))
+    if leak.id_kind == "series_uid":
+        by_series = dict(zip(volumes["series_id"], volumes["volume_id"]))
+        return tuple(sorted(by_series[p.series(i)] for i in leak.ids))
+    return leak.ids
+
+
+def test_audit_finds_every_seeded_leak_end_to_end_and_none_on_a_clean_export(tmp_path):
+    from ctcorpus.audit import LEAK_KINDS
+    from ctcorpus.synth.leaks import match_leaks, seed_export_leaks
+
+    clean = tmp_path / "clean" / "export"
+    generate_export(clean, patients=4, seed=2, phi=True)
+    result, _ = _audit(_config(tmp_path / "clean", clean), tmp_path / "clean")
+    assert [f for f in result.findings if f.kind in LEAK_KINDS] == []
+
+    leaky = tmp_path / "leaky" / "export"
+    generate_export(leaky, patients=4, seed=2, phi=True)
+    seeded = seed_export_leaks(leaky, seed=2)
+    config = _config(tmp_path / "leaky", leaky)
+    result, tables = _audit(config, tmp_path / "leaky")
+    mapped = [
+        type(leak)(leak.kind, _corpus_ids(leak, config, tables.volumes), leak.detail) for leak in seeded
+    ]
+    score = match_leaks(result.findings, mapped)
+    assert score.total == len(seeded) >= 3
+    assert score.found == score.total, score.missed
+    assert score.false == 0, score.false_findings

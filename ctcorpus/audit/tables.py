@@ -145,7 +145,7 @@ def _from_pipeline(frames: dict[str, pd.DataFrame], extra: dict[str, pd.DataFram
     volumes = frames["volumes"]
     samples, series = extra.get("samples"), extra.get("series")
     if samples is not None:
-        wanted = [c for c in ("hu_sha256", "fingerprint", "mask_source") if c not in volumes.columns]
+        wanted = [c for c in ("hu_sha256", "fingerprint", "mask_source", "patient_key") if c not in volumes.columns and c in samples.columns]
         volumes = volumes.merge(
             samples[["volume_id", *wanted]].drop_duplicates("volume_id"), on="volume_id", how="left"
         )

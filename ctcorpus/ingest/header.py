@@ -52,7 +52,9 @@ _TAGS: dict[str, tuple[int, str]] = {
     "Manufacturer": (0x00080070, "str"),
     "ImageType": (0x00080008, "strs"),
     "SeriesDescription": (0x0008103E, "str"),
+    "PatientName": (0x00100010, "str"),  # PHI: memory only, for the keyed person key
     "PatientID": (0x00100020, "str"),
+    "PatientBirthDate": (0x00100030, "str"),  # PHI: memory only
     "ContrastBolusAgent": (0x00180010, "str"),
     "SliceThickness": (0x00180050, "float"),
     "ConvolutionKernel": (0x00181210, "strs"),
@@ -353,6 +355,8 @@ def _build(
         pixel_offset=offset,
         pixel_length=length,
         reader=reader,
+        patient_name=get("PatientName") or "",
+        patient_birth_date=get("PatientBirthDate") or "",
     )
     problem = instance_problem(record)
     return record if problem is None else dataclasses.replace(record, reason=problem)

@@ -65,6 +65,8 @@ class InstanceRecord:
     pixel_length: int  # declared length, -1 if undefined (encapsulated)
     reader: str  # "fast" or "pydicom": which header parser read it
     reason: QuarantineReason | None = None
+    patient_name: str = ""  # PHI: memory only (the keyed person key of the audit)
+    patient_birth_date: str = ""  # PHI: memory only
 
 
 @dataclass(frozen=True, slots=True)

@@ -269,6 +269,8 @@ def generate_export(
             )
             phi_values.update({name, birth, *(v for _, v in extra)})
         names[patient_id] = name
+        # Habitus from its own stream: every patient's body differs, the main stream is untouched.
+        habitus = np.random.default_rng([seed, p, 0x6A617]).uniform((0.86, 0.86, -0.05), (1.12, 1.14, 0.05))
         n_studies = int(rng.integers(1, 4))
         if defects:
             n_studies = max(n_studies, 2)
@@ -285,6 +287,8 @@ def generate_export(
                 rng,
                 specs,
                 contrast=bool(rng.random() < 0.5),
+                body_scale=(float(habitus[0]), float(habitus[1])),
+                chest_offset=float(habitus[2]),
                 origin_mm=(
                     -(grid.matrix - 1) / 2 * grid.pixel_mm,
                     -(grid.matrix - 1) / 2 * grid.pixel_mm,

@@ -198,6 +198,8 @@ def make_phantom(
     contrast: bool = False,
     noise_hu: float = 12.0,
     origin_mm: tuple[float, float, float] | None = None,
+    body_scale: tuple[float, float] = (1.0, 1.0),
+    chest_offset: float = 0.0,
 ) -> Phantom:
     """Build a thoracic phantom on an axis-aligned grid in patient LPS.
 
@@ -224,6 +226,12 @@ def make_phantom(
     origin_mm
         LPS position of voxel (0, 0, 0); default centres x and y on 0 and puts the first slice at
         z = 0.
+    body_scale
+        In-plane (x, y) size of this patient relative to the reference body: patients differ in
+        habitus, so two patients' scans are not near-duplicates of each other.
+    chest_offset
+        Shift of the anatomy along the scan as a fraction of its length (where the scan starts
+        relative to the diaphragm differs between patients).
 
     Returns
     -------
@@ -251,12 +259,14 @@ def make_phantom(
         origin_mm = (-(nx - 1) / 2 * sx, -(ny - 1) / 2 * sy, 0.0)
     ox, oy, oz = (float(v) for v in origin_mm)
     length = (nz - 1) * sz
-    xs1 = ox + np.arange(nx, dtype=np.float64) * sx
-    ys1 = oy + np.arange(ny, dtype=np.float64) * sy
+    xs_mm = ox + np.arange(nx, dtype=np.float64) * sx
+    ys_mm = oy + np.arange(ny, dtype=np.float64) * sy
+    # Anatomy is drawn in the reference body's frame; the patient's habitus scales it in-plane.
+    xs1, ys1 = xs_mm / float(body_scale[0]), ys_mm / float(body_scale[1])
     x, y = np.meshgrid(xs1.astype(np.float32), ys1.astype(np.float32))
 
     by_label = {spec.label: spec for spec in findings}
-    spheres = {label: _plan_sphere(spec, rng, oz, length) for label, spec in by_label.items()
+    spheres = {label: _plan_sphere(spec, rng, oz - chest_offset * length, length) for label, spec in by_label.items()
                if label in ("lung_nodule", "consolidation", "lymphadenopathy", "hiatal_hernia")}
     heart_scale = 1.3 if "cardiomegaly" in by_label else 1.0
     heart_c = (20.0 + rng.uniform(-4, 4), -35.0 + rng.uniform(-4, 4), 0.40)
@@ -299,7 +309,7 @@ def make_phantom(
     L = LABEL_TABLE
     for k in range(nz):
         z = oz + k * sz
-        t = (k / (nz - 1)) if nz > 1 else 0.5
+        t = ((k / (nz - 1)) if nz > 1 else 0.5) + chest_offset
         img = np.full((ny, nx), _HU["air"], dtype=np.float32)
         lab = np.zeros((ny, nx), dtype=np.uint8)
         found: dict[str, np.ndarray] = {}
@@ -419,7 +429,7 @@ def make_phantom(
         for label, mask in found.items():
             rows, cols = np.nonzero(mask)
             if rows.size:
-                sums[label] += (float(xs1[cols].sum()), float(ys1[rows].sum()), z * rows.size, rows.size)
+                sums[label] += (float(xs_mm[cols].sum()), float(ys_mm[rows].sum()), z * rows.size, rows.size)
         if noise_hu > 0:
             img[body] += rng.normal(0.0, noise_hu, n_body).astype(np.float32)
         hu[k] = np.clip(np.rint(img), -1024, 3071).astype(np.int16)
