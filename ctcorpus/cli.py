@@ -5,6 +5,8 @@ Heavy imports happen inside the commands so ``ctcorpus --help`` stays fast.
 
 from __future__ import annotations
 
+import os
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -66,7 +68,10 @@ def _prepare(config: Optional[Path], **run_overrides: object) -> "CorpusConfig":
     except ConfigError as error:
         typer.secho(str(error), fg="red", err=True)
         raise typer.Exit(2) from None
-    apply_prefect_settings(cfg.run)
+    if "prefect" not in sys.modules:  # Prefect reads its settings once, at import
+        apply_prefect_settings(cfg.run)
+    # Dask reads its logging config at import: its per-worker INFO lines would bury the summary.
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
     return cfg
 
 
@@ -182,7 +187,7 @@ def show_config() -> None:
 @app.command()
 def demo(
     folder: Annotated[Path, typer.Argument(help="Folder for the demo export and outputs.")] = Path("demo"),
-    patients: Annotated[int, typer.Option(help="Patients in the synthetic export.")] = 4,
+    patients: Annotated[int, typer.Option(help="Patients in the synthetic export.")] = 8,
     serial: Annotated[bool, typer.Option("--serial", help="No Dask cluster.")] = False,
 ) -> None:
     """Synthetic export -> ingest -> build -> audit -> verify, on the embedded default, offline."""

@@ -105,3 +105,27 @@ def test_cli_commands_and_flows_import(tmp_path):
     bad.write_text("outputs:\n  split_fractions: {train: 0.5, test: 0.1}\n")
     result = runner.invoke(app, ["ingest", str(tmp_path), "-c", str(bad)])
     assert result.exit_code == 2 and "outputs.split_fractions" in result.output
+
+
+def test_train_flow_streams_the_built_corpus(setup, tmp_path):
+    """The corpus the pipeline built is trainable as it is: the train flow runs on its shards."""
+    from flows.build import build_dataset
+    from flows.ingest import ingest_export
+    from flows.train import train
+
+    folder, config = setup
+    data = yaml.safe_load(config.read_text())
+    data["outputs"] = {"split_fractions": {"train": 1.0}}
+    data["train"] = {
+        "input_shape_zyx": (32, 64, 64), "base_channels": 4, "embed_dim": 16, "text_heads": 2, "text_layers": 1,
+        "max_tokens": 32, "vocab_size": 200, "batch_size": 2, "steps": 4, "warmup_steps": 1, "num_workers": 0,
+        "eval_batch_size": 4, "shuffle_buffer": 4, "timing_warmup_steps": 1, "eval_split": "train",
+    }
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(data))
+    ingest_export(config_path=str(path), work_dir=str(tmp_path / "work"), parallel=False)
+    build_dataset(config_path=str(path), work_dir=str(tmp_path / "work"), out_dir=str(tmp_path / "dataset"))
+    result = train(dataset_dir=str(tmp_path / "dataset"), out_dir=str(tmp_path / "run"), config_path=str(path), device="cpu")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert result["metrics"] and metrics
+    assert (tmp_path / "run" / "model.pt").is_file() and (tmp_path / "run" / "tokenizer.json").is_file()

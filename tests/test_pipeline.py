@@ -110,6 +110,20 @@ def test_rerun_does_no_work_and_gives_identical_manifest(built, tmp_path):
     assert (rebuilt.path / "manifest.json").read_bytes() == (result.path / "manifest.json").read_bytes()
 
 
+def test_changed_config_redoes_only_the_stages_it_reads(built, tmp_path):
+    config, folder, first, _ = built
+    work = tmp_path / "work"
+    shutil.copytree(folder / "work", work)
+    data = config.model_dump(mode="json")
+    data["snippets"]["bin_mm"] = 24.0
+    snippets_only = _run(config_from_dict(data), work)
+    assert set(snippets_only.computed) == {"text"} and snippets_only.computed["text"] == first.computed["text"]
+    data["anatomy"]["body_hu"] = -450.0
+    anatomy_changed = _run(config_from_dict(data), work)
+    assert set(anatomy_changed.computed) == {"anatomy", "text"}  # masks and what is joined onto them
+    assert anatomy_changed.cached["ingest"] == first.computed["ingest"]
+
+
 def _copy_patients(truth, source: Path, target: Path, patients: set[str]) -> None:
     for series in truth.series:
         if series.patient_id in patients:

@@ -113,7 +113,7 @@ def _write_shards(
             if writer is not None:
                 writer.close()
                 rel = path.relative_to(out).as_posix()
-                entries.append({"path": rel, "kind": "shard", "table": "samples", "split": split, "count": count})
+                entries.append({"path": rel, "kind": "shard", "table": "webdataset", "split": split, "count": count})
 
         for sample in _ordered_samples(by_split[split], config):
             record: dict[str, Any] = {"__key__": sample.volume_id}
@@ -185,7 +185,7 @@ def build_dataset(
             "config": run_config,
             "config_sha256": hashlib.sha256(config_json.encode()).hexdigest(),
             "geometry": dict(geometry),
-            "schemas": {name: load_schema(name).version for name in sorted({e["table"] for e in entries} - {"samples"})},
+            "schemas": {name: load_schema(name).version for name in sorted({e["table"] for e in entries} - {"webdataset"})},
             "manifest_schema_version": load_schema("manifest").version,
             "splits": _split_counts(ordered, splits),
             "files": files,
