@@ -9,9 +9,12 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from ctcorpus.config import CorpusConfig
 
 app = typer.Typer(
     name="ctcorpus",
@@ -55,7 +58,7 @@ def synth(
     )
 
 
-def _prepare(config: Optional[Path], **run_overrides: object) -> "CorpusConfig":
+def _prepare(config: Optional[Path], **run_overrides: object) -> CorpusConfig:
     """Load and validate the config (bad config: a clear message naming the field) and set Prefect's env."""
     from ctcorpus.config import config_from_dict, load_config
     from ctcorpus.errors import ConfigError

@@ -23,7 +23,7 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,6 @@ from ctcorpus.ingest import (
     instance_rows,
     plan_stacks,
     pseudonymizer_for,
-    resampled_image,
     select_stacks,
     series_row,
 )
@@ -57,7 +56,7 @@ from ctcorpus.outputs.store import atomic_write_bytes, write_parquet
 from ctcorpus.pseudonym import Pseudonymizer
 from ctcorpus.records import QuarantineEntry, QuarantineLog, sha256_file, sha256_of_hashes
 from ctcorpus.reports import StudyKey, process_reports, reports_tables
-from ctcorpus.schemas import load_schema, table_from_rows
+from ctcorpus.schemas import table_from_rows
 from ctcorpus.snippets import SentenceContext, SeriesSlices, VolumeGrid, mine_snippets, snippets_table
 from ctcorpus.taxonomy import CT_RATE_LABELS
 from ctcorpus.version import __version__

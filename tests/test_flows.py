@@ -97,6 +97,8 @@ def test_cli_commands_and_flows_import(tmp_path):
     import flows.ingest
     import flows.train
 
+    assert all(hasattr(module, name) for module, name in (
+        (flows.audit, "audit_dataset"), (flows.build, "build_dataset"), (flows.ingest, "ingest_export"), (flows.train, "train")))
     runner = CliRunner()
     for command in ("synth", "ingest", "build", "audit", "verify", "train", "demo", "config"):
         result = runner.invoke(app, [command, "--help"])

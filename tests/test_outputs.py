@@ -10,7 +10,6 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pytest
 import webdataset as wds
 
 from ctcorpus.config.outputs import OutputConfig

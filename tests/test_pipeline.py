@@ -3,7 +3,6 @@ resuming after SIGKILL with byte-identical manifests."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal

@@ -212,7 +212,7 @@ def render_card(manifest: Mapping[str, Any]) -> str:
         "## Volumes",
         f"- Orientation: **{geo.get('orientation')}**; spacing (x, y, z): **{geo.get('spacing_mm')} mm**; "
         f"HU clipped to **{geo.get('hu_clip')}**, stored as int16 HU (rescale applied once).",
-        f"- Array layout: (z, y, x), zstd-compressed `.npy` in WebDataset shards; masks are uint8 label maps.",
+        "- Array layout: (z, y, x), zstd-compressed `.npy` in WebDataset shards; masks are uint8 label maps.",
         "",
         "## Splits (patient-level, keyed hash)",
         "",
