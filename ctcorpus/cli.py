@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from ctcorpus.config import CorpusConfig
@@ -99,7 +100,15 @@ def ingest(
 ) -> None:
     """Ingest an export incrementally: volumes, masks, reports, snippets (flow ``ingest_export``)."""
     cfg = _prepare(config)
+    from ctcorpus.errors import ConfigError
+    from ctcorpus.ingest import pseudonymizer_for
     from flows.ingest import ingest_export
+
+    try:
+        pseudonymizer_for(cfg.ingest)  # fail before any work when no pseudonym key is set
+    except ConfigError as error:
+        typer.secho(str(error), fg="red", err=True)
+        raise typer.Exit(2) from None
 
     summary = ingest_export(
         config_path=str(config) if config else None, export_dir=str(export), work_dir=str(work) if work else None,
@@ -177,14 +186,30 @@ def train(
 
 @app.command("config")
 def show_config() -> None:
-    """Print the embedded default config as YAML, every field with its description."""
-    import yaml
-
+    """Print the embedded default config as YAML, every field with its description as a comment."""
     from ctcorpus.config import CorpusConfig
 
-    typer.echo(yaml.safe_dump(CorpusConfig().model_dump(mode="json"), sort_keys=False))
-    typer.echo("# field descriptions: see `ctcorpus.config` (every field has one) or the JSON schema below")
-    typer.echo(yaml.safe_dump({"json_schema": CorpusConfig.model_json_schema()}, sort_keys=False))
+    typer.echo("\n".join(commented_yaml(CorpusConfig())))
+
+
+def commented_yaml(model: BaseModel, indent: int = 0) -> list[str]:
+    """A config as YAML lines, each field preceded by its description (loadable with ``-c``)."""
+    import yaml
+
+    lines = []
+    pad = " " * indent
+    plain = model.model_dump(mode="json")
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if field.description:
+            lines.append(f"{pad}# {field.description}")
+        if isinstance(value, BaseModel):
+            lines.append(f"{pad}{name}:")
+            lines.extend(commented_yaml(value, indent + 2))
+        else:
+            dumped = yaml.safe_dump({name: plain[name]}, default_flow_style=True, width=10**6).strip()
+            lines.append(f"{pad}{dumped[1:-1]}" if dumped.startswith("{") else f"{pad}{dumped}")
+    return lines
 
 
 @app.command()

@@ -103,6 +103,13 @@ def test_cli_commands_and_flows_import(tmp_path):
     for command in ("synth", "ingest", "build", "audit", "verify", "train", "demo", "config"):
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0, (command, result.output)
+    printed = tmp_path / "default.yaml"
+    printed.write_text(runner.invoke(app, ["config"]).output)
+    from ctcorpus.config import CorpusConfig, load_config
+
+    assert load_config(printed) == CorpusConfig()  # `ctcorpus config > file` is a loadable config
+    no_key = runner.invoke(app, ["ingest", str(tmp_path)], env={"CTCORPUS_PSEUDONYM_KEY": ""})
+    assert no_key.exit_code == 2 and "CTCORPUS_PSEUDONYM_KEY" in no_key.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("outputs:\n  split_fractions: {train: 0.5, test: 0.1}\n")
     result = runner.invoke(app, ["ingest", str(tmp_path), "-c", str(bad)])
