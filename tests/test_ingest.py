@@ -347,6 +347,32 @@ def test_resample_labels_nearest_and_crop_pad(tmp_path: Path) -> None:
     assert (rv.array[mask] >= -500).all() and (rv.array[~mask] == -1000).mean() > 0.95
 
 
+def test_simpleitk_buffer_volume_is_shared_safely_and_changes_no_result(tmp_path: Path) -> None:
+    write_series(tmp_path, phantom(12))
+    (stack,) = plan_stacks(index_export(tmp_path, cfg()), cfg())
+    plain = assemble_volume(stack, cfg())
+    shared = assemble_volume(stack, cfg(), simpleitk_buffer=True)
+    assert np.array_equal(shared.array, plain.array) and not shared.array.flags.writeable
+    assert (shared.spacing, shared.origin, shared.direction) == (plain.spacing, plain.origin, plain.direction)
+    image, copied = volume_image(shared), volume_image(plain)
+    assert (image.GetSpacing(), image.GetOrigin(), image.GetDirection()) == (copied.GetSpacing(), copied.GetOrigin(), copied.GetDirection())
+    # writing to the image copies its buffer first; the image outlives the volume and its array
+    image[0, 0, 0] = 1234
+    assert shared.array[0, 0, 0] == plain.array[0, 0, 0]
+    image = volume_image(shared)
+    array = shared.array
+    del shared
+    assert np.array_equal(array, plain.array)
+    del array
+    assert np.array_equal(sitk.GetArrayFromImage(image), plain.array)
+    # a volume whose geometry was replaced gets a copy with that geometry
+    moved = dataclasses.replace(assemble_volume(stack, cfg(), simpleitk_buffer=True), origin=(1.0, 2.0, 3.0))
+    assert volume_image(moved).GetOrigin() == (1.0, 2.0, 3.0)
+    # ingest_stack resamples the shared buffer: same voxels as resampling a copy
+    result = ingest_stack(stack, cfg())
+    assert result.volume is not None and np.array_equal(result.volume.array, resample_volume(plain, cfg()).array)
+
+
 # ---------------------------------------------------------------- synthetic export against ground truth
 
 

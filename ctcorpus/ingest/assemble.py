@@ -4,14 +4,16 @@ Uncompressed little-endian slices are read as raw bytes at the PixelData offset 
 (``np.frombuffer``: ~10x faster than ``ds.pixel_array``); everything else (RLE, JPEG Lossless,
 JPEG-LS, JPEG 2000, big endian, deflate) is decoded by pydicom with its pylibjpeg/gdcm handlers.
 Slices are read by a thread pool straight into one preallocated int16 array, so memory stays at
-one volume plus a slice per thread.
+one volume plus a slice per thread. For ingest + resample that array is a SimpleITK image's
+pixel buffer (``assemble_volume(..., simpleitk_buffer=True)``): :func:`volume_image` then hands
+SimpleITK the buffer, not a copy, and the peak holds one native volume instead of two.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -28,6 +30,53 @@ from ctcorpus.ingest.records import InstanceRecord, SliceRecord, Stack, Vec3, Vo
 #: Value of voxels outside the scanned field of view after a geometric repair (air).
 AIR_HU = -1024
 _INT16 = np.iinfo(np.int16)
+#: SimpleITK pixel type of each dtype assembly allocates (HU volumes, raw stored values).
+_PIXEL_ID = {np.dtype(np.int16): sitk.sitkInt16, np.dtype(np.int32): sitk.sitkInt32}
+
+
+class _ImageBuffer:
+    """A SimpleITK image's pixel buffer, writable, as numpy's ``__array_interface__``.
+
+    SimpleITK 2.5 has no image view of a numpy array, only a read-only array view of an image
+    that does not keep the image alive; this is the other direction with a reference: arrays made
+    from it hold it, hence the image. The pointer stays valid only while nothing else shares the
+    image (SimpleITK moves a shared image to a new buffer on its first write or setter), so the
+    image is given its geometry before :func:`volume_image` shares it and never written after.
+    """
+
+    __slots__ = ("__array_interface__", "image")
+
+    def __init__(self, image: sitk.Image) -> None:
+        interface = dict(sitk.GetArrayViewFromImage(image).__array_interface__)  # makes the image unique
+        interface["data"] = (interface["data"][0], False)  # (pointer, read-only)
+        self.image = image
+        self.__array_interface__ = interface
+
+
+def _image_array(image: sitk.Image) -> np.ndarray:
+    """The pixels of ``image`` as a writable (z, y, x) array, no copy; it keeps ``image`` alive."""
+    return np.asarray(_ImageBuffer(image))
+
+
+def _empty(shape: tuple[int, ...], dtype: type[np.integer]) -> np.ndarray:
+    """A zeroed (z, y, x) array allocated as a new SimpleITK image's buffer (like ``np.empty``)."""
+    return _image_array(sitk.Image([int(v) for v in shape[::-1]], _PIXEL_ID[np.dtype(dtype)]))
+
+
+#: ``np.empty`` or :func:`_empty`: where assembly allocates a volume.
+_Allocator = Callable[[tuple[int, ...], type[np.integer]], np.ndarray]
+
+
+def _owning_image(array: np.ndarray) -> sitk.Image | None:
+    """The image whose whole buffer ``array`` is (C order, same shape and type), else None."""
+    owner = array.base
+    while isinstance(owner, np.ndarray):
+        owner = owner.base
+    if not isinstance(owner, _ImageBuffer):
+        return None
+    mine, whole = array.__array_interface__, owner.__array_interface__
+    same = mine["strides"] is None and all(mine[k] == whole[k] for k in ("shape", "typestr")) and mine["data"][0] == whole["data"][0]
+    return owner.image if same else None
 
 
 def read_stored(record: InstanceRecord) -> np.ndarray:
@@ -111,9 +160,9 @@ def to_hu(volume: Volume) -> Volume:
     return dataclasses.replace(volume, array=out, is_hu=True)
 
 
-def _read_stack(records: Sequence[InstanceRecord], hu: bool, workers: int) -> np.ndarray:
+def _read_stack(records: Sequence[InstanceRecord], hu: bool, workers: int, allocate: _Allocator) -> np.ndarray:
     first = records[0]
-    out = np.empty((len(records), first.rows, first.columns), np.int16 if hu else np.int32)
+    out = allocate((len(records), first.rows, first.columns), np.int16 if hu else np.int32)
 
     def fill(k: int) -> None:
         stored = read_stored(records[k])
@@ -153,14 +202,14 @@ def _check_duplicates(stack: Stack) -> None:
             )
 
 
-def _resample_along(array: np.ndarray, t: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
+def _resample_along(array: np.ndarray, t: np.ndarray, step: float, allocate: _Allocator) -> tuple[np.ndarray, np.ndarray]:
     """Linear interpolation of slices at positions ``t`` (ascending, mm) onto a uniform ``step``."""
     n_out = int(math.floor((t[-1] - t[0]) / step + 1e-6)) + 1
     targets = t[0] + step * np.arange(n_out)
     upper = np.clip(np.searchsorted(t, targets, side="right"), 1, len(t) - 1)
     lower = upper - 1
     weight = ((targets - t[lower]) / (t[upper] - t[lower])).astype(np.float32)
-    out = np.empty((n_out,) + array.shape[1:], array.dtype)
+    out = allocate((n_out,) + array.shape[1:], array.dtype.type)
     for k in range(n_out):
         w = weight[k]
         blended = array[lower[k]] * (1 - w) + array[upper[k]] * w if w > 0 else array[lower[k]]
@@ -188,13 +237,18 @@ def _untilt(image: sitk.Image, row: np.ndarray, normal: np.ndarray) -> sitk.Imag
     return sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, AIR_HU)
 
 
-def assemble_volume(stack: Stack, config: IngestConfig | None = None, *, hu: bool = True) -> Volume:
+def assemble_volume(stack: Stack, config: IngestConfig | None = None, *, hu: bool = True, simpleitk_buffer: bool = False) -> Volume:
     """Read a stack's pixels into a native-resolution int16 HU volume with LPS geometry.
 
     Repairs chosen by the policy are applied here: exact duplicates are dropped (different pixels
     at one position raise), non-uniform spacing and missing slices (when set to repair) are
     interpolated onto the median step, gantry tilt is resampled onto an orthogonal grid. Rejected
     stacks raise :class:`IngestError` with the first rejecting reason.
+
+    ``simpleitk_buffer`` allocates the (then read-only) array as a SimpleITK image's buffer, so
+    :func:`volume_image` and resampling use it without a copy: ingest + resample then peaks at one
+    native volume instead of two. It is off by default because SimpleITK zero-fills its buffer in
+    4 KiB pages (~0.1 s per 150 MB) where numpy's large arrays get transparent huge pages.
 
     >>> volume = assemble_volume(stacks[0])   # doctest: +SKIP
     >>> volume.array.dtype, volume.is_hu      # doctest: +SKIP
@@ -208,7 +262,8 @@ def assemble_volume(stack: Stack, config: IngestConfig | None = None, *, hu: boo
     if stack.duplicates and any(f.reason is QuarantineReason.DUPLICATE_SLICE and f.action is Action.REPAIR for f in stack.findings):
         _check_duplicates(stack)
     records = stack.instances
-    array = _read_stack(records, hu, config.workers)
+    allocate: _Allocator = _empty if simpleitk_buffer else np.empty
+    array = _read_stack(records, hu, config.workers, allocate)
     first = records[0]
     assert first.orientation is not None and first.pixel_spacing is not None
     row = np.asarray(first.orientation[:3], float)
@@ -238,19 +293,21 @@ def assemble_volume(stack: Stack, config: IngestConfig | None = None, *, hu: boo
     step = float(np.linalg.norm(mean_step)) if len(records) > 1 else float(first.slice_thickness or 1.0)
     if repairs & {QuarantineReason.NON_UNIFORM_SPACING, QuarantineReason.MISSING_SLICES} and len(records) > 2:
         step = float(np.median(np.diff(t)))
-        array, _ = _resample_along(array, t, step)
+        array, _ = _resample_along(array, t, step, allocate)
     spacing: Vec3 = (float(first.pixel_spacing[1]), float(first.pixel_spacing[0]), step)
     tilt = max((f.value for f in stack.findings if f.reason is QuarantineReason.GANTRY_TILT), default=0.0)
     direction = np.column_stack([row, col, stack_dir])
+    origin: Sequence[float] = tuple(positions[0])
     if QuarantineReason.GANTRY_TILT in repairs:
-        image = _image(array, spacing, tuple(positions[0]), direction)
-        image = _untilt(image, row, np.asarray(stack.normal))
-        array = sitk.GetArrayFromImage(image)
+        image = _untilt(_assembled_image(array, spacing, origin, direction), row, np.asarray(stack.normal))
+        array = _image_array(image) if simpleitk_buffer else sitk.GetArrayFromImage(image)
         spacing = image.GetSpacing()
         origin = image.GetOrigin()
         direction = np.asarray(image.GetDirection()).reshape(3, 3)
-    else:
-        origin = tuple(positions[0])
+    elif simpleitk_buffer:
+        _assembled_image(array, spacing, origin, direction)  # the geometry volume_image checks
+    if simpleitk_buffer:
+        array.flags.writeable = False  # volume_image shares the buffer with SimpleITK
     return Volume(
         stack_key=stack.stack_key,
         array=array,
@@ -264,15 +321,32 @@ def assemble_volume(stack: Stack, config: IngestConfig | None = None, *, hu: boo
     )
 
 
-def _image(array: np.ndarray, spacing: Sequence[float], origin: Sequence[float], direction: np.ndarray) -> sitk.Image:
-    image = sitk.GetImageFromArray(array)
+def _with_geometry(image: sitk.Image, spacing: Sequence[float], origin: Sequence[float], direction: Sequence[float] | np.ndarray) -> sitk.Image:
     image.SetSpacing([float(v) for v in spacing])
     image.SetOrigin([float(v) for v in origin])
     image.SetDirection([float(v) for v in np.asarray(direction).flatten()])
     return image
 
 
+def _assembled_image(array: np.ndarray, spacing: Sequence[float], origin: Sequence[float], direction: np.ndarray) -> sitk.Image:
+    """A freshly assembled array as an image: its own image, given the geometry in place, if
+    :func:`_empty` allocated it (nothing shares that image yet), else a copy."""
+    image = _owning_image(array)
+    return _with_geometry(sitk.GetImageFromArray(array) if image is None else image, spacing, origin, direction)
+
+
 def volume_image(volume: Volume) -> sitk.Image:
-    """The volume as a SimpleITK image (LPS origin, spacing, direction; a copy of the array)."""
-    return _image(volume.array, volume.spacing, volume.origin, np.asarray(volume.direction).reshape(3, 3))
+    """The volume as a SimpleITK image with its LPS origin, spacing and direction.
+
+    A volume assembled with ``simpleitk_buffer=True`` shares its (read-only) array's buffer
+    instead of copying it; SimpleITK copies the buffer if the image is ever written to. Any other
+    volume, or one whose array or geometry was replaced since, is copied.
+
+    >>> resampled = sitk.Resample(volume_image(volume), reference)   # doctest: +SKIP
+    """
+    image = _owning_image(volume.array)
+    geometry = (volume.spacing, volume.origin, volume.direction)
+    if image is not None and (image.GetSpacing(), image.GetOrigin(), image.GetDirection()) == geometry:
+        return sitk.Image(image)  # a reference to the same buffer, copied on write
+    return _with_geometry(sitk.GetImageFromArray(volume.array), volume.spacing, volume.origin, volume.direction)
 

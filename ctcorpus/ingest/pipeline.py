@@ -2,23 +2,21 @@
 
 :func:`ingest_stack` takes one :class:`Stack` and returns picklable records only, so a flow can
 map it over stacks on Dask workers one series at a time; memory stays at about one native volume
-plus its resampled copy. A stack that fails never raises: its failure becomes a quarantine row.
+plus its resampled copy (the native volume is assembled in SimpleITK's buffer, which is resampled
+without a copy). A stack that fails never raises: its failure becomes a quarantine row.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-
-import numpy as np
 
 from ctcorpus.config.ingest import IngestConfig
 from ctcorpus.enums import Action
 from ctcorpus.errors import IngestError
-from ctcorpus.ingest.assemble import assemble_volume, volume_image
+from ctcorpus.ingest.assemble import assemble_volume
 from ctcorpus.ingest.records import Finding, IngestedVolume, Stack
-from ctcorpus.ingest.resample import resample_image
+from ctcorpus.ingest.resample import resample_volume
 from ctcorpus.ingest.tables import series_row, slice_rows, volume_row
 from ctcorpus.pseudonym import Pseudonymizer
 from ctcorpus.records import QuarantineEntry
@@ -68,13 +66,8 @@ def ingest_stack(stack: Stack, config: IngestConfig | None = None, pseudonymizer
     entries = [finding_entry(stack, item, volume_id) for item in stack.findings]
     if not stack.rejected:
         try:
-            native = assemble_volume(stack, config)
-            image = volume_image(native)
-            shape = native.array.shape
-            # free the numpy volume (the image holds a copy): peak memory stays near two volumes
-            native = dataclasses.replace(native, array=np.empty((0,) + shape[1:], np.int16))
-            resampled = resample_image(image, config)
-            del image
+            native = assemble_volume(stack, config, simpleitk_buffer=True)
+            resampled = resample_volume(native, config)
         except IngestError as error:
             entries.append(
                 QuarantineEntry(STAGE, error.path or stack.first.rel_path, error.reason, f"{_describe(stack)}: {error}", item_id=volume_id)
@@ -84,7 +77,7 @@ def ingest_stack(stack: Stack, config: IngestConfig | None = None, pseudonymizer
             return IngestedVolume(
                 volume_id=volume_id,
                 volume=resampled,
-                volume_row=volume_row(volume_id, stack, native, shape, resampled, p),
+                volume_row=volume_row(volume_id, stack, native, native.array.shape, resampled, p),
                 slice_rows=tuple(slice_rows(volume_id, stack, native, resampled, p)),
                 series_row=series_row(stack, p, accepted=True),
                 quarantine=tuple(entries),

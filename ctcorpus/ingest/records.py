@@ -136,7 +136,8 @@ class Volume:
     """A native-resolution HU volume: int16 array (z, y, x) and its LPS geometry.
 
     ``is_hu`` records that rescale was applied, so :func:`~ctcorpus.ingest.assemble.to_hu` is a
-    no-op on it (HU applied twice is a known corpus bug).
+    no-op on it (HU applied twice is a known corpus bug). ``array`` is read-only when it is a
+    SimpleITK image's buffer (``assemble_volume(..., simpleitk_buffer=True)``, used by ingest).
     """
 
     stack_key: str

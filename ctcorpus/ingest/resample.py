@@ -41,6 +41,9 @@ def _crop_pad(array: np.ndarray, origin: np.ndarray, direction: np.ndarray, spac
 def resample_volume(volume: Volume, config: IngestConfig | None = None) -> ResampledVolume:
     """Resample a native HU volume onto the corpus grid (linear), clip HU, store int16.
 
+    An assembled volume is handed to SimpleITK without a copy (:func:`volume_image`), so the peak
+    is the native volume plus the float32 resampled one plus its int16 result.
+
     >>> rv = resample_volume(volume, IngestConfig(target_spacing_mm=(1.5, 1.5, 1.5)))   # doctest: +SKIP
     >>> rv.spacing, rv.orientation                                                     # doctest: +SKIP
     ((1.5, 1.5, 1.5), 'LPS')
@@ -49,7 +52,7 @@ def resample_volume(volume: Volume, config: IngestConfig | None = None) -> Resam
 
 
 def resample_image(image: sitk.Image, config: IngestConfig | None = None) -> ResampledVolume:
-    """:func:`resample_volume` on a SimpleITK image (lets a caller free the numpy volume first)."""
+    """:func:`resample_volume` on a SimpleITK image (e.g. one read from disk)."""
     config = config or IngestConfig()
     direction = ORIENTATIONS[config.orientation]
     spacing = np.asarray(config.target_spacing_mm, float)
@@ -65,13 +68,12 @@ def resample_image(image: sitk.Image, config: IngestConfig | None = None) -> Res
         float(AIR_HU),
         sitk.sitkFloat32,
     )
-    values = sitk.GetArrayFromImage(resampled)
-    del resampled
+    values = sitk.GetArrayViewFromImage(resampled)  # no float copy; ``resampled`` outlives it
     low, high = config.hu_clip
-    np.rint(values, out=values)
-    np.clip(values, low, high, out=values)
-    array = values.astype(np.int16)
-    del values
+    array = np.empty(values.shape, np.int16)
+    for k, plane in enumerate(values):  # round and clip a plane at a time: no volume-size temporary
+        array[k] = np.clip(np.rint(plane), low, high)
+    del values, resampled  # the float volume is not needed by crop/pad
     if config.crop_pad_shape is not None:
         array, origin = _crop_pad(array, origin, direction, spacing, config.crop_pad_shape, low)
     return ResampledVolume(
