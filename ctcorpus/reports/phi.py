@@ -36,21 +36,30 @@ _MONTHS_DE = ("januar", "februar", "märz", "april", "mai", "juni", "juli", "aug
 _MONTH_NUM = {m: i + 1 for i, m in enumerate(_MONTHS_EN)} | {m: i + 1 for i, m in enumerate(_MONTHS_DE)}
 _MONTH_NUM |= {m[:3]: i + 1 for i, m in enumerate(_MONTHS_EN)} | {"mär": 3, "maerz": 3, "okt": 10, "dez": 12}
 _MONTH = r"(?:" + trie_regex([*_MONTH_NUM, "sept"]) + r")\.?"
+#: ``_MONTH`` after its first letter was consumed (and checked by a lookbehind, case-insensitively).
+_MONTH_AFTER_FIRST = r"(?:" + "|".join(
+    "(?<=" + first + ")" + trie_regex(m[1:] for m in [*_MONTH_NUM, "sept"] if m[0] == first)
+    for first in sorted({m[0] for m in _MONTH_NUM})
+) + r")\.?"
 _CAP = r"[A-ZÄÖÜ][a-zäöüß'\-]+"
 
+# Every pattern opens with one case-sensitive character class and checks the word boundary behind
+# it ("\d(?<!\w\d)" rather than "\b\d"); where alternatives start with different characters, a
+# lookbehind on that first character picks the branch ("(?<=D)r" for "Dr"). The regex engine then
+# skips ahead to candidate characters instead of trying every position, which is most of the
+# scrubber's speed. Under IGNORECASE the class lists every character the letters fold from
+# ("ſ" is an "s", "İ" and "ı" are an "i").
 _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "address",
         re.compile(
-            r"\b(?:[A-ZÄÖÜ][\wäöüß\-]*(?:straße|strasse|str\.|weg|allee|platz|gasse|ring|damm)\s+\d+\s?[a-z]?"
-            r"|\d{1,5}\s+(?:[A-Z][a-z]+\s+){1,3}(?:Street|St\.|Avenue|Ave\.?|Road|Rd\.|Lane|Drive|Boulevard|Blvd\.?"
-            r"|Way|Court|Place))"
+            r"[A-ZÄÖÜ\d](?<!\w[A-ZÄÖÜ\d])"
+            r"(?:(?<=[A-ZÄÖÜ])[\wäöüß\-]*(?:straße|strasse|str\.|weg|allee|platz|gasse|ring|damm)\s+\d+\s?[a-z]?"
+            r"|(?<=\d)\d{0,4}\s+(?:[A-Z][a-z]+\s+){1,3}(?:Street|St\.|Avenue|Ave\.?|Road|Rd\.|Lane|Drive|Boulevard"
+            r"|Blvd\.?|Way|Court|Place))"
             r"(?:,\s*(?:\d{5}\s+)?" + _CAP + r"(?:\s" + _CAP + r")?(?:,\s*[A-Z]{2})?(?:\s+\d{5})?)?"
         ),
     ),
-    # The patterns below open with a character class and check the word boundary behind it
-    # ("\d(?<!\w\d)" rather than "\b\d"): the regex engine then skips ahead to candidate
-    # characters instead of trying every position, which is most of the scrubber's speed.
     (
         "date",
         re.compile(
@@ -61,20 +70,24 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ),
     (
         "date",
-        re.compile(r"\b" + _MONTH + r"\s\d{1,2}(?:st|nd|rd|th)?,?\s\d{4}\b", re.IGNORECASE),
+        re.compile(r"[ADFJMNOSadfjmnosſ](?<!\w[ADFJMNOSadfjmnosſ])(?i:" + _MONTH_AFTER_FIRST
+                   + r"\s\d{1,2}(?:st|nd|rd|th)?,?\s\d{4}\b)"),
     ),
     (
         "phone",
         re.compile(
-            r"(?<![\w.])(?:\+\d{1,3}[ ]?(?:\(0\))?[ ]?\d{1,5}[ /-]?|\(\d{2,5}\)[ ]?|0\d{2,5}[ /-]?|\d{3}-)"
+            r"[+(\d](?<![\w.][+(\d])"
+            r"(?:(?<=\+)\d{1,3}[ ]?(?:\(0\))?[ ]?\d{1,5}[ /-]?|(?<=\()\d{2,5}\)[ ]?|(?<=0)\d{2,5}[ /-]?|(?<=\d)\d{2}-)"
             r"\d{3,8}(?:[ -]\d{2,6})?(?!\w|\.\d)"
         ),
     ),
     (
         "id",
         re.compile(
-            r"(?i:\b(?:MRN|MR\#|Pat\.?-?\s?ID|Patienten-?ID|Patient\s?ID|PID|ID|Acc(?:ession)?\.?(?:\s?(?:No|Nr|number)\.?)?"
-            r"|Fall-?Nr\.?|Auftrags-?Nr\.?|Aufnahme-?Nr\.?|case\s?(?:no|number)\.?))[:#\s]*\s*([A-Z]{0,3}\d[A-Z0-9\-]{3,})"
+            r"[ACFIMPacfimpİı](?<!\w[ACFIMPacfimpİı])"
+            r"(?i:(?<=m)(?:RN|R\#)|(?<=p)(?:at\.?-?\s?ID|atienten-?ID|atient\s?ID|ID)|(?<=i)D"
+            r"|(?<=a)(?:cc(?:ession)?\.?(?:\s?(?:No|Nr|number)\.?)?|uftrags-?Nr\.?|ufnahme-?Nr\.?)"
+            r"|(?<=f)all-?Nr\.?|(?<=c)ase\s?(?:no|number)\.?)[:#\s]*\s*([A-Z]{0,3}\d[A-Z0-9\-]{3,})"
         ),
     ),
     ("id", re.compile(r"\d(?<!\w\d)\d{6,}\b")),
@@ -90,9 +103,11 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "name",
         re.compile(
-            r"(?:\b(?:Dr|Prof|Mr|Mrs|Ms|Hr|Fr|PD)\.?\s+|\b(?:Herr|Frau|Herrn)\s+)(?:(?:Dr|Prof|med|PD)\.?\s+)*"
+            r"[DFHMP](?<!\w[DFHMP])(?:"
+            r"(?:(?:(?<=D)r|(?<=P)(?:rof|D)|(?<=M)(?:r|rs|s)|(?<=H)r|(?<=F)r)\.?\s+|(?:(?<=H)(?:err|errn)|(?<=F)rau)\s+)"
+            r"(?:(?:Dr|Prof|med|PD)\.?\s+)*"
             r"(" + _CAP + r"(?:\s+" + _CAP + r"(?=[,.;:]|$))?)"
-            r"|\bPatient(?:in)?:?\s+(" + _CAP + r"(?:,?\s+" + _CAP + r")?)(?=,|\s+(?:MRN|ID|Pat|geb|DOB|born)|\.|$)"
+            r"|(?<=P)atient(?:in)?:?\s+(" + _CAP + r"(?:,?\s+" + _CAP + r")?)(?=,|\s+(?:MRN|ID|Pat|geb|DOB|born)|\.|$))"
         ),
     ),
 )
@@ -146,7 +161,7 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
             taken[start:end] = b"\x01" * (end - start)
             hits.append(PhiHit(start, end, kind))
 
-    lower = lower_same_length(text)
+    lower = lower_same_length(text) if header_values else text
     for value in header_values:  # plain substring search: no regex compiled per report
         for part in re.split(r"[\^,\s]+", value.lower()):
             if not (len(part) >= 2 and not part.isdigit() or len(part) >= 4):
