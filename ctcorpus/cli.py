@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -59,19 +61,25 @@ def synth(
     )
 
 
-def _prepare(config: Optional[Path], **run_overrides: object) -> CorpusConfig:
-    """Load and validate the config (bad config: a clear message naming the field) and set Prefect's env."""
-    from ctcorpus.config import config_from_dict, load_config
-    from ctcorpus.errors import ConfigError
-    from flows.runtime import apply_prefect_settings
+@contextmanager
+def _exit_on_error() -> Iterator[None]:
+    """A ctcorpus error (bad config, missing key, not a dataset) ends the command with its message, exit 2."""
+    from ctcorpus.errors import CtCorpusError
 
     try:
-        data = load_config(config).model_dump(mode="json")
-        data["run"].update({k: v for k, v in run_overrides.items() if v is not None})
-        cfg = config_from_dict(data, source=str(config or "<default>"))
-    except ConfigError as error:
+        yield
+    except CtCorpusError as error:
         typer.secho(str(error), fg="red", err=True)
         raise typer.Exit(2) from None
+
+
+def _prepare(config: Optional[Path]) -> CorpusConfig:
+    """Load and validate the config (bad config: a clear message naming the field) and set Prefect's env."""
+    from ctcorpus.config import load_config
+    from flows.runtime import apply_prefect_settings
+
+    with _exit_on_error():
+        cfg = load_config(config)
     if "prefect" not in sys.modules:  # Prefect reads its settings once, at import
         apply_prefect_settings(cfg.run)
     # Dask reads its logging config at import: its per-worker INFO lines would bury the summary.
@@ -100,15 +108,11 @@ def ingest(
 ) -> None:
     """Ingest an export incrementally: volumes, masks, reports, snippets (flow ``ingest_export``)."""
     cfg = _prepare(config)
-    from ctcorpus.errors import ConfigError
     from ctcorpus.ingest import pseudonymizer_for
     from flows.ingest import ingest_export
 
-    try:
+    with _exit_on_error():
         pseudonymizer_for(cfg.ingest)  # fail before any work when no pseudonym key is set
-    except ConfigError as error:
-        typer.secho(str(error), fg="red", err=True)
-        raise typer.Exit(2) from None
 
     summary = ingest_export(
         config_path=str(config) if config else None, export_dir=str(export), work_dir=str(work) if work else None,
@@ -154,14 +158,10 @@ def audit(
 @app.command()
 def verify(dataset: Annotated[Path, typer.Argument(help="Dataset folder with manifest.json.")]) -> None:
     """Check every checksum, schema and count of a dataset against its manifest."""
-    from ctcorpus.errors import CtCorpusError
     from ctcorpus.outputs import verify_dataset
 
-    try:
+    with _exit_on_error():
         problems = verify_dataset(dataset)
-    except CtCorpusError as error:
-        typer.secho(str(error), fg="red", err=True)
-        raise typer.Exit(2) from None
     for problem in problems:
         typer.secho(f"{problem.path}: {problem.problem}", fg="red")
     if problems:

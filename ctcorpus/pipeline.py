@@ -317,10 +317,15 @@ def _segmenter(config: CorpusConfig) -> Any:
     return _SEGMENTERS[key]
 
 
+def _volume_geometry(folder: Path) -> dict[str, Any]:
+    """The stored volume's geometry, hashes and fingerprint (``volume.json``), without its pixels."""
+    return json.loads((folder / "volume.json").read_text())
+
+
 def _volume_image(folder: Path) -> tuple[Any, dict[str, Any]]:
     import SimpleITK as sitk
 
-    geometry = json.loads((folder / "volume.json").read_text())
+    geometry = _volume_geometry(folder)
     image = sitk.GetImageFromArray(decode_array((folder / "hu.npy.zst").read_bytes()))
     image.SetSpacing(geometry["spacing_xyz"])
     image.SetOrigin(geometry["origin_xyz"])
@@ -429,7 +434,7 @@ def _report_json(report: StudyReport | None) -> dict[str, Any]:
 
 
 def _run_text(unit: StudyUnit, stack: Stack, keys: VolumeKeys, store: WorkStore, config: CorpusConfig, p: Pseudonymizer, folder: Path) -> None:
-    _, geometry = _volume_image(store.path("ingest", keys.ingest))
+    geometry = _volume_geometry(store.path("ingest", keys.ingest))
     mask_info = json.loads((store.path("anatomy", keys.anatomy) / "mask.json").read_text())
     stats_table = pq.read_table(store.path("anatomy", keys.anatomy) / "anatomy_stats.parquet")
     stats = [StructureStats(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in row.items() if k in StructureStats.__slots__}) for row in stats_table.to_pylist()]
@@ -610,10 +615,11 @@ def build_units(work_dir: Path) -> list[BuildUnit]:
         samples = []
         for v in u["volumes"]:
             folders = {stage: store.path(stage, v[stage]) for stage in ("ingest", "anatomy", "text")}
-            for folder in folders.values():
-                for name, table in _load_tables(folder).items():
+            stored = {stage: _load_tables(folder) for stage, folder in folders.items()}
+            for stage_tables in stored.values():
+                for name, table in stage_tables.items():
                     tables[name].append(table)
-            if json.loads((folders["text"] / "report.json").read_text())["report_id"]:
+            if stored["text"]["samples"]["in_shards"][0].as_py():  # a volume with a report
                 samples.append(
                     StoredSample(
                         volume_id=v["volume_id"],
