@@ -175,6 +175,19 @@ def test_sentence_rules_for_radiology_text(analyzer):
     assert free.sentences[1].anatomies == ("heart",) and free.sentences[0].anatomies == ("pleura",)
 
 
+def test_spacy_period_exceptions_still_hold_after_dropping_them_from_the_tokenizer(analyzer):
+    # The tokenizer runs without spaCy's exceptions (speed); their periods must still not end a
+    # sentence, and only in the spelling spaCy lists ("Ill." is Illinois, "ill." ends a sentence).
+    english = analyze_report(analyzer, "Seen in Jan. by a Ph.D. student. Patient is ill. Lungs clear.", language="en")
+    assert [english.text[s.start:s.end] for s in english.sentences] == [
+        "Seen in Jan. by a Ph.D. student.", "Patient is ill.", "Lungs clear."]
+    german = analyze_report(analyzer, "Befund bzgl. Erguss u.U. stabil. Lunge ggü. Vorbefund etc. frei. Herz o.B.",
+                            language="de")
+    assert [german.text[s.start:s.end] for s in german.sentences] == [
+        "Befund bzgl. Erguss u.U. stabil.", "Lunge ggü. Vorbefund etc. frei.", "Herz o.B."]
+    assert "Jan" in analyzer.no_break_before_period["en"] and "ill" not in analyzer.no_break_before_period["en"]
+
+
 def test_phi_rules_keep_measurements_and_references():
     text = ("Nodule 3.5 mm (series 3, image 45), (3:45), images 40-44, Serie 3, Bild 45, 4,5 mm. "
             "Dr. Meier was informed at 0176 1234567 on 03.04.2019 and 3. April 2019. MRN 12345678. "

@@ -14,10 +14,11 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from itertools import pairwise
 from types import MappingProxyType
 
 import spacy
-from spacy.attrs import IDX, LENGTH
+from spacy.attrs import IDX, IS_SPACE, LENGTH
 from spacy.matcher import PhraseMatcher
 
 from ctcorpus.enums import LabelState
@@ -84,6 +85,7 @@ class ReportAnalyzer:
     """Compiled rules: tokenizers, anatomy matchers and regular expressions (build once, reuse)."""
 
     nlp: Mapping[str, spacy.Language]
+    no_break_before_period: Mapping[str, frozenset[str]]  # exact tokens after which "." ends nothing
     anatomy_matchers: Mapping[str, PhraseMatcher]
     anatomy_ids: Mapping[int, str]
     anatomy_stems: re.Pattern[str]
@@ -97,6 +99,26 @@ class ReportAnalyzer:
     label_sections: frozenset[str]
 
 
+def _tokenizer_pipeline(lang: str) -> tuple[spacy.Language, frozenset[str]]:
+    """A blank spaCy pipeline whose tokenizer has no exceptions, and the words they protected.
+
+    One exception hit in a Doc ("\\n" is one, so is "Dr.") stops spaCy caching the tokenization
+    of every later chunk of that Doc (spaCy issue #1250), and exceptions that hold an affix make it
+    re-scan each Doc with a PhraseMatcher: together three quarters of the tokenizing time. The
+    rules need none of what the exceptions do (contractions, emoticons) except keeping "Dr." from
+    ending a sentence, so they are dropped and the tokens each period-bearing exception now splits
+    into before a "." are returned for the sentence rules.
+    """
+    nlp = spacy.blank(lang)
+    exceptions = [form for form in nlp.tokenizer.rules if "." in form]
+    nlp.tokenizer.rules = {}
+    no_break: set[str] = set()
+    for form in exceptions:
+        words = [t.text for t in nlp.tokenizer(form)]
+        no_break.update(w for w, after in pairwise(words) if after == "." and w != ".")
+    return nlp, frozenset(no_break)
+
+
 @cache
 def _cached(extra_synonyms: tuple[tuple[str, tuple[str, ...]], ...],
             extra_anatomy: tuple[tuple[str, tuple[str, ...]], ...],
@@ -106,11 +128,9 @@ def _cached(extra_synonyms: tuple[tuple[str, tuple[str, ...]], ...],
     terms: dict[str, set[str]] = {a.value: set(ts) for a, ts in lexicon.ANATOMY_TERMS.items()}
     for anatomy, extra in extra_anatomy:
         terms.setdefault(Anatomy(anatomy).value, set()).update(t.lower() for t in extra)
+    no_break: dict[str, frozenset[str]] = {}
     for lang in ("en", "de"):
-        nlp = spacy.blank(lang)
-        for abbreviation in lexicon.ABBREVIATIONS:
-            for form in {abbreviation + ".", abbreviation.capitalize() + ".", abbreviation.upper() + "."}:
-                nlp.tokenizer.add_special_case(form, [{"ORTH": form}])
+        nlp, no_break[lang] = _tokenizer_pipeline(lang)
         matcher = PhraseMatcher(nlp.vocab, attr="LOWER")
         for anatomy, phrases in terms.items():
             matcher.add(anatomy, list(nlp.tokenizer.pipe(sorted(with_ss(phrases)))))
@@ -141,6 +161,7 @@ def _cached(extra_synonyms: tuple[tuple[str, tuple[str, ...]], ...],
     )
     return ReportAnalyzer(
         nlp=MappingProxyType(nlps),
+        no_break_before_period=MappingProxyType(no_break),
         anatomy_matchers=MappingProxyType(matchers),
         anatomy_ids=MappingProxyType(ids),
         anatomy_stems=stem_re,
@@ -172,21 +193,31 @@ def build_analyzer(
     )
 
 
-_EN = re.compile(r"\b(?:" + trie_regex(
-    "the and with of is are no without there in both seen normal left right".split()) + r")\b")
-_DE = re.compile(r"\b(?:" + trie_regex(
+_EN_WORDS = frozenset("the and with of is are no without there in both seen normal left right".split())
+_DE_WORDS = frozenset(
     "der die das und mit kein keine nicht ist im ohne bei von zur vom beidseits links rechts unauffällig regelrecht"
-    .split()) + r")\b|[äöüß]")
+    .split())
+_UMLAUTS = "äöüß"
+_WORD = re.compile(r"\w+")
 
 
 def detect_language(text: str) -> str:
     """``"en"`` or ``"de"`` by counting function words (German umlauts count for German).
 
+    Every umlaut outside a counted German word counts once, like the word itself.
+
     >>> detect_language("Kein Pleuraerguss. Herz normal groß.")
     'de'
     """
     lower = text[:800].lower()  # the first lines decide; keeps detection O(1) per report
-    return "de" if len(_DE.findall(lower)) > len(_EN.findall(lower)) else "en"
+    english = german = 0
+    for word in _WORD.findall(lower):
+        if word in _EN_WORDS:
+            english += 1
+        elif word in _DE_WORDS:
+            german += 1 - sum(map(word.count, _UMLAUTS))
+    german += sum(map(lower.count, _UMLAUTS))
+    return "de" if german > english else "en"
 
 
 def _sections(analyzer: ReportAnalyzer, text: str) -> tuple[Section, ...]:
@@ -205,72 +236,88 @@ def _sections(analyzer: ReportAnalyzer, text: str) -> tuple[Section, ...]:
 
 
 _LIST_MARK = re.compile(r"^(?:\d{1,2}[.)]|[-*•])$")
+_MAY_BREAK = re.compile(r"[.!?\n]")
 
 
 def _sentence_spans(
-    words: Sequence[str], starts: Sequence[int], sections: Sequence[Section]
+    text: str, starts: Sequence[int], ends: Sequence[int], space: Sequence[bool],
+    sections: Sequence[Section], no_break: frozenset[str],
 ) -> list[tuple[int, int, str]]:
     """Sentence char spans per section, by radiology rules over the token stream.
 
-    ``words`` and ``starts`` are the spaCy tokens' texts and char offsets (read in bulk from the
-    Doc: creating a Token object per token costs more than the rules). A period, "!" or "?" ends
-    a sentence unless it follows an abbreviation or a single letter ("V. cava", "Z. n."); numbers
-    keep their decimals (one token); a list number at a line start ("1.") opens, not ends, a
-    sentence; a blank line, or a line break after ":" or before a list marker, ends one; a section
-    start always does.
+    ``starts``/``ends``/``space`` are the spaCy tokens' char offsets and whitespace flags (read in
+    bulk from the Doc). A period, "!" or "?" ends a sentence unless it follows an abbreviation,
+    a token in ``no_break`` or a single letter ("V. cava", "Z. n."); numbers keep their decimals
+    (one token); a list number at a line start ("1.") opens, not ends, a sentence; a blank line,
+    or a line break after ":" or before a list marker, ends one; a section start always does.
+    Inside a sentence only tokens holding ".", "!", "?" or a line break can change anything, so
+    the walk jumps between those instead of visiting every token.
     """
     spans: list[tuple[int, int, str]] = []
     abbreviations = lexicon.ABBREVIATIONS
-    n = len(words)
-    i = 0
+    n = len(starts)
+    events = sorted({bisect.bisect_right(starts, m.start()) - 1 for m in _MAY_BREAK.finditer(text)})
+    e = 0
+
+    def previous_word(i: int, first: int) -> int:  # the nearest non-space token before i, or -1
+        i -= 1
+        while i >= first and space[i]:
+            i -= 1
+        return i if i >= first else -1
+
     for section in sections:
-        while i < n and starts[i] < section.start:
-            i += 1
-        start = last = -1
-        prev = ""
+        first = bisect.bisect_left(starts, section.start)
+        stop = bisect.bisect_left(starts, section.end)
+        name = section.name
+        start = -1
         line_start = True
         list_number = False  # a "1" at a line start whose "." must not end anything
-        while i < n and starts[i] < section.end:
-            t = words[i]
-            idx = starts[i]
-            i += 1
-            if t.isspace():
+        i = first
+        while i < stop:
+            if start >= 0 and not line_start:  # mid-sentence: skip to the next token that may end it
+                while e < len(events) and events[e] < i:
+                    e += 1
+                if e == len(events) or events[e] >= stop:
+                    break
+                i = events[e]
+            t = text[starts[i]:ends[i]]
+            if space[i]:
                 if "\n" in t:
                     line_start = True
-                    if start >= 0 and ("\n\n" in t or prev.endswith(":")):
-                        spans.append((start, last, section.name))
-                        start = -1
+                    if start >= 0:
+                        p = previous_word(i, first)
+                        if "\n\n" in t or text[ends[p] - 1] == ":":
+                            spans.append((start, ends[p], name))
+                            start = -1
+                i += 1
                 continue
             begins_line, line_start = line_start, False
             marker = begins_line and (
-                _LIST_MARK.match(t) is not None or (t.isdigit() and i < n and words[i] in (".", ")"))
+                _LIST_MARK.match(t) is not None
+                or (t.isdigit() and i + 1 < n and text[starts[i + 1]:ends[i + 1]] in (".", ")"))
             )
             if marker and start >= 0:
-                spans.append((start, last, section.name))
+                spans.append((start, ends[previous_word(i, first)], name))
                 start = -1
             if start < 0:
-                if marker:
-                    list_number = t.isdigit()
-                    prev = t
-                    continue
-                if list_number and t in (".", ")"):
-                    list_number = False
-                    prev = t
+                if marker or (list_number and t in (".", ")")):
+                    list_number = marker and t.isdigit()
+                    i += 1
                     continue
                 list_number = False
-                start = idx
-            last = idx + len(t)
+                start = starts[i]
             if t in (".", "!", "?"):
-                p = prev.lower()
-                if not (p in abbreviations or (len(p) == 1 and p.isalpha())):
-                    spans.append((start, last, section.name))
+                p = previous_word(i, first)
+                word = text[starts[p]:ends[p]] if p >= 0 else ""
+                if not (word in no_break or word.lower() in abbreviations or (len(word) == 1 and word.isalpha())):
+                    spans.append((start, ends[i], name))
                     start = -1
             elif t[-1] == "." and t[:-1].isdigit():  # German tokenizers keep "54." in one token
-                spans.append((start, last, section.name))
+                spans.append((start, ends[i], name))
                 start = -1
-            prev = t
+            i += 1
         if start >= 0:
-            spans.append((start, last, section.name))
+            spans.append((start, ends[previous_word(stop, first)], name))
     return spans
 
 
@@ -342,10 +389,10 @@ def analyze_report(
     lang = language if language in ("en", "de") else detect_language(clean)
     sections = _sections(analyzer, clean)
     doc = analyzer.nlp[lang].make_doc(clean)
-    bounds = doc.to_array([IDX, LENGTH])  # token offsets in bulk: no Token object per token
+    bounds = doc.to_array([IDX, LENGTH, IS_SPACE])  # in bulk: no Token object per token
     token_starts = bounds[:, 0].tolist()
-    words = [clean[i:j] for i, j in zip(token_starts, (bounds[:, 0] + bounds[:, 1]).tolist(), strict=True)]
-    spans = _sentence_spans(words, token_starts, sections)
+    spans = _sentence_spans(clean, token_starts, (bounds[:, 0] + bounds[:, 1]).tolist(),
+                            bounds[:, 2].astype(bool).tolist(), sections, analyzer.no_break_before_period[lang])
     starts = [s for s, _, _ in spans]
 
     def sentence_of(offset: int) -> int:
