@@ -188,6 +188,22 @@ def test_spacy_period_exceptions_still_hold_after_dropping_them_from_the_tokeniz
     assert "Jan" in analyzer.no_break_before_period["en"] and "ill" not in analyzer.no_break_before_period["en"]
 
 
+def test_word_start_label_shortcut_finds_what_the_full_pattern_finds(analyzer, synthetic):
+    # Reports whose compound stems all start a word-start label are scanned without the
+    # in-compound branch (speed); the mentions must be those the full pattern finds.
+    from ctcorpus.reports.nlp import _label_mentions
+    from ctcorpus.reports.patterns import lower_same_length
+
+    crafted = ["Mild emphysema. Mittellappenatelektase.", "Lungenemphysem, kein Pleuraerguss.",
+               "Knoten  der\nLunge rechts.", "Emphysematous changes; no effusion.", "Rundherdchen apikal."]
+    texts = [lower_same_length(t) for t in crafted] + [lower_same_length(r.text) for _, r in synthetic]
+    groups = analyzer.label_groups
+    for lower in texts:
+        full = [(m.start(), m.end(), groups[" ".join(m[m.lastindex].split())]) for m in analyzer.labels.finditer(lower)]
+        assert _label_mentions(analyzer, lower) == full, lower
+    assert ("atelectasis" in {label for *_, label in _label_mentions(analyzer, texts[0])})
+
+
 def test_phi_rules_keep_measurements_and_references():
     text = ("Nodule 3.5 mm (series 3, image 45), (3:45), images 40-44, Serie 3, Bild 45, 4,5 mm. "
             "Dr. Meier was informed at 0176 1234567 on 03.04.2019 and 3. April 2019. MRN 12345678. "
@@ -196,6 +212,10 @@ def test_phi_rules_keep_measurements_and_references():
     assert kinds == [("Meier", "name"), ("0176 1234567", "phone"), ("03.04.2019", "date"),
                      ("3. April 2019", "date"), ("12345678", "id"), ("94", "age"),
                      ("Hauptstraße 12, 10115 Berlin", "address")]
+    # English words ending like a German street ("-ring") before a number are no address
+    measures = "Measuring 12 mm, stable. During 2019 unchanged. Entering 3 cm. Ostring 4. Kaiserring 7."
+    assert [(measures[h.start:h.end], h.kind) for h in find_phi(measures)] == [
+        ("Ostring 4", "address"), ("Kaiserring 7", "address")]
 
 
 def _write_csv(path: Path, rows: list[dict[str, str]], encoding: str = "utf-8") -> Path:

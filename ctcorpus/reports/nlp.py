@@ -91,6 +91,8 @@ class ReportAnalyzer:
     anatomy_stems: re.Pattern[str]
     stem_anatomy: Mapping[str, str]
     labels: re.Pattern[str]
+    labels_at_word_start: re.Pattern[str]  # ``labels`` without the in-compound stems
+    label_stems: tuple[str, ...]  # first words of the in-compound stems (see _stems_decide)
     label_groups: Mapping[str, str]
     triggers: re.Pattern[str]
     trigger_kinds: Mapping[str, str]
@@ -148,6 +150,7 @@ def _cached(extra_synonyms: tuple[tuple[str, tuple[str, ...]], ...],
     anchored = [t for ts in synonyms.values() for t in ts if not t.startswith("~")]
     anywhere = [t[1:] for ts in synonyms.values() for t in ts if t.startswith("~")]
     label_re = re.compile(r"\b(" + trie_regex(anchored) + r")\w*|(" + trie_regex(anywhere) + r")\w*")
+    word_start_label_re = re.compile(r"\b(" + trie_regex(anchored) + r")\w*")
     kinds: dict[str, str] = {}
     for kind, words in (("pseudo", lexicon.PSEUDO_TRIGGERS), ("term", lexicon.SCOPE_TERMINATORS),
                         ("neg_pre", lexicon.NEGATION_PRE), ("neg_post", lexicon.NEGATION_POST),
@@ -156,8 +159,9 @@ def _cached(extra_synonyms: tuple[tuple[str, tuple[str, ...]], ...],
             kinds[w] = kinds[w] + "+" + kind if w in kinds else kind
     trigger_re = re.compile(r"(?<!\w)(" + trie_regex(kinds) + r")(?!\w)")
     heading_names = {h: name for name, hs in lexicon.HEADINGS.items() for h in hs}
+    # Matched in "\n" + text: a literal first character lets the engine jump from line to line.
     heading_re = re.compile(
-        r"(?im)^[ \t]*(?:[-*#]+[ \t]*)?(" + trie_regex(heading_names) + r")[ \t]*(?::|$)[ \t]*\n?"
+        r"(?im)\n[ \t]*(?:[-*#]+[ \t]*)?(" + trie_regex(heading_names) + r")[ \t]*(?::|$)[ \t]*"
     )
     return ReportAnalyzer(
         nlp=MappingProxyType(nlps),
@@ -167,6 +171,8 @@ def _cached(extra_synonyms: tuple[tuple[str, tuple[str, ...]], ...],
         anatomy_stems=stem_re,
         stem_anatomy=MappingProxyType(stems),
         labels=label_re,
+        labels_at_word_start=word_start_label_re,
+        label_stems=tuple(sorted({t.split()[0] for t in with_ss(anywhere)})),
         label_groups=MappingProxyType(groups),
         triggers=trigger_re,
         trigger_kinds=MappingProxyType(kinds),
@@ -198,6 +204,7 @@ _DE_WORDS = frozenset(
     "der die das und mit kein keine nicht ist im ohne bei von zur vom beidseits links rechts unauffällig regelrecht"
     .split())
 _UMLAUTS = "äöüß"
+_DE_WORD_UMLAUTS = {w: sum(map(w.count, _UMLAUTS)) for w in _DE_WORDS}
 _WORD = re.compile(r"\w+")
 
 
@@ -210,20 +217,20 @@ def detect_language(text: str) -> str:
     'de'
     """
     lower = text[:800].lower()  # the first lines decide; keeps detection O(1) per report
-    english = german = 0
-    for word in _WORD.findall(lower):
-        if word in _EN_WORDS:
-            english += 1
-        elif word in _DE_WORDS:
-            german += 1 - sum(map(word.count, _UMLAUTS))
-    german += sum(map(lower.count, _UMLAUTS))
-    return "de" if german > english else "en"
+    words = _WORD.findall(lower)
+    german_words = list(filter(_DE_WORDS.__contains__, words))
+    german = (len(german_words) + sum(map(lower.count, _UMLAUTS))
+              - sum(map(_DE_WORD_UMLAUTS.__getitem__, german_words)))
+    return "de" if german > sum(map(_EN_WORDS.__contains__, words)) else "en"
 
 
 def _sections(analyzer: ReportAnalyzer, text: str) -> tuple[Section, ...]:
     """Split at headings; text before the first heading is clinical information, no headings = findings."""
-    marks = [(m.start(), m.end(), analyzer.heading_names[" ".join(m.group(1).lower().split())])
-             for m in analyzer.headings.finditer(text)]
+    marks = []
+    for m in analyzer.headings.finditer("\n" + text):  # offsets in text: match start is the line start
+        body = m.end() - 1
+        marks.append((m.start(), body + (text[body:body + 1] == "\n"),
+                      analyzer.heading_names[" ".join(m.group(1).lower().split())]))
     if not marks:
         return (Section("findings", 0, len(text)),) if text.strip() else ()
     out: list[Section] = []
@@ -321,10 +328,31 @@ def _sentence_spans(
     return spans
 
 
+def _stems_decide(analyzer: ReportAnalyzer, lower: str) -> bool:
+    """Whether an in-compound stem may start where no word-start label matches ("pleuraerguss").
+
+    A stem can only start where its first word does, so a position without a word-start label
+    there is where the in-compound branch may decide something.
+    """
+    for stem in analyzer.label_stems:
+        at = lower.find(stem)
+        while at >= 0:
+            if analyzer.labels_at_word_start.match(lower, at) is None:
+                return True
+            at = lower.find(stem, at + 1)
+    return False
+
+
 def _label_mentions(analyzer: ReportAnalyzer, lower: str) -> list[tuple[int, int, str]]:
+    """Label phrases in the lowercased text: (start, end, label).
+
+    The in-compound stems make the full regex try every position. Where each stem in the text
+    starts a word-start label ("emphysema"), that branch wins there and the stem branch decides
+    nothing, so the word-start pattern alone gives the same matches at a third of the cost.
+    """
     groups = analyzer.label_groups
-    return [(m.start(), m.end(), groups[" ".join((m.group(1) or m.group(2)).split())])
-            for m in analyzer.labels.finditer(lower)]
+    pattern = analyzer.labels if _stems_decide(analyzer, lower) else analyzer.labels_at_word_start
+    return [(m.start(), m.end(), groups[" ".join(m[m.lastindex].split())]) for m in pattern.finditer(lower)]
 
 
 def _state(trig: Sequence[tuple[int, int, str]], s_start: int, s_end: int, m_start: int, m_end: int) -> LabelState:

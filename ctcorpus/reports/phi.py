@@ -42,23 +42,30 @@ _MONTH_AFTER_FIRST = r"(?:" + "|".join(
     for first in sorted({m[0] for m in _MONTH_NUM})
 ) + r")\.?"
 _CAP = r"[A-ZÄÖÜ][a-zäöüß'\-]+"
+_STREETS_DE = ("straße", "strasse", "str.", "weg", "allee", "platz", "gasse", "ring", "damm")
+#: English words that end like a street word and may stand before a number ("Measuring 12 mm").
+_STREET_LOOKALIKES = {"ring": r"(?<![eiu])"}  # measuring, during, entering, requiring
+_STREETS_US = ("Street", "St.", "Avenue", "Ave.", "Ave", "Road", "Rd.", "Lane", "Drive", "Boulevard", "Blvd.", "Blvd",
+               "Way", "Court", "Place")
 
 # Every pattern opens with one case-sensitive character class and checks the word boundary behind
 # it ("\d(?<!\w\d)" rather than "\b\d"); where alternatives start with different characters, a
 # lookbehind on that first character picks the branch ("(?<=D)r" for "Dr"). The regex engine then
 # skips ahead to candidate characters instead of trying every position, which is most of the
 # scrubber's speed. Under IGNORECASE the class lists every character the letters fold from
-# ("ſ" is an "s", "İ" and "ı" are an "i").
-_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
+# ("ſ" is an "s", "İ" and "ı" are an "i"). A rule's needles, when it has any, are lower-case
+# substrings one of which every match contains: a report without any skips that scan.
+_RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
     (
         "address",
         re.compile(
             r"[A-ZÄÖÜ\d](?<!\w[A-ZÄÖÜ\d])"
-            r"(?:(?<=[A-ZÄÖÜ])[\wäöüß\-]*(?:straße|strasse|str\.|weg|allee|platz|gasse|ring|damm)\s+\d+\s?[a-z]?"
-            r"|(?<=\d)\d{0,4}\s+(?:[A-Z][a-z]+\s+){1,3}(?:Street|St\.|Avenue|Ave\.?|Road|Rd\.|Lane|Drive|Boulevard"
-            r"|Blvd\.?|Way|Court|Place))"
+            r"(?:(?<=[A-ZÄÖÜ])(?=[\wäöüß\-]*+\.?\s+\d)[\wäöüß\-]*(?:"
+            + "|".join(_STREET_LOOKALIKES.get(w, "") + re.escape(w) for w in _STREETS_DE) + r")\s+\d+\s?[a-z]?"
+            r"|(?<=\d)\d{0,4}\s+(?:[A-Z][a-z]+\s+){1,3}(?:" + "|".join(map(re.escape, _STREETS_US)) + r"))"
             r"(?:,\s*(?:\d{5}\s+)?" + _CAP + r"(?:\s" + _CAP + r")?(?:,\s*[A-Z]{2})?(?:\s+\d{5})?)?"
         ),
+        (),
     ),
     (
         "date",
@@ -67,11 +74,13 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"|\d?\.?\s" + _MONTH + r"\s\d{4})\b",
             re.IGNORECASE,
         ),
+        (),
     ),
     (
         "date",
         re.compile(r"[ADFJMNOSadfjmnosſ](?<!\w[ADFJMNOSadfjmnosſ])(?i:" + _MONTH_AFTER_FIRST
                    + r"\s\d{1,2}(?:st|nd|rd|th)?,?\s\d{4}\b)"),
+        tuple(sorted({m[:3] for m in _MONTH_NUM})),
     ),
     (
         "phone",
@@ -80,6 +89,7 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"(?:(?<=\+)\d{1,3}[ ]?(?:\(0\))?[ ]?\d{1,5}[ /-]?|(?<=\()\d{2,5}\)[ ]?|(?<=0)\d{2,5}[ /-]?|(?<=\d)\d{2}-)"
             r"\d{3,8}(?:[ -]\d{2,6})?(?!\w|\.\d)"
         ),
+        (),
     ),
     (
         "id",
@@ -89,8 +99,9 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"|(?<=a)(?:cc(?:ession)?\.?(?:\s?(?:No|Nr|number)\.?)?|uftrags-?Nr\.?|ufnahme-?Nr\.?)"
             r"|(?<=f)all-?Nr\.?|(?<=c)ase\s?(?:no|number)\.?)[:#\s]*\s*([A-Z]{0,3}\d[A-Z0-9\-]{3,})"
         ),
+        (),
     ),
-    ("id", re.compile(r"\d(?<!\w\d)\d{6,}\b")),
+    ("id", re.compile(r"\d(?<!\w\d)\d{6,}\b"), ()),
     (
         "age",
         re.compile(
@@ -98,8 +109,9 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"(?=[\s-]*(?:years?[\s-]old|year-old|yo\b|y/o|y\.o\.|jährig|-jährig|jahre\s+alt|J\.))",
             re.IGNORECASE,
         ),
+        (),
     ),
-    ("age", re.compile(r"[aA](?<!\w[aA])(?i:ged?[:]?\s|lter:?\s)(9\d|1[01]\d)\b")),
+    ("age", re.compile(r"[aA](?<!\w[aA])(?i:ged?[:]?\s|lter:?\s)(9\d|1[01]\d)\b"), ()),
     (
         "name",
         re.compile(
@@ -109,6 +121,7 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"(" + _CAP + r"(?:\s+" + _CAP + r"(?=[,.;:]|$))?)"
             r"|(?<=P)atient(?:in)?:?\s+(" + _CAP + r"(?:,?\s+" + _CAP + r")?)(?=,|\s+(?:MRN|ID|Pat|geb|DOB|born)|\.|$))"
         ),
+        (),
     ),
 )
 _NOT_NAMES = frozenset(
@@ -173,7 +186,10 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
                 if (at == 0 or not lower[at - 1].isalnum()) and (end == len(lower) or not lower[end].isalnum()):
                     claim(at, end, kind)
                 at = lower.find(part, at + 1)
-    for kind, pattern in _RULES:
+    folded = text.lower().replace("ſ", "s").replace("ı", "i")  # what IGNORECASE folds to ASCII letters
+    for kind, pattern, needles in _RULES:
+        if needles and not any(needle in folded for needle in needles):
+            continue  # cannot match: a plain substring test is far cheaper than the regex scan
         for m in pattern.finditer(text):
             if kind in ("id", "name", "age") and m.lastindex:
                 group = next(g for g in range(1, (m.lastindex or 0) + 1) if m.group(g) is not None)
