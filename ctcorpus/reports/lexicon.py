@@ -19,6 +19,7 @@ __all__ = [
     "LABEL_SYNONYMS",
     "NEGATION_POST",
     "NEGATION_PRE",
+    "NORMAL_STATEMENTS",
     "PSEUDO_TRIGGERS",
     "SCOPE_TERMINATORS",
     "UNCERTAIN_POST",
@@ -172,6 +173,22 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "interlobular septal thickening", "septal thickening", "thickened interlobular septa",
             "interlobuläre septenverdickung", "~septenverdickung", "verdickte interlobuläre septen",
             "interlobulären septen", "interlobuläre septen",
+        ),
+    }
+)
+
+#: Statements that a finding is absent without a negation word ("heart size normal" says: no
+#: cardiomegaly). Matched like word-start synonyms; a mention reads NEGATIVE whatever the triggers.
+NORMAL_STATEMENTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "cardiomegaly": (
+            "heart size normal", "heart size is normal", "heart size within normal limits",
+            "heart size is within normal limits", "normal heart size", "heart is normal in size",
+            "heart normal in size", "cardiac size normal", "cardiac size is normal", "normal cardiac size",
+            "cardiac silhouette normal", "cardiac silhouette is normal", "normal cardiac silhouette",
+            "cardiac silhouette within normal limits", "cardiac silhouette is within normal limits",
+            "herz normal groß", "herzgröße normal", "normale herzgröße", "herz regelrecht groß", "normal großes herz",
+            "normgroßes herz", "herz normgroß",
         ),
     }
 )

@@ -94,6 +94,7 @@ class ReportAnalyzer:
     labels_at_word_start: re.Pattern[str]  # ``labels`` without the in-compound stems
     label_stems: tuple[str, ...]  # first words of the in-compound stems (see _stems_decide)
     label_groups: Mapping[str, str]
+    normal_statements: frozenset[str]  # phrases in ``label_groups`` that state the finding is absent
     triggers: re.Pattern[str]
     trigger_kinds: Mapping[str, str]
     headings: re.Pattern[str]
@@ -147,7 +148,9 @@ def _cached(extra_synonyms: tuple[tuple[str, tuple[str, ...]], ...],
     # "~stem" phrases match inside a German compound, the others at a word start; both may carry
     # an inflection suffix. Group 1 or 2 is the phrase itself, looked up in ``groups``.
     groups = {" ".join(t.lstrip("~").split()): label for label, ts in synonyms.items() for t in with_ss(ts)}
-    anchored = [t for ts in synonyms.values() for t in ts if not t.startswith("~")]
+    normal = {t: label for label, ts in lexicon.NORMAL_STATEMENTS.items() for t in with_ss(ts)}
+    groups |= normal
+    anchored = [t for ts in synonyms.values() for t in ts if not t.startswith("~")] + list(normal)
     anywhere = [t[1:] for ts in synonyms.values() for t in ts if t.startswith("~")]
     label_re = re.compile(r"\b(" + trie_regex(anchored) + r")\w*|(" + trie_regex(anywhere) + r")\w*")
     word_start_label_re = re.compile(r"\b(" + trie_regex(anchored) + r")\w*")
@@ -174,6 +177,7 @@ def _cached(extra_synonyms: tuple[tuple[str, tuple[str, ...]], ...],
         labels_at_word_start=word_start_label_re,
         label_stems=tuple(sorted({t.split()[0] for t in with_ss(anywhere)})),
         label_groups=MappingProxyType(groups),
+        normal_statements=frozenset(normal),
         triggers=trigger_re,
         trigger_kinds=MappingProxyType(kinds),
         headings=heading_re,
@@ -343,16 +347,17 @@ def _stems_decide(analyzer: ReportAnalyzer, lower: str) -> bool:
     return False
 
 
-def _label_mentions(analyzer: ReportAnalyzer, lower: str) -> list[tuple[int, int, str]]:
-    """Label phrases in the lowercased text: (start, end, label).
+def _label_mentions(analyzer: ReportAnalyzer, lower: str) -> list[tuple[int, int, str, bool]]:
+    """Label phrases in the lowercased text: (start, end, label, states the finding absent).
 
     The in-compound stems make the full regex try every position. Where each stem in the text
     starts a word-start label ("emphysema"), that branch wins there and the stem branch decides
     nothing, so the word-start pattern alone gives the same matches at a third of the cost.
     """
-    groups = analyzer.label_groups
+    groups, normal = analyzer.label_groups, analyzer.normal_statements
     pattern = analyzer.labels if _stems_decide(analyzer, lower) else analyzer.labels_at_word_start
-    return [(m.start(), m.end(), groups[" ".join(m[m.lastindex].split())]) for m in pattern.finditer(lower)]
+    phrases = [(m.start(), m.end(), " ".join(m[m.lastindex].split())) for m in pattern.finditer(lower)]
+    return [(start, end, groups[phrase], phrase in normal) for start, end, phrase in phrases]
 
 
 def _state(trig: Sequence[tuple[int, int, str]], s_start: int, s_end: int, m_start: int, m_end: int) -> LabelState:
@@ -443,12 +448,12 @@ def analyze_report(
         if k >= 0:
             triggers[k].append((m.start(), m.end(), analyzer.trigger_kinds[" ".join(m.group(1).split())]))
     labels: list[dict[str, LabelState]] = [{} for _ in spans]
-    for m_start, m_end, label in _label_mentions(analyzer, lower):
+    for m_start, m_end, label, absent in _label_mentions(analyzer, lower):
         k = sentence_of(m_start)
         if k < 0:
             continue
         s_start, s_end, _ = spans[k]
-        state = _state(triggers[k], s_start, s_end, m_start, m_end)
+        state = LabelState.NEGATIVE if absent else _state(triggers[k], s_start, s_end, m_start, m_end)
         previous = labels[k].get(label)
         if previous is None or _RANK[state] > _RANK[previous]:
             labels[k][label] = state

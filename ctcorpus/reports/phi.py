@@ -48,6 +48,16 @@ _STREET_LOOKALIKES = {"ring": r"(?<![eiu])"}  # measuring, during, entering, req
 _STREETS_US = ("Street", "St.", "Avenue", "Ave.", "Ave", "Road", "Rd.", "Lane", "Drive", "Boulevard", "Blvd.", "Blvd",
                "Way", "Court", "Place")
 
+#: Capitalized words that are no name part: after a title they end the name ("Dr. Jones The ...").
+_NOT_NAMES = frozenset(
+    {"Patient", "Patientin", "The", "Der", "Die", "Das", "Befund", "Findings", "No", "Kein", "Keine", "Status",
+     "Was", "Wurde", "Informed", "Med", "Medical", "Radiology", "Radiologie", "A", "An", "And", "At", "In", "On",
+     "This", "That", "There", "Den", "Dem", "Ein", "Eine", "Im", "Am", "Bei", "Mit", "Von", "Zur", "Zum", "Und",
+     "Er", "Sie", "Es", "Wir", "Ich"}
+)
+#: A name after a title: up to three capitalized words on one line, none of them a ``_NOT_NAMES`` word.
+_NAME_PARTS = _CAP + r"(?:[ \t]+(?!(?:" + trie_regex(sorted(_NOT_NAMES)) + r")\b)" + _CAP + r"){0,2}"
+
 # Every pattern opens with one case-sensitive character class and checks the word boundary behind
 # it ("\d(?<!\w\d)" rather than "\b\d"); where alternatives start with different characters, a
 # lookbehind on that first character picks the branch ("(?<=D)r" for "Dr"). The regex engine then
@@ -118,15 +128,11 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
             r"[DFHMP](?<!\w[DFHMP])(?:"
             r"(?:(?:(?<=D)r|(?<=P)(?:rof|D)|(?<=M)(?:r|rs|s)|(?<=H)r|(?<=F)r)\.?\s+|(?:(?<=H)(?:err|errn)|(?<=F)rau)\s+)"
             r"(?:(?:Dr|Prof|med|PD)\.?\s+)*"
-            r"(" + _CAP + r"(?:\s+" + _CAP + r"(?=[,.;:]|$))?)"
+            r"(" + _NAME_PARTS + r")"
             r"|(?<=P)atient(?:in)?:?\s+(" + _CAP + r"(?:,?\s+" + _CAP + r")?)(?=,|\s+(?:MRN|ID|Pat|geb|DOB|born)|\.|$))"
         ),
         (),
     ),
-)
-_NOT_NAMES = frozenset(
-    {"Patient", "Patientin", "The", "Der", "Die", "Das", "Befund", "Findings", "No", "Kein", "Keine", "Status",
-     "Was", "Wurde", "Informed", "Med", "Medical", "Radiology", "Radiologie"}
 )
 
 
