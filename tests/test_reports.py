@@ -234,6 +234,21 @@ def test_phi_names_after_a_title_are_scrubbed_whole():
         assert [text[h.start:h.end] for h in find_phi(text) if h.kind == "name"] == names, text
 
 
+def test_phi_contacts_ssn_signatures_and_pat_abbreviation():
+    cases = {
+        "Questions to dr.meier@klinik-nord.de please.": [("dr.meier@klinik-nord.de", "address")],
+        "Images: https://pacs.example.org/view?acc=A123456. Done.": [
+            ("https://pacs.example.org/view?acc=A123456", "address")],
+        "SSN 123-45-6789.": [("123-45-6789", "id")],
+        "Pat. Max Mustermann, geb. 01.02.1950": [("Max Mustermann", "name"), ("01.02.1950", "date")],
+        "Report signed by John Smith, MD.": [("John Smith", "name")],
+        "Verified by: Jane Doe, M.D.": [("Jane Doe", "name")],
+        "Pat. ist beschwerdefrei. Findings, MD review pending.": [],
+    }
+    for text, expected in cases.items():
+        assert [(text[h.start:h.end], h.kind) for h in find_phi(text)] == expected, text
+
+
 def _write_csv(path: Path, rows: list[dict[str, str]], encoding: str = "utf-8") -> Path:
     with open(path, "w", newline="", encoding=encoding) as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))

@@ -66,6 +66,11 @@ _NAME_PARTS = _CAP + r"(?:[ \t]+(?!(?:" + trie_regex(sorted(_NOT_NAMES)) + r")\b
 # ("ſ" is an "s", "İ" and "ı" are an "i"). A rule's needles, when it has any, are lower-case
 # substrings one of which every match contains: a report without any skips that scan.
 _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
+    (  # e-mail addresses and web links (a link may carry an accession number)
+        "address",
+        re.compile(r"(?:https?://|www\.)[^\s<>\"]*[^\s<>\".,;:!?)]|[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+"),
+        ("@", "http", "www."),
+    ),
     (
         "address",
         re.compile(
@@ -111,7 +116,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
         ),
         (),
     ),
-    ("id", re.compile(r"\d(?<!\w\d)\d{6,}\b"), ()),
+    ("id", re.compile(r"\d(?<!\w\d)(?:\d{6,}|\d{2}-\d{2}-\d{4})\b"), ()),  # long numbers, US SSNs
     (
         "age",
         re.compile(
@@ -129,9 +134,15 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
             r"(?:(?:(?<=D)r|(?<=P)(?:rof|D)|(?<=M)(?:r|rs|s)|(?<=H)r|(?<=F)r)\.?\s+|(?:(?<=H)(?:err|errn)|(?<=F)rau)\s+)"
             r"(?:(?:Dr|Prof|med|PD)\.?\s+)*"
             r"(" + _NAME_PARTS + r")"
-            r"|(?<=P)atient(?:in)?:?\s+(" + _CAP + r"(?:,?\s+" + _CAP + r")?)(?=,|\s+(?:MRN|ID|Pat|geb|DOB|born)|\.|$))"
+            r"|(?<=P)at(?:ient(?:in)?|\.):?\s+(" + _CAP + r"(?:,?\s+" + _CAP + r")?)"
+            r"(?=,|\s+(?:MRN|ID|Pat|geb|DOB|born)|\.|$))"
         ),
         (),
+    ),
+    (  # a name signed with a degree: "John Smith, MD", "Jane Doe, M.D."
+        "name",
+        re.compile(r"(?<!\w)(" + _NAME_PARTS + r"),?[ \t]*(?:M\.?D|Ph\.?D)\b\.?"),
+        ("md", "m.d", "phd", "ph.d"),
     ),
 )
 
