@@ -234,7 +234,7 @@ def test_phi_names_after_a_title_are_scrubbed_whole():
         assert [text[h.start:h.end] for h in find_phi(text) if h.kind == "name"] == names, text
 
 
-def test_phi_contacts_ssn_signatures_and_pat_abbreviation():
+def test_phi_contacts_ssn_signatures_dates_without_year():
     cases = {
         "Questions to dr.meier@klinik-nord.de please.": [("dr.meier@klinik-nord.de", "address")],
         "Images: https://pacs.example.org/view?acc=A123456. Done.": [
@@ -244,6 +244,10 @@ def test_phi_contacts_ssn_signatures_and_pat_abbreviation():
         "Report signed by John Smith, MD.": [("John Smith", "name")],
         "Verified by: Jane Doe, M.D.": [("Jane Doe", "name")],
         "Pat. ist beschwerdefrei. Findings, MD review pending.": [],
+        # German dates without a year after a preposition; the closing period stays in the text
+        "Vergleich zur Voruntersuchung vom 03.04. unverändert.": [("03.04", "date")],
+        "Befund seit 12. März stabil.": [("12. März", "date")],
+        "Rundherd 3.5 mm, bis 3. Brustwirbel. Knoten 4.5. Keine weiteren.": [],
     }
     for text, expected in cases.items():
         assert [(text[h.start:h.end], h.kind) for h in find_phi(text)] == expected, text

@@ -35,13 +35,16 @@ _MONTHS_DE = ("januar", "februar", "märz", "april", "mai", "juni", "juli", "aug
               "november", "dezember")
 _MONTH_NUM = {m: i + 1 for i, m in enumerate(_MONTHS_EN)} | {m: i + 1 for i, m in enumerate(_MONTHS_DE)}
 _MONTH_NUM |= {m[:3]: i + 1 for i, m in enumerate(_MONTHS_EN)} | {"mär": 3, "maerz": 3, "okt": 10, "dez": 12}
-_MONTH = r"(?:" + trie_regex([*_MONTH_NUM, "sept"]) + r")\.?"
+_MONTH_NAME = r"(?:" + trie_regex([*_MONTH_NUM, "sept"]) + r")"
+_MONTH = _MONTH_NAME + r"\.?"
 #: ``_MONTH`` after its first letter was consumed (and checked by a lookbehind, case-insensitively).
 _MONTH_AFTER_FIRST = r"(?:" + "|".join(
     "(?<=" + first + ")" + trie_regex(m[1:] for m in [*_MONTH_NUM, "sept"] if m[0] == first)
     for first in sorted({m[0] for m in _MONTH_NUM})
 ) + r")\.?"
 _CAP = r"[A-ZÄÖÜ][a-zäöüß'\-]+"
+#: German prepositions before a date that may come without its year ("vom 03.04.").
+_DATE_PREPOSITIONS = ("vom", "am", "seit", "bis", "zum", "von", "ab")
 _STREETS_DE = ("straße", "strasse", "str.", "weg", "allee", "platz", "gasse", "ring", "damm")
 #: English words that end like a street word and may stand before a number ("Measuring 12 mm").
 _STREET_LOOKALIKES = {"ring": r"(?<![eiu])"}  # measuring, during, entering, requiring
@@ -96,6 +99,17 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
         re.compile(r"[ADFJMNOSadfjmnosſ](?<!\w[ADFJMNOSadfjmnosſ])(?i:" + _MONTH_AFTER_FIRST
                    + r"\s\d{1,2}(?:st|nd|rd|th)?,?\s\d{4}\b)"),
         tuple(sorted({m[:3] for m in _MONTH_NUM})),
+    ),
+    # German day and month without a year after a preposition ("vom 03.04.", "seit 12. März"); the
+    # closing period stays in the text, where it may also end the sentence.
+    (
+        "date",
+        re.compile(
+            r"\d(?<!\w\d)(?:" + "|".join(rf"(?<=\b{w}\s\d)" for w in _DATE_PREPOSITIONS) + r")"
+            r"(?:\d?\.(?:0?[1-9]|1[0-2])(?=\.(?!\d))|\d?\.?\s" + _MONTH_NAME + r"(?!\w))",
+            re.IGNORECASE,
+        ),
+        (),
     ),
     (
         "phone",
