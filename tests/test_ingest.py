@@ -42,6 +42,7 @@ from ctcorpus.ingest import (
     unselected_entries,
     volume_image,
 )
+from ctcorpus.ingest.tables import safe_path
 from ctcorpus.pseudonym import Pseudonymizer
 from ctcorpus.records import QuarantineLog
 from ctcorpus.schemas import check_table, table_from_rows
@@ -471,6 +472,15 @@ def test_tables_follow_schemas_and_hold_no_phi(synth: tuple) -> None:
     for name, table in tables.items():
         text = str(table.to_pylist())
         assert not [s for s in phi if s in text], name
+
+
+def test_paths_in_corpus_tables_lose_names_and_dates(synth: tuple) -> None:
+    # Exports that name folders after the patient must not carry the name into a corpus table.
+    _, _, index, _, _ = synth
+    record = dataclasses.replace(index.instances[0], patient_name="Doe^John", patient_birth_date="19500102",
+                                 study_date="20230405", rel_path="DOE^JOHN_19500102/CT_20230405/DOEJOHN_SCANNER/IM1")
+    path = safe_path(record.rel_path, record, Pseudonymizer.from_literal(KEY))
+    assert path == "[NAME]^[NAME]_[DATE]/CT_[DATE]/DOEJOHN_SCANNER/IM1"
 
 
 @pytest.mark.slow

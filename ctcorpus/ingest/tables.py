@@ -7,6 +7,8 @@ and other PHI header values are never read at all (see :mod:`ctcorpus.ingest.hea
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pydicom
 import SimpleITK as sitk
@@ -22,10 +24,12 @@ PRODUCER = f"ctcorpus-ingest/pydicom-{pydicom.__version__}/simpleitk-{sitk.Versi
 
 
 def safe_path(rel_path: str, record: InstanceRecord, p: Pseudonymizer) -> str:
-    """``rel_path`` with the file's PatientID, AccessionNumber and UIDs replaced by their pseudonyms.
+    """``rel_path`` with the file's identifiers pseudonymized and its name and dates redacted.
 
-    PACS dumps name folders after these identifiers (``PAT_<PatientID>/STUDY_<Accession>/...``);
-    corpus tables get the redacted path, the private quarantine keeps the real one for operators.
+    PACS dumps name folders after these identifiers (``PAT_<PatientID>/STUDY_<Accession>/...``),
+    and some after the patient (``DOE^JOHN_19500102/CT_20230405``): PatientID, AccessionNumber and
+    UIDs become their pseudonyms, name parts ``[NAME]`` and the birth and study dates ``[DATE]``.
+    Corpus tables get the redacted path, the private quarantine keeps the real one for operators.
     """
     replacements = [
         (record.sop_uid, p.instance),
@@ -38,6 +42,10 @@ def safe_path(rel_path: str, record: InstanceRecord, p: Pseudonymizer) -> str:
     for original, make in sorted(replacements, key=lambda item: -len(item[0])):  # longest first: UIDs nest
         if len(original) >= 3 and original in rel_path:
             rel_path = rel_path.replace(original, make(original))
+    redactions = [(part, "[NAME]") for part in re.split(r"[\^\s,_.\-]+", record.patient_name) if len(part) >= 3]
+    redactions += [(day, "[DATE]") for day in (record.patient_birth_date, record.study_date) if len(day) >= 6]
+    for original, placeholder in redactions:  # whole path words only: "ANN" is no part of "SCANNER"
+        rel_path = re.sub(rf"(?<![^\W_]){re.escape(original)}(?![^\W_])", placeholder, rel_path, flags=re.IGNORECASE)
     return rel_path
 
 
