@@ -18,7 +18,7 @@ from itertools import pairwise
 from types import MappingProxyType
 
 import spacy
-from spacy.attrs import IDX, IS_SPACE, LENGTH
+from spacy.attrs import IDX, LENGTH
 from spacy.matcher import PhraseMatcher
 
 from ctcorpus.enums import LabelState
@@ -152,8 +152,9 @@ def _cached(extra_synonyms: tuple[tuple[str, tuple[str, ...]], ...],
     groups |= normal
     anchored = [t for ts in synonyms.values() for t in ts if not t.startswith("~")] + list(normal)
     anywhere = [t[1:] for ts in synonyms.values() for t in ts if t.startswith("~")]
-    label_re = re.compile(r"\b(" + trie_regex(anchored) + r")\w*|(" + trie_regex(anywhere) + r")\w*")
-    word_start_label_re = re.compile(r"\b(" + trie_regex(anchored) + r")\w*")
+    word_start = r"\b(" + trie_regex(anchored) + r")\w*"
+    label_re = re.compile(word_start + r"|(" + trie_regex(anywhere) + r")\w*")
+    word_start_label_re = re.compile(word_start)
     kinds: dict[str, str] = {}
     for kind, words in (("pseudo", lexicon.PSEUDO_TRIGGERS), ("term", lexicon.SCOPE_TERMINATORS),
                         ("neg_pre", lexicon.NEGATION_PRE), ("neg_post", lexicon.NEGATION_POST),
@@ -247,88 +248,67 @@ def _sections(analyzer: ReportAnalyzer, text: str) -> tuple[Section, ...]:
 
 
 _LIST_MARK = re.compile(r"^(?:\d{1,2}[.)]|[-*•])$")
-_MAY_BREAK = re.compile(r"[.!?\n]")
 
 
 def _sentence_spans(
-    text: str, starts: Sequence[int], ends: Sequence[int], space: Sequence[bool],
-    sections: Sequence[Section], no_break: frozenset[str],
+    words: Sequence[str], starts: Sequence[int], sections: Sequence[Section], no_break: frozenset[str]
 ) -> list[tuple[int, int, str]]:
     """Sentence char spans per section, by radiology rules over the token stream.
 
-    ``starts``/``ends``/``space`` are the spaCy tokens' char offsets and whitespace flags (read in
-    bulk from the Doc). A period, "!" or "?" ends a sentence unless it follows an abbreviation,
-    a token in ``no_break`` or a single letter ("V. cava", "Z. n."); numbers keep their decimals
-    (one token); a list number at a line start ("1.") opens, not ends, a sentence; a blank line,
-    or a line break after ":" or before a list marker, ends one; a section start always does.
-    Inside a sentence only tokens holding ".", "!", "?" or a line break can change anything, so
-    the walk jumps between those instead of visiting every token.
+    ``words`` and ``starts`` are the spaCy tokens' texts and char offsets (read in bulk from the
+    Doc: creating a Token object per token costs more than the rules). A period, "!" or "?" ends
+    a sentence unless it follows an abbreviation, a token in ``no_break`` or a single letter
+    ("V. cava", "Z. n."); numbers keep their decimals (one token); a list number at a line start
+    ("1.") opens, not ends, a sentence; a blank line, or a line break after ":" or before a list
+    marker, ends one; a section start always does.
     """
     spans: list[tuple[int, int, str]] = []
     abbreviations = lexicon.ABBREVIATIONS
-    n = len(starts)
-    events = sorted({bisect.bisect_right(starts, m.start()) - 1 for m in _MAY_BREAK.finditer(text)})
-    e = 0
-
-    def previous_word(i: int, first: int) -> int:  # the nearest non-space token before i, or -1
-        i -= 1
-        while i >= first and space[i]:
-            i -= 1
-        return i if i >= first else -1
-
+    n = len(words)
+    i = 0
     for section in sections:
-        first = bisect.bisect_left(starts, section.start)
-        stop = bisect.bisect_left(starts, section.end)
-        name = section.name
-        start = -1
+        while i < n and starts[i] < section.start:
+            i += 1
+        start = last = -1
+        prev = ""
         line_start = True
         list_number = False  # a "1" at a line start whose "." must not end anything
-        i = first
-        while i < stop:
-            if start >= 0 and not line_start:  # mid-sentence: skip to the next token that may end it
-                while e < len(events) and events[e] < i:
-                    e += 1
-                if e == len(events) or events[e] >= stop:
-                    break
-                i = events[e]
-            t = text[starts[i]:ends[i]]
-            if space[i]:
+        while i < n and starts[i] < section.end:
+            t = words[i]
+            idx = starts[i]
+            i += 1
+            if t.isspace():
                 if "\n" in t:
                     line_start = True
-                    if start >= 0:
-                        p = previous_word(i, first)
-                        if "\n\n" in t or text[ends[p] - 1] == ":":
-                            spans.append((start, ends[p], name))
-                            start = -1
-                i += 1
+                    if start >= 0 and ("\n\n" in t or prev.endswith(":")):
+                        spans.append((start, last, section.name))
+                        start = -1
                 continue
             begins_line, line_start = line_start, False
             marker = begins_line and (
-                _LIST_MARK.match(t) is not None
-                or (t.isdigit() and i + 1 < n and text[starts[i + 1]:ends[i + 1]] in (".", ")"))
+                _LIST_MARK.match(t) is not None or (t.isdigit() and i < n and words[i] in (".", ")"))
             )
             if marker and start >= 0:
-                spans.append((start, ends[previous_word(i, first)], name))
+                spans.append((start, last, section.name))
                 start = -1
             if start < 0:
                 if marker or (list_number and t in (".", ")")):
                     list_number = marker and t.isdigit()
-                    i += 1
+                    prev = t
                     continue
                 list_number = False
-                start = starts[i]
+                start = idx
+            last = idx + len(t)
             if t in (".", "!", "?"):
-                p = previous_word(i, first)
-                word = text[starts[p]:ends[p]] if p >= 0 else ""
-                if not (word in no_break or word.lower() in abbreviations or (len(word) == 1 and word.isalpha())):
-                    spans.append((start, ends[i], name))
+                if not (prev in no_break or prev.lower() in abbreviations or (len(prev) == 1 and prev.isalpha())):
+                    spans.append((start, last, section.name))
                     start = -1
             elif t[-1] == "." and t[:-1].isdigit():  # German tokenizers keep "54." in one token
-                spans.append((start, ends[i], name))
+                spans.append((start, last, section.name))
                 start = -1
-            i += 1
+            prev = t
         if start >= 0:
-            spans.append((start, ends[previous_word(stop, first)], name))
+            spans.append((start, last, section.name))
     return spans
 
 
@@ -422,10 +402,10 @@ def analyze_report(
     lang = language if language in ("en", "de") else detect_language(clean)
     sections = _sections(analyzer, clean)
     doc = analyzer.nlp[lang].make_doc(clean)
-    bounds = doc.to_array([IDX, LENGTH, IS_SPACE])  # in bulk: no Token object per token
+    bounds = doc.to_array([IDX, LENGTH])  # token offsets in bulk: no Token object per token
     token_starts = bounds[:, 0].tolist()
-    spans = _sentence_spans(clean, token_starts, (bounds[:, 0] + bounds[:, 1]).tolist(),
-                            bounds[:, 2].astype(bool).tolist(), sections, analyzer.no_break_before_period[lang])
+    words = [clean[i:j] for i, j in zip(token_starts, (bounds[:, 0] + bounds[:, 1]).tolist(), strict=True)]
+    spans = _sentence_spans(words, token_starts, sections, analyzer.no_break_before_period[lang])
     starts = [s for s, _, _ in spans]
 
     def sentence_of(offset: int) -> int:

@@ -205,7 +205,7 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
             taken[start:end] = b"\x01" * (end - start)
             hits.append(PhiHit(start, end, kind))
 
-    lower = lower_same_length(text) if header_values else text
+    lower = lower_same_length(text)
     for value in header_values:  # plain substring search: no regex compiled per report
         for part in re.split(r"[\^,\s]+", value.lower()):
             if not (len(part) >= 2 and not part.isdigit() or len(part) >= 4):
@@ -217,7 +217,7 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
                 if (at == 0 or not lower[at - 1].isalnum()) and (end == len(lower) or not lower[end].isalnum()):
                     claim(at, end, kind)
                 at = lower.find(part, at + 1)
-    folded = text.lower().replace("ſ", "s").replace("ı", "i")  # what IGNORECASE folds to ASCII letters
+    folded = lower.replace("ſ", "s").replace("ı", "i")  # what IGNORECASE folds to ASCII letters
     for kind, pattern, needles in _RULES:
         if needles and not any(needle in folded for needle in needles):
             continue  # cannot match: a plain substring test is far cheaper than the regex scan
