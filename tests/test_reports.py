@@ -28,6 +28,7 @@ from ctcorpus.reports import (
     decode_bytes,
     detect_language,
     find_phi,
+    phi,
     process_reports,
     reports_tables,
 )
@@ -220,6 +221,29 @@ def test_phi_rules_keep_measurements_and_references():
     measures = "Measuring 12 mm, stable. During 2019 unchanged. Entering 3 cm. Ostring 4. Kaiserring 7."
     assert [(measures[h.start:h.end], h.kind) for h in find_phi(measures)] == [
         ("Ostring 4", "address"), ("Kaiserring 7", "address")]
+
+
+def test_phi_rules_tried_near_numbers_find_what_a_full_scan_finds(synthetic):
+    # Rules anchored at numbers are tried only there (speed); each must match exactly where a scan
+    # of the whole text does, or its anchor is wrong.
+    crafted = [
+        "Seen March 3, 2020 and Sept. 21st, 2019; vom 03.04. bis 3. März 2021; am 1.2.; 12/31/20, 2020-01-02.",
+        "Karl-Marx-Straße 5, 10115 Berlin. Hauptstr.  12a. 123 Main Street, Springfield, IL 62704. Ostring\n4.",
+        "Age: 95, aged 101, Alter: 92, 93-year-old, 94 J., +49 (0) 30 1234567, (030) 123456, 0176-1234567.",
+        "SSN 123-45-6789, 1234567890, x1234567, (se 3, im 45), 3.5 mm; ſept 3, 2020; İd 95; a-b 3; -5; :7",
+    ]
+    texts = crafted + [truth.text for truth, _ in synthetic]
+    anchored = [(pattern, anchor) for _, pattern, _, anchor in phi._RULES if anchor != phi._SCAN]
+    assert len(anchored) >= 7
+    found = 0
+    for text in texts:
+        numbers = [m.start() for m in phi._NUMBER_START.finditer(text)]
+        starts = {phi._NUMBER: numbers, phi._NEAR_NUMBER: phi._near_numbers(text, numbers)}
+        for pattern, anchor in anchored:
+            scan = [m.span() for m in pattern.finditer(text)]
+            assert [m.span() for m in phi._matches_at(pattern, text, starts[anchor])] == scan, (pattern.pattern, text)
+            found += len(scan)
+    assert found > len(texts)
 
 
 def test_phi_names_after_a_title_are_scrubbed_whole():

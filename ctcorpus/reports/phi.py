@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -64,15 +64,22 @@ _NAME_PARTS = _CAP + r"(?:[ \t]+(?!(?:" + trie_regex(sorted(_NOT_NAMES)) + r")\b
 # Every pattern opens with one case-sensitive character class and checks the word boundary behind
 # it ("\d(?<!\w\d)" rather than "\b\d"); where alternatives start with different characters, a
 # lookbehind on that first character picks the branch ("(?<=D)r" for "Dr"). The regex engine then
-# skips ahead to candidate characters instead of trying every position, which is most of the
-# scrubber's speed. Under IGNORECASE the class lists every character the letters fold from
-# ("ſ" is an "s", "İ" and "ı" are an "i"). A rule's needles, when it has any, are lower-case
-# substrings one of which every match contains: a report without any skips that scan.
-_RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
+# skips ahead to candidate characters instead of trying every position. Under IGNORECASE the class
+# lists every character the letters fold from ("ſ" is an "s", "İ" and "ı" are an "i").
+#
+# Each scan of a report still costs the engine a pass over every character, so a rule also says
+# where it can start (its anchor). Most PHI holds a number, and a report holds few numbers: they
+# are found in one pass, and a rule anchored "number" is only tried at them, one anchored "near
+# number" also at the word starts of the word before a number ("March 3, 2020", "Hauptstraße 5").
+# Only "scan" rules pass over the whole text. A rule's needles, when it has any, are lower-case
+# substrings one of which every match contains: a report without any skips that rule.
+_SCAN, _NUMBER, _NEAR_NUMBER = "scan", "number", "near number"
+_RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     (  # e-mail addresses and web links (a link may carry an accession number)
         "address",
         re.compile(r"(?:https?://|www\.)[^\s<>\"]*[^\s<>\".,;:!?)]|[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+"),
         ("@", "http", "www."),
+        _SCAN,
     ),
     (
         "address",
@@ -84,6 +91,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
             r"(?:,\s*(?:\d{5}\s+)?" + _CAP + r"(?:\s" + _CAP + r")?(?:,\s*[A-Z]{2})?(?:\s+\d{5})?)?"
         ),
         (),
+        _NEAR_NUMBER,
     ),
     (
         "date",
@@ -93,12 +101,14 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
             re.IGNORECASE,
         ),
         (),
+        _NUMBER,
     ),
     (
         "date",
         re.compile(r"[ADFJMNOSadfjmnosſ](?<!\w[ADFJMNOSadfjmnosſ])(?i:" + _MONTH_AFTER_FIRST
                    + r"\s\d{1,2}(?:st|nd|rd|th)?,?\s\d{4}\b)"),
         tuple(sorted({m[:3] for m in _MONTH_NUM})),
+        _NEAR_NUMBER,
     ),
     # German day and month without a year after a preposition ("vom 03.04.", "seit 12. März"); the
     # closing period stays in the text, where it may also end the sentence.
@@ -110,6 +120,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
             re.IGNORECASE,
         ),
         (),
+        _NUMBER,
     ),
     (
         "phone",
@@ -119,6 +130,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
             r"\d{3,8}(?:[ -]\d{2,6})?(?!\w|\.\d)"
         ),
         (),
+        _NUMBER,
     ),
     (
         "id",
@@ -129,8 +141,9 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
             r"|(?<=f)all-?Nr\.?|(?<=c)ase\s?(?:no|number)\.?)[:#\s]*\s*([A-Z]{0,3}\d[A-Z0-9\-]{3,})"
         ),
         (),
+        _SCAN,
     ),
-    ("id", re.compile(r"\d(?<!\w\d)(?:\d{6,}|\d{2}-\d{2}-\d{4})\b"), ()),  # long numbers, US SSNs
+    ("id", re.compile(r"\d(?<!\w\d)(?:\d{6,}|\d{2}-\d{2}-\d{4})\b"), (), _NUMBER),  # long numbers, US SSNs
     (
         "age",
         re.compile(
@@ -139,8 +152,9 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
             re.IGNORECASE,
         ),
         (),
+        _NUMBER,
     ),
-    ("age", re.compile(r"[aA](?<!\w[aA])(?i:ged?[:]?\s|lter:?\s)(9\d|1[01]\d)\b"), ()),
+    ("age", re.compile(r"[aA](?<!\w[aA])(?i:ged?[:]?\s|lter:?\s)(9\d|1[01]\d)\b"), (), _NEAR_NUMBER),
     (
         "name",
         re.compile(
@@ -152,11 +166,13 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
             r"(?=,|\s+(?:MRN|ID|Pat|geb|DOB|born)|\.|$))"
         ),
         (),
+        _SCAN,
     ),
     (  # a name signed with a degree: "John Smith, MD", "Jane Doe, M.D."
         "name",
         re.compile(r"(?<!\w)(" + _NAME_PARTS + r"),?[ \t]*(?:M\.?D|Ph\.?D)\b\.?"),
         ("md", "m.d", "phd", "ph.d"),
+        _SCAN,
     ),
 )
 
@@ -185,6 +201,38 @@ class Scrubbed:
         if k < 0:
             return offset
         return offset + self.shifts[k] if offset > self.scrubbed_starts[k] else self.hits[k].start
+
+
+#: Where a number starts: a digit, "+" or "(" with no letter or digit before it.
+_NUMBER_START = re.compile(r"[+(\d](?<!\w[+(\d])")
+
+
+def _near_numbers(text: str, numbers: Sequence[int]) -> list[int]:
+    """``numbers`` and the word starts of the (hyphenated) word before each number, across
+    whitespace and one "." or ":" ("March 3", "Hauptstr. 5", "Alter: 95"), sorted."""
+    out = set(numbers)
+    for p in numbers:
+        q = p
+        while q and text[q - 1].isspace():
+            q -= 1
+        if q == p:
+            continue
+        if q and text[q - 1] in ".:":
+            q -= 1
+        while q and (text[q - 1].isalnum() or text[q - 1] in "_-"):
+            q -= 1
+            if text[q] != "-" and not (q and (text[q - 1].isalnum() or text[q - 1] == "_")):
+                out.add(q)  # a word start (what the rules' "(?<!\w)" allows)
+    return sorted(out)
+
+
+def _matches_at(pattern: re.Pattern[str], text: str, starts: Sequence[int]) -> Iterator[re.Match[str]]:
+    """``pattern.finditer(text)`` for a pattern that can only start at one of ``starts`` (sorted)."""
+    end = 0
+    for start in starts:
+        if start >= end and (m := pattern.match(text, start)) is not None:
+            yield m
+            end = max(m.end(), start + 1)
 
 
 def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, ...]:
@@ -218,10 +266,12 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
                     claim(at, end, kind)
                 at = lower.find(part, at + 1)
     folded = lower.replace("ſ", "s").replace("ı", "i")  # what IGNORECASE folds to ASCII letters
-    for kind, pattern, needles in _RULES:
+    numbers = [m.start() for m in _NUMBER_START.finditer(text)]
+    starts = {_NUMBER: numbers, _NEAR_NUMBER: _near_numbers(text, numbers)}
+    for kind, pattern, needles, anchor in _RULES:
         if needles and not any(needle in folded for needle in needles):
             continue  # cannot match: a plain substring test is far cheaper than the regex scan
-        for m in pattern.finditer(text):
+        for m in pattern.finditer(text) if anchor == _SCAN else _matches_at(pattern, text, starts[anchor]):
             if kind in ("id", "name", "age") and m.lastindex:
                 group = next(g for g in range(1, (m.lastindex or 0) + 1) if m.group(g) is not None)
                 start, end = m.span(group)
