@@ -203,8 +203,8 @@ class Scrubbed:
         return offset + self.shifts[k] if offset > self.scrubbed_starts[k] else self.hits[k].start
 
 
-#: Where a number starts: a digit, "+" or "(" with no letter or digit before it.
-_NUMBER_START = re.compile(r"[+(\d](?<!\w[+(\d])")
+#: Where a number starts: a digit, or a "+" or "(" before one, with no letter or digit before it.
+_NUMBER_START = re.compile(r"[+(\d](?<!\w[+(\d])(?:(?<=\d)|(?=\d))")
 
 
 def _near_numbers(text: str, numbers: Sequence[int]) -> list[int]:
