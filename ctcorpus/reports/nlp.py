@@ -18,7 +18,7 @@ from itertools import pairwise
 from types import MappingProxyType
 
 import spacy
-from spacy.attrs import IDX, LENGTH
+from spacy.attrs import IDX, IS_SPACE, LENGTH
 from spacy.matcher import PhraseMatcher
 
 from ctcorpus.enums import LabelState
@@ -251,62 +251,71 @@ _LIST_MARK = re.compile(r"^(?:\d{1,2}[.)]|[-*•])$")
 
 
 def _sentence_spans(
-    words: Sequence[str], starts: Sequence[int], sections: Sequence[Section], no_break: frozenset[str]
+    text: str,
+    tokens: tuple[Sequence[int], Sequence[int], Sequence[int]],
+    sections: Sequence[Section],
+    no_break: frozenset[str],
 ) -> list[tuple[int, int, str]]:
     """Sentence char spans per section, by radiology rules over the token stream.
 
-    ``words`` and ``starts`` are the spaCy tokens' texts and char offsets (read in bulk from the
-    Doc: creating a Token object per token costs more than the rules). A period, "!" or "?" ends
-    a sentence unless it follows an abbreviation, a token in ``no_break`` or a single letter
-    ("V. cava", "Z. n."); numbers keep their decimals (one token); a list number at a line start
-    ("1.") opens, not ends, a sentence; a blank line, or a line break after ":" or before a list
-    marker, ends one; a section start always does.
+    ``tokens`` are the spaCy tokens' char starts, ends and whitespace flags, read in bulk from the
+    Doc: a Token object, or even a string, per token costs more than the rules, so a token's text
+    is only sliced where a rule reads it. A period, "!" or "?" ends a sentence unless it follows
+    an abbreviation, a token in ``no_break`` or a single letter ("V. cava", "Z. n."); numbers keep
+    their decimals (one token); a list number at a line start ("1.") opens, not ends, a sentence;
+    a blank line, or a line break after ":" or before a list marker, ends one; a section start
+    always does.
     """
     spans: list[tuple[int, int, str]] = []
     abbreviations = lexicon.ABBREVIATIONS
-    n = len(words)
+    starts, ends, space = tokens
+    n = len(starts)
     i = 0
     for section in sections:
         while i < n and starts[i] < section.start:
             i += 1
         start = last = -1
-        prev = ""
+        p = -1  # the previous non-space token
         line_start = True
         list_number = False  # a "1" at a line start whose "." must not end anything
         while i < n and starts[i] < section.end:
-            t = words[i]
-            idx = starts[i]
+            s, e = starts[i], ends[i]
             i += 1
-            if t.isspace():
-                if "\n" in t:
+            if space[i - 1]:
+                if text.find("\n", s, e) >= 0:
                     line_start = True
-                    if start >= 0 and ("\n\n" in t or prev.endswith(":")):
+                    if start >= 0 and (text.find("\n\n", s, e) >= 0 or (p >= 0 and text[ends[p] - 1] == ":")):
                         spans.append((start, last, section.name))
                         start = -1
                 continue
-            begins_line, line_start = line_start, False
-            marker = begins_line and (
-                _LIST_MARK.match(t) is not None or (t.isdigit() and i < n and words[i] in (".", ")"))
-            )
-            if marker and start >= 0:
-                spans.append((start, last, section.name))
-                start = -1
-            if start < 0:
-                if marker or (list_number and t in (".", ")")):
-                    list_number = marker and t.isdigit()
-                    prev = t
-                    continue
-                list_number = False
-                start = idx
-            last = idx + len(t)
-            if t in (".", "!", "?"):
-                if not (prev in no_break or prev.lower() in abbreviations or (len(prev) == 1 and prev.isalpha())):
+            c = text[e - 1]  # the token's last character
+            marker = False
+            if line_start:
+                line_start = False
+                t = text[s:e]
+                marker = _LIST_MARK.match(t) is not None or (
+                    t.isdigit() and i < n and text[starts[i]:ends[i]] in (".", ")"))
+                if marker and start >= 0:
                     spans.append((start, last, section.name))
                     start = -1
-            elif t[-1] == "." and t[:-1].isdigit():  # German tokenizers keep "54." in one token
-                spans.append((start, last, section.name))
-                start = -1
-            prev = t
+            if start < 0:
+                if marker or (list_number and e - s == 1 and c in ".)"):
+                    list_number = marker and text[s:e].isdigit()
+                    p = i - 1
+                    continue
+                list_number = False
+                start = s
+            last = e
+            if c in ".!?":
+                if e - s == 1:
+                    prev = text[starts[p]:ends[p]] if p >= 0 else ""
+                    if not (prev in no_break or prev.lower() in abbreviations or (len(prev) == 1 and prev.isalpha())):
+                        spans.append((start, last, section.name))
+                        start = -1
+                elif c == "." and text[s:e - 1].isdigit():  # German tokenizers keep "54." in one token
+                    spans.append((start, last, section.name))
+                    start = -1
+            p = i - 1
         if start >= 0:
             spans.append((start, last, section.name))
     return spans
@@ -402,10 +411,10 @@ def analyze_report(
     lang = language if language in ("en", "de") else detect_language(clean)
     sections = _sections(analyzer, clean)
     doc = analyzer.nlp[lang].make_doc(clean)
-    bounds = doc.to_array([IDX, LENGTH])  # token offsets in bulk: no Token object per token
+    bounds = doc.to_array([IDX, LENGTH, IS_SPACE])  # in bulk: no Token object per token
     token_starts = bounds[:, 0].tolist()
-    words = [clean[i:j] for i, j in zip(token_starts, (bounds[:, 0] + bounds[:, 1]).tolist(), strict=True)]
-    spans = _sentence_spans(words, token_starts, sections, analyzer.no_break_before_period[lang])
+    tokens = (token_starts, (bounds[:, 0] + bounds[:, 1]).tolist(), bounds[:, 2].tolist())
+    spans = _sentence_spans(clean, tokens, sections, analyzer.no_break_before_period[lang])
     starts = [s for s, _, _ in spans]
 
     def sentence_of(offset: int) -> int:
