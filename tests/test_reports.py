@@ -237,8 +237,7 @@ def test_phi_rules_tried_near_numbers_find_what_a_full_scan_finds(synthetic):
     assert len(anchored) >= 7
     found = 0
     for text in texts:
-        numbers = [m.start() for m in phi._NUMBER_START.finditer(text)]
-        starts = {phi._NUMBER: numbers, phi._NEAR_NUMBER: phi._near_numbers(text, numbers)}
+        starts = phi._anchor_starts(text)
         for pattern, anchor in anchored:
             scan = [m.span() for m in pattern.finditer(text)]
             assert [m.span() for m in phi._matches_at(pattern, text, starts[anchor])] == scan, (pattern.pattern, text)

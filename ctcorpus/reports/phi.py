@@ -69,11 +69,12 @@ _NAME_PARTS = _CAP + r"(?:[ \t]+(?!(?:" + trie_regex(sorted(_NOT_NAMES)) + r")\b
 #
 # Each scan of a report still costs the engine a pass over every character, so a rule also says
 # where it can start (its anchor). Most PHI holds a number, and a report holds few numbers: they
-# are found in one pass, and a rule anchored "number" is only tried at them, one anchored "near
-# number" also at the word starts of the word before a number ("March 3, 2020", "Hauptstraße 5").
-# Only "scan" rules pass over the whole text. A rule's needles, when it has any, are lower-case
-# substrings one of which every match contains: a report without any skips that rule.
-_SCAN, _NUMBER, _NEAR_NUMBER = "scan", "number", "near number"
+# are found in one pass, and a rule anchored "number" is only tried at them, one anchored "word
+# before number" at the word starts of the word before a number ("March 3, 2020", "Hauptstraße 5"),
+# one anchored "near number" at both. Only "scan" rules pass over the whole text. A rule's needles,
+# when it has any, are lower-case substrings one of which every match contains: a report without
+# any skips that rule.
+_SCAN, _NUMBER, _WORD_BEFORE_NUMBER, _NEAR_NUMBER = "scan", "number", "word before number", "near number"
 _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     (  # e-mail addresses and web links (a link may carry an accession number)
         "address",
@@ -108,7 +109,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         re.compile(r"[ADFJMNOSadfjmnosſ](?<!\w[ADFJMNOSadfjmnosſ])(?i:" + _MONTH_AFTER_FIRST
                    + r"\s\d{1,2}(?:st|nd|rd|th)?,?\s\d{4}\b)"),
         tuple(sorted({m[:3] for m in _MONTH_NUM})),
-        _NEAR_NUMBER,
+        _WORD_BEFORE_NUMBER,
     ),
     # German day and month without a year after a preposition ("vom 03.04.", "seit 12. März"); the
     # closing period stays in the text, where it may also end the sentence.
@@ -154,7 +155,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         (),
         _NUMBER,
     ),
-    ("age", re.compile(r"[aA](?<!\w[aA])(?i:ged?[:]?\s|lter:?\s)(9\d|1[01]\d)\b"), (), _NEAR_NUMBER),
+    ("age", re.compile(r"[aA](?<!\w[aA])(?i:ged?[:]?\s|lter:?\s)(9\d|1[01]\d)\b"), (), _WORD_BEFORE_NUMBER),
     (
         "name",
         re.compile(
@@ -207,10 +208,14 @@ class Scrubbed:
 _NUMBER_START = re.compile(r"[+(\d](?<!\w[+(\d])(?:(?<=\d)|(?=\d))")
 
 
-def _near_numbers(text: str, numbers: Sequence[int]) -> list[int]:
-    """``numbers`` and the word starts of the (hyphenated) word before each number, across
-    whitespace and one "." or ":" ("March 3", "Hauptstr. 5", "Alter: 95"), sorted."""
-    out = set(numbers)
+def _anchor_starts(text: str) -> dict[str, list[int]]:
+    """Where the anchored rules are tried, by anchor (sorted offsets).
+
+    The word before a number is the (hyphenated) word across whitespace and one "." or ":"
+    ("March 3", "Hauptstr. 5", "Alter: 95"); each of its word starts counts.
+    """
+    numbers = [m.start() for m in _NUMBER_START.finditer(text)]
+    words: set[int] = set()
     for p in numbers:
         q = p
         while q and text[q - 1].isspace():
@@ -222,8 +227,8 @@ def _near_numbers(text: str, numbers: Sequence[int]) -> list[int]:
         while q and (text[q - 1].isalnum() or text[q - 1] in "_-"):
             q -= 1
             if text[q] != "-" and not (q and (text[q - 1].isalnum() or text[q - 1] == "_")):
-                out.add(q)  # a word start (what the rules' "(?<!\w)" allows)
-    return sorted(out)
+                words.add(q)  # a word start (what the rules' "(?<!\w)" allows)
+    return {_NUMBER: numbers, _WORD_BEFORE_NUMBER: sorted(words), _NEAR_NUMBER: sorted(words.union(numbers))}
 
 
 def _matches_at(pattern: re.Pattern[str], text: str, starts: Sequence[int]) -> Iterator[re.Match[str]]:
@@ -266,8 +271,7 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
                     claim(at, end, kind)
                 at = lower.find(part, at + 1)
     folded = lower.replace("ſ", "s").replace("ı", "i")  # what IGNORECASE folds to ASCII letters
-    numbers = [m.start() for m in _NUMBER_START.finditer(text)]
-    starts = {_NUMBER: numbers, _NEAR_NUMBER: _near_numbers(text, numbers)}
+    starts = _anchor_starts(text)
     for kind, pattern, needles, anchor in _RULES:
         if needles and not any(needle in folded for needle in needles):
             continue  # cannot match: a plain substring test is far cheaper than the regex scan
