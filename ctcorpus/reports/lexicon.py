@@ -7,6 +7,7 @@ labels come from :mod:`ctcorpus.taxonomy`; nothing here re-declares them.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import product
 from types import MappingProxyType
 
 from ctcorpus.taxonomy import Anatomy
@@ -24,6 +25,7 @@ __all__ = [
     "SCOPE_TERMINATORS",
     "UNCERTAIN_POST",
     "UNCERTAIN_PRE",
+    "UNCERTAIN_STATEMENTS",
 ]
 
 _A = Anatomy
@@ -98,6 +100,17 @@ ANATOMY_STEMS: Mapping[Anatomy, tuple[str, ...]] = MappingProxyType(
     }
 )
 
+#: "Heart size remains mildly enlarged" and kin: every subject, verb, degree and adjective combined.
+_HEART_ENLARGED: tuple[str, ...] = tuple(
+    " ".join(w for w in words if w)
+    for words in [
+        *product(("heart", "heart size", "cardiac size", "cardiac silhouette"), ("", "is", "remains", "appears"),
+                 ("", "mildly", "moderately", "markedly", "slightly", "severely"), ("enlarged", "large")),
+        *product(("herz", "herzschatten"), ("", "ist"), ("", "leicht", "gering", "mäßig", "deutlich", "mittelgradig"),
+                 ("vergrößert", "verbreitert")),
+    ]
+)
+
 #: Label synonyms (lowercase). A phrase matches at a word start (English) or anywhere in a word
 #: (German compounds, marked by a leading ``~``) and may end in an inflection suffix.
 LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
@@ -120,7 +133,12 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "cardiomegaly", "enlarged heart", "heart is enlarged", "cardiac enlargement", "enlarged cardiac",
             "heart size is enlarged", "heart is large", "heart is slightly large", "enlargement of the heart",
             "heart is mildly enlarged", "heart is moderately enlarged", "heart size mildly enlarged",
-            "heart size is mildly enlarged", "heart size borderline enlarged", "heart size is persistently enlarged",
+            "heart size is mildly enlarged", "heart size is persistently enlarged", "heart enlargement", *_HEART_ENLARGED,
+            # "borderline" reads positive, as in NegBio's and CheXpert's reference labels
+            "borderline heart size", "heart size is borderline", "heart size borderline", "heart is borderline in size",
+            "heart borderline in size", "heart size borderline enlarged", "heart is borderline enlarged",
+            "heart borderline enlarged", "borderline enlarged heart", "grenzwertige herzgröße", "herz grenzwertig groß",
+            "herzgröße grenzwertig", "grenzwertig großes herz",
             "~kardiomegalie", "herz ist vergrößert", "herz vergrößert",
             "vergrößertes herz", "herzvergrößerung",
         ),
@@ -188,7 +206,20 @@ NORMAL_STATEMENTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "cardiac silhouette normal", "cardiac silhouette is normal", "normal cardiac silhouette",
             "cardiac silhouette within normal limits", "cardiac silhouette is within normal limits",
             "herz normal groß", "herzgröße normal", "normale herzgröße", "herz regelrecht groß", "normal großes herz",
-            "normgroßes herz", "herz normgroß",
+            "normgroßes herz", "herz normgroß", "heart is not enlarged", "heart size is not enlarged",
+            "heart not enlarged", "herz nicht vergrößert", "herz ist nicht vergrößert",
+        ),
+    }
+)
+
+#: Statements that a finding is equivocal ("heart size upper limits normal"): a mention reads
+#: UNCERTAIN whatever the triggers.
+UNCERTAIN_STATEMENTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "cardiomegaly": (
+            "upper limits of normal heart size", "heart size is upper limits normal", "heart size upper limits normal",
+            "heart size at the upper limits of normal", "heart size at upper limits of normal",
+            "herzgröße an der oberen grenze der norm", "herz an der oberen normgrenze",
         ),
     }
 )
@@ -209,6 +240,8 @@ UNCERTAIN_PRE: tuple[str, ...] = (
     "possible", "possibly", "probable", "probably", "may", "may represent", "may reflect", "may be", "could represent",
     "could be", "might represent", "suspicious for", "suspected", "suspect", "questionable", "likely",
     "concerning for", "cannot exclude", "can not exclude", "differential diagnosis", "consistent with possible",
+    "suggest", "suggests", "suggesting", "suggestive of", "could suggest", "hinweisend auf", "spricht für",
+    "sprechen für",
     "question of", "versus", "vs", "fraglich", "fragliche", "fraglicher", "fragliches", "v.a", "v. a", "verdacht auf",
     "verdächtig auf", "suspekt auf", "dd", "am ehesten", "möglich", "mögliche", "möglicher", "möglicherweise",
     "wahrscheinlich", "vereinbar mit", "a. e", "differentialdiagnostisch", "nicht sicher",
@@ -223,7 +256,7 @@ UNCERTAIN_POST: tuple[str, ...] = (
 PSEUDO_TRIGGERS: tuple[str, ...] = (
     "no change", "no significant change", "no interval change", "no new", "not only", "no increase", "no decrease",
     "keine befundänderung", "keine änderung", "ohne änderung", "keine größenänderung", "keine größenprogredienz",
-    "nicht verändert", "no further", "not significantly changed", "unverändert",
+    "nicht verändert", "no further", "not significantly changed", "unverändert", "to suggest",
 )
 #: Words and marks that end a trigger's scope.
 SCOPE_TERMINATORS: tuple[str, ...] = (

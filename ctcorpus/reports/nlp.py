@@ -94,7 +94,7 @@ class ReportAnalyzer:
     labels_at_word_start: re.Pattern[str]  # ``labels`` without the in-compound stems
     label_stems: tuple[str, ...]  # first words of the in-compound stems (see _stems_decide)
     label_groups: Mapping[str, str]
-    normal_statements: frozenset[str]  # phrases in ``label_groups`` that state the finding is absent
+    statement_states: Mapping[str, LabelState]  # phrases in ``label_groups`` that fix the state themselves
     triggers: re.Pattern[str]
     trigger_kinds: Mapping[str, str]
     headings: re.Pattern[str]
@@ -148,9 +148,11 @@ def _cached(extra_synonyms: tuple[tuple[str, tuple[str, ...]], ...],
     # "~stem" phrases match inside a German compound, the others at a word start; both may carry
     # an inflection suffix. Group 1 or 2 is the phrase itself, looked up in ``groups``.
     groups = {" ".join(t.lstrip("~").split()): label for label, ts in synonyms.items() for t in with_ss(ts)}
-    normal = {t: label for label, ts in lexicon.NORMAL_STATEMENTS.items() for t in with_ss(ts)}
-    groups |= normal
-    anchored = [t for ts in synonyms.values() for t in ts if not t.startswith("~")] + list(normal)
+    statements = {t: (label, state) for state, kind in ((LabelState.NEGATIVE, lexicon.NORMAL_STATEMENTS),
+                                                         (LabelState.UNCERTAIN, lexicon.UNCERTAIN_STATEMENTS))
+                  for label, ts in kind.items() for t in with_ss(ts)}
+    groups |= {t: label for t, (label, _) in statements.items()}
+    anchored = [t for ts in synonyms.values() for t in ts if not t.startswith("~")] + list(statements)
     anywhere = [t[1:] for ts in synonyms.values() for t in ts if t.startswith("~")]
     word_start = r"\b(" + trie_regex(anchored) + r")\w*"
     label_re = re.compile(word_start + r"|(" + trie_regex(anywhere) + r")\w*")
@@ -178,7 +180,7 @@ def _cached(extra_synonyms: tuple[tuple[str, tuple[str, ...]], ...],
         labels_at_word_start=word_start_label_re,
         label_stems=tuple(sorted({t.split()[0] for t in with_ss(anywhere)})),
         label_groups=MappingProxyType(groups),
-        normal_statements=frozenset(normal),
+        statement_states=MappingProxyType({t: state for t, (_, state) in statements.items()}),
         triggers=trigger_re,
         trigger_kinds=MappingProxyType(kinds),
         headings=heading_re,
@@ -336,23 +338,24 @@ def _stems_decide(analyzer: ReportAnalyzer, lower: str) -> bool:
     return False
 
 
-def _label_mentions(analyzer: ReportAnalyzer, lower: str) -> list[tuple[int, int, str, bool]]:
-    """Label phrases in the lowercased text: (start, end, label, states the finding absent).
+def _label_mentions(analyzer: ReportAnalyzer, lower: str) -> list[tuple[int, int, str, LabelState | None]]:
+    """Label phrases in the lowercased text: (start, end, label, the state the phrase fixes or None).
 
     The in-compound stems make the full regex try every position. Where each stem in the text
     starts a word-start label ("emphysema"), that branch wins there and the stem branch decides
     nothing, so the word-start pattern alone gives the same matches at a third of the cost.
     """
-    groups, normal = analyzer.label_groups, analyzer.normal_statements
+    groups, fixed = analyzer.label_groups, analyzer.statement_states
     pattern = analyzer.labels if _stems_decide(analyzer, lower) else analyzer.labels_at_word_start
     phrases = [(m.start(), m.end(), " ".join(m[m.lastindex].split())) for m in pattern.finditer(lower)]
-    return [(start, end, groups[phrase], phrase in normal) for start, end, phrase in phrases]
+    return [(start, end, groups[phrase], fixed.get(phrase)) for start, end, phrase in phrases]
 
 
 def _state(trig: Sequence[tuple[int, int, str]], s_start: int, s_end: int, m_start: int, m_end: int) -> LabelState:
-    """ConText: uncertainty beats negation; a pre trigger reaches forward, a post trigger backward,
-    both stop at a scope terminator or the sentence end; pseudo-triggers are no triggers."""
-    neg = unc = False
+    """ConText: a pre trigger reaches forward, a post trigger backward, both stop at a scope
+    terminator or the sentence end; pseudo-triggers are no triggers. Only the nearest pre trigger
+    and the nearest post trigger count ("suggestive of A, without B": B is negated), and of the
+    two, uncertainty beats negation."""
     left_bound = s_start
     right_bound = s_end
     for t_start, t_end, kind in trig:
@@ -361,18 +364,18 @@ def _state(trig: Sequence[tuple[int, int, str]], s_start: int, s_end: int, m_sta
                 left_bound = max(left_bound, t_end)
             elif t_start >= m_end:
                 right_bound = min(right_bound, t_start)
-    for t_start, t_end, kind in trig:
+    pre = post = ""
+    for t_start, t_end, kind in trig:  # in text order
         if "pseudo" in kind or kind == "term":
             continue
-        if t_end <= m_start and t_start >= left_bound:
-            neg |= "neg_pre" in kind
-            unc |= "unc_pre" in kind
-        elif t_start >= m_end and t_end <= right_bound:
-            neg |= "neg_post" in kind
-            unc |= "unc_post" in kind
-    if unc:
+        if t_end <= m_start and t_start >= left_bound and "_pre" in kind:
+            pre = kind
+        elif t_start >= m_end and t_end <= right_bound and "_post" in kind:
+            post = kind
+            break
+    if "unc_pre" in pre or "unc_post" in post:
         return LabelState.UNCERTAIN
-    if neg:
+    if "neg_pre" in pre or "neg_post" in post:
         return LabelState.NEGATIVE
     return LabelState.POSITIVE
 
@@ -437,12 +440,12 @@ def analyze_report(
         if k >= 0:
             triggers[k].append((m.start(), m.end(), analyzer.trigger_kinds[" ".join(m.group(1).split())]))
     labels: list[dict[str, LabelState]] = [{} for _ in spans]
-    for m_start, m_end, label, absent in _label_mentions(analyzer, lower):
+    for m_start, m_end, label, fixed in _label_mentions(analyzer, lower):
         k = sentence_of(m_start)
         if k < 0:
             continue
         s_start, s_end, _ = spans[k]
-        state = LabelState.NEGATIVE if absent else _state(triggers[k], s_start, s_end, m_start, m_end)
+        state = fixed if fixed is not None else _state(triggers[k], s_start, s_end, m_start, m_end)
         previous = labels[k].get(label)
         if previous is None or _RANK[state] > _RANK[previous]:
             labels[k][label] = state
