@@ -108,7 +108,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         "date",
         re.compile(r"[ADFJMNOSadfjmnosſ](?<!\w[ADFJMNOSadfjmnosſ])(?i:" + _MONTH_AFTER_FIRST
                    + r"\s\d{1,2}(?:st|nd|rd|th)?,?\s\d{4}\b)"),
-        tuple(sorted({m[:3] for m in _MONTH_NUM})),
+        (),
         _WORD_BEFORE_NUMBER,
     ),
     # German day and month without a year after a preposition ("vom 03.04.", "seit 12. März"); the
