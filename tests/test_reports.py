@@ -168,6 +168,8 @@ def test_language_detection(synthetic):
         ("Heart size upper limits normal.", {"cardiomegaly": UNC}),
         ("The heart is not enlarged.", {"cardiomegaly": NEG}),
         ("Herz ist leicht vergrößert.", {"cardiomegaly": POS}),
+        # a trigger never reaches across a sentence end ("there is" + blank line + "no ...")
+        ("Findings: there is\n\nno pleural effusion.", {"pleural_effusion": NEG}),
     ],
 )
 def test_negation_and_uncertainty_scope(analyzer, text, expected):

@@ -434,24 +434,25 @@ def analyze_report(
         k = sentence_of(m.start())
         if k >= 0:
             anatomies[k].add(analyzer.stem_anatomy[m.group(1)])
-    triggers: list[list[tuple[int, int, str]]] = [[] for _ in spans]
-    for m in analyzer.triggers.finditer(lower):
-        k = sentence_of(m.start())
+    mentions: dict[int, list[tuple[int, int, str, LabelState | None]]] = {}
+    for mention in _label_mentions(analyzer, lower):
+        k = sentence_of(mention[0])
         if k >= 0:
-            triggers[k].append((m.start(), m.end(), analyzer.trigger_kinds[" ".join(m.group(1).split())]))
+            mentions.setdefault(k, []).append(mention)
     labels: list[dict[str, LabelState]] = [{} for _ in spans]
-    for m_start, m_end, label, fixed in _label_mentions(analyzer, lower):
-        k = sentence_of(m_start)
-        if k < 0:
-            continue
+    for k, found in mentions.items():
         s_start, s_end, _ = spans[k]
-        state = fixed if fixed is not None else _state(triggers[k], s_start, s_end, m_start, m_end)
-        previous = labels[k].get(label)
-        if previous is None or _RANK[state] > _RANK[previous]:
-            labels[k][label] = state
-        anatomy = LABEL_ANATOMY.get(label)  # labels added by config have no region: their words do
-        if anatomy is not None:
-            anatomies[k].add(anatomy.value)
+        # triggers only matter in a sentence with a mention, and never reach past its end
+        triggers = [(m.start(), m.end(), analyzer.trigger_kinds[" ".join(m.group(1).split())])
+                    for m in analyzer.triggers.finditer(lower, s_start, s_end)]
+        for m_start, m_end, label, fixed in found:
+            state = fixed if fixed is not None else _state(triggers, s_start, s_end, m_start, m_end)
+            previous = labels[k].get(label)
+            if previous is None or _RANK[state] > _RANK[previous]:
+                labels[k][label] = state
+            anatomy = LABEL_ANATOMY.get(label)  # labels added by config have no region: their words do
+            if anatomy is not None:
+                anatomies[k].add(anatomy.value)
     report_labels: dict[str, LabelState] = {}
     sentences: list[Sentence] = []
     for k, (s_start, s_end, section) in enumerate(spans):
