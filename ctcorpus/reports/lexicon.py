@@ -130,17 +130,14 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "aortenverkalkung", "gefäßverkalkung", "kalzifizierende aortensklerose",
         ),
         "cardiomegaly": (
-            "cardiomegaly", "enlarged heart", "heart is enlarged", "cardiac enlargement", "enlarged cardiac",
-            "heart size is enlarged", "heart is large", "heart is slightly large", "enlargement of the heart",
-            "heart is mildly enlarged", "heart is moderately enlarged", "heart size mildly enlarged",
-            "heart size is mildly enlarged", "heart size is persistently enlarged", "heart enlargement", *_HEART_ENLARGED,
+            "cardiomegaly", "enlarged heart", "cardiac enlargement", "enlarged cardiac", "enlargement of the heart",
+            "heart size is persistently enlarged", "heart enlargement", *_HEART_ENLARGED,
             # "borderline" reads positive, as in NegBio's and CheXpert's reference labels
             "borderline heart size", "heart size is borderline", "heart size borderline", "heart is borderline in size",
             "heart borderline in size", "heart size borderline enlarged", "heart is borderline enlarged",
             "heart borderline enlarged", "borderline enlarged heart", "grenzwertige herzgröße", "herz grenzwertig groß",
             "herzgröße grenzwertig", "grenzwertig großes herz",
-            "~kardiomegalie", "herz ist vergrößert", "herz vergrößert",
-            "vergrößertes herz", "herzvergrößerung",
+            "~kardiomegalie", "vergrößertes herz", "herzvergrößerung",
         ),
         "pericardial_effusion": ("pericardial effusion", "pericardial fluid", "~perikarderguss", "~perikardergüss"),
         "coronary_artery_wall_calcification": (

@@ -148,9 +148,9 @@ def _cached(extra_synonyms: tuple[tuple[str, tuple[str, ...]], ...],
     # "~stem" phrases match inside a German compound, the others at a word start; both may carry
     # an inflection suffix. Group 1 or 2 is the phrase itself, looked up in ``groups``.
     groups = {" ".join(t.lstrip("~").split()): label for label, ts in synonyms.items() for t in with_ss(ts)}
-    statements = {t: (label, state) for state, kind in ((LabelState.NEGATIVE, lexicon.NORMAL_STATEMENTS),
-                                                         (LabelState.UNCERTAIN, lexicon.UNCERTAIN_STATEMENTS))
-                  for label, ts in kind.items() for t in with_ss(ts)}
+    statements = {t: (label, state) for state, phrases in ((LabelState.NEGATIVE, lexicon.NORMAL_STATEMENTS),
+                                                            (LabelState.UNCERTAIN, lexicon.UNCERTAIN_STATEMENTS))
+                  for label, ts in phrases.items() for t in with_ss(ts)}
     groups |= {t: label for t, (label, _) in statements.items()}
     anchored = [t for ts in synonyms.values() for t in ts if not t.startswith("~")] + list(statements)
     anywhere = [t[1:] for ts in synonyms.values() for t in ts if t.startswith("~")]
