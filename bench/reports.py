@@ -25,6 +25,10 @@ from ctcorpus.taxonomy import CT_RATE_LABELS
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 OPENI = SHARED / "reports_openi_indiana_cxr"
 CHEXPERT = SHARED / "reports_chexpert_labeler_samples" / "labeled_reports.csv"
+DRAGON = SHARED / "reports_dragon_samples_nl_en" / "english"
+#: DRAGON tasks whose label says whether a pulmonary nodule is present (task 23: its diameter in mm).
+DRAGON_NODULE_TASKS = ("Task002_nodule_clf.md", "Task007_nodule_diameter_presence_clf.md",
+                       "Task023_nodule_diameter_reg.md")
 #: Reference label name -> ours, where meanings overlap (NegBio/ChestX-ray14 and CheXpert).
 NEGBIO_MAP = {"Atelectasis": "atelectasis", "Cardiomegaly": "cardiomegaly", "Effusion": "pleural_effusion",
               "Nodule": "lung_nodule", "Consolidation": "consolidation", "Emphysema": "emphysema",
@@ -128,6 +132,22 @@ def agreement_chexpert(analyzer) -> float | None:
     return agree / total
 
 
+def agreement_dragon(analyzer) -> float | None:
+    """Pulmonary nodule presence vs DRAGON's labels on its English CT reports (lung_nodule positive)."""
+    if not DRAGON.is_dir():
+        return None
+    agree = 0
+    print("\n== DRAGON samples (English translations): pulmonary nodule presence")
+    for name in DRAGON_NODULE_TASKS:
+        raw = (DRAGON / name).read_text(encoding="utf-8")
+        reference = raw.splitlines()[1].removeprefix("Label: ")
+        present = reference == "True" if reference in ("True", "False") else float(reference) > 0
+        got = analyze_report(analyzer, raw.split("```")[1], language="en").labels.get("lung_nodule")
+        agree += present == (got == LabelState.POSITIVE)
+        print(f"{name:44s} reference {reference:6s} ours {got.value if got else 'absent'}")
+    return agree / len(DRAGON_NODULE_TASKS)
+
+
 def _rates(fns: dict[str, Callable[[str], object]], texts: list[str], passes: int = 7) -> dict[str, float]:
     """Best of ``passes`` passes each, in reports per CPU-second of this process (one core; robust
     to other processes, unlike wall time). The functions take turns pass by pass, so a slow spell
@@ -169,6 +189,7 @@ def main() -> None:
     ]
     negbio = agreement_negbio(analyzer)
     chexpert = agreement_chexpert(analyzer)
+    dragon = agreement_dragon(analyzer)
     rate, ref = throughput(analyzer)
     result = {
         "reports_per_s_per_core": round(rate, 1),
@@ -179,6 +200,7 @@ def main() -> None:
         "sentencizer_reference_reports_per_s": round(ref, 1),
         "openi_negbio_agreement": None if negbio is None else round(negbio, 4),
         "chexpert_samples_agreement": None if chexpert is None else round(chexpert, 4),
+        "dragon_nodule_agreement": None if dragon is None else round(dragon, 4),
     }
     print(json.dumps(result))
 

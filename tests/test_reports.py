@@ -170,6 +170,11 @@ def test_language_detection(synthetic):
         ("Herz ist leicht vergrößert.", {"cardiomegaly": POS}),
         # a trigger never reaches across a sentence end ("there is" + blank line + "no ...")
         ("Findings: there is\n\nno pleural effusion.", {"pleural_effusion": NEG}),
+        ("No changes in the condition of the right hip prosthesis.", {"medical_material": POS}),
+        # tumour "infiltrating" / "Infiltration" is no consolidation; an "infiltrate" is
+        ("Tumour infiltrating the chest wall, infiltrative margins; no infiltrate.", {"consolidation": NEG}),
+        ("Tumorinfiltration der Thoraxwand, kein Infiltrat.", {"consolidation": NEG}),
+        ("Pneumonisches Infiltrat rechts.", {"consolidation": POS}),
     ],
 )
 def test_negation_and_uncertainty_scope(analyzer, text, expected):
@@ -195,6 +200,21 @@ def test_sentence_rules_for_radiology_text(analyzer):
     assert free.sentences[1].anatomies == ("heart",) and free.sentences[0].anatomies == ("pleura",)
 
 
+def test_findings_without_a_findings_heading(analyzer):
+    # Real reports often carry their findings under no heading; they must still be labelled.
+    text = "Clinical question: cough.\n\nSmall right pleural effusion. No nodule.\n\nImpression: Effusion."
+    got = analyze_report(analyzer, text, language="en")
+    assert [(s.name, got.text[s.start:s.end].strip()[:11]) for s in got.sections] == [
+        ("clinical_information", "cough."), ("findings", "Small right"), ("impression", "Effusion.")]
+    assert dict(got.labels) == {"pleural_effusion": POS, "lung_nodule": NEG}
+    free = analyze_report(analyzer, "Small nodule in the right upper lobe.\nImpression: Nodule.", language="en")
+    assert [s.name for s in free.sections] == ["findings", "impression"]
+    assert free.labels["lung_nodule"] == POS
+    # with a findings heading, the text before the first heading stays clinical information
+    headed = analyze_report(analyzer, "Cough since May.\nFindings: No effusion.\n\nNodule.\nImpression: Nodule.")
+    assert [s.name for s in headed.sections] == ["clinical_information", "findings", "impression"]
+
+
 def test_spacy_period_exceptions_still_hold_after_dropping_them_from_the_tokenizer(analyzer):
     # The tokenizer runs without spaCy's exceptions (speed); their periods must still not end a
     # sentence, and only in the spelling spaCy lists ("Ill." is Illinois, "ill." ends a sentence).
@@ -217,7 +237,8 @@ def test_word_start_label_shortcut_finds_what_the_full_pattern_finds(analyzer, s
     groups = analyzer.label_groups
     for lower in texts:
         phrases = [(m.start(), m.end(), " ".join(m[m.lastindex].split())) for m in analyzer.labels.finditer(lower)]
-        full = [(start, end, groups[p], analyzer.statement_states.get(p)) for start, end, p in phrases]
+        full = [(start, end, groups[p], analyzer.statement_states.get(p)) for start, end, p in phrases
+                if groups[p] is not None]
         assert _label_mentions(analyzer, lower) == full, lower
     assert "atelectasis" in {label for _, _, label, _ in _label_mentions(analyzer, texts[0])}
 
@@ -481,6 +502,18 @@ def test_openi_reports_sentences_and_sections(analyzer):
         assert {"findings", "impression"} & names
         if row["findings"]:
             assert "findings" in names
+
+
+@pytest.mark.skipif(not DRAGON.exists(), reason="shared data absent")
+def test_dragon_pulmonary_nodule_reference_labels(analyzer):
+    # DRAGON tasks 2, 7 and 23 (English translations) describe a pulmonary nodule; task 2's
+    # findings stand under no findings heading, between "Request:" and "Conclusion:".
+    for name, reference in (("Task002_nodule_clf.md", "True"), ("Task007_nodule_diameter_presence_clf.md", "True"),
+                            ("Task023_nodule_diameter_reg.md", "7")):
+        raw = (DRAGON / "english" / name).read_text(encoding="utf-8")
+        assert raw.splitlines()[1] == f"Label: {reference}"
+        got = analyze_report(analyzer, raw.split("```")[1], language="en")
+        assert got.labels.get("lung_nodule") == POS, name
 
 
 @pytest.mark.skipif(not DRAGON.exists(), reason="shared data absent")

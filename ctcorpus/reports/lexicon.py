@@ -21,6 +21,7 @@ __all__ = [
     "NEGATION_POST",
     "NEGATION_PRE",
     "NORMAL_STATEMENTS",
+    "NOT_LABELS",
     "PSEUDO_TRIGGERS",
     "SCOPE_TERMINATORS",
     "UNCERTAIN_POST",
@@ -249,9 +250,12 @@ UNCERTAIN_POST: tuple[str, ...] = (
     "nicht sicher ausgeschlossen", "nicht auszuschliessen", "fraglich", "möglich",
     "nicht mit sicherheit auszuschließen",
 )
+#: Words that hold a label's stem but name no finding ("infiltrating" tumour is no "infiltrate").
+NOT_LABELS: tuple[str, ...] = ("~infiltrating", "~infiltrative", "~infiltration")
 #: Phrases that look like triggers but are not ("no change" says nothing about presence).
 PSEUDO_TRIGGERS: tuple[str, ...] = (
-    "no change", "no significant change", "no interval change", "no new", "not only", "no increase", "no decrease",
+    "no change", "no changes", "no significant change", "no significant changes", "no interval change",
+    "no interval changes", "no new", "not only", "no increase", "no decrease",
     "keine befundänderung", "keine änderung", "ohne änderung", "keine größenänderung", "keine größenprogredienz",
     "nicht verändert", "no further", "not significantly changed", "unverändert", "to suggest",
 )
@@ -275,7 +279,8 @@ HEADINGS: Mapping[str, tuple[str, ...]] = MappingProxyType(
                        "voruntersuchungen", "voraufnahmen"),
         "clinical_information": (
             "clinical information", "clinical history", "clinical indication", "history", "indication",
-            "indications", "reason for exam", "reason for examination", "fragestellung", "klinische angaben",
+            "indications", "reason for exam", "reason for examination", "clinical question", "question", "request",
+            "medical history", "relevant medical history", "clinical details", "fragestellung", "klinische angaben",
             "klinische angabe", "anamnese", "indikation", "rechtfertigende indikation", "klinik",
         ),
     }

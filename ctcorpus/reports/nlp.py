@@ -93,7 +93,7 @@ class ReportAnalyzer:
     labels: re.Pattern[str]
     labels_at_word_start: re.Pattern[str]  # ``labels`` without the in-compound stems
     label_stems: tuple[str, ...]  # first words of the in-compound stems (see _stems_decide)
-    label_groups: Mapping[str, str]
+    label_groups: Mapping[str, str | None]  # phrase -> label (None: a word that names no finding)
     statement_states: Mapping[str, LabelState]  # phrases in ``label_groups`` that fix the state themselves
     triggers: re.Pattern[str]
     trigger_kinds: Mapping[str, str]
@@ -146,14 +146,16 @@ def _cached(extra_synonyms: tuple[tuple[str, tuple[str, ...]], ...],
     for label, extra in extra_synonyms:
         synonyms.setdefault(label, []).extend(t.lower() for t in extra)
     # "~stem" phrases match inside a German compound, the others at a word start; both may carry
-    # an inflection suffix. Group 1 or 2 is the phrase itself, looked up in ``groups``.
-    groups = {" ".join(t.lstrip("~").split()): label for label, ts in synonyms.items() for t in with_ss(ts)}
+    # an inflection suffix. Group 1 or 2 is the phrase itself, looked up in ``groups``. Words that
+    # hold a label's stem but name no finding win there as the longer phrase, and map to no label.
+    phrases: dict[str | None, list[str]] = {**synonyms, None: list(lexicon.NOT_LABELS)}
+    groups = {" ".join(t.lstrip("~").split()): label for label, ts in phrases.items() for t in with_ss(ts)}
     statements = {t: (label, state) for state, phrases in ((LabelState.NEGATIVE, lexicon.NORMAL_STATEMENTS),
                                                             (LabelState.UNCERTAIN, lexicon.UNCERTAIN_STATEMENTS))
                   for label, ts in phrases.items() for t in with_ss(ts)}
     groups |= {t: label for t, (label, _) in statements.items()}
-    anchored = [t for ts in synonyms.values() for t in ts if not t.startswith("~")] + list(statements)
-    anywhere = [t[1:] for ts in synonyms.values() for t in ts if t.startswith("~")]
+    anchored = [t for ts in phrases.values() for t in ts if not t.startswith("~")] + list(statements)
+    anywhere = [t[1:] for ts in phrases.values() for t in ts if t.startswith("~")]
     word_start = r"\b(" + trie_regex(anchored) + r")\w*"
     label_re = re.compile(word_start + r"|(" + trie_regex(anywhere) + r")\w*")
     word_start_label_re = re.compile(word_start)
@@ -231,8 +233,20 @@ def detect_language(text: str) -> str:
     return "de" if german > sum(map(_EN_WORDS.__contains__, words)) else "en"
 
 
+#: Sections that hold no findings; in a report without a findings heading, their first paragraph
+#: is all they hold.
+_PREAMBLE_SECTIONS = frozenset({"clinical_information", "technique", "comparison"})
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*(?=\S)")
+
+
 def _sections(analyzer: ReportAnalyzer, text: str) -> tuple[Section, ...]:
-    """Split at headings; text before the first heading is clinical information, no headings = findings."""
+    """Split at headings; text before the first heading is clinical information.
+
+    Many reports have no findings heading ("Indication: ... <findings> Impression: ..."), and the
+    findings must not be lost to the section before them: in such a report, text before the first
+    heading is findings, as is what follows the first paragraph of a clinical information,
+    technique or comparison section. A report without headings is all findings.
+    """
     marks = []
     for m in analyzer.headings.finditer("\n" + text):  # offsets in text: match start is the line start
         body = m.end() - 1
@@ -240,12 +254,17 @@ def _sections(analyzer: ReportAnalyzer, text: str) -> tuple[Section, ...]:
                       analyzer.heading_names[" ".join(m.group(1).lower().split())]))
     if not marks:
         return (Section("findings", 0, len(text)),) if text.strip() else ()
+    headed = any(name == "findings" for _, _, name in marks)
     out: list[Section] = []
     if text[: marks[0][0]].strip():
-        out.append(Section("clinical_information", 0, marks[0][0]))
+        out.append(Section("clinical_information" if headed else "findings", 0, marks[0][0]))
     for k, (_, body, name) in enumerate(marks):
         end = marks[k + 1][0] if k + 1 < len(marks) else len(text)
-        out.append(Section(name, body, end))
+        first = len(text[:end]) - len(text[body:end].lstrip())  # the body's first non-space character
+        if not headed and name in _PREAMBLE_SECTIONS and (br := _PARAGRAPH_BREAK.search(text, first, end)):
+            out += [Section(name, body, br.start()), Section("findings", br.end(), end)]
+        else:
+            out.append(Section(name, body, end))
     return tuple(out)
 
 
@@ -348,7 +367,8 @@ def _label_mentions(analyzer: ReportAnalyzer, lower: str) -> list[tuple[int, int
     groups, fixed = analyzer.label_groups, analyzer.statement_states
     pattern = analyzer.labels if _stems_decide(analyzer, lower) else analyzer.labels_at_word_start
     phrases = [(m.start(), m.end(), " ".join(m[m.lastindex].split())) for m in pattern.finditer(lower)]
-    return [(start, end, groups[phrase], fixed.get(phrase)) for start, end, phrase in phrases]
+    return [(start, end, label, fixed.get(phrase)) for start, end, phrase in phrases
+            if (label := groups[phrase]) is not None]
 
 
 def _state(trig: Sequence[tuple[int, int, str]], s_start: int, s_end: int, m_start: int, m_end: int) -> LabelState:
