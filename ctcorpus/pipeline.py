@@ -55,6 +55,7 @@ from ctcorpus.outputs import BuildResult, BuildUnit, StoredSample, WorkStore, bu
 from ctcorpus.outputs.store import atomic_write_bytes, write_parquet
 from ctcorpus.pseudonym import Pseudonymizer
 from ctcorpus.records import QuarantineEntry, QuarantineLog, sha256_file, sha256_of_hashes
+from ctcorpus.reports import PRODUCER as REPORTS_PRODUCER
 from ctcorpus.reports import StudyKey, process_reports, reports_tables
 from ctcorpus.schemas import table_from_rows
 from ctcorpus.snippets import SentenceContext, SeriesSlices, VolumeGrid, mine_snippets, snippets_table
@@ -261,7 +262,8 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     studies = _study_keys(stacks)
 
     report_hashes = [sha256_file(Path(f)) for f in run.report_files]
-    reports_key = _digest("reports", __version__, report_hashes, [asdict(s) for s in studies], _section(config, "reports"))
+    reports_key = _digest("reports", __version__, REPORTS_PRODUCER, report_hashes, [asdict(s) for s in studies],
+                          _section(config, "reports"))
     if not store.has("reports", reports_key):
         log_r = QuarantineLog()
         result = process_reports(run.report_files, studies, config=config.reports, pseudonymize=p.make, on_error=log_r)

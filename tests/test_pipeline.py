@@ -123,6 +123,19 @@ def test_changed_config_redoes_only_the_stages_it_reads(built, tmp_path):
     assert anatomy_changed.cached["ingest"] == first.computed["ingest"]
 
 
+def test_changed_report_rules_redo_the_reports(built, tmp_path, monkeypatch):
+    # the rules' digest is part of the reports key: tables cached under old rules are not reused
+    config, folder, _, _ = built
+    work = tmp_path / "work"
+    shutil.copytree(folder / "work", work)
+    before = {p.name for p in (work / "reports").glob("*/*")}
+    _run(config, work)
+    assert {p.name for p in (work / "reports").glob("*/*")} == before
+    monkeypatch.setattr(pipeline, "REPORTS_PRODUCER", "rules-changed")
+    _run(config, work)
+    assert len({p.name for p in (work / "reports").glob("*/*")} - before) == 1
+
+
 def _copy_patients(truth, source: Path, target: Path, patients: set[str]) -> None:
     for series in truth.series:
         if series.patient_id in patients:

@@ -15,6 +15,7 @@ from ctcorpus.config.reports import ReportsConfig
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import CtCorpusError, ReportError
 from ctcorpus.records import ErrorHandler, QuarantineEntry, raise_on_error
+from ctcorpus.reports import lexicon, nlp, patterns, phi
 from ctcorpus.reports.io import read_report_export
 from ctcorpus.reports.link import link_reports
 from ctcorpus.reports.nlp import analyze_report, build_analyzer
@@ -24,8 +25,19 @@ from ctcorpus.version import __version__
 
 __all__ = ["PRODUCER", "date_shift_days", "process_reports", "reports_tables"]
 
-#: The backend recorded in every row's ``producer`` (bump the rules version when rules change).
-PRODUCER = f"rules-1+spacy-{spacy.__version__}"
+
+
+def _rules_digest() -> str:
+    """A digest of the rule modules' source: a changed rule is a new producer, so report tables
+    cached under the old rules are never reused (no version number to forget to bump)."""
+    digest = hashlib.sha256()
+    for module in (lexicon, nlp, patterns, phi):
+        digest.update(Path(str(module.__file__)).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+#: The backend recorded in every row's ``producer``; part of the pipeline's reports cache key.
+PRODUCER = f"rules-{_rules_digest()}+spacy-{spacy.__version__}"
 
 STAGE = "reports"
 logger = logging.getLogger(__name__)
