@@ -175,6 +175,8 @@ def test_language_detection(synthetic):
         ("Tumour infiltrating the chest wall, infiltrative margins; no infiltrate.", {"consolidation": NEG}),
         ("Tumorinfiltration der Thoraxwand, kein Infiltrat.", {"consolidation": NEG}),
         ("Pneumonisches Infiltrat rechts.", {"consolidation": POS}),
+        ("Thyroid nodule. Several intracutaneous nodules in the pelvis.", {}),
+        ("Thyroid nodule and a small nodule in the right upper lobe.", {"lung_nodule": POS}),
     ],
 )
 def test_negation_and_uncertainty_scope(analyzer, text, expected):

@@ -250,8 +250,14 @@ UNCERTAIN_POST: tuple[str, ...] = (
     "nicht sicher ausgeschlossen", "nicht auszuschliessen", "fraglich", "möglich",
     "nicht mit sicherheit auszuschließen",
 )
-#: Words that hold a label's stem but name no finding ("infiltrating" tumour is no "infiltrate").
-NOT_LABELS: tuple[str, ...] = ("~infiltrating", "~infiltrative", "~infiltration")
+#: Phrases that hold a label's words but name none of its findings: tumour "infiltrating" is no
+#: "infiltrate", a thyroid nodule no lung nodule. Matched like labels, they win as the longer phrase.
+NOT_LABELS: tuple[str, ...] = (
+    "~infiltrating", "~infiltrative", "~infiltration",
+    "thyroid nodule", "nodular goiter", "nodular goitre", "adrenal nodule", "hepatic nodule", "liver nodule",
+    "renal nodule", "splenic nodule", "breast nodule", "skin nodule", "cutaneous nodule", "subcutaneous nodule",
+    "intracutaneous nodule", "soft tissue nodule", "peritoneal nodule",
+)
 #: Phrases that look like triggers but are not ("no change" says nothing about presence).
 PSEUDO_TRIGGERS: tuple[str, ...] = (
     "no change", "no changes", "no significant change", "no significant changes", "no interval change",
