@@ -176,6 +176,13 @@ def test_language_detection(synthetic):
         ("Tumorinfiltration der Thoraxwand, kein Infiltrat.", {"consolidation": NEG}),
         ("Pneumonisches Infiltrat rechts.", {"consolidation": POS}),
         ("Thyroid nodule. Several intracutaneous nodules in the pelvis.", {}),
+        ("Atelectasis could not be excluded. Consolidation was ruled out.", {"atelectasis": UNC, "consolidation": NEG}),
+        ("Question small right pleural effusion. Rule out consolidation.",
+         {"pleural_effusion": UNC, "consolidation": UNC}),
+        ("Bony overlap could obscure a small pulmonary nodule.", {"lung_nodule": UNC}),
+        # "is possible", "are suspected" reach forward too ("there is possible effusion")
+        ("There is possible small pleural effusion.", {"pleural_effusion": UNC}),
+        ("Small effusions are suspected, no nodule.", {"pleural_effusion": UNC, "lung_nodule": NEG}),
         ("Thyroid nodule and a small nodule in the right upper lobe.", {"lung_nodule": POS}),
     ],
 )

@@ -231,22 +231,26 @@ NEGATION_PRE: tuple[str, ...] = (
 )
 NEGATION_POST: tuple[str, ...] = (
     "is not seen", "are not seen", "not seen", "not identified", "is absent", "are absent", "has resolved",
-    "have resolved", "resolved", "nicht nachweisbar", "nicht abgrenzbar", "nicht mehr nachweisbar",
+    "have resolved", "resolved", "ruled out", "nicht nachweisbar", "nicht abgrenzbar", "nicht mehr nachweisbar",
     "ausgeschlossen", "unauffällig", "not present", "is excluded", "nicht vorhanden", "regredient",
 )
 UNCERTAIN_PRE: tuple[str, ...] = (
     "possible", "possibly", "probable", "probably", "may", "may represent", "may reflect", "may be", "could represent",
-    "could be", "might represent", "suspicious for", "suspected", "suspect", "questionable", "likely",
-    "concerning for", "cannot exclude", "can not exclude", "differential diagnosis", "consistent with possible",
+    "could be", "could", "might represent", "suspicious for", "suspected", "suspect", "suspicion for",
+    "suspicion of", "questionable", "question", "likely", "concerning for", "concern for", "rule out", "r/o",
+    "to exclude", "could not exclude", "evaluate for", "evaluation for", "cannot exclude", "can not exclude", "differential diagnosis", "consistent with possible",
     "suggest", "suggests", "suggesting", "suggestive of", "could suggest", "hinweisend auf", "spricht für",
     "sprechen für",
     "question of", "versus", "vs", "fraglich", "fragliche", "fraglicher", "fragliches", "v.a", "v. a", "verdacht auf",
     "verdächtig auf", "suspekt auf", "dd", "am ehesten", "möglich", "mögliche", "möglicher", "möglicherweise",
     "wahrscheinlich", "vereinbar mit", "a. e", "differentialdiagnostisch", "nicht sicher",
+    # also post triggers: "there is possible effusion" as much as "effusion is possible"
+    "is possible", "is questionable", "is suspected", "are suspected",
 )
 UNCERTAIN_POST: tuple[str, ...] = (
     "cannot be excluded", "can not be excluded", "cannot be ruled out", "not excluded", "not ruled out",
-    "is questionable", "is possible", "nicht auszuschließen", "nicht sicher auszuschließen", "nicht ausgeschlossen",
+    "is questionable", "is possible", "could not be excluded", "not entirely excluded", "cannot be entirely excluded",
+    "is suspected", "are suspected", "nicht auszuschließen", "nicht sicher auszuschließen", "nicht ausgeschlossen",
     "nicht sicher ausgeschlossen", "nicht auszuschliessen", "fraglich", "möglich",
     "nicht mit sicherheit auszuschließen",
 )
