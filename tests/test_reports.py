@@ -180,6 +180,7 @@ def test_language_detection(synthetic):
         ("Question small right pleural effusion. Rule out consolidation.",
          {"pleural_effusion": UNC, "consolidation": UNC}),
         ("Bony overlap could obscure a small pulmonary nodule.", {"lung_nodule": UNC}),
+        ("Frage nach Pleuraerguss. Zum Ausschluss einer Atelektase.", {"pleural_effusion": UNC, "atelectasis": UNC}),
         # "is possible", "are suspected" reach forward too ("there is possible effusion")
         ("There is possible small pleural effusion.", {"pleural_effusion": UNC}),
         ("Small effusions are suspected, no nodule.", {"pleural_effusion": UNC, "lung_nodule": NEG}),

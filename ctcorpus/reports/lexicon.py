@@ -242,7 +242,7 @@ UNCERTAIN_PRE: tuple[str, ...] = (
     "suggest", "suggests", "suggesting", "suggestive of", "could suggest", "hinweisend auf", "spricht für",
     "sprechen für",
     "question of", "versus", "vs", "fraglich", "fragliche", "fraglicher", "fragliches", "v.a", "v. a", "verdacht auf",
-    "verdächtig auf", "suspekt auf", "dd", "am ehesten", "möglich", "mögliche", "möglicher", "möglicherweise",
+    "verdächtig auf", "suspekt auf", "frage nach", "zum ausschluss", "dd", "am ehesten", "möglich", "mögliche", "möglicher", "möglicherweise",
     "wahrscheinlich", "vereinbar mit", "a. e", "differentialdiagnostisch", "nicht sicher",
     # also post triggers: "there is possible effusion" as much as "effusion is possible"
     "is possible", "is questionable", "is suspected", "are suspected",
