@@ -180,6 +180,11 @@ def test_language_detection(synthetic):
         ("Question small right pleural effusion. Rule out consolidation.",
          {"pleural_effusion": UNC, "consolidation": UNC}),
         ("Bony overlap could obscure a small pulmonary nodule.", {"lung_nodule": UNC}),
+        # ".." ends a sentence: the negation before it does not reach the next one
+        ("No pleural effusion.. Minimal basilar atelectasis noted.", {"pleural_effusion": NEG, "atelectasis": POS}),
+        ("Complete collapse of the right lung. Collapsed left upper lobe. Vertebral body collapse.",
+         {"atelectasis": POS}),
+        ("Redemonstration without significant interval change of mild atelectasis.", {"atelectasis": POS}),
         ("Frage nach Pleuraerguss. Zum Ausschluss einer Atelektase.", {"pleural_effusion": UNC, "atelectasis": UNC}),
         # "is possible", "are suspected" reach forward too ("there is possible effusion")
         ("There is possible small pleural effusion.", {"pleural_effusion": UNC}),

@@ -112,6 +112,13 @@ _HEART_ENLARGED: tuple[str, ...] = tuple(
     ]
 )
 
+#: A collapsed lung or lobe is atelectasis: "collapse of the right lung", "collapsed left upper lobe".
+_LUNG_COLLAPSE: tuple[str, ...] = tuple(
+    " ".join(w for w in words if w)
+    for words in product(("collapse of the", "collapse of", "collapsed"), ("", "left", "right"),
+                         ("lung", "upper", "lower", "middle", "lobe", "lingula"))
+) + ("lobar collapse", "lobe collapse", "lung collapse", "~lungenkollaps", "~lappenkollaps", "kollaps der lunge")
+
 #: Label synonyms (lowercase). A phrase matches at a word start (English) or anywhere in a word
 #: (German compounds, marked by a leading ``~``) and may end in an inflection suffix.
 LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
@@ -157,7 +164,7 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         ),
         "emphysema": ("emphysema", "emphysematous", "~emphysem"),
         "atelectasis": ("atelectasis", "atelectases", "atelectatic", "~atelektase", "~atelektat", "dystelectasis",
-                        "~dystelektase"),
+                        "~dystelektase", *_LUNG_COLLAPSE),
         "lung_nodule": (
             "nodule", "nodular lesion", "pulmonary mass", "lung mass", "~rundherd", "nodulus", "noduli",
             "lung lesion", "pulmonary lesion", "~knoten der lunge", "micronodule",
@@ -265,7 +272,8 @@ NOT_LABELS: tuple[str, ...] = (
 #: Phrases that look like triggers but are not ("no change" says nothing about presence).
 PSEUDO_TRIGGERS: tuple[str, ...] = (
     "no change", "no changes", "no significant change", "no significant changes", "no interval change",
-    "no interval changes", "no new", "not only", "no increase", "no decrease",
+    "no interval changes", "without change", "without significant change", "without interval change",
+    "without significant interval change", "no new", "not only", "no increase", "no decrease",
     "keine befundänderung", "keine änderung", "ohne änderung", "keine größenänderung", "keine größenprogredienz",
     "nicht verändert", "no further", "not significantly changed", "unverändert", "to suggest",
 )

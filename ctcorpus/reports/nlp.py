@@ -282,8 +282,9 @@ def _sentence_spans(
     ``tokens`` are the spaCy tokens' char starts, ends and whitespace flags, read in bulk from the
     Doc: a Token object, or even a string, per token costs more than the rules, so a token's text
     is only sliced where a rule reads it. A period, "!" or "?" ends a sentence unless it follows
-    an abbreviation, a token in ``no_break`` or a single letter ("V. cava", "Z. n."); numbers keep
-    their decimals (one token); a list number at a line start ("1.") opens, not ends, a sentence;
+    an abbreviation, a token in ``no_break`` or a single letter ("V. cava", "Z. n."); a run of them
+    ("effusion..") always does; numbers keep their decimals (one token); a list number at a line
+    start ("1.") opens, not ends, a sentence;
     a blank line, or a line break after ":" or before a list marker, ends one; a section start
     always does.
     """
@@ -333,7 +334,8 @@ def _sentence_spans(
                     if not (prev in no_break or prev.lower() in abbreviations or (len(prev) == 1 and prev.isalpha())):
                         spans.append((start, last, section.name))
                         start = -1
-                elif c == "." and text[s:e - 1].isdigit():  # German tokenizers keep "54." in one token
+                elif (c == "." and text[s:e - 1].isdigit()) or not text[s:e].strip(".!?"):
+                    # German tokenizers keep "54." in one token; "effusion.." or "?!" ends a sentence too
                     spans.append((start, last, section.name))
                     start = -1
             p = i - 1
