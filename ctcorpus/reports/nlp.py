@@ -260,7 +260,7 @@ def _sections(analyzer: ReportAnalyzer, text: str) -> tuple[Section, ...]:
         out.append(Section("clinical_information" if headed else "findings", 0, marks[0][0]))
     for k, (_, body, name) in enumerate(marks):
         end = marks[k + 1][0] if k + 1 < len(marks) else len(text)
-        first = len(text[:end]) - len(text[body:end].lstrip())  # the body's first non-space character
+        first = end - len(text[body:end].lstrip())  # the body's first non-space character
         if not headed and name in _PREAMBLE_SECTIONS and (br := _PARAGRAPH_BREAK.search(text, first, end)):
             out += [Section(name, body, br.start()), Section("findings", br.end(), end)]
         else:
