@@ -210,6 +210,9 @@ def test_sentence_rules_for_radiology_text(analyzer):
     ]
     assert [s.section for s in got.sentences] == ["findings"] * 3 + ["impression"] * 2
     assert [s.name for s in got.sections] == ["findings", "impression"]
+    marks = analyze_report(analyzer, "Is there effusion?! No.. Nodule!!! Wait... small effusion.", language="en")
+    assert [marks.text[s.start:s.end] for s in marks.sentences] == [
+        "Is there effusion?!", "No..", "Nodule!!!", "Wait...", "small effusion."]
     free = analyze_report(analyzer, "Kein Pleuraerguss. Herz normal groß.")
     assert [s.section for s in free.sentences] == ["findings", "findings"]
     assert free.sentences[1].anatomies == ("heart",) and free.sentences[0].anatomies == ("pleura",)

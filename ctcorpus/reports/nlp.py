@@ -283,10 +283,9 @@ def _sentence_spans(
     Doc: a Token object, or even a string, per token costs more than the rules, so a token's text
     is only sliced where a rule reads it. A period, "!" or "?" ends a sentence unless it follows
     an abbreviation, a token in ``no_break`` or a single letter ("V. cava", "Z. n."); a run of them
-    ("effusion..") always does; numbers keep their decimals (one token); a list number at a line
-    start ("1.") opens, not ends, a sentence;
-    a blank line, or a line break after ":" or before a list marker, ends one; a section start
-    always does.
+    ("effusion..", "?!") always does, as one end; numbers keep their decimals (one token); a list
+    number at a line start ("1.") opens, not ends, a sentence; a blank line, or a line break after
+    ":" or before a list marker, ends one; a section start always does.
     """
     spans: list[tuple[int, int, str]] = []
     abbreviations = lexicon.ABBREVIATIONS
@@ -323,6 +322,10 @@ def _sentence_spans(
             if start < 0:
                 if marker or (list_number and e - s == 1 and c in ".)"):
                     list_number = marker and text[s:e].isdigit()
+                    p = i - 1
+                    continue
+                if c in ".!?" and spans and spans[-1][1] == s and not text[s:e].strip(".!?"):
+                    spans[-1] = (spans[-1][0], e, spans[-1][2])  # "effusion?!": the "!" is no sentence
                     p = i - 1
                     continue
                 list_number = False
