@@ -148,14 +148,14 @@ def _cached(extra_synonyms: tuple[tuple[str, tuple[str, ...]], ...],
     # "~stem" phrases match inside a German compound, the others at a word start; both may carry
     # an inflection suffix. Group 1 or 2 is the phrase itself, looked up in ``groups``. Words that
     # hold a label's stem but name no finding win there as the longer phrase, and map to no label.
-    phrases: dict[str | None, list[str]] = {**synonyms, None: list(lexicon.NOT_LABELS)}
-    groups = {" ".join(t.lstrip("~").split()): label for label, ts in phrases.items() for t in with_ss(ts)}
+    vocabulary: dict[str | None, list[str]] = {**synonyms, None: list(lexicon.NOT_LABELS)}
+    groups = {" ".join(t.lstrip("~").split()): label for label, ts in vocabulary.items() for t in with_ss(ts)}
     statements = {t: (label, state) for state, phrases in ((LabelState.NEGATIVE, lexicon.NORMAL_STATEMENTS),
                                                             (LabelState.UNCERTAIN, lexicon.UNCERTAIN_STATEMENTS))
                   for label, ts in phrases.items() for t in with_ss(ts)}
     groups |= {t: label for t, (label, _) in statements.items()}
-    anchored = [t for ts in phrases.values() for t in ts if not t.startswith("~")] + list(statements)
-    anywhere = [t[1:] for ts in phrases.values() for t in ts if t.startswith("~")]
+    anchored = [t for ts in vocabulary.values() for t in ts if not t.startswith("~")] + list(statements)
+    anywhere = [t[1:] for ts in vocabulary.values() for t in ts if t.startswith("~")]
     word_start = r"\b(" + trie_regex(anchored) + r")\w*"
     label_re = re.compile(word_start + r"|(" + trie_regex(anywhere) + r")\w*")
     word_start_label_re = re.compile(word_start)

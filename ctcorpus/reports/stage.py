@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import spacy
 
+from ctcorpus import taxonomy
 from ctcorpus.config.reports import ReportsConfig
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import CtCorpusError, ReportError
@@ -26,12 +27,11 @@ from ctcorpus.version import __version__
 __all__ = ["PRODUCER", "date_shift_days", "process_reports", "reports_tables"]
 
 
-
 def _rules_digest() -> str:
     """A digest of the rule modules' source: a changed rule is a new producer, so report tables
     cached under the old rules are never reused (no version number to forget to bump)."""
     digest = hashlib.sha256()
-    for module in (lexicon, nlp, patterns, phi):
+    for module in (lexicon, nlp, patterns, phi, taxonomy):
         digest.update(Path(str(module.__file__)).read_bytes())
     return digest.hexdigest()[:12]
 
