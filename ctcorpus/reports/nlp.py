@@ -254,17 +254,18 @@ def _sections(analyzer: ReportAnalyzer, text: str) -> tuple[Section, ...]:
                       analyzer.heading_names[" ".join(m.group(1).lower().split())]))
     if not marks:
         return (Section("findings", 0, len(text)),) if text.strip() else ()
-    headed = any(name == "findings" for _, _, name in marks)
+    has_findings_heading = any(name == "findings" for _, _, name in marks)
     out: list[Section] = []
     if text[: marks[0][0]].strip():
-        out.append(Section("clinical_information" if headed else "findings", 0, marks[0][0]))
+        out.append(Section("clinical_information" if has_findings_heading else "findings", 0, marks[0][0]))
     for k, (_, body, name) in enumerate(marks):
         end = marks[k + 1][0] if k + 1 < len(marks) else len(text)
-        first = end - len(text[body:end].lstrip())  # the body's first non-space character
-        if not headed and name in _PREAMBLE_SECTIONS and (br := _PARAGRAPH_BREAK.search(text, first, end)):
-            out += [Section(name, body, br.start()), Section("findings", br.end(), end)]
-        else:
-            out.append(Section(name, body, end))
+        if not has_findings_heading and name in _PREAMBLE_SECTIONS:
+            first = end - len(text[body:end].lstrip())  # the body's first non-space character
+            if br := _PARAGRAPH_BREAK.search(text, first, end):
+                out += [Section(name, body, br.start()), Section("findings", br.end(), end)]
+                continue
+        out.append(Section(name, body, end))
     return tuple(out)
 
 
