@@ -1,5 +1,6 @@
 """Benchmark of the reports NLP: label F1, anatomy accuracy, PHI recall/precision, agreement with
-real reference labels, and throughput (reports/s/core on ~150-word reports, single process).
+real reference labels, language detection on real reports, and throughput (reports/s/core on ~150-word
+reports, single process).
 
 Run from the project root: ``python bench/reports.py``. The last line is one JSON object
 (see ../shared/BENCHMARKS.md). Throughput is printed beside a reference measured in the same run
@@ -18,7 +19,7 @@ import numpy as np
 import spacy
 
 from ctcorpus.enums import LabelState
-from ctcorpus.reports import analyze_report, build_analyzer
+from ctcorpus.reports import analyze_report, build_analyzer, detect_language
 from ctcorpus.synth.report_text import render_corpus
 from ctcorpus.taxonomy import CT_RATE_LABELS
 
@@ -148,6 +149,26 @@ def agreement_dragon(analyzer) -> float | None:
     return agree / len(DRAGON_NODULE_TASKS)
 
 
+def language_of_real_reports() -> float | None:
+    """Share of real reports whose language is detected right: OpenI and DRAGON's translations
+    English, DRAGON's Dutch originals Dutch (tasks 25-28 hold token label lists, not reports)."""
+    if not (OPENI.is_dir() and DRAGON.is_dir()):
+        return None
+    with open(OPENI / "indiana_reports.csv", encoding="utf-8") as handle:
+        cases = [("en", "\n".join(f"{h.upper()}: {row[h]}" for h in ("indication", "findings", "impression") if row[h]))
+                 for row in csv.DictReader(handle)]
+    for folder, language in (("english", "en"), ("dutch", "nl")):
+        cases += [(language, path.read_text(encoding="utf-8").split("```")[1])
+                  for path in sorted((DRAGON.parent / folder).glob("*.md")) if path.name[:7] < "Task025"]
+    right = {language: [0, 0] for language, _ in cases}
+    for language, text in cases:
+        right[language][0] += detect_language(text) == language
+        right[language][1] += 1
+    print("\n== language detection on real reports: "
+          + ", ".join(f"{language} {ok}/{n}" for language, (ok, n) in right.items()))
+    return sum(ok for ok, _ in right.values()) / len(cases)
+
+
 def _rates(fns: dict[str, Callable[[str], object]], texts: list[str], passes: int = 7) -> dict[str, float]:
     """Best of ``passes`` passes each, in reports per CPU-second of this process (one core; robust
     to other processes, unlike wall time). The functions take turns pass by pass, so a slow spell
@@ -190,6 +211,7 @@ def main() -> None:
     negbio = agreement_negbio(analyzer)
     chexpert = agreement_chexpert(analyzer)
     dragon = agreement_dragon(analyzer)
+    languages = language_of_real_reports()
     rate, ref = throughput(analyzer)
     result = {
         "reports_per_s_per_core": round(rate, 1),
@@ -201,6 +223,7 @@ def main() -> None:
         "openi_negbio_agreement": None if negbio is None else round(negbio, 4),
         "chexpert_samples_agreement": None if chexpert is None else round(chexpert, 4),
         "dragon_nodule_agreement": None if dragon is None else round(dragon, 4),
+        "real_language_accuracy": None if languages is None else round(languages, 4),
     }
     print(json.dumps(result))
 

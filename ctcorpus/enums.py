@@ -34,6 +34,7 @@ class QuarantineReason(str, Enum):
     ORPHAN_REPORT = "orphan_report"
     EMPTY_REPORT = "empty_report"
     UNREADABLE_REPORT = "unreadable_report"
+    UNSUPPORTED_LANGUAGE = "unsupported_language"
     # snippets
     SERIES_ABSENT = "series_absent"
     IMAGE_OUT_OF_RANGE = "image_out_of_range"

@@ -136,6 +136,40 @@ def test_language_detection(synthetic):
     assert detect_language("No pleural effusion. The heart is normal in size.") == "en"
 
 
+#: Reports in languages the rules do not read (written for these tests).
+OTHER_LANGUAGE_REPORTS = {
+    "nl": "Geen pleuravocht. Het hart is normaal van grootte. Nodulus van 4 mm in de rechter bovenkwab, niet "
+          "veranderd ten opzichte van het vorige onderzoek.",
+    "fr": "Pas d'épanchement pleural. Le cœur est de taille normale. Absence de nodule pulmonaire suspect. "
+          "Atélectasie en bande du lobe inférieur droit.",
+    "es": "No se observa derrame pleural. El corazón es de tamaño normal. Nódulo pulmonar de 4 mm en el lóbulo "
+          "superior derecho, sin cambios.",
+    "it": "Non versamento pleurico. Il cuore è di dimensioni nella norma. Nodulo polmonare di 4 mm nel lobo "
+          "superiore destro, invariato.",
+    "sv": "Ingen pleuravätska. Hjärtat är av normal storlek. En lungnodul på 4 mm i höger överlob, oförändrad.",
+    "pl": "Bez płynu w jamach opłucnowych. Serce nie jest powiększone. W płucu prawym guzek o średnicy 4 mm, "
+          "który nie uległ zmianie od poprzedniego badania.",
+}
+
+
+@pytest.mark.parametrize("language", sorted(OTHER_LANGUAGE_REPORTS))
+def test_other_languages_are_named_not_read_as_english(analyzer, language):
+    text = OTHER_LANGUAGE_REPORTS[language]
+    assert detect_language(text) == language
+    with pytest.raises(ReportError, match=f"in '{language}', not English or German") as caught:
+        analyze_report(analyzer, text)
+    assert caught.value.reason == QuarantineReason.UNSUPPORTED_LANGUAGE
+    assert analyze_report(analyzer, text, language="en").language == "en"  # a forced language is read
+
+
+def test_english_with_foreign_function_words_stays_english():
+    # "se" (series), "non", "possible", "male" are stop words of other languages; the vote may
+    # count them, but the n-gram classifier has to agree before a report is called foreign
+    assert detect_language("Possible nodule se 3, im 45. Male, 54. Non-calcified. Se 4, im 12.") == "en"
+    assert detect_language("Status post lobectomy. Non-specific nodules, total lung capacity relative to prior.") == "en"
+    assert detect_language("Normal.") == "en"
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -377,9 +411,29 @@ def test_linking_and_quarantine(tmp_path):
         (QuarantineReason.NO_REPORT, "stu-1.3"),
     ])
     assert all(str(path) in q.message for q in result.quarantine if q.reason != QuarantineReason.NO_REPORT)
+    assert "acc-A1" not in {q.item_id for q in result.quarantine}
     narrow = process_reports([path], studies, config=ReportsConfig(link_window_days=1))
     assert len(narrow.reports) == 1  # P2's report is 2 days off: now an orphan
     assert sum(q.reason == QuarantineReason.ORPHAN_REPORT for q in narrow.quarantine) == 3
+
+
+def test_report_in_another_language_is_quarantined(tmp_path):
+    studies = [StudyKey("1.1", "A1", "P1", "20240105"), StudyKey("1.2", "A2", "P2", "20240105")]
+    rows = [
+        {"accession_number": "A1", "patient_id": "P1", "study_date": "20240105",
+         "report_text": "Findings: No pleural effusion. Small nodule in the right upper lobe."},
+        {"accession_number": "A2", "patient_id": "P2", "study_date": "20240105",
+         "report_text": OTHER_LANGUAGE_REPORTS["nl"]},
+    ]
+    path = _write_csv(tmp_path / "ris.csv", rows)
+    result = process_reports([path], studies, pseudonymize=lambda kind, value: f"{kind}-{value}")
+    assert [r.report_id for r in result.reports] == ["acc-A1"]
+    assert {r.report_id for r in result.sentences} == {r.report_id for r in result.labels} == {"acc-A1"}
+    [entry] = result.quarantine  # its study had a report: no "no_report" row besides
+    assert (entry.reason, entry.item_id) == (QuarantineReason.UNSUPPORTED_LANGUAGE, "acc-A2")
+    assert str(path) in entry.message and "row 1:" in entry.message and "'nl'" in entry.message
+    forced = process_reports([path], studies, config=ReportsConfig(language="en"))
+    assert len(forced.reports) == 2 and not forced.quarantine
 
 
 def test_synthetic_export_end_to_end(tmp_path):
@@ -534,6 +588,21 @@ def test_dragon_pulmonary_nodule_reference_labels(analyzer):
         assert got.labels.get("lung_nodule") == POS, name
 
 
+@pytest.mark.skipif(not DRAGON.exists() or not OPENI.exists(), reason="shared data absent")
+def test_language_of_real_reports():
+    # DRAGON's Dutch originals are named Dutch (under an English disclaimer); its English
+    # translations and every OpenI report stay English. Tasks 25-28 are token label lists.
+    for language, expected in (("dutch", "nl"), ("english", "en")):
+        for path in sorted((DRAGON / language).glob("*.md")):
+            if path.name[:7] not in ("Task025", "Task026", "Task027", "Task028"):
+                assert detect_language(path.read_text(encoding="utf-8").split("```")[1]) == expected, path.name
+    with open(OPENI, encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    texts = ["\n".join(f"{h.upper()}: {row[h]}" for h in ("indication", "findings", "impression") if row[h])
+             for row in rows]
+    assert len(texts) > 3800 and {detect_language(t) for t in texts} == {"en"}
+
+
 @pytest.mark.skipif(not DRAGON.exists(), reason="shared data absent")
 def test_dragon_reports_do_not_crash(analyzer):
     texts = []
@@ -542,7 +611,7 @@ def test_dragon_reports_do_not_crash(analyzer):
         texts.extend(blocks[1::2])
     assert texts
     for text in texts:
-        got = analyze_report(analyzer, text)
+        got = analyze_report(analyzer, text, language="en")
         assert all(got.text[s.start:s.end].strip() for s in got.sentences)
     english = [t for t in texts if "Conclusion:" in t]
     for text in english:

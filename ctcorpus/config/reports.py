@@ -36,7 +36,8 @@ class ReportsConfig(StageConfig):
         "many days away (closest wins).",
     )
     language: Literal["auto", "en", "de"] = Field(
-        "auto", description="Report language; 'auto' detects it per report unless the export has a column."
+        "auto", description="Report language; 'auto' detects it per report unless the export has a column, "
+        "and quarantines a report in another language (unsupported_language); 'en'/'de' reads every report so."
     )
     date_policy: Literal["remove", "shift"] = Field(
         "remove",

@@ -5,6 +5,7 @@ Entry point: :func:`process_reports`; :func:`analyze_report` runs the NLP on one
 """
 
 from ctcorpus.reports.io import decode_bytes, read_report_export
+from ctcorpus.reports.language import detect_language
 from ctcorpus.reports.link import Link, link_reports
 from ctcorpus.reports.nlp import (
     AnalyzedReport,
@@ -13,7 +14,6 @@ from ctcorpus.reports.nlp import (
     Sentence,
     analyze_report,
     build_analyzer,
-    detect_language,
 )
 from ctcorpus.reports.phi import PhiHit, Scrubbed, find_phi, scrub_text
 from ctcorpus.reports.records import LabelRow, RawReport, ReportRow, ReportsResult, SentenceRow, StudyKey

@@ -21,8 +21,10 @@ import spacy
 from spacy.attrs import IDX, IS_SPACE, LENGTH
 from spacy.matcher import PhraseMatcher
 
-from ctcorpus.enums import LabelState
+from ctcorpus.enums import LabelState, QuarantineReason
+from ctcorpus.errors import ReportError
 from ctcorpus.reports import lexicon
+from ctcorpus.reports.language import SUPPORTED_LANGUAGES, detect_language
 from ctcorpus.reports.patterns import lower_same_length, trie_regex, with_ss
 from ctcorpus.reports.phi import PhiHit, Scrubbed, find_phi, scrub_text
 from ctcorpus.taxonomy import CT_RATE_LABELS, LABEL_ANATOMY, Anatomy
@@ -34,7 +36,6 @@ __all__ = [
     "Sentence",
     "analyze_report",
     "build_analyzer",
-    "detect_language",
 ]
 
 _RANK = {LabelState.NEGATIVE: 0, LabelState.UNCERTAIN: 1, LabelState.POSITIVE: 2}
@@ -206,31 +207,6 @@ def build_analyzer(
         tuple(sorted((k, tuple(v)) for k, v in (extra_anatomy_terms or {}).items())),
         tuple(label_sections),
     )
-
-
-_EN_WORDS = frozenset("the and with of is are no without there in both seen normal left right".split())
-_DE_WORDS = frozenset(
-    "der die das und mit kein keine nicht ist im ohne bei von zur vom beidseits links rechts unauffällig regelrecht"
-    .split())
-_UMLAUTS = "äöüß"
-_DE_WORD_UMLAUTS = {w: sum(map(w.count, _UMLAUTS)) for w in _DE_WORDS}
-_WORD = re.compile(r"\w+")
-
-
-def detect_language(text: str) -> str:
-    """``"en"`` or ``"de"`` by counting function words (German umlauts count for German).
-
-    Every umlaut outside a counted German word counts once, like the word itself.
-
-    >>> detect_language("Kein Pleuraerguss. Herz normal groß.")
-    'de'
-    """
-    lower = text[:800].lower()  # the first lines decide; keeps detection O(1) per report
-    words = _WORD.findall(lower)
-    german_words = list(filter(_DE_WORDS.__contains__, words))
-    german = (len(german_words) + sum(map(lower.count, _UMLAUTS))
-              - sum(map(_DE_WORD_UMLAUTS.__getitem__, german_words)))
-    return "de" if german > sum(map(_EN_WORDS.__contains__, words)) else "en"
 
 
 #: Sections that hold no findings; in a report without a findings heading, their first paragraph
@@ -423,7 +399,8 @@ def analyze_report(
     text:
         The original report text.
     language:
-        ``"en"``/``"de"``; ``None`` detects it.
+        ``"en"``/``"de"``; ``None`` detects it, and a report in another language raises
+        :class:`~ctcorpus.errors.ReportError` (reason ``unsupported_language``).
     header_values:
         Known PHI of this report (DICOM names, MRN, accession number), scrubbed wherever it appears.
     date_shift_days:
@@ -437,7 +414,11 @@ def analyze_report(
     """
     scrubbed = scrub_text(text, find_phi(text, header_values=header_values), date_shift_days=date_shift_days)
     clean = scrubbed.text
-    lang = language if language in ("en", "de") else detect_language(clean)
+    lang = language if language in SUPPORTED_LANGUAGES else detect_language(clean)
+    if lang not in SUPPORTED_LANGUAGES:
+        raise ReportError(f"the report is in {lang!r}, not English or German, the languages the rules read; "
+                          "set reports.language (or the export's language column) to read it as one of them",
+                          reason=QuarantineReason.UNSUPPORTED_LANGUAGE)
     sections = _sections(analyzer, clean)
     doc = analyzer.nlp[lang].make_doc(clean)
     bounds = doc.to_array([IDX, LENGTH, IS_SPACE])  # in bulk: no Token object per token

@@ -16,7 +16,7 @@ from ctcorpus.config.reports import ReportsConfig
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import CtCorpusError, ReportError
 from ctcorpus.records import ErrorHandler, QuarantineEntry, raise_on_error
-from ctcorpus.reports import lexicon, nlp, patterns, phi
+from ctcorpus.reports import language, lexicon, nlp, patterns, phi
 from ctcorpus.reports.io import read_report_export
 from ctcorpus.reports.link import link_reports
 from ctcorpus.reports.nlp import analyze_report, build_analyzer
@@ -31,7 +31,7 @@ def _rules_digest() -> str:
     """A digest of the rule modules' source: a changed rule is a new producer, so report tables
     cached under the old rules are never reused (no version number to forget to bump)."""
     digest = hashlib.sha256()
-    for module in (lexicon, nlp, patterns, phi, taxonomy):
+    for module in (language, lexicon, nlp, patterns, phi, taxonomy):
         digest.update(Path(str(module.__file__)).read_bytes())
     return digest.hexdigest()[:12]
 
@@ -79,8 +79,9 @@ def process_reports(
 ) -> ReportsResult:
     """Read, link, scrub and label every report of the given exports.
 
-    Orphan reports (no study), empty reports and studies without a report are not dropped
-    silently: each becomes a :class:`~ctcorpus.records.QuarantineEntry` in the result. An
+    Orphan reports (no study), empty reports, reports in a language the rules do not read
+    (``config.language`` "auto" only) and studies without a report are not dropped silently: each
+    becomes a :class:`~ctcorpus.records.QuarantineEntry` in the result. An
     unreadable export goes to ``on_error`` (raises by default).
 
     Parameters
@@ -159,8 +160,13 @@ def process_reports(
         language = report.language if report.language in ("en", "de") else (
             None if config.language == "auto" else config.language)
         shift = date_shift_days(patient, config.date_shift_max_days) if config.date_policy == "shift" else None
-        analyzed = analyze_report(analyzer, report.text, language=language,
-                                  header_values=[h for h in header if h], date_shift_days=shift)
+        try:
+            analyzed = analyze_report(analyzer, report.text, language=language,
+                                      header_values=[h for h in header if h], date_shift_days=shift)
+        except ReportError as error:  # e.g. a report in a language the rules do not read
+            located = ReportError(f"row {report.row}: {error.message}", path=report.path, reason=error.reason)
+            quarantine.append(QuarantineEntry.from_error(located, STAGE, report_id))
+            continue
         counts = Counter(hit.kind for hit in analyzed.phi)
         reports.append(ReportRow(
             report_id=report_id, study_id=pseudonymize("stu", link.study.study_uid), patient_id=patient,
