@@ -1,4 +1,4 @@
-"""Rule-based report NLP: sections, sentences, language, anatomy and ConText-style label states.
+"""Rule-based report NLP: sections, sentences, anatomy and ConText-style label states (the language: ``language``).
 
 Why rules and a tokenizer-only spaCy pipeline: a blank ``en``/``de`` pipeline's ``make_doc`` is all
 the tokenization the rules need, it loads no model, and it keeps throughput in the thousands of
