@@ -133,7 +133,7 @@ def _cached(extra_synonyms: tuple[tuple[str, tuple[str, ...]], ...],
     for anatomy, extra in extra_anatomy:
         terms.setdefault(Anatomy(anatomy).value, set()).update(t.lower() for t in extra)
     no_break: dict[str, frozenset[str]] = {}
-    for lang in ("en", "de"):
+    for lang in SUPPORTED_LANGUAGES:
         nlp, no_break[lang] = _tokenizer_pipeline(lang)
         matcher = PhraseMatcher(nlp.vocab, attr="LOWER")
         for anatomy, phrases in terms.items():

@@ -18,6 +18,7 @@ from ctcorpus.errors import CtCorpusError, ReportError
 from ctcorpus.records import ErrorHandler, QuarantineEntry, raise_on_error
 from ctcorpus.reports import language, lexicon, nlp, patterns, phi
 from ctcorpus.reports.io import read_report_export
+from ctcorpus.reports.language import SUPPORTED_LANGUAGES
 from ctcorpus.reports.link import link_reports
 from ctcorpus.reports.nlp import analyze_report, build_analyzer
 from ctcorpus.reports.records import LabelRow, RawReport, ReportRow, ReportsResult, SentenceRow, StudyKey
@@ -157,7 +158,7 @@ def process_reports(
         patient = pseudonymize("pat", report.patient_id or link.study.patient_id)
         header = [report.patient_name, report.patient_id, report.accession_number,
                   *(header_names or {}).get(report.patient_id or link.study.patient_id, ())]
-        language = report.language if report.language in ("en", "de") else (
+        language = report.language if report.language in SUPPORTED_LANGUAGES else (
             None if config.language == "auto" else config.language)
         shift = date_shift_days(patient, config.date_shift_max_days) if config.date_policy == "shift" else None
         try:
