@@ -149,6 +149,24 @@ OTHER_LANGUAGE_REPORTS = {
     "sv": "Ingen pleuravätska. Hjärtat är av normal storlek. En lungnodul på 4 mm i höger överlob, oförändrad.",
     "pl": "Bez płynu w jamach opłucnowych. Serce nie jest powiększone. W płucu prawym guzek o średnicy 4 mm, "
           "który nie uległ zmianie od poprzedniego badania.",
+    # umlauts, but no German: these used to be read as German
+    "fi": "Keuhkoissa ei ole todettavissa pesäkkeitä. Pleuranestettä ei ole. Sydän on normaalin kokoinen. "
+          "Oikean keuhkon alalohkossa on 4 mm:n kyhmy, joka on ennallaan verrattuna aiempaan tutkimukseen.",
+    "hu": "A tüdőkben góc nem látható. Mellűri folyadék nincs. A szív nem nagyobb. A jobb alsó lebenyben 4 mm-es "
+          "csomó látható, amely az előző vizsgálathoz képest változatlan.",
+    "tr": "Her iki akciğerde nodül izlenmedi. Plevral efüzyon yoktur. Kalp boyutları normaldir. Sağ akciğer alt "
+          "lobda önceki tetkike göre değişiklik göstermeyen 4 mm boyutunda nodül mevcuttur.",
+    "ro": "Plămânii fără leziuni focale. Nu se evidențiază lichid pleural. Cordul are dimensiuni normale. În lobul "
+          "inferior drept se observă un nodul de 4 mm, nemodificat față de examinarea anterioară.",
+    "hr": "U plućima nema žarišnih promjena. Nema pleuralnog izljeva. Srce je uredne veličine. U donjem režnju "
+          "desnog plućnog krila vidi se čvor od 4 mm, bez promjene u odnosu na prethodni pregled.",
+    # other scripts: no function-word vote, the n-gram classifier names them
+    "ru": "В легких очаговых и инфильтративных изменений не выявлено. Плевральный выпот отсутствует. Сердце не "
+          "расширено. В нижней доле правого легкого определяется узелок размером 4 мм, без динамики.",
+    "el": "Δεν παρατηρούνται εστιακές αλλοιώσεις στους πνεύμονες. Δεν υπάρχει πλευριτική συλλογή. Η καρδιά έχει "
+          "φυσιολογικό μέγεθος.",
+    "zh": "双肺纹理清晰，未见明显结节及实变影。无胸腔积液。心影大小正常。右肺下叶见一约4mm小结节，与前片比较无明显变化。",
+    "ja": "両肺に明らかな結節や浸潤影は認めません。胸水は認めません。心拡大なし。右下葉に4mm大の小結節を認め、前回と比較して著変ありません。",
 }
 
 
@@ -168,6 +186,10 @@ def test_english_with_foreign_function_words_stays_english():
     assert detect_language("Possible nodule se 3, im 45. Male, 54. Non-calcified. Se 4, im 12.") == "en"
     assert detect_language("Status post lobectomy. Non-specific nodules, total lung capacity relative to prior.") == "en"
     assert detect_language("Normal.") == "en"
+    # English words that are function words of other Latin-script languages ("pa", "bile", "care")
+    assert detect_language("PA and AP views. Bile ducts not dilated. Pre-existing care, face mask.") == "en"
+    # a few Greek letters or symbols do not make a report Greek
+    assert detect_language("Nodule 5 mm (Ø), on β-blockers, 2 µg.") == "en"
 
 
 @pytest.mark.parametrize(

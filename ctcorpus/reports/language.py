@@ -1,15 +1,16 @@
 """Which language a report is in: English or German, which the rules read, or another one.
 
-A report in another language (a Dutch or French export) read with the English rules gets almost
-no labels and nothing says why; it is named instead, so the stage can quarantine it. Calling a
-report neither English nor German takes two checks that agree: a vote of distinct function words
-(spaCy's stop-word lists of other European languages, minus every English or German stop word and
-every word of the rules' vocabularies), which costs microseconds and runs only where English and
-German function words are few, and, only where the vote finds another language, py3langid's
-character n-gram classifier (about 0.6 ms per 1,000 characters, its model shipped in the wheel).
-Alone, py3langid reads 25 of 3,851 OpenI reports as Afrikaans and short telegraphic English as
-French; together the checks read all 3,875 real English reports we have as English and all 24
-Dutch ones as Dutch.
+A report in another language (a Dutch or Turkish export) read with the English rules gets almost
+no labels and nothing says why; it is named instead, so the stage can quarantine it. Only where
+English and German function words are few is another language considered. A report mostly in
+another script (Cyrillic, Greek, Chinese, ...) is named by py3langid's character n-gram classifier
+(about 0.6 ms per 1,000 characters, its model shipped in the wheel). A report in Latin script takes
+two checks that agree: a vote of distinct function words (spaCy's stop-word lists of other Latin-script
+languages, minus every English or German stop word and every word of the rules' vocabularies),
+which costs microseconds, and, only where the vote finds another language, py3langid. Alone,
+py3langid reads 25 of 3,851 OpenI reports as Afrikaans and short telegraphic English as French;
+together the checks read all 3,875 real English reports we have as English and all 24 Dutch ones as
+Dutch.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ __all__ = ["OTHER_LANGUAGES", "SUPPORTED_LANGUAGES", "detect_language"]
 
 #: Languages the rules read.
 SUPPORTED_LANGUAGES = ("en", "de")
-#: Languages the function-word vote knows besides those (each has a spaCy stop-word list; py3langid
-#: calls Norwegian Bokmål "no").
-OTHER_LANGUAGES = ("nl", "fr", "es", "it", "pt", "da", "sv", "nb", "pl", "cs")
+#: Languages the function-word vote knows besides those: national languages in Latin script that have
+#: a spaCy stop-word list and that py3langid knows (it calls Norwegian Bokmål "no"). Latin is not
+#: one: its words are medical English ("status post", "in situ").
+OTHER_LANGUAGES = ("nl", "fr", "es", "it", "pt", "ca", "ro", "da", "sv", "nb", "is", "pl", "cs", "sk", "sl", "hr",
+                   "hu", "fi", "et", "lt", "lv", "tr", "az", "sq", "eu", "ga", "lb", "af", "id", "ms", "tl", "vi")
 
 _EN_WORDS = frozenset("the and with of is are no without there in both seen normal left right".split())
 _DE_WORDS = frozenset(
@@ -38,6 +41,9 @@ _DE_WORDS = frozenset(
     .split())
 _UMLAUTS = "äöüß"
 _DE_WORD_UMLAUTS = {w: sum(map(w.count, _UMLAUTS)) for w in _DE_WORDS}
+#: A letter, and a letter of the Latin script (with its accented and extended forms).
+_LETTER = re.compile(r"[^\W\d_]")
+_LATIN_LETTER = re.compile(r"[A-Za-z\u00c0-\u024f\u1e00-\u1eff]")
 #: Words; an image reference ("im 45", "Se. 3") is one token, so that English "im" is no German word.
 _WORD = re.compile(r"(?:im|se)\.?\s*\d+|\w+")
 #: The vote needs this many distinct function words of another language, more than English or German ones.
@@ -85,6 +91,26 @@ def _identifier() -> LanguageIdentifier:
     return identifier
 
 
+@cache
+def _any_language_identifier() -> LanguageIdentifier:
+    """py3langid's classifier over all its languages but English and German, for text mostly in
+    another script (where it is reliable, unlike on short Latin-script text)."""
+    identifier = LanguageIdentifier.from_model_file(MODEL_FILE)
+    identifier.set_languages([lang for lang in identifier.nb_classes if lang not in SUPPORTED_LANGUAGES])
+    return identifier
+
+
+def _other_script_language(head: str) -> str | None:
+    """The language of a report whose first lines are mostly letters of another script than Latin."""
+    if head.isascii():
+        return None
+    letters = len(_LETTER.findall(head))
+    if not letters or 2 * len(_LATIN_LETTER.findall(head)) >= letters:
+        return None
+    identified, _ = _any_language_identifier().classify(head)
+    return str(identified)
+
+
 def _other_language(text: str, head_words: list[str]) -> str | None:
     """The language of a report that is neither English nor German, or None.
 
@@ -110,19 +136,22 @@ def detect_language(text: str) -> str:
     English against German counts function words in the first 800 characters (the first lines
     decide, and detection stays O(1) per report); German umlauts count for German, every umlaut
     outside a counted German word once, like the word itself. Where English and German function
-    words are few (under five, or under a tenth of the words), the other languages' vote runs.
+    words are few (under five, or under a tenth of the words), a report mostly in another script is
+    named by its script and n-grams, and one in Latin script by the other languages' vote.
 
     >>> detect_language("Kein Pleuraerguss. Herz normal groß.")
     'de'
     >>> detect_language("Geen pleuravocht. Het hart is normaal van grootte, zonder afwijkingen.")
     'nl'
+    >>> detect_language("Плевральный выпот отсутствует. Сердце не расширено.")
+    'ru'
     """
     lower = text[:800].lower()
     words = _WORD.findall(lower)
     german_words = list(filter(_DE_WORDS.__contains__, words))
     english = sum(map(_EN_WORDS.__contains__, words))
     few = max(english, len(german_words)) < max(_MIN_COUNT, _MIN_SHARE * len(words))
-    if few and (other := _other_language(text, words)) is not None:
+    if few and (other := _other_script_language(lower) or _other_language(text, words)) is not None:
         return other
     german = (len(german_words) + sum(map(lower.count, _UMLAUTS))
               - sum(map(_DE_WORD_UMLAUTS.__getitem__, german_words)))
