@@ -32,6 +32,7 @@ from ctcorpus.reports import (
     process_reports,
     reports_tables,
 )
+from ctcorpus.reports.language import SUPPORTED_LANGUAGES
 from ctcorpus.reports.nlp import _label_mentions
 from ctcorpus.reports.patterns import lower_same_length
 from ctcorpus.schemas import load_schema
@@ -180,6 +181,25 @@ def test_other_languages_are_named_not_read_as_english(analyzer, language):
     assert analyze_report(analyzer, text, language="en").language == "en"  # a forced language is read
 
 
+#: An English disclaimer longer than the window that decides English against German.
+DISCLAIMER = (
+    "DISCLAIMER: This report has been anonymized by replacing the patient health information with random "
+    "surrogates. Any resemblance to real persons, living or dead, is purely coincidental. The report is provided "
+    "for research use only and is not intended for clinical decision making. If you are not the intended "
+    "recipient of this report, you are notified that any use, distribution or copying of it is prohibited; please "
+    "contact the sender and delete it. The findings below were dictated by the reporting radiologist and checked "
+    "by the attending physician. Measurements are given in millimetres and refer to the axial images unless stated "
+    "otherwise. Comparison is made with the prior examination where one is available, and the series and image "
+    "numbers refer to the images stored in the archive of the hospital.\n\n")
+
+
+@pytest.mark.parametrize("language", ["nl", "tr", "ru"])
+def test_a_long_english_header_does_not_hide_a_body_in_another_language(language):
+    assert len(DISCLAIMER) > 800
+    assert detect_language(DISCLAIMER + OTHER_LANGUAGE_REPORTS[language]) == language
+    assert detect_language(DISCLAIMER + "Findings: no pleural effusion. Small nodule in segment VI, se 3, im 45. "
+                           "Segments VII and VIII are normal.") == "en"
+
 def test_english_with_foreign_function_words_stays_english():
     # "se" (series), "non", "possible", "male" are stop words of other languages; the vote may
     # count them, but the n-gram classifier has to agree before a report is called foreign
@@ -188,6 +208,10 @@ def test_english_with_foreign_function_words_stays_english():
     assert detect_language("Normal.") == "en"
     # English words that are function words of other Latin-script languages ("pa", "bile", "care")
     assert detect_language("PA and AP views. Bile ducts not dilated. Pre-existing care, face mask.") == "en"
+    # Roman numerals (liver segments, ribs) are stop words of other languages: "vi", "ii", "ix"
+    assert detect_language("Liver: segment II 12 mm, segment III 8 mm, segment IV 10 mm, segment VI 7 mm, "
+                           "segment VII 9 mm, segment VIII 15 mm. Ribs IX-XI: fractures.") == "en"
+    assert detect_language("Metastasen Segment II, III, IV, VI, VII, VIII. Rippen IX, XI.") in SUPPORTED_LANGUAGES
     # a few Greek letters or symbols do not make a report Greek
     assert detect_language("Nodule 5 mm (Ø), on β-blockers, 2 µg.") == "en"
 

@@ -46,6 +46,9 @@ _LETTER = re.compile(r"[^\W\d_]")
 _LATIN_LETTER = re.compile(r"[A-Za-z\u00c0-\u024f\u1e00-\u1eff]")
 #: Words; an image reference ("im 45", "Se. 3") is one token, so that English "im" is no German word.
 _WORD = re.compile(r"(?:im|se)\.?\s*\d+|\w+")
+_ROMAN_NUMERAL = re.compile(r"x{0,3}(?:ix|iv|v?i{0,3})")
+#: Characters per window: the first decides English against German, the next catches a long header.
+_WINDOW = 800
 #: The vote needs this many distinct function words of another language, more than English or German ones.
 _MIN_OTHER_WORDS = 3
 #: A report with this many English (or German) function words, and this share of its words, is
@@ -69,7 +72,8 @@ def _lexicon_words() -> frozenset[str]:
 
 @cache
 def _other_words() -> Mapping[str, tuple[str, ...]]:
-    """Word -> the other languages whose stop word it is (never an English or German stop word)."""
+    """Word -> the other languages whose stop word it is (never an English or German stop word, nor
+    a Roman numeral: "vi" and "viii" are also liver segments and ribs)."""
     def stop_words(lang: str) -> frozenset[str]:
         return frozenset(importlib.import_module(f"spacy.lang.{lang}.stop_words").STOP_WORDS)
 
@@ -77,7 +81,7 @@ def _other_words() -> Mapping[str, tuple[str, ...]]:
     table: dict[str, list[str]] = {}
     for lang in OTHER_LANGUAGES:
         for word in stop_words(lang):
-            if len(word) > 1 and word.isalpha() and word not in ours:
+            if len(word) > 1 and word.isalpha() and word not in ours and not _ROMAN_NUMERAL.fullmatch(word):
                 table.setdefault(word, []).append(lang)
     return {word: tuple(langs) for word, langs in table.items()}
 
@@ -111,15 +115,15 @@ def _other_script_language(head: str) -> str | None:
     return str(identified)
 
 
-def _other_language(text: str, head_words: list[str]) -> str | None:
-    """The language of a report that is neither English nor German, or None.
+def _vote(text: str, head_words: list[str]) -> str | None:
+    """The Latin-script language of a report that is neither English nor German, or None.
 
     Distinct words are counted, so a repeated abbreviation is one vote. The vote reads up to
-    4,000 characters, so that an English boilerplate header (a disclaimer, a letterhead) in the
-    first lines does not hide a body in another language.
+    4,000 characters, so that a short English header (a disclaimer, a letterhead) in the first
+    lines does not hide a body in another language.
     """
     other = _other_words()
-    words = {*head_words, *_WORD.findall(text[800:4000].lower())}
+    words = {*head_words, *_WORD.findall(text[_WINDOW:4000].lower())}
     hits = [word for word in words if word in other]
     if len(hits) < _MIN_OTHER_WORDS:
         return None
@@ -130,14 +134,31 @@ def _other_language(text: str, head_words: list[str]) -> str | None:
     return None if identified in SUPPORTED_LANGUAGES else str(identified)
 
 
+def _few(english: int, german: int, words: int) -> bool:
+    """Whether English and German function words are few: under five, or under a tenth of the words."""
+    return max(english, german) < max(_MIN_COUNT, _MIN_SHARE * words)
+
+
+def _other_language_after_header(text: str) -> str | None:
+    """The language of the body of a report whose first window is English or German, where the
+    next window has few English and German function words: a long disclaimer or letterhead over a
+    body in another language."""
+    window = text[_WINDOW:2 * _WINDOW].lower()
+    words = _WORD.findall(window)
+    if not words or not _few(sum(map(_EN_WORDS.__contains__, words)), sum(map(_DE_WORDS.__contains__, words)),
+                             len(words)):
+        return None
+    return _other_script_language(window) or _vote(text[_WINDOW:], words)
+
+
 def detect_language(text: str) -> str:
     """``"en"``, ``"de"`` or the ISO 639-1 code of another language the report is written in.
 
     English against German counts function words in the first 800 characters (the first lines
     decide, and detection stays O(1) per report); German umlauts count for German, every umlaut
     outside a counted German word once, like the word itself. Where English and German function
-    words are few (under five, or under a tenth of the words), a report mostly in another script is
-    named by its script and n-grams, and one in Latin script by the other languages' vote.
+    words are few, in the first window or the next one, a report mostly in another script is named
+    by its script and n-grams, and one in Latin script by the other languages' vote.
 
     >>> detect_language("Kein Pleuraerguss. Herz normal groß.")
     'de'
@@ -146,12 +167,15 @@ def detect_language(text: str) -> str:
     >>> detect_language("Плевральный выпот отсутствует. Сердце не расширено.")
     'ru'
     """
-    lower = text[:800].lower()
+    lower = text[:_WINDOW].lower()
     words = _WORD.findall(lower)
     german_words = list(filter(_DE_WORDS.__contains__, words))
     english = sum(map(_EN_WORDS.__contains__, words))
-    few = max(english, len(german_words)) < max(_MIN_COUNT, _MIN_SHARE * len(words))
-    if few and (other := _other_script_language(lower) or _other_language(text, words)) is not None:
+    if _few(english, len(german_words), len(words)):
+        other = _other_script_language(lower) or _vote(text, words)
+    else:
+        other = _other_language_after_header(text)
+    if other is not None:
         return other
     german = (len(german_words) + sum(map(lower.count, _UMLAUTS))
               - sum(map(_DE_WORD_UMLAUTS.__getitem__, german_words)))
