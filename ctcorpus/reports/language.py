@@ -46,6 +46,7 @@ _LETTER = re.compile(r"[^\W\d_]")
 _LATIN_LETTER = re.compile(r"[A-Za-z\u00c0-\u024f\u1e00-\u1eff]")
 #: Words; an image reference ("im 45", "Se. 3") is one token, so that English "im" is no German word.
 _WORD = re.compile(r"(?:im|se)\.?\s*\d+|\w+")
+#: A Roman numeral up to 39 (liver segments, ribs, cranial nerves).
 _ROMAN_NUMERAL = re.compile(r"x{0,3}(?:ix|iv|v?i{0,3})")
 #: Characters per window: the first decides English against German, the next catches a long header.
 _WINDOW = 800
