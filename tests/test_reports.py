@@ -298,6 +298,30 @@ def test_sentence_rules_for_radiology_text(analyzer):
     assert free.sentences[1].anatomies == ("heart",) and free.sentences[0].anatomies == ("pleura",)
 
 
+def test_separator_lines_end_sentences_and_belong_to_none(analyzer):
+    text = ("Befund: Kein Pleuraerguss\n==========\nRundherd im Oberlappen.\n- - - - -\nHerz normal groß\n"
+            "____________\nV.a. Emphysem.\n--- 3 ---\nLunge frei.")
+    got = analyze_report(analyzer, text, language="de")
+    assert [got.text[s.start:s.end] for s in got.sentences] == [
+        "Kein Pleuraerguss", "Rundherd im Oberlappen.", "Herz normal groß", "V.a. Emphysem.",
+        "--- 3 ---\nLunge frei."]  # a line with a number is no separator
+    assert dict(got.labels) == {"pleural_effusion": NEG, "lung_nodule": POS, "cardiomegaly": NEG,
+                                "emphysema": UNC}
+
+
+def test_long_punctuation_runs_are_one_token(analyzer):
+    # spaCy strips affixes one character at a time (quadratic: 50,000 "#" took minutes); a chunk
+    # holding a run of 33 or more is one token, shorter runs are split as spaCy does
+    for lang in ("en", "de"):
+        tokenize = analyzer.nlp[lang].make_doc
+        assert [t.text for t in tokenize("a " + "#" * 40 + " b")] == ["a", "#" * 40, "b"]
+        assert len(tokenize("x" + ")" * 50_000)) == 1
+        assert len(tokenize("#" * 32)) == 32
+    got = analyze_report(analyzer, "Small effusion" + "!" * 40 + " Nodule.\n" + "=" * 20_000 + "\nNo emphysema.",
+                         language="en")
+    assert [got.text[s.start:s.end] for s in got.sentences] == ["Small effusion" + "!" * 40, "Nodule.",
+                                                                "No emphysema."]
+
 def test_findings_without_a_findings_heading(analyzer):
     # Real reports often carry their findings under no heading; they must still be labelled.
     text = "Clinical question: cough.\n\nSmall right pleural effusion. No nodule.\n\nImpression: Effusion."

@@ -103,6 +103,10 @@ class ReportAnalyzer:
     label_sections: frozenset[str]
 
 
+#: A run of punctuation that makes its whitespace-delimited chunk one token (see _tokenizer_pipeline).
+_PUNCTUATION_RUN = re.compile(r"(?:[^\w\s]|_){33}")
+
+
 def _tokenizer_pipeline(lang: str) -> tuple[spacy.Language, frozenset[str]]:
     """A blank spaCy pipeline whose tokenizer has no exceptions, and the words they protected.
 
@@ -112,8 +116,16 @@ def _tokenizer_pipeline(lang: str) -> tuple[spacy.Language, frozenset[str]]:
     rules need none of what the exceptions do (contractions, emoticons) except keeping "Dr." from
     ending a sentence, so they are dropped and the tokens each period-bearing exception now splits
     into before a "." are returned for the sentence rules.
+
+    spaCy strips prefixes and suffixes one character at a time, searching and copying the rest
+    each time, so a run of punctuation costs quadratic time: a 64-character "=====" line takes
+    1.5 ms (a whole report's budget), 3,000 "#" 3 s and 50,000 six minutes (spaCy issues #1768,
+    #4362). A chunk holding a run of 33 or more is kept as one token instead (``token_match``);
+    the sentence rules end a sentence at a line of punctuation or a token ending in "!!", however
+    the run is split.
     """
     nlp = spacy.blank(lang)
+    nlp.tokenizer.token_match = _PUNCTUATION_RUN.search
     exceptions = [form for form in nlp.tokenizer.rules if "." in form]
     nlp.tokenizer.rules = {}
     no_break: set[str] = set()
@@ -246,6 +258,8 @@ def _sections(analyzer: ReportAnalyzer, text: str) -> tuple[Section, ...]:
 
 
 _LIST_MARK = re.compile(r"^(?:\d{1,2}[.)]|[-*•])$")
+#: A line of three or more punctuation characters and nothing else: "=====", "- - -", "#####".
+_SEPARATOR_LINE = re.compile(r"(?:[^\S\n]*(?:[^\w\s]|_)){3,}[^\S\n]*")
 
 
 def _sentence_spans(
@@ -261,8 +275,9 @@ def _sentence_spans(
     is only sliced where a rule reads it. A period, "!" or "?" ends a sentence unless it follows
     an abbreviation, a token in ``no_break`` or a single letter ("V. cava", "Z. n."); a run of them
     ("effusion..", "?!") always does, as one end; numbers keep their decimals (one token); a list
-    number at a line start ("1.") opens, not ends, a sentence; a blank line, or a line break after
-    ":" or before a list marker, ends one; a section start always does.
+    number at a line start ("1.") opens, not ends, a sentence; a blank line, a separator line
+    ("=====", which belongs to no sentence), or a line break after ":" or before a list marker,
+    ends one; a section start always does.
     """
     spans: list[tuple[int, int, str]] = []
     abbreviations = lexicon.ABBREVIATIONS
@@ -289,6 +304,17 @@ def _sentence_spans(
             c = text[e - 1]  # the token's last character
             marker = False
             if line_start:
+                if not text[s].isalnum():
+                    line_end = text.find("\n", s, section.end)
+                    line_end = section.end if line_end < 0 else line_end
+                    if _SEPARATOR_LINE.fullmatch(text, s, line_end):
+                        if start >= 0:
+                            spans.append((start, last, section.name))
+                            start = -1
+                        while i < n and starts[i] < line_end:
+                            i += 1
+                        p = i - 1
+                        continue
                 line_start = False
                 t = text[s:e]
                 marker = _LIST_MARK.match(t) is not None or (
@@ -314,7 +340,7 @@ def _sentence_spans(
                     if not (prev in no_break or prev.lower() in abbreviations or (len(prev) == 1 and prev.isalpha())):
                         spans.append((start, last, section.name))
                         start = -1
-                elif (c == "." and text[s:e - 1].isdigit()) or not text[s:e].strip(".!?"):
+                elif (c == "." and text[s:e - 1].isdigit()) or text[e - 2] in ".!?":
                     # German tokenizers keep "54." in one token; "effusion.." or "?!" ends a sentence too
                     spans.append((start, last, section.name))
                     start = -1
