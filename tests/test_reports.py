@@ -564,6 +564,25 @@ def test_jsonl_and_parquet_with_column_mapping(tmp_path):
     assert [e.reason for e in log.entries] == [QuarantineReason.UNREADABLE_REPORT]
 
 
+def test_a_bad_jsonl_line_costs_that_line_not_the_export(tmp_path):
+    rows = [{"accession_number": "A1", "patient_id": "P1", "study_date": "20240105", "report_text": "No effusion."},
+            {"accession_number": "A3", "patient_id": "P1", "study_date": "20240105", "report_text": "Nodule."}]
+    path = tmp_path / "ris.jsonl"
+    path.write_text(json.dumps(rows[0]) + '\n{"accession_number": "A2", "report_te\n\n[1, 2]\n'
+                    # a lone surrogate escape: valid JSON, but no UTF-8 can hold it
+                    + json.dumps(rows[1]).replace("Nodule.", "Nodule \\ud800 5 mm.") + "\n", encoding="utf-8")
+    studies = [StudyKey("1.1", "A1", "P1", "20240105"), StudyKey("1.3", "A3", "P1", "20240105")]
+    with pytest.raises(ReportError, match="line 2 is not JSON"):
+        process_reports([path], studies)
+    log = QuarantineLog()
+    result = process_reports([path], studies, on_error=log)
+    assert [r.report_id for r in result.reports] == ["A1", "A3"] and not result.quarantine
+    assert result.reports[1].text == "Nodule \ufffd 5 mm."
+    assert [(e.reason, e.path) for e in log.entries] == [(QuarantineReason.UNREADABLE_REPORT, str(path))] * 2
+    assert "line 2 is not JSON" in log.entries[0].message and "line 4 is a JSON list" in log.entries[1].message
+    for name, table in reports_tables(result).items():  # the text is writable
+        pq.write_table(table, tmp_path / f"{name}.parquet")
+
 def test_date_shift_policy(tmp_path):
     text = "Compared with 03.04.2019 and 2019-04-13. No effusion."
     path = _write_csv(tmp_path / "ris.csv", [{"accession_number": "A1", "patient_id": "P1",

@@ -16,7 +16,15 @@ from ctcorpus.reports.nlp import (
     build_analyzer,
 )
 from ctcorpus.reports.phi import PhiHit, Scrubbed, find_phi, scrub_text
-from ctcorpus.reports.records import LabelRow, RawReport, ReportRow, ReportsResult, SentenceRow, StudyKey
+from ctcorpus.reports.records import (
+    LabelRow,
+    RawReport,
+    ReportExport,
+    ReportRow,
+    ReportsResult,
+    SentenceRow,
+    StudyKey,
+)
 from ctcorpus.reports.stage import PRODUCER, date_shift_days, process_reports, reports_tables
 
 __all__ = [
@@ -27,6 +35,7 @@ __all__ = [
     "PhiHit",
     "RawReport",
     "ReportAnalyzer",
+    "ReportExport",
     "ReportRow",
     "ReportsResult",
     "Scrubbed",

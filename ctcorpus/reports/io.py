@@ -19,7 +19,7 @@ from ctcorpus.config.reports import ReportColumns
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import ReportError
 from ctcorpus.records import sha256_file
-from ctcorpus.reports.records import RawReport
+from ctcorpus.reports.records import RawReport, ReportExport
 
 __all__ = ["decode_bytes", "normalize_date", "read_report_export"]
 
@@ -56,38 +56,59 @@ def normalize_date(value: Any) -> str:
     return ""
 
 
-def _rows(path: Path, encoding_out: list[str]) -> list[dict[str, Any]]:
+#: A surrogate code point: JSON may escape one ("\ud800") but UTF-8 (Parquet, tar) cannot hold it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _valid_unicode(value: str) -> str:
+    """``value`` with lone surrogates replaced by U+FFFD, so that writing it cannot fail."""
+    return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
+
+
+def _rows(path: Path, encoding_out: list[str]) -> tuple[list[tuple[int, dict[str, Any]]], list[ReportError]]:
+    """The export's rows with their 0-based row (JSONL: line) numbers, and an error per unreadable line."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
         encoding_out.append("parquet")
-        return pq.read_table(path).to_pylist()
+        return list(enumerate(pq.read_table(path).to_pylist())), []
     text, encoding = decode_bytes(path.read_bytes())
     encoding_out.append(encoding)
     if suffix in (".jsonl", ".ndjson", ".json"):
-        rows = []
-        for n, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ReportError(f"line {n} is not JSON ({exc.msg}); fix or remove it",
-                                      reason=QuarantineReason.UNREADABLE_REPORT, path=path) from None
-        return rows
+        rows: list[tuple[int, dict[str, Any]]] = []
+        problems: list[ReportError] = []
+        for n, line in enumerate(text.splitlines()):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                problem = f"is not JSON ({exc.msg})"
+            else:
+                if isinstance(row, dict):
+                    rows.append((n, row))
+                    continue
+                problem = f"is a JSON {type(row).__name__}, not an object"
+            problems.append(ReportError(f"line {n + 1} {problem}; fix or remove it",
+                                        reason=QuarantineReason.UNREADABLE_REPORT, path=path))
+        return rows, problems
     if suffix in (".csv", ".tsv", ".txt"):
         sample = text[:4096]
         try:
             dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
         except csv.Error:
             dialect = csv.excel_tab if suffix == ".tsv" else csv.excel
-        return list(csv.DictReader(io.StringIO(text, newline=""), dialect=dialect))
+        return list(enumerate(csv.DictReader(io.StringIO(text, newline=""), dialect=dialect))), []
     raise ReportError(f"unknown report export format {suffix!r}; use .csv, .tsv, .jsonl or .parquet",
                       reason=QuarantineReason.UNREADABLE_REPORT, path=path)
 
 
-def read_report_export(path: str | Path, columns: ReportColumns) -> tuple[RawReport, ...]:
+def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport:
     """Read one export into :class:`RawReport` rows, mapping columns through ``columns``.
+
+    A JSONL line that is not a JSON object is left out and named in ``problems``; the other
+    lines are read.
 
     Raises
     ------
@@ -96,40 +117,41 @@ def read_report_export(path: str | Path, columns: ReportColumns) -> tuple[RawRep
 
     Examples
     --------
-    >>> reports = read_report_export("ris.csv", ReportColumns(text="Befundtext"))  # doctest: +SKIP
+    >>> export = read_report_export("ris.csv", ReportColumns(text="Befundtext"))  # doctest: +SKIP
     """
     path = Path(path)
     if not path.is_file():
         raise ReportError("report export not found", reason=QuarantineReason.UNREADABLE_REPORT, path=path)
     encoding: list[str] = []
     try:
-        rows = _rows(path, encoding)
+        rows, problems = _rows(path, encoding)
     except (OSError, ValueError, csv.Error) as exc:
         raise ReportError(f"cannot parse report export: {exc}", reason=QuarantineReason.UNREADABLE_REPORT,
                           path=path) from None
-    if rows and columns.text not in rows[0]:
+    if rows and columns.text not in rows[0][1]:
         raise ReportError(
-            f"no text column {columns.text!r} (columns: {sorted(rows[0])}); set reports.columns.text",
+            f"no text column {columns.text!r} (columns: {sorted(rows[0][1])}); set reports.columns.text",
             reason=QuarantineReason.UNREADABLE_REPORT, path=path,
         )
     digest = sha256_file(path)
 
     def get(row: dict[str, Any], column: str) -> str:
         value = row.get(column) if column else None
-        return "" if value is None else str(value).strip()
+        return "" if value is None else _valid_unicode(str(value)).strip()
 
-    return tuple(
+    reports = tuple(
         RawReport(
             path=str(path),
             row=n,
             accession_number=get(row, columns.accession_number),
             patient_id=get(row, columns.patient_id),
             study_date=normalize_date(row.get(columns.study_date) if columns.study_date else None),
-            text="" if row.get(columns.text) is None else str(row.get(columns.text)),
+            text="" if row.get(columns.text) is None else _valid_unicode(str(row.get(columns.text))),
             language=get(row, columns.language).lower(),
             patient_name=get(row, columns.patient_name),
             encoding=encoding[0],
             source_sha256=digest,
         )
-        for n, row in enumerate(rows)
+        for n, row in rows
     )
+    return ReportExport(reports, tuple(problems))

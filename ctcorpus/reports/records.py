@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ctcorpus.errors import ReportError
 from ctcorpus.records import QuarantineEntry
 
-__all__ = ["LabelRow", "RawReport", "ReportRow", "ReportsResult", "SentenceRow", "StudyKey"]
+__all__ = ["LabelRow", "RawReport", "ReportExport", "ReportRow", "ReportsResult", "SentenceRow", "StudyKey"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,15 @@ class RawReport:
     patient_name: str
     encoding: str  # how the file was decoded ("utf-8", "cp1252", "latin-1", "parquet")
     source_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReportExport:
+    """One RIS export as read: its rows, and one error per line that could not be read (a bad
+    JSONL line costs that line, not the export)."""
+
+    reports: tuple[RawReport, ...]
+    problems: tuple[ReportError, ...]
 
 
 @dataclass(frozen=True, slots=True)

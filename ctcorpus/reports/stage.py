@@ -82,8 +82,8 @@ def process_reports(
 
     Orphan reports (no study), empty reports, reports in a language the rules do not read
     (``config.language`` "auto" only) and studies without a report are not dropped silently: each
-    becomes a :class:`~ctcorpus.records.QuarantineEntry` in the result. An
-    unreadable export goes to ``on_error`` (raises by default).
+    becomes a :class:`~ctcorpus.records.QuarantineEntry` in the result. An unreadable export, or
+    an unreadable line of one, goes to ``on_error`` (raises by default).
 
     Parameters
     ----------
@@ -99,7 +99,7 @@ def process_reports(
     header_names:
         patient id -> names known from the DICOM headers, scrubbed wherever they appear.
     on_error:
-        Handler for unreadable exports (:class:`~ctcorpus.records.QuarantineLog` to continue).
+        Handler for unreadable exports and lines (:class:`~ctcorpus.records.QuarantineLog` to continue).
 
     Examples
     --------
@@ -114,9 +114,13 @@ def process_reports(
     raw: list[RawReport] = []
     for path in paths:
         try:
-            raw.extend(read_report_export(path, config.columns))
+            export = read_report_export(path, config.columns)
         except CtCorpusError as error:
             on_error(error, STAGE)
+            continue
+        raw.extend(export.reports)
+        for problem in export.problems:
+            on_error(problem, STAGE)
     seen: set[tuple[str, str, str, str]] = set()
     unique: list[RawReport] = []
     for r in raw:  # first occurrence wins
