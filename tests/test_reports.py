@@ -583,6 +583,19 @@ def test_a_bad_jsonl_line_costs_that_line_not_the_export(tmp_path):
     for name, table in reports_tables(result).items():  # the text is writable
         pq.write_table(table, tmp_path / f"{name}.parquet")
 
+def test_a_report_longer_than_the_csv_modules_field_limit_is_read(tmp_path):
+    long_text = "No pleural effusion. " * 10_000  # 210 kB: a long report history in one cell
+    path = _write_csv(tmp_path / "ris.csv", [
+        {"accession_number": "A1", "patient_id": "P1", "study_date": "20240105", "report_text": long_text},
+        {"accession_number": "A2", "patient_id": "P1", "study_date": "20240106", "report_text": "Nodule."}])
+    studies = [StudyKey("1.1", "A1", "P1", "20240105"), StudyKey("1.2", "A2", "P1", "20240106")]
+    default = csv.field_size_limit(128 * 1024)  # the csv module's default, whatever ran before
+    try:
+        result = process_reports([path], studies)
+    finally:
+        csv.field_size_limit(max(default, csv.field_size_limit()))
+    assert [len(r.text) for r in result.reports] == [len(long_text), len("Nodule.")]
+
 def test_date_shift_policy(tmp_path):
     text = "Compared with 03.04.2019 and 2019-04-13. No effusion."
     path = _write_csv(tmp_path / "ris.csv", [{"accession_number": "A1", "patient_id": "P1",

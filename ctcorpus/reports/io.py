@@ -94,6 +94,9 @@ def _rows(path: Path, encoding_out: list[str]) -> tuple[list[tuple[int, dict[str
                                         reason=QuarantineReason.UNREADABLE_REPORT, path=path))
         return rows, problems
     if suffix in (".csv", ".tsv", ".txt"):
+        # the csv module refuses a field over 128 KiB (a long report history) unless told; no field
+        # is longer than the file (the limit is process-wide, so it is only ever raised)
+        csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
         sample = text[:4096]
         try:
             dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
