@@ -579,9 +579,26 @@ def test_a_bad_jsonl_line_costs_that_line_not_the_export(tmp_path):
     assert [r.report_id for r in result.reports] == ["A1", "A3"] and not result.quarantine
     assert result.reports[1].text == "Nodule \ufffd 5 mm."
     assert [(e.reason, e.path) for e in log.entries] == [(QuarantineReason.UNREADABLE_REPORT, str(path))] * 2
-    assert "line 2 is not JSON" in log.entries[0].message and "line 4 is a JSON list" in log.entries[1].message
+    assert "line 2 is not JSON" in log.entries[0].message
+    assert "line 4 is an array, not a JSON object" in log.entries[1].message
     for name, table in reports_tables(result).items():  # the text is writable
         pq.write_table(table, tmp_path / f"{name}.parquet")
+
+
+def test_json_arrays_and_binary_parquet_text_are_read(tmp_path):
+    rows = [{"accession_number": "A1", "patient_id": "P1", "study_date": "20240105", "report_text": "Kein Erguss."},
+            {"accession_number": "A2", "patient_id": "P1", "study_date": "20240106", "report_text": "Rundherd."}]
+    array = tmp_path / "ris.json"
+    array.write_text(json.dumps([rows[0], 5, rows[1], None], indent=2), encoding="utf-8")  # pretty-printed
+    log = QuarantineLog()
+    studies = [StudyKey("1.1", "A1", "P1", "20240105"), StudyKey("1.2", "A2", "P1", "20240106")]
+    assert [r.text for r in process_reports([array], studies, on_error=log).reports] == ["Kein Erguss.", "Rundherd."]
+    assert [e.message.split(": ", 1)[1].split(";")[0] for e in log.entries] == [
+        "item 2 is a number, not a JSON object", "item 4 is null, not a JSON object"]
+    binary = tmp_path / "ris.parquet"  # text stored as bytes (no UTF-8 annotation), here in Latin-1
+    pq.write_table(pa.table({**{k: [r[k] for r in rows] for k in ("accession_number", "patient_id", "study_date")},
+                             "report_text": pa.array([b"Kein Pleuraergu\xdf.", b"Rundherd."], pa.binary())}), binary)
+    assert [r.text for r in process_reports([binary], studies).reports] == ["Kein Pleuraerguß.", "Rundherd."]
 
 def test_a_report_longer_than_the_csv_modules_field_limit_is_read(tmp_path):
     long_text = "No pleural effusion. " * 10_000  # 210 kB: a long report history in one cell

@@ -60,9 +60,51 @@ def normalize_date(value: Any) -> str:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _valid_unicode(value: str) -> str:
-    """``value`` with lone surrogates replaced by U+FFFD, so that writing it cannot fail."""
-    return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
+def _cell_text(value: Any) -> str:
+    """A cell as text: bytes (a Parquet binary column) decoded like a file, lone surrogates
+    replaced by U+FFFD so that writing the text cannot fail, ``None`` as ""."""
+    if value is None:
+        return ""
+    text = decode_bytes(value)[0] if isinstance(value, bytes) else str(value)
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
+
+
+#: How a JSON value that is no object is named in an error (numbers are the rest).
+_JSON_KINDS = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+
+
+def _json_rows(text: str, path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[ReportError]]:
+    """Rows of JSON Lines, or of one JSON array of objects (a ``.json`` export), and an error per
+    line (array item) that is not a JSON object."""
+    problems: list[tuple[int, ReportError]] = []
+
+    def bad(unit: str, n: int, problem: str) -> None:
+        problems.append((n, ReportError(f"{unit} {n + 1} {problem}; fix or remove it",
+                                        reason=QuarantineReason.UNREADABLE_REPORT, path=path)))
+
+    document: Any = None
+    if path.suffix.lower() == ".json":
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError:
+            pass  # JSON Lines named .json
+    entries: list[tuple[int, Any]] = []
+    if isinstance(document, list | dict):
+        unit = "item"
+        entries = list(enumerate(document if isinstance(document, list) else [document]))
+    else:
+        unit = "line"
+        for n, line in enumerate(text.splitlines()):
+            if line.strip():
+                try:
+                    entries.append((n, json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    bad(unit, n, f"is not JSON ({exc.msg})")
+    rows = [(n, value) for n, value in entries if isinstance(value, dict)]
+    for n, value in entries:
+        if not isinstance(value, dict):
+            bad(unit, n, f"is {_JSON_KINDS.get(type(value), 'a number')}, not a JSON object")
+    return rows, [error for _, error in sorted(problems, key=lambda item: item[0])]
 
 
 def _rows(path: Path, encoding_out: list[str]) -> tuple[list[tuple[int, dict[str, Any]]], list[ReportError]]:
@@ -76,23 +118,7 @@ def _rows(path: Path, encoding_out: list[str]) -> tuple[list[tuple[int, dict[str
     text, encoding = decode_bytes(path.read_bytes())
     encoding_out.append(encoding)
     if suffix in (".jsonl", ".ndjson", ".json"):
-        rows: list[tuple[int, dict[str, Any]]] = []
-        problems: list[ReportError] = []
-        for n, line in enumerate(text.splitlines()):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problem = f"is not JSON ({exc.msg})"
-            else:
-                if isinstance(row, dict):
-                    rows.append((n, row))
-                    continue
-                problem = f"is a JSON {type(row).__name__}, not an object"
-            problems.append(ReportError(f"line {n + 1} {problem}; fix or remove it",
-                                        reason=QuarantineReason.UNREADABLE_REPORT, path=path))
-        return rows, problems
+        return _json_rows(text, path)
     if suffix in (".csv", ".tsv", ".txt"):
         # the csv module refuses a field over 128 KiB (a long report history) unless told; no field
         # is longer than the file (the limit is process-wide, so it is only ever raised)
@@ -110,8 +136,8 @@ def _rows(path: Path, encoding_out: list[str]) -> tuple[list[tuple[int, dict[str
 def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport:
     """Read one export into :class:`RawReport` rows, mapping columns through ``columns``.
 
-    A JSONL line that is not a JSON object is left out and named in ``problems``; the other
-    lines are read.
+    A JSONL line (or item of a ``.json`` array) that is not a JSON object is left out and named in
+    ``problems``; the other lines are read.
 
     Raises
     ------
@@ -139,8 +165,7 @@ def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport
     digest = sha256_file(path)
 
     def get(row: dict[str, Any], column: str) -> str:
-        value = row.get(column) if column else None
-        return "" if value is None else _valid_unicode(str(value)).strip()
+        return _cell_text(row.get(column) if column else None).strip()
 
     reports = tuple(
         RawReport(
@@ -149,7 +174,7 @@ def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport
             accession_number=get(row, columns.accession_number),
             patient_id=get(row, columns.patient_id),
             study_date=normalize_date(row.get(columns.study_date) if columns.study_date else None),
-            text="" if row.get(columns.text) is None else _valid_unicode(str(row.get(columns.text))),
+            text=_cell_text(row.get(columns.text)),
             language=get(row, columns.language).lower(),
             patient_name=get(row, columns.patient_name),
             encoding=encoding[0],
