@@ -193,6 +193,16 @@ def _study_keys(stacks: Sequence[Stack]) -> list[StudyKey]:
     return [keys[k] for k in sorted(keys)]
 
 
+def _header_names(stacks: Sequence[Stack]) -> dict[str, list[str]]:
+    """Per patient id, the names the DICOM headers give: the report scrubber removes them wherever
+    they stand, also without a title ("discussed with Smith") and when the RIS export has no name."""
+    names: dict[str, set[str]] = defaultdict(set)
+    for stack in stacks:
+        if stack.first.patient_name:
+            names[stack.first.patient_id].add(stack.first.patient_name)
+    return {patient: sorted(values) for patient, values in sorted(names.items())}
+
+
 def _study_reports(tables: Mapping[str, pa.Table]) -> dict[str, StudyReport]:
     """Per study id, the report (sections, sentences with anatomies and labels, report labels)."""
     sentence_labels: dict[tuple[str, int], dict[str, str]] = defaultdict(dict)
@@ -262,11 +272,13 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     studies = _study_keys(stacks)
 
     report_hashes = [sha256_file(Path(f)) for f in run.report_files]
+    names = _header_names(stacks)
     reports_key = _digest("reports", __version__, REPORTS_PRODUCER, report_hashes, [asdict(s) for s in studies],
-                          _section(config, "reports"))
+                          names, _section(config, "reports"))
     if not store.has("reports", reports_key):
         log_r = QuarantineLog()
-        result = process_reports(run.report_files, studies, config=config.reports, pseudonymize=p.make, on_error=log_r)
+        result = process_reports(run.report_files, studies, config=config.reports, pseudonymize=p.make,
+                                 header_names=names, on_error=log_r)
         with store.writing("reports", reports_key) as folder:
             _save_tables(folder, reports_tables(result))
             _save_tables(folder, {"quarantine": _quarantine_table(list(log_r.entries) + list(result.quarantine))})

@@ -3,6 +3,7 @@ resuming after SIGKILL with byte-identical manifests."""
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import signal
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pydicom
 import pytest
 
 from ctcorpus import pipeline
@@ -135,6 +137,25 @@ def test_changed_report_rules_redo_the_reports(built, tmp_path, monkeypatch):
     _run(config, work)
     assert len({p.name for p in (work / "reports").glob("*/*")} - before) == 1
 
+
+def test_names_from_the_dicom_headers_are_scrubbed_from_reports(tmp_path):
+    # the RIS export gives no name here, and the report names the patient without a title
+    export = tmp_path / "export"
+    truth = generate_export(export, patients=1, seed=5, phi=False, language="en", matrix=64, n_slices=24)
+    family = str(pydicom.dcmread(export / truth.series[0].files[0], stop_before_pixels=True).PatientName).split("^")[0]
+    with open(export / "reports.csv", encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["patient_name"] = ""
+        row["report_text"] += f" Discussed with {family} today."
+    with open(export / "reports.csv", "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    pipeline.plan_export(_config(tmp_path, export), tmp_path / "work")
+    [table] = (tmp_path / "work" / "reports").glob("*/*/reports.parquet")
+    texts = pq.read_table(table).column("text").to_pylist()
+    assert texts and all(text.endswith("Discussed with [NAME] today.") for text in texts)
 
 def _copy_patients(truth, source: Path, target: Path, patients: set[str]) -> None:
     for series in truth.series:

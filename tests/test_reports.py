@@ -408,6 +408,17 @@ def test_phi_names_after_a_title_are_scrubbed_whole():
         "Dr. Anna Maria Berg was called.": ["Anna Maria Berg"],
         "Seen by Dr. Jones The patient is stable.": ["Jones"],  # a sentence without its period
         "Dr. Meier\nIMPRESSION: stable.": ["Meier"],  # a name ends at the line
+        # hyphens, apostrophes, inner capitals, particles and initials belong to the name
+        "Dr. med. Hans-Peter Müller-Lüdenscheidt informiert.": ["Hans-Peter Müller-Lüdenscheidt"],
+        "Discussed with Mr. O'Brien.": ["O'Brien"],
+        "Dr. McDonald agreed.": ["McDonald"],
+        "Frau Dr. von der Leyen informiert.": ["von der Leyen"],
+        "Dr. J. Smith informed.": ["J. Smith"],
+        "Patient John Q. Public": ["John Q. Public"],
+        # a name after a role, without a title
+        "Referring physician: Smith, John": ["Smith, John"],
+        "Befundet von Meier.": ["Meier"],
+        "Reported by: XXXX. Radiologist: attending.": [],
     }
     for text, names in cases.items():
         assert [text[h.start:h.end] for h in find_phi(text) if h.kind == "name"] == names, text
@@ -427,9 +438,23 @@ def test_phi_contacts_ssn_signatures_dates_without_year():
         "Vergleich zur Voruntersuchung vom 03.04. unverändert.": [("03.04", "date")],
         "Befund seit 12. März stabil.": [("12. März", "date")],
         "Rundherd 3.5 mm, bis 3. Brustwirbel. Knoten 4.5. Keine weiteren.": [],
+        # day-month-year with hyphens, year first with slashes, "3rd of March", ISO with a time
+        "Compared to 12-Mar-2019 and 2019/03/14.": [("12-Mar-2019", "date"), ("2019/03/14", "date")],
+        "Prior from 3rd of March 2019.": [("3rd of March 2019", "date")],
+        "Acquired 2019-03-12T10:22.": [("2019-03-12", "date")],
+        "Pat-Nr. 4711-0815, Fallnummer 123456.": [("4711-0815", "id"), ("123456", "id")],
+        "Segment 4-5-6, score 3rd of 5, version 1.2.3.": [],
     }
     for text, expected in cases.items():
         assert [(text[h.start:h.end], h.kind) for h in find_phi(text)] == expected, text
+
+
+def test_phi_a_header_value_inside_a_longer_name_scrubs_the_whole_name():
+    # "Müller" is the patient's name (header); the doctor's double name must not keep "-Lüdenscheidt"
+    text = "Dr. Müller-Lüdenscheidt informiert. Befund von heute an Bergen."
+    hits = find_phi(text, header_values=["Müller^Hans", "von Bergen^Jan"])
+    # a particle alone identifies no one, and it is a word everywhere: "von" stays
+    assert [(text[h.start:h.end], h.kind) for h in hits] == [("Müller-Lüdenscheidt", "name"), ("Bergen", "name")]
 
 
 def _write_csv(path: Path, rows: list[dict[str, str]], encoding: str = "utf-8") -> Path:

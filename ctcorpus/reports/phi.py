@@ -42,7 +42,8 @@ _MONTH_AFTER_FIRST = r"(?:" + "|".join(
     "(?<=" + first + ")" + trie_regex(m[1:] for m in [*_MONTH_NUM, "sept"] if m[0] == first)
     for first in sorted({m[0] for m in _MONTH_NUM})
 ) + r")\.?"
-_CAP = r"[A-ZÄÖÜ][a-zäöüß'\-]+"
+#: A capitalized name word: "Smith", "Hans-Peter", "Müller-Lüdenscheidt", "O'Brien", "McDonald", "Smith's".
+_CAP = r"(?:[A-ZÄÖÜ][a-zäöüß]+|[A-ZÄÖÜ](?=['’]))(?:[A-ZÄÖÜ][a-zäöüß]+|['’\-][A-ZÄÖÜ]?[a-zäöüß]+)*"
 #: German prepositions before a date that may come without its year ("vom 03.04.").
 _DATE_PREPOSITIONS = ("vom", "am", "seit", "bis", "zum", "von", "ab")
 _STREETS_DE = ("straße", "strasse", "str.", "weg", "allee", "platz", "gasse", "ring", "damm")
@@ -56,10 +57,22 @@ _NOT_NAMES = frozenset(
     {"Patient", "Patientin", "The", "Der", "Die", "Das", "Befund", "Findings", "No", "Kein", "Keine", "Status",
      "Was", "Wurde", "Informed", "Med", "Medical", "Radiology", "Radiologie", "A", "An", "And", "At", "In", "On",
      "This", "That", "There", "Den", "Dem", "Ein", "Eine", "Im", "Am", "Bei", "Mit", "Von", "Zur", "Zum", "Und",
-     "Er", "Sie", "Es", "Wir", "Ich"}
+     "Er", "Sie", "Es", "Wir", "Ich", "Dr", "Prof", "PD", "Herr", "Frau", "Mr", "Mrs", "Ms"}
 )
-#: A name after a title: up to three capitalized words on one line, none of them a ``_NOT_NAMES`` word.
-_NAME_PARTS = _CAP + r"(?:[ \t]+(?!(?:" + trie_regex(sorted(_NOT_NAMES)) + r")\b)" + _CAP + r"){0,2}"
+#: Lower-case particles of family names ("von der Leyen", "van Gogh", "de Vries").
+_PARTICLES = ("von", "van", "vom", "zu", "zur", "de", "der", "den", "del", "della", "di", "da", "dos", "du", "le", "la",
+              "ten", "ter")
+#: What may stand before a name word: initials ("J.", "H.-P.") and particles.
+_NAME_LEAD = r"(?:[A-ZÄÖÜ]\.(?:-?[A-ZÄÖÜ]\.)?[ \t]+|(?:" + trie_regex(_PARTICLES) + r")[ \t]+)*"
+#: A name after a title: up to three capitalized words on one line (with initials and particles),
+#: none of them a ``_NOT_NAMES`` word.
+_NAME_PARTS = (_NAME_LEAD + _CAP + r"(?:[ \t]+" + _NAME_LEAD + r"(?!(?:" + trie_regex(sorted(_NOT_NAMES)) + r")\b)"
+               + _CAP + r"){0,2}")
+#: Roles after which a name follows without a title ("Referring physician: Smith, John").
+_ROLES = ("referring physician", "referrer", "radiologist", "signed", "signed by", "dictated by", "reported by",
+          "read by", "befundet von", "befundet durch", "befunder", "befunderin", "unterschrift", "zuweiser",
+          "zuweiserin", "überweiser", "überweiserin", "zuweisender arzt", "überweisender arzt", "diktiert von",
+          "vidiert von")
 
 # Every pattern opens with one case-sensitive character class and checks the word boundary behind
 # it ("\d(?<!\w\d)" rather than "\b\d"); where alternatives start with different characters, a
@@ -97,8 +110,9 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     (
         "date",
         re.compile(
-            r"\d(?<!\w\d)(?:\d{3}-\d{1,2}-\d{1,2}|\d?[./-]\d{1,2}[./-](?:\d{4}|\d{2})(?![\d.]\d)"
-            r"|\d?\.?\s" + _MONTH + r"\s\d{4})\b",
+            r"\d(?<!\w\d)(?:\d{3}([-/.])\d{1,2}\1\d{1,2}(?=T\d|\b)"
+            r"|\d?[./-]\d{1,2}[./-](?:\d{4}|\d{2})(?![\d.]\d)\b"
+            r"|\d?(?:st|nd|rd|th)?(?:\.?\s(?:of\s)?|-)" + _MONTH + r"(?:,?\s|-)\d{4}\b)",
             re.IGNORECASE,
         ),
         (),
@@ -137,9 +151,10 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         "id",
         re.compile(
             r"[ACFIMPacfimpİı](?<!\w[ACFIMPacfimpİı])"
-            r"(?i:(?<=m)(?:RN|R\#)|(?<=p)(?:at\.?-?\s?ID|atienten-?ID|atient\s?ID|ID)|(?<=i)D"
+            r"(?i:(?<=m)(?:RN|R\#)|(?<=p)(?:at\.?-?\s?ID|atienten-?ID|atient\s?ID|ID|at(?:ienten)?\.?-?\s?(?:Nr|nummer)\.?)"
+            r"|(?<=i)D"
             r"|(?<=a)(?:cc(?:ession)?\.?(?:\s?(?:No|Nr|number)\.?)?|uftrags-?Nr\.?|ufnahme-?Nr\.?)"
-            r"|(?<=f)all-?Nr\.?|(?<=c)ase\s?(?:no|number)\.?)[:#\s]*\s*([A-Z]{0,3}\d[A-Z0-9\-]{3,})"
+            r"|(?<=f)all(?:-?Nr\.?|nummer)|(?<=c)ase\s?(?:no|number)\.?)[:#\s]*\s*([A-Z]{0,3}\d[A-Z0-9\-]{3,})"
         ),
         (),
         _SCAN,
@@ -163,10 +178,18 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             r"(?:(?:(?<=D)r|(?<=P)(?:rof|D)|(?<=M)(?:r|rs|s)|(?<=H)r|(?<=F)r)\.?\s+|(?:(?<=H)(?:err|errn)|(?<=F)rau)\s+)"
             r"(?:(?:Dr|Prof|med|PD)\.?\s+)*"
             r"(" + _NAME_PARTS + r")"
-            r"|(?<=P)at(?:ient(?:in)?|\.):?\s+(" + _CAP + r"(?:,?\s+" + _CAP + r")?)"
+            r"|(?<=P)at(?:ient(?:in)?|\.):?\s+(" + _CAP + r"(?:,?\s+(?:[A-ZÄÖÜ]\.\s+)?" + _CAP + r")?)"
             r"(?=,|\s+(?:MRN|ID|Pat|geb|DOB|born)|\.|$))"
         ),
         (),
+        _SCAN,
+    ),
+    (  # a name after a role, without a title: "Referring physician: Smith, John", "Befundet von Meier"
+        "name",
+        re.compile(r"(?<!\w)(?i:" + trie_regex(_ROLES) + r"):?[ \t]+(?:(?:Dr|Prof|med|PD)\.?[ \t]+)*("
+                   + _NAME_LEAD + _CAP + r"(?:,?[ \t]+" + _NAME_LEAD + _CAP + r")?)"),
+        ("physician", "referrer", "radiologist", "signed", "dictated", "reported by", "read by", "befunde",
+         "unterschrift", "zuweise", "überweise", "diktiert", "vidiert"),
         _SCAN,
     ),
     (  # a name signed with a degree: "John Smith, MD", "Jane Doe, M.D."
@@ -241,7 +264,8 @@ def _matches_at(pattern: re.Pattern[str], text: str, starts: Sequence[int]) -> I
 
 
 def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, ...]:
-    """Find PHI spans in ``text`` (sorted, non-overlapping; earlier rules win an overlap).
+    """Find PHI spans in ``text`` (sorted, non-overlapping; a span that reaches past earlier ones
+    joins them into one, of the longest one's kind).
 
     ``header_values`` are strings known to be PHI for this report (DICOM header names, the MRN,
     the accession number): each name part of two or more letters is also scrubbed wherever it
@@ -254,15 +278,23 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
     taken = bytearray(len(text))
 
     def claim(start: int, end: int, kind: str) -> None:
-        if start < end and not any(taken[start:end]):
-            taken[start:end] = b"\x01" * (end - start)
-            hits.append(PhiHit(start, end, kind))
+        if start >= end or all(taken[start:end]):
+            return
+        new = PhiHit(start, end, kind)
+        if any(taken[start:end]):  # "Müller" (a header value) inside "Dr. Müller-Lüdenscheidt": one span
+            overlapped = [h for h in hits if h.start < end and start < h.end]
+            for h in overlapped:
+                hits.remove(h)
+            longest = max([new, *overlapped], key=lambda h: h.end - h.start)
+            new = PhiHit(min(h.start for h in overlapped + [new]), max(h.end for h in overlapped + [new]), longest.kind)
+        taken[new.start:new.end] = b"\x01" * (new.end - new.start)
+        hits.append(new)
 
     lower = lower_same_length(text)
     for value in header_values:  # plain substring search: no regex compiled per report
         for part in re.split(r"[\^,\s]+", value.lower()):
-            if not (len(part) >= 2 and not part.isdigit() or len(part) >= 4):
-                continue
+            if not (len(part) >= 2 and not part.isdigit() or len(part) >= 4) or part in _PARTICLES:
+                continue  # too short to tell, or "von"/"de" (identifies no one, and is a word everywhere)
             kind = "id" if any(c.isdigit() for c in part) else "name"
             at = lower.find(part)
             while at >= 0:
@@ -299,14 +331,14 @@ def _parse_date(value: str) -> date | None:
     """Best-effort parse of the date spellings :data:`_RULES` finds (day-first for dotted dates)."""
     v = value.strip().lower()
     try:
-        if m := re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})", v):
-            return date(int(m[1]), int(m[2]), int(m[3]))
+        if m := re.fullmatch(r"(\d{4})([-/.])(\d{1,2})\2(\d{1,2})", v):
+            return date(int(m[1]), int(m[3]), int(m[4]))
         if m := re.fullmatch(r"(\d{1,2})([./-])(\d{1,2})[./-](\d{2,4})", v):
             year = int(m[4]) + (2000 if len(m[4]) == 2 else 0)
             first, second = int(m[1]), int(m[3])
             day, month = (second, first) if m[2] == "/" else (first, second)  # US slashes, else day first
             return date(year, month, day)
-        if m := re.fullmatch(r"(\d{1,2})\.?\s([a-zäöü]+)\.?\s(\d{4})", v):
+        if m := re.fullmatch(r"(\d{1,2})(?:st|nd|rd|th)?(?:\.?\s(?:of\s)?|-)([a-zäöü]+)\.?(?:,?\s|-)(\d{4})", v):
             return date(int(m[3]), _MONTH_NUM[m[2][:3] if m[2] not in _MONTH_NUM else m[2]], int(m[1]))
         if m := re.fullmatch(r"([a-zäöü]+)\.?\s(\d{1,2})(?:st|nd|rd|th)?,?\s(\d{4})", v):
             return date(int(m[3]), _MONTH_NUM[m[1][:3] if m[1] not in _MONTH_NUM else m[1]], int(m[2]))

@@ -326,7 +326,9 @@ _NORMAL_IMPRESSION: dict[str, tuple[str, ...]] = {
 }
 
 _FIRST = ("John", "Mary", "Peter", "Anna", "Hans", "Maria", "Thomas", "Laura", "Klaus", "Sarah", "Jürgen")
-_LAST = ("Smith", "Meier", "Schmidt", "Johnson", "Müller", "Becker", "Brown", "Wagner", "Hoffmann", "Miller")
+#: Doctors' names, with the spellings a name pattern must take whole: hyphens, apostrophes, particles.
+_LAST = ("Smith", "Meier", "Schmidt", "Johnson", "Müller", "Müller-Lüdenscheidt", "O'Brien", "Wagner", "Hoffmann",
+         "von der Leyen")
 _STREETS = ("Hauptstraße 12", "Lindenweg 3a", "Goethestraße 45", "12 Main Street", "48 Oak Avenue")
 _CITIES = ("10115 Berlin", "80331 München", "Springfield, IL 62704", "Boston, MA 02115")
 _MONTHS = {
@@ -402,13 +404,16 @@ def _capital(text: str) -> str:
 
 
 def _format_date(rng: np.random.Generator, value: date, language: str) -> str:
-    """One of the date spellings seen in reports (numeric US/German/ISO, or with the month name)."""
+    """One of the date spellings seen in reports (numeric US/German/ISO, year first with slashes,
+    day-month-year with hyphens, or with the month name)."""
     month = _MONTHS[language][value.month - 1]
     forms = (
         f"{value.month:02d}/{value.day:02d}/{value.year}",
         f"{value.isoformat()}",
         f"{value.day:02d}.{value.month:02d}.{value.year}",
         f"{value.day}. {month} {value.year}" if language == "de" else f"{month} {value.day}, {value.year}",
+        f"{value.year}/{value.month:02d}/{value.day:02d}",
+        f"{value.day:02d}-{month[:3]}-{value.year}",
     )
     return _pick(rng, forms)
 
