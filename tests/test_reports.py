@@ -419,6 +419,12 @@ def test_phi_names_after_a_title_are_scrubbed_whole():
         "Referring physician: Smith, John": ["Smith, John"],
         "Befundet von Meier.": ["Meier"],
         "Reported by: XXXX. Radiologist: attending.": [],
+        # a labelled name ends at the line, and RIS headers write it in capitals
+        "Patient: Smith, John\nFindings: normal.": ["Smith, John"],
+        "Pat. Max Mustermann\nBefund: unauffällig.": ["Max Mustermann"],
+        "Name: MUSTERMANN^MAX\nPATIENT: SMITH, JOHN": ["MUSTERMANN^MAX", "SMITH, JOHN"],
+        "Patient: NO ACUTE FINDINGS. The patient is stable.": [],
+        "Dr.med. Klein und Frau Kollegin Schmitz": ["Klein", "Schmitz"],
     }
     for text, names in cases.items():
         assert [text[h.start:h.end] for h in find_phi(text) if h.kind == "name"] == names, text
@@ -443,6 +449,7 @@ def test_phi_contacts_ssn_signatures_dates_without_year():
         "Prior from 3rd of March 2019.": [("3rd of March 2019", "date")],
         "Acquired 2019-03-12T10:22.": [("2019-03-12", "date")],
         "Pat-Nr. 4711-0815, Fallnummer 123456.": [("4711-0815", "id"), ("123456", "id")],
+        "Auftragsnummer: A-2024-0001, Patientin, 95 Jahre, seit 90 Jahren.": [("A-2024-0001", "id"), ("95", "age")],
         "Segment 4-5-6, score 3rd of 5, version 1.2.3.": [],
     }
     for text, expected in cases.items():

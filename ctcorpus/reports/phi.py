@@ -68,6 +68,10 @@ _NAME_LEAD = r"(?:[A-ZÄÖÜ]\.(?:-?[A-ZÄÖÜ]\.)?[ \t]+|(?:" + trie_regex(_PAR
 #: none of them a ``_NOT_NAMES`` word.
 _NAME_PARTS = (_NAME_LEAD + _CAP + r"(?:[ \t]+" + _NAME_LEAD + r"(?!(?:" + trie_regex(sorted(_NOT_NAMES)) + r")\b)"
                + _CAP + r"){0,2}")
+_UPPER_NAME = r"[A-ZÄÖÜ]{2,}(?:['’\-][A-ZÄÖÜ]{2,})*"
+#: A name after "Patient:" or "Name:": family and given name, in either order, maybe in capitals.
+_LABELLED_NAME = (r"(?:" + _CAP + "|" + _UPPER_NAME + r")(?:(?:,?[ \t]+|\^)(?:[A-ZÄÖÜ]\.[ \t]+)?(?:" + _CAP + "|"
+                  + _UPPER_NAME + r"))?")
 #: Roles after which a name follows without a title ("Referring physician: Smith, John").
 _ROLES = ("referring physician", "referrer", "radiologist", "signed", "signed by", "dictated by", "reported by",
           "read by", "befundet von", "befundet durch", "befunder", "befunderin", "unterschrift", "zuweiser",
@@ -153,8 +157,8 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             r"[ACFIMPacfimpİı](?<!\w[ACFIMPacfimpİı])"
             r"(?i:(?<=m)(?:RN|R\#)|(?<=p)(?:at\.?-?\s?ID|atienten-?ID|atient\s?ID|ID|at(?:ienten)?\.?-?\s?(?:Nr|nummer)\.?)"
             r"|(?<=i)D"
-            r"|(?<=a)(?:cc(?:ession)?\.?(?:\s?(?:No|Nr|number)\.?)?|uftrags-?Nr\.?|ufnahme-?Nr\.?)"
-            r"|(?<=f)all(?:-?Nr\.?|nummer)|(?<=c)ase\s?(?:no|number)\.?)[:#\s]*\s*([A-Z]{0,3}\d[A-Z0-9\-]{3,})"
+            r"|(?<=a)(?:cc(?:ession)?\.?(?:\s?(?:No|Nr|number)\.?)?|uftrags-?(?:Nr\.?|nummer)|ufnahme-?(?:Nr\.?|nummer))"
+            r"|(?<=f)all(?:-?Nr\.?|nummer)|(?<=c)ase\s?(?:no|number)\.?)[:#\s]*\s*([A-Z]{0,3}-?\d[A-Z0-9\-]{3,})"
         ),
         (),
         _SCAN,
@@ -164,7 +168,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         "age",
         re.compile(
             r"[91](?<!\w[91])(?:(?<=9)\d|(?<=1)[01]\d)(?!\d)"
-            r"(?=[\s-]*(?:years?[\s-]old|year-old|yo\b|y/o|y\.o\.|jährig|-jährig|jahre\s+alt|J\.))",
+            r"(?=[\s-]*(?:years?[\s-]old|year-old|yo\b|y/o|y\.o\.|jährig|-jährig|jahre\b|J\.))",
             re.IGNORECASE,
         ),
         (),
@@ -174,12 +178,14 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     (
         "name",
         re.compile(
-            r"[DFHMP](?<!\w[DFHMP])(?:"
-            r"(?:(?:(?<=D)r|(?<=P)(?:rof|D)|(?<=M)(?:r|rs|s)|(?<=H)r|(?<=F)r)\.?\s+|(?:(?<=H)(?:err|errn)|(?<=F)rau)\s+)"
-            r"(?:(?:Dr|Prof|med|PD)\.?\s+)*"
+            r"[DFHMNP](?<!\w[DFHMNP])(?:"
+            r"(?:(?:(?<=D)r|(?<=P)(?:rof|D)|(?<=M)(?:r|rs|s)|(?<=H)r|(?<=F)r)(?:\.\s*|\s+)"
+            r"|(?:(?<=H)(?:err|errn)|(?<=F)rau)\s+)"
+            r"(?:(?:Dr|Prof|med|PD|Kollegin|Kollege)(?:\.\s*|\s+))*"
             r"(" + _NAME_PARTS + r")"
-            r"|(?<=P)at(?:ient(?:in)?|\.):?\s+(" + _CAP + r"(?:,?\s+(?:[A-ZÄÖÜ]\.\s+)?" + _CAP + r")?)"
-            r"(?=,|\s+(?:MRN|ID|Pat|geb|DOB|born)|\.|$))"
+            # a name labelled as the patient's, also in capitals as RIS headers write it ("SMITH^JOHN")
+            r"|(?:(?<=P)(?i:at(?:ient(?:in)?|\.))|(?<=N)(?i:ame)):?[ \t]+(" + _LABELLED_NAME + r")"
+            r"(?=[,;\n]|[ \t]+(?:MRN|ID|Pat|geb|DOB|born)|\.|$))"
         ),
         (),
         _SCAN,
