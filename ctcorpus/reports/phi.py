@@ -68,6 +68,7 @@ _NAME_LEAD = r"(?:[A-ZÄÖÜ]\.(?:-?[A-ZÄÖÜ]\.)?[ \t]+|(?:" + trie_regex(_PAR
 #: none of them a ``_NOT_NAMES`` word.
 _NAME_PARTS = (_NAME_LEAD + _CAP + r"(?:[ \t]+" + _NAME_LEAD + r"(?!(?:" + trie_regex(sorted(_NOT_NAMES)) + r")\b)"
                + _CAP + r"){0,2}")
+#: A name word in capitals ("SMITH", "MÜLLER-LÜDENSCHEIDT"), taken only after a name label.
 _UPPER_NAME = r"[A-ZÄÖÜ]{2,}(?:['’\-][A-ZÄÖÜ]{2,})*"
 #: A name after "Patient:" or "Name:": family and given name, in either order, maybe in capitals.
 _LABELLED_NAME = (r"(?:" + _CAP + "|" + _UPPER_NAME + r")(?:(?:,?[ \t]+|\^)(?:[A-ZÄÖÜ]\.[ \t]+)?(?:" + _CAP + "|"
@@ -155,9 +156,11 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         "id",
         re.compile(
             r"[ACFIMPacfimpİı](?<!\w[ACFIMPacfimpİı])"
-            r"(?i:(?<=m)(?:RN|R\#)|(?<=p)(?:at\.?-?\s?ID|atienten-?ID|atient\s?ID|ID|at(?:ienten)?\.?-?\s?(?:Nr|nummer)\.?)"
+            r"(?i:(?<=m)(?:RN|R\#)"
+            r"|(?<=p)(?:at\.?-?\s?ID|atienten-?ID|atient\s?ID|ID|at(?:ienten)?\.?-?\s?(?:Nr|nummer)\.?)"
             r"|(?<=i)D"
-            r"|(?<=a)(?:cc(?:ession)?\.?(?:\s?(?:No|Nr|number)\.?)?|uftrags-?(?:Nr\.?|nummer)|ufnahme-?(?:Nr\.?|nummer))"
+            r"|(?<=a)(?:cc(?:ession)?\.?(?:\s?(?:No|Nr|number)\.?)?|uftrags-?(?:Nr\.?|nummer)"
+            r"|ufnahme-?(?:Nr\.?|nummer))"
             r"|(?<=f)all(?:-?Nr\.?|nummer)|(?<=c)ase\s?(?:no|number)\.?)[:#\s]*\s*([A-Z]{0,3}-?\d[A-Z0-9\-]{3,})"
         ),
         (),
@@ -184,7 +187,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             r"(?:(?:Dr|Prof|med|PD|Kollegin|Kollege)(?:\.\s*|\s+))*"
             r"(" + _NAME_PARTS + r")"
             # a name labelled as the patient's, also in capitals as RIS headers write it ("SMITH^JOHN")
-            r"|(?:(?<=P)(?i:at(?:ient(?:in)?|\.))|(?<=N)(?i:ame)):?[ \t]+(" + _LABELLED_NAME + r")"
+            r"|(?:(?<=P)(?i:at(?:ient(?:in)?|\.))|(?<=N)(?i:ame)):?\s+(" + _LABELLED_NAME + r")"
             r"(?=[,;\n]|[ \t]+(?:MRN|ID|Pat|geb|DOB|born)|\.|$))"
         ),
         (),
