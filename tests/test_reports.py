@@ -422,6 +422,7 @@ def test_phi_names_after_a_title_are_scrubbed_whole():
         # a labelled name ends at the line, and RIS headers write it in capitals
         "Patient: Smith, John\nFindings: normal.": ["Smith, John"],
         "Pat. Max Mustermann\nBefund: unauffällig.": ["Max Mustermann"],
+        "Patient:\nMax Mustermann\nBefund: unauffällig.": ["Max Mustermann"],  # the value on the next line
         "Name: MUSTERMANN^MAX\nPATIENT: SMITH, JOHN": ["MUSTERMANN^MAX", "SMITH, JOHN"],
         "Patient: NO ACUTE FINDINGS. The patient is stable.": [],
         "Dr.med. Klein und Frau Kollegin Schmitz": ["Klein", "Schmitz"],
