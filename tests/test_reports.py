@@ -298,6 +298,20 @@ def test_sentence_rules_for_radiology_text(analyzer):
     assert free.sentences[1].anatomies == ("heart",) and free.sentences[0].anatomies == ("pleura",)
 
 
+@pytest.mark.parametrize("text", [
+    "Befund: Kein Pleuraerguss. Beurteilung: Unauffällig.",  # an export that flattened the line breaks
+    "**Befund:**\nKein Pleuraerguss.\n**Beurteilung:**\nUnauffällig.",  # Markdown bold
+    "1. Befund\nKein Pleuraerguss.\n2. Beurteilung\nUnauffällig.",  # numbered headings
+])
+def test_headings_inline_bold_or_numbered(analyzer, text):
+    got = analyze_report(analyzer, text, language="de")
+    assert [(s.name, got.text[s.start:s.end].strip()) for s in got.sections] == [
+        ("findings", "Kein Pleuraerguss."), ("impression", "Unauffällig.")]
+    assert dict(got.labels) == {"pleural_effusion": NEG}
+    # a heading word inside a sentence, or a numbered finding, is no heading
+    plain = analyze_report(analyzer, "1. Nodule.\n2. Impression of stable disease. Findings stable.", language="en")
+    assert [s.name for s in plain.sections] == ["findings"]
+
 def test_separator_lines_end_sentences_and_belong_to_none(analyzer):
     text = ("Befund: Kein Pleuraerguss\n==========\nRundherd im Oberlappen.\n- - - - -\nHerz normal groß\n"
             "____________\nV.a. Emphysem.\n--- 3 ---\nLunge frei.")

@@ -98,7 +98,8 @@ class ReportAnalyzer:
     statement_states: Mapping[str, LabelState]  # phrases in ``label_groups`` that fix the state themselves
     triggers: re.Pattern[str]
     trigger_kinds: Mapping[str, str]
-    headings: re.Pattern[str]
+    headings: re.Pattern[str]  # at a line start, matched in "\n" + text
+    inline_headings: re.Pattern[str]  # after a sentence end on the same line, from the end mark on
     heading_names: Mapping[str, str]
     label_sections: frozenset[str]
 
@@ -180,10 +181,14 @@ def _cached(extra_synonyms: tuple[tuple[str, tuple[str, ...]], ...],
             kinds[w] = kinds[w] + "+" + kind if w in kinds else kind
     trigger_re = re.compile(r"(?<!\w)(" + trie_regex(kinds) + r")(?!\w)")
     heading_names = {h: name for name, hs in lexicon.HEADINGS.items() for h in hs}
-    # Matched in "\n" + text: a literal first character lets the engine jump from line to line.
+    # Matched in "\n" + text: a literal first character lets the engine jump from line to line. A
+    # heading may be numbered ("2. Beurteilung") or bold in Markdown ("**Befund:**").
     heading_re = re.compile(
-        r"(?im)\n[ \t]*(?:[-*#]+[ \t]*)?(" + trie_regex(heading_names) + r")[ \t]*(?::|$)[ \t]*"
+        r"(?im)\n[ \t]*(?:[-*#]+[ \t]*|\d{1,2}[.)][ \t]*)?(" + trie_regex(heading_names) + r")[ \t]*[*_]*[ \t]*(?::|$)"
+        r"[ \t]*[*_]*[ \t]*"
     )
+    # Exports that flatten line breaks put a heading after a sentence end: "... frei. Beurteilung: ..."
+    inline_heading_re = re.compile(r"(?i)[.!?][ \t]+(" + trie_regex(heading_names) + r")[ \t]*[*_]*:[ \t]*[*_]*[ \t]*")
     return ReportAnalyzer(
         nlp=MappingProxyType(nlps),
         no_break_before_period=MappingProxyType(no_break),
@@ -199,6 +204,7 @@ def _cached(extra_synonyms: tuple[tuple[str, tuple[str, ...]], ...],
         triggers=trigger_re,
         trigger_kinds=MappingProxyType(kinds),
         headings=heading_re,
+        inline_headings=inline_heading_re,
         heading_names=MappingProxyType(heading_names),
         label_sections=frozenset(label_sections),
     )
@@ -235,11 +241,14 @@ def _sections(analyzer: ReportAnalyzer, text: str) -> tuple[Section, ...]:
     heading is findings, as is what follows the first paragraph of a clinical information,
     technique or comparison section. A report without headings is all findings.
     """
+    names = analyzer.heading_names
     marks = []
     for m in analyzer.headings.finditer("\n" + text):  # offsets in text: match start is the line start
         body = m.end() - 1
-        marks.append((m.start(), body + (text[body:body + 1] == "\n"),
-                      analyzer.heading_names[" ".join(m.group(1).lower().split())]))
+        marks.append((m.start(), body + (text[body:body + 1] == "\n"), names[" ".join(m.group(1).lower().split())]))
+    for m in analyzer.inline_headings.finditer(text):  # the section before keeps its end mark
+        marks.append((m.start() + 1, m.end(), names[" ".join(m.group(1).lower().split())]))
+    marks.sort()
     if not marks:
         return (Section("findings", 0, len(text)),) if text.strip() else ()
     has_findings_heading = any(name == "findings" for _, _, name in marks)
