@@ -82,15 +82,20 @@ def synthetic_scores(analyzer, name: str, languages: tuple[str, ...], n: int, se
     return scores
 
 
+def _openi_reports(fields: tuple[str, ...]) -> dict[str, str]:
+    """OpenI report texts by uid, the given fields each under its heading ("FINDINGS: ...")."""
+    with open(OPENI / "indiana_reports.csv", encoding="utf-8") as handle:
+        return {row["uid"]: "\n".join(f"{h.upper()}: {row[h]}" for h in fields if row[h])
+                for row in csv.DictReader(handle)}
+
+
 def agreement_negbio(analyzer) -> float | None:
     """Positive-vs-not agreement with NegBio's OpenI gold (3,851 reports), per mapped label."""
     gold_path = OPENI / "negbio_examples" / "openi_gld_std14.csv"
     if not gold_path.exists():
         print("\n(OpenI data absent: skipped)")
         return None
-    with open(OPENI / "indiana_reports.csv", encoding="utf-8") as handle:
-        texts = {row["uid"]: "\n".join(f"{h.upper()}: {row[h]}" for h in ("findings", "impression") if row[h])
-                 for row in csv.DictReader(handle)}
+    texts = _openi_reports(("findings", "impression"))
     with open(gold_path, encoding="utf-8") as handle:
         gold = list(csv.DictReader(handle))
     stats = {ours: [0, 0, 0, 0] for ours in NEGBIO_MAP.values()}  # tp fp fn agree
@@ -154,9 +159,7 @@ def language_of_real_reports() -> float | None:
     English, DRAGON's Dutch originals Dutch (tasks 25-28 hold token label lists, not reports)."""
     if not (OPENI.is_dir() and DRAGON.is_dir()):
         return None
-    with open(OPENI / "indiana_reports.csv", encoding="utf-8") as handle:
-        cases = [("en", "\n".join(f"{h.upper()}: {row[h]}" for h in ("indication", "findings", "impression") if row[h]))
-                 for row in csv.DictReader(handle)]
+    cases = [("en", text) for text in _openi_reports(("indication", "findings", "impression")).values()]
     for folder, language in (("english", "en"), ("dutch", "nl")):
         cases += [(language, path.read_text(encoding="utf-8").split("```")[1])
                   for path in sorted((DRAGON.parent / folder).glob("*.md")) if path.name[:7] < "Task025"]

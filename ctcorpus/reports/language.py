@@ -135,9 +135,15 @@ def _vote(text: str, head_words: list[str]) -> str | None:
     return None if identified in SUPPORTED_LANGUAGES else str(identified)
 
 
-def _few(english: int, german: int, words: int) -> bool:
+def _function_words(lower: str) -> tuple[list[str], int, list[str]]:
+    """A window's words, its number of English function words, and its German function words."""
+    words = _WORD.findall(lower)
+    return words, sum(map(_EN_WORDS.__contains__, words)), list(filter(_DE_WORDS.__contains__, words))
+
+
+def _few(words: list[str], english: int, german: list[str]) -> bool:
     """Whether English and German function words are few: under five, or under a tenth of the words."""
-    return max(english, german) < max(_MIN_COUNT, _MIN_SHARE * words)
+    return max(english, len(german)) < max(_MIN_COUNT, _MIN_SHARE * len(words))
 
 
 def _other_language_after_header(text: str) -> str | None:
@@ -145,9 +151,8 @@ def _other_language_after_header(text: str) -> str | None:
     next window has few English and German function words: a long disclaimer or letterhead over a
     body in another language."""
     window = text[_WINDOW:2 * _WINDOW].lower()
-    words = _WORD.findall(window)
-    if not words or not _few(sum(map(_EN_WORDS.__contains__, words)), sum(map(_DE_WORDS.__contains__, words)),
-                             len(words)):
+    words, english, german = _function_words(window)
+    if not words or not _few(words, english, german):
         return None
     return _other_script_language(window) or _vote(text[_WINDOW:], words)
 
@@ -169,10 +174,8 @@ def detect_language(text: str) -> str:
     'ru'
     """
     lower = text[:_WINDOW].lower()
-    words = _WORD.findall(lower)
-    german_words = list(filter(_DE_WORDS.__contains__, words))
-    english = sum(map(_EN_WORDS.__contains__, words))
-    if _few(english, len(german_words), len(words)):
+    words, english, german_words = _function_words(lower)
+    if _few(words, english, german_words):
         other = _other_script_language(lower) or _vote(text, words)
     else:
         other = _other_language_after_header(text)

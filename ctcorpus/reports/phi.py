@@ -291,11 +291,10 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
             return
         new = PhiHit(start, end, kind)
         if any(taken[start:end]):  # "Müller" (a header value) inside "Dr. Müller-Lüdenscheidt": one span
-            overlapped = [h for h in hits if h.start < end and start < h.end]
-            for h in overlapped:
-                hits.remove(h)
-            longest = max([new, *overlapped], key=lambda h: h.end - h.start)
-            new = PhiHit(min(h.start for h in overlapped + [new]), max(h.end for h in overlapped + [new]), longest.kind)
+            joined = [new, *(h for h in hits if h.start < end and start < h.end)]
+            hits[:] = [h for h in hits if h not in joined]
+            longest = max(joined, key=lambda h: h.end - h.start)
+            new = PhiHit(min(h.start for h in joined), max(h.end for h in joined), longest.kind)
         taken[new.start:new.end] = b"\x01" * (new.end - new.start)
         hits.append(new)
 

@@ -162,11 +162,11 @@ def process_reports(
         patient = pseudonymize("pat", report.patient_id or link.study.patient_id)
         header = [report.patient_name, report.patient_id, report.accession_number,
                   *(header_names or {}).get(report.patient_id or link.study.patient_id, ())]
-        language = report.language if report.language in SUPPORTED_LANGUAGES else (
+        hint = report.language if report.language in SUPPORTED_LANGUAGES else (
             None if config.language == "auto" else config.language)
         shift = date_shift_days(patient, config.date_shift_max_days) if config.date_policy == "shift" else None
         try:
-            analyzed = analyze_report(analyzer, report.text, language=language,
+            analyzed = analyze_report(analyzer, report.text, language=hint,
                                       header_values=[h for h in header if h], date_shift_days=shift)
         except ReportError as error:  # e.g. a report in a language the rules do not read
             located = ReportError(f"row {report.row}: {error.message}", path=report.path, reason=error.reason)
