@@ -1,6 +1,6 @@
 """Benchmark of the reports NLP: label F1, anatomy accuracy, PHI recall/precision, agreement with
 real reference labels, language detection on real reports, and throughput (reports/s/core on ~150-word
-reports, single process).
+reports, single process; and what converting RTF or HTML report texts adds).
 
 Run from the project root: ``python bench/reports.py``. The last line is one JSON object
 (see ../shared/BENCHMARKS.md). Throughput is printed beside a reference measured in the same run
@@ -20,7 +20,8 @@ import spacy
 
 from ctcorpus.enums import LabelState
 from ctcorpus.reports import analyze_report, build_analyzer, detect_language
-from ctcorpus.synth.report_text import render_corpus
+from ctcorpus.reports.markup import to_plain_text
+from ctcorpus.synth.report_text import as_rtf, render_corpus
 from ctcorpus.taxonomy import CT_RATE_LABELS
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -186,8 +187,9 @@ def _rates(fns: dict[str, Callable[[str], object]], texts: list[str], passes: in
     return best
 
 
-def throughput(analyzer) -> tuple[float, float]:
-    """Reports/s on one core for ~150-word reports, and the blank-spaCy sentencizer reference."""
+def throughput(analyzer) -> dict[str, float]:
+    """Reports/s on one core for ~150-word reports, the blank-spaCy sentencizer reference, and the
+    markup conversion an export in RTF or HTML adds before analysis (the same texts marked up)."""
     pool = [t.text for t, _ in render_corpus(11, 1500, languages=("en",), phi_share=0.8)]
     texts = [t for t in pool if 130 <= len(t.split()) <= 200][:300]
     words = float(np.mean([len(t.split()) for t in texts]))
@@ -201,7 +203,12 @@ def throughput(analyzer) -> tuple[float, float]:
     print(f"ctcorpus analyze_report (scrub + sections + sentences + anatomy + labels): {best:8.0f} reports/s/core")
     print(f"reference: blank spaCy + sentencizer only:                                 {ref:8.0f} reports/s/core")
     print(f"ratio ctcorpus / sentencizer: {best / ref:.2f}")
-    return best, ref
+    marked = {"rtf": [as_rtf(t) for t in texts], "html": ["<p>" + t.replace("\n", "<br>") + "</p>" for t in texts]}
+    conversion = {kind: _rates({kind: to_plain_text}, marked[kind], passes=3)[kind] for kind in marked}
+    for kind, rate in conversion.items():
+        print(f"{kind} to plain text ({'striprtf' if kind == 'rtf' else 'html.parser'}): {rate:8.0f} reports/s/core; "
+              f"it adds {best / rate:.0%} to the analysis time of a {kind} report ({1 / (1 / best + 1 / rate):.0f}/s)")
+    return {"ours": best, "reference": ref, **conversion}
 
 
 def main() -> None:
@@ -215,14 +222,16 @@ def main() -> None:
     chexpert = agreement_chexpert(analyzer)
     dragon = agreement_dragon(analyzer)
     languages = language_of_real_reports()
-    rate, ref = throughput(analyzer)
+    rates = throughput(analyzer)
     result = {
-        "reports_per_s_per_core": round(rate, 1),
+        "reports_per_s_per_core": round(rates["ours"], 1),
         "label_f1_min": round(min(r["label_f1_min"] for r in runs), 4),
         "phi_recall": round(min(r["phi_recall"] for r in runs), 4),
         "phi_precision": round(min(r["phi_precision"] for r in runs), 4),
         "anatomy_accuracy": round(min(r["anatomy_accuracy"] for r in runs), 4),
-        "sentencizer_reference_reports_per_s": round(ref, 1),
+        "sentencizer_reference_reports_per_s": round(rates["reference"], 1),
+        "rtf_to_text_reports_per_s": round(rates["rtf"], 1),
+        "html_to_text_reports_per_s": round(rates["html"], 1),
         "openi_negbio_agreement": None if negbio is None else round(negbio, 4),
         "chexpert_samples_agreement": None if chexpert is None else round(chexpert, 4),
         "dragon_nodule_agreement": None if dragon is None else round(dragon, 4),

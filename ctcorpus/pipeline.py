@@ -57,7 +57,7 @@ from ctcorpus.pseudonym import Pseudonymizer
 from ctcorpus.records import QuarantineEntry, QuarantineLog, sha256_file, sha256_of_hashes
 from ctcorpus.reports import PRODUCER as REPORTS_PRODUCER
 from ctcorpus.reports import StudyKey, process_reports, reports_tables
-from ctcorpus.schemas import table_from_rows
+from ctcorpus.schemas import load_schema, table_from_rows
 from ctcorpus.snippets import SentenceContext, SeriesSlices, VolumeGrid, mine_snippets, snippets_table
 from ctcorpus.taxonomy import CT_RATE_LABELS
 from ctcorpus.version import __version__
@@ -273,8 +273,9 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
 
     report_hashes = [sha256_file(Path(f)) for f in run.report_files]
     names = _header_names(stacks)
-    reports_key = _digest("reports", __version__, REPORTS_PRODUCER, report_hashes, [asdict(s) for s in studies],
-                          names, _section(config, "reports"))
+    schemas = [load_schema(name).version for name in ("reports", "sentences", "labels")]
+    reports_key = _digest("reports", __version__, REPORTS_PRODUCER, schemas, report_hashes,
+                          [asdict(s) for s in studies], names, _section(config, "reports"))
     if not store.has("reports", reports_key):
         log_r = QuarantineLog()
         result = process_reports(run.report_files, studies, config=config.reports, pseudonymize=p.make,

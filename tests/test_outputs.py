@@ -102,6 +102,21 @@ def test_verify_names_a_flipped_byte_and_a_missing_parquet(tmp_path):
     assert len(problems) == 2
 
 
+def test_verify_names_a_table_written_under_another_schema_version(tmp_path):
+    result = _build(tmp_path, [_unit(tmp_path, i) for i in range(6)])
+    manifest_path = result.path / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    table = next(f for f in manifest["files"] if f["kind"] == "parquet")
+    current = manifest["schemas"][table["table"]]
+    manifest["schemas"][table["table"]] = current - 1  # as an older ctcorpus would have written it
+    manifest_path.write_text(json.dumps(manifest))
+    problems = {p.path: p.problem for p in verify_dataset(result.path)}
+    tables = {f["path"] for f in manifest["files"] if f.get("table") == table["table"]}
+    assert set(problems) == tables
+    assert f"written with schema v{current - 1} of {table['table']!r}" in problems[table["path"]]
+    assert f"checks v{current}" in problems[table["path"]]
+
+
 def test_outputs_read_without_ctcorpus_code(tmp_path):
     result = _build(tmp_path, [_unit(tmp_path, i) for i in range(6)], shard_max_bytes=10**9)
     shard_paths = sorted(str(result.path / f["path"]) for f in result.manifest["files"] if f["kind"] == "shard")

@@ -33,6 +33,7 @@ from ctcorpus.reports import (
     reports_tables,
 )
 from ctcorpus.reports.language import SUPPORTED_LANGUAGES
+from ctcorpus.reports.markup import PlainText, to_plain_text
 from ctcorpus.reports.nlp import _label_mentions
 from ctcorpus.reports.patterns import lower_same_length
 from ctcorpus.schemas import load_schema
@@ -583,7 +584,9 @@ def test_synthetic_export_end_to_end(tmp_path):
         analyzed_labels = {(r.label, r.state) for r in result.labels
                            if r.report_id == report.accession_number and r.sentence_index == -1}
         assert analyzed_labels == set(report.labels.items())
+        assert row.markup == ("rtf" if report.defect == "rtf_report" else "")
     assert {r.encoding for r in result.reports} >= {"cp1252"}
+    assert "rtf" in {r.markup for r in result.reports}
 
 
 def test_jsonl_and_parquet_with_column_mapping(tmp_path):
@@ -659,6 +662,85 @@ def test_a_report_longer_than_the_csv_modules_field_limit_is_read(tmp_path):
     finally:
         csv.field_size_limit(max(default, csv.field_size_limit()))
     assert [len(r.text) for r in result.reports] == [len(long_text), len("Nodule.")]
+
+#: An RTF report as a German RIS stores it (WordPad-style header, bold headings, cp1252 and \u escapes,
+#: a soft hyphen \- inside a word, the patient's name split by a formatting group).
+RIS_RTF = (r"{\rtf1\ansi\ansicpg1252\deff0\nouicompat{\fonttbl{\f0\fnil\fcharset0 Arial;}{\f1\fnil Courier;}}"
+           "\r\n" r"{\colortbl ;\red255\green0\blue0;}{\*\generator Riched20 10.0.19041}\viewkind4\uc1 "
+           "\r\n" r"\pard\sa200\sl276\slmult1\f0\fs22\lang1031 Patient: Hans {\b M\'fcller}\par"
+           "\r\n" r"{\b Befund:}\par" "\r\n"
+           r"Kein Pleura\-ergu\'df. Lunge unauff\u228?llig.\par" "\r\n"
+           r"{\b Beurteilung:}\par" "\r\n" r"Kein Nachweis eines Rundherdes.\par" "\r\n}")
+
+
+def test_rtf_report_text_is_read_as_plain_text(analyzer):
+    plain = to_plain_text(RIS_RTF)
+    assert plain.markup == "rtf"
+    assert plain.text == ("Patient: Hans Müller\nBefund:\nKein Pleuraerguß. Lunge unauffällig.\n"
+                          "Beurteilung:\nKein Nachweis eines Rundherdes.")
+    got = analyze_report(analyzer, plain.text, header_values=["Müller^Hans"])
+    assert [s.name for s in got.sections][-2:] == ["findings", "impression"]
+    assert got.labels["pleural_effusion"] == NEG and got.labels["lung_nodule"] == NEG
+    assert "Müller" not in got.text and "Hans" not in got.text
+    truncated = to_plain_text(RIS_RTF[: RIS_RTF.index("Beurteilung")])  # an export column cut mid-document
+    assert truncated.text.endswith("Kein Pleuraerguß. Lunge unauffällig.")
+
+
+def test_html_report_text_is_laid_out_like_a_browser():
+    html = ("<html><head><title>Befund Max Mustermann</title><style>p {margin: 0}</style></head><body>"
+            "<h3>Findings:</h3><p>Nodule &lt;5&nbsp;mm in the\n   right upper lobe.</p>"
+            "<ul><li>No pleural effusion.</li><li>No <b>consolidation</b>.</li></ul>"
+            "<p>Impression:<br>Small nodule.<br/>Follow-up in 12 months.</p></body></html>")
+    plain = to_plain_text(html)
+    assert plain == PlainText("Findings:\nNodule <5 mm in the right upper lobe.\n- No pleural effusion.\n"
+                              "- No consolidation.\nImpression:\nSmall nodule.\nFollow-up in 12 months.", "html")
+    # an export that flattened its line breaks to <br>, or only escaped its text
+    assert to_plain_text("Befund:<br>Kein Erguss.<BR>Beurteilung:<br />Normal.").text == (
+        "Befund:\nKein Erguss.\nBeurteilung:\nNormal.")
+    assert to_plain_text("Nodule &lt; 5 mm &amp; stable.") == PlainText("Nodule < 5 mm & stable.", "html")
+
+
+@pytest.mark.parametrize("text", [
+    "Nodule < 5 mm, p<0.05; ratio a<b>c.", "Nodule <5mm and >3 mm.", "AT&T scanner, R&D protocol.",
+    "Kein Erguss.\n\nKeine Konsolidierung.", "{Klammer} und \\ Rückstrich"])
+def test_plain_text_is_left_as_it_is(text):
+    assert to_plain_text(text) == PlainText(text, "")
+
+
+def test_german_spellings_of_sharp_s(analyzer):
+    """Before 1996 German wrote "Erguß"; upper case and Swiss German write "ss" for "ß"."""
+    for text in ("Pleuraerguß links. Kein Perikarderguß.", "PLEURAERGUSS LINKS. KEIN PERIKARDERGUSS.",
+                 "Pleuraerguss links. Kein Perikarderguss."):
+        labels = analyze_report(analyzer, text, language="de").labels
+        assert (labels["pleural_effusion"], labels["pericardial_effusion"]) == (POS, NEG), text
+
+
+def test_soft_hyphens_do_not_hide_findings(analyzer):
+    plain = to_plain_text("Kein Pleura\xaderguss. Emphy\xadsem beidseits.")
+    assert plain == PlainText("Kein Pleuraerguss. Emphysem beidseits.", "")
+    labels = analyze_report(analyzer, plain.text).labels
+    assert labels["pleural_effusion"] == NEG and labels["emphysema"] == POS
+
+
+def test_markup_in_an_export_is_converted_and_unreadable_rtf_quarantined(tmp_path):
+    path = _write_csv(tmp_path / "ris.csv", [
+        {"accession_number": "A1", "patient_id": "P1", "study_date": "20240105", "report_text": RIS_RTF},
+        {"accession_number": "A2", "patient_id": "P1", "study_date": "20240106",
+         "report_text": r"{\rtf1\ansi Kein Erguss \u99999999999? links.\par}"},
+        {"accession_number": "A3", "patient_id": "P1", "study_date": "20240107",
+         "report_text": "<p>No effusion.</p><p>No nodule.</p>"}])
+    studies = [StudyKey(f"1.{k}", f"A{k}", "P1", f"2024010{4 + k}") for k in (1, 2, 3)]
+    log = QuarantineLog()
+    result = process_reports([path], studies, on_error=log)
+    assert [(r.report_id, r.markup) for r in result.reports] == [("A1", "rtf"), ("A3", "html")]
+    assert result.reports[1].text == "No effusion.\nNo nodule."
+    (entry,) = log.entries
+    assert entry.reason == QuarantineReason.UNREADABLE_REPORT and entry.path == str(path)
+    assert "row 1: report text is markup that cannot be read" in entry.message
+    assert [q.reason for q in result.quarantine] == [QuarantineReason.NO_REPORT]  # A2's study: no report left
+    for name, table in reports_tables(result).items():
+        pq.write_table(table, tmp_path / f"{name}.parquet")
+
 
 def test_date_shift_policy(tmp_path):
     text = "Compared with 03.04.2019 and 2019-04-13. No effusion."

@@ -25,6 +25,7 @@ from pydicom.uid import JPEGLosslessSV1, RLELossless
 
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import SynthError
+from ctcorpus.reports.markup import to_plain_text
 from ctcorpus.synth import FINDING_LABELS, LABEL_TABLE, FindingSpec, generate_export, make_phantom
 from ctcorpus.synth.dicom import SeriesHeader, SlicePlacement, build_slice, write_dataset, write_series
 from ctcorpus.synth.series import reslice
@@ -312,7 +313,9 @@ def test_report_exports_and_report_defects(export) -> None:
     assert latin["language"] == "de" and any(ch in latin["report_text"] for ch in "äöüßÄÖÜ")
     assert latin["accession_number"] == _defect(truth, "latin1").accession_number
     texts = {r.accession_number: r.text for r in truth.reports}
-    assert all(texts[r["accession_number"]] == r["report_text"] for r in rows)
+    rtf = _defect(truth, "rtf_report").accession_number
+    assert all(r["report_text"].startswith("{\\rtf1") == (r["accession_number"] == rtf) for r in rows)
+    assert all(texts[r["accession_number"]] == to_plain_text(r["report_text"]).text for r in rows)
     assert set(truth.report_files) == {"reports.csv", "reports.jsonl", "reports_latin1.csv"}
 
 

@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 from ctcorpus.errors import OutputError
 from ctcorpus.outputs.dataset import CARD, MANIFEST, count_tar_samples, read_manifest
 from ctcorpus.records import sha256_file
-from ctcorpus.schemas import check_table
+from ctcorpus.schemas import check_table, load_schema
+from ctcorpus.version import __version__
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,13 @@ def verify_dataset(dataset: Path) -> list[VerifyProblem]:
         try:
             if entry["kind"] == "parquet":
                 table = pq.read_table(path, partitioning=None)
+                written = manifest.get("schemas", {}).get(entry["table"])
+                if written is not None and written != load_schema(entry["table"]).version:
+                    problems.append(VerifyProblem(rel, (
+                        f"written with schema v{written} of {entry['table']!r}, this ctcorpus "
+                        f"({__version__}) checks v{load_schema(entry['table']).version}; verify it with the "
+                        f"ctcorpus that wrote it ({manifest.get('pipeline_version', '?')}) or rebuild")))
+                    continue
                 check_table(entry["table"], table)
                 count = table.num_rows
             else:

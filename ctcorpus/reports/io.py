@@ -1,4 +1,5 @@
-"""Reading RIS report exports (CSV, JSONL, Parquet) with a column mapping and encoding detection.
+"""Reading RIS report exports (CSV, JSONL, Parquet) with a column mapping and encoding detection;
+report texts stored as RTF or HTML are converted to plain text (:mod:`ctcorpus.reports.markup`).
 
 Hospital exports arrive as UTF-8, Windows-1252 or Latin-1 depending on the RIS; a wrong guess
 turns "Pleuraerguss" into mojibake or fails outright, so bytes are decoded by trying UTF-8 first
@@ -19,6 +20,7 @@ from ctcorpus.config.reports import ReportColumns
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import ReportError
 from ctcorpus.records import sha256_file
+from ctcorpus.reports.markup import to_plain_text
 from ctcorpus.reports.records import RawReport, ReportExport
 
 __all__ = ["decode_bytes", "normalize_date", "read_report_export"]
@@ -136,8 +138,8 @@ def _rows(path: Path, encoding_out: list[str]) -> tuple[list[tuple[int, dict[str
 def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport:
     """Read one export into :class:`RawReport` rows, mapping columns through ``columns``.
 
-    A JSONL line (or item of a ``.json`` array) that is not a JSON object is left out and named in
-    ``problems``; the other lines are read.
+    A JSONL line (or item of a ``.json`` array) that is not a JSON object, or a row whose RTF
+    cannot be read, is left out and named in ``problems``; the other rows are read.
 
     Raises
     ------
@@ -167,19 +169,25 @@ def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport
     def get(row: dict[str, Any], column: str) -> str:
         return _cell_text(row.get(column) if column else None).strip()
 
-    reports = tuple(
-        RawReport(
+    reports: list[RawReport] = []
+    for n, row in rows:
+        try:
+            plain = to_plain_text(_cell_text(row.get(columns.text)))
+        except (ValueError, OverflowError) as exc:  # e.g. an RTF \u escape beyond Unicode
+            problems.append(ReportError(f"row {n}: report text is markup that cannot be read ({exc}); fix or "
+                                        "remove the row", reason=QuarantineReason.UNREADABLE_REPORT, path=path))
+            continue
+        reports.append(RawReport(
             path=str(path),
             row=n,
             accession_number=get(row, columns.accession_number),
             patient_id=get(row, columns.patient_id),
             study_date=normalize_date(row.get(columns.study_date) if columns.study_date else None),
-            text=_cell_text(row.get(columns.text)),
+            text=plain.text,
             language=get(row, columns.language).lower(),
             patient_name=get(row, columns.patient_name),
             encoding=encoding[0],
+            markup=plain.markup,
             source_sha256=digest,
-        )
-        for n, row in rows
-    )
-    return ReportExport(reports, tuple(problems))
+        ))
+    return ReportExport(tuple(reports), tuple(problems))

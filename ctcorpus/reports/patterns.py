@@ -7,6 +7,9 @@ from collections.abc import Iterable
 
 __all__ = ["lower_same_length", "trie_regex", "with_ss"]
 
+#: An "ss" that ends a syllable (no vowel follows): the pre-1996 spelling wrote "ß" there.
+_FINAL_SS = re.compile("ss(?![aeiouyäöü])")
+
 
 def lower_same_length(text: str) -> str:
     """``text.lower()`` with every offset kept ("İ" lowercases to two characters; here to one),
@@ -20,13 +23,16 @@ def lower_same_length(text: str) -> str:
 
 
 def with_ss(terms: Iterable[str]) -> list[str]:
-    """Terms plus their "ss" spelling: upper-case German ("GRÖSSE") lowercases to "grösse".
+    """Terms plus their other spelling of "ß"/"ss": upper case and Swiss German write "ss" for
+    "ß" ("GRÖSSE" lowercases to "grösse"), the spelling before 1996 (still in older reports)
+    "ß" for an "ss" that ends a syllable ("Erguß" for "Erguss", but "Ergüsse").
 
-    >>> with_ss(["größe", "herz"])
-    ['größe', 'herz', 'grösse']
+    >>> with_ss(["größe", "herz", "pleuraerguss", "ergüsse"])
+    ['größe', 'herz', 'pleuraerguss', 'ergüsse', 'grösse', 'pleuraerguß']
     """
-    terms = list(terms)
-    return terms + [t.replace("ß", "ss") for t in terms if "ß" in t]
+    terms = list(dict.fromkeys(terms))
+    variants = [t.replace("ß", "ss") if "ß" in t else _FINAL_SS.sub("ß", t) for t in terms]
+    return list(dict.fromkeys(terms + [v for v in variants if v not in terms]))
 
 
 def trie_regex(terms: Iterable[str]) -> str:

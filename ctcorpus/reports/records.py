@@ -38,6 +38,7 @@ class RawReport:
     language: str  # "en"/"de" from the export, "" if not given
     patient_name: str
     encoding: str  # how the file was decoded ("utf-8", "cp1252", "latin-1", "parquet")
+    markup: str  # what the text was converted from: "" (plain), "rtf" or "html"
     source_sha256: str
 
 
@@ -71,6 +72,7 @@ class ReportRow:
     phi_addresses: int
     phi_ages: int
     encoding: str
+    markup: str
     source_path: str
     source_sha256: str
 

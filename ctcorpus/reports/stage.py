@@ -16,7 +16,7 @@ from ctcorpus.config.reports import ReportsConfig
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import CtCorpusError, ReportError
 from ctcorpus.records import ErrorHandler, QuarantineEntry, raise_on_error
-from ctcorpus.reports import language, lexicon, nlp, patterns, phi
+from ctcorpus.reports import io, language, lexicon, markup, nlp, patterns, phi
 from ctcorpus.reports.io import read_report_export
 from ctcorpus.reports.language import SUPPORTED_LANGUAGES
 from ctcorpus.reports.link import link_reports
@@ -29,10 +29,11 @@ __all__ = ["PRODUCER", "date_shift_days", "process_reports", "reports_tables"]
 
 
 def _rules_digest() -> str:
-    """A digest of the rule modules' source: a changed rule is a new producer, so report tables
-    cached under the old rules are never reused (no version number to forget to bump)."""
+    """A digest of the source of the modules that turn an export row into table rows (reading,
+    markup conversion, rules): a changed rule is a new producer, so report tables cached under the old rules are
+    never reused (no version number to forget to bump)."""
     digest = hashlib.sha256()
-    for module in (language, lexicon, nlp, patterns, phi, taxonomy):
+    for module in (io, markup, language, lexicon, nlp, patterns, phi, taxonomy):
         digest.update(Path(str(module.__file__)).read_bytes())
     return digest.hexdigest()[:12]
 
@@ -181,7 +182,7 @@ def process_reports(
             section_ends=tuple(s.end for s in analyzed.sections),
             n_sentences=len(analyzed.sentences), phi_names=counts["name"], phi_dates=counts["date"],
             phi_ids=counts["id"], phi_phones=counts["phone"], phi_addresses=counts["address"],
-            phi_ages=counts["age"], encoding=report.encoding, source_path=report.path,
+            phi_ages=counts["age"], encoding=report.encoding, markup=report.markup, source_path=report.path,
             source_sha256=report.source_sha256,
         ))
         for s in analyzed.sentences:

@@ -30,12 +30,14 @@ from ctcorpus.synth.series import (
 )
 from ctcorpus.synth.truth import DefectTruth, ReportTruth, SeriesTruth
 
-__all__ = ["EMPTY_REPORT_STUDY", "LATIN1_STUDY", "ImageDefects", "seed_image_defects", "seed_report_defects"]
+__all__ = ["EMPTY_REPORT_STUDY", "LATIN1_STUDY", "RTF_REPORT_STUDY", "ImageDefects", "seed_image_defects", "seed_report_defects"]
 
 #: Study index (export order) whose report is written to ``reports_latin1.csv`` (German, cp1252).
 LATIN1_STUDY = 1
 #: Study index whose report text is empty.
 EMPTY_REPORT_STUDY = 2
+#: Study index whose report the RIS stored as RTF (written so to both exports; the truth is its plain text).
+RTF_REPORT_STUDY = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +268,8 @@ def seed_image_defects(studies: Sequence[StudyContext], rng: np.random.Generator
 def seed_report_defects(
     studies: Sequence[StudyContext], reports: Sequence[ReportTruth], rng: np.random.Generator
 ) -> tuple[list[ReportTruth], list[ReportTruth], list[DefectTruth]]:
-    """Break the RIS export: an empty report, a latin-1 file, a study without and an orphan report.
+    """Break the RIS export: an empty report, a latin-1 file, an RTF report text, a study without
+    and an orphan report.
 
     ``reports`` are in study order. Returns the rows of ``reports.csv``, the rows of
     ``reports_latin1.csv`` (the :data:`LATIN1_STUDY` report, which the generator renders in
@@ -281,6 +284,7 @@ def seed_report_defects(
         expected_reasons=(R.EMPTY_REPORT.value,),
     )
     latin1 = [dataclasses.replace(main[LATIN1_STUDY], defect="latin1")]
+    rtf = main[RTF_REPORT_STUDY] = dataclasses.replace(main[RTF_REPORT_STUDY], defect="rtf_report")
     missing = studies[-1]
     ctx = studies[0]
     orphan_accession = f"{ctx.accession_number[:-5]}{99999 - len(studies):05d}"
@@ -296,6 +300,8 @@ def seed_report_defects(
                     accession_number=empty.accession_number),
         DefectTruth("latin1", ("reports_latin1.csv",), "", accession_number=latin1[0].accession_number,
                     detail={"encoding": "cp1252"}),
+        DefectTruth("rtf_report", ("reports.csv", "reports.jsonl"), "", accession_number=rtf.accession_number,
+                    detail={"markup": "rtf"}),
         DefectTruth("no_report", (), R.NO_REPORT.value, accession_number=missing.accession_number),
         DefectTruth("orphan_report", ("reports.csv", "reports.jsonl"), R.ORPHAN_REPORT.value,
                     accession_number=orphan_accession),

@@ -22,7 +22,7 @@ from ctcorpus.errors import SynthError
 from ctcorpus.synth.defects import LATIN1_STUDY, ImageDefects, seed_image_defects, seed_report_defects
 from ctcorpus.synth.dicom import SlicePlacement, uid
 from ctcorpus.synth.phantom import FINDING_LABELS, FindingSpec, make_phantom
-from ctcorpus.synth.report_text import render_report
+from ctcorpus.synth.report_text import as_rtf, render_report
 from ctcorpus.synth.series import (
     StudyContext,
     file_names,
@@ -105,13 +105,14 @@ def _nearest(z_values: Sequence[float], numbers: Sequence[int], z: float) -> tup
 
 
 def _report_rows(reports: Sequence[ReportTruth], names: dict[str, str]) -> list[dict[str, str]]:
+    """The RIS rows of ``reports`` (the text of an ``rtf_report`` defect as the RTF the RIS stored)."""
     return [
         {
             "accession_number": r.accession_number,
             "patient_id": r.patient_id,
             "patient_name": names.get(r.patient_id, ""),
             "study_date": r.study_date,
-            "report_text": r.text,
+            "report_text": as_rtf(r.text) if r.defect == "rtf_report" else r.text,
             "language": r.language,
         }
         for r in reports

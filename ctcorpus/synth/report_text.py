@@ -29,7 +29,7 @@ from ctcorpus.synth.truth import FindingTruth, PhiSpan, ReferenceTruth, ReportTr
 from ctcorpus.taxonomy import CT_RATE_LABELS as LABELS
 from ctcorpus.taxonomy import LABEL_ANATOMY
 
-__all__ = ["render_corpus", "render_report"]
+__all__ = ["as_rtf", "render_corpus", "render_report"]
 
 # A template is "text" or "text|anatomy,anatomy" (the regions its words name). "{loc}" is replaced
 # by a location phrase whose regions are added, "{side}" by the finding's side.
@@ -755,3 +755,34 @@ def render_corpus(
         )
         out.append((truth, (name, patient, accession)))
     return out
+
+
+def as_rtf(text: str) -> str:
+    r"""``text`` as a RIS word processor stores it: an RTF document (font and colour tables, bold
+    headings, cp1252 ``\'xx`` and UTF-16 ``\uN?`` escapes, ``\par`` per line, CRLF line ends).
+
+    >>> as_rtf("Befund:\nKein Erguß.").endswith(r"{\b Befund:}\par" "\r\n" r"Kein Ergu\'df.\par}")
+    True
+    """
+    def escape(line: str) -> str:
+        out = []
+        for ch in line:
+            if ch in "\\{}":
+                out.append("\\" + ch)
+            elif ch == "\t":
+                out.append("\\tab ")
+            elif ch.isascii():
+                out.append(ch)
+            else:
+                try:
+                    out.append(f"\\'{ch.encode('cp1252')[0]:02x}")
+                except UnicodeEncodeError:
+                    units = memoryview(ch.encode("utf-16-le")).cast("h")  # signed, as RTF writes them
+                    out.extend(f"\\u{unit}?" for unit in units)
+        return "".join(out)
+
+    lines = [f"{{\\b {escape(line)}}}" if line.rstrip().endswith(":") else escape(line) for line in text.split("\n")]
+    header = ("{\\rtf1\\ansi\\ansicpg1252\\deff0\\nouicompat{\\fonttbl{\\f0\\fnil\\fcharset0 Arial;}}\r\n"
+              "{\\colortbl ;\\red0\\green0\\blue0;}\r\n{\\*\\generator Riched20 10.0.19041}\\viewkind4\\uc1\r\n"
+              "\\pard\\sa200\\f0\\fs22 ")
+    return header + "\\par\r\n".join(lines) + "\\par}"

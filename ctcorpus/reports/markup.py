@@ -1,0 +1,149 @@
+"""Report text stored as RTF or HTML, turned into the plain text the NLP reads.
+
+Many RIS store a report as the word processor wrote it: RTF (``{\\rtf1\\ansi ... \\par}``, common in
+German RIS) or HTML from a web front end (``<p>Befund:</p><br>``), and exports copy that into the
+text column. Read as plain text, the control words and tags become sentences, split words
+(``Pleura\\'dferguss``) hide findings from the lexicons, and a name split by markup escapes the PHI
+scrubber. So the text column is converted once, when the export is read, and every later offset
+refers to the plain text. RTF goes through striprtf (written for medical documents); HTML through
+the standard library's parser, laid out the way a browser would show it (blocks and ``<br>`` are
+line breaks, other white space collapses, entities are decoded).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from itertools import islice
+
+from striprtf.striprtf import rtf_to_text
+
+__all__ = ["PlainText", "to_plain_text"]
+
+
+@dataclass(frozen=True, slots=True)
+class PlainText:
+    """A report text without markup, and what markup it was converted from ("", "rtf", "html")."""
+
+    text: str
+    markup: str
+
+
+#: A tag that only HTML writes (``< 5 mm`` or ``p<0.05`` is no tag: a known name must follow "<").
+_HTML_TAG = re.compile(
+    r"</?(?:p|br|div|span|b|i|u|em|strong|font|li|ul|ol|dl|dt|dd|table|thead|tbody|tr|td|th|h[1-6]|html|"
+    r"head|body|pre|hr|sub|sup|blockquote|center|section|article|title|style|script)\b[^<>]*>",
+    re.IGNORECASE,
+)
+#: A line break tag: one alone shows HTML (exports that flatten line breaks write ``<br>``).
+_BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
+#: A named or numeric character reference with its semicolon (``&lt;`` ``&#252;`` ``&#xFC;``).
+_ENTITY = re.compile(r"&(?:[a-zA-Z][a-zA-Z0-9]{1,30}|#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6});")
+#: Characters that only steer line breaking: soft hyphen (RTF ``\\-``) and zero-width ones.
+_INVISIBLE = re.compile("[\xad\u200b\u200c\u200d\u2060\ufeff]")
+#: Non-breaking hyphen (RTF ``\\_``) is a hyphen to the lexicons.
+_NB_HYPHEN = "\u2011"
+
+#: Tags whose start and end break the line; the content of the skipped ones is not report text.
+_BLOCKS = frozenset("p div li ul ol dl dt dd table thead tbody tr h1 h2 h3 h4 h5 h6 pre hr blockquote center "
+                    "section article body html".split())
+_CELLS = frozenset(("td", "th"))
+_SKIPPED = frozenset(("head", "title", "style", "script"))
+
+
+#: Stands for a block boundary while the text is collected: several in a row are one line break.
+_BLOCK_BREAK = "\x00"
+
+
+class _HtmlText(HTMLParser):
+    """Collects the text of an HTML fragment as a browser lays it out (``<pre>`` keeps its lines)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skipping = 0
+        self.pre = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIPPED:
+            self.skipping += 1
+        elif tag == "br":
+            self.parts.append("\n")
+        elif tag in _BLOCKS:
+            self.parts.append(_BLOCK_BREAK)
+            if tag == "pre":
+                self.pre += 1
+            elif tag == "li":
+                self.parts.append("- ")
+        elif tag in _CELLS:
+            self.parts.append(" ")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "br":
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIPPED:
+            self.skipping = max(self.skipping - 1, 0)
+        elif tag in _BLOCKS:
+            self.parts.append(_BLOCK_BREAK)
+            if tag == "pre":
+                self.pre = max(self.pre - 1, 0)
+        elif tag in _CELLS:
+            self.parts.append(" ")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skipping:
+            data = data.replace(_BLOCK_BREAK, "")
+            self.parts.append(data if self.pre else re.sub(r"\s+", " ", data))
+
+
+def _html_to_text(text: str) -> str:
+    parser = _HtmlText()
+    parser.feed(text)
+    parser.close()
+    laid_out = "".join(parser.parts).replace("\xa0", " ")
+    # block boundaries in a row, or next to a <br>, make one line break
+    laid_out = re.sub(f"[ {_BLOCK_BREAK}]*{_BLOCK_BREAK}[ {_BLOCK_BREAK}]*", _BLOCK_BREAK, laid_out)
+    laid_out = re.sub(f"\n?{_BLOCK_BREAK}\n?", "\n", laid_out)
+    lines = (re.sub(" {2,}", " ", line).strip(" ") for line in laid_out.split("\n"))
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
+
+
+#: A UTF-16 surrogate: RTF writes a character beyond the BMP as two ``\\uN`` escapes.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _rtf_to_text(text: str) -> str:
+    plain = rtf_to_text(text, errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+    if _SURROGATE.search(plain):  # join the pairs; a lone one becomes U+FFFD
+        plain = plain.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return "\n".join(line.rstrip() for line in plain.split("\n")).strip("\n")
+
+
+def to_plain_text(text: str) -> PlainText:
+    """The report's plain text, converted from RTF or HTML where the export holds either.
+
+    Text that is neither comes back unchanged but for invisible line-breaking characters (soft
+    hyphens), which would split words for the lexicons.
+
+    >>> to_plain_text(r"{\\rtf1\\ansi{\\fonttbl\\f0 Arial;}\\f0 Kein Pleura\\'dferguss.\\par}")
+    PlainText(text='Kein Pleura\u00dferguss.', markup='rtf')
+    >>> to_plain_text("<p>Findings:</p><p>No effusion &amp; no nodule.</p>")
+    PlainText(text='Findings:\\nNo effusion & no nodule.', markup='html')
+    >>> to_plain_text("Nodule < 5 mm.").markup
+    ''
+    """
+    if text.lstrip()[:5].lower() == "{\\rtf":
+        plain, markup = _rtf_to_text(text), "rtf"
+    elif "<" in text and (_BR.search(text) or next(islice(_HTML_TAG.finditer(text), 1, None), None)):
+        plain, markup = _html_to_text(text), "html"
+    elif "&" in text and _ENTITY.search(text):
+        plain, markup = _ENTITY.sub(lambda m: html.unescape(m[0]), text), "html"
+    else:
+        plain, markup = text, ""
+    if _NB_HYPHEN in plain:
+        plain = plain.replace(_NB_HYPHEN, "-")
+    return PlainText(_INVISIBLE.sub("", plain), markup)
