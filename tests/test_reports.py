@@ -715,6 +715,19 @@ def test_german_spellings_of_sharp_s(analyzer):
         assert (labels["pleural_effusion"], labels["pericardial_effusion"]) == (POS, NEG), text
 
 
+def test_hl7_escapes_and_bare_carriage_returns(analyzer):
+    """Report texts taken from HL7 v2 ORU messages: escapes, RTF inside escapes, CR line ends."""
+    obx = r"Befund:\.br\Kein Pleuraerguss \T\ keine Infiltrate.\.br\\.br\Beurteilung:\.br\Rippe \XC3BC\berall \H\normal\N\."
+    assert to_plain_text(obx) == PlainText(
+        "Befund:\nKein Pleuraerguss & keine Infiltrate.\n\nBeurteilung:\nRippe überall normal.", "hl7")
+    assert to_plain_text(r"{\E\rtf1\E\ansi Kein Pleuraergu\E\'df.\E\par}") == PlainText("Kein Pleuraerguß.", "hl7+rtf")
+    assert to_plain_text(r"Pfad C:\Daten\F\x, Kalibrierung \E.").markup == ""  # one escape-like run: no HL7
+    for truth, header in render_corpus(5, 40):  # a bare CR (HL7 segments, old Mac text) ends a line
+        lf = analyze_report(analyzer, truth.text, header_values=header)
+        cr = analyze_report(analyzer, to_plain_text(truth.text.replace("\n", "\r")).text, header_values=header)
+        assert (cr.text, cr.sections, cr.labels) == (lf.text, lf.sections, lf.labels)
+
+
 def test_soft_hyphens_do_not_hide_findings(analyzer):
     plain = to_plain_text("Kein Pleura\xaderguss. Emphy\xadsem beidseits.")
     assert plain == PlainText("Kein Pleuraerguss. Emphysem beidseits.", "")

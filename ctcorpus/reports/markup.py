@@ -1,4 +1,4 @@
-"""Report text stored as RTF or HTML, turned into the plain text the NLP reads.
+"""Report text stored as RTF, HTML or with HL7 escapes, turned into the plain text the NLP reads.
 
 Many RIS store a report as the word processor wrote it: RTF (``{\\rtf1\\ansi ... \\par}``, common in
 German RIS) or HTML from a web front end (``<p>Befund:</p><br>``), and exports copy that into the
@@ -7,7 +7,10 @@ text column. Read as plain text, the control words and tags become sentences, sp
 scrubber. So the text column is converted once, when the export is read, and every later offset
 refers to the plain text. RTF goes through striprtf (written for medical documents); HTML through
 the standard library's parser, laid out the way a browser would show it (blocks and ``<br>`` are
-line breaks, other white space collapses, entities are decoded).
+line breaks, other white space collapses, entities are decoded). Text taken from HL7 v2 result
+messages carries the standard's escapes (``\\.br\\`` line breaks, ``\\T\\`` for "&"), decoded from
+the fixed table of HL7 v2 chapter 2 (python-hl7 decodes them only as part of a parsed message,
+and an export column holds no message).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ __all__ = ["PlainText", "to_plain_text"]
 
 @dataclass(frozen=True, slots=True)
 class PlainText:
-    """A report text without markup, and what markup it was converted from ("", "rtf", "html")."""
+    """A report text without markup, and what it was converted from: "" (plain), "rtf", "html",
+    "hl7", or HL7 escapes around either ("hl7+rtf")."""
 
     text: str
     markup: str
@@ -117,33 +121,70 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _rtf_to_text(text: str) -> str:
-    plain = rtf_to_text(text, errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+    plain = rtf_to_text(text, errors="replace")
     if _SURROGATE.search(plain):  # join the pairs; a lone one becomes U+FFFD
         plain = plain.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     return "\n".join(line.rstrip() for line in plain.split("\n")).strip("\n")
 
 
+#: An HL7 v2 escape sequence (v2.x chapter 2): a delimiter, highlighting, hex data or a formatting command.
+_HL7_ESCAPE = re.compile(r"\\(?:([FSTRE])|([HN])|X((?:[0-9A-Fa-f]{2})+)|\.(br|sp|in|ti|sk|ce|fi|nf)([+-]?[0-9]{0,3}))\\")
+#: A formatting command shows HL7 alone; other escapes need a second (``C:\Daten\F\`` is a path).
+_HL7_COMMAND = re.compile(r"\\\.(?:br|sp|in|ti|sk|ce|fi|nf)[+-]?[0-9]{0,3}\\")
+_HL7_DELIMITERS = {"F": "|", "S": "^", "T": "&", "R": "~", "E": "\\"}
+
+
+def _hl7_escape(match: re.Match[str]) -> str:
+    delimiter, highlight, hex_data, command, count = match.groups()
+    if highlight:  # start or end of highlighted text
+        return ""
+    if delimiter:
+        return _HL7_DELIMITERS[delimiter]
+    if hex_data:
+        data = bytes.fromhex(hex_data)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data.decode("cp1252", "replace")
+    if command == "br":
+        return "\n"
+    n = min(max(int(count.lstrip("+-") or 1), 1), 10)  # a skip or space of n (bounded: layout only)
+    return "\n" * n if command == "sp" else " " * n if command == "sk" else ""  # indent, centre, fill: none
+
+
 def to_plain_text(text: str) -> PlainText:
     """The report's plain text, converted from RTF or HTML where the export holds either.
 
-    Text that is neither comes back unchanged but for invisible line-breaking characters (soft
-    hyphens), which would split words for the lexicons.
+    A text from an HL7 v2 message (ORU OBX segments) has its escapes decoded first
+    (``\\.br\\`` is a line break, ``\\T\\`` "&"; it may hold RTF: ``{\\E\\rtf1...``), and the
+    markup names each step ("hl7+rtf"). Line ends become ``\\n`` (HL7 and old Mac text end lines
+    with a bare carriage return, which would hide headings). Soft hyphens and other invisible
+    line-breaking characters are removed: they would split words for the lexicons.
 
     >>> to_plain_text(r"{\\rtf1\\ansi{\\fonttbl\\f0 Arial;}\\f0 Kein Pleura\\'dferguss.\\par}")
     PlainText(text='Kein Pleura\u00dferguss.', markup='rtf')
     >>> to_plain_text("<p>Findings:</p><p>No effusion &amp; no nodule.</p>")
     PlainText(text='Findings:\\nNo effusion & no nodule.', markup='html')
-    >>> to_plain_text("Nodule < 5 mm.").markup
-    ''
+    >>> to_plain_text(r"Befund:\\.br\\Kein Erguss \\T\\ keine Infiltrate.")
+    PlainText(text='Befund:\\nKein Erguss & keine Infiltrate.', markup='hl7')
+    >>> to_plain_text("Nodule < 5 mm.\\r\\nStable.")
+    PlainText(text='Nodule < 5 mm.\\nStable.', markup='')
     """
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    steps = []
+    if "\\" in text and (_HL7_COMMAND.search(text) or next(islice(_HL7_ESCAPE.finditer(text), 1, None), None)):
+        text = _HL7_ESCAPE.sub(_hl7_escape, text)
+        steps.append("hl7")
     if text.lstrip()[:5].lower() == "{\\rtf":
-        plain, markup = _rtf_to_text(text), "rtf"
+        text = _rtf_to_text(text)
+        steps.append("rtf")
     elif "<" in text and (_BR.search(text) or next(islice(_HTML_TAG.finditer(text), 1, None), None)):
-        plain, markup = _html_to_text(text), "html"
+        text = _html_to_text(text)
+        steps.append("html")
     elif "&" in text and _ENTITY.search(text):
-        plain, markup = _ENTITY.sub(lambda m: html.unescape(m[0]), text), "html"
-    else:
-        plain, markup = text, ""
-    if _NB_HYPHEN in plain:
-        plain = plain.replace(_NB_HYPHEN, "-")
-    return PlainText(_INVISIBLE.sub("", plain), markup)
+        text = _ENTITY.sub(lambda m: html.unescape(m[0]), text)
+        steps.append("html")
+    if _NB_HYPHEN in text:
+        text = text.replace(_NB_HYPHEN, "-")
+    return PlainText(_INVISIBLE.sub("", text), "+".join(steps))
