@@ -467,6 +467,13 @@ def test_phi_contacts_ssn_signatures_dates_without_year():
         "Pat-Nr. 4711-0815, Fallnummer 123456.": [("4711-0815", "id"), ("123456", "id")],
         "Auftragsnummer: A-2024-0001, Patientin, 95 Jahre, seit 90 Jahren.": [("A-2024-0001", "id"), ("95", "age")],
         "Segment 4-5-6, score 3rd of 5, version 1.2.3.": [],
+        # numbers after a phone label, however short or spaced; post office boxes
+        "Please call 555 123 4567 or pager 1234.": [("555 123 4567", "phone"), ("1234", "phone")],
+        "Rückfragen: Tel.-Nr. 2345, Durchwahl -4711, App. 815.": [
+            ("2345", "phone"), ("4711", "phone"), ("815", "phone")],
+        "PO Box 1234, Springfield. Postfach 10 12 34, 50667 Köln.": [
+            ("PO Box 1234, Springfield", "address"), ("Postfach 10 12 34, 50667 Köln", "address")],
+        "Called 3 times; recall 6 months; telangiectasia 3 mm; extension 4 cm; approx. 555 mm; box 3.": [],
     }
     for text, expected in cases.items():
         assert [(text[h.start:h.end], h.kind) for h in find_phi(text)] == expected, text

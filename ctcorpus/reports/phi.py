@@ -166,6 +166,20 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         (),
         _SCAN,
     ),
+    (  # a number after a phone label, however short or spaced: "Pager 1234", "App. -4711", "call 555 123 4567"
+        "phone",
+        re.compile(r"(?<!\w)(?i:(?:tel(?:efon|\.-?nr)?|phone|fax|pager|piepser|funk|durchwahl|mobil|handy|call|ext)"
+                   r"\b\.?|app\.):?[ \t]*[-–]?(\+?\(?\d(?:[ ()/\-]{0,2}\d){2,15})"),
+        ("tel", "phone", "fax", "pager", "piepser", "funk", "durchwahl", "mobil", "handy", "call", "ext", "app."),
+        _SCAN,
+    ),
+    (  # a post office box, with the town after it: "PO Box 1234", "Postfach 10 12 34, 50667 Köln"
+        "address",
+        re.compile(r"(?<!\w)(?:P\.?[ ]?O\.?[ ]?Box|Postfach)[ \t]+\d(?:[ ]?\d)*"
+                   r"(?:,[ \t]*(?:\d{5}[ \t]+)?" + _CAP + r"(?:[ \t]" + _CAP + r")?)?"),
+        ("box", "postfach"),
+        _SCAN,
+    ),
     ("id", re.compile(r"\d(?<!\w\d)(?:\d{6,}|\d{2}-\d{2}-\d{4})\b"), (), _NUMBER),  # long numbers, US SSNs
     (
         "age",
@@ -315,14 +329,14 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
         if needles and not any(needle in lower for needle in needles):
             continue  # cannot match: a plain substring test is far cheaper than the regex scan
         for m in pattern.finditer(text) if anchor == _SCAN else _matches_at(pattern, text, starts[anchor]):
-            if kind in ("id", "name", "age") and m.lastindex:
+            if kind in ("id", "name", "age", "phone") and m.lastindex:
                 group = next(g for g in range(1, (m.lastindex or 0) + 1) if m.group(g) is not None)
                 start, end = m.span(group)
                 if kind == "name" and text[start:end].split()[0] in _NOT_NAMES:
                     continue
             else:
                 start, end = m.span()
-            if kind == "phone" and sum(c.isdigit() for c in text[start:end]) < 7:
+            if kind == "phone" and not m.lastindex and sum(c.isdigit() for c in text[start:end]) < 7:
                 continue
             claim(start, end, kind)
     hits.sort(key=lambda h: h.start)
