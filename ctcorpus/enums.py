@@ -33,6 +33,7 @@ class QuarantineReason(str, Enum):
     NO_REPORT = "no_report"
     ORPHAN_REPORT = "orphan_report"
     EMPTY_REPORT = "empty_report"
+    SUPERSEDED_REPORT = "superseded_report"  # an earlier version of a report under the same accession number
     UNREADABLE_REPORT = "unreadable_report"
     UNSUPPORTED_LANGUAGE = "unsupported_language"
     # snippets

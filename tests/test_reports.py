@@ -574,13 +574,15 @@ def test_synthetic_export_end_to_end(tmp_path):
     result = process_reports([tmp_path / "x" / f for f in truth.report_files], studies,
                              pseudonymize=lambda kind, value: value)
     expected = {(QuarantineReason(r), d.accession_number or "") for d in truth.defects
-                for r in [d.expected_reason] if r in ("orphan_report", "empty_report", "no_report")}
+                for r in [d.expected_reason] if r in ("orphan_report", "empty_report", "no_report", "superseded_report")}
     accession_of = {s.study_uid: d.accession_number for d in truth.defects for s in studies
                     if d.expected_reason == "no_report" and s.accession_number == ""}
     got = {(q.reason, accession_of.get(q.item_id, q.item_id)) for q in result.quarantine}
     assert got == expected
     by_id = {r.report_id: r for r in result.reports}
     for report in truth.reports:
+        if report.defect == "superseded_report":  # the final version under its accession is checked instead
+            continue
         if report.defect in ("orphan_report", "empty_report"):
             assert report.accession_number not in by_id
             continue
@@ -594,6 +596,33 @@ def test_synthetic_export_end_to_end(tmp_path):
         assert row.markup == ("rtf" if report.defect == "rtf_report" else "")
     assert {r.encoding for r in result.reports} >= {"cp1252"}
     assert "rtf" in {r.markup for r in result.reports}
+    assert len(by_id) == len(result.reports)  # one row per report id, one report per study
+    assert len({r.study_id for r in result.reports}) == len(result.reports)
+
+
+def test_versions_of_one_report_become_one_report(tmp_path):
+    rows = [{"accession_number": "A1", "patient_id": "P1", "study_date": "20240105", "report_text": text}
+            for text in ("Vorläufiger Befund: Kein Pleuraerguss.", "",
+                         "Befund: Pleuraerguss links.\nBeurteilung: Pleuraerguss.", "Nachtrag: Rundherd rechts 6 mm.")]
+    rows.append({**rows[0], "accession_number": "A2", "study_date": "20240106"})
+    path = _write_csv(tmp_path / "ris.csv", rows)
+    studies = [StudyKey("1.1", "A1", "P1", "20240105"), StudyKey("1.2", "A2", "P1", "20240106")]
+    latest = process_reports([path], studies)
+    assert [(r.report_id, r.text) for r in latest.reports] == [
+        ("A1", "Nachtrag: Rundherd rechts 6 mm."), ("A2", "Vorläufiger Befund: Kein Pleuraerguss.")]
+    assert {s.report_id for s in latest.sentences} == {"A1", "A2"}
+    assert len({(s.report_id, s.sentence_index) for s in latest.sentences}) == len(latest.sentences)
+    superseded = [q for q in latest.quarantine if q.reason == QuarantineReason.SUPERSEDED_REPORT]
+    assert [q.item_id for q in superseded] == ["A1", "A1"] and all(q.path == str(path) for q in superseded)
+    assert "row 0 is an earlier version of the report in" in superseded[0].message and "row 3" in superseded[0].message
+    assert [q.reason for q in latest.quarantine if q.item_id == "A1"].count(QuarantineReason.EMPTY_REPORT) == 1
+    joined = process_reports([path], studies, config=ReportsConfig(same_accession="join"))
+    (a1,) = [r for r in joined.reports if r.report_id == "A1"]
+    assert a1.text.startswith("Vorläufiger Befund: Kein Pleuraerguss.\n\nBefund: Pleuraerguss links.")
+    assert a1.text.endswith("\n\nNachtrag: Rundherd rechts 6 mm.")
+    report_labels = {r.label: r.state for r in joined.labels if r.report_id == "A1" and r.sentence_index == -1}
+    assert report_labels["pleural_effusion"] == "positive" and report_labels["lung_nodule"] == "positive"
+    assert not [q for q in joined.quarantine if q.reason == QuarantineReason.SUPERSEDED_REPORT]
 
 
 def test_jsonl_and_parquet_with_column_mapping(tmp_path):

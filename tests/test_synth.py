@@ -312,10 +312,13 @@ def test_report_exports_and_report_defects(export) -> None:
     (latin,) = list(csv.DictReader(io.StringIO(raw.decode("cp1252"), newline="")))
     assert latin["language"] == "de" and any(ch in latin["report_text"] for ch in "äöüßÄÖÜ")
     assert latin["accession_number"] == _defect(truth, "latin1").accession_number
-    texts = {r.accession_number: r.text for r in truth.reports}
     rtf = _defect(truth, "rtf_report").accession_number
-    assert all(r["report_text"].startswith("{\\rtf1") == (r["accession_number"] == rtf) for r in rows)
-    assert all(texts[r["accession_number"]] == to_plain_text(r["report_text"]).text for r in rows)
+    assert _defect(truth, "superseded_report").accession_number == rtf
+    versions = [r["report_text"] for r in rows if r["accession_number"] == rtf]  # preliminary, then final (RTF)
+    assert len(versions) == 2 and versions[1].startswith("{\\rtf1") and not versions[0].startswith("{")
+    assert sum(r["report_text"].startswith("{\\rtf1") for r in rows) == 1
+    assert sorted(to_plain_text(r["report_text"]).text for r in rows) == sorted(
+        r.text for r in truth.reports if r.defect != "latin1")
     assert set(truth.report_files) == {"reports.csv", "reports.jsonl", "reports_latin1.csv"}
 
 

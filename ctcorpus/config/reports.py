@@ -35,6 +35,13 @@ class ReportsConfig(StageConfig):
         description="A report without a matching accession number links to the patient's study at most this "
         "many days away (closest wins).",
     )
+    same_accession: Literal["latest", "join"] = Field(
+        "latest",
+        description="Rows with one accession number and different texts are versions of one report "
+        "(preliminary, final, corrected) or addenda: 'latest' keeps the last in export order (exports in the "
+        "order given, rows in file order) and quarantines the earlier ones (superseded_report); 'join' joins "
+        "their texts in that order (a RIS that exports each addendum as its own row).",
+    )
     language: Literal["auto", "en", "de"] = Field(
         "auto", description="Report language; 'auto' detects it per report unless the export has a column, "
         "and quarantines a report in another language (unsupported_language); 'en'/'de' reads every report so."

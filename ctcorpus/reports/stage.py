@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -15,8 +16,8 @@ from ctcorpus import taxonomy
 from ctcorpus.config.reports import ReportsConfig
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import CtCorpusError, ReportError
-from ctcorpus.records import ErrorHandler, QuarantineEntry, raise_on_error
-from ctcorpus.reports import io, language, lexicon, markup, nlp, patterns, phi
+from ctcorpus.records import ErrorHandler, QuarantineEntry, raise_on_error, sha256_of_hashes
+from ctcorpus.reports import io, language, lexicon, link, markup, nlp, patterns, phi
 from ctcorpus.reports.io import read_report_export
 from ctcorpus.reports.language import SUPPORTED_LANGUAGES
 from ctcorpus.reports.link import link_reports
@@ -29,12 +30,13 @@ __all__ = ["PRODUCER", "date_shift_days", "process_reports", "reports_tables"]
 
 
 def _rules_digest() -> str:
-    """A digest of the source of the modules that turn an export row into table rows (reading,
-    markup conversion, rules): a changed rule is a new producer, so report tables cached under the old rules are
+    """A digest of the source of the modules that turn export rows into table rows (reading, markup
+    conversion, linking, rules, this stage): a changed rule is a new producer, so report tables cached under the old rules are
     never reused (no version number to forget to bump)."""
     digest = hashlib.sha256()
-    for module in (io, markup, language, lexicon, nlp, patterns, phi, taxonomy):
+    for module in (io, markup, link, language, lexicon, nlp, patterns, phi, taxonomy):
         digest.update(Path(str(module.__file__)).read_bytes())
+    digest.update(Path(__file__).read_bytes())  # this stage: versions, linking, quarantine
     return digest.hexdigest()[:12]
 
 
@@ -68,6 +70,39 @@ def _report_id(report: RawReport, pseudonymize: Pseudonymize) -> str:
         return pseudonymize("acc", report.accession_number)
     text_hash = hashlib.sha256(report.text.encode()).hexdigest()[:16]
     return pseudonymize("acc", f"{report.patient_id}|{report.study_date}|{text_hash}")
+
+
+def _one_row_per_accession(
+    reports: Sequence[RawReport], policy: str
+) -> tuple[list[RawReport], list[tuple[RawReport, RawReport]]]:
+    """The rows with one row per accession number, and each superseded row with the row that replaces it.
+
+    Rows sharing an accession number and holding different (non-empty) texts are versions of one
+    report or its addenda; left as they are they would become two reports with one id and one
+    sample with both reports' sentences. ``policy`` "latest" keeps the last row in export order;
+    "join" joins the texts in that order into the last row (provenance: all their files).
+    """
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(reports):
+        if r.accession_number and r.text.strip():
+            groups[r.accession_number].append(i)
+    rows = list(reports)
+    superseded: list[tuple[RawReport, RawReport]] = []
+    dropped: set[int] = set()
+    for indices in (g for g in groups.values() if len(g) > 1):
+        versions = [reports[i] for i in indices]
+        last = versions[-1]
+        dropped.update(indices[:-1])
+        if policy == "join":
+            files = {v.source_sha256 for v in versions}
+            rows[indices[-1]] = dataclasses.replace(
+                last, text="\n\n".join(v.text.strip("\n") for v in versions),
+                markup="+".join(dict.fromkeys(m for v in versions for m in v.markup.split("+") if m)),
+                source_sha256=last.source_sha256 if len(files) == 1 else sha256_of_hashes(files),
+            )
+        else:
+            superseded.extend((v, last) for v in versions[:-1])
+    return [r for i, r in enumerate(rows) if i not in dropped], superseded
 
 
 def process_reports(
@@ -131,16 +166,27 @@ def process_reports(
             unique.append(r)
     if len(unique) < len(raw):  # the same RIS rows exported twice (e.g. CSV and JSONL)
         logger.info("reports: %d duplicate rows across exports kept once", len(raw) - len(unique))
-    quarantine: list[QuarantineEntry] = []
+    unique, superseded = _one_row_per_accession(unique, config.same_accession)
+    quarantine: list[QuarantineEntry] = [
+        QuarantineEntry(
+            stage=STAGE, path=old.path, reason=QuarantineReason.SUPERSEDED_REPORT,
+            message=str(ReportError(
+                f"row {old.row} is an earlier version of the report in {new.path} row {new.row} (same accession "
+                "number), which is used; set reports.same_accession: join if the RIS exports addenda as rows",
+                path=old.path, reason=QuarantineReason.SUPERSEDED_REPORT)),
+            item_id=_report_id(old, pseudonymize),
+        )
+        for old, new in superseded
+    ]
     reported_studies: set[str] = set()
     reports: list[ReportRow] = []
     sentences: list[SentenceRow] = []
     labels: list[LabelRow] = []
-    for link in link_reports(unique, studies, window_days=config.link_window_days):
-        report = link.report
+    for linked in link_reports(unique, studies, window_days=config.link_window_days):
+        report = linked.report
         report_id = _report_id(report, pseudonymize)
-        if link.study is not None:
-            reported_studies.add(link.study.study_uid)
+        if linked.study is not None:
+            reported_studies.add(linked.study.study_uid)
         if not report.text.strip():  # its study counts as reported: one quarantine row, not two
             quarantine.append(QuarantineEntry(
                 stage=STAGE, path=report.path, reason=QuarantineReason.EMPTY_REPORT,
@@ -149,7 +195,7 @@ def process_reports(
                 item_id=report_id,
             ))
             continue
-        if link.study is None:
+        if linked.study is None:
             quarantine.append(QuarantineEntry(
                 stage=STAGE, path=report.path, reason=QuarantineReason.ORPHAN_REPORT,
                 message=str(ReportError(
@@ -160,9 +206,9 @@ def process_reports(
                 item_id=report_id,
             ))
             continue
-        patient = pseudonymize("pat", report.patient_id or link.study.patient_id)
+        patient = pseudonymize("pat", report.patient_id or linked.study.patient_id)
         header = [report.patient_name, report.patient_id, report.accession_number,
-                  *(header_names or {}).get(report.patient_id or link.study.patient_id, ())]
+                  *(header_names or {}).get(report.patient_id or linked.study.patient_id, ())]
         hint = report.language if report.language in SUPPORTED_LANGUAGES else (
             None if config.language == "auto" else config.language)
         shift = date_shift_days(patient, config.date_shift_max_days) if config.date_policy == "shift" else None
@@ -175,8 +221,8 @@ def process_reports(
             continue
         counts = Counter(hit.kind for hit in analyzed.phi)
         reports.append(ReportRow(
-            report_id=report_id, study_id=pseudonymize("stu", link.study.study_uid), patient_id=patient,
-            link_method=link.method, language=analyzed.language, text=analyzed.text,
+            report_id=report_id, study_id=pseudonymize("stu", linked.study.study_uid), patient_id=patient,
+            link_method=linked.method, language=analyzed.language, text=analyzed.text,
             section_names=tuple(s.name for s in analyzed.sections),
             section_starts=tuple(s.start for s in analyzed.sections),
             section_ends=tuple(s.end for s in analyzed.sections),

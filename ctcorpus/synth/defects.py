@@ -36,7 +36,8 @@ __all__ = ["EMPTY_REPORT_STUDY", "LATIN1_STUDY", "RTF_REPORT_STUDY", "ImageDefec
 LATIN1_STUDY = 1
 #: Study index whose report text is empty.
 EMPTY_REPORT_STUDY = 2
-#: Study index whose report the RIS stored as RTF (written so to both exports; the truth is its plain text).
+#: Study index whose report the RIS stored as RTF (written so to both exports; the truth is its plain
+#: text), after a preliminary version of it under the same accession number (superseded).
 RTF_REPORT_STUDY = 0
 
 
@@ -268,8 +269,8 @@ def seed_image_defects(studies: Sequence[StudyContext], rng: np.random.Generator
 def seed_report_defects(
     studies: Sequence[StudyContext], reports: Sequence[ReportTruth], rng: np.random.Generator
 ) -> tuple[list[ReportTruth], list[ReportTruth], list[DefectTruth]]:
-    """Break the RIS export: an empty report, a latin-1 file, an RTF report text, a study without
-    and an orphan report.
+    """Break the RIS export: an empty report, a latin-1 file, an RTF report text with a preliminary
+    version before it, a study without and an orphan report.
 
     ``reports`` are in study order. Returns the rows of ``reports.csv``, the rows of
     ``reports_latin1.csv`` (the :data:`LATIN1_STUDY` report, which the generator renders in
@@ -294,7 +295,15 @@ def seed_report_defects(
         primary_series_number=2, secondary_series_number=3, phi=False, study_uid="",
     )
     orphan = dataclasses.replace(orphan, defect="orphan_report", expected_reasons=(R.ORPHAN_REPORT.value,))
-    kept = [r for i, r in enumerate(main) if i not in (LATIN1_STUDY, len(studies) - 1)] + [orphan]
+    first = studies[RTF_REPORT_STUDY]
+    preliminary = render_report(  # a normal report: kept instead of the final one, it would lose its findings
+        rng, accession_number=rtf.accession_number, patient_id=rtf.patient_id, patient_name=first.patient_name,
+        birth_date=first.birth_date, study_date=rtf.study_date, language=rtf.language, findings=(),
+        primary_series_number=2, secondary_series_number=3, phi=False, study_uid=rtf.study_uid,
+    )
+    preliminary = dataclasses.replace(preliminary, defect="superseded_report",
+                                      expected_reasons=(R.SUPERSEDED_REPORT.value,))
+    kept = [r for i, r in enumerate(main) if i not in (LATIN1_STUDY, len(studies) - 1)] + [orphan, preliminary]
     defects = [
         DefectTruth("empty_report", ("reports.csv", "reports.jsonl"), R.EMPTY_REPORT.value,
                     accession_number=empty.accession_number),
@@ -302,6 +311,8 @@ def seed_report_defects(
                     detail={"encoding": "cp1252"}),
         DefectTruth("rtf_report", ("reports.csv", "reports.jsonl"), "", accession_number=rtf.accession_number,
                     detail={"markup": "rtf"}),
+        DefectTruth("superseded_report", ("reports.csv", "reports.jsonl"), R.SUPERSEDED_REPORT.value,
+                    accession_number=rtf.accession_number),
         DefectTruth("no_report", (), R.NO_REPORT.value, accession_number=missing.accession_number),
         DefectTruth("orphan_report", ("reports.csv", "reports.jsonl"), R.ORPHAN_REPORT.value,
                     accession_number=orphan_accession),

@@ -372,6 +372,8 @@ def generate_export(
         defect_truths = [*image.defects, *report_defects]
     order = rng.permutation(len(reports))  # RIS exports are not in study order
     reports = [reports[int(i)] for i in order]
+    # but an earlier version of a report precedes the one that supersedes it
+    reports.sort(key=lambda r: r.defect != "superseded_report")
     report_files = _write_reports(out, reports, latin1, names)
     truth = ExportTruth(
         seed=seed,

@@ -470,7 +470,8 @@ def seed_export_leaks(root: str | Path, seed: int = 0) -> tuple[SeededLeak, ...]
             for name in series.files:
                 _rewrite(root / name, root / name, {"PatientID": new_patient})
             series_list[k] = dataclasses.replace(series, patient_id=new_patient)
-    reports = {r.accession_number: r for r in truth.reports}
+    superseded = tuple(r for r in truth.reports if r.defect == "superseded_report")  # shares an accession
+    reports = {r.accession_number: r for r in truth.reports if r.defect != "superseded_report"}
     if moved_study in report_of:  # a study whose report was withheld (defects) has no RIS row
         moved_accession = report_of[moved_study].accession_number
         for rows in tables.values():
@@ -581,7 +582,8 @@ def seed_export_leaks(root: str | Path, seed: int = 0) -> tuple[SeededLeak, ...]
         _write_rows(path, rows)
     findings = {**truth.findings, study_uid: copied_findings}
     save_truth(
-        dataclasses.replace(truth, series=tuple(series_list), reports=tuple(reports.values()), findings=findings), root
+        dataclasses.replace(truth, series=tuple(series_list), reports=superseded + tuple(reports.values()),
+                            findings=findings), root
     )
     save_leaks(leaks, root)
     return tuple(leaks)
