@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -623,6 +624,20 @@ def test_versions_of_one_report_become_one_report(tmp_path):
     report_labels = {r.label: r.state for r in joined.labels if r.report_id == "A1" and r.sentence_index == -1}
     assert report_labels["pleural_effusion"] == "positive" and report_labels["lung_nodule"] == "positive"
     assert not [q for q in joined.quarantine if q.reason == QuarantineReason.SUPERSEDED_REPORT]
+
+
+def test_ids_link_whatever_a_spreadsheet_or_pandas_made_of_them(tmp_path):
+    """Leading zeros dropped (Excel), ids and dates as floats (pandas, a column with a gap)."""
+    frame = pd.DataFrame({"accession_number": [12345, np.nan], "patient_id": [123456, 123456],
+                          "study_date": [20240105, np.nan], "report_text": ["Kein Erguss.", "Rundherd rechts."]})
+    frame.loc[1, "study_date"] = 20240107
+    studies = [StudyKey("1.1", "0012345", "000123456", "20240105"), StudyKey("1.2", "0012346", "000123456", "20240107")]
+    for name in ("ris.parquet", "ris.csv"):
+        path = tmp_path / name
+        frame.to_parquet(path) if name.endswith(".parquet") else frame.to_csv(path, index=False)
+        result = process_reports([path], studies)
+        assert [(r.study_id, r.link_method) for r in result.reports] == [("1.1", "accession"), ("1.2", "patient_date")]
+        assert not result.quarantine, name
 
 
 def test_jsonl_and_parquet_with_column_mapping(tmp_path):

@@ -43,15 +43,17 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
 def normalize_date(value: Any) -> str:
     """A study date in any common spelling as ``YYYYMMDD`` ("" when absent or unparseable).
 
-    >>> normalize_date("05.01.2024"), normalize_date("2024-01-05"), normalize_date(20240105)
+    >>> normalize_date("05.01.2024"), normalize_date("2024-01-05"), normalize_date(20240105.0)
     ('20240105', '20240105', '20240105')
     """
-    if value is None:
+    if value is None or isinstance(value, float) and not value.is_integer():
         return ""
+    if isinstance(value, float):  # a column of dates as numbers with a gap (pandas: float64)
+        value = int(value)
     if isinstance(value, datetime | date):
         return value.strftime("%Y%m%d")
     text = str(value).strip()
-    if m := re.fullmatch(r"(\d{4})-?(\d{2})-?(\d{2})(?:[T ].*)?", text):
+    if m := re.fullmatch(r"(\d{4})-?(\d{2})-?(\d{2})(?:[T ].*|\.0+)?", text):  # ".0": a float written as text
         return m[1] + m[2] + m[3]
     if m := re.fullmatch(r"(\d{1,2})\.(\d{1,2})\.(\d{4})", text):
         return f"{m[3]}{int(m[2]):02d}{int(m[1]):02d}"
@@ -63,10 +65,13 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _cell_text(value: Any) -> str:
-    """A cell as text: bytes (a Parquet binary column) decoded like a file, lone surrogates
-    replaced by U+FFFD so that writing the text cannot fail, ``None`` as ""."""
-    if value is None:
+    """A cell as text: bytes (a Parquet binary column) decoded like a file, a whole float as an
+    integer ("12345", not "12345.0"), lone surrogates replaced by U+FFFD so that writing the text
+    cannot fail, ``None`` and NaN as ""."""
+    if value is None or isinstance(value, float) and value != value:  # NaN: a gap in a float column
         return ""
+    if isinstance(value, float) and value.is_integer():  # an id column with a gap (pandas: float64)
+        value = int(value)
     text = decode_bytes(value)[0] if isinstance(value, bytes) else str(value)
     return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -9,7 +10,10 @@ from datetime import date
 
 from ctcorpus.reports.records import RawReport, StudyKey
 
-__all__ = ["Link", "link_reports"]
+__all__ = ["Link", "id_key", "link_reports"]
+
+#: A float's spelling of a whole number ("12345.0"): pandas writes an id column with a gap so.
+_WHOLE_FLOAT = re.compile(r"(\d+)\.0+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +23,23 @@ class Link:
     report: RawReport
     study: StudyKey | None
     method: str  # "accession", "patient_date" or "" for an orphan
+
+
+def id_key(value: str) -> str:
+    """An accession number or patient id as linking compares it: without surrounding blanks, in
+    upper case, and a number without leading zeros or a float's ".0".
+
+    Spreadsheets drop the leading zeros of an all-digit id ("000123456" -> "123456") and pandas
+    writes an id column with a gap as floats ("12345.0"), while the DICOM headers keep the RIS's
+    spelling: compared as written, every report of such an export would be an orphan.
+
+    >>> id_key(" 000123456 "), id_key("12345.0"), id_key("acc-007"), id_key("0")
+    ('123456', '12345', 'ACC-007', '0')
+    """
+    key = value.strip().upper()
+    if m := _WHOLE_FLOAT.fullmatch(key):
+        key = m[1]
+    return key.lstrip("0") or key[:1] if key.isdigit() else key
 
 
 def _day(yyyymmdd: str) -> date | None:
@@ -31,7 +52,8 @@ def _day(yyyymmdd: str) -> date | None:
 def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, window_days: int) -> tuple[Link, ...]:
     """Link each report to one study.
 
-    An accession number present in both wins. Otherwise the report goes to the same patient's
+    An accession number present in both wins (ids compared by :func:`id_key`). Otherwise the report
+    goes to the same patient's
     study closest in date, if at most ``window_days`` away and not already claimed by a report
     through its accession number (a report of another exam on the same day must not land on a
     reported study; ties: the smaller study UID, so the result does not depend on input order).
@@ -42,13 +64,13 @@ def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, w
     >>> link_reports([r], [s], window_days=3)[0].method
     'patient_date'
     """
-    by_accession = {s.accession_number: s for s in studies if s.accession_number}
+    by_accession = {id_key(s.accession_number): s for s in studies if s.accession_number}
     by_patient: dict[str, list[tuple[date, StudyKey]]] = defaultdict(list)
     for s in studies:
         day = _day(s.study_date)
         if s.patient_id and day is not None:
-            by_patient[s.patient_id].append((day, s))
-    direct = [by_accession.get(r.accession_number) if r.accession_number else None for r in reports]
+            by_patient[id_key(s.patient_id)].append((day, s))
+    direct = [by_accession.get(id_key(r.accession_number)) if r.accession_number else None for r in reports]
     claimed = {s.study_uid for s in direct if s is not None}
     links = []
     for report, study in zip(reports, direct, strict=True):
@@ -57,7 +79,7 @@ def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, w
             continue
         day = _day(report.study_date)
         candidates = [
-            (abs((d - day).days), s.study_uid, s) for d, s in by_patient.get(report.patient_id, ())
+            (abs((d - day).days), s.study_uid, s) for d, s in by_patient.get(id_key(report.patient_id), ())
             if day is not None and abs((d - day).days) <= window_days and s.study_uid not in claimed
         ]
         if candidates:

@@ -20,7 +20,7 @@ from ctcorpus.records import ErrorHandler, QuarantineEntry, raise_on_error, sha2
 from ctcorpus.reports import io, language, lexicon, link, markup, nlp, patterns, phi
 from ctcorpus.reports.io import read_report_export
 from ctcorpus.reports.language import SUPPORTED_LANGUAGES
-from ctcorpus.reports.link import link_reports
+from ctcorpus.reports.link import id_key, link_reports
 from ctcorpus.reports.nlp import analyze_report, build_analyzer
 from ctcorpus.reports.records import LabelRow, RawReport, ReportRow, ReportsResult, SentenceRow, StudyKey
 from ctcorpus.schemas import table_from_rows
@@ -85,7 +85,7 @@ def _one_row_per_accession(
     groups: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(reports):
         if r.accession_number and r.text.strip():
-            groups[r.accession_number].append(i)
+            groups[id_key(r.accession_number)].append(i)
     rows = list(reports)
     superseded: list[tuple[RawReport, RawReport]] = []
     dropped: set[int] = set()
