@@ -543,6 +543,31 @@ def test_linking_and_quarantine(tmp_path):
     assert sum(q.reason == QuarantineReason.ORPHAN_REPORT for q in narrow.quarantine) == 3
 
 
+def test_a_study_takes_one_report_by_patient_and_date(tmp_path):
+    rows = [{"accession_number": "", "patient_id": "P2", "study_date": day, "report_text": text}
+            for day, text in (("20240111", "Cardiomegaly."), ("20240110", ""), ("20240110", "Emphysema."),
+                              ("20240112", "Nodule."))]
+    path = _write_csv(tmp_path / "ris.csv", rows)
+    one = [StudyKey("1.2", "A2", "P2", "20240110")]
+    result = process_reports([path], one)
+    assert [(r.text, r.study_id) for r in result.reports] == [("Emphysema.", "1.2")]  # closest with text wins
+    assert sorted(q.reason.value for q in result.quarantine) == ["empty_report", "orphan_report", "orphan_report"]
+    two = one + [StudyKey("1.3", "A3", "P2", "20240111")]
+    result = process_reports([path], list(reversed(two)))
+    assert sorted((r.text, r.study_id) for r in result.reports) == [("Cardiomegaly.", "1.3"), ("Emphysema.", "1.2")]
+
+
+def test_language_column_in_any_spelling(tmp_path):
+    rows = [{"accession_number": f"A{k}", "patient_id": "P1", "study_date": f"2024010{k}", "report_text": "Rundherd.",
+             "language": language} for k, language in enumerate(("de-DE", "German", "DE", "Deutsch"), start=1)]
+    path = _write_csv(tmp_path / "ris.csv", rows)
+    studies = [StudyKey(f"1.{k}", f"A{k}", "P1", f"2024010{k}") for k in range(1, 5)]
+    result = process_reports([path], studies)
+    assert [r.language for r in result.reports] == ["de"] * 4
+    assert {r.label: r.state for r in result.labels if r.sentence_index == -1 and r.report_id == "A1"} == {
+        "lung_nodule": "positive"}
+
+
 def test_report_in_another_language_is_quarantined(tmp_path):
     studies = [StudyKey("1.1", "A1", "P1", "20240105"), StudyKey("1.2", "A2", "P2", "20240105")]
     rows = [

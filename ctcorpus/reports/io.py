@@ -76,6 +76,21 @@ def _cell_text(value: Any) -> str:
     return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
 
 
+#: Language names an export may hold instead of an ISO 639-1 code.
+_LANGUAGE_NAMES = {"english": "en", "englisch": "en", "eng": "en", "german": "de", "deutsch": "de", "deu": "de",
+                   "ger": "de"}
+
+
+def _language_code(value: str) -> str:
+    """The language column as a two-letter code: "DE", "de-DE", "de_CH", "German", "Deutsch" -> "de".
+
+    >>> [_language_code(v) for v in ("DE", "de-DE", "en_US", "Deutsch", "English", "nl", "")]
+    ['de', 'de', 'en', 'de', 'en', 'nl', '']
+    """
+    code = value.strip().lower().replace("_", "-").split("-")[0]
+    return _LANGUAGE_NAMES.get(code, code)
+
+
 #: How a JSON value that is no object is named in an error (numbers are the rest).
 _JSON_KINDS = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
 
@@ -189,7 +204,7 @@ def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport
             patient_id=get(row, columns.patient_id),
             study_date=normalize_date(row.get(columns.study_date) if columns.study_date else None),
             text=plain.text,
-            language=get(row, columns.language).lower(),
+            language=_language_code(get(row, columns.language)),
             patient_name=get(row, columns.patient_name),
             encoding=encoding[0],
             markup=plain.markup,

@@ -53,11 +53,11 @@ def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, w
     """Link each report to one study.
 
     An accession number present in both wins (ids compared by :func:`id_key`). Otherwise the report
-    goes to the same patient's
-    study closest in date, if at most ``window_days`` away and not already claimed by a report
-    through its accession number (a report of another exam on the same day must not land on a
-    reported study; ties: the smaller study UID, so the result does not depend on input order).
-    Anything else is an orphan (``study=None``).
+    goes to a study of the same patient at most ``window_days`` away that no other report claims: a
+    study takes one report, the closest in date (ties: the earlier in export order; a report's ties:
+    the smaller study UID; an empty row only when no report with text wants the study), so a report
+    of another exam on the same day never lands on a reported study and the result does not depend
+    on the order of the studies. Anything else is an orphan (``study=None``).
 
     >>> s = StudyKey("1.2", "A1", "P1", "20240105")
     >>> r = RawReport("x.csv", 0, "", "P1", "20240107", "text", "", "", "utf-8", "", "")
@@ -72,18 +72,23 @@ def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, w
             by_patient[id_key(s.patient_id)].append((day, s))
     direct = [by_accession.get(id_key(r.accession_number)) if r.accession_number else None for r in reports]
     claimed = {s.study_uid for s in direct if s is not None}
-    links = []
-    for report, study in zip(reports, direct, strict=True):
-        if study is not None:
-            links.append(Link(report, study, "accession"))
-            continue
+    # the rest: each unclaimed study takes its closest report with text (ties: export order, then study UID)
+    pairs = []
+    for k, (report, study) in enumerate(zip(reports, direct, strict=True)):
         day = _day(report.study_date)
-        candidates = [
-            (abs((d - day).days), s.study_uid, s) for d, s in by_patient.get(id_key(report.patient_id), ())
-            if day is not None and abs((d - day).days) <= window_days and s.study_uid not in claimed
-        ]
-        if candidates:
-            links.append(Link(report, min(candidates, key=lambda c: (c[0], c[1]))[2], "patient_date"))
-        else:
-            links.append(Link(report, None, ""))
-    return tuple(links)
+        if study is None and day is not None:
+            empty = not report.text.strip()
+            pairs += [(empty, abs((d - day).days), k, s.study_uid, s)
+                      for d, s in by_patient.get(id_key(report.patient_id), ())
+                      if abs((d - day).days) <= window_days and s.study_uid not in claimed]
+    by_date: dict[int, StudyKey] = {}
+    for *_, k, uid, s in sorted(pairs, key=lambda p: p[:4]):
+        if k not in by_date and uid not in claimed:
+            by_date[k] = s
+            claimed.add(uid)
+    return tuple(
+        Link(report, study, "accession") if study is not None
+        else Link(report, by_date[k], "patient_date") if k in by_date
+        else Link(report, None, "")
+        for k, (report, study) in enumerate(zip(reports, direct, strict=True))
+    )
