@@ -654,15 +654,17 @@ def test_versions_of_one_report_become_one_report(tmp_path):
 def test_ids_link_whatever_a_spreadsheet_or_pandas_made_of_them(tmp_path):
     """Leading zeros dropped (Excel), ids and dates as floats (pandas, a column with a gap)."""
     frame = pd.DataFrame({"accession_number": [12345, np.nan], "patient_id": [123456, 123456],
-                          "study_date": [20240105, np.nan], "report_text": ["Kein Erguss.", "Rundherd rechts."]})
+                          "study_date": [20240105, np.nan], "report_text": ["Kein Erguss.", "Rundherd, Max Muster."]})
     frame.loc[1, "study_date"] = 20240107
     studies = [StudyKey("1.1", "0012345", "000123456", "20240105"), StudyKey("1.2", "0012346", "000123456", "20240107")]
     for name in ("ris.parquet", "ris.csv"):
         path = tmp_path / name
         frame.to_parquet(path) if name.endswith(".parquet") else frame.to_csv(path, index=False)
-        result = process_reports([path], studies)
+        result = process_reports([path], studies, header_names={"000123456": ["Muster^Max"]})
         assert [(r.study_id, r.link_method) for r in result.reports] == [("1.1", "accession"), ("1.2", "patient_date")]
         assert not result.quarantine, name
+        assert {r.patient_id for r in result.reports} == {"000123456"}  # as the image tables have it
+        assert result.reports[1].text == "Rundherd, [NAME]."  # the DICOM names of the study's patient
 
 
 def test_jsonl_and_parquet_with_column_mapping(tmp_path):

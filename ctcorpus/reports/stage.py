@@ -31,8 +31,8 @@ __all__ = ["PRODUCER", "date_shift_days", "process_reports", "reports_tables"]
 
 def _rules_digest() -> str:
     """A digest of the source of the modules that turn export rows into table rows (reading, markup
-    conversion, linking, rules, this stage): a changed rule is a new producer, so report tables cached under the old rules are
-    never reused (no version number to forget to bump)."""
+    conversion, linking, rules, this stage): a changed rule is a new producer, so report tables
+    cached under the old rules are never reused (no version number to forget to bump)."""
     digest = hashlib.sha256()
     for module in (io, markup, link, language, lexicon, nlp, patterns, phi, taxonomy):
         digest.update(Path(str(module.__file__)).read_bytes())
@@ -206,9 +206,11 @@ def process_reports(
                 item_id=report_id,
             ))
             continue
-        patient = pseudonymize("pat", report.patient_id or linked.study.patient_id)
+        # the study's patient id, as the image tables pseudonymize it (the RIS may spell it otherwise: id_key)
+        patient = pseudonymize("pat", linked.study.patient_id or report.patient_id)
+        known = header_names or {}
         header = [report.patient_name, report.patient_id, report.accession_number,
-                  *(header_names or {}).get(report.patient_id or linked.study.patient_id, ())]
+                  *known.get(linked.study.patient_id, ()), *known.get(report.patient_id, ())]
         hint = report.language if report.language in SUPPORTED_LANGUAGES else (
             None if config.language == "auto" else config.language)
         shift = date_shift_days(patient, config.date_shift_max_days) if config.date_policy == "shift" else None
