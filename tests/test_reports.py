@@ -34,6 +34,7 @@ from ctcorpus.reports import (
     reports_tables,
 )
 from ctcorpus.reports.language import SUPPORTED_LANGUAGES
+from ctcorpus.reports.io import read_report_export
 from ctcorpus.reports.markup import PlainText, to_plain_text
 from ctcorpus.reports.nlp import _label_mentions
 from ctcorpus.reports.patterns import lower_same_length
@@ -600,7 +601,8 @@ def test_synthetic_export_end_to_end(tmp_path):
     result = process_reports([tmp_path / "x" / f for f in truth.report_files], studies,
                              pseudonymize=lambda kind, value: value)
     expected = {(QuarantineReason(r), d.accession_number or "") for d in truth.defects
-                for r in [d.expected_reason] if r in ("orphan_report", "empty_report", "no_report", "superseded_report")}
+                for r in [d.expected_reason]
+                if r in ("orphan_report", "empty_report", "no_report", "superseded_report")}
     accession_of = {s.study_uid: d.accession_number for d in truth.defects for s in studies
                     if d.expected_reason == "no_report" and s.accession_number == ""}
     got = {(q.reason, accession_of.get(q.item_id, q.item_id)) for q in result.quarantine}
@@ -795,7 +797,8 @@ def test_german_spellings_of_sharp_s(analyzer):
 
 def test_hl7_escapes_and_bare_carriage_returns(analyzer):
     """Report texts taken from HL7 v2 ORU messages: escapes, RTF inside escapes, CR line ends."""
-    obx = r"Befund:\.br\Kein Pleuraerguss \T\ keine Infiltrate.\.br\\.br\Beurteilung:\.br\Rippe \XC3BC\berall \H\normal\N\."
+    obx = (r"Befund:\.br\Kein Pleuraerguss \T\ keine Infiltrate.\.br\\.br\Beurteilung:"
+           r"\.br\Rippe \XC3BC\berall \H\normal\N\.")
     assert to_plain_text(obx) == PlainText(
         "Befund:\nKein Pleuraerguss & keine Infiltrate.\n\nBeurteilung:\nRippe überall normal.", "hl7")
     assert to_plain_text(r"{\E\rtf1\E\ansi Kein Pleuraergu\E\'df.\E\par}") == PlainText("Kein Pleuraerguß.", "hl7+rtf")
@@ -804,6 +807,27 @@ def test_hl7_escapes_and_bare_carriage_returns(analyzer):
         lf = analyze_report(analyzer, truth.text, header_values=header)
         cr = analyze_report(analyzer, to_plain_text(truth.text.replace("\n", "\r")).text, header_values=header)
         assert (cr.text, cr.sections, cr.labels) == (lf.text, lf.sections, lf.labels)
+
+
+def test_broken_markup_never_stops_reading_an_export(tmp_path):
+    """Seeded soup of RTF, HTML and HL7 pieces: every row is read or named as a problem."""
+    pieces = [r"{", r"}", r"\par ", r"\'df", r"\'8", r"\u", r"\u-10179?", r"\u9999999999?", r"\uc2 ",
+              r"\ansicpg ", r"\ansicpg99999 ", r"{\fonttbl{\f0\fcharset78 M;}{\f1\fcharset88 T;}}", r"\f0 ", r"\f1 ",
+              r"\pict\bin5 abcde",
+              r"\bin", r"\*\generator x;", "Erguss ", "Ä", "\\", r"\{", r"\~", r"\-", "\\.br\\", "\\T\\", "\\XFF\\",
+              "<br>", "&amp;", "&#99999999;", "<p>", "</p>", "<script>", "\r", "\ud800"]
+    rng = np.random.default_rng(3)
+    rows = []
+    for k in range(300):
+        body = "".join(pieces[i] for i in rng.integers(0, len(pieces), int(rng.integers(1, 30))))
+        rows.append({"accession_number": f"A{k}", "patient_id": "P1", "study_date": "20240105",
+                     "report_text": (r"{\rtf1\ansi " if k % 3 else "") + body})
+    path = tmp_path / "ris.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    export = read_report_export(path, ReportColumns())
+    assert len(export.reports) + len(export.problems) == len(rows) and export.problems
+    assert all("cannot be read" in p.message for p in export.problems)
+    assert not [r for r in export.reports if "\r" in r.text or "\ud800" in r.text]  # every text can be written
 
 
 def test_soft_hyphens_do_not_hide_findings(analyzer):
@@ -819,16 +843,18 @@ def test_markup_in_an_export_is_converted_and_unreadable_rtf_quarantined(tmp_pat
         {"accession_number": "A2", "patient_id": "P1", "study_date": "20240106",
          "report_text": r"{\rtf1\ansi Kein Erguss \u99999999999? links.\par}"},
         {"accession_number": "A3", "patient_id": "P1", "study_date": "20240107",
-         "report_text": "<p>No effusion.</p><p>No nodule.</p>"}])
-    studies = [StudyKey(f"1.{k}", f"A{k}", "P1", f"2024010{4 + k}") for k in (1, 2, 3)]
+         "report_text": "<p>No effusion.</p><p>No nodule.</p>"},
+        {"accession_number": "A4", "patient_id": "P1", "study_date": "20240108",  # a Mac Japanese font: no codec
+         "report_text": r"{\rtf1{\fonttbl{\f0\fcharset78 Osaka;}}\f0 \'82\'a0\par}"}])
+    studies = [StudyKey(f"1.{k}", f"A{k}", "P1", f"2024010{4 + k}") for k in (1, 2, 3, 4)]
     log = QuarantineLog()
     result = process_reports([path], studies, on_error=log)
     assert [(r.report_id, r.markup) for r in result.reports] == [("A1", "rtf"), ("A3", "html")]
     assert result.reports[1].text == "No effusion.\nNo nodule."
-    (entry,) = log.entries
-    assert entry.reason == QuarantineReason.UNREADABLE_REPORT and entry.path == str(path)
-    assert "row 1: report text is markup that cannot be read" in entry.message
-    assert [q.reason for q in result.quarantine] == [QuarantineReason.NO_REPORT]  # A2's study: no report left
+    assert [(e.reason, e.path) for e in log.entries] == [(QuarantineReason.UNREADABLE_REPORT, str(path))] * 2
+    assert "row 1: report text is markup that cannot be read (OverflowError" in log.entries[0].message
+    assert "row 3: report text is markup that cannot be read (LookupError" in log.entries[1].message
+    assert [q.reason for q in result.quarantine] == [QuarantineReason.NO_REPORT] * 2  # A2, A4: no report left
     for name, table in reports_tables(result).items():
         pq.write_table(table, tmp_path / f"{name}.parquet")
 

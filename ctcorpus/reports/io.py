@@ -193,9 +193,11 @@ def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport
     for n, row in rows:
         try:
             plain = to_plain_text(_cell_text(row.get(columns.text)))
-        except (ValueError, OverflowError) as exc:  # e.g. an RTF \u escape beyond Unicode
-            problems.append(ReportError(f"row {n}: report text is markup that cannot be read ({exc}); fix or "
-                                        "remove the row", reason=QuarantineReason.UNREADABLE_REPORT, path=path))
+        except Exception as exc:  # noqa: BLE001 - striprtf fails in many ways on broken RTF (an escape
+            # beyond Unicode, a font charset Python has no codec for); that costs the row, not the export
+            problems.append(ReportError(f"row {n}: report text is markup that cannot be read ({type(exc).__name__}: "
+                                        f"{exc}); fix or remove the row", reason=QuarantineReason.UNREADABLE_REPORT,
+                                        path=path))
             continue
         reports.append(RawReport(
             path=str(path),

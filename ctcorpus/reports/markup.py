@@ -128,7 +128,9 @@ def _rtf_to_text(text: str) -> str:
 
 
 #: An HL7 v2 escape sequence (v2.x chapter 2): a delimiter, highlighting, hex data or a formatting command.
-_HL7_ESCAPE = re.compile(r"\\(?:([FSTRE])|([HN])|X((?:[0-9A-Fa-f]{2})+)|\.(br|sp|in|ti|sk|ce|fi|nf)([+-]?[0-9]{0,3}))\\")
+_HL7_ESCAPE = re.compile(
+    r"\\(?:([FSTRE])|([HN])|X((?:[0-9A-Fa-f]{2})+)|\.(br|sp|in|ti|sk|ce|fi|nf)([+-]?[0-9]{0,3}))\\"
+)
 #: A formatting command shows HL7 alone; other escapes need a second (``C:\Daten\F\`` is a path).
 _HL7_COMMAND = re.compile(r"\\\.(?:br|sp|in|ti|sk|ce|fi|nf)[+-]?[0-9]{0,3}\\")
 _HL7_DELIMITERS = {"F": "|", "S": "^", "T": "&", "R": "~", "E": "\\"}

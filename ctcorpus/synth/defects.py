@@ -30,7 +30,8 @@ from ctcorpus.synth.series import (
 )
 from ctcorpus.synth.truth import DefectTruth, ReportTruth, SeriesTruth
 
-__all__ = ["EMPTY_REPORT_STUDY", "LATIN1_STUDY", "RTF_REPORT_STUDY", "ImageDefects", "seed_image_defects", "seed_report_defects"]
+__all__ = ["EMPTY_REPORT_STUDY", "LATIN1_STUDY", "RTF_REPORT_STUDY", "ImageDefects", "seed_image_defects",
+           "seed_report_defects"]
 
 #: Study index (export order) whose report is written to ``reports_latin1.csv`` (German, cp1252).
 LATIN1_STUDY = 1
