@@ -586,6 +586,14 @@ def test_report_in_another_language_is_quarantined(tmp_path):
     assert str(path) in entry.message and "row 1:" in entry.message and "'nl'" in entry.message
     forced = process_reports([path], studies, config=ReportsConfig(language="en"))
     assert len(forced.reports) == 2 and not forced.quarantine
+    # the export's language column names a language the rules do not read: no guessing from the text
+    stated = _write_csv(tmp_path / "stated.csv", [{**rows[0], "language": "fr-FR"}, {**rows[1], "language": "unknown"}])
+    result = process_reports([stated], studies)
+    assert sorted((q.reason, q.item_id) for q in result.quarantine) == [
+        (QuarantineReason.UNSUPPORTED_LANGUAGE, "A1"), (QuarantineReason.UNSUPPORTED_LANGUAGE, "A2")]
+    assert "language column says 'fr'" in next(q.message for q in result.quarantine if q.item_id == "A1")
+    assert "'nl'" in next(q.message for q in result.quarantine if q.item_id == "A2")  # "unknown": detected
+    assert len(process_reports([stated], studies, config=ReportsConfig(language="en")).reports) == 2
 
 
 def test_synthetic_export_end_to_end(tmp_path):
@@ -651,6 +659,13 @@ def test_versions_of_one_report_become_one_report(tmp_path):
     report_labels = {r.label: r.state for r in joined.labels if r.report_id == "A1" and r.sentence_index == -1}
     assert report_labels["pleural_effusion"] == "positive" and report_labels["lung_nodule"] == "positive"
     assert not [q for q in joined.quarantine if q.reason == QuarantineReason.SUPERSEDED_REPORT]
+    # with a report time, the latest version wins whatever the export order (HL7 and German spellings)
+    timed = [{**rows[0], "report_text": "Final: Pleuraerguss.", "report_time": "20240105143000"},
+             {**rows[0], "report_text": "Vorläufig: kein Erguss.", "report_time": "05.01.2024 09:15"}]
+    path = _write_csv(tmp_path / "timed.csv", timed)
+    result = process_reports([path], studies[:1])
+    assert [r.text for r in result.reports] == ["Final: Pleuraerguss."]
+    assert "row 1 is an earlier version of the report in" in result.quarantine[0].message
 
 
 def test_ids_link_whatever_a_spreadsheet_or_pandas_made_of_them(tmp_path):

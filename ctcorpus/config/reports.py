@@ -19,6 +19,11 @@ class ReportColumns(StageConfig):
         "study_date", description="Column with the study date (YYYYMMDD, YYYY-MM-DD or DD.MM.YYYY)."
     )
     language: str = Field("language", description="Optional column with the language ('en'/'de'); '' if absent.")
+    report_time: str = Field(
+        "report_time",
+        description="Optional column with when the report was written or signed (ISO 8601, HL7 YYYYMMDDHHMMSS or "
+        "DD.MM.YYYY HH:MM); orders versions of one report (reports.same_accession); '' if absent.",
+    )
     patient_name: str = Field(
         "patient_name",
         description="Optional column with the patient name (DICOM Family^Given), scrubbed from the text; '' if absent.",
@@ -38,9 +43,10 @@ class ReportsConfig(StageConfig):
     same_accession: Literal["latest", "join"] = Field(
         "latest",
         description="Rows with one accession number and different texts are versions of one report "
-        "(preliminary, final, corrected) or addenda: 'latest' keeps the last in export order (exports in the "
-        "order given, rows in file order) and quarantines the earlier ones (superseded_report); 'join' joins "
-        "their texts in that order (a RIS that exports each addendum as its own row).",
+        "(preliminary, final, corrected) or addenda: 'latest' keeps the last by columns.report_time, then in "
+        "export order (exports in the order given, rows in file order; a row without a time counts as older), "
+        "and quarantines the others (superseded_report); 'join' joins their texts in that order (a RIS that "
+        "exports each addendum as its own row).",
     )
     language: Literal["auto", "en", "de"] = Field(
         "auto", description="Report language; 'auto' detects it per report unless the export has a column, "

@@ -23,7 +23,7 @@ from ctcorpus.records import sha256_file
 from ctcorpus.reports.markup import to_plain_text
 from ctcorpus.reports.records import RawReport, ReportExport
 
-__all__ = ["decode_bytes", "normalize_date", "read_report_export"]
+__all__ = ["decode_bytes", "normalize_date", "normalize_time", "read_report_export"]
 
 
 def decode_bytes(data: bytes) -> tuple[str, str]:
@@ -40,24 +40,49 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
     return data.decode("latin-1"), "latin-1"
 
 
+#: A time after a date: "T10:22:33", " 9:05", "102233" (HL7), fractions and a zone ignored.
+_TIME = re.compile(r"[T ]?(\d{1,2}):?(\d{2})(?::?(\d{2}))?(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?")
+
+
+def normalize_time(value: Any) -> str:
+    """A date or date and time in any common spelling as ``YYYYMMDDHHMMSS`` ("" when absent or not
+    a date; a time that cannot be read counts as midnight, a time zone is ignored).
+
+    >>> normalize_time("2024-01-05T10:22:33+01:00"), normalize_time("20240105102233.123+0100")
+    ('20240105102233', '20240105102233')
+    >>> normalize_time("05.01.2024 10:22"), normalize_time(20240105.0), normalize_time("5.1.2024, 9:05")
+    ('20240105102200', '20240105000000', '20240105090500')
+    """
+    if value is None or isinstance(value, float) and not value.is_integer():
+        return ""
+    if isinstance(value, float):  # a column of dates as numbers with a gap (pandas: float64)
+        value = int(value)
+    if isinstance(value, date):  # a datetime too
+        stamp = value if isinstance(value, datetime) else datetime(value.year, value.month, value.day)
+        return f"{stamp.year:04d}{stamp:%m%d%H%M%S}"
+    text = str(value).strip()
+    if m := re.match(r"(\d{4})-?(\d{2})-?(\d{2})", text):
+        year, month, day = int(m[1]), int(m[2]), int(m[3])
+    elif m := re.match(r"(\d{1,2})\.(\d{1,2})\.(\d{4})(?!\d),?", text):
+        year, month, day = int(m[3]), int(m[2]), int(m[1])
+    else:
+        return ""
+    try:
+        stamp = datetime(year, month, day)
+        if (t := _TIME.fullmatch(text, m.end())) and int(t[1]) < 24 and int(t[2]) < 60 and int(t[3] or 0) < 60:
+            stamp = stamp.replace(hour=int(t[1]), minute=int(t[2]), second=int(t[3] or 0))
+    except ValueError:  # no such day
+        return ""
+    return f"{stamp.year:04d}{stamp:%m%d%H%M%S}"
+
+
 def normalize_date(value: Any) -> str:
     """A study date in any common spelling as ``YYYYMMDD`` ("" when absent or unparseable).
 
     >>> normalize_date("05.01.2024"), normalize_date("2024-01-05"), normalize_date(20240105.0)
     ('20240105', '20240105', '20240105')
     """
-    if value is None or isinstance(value, float) and not value.is_integer():
-        return ""
-    if isinstance(value, float):  # a column of dates as numbers with a gap (pandas: float64)
-        value = int(value)
-    if isinstance(value, datetime | date):
-        return value.strftime("%Y%m%d")
-    text = str(value).strip()
-    if m := re.fullmatch(r"(\d{4})-?(\d{2})-?(\d{2})(?:[T ].*|\.0+)?", text):  # ".0": a float written as text
-        return m[1] + m[2] + m[3]
-    if m := re.fullmatch(r"(\d{1,2})\.(\d{1,2})\.(\d{4})", text):
-        return f"{m[3]}{int(m[2]):02d}{int(m[1]):02d}"
-    return ""
+    return normalize_time(value)[:8]
 
 
 #: A surrogate code point: JSON may escape one ("\ud800") but UTF-8 (Parquet, tar) cannot hold it.
@@ -205,6 +230,7 @@ def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport
             accession_number=get(row, columns.accession_number),
             patient_id=get(row, columns.patient_id),
             study_date=normalize_date(row.get(columns.study_date) if columns.study_date else None),
+            report_time=normalize_time(row.get(columns.report_time) if columns.report_time else None),
             text=plain.text,
             language=_language_code(get(row, columns.language)),
             patient_name=get(row, columns.patient_name),

@@ -60,7 +60,7 @@ def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, w
     on the order of the studies. Anything else is an orphan (``study=None``).
 
     >>> s = StudyKey("1.2", "A1", "P1", "20240105")
-    >>> r = RawReport("x.csv", 0, "", "P1", "20240107", "text", "", "", "utf-8", "", "")
+    >>> r = RawReport("x.csv", 0, "", "P1", "20240107", "", "text", "", "", "utf-8", "", "")
     >>> link_reports([r], [s], window_days=3)[0].method
     'patient_date'
     """

@@ -34,6 +34,7 @@ class RawReport:
     accession_number: str
     patient_id: str
     study_date: str  # normalized to YYYYMMDD, "" if absent or unparseable
+    report_time: str  # when written or signed, YYYYMMDDHHMMSS, "" if absent or unparseable
     text: str
     language: str  # "en"/"de" from the export, "" if not given
     patient_name: str

@@ -79,8 +79,9 @@ def _one_row_per_accession(
 
     Rows sharing an accession number and holding different (non-empty) texts are versions of one
     report or its addenda; left as they are they would become two reports with one id and one
-    sample with both reports' sentences. ``policy`` "latest" keeps the last row in export order;
-    "join" joins the texts in that order into the last row (provenance: all their files).
+    sample with both reports' sentences. Versions are ordered by report time, then export order.
+    ``policy`` "latest" keeps the last; "join" joins the texts in that order into the last row
+    (provenance: all their files).
     """
     groups: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(reports):
@@ -90,6 +91,7 @@ def _one_row_per_accession(
     superseded: list[tuple[RawReport, RawReport]] = []
     dropped: set[int] = set()
     for indices in (g for g in groups.values() if len(g) > 1):
+        indices.sort(key=lambda i: (reports[i].report_time, i))  # no time ("") counts as older
         versions = [reports[i] for i in indices]
         last = versions[-1]
         dropped.update(indices[:-1])
@@ -211,13 +213,19 @@ def process_reports(
         known = header_names or {}
         header = [report.patient_name, report.patient_id, report.accession_number,
                   *known.get(linked.study.patient_id, ()), *known.get(report.patient_id, ())]
-        hint = report.language if report.language in SUPPORTED_LANGUAGES else (
-            None if config.language == "auto" else config.language)
+        stated = report.language  # a language code the export gives ("" or e.g. "unknown": none)
+        if config.language == "auto" and len(stated) == 2 and stated.isalpha() and stated not in SUPPORTED_LANGUAGES:
+            quarantine.append(QuarantineEntry.from_error(ReportError(
+                f"row {report.row}: the export's language column says {stated!r}, not English or German, the "
+                "languages the rules read; set reports.language to read it as one of them",
+                path=report.path, reason=QuarantineReason.UNSUPPORTED_LANGUAGE), STAGE, report_id))
+            continue
+        hint = stated if stated in SUPPORTED_LANGUAGES else (None if config.language == "auto" else config.language)
         shift = date_shift_days(patient, config.date_shift_max_days) if config.date_policy == "shift" else None
         try:
             analyzed = analyze_report(analyzer, report.text, language=hint,
                                       header_values=[h for h in header if h], date_shift_days=shift)
-        except ReportError as error:  # e.g. a report in a language the rules do not read
+        except ReportError as error:  # a report in a language the rules do not read
             located = ReportError(f"row {report.row}: {error.message}", path=report.path, reason=error.reason)
             quarantine.append(QuarantineEntry.from_error(located, STAGE, report_id))
             continue
