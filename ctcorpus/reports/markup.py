@@ -35,7 +35,8 @@ class PlainText:
     markup: str
 
 
-#: A tag that only HTML writes (``< 5 mm`` or ``p<0.05`` is no tag: a known name must follow "<").
+#: A tag that only HTML writes (``< 5 mm`` or ``p<0.05`` is no tag: a known name must follow "<");
+#: two of them make a text HTML.
 _HTML_TAG = re.compile(
     r"</?(?:p|br|div|span|b|i|u|em|strong|font|li|ul|ol|dl|dt|dd|table|thead|tbody|tr|td|th|h[1-6]|html|"
     r"head|body|pre|hr|sub|sup|blockquote|center|section|article|title|style|script)\b[^<>]*>",
