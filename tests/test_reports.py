@@ -745,6 +745,21 @@ def test_json_arrays_and_binary_parquet_text_are_read(tmp_path):
                              "report_text": pa.array([b"Kein Pleuraergu\xdf.", b"Rundherd."], pa.binary())}), binary)
     assert [r.text for r in process_reports([binary], studies).reports] == ["Kein Pleuraerguß.", "Rundherd."]
 
+@pytest.mark.parametrize("delimiter", [";", ",", "\t", "|"])
+def test_csv_delimiter_is_read_off_the_header_whatever_the_texts_hold(tmp_path, delimiter):
+    """Multi-line texts full of commas and semicolons outvoted the header in csv.Sniffer."""
+    data = render_corpus(3, 12, languages=("de",))
+    path = tmp_path / "ris.csv"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, delimiter=delimiter)
+        writer.writerow(["AccNr", "Befundtext"])
+        writer.writerows([t.accession_number, t.text + "\nKein Erguss; keine Infiltrate, kein Rundherd."]
+                         for t, _ in data)
+    export = read_report_export(path, ReportColumns(text="Befundtext", accession_number="AccNr"))
+    assert [(r.accession_number, r.text.rsplit("\n", 1)[0]) for r in export.reports] == [
+        (t.accession_number, t.text) for t, _ in data]
+
+
 def test_a_report_longer_than_the_csv_modules_field_limit_is_read(tmp_path):
     long_text = "No pleural effusion. " * 10_000  # 210 kB: a long report history in one cell
     path = _write_csv(tmp_path / "ris.csv", [

@@ -23,7 +23,7 @@ from ctcorpus.train.evaluate import recall_at_k
 from ctcorpus.train.losses import localization_loss, siglip_loss
 from ctcorpus.train.model import CtReportModel, ModelSpec
 from ctcorpus.train.synthetic import make_sample
-from ctcorpus.train.tokenizer import train_tokenizer
+from ctcorpus.train.tokenizer import report_texts, train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACING_MM = 3.0  # 32 voxels = 96 mm; a 12 mm axial step is 4 voxels, 8 bins
@@ -92,6 +92,16 @@ def test_synthetic_findings_are_learnable(trained) -> None:
     print(m.summary(), {name: aucs[name] for name in FINDINGS})
     assert mean_auc > 0.65, aucs
     assert m.localization_mae_mm < 0.6 * m.baseline_mae_mm, m
+
+
+@pytest.mark.slow
+def test_training_twice_gives_the_same_model(trained, corpus: Path, tmp_path: Path) -> None:
+    """The tokenizers library's own WordPiece training numbered and merged tokens differently in
+    every call (huggingface/tokenizers#1794), so two runs on one corpus trained two models."""
+    texts = list(report_texts(shard_paths(corpus, "train")))
+    assert train_tokenizer(texts, 200).get_vocab() == train_tokenizer(texts, 200).get_vocab()
+    again = train_model(corpus, TrainConfig(**TINY), tmp_path, device="cpu")
+    assert again.losses == trained.losses and again.metrics.label_auc == trained.metrics.label_auc
 
 
 @pytest.mark.slow

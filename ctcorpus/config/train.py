@@ -37,7 +37,8 @@ class TrainConfig(StageConfig):
     text_heads: int = Field(4, ge=1, description="Attention heads of the text encoder (must divide embed_dim).")
     max_tokens: int = Field(128, ge=8, description="Report and snippet texts are truncated to this many tokens.")
     vocab_size: int = Field(
-        8000, ge=64, description="WordPiece vocabulary size, trained on the train split's report texts."
+        8000, ge=64,
+        description="WordPiece vocabulary size: the characters and most frequent words of the train split's reports.",
     )
     batch_size: int = Field(8, ge=2, description="Volumes per step (SigLIP needs at least 2).")
     steps: int = Field(1000, ge=1, description="Optimizer steps.")

@@ -116,6 +116,8 @@ def _language_code(value: str) -> str:
     return _LANGUAGE_NAMES.get(code, code)
 
 
+#: Delimiters a CSV export may use (TSV: a tab; German Excel: a semicolon).
+_CSV_DELIMITERS = (",", ";", "\t", "|")
 #: How a JSON value that is no object is named in an error (numbers are the rest).
 _JSON_KINDS = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
 
@@ -154,7 +156,27 @@ def _json_rows(text: str, path: Path) -> tuple[list[tuple[int, dict[str, Any]]],
     return rows, [error for _, error in sorted(problems, key=lambda item: item[0])]
 
 
-def _rows(path: Path, encoding_out: list[str]) -> tuple[list[tuple[int, dict[str, Any]]], list[ReportError]]:
+def _csv_delimiter(header: str, text_column: str, default: str) -> str:
+    """The delimiter of a CSV export, read off its header line: the one that makes the text column
+    a field of its own, else the most frequent one there.
+
+    ``csv.Sniffer`` votes over a whole sample, and report texts full of commas, semicolons and line
+    breaks outvote the header: a semicolon export (Excel's default in German) came out as one column.
+
+    >>> _csv_delimiter("Accession;Befundtext;Datum", "Befundtext", ","), _csv_delimiter("a|b", "text", ",")
+    (';', '|')
+    """
+    for delimiter in _CSV_DELIMITERS:
+        if text_column in (field.strip().strip('"') for field in header.split(delimiter)):
+            return delimiter
+    counts = {delimiter: header.count(delimiter) for delimiter in _CSV_DELIMITERS}
+    best = max(counts, key=counts.__getitem__)
+    return best if counts[best] else default
+
+
+def _rows(
+    path: Path, text_column: str, encoding_out: list[str]
+) -> tuple[list[tuple[int, dict[str, Any]]], list[ReportError]]:
     """The export's rows with their 0-based row (JSONL: line) numbers, and an error per unreadable line."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
@@ -170,12 +192,8 @@ def _rows(path: Path, encoding_out: list[str]) -> tuple[list[tuple[int, dict[str
         # the csv module refuses a field over 128 KiB (a long report history) unless told; no field
         # is longer than the file (the limit is process-wide, so it is only ever raised)
         csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
-        sample = text[:4096]
-        try:
-            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
-        except csv.Error:
-            dialect = csv.excel_tab if suffix == ".tsv" else csv.excel
-        return list(enumerate(csv.DictReader(io.StringIO(text, newline=""), dialect=dialect))), []
+        delimiter = _csv_delimiter(text.partition("\n")[0], text_column, "\t" if suffix == ".tsv" else ",")
+        return list(enumerate(csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter))), []
     raise ReportError(f"unknown report export format {suffix!r}; use .csv, .tsv, .jsonl or .parquet",
                       reason=QuarantineReason.UNREADABLE_REPORT, path=path)
 
@@ -200,7 +218,7 @@ def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport
         raise ReportError("report export not found", reason=QuarantineReason.UNREADABLE_REPORT, path=path)
     encoding: list[str] = []
     try:
-        rows, problems = _rows(path, encoding)
+        rows, problems = _rows(path, columns.text, encoding)
     except (OSError, ValueError, csv.Error) as exc:
         raise ReportError(f"cannot parse report export: {exc}", reason=QuarantineReason.UNREADABLE_REPORT,
                           path=path) from None

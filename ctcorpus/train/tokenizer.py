@@ -1,6 +1,6 @@
-"""A WordPiece tokenizer trained on the corpus's own (scrubbed) train-split reports.
+"""A WordPiece tokenizer built from the corpus's own (scrubbed) train-split reports.
 
-Training it offline on the corpus avoids downloading a pretrained vocabulary and keeps the
+Building it offline from the corpus avoids downloading a pretrained vocabulary and makes the
 tokenizer reproducible from the shards alone; it is saved next to the checkpoint.
 """
 
@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import tarfile
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 from ctcorpus.errors import TrainError
 from ctcorpus.train.data import report_text
@@ -36,23 +37,35 @@ def report_texts(shards: Iterable[Path]) -> Iterator[str]:
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
-    """Train a lower-casing WordPiece tokenizer on ``texts``.
+    """Build a lower-casing WordPiece tokenizer from ``texts``: their characters, then their most
+    frequent words whole; the same texts always give the same tokenizer.
 
-    Every encoding is wrapped in ``[CLS] ... [SEP]``, so even an empty text has real tokens (a
-    fully padded sequence would make the text encoder's attention undefined).
+    The tokenizers library's WordPieceTrainer picks different merges from call to call (hash-map
+    order breaks ties: huggingface/tokenizers#1794), so two trainings on one corpus gave two token
+    vocabularies and two different models. The vocabulary is chosen here; the library normalizes,
+    splits and matches. Every encoding is wrapped in ``[CLS] ... [SEP]``, so even an empty text has
+    real tokens (a fully padded sequence would make the text encoder's attention undefined).
 
-    >>> tok = train_tokenizer(["No pleural effusion.", "Lung nodule in the right lobe."], 64)
-    >>> tok.token_to_id("[PAD]"), tok.encode("").tokens
-    (0, ['[CLS]', '[SEP]'])
+    >>> tok = train_tokenizer(["No pleural effusion.", "Lung nodule in the right lobe, no effusion."], 40)
+    >>> tok.token_to_id("[PAD]"), tok.encode("").tokens, tok.encode("no effusion").tokens
+    (0, ['[CLS]', '[SEP]'], ['[CLS]', 'no', 'effusion', '[SEP]'])
     """
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False)
-    tokenizer.train_from_iterator(texts, trainer=trainer)
-    if tokenizer.get_vocab_size() <= len(SPECIAL_TOKENS):
+    words: Counter[str] = Counter()
+    for text in texts:
+        normalized = tokenizer.normalizer.normalize_str(text)
+        words.update(word for word, _ in tokenizer.pre_tokenizer.pre_tokenize_str(normalized))
+    if not words:
         raise TrainError("the reports yield no vocabulary (all report texts empty?)")
+    # every character, first in a word and inside one ("##e"), so no known character is [UNK]
+    alphabet = sorted({w[0] for w in words} | {f"##{c}" for w in words for c in w[1:]})
+    whole = [w for w, _ in sorted(words.items(), key=lambda item: (-item[1], item[0])) if len(w) > 1]
+    budget = max(vocab_size - len(SPECIAL_TOKENS) - len(alphabet), 0)
+    vocabulary = (*SPECIAL_TOKENS, *alphabet, *whole[:budget])
+    tokenizer.model = models.WordPiece({token: i for i, token in enumerate(vocabulary)}, unk_token="[UNK]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         special_tokens=[(name, tokenizer.token_to_id(name)) for name in ("[CLS]", "[SEP]")],
