@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 from datetime import date, datetime
 from pathlib import Path
@@ -93,7 +94,7 @@ def _cell_text(value: Any) -> str:
     """A cell as text: bytes (a Parquet binary column) decoded like a file, a whole float as an
     integer ("12345", not "12345.0"), lone surrogates replaced by U+FFFD so that writing the text
     cannot fail, ``None`` and NaN as ""."""
-    if value is None or isinstance(value, float) and value != value:  # NaN: a gap in a float column
+    if value is None or isinstance(value, float) and math.isnan(value):  # a gap in a float column
         return ""
     if isinstance(value, float) and value.is_integer():  # an id column with a gap (pandas: float64)
         value = int(value)
