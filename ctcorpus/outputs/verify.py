@@ -50,11 +50,11 @@ def verify_dataset(dataset: Path) -> list[VerifyProblem]:
         try:
             if entry["kind"] == "parquet":
                 table = pq.read_table(path, partitioning=None)
-                written = manifest.get("schemas", {}).get(entry["table"])
-                if written is not None and written != load_schema(entry["table"]).version:
+                written, current = manifest.get("schemas", {}).get(entry["table"]), load_schema(entry["table"]).version
+                if written is not None and written != current:
                     problems.append(VerifyProblem(rel, (
                         f"written with schema v{written} of {entry['table']!r}, this ctcorpus "
-                        f"({__version__}) checks v{load_schema(entry['table']).version}; verify it with the "
+                        f"({__version__}) checks v{current}; verify it with the "
                         f"ctcorpus that wrote it ({manifest.get('pipeline_version', '?')}) or rebuild")))
                     continue
                 check_table(entry["table"], table)

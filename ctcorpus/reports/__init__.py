@@ -4,7 +4,8 @@ anatomies and the 18 CT-RATE label states (English and German rules).
 Entry point: :func:`process_reports`; :func:`analyze_report` runs the NLP on one text.
 """
 
-from ctcorpus.reports.io import decode_bytes, read_report_export
+from ctcorpus.reports.io import read_report_export
+from ctcorpus.reports.markup import decode_bytes
 from ctcorpus.reports.language import detect_language
 from ctcorpus.reports.link import Link, link_reports
 from ctcorpus.reports.nlp import (

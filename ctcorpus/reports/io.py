@@ -21,24 +21,10 @@ from ctcorpus.config.reports import ReportColumns
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import ReportError
 from ctcorpus.records import sha256_file
-from ctcorpus.reports.markup import to_plain_text
+from ctcorpus.reports.markup import decode_bytes, to_plain_text, valid_unicode
 from ctcorpus.reports.records import RawReport, ReportExport
 
-__all__ = ["decode_bytes", "normalize_date", "normalize_time", "read_report_export"]
-
-
-def decode_bytes(data: bytes) -> tuple[str, str]:
-    """Decode export bytes, returning ``(text, encoding)``; never fails.
-
-    >>> decode_bytes("Pleuraerguss, Ösophagus".encode("latin-1"))
-    ('Pleuraerguss, Ösophagus', 'cp1252')
-    """
-    for encoding in ("utf-8-sig", "cp1252"):
-        try:
-            return data.decode(encoding), "utf-8" if encoding == "utf-8-sig" else encoding
-        except UnicodeDecodeError:
-            continue
-    return data.decode("latin-1"), "latin-1"
+__all__ = ["normalize_date", "normalize_time", "read_report_export"]
 
 
 #: A time after a date: "T10:22:33", " 9:05", "102233" (HL7), fractions and a zone ignored.
@@ -54,14 +40,10 @@ def normalize_time(value: Any) -> str:
     >>> normalize_time("05.01.2024 10:22"), normalize_time(20240105.0), normalize_time("5.1.2024, 9:05")
     ('20240105102200', '20240105000000', '20240105090500')
     """
-    if value is None or isinstance(value, float) and not value.is_integer():
-        return ""
-    if isinstance(value, float):  # a column of dates as numbers with a gap (pandas: float64)
-        value = int(value)
     if isinstance(value, date):  # a datetime too
         stamp = value if isinstance(value, datetime) else datetime(value.year, value.month, value.day)
         return f"{stamp.year:04d}{stamp:%m%d%H%M%S}"
-    text = str(value).strip()
+    text = _cell_text(value).strip()  # a number with a gap in its column is a float: "20240105.0"
     if m := re.match(r"(\d{4})-?(\d{2})-?(\d{2})", text):
         year, month, day = int(m[1]), int(m[2]), int(m[3])
     elif m := re.match(r"(\d{1,2})\.(\d{1,2})\.(\d{4})(?!\d),?", text):
@@ -86,10 +68,6 @@ def normalize_date(value: Any) -> str:
     return normalize_time(value)[:8]
 
 
-#: A surrogate code point: JSON may escape one ("\ud800") but UTF-8 (Parquet, tar) cannot hold it.
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def _cell_text(value: Any) -> str:
     """A cell as text: bytes (a Parquet binary column) decoded like a file, a whole float as an
     integer ("12345", not "12345.0"), lone surrogates replaced by U+FFFD so that writing the text
@@ -99,7 +77,7 @@ def _cell_text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():  # an id column with a gap (pandas: float64)
         value = int(value)
     text = decode_bytes(value)[0] if isinstance(value, bytes) else str(value)
-    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
+    return text if text.isascii() else valid_unicode(text)  # JSON may escape a lone "\ud800"
 
 
 #: Language names an export may hold instead of an ISO 639-1 code.

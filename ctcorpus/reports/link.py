@@ -39,7 +39,7 @@ def id_key(value: str) -> str:
     key = value.strip().upper()
     if m := _WHOLE_FLOAT.fullmatch(key):
         key = m[1]
-    return key.lstrip("0") or key[:1] if key.isdigit() else key
+    return (key.lstrip("0") or "0") if key.isdigit() else key
 
 
 def _day(yyyymmdd: str) -> date | None:

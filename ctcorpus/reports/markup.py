@@ -10,7 +10,8 @@ the standard library's parser, laid out the way a browser would show it (blocks 
 line breaks, other white space collapses, entities are decoded). Text taken from HL7 v2 result
 messages carries the standard's escapes (``\\.br\\`` line breaks, ``\\T\\`` for "&"), decoded from
 the fixed table of HL7 v2 chapter 2 (python-hl7 decodes them only as part of a parsed message,
-and an export column holds no message).
+and an export column holds no message). Bytes (a file, a binary cell, HL7 hex data) are decoded
+here too, as UTF-8, else Windows-1252, else Latin-1.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from itertools import islice
 
 from striprtf.striprtf import rtf_to_text
 
-__all__ = ["PlainText", "to_plain_text"]
+__all__ = ["PlainText", "decode_bytes", "to_plain_text", "valid_unicode"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,14 +118,38 @@ def _html_to_text(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
 
 
-#: A UTF-16 surrogate: RTF writes a character beyond the BMP as two ``\\uN`` escapes.
+#: A UTF-16 surrogate code point: no UTF-8 (Parquet, tar) can hold one.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def valid_unicode(text: str) -> str:
+    """``text`` with its surrogate pairs joined into one character and lone surrogates as U+FFFD,
+    so that it can be written as UTF-8 (RTF writes a character beyond the BMP as two ``\\uN``).
+
+    >>> valid_unicode("a\\ud83d\\ude00b\\ud800") == "a\\U0001f600b\\ufffd"
+    True
+    """
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def decode_bytes(data: bytes) -> tuple[str, str]:
+    """Decode export bytes, returning ``(text, encoding)``; never fails.
+
+    >>> decode_bytes("Pleuraerguss, Ösophagus".encode("latin-1"))
+    ('Pleuraerguss, Ösophagus', 'cp1252')
+    """
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            return data.decode(encoding), "utf-8" if encoding == "utf-8-sig" else encoding
+        except UnicodeDecodeError:
+            continue
+    return data.decode("latin-1"), "latin-1"
+
+
 def _rtf_to_text(text: str) -> str:
-    plain = rtf_to_text(text, errors="replace")
-    if _SURROGATE.search(plain):  # join the pairs; a lone one becomes U+FFFD
-        plain = plain.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    plain = valid_unicode(rtf_to_text(text, errors="replace"))
     return "\n".join(line.rstrip() for line in plain.split("\n")).strip("\n")
 
 
@@ -144,11 +169,7 @@ def _hl7_escape(match: re.Match[str]) -> str:
     if delimiter:
         return _HL7_DELIMITERS[delimiter]
     if hex_data:
-        data = bytes.fromhex(hex_data)
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError:
-            return data.decode("cp1252", "replace")
+        return decode_bytes(bytes.fromhex(hex_data))[0]
     if command == "br":
         return "\n"
     n = min(max(int(count.lstrip("+-") or 1), 1), 10)  # a skip or space of n (bounded: layout only)
