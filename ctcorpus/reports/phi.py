@@ -91,8 +91,10 @@ _ROLES = ("referring physician", "referrer", "radiologist", "signed", "signed by
 # before number" at the word starts of the word before a number ("March 3, 2020", "Hauptstraße 5"),
 # one anchored "near number" at both. Only "scan" rules pass over the whole text. A rule's needles,
 # when it has any, are lower-case substrings one of which every match contains: a report without
-# any skips that rule.
+# any skips that rule; a rule anchored "needle" is only tried where one of them occurs, since each
+# of its matches starts with one (a label: "Pager 1234").
 _SCAN, _NUMBER, _WORD_BEFORE_NUMBER, _NEAR_NUMBER = "scan", "number", "word before number", "near number"
+_NEEDLE = "needle"
 _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     (  # e-mail addresses and web links (a link may carry an accession number)
         "address",
@@ -171,7 +173,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         re.compile(r"(?<!\w)(?i:(?:tel(?:efon|\.-?nr)?|phone|fax|pager|piepser|funk|durchwahl|mobil|handy|call|ext)"
                    r"\b\.?|app\.):?[ \t]*[-–]?(\+?\(?\d(?:[ ()/\-]{0,2}\d){2,15})"),
         ("tel", "phone", "fax", "pager", "piepser", "funk", "durchwahl", "mobil", "handy", "call", "ext", "app."),
-        _SCAN,
+        _NEEDLE,
     ),
     (  # a post office box, with the town after it: "PO Box 1234", "Postfach 10 12 34, 50667 Köln"
         "address",
@@ -277,6 +279,17 @@ def _anchor_starts(text: str) -> dict[str, list[int]]:
     return {_NUMBER: numbers, _WORD_BEFORE_NUMBER: sorted(words), _NEAR_NUMBER: sorted(words.union(numbers))}
 
 
+def _needle_starts(lower: str, needles: Sequence[str]) -> list[int]:
+    """Where any of ``needles`` occurs in ``lower`` (sorted offsets)."""
+    found = []
+    for needle in needles:
+        at = lower.find(needle)
+        while at >= 0:
+            found.append(at)
+            at = lower.find(needle, at + 1)
+    return sorted(found)
+
+
 def _matches_at(pattern: re.Pattern[str], text: str, starts: Sequence[int]) -> Iterator[re.Match[str]]:
     """``pattern.finditer(text)`` for a pattern that can only start at one of ``starts`` (sorted)."""
     end = 0
@@ -326,9 +339,13 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
                 at = lower.find(part, at + 1)
     starts = _anchor_starts(text)
     for kind, pattern, needles, anchor in _RULES:
-        if needles and not any(needle in lower for needle in needles):
+        if anchor == _NEEDLE:
+            matches = _matches_at(pattern, text, _needle_starts(lower, needles))
+        elif needles and not any(needle in lower for needle in needles):
             continue  # cannot match: a plain substring test is far cheaper than the regex scan
-        for m in pattern.finditer(text) if anchor == _SCAN else _matches_at(pattern, text, starts[anchor]):
+        else:
+            matches = pattern.finditer(text) if anchor == _SCAN else _matches_at(pattern, text, starts[anchor])
+        for m in matches:
             if kind in ("id", "name", "age", "phone") and m.lastindex:
                 group = next(g for g in range(1, (m.lastindex or 0) + 1) if m.group(g) is not None)
                 start, end = m.span(group)
