@@ -40,6 +40,7 @@ from ctcorpus.config import CorpusConfig
 from ctcorpus.enums import Action, QuarantineReason
 from ctcorpus.errors import CtCorpusError, IngestError
 from ctcorpus.ingest import (
+    InstanceRecord,
     Stack,
     finding_entry,
     index_export,
@@ -184,13 +185,19 @@ def _text_key(ingest_key: str, anatomy_key: str, unit: StudyUnit, config: Corpus
 
 
 def _study_keys(stacks: Sequence[Stack]) -> list[StudyKey]:
-    keys: dict[str, StudyKey] = {}
+    """One key per study; its requested accession numbers are those of all its images, since each
+    series of a group case may carry only the order it was reconstructed for."""
+    firsts: dict[str, InstanceRecord] = {}
+    requested: dict[str, set[str]] = defaultdict(set)
     for stack in stacks:
-        first = stack.first
-        keys.setdefault(
-            first.study_uid, StudyKey(first.study_uid, first.accession_number, first.patient_id, first.study_date)
-        )
-    return [keys[k] for k in sorted(keys)]
+        firsts.setdefault(stack.first.study_uid, stack.first)
+        for record in stack.instances:
+            requested[record.study_uid].update(record.requested_accession_numbers)
+    return [
+        StudyKey(uid, first.accession_number, first.patient_id, first.study_date,
+                 tuple(sorted(requested[uid] - {first.accession_number})))
+        for uid, first in sorted(firsts.items())
+    ]
 
 
 def _header_names(stacks: Sequence[Stack]) -> dict[str, list[str]]:
@@ -203,8 +210,14 @@ def _header_names(stacks: Sequence[Stack]) -> dict[str, list[str]]:
     return {patient: sorted(values) for patient, values in sorted(names.items())}
 
 
+#: Which report of a study its sample holds: the one filed under the study's own accession number,
+#: else one of its requested orders' (the first by report id), else one linked by patient and date.
+_LINK_PREFERENCE = {"accession": 0, "requested_accession": 1, "patient_date": 2}
+
+
 def _study_reports(tables: Mapping[str, pa.Table]) -> dict[str, StudyReport]:
-    """Per study id, the report (sections, sentences with anatomies and labels, report labels)."""
+    """Per study id, the report (sections, sentences with anatomies and labels, report labels); the
+    reports table keeps every report of a study."""
     sentence_labels: dict[tuple[str, int], dict[str, str]] = defaultdict(dict)
     for row in tables["labels"].to_pylist():
         sentence_labels[(row["report_id"], row["sentence_index"])][row["label"]] = row["state"]
@@ -222,8 +235,9 @@ def _study_reports(tables: Mapping[str, pa.Table]) -> dict[str, StudyReport]:
             }
         )
     out: dict[str, StudyReport] = {}
-    for row in sorted(tables["reports"].to_pylist(), key=lambda r: r["report_id"]):
-        if row["study_id"] in out:  # several reports for one study: keep the first, by id
+    rows = tables["reports"].to_pylist()
+    for row in sorted(rows, key=lambda r: (_LINK_PREFERENCE.get(r["link_method"], len(_LINK_PREFERENCE)), r["report_id"])):
+        if row["study_id"] in out:  # several reports for one study (a group case): the sample holds one
             continue
         out[row["study_id"]] = StudyReport(
             report_id=row["report_id"],

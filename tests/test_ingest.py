@@ -238,6 +238,39 @@ def test_fast_header_reader_agrees_with_pydicom(tmp_path: Path, monkeypatch: pyt
     assert compared >= 7
 
 
+@pytest.mark.parametrize("implicit", [False, True])
+@pytest.mark.parametrize("undefined_lengths", [False, True])
+def test_accession_numbers_of_the_requested_procedures_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, implicit: bool, undefined_lengths: bool
+) -> None:
+    # A "group case": one scan fulfils a chest and an abdomen order; AccessionNumber is left empty
+    # and each order's number stands in its RequestAttributesSequence item, after nested sequences.
+    path = tmp_path / "group"
+    write_slice(path, phantom(1)[0], (0.0, 0.0, 0.0), series_uid="1.5", instance=1, implicit=implicit)
+    ds = pydicom.dcmread(path)
+    ds.AccessionNumber = ""
+    items = []
+    for accession in ("ACC-CHEST", "ACC-ABD", ""):
+        item = Dataset()
+        language = Dataset()
+        language.CodeValue, language.CodingSchemeDesignator, language.CodeMeaning = "en", "RFC5646", "English"
+        item.LanguageCodeSequence = [language]  # (0008,0006): a sequence before the accession number
+        item.AccessionNumber = accession
+        item.RequestedProcedureID = accession[-3:] or "X"
+        item.is_undefined_length_sequence_item = language.is_undefined_length_sequence_item = undefined_lengths
+        items.append(item)
+    ds.RequestAttributesSequence = items
+    for sequence in (ds["RequestAttributesSequence"], *(i["LanguageCodeSequence"] for i in items)):
+        sequence.is_undefined_length = undefined_lengths
+    ds.save_as(path, implicit_vr=implicit, little_endian=True, enforce_file_format=True)
+    assert (b"\xfe\xff\xdd\xe0" in path.read_bytes()) == undefined_lengths  # the sequence delimiter
+    fast = read_instance(path, tmp_path)
+    assert fast is not None and fast.reader == "fast" and fast.reason is None
+    assert fast.accession_number == "" and fast.requested_accession_numbers == ("ACC-CHEST", "ACC-ABD")
+    monkeypatch.setattr(header_module, "_scan", lambda data: (_ for _ in ()).throw(header_module._Unparsable("forced")))
+    assert read_instance(path, tmp_path) == dataclasses.replace(fast, reader="pydicom")
+
+
 @pytest.fixture(scope="session")
 def shared_data_or_none() -> Path | None:
     from tests.conftest import SHARED_DATA
@@ -481,6 +514,10 @@ def test_paths_in_corpus_tables_lose_names_and_dates(synth: tuple) -> None:
                                  study_date="20230405", rel_path="DOE^JOHN_19500102/CT_20230405/DOEJOHN_SCANNER/IM1")
     path = safe_path(record.rel_path, record, Pseudonymizer.from_literal(KEY))
     assert path == "[NAME]^[NAME]_[DATE]/CT_[DATE]/DOEJOHN_SCANNER/IM1"
+    # a folder named after the order's accession number of a group case (RequestAttributesSequence)
+    record = dataclasses.replace(record, rel_path="ORDER_ABD-7731/IM1", requested_accession_numbers=("CH-7730", "ABD-7731"))
+    assert safe_path(record.rel_path, record, Pseudonymizer.from_literal(KEY)) == (
+        f"ORDER_{Pseudonymizer.from_literal(KEY).accession('ABD-7731')}/IM1")
 
 
 @pytest.mark.slow

@@ -103,6 +103,38 @@ def test_clean_studies_become_volumes_with_reports_and_snippets(defects_export, 
     assert n_samples == int(samples["in_shards"].sum()) > 0
 
 
+def test_a_group_case_links_both_orders_reports_and_its_sample_holds_its_own(defects_export, built):
+    # The study fulfils a chest order (its AccessionNumber) and an abdomen order (only in its
+    # RequestAttributesSequence): both reports link to it, and its sample holds the chest report.
+    config, _, _, result = built
+    from ctcorpus.ingest import pseudonymizer_for
+
+    p = pseudonymizer_for(config.ingest)
+    group = next(d for d in load_truth(defects_export).defects if d.kind == "group_case")
+    reports = _table(result.path, "reports").set_index("report_id")
+    own, second = (reports.loc[p.accession(a)] for a in (group.detail["study_accession_number"], group.accession_number))
+    assert (own["link_method"], second["link_method"]) == ("accession", "requested_accession")
+    assert own["study_id"] == second["study_id"]
+    (sample,) = _table(result.path, "samples").query("study_id == @own.study_id")["report_id"]
+    assert sample == p.accession(group.detail["study_accession_number"])
+    assert "orphan_report" not in set(_table(result.path, "quarantine").query("item_id == @second.name")["reason"])
+
+
+def test_a_study_sample_holds_the_report_under_its_own_accession_number():
+    import pyarrow as pa
+
+    def report(report_id: str, method: str) -> dict:
+        return {"report_id": report_id, "study_id": "stu-1", "link_method": method, "language": "en", "text": report_id,
+                "section_names": [], "section_starts": [], "section_ends": [], "source_sha256": ""}
+
+    empty = {"labels": pa.Table.from_pylist([], schema=pa.schema([("report_id", pa.string())])),
+             "sentences": pa.Table.from_pylist([], schema=pa.schema([("report_id", pa.string())]))}
+    rows = [report("acc-0abd", "requested_accession"), report("acc-9chest", "accession")]
+    assert pipeline._study_reports({**empty, "reports": pa.Table.from_pylist(rows)})["stu-1"].report_id == "acc-9chest"
+    rows = [report("acc-9abd", "requested_accession"), report("acc-0pelvis", "requested_accession")]
+    assert pipeline._study_reports({**empty, "reports": pa.Table.from_pylist(rows)})["stu-1"].report_id == "acc-0pelvis"
+
+
 def test_rerun_does_no_work_and_gives_identical_manifest(built, tmp_path):
     config, folder, first, result = built
     again = _run(config, folder / "work")

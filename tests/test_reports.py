@@ -606,8 +606,11 @@ def test_synthetic_export_end_to_end(tmp_path):
     first = {}
     for s in truth.series:
         first.setdefault(s.study_uid, s)
+    group = next(d for d in truth.defects if d.kind == "group_case")  # a study fulfilling two orders
+    orders = {group.detail["study_accession_number"]: (group.accession_number,)}
     studies = [StudyKey(uid, dated[uid].accession_number if uid in dated else "", s.patient_id,
-                        dated[uid].study_date if uid in dated else "") for uid, s in first.items()]
+                        dated[uid].study_date if uid in dated else "",
+                        orders.get(dated[uid].accession_number, ()) if uid in dated else ()) for uid, s in first.items()]
     result = process_reports([tmp_path / "x" / f for f in truth.report_files], studies,
                              pseudonymize=lambda kind, value: value)
     expected = {(QuarantineReason(r), d.accession_number or "") for d in truth.defects
@@ -634,8 +637,11 @@ def test_synthetic_export_end_to_end(tmp_path):
         assert row.markup == ("rtf" if report.defect == "rtf_report" else "")
     assert {r.encoding for r in result.reports} >= {"cp1252"}
     assert "rtf" in {r.markup for r in result.reports}
-    assert len(by_id) == len(result.reports)  # one row per report id, one report per study
-    assert len({r.study_id for r in result.reports}) == len(result.reports)
+    assert len(by_id) == len(result.reports)  # one row per report id, one report per study but the group case
+    second, own = by_id[group.accession_number], by_id[group.detail["study_accession_number"]]
+    assert (second.link_method, own.link_method) == ("requested_accession", "accession")
+    assert second.study_id == own.study_id
+    assert len({r.study_id for r in result.reports}) == len(result.reports) - 1
 
 
 def test_versions_of_one_report_become_one_report(tmp_path):
@@ -684,6 +690,24 @@ def test_ids_link_whatever_a_spreadsheet_or_pandas_made_of_them(tmp_path):
         assert not result.quarantine, name
         assert {r.patient_id for r in result.reports} == {"000123456"}  # as the image tables have it
         assert result.reports[1].text == "Rundherd, [NAME]."  # the DICOM names of the study's patient
+
+
+def test_reports_of_the_orders_a_study_fulfils_link_to_it(tmp_path):
+    """A group case: one scan read for a chest (its AccessionNumber) and an abdomen order (only in its
+    RequestAttributesSequence), each reported under its number; and a study whose AccessionNumber is empty."""
+    rows = [{"accession_number": "ABD-2", "patient_id": "P1", "study_date": "20240105",
+             "report_text": "Abdomen: Leber unauffällig. Auftrag CH-1."},
+            {"accession_number": "CH-1", "patient_id": "P1", "study_date": "20240105", "report_text": "Kein Erguss."},
+            {"accession_number": "0007", "patient_id": "P2", "study_date": "20240301", "report_text": "No nodule."}]
+    studies = [StudyKey("1.1", "CH-1", "P1", "20240105", ("ABD-2", "CH-1-OLD")), StudyKey("1.2", "", "P2", "20240301", ("7",))]
+    result = process_reports([_write_csv(tmp_path / "ris.csv", rows)], studies)
+    assert [(r.report_id, r.study_id, r.link_method) for r in result.reports] == [
+        ("ABD-2", "1.1", "requested_accession"), ("CH-1", "1.1", "accession"), ("0007", "1.2", "requested_accession")]
+    assert not result.quarantine  # no orphan, and neither study is without a report
+    assert result.reports[0].text == "Abdomen: Leber unauffällig. Auftrag [ID]."  # the study's other number is PHI
+    # a study's own AccessionNumber wins over another study's requested one
+    studies = [StudyKey("1.0", "", "P1", "20240105", ("CH-1",)), *studies]
+    assert [r.study_id for r in process_reports([tmp_path / "ris.csv"], studies).reports] == ["1.1", "1.1", "1.2"]
 
 
 def test_jsonl_and_parquet_with_column_mapping(tmp_path):

@@ -320,6 +320,14 @@ def test_report_exports_and_report_defects(export) -> None:
     assert sorted(to_plain_text(r["report_text"]).text for r in rows) == sorted(
         r.text for r in truth.reports if r.defect != "latin1")
     assert set(truth.report_files) == {"reports.csv", "reports.jsonl", "reports_latin1.csv"}
+    group = _defect(truth, "group_case")  # a study with two orders: each order's number and report
+    own = group.detail["study_accession_number"]
+    axial = next(s for s in truth.series if s.kind == "axial"
+                 and pydicom.dcmread(root / s.files[0]).AccessionNumber == own)
+    ds = pydicom.dcmread(root / axial.files[0])
+    assert [item.AccessionNumber for item in ds.RequestAttributesSequence] == [own, group.accession_number]
+    assert group.accession_number in csv_accessions and group.accession_number not in study_accessions
+    assert own == latin["accession_number"]  # its chest report is the latin-1 file's
 
 
 def test_phi_is_seeded_in_headers_and_recorded(export, tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 pydicom parses a CT header in about 1.5 ms, which alone is slower than SimpleITK reading a whole
 series, so the common case (Part 10 file, little-endian transfer syntax) goes through a small
 scanner that walks the top-level elements with ``struct`` and decodes only the ~35 tags ingestion
-needs, skipping sequences by length or delimiter. Anything else (no preamble, big endian,
+needs, skipping sequences by length or delimiter (it reads into one: the accession numbers of the
+RequestAttributesSequence). Anything else (no preamble, big endian,
 deflate, an odd element) falls back to ``pydicom.dcmread``. A test checks both readers give the
 same record on every real file available.
 """
@@ -48,6 +49,9 @@ _TAGS: dict[str, tuple[int, str]] = {
     "SOPInstanceUID": (0x00080018, "str"),
     "StudyDate": (0x00080020, "str"),
     "AccessionNumber": (0x00080050, "str"),
+    # the accession numbers of the orders a study fulfils: "group case" studies (one scan for a chest
+    # and an abdomen order) carry each there, and may leave AccessionNumber empty
+    "RequestAttributesSequence": (0x00400275, "accessions"),
     "Modality": (0x00080060, "str"),
     "Manufacturer": (0x00080070, "str"),
     "ImageType": (0x00080008, "strs"),
@@ -78,6 +82,7 @@ _TAGS: dict[str, tuple[int, str]] = {
     "RescaleSlope": (0x00281053, "float"),
 }
 _WANTED = {tag: (keyword, kind) for keyword, (tag, kind) in _TAGS.items()}
+_ACCESSION_NUMBER, _REQUEST_ATTRIBUTES = _TAGS["AccessionNumber"][0], _TAGS["RequestAttributesSequence"][0]
 _MAX_WANTED = max(_WANTED)
 
 Getter = Callable[[str], Any]
@@ -91,27 +96,37 @@ class _Truncated(Exception):
     """A Part 10 file ends inside an element."""
 
 
-def _skip_undefined(data: bytes, pos: int, explicit: bool) -> int:
-    """Position after the sequence delimiter of an undefined-length sequence starting at ``pos``."""
-    while True:
-        group, elem, length = struct.unpack_from("<HHI", data, pos)
+def _read_sequence(data: bytes, pos: int, length: int, explicit: bool) -> tuple[int, list[bytes]]:
+    """Position after the sequence whose value starts at ``pos``, and its items' AccessionNumber values.
+
+    Items and the sequence itself may have a defined length or end at a delimiter; a sequence
+    nested in an item is skipped the same way.
+    """
+    end = None if length == _UNDEFINED else pos + length
+    accessions: list[bytes] = []
+    while end is None or pos < end:
+        group, elem, item_length = struct.unpack_from("<HHI", data, pos)
         tag = (group << 16) | elem
         pos += 8
-        if tag == _SEQ_END:
-            return pos
+        if tag == _SEQ_END and end is None:
+            break
         if tag != _ITEM:
             raise _Unparsable(f"unexpected tag {tag:08X} in a sequence")
-        if length != _UNDEFINED:
-            pos += length
-            continue
-        while True:  # undefined-length item: elements until the item delimiter
+        item_end = None if item_length == _UNDEFINED else pos + item_length
+        while item_end is None or pos < item_end:
             group, elem = struct.unpack_from("<HH", data, pos)
             tag = (group << 16) | elem
             if tag == _ITEM_END:
                 pos += 8
                 break
-            pos, length, vr = _element_header(data, pos, explicit)
-            pos = _skip_undefined(data, pos, explicit and vr != b"UN") if length == _UNDEFINED else pos + length
+            start, value_length, vr = _element_header(data, pos, explicit)
+            if value_length == _UNDEFINED:
+                pos, _ = _read_sequence(data, start, value_length, explicit and vr != b"UN")
+                continue
+            if tag == _ACCESSION_NUMBER:
+                accessions.append(data[start : start + value_length])
+            pos = start + value_length
+    return pos, accessions
 
 
 def _element_header(data: bytes, pos: int, explicit: bool) -> tuple[int, int, bytes]:
@@ -162,12 +177,15 @@ def _scan_elements(data: bytes) -> tuple[dict[int, bytes], str, int, int]:
         start, length, vr = _element_header(data, pos, explicit)
         if tag == _PIXEL_DATA:
             return values, transfer_syntax, start, (-1 if length == _UNDEFINED else length)
-        if length == _UNDEFINED:  # a sequence; UN of undefined length holds implicit VR items
-            pos = _skip_undefined(data, start, explicit and vr != b"UN")
+        if length == _UNDEFINED or (tag == _REQUEST_ATTRIBUTES and vr in (b"SQ", b"UN", b"")):
+            # a sequence; UN holds implicit VR items
+            pos, accessions = _read_sequence(data, start, length, explicit and vr != b"UN")
+            if tag == _REQUEST_ATTRIBUTES:
+                values[tag] = b"\\".join(accessions)
             continue
         if start + length > size:
             raise _Truncated
-        if tag in _WANTED and vr != b"SQ":
+        if tag in _WANTED and vr != b"SQ" and tag != _REQUEST_ATTRIBUTES:
             values[tag] = data[start : start + length]
         pos = start + length
     if pos != size:
@@ -189,6 +207,8 @@ def _fast_getter(values: dict[int, bytes]) -> Getter:
         parts = [p.strip(" \x00") for p in text.split("\\")]
         if kind == "strs":
             return tuple(parts)
+        if kind == "accessions":
+            return tuple(p for p in parts if p)
         if not text:
             return None
         if kind == "int":
@@ -212,6 +232,11 @@ def _pydicom_getter(ds: pydicom.Dataset) -> Getter:
         if kind == "strs":
             items = value if isinstance(value, pydicom.multival.MultiValue) else [value]
             return tuple(str(v).strip(" \x00") for v in items)
+        if kind == "accessions":
+            if not isinstance(value, pydicom.Sequence):
+                return ()
+            numbers = (str(item.get("AccessionNumber") or "").strip(" \x00") for item in value)
+            return tuple(n for n in numbers if n)
         if kind in ("int", "us"):
             return int(value[0] if isinstance(value, pydicom.multival.MultiValue) else value)
         if kind == "float":
@@ -351,6 +376,7 @@ def _build(
         series_description=get("SeriesDescription") or "",
         study_date=get("StudyDate") or "",
         accession_number=get("AccessionNumber") or "",
+        requested_accession_numbers=get("RequestAttributesSequence") or (),
         patient_id=get("PatientID") or "",
         pixel_offset=offset,
         pixel_length=length,

@@ -67,6 +67,7 @@ class InstanceRecord:
     reason: QuarantineReason | None = None
     patient_name: str = ""  # PHI: memory only (the keyed person key of the audit)
     patient_birth_date: str = ""  # PHI: memory only
+    requested_accession_numbers: tuple[str, ...] = ()  # PHI: memory only; RequestAttributesSequence
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ def safe_path(rel_path: str, record: InstanceRecord, p: Pseudonymizer) -> str:
         (record.study_uid, p.study),
         (record.frame_of_reference_uid, p.frame_of_reference),
         (record.accession_number, p.accession),
+        *((number, p.accession) for number in record.requested_accession_numbers),
         (record.patient_id, p.patient),
     ]
     for original, make in sorted(replacements, key=lambda item: -len(item[0])):  # longest first: UIDs nest

@@ -22,7 +22,7 @@ class Link:
 
     report: RawReport
     study: StudyKey | None
-    method: str  # "accession", "patient_date" or "" for an orphan
+    method: str  # "accession", "requested_accession", "patient_date" or "" for an orphan
 
 
 def id_key(value: str) -> str:
@@ -52,7 +52,9 @@ def _day(yyyymmdd: str) -> date | None:
 def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, window_days: int) -> tuple[Link, ...]:
     """Link each report to one study.
 
-    An accession number present in both wins (ids compared by :func:`id_key`). Otherwise the report
+    An accession number present in both wins (ids compared by :func:`id_key`): the study's own, else
+    one of the orders it fulfils (``requested_accession``: a chest and an abdomen order read on one
+    scan, each reported under its number, link both to that study). Otherwise the report
     goes to a study of the same patient at most ``window_days`` away that no other report claims: a
     study takes one report, the closest in date (ties: the earlier in export order; a report's ties:
     the smaller study UID; an empty row only when no report with text wants the study), so a report
@@ -64,13 +66,18 @@ def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, w
     >>> link_reports([r], [s], window_days=3)[0].method
     'patient_date'
     """
-    by_accession = {id_key(s.accession_number): s for s in studies if s.accession_number}
+    by_accession: dict[str, tuple[StudyKey, str]] = {}
+    for s in studies:
+        for number in s.requested_accession_numbers:
+            by_accession.setdefault(id_key(number), (s, "requested_accession"))
+    by_accession |= {id_key(s.accession_number): (s, "accession") for s in studies if s.accession_number}
     by_patient: dict[str, list[tuple[date, StudyKey]]] = defaultdict(list)
     for s in studies:
         day = _day(s.study_date)
         if s.patient_id and day is not None:
             by_patient[id_key(s.patient_id)].append((day, s))
-    direct = [by_accession.get(id_key(r.accession_number)) if r.accession_number else None for r in reports]
+    matched = [by_accession.get(id_key(r.accession_number)) if r.accession_number else None for r in reports]
+    direct = [None if m is None else m[0] for m in matched]
     claimed = {s.study_uid for s in direct if s is not None}
     # the rest: each unclaimed study takes its closest report with text (ties: export order, then study UID)
     pairs = []
@@ -87,8 +94,8 @@ def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, w
             by_date[k] = s
             claimed.add(uid)
     return tuple(
-        Link(report, study, "accession") if study is not None
+        Link(report, *match) if match is not None
         else Link(report, by_date[k], "patient_date") if k in by_date
         else Link(report, None, "")
-        for k, (report, study) in enumerate(zip(reports, direct, strict=True))
+        for k, (report, match) in enumerate(zip(reports, matched, strict=True))
     )

@@ -23,6 +23,8 @@ class StudyKey:
     accession_number: str
     patient_id: str
     study_date: str  # YYYYMMDD, "" if unknown
+    #: the other orders' accession numbers the study fulfils (its RequestAttributesSequence)
+    requested_accession_numbers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,8 +30,8 @@ from ctcorpus.synth.series import (
 )
 from ctcorpus.synth.truth import DefectTruth, ReportTruth, SeriesTruth
 
-__all__ = ["EMPTY_REPORT_STUDY", "LATIN1_STUDY", "RTF_REPORT_STUDY", "ImageDefects", "seed_image_defects",
-           "seed_report_defects"]
+__all__ = ["EMPTY_REPORT_STUDY", "GROUP_CASE_STUDY", "LATIN1_STUDY", "RTF_REPORT_STUDY", "ImageDefects",
+           "group_case_orders", "seed_image_defects", "seed_report_defects"]
 
 #: Study index (export order) whose report is written to ``reports_latin1.csv`` (German, cp1252).
 LATIN1_STUDY = 1
@@ -40,6 +40,14 @@ EMPTY_REPORT_STUDY = 2
 #: Study index whose report the RIS stored as RTF (written so to both exports; the truth is its plain
 #: text), after a preliminary version of it under the same accession number (superseded).
 RTF_REPORT_STUDY = 0
+#: Study index that is a group case: its scan fulfils a chest order (its AccessionNumber) and an
+#: abdomen order, both listed in its RequestAttributesSequence, and each order has a report.
+GROUP_CASE_STUDY = 1
+
+
+def group_case_orders(accession_number: str) -> tuple[str, str]:
+    """The accession numbers of the group case study's orders: its own and the abdomen order's."""
+    return accession_number, f"{accession_number}-ABD"
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +279,8 @@ def seed_report_defects(
     studies: Sequence[StudyContext], reports: Sequence[ReportTruth], rng: np.random.Generator
 ) -> tuple[list[ReportTruth], list[ReportTruth], list[DefectTruth]]:
     """Break the RIS export: an empty report, a latin-1 file, an RTF report text with a preliminary
-    version before it, a study without and an orphan report.
+    version before it, a study without and an orphan report; and add the report of the group case
+    study's second order (linked by its RequestAttributesSequence, not quarantined).
 
     ``reports`` are in study order. Returns the rows of ``reports.csv``, the rows of
     ``reports_latin1.csv`` (the :data:`LATIN1_STUDY` report, which the generator renders in
@@ -304,7 +313,16 @@ def seed_report_defects(
     )
     preliminary = dataclasses.replace(preliminary, defect="superseded_report",
                                       expected_reasons=(R.SUPERSEDED_REPORT.value,))
-    kept = [r for i, r in enumerate(main) if i not in (LATIN1_STUDY, len(studies) - 1)] + [orphan, preliminary]
+    group = studies[GROUP_CASE_STUDY]
+    second_order = render_report(
+        rng, accession_number=group.requested_accession_numbers[-1], patient_id=group.patient_id,
+        patient_name=group.patient_name, birth_date=group.birth_date, study_date=group.study_date,
+        language=reports[GROUP_CASE_STUDY].language, findings=(), primary_series_number=2,
+        secondary_series_number=3, phi=False, study_uid=group.study_uid,
+    )
+    second_order = dataclasses.replace(second_order, defect="group_case")
+    kept = [r for i, r in enumerate(main) if i not in (LATIN1_STUDY, len(studies) - 1)]
+    kept += [orphan, preliminary, second_order]
     defects = [
         DefectTruth("empty_report", ("reports.csv", "reports.jsonl"), R.EMPTY_REPORT.value,
                     accession_number=empty.accession_number),
@@ -315,6 +333,8 @@ def seed_report_defects(
         DefectTruth("superseded_report", ("reports.csv", "reports.jsonl"), R.SUPERSEDED_REPORT.value,
                     accession_number=rtf.accession_number),
         DefectTruth("no_report", (), R.NO_REPORT.value, accession_number=missing.accession_number),
+        DefectTruth("group_case", ("reports.csv", "reports.jsonl"), "", accession_number=second_order.accession_number,
+                    detail={"study_accession_number": group.accession_number, "link_method": "requested_accession"}),
         DefectTruth("orphan_report", ("reports.csv", "reports.jsonl"), R.ORPHAN_REPORT.value,
                     accession_number=orphan_accession),
     ]

@@ -74,6 +74,7 @@ class SeriesHeader:
     transfer_syntax: str = ExplicitVRLittleEndian
     signed: bool = False  # int16 stored values (intercept 0) instead of uint16 (intercept -1024)
     extra: tuple[tuple[str, str], ...] = ()  # further (keyword, value) pairs, e.g. seeded PHI
+    requested_accession_numbers: tuple[str, ...] = ()  # the orders the study fulfils (a group case)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +144,18 @@ def _series_dataset(header: SeriesHeader, shape: tuple[int, int]) -> Dataset:
     ds.WindowCenter, ds.WindowWidth = "40", "400"
     for keyword, value in header.extra:
         setattr(ds, keyword, value)
+    if header.requested_accession_numbers:
+        ds.RequestAttributesSequence = [_request_attributes(n, k) for k, n in enumerate(header.requested_accession_numbers)]
     return ds
+
+
+def _request_attributes(accession_number: str, index: int) -> Dataset:
+    """One RequestAttributesSequence item: the order (accession number) and its procedure step."""
+    item = Dataset()
+    item.AccessionNumber = accession_number
+    item.RequestedProcedureID = f"RP{index + 1}"
+    item.ScheduledProcedureStepID = f"SPS{index + 1}"
+    return item
 
 
 def _slice_elements(header: SeriesHeader, hu: np.ndarray, placement: SlicePlacement) -> Dataset:

@@ -19,7 +19,14 @@ import numpy as np
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLosslessSV1, RLELossless
 
 from ctcorpus.errors import SynthError
-from ctcorpus.synth.defects import LATIN1_STUDY, ImageDefects, seed_image_defects, seed_report_defects
+from ctcorpus.synth.defects import (
+    GROUP_CASE_STUDY,
+    LATIN1_STUDY,
+    ImageDefects,
+    group_case_orders,
+    seed_image_defects,
+    seed_report_defects,
+)
 from ctcorpus.synth.dicom import SlicePlacement, uid
 from ctcorpus.synth.phantom import FINDING_LABELS, FindingSpec, make_phantom
 from ctcorpus.synth.report_text import as_rtf, render_report
@@ -216,7 +223,8 @@ def generate_export(
         Also seed broken inputs, each recorded as a ``DefectTruth`` with the ``QuarantineReason``
         ingestion must give: truncated, non-DICOM and non-CT files; stacks with a missing or
         duplicated slice, gantry tilt, non-uniform spacing or two stacks under one UID; orphan,
-        missing, empty and latin-1 reports. Clean RLE and JPEG Lossless series are added too.
+        missing, empty, latin-1, RTF and superseded reports. Clean RLE and JPEG Lossless series
+        are added too, and a group case (a study with two orders, each with a report).
         Needs at least 2 patients.
     phi
         Seed identifying values in DICOM headers (listed in ``phi_header_values``) and in reports.
@@ -304,6 +312,7 @@ def generate_export(
                 accession_number=accession, frame_of_reference_uid=uid(study_uid, "frame"),
                 manufacturer=manufacturer, model=model, phantom=phantom, z_mm=z_mm, extra=extra,
                 header_birth_date=birth if phi else "",
+                requested_accession_numbers=group_case_orders(accession) if defects and study_index == GROUP_CASE_STUDY else (),
             )
             studies.append(ctx)
             label_path = f"labels/{accession}_primary.npy"

@@ -52,6 +52,7 @@ class StudyContext:
     z_mm: tuple[float, ...]  # primary slice z positions, ascending
     extra: tuple[tuple[str, str], ...] = ()  # header PHI (keyword, value)
     header_birth_date: str = ""
+    requested_accession_numbers: tuple[str, ...] = ()  # RequestAttributesSequence (a group case)
 
 
 def series_header(
@@ -83,6 +84,7 @@ def series_header(
         slice_thickness_mm=thickness_mm,
         pixel_spacing_mm=(pixel_mm, pixel_mm),
         extra=ctx.extra,
+        requested_accession_numbers=ctx.requested_accession_numbers,
     )
     return dataclasses.replace(header, **overrides) if overrides else header
 
