@@ -7,6 +7,7 @@ import dataclasses
 import json
 import re
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ctcorpus.config.reports import ReportColumns, ReportsConfig
+from ctcorpus.config.reports import ReportColumns, ReportsConfig, SectionName
 from ctcorpus.enums import LabelState, QuarantineReason
 from ctcorpus.errors import ReportError
 from ctcorpus.records import QuarantineLog
@@ -708,6 +709,40 @@ def test_reports_of_the_orders_a_study_fulfils_link_to_it(tmp_path):
     # a study's own AccessionNumber wins over another study's requested one
     studies = [StudyKey("1.0", "", "P1", "20240105", ("CH-1",)), *studies]
     assert [r.study_id for r in process_reports([tmp_path / "ris.csv"], studies).reports] == ["1.1", "1.1", "1.2"]
+
+
+def test_an_export_with_a_column_per_section(tmp_path):
+    """CT-RATE's reports hold each section in a column of its own and have no free-text column."""
+    from ctcorpus.reports import io as report_io
+    from ctcorpus.reports import lexicon
+
+    sections = {"clinical_information": "ClinicalInformation_EN", "technique": "Technique_EN",
+                "findings": "Findings_EN", "impression": "Impressions_EN"}
+    rows = [{"VolumeName": "train_1_a_1.nii.gz", "ClinicalInformation_EN": "Dyspnea. Smoker.",
+             "Technique_EN": "Non-contrast chest CT.", "Impressions_EN": "Pulmonary nodule.",
+             "Findings_EN": "A 6 mm nodule in the right upper lobe.\nNo pleural effusion."},
+            {"VolumeName": "train_2_a_1.nii.gz", "ClinicalInformation_EN": "", "Technique_EN": None,
+             "Impressions_EN": "<p>Minimal bilateral pleural effusion.</p><p>Otherwise normal.</p>", "Findings_EN": None}]
+    path = tmp_path / "ct_rate_reports.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    columns = ReportColumns(text="", accession_number="VolumeName", patient_id="", study_date="", sections=sections)
+    first, second = read_report_export(path, columns).reports
+    analyzer = build_analyzer()
+    for raw, row in ((first, rows[0]), (second, rows[1])):
+        analyzed = analyze_report(analyzer, raw.text, language="en")
+        found = {s.name: raw.text[s.start:s.end].strip() for s in analyzed.sections}
+        assert found == {name: to_plain_text(row[column]).text.strip() for name, column in sections.items() if row[column]}
+    labels = analyze_report(analyzer, first.text).labels
+    assert labels["lung_nodule"] == LabelState.POSITIVE and labels["pleural_effusion"] == LabelState.NEGATIVE
+    assert (first.markup, second.markup) == ("", "html")
+    # a free-text column comes first; every composed heading is read back as its section
+    both = ReportColumns(text="VolumeName", accession_number="", patient_id="", study_date="", sections=sections)
+    assert read_report_export(path, both).reports[0].text.startswith("train_1_a_1.nii.gz\n\nClinical information:\n")
+    assert set(report_io._SECTION_HEADINGS) == set(lexicon.HEADINGS) == set(get_args(SectionName))
+    for name, heading in report_io._SECTION_HEADINGS.items():
+        assert [s.name for s in analyze_report(analyzer, f"{heading}:\nNormal.").sections] == [name]
+    with pytest.raises(ReportError, match="ct_rate_reports.csv.*no text column 'Befund' or 'Findings_DE'"):
+        read_report_export(path, ReportColumns(text="Befund", sections={"findings": "Findings_DE"}))
 
 
 def test_jsonl_and_parquet_with_column_mapping(tmp_path):

@@ -8,11 +8,22 @@ from pydantic import Field
 
 from ctcorpus.config.base import StageConfig
 
+#: The sections a report is split into (each one's headings: ``ctcorpus.reports.lexicon.HEADINGS``).
+SectionName = Literal["clinical_information", "comparison", "technique", "findings", "impression"]
+
 
 class ReportColumns(StageConfig):
     """Which column of a RIS export (CSV, JSONL, Parquet) holds what; "" = the export lacks it."""
 
-    text: str = Field("report_text", description="Column holding the free report text.")
+    text: str = Field("report_text", description="Column holding the free report text ('' if the export has "
+                      "only section columns).")
+    sections: dict[SectionName, str] = Field(
+        default_factory=dict,
+        description="Optional columns that each hold one section, by section name, as CT-RATE's reports do "
+        "({findings: Findings_EN, impression: Impressions_EN, ...}): the report text is composed of the text "
+        "column's value, then each section's under its heading (in the order clinical_information, comparison, "
+        "technique, findings, impression); empty: the report is the text column alone.",
+    )
     accession_number: str = Field("accession_number", description="Column with the accession number.")
     patient_id: str = Field("patient_id", description="Column with the patient id (MRN).")
     study_date: str = Field(

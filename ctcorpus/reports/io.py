@@ -21,7 +21,7 @@ from ctcorpus.config.reports import ReportColumns
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import ReportError
 from ctcorpus.records import sha256_file
-from ctcorpus.reports.markup import decode_bytes, to_plain_text, valid_unicode
+from ctcorpus.reports.markup import PlainText, decode_bytes, to_plain_text, valid_unicode
 from ctcorpus.reports.records import RawReport, ReportExport
 
 __all__ = ["normalize_date", "normalize_time", "read_report_export"]
@@ -135,18 +135,18 @@ def _json_rows(text: str, path: Path) -> tuple[list[tuple[int, dict[str, Any]]],
     return rows, [error for _, error in sorted(problems, key=lambda item: item[0])]
 
 
-def _csv_delimiter(header: str, text_column: str, default: str) -> str:
-    """The delimiter of a CSV export, read off its header line: the one that makes the text column
+def _csv_delimiter(header: str, text_columns: tuple[str, ...], default: str) -> str:
+    """The delimiter of a CSV export, read off its header line: the one that makes a text column
     a field of its own, else the most frequent one there.
 
     ``csv.Sniffer`` votes over a whole sample, and report texts full of commas, semicolons and line
     breaks outvote the header: a semicolon export (Excel's default in German) came out as one column.
 
-    >>> _csv_delimiter("Accession;Befundtext;Datum", "Befundtext", ","), _csv_delimiter("a|b", "text", ",")
+    >>> _csv_delimiter("Accession;Befundtext;Datum", ("Befundtext",), ","), _csv_delimiter("a|b", ("text",), ",")
     (';', '|')
     """
     for delimiter in _CSV_DELIMITERS:
-        if text_column in (field.strip().strip('"') for field in header.split(delimiter)):
+        if set(text_columns).intersection(field.strip().strip('"') for field in header.split(delimiter)):
             return delimiter
     counts = {delimiter: header.count(delimiter) for delimiter in _CSV_DELIMITERS}
     best = max(counts, key=counts.__getitem__)
@@ -154,7 +154,7 @@ def _csv_delimiter(header: str, text_column: str, default: str) -> str:
 
 
 def _rows(
-    path: Path, text_column: str, encoding_out: list[str]
+    path: Path, text_columns: tuple[str, ...], encoding_out: list[str]
 ) -> tuple[list[tuple[int, dict[str, Any]]], list[ReportError]]:
     """The export's rows with their 0-based row (JSONL: line) numbers, and an error per unreadable line."""
     suffix = path.suffix.lower()
@@ -171,22 +171,50 @@ def _rows(
         # the csv module refuses a field over 128 KiB (a long report history) unless told; no field
         # is longer than the file (the limit is process-wide, so it is only ever raised)
         csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
-        delimiter = _csv_delimiter(text.partition("\n")[0], text_column, "\t" if suffix == ".tsv" else ",")
+        delimiter = _csv_delimiter(text.partition("\n")[0], text_columns, "\t" if suffix == ".tsv" else ",")
         return list(enumerate(csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter))), []
     raise ReportError(f"unknown report export format {suffix!r}; use .csv, .tsv, .jsonl or .parquet",
                       reason=QuarantineReason.UNREADABLE_REPORT, path=path)
+
+
+#: The heading a section column's text is written under (one that sectioning reads back as that
+#: section; no function word of either language, so language detection does not see it), in the
+#: order the sections are composed.
+_SECTION_HEADINGS: dict[str, str] = {"clinical_information": "Clinical information", "comparison": "Comparison",
+                                     "technique": "Technique", "findings": "Findings", "impression": "Impression"}
+
+
+def _report_text(row: dict[str, Any], columns: ReportColumns) -> PlainText:
+    """The row's report as plain text: the text column, then each section column under its heading.
+
+    >>> columns = ReportColumns(text="", sections={"impression": "I", "findings": "F"})
+    >>> _report_text({"F": "No effusion. ", "I": "Normal."}, columns).text
+    'Findings:\\nNo effusion.\\n\\nImpression:\\nNormal.'
+    """
+    cells = [("", columns.text)] + [(name, columns.sections[name]) for name in _SECTION_HEADINGS
+                                    if name in columns.sections]
+    parts, markups = [], set()
+    for name, column in cells:
+        plain = to_plain_text(_cell_text(row.get(column) if column else None))
+        markups.update(m for m in plain.markup.split("+") if m)
+        if plain.text.strip():
+            parts.append(f"{_SECTION_HEADINGS[name]}:\n{plain.text.strip()}" if name else plain.text)
+    return PlainText("\n\n".join(parts), "+".join(sorted(markups)))
 
 
 def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport:
     """Read one export into :class:`RawReport` rows, mapping columns through ``columns``.
 
     A JSONL line (or item of a ``.json`` array) that is not a JSON object, or a row whose RTF
-    cannot be read, is left out and named in ``problems``; the other rows are read.
+    cannot be read, is left out and named in ``problems``; the other rows are read. An export
+    whose sections stand in columns of their own (``columns.sections``) has them composed into
+    one text under their headings.
 
     Raises
     ------
     ReportError
-        (``unreadable_report``) if the file is missing, malformed, or lacks the text column.
+        (``unreadable_report``) if the file is missing, malformed, or lacks the text column (and
+        every section column).
 
     Examples
     --------
@@ -196,14 +224,16 @@ def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport
     if not path.is_file():
         raise ReportError("report export not found", reason=QuarantineReason.UNREADABLE_REPORT, path=path)
     encoding: list[str] = []
+    text_columns = tuple(c for c in (columns.text, *columns.sections.values()) if c)
     try:
-        rows, problems = _rows(path, columns.text, encoding)
+        rows, problems = _rows(path, text_columns, encoding)
     except (OSError, ValueError, csv.Error) as exc:
         raise ReportError(f"cannot parse report export: {exc}", reason=QuarantineReason.UNREADABLE_REPORT,
                           path=path) from None
-    if rows and columns.text not in rows[0][1]:
+    if rows and not set(text_columns).intersection(rows[0][1]):
         raise ReportError(
-            f"no text column {columns.text!r} (columns: {sorted(rows[0][1])}); set reports.columns.text",
+            f"no text column {' or '.join(map(repr, text_columns)) or '(none set)'} (columns: {sorted(rows[0][1])}); "
+            "set reports.columns.text or reports.columns.sections",
             reason=QuarantineReason.UNREADABLE_REPORT, path=path,
         )
     digest = sha256_file(path)
@@ -214,7 +244,7 @@ def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport
     reports: list[RawReport] = []
     for n, row in rows:
         try:
-            plain = to_plain_text(_cell_text(row.get(columns.text)))
+            plain = _report_text(row, columns)
         except Exception as exc:  # noqa: BLE001 - striprtf fails in many ways on broken RTF (an escape
             # beyond Unicode, a font charset Python has no codec for); that costs the row, not the export
             problems.append(ReportError(f"row {n}: report text is markup that cannot be read ({type(exc).__name__}: "
