@@ -745,6 +745,44 @@ def test_an_export_with_a_column_per_section(tmp_path):
         read_report_export(path, ReportColumns(text="Befund", sections={"findings": "Findings_DE"}))
 
 
+def test_an_excel_export_with_a_title_row_and_typed_cells(tmp_path):
+    """RIS teams hand exports over as .xlsx: a title above the header, an accession number and a
+    patient id Excel made numbers (leading zeros gone), a date cell, formatted empty rows."""
+    from datetime import datetime
+
+    from openpyxl import Workbook
+
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(["Befundexport RIS, Radiologie"])
+    sheet.append([])
+    sheet.append(["Accession", "PatID", "Untersuchungsdatum", "Befundtext", None])
+    sheet.append([12345, 123456, datetime(2024, 1, 5, 10, 22), "Kein Pleuraerguss.", None])
+    sheet.append([None, None, None, "   ", None])
+    sheet.append([12346.0, "000123456", "06.01.2024", "Rundherd rechts, Max Muster.", "note"])
+    sheet.cell(row=9, column=2).number_format = "0"  # a formatted cell below the data, no value
+    path = tmp_path / "ris.xlsx"
+    workbook.save(path)
+    columns = ReportColumns(text="Befundtext", accession_number="Accession", patient_id="PatID",
+                            study_date="Untersuchungsdatum", language="", patient_name="")
+    export = read_report_export(path, columns)
+    assert [(r.row, r.accession_number, r.patient_id, r.study_date, r.encoding) for r in export.reports] == [
+        (0, "12345", "123456", "20240105", "xlsx"), (1, "12346", "000123456", "20240106", "xlsx")]
+    studies = [StudyKey("1.1", "0012345", "000123456", "20240105"), StudyKey("1.2", "0012346", "000123456", "20240106")]
+    result = process_reports([path], studies, config=ReportsConfig(columns=columns),
+                             header_names={"000123456": ["Muster^Max"]})
+    assert [(r.study_id, r.link_method, r.text) for r in result.reports] == [
+        ("1.1", "accession", "Kein Pleuraerguss."), ("1.2", "accession", "Rundherd rechts, [NAME].")]
+    broken = tmp_path / "broken.xlsx"
+    broken.write_bytes(b"PK\x03\x04 not really a workbook")
+    with pytest.raises(ReportError, match="broken.xlsx.*not a readable Excel workbook"):
+        read_report_export(broken, columns)
+    old = tmp_path / "ris.xls"
+    old.write_bytes(b"\xd0\xcf\x11\xe0")
+    with pytest.raises(ReportError, match=r"ris.xls.*\(\.xls\) is not read; save it as \.xlsx or CSV"):
+        read_report_export(old, columns)
+
+
 def test_jsonl_and_parquet_with_column_mapping(tmp_path):
     columns = ReportColumns(text="Befundtext", accession_number="AccNr", patient_id="PatID",
                             study_date="Datum", language="", patient_name="Name")

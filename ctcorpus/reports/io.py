@@ -1,5 +1,5 @@
-"""Reading RIS report exports (CSV, JSONL, Parquet) with a column mapping and encoding detection;
-report texts stored as RTF or HTML are converted to plain text (:mod:`ctcorpus.reports.markup`).
+"""Reading RIS report exports (CSV, JSONL, Parquet, Excel) with a column mapping and encoding
+detection; report texts stored as RTF or HTML are converted to plain text (:mod:`ctcorpus.reports.markup`).
 
 Hospital exports arrive as UTF-8, Windows-1252 or Latin-1 depending on the RIS; a wrong guess
 turns "Pleuraerguss" into mojibake or fails outright, so bytes are decoded by trying UTF-8 first
@@ -153,6 +153,30 @@ def _csv_delimiter(header: str, text_columns: tuple[str, ...], default: str) -> 
     return best if counts[best] else default
 
 
+def _xlsx_rows(path: Path, text_columns: tuple[str, ...]) -> list[tuple[int, dict[str, Any]]]:
+    """The rows of an Excel workbook's first sheet under its header, as typed cells (numbers,
+    datetimes, text). The header is the first row that names a text column (a title may stand
+    above it), else the first row with a value; rows without one are left out, as Excel keeps
+    formatted empty rows. A header cell without a name is called "column <n>"."""
+    from openpyxl import load_workbook
+
+    try:
+        workbook = load_workbook(path, read_only=True, data_only=True)
+        try:
+            lines = [cells for cells in workbook.worksheets[0].iter_rows(values_only=True)
+                     if any(v is not None and str(v).strip() for v in cells)]
+        finally:
+            workbook.close()
+    except Exception as exc:  # noqa: BLE001 - a broken workbook fails in many ways (zip, XML, openpyxl's own)
+        raise ValueError(f"not a readable Excel workbook ({type(exc).__name__}: {exc}); save it again as .xlsx "
+                         "or CSV") from None
+    if not lines:
+        return []
+    names = [[str(v).strip() if v is not None else f"column {k + 1}" for k, v in enumerate(cells)] for cells in lines]
+    first = next((k for k, header in enumerate(names) if set(text_columns).intersection(header)), 0)
+    return [(n, dict(zip(names[first], cells, strict=False))) for n, cells in enumerate(lines[first + 1:])]
+
+
 def _rows(
     path: Path, text_columns: tuple[str, ...], encoding_out: list[str]
 ) -> tuple[list[tuple[int, dict[str, Any]]], list[ReportError]]:
@@ -163,6 +187,11 @@ def _rows(
 
         encoding_out.append("parquet")
         return list(enumerate(pq.read_table(path).to_pylist())), []
+    if suffix in (".xlsx", ".xlsm"):
+        encoding_out.append("xlsx")
+        return _xlsx_rows(path, text_columns), []
+    if suffix == ".xls":
+        raise ValueError("an Excel 97-2003 workbook (.xls) is not read; save it as .xlsx or CSV")
     text, encoding = decode_bytes(path.read_bytes())
     encoding_out.append(encoding)
     if suffix in (".jsonl", ".ndjson", ".json"):
@@ -173,7 +202,7 @@ def _rows(
         csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
         delimiter = _csv_delimiter(text.partition("\n")[0], text_columns, "\t" if suffix == ".tsv" else ",")
         return list(enumerate(csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter))), []
-    raise ReportError(f"unknown report export format {suffix!r}; use .csv, .tsv, .jsonl or .parquet",
+    raise ReportError(f"unknown report export format {suffix!r}; use .csv, .tsv, .jsonl, .json, .parquet or .xlsx",
                       reason=QuarantineReason.UNREADABLE_REPORT, path=path)
 
 
