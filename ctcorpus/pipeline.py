@@ -52,12 +52,13 @@ from ctcorpus.ingest import (
     series_row,
 )
 from ctcorpus.ingest.select import unselected_entries
+from ctcorpus.ingest.tables import safe_path
 from ctcorpus.outputs import BuildResult, BuildUnit, StoredSample, WorkStore, build_dataset, encode_array, decode_array
 from ctcorpus.outputs.store import atomic_write_bytes, write_parquet
 from ctcorpus.pseudonym import Pseudonymizer
 from ctcorpus.records import QuarantineEntry, QuarantineLog, sha256_file, sha256_of_hashes
 from ctcorpus.reports import PRODUCER as REPORTS_PRODUCER
-from ctcorpus.reports import StudyKey, process_reports, reports_tables
+from ctcorpus.reports import SR_STORAGE, StudyKey, process_reports, reports_tables
 from ctcorpus.schemas import load_schema, table_from_rows
 from ctcorpus.snippets import SentenceContext, SeriesSlices, VolumeGrid, mine_snippets, snippets_table
 from ctcorpus.taxonomy import CT_RATE_LABELS
@@ -211,8 +212,9 @@ def _header_names(stacks: Sequence[Stack]) -> dict[str, list[str]]:
 
 
 #: Which report of a study its sample holds: the one filed under the study's own accession number,
-#: else one of its requested orders' (the first by report id), else one linked by patient and date.
-_LINK_PREFERENCE = {"accession": 0, "requested_accession": 1, "patient_date": 2}
+#: else one of its requested orders' (the first by report id), else one linked by patient and date
+#: (a DICOM SR report is only linked to a study the exports give none).
+_LINK_PREFERENCE = {"accession": 0, "requested_accession": 1, "patient_date": 2, "dicom_sr": 3}
 
 
 def _study_reports(tables: Mapping[str, pa.Table]) -> dict[str, StudyReport]:
@@ -286,14 +288,17 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     studies = _study_keys(stacks)
 
     report_hashes = [sha256_file(Path(f)) for f in run.report_files]
+    sr_records = sorted((r for r in index.instances if r.sop_class_uid in SR_STORAGE), key=lambda r: r.rel_path)
     names = _header_names(stacks)
     schemas = [load_schema(name).version for name in ("reports", "sentences", "labels")]
     reports_key = _digest("reports", __version__, REPORTS_PRODUCER, schemas, report_hashes,
+                          [(safe_path(r.rel_path, r, p), r.sha256) for r in sr_records],
                           [asdict(s) for s in studies], names, _section(config, "reports"))
     if not store.has("reports", reports_key):
         log_r = QuarantineLog()
         result = process_reports(run.report_files, studies, config=config.reports, pseudonymize=p.make,
-                                 header_names=names, on_error=log_r)
+                                 header_names=names, on_error=log_r,
+                                 sr_documents=[(r.path, safe_path(r.rel_path, r, p)) for r in sr_records])
         with store.writing("reports", reports_key) as folder:
             _save_tables(folder, reports_tables(result))
             _save_tables(folder, {"quarantine": _quarantine_table(list(log_r.entries) + list(result.quarantine))})

@@ -189,6 +189,37 @@ def test_names_from_the_dicom_headers_are_scrubbed_from_reports(tmp_path):
     texts = pq.read_table(table).column("text").to_pylist()
     assert texts and all(text.endswith("Discussed with [NAME] today.") for text in texts)
 
+def test_a_study_without_a_ris_report_takes_its_dicom_sr_report(tmp_path):
+    # the PACS export holds the report of one study as a Basic Text SR; the RIS export lacks its row
+    from ctcorpus.synth.dicom import SeriesHeader, uid, write_sr_report
+
+    export = tmp_path / "export"
+    truth = generate_export(export, patients=1, seed=5, language="en", matrix=64, n_slices=24)
+    first = pydicom.dcmread(export / truth.series[0].files[0], stop_before_pixels=True)
+    with open(export / "reports.csv", encoding="utf-8", newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["accession_number"] != first.AccessionNumber]
+    with open(export / "reports.csv", "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["accession_number", "patient_id", "patient_name", "study_date",
+                                                    "report_text", "language"])
+        writer.writeheader()
+        writer.writerows(rows)
+    header = SeriesHeader(first.PatientID, str(first.PatientName), "", "F", first.StudyInstanceUID, first.StudyDate,
+                          "101500", first.AccessionNumber, uid(first.StudyInstanceUID, "report"), 77, "Report", "", "", "",
+                          "", 0.0, (0.0, 0.0))
+    sr_file = f"PAT_{first.PatientID}/REPORT/SR1"
+    write_sr_report(export / sr_file, header, [("Findings", ["Moderate right pleural effusion."]),
+                                               ("Impression", ["Pleural effusion."])])
+    plan = pipeline.plan_export(_config(tmp_path, export), tmp_path / "work")
+    [folder] = (tmp_path / "work" / "reports").glob("*/*")
+    reports = pq.read_table(folder / "reports.parquet").to_pandas()
+    (sr,) = reports[reports["link_method"] == "dicom_sr"].itertuples()
+    assert len(reports) == len(rows) + 1 and first.PatientID not in sr.source_path and sr.source_path.endswith("/REPORT/SR1")
+    (unit,) = [u for u in plan.units if u.report is not None and u.report.report_id == sr.report_id]
+    assert dict(unit.report.labels)["pleural_effusion"] == "positive"
+    quarantine = pq.read_table(folder / "quarantine.parquet").to_pandas()
+    assert set(quarantine["reason"]) <= {"no_report"} and unit.unit_id not in set(quarantine["item_id"])
+
+
 def _copy_patients(truth, source: Path, target: Path, patients: set[str]) -> None:
     for series in truth.series:
         if series.patient_id in patients:

@@ -783,6 +783,53 @@ def test_an_excel_export_with_a_title_row_and_typed_cells(tmp_path):
         read_report_export(old, columns)
 
 
+def test_a_dicom_sr_report_fills_in_for_a_study_the_exports_lack(tmp_path):
+    """A PACS export holds reports as Basic Text SR documents; a study whose RIS row is empty takes
+    its latest SR, a study with a RIS report keeps that one, and a broken SR costs only itself."""
+    from ctcorpus.reports.sr import read_sr_report
+    from ctcorpus.synth.dicom import SeriesHeader, write_sr_report
+
+    def header(study_uid: str, accession: str) -> SeriesHeader:
+        return SeriesHeader("P1", "Muster^Max", "19500101", "M", study_uid, "20240105", "101500", accession,
+                            study_uid + ".99", 99, "Report", "", "", "", "", 0.0, (0.0, 0.0))
+
+    final = [("History", ["Dyspnea. Max Muster called."]),
+             ("Findings", ["Small left pleural effusion.", "No pulmonary nodule."]),
+             ("Impressions", ["Pleural effusion on the left."])]
+    write_sr_report(tmp_path / "sr" / "final", header("1.2", "A2"), final, content_time="143000")
+    write_sr_report(tmp_path / "sr" / "preliminary", header("1.2", "A2"), [("Findings", ["No effusion."])],
+                    content_time="090000")
+    write_sr_report(tmp_path / "sr" / "other", header("1.1", "A1"), [("Findings", ["Emphysema."])])
+    write_sr_report(tmp_path / "sr" / "lost", header("1.9", "A9"), [("Findings", ["Emphysema."])])
+    write_sr_report(tmp_path / "sr" / "measurements", header("1.2", "A2"), [("Findings", [])], content_time="235959")
+    (tmp_path / "sr" / "broken").write_bytes(b"DICM" * 10)
+    assert read_sr_report(tmp_path / "sr" / "final").text == (
+        "History:\nDyspnea. Max Muster called.\n\nFindings:\nSmall left pleural effusion.\nNo pulmonary nodule."
+        "\n\nImpressions:\nPleural effusion on the left.")
+    rows = [{"accession_number": "A1", "patient_id": "P1", "study_date": "20240105", "report_text": "Kein Emphysem."},
+            {"accession_number": "A2", "patient_id": "P1", "study_date": "20240105", "report_text": ""}]
+    ris = _write_csv(tmp_path / "ris.csv", rows)
+    studies = [StudyKey("1.1", "A1", "P1", "20240105"), StudyKey("1.2", "A2", "P1", "20240105")]
+    documents = [(tmp_path / "sr" / n, f"SR/{n}") for n in ("broken", "final", "lost", "measurements", "other",
+                                                              "preliminary")]
+    log = QuarantineLog()
+    result = process_reports([ris], studies, sr_documents=documents, on_error=log)
+    assert [(r.study_id, r.link_method, r.encoding, r.source_path) for r in result.reports] == [
+        ("1.1", "accession", "utf-8", str(ris)), ("1.2", "dicom_sr", "dicom-sr", "SR/final")]
+    sr = result.reports[1]
+    assert sr.section_names == ("clinical_information", "findings", "impression")
+    assert "[NAME]" in sr.text and "Muster" not in sr.text
+    states = {r.label: r.state for r in result.labels if r.report_id == sr.report_id and r.sentence_index == -1}
+    assert states["pleural_effusion"] == "positive" and states["lung_nodule"] == "negative"
+    assert sorted((q.reason.value, q.path) for q in [*result.quarantine, *log.entries]) == [
+        ("empty_report", str(ris)), ("orphan_report", "SR/lost"), ("superseded_report", "SR/preliminary"),
+        ("unreadable_report", "SR/broken")]
+    assert "an earlier SR document of the study than SR/final" in next(
+        q.message for q in result.quarantine if q.reason == QuarantineReason.SUPERSEDED_REPORT)
+    off = process_reports([ris], studies, config=ReportsConfig(dicom_sr=False), sr_documents=documents)
+    assert [r.study_id for r in off.reports] == ["1.1"]
+
+
 def test_jsonl_and_parquet_with_column_mapping(tmp_path):
     columns = ReportColumns(text="Befundtext", accession_number="AccNr", patient_id="PatID",
                             study_date="Datum", language="", patient_name="Name")

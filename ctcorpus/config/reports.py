@@ -59,6 +59,11 @@ class ReportsConfig(StageConfig):
         "and quarantines the others (superseded_report); 'join' joins their texts in that order (a RIS that "
         "exports each addendum as its own row).",
     )
+    dicom_sr: bool = Field(
+        True,
+        description="A study without a report (with text) in the exports takes the report of its DICOM SR "
+        "document, if the DICOM export holds one (Basic Text, Enhanced or Comprehensive SR; the latest one).",
+    )
     language: Literal["auto", "en", "de"] = Field(
         "auto", description="Report language; 'auto' detects it per report unless the export has a column, "
         "and quarantines a report in another language (unsupported_language); 'en'/'de' reads every report so."

@@ -26,6 +26,7 @@ from ctcorpus.reports.records import (
     SentenceRow,
     StudyKey,
 )
+from ctcorpus.reports.sr import SR_STORAGE, read_sr_report
 from ctcorpus.reports.stage import PRODUCER, date_shift_days, process_reports, reports_tables
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "Link",
     "PRODUCER",
     "PhiHit",
+    "SR_STORAGE",
     "RawReport",
     "ReportAnalyzer",
     "ReportExport",
@@ -53,6 +55,7 @@ __all__ = [
     "link_reports",
     "process_reports",
     "read_report_export",
+    "read_sr_report",
     "reports_tables",
     "scrub_text",
 ]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date
 
 from ctcorpus.reports.records import RawReport, StudyKey
 
-__all__ = ["Link", "id_key", "link_reports"]
+__all__ = ["Link", "id_key", "link_reports", "link_sr_reports"]
 
 #: A float's spelling of a whole number ("12345.0"): pandas writes an id column with a gap so.
 _WHOLE_FLOAT = re.compile(r"(\d+)\.0+")
@@ -22,7 +22,7 @@ class Link:
 
     report: RawReport
     study: StudyKey | None
-    method: str  # "accession", "requested_accession", "patient_date" or "" for an orphan
+    method: str  # "accession", "requested_accession", "patient_date", "dicom_sr" or "" for an orphan
 
 
 def id_key(value: str) -> str:
@@ -99,3 +99,34 @@ def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, w
         else Link(report, None, "")
         for k, (report, match) in enumerate(zip(reports, matched, strict=True))
     )
+
+
+def link_sr_reports(
+    reports: Sequence[RawReport], studies: Sequence[StudyKey], reported: Collection[str]
+) -> tuple[tuple[Link, ...], tuple[tuple[RawReport, RawReport], ...]]:
+    """Link reports read from DICOM SR documents by their study UID, for the studies not in
+    ``reported`` (those the RIS exports gave a report with text; an SR of one of them is not used).
+
+    A study's latest SR (by ``report_time``, then path) is used and its earlier ones are returned
+    as (superseded, used) pairs; an SR of a study that was not ingested is an orphan. An SR without
+    text (a measurement or dose document) is no report and is passed over.
+
+    >>> s = StudyKey("1.2", "A1", "P1", "20240105")
+    >>> r = RawReport("sr.dcm", 0, "A1", "P1", "20240105", "", "text", "", "", "dicom-sr", "", "", "1.2")
+    >>> link_sr_reports([r], [s], reported=())[0][0].method
+    'dicom_sr'
+    """
+    known = {s.study_uid: s for s in studies}
+    by_study: dict[str, list[RawReport]] = defaultdict(list)
+    for report in reports:
+        if report.text.strip():
+            by_study[report.study_uid].append(report)
+    links: list[Link] = []
+    superseded: list[tuple[RawReport, RawReport]] = []
+    for uid, documents in sorted(by_study.items()):
+        if uid in reported:
+            continue
+        *earlier, latest = sorted(documents, key=lambda r: (r.report_time, r.path))
+        links.append(Link(latest, known.get(uid), "dicom_sr" if uid in known else ""))
+        superseded += [(r, latest) for r in earlier]
+    return tuple(links), tuple(superseded)

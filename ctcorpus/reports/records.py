@@ -29,7 +29,7 @@ class StudyKey:
 
 @dataclass(frozen=True, slots=True)
 class RawReport:
-    """One row of a RIS export, decoded, before any NLP."""
+    """One row of a RIS export (or one DICOM SR document), decoded, before any NLP."""
 
     path: str
     row: int  # 0-based row (line) in the export
@@ -40,9 +40,10 @@ class RawReport:
     text: str
     language: str  # "en"/"de" from the export, "" if not given
     patient_name: str
-    encoding: str  # how the file was decoded ("utf-8", "cp1252", "latin-1", "parquet")
+    encoding: str  # how the file was decoded ("utf-8", "cp1252", "latin-1", "parquet", "xlsx", "dicom-sr")
     markup: str  # what the text was converted from: "" (plain), "rtf" or "html"
     source_sha256: str
+    study_uid: str = ""  # the study a DICOM SR document belongs to ("" for an export row)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,10 +17,11 @@ from ctcorpus.config.reports import ReportsConfig
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import CtCorpusError, ReportError
 from ctcorpus.records import ErrorHandler, QuarantineEntry, raise_on_error, sha256_of_hashes
-from ctcorpus.reports import io, language, lexicon, link, markup, nlp, patterns, phi
+from ctcorpus.reports import io, language, lexicon, link, markup, nlp, patterns, phi, sr
 from ctcorpus.reports.io import read_report_export
 from ctcorpus.reports.language import SUPPORTED_LANGUAGES
-from ctcorpus.reports.link import id_key, link_reports
+from ctcorpus.reports.link import id_key, link_reports, link_sr_reports
+from ctcorpus.reports.sr import read_sr_report
 from ctcorpus.reports.nlp import analyze_report, build_analyzer
 from ctcorpus.reports.records import LabelRow, RawReport, ReportRow, ReportsResult, SentenceRow, StudyKey
 from ctcorpus.schemas import table_from_rows
@@ -31,10 +32,10 @@ __all__ = ["PRODUCER", "date_shift_days", "process_reports", "reports_tables"]
 
 def _rules_digest() -> str:
     """A digest of the source of the modules that turn export rows into table rows (reading, markup
-    conversion, linking, rules, this stage): a changed rule is a new producer, so report tables
+    conversion, SR documents, linking, rules, this stage): a changed rule is a new producer, so report tables
     cached under the old rules are never reused (no version number to forget to bump)."""
     digest = hashlib.sha256()
-    for module in (io, markup, link, language, lexicon, nlp, patterns, phi, taxonomy):
+    for module in (io, markup, sr, link, language, lexicon, nlp, patterns, phi, taxonomy):
         digest.update(Path(str(module.__file__)).read_bytes())
     digest.update(Path(__file__).read_bytes())  # this stage: versions, linking, quarantine
     return digest.hexdigest()[:12]
@@ -115,8 +116,10 @@ def process_reports(
     pseudonymize: Pseudonymize = _identity,
     header_names: Mapping[str, Sequence[str]] | None = None,
     on_error: ErrorHandler = raise_on_error,
+    sr_documents: Sequence[tuple[str | Path, str]] = (),
 ) -> ReportsResult:
-    """Read, link, scrub and label every report of the given exports.
+    """Read, link, scrub and label every report of the given exports (and of the DICOM SR
+    documents, for the studies the exports give no report).
 
     Orphan reports (no study), empty reports, reports in a language the rules do not read
     (``config.language`` "auto" only) and studies without a report are not dropped silently: each
@@ -138,6 +141,10 @@ def process_reports(
         patient id -> names known from the DICOM headers, scrubbed wherever they appear.
     on_error:
         Handler for unreadable exports and lines (:class:`~ctcorpus.records.QuarantineLog` to continue).
+    sr_documents:
+        DICOM SR files of the export and the path each is recorded under (``config.dicom_sr``): a
+        study without a report with text in the exports takes its latest SR document's report,
+        linked by study UID.
 
     Examples
     --------
@@ -169,30 +176,44 @@ def process_reports(
     if len(unique) < len(raw):  # the same RIS rows exported twice (e.g. CSV and JSONL)
         logger.info("reports: %d duplicate rows across exports kept once", len(raw) - len(unique))
     unique, superseded = _one_row_per_accession(unique, config.same_accession)
+    links = link_reports(unique, studies, window_days=config.link_window_days)
+    documents: list[RawReport] = []
+    for path, name in sr_documents if config.dicom_sr else ():
+        try:
+            documents.append(read_sr_report(path, name=name))
+        except CtCorpusError as error:
+            on_error(error, STAGE)
+    sr_links, sr_superseded = link_sr_reports(
+        documents, studies, {k.study.study_uid for k in links if k.study is not None and k.report.text.strip()})
+    if len(sr_links) < len({d.study_uid for d in documents}):
+        logger.info("reports: %d studies with a report in the exports keep it over their DICOM SR report",
+                    len({d.study_uid for d in documents}) - len(sr_links))
     quarantine: list[QuarantineEntry] = [
         QuarantineEntry(
             stage=STAGE, path=old.path, reason=QuarantineReason.SUPERSEDED_REPORT,
             message=str(ReportError(
                 f"row {old.row} is an earlier version of the report in {new.path} row {new.row} (same accession "
-                "number), which is used; set reports.same_accession: join if the RIS exports addenda as rows",
+                "number), which is used; set reports.same_accession: join if the RIS exports addenda as rows"
+                if not old.study_uid else f"an earlier SR document of the study than {new.path}, which is used",
                 path=old.path, reason=QuarantineReason.SUPERSEDED_REPORT)),
             item_id=_report_id(old, pseudonymize),
         )
-        for old, new in superseded
+        for old, new in (*superseded, *sr_superseded)
     ]
     reported_studies: set[str] = set()
     reports: list[ReportRow] = []
     sentences: list[SentenceRow] = []
     labels: list[LabelRow] = []
-    for linked in link_reports(unique, studies, window_days=config.link_window_days):
+    for linked in (*links, *sr_links):
         report = linked.report
         report_id = _report_id(report, pseudonymize)
+        where = "the SR document" if report.study_uid else f"row {report.row}"
         if linked.study is not None:
             reported_studies.add(linked.study.study_uid)
         if not report.text.strip():  # its study counts as reported: one quarantine row, not two
             quarantine.append(QuarantineEntry(
                 stage=STAGE, path=report.path, reason=QuarantineReason.EMPTY_REPORT,
-                message=str(ReportError(f"row {report.row} has an empty report text", path=report.path,
+                message=str(ReportError(f"{where} has an empty report text", path=report.path,
                                         reason=QuarantineReason.EMPTY_REPORT)),
                 item_id=report_id,
             ))
@@ -203,7 +224,8 @@ def process_reports(
                 message=str(ReportError(
                     f"row {report.row}: no study with this accession number, nor an unreported study of this "
                     f"patient within {config.link_window_days} days; check the export's ids or "
-                    "reports.link_window_days",
+                    "reports.link_window_days" if not report.study_uid else
+                    "the SR document's study has no images in the export (StudyInstanceUID matches no study)",
                     path=report.path, reason=QuarantineReason.ORPHAN_REPORT)),
                 item_id=report_id,
             ))
@@ -227,7 +249,7 @@ def process_reports(
             analyzed = analyze_report(analyzer, report.text, language=hint,
                                       header_values=[h for h in header if h], date_shift_days=shift)
         except ReportError as error:  # a report in a language the rules do not read
-            located = ReportError(f"row {report.row}: {error.message}", path=report.path, reason=error.reason)
+            located = ReportError(f"{where}: {error.message}", path=report.path, reason=error.reason)
             quarantine.append(QuarantineEntry.from_error(located, STAGE, report_id))
             continue
         counts = Counter(hit.kind for hit in analyzed.phi)

@@ -32,7 +32,10 @@ from pydicom.uid import (
 
 from ctcorpus.errors import SynthError
 
-__all__ = ["SeriesHeader", "SlicePlacement", "build_slice", "uid", "write_dataset", "write_series"]
+__all__ = ["SeriesHeader", "SlicePlacement", "build_slice", "uid", "write_dataset", "write_series", "write_sr_report"]
+
+#: Basic Text SR Storage: a report as a tree of text items under headings.
+BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 
 _SOP_CLASS = {"CT": CTImageStorage, "MR": MRImageStorage, "OT": SecondaryCaptureImageStorage}
 
@@ -288,3 +291,53 @@ def write_dataset(ds: Dataset, path: Path, transfer_syntax: str = ExplicitVRLitt
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
 
+
+
+def _code(value: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
+    return item
+
+
+def write_sr_report(
+    path: Path, header: SeriesHeader, sections: Sequence[tuple[str, Sequence[str]]], *, content_time: str = "120000"
+) -> None:
+    """Write a Basic Text SR report of ``header``'s study: a "Radiology Report" container with one
+    container per (heading, paragraphs) section, and the observer (PHI, no report text) as context.
+
+    >>> write_sr_report(Path("/tmp/sr.dcm"), header, [("Findings", ["No effusion."])])  # doctest: +SKIP
+    """
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = BASIC_TEXT_SR
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = uid(header.series_uid, "sr", content_time)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.Modality = "SR"
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate = header.patient_name, header.patient_id, header.birth_date
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = header.study_uid, header.series_uid
+    ds.StudyDate, ds.StudyTime, ds.AccessionNumber = header.study_date, header.study_time, header.accession_number
+    ds.SeriesNumber, ds.InstanceNumber = header.series_number, 1
+    ds.ContentDate, ds.ContentTime = header.study_date, content_time
+    ds.ValueType, ds.ContinuityOfContent = "CONTAINER", "SEPARATE"
+    ds.ConceptNameCodeSequence = [_code("18748-4", "Radiology Report")]
+    ds.CompletionFlag, ds.VerificationFlag = "COMPLETE", "UNVERIFIED"
+    observer = Dataset()
+    observer.RelationshipType, observer.ValueType = "HAS OBS CONTEXT", "PNAME"
+    observer.ConceptNameCodeSequence = [_code("121008", "Person Observer Name")]
+    observer.PersonName = "Radiologist^Reading"
+    items = [observer]
+    for heading, paragraphs in sections:
+        container = Dataset()
+        container.RelationshipType, container.ValueType, container.ContinuityOfContent = "CONTAINS", "CONTAINER", "SEPARATE"
+        container.ConceptNameCodeSequence = [_code("121070", heading)]
+        children = []
+        for paragraph in paragraphs:
+            text = Dataset()
+            text.RelationshipType, text.ValueType, text.TextValue = "CONTAINS", "TEXT", paragraph
+            text.ConceptNameCodeSequence = [_code("121071", "Finding")]
+            children.append(text)
+        container.ContentSequence = children
+        items.append(container)
+    ds.ContentSequence = items
+    write_dataset(ds, path)
