@@ -120,6 +120,21 @@ def test_a_group_case_links_both_orders_reports_and_its_sample_holds_its_own(def
     assert "orphan_report" not in set(_table(result.path, "quarantine").query("item_id == @second.name")["reason"])
 
 
+def test_the_report_only_a_dicom_sr_document_holds_reaches_the_sample(defects_export, built):
+    # the study's RIS row is empty; the DICOM export holds its report as a Basic Text SR
+    config, _, _, result = built
+    from ctcorpus.ingest import pseudonymizer_for
+
+    p = pseudonymizer_for(config.ingest)
+    truth = load_truth(defects_export)
+    sr = next(d for d in truth.defects if d.kind == "sr_report")
+    row = _table(result.path, "reports").set_index("report_id").loc[p.accession(sr.accession_number)]
+    assert (row["link_method"], row["encoding"]) == ("dicom_sr", "dicom-sr")
+    assert not [i for i in (sr.accession_number, *(s.patient_id for s in truth.series)) if i in row["source_path"]]
+    (sample,) = _table(result.path, "samples").query("study_id == @row.study_id")["report_id"]
+    assert sample == row.name
+
+
 def test_a_study_sample_holds_the_report_under_its_own_accession_number():
     import pyarrow as pa
 

@@ -612,8 +612,9 @@ def test_synthetic_export_end_to_end(tmp_path):
     studies = [StudyKey(uid, dated[uid].accession_number if uid in dated else "", s.patient_id,
                         dated[uid].study_date if uid in dated else "",
                         orders.get(dated[uid].accession_number, ()) if uid in dated else ()) for uid, s in first.items()]
+    sr_documents = [(tmp_path / "x" / p, p) for d in truth.defects if d.kind == "sr_report" for p in d.paths]
     result = process_reports([tmp_path / "x" / f for f in truth.report_files], studies,
-                             pseudonymize=lambda kind, value: value)
+                             pseudonymize=lambda kind, value: value, sr_documents=sr_documents)
     expected = {(QuarantineReason(r), d.accession_number or "") for d in truth.defects
                 for r in [d.expected_reason]
                 if r in ("orphan_report", "empty_report", "no_report", "superseded_report")}
@@ -625,8 +626,8 @@ def test_synthetic_export_end_to_end(tmp_path):
     for report in truth.reports:
         if report.defect == "superseded_report":  # the final version under its accession is checked instead
             continue
-        if report.defect in ("orphan_report", "empty_report"):
-            assert report.accession_number not in by_id
+        if report.defect in ("orphan_report", "empty_report"):  # the empty one's study has its SR report
+            assert report.accession_number not in by_id or by_id[report.accession_number].link_method == "dicom_sr"
             continue
         row = by_id[report.accession_number]
         assert row.study_id == report.study_uid and row.language == report.language
@@ -636,7 +637,7 @@ def test_synthetic_export_end_to_end(tmp_path):
                            if r.report_id == report.accession_number and r.sentence_index == -1}
         assert analyzed_labels == set(report.labels.items())
         assert row.markup == ("rtf" if report.defect == "rtf_report" else "")
-    assert {r.encoding for r in result.reports} >= {"cp1252"}
+    assert {r.encoding for r in result.reports} >= {"cp1252", "dicom-sr"}
     assert "rtf" in {r.markup for r in result.reports}
     assert len(by_id) == len(result.reports)  # one row per report id, one report per study but the group case
     second, own = by_id[group.accession_number], by_id[group.detail["study_accession_number"]]

@@ -26,6 +26,7 @@ from pydicom.uid import JPEGLosslessSV1, RLELossless
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import SynthError
 from ctcorpus.reports.markup import to_plain_text
+from ctcorpus.reports.sr import read_sr_report
 from ctcorpus.synth import FINDING_LABELS, LABEL_TABLE, FindingSpec, generate_export, make_phantom
 from ctcorpus.synth.dicom import SeriesHeader, SlicePlacement, build_slice, write_dataset, write_series
 from ctcorpus.synth.series import reslice
@@ -150,6 +151,7 @@ def test_same_seed_gives_identical_bytes(export, tmp_path: Path) -> None:
 def test_every_dicom_file_reads_and_names_do_not_sort_by_slice(export) -> None:
     root, truth = export
     broken = {p for d in truth.defects if d.kind in ("truncated", "not_dicom") for p in d.paths}
+    reports = {p for d in truth.defects if d.kind == "sr_report" for p in d.paths}  # an SR document: no pixels
     files = [p for p in root.rglob("*") if p.is_file() and p.parent.name != "labels"
              and not p.name.startswith(("reports", "ground_truth"))]
     read = 0
@@ -158,9 +160,9 @@ def test_every_dicom_file_reads_and_names_do_not_sort_by_slice(export) -> None:
         if rel in broken:
             continue
         ds = pydicom.dcmread(path)
-        assert ds.pixel_array.dtype in (np.uint16, np.int16)
+        assert ds.pixel_array.dtype in (np.uint16, np.int16) if rel not in reports else ds.Modality == "SR"
         read += 1
-    assert read == len(files) - len(broken) > 300
+    assert read == len(files) - len(broken) > 300 and len(reports) == 1
     primaries = [s for s in truth.series if s.kind == "axial"]
     assert all(list(s.files) != sorted(s.files) for s in primaries)
     assert any(s.files[0].startswith("DICOM/") for s in primaries)
@@ -296,7 +298,7 @@ def test_report_exports_and_report_defects(export) -> None:
     with open(root / "reports.csv", encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     jsonl = [json.loads(line) for line in (root / "reports.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert rows == jsonl and len(rows) == len(truth.reports) - 1  # minus the latin-1 row
+    assert rows == jsonl and len(rows) == len(truth.reports) - 2  # minus the latin-1 row and the SR report
     assert list(rows[0]) == ["accession_number", "patient_id", "patient_name", "study_date", "report_text", "language"]
     study_accessions = {pydicom.dcmread(root / s.files[0]).AccessionNumber for s in truth.series if s.kind == "axial"}
     csv_accessions = {r["accession_number"] for r in rows}
@@ -318,7 +320,7 @@ def test_report_exports_and_report_defects(export) -> None:
     assert len(versions) == 2 and versions[1].startswith("{\\rtf1") and not versions[0].startswith("{")
     assert sum(r["report_text"].startswith("{\\rtf1") for r in rows) == 1
     assert sorted(to_plain_text(r["report_text"]).text for r in rows) == sorted(
-        r.text for r in truth.reports if r.defect != "latin1")
+        r.text for r in truth.reports if r.defect not in ("latin1", "sr_report"))
     assert set(truth.report_files) == {"reports.csv", "reports.jsonl", "reports_latin1.csv"}
     group = _defect(truth, "group_case")  # a study with two orders: each order's number and report
     own = group.detail["study_accession_number"]
@@ -328,6 +330,11 @@ def test_report_exports_and_report_defects(export) -> None:
     assert [item.AccessionNumber for item in ds.RequestAttributesSequence] == [own, group.accession_number]
     assert group.accession_number in csv_accessions and group.accession_number not in study_accessions
     assert own == latin["accession_number"]  # its chest report is the latin-1 file's
+    sr = _defect(truth, "sr_report")  # the empty RIS row's report, as a Basic Text SR in the DICOM export
+    (report,) = [r for r in truth.reports if r.defect == "sr_report"]
+    document = pydicom.dcmread(root / sr.paths[0])
+    assert document.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.11" and document.StudyInstanceUID == report.study_uid
+    assert sr.accession_number == empty and read_sr_report(root / sr.paths[0]).text == report.text
 
 
 def test_phi_is_seeded_in_headers_and_recorded(export, tmp_path: Path) -> None:

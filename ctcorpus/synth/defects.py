@@ -17,7 +17,7 @@ import numpy as np
 
 from ctcorpus.enums import QuarantineReason as R
 from ctcorpus.errors import SynthError
-from ctcorpus.synth.dicom import SlicePlacement, build_slice, write_dataset
+from ctcorpus.synth.dicom import SlicePlacement, build_slice, write_dataset, write_sr_report
 from ctcorpus.synth.report_text import render_report
 from ctcorpus.synth.series import (
     StudyContext,
@@ -30,13 +30,18 @@ from ctcorpus.synth.series import (
 )
 from ctcorpus.synth.truth import DefectTruth, ReportTruth, SeriesTruth
 
-__all__ = ["EMPTY_REPORT_STUDY", "GROUP_CASE_STUDY", "LATIN1_STUDY", "RTF_REPORT_STUDY", "ImageDefects",
-           "group_case_orders", "seed_image_defects", "seed_report_defects"]
+__all__ = ["EMPTY_REPORT_STUDY", "GROUP_CASE_STUDY", "LATIN1_STUDY", "RTF_REPORT_STUDY", "SR_REPORT_STUDY",
+           "ImageDefects", "group_case_orders", "seed_image_defects", "seed_report_defects"]
 
 #: Study index (export order) whose report is written to ``reports_latin1.csv`` (German, cp1252).
 LATIN1_STUDY = 1
 #: Study index whose report text is empty.
 EMPTY_REPORT_STUDY = 2
+#: Study index whose report the DICOM export holds as a Basic Text SR document (its RIS row is the
+#: empty one): the reports stage takes the report from there.
+SR_REPORT_STUDY = EMPTY_REPORT_STUDY
+#: Series number of that SR document.
+_SR_SERIES = 80
 #: Study index whose report the RIS stored as RTF (written so to both exports; the truth is its plain
 #: text), after a preliminary version of it under the same accession number (superseded).
 RTF_REPORT_STUDY = 0
@@ -277,14 +282,16 @@ def seed_image_defects(studies: Sequence[StudyContext], rng: np.random.Generator
 
 def seed_report_defects(
     studies: Sequence[StudyContext], reports: Sequence[ReportTruth], rng: np.random.Generator
-) -> tuple[list[ReportTruth], list[ReportTruth], list[DefectTruth]]:
+) -> tuple[list[ReportTruth], list[ReportTruth], list[DefectTruth], list[ReportTruth]]:
     """Break the RIS export: an empty report, a latin-1 file, an RTF report text with a preliminary
-    version before it, a study without and an orphan report; and add the report of the group case
-    study's second order (linked by its RequestAttributesSequence, not quarantined).
+    version before it, a study without and an orphan report; add the report of the group case
+    study's second order (linked by its RequestAttributesSequence, not quarantined); and write the
+    report the RIS row lacks as a DICOM SR document of its study.
 
     ``reports`` are in study order. Returns the rows of ``reports.csv``, the rows of
     ``reports_latin1.csv`` (the :data:`LATIN1_STUDY` report, which the generator renders in
-    German) and the defects. Needs at least 4 studies so the four defects hit different studies.
+    German), the defects and the reports only an SR document holds. Needs at least 4 studies so
+    the four defects hit different studies.
     """
     if len(studies) < 4:
         raise SynthError(f"report defects need at least 4 studies, got {len(studies)}")
@@ -323,6 +330,11 @@ def seed_report_defects(
     second_order = dataclasses.replace(second_order, defect="group_case")
     kept = [r for i, r in enumerate(main) if i not in (LATIN1_STUDY, len(studies) - 1)]
     kept += [orphan, preliminary, second_order]
+    sr_study = studies[SR_REPORT_STUDY]
+    sr_file = (Path(file_names(sr_study, _SR_SERIES, 1, rng)[0]).parent / "SR00001").as_posix()
+    write_sr_report(sr_study.root / sr_file, series_header(sr_study, _SR_SERIES, "Report", "", 0.0, 0.0),
+                    [("", [reports[SR_REPORT_STUDY].text])])
+    sr_report = dataclasses.replace(reports[SR_REPORT_STUDY], defect="sr_report")
     defects = [
         DefectTruth("empty_report", ("reports.csv", "reports.jsonl"), R.EMPTY_REPORT.value,
                     accession_number=empty.accession_number),
@@ -335,7 +347,9 @@ def seed_report_defects(
         DefectTruth("no_report", (), R.NO_REPORT.value, accession_number=missing.accession_number),
         DefectTruth("group_case", ("reports.csv", "reports.jsonl"), "", accession_number=second_order.accession_number,
                     detail={"study_accession_number": group.accession_number, "link_method": "requested_accession"}),
+        DefectTruth("sr_report", (sr_file,), R.NON_IMAGE.value, accession_number=sr_report.accession_number,
+                    detail={"link_method": "dicom_sr"}),
         DefectTruth("orphan_report", ("reports.csv", "reports.jsonl"), R.ORPHAN_REPORT.value,
                     accession_number=orphan_accession),
     ]
-    return kept, latin1, defects
+    return kept, latin1, defects, [sr_report]

@@ -303,7 +303,8 @@ def write_sr_report(
     path: Path, header: SeriesHeader, sections: Sequence[tuple[str, Sequence[str]]], *, content_time: str = "120000"
 ) -> None:
     """Write a Basic Text SR report of ``header``'s study: a "Radiology Report" container with one
-    container per (heading, paragraphs) section, and the observer (PHI, no report text) as context.
+    container per (heading, paragraphs) section (heading "": the paragraphs stand under the root,
+    as "Comment" text items), and the observer (PHI, no report text) as context.
 
     >>> write_sr_report(Path("/tmp/sr.dcm"), header, [("Findings", ["No effusion."])])  # doctest: +SKIP
     """
@@ -328,15 +329,18 @@ def write_sr_report(
     observer.PersonName = "Radiologist^Reading"
     items = [observer]
     for heading, paragraphs in sections:
-        container = Dataset()
-        container.RelationshipType, container.ValueType, container.ContinuityOfContent = "CONTAINS", "CONTAINER", "SEPARATE"
-        container.ConceptNameCodeSequence = [_code("121070", heading)]
         children = []
         for paragraph in paragraphs:
             text = Dataset()
             text.RelationshipType, text.ValueType, text.TextValue = "CONTAINS", "TEXT", paragraph
-            text.ConceptNameCodeSequence = [_code("121071", "Finding")]
+            text.ConceptNameCodeSequence = [_code("121071", "Finding") if heading else _code("121106", "Comment")]
             children.append(text)
+        if not heading:
+            items += children
+            continue
+        container = Dataset()
+        container.RelationshipType, container.ValueType, container.ContinuityOfContent = "CONTAINS", "CONTAINER", "SEPARATE"
+        container.ConceptNameCodeSequence = [_code("121070", heading)]
         container.ContentSequence = children
         items.append(container)
     ds.ContentSequence = items

@@ -224,7 +224,8 @@ def generate_export(
         ingestion must give: truncated, non-DICOM and non-CT files; stacks with a missing or
         duplicated slice, gantry tilt, non-uniform spacing or two stacks under one UID; orphan,
         missing, empty, latin-1, RTF and superseded reports. Clean RLE and JPEG Lossless series
-        are added too, and a group case (a study with two orders, each with a report).
+        are added too, a group case (a study with two orders, each with a report) and a report
+        only a DICOM SR document holds (the empty report's study).
         Needs at least 2 patients.
     phi
         Seed identifying values in DICOM headers (listed in ``phi_header_values``) and in reports.
@@ -374,10 +375,11 @@ def generate_export(
 
     defect_truths = []
     latin1: list[ReportTruth] = []
+    sr_reports: list[ReportTruth] = []
     if defects:
         image: ImageDefects = seed_image_defects(studies, rng)
         series += image.series
-        reports, latin1, report_defects = seed_report_defects(studies, reports, rng)
+        reports, latin1, report_defects, sr_reports = seed_report_defects(studies, reports, rng)
         defect_truths = [*image.defects, *report_defects]
     order = rng.permutation(len(reports))  # RIS exports are not in study order
     reports = [reports[int(i)] for i in order]
@@ -389,7 +391,7 @@ def generate_export(
         matrix=grid.matrix,
         language=language,
         series=tuple(series),
-        reports=tuple(reports) + tuple(latin1),
+        reports=tuple(reports) + tuple(latin1) + tuple(sr_reports),
         findings=findings,
         defects=tuple(defect_truths),
         report_files=report_files,
