@@ -831,6 +831,61 @@ def test_a_dicom_sr_report_fills_in_for_a_study_the_exports_lack(tmp_path):
     assert [r.study_id for r in off.reports] == ["1.1"]
 
 
+def test_an_hl7_oru_feed_archive(tmp_path):
+    """A RIS report feed archived as a file of ORU^R01 messages: batch segments, LF line ends, a
+    preliminary and a final result, one message with two orders, an ADT message, a broken message,
+    and report text that broke out of OBX-5 onto a line of its own."""
+    feed = "\n".join([
+        "FHS|^~\\&|RIS", "BHS|^~\\&|RIS",
+        "MSH|^~\\&|RIS|HOSP|||20240105100000||ORU^R01|1|P|2.3.1",
+        "PID|1||000123456^^^HOSP^MR||MUSTER^MAX^^^Dr.||19500101|M",
+        "OBR|1|PL1|F1|CT^CT Thorax|||20240105093000|||||||||||A1||||20240105100000|||P",
+        "OBX|1|FT|^FINDINGS||Kein Erguss.||||||P",
+        "MSH|^~\\&|RIS|HOSP|||20240105143000||ORU^R01|2|P|2.3.1",
+        "PID|1||000123456^^^HOSP^MR||MUSTER^MAX^^^Dr.||19500101|M",
+        "OBR|1|PL1|F1|CT^CT Thorax|||20240105093000|||||||||||A1||||20240105142000|||F",
+        "OBX|1|FT|^FINDINGS||Pleuraerguss rechts \\T\\ Rundherd.\\.br\\Max Muster informiert.~Zweite Zeile",
+        "die umgebrochen ist.||||||F",
+        "OBX|2|TX|^IMPRESSION||Pleuraerguss.||||||F",
+        "OBX|3|NM|^VOLUME||350|ml|||||F",
+        "MSH|^~\\&|RIS|HOSP|||20240106||ADT^A08|3|P|2.3.1", "PID|1||P9",
+        "MSH|^~\\&|RIS|HOSP|||20240107||ORU^R01|4|P|2.3.1", "PID|1||000123457",
+        "ORC|RE|PL7", "OBR|1|PL7|B1|CT^CT Thorax|||20240107", "OBX|1|TX|^IMPRESSION||Kein Erguss.",
+        "ORC|RE|PL8", "OBR|2|PL8|B2|CT^CT Abdomen|||20240107", "OBX|1|TX|^IMPRESSION||Leber unauffällig.",
+        "MSH|", "BTS|3", "FTS|1",
+    ])
+    path = tmp_path / "feed.hl7"
+    path.write_bytes(feed.encode("cp1252"))
+    export = read_report_export(path, ReportColumns())
+    assert [(r.row, r.accession_number, r.patient_id, r.patient_name, r.study_date, r.report_time, r.markup)
+            for r in export.reports] == [
+        (0, "A1", "000123456", "MUSTER^MAX", "20240105", "20240105100000", ""),
+        (1, "A1", "000123456", "MUSTER^MAX", "20240105", "20240105142000", "hl7"),
+        (2, "B1", "000123457", "", "20240107", "20240107000000", ""),
+        (3, "B2", "000123457", "", "20240107", "20240107000000", "")]
+    assert export.reports[1].text == ("FINDINGS:\nPleuraerguss rechts & Rundherd.\nMax Muster informiert.\n"
+                                      "Zweite Zeile\ndie umgebrochen ist.\n\nIMPRESSION:\nPleuraerguss.")
+    assert export.reports[3].text == "IMPRESSION:\nLeber unauffällig." and export.reports[1].encoding == "cp1252"
+    (problem,) = export.problems
+    assert "message 5 cannot be parsed" in str(problem) and "feed.hl7" in str(problem)
+    studies = [StudyKey("1.1", "A1", "000123456", "20240105"), StudyKey("1.2", "B1", "000123457", "20240107",
+                                                                        ("B2",))]
+    result = process_reports([path], studies, on_error=QuarantineLog())
+    final = next(r for r in result.reports if r.report_id == "A1")
+    assert "[NAME] informiert" in final.text  # the PID-5 name, scrubbed
+    assert final.section_names == ("findings", "impression")
+    assert [q.reason.value for q in result.quarantine] == ["superseded_report"]
+    assert sorted((r.report_id, r.link_method) for r in result.reports) == [
+        ("A1", "accession"), ("B1", "accession"), ("B2", "requested_accession")]
+    other = tmp_path / "notes.hl7"
+    other.write_text("exported 2024-01-05\n", encoding="utf-8")
+    assert "message 1 cannot be parsed (no MSH segment" in str(read_report_export(other, ReportColumns()).problems[0])
+    columns = ReportColumns(hl7_accession_fields=("OBR-3",))  # a RIS that sends it as the filler order number
+    assert [r.accession_number for r in read_report_export(path, columns).reports] == ["F1", "F1", "B1", "B2"]
+    with pytest.raises(ValueError, match="segment-number"):
+        ReportColumns(hl7_accession_fields=("OBR.18",))
+
+
 def test_jsonl_and_parquet_with_column_mapping(tmp_path):
     columns = ReportColumns(text="Befundtext", accession_number="AccNr", patient_id="PatID",
                             study_date="Datum", language="", patient_name="Name")

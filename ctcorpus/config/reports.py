@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ctcorpus.config.base import StageConfig
 
@@ -39,6 +40,20 @@ class ReportColumns(StageConfig):
         "patient_name",
         description="Optional column with the patient name (DICOM Family^Given), scrubbed from the text; '' if absent.",
     )
+    hl7_accession_fields: tuple[str, ...] = Field(
+        ("OBR-18", "OBR-3"),
+        description="HL7 v2 ORU files (.hl7): the fields (of MSH, PID, PV1, ORC or OBR) that hold the accession "
+        "number, the first non-empty one wins (OBR-18 in IHE Radiology's v2.3.1 profile; many RIS send it as the "
+        "filler order number OBR-3).",
+    )
+
+    @field_validator("hl7_accession_fields")
+    @classmethod
+    def _segment_fields(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [v for v in value if not re.fullmatch(r"(?:MSH|PID|PV1|ORC|OBR)-[1-9][0-9]*", v)]
+        if bad:
+            raise ValueError(f"{bad}: write a field of MSH, PID, PV1, ORC or OBR as segment-number, e.g. 'OBR-18'")
+        return value
 
 
 class ReportsConfig(StageConfig):

@@ -1,5 +1,5 @@
-"""Reading RIS report exports (CSV, JSONL, Parquet, Excel) with a column mapping and encoding
-detection; report texts stored as RTF or HTML are converted to plain text (:mod:`ctcorpus.reports.markup`).
+"""Reading RIS report exports (CSV, JSONL, Parquet, Excel, HL7 v2 ORU files) with a column mapping and
+encoding detection; report texts stored as RTF or HTML are converted to plain text (:mod:`ctcorpus.reports.markup`).
 
 Hospital exports arrive as UTF-8, Windows-1252 or Latin-1 depending on the RIS; a wrong guess
 turns "Pleuraerguss" into mojibake or fails outright, so bytes are decoded by trying UTF-8 first
@@ -22,6 +22,7 @@ from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import ReportError
 from ctcorpus.records import sha256_file
 from ctcorpus.reports.markup import PlainText, decode_bytes, to_plain_text, valid_unicode
+from ctcorpus.reports.oru import oru_rows
 from ctcorpus.reports.records import RawReport, ReportExport
 
 __all__ = ["normalize_date", "normalize_time", "read_report_export"]
@@ -95,6 +96,8 @@ def _language_code(value: str) -> str:
     return _LANGUAGE_NAMES.get(code, code)
 
 
+#: File suffixes of HL7 v2 message files (ORU^R01 report feeds).
+_HL7_SUFFIXES = (".hl7", ".oru")
 #: Delimiters a CSV export may use (TSV: a tab; German Excel: a semicolon).
 _CSV_DELIMITERS = (",", ";", "\t", "|")
 #: How a JSON value that is no object is named in an error (numbers are the rest).
@@ -178,9 +181,10 @@ def _xlsx_rows(path: Path, text_columns: tuple[str, ...]) -> list[tuple[int, dic
 
 
 def _rows(
-    path: Path, text_columns: tuple[str, ...], encoding_out: list[str]
+    path: Path, columns: ReportColumns, text_columns: tuple[str, ...], encoding_out: list[str]
 ) -> tuple[list[tuple[int, dict[str, Any]]], list[ReportError]]:
-    """The export's rows with their 0-based row (JSONL: line) numbers, and an error per unreadable line."""
+    """The export's rows with their 0-based row (JSONL: line; HL7: order) numbers, and an error per
+    unreadable line (HL7: message)."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         import pyarrow.parquet as pq
@@ -196,13 +200,18 @@ def _rows(
     encoding_out.append(encoding)
     if suffix in (".jsonl", ".ndjson", ".json"):
         return _json_rows(text, path)
+    if suffix in _HL7_SUFFIXES:
+        rows, broken = oru_rows(text, columns)
+        return rows, [ReportError(f"message {n + 1} cannot be parsed ({reason}); fix or remove it",
+                                  reason=QuarantineReason.UNREADABLE_REPORT, path=path) for n, reason in broken]
     if suffix in (".csv", ".tsv", ".txt"):
         # the csv module refuses a field over 128 KiB (a long report history) unless told; no field
         # is longer than the file (the limit is process-wide, so it is only ever raised)
         csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
         delimiter = _csv_delimiter(text.partition("\n")[0], text_columns, "\t" if suffix == ".tsv" else ",")
         return list(enumerate(csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter))), []
-    raise ReportError(f"unknown report export format {suffix!r}; use .csv, .tsv, .jsonl, .json, .parquet or .xlsx",
+    raise ReportError(f"unknown report export format {suffix!r}; use .csv, .tsv, .jsonl, .json, .parquet, .xlsx "
+                      "or .hl7",
                       reason=QuarantineReason.UNREADABLE_REPORT, path=path)
 
 
@@ -213,7 +222,7 @@ _SECTION_HEADINGS: dict[str, str] = {"clinical_information": "Clinical informati
                                      "technique": "Technique", "findings": "Findings", "impression": "Impression"}
 
 
-def _report_text(row: dict[str, Any], columns: ReportColumns) -> PlainText:
+def _report_text(row: dict[str, Any], columns: ReportColumns, *, hl7: bool = False) -> PlainText:
     """The row's report as plain text: the text column, then each section column under its heading.
 
     >>> columns = ReportColumns(text="", sections={"impression": "I", "findings": "F"})
@@ -224,7 +233,7 @@ def _report_text(row: dict[str, Any], columns: ReportColumns) -> PlainText:
                                     if name in columns.sections]
     parts, markups = [], set()
     for name, column in cells:
-        plain = to_plain_text(_cell_text(row.get(column) if column else None))
+        plain = to_plain_text(_cell_text(row.get(column) if column else None), hl7=hl7)
         markups.update(m for m in plain.markup.split("+") if m)
         if plain.text.strip():
             parts.append(f"{_SECTION_HEADINGS[name]}:\n{plain.text.strip()}" if name else plain.text)
@@ -255,7 +264,7 @@ def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport
     encoding: list[str] = []
     text_columns = tuple(c for c in (columns.text, *columns.sections.values()) if c)
     try:
-        rows, problems = _rows(path, text_columns, encoding)
+        rows, problems = _rows(path, columns, text_columns, encoding)
     except (OSError, ValueError, csv.Error) as exc:
         raise ReportError(f"cannot parse report export: {exc}", reason=QuarantineReason.UNREADABLE_REPORT,
                           path=path) from None
@@ -273,7 +282,7 @@ def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport
     reports: list[RawReport] = []
     for n, row in rows:
         try:
-            plain = _report_text(row, columns)
+            plain = _report_text(row, columns, hl7=path.suffix.lower() in _HL7_SUFFIXES)
         except Exception as exc:  # noqa: BLE001 - striprtf fails in many ways on broken RTF (an escape
             # beyond Unicode, a font charset Python has no codec for); that costs the row, not the export
             problems.append(ReportError(f"row {n}: report text is markup that cannot be read ({type(exc).__name__}: "

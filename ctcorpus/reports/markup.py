@@ -176,12 +176,13 @@ def _hl7_escape(match: re.Match[str]) -> str:
     return "\n" * n if command == "sp" else " " * n if command == "sk" else ""  # indent, centre, fill: none
 
 
-def to_plain_text(text: str) -> PlainText:
+def to_plain_text(text: str, *, hl7: bool = False) -> PlainText:
     """The report's plain text, converted from RTF or HTML where the export holds either.
 
     A text from an HL7 v2 message (ORU OBX segments) has its escapes decoded first
     (``\\.br\\`` is a line break, ``\\T\\`` "&"; it may hold RTF: ``{\\E\\rtf1...``), and the
-    markup names each step ("hl7+rtf"). Line ends become ``\\n`` (HL7 and old Mac text end lines
+    markup names each step ("hl7+rtf"). In a column, a formatting command or two escapes show
+    such a text; ``hl7`` says it is one (an ORU file), so a single escape is decoded too. Line ends become ``\\n`` (HL7 and old Mac text end lines
     with a bare carriage return, which would hide headings). Soft hyphens and other invisible
     line-breaking characters are removed: they would split words for the lexicons.
 
@@ -197,7 +198,8 @@ def to_plain_text(text: str) -> PlainText:
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     steps = []
-    if "\\" in text and (_HL7_COMMAND.search(text) or next(islice(_HL7_ESCAPE.finditer(text), 1, None), None)):
+    shown_by = 0 if hl7 else 1  # the escape (counted from 0) that shows an HL7 text
+    if "\\" in text and (_HL7_COMMAND.search(text) or next(islice(_HL7_ESCAPE.finditer(text), shown_by, None), None)):
         text = _HL7_ESCAPE.sub(_hl7_escape, text)
         steps.append("hl7")
     if text.lstrip()[:5].lower() == "{\\rtf":

@@ -17,7 +17,7 @@ from ctcorpus.config.reports import ReportsConfig
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import CtCorpusError, ReportError
 from ctcorpus.records import ErrorHandler, QuarantineEntry, raise_on_error, sha256_of_hashes
-from ctcorpus.reports import io, language, lexicon, link, markup, nlp, patterns, phi, sr
+from ctcorpus.reports import io, language, lexicon, link, markup, nlp, oru, patterns, phi, sr
 from ctcorpus.reports.io import read_report_export
 from ctcorpus.reports.language import SUPPORTED_LANGUAGES
 from ctcorpus.reports.link import id_key, link_reports, link_sr_reports
@@ -32,10 +32,10 @@ __all__ = ["PRODUCER", "date_shift_days", "process_reports", "reports_tables"]
 
 def _rules_digest() -> str:
     """A digest of the source of the modules that turn export rows into table rows (reading, markup
-    conversion, SR documents, linking, rules, this stage): a changed rule is a new producer, so report tables
+    conversion, HL7 messages, SR documents, linking, rules, this stage): a changed rule is a new producer, so report tables
     cached under the old rules are never reused (no version number to forget to bump)."""
     digest = hashlib.sha256()
-    for module in (io, markup, sr, link, language, lexicon, nlp, patterns, phi, taxonomy):
+    for module in (io, markup, oru, sr, link, language, lexicon, nlp, patterns, phi, taxonomy):
         digest.update(Path(str(module.__file__)).read_bytes())
     digest.update(Path(__file__).read_bytes())  # this stage: versions, linking, quarantine
     return digest.hexdigest()[:12]

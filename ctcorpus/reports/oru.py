@@ -1,0 +1,125 @@
+"""HL7 v2 result messages (ORU^R01) as a report export: one report per order (OBR) of a message.
+
+Interface engines archive a RIS's report feed as files of ORU messages, and some sites hand those
+over instead of a table. python-hl7 splits the files and messages; ctcorpus reads the fields where
+IHE Radiology and common RIS put what linking needs: the patient id (PID-3, first id), name
+(PID-5), study date (OBR-7), report time (OBR-22, else MSH-7), the accession number (the first
+non-empty of ``reports.columns.hl7_accession_fields``: OBR-18 in IHE's v2.3.1 profile, the filler
+order number OBR-3 in many RIS), and the text: the OBX segments of value type TX, FT or ST after
+the OBR, in order, each repetition a line, and a heading line where OBX-3 names a section
+("^IMPRESSION"). Messages of other types (ADT, ACK) in a feed archive are not reports and are
+passed over.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import hl7
+import hl7.util
+
+from ctcorpus.config.reports import ReportColumns
+from ctcorpus.reports import lexicon
+
+__all__ = ["oru_rows"]
+
+_TEXT_TYPES = frozenset({"TX", "FT", "ST"})
+#: The start of a segment: its id and the field separator.
+_SEGMENT_START = re.compile(r"[A-Z][A-Z0-9]{2}\|")
+#: Heading (lowercase) -> section name, for OBX-3 texts that open a section.
+_SECTION_OF = {heading: name for name, headings in lexicon.HEADINGS.items() for heading in headings}
+
+
+def _field(segment: Any, spec: str) -> str:
+    """A field's first repetition's first component ("" if the segment is shorter)."""
+    number = int(spec.partition("-")[2])
+    if segment is None or number >= len(segment):
+        return ""
+    field = segment[number]
+    while isinstance(field, list) and field:  # repetition -> component -> subcomponent
+        field = field[0]
+    return str(field).strip()
+
+
+def _report(segments: dict[str, Any], observations: list[Any], columns: ReportColumns) -> dict[str, str]:
+    """One order's row; ``segments`` are the message's MSH, PID and PV1 and the order's ORC and OBR."""
+    pid, obr = segments.get("PID"), segments.get("OBR")
+    lines: list[str] = []
+    section = ""
+    for obx in observations:
+        if _field(obx, "OBX-2").upper() not in _TEXT_TYPES or len(obx) <= 5:
+            continue
+        heading = next((n for n in (c.strip() for c in str(obx[3]).split("^")) if n.lower() in _SECTION_OF), "")
+        if heading and _SECTION_OF[heading.lower()] != section:
+            lines.append(("\n" if lines else "") + heading + ":")
+            section = _SECTION_OF[heading.lower()]
+        lines += [str(repetition) for repetition in obx[5]]
+    family, _, given = (str(pid[5][0]) if pid is not None and len(pid) > 5 else "").partition("^")
+    values = {
+        columns.accession_number: next((v for spec in columns.hl7_accession_fields
+                                        if (v := _field(segments.get(spec[:3]), spec))), ""),
+        columns.patient_id: _field(pid, "PID-3"),
+        columns.patient_name: f"{family}^{given.partition('^')[0]}".strip("^"),
+        columns.study_date: _field(obr, "OBR-7"),
+        columns.report_time: _field(obr, "OBR-22") or _field(segments.get("MSH"), "MSH-7"),
+        columns.text: "\n".join(lines).strip("\n"),  # an empty OBX is a blank line, except at either end
+    }
+    return {column: value for column, value in values.items() if column}
+
+
+def _segments(text: str) -> str:
+    """The file's segments joined by CR: line ends of any kind are segment ends, blank lines go, and a
+    line that starts no segment continues the one before (an export that let report text line
+    breaks into OBX-5 unescaped) as an HL7 line break."""
+    lines: list[str] = []
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        if not line.strip():
+            continue
+        if lines and not _SEGMENT_START.match(line):
+            lines[-1] += "\\.br\\" + line
+        else:
+            lines.append(line)
+    return "\r".join(lines)
+
+
+def oru_rows(text: str, columns: ReportColumns) -> tuple[list[tuple[int, dict[str, str]]], list[tuple[int, str]]]:
+    """One row per order (OBR) of each ORU message, keyed by the configured column names so that it
+    is read like a table's row, numbered from 0 through the file; and (message number, reason) for
+    each message that cannot be parsed.
+
+    >>> rows, _ = oru_rows("MSH|^~\\\\&|RIS||||20240105||ORU^R01|1|P|2.3\\rPID|||P1||DOE^JANE\\r"
+    ...                    "OBR|1||A1|||20240105\\rOBX|1|TX|^IMPRESSION||No effusion.", ReportColumns())
+    >>> rows[0][1]["accession_number"], rows[0][1]["report_text"]
+    ('A1', 'IMPRESSION:\\nNo effusion.')
+    """
+    rows: list[tuple[int, dict[str, str]]] = []
+    problems: list[tuple[int, str]] = []
+    messages = hl7.util.split_file(_segments(text))
+    if not messages and text.strip():
+        problems.append((0, "no MSH segment: the file holds no HL7 message"))
+    for n, raw in enumerate(messages):
+        try:
+            message = hl7.parse(raw)
+            msh = message.segment("MSH")
+            if not _field(msh, "MSH-9").upper().startswith("ORU"):
+                continue
+            shared = {"MSH": msh}
+            orders: list[tuple[dict[str, Any], list[Any]]] = []
+            order: dict[str, Any] = {}
+            for segment in message:
+                kind = str(segment[0])
+                if kind in ("PID", "PV1"):
+                    shared.setdefault(kind, segment)
+                elif kind == "ORC":
+                    order = {"ORC": segment}
+                elif kind == "OBR":
+                    orders.append(({**order, "OBR": segment}, []))
+                    order = {}
+                elif kind == "OBX" and orders:
+                    orders[-1][1].append(segment)
+            rows += [(len(rows) + k, _report({**shared, **segments}, observations, columns))
+                     for k, (segments, observations) in enumerate(orders)]
+        except Exception as exc:  # noqa: BLE001 - a malformed message fails in many ways; it costs itself only
+            problems.append((n, f"{type(exc).__name__}: {exc}"))
+    return rows, problems
