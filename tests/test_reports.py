@@ -676,6 +676,11 @@ def test_versions_of_one_report_become_one_report(tmp_path):
     result = process_reports([path], studies[:1])
     assert [r.text for r in result.reports] == ["Final: Pleuraerguss."]
     assert "row 1 is an earlier version of the report in" in result.quarantine[0].message
+    # times with their zone compare in UTC: the final was signed after the clocks went back an hour
+    timed = [{**rows[0], "report_text": "Final: Pleuraerguss.", "report_time": "2024-10-27T02:10:00+01:00"},
+             {**rows[0], "report_text": "Vorläufig: kein Erguss.", "report_time": "2024-10-27T02:40:00+02:00"}]
+    result = process_reports([_write_csv(tmp_path / "dst.csv", timed)], studies[:1])
+    assert [r.text for r in result.reports] == ["Final: Pleuraerguss."]
 
 
 def test_ids_link_whatever_a_spreadsheet_or_pandas_made_of_them(tmp_path):

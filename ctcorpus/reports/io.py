@@ -13,7 +13,7 @@ import io
 import json
 import math
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +28,27 @@ from ctcorpus.reports.records import RawReport, ReportExport
 __all__ = ["normalize_date", "normalize_time", "read_report_export"]
 
 
-#: A time after a date: "T10:22:33", " 9:05", "102233" (HL7), fractions and a zone ignored.
-_TIME = re.compile(r"[T ]?(\d{1,2}):?(\d{2})(?::?(\d{2}))?(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?")
+#: A time after a date: "T10:22:33", " 9:05", "102233" (HL7), a fraction (ignored) and a zone.
+_TIME = re.compile(r"[T ]?(\d{1,2}):?(\d{2})(?::?(\d{2}))?(?:[.,]\d+)?(Z|([+-])(\d{2}):?(\d{2}))?")
 
 
-def normalize_time(value: Any) -> str:
+def normalize_time(value: Any, *, utc: bool = False) -> str:
     """A date or date and time in any common spelling as ``YYYYMMDDHHMMSS`` ("" when absent or not
-    a date; a time that cannot be read counts as midnight, a time zone is ignored).
+    a date; a time that cannot be read counts as midnight).
 
-    >>> normalize_time("2024-01-05T10:22:33+01:00"), normalize_time("20240105102233.123+0100")
-    ('20240105102233', '20240105102233')
+    A time zone is ignored, or with ``utc`` the time is converted to UTC by it: report times (two
+    versions of a report written either side of a daylight-saving change order right); a study
+    date keeps the day as written. A time without a zone is taken as written either way.
+
+    >>> normalize_time("2024-01-05T10:22:33+01:00"), normalize_time("20240105102233.123+0100", utc=True)
+    ('20240105102233', '20240105092233')
     >>> normalize_time("05.01.2024 10:22"), normalize_time(20240105.0), normalize_time("5.1.2024, 9:05")
     ('20240105102200', '20240105000000', '20240105090500')
     """
     if isinstance(value, date):  # a datetime too
         stamp = value if isinstance(value, datetime) else datetime(value.year, value.month, value.day)
+        if utc and stamp.tzinfo is not None:
+            stamp = stamp.astimezone(timezone.utc)
         return f"{stamp.year:04d}{stamp:%m%d%H%M%S}"
     text = _cell_text(value).strip()  # a number with a gap in its column is a float: "20240105.0"
     if m := re.match(r"(\d{4})-?(\d{2})-?(\d{2})", text):
@@ -55,6 +61,9 @@ def normalize_time(value: Any) -> str:
         stamp = datetime(year, month, day)
         if (t := _TIME.fullmatch(text, m.end())) and int(t[1]) < 24 and int(t[2]) < 60 and int(t[3] or 0) < 60:
             stamp = stamp.replace(hour=int(t[1]), minute=int(t[2]), second=int(t[3] or 0))
+            if utc and t[4]:  # "Z" or an offset east (+) or west (-) of UTC
+                offset = 0 if t[4] == "Z" else (int(t[6]) * 60 + int(t[7])) * (1 if t[5] == "+" else -1)
+                stamp -= timedelta(minutes=offset)
     except ValueError:  # no such day
         return ""
     return f"{stamp.year:04d}{stamp:%m%d%H%M%S}"
@@ -295,7 +304,7 @@ def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport
             accession_number=get(row, columns.accession_number),
             patient_id=get(row, columns.patient_id),
             study_date=normalize_date(row.get(columns.study_date) if columns.study_date else None),
-            report_time=normalize_time(row.get(columns.report_time) if columns.report_time else None),
+            report_time=normalize_time(row.get(columns.report_time) if columns.report_time else None, utc=True),
             text=plain.text,
             language=_language_code(get(row, columns.language)),
             patient_name=get(row, columns.patient_name),

@@ -80,7 +80,8 @@ def read_sr_report(path: str | Path, *, name: str = "") -> RawReport:
     return RawReport(
         path=name or str(path), row=0, accession_number=str(ds.get("AccessionNumber", "")).strip(),
         patient_id=str(ds.get("PatientID", "")).strip(), study_date=normalize_date(str(ds.get("StudyDate", ""))),
-        report_time=normalize_time(f"{ds.get('ContentDate', '')}{ds.get('ContentTime', '')}"), text=text,
+        report_time=normalize_time(f"{ds.get('ContentDate', '')}{ds.get('ContentTime', '')}"
+                                   f"{ds.get('TimezoneOffsetFromUTC', '')}", utc=True), text=text,
         language="", patient_name=str(ds.get("PatientName", "")), encoding="dicom-sr", markup="",
         source_sha256=sha256_file(path), study_uid=str(ds.get("StudyInstanceUID", "")).strip(),
     )
