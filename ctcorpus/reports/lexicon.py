@@ -24,6 +24,7 @@ __all__ = [
     "NOT_LABELS",
     "PSEUDO_TRIGGERS",
     "SCOPE_TERMINATORS",
+    "SECTION_OF_HEADING",
     "UNCERTAIN_POST",
     "UNCERTAIN_PRE",
     "UNCERTAIN_STATEMENTS",
@@ -304,6 +305,11 @@ HEADINGS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "klinische angabe", "anamnese", "indikation", "rechtfertigende indikation", "klinik",
         ),
     }
+)
+
+#: Heading (lowercase, single-spaced) -> the section it opens.
+SECTION_OF_HEADING: Mapping[str, str] = MappingProxyType(
+    {heading: name for name, headings in HEADINGS.items() for heading in headings}
 )
 
 #: Abbreviations (lowercase, without their final period) after which a period does not end a sentence.

@@ -182,9 +182,10 @@ def to_plain_text(text: str, *, hl7: bool = False) -> PlainText:
     A text from an HL7 v2 message (ORU OBX segments) has its escapes decoded first
     (``\\.br\\`` is a line break, ``\\T\\`` "&"; it may hold RTF: ``{\\E\\rtf1...``), and the
     markup names each step ("hl7+rtf"). In a column, a formatting command or two escapes show
-    such a text; ``hl7`` says it is one (an ORU file), so a single escape is decoded too. Line ends become ``\\n`` (HL7 and old Mac text end lines
-    with a bare carriage return, which would hide headings). Soft hyphens and other invisible
-    line-breaking characters are removed: they would split words for the lexicons.
+    such a text; ``hl7`` says it is one (an ORU file), so a single escape is decoded too. Line
+    ends become ``\\n`` (HL7 and old Mac text end lines with a bare carriage return, which would
+    hide headings). Soft hyphens and other invisible line-breaking characters are removed: they
+    would split words for the lexicons.
 
     >>> to_plain_text(r"{\\rtf1\\ansi{\\fonttbl\\f0 Arial;}\\f0 Kein Pleura\\'dferguss.\\par}")
     PlainText(text='Kein Pleura\u00dferguss.', markup='rtf')

@@ -180,7 +180,7 @@ def _cached(extra_synonyms: tuple[tuple[str, tuple[str, ...]], ...],
         for w in with_ss(words):
             kinds[w] = kinds[w] + "+" + kind if w in kinds else kind
     trigger_re = re.compile(r"(?<!\w)(" + trie_regex(kinds) + r")(?!\w)")
-    heading_names = {h: name for name, hs in lexicon.HEADINGS.items() for h in hs}
+    heading_names = lexicon.SECTION_OF_HEADING
     # Matched in "\n" + text: a literal first character lets the engine jump from line to line. A
     # heading may be numbered ("2. Beurteilung") or bold in Markdown ("**Befund:**").
     heading_re = re.compile(
@@ -205,7 +205,7 @@ def _cached(extra_synonyms: tuple[tuple[str, tuple[str, ...]], ...],
         trigger_kinds=MappingProxyType(kinds),
         headings=heading_re,
         inline_headings=inline_heading_re,
-        heading_names=MappingProxyType(heading_names),
+        heading_names=heading_names,
         label_sections=frozenset(label_sections),
     )
 

@@ -20,15 +20,13 @@ import hl7
 import hl7.util
 
 from ctcorpus.config.reports import ReportColumns
-from ctcorpus.reports import lexicon
+from ctcorpus.reports.lexicon import SECTION_OF_HEADING
 
 __all__ = ["oru_rows"]
 
 _TEXT_TYPES = frozenset({"TX", "FT", "ST"})
 #: The start of a segment: its id and the field separator.
 _SEGMENT_START = re.compile(r"[A-Z][A-Z0-9]{2}\|")
-#: Heading (lowercase) -> section name, for OBX-3 texts that open a section.
-_SECTION_OF = {heading: name for name, headings in lexicon.HEADINGS.items() for heading in headings}
 
 
 def _field(segment: Any, spec: str) -> str:
@@ -50,10 +48,10 @@ def _report(segments: dict[str, Any], observations: list[Any], columns: ReportCo
     for obx in observations:
         if _field(obx, "OBX-2").upper() not in _TEXT_TYPES or len(obx) <= 5:
             continue
-        heading = next((n for n in (c.strip() for c in str(obx[3]).split("^")) if n.lower() in _SECTION_OF), "")
-        if heading and _SECTION_OF[heading.lower()] != section:
+        heading = next((n for n in (c.strip() for c in str(obx[3]).split("^")) if n.lower() in SECTION_OF_HEADING), "")
+        if heading and SECTION_OF_HEADING[heading.lower()] != section:
             lines.append(("\n" if lines else "") + heading + ":")
-            section = _SECTION_OF[heading.lower()]
+            section = SECTION_OF_HEADING[heading.lower()]
         lines += [str(repetition) for repetition in obx[5]]
     family, _, given = (str(pid[5][0]) if pid is not None and len(pid) > 5 else "").partition("^")
     values = {

@@ -18,7 +18,7 @@ import pydicom
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import ReportError
 from ctcorpus.records import sha256_file
-from ctcorpus.reports import lexicon
+from ctcorpus.reports.lexicon import SECTION_OF_HEADING
 from ctcorpus.reports.io import normalize_date, normalize_time
 from ctcorpus.reports.records import RawReport
 
@@ -32,8 +32,6 @@ SR_STORAGE = frozenset({
     "1.2.840.10008.5.1.4.1.1.88.34",  # Comprehensive 3D SR
     "1.2.840.10008.5.1.4.1.1.88.35",  # Extensible SR
 })
-#: Heading (lowercase) -> section name, for concept names that open a section.
-_SECTION_OF = {heading: name for name, headings in lexicon.HEADINGS.items() for heading in headings}
 
 
 def _concept(item: pydicom.Dataset) -> str:
@@ -48,7 +46,7 @@ def _paragraphs(items: pydicom.Sequence, section: str) -> list[str]:
         if item.get("RelationshipType", "CONTAINS") != "CONTAINS" or item.get("ValueType") not in ("TEXT", "CONTAINER"):
             continue
         concept = _concept(item)
-        name = _SECTION_OF.get(" ".join(concept.lower().split()), "")
+        name = SECTION_OF_HEADING.get(" ".join(concept.lower().split()), "")
         opens = bool(name) and name != section and (item.get("ValueType") == "CONTAINER" or not section)
         inner = [str(item.TextValue).strip()] if item.get("ValueType") == "TEXT" and str(
             item.get("TextValue", "")).strip() else []

@@ -32,8 +32,9 @@ __all__ = ["PRODUCER", "date_shift_days", "process_reports", "reports_tables"]
 
 def _rules_digest() -> str:
     """A digest of the source of the modules that turn export rows into table rows (reading, markup
-    conversion, HL7 messages, SR documents, linking, rules, this stage): a changed rule is a new producer, so report tables
-    cached under the old rules are never reused (no version number to forget to bump)."""
+    conversion, HL7 messages, SR documents, linking, rules, this stage): a changed rule is a new
+    producer, so report tables cached under the old rules are never reused (no version number to
+    forget to bump)."""
     digest = hashlib.sha256()
     for module in (io, markup, oru, sr, link, language, lexicon, nlp, patterns, phi, taxonomy):
         digest.update(Path(str(module.__file__)).read_bytes())
