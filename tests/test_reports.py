@@ -446,6 +446,13 @@ def test_phi_names_after_a_title_are_scrubbed_whole():
         "Name: MUSTERMANN^MAX\nPATIENT: SMITH, JOHN": ["MUSTERMANN^MAX", "SMITH, JOHN"],
         "Patient: NO ACUTE FINDINGS. The patient is stable.": [],
         "Dr.med. Klein und Frau Kollegin Schmitz": ["Klein", "Schmitz"],
+        # a legacy RIS writes the whole report, or its signature line, in capitals
+        "DISCUSSED WITH DR. JOHN SMITH ON 03/04/2019.": ["JOHN SMITH"],
+        "BEFUND MIT HERRN DR. SCHMIDT, OBERARZT, BESPROCHEN.": ["SCHMIDT"],
+        "REFERRING PHYSICIAN: SMITH, JOHN": ["SMITH, JOHN"],
+        "Findings: normal.\nELECTRONICALLY SIGNED BY: JANE DOE, M.D.": ["JANE DOE"],
+        "JOHN SMITH, MD": ["JOHN SMITH"],
+        "PATIENT: NO ACUTE FINDINGS.": [],
     }
     for text, names in cases.items():
         assert [text[h.start:h.end] for h in find_phi(text) if h.kind == "name"] == names, text
@@ -478,6 +485,7 @@ def test_phi_contacts_ssn_signatures_dates_without_year():
             ("2345", "phone"), ("4711", "phone"), ("815", "phone")],
         "PO Box 1234, Springfield. Postfach 10 12 34, 50667 Köln.": [
             ("PO Box 1234, Springfield", "address"), ("Postfach 10 12 34, 50667 Köln", "address")],
+        "P.O. BOX 77, SPRINGFIELD": [("P.O. BOX 77, SPRINGFIELD", "address")],
         "Called 3 times; recall 6 months; telangiectasia 3 mm; extension 4 cm; approx. 555 mm; box 3.": [],
     }
     for text, expected in cases.items():

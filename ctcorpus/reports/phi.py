@@ -177,7 +177,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     ),
     (  # a post office box, with the town after it: "PO Box 1234", "Postfach 10 12 34, 50667 Köln"
         "address",
-        re.compile(r"(?<!\w)(?:P\.?[ ]?O\.?[ ]?Box|Postfach)[ \t]+\d(?:[ ]?\d)*"
+        re.compile(r"(?<!\w)(?i:P\.?[ ]?O\.?[ ]?Box|Postfach)[ \t]+\d(?:[ ]?\d)*"
                    r"(?:,[ \t]*(?:\d{5}[ \t]+)?" + _CAP + r"(?:[ \t]" + _CAP + r")?)?"),
         ("box", "postfach"),
         _SCAN,
@@ -219,7 +219,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     ),
     (  # a name signed with a degree: "John Smith, MD", "Jane Doe, M.D."
         "name",
-        re.compile(r"(?<!\w)(" + _NAME_PARTS + r"),?[ \t]*(?:M\.?D|Ph\.?D)\b\.?"),
+        re.compile(r"(?<!\w)(" + _NAME_PARTS + r"),?[ \t]*(?i:M\.?D|Ph\.?D)\b\.?"),
         ("md", "m.d", "phd", "ph.d"),
         _SCAN,
     ),
@@ -250,6 +250,28 @@ class Scrubbed:
         if k < 0:
             return offset
         return offset + self.shifts[k] if offset > self.scrubbed_starts[k] else self.hits[k].start
+
+
+_WORD = re.compile(r"\w+")
+
+
+def _capitalized_where_shouting(text: str) -> str:
+    """``text`` with each line written in capitals capitalized word by word, every offset kept.
+
+    The name rules read a name as capitalized words after a title or role ("Dr. Smith"), and legacy
+    RIS write whole reports, or their signature lines, in capitals ("DISCUSSED WITH DR. SMITH"):
+    read so, every name there would reach the corpus. The rules run over this text instead; the
+    other rules match either case.
+
+    >>> _capitalized_where_shouting("DISCUSSED WITH DR. O'BRIEN.\\nNo effusion.")
+    "Discussed With Dr. O'Brien.\\nNo effusion."
+    """
+    lines = text.split("\n")
+    shouting = [line.isupper() and " " in line.strip() for line in lines]  # a heading alone ("FINDINGS:") holds no name
+    if not any(shouting):
+        return text
+    return "\n".join(_WORD.sub(lambda m: m[0][0] + lower_same_length(m[0][1:]), line) if loud else line
+                     for line, loud in zip(lines, shouting, strict=True))
 
 
 #: Where a number starts: a digit, or a "+" or "(" before one, with no letter or digit before it.
@@ -310,6 +332,7 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
     >>> [h.kind for h in find_phi("Dr. Meier informed at 0176 1234567 on 03.04.2019.")]
     ['name', 'phone', 'date']
     """
+    text = _capitalized_where_shouting(text)  # offsets unchanged: the hits index the text as given
     hits: list[PhiHit] = []
     taken = bytearray(len(text))
 
