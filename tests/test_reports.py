@@ -383,6 +383,24 @@ def test_word_start_label_shortcut_finds_what_the_full_pattern_finds(analyzer, s
     assert "atelectasis" in {label for _, _, label, _ in _label_mentions(analyzer, texts[0])}
 
 
+def test_phi_recall_on_reports_a_legacy_ris_wrote_in_capitals():
+    # the synthetic reports in capitals (where that keeps every offset: "ß" becomes "SS")
+    truth_chars = found_chars = hit = 0
+    for truth, header in render_corpus(8, 200, phi_share=1.0):
+        text = truth.text.upper()
+        if len(text) != len(truth.text):
+            continue
+        seeded, scrubbed = np.zeros(len(text), bool), np.zeros(len(text), bool)
+        for span in truth.phi:
+            seeded[span.start:span.end] = True
+        for h in find_phi(text, header_values=header):
+            scrubbed[h.start:h.end] = True
+        truth_chars, found_chars = truth_chars + int(seeded.sum()), found_chars + int(scrubbed.sum())
+        hit += int((seeded & scrubbed).sum())
+    assert truth_chars > 2000
+    assert hit / truth_chars >= 0.99 and hit / found_chars >= 0.95, (hit / truth_chars, hit / found_chars)
+
+
 def test_phi_rules_keep_measurements_and_references():
     text = ("Nodule 3.5 mm (series 3, image 45), (3:45), images 40-44, Serie 3, Bild 45, 4,5 mm. "
             "Dr. Meier was informed at 0176 1234567 on 03.04.2019 and 3. April 2019. MRN 12345678. "

@@ -109,7 +109,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             r"(?:(?<=[A-ZÄÖÜ])(?=[\wäöüß\-]*+\.?\s+\d)[\wäöüß\-]*(?:"
             + "|".join(_STREET_LOOKALIKES.get(w, "") + re.escape(w) for w in _STREETS_DE) + r")\s+\d+\s?[a-z]?"
             r"|(?<=\d)\d{0,4}\s+(?:[A-Z][a-z]+\s+){1,3}(?:" + "|".join(map(re.escape, _STREETS_US)) + r"))"
-            r"(?:,\s*(?:\d{5}\s+)?" + _CAP + r"(?:\s" + _CAP + r")?(?:,\s*[A-Z]{2})?(?:\s+\d{5})?)?"
+            r"(?:,\s*(?:\d{5}\s+)?" + _CAP + r"(?:\s" + _CAP + r")?(?:,\s*[A-Z][A-Za-z])?(?:\s+\d{5})?)?"
         ),
         (),
         _NEAR_NUMBER,
@@ -253,6 +253,7 @@ class Scrubbed:
 
 
 _WORD = re.compile(r"\w+")
+_PARTICLE_SET = frozenset(_PARTICLES)
 
 
 def _capitalized_where_shouting(text: str) -> str:
@@ -270,8 +271,13 @@ def _capitalized_where_shouting(text: str) -> str:
     shouting = [line.isupper() and " " in line.strip() for line in lines]  # a heading alone ("FINDINGS:") holds no name
     if not any(shouting):
         return text
-    return "\n".join(_WORD.sub(lambda m: m[0][0] + lower_same_length(m[0][1:]), line) if loud else line
-                     for line, loud in zip(lines, shouting, strict=True))
+    return "\n".join(_WORD.sub(_capitalized, line) if loud else line for line, loud in zip(lines, shouting, strict=True))
+
+
+def _capitalized(word: re.Match[str]) -> str:
+    """A word in capitals as a name part is written: a particle lower case ("von der Leyen")."""
+    lower = lower_same_length(word[0])
+    return lower if lower in _PARTICLE_SET else word[0][0] + lower[1:]
 
 
 #: Where a number starts: a digit, or a "+" or "(" before one, with no letter or digit before it.
