@@ -22,7 +22,7 @@ import spacy
 from ctcorpus.enums import LabelState
 from ctcorpus.reports import analyze_report, build_analyzer, detect_language, find_phi
 from ctcorpus.reports.markup import to_plain_text
-from ctcorpus.synth.report_text import as_rtf, render_corpus
+from ctcorpus.synth.report_text import as_rtf, phi_overlap, render_corpus
 from ctcorpus.taxonomy import CT_RATE_LABELS
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -60,15 +60,8 @@ def synthetic_scores(analyzer, name: str, languages: tuple[str, ...], n: int, se
             sentences += 1
             p = by_start.get(s.start)
             anatomy_ok += p is not None and set(p.anatomies) == set(s.anatomies)
-        seeded = np.zeros(len(truth.text), bool)
-        found = np.zeros(len(truth.text), bool)
-        for span in truth.phi:
-            seeded[span.start:span.end] = True
-        for h in got.phi:
-            found[h.start:h.end] = True
-        seeded_chars += int(seeded.sum())
-        found_chars += int(found.sum())
-        hit_chars += int((seeded & found).sum())
+        seeded, found, both = phi_overlap(truth, got.phi)
+        seeded_chars, found_chars, hit_chars = seeded_chars + seeded, found_chars + found, hit_chars + both
     f1 = {label: 2 * tp / max(2 * tp + fp + fn, 1) for label, (tp, fp, fn) in counts.items()}
     print(f"\n== synthetic {name}: {n} reports, languages {languages}, language {'given' if hint else 'detected'}")
     print(f"{'label':36s} {'F1':>6s} {'tp':>5s} {'fp':>4s} {'fn':>4s}")
@@ -91,13 +84,8 @@ def phi_in_capitals() -> dict[str, float]:
     for truth, header in render_corpus(4, 400, languages=("en", "de"), phi_share=1.0):
         text = truth.text.upper()
         if len(text) == len(truth.text):
-            seeded, found = np.zeros(len(text), bool), np.zeros(len(text), bool)
-            for span in truth.phi:
-                seeded[span.start:span.end] = True
-            for hit in find_phi(text, header_values=header):
-                found[hit.start:hit.end] = True
-            seeded_chars, found_chars = seeded_chars + int(seeded.sum()), found_chars + int(found.sum())
-            hit_chars += int((seeded & found).sum())
+            seeded, found, both = phi_overlap(truth, find_phi(text, header_values=header))
+            seeded_chars, found_chars, hit_chars = seeded_chars + seeded, found_chars + found, hit_chars + both
     scores = {"phi_recall_capitals": hit_chars / seeded_chars, "phi_precision_capitals": hit_chars / found_chars}
     print(f"\n== PHI in reports written in capitals: recall {scores['phi_recall_capitals']:.4f}, "
           f"precision {scores['phi_precision_capitals']:.4f}")

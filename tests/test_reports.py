@@ -41,7 +41,7 @@ from ctcorpus.reports.nlp import _label_mentions
 from ctcorpus.reports.patterns import lower_same_length
 from ctcorpus.schemas import load_schema
 from ctcorpus.synth.export import generate_export
-from ctcorpus.synth.report_text import render_corpus
+from ctcorpus.synth.report_text import phi_overlap, render_corpus
 from ctcorpus.taxonomy import CT_RATE_LABELS
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -116,15 +116,8 @@ def test_sentences_sections_and_anatomy_on_synthetic(synthetic):
 def test_phi_recall_and_precision_on_synthetic(synthetic):
     truth_chars = found_chars = hit = 0
     for truth, got in synthetic:
-        seeded = np.zeros(len(truth.text), bool)
-        for span in truth.phi:
-            seeded[span.start:span.end] = True
-        scrubbed = np.zeros(len(truth.text), bool)
-        for h in got.phi:
-            scrubbed[h.start:h.end] = True
-        truth_chars += int(seeded.sum())
-        found_chars += int(scrubbed.sum())
-        hit += int((seeded & scrubbed).sum())
+        seeded, found, both = phi_overlap(truth, got.phi)
+        truth_chars, found_chars, hit = truth_chars + seeded, found_chars + found, hit + both
         for span in truth.phi:  # no seeded value survives in the scrubbed text
             value = truth.text[span.start:span.end]
             assert value not in got.text, (value, got.text)
@@ -390,13 +383,8 @@ def test_phi_recall_on_reports_a_legacy_ris_wrote_in_capitals():
         text = truth.text.upper()
         if len(text) != len(truth.text):
             continue
-        seeded, scrubbed = np.zeros(len(text), bool), np.zeros(len(text), bool)
-        for span in truth.phi:
-            seeded[span.start:span.end] = True
-        for h in find_phi(text, header_values=header):
-            scrubbed[h.start:h.end] = True
-        truth_chars, found_chars = truth_chars + int(seeded.sum()), found_chars + int(scrubbed.sum())
-        hit += int((seeded & scrubbed).sum())
+        seeded, found, both = phi_overlap(truth, find_phi(text, header_values=header))
+        truth_chars, found_chars, hit = truth_chars + seeded, found_chars + found, hit + both
     assert truth_chars > 2000
     assert hit / truth_chars >= 0.99 and hit / found_chars >= 0.95, (hit / truth_chars, hit / found_chars)
 
