@@ -9,6 +9,7 @@ turns "Pleuraerguss" into mojibake or fails outright, so bytes are decoded by tr
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -20,7 +21,6 @@ from typing import Any
 from ctcorpus.config.reports import ReportColumns
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import ReportError
-from ctcorpus.records import sha256_file
 from ctcorpus.reports.markup import PlainText, decode_bytes, to_plain_text, valid_unicode
 from ctcorpus.reports.oru import oru_rows
 from ctcorpus.reports.records import RawReport, ReportExport
@@ -165,7 +165,7 @@ def _csv_delimiter(header: str, text_columns: tuple[str, ...], default: str) -> 
     return best if counts[best] else default
 
 
-def _xlsx_rows(path: Path, text_columns: tuple[str, ...]) -> list[tuple[int, dict[str, Any]]]:
+def _xlsx_rows(data: bytes, text_columns: tuple[str, ...]) -> list[tuple[int, dict[str, Any]]]:
     """The rows of an Excel workbook's first sheet under its header, as typed cells (numbers,
     datetimes, text). The header is the first row that names a text column (a title may stand
     above it), else the first row with a value; rows without one are left out, as Excel keeps
@@ -173,7 +173,7 @@ def _xlsx_rows(path: Path, text_columns: tuple[str, ...]) -> list[tuple[int, dic
     from openpyxl import load_workbook
 
     try:
-        workbook = load_workbook(path, read_only=True, data_only=True)
+        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
         try:
             lines = [cells for cells in workbook.worksheets[0].iter_rows(values_only=True)
                      if any(v is not None and str(v).strip() for v in cells)]
@@ -190,22 +190,22 @@ def _xlsx_rows(path: Path, text_columns: tuple[str, ...]) -> list[tuple[int, dic
 
 
 def _rows(
-    path: Path, columns: ReportColumns, text_columns: tuple[str, ...], encoding_out: list[str]
+    path: Path, data: bytes, columns: ReportColumns, text_columns: tuple[str, ...], encoding_out: list[str]
 ) -> tuple[list[tuple[int, dict[str, Any]]], list[ReportError]]:
-    """The export's rows with their 0-based row (JSONL: line; HL7: order) numbers, and an error per
-    unreadable line (HL7: message)."""
+    """The rows of the export ``path`` (its bytes: ``data``) with their 0-based row (JSONL: line;
+    HL7: order) numbers, and an error per unreadable line (HL7: message)."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
         encoding_out.append("parquet")
-        return list(enumerate(pq.read_table(path).to_pylist())), []
+        return list(enumerate(pq.read_table(io.BytesIO(data)).to_pylist())), []
     if suffix in (".xlsx", ".xlsm"):
         encoding_out.append("xlsx")
-        return _xlsx_rows(path, text_columns), []
+        return _xlsx_rows(data, text_columns), []
     if suffix == ".xls":
         raise ValueError("an Excel 97-2003 workbook (.xls) is not read; save it as .xlsx or CSV")
-    text, encoding = decode_bytes(path.read_bytes())
+    text, encoding = decode_bytes(data)
     encoding_out.append(encoding)
     if suffix in (".jsonl", ".ndjson", ".json"):
         return _json_rows(text, path)
@@ -273,7 +273,8 @@ def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport
     encoding: list[str] = []
     text_columns = tuple(c for c in (columns.text, *columns.sections.values()) if c)
     try:
-        rows, problems = _rows(path, columns, text_columns, encoding)
+        data = path.read_bytes()  # read once: parsed and hashed
+        rows, problems = _rows(path, data, columns, text_columns, encoding)
     except (OSError, ValueError, csv.Error) as exc:
         raise ReportError(f"cannot parse report export: {exc}", reason=QuarantineReason.UNREADABLE_REPORT,
                           path=path) from None
@@ -283,7 +284,7 @@ def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport
             "set reports.columns.text or reports.columns.sections",
             reason=QuarantineReason.UNREADABLE_REPORT, path=path,
         )
-    digest = sha256_file(path)
+    digest = hashlib.sha256(data).hexdigest()
 
     def get(row: dict[str, Any], column: str) -> str:
         return _cell_text(row.get(column) if column else None).strip()

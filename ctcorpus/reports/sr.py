@@ -11,13 +11,14 @@ Observation context (observer names, dates) is not report text and is left out.
 
 from __future__ import annotations
 
+import hashlib
+import io
 from pathlib import Path
 
 import pydicom
 
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import ReportError
-from ctcorpus.records import sha256_file
 from ctcorpus.reports.lexicon import SECTION_OF_HEADING
 from ctcorpus.reports.io import normalize_date, normalize_time
 from ctcorpus.reports.records import RawReport
@@ -69,7 +70,8 @@ def read_sr_report(path: str | Path, *, name: str = "") -> RawReport:
     """
     path = Path(path)
     try:
-        ds = pydicom.dcmread(path)
+        data = path.read_bytes()  # read once: parsed and hashed
+        ds = pydicom.dcmread(io.BytesIO(data))
         out = _paragraphs(ds.get("ContentSequence") or [], "")
     except Exception as exc:  # noqa: BLE001 - a broken SR fails in many ways; it costs this report only
         raise ReportError(f"the SR document cannot be read ({type(exc).__name__}: {exc})",
@@ -81,5 +83,5 @@ def read_sr_report(path: str | Path, *, name: str = "") -> RawReport:
         report_time=normalize_time(f"{ds.get('ContentDate', '')}{ds.get('ContentTime', '')}"
                                    f"{ds.get('TimezoneOffsetFromUTC', '')}", utc=True), text=text,
         language="", patient_name=str(ds.get("PatientName", "")), encoding="dicom-sr", markup="",
-        source_sha256=sha256_file(path), study_uid=str(ds.get("StudyInstanceUID", "")).strip(),
+        source_sha256=hashlib.sha256(data).hexdigest(), study_uid=str(ds.get("StudyInstanceUID", "")).strip(),
     )

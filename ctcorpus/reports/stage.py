@@ -184,11 +184,10 @@ def process_reports(
             documents.append(read_sr_report(path, name=name))
         except CtCorpusError as error:
             on_error(error, STAGE)
-    sr_links, sr_superseded = link_sr_reports(
-        documents, studies, {k.study.study_uid for k in links if k.study is not None and k.report.text.strip()})
-    if len(sr_links) < len({d.study_uid for d in documents}):
-        logger.info("reports: %d studies with a report in the exports keep it over their DICOM SR report",
-                    len({d.study_uid for d in documents}) - len(sr_links))
+    reported = {k.study.study_uid for k in links if k.study is not None and k.report.text.strip()}
+    sr_links, sr_superseded = link_sr_reports(documents, studies, reported)
+    if kept := len(reported.intersection(d.study_uid for d in documents if d.text.strip())):
+        logger.info("reports: %d studies with a report in the exports keep it over their DICOM SR report", kept)
     quarantine: list[QuarantineEntry] = [
         QuarantineEntry(
             stage=STAGE, path=old.path, reason=QuarantineReason.SUPERSEDED_REPORT,
