@@ -850,6 +850,58 @@ def test_a_dicom_sr_report_fills_in_for_a_study_the_exports_lack(tmp_path):
     assert [r.study_id for r in off.reports] == ["1.1"]
 
 
+def test_a_dicom_sr_report_with_coded_findings_and_a_stated_language(tmp_path):
+    """An Enhanced SR codes its findings (TID 2000: CODE "Finding" items, NUM measurements under
+    them) and states its language (TID 1204): the codes read as statements the label rules read,
+    the language item is the report's language, and context and modifiers stay out of the text."""
+    import pydicom
+
+    from ctcorpus.reports.sr import read_sr_report
+    from ctcorpus.synth.dicom import SeriesHeader, write_sr_report
+
+    def code(value: str, meaning: str, scheme: str = "DCM") -> pydicom.Dataset:
+        item = pydicom.Dataset()
+        item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+        return item
+
+    def item(relationship: str, kind: str, concept: pydicom.Dataset, **values) -> pydicom.Dataset:
+        out = pydicom.Dataset()
+        out.RelationshipType, out.ValueType, out.ConceptNameCodeSequence = relationship, kind, [concept]
+        for keyword, value in values.items():
+            setattr(out, keyword, value)
+        return out
+
+    header = SeriesHeader("P1", "Muster^Max", "19500101", "M", "1.2", "20240105", "101500", "A2", "1.2.99", 99,
+                          "Report", "", "", "", "", 0.0, (0.0, 0.0))
+    path = tmp_path / "sr"
+    write_sr_report(path, header, [("Befund", ["Kein Pleuraerguss."])], language="de-DE")
+    ds = pydicom.dcmread(path)
+    assert read_sr_report(path).language == "de"
+    measured = pydicom.Dataset()
+    measured.NumericValue, measured.MeasurementUnitsCodeSequence = "12", [code("mm", "millimeter", "UCUM")]
+    density = pydicom.Dataset()
+    density.NumericValue, density.MeasurementUnitsCodeSequence = "-650", [code("[hnsf'U]", "Hounsfield unit", "UCUM")]
+    finding = item("CONTAINS", "CODE", code("121071", "Finding"), ConceptCodeSequence=[code("RID50149", "Lungenrundherd", "RADLEX")])
+    finding.ContentSequence = [
+        item("HAS PROPERTIES", "NUM", code("G-D785", "Durchmesser", "SRT"), MeasuredValueSequence=[measured]),
+        item("HAS PROPERTIES", "NUM", code("112031", "Dichte"), MeasuredValueSequence=[density]),
+        item("HAS CONCEPT MOD", "CODE", code("G-C171", "Laterality", "SRT"), ConceptCodeSequence=[code("G-A101", "Links")]),
+        item("HAS OBS CONTEXT", "PNAME", code("121008", "Person Observer Name"), PersonName="Radiologe^Rita"),
+    ]
+    ds.ContentSequence[-1].ContentSequence.append(finding)
+    ds.ContentSequence[-1].ContentSequence.append(item("CONTAINS", "CODE", code("121071", "Finding"),
+                                                       ConceptCodeSequence=[]))  # no value: no text
+    ds.save_as(path)
+    report = read_sr_report(path)
+    assert report.text == "Befund:\nKein Pleuraerguss.\nLungenrundherd.\nDurchmesser: 12 mm.\nDichte: -650 Hounsfield unit."
+    assert report.language == "de"
+    analyzed = analyze_report(build_analyzer(), report.text, language=report.language)
+    assert analyzed.labels["lung_nodule"] == LabelState.POSITIVE
+    assert analyzed.labels["pleural_effusion"] == LabelState.NEGATIVE
+    write_sr_report(path, header, [("Findings", ["No effusion."])])
+    assert read_sr_report(path).language == ""
+
+
 def test_an_hl7_oru_feed_archive(tmp_path):
     """A RIS report feed archived as a file of ORU^R01 messages: batch segments, LF line ends, a
     preliminary and a final result, one message with two orders, an ADT message, a broken message,
@@ -903,6 +955,44 @@ def test_an_hl7_oru_feed_archive(tmp_path):
     assert [r.accession_number for r in read_report_export(path, columns).reports] == ["F1", "F1", "B1", "B2"]
     with pytest.raises(ValueError, match="segment-number"):
         ReportColumns(hl7_accession_fields=("OBR.18",))
+
+
+def test_other_phi_an_hl7_feed_or_an_export_column_names_is_scrubbed(tmp_path):
+    """A report may name, without a title, a patient id other than the MRN, the birth name, the
+    referring physician or the radiologist: an ORU message holds them in PID, PV1 and OBR, a table
+    in the columns ``reports.columns.phi`` names; each is scrubbed wherever it stands."""
+    def segment(name: str, **fields: str) -> str:
+        values = [name] + [""] * max(int(k[1:]) for k in fields)
+        for key, value in fields.items():
+            values[int(key[1:])] = value
+        return "|".join(values)
+
+    text = ("Rücksprache mit Krause, befundet von Becker.\\.br\\Patientin (geb. Schmidt, Versicherten-Nr. SV4711X) "
+            "mit Kein Pleuraerguss. Ordnende Station: Wolf.")
+    feed = "\r".join([
+        "MSH|^~\\&|RIS|HOSP|||20240105100000||ORU^R01|1|P|2.3.1",
+        segment("PID", f3="000123456^^^HOSP^MR~SV4711X^^^AOK^SS", f5="MUSTER^MAXI^^^Dr.~SCHMIDT^MAXI^^^^^M"),
+        segment("PV1", f2="O", f8="1234^KRAUSE^ANNA^^^Dr."),
+        segment("OBR", f3="F1", f7="20240105093000", f16="77^WOLF^OTTO", f18="A1", f32="22&BECKER&ULLA&&&Dr."),
+        "OBX|1|FT|^FINDINGS||" + text,
+    ])
+    path = tmp_path / "feed.hl7"
+    path.write_text(feed, encoding="utf-8")
+    (report,) = read_report_export(path, ReportColumns()).reports
+    assert report.phi_values == ("000123456", "SV4711X", "MUSTER^MAXI", "SCHMIDT^MAXI", "KRAUSE^ANNA", "WOLF^OTTO",
+                                 "BECKER^ULLA")
+    rows = [{"accession_number": "A1", "patient_id": "000123456", "study_date": "20240105", "referrer": "Krause, Anna",
+             "ordered_by": "WOLF^OTTO", "reader": "Dr. Ulla Becker", "birth_name": "Schmidt", "insurance_no": "SV4711X",
+             "report_text": text.replace("\\.br\\", "\n")}]
+    table = _write_csv(tmp_path / "ris.csv", rows)
+    studies = [StudyKey("1.1", "A1", "000123456", "20240105")]
+    named = ReportColumns(phi=("referrer", "ordered_by", "reader", "birth_name", "insurance_no", "not_exported"))
+    for export, config in ((path, ReportsConfig()), (table, ReportsConfig(columns=named))):
+        (row,) = process_reports([export], studies, config=config, on_error=QuarantineLog()).reports
+        assert not {"Krause", "Becker", "Wolf", "Schmidt", "SV4711X"} & set(re.findall(r"\w+", row.text)), row.text
+        assert "Rücksprache mit [NAME]" in row.text and "Kein Pleuraerguss" in row.text
+    (plain,) = process_reports([table], studies, on_error=QuarantineLog()).reports
+    assert "Krause" in plain.text and "Wolf" in plain.text  # without the columns named, nothing says they are names
 
 
 def test_jsonl_and_parquet_with_column_mapping(tmp_path):

@@ -41,6 +41,13 @@ class ReportColumns(StageConfig):
         "patient_name",
         description="Optional column with the patient name (DICOM Family^Given), scrubbed from the text; '' if absent.",
     )
+    phi: tuple[str, ...] = Field(
+        (),
+        description="Optional columns holding other PHI of a report (the referring physician, the radiologist, a "
+        "birth name, an insurance number): each value is scrubbed wherever it stands in the report text, as the "
+        "patient's name and id are. An HL7 v2 ORU file (.hl7) gives its own: the patient's other ids, aliases and "
+        "birth name (PID) and the physicians who referred, ordered, attended or read (PV1, ORC, OBR).",
+    )
     hl7_accession_fields: tuple[str, ...] = Field(
         ("OBR-18", "OBR-3"),
         description="HL7 v2 ORU files (.hl7): the fields (of MSH, PID, PV1, ORC or OBR) that hold the accession "

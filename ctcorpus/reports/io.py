@@ -22,10 +22,10 @@ from ctcorpus.config.reports import ReportColumns
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import ReportError
 from ctcorpus.reports.markup import PlainText, decode_bytes, to_plain_text, valid_unicode
-from ctcorpus.reports.oru import oru_rows
+from ctcorpus.reports.oru import PHI_VALUES, oru_rows
 from ctcorpus.reports.records import RawReport, ReportExport
 
-__all__ = ["normalize_date", "normalize_time", "read_report_export"]
+__all__ = ["language_code", "normalize_date", "normalize_time", "read_report_export"]
 
 
 #: A time after a date: "T10:22:33", " 9:05", "102233" (HL7), a fraction (ignored) and a zone.
@@ -95,10 +95,10 @@ _LANGUAGE_NAMES = {"english": "en", "englisch": "en", "eng": "en", "german": "de
                    "ger": "de"}
 
 
-def _language_code(value: str) -> str:
+def language_code(value: str) -> str:
     """The language column as a two-letter code: "DE", "de-DE", "de_CH", "German", "Deutsch" -> "de".
 
-    >>> [_language_code(v) for v in ("DE", "de-DE", "en_US", "Deutsch", "English", "nl", "")]
+    >>> [language_code(v) for v in ("DE", "de-DE", "en_US", "Deutsch", "English", "nl", "")]
     ['de', 'de', 'en', 'de', 'en', 'nl', '']
     """
     code = value.strip().lower().replace("_", "-").split("-")[0]
@@ -307,10 +307,11 @@ def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport
             study_date=normalize_date(row.get(columns.study_date) if columns.study_date else None),
             report_time=normalize_time(row.get(columns.report_time) if columns.report_time else None, utc=True),
             text=plain.text,
-            language=_language_code(get(row, columns.language)),
+            language=language_code(get(row, columns.language)),
             patient_name=get(row, columns.patient_name),
             encoding=encoding[0],
             markup=plain.markup,
             source_sha256=digest,
+            phi_values=(*(value for column in columns.phi if (value := get(row, column))), *row.get(PHI_VALUES, ())),
         ))
     return ReportExport(tuple(reports), tuple(problems))

@@ -8,7 +8,9 @@ non-empty of ``reports.columns.hl7_accession_fields``: OBR-18 in IHE's v2.3.1 pr
 order number OBR-3 in many RIS), and the text: the OBX segments of value type TX, FT or ST after
 the OBR, in order, each repetition a line, and a heading line where OBX-3 names a section
 ("^IMPRESSION"). Messages of other types (ADT, ACK) in a feed archive are not reports and are
-passed over.
+passed over. The message's other identifiers and names (the patient's other ids, aliases and
+birth name; the physicians who referred, ordered, attended or read) are PHI that a report text may
+repeat: they are handed on under :data:`PHI_VALUES` and scrubbed as the patient's name is.
 """
 
 from __future__ import annotations
@@ -22,9 +24,21 @@ import hl7.util
 from ctcorpus.config.reports import ReportColumns
 from ctcorpus.reports.lexicon import SECTION_OF_HEADING
 
-__all__ = ["oru_rows"]
+__all__ = ["PHI_VALUES", "oru_rows"]
 
+#: The row key under which an order's other PHI values come (a tuple of strings, as find_phi takes them).
+PHI_VALUES = "hl7 phi values"
 _TEXT_TYPES = frozenset({"TX", "FT", "ST"})
+#: Fields that name a person: the patient's name, mother's maiden name and alias (XPN:
+#: family^given^middle), the physicians who attended, referred, ordered or were copied (XCN:
+#: id^family^given^middle), and those who read, assisted and performed (OBR-32 to OBR-35, NDL: the
+#: same as subcomponents of the first component, id&family&given&middle).
+_PATIENT_NAMES = ("PID-5", "PID-6", "PID-9")
+_STAFF_NAMES = ("PV1-7", "PV1-8", "PV1-9", "PV1-17", "ORC-10", "ORC-11", "ORC-12", "OBR-16", "OBR-28")
+_READER_NAMES = ("OBR-32", "OBR-33", "OBR-34", "OBR-35")
+#: Fields that hold the patient's identifiers (CX: the id first): external, internal and alternate
+#: ids, account number, social security and driver's licence numbers.
+_ID_FIELDS = ("PID-2", "PID-3", "PID-4", "PID-18", "PID-19", "PID-20")
 #: The start of a segment: its id and the field separator.
 _SEGMENT_START = re.compile(r"[A-Z][A-Z0-9]{2}\|")
 
@@ -40,7 +54,27 @@ def _field(segment: Any, spec: str) -> str:
     return str(field).strip()
 
 
-def _report(segments: dict[str, Any], observations: list[Any], columns: ReportColumns) -> dict[str, str]:
+def _repetitions(segments: dict[str, Any], spec: str, separators: str) -> list[list[str]]:
+    """A field's repetitions, each split into its components."""
+    segment, number = segments.get(spec[:3]), int(spec.partition("-")[2])
+    if segment is None or number >= len(segment):
+        return []
+    return [value.split(separators[3]) for value in str(segment[number]).split(separators[2]) if value.strip()]
+
+
+def _phi_values(segments: dict[str, Any], separators: str) -> tuple[str, ...]:
+    """The order's other identifiers and names, each a string find_phi splits into its parts."""
+    values = [parts[0] for spec in _ID_FIELDS for parts in _repetitions(segments, spec, separators)]
+    names = [parts for spec in _PATIENT_NAMES for parts in _repetitions(segments, spec, separators)]
+    names += [parts[1:] for spec in _STAFF_NAMES for parts in _repetitions(segments, spec, separators)]
+    names += [parts[0].split(separators[4])[1:] for spec in _READER_NAMES
+              for parts in _repetitions(segments, spec, separators)]
+    values += ["^".join(parts[:3]) for parts in names]
+    return tuple(dict.fromkeys(v.strip("^ ") for v in values if v.strip("^ ")))
+
+
+def _report(segments: dict[str, Any], observations: list[Any], columns: ReportColumns,
+            separators: str) -> dict[str, Any]:
     """One order's row; ``segments`` are the message's MSH, PID and PV1 and the order's ORC and OBR."""
     pid, obr = segments.get("PID"), segments.get("OBR")
     lines: list[str] = []
@@ -63,7 +97,8 @@ def _report(segments: dict[str, Any], observations: list[Any], columns: ReportCo
         columns.report_time: _field(obr, "OBR-22") or _field(segments.get("MSH"), "MSH-7"),
         columns.text: "\n".join(lines).strip("\n"),  # an empty OBX is a blank line, except at either end
     }
-    return {column: value for column, value in values.items() if column}
+    return {**{column: value for column, value in values.items() if column},
+            PHI_VALUES: _phi_values(segments, separators)}
 
 
 def _segments(text: str) -> str:
@@ -81,7 +116,7 @@ def _segments(text: str) -> str:
     return "\r".join(lines)
 
 
-def oru_rows(text: str, columns: ReportColumns) -> tuple[list[tuple[int, dict[str, str]]], list[tuple[int, str]]]:
+def oru_rows(text: str, columns: ReportColumns) -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[int, str]]]:
     """One row per order (OBR) of each ORU message, keyed by the configured column names so that it
     is read like a table's row, numbered from 0 through the file; and (message number, reason) for
     each message that cannot be parsed.
@@ -91,7 +126,7 @@ def oru_rows(text: str, columns: ReportColumns) -> tuple[list[tuple[int, dict[st
     >>> rows[0][1]["accession_number"], rows[0][1]["report_text"]
     ('A1', 'IMPRESSION:\\nNo effusion.')
     """
-    rows: list[tuple[int, dict[str, str]]] = []
+    rows: list[tuple[int, dict[str, Any]]] = []
     problems: list[tuple[int, str]] = []
     messages = hl7.util.split_file(_segments(text))
     if not messages and text.strip():
@@ -116,7 +151,7 @@ def oru_rows(text: str, columns: ReportColumns) -> tuple[list[tuple[int, dict[st
                     order = {}
                 elif kind == "OBX" and orders:
                     orders[-1][1].append(segment)
-            rows += [(len(rows) + k, _report({**shared, **segments}, observations, columns))
+            rows += [(len(rows) + k, _report({**shared, **segments}, observations, columns, message.separators))
                      for k, (segments, observations) in enumerate(orders)]
         except Exception as exc:  # noqa: BLE001 - a malformed message fails in many ways; it costs itself only
             problems.append((n, f"{type(exc).__name__}: {exc}"))

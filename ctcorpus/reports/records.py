@@ -44,6 +44,9 @@ class RawReport:
     markup: str  # what the text was converted from: "" (plain), "rtf" or "html"
     source_sha256: str
     study_uid: str = ""  # the study a DICOM SR document belongs to ("" for an export row)
+    #: other PHI the export gives for this report (reports.columns.phi; an ORU message's other ids
+    #: and names), scrubbed from the text like the patient's name
+    phi_values: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

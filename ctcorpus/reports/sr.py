@@ -1,12 +1,16 @@
 """Reports stored in the DICOM export itself: a structured report (SR) document in the study.
 
 A PACS export often holds the report as a Basic Text or Enhanced SR object beside the images, and
-for a study the RIS export lacks it is the only report there is. Its text items are read in
-document order; a container named by a section heading ("Findings", "Impressions", "History", in
-the lexicon) opens that section, as does a text item so named outside any section, so sectioning
-reads the SR's own structure back (TID 2000 names each text item under "Impressions" an
-"Impression" and under "Findings" a "Finding": inside a section the name opens nothing).
-Observation context (observer names, dates) is not report text and is left out.
+for a study the RIS export lacks it is the only report there is. Its content items are read in
+document order: text as written, a coded finding as a statement of its meaning ("Pulmonary
+nodule."), a measurement with its unit ("Diameter: 12 mm."), so the label rules read a report
+that codes its findings as they read one that writes them. A container named by a section
+heading ("Findings", "Impressions", "History", in the lexicon) opens that section, as does a text
+item so named outside any section, so sectioning reads the SR's own structure back (TID 2000
+names each item under "Impressions" an "Impression" and under "Findings" a "Finding": inside a
+section the name opens nothing). Observation and acquisition context (observer names, dates) and
+concept modifiers are not report text and are left out; the document's language item (TID 1204)
+gives the report's language, as an export's language column does.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import pydicom
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import ReportError
 from ctcorpus.reports.lexicon import SECTION_OF_HEADING
-from ctcorpus.reports.io import normalize_date, normalize_time
+from ctcorpus.reports.io import language_code, normalize_date, normalize_time
 from ctcorpus.reports.records import RawReport
 
 __all__ = ["SR_STORAGE", "read_sr_report"]
@@ -35,25 +39,58 @@ SR_STORAGE = frozenset({
 })
 
 
-def _concept(item: pydicom.Dataset) -> str:
-    names = item.get("ConceptNameCodeSequence") or []
-    return str(names[0].get("CodeMeaning", "")).strip() if names else ""
+#: Relationships that hold report content; the others hold context (observer, acquisition) or modifiers.
+_CONTENT = frozenset({"CONTAINS", "HAS PROPERTIES", "INFERRED FROM"})
+#: The concept of the item that states the document's language: "Language of Content Item and
+#: Descendants" (DCM 121049, TID 1204), its value an RFC 5646 code ("en-US", "de").
+_LANGUAGE = "121049"
+
+
+def _code(item: pydicom.Dataset, sequence: str, attribute: str = "CodeMeaning") -> str:
+    """An attribute of the first code in one of ``item``'s code sequences ("" without one)."""
+    codes = item.get(sequence) or []
+    return str(codes[0].get(attribute, "")).strip() if codes else ""
+
+
+def _value(item: pydicom.Dataset, concept: str) -> str:
+    """A content item's value as report text: a TEXT item's text, a CODE item's meaning, a NUM
+    item's number and unit; the concept name leads, unless it is a section's item name."""
+    kind = item.get("ValueType")
+    if kind == "TEXT":
+        return str(item.get("TextValue", "")).strip()
+    if kind == "CODE":
+        value = _code(item, "ConceptCodeSequence")
+    elif kind == "NUM" and (measured := item.get("MeasuredValueSequence")):
+        unit = _code(measured[0], "MeasurementUnitsCodeSequence", "CodeValue")  # UCUM: "mm", "cm3"
+        if not unit.isalnum():
+            unit = _code(measured[0], "MeasurementUnitsCodeSequence")  # "[hnsf'U]": "Hounsfield unit"
+        value = f"{measured[0].get('NumericValue', '')} {'' if unit == '1' else unit}".strip()  # "1": no unit
+    else:
+        return ""
+    if not value:
+        return ""
+    return (value if concept.lower() in SECTION_OF_HEADING or not concept else f"{concept}: {value}") + "."
 
 
 def _paragraphs(items: pydicom.Sequence, section: str) -> list[str]:
-    """The text of ``items`` and their children, in order; a heading opens a section that has text."""
+    """The report text of ``items`` and their children, in order; a heading opens a section that has text."""
     out: list[str] = []
     for item in items:
-        if item.get("RelationshipType", "CONTAINS") != "CONTAINS" or item.get("ValueType") not in ("TEXT", "CONTAINER"):
+        if item.get("RelationshipType", "CONTAINS") not in _CONTENT:
             continue
-        concept = _concept(item)
+        concept = _code(item, "ConceptNameCodeSequence")
         name = SECTION_OF_HEADING.get(" ".join(concept.lower().split()), "")
         opens = bool(name) and name != section and (item.get("ValueType") == "CONTAINER" or not section)
-        inner = [str(item.TextValue).strip()] if item.get("ValueType") == "TEXT" and str(
-            item.get("TextValue", "")).strip() else []
+        inner = [value] if (value := _value(item, concept)) else []
         inner += _paragraphs(item.get("ContentSequence") or [], name if opens else section)
         out += [f"\n{concept}:", *inner] if opens and inner else inner
     return out
+
+
+def _language(items: pydicom.Sequence) -> str:
+    """The two-letter code the document's language item gives ("" without one)."""
+    return next((language_code(_code(item, "ConceptCodeSequence", "CodeValue")) for item in items
+                 if _code(item, "ConceptNameCodeSequence", "CodeValue") == _LANGUAGE), "")
 
 
 def read_sr_report(path: str | Path, *, name: str = "") -> RawReport:
@@ -72,7 +109,8 @@ def read_sr_report(path: str | Path, *, name: str = "") -> RawReport:
     try:
         data = path.read_bytes()  # read once: parsed and hashed
         ds = pydicom.dcmread(io.BytesIO(data))
-        out = _paragraphs(ds.get("ContentSequence") or [], "")
+        items = ds.get("ContentSequence") or []
+        out, language = _paragraphs(items, ""), _language(items)
     except Exception as exc:  # noqa: BLE001 - a broken SR fails in many ways; it costs this report only
         raise ReportError(f"the SR document cannot be read ({type(exc).__name__}: {exc})",
                           reason=QuarantineReason.UNREADABLE_REPORT, path=name or path) from None
@@ -82,6 +120,6 @@ def read_sr_report(path: str | Path, *, name: str = "") -> RawReport:
         patient_id=str(ds.get("PatientID", "")).strip(), study_date=normalize_date(str(ds.get("StudyDate", ""))),
         report_time=normalize_time(f"{ds.get('ContentDate', '')}{ds.get('ContentTime', '')}"
                                    f"{ds.get('TimezoneOffsetFromUTC', '')}", utc=True), text=text,
-        language="", patient_name=str(ds.get("PatientName", "")), encoding="dicom-sr", markup="",
+        language=language, patient_name=str(ds.get("PatientName", "")), encoding="dicom-sr", markup="",
         source_sha256=hashlib.sha256(data).hexdigest(), study_uid=str(ds.get("StudyInstanceUID", "")).strip(),
     )

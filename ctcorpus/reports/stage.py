@@ -233,7 +233,7 @@ def process_reports(
         # the study's patient id, as the image tables pseudonymize it (the RIS may spell it otherwise: id_key)
         patient = pseudonymize("pat", linked.study.patient_id or report.patient_id)
         known = header_names or {}
-        header = [report.patient_name, report.patient_id, report.accession_number,
+        header = [report.patient_name, report.patient_id, report.accession_number, *report.phi_values,
                   linked.study.accession_number, *linked.study.requested_accession_numbers,
                   *known.get(linked.study.patient_id, ()), *known.get(report.patient_id, ())]
         stated = report.language  # a language code the export gives ("" or e.g. "unknown": none)

@@ -333,7 +333,7 @@ def seed_report_defects(
     sr_study = studies[SR_REPORT_STUDY]
     sr_file = (Path(file_names(sr_study, _SR_SERIES, 1, rng)[0]).parent / "SR00001").as_posix()
     write_sr_report(sr_study.root / sr_file, series_header(sr_study, _SR_SERIES, "Report", "", 0.0, 0.0),
-                    [("", [reports[SR_REPORT_STUDY].text])])
+                    [("", [reports[SR_REPORT_STUDY].text])], language=reports[SR_REPORT_STUDY].language)
     sr_report = dataclasses.replace(reports[SR_REPORT_STUDY], defect="sr_report")
     defects = [
         DefectTruth("empty_report", ("reports.csv", "reports.jsonl"), R.EMPTY_REPORT.value,

@@ -300,11 +300,13 @@ def _code(value: str, meaning: str) -> Dataset:
 
 
 def write_sr_report(
-    path: Path, header: SeriesHeader, sections: Sequence[tuple[str, Sequence[str]]], *, content_time: str = "120000"
+    path: Path, header: SeriesHeader, sections: Sequence[tuple[str, Sequence[str]]], *, content_time: str = "120000",
+    language: str = "",
 ) -> None:
     """Write a Basic Text SR report of ``header``'s study: a "Radiology Report" container with one
     container per (heading, paragraphs) section (heading "": the paragraphs stand under the root,
-    as "Comment" text items), and the observer (PHI, no report text) as context.
+    as "Comment" text items), the observer (PHI, no report text) as context, and with ``language``
+    (an RFC 5646 code, "en-US") TID 1204's language item.
 
     >>> write_sr_report(Path("/tmp/sr.dcm"), header, [("Findings", ["No effusion."])])  # doctest: +SKIP
     """
@@ -328,6 +330,13 @@ def write_sr_report(
     observer.ConceptNameCodeSequence = [_code("121008", "Person Observer Name")]
     observer.PersonName = "Radiologist^Reading"
     items = [observer]
+    if language:
+        stated = Dataset()
+        stated.RelationshipType, stated.ValueType = "HAS CONCEPT MOD", "CODE"
+        stated.ConceptNameCodeSequence = [_code("121049", "Language of Content Item and Descendants")]
+        stated.ConceptCodeSequence = [_code(language, language)]
+        stated.ConceptCodeSequence[0].CodingSchemeDesignator = "RFC5646"
+        items.append(stated)
     for heading, paragraphs in sections:
         children = []
         for paragraph in paragraphs:
