@@ -459,6 +459,11 @@ def test_phi_names_after_a_title_are_scrubbed_whole():
         "Findings: normal.\nELECTRONICALLY SIGNED BY: JANE DOE, M.D.": ["JANE DOE"],
         "JOHN SMITH, MD": ["JOHN SMITH"],
         "PATIENT: NO ACUTE FINDINGS.": [],
+        # there a function word after the name is no name part, and the report keeps it
+        "DISCUSSED WITH DR. SMITH FOR FOLLOW-UP BY PHONE.": ["SMITH"],
+        "BEFUND MIT DR. ANNA KLEIN TELEFONISCH BESPROCHEN.": ["ANNA KLEIN"],
+        "BEFUNDET VON MEIER ÜBER PACS.": ["MEIER"],
+        "Dr. Per Hansen, Dr. Will Turner and Dr. May Lin agreed.": ["Per Hansen", "Will Turner", "May Lin"],
     }
     for text, names in cases.items():
         assert [text[h.start:h.end] for h in find_phi(text) if h.kind == "name"] == names, text

@@ -52,12 +52,19 @@ _STREET_LOOKALIKES = {"ring": r"(?<![eiu])"}  # measuring, during, entering, req
 _STREETS_US = ("Street", "St.", "Avenue", "Ave.", "Ave", "Road", "Rd.", "Lane", "Drive", "Boulevard", "Blvd.", "Blvd",
                "Way", "Court", "Place")
 
-#: Capitalized words that are no name part: after a title they end the name ("Dr. Jones The ...").
+#: Capitalized words that are no name part: after a title they end the name ("Dr. Jones The ...",
+#: and in a line written in capitals "DR. SMITH FOR FOLLOW-UP", "DR. MEIER TELEFONISCH BESPROCHEN").
+#: Only words no one is named: a given or family name here ("Will", "Per", "To", "Klein") would
+#: end, or as the first word drop, a name.
 _NOT_NAMES = frozenset(
     {"Patient", "Patientin", "The", "Der", "Die", "Das", "Befund", "Findings", "No", "Kein", "Keine", "Status",
      "Was", "Wurde", "Informed", "Med", "Medical", "Radiology", "Radiologie", "A", "An", "And", "At", "In", "On",
      "This", "That", "There", "Den", "Dem", "Ein", "Eine", "Im", "Am", "Bei", "Mit", "Von", "Zur", "Zum", "Und",
-     "Er", "Sie", "Es", "Wir", "Ich", "Dr", "Prof", "PD", "Herr", "Frau", "Mr", "Mrs", "Ms"}
+     "Er", "Sie", "Es", "Wir", "Ich", "Dr", "Prof", "PD", "Herr", "Frau", "Mr", "Mrs", "Ms",
+     "For", "Of", "By", "From", "Via", "Regarding", "Concerning", "About", "Or", "But", "Who", "Which", "Were",
+     "Has", "Had", "Have", "After", "Before", "During", "Today", "Re", "Für", "Über", "Ueber", "Nach", "Vor", "Auf",
+     "Aus", "Wegen", "Zwecks", "Bzgl", "Bezüglich", "Ist", "Sind", "Hat", "Oder", "Heute", "Gestern",
+     "Telefonisch", "Persönlich", "Mündlich"}
 )
 #: Lower-case particles of family names ("von der Leyen", "van Gogh", "de Vries").
 _PARTICLES = ("von", "van", "vom", "zu", "zur", "de", "der", "den", "del", "della", "di", "da", "dos", "du", "le", "la",
@@ -66,8 +73,8 @@ _PARTICLES = ("von", "van", "vom", "zu", "zur", "de", "der", "den", "del", "dell
 _NAME_LEAD = r"(?:[A-ZÄÖÜ]\.(?:-?[A-ZÄÖÜ]\.)?[ \t]+|(?:" + trie_regex(_PARTICLES) + r")[ \t]+)*"
 #: A name after a title: up to three capitalized words on one line (with initials and particles),
 #: none of them a ``_NOT_NAMES`` word.
-_NAME_PARTS = (_NAME_LEAD + _CAP + r"(?:[ \t]+" + _NAME_LEAD + r"(?!(?:" + trie_regex(sorted(_NOT_NAMES)) + r")\b)"
-               + _CAP + r"){0,2}")
+_NOT_A_NAME_AHEAD = r"(?!(?:" + trie_regex(sorted(_NOT_NAMES)) + r")\b)"
+_NAME_PARTS = _NAME_LEAD + _CAP + r"(?:[ \t]+" + _NAME_LEAD + _NOT_A_NAME_AHEAD + _CAP + r"){0,2}"
 #: A name word in capitals ("SMITH", "MÜLLER-LÜDENSCHEIDT"), taken only after a name label.
 _UPPER_NAME = r"[A-ZÄÖÜ]{2,}(?:['’\-][A-ZÄÖÜ]{2,})*"
 #: A name after "Patient:" or "Name:": family and given name, in either order, maybe in capitals.
@@ -212,7 +219,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     (  # a name after a role, without a title: "Referring physician: Smith, John", "Befundet von Meier"
         "name",
         re.compile(r"(?<!\w)(?i:" + trie_regex(_ROLES) + r"):?[ \t]+(?:(?:Dr|Prof|med|PD)\.?[ \t]+)*("
-                   + _NAME_LEAD + _CAP + r"(?:,?[ \t]+" + _NAME_LEAD + _CAP + r")?)"),
+                   + _NAME_LEAD + _CAP + r"(?:,?[ \t]+" + _NAME_LEAD + _NOT_A_NAME_AHEAD + _CAP + r")?)"),
         ("physician", "referrer", "radiologist", "signed", "dictated", "reported by", "read by", "befunde",
          "unterschrift", "zuweise", "überweise", "diktiert", "vidiert"),
         _SCAN,
