@@ -59,7 +59,8 @@ from ctcorpus.pseudonym import Pseudonymizer
 from ctcorpus.records import QuarantineEntry, QuarantineLog, sha256_file, sha256_of_hashes
 from ctcorpus.reports import PRODUCER as REPORTS_PRODUCER
 from ctcorpus.reports import SR_STORAGE, StudyKey, process_reports, reports_tables
-from ctcorpus.schemas import load_schema, table_from_rows
+from ctcorpus.reports.records import LabelRow, ReportRow, ReportsResult, SentenceRow
+from ctcorpus.schemas import load_schema, rows_from_table, table_from_rows
 from ctcorpus.snippets import SentenceContext, SeriesSlices, VolumeGrid, mine_snippets, snippets_table
 from ctcorpus.taxonomy import CT_RATE_LABELS
 from ctcorpus.version import __version__
@@ -268,6 +269,28 @@ def _quarantine_table(entries: Sequence[QuarantineEntry], source: str = "") -> p
     )
 
 
+#: Beside a stored reports result: which analysis inputs each report's rows came from (a work-store
+#: file, not a table: it never reaches a corpus).
+_ANALYSIS_KEYS = "analysis_keys.json"
+
+
+def _latest_reports(store: WorkStore) -> ReportsResult | None:
+    """The reports result stored last, whose analyses a run over a changed export reuses (None if
+    there is none, or it no longer reads: stored by a version with other tables)."""
+    stored = sorted(store.root.glob(f"reports/*/*/{_ANALYSIS_KEYS}"), key=lambda path: path.stat().st_mtime)
+    if not stored:
+        return None
+    try:
+        tables = _load_tables(stored[-1].parent)
+        return ReportsResult(tuple(rows_from_table(ReportRow, tables["reports"])),
+                             tuple(rows_from_table(SentenceRow, tables["sentences"])),
+                             tuple(rows_from_table(LabelRow, tables["labels"])), (),
+                             json.loads(stored[-1].read_text(encoding="utf-8")))
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        log.warning("reports: the previous result in %s is not reused (%s)", stored[-1].parent, exc)
+        return None
+
+
 def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     """Index the export, plan stacks, process and link the reports; one unit per study.
 
@@ -298,11 +321,12 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     if not store.has("reports", reports_key):
         log_r = QuarantineLog()
         result = process_reports(run.report_files, studies, config=config.reports, pseudonymize=p.make,
-                                 header_names=names, on_error=log_r,
-                                 sr_documents=sr_documents)
+                                 header_names=names, on_error=log_r, sr_documents=sr_documents,
+                                 previous=_latest_reports(store))
         with store.writing("reports", reports_key) as folder:
             _save_tables(folder, reports_tables(result))
             _save_tables(folder, {"quarantine": _quarantine_table(list(log_r.entries) + list(result.quarantine))})
+            (folder / _ANALYSIS_KEYS).write_text(json.dumps(result.analysis_keys, sort_keys=True), encoding="utf-8")
     reports = _load_tables(store.path("reports", reports_key))
     by_study = _study_reports(reports)
 

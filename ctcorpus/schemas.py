@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
@@ -43,6 +43,9 @@ _SCALARS: dict[str, pa.DataType] = {
 }
 _LIST = re.compile(r"^list<(.+)>$")
 
+
+#: A record type (a dataclass) of one table's rows.
+Row = TypeVar("Row")
 
 def arrow_type(spec: str) -> pa.DataType:
     """Parse a schema type string (``float64``, ``list<string>``, ``list<list<int64>>``)."""
@@ -143,6 +146,15 @@ def table_from_rows(name: str, rows: Iterable[Any], **provenance: Any) -> pa.Tab
             else:
                 raise OutputError(f"a row for table {name!r} lacks column {column!r}")
     return pa.Table.from_pydict(columns, schema=schema.arrow)
+
+
+def rows_from_table(record: type[Row], table: pa.Table) -> list[Row]:
+    """The records a table written by :func:`table_from_rows` holds: the record's fields read
+    back (provenance columns it lacks are left out, lists become tuples)."""
+    names = [f.name for f in dataclasses.fields(record)]  # type: ignore[arg-type]
+    columns = [table.column(name).to_pylist() for name in names]
+    return [record(**{n: tuple(v) if isinstance(v, list) else v for n, v in zip(names, values, strict=True)})
+            for values in zip(*columns, strict=True)]
 
 
 def check_table(name: str, table: pa.Table) -> None:

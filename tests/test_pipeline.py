@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pydicom
 import pytest
@@ -136,8 +137,6 @@ def test_the_report_only_a_dicom_sr_document_holds_reaches_the_sample(defects_ex
 
 
 def test_a_study_sample_holds_the_report_under_its_own_accession_number():
-    import pyarrow as pa
-
     def report(report_id: str, method: str) -> dict:
         return {"report_id": report_id, "study_id": "stu-1", "link_method": method, "language": "en", "text": report_id,
                 "section_names": [], "section_starts": [], "section_ends": [], "source_sha256": ""}
@@ -245,7 +244,9 @@ def _copy_patients(truth, source: Path, target: Path, patients: set[str]) -> Non
         shutil.copy2(source / name, target / name)
 
 
-def test_new_studies_are_processed_alone_and_old_patients_keep_their_split(tmp_path):
+def test_new_studies_are_processed_alone_and_old_patients_keep_their_split(tmp_path, monkeypatch):
+    from ctcorpus.reports import stage
+
     source = tmp_path / "full"
     truth = generate_export(source, patients=3, seed=11)
     patients = sorted({s.patient_id for s in truth.series})
@@ -255,14 +256,31 @@ def test_new_studies_are_processed_alone_and_old_patients_keep_their_split(tmp_p
     work = tmp_path / "work"
     first = _run(config, work)
     before = pipeline.build_from_work(config, work, tmp_path / "v1").splits
+    reports_before = pq.read_table(tmp_path / "v1" / "tables" / "reports").to_pylist()
     _copy_patients(truth, source, export, {patients[2]})
+    analyzed, analyze = [], stage.analyze_report
+    monkeypatch.setattr(stage, "analyze_report", lambda *args, **kwargs: analyzed.append(args[1]) or analyze(*args, **kwargs))
     second = _run(config, work)
     after = pipeline.build_from_work(config, work, tmp_path / "v2").splits
     new_studies = {s.study_uid for s in truth.series if s.patient_id == patients[2] and s.kind == "axial"}
+    # the reports: only the new patient's are analyzed; the others' rows come from the first run, unchanged
+    reports_after = pq.read_table(tmp_path / "v2" / "tables" / "reports").to_pylist()
+    assert len(analyzed) == len(reports_after) - len(reports_before) > 0
+    assert all(row in reports_after for row in reports_before)
     assert second.computed.get("ingest") == len(new_studies)
     assert second.cached.get("ingest") == first.computed.get("ingest")
     assert all(after[p] == split for p, split in before.items())
     assert len(after) == len(before) + 1
+
+
+def test_a_previous_reports_result_that_no_longer_reads_is_not_reused(tmp_path):
+    # stored by a version whose tables had other columns: analyzed afresh, with a warning
+    folder = tmp_path / "reports" / "ab" / "abc"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({"report_id": ["r1"]}), folder / "reports.parquet")
+    (folder / "analysis_keys.json").write_text('{"r1": "k"}', encoding="utf-8")
+    assert pipeline._latest_reports(pipeline.WorkStore(tmp_path)) is None
+    assert pipeline._latest_reports(pipeline.WorkStore(tmp_path / "empty")) is None
 
 
 RESUME_SCRIPT = """

@@ -18,7 +18,7 @@ import pytest
 from ctcorpus.config.reports import ReportColumns, ReportsConfig, SectionName
 from ctcorpus.enums import LabelState, QuarantineReason
 from ctcorpus.errors import ReportError
-from ctcorpus.records import QuarantineLog
+from ctcorpus.records import QuarantineLog, sha256_file
 from ctcorpus.reports import (
     LabelRow,
     ReportRow,
@@ -960,6 +960,39 @@ def test_an_hl7_oru_feed_archive(tmp_path):
     assert [r.accession_number for r in read_report_export(path, columns).reports] == ["F1", "F1", "B1", "B2"]
     with pytest.raises(ValueError, match="segment-number"):
         ReportColumns(hl7_accession_fields=("OBR.18",))
+
+
+def test_a_rerun_analyzes_only_new_and_changed_reports(tmp_path, monkeypatch):
+    """A scheduled run over a grown export: a report whose analysis inputs are unchanged takes its
+    rows from the earlier result, linked anew; the result equals a fresh run's. Changed rules or
+    config mean nothing is reused."""
+    from ctcorpus.reports import stage
+
+    rows = [{"accession_number": f"A{i}", "patient_id": "P1", "study_date": "20240105",
+             "report_text": f"Findings: No effusion. Nodule {i} mm (se 3, im {10 + i}). Dr. Meier informed."}
+            for i in range(1, 4)]
+    studies = [StudyKey(f"1.{i}", f"A{i}", "P1", "20240105") for i in range(1, 5)]
+    first = process_reports([_write_csv(tmp_path / "day1.csv", rows)], studies, on_error=QuarantineLog())
+    rows[1]["report_text"] = "Findings: Small left pleural effusion."  # a corrected report
+    rows.append({"accession_number": "A4", "patient_id": "P1", "study_date": "20240105",
+                 "report_text": "Impression: Emphysema."})
+    day2 = _write_csv(tmp_path / "day2.csv", rows)
+    analyzed: list[str] = []
+
+    def counted(analyzer, text, **kwargs):
+        analyzed.append(text)
+        return analyze_report(analyzer, text, **kwargs)
+
+    monkeypatch.setattr(stage, "analyze_report", counted)
+    again = process_reports([day2], studies, on_error=QuarantineLog(), previous=first)
+    assert analyzed == [rows[1]["report_text"], rows[3]["report_text"]]
+    assert {r.source_sha256 for r in again.reports} == {sha256_file(day2)}  # linked anew: this export's rows
+    analyzed.clear()
+    fresh = process_reports([day2], studies, on_error=QuarantineLog())
+    assert again == fresh and len(analyzed) == 4
+    analyzed.clear()
+    shifted = process_reports([day2], studies, config=ReportsConfig(date_policy="shift"), previous=fresh)
+    assert len(analyzed) == 4 and shifted.analysis_keys != fresh.analysis_keys
 
 
 def test_other_phi_an_hl7_feed_or_an_export_column_names_is_scrubbed(tmp_path):

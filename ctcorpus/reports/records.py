@@ -7,7 +7,8 @@ The row records mirror ``schemas/reports.json``, ``schemas/sentences.json`` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from ctcorpus.errors import ReportError
 from ctcorpus.records import QuarantineEntry
@@ -117,3 +118,7 @@ class ReportsResult:
     sentences: tuple[SentenceRow, ...]
     labels: tuple[LabelRow, ...]
     quarantine: tuple[QuarantineEntry, ...]
+    #: report id -> digest of what its analysis read (the original text, the PHI values, language,
+    #: date shift, rules and config): a later run reuses the rows of a report whose digest it
+    #: computes again. Kept in the work store only; it never reaches a corpus table.
+    analysis_keys: Mapping[str, str] = field(default_factory=dict)

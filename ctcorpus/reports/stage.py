@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -118,6 +119,7 @@ def process_reports(
     header_names: Mapping[str, Sequence[str]] | None = None,
     on_error: ErrorHandler = raise_on_error,
     sr_documents: Sequence[tuple[str | Path, str]] = (),
+    previous: ReportsResult | None = None,
 ) -> ReportsResult:
     """Read, link, scrub and label every report of the given exports (and of the DICOM SR
     documents, for the studies the exports give no report).
@@ -146,6 +148,10 @@ def process_reports(
         DICOM SR files of the export and the path each is recorded under (``config.dicom_sr``): a
         study without a report with text in the exports takes its latest SR document's report,
         linked by study UID.
+    previous:
+        An earlier run's result: a report whose analysis inputs are unchanged (the same text, PHI
+        values, language, date shift, rules and config) takes its rows from there instead of being
+        analyzed again, so a scheduled run over a grown export analyzes the new reports only.
 
     Examples
     --------
@@ -204,6 +210,10 @@ def process_reports(
     reports: list[ReportRow] = []
     sentences: list[SentenceRow] = []
     labels: list[LabelRow] = []
+    analysis_keys: dict[str, str] = {}
+    reusable = _rows_by_analysis_key(previous)
+    reused = 0
+    settings = json.dumps([PRODUCER, config.model_dump(mode="json")], sort_keys=True)
     for linked in (*links, *sr_links):
         report = linked.report
         report_id = _report_id(report, pseudonymize)
@@ -245,9 +255,22 @@ def process_reports(
             continue
         hint = stated if stated in SUPPORTED_LANGUAGES else (None if config.language == "auto" else config.language)
         shift = date_shift_days(patient, config.date_shift_max_days) if config.date_policy == "shift" else None
+        values = [h for h in header if h]
+        key = hashlib.sha256(json.dumps([settings, report.text, values, hint, shift]).encode()).hexdigest()
+        linking = {"report_id": report_id, "source_sha256": report.source_sha256}
+        if (known_rows := reusable.get(key)) is not None:  # analyzed by an earlier run: its rows, linked anew
+            earlier, earlier_sentences, earlier_labels = known_rows
+            reports.append(dataclasses.replace(
+                earlier, **linking, study_id=pseudonymize("stu", linked.study.study_uid), patient_id=patient,
+                link_method=linked.method, encoding=report.encoding, markup=report.markup, source_path=report.path))
+            sentences.extend(dataclasses.replace(s, **linking) for s in earlier_sentences)
+            labels.extend(dataclasses.replace(label, **linking) for label in earlier_labels)
+            analysis_keys[report_id] = key
+            reused += 1
+            continue
         try:
-            analyzed = analyze_report(analyzer, report.text, language=hint,
-                                      header_values=[h for h in header if h], date_shift_days=shift)
+            analyzed = analyze_report(analyzer, report.text, language=hint, header_values=values,
+                                      date_shift_days=shift)
         except ReportError as error:  # a report in a language the rules do not read
             located = ReportError(f"{where}: {error.message}", path=report.path, reason=error.reason)
             quarantine.append(QuarantineEntry.from_error(located, STAGE, report_id))
@@ -271,6 +294,7 @@ def process_reports(
                           for label, state in sorted(s.labels.items()))
         labels.extend(LabelRow(report_id, -1, label, state.value, report.source_sha256)
                       for label, state in sorted(analyzed.labels.items()))
+        analysis_keys[report_id] = key
     for study in sorted(studies, key=lambda s: s.study_uid):
         if study.study_uid not in reported_studies:
             quarantine.append(QuarantineEntry(
@@ -279,7 +303,25 @@ def process_reports(
                         f" [{QuarantineReason.NO_REPORT.value}]",
                 item_id=pseudonymize("stu", study.study_uid),
             ))
-    return ReportsResult(tuple(reports), tuple(sentences), tuple(labels), tuple(quarantine))
+    if previous is not None:
+        logger.info("reports: %d of %d analyses reused from the previous run", reused, len(reports))
+    return ReportsResult(tuple(reports), tuple(sentences), tuple(labels), tuple(quarantine), analysis_keys)
+
+
+def _rows_by_analysis_key(
+    result: ReportsResult | None,
+) -> dict[str, tuple[ReportRow, list[SentenceRow], list[LabelRow]]]:
+    """An earlier result's rows of each report, by the digest of its analysis inputs."""
+    if result is None:
+        return {}
+    sentences: dict[str, list[SentenceRow]] = defaultdict(list)
+    for s in result.sentences:
+        sentences[s.report_id].append(s)
+    labels: dict[str, list[LabelRow]] = defaultdict(list)
+    for label in result.labels:
+        labels[label.report_id].append(label)
+    return {key: (row, sentences[row.report_id], labels[row.report_id]) for row in result.reports
+            if (key := result.analysis_keys.get(row.report_id))}
 
 
 def reports_tables(result: ReportsResult) -> dict[str, pa.Table]:
