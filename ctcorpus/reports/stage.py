@@ -257,14 +257,15 @@ def process_reports(
         shift = date_shift_days(patient, config.date_shift_max_days) if config.date_policy == "shift" else None
         values = [h for h in header if h]
         key = hashlib.sha256(json.dumps([settings, report.text, values, hint, shift]).encode()).hexdigest()
-        linking = {"report_id": report_id, "source_sha256": report.source_sha256}
+        source = {"report_id": report_id, "source_sha256": report.source_sha256}
+        linking = {**source, "study_id": pseudonymize("stu", linked.study.study_uid), "patient_id": patient,
+                   "link_method": linked.method, "encoding": report.encoding, "markup": report.markup,
+                   "source_path": report.path}  # the report row's fields that are not its analysis
         if (known_rows := reusable.get(key)) is not None:  # analyzed by an earlier run: its rows, linked anew
             earlier, earlier_sentences, earlier_labels = known_rows
-            reports.append(dataclasses.replace(
-                earlier, **linking, study_id=pseudonymize("stu", linked.study.study_uid), patient_id=patient,
-                link_method=linked.method, encoding=report.encoding, markup=report.markup, source_path=report.path))
-            sentences.extend(dataclasses.replace(s, **linking) for s in earlier_sentences)
-            labels.extend(dataclasses.replace(label, **linking) for label in earlier_labels)
+            reports.append(dataclasses.replace(earlier, **linking))
+            sentences.extend(dataclasses.replace(s, **source) for s in earlier_sentences)
+            labels.extend(dataclasses.replace(label, **source) for label in earlier_labels)
             analysis_keys[report_id] = key
             reused += 1
             continue
@@ -277,15 +278,13 @@ def process_reports(
             continue
         counts = Counter(hit.kind for hit in analyzed.phi)
         reports.append(ReportRow(
-            report_id=report_id, study_id=pseudonymize("stu", linked.study.study_uid), patient_id=patient,
-            link_method=linked.method, language=analyzed.language, text=analyzed.text,
+            **linking, language=analyzed.language, text=analyzed.text,
             section_names=tuple(s.name for s in analyzed.sections),
             section_starts=tuple(s.start for s in analyzed.sections),
             section_ends=tuple(s.end for s in analyzed.sections),
             n_sentences=len(analyzed.sentences), phi_names=counts["name"], phi_dates=counts["date"],
             phi_ids=counts["id"], phi_phones=counts["phone"], phi_addresses=counts["address"],
-            phi_ages=counts["age"], encoding=report.encoding, markup=report.markup, source_path=report.path,
-            source_sha256=report.source_sha256,
+            phi_ages=counts["age"],
         ))
         for s in analyzed.sentences:
             sentences.append(SentenceRow(report_id, s.index, s.section, analyzed.text[s.start:s.end], s.start, s.end,
