@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,8 @@ import numpy as np
 import spacy
 
 from ctcorpus.enums import LabelState
-from ctcorpus.reports import analyze_report, build_analyzer, detect_language, find_phi
+from ctcorpus.records import QuarantineLog
+from ctcorpus.reports import StudyKey, analyze_report, build_analyzer, detect_language, find_phi, process_reports
 from ctcorpus.reports.markup import to_plain_text
 from ctcorpus.synth.report_text import as_rtf, phi_overlap, render_corpus
 from ctcorpus.taxonomy import CT_RATE_LABELS
@@ -220,6 +222,34 @@ def throughput(analyzer) -> dict[str, float]:
     return {"ours": best, "reference": ref, **conversion}
 
 
+def rerun_after_growth(n: int = 2000, new: int = 20) -> float:
+    """CPU time of a run over an export that grew by ``new`` reports, reusing the earlier result,
+    over that of a fresh run over the grown export (what a scheduled run pays for the reports)."""
+    corpus = render_corpus(21, n + new, languages=("en", "de"))
+    rows = [{"accession_number": f"A{i}", "patient_id": header[1], "patient_name": header[0], "study_date": "20240105",
+             "report_text": truth.text} for i, (truth, header) in enumerate(corpus)]
+    studies = [StudyKey(f"1.{i}", row["accession_number"], row["patient_id"], "20240105") for i, row in enumerate(rows)]
+    with tempfile.TemporaryDirectory() as folder:
+        exports = []
+        for name, part in (("day1.csv", rows[:n]), ("day2.csv", rows)):
+            path = Path(folder) / name
+            with open(path, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(part)
+            exports.append(path)
+        first = process_reports([exports[0]], studies, on_error=QuarantineLog())
+        seconds = {}
+        for name, previous in (("fresh", None), ("rerun", first)):
+            start = time.process_time()
+            process_reports([exports[1]], studies, on_error=QuarantineLog(), previous=previous)
+            seconds[name] = time.process_time() - start
+    ratio = seconds["rerun"] / seconds["fresh"]
+    print(f"\n== a run over an export grown by {new} reports to {n + new}: {seconds['rerun']:.2f} s reusing the earlier "
+          f"result, {seconds['fresh']:.2f} s fresh (ratio {ratio:.3f})")
+    return ratio
+
+
 def main() -> None:
     analyzer = build_analyzer()
     runs = [
@@ -233,6 +263,7 @@ def main() -> None:
     dragon = agreement_dragon(analyzer)
     languages = language_of_real_reports()
     rates = throughput(analyzer)
+    rerun = rerun_after_growth()
     result = {
         "reports_per_s_per_core": round(rates["ours"], 1),
         "label_f1_min": round(min(r["label_f1_min"] for r in runs), 4),
@@ -243,6 +274,7 @@ def main() -> None:
         "sentencizer_reference_reports_per_s": round(rates["reference"], 1),
         "rtf_to_text_reports_per_s": round(rates["rtf"], 1),
         "html_to_text_reports_per_s": round(rates["html"], 1),
+        "rerun_grown_1pct_time_ratio": round(rerun, 4),
         "openi_negbio_agreement": None if negbio is None else round(negbio, 4),
         "chexpert_samples_agreement": None if chexpert is None else round(chexpert, 4),
         "dragon_nodule_agreement": None if dragon is None else round(dragon, 4),
