@@ -313,16 +313,20 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     report_hashes = [sha256_file(Path(f)) for f in run.report_files]
     sr_records = sorted((r for r in index.instances if r.sop_class_uid in SR_STORAGE), key=lambda r: r.rel_path)
     sr_documents = [(r.path, safe_path(r.rel_path, r, p)) for r in sr_records]  # recorded under the safe path
+    sr_studies = {r.study_uid for r in sr_records}
+    sr_image_numbers = {r.sop_uid: (r.series_number, r.instance_number) for r in index.instances
+                        if r.study_uid in sr_studies and r.series_number is not None and r.instance_number is not None}
     names = _header_names(stacks)
     schemas = [load_schema(name).version for name in ("reports", "sentences", "labels")]
     reports_key = _digest("reports", __version__, REPORTS_PRODUCER, schemas, report_hashes,
                           [(name, r.sha256) for (_, name), r in zip(sr_documents, sr_records, strict=True)],
+                          sorted(sr_image_numbers.items()),
                           [asdict(s) for s in studies], names, _section(config, "reports"))
     if not store.has("reports", reports_key):
         log_r = QuarantineLog()
         result = process_reports(run.report_files, studies, config=config.reports, pseudonymize=p.make,
                                  header_names=names, on_error=log_r, sr_documents=sr_documents,
-                                 previous=_latest_reports(store))
+                                 sr_image_numbers=sr_image_numbers, previous=_latest_reports(store))
         with store.writing("reports", reports_key) as folder:
             _save_tables(folder, reports_tables(result))
             _save_tables(folder, {"quarantine": _quarantine_table(list(log_r.entries) + list(result.quarantine))})

@@ -221,17 +221,27 @@ def test_a_study_without_a_ris_report_takes_its_dicom_sr_report(tmp_path):
                           "101500", first.AccessionNumber, uid(first.StudyInstanceUID, "report"), 77, "Report", "", "", "",
                           "", 0.0, (0.0, 0.0))
     sr_file = f"PAT_{first.PatientID}/REPORT/SR1"
-    write_sr_report(export / sr_file, header, [("Findings", ["Moderate right pleural effusion."]),
+    # the finding is inferred from a slice of the study: cited as a report cites it, and mined as a snippet
+    axial = next(s for s in truth.series if s.kind == "axial" and s.study_uid == first.StudyInstanceUID)
+    cited = pydicom.dcmread(export / axial.files[len(axial.files) // 2], stop_before_pixels=True)
+    write_sr_report(export / sr_file, header, [("Findings", [("Moderate right pleural effusion.", [cited.SOPInstanceUID])]),
                                                ("Impression", ["Pleural effusion."])])
-    plan = pipeline.plan_export(_config(tmp_path, export), tmp_path / "work")
+    config = _config(tmp_path, export)
+    plan = pipeline.plan_export(config, tmp_path / "work")
     [folder] = (tmp_path / "work" / "reports").glob("*/*")
     reports = pq.read_table(folder / "reports.parquet").to_pandas()
     (sr,) = reports[reports["link_method"] == "dicom_sr"].itertuples()
     assert len(reports) == len(rows) + 1 and first.PatientID not in sr.source_path and sr.source_path.endswith("/REPORT/SR1")
+    assert f"effusion (series {cited.SeriesNumber}, image {cited.InstanceNumber})." in sr.text
     (unit,) = [u for u in plan.units if u.report is not None and u.report.report_id == sr.report_id]
     assert dict(unit.report.labels)["pleural_effusion"] == "positive"
     quarantine = pq.read_table(folder / "quarantine.parquet").to_pandas()
     assert set(quarantine["reason"]) <= {"no_report"} and unit.unit_id not in set(quarantine["item_id"])
+    pipeline.record_run(plan, [pipeline.process_unit(u, config, tmp_path / "work") for u in plan.units], tmp_path / "work")
+    snippets = _table(pipeline.build_from_work(config, tmp_path / "work", tmp_path / "dataset").path, "snippets")
+    (snippet,) = snippets[snippets["report_id"] == sr.report_id].itertuples()
+    assert (snippet.series_number, snippet.image_number) == (cited.SeriesNumber, cited.InstanceNumber)
+    assert snippet.z_mm == pytest.approx(float(cited.ImagePositionPatient[2]))
 
 
 def _copy_patients(truth, source: Path, target: Path, patients: set[str]) -> None:

@@ -856,12 +856,14 @@ def test_a_dicom_sr_report_fills_in_for_a_study_the_exports_lack(tmp_path):
 
 
 def test_a_dicom_sr_report_with_coded_findings_and_a_stated_language(tmp_path):
-    """An Enhanced SR codes its findings (TID 2000: CODE "Finding" items, NUM measurements under
-    them) and states its language (TID 1204): the codes read as statements the label rules read,
-    the language item is the report's language, and context and modifiers stay out of the text."""
+    """An Enhanced SR codes its findings (TID 2000: CODE "Finding" items, NUM measurements and the
+    images they were found on under them) and states its language (TID 1204): the codes read as
+    statements the label rules read, the images as a radiologist cites them, the language item is
+    the report's language, and context and modifiers stay out of the text."""
     import pydicom
 
     from ctcorpus.reports.sr import read_sr_report
+    from ctcorpus.snippets import mine_image_references
     from ctcorpus.synth.dicom import SeriesHeader, write_sr_report
 
     def code(value: str, meaning: str, scheme: str = "DCM") -> pydicom.Dataset:
@@ -893,6 +895,14 @@ def test_a_dicom_sr_report_with_coded_findings_and_a_stated_language(tmp_path):
         item("HAS CONCEPT MOD", "CODE", code("G-C171", "Laterality", "SRT"), ConceptCodeSequence=[code("G-A101", "Links")]),
         item("HAS OBS CONTEXT", "PNAME", code("121008", "Person Observer Name"), PersonName="Radiologe^Rita"),
     ]
+    image = item("INFERRED FROM", "IMAGE", code("121112", "Source of Measurement"))
+    image.ReferencedSOPSequence = [pydicom.Dataset()]
+    image.ReferencedSOPSequence[0].ReferencedSOPInstanceUID = "1.2.3.45"
+    outline = item("INFERRED FROM", "SCOORD", code("111030", "Image Region"), GraphicType="POINT")
+    outline.ContentSequence = [item("SELECTED FROM", "IMAGE", code("121112", "Source of Measurement"))]
+    outline.ContentSequence[0].ReferencedSOPSequence = [pydicom.Dataset()]
+    outline.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID = "1.2.3.46"
+    finding.ContentSequence += [image, outline]
     ds.ContentSequence[-1].ContentSequence.append(finding)
     ds.ContentSequence[-1].ContentSequence.append(item("CONTAINS", "CODE", code("121071", "Finding"),
                                                        ConceptCodeSequence=[]))  # no value: no text
@@ -900,6 +910,9 @@ def test_a_dicom_sr_report_with_coded_findings_and_a_stated_language(tmp_path):
     report = read_sr_report(path)
     assert report.text == "Befund:\nKein Pleuraerguss.\nLungenrundherd.\nDurchmesser: 12 mm.\nDichte: -650 Hounsfield unit."
     assert report.language == "de"
+    cited = read_sr_report(path, image_numbers={"1.2.3.45": (3, 45), "1.2.3.46": (3, 46), "1.2.3.9": (2, 9)})
+    assert cited.text.splitlines()[2] == "Lungenrundherd (series 3, images 45, 46)."  # an image in the export, cited
+    assert [(r.series_number, r.image_numbers) for r in mine_image_references(cited.text)] == [(3, (45, 46))]
     analyzed = analyze_report(build_analyzer(), report.text, language=report.language)
     assert analyzed.labels["lung_nodule"] == LabelState.POSITIVE
     assert analyzed.labels["pleural_effusion"] == LabelState.NEGATIVE

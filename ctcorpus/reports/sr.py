@@ -10,14 +10,19 @@ item so named outside any section, so sectioning reads the SR's own structure ba
 names each item under "Impressions" an "Impression" and under "Findings" a "Finding": inside a
 section the name opens nothing). Observation and acquisition context (observer names, dates) and
 concept modifiers are not report text and are left out; the document's language item (TID 1204)
-gives the report's language, as an export's language column does.
+gives the report's language, as an export's language column does. An item's image references (an
+IMAGE child, or the image a SCOORD child was drawn on) are cited as a radiologist cites them,
+"(series 3, image 45)", with the numbers the export's images have, so the snippet miner pairs the
+finding with its slice.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import pydicom
 
@@ -52,13 +57,32 @@ def _code(item: pydicom.Dataset, sequence: str, attribute: str = "CodeMeaning") 
     return str(codes[0].get(attribute, "")).strip() if codes else ""
 
 
-def _value(item: pydicom.Dataset, concept: str) -> str:
+def _cited_images(item: pydicom.Dataset, image_numbers: Mapping[str, tuple[int, int]]) -> str:
+    """The export's images ``item`` refers to, as a report cites them ("series 3, images 45, 47";
+    "" if none): its IMAGE children and the images its SCOORD children were drawn on."""
+    images: list[pydicom.Dataset] = []
+    for child in item.get("ContentSequence") or []:
+        if child.get("ValueType") == "IMAGE" and child.get("RelationshipType") in _CONTENT:
+            images.append(child)
+        elif child.get("ValueType") == "SCOORD":
+            images += [g for g in child.get("ContentSequence") or [] if g.get("ValueType") == "IMAGE"]
+    cited: dict[int, set[int]] = {}
+    for image in images:
+        for reference in image.get("ReferencedSOPSequence") or []:
+            if (numbers := image_numbers.get(str(reference.get("ReferencedSOPInstanceUID", "")))) is not None:
+                cited.setdefault(numbers[0], set()).add(numbers[1])
+    return "; ".join(f"series {series}, image{'s' * (len(numbers) > 1)} {', '.join(map(str, sorted(numbers)))}"
+                     for series, numbers in cited.items())
+
+
+def _value(item: pydicom.Dataset, concept: str, image_numbers: Mapping[str, tuple[int, int]]) -> str:
     """A content item's value as report text: a TEXT item's text, a CODE item's meaning, a NUM
-    item's number and unit; the concept name leads, unless it is a section's item name."""
+    item's number and unit; the concept name leads, unless it is a section's item name, and the
+    images it refers to follow."""
     kind = item.get("ValueType")
     if kind == "TEXT":
-        return str(item.get("TextValue", "")).strip()
-    if kind == "CODE":
+        value = str(item.get("TextValue", "")).strip()
+    elif kind == "CODE":
         value = _code(item, "ConceptCodeSequence")
     elif kind == "NUM" and (measured := item.get("MeasuredValueSequence")):
         unit = _code(measured[0], "MeasurementUnitsCodeSequence", "CodeValue")  # UCUM: "mm", "cm3"
@@ -69,10 +93,14 @@ def _value(item: pydicom.Dataset, concept: str) -> str:
         return ""
     if not value:
         return ""
-    return (value if concept.lower() in SECTION_OF_HEADING or not concept else f"{concept}: {value}") + "."
+    if kind != "TEXT":
+        value = (value if concept.lower() in SECTION_OF_HEADING or not concept else f"{concept}: {value}") + "."
+    if cited := _cited_images(item, image_numbers):
+        value = f"{value.removesuffix('.')} ({cited})" + "." * value.endswith(".")
+    return value
 
 
-def _paragraphs(items: pydicom.Sequence, section: str) -> list[str]:
+def _paragraphs(items: pydicom.Sequence, section: str, image_numbers: Mapping[str, tuple[int, int]]) -> list[str]:
     """The report text of ``items`` and their children, in order; a heading opens a section that has text."""
     out: list[str] = []
     for item in items:
@@ -81,8 +109,8 @@ def _paragraphs(items: pydicom.Sequence, section: str) -> list[str]:
         concept = _code(item, "ConceptNameCodeSequence")
         name = SECTION_OF_HEADING.get(" ".join(concept.lower().split()), "")
         opens = bool(name) and name != section and (item.get("ValueType") == "CONTAINER" or not section)
-        inner = [value] if (value := _value(item, concept)) else []
-        inner += _paragraphs(item.get("ContentSequence") or [], name if opens else section)
+        inner = [value] if (value := _value(item, concept, image_numbers)) else []
+        inner += _paragraphs(item.get("ContentSequence") or [], name if opens else section, image_numbers)
         out += [f"\n{concept}:", *inner] if opens and inner else inner
     return out
 
@@ -93,11 +121,15 @@ def _language(items: pydicom.Sequence) -> str:
                  if _code(item, "ConceptNameCodeSequence", "CodeValue") == _LANGUAGE), "")
 
 
-def read_sr_report(path: str | Path, *, name: str = "") -> RawReport:
+def read_sr_report(
+    path: str | Path, *, name: str = "", image_numbers: Mapping[str, tuple[int, int]] = MappingProxyType({})
+) -> RawReport:
     """The report text of one SR document, with the ids that link it (its study UID first).
 
     ``name`` is the path recorded for it (default: ``path``): a DICOM export names folders after
-    patients, so the pipeline passes the pseudonymized relative path.
+    patients, so the pipeline passes the pseudonymized relative path. ``image_numbers`` maps the
+    export's SOP Instance UIDs to their (series number, instance number), to cite the images a
+    finding refers to; a reference to an image not in it is left out.
 
     Raises
     ------
@@ -110,7 +142,7 @@ def read_sr_report(path: str | Path, *, name: str = "") -> RawReport:
         data = path.read_bytes()  # read once: parsed and hashed
         ds = pydicom.dcmread(io.BytesIO(data))
         items = ds.get("ContentSequence") or []
-        out, language = _paragraphs(items, ""), _language(items)
+        out, language = _paragraphs(items, "", image_numbers), _language(items)
     except Exception as exc:  # noqa: BLE001 - a broken SR fails in many ways; it costs this report only
         raise ReportError(f"the SR document cannot be read ({type(exc).__name__}: {exc})",
                           reason=QuarantineReason.UNREADABLE_REPORT, path=name or path) from None

@@ -119,6 +119,7 @@ def process_reports(
     header_names: Mapping[str, Sequence[str]] | None = None,
     on_error: ErrorHandler = raise_on_error,
     sr_documents: Sequence[tuple[str | Path, str]] = (),
+    sr_image_numbers: Mapping[str, tuple[int, int]] | None = None,
     previous: ReportsResult | None = None,
 ) -> ReportsResult:
     """Read, link, scrub and label every report of the given exports (and of the DICOM SR
@@ -148,6 +149,9 @@ def process_reports(
         DICOM SR files of the export and the path each is recorded under (``config.dicom_sr``): a
         study without a report with text in the exports takes its latest SR document's report,
         linked by study UID.
+    sr_image_numbers:
+        SOP Instance UID -> (series number, instance number) of the export's images: an SR
+        finding's image reference is cited with them, "(series 3, image 45)", and mined as a snippet.
     previous:
         An earlier run's result: a report whose analysis inputs are unchanged (the same text, PHI
         values, language, date shift, rules and config) takes its rows from there instead of being
@@ -187,7 +191,7 @@ def process_reports(
     documents: list[RawReport] = []
     for path, name in sr_documents if config.dicom_sr else ():
         try:
-            documents.append(read_sr_report(path, name=name))
+            documents.append(read_sr_report(path, name=name, image_numbers=sr_image_numbers or {}))
         except CtCorpusError as error:
             on_error(error, STAGE)
     reported = {k.study.study_uid for k in links if k.study is not None and k.report.text.strip()}

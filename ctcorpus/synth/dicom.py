@@ -299,14 +299,25 @@ def _code(value: str, meaning: str) -> Dataset:
     return item
 
 
+def _image_item(sop_uid: str) -> Dataset:
+    """An SR IMAGE content item: the CT image a finding was inferred from."""
+    reference = Dataset()
+    reference.ReferencedSOPClassUID, reference.ReferencedSOPInstanceUID = CTImageStorage, sop_uid
+    item = Dataset()
+    item.RelationshipType, item.ValueType, item.ReferencedSOPSequence = "INFERRED FROM", "IMAGE", [reference]
+    item.ConceptNameCodeSequence = [_code("121112", "Source of Measurement")]
+    return item
+
+
 def write_sr_report(
-    path: Path, header: SeriesHeader, sections: Sequence[tuple[str, Sequence[str]]], *, content_time: str = "120000",
-    language: str = "",
+    path: Path, header: SeriesHeader, sections: Sequence[tuple[str, Sequence[str | tuple[str, Sequence[str]]]]], *,
+    content_time: str = "120000", language: str = "",
 ) -> None:
     """Write a Basic Text SR report of ``header``'s study: a "Radiology Report" container with one
     container per (heading, paragraphs) section (heading "": the paragraphs stand under the root,
     as "Comment" text items), the observer (PHI, no report text) as context, and with ``language``
-    (an RFC 5646 code, "en-US") TID 1204's language item.
+    (an RFC 5646 code, "en-US") TID 1204's language item. A paragraph given as (text, SOP Instance
+    UIDs) is inferred from those CT images (IMAGE items under it).
 
     >>> write_sr_report(Path("/tmp/sr.dcm"), header, [("Findings", ["No effusion."])])  # doctest: +SKIP
     """
@@ -340,9 +351,12 @@ def write_sr_report(
     for heading, paragraphs in sections:
         children = []
         for paragraph in paragraphs:
+            words, cited = (paragraph, ()) if isinstance(paragraph, str) else paragraph
             text = Dataset()
-            text.RelationshipType, text.ValueType, text.TextValue = "CONTAINS", "TEXT", paragraph
+            text.RelationshipType, text.ValueType, text.TextValue = "CONTAINS", "TEXT", words
             text.ConceptNameCodeSequence = [_code("121071", "Finding") if heading else _code("121106", "Comment")]
+            if cited:
+                text.ContentSequence = [_image_item(sop_uid) for sop_uid in cited]
             children.append(text)
         if not heading:
             items += children
