@@ -47,6 +47,7 @@ _LIST = re.compile(r"^list<(.+)>$")
 #: A record type (a dataclass) of one table's rows.
 Row = TypeVar("Row")
 
+
 def arrow_type(spec: str) -> pa.DataType:
     """Parse a schema type string (``float64``, ``list<string>``, ``list<list<int64>>``)."""
     match = _LIST.match(spec)
