@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import logging
 import re
 from pathlib import Path
 from typing import get_args
@@ -975,7 +976,7 @@ def test_an_hl7_oru_feed_archive(tmp_path):
         ReportColumns(hl7_accession_fields=("OBR.18",))
 
 
-def test_a_rerun_analyzes_only_new_and_changed_reports(tmp_path, monkeypatch):
+def test_a_rerun_analyzes_only_new_and_changed_reports(tmp_path, monkeypatch, caplog):
     """A scheduled run over a grown export: a report whose analysis inputs are unchanged takes its
     rows from the earlier result, linked anew; the result equals a fresh run's. Changed rules or
     config mean nothing is reused."""
@@ -997,8 +998,12 @@ def test_a_rerun_analyzes_only_new_and_changed_reports(tmp_path, monkeypatch):
         return analyze_report(analyzer, text, **kwargs)
 
     monkeypatch.setattr(stage, "analyze_report", counted)
-    again = process_reports([day2], studies, on_error=QuarantineLog(), previous=first)
+    monkeypatch.setattr(stage, "PROGRESS_EVERY", 2)
+    with caplog.at_level(logging.INFO, logger=stage.__name__):
+        again = process_reports([day2], studies, on_error=QuarantineLog(), previous=first)
     assert analyzed == [rows[1]["report_text"], rows[3]["report_text"]]
+    assert [r.getMessage() for r in caplog.records if "progress" in r.getMessage()] == [
+        "reports progress done=2 total=4 reused=1"]  # a long run shows how far it got
     assert {r.source_sha256 for r in again.reports} == {sha256_file(day2)}  # linked anew: this export's rows
     analyzed.clear()
     fresh = process_reports([day2], studies, on_error=QuarantineLog())

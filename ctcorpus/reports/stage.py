@@ -48,6 +48,8 @@ PRODUCER = f"rules-{_rules_digest()}+spacy-{spacy.__version__}"
 
 STAGE = "reports"
 logger = logging.getLogger(__name__)
+#: A progress line every this many reports (a site's history is hundreds of thousands: minutes).
+PROGRESS_EVERY = 10_000
 
 #: ``pseudonymize(kind, value)``: kinds "pat", "stu", "acc" (``ctcorpus.pseudonym.Pseudonymizer.make``).
 Pseudonymize = Callable[[str, str], str]
@@ -218,7 +220,10 @@ def process_reports(
     reusable = _rows_by_analysis_key(previous)
     reused = 0
     settings = json.dumps([PRODUCER, config.model_dump(mode="json")], sort_keys=True)
-    for linked in (*links, *sr_links):
+    linked_reports = (*links, *sr_links)
+    for n, linked in enumerate(linked_reports):
+        if n and n % PROGRESS_EVERY == 0:
+            logger.info("reports progress done=%d total=%d reused=%d", n, len(linked_reports), reused)
         report = linked.report
         report_id = _report_id(report, pseudonymize)
         where = "the SR document" if report.study_uid else f"row {report.row}"
