@@ -24,6 +24,7 @@ from ctcorpus.enums import LabelState
 from ctcorpus.records import QuarantineLog
 from ctcorpus.reports import StudyKey, analyze_report, build_analyzer, detect_language, find_phi, process_reports
 from ctcorpus.reports.markup import to_plain_text
+from ctcorpus.synth.export import reports_csv_text
 from ctcorpus.synth.report_text import as_rtf, phi_overlap, render_corpus
 from ctcorpus.taxonomy import CT_RATE_LABELS
 
@@ -233,10 +234,7 @@ def rerun_after_growth(n: int = 2000, new: int = 20) -> float:
         exports = []
         for name, part in (("day1.csv", rows[:n]), ("day2.csv", rows)):
             path = Path(folder) / name
-            with open(path, "w", newline="", encoding="utf-8") as handle:
-                writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(part)
+            path.write_text(reports_csv_text(part), encoding="utf-8")
             exports.append(path)
         first = process_reports([exports[0]], studies, on_error=QuarantineLog())
         seconds = {}

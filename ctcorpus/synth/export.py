@@ -42,7 +42,7 @@ from ctcorpus.synth.series import (
 from ctcorpus.synth.truth import ExportTruth, FindingTruth, ReportTruth, SeriesTruth, save_truth
 from ctcorpus.taxonomy import LABEL_ANATOMY
 
-__all__ = ["REPORT_COLUMNS", "generate_export"]
+__all__ = ["REPORT_COLUMNS", "generate_export", "reports_csv_text"]
 
 #: Columns of ``reports.csv`` / ``reports.jsonl`` / ``reports_latin1.csv`` (the RIS export).
 REPORT_COLUMNS: tuple[str, ...] = (
@@ -126,7 +126,8 @@ def _report_rows(reports: Sequence[ReportTruth], names: dict[str, str]) -> list[
     ]
 
 
-def _csv_text(rows: Sequence[dict[str, str]]) -> str:
+def reports_csv_text(rows: Sequence[dict[str, str]]) -> str:
+    """RIS rows as the generator's CSV export (columns :data:`REPORT_COLUMNS`, a missing one empty)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=REPORT_COLUMNS)
     writer.writeheader()
@@ -139,12 +140,12 @@ def _write_reports(
 ) -> tuple[str, ...]:
     """Write the RIS exports; the same rows in ``reports.csv`` and ``reports.jsonl``."""
     rows = _report_rows(main, names)
-    (out / "reports.csv").write_bytes(_csv_text(rows).encode("utf-8"))
+    (out / "reports.csv").write_bytes(reports_csv_text(rows).encode("utf-8"))
     jsonl = "".join(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for row in rows)
     (out / "reports.jsonl").write_bytes(jsonl.encode("utf-8"))
     files = ["reports.csv", "reports.jsonl"]
     if latin1:
-        (out / "reports_latin1.csv").write_bytes(_csv_text(_report_rows(latin1, names)).encode("cp1252"))
+        (out / "reports_latin1.csv").write_bytes(reports_csv_text(_report_rows(latin1, names)).encode("cp1252"))
         files.append("reports_latin1.csv")
     return tuple(files)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
-import io
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -28,7 +27,7 @@ from ctcorpus.audit.tables import EXPECTED_SECTIONS, CorpusTables
 from ctcorpus.enums import LabelState, QuarantineReason, Split
 from ctcorpus.errors import SynthError
 from ctcorpus.synth.dicom import uid
-from ctcorpus.synth.export import REPORT_COLUMNS
+from ctcorpus.synth.export import reports_csv_text
 from ctcorpus.synth.report_text import render_report
 from ctcorpus.synth.truth import ReportTruth, SeriesTruth, load_truth, save_truth
 from ctcorpus.taxonomy import CT_RATE_LABELS, LABEL_ANATOMY
@@ -378,11 +377,7 @@ def _write_rows(path: Path, rows: Sequence[dict[str, str]]) -> None:
     if path.suffix == ".jsonl":
         text = "".join(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for row in rows)
     else:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=REPORT_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-        text = buffer.getvalue()
+        text = reports_csv_text(rows)
     path.write_bytes(text.encode("utf-8"))
 
 
