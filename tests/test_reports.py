@@ -38,6 +38,7 @@ from ctcorpus.reports import (
 from ctcorpus.reports.language import SUPPORTED_LANGUAGES
 from ctcorpus.reports.io import read_report_export
 from ctcorpus.reports.markup import PlainText, to_plain_text
+from ctcorpus.reports import nlp
 from ctcorpus.reports.nlp import _label_mentions
 from ctcorpus.reports.patterns import lower_same_length
 from ctcorpus.schemas import load_schema
@@ -373,8 +374,35 @@ def test_word_start_label_shortcut_finds_what_the_full_pattern_finds(analyzer, s
         phrases = [(m.start(), m.end(), " ".join(m[m.lastindex].split())) for m in analyzer.labels.finditer(lower)]
         full = [(start, end, groups[p], analyzer.statement_states.get(p)) for start, end, p in phrases
                 if groups[p] is not None]
-        assert _label_mentions(analyzer, lower) == full, lower
-    assert "atelectasis" in {label for _, _, label, _ in _label_mentions(analyzer, texts[0])}
+        assert _label_mentions(analyzer, lower, analyzer.label_stems) == full, lower
+    assert "atelectasis" in {label for _, _, label, _ in _label_mentions(analyzer, texts[0], analyzer.label_stems)}
+
+
+def test_sentence_cache_reuses_sentences_and_changes_no_result(analyzer, synthetic, monkeypatch):
+    # A sentence met before is not analyzed again; read from the cache it must give what the
+    # rules give it fresh, in whatever report and context it comes.
+    texts = [truth.text for truth, _ in synthetic[:80]]
+    crafted = ["FINDINGS: No pleural effusion. Small nodule (se 3, im 45).",
+               "Befund: Kein Pleuraerguss. Small nodule (se 3, im 45).\nIMPRESSION: No pleural effusion."]
+
+    def forget() -> None:
+        for cache in analyzer.sentence_cache.values():
+            cache.clear()
+
+    fresh = []
+    for text in [*texts, *crafted]:
+        forget()
+        fresh.append(analyze_report(analyzer, text))
+    forget()
+    reused = [analyze_report(analyzer, text) for text in [*texts, *crafted]]
+    assert reused == fresh
+    sentences = sum(len(r.sentences) for r in fresh)
+    assert sum(map(len, analyzer.sentence_cache.values())) < 0.6 * sentences  # most were met before
+    monkeypatch.setattr(nlp, "_SENTENCE_CACHE_SIZE", 10)  # bounded: it empties itself when full
+    for text in texts:
+        analyze_report(analyzer, text)
+        assert len(analyzer.sentence_cache["en"]) <= 10 + max(len(r.sentences) for r in fresh)
+    forget()
 
 
 def test_phi_recall_on_reports_a_legacy_ris_wrote_in_capitals():
@@ -468,6 +496,16 @@ def test_phi_names_after_a_title_are_scrubbed_whole():
     }
     for text, names in cases.items():
         assert [text[h.start:h.end] for h in find_phi(text) if h.kind == "name"] == names, text
+
+
+def test_phi_labelled_ids_are_found_whatever_letters_the_label_is_written_in():
+    # The id rule is only tried where a label's letters occur ("pat", "id", "mrn", ...); a label
+    # that case-insensitive matching reads as one ("ıD" with a dotless i, "CAſE") must still be found.
+    for text in ("Patient ID: AB-123456, seen today.", "Scan ıD: AB-123456, seen today.",
+                 "MRN 7788123 referred.", "Fallnummer: 55-66778 stationär.", "CAſE NO. 4711-22"):
+        hits = find_phi(text)
+        assert [h.kind for h in hits] == ["id"], text
+        assert any(c.isdigit() for c in text[hits[0].start:hits[0].end]), text
 
 
 def test_phi_contacts_ssn_signatures_dates_without_year():

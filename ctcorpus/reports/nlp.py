@@ -10,6 +10,7 @@ German, with pseudo-triggers and scope terminators (ConText, Harkema et al. 2009
 from __future__ import annotations
 
 import bisect
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from types import MappingProxyType
 import spacy
 from spacy.attrs import IDX, IS_SPACE, LENGTH
 from spacy.matcher import PhraseMatcher
+from spacy.tokens import Span
 
 from ctcorpus.enums import LabelState, QuarantineReason
 from ctcorpus.errors import ReportError
@@ -38,6 +40,9 @@ __all__ = [
     "build_analyzer",
 ]
 
+_SENTENCE_CACHE_SIZE = 100_000
+#: A sentence's anatomies (sorted) and label states.
+_SentenceAnalysis = tuple[tuple[str, ...], Mapping[str, LabelState]]
 _RANK = {LabelState.NEGATIVE: 0, LabelState.UNCERTAIN: 1, LabelState.POSITIVE: 2}
 
 
@@ -102,6 +107,11 @@ class ReportAnalyzer:
     inline_headings: re.Pattern[str]  # after a sentence end on the same line, from the end mark on
     heading_names: Mapping[str, str]
     label_sections: frozenset[str]
+    #: Per language, sentence text -> its anatomies and label states. Reports repeat their sentences
+    #: ("No pleural effusion."): 63% of the sentences of OpenI's reports occur in an earlier one. A
+    #: sentence's analysis depends on its text alone, so each distinct sentence is analyzed once per
+    #: process (the cache empties itself at _SENTENCE_CACHE_SIZE entries, tens of MB).
+    sentence_cache: Mapping[str, dict[str, _SentenceAnalysis]]
 
 
 #: A run of punctuation that makes its whitespace-delimited chunk one token (see _tokenizer_pipeline).
@@ -207,6 +217,7 @@ def _cached(extra_synonyms: tuple[tuple[str, tuple[str, ...]], ...],
         inline_headings=inline_heading_re,
         heading_names=heading_names,
         label_sections=frozenset(label_sections),
+        sentence_cache=MappingProxyType({lang: {} for lang in SUPPORTED_LANGUAGES}),
     )
 
 
@@ -359,13 +370,14 @@ def _sentence_spans(
     return spans
 
 
-def _stems_decide(analyzer: ReportAnalyzer, lower: str) -> bool:
+def _stems_decide(analyzer: ReportAnalyzer, lower: str, stems: Sequence[str]) -> bool:
     """Whether an in-compound stem may start where no word-start label matches ("pleuraerguss").
 
     A stem can only start where its first word does, so a position without a word-start label
-    there is where the in-compound branch may decide something.
+    there is where the in-compound branch may decide something. ``stems`` are the first words
+    of ``analyzer.label_stems`` that may occur in ``lower`` (those of the whole report).
     """
-    for stem in analyzer.label_stems:
+    for stem in stems:
         at = lower.find(stem)
         while at >= 0:
             if analyzer.labels_at_word_start.match(lower, at) is None:
@@ -374,7 +386,8 @@ def _stems_decide(analyzer: ReportAnalyzer, lower: str) -> bool:
     return False
 
 
-def _label_mentions(analyzer: ReportAnalyzer, lower: str) -> list[tuple[int, int, str, LabelState | None]]:
+def _label_mentions(analyzer: ReportAnalyzer, lower: str, stems: Sequence[str]
+                    ) -> list[tuple[int, int, str, LabelState | None]]:
     """Label phrases in the lowercased text: (start, end, label, the state the phrase fixes or None).
 
     The in-compound stems make the full regex try every position. Where each stem in the text
@@ -382,19 +395,19 @@ def _label_mentions(analyzer: ReportAnalyzer, lower: str) -> list[tuple[int, int
     nothing, so the word-start pattern alone gives the same matches at a third of the cost.
     """
     groups, fixed = analyzer.label_groups, analyzer.statement_states
-    pattern = analyzer.labels if _stems_decide(analyzer, lower) else analyzer.labels_at_word_start
+    pattern = analyzer.labels if _stems_decide(analyzer, lower, stems) else analyzer.labels_at_word_start
     phrases = [(m.start(), m.end(), " ".join(m[m.lastindex].split())) for m in pattern.finditer(lower)]
     return [(start, end, label, fixed.get(phrase)) for start, end, phrase in phrases
             if (label := groups[phrase]) is not None]
 
 
-def _state(trig: Sequence[tuple[int, int, str]], s_start: int, s_end: int, m_start: int, m_end: int) -> LabelState:
+def _state(trig: Sequence[tuple[int, int, str]], m_start: int, m_end: int) -> LabelState:
     """ConText: a pre trigger reaches forward, a post trigger backward, both stop at a scope
-    terminator or the sentence end; pseudo-triggers are no triggers. Only the nearest pre trigger
-    and the nearest post trigger count ("suggestive of A, without B": B is negated), and of the
-    two, uncertainty beats negation."""
-    left_bound = s_start
-    right_bound = s_end
+    terminator or the sentence end (``trig`` are the sentence's triggers, offsets in the
+    sentence, like ``m_start``/``m_end``, the mention's); pseudo-triggers are no triggers. Only
+    the nearest pre trigger and the nearest post trigger count ("suggestive of A, without B": B is
+    negated), and of the two, uncertainty beats negation."""
+    left_bound, right_bound = 0, math.inf  # the sentence's ends: every trigger lies between them
     for t_start, t_end, kind in trig:
         if "term" in kind:
             if t_end <= m_start:
@@ -415,6 +428,32 @@ def _state(trig: Sequence[tuple[int, int, str]], s_start: int, s_end: int, m_sta
     if "neg_pre" in pre or "neg_post" in post:
         return LabelState.NEGATIVE
     return LabelState.POSITIVE
+
+
+def _analyze_sentence(analyzer: ReportAnalyzer, lang: str, span: Span, lower: str,
+                      stems: Sequence[str]) -> _SentenceAnalysis:
+    """The anatomies and label states of one sentence: ``span`` its tokens, ``lower`` its text
+    lowercased, ``stems`` the in-compound label stems that occur in its report.
+
+    Only the sentence's own text is read: label triggers never reach past a sentence end, and
+    this is what lets :attr:`ReportAnalyzer.sentence_cache` keep the result by the text.
+    """
+    anatomies = {analyzer.anatomy_ids[match_id] for match_id, _, _ in analyzer.anatomy_matchers[lang](span)}
+    anatomies.update(analyzer.stem_anatomy[m.group(1)] for m in analyzer.anatomy_stems.finditer(lower))
+    labels: dict[str, LabelState] = {}
+    found = _label_mentions(analyzer, lower, stems)
+    if found:  # triggers only matter in a sentence with a mention
+        triggers = [(m.start(), m.end(), analyzer.trigger_kinds[" ".join(m.group(1).split())])
+                    for m in analyzer.triggers.finditer(lower)]
+        for m_start, m_end, label, fixed in found:
+            state = fixed if fixed is not None else _state(triggers, m_start, m_end)
+            previous = labels.get(label)
+            if previous is None or _RANK[state] > _RANK[previous]:
+                labels[label] = state
+            anatomy = LABEL_ANATOMY.get(label)  # labels added by config have no region: their words do
+            if anatomy is not None:
+                anatomies.add(anatomy.value)
+    return tuple(sorted(anatomies)), MappingProxyType(labels)
 
 
 def analyze_report(
@@ -460,48 +499,25 @@ def analyze_report(
     token_starts = bounds[:, 0].tolist()
     tokens = (token_starts, (bounds[:, 0] + bounds[:, 1]).tolist(), bounds[:, 2].tolist())
     spans = _sentence_spans(clean, tokens, sections, analyzer.no_break_before_period[lang])
-    starts = [s for s, _, _ in spans]
-
-    def sentence_of(offset: int) -> int:
-        k = bisect.bisect_right(starts, offset) - 1
-        return k if k >= 0 and offset < spans[k][1] else -1
-
-    anatomies: list[set[str]] = [set() for _ in spans]
-    for match_id, begin, _ in analyzer.anatomy_matchers[lang](doc):
-        k = sentence_of(token_starts[begin])
-        if k >= 0:
-            anatomies[k].add(analyzer.anatomy_ids[match_id])
-    lower = lower_same_length(clean)
-    for m in analyzer.anatomy_stems.finditer(lower):
-        k = sentence_of(m.start())
-        if k >= 0:
-            anatomies[k].add(analyzer.stem_anatomy[m.group(1)])
-    mentions: dict[int, list[tuple[int, int, str, LabelState | None]]] = {}
-    for mention in _label_mentions(analyzer, lower):
-        k = sentence_of(mention[0])
-        if k >= 0:
-            mentions.setdefault(k, []).append(mention)
-    labels: list[dict[str, LabelState]] = [{} for _ in spans]
-    for k, found in mentions.items():
-        s_start, s_end, _ = spans[k]
-        # triggers only matter in a sentence with a mention, and never reach past its end
-        triggers = [(m.start(), m.end(), analyzer.trigger_kinds[" ".join(m.group(1).split())])
-                    for m in analyzer.triggers.finditer(lower, s_start, s_end)]
-        for m_start, m_end, label, fixed in found:
-            state = fixed if fixed is not None else _state(triggers, s_start, s_end, m_start, m_end)
-            previous = labels[k].get(label)
-            if previous is None or _RANK[state] > _RANK[previous]:
-                labels[k][label] = state
-            anatomy = LABEL_ANATOMY.get(label)  # labels added by config have no region: their words do
-            if anatomy is not None:
-                anatomies[k].add(anatomy.value)
+    cache = analyzer.sentence_cache[lang]
+    if len(cache) > _SENTENCE_CACHE_SIZE:
+        cache.clear()
     report_labels: dict[str, LabelState] = {}
     sentences: list[Sentence] = []
+    stems: list[str] | None = None  # the label stems in the report, found at the first sentence not in the cache
     for k, (s_start, s_end, section) in enumerate(spans):
-        sentences.append(Sentence(k, section, s_start, s_end, tuple(sorted(anatomies[k])),
-                                  MappingProxyType(labels[k])))
+        found = cache.get(key := clean[s_start:s_end])
+        if found is None:
+            if stems is None:
+                lower = lower_same_length(clean)
+                stems = [stem for stem in analyzer.label_stems if stem in lower]
+            first = bisect.bisect_left(token_starts, s_start)
+            span = doc[first:bisect.bisect_left(token_starts, s_end)]
+            found = cache[key] = _analyze_sentence(analyzer, lang, span, lower[s_start:s_end], stems)
+        anatomies, labels = found
+        sentences.append(Sentence(k, section, s_start, s_end, anatomies, labels))
         if section in analyzer.label_sections:
-            for label, state in labels[k].items():
+            for label, state in labels.items():
                 if label not in report_labels or _RANK[state] > _RANK[report_labels[label]]:
                     report_labels[label] = state
     return AnalyzedReport(lang, scrubbed, sections, tuple(sentences), MappingProxyType(report_labels))
