@@ -58,7 +58,7 @@ from ctcorpus.outputs.store import atomic_write_bytes, write_parquet
 from ctcorpus.pseudonym import Pseudonymizer
 from ctcorpus.records import QuarantineEntry, QuarantineLog, sha256_file, sha256_of_hashes
 from ctcorpus.reports import PRODUCER as REPORTS_PRODUCER
-from ctcorpus.reports import SR_STORAGE, StudyKey, process_reports, reports_tables
+from ctcorpus.reports import SR_STORAGE, StudyKey, analysis_settings, process_reports, reports_tables
 from ctcorpus.reports.records import LabelRow, ReportRow, ReportsResult, SentenceRow
 from ctcorpus.schemas import load_schema, rows_from_table, table_from_rows
 from ctcorpus.snippets import SentenceContext, SeriesSlices, VolumeGrid, mine_snippets, snippets_table
@@ -269,15 +269,20 @@ def _quarantine_table(entries: Sequence[QuarantineEntry], source: str = "") -> p
     )
 
 
-#: Beside a stored reports result: which analysis inputs each report's rows came from (a work-store
-#: file, not a table: it never reaches a corpus).
-_ANALYSIS_KEYS = "analysis_keys.json"
+def _analysis_keys_name(settings: str) -> str:
+    """The file beside a stored reports result that says which analysis inputs each report's rows
+    came from (a work-store file, not a table: it never reaches a corpus), named by the result's
+    :func:`~ctcorpus.reports.analysis_settings`."""
+    return f"analysis_keys.{settings[:16]}.json"
 
 
-def _latest_reports(store: WorkStore) -> ReportsResult | None:
-    """The reports result stored last, whose analyses a run over a changed export reuses (None if
-    there is none, or it no longer reads: stored by a version with other tables)."""
-    stored = sorted(store.root.glob(f"reports/*/*/{_ANALYSIS_KEYS}"), key=lambda path: path.stat().st_mtime)
+def _latest_reports(store: WorkStore, settings: str) -> ReportsResult | None:
+    """The reports result stored last under the same rules and reports config (``settings``),
+    whose analyses a run over a changed export reuses: None if there is none, or it no longer
+    reads (stored by a version with other tables). A result under other settings is never loaded,
+    and a site that switches its config back finds the result of its earlier run."""
+    stored = sorted(store.root.glob(f"reports/*/*/{_analysis_keys_name(settings)}"),
+                    key=lambda path: path.stat().st_mtime)
     if not stored:
         return None
     try:
@@ -324,13 +329,15 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
                           [asdict(s) for s in studies], names, _section(config, "reports"))
     if not store.has("reports", reports_key):
         log_r = QuarantineLog()
+        settings = analysis_settings(config.reports)
         result = process_reports(run.report_files, studies, config=config.reports, pseudonymize=p.make,
                                  header_names=names, on_error=log_r, sr_documents=sr_documents,
-                                 sr_image_numbers=sr_image_numbers, previous=_latest_reports(store))
+                                 sr_image_numbers=sr_image_numbers, previous=_latest_reports(store, settings))
         with store.writing("reports", reports_key) as folder:
             _save_tables(folder, reports_tables(result))
             _save_tables(folder, {"quarantine": _quarantine_table(list(log_r.entries) + list(result.quarantine))})
-            (folder / _ANALYSIS_KEYS).write_text(json.dumps(result.analysis_keys, sort_keys=True), encoding="utf-8")
+            (folder / _analysis_keys_name(settings)).write_text(json.dumps(result.analysis_keys, sort_keys=True),
+                                                                encoding="utf-8")
     reports = _load_tables(store.path("reports", reports_key))
     by_study = _study_reports(reports)
 

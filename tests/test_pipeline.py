@@ -20,6 +20,8 @@ import pytest
 from ctcorpus import pipeline
 from ctcorpus.cli import demo_config
 from ctcorpus.config import CorpusConfig, config_from_dict
+from ctcorpus.config.reports import ReportsConfig
+from ctcorpus.reports import analysis_settings
 from ctcorpus.synth import generate_export
 from ctcorpus.synth.truth import load_truth
 
@@ -288,9 +290,36 @@ def test_a_previous_reports_result_that_no_longer_reads_is_not_reused(tmp_path):
     folder = tmp_path / "reports" / "ab" / "abc"
     folder.mkdir(parents=True)
     pq.write_table(pa.table({"report_id": ["r1"]}), folder / "reports.parquet")
-    (folder / "analysis_keys.json").write_text('{"r1": "k"}', encoding="utf-8")
-    assert pipeline._latest_reports(pipeline.WorkStore(tmp_path)) is None
-    assert pipeline._latest_reports(pipeline.WorkStore(tmp_path / "empty")) is None
+    settings = analysis_settings(ReportsConfig())
+    (folder / pipeline._analysis_keys_name(settings)).write_text('{"r1": "k"}', encoding="utf-8")
+    assert pipeline._latest_reports(pipeline.WorkStore(tmp_path), settings) is None
+    assert pipeline._latest_reports(pipeline.WorkStore(tmp_path / "empty"), settings) is None
+
+
+def test_a_run_reuses_the_analyses_stored_under_its_own_rules_and_config(tmp_path, monkeypatch):
+    # A site tries a config, then goes back to its own: the newest stored result holds no analysis
+    # the run can use (and is not loaded); the one stored under the same settings is reused.
+    from ctcorpus.reports import stage
+
+    source = tmp_path / "full"
+    truth = generate_export(source, patients=3, seed=11)
+    patients = sorted({s.patient_id for s in truth.series})
+    export = tmp_path / "export"
+    _copy_patients(truth, source, export, set(patients[:2]))
+    config = _config(tmp_path, export)
+    trial = config.model_copy(update={"reports": config.reports.model_copy(
+        update={"extra_synonyms": {"lung_nodule": ("granuloma",)}})})
+    work = tmp_path / "work"
+    analyzed, analyze = [], stage.analyze_report
+    monkeypatch.setattr(stage, "analyze_report", lambda *args, **kwargs: analyzed.append(args[1]) or analyze(*args, **kwargs))
+    pipeline.plan_export(config, work)
+    first = len(analyzed)
+    pipeline.plan_export(trial, work)
+    assert first > 0 and len(analyzed) == 2 * first  # other settings: every report analyzed again
+    _copy_patients(truth, source, export, {patients[2]})
+    analyzed.clear()
+    pipeline.plan_export(config, work)
+    assert 0 < len(analyzed) < first  # the new patient's reports only: the first run's analyses are reused
 
 
 RESUME_SCRIPT = """

@@ -27,7 +27,7 @@ from ctcorpus.reports.records import (
     StudyKey,
 )
 from ctcorpus.reports.sr import SR_STORAGE, read_sr_report
-from ctcorpus.reports.stage import PRODUCER, date_shift_days, process_reports, reports_tables
+from ctcorpus.reports.stage import PRODUCER, analysis_settings, date_shift_days, process_reports, reports_tables
 
 __all__ = [
     "AnalyzedReport",
@@ -46,6 +46,7 @@ __all__ = [
     "Sentence",
     "SentenceRow",
     "StudyKey",
+    "analysis_settings",
     "analyze_report",
     "build_analyzer",
     "date_shift_days",

@@ -28,7 +28,7 @@ from ctcorpus.reports.records import LabelRow, RawReport, ReportRow, ReportsResu
 from ctcorpus.schemas import table_from_rows
 from ctcorpus.version import __version__
 
-__all__ = ["PRODUCER", "date_shift_days", "process_reports", "reports_tables"]
+__all__ = ["PRODUCER", "analysis_settings", "date_shift_days", "process_reports", "reports_tables"]
 
 
 def _rules_digest() -> str:
@@ -57,6 +57,13 @@ Pseudonymize = Callable[[str, str], str]
 
 def _identity(kind: str, value: str) -> str:
     return value
+
+
+def analysis_settings(config: ReportsConfig) -> str:
+    """A digest of what a report's analysis depends on besides its own inputs: the rules
+    (:data:`PRODUCER`) and the ``reports`` config. Results stored under other settings hold no
+    analysis this run can reuse, so a caller need not even load them."""
+    return hashlib.sha256(json.dumps([PRODUCER, config.model_dump(mode="json")], sort_keys=True).encode()).hexdigest()
 
 
 def date_shift_days(pseudonymized_patient: str, max_days: int) -> int:
@@ -219,7 +226,7 @@ def process_reports(
     analysis_keys: dict[str, str] = {}
     reusable = _rows_by_analysis_key(previous)
     reused = 0
-    settings = json.dumps([PRODUCER, config.model_dump(mode="json")], sort_keys=True)
+    settings = analysis_settings(config)
     linked_reports = (*links, *sr_links)
     for n, linked in enumerate(linked_reports):
         if n and n % PROGRESS_EVERY == 0:
