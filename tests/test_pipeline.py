@@ -256,22 +256,35 @@ def _copy_patients(truth, source: Path, target: Path, patients: set[str]) -> Non
         shutil.copy2(source / name, target / name)
 
 
-def test_new_studies_are_processed_alone_and_old_patients_keep_their_split(tmp_path, monkeypatch):
-    from ctcorpus.reports import stage
-
+def _two_of_three_patients(tmp_path: Path):
+    """A synthetic export of three patients (in ``full``) and an export folder holding the first
+    two patients' files: (truth, full, export, the patient ids sorted)."""
     source = tmp_path / "full"
     truth = generate_export(source, patients=3, seed=11)
     patients = sorted({s.patient_id for s in truth.series})
     export = tmp_path / "export"
     _copy_patients(truth, source, export, set(patients[:2]))
+    return truth, source, export, patients
+
+
+def _texts_analyzed(monkeypatch) -> list[str]:
+    """The report texts the reports stage analyzes from now on (not those it reuses)."""
+    from ctcorpus.reports import stage
+
+    analyzed, analyze = [], stage.analyze_report
+    monkeypatch.setattr(stage, "analyze_report", lambda *args, **kwargs: analyzed.append(args[1]) or analyze(*args, **kwargs))
+    return analyzed
+
+
+def test_new_studies_are_processed_alone_and_old_patients_keep_their_split(tmp_path, monkeypatch):
+    truth, source, export, patients = _two_of_three_patients(tmp_path)
     config = _config(tmp_path, export)
     work = tmp_path / "work"
     first = _run(config, work)
     before = pipeline.build_from_work(config, work, tmp_path / "v1").splits
     reports_before = pq.read_table(tmp_path / "v1" / "tables" / "reports").to_pylist()
     _copy_patients(truth, source, export, {patients[2]})
-    analyzed, analyze = [], stage.analyze_report
-    monkeypatch.setattr(stage, "analyze_report", lambda *args, **kwargs: analyzed.append(args[1]) or analyze(*args, **kwargs))
+    analyzed = _texts_analyzed(monkeypatch)
     second = _run(config, work)
     after = pipeline.build_from_work(config, work, tmp_path / "v2").splits
     new_studies = {s.study_uid for s in truth.series if s.patient_id == patients[2] and s.kind == "axial"}
@@ -299,19 +312,12 @@ def test_a_previous_reports_result_that_no_longer_reads_is_not_reused(tmp_path):
 def test_a_run_reuses_the_analyses_stored_under_its_own_rules_and_config(tmp_path, monkeypatch):
     # A site tries a config, then goes back to its own: the newest stored result holds no analysis
     # the run can use (and is not loaded); the one stored under the same settings is reused.
-    from ctcorpus.reports import stage
-
-    source = tmp_path / "full"
-    truth = generate_export(source, patients=3, seed=11)
-    patients = sorted({s.patient_id for s in truth.series})
-    export = tmp_path / "export"
-    _copy_patients(truth, source, export, set(patients[:2]))
+    truth, source, export, patients = _two_of_three_patients(tmp_path)
     config = _config(tmp_path, export)
     trial = config.model_copy(update={"reports": config.reports.model_copy(
         update={"extra_synonyms": {"lung_nodule": ("granuloma",)}})})
     work = tmp_path / "work"
-    analyzed, analyze = [], stage.analyze_report
-    monkeypatch.setattr(stage, "analyze_report", lambda *args, **kwargs: analyzed.append(args[1]) or analyze(*args, **kwargs))
+    analyzed = _texts_analyzed(monkeypatch)
     pipeline.plan_export(config, work)
     first = len(analyzed)
     pipeline.plan_export(trial, work)
