@@ -212,11 +212,9 @@ def throughput(analyzer) -> dict[str, float]:
         analyze_report(analyzer, text)
     nlp = spacy.blank("en")
     nlp.add_pipe("sentencizer")
-    def forget_sentences() -> None:  # each pass meets its sentences as new: no pass reads another's
-        _forget_sentences(analyzer)
-
+    # each pass meets its sentences as new: no pass reads what another put in the sentence cache
     rates = _rates({"ours": lambda text: analyze_report(analyzer, text), "reference": nlp}, texts,
-                   before_pass=forget_sentences)
+                   before_pass=lambda: _forget_sentences(analyzer))
     best, ref = rates["ours"], rates["reference"]
     reused = _sentences_seen_before(analyzer, texts)
     print(f"\n== throughput: {len(texts)} reports of {words:.0f} words on average, single process")
@@ -234,6 +232,7 @@ def throughput(analyzer) -> dict[str, float]:
 
 
 def _forget_sentences(analyzer) -> None:
+    """Empty the analyzer's sentence cache, as in a new process."""
     for cache in analyzer.sentence_cache.values():
         cache.clear()
 
