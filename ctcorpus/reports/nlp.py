@@ -40,6 +40,7 @@ __all__ = [
     "build_analyzer",
 ]
 
+#: Sentences a ReportAnalyzer.sentence_cache holds at most, per language (~400 bytes each).
 _SENTENCE_CACHE_SIZE = 100_000
 #: A sentence's anatomies (sorted) and label states.
 _SentenceAnalysis = tuple[tuple[str, ...], Mapping[str, LabelState]]
@@ -374,8 +375,8 @@ def _stems_decide(analyzer: ReportAnalyzer, lower: str, stems: Sequence[str]) ->
     """Whether an in-compound stem may start where no word-start label matches ("pleuraerguss").
 
     A stem can only start where its first word does, so a position without a word-start label
-    there is where the in-compound branch may decide something. ``stems`` are the first words
-    of ``analyzer.label_stems`` that may occur in ``lower`` (those of the whole report).
+    there is where the in-compound branch may decide something. ``stems`` are those of
+    ``analyzer.label_stems`` that occur in the report ``lower`` is part of (looked up once per report).
     """
     for stem in stems:
         at = lower.find(stem)
