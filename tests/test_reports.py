@@ -335,6 +335,21 @@ def test_long_punctuation_runs_are_one_token(analyzer):
     assert [got.text[s.start:s.end] for s in got.sentences] == ["Small effusion" + "!" * 40, "Nodule.",
                                                                 "No emphysema."]
 
+def test_long_chunks_are_one_token_and_long_runs_no_email(analyzer):
+    # spaCy's URL pattern backtracks over a chunk with many colons, and an unbounded e-mail local
+    # part made the PHI rule rescan a run of word characters from each position: both quadratic
+    # (40,000 characters took 7 s). A chunk over 256 characters is one token; a local part is at
+    # most 64 characters (RFC 5321).
+    for lang in ("en", "de"):
+        tokenize = analyzer.nlp[lang].make_doc
+        assert len(tokenize("ab:" * 13_000)) == 1
+        assert [t.text for t in tokenize("ab:" * 85)][:3] == ["ab", ":", "ab"]  # 255 characters: split as spaCy does
+    blob = "a." * 20_000 + "b@klinik.de"
+    assert [(h.kind, h.end - h.start) for h in find_phi(blob)] == [("address", 64 + len("@klinik.de"))]
+    got = analyze_report(analyzer, "Findings:" * 5_000 + " No effusion.", language="en")
+    assert [got.text[s.start:s.end] for s in got.sentences][-1] == "No effusion."
+
+
 def test_findings_without_a_findings_heading(analyzer):
     # Real reports often carry their findings under no heading; they must still be labelled.
     text = "Clinical question: cough.\n\nSmall right pleural effusion. No nodule.\n\nImpression: Effusion."
@@ -403,6 +418,9 @@ def test_sentence_cache_reuses_sentences_and_changes_no_result(analyzer, synthet
         analyze_report(analyzer, text)
         assert len(analyzer.sentence_cache["en"]) <= 10 + max(len(r.sentences) for r in fresh)
     forget()
+    run_on = "No pleural effusion" + " and no nodule" * 100 + "."  # longer than a kept sentence
+    assert [len(s.labels) for s in analyze_report(analyzer, run_on, language="en").sentences] == [2]
+    assert not analyzer.sentence_cache["en"]
 
 
 def test_phi_recall_on_reports_a_legacy_ris_wrote_in_capitals():

@@ -40,8 +40,11 @@ __all__ = [
     "build_analyzer",
 ]
 
-#: Sentences a ReportAnalyzer.sentence_cache holds at most, per language (~400 bytes each).
+#: Sentences a ReportAnalyzer.sentence_cache holds at most, per language (~400 bytes each on average).
 _SENTENCE_CACHE_SIZE = 100_000
+#: Characters of the longest sentence the cache keeps: a longer one (a run-on text without sentence
+#: ends, a pasted blob) is rarely met twice, and kept it would break the cache's memory bound.
+_LONGEST_CACHED_SENTENCE = 1_000
 #: A sentence's anatomies (sorted) and label states.
 _SentenceAnalysis = tuple[tuple[str, ...], Mapping[str, LabelState]]
 _RANK = {LabelState.NEGATIVE: 0, LabelState.UNCERTAIN: 1, LabelState.POSITIVE: 2}
@@ -111,12 +114,20 @@ class ReportAnalyzer:
     #: Per language, sentence text -> its anatomies and label states. Reports repeat their sentences
     #: ("No pleural effusion."): 63% of the sentences of OpenI's reports occur in an earlier one. A
     #: sentence's analysis depends on its text alone, so each distinct sentence is analyzed once per
-    #: process (the cache empties itself at _SENTENCE_CACHE_SIZE entries, tens of MB).
+    #: process (the cache empties itself at _SENTENCE_CACHE_SIZE entries, tens of MB, and keeps no
+    #: sentence longer than _LONGEST_CACHED_SENTENCE characters).
     sentence_cache: Mapping[str, dict[str, _SentenceAnalysis]]
 
 
 #: A run of punctuation that makes its whitespace-delimited chunk one token (see _tokenizer_pipeline).
 _PUNCTUATION_RUN = re.compile(r"(?:[^\w\s]|_){33}")
+#: Characters of a whitespace-delimited chunk longer than which it is one token (see _tokenizer_pipeline).
+_LONGEST_SPLIT_CHUNK = 256
+
+
+def _kept_whole(chunk: str) -> bool:
+    """Whether spaCy keeps ``chunk`` as one token (its ``token_match``): too long, or holding a punctuation run."""
+    return len(chunk) > _LONGEST_SPLIT_CHUNK or _PUNCTUATION_RUN.search(chunk) is not None
 
 
 def _tokenizer_pipeline(lang: str) -> tuple[spacy.Language, frozenset[str]]:
@@ -134,10 +145,12 @@ def _tokenizer_pipeline(lang: str) -> tuple[spacy.Language, frozenset[str]]:
     1.5 ms (a whole report's budget), 3,000 "#" 3 s and 50,000 six minutes (spaCy issues #1768,
     #4362). A chunk holding a run of 33 or more is kept as one token instead (``token_match``);
     the sentence rules end a sentence at a line of punctuation or a token ending in "!!", however
-    the run is split.
+    the run is split. Its URL pattern backtracks over a long chunk with many colons, quadratic too
+    ("ab:ab:...": 40,000 characters took 7 s), so a chunk of more than ``_LONGEST_SPLIT_CHUNK``
+    characters, which no report writes but a pasted blob or a broken export may, is one token too.
     """
     nlp = spacy.blank(lang)
-    nlp.tokenizer.token_match = _PUNCTUATION_RUN.search
+    nlp.tokenizer.token_match = _kept_whole
     exceptions = [form for form in nlp.tokenizer.rules if "." in form]
     nlp.tokenizer.rules = {}
     no_break: set[str] = set()
@@ -514,7 +527,9 @@ def analyze_report(
                 stems = [stem for stem in analyzer.label_stems if stem in lower]
             first = bisect.bisect_left(token_starts, s_start)
             span = doc[first:bisect.bisect_left(token_starts, s_end)]
-            found = cache[key] = _analyze_sentence(analyzer, lang, span, lower[s_start:s_end], stems)
+            found = _analyze_sentence(analyzer, lang, span, lower[s_start:s_end], stems)
+            if len(key) <= _LONGEST_CACHED_SENTENCE:
+                cache[key] = found
         anatomies, labels = found
         sentences.append(Sentence(k, section, s_start, s_end, anatomies, labels))
         if section in analyzer.label_sections:
