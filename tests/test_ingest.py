@@ -238,6 +238,27 @@ def test_fast_header_reader_agrees_with_pydicom(tmp_path: Path, monkeypatch: pyt
     assert compared >= 7
 
 
+@pytest.mark.parametrize(("charset", "name", "description", "reader"), [
+    ("ISO_IR 192", "Müller^Jürgen", "Thorax Lunge Ödem", "fast"),
+    ("ISO_IR 100", "Müller^Jürgen", "Thorax Lunge Ödem", "fast"),
+    ("ISO_IR 144", "Соколов^Иван", "Грудная клетка", "pydicom"),
+])
+def test_names_are_decoded_in_the_files_character_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, charset: str, name: str, description: str, reader: str
+) -> None:
+    # A UTF-8 name read as Latin-1 ("MÃ¼ller") matches no report text: the scrubber would miss it.
+    path = tmp_path / "name"
+    write_slice(path, phantom(1)[0], (0.0, 0.0, 0.0), series_uid="1.5", instance=1)
+    ds = pydicom.dcmread(path)
+    ds.SpecificCharacterSet, ds.PatientName, ds.SeriesDescription = charset, name, description
+    ds.save_as(path, enforce_file_format=True)
+    record = read_instance(path, tmp_path)
+    assert record is not None and record.reason is None
+    assert (record.reader, record.patient_name, record.series_description) == (reader, name, description)
+    monkeypatch.setattr(header_module, "_scan", lambda data: (_ for _ in ()).throw(header_module._Unparsable("forced")))
+    assert read_instance(path, tmp_path) == dataclasses.replace(record, reader="pydicom")
+
+
 @pytest.mark.parametrize("implicit", [False, True])
 @pytest.mark.parametrize("undefined_lengths", [False, True])
 def test_accession_numbers_of_the_requested_procedures_are_read(

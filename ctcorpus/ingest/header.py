@@ -45,6 +45,7 @@ _UNDEFINED = 0xFFFFFFFF
 _TAGS: dict[str, tuple[int, str]] = {
     "MediaStorageSOPClassUID": (0x00020002, "str"),  # fallbacks when the dataset's UIDs are empty
     "MediaStorageSOPInstanceUID": (0x00020003, "str"),
+    "SpecificCharacterSet": (0x00080005, "str"),  # how names and descriptions are encoded
     "SOPClassUID": (0x00080016, "str"),
     "SOPInstanceUID": (0x00080018, "str"),
     "StudyDate": (0x00080020, "str"),
@@ -84,6 +85,10 @@ _TAGS: dict[str, tuple[int, str]] = {
 _WANTED = {tag: (keyword, kind) for keyword, (tag, kind) in _TAGS.items()}
 _ACCESSION_NUMBER, _REQUEST_ATTRIBUTES = _TAGS["AccessionNumber"][0], _TAGS["RequestAttributesSequence"][0]
 _MAX_WANTED = max(_WANTED)
+#: SpecificCharacterSet values the fast scanner decodes (as this codec); pydicom reads any other
+#: (ISO 2022 code extensions, GB18030, ...). Absent, it is the default repertoire, which pydicom
+#: also reads as Latin-1.
+_FAST_CHARSETS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
 
 Getter = Callable[[str], Any]
 
@@ -194,6 +199,13 @@ def _scan_elements(data: bytes) -> tuple[dict[int, bytes], str, int, int]:
 
 
 def _fast_getter(values: dict[int, bytes]) -> Getter:
+    """The scanned values' getter, decoding text as the file's SpecificCharacterSet says (a UTF-8
+    name read as Latin-1, "MÃ¼ller", would match no report and be scrubbed nowhere)."""
+    charset = values.get(_TAGS["SpecificCharacterSet"][0], b"").decode("latin-1").strip(" \x00")
+    codec = _FAST_CHARSETS.get(charset)
+    if codec is None:
+        raise _Unparsable(f"character set {charset!r}")
+
     def get(keyword: str) -> Any:
         tag, kind = _TAGS[keyword]
         raw = values.get(tag)
@@ -201,7 +213,7 @@ def _fast_getter(values: dict[int, bytes]) -> Getter:
             return None
         if kind == "us":
             return struct.unpack_from("<H", raw)[0]
-        text = raw.decode("latin-1").strip(" \x00")
+        text = raw.decode(codec, errors="replace").strip(" \x00")
         if kind == "str":
             return text
         parts = [p.strip(" \x00") for p in text.split("\\")]
