@@ -20,6 +20,7 @@ class QuarantineReason(str, Enum):
     NON_IMAGE = "non_image"
     LOCALIZER = "localizer"
     MISSING_GEOMETRY = "missing_geometry"
+    INVALID_GEOMETRY = "invalid_geometry"  # a position, orientation or spacing no slice can have
     # stacks
     SINGLE_SLICE = "single_slice"
     TOO_FEW_SLICES = "too_few_slices"

@@ -311,7 +311,7 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     handler = QuarantineLog()
     exclude = list(run.report_files) + [m for pattern in run.exclude_globs for m in Path(run.export_dir).glob(pattern)]
     index = index_export(run.export_dir, config.ingest, on_error=handler, exclude=exclude)
-    stacks = plan_stacks(index, config.ingest, on_error=handler)
+    stacks = plan_stacks(index, config.ingest)
     selected = {s.stack_key for s in select_stacks(stacks, config.ingest)}
     studies = _study_keys(stacks)
 

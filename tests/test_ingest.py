@@ -22,6 +22,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
 import ctcorpus.ingest.header as header_module
+import ctcorpus.ingest.pipeline as ingest_pipeline_module
 from ctcorpus.config.ingest import GeometryPolicy, IngestConfig
 from ctcorpus.enums import Action, QuarantineReason
 from ctcorpus.errors import ConfigError, IngestError
@@ -147,7 +148,7 @@ def write_series(root: Path, stored: np.ndarray, *, z0: float = -50.0, dz: float
 def run(root: Path, config: IngestConfig) -> tuple[list, QuarantineLog, list]:
     log = QuarantineLog()
     index = index_export(root, config, on_error=log)
-    stacks = plan_stacks(index, config, on_error=log)
+    stacks = plan_stacks(index, config)
     return stacks, log, [ingest_stack(s, config) for s in stacks]
 
 
@@ -428,6 +429,43 @@ def test_simpleitk_buffer_volume_is_shared_safely_and_changes_no_result(tmp_path
     assert result.volume is not None and np.array_equal(result.volume.array, resample_volume(plain, cfg()).array)
 
 
+@pytest.mark.parametrize("geometry", [
+    {"position": (-31.0, -31.0, float("nan"))},
+    {"spacing": 0.0},
+    {"spacing": -1.0},
+    {"orientation": (2, 0, 0, 0, 2, 0)},  # cosines of length 2: the volume came out twice as large
+    {"orientation": (1, 0, 0, 0.5, 0.866, 0)},  # not orthogonal
+    {"orientation": (0, 0, 0, 0, 0, 0)},
+])
+def test_a_slice_whose_geometry_no_slice_can_have_is_quarantined(tmp_path: Path, geometry: dict[str, object]) -> None:
+    # SimpleITK raised on "nan" or a spacing not above 0, failing the whole study without naming the file
+    stored = phantom()
+    paths = write_series(tmp_path, stored, reverse_numbers=False)
+    write_slice(paths[3], stored[3], geometry.pop("position", (-31.0, -31.0, -44.0)), series_uid="1.2.3.4.5",  # type: ignore[arg-type]
+                instance=4, **geometry)  # type: ignore[arg-type]
+    index = index_export(tmp_path, cfg())
+    assert [(e.path, e.reason) for e in index.quarantine] == [(paths[3].name, QuarantineReason.INVALID_GEOMETRY)]
+    assert "cannot be placed in space" in index.quarantine[0].message
+    repair = cfg(policy=GeometryPolicy(missing_slices=Action.REPAIR))
+    [stack] = plan_stacks(index, repair)
+    assert len(stack.instances) == 11 and ingest_stack(stack, repair).volume is not None  # the gap is repaired
+
+
+def test_a_stack_that_simpleitk_cannot_resample_is_quarantined_not_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_series(tmp_path, phantom())
+
+    def itk_error(*args: object) -> None:
+        raise RuntimeError("Exception thrown in SimpleITK Image_SetSpacing: ITK ERROR")
+
+    monkeypatch.setattr(ingest_pipeline_module, "resample_volume", itk_error)
+    [stack] = plan_stacks(index_export(tmp_path, cfg()), cfg())
+    result = ingest_stack(stack, cfg())
+    assert result.volume is None and result.series_row.accepted is False
+    [entry] = result.quarantine
+    assert (entry.reason, entry.path) == (QuarantineReason.STAGE_FAILED, stack.first.rel_path)
+    assert "RuntimeError: Exception thrown in SimpleITK" in entry.message
+
+
 # ---------------------------------------------------------------- synthetic export against ground truth
 
 
@@ -438,7 +476,7 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ExportTruth, 
     config = cfg(min_slices=5, target_spacing_mm=(6.0, 6.0, 5.0))
     log = QuarantineLog()
     index = index_export(root, config, on_error=log, exclude=[root / f for f in truth.report_files])
-    stacks = plan_stacks(index, config, on_error=log)
+    stacks = plan_stacks(index, config)
     return root, truth, index, stacks, [ingest_stack(s, config) for s in stacks]
 
 
@@ -617,7 +655,7 @@ def test_real_series_match_dcm2niix(shared_data: Path, tmp_path: Path) -> None:
     }
     for name, root in roots.items():
         log = QuarantineLog()
-        stacks = plan_stacks(index_export(root, cfg(), on_error=log), cfg(), on_error=log)
+        stacks = plan_stacks(index_export(root, cfg(), on_error=log), cfg())
         (stack,) = [s for s in stacks if not s.rejected]
         volume = assemble_volume(stack, cfg())
         nifti = _dcm2niix([Path(i.path) for i in stack.instances], tmp_path / name)

@@ -3,7 +3,7 @@
 One entry point per step::
 
     index = index_export(root, cfg.ingest, workers=2, on_error=log)   # headers -> InstanceRecords
-    stacks = plan_stacks(index, cfg.ingest, on_error=log)             # series -> sorted stacks + findings
+    stacks = plan_stacks(index, cfg.ingest)                           # series -> sorted stacks + findings
     corpus = select_stacks(stacks, cfg.ingest)                        # primary stack(s) per study
     result = ingest_stack(stacks[0], cfg.ingest)                      # assemble + repair + resample + rows
 

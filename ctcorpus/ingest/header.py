@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import math
 import os
 import struct
 import warnings
@@ -414,9 +415,29 @@ def instance_problem(record: InstanceRecord) -> QuarantineReason | None:
         return QuarantineReason.LOCALIZER
     if record.position is None or record.orientation is None or record.pixel_spacing is None:
         return QuarantineReason.MISSING_GEOMETRY
+    if not _placeable(record.position, record.orientation, record.pixel_spacing):
+        return QuarantineReason.INVALID_GEOMETRY
     if record.rows <= 0 or record.columns <= 0 or record.samples_per_pixel != 1:
         return QuarantineReason.NON_IMAGE
     return None
+
+
+#: How far the orientation's cosines may be from unit length, and from orthogonal (their dot product).
+_ORIENTATION_TOLERANCE = 0.01
+
+
+def _placeable(position: tuple[float, ...], orientation: tuple[float, ...], spacing: tuple[float, ...]) -> bool:
+    """Whether the geometry can place a slice: three finite coordinates, two orthogonal unit
+    cosines, two positive spacings. SimpleITK raises on a zero or negative spacing, "nan" fails
+    every spacing check unseen, and cosines of length 2 silently scale the volume."""
+    if len(position) != 3 or len(orientation) != 6 or len(spacing) != 2:
+        return False
+    if not all(math.isfinite(v) for v in (*position, *orientation, *spacing)) or min(spacing) <= 0:
+        return False
+    row, col = orientation[:3], orientation[3:]
+    return (abs(math.fsum(v * v for v in row) - 1) <= _ORIENTATION_TOLERANCE
+            and abs(math.fsum(v * v for v in col) - 1) <= _ORIENTATION_TOLERANCE
+            and abs(math.fsum(a * b for a, b in zip(row, col, strict=True))) <= _ORIENTATION_TOLERANCE)
 
 
 #: What each per-file reason tells the user to do.
@@ -430,6 +451,10 @@ PROBLEM_MESSAGES: dict[QuarantineReason, str] = {
     QuarantineReason.NON_CT: "is not a CT image (modality/SOP class: {modality} {sop_class}); e.g. a secondary capture dose page",
     QuarantineReason.LOCALIZER: "is a localizer/scout (ImageType LOCALIZER); not part of a volume",
     QuarantineReason.MISSING_GEOMETRY: "lacks ImagePositionPatient, ImageOrientationPatient or PixelSpacing; cannot be placed in space",
+    QuarantineReason.INVALID_GEOMETRY: (
+        "has an ImagePositionPatient, ImageOrientationPatient or PixelSpacing no slice can have (not a number, "
+        "a spacing not above 0, or orientation cosines not two orthogonal unit vectors); cannot be placed in space"
+    ),
 }
 
 

@@ -12,10 +12,10 @@ import logging
 import os
 
 from ctcorpus.config.ingest import IngestConfig
-from ctcorpus.enums import Action
+from ctcorpus.enums import Action, QuarantineReason
 from ctcorpus.errors import IngestError
 from ctcorpus.ingest.assemble import assemble_volume
-from ctcorpus.ingest.records import Finding, IngestedVolume, Stack
+from ctcorpus.ingest.records import Finding, IngestedVolume, Stack, Volume
 from ctcorpus.ingest.resample import resample_volume
 from ctcorpus.ingest.tables import series_row, slice_rows, volume_row
 from ctcorpus.pseudonym import Pseudonymizer
@@ -50,6 +50,18 @@ def pseudonymizer_for(config: IngestConfig) -> Pseudonymizer:
     return Pseudonymizer.from_config(config.pseudonym_key, config.pseudonym_key_env)
 
 
+def _native_and_resampled(stack: Stack, config: IngestConfig) -> tuple[Volume, Volume]:
+    """The stack's native and resampled volumes; a header no check foresaw, that makes SimpleITK
+    or numpy fail, is an :class:`IngestError` naming the stack's first file, not a crash."""
+    try:
+        native = assemble_volume(stack, config, simpleitk_buffer=True)
+        return native, resample_volume(native, config)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise IngestError(f"assembling or resampling the volume failed ({type(exc).__name__}: {exc}); check the "
+                          "series' geometry headers", reason=QuarantineReason.STAGE_FAILED,
+                          path=stack.first.rel_path) from exc
+
+
 def ingest_stack(stack: Stack, config: IngestConfig | None = None, pseudonymizer: Pseudonymizer | None = None) -> IngestedVolume:
     """Assemble, check, repair and resample one stack; return its volume and table rows.
 
@@ -66,8 +78,7 @@ def ingest_stack(stack: Stack, config: IngestConfig | None = None, pseudonymizer
     entries = [finding_entry(stack, item, volume_id) for item in stack.findings]
     if not stack.rejected:
         try:
-            native = assemble_volume(stack, config, simpleitk_buffer=True)
-            resampled = resample_volume(native, config)
+            native, resampled = _native_and_resampled(stack, config)
         except IngestError as error:
             entries.append(
                 QuarantineEntry(STAGE, error.path or stack.first.rel_path, error.reason, f"{_describe(stack)}: {error}", item_id=volume_id)

@@ -19,10 +19,8 @@ import numpy as np
 
 from ctcorpus.config.ingest import IngestConfig
 from ctcorpus.enums import Action, QuarantineReason
-from ctcorpus.errors import IngestError
 from ctcorpus.ingest.geometry import finding, orientation_key, slice_normal, spacing_findings, tilt_degrees
 from ctcorpus.ingest.records import ExportIndex, Finding, InstanceRecord, Stack
-from ctcorpus.records import ErrorHandler, raise_on_error
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +121,7 @@ def _make_stack(records: list[InstanceRecord], config: IngestConfig, split_from:
     )
 
 
-def plan_stacks(index: ExportIndex, config: IngestConfig | None = None, on_error: ErrorHandler = raise_on_error) -> list[Stack]:
+def plan_stacks(index: ExportIndex, config: IngestConfig | None = None) -> list[Stack]:
     """Split the index's usable instances into stacks, sorted along the normal, with findings.
 
     Rejected stacks are returned too (``Stack.rejected``) so they get a series row and a
@@ -138,12 +136,8 @@ def plan_stacks(index: ExportIndex, config: IngestConfig | None = None, on_error
     for record in index.usable:
         groups[_group_key(record)].append(record)
     by_series: dict[object, list[list[InstanceRecord]]] = defaultdict(list)
-    for key, records in groups.items():
-        try:
-            normal = slice_normal(records[0].orientation or ())
-        except ValueError as exc:
-            on_error(IngestError(str(exc), reason=QuarantineReason.MISSING_GEOMETRY, path=records[0].rel_path), "ingest")
-            continue
+    for key, records in groups.items():  # usable: orthogonal unit cosines (header.instance_problem)
+        normal = slice_normal(records[0].orientation or ())
         by_series[key[:2]].extend(_split_by_acquisition(records, _projection(records, normal)))
     stacks = [
         _make_stack(records, config, split_from=len(parts))
