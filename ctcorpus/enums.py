@@ -42,6 +42,8 @@ class QuarantineReason(str, Enum):
     IMAGE_OUT_OF_RANGE = "image_out_of_range"
     OTHER_FRAME_OF_REFERENCE = "other_frame_of_reference"
     AMBIGUOUS_SERIES = "ambiguous_series"
+    NON_AXIAL_SERIES = "non_axial_series"  # a coronal or sagittal reformat: its images are no axial positions
+    AMBIGUOUS_IMAGE = "ambiguous_image"  # images at different positions share the InstanceNumber
     # anatomy / anything else
     SEGMENTATION_FAILED = "segmentation_failed"
     STAGE_FAILED = "stage_failed"

@@ -61,7 +61,7 @@ from ctcorpus.reports import PRODUCER as REPORTS_PRODUCER
 from ctcorpus.reports import SR_STORAGE, StudyKey, analysis_settings, process_reports, reports_tables
 from ctcorpus.reports.records import LabelRow, ReportRow, ReportsResult, SentenceRow
 from ctcorpus.schemas import load_schema, rows_from_table, table_from_rows
-from ctcorpus.snippets import SentenceContext, SeriesSlices, VolumeGrid, mine_snippets, snippets_table
+from ctcorpus.snippets import SentenceContext, SeriesSlices, VolumeGrid, mine_snippets, snippets_table, stack_slices
 from ctcorpus.taxonomy import CT_RATE_LABELS
 from ctcorpus.version import __version__
 
@@ -180,7 +180,8 @@ def _anatomy_key(ingest_key: str, config: CorpusConfig) -> str:
 def _text_key(ingest_key: str, anatomy_key: str, unit: StudyUnit, config: CorpusConfig) -> str:
     slices = [(s.stack_key, [r.sha256 for r in s.instances]) for s in unit.stacks]
     report = None if unit.report is None else asdict(unit.report)
-    return _digest("text", __version__, ingest_key, anatomy_key, slices, report, _section(config, "snippets"))
+    schemas = [load_schema(name).version for name in ("samples", "snippets", "sentence_regions")]
+    return _digest("text", __version__, schemas, ingest_key, anatomy_key, slices, report, _section(config, "snippets"))
 
 
 # -------------------------------------------------------------------------------------- planning
@@ -458,23 +459,10 @@ def _run_anatomy(volume_id: str, ingest_dir: Path, config: CorpusConfig, folder:
 
 
 def _series_slices(unit: StudyUnit, p: Pseudonymizer) -> list[SeriesSlices]:
-    out = []
-    for stack in unit.stacks:
-        first = stack.first
-        if first.series_number is None:
-            continue
-        instance_z = {r.instance_number: float(r.position[2]) for r in stack.instances if r.instance_number is not None and r.position}
-        out.append(
-            SeriesSlices(
-                series_number=first.series_number,
-                series_uid=p.series(first.series_uid),
-                frame_of_reference_uid=p.frame_of_reference(first.frame_of_reference_uid),
-                slice_thickness_mm=float(first.slice_thickness or 0.0),
-                instance_z=instance_z,
-                is_axial=abs(stack.normal[2]) > 0.9,
-            )
-        )
-    return out
+    tables = (stack_slices(stack, series_uid=p.series(stack.first.series_uid),
+                           frame_of_reference_uid=p.frame_of_reference(stack.first.frame_of_reference_uid))
+              for stack in unit.stacks)
+    return [table for table in tables if table is not None]
 
 
 def person_key(stack: Stack, p: Pseudonymizer) -> str:

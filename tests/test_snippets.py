@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from ctcorpus.config import SnippetsConfig, config_from_dict
+from ctcorpus.config.ingest import IngestConfig
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import ConfigError, SnippetError
+from ctcorpus.ingest import Stack, index_export, plan_stacks
 from ctcorpus.schemas import check_table, load_schema
 from ctcorpus.snippets import (
     PRODUCER,
@@ -25,7 +27,9 @@ from ctcorpus.snippets import (
     slice_position,
     snippets_table,
     split_sentences,
+    stack_slices,
 )
+from ctcorpus.synth.dicom import SeriesHeader, SlicePlacement, uid, write_series
 from ctcorpus.synth.report_text import render_report
 from ctcorpus.synth.truth import FindingTruth, SeriesTruth
 from ctcorpus.taxonomy import LABEL_ANATOMY
@@ -179,6 +183,21 @@ def test_sentence_spans_given_and_fallback() -> None:
     refs = mine_image_references(text, sentence_spans=given)
     assert [r.sentence_index for r in refs] == [1, -1]
     assert text[refs[1].sentence_start : refs[1].sentence_end] == "Another one on image 45 of series 3."
+
+
+def test_an_image_joined_to_a_reference_with_a_series_takes_its_series() -> None:
+    # "series 3 image 45 and image 60": image 60 is in series 3, not in whatever the primary series is
+    cases = {
+        "Nodules (series 3 image 45 and image 60).": [(3, (45,)), (3, (60,))],
+        "Nodules on image 45 and image 60 of series 3.": [(3, (45,)), (3, (60,))],
+        "Herde Serie 3 Bild 4, Bild 5 und Bild 6.": [(3, (4,)), (3, (5,)), (3, (6,))],
+        "Nodule series 3 image 45 and image 12 of series 5.": [(3, (45,)), (5, (12,))],
+        "Nodule series 3 image 45. Another one on image 60.": [(3, (45,)), (None, (60,))],  # not joined
+    }
+    for text, expected in cases.items():
+        refs = mine_image_references(text)
+        assert [(r.series_number, r.image_numbers) for r in refs] == expected, text
+        assert [r.series_stated for r in refs] == [s is not None for s, _ in expected]
 
 
 # --------------------------------------------------------------------------------------------
@@ -547,3 +566,52 @@ def test_real_reports_every_reference_found_and_nothing_else(language: str) -> N
         text = path.read_text(encoding="utf-8")
         found = [(r.series_number, r.image_numbers) for r in mine_image_references(text)]
         assert found == DRAGON_EXPECTED.get(path.name, []), path.name
+
+
+# --------------------------------------------------------------------------------------------
+# Slice tables of ingested stacks
+# --------------------------------------------------------------------------------------------
+
+
+def _stacks_of(root: Path, series: dict[int, list[SlicePlacement]], rows: int = 64) -> dict[int | None, Stack]:
+    """Write one 2 mm-pixel series per number and plan their stacks, by series number."""
+    for number, placements in series.items():
+        header = SeriesHeader("P1", "Doe^John", "19500101", "M", uid("S", "study"), "20240101", "120000", "A1",
+                              uid("S", number), number, "CHEST", uid("S", "for"), "B30f", "X", "Y", 2.0, (2.0, 2.0))
+        write_series(header, [np.zeros((rows, rows), np.int16)] * len(placements), placements,
+                     [root / str(number) / f"IM{k:03d}" for k in range(len(placements))])
+    config = IngestConfig(pseudonym_key="k")
+    return {s.first.series_number: s for s in plan_stacks(index_export(root, config), config)}
+
+
+def test_slice_tables_place_an_image_by_its_centre_and_refuse_reformats(tmp_path: Path) -> None:
+    # ImagePositionPatient is the first pixel: in a 20-degree tilted image of 64 rows of 2 mm the
+    # centre lies 21.5 mm of z higher, and a coronal reformat's images all start at one z.
+    tilt = math.radians(20)
+    half = 63 / 2 * 2.0
+    stacks = _stacks_of(tmp_path, {
+        2: [SlicePlacement(k + 1, (-63.0, -63.0, 2.0 * (k + 1))) for k in range(20)],
+        4: [SlicePlacement(k + 1, (-63.0, round(-half * math.cos(tilt), 6), round(2.0 * (k + 1) - half * math.sin(tilt), 6)),
+                           (1, 0, 0, 0, round(math.cos(tilt), 6), round(math.sin(tilt), 6))) for k in range(20)],
+        5: [SlicePlacement(k + 1, (-63.0, -40.0 + 2.0 * k, 50.0), (1, 0, 0, 0, 0, -1)) for k in range(20)],
+    })
+    tables = [stack_slices(stacks[n], series_uid=f"s{n}", frame_of_reference_uid=FOR) for n in (2, 4, 5)]
+    axial, tilted, coronal = tables
+    assert axial is not None and tilted is not None and coronal is not None
+    assert axial.instance_z[15] == pytest.approx(30.0) and tilted.instance_z[15] == pytest.approx(30.0, abs=1e-3)
+    assert (axial.is_axial, tilted.is_axial, coronal.is_axial) == (True, True, False)
+    grid = VolumeGrid("v", FOR, (0.0, 0.0, 2.0), (2.0, 2.0, 2.0), (1, 0, 0, 0, 1, 0, 0, 0, 1), (20, 64, 64))
+    pairs, rejected = mine_snippets("r", "Nodule (series 2, image 15), (series 4, image 15) and (series 5, image 5).",
+                                    tables, grid, SnippetsConfig())
+    assert [(p.series_number, p.slice_index) for p in pairs] == [(2, 14), (4, 14)]
+    assert [q.reason for q in rejected] == [QuarantineReason.NON_AXIAL_SERIES]
+
+
+def test_an_image_number_images_at_two_positions_share_is_quarantined(tmp_path: Path) -> None:
+    # one stack numbered 1..10 twice: "image 5" may be either of two slices 20 mm apart
+    stacks = _stacks_of(tmp_path, {2: [SlicePlacement(k % 10 + 1, (-63.0, -63.0, 2.0 * k)) for k in range(20)]})
+    table = stack_slices(stacks[2], series_uid="s2", frame_of_reference_uid=FOR)
+    assert table is not None and table.repeated_images == frozenset(range(1, 11)) and not table.instance_z
+    grid = VolumeGrid("v", FOR, (0.0, 0.0, 0.0), (2.0, 2.0, 2.0), (1, 0, 0, 0, 1, 0, 0, 0, 1), (20, 64, 64))
+    pairs, rejected = mine_snippets("r", "Nodule (series 2, image 5).", [table], grid, SnippetsConfig())
+    assert not pairs and [q.reason for q in rejected] == [QuarantineReason.AMBIGUOUS_IMAGE]

@@ -14,7 +14,7 @@ import SimpleITK as sitk
 
 from ctcorpus.config.ingest import IngestConfig
 from ctcorpus.enums import Action, QuarantineReason
-from ctcorpus.ingest.records import Finding, Vec3
+from ctcorpus.ingest.records import Finding, InstanceRecord, Vec3
 
 
 def slice_normal(orientation: tuple[float, ...]) -> Vec3:
@@ -25,6 +25,21 @@ def slice_normal(orientation: tuple[float, ...]) -> Vec3:
     if norm < 1e-6:
         raise ValueError(f"ImageOrientationPatient {orientation} has parallel row and column cosines")
     return tuple(float(v) for v in normal / norm)  # type: ignore[return-value]
+
+
+def slice_centre(record: InstanceRecord) -> Vec3:
+    """The patient position (LPS mm) of an image's centre.
+
+    ImagePositionPatient is the first pixel's; in a tilted image the centre lies tens of mm of z
+    away from it (20 degrees over a 250 mm field of view: 43 mm), and an image of a reformat is no
+    axial position at all.
+    """
+    assert record.position is not None and record.orientation is not None and record.pixel_spacing is not None
+    row, col = np.asarray(record.orientation[:3], float), np.asarray(record.orientation[3:6], float)
+    row_spacing, column_spacing = record.pixel_spacing  # between rows (along col), between columns (along row)
+    centre = (np.asarray(record.position, float) + row * column_spacing * (record.columns - 1) / 2
+              + col * row_spacing * (record.rows - 1) / 2)
+    return tuple(float(v) for v in centre)  # type: ignore[return-value]
 
 
 def orientation_key(orientation: tuple[float, ...], decimals: int = 3) -> tuple[float, ...]:

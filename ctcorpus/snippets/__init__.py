@@ -22,6 +22,7 @@ from ctcorpus.snippets.resolve import (
     resolve_references,
     slice_position,
     snippets_table,
+    stack_slices,
 )
 
 __all__ = [
@@ -39,4 +40,5 @@ __all__ = [
     "slice_position",
     "snippets_table",
     "split_sentences",
+    "stack_slices",
 ]

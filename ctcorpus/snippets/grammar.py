@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from functools import cache
 
@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "1"
+GRAMMAR_VERSION = "2"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -122,8 +122,8 @@ def _number_list(languages: Sequence[str]) -> str:
 
 
 @cache
-def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[str]]:
-    """(trigger, grammar) for a language set.
+def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """(trigger, grammar, joint between two references) for a language set.
 
     The trigger finds the few places a reference can start: a word that begins like a keyword
     and is followed by a number, or a parenthesis followed by a number. It begins with a literal,
@@ -155,7 +155,8 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[s
     trigger = _trigger(
         {w[:2] for table in (_SERIES_WORDS, _IMAGE_WORDS, _WEAK_IMAGE_WORDS) for lang in languages for w in table[lang]}
     )
-    return re.compile(trigger), re.compile(alternation, re.IGNORECASE)
+    joint = rf"\s*(?:[,;&]\s*)?(?:{_words(_AND_WORDS, languages)}\s+)?"
+    return re.compile(trigger), re.compile(alternation, re.IGNORECASE), re.compile(joint, re.IGNORECASE)
 
 
 def _both_cases(letters: str) -> str:
@@ -327,7 +328,7 @@ def mine_image_references(
     """
     if language is not None and language not in _LANGUAGES:
         raise SnippetError(f"unknown report language {language!r}; use one of {list(_LANGUAGES)} or None")
-    trigger, grammar = _compiled((language,) if language else tuple(sorted(set(languages))))
+    trigger, grammar, joint = _compiled((language,) if language else tuple(sorted(set(languages))))
     matches = _scan(text, trigger, grammar)
     if not matches:  # most reports: no sentence split needed
         return []
@@ -367,4 +368,21 @@ def mine_image_references(
                 sentence_end=sentence_end,
             )
         )
-    return references
+    return _with_shared_series(text, references, joint)
+
+
+def _with_shared_series(text: str, references: list[ImageReference], joint: re.Pattern[str]) -> list[ImageReference]:
+    """An image-only reference joined by "and" or a comma to a neighbour that states its series
+    takes that series: "series 3, image 45 and image 60", "image 45 and image 60 of series 3"."""
+    out = list(references)
+    for k, reference in enumerate(references):
+        if reference.series_number is not None:
+            continue
+        before = out[k - 1] if k else None  # already given its series: "series 3 image 4, image 5 and image 6"
+        after = references[k + 1] if k + 1 < len(references) else None
+        for earlier, later, neighbour in ((before, reference, before), (reference, after, after)):
+            if (neighbour is not None and neighbour.series_number is not None and earlier is not None
+                    and later is not None and joint.fullmatch(text, earlier.end, later.start)):
+                out[k] = replace(reference, series_number=neighbour.series_number, series_stated=True)
+                break
+    return out

@@ -16,6 +16,7 @@ silently dropped.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,8 @@ import pyarrow as pa
 from ctcorpus.config.snippets import SnippetsConfig
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import SnippetError
+from ctcorpus.ingest.geometry import slice_centre
+from ctcorpus.ingest.records import Stack
 from ctcorpus.records import QuarantineEntry
 from ctcorpus.schemas import table_from_rows
 from ctcorpus.snippets.grammar import GRAMMAR_VERSION, ImageReference, mine_image_references
@@ -39,7 +42,11 @@ __all__ = [
     "resolve_references",
     "slice_position",
     "snippets_table",
+    "stack_slices",
 ]
+
+#: A stack is axial when its slice normal's z component is above this (a gantry tilt up to ~25 degrees).
+_AXIAL_NORMAL_Z = 0.9
 
 #: The backend recorded in the provenance column ``producer``.
 PRODUCER = f"rules-{GRAMMAR_VERSION}"
@@ -48,10 +55,13 @@ _STAGE = "snippets"
 
 @dataclass(frozen=True, slots=True)
 class SeriesSlices:
-    """One stack of the study as the resolver needs it: InstanceNumber -> z in mm (patient LPS).
+    """One stack of the study as the resolver needs it: InstanceNumber -> z in mm (patient LPS)
+    of the image's centre.
 
-    ``is_axial`` marks stacks a reference without a series may point at (localizers and
-    reformats are not candidates).
+    ``is_axial`` marks stacks whose images are axial positions: a reference to another (a coronal
+    or sagittal reformat) is quarantined, and a reference without a series may only point at
+    these. ``repeated_images`` are InstanceNumbers that images at different positions share: a
+    reference to one cannot tell which is meant.
     """
 
     series_number: int
@@ -60,6 +70,7 @@ class SeriesSlices:
     slice_thickness_mm: float
     instance_z: Mapping[int, float]
     is_axial: bool = True
+    repeated_images: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +167,31 @@ def slice_position(grid: VolumeGrid, z_mm: float) -> float:
     """
     offset, slope = _z_axis(grid)
     return offset + slope * z_mm
+
+
+def stack_slices(stack: Stack, *, series_uid: str, frame_of_reference_uid: str) -> SeriesSlices | None:
+    """The slice table of an ingested stack, under the given (pseudonymized) ids; None for a stack
+    without a SeriesNumber, which no reference can name.
+
+    >>> stack_slices(stacks[0], series_uid="ser-1", frame_of_reference_uid="for-1")  # doctest: +SKIP
+    SeriesSlices(series_number=3, ...)
+    """
+    first = stack.first
+    if first.series_number is None:
+        return None
+    centres: dict[int, set[float]] = defaultdict(set)
+    for record in stack.instances:
+        if record.instance_number is not None:
+            centres[record.instance_number].add(round(slice_centre(record)[2], 3))
+    return SeriesSlices(
+        series_number=first.series_number,
+        series_uid=series_uid,
+        frame_of_reference_uid=frame_of_reference_uid,
+        slice_thickness_mm=float(first.slice_thickness or 0.0),
+        instance_z={number: min(zs) for number, zs in centres.items() if len(zs) == 1},
+        is_axial=abs(stack.normal[2]) > _AXIAL_NORMAL_Z,
+        repeated_images=frozenset(number for number, zs in centres.items() if len(zs) > 1),
+    )
 
 
 def _pick_series(
@@ -275,6 +311,14 @@ def resolve_references(
                 f"volume {grid.volume_id} in {grid.frame_of_reference_uid}; z cannot be transferred",
             )
             continue
+        if not picked.is_axial:
+            reject(
+                reference,
+                QuarantineReason.NON_AXIAL_SERIES,
+                f"series {picked.series_number} is not axial (a coronal or sagittal reformat?): its images are no "
+                "axial positions to pair with a slice",
+            )
+            continue
         context = (
             sentences[reference.sentence_index]
             if sentences is not None and 0 <= reference.sentence_index < len(sentences)
@@ -283,6 +327,14 @@ def resolve_references(
         seen_slices: set[int] = set()
         for image in reference.image_numbers:
             z = picked.instance_z.get(image)
+            if image in picked.repeated_images:
+                reject(
+                    reference,
+                    QuarantineReason.AMBIGUOUS_IMAGE,
+                    f"series {picked.series_number} has images at different positions numbered {image}",
+                    image,
+                )
+                continue
             if z is None:
                 known = sorted(picked.instance_z)
                 span = f"{known[0]}..{known[-1]}" if known else "none"
