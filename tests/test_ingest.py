@@ -19,7 +19,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless, generate_uid
 
 import ctcorpus.ingest.header as header_module
 import ctcorpus.ingest.pipeline as ingest_pipeline_module
@@ -47,6 +47,8 @@ from ctcorpus.ingest.tables import safe_path
 from ctcorpus.pseudonym import Pseudonymizer
 from ctcorpus.records import QuarantineLog
 from ctcorpus.schemas import check_table, table_from_rows
+from ctcorpus.synth.dicom import SeriesHeader, SlicePlacement
+from ctcorpus.synth.dicom import write_series as synth_write_series
 from ctcorpus.synth.export import generate_export
 from ctcorpus.synth.truth import ExportTruth
 
@@ -378,9 +380,12 @@ def test_missing_slices_policy_and_too_few(tmp_path: Path) -> None:
     entry = next(q for q in results[0].quarantine if q.reason is QuarantineReason.MISSING_SLICES)
     assert entry.action is Action.REJECT and "gap" in entry.message
     repair = cfg(policy=GeometryPolicy(missing_slices=Action.REPAIR))
-    volume = assemble_volume(plan_stacks(index_export(tmp_path, repair), repair)[0], repair)
+    [repaired] = plan_stacks(index_export(tmp_path, repair), repair)
+    volume = assemble_volume(repaired, repair)
     assert volume.array.shape[0] == 12 and volume.spacing[2] == pytest.approx(2.0)
     assert len(volume.slices) == 11  # the slice table lists real slices only
+    with pytest.raises(ValueError, match="assemble it with hu=True"):  # rows 6-11 are no slices to_hu could rescale
+        assemble_volume(repaired, repair, hu=False)
     few = cfg(min_slices=20)
     (result,) = [ingest_stack(s, few) for s in plan_stacks(index_export(tmp_path, few), few)]
     assert {q.reason for q in result.quarantine if q.action is Action.REJECT} == {QuarantineReason.TOO_FEW_SLICES, QuarantineReason.MISSING_SLICES}
@@ -449,6 +454,33 @@ def test_a_slice_whose_geometry_no_slice_can_have_is_quarantined(tmp_path: Path,
     repair = cfg(policy=GeometryPolicy(missing_slices=Action.REPAIR))
     [stack] = plan_stacks(index, repair)
     assert len(stack.instances) == 11 and ingest_stack(stack, repair).volume is not None  # the gap is repaired
+
+
+def test_float_noise_in_the_orientation_does_not_split_a_stack(tmp_path: Path) -> None:
+    # cosines 0.9995 +- 1e-6, rounded to 3 decimals, fell on both sides of 0.9995: 0.999 and 1.0,
+    # two accepted stacks of every other slice
+    stored = phantom()
+    for k, pixels in enumerate(stored):
+        c = 0.9995 + (1e-6 if k % 2 else -1e-6)
+        s = (1 - c * c) ** 0.5
+        position = (-31.0, -31.0 - 2.0 * k * s, -50.0 + 2.0 * k * c)  # stacked along the normal (0, -s, c)
+        write_slice(tmp_path / f"IM{k:02d}", pixels, position, series_uid="1.2.3.4.5", instance=k + 1,
+                    orientation=(1, 0, 0, 0, c, s))
+    stacks = plan_stacks(index_export(tmp_path, cfg()), cfg())
+    assert [(len(s.instances), [f.reason for f in s.findings]) for s in stacks] == [(12, [])]
+
+
+def test_a_compressed_file_cut_inside_its_pixel_data_is_quarantined_at_indexing(tmp_path: Path) -> None:
+    # encapsulated PixelData has no length to compare with the file size; cut, it was indexed as
+    # usable and only failed at assembly, rejecting its whole stack as unreadable_pixels
+    header = SeriesHeader("P1", "Doe^John", "19500101", "M", "1.2.3", "20240101", "120000", "A1", "1.2.3.4", 2,
+                          "CHEST", "1.2.3.9", "B30f", "X", "Y", 2.0, (2.0, 2.0), transfer_syntax=RLELossless)
+    paths = [tmp_path / f"IM{k:02d}" for k in range(3)]
+    synth_write_series(header, list(phantom(3).astype(np.int16)), [SlicePlacement(k + 1, (0.0, 0.0, 2.0 * k)) for k in range(3)], paths)
+    paths[1].write_bytes(paths[1].read_bytes()[:-40])
+    records = [read_instance(p, tmp_path) for p in paths]
+    assert [(r.reader, r.reason) for r in records if r] == [("fast", None), ("fast", QuarantineReason.TRUNCATED), ("fast", None)]
+    assert records[0] is not None and records[0].pixel_offset + records[0].pixel_length == records[0].size_bytes
 
 
 def test_a_stack_that_simpleitk_cannot_resample_is_quarantined_not_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -237,13 +237,20 @@ def _untilt(image: sitk.Image, row: np.ndarray, normal: np.ndarray) -> sitk.Imag
     return sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, AIR_HU)
 
 
+#: Repairs that resample the stack's pixels (see assemble_volume).
+_RESAMPLING_REPAIRS = frozenset({QuarantineReason.NON_UNIFORM_SPACING, QuarantineReason.MISSING_SLICES,
+                                 QuarantineReason.GANTRY_TILT})
+
+
 def assemble_volume(stack: Stack, config: IngestConfig | None = None, *, hu: bool = True, simpleitk_buffer: bool = False) -> Volume:
     """Read a stack's pixels into a native-resolution int16 HU volume with LPS geometry.
 
     Repairs chosen by the policy are applied here: exact duplicates are dropped (different pixels
     at one position raise), non-uniform spacing and missing slices (when set to repair) are
     interpolated onto the median step, gantry tilt is resampled onto an orthogonal grid. Rejected
-    stacks raise :class:`IngestError` with the first rejecting reason.
+    stacks raise :class:`IngestError` with the first rejecting reason. Stored values (``hu=False``)
+    are only read for a stack no repair resamples: rows resampled from slices of different rescale
+    are no slices :func:`to_hu` could rescale.
 
     ``simpleitk_buffer`` allocates the (then read-only) array as a SimpleITK image's buffer, so
     :func:`volume_image` and resampling use it without a copy: ingest + resample then peaks at one
@@ -259,7 +266,11 @@ def assemble_volume(stack: Stack, config: IngestConfig | None = None, *, hu: boo
     if rejecting:
         first = rejecting[0]
         raise IngestError(f"stack rejected: {first.detail}", reason=first.reason, path=stack.first.rel_path)
-    if stack.duplicates and any(f.reason is QuarantineReason.DUPLICATE_SLICE and f.action is Action.REPAIR for f in stack.findings):
+    repairs = {f.reason for f in stack.findings if f.action is Action.REPAIR}
+    if not hu and repairs & _RESAMPLING_REPAIRS:
+        raise ValueError(f"stored values of a stack that {sorted(r.value for r in repairs & _RESAMPLING_REPAIRS)} "
+                         "repairs resample cannot be converted to HU afterwards; assemble it with hu=True")
+    if stack.duplicates and QuarantineReason.DUPLICATE_SLICE in repairs:
         _check_duplicates(stack)
     records = stack.instances
     allocate: _Allocator = _empty if simpleitk_buffer else np.empty
@@ -289,7 +300,6 @@ def assemble_volume(stack: Stack, config: IngestConfig | None = None, *, hu: boo
     else:
         stack_dir = np.asarray(stack.normal)
     t = (positions - positions[0]) @ stack_dir
-    repairs = {f.reason for f in stack.findings if f.action is Action.REPAIR}
     step = float(np.linalg.norm(mean_step)) if len(records) > 1 else float(first.slice_thickness or 1.0)
     if repairs & {QuarantineReason.NON_UNIFORM_SPACING, QuarantineReason.MISSING_SLICES} and len(records) > 2:
         step = float(np.median(np.diff(t)))

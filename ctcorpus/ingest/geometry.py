@@ -8,6 +8,7 @@ exports (the TotalSegmentator reference series runs opposite to its instance num
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -42,9 +43,27 @@ def slice_centre(record: InstanceRecord) -> Vec3:
     return tuple(float(v) for v in centre)  # type: ignore[return-value]
 
 
-def orientation_key(orientation: tuple[float, ...], decimals: int = 3) -> tuple[float, ...]:
-    """IOP rounded so that float noise does not split a stack (1e-3 ~ 0.06 degrees)."""
-    return tuple(round(v, decimals) + 0.0 for v in orientation)
+#: Orientations whose cosines all differ by at most this are one plane (1e-3 ~ 0.06 degrees).
+SAME_ORIENTATION = 1e-3
+
+
+def orientation_clusters(orientations: Sequence[tuple[float, ...]]) -> list[int]:
+    """The plane each orientation belongs to (0, 1, ...): the first plane whose first orientation
+    it is within ``SAME_ORIENTATION`` of, else a new one.
+
+    Float noise must not split a stack, and rounding to a grid does where the noise straddles a
+    grid line (0.9995 +- 1e-6 rounds to 0.999 and 1.0: two stacks of every other slice).
+    """
+    anchors: list[tuple[float, ...]] = []
+    planes = []
+    for orientation in orientations:
+        plane = next((k for k, anchor in enumerate(anchors)
+                      if max(abs(a - b) for a, b in zip(anchor, orientation, strict=True)) <= SAME_ORIENTATION), None)
+        if plane is None:
+            plane = len(anchors)
+            anchors.append(orientation)
+        planes.append(plane)
+    return planes
 
 
 def stacking_vector(positions: np.ndarray) -> np.ndarray:

@@ -135,6 +135,20 @@ def _read_sequence(data: bytes, pos: int, length: int, explicit: bool) -> tuple[
     return pos, accessions
 
 
+def _fragments_end(data: bytes, pos: int) -> int:
+    """Where encapsulated (compressed) PixelData whose items start at ``pos`` ends: after its
+    sequence delimiter, or past the end of ``data`` for a file cut before it (each item states its
+    length, so a cut is found without decoding)."""
+    size = len(data)
+    while pos + 8 <= size:
+        group, elem, length = struct.unpack_from("<HHI", data, pos)
+        pos += 8
+        if (group << 16) | elem == _SEQ_END:
+            return pos
+        pos += length
+    return size + 1
+
+
 def _element_header(data: bytes, pos: int, explicit: bool) -> tuple[int, int, bytes]:
     """(value position, value length, VR) of the element whose tag starts at ``pos``."""
     if explicit:
@@ -182,7 +196,7 @@ def _scan_elements(data: bytes) -> tuple[dict[int, bytes], str, int, int]:
         tag = (group << 16) | elem
         start, length, vr = _element_header(data, pos, explicit)
         if tag == _PIXEL_DATA:
-            return values, transfer_syntax, start, (-1 if length == _UNDEFINED else length)
+            return values, transfer_syntax, start, (_fragments_end(data, start) - start if length == _UNDEFINED else length)
         if length == _UNDEFINED or (tag == _REQUEST_ATTRIBUTES and vr in (b"SQ", b"UN", b"")):
             # a sequence; UN holds implicit VR items
             pos, accessions = _read_sequence(data, start, length, explicit and vr != b"UN")
@@ -264,7 +278,7 @@ def _pixel_location(data: bytes, offset: int, explicit: bool) -> tuple[int, int]
     if offset < 0 or offset + 8 > len(data) or struct.unpack_from("<HH", data, offset) != (0x7FE0, 0x0010):
         return -1, -1
     start, length, _ = _element_header(data, offset, explicit)
-    return start, (-1 if length == _UNDEFINED else length)
+    return start, (_fragments_end(data, start) - start if length == _UNDEFINED else length)
 
 
 def _read_pydicom(data: bytes, path: str) -> tuple[Getter, str, int, int]:

@@ -62,7 +62,7 @@ class InstanceRecord:
     accession_number: str  # PHI: memory only
     patient_id: str  # PHI: memory only
     pixel_offset: int  # byte offset of the PixelData value, -1 if none
-    pixel_length: int  # declared length, -1 if undefined (encapsulated)
+    pixel_length: int  # declared length; encapsulated: through its delimiter (-1: read by pydicom, not located)
     reader: str  # "fast" or "pydicom": which header parser read it
     reason: QuarantineReason | None = None
     patient_name: str = ""  # PHI: memory only (the keyed person key of the audit)

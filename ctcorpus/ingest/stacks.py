@@ -2,8 +2,8 @@
 
 A SeriesInstanceUID may hold several stacks (two reconstructions, a second acquisition, a
 different matrix, reformats in other planes), and some exports have empty UIDs. Instances are
-grouped by study, series (folder when the UID is empty), frame of reference, orientation, matrix
-and pixel spacing; a group whose positions repeat is split by AcquisitionNumber when that
+grouped by study, series (folder when the UID is empty), frame of reference, matrix, pixel
+spacing and orientation (within a tolerance); a group whose positions repeat is split by AcquisitionNumber when that
 separates it into duplicate-free stacks. Localizers never get here (discovery excludes them).
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from ctcorpus.config.ingest import IngestConfig
 from ctcorpus.enums import Action, QuarantineReason
-from ctcorpus.ingest.geometry import finding, orientation_key, slice_normal, spacing_findings, tilt_degrees
+from ctcorpus.ingest.geometry import finding, orientation_clusters, slice_normal, spacing_findings, tilt_degrees
 from ctcorpus.ingest.records import ExportIndex, Finding, InstanceRecord, Stack
 
 log = logging.getLogger(__name__)
@@ -29,17 +29,25 @@ SAME_POSITION_MM = 0.01
 
 
 def _group_key(record: InstanceRecord) -> tuple[object, ...]:
-    assert record.orientation is not None and record.pixel_spacing is not None
+    """What the instances of one stack share, but the orientation (see _by_orientation)."""
+    assert record.pixel_spacing is not None
     series = record.series_uid or f"folder:{os.path.dirname(record.rel_path)}"
     return (
         record.study_uid,
         series,
         record.frame_of_reference_uid,
-        orientation_key(record.orientation),
         record.rows,
         record.columns,
         tuple(round(v, 4) for v in record.pixel_spacing),
     )
+
+
+def _by_orientation(records: list[InstanceRecord]) -> list[list[InstanceRecord]]:
+    """The records of each plane (reformats of one series in other planes are other stacks)."""
+    planes: dict[int, list[InstanceRecord]] = defaultdict(list)
+    for record, plane in zip(records, orientation_clusters([r.orientation or () for r in records]), strict=True):
+        planes[plane].append(record)
+    return list(planes.values())
 
 
 def _projection(records: Sequence[InstanceRecord], normal: tuple[float, float, float]) -> np.ndarray:
@@ -136,9 +144,10 @@ def plan_stacks(index: ExportIndex, config: IngestConfig | None = None) -> list[
     for record in index.usable:
         groups[_group_key(record)].append(record)
     by_series: dict[object, list[list[InstanceRecord]]] = defaultdict(list)
-    for key, records in groups.items():  # usable: orthogonal unit cosines (header.instance_problem)
-        normal = slice_normal(records[0].orientation or ())
-        by_series[key[:2]].extend(_split_by_acquisition(records, _projection(records, normal)))
+    for key, records in groups.items():
+        for plane in _by_orientation(records):  # usable: orthogonal unit cosines (header.instance_problem)
+            normal = slice_normal(plane[0].orientation or ())
+            by_series[key[:2]].extend(_split_by_acquisition(plane, _projection(plane, normal)))
     stacks = [
         _make_stack(records, config, split_from=len(parts))
         for parts in by_series.values()
