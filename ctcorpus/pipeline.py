@@ -168,9 +168,15 @@ def _section(config: CorpusConfig, name: str, *ignore: str) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k not in ignore}
 
 
-def _ingest_key(stack: Stack, config: CorpusConfig) -> str:
+def _pseudonymizing(config: CorpusConfig, p: Pseudonymizer) -> dict[str, Any]:
+    """The ingest config as the keys of results holding pseudonyms see it: the key's fingerprint
+    in place of the key (a key from the environment is in no config)."""
+    return _section(config, "ingest", "workers", "pseudonym_key", "pseudonym_key_env") | {"key_id": p.key_id}
+
+
+def _ingest_key(stack: Stack, config: CorpusConfig, p: Pseudonymizer) -> str:
     files = sorted(r.sha256 for r in stack.instances + stack.duplicates)
-    return _digest("ingest", __version__, stack.stack_key, files, _section(config, "ingest", "workers"))
+    return _digest("ingest", __version__, stack.stack_key, files, _pseudonymizing(config, p))
 
 
 def _anatomy_key(ingest_key: str, config: CorpusConfig) -> str:
@@ -327,7 +333,7 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     reports_key = _digest("reports", __version__, REPORTS_PRODUCER, schemas, report_hashes,
                           [(name, r.sha256) for (_, name), r in zip(sr_documents, sr_records, strict=True)],
                           sorted(sr_image_numbers.items()),
-                          [asdict(s) for s in studies], names, _section(config, "reports"))
+                          [asdict(s) for s in studies], names, _section(config, "reports"), p.key_id)
     if not store.has("reports", reports_key):
         log_r = QuarantineLog()
         settings = analysis_settings(config.reports)
@@ -344,7 +350,7 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
 
     seen = {e.path for e in index.quarantine}
     entries = list(index.quarantine) + [e for e in handler.entries if e.path not in seen or e.stage != "ingest"]
-    export_key = _digest("export", __version__, sorted(r.sha256 for r in index.instances), [e.path for e in entries], _section(config, "ingest", "workers"))
+    export_key = _digest("export", __version__, sorted(r.sha256 for r in index.instances), [e.path for e in entries], _pseudonymizing(config, p))
     if not store.has("export", export_key):
         with store.writing("export", export_key) as folder:
             instances = table_from_rows("instances", instance_rows(index, p))
@@ -585,13 +591,13 @@ def process_unit(unit: StudyUnit, config: CorpusConfig, work_dir: Path) -> UnitO
     p = pseudonymizer_for(config.ingest)
     computed: list[str] = []
     cached: list[str] = []
-    study_key = _digest("study", __version__, [(s.stack_key, s.rejected) for s in unit.stacks], unit.selected, _section(config, "ingest", "workers"))
+    study_key = _digest("study", __version__, [(s.stack_key, s.rejected) for s in unit.stacks], unit.selected, _pseudonymizing(config, p))
     _cached_or_run(store, "study", study_key, lambda f: _save_tables(f, _study_tables(unit, config, p)), computed, cached)
     volumes = []
     for stack in unit.stacks:
         if stack.stack_key not in unit.selected:
             continue
-        ingest_key = _ingest_key(stack, config)
+        ingest_key = _ingest_key(stack, config, p)
         _cached_or_run(store, "ingest", ingest_key, lambda f: _run_ingest(stack, config, p, f), computed, cached)
         if not (store.path("ingest", ingest_key) / "volume.json").is_file():
             continue  # rejected at assembly: its series row and reason are stored
@@ -705,7 +711,7 @@ def build_from_work(config: CorpusConfig, work_dir: Path, out: Path) -> BuildRes
     ingest = config.ingest
     geometry = {"orientation": ingest.orientation, "spacing_mm": list(ingest.target_spacing_mm), "hu_clip": list(ingest.hu_clip), "array_axes": "zyx"}
     return build_dataset(
-        build_units(work_dir), Path(out), config.outputs, run_config=config.model_dump(mode="json"), geometry=geometry
+        build_units(work_dir), Path(out), config.outputs, run_config=config.recorded(), geometry=geometry
     )
 
 

@@ -76,6 +76,13 @@ class Pseudonymizer:
             )
         return cls.from_literal(value, record=record)
 
+    @property
+    def key_id(self) -> str:
+        """A fingerprint that names the key without revealing it: stored results are keyed by it,
+        so a rotated key (read from the environment, where no config digest sees it) recomputes
+        them instead of mixing old pseudonyms with new ones."""
+        return hmac.new(self.key, b"ctcorpus key id", hashlib.sha256).hexdigest()[:16]
+
     def make(self, kind: Kind, value: str) -> str:
         """The pseudonym of ``value`` as identifier kind ``kind`` (``""`` stays ``""``)."""
         if not value:

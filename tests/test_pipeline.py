@@ -19,7 +19,7 @@ import pytest
 
 from ctcorpus import pipeline
 from ctcorpus.cli import demo_config
-from ctcorpus.config import CorpusConfig, config_from_dict
+from ctcorpus.config import REDACTED, CorpusConfig, config_from_dict
 from ctcorpus.config.reports import ReportsConfig
 from ctcorpus.reports import analysis_settings
 from ctcorpus.synth import generate_export
@@ -171,6 +171,24 @@ def test_changed_config_redoes_only_the_stages_it_reads(built, tmp_path):
     anatomy_changed = _run(config_from_dict(data), work)
     assert set(anatomy_changed.computed) == {"anatomy", "text"}  # masks and what is joined onto them
     assert anatomy_changed.cached["ingest"] == first.computed["ingest"]
+
+
+def test_no_pseudonym_key_is_recorded_and_a_rotated_one_redoes_every_result(built, tmp_path, monkeypatch):
+    # with the key, every pseudonym in the corpus can be recomputed from the hospital's ids
+    config, folder, first, result = built
+    manifest = (result.path / "manifest.json").read_text()
+    assert config.ingest.pseudonym_key and config.ingest.pseudonym_key not in manifest and REDACTED in manifest
+    # a key from the environment is in no config: results keyed without it kept the old pseudonyms
+    work = tmp_path / "work"
+    shutil.copytree(folder / "work", work)
+    data = config.model_dump(mode="json")
+    data["ingest"]["pseudonym_key"] = None
+    monkeypatch.setenv("CTCORPUS_PSEUDONYM_KEY", "a-rotated-secret")
+    rotated = _run(config_from_dict(data), work)
+    assert rotated.cached == {} and rotated.computed == first.computed
+    monkeypatch.setenv("SITE_KEY", "a-rotated-secret")  # the same key under another variable: nothing to redo
+    data["ingest"]["pseudonym_key_env"] = "SITE_KEY"
+    assert _run(config_from_dict(data), work).computed == {}
 
 
 def test_changed_report_rules_redo_the_reports(built, tmp_path, monkeypatch):

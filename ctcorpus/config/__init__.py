@@ -10,8 +10,6 @@ time. Bad config raises :class:`~ctcorpus.errors.ConfigError` naming the field.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,10 @@ from ctcorpus.errors import ConfigError
 from pydantic import Field
 
 
+#: What a recorded config holds in place of a secret.
+REDACTED = "<redacted>"
+
+
 class CorpusConfig(StageConfig):
     """Everything a run needs; each stage reads only its own section."""
 
@@ -43,11 +45,14 @@ class CorpusConfig(StageConfig):
     audit: AuditConfig = Field(default_factory=AuditConfig, description="Audit report.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training stage.")
 
-    def digest(self, *sections: str) -> str:
-        """sha256 of the given sections (all if none): what a stage's outputs are keyed by."""
+    def recorded(self) -> dict[str, Any]:
+        """The config as a manifest or an audit records it: a literal pseudonym key is a secret
+        (with it, every pseudonym can be recomputed from the hospital's ids), so it is replaced
+        by ``REDACTED``."""
         data = self.model_dump(mode="json")
-        picked = {s: data[s] for s in sections} if sections else data
-        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()
+        if data["ingest"]["pseudonym_key"]:
+            data["ingest"]["pseudonym_key"] = REDACTED
+        return data
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -85,6 +90,7 @@ __all__ = [
     "CorpusConfig",
     "IngestConfig",
     "OutputConfig",
+    "REDACTED",
     "ReportsConfig",
     "RunConfig",
     "SnippetsConfig",
