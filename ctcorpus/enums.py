@@ -20,6 +20,7 @@ class QuarantineReason(str, Enum):
     NON_IMAGE = "non_image"
     LOCALIZER = "localizer"
     MISSING_GEOMETRY = "missing_geometry"
+    MISSING_PATIENT_ID = "missing_patient_id"  # a study without PatientID: no patient-level split can hold it
     INVALID_GEOMETRY = "invalid_geometry"  # a position, orientation or spacing no slice can have
     # stacks
     SINGLE_SLICE = "single_slice"

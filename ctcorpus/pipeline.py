@@ -348,19 +348,26 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     reports = _load_tables(store.path("reports", reports_key))
     by_study = _study_reports(reports)
 
+    grouped: dict[str, list[Stack]] = defaultdict(list)
+    for stack in stacks:
+        grouped[stack.first.study_uid].append(stack)
+    # no PatientID (DICOM allows an empty one): its patient's other studies could land in another split
+    unidentified = {uid for uid, group in grouped.items() if not group[0].first.patient_id.strip()}
+    anonymous = [QuarantineEntry("ingest", grouped[uid][0].first.rel_path, QuarantineReason.MISSING_PATIENT_ID,
+                                 f"{grouped[uid][0].first.rel_path}: the study has no PatientID, so no patient-level split "
+                                 "can keep it with its patient's other studies; export it with its patient id",
+                                 item_id=p.study(uid))
+                 for uid in sorted(unidentified)]
     seen = {e.path for e in index.quarantine}
-    entries = list(index.quarantine) + [e for e in handler.entries if e.path not in seen or e.stage != "ingest"]
+    entries = [*index.quarantine, *(e for e in handler.entries if e.path not in seen or e.stage != "ingest"), *anonymous]
     export_key = _digest("export", __version__, sorted(r.sha256 for r in index.instances), [e.path for e in entries], _pseudonymizing(config, p))
     if not store.has("export", export_key):
         with store.writing("export", export_key) as folder:
             instances = table_from_rows("instances", instance_rows(index, p))
             _save_tables(folder, {"quarantine": _quarantine_table(entries), "instances": instances})
 
-    grouped: dict[str, list[Stack]] = defaultdict(list)
-    for stack in stacks:
-        grouped[stack.first.study_uid].append(stack)
     units = []
-    for study_uid in sorted(grouped):
+    for study_uid in sorted(grouped.keys() - unidentified):
         group = grouped[study_uid]
         study_id = p.study(study_uid)
         units.append(

@@ -191,6 +191,27 @@ def test_no_pseudonym_key_is_recorded_and_a_rotated_one_redoes_every_result(buil
     assert _run(config_from_dict(data), work).computed == {}
 
 
+def test_a_study_without_patient_id_is_quarantined_and_the_build_completes(tmp_path):
+    # DICOM allows an empty PatientID; the build stopped with KeyError: '' assigning it a split
+    export = tmp_path / "export"
+    generate_export(export, patients=2, seed=5)
+    blanked = ""
+    for path in sorted(p for p in export.rglob("*") if p.is_file() and not p.suffix):  # the DICOM files
+        ds = pydicom.dcmread(path)
+        blanked = blanked or ds.PatientID
+        if ds.PatientID == blanked:
+            ds.PatientID = ""
+            ds.save_as(path)
+    config = _config(tmp_path, export)
+    summary = _run(config, tmp_path / "work")
+    result = pipeline.build_from_work(config, tmp_path / "work", tmp_path / "dataset")
+    quarantine = _table(result.path, "quarantine")
+    missing = quarantine[quarantine["reason"] == "missing_patient_id"]
+    assert len(missing) >= 1 and missing["message"].str.contains("no PatientID").all()
+    assert summary.studies >= 1 and summary.failed == 0
+    assert len(_table(result.path, "volumes")) == summary.volumes > 0  # the other patient's studies
+
+
 def test_changed_report_rules_redo_the_reports(built, tmp_path, monkeypatch):
     # the rules' digest is part of the reports key: tables cached under old rules are not reused
     config, folder, _, _ = built
