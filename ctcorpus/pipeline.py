@@ -578,50 +578,67 @@ def _study_tables(unit: StudyUnit, config: CorpusConfig, p: Pseudonymizer) -> di
     return {"series": table_from_rows("series", rows), "quarantine": _quarantine_table(entries)}
 
 
-def _cached_or_run(store: WorkStore, stage: str, key: str, run: Any, computed: list[str], cached: list[str]) -> None:
+class _NotStored(Exception):
+    """A stored-only pass (see failed_outcome) met a stage result the work store does not hold."""
+
+
+def _cached_or_run(store: WorkStore, stage: str, key: str, run: Any, computed: list[str], cached: list[str],
+                   compute: bool) -> None:
     if store.has(stage, key):
         cached.append(stage)
         return
+    if not compute:
+        raise _NotStored(f"{stage} {key[:12]}")
     with store.writing(stage, key) as folder:
         run(folder)
     computed.append(stage)
 
 
-def process_unit(unit: StudyUnit, config: CorpusConfig, work_dir: Path) -> UnitOutcome:
+def process_unit(unit: StudyUnit, config: CorpusConfig, work_dir: Path, *, compute: bool = True) -> UnitOutcome:
     """Ingest, segment and mine one study, reusing every stage result already in the store.
 
     A study whose stacks are all rejected still records its series rows and quarantine. Errors of
     the library (:class:`~ctcorpus.errors.CtCorpusError`) are recorded; anything else propagates
-    so the flow can retry it.
+    so the flow can retry it. ``compute=False`` only reads stored results (see failed_outcome).
     """
     store = WorkStore(Path(work_dir))
     p = pseudonymizer_for(config.ingest)
     computed: list[str] = []
     cached: list[str] = []
     study_key = _digest("study", __version__, [(s.stack_key, s.rejected) for s in unit.stacks], unit.selected, _pseudonymizing(config, p))
-    _cached_or_run(store, "study", study_key, lambda f: _save_tables(f, _study_tables(unit, config, p)), computed, cached)
+    _cached_or_run(store, "study", study_key, lambda f: _save_tables(f, _study_tables(unit, config, p)), computed, cached, compute)
     volumes = []
     for stack in unit.stacks:
         if stack.stack_key not in unit.selected:
             continue
         ingest_key = _ingest_key(stack, config, p)
-        _cached_or_run(store, "ingest", ingest_key, lambda f: _run_ingest(stack, config, p, f), computed, cached)
+        _cached_or_run(store, "ingest", ingest_key, lambda f: _run_ingest(stack, config, p, f), computed, cached, compute)
         if not (store.path("ingest", ingest_key) / "volume.json").is_file():
             continue  # rejected at assembly: its series row and reason are stored
         volume_id = p.volume(stack.stack_key)
         anatomy_key = _anatomy_key(ingest_key, config)
         _cached_or_run(
-            store, "anatomy", anatomy_key, lambda f: _run_anatomy(volume_id, store.path("ingest", ingest_key), config, f), computed, cached
+            store, "anatomy", anatomy_key, lambda f: _run_anatomy(volume_id, store.path("ingest", ingest_key), config, f), computed, cached,
+            compute,
         )
         keys = VolumeKeys(volume_id, ingest_key, anatomy_key, _text_key(ingest_key, anatomy_key, unit, config))
-        _cached_or_run(store, "text", keys.text, lambda f: _run_text(unit, stack, keys, store, config, p, f), computed, cached)
+        _cached_or_run(store, "text", keys.text, lambda f: _run_text(unit, stack, keys, store, config, p, f), computed, cached, compute)
         volumes.append(keys)
     return UnitOutcome(unit.unit_id, unit.patient_id, study_key, tuple(volumes), tuple(computed), tuple(cached))
 
 
-def failed_outcome(unit: StudyUnit, error: str) -> UnitOutcome:
-    """The outcome of a study that kept failing: recorded in the quarantine, the run goes on."""
-    return UnitOutcome(unit.unit_id, unit.patient_id, "", (), failed=error or "failed")
+def failed_outcome(unit: StudyUnit, error: str, config: CorpusConfig, work_dir: Path) -> UnitOutcome:
+    """The outcome of a study that kept failing. Workers fail studies whose results an earlier run
+    stored complete (a variable missing on them, a worker killed): those results stand, so the
+    next build keeps the study instead of dropping it. Otherwise it is recorded failed (in the
+    quarantine) and the run goes on."""
+    try:
+        stored = process_unit(unit, config, work_dir, compute=False)
+    except Exception as exc:  # noqa: BLE001 - not stored, or unreadable: the study failed
+        log.error("study failed unit=%s error=%s (no complete stored results: %s)", unit.unit_id, error, exc)
+        return UnitOutcome(unit.unit_id, unit.patient_id, "", (), failed=error or "failed")
+    log.warning("study failed unit=%s error=%s; the results an earlier run stored stand", unit.unit_id, error)
+    return stored
 
 
 # ------------------------------------------------------------------------------------ run + build

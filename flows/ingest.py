@@ -75,7 +75,7 @@ def ingest_export(
                 outcomes.append(future.result())
             else:
                 logger.error("study failed after retries unit=%s error=%s", unit.unit_id, future.state.message)
-                outcomes.append(pipeline.failed_outcome(unit, str(future.state.message)))
+                outcomes.append(pipeline.failed_outcome(unit, str(future.state.message), config, work))
     summary = record_task(plan, outcomes, work, started)
     logger.info("ingest done %s", summary.line())
     return summary.as_dict()

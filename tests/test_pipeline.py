@@ -212,6 +212,24 @@ def test_a_study_without_patient_id_is_quarantined_and_the_build_completes(tmp_p
     assert len(_table(result.path, "volumes")) == summary.volumes > 0  # the other patient's studies
 
 
+def test_a_study_failing_on_a_rerun_keeps_the_results_an_earlier_run_stored(built, tmp_path):
+    # workers without the pseudonym key (or killed) failed every study of a re-run, and the next
+    # build dropped them all from a complete work store
+    config, folder, _, result = built
+    work = tmp_path / "work"
+    shutil.copytree(folder / "work", work)
+    plan = pipeline.plan_export(config, work)
+    summary = pipeline.record_run(plan, [pipeline.failed_outcome(u, "KilledWorker", config, work) for u in plan.units], work)
+    assert summary.failed == 0 and summary.computed == {}
+    rebuilt = pipeline.build_from_work(config, work, tmp_path / "dataset")
+    assert (rebuilt.path / "manifest.json").read_bytes() == (result.path / "manifest.json").read_bytes()
+    fresh = tmp_path / "fresh"  # nothing stored: the study failed, and nothing is written for it
+    plan = pipeline.plan_export(config, fresh)
+    outcomes = [pipeline.failed_outcome(u, "KilledWorker", config, fresh) for u in plan.units]
+    assert [o.failed for o in outcomes] == ["KilledWorker"] * len(plan.units)
+    assert not any((fresh / stage).exists() for stage in ("study", "ingest", "anatomy", "text"))
+
+
 def test_changed_report_rules_redo_the_reports(built, tmp_path, monkeypatch):
     # the rules' digest is part of the reports key: tables cached under old rules are not reused
     config, folder, _, _ = built
