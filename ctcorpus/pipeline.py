@@ -108,6 +108,7 @@ class ExportPlan:
     reports_key: str
     quarantine: tuple[QuarantineEntry, ...]
     n_files: int
+    config: dict[str, Any]  # the run's config as a manifest records it (CorpusConfig.recorded())
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,7 +383,8 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
         )
     log.info("planned export files=%d stacks=%d studies=%d", len(index.instances), len(stacks), len(units))
     return ExportPlan(
-        units=tuple(units), export_key=export_key, reports_key=reports_key, quarantine=tuple(entries), n_files=len(index.instances)
+        units=tuple(units), export_key=export_key, reports_key=reports_key, quarantine=tuple(entries),
+        n_files=len(index.instances), config=config.recorded(),
     )
 
 
@@ -652,6 +654,7 @@ def record_run(plan: ExportPlan, outcomes: Sequence[UnitOutcome], work_dir: Path
         "export_key": plan.export_key,
         "reports_key": plan.reports_key,
         "units": [asdict(o) for o in ordered],
+        "config": plan.config,
     }
     atomic_write_bytes(Path(work_dir) / RUN_INDEX, json.dumps(index, sort_keys=True, indent=1).encode())
     computed = Counter(s for o in ordered for s in o.computed)
@@ -671,13 +674,18 @@ def _filter(table: pa.Table, column: str, values: Sequence[str]) -> pa.Table:
     return table.filter(pc.is_in(table[column], value_set=pa.array(list(values), pa.string())))
 
 
+def _run_index(work_dir: Path) -> dict[str, Any]:
+    """The index of the last ingest run recorded in ``work_dir`` (see record_run)."""
+    try:
+        return json.loads((Path(work_dir) / RUN_INDEX).read_text())
+    except FileNotFoundError:
+        raise CtCorpusError("no ingest run recorded here: run `ctcorpus ingest` first", path=work_dir) from None
+
+
 def build_units(work_dir: Path) -> list[BuildUnit]:
     """The stored results named by the run index, as :class:`~ctcorpus.outputs.BuildUnit`s."""
     store = WorkStore(Path(work_dir))
-    try:
-        index = json.loads((Path(work_dir) / RUN_INDEX).read_text())
-    except FileNotFoundError:
-        raise CtCorpusError("no ingest run recorded here: run `ctcorpus ingest` first", path=work_dir) from None
+    index = _run_index(work_dir)
     reports = _load_tables(store.path("reports", index["reports_key"]))
     export = _load_tables(store.path("export", index["export_key"]))
     failed = [
@@ -731,12 +739,22 @@ def build_units(work_dir: Path) -> list[BuildUnit]:
 
 
 def build_from_work(config: CorpusConfig, work_dir: Path, out: Path) -> BuildResult:
-    """Build the dataset version of the last recorded ingest run (splits, tables, shards, manifest)."""
-    ingest = config.ingest
-    geometry = {"orientation": ingest.orientation, "spacing_mm": list(ingest.target_spacing_mm), "hu_clip": list(ingest.hu_clip), "array_axes": "zyx"}
-    return build_dataset(
-        build_units(work_dir), Path(out), config.outputs, run_config=config.recorded(), geometry=geometry
-    )
+    """Build the dataset version of the last recorded ingest run (splits, tables, shards, manifest).
+
+    The data were made under the run's config, which need not be this one (a build run without
+    ``-c`` has the defaults): the manifest records the run's, with this config's ``outputs``
+    section (the build's own), and states the run's geometry. Other differences are logged.
+    """
+    build = config.recorded()
+    run = _run_index(work_dir).get("config") or build  # a run recorded by an earlier version: no config
+    if differing := [name for name in ("ingest", "anatomy", "reports", "snippets") if run[name] != build[name]]:
+        log.warning("build: the ingest run used other %s settings than this config; the dataset records the run's",
+                    "/".join(differing))
+    ingest = run["ingest"]
+    geometry = {"orientation": ingest["orientation"], "spacing_mm": ingest["target_spacing_mm"],
+                "hu_clip": ingest["hu_clip"], "array_axes": "zyx"}
+    return build_dataset(build_units(work_dir), Path(out), config.outputs, run_config=run | {"outputs": build["outputs"]},
+                         geometry=geometry)
 
 
 __all__ = [

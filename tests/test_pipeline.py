@@ -4,6 +4,7 @@ resuming after SIGKILL with byte-identical manifests."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -228,6 +229,19 @@ def test_a_study_failing_on_a_rerun_keeps_the_results_an_earlier_run_stored(buil
     outcomes = [pipeline.failed_outcome(u, "KilledWorker", config, fresh) for u in plan.units]
     assert [o.failed for o in outcomes] == ["KilledWorker"] * len(plan.units)
     assert not any((fresh / stage).exists() for stage in ("study", "ingest", "anatomy", "text"))
+
+
+def test_the_manifest_states_the_geometry_and_config_the_volumes_were_made_with(built, tmp_path):
+    # a build with another config (`build` without -c: the defaults) stated its own spacing, not the volumes'
+    config, folder, _, _ = built
+    data = config.model_dump(mode="json")
+    data["ingest"]["target_spacing_mm"] = [9.0, 9.0, 9.0]
+    data["outputs"]["parquet_row_group_rows"] = 7  # the build's own section is the build's
+    result = pipeline.build_from_work(config_from_dict(data), folder / "work", tmp_path / "dataset")
+    manifest = json.loads((result.path / "manifest.json").read_text())
+    assert manifest["geometry"]["spacing_mm"] == list(config.ingest.target_spacing_mm) != [9.0, 9.0, 9.0]
+    assert manifest["config"]["ingest"]["target_spacing_mm"] == list(config.ingest.target_spacing_mm)
+    assert manifest["config"]["outputs"]["parquet_row_group_rows"] == 7
 
 
 def test_changed_report_rules_redo_the_reports(built, tmp_path, monkeypatch):
