@@ -9,7 +9,7 @@ from typing import Any
 
 from ctcorpus.config import CorpusConfig, config_from_dict, load_config
 from ctcorpus.config.run import RunConfig
-from flows.runtime import dask_client
+from flows.runtime import dask_client, studies_in_flight
 
 
 def load_flow_config(
@@ -38,14 +38,16 @@ Executor = Callable[..., Any]
 
 
 @contextmanager
-def study_executor(run: RunConfig, parallel: bool) -> Iterator[Executor]:
-    """Yield ``execute(fn, *args)``: on the Dask cluster of the run, or inline when not parallel.
+def study_executor(run: RunConfig, parallel: bool) -> Iterator[tuple[Executor, int]]:
+    """Yield ``(execute, window)``: ``execute(fn, *args)`` runs on the run's Dask cluster, or inline
+    when not parallel; ``window`` is how many studies to keep in flight (:func:`studies_in_flight`).
 
-    Prefect tasks call it from their threads; the heavy work runs in Dask worker processes,
-    one study at a time per worker, so memory stays bounded.
+    Prefect tasks call ``execute`` from their threads; the heavy work runs in Dask worker
+    processes, one study at a time per worker, so memory stays bounded.
     """
     if not parallel:
-        yield lambda fn, *args: fn(*args)
+        yield (lambda fn, *args: fn(*args)), studies_in_flight(run, None)
         return
     with dask_client(run) as client:
-        yield lambda fn, *args: client.submit(fn, *args, pure=False).result()
+        window = studies_in_flight(run, sum(client.nthreads().values()))
+        yield (lambda fn, *args: client.submit(fn, *args, pure=False).result()), window

@@ -1,7 +1,9 @@
 """Flow ``ingest_export``: discover what is new in an export and process it incrementally.
 
 Thin: loads config, plans the export, runs one Prefect task per study (retried on transient
-errors) whose work runs on Dask, and records the run. All real work is in
+errors) whose work runs on Dask, and records the run. Study tasks run in
+``run.prefect_task_threads`` threads, and at most ``run.max_in_flight`` are submitted at a
+time, so the studies held in memory stay bounded on exports of any size. All real work is in
 :mod:`ctcorpus.pipeline`.
 
 Tasks use ``NO_CACHE``: results are keyed by input hash in ctcorpus's own work store, which
@@ -18,10 +20,12 @@ from rich.progress import track
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
 
 from ctcorpus import pipeline
 from ctcorpus.config import CorpusConfig
 from flows.common import load_flow_config, study_executor
+from flows.runtime import submit_bounded, task_runner
 
 
 @task(name="plan-export", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
@@ -39,6 +43,17 @@ def record_task(
     plan: pipeline.ExportPlan, outcomes: list[pipeline.UnitOutcome], work_dir: Path, started: float
 ) -> pipeline.RunSummary:
     return pipeline.record_run(plan, outcomes, work_dir, started)
+
+
+def _outcome(
+    unit: pipeline.StudyUnit, future: PrefectFuture[pipeline.UnitOutcome], config: CorpusConfig, work_dir: Path
+) -> pipeline.UnitOutcome:
+    """The study's outcome, or pipeline.failed_outcome's: a study that keeps failing is quarantined, the run goes on."""
+    future.wait()
+    if future.state.is_completed():
+        return future.result()
+    get_run_logger().error("study failed after retries unit=%s error=%s", unit.unit_id, future.state.message)
+    return pipeline.failed_outcome(unit, str(future.state.message), config, work_dir)
 
 
 @flow(name="ingest_export", log_prints=False)
@@ -63,19 +78,14 @@ def ingest_export(
     )
     plan = plan_task(config, work)
     logger.info("planned export studies=%d quarantined_files=%d", len(plan.units), len(plan.quarantine))
-    with study_executor(config.run, parallel) as executor:
-        futures = [process_task.submit(unit, config, work, executor) for unit in plan.units]
-        outcomes = []
-        pairs = zip(plan.units, futures)
+    # The runner is made here, not in @flow: the config is only known once the flow runs.
+    with study_executor(config.run, parallel) as (executor, window), task_runner(config.run) as runner:
+        logger.info("studies in flight=%d task threads=%d", window, config.run.prefect_task_threads)
+        parameters = {"config": config, "work_dir": work, "executor": executor}
+        done = submit_bounded(lambda unit: runner.submit(process_task, {"unit": unit, **parameters}), plan.units, window)
         if show_progress:
-            pairs = track(list(pairs), description="studies", transient=True)
-        for unit, future in pairs:
-            future.wait()
-            if future.state.is_completed():
-                outcomes.append(future.result())
-            else:
-                logger.error("study failed after retries unit=%s error=%s", unit.unit_id, future.state.message)
-                outcomes.append(pipeline.failed_outcome(unit, str(future.state.message), config, work))
+            done = track(done, total=len(plan.units), description="studies", transient=True)
+        outcomes = [_outcome(unit, future, config, work) for unit, future in done]
     summary = record_task(plan, outcomes, work, started)
     logger.info("ingest done %s", summary.line())
     return summary.as_dict()

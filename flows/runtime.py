@@ -1,8 +1,9 @@
 """The runtime adapter of the flows: Prefect settings, the task runner and the Dask client.
 
 Design (measured on a 2-core machine, see ``docker/README.md``): Prefect tasks run in threads
-of the flow process (:func:`task_runner`) and the heavy per-series work is submitted to Dask
-by the tasks themselves (:func:`dask_client` + :func:`map_bounded`). Prefect's
+of the flow process (:func:`task_runner`), at most :func:`studies_in_flight` at a time
+(:func:`submit_bounded`), and the heavy per-study work is submitted to Dask by the tasks
+themselves (:func:`dask_client`; :func:`map_bounded` for plain functions). Prefect's
 ``DaskTaskRunner`` with process workers would make every worker start its own ephemeral Prefect
 API (5-7 s each and a SQLite database per worker) unless a server runs; going through
 ``distributed.Client`` directly keeps one API per flow run, works the same against a local
@@ -20,11 +21,12 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import sys
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ctcorpus.config.run import RunConfig
 from ctcorpus.errors import ConfigError
@@ -39,6 +41,8 @@ __all__ = [
     "dask_client",
     "map_bounded",
     "prefect_environment",
+    "studies_in_flight",
+    "submit_bounded",
     "task_runner",
 ]
 
@@ -46,6 +50,16 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class Completes(Protocol):
+    """A future that calls back when it is done (Prefect's and ``concurrent.futures``' do)."""
+
+    def add_done_callback(self, fn: Callable[[Any], object], /) -> None: ...
+
+
+F = TypeVar("F", bound=Completes)
+
 
 def prefect_environment(run: RunConfig) -> dict[str, str]:
     """The environment variables that keep Prefect offline, quiet and inside the output folder.
@@ -123,7 +137,9 @@ def apply_prefect_settings(
 
 
 def task_runner(run: RunConfig) -> ThreadPoolTaskRunner:
-    """The Prefect task runner of every ctcorpus flow: threads of the flow process.
+    """The Prefect task runner of ctcorpus flows: threads of the flow process.
+
+    Prefect's default pool has no thread limit, so every submitted task would run at once.
 
     Parameters
     ----------
@@ -133,7 +149,8 @@ def task_runner(run: RunConfig) -> ThreadPoolTaskRunner:
     Returns
     -------
     prefect.task_runners.ThreadPoolTaskRunner
-        Pass it to ``flow.with_options(task_runner=...)``.
+        Pass it to ``flow.with_options(task_runner=...)``, or, in a flow that reads its config
+        at run time (``ingest_export``), enter it and ``submit`` tasks to it.
 
     Examples
     --------
@@ -142,6 +159,81 @@ def task_runner(run: RunConfig) -> ThreadPoolTaskRunner:
     from prefect.task_runners import ThreadPoolTaskRunner
 
     return ThreadPoolTaskRunner(max_workers=run.prefect_task_threads)
+
+
+def _dask_window(cluster_threads: int) -> int:
+    """The default number of tasks in flight on Dask: twice the cluster's threads.
+
+    One queued task per thread keeps every worker busy while a finished result travels back.
+    """
+    return 2 * max(1, cluster_threads)
+
+
+def studies_in_flight(run: RunConfig, cluster_threads: int | None) -> int:
+    """How many studies the ingest flow keeps submitted at once; each running one holds a study in memory.
+
+    ``run.max_in_flight`` when set; else :func:`_dask_window` of the cluster, or, with no cluster
+    (``cluster_threads`` None), ``run.prefect_task_threads``: more would only wait for a thread.
+
+    Examples
+    --------
+    >>> studies_in_flight(RunConfig(max_in_flight=3), 8)
+    3
+    >>> studies_in_flight(RunConfig(), 4)
+    8
+    >>> studies_in_flight(RunConfig(prefect_task_threads=2), None)
+    2
+    """
+    if run.max_in_flight is not None:
+        return run.max_in_flight
+    return run.prefect_task_threads if cluster_threads is None else _dask_window(cluster_threads)
+
+
+def submit_bounded(submit: Callable[[T], F], items: Iterable[T], limit: int) -> Iterator[tuple[T, F]]:
+    """Submit ``items`` with at most ``limit`` unfinished; yield ``(item, future)`` as each finishes.
+
+    Bounds memory where a task runner would start everything submitted to it. The window frees
+    when any future finishes (completion order, not input order), so one slow item does not idle
+    the others; ``items`` is read only as the window allows.
+
+    Parameters
+    ----------
+    submit:
+        Starts one item, returning a future with ``add_done_callback``.
+    items:
+        The inputs.
+    limit:
+        The most futures unfinished at any time.
+
+    Yields
+    ------
+    tuple
+        ``(item, future)`` with ``future`` done.
+
+    Raises
+    ------
+    ValueError
+        ``limit`` is below 1.
+
+    Examples
+    --------
+    >>> from concurrent.futures import ThreadPoolExecutor
+    >>> with ThreadPoolExecutor(4) as pool:
+    ...     sorted(f.result() for _, f in submit_bounded(lambda x: pool.submit(abs, x), [-2, -1], 1))
+    [1, 2]
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    finished: queue.SimpleQueue[tuple[T, F]] = queue.SimpleQueue()
+    unfinished = 0
+    for item in items:
+        if unfinished == limit:
+            yield finished.get()
+            unfinished -= 1
+        submit(item).add_done_callback(lambda done, item=item: finished.put((item, done)))
+        unfinished += 1
+    for _ in range(unfinished):
+        yield finished.get()
 
 
 def available_cpus() -> int:
@@ -268,7 +360,7 @@ def map_bounded(
     """
     from distributed import as_completed
 
-    limit = max_in_flight if max_in_flight is not None else 2 * max(1, sum(client.nthreads().values()))
+    limit = max_in_flight if max_in_flight is not None else _dask_window(sum(client.nthreads().values()))
     if limit < 1:
         raise ValueError(f"max_in_flight must be at least 1, got {limit}")
     source = iter(items)

@@ -4,6 +4,7 @@ quarantine on failure, and the CLI/flow smoke test."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -83,6 +84,45 @@ def test_transient_failure_is_retried_and_permanent_failure_quarantined(setup, m
     quarantine = pq.read_table(result.path / "tables" / "quarantine").to_pandas()
     failed = quarantine[quarantine["reason"] == "stage_failed"]
     assert len(failed) == 1 and "permanent" in failed["message"].iloc[0]
+
+
+@pytest.mark.parametrize(("threads", "in_flight"), [(4, 2), (2, 4)])
+def test_studies_in_flight_are_bounded_by_the_config(setup, tmp_path, monkeypatch, threads: int, in_flight: int):
+    """At most min(prefect_task_threads, max_in_flight) studies are processed at once, and that many are.
+
+    Each fake study waits at a barrier of that many parties (so the bound is reached, not undercut),
+    then until every study has started or a moment passed (so a flow without the bound starts more).
+    """
+    from flows.ingest import ingest_export
+
+    _, config = setup
+    limit, n = min(threads, in_flight), 6
+    data = yaml.safe_load(config.read_text())
+    data["run"].update(prefect_task_threads=threads, max_in_flight=in_flight)
+    path = tmp_path / "bounded.yaml"
+    path.write_text(yaml.safe_dump(data))
+    units = tuple(pipeline.StudyUnit(f"stu-{i}", f"pat-{i}", (), (), None, "") for i in range(n))
+    lock, barrier, all_started = threading.Lock(), threading.Barrier(limit, timeout=60), threading.Event()
+    counts = {"started": 0, "running": 0, "peak": 0}
+
+    def counting(unit, cfg, work):
+        with lock:
+            counts["started"] += 1
+            counts["running"] += 1
+            counts["peak"] = max(counts["peak"], counts["running"])
+            if counts["started"] == n:
+                all_started.set()
+        barrier.wait()
+        all_started.wait(0.2)
+        with lock:
+            counts["running"] -= 1
+        return pipeline.UnitOutcome(unit.unit_id, unit.patient_id, "", ())
+
+    monkeypatch.setattr(pipeline, "plan_export", lambda cfg, work: pipeline.ExportPlan(units, "", "", (), 0, cfg.recorded()))
+    monkeypatch.setattr(pipeline, "process_unit", counting)
+    summary = ingest_export(config_path=str(path), work_dir=str(tmp_path / "work"), parallel=False)
+    assert summary["studies"] == n and summary["failed"] == 0
+    assert counts["peak"] == limit
 
 
 def pipeline_config(path: Path):

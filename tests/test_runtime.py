@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,8 @@ from flows.runtime import (
     dask_client,
     map_bounded,
     prefect_environment,
+    studies_in_flight,
+    submit_bounded,
 )
 
 
@@ -176,3 +180,51 @@ def test_apply_prefect_settings_writes_the_mapping_and_creates_home(tmp_path: Pa
 
 def test_available_cpus_is_within_the_machine() -> None:
     assert 1 <= available_cpus() <= (os.cpu_count() or 1)
+
+
+def test_studies_in_flight_defaults() -> None:
+    assert studies_in_flight(RunConfig(max_in_flight=3, prefect_task_threads=8), 16) == 3
+    assert studies_in_flight(RunConfig(max_in_flight=3), None) == 3
+    assert studies_in_flight(RunConfig(), 4) == 8  # twice the cluster's threads
+    assert studies_in_flight(RunConfig(), 0) == 2  # a scheduler whose workers have not joined yet
+    assert studies_in_flight(RunConfig(prefect_task_threads=5), None) == 5  # no cluster: one per thread
+
+
+def test_submit_bounded_fills_the_window_and_never_exceeds_it() -> None:
+    """Every item waits at a barrier of ``limit`` parties: the window is filled, and the peak shows it is not exceeded."""
+    limit, lock, barrier = 3, threading.Lock(), threading.Barrier(3, timeout=60)
+    running, peak = [0], [0]
+
+    def work(item: int) -> int:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        barrier.wait()
+        with lock:
+            running[0] -= 1
+        return item
+
+    with ThreadPoolExecutor(8) as pool:
+        done = list(submit_bounded(lambda item: pool.submit(work, item), range(9), limit))
+        with pytest.raises(ValueError, match="at least 1"):
+            list(submit_bounded(lambda item: pool.submit(work, item), range(3), 0))
+    assert sorted(item for item, future in done if future.result() == item) == list(range(9))
+    assert peak[0] == limit
+
+
+def test_submit_bounded_frees_the_window_in_completion_order() -> None:
+    """Item 0 finishes only after item 2 was yielded: a window waiting for its oldest item would stall."""
+    release = threading.Event()
+    seen = []
+
+    def work(item: int) -> int:
+        if item == 0:
+            release.wait(60)
+        return item
+
+    with ThreadPoolExecutor(2) as pool:
+        for item, _ in submit_bounded(lambda item: pool.submit(work, item), range(3), 2):
+            seen.append(item)
+            if item == 2:
+                release.set()
+    assert seen == [1, 2, 0]

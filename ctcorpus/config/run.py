@@ -88,16 +88,18 @@ class RunConfig(StageConfig):
         None,
         ge=1,
         description=(
-            "Per-series tasks submitted to Dask at a time; bounds scheduler and result memory on "
-            "exports with many series. None uses 2 x the cluster's total threads."
+            "Studies the ingest flow keeps in flight at a time (running, or waiting for a task thread), "
+            "with Dask or --serial; bounds the studies held in memory on exports of any size. None uses "
+            "2 x the Dask cluster's total threads, or prefect_task_threads with --serial."
         ),
     )
     prefect_task_threads: int = Field(
         4,
         ge=1,
         description=(
-            "Threads of the flow process that run Prefect tasks. Tasks only coordinate and write "
-            "tables; the heavy per-series work goes to Dask, so a few threads suffice."
+            "Threads of the flow process that run Prefect tasks, one study each: with --serial the "
+            "studies processed at once; with Dask a task waits for its study on the cluster, so this also "
+            "caps the studies the cluster works on at once (keep it at least the cluster's threads)."
         ),
     )
     prefect_home: Path | None = Field(
