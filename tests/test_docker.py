@@ -24,7 +24,7 @@ import typer.main
 import yaml
 from typer.testing import CliRunner
 
-from ctcorpus.config import RunConfig
+from ctcorpus.config import IngestConfig, RunConfig
 from flows.runtime import prefect_environment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,6 +173,7 @@ def test_dockerfile_copies_existing_paths_not_ignored(dockerfile: tuple[str, lis
         line.strip() for line in ignore_file.read_text(encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")
     }
     assert ".venv" in ignored  # a 3 GB virtualenv must not be sent as build context
+    assert "**/.env" in ignored  # nor the pseudonym key of docker/.env
     copies = [shlex.split(i.arguments) for i in instructions if i.keyword == "COPY"]
     assert copies
     for *sources, _destination in copies:
@@ -290,6 +291,32 @@ def test_compose_mounts_export_read_only_and_output_writable(compose: dict[str, 
         source for service in services.values() for source, _ in _mounts(service).values() if not source.startswith(("<", ".", "/"))
     }
     assert named == set(compose["volumes"]) == {"prefect-data"}
+
+
+def test_compose_gives_the_pseudonym_key_to_every_service_that_runs_ctcorpus(
+    compose: dict[str, Any], prefect_project: dict[str, Any]
+) -> None:
+    """The services that mount the export run ctcorpus stages, which make pseudonyms (plan_export in
+    the pipeline, process_unit on the workers): each gets the key from the host, required so compose
+    refuses to start without it; the others never see it, and no deployment carries it to the server."""
+    variable = IngestConfig().pseudonym_key_env
+    services = compose["services"]
+    stages = {name for name, service in services.items() if "/export" in _mounts(service)}
+    assert stages == {"dask-worker-1", "dask-worker-2", "pipeline"}
+    for name, service in services.items():
+        value = service.get("environment", {}).get(variable)
+        if name in stages:
+            assert value and re.fullmatch(rf"\$\{{{variable}:\?[^}}]+\}}", value), (name, value)
+        else:
+            assert value is None, name
+    for deployment in prefect_project["deployments"]:
+        assert variable not in (deployment["work_pool"]["job_variables"].get("env") or {}), deployment["name"]
+
+
+def test_compose_variables_are_documented(compose: dict[str, Any]) -> None:
+    used = set(re.findall(r"\$\{(\w+)", COMPOSE.read_text(encoding="utf-8")))
+    documented = set(re.findall(r"^\| `(\w+)` \| (?:required|`[^`]+`) \|", README.read_text(encoding="utf-8"), re.M))
+    assert used == documented
 
 
 def _option(command: list[str], flag: str) -> str:
