@@ -5,13 +5,14 @@ Heavy imports happen inside the commands so ``ctcorpus --help`` stays fast.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from pydantic import BaseModel
@@ -73,6 +74,36 @@ def _exit_on_error() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
+def _no_traceback_for_ctcorpus_errors(record: logging.LogRecord) -> bool:
+    """Log filter: keep the record, drop the traceback of a ctcorpus error (its message names file and reason)."""
+    from ctcorpus.errors import CtCorpusError
+
+    if record.exc_info and isinstance(record.exc_info[1], CtCorpusError):
+        record.exc_info = None
+    return True
+
+
+#: The loggers through which Prefect reports a failed task or flow run, with its traceback.
+PREFECT_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+
+
+def _run_flow(flow: Callable[..., dict[str, Any]], **parameters: Any) -> dict[str, Any]:
+    """Run a flow; a ctcorpus error it raises ends the command like any other (one line, exit 2).
+
+    Prefect re-raises the error of a failed run as it was raised, so ``_exit_on_error`` catches it;
+    the tracebacks Prefect logs on the way would bury that line, so they are left out.
+    """
+    loggers = [logging.getLogger(name) for name in PREFECT_RUN_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(_no_traceback_for_ctcorpus_errors)
+    try:
+        with _exit_on_error():
+            return flow(**parameters)
+    finally:
+        for logger in loggers:
+            logger.removeFilter(_no_traceback_for_ctcorpus_errors)
+
+
 def _prepare(config: Optional[Path]) -> CorpusConfig:
     """Load and validate the config (bad config: a clear message naming the field) and set Prefect's env."""
     from ctcorpus.config import load_config
@@ -114,10 +145,10 @@ def ingest(
     with _exit_on_error():
         pseudonymizer_for(cfg.ingest)  # fail before any work when no pseudonym key is set
 
-    summary = ingest_export(
-        config_path=str(config) if config else None, export_dir=str(export), work_dir=str(work) if work else None,
-        report_files=[str(r) for r in reports], dask_address=dask_address or cfg.run.dask_address,
-        parallel=not serial, show_progress=True,
+    summary = _run_flow(
+        ingest_export, config_path=str(config) if config else None, export_dir=str(export),
+        work_dir=str(work) if work else None, report_files=[str(r) for r in reports],
+        dask_address=dask_address or cfg.run.dask_address, parallel=not serial, show_progress=True,
     )
     _report("ingest", {"studies": summary["studies"], "volumes": summary["volumes"], "processed": summary["computed"],
                        "skipped (cached)": summary["cached"], "quarantined": summary["quarantined"],
@@ -134,8 +165,8 @@ def build(
     _prepare(config)
     from flows.build import build_dataset
 
-    result = build_dataset(config_path=str(config) if config else None, work_dir=str(work) if work else None,
-                           out_dir=str(out) if out else None)
+    result = _run_flow(build_dataset, config_path=str(config) if config else None,
+                       work_dir=str(work) if work else None, out_dir=str(out) if out else None)
     _report("build", {"dataset": result["path"], "files": result["files"], **{f"split {k}": v for k, v in result["splits"].items()}})
 
 
@@ -150,8 +181,8 @@ def audit(
     _prepare(config)
     from flows.audit import audit_dataset
 
-    result = audit_dataset(dataset_dir=str(dataset), against_dir=str(against) if against else None,
-                           out_dir=str(out) if out else None, config_path=str(config) if config else None)
+    result = _run_flow(audit_dataset, dataset_dir=str(dataset), against_dir=str(against) if against else None,
+                       out_dir=str(out) if out else None, config_path=str(config) if config else None)
     _report("audit", result)
 
 
@@ -180,7 +211,8 @@ def train(
     _prepare(config)
     from flows.train import train as train_flow
 
-    result = train_flow(dataset_dir=str(dataset), out_dir=str(out), config_path=str(config) if config else None, device=device)
+    result = _run_flow(train_flow, dataset_dir=str(dataset), out_dir=str(out),
+                       config_path=str(config) if config else None, device=device)
     _report("train", result)
 
 

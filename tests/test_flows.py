@@ -4,6 +4,8 @@ quarantine on failure, and the CLI/flow smoke test."""
 from __future__ import annotations
 
 import json
+import logging
+import logging.handlers
 import threading
 from pathlib import Path
 
@@ -154,6 +156,27 @@ def test_cli_commands_and_flows_import(tmp_path):
     bad.write_text("outputs:\n  split_fractions: {train: 0.5, test: 0.1}\n")
     result = runner.invoke(app, ["ingest", str(tmp_path), "-c", str(bad)])
     assert result.exit_code == 2 and "outputs.split_fractions" in result.output
+
+
+def test_flow_commands_end_a_ctcorpus_error_with_its_message(tmp_path):
+    import flows.audit
+    import flows.build  # noqa: F401  Prefect sets up its log handlers at import, outside CliRunner's streams
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(demo_config(tmp_path)))
+    runner = CliRunner()
+    prefect_log, records = logging.getLogger("prefect"), logging.handlers.BufferingHandler(capacity=10**4)
+    prefect_log.addHandler(records)
+    try:
+        build = runner.invoke(app, ["build", "-c", str(config), "--work", str(tmp_path / "work"), "--out", str(tmp_path / "v1")])
+        audit = runner.invoke(app, ["audit", "-c", str(config), str(tmp_path / "missing")])
+    finally:
+        prefect_log.removeHandler(records)
+    assert build.exit_code == 2 and build.output.startswith(f"{tmp_path / 'work'}: no ingest run recorded here")
+    assert audit.exit_code == 2 and audit.output.startswith(f"{tmp_path / 'missing'}: corpus folder not found")
+    assert len(build.output.splitlines()) == len(audit.output.splitlines()) == 1
+    failed_runs = [r for r in records.buffer if r.levelno >= logging.ERROR]
+    assert failed_runs and not [r for r in failed_runs if r.exc_info]  # Prefect logs their lines, not tracebacks
 
 
 def test_train_flow_streams_the_built_corpus(setup, tmp_path):

@@ -10,8 +10,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pytest
 import webdataset as wds
+from typer.testing import CliRunner
 
+from ctcorpus.cli import app
 from ctcorpus.config.outputs import OutputConfig
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.outputs import (
@@ -115,6 +118,19 @@ def test_verify_names_a_table_written_under_another_schema_version(tmp_path):
     assert set(problems) == tables
     assert f"written with schema v{current - 1} of {table['table']!r}" in problems[table["path"]]
     assert f"checks v{current}" in problems[table["path"]]
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ('{"files": [', "not valid JSON (Expecting value"),
+    ("{}", "no 'files' list"),
+    ('{"files": [{"path": "a.tar"}]}', "'files' does not match the manifest schema"),
+])
+def test_verify_of_a_corrupt_manifest_is_one_line_naming_it(tmp_path, text, reason):
+    (tmp_path / "manifest.json").write_text(text)
+    result = CliRunner().invoke(app, ["verify", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"{tmp_path / 'manifest.json'}: {reason}")
+    assert len(result.output.splitlines()) == 1
 
 
 def test_outputs_read_without_ctcorpus_code(tmp_path):

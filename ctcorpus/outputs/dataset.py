@@ -22,6 +22,7 @@ import pyarrow as pa
 import webdataset as wds
 
 from ctcorpus.config.outputs import OutputConfig
+from ctcorpus.errors import OutputError
 from ctcorpus.outputs.splits import assign_split
 from ctcorpus.outputs.store import atomic_dir, atomic_write_bytes, write_parquet
 from ctcorpus.records import sha256_file
@@ -197,8 +198,28 @@ def build_dataset(
 
 
 def read_manifest(dataset: Path) -> dict[str, Any]:
-    """Load ``manifest.json`` of a dataset version."""
-    return json.loads((Path(dataset) / MANIFEST).read_text(encoding="utf-8"))
+    """Load ``manifest.json`` of a dataset version.
+
+    A missing, unreadable or truncated manifest, or one whose file list does not match the manifest
+    schema, is an :class:`OutputError` naming it: verify reports what is wrong instead of crashing.
+    """
+    path = Path(dataset) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise OutputError("no manifest.json: not a ctcorpus dataset folder", path=dataset) from None
+    except OSError as exc:
+        raise OutputError(f"cannot be read ({exc.strerror or exc})", path=path) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise OutputError(f"not valid JSON ({exc}); restore it or rebuild the dataset", path=path) from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), list):
+        raise OutputError("no 'files' list: not a ctcorpus manifest; restore it or rebuild the dataset", path=path)
+    try:
+        table_from_rows("manifest", manifest["files"])
+    except (OutputError, pa.ArrowException) as exc:
+        reason = exc.message if isinstance(exc, OutputError) else str(exc)
+        raise OutputError(f"'files' does not match the manifest schema ({reason})", path=path) from None
+    return manifest
 
 
 def render_card(manifest: Mapping[str, Any]) -> str:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from ctcorpus.errors import OutputError
 from ctcorpus.outputs.dataset import CARD, MANIFEST, count_tar_samples, read_manifest
 from ctcorpus.records import sha256_file
 from ctcorpus.schemas import check_table, load_schema
@@ -29,10 +28,7 @@ def verify_dataset(dataset: Path) -> list[VerifyProblem]:
     []
     """
     dataset = Path(dataset)
-    try:
-        manifest = read_manifest(dataset)
-    except FileNotFoundError:
-        raise OutputError("no manifest.json: not a ctcorpus dataset folder", path=dataset) from None
+    manifest = read_manifest(dataset)
     problems: list[VerifyProblem] = []
     listed = set()
     for entry in manifest["files"]:
