@@ -153,6 +153,10 @@ def ingest(
     _report("ingest", {"studies": summary["studies"], "volumes": summary["volumes"], "processed": summary["computed"],
                        "skipped (cached)": summary["cached"], "quarantined": summary["quarantined"],
                        "failed": summary["failed"], "seconds": f"{summary['seconds']:.1f}"})
+    if summary["failed"]:  # a scheduler must not see a run that lost studies as a success
+        typer.secho(f"{summary['failed']} of {summary['studies']} studies failed after retries: their errors are in "
+                    f"{summary['run_index']}, a build lists them in tables/quarantine as stage_failed", fg="red", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -69,7 +69,8 @@ def ingest_export(
     """Ingest an export into the work store: DICOM -> volumes, masks, reports, snippets.
 
     Re-running on an unchanged export does no work; new studies are processed alone. A study
-    whose processing keeps failing after retries is quarantined and the run completes.
+    whose processing keeps failing after retries is quarantined and the run completes; its error
+    is in the run index, whose path the returned summary holds (``run_index``).
     """
     started = time.monotonic()
     logger = get_run_logger()
@@ -88,4 +89,4 @@ def ingest_export(
         outcomes = [_outcome(unit, future, config, work) for unit, future in done]
     summary = record_task(plan, outcomes, work, started)
     logger.info("ingest done %s", summary.line())
-    return summary.as_dict()
+    return {**summary.as_dict(), "run_index": str(work / pipeline.RUN_INDEX)}

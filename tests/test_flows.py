@@ -127,6 +127,22 @@ def test_studies_in_flight_are_bounded_by_the_config(setup, tmp_path, monkeypatc
     assert counts["peak"] == limit
 
 
+def test_ingest_command_fails_when_studies_failed(setup, tmp_path, monkeypatch):
+    folder, config = setup
+
+    def lost_worker(unit, cfg, work):
+        raise RuntimeError("CTCORPUS_PSEUDONYM_KEY is not set on this worker")
+
+    monkeypatch.setattr(pipeline, "process_unit", lost_worker)
+    work = tmp_path / "work"
+    result = CliRunner().invoke(app, ["ingest", str(folder / "export"), "-c", str(config), "--work", str(work), "--serial"])
+    units = json.loads((work / pipeline.RUN_INDEX).read_text())["units"]
+    assert units and all("CTCORPUS_PSEUDONYM_KEY" in u["failed"] for u in units)
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1].startswith(
+        f"{len(units)} of {len(units)} studies failed after retries: their errors are in {work / pipeline.RUN_INDEX}")
+
+
 def pipeline_config(path: Path):
     from ctcorpus.config import load_config
 
