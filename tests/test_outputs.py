@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 from pathlib import Path
 
 import duckdb
@@ -17,6 +18,7 @@ from typer.testing import CliRunner
 from ctcorpus.cli import app
 from ctcorpus.config.outputs import OutputConfig
 from ctcorpus.enums import QuarantineReason
+from ctcorpus.errors import OutputError
 from ctcorpus.outputs import (
     BuildUnit,
     StoredSample,
@@ -27,6 +29,7 @@ from ctcorpus.outputs import (
     read_manifest,
     verify_dataset,
 )
+from ctcorpus.outputs.store import exclusive_atomic_dir, remove_leftovers
 from ctcorpus.records import QuarantineEntry
 from ctcorpus.schemas import table_from_rows
 
@@ -78,6 +81,46 @@ def test_rebuild_replaces_atomically_and_stays_identical(tmp_path):
     second = (_build(tmp_path, units).path / "manifest.json").read_bytes()
     assert first == second
     assert not [p for p in (tmp_path).iterdir() if p.name.startswith(".tmp-")]
+
+
+def _leftover(parent: Path, name: str, old: bool = False) -> Path:
+    """A folder as a build killed inside ``atomic_dir`` leaves it (with a partial shard)."""
+    path = parent / f".tmp-{'old-' if old else ''}{uuid.uuid4().hex}-{name}"
+    (path / "shards" / "train").mkdir(parents=True)
+    (path / "shards" / "train" / "shard-000000.tar").write_bytes(b"partial")
+    return path
+
+
+def test_build_removes_what_a_killed_build_of_it_left_and_nothing_else(tmp_path):
+    units = [_unit(tmp_path, i) for i in range(3)]
+    _build(tmp_path, units)
+    stale = [_leftover(tmp_path, "ds"), _leftover(tmp_path, "ds", old=True)]
+    others = [_leftover(tmp_path, "ds2"), tmp_path / ".tmp-notes-ds", tmp_path / "ds-notes.txt"]
+    others[1].mkdir()
+    others[2].write_text("kept")
+    result = _build(tmp_path, units)
+    assert not [p for p in stale if p.exists()]
+    assert all(p.exists() for p in others)
+    assert verify_dataset(result.path) == []
+
+
+def test_a_version_moved_aside_by_a_killed_build_is_put_back(tmp_path):
+    result = _build(tmp_path, [_unit(tmp_path, i) for i in range(3)])
+    old = tmp_path / f".tmp-old-{uuid.uuid4().hex}-ds"
+    result.path.rename(old)  # killed between atomic_dir's two renames: the new one is still a temp
+    new = _leftover(tmp_path, "ds")
+    assert remove_leftovers(result.path) == [new]
+    assert not old.exists() and not new.exists() and verify_dataset(result.path) == []
+
+
+def test_a_second_build_of_a_version_fails_and_leaves_the_first_ones_temp_alone(tmp_path):
+    units = [_unit(tmp_path, i) for i in range(3)]
+    with exclusive_atomic_dir(tmp_path / "ds") as running:
+        (running / "half-written").write_text("x")
+        with pytest.raises(OutputError, match="another process is writing it"):
+            _build(tmp_path, units)
+        assert (running / "half-written").exists()
+    assert [p.name for p in (tmp_path / "ds").iterdir()] == ["half-written"]  # the first one's output, untouched
 
 
 def test_splits_are_stable_when_patients_are_added():

@@ -24,7 +24,7 @@ import webdataset as wds
 from ctcorpus.config.outputs import OutputConfig
 from ctcorpus.errors import OutputError
 from ctcorpus.outputs.splits import assign_split
-from ctcorpus.outputs.store import atomic_dir, atomic_write_bytes, write_parquet
+from ctcorpus.outputs.store import atomic_write_bytes, exclusive_atomic_dir, write_parquet
 from ctcorpus.records import sha256_file
 from ctcorpus.schemas import check_table, load_schema, table_from_rows
 from ctcorpus.version import __version__
@@ -159,6 +159,8 @@ def build_dataset(
 ) -> BuildResult:
     """Write a dataset version to ``out`` (replacing an older build atomically).
 
+    One build at a time may write ``out``; it first removes what a killed build of ``out`` left.
+
     Parameters
     ----------
     units:
@@ -172,7 +174,7 @@ def build_dataset(
     """
     ordered = sorted(units, key=lambda u: u.unit_id)
     splits = _split_of_units(ordered, config)
-    with atomic_dir(out) as tmp:
+    with exclusive_atomic_dir(out) as tmp:
         entries = _write_tables(ordered, splits, tmp, config) + _write_shards(ordered, splits, tmp, config)
         for entry in entries:
             path = tmp / entry["path"]

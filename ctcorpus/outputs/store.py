@@ -8,8 +8,10 @@ removes the leftovers and recomputes only what is missing.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -19,6 +21,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from ctcorpus.errors import OutputError
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,52 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     os.replace(tmp, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def leftover_temps(final: Path) -> list[Path]:
+    """The siblings an :func:`atomic_dir` of ``final`` leaves when its process is killed: the new
+    version it was writing, or the old one it had moved aside (``.tmp-[old-]<uuid>-<name>``)."""
+    name = re.compile(rf"{re.escape(_TMP)}(old-)?[0-9a-f]{{32}}-{re.escape(final.name)}")
+    found = (p for p in final.parent.glob(f"{_TMP}*") if name.fullmatch(p.name))
+    return sorted(p for p in found if p.is_dir() and not p.is_symlink())
+
+
+def remove_leftovers(final: Path) -> list[Path]:
+    """Delete the :func:`leftover_temps` of ``final``; only its sole writer may call this.
+
+    The old version moved aside by a process killed before it renamed the new one into place is
+    the only copy left, so it is put back as ``final`` instead of deleted.
+    """
+    removed = []
+    for path in leftover_temps(final):
+        if path.name.startswith(f"{_TMP}old-") and not final.exists():
+            os.replace(path, final)
+            log.warning("put back the version an interrupted build had moved aside path=%s", final)
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    if removed:
+        log.warning("removed what an interrupted build left paths=%s", [p.name for p in removed])
+    return removed
+
+
+@contextmanager
+def exclusive_atomic_dir(final: Path) -> Iterator[Path]:
+    """:func:`atomic_dir` for one writer at a time, which first removes what killed writers left.
+
+    The lock is a ``flock`` on ``.<name>.lock`` beside ``final``: the OS drops it when its process
+    ends, killed or not, so it never goes stale, and a temp folder of a live writer is never taken
+    for a leftover. A second writer fails at once instead of racing the first.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with open(final.with_name(f".{final.name}.lock"), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputError("another process is writing it; wait for it to finish", path=final) from None
+        remove_leftovers(final)
+        with atomic_dir(final) as tmp:
+            yield tmp
 
 
 def remove_partial(root: Path) -> int:
