@@ -41,20 +41,21 @@ def test_flows_produce_tables_and_dask_matches_serial(setup):
     from flows.ingest import ingest_export
 
     folder, config = setup
+    serial_out, dask_out = folder / "serial" / "v1", folder / "dask" / "v1"  # the folder name is the version
     serial = ingest_export(config_path=str(config), work_dir=str(folder / "work-serial"), parallel=False)
     assert serial["failed"] == 0 and serial["volumes"] > 0
-    built = build_dataset(config_path=str(config), work_dir=str(folder / "work-serial"), out_dir=str(folder / "serial"))
-    tables = {p.name for p in (folder / "serial" / "tables").iterdir()}
+    built = build_dataset(config_path=str(config), work_dir=str(folder / "work-serial"), out_dir=str(serial_out))
+    tables = {p.name for p in (serial_out / "tables").iterdir()}
     assert {"instances", "series", "volumes", "slices", "reports", "sentences", "labels", "snippets",
             "anatomy_stats", "samples", "quarantine"} <= tables
     assert built["files"] > len(tables)
 
     parallel = ingest_export(config_path=str(config), work_dir=str(folder / "work-dask"), parallel=True)
     assert parallel["computed"] == serial["computed"]
-    build_dataset(config_path=str(config), work_dir=str(folder / "work-dask"), out_dir=str(folder / "dask"))
-    assert _manifest(folder / "dask") == _manifest(folder / "serial")
+    build_dataset(config_path=str(config), work_dir=str(folder / "work-dask"), out_dir=str(dask_out))
+    assert _manifest(dask_out) == _manifest(serial_out)
 
-    audit = audit_dataset(dataset_dir=str(folder / "serial"), out_dir=str(folder / "audit"), config_path=str(config))
+    audit = audit_dataset(dataset_dir=str(serial_out), out_dir=str(folder / "audit"), config_path=str(config))
     assert Path(audit["html"]).is_file() and json.loads(Path(audit["json"]).read_text())
 
 

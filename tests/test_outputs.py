@@ -66,8 +66,8 @@ def _build(tmp: Path, units, name="ds", **cfg):
 
 def test_two_builds_are_byte_identical(tmp_path):
     units = [_unit(tmp_path, i) for i in range(12)]
-    a = _build(tmp_path, units, "a")
-    b = _build(tmp_path, list(reversed(units)), "b")
+    a = _build(tmp_path / "a", units)
+    b = _build(tmp_path / "b", list(reversed(units)))
     assert (a.path / "manifest.json").read_bytes() == (b.path / "manifest.json").read_bytes()
     shards = [f for f in a.manifest["files"] if f["kind"] == "shard"]
     assert len(shards) > 3  # the small shard size forces several shards
@@ -121,6 +121,12 @@ def test_a_second_build_of_a_version_fails_and_leaves_the_first_ones_temp_alone(
             _build(tmp_path, units)
         assert (running / "half-written").exists()
     assert [p.name for p in (tmp_path / "ds").iterdir()] == ["half-written"]  # the first one's output, untouched
+
+
+def test_a_build_records_the_version_of_the_folder_it_writes(tmp_path):
+    result = _build(tmp_path, [_unit(tmp_path, i) for i in range(3)], "v2")  # the config's dataset_version is v1
+    assert read_manifest(result.path)["dataset_version"] == "v2"
+    assert (result.path / "dataset_card.md").read_text().startswith("# Dataset card: v2\n")
 
 
 def test_splits_are_stable_when_patients_are_added():

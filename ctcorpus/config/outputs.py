@@ -10,7 +10,11 @@ from ctcorpus.config.base import StageConfig
 class OutputConfig(StageConfig):
     """Settings of the outputs stage (tables, shards, splits, manifest)."""
 
-    dataset_version: str = Field("v1", description="Name of the dataset version written by `build`.")
+    dataset_version: str = Field(
+        "v1",
+        description="Folder `build` writes when given no --out: <run.output_dir>/dataset/<dataset_version>. A build "
+        "records the name of the folder it writes as its version (manifest, card, audit): --out out/dataset/v2 is v2.",
+    )
     split_fractions: dict[str, float] = Field(
         default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1},
         description="Patient-level split fractions (train/validation/test); they must sum to 1.",

@@ -160,6 +160,7 @@ def build_dataset(
     """Write a dataset version to ``out`` (replacing an older build atomically).
 
     One build at a time may write ``out``; it first removes what a killed build of ``out`` left.
+    The version is the folder's name: the manifest and card name what the user built.
 
     Parameters
     ----------
@@ -183,7 +184,7 @@ def build_dataset(
         files = table_from_rows("manifest", sorted(entries, key=lambda e: e["path"])).to_pylist()
         config_json = json.dumps(run_config, sort_keys=True)
         manifest = {
-            "dataset_version": config.dataset_version,
+            "dataset_version": out.name,
             "pipeline_version": __version__,
             "config": run_config,
             "config_sha256": hashlib.sha256(config_json.encode()).hexdigest(),
@@ -195,7 +196,7 @@ def build_dataset(
         }
         atomic_write_bytes(tmp / MANIFEST, (json.dumps(manifest, sort_keys=True, indent=1) + "\n").encode())
         atomic_write_bytes(tmp / CARD, render_card(manifest).encode())
-    log.info("built dataset version=%s path=%s files=%d", config.dataset_version, out, len(files))
+    log.info("built dataset version=%s path=%s files=%d", out.name, out, len(files))
     return BuildResult(path=out, manifest=manifest, splits=splits)
 
 
