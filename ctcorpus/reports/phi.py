@@ -37,20 +37,31 @@ _MONTH_NUM = {m: i + 1 for i, m in enumerate(_MONTHS_EN)} | {m: i + 1 for i, m i
 _MONTH_NUM |= {m[:3]: i + 1 for i, m in enumerate(_MONTHS_EN)} | {"mär": 3, "maerz": 3, "okt": 10, "dez": 12}
 _MONTH_NAME = r"(?:" + trie_regex([*_MONTH_NUM, "sept"]) + r")"
 _MONTH = _MONTH_NAME + r"\.?"
-#: ``_MONTH`` after its first letter was consumed (and checked by a lookbehind, case-insensitively).
-_MONTH_AFTER_FIRST = r"(?:" + "|".join(
+#: ``_MONTH_NAME`` after its first letter was consumed (and checked by a lookbehind, case-insensitively).
+_MONTH_LETTERS_AFTER_FIRST = r"(?:" + "|".join(
     "(?<=" + first + ")" + trie_regex(m[1:] for m in [*_MONTH_NUM, "sept"] if m[0] == first)
     for first in sorted({m[0] for m in _MONTH_NUM})
-) + r")\.?"
+) + r")"
+_MONTH_AFTER_FIRST = _MONTH_LETTERS_AFTER_FIRST + r"\.?"
+#: A month name as a date without a year writes it: capitalized ("March 3", "3rd of March",
+#: "Januar 2024"), so that "may" (the verb) is no month; a line written in capitals is
+#: capitalized first (_capitalized_where_shouting). No period: it may end the sentence.
+_CAPITAL_MONTH = r"[ADFJMNOS](?<!\w[ADFJMNOS])(?i:" + _MONTH_LETTERS_AFTER_FIRST + r")(?!\w)"
+#: German month names after "3." (not English ones: "2. May be atelectasis" is a list item).
+_GERMAN_MONTH = (r"(?:" + "|".join([m.capitalize() for m in _MONTHS_DE] + ["Maerz", "Jan", "Feb", "Mär", "Apr", "Jun",
+                                                                           "Jul", "Aug", "Sept?", "Okt", "Nov", "Dez"])
+                 + r")(?!\w)")
+#: What a measurement, not a date, has after its numbers ("12/10/15 mm").
+_NOT_A_UNIT = r"(?!\s*(?:mm|cm|ml|%)(?!\w))"
 #: A capitalized name word: "Smith", "Hans-Peter", "Müller-Lüdenscheidt", "O'Brien", "McDonald", "Smith's".
 _CAP = r"(?:[A-ZÄÖÜ][a-zäöüß]+|[A-ZÄÖÜ](?=['’]))(?:[A-ZÄÖÜ][a-zäöüß]+|['’\-][A-ZÄÖÜ]?[a-zäöüß]+)*"
 #: German prepositions before a date that may come without its year ("vom 03.04.").
-_DATE_PREPOSITIONS = ("vom", "am", "seit", "bis", "zum", "von", "ab")
-_STREETS_DE = ("straße", "strasse", "str.", "weg", "allee", "platz", "gasse", "ring", "damm")
+_DATE_PREPOSITIONS = ("vom", "am", "seit", "bis", "zum", "von", "ab", "dem")
+_STREETS_DE = ("straße", "strasse", "str.", "str", "weg", "allee", "platz", "gasse", "ring", "damm")
 #: English words that end like a street word and may stand before a number ("Measuring 12 mm").
 _STREET_LOOKALIKES = {"ring": r"(?<![eiu])"}  # measuring, during, entering, requiring
-_STREETS_US = ("Street", "St.", "Avenue", "Ave.", "Ave", "Road", "Rd.", "Lane", "Drive", "Boulevard", "Blvd.", "Blvd",
-               "Way", "Court", "Place")
+_STREETS_US = ("Street", "St.", "St", "Avenue", "Ave.", "Ave", "Road", "Rd.", "Rd", "Lane", "Ln.", "Ln", "Drive",
+               "Boulevard", "Blvd.", "Blvd", "Way", "Court", "Place")
 
 #: Capitalized words that are no name part: after a title they end the name ("Dr. Jones The ...",
 #: and in a line written in capitals "DR. SMITH FOR FOLLOW-UP", "DR. MEIER TELEFONISCH BESPROCHEN").
@@ -64,7 +75,10 @@ _NOT_NAMES = frozenset(
      "For", "Of", "By", "From", "Via", "Regarding", "Concerning", "About", "Or", "But", "Who", "Which", "Were",
      "Has", "Had", "Have", "After", "Before", "During", "Today", "Re", "Für", "Über", "Ueber", "Nach", "Vor", "Auf",
      "Aus", "Wegen", "Zwecks", "Bzgl", "Bezüglich", "Ist", "Sind", "Hat", "Oder", "Heute", "Gestern",
-     "Telefonisch", "Persönlich", "Mündlich"}
+     "Telefonisch", "Persönlich", "Mündlich", "Radiologist", "Radiologe", "Radiologin", "Physician", "Arzt", "Ärztin",
+     # headings ("KNOWN MS. TECHNIQUE: ..." in capitals reads as "Ms. Technique")
+     "Technique", "Technik", "Comparison", "Vergleich", "History", "Indication", "Impression", "Conclusion",
+     "Beurteilung", "Zusammenfassung", "Fragestellung", "Anamnese", "Clinical", "Klinik"}
 )
 #: Lower-case particles of family names ("von der Leyen", "van Gogh", "de Vries").
 _PARTICLES = ("von", "van", "vom", "zu", "zur", "de", "der", "den", "del", "della", "di", "da", "dos", "du", "le", "la",
@@ -77,14 +91,24 @@ _NOT_A_NAME_AHEAD = r"(?!(?:" + trie_regex(sorted(_NOT_NAMES)) + r")\b)"
 _NAME_PARTS = _NAME_LEAD + _CAP + r"(?:[ \t]+" + _NAME_LEAD + _NOT_A_NAME_AHEAD + _CAP + r"){0,2}"
 #: A name word in capitals ("SMITH", "MÜLLER-LÜDENSCHEIDT"), taken only after a name label.
 _UPPER_NAME = r"[A-ZÄÖÜ]{2,}(?:['’\-][A-ZÄÖÜ]{2,})*"
+#: A name in capitals after a title or role in a line otherwise not in capitals ("Discussed with
+#: DR. SMITH", "Radiologist: JANE DOE"): one or two words, none a ``_NOT_NAMES`` word in capitals.
+_NOT_AN_UPPER_NAME_AHEAD = r"(?!(?:X+|" + trie_regex(sorted({w.upper() for w in _NOT_NAMES})) + r")\b)"  # "XXXX": redacted
+_UPPER_NAME_PARTS = (_NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME + r"(?!\w)(?:[ \t]+" + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME
+                     + r"(?!\w))?")  # whole words: "PPan" is no "PP"
 #: A name after "Patient:" or "Name:": family and given name, in either order, maybe in capitals.
 _LABELLED_NAME = (r"(?:" + _CAP + "|" + _UPPER_NAME + r")(?:(?:,?[ \t]+|\^)(?:[A-ZÄÖÜ]\.[ \t]+)?(?:" + _CAP + "|"
                   + _UPPER_NAME + r"))?")
 #: Roles after which a name follows without a title ("Referring physician: Smith, John").
 _ROLES = ("referring physician", "referrer", "radiologist", "signed", "signed by", "dictated by", "reported by",
-          "read by", "befundet von", "befundet durch", "befunder", "befunderin", "unterschrift", "zuweiser",
+          "read by", "verified by", "transcribed by", "authorized by", "approved by", "attending", "attending radiologist",
+          "attending physician", "pathologist",
+          "pulmonologist", "oncologist", "cardiologist", "surgeon", "examiner", "technologist",
+          "befundet von", "befundet durch", "befunder", "befunderin", "unterschrift", "zuweiser",
           "zuweiserin", "überweiser", "überweiserin", "zuweisender arzt", "überweisender arzt", "diktiert von",
-          "vidiert von")
+          "vidiert von", "freigegeben von", "validiert von", "geschrieben von", "gez.", "gezeichnet", "oberarzt",
+          "oberärztin", "facharzt", "fachärztin", "assistenzarzt", "assistenzärztin", "chefarzt", "chefärztin",
+          "kollege", "kollegin")
 
 # Every pattern opens with one case-sensitive character class and checks the word boundary behind
 # it ("\d(?<!\w\d)" rather than "\b\d"); where alternatives start with different characters, a
@@ -117,9 +141,13 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         re.compile(
             r"[A-ZÄÖÜ\d](?<!\w[A-ZÄÖÜ\d])"
             r"(?:(?<=[A-ZÄÖÜ])(?=[\wäöüß\-]*+\.?\s+\d)[\wäöüß\-]*(?:"
-            + "|".join(_STREET_LOOKALIKES.get(w, "") + re.escape(w) for w in _STREETS_DE) + r")\s+\d+\s?[a-z]?"
-            r"|(?<=\d)\d{0,4}\s+(?:[A-Z][a-z]+\s+){1,3}(?:" + "|".join(map(re.escape, _STREETS_US)) + r"))"
-            r"(?:,\s*(?:\d{5}\s+)?" + _CAP + r"(?:\s" + _CAP + r")?(?:,\s*[A-Z][A-Za-z])?(?:\s+\d{5})?)?"
+            + "|".join(_STREET_LOOKALIKES.get(w, "") + re.escape(w) for w in _STREETS_DE)
+            + r")\s+\d+(?:\s?[a-z](?![\wäöüß]))?"  # "5a", not the "i" of "5 in"
+            r"|(?<=\d)\d{0,4}\s+(?:[A-Z][a-z]+\s+){1,3}(?:" + "|".join(map(re.escape, _STREETS_US))
+            + r")(?![A-Za-z])(?:\s+[NS]?[EW]?(?<=[NSEW])(?!\w))?)"  # "Ave NW"
+            # the town, after a comma or a postcode: ", Boston, MA 02115", " 80331 München", " in 80331 München"
+            r"(?:(?:,\s*|\s+(?:in\s+)?(?=\d{5}\s))(?:\d{5}\s+)?" + _CAP + r"(?:\s" + _CAP + r")?"
+            r"(?:(?:,\s*|\s+)[A-Z][A-Za-z](?!\w))?(?:\s+\d{5})?)?"
         ),
         (),
         _NEAR_NUMBER,
@@ -128,7 +156,8 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         "date",
         re.compile(
             r"\d(?<!\w\d)(?:\d{3}([-/.])\d{1,2}\1\d{1,2}(?=T\d|\b)"
-            r"|\d?[./-]\d{1,2}[./-](?:\d{4}|\d{2})(?![\d.]\d)\b"
+            r"|\d?[./-]\d{1,2}[./-](?:\d{4}|\d{2})(?![\d.]\d)\b" + _NOT_A_UNIT
+            + r"|\d?\.\s\d{1,2}\.\s?(?:19|20)\d{2}(?!\d)"  # "12. 3. 2020"
             r"|\d?(?:st|nd|rd|th)?(?:\.?\s(?:of\s)?|-)" + _MONTH + r"(?:,?\s|-)\d{4}\b)",
             re.IGNORECASE,
         ),
@@ -142,13 +171,29 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         (),
         _WORD_BEFORE_NUMBER,
     ),
-    # German day and month without a year after a preposition ("vom 03.04.", "seit 12. März"); the
-    # closing period stays in the text, where it may also end the sentence.
+    # a date without a day or a year: "March 3", "Thursday, April 3rd", "March 2020", "im Januar 2024"
+    (
+        "date",
+        re.compile(_CAPITAL_MONTH + r"\.?\s(?:(?:19|20)\d{2}(?!\d)|\d{1,2}(?:st|nd|rd|th)?(?![\d.,:]\d|\w))" + _NOT_A_UNIT),
+        (),
+        _WORD_BEFORE_NUMBER,
+    ),
+    (  # "3rd of March", "3 March", "3. März"; and "03/2020"
+        "date",
+        re.compile(r"\d(?<!\w\d)(?:\d?(?:(?:st|nd|rd|th)?\s(?:of\s)?" + _CAPITAL_MONTH + r"|\.\s?" + _GERMAN_MONTH + r")"
+                   r"|(?<=0)[1-9]/(?:19|20)\d{2}(?![\d/])|(?<=1)[0-2]?/(?:19|20)\d{2}(?![\d/])"
+                   r"|(?<=[2-9])/(?:19|20)\d{2}(?![\d/]))"),
+        (),
+        _NUMBER,
+    ),
+    # German day and month without a year after a preposition ("vom 03.04.", "seit 12. März", "vom
+    # 12.03 zeigt": a two-digit month, since "von 2.5 auf 3.1 cm" is a measurement); the closing
+    # period stays in the text, where it may also end the sentence.
     (
         "date",
         re.compile(
             r"\d(?<!\w\d)(?:" + "|".join(rf"(?<=\b{w}\s\d)" for w in _DATE_PREPOSITIONS) + r")"
-            r"(?:\d?\.(?:0?[1-9]|1[0-2])(?=\.(?!\d))|\d?\.?\s" + _MONTH_NAME + r"(?!\w))",
+            r"(?:\d?\.(?:0?[1-9]|1[0-2])(?=\.(?!\d))|\d?\.(?:0[1-9]|1[0-2])(?![\d.,])|\d?\.?\s" + _MONTH_NAME + r"(?!\w))",
             re.IGNORECASE,
         ),
         (),
@@ -158,7 +203,8 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         "phone",
         re.compile(
             r"[+(\d](?<![\w.][+(\d])"
-            r"(?:(?<=\+)\d{1,3}[ ]?(?:\(0\))?[ ]?\d{1,5}[ /-]?|(?<=\()\d{2,5}\)[ ]?|(?<=0)\d{2,5}[ /-]?|(?<=\d)\d{2}-)"
+            r"(?:(?<=\+)\d{1,3}[ ]?(?:\(0\))?[ ]?\d{1,5}[ /-]?|(?<=\()\d{2,5}\)[ ]?|(?<=0)\d{2,5}[ /-]?|(?<=\d)\d{2}-"
+            r"|(?<=\d)\d{2}\.\d{3}\.(?=\d{4}(?!\d)))"  # "617.555.1234"
             r"\d{3,8}(?:[ -]\d{2,6})?(?!\w|\.\d)"
         ),
         (),
@@ -171,9 +217,12 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             r"(?i:(?<=m)(?:RN|R\#)"
             r"|(?<=p)(?:at\.?-?\s?ID|atienten-?ID|atient\s?ID|ID|at(?:ienten)?\.?-?\s?(?:Nr|nummer)\.?)"
             r"|(?<=i)D"
-            r"|(?<=a)(?:cc(?:ession)?\.?(?:\s?(?:No|Nr|number)\.?)?|uftrags-?(?:Nr\.?|nummer)"
+            r"|(?<=a)(?:cc(?:ession)?\.?-?(?:\s?(?:No|Nr|number)\.?)?|uftrags-?(?:Nr\.?|nummer)"
             r"|ufnahme-?(?:Nr\.?|nummer))"
-            r"|(?<=f)all(?:-?Nr\.?|nummer)|(?<=c)ase\s?(?:no|number)\.?)[:#\s]*\s*([A-Z]{0,3}-?\d[A-Z0-9\-]{3,})"
+            r"|(?<=f)all(?:-?Nr\.?|nummer)|(?<=c)ase\s?(?:no|number)\.?)"
+            # the id after a separator, or right after the label if it starts with a digit ("MRN1234567";
+            # "IDH1-R132H" is a gene)
+            r"(?:[:#\s]+([A-Z]{0,3}-?\d[A-Z0-9\-]{3,})|(\d[A-Z0-9\-]{3,}))"
         ),
         ("mrn", "mr#", "pat", "pid", "id", "acc", "auftrag", "aufnahme", "fall", "case"),
         _NEEDLE,
@@ -181,7 +230,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     (  # a number after a phone label, however short or spaced: "Pager 1234", "App. -4711", "call 555 123 4567"
         "phone",
         re.compile(r"(?<!\w)(?i:(?:tel(?:efon|\.-?nr)?|phone|fax|pager|piepser|funk|durchwahl|mobil|handy|call|ext)"
-                   r"\b\.?|app\.):?[ \t]*[-–]?(\+?\(?\d(?:[ ()/\-]{0,2}\d){2,15})"),
+                   r"\b\.?|app\.):?[ \t]*[-–]?(\+?\(?\d(?:[ ()/.\-]{0,2}\d){2,15})"),
         ("tel", "phone", "fax", "pager", "piepser", "funk", "durchwahl", "mobil", "handy", "call", "ext", "app."),
         _NEEDLE,
     ),
@@ -197,21 +246,22 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         "age",
         re.compile(
             r"[91](?<!\w[91])(?:(?<=9)\d|(?<=1)[01]\d)(?!\d)"
-            r"(?=[\s-]*(?:years?[\s-]old|year-old|yo\b|y/o|y\.o\.|jährig|-jährig|jahre\b|J\.))",
+            r"(?=[\s-]*(?:years?[\s-]old|year-old|yrs?[\s-]old|yo\b|y/o|y\.o\.|jährig|-jährig|jahre\b|J\.)"
+            r"|\.?\s*lebensjahr|(?-i:[MFW])(?!\w))",
             re.IGNORECASE,
         ),
         (),
         _NUMBER,
     ),
-    ("age", re.compile(r"[aA](?<!\w[aA])(?i:ged?[:]?\s|lter:?\s)(9\d|1[01]\d)\b"), (), _WORD_BEFORE_NUMBER),
+    ("age", re.compile(r"[aA](?<!\w[aA])(?i:ged?[:]?\s|lter(?::|\s+von)?\s)(9\d|1[01]\d)\b"), ("age", "alter"), _NEEDLE),
     (
         "name",
         re.compile(
             r"[DFHMNP](?<!\w[DFHMNP])(?:"
             r"(?:(?:(?<=D)r|(?<=P)(?:rof|D)|(?<=M)(?:r|rs|s)|(?<=H)r|(?<=F)r)(?:\.\s*|\s+)"
-            r"|(?:(?<=H)(?:err|errn)|(?<=F)rau)\s+)"
+            r"|(?:(?<=H)(?:err|errn)|(?<=F)rau)\s+|(?:(?<=D)R|(?<=P)ROF)\.\s*)"  # "DR." in a mixed line
             r"(?:(?:Dr|Prof|med|PD|Kollegin|Kollege)(?:\.\s*|\s+))*"
-            r"(" + _NAME_PARTS + r")"
+            r"(" + _NAME_PARTS + "|" + _UPPER_NAME_PARTS + r")"
             # a name labelled as the patient's, also in capitals as RIS headers write it ("SMITH^JOHN")
             r"|(?:(?<=P)(?i:at(?:ient(?:in)?|\.))|(?<=N)(?i:ame)):?\s+(" + _LABELLED_NAME + r")"
             r"(?=[,;\n]|[ \t]+(?:MRN|ID|Pat|geb|DOB|born)|\.|$))"
@@ -222,9 +272,12 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     (  # a name after a role, without a title: "Referring physician: Smith, John", "Befundet von Meier"
         "name",
         re.compile(r"(?<!\w)(?i:" + trie_regex(_ROLES) + r"):?[ \t]+(?:(?:Dr|Prof|med|PD)\.?[ \t]+)*("
-                   + _NAME_LEAD + _CAP + r"(?:,?[ \t]+" + _NAME_LEAD + _NOT_A_NAME_AHEAD + _CAP + r")?)"),
-        ("physician", "referrer", "radiologist", "signed", "dictated", "reported by", "read by", "befunde",
-         "unterschrift", "zuweise", "überweise", "diktiert", "vidiert"),
+                   + _NAME_LEAD + _CAP + r"(?:,?[ \t]+" + _NAME_LEAD + _NOT_A_NAME_AHEAD + _CAP + r")?|" + _UPPER_NAME_PARTS
+                   + r")"),
+        ("physician", "referrer", "radiologist", "signed", "dictated", "reported by", "read by", "verified",
+         "transcribed", "authorized", "approved", "attending", "patholog", "pulmonolog", "oncolog", "cardiolog",
+         "surgeon", "examiner", "technolog", "befunde", "unterschrift", "zuweise", "überweise", "diktiert", "vidiert",
+         "freigegeben", "validiert", "geschrieben", "gez", "arzt", "ärztin", "kolleg"),
         _SCAN,
     ),
     (  # a name signed with a degree: "John Smith, MD", "Jane Doe, M.D."
@@ -262,8 +315,13 @@ class Scrubbed:
         return offset + self.shifts[k] if offset > self.scrubbed_starts[k] else self.hits[k].start
 
 
-_WORD = re.compile(r"\w+")
+#: A word, and whether a period follows it.
+_WORD_AND_PERIOD = re.compile(r"\w+(?=(\.)?)")
 _PARTICLE_SET = frozenset(_PARTICLES)
+#: Abbreviations in capitals that read as a title once capitalized ("MR BRAIN" is magnetic
+#: resonance, not "Mr Brain"; multiple sclerosis, high resolution): without a period after them
+#: they stay in capitals, where no title rule reads them.
+_CLINICAL_NOT_TITLES = frozenset({"MR", "MS", "HR"})
 
 
 def _capitalized_where_shouting(text: str) -> str:
@@ -281,11 +339,15 @@ def _capitalized_where_shouting(text: str) -> str:
     shouting = [line.isupper() and " " in line.strip() for line in lines]  # a heading alone ("FINDINGS:") holds no name
     if not any(shouting):
         return text
-    return "\n".join(_WORD.sub(_capitalized, line) if loud else line for line, loud in zip(lines, shouting, strict=True))
+    return "\n".join(_WORD_AND_PERIOD.sub(_capitalized, line) if loud else line
+                     for line, loud in zip(lines, shouting, strict=True))
 
 
 def _capitalized(word: re.Match[str]) -> str:
-    """A word in capitals as a name part is written: a particle lower case ("von der Leyen")."""
+    """A word in capitals as a name part is written: a particle lower case ("von der Leyen"); "MR",
+    "MS" and "HR" without a period after them are left as they are (``_CLINICAL_NOT_TITLES``)."""
+    if word[1] is None and word[0] in _CLINICAL_NOT_TITLES:
+        return word[0]
     lower = lower_same_length(word[0])
     return lower if lower in _PARTICLE_SET else word[0][0] + lower[1:]
 
@@ -359,6 +421,19 @@ def _matches_at(pattern: re.Pattern[str], text: str, starts: Sequence[int]) -> I
             end = max(m.end(), start + 1)
 
 
+#: German letters and how a text without them spells them.
+_UMLAUT_SPELLINGS = (("ä", "ae"), ("ö", "oe"), ("ü", "ue"), ("ß", "ss"))
+
+
+def _spellings(part: str) -> set[str]:
+    """A name part as it is also written: DICOM's default character set has no umlauts, so a
+    header says "MUELLER" where the report says "Müller", and the other way round."""
+    without, with_umlauts = part, part
+    for umlaut, spelled in _UMLAUT_SPELLINGS:
+        without, with_umlauts = without.replace(umlaut, spelled), with_umlauts.replace(spelled, umlaut)
+    return {part, without, with_umlauts}
+
+
 def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, ...]:
     """Find PHI spans in ``text`` (sorted, non-overlapping; a span that reaches past earlier ones
     joins them into one, of the longest one's kind).
@@ -392,12 +467,13 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
             if not (len(part) >= 2 and not part.isdigit() or len(part) >= 4) or part in _PARTICLES:
                 continue  # too short to tell, or "von"/"de" (identifies no one, and is a word everywhere)
             kind = "id" if any(c.isdigit() for c in part) else "name"
-            at = lower.find(part)
-            while at >= 0:
-                end = at + len(part)
-                if (at == 0 or not lower[at - 1].isalnum()) and (end == len(lower) or not lower[end].isalnum()):
-                    claim(at, end, kind)
-                at = lower.find(part, at + 1)
+            for spelling in _spellings(part):
+                at = lower.find(spelling)
+                while at >= 0:
+                    end = at + len(spelling)
+                    if (at == 0 or not lower[at - 1].isalnum()) and (end == len(lower) or not lower[end].isalnum()):
+                        claim(at, end, kind)
+                    at = lower.find(spelling, at + 1)
     starts = _anchor_starts(text)
     folded = _case_folded(lower)
     for kind, pattern, needles, anchor in _RULES:
