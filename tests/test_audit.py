@@ -14,6 +14,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from matplotlib.figure import Figure
+from matplotlib.text import Text
 from scipy import ndimage
 
 from ctcorpus.audit import (
@@ -29,6 +31,7 @@ from ctcorpus.audit import (
     volume_fingerprint,
     write_audit_report,
 )
+from ctcorpus.audit import report
 from ctcorpus.audit.leakage import report_pairs
 from ctcorpus.config.audit import AuditConfig
 from ctcorpus.errors import AuditError
@@ -442,6 +445,40 @@ def test_report_html_and_json_agree(report_files, seeded, clean) -> None:
         audit_corpus(dataclasses.replace(tables, name="v2"), against=dataclasses.replace(clean, name="v1"))
     )
     assert json.loads(json.dumps(expected, sort_keys=True)) == data  # reproducible
+
+
+def test_report_draws_dollar_signs_literally(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """DICOM free text such as 'FC$^$X' is no mathtext: the report is written and the labels drawn as they are."""
+    tiny = _tiny()
+    volumes = tiny.volumes.assign(kernel=["FC$^$X", "B30f", None], manufacturer=["FC$_{13}$", "GE", "GE"])
+    figures: list[Figure] = []
+    draw = report._png
+
+    def keep(figure: Figure) -> str:
+        figures.append(figure)
+        return draw(figure)
+
+    monkeypatch.setattr(report, "_png", keep)
+    html_path, json_path = write_audit_report(audit_corpus(dataclasses.replace(tiny, volumes=volumes)), tmp_path)
+    assert html_path.is_file() and json_path.is_file()
+    labels = [text for figure in figures for text in figure.findobj(Text) if "$" in text.get_text()]
+    assert {text.get_text() for text in labels} == {"FC$^$X", "FC$_{13}$"}
+    assert not any(text.get_parse_math() for text in labels)
+
+
+def test_failed_report_keeps_the_previous_pair(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A page that cannot be rendered must not leave a new audit.json beside the old audit.html."""
+    html_path, json_path = write_audit_report(audit_corpus(_tiny()), tmp_path)
+    before = {path: path.read_text() for path in (html_path, json_path)}
+
+    def fail(result: object) -> str:
+        raise ValueError("cannot render")
+
+    monkeypatch.setattr(report, "render_html", fail)
+    with pytest.raises(ValueError, match="cannot render"):
+        write_audit_report(audit_corpus(dataclasses.replace(_tiny(), name="other")), tmp_path)
+    assert {path: path.read_text() for path in (html_path, json_path)} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.html", "audit.json"]
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -289,13 +290,8 @@ def _diff_section(diff: CorpusDiff) -> str:
     )
 
 
-def render_html(result: AuditResult) -> str:
-    """The audit as one self-contained HTML page (inline CSS, base64 PNG plots).
-
-    Examples
-    --------
-    >>> page = render_html(audit_corpus(tables))   # doctest: +SKIP
-    """
+def _sections(result: AuditResult) -> list[str]:
+    """The page's HTML pieces, in order."""
     stats = result.stats
     manifest = result.manifest
     version = html.escape(str(manifest.get("dataset_version", "")))
@@ -340,22 +336,54 @@ def render_html(result: AuditResult) -> str:
         parts.append(_diff_section(result.diff))
     config = html.escape(json.dumps(result.config.model_dump(mode="json")))
     parts.append(f"<h2>Settings</h2><p><code>{config}</code></p></body></html>")
-    return "\n".join(parts)
+    return parts
+
+
+def render_html(result: AuditResult) -> str:
+    """The audit as one self-contained HTML page (inline CSS, base64 PNG plots).
+
+    Plots are drawn with mathtext off: kernel, manufacturer and corpus names are free text (DICOM
+    strings), and two ``$`` in a label would otherwise be parsed as math, a crash or a wrong label.
+
+    Examples
+    --------
+    >>> page = render_html(audit_corpus(tables))   # doctest: +SKIP
+    """
+    with matplotlib.rc_context({"text.parse_math": False}):
+        return "\n".join(_sections(result))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it: readers never see half a file."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def write_audit_report(result: AuditResult, out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``audit.html`` and ``audit.json`` into ``out_dir`` (created if needed).
+
+    Both are rendered before either is written, so a page that cannot be drawn leaves the previous
+    pair (or none) rather than a new JSON beside an old or missing page; each file replaces its old
+    one by a rename, so neither is ever seen half-written.
 
     Examples
     --------
     >>> html_path, json_path = write_audit_report(audit_corpus(tables), "out/audit")   # doctest: +SKIP
     """
     out = Path(out_dir)
+    html_path, json_path = out / HTML_FILE, out / JSON_FILE
+    texts = {
+        html_path: render_html(result),
+        json_path: json.dumps(result_to_dict(result), indent=1, sort_keys=True),
+    }
     try:
         out.mkdir(parents=True, exist_ok=True)
-        html_path, json_path = out / HTML_FILE, out / JSON_FILE
-        json_path.write_text(json.dumps(result_to_dict(result), indent=1, sort_keys=True), encoding="utf-8")
-        html_path.write_text(render_html(result), encoding="utf-8")
+        for path, text in texts.items():
+            _write_atomic(path, text)
     except OSError as exc:
         raise AuditError(f"cannot write the audit report: {exc.strerror}", path=out) from None
     return html_path, json_path
