@@ -219,6 +219,16 @@ def test_recall_at_k() -> None:
     assert recall_at_k(similarity, (1, 2)) == ((1, pytest.approx(2 / 3)), (2, 1.0))
 
 
+def test_recall_at_k_breaks_ties_at_random() -> None:
+    """A collapsed model (every volume embedded alike) scores chance, k / n, not a perfect recall."""
+    collapsed = np.tile(np.arange(5.0)[:, None], (1, 5))  # report i scores every volume i
+    assert recall_at_k(collapsed, (1, 2, 5)) == ((1, pytest.approx(0.2)), (2, pytest.approx(0.4)), (5, 1.0))
+    # report 0 and 1: tied with one other volume at the top (half a hit at k=1); report 2: third
+    tied = np.array([[0.9, 0.9, 0.0], [0.1, 0.8, 0.8], [0.5, 0.5, 0.2]])
+    assert recall_at_k(tied, (1, 2, 3)) == ((1, pytest.approx(1 / 3)), (2, pytest.approx(2 / 3)), (3, 1.0))
+    assert recall_at_k(np.array([[np.nan, 0.0], [0.0, 1.0]]), (1,)) == ((1, 0.5),)
+
+
 def test_siglip_loss_matches_its_pairwise_definition() -> None:
     torch.manual_seed(0)
     v = torch.nn.functional.normalize(torch.randn(4, 8), dim=1)

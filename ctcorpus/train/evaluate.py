@@ -92,10 +92,25 @@ def rank_auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
 
 
 def recall_at_k(similarity: np.ndarray, ks: Iterable[int]) -> tuple[tuple[int, float], ...]:
-    """Text-to-volume R@k: row i (report i) ranks all volumes; hit if volume i is in the top k."""
+    """Text-to-volume R@k: row i (report i) ranks all volumes; hit if volume i is in the top k.
+
+    Ties are broken at random, in expectation: when ``above`` volumes score higher than volume i and
+    ``tied`` score the same (itself included), it is a hit with probability
+    ``clip((k - above) / tied, 0, 1)``. Counting ties as hits would give a collapsed model (every
+    volume embedded alike) R@1 = 1; this gives it chance, k / n. A row whose own score is NaN is a miss.
+
+    >>> recall_at_k(np.zeros((4, 4)), (1, 2))
+    ((1, 0.25), (2, 0.5))
+    """
     true_score = np.diag(similarity)[:, None]
-    rank = (similarity > true_score).sum(axis=1)  # 0 = ranked first (ties count in the query's favour)
-    return tuple((k, float((rank < k).mean())) for k in ks)
+    above = (similarity > true_score).sum(axis=1)
+    tied = (similarity == true_score).sum(axis=1)
+
+    def recall(k: int) -> float:
+        hit = np.divide(np.clip(k - above, 0, tied), tied, out=np.zeros(len(tied)), where=tied > 0)
+        return float(hit.mean())
+
+    return tuple((k, recall(k)) for k in ks)
 
 
 def prompt_texts() -> tuple[list[str], list[str]]:
