@@ -310,6 +310,28 @@ def test_label_missing_in_test_split_is_reported() -> None:
     assert missing == {(("emphysema",), ("test",)), (("lung_nodule",), ("test",))}
 
 
+def test_label_without_a_negative_report_in_a_split_is_reported() -> None:
+    """A split whose reports are all positive (or uncertain) for a label cannot give it an AUC either."""
+    tiny = _tiny()
+    more = pd.DataFrame(
+        {
+            "report_id": ["r2", "r2"],
+            "sentence_index": [-1, -1],
+            "label": ["lung_nodule", "emphysema"],
+            "state": ["positive", "uncertain"],
+        }
+    )
+    labels = pd.concat([tiny.labels, more], ignore_index=True)
+    findings = audit_corpus(dataclasses.replace(tiny, labels=labels)).findings
+    details = {(f.ids, f.groups): f.detail for f in findings if f.kind == FindingKind.LABEL_MISSING_IN_SPLIT}
+    assert set(details) == {(("emphysema",), (split,)) for split in ("train", "test")} | {
+        (("lung_nodule",), (split,)) for split in ("train", "test")
+    }
+    assert "no negative report (2 of 2 positive, 0 uncertain)" in details[(("lung_nodule",), ("train",))]
+    assert "no negative report (1 of 2 positive, 1 uncertain)" in details[(("emphysema",), ("train",))]
+    assert "no positive report" in details[(("lung_nodule",), ("test",))]
+
+
 def test_tables_must_have_the_columns() -> None:
     tiny = _tiny()
     with pytest.raises(AuditError, match=r"'volumes'.*'kernel'"):

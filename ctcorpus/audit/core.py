@@ -64,22 +64,40 @@ def _tagged(frame: pd.DataFrame, corpus: str) -> pd.DataFrame:
     return frame.assign(corpus=corpus)
 
 
-def _stat_findings(stats: CorpusStats) -> list[Finding]:
-    """Data-quality findings from the statistics: labels a split cannot evaluate, quarantined items."""
+def _label_findings(prevalence: pd.DataFrame) -> list[Finding]:
+    """Labels a split cannot evaluate: their AUC there needs both a positive and a negative report.
+
+    As in training and evaluation, a report that does not mention a label is negative for it, and
+    an uncertain one is left out; so a split whose reports are all positive (or uncertain) for a
+    label has no negative, just as one without a positive report has no positive.
+    """
+    seen = prevalence["label"].map(prevalence.groupby("label")["positive"].sum()).gt(0)
+    negatives = prevalence["reports"] - prevalence["positive"] - prevalence["uncertain"]
+    no_positive = prevalence["positive"].eq(0) & seen
+    no_negative = negatives.le(0) & prevalence["reports"].gt(0) & ~no_positive
     findings = []
-    prevalence = stats.label_prevalence
-    seen = prevalence.groupby("label")["positive"].sum()
-    for row in prevalence[(prevalence["positive"] == 0) & prevalence["label"].map(seen).gt(0)].itertuples():
+    for row in prevalence[no_positive | no_negative].itertuples():
+        lacks = (
+            "no positive report"
+            if row.positive == 0
+            else f"no negative report ({row.positive} of {row.reports} positive, {row.uncertain} uncertain)"
+        )
         findings.append(
             Finding(
                 FindingKind.LABEL_MISSING_IN_SPLIT,
                 Severity.MEDIUM,
                 (str(row.label),),
                 (str(row.split),),
-                0.0,
-                f"label {row.label} has no positive report in split {row.split}: it cannot be evaluated there",
+                float(row.prevalence),
+                f"label {row.label} has {lacks} in split {row.split}: it cannot be evaluated there",
             )
         )
+    return findings
+
+
+def _stat_findings(stats: CorpusStats) -> list[Finding]:
+    """Data-quality findings from the statistics: labels a split cannot evaluate, quarantined items."""
+    findings = _label_findings(stats.label_prevalence)
     for stage, group in stats.quarantine.groupby("stage"):
         top = group.iloc[0]
         findings.append(

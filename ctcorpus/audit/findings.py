@@ -30,7 +30,7 @@ class FindingKind(str, Enum):
     NEAR_DUPLICATE_VOLUME = "near_duplicate_volume"
     DUPLICATE_REPORT = "duplicate_report"
     NEAR_DUPLICATE_REPORT = "near_duplicate_report"
-    LABEL_MISSING_IN_SPLIT = "label_missing_in_split"
+    LABEL_MISSING_IN_SPLIT = "label_missing_in_split"  # no positive or no negative report there: no AUC
     QUARANTINE = "quarantine"
     SPLIT_CHANGED = "split_changed"
 
