@@ -365,6 +365,25 @@ def test_diff_between_versions(clean: CorpusTables) -> None:
     assert [f.ids for f in diff.findings if f.kind == FindingKind.SPLIT_CHANGED] == [(new_volumes.loc[1, "volume_id"],)]
 
 
+def test_diff_counts_a_label_no_longer_mentioned_as_flipped(clean: CorpusTables) -> None:
+    """The labels table has no row for an unmentioned label: positive -> absent is a flip all the same."""
+    labels = clean.labels
+    dropped = labels[(labels["sentence_index"] == -1) & (labels["state"] == "positive")].index[0]
+    new = dataclasses.replace(clean, labels=labels.drop(index=dropped), name="v2")
+    shift = diff_corpora(clean, new).label_shift.set_index("label")
+    label = labels.loc[dropped, "label"]
+    assert shift.loc[label, "flipped"] == 1 and shift["flipped"].sum() == 1
+    assert shift.loc[label, "new_positive"] == shift.loc[label, "old_positive"] - 1
+
+
+def test_diff_compares_numbers_as_numbers(clean: CorpusTables) -> None:
+    """An int column read back as float (a NaN elsewhere: 300 prints '300.0') changes only where a value did."""
+    volumes = clean.volumes.astype({"n_slices": "float64"})
+    volumes.loc[0, "n_slices"] = np.nan
+    diff = diff_corpora(clean, dataclasses.replace(clean, volumes=volumes, name="v2"))
+    assert diff.volumes.changed.to_dict("records") == [{"id": volumes.loc[0, "volume_id"], "fields": "n_slices"}]
+
+
 # ---------------------------------------------------------------- IO and report
 
 

@@ -64,25 +64,39 @@ class CorpusDiff:
     findings: tuple[Finding, ...]
 
 
-def _comparable(frame: pd.DataFrame, key: str, fields: tuple[str, ...]) -> pd.DataFrame:
-    """Key-indexed frame of ``fields`` as strings (floats rounded): NaN != NaN must not count as a change."""
-    present = [f for f in fields if f in frame.columns]
-    out = frame.drop_duplicates(key).set_index(key)[present].copy()
-    for column in present:
-        values = out[column]
-        if pd.api.types.is_float_dtype(values):
-            values = values.round(6)
-        out[column] = values.astype(str)
+def _keyed(frame: pd.DataFrame, key: str, fields: tuple[str, ...]) -> pd.DataFrame:
+    """The ``fields`` a frame has, indexed by ``key`` as strings (first row per key)."""
+    out = frame.drop_duplicates(key).set_index(key)[[f for f in fields if f in frame.columns]]
     out.index = out.index.astype(str)
     return out
 
 
+def _as_text(values: pd.Series) -> pd.Series:
+    """Values as strings, floats rounded to 6 decimals (NaN is 'nan', equal to itself)."""
+    return (values.round(6) if pd.api.types.is_float_dtype(values) else values).astype(str)
+
+
+def _unequal(before: pd.Series, after: pd.Series) -> pd.Series:
+    """Whether each value changed between versions; NaN in both is no change.
+
+    Where both versions store a column as numbers they are compared as numbers (rounded to 6
+    decimals): an int column that became float in the other version (a NaN elsewhere) is unchanged
+    although 300 prints as '300.0'. Other columns are compared as text.
+    """
+    if pd.api.types.is_numeric_dtype(before) and pd.api.types.is_numeric_dtype(after):
+        old, new = before.astype("float64").round(6), after.astype("float64").round(6)
+        return old.ne(new) & ~(old.isna() & new.isna())
+    return _as_text(before).ne(_as_text(after))
+
+
 def sample_diff(old: pd.DataFrame, new: pd.DataFrame, key: str, fields: tuple[str, ...]) -> SampleDiff:
     """Compare two versions of a table row by row on ``fields`` (vectorized)."""
-    before, after = _comparable(old, key, fields), _comparable(new, key, fields)
+    before, after = _keyed(old, key, fields), _keyed(new, key, fields)
     common = before.index.intersection(after.index)
     shared = [f for f in fields if f in before.columns and f in after.columns]
-    unequal = before.loc[common, shared].ne(after.loc[common, shared])
+    unequal = pd.DataFrame(
+        {f: _unequal(before.loc[common, f], after.loc[common, f]) for f in shared}, index=common, dtype=bool
+    )
     flagged = unequal[unequal.any(axis=1)]
     names = np.asarray(shared, dtype=object)
     fields_changed = [",".join(names[mask]) for mask in flagged.to_numpy(dtype=bool)]
@@ -103,16 +117,29 @@ def _positive_share(tables: CorpusTables) -> pd.DataFrame:
     return pd.DataFrame({"positive": counts, "prevalence": counts / max(tables.reports["report_id"].nunique(), 1)})
 
 
+def _flips(old: CorpusTables, new: CorpusTables) -> pd.Series:
+    """Per label, reports in both versions whose report-level state changed.
+
+    The labels table has rows only for labels a report mentions, so a label without a row is
+    ``absent``: a positive that is no longer mentioned is a flip too.
+    """
+    key = ["report_id", "label"]
+    states = [report_level(t.labels)[[*key, "state"]].astype({"state": str}) for t in (old, new)]
+    merged = states[0].merge(states[1], on=key, how="outer", suffixes=("_old", "_new"))
+    common = pd.Index(old.reports["report_id"]).intersection(pd.Index(new.reports["report_id"]))
+    absent = LabelState.ABSENT.value
+    merged = merged[merged["report_id"].isin(common)].fillna({"state_old": absent, "state_new": absent})
+    return merged[merged["state_old"] != merged["state_new"]].groupby("label").size()
+
+
 def label_shift(old: CorpusTables, new: CorpusTables) -> pd.DataFrame:
     """Per label: positive counts and prevalence in both versions, and reports whose state flipped."""
     before, after = _positive_share(old), _positive_share(new)
-    frame = before.add_prefix("old_").join(after.add_prefix("new_"), how="outer").fillna(0.0)
+    flips = _flips(old, new)
+    frame = before.add_prefix("old_").join(after.add_prefix("new_"), how="outer")
+    frame = frame.reindex(frame.index.union(flips.index)).fillna(0.0)  # a label may flip without a positive
     frame["delta"] = frame["new_prevalence"] - frame["old_prevalence"]
-    key = ["report_id", "label"]
-    states = [report_level(t.labels)[[*key, "state"]] for t in (old, new)]
-    merged = states[0].merge(states[1], on=key, how="inner", suffixes=("_old", "_new"))
-    flipped = merged[merged["state_old"].astype(str) != merged["state_new"].astype(str)].groupby("label").size()
-    frame["flipped"] = flipped.reindex(frame.index, fill_value=0)
+    frame["flipped"] = flips.reindex(frame.index, fill_value=0)
     frame = frame.astype({"old_positive": np.int64, "new_positive": np.int64, "flipped": np.int64})
     return frame.rename_axis("label").reset_index().sort_values("label").reset_index(drop=True)
 
