@@ -488,6 +488,16 @@ def test_report_html_and_json_agree(report_files, seeded, clean) -> None:
     assert json.loads(json.dumps(expected, sort_keys=True)) == data  # reproducible
 
 
+def test_report_tables_print_numbers_as_the_json_has_them() -> None:
+    """1024 slices are '1024' on the page, not '1.02e+03'; fractions keep their digits."""
+    tiny = _tiny()
+    result = audit_corpus(dataclasses.replace(tiny, volumes=tiny.volumes.assign(n_slices=[1024, 2048, 600])))
+    numeric = result.stats.volume_numeric.set_index(["field", "split"]).loc[("n_slices", "train")]
+    assert numeric.tolist() == pytest.approx([1024, 1075.2, 1536, 1996.8, 2048])
+    cells = "".join(f'<td class="num">{value}</td>' for value in ("1024", "1075.2", "1536", "1996.8", "2048"))
+    assert f"<td>n_slices</td><td>train</td>{cells}" in report.render_html(result)
+
+
 def test_report_draws_dollar_signs_literally(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """DICOM free text such as 'FC$^$X' is no mathtext: the report is written and the labels drawn as they are."""
     tiny = _tiny()

@@ -213,6 +213,11 @@ def _shift_plot(shift: pd.DataFrame, old: str, new: str) -> str:
 # ---------------------------------------------------------------- HTML
 
 
+def _number(value: float) -> str:
+    """A float for a table cell: whole values as integers (1024, not 1.02e+03), others to 6 significant digits."""
+    return str(int(value)) if value.is_integer() else f"{value:.6g}"
+
+
 def _table(frame: pd.DataFrame, limit: int = 60) -> str:
     """A frame as an HTML table (numbers right-aligned and rounded), at most ``limit`` rows."""
     if frame.empty:
@@ -223,7 +228,7 @@ def _table(frame: pd.DataFrame, limit: int = 60) -> str:
         cells = []
         for value in record:
             if isinstance(value, float | np.floating):
-                cells.append(f'<td class="num">{value:.3g}</td>')
+                cells.append(f'<td class="num">{_number(float(value))}</td>')
             elif isinstance(value, int | np.integer):
                 cells.append(f'<td class="num">{value}</td>')
             else:
