@@ -300,7 +300,7 @@ def test_statistics_by_hand() -> None:
         "lungs": 2,
         "pleura": 1,
     }
-    assert stats.quarantine.iloc[0].tolist() == ["ingest", "localizer", 2]
+    assert stats.quarantine.iloc[0].tolist() == ["ingest", "localizer", "reject", 2]  # no action: rejected
     assert stats.splits.set_index("split").loc["train"].tolist() == [2, 2, 2, 2]
 
 
@@ -330,6 +330,26 @@ def test_label_without_a_negative_report_in_a_split_is_reported() -> None:
     assert "no negative report (2 of 2 positive, 0 uncertain)" in details[(("lung_nodule",), ("train",))]
     assert "no negative report (1 of 2 positive, 1 uncertain)" in details[(("emphysema",), ("train",))]
     assert "no positive report" in details[(("lung_nodule",), ("test",))]
+
+
+def test_quarantine_finding_counts_rejected_items_only() -> None:
+    """Items repaired or accepted with a defect stay in the corpus: named apart, not counted as quarantined."""
+    quarantine = pd.DataFrame(
+        {
+            "stage": ["ingest", "ingest", "ingest", "ingest", "ingest", "reports"],
+            "reason": ["localizer", "localizer", "gantry_tilt", "mixed_stacks", "mixed_stacks", "no_report"],
+            "action": ["reject", "reject", "repair", "accept", "reject", "reject"],
+        }
+    )
+    result = audit_corpus(dataclasses.replace(_tiny(), quarantine=quarantine))
+    stats = result.stats.quarantine.set_index(["stage", "reason", "action"])["items"]
+    assert stats[("ingest", "mixed_stacks", "accept")] == 1 and stats[("ingest", "mixed_stacks", "reject")] == 1
+    found = {f.groups: f for f in result.findings if f.kind == FindingKind.QUARANTINE}
+    assert found[("ingest",)].score == 3 and found[("reports",)].score == 1
+    assert found[("ingest",)].detail == (
+        "3 items rejected by ingest, most for localizer (2); 2 more kept in the corpus (accept 1, repair 1)"
+    )
+    assert found[("ingest",)].ids == ("gantry_tilt", "localizer", "mixed_stacks")
 
 
 def test_tables_must_have_the_columns() -> None:

@@ -19,6 +19,7 @@ from ctcorpus.audit.leakage import find_leaks
 from ctcorpus.audit.stats import CorpusStats, corpus_statistics
 from ctcorpus.audit.tables import CorpusTables
 from ctcorpus.config.audit import AuditConfig
+from ctcorpus.enums import Action
 from ctcorpus.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -95,22 +96,38 @@ def _label_findings(prevalence: pd.DataFrame) -> list[Finding]:
     return findings
 
 
-def _stat_findings(stats: CorpusStats) -> list[Finding]:
-    """Data-quality findings from the statistics: labels a split cannot evaluate, quarantined items."""
-    findings = _label_findings(stats.label_prevalence)
-    for stage, group in stats.quarantine.groupby("stage"):
-        top = group.iloc[0]
+def _quarantine_findings(quarantine: pd.DataFrame) -> list[Finding]:
+    """One finding per stage: the items it rejected (left out of the corpus), most common reason first.
+
+    Items repaired or accepted with a defect are in the corpus: they are named apart, not counted
+    as quarantined.
+    """
+    findings = []
+    for stage, group in quarantine.groupby("stage"):
+        rejected = group[group["action"] == Action.REJECT.value]
+        detail = f"{int(rejected['items'].sum())} items rejected by {stage}"
+        if not rejected.empty:
+            detail += f", most for {rejected.iloc[0]['reason']} ({rejected.iloc[0]['items']})"
+        kept = group[group["action"] != Action.REJECT.value].groupby("action")["items"].sum()
+        if not kept.empty:
+            actions = ", ".join(f"{action} {n}" for action, n in kept.items())
+            detail += f"; {int(kept.sum())} more kept in the corpus ({actions})"
         findings.append(
             Finding(
                 FindingKind.QUARANTINE,
                 Severity.INFO,
-                tuple(sorted(group["reason"].astype(str))),
+                tuple(sorted(set(group["reason"].astype(str)))),
                 (str(stage),),
-                float(group["items"].sum()),
-                f"{int(group['items'].sum())} items quarantined by {stage}, most for {top['reason']} ({top['items']})",
+                float(rejected["items"].sum()),
+                detail,
             )
         )
     return findings
+
+
+def _stat_findings(stats: CorpusStats) -> list[Finding]:
+    """Data-quality findings from the statistics: labels a split cannot evaluate, quarantined items."""
+    return _label_findings(stats.label_prevalence) + _quarantine_findings(stats.quarantine)
 
 
 def _order(findings: list[Finding]) -> tuple[Finding, ...]:

@@ -334,9 +334,10 @@ def _sections(result: AuditResult) -> list[str]:
     ):
         parts.append(f"<div>{_bar_plot(frame, label, 'snippets', title) if not frame.empty else '<p>none</p>'}</div>")
     parts.append("</div>")
-    quarantine = stats.quarantine.assign(item=stats.quarantine["stage"] + ": " + stats.quarantine["reason"])
-    if not quarantine.empty:
-        parts.append(_bar_plot(quarantine, "item", "items", "quarantined items by reason", colour="#8d6e63"))
+    items = stats.quarantine["stage"] + ": " + stats.quarantine["reason"] + " (" + stats.quarantine["action"] + ")"
+    if not stats.quarantine.empty:
+        title = "quarantine table by reason (action: only reject leaves an item out)"
+        parts.append(_bar_plot(stats.quarantine.assign(item=items), "item", "items", title, colour="#8d6e63"))
     if result.diff is not None:
         parts.append(_diff_section(result.diff))
     config = html.escape(json.dumps(result.config.model_dump(mode="json")))

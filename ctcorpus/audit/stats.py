@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ctcorpus.audit.tables import EXPECTED_SECTIONS, CorpusTables, report_level
-from ctcorpus.enums import LabelState
+from ctcorpus.enums import Action, LabelState
 
 #: Volume columns counted by value, per split.
 CATEGORICAL: tuple[str, ...] = ("kernel", "manufacturer", "contrast", "mask_source")
@@ -46,7 +46,8 @@ class CorpusStats:
     snippet_anatomies, snippet_labels:
         anatomy / label, snippets.
     quarantine:
-        stage, reason, items.
+        stage, reason, action (reject / repair / accept), items; only rejected items are left out
+        of the corpus.
     """
 
     splits: pd.DataFrame
@@ -160,6 +161,18 @@ def _exploded_counts(snippets: pd.DataFrame, column: str, name: str) -> pd.DataF
     return values.value_counts().rename_axis(name).rename("snippets").reset_index()
 
 
+def _quarantine(quarantine: pd.DataFrame) -> pd.DataFrame:
+    """Items per stage, reason and action, most first.
+
+    The quarantine table also records defects an item was repaired or accepted with (it stays in
+    the corpus), so the action is kept; a row without one counts as rejected, the records' default.
+    """
+    reject = Action.REJECT.value
+    action = quarantine["action"].fillna(reject) if "action" in quarantine.columns else reject
+    counts = quarantine.assign(action=action).groupby(["stage", "reason", "action"]).size().rename("items")
+    return counts.reset_index().sort_values("items", ascending=False, kind="stable").reset_index(drop=True)
+
+
 def corpus_statistics(tables: CorpusTables) -> CorpusStats:
     """Compute the statistics of one corpus (pure; vectorized over the tables).
 
@@ -169,7 +182,6 @@ def corpus_statistics(tables: CorpusTables) -> CorpusStats:
     >>> stats.label_prevalence.query("split == 'test'")  # doctest: +SKIP
     """
     report_labels = _report_labels(tables)
-    quarantine = tables.quarantine.groupby(["stage", "reason"]).size().rename("items").reset_index()
     return CorpusStats(
         splits=_split_sizes(tables),
         label_prevalence=_prevalence(tables, report_labels),
@@ -180,5 +192,5 @@ def corpus_statistics(tables: CorpusTables) -> CorpusStats:
         volume_numeric=_volume_numeric(tables.volumes),
         snippet_anatomies=_exploded_counts(tables.snippets, "anatomies", "anatomy"),
         snippet_labels=_exploded_counts(tables.snippets, "labels", "label"),
-        quarantine=quarantine.sort_values("items", ascending=False).reset_index(drop=True),
+        quarantine=_quarantine(tables.quarantine),
     )
