@@ -105,20 +105,31 @@ class Batch:
         return dataclasses.replace(self, **changes)
 
 
-def shard_paths(shard_root: Path, split: str) -> list[Path]:
+def shard_paths(shard_root: Path, split: str, setting: str | None = None) -> list[Path]:
     """The shards of one split, sorted; raises :class:`TrainError` if there are none.
+
+    A dataset version may lack a split (a small export has no test patients): when other splits
+    have shards, the error names them, and ``setting`` (the config field that chose ``split``), rather
+    than sending the user to rerun the outputs stage.
 
     >>> shard_paths(Path("corpus"), "train")  # doctest: +SKIP
     [PosixPath('corpus/shards/train/shard-000000.tar'), ...]
     """
     folder = Path(shard_root) / "shards" / split
     paths = sorted(folder.glob("shard-*.tar"))
-    if not paths:
+    if paths:
+        return paths
+    present = sorted({p.parent.name for p in folder.parent.glob("*/shard-*.tar")})
+    if not present:
         raise TrainError(
             f"no shards of split '{split}' (expected shard-NNNNNN.tar files); run the outputs stage first",
             path=folder,
         )
-    return paths
+    hint = f"; set {setting} to one of them" if setting else ""
+    raise TrainError(
+        f"split '{split}' is empty in this dataset version (it has shards of {', '.join(present)} only){hint}",
+        path=folder,
+    )
 
 
 def _check_keys(sample: Mapping[str, Any]) -> None:

@@ -103,7 +103,7 @@ def train_model(shard_root: Path, config: TrainConfig, out_dir: Path, device: st
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     train_shards = shard_paths(shard_root, "train")
-    eval_shards = shard_paths(shard_root, config.eval_split)
+    eval_shards = shard_paths(shard_root, config.eval_split, setting="train.eval_split")
     grid = probe_grid(shard_root, "train", config)
     tokenizer = train_tokenizer(report_texts(train_shards), config.vocab_size)
     tokenizer.save(str(out_dir / TOKENIZER_FILE))
