@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import doctest
+import importlib
 import json
+import pkgutil
 import shutil
 import subprocess
 import sys
@@ -214,6 +217,16 @@ def test_fingerprint_separates_different_phantoms() -> None:
     scores = prints @ prints.T / prints.shape[1]
     off_diagonal = scores[~np.eye(len(prints), dtype=bool)]
     assert off_diagonal.max() < threshold, off_diagonal.max()
+
+
+def test_audit_docstring_examples_run() -> None:
+    """The audit's examples are run, so none goes stale (the fingerprint's said 1152 values for 2560)."""
+    import ctcorpus.audit
+
+    names = [f"ctcorpus.audit.{module.name}" for module in pkgutil.iter_modules(ctcorpus.audit.__path__)]
+    results = {name: doctest.testmod(importlib.import_module(name)) for name in names}
+    assert {name: r.failed for name, r in results.items() if r.failed} == {}
+    assert results["ctcorpus.audit.fingerprint"].attempted == 2
 
 
 def test_fingerprint_rejects_bad_input() -> None:

@@ -23,7 +23,7 @@ from ctcorpus.errors import AuditError
 
 #: Cells of the fingerprint grid (z, y, x).
 GRID: tuple[int, int, int] = (10, 16, 16)
-#: Edge of one grid cell in mm: 8 x 32 mm = 256 mm in z, 384 mm in-plane.
+#: Edge of one grid cell in mm: 10 x 24 mm = 240 mm in z, 16 x 24 mm = 384 mm in-plane.
 CELL_MM: float = 24.0
 #: HU window of the fingerprint: air to dense bone; metal and noise beyond do not dominate.
 HU_WINDOW: tuple[float, float] = (-1000.0, 1000.0)
@@ -60,7 +60,7 @@ def volume_fingerprint(hu: np.ndarray, spacing_zyx: tuple[float, float, float]) 
     --------
     >>> fp = volume_fingerprint(np.full((20, 32, 32), -1000, np.int16), (5.0, 10.0, 10.0))
     >>> fp.shape, fp.dtype
-    ((1152,), dtype('float32'))
+    ((2560,), dtype('float32'))
     """
     if hu.ndim != 3 or min(hu.shape) < 1:
         raise AuditError(f"a fingerprint needs a 3-D (z, y, x) volume, got shape {hu.shape}")
