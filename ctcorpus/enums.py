@@ -36,6 +36,7 @@ class QuarantineReason(str, Enum):
     ORPHAN_REPORT = "orphan_report"
     EMPTY_REPORT = "empty_report"
     SUPERSEDED_REPORT = "superseded_report"  # an earlier version of a report under the same accession number
+    PATIENT_MISMATCH = "patient_mismatch"  # the report's accession number is that of another patient's study
     UNREADABLE_REPORT = "unreadable_report"
     UNSUPPORTED_LANGUAGE = "unsupported_language"
     # snippets

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
 from ctcorpus.reports.records import RawReport, StudyKey
 
 __all__ = ["Link", "id_key", "link_reports", "link_sr_reports"]
+
+logger = logging.getLogger(__name__)
 
 #: A float's spelling of a whole number ("12345.0"): pandas writes an id column with a gap so.
 _WHOLE_FLOAT = re.compile(r"(\d+)\.0+")
@@ -23,6 +26,8 @@ class Link:
     report: RawReport
     study: StudyKey | None
     method: str  # "accession", "requested_accession", "patient_date", "dicom_sr" or "" for an orphan
+    #: for an orphan: the study of another patient that carries the report's accession number
+    conflict: StudyKey | None = None
 
 
 def id_key(value: str) -> str:
@@ -49,12 +54,42 @@ def _day(yyyymmdd: str) -> date | None:
         return None
 
 
+def _same_patient(report: RawReport, study: StudyKey) -> bool:
+    """Whether the report may be the study's: their patient ids agree (by :func:`id_key`), or
+    either lacks one (nothing to check)."""
+    return not report.patient_id or not study.patient_id or id_key(report.patient_id) == id_key(study.patient_id)
+
+
+def _by_accession(
+    report: RawReport, own: Mapping[str, list[StudyKey]], requested: Mapping[str, list[StudyKey]]
+) -> tuple[Link | None, int]:
+    """The report's link by accession number (``None``: it has none, or no study carries it) and
+    how many studies of its patient carry it.
+
+    Accession numbers are only unique within one RIS: a study of another patient with the number
+    (two sites' counters, "00123" and "123") is never linked, the report is an orphan naming it.
+    Of several studies of the patient (a modality that split one exam), the smallest study UID
+    takes the report, so the choice does not depend on the order of the studies.
+    """
+    if not report.accession_number:
+        return None, 0
+    key = id_key(report.accession_number)
+    for method, index in (("accession", own), ("requested_accession", requested)):
+        if same := [s for s in index.get(key, ()) if _same_patient(report, s)]:
+            return Link(report, min(same, key=lambda s: s.study_uid), method), len(same)
+    others = [*own.get(key, ()), *requested.get(key, ())]
+    return (Link(report, None, "", conflict=min(others, key=lambda s: s.study_uid)) if others else None), 0
+
+
 def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, window_days: int) -> tuple[Link, ...]:
     """Link each report to one study.
 
-    An accession number present in both wins (ids compared by :func:`id_key`): the study's own, else
-    one of the orders it fulfils (``requested_accession``: a chest and an abdomen order read on one
-    scan, each reported under its number, link both to that study). Otherwise the report
+    An accession number present in both wins (ids compared by :func:`id_key`) where the patient
+    ids agree (or either is missing): the study's own, else one of the orders it fulfils
+    (``requested_accession``: a chest and an abdomen order read on one scan, each reported under
+    its number, link both to that study); of several such studies, the smallest study UID. A report
+    whose accession number only studies of other patients carry is an orphan with that study as
+    ``conflict``. Otherwise the report
     goes to a study of the same patient at most ``window_days`` away that no other report claims: a
     study takes one report, the closest in date (ties: the earlier in export order; a report's ties:
     the smaller study UID; an empty row only when no report with text wants the study), so a report
@@ -66,24 +101,29 @@ def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, w
     >>> link_reports([r], [s], window_days=3)[0].method
     'patient_date'
     """
-    by_accession: dict[str, tuple[StudyKey, str]] = {}
+    own: dict[str, list[StudyKey]] = defaultdict(list)
+    requested: dict[str, list[StudyKey]] = defaultdict(list)
     for s in studies:
-        for number in s.requested_accession_numbers:
-            by_accession.setdefault(id_key(number), (s, "requested_accession"))
-    by_accession |= {id_key(s.accession_number): (s, "accession") for s in studies if s.accession_number}
+        if s.accession_number:
+            own[id_key(s.accession_number)].append(s)
+        for number in dict.fromkeys(map(id_key, s.requested_accession_numbers)):
+            requested[number].append(s)
     by_patient: dict[str, list[tuple[date, StudyKey]]] = defaultdict(list)
     for s in studies:
         day = _day(s.study_date)
         if s.patient_id and day is not None:
             by_patient[id_key(s.patient_id)].append((day, s))
-    matched = [by_accession.get(id_key(r.accession_number)) if r.accession_number else None for r in reports]
-    direct = [None if m is None else m[0] for m in matched]
-    claimed = {s.study_uid for s in direct if s is not None}
+    found = [_by_accession(r, own, requested) for r in reports]
+    matched = [link for link, _ in found]
+    if ambiguous := sum(n > 1 for _, n in found):
+        logger.warning("reports: the accession numbers of %d reports belong to several studies of their patient; "
+                       "each report links to the one with the smallest StudyInstanceUID", ambiguous)
+    claimed = {m.study.study_uid for m in matched if m is not None and m.study is not None}
     # the rest: each unclaimed study takes its closest report with text (ties: export order, then study UID)
     pairs = []
-    for k, (report, study) in enumerate(zip(reports, direct, strict=True)):
+    for k, (report, match) in enumerate(zip(reports, matched, strict=True)):
         day = _day(report.study_date)
-        if study is None and day is not None:
+        if match is None and day is not None:
             empty = not report.text.strip()
             pairs += [(empty, abs((d - day).days), k, s.study_uid, s)
                       for d, s in by_patient.get(id_key(report.patient_id), ())
@@ -94,7 +134,7 @@ def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, w
             by_date[k] = s
             claimed.add(uid)
     return tuple(
-        Link(report, *match) if match is not None
+        match if match is not None
         else Link(report, by_date[k], "patient_date") if k in by_date
         else Link(report, None, "")
         for k, (report, match) in enumerate(zip(reports, matched, strict=True))

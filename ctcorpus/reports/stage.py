@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -77,17 +77,36 @@ def date_shift_days(pseudonymized_patient: str, max_days: int) -> int:
     return n - max_days if n < max_days else n - max_days + 1
 
 
-def _report_id(report: RawReport, pseudonymize: Pseudonymize) -> str:
+def _shared_accessions(reports: Sequence[RawReport]) -> frozenset[str]:
+    """The accession numbers (by :func:`id_key`) that rows of more than one patient carry.
+
+    Accession numbers are unique within one RIS only (two sites count alike; "00123" and "123"):
+    such rows are told apart by patient too, as versions of a report and by report id, so that
+    one patient's report is never taken for a version of another's or mixed into its rows.
+    """
+    patients: dict[str, set[str]] = defaultdict(set)
+    for r in reports:
+        if r.accession_number and r.patient_id:
+            patients[id_key(r.accession_number)].add(id_key(r.patient_id))
+    return frozenset(key for key, ids in patients.items() if len(ids) > 1)
+
+
+def _report_id(report: RawReport, pseudonymize: Pseudonymize, shared: Collection[str] = frozenset()) -> str:
+    """The report's pseudonymized id: its accession number's, with the patient id where
+    ``shared`` says other patients' rows carry the number too."""
     if report.accession_number:
+        if id_key(report.accession_number) in shared:
+            return pseudonymize("acc", f"{report.accession_number}|{report.patient_id}")
         return pseudonymize("acc", report.accession_number)
     text_hash = hashlib.sha256(report.text.encode()).hexdigest()[:16]
     return pseudonymize("acc", f"{report.patient_id}|{report.study_date}|{text_hash}")
 
 
 def _one_row_per_accession(
-    reports: Sequence[RawReport], policy: str
+    reports: Sequence[RawReport], policy: str, shared: Collection[str] = frozenset()
 ) -> tuple[list[RawReport], list[tuple[RawReport, RawReport]]]:
-    """The rows with one row per accession number, and each superseded row with the row that replaces it.
+    """The rows with one row per accession number (per accession number and patient for the
+    numbers in ``shared``), and each superseded row with the row that replaces it.
 
     Rows sharing an accession number and holding different (non-empty) texts are versions of one
     report or its addenda; left as they are they would become two reports with one id and one
@@ -95,10 +114,11 @@ def _one_row_per_accession(
     ``policy`` "latest" keeps the last; "join" joins the texts in that order into the last row
     (provenance: all their files).
     """
-    groups: dict[str, list[int]] = defaultdict(list)
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, r in enumerate(reports):
         if r.accession_number and r.text.strip():
-            groups[id_key(r.accession_number)].append(i)
+            key = id_key(r.accession_number)
+            groups[key, id_key(r.patient_id) if key in shared else ""].append(i)
     rows = list(reports)
     superseded: list[tuple[RawReport, RawReport]] = []
     dropped: set[int] = set()
@@ -117,6 +137,11 @@ def _one_row_per_accession(
         else:
             superseded.extend((v, last) for v in versions[:-1])
     return [r for i, r in enumerate(rows) if i not in dropped], superseded
+
+
+def _accession_of_patient(study: StudyKey) -> tuple[str, str]:
+    """The study's accession number and patient id as linking compares them."""
+    return id_key(study.accession_number), id_key(study.patient_id)
 
 
 def process_reports(
@@ -195,7 +220,8 @@ def process_reports(
             unique.append(r)
     if len(unique) < len(raw):  # the same RIS rows exported twice (e.g. CSV and JSONL)
         logger.info("reports: %d duplicate rows across exports kept once", len(raw) - len(unique))
-    unique, superseded = _one_row_per_accession(unique, config.same_accession)
+    shared = _shared_accessions(unique)
+    unique, superseded = _one_row_per_accession(unique, config.same_accession, shared)
     links = link_reports(unique, studies, window_days=config.link_window_days)
     documents: list[RawReport] = []
     for path, name in sr_documents if config.dicom_sr else ():
@@ -215,7 +241,7 @@ def process_reports(
                 "number), which is used; set reports.same_accession: join if the RIS exports addenda as rows"
                 if not old.study_uid else f"an earlier SR document of the study than {new.path}, which is used",
                 path=old.path, reason=QuarantineReason.SUPERSEDED_REPORT)),
-            item_id=_report_id(old, pseudonymize),
+            item_id=_report_id(old, pseudonymize, shared),
         )
         for old, new in (*superseded, *sr_superseded)
     ]
@@ -232,7 +258,7 @@ def process_reports(
         if n and n % PROGRESS_EVERY == 0:
             logger.info("reports progress done=%d total=%d reused=%d", n, len(linked_reports), reused)
         report = linked.report
-        report_id = _report_id(report, pseudonymize)
+        report_id = _report_id(report, pseudonymize, shared)
         where = "the SR document" if report.study_uid else f"row {report.row}"
         if linked.study is not None:
             reported_studies.add(linked.study.study_uid)
@@ -243,6 +269,13 @@ def process_reports(
                                         reason=QuarantineReason.EMPTY_REPORT)),
                 item_id=report_id,
             ))
+            continue
+        if linked.study is None and linked.conflict is not None:
+            quarantine.append(QuarantineEntry.from_error(ReportError(
+                f"row {report.row}: its accession number is that of study "
+                f"{pseudonymize('stu', linked.conflict.study_uid)}, whose patient id differs from the row's; a "
+                "report is never linked to another patient's study: check the export's patient ids and accession "
+                "numbers", path=report.path, reason=QuarantineReason.PATIENT_MISMATCH), STAGE, report_id))
             continue
         if linked.study is None:
             quarantine.append(QuarantineEntry(
@@ -313,12 +346,17 @@ def process_reports(
         labels.extend(LabelRow(report_id, -1, label, state.value, report.source_sha256)
                       for label, state in sorted(analyzed.labels.items()))
         analysis_keys[report_id] = key
+    # (accession number, patient) of each study that took a report by it: a study sharing both got none
+    taken = {_accession_of_patient(k.study) for k in links if k.study is not None and k.method == "accession"}
     for study in sorted(studies, key=lambda s: s.study_uid):
         if study.study_uid not in reported_studies:
+            shares = ("; its accession number is also that of another study of the patient, which took the report "
+                      "(the smallest StudyInstanceUID)" if study.accession_number
+                      and _accession_of_patient(study) in taken else "")
             quarantine.append(QuarantineEntry(
                 stage=STAGE, path="", reason=QuarantineReason.NO_REPORT,
                 message=f"study has no report in {len(paths)} export(s) (accession or patient/date window)"
-                        f" [{QuarantineReason.NO_REPORT.value}]",
+                        f"{shares} [{QuarantineReason.NO_REPORT.value}]",
                 item_id=pseudonymize("stu", study.study_uid),
             ))
     if previous is not None:

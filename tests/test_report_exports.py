@@ -1,0 +1,76 @@
+"""Reports stage: linking safety (patients, accession numbers) and reading awkward RIS exports."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+from ctcorpus.enums import QuarantineReason
+from ctcorpus.reports import StudyKey, process_reports
+from ctcorpus.reports.link import link_reports
+from ctcorpus.reports.records import RawReport
+
+COLUMNS = ("accession_number", "patient_id", "study_date", "report_text")
+
+
+def _csv(path: Path, *rows: tuple[str, ...], header: tuple[str, ...] = COLUMNS) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([header, *rows])
+    return path
+
+
+def _raw(accession: str, patient: str, day: str, text: str = "Kein Erguss.") -> RawReport:
+    return RawReport("ris.csv", 0, accession, patient, day, "", text, "", "", "utf-8", "", "")
+
+
+def _tagged(kind: str, value: str) -> str:
+    return f"{kind}-{value}"
+
+
+def test_a_report_never_links_to_another_patients_study_by_accession(tmp_path):
+    """Two sites' RIS count alike: "00123" of patient A is not "123" of patient B, and A's row is
+    no earlier version of B's report."""
+    path = _csv(tmp_path / "two_sites.csv", ("00123", "P-SITE-A", "20240105", "Site A: pleural effusion."),
+                ("123", "P-SITE-B", "20240301", "Site B: no effusion."))
+    site_b = StudyKey("1.1", "123", "P-SITE-B", "20240301")
+    result = process_reports([path], [site_b], pseudonymize=_tagged)
+    assert [(r.text, r.study_id, r.link_method) for r in result.reports] == [
+        ("Site B: no effusion.", "stu-1.1", "accession")]
+    (entry,) = result.quarantine  # no superseded_report: different patients' reports are no versions
+    assert entry.reason == QuarantineReason.PATIENT_MISMATCH
+    assert f"{path}: row 0:" in entry.message and "stu-1.1" in entry.message and "patient id differs" in entry.message
+    assert entry.item_id != result.reports[0].report_id
+    # both sites' studies ingested: each report goes to its patient's study, under its own report id
+    site_a = StudyKey("1.2", "00123", "P-SITE-A", "20240105")
+    result = process_reports([path], [site_a, site_b], pseudonymize=_tagged)
+    assert sorted((r.study_id, r.patient_id, r.text) for r in result.reports) == [
+        ("stu-1.1", "pat-P-SITE-B", "Site B: no effusion."), ("stu-1.2", "pat-P-SITE-A", "Site A: pleural effusion.")]
+    assert len({r.report_id for r in result.reports}) == 2 and not result.quarantine
+    assert {s.report_id for s in result.sentences} == {r.report_id for r in result.reports}
+
+
+def test_patient_ids_spelled_otherwise_or_missing_still_link_by_accession(tmp_path):
+    """The RIS may write an MRN without its leading zeros, or leave it out: that is no mismatch."""
+    path = _csv(tmp_path / "ris.csv", ("A1", "123456", "20240105", "Kein Erguss."), ("A2", "", "20240106", "Rundherd."),
+                ("A1", "000123456", "20240105", "Final: Pleuraerguss."))
+    studies = [StudyKey("1.1", "A1", "000123456", "20240105"), StudyKey("1.2", "A2", "000123456", "20240106")]
+    result = process_reports([path], studies)
+    assert [(r.study_id, r.link_method, r.text) for r in result.reports] == [
+        ("1.2", "accession", "Rundherd."), ("1.1", "accession", "Final: Pleuraerguss.")]
+    assert [q.reason for q in result.quarantine] == [QuarantineReason.SUPERSEDED_REPORT]  # one patient: versions
+
+
+def test_studies_sharing_an_accession_number_take_the_report_whatever_their_order(tmp_path, caplog):
+    first, second = StudyKey("1.1", "A1", "P1", "20240105"), StudyKey("1.2", "A1", "P1", "20240105")
+    report = _raw("A1", "P1", "20240105")
+    with caplog.at_level(logging.WARNING, logger="ctcorpus.reports.link"):
+        linked = [link_reports([report], order, window_days=3)[0] for order in ([first, second], [second, first])]
+    assert [(k.study.study_uid, k.method) for k in linked] == [("1.1", "accession")] * 2
+    assert "belong to several studies of their patient" in caplog.text
+    path = _csv(tmp_path / "ris.csv", ("A1", "P1", "20240105", "Kein Erguss."))
+    result = process_reports([path], [second, first], pseudonymize=_tagged)
+    assert [r.study_id for r in result.reports] == ["stu-1.1"]
+    (entry,) = result.quarantine
+    assert (entry.reason, entry.item_id) == (QuarantineReason.NO_REPORT, "stu-1.2")
+    assert "also that of another study of the patient, which took the report" in entry.message
