@@ -74,3 +74,23 @@ def test_studies_sharing_an_accession_number_take_the_report_whatever_their_orde
     (entry,) = result.quarantine
     assert (entry.reason, entry.item_id) == (QuarantineReason.NO_REPORT, "stu-1.2")
     assert "also that of another study of the patient, which took the report" in entry.message
+
+
+def test_a_report_of_another_exam_never_links_by_patient_and_date(tmp_path):
+    """The chest X-ray's report (XR-9) is not the CT's (CT-1) of the same patient and day, even while
+    the CT's own report is missing; a report or a study without a number still links by date."""
+    ct = StudyKey("1.1", "CT-1", "P1", "20240105")
+    xray = _raw("XR-9", "P1", "20240105", "Chest X-ray: no pneumothorax.")
+    (linked,) = link_reports([xray], [ct], window_days=3)
+    assert (linked.study, linked.method) == (None, "")
+    group_case = StudyKey("1.1", "", "P1", "20240105", ("CT-2",))  # no AccessionNumber, but an order's number
+    assert link_reports([xray], [group_case], window_days=3)[0].study is None
+    unnumbered = StudyKey("1.1", "", "P1", "20240105")
+    assert [(k.study.study_uid, k.method) for k in link_reports([xray], [unnumbered], window_days=3)] == [
+        ("1.1", "patient_date")]
+    assert link_reports([_raw("", "P1", "20240106")], [ct], window_days=3)[0].method == "patient_date"
+    path = _csv(tmp_path / "ris.csv", ("XR-9", "P1", "20240105", "Chest X-ray: no pneumothorax."))
+    result = process_reports([path], [ct])
+    orphan = next(q for q in result.quarantine if q.reason == QuarantineReason.ORPHAN_REPORT)
+    assert "row 0: no study with this accession number" in orphan.message
+    assert "another number is another exam" in orphan.message

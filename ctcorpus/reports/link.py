@@ -60,6 +60,11 @@ def _same_patient(report: RawReport, study: StudyKey) -> bool:
     return not report.patient_id or not study.patient_id or id_key(report.patient_id) == id_key(study.patient_id)
 
 
+def _has_accession(study: StudyKey) -> bool:
+    """Whether the study carries an accession number, its own or an order's it fulfils."""
+    return bool(study.accession_number or study.requested_accession_numbers)
+
+
 def _by_accession(
     report: RawReport, own: Mapping[str, list[StudyKey]], requested: Mapping[str, list[StudyKey]]
 ) -> tuple[Link | None, int]:
@@ -89,12 +94,13 @@ def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, w
     (``requested_accession``: a chest and an abdomen order read on one scan, each reported under
     its number, link both to that study); of several such studies, the smallest study UID. A report
     whose accession number only studies of other patients carry is an orphan with that study as
-    ``conflict``. Otherwise the report
-    goes to a study of the same patient at most ``window_days`` away that no other report claims: a
-    study takes one report, the closest in date (ties: the earlier in export order; a report's ties:
-    the smaller study UID; an empty row only when no report with text wants the study), so a report
-    of another exam on the same day never lands on a reported study and the result does not depend
-    on the order of the studies. Anything else is an orphan (``study=None``).
+    ``conflict``. Otherwise, when the report or the study has no accession number (a report and a
+    study with different numbers are different exams: an X-ray's report never goes to the CT of the
+    day), the report goes to a study of the same patient at most ``window_days`` away that no other
+    report claims: a study takes one report, the closest in date (ties: the earlier in export order;
+    a report's ties: the smaller study UID; an empty row only when no report with text wants the
+    study), so a report of another exam on the same day never lands on a reported study and the
+    result does not depend on the order of the studies. Anything else is an orphan (``study=None``).
 
     >>> s = StudyKey("1.2", "A1", "P1", "20240105")
     >>> r = RawReport("x.csv", 0, "", "P1", "20240107", "", "text", "", "", "utf-8", "", "")
@@ -127,7 +133,8 @@ def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, w
             empty = not report.text.strip()
             pairs += [(empty, abs((d - day).days), k, s.study_uid, s)
                       for d, s in by_patient.get(id_key(report.patient_id), ())
-                      if abs((d - day).days) <= window_days and s.study_uid not in claimed]
+                      if abs((d - day).days) <= window_days and s.study_uid not in claimed
+                      and not (report.accession_number and _has_accession(s))]
     by_date: dict[int, StudyKey] = {}
     for *_, k, uid, s in sorted(pairs, key=lambda p: p[:4]):
         if k not in by_date and uid not in claimed:

@@ -139,6 +139,16 @@ def _one_row_per_accession(
     return [r for i, r in enumerate(rows) if i not in dropped], superseded
 
 
+def _orphan_reason(report: RawReport, window_days: int) -> str:
+    """Why an export row linked to no study, in the terms of the rules that were tried."""
+    if report.accession_number:
+        tried = ("no study with this accession number, nor an unreported study of this patient without an accession "
+                 f"number within {window_days} days (a study with another number is another exam)")
+    else:
+        tried = f"no accession number, and no unreported study of this patient within {window_days} days"
+    return f"row {report.row}: {tried}; check the export's ids or reports.link_window_days"
+
+
 def _accession_of_patient(study: StudyKey) -> tuple[str, str]:
     """The study's accession number and patient id as linking compares them."""
     return id_key(study.accession_number), id_key(study.patient_id)
@@ -281,9 +291,7 @@ def process_reports(
             quarantine.append(QuarantineEntry(
                 stage=STAGE, path=report.path, reason=QuarantineReason.ORPHAN_REPORT,
                 message=str(ReportError(
-                    f"row {report.row}: no study with this accession number, nor an unreported study of this "
-                    f"patient within {config.link_window_days} days; check the export's ids or "
-                    "reports.link_window_days" if not report.study_uid else
+                    _orphan_reason(report, config.link_window_days) if not report.study_uid else
                     "the SR document's study has no images in the export (StudyInstanceUID matches no study)",
                     path=report.path, reason=QuarantineReason.ORPHAN_REPORT)),
                 item_id=report_id,
