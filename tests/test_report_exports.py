@@ -6,8 +6,11 @@ import csv
 import logging
 from pathlib import Path
 
+from ctcorpus.config.reports import ReportColumns
 from ctcorpus.enums import QuarantineReason
+from ctcorpus.records import QuarantineLog
 from ctcorpus.reports import StudyKey, process_reports
+from ctcorpus.reports import io as report_io
 from ctcorpus.reports.link import link_reports
 from ctcorpus.reports.records import RawReport
 
@@ -94,3 +97,39 @@ def test_a_report_of_another_exam_never_links_by_patient_and_date(tmp_path):
     orphan = next(q for q in result.quarantine if q.reason == QuarantineReason.ORPHAN_REPORT)
     assert "row 0: no study with this accession number" in orphan.message
     assert "another number is another exam" in orphan.message
+
+
+def test_an_export_that_cannot_be_read_costs_itself_not_the_run(tmp_path, monkeypatch):
+    """No text column and a surplus field in the first row (a TypeError sorting the column names),
+    or any failure a reader library raises: the export is quarantined by name, the others are read."""
+    bad = tmp_path / "befunde.csv"
+    bad.write_bytes(b"accession_number,patient_id,Befundtext\nA1,P1,Kein Erguss, kein Infiltrat\n")
+    good = _csv(tmp_path / "good.csv", ("A2", "P2", "2024-01-05", "No effusion."))
+    log = QuarantineLog()
+    result = process_reports([bad, good], [StudyKey("1.2", "A2", "P2", "20240105")], on_error=log)
+    assert [r.text for r in result.reports] == ["No effusion."]
+    (entry,) = log.entries
+    assert entry.path == str(bad) and entry.reason == QuarantineReason.UNREADABLE_REPORT
+    assert "no text column 'report_text' (columns: ['Befundtext', 'accession_number', 'patient_id'])" in entry.message
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("reader bug")
+
+    monkeypatch.setattr(report_io, "_json_rows", broken)
+    jsonl = tmp_path / "ris.jsonl"
+    jsonl.write_text('{"report_text": "x"}\n', encoding="utf-8")
+    log = QuarantineLog()
+    assert len(process_reports([jsonl, good], [], on_error=log).quarantine) == 1  # good.csv's orphan
+    assert [(e.path, e.reason) for e in log.entries] == [(str(jsonl), QuarantineReason.UNREADABLE_REPORT)]
+    assert "cannot parse report export: RuntimeError: reader bug" in log.entries[0].message
+
+
+def test_a_row_with_more_fields_than_the_header_is_named_not_cut(tmp_path):
+    """An unquoted comma in a text shifts the row: its text would be cut at the comma."""
+    path = tmp_path / "ris.csv"
+    path.write_bytes(b"accession_number,patient_id,study_date,report_text\n"
+                     b"A1,P1,2024-01-05,Kein Erguss, kein Infiltrat\nA2,P2,2024-01-05,Kein Erguss.,\n")
+    export = report_io.read_report_export(path, ReportColumns())
+    assert [(r.accession_number, r.text) for r in export.reports] == [("A2", "Kein Erguss.")]  # a trailing "," is none
+    (problem,) = export.problems
+    assert str(path) in str(problem) and "row 0 has more fields than the header" in str(problem)

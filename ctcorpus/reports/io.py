@@ -252,8 +252,9 @@ def _report_text(row: dict[str, Any], columns: ReportColumns, *, hl7: bool = Fal
 def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport:
     """Read one export into :class:`RawReport` rows, mapping columns through ``columns``.
 
-    A JSONL line (or item of a ``.json`` array) that is not a JSON object, or a row whose RTF
-    cannot be read, is left out and named in ``problems``; the other rows are read. An export
+    A JSONL line (or item of a ``.json`` array) that is not a JSON object, a CSV row with more
+    fields than the header, or a row whose RTF cannot be read, is left out and named in
+    ``problems``; the other rows are read. An export
     whose sections stand in columns of their own (``columns.sections``) has them composed into
     one text under their headings.
 
@@ -261,7 +262,8 @@ def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport
     ------
     ReportError
         (``unreadable_report``) if the file is missing, malformed, or lacks the text column (and
-        every section column).
+        every section column); any other failure reading it too, so that one export costs itself,
+        never the run.
 
     Examples
     --------
@@ -270,17 +272,26 @@ def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport
     path = Path(path)
     if not path.is_file():
         raise ReportError("report export not found", reason=QuarantineReason.UNREADABLE_REPORT, path=path)
+    try:
+        return _read_export(path, columns)
+    except ReportError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an export can hold anything; it costs that export, not the run
+        detail = str(exc) if isinstance(exc, OSError | ValueError | csv.Error) else f"{type(exc).__name__}: {exc}"
+        raise ReportError(f"cannot parse report export: {detail}", reason=QuarantineReason.UNREADABLE_REPORT,
+                          path=path) from exc
+
+
+def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
+    """:func:`read_report_export` of an existing file, raising whatever reading it raises."""
     encoding: list[str] = []
     text_columns = tuple(c for c in (columns.text, *columns.sections.values()) if c)
-    try:
-        data = path.read_bytes()  # read once: parsed and hashed
-        rows, problems = _rows(path, data, columns, text_columns, encoding)
-    except (OSError, ValueError, csv.Error) as exc:
-        raise ReportError(f"cannot parse report export: {exc}", reason=QuarantineReason.UNREADABLE_REPORT,
-                          path=path) from None
+    data = path.read_bytes()  # read once: parsed and hashed
+    rows, problems = _rows(path, data, columns, text_columns, encoding)
     if rows and not set(text_columns).intersection(rows[0][1]):
+        names = sorted(k for k in rows[0][1] if isinstance(k, str))  # a CSV row's surplus fields are under None
         raise ReportError(
-            f"no text column {' or '.join(map(repr, text_columns)) or '(none set)'} (columns: {sorted(rows[0][1])}); "
+            f"no text column {' or '.join(map(repr, text_columns)) or '(none set)'} (columns: {names}); "
             "set reports.columns.text or reports.columns.sections",
             reason=QuarantineReason.UNREADABLE_REPORT, path=path,
         )
@@ -291,6 +302,11 @@ def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport
 
     reports: list[RawReport] = []
     for n, row in rows:
+        if any(str(value).strip() for value in row.get(None) or ()):  # csv.DictReader's surplus fields
+            problems.append(ReportError(f"row {n} has more fields than the header (a delimiter in an unquoted "
+                                        "field?); quote the field or remove the row",
+                                        reason=QuarantineReason.UNREADABLE_REPORT, path=path))
+            continue
         try:
             plain = _report_text(row, columns, hl7=path.suffix.lower() in _HL7_SUFFIXES)
         except Exception as exc:  # noqa: BLE001 - striprtf fails in many ways on broken RTF (an escape
