@@ -12,6 +12,7 @@ from ctcorpus.records import QuarantineLog
 from ctcorpus.reports import StudyKey, process_reports
 from ctcorpus.reports import io as report_io
 from ctcorpus.reports.link import link_reports
+from ctcorpus.reports.markup import decode_text
 from ctcorpus.reports.records import RawReport
 
 COLUMNS = ("accession_number", "patient_id", "study_date", "report_text")
@@ -133,3 +134,36 @@ def test_a_row_with_more_fields_than_the_header_is_named_not_cut(tmp_path):
     assert [(r.accession_number, r.text) for r in export.reports] == [("A2", "Kein Erguss.")]  # a trailing "," is none
     (problem,) = export.problems
     assert str(path) in str(problem) and "row 0 has more fields than the header" in str(problem)
+
+
+def test_a_utf8_export_with_a_cp1252_row_keeps_its_utf8_rows(tmp_path):
+    """Decoded whole as cp1252, every UTF-8 row became mojibake ("JÃ¼rgens"): the DICOM name no
+    longer matched, so it leaked, and clinical words were mangled."""
+    header = b"accession_number,patient_id,study_date,report_text\r\n"
+    first = 'A1,P1,2024-01-05,"Befund:\r\nPatientin Jürgens über den Befund aufgeklärt."\r\n'.encode()
+    pasted = 'A2,P2,2024-01-05,"Kein Pleuraerguß."\r\n'.encode("cp1252")
+    last = 'A3,P3,2024-01-05,"Rundherd 5 mm, größenkonstant."\r\n'.encode()
+    path = tmp_path / "ris.csv"
+    path.write_bytes(header + first + pasted + last)
+    export = report_io.read_report_export(path, ReportColumns())
+    assert [(r.text, r.encoding) for r in export.reports] == [
+        ("Befund:\nPatientin Jürgens über den Befund aufgeklärt.", "utf-8"), ("Kein Pleuraerguß.", "cp1252"),
+        ("Rundherd 5 mm, größenkonstant.", "utf-8")]
+    studies = [StudyKey("1.1", "A1", "P1", "20240105")]
+    (row,) = process_reports([path], studies, header_names={"P1": ["JÜRGENS^ANNA"]}).reports
+    assert "Jürgens" not in row.text and "[NAME]" in row.text and row.encoding == "utf-8"
+    jsonl = tmp_path / "ris.jsonl"
+    jsonl.write_bytes('{"report_text": "Größe"}\n'.encode() + '{"report_text": "Größe"}\n'.encode("cp1252"))
+    assert [(r.text, r.encoding) for r in report_io.read_report_export(jsonl, ReportColumns()).reports] == [
+        ("Größe", "utf-8"), ("Größe", "cp1252")]
+    jsonl.write_text('{"report_text": "Befund:\u2028Kein Erguss."}\n', encoding="utf-8")  # a raw U+2028 in JSON
+    (read,) = report_io.read_report_export(jsonl, ReportColumns()).reports
+    assert read.text == "Befund:\u2028Kein Erguss."
+
+
+def test_decoding_falls_back_per_line():
+    decoded = decode_text(b"\xef\xbb\xbfok\r" + "Übung\n".encode("cp1252") + b"\x81x\n" + "Ölung".encode())
+    assert decoded.text == "ok\rÜbung\n\x81x\nÖlung"  # the BOM dropped; 0x81 is no cp1252 character
+    assert (decoded.encoding, dict(decoded.fallback)) == ("latin-1", {1: "cp1252", 2: "latin-1"})
+    assert decoded.lines_encoding(0, 1) == "utf-8" and decoded.lines_encoding(0, 2) == "cp1252"
+    assert decode_text("Ölung".encode()) == decode_text(b"\xef\xbb\xbf" + "Ölung".encode())

@@ -1,9 +1,11 @@
 """Reading RIS report exports (CSV, JSONL, Parquet, Excel, HL7 v2 ORU files) with a column mapping and
 encoding detection; report texts stored as RTF or HTML are converted to plain text (:mod:`ctcorpus.reports.markup`).
 
-Hospital exports arrive as UTF-8, Windows-1252 or Latin-1 depending on the RIS; a wrong guess
-turns "Pleuraerguss" into mojibake or fails outright, so bytes are decoded by trying UTF-8 first
-(which rejects nearly all non-UTF-8 text) and falling back to cp1252, then Latin-1.
+Hospital exports arrive as UTF-8, Windows-1252 or Latin-1 depending on the RIS, and a UTF-8 export
+may hold a row pasted from a cp1252 source; a wrong guess turns "Pleuraerguß" into mojibake or
+fails outright, so each line is decoded by trying UTF-8 first (which rejects nearly all non-UTF-8
+text) and falling back to cp1252, then Latin-1 (:func:`~ctcorpus.reports.markup.decode_text`); a
+row's ``encoding`` says what its lines needed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import io
 import json
 import math
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -21,7 +25,7 @@ from typing import Any
 from ctcorpus.config.reports import ReportColumns
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import ReportError
-from ctcorpus.reports.markup import PlainText, decode_bytes, to_plain_text, valid_unicode
+from ctcorpus.reports.markup import DecodedText, PlainText, decode_bytes, decode_text, to_plain_text, valid_unicode
 from ctcorpus.reports.oru import PHI_VALUES, oru_rows
 from ctcorpus.reports.records import RawReport, ReportExport
 
@@ -113,9 +117,9 @@ _CSV_DELIMITERS = (",", ";", "\t", "|")
 _JSON_KINDS = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
 
 
-def _json_rows(text: str, path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[ReportError]]:
-    """Rows of JSON Lines, or of one JSON array of objects (a ``.json`` export), and an error per
-    line (array item) that is not a JSON object."""
+def _json_rows(text: str, path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[ReportError], str]:
+    """Rows of JSON Lines, or of one JSON array of objects (a ``.json`` export), an error per line
+    (array item) that is not a JSON object, and what the row numbers count: "line" or "item"."""
     problems: list[tuple[int, ReportError]] = []
 
     def bad(unit: str, n: int, problem: str) -> None:
@@ -134,7 +138,7 @@ def _json_rows(text: str, path: Path) -> tuple[list[tuple[int, dict[str, Any]]],
         entries = list(enumerate(document if isinstance(document, list) else [document]))
     else:
         unit = "line"
-        for n, line in enumerate(text.splitlines()):
+        for n, line in enumerate(io.StringIO(text, newline="")):  # lines as the file has them (not at U+2028)
             if line.strip():
                 try:
                     entries.append((n, json.loads(line)))
@@ -144,7 +148,7 @@ def _json_rows(text: str, path: Path) -> tuple[list[tuple[int, dict[str, Any]]],
     for n, value in entries:
         if not isinstance(value, dict):
             bad(unit, n, f"is {_JSON_KINDS.get(type(value), 'a number')}, not a JSON object")
-    return rows, [error for _, error in sorted(problems, key=lambda item: item[0])]
+    return rows, [error for _, error in sorted(problems, key=lambda item: item[0])], unit
 
 
 def _csv_delimiter(header: str, text_columns: tuple[str, ...], default: str) -> str:
@@ -189,36 +193,60 @@ def _xlsx_rows(data: bytes, text_columns: tuple[str, ...]) -> list[tuple[int, di
     return [(n, dict(zip(names[first], cells, strict=False))) for n, cells in enumerate(lines[first + 1:])]
 
 
-def _rows(
-    path: Path, data: bytes, columns: ReportColumns, text_columns: tuple[str, ...], encoding_out: list[str]
-) -> tuple[list[tuple[int, dict[str, Any]]], list[ReportError]]:
-    """The rows of the export ``path`` (its bytes: ``data``) with their 0-based row (JSONL: line;
-    HL7: order) numbers, and an error per unreadable line (HL7: message)."""
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """An export's rows with their 0-based row (JSONL: line; HL7: order) numbers, an error per
+    unreadable line (HL7: message), and how the rows were decoded."""
+
+    rows: list[tuple[int, dict[str, Any]]]
+    problems: list[ReportError] = field(default_factory=list)
+    encoding: str = "utf-8"  # a row's, unless ``row_encodings`` has its own
+    row_encodings: Mapping[int, str] = field(default_factory=dict)
+
+
+def _csv_rows(decoded: DecodedText, suffix: str, text_columns: tuple[str, ...]) -> _Rows:
+    """The rows of a CSV/TSV export, each with the encoding of the lines it spans."""
+    text = decoded.text
+    # the csv module refuses a field over 128 KiB (a long report history) unless told; no field
+    # is longer than the file (the limit is process-wide, so it is only ever raised)
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
+    delimiter = _csv_delimiter(text.partition("\n")[0], text_columns, "\t" if suffix == ".tsv" else ",")
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    _ = reader.fieldnames  # reads the header, so that the first row's lines start after it
+    rows: list[tuple[int, dict[str, Any]]] = []
+    encodings: dict[int, str] = {}
+    end = reader.line_num
+    for n, row in enumerate(reader):
+        start, end = end, reader.line_num
+        rows.append((n, row))
+        if decoded.fallback:
+            encodings[n] = decoded.lines_encoding(start, end)
+    return _Rows(rows, encoding=decoded.encoding, row_encodings=encodings)
+
+
+def _rows(path: Path, data: bytes, columns: ReportColumns, text_columns: tuple[str, ...]) -> _Rows:
+    """The rows of the export ``path`` (its bytes: ``data``)."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        encoding_out.append("parquet")
-        return list(enumerate(pq.read_table(io.BytesIO(data)).to_pylist())), []
+        return _Rows(list(enumerate(pq.read_table(io.BytesIO(data)).to_pylist())), encoding="parquet")
     if suffix in (".xlsx", ".xlsm"):
-        encoding_out.append("xlsx")
-        return _xlsx_rows(data, text_columns), []
+        return _Rows(_xlsx_rows(data, text_columns), encoding="xlsx")
     if suffix == ".xls":
         raise ValueError("an Excel 97-2003 workbook (.xls) is not read; save it as .xlsx or CSV")
-    text, encoding = decode_bytes(data)
-    encoding_out.append(encoding)
+    decoded = decode_text(data)
     if suffix in (".jsonl", ".ndjson", ".json"):
-        return _json_rows(text, path)
-    if suffix in _HL7_SUFFIXES:
-        rows, broken = oru_rows(text, columns)
-        return rows, [ReportError(f"message {n + 1} cannot be parsed ({reason}); fix or remove it",
-                                  reason=QuarantineReason.UNREADABLE_REPORT, path=path) for n, reason in broken]
+        rows, problems, unit = _json_rows(decoded.text, path)
+        lines = {n: decoded.fallback.get(n, "utf-8") for n, _ in rows} if unit == "line" and decoded.fallback else {}
+        return _Rows(rows, problems, decoded.encoding, lines)
+    if suffix in _HL7_SUFFIXES:  # a message spans lines: its rows take the file's encoding
+        rows, broken = oru_rows(decoded.text, columns)
+        return _Rows(rows, [ReportError(f"message {n + 1} cannot be parsed ({reason}); fix or remove it",
+                                        reason=QuarantineReason.UNREADABLE_REPORT, path=path) for n, reason in broken],
+                     decoded.encoding)
     if suffix in (".csv", ".tsv", ".txt"):
-        # the csv module refuses a field over 128 KiB (a long report history) unless told; no field
-        # is longer than the file (the limit is process-wide, so it is only ever raised)
-        csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
-        delimiter = _csv_delimiter(text.partition("\n")[0], text_columns, "\t" if suffix == ".tsv" else ",")
-        return list(enumerate(csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter))), []
+        return _csv_rows(decoded, suffix, text_columns)
     raise ReportError(f"unknown report export format {suffix!r}; use .csv, .tsv, .jsonl, .json, .parquet, .xlsx "
                       "or .hl7",
                       reason=QuarantineReason.UNREADABLE_REPORT, path=path)
@@ -284,10 +312,10 @@ def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport
 
 def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
     """:func:`read_report_export` of an existing file, raising whatever reading it raises."""
-    encoding: list[str] = []
     text_columns = tuple(c for c in (columns.text, *columns.sections.values()) if c)
     data = path.read_bytes()  # read once: parsed and hashed
-    rows, problems = _rows(path, data, columns, text_columns, encoding)
+    parsed = _rows(path, data, columns, text_columns)
+    rows, problems = parsed.rows, parsed.problems
     if rows and not set(text_columns).intersection(rows[0][1]):
         names = sorted(k for k in rows[0][1] if isinstance(k, str))  # a CSV row's surplus fields are under None
         raise ReportError(
@@ -325,7 +353,7 @@ def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
             text=plain.text,
             language=language_code(get(row, columns.language)),
             patient_name=get(row, columns.patient_name),
-            encoding=encoding[0],
+            encoding=parsed.row_encodings.get(n, parsed.encoding),
             markup=plain.markup,
             source_sha256=digest,
             phi_values=(*(value for column in columns.phi if (value := get(row, column))), *row.get(PHI_VALUES, ())),

@@ -11,20 +11,22 @@ line breaks, other white space collapses, entities are decoded). Text taken from
 messages carries the standard's escapes (``\\.br\\`` line breaks, ``\\T\\`` for "&"), decoded from
 the fixed table of HL7 v2 chapter 2 (python-hl7 decodes them only as part of a parsed message,
 and an export column holds no message). Bytes (a file, a binary cell, HL7 hex data) are decoded
-here too, as UTF-8, else Windows-1252, else Latin-1.
+here too, line by line: UTF-8, else Windows-1252, else Latin-1.
 """
 
 from __future__ import annotations
 
+import codecs
 import html
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from itertools import islice
 
 from striprtf.striprtf import rtf_to_text
 
-__all__ = ["PlainText", "decode_bytes", "to_plain_text", "valid_unicode"]
+__all__ = ["DecodedText", "PlainText", "decode_bytes", "decode_text", "to_plain_text", "valid_unicode"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,18 +136,69 @@ def valid_unicode(text: str) -> str:
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
+@dataclass(frozen=True, slots=True)
+class DecodedText:
+    """Export bytes as text, and how its lines (split at ``\\n``, ``\\r\\n`` or ``\\r``, as
+    ``io.StringIO(text, newline="")`` reads them) were decoded."""
+
+    text: str
+    #: "utf-8" if every line is UTF-8, else the fallback the others needed ("cp1252", or "latin-1"
+    #: if a line holds a byte cp1252 leaves undefined)
+    encoding: str
+    #: 0-based line -> its encoding, for each line that is not UTF-8
+    fallback: Mapping[int, str] = field(default_factory=dict)
+
+    def lines_encoding(self, start: int, end: int) -> str:
+        """How lines ``start`` to ``end - 1`` (one CSV row, say) were decoded: UTF-8 unless one fell back."""
+        used = {self.fallback[n] for n in range(start, end) if n in self.fallback}
+        return "latin-1" if "latin-1" in used else "cp1252" if used else "utf-8"
+
+
+def _decode_line(line: bytes) -> tuple[str, str]:
+    for encoding in ("utf-8", "cp1252"):
+        try:
+            return line.decode(encoding), encoding
+        except UnicodeDecodeError:
+            continue
+    return line.decode("latin-1"), "latin-1"
+
+
+def decode_text(data: bytes) -> DecodedText:
+    """Decode export bytes line by line: UTF-8 where a line is valid UTF-8 (which nearly no text
+    in another encoding is), else cp1252, else Latin-1; a UTF-8 byte order mark is dropped. Never fails.
+
+    Why by line: a UTF-8 export with one row pasted from a cp1252 source, decoded whole as cp1252,
+    turned every UTF-8 "ü" into "Ã¼": names no longer matched the DICOM names (and leaked), clinical
+    words no longer matched the lexicons. The bytes ``\\n`` and ``\\r`` are never part of a UTF-8
+    or cp1252 character, so lines split the same before and after decoding.
+
+    >>> decoded = decode_text("Jürgens\\n".encode() + "Pleuraerguß\\n".encode("cp1252"))
+    >>> decoded.text, decoded.encoding, dict(decoded.fallback)
+    ('Jürgens\\nPleuraerguß\\n', 'cp1252', {1: 'cp1252'})
+    """
+    data = data.removeprefix(codecs.BOM_UTF8)
+    try:
+        return DecodedText(data.decode("utf-8"), "utf-8")
+    except UnicodeDecodeError:
+        pass
+    parts: list[str] = []
+    fallback: dict[int, str] = {}
+    for n, line in enumerate(data.splitlines(keepends=True)):
+        text, encoding = _decode_line(line)
+        parts.append(text)
+        if encoding != "utf-8":
+            fallback[n] = encoding
+    return DecodedText("".join(parts), "latin-1" if "latin-1" in fallback.values() else "cp1252", fallback)
+
+
 def decode_bytes(data: bytes) -> tuple[str, str]:
-    """Decode export bytes, returning ``(text, encoding)``; never fails.
+    """Decode bytes (a cell, HL7 hex data) as :func:`decode_text` does, returning ``(text, encoding)``.
 
     >>> decode_bytes("Pleuraerguss, Ösophagus".encode("latin-1"))
     ('Pleuraerguss, Ösophagus', 'cp1252')
     """
-    for encoding in ("utf-8-sig", "cp1252"):
-        try:
-            return data.decode(encoding), "utf-8" if encoding == "utf-8-sig" else encoding
-        except UnicodeDecodeError:
-            continue
-    return data.decode("latin-1"), "latin-1"
+    decoded = decode_text(data)
+    return decoded.text, decoded.encoding
 
 
 def _rtf_to_text(text: str) -> str:
