@@ -6,8 +6,11 @@ import csv
 import logging
 from pathlib import Path
 
+import pytest
+
 from ctcorpus.config.reports import ReportColumns
 from ctcorpus.enums import QuarantineReason
+from ctcorpus.errors import ReportError
 from ctcorpus.records import QuarantineLog
 from ctcorpus.reports import StudyKey, process_reports
 from ctcorpus.reports import io as report_io
@@ -167,3 +170,19 @@ def test_decoding_falls_back_per_line():
     assert (decoded.encoding, dict(decoded.fallback)) == ("latin-1", {1: "cp1252", 2: "latin-1"})
     assert decoded.lines_encoding(0, 1) == "utf-8" and decoded.lines_encoding(0, 2) == "cp1252"
     assert decode_text("Ölung".encode()) == decode_text(b"\xef\xbb\xbf" + "Ölung".encode())
+
+
+def test_a_json_lines_row_without_the_text_key_is_an_empty_report(tmp_path):
+    """A writer that leaves out null fields: the first line has no text key, the others have one."""
+    path = tmp_path / "ris.jsonl"
+    path.write_text('{"accession_number": "A0", "patient_id": "P0", "study_date": "2024-01-05"}\n'
+                    '{"accession_number": "A1", "patient_id": "P1", "study_date": "2024-01-05", '
+                    '"report_text": "No effusion."}\n', encoding="utf-8")
+    studies = [StudyKey("1.0", "A0", "P0", "20240105"), StudyKey("1.1", "A1", "P1", "20240105")]
+    result = process_reports([path], studies)
+    assert [(r.report_id, r.text) for r in result.reports] == [("A1", "No effusion.")]
+    assert [(q.reason, q.item_id) for q in result.quarantine] == [(QuarantineReason.EMPTY_REPORT, "A0")]
+    path.write_text('{"accession_number": "A0", "Befund": "x"}\n{"accession_number": "A1", "text": "y"}\n')
+    with pytest.raises(ReportError, match=r"no text column 'report_text' \(columns: \['Befund', 'accession_number', "
+                                          r"'text'\]\)"):
+        report_io.read_report_export(path, ReportColumns())

@@ -316,8 +316,9 @@ def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
     data = path.read_bytes()  # read once: parsed and hashed
     parsed = _rows(path, data, columns, text_columns)
     rows, problems = parsed.rows, parsed.problems
-    if rows and not set(text_columns).intersection(rows[0][1]):
-        names = sorted(k for k in rows[0][1] if isinstance(k, str))  # a CSV row's surplus fields are under None
+    # any row's keys: a JSON Lines writer leaves out a row's null fields (that row's text is empty)
+    if rows and not any(set(text_columns).intersection(row) for _, row in rows):
+        names = sorted({k for _, row in rows for k in row if isinstance(k, str)})  # CSV surplus fields: None
         raise ReportError(
             f"no text column {' or '.join(map(repr, text_columns)) or '(none set)'} (columns: {names}); "
             "set reports.columns.text or reports.columns.sections",
