@@ -186,3 +186,24 @@ def test_a_json_lines_row_without_the_text_key_is_an_empty_report(tmp_path):
     with pytest.raises(ReportError, match=r"no text column 'report_text' \(columns: \['Befund', 'accession_number', "
                                           r"'text'\]\)"):
         report_io.read_report_export(path, ReportColumns())
+
+
+def test_a_mapped_column_named_twice_is_an_error_not_a_lost_text(tmp_path):
+    """A row read as a dict keeps the last cell: a second, empty "report_text" dropped the text."""
+    from openpyxl import Workbook
+
+    path = tmp_path / "ris.csv"
+    path.write_bytes(b"accession_number,patient_id,study_date,report_text,report_text\n"
+                     b"A1,P1,2024-01-05,Pleural effusion on the right.,\n")
+    with pytest.raises(ReportError, match=r"ris.csv: .*names the column 'report_text' more than once"):
+        report_io.read_report_export(path, ReportColumns())
+    workbook = Workbook()
+    workbook.active.append(["Accession", "Befundtext", "Accession"])
+    workbook.active.append(["A1", "Kein Erguss.", None])
+    workbook.save(tmp_path / "ris.xlsx")
+    with pytest.raises(ReportError, match=r"ris.xlsx: .*names the column 'Accession' more than once"):
+        report_io.read_report_export(tmp_path / "ris.xlsx", ReportColumns(text="Befundtext",
+                                                                          accession_number="Accession"))
+    # a column nothing maps may be named twice
+    path.write_bytes(b"accession_number,note,report_text,note\nA1,a,Kein Erguss.,b\n")
+    assert [r.text for r in report_io.read_report_export(path, ReportColumns()).reports] == ["Kein Erguss."]

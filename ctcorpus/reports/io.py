@@ -16,7 +16,8 @@ import io
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -169,7 +170,22 @@ def _csv_delimiter(header: str, text_columns: tuple[str, ...], default: str) -> 
     return best if counts[best] else default
 
 
-def _xlsx_rows(data: bytes, text_columns: tuple[str, ...]) -> list[tuple[int, dict[str, Any]]]:
+def _mapped_columns(columns: ReportColumns) -> frozenset[str]:
+    """The export columns ``columns`` maps to something."""
+    return frozenset(c for c in (columns.text, *columns.sections.values(), columns.accession_number,
+                                 columns.patient_id, columns.study_date, columns.report_time, columns.language,
+                                 columns.patient_name, *columns.phi) if c)
+
+
+def _check_unique(header: Sequence[str], mapped: frozenset[str]) -> None:
+    """Raise ``ValueError`` if the header names a mapped column more than once: a row read as a
+    dict keeps the last cell, so a second, empty "report_text" silently dropped every report text."""
+    if twice := sorted(name for name, n in Counter(header).items() if n > 1 and name in mapped):
+        raise ValueError(f"the header names the column{'s' * (len(twice) > 1)} {', '.join(map(repr, twice))} more "
+                         "than once; rename or remove the copy")
+
+
+def _xlsx_rows(data: bytes, text_columns: tuple[str, ...], mapped: frozenset[str]) -> list[tuple[int, dict[str, Any]]]:
     """The rows of an Excel workbook's first sheet under its header, as typed cells (numbers,
     datetimes, text). The header is the first row that names a text column (a title may stand
     above it), else the first row with a value; rows without one are left out, as Excel keeps
@@ -190,6 +206,7 @@ def _xlsx_rows(data: bytes, text_columns: tuple[str, ...]) -> list[tuple[int, di
         return []
     names = [[str(v).strip() if v is not None else f"column {k + 1}" for k, v in enumerate(cells)] for cells in lines]
     first = next((k for k, header in enumerate(names) if set(text_columns).intersection(header)), 0)
+    _check_unique(names[first], mapped)
     return [(n, dict(zip(names[first], cells, strict=False))) for n, cells in enumerate(lines[first + 1:])]
 
 
@@ -204,7 +221,7 @@ class _Rows:
     row_encodings: Mapping[int, str] = field(default_factory=dict)
 
 
-def _csv_rows(decoded: DecodedText, suffix: str, text_columns: tuple[str, ...]) -> _Rows:
+def _csv_rows(decoded: DecodedText, suffix: str, text_columns: tuple[str, ...], mapped: frozenset[str]) -> _Rows:
     """The rows of a CSV/TSV export, each with the encoding of the lines it spans."""
     text = decoded.text
     # the csv module refuses a field over 128 KiB (a long report history) unless told; no field
@@ -212,7 +229,7 @@ def _csv_rows(decoded: DecodedText, suffix: str, text_columns: tuple[str, ...]) 
     csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
     delimiter = _csv_delimiter(text.partition("\n")[0], text_columns, "\t" if suffix == ".tsv" else ",")
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    _ = reader.fieldnames  # reads the header, so that the first row's lines start after it
+    _check_unique(reader.fieldnames or (), mapped)  # reading the header first: the first row's lines follow it
     rows: list[tuple[int, dict[str, Any]]] = []
     encodings: dict[int, str] = {}
     end = reader.line_num
@@ -232,7 +249,7 @@ def _rows(path: Path, data: bytes, columns: ReportColumns, text_columns: tuple[s
 
         return _Rows(list(enumerate(pq.read_table(io.BytesIO(data)).to_pylist())), encoding="parquet")
     if suffix in (".xlsx", ".xlsm"):
-        return _Rows(_xlsx_rows(data, text_columns), encoding="xlsx")
+        return _Rows(_xlsx_rows(data, text_columns, _mapped_columns(columns)), encoding="xlsx")
     if suffix == ".xls":
         raise ValueError("an Excel 97-2003 workbook (.xls) is not read; save it as .xlsx or CSV")
     decoded = decode_text(data)
@@ -246,7 +263,7 @@ def _rows(path: Path, data: bytes, columns: ReportColumns, text_columns: tuple[s
                                         reason=QuarantineReason.UNREADABLE_REPORT, path=path) for n, reason in broken],
                      decoded.encoding)
     if suffix in (".csv", ".tsv", ".txt"):
-        return _csv_rows(decoded, suffix, text_columns)
+        return _csv_rows(decoded, suffix, text_columns, _mapped_columns(columns))
     raise ReportError(f"unknown report export format {suffix!r}; use .csv, .tsv, .jsonl, .json, .parquet, .xlsx "
                       "or .hl7",
                       reason=QuarantineReason.UNREADABLE_REPORT, path=path)
