@@ -207,3 +207,30 @@ def test_a_mapped_column_named_twice_is_an_error_not_a_lost_text(tmp_path):
     # a column nothing maps may be named twice
     path.write_bytes(b"accession_number,note,report_text,note\nA1,a,Kein Erguss.,b\n")
     assert [r.text for r in report_io.read_report_export(path, ReportColumns()).reports] == ["Kein Erguss."]
+
+
+def test_study_dates_in_more_spellings_and_the_rest_named(tmp_path, caplog):
+    """YYYY/MM/DD, German DD.MM.YY and Excel serials are read; an ambiguous slash date is not
+    guessed, and neither it nor any other value that is no date vanishes silently."""
+    from openpyxl import Workbook
+
+    spellings = {"2024/01/05": "20240105", "2024.01.05": "20240105", "05.01.24": "20240105", "5.1.98": "19980105",
+                 "01/05/2024": "", "05/01/2024": "", "45296": "", "n/a": ""}
+    assert {v: report_io.normalize_date(v) for v in spellings} == spellings
+    workbook = Workbook()
+    workbook.active.append(["report_text", "study_date", "report_time"])
+    workbook.active.append(["Kein Erguss.", 45296, 45296.5])  # date cells whose format was lost: serials
+    workbook.active.append(["Rundherd.", 20240105, "05.01.2024 14:30"])
+    workbook.save(tmp_path / "ris.xlsx")
+    export = report_io.read_report_export(tmp_path / "ris.xlsx", ReportColumns())
+    assert [(r.study_date, r.report_time) for r in export.reports] == [
+        ("20240105", "20240105120000"), ("20240105", "20240105143000")]
+    path = _csv(tmp_path / "ris.csv", ("", "P1", "01/05/2024", "No effusion."), ("", "P1", "2024/01/05", "Nodule."))
+    studies = [StudyKey("1.1", "A1", "P1", "20240105")]
+    with caplog.at_level(logging.WARNING, logger="ctcorpus.reports.io"):
+        result = process_reports([path], studies)
+    assert f"{path}: 1 value(s) of column 'study_date' are no date ctcorpus reads (row 0: '01/05/2024')" in caplog.text
+    assert [(r.text, r.link_method) for r in result.reports] == [("Nodule.", "patient_date")]
+    (orphan,) = result.quarantine
+    assert orphan.reason == QuarantineReason.ORPHAN_REPORT and "row 0: no accession number" in orphan.message
+    assert "no study date to link it by patient and date" in orphan.message

@@ -14,9 +14,10 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import math
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -32,7 +33,17 @@ from ctcorpus.reports.records import RawReport, ReportExport
 
 __all__ = ["language_code", "normalize_date", "normalize_time", "read_report_export"]
 
+logger = logging.getLogger(__name__)
 
+
+#: A date with the year first: "20240105", "2024-01-05", "2024/01/05", "2024.01.05".
+_YEAR_FIRST = re.compile(r"(\d{4})([-/.]?)(\d{2})\2(\d{2})")
+#: A date with the day first, as German exports write it: "5.1.2024", "05.01.24" (a year 00-68 is
+#: 20YY, 69-99 19YY, as strptime's %y). A slash date with the year last ("01/05/2024") is not read:
+#: US and European exports write it alike, and a wrong guess links a report to another month's study.
+_DAY_FIRST = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4}|\d{2})(?!\d),?")
+#: An Excel date serial (days since 1899-12-30) is below this; a YYYYMMDD number is above.
+_EXCEL_MAX_SERIAL = 2958466
 #: A time after a date: "T10:22:33", " 9:05", "102233" (HL7), a fraction (ignored) and a zone.
 _TIME = re.compile(r"[T ]?(\d{1,2}):?(\d{2})(?::?(\d{2}))?(?:[.,]\d+)?(Z|([+-])(\d{2}):?(\d{2}))?")
 
@@ -49,6 +60,8 @@ def normalize_time(value: Any, *, utc: bool = False) -> str:
     ('20240105102233', '20240105092233')
     >>> normalize_time("05.01.2024 10:22"), normalize_time(20240105.0), normalize_time("5.1.2024, 9:05")
     ('20240105102200', '20240105000000', '20240105090500')
+    >>> normalize_time("2024/01/05 10:22"), normalize_time("05.01.24"), normalize_time("01/05/2024")
+    ('20240105102200', '20240105000000', '')
     """
     if isinstance(value, date):  # a datetime too
         stamp = value if isinstance(value, datetime) else datetime(value.year, value.month, value.day)
@@ -56,10 +69,12 @@ def normalize_time(value: Any, *, utc: bool = False) -> str:
             stamp = stamp.astimezone(timezone.utc)
         return f"{stamp.year:04d}{stamp:%m%d%H%M%S}"
     text = _cell_text(value).strip()  # a number with a gap in its column is a float: "20240105.0"
-    if m := re.match(r"(\d{4})-?(\d{2})-?(\d{2})", text):
-        year, month, day = int(m[1]), int(m[2]), int(m[3])
-    elif m := re.match(r"(\d{1,2})\.(\d{1,2})\.(\d{4})(?!\d),?", text):
+    if m := _YEAR_FIRST.match(text):
+        year, month, day = int(m[1]), int(m[3]), int(m[4])
+    elif m := _DAY_FIRST.match(text):
         year, month, day = int(m[3]), int(m[2]), int(m[1])
+        if len(m[3]) == 2:
+            year += 2000 if year < 69 else 1900
     else:
         return ""
     try:
@@ -75,12 +90,23 @@ def normalize_time(value: Any, *, utc: bool = False) -> str:
 
 
 def normalize_date(value: Any) -> str:
-    """A study date in any common spelling as ``YYYYMMDD`` ("" when absent or unparseable).
+    """A study date in any common spelling as ``YYYYMMDD`` ("" when absent or unparseable): see
+    :func:`normalize_time`.
 
     >>> normalize_date("05.01.2024"), normalize_date("2024-01-05"), normalize_date(20240105.0)
     ('20240105', '20240105', '20240105')
     """
     return normalize_time(value)[:8]
+
+
+def _excel_date(value: Any) -> Any:
+    """A number cell of an Excel workbook's date column as a date: below 2958466 it is a date
+    serial (a date cell whose format was lost), above it a YYYYMMDD number; anything else as it is."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < _EXCEL_MAX_SERIAL:
+        from openpyxl.utils.datetime import from_excel
+
+        return from_excel(value)
+    return value
 
 
 def _cell_text(value: Any) -> str:
@@ -346,6 +372,18 @@ def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
     def get(row: dict[str, Any], column: str) -> str:
         return _cell_text(row.get(column) if column else None).strip()
 
+    unread: Counter[str] = Counter()  # column -> how many of its values are no date
+    examples: dict[str, list[str]] = defaultdict(list)  # column -> the first few, "row n: 'value'"
+
+    def moment(row: dict[str, Any], n: int, column: str, *, utc: bool) -> str:
+        value = row.get(column) if column else None
+        stamp = normalize_time(_excel_date(value) if parsed.encoding == "xlsx" else value, utc=utc)
+        if not stamp and (text := _cell_text(value).strip()):
+            unread[column] += 1
+            if len(examples[column]) < 5:
+                examples[column].append(f"row {n}: {text!r}")
+        return stamp
+
     reports: list[RawReport] = []
     for n, row in rows:
         if any(str(value).strip() for value in row.get(None) or ()):  # csv.DictReader's surplus fields
@@ -366,8 +404,8 @@ def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
             row=n,
             accession_number=get(row, columns.accession_number),
             patient_id=get(row, columns.patient_id),
-            study_date=normalize_date(row.get(columns.study_date) if columns.study_date else None),
-            report_time=normalize_time(row.get(columns.report_time) if columns.report_time else None, utc=True),
+            study_date=moment(row, n, columns.study_date, utc=False)[:8],
+            report_time=moment(row, n, columns.report_time, utc=True),
             text=plain.text,
             language=language_code(get(row, columns.language)),
             patient_name=get(row, columns.patient_name),
@@ -376,4 +414,9 @@ def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
             source_sha256=digest,
             phi_values=(*(value for column in columns.phi if (value := get(row, column))), *row.get(PHI_VALUES, ())),
         ))
+    for column, count in unread.items():
+        logger.warning("%s: %d value(s) of column %r are no date ctcorpus reads (%s%s); a study date's report links "
+                       "by accession number only, a report time's counts as undated. Write YYYY-MM-DD or DD.MM.YYYY "
+                       "(a slash date with the year last is ambiguous: MM/DD or DD/MM)", path, count, column,
+                       ", ".join(examples[column]), ", ..." if count > len(examples[column]) else "")
     return ReportExport(tuple(reports), tuple(problems))

@@ -141,12 +141,16 @@ def _one_row_per_accession(
 
 def _orphan_reason(report: RawReport, window_days: int) -> str:
     """Why an export row linked to no study, in the terms of the rules that were tried."""
-    if report.accession_number:
-        tried = ("no study with this accession number, nor an unreported study of this patient without an accession "
-                 f"number within {window_days} days (a study with another number is another exam)")
+    number = "no study with this accession number" if report.accession_number else "no accession number"
+    if not report.study_date:  # a value that is no date was logged with the file, row and value
+        tried = ("no study date to link it by patient and date (the cell is empty, or no date ctcorpus reads: the "
+                 "log names its value)")
+    elif report.accession_number:
+        tried = (f"no unreported study of this patient without an accession number within {window_days} days (a "
+                 "study with another number is another exam)")
     else:
-        tried = f"no accession number, and no unreported study of this patient within {window_days} days"
-    return f"row {report.row}: {tried}; check the export's ids or reports.link_window_days"
+        tried = f"no unreported study of this patient within {window_days} days"
+    return f"row {report.row}: {number}, and {tried}; check the export's ids and dates or reports.link_window_days"
 
 
 def _accession_of_patient(study: StudyKey) -> tuple[str, str]:
