@@ -28,7 +28,8 @@ class ReportColumns(StageConfig):
     accession_number: str = Field("accession_number", description="Column with the accession number.")
     patient_id: str = Field("patient_id", description="Column with the patient id (MRN).")
     study_date: str = Field(
-        "study_date", description="Column with the study date (YYYYMMDD, YYYY-MM-DD or DD.MM.YYYY)."
+        "study_date", description="Column with the study date (YYYYMMDD, YYYY-MM-DD, YYYY/MM/DD, YYYY.MM.DD, "
+        "DD.MM.YYYY, DD.MM.YY or an Excel date; MM/DD/YYYY is not guessed)."
     )
     language: str = Field("language", description="Optional column with the language ('en'/'de'); '' if absent.")
     report_time: str = Field(
@@ -71,8 +72,8 @@ class ReportsConfig(StageConfig):
     link_window_days: int = Field(
         3,
         ge=0,
-        description="A report without a matching accession number links to the patient's study at most this "
-        "many days away (closest wins).",
+        description="A report or study without an accession number links to the same patient's study (report) "
+        "at most this many days away (closest wins); two different accession numbers never link.",
     )
     same_accession: Literal["latest", "join"] = Field(
         "latest",
