@@ -354,11 +354,13 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
         grouped[stack.first.study_uid].append(stack)
     # no PatientID (DICOM allows an empty one): its patient's other studies could land in another split
     unidentified = {uid for uid, group in grouped.items() if not group[0].first.patient_id.strip()}
-    anonymous = [QuarantineEntry("ingest", grouped[uid][0].first.rel_path, QuarantineReason.MISSING_PATIENT_ID,
-                                 f"{grouped[uid][0].first.rel_path}: the study has no PatientID, so no patient-level split "
-                                 "can keep it with its patient's other studies; export it with its patient id",
-                                 item_id=p.study(uid))
-                 for uid in sorted(unidentified)]
+    anonymous = []
+    for uid in sorted(unidentified):
+        path = grouped[uid][0].first.rel_path
+        anonymous.append(QuarantineEntry("ingest", path, QuarantineReason.MISSING_PATIENT_ID,
+                                         f"{path}: the study has no PatientID, so no patient-level split can keep it "
+                                         "with its patient's other studies; export it with its patient id",
+                                         item_id=p.study(uid)))
     seen = {e.path for e in index.quarantine}
     entries = [*index.quarantine, *(e for e in handler.entries if e.path not in seen or e.stage != "ingest"), *anonymous]
     export_key = _digest("export", __version__, sorted(r.sha256 for r in index.instances), [e.path for e in entries], _pseudonymizing(config, p))
@@ -682,10 +684,9 @@ def _run_index(work_dir: Path) -> dict[str, Any]:
         raise CtCorpusError("no ingest run recorded here: run `ctcorpus ingest` first", path=work_dir) from None
 
 
-def build_units(work_dir: Path) -> list[BuildUnit]:
-    """The stored results named by the run index, as :class:`~ctcorpus.outputs.BuildUnit`s."""
+def build_units(work_dir: Path, index: Mapping[str, Any]) -> list[BuildUnit]:
+    """The stored results the run index (:func:`_run_index`) names, as :class:`~ctcorpus.outputs.BuildUnit`s."""
     store = WorkStore(Path(work_dir))
-    index = _run_index(work_dir)
     reports = _load_tables(store.path("reports", index["reports_key"]))
     export = _load_tables(store.path("export", index["export_key"]))
     failed = [
@@ -746,14 +747,15 @@ def build_from_work(config: CorpusConfig, work_dir: Path, out: Path) -> BuildRes
     section (the build's own), and states the run's geometry. Other differences are logged.
     """
     build = config.recorded()
-    run = _run_index(work_dir).get("config") or build  # a run recorded by an earlier version: no config
+    index = _run_index(work_dir)
+    run = index.get("config") or build  # a run recorded by an earlier version: no config
     if differing := [name for name in ("ingest", "anatomy", "reports", "snippets") if run[name] != build[name]]:
         log.warning("build: the ingest run used other %s settings than this config; the dataset records the run's",
                     "/".join(differing))
     ingest = run["ingest"]
     geometry = {"orientation": ingest["orientation"], "spacing_mm": ingest["target_spacing_mm"],
                 "hu_clip": ingest["hu_clip"], "array_axes": "zyx"}
-    return build_dataset(build_units(work_dir), Path(out), config.outputs, run_config=run | {"outputs": build["outputs"]},
+    return build_dataset(build_units(work_dir, index), Path(out), config.outputs, run_config=run | {"outputs": build["outputs"]},
                          geometry=geometry)
 
 
