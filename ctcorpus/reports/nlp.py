@@ -59,9 +59,13 @@ class Section:
     end: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Sentence:
-    """A sentence of the scrubbed text with its anatomies and label states."""
+    """A sentence of the scrubbed text with its anatomies and label states.
+
+    Not frozen: a report makes a few dozen, and a frozen dataclass's ``__init__`` (one
+    ``object.__setattr__`` per field) costs four times as much, 5% of a report's analysis.
+    """
 
     index: int
     section: str
