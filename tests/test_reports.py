@@ -589,6 +589,19 @@ def test_phi_forms_real_reports_write_that_the_rules_missed():
         "May be atelectasis.\n2. May represent scarring. Wachstum von 2.5 auf 3.1 cm.": [],
         "Lesion 12/10/15 mm. IDH1-R132H mutated. Reported by: XXXX.": [],
         "COMPARISON: MR BRAIN. HISTORY: KNOWN MS. TECHNIQUE: HR CT CHEST.": [],
+        # German phone numbers grouped around a slash, labelled or not
+        "Rückruf unter 0 89 / 12 34 56 erbeten, Tel. 089 / 12 34 56.": [
+            ("0 89 / 12 34 56", "phone"), ("089 / 12 34 56", "phone")],
+        # streets named after a person (street word capitalized after a hyphen), or with no street
+        # word but a postcode and town after the number
+        "Wohnhaft Karl-Marx-Straße 5, jetzt Hans-Böckler-Str. 12; Post an Am Markt 3, 12345 Berlin.": [
+            ("Karl-Marx-Straße 5", "address"), ("Hans-Böckler-Str. 12", "address"),
+            ("Markt 3, 12345 Berlin", "address")],
+        # a second title in capitals in a mixed-case line; a status word in capitals is no name
+        "Discussed with Dr. MED. SMITH.\nPATIENT IMPROVED.\nPATIENT: SMITH, JOHN": [
+            ("SMITH", "name"), ("SMITH, JOHN", "name")],
+        # a count before a slash, and a month/year before a measurement, stay what they are
+        "Lymph nodes 0 / 12 positive. Seit 03/2020 12 mm größer.": [("03/2020", "date")],
     }
     for text, expected in cases.items():
         assert [(text[h.start:h.end], h.kind) for h in find_phi(text)] == expected, text

@@ -78,7 +78,11 @@ _NOT_NAMES = frozenset(
      "Telefonisch", "Persönlich", "Mündlich", "Radiologist", "Radiologe", "Radiologin", "Physician", "Arzt", "Ärztin",
      # headings ("KNOWN MS. TECHNIQUE: ..." in capitals reads as "Ms. Technique")
      "Technique", "Technik", "Comparison", "Vergleich", "History", "Indication", "Impression", "Conclusion",
-     "Beurteilung", "Zusammenfassung", "Fragestellung", "Anamnese", "Clinical", "Klinik"}
+     "Beurteilung", "Zusammenfassung", "Fragestellung", "Anamnese", "Clinical", "Klinik",
+     # how a patient is doing ("PATIENT IMPROVED." in capitals reads as "Patient Improved.")
+     "Improved", "Stable", "Unchanged", "Tolerated", "Refused", "Declined", "Denies", "Presents", "Presented",
+     "Reports", "Reported", "Returned", "Underwent", "Admitted", "Discharged", "Deceased", "Verstorben", "Stabil",
+     "Unverändert", "Gebessert", "Entlassen", "Aufgenommen"}
 )
 #: Lower-case particles of family names ("von der Leyen", "van Gogh", "de Vries").
 _PARTICLES = ("von", "van", "vom", "zu", "zur", "de", "der", "den", "del", "della", "di", "da", "dos", "du", "le", "la",
@@ -141,10 +145,14 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         re.compile(
             r"[A-ZÄÖÜ\d](?<!\w[A-ZÄÖÜ\d])"
             r"(?:(?<=[A-ZÄÖÜ])(?=[\wäöüß\-]*+\.?\s+\d)[\wäöüß\-]*(?:"
-            + "|".join(_STREET_LOOKALIKES.get(w, "") + re.escape(w) for w in _STREETS_DE)
+            # the street word capitalized after a hyphen: "Karl-Marx-Straße 5", "Hans-Böckler-Str. 12"
+            + "|".join(_STREET_LOOKALIKES.get(w, "") + f"[{w[0]}{w[0].upper()}]" + re.escape(w[1:]) for w in _STREETS_DE)
             + r")\s+\d+(?:\s?[a-z](?![\wäöüß]))?"  # "5a", not the "i" of "5 in"
             r"|(?<=\d)\d{0,4}\s+(?:[A-Z][a-z]+\s+){1,3}(?:" + "|".join(map(re.escape, _STREETS_US))
-            + r")(?![A-Za-z])(?:\s+[NS]?[EW]?(?<=[NSEW])(?!\w))?)"  # "Ave NW"
+            + r")(?![A-Za-z])(?:\s+[NS]?[EW]?(?<=[NSEW])(?!\w))?"  # "Ave NW"
+            # a street without a street word, known by the postcode after it: "Am Markt 3, 12345 Berlin"
+            r"|(?<=[A-ZÄÖÜ])[a-zäöüß]+(?:-[A-ZÄÖÜ]?[a-zäöüß]+)*\s+\d{1,4}(?:\s?[a-z](?![\wäöüß]))?"
+            r"(?=,\s*\d{5}\s+[A-ZÄÖÜ]))"
             # the town, after a comma or a postcode: ", Boston, MA 02115", " 80331 München", " in 80331 München"
             r"(?:(?:,\s*|\s+(?:in\s+)?(?=\d{5}\s))(?:\d{5}\s+)?" + _CAP + r"(?:\s" + _CAP + r")?"
             r"(?:(?:,\s*|\s+)[A-Z][A-Za-z](?!\w))?(?:\s+\d{5})?)?"
@@ -203,9 +211,11 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         "phone",
         re.compile(
             r"[+(\d](?<![\w.][+(\d])"
-            r"(?:(?<=\+)\d{1,3}[ ]?(?:\(0\))?[ ]?\d{1,5}[ /-]?|(?<=\()\d{2,5}\)[ ]?|(?<=0)\d{2,5}[ /-]?|(?<=\d)\d{2}-"
+            r"(?:(?:(?<=\+)\d{1,3}[ ]?(?:\(0\))?[ ]?\d{1,5}[ /-]?|(?<=\()\d{2,5}\)[ ]?|(?<=0)\d{2,5}[ /-]?|(?<=\d)\d{2}-"
             r"|(?<=\d)\d{2}\.\d{3}\.(?=\d{4}(?!\d)))"  # "617.555.1234"
-            r"\d{3,8}(?:[ -]\d{2,6})?(?!\w|\.\d)"
+            r"\d{3,8}(?:[ -]\d{2,6})?"
+            # a German area code of 3-5 digits, a slash and the number in groups: "0 89 / 12 34 56"
+            r"|(?<=0)[ ]?\d(?:[ ]?\d){1,3}[ ]?/[ ]?\d{2,4}(?:[ ]\d{2,4}){0,4})(?!\w|\.\d)"
         ),
         (),
         _NUMBER,
@@ -230,7 +240,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     (  # a number after a phone label, however short or spaced: "Pager 1234", "App. -4711", "call 555 123 4567"
         "phone",
         re.compile(r"(?<!\w)(?i:(?:tel(?:efon|\.-?nr)?|phone|fax|pager|piepser|funk|durchwahl|mobil|handy|call|ext)"
-                   r"\b\.?|app\.):?[ \t]*[-–]?(\+?\(?\d(?:[ ()/.\-]{0,2}\d){2,15})"),
+                   r"\b\.?|app\.):?[ \t]*[-–]?(\+?\(?\d(?:(?:[ ()/.\-]{0,2}|[ ]/[ ])\d){2,15})"),
         ("tel", "phone", "fax", "pager", "piepser", "funk", "durchwahl", "mobil", "handy", "call", "ext", "app."),
         _NEEDLE,
     ),
@@ -260,7 +270,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             r"[DFHMNP](?<!\w[DFHMNP])(?:"
             r"(?:(?:(?<=D)r|(?<=P)(?:rof|D)|(?<=M)(?:r|rs|s)|(?<=H)r|(?<=F)r)(?:\.\s*|\s+)"
             r"|(?:(?<=H)(?:err|errn)|(?<=F)rau)\s+|(?:(?<=D)R|(?<=P)ROF)\.\s*)"  # "DR." in a mixed line
-            r"(?:(?:Dr|Prof|med|PD|Kollegin|Kollege)(?:\.\s*|\s+))*"
+            r"(?:(?i:Dr|Prof|med|PD|Kollegin|Kollege)(?:\.\s*|\s+))*"  # "Dr. MED. SMITH"
             r"(" + _NAME_PARTS + "|" + _UPPER_NAME_PARTS + r")"
             # a name labelled as the patient's, also in capitals as RIS headers write it ("SMITH^JOHN")
             r"|(?:(?<=P)(?i:at(?:ient(?:in)?|\.))|(?<=N)(?i:ame)):?\s+(" + _LABELLED_NAME + r")"
