@@ -600,6 +600,14 @@ def test_phi_forms_real_reports_write_that_the_rules_missed():
         # a second title in capitals in a mixed-case line; a status word in capitals is no name
         "Discussed with Dr. MED. SMITH.\nPATIENT IMPROVED.\nPATIENT: SMITH, JOHN": [
             ("SMITH", "name"), ("SMITH, JOHN", "name")],
+        # German degrees after "Dr." and "Dipl.-" titles
+        "Prof. Dr. med. habil. Schmidt, Dr. rer. nat. Meier, Dipl.-Ing. Weber; Dr. Nat Smith.": [
+            ("Schmidt", "name"), ("Meier", "name"), ("Weber", "name"), ("Nat Smith", "name")],
+        # names under a letter's closing, without a title; two signers; the roles under them stay
+        "Mit freundlichen kollegialen Grüßen\n\nAnna Weber    Peter Schulz\nOberärztin    Chefarzt": [
+            ("Anna Weber    Peter Schulz", "name")],
+        "Best regards,\nJohn Smith\n\nSincerely,\nJANE DOE\n\nMit freundlichen Grüßen\nIhr Radiologie-Team": [
+            ("John Smith", "name"), ("JANE DOE", "name")],
         # a count before a slash, and a month/year before a measurement, stay what they are
         "Lymph nodes 0 / 12 positive. Seit 03/2020 12 mm größer.": [("03/2020", "date")],
     }

@@ -82,7 +82,11 @@ _NOT_NAMES = frozenset(
      # how a patient is doing ("PATIENT IMPROVED." in capitals reads as "Patient Improved.")
      "Improved", "Stable", "Unchanged", "Tolerated", "Refused", "Declined", "Denies", "Presents", "Presented",
      "Reports", "Reported", "Returned", "Underwent", "Admitted", "Discharged", "Deceased", "Verstorben", "Stabil",
-     "Unverändert", "Gebessert", "Entlassen", "Aufgenommen"}
+     "Unverändert", "Gebessert", "Entlassen", "Aufgenommen",
+     # who signs a letter besides a person ("Mit freundlichen Grüßen\nIhr Radiologie-Team")
+     "Ihr", "Ihre", "Your", "Team", "Praxis", "Institut", "Abteilung", "Department", "Klinikum",
+     # roles under the names of a signature ("Oberärztin    Chefarzt")
+     "Oberarzt", "Oberärztin", "Chefarzt", "Chefärztin", "Facharzt", "Fachärztin", "Assistenzarzt", "Assistenzärztin"}
 )
 #: Lower-case particles of family names ("von der Leyen", "van Gogh", "de Vries").
 _PARTICLES = ("von", "van", "vom", "zu", "zur", "de", "der", "den", "del", "della", "di", "da", "dos", "du", "le", "la",
@@ -93,6 +97,8 @@ _NAME_LEAD = r"(?:[A-ZÄÖÜ]\.(?:-?[A-ZÄÖÜ]\.)?[ \t]+|(?:" + trie_regex(_PAR
 #: none of them a ``_NOT_NAMES`` word.
 _NOT_A_NAME_AHEAD = r"(?!(?:" + trie_regex(sorted(_NOT_NAMES)) + r")\b)"
 _NAME_PARTS = _NAME_LEAD + _CAP + r"(?:[ \t]+" + _NAME_LEAD + _NOT_A_NAME_AHEAD + _CAP + r"){0,2}"
+#: A name as a signature writes it: its words one space apart (two or more, or a tab, part two names).
+_SIGNED_NAME = _NAME_LEAD.replace(r"[ \t]+", " ") + _CAP + r"(?: " + _NAME_LEAD.replace(r"[ \t]+", " ") + _NOT_A_NAME_AHEAD + _CAP + r"){0,2}"
 #: A name word in capitals ("SMITH", "MÜLLER-LÜDENSCHEIDT"), taken only after a name label.
 _UPPER_NAME = r"[A-ZÄÖÜ]{2,}(?:['’\-][A-ZÄÖÜ]{2,})*"
 #: A name in capitals after a title or role in a line otherwise not in capitals ("Discussed with
@@ -269,8 +275,11 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         re.compile(
             r"[DFHMNP](?<!\w[DFHMNP])(?:"
             r"(?:(?:(?<=D)r|(?<=P)(?:rof|D)|(?<=M)(?:r|rs|s)|(?<=H)r|(?<=F)r)(?:\.\s*|\s+)"
-            r"|(?:(?<=H)(?:err|errn)|(?<=F)rau)\s+|(?:(?<=D)R|(?<=P)ROF)\.\s*)"  # "DR." in a mixed line
-            r"(?:(?i:Dr|Prof|med|PD|Kollegin|Kollege)(?:\.\s*|\s+))*"  # "Dr. MED. SMITH"
+            r"|(?:(?<=H)(?:err|errn)|(?<=F)rau)\s+|(?:(?<=D)R|(?<=P)ROF)\.\s*"  # "DR." in a mixed line
+            r"|(?<=D)ipl\.-?[ \t]?[A-ZÄÖÜ][a-zäöü]+\.\s*)"  # "Dipl.-Ing.", "Dipl.-Med."
+            # more titles, also in capitals ("Dr. MED. SMITH"), and degrees after "Dr." ("Dr. rer. nat.")
+            r"(?:(?i:Dr|Prof|med|PD|Kollegin|Kollege)(?:\.\s*|\s+)|(?i:habil|univ|dent|vet|rer|nat|medic|phil|sc|hum"
+            r"|h\.\s?c)\.\s*)*"
             r"(" + _NAME_PARTS + "|" + _UPPER_NAME_PARTS + r")"
             # a name labelled as the patient's, also in capitals as RIS headers write it ("SMITH^JOHN")
             r"|(?:(?<=P)(?i:at(?:ient(?:in)?|\.))|(?<=N)(?i:ame)):?\s+(" + _LABELLED_NAME + r")"
@@ -288,6 +297,16 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
          "transcribed", "authorized", "approved", "attending", "patholog", "pulmonolog", "oncolog", "cardiolog",
          "surgeon", "examiner", "technolog", "befunde", "unterschrift", "zuweise", "überweise", "diktiert", "vidiert",
          "freigegeben", "validiert", "geschrieben", "gez", "arzt", "ärztin", "kolleg"),
+        _SCAN,
+    ),
+    (  # a name under a letter's closing: "Mit freundlichen Grüßen\nAnna Weber", "Best regards,\nJohn Smith"
+        "name",
+        re.compile(r"(?<!\w)(?i:mit[ \t]+(?:(?:freundlichen|kollegialen|besten|herzlichen)[ \t]+(?:und[ \t]+)?)+"
+                   r"grü(?:ß|ss)en|(?:freundliche|kollegiale|beste)[ \t]+grü(?:ß|ss)e|mfg|(?:(?:best|kind|warm)[ \t]+)?"
+                   r"regards|(?:yours[ \t]+)?(?:sincerely|truly))[ \t]*[,.]?[ \t]*\n\s*"
+                   r"(?:(?:Dr|Prof|med|PD)\.?[ \t]+)*(" + _SIGNED_NAME + "(?:(?:[ \t]{2,}|\t|[ \t]*[,&/][ \t]*|[ \t]+(?:und|and)"
+                   r"[ \t]+)(?:(?:Dr|Prof|med|PD)\.?[ \t]+)*" + _SIGNED_NAME + ")*|" + _UPPER_NAME_PARTS + ")"),
+        ("grü", "mfg", "regards", "sincerely", "truly"),
         _SCAN,
     ),
     (  # a name signed with a degree: "John Smith, MD", "Jane Doe, M.D."
