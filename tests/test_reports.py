@@ -608,6 +608,12 @@ def test_phi_forms_real_reports_write_that_the_rules_missed():
             ("Anna Weber    Peter Schulz", "name")],
         "Best regards,\nJohn Smith\n\nSincerely,\nJANE DOE\n\nMit freundlichen Grüßen\nIhr Radiologie-Team": [
             ("John Smith", "name"), ("JANE DOE", "name")],
+        # the roles of a report's header and footer; a role that is also a report's word only before a colon
+        "Ordering provider: Smith, John\nRequested by Jane Doe\ncc: Ann Lee\nEinsender: Meier, Hans\n"
+        "Behandelnder Arzt: Schulz\nMTRA: Weber\nKopie an: Eva Roth": [
+            ("Smith, John", "name"), ("Jane Doe", "name"), ("Ann Lee", "name"), ("Meier, Hans", "name"),
+            ("Schulz", "name"), ("Weber", "name"), ("Eva Roth", "name")],
+        "100 cc Omnipaque given. CT performed by Siemens Somatom. Nurse Practitioner notified.": [],
         # a count before a slash, and a month/year before a measurement, stay what they are
         "Lymph nodes 0 / 12 positive. Seit 03/2020 12 mm größer.": [("03/2020", "date")],
     }

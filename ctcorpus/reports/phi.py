@@ -118,7 +118,18 @@ _ROLES = ("referring physician", "referrer", "radiologist", "signed", "signed by
           "zuweiserin", "überweiser", "überweiserin", "zuweisender arzt", "überweisender arzt", "diktiert von",
           "vidiert von", "freigegeben von", "validiert von", "geschrieben von", "gez.", "gezeichnet", "oberarzt",
           "oberärztin", "facharzt", "fachärztin", "assistenzarzt", "assistenzärztin", "chefarzt", "chefärztin",
-          "kollege", "kollegin")
+          "kollege", "kollegin", "ordering provider", "ordering physician", "requesting physician", "requesting clinician",
+          "referring doctor", "referring clinician", "referring provider", "primary care physician", "ordered by",
+          "requested by", "interpreted by", "reviewed by", "copy to", "behandelnder arzt", "behandelnde ärztin",
+          "anfordernder arzt", "anfordernde ärztin", "angefordert von", "einsender", "einsenderin", "hausarzt",
+          "hausärztin", "untersucher", "untersucherin", "verfasser", "verfasserin", "kopie an")
+#: Roles that are also words of a report ("100 cc Omnipaque", "performed by Siemens"): a name
+#: follows them only after a colon.
+_LABEL_ROLES = ("cc", "provider", "resident", "consultant", "nurse", "clinician", "technician", "fellow", "pcp",
+                "performed by", "mtra", "mtr", "arzt", "ärztin", "auftraggeber")
+#: What follows a role: maybe titles, then the name ("Smith, John", "Dr. med. Meier", "JANE DOE").
+_ROLE_NAME = (r"[ \t]+(?:(?:Dr|Prof|med|PD)\.?[ \t]+)*(" + _NAME_LEAD + _CAP + r"(?:,?[ \t]+" + _NAME_LEAD
+              + _NOT_A_NAME_AHEAD + _CAP + r")?|" + _UPPER_NAME_PARTS + r")")
 
 # Every pattern opens with one case-sensitive character class and checks the word boundary behind
 # it ("\d(?<!\w\d)" rather than "\b\d"); where alternatives start with different characters, a
@@ -290,13 +301,19 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     ),
     (  # a name after a role, without a title: "Referring physician: Smith, John", "Befundet von Meier"
         "name",
-        re.compile(r"(?<!\w)(?i:" + trie_regex(_ROLES) + r"):?[ \t]+(?:(?:Dr|Prof|med|PD)\.?[ \t]+)*("
-                   + _NAME_LEAD + _CAP + r"(?:,?[ \t]+" + _NAME_LEAD + _NOT_A_NAME_AHEAD + _CAP + r")?|" + _UPPER_NAME_PARTS
-                   + r")"),
+        re.compile(r"(?<!\w)(?i:" + trie_regex(_ROLES) + r"):?" + _ROLE_NAME),
         ("physician", "referrer", "radiologist", "signed", "dictated", "reported by", "read by", "verified",
          "transcribed", "authorized", "approved", "attending", "patholog", "pulmonolog", "oncolog", "cardiolog",
          "surgeon", "examiner", "technolog", "befunde", "unterschrift", "zuweise", "überweise", "diktiert", "vidiert",
-         "freigegeben", "validiert", "geschrieben", "gez", "arzt", "ärztin", "kolleg"),
+         "freigegeben", "validiert", "geschrieben", "gez", "arzt", "ärztin", "kolleg", "provider", "clinician",
+         "doctor", "ordered by", "requested by", "interpreted by", "reviewed by", "copy to", "angefordert", "einsender",
+         "untersucher", "verfasser", "kopie an"),
+        _SCAN,
+    ),
+    (  # the same after a role that is also a report's word, with a colon: "cc: Jane Doe", "Arzt: Meier"
+        "name",
+        re.compile(r"(?<!\w)(?i:" + trie_regex(_LABEL_ROLES) + r"):" + _ROLE_NAME),
+        tuple(role + ":" for role in _LABEL_ROLES),
         _SCAN,
     ),
     (  # a name under a letter's closing: "Mit freundlichen Grüßen\nAnna Weber", "Best regards,\nJohn Smith"
