@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from ctcorpus.anatomy import make_segmenter, segment_volume, sentence_region, sentence_regions_table
 from ctcorpus.anatomy import anatomy_stats_table, structure_stats
 from ctcorpus.anatomy.stats import StructureStats
-from ctcorpus.audit import volume_fingerprint
+from ctcorpus.audit import FINGERPRINT_VERSION, volume_fingerprint
 from ctcorpus.config import CorpusConfig
 from ctcorpus.enums import Action, QuarantineReason
 from ctcorpus.errors import CtCorpusError, IngestError
@@ -188,7 +188,9 @@ def _text_key(ingest_key: str, anatomy_key: str, unit: StudyUnit, config: Corpus
     slices = [(s.stack_key, [r.sha256 for r in s.instances]) for s in unit.stacks]
     report = None if unit.report is None else asdict(unit.report)
     schemas = [load_schema(name).version for name in ("samples", "snippets", "sentence_regions")]
-    return _digest("text", __version__, schemas, ingest_key, anatomy_key, slices, report, _section(config, "snippets"))
+    return _digest(
+        "text", __version__, FINGERPRINT_VERSION, schemas, ingest_key, anatomy_key, slices, report, _section(config, "snippets")
+    )
 
 
 # -------------------------------------------------------------------------------------- planning
@@ -410,6 +412,16 @@ def _volume_geometry(folder: Path) -> dict[str, Any]:
     return json.loads((folder / "volume.json").read_text())
 
 
+def _fingerprint(folder: Path, geometry: Mapping[str, Any]) -> list[float]:
+    """The volume's fingerprint of this version: the one stored at ingest, or recomputed from the
+    stored array when the ingest result is older (its key has no fingerprint version, since
+    re-ingesting would re-segment every volume too)."""
+    if geometry.get("fingerprint_version") == FINGERPRINT_VERSION:
+        return geometry["fingerprint"]
+    hu = decode_array((folder / "hu.npy.zst").read_bytes())
+    return [float(v) for v in volume_fingerprint(hu, tuple(geometry["spacing_xyz"][::-1]))]
+
+
 def _volume_image(folder: Path) -> tuple[Any, dict[str, Any]]:
     import SimpleITK as sitk
 
@@ -444,6 +456,7 @@ def _run_ingest(stack: Stack, config: CorpusConfig, p: Pseudonymizer, folder: Pa
             "shape_zyx": list(hu.shape),
             "hu_sha256": hashlib.sha256(np.ascontiguousarray(hu).tobytes()).hexdigest(),
             "fingerprint": [float(v) for v in volume_fingerprint(hu, spacing_zyx)],
+            "fingerprint_version": FINGERPRINT_VERSION,
             "source_sha256": source,
         }
         (folder / "hu.npy.zst").write_bytes(encode_array(hu))
@@ -510,6 +523,7 @@ def _report_json(report: StudyReport | None) -> dict[str, Any]:
 
 def _run_text(unit: StudyUnit, stack: Stack, keys: VolumeKeys, store: WorkStore, config: CorpusConfig, p: Pseudonymizer, folder: Path) -> None:
     geometry = _volume_geometry(store.path("ingest", keys.ingest))
+    fingerprint = _fingerprint(store.path("ingest", keys.ingest), geometry)
     mask_info = json.loads((store.path("anatomy", keys.anatomy) / "mask.json").read_text())
     stats_table = pq.read_table(store.path("anatomy", keys.anatomy) / "anatomy_stats.parquet")
     stats = [StructureStats(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in row.items() if k in StructureStats.__slots__}) for row in stats_table.to_pylist()]
@@ -552,7 +566,8 @@ def _run_text(unit: StudyUnit, stack: Stack, keys: VolumeKeys, store: WorkStore,
     sample_row = {
         "volume_id": keys.volume_id, "study_id": unit.unit_id, "patient_id": unit.patient_id,
         "report_id": report.report_id if report else "", "in_shards": report is not None,
-        "hu_sha256": geometry["hu_sha256"], "fingerprint": geometry["fingerprint"], "shape_zyx": geometry["shape_zyx"],
+        "hu_sha256": geometry["hu_sha256"], "fingerprint": fingerprint,
+        "fingerprint_version": FINGERPRINT_VERSION, "shape_zyx": geometry["shape_zyx"],
         "mask_source": mask_info["mask_source"], "n_snippets": len(pairs), "patient_key": person_key(stack, p),
         "source_sha256": source, "producer": PIPELINE_PRODUCER,
     }

@@ -35,6 +35,7 @@ from ctcorpus.audit import (
     write_audit_report,
 )
 from ctcorpus.audit import report
+from ctcorpus.audit.fingerprint import FINGERPRINT_VERSION
 from ctcorpus.audit.leakage import report_pairs
 from ctcorpus.config.audit import AuditConfig
 from ctcorpus.errors import AuditError
@@ -194,6 +195,11 @@ def _phantom(seed: int, shape=(40, 64, 64), spacing=(5.0, 6.0, 6.0)) -> np.ndarr
     return (volume + rng.normal(0, 20, shape)).astype(np.int16)
 
 
+def _chest_phantom(seed: int) -> np.ndarray:
+    """A chest CT's z range, 350 mm: the phantom's lungs (at most 160 mm from the middle) lie inside it."""
+    return _phantom(seed, shape=(70, 64, 64))
+
+
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / a.size)
 
@@ -211,12 +217,48 @@ def test_fingerprint_survives_resampling_and_small_crops() -> None:
     assert _corr(volume_fingerprint(rescaled, spacing), reference) > threshold
 
 
+@pytest.mark.parametrize("end", ["first", "last"])
+def test_fingerprint_survives_a_50_mm_crop_in_z(end: str) -> None:
+    """A re-export without the neck or the upper abdomen moves the body's centre of mass by 25 mm,
+    a cell (0.95-0.96 on a grid centred there), but not the lungs' widest slab."""
+    threshold, spacing = AuditConfig().volume_similarity, (5.0, 6.0, 6.0)
+    for seed in (3, 5):
+        volume = _chest_phantom(seed)
+        cropped = volume[10:] if end == "first" else volume[:-10]
+        assert _corr(volume_fingerprint(cropped, spacing), volume_fingerprint(volume, spacing)) >= threshold
+
+
 def test_fingerprint_separates_different_phantoms() -> None:
+    """Aligned on their lungs, chest phantoms of different bodies correlate at most 0.95: a margin."""
     threshold = AuditConfig().volume_similarity
-    prints = np.stack([volume_fingerprint(_phantom(seed), (5.0, 6.0, 6.0)) for seed in range(8)])
-    scores = prints @ prints.T / prints.shape[1]
-    off_diagonal = scores[~np.eye(len(prints), dtype=bool)]
-    assert off_diagonal.max() < threshold, off_diagonal.max()
+    for phantom in (_phantom, _chest_phantom):
+        prints = np.stack([volume_fingerprint(phantom(seed), (5.0, 6.0, 6.0)) for seed in range(8)])
+        scores = prints @ prints.T / prints.shape[1]
+        off_diagonal = scores[~np.eye(len(prints), dtype=bool)]
+        assert off_diagonal.max() < threshold - 0.02, off_diagonal.max()
+
+
+def test_a_z_cropped_copy_under_another_patient_is_reported(clean: CorpusTables) -> None:
+    volume, spacing = _chest_phantom(3), (5.0, 6.0, 6.0)
+    prints = [volume_fingerprint(v, spacing) for v in (volume, volume[10:])]
+    first = clean.volumes.iloc[0]
+    other = clean.volumes[clean.volumes["patient_id"] != first["patient_id"]].iloc[0]
+    rows = [
+        {**row.to_dict(), "volume_id": name, "study_id": f"S-{name}", "hu_sha256": digit * 64, "fingerprint": fp}
+        for row, name, digit, fp in zip((first, other), ("CHEST", "CROPPED"), "ef", prints)
+    ]
+    volumes = pd.concat([clean.volumes, pd.DataFrame(rows)], ignore_index=True)
+    findings = audit_corpus(dataclasses.replace(clean, volumes=volumes)).findings
+    assert [set(f.ids) for f in findings if f.kind == FindingKind.NEAR_DUPLICATE_VOLUME] == [{"CHEST", "CROPPED"}]
+
+
+def test_fingerprints_of_two_versions_are_not_compared(clean: CorpusTables) -> None:
+    """A corpus stored before fingerprints had versions (version 1) against this one: their grids
+    sample other anatomy, so comparing them would miss copies silently."""
+    old = dataclasses.replace(clean, name="before", volumes=clean.volumes.drop(columns="fingerprint_version"))
+    with pytest.raises(AuditError, match=rf"versions \[1, {FINGERPRINT_VERSION}\] cannot be compared"):
+        audit_corpus(clean, against=old)
+    assert _leaks(audit_corpus(old).findings) == []  # one version: compared as before
 
 
 def test_audit_docstring_examples_run() -> None:
@@ -446,14 +488,17 @@ def _write_pipeline_corpus(tables: CorpusTables, root: Path) -> None:
     volumes = tables.volumes.assign(
         native_spacing_mm=[[x, y, z] for x, y, z in tables.volumes[["spacing_x", "spacing_y", "spacing_z"]].to_numpy()]
     )
-    moved = ["hu_sha256", "fingerprint", "mask_source", "manufacturer", "spacing_x", "spacing_y", "spacing_z"]
+    moved = [
+        "hu_sha256", "fingerprint", "fingerprint_version", "mask_source", "manufacturer", "spacing_x", "spacing_y", "spacing_z"
+    ]
     reports = tables.reports.rename(columns={"sections": "section_names"})
     for split in sorted(volumes["split"].unique()):
         part = f"split={split}/part-00000.parquet"
         rows = volumes[volumes["split"] == split]
         _write_parquet(rows.drop(columns=[*moved, "split"]), root / "tables" / "volumes" / part)
         _write_parquet(
-            rows[["volume_id", "hu_sha256", "fingerprint", "mask_source"]], root / "tables" / "samples" / part
+            rows[["volume_id", "hu_sha256", "fingerprint", "fingerprint_version", "mask_source"]],
+            root / "tables" / "samples" / part,
         )
         _write_parquet(rows[["series_id", "manufacturer"]], root / "tables" / "series" / part)
         _write_parquet(reports[reports["split"] == split].drop(columns="split"), root / "tables" / "reports" / part)
@@ -478,6 +523,7 @@ def test_load_corpus_in_the_pipeline_layout(seeded, tmp_path: Path) -> None:
     volumes = loaded.volumes.set_index("volume_id").loc[tables.volumes["volume_id"]]
     assert volumes["split"].tolist() == tables.volumes["split"].tolist()
     assert volumes["spacing_z"].tolist() == tables.volumes["spacing_z"].tolist()
+    assert (volumes["fingerprint_version"] == FINGERPRINT_VERSION).all()
     assert (
         loaded.reports.set_index("report_id").loc[tables.reports["report_id"], "split"]
         == tables.reports["split"].to_numpy()

@@ -174,6 +174,21 @@ def test_changed_config_redoes_only_the_stages_it_reads(built, tmp_path):
     assert anatomy_changed.cached["ingest"] == first.computed["ingest"]
 
 
+def test_a_new_fingerprint_version_redoes_only_the_text_stage(built, tmp_path, monkeypatch):
+    """The ingest results keep an older version's fingerprints (a version in the ingest key would
+    re-segment every volume): the text stage recomputes them from the stored arrays."""
+    config, folder, first, result = built
+    work = tmp_path / "work"
+    shutil.copytree(folder / "work", work)
+    monkeypatch.setattr(pipeline, "FINGERPRINT_VERSION", pipeline.FINGERPRINT_VERSION + 1)
+    bumped = _run(config, work)
+    assert set(bumped.computed) == {"text"} and bumped.computed["text"] == first.computed["text"]
+    rebuilt = pipeline.build_from_work(config, work, tmp_path / "dataset")
+    old, new = (_table(path, "samples").set_index("volume_id").sort_index() for path in (result.path, rebuilt.path))
+    assert (new["fingerprint_version"] == pipeline.FINGERPRINT_VERSION).all()
+    assert new["fingerprint"].map(list).tolist() == old["fingerprint"].map(list).tolist()  # one function, same arrays
+
+
 def test_no_pseudonym_key_is_recorded_and_a_rotated_one_redoes_every_result(built, tmp_path, monkeypatch):
     # with the key, every pseudonym in the corpus can be recomputed from the hospital's ids
     config, folder, first, result = built

@@ -12,7 +12,7 @@ reads a corpus folder (:func:`load_corpus_tables`) and writes the report (:func:
 from ctcorpus.audit.core import AuditResult, audit_corpus
 from ctcorpus.audit.diff import CorpusDiff, SampleDiff, diff_corpora
 from ctcorpus.audit.findings import LEAK_KINDS, Finding, FindingKind, Severity
-from ctcorpus.audit.fingerprint import FINGERPRINT_SIZE, volume_fingerprint
+from ctcorpus.audit.fingerprint import FINGERPRINT_SIZE, FINGERPRINT_VERSION, volume_fingerprint
 from ctcorpus.audit.report import render_html, result_to_dict, write_audit_report
 from ctcorpus.audit.stats import CorpusStats, corpus_statistics
 from ctcorpus.audit.tables import COLUMNS, CorpusTables, load_corpus_tables
@@ -24,6 +24,7 @@ __all__ = [
     "CorpusStats",
     "CorpusTables",
     "FINGERPRINT_SIZE",
+    "FINGERPRINT_VERSION",
     "Finding",
     "FindingKind",
     "LEAK_KINDS",

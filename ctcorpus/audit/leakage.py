@@ -154,8 +154,9 @@ def duplicate_volumes(volumes: pd.DataFrame, config: AuditConfig, *, cross: bool
     has_fp = np.flatnonzero(
         volumes["fingerprint"].map(lambda f: isinstance(f, list | tuple | np.ndarray) and len(f) > 0).to_numpy()
     )
+    with_fp = volumes.iloc[has_fp]
     pairs = similar_pairs(
-        fingerprint_matrix(volumes["fingerprint"].iloc[has_fp]),
+        fingerprint_matrix(with_fp["fingerprint"], with_fp.get("fingerprint_version")),
         config.volume_similarity,
         exact_limit=config.volume_exact_limit,
         candidate_threshold=config.volume_candidate_similarity,

@@ -26,8 +26,8 @@ logger = logging.getLogger(__name__)
 #: Required columns per table (extra columns are kept and ignored).
 COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
-        # one row per training volume; fingerprint: ctcorpus.audit.volume_fingerprint (list of float32);
-        # patient_key: keyed hash of name + birth date (same person under two patient ids)
+        # one row per training volume; fingerprint: ctcorpus.audit.volume_fingerprint (list of float32),
+        # optionally with its fingerprint_version (none: version 1); patient_key: keyed hash of name + birth date (same person under two patient ids)
         "volumes": (
             "volume_id",
             "patient_id",
@@ -137,7 +137,7 @@ def _spacing(values: pd.Series, axis: int) -> pd.Series:
 def _from_pipeline(frames: dict[str, pd.DataFrame], extra: dict[str, pd.DataFrame]) -> None:
     """Fill audit columns from the pipeline's own tables where a frame lacks them (in place).
 
-    The pipeline keeps ``hu_sha256``, ``fingerprint`` and ``mask_source`` in ``samples``, the
+    The pipeline keeps ``hu_sha256``, ``fingerprint`` (and its version) and ``mask_source`` in ``samples``, the
     manufacturer in ``series``, spacing as a list, report sections as ``section_names``; a
     ``patient_key`` is not written by every pipeline version and defaults to '' (that check is
     then skipped, with a warning).
@@ -145,7 +145,8 @@ def _from_pipeline(frames: dict[str, pd.DataFrame], extra: dict[str, pd.DataFram
     volumes = frames["volumes"]
     samples, series = extra.get("samples"), extra.get("series")
     if samples is not None:
-        wanted = [c for c in ("hu_sha256", "fingerprint", "mask_source", "patient_key") if c not in volumes.columns and c in samples.columns]
+        moved = ("hu_sha256", "fingerprint", "fingerprint_version", "mask_source", "patient_key")
+        wanted = [c for c in moved if c not in volumes.columns and c in samples.columns]
         volumes = volumes.merge(
             samples[["volume_id", *wanted]].drop_duplicates("volume_id"), on="volume_id", how="left"
         )

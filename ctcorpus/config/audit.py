@@ -16,8 +16,8 @@ class AuditConfig(StageConfig):
         le=1.0,
         description=(
             "Correlation of two volume fingerprints at or above which the volumes are reported as "
-            "near-duplicates (a resampled or slightly cropped copy of one scan scores above 0.99; "
-            "synthetic phantoms of different bodies at most 0.934)."
+            "near-duplicates (a resampled copy of one scan, or a chest CT cropped by up to 60 mm in z, "
+            "scores above 0.98; synthetic phantoms of different bodies at most 0.95)."
         ),
     )
     volume_exact_limit: int = Field(

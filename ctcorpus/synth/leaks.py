@@ -22,7 +22,7 @@ import pandas as pd
 import pydicom
 
 from ctcorpus.audit.findings import LEAK_KINDS, Finding, FindingKind
-from ctcorpus.audit.fingerprint import FINGERPRINT_SIZE
+from ctcorpus.audit.fingerprint import FINGERPRINT_SIZE, FINGERPRINT_VERSION
 from ctcorpus.audit.tables import EXPECTED_SECTIONS, CorpusTables
 from ctcorpus.enums import LabelState, QuarantineReason, Split
 from ctcorpus.errors import SynthError
@@ -213,6 +213,7 @@ def _clean_corpus(n_volumes: int, rng: np.random.Generator) -> tuple[pd.DataFram
     fingerprints = 2.0 * _unit(rng, 1) + _unit(rng, p)[person] + 0.5 * _unit(rng, len(reports))[study]
     fingerprints += 0.05 * _unit(rng, len(frame))
     frame["fingerprint"] = list(_zscore(fingerprints))
+    frame["fingerprint_version"] = FINGERPRINT_VERSION
     return frame, pd.DataFrame(reports), pd.DataFrame(labels)
 
 
