@@ -614,6 +614,14 @@ def test_phi_forms_real_reports_write_that_the_rules_missed():
             ("Smith, John", "name"), ("Jane Doe", "name"), ("Ann Lee", "name"), ("Meier, Hans", "name"),
             ("Schulz", "name"), ("Weber", "name"), ("Eva Roth", "name")],
         "100 cc Omnipaque given. CT performed by Siemens Somatom. Nurse Practitioner notified.": [],
+        # month and year with a period, compact dates, order numbers with a slash
+        "Bekannt seit 03.2020, CT vom 12MAR2020. Auftragsnummer 2020/12345.": [
+            ("03.2020", "date"), ("12MAR2020", "date"), ("2020/12345", "id")],
+        # insurance and social security numbers, also in groups; an id in a line in capitals; "y" ages
+        "SSN: 123 45 6789, Versichertennummer: A123456789, policy number 12 345 678.": [
+            ("123 45 6789", "id"), ("A123456789", "id"), ("12 345 678", "id")],
+        "MRN: AB12345 SEEN TODAY.\nA 92 y man, 95 yrs.": [("AB12345", "id"), ("92", "age"), ("95", "age")],
+        "Dichte 1.2020, Wert 3.5 mm, insurance coverage pending.": [],
         # a count before a slash, and a month/year before a measurement, stay what they are
         "Lymph nodes 0 / 12 positive. Seit 03/2020 12 mm größer.": [("03/2020", "date")],
     }

@@ -183,7 +183,8 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             r"\d(?<!\w\d)(?:\d{3}([-/.])\d{1,2}\1\d{1,2}(?=T\d|\b)"
             r"|\d?[./-]\d{1,2}[./-](?:\d{4}|\d{2})(?![\d.]\d)\b" + _NOT_A_UNIT
             + r"|\d?\.\s\d{1,2}\.\s?(?:19|20)\d{2}(?!\d)"  # "12. 3. 2020"
-            r"|\d?(?:st|nd|rd|th)?(?:\.?\s(?:of\s)?|-)" + _MONTH + r"(?:,?\s|-)\d{4}\b)",
+            r"|\d?(?:st|nd|rd|th)?(?:\.?\s(?:of\s)?|-)" + _MONTH + r"(?:,?\s|-)\d{4}\b"
+            r"|\d?(?:jan|feb|m[aä]r|mrz|apr|ma[iy]|jun|jul|aug|sept?|o[ck]t|nov|de[cz])(?:19|20)\d{2}\b)",  # "12MAR2020"
             re.IGNORECASE,
         ),
         (),
@@ -203,11 +204,12 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         (),
         _WORD_BEFORE_NUMBER,
     ),
-    (  # "3rd of March", "3 March", "3. März"; and "03/2020"
+    (  # "3rd of March", "3 March", "3. März"; and "03/2020", "03.2020"
         "date",
         re.compile(r"\d(?<!\w\d)(?:\d?(?:(?:st|nd|rd|th)?\s(?:of\s)?" + _CAPITAL_MONTH + r"|\.\s?" + _GERMAN_MONTH + r")"
                    r"|(?<=0)[1-9]/(?:19|20)\d{2}(?![\d/])|(?<=1)[0-2]?/(?:19|20)\d{2}(?![\d/])"
-                   r"|(?<=[2-9])/(?:19|20)\d{2}(?![\d/]))"),
+                   r"|(?<=[2-9])/(?:19|20)\d{2}(?![\d/])|(?:(?<=0)[1-9]|(?<=1)[0-2])\.(?:19|20)\d{2}(?!\d|\.\d)"
+                   + _NOT_A_UNIT + r")"),
         (),
         _NUMBER,
     ),
@@ -248,8 +250,9 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             r"|ufnahme-?(?:Nr\.?|nummer))"
             r"|(?<=f)all(?:-?Nr\.?|nummer)|(?<=c)ase\s?(?:no|number)\.?)"
             # the id after a separator, or right after the label if it starts with a digit ("MRN1234567";
-            # "IDH1-R132H" is a gene)
-            r"(?:[:#\s]+([A-Z]{0,3}-?\d[A-Z0-9\-]{3,})|(\d[A-Z0-9\-]{3,}))"
+            # "IDH1-R132H" is a gene); its letters in front in either case, as a line in capitals reads
+            # capitalized ("MRN: AB12345" as "Mrn: Ab12345")
+            r"(?:[:#\s]+([A-Za-z]{0,3}-?\d[A-Z0-9\-]{3,}(?:/[A-Z0-9\-]+)*)|(\d[A-Z0-9\-]{3,}(?:/[A-Z0-9\-]+)*))"
         ),
         ("mrn", "mr#", "pat", "pid", "id", "acc", "auftrag", "aufnahme", "fall", "case"),
         _NEEDLE,
@@ -273,12 +276,21 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         "age",
         re.compile(
             r"[91](?<!\w[91])(?:(?<=9)\d|(?<=1)[01]\d)(?!\d)"
-            r"(?=[\s-]*(?:years?[\s-]old|year-old|yrs?[\s-]old|yo\b|y/o|y\.o\.|jährig|-jährig|jahre\b|J\.)"
+            r"(?=[\s-]*(?:years?[\s-]old|year-old|yrs?[\s-]old|yo\b|y/o|y\.o\.|jährig|-jährig|jahre\b|J\.|y(?:rs?)?\b)"
             r"|\.?\s*lebensjahr|(?-i:[MFW])(?!\w))",
             re.IGNORECASE,
         ),
         (),
         _NUMBER,
+    ),
+    (  # insurance and social security numbers, also in groups: "SSN: 123 45 6789", "Versichertennummer: A123456789"
+        "id",
+        re.compile(r"(?<!\w)(?i:ssn|social[ ]security(?:[ ]n(?:o\.?|umber))?|sozialversicherungs-?(?:nummer|nr\.?)|sv-?nr\.?"
+                   r"|(?:kranken)?versicherten-?(?:nummer|nr\.?)|kv-?nr\.?|insurance(?:[ ](?:id|no\.?|number))?"
+                   r"|policy[ ](?:no\.?|number)|member[ ]id)[:#\s]+([A-Za-z]{0,3}-?\d(?:[A-Z0-9\-]|[ ](?=\d)){3,})"),
+        ("ssn", "social security", "sozialversicherung", "sv-nr", "svnr", "versicherten", "krankenversicherten",
+         "kv-nr", "kvnr", "insurance", "policy", "member id"),
+        _NEEDLE,
     ),
     ("age", re.compile(r"[aA](?<!\w[aA])(?i:ged?[:]?\s|lter(?::|\s+von)?\s)(9\d|1[01]\d)\b"), ("age", "alter"), _NEEDLE),
     (
