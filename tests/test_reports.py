@@ -614,6 +614,9 @@ def test_phi_forms_real_reports_write_that_the_rules_missed():
             ("Smith, John", "name"), ("Jane Doe", "name"), ("Ann Lee", "name"), ("Meier, Hans", "name"),
             ("Schulz", "name"), ("Weber", "name"), ("Eva Roth", "name")],
         "100 cc Omnipaque given. CT performed by Siemens Somatom. Nurse Practitioner notified.": [],
+        # more titles; a noun after a particle is no name ("the patient's sister")
+        "Miss Jones, Frl. Meier, Schwester Anna und Pfleger Max informiert. Die Schwester der Patientin.": [
+            ("Jones", "name"), ("Meier", "name"), ("Anna", "name"), ("Max", "name")],
         # month and year with a period, compact dates, order numbers with a slash
         "Bekannt seit 03.2020, CT vom 12MAR2020. Auftragsnummer 2020/12345.": [
             ("03.2020", "date"), ("12MAR2020", "date"), ("2020/12345", "id")],

@@ -296,9 +296,9 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     (
         "name",
         re.compile(
-            r"[DFHMNP](?<!\w[DFHMNP])(?:"
+            r"[DFHMNPS](?<!\w[DFHMNPS])(?:"
             r"(?:(?:(?<=D)r|(?<=P)(?:rof|D)|(?<=M)(?:r|rs|s)|(?<=H)r|(?<=F)r)(?:\.\s*|\s+)"
-            r"|(?:(?<=H)(?:err|errn)|(?<=F)rau)\s+|(?:(?<=D)R|(?<=P)ROF)\.\s*"  # "DR." in a mixed line
+            r"|(?:(?<=H)(?:err|errn)|(?<=F)rau|(?<=M)iss|(?<=S)chwester|(?<=P)fleger(?:in)?)\s+|(?<=F)rl\.\s*|(?:(?<=D)R|(?<=P)ROF)\.\s*"  # "DR." in a mixed line
             r"|(?<=D)ipl\.-?[ \t]?[A-ZÄÖÜ][a-zäöü]+\.\s*)"  # "Dipl.-Ing.", "Dipl.-Med."
             # more titles, also in capitals ("Dr. MED. SMITH"), and degrees after "Dr." ("Dr. rer. nat.")
             r"(?:(?i:Dr|Prof|med|PD|Kollegin|Kollege)(?:\.\s*|\s+)|(?i:habil|univ|dent|vet|rer|nat|medic|phil|sc|hum"
@@ -545,8 +545,8 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
             if kind in ("id", "name", "age", "phone") and m.lastindex:
                 group = next(g for g in range(1, (m.lastindex or 0) + 1) if m.group(g) is not None)
                 start, end = m.span(group)
-                if kind == "name" and text[start:end].split()[0] in _NOT_NAMES:
-                    continue
+                if kind == "name" and next((w for w in text[start:end].split() if w[0].isupper()), "") in _NOT_NAMES:
+                    continue  # "Patient", also after a particle ("Die Schwester der Patientin")
             else:
                 start, end = m.span()
             if kind == "phone" and not m.lastindex and sum(c.isdigit() for c in text[start:end]) < 7:
