@@ -614,6 +614,11 @@ def test_phi_forms_real_reports_write_that_the_rules_missed():
             ("Smith, John", "name"), ("Jane Doe", "name"), ("Ann Lee", "name"), ("Meier, Hans", "name"),
             ("Schulz", "name"), ("Weber", "name"), ("Eva Roth", "name")],
         "100 cc Omnipaque given. CT performed by Siemens Somatom. Nurse Practitioner notified.": [],
+        # the name fields of a report's header, and a labelled name before a bracket, a date or another field
+        "Patientenname: Müller, Hans\nNachname: Meier Vorname: Eva\nLast name: SMITH\nPt: Doe, John": [
+            ("Müller, Hans", "name"), ("Meier", "name"), ("Eva", "name"), ("SMITH", "name"), ("Doe, John", "name")],
+        "Patient: Hans Müller (m), 72 J.\nName: Smith Date: 2020\nThe pt. tolerated it, pt: 3 views.": [
+            ("Hans Müller", "name"), ("Smith", "name")],
         # more titles; a noun after a particle is no name ("the patient's sister")
         "Miss Jones, Frl. Meier, Schwester Anna und Pfleger Max informiert. Die Schwester der Patientin.": [
             ("Jones", "name"), ("Meier", "name"), ("Anna", "name"), ("Max", "name")],

@@ -86,7 +86,10 @@ _NOT_NAMES = frozenset(
      # who signs a letter besides a person ("Mit freundlichen Grüßen\nIhr Radiologie-Team")
      "Ihr", "Ihre", "Your", "Team", "Praxis", "Institut", "Abteilung", "Department", "Klinikum",
      # roles under the names of a signature ("Oberärztin    Chefarzt")
-     "Oberarzt", "Oberärztin", "Chefarzt", "Chefärztin", "Facharzt", "Fachärztin", "Assistenzarzt", "Assistenzärztin"}
+     "Oberarzt", "Oberärztin", "Chefarzt", "Chefärztin", "Facharzt", "Fachärztin", "Assistenzarzt", "Assistenzärztin",
+     # the next field's label in a header line ("Nachname: Müller Vorname: Hans")
+     "Name", "Vorname", "Nachname", "Geburtsname", "Geburtsdatum", "Geschlecht", "Sex", "Gender", "Surname", "First",
+     "Last", "Given", "Birth", "Datum", "Date"}
 )
 #: Lower-case particles of family names ("von der Leyen", "van Gogh", "de Vries").
 _PARTICLES = ("von", "van", "vom", "zu", "zur", "de", "der", "den", "del", "della", "di", "da", "dos", "du", "le", "la",
@@ -107,8 +110,14 @@ _NOT_AN_UPPER_NAME_AHEAD = r"(?!(?:X+|" + trie_regex(sorted({w.upper() for w in 
 _UPPER_NAME_PARTS = (_NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME + r"(?!\w)(?:[ \t]+" + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME
                      + r"(?!\w))?")  # whole words: "PPan" is no "PP"
 #: A name after "Patient:" or "Name:": family and given name, in either order, maybe in capitals.
-_LABELLED_NAME = (r"(?:" + _CAP + "|" + _UPPER_NAME + r")(?:(?:,?[ \t]+|\^)(?:[A-ZÄÖÜ]\.[ \t]+)?(?:" + _CAP + "|"
-                  + _UPPER_NAME + r"))?")
+#: The second word is no ``_NOT_NAMES`` word ("Nachname: Müller Vorname: Hans").
+_LABELLED_NAME = (r"(?:" + _CAP + "|" + _UPPER_NAME + r")(?:(?:,?[ \t]+|\^)(?:[A-ZÄÖÜ]\.[ \t]+)?(?:" + _NOT_A_NAME_AHEAD
+                  + _CAP + "|" + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME + r"))?")
+#: Labels of a name field of a report's header, each before a colon: "Patientenname:", "Vorname:", "Last name:".
+_NAME_LABELS = ("patientenname", "patienten-name", "patient name", "patient's name", "name of patient",
+                "name of the patient", "nachname", "vorname", "familienname", "geburtsname", "mädchenname",
+                "maedchenname", "rufname", "surname", "first name", "firstname", "last name", "lastname", "given name",
+                "family name", "full name", "maiden name", "middle name", "pt", "pt.", "pt. name", "pt name")
 #: Roles after which a name follows without a title ("Referring physician: Smith, John").
 _ROLES = ("referring physician", "referrer", "radiologist", "signed", "signed by", "dictated by", "reported by",
           "read by", "verified by", "transcribed by", "authorized by", "approved by", "attending", "attending radiologist",
@@ -306,7 +315,8 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             r"(" + _NAME_PARTS + "|" + _UPPER_NAME_PARTS + r")"
             # a name labelled as the patient's, also in capitals as RIS headers write it ("SMITH^JOHN")
             r"|(?:(?<=P)(?i:at(?:ient(?:in)?|\.))|(?<=N)(?i:ame)):?\s+(" + _LABELLED_NAME + r")"
-            r"(?=[,;\n]|[ \t]+(?:MRN|ID|Pat|geb|DOB|born)|\.|$))"
+            # then a field, an id, a date, a bracket: "Patient: Hans Müller (m), 01.01.1940", "Name: Smith Date: ..."
+            r"(?=[,;\n]|[ \t]+(?:MRN|ID|Pat|geb|DOB|born|\d|\w+:)|[ \t]*\(|\.|$))"
         ),
         (),
         _SCAN,
@@ -327,6 +337,12 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         re.compile(r"(?<!\w)(?i:" + trie_regex(_LABEL_ROLES) + r"):" + _ROLE_NAME),
         tuple(role + ":" for role in _LABEL_ROLES),
         _SCAN,
+    ),
+    (  # a name in a labelled field of a header: "Nachname: Müller", "Last name: SMITH", "Pt: Smith, John"
+        "name",
+        re.compile(r"(?<!\w)(?i:" + trie_regex(_NAME_LABELS) + r"):[ \t]*(" + _LABELLED_NAME + ")"),
+        tuple(sorted({label.split()[0].rstrip(".") for label in _NAME_LABELS})),
+        _NEEDLE,
     ),
     (  # a name under a letter's closing: "Mit freundlichen Grüßen\nAnna Weber", "Best regards,\nJohn Smith"
         "name",
