@@ -38,6 +38,7 @@ from ctcorpus.reports import (
 from ctcorpus.reports.language import SUPPORTED_LANGUAGES
 from ctcorpus.reports.io import read_report_export
 from ctcorpus.reports.markup import PlainText, to_plain_text
+from ctcorpus.reports.patterns import lower_same_length
 from ctcorpus.reports import nlp
 from ctcorpus.reports.nlp import _label_mentions
 from ctcorpus.reports.patterns import lower_same_length
@@ -451,25 +452,35 @@ def test_phi_rules_keep_measurements_and_references():
 
 
 def test_phi_rules_tried_near_numbers_find_what_a_full_scan_finds(synthetic):
-    # Rules anchored at numbers or at their needles are tried only there (speed); each must match
-    # exactly where a scan of the whole text does, or its anchor is wrong.
+    # Rules anchored at numbers or at their needles are tried only there, and rules none of whose
+    # needles occurs are skipped (speed); each must match exactly where a scan of the whole text
+    # does, or its anchor is wrong. The automaton must find each needle where str.find does.
     crafted = [
         "Tel.: 1234, TELEFON -4711, Pager 55, App. 815, call 555 123 4567, Fax: +49 (0)30 12, next 3, text: 4.",
         "Seen March 3, 2020 and Sept. 21st, 2019; vom 03.04. bis 3. März 2021; am 1.2.; 12/31/20, 2020-01-02.",
         "Karl-Marx-Straße 5, 10115 Berlin. Hauptstr.  12a. 123 Main Street, Springfield, IL 62704. Ostring\n4.",
         "Age: 95, aged 101, Alter: 92, 93-year-old, 94 J., +49 (0) 30 1234567, (030) 123456, 0176-1234567.",
         "SSN 123-45-6789, 1234567890, x1234567, (se 3, im 45), 3.5 mm; ſept 3, 2020; İd 95; a-b 3; -5; :7",
+        "Krankenversichertennummer: X123, SSN: 123 45 6789, Pt: Doe, John; Nachname: Meier; cc: Ann Lee; "
+        "MTRA: Weber\nMit freundlichen Grüßen\nEva Roth, MD",
     ]
     texts = crafted + [truth.text for truth, _ in synthetic]
-    anchored = [(pattern, needles, anchor) for _, pattern, needles, anchor in phi._RULES if anchor != phi._SCAN]
-    assert len(anchored) >= 8
+    with_needles = [k for k, rule in enumerate(phi._RULES) if rule[2]]
+    assert sum(phi._RULES[k][3] == phi._NEEDLE for k in with_needles) >= 5
     found = 0
     for text in texts:
         starts = phi._anchor_starts(text)
-        for pattern, needles, anchor in anchored:
-            tried = phi._needle_starts(text.lower(), needles) if anchor == phi._NEEDLE else starts[anchor]
+        lower = phi._case_folded(lower_same_length(text))  # what find_phi searches
+        needle_starts = phi._needle_starts(lower)
+        for k, (_, pattern, needles, anchor) in enumerate(phi._RULES):
+            by_find = sorted({m.start() for needle in needles for m in re.finditer(f"(?={re.escape(needle)})", lower)})
+            assert needle_starts.get(k, []) == by_find, (needles, text)
             scan = [m.span() for m in pattern.finditer(text)]
-            assert [m.span() for m in phi._matches_at(pattern, text, tried)] == scan, (pattern.pattern, text)
+            if needles and not by_find:
+                assert not scan, (pattern.pattern, text)
+            if anchor != phi._SCAN:
+                tried = needle_starts.get(k, []) if anchor == phi._NEEDLE else starts[anchor]
+                assert [m.span() for m in phi._matches_at(pattern, text, tried)] == scan, (pattern.pattern, text)
             found += len(scan)
     assert found > len(texts)
 

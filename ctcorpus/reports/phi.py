@@ -15,6 +15,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+import ahocorasick
+
 from ctcorpus.reports.patterns import lower_same_length, trie_regex
 
 __all__ = ["PLACEHOLDERS", "PhiHit", "Scrubbed", "find_phi", "scrub_text"]
@@ -153,7 +155,8 @@ _ROLE_NAME = (r"[ \t]+(?:(?:Dr|Prof|med|PD)\.?[ \t]+)*(" + _NAME_LEAD + _CAP + r
 # one anchored "near number" at both. Only "scan" rules pass over the whole text. A rule's needles,
 # when it has any, are lower-case substrings one of which every match contains: a report without
 # any skips that rule; a rule anchored "needle" is only tried where one of them occurs, since each
-# of its matches starts with one (a label: "Pager 1234").
+# of its matches starts with one (a label: "Pager 1234"). The needles of all rules are found in
+# one pass of an Aho-Corasick automaton (pyahocorasick).
 _SCAN, _NUMBER, _WORD_BEFORE_NUMBER, _NEAR_NUMBER = "scan", "number", "word before number", "near number"
 _NEEDLE = "needle"
 _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
@@ -475,15 +478,35 @@ def _case_folded(lower: str) -> str:
     return lower
 
 
-def _needle_starts(lower: str, needles: Sequence[str]) -> list[int]:
-    """Where any of ``needles`` occurs in ``lower`` (sorted offsets)."""
-    found = []
-    for needle in needles:
-        at = lower.find(needle)
-        while at >= 0:
-            found.append(at)
-            at = lower.find(needle, at + 1)
-    return sorted(found)
+def _needle_automaton(rules: Sequence[tuple[str, re.Pattern[str], tuple[str, ...], str]]) -> ahocorasick.Automaton:
+    """One Aho-Corasick automaton over the needles of all ``rules``: each needle maps to its length
+    less one and the indices of the rules it belongs to."""
+    owners: dict[str, list[int]] = {}
+    for k, (_, _, needles, _) in enumerate(rules):
+        for needle in needles:
+            owners.setdefault(needle, []).append(k)
+    automaton = ahocorasick.Automaton()
+    for needle, ks in owners.items():
+        automaton.add_word(needle, (len(needle) - 1, tuple(ks)))
+    automaton.make_automaton()
+    return automaton
+
+
+_NEEDLES = _needle_automaton(_RULES)
+
+
+def _needle_starts(folded: str) -> dict[int, list[int]]:
+    """Rule index -> where its needles occur in ``folded`` (sorted, distinct offsets; rules whose
+    needles do not occur are absent).
+
+    One pass of the automaton finds every needle of every rule: testing or finding each of the
+    ~150 needles with ``str.find`` cost about 100 µs per report, a third of the PHI search.
+    """
+    found: dict[int, list[int]] = {}
+    for end, (back, rules) in _NEEDLES.iter(folded):
+        for k in rules:
+            found.setdefault(k, []).append(end - back)
+    return {k: sorted(set(starts)) for k, starts in found.items()}
 
 
 def _matches_at(pattern: re.Pattern[str], text: str, starts: Sequence[int]) -> Iterator[re.Match[str]]:
@@ -549,12 +572,12 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
                         claim(at, end, kind)
                     at = lower.find(spelling, at + 1)
     starts = _anchor_starts(text)
-    folded = _case_folded(lower)
-    for kind, pattern, needles, anchor in _RULES:
+    needle_starts = _needle_starts(_case_folded(lower))
+    for k, (kind, pattern, needles, anchor) in enumerate(_RULES):
+        if needles and k not in needle_starts:
+            continue  # cannot match: none of its needles occurs
         if anchor == _NEEDLE:
-            matches = _matches_at(pattern, text, _needle_starts(folded, needles))
-        elif needles and not any(needle in folded for needle in needles):
-            continue  # cannot match: a plain substring test is far cheaper than the regex scan
+            matches = _matches_at(pattern, text, needle_starts[k])
         else:
             matches = pattern.finditer(text) if anchor == _SCAN else _matches_at(pattern, text, starts[anchor])
         for m in matches:
