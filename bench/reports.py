@@ -173,7 +173,7 @@ def language_of_real_reports() -> float | None:
     English, DRAGON's Dutch originals Dutch (tasks 25-28 hold token label lists, not reports)."""
     if not (OPENI.is_dir() and DRAGON.is_dir()):
         return None
-    cases = [("en", text) for text in _openi_reports(("indication", "findings", "impression")).values()]
+    cases = [("en", text) for text in _openi_reports(("indication", "findings", "impression")).values() if text.strip()]
     for folder, language in (("english", "en"), ("dutch", "nl")):
         cases += [(language, path.read_text(encoding="utf-8").split("```")[1])
                   for path in sorted((DRAGON.parent / folder).glob("*.md")) if path.name[:7] < "Task025"]

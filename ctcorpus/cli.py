@@ -131,7 +131,7 @@ def _report(title: str, rows: dict[str, object]) -> None:
 @app.command()
 def ingest(
     export: Annotated[Path, typer.Argument(help="Root folder of the DICOM export.")],
-    reports: Annotated[list[Path], typer.Option("--reports", "-r", help="RIS report export(s) (CSV/JSONL/Parquet).")] = [],
+    reports: Annotated[list[Path], typer.Option("--reports", "-r", help="RIS report export(s): CSV, TSV, JSON/JSONL, Parquet, Excel, text, HL7.")] = [],
     work: Annotated[Optional[Path], typer.Option(help="Work store (default: <run.output_dir>/work).")] = None,
     config: ConfigOption = None,
     dask_address: Annotated[Optional[str], typer.Option(help="Existing Dask scheduler, e.g. tcp://host:8786.")] = None,
@@ -286,3 +286,7 @@ def demo_config(folder: Path) -> dict[str, object]:
         },
         "ingest": {"pseudonym_key": "demo-only-key-not-secret"},
     }
+
+
+if __name__ == "__main__":  # python -m ctcorpus.cli, where the console script is not on PATH
+    app()

@@ -15,6 +15,8 @@ import inspect
 import json
 import re
 import shlex
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -471,3 +473,10 @@ def test_console_scripts_used_are_installed() -> None:
     text = "\n".join(_deployment_texts().values())
     used = set(re.findall(r"--entrypoint (\w+)", text)) | {"ctcorpus", "dask", "prefect"}
     assert used <= scripts, used - scripts
+
+
+def test_the_cli_runs_as_a_module() -> None:
+    # `python -m ctcorpus.cli` works where the console script is not on PATH (a venv not activated)
+    result = subprocess.run([sys.executable, "-m", "ctcorpus.cli", "--help"], capture_output=True, text=True,
+                            timeout=300, cwd=ROOT)
+    assert result.returncode == 0 and "verify" in result.stdout, result.stderr[-2000:]
