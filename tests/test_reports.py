@@ -216,6 +216,21 @@ def test_english_with_foreign_function_words_stays_english():
     assert detect_language("Nodule 5 mm (Ø), on β-blockers, 2 µg.") == "en"
 
 
+def test_language_words_are_those_of_the_word_pattern():
+    # detect_language finds its words by a byte translation, not by _WORD.findall: the same words, with
+    # "x" for an image reference ("se 3im 4" is two), next to umlauts, dashes, no-break spaces or digits
+    from ctcorpus.reports import language
+    pieces = ["im", "se", "Im", "SE", "the", "die", "unauffällig", "claim", "these", ".", ",", " ", " ", "\n", "\t",
+              "\xa0", "\u2003", "\x1c", "–", "°", "µ", "²", "٣", "_", "x", "İ", "ẞ", "Ä", "\ud800", "Сердце", *"0123456789"]
+    rng = np.random.default_rng(0)
+    texts = ["plus im 5se im \t 12faccio", "se 3im 4the im45abc im 4² se. ٣", "größe–die\xa0ohne no\x1cand µg°"]
+    texts += ["".join(rng.choice(pieces, size=rng.integers(0, 40))) for _ in range(3000)]
+    for text in texts:
+        lower = text.lower()
+        assert language._words(lower) == [b"x" if re.fullmatch(language._IMAGE_REFERENCE, word) else word.encode()
+                                          for word in language._WORD.findall(lower)], lower
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
