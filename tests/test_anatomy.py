@@ -226,6 +226,70 @@ def test_totalsegmentator_without_weights_fails_fast_with_provisioning_steps(tmp
     assert not (tmp_path / "weights").exists()
 
 
+def _fake_weights(root: Path, dataset: str, model_folder: str, folds=("fold_0",)) -> Path:
+    """The files nnU-Net loads from a model folder, empty (presence checks only)."""
+    folder = root / dataset / model_folder
+    for name in ("plans.json", "dataset.json", *(f"{fold}/checkpoint_final.pth" for fold in folds)):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"")
+    return folder
+
+
+_FASTEST = (
+    "Dataset298_TotalSegmentator_total_6mm_1559subj",
+    "nnUNetTrainer_4000epochs_NoMirroring__nnUNetPlans__3d_fullres",
+)
+
+
+def test_missing_weights_checks_the_model_folder_totalsegmentator_loads(tmp_path):
+    """A partial copy, another trainer's folder or another fold is missing, not present."""
+    config = AnatomyConfig(weights_path=tmp_path)
+    folder = _fake_weights(tmp_path, *_FASTEST)
+    assert missing_weights(config) == ()
+    (folder / "plans.json").unlink()
+    assert missing_weights(config) == (298,)
+    folder.rename(folder.with_name("nnUNetTrainer__nnUNetPlans__3d_fullres"))
+    _fake_weights(tmp_path, _FASTEST[0], "nnUNetTrainer__nnUNetPlans__3d_fullres")
+    assert missing_weights(config) == (298,)
+    _fake_weights(tmp_path, *_FASTEST, folds=("fold_1",))
+    assert missing_weights(config) == (298,)
+    _fake_weights(tmp_path, *_FASTEST)
+    assert missing_weights(config) == ()
+
+
+def test_crop_tasks_need_the_crop_model_weights(tmp_path):
+    """Tasks that crop first run a second model: its weights are required, or TotalSegmentator downloads it."""
+    assert required_task_ids(AnatomyConfig(task="lung_vessels")) == (117, 297)  # robust crop: 3 mm model
+    assert required_task_ids(AnatomyConfig(task="liver_vessels")) == (8, 298)
+    assert required_task_ids(AnatomyConfig(task="abdominal_muscles")) == (300, 952)  # cropped to the body trunc
+    assert required_task_ids(AnatomyConfig(task="teeth")) == (113, 115, 298)  # crop_model craniofacial_structures
+    config = AnatomyConfig(backend="totalsegmentator", task="liver_vessels", weights_path=tmp_path / "w",
+                           home_dir=tmp_path / "home")
+    _fake_weights(tmp_path / "w", "Dataset008_HepaticVessel", "nnUNetTrainer__nnUNetPlans__3d_fullres")
+    with pytest.raises(AnatomyError, match="Dataset298_TotalSegmentator_total_6mm_1559subj") as info:
+        make_segmenter(config)
+    assert "-t liver_vessels" in str(info.value) and "-t total_fast" in str(info.value)
+
+
+def test_totalsegmentator_never_downloads_during_a_call(tmp_path, monkeypatch):
+    """Inside a call, a weight folder TotalSegmentator asks for that is absent raises; nothing is fetched."""
+    import totalsegmentator.libs
+    from totalsegmentator import python_api
+
+    fetched = []
+    monkeypatch.setattr(totalsegmentator.libs, "download_url_and_unpack", lambda url, folder: fetched.append(url))
+    _fake_weights(tmp_path / "w", *_FASTEST)
+    segmenter = TotalSegmentatorSegmenter(
+        AnatomyConfig(backend="totalsegmentator", weights_path=tmp_path / "w", home_dir=tmp_path / "home")
+    )
+    original = python_api.download_pretrained_weights
+    with segmenter._environment():
+        python_api.download_pretrained_weights(298)  # present: passes
+        with pytest.raises(AnatomyError, match="Dataset297_TotalSegmentator_total_3mm_1559subj"):
+            python_api.download_pretrained_weights(297)
+    assert fetched == [] and python_api.download_pretrained_weights is original
+
+
 def test_auto_backend_falls_back_with_a_warning(tmp_path, caplog):
     config = AnatomyConfig(backend="auto", weights_path=tmp_path / "none", home_dir=tmp_path / "home")
     with caplog.at_level(logging.WARNING, logger="ctcorpus.anatomy"):

@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ _TRAINER_MODULES: Mapping[str, str] = {
     "nnUNetTrainer_2000epochs_NoMirroring": "variants.training_length.nnUNetTrainer_Xepochs_NoMirroring",
     "nnUNetTrainer_4000epochs_NoMirroring": "variants.training_length.nnUNetTrainer_Xepochs_NoMirroring",
 }
-#: The 6 mm model TotalSegmentator runs first to crop when ``roi_subset`` is given.
+#: The 6 mm model TotalSegmentator runs first to crop (``roi_subset``, tasks with ``crop``).
 _CROP_TASK_ID = 298
 
 
@@ -107,17 +107,44 @@ def _task_settings(config: AnatomyConfig) -> dict[str, Any]:
     return settings
 
 
+def _crop_model(config: AnatomyConfig, settings: Mapping[str, Any]) -> tuple[int, str] | None:
+    """(task id, trainer) of the rough model TotalSegmentator runs first to crop, as its python_api picks it.
+
+    Tasks with ``crop`` (lung_vessels, liver_vessels, ...), ``cascade`` or an ``roi_subset`` run it; a
+    task naming its own ``crop_model`` runs that task instead (see :func:`_models`).
+    """
+    crop = settings.get("crop")
+    if (crop is None and not config.roi_subset and not settings.get("cascade")) or settings.get("crop_model"):
+        return None
+    if crop is not None and {"body_trunc", "body_extremities"} & set(crop):
+        return 300, "nnUNetTrainer"
+    if config.task.endswith("_mr"):
+        return 852, "nnUNetTrainer_2000epochs_NoMirroring"
+    return (297 if settings.get("robust_crop") else _CROP_TASK_ID), "nnUNetTrainer_4000epochs_NoMirroring"
+
+
+def _models(config: AnatomyConfig) -> tuple[tuple[int, str, tuple[str, ...]], ...]:
+    """(task id, model folder name, fold folder names) of every nnU-Net model a run with ``config`` loads."""
+    settings = _task_settings(config)
+    task_ids = settings["task_id"] if isinstance(settings["task_id"], list) else [settings["task_id"]]
+    folder = f"{settings['trainer']}__{settings['plans'] or 'nnUNetPlans'}__{settings['model']}"
+    folds = tuple(f"fold_{f}" for f in settings["folds"])
+    models = [(int(i), folder, folds) for i in task_ids]
+    if (crop := _crop_model(config, settings)) is not None:
+        models.append((crop[0], f"{crop[1]}__nnUNetPlans__3d_fullres", ("fold_0",)))
+    if settings.get("crop_model"):
+        crop_task = {"task": settings["crop_model"], "mode": "default", "roi_subset": None}
+        models.extend(_models(config.model_copy(update=crop_task)))
+    return tuple(dict.fromkeys(models))
+
+
 def required_task_ids(config: AnatomyConfig) -> tuple[int, ...]:
-    """The TotalSegmentator task ids whose weights a run with ``config`` loads (sorted).
+    """The TotalSegmentator task ids whose weights a run with ``config`` loads (sorted), crop models included.
 
     >>> required_task_ids(AnatomyConfig(mode="fastest"))
     (298,)
     """
-    task_id = _task_settings(config)["task_id"]
-    ids = set(task_id if isinstance(task_id, list) else [task_id])
-    if config.roi_subset:
-        ids.add(_CROP_TASK_ID)
-    return tuple(sorted(int(i) for i in ids))
+    return tuple(sorted({task_id for task_id, _, _ in _models(config)}))
 
 
 def _home_dir(config: AnatomyConfig) -> Path:
@@ -157,24 +184,37 @@ def _weight_url(task_id: int) -> str:
 
 
 def missing_weights(config: AnatomyConfig) -> tuple[int, ...]:
-    """Task ids whose weight folder (with a ``checkpoint_final.pth``) is absent under :func:`weights_dir`."""
+    """Task ids whose model folder under :func:`weights_dir` lacks a file nnU-Net loads (sorted).
+
+    The exact folder TotalSegmentator loads (``DatasetNNN_*/<trainer>__<plans>__<model>``) must hold
+    ``plans.json``, ``dataset.json`` and ``fold_N/checkpoint_final.pth``: a partial copy or another
+    trainer's folder would pass a looser check and then fail on every volume.
+    """
     root = weights_dir(config)
     return tuple(
-        task_id
-        for task_id in required_task_ids(config)
-        if not any((root / _weight_folder(task_id)).glob("*/fold_*/checkpoint_final.pth"))
+        sorted(
+            {
+                task_id
+                for task_id, folder, folds in _models(config)
+                for name in ("plans.json", "dataset.json", *(f"{fold}/checkpoint_final.pth" for fold in folds))
+                if not (root / _weight_folder(task_id) / folder / name).is_file()
+            }
+        )
     )
 
 
 def provisioning_message(config: AnatomyConfig, missing: tuple[int, ...]) -> str:
     """What an operator must do to provision the weights of ``missing`` tasks, exactly."""
     root = weights_dir(config)
-    folders = ", ".join(f"{_weight_folder(i)} (task {i})" for i in missing)
-    download_task = {"default": "total", "fast": "total_fast", "fastest": "total_fast"}[config.mode]
+    folders = ", ".join(f"{_weight_folder(i)}/{folder} (task {i})" for i, folder, _ in _models(config) if i in missing)
+    tasks = [{"default": "total", "fast": "total_fast", "fastest": "total_fast"}[config.mode]]
+    if config.task != "total":  # its own weights, and the 'total' crop models if those are missing too
+        tasks = [config.task] + (["total_fast"] if {297, 298} & set(missing) else [])
+    download = " && ".join(f"TOTALSEG_HOME_DIR=/tmp/ts totalseg_download_weights -t {task}" for task in tasks)
     return (
         f"TotalSegmentator weights for task {config.task!r} (mode {config.mode!r}) are not provisioned: "
         f"missing {folders} under {root}. To provision them offline: (1) on a machine with internet run "
-        f"`TOTALSEG_HOME_DIR=/tmp/ts totalseg_download_weights -t {download_task}` (the folders appear in "
+        f"`{download}` (the folders appear in "
         f"/tmp/ts/nnunet/results), or download {' and '.join(_weight_url(i) for i in missing)}; (2) copy the folders "
         f"into {root}, or run `TOTALSEG_WEIGHTS_PATH={root} totalseg_import_weights -i <folder>.zip` per zip, "
         f"or set anatomy.weights_path (or TOTALSEG_WEIGHTS_PATH) to the folder that holds them. Run-time "
@@ -284,24 +324,42 @@ class TotalSegmentatorSegmenter:
 
     @contextmanager
     def _environment(self) -> Iterator[None]:
-        """TotalSegmentator's environment for one call (restored after), and the cached predictor."""
-        from totalsegmentator import nnunet
+        """TotalSegmentator's environment for one call (restored after), the cached predictor, no downloads."""
+        from totalsegmentator import nnunet, python_api
 
         keys = ("TOTALSEG_HOME_DIR", "TOTALSEG_WEIGHTS_PATH", "nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
         saved = {key: os.environ.get(key) for key in keys}
         predictor_class = nnunet.nnUNetPredictor
+        download = python_api.download_pretrained_weights
         os.environ["TOTALSEG_HOME_DIR"] = str(self._home)
         os.environ["TOTALSEG_WEIGHTS_PATH"] = str(self._weights)
         nnunet.nnUNetPredictor = _cached_predictor_class(predictor_class, self._networks)
+        if not self._config.allow_download:
+            python_api.download_pretrained_weights = self._refuse_download(download)
         try:
             yield
         finally:
             nnunet.nnUNetPredictor = predictor_class
+            python_api.download_pretrained_weights = download
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+    def _refuse_download(self, download: Callable[[int], None]) -> Callable[[int], None]:
+        """TotalSegmentator's weight "download" that only lets present folders through.
+
+        It downloads any task folder that is absent, including models chosen inside a call (crop
+        models, cascades) that :func:`required_task_ids` may not foresee: those raise instead.
+        """
+
+        def present_only(task_id: int) -> None:
+            if not (self._weights / _weight_folder(task_id)).exists():
+                raise AnatomyError(provisioning_message(self._config, (task_id,)), path=self._weights)
+            download(task_id)
+
+        return present_only
 
     def segment(self, image: sitk.Image) -> Segmentation:
         """Segment a CT volume in HU; the label map is mapped back onto ``image``'s exact grid."""
