@@ -290,6 +290,26 @@ def test_totalsegmentator_never_downloads_during_a_call(tmp_path, monkeypatch):
     assert fetched == [] and python_api.download_pretrained_weights is original
 
 
+def test_licensed_task_without_a_license_fails_at_construction_not_with_sys_exit(tmp_path, monkeypatch):
+    """TotalSegmentator ends the process (sys.exit) on a licensed task without a license: refused up front."""
+    from totalsegmentator import python_api
+
+    config = AnatomyConfig(backend="totalsegmentator", task="face", weights_path=tmp_path / "w", home_dir=tmp_path / "h")
+    _fake_weights(tmp_path / "w", "Dataset303_face_1559subj", "nnUNetTrainerNoMirroring__nnUNetPlans__3d_fullres")
+    with pytest.raises(AnatomyError, match="needs a license.*totalseg_set_license"):
+        make_segmenter(config)
+    settings = json.loads((tmp_path / "h" / "config.json").read_text())
+    (tmp_path / "h" / "config.json").write_text(json.dumps(settings | {"license_number": "aca_" + "0" * 14}))
+    segmenter = make_segmenter(config)
+
+    def exits(*args, **kwargs):
+        raise SystemExit(1)
+
+    monkeypatch.setattr(python_api, "totalsegmentator", exits)
+    with pytest.raises(AnatomyError, match="SystemExit"):
+        segmenter.segment(sitk.GetImageFromArray(np.zeros((4, 8, 8), np.int16)))
+
+
 def test_auto_backend_falls_back_with_a_warning(tmp_path, caplog):
     config = AnatomyConfig(backend="auto", weights_path=tmp_path / "none", home_dir=tmp_path / "home")
     with caplog.at_level(logging.WARNING, logger="ctcorpus.anatomy"):

@@ -313,6 +313,26 @@ class TotalSegmentatorSegmenter:
         self._device = self._resolve_device(config.device)
         self.version = f"{installed}-task{'-'.join(str(i) for i in task_ids)}"
         self._networks: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._check_license()
+
+    def _check_license(self) -> None:
+        """Refuse a licensed task without a license number in ``config.json`` now, not per volume.
+
+        TotalSegmentator checks the license inside each call and ends the process (``sys.exit``).
+        """
+        from totalsegmentator.config import has_valid_license_offline
+        from totalsegmentator.registry import requires_license
+
+        if not requires_license(self._config.task):
+            return
+        with self._environment():
+            status, message = has_valid_license_offline()
+        if status != "yes":
+            raise AnatomyError(
+                f"TotalSegmentator task {self._config.task!r} needs a license: {message} Set it once with "
+                f"`TOTALSEG_HOME_DIR={self._home} totalseg_set_license -l <number>`, or choose another anatomy.task",
+                path=self._home / "config.json",
+            )
 
     @staticmethod
     def _resolve_device(device: str) -> str:
@@ -382,7 +402,7 @@ class TotalSegmentatorSegmenter:
                     nr_thr_resamp=config.nr_thr_resamp,
                     nr_thr_saving=config.nr_thr_saving,
                 )
-            except Exception as exc:  # TotalSegmentator raises bare exceptions of many kinds
+            except (Exception, SystemExit) as exc:  # bare exceptions of many kinds; sys.exit on some errors
                 raise AnatomyError(
                     f"TotalSegmentator failed: {type(exc).__name__}: {exc}",
                     reason=QuarantineReason.SEGMENTATION_FAILED,
