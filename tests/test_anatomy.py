@@ -113,6 +113,14 @@ def test_fallback_rejects_non_axial_images(phantom):
         ThresholdSegmenter(AnatomyConfig()).segment(sagittal)
 
 
+def test_config_refuses_a_reversed_lung_median_range():
+    """A reversed range would find no lungs in any volume, silently."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="low < high"):
+        AnatomyConfig(lung_median_hu=(-650.0, -930.0))
+
+
 def test_fallback_on_real_ct_against_totalsegmentator_reference(shared_data):
     """Real abdominal CT with lung bases and bowel gas: lungs found, gas called neither lung nor airway."""
     folder = shared_data / "totalsegmentator_reference"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ctcorpus.config.base import StageConfig
 
@@ -68,3 +68,11 @@ class AnatomyConfig(StageConfig):
     max_airway_ml: float = Field(
         300.0, gt=0, description="Fallback: an airway tree larger than this has leaked into the lungs (ml)."
     )
+
+    @field_validator("lung_median_hu")
+    @classmethod
+    def _low_below_high(cls, value: tuple[float, float]) -> tuple[float, float]:
+        """A reversed range would accept no component: every volume silently without lungs."""
+        if value[0] >= value[1]:
+            raise ValueError(f"lung_median_hu must be (low, high) with low < high, got {value}")
+        return value
