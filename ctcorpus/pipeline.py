@@ -181,7 +181,11 @@ def _ingest_key(stack: Stack, config: CorpusConfig, p: Pseudonymizer) -> str:
 
 
 def _anatomy_key(ingest_key: str, config: CorpusConfig) -> str:
-    return _digest("anatomy", __version__, ingest_key, _section(config, "anatomy", "nr_thr_resamp", "nr_thr_saving"))
+    """Also keyed by the segmenter ``backend: auto`` resolved to: provisioning weights later redoes the masks."""
+    resolved = f"{_segmenter(config).name}-{_segmenter(config).version}"
+    return _digest(
+        "anatomy", __version__, ingest_key, _section(config, "anatomy", "nr_thr_resamp", "nr_thr_saving"), resolved
+    )
 
 
 def _text_key(ingest_key: str, anatomy_key: str, unit: StudyUnit, config: CorpusConfig) -> str:
@@ -315,6 +319,7 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     run = config.run
     if run.export_dir is None:
         raise IngestError("no export folder: set run.export_dir or pass --export", path="run.export_dir")
+    _segmenter(config)  # before any work: a TotalSegmentator without its weights fails the run here
     store = WorkStore(Path(work_dir))
     store.clean()
     p = pseudonymizer_for(config.ingest)

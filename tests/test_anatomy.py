@@ -326,6 +326,27 @@ def test_auto_backend_falls_back_with_a_warning(tmp_path, caplog):
     assert "298" in caplog.text and "threshold fallback" in caplog.text
 
 
+def test_pipeline_checks_the_segmenter_before_work_and_keys_masks_by_the_resolved_backend(tmp_path, monkeypatch):
+    """No weights with backend totalsegmentator stops the run before any work (not an empty mask per
+    volume, stored and reused); with backend auto, provisioning the weights later redoes the masks."""
+    from ctcorpus import pipeline
+    from ctcorpus.cli import demo_config
+    from ctcorpus.config import config_from_dict
+
+    monkeypatch.setattr(pipeline, "_SEGMENTERS", {})
+    data = demo_config(tmp_path) | {"anatomy": {"weights_path": str(tmp_path / "w"), "home_dir": str(tmp_path / "h")}}
+    data["run"]["export_dir"] = str(tmp_path)
+    strict = config_from_dict(data | {"anatomy": data["anatomy"] | {"backend": "totalsegmentator"}})
+    with pytest.raises(AnatomyError, match="not provisioned"):
+        pipeline.plan_export(strict, tmp_path / "work")
+    assert not (tmp_path / "work").exists()
+    auto = config_from_dict(data)
+    without_weights = pipeline._anatomy_key("ingest-key", auto)
+    _fake_weights(tmp_path / "w", *_FASTEST)
+    pipeline._SEGMENTERS.clear()  # a new run
+    assert pipeline._anatomy_key("ingest-key", auto) != without_weights
+
+
 def test_nifti_geometry_round_trip(tmp_path):
     """The input/output conversion of the TotalSegmentator backend keeps an oblique, flipped grid."""
     rng = np.random.default_rng(3)
