@@ -287,6 +287,8 @@ def test_totalsegmentator_never_downloads_during_a_call(tmp_path, monkeypatch):
     fetched = []
     monkeypatch.setattr(totalsegmentator.libs, "download_url_and_unpack", lambda url, folder: fetched.append(url))
     _fake_weights(tmp_path / "w", *_FASTEST)
+    old_version = tmp_path / "w" / "Dataset297_TotalSegmentator_total_3mm_1559subj_v204"  # TotalSegmentator deletes it
+    old_version.mkdir()
     segmenter = TotalSegmentatorSegmenter(
         AnatomyConfig(backend="totalsegmentator", weights_path=tmp_path / "w", home_dir=tmp_path / "home")
     )
@@ -296,6 +298,7 @@ def test_totalsegmentator_never_downloads_during_a_call(tmp_path, monkeypatch):
         with pytest.raises(AnatomyError, match="Dataset297_TotalSegmentator_total_3mm_1559subj"):
             python_api.download_pretrained_weights(297)
     assert fetched == [] and python_api.download_pretrained_weights is original
+    assert old_version.is_dir()  # the operator's folder is left as it is
 
 
 def test_licensed_task_without_a_license_fails_at_construction_not_with_sys_exit(tmp_path, monkeypatch):

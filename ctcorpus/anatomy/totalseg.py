@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -355,7 +355,7 @@ class TotalSegmentatorSegmenter:
         os.environ["TOTALSEG_WEIGHTS_PATH"] = str(self._weights)
         nnunet.nnUNetPredictor = _cached_predictor_class(predictor_class, self._networks)
         if not self._config.allow_download:
-            python_api.download_pretrained_weights = self._refuse_download(download)
+            python_api.download_pretrained_weights = self._refuse_download
         try:
             yield
         finally:
@@ -367,19 +367,16 @@ class TotalSegmentatorSegmenter:
                 else:
                     os.environ[key] = value
 
-    def _refuse_download(self, download: Callable[[int], None]) -> Callable[[int], None]:
-        """TotalSegmentator's weight "download" that only lets present folders through.
+    def _refuse_download(self, task_id: int) -> None:
+        """Stands in for TotalSegmentator's weight "download" inside a call: an absent folder raises.
 
         It downloads any task folder that is absent, including models chosen inside a call (crop
-        models, cascades) that :func:`required_task_ids` may not foresee: those raise instead.
+        models, cascades) that :func:`required_task_ids` may not foresee, and, even for a present
+        one, deletes the folders of older weight versions in the operator's weights folder: so it
+        is not called at all.
         """
-
-        def present_only(task_id: int) -> None:
-            if not (self._weights / _weight_folder(task_id)).exists():
-                raise AnatomyError(provisioning_message(self._config, (task_id,)), path=self._weights)
-            download(task_id)
-
-        return present_only
+        if not (self._weights / _weight_folder(task_id)).exists():
+            raise AnatomyError(provisioning_message(self._config, (task_id,)), path=self._weights)
 
     def segment(self, image: sitk.Image) -> Segmentation:
         """Segment a CT volume in HU; the label map is mapped back onto ``image``'s exact grid."""
