@@ -405,8 +405,8 @@ def test_word_start_label_shortcut_finds_what_the_full_pattern_finds(analyzer, s
         phrases = [(m.start(), m.end(), " ".join(m[m.lastindex].split())) for m in analyzer.labels.finditer(lower)]
         full = [(start, end, groups[p], analyzer.statement_states.get(p)) for start, end, p in phrases
                 if groups[p] is not None]
-        assert _label_mentions(analyzer, lower, analyzer.label_stems) == full, lower
-    assert "atelectasis" in {label for _, _, label, _ in _label_mentions(analyzer, texts[0], analyzer.label_stems)}
+        assert _label_mentions(analyzer, lower) == full, lower
+    assert "atelectasis" in {label for _, _, label, _ in _label_mentions(analyzer, texts[0])}
 
 
 def test_sentence_cache_reuses_sentences_and_changes_no_result(analyzer, synthetic, monkeypatch):

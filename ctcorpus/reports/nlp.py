@@ -388,14 +388,14 @@ def _sentence_spans(
     return spans
 
 
-def _stems_decide(analyzer: ReportAnalyzer, lower: str, stems: Sequence[str]) -> bool:
+def _stems_decide(analyzer: ReportAnalyzer, lower: str) -> bool:
     """Whether an in-compound stem may start where no word-start label matches ("pleuraerguss").
 
-    A stem can only start where its first word does, so a position without a word-start label
-    there is where the in-compound branch may decide something. ``stems`` are those of
-    ``analyzer.label_stems`` that occur in the report ``lower`` is part of (looked up once per report).
+    A stem can only start where its first word (one of ``analyzer.label_stems``) does, so a
+    position without a word-start label there is where the in-compound branch may decide something.
+    ``lower`` is one sentence: finding the stems in it costs less than in the whole report.
     """
-    for stem in stems:
+    for stem in analyzer.label_stems:
         at = lower.find(stem)
         while at >= 0:
             if analyzer.labels_at_word_start.match(lower, at) is None:
@@ -404,8 +404,7 @@ def _stems_decide(analyzer: ReportAnalyzer, lower: str, stems: Sequence[str]) ->
     return False
 
 
-def _label_mentions(analyzer: ReportAnalyzer, lower: str, stems: Sequence[str]
-                    ) -> list[tuple[int, int, str, LabelState | None]]:
+def _label_mentions(analyzer: ReportAnalyzer, lower: str) -> list[tuple[int, int, str, LabelState | None]]:
     """Label phrases in the lowercased text: (start, end, label, the state the phrase fixes or None).
 
     The in-compound stems make the full regex try every position. Where each stem in the text
@@ -413,7 +412,7 @@ def _label_mentions(analyzer: ReportAnalyzer, lower: str, stems: Sequence[str]
     nothing, so the word-start pattern alone gives the same matches at a third of the cost.
     """
     groups, fixed = analyzer.label_groups, analyzer.statement_states
-    pattern = analyzer.labels if _stems_decide(analyzer, lower, stems) else analyzer.labels_at_word_start
+    pattern = analyzer.labels if _stems_decide(analyzer, lower) else analyzer.labels_at_word_start
     phrases = [(m.start(), m.end(), " ".join(m[m.lastindex].split())) for m in pattern.finditer(lower)]
     return [(start, end, label, fixed.get(phrase)) for start, end, phrase in phrases
             if (label := groups[phrase]) is not None]
@@ -448,10 +447,8 @@ def _state(trig: Sequence[tuple[int, int, str]], m_start: int, m_end: int) -> La
     return LabelState.POSITIVE
 
 
-def _analyze_sentence(analyzer: ReportAnalyzer, lang: str, span: Span, lower: str,
-                      stems: Sequence[str]) -> _SentenceAnalysis:
-    """The anatomies and label states of one sentence: ``span`` its tokens, ``lower`` its text
-    lowercased, ``stems`` the in-compound label stems that occur in its report.
+def _analyze_sentence(analyzer: ReportAnalyzer, lang: str, span: Span, lower: str) -> _SentenceAnalysis:
+    """The anatomies and label states of one sentence: ``span`` its tokens, ``lower`` its text lowercased.
 
     Only the sentence's own text is read: label triggers never reach past a sentence end, and
     this is what lets :attr:`ReportAnalyzer.sentence_cache` keep the result by the text.
@@ -459,7 +456,7 @@ def _analyze_sentence(analyzer: ReportAnalyzer, lang: str, span: Span, lower: st
     anatomies = {analyzer.anatomy_ids[match_id] for match_id, _, _ in analyzer.anatomy_matchers[lang](span)}
     anatomies.update(analyzer.stem_anatomy[m.group(1)] for m in analyzer.anatomy_stems.finditer(lower))
     labels: dict[str, LabelState] = {}
-    found = _label_mentions(analyzer, lower, stems)
+    found = _label_mentions(analyzer, lower)
     if found:  # triggers only matter in a sentence with a mention
         triggers = [(m.start(), m.end(), analyzer.trigger_kinds[" ".join(m.group(1).split())])
                     for m in analyzer.triggers.finditer(lower)]
@@ -522,16 +519,15 @@ def analyze_report(
         cache.clear()
     report_labels: dict[str, LabelState] = {}
     sentences: list[Sentence] = []
-    stems: list[str] | None = None  # the label stems in the report, found at the first sentence not in the cache
+    lower: str | None = None  # the report lowercased, at the first sentence not in the cache
     for k, (s_start, s_end, section) in enumerate(spans):
         found = cache.get(key := clean[s_start:s_end])
         if found is None:
-            if stems is None:
+            if lower is None:
                 lower = lower_same_length(clean)
-                stems = [stem for stem in analyzer.label_stems if stem in lower]
             first = bisect.bisect_left(token_starts, s_start)
             span = doc[first:bisect.bisect_left(token_starts, s_end)]
-            found = _analyze_sentence(analyzer, lang, span, lower[s_start:s_end], stems)
+            found = _analyze_sentence(analyzer, lang, span, lower[s_start:s_end])
             if len(key) <= _LONGEST_CACHED_SENTENCE:
                 cache[key] = found
         anatomies, labels = found
