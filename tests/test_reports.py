@@ -658,6 +658,9 @@ def test_phi_forms_real_reports_write_that_the_rules_missed():
         "Dichte 1.2020, Wert 3.5 mm, insurance coverage pending.": [],
         # a count before a slash, and a month/year before a measurement, stay what they are
         "Lymph nodes 0 / 12 positive. Seit 03/2020 12 mm größer.": [("03/2020", "date")],
+        # "Schwester" before a relative's disease (family history), "MISS" the verb in capitals
+        "Mutter und Schwester Mamma-Ca, Schwester Ovarialkarzinom. Schwester Anna informiert.\n"
+        "CT MAY MISS SMALL LESIONS.": [("Anna", "name")],
     }
     for text, expected in cases.items():
         assert [(text[h.start:h.end], h.kind) for h in find_phi(text)] == expected, text

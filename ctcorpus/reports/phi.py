@@ -310,7 +310,10 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         re.compile(
             r"[DFHMNPS](?<!\w[DFHMNPS])(?:"
             r"(?:(?:(?<=D)r|(?<=P)(?:rof|D)|(?<=M)(?:r|rs|s)|(?<=H)r|(?<=F)r)(?:\.\s*|\s+)"
-            r"|(?:(?<=H)(?:err|errn)|(?<=F)rau|(?<=M)iss|(?<=S)chwester|(?<=P)fleger(?:in)?)\s+|(?<=F)rl\.\s*|(?:(?<=D)R|(?<=P)ROF)\.\s*"  # "DR." in a mixed line
+            # "Schwester" before a name, not before a relative's disease ("Mutter und Schwester Mamma-Ca")
+            r"|(?:(?<=H)(?:err|errn)|(?<=F)rau|(?<=M)iss|(?<=S)chwester(?!\s+(?=[A-ZÄÖÜ])[\w\-]*(?i:om|ämie|itis|krebs"
+            r"|tumor|diabetes|erkrankung|aneurysma|thrombose|embolie|[ \t\-]ca)(?!\w))|(?<=P)fleger(?:in)?)\s+"
+            r"|(?<=F)rl\.\s*|(?:(?<=D)R|(?<=P)ROF)\.\s*"  # "DR." in a mixed line
             r"|(?<=D)ipl\.-?[ \t]?[A-ZÄÖÜ][a-zäöü]+\.\s*)"  # "Dipl.-Ing.", "Dipl.-Med."
             # more titles, also in capitals ("Dr. MED. SMITH"), and degrees after "Dr." ("Dr. rer. nat.")
             r"(?:(?i:Dr|Prof|med|PD|Kollegin|Kollege)(?:\.\s*|\s+)|(?i:habil|univ|dent|vet|rer|nat|medic|phil|sc|hum"
@@ -396,9 +399,9 @@ class Scrubbed:
 _WORD_AND_PERIOD = re.compile(r"\w+(?=(\.)?)")
 _PARTICLE_SET = frozenset(_PARTICLES)
 #: Abbreviations in capitals that read as a title once capitalized ("MR BRAIN" is magnetic
-#: resonance, not "Mr Brain"; multiple sclerosis, high resolution): without a period after them
-#: they stay in capitals, where no title rule reads them.
-_CLINICAL_NOT_TITLES = frozenset({"MR", "MS", "HR"})
+#: resonance, not "Mr Brain"; multiple sclerosis, high resolution), and the verb "miss" ("CT MAY
+#: MISS SMALL LESIONS"): without a period after them they stay in capitals, where no title rule reads them.
+_CLINICAL_NOT_TITLES = frozenset({"MR", "MS", "HR", "MISS"})
 
 
 def _capitalized_where_shouting(text: str) -> str:
