@@ -661,6 +661,9 @@ def test_phi_forms_real_reports_write_that_the_rules_missed():
         # "Schwester" before a relative's disease (family history), "MISS" the verb in capitals
         "Mutter und Schwester Mamma-Ca, Schwester Ovarialkarzinom. Schwester Anna informiert.\n"
         "CT MAY MISS SMALL LESIONS.": [("Anna", "name")],
+        # "PD" is a title only before "Dr." (alone: progressive disease, Parkinson's disease)
+        "Overall response: PD. New hepatic lesion. Known PD Presenting with falls. PD Dr. med. Weber.": [
+            ("Weber", "name")],
     }
     for text, expected in cases.items():
         assert [(text[h.start:h.end], h.kind) for h in find_phi(text)] == expected, text

@@ -309,7 +309,8 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         "name",
         re.compile(
             r"[DFHMNPS](?<!\w[DFHMNPS])(?:"
-            r"(?:(?:(?<=D)r|(?<=P)(?:rof|D)|(?<=M)(?:r|rs|s)|(?<=H)r|(?<=F)r)(?:\.\s*|\s+)"
+            # "PD" only before "Dr." ("PD Dr. Weber"): alone it is progressive or Parkinson's disease ("Response: PD. New lesion")
+            r"(?:(?:(?<=D)r|(?<=P)(?:rof|D(?=\.?\s*Dr\b))|(?<=M)(?:r|rs|s)|(?<=H)r|(?<=F)r)(?:\.\s*|\s+)"
             # "Schwester" before a name, not before a relative's disease ("Mutter und Schwester Mamma-Ca")
             r"|(?:(?<=H)(?:err|errn)|(?<=F)rau|(?<=M)iss|(?<=S)chwester(?!\s+(?=[A-ZÄÖÜ])[\w\-]*(?i:om|ämie|itis|krebs"
             r"|tumor|diabetes|erkrankung|aneurysma|thrombose|embolie|[ \t\-]ca)(?!\w))|(?<=P)fleger(?:in)?)\s+"
