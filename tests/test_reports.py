@@ -664,6 +664,9 @@ def test_phi_forms_real_reports_write_that_the_rules_missed():
         # "PD" is a title only before "Dr." (alone: progressive disease, Parkinson's disease)
         "Overall response: PD. New hepatic lesion. Known PD Presenting with falls. PD Dr. med. Weber.": [
             ("Weber", "name")],
+        # "OA"/"OÄ" (Oberarzt, Oberärztin) as a title, the ward physician as a role; osteoarthritis stays
+        "Befund telefonisch an OA Meier, OÄ Schulz und Stationsarzt Müller übermittelt. Severe OA. Mild OA changes.": [
+            ("Meier", "name"), ("Schulz", "name"), ("Müller", "name")],
     }
     for text, expected in cases.items():
         assert [(text[h.start:h.end], h.kind) for h in find_phi(text)] == expected, text

@@ -132,7 +132,7 @@ _ROLES = ("referring physician", "referrer", "radiologist", "signed", "signed by
           "kollege", "kollegin", "ordering provider", "ordering physician", "requesting physician", "requesting clinician",
           "referring doctor", "referring clinician", "referring provider", "primary care physician", "ordered by",
           "requested by", "interpreted by", "reviewed by", "copy to", "behandelnder arzt", "behandelnde ärztin",
-          "anfordernder arzt", "anfordernde ärztin", "angefordert von", "einsender", "einsenderin", "hausarzt",
+          "anfordernder arzt", "anfordernde ärztin", "stationsarzt", "stationsärztin", "angefordert von", "einsender", "einsenderin", "hausarzt",
           "hausärztin", "untersucher", "untersucherin", "verfasser", "verfasserin", "kopie an")
 #: Roles that are also words of a report ("100 cc Omnipaque", "performed by Siemens"): a name
 #: follows them only after a colon.
@@ -308,12 +308,13 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     (
         "name",
         re.compile(
-            r"[DFHMNPS](?<!\w[DFHMNPS])(?:"
+            r"[DFHMNOPS](?<!\w[DFHMNOPS])(?:"
             # "PD" only before "Dr." ("PD Dr. Weber"): alone it is progressive or Parkinson's disease ("Response: PD. New lesion")
             r"(?:(?:(?<=D)r|(?<=P)(?:rof|D(?=\.?\s*Dr\b))|(?<=M)(?:r|rs|s)|(?<=H)r|(?<=F)r)(?:\.\s*|\s+)"
             # "Schwester" before a name, not before a relative's disease ("Mutter und Schwester Mamma-Ca")
             r"|(?:(?<=H)(?:err|errn)|(?<=F)rau|(?<=M)iss|(?<=S)chwester(?!\s+(?=[A-ZÄÖÜ])[\w\-]*(?i:om|ämie|itis|krebs"
             r"|tumor|diabetes|erkrankung|aneurysma|thrombose|embolie|[ \t\-]ca)(?!\w))|(?<=P)fleger(?:in)?)\s+"
+            r"|(?<=O)[AÄ][ \t]+"  # "OA Meier", "OÄ Schulz" (Oberarzt, Oberärztin); "OA." is osteoarthritis
             r"|(?<=F)rl\.\s*|(?:(?<=D)R|(?<=P)ROF)\.\s*"  # "DR." in a mixed line
             r"|(?<=D)ipl\.-?[ \t]?[A-ZÄÖÜ][a-zäöü]+\.\s*)"  # "Dipl.-Ing.", "Dipl.-Med."
             # more titles, also in capitals ("Dr. MED. SMITH"), and degrees after "Dr." ("Dr. rer. nat.")
