@@ -667,6 +667,8 @@ def test_phi_forms_real_reports_write_that_the_rules_missed():
         # "OA"/"OÄ" (Oberarzt, Oberärztin) as a title, the ward physician as a role; osteoarthritis stays
         "Befund telefonisch an OA Meier, OÄ Schulz und Stationsarzt Müller übermittelt. Severe OA. Mild OA changes.": [
             ("Meier", "name"), ("Schulz", "name"), ("Müller", "name")],
+        # a status or side word after a role or title is no name
+        "REFERRING PHYSICIAN NOTIFIED. SURGEON AWARE. RADIOLOGIST REVIEWED.\nTechnologist Notes: none. OA Right knee.": [],
     }
     for text, expected in cases.items():
         assert [(text[h.start:h.end], h.kind) for h in find_phi(text)] == expected, text

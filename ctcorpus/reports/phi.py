@@ -85,6 +85,12 @@ _NOT_NAMES = frozenset(
      "Improved", "Stable", "Unchanged", "Tolerated", "Refused", "Declined", "Denies", "Presents", "Presented",
      "Reports", "Reported", "Returned", "Underwent", "Admitted", "Discharged", "Deceased", "Verstorben", "Stabil",
      "Unverändert", "Gebessert", "Entlassen", "Aufgenommen",
+     # who was told, in a line in capitals after a role ("REFERRING PHYSICIAN NOTIFIED", "SURGEON AWARE"),
+     # and a role's notes ("Technologist Notes: ...")
+     "Notified", "Aware", "Reviewed", "Contacted", "Paged", "Called", "Informiert", "Benachrichtigt", "Notes",
+     "Comments", "Note", "Comment",
+     # sides ("OA Right knee", "DR. SMITH RIGHT")
+     "Right", "Left", "Bilateral", "Rechts", "Links", "Beidseits",
      # who signs a letter besides a person ("Mit freundlichen Grüßen\nIhr Radiologie-Team")
      "Ihr", "Ihre", "Your", "Team", "Praxis", "Institut", "Abteilung", "Department", "Klinikum",
      # roles under the names of a signature ("Oberärztin    Chefarzt")
