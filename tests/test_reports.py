@@ -669,6 +669,9 @@ def test_phi_forms_real_reports_write_that_the_rules_missed():
             ("Meier", "name"), ("Schulz", "name"), ("Müller", "name")],
         # a status or side word after a role or title is no name
         "REFERRING PHYSICIAN NOTIFIED. SURGEON AWARE. RADIOLOGIST REVIEWED.\nTechnologist Notes: none. OA Right knee.": [],
+        # densities in three phases are no dates; dates with a day or month of 31 still are
+        "Attenuation 45/60/30, washout 10/20/30 HU. CT 31/12/2020 and 12/31/2020.": [
+            ("31/12/2020", "date"), ("12/31/2020", "date")],
     }
     for text, expected in cases.items():
         assert [(text[h.start:h.end], h.kind) for h in find_phi(text)] == expected, text

@@ -54,7 +54,7 @@ _GERMAN_MONTH = (r"(?:" + "|".join([m.capitalize() for m in _MONTHS_DE] + ["Maer
                                                                            "Jul", "Aug", "Sept?", "Okt", "Nov", "Dez"])
                  + r")(?!\w)")
 #: What a measurement, not a date, has after its numbers ("12/10/15 mm").
-_NOT_A_UNIT = r"(?!\s*(?:mm|cm|ml|%)(?!\w))"
+_NOT_A_UNIT = r"(?!\s*(?:mm|cm|ml|%|HU)(?!\w))"
 #: A capitalized name word: "Smith", "Hans-Peter", "Müller-Lüdenscheidt", "O'Brien", "McDonald", "Smith's".
 _CAP = r"(?:[A-ZÄÖÜ][a-zäöüß]+|[A-ZÄÖÜ](?=['’]))(?:[A-ZÄÖÜ][a-zäöüß]+|['’\-][A-ZÄÖÜ]?[a-zäöüß]+)*"
 #: German prepositions before a date that may come without its year ("vom 03.04.").
@@ -199,7 +199,8 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         "date",
         re.compile(
             r"\d(?<!\w\d)(?:\d{3}([-/.])\d{1,2}\1\d{1,2}(?=T\d|\b)"
-            r"|\d?[./-]\d{1,2}[./-](?:\d{4}|\d{2})(?![\d.]\d)\b" + _NOT_A_UNIT
+            # day and month each at most 31 ("45/60/30 HU" are densities)
+            r"|(?:(?<=[0-2])\d|(?<=3)[01])?[./-](?:[0-2]?\d|3[01])[./-](?:\d{4}|\d{2})(?![\d.]\d)\b" + _NOT_A_UNIT
             + r"|\d?\.\s\d{1,2}\.\s?(?:19|20)\d{2}(?!\d)"  # "12. 3. 2020"
             r"|\d?(?:st|nd|rd|th)?(?:\.?\s(?:of\s)?|-)" + _MONTH + r"(?:,?\s|-)\d{4}\b"
             r"|\d?(?:jan|feb|m[aä]r|mrz|apr|ma[iy]|jun|jul|aug|sept?|o[ck]t|nov|de[cz])(?:19|20)\d{2}\b)",  # "12MAR2020"
