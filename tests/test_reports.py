@@ -672,6 +672,9 @@ def test_phi_forms_real_reports_write_that_the_rules_missed():
         # densities in three phases are no dates; dates with a day or month of 31 still are
         "Attenuation 45/60/30, washout 10/20/30 HU. CT 31/12/2020 and 12/31/2020.": [
             ("31/12/2020", "date"), ("12/31/2020", "date")],
+        # a nurse's or physician assistant's name before the degree
+        "Findings communicated to Jane Doe, RN at 10:30 and to John Smith, PA-C. Lungs clear, RN-2.": [
+            ("Jane Doe", "name"), ("John Smith", "name")],
     }
     for text, expected in cases.items():
         assert [(text[h.start:h.end], h.kind) for h in find_phi(text)] == expected, text

@@ -369,10 +369,13 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         ("grü", "mfg", "regards", "sincerely", "truly"),
         _SCAN,
     ),
-    (  # a name signed with a degree: "John Smith, MD", "Jane Doe, M.D."
+    (  # a name signed with a degree: "John Smith, MD", "Jane Doe, M.D."; a nurse's or assistant's
+        # after a comma ("communicated to Jane Doe, RN", "John Smith, PA-C")
         "name",
-        re.compile(r"(?<!\w)(" + _NAME_PARTS + r"),?[ \t]*(?i:M\.?D|Ph\.?D)\b\.?"),
-        ("md", "m.d", "phd", "ph.d"),
+        re.compile(r"(?<!\w)(" + _NAME_PARTS + r")(?:,?[ \t]*(?i:M\.?D|Ph\.?D)\b\.?"
+                   r"|,[ ]?(?:RN|NP|PA-C|APRN|CRNA|LPN)(?![\w\-]))"),
+        ("md", "m.d", "phd", "ph.d", ",rn", ", rn", ",np", ", np", ",pa-c", ", pa-c", ",aprn", ", aprn", ",crna", ", crna",
+         ",lpn", ", lpn"),
         _SCAN,
     ),
 )
