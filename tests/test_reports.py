@@ -648,6 +648,10 @@ def test_phi_forms_real_reports_write_that_the_rules_missed():
         # more titles; a noun after a particle is no name ("the patient's sister")
         "Miss Jones, Frl. Meier, Schwester Anna und Pfleger Max informiert. Die Schwester der Patientin.": [
             ("Jones", "name"), ("Meier", "name"), ("Anna", "name"), ("Max", "name")],
+        # a family name before the given name and the degree; ranges and values with a unit after
+        # numbers or a phone label are measurements
+        "Smith, John MD read it. Window 400-1500 HU, DLP 250-1200 mGy*cm, ext. 12.5 mm. Call 555-1234.": [
+            ("Smith, John", "name"), ("555-1234", "phone")],
         # month and year with a period, compact dates, order numbers with a slash
         "Bekannt seit 03.2020, CT vom 12MAR2020. Auftragsnummer 2020/12345.": [
             ("03.2020", "date"), ("12MAR2020", "date"), ("2020/12345", "id")],

@@ -53,8 +53,8 @@ _CAPITAL_MONTH = r"[ADFJMNOS](?<!\w[ADFJMNOS])(?i:" + _MONTH_LETTERS_AFTER_FIRST
 _GERMAN_MONTH = (r"(?:" + "|".join([m.capitalize() for m in _MONTHS_DE] + ["Maerz", "Jan", "Feb", "Mär", "Apr", "Jun",
                                                                            "Jul", "Aug", "Sept?", "Okt", "Nov", "Dez"])
                  + r")(?!\w)")
-#: What a measurement, not a date, has after its numbers ("12/10/15 mm").
-_NOT_A_UNIT = r"(?!\s*(?:mm|cm|ml|%|HU)(?!\w))"
+#: What a measurement, not a date or phone, has after its numbers ("12/10/15 mm", "400-1500 HU", "250-1200 mGy").
+_NOT_A_UNIT = r"(?!\s*(?:mm|cm|ml|%|HU|mGy|mSv|mAs|kV|kg)(?!\w))"
 #: A capitalized name word: "Smith", "Hans-Peter", "Müller-Lüdenscheidt", "O'Brien", "McDonald", "Smith's".
 _CAP = r"(?:[A-ZÄÖÜ][a-zäöüß]+|[A-ZÄÖÜ](?=['’]))(?:[A-ZÄÖÜ][a-zäöüß]+|['’\-][A-ZÄÖÜ]?[a-zäöüß]+)*"
 #: German prepositions before a date that may come without its year ("vom 03.04.").
@@ -253,7 +253,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             r"|(?<=\d)\d{2}\.\d{3}\.(?=\d{4}(?!\d)))"  # "617.555.1234"
             r"\d{3,8}(?:[ -]\d{2,6})?"
             # a German area code of 3-5 digits, a slash and the number in groups: "0 89 / 12 34 56"
-            r"|(?<=0)[ ]?\d(?:[ ]?\d){1,3}[ ]?/[ ]?\d{2,4}(?:[ ]\d{2,4}){0,4})(?!\w|\.\d)"
+            r"|(?<=0)[ ]?\d(?:[ ]?\d){1,3}[ ]?/[ ]?\d{2,4}(?:[ ]\d{2,4}){0,4})(?!\w|\.\d)" + _NOT_A_UNIT
         ),
         (),
         _NUMBER,
@@ -279,7 +279,8 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     (  # a number after a phone label, however short or spaced: "Pager 1234", "App. -4711", "call 555 123 4567"
         "phone",
         re.compile(r"(?<!\w)(?i:(?:tel(?:efon|\.-?nr)?|phone|fax|pager|piepser|funk|durchwahl|mobil|handy|call|ext)"
-                   r"\b\.?|app\.):?[ \t]*[-–]?(\+?\(?\d(?:(?:[ ()/.\-]{0,2}|[ ]/[ ])\d){2,15})"),
+                   r"\b\.?|app\.):?[ \t]*[-–]?(\+?\(?\d(?:(?:[ ()/.\-]{0,2}|[ ]/[ ])\d){2,15})"
+                   r"(?!(?:[ ()/.\-]{0,2}|[ ]/[ ])\d)" + _NOT_A_UNIT),  # all of the number, and no measurement
         ("tel", "phone", "fax", "pager", "piepser", "funk", "durchwahl", "mobil", "handy", "call", "ext", "app."),
         _NEEDLE,
     ),
@@ -372,7 +373,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     (  # a name signed with a degree: "John Smith, MD", "Jane Doe, M.D."; a nurse's or assistant's
         # after a comma ("communicated to Jane Doe, RN", "John Smith, PA-C")
         "name",
-        re.compile(r"(?<!\w)(" + _NAME_PARTS + r")(?:,?[ \t]*(?i:M\.?D|Ph\.?D)\b\.?"
+        re.compile(r"(?<!\w)(" + _NAME_PARTS + r"(?:,[ \t]+" + _NAME_PARTS + r")?)(?:,?[ \t]*(?i:M\.?D|Ph\.?D)\b\.?"
                    r"|,[ ]?(?:RN|NP|PA-C|APRN|CRNA|LPN)(?![\w\-]))"),
         ("md", "m.d", "phd", "ph.d", ",rn", ", rn", ",np", ", np", ",pa-c", ", pa-c", ",aprn", ", aprn", ",crna", ", crna",
          ",lpn", ", lpn"),
