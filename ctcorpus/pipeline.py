@@ -182,7 +182,8 @@ def _ingest_key(stack: Stack, config: CorpusConfig, p: Pseudonymizer) -> str:
 
 def _anatomy_key(ingest_key: str, config: CorpusConfig) -> str:
     """Also keyed by the segmenter ``backend: auto`` resolved to: provisioning weights later redoes the masks."""
-    resolved = f"{_segmenter(config).name}-{_segmenter(config).version}"
+    segmenter = _segmenter(config)
+    resolved = f"{segmenter.name}-{segmenter.version}"
     return _digest(
         "anatomy", __version__, ingest_key, _section(config, "anatomy", "nr_thr_resamp", "nr_thr_saving"), resolved
     )

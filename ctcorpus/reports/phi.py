@@ -102,14 +102,25 @@ _NOT_NAMES = frozenset(
 #: Lower-case particles of family names ("von der Leyen", "van Gogh", "de Vries").
 _PARTICLES = ("von", "van", "vom", "zu", "zur", "de", "der", "den", "del", "della", "di", "da", "dos", "du", "le", "la",
               "ten", "ter")
-#: What may stand before a name word: initials ("J.", "H.-P.") and particles.
-_NAME_LEAD = r"(?:[A-ZÄÖÜ]\.(?:-?[A-ZÄÖÜ]\.)?[ \t]+|(?:" + trie_regex(_PARTICLES) + r")[ \t]+)*"
-#: A name after a title: up to three capitalized words on one line (with initials and particles),
-#: none of them a ``_NOT_NAMES`` word.
 _NOT_A_NAME_AHEAD = r"(?!(?:" + trie_regex(sorted(_NOT_NAMES)) + r")\b)"
-_NAME_PARTS = _NAME_LEAD + _CAP + r"(?:[ \t]+" + _NAME_LEAD + _NOT_A_NAME_AHEAD + _CAP + r"){0,2}"
+
+
+def _name_lead(gap: str) -> str:
+    """What may stand before a name word, ``gap`` (a regex) before it: initials ("J.", "H.-P.") and particles."""
+    return r"(?:[A-ZÄÖÜ]\.(?:-?[A-ZÄÖÜ]\.)?" + gap + r"|(?:" + trie_regex(_PARTICLES) + r")" + gap + r")*"
+
+
+def _name_words(gap: str) -> str:
+    """Up to three capitalized name words ``gap`` apart (with initials and particles), none after
+    the first a ``_NOT_NAMES`` word."""
+    return _name_lead(gap) + _CAP + r"(?:" + gap + _name_lead(gap) + _NOT_A_NAME_AHEAD + _CAP + r"){0,2}"
+
+
+_NAME_LEAD = _name_lead(r"[ \t]+")
+#: A name after a title: its words on one line.
+_NAME_PARTS = _name_words(r"[ \t]+")
 #: A name as a signature writes it: its words one space apart (two or more, or a tab, part two names).
-_SIGNED_NAME = _NAME_LEAD.replace(r"[ \t]+", " ") + _CAP + r"(?: " + _NAME_LEAD.replace(r"[ \t]+", " ") + _NOT_A_NAME_AHEAD + _CAP + r"){0,2}"
+_SIGNED_NAME = _name_words(" ")
 #: A name word in capitals ("SMITH", "MÜLLER-LÜDENSCHEIDT"), taken only after a name label.
 _UPPER_NAME = r"[A-ZÄÖÜ]{2,}(?:['’\-][A-ZÄÖÜ]{2,})*"
 #: A name in capitals after a title or role in a line otherwise not in capitals ("Discussed with
