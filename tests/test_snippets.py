@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -276,6 +277,22 @@ def test_range_collapses_onto_distinct_corpus_slices() -> None:
     pairs, _ = resolve_references(refs, series, g, SnippetsConfig(), report_id="r", text="")
     # z 9..14 mm -> slices 3, 3, 4, 4, 4, 5 (nearest 3 mm slice)
     assert [(p.image_number, p.slice_index) for p in pairs] == [(10, 3), (12, 4), (15, 5)]
+
+
+def test_snippet_ids_are_unique_across_the_volumes_of_a_study() -> None:
+    # volumes_per_study: all: the study's report is paired with each of its corpus volumes
+    series = [stack(2, -100.0, 2.5, 40), stack(3, -100.0, 1.0, 100)]
+    text = "Nodule (series 3, image 61)."
+    refs = mine_image_references(text, language="en")
+    pairs = [
+        pair
+        for volume in ("vol-a", "vol-b")
+        for pair in resolve_references(refs, series, replace(grid(), volume_id=volume), SnippetsConfig(),
+                                       report_id="r1", text=text)[0]
+    ]
+    assert [p.volume_id for p in pairs] == ["vol-a", "vol-b"]
+    assert len({p.snippet_id for p in pairs}) == 2
+    assert pairs[0].snippet_id == f"vol-a/r1@{text.index('series')}-{text.index(')')}#61"
 
 
 def test_unresolvable_references_get_their_reason() -> None:

@@ -264,7 +264,8 @@ def resolve_references(
     -------
     pairs, quarantine:
         One pair per reference and distinct slice (two images of one reference that land on
-        the same corpus slice give one pair); one entry per unresolvable reference or image, with
+        the same corpus slice give one pair), its id naming the volume too: a study with several
+        corpus volumes pairs one report with each; one entry per unresolvable reference or image, with
         reason ``series_absent``, ``ambiguous_series``, ``other_frame_of_reference``,
         ``image_out_of_range`` or ``out_of_volume``.
 
@@ -361,7 +362,7 @@ def resolve_references(
             seen_slices.add(index)
             pairs.append(
                 SnippetPair(
-                    snippet_id=f"{report_id}@{reference.start}-{reference.end}#{image}",
+                    snippet_id=f"{grid.volume_id}/{report_id}@{reference.start}-{reference.end}#{image}",
                     report_id=report_id,
                     volume_id=grid.volume_id,
                     sentence_index=reference.sentence_index,
