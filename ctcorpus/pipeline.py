@@ -61,6 +61,7 @@ from ctcorpus.reports import PRODUCER as REPORTS_PRODUCER
 from ctcorpus.reports import SR_STORAGE, StudyKey, analysis_settings, process_reports, reports_tables
 from ctcorpus.reports.records import LabelRow, ReportRow, ReportsResult, SentenceRow
 from ctcorpus.schemas import load_schema, rows_from_table, table_from_rows
+from ctcorpus.snippets import PRODUCER as SNIPPETS_PRODUCER
 from ctcorpus.snippets import SentenceContext, SeriesSlices, VolumeGrid, mine_snippets, snippets_table, stack_slices
 from ctcorpus.taxonomy import CT_RATE_LABELS
 from ctcorpus.version import __version__
@@ -190,11 +191,12 @@ def _anatomy_key(ingest_key: str, config: CorpusConfig) -> str:
 
 
 def _text_key(ingest_key: str, anatomy_key: str, unit: StudyUnit, config: CorpusConfig) -> str:
+    """Also keyed by the grammar's version (the snippets producer): a new grammar re-mines."""
     slices = [(s.stack_key, [r.sha256 for r in s.instances]) for s in unit.stacks]
     report = None if unit.report is None else asdict(unit.report)
     schemas = [load_schema(name).version for name in ("samples", "snippets", "sentence_regions")]
     return _digest(
-        "text", __version__, FINGERPRINT_VERSION, schemas, ingest_key, anatomy_key, slices, report, _section(config, "snippets")
+        "text", __version__, FINGERPRINT_VERSION, SNIPPETS_PRODUCER, schemas, ingest_key, anatomy_key, slices, report, _section(config, "snippets")
     )
 
 

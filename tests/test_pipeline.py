@@ -189,6 +189,16 @@ def test_a_new_fingerprint_version_redoes_only_the_text_stage(built, tmp_path, m
     assert new["fingerprint"].map(list).tolist() == old["fingerprint"].map(list).tolist()  # one function, same arrays
 
 
+def test_a_new_grammar_version_redoes_only_the_text_stage(built, tmp_path, monkeypatch):
+    # GRAMMAR_VERSION is bumped when a grammar change can change what is mined: cached snippets go
+    config, folder, first, _ = built
+    work = tmp_path / "work"
+    shutil.copytree(folder / "work", work)
+    monkeypatch.setattr(pipeline, "SNIPPETS_PRODUCER", "rules-changed")
+    bumped = _run(config, work)
+    assert set(bumped.computed) == {"text"} and bumped.computed["text"] == first.computed["text"]
+
+
 def test_no_pseudonym_key_is_recorded_and_a_rotated_one_redoes_every_result(built, tmp_path, monkeypatch):
     # with the key, every pseudonym in the corpus can be recomputed from the hospital's ids
     config, folder, first, result = built
