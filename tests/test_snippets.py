@@ -339,6 +339,13 @@ def test_unresolvable_references_get_their_reason() -> None:
     pairs, quarantine = resolve_references(refs[3:4], series, g, SnippetsConfig(primary_series_number=11),
                                            report_id="r9", text=text)
     assert pairs == [] and quarantine[0].reason is QuarantineReason.SERIES_ABSENT
+    # the configured series is a site's rule: it wins over the series of the study's corpus volume
+    pairs, quarantine = resolve_references(refs[3:4], series, g, SnippetsConfig(primary_series_number=3),
+                                           report_id="r9", text=text, primary_series_number=2)
+    assert quarantine == [] and (pairs[0].series_number, pairs[0].z_mm) == (3, -89.0)
+    pairs, quarantine = resolve_references(refs[3:4], series, g, SnippetsConfig(),
+                                           report_id="r9", text=text, primary_series_number=2)
+    assert quarantine == [] and (pairs[0].series_number, pairs[0].z_mm) == (2, -72.5)
 
 
 # --------------------------------------------------------------------------------------------

@@ -28,9 +28,9 @@ class SnippetsConfig(StageConfig):
     primary_series_number: int | None = Field(
         None,
         description=(
-            "SeriesNumber that a reference without a series ('image 45') points at. None: such a "
-            "reference resolves only when the study has exactly one axial series, else it is quarantined "
-            "as ambiguous_series."
+            "SeriesNumber that a reference without a series ('image 45') points at, in every study. None: "
+            "the series the corpus volume was built from; for a volume without a SeriesNumber, the study's "
+            "only axial series, else the reference is quarantined as ambiguous_series."
         ),
     )
     bin_mm: float = Field(

@@ -257,8 +257,9 @@ def resolve_references(
         The report's file, named in quarantine entries.
     primary_series_number:
         This study's primary series (e.g. the one the corpus volume was built from), for
-        references that state no series; ``None`` falls back to ``config.primary_series_number``,
-        then to the study's only axial series.
+        references that state no series when ``config.primary_series_number`` is not set: a
+        site's configured series is a rule for every study, so it wins. ``None`` falls back to
+        the study's only axial series.
 
     Returns
     -------
@@ -284,7 +285,7 @@ def resolve_references(
     n_slices = grid.shape_zyx[0]
     tolerance = config.out_of_volume_tolerance_slices
     spacing_z = abs(float(grid.spacing_mm[2]))
-    primary = config.primary_series_number if primary_series_number is None else primary_series_number
+    primary = primary_series_number if config.primary_series_number is None else config.primary_series_number
     offset, slope = _z_axis(grid)
 
     def reject(reference: ImageReference, reason: QuarantineReason, why: str, image: int | None = None) -> None:
