@@ -295,6 +295,28 @@ def test_snippet_ids_are_unique_across_the_volumes_of_a_study() -> None:
     assert pairs[0].snippet_id == f"vol-a/r1@{text.index('series')}-{text.index(')')}#61"
 
 
+def test_a_series_ingest_split_into_stacks_resolves_by_its_image_numbers() -> None:
+    # one axial series of two acquisitions over the same range (inspiration, expiration), numbered
+    # on: ingest makes them two stacks, but each image number names one image
+    series = [stack(4, -100.0, 2.5, 40), replace(stack(4, -100.0, 2.5, 40, first_instance=41), instance_z={
+        41 + k: -100.0 + k * 2.5 + 1.0 for k in range(40)})]
+    text = "Air trapping (series 4, images 12 and 60)."
+    pairs, quarantine = resolve_references(mine_image_references(text), series, grid(), SnippetsConfig(),
+                                           report_id="r", text=text)
+    assert quarantine == [] and [(p.image_number, p.z_mm) for p in pairs] == [(12, -72.5), (60, -51.5)]
+    # an image number both stacks give, at different positions, cannot tell which is meant
+    clash = [series[0], stack(4, -99.0, 2.5, 40)]
+    pairs, quarantine = resolve_references(mine_image_references(text), clash, grid(), SnippetsConfig(),
+                                           report_id="r", text=text)
+    assert pairs == [] and [q.reason for q in quarantine] == [QuarantineReason.AMBIGUOUS_IMAGE,
+                                                              QuarantineReason.IMAGE_OUT_OF_RANGE]
+    # two series that share a number stay ambiguous
+    other = [series[0], replace(series[1], series_uid="1.2.3.99")]
+    _, quarantine = resolve_references(mine_image_references(text), other, grid(), SnippetsConfig(),
+                                       report_id="r", text=text)
+    assert [q.reason for q in quarantine] == [QuarantineReason.AMBIGUOUS_SERIES]
+
+
 def test_unresolvable_references_get_their_reason() -> None:
     series = [
         stack(2, -100.0, 2.5, 40),
@@ -322,7 +344,7 @@ def test_unresolvable_references_get_their_reason() -> None:
         (at("series 6, image 3"), QuarantineReason.OTHER_FRAME_OF_REFERENCE),
         (at("image 12"), QuarantineReason.AMBIGUOUS_SERIES),
         (at("series 7, image 2", 2), QuarantineReason.OUT_OF_VOLUME),
-        (at("series 8, image 1"), QuarantineReason.AMBIGUOUS_SERIES),
+        (at("series 8, image 1", 1), QuarantineReason.AMBIGUOUS_IMAGE),  # one series, two stacks, two images 1
         (at("series 2, images 39-41", 41), QuarantineReason.IMAGE_OUT_OF_RANGE),
     ]
     assert all(q.stage == "snippets" and q.path == "reports/ris.csv" and "r9" in q.message for q in quarantine)

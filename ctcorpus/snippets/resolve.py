@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 
@@ -219,9 +219,33 @@ def _pick_series(
         present = sorted({s.series_number for s in series})
         return QuarantineReason.SERIES_ABSENT, f"{how} series {wanted} is not in the study (series present: {present})"
     if len(matches) > 1:
+        joined = _joined_stacks(matches)
+        if joined is not None:
+            return joined
         uids = sorted(s.series_uid for s in matches)
         return QuarantineReason.AMBIGUOUS_SERIES, f"{how} series number {wanted} names {len(matches)} stacks {uids}"
     return matches[0]
+
+
+def _joined_stacks(stacks: Sequence[SeriesSlices]) -> SeriesSlices | None:
+    """The axial stacks ingest split out of one series (two acquisitions, two matrices) as one slice
+    table, or None for stacks of different series, frames or planes.
+
+    The series' image numbers still name its images: only a number that two of its images at
+    different positions carry is ambiguous.
+    """
+    first = stacks[0]
+    if any(s.series_uid != first.series_uid or s.frame_of_reference_uid != first.frame_of_reference_uid
+           or not s.is_axial for s in stacks):
+        return None
+    positions: dict[int, set[float]] = defaultdict(set)
+    for s in stacks:
+        for number, z in s.instance_z.items():
+            positions[number].add(z)
+    repeated = frozenset(n for s in stacks for n in s.repeated_images)
+    repeated |= {n for n, zs in positions.items() if len(zs) > 1}
+    return replace(first, instance_z={n: zs.pop() for n, zs in positions.items() if n not in repeated},
+                   repeated_images=repeated)
 
 
 def resolve_references(
