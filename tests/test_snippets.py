@@ -51,6 +51,8 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     ("Nodule (3/45).", "en", [(3, (45,))]),
     ("Nodule on image 45 of series 3.", "en", [(3, (45,))]),
     ("Nodule (img 45, ser 3).", "en", [(3, (45,))]),
+    ("Nodule (series 10001, image 45).", "en", [(10001, (45,))]),
+    ("Nodule on image 45 of series 20002.", "en", [(20002, (45,))]),
     ("Consolidation on images 40-44.", "en", [(None, (40, 41, 42, 43, 44))]),
     ("Two nodules on images 12 and 45 of series 3.", "en", [(3, (12, 45))]),
     ("Nodules in series 3, images 12, 18, 45.", "en", [(3, (12, 18, 45))]),

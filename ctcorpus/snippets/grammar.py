@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "2"
+GRAMMAR_VERSION = "3"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -105,6 +105,9 @@ _NOT_MEASUREMENT = (
     + r"|\s*%)"
 )
 _NUM = r"\d{1,4}" + _NOT_MEASUREMENT
+#: A SeriesNumber after a series word: derived series count on past 9999 (10001); with four digits
+#: only, "series 10001, image 45" became a bare "image 45", placed in the primary series.
+_SERIES_NUM = r"\d{1,6}" + _NOT_MEASUREMENT
 _SP = r"[ \t]*\n?[ \t]*"  # spaces, at most one line break (reports are often hard-wrapped)
 
 
@@ -140,12 +143,12 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[s
     numbers = _number_list(languages)
     forms = {
         ReferenceForm.SERIES_IMAGE: (
-            rf"{series}{_SP}(?P<a_s>{_NUM})(?:{_SP}[,;/:]{_SP}|{_SP}-{_SP}|\s+)?{any_image}{_SP}(?P<a_i>{numbers})"
+            rf"{series}{_SP}(?P<a_s>{_SERIES_NUM})(?:{_SP}[,;/:]{_SP}|{_SP}-{_SP}|\s+)?{any_image}{_SP}(?P<a_i>{numbers})"
         ),
         ReferenceForm.IMAGE_SERIES: (
             rf"{any_image}{_SP}(?P<b_i>{numbers})"
             rf"(?:{_SP}[,/]{_SP}|\s+{connector}\s+(?:{article}\s+)?|{_SP}\({_SP})"
-            rf"{series}{_SP}(?P<b_s>{_NUM})"
+            rf"{series}{_SP}(?P<b_s>{_SERIES_NUM})"
         ),
         ReferenceForm.IMA_DASH: rf"\bima\.?{_SP}(?P<c_s>\d{{1,4}}){_SP}-{_SP}(?P<c_i>{_NUM})",
         ReferenceForm.IMAGE_ONLY: rf"{strong_image}{_SP}(?P<d_i>{numbers})",
