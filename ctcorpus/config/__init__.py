@@ -10,6 +10,7 @@ time. Bad config raises :class:`~ctcorpus.errors.ConfigError` naming the field.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -68,13 +69,33 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> CorpusConf
         raise ConfigError(f"invalid configuration: {problems}", path=source) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping: PyYAML keeps the last, so a
+    second ``train:`` section (or a repeated field) would silently discard the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # keys a merge brings in may be overridden: that is what merges are for
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                continue  # SafeLoader refuses it below
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' is given twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path | None) -> CorpusConfig:
     """Load a YAML (or JSON) config file; ``None`` gives the embedded default."""
     if path is None:
         return CorpusConfig()
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
     except FileNotFoundError:
         raise ConfigError("config file not found", path=path) from None
     except yaml.YAMLError as exc:

@@ -1,0 +1,23 @@
+"""Tests of config loading: what a file may hold, and what is refused at load time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ctcorpus.config import load_config
+from ctcorpus.errors import ConfigError
+
+
+def test_a_key_given_twice_is_refused_naming_file_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "ctcorpus.yaml"
+    path.write_text("train:\n  steps: 5\noutputs:\n  dataset_version: v2\ntrain:\n  batch_size: 4\n")
+    with pytest.raises(ConfigError, match=r"key 'train' is given twice") as info:
+        load_config(path)
+    assert info.value.path == str(path)
+    path.write_text("train:\n  steps: 5\n  steps: 7\n")
+    with pytest.raises(ConfigError, match=r"key 'steps' is given twice"):
+        load_config(path)
+    path.write_text("train:\n  <<: {steps: 3, batch_size: 4}\n  steps: 9\n")  # a merge may be overridden
+    assert (load_config(path).train.steps, load_config(path).train.batch_size) == (9, 4)
