@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ctcorpus.config import load_config
+from ctcorpus.config import config_from_dict, load_config
 from ctcorpus.errors import ConfigError
 
 
@@ -21,3 +21,8 @@ def test_a_key_given_twice_is_refused_naming_file_and_key(tmp_path: Path) -> Non
         load_config(path)
     path.write_text("train:\n  <<: {steps: 3, batch_size: 4}\n  steps: 9\n")  # a merge may be overridden
     assert (load_config(path).train.steps, load_config(path).train.batch_size) == (9, 4)
+
+
+def test_text_heads_that_do_not_divide_embed_dim_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"train: .*text_heads \(3\) must divide embed_dim \(256\)"):
+        config_from_dict({"train": {"text_heads": 3}})

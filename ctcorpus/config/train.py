@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ctcorpus.config.base import StageConfig
 
@@ -79,3 +79,10 @@ class TrainConfig(StageConfig):
         if shape[0] < 1:
             raise ValueError(f"z of input_shape_zyx must be positive, got {shape}")
         return shape
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> TrainConfig:
+        """The text transformer splits embed_dim across its heads; refuse a remainder here, not at model build."""
+        if self.embed_dim % self.text_heads:
+            raise ValueError(f"text_heads ({self.text_heads}) must divide embed_dim ({self.embed_dim})")
+        return self
