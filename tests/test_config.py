@@ -26,3 +26,11 @@ def test_a_key_given_twice_is_refused_naming_file_and_key(tmp_path: Path) -> Non
 def test_text_heads_that_do_not_divide_embed_dim_are_refused() -> None:
     with pytest.raises(ConfigError, match=r"train: .*text_heads \(3\) must divide embed_dim \(256\)"):
         config_from_dict({"train": {"text_heads": 3}})
+
+
+@pytest.mark.parametrize("sections", [["finding", "impression"], []])
+def test_label_sections_must_be_section_names(sections: list[str]) -> None:
+    # a name the sectioner never gives ("finding") silently left every report without labels
+    with pytest.raises(ConfigError, match=r"reports\.label_sections"):
+        config_from_dict({"reports": {"label_sections": sections}})
+    assert config_from_dict({"reports": {"label_sections": ["impression"]}}).reports.label_sections == ("impression",)

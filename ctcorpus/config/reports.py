@@ -100,9 +100,11 @@ class ReportsConfig(StageConfig):
     date_shift_max_days: int = Field(
         365, ge=1, description="With date_policy 'shift': offsets are drawn from [-max, +max] days, never 0."
     )
-    label_sections: tuple[str, ...] = Field(
+    label_sections: tuple[SectionName, ...] = Field(
         ("findings", "impression"),
-        description="Sections whose sentences make the report-level labels (indications must not count).",
+        min_length=1,
+        description="Sections whose sentences make the report-level labels (indications must not count); a "
+        "name the sectioner never gives would leave every report without labels, so only section names are accepted.",
     )
     extra_synonyms: dict[str, tuple[str, ...]] = Field(
         default_factory=dict,
