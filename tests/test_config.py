@@ -34,3 +34,11 @@ def test_label_sections_must_be_section_names(sections: list[str]) -> None:
     with pytest.raises(ConfigError, match=r"reports\.label_sections"):
         config_from_dict({"reports": {"label_sections": sections}})
     assert config_from_dict({"reports": {"label_sections": ["impression"]}}).reports.label_sections == ("impression",)
+
+
+def test_extra_anatomy_terms_must_name_an_anatomy() -> None:
+    # "lung" (the value is "lungs") was accepted and the reports stage stopped with a bare ValueError
+    with pytest.raises(ConfigError, match=r"reports\.extra_anatomy_terms: .*\['lung'\] are not anatomy values"):
+        config_from_dict({"reports": {"extra_anatomy_terms": {"lung": ["lunge"]}}})
+    terms = config_from_dict({"reports": {"extra_anatomy_terms": {"lungs": ["lunge"]}}}).reports.extra_anatomy_terms
+    assert terms == {"lungs": ("lunge",)}

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from ctcorpus.config.base import StageConfig
+from ctcorpus.taxonomy import Anatomy
 
 #: The sections a report is split into (each one's headings: ``ctcorpus.reports.lexicon.HEADINGS``).
 SectionName = Literal["clinical_information", "comparison", "technique", "findings", "impression"]
@@ -115,3 +116,13 @@ class ReportsConfig(StageConfig):
         default_factory=dict,
         description="Extra anatomy lexicon entries, Anatomy value -> phrases (matched on lowercased tokens).",
     )
+
+    @field_validator("extra_anatomy_terms")
+    @classmethod
+    def _known_anatomies(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        """An unknown key would stop the reports stage mid-run; name the accepted ones at load time."""
+        known = [a.value for a in Anatomy]
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise ValueError(f"{unknown} are not anatomy values; use {known}")
+        return value
