@@ -42,3 +42,10 @@ def test_extra_anatomy_terms_must_name_an_anatomy() -> None:
         config_from_dict({"reports": {"extra_anatomy_terms": {"lung": ["lunge"]}}})
     terms = config_from_dict({"reports": {"extra_anatomy_terms": {"lungs": ["lunge"]}}}).reports.extra_anatomy_terms
     assert terms == {"lungs": ("lunge",)}
+
+
+@pytest.mark.parametrize("shape", [[0, 0, 0], [128, -1, 128]])
+def test_crop_pad_shape_must_be_positive(shape: list[int]) -> None:
+    # (0, 0, 0) made every resampled volume empty; a negative size failed at the first resample
+    with pytest.raises(ConfigError, match=r"ingest: .*crop_pad_shape must be positive"):
+        config_from_dict({"ingest": {"crop_pad_shape": shape}})

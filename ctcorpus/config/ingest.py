@@ -106,4 +106,7 @@ class IngestConfig(StageConfig):
             raise ValueError(f"hu_clip must be (low, high) with low < high, got {self.hu_clip}")
         if min(self.target_spacing_mm) <= 0:
             raise ValueError(f"target_spacing_mm must be positive, got {self.target_spacing_mm}")
+        if self.crop_pad_shape is not None and min(self.crop_pad_shape) < 1:
+            # 0 made every volume empty, a negative size failed in the first resample
+            raise ValueError(f"crop_pad_shape must be positive, got {self.crop_pad_shape}")
         return self
