@@ -105,8 +105,11 @@ def test_training_twice_gives_the_same_model(trained, corpus: Path, tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_evaluate_model_reloads_the_checkpoint(trained, corpus: Path) -> None:
-    again = evaluate_model(corpus, trained.out_dir, TrainConfig(**TINY), split="test", device="cpu")
+@pytest.mark.parametrize("max_tokens", [TINY["max_tokens"], 64, 16])
+def test_evaluate_model_reloads_the_checkpoint(trained, corpus: Path, max_tokens: int) -> None:
+    # texts follow the checkpoint's max_tokens: a longer config crashed in the position table, a shorter one cut them
+    config = TrainConfig(**{**TINY, "max_tokens": max_tokens})
+    again = evaluate_model(corpus, trained.out_dir, config, split="test", device="cpu")
     assert again.recall_at == trained.metrics.recall_at
     assert again.localization_mae_mm == pytest.approx(trained.metrics.localization_mae_mm)
     assert again.mean_label_auc == pytest.approx(trained.metrics.mean_label_auc)

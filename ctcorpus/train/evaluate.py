@@ -202,6 +202,8 @@ def evaluate_model(
     split = split or config.eval_split
     torch_device = resolve_device(device)
     model, _ = load_checkpoint(model_dir, torch_device)
+    # texts are cut to the length the model was trained on: its position table has that many rows
+    config = config.model_copy(update={"max_tokens": model.spec.max_tokens})
     tokenizer = load_tokenizer(model_dir)
     grid = probe_grid(shard_root, split, config)
     if grid.z_stride != model.spec.z_stride:
