@@ -49,3 +49,15 @@ def test_crop_pad_shape_must_be_positive(shape: list[int]) -> None:
     # (0, 0, 0) made every resampled volume empty; a negative size failed at the first resample
     with pytest.raises(ConfigError, match=r"ingest: .*crop_pad_shape must be positive"):
         config_from_dict({"ingest": {"crop_pad_shape": shape}})
+
+
+@pytest.mark.parametrize("limit", ["lots", "4 gigs", "Auto", "1,5GB", "1.5", "-1"])
+def test_a_memory_limit_dask_cannot_read_is_refused(limit: str) -> None:
+    # Dask refused these only when the cluster started, naming no field; it read '1.5' as 1 byte
+    with pytest.raises(ConfigError, match=r"run\.memory_limit_per_worker: .*is no memory limit"):
+        config_from_dict({"run": {"memory_limit_per_worker": limit}})
+
+
+@pytest.mark.parametrize("limit", ["auto", "4GiB", "2.5 GiB", "100MB", "4g", "0.5", "4000000000", "0"])
+def test_memory_limits_dask_reads_are_accepted(limit: str) -> None:
+    assert config_from_dict({"run": {"memory_limit_per_worker": limit}}).run.memory_limit_per_worker == limit

@@ -9,11 +9,15 @@ and the Prefect settings, and the flows pass the paths to the stages.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import Field, field_validator
 
 from ctcorpus.config.base import StageConfig
+
+#: A byte size as Dask reads it: a number and a unit (kB, MB, GiB, G, ...; case and blanks do not matter).
+_BYTE_SIZE = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:[kmgtp]i?b?|b)", re.IGNORECASE)
 
 
 class RunConfig(StageConfig):
@@ -146,3 +150,21 @@ class RunConfig(StageConfig):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL such as http://prefect-server:4200/api")
         return value
+
+    @field_validator("memory_limit_per_worker")
+    @classmethod
+    def _memory_limit(cls, value: str) -> str:
+        """Dask refuses a malformed limit only when the cluster starts, naming no field, and reads a bare
+        number above 1 as bytes ('1.5': workers of one byte); accept only what it reads as meant."""
+        if value == "auto" or _BYTE_SIZE.fullmatch(value.replace(" ", "")):
+            return value
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if 0 <= number <= 1 or (number > 1 and number.is_integer()):  # 0: no limit, as Dask reads it
+            return value
+        raise ValueError(
+            f"{value!r} is no memory limit: use 'auto', a byte size such as '4GiB', a fraction of the "
+            "machine such as '0.5', or a whole number of bytes"
+        )
