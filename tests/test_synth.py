@@ -356,6 +356,16 @@ def test_bad_arguments_raise_clear_errors(tmp_path: Path) -> None:
         generate_export(tmp_path, patients=1, defects=True)
 
 
+def test_an_export_is_not_written_over_another(tmp_path: Path) -> None:
+    # the second export's files were added to the first's (their names are drawn from the seed):
+    # the folder held both exports and a ground truth of one
+    generate_export(tmp_path / "x", patients=1, seed=1, matrix=64, n_slices=8)
+    before = _digests(tmp_path / "x")
+    with pytest.raises(SynthError, match="not empty") as info:
+        generate_export(tmp_path / "x", patients=1, seed=2, matrix=64, n_slices=8)
+    assert info.value.path == str(tmp_path / "x") and _digests(tmp_path / "x") == before
+
+
 @pytest.mark.skipif(shutil.which("dcm2niix", path=str(Path(sys.executable).parent)) is None,
                     reason="dcm2niix binary not installed in the venv")
 def test_dcm2niix_converts_a_clean_series(export, tmp_path: Path) -> None:

@@ -217,7 +217,8 @@ def generate_export(
     Parameters
     ----------
     out
-        Export root (created); files are written under it with relative paths recorded in the truth.
+        Export root (created; an existing one must be empty); files are written under it with
+        relative paths recorded in the truth.
     patients, seed
         Number of patients; the seed fixes every byte (UIDs, dates, pixels, text).
     defects
@@ -253,6 +254,9 @@ def generate_export(
         raise SynthError(f"need at least {2 if defects else 1} patients, got {patients}")
     grid = _grid(matrix, n_slices)
     out = Path(out)
+    if out.is_dir() and any(out.iterdir()):
+        # file names are drawn from the seed: an earlier export's files would stay and be read as this one's
+        raise SynthError("the export folder is not empty; remove it or choose another", path=out)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     series: list[SeriesTruth] = []
