@@ -53,9 +53,10 @@ def synth(
 
     if matrix not in (128, 512):
         raise typer.BadParameter("matrix must be 128 or 512", param_hint="--matrix")
-    truth = generate_export(
-        out, patients=patients, seed=seed, defects=defects, phi=phi, language=lang.value, matrix=matrix
-    )
+    with _exit_on_error():
+        truth = generate_export(
+            out, patients=patients, seed=seed, defects=defects, phi=phi, language=lang.value, matrix=matrix
+        )
     typer.echo(
         f"wrote {len(truth.series)} series and {len(truth.reports)} reports "
         f"({len(truth.defects)} seeded defects) to {out}"
@@ -261,7 +262,8 @@ def demo(
 
     export = folder / "export"
     if not (export / "ground_truth.json").is_file():
-        generate_export(export, patients=patients, seed=0, defects=True, phi=True, language="mixed", matrix=128)
+        with _exit_on_error():  # a folder an interrupted demo left behind
+            generate_export(export, patients=patients, seed=0, defects=True, phi=True, language="mixed", matrix=128)
     config_path = folder / "config.yaml"
     config_path.write_text(yaml.safe_dump(demo_config(folder)), encoding="utf-8")
     typer.echo(f"synthetic export: {export} (ground truth: {export / 'ground_truth.json'})")
