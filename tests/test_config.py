@@ -61,3 +61,11 @@ def test_a_memory_limit_dask_cannot_read_is_refused(limit: str) -> None:
 @pytest.mark.parametrize("limit", ["auto", "4GiB", "2.5 GiB", "100MB", "4g", "0.5", "4000000000", "0"])
 def test_memory_limits_dask_reads_are_accepted(limit: str) -> None:
     assert config_from_dict({"run": {"memory_limit_per_worker": limit}}).run.memory_limit_per_worker == limit
+
+
+@pytest.mark.parametrize("version", ["", ".", "..", "../v2", "v1/v2", ".tmp-v2"])
+def test_dataset_version_must_be_a_plain_folder_name(version: str) -> None:
+    # '' and '.' made the build replace <output_dir>/dataset whole, deleting every other version
+    with pytest.raises(ConfigError, match=r"outputs\.dataset_version: .*plain folder name"):
+        config_from_dict({"outputs": {"dataset_version": version}})
+    assert config_from_dict({"outputs": {"dataset_version": "v2.1-ct_chest"}}).outputs.dataset_version == "v2.1-ct_chest"

@@ -34,6 +34,16 @@ class OutputConfig(StageConfig):
         64 * 1024, gt=0, description="Rows per Parquet row group (readers skip row groups by statistics)."
     )
 
+    @field_validator("dataset_version")
+    @classmethod
+    def _plain_folder_name(cls, value: str) -> str:
+        """A build replaces <output_dir>/dataset/<dataset_version> whole: '' or '.' named the dataset folder
+        itself (every other version deleted), '..' or 'a/b' a folder elsewhere, and '.tmp-*' is removed as a
+        killed build's leftover."""
+        if not value or value.startswith(".") or "/" in value or "\\" in value:
+            raise ValueError(f"{value!r} must be a plain folder name such as 'v2' (no '/', not starting with '.')")
+        return value
+
     @field_validator("split_fractions")
     @classmethod
     def _fractions_sum_to_one(cls, value: dict[str, float]) -> dict[str, float]:
