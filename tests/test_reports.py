@@ -679,6 +679,14 @@ def test_phi_forms_real_reports_write_that_the_rules_missed():
         # a nurse's or physician assistant's name before the degree
         "Findings communicated to Jane Doe, RN at 10:30 and to John Smith, PA-C. Lungs clear, RN-2.": [
             ("Jane Doe", "name"), ("John Smith", "name")],
+        # a department, ward or team after a role is no name; a nurse is named without a colon
+        "Einsender: Notaufnahme. Rücksprache mit der Kollegin der Inneren. Zuweiser: Chirurgie, Station 4.\n"
+        "Referring physician: Emergency Department. Ordering provider: ICU team. Discussed with nurse Jones.": [
+            ("Jones", "name")],
+        # one word before "MD" is a disease (Duchenne, Becker muscular dystrophy); a name signed with
+        # the degree but no comma has two parts
+        "History of Duchenne MD, no Becker MD. John Smith MD and J. Smith MD, von Weber MD agree.": [
+            ("John Smith", "name"), ("J. Smith", "name"), ("von Weber", "name")],
     }
     for text, expected in cases.items():
         assert [(text[h.start:h.end], h.kind) for h in find_phi(text)] == expected, text

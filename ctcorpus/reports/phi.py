@@ -95,6 +95,16 @@ _NOT_NAMES = frozenset(
      "Ihr", "Ihre", "Your", "Team", "Praxis", "Institut", "Abteilung", "Department", "Klinikum",
      # roles under the names of a signature ("Oberärztin    Chefarzt")
      "Oberarzt", "Oberärztin", "Chefarzt", "Chefärztin", "Facharzt", "Fachärztin", "Assistenzarzt", "Assistenzärztin",
+     # who is not a person after a role: a department, a ward, a team ("Einsender: Notaufnahme",
+     # "Rücksprache mit der Kollegin der Inneren", "Referring physician: Emergency Department",
+     # "Nurse Practitioner notified")
+     "Notaufnahme", "Rettungsstelle", "Notfallambulanz", "Ambulanz", "Poliklinik", "Tagesklinik", "Station",
+     "Intensivstation", "Innere", "Inneren", "Medizin", "Chirurgie", "Unfallchirurgie", "Kardiologie",
+     "Pneumologie", "Onkologie", "Gastroenterologie", "Nephrologie", "Hämatologie", "Urologie", "Gynäkologie",
+     "Neurologie", "Neurochirurgie", "Orthopädie", "Pädiatrie", "Anästhesie", "Strahlentherapie",
+     "Nuklearmedizin", "Hausarzt", "Hausärztin", "Emergency", "Surgery", "Internal", "Medicine", "Intensive",
+     "Cardiology", "Pulmonology", "Oncology", "Gastroenterology", "Nephrology", "Hematology", "Urology",
+     "Neurology", "Neurosurgery", "Orthopedics", "Pediatrics", "Clinic", "Practitioner", "ICU", "IMC", "ZNA",
      # the next field's label in a header line ("Nachname: Müller Vorname: Hans")
      "Name", "Vorname", "Nachname", "Geburtsname", "Geburtsdatum", "Geschlecht", "Sex", "Gender", "Surname", "First",
      "Last", "Given", "Birth", "Datum", "Date"}
@@ -110,10 +120,11 @@ def _name_lead(gap: str) -> str:
     return r"(?:[A-ZÄÖÜ]\.(?:-?[A-ZÄÖÜ]\.)?" + gap + r"|(?:" + trie_regex(_PARTICLES) + r")" + gap + r")*"
 
 
-def _name_words(gap: str) -> str:
-    """Up to three capitalized name words ``gap`` apart (with initials and particles), none after
-    the first a ``_NOT_NAMES`` word."""
-    return _name_lead(gap) + _CAP + r"(?:" + gap + _name_lead(gap) + _NOT_A_NAME_AHEAD + _CAP + r"){0,2}"
+def _name_words(gap: str, least: int = 1) -> str:
+    """From ``least`` to three capitalized name words ``gap`` apart (with initials and particles),
+    none after the first a ``_NOT_NAMES`` word."""
+    return (_name_lead(gap) + _CAP + r"(?:" + gap + _name_lead(gap) + _NOT_A_NAME_AHEAD + _CAP + r"){"
+            + str(least - 1) + ",2}")
 
 
 _NAME_LEAD = _name_lead(r"[ \t]+")
@@ -121,6 +132,11 @@ _NAME_LEAD = _name_lead(r"[ \t]+")
 _NAME_PARTS = _name_words(r"[ \t]+")
 #: A name as a signature writes it: its words one space apart (two or more, or a tab, part two names).
 _SIGNED_NAME = _name_words(" ")
+#: A name of two parts at least: two words ("John Smith"), or an initial or a particle and a word
+#: ("J. Smith", "von Weber").
+_FULL_NAME = (r"(?:" + _name_words(r"[ \t]+", least=2) + r"|(?:[A-ZÄÖÜ]\.(?:-?[A-ZÄÖÜ]\.)?|" + trie_regex(_PARTICLES)
+              + r")[ \t]+" + _NAME_PARTS + r")")
+_DEGREE = r"(?i:M\.?D|Ph\.?D)\b\.?"
 #: A name word in capitals ("SMITH", "MÜLLER-LÜDENSCHEIDT"), taken only after a name label.
 _UPPER_NAME = r"[A-ZÄÖÜ]{2,}(?:['’\-][A-ZÄÖÜ]{2,})*"
 #: A name in capitals after a title or role in a line otherwise not in capitals ("Discussed with
@@ -150,10 +166,10 @@ _ROLES = ("referring physician", "referrer", "radiologist", "signed", "signed by
           "referring doctor", "referring clinician", "referring provider", "primary care physician", "ordered by",
           "requested by", "interpreted by", "reviewed by", "copy to", "behandelnder arzt", "behandelnde ärztin",
           "anfordernder arzt", "anfordernde ärztin", "stationsarzt", "stationsärztin", "angefordert von", "einsender", "einsenderin", "hausarzt",
-          "hausärztin", "untersucher", "untersucherin", "verfasser", "verfasserin", "kopie an")
+          "hausärztin", "untersucher", "untersucherin", "verfasser", "verfasserin", "kopie an", "nurse")
 #: Roles that are also words of a report ("100 cc Omnipaque", "performed by Siemens"): a name
 #: follows them only after a colon.
-_LABEL_ROLES = ("cc", "provider", "resident", "consultant", "nurse", "clinician", "technician", "fellow", "pcp",
+_LABEL_ROLES = ("cc", "provider", "resident", "consultant", "clinician", "technician", "fellow", "pcp",
                 "performed by", "mtra", "mtr", "arzt", "ärztin", "auftraggeber")
 #: What follows a role: maybe titles, then the name ("Smith, John", "Dr. med. Meier", "JANE DOE").
 _ROLE_NAME = (r"[ \t]+(?:(?:Dr|Prof|med|PD)\.?[ \t]+)*(" + _NAME_LEAD + _CAP + r"(?:,?[ \t]+" + _NAME_LEAD
@@ -356,7 +372,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
          "surgeon", "examiner", "technolog", "befunde", "unterschrift", "zuweise", "überweise", "diktiert", "vidiert",
          "freigegeben", "validiert", "geschrieben", "gez", "arzt", "ärztin", "kolleg", "provider", "clinician",
          "doctor", "ordered by", "requested by", "interpreted by", "reviewed by", "copy to", "angefordert", "einsender",
-         "untersucher", "verfasser", "kopie an"),
+         "untersucher", "verfasser", "kopie an", "nurse"),
         _SCAN,
     ),
     (  # the same after a role that is also a report's word, with a colon: "cc: Jane Doe", "Arzt: Meier"
@@ -382,10 +398,13 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         _SCAN,
     ),
     (  # a name signed with a degree: "John Smith, MD", "Jane Doe, M.D."; a nurse's or assistant's
-        # after a comma ("communicated to Jane Doe, RN", "John Smith, PA-C")
+        # after a comma ("communicated to Jane Doe, RN", "John Smith, PA-C"). Without the comma the
+        # name has two parts ("John Smith MD"): one word before "MD" is a disease ("Duchenne MD",
+        # "Becker MD": muscular dystrophy)
         "name",
-        re.compile(r"(?<!\w)(" + _NAME_PARTS + r"(?:,[ \t]+" + _NAME_PARTS + r")?)(?:,?[ \t]*(?i:M\.?D|Ph\.?D)\b\.?"
-                   r"|,[ ]?(?:RN|NP|PA-C|APRN|CRNA|LPN)(?![\w\-]))"),
+        re.compile(r"(?<!\w)(?:(" + _NAME_PARTS + r"(?:,[ \t]+" + _NAME_PARTS + r")?)(?:,[ \t]*" + _DEGREE
+                   + r"|,[ ]?(?:RN|NP|PA-C|APRN|CRNA|LPN)(?![\w\-]))"
+                   r"|(" + _NAME_PARTS + r",[ \t]+" + _NAME_PARTS + "|" + _FULL_NAME + r")[ \t]*" + _DEGREE + ")"),
         ("md", "m.d", "phd", "ph.d", ",rn", ", rn", ",np", ", np", ",pa-c", ", pa-c", ",aprn", ", aprn", ",crna", ", crna",
          ",lpn", ", lpn"),
         _SCAN,
