@@ -683,6 +683,9 @@ def test_phi_forms_real_reports_write_that_the_rules_missed():
         "Einsender: Notaufnahme. Rücksprache mit der Kollegin der Inneren. Zuweiser: Chirurgie, Station 4.\n"
         "Referring physician: Emergency Department. Ordering provider: ICU team. Discussed with nurse Jones.": [
             ("Jones", "name")],
+        # a US number's exchange code starts with 2-9: a range from 100 is no phone
+        "Agatston score 100-1000 (category 101-1999). Call 555-1234 or 617-555-0143.": [
+            ("555-1234", "phone"), ("617-555-0143", "phone")],
         # one word before "MD" is a disease (Duchenne, Becker muscular dystrophy); a name signed with
         # the degree but no comma has two parts
         "History of Duchenne MD, no Becker MD. John Smith MD and J. Smith MD, von Weber MD agree.": [

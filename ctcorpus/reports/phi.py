@@ -272,11 +272,11 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         (),
         _NUMBER,
     ),
-    (
+    (  # a US number's area and exchange codes start with 2-9 (NANP): "100-1000" is a range
         "phone",
         re.compile(
             r"[+(\d](?<![\w.][+(\d])"
-            r"(?:(?:(?<=\+)\d{1,3}[ ]?(?:\(0\))?[ ]?\d{1,5}[ /-]?|(?<=\()\d{2,5}\)[ ]?|(?<=0)\d{2,5}[ /-]?|(?<=\d)\d{2}-"
+            r"(?:(?:(?<=\+)\d{1,3}[ ]?(?:\(0\))?[ ]?\d{1,5}[ /-]?|(?<=\()\d{2,5}\)[ ]?|(?<=0)\d{2,5}[ /-]?|(?<=[2-9])\d{2}-"
             r"|(?<=\d)\d{2}\.\d{3}\.(?=\d{4}(?!\d)))"  # "617.555.1234"
             r"\d{3,8}(?:[ -]\d{2,6})?"
             # a German area code of 3-5 digits, a slash and the number in groups: "0 89 / 12 34 56"
