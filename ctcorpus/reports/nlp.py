@@ -333,13 +333,13 @@ def _sentence_spans(
     n = len(starts)
     i = 0
     for section in sections:
-        while i < n and starts[i] < section.start:
-            i += 1
+        i = bisect.bisect_left(starts, section.start, i)
+        stop = bisect.bisect_left(starts, section.end, i)  # the section's tokens end before it
         start = last = -1
         p = -1  # the previous non-space token
         line_start = True
         list_number = False  # a "1" at a line start whose "." must not end anything
-        while i < n and starts[i] < section.end:
+        while i < stop:
             s, e = starts[i], ends[i]
             i += 1
             if space[i - 1]:
