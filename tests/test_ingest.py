@@ -356,6 +356,37 @@ def test_rescale_saturates_instead_of_wrapping() -> None:
     assert rescale_to_hu(np.array([[3, -3]], np.int16), 0.5, 0.0).tolist() == [[2, -2]]  # rint, half to even
 
 
+@pytest.mark.parametrize(("signed", "vr", "padding", "limit", "implicit"), [
+    (False, "US", 63536, None, False),  # unsigned padding far above the image: +32767 HU before the fix
+    (True, "US", 63536, None, False),  # SS -2000 written as US: reads 63536, means -2000 (-3024 HU)
+    (True, "SS", -2000, None, True),
+    (False, "US", 63000, 65535, False),  # a padding range: 63000..65535
+])
+def test_pixel_padding_becomes_air(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signed: bool, vr: str, padding: int, limit: int | None, implicit: bool
+) -> None:
+    stored = phantom(12).astype(np.int32)
+    outside = -2000 if signed else 64000 if limit else 63536
+    stored[:, :, :5] = outside  # the columns outside the reconstructed field of view
+    for k, path in enumerate(write_series(tmp_path, stored.astype(np.uint16), implicit=implicit)):
+        ds = pydicom.dcmread(path)
+        ds.PixelRepresentation = int(signed)
+        ds.add_new(0x00280120, vr, padding)
+        if limit is not None:
+            ds.add_new(0x00280121, vr, limit)
+        ds.save_as(path, implicit_vr=implicit, little_endian=True, enforce_file_format=True)
+    expected = stored.astype(np.int16).astype(int) - 1024
+    expected[:, :, :5] = -1024
+    stacks, _, results = run(tmp_path, cfg(target_spacing_mm=(2.0, 2.0, 2.0)))
+    (stack,) = stacks
+    assert np.array_equal(assemble_volume(stack, cfg()).array, expected)
+    assert np.array_equal(to_hu(assemble_volume(stack, cfg(), hu=False)).array, expected)
+    assert results[0].volume is not None and (results[0].volume.array[:, :, :2] == -1000).all()  # air, not bone
+    monkeypatch.setattr(header_module, "_scan", lambda data: (_ for _ in ()).throw(header_module._Unparsable("forced")))
+    slow = index_export(tmp_path, cfg()).instances
+    assert {r.pixel_padding for r in slow} == {r.pixel_padding for r in stack.instances} == {(-2000, -2000) if signed else (padding, limit or padding)}
+
+
 def test_split_by_acquisition_and_duplicates(tmp_path: Path) -> None:
     stored = phantom(12)
     write_series(tmp_path / "a", stored, acquisition=1)

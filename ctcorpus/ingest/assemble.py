@@ -124,13 +124,24 @@ def _mask_bits(array: np.ndarray, stored: int, allocated: int, signed: bool) -> 
     return array & ((1 << stored) - 1)
 
 
-def rescale_to_hu(stored: np.ndarray, slope: float, intercept: float, out: np.ndarray | None = None) -> np.ndarray:
+def rescale_to_hu(
+    stored: np.ndarray, slope: float, intercept: float, out: np.ndarray | None = None, padding: tuple[int, int] | None = None
+) -> np.ndarray:
     """HU = stored * slope + intercept, rounded and saturated to int16 (one slice or a volume).
 
-    The common CT case (slope 1, integer intercept, result inside int16) is one int16 addition
-    with no temporary; everything else goes through float32 and rounds once.
+    Stored values inside ``padding`` (PixelPaddingValue through PixelPaddingRangeLimit) lie outside
+    the scanned field of view and become air: rescaled, an unsigned padding of 63536 is +32767 HU
+    (bone in the corpus) and a signed -2000 is -3024 HU, blended into tissue by resampling.
     """
-    out = np.empty(stored.shape, np.int16) if out is None else out
+    out = _rescale(stored, slope, intercept, np.empty(stored.shape, np.int16) if out is None else out)
+    if padding is not None:
+        out[(stored >= padding[0]) & (stored <= padding[1])] = AIR_HU
+    return out
+
+
+def _rescale(stored: np.ndarray, slope: float, intercept: float, out: np.ndarray) -> np.ndarray:
+    """The common CT case (slope 1, integer intercept, result inside int16) is one int16 addition
+    with no temporary; everything else goes through float32 and rounds once."""
     if slope == 1.0 and float(intercept).is_integer() and stored.dtype.kind in "iu" and stored.dtype.itemsize <= 2:
         low, high, shift = int(stored.min()), int(stored.max()), int(intercept)
         if _INT16.min <= low + shift and high + shift <= _INT16.max and high <= _INT16.max:
@@ -156,7 +167,7 @@ def to_hu(volume: Volume) -> Volume:
         return volume
     out = np.empty(volume.array.shape, np.int16)
     for k, piece in enumerate(volume.slices):
-        rescale_to_hu(volume.array[k], piece.rescale_slope, piece.rescale_intercept, out=out[k])
+        rescale_to_hu(volume.array[k], piece.rescale_slope, piece.rescale_intercept, out=out[k], padding=piece.pixel_padding)
     return dataclasses.replace(volume, array=out, is_hu=True)
 
 
@@ -167,7 +178,7 @@ def _read_stack(records: Sequence[InstanceRecord], hu: bool, workers: int, alloc
     def fill(k: int) -> None:
         stored = read_stored(records[k])
         if hu:
-            rescale_to_hu(stored, records[k].rescale_slope, records[k].rescale_intercept, out=out[k])
+            rescale_to_hu(stored, records[k].rescale_slope, records[k].rescale_intercept, out=out[k], padding=records[k].pixel_padding)
         else:
             out[k] = stored
 
@@ -291,6 +302,7 @@ def assemble_volume(stack: Stack, config: IngestConfig | None = None, *, hu: boo
             sha256=r.sha256,
             rescale_slope=r.rescale_slope,
             rescale_intercept=r.rescale_intercept,
+            pixel_padding=r.pixel_padding,
         )
         for k, r in enumerate(records)
     )

@@ -82,6 +82,8 @@ _TAGS: dict[str, tuple[int, str]] = {
     "PixelRepresentation": (0x00280103, "us"),
     "RescaleIntercept": (0x00281052, "float"),
     "RescaleSlope": (0x00281053, "float"),
+    "PixelPaddingValue": (0x00280120, "us"),  # US or SS: read as 16 bits, signed as the pixels (see _padding)
+    "PixelPaddingRangeLimit": (0x00280121, "us"),
 }
 _WANTED = {tag: (keyword, kind) for keyword, (tag, kind) in _TAGS.items()}
 _ACCESSION_NUMBER, _REQUEST_ATTRIBUTES = _TAGS["AccessionNumber"][0], _TAGS["RequestAttributesSequence"][0]
@@ -410,9 +412,22 @@ def _build(
         reader=reader,
         patient_name=get("PatientName") or "",
         patient_birth_date=get("PatientBirthDate") or "",
+        pixel_padding=_padding(get("PixelPaddingValue"), get("PixelPaddingRangeLimit"), bool(get("PixelRepresentation"))),
     )
     problem = instance_problem(record)
     return record if problem is None else dataclasses.replace(record, reason=problem)
+
+
+def _padding(value: int | None, limit: int | None, signed: bool) -> tuple[int, int] | None:
+    """The stored values (low, high) PixelPaddingValue (through PixelPaddingRangeLimit) marks as
+    outside the image. Their VR is US or SS by PixelRepresentation and files disagree with it (an
+    SS -2000 written as US reads 63536), so both are read as 16 bits with the pixels' sign."""
+    if value is None:
+        return None
+    ends = [v & 0xFFFF for v in (value, value if limit is None else limit)]
+    if signed:
+        ends = [v - 0x10000 if v >= 0x8000 else v for v in ends]
+    return min(ends), max(ends)
 
 
 def instance_problem(record: InstanceRecord) -> QuarantineReason | None:

@@ -68,6 +68,7 @@ class InstanceRecord:
     patient_name: str = ""  # PHI: memory only (the keyed person key of the audit)
     patient_birth_date: str = ""  # PHI: memory only
     requested_accession_numbers: tuple[str, ...] = ()  # PHI: memory only; RequestAttributesSequence
+    pixel_padding: tuple[int, int] | None = None  # stored values (low, high) outside the image (PixelPaddingValue)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +131,7 @@ class SliceRecord:
     sha256: str
     rescale_slope: float
     rescale_intercept: float
+    pixel_padding: tuple[int, int] | None = None  # stored values that are no image: air in HU
 
 
 @dataclass(frozen=True, slots=True)
