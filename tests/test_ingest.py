@@ -19,7 +19,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless, generate_uid
+from pydicom.uid import CTImageStorage, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless, generate_uid
 
 import ctcorpus.ingest.header as header_module
 import ctcorpus.ingest.pipeline as ingest_pipeline_module
@@ -512,6 +512,27 @@ def test_a_compressed_file_cut_inside_its_pixel_data_is_quarantined_at_indexing(
     records = [read_instance(p, tmp_path) for p in paths]
     assert [(r.reader, r.reason) for r in records if r] == [("fast", None), ("fast", QuarantineReason.TRUNCATED), ("fast", None)]
     assert records[0] is not None and records[0].pixel_offset + records[0].pixel_length == records[0].size_bytes
+
+
+def test_a_big_endian_file_cut_inside_its_pixel_data_is_quarantined_at_indexing(tmp_path: Path) -> None:
+    # pydicom reads a cut big-endian PixelData without a word; it was indexed as usable and only
+    # failed at assembly, rejecting its whole stack as unreadable_pixels (a cut little-endian file
+    # only loses itself)
+    stored = phantom(12)
+    paths = write_series(tmp_path, stored, reverse_numbers=False)
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.PixelData = ds.pixel_array.astype(">u2").tobytes()  # pydicom writes the value's bytes as they are
+        ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+        pydicom.dcmwrite(path, ds, implicit_vr=False, little_endian=False, force_encoding=True)
+    paths[-1].write_bytes(paths[-1].read_bytes()[:-300])
+    index = index_export(tmp_path, cfg())
+    assert [(q.path, q.reason) for q in index.quarantine] == [(paths[-1].name, QuarantineReason.TRUNCATED)]
+    stacks, _, results = run(tmp_path, cfg())
+    ((stack,), (result,)) = stacks, results
+    assert {r.reader for r in stack.instances} == {"pydicom"} and len(stack.instances) == 11
+    assert result.volume is not None and not result.quarantine
+    assert np.array_equal(assemble_volume(stack, cfg()).array, stored[:11].astype(int) - 1024)
 
 
 def test_a_stack_that_simpleitk_cannot_resample_is_quarantined_not_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

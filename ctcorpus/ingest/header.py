@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 
 from ctcorpus.enums import QuarantineReason
@@ -35,7 +36,8 @@ IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 #: Transfer syntaxes whose PixelData is native little-endian: read with np.frombuffer.
 NATIVE_LE = frozenset({IMPLICIT_LE, EXPLICIT_LE})
-_NOT_LE_DATASET = frozenset({"1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"})  # big endian, deflate
+BIG_ENDIAN = "1.2.840.10008.1.2.2"
+_NOT_LE_DATASET = frozenset({BIG_ENDIAN, "1.2.840.10008.1.2.1.99"})  # big endian, deflate
 
 _PIXEL_DATA = 0x7FE00010
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
@@ -306,11 +308,19 @@ def _read_pydicom(data: bytes, path: str) -> tuple[Getter, str, int, int]:
     transfer_syntax = str(getattr(meta, "TransferSyntaxUID", "") or "")
     if not transfer_syntax:  # no file meta: take the encoding pydicom detected
         implicit, little = ds.original_encoding
-        transfer_syntax = IMPLICIT_LE if implicit else (EXPLICIT_LE if little else "1.2.840.10008.1.2.2")
+        transfer_syntax = IMPLICIT_LE if implicit else (EXPLICIT_LE if little else BIG_ENDIAN)
     if transfer_syntax in _NOT_LE_DATASET:
-        # big endian / deflate (rare): pydicom decodes the pixels, so only their presence matters
+        # big endian / deflate (rare): pydicom decodes the pixels. It reads a big-endian file cut
+        # inside PixelData without a word, so the value is located in the file for _is_truncated;
+        # a deflated one is no file offset, but zlib already refused a cut stream
         full = pydicom.dcmread(io.BytesIO(data), force=not preamble)
-        offset, length = (0, -1) if "PixelData" in full else (-1, -1)
+        element = full.get_item("PixelData") if "PixelData" in full else None
+        if element is None:
+            offset, length = -1, -1
+        elif transfer_syntax == BIG_ENDIAN and isinstance(element, RawDataElement) and element.length != _UNDEFINED:
+            offset, length = element.value_tell, element.length
+        else:
+            offset, length = 0, -1
     else:
         offset, length = _pixel_location(data, handle.tell(), transfer_syntax != IMPLICIT_LE)
     return _pydicom_getter(ds), transfer_syntax, offset, length
