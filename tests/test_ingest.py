@@ -218,6 +218,21 @@ def test_discovery_reasons_for_bad_files(tmp_path: Path) -> None:
         index_export(tmp_path, cfg())  # the library default raises
 
 
+@pytest.mark.parametrize(("element", "bad_vr"), [(b"\x08\x00\x70\x00LO", b"L%"), (b"\xe0\x7f\x10\x00OW", b"O\xdd")])
+def test_a_corrupt_header_element_quarantines_its_file_and_the_run_goes_on(tmp_path: Path, element: bytes, bad_vr: bytes) -> None:
+    # pydicom reads an unknown VR (a flipped byte) lazily: NotImplementedError when the value is
+    # read, a bad VR on PixelData failed the pixel lookup; both escaped and stopped the whole index
+    paths = write_series(tmp_path, phantom(12))
+    data = paths[0].read_bytes()
+    assert data.count(element) == 1
+    paths[0].write_bytes(data.replace(element, element[:4] + bad_vr))
+    log = QuarantineLog()
+    index = index_export(tmp_path, cfg(), on_error=log)
+    assert [(q.path, q.reason) for q in log.entries] == [(paths[0].name, q.reason) for q in index.quarantine]
+    assert len(index.quarantine) == 1 and "re-export the file" in index.quarantine[0].message
+    assert len(index.usable) == 11
+
+
 def test_fast_header_reader_agrees_with_pydicom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data_or_none: Path | None) -> None:
     files = [*write_series(tmp_path / "e", phantom(3)), *write_series(tmp_path / "i", phantom(3), implicit=True, series_uid="1.7")]
     files.append(Path(pydicom.data.get_testdata_file("CT_small.dcm")))

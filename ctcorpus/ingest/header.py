@@ -296,8 +296,7 @@ def _read_pydicom(data: bytes, path: str) -> tuple[Getter, str, int, int]:
     except InvalidDicomError:
         raise IngestError("not a DICOM file (no DICM preamble and no DICOM elements); remove it from the export", reason=QuarantineReason.NOT_DICOM, path=path) from None
     except Exception as exc:  # EOFError, struct.error, ValueError, ...: a bad file never stops the run
-        reason = QuarantineReason.TRUNCATED if preamble else QuarantineReason.NOT_DICOM
-        raise IngestError(f"header cannot be parsed ({type(exc).__name__}: {exc}); re-export the file", reason=reason, path=path) from None
+        raise _unparsable(exc, preamble, path) from None
     if not preamble and ("SOPClassUID" not in ds or "SOPInstanceUID" not in ds):
         raise IngestError(
             "not a DICOM file (no preamble and no SOP class/instance UID when forced); remove it from the export",
@@ -309,21 +308,33 @@ def _read_pydicom(data: bytes, path: str) -> tuple[Getter, str, int, int]:
     if not transfer_syntax:  # no file meta: take the encoding pydicom detected
         implicit, little = ds.original_encoding
         transfer_syntax = IMPLICIT_LE if implicit else (EXPLICIT_LE if little else BIG_ENDIAN)
-    if transfer_syntax in _NOT_LE_DATASET:
-        # big endian / deflate (rare): pydicom decodes the pixels. It reads a big-endian file cut
-        # inside PixelData without a word, so the value is located in the file for _is_truncated;
-        # a deflated one is no file offset, but zlib already refused a cut stream
-        full = pydicom.dcmread(io.BytesIO(data), force=not preamble)
-        element = full.get_item("PixelData") if "PixelData" in full else None
-        if element is None:
-            offset, length = -1, -1
-        elif transfer_syntax == BIG_ENDIAN and isinstance(element, RawDataElement) and element.length != _UNDEFINED:
-            offset, length = element.value_tell, element.length
-        else:
-            offset, length = 0, -1
-    else:
-        offset, length = _pixel_location(data, handle.tell(), transfer_syntax != IMPLICIT_LE)
+    try:
+        offset, length = _pydicom_pixel_location(data, handle.tell(), transfer_syntax, preamble)
+    except Exception as exc:  # a bad VR on PixelData, elements after it pydicom cannot parse
+        raise _unparsable(exc, preamble, path) from None
     return _pydicom_getter(ds), transfer_syntax, offset, length
+
+
+def _unparsable(exc: Exception, preamble: bool, path: str) -> IngestError:
+    reason = QuarantineReason.TRUNCATED if preamble else QuarantineReason.NOT_DICOM
+    return IngestError(f"header cannot be parsed ({type(exc).__name__}: {exc}); re-export the file", reason=reason, path=path)
+
+
+def _pydicom_pixel_location(data: bytes, offset: int, transfer_syntax: str, preamble: bool) -> tuple[int, int]:
+    """PixelData value offset and length of a file the fast scanner left to pydicom, which stopped
+    before the PixelData element at ``offset``."""
+    if transfer_syntax not in _NOT_LE_DATASET:
+        return _pixel_location(data, offset, transfer_syntax != IMPLICIT_LE)
+    # big endian / deflate (rare): pydicom decodes the pixels. It reads a big-endian file cut
+    # inside PixelData without a word, so the value is located in the file for _is_truncated;
+    # a deflated one is no file offset, but zlib already refused a cut stream
+    full = pydicom.dcmread(io.BytesIO(data), force=not preamble)
+    element = full.get_item("PixelData") if "PixelData" in full else None
+    if element is None:
+        return -1, -1
+    if transfer_syntax == BIG_ENDIAN and isinstance(element, RawDataElement) and element.length != _UNDEFINED:
+        return element.value_tell, element.length
+    return 0, -1
 
 
 def _is_truncated(size: int, offset: int, length: int) -> bool:
@@ -361,14 +372,13 @@ def read_instance(path: str | os.PathLike[str], root: str | os.PathLike[str], *,
     except (_Unparsable, UnicodeDecodeError, ValueError):
         get, transfer_syntax, offset, length = _read_pydicom(data, rel_path)
         reader = "pydicom"
-    sop_class = get("SOPClassUID") or get("MediaStorageSOPClassUID") or ""
-    if sop_class == MEDIA_STORAGE_DIRECTORY:
-        return None
     try:
-        record = _build(get, path, rel_path, data, transfer_syntax, offset, length, reader, hash_file)
-    except (ValueError, TypeError, IndexError) as exc:
-        raise IngestError(f"a header value is malformed ({exc}); re-export the file", reason=QuarantineReason.MISSING_GEOMETRY, path=rel_path) from None
-    return record
+        if (get("SOPClassUID") or get("MediaStorageSOPClassUID")) == MEDIA_STORAGE_DIRECTORY:
+            return None
+        return _build(get, path, rel_path, data, transfer_syntax, offset, length, reader, hash_file)
+    except Exception as exc:  # pydicom decodes values as they are read: a bad VR or byte count fails here
+        raise IngestError(f"a header value is malformed ({type(exc).__name__}: {exc}); re-export the file",
+                          reason=QuarantineReason.MISSING_GEOMETRY, path=rel_path) from None
 
 
 def _build(
