@@ -195,6 +195,10 @@ def _scan_elements(data: bytes) -> tuple[dict[int, bytes], str, int, int]:
         raise _Unparsable("transfer syntax needs pydicom")
     explicit = transfer_syntax != IMPLICIT_LE
     size = len(data)
+    first_vr = data[pos + 4 : pos + 6]
+    if len(first_vr) == 2 and (first_vr.isalpha() and first_vr.isupper()) != explicit:
+        # meta rewritten with the wrong VR encoding (anonymisers, PACS): pydicom reads what it finds
+        raise _Unparsable("the dataset's VR encoding is not the transfer syntax's")
     while pos + 8 <= size:
         group, elem = struct.unpack_from("<HH", data, pos)
         tag = (group << 16) | elem
@@ -277,11 +281,18 @@ def _pydicom_getter(ds: pydicom.Dataset) -> Getter:
     return get
 
 
-def _pixel_location(data: bytes, offset: int, explicit: bool) -> tuple[int, int]:
-    """PixelData value offset and length from the element that starts at ``offset`` (pydicom path)."""
+#: The VRs PixelData may have: their first letter is an odd byte, no even implicit length starts so.
+_PIXEL_VRS = frozenset({b"OB", b"OW", b"UN"})
+
+
+def _pixel_location(data: bytes, offset: int) -> tuple[int, int]:
+    """PixelData value offset and length from the element that starts at ``offset`` (pydicom path).
+
+    The element itself tells whether it is explicit VR: pydicom reads a dataset whose meta states
+    the wrong VR encoding as it finds it, so the transfer syntax may not."""
     if offset < 0 or offset + 8 > len(data) or struct.unpack_from("<HH", data, offset) != (0x7FE0, 0x0010):
         return -1, -1
-    start, length, _ = _element_header(data, offset, explicit)
+    start, length, _ = _element_header(data, offset, data[offset + 4 : offset + 6] in _PIXEL_VRS)
     return start, (_fragments_end(data, start) - start if length == _UNDEFINED else length)
 
 
@@ -324,7 +335,7 @@ def _pydicom_pixel_location(data: bytes, offset: int, transfer_syntax: str, prea
     """PixelData value offset and length of a file the fast scanner left to pydicom, which stopped
     before the PixelData element at ``offset``."""
     if transfer_syntax not in _NOT_LE_DATASET:
-        return _pixel_location(data, offset, transfer_syntax != IMPLICIT_LE)
+        return _pixel_location(data, offset)
     # big endian / deflate (rare): pydicom decodes the pixels. It reads a big-endian file cut
     # inside PixelData without a word, so the value is located in the file for _is_truncated;
     # a deflated one is no file offset, but zlib already refused a cut stream
