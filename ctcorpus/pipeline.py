@@ -52,6 +52,7 @@ from ctcorpus.ingest import (
     series_row,
 )
 from ctcorpus.ingest.select import unselected_entries
+from ctcorpus.ingest.tables import PRODUCER as INGEST_PRODUCER
 from ctcorpus.ingest.tables import safe_path
 from ctcorpus.outputs import BuildResult, BuildUnit, StoredSample, WorkStore, build_dataset, encode_array, decode_array
 from ctcorpus.outputs.store import atomic_write_bytes, write_parquet
@@ -177,8 +178,9 @@ def _pseudonymizing(config: CorpusConfig, p: Pseudonymizer) -> dict[str, Any]:
 
 
 def _ingest_key(stack: Stack, config: CorpusConfig, p: Pseudonymizer) -> str:
+    """Also keyed by the ingest producer (the ingest package's source): a fixed step redoes the volumes."""
     files = sorted(r.sha256 for r in stack.instances + stack.duplicates)
-    return _digest("ingest", __version__, stack.stack_key, files, _pseudonymizing(config, p))
+    return _digest("ingest", __version__, INGEST_PRODUCER, stack.stack_key, files, _pseudonymizing(config, p))
 
 
 def _anatomy_key(ingest_key: str, config: CorpusConfig) -> str:

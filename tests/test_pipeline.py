@@ -199,6 +199,18 @@ def test_a_new_grammar_version_redoes_only_the_text_stage(built, tmp_path, monke
     assert set(bumped.computed) == {"text"} and bumped.computed["text"] == first.computed["text"]
 
 
+def test_a_changed_ingest_step_redoes_the_volumes_and_what_is_built_on_them(built, tmp_path, monkeypatch):
+    # the ingest producer holds a digest of the ingest package's source: a source install's version
+    # stays the same, and volumes assembled by the code before a fix must not be reused
+    config, folder, first, _ = built
+    work = tmp_path / "work"
+    shutil.copytree(folder / "work", work)
+    monkeypatch.setattr(pipeline, "INGEST_PRODUCER", "ctcorpus-ingest-changed")
+    redone = _run(config, work)
+    assert set(redone.computed) == {"ingest", "anatomy", "text"}  # the studies and reports are kept
+    assert all(redone.computed[stage] == first.computed[stage] for stage in ("ingest", "anatomy", "text"))
+
+
 def test_no_pseudonym_key_is_recorded_and_a_rotated_one_redoes_every_result(built, tmp_path, monkeypatch):
     # with the key, every pseudonym in the corpus can be recomputed from the hospital's ids
     config, folder, first, result = built

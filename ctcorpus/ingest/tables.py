@@ -8,6 +8,7 @@ and other PHI header values are never read at all (see :mod:`ctcorpus.ingest.hea
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -17,10 +18,12 @@ from ctcorpus.enums import Action
 from ctcorpus.ingest.records import ExportIndex, InstanceRecord, InstanceRow, ResampledVolume, SeriesRow, SliceRow, Stack, Volume, VolumeRow
 from ctcorpus.pseudonym import Pseudonymizer
 from ctcorpus.records import sha256_of_hashes
-from ctcorpus.version import __version__
+from ctcorpus.version import __version__, source_digest
 
-#: The backends behind ingest rows (provenance ``producer``).
-PRODUCER = f"ctcorpus-ingest/pydicom-{pydicom.__version__}/simpleitk-{sitk.Version.VersionString()}"
+#: The backends behind ingest rows (provenance ``producer``), and the ingest package's source: part
+#: of the pipeline's ingest cache key, so a fixed decoding or assembly step redoes the volumes.
+PRODUCER = (f"ctcorpus-ingest-{source_digest(sorted(Path(__file__).parent.glob('*.py')))}/pydicom-{pydicom.__version__}"
+            f"/simpleitk-{sitk.Version.VersionString()}")
 
 
 def safe_path(rel_path: str, record: InstanceRecord, p: Pseudonymizer) -> str:

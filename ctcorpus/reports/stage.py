@@ -26,21 +26,16 @@ from ctcorpus.reports.sr import read_sr_report
 from ctcorpus.reports.nlp import analyze_report, build_analyzer
 from ctcorpus.reports.records import LabelRow, RawReport, ReportRow, ReportsResult, SentenceRow, StudyKey
 from ctcorpus.schemas import table_from_rows
-from ctcorpus.version import __version__
+from ctcorpus.version import __version__, source_digest
 
 __all__ = ["PRODUCER", "analysis_settings", "date_shift_days", "process_reports", "reports_tables"]
 
 
 def _rules_digest() -> str:
-    """A digest of the source of the modules that turn export rows into table rows (reading, markup
-    conversion, HL7 messages, SR documents, linking, rules, this stage): a changed rule is a new
-    producer, so report tables cached under the old rules are never reused (no version number to
-    forget to bump)."""
-    digest = hashlib.sha256()
-    for module in (io, markup, oru, sr, link, language, lexicon, nlp, patterns, phi, taxonomy):
-        digest.update(Path(str(module.__file__)).read_bytes())
-    digest.update(Path(__file__).read_bytes())  # this stage: versions, linking, quarantine
-    return digest.hexdigest()[:12]
+    """The source of the modules that turn export rows into table rows (reading, markup
+    conversion, HL7 messages, SR documents, linking, rules, this stage: versions, linking, quarantine)."""
+    modules = (io, markup, oru, sr, link, language, lexicon, nlp, patterns, phi, taxonomy)
+    return source_digest([*(str(module.__file__) for module in modules), __file__])
 
 
 #: The backend recorded in every row's ``producer``; part of the pipeline's reports cache key.
