@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ctcorpus.anatomy import SOURCE_DIGEST as ANATOMY_SOURCE
 from ctcorpus.anatomy import make_segmenter, segment_volume, sentence_region, sentence_regions_table
 from ctcorpus.anatomy import anatomy_stats_table, structure_stats
 from ctcorpus.anatomy.stats import StructureStats
@@ -184,12 +185,12 @@ def _ingest_key(stack: Stack, config: CorpusConfig, p: Pseudonymizer) -> str:
 
 
 def _anatomy_key(ingest_key: str, config: CorpusConfig) -> str:
-    """Also keyed by the segmenter ``backend: auto`` resolved to: provisioning weights later redoes the masks."""
+    """Also keyed by the segmenter ``backend: auto`` resolved to (provisioning weights later redoes the
+    masks) and by the anatomy package's source (a fixed step redoes them)."""
     segmenter = _segmenter(config)
     resolved = f"{segmenter.name}-{segmenter.version}"
-    return _digest(
-        "anatomy", __version__, ingest_key, _section(config, "anatomy", "nr_thr_resamp", "nr_thr_saving"), resolved
-    )
+    return _digest("anatomy", __version__, ANATOMY_SOURCE, ingest_key,
+                   _section(config, "anatomy", "nr_thr_resamp", "nr_thr_saving"), resolved)
 
 
 def _text_key(ingest_key: str, anatomy_key: str, unit: StudyUnit, config: CorpusConfig) -> str:

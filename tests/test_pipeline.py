@@ -211,6 +211,17 @@ def test_a_changed_ingest_step_redoes_the_volumes_and_what_is_built_on_them(buil
     assert all(redone.computed[stage] == first.computed[stage] for stage in ("ingest", "anatomy", "text"))
 
 
+def test_a_changed_anatomy_step_redoes_the_masks_and_what_is_built_on_them(built, tmp_path, monkeypatch):
+    # the anatomy key holds a digest of the anatomy package's source; the segmenter's version names
+    # its model only
+    config, folder, first, _ = built
+    work = tmp_path / "work"
+    shutil.copytree(folder / "work", work)
+    monkeypatch.setattr(pipeline, "ANATOMY_SOURCE", "changed")
+    redone = _run(config, work)
+    assert set(redone.computed) == {"anatomy", "text"} and redone.cached["ingest"] == first.computed["ingest"]
+
+
 def test_no_pseudonym_key_is_recorded_and_a_rotated_one_redoes_every_result(built, tmp_path, monkeypatch):
     # with the key, every pseudonym in the corpus can be recomputed from the hospital's ids
     config, folder, first, result = built
