@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import subprocess
+import tracemalloc
 import warnings
 from pathlib import Path
 
@@ -216,6 +217,28 @@ def test_discovery_reasons_for_bad_files(tmp_path: Path) -> None:
     assert nopre.reason is None and nopre.reader == "pydicom"  # force=True, but only because it parses
     with pytest.raises(IngestError, match="cut_header.*truncated"):
         index_export(tmp_path, cfg())  # the library default raises
+
+
+def test_a_large_file_that_is_no_dicom_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
+    # a video or archive in the export tree: each worker thread read it whole before pydicom refused it
+    big = tmp_path / "screen_recording.mp4"
+    with open(big, "wb") as handle:
+        handle.write(b"\x00\x00\x00\x20ftypisom" + bytes(200))
+        handle.truncate(header_module._LARGEST_UNCHECKED + 1)  # sparse: no disk used
+    tracemalloc.start()
+    try:
+        with pytest.raises(IngestError, match="not a DICOM file") as caught:
+            read_instance(big, tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert caught.value.reason == QuarantineReason.NOT_DICOM and peak < 1024 * 1024
+    # a large file that starts like a dataset without preamble is still read
+    with open(big, "r+b") as handle:
+        handle.write(b"\x08\x00\x05\x00")
+    with pytest.raises(IngestError) as caught:
+        read_instance(big, tmp_path)
+    assert "first bytes" not in str(caught.value)
 
 
 @pytest.mark.parametrize(("element", "bad_vr"), [(b"\x08\x00\x70\x00LO", b"L%"), (b"\xe0\x7f\x10\x00OW", b"O\xdd")])

@@ -352,6 +352,20 @@ def _is_truncated(size: int, offset: int, length: int) -> bool:
     return offset >= 0 and length >= 0 and offset + length > size
 
 
+#: Bytes above which a file without the DICM preamble whose first element is no DICOM group is
+#: refused before it is read whole (a video or archive in the export tree, read by each worker
+#: thread, would take gigabytes of memory to be found not to be DICOM).
+_LARGEST_UNCHECKED = 64 * 1024 * 1024
+#: Groups a dataset without preamble starts with (file meta, identifying), in either byte order.
+_FIRST_GROUPS = frozenset({b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08"})
+
+
+def _large_and_not_dicom(head: bytes, size: int) -> bool:
+    """Whether a file of ``size`` bytes starting with ``head`` (132 bytes) is too large to read whole
+    only to find it is not DICOM: no DICM preamble and no DICOM group in its first element."""
+    return size > _LARGEST_UNCHECKED and head[128:132] != b"DICM" and head[:2] not in _FIRST_GROUPS
+
+
 def read_instance(path: str | os.PathLike[str], root: str | os.PathLike[str], *, hash_file: bool = True) -> InstanceRecord | None:
     """Read one file's header; ``None`` for a DICOMDIR (an index, neither used nor quarantined).
 
@@ -366,6 +380,11 @@ def read_instance(path: str | os.PathLike[str], root: str | os.PathLike[str], *,
     rel_path = os.path.relpath(path, os.fspath(root))
     try:
         with open(path, "rb") as handle:
+            data = handle.read(132)
+            if _large_and_not_dicom(data, os.fstat(handle.fileno()).st_size):
+                raise IngestError(f"not a DICOM file (no DICM preamble, and its first bytes {data[:4]!r} start no "
+                                  "DICOM element); remove it from the export", reason=QuarantineReason.NOT_DICOM, path=rel_path)
+            handle.seek(0)
             data = handle.read()
     except OSError as exc:
         raise IngestError(f"cannot read the file ({exc.strerror}); check permissions", reason=QuarantineReason.NOT_DICOM, path=rel_path) from None
