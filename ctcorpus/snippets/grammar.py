@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "3"
+GRAMMAR_VERSION = "4"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -109,6 +109,8 @@ _NUM = r"\d{1,4}" + _NOT_MEASUREMENT
 #: only, "series 10001, image 45" became a bare "image 45", placed in the primary series.
 _SERIES_NUM = r"\d{1,6}" + _NOT_MEASUREMENT
 _SP = r"[ \t]*\n?[ \t]*"  # spaces, at most one line break (reports are often hard-wrapped)
+#: What may stand between a series or image word and its number: "series #3", "image no. 45", "Bild-Nr. 45".
+_NUMBER_MARK = rf"(?:{_SP}(?:no\.|nr\.|#)|-nr\.)?"
 
 
 def _words(table: dict[str, tuple[str, ...]], languages: Sequence[str]) -> str:
@@ -133,10 +135,10 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[s
     so the regex engine skips ahead quickly; the grammar is only tried where it fires. Scanning
     with the full alternation at every character is about 5x slower.
     """
-    series = rf"\b{_words(_SERIES_WORDS, languages)}\.?{_END_WORD}(?:{_SP}(?:no\.|nr\.|#))?"
-    strong_image = rf"\b{_words(_IMAGE_WORDS, languages)}\.?{_END_WORD}"
+    series = rf"\b{_words(_SERIES_WORDS, languages)}\.?{_END_WORD}{_NUMBER_MARK}"
+    strong_image = rf"\b{_words(_IMAGE_WORDS, languages)}\.?{_END_WORD}{_NUMBER_MARK}"
     any_image = (
-        rf"\b(?:{_words(_IMAGE_WORDS, languages)}|{_words(_WEAK_IMAGE_WORDS, languages)})\.?{_END_WORD}"
+        rf"\b(?:{_words(_IMAGE_WORDS, languages)}|{_words(_WEAK_IMAGE_WORDS, languages)})\.?{_END_WORD}{_NUMBER_MARK}"
     )
     connector = _words(_CONNECTORS, languages)
     article = _words(_ARTICLES, languages)
