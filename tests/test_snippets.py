@@ -64,6 +64,8 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     ("Nodule (series #3, image 45).", "en", [(3, (45,))]),
     ("Nodule (Series #3, Image #45), and on image no. 50.", "en", [(3, (45,)), (None, (50,))]),
     ("Rundherd (Serie 3, Bild-Nr. 45).", "de", [(3, (45,))]),
+    ("Nodules (series 3, image 45 and 2 more).", "en", [(3, (45,))]),
+    ("Herde (Serie 3, Bild 45 und 2 weitere).", "de", [(3, (45,))]),
     ("Mass (se 4, im 120-122), unchanged.", "en", [(4, (120, 121, 122))]),
     ("Herd im rechten Oberlappen (Serie 3, Bild 45).", "de", [(3, (45,))]),
     ("Herd (Se. 3/Bild 45).", "de", [(3, (45,))]),

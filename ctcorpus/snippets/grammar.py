@@ -98,9 +98,11 @@ _TO_WORDS: dict[str, tuple[str, ...]] = {"en": ("to", "through"), "de": ("bis",)
 
 #: A keyword ends where letters end: "se3" is "se" + 3, "images" is not "image" + "s".
 _END_WORD = r"(?![^\W\d_])"
-#: After a number: no more digits, no decimal/time/fraction continuation, no unit.
+#: After a number: no more digits, no decimal/time/fraction continuation, no unit, and no count
+#: ("image 45 and 2 more": 2 is no image).
 _NOT_MEASUREMENT = (
-    r"(?!\d|[.,:/]\d|\s*(?:mm|cm|ml|mmhg|hu|kv|mas|mgy|gy|kg|mg|ms|sec|min|jahre|jaar|years?|y/o|%|°|×|[xdh])"
+    r"(?!\d|[.,:/]\d|\s*(?:mm|cm|ml|mmhg|hu|kv|mas|mgy|gy|kg|mg|ms|sec|min|jahre|jaar|years?|y/o|%|°|×|[xdh]"
+    r"|more|others?|weitere|andere|meer)"
     + _END_WORD
     + r"|\s*%)"
 )
