@@ -189,37 +189,21 @@ def test_a_new_fingerprint_version_redoes_only_the_text_stage(built, tmp_path, m
     assert new["fingerprint"].map(list).tolist() == old["fingerprint"].map(list).tolist()  # one function, same arrays
 
 
-def test_a_new_grammar_version_redoes_only_the_text_stage(built, tmp_path, monkeypatch):
-    # GRAMMAR_VERSION is bumped when a grammar change can change what is mined: cached snippets go
+@pytest.mark.parametrize(("producer", "redone_stages"), [
+    ("SNIPPETS_PRODUCER", {"text"}),  # GRAMMAR_VERSION and the snippets package's source
+    ("ANATOMY_SOURCE", {"anatomy", "text"}),  # the segmenter's version names its model only
+    ("INGEST_PRODUCER", {"ingest", "anatomy", "text"}),  # the ingest package's source
+])
+def test_changed_stage_code_redoes_its_results_and_what_is_built_on_them(built, tmp_path, monkeypatch, producer,
+                                                                         redone_stages):
+    # a source install's version never changes: results made by the code before a fix must not be reused
     config, folder, first, _ = built
     work = tmp_path / "work"
     shutil.copytree(folder / "work", work)
-    monkeypatch.setattr(pipeline, "SNIPPETS_PRODUCER", "rules-changed")
-    bumped = _run(config, work)
-    assert set(bumped.computed) == {"text"} and bumped.computed["text"] == first.computed["text"]
-
-
-def test_a_changed_ingest_step_redoes_the_volumes_and_what_is_built_on_them(built, tmp_path, monkeypatch):
-    # the ingest producer holds a digest of the ingest package's source: a source install's version
-    # stays the same, and volumes assembled by the code before a fix must not be reused
-    config, folder, first, _ = built
-    work = tmp_path / "work"
-    shutil.copytree(folder / "work", work)
-    monkeypatch.setattr(pipeline, "INGEST_PRODUCER", "ctcorpus-ingest-changed")
+    monkeypatch.setattr(pipeline, producer, "changed")
     redone = _run(config, work)
-    assert set(redone.computed) == {"ingest", "anatomy", "text"}  # the studies and reports are kept
-    assert all(redone.computed[stage] == first.computed[stage] for stage in ("ingest", "anatomy", "text"))
-
-
-def test_a_changed_anatomy_step_redoes_the_masks_and_what_is_built_on_them(built, tmp_path, monkeypatch):
-    # the anatomy key holds a digest of the anatomy package's source; the segmenter's version names
-    # its model only
-    config, folder, first, _ = built
-    work = tmp_path / "work"
-    shutil.copytree(folder / "work", work)
-    monkeypatch.setattr(pipeline, "ANATOMY_SOURCE", "changed")
-    redone = _run(config, work)
-    assert set(redone.computed) == {"anatomy", "text"} and redone.cached["ingest"] == first.computed["ingest"]
+    assert set(redone.computed) == redone_stages  # the studies and reports are kept
+    assert all(redone.computed[stage] == first.computed[stage] for stage in redone_stages)
 
 
 def test_no_pseudonym_key_is_recorded_and_a_rotated_one_redoes_every_result(built, tmp_path, monkeypatch):
