@@ -34,7 +34,7 @@ from ctcorpus.audit import (
     volume_fingerprint,
     write_audit_report,
 )
-from ctcorpus.audit import report
+from ctcorpus.audit import leakage, report
 from ctcorpus.audit.fingerprint import FINGERPRINT_VERSION
 from ctcorpus.audit.leakage import report_pairs
 from ctcorpus.config.audit import AuditConfig
@@ -170,6 +170,29 @@ def test_report_near_duplicates_need_shared_wording() -> None:
     pairs = report_pairs(pd.Series([base, edited, other, ""]), AuditConfig())
     assert pairs[["i", "j"]].values.tolist() == [[0, 1]]
     assert 0.5 <= pairs["similarity"].iloc[0] < 1.0
+
+
+def test_a_report_template_copied_into_many_studies_stays_linear() -> None:
+    """k copies of one text were k^2 / 2 LSH hits and pairs; one text and a forest of k - 1 edges suffice."""
+    template = "No acute cardiopulmonary abnormality. Normal CT of the chest."
+    edited = template.replace("Normal", "Unremarkable")
+    texts = [template] * 300 + [edited] * 200
+    reports = pd.DataFrame(
+        {
+            "report_id": [f"R{k}" for k in range(500)],
+            "study_id": [f"S{k}" for k in range(500)],
+            "patient_id": [f"P{k}" for k in range(500)],
+            "split": ["train", "test"] * 250,
+            "text": texts,
+            "corpus": "c",
+        }
+    )
+    pairs = report_pairs(reports["text"], AuditConfig(report_similarity=0.3))
+    assert pairs[["i", "j"]].values.tolist() == [[0, 300]]
+    assert len(leakage._equal_pairs(reports, "text", cross=False, same=("study_id",))) == 498
+    found = leakage.duplicate_reports(reports, AuditConfig(report_similarity=0.3), cross=False)
+    assert [(f.kind, len(f.ids), f.severity) for f in found] == [(FindingKind.DUPLICATE_REPORT, 500, Severity.HIGH)]
+    assert found[0].score < 1.0  # the cluster holds the near pair too
 
 
 # ---------------------------------------------------------------- fingerprints

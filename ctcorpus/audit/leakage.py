@@ -137,20 +137,60 @@ def _keep_pairs(frame: pd.DataFrame, pairs: pd.DataFrame, *, cross: bool, same: 
     return pairs[keep].reset_index(drop=True)
 
 
-def _equal_pairs(keys: pd.Series) -> pd.DataFrame:
-    """All index pairs (i < j) of rows sharing a key (exact duplicates), vectorized."""
+def _codes(frame: pd.DataFrame, same: Iterable[str], *, cross: bool) -> np.ndarray:
+    """``(m, n)`` integer codes of the columns two rows must differ in to be a pair (and ``corpus``, against)."""
+    columns = [*same, "corpus"] if cross else list(same)
+    return np.stack([pd.factorize(frame[c].astype(str))[0] for c in columns])
+
+
+def _forest(codes: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+    """Edges ``(k, 2)`` of a spanning forest of the graph on ``nodes`` joining rows that differ in every code.
+
+    A cluster is all the findings need, and k copies of one text or scan (a normal-report
+    template in thousands of studies) have k^2 / 2 pairs: a breadth-first search over the rows
+    not yet reached keeps the clusters with at most one edge per row.
+    """
+    edges, rest = [], nodes
+    while len(rest):
+        queue, rest = [rest[0]], rest[1:]
+        while queue and len(rest):
+            u = queue.pop()
+            hit = (codes[:, rest] != codes[:, [u]]).all(axis=0)
+            if hit.any():
+                edges.append(np.column_stack([np.full(int(hit.sum()), u), rest[hit]]))
+                queue.extend(rest[hit].tolist())
+                rest = rest[~hit]
+    return np.concatenate(edges) if edges else np.zeros((0, 2), dtype=np.int64)
+
+
+def _pairs(edges: list[np.ndarray], scores: list[float]) -> pd.DataFrame:
+    """Forest edges with their similarity as a pairs frame (``i``, ``j``, ``similarity``)."""
+    if not edges:
+        return pd.DataFrame({"i": [], "j": [], "similarity": []}).astype({"i": np.int64, "j": np.int64})
+    both = np.concatenate(edges)
+    similarity = np.repeat(np.asarray(scores, dtype=np.float64), [len(e) for e in edges])
+    return pd.DataFrame({"i": both[:, 0], "j": both[:, 1], "similarity": similarity})
+
+
+def _groups(keys: pd.Series) -> list[np.ndarray]:
+    """Row positions of each non-empty key held by two rows or more."""
     frame = pd.DataFrame({"key": keys.to_numpy(), "i": np.arange(len(keys))})
     frame = frame[frame["key"].notna() & (frame["key"].astype(str) != "")]
     dup = frame[frame["key"].duplicated(keep=False)]
-    merged = dup.merge(dup, on="key", suffixes=("", "_j"))
-    merged = merged[merged["i"] < merged["i_j"]]
-    return pd.DataFrame({"i": merged["i"].to_numpy(), "j": merged["i_j"].to_numpy(), "similarity": 1.0})
+    return [group.to_numpy() for _, group in dup.groupby("key", sort=False)["i"]]
+
+
+def _equal_pairs(frame: pd.DataFrame, key: str, *, cross: bool, same: Iterable[str]) -> pd.DataFrame:
+    """Exact duplicates: rows sharing ``key`` that differ in ``same`` (and corpus, against), as forest edges."""
+    codes = _codes(frame, same, cross=cross)
+    edges = [e for group in _groups(frame[key]) if len(e := _forest(codes, group))]
+    return _pairs(edges, [1.0] * len(edges))
 
 
 def duplicate_volumes(volumes: pd.DataFrame, config: AuditConfig, *, cross: bool) -> list[Finding]:
     """Exact copies (same HU hash) and near copies (fingerprint correlation) under different studies."""
     volumes = volumes.reset_index(drop=True)
-    exact = _keep_pairs(volumes, _equal_pairs(volumes["hu_sha256"]), cross=cross, same=("volume_id",))
+    exact = _equal_pairs(volumes, "hu_sha256", cross=cross, same=("volume_id",))
     has_fp = np.flatnonzero(
         volumes["fingerprint"].map(lambda f: isinstance(f, list | tuple | np.ndarray) and len(f) > 0).to_numpy()
     )
@@ -188,11 +228,18 @@ def _jaccard(a: set[str], b: set[str]) -> float:
 
 
 def report_pairs(texts: pd.Series, config: AuditConfig) -> pd.DataFrame:
-    """Pairs of reports whose shingle Jaccard reaches ``config.report_similarity`` (MinHash LSH + exact check)."""
-    sets = [shingles(t if isinstance(t, str) else "", config.shingle_words) for t in texts]
-    indexed = [k for k, s in enumerate(sets) if s]
-    if len(indexed) < 2:
+    """Pairs of distinct reports whose shingle Jaccard reaches ``config.report_similarity`` (MinHash LSH + exact check).
+
+    Texts with the same words are one text here, named by their first row: a template copied
+    into k reports would make every query return all k, k^2 checks.
+    """
+    firsts: dict[str, int] = {}
+    for k, text in enumerate(texts):
+        firsts.setdefault(" ".join(_words(text)) if isinstance(text, str) else "", k)
+    sets = {k: shingles(texts.iloc[k], config.shingle_words) for words, k in firsts.items() if words}
+    if len(sets) < 2:
         return pd.DataFrame({"i": [], "j": [], "similarity": []})
+    indexed = list(sets)
     sketches = MinHash.bulk(
         [[s.encode("utf-8") for s in sets[k]] for k in indexed], num_perm=config.minhash_permutations, seed=config.seed
     )
@@ -220,13 +267,19 @@ def _text_hash(text: object) -> str:
 def duplicate_reports(reports: pd.DataFrame, config: AuditConfig, *, cross: bool) -> list[Finding]:
     """Reports copied to another study: identical words, or a few words changed (near-duplicate)."""
     reports = reports.reset_index(drop=True).assign(text_hash=reports["text"].map(_text_hash).to_numpy())
-    exact = _keep_pairs(reports, _equal_pairs(reports["text_hash"]), cross=cross, same=("study_id",))
-    near = _keep_pairs(
-        reports, report_pairs(reports["text"], config), cross=cross, same=("study_id", "patient_id", "text_hash")
-    )
-    near["similarity"] = near["similarity"].clip(upper=0.999999)  # 1.0 marks identical text
+    exact = _equal_pairs(reports, "text_hash", cross=cross, same=("study_id",))
+    # a near pair names the first report of each text: its cluster joins every copy of both texts
+    members = reports.groupby("text_hash", sort=False).indices
+    hashes = reports["text_hash"].to_numpy()
+    codes = _codes(reports, ("study_id", "patient_id", "text_hash"), cross=cross)
+    edges, scores = [], []
+    for i, j, score in report_pairs(reports["text"], config).itertuples(index=False):
+        found = _forest(codes, np.concatenate([members[hashes[int(i)]], members[hashes[int(j)]]]))
+        if len(found):
+            edges.append(found)
+            scores.append(min(score, 0.999999))  # 1.0 marks identical text
     kinds = (FindingKind.DUPLICATE_REPORT, FindingKind.NEAR_DUPLICATE_REPORT)
-    both = pd.concat([exact, near], ignore_index=True)
+    both = pd.concat([exact, _pairs(edges, scores)], ignore_index=True)
     return _pair_findings(reports, both, "report_id", kinds, cross=cross, what="reports of other studies")
 
 
