@@ -388,6 +388,18 @@ def test_label_missing_in_test_split_is_reported() -> None:
     assert missing == {(("emphysema",), ("test",)), (("lung_nodule",), ("test",))}
 
 
+def test_split_with_volumes_but_no_report_is_reported(clean: CorpusTables) -> None:
+    """A split whose reports all failed has no label to evaluate: it was left out of the prevalence table."""
+    reports = clean.reports[clean.reports["split"] != "test"]
+    labels = clean.labels[clean.labels["report_id"].isin(reports["report_id"])]
+    tables = dataclasses.replace(clean, reports=reports, labels=labels)
+    result = audit_corpus(tables)
+    test = result.stats.label_prevalence.query("split == 'test'")
+    assert len(test) == tables.labels["label"].nunique() and test["reports"].eq(0).all()
+    found = [f for f in result.findings if f.kind == FindingKind.LABEL_MISSING_IN_SPLIT and f.groups == ("test",)]
+    assert len(found) == len(test) and "has no report in split test" in found[0].detail
+
+
 def test_label_without_a_negative_report_in_a_split_is_reported() -> None:
     """A split whose reports are all positive (or uncertain) for a label cannot give it an AUC either."""
     tiny = _tiny()

@@ -79,7 +79,9 @@ def _label_findings(prevalence: pd.DataFrame) -> list[Finding]:
     findings = []
     for row in prevalence[no_positive | no_negative].itertuples():
         lacks = (
-            "no positive report"
+            "no report"
+            if row.reports == 0
+            else "no positive report"
             if row.positive == 0
             else f"no negative report ({row.positive} of {row.reports} positive, {row.uncertain} uncertain)"
         )

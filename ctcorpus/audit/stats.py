@@ -83,8 +83,10 @@ def _report_labels(tables: CorpusTables) -> pd.DataFrame:
 
 def _prevalence(tables: CorpusTables, report_labels: pd.DataFrame) -> pd.DataFrame:
     counts = pd.crosstab([report_labels["split"], report_labels["label"]], report_labels["state"])
-    # every split x every label seen anywhere: a label never mentioned in a split is a zero row
-    splits = sorted(set(tables.reports["split"].astype(str)) | set(report_labels["split"]))
+    # every split x every label seen anywhere: a label never mentioned in a split is a zero row, and
+    # a split with volumes but no report (its reports all failed) has zero rows, not none
+    volume_splits = set(tables.volumes["split"].dropna().astype(str))
+    splits = sorted(set(tables.reports["split"].astype(str)) | volume_splits | set(report_labels["split"]))
     grid = pd.MultiIndex.from_product([splits, sorted(set(report_labels["label"]))], names=["split", "label"])
     counts = counts.reindex(index=grid, columns=list(_STATES), fill_value=0)
     counts.columns = list(_STATES)
