@@ -234,3 +234,19 @@ def test_study_dates_in_more_spellings_and_the_rest_named(tmp_path, caplog):
     (orphan,) = result.quarantine
     assert orphan.reason == QuarantineReason.ORPHAN_REPORT and "row 0: no accession number" in orphan.message
     assert "no study date to link it by patient and date" in orphan.message
+
+
+def test_report_times_with_an_hour_offset_keep_their_time(tmp_path):
+    """PostgreSQL writes a timestamptz as "2024-01-05 14:02:11.52+01": the zone was not read, so the
+    time was lost and both versions of a report counted as midnight; the export order, newest
+    first, then kept the preliminary report and quarantined the final one as superseded."""
+    assert [report_io.normalize_time(v, utc=True) for v in (
+        "2024-01-05 14:02:11.52+01", "2024-01-05 10:22:33-05", "2024-01-05 10:22:33 +01:00",
+        "2024-01-05 10:22:33 UTC")] == ["20240105130211", "20240105152233", "20240105092233", "20240105102233"]
+    path = _csv(tmp_path / "ris.csv", ("A1", "P1", "2024-01-05", "2024-01-05 14:02:11.52+01", "Final: Pleuraerguss."),
+                ("A1", "P1", "2024-01-05", "2024-01-05 10:15:40.1+01", "Vorläufig: kein Erguss."),
+                header=(*COLUMNS[:3], "report_time", "report_text"))
+    result = process_reports([path], [StudyKey("1.1", "A1", "P1", "20240105")])
+    assert [r.text for r in result.reports] == ["Final: Pleuraerguss."]
+    (entry,) = result.quarantine
+    assert entry.reason == QuarantineReason.SUPERSEDED_REPORT and "row 1 is an earlier version" in entry.message

@@ -44,8 +44,10 @@ _YEAR_FIRST = re.compile(r"(\d{4})([-/.]?)(\d{2})\2(\d{2})")
 _DAY_FIRST = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4}|\d{2})(?!\d),?")
 #: An Excel date serial (days since 1899-12-30) is below this; a YYYYMMDD number is above.
 _EXCEL_MAX_SERIAL = 2958466
-#: A time after a date: "T10:22:33", " 9:05", "102233" (HL7), a fraction (ignored) and a zone.
-_TIME = re.compile(r"[T ]?(\d{1,2}):?(\d{2})(?::?(\d{2}))?(?:[.,]\d+)?(Z|([+-])(\d{2}):?(\d{2}))?")
+#: A time after a date: "T10:22:33", " 9:05", "102233" (HL7), a fraction (ignored) and a zone: "Z",
+#: "+01:00", "+0100", or the hours alone as PostgreSQL writes a timestamptz ("+01"), maybe after a
+#: blank (" +01:00", " UTC"); a zone that is not read loses the whole time (midnight).
+_TIME = re.compile(r"[T ]?(\d{1,2}):?(\d{2})(?::?(\d{2}))?(?:[.,]\d+)?(?: ?(Z|UTC|GMT|([+-])(\d{2})(?::?(\d{2}))?))?")
 
 
 def normalize_time(value: Any, *, utc: bool = False) -> str:
@@ -62,6 +64,8 @@ def normalize_time(value: Any, *, utc: bool = False) -> str:
     ('20240105102200', '20240105000000', '20240105090500')
     >>> normalize_time("2024/01/05 10:22"), normalize_time("05.01.24"), normalize_time("01/05/2024")
     ('20240105102200', '20240105000000', '')
+    >>> normalize_time("2024-01-05 10:22:33.52+01", utc=True), normalize_time("2024-01-05 10:22:33 UTC", utc=True)
+    ('20240105092233', '20240105102233')
     """
     if isinstance(value, date):  # a datetime too
         stamp = value if isinstance(value, datetime) else datetime(value.year, value.month, value.day)
@@ -81,8 +85,8 @@ def normalize_time(value: Any, *, utc: bool = False) -> str:
         stamp = datetime(year, month, day)
         if (t := _TIME.fullmatch(text, m.end())) and int(t[1]) < 24 and int(t[2]) < 60 and int(t[3] or 0) < 60:
             stamp = stamp.replace(hour=int(t[1]), minute=int(t[2]), second=int(t[3] or 0))
-            if utc and t[4]:  # "Z" or an offset east (+) or west (-) of UTC
-                offset = 0 if t[4] == "Z" else (int(t[6]) * 60 + int(t[7])) * (1 if t[5] == "+" else -1)
+            if utc and t[4]:  # "Z" (UTC, GMT) or an offset east (+) or west (-) of UTC
+                offset = 0 if not t[5] else (int(t[6]) * 60 + int(t[7] or 0)) * (1 if t[5] == "+" else -1)
                 stamp -= timedelta(minutes=offset)
     except ValueError:  # no such day
         return ""
