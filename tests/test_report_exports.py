@@ -250,3 +250,22 @@ def test_report_times_with_an_hour_offset_keep_their_time(tmp_path):
     assert [r.text for r in result.reports] == ["Final: Pleuraerguss."]
     (entry,) = result.quarantine
     assert entry.reason == QuarantineReason.SUPERSEDED_REPORT and "row 1 is an earlier version" in entry.message
+
+
+def test_csv_lines_above_the_header_and_blanks_around_column_names(tmp_path):
+    """Excel's "sep=;" line, a blank line or a report title above the header, or column names
+    padded with blanks (SQL*Plus, "a; b"), hid every column: the whole export failed for want of
+    a text column."""
+    rows = "A1; P1; 05.01.2024; \"Kein Erguss; kein Infiltrat.\"\r\n"
+    exports = {"sep.csv": "sep=;\r\naccession_number;patient_id;study_date;report_text\r\n",
+               "title.csv": "RIS-Export 05.01.2024\r\n\r\naccession_number;patient_id;study_date;report_text\r\n",
+               "padded.csv": "accession_number ; patient_id; study_date ;report_text  \r\n"}
+    for name, header in exports.items():
+        path = tmp_path / name
+        path.write_bytes((header + rows + "A2;P2;05.01.2024;Größe\r\n").encode("cp1252"))
+        export = report_io.read_report_export(path, ReportColumns())
+        assert [(r.row, r.accession_number, r.patient_id, r.study_date, r.text, r.encoding)
+                for r in export.reports] == [
+            (0, "A1", "P1", "20240105", "Kein Erguss; kein Infiltrat.", "utf-8"),
+            (1, "A2", "P2", "20240105", "Größe", "cp1252")], name
+        assert not export.problems

@@ -20,6 +20,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, islice
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,11 @@ def _json_rows(text: str, path: Path) -> tuple[list[tuple[int, dict[str, Any]]],
     return rows, [error for _, error in sorted(problems, key=lambda item: item[0])], unit
 
 
+def _header_names(line: str, delimiter: str) -> set[str]:
+    """The column names a header line holds when split at ``delimiter`` (blanks and quotes around them removed)."""
+    return {name.strip().strip('"').strip() for name in line.split(delimiter)}
+
+
 def _csv_delimiter(header: str, text_columns: tuple[str, ...], default: str) -> str:
     """The delimiter of a CSV export, read off its header line: the one that makes a text column
     a field of its own, else the most frequent one there.
@@ -193,11 +199,38 @@ def _csv_delimiter(header: str, text_columns: tuple[str, ...], default: str) -> 
     (';', '|')
     """
     for delimiter in _CSV_DELIMITERS:
-        if set(text_columns).intersection(field.strip().strip('"') for field in header.split(delimiter)):
+        if set(text_columns).intersection(_header_names(header, delimiter)):
             return delimiter
     counts = {delimiter: header.count(delimiter) for delimiter in _CSV_DELIMITERS}
     best = max(counts, key=counts.__getitem__)
     return best if counts[best] else default
+
+
+#: How many lines may stand above a CSV export's header: blank lines, a report title, Excel's "sep=;".
+_HEADER_SEARCH = 20
+#: Excel's delimiter line, the first of a file ("sep=;"): Excel reads the file with that delimiter.
+_SEP_LINE = re.compile(r'"?sep=(.)"?', re.IGNORECASE)
+
+
+def _csv_header(top: Sequence[str], text_columns: tuple[str, ...], default: str) -> tuple[int, str]:
+    """The 0-based line of a CSV export's header among its first lines ``top``, and its delimiter.
+
+    The header is the first line that names a text column, else the first line with a value; the
+    lines above it are no rows. An Excel "sep=" line names the delimiter. Read as the header, such
+    a line (or a title, or a blank line) hid every column: the export failed for want of a text column.
+
+    >>> _csv_header(["sep=;\\r\\n", "\\r\\n", "id;Befundtext\\r\\n"], ("Befundtext",), ",")
+    (2, ';')
+    >>> _csv_header(["RIS-Export 05.01.2024\\n", "id,Befundtext\\n"], ("Befundtext",), ",")
+    (1, ',')
+    """
+    sep = m[1] if top and (m := _SEP_LINE.fullmatch(top[0].strip())) else ""
+    lines = list(enumerate(top))[bool(sep):]
+    for k, line in lines:
+        if any(set(text_columns).intersection(_header_names(line, d)) for d in ([sep] if sep else _CSV_DELIMITERS)):
+            return k, sep or _csv_delimiter(line, text_columns, default)
+    k, line = next(((k, line) for k, line in lines if line.strip()), (len(top), ""))
+    return k, sep or _csv_delimiter(line, text_columns, default)
 
 
 def _mapped_columns(columns: ReportColumns) -> frozenset[str]:
@@ -252,14 +285,20 @@ class _Rows:
 
 
 def _csv_rows(decoded: DecodedText, suffix: str, text_columns: tuple[str, ...], mapped: frozenset[str]) -> _Rows:
-    """The rows of a CSV/TSV export, each with the encoding of the lines it spans."""
+    """The rows of a CSV/TSV export, each with the encoding of the lines it spans. Column names are
+    read without the blanks around them, as a padded export (SQL*Plus, "a; b") writes them, and so
+    is a quoted field after the delimiter's blank."""
     text = decoded.text
     # the csv module refuses a field over 128 KiB (a long report history) unless told; no field
     # is longer than the file (the limit is process-wide, so it is only ever raised)
     csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
-    delimiter = _csv_delimiter(text.partition("\n")[0], text_columns, "\t" if suffix == ".tsv" else ",")
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    _check_unique(reader.fieldnames or (), mapped)  # reading the header first: the first row's lines follow it
+    lines = io.StringIO(text, newline="")
+    top = list(islice(lines, _HEADER_SEARCH))
+    skipped, delimiter = _csv_header(top, text_columns, "\t" if suffix == ".tsv" else ",")
+    reader = csv.DictReader(chain(top[skipped:], lines), delimiter=delimiter, skipinitialspace=True)
+    if reader.fieldnames is not None:  # reading the header first: the first row's lines follow it
+        reader.fieldnames = [name.strip() for name in reader.fieldnames]
+    _check_unique(reader.fieldnames or (), mapped)
     rows: list[tuple[int, dict[str, Any]]] = []
     encodings: dict[int, str] = {}
     end = reader.line_num
@@ -267,7 +306,7 @@ def _csv_rows(decoded: DecodedText, suffix: str, text_columns: tuple[str, ...], 
         start, end = end, reader.line_num
         rows.append((n, row))
         if decoded.fallback:
-            encodings[n] = decoded.lines_encoding(start, end)
+            encodings[n] = decoded.lines_encoding(skipped + start, skipped + end)
     return _Rows(rows, encoding=decoded.encoding, row_encodings=encodings)
 
 
