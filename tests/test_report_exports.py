@@ -269,3 +269,17 @@ def test_csv_lines_above_the_header_and_blanks_around_column_names(tmp_path):
             (0, "A1", "P1", "20240105", "Kein Erguss; kein Infiltrat.", "utf-8"),
             (1, "A2", "P2", "20240105", "Größe", "cp1252")], name
         assert not export.problems
+
+
+def test_a_utf16_export_is_read(tmp_path):
+    """Excel's "Unicode text" (.txt) and SQL Server's bcp -w write UTF-16 with a byte order mark:
+    read byte by byte, every column name came out garbled ("\\x00r\\x00e...") and the export failed."""
+    table = ("accession_number\tpatient_id\tstudy_date\treport_text\r\n"
+             "A1\tP1\t05.01.2024\t\"Pleuraerguß\r\nrechts.\"\r\n")
+    for codec in ("utf-16-le", "utf-16-be"):
+        path = tmp_path / f"ris-{codec}.txt"
+        path.write_bytes(("\ufeff" + table).encode(codec))
+        (report,) = report_io.read_report_export(path, ReportColumns()).reports
+        assert (report.accession_number, report.study_date, report.text, report.encoding) == (
+            "A1", "20240105", "Pleuraerguß\nrechts.", "utf-16")
+    assert decode_text("\ufeffGröße".encode("utf-16-le") + b"\x00").text == "Größe\ufffd"  # a cut file

@@ -143,7 +143,7 @@ class DecodedText:
 
     text: str
     #: "utf-8" if every line is UTF-8, else the fallback the others needed ("cp1252", or "latin-1"
-    #: if a line holds a byte cp1252 leaves undefined)
+    #: if a line holds a byte cp1252 leaves undefined); "utf-16" for a file with its byte order mark
     encoding: str
     #: 0-based line -> its encoding, for each line that is not UTF-8
     fallback: Mapping[int, str] = field(default_factory=dict)
@@ -165,7 +165,9 @@ def _decode_line(line: bytes) -> tuple[str, str]:
 
 def decode_text(data: bytes) -> DecodedText:
     """Decode export bytes line by line: UTF-8 where a line is valid UTF-8 (which nearly no text
-    in another encoding is), else cp1252, else Latin-1; a UTF-8 byte order mark is dropped. Never fails.
+    in another encoding is), else cp1252, else Latin-1; a UTF-8 byte order mark is dropped, and
+    bytes after a UTF-16 one are UTF-16 (read as single bytes, its NULs split no line and every
+    column name came out garbled). Never fails.
 
     Why by line: a UTF-8 export with one row pasted from a cp1252 source, decoded whole as cp1252,
     turned every UTF-8 "ü" into "Ã¼": names no longer matched the DICOM names (and leaked), clinical
@@ -176,6 +178,8 @@ def decode_text(data: bytes) -> DecodedText:
     >>> decoded.text, decoded.encoding, dict(decoded.fallback)
     ('Jürgens\\nPleuraerguß\\n', 'cp1252', {1: 'cp1252'})
     """
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # Excel's "Unicode text", SQL Server's bcp -w
+        return DecodedText(data.decode("utf-16", "replace"), "utf-16")  # an odd last byte (a cut file): U+FFFD
     data = data.removeprefix(codecs.BOM_UTF8)
     try:
         return DecodedText(data.decode("utf-8"), "utf-8")

@@ -41,7 +41,7 @@ class RawReport:
     text: str
     language: str  # "en"/"de" from the export, "" if not given
     patient_name: str
-    encoding: str  # how the file was decoded ("utf-8", "cp1252", "latin-1", "parquet", "xlsx", "dicom-sr")
+    encoding: str  # how the file was decoded ("utf-8", "cp1252", "latin-1", "utf-16", "parquet", "xlsx", "dicom-sr")
     markup: str  # what the text was converted from: "" (plain), "rtf" or "html"
     source_sha256: str
     study_uid: str = ""  # the study a DICOM SR document belongs to ("" for an export row)
