@@ -283,3 +283,18 @@ def test_a_utf16_export_is_read(tmp_path):
         assert (report.accession_number, report.study_date, report.text, report.encoding) == (
             "A1", "20240105", "Pleuraerguß\nrechts.", "utf-16")
     assert decode_text("\ufeffGröße".encode("utf-16-le") + b"\x00").text == "Größe\ufffd"  # a cut file
+
+
+def test_a_utf8_line_with_one_stray_byte_keeps_its_utf8_characters(tmp_path):
+    """One cp1252 dash (0x96) pasted into a UTF-8 row turned that whole line into mojibake: the
+    patient's name "JÃ¼rgens" escaped the scrubber and "PleuraergusÃŸ" the lexicons."""
+    path = tmp_path / "ris.csv"
+    path.write_bytes(b"accession_number,patient_id,study_date,report_text\r\n"
+                     + "A1,P1,2024-01-05,Patientin Jürgens: Pleuraerguß rechts ".encode() + b"\x96 3 cm.\r\n")
+    studies = [StudyKey("1.1", "A1", "P1", "20240105")]
+    (row,) = process_reports([path], studies, header_names={"P1": ["JÜRGENS^ANNA"]}).reports
+    assert (row.text, row.encoding) == ("Patientin [NAME]: Pleuraerguß rechts – 3 cm.", "cp1252")
+    cp1252 = "„Fuß“ – Größe".encode("cp1252")
+    assert decode_text(cp1252).text == "„Fuß“ – Größe"  # "ß“" is the UTF-8 of a letter too: still cp1252
+    assert decode_text("Größe ".encode() + b"\x81").text == "Größe \x81"  # no cp1252 character: Latin-1
+    assert decode_text("Größe ".encode() + b"\x81").encoding == "latin-1"

@@ -154,18 +154,47 @@ class DecodedText:
         return "latin-1" if "latin-1" in used else "cp1252" if used else "utf-8"
 
 
+#: UTF-8 of a Latin-1 letter or sign (C2 or C3 and a continuation byte: "ü", "°") or of typographic
+#: punctuation and "€" (E2 80-84 and one): read as cp1252 it is mojibake ("Ã¼", "â€“") that no text
+#: holds, so a line with one that is not all UTF-8 is UTF-8 with a stray byte, not cp1252.
+_UTF8_SIGN = re.compile(rb"[\xc2\xc3][\x80-\xbf]|\xe2[\x80-\x84][\x80-\xbf]")
+#: The bytes cp1252 leaves undefined, read as Latin-1 (C1 controls).
+_CP1252_UNDEFINED = frozenset(b"\x81\x8d\x8f\x90\x9d")
+_STRAY_BYTES = "ctcorpus-stray-bytes"
+
+
+def _stray_bytes(error: UnicodeError) -> tuple[str, int]:
+    """A decoding error handler: the bytes that are no UTF-8 as cp1252, or Latin-1 where cp1252 has no character."""
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    bad = error.object[error.start:error.end]
+    return "".join(chr(b) if b in _CP1252_UNDEFINED else bytes((b,)).decode("cp1252") for b in bad), error.end
+
+
+codecs.register_error(_STRAY_BYTES, _stray_bytes)
+
+
 def _decode_line(line: bytes) -> tuple[str, str]:
-    for encoding in ("utf-8", "cp1252"):
-        try:
-            return line.decode(encoding), encoding
-        except UnicodeDecodeError:
-            continue
-    return line.decode("latin-1"), "latin-1"
+    """A line as UTF-8, else cp1252, else Latin-1; a UTF-8 line with stray bytes (one byte of a
+    cp1252 dash pasted into it) keeps its UTF-8 characters: decoded whole as cp1252, "Jürgens" on
+    that line became "JÃ¼rgens", a name the scrubber no longer matched."""
+    try:
+        return line.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    if _UTF8_SIGN.search(line):
+        text = line.decode("utf-8", _STRAY_BYTES)
+        return text, "latin-1" if any(ord(c) in _CP1252_UNDEFINED for c in text) else "cp1252"
+    try:
+        return line.decode("cp1252"), "cp1252"
+    except UnicodeDecodeError:
+        return line.decode("latin-1"), "latin-1"
 
 
 def decode_text(data: bytes) -> DecodedText:
     """Decode export bytes line by line: UTF-8 where a line is valid UTF-8 (which nearly no text
-    in another encoding is), else cp1252, else Latin-1; a UTF-8 byte order mark is dropped, and
+    in another encoding is), else cp1252, else Latin-1 (a UTF-8 line with a stray byte: that byte
+    alone); a UTF-8 byte order mark is dropped, and
     bytes after a UTF-16 one are UTF-16 (read as single bytes, its NULs split no line and every
     column name came out garbled). Never fails.
 
