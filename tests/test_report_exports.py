@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ctcorpus.config.reports import ReportColumns
+from ctcorpus.config.reports import ReportColumns, ReportsConfig
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import ReportError
 from ctcorpus.records import QuarantineLog
@@ -298,3 +298,21 @@ def test_a_utf8_line_with_one_stray_byte_keeps_its_utf8_characters(tmp_path):
     assert decode_text(cp1252).text == "„Fuß“ – Größe"  # "ß“" is the UTF-8 of a letter too: still cp1252
     assert decode_text("Größe ".encode() + b"\x81").text == "Größe \x81"  # no cp1252 character: Latin-1
     assert decode_text("Größe ".encode() + b"\x81").encoding == "latin-1"
+
+
+def test_the_same_rows_exported_twice_with_ids_spelled_otherwise_are_one_report(tmp_path):
+    """The RIS rows handed over as CSV and as a workbook that dropped the ids' leading zeros: the
+    copies were no duplicates, so "join" doubled the text and "latest" quarantined a copy as an
+    earlier version."""
+    from openpyxl import Workbook
+
+    path = _csv(tmp_path / "ris.csv", ("00123", "000456", "2024-01-05", "Kein Erguss."))
+    workbook = Workbook()
+    workbook.active.append(list(COLUMNS))
+    workbook.active.append([123, 456, "05.01.2024", "Kein Erguss."])
+    workbook.save(tmp_path / "ris.xlsx")
+    studies = [StudyKey("1.1", "00123", "000456", "20240105")]
+    for policy in ("latest", "join"):
+        result = process_reports([path, tmp_path / "ris.xlsx"], studies, config=ReportsConfig(same_accession=policy))
+        assert [(r.text, r.source_path) for r in result.reports] == [("Kein Erguss.", str(path))], policy
+        assert not result.quarantine

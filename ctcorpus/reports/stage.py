@@ -222,8 +222,8 @@ def process_reports(
             on_error(problem, STAGE)
     seen: set[tuple[str, str, str, str]] = set()
     unique: list[RawReport] = []
-    for r in raw:  # first occurrence wins
-        key = (r.accession_number, r.patient_id, r.study_date, r.text)
+    for r in raw:  # first occurrence wins; ids as linking compares them (a spreadsheet drops leading zeros)
+        key = (id_key(r.accession_number), id_key(r.patient_id), r.study_date, r.text)
         if key not in seen:
             seen.add(key)
             unique.append(r)
