@@ -316,6 +316,16 @@ def _latest_reports(store: WorkStore, settings: str) -> ReportsResult | None:
         return None
 
 
+def _report_export_hash(path: Path) -> str:
+    """A report export's sha256, or why it cannot be read: the reports stage quarantines an export
+    it cannot read (``unreadable_report``, naming it) and reads the others, so hashing it for the
+    key must not stop the run first; once it reads, its hash re-does the reports."""
+    try:
+        return sha256_file(path)
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
+
+
 def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     """Index the export, plan stacks, process and link the reports; one unit per study.
 
@@ -336,7 +346,7 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     selected = {s.stack_key for s in select_stacks(stacks, config.ingest)}
     studies = _study_keys(stacks)
 
-    report_hashes = [sha256_file(Path(f)) for f in run.report_files]
+    report_hashes = [_report_export_hash(Path(f)) for f in run.report_files]
     sr_records = sorted((r for r in index.instances if r.sop_class_uid in SR_STORAGE), key=lambda r: r.rel_path)
     sr_documents = [(r.path, safe_path(r.rel_path, r, p)) for r in sr_records]  # recorded under the safe path
     sr_studies = {r.study_uid for r in sr_records}

@@ -245,6 +245,25 @@ def test_a_study_without_patient_id_is_quarantined_and_the_build_completes(tmp_p
     assert len(_table(result.path, "volumes")) == summary.volumes > 0  # the other patient's studies
 
 
+def test_a_missing_report_export_is_quarantined_and_the_run_completes(tmp_path):
+    export = tmp_path / "export"
+    generate_export(export, patients=1, seed=7, language="en", matrix=64, n_slices=24)
+    missing = tmp_path / "ris" / "reports_2.csv"
+    data = _config(tmp_path, export).model_dump(mode="json")
+    data["run"]["report_files"] = [str(export / "reports.csv"), str(missing)]
+    config, work = config_from_dict(data), tmp_path / "work"
+    assert _run(config, work).failed == 0  # hashing the missing export for the key raised FileNotFoundError
+    result = pipeline.build_from_work(config, work, tmp_path / "v1")
+    unreadable = _table(result.path, "quarantine").query("reason == 'unreadable_report'")
+    assert list(unreadable["path"]) == [str(missing)] and "not found" in unreadable["message"].iloc[0]
+    assert len(_table(result.path, "reports")) > 0  # the other export is read
+    missing.parent.mkdir()
+    shutil.copy(export / "reports.csv", missing)  # it arrives: the reports are done again, with it
+    _run(config, work)
+    again = pipeline.build_from_work(config, work, tmp_path / "v2")
+    assert "unreadable_report" not in set(_table(again.path, "quarantine")["reason"])
+
+
 def test_a_study_failing_on_a_rerun_keeps_the_results_an_earlier_run_stored(built, tmp_path):
     # workers without the pseudonym key (or killed) failed every study of a re-run, and the next
     # build dropped them all from a complete work store
