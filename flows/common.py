@@ -20,7 +20,13 @@ def load_flow_config(
     report_files: Sequence[str] | None = None,
     dask_address: str | None = None,
 ) -> tuple[CorpusConfig, Path]:
-    """The run's config: the file (or the embedded default) with the flow's parameters on top."""
+    """The run's config: the file (or the embedded default) with the flow's parameters on top.
+
+    Its paths are made absolute here, against this process's folder: study work runs in Dask
+    worker processes, and the workers of an existing cluster run in folders of their own, where
+    a relative export path named no file (every stack rejected as unreadable) and a relative work
+    store was written beside the worker, never found by the flow.
+    """
     data = load_config(config_path).model_dump(mode="json")
     run = data["run"]
     if export_dir is not None:
@@ -29,8 +35,12 @@ def load_flow_config(
         run["report_files"] = list(report_files)
     if dask_address is not None:
         run["dask_address"] = dask_address
+    if run["export_dir"] is not None:
+        run["export_dir"] = str(Path(run["export_dir"]).absolute())
+    run["report_files"] = [str(Path(f).absolute()) for f in run["report_files"]]
+    run["output_dir"] = str(Path(run["output_dir"]).absolute())
     config = config_from_dict(data, source=config_path or "<default>")
-    work = Path(work_dir) if work_dir else Path(config.run.output_dir) / "work"
+    work = Path(work_dir).absolute() if work_dir else config.run.output_dir / "work"
     return config, work
 
 

@@ -59,6 +59,25 @@ def test_flows_produce_tables_and_dask_matches_serial(setup):
     assert Path(audit["html"]).is_file() and json.loads(Path(audit["json"]).read_text())
 
 
+def test_relative_paths_reach_the_workers_of_an_existing_cluster(setup, tmp_path, monkeypatch):
+    # an existing cluster's workers run in a folder of their own: there a relative export path
+    # named no file (every stack was rejected, exit 0) and the work store was written beside them
+    from distributed import LocalCluster
+
+    from flows.ingest import ingest_export
+
+    folder, config = setup
+    workers_folder = tmp_path / "workers"
+    workers_folder.mkdir()
+    monkeypatch.chdir(workers_folder)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        monkeypatch.chdir(folder)
+        summary = ingest_export(config_path=str(config), export_dir="export", report_files=["export/reports.csv"],
+                                work_dir="work-relative", dask_address=cluster.scheduler_address)
+    assert summary["failed"] == 0 and summary["volumes"] > 0
+    assert (folder / "work-relative" / pipeline.RUN_INDEX).is_file() and not any(workers_folder.iterdir())
+
+
 def test_transient_failure_is_retried_and_permanent_failure_quarantined(setup, monkeypatch):
     from flows.ingest import ingest_export
 
