@@ -136,6 +136,7 @@ class UnitOutcome:
     cached: tuple[str, ...] = ()
     quarantined: int = 0
     failed: str = ""  # the error of a study that failed after retries
+    rejected: tuple[str, ...] = ()  # ingest keys of stacks rejected at assembly: their series row and reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -647,14 +648,15 @@ def process_unit(unit: StudyUnit, config: CorpusConfig, work_dir: Path, *, compu
     cached: list[str] = []
     study_key = _digest("study", __version__, [(s.stack_key, s.rejected) for s in unit.stacks], unit.selected, _pseudonymizing(config, p))
     _cached_or_run(store, "study", study_key, lambda f: _save_tables(f, _study_tables(unit, config, p)), computed, cached, compute)
-    volumes = []
+    volumes, rejected = [], []
     for stack in unit.stacks:
         if stack.stack_key not in unit.selected:
             continue
         ingest_key = _ingest_key(stack, config, p)
         _cached_or_run(store, "ingest", ingest_key, lambda f: _run_ingest(stack, config, p, f), computed, cached, compute)
         if not (store.path("ingest", ingest_key) / "volume.json").is_file():
-            continue  # rejected at assembly: its series row and reason are stored
+            rejected.append(ingest_key)  # rejected at assembly: its series row and reason are stored
+            continue
         volume_id = p.volume(stack.stack_key)
         anatomy_key = _anatomy_key(ingest_key, config)
         _cached_or_run(
@@ -664,7 +666,8 @@ def process_unit(unit: StudyUnit, config: CorpusConfig, work_dir: Path, *, compu
         keys = VolumeKeys(volume_id, ingest_key, anatomy_key, _text_key(ingest_key, anatomy_key, unit, config))
         _cached_or_run(store, "text", keys.text, lambda f: _run_text(unit, stack, keys, store, config, p, f), computed, cached, compute)
         volumes.append(keys)
-    return UnitOutcome(unit.unit_id, unit.patient_id, study_key, tuple(volumes), tuple(computed), tuple(cached))
+    return UnitOutcome(unit.unit_id, unit.patient_id, study_key, tuple(volumes), tuple(computed), tuple(cached),
+                       rejected=tuple(rejected))
 
 
 def failed_outcome(unit: StudyUnit, error: str, config: CorpusConfig, work_dir: Path) -> UnitOutcome:
@@ -743,8 +746,9 @@ def build_units(work_dir: Path, index: Mapping[str, Any]) -> list[BuildUnit]:
         if u["failed"]:
             continue
         tables: dict[str, list[pa.Table]] = defaultdict(list)
-        for name, table in _load_tables(store.path("study", u["study_key"])).items():
-            tables[name].append(table)
+        for folder in [store.path("study", u["study_key"]), *(store.path("ingest", k) for k in u.get("rejected", ()))]:
+            for name, table in _load_tables(folder).items():
+                tables[name].append(table)
         samples = []
         for v in u["volumes"]:
             folders = {stage: store.path(stage, v[stage]) for stage in ("ingest", "anatomy", "text")}

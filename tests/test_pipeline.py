@@ -264,6 +264,26 @@ def test_a_missing_report_export_is_quarantined_and_the_run_completes(tmp_path):
     assert "unreadable_report" not in set(_table(again.path, "quarantine")["reason"])
 
 
+def test_a_stack_rejected_at_assembly_keeps_its_series_row_and_reason_in_the_build(tmp_path):
+    # one file whose pixel data cannot be decoded rejects its stack when the volume is assembled;
+    # that result's series row and quarantine row, naming the file, never reached the build
+    export = tmp_path / "export"
+    generate_export(export, patients=1, seed=7, language="en", matrix=64, n_slices=24)
+    config, work = _config(tmp_path, export), tmp_path / "work"
+    unit = pipeline.plan_export(config, work).units[0]
+    stack = next(s for s in unit.stacks if s.stack_key in unit.selected)
+    broken = stack.instances[len(stack.instances) // 2]
+    dataset = pydicom.dcmread(broken.path)
+    dataset.PixelData = dataset.PixelData[: len(dataset.PixelData) // 2]
+    dataset.save_as(broken.path)
+    assert _run(config, work).failed == 0
+    result = pipeline.build_from_work(config, work, tmp_path / "v1")
+    unreadable = _table(result.path, "quarantine").query("reason == 'unreadable_pixels'")
+    assert list(unreadable["path"]) == [broken.rel_path] and broken.rel_path in unreadable["message"].iloc[0]
+    series = _table(result.path, "series")
+    assert list(series[~series["accepted"]]["series_number"]) == [stack.first.series_number]
+
+
 def test_a_study_failing_on_a_rerun_keeps_the_results_an_earlier_run_stored(built, tmp_path):
     # workers without the pseudonym key (or killed) failed every study of a re-run, and the next
     # build dropped them all from a complete work store
