@@ -112,6 +112,7 @@ class ExportPlan:
     quarantine: tuple[QuarantineEntry, ...]
     n_files: int
     config: dict[str, Any]  # the run's config as a manifest records it (CorpusConfig.recorded())
+    reports_quarantined: int = 0  # rows the reports stage quarantined (exports, rows, reports)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +135,7 @@ class UnitOutcome:
     volumes: tuple[VolumeKeys, ...]
     computed: tuple[str, ...] = ()  # stage names computed in this run (one entry per result)
     cached: tuple[str, ...] = ()
-    quarantined: int = 0
+    quarantined: int = 0  # quarantine rows of the stored results it names
     failed: str = ""  # the error of a study that failed after retries
     rejected: tuple[str, ...] = ()  # ingest keys of stacks rejected at assembly: their series row and reason
 
@@ -147,7 +148,7 @@ class RunSummary:
     volumes: int
     computed: dict[str, int]
     cached: dict[str, int]
-    quarantined: int
+    quarantined: int  # the rows a build of this run writes to tables/quarantine (a failed study: one)
     failed: int
     seconds: float
 
@@ -410,7 +411,7 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     log.info("planned export files=%d stacks=%d studies=%d", len(index.instances), len(stacks), len(units))
     return ExportPlan(
         units=tuple(units), export_key=export_key, reports_key=reports_key, quarantine=tuple(entries),
-        n_files=len(index.instances), config=config.recorded(),
+        n_files=len(index.instances), config=config.recorded(), reports_quarantined=reports["quarantine"].num_rows,
     )
 
 
@@ -619,6 +620,12 @@ def _study_tables(unit: StudyUnit, config: CorpusConfig, p: Pseudonymizer) -> di
     return {"series": table_from_rows("series", rows), "quarantine": _quarantine_table(entries)}
 
 
+def _quarantine_rows(folder: Path) -> int:
+    """Rows of a stored result's quarantine table (from its footer, without reading it)."""
+    path = folder / "quarantine.parquet"
+    return pq.read_metadata(path).num_rows if path.is_file() else 0
+
+
 class _NotStored(Exception):
     """A stored-only pass (see failed_outcome) met a stage result the work store does not hold."""
 
@@ -666,8 +673,10 @@ def process_unit(unit: StudyUnit, config: CorpusConfig, work_dir: Path, *, compu
         keys = VolumeKeys(volume_id, ingest_key, anatomy_key, _text_key(ingest_key, anatomy_key, unit, config))
         _cached_or_run(store, "text", keys.text, lambda f: _run_text(unit, stack, keys, store, config, p, f), computed, cached, compute)
         volumes.append(keys)
+    folders = [store.path("study", study_key), *(store.path("ingest", key) for key in rejected),
+               *(store.path(stage, getattr(v, stage)) for v in volumes for stage in ("ingest", "anatomy", "text"))]
     return UnitOutcome(unit.unit_id, unit.patient_id, study_key, tuple(volumes), tuple(computed), tuple(cached),
-                       rejected=tuple(rejected))
+                       quarantined=sum(_quarantine_rows(folder) for folder in folders), rejected=tuple(rejected))
 
 
 def failed_outcome(unit: StudyUnit, error: str, config: CorpusConfig, work_dir: Path) -> UnitOutcome:
@@ -705,7 +714,7 @@ def record_run(plan: ExportPlan, outcomes: Sequence[UnitOutcome], work_dir: Path
         volumes=sum(len(o.volumes) for o in ordered),
         computed=dict(sorted(computed.items())),
         cached=dict(sorted(cached.items())),
-        quarantined=len(plan.quarantine),
+        quarantined=len(plan.quarantine) + plan.reports_quarantined + sum(o.quarantined + bool(o.failed) for o in ordered),
         failed=sum(1 for o in ordered if o.failed),
         seconds=0.0 if started is None else time.monotonic() - started,
     )

@@ -86,6 +86,13 @@ def test_every_seeded_defect_has_its_reason(defects_export, built):
     assert summary.failed == 0
 
 
+def test_the_run_summary_counts_every_quarantine_row_of_the_build(built):
+    # it counted the files discovery quarantined only: not the reports stage's rows (an unreadable
+    # export), nor a rejected stack's, nor the studies' (the ingest command's 'quarantined' line)
+    _, _, summary, result = built
+    assert summary.quarantined == len(_table(result.path, "quarantine"))
+
+
 def test_clean_studies_become_volumes_with_reports_and_snippets(defects_export, built):
     _, _, _, result = built
     truth = load_truth(defects_export)
