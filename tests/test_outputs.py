@@ -123,6 +123,19 @@ def test_a_second_build_of_a_version_fails_and_leaves_the_first_ones_temp_alone(
     assert [p.name for p in (tmp_path / "ds").iterdir()] == ["half-written"]  # the first one's output, untouched
 
 
+def test_a_build_does_not_replace_a_folder_that_is_no_dataset_version(tmp_path):
+    # `build --out out`, the folder of the work store: the build replaced it whole, work store and all
+    kept = tmp_path / "out" / "work" / "current_run.json"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("{}")
+    units = [_unit(tmp_path, i) for i in range(2)]
+    with pytest.raises(OutputError, match="no manifest.json") as error:
+        _build(tmp_path, units, "out")
+    assert str(tmp_path / "out") in str(error.value) and kept.read_text() == "{}"
+    (tmp_path / "empty").mkdir()
+    assert verify_dataset(_build(tmp_path, units, "empty").path) == []  # an empty folder, or a version, is built into
+
+
 def test_a_build_records_the_version_of_the_folder_it_writes(tmp_path):
     result = _build(tmp_path, [_unit(tmp_path, i) for i in range(3)], "v2")  # the config's dataset_version is v1
     assert read_manifest(result.path)["dataset_version"] == "v2"

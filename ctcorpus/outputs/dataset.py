@@ -160,7 +160,9 @@ def build_dataset(
     """Write a dataset version to ``out`` (replacing an older build atomically).
 
     One build at a time may write ``out``; it first removes what a killed build of ``out`` left.
-    The version is the folder's name: the manifest and card name what the user built.
+    The version is the folder's name: the manifest and card name what the user built. A folder
+    that holds files but no manifest is no dataset version and is not replaced (``--out out``
+    named the folder of the work store, and the build deleted it whole).
 
     Parameters
     ----------
@@ -173,6 +175,9 @@ def build_dataset(
     geometry:
         Orientation, spacing and HU range of the volumes, stated in the manifest and card.
     """
+    if out.is_dir() and not (out / MANIFEST).is_file() and any(out.iterdir()):
+        raise OutputError("holds files but no manifest.json, so it is no dataset version, and a build replaces its "
+                          "folder whole; build into a new or empty folder, e.g. <output_dir>/dataset/<version>", path=out)
     ordered = sorted(units, key=lambda u: u.unit_id)
     splits = _split_of_units(ordered, config)
     with exclusive_atomic_dir(out) as tmp:
