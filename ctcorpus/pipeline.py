@@ -195,13 +195,15 @@ def _anatomy_key(ingest_key: str, config: CorpusConfig) -> str:
                    _section(config, "anatomy", "nr_thr_resamp", "nr_thr_saving"), resolved)
 
 
-def _text_key(ingest_key: str, anatomy_key: str, unit: StudyUnit, config: CorpusConfig) -> str:
-    """Also keyed by the grammar's version (the snippets producer): a new grammar re-mines."""
+def _text_key(ingest_key: str, anatomy_key: str, mask_outcome: str, unit: StudyUnit, config: CorpusConfig) -> str:
+    """Also keyed by the grammar's version (the snippets producer): a new grammar re-mines; and by
+    the anatomy result's outcome (``mask.json``): a retried segmentation that now has a mask redoes it."""
     slices = [(s.stack_key, [r.sha256 for r in s.instances]) for s in unit.stacks]
     report = None if unit.report is None else asdict(unit.report)
     schemas = [load_schema(name).version for name in ("samples", "snippets", "sentence_regions")]
     return _digest(
-        "text", __version__, FINGERPRINT_VERSION, SNIPPETS_PRODUCER, schemas, ingest_key, anatomy_key, slices, report, _section(config, "snippets")
+        "text", __version__, FINGERPRINT_VERSION, SNIPPETS_PRODUCER, schemas, ingest_key, anatomy_key, mask_outcome, slices,
+        report, _section(config, "snippets"),
     )
 
 
@@ -487,24 +489,40 @@ def _run_ingest(stack: Stack, config: CorpusConfig, p: Pseudonymizer, folder: Pa
     _save_tables(folder, tables)
 
 
-def _run_anatomy(volume_id: str, ingest_dir: Path, config: CorpusConfig, folder: Path) -> None:
+#: Runs that segment a volume whose segmentation failed (out of memory, a GPU error) before its
+#: result without a mask is kept: a passing failure is retried, one that always fails costs at most
+#: this many runs of the segmenter.
+SEGMENTATION_ATTEMPTS = 3
+
+
+def _failed_segmentations(anatomy_dir: Path) -> int:
+    """How many runs failed to segment the stored anatomy result's volume (0: stored with a mask, or not stored)."""
+    path = anatomy_dir / "mask.json"
+    return int(json.loads(path.read_text()).get("failed_attempts", 0)) if path.is_file() else 0
+
+
+def _run_anatomy(volume_id: str, ingest_dir: Path, config: CorpusConfig, folder: Path, failed_before: int = 0) -> None:
     image, geometry = _volume_image(ingest_dir)
     entries: list[QuarantineEntry] = []
+    failed = 0
     try:
         segmentation = segment_volume(image, config.anatomy, _segmenter(config))
         mask = segmentation.array()
         stats = structure_stats(segmentation, image, volume_id)
         source, table = segmentation.source, dict(segmentation.label_table)
     except CtCorpusError as error:
+        failed = failed_before + 1
+        again = "the next run segments it again" if failed < SEGMENTATION_ATTEMPTS else f"failed in {failed} runs, kept so"
         entries.append(
             QuarantineEntry(
-                "anatomy", "", QuarantineReason.SEGMENTATION_FAILED, f"volume {volume_id}: {error}; stored without a mask",
+                "anatomy", "", QuarantineReason.SEGMENTATION_FAILED, f"volume {volume_id}: {error}; stored without a mask ({again})",
                 item_id=volume_id, action=Action.ACCEPT,
             )
         )
         mask, stats, source, table = np.zeros(geometry["shape_zyx"], np.uint8), [], "none", {}
     (folder / "mask.npy.zst").write_bytes(encode_array(mask.astype(np.uint8)))
-    (folder / "mask.json").write_text(json.dumps({"mask_source": source, "label_table": {str(k): v for k, v in table.items()}}, sort_keys=True))
+    outcome = {"mask_source": source, "label_table": {str(k): v for k, v in table.items()}}
+    (folder / "mask.json").write_text(json.dumps(outcome | ({"failed_attempts": failed} if failed else {}), sort_keys=True))
     _save_tables(
         folder,
         {"anatomy_stats": anatomy_stats_table(stats, geometry["source_sha256"]), "quarantine": _quarantine_table(entries, geometry["source_sha256"])},
@@ -631,8 +649,10 @@ class _NotStored(Exception):
 
 
 def _cached_or_run(store: WorkStore, stage: str, key: str, run: Any, computed: list[str], cached: list[str],
-                   compute: bool) -> None:
-    if store.has(stage, key):
+                   compute: bool, *, retry: bool = False) -> None:
+    """Reuse the stored result of ``stage`` under ``key``, or run it; ``retry`` runs it again over
+    a stored one (replaced when the new one is complete)."""
+    if store.has(stage, key) and not (retry and compute):
         cached.append(stage)
         return
     if not compute:
@@ -666,11 +686,15 @@ def process_unit(unit: StudyUnit, config: CorpusConfig, work_dir: Path, *, compu
             continue
         volume_id = p.volume(stack.stack_key)
         anatomy_key = _anatomy_key(ingest_key, config)
+        failed = _failed_segmentations(store.path("anatomy", anatomy_key))
         _cached_or_run(
-            store, "anatomy", anatomy_key, lambda f: _run_anatomy(volume_id, store.path("ingest", ingest_key), config, f), computed, cached,
-            compute,
+            store, "anatomy", anatomy_key,
+            lambda f: _run_anatomy(volume_id, store.path("ingest", ingest_key), config, f, failed), computed, cached,
+            compute, retry=0 < failed < SEGMENTATION_ATTEMPTS,
         )
-        keys = VolumeKeys(volume_id, ingest_key, anatomy_key, _text_key(ingest_key, anatomy_key, unit, config))
+        text_key = _text_key(ingest_key, anatomy_key, (store.path("anatomy", anatomy_key) / "mask.json").read_text(),
+                             unit, config)
+        keys = VolumeKeys(volume_id, ingest_key, anatomy_key, text_key)
         _cached_or_run(store, "text", keys.text, lambda f: _run_text(unit, stack, keys, store, config, p, f), computed, cached, compute)
         volumes.append(keys)
     folders = [store.path("study", study_key), *(store.path("ingest", key) for key in rejected),

@@ -22,6 +22,7 @@ from ctcorpus import pipeline
 from ctcorpus.cli import demo_config
 from ctcorpus.config import REDACTED, CorpusConfig, config_from_dict
 from ctcorpus.config.reports import ReportsConfig
+from ctcorpus.errors import AnatomyError
 from ctcorpus.reports import analysis_settings
 from ctcorpus.synth import generate_export
 from ctcorpus.synth.truth import load_truth
@@ -211,6 +212,34 @@ def test_changed_stage_code_redoes_its_results_and_what_is_built_on_them(built, 
     redone = _run(config, work)
     assert set(redone.computed) == redone_stages  # the studies and reports are kept
     assert all(redone.computed[stage] == first.computed[stage] for stage in redone_stages)
+
+
+def test_a_failed_segmentation_is_retried_by_the_next_runs_and_then_kept(built, tmp_path, monkeypatch):
+    # TotalSegmentator out of memory, a GPU error: stored without a mask, and the next run tries again
+    config, folder, _, _ = built
+    work = tmp_path / "work"
+    shutil.copytree(folder / "work", work)
+    monkeypatch.setattr(pipeline, "ANATOMY_SOURCE", "new")  # the masks are made anew
+    segment = pipeline.segment_volume
+
+    def out_of_memory(*args, **kwargs):
+        raise AnatomyError("TotalSegmentator failed: OutOfMemoryError: CUDA out of memory")
+
+    monkeypatch.setattr(pipeline, "segment_volume", out_of_memory)
+    first = _run(config, work)
+    again = _run(config, work)  # still failing: tried again, the text stage with it
+    assert first.computed["anatomy"] == again.computed["anatomy"] == again.computed["text"] > 0
+    monkeypatch.setattr(pipeline, "segment_volume", segment)
+    recovered = _run(config, work)  # a mask now: the samples are built on it
+    assert recovered.computed["anatomy"] == recovered.computed["text"] == first.computed["anatomy"]
+    assert _run(config, work).computed == {}
+    dataset = pipeline.build_from_work(config, work, tmp_path / "dataset").path
+    assert "none" not in set(_table(dataset, "samples")["mask_source"])
+    # one that always fails is kept after SEGMENTATION_ATTEMPTS runs
+    monkeypatch.setattr(pipeline, "ANATOMY_SOURCE", "newer")
+    monkeypatch.setattr(pipeline, "segment_volume", out_of_memory)
+    runs = [_run(config, work).computed.get("anatomy", 0) for _ in range(pipeline.SEGMENTATION_ATTEMPTS + 1)]
+    assert runs[:-1] == [first.computed["anatomy"]] * pipeline.SEGMENTATION_ATTEMPTS and runs[-1] == 0
 
 
 def test_no_pseudonym_key_is_recorded_and_a_rotated_one_redoes_every_result(built, tmp_path, monkeypatch):
