@@ -29,7 +29,7 @@ from ctcorpus.config.reports import ReportColumns
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import ReportError
 from ctcorpus.reports.markup import DecodedText, PlainText, decode_bytes, decode_text, to_plain_text, valid_unicode
-from ctcorpus.reports.oru import PHI_VALUES, oru_rows
+from ctcorpus.reports.oru import MARKUP, PHI_VALUES, oru_rows
 from ctcorpus.reports.records import RawReport, ReportExport
 
 __all__ = ["language_code", "normalize_date", "normalize_time", "read_report_export"]
@@ -345,18 +345,21 @@ _SECTION_HEADINGS: dict[str, str] = {"clinical_information": "Clinical informati
                                      "technique": "Technique", "findings": "Findings", "impression": "Impression"}
 
 
-def _report_text(row: dict[str, Any], columns: ReportColumns, *, hl7: bool = False) -> PlainText:
-    """The row's report as plain text: the text column, then each section column under its heading.
+def _report_text(row: dict[str, Any], columns: ReportColumns) -> PlainText:
+    """The row's report as plain text: the text column, then each section column under its heading
+    (an HL7 message's row is plain already: each observation was converted alone).
 
     >>> columns = ReportColumns(text="", sections={"impression": "I", "findings": "F"})
     >>> _report_text({"F": "No effusion. ", "I": "Normal."}, columns).text
     'Findings:\\nNo effusion.\\n\\nImpression:\\nNormal.'
     """
+    if MARKUP in row:
+        return PlainText(row.get(columns.text, ""), row[MARKUP])
     cells = [("", columns.text)] + [(name, columns.sections[name]) for name in _SECTION_HEADINGS
                                     if name in columns.sections]
     parts, markups = [], set()
     for name, column in cells:
-        plain = to_plain_text(_cell_text(row.get(column) if column else None), hl7=hl7)
+        plain = to_plain_text(_cell_text(row.get(column) if column else None))
         markups.update(m for m in plain.markup.split("+") if m)
         if plain.text.strip():
             parts.append(f"{_SECTION_HEADINGS[name]}:\n{plain.text.strip()}" if name else plain.text)
@@ -435,7 +438,7 @@ def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
                                         reason=QuarantineReason.UNREADABLE_REPORT, path=path))
             continue
         try:
-            plain = _report_text(row, columns, hl7=path.suffix.lower() in _HL7_SUFFIXES)
+            plain = _report_text(row, columns)
         except Exception as exc:  # noqa: BLE001 - striprtf fails in many ways on broken RTF (an escape
             # beyond Unicode, a font charset Python has no codec for); that costs the row, not the export
             problems.append(ReportError(f"row {n}: report text is markup that cannot be read ({type(exc).__name__}: "

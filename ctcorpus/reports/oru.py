@@ -23,11 +23,15 @@ import hl7.util
 
 from ctcorpus.config.reports import ReportColumns
 from ctcorpus.reports.lexicon import SECTION_OF_HEADING
+from ctcorpus.reports.markup import to_plain_text
 
-__all__ = ["PHI_VALUES", "oru_rows"]
+__all__ = ["MARKUP", "PHI_VALUES", "oru_rows"]
 
 #: The row key under which an order's other PHI values come (a tuple of strings, as find_phi takes them).
 PHI_VALUES = "hl7 phi values"
+#: The row key under which comes what the order's text was converted from ("hl7", "hl7+rtf"): the
+#: text is plain already.
+MARKUP = "hl7 markup"
 _TEXT_TYPES = frozenset({"TX", "FT", "ST"})
 #: Fields that name a person: the patient's name, mother's maiden name and alias (XPN:
 #: family^given^middle), the physicians who attended, referred, ordered or were copied (XCN:
@@ -78,6 +82,7 @@ def _report(segments: dict[str, Any], observations: list[Any], columns: ReportCo
     """One order's row; ``segments`` are the message's MSH, PID and PV1 and the order's ORC and OBR."""
     pid, obr = segments.get("PID"), segments.get("OBR")
     lines: list[str] = []
+    markups: set[str] = set()
     section = ""
     for obx in observations:
         if _field(obx, "OBX-2").upper() not in _TEXT_TYPES or len(obx) <= 5:
@@ -86,7 +91,11 @@ def _report(segments: dict[str, Any], observations: list[Any], columns: ReportCo
         if heading and SECTION_OF_HEADING[heading.lower()] != section:
             lines.append(("\n" if lines else "") + heading + ":")
             section = SECTION_OF_HEADING[heading.lower()]
-        lines += [str(repetition) for repetition in obx[5]]
+        # each observation converted alone: RTF or HTML is known by how its own text starts, and
+        # after a heading line the whole text no longer started so (its control words stayed)
+        plain = to_plain_text("\n".join(str(repetition) for repetition in obx[5]), hl7=True)
+        lines.append(plain.text)
+        markups.update(m for m in plain.markup.split("+") if m)
     family, _, given = (str(pid[5][0]) if pid is not None and len(pid) > 5 else "").partition("^")
     values = {
         columns.accession_number: next((v for spec in columns.hl7_accession_fields
@@ -98,7 +107,7 @@ def _report(segments: dict[str, Any], observations: list[Any], columns: ReportCo
         columns.text: "\n".join(lines).strip("\n"),  # an empty OBX is a blank line, except at either end
     }
     return {**{column: value for column, value in values.items() if column},
-            PHI_VALUES: _phi_values(segments, separators)}
+            PHI_VALUES: _phi_values(segments, separators), MARKUP: "+".join(sorted(markups))}
 
 
 def _segments(text: str) -> str:
