@@ -15,6 +15,7 @@ import pydicom
 import SimpleITK as sitk
 
 from ctcorpus.enums import Action
+from ctcorpus.ingest.geometry import slice_centre
 from ctcorpus.ingest.records import ExportIndex, InstanceRecord, InstanceRow, ResampledVolume, SeriesRow, SliceRow, Stack, Volume, VolumeRow
 from ctcorpus.pseudonym import Pseudonymizer
 from ctcorpus.records import sha256_of_hashes
@@ -167,7 +168,11 @@ def volume_row(
 
 
 def slice_rows(volume_id: str, stack: Stack, native: Volume, resampled: ResampledVolume, p: Pseudonymizer) -> list[SliceRow]:
-    """The ``slices`` rows of one volume: source slice <-> SOP <-> InstanceNumber <-> z <-> file."""
+    """The ``slices`` rows of one volume: source slice <-> SOP <-> InstanceNumber <-> z <-> file.
+
+    ``resampled_z_index`` places an image by its centre, as snippets do: in a tilted image the
+    first pixel (ImagePositionPatient) lies tens of mm of z from it.
+    """
     direction = np.asarray(resampled.direction).reshape(3, 3)
     origin = np.asarray(resampled.origin)
     return [
@@ -179,7 +184,7 @@ def slice_rows(volume_id: str, stack: Stack, native: Volume, resampled: Resample
             instance_number=s.instance_number,
             position_mm=list(s.position),
             z_mm=s.z_mm,
-            resampled_z_index=float((np.asarray(s.position) - origin) @ direction[:, 2] / resampled.spacing[2]),
+            resampled_z_index=float((np.asarray(slice_centre(record)) - origin) @ direction[:, 2] / resampled.spacing[2]),
             path=safe_path(s.rel_path, record, p),
             rescale_slope=s.rescale_slope,
             rescale_intercept=s.rescale_intercept,
