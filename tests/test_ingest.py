@@ -383,6 +383,21 @@ def test_asymmetric_phantom_keeps_its_side_in_lps_and_ras(tmp_path: Path) -> Non
     assert np.array_equal(ras, lps[:, ::-1, ::-1])
 
 
+def test_the_resampled_grid_is_centred_on_the_stack(tmp_path: Path) -> None:
+    # 28.6 mm of slices and 62 mm of pixels on a 4 mm grid: anchored at the low end, the grid kept the
+    # first slice whole and lost more of the last one, and LPS and RAS were no mirror images
+    stored = np.full((12, 32, 32), 24, np.uint16)  # -1000 HU
+    stored[[0, -1]] = 2024  # +1000 HU in the first and last slice
+    write_series(tmp_path, stored, dz=2.6)
+    (stack,) = plan_stacks(index_export(tmp_path, cfg()), cfg())
+    volume = assemble_volume(stack, cfg())
+    lps = resample_volume(volume, cfg()).array
+    ras = resample_volume(volume, cfg(orientation="RAS")).array
+    profile = lps[:, 8, 8].tolist()
+    assert profile[0] == profile[-1] > 0 and profile == profile[::-1]
+    assert np.array_equal(ras, lps[:, ::-1, ::-1])
+
+
 def test_hu_is_applied_once_per_slice(tmp_path: Path) -> None:
     stored = phantom(12)
     paths = write_series(tmp_path, stored[:6], slope=1.0, intercept=-1024.0)

@@ -135,12 +135,18 @@ def spacing_findings(steps: np.ndarray, config: IngestConfig) -> tuple[Finding, 
 
 
 def covering_grid(image: sitk.Image, direction: np.ndarray, spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(size, origin) of a grid with axes ``direction`` (columns) and ``spacing`` covering every
-    voxel centre of ``image``: used to untilt stacks and to resample onto the corpus grid."""
+    """(size, origin) of a grid with axes ``direction`` (columns) and ``spacing`` whose voxels hold
+    every voxel centre of ``image``: used to untilt stacks and to resample onto the corpus grid.
+
+    The grid is centred on the extent: the part of a voxel that does not fit is split between the
+    two ends. Anchored at the low end, a 41.8 mm stack resampled at 1.5 mm ended 1.3 mm short of
+    its last slice, which kept 41% of its HU where the first slice kept all of it.
+    """
     size = np.array(image.GetSize())
     corners = [[i, j, k] for i in (0, size[0] - 1) for j in (0, size[1] - 1) for k in (0, size[2] - 1)]
     physical = np.array([image.TransformContinuousIndexToPhysicalPoint([float(c) for c in corner]) for corner in corners])
     local = physical @ direction
     low, high = local.min(axis=0), local.max(axis=0)
     out_size = np.floor((high - low) / spacing + 1e-6).astype(int) + 1
-    return out_size, direction @ low
+    margin = np.maximum(high - low - (out_size - 1) * spacing, 0.0) / 2
+    return out_size, direction @ (low + margin)
