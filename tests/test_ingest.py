@@ -743,6 +743,15 @@ def test_paths_in_corpus_tables_lose_names_and_dates(synth: tuple) -> None:
     record = dataclasses.replace(record, rel_path="ORDER_ABD-7731/IM1", requested_accession_numbers=("CH-7730", "ABD-7731"))
     assert safe_path(record.rel_path, record, Pseudonymizer.from_literal(KEY)) == (
         f"ORDER_{Pseudonymizer.from_literal(KEY).accession('ABD-7731')}/IM1")
+    # a folder without the header's umlauts or accents, dates in other layouts, a time after the date
+    record = dataclasses.replace(record, patient_name="Müller^Jürgen^José", patient_birth_date="19620501",
+                                 study_date="20180325", requested_accession_numbers=(),
+                                 rel_path="MUELLER_JURGEN_JOSE_1962-05-01/CT2018-03-25/01.05.1962/20180325120000/IM1")
+    assert safe_path(record.rel_path, record, Pseudonymizer.from_literal(KEY)) == (
+        "[NAME]_[NAME]_[NAME]_[DATE]/CT[DATE]/[DATE]/[DATE]120000/IM1")
+    # a header name with ideographic and phonetic component groups: each group's parts are names
+    record = dataclasses.replace(record, patient_name="Yamada^Tarou=山田^太郎=やまだ^たろう", rel_path="YAMADA^TAROU/山田^太郎/IM1")
+    assert safe_path(record.rel_path, record, Pseudonymizer.from_literal(KEY)) == "[NAME]^[NAME]/[NAME]^[NAME]/IM1"
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ and other PHI header values are never read at all (see :mod:`ctcorpus.ingest.hea
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +28,40 @@ PRODUCER = (f"ctcorpus-ingest-{source_digest(sorted(Path(__file__).parent.glob('
             f"/simpleitk-{sitk.Version.VersionString()}")
 
 
+#: German letters and how a name written without them spells them ("Müller": "MUELLER").
+_UMLAUTS = (("ä", "ae"), ("ö", "oe"), ("ü", "ue"), ("ß", "ss"))
+
+
+def _name_spellings(part: str) -> set[str]:
+    """A name part as folder names also write it: without umlauts or accents ("Müller": "MUELLER",
+    "MULLER"; "García": "GARCIA") and, for a header in DICOM's default character set, with them."""
+    without, with_umlauts = part.lower(), part.lower()
+    for umlaut, spelled in _UMLAUTS:
+        without, with_umlauts = without.replace(umlaut, spelled), with_umlauts.replace(spelled, umlaut)
+    bare = unicodedata.normalize("NFKD", without).encode("ascii", "ignore").decode()
+    plain = unicodedata.normalize("NFKD", part).encode("ascii", "ignore").decode()
+    return {s for s in (part, without, with_umlauts, bare, plain) if len(s) >= 3 or not s.isascii()}
+
+
+def _date_spellings(day: str) -> str:
+    """A regex of a DICOM date (``YYYYMMDD``) as folder names write it: 19500102, 1950-01-02,
+    1950.01.02, 1950_01_02, 02.01.1950, 02-01-1950, 01-02-1950 (US), 02011950."""
+    digits = re.sub(r"\D", "", day)
+    if len(digits) != 8:
+        return re.escape(day)
+    y, m, d = digits[:4], digits[4:6], digits[6:]
+    return "|".join(f"{a}{sep}{b}{sep}{c}" for a, b, c in ((y, m, d), (d, m, y), (m, d, y)) for sep in ("", "-", r"\.", "_"))
+
+
 def safe_path(rel_path: str, record: InstanceRecord, p: Pseudonymizer) -> str:
     """``rel_path`` with the file's identifiers pseudonymized and its name and dates redacted.
 
     PACS dumps name folders after these identifiers (``PAT_<PatientID>/STUDY_<Accession>/...``),
     and some after the patient (``DOE^JOHN_19500102/CT_20230405``): PatientID, AccessionNumber and
     UIDs become their pseudonyms, name parts ``[NAME]`` and the birth and study dates ``[DATE]``.
+    Names are matched in each spelling a file system may give them (``MUELLER`` for ``Müller``) and
+    in each component group of the header's name (``Yamada^Tarou=山田^太郎``); dates in the common
+    layouts, also after letters or before a time (``CT2023-04-05``, ``20230405123000``).
     Corpus tables get the redacted path, the private quarantine keeps the real one for operators.
     """
     replacements = [
@@ -47,10 +76,13 @@ def safe_path(rel_path: str, record: InstanceRecord, p: Pseudonymizer) -> str:
     for original, make in sorted(replacements, key=lambda item: -len(item[0])):  # longest first: UIDs nest
         if len(original) >= 3 and original in rel_path:
             rel_path = rel_path.replace(original, make(original))
-    redactions = [(part, "[NAME]") for part in re.split(r"[\^\s,_.\-]+", record.patient_name) if len(part) >= 3]
-    redactions += [(day, "[DATE]") for day in (record.patient_birth_date, record.study_date) if len(day) >= 6]
-    for original, placeholder in redactions:  # whole path words only: "ANN" is no part of "SCANNER"
-        rel_path = re.sub(rf"(?<![^\W_]){re.escape(original)}(?![^\W_])", placeholder, rel_path, flags=re.IGNORECASE)
+    parts = re.split(r"[\^\s,_.\-=]+", record.patient_name)  # "=": the ideographic and phonetic groups
+    spellings = sorted({s for part in parts if part for s in _name_spellings(part)}, key=len, reverse=True)
+    for spelling in spellings:  # whole path words only: "ANN" is no part of "SCANNER"
+        rel_path = re.sub(rf"(?<![^\W_]){re.escape(spelling)}(?![^\W_])", "[NAME]", rel_path, flags=re.IGNORECASE)
+    for day in (record.patient_birth_date, record.study_date):
+        if len(day) >= 6:  # not inside a longer number; a time may follow
+            rel_path = re.sub(rf"(?<!\d)(?:{_date_spellings(day)})", "[DATE]", rel_path)
     return rel_path
 
 
