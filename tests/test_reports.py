@@ -1266,7 +1266,7 @@ def test_other_phi_an_hl7_feed_or_an_export_column_names_is_scrubbed(tmp_path):
 def test_jsonl_and_parquet_with_column_mapping(tmp_path):
     columns = ReportColumns(text="Befundtext", accession_number="AccNr", patient_id="PatID",
                             study_date="Datum", language="", patient_name="Name")
-    row = {"Befundtext": "Patient Hans Müller. Kein Pleuraerguss. Müller und Doe informiert.", "AccNr": "A1",
+    row = {"Befundtext": "Patient Hans Müller. Kein Pleuraerguss. Müller, Doe und Jane informiert.", "AccNr": "A1",
            "PatID": "P1", "Datum": "05.01.2024", "Name": "Müller^Hans"}
     jsonl = tmp_path / "ris.jsonl"
     jsonl.write_text(json.dumps(row) + "\n", encoding="utf-8")
@@ -1274,10 +1274,11 @@ def test_jsonl_and_parquet_with_column_mapping(tmp_path):
     pq.write_table(pa.Table.from_pylist([{**row, "AccNr": "A2"}]), parquet)
     studies = [StudyKey("1.1", "A1", "P1", "20240105"), StudyKey("1.2", "A2", "P1", "20240105")]
     result = process_reports([jsonl, parquet], studies, config=ReportsConfig(columns=columns),
-                             header_names={"P1": ["Doe^Jane"]})  # a name known from the DICOM headers
+                             header_names={"P1": ["Doe^Jane=ドウ^ジェーン"]})  # a DICOM header's name, with its groups
     assert [r.encoding for r in result.reports] == ["utf-8", "parquet"]
     for r in result.reports:
         assert "Müller" not in r.text and "Hans" not in r.text and "Doe" not in r.text and r.phi_names >= 3
+        assert "Jane" not in r.text
         assert "Kein Pleuraerguss." in r.text
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n", encoding="utf-8")
