@@ -752,6 +752,10 @@ def test_paths_in_corpus_tables_lose_names_and_dates(synth: tuple) -> None:
     # a header name with ideographic and phonetic component groups: each group's parts are names
     record = dataclasses.replace(record, patient_name="Yamada^Tarou=山田^太郎=やまだ^たろう", rel_path="YAMADA^TAROU/山田^太郎/IM1")
     assert safe_path(record.rel_path, record, Pseudonymizer.from_literal(KEY)) == "[NAME]^[NAME]/[NAME]^[NAME]/IM1"
+    # an export tool that lower-cases folder names
+    record = dataclasses.replace(record, patient_id="PID77", accession_number="ACC0042", rel_path="pat_pid77/acc0042/IM1")
+    assert safe_path(record.rel_path, record, Pseudonymizer.from_literal(KEY)) == (
+        f"pat_{Pseudonymizer.from_literal(KEY).patient('PID77')}/{Pseudonymizer.from_literal(KEY).accession('ACC0042')}/IM1")
 
 
 @pytest.mark.slow

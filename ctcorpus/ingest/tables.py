@@ -59,9 +59,10 @@ def safe_path(rel_path: str, record: InstanceRecord, p: Pseudonymizer) -> str:
     PACS dumps name folders after these identifiers (``PAT_<PatientID>/STUDY_<Accession>/...``),
     and some after the patient (``DOE^JOHN_19500102/CT_20230405``): PatientID, AccessionNumber and
     UIDs become their pseudonyms, name parts ``[NAME]`` and the birth and study dates ``[DATE]``.
-    Names are matched in each spelling a file system may give them (``MUELLER`` for ``Müller``) and
-    in each component group of the header's name (``Yamada^Tarou=山田^太郎``); dates in the common
-    layouts, also after letters or before a time (``CT2023-04-05``, ``20230405123000``).
+    Identifiers are matched in any case (``pat_pid0040000``), names in each spelling a file system
+    may give them (``MUELLER`` for ``Müller``) and in each component group of the header's name
+    (``Yamada^Tarou=山田^太郎``), dates in the common layouts, also after letters or before a time
+    (``CT2023-04-05``, ``20230405123000``).
     Corpus tables get the redacted path, the private quarantine keeps the real one for operators.
     """
     replacements = [
@@ -74,8 +75,9 @@ def safe_path(rel_path: str, record: InstanceRecord, p: Pseudonymizer) -> str:
         (record.patient_id, p.patient),
     ]
     for original, make in sorted(replacements, key=lambda item: -len(item[0])):  # longest first: UIDs nest
-        if len(original) >= 3 and original in rel_path:
-            rel_path = rel_path.replace(original, make(original))
+        if len(original) >= 3 and original.lower() in rel_path.lower():  # some export tools lower-case names
+            pseudonym = make(original)
+            rel_path = re.sub(re.escape(original), lambda _: pseudonym, rel_path, flags=re.IGNORECASE)
     parts = re.split(r"[\^\s,_.\-=]+", record.patient_name)  # "=": the ideographic and phonetic groups
     spellings = sorted({s for part in parts if part for s in _name_spellings(part)}, key=len, reverse=True)
     for spelling in spellings:  # whole path words only: "ANN" is no part of "SCANNER"
