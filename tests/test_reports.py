@@ -285,6 +285,10 @@ def test_language_words_are_those_of_the_word_pattern():
         ("There is possible small pleural effusion.", {"pleural_effusion": UNC}),
         ("Small effusions are suspected, no nodule.", {"pleural_effusion": UNC, "lung_nodule": NEG}),
         ("Thyroid nodule and a small nodule in the right upper lobe.", {"lung_nodule": POS}),
+        # ";" ends a scope though it follows a word
+        ("No pleural effusion; mild atelectasis.", {"pleural_effusion": NEG, "atelectasis": POS}),
+        ("Kein Pleuraerguss; kleiner Rundherd im Oberlappen.", {"pleural_effusion": NEG, "lung_nodule": POS}),
+        ("Healing rib fracture; CT recommended to rule-out a pulmonary nodule.", {"lung_nodule": UNC}),
     ],
 )
 def test_negation_and_uncertainty_scope(analyzer, text, expected):

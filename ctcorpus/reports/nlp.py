@@ -217,7 +217,10 @@ def _cached(extra_synonyms: tuple[tuple[str, tuple[str, ...]], ...],
                         ("unc_pre", lexicon.UNCERTAIN_PRE), ("unc_post", lexicon.UNCERTAIN_POST)):
         for w in with_ss(words):
             kinds[w] = kinds[w] + "+" + kind if w in kinds else kind
-    trigger_re = re.compile(r"(?<!\w)(" + trie_regex(kinds) + r")(?!\w)")
+    # A trigger starts and ends where no word goes on across it: "effusion; nodule" holds the ";"
+    # terminator, which (?<!\w) never found after a word.
+    bound = r"(?!(?<=\w)\w)"
+    trigger_re = re.compile(bound + "(" + trie_regex(kinds) + ")" + bound)
     heading_names = lexicon.SECTION_OF_HEADING
     # Matched in "\n" + text: a literal first character lets the engine jump from line to line. A
     # heading may be numbered ("2. Beurteilung") or bold in Markdown ("**Befund:**").
