@@ -289,6 +289,10 @@ def test_language_words_are_those_of_the_word_pattern():
         ("No pleural effusion; mild atelectasis.", {"pleural_effusion": NEG, "atelectasis": POS}),
         ("Kein Pleuraerguss; kleiner Rundherd im Oberlappen.", {"pleural_effusion": NEG, "lung_nodule": POS}),
         ("Healing rib fracture; CT recommended to rule-out a pulmonary nodule.", {"lung_nodule": UNC}),
+        # a regressing finding is still there, one "otherwise unremarkable" too
+        ("Pleuraerguss rechts regredient. Kleiner Rundherd im Oberlappen, sonst unauffällig.",
+         {"pleural_effusion": POS, "lung_nodule": POS}),
+        ("Pleuraerguss vollständig regredient.", {"pleural_effusion": NEG}),
     ],
 )
 def test_negation_and_uncertainty_scope(analyzer, text, expected):

@@ -240,7 +240,9 @@ NEGATION_PRE: tuple[str, ...] = (
 NEGATION_POST: tuple[str, ...] = (
     "is not seen", "are not seen", "not seen", "not identified", "is absent", "are absent", "has resolved",
     "have resolved", "resolved", "ruled out", "nicht nachweisbar", "nicht abgrenzbar", "nicht mehr nachweisbar",
-    "ausgeschlossen", "unauffällig", "not present", "is excluded", "nicht vorhanden", "regredient",
+    "ausgeschlossen", "not present", "is excluded", "nicht vorhanden",
+    # "regredient"/"rückläufig" alone is smaller, still there; "unauffällig" ends "X, sonst unauffällig"
+    "vollständig regredient", "komplett regredient", "vollständig rückläufig", "komplett rückläufig",
 )
 UNCERTAIN_PRE: tuple[str, ...] = (
     "possible", "possibly", "probable", "probably", "may", "may represent", "may reflect", "may be", "could represent",
