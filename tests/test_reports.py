@@ -293,6 +293,11 @@ def test_language_words_are_those_of_the_word_pattern():
         ("Pleuraerguss rechts regredient. Kleiner Rundherd im Oberlappen, sonst unauffällig.",
          {"pleural_effusion": POS, "lung_nodule": POS}),
         ("Pleuraerguss vollständig regredient.", {"pleural_effusion": NEG}),
+        ("Ein Pleuraerguss findet sich nicht. Infiltrate nicht mehr abgrenzbar. Emphysem nicht sichtbar.",
+         {"pleural_effusion": NEG, "consolidation": NEG, "emphysema": NEG}),
+        ("Weder Pleuraerguss noch Infiltrate. Ein Rundherd ist nicht sicher abgrenzbar.",
+         {"pleural_effusion": NEG, "consolidation": NEG, "lung_nodule": UNC}),
+        ("Neither effusion nor consolidation.", {"pleural_effusion": NEG, "consolidation": NEG}),
     ],
 )
 def test_negation_and_uncertainty_scope(analyzer, text, expected):

@@ -235,12 +235,15 @@ NEGATION_PRE: tuple[str, ...] = (
     "no", "not", "without", "free of", "clear of", "negative for", "resolution of", "no evidence of", "no signs of",
     "absence of",
     "there is no", "rather than", "kein", "keine", "keinen", "keiner", "keines", "ohne", "nicht", "kein nachweis",
-    "kein anhalt", "kein hinweis", "ausschluss", "frei von", "no definite evidence of",
+    "kein anhalt", "kein hinweis", "ausschluss", "frei von", "no definite evidence of", "neither", "weder",
 )
 NEGATION_POST: tuple[str, ...] = (
     "is not seen", "are not seen", "not seen", "not identified", "is absent", "are absent", "has resolved",
     "have resolved", "resolved", "ruled out", "nicht nachweisbar", "nicht abgrenzbar", "nicht mehr nachweisbar",
-    "ausgeschlossen", "not present", "is excluded", "nicht vorhanden",
+    "ausgeschlossen", "not present", "is excluded", "nicht vorhanden", "nicht sichtbar", "nicht darstellbar",
+    "nicht erkennbar", "nicht mehr abgrenzbar", "nicht mehr darstellbar", "nicht mehr sichtbar",
+    "nicht mehr erkennbar", "findet sich nicht", "finden sich nicht", "besteht nicht", "bestehen nicht",
+    "liegt nicht vor", "liegen nicht vor",
     # "regredient"/"rückläufig" alone is smaller, still there; "unauffällig" ends "X, sonst unauffällig"
     "vollständig regredient", "komplett regredient", "vollständig rückläufig", "komplett rückläufig",
 )
@@ -264,7 +267,7 @@ UNCERTAIN_POST: tuple[str, ...] = (
     "is questionable", "is possible", "could not be excluded", "not entirely excluded", "cannot be entirely excluded",
     "is suspected", "are suspected", "nicht auszuschließen", "nicht sicher auszuschließen", "nicht ausgeschlossen",
     "nicht sicher ausgeschlossen", "nicht auszuschliessen", "fraglich", "möglich",
-    "nicht mit sicherheit auszuschließen",
+    "nicht mit sicherheit auszuschließen", "nicht sicher abgrenzbar",
 )
 #: Phrases that hold a label's words but name none of its findings: tumour "infiltrating" is no
 #: "infiltrate", a thyroid nodule no lung nodule. Matched like labels, they win as the longer phrase.
