@@ -298,6 +298,10 @@ def test_language_words_are_those_of_the_word_pattern():
         ("Weder Pleuraerguss noch Infiltrate. Ein Rundherd ist nicht sicher abgrenzbar.",
          {"pleural_effusion": NEG, "consolidation": NEG, "lung_nodule": UNC}),
         ("Neither effusion nor consolidation.", {"pleural_effusion": NEG, "consolidation": NEG}),
+        # "nicht" negates the adjective, not the finding
+        ("Nicht verkalkter Rundherd im Oberlappen. Nicht-solider Rundherd. Nicht gekammerter Pleuraerguss.",
+         {"lung_nodule": POS, "pleural_effusion": POS}),
+        ("Nicht vergrößerte Lymphknoten.", {"lymphadenopathy": NEG}),
     ],
 )
 def test_negation_and_uncertainty_scope(analyzer, text, expected):

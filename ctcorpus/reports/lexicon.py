@@ -277,13 +277,23 @@ NOT_LABELS: tuple[str, ...] = (
     "renal nodule", "splenic nodule", "breast nodule", "skin nodule", "cutaneous nodule", "subcutaneous nodule",
     "intracutaneous nodule", "soft tissue nodule", "peritoneal nodule",
 )
+#: German "nicht" before an adjective of the finding, not the finding: "nicht verkalkter Rundherd" is a nodule.
+_NOT_ADJECTIVE: tuple[str, ...] = tuple(
+    f"nicht{sep}{stem}{ending}"
+    for sep, stem, ending in product(
+        (" ", "-"),
+        ("verkalkt", "kalzifiziert", "solid", "progredient", "größenprogredient", "raumfordernd", "gekammert",
+         "obstruktiv", "obstruierend", "disloziert", "spikuliert"),
+        ("", "e", "em", "en", "er", "es"),
+    )
+)
 #: Phrases that look like triggers but are not ("no change" says nothing about presence).
 PSEUDO_TRIGGERS: tuple[str, ...] = (
     "no change", "no changes", "no significant change", "no significant changes", "no interval change",
     "no interval changes", "without change", "without significant change", "without interval change",
     "without significant interval change", "no new", "not only", "no increase", "no decrease",
     "keine befundänderung", "keine änderung", "ohne änderung", "keine größenänderung", "keine größenprogredienz",
-    "nicht verändert", "no further", "not significantly changed", "unverändert", "to suggest",
+    "nicht verändert", "no further", "not significantly changed", "unverändert", "to suggest", *_NOT_ADJECTIVE,
 )
 #: Words and marks that end a trigger's scope.
 SCOPE_TERMINATORS: tuple[str, ...] = (
