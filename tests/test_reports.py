@@ -302,6 +302,8 @@ def test_language_words_are_those_of_the_word_pattern():
         ("Nicht verkalkter Rundherd im Oberlappen. Nicht-solider Rundherd. Nicht gekammerter Pleuraerguss.",
          {"lung_nodule": POS, "pleural_effusion": POS}),
         ("Nicht vergrößerte Lymphknoten.", {"lymphadenopathy": NEG}),
+        ("The previously seen nodule is no longer visible. Pleural effusion absent.",
+         {"lung_nodule": NEG, "pleural_effusion": NEG}),
     ],
 )
 def test_negation_and_uncertainty_scope(analyzer, text, expected):

@@ -238,12 +238,13 @@ NEGATION_PRE: tuple[str, ...] = (
     "kein anhalt", "kein hinweis", "ausschluss", "frei von", "no definite evidence of", "neither", "weder",
 )
 NEGATION_POST: tuple[str, ...] = (
-    "is not seen", "are not seen", "not seen", "not identified", "is absent", "are absent", "has resolved",
+    "is not seen", "are not seen", "not seen", "not identified", "absent", "has resolved",
     "have resolved", "resolved", "ruled out", "nicht nachweisbar", "nicht abgrenzbar", "nicht mehr nachweisbar",
     "ausgeschlossen", "not present", "is excluded", "nicht vorhanden", "nicht sichtbar", "nicht darstellbar",
     "nicht erkennbar", "nicht mehr abgrenzbar", "nicht mehr darstellbar", "nicht mehr sichtbar",
     "nicht mehr erkennbar", "findet sich nicht", "finden sich nicht", "besteht nicht", "bestehen nicht",
-    "liegt nicht vor", "liegen nicht vor",
+    "liegt nicht vor", "liegen nicht vor", "no longer seen", "no longer visible", "no longer present",
+    "no longer identified", "no longer evident", "no longer demonstrated", "no longer apparent",
     # "regredient"/"rückläufig" alone is smaller, still there; "unauffällig" ends "X, sonst unauffällig"
     "vollständig regredient", "komplett regredient", "vollständig rückläufig", "komplett rückläufig",
 )
