@@ -304,6 +304,10 @@ def test_language_words_are_those_of_the_word_pattern():
         ("Nicht vergrößerte Lymphknoten.", {"lymphadenopathy": NEG}),
         ("The previously seen nodule is no longer visible. Pleural effusion absent.",
          {"lung_nodule": NEG, "pleural_effusion": NEG}),
+        # a finding that did not change is there
+        ("No significant interval change in the nodule. No interval growth of the 4 mm nodule.", {"lung_nodule": POS}),
+        ("Keine Größenzunahme des Rundherdes. Keine wesentliche Befundänderung des Pleuraergusses.",
+         {"lung_nodule": POS, "pleural_effusion": POS}),
     ],
 )
 def test_negation_and_uncertainty_scope(analyzer, text, expected):

@@ -293,7 +293,13 @@ PSEUDO_TRIGGERS: tuple[str, ...] = (
     "no change", "no changes", "no significant change", "no significant changes", "no interval change",
     "no interval changes", "without change", "without significant change", "without interval change",
     "without significant interval change", "no new", "not only", "no increase", "no decrease",
+    "no significant interval change", "no appreciable change", "no substantial change", "no growth",
+    "no interval growth", "no significant growth", "no interval increase", "no significant increase",
     "keine befundänderung", "keine änderung", "ohne änderung", "keine größenänderung", "keine größenprogredienz",
+    "keine wesentliche befundänderung", "keine wesentliche änderung", "keine wesentliche größenänderung",
+    "keine größenzunahme", "keine progredienz", "keine zunahme", "keine abnahme", "kein wachstum",
+    "ohne befundänderung", "ohne wesentliche befundänderung", "ohne größenzunahme", "ohne größenprogredienz",
+    "ohne progredienz", "ohne wachstum",
     "nicht verändert", "no further", "not significantly changed", "unverändert", "to suggest", *_NOT_ADJECTIVE,
 )
 #: Words and marks that end a trigger's scope.
