@@ -308,6 +308,9 @@ def test_language_words_are_those_of_the_word_pattern():
         ("No significant interval change in the nodule. No interval growth of the 4 mm nodule.", {"lung_nodule": POS}),
         ("Keine Größenzunahme des Rundherdes. Keine wesentliche Befundänderung des Pleuraergusses.",
          {"lung_nodule": POS, "pleural_effusion": POS}),
+        ("No new pulmonary nodules.", {"lung_nodule": UNC}),
+        ("Stable 4 mm nodule. No new nodules.", {"lung_nodule": POS}),
+        ("Keine neuen Rundherde.", {"lung_nodule": UNC}),
     ],
 )
 def test_negation_and_uncertainty_scope(analyzer, text, expected):

@@ -260,6 +260,8 @@ UNCERTAIN_PRE: tuple[str, ...] = (
     "verdächtig auf", "suspekt auf", "frage nach", "zum ausschluss", "dd", "am ehesten", "möglich", "mögliche",
     "möglicher", "möglicherweise",
     "wahrscheinlich", "vereinbar mit", "a. e", "differentialdiagnostisch", "nicht sicher",
+    # "no new nodules" leaves the known ones open: uncertain, as the CheXpert labeler reads it
+    "no new", "keine neuen", "keine neue", "kein neuer", "kein neues", "keine neu aufgetretenen",
     # also post triggers: "there is possible effusion" as much as "effusion is possible"
     "is possible", "is questionable", "is suspected", "are suspected",
 )
@@ -292,7 +294,7 @@ _NOT_ADJECTIVE: tuple[str, ...] = tuple(
 PSEUDO_TRIGGERS: tuple[str, ...] = (
     "no change", "no changes", "no significant change", "no significant changes", "no interval change",
     "no interval changes", "without change", "without significant change", "without interval change",
-    "without significant interval change", "no new", "not only", "no increase", "no decrease",
+    "without significant interval change", "not only", "no increase", "no decrease",
     "no significant interval change", "no appreciable change", "no substantial change", "no growth",
     "no interval growth", "no significant growth", "no interval increase", "no significant increase",
     "keine befundänderung", "keine änderung", "ohne änderung", "keine größenänderung", "keine größenprogredienz",
