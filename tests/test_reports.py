@@ -311,6 +311,9 @@ def test_language_words_are_those_of_the_word_pattern():
         ("No new pulmonary nodules.", {"lung_nodule": UNC}),
         ("Stable 4 mm nodule. No new nodules.", {"lung_nodule": POS}),
         ("Keine neuen Rundherde.", {"lung_nodule": UNC}),
+        ("Pleuraerguss: nein. Perikarderguss: keiner. Lunge: keine Infiltrate.",
+         {"pleural_effusion": NEG, "pericardial_effusion": NEG, "consolidation": NEG}),
+        ("Pleural effusion: none. Emphysema: absent.", {"pleural_effusion": NEG, "emphysema": NEG}),
     ],
 )
 def test_negation_and_uncertainty_scope(analyzer, text, expected):

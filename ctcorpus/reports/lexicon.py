@@ -245,6 +245,8 @@ NEGATION_POST: tuple[str, ...] = (
     "nicht mehr erkennbar", "findet sich nicht", "finden sich nicht", "besteht nicht", "bestehen nicht",
     "liegt nicht vor", "liegen nicht vor", "no longer seen", "no longer visible", "no longer present",
     "no longer identified", "no longer evident", "no longer demonstrated", "no longer apparent",
+    # structured reports: "Pleuraerguss: nein", "Pleural effusion: none" (": kein(e)" starts "Lunge: keine Infiltrate")
+    ": nein", ": keiner", ": none", ": negativ", ": negative",
     # "regredient"/"rückläufig" alone is smaller, still there; "unauffällig" ends "X, sonst unauffällig"
     "vollständig regredient", "komplett regredient", "vollständig rückläufig", "komplett rückläufig",
 )
