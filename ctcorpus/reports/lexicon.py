@@ -253,8 +253,8 @@ NEGATION_POST: tuple[str, ...] = (
 UNCERTAIN_PRE: tuple[str, ...] = (
     "possible", "possibly", "probable", "probably", "may", "may represent", "may reflect", "may be", "could represent",
     "could be", "could", "might represent", "suspicious for", "suspected", "suspect", "suspicion for",
-    "suspicion of", "questionable", "question", "likely", "concerning for", "concern for", "rule out", "rule-out", "r/o",
-    "to exclude", "could not exclude", "evaluate for", "evaluation for", "cannot exclude", "can not exclude",
+    "suspicion of", "questionable", "question", "likely", "concerning for", "concern for", "rule out", "rule-out",
+    "r/o", "to exclude", "could not exclude", "evaluate for", "evaluation for", "cannot exclude", "can not exclude",
     "differential diagnosis", "consistent with possible",
     "suggest", "suggests", "suggesting", "suggestive of", "could suggest", "hinweisend auf", "spricht für",
     "sprechen für",
