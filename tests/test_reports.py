@@ -314,6 +314,9 @@ def test_language_words_are_those_of_the_word_pattern():
         ("Pleuraerguss: nein. Perikarderguss: keiner. Lunge: keine Infiltrate.",
          {"pleural_effusion": NEG, "pericardial_effusion": NEG, "consolidation": NEG}),
         ("Pleural effusion: none. Emphysema: absent.", {"pleural_effusion": NEG, "emphysema": NEG}),
+        ("Resolved right pleural effusion.", {"pleural_effusion": NEG}),
+        ("The consolidation has nearly resolved. Partially resolved atelectasis.",
+         {"consolidation": POS, "atelectasis": POS}),
     ],
 )
 def test_negation_and_uncertainty_scope(analyzer, text, expected):

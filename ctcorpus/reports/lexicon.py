@@ -233,7 +233,7 @@ UNCERTAIN_STATEMENTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 #: ConText triggers (lowercase, matched at word boundaries; longer triggers win at a position).
 NEGATION_PRE: tuple[str, ...] = (
     "no", "not", "without", "free of", "clear of", "negative for", "resolution of", "no evidence of", "no signs of",
-    "absence of",
+    "absence of", "resolved",
     "there is no", "rather than", "kein", "keine", "keinen", "keiner", "keines", "ohne", "nicht", "kein nachweis",
     "kein anhalt", "kein hinweis", "ausschluss", "frei von", "no definite evidence of", "neither", "weder",
 )
@@ -297,6 +297,7 @@ PSEUDO_TRIGGERS: tuple[str, ...] = (
     "no change", "no changes", "no significant change", "no significant changes", "no interval change",
     "no interval changes", "without change", "without significant change", "without interval change",
     "without significant interval change", "not only", "no increase", "no decrease",
+    "partially resolved", "nearly resolved", "almost resolved", "largely resolved", "incompletely resolved",
     "no significant interval change", "no appreciable change", "no substantial change", "no growth",
     "no interval growth", "no significant growth", "no interval increase", "no significant increase",
     "keine befundänderung", "keine änderung", "ohne änderung", "keine größenänderung", "keine größenprogredienz",
