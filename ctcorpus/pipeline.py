@@ -689,7 +689,7 @@ def process_unit(unit: StudyUnit, config: CorpusConfig, work_dir: Path, *, compu
         failed = _failed_segmentations(store.path("anatomy", anatomy_key))
         _cached_or_run(
             store, "anatomy", anatomy_key,
-            lambda f: _run_anatomy(volume_id, store.path("ingest", ingest_key), config, f, failed), computed, cached,
+            lambda f, failed=failed: _run_anatomy(volume_id, store.path("ingest", ingest_key), config, f, failed), computed, cached,
             compute, retry=0 < failed < SEGMENTATION_ATTEMPTS,
         )
         text_key = _text_key(ingest_key, anatomy_key, (store.path("anatomy", anatomy_key) / "mask.json").read_text(),

@@ -1209,11 +1209,12 @@ def test_an_hl7_oru_feed_archive(tmp_path):
 def test_an_hl7_observation_in_rtf_after_a_heading_is_converted(tmp_path):
     # each OBX is converted alone: RTF after a heading line is RTF (the whole text did not start so,
     # and its control words stayed in the report)
-    feed = "\r".join([
+    segments = [
         "MSH|^~\\&|RIS|HOSP|||20240105||ORU^R01|1|P|2.3.1", "PID|1||P1||DOE^JANE", "OBR|1||A1|||20240105",
         "OBX|1|TX|^FINDINGS||Kein Erguss.",
         "OBX|2|FT|^IMPRESSION||{\\E\\rtf1\\E\\ansi Pleuraergu\\E\\'df rechts.\\E\\par}",
-    ])
+    ]
+    feed = "\r".join(segments)
     path = tmp_path / "feed.hl7"
     path.write_text(feed, encoding="utf-8")
     (report,) = read_report_export(path, ReportColumns()).reports

@@ -321,7 +321,7 @@ def _read_pydicom(data: bytes, path: str) -> tuple[Getter, str, int, int]:
         transfer_syntax = IMPLICIT_LE if implicit else (EXPLICIT_LE if little else BIG_ENDIAN)
     try:
         offset, length = _pydicom_pixel_location(data, handle.tell(), transfer_syntax, preamble)
-    except Exception as exc:  # a bad VR on PixelData, elements after it pydicom cannot parse
+    except Exception as exc:  # noqa: BLE001 - a bad VR on PixelData, elements after it pydicom cannot parse
         raise _unparsable(exc, preamble, path) from None
     return _pydicom_getter(ds), transfer_syntax, offset, length
 
@@ -406,7 +406,7 @@ def read_instance(path: str | os.PathLike[str], root: str | os.PathLike[str], *,
         if (get("SOPClassUID") or get("MediaStorageSOPClassUID")) == MEDIA_STORAGE_DIRECTORY:
             return None
         return _build(get, path, rel_path, data, transfer_syntax, offset, length, reader, hash_file)
-    except Exception as exc:  # pydicom decodes values as they are read: a bad VR or byte count fails here
+    except Exception as exc:  # noqa: BLE001 - pydicom decodes values as they are read: a bad VR or byte count fails here
         raise IngestError(f"a header value is malformed ({type(exc).__name__}: {exc}); re-export the file",
                           reason=QuarantineReason.MISSING_GEOMETRY, path=rel_path) from None
 

@@ -77,7 +77,7 @@ def safe_path(rel_path: str, record: InstanceRecord, p: Pseudonymizer) -> str:
     for original, make in sorted(replacements, key=lambda item: -len(item[0])):  # longest first: UIDs nest
         if len(original) >= 3 and original.lower() in rel_path.lower():  # some export tools lower-case names
             pseudonym = make(original)
-            rel_path = re.sub(re.escape(original), lambda _: pseudonym, rel_path, flags=re.IGNORECASE)
+            rel_path = re.sub(re.escape(original), lambda _, pseudonym=pseudonym: pseudonym, rel_path, flags=re.IGNORECASE)
     parts = re.split(r"[\^\s,_.\-=]+", record.patient_name)  # "=": the ideographic and phonetic groups
     spellings = sorted({s for part in parts if part for s in _name_spellings(part)}, key=len, reverse=True)
     for spelling in spellings:  # whole path words only: "ANN" is no part of "SCANNER"
