@@ -30,6 +30,23 @@ Kind = Literal["pat", "stu", "acc", "ser", "sop", "for", "vol", "per"]  # per: a
 ID_HEX = 16
 
 
+#: German letters and how a text without them spells them.
+_UMLAUT_SPELLINGS = (("ä", "ae"), ("ö", "oe"), ("ü", "ue"), ("ß", "ss"))
+
+
+def name_spellings(part: str) -> tuple[str, str, str]:
+    """A name part, and it without and with umlauts: DICOM's default character set has none, so a
+    header says "MUELLER" where a report or a folder says "Müller", and the other way round.
+
+    >>> name_spellings("müller"), name_spellings("mueller")
+    (('müller', 'mueller', 'müller'), ('mueller', 'mueller', 'müller'))
+    """
+    without, with_umlauts = part, part
+    for umlaut, spelled in _UMLAUT_SPELLINGS:
+        without, with_umlauts = without.replace(umlaut, spelled), with_umlauts.replace(spelled, umlaut)
+    return part, without, with_umlauts
+
+
 @dataclass(frozen=True, slots=True)
 class LinkageRow:
     """One pseudonym and the original identifier it replaces (private: never part of the corpus)."""

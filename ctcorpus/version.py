@@ -20,3 +20,8 @@ def source_digest(files: Iterable[str | Path]) -> str:
     for path in files:
         digest.update(Path(path).read_bytes())
     return digest.hexdigest()[:12]
+
+
+def package_digest(module_file: str) -> str:
+    """:func:`source_digest` of every module of the package ``module_file`` (a ``__file__``) is in."""
+    return source_digest(sorted(Path(module_file).parent.glob("*.py")))

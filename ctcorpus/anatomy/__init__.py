@@ -6,8 +6,6 @@ with :func:`structure_stats` (``anatomy_stats`` table) and turn a sentence's ana
 with :func:`sentence_region` (``sentence_regions`` table).
 """
 
-from pathlib import Path
-
 from ctcorpus.anatomy.base import Segmentation, Segmenter
 from ctcorpus.anatomy.fallback import FALLBACK_LABELS, ThresholdSegmenter
 from ctcorpus.anatomy.regions import Region, sentence_region, sentence_regions_table
@@ -20,11 +18,11 @@ from ctcorpus.anatomy.totalseg import (
     required_task_ids,
     weights_dir,
 )
-from ctcorpus.version import source_digest
+from ctcorpus.version import package_digest
 
 #: The anatomy package's source: part of the pipeline's anatomy cache key, so a fixed mask or
 #: statistics step redoes cached masks (a segmenter's version names its model, not this code).
-SOURCE_DIGEST = source_digest(sorted(Path(__file__).parent.glob("*.py")))
+SOURCE_DIGEST = package_digest(__file__)
 
 __all__ = [
     "FALLBACK_LABELS",

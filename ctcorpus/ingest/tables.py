@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -18,26 +17,20 @@ import SimpleITK as sitk
 from ctcorpus.enums import Action
 from ctcorpus.ingest.geometry import slice_centre
 from ctcorpus.ingest.records import ExportIndex, InstanceRecord, InstanceRow, ResampledVolume, SeriesRow, SliceRow, Stack, Volume, VolumeRow
-from ctcorpus.pseudonym import Pseudonymizer
+from ctcorpus.pseudonym import Pseudonymizer, name_spellings
 from ctcorpus.records import sha256_of_hashes
-from ctcorpus.version import __version__, source_digest
+from ctcorpus.version import __version__, package_digest
 
 #: The backends behind ingest rows (provenance ``producer``), and the ingest package's source: part
 #: of the pipeline's ingest cache key, so a fixed decoding or assembly step redoes the volumes.
-PRODUCER = (f"ctcorpus-ingest-{source_digest(sorted(Path(__file__).parent.glob('*.py')))}/pydicom-{pydicom.__version__}"
+PRODUCER = (f"ctcorpus-ingest-{package_digest(__file__)}/pydicom-{pydicom.__version__}"
             f"/simpleitk-{sitk.Version.VersionString()}")
-
-
-#: German letters and how a name written without them spells them ("Müller": "MUELLER").
-_UMLAUTS = (("ä", "ae"), ("ö", "oe"), ("ü", "ue"), ("ß", "ss"))
 
 
 def _name_spellings(part: str) -> set[str]:
     """A name part as folder names also write it: without umlauts or accents ("Müller": "MUELLER",
     "MULLER"; "García": "GARCIA") and, for a header in DICOM's default character set, with them."""
-    without, with_umlauts = part.lower(), part.lower()
-    for umlaut, spelled in _UMLAUTS:
-        without, with_umlauts = without.replace(umlaut, spelled), with_umlauts.replace(spelled, umlaut)
+    _, without, with_umlauts = name_spellings(part.lower())
     bare = unicodedata.normalize("NFKD", without).encode("ascii", "ignore").decode()
     plain = unicodedata.normalize("NFKD", part).encode("ascii", "ignore").decode()
     return {s for s in (part, without, with_umlauts, bare, plain) if len(s) >= 3 or not s.isascii()}

@@ -17,6 +17,7 @@ from datetime import date, timedelta
 
 import ahocorasick
 
+from ctcorpus.pseudonym import name_spellings
 from ctcorpus.reports.patterns import lower_same_length, trie_regex
 
 __all__ = ["PLACEHOLDERS", "PhiHit", "Scrubbed", "find_phi", "scrub_text"]
@@ -564,19 +565,6 @@ def _matches_at(pattern: re.Pattern[str], text: str, starts: Sequence[int]) -> I
             end = max(m.end(), start + 1)
 
 
-#: German letters and how a text without them spells them.
-_UMLAUT_SPELLINGS = (("ä", "ae"), ("ö", "oe"), ("ü", "ue"), ("ß", "ss"))
-
-
-def _spellings(part: str) -> set[str]:
-    """A name part as it is also written: DICOM's default character set has no umlauts, so a
-    header says "MUELLER" where the report says "Müller", and the other way round."""
-    without, with_umlauts = part, part
-    for umlaut, spelled in _UMLAUT_SPELLINGS:
-        without, with_umlauts = without.replace(umlaut, spelled), with_umlauts.replace(spelled, umlaut)
-    return {part, without, with_umlauts}
-
-
 def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, ...]:
     """Find PHI spans in ``text`` (sorted, non-overlapping; a span that reaches past earlier ones
     joins them into one, of the longest one's kind).
@@ -606,11 +594,12 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
 
     lower = lower_same_length(text)
     for value in header_values:  # plain substring search: no regex compiled per report
-        for part in re.split(r"[\^,\s]+", value.lower()):
+        # "=" parts a DICOM name's groups ("Doe^Jane=ドウ^ジェーン": alphabetic, ideographic, phonetic)
+        for part in re.split(r"[\^,\s=]+", value.lower()):
             if not (len(part) >= 2 and not part.isdigit() or len(part) >= 4) or part in _PARTICLES:
                 continue  # too short to tell, or "von"/"de" (identifies no one, and is a word everywhere)
             kind = "id" if any(c.isdigit() for c in part) else "name"
-            for spelling in _spellings(part):
+            for spelling in set(name_spellings(part)):
                 at = lower.find(spelling)
                 while at >= 0:
                     end = at + len(spelling)

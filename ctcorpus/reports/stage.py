@@ -72,13 +72,6 @@ def date_shift_days(pseudonymized_patient: str, max_days: int) -> int:
     return n - max_days if n < max_days else n - max_days + 1
 
 
-def _name_groups(name: str) -> list[str]:
-    """A DICOM person name's component groups (``Yamada^Tarou=山田^太郎=やまだ^たろう``: alphabetic,
-    ideographic, phonetic) as names of their own: the scrubber takes a value's parts between
-    ``^``, and ``Tarou=山田`` is no word of a report, so the given name stayed in the text."""
-    return name.split("=")
-
-
 def _shared_accessions(reports: Sequence[RawReport]) -> frozenset[str]:
     """The accession numbers (by :func:`id_key`) that rows of more than one patient carry.
 
@@ -306,9 +299,9 @@ def process_reports(
         # the study's patient id, as the image tables pseudonymize it (the RIS may spell it otherwise: id_key)
         patient = pseudonymize("pat", linked.study.patient_id or report.patient_id)
         known = header_names or {}
-        names = [report.patient_name, *known.get(linked.study.patient_id, ()), *known.get(report.patient_id, ())]
-        header = [report.patient_id, report.accession_number, *report.phi_values, linked.study.accession_number,
-                  *linked.study.requested_accession_numbers, *(group for name in names for group in _name_groups(name))]
+        header = [report.patient_name, report.patient_id, report.accession_number, *report.phi_values,
+                  linked.study.accession_number, *linked.study.requested_accession_numbers,
+                  *known.get(linked.study.patient_id, ()), *known.get(report.patient_id, ())]
         stated = report.language  # a language code the export gives ("" or e.g. "unknown": none)
         if config.language == "auto" and len(stated) == 2 and stated.isalpha() and stated not in SUPPORTED_LANGUAGES:
             quarantine.append(QuarantineEntry.from_error(ReportError(

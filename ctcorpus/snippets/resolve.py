@@ -19,7 +19,6 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -31,7 +30,7 @@ from ctcorpus.ingest.records import Stack
 from ctcorpus.records import QuarantineEntry
 from ctcorpus.schemas import table_from_rows
 from ctcorpus.snippets.grammar import GRAMMAR_VERSION, ImageReference, mine_image_references
-from ctcorpus.version import __version__, source_digest
+from ctcorpus.version import __version__, package_digest
 
 __all__ = [
     "PRODUCER",
@@ -51,7 +50,7 @@ _AXIAL_NORMAL_Z = 0.9
 
 #: The backend recorded in the provenance column ``producer``, with the snippets package's source:
 #: part of the pipeline's text cache key, so a fixed resolution step re-mines cached snippets.
-PRODUCER = f"rules-{GRAMMAR_VERSION}-{source_digest(sorted(Path(__file__).parent.glob('*.py')))}"
+PRODUCER = f"rules-{GRAMMAR_VERSION}-{package_digest(__file__)}"
 _STAGE = "snippets"
 
 
