@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import dataclasses
 import json
@@ -1219,6 +1220,30 @@ def test_an_hl7_observation_in_rtf_after_a_heading_is_converted(tmp_path):
     path.write_text(feed, encoding="utf-8")
     (report,) = read_report_export(path, ReportColumns()).reports
     assert (report.text, report.markup) == ("FINDINGS:\nKein Erguss.\n\nIMPRESSION:\nPleuraerguß rechts.", "hl7+rtf")
+
+
+def test_an_hl7_report_sent_as_a_document_is_read_or_named(tmp_path):
+    """An ORU order may carry its report as encapsulated data (OBX value type ED): RTF in Base64,
+    wrapped by the export, is read like an RTF observation; an order holding only a PDF is left
+    out with the reason, not passed on as an empty report."""
+    rtf = base64.b64encode(b"{\\rtf1\\ansi Kein Pleuraergu\\'df.\\par Rundherd rechts.}").decode()
+    pdf = base64.b64encode(b"%PDF-1.4 ...").decode()
+    feed = "\r".join([
+        "MSH|^~\\&|RIS|HOSP|||20240105||ORU^R01|1|P|2.3.1", "PID|1||P1||DOE^JANE",
+        "OBR|1||A1||||20240105", "OBX|1|ED|^FINDINGS||^TEXT^RTF^Base64^" + rtf[:24] + "\\.br\\" + rtf[24:],
+        "OBX|2|ED|^IMPRESSION||^AP^PDF^Base64^" + pdf,
+        "OBR|2||A2||||20240105", "OBX|1|ED|^REPORT||^AP^^Base64^" + pdf,
+        "OBR|3||A3||||20240105", "OBX|1|ED|^IMPRESSION||^TEXT^^A^Kein Erguss.\\.br\\Herz normal.",
+    ])
+    path = tmp_path / "feed.hl7"
+    path.write_text(feed, encoding="utf-8")
+    export = read_report_export(path, ReportColumns())
+    assert [(r.accession_number, r.text, r.markup) for r in export.reports] == [
+        ("A1", "FINDINGS:\nKein Pleuraerguß.\nRundherd rechts.", "rtf"),
+        ("A3", "IMPRESSION:\nKein Erguss.\nHerz normal.", "hl7")]
+    (problem,) = export.problems
+    assert "row 1: the report is a document ctcorpus does not read (OBX 1: PDF)" in str(problem)
+    assert "feed.hl7" in str(problem) and problem.reason == QuarantineReason.UNREADABLE_REPORT
 
 
 def test_a_rerun_analyzes_only_new_and_changed_reports(tmp_path, monkeypatch, caplog):

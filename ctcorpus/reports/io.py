@@ -29,7 +29,7 @@ from ctcorpus.config.reports import ReportColumns
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import ReportError
 from ctcorpus.reports.markup import DecodedText, PlainText, decode_bytes, decode_text, to_plain_text, valid_unicode
-from ctcorpus.reports.oru import MARKUP, PHI_VALUES, oru_rows
+from ctcorpus.reports.oru import MARKUP, PHI_VALUES, UNREAD, oru_rows
 from ctcorpus.reports.records import RawReport, ReportExport
 
 __all__ = ["language_code", "normalize_date", "normalize_time", "read_report_export"]
@@ -370,7 +370,8 @@ def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport
     """Read one export into :class:`RawReport` rows, mapping columns through ``columns``.
 
     A JSONL line (or item of a ``.json`` array) that is not a JSON object, a CSV row with more
-    fields than the header, or a row whose RTF cannot be read, is left out and named in
+    fields than the header, a row whose RTF cannot be read, or an HL7 order whose report is only a
+    document ctcorpus does not read (a PDF), is left out and named in
     ``problems``; the other rows are read. An export
     whose sections stand in columns of their own (``columns.sections``) has them composed into
     one text under their headings.
@@ -443,6 +444,12 @@ def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
             # beyond Unicode, a font charset Python has no codec for); that costs the row, not the export
             problems.append(ReportError(f"row {n}: report text is markup that cannot be read ({type(exc).__name__}: "
                                         f"{exc}); fix or remove the row", reason=QuarantineReason.UNREADABLE_REPORT,
+                                        path=path))
+            continue
+        if row.get(UNREAD) and not plain.text.strip():  # an HL7 order whose report only a viewer reads
+            problems.append(ReportError(f"row {n}: the report is a document ctcorpus does not read "
+                                        f"({', '.join(row[UNREAD])}), and no text; have the RIS send it as text "
+                                        "(OBX of value type TX or FT) or RTF", reason=QuarantineReason.UNREADABLE_REPORT,
                                         path=path))
             continue
         reports.append(RawReport(

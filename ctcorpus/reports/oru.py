@@ -7,7 +7,10 @@ IHE Radiology and common RIS put what linking needs: the patient id (PID-3, firs
 non-empty of ``reports.columns.hl7_accession_fields``: OBR-18 in IHE's v2.3.1 profile, the filler
 order number OBR-3 in many RIS), and the text: the OBX segments of value type TX, FT or ST after
 the OBR, in order, each repetition a line, and a heading line where OBX-3 names a section
-("^IMPRESSION"). Messages of other types (ADT, ACK) in a feed archive are not reports and are
+("^IMPRESSION"). A report sent as a document (value type ED, encapsulated data: RTF, HTML or plain
+text, in Base64, hex or as text) is decoded and converted; one that only a viewer reads (a PDF,
+an image) is named under :data:`UNREAD`, so that an order holding nothing else is reported
+with the reason instead of as an empty report. Messages of other types (ADT, ACK) in a feed archive are not reports and are
 passed over. The message's other identifiers and names (the patient's other ids, aliases and
 birth name; the physicians who referred, ordered, attended or read) are PHI that a report text may
 repeat: they are handed on under :data:`PHI_VALUES` and scrubbed as the patient's name is.
@@ -15,6 +18,8 @@ repeat: they are handed on under :data:`PHI_VALUES` and scrubbed as the patient'
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Any
 
@@ -23,16 +28,23 @@ import hl7.util
 
 from ctcorpus.config.reports import ReportColumns
 from ctcorpus.reports.lexicon import SECTION_OF_HEADING
-from ctcorpus.reports.markup import to_plain_text
+from ctcorpus.reports.markup import PlainText, decode_bytes, to_plain_text
 
-__all__ = ["MARKUP", "PHI_VALUES", "oru_rows"]
+__all__ = ["MARKUP", "PHI_VALUES", "UNREAD", "oru_rows"]
 
 #: The row key under which an order's other PHI values come (a tuple of strings, as find_phi takes them).
 PHI_VALUES = "hl7 phi values"
 #: The row key under which comes what the order's text was converted from ("hl7", "hl7+rtf"): the
 #: text is plain already.
 MARKUP = "hl7 markup"
+#: The row key under which come the order's documents ctcorpus cannot read ("OBX 2: PDF"), as a tuple.
+UNREAD = "hl7 unread"
 _TEXT_TYPES = frozenset({"TX", "FT", "ST"})
+#: Data subtypes of an ED observation (OBX-5.3, maybe a MIME type: "text/rtf") whose text is read.
+_TEXT_SUBTYPES = frozenset({"RTF", "HTML", "HTM", "XHTML", "PLAIN", "TEXT", "TXT"})
+#: An HL7 escape sequence (between two escape characters): Base64 and hex data hold no backslash,
+#: so in them each is formatting an export inserted (``\\.br\\`` where it wrapped the data).
+_ESCAPE_SEQUENCE = re.compile(r"\\[^\\]*\\")
 #: Fields that name a person: the patient's name, mother's maiden name and alias (XPN:
 #: family^given^middle), the physicians who attended, referred, ordered or were copied (XCN:
 #: id^family^given^middle), and those who read, assisted and performed (OBR-32 to OBR-35, NDL: the
@@ -77,23 +89,60 @@ def _phi_values(segments: dict[str, Any], separators: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(v.strip("^ ") for v in values if v.strip("^ ")))
 
 
+def _document(value: str, separators: str) -> PlainText | str:
+    """The text of an ED observation's value (source^type^subtype^encoding^data), or, where it is
+    no text ctcorpus reads, what it is ("PDF", "JPEG", "RTF not decodable as Base64").
+
+    A document is text where its subtype says so (RTF, HTML, plain text), or, where the subtype is
+    left empty, as often, where its type is text or its content shows RTF or HTML; a PDF is known
+    by its content, whatever the subtype says.
+    """
+    _, kind, subtype, encoding, data, *_ = [*value.split(separators[2])[0].split(separators[3]), "", "", "", "", ""]
+    kind, encoding = kind.strip().upper(), encoding.strip().upper()
+    subtype = subtype.strip().upper().rpartition("/")[2].removeprefix("X-")  # "text/rtf", "application/x-rtf"
+    if subtype and subtype not in _TEXT_SUBTYPES:
+        return subtype
+    if encoding in ("BASE64", "HEX"):
+        packed = _ESCAPE_SEQUENCE.sub("", data).strip()
+        try:
+            raw = base64.b64decode(packed) if encoding == "BASE64" else bytes.fromhex(packed)
+        except (binascii.Error, ValueError):
+            return f"{subtype or kind or 'data'} not decodable as {encoding.title()}"
+        if raw.startswith(b"%PDF"):
+            return "PDF"
+        plain = to_plain_text(decode_bytes(raw)[0])
+    else:  # "A" (or none): the data is text, with HL7 escapes
+        plain = to_plain_text(data, hl7=True)
+    if subtype or kind == "TEXT" or "rtf" in plain.markup or "html" in plain.markup:
+        return plain
+    return kind or "data of no type"
+
+
 def _report(segments: dict[str, Any], observations: list[Any], columns: ReportColumns,
             separators: str) -> dict[str, Any]:
     """One order's row; ``segments`` are the message's MSH, PID and PV1 and the order's ORC and OBR."""
     pid, obr = segments.get("PID"), segments.get("OBR")
     lines: list[str] = []
     markups: set[str] = set()
+    unread: list[str] = []
     section = ""
     for obx in observations:
-        if _field(obx, "OBX-2").upper() not in _TEXT_TYPES or len(obx) <= 5:
+        value_type = _field(obx, "OBX-2").upper()
+        if value_type not in _TEXT_TYPES and value_type != "ED" or len(obx) <= 5:
             continue
+        if value_type == "ED":
+            plain = _document(str(obx[5]), separators)
+            if isinstance(plain, str):
+                unread.append(f"OBX {_field(obx, 'OBX-1') or '?'}: {plain}")
+                continue
+        else:
+            # each observation converted alone: RTF or HTML is known by how its own text starts, and
+            # after a heading line the whole text no longer started so (its control words stayed)
+            plain = to_plain_text("\n".join(str(repetition) for repetition in obx[5]), hl7=True)
         heading = next((n for n in (c.strip() for c in str(obx[3]).split("^")) if n.lower() in SECTION_OF_HEADING), "")
         if heading and SECTION_OF_HEADING[heading.lower()] != section:
             lines.append(("\n" if lines else "") + heading + ":")
             section = SECTION_OF_HEADING[heading.lower()]
-        # each observation converted alone: RTF or HTML is known by how its own text starts, and
-        # after a heading line the whole text no longer started so (its control words stayed)
-        plain = to_plain_text("\n".join(str(repetition) for repetition in obx[5]), hl7=True)
         lines.append(plain.text)
         markups.update(m for m in plain.markup.split("+") if m)
     family, _, given = (str(pid[5][0]) if pid is not None and len(pid) > 5 else "").partition("^")
@@ -107,7 +156,7 @@ def _report(segments: dict[str, Any], observations: list[Any], columns: ReportCo
         columns.text: "\n".join(lines).strip("\n"),  # an empty OBX is a blank line, except at either end
     }
     return {**{column: value for column, value in values.items() if column},
-            PHI_VALUES: _phi_values(segments, separators), MARKUP: "+".join(sorted(markups))}
+            PHI_VALUES: _phi_values(segments, separators), MARKUP: "+".join(sorted(markups)), UNREAD: tuple(unread)}
 
 
 def _segments(text: str) -> str:
