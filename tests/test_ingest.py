@@ -45,7 +45,7 @@ from ctcorpus.ingest import (
     volume_image,
 )
 from ctcorpus.ingest.geometry import slice_centre
-from ctcorpus.ingest.tables import safe_path
+from ctcorpus.ingest.tables import safe_path, series_row
 from ctcorpus.pseudonym import Pseudonymizer
 from ctcorpus.records import QuarantineLog
 from ctcorpus.schemas import check_table, table_from_rows
@@ -730,6 +730,17 @@ def test_tables_follow_schemas_and_hold_no_phi(synth: tuple) -> None:
     for name, table in tables.items():
         text = str(table.to_pylist())
         assert not [s for s in phi if s in text], name
+
+
+def test_series_descriptions_in_corpus_tables_lose_names_and_dates(synth: tuple) -> None:
+    # An operator may type the patient into the description at the scanner: the series table keeps the rest.
+    _, _, _, stacks, _ = synth
+    stack = stacks[0]
+    first = dataclasses.replace(stack.first, patient_name="Müller^Jürgen", patient_birth_date="19620501",
+                                series_description="THORAX MUELLER 01.05.1962 1.0 B70f")
+    stack = dataclasses.replace(stack, instances=(first, *stack.instances[1:]))
+    row = series_row(stack, Pseudonymizer.from_literal(KEY), True)
+    assert row.series_description == "THORAX [NAME] [DATE] 1.0 B70f"
 
 
 def test_paths_in_corpus_tables_lose_names_and_dates(synth: tuple) -> None:

@@ -81,6 +81,16 @@ def safe_path(rel_path: str, record: InstanceRecord, p: Pseudonymizer) -> str:
     return rel_path
 
 
+def safe_description(record: InstanceRecord, p: Pseudonymizer) -> str:
+    """The series description redacted as :func:`safe_path` redacts a path.
+
+    Operators type descriptions at the scanner, and some put the patient in them ("THORAX
+    MUELLER", "CT 02.01.1950", a requisition's accession number); the corpus keeps the rest
+    ("THORAX 1.0 B70f"), which selection and audits read.
+    """
+    return safe_path(record.series_description, record, p)
+
+
 def _floats(values: object) -> list[float] | None:
     return None if values is None else [float(v) for v in values]  # type: ignore[union-attr]
 
@@ -138,7 +148,7 @@ def series_row(stack: Stack, p: Pseudonymizer, accepted: bool) -> SeriesRow:
         accession_id=p.accession(first.accession_number),
         frame_of_reference_id=p.frame_of_reference(first.frame_of_reference_uid),
         series_number=first.series_number,
-        series_description=first.series_description,
+        series_description=safe_description(first, p),
         n_instances=len(stack.instances),
         n_duplicates=len(stack.duplicates),
         rows=first.rows,
