@@ -24,8 +24,9 @@ def load_flow_config(
 
     Its paths are made absolute here, against this process's folder: study work runs in Dask
     worker processes, and the workers of an existing cluster run in folders of their own, where
-    a relative export path named no file (every stack rejected as unreadable) and a relative work
-    store was written beside the worker, never found by the flow.
+    a relative export path named no file (every stack rejected as unreadable), a relative work
+    store was written beside the worker, never found by the flow, and relative TotalSegmentator
+    weights were missing (every volume failed its segmentation).
     """
     data = load_config(config_path).model_dump(mode="json")
     run = data["run"]
@@ -39,6 +40,9 @@ def load_flow_config(
         run["export_dir"] = str(Path(run["export_dir"]).absolute())
     run["report_files"] = [str(Path(f).absolute()) for f in run["report_files"]]
     run["output_dir"] = str(Path(run["output_dir"]).absolute())
+    for key in ("weights_path", "home_dir"):  # TotalSegmentator runs in the workers too
+        if data["anatomy"][key] is not None:
+            data["anatomy"][key] = str(Path(data["anatomy"][key]).absolute())
     config = config_from_dict(data, source=config_path or "<default>")
     work = Path(work_dir).absolute() if work_dir else config.run.output_dir / "work"
     return config, work

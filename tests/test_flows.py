@@ -78,6 +78,18 @@ def test_relative_paths_reach_the_workers_of_an_existing_cluster(setup, tmp_path
     assert (folder / "work-relative" / pipeline.RUN_INDEX).is_file() and not any(workers_folder.iterdir())
 
 
+def test_a_flow_config_names_the_segmentation_weights_absolutely(tmp_path, monkeypatch):
+    # the workers of an existing cluster run in folders of their own: relative weights named none there
+    from flows.common import load_flow_config
+
+    config = tmp_path / "ctcorpus.yaml"
+    config.write_text("anatomy:\n  weights_path: weights/nnunet\n  home_dir: tsh\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    loaded, _ = load_flow_config(str(config), export_dir="export")
+    assert loaded.anatomy.weights_path == tmp_path / "weights" / "nnunet" and loaded.anatomy.home_dir == tmp_path / "tsh"
+    assert load_flow_config(None)[0].anatomy.weights_path is None
+
+
 def test_transient_failure_is_retried_and_permanent_failure_quarantined(setup, monkeypatch):
     from flows.ingest import ingest_export
 
