@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctcorpus.config import CorpusConfig, config_from_dict, load_config
 from ctcorpus.config.run import RunConfig
 from flows.runtime import dask_client, studies_in_flight
+
+if TYPE_CHECKING:
+    from distributed import Client, Future
+
+#: Seconds between checks that the cluster still has workers while a study's result is awaited.
+_WORKER_CHECK_S = 5.0
+
+
+class ClusterLostError(RuntimeError):
+    """The Dask cluster has had no worker for ``run.dask_no_worker_timeout_s``: no study can run."""
 
 
 def load_flow_config(
@@ -64,4 +75,31 @@ def study_executor(run: RunConfig, parallel: bool) -> Iterator[tuple[Executor, i
         return
     with dask_client(run) as client:
         window = studies_in_flight(run, sum(client.nthreads().values()))
-        yield (lambda fn, *args: client.submit(fn, *args, pure=False).result()), window
+        yield (lambda fn, *args: awaited(client, client.submit(fn, *args, pure=False), run)), window
+
+
+def awaited(client: Client, future: Future, run: RunConfig) -> Any:
+    """``future.result()``, or :class:`ClusterLostError` once the cluster has had no worker for
+    ``run.dask_no_worker_timeout_s``.
+
+    A scheduler whose workers all died or left (an existing cluster's nodes preempted, their
+    processes killed) keeps a study's task waiting for one without end: a scheduled run hung
+    forever instead of failing where an operator sees it.
+    """
+    alone_since: float | None = None
+    check_s = min(_WORKER_CHECK_S, run.dask_no_worker_timeout_s / 2)
+    while True:
+        try:
+            return future.result(timeout=check_s)
+        except TimeoutError:
+            if client.nthreads():  # asks the scheduler: its workers now
+                alone_since = None
+            elif alone_since is None:
+                alone_since = time.monotonic()
+            elif time.monotonic() - alone_since >= run.dask_no_worker_timeout_s:
+                future.cancel()
+                raise ClusterLostError(
+                    f"the Dask cluster {run.dask_address or '(local)'} has had no worker for "
+                    f"{run.dask_no_worker_timeout_s:g} s (run.dask_no_worker_timeout_s): start workers and re-run; "
+                    "studies done so far are kept in the work store and not redone"
+                ) from None

@@ -24,7 +24,7 @@ from prefect.futures import PrefectFuture
 
 from ctcorpus import pipeline
 from ctcorpus.config import CorpusConfig
-from flows.common import load_flow_config, study_executor
+from flows.common import ClusterLostError, load_flow_config, study_executor
 from flows.runtime import submit_bounded, task_runner
 
 
@@ -33,7 +33,13 @@ def plan_task(config: CorpusConfig, work_dir: Path) -> pipeline.ExportPlan:
     return pipeline.plan_export(config, work_dir)
 
 
-@task(name="process-study", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1, task_run_name="study-{unit.unit_id}")
+def _retry_unless_cluster_lost(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a study's failure, unless the cluster has no worker left: no retry could run."""
+    return not isinstance(state.result(raise_on_failure=False), ClusterLostError)
+
+
+@task(name="process-study", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1, task_run_name="study-{unit.unit_id}",
+      retry_condition_fn=_retry_unless_cluster_lost)
 def process_task(unit: pipeline.StudyUnit, config: CorpusConfig, work_dir: Path, executor: Any) -> pipeline.UnitOutcome:
     return executor(pipeline.process_unit, unit, config, work_dir)
 
@@ -48,10 +54,13 @@ def record_task(
 def _outcome(
     unit: pipeline.StudyUnit, future: PrefectFuture[pipeline.UnitOutcome], config: CorpusConfig, work_dir: Path
 ) -> pipeline.UnitOutcome:
-    """The study's outcome, or pipeline.failed_outcome's: a study that keeps failing is quarantined, the run goes on."""
+    """The study's outcome, or pipeline.failed_outcome's: a study that keeps failing is quarantined, the run goes on.
+    A lost cluster stops the run instead: it is no fault of the study."""
     future.wait()
     if future.state.is_completed():
         return future.result()
+    if isinstance(error := future.state.result(raise_on_failure=False), ClusterLostError):
+        raise error
     get_run_logger().error("study failed after retries unit=%s error=%s", unit.unit_id, future.state.message)
     return pipeline.failed_outcome(unit, str(future.state.message), config, work_dir)
 

@@ -90,6 +90,24 @@ def test_a_flow_config_names_the_segmentation_weights_absolutely(tmp_path, monke
     assert load_flow_config(None)[0].anatomy.weights_path is None
 
 
+def test_a_cluster_without_workers_stops_the_run_instead_of_hanging(setup, tmp_path):
+    # an existing cluster whose workers all died: each study waited for one forever
+    from distributed import LocalCluster
+
+    from flows.common import ClusterLostError
+    from flows.ingest import ingest_export
+
+    _, config = setup
+    data = yaml.safe_load(config.read_text())
+    data["run"]["dask_no_worker_timeout_s"] = 0.5
+    patient = tmp_path / "config.yaml"
+    patient.write_text(yaml.safe_dump(data))
+    with (LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster,
+          pytest.raises(ClusterLostError, match=r"has had no worker for 0.5 s \(run.dask_no_worker_timeout_s\)")):
+        ingest_export(config_path=str(patient), work_dir=str(tmp_path / "work"), dask_address=cluster.scheduler_address)
+    assert not (tmp_path / "work" / pipeline.RUN_INDEX).exists()  # no study quarantined for the cluster's fault
+
+
 def test_transient_failure_is_retried_and_permanent_failure_quarantined(setup, monkeypatch):
     from flows.ingest import ingest_export
 

@@ -64,6 +64,14 @@ class RunConfig(StageConfig):
             "with an error naming it (a scheduler container may still be starting)."
         ),
     )
+    dask_no_worker_timeout_s: float = Field(
+        600.0,
+        gt=0,
+        description=(
+            "Seconds a study may wait while the cluster has no worker (all died or left) before the run "
+            "stops with an error naming the cluster; what was done is kept and a re-run resumes."
+        ),
+    )
     n_workers: int | None = Field(
         None,
         ge=1,
