@@ -20,7 +20,7 @@ from ctcorpus.taxonomy import CT_RATE_LABELS
 from ctcorpus.train import evaluate_model, make_loader, probe_grid, rank_auc, shard_paths, train_model, write_synthetic_corpus
 from ctcorpus.train.data import Collator, Decoder, VolumeGrid, crop_or_pad, encode_texts, label_targets
 from ctcorpus.train.evaluate import recall_at_k
-from ctcorpus.train.losses import localization_loss, siglip_loss
+from ctcorpus.train.losses import label_logits, localization_loss, siglip_loss, step_scores
 from ctcorpus.train.model import CtReportModel, ModelSpec
 from ctcorpus.train.synthetic import make_sample
 from ctcorpus.train.tokenizer import report_texts, train_tokenizer
@@ -257,6 +257,34 @@ def test_siglip_loss_matches_its_pairwise_definition() -> None:
             logit = float(v[i] @ t[j]) * np.exp(2.0) - 1.5
             expected += np.log1p(np.exp(-z * logit))
     assert siglip_loss(v, t, log_scale, bias).item() == pytest.approx(expected / 4, rel=1e-5)
+
+
+def test_similarities_stay_float32_under_bf16_autocast() -> None:
+    """CUDA training and evaluation run under bf16 autocast, which recast the losses' ``.float()``
+    embeddings to bf16 for the matmul: logits kept an 8-bit mantissa (label AUC and the localization
+    argmax met ties). CPU autocast applies the same matmul rule, so it stands in for CUDA here."""
+    torch.manual_seed(0)
+
+    def unit(*shape: int) -> torch.Tensor:
+        return torch.nn.functional.normalize(torch.randn(*shape), dim=-1)
+
+    v, t, prompts, steps, snippets = unit(8, 32), unit(8, 32), unit(2, 18, 32), unit(8, 8, 32), unit(5, 32)
+    log_scale, bias, label_bias = torch.tensor(2.3), torch.tensor(-2.0), torch.zeros(18)
+    rows = torch.tensor([0, 1, 2, 3, 3])
+
+    def similarities() -> tuple[torch.Tensor, ...]:
+        return (
+            siglip_loss(v, t, log_scale, bias),
+            label_logits(v, prompts[0], prompts[1], log_scale, label_bias),
+            step_scores(steps, snippets, rows, log_scale),
+        )
+
+    expected = similarities()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = similarities()
+    for want, have in zip(expected, got):
+        assert have.dtype == torch.float32
+        torch.testing.assert_close(have, want, rtol=1e-6, atol=1e-6)
 
 
 def test_localization_loss_is_zero_without_snippets() -> None:

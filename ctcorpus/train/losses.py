@@ -1,13 +1,22 @@
 """The three training signals: SigLIP volume-report contrast, disease prompts, snippet localization.
 
 Each function takes unit-length embeddings and returns a scalar loss (float32), so they can be
-combined with weights and computed under bf16 autocast.
+combined with weights and computed under bf16 autocast. The similarities are computed with
+autocast off: under it a matmul casts even ``.float()`` inputs back to bf16, whose 8-bit mantissa
+ties close logits (label AUC, the localization argmax).
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
+
+
+def _float32(like: torch.Tensor) -> contextlib.AbstractContextManager[object]:
+    """Autocast off on ``like``'s device (autocast is per device type), so float32 stays float32."""
+    return torch.autocast(like.device.type, enabled=False)
 
 
 def siglip_loss(volume_emb: torch.Tensor, text_emb: torch.Tensor, log_scale: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -18,7 +27,8 @@ def siglip_loss(volume_emb: torch.Tensor, text_emb: torch.Tensor, log_scale: tor
     >>> v = torch.eye(2); siglip_loss(v, v, torch.tensor(2.3), torch.tensor(-1.0)) < 1
     tensor(True)
     """
-    logits = (volume_emb.float() @ text_emb.float().T) * log_scale.exp() + bias
+    with _float32(volume_emb):
+        logits = (volume_emb.float() @ text_emb.float().T) * log_scale.exp() + bias
     signs = 2.0 * torch.eye(len(logits), device=logits.device) - 1.0
     return -F.logsigmoid(signs * logits).sum() / len(logits)
 
@@ -35,7 +45,8 @@ def label_logits(
     The difference of the two prompts (CT-CLIP's zero-shot recipe) is what evaluation ranks.
     """
     v = volume_emb.float()
-    return (v @ positive_prompts.float().T - v @ negative_prompts.float().T) * log_scale.exp() + bias
+    with _float32(v):
+        return (v @ positive_prompts.float().T - v @ negative_prompts.float().T) * log_scale.exp() + bias
 
 
 def label_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -48,7 +59,8 @@ def step_scores(
     step_emb: torch.Tensor, snippet_emb: torch.Tensor, snippet_sample: torch.Tensor, log_scale: torch.Tensor
 ) -> torch.Tensor:
     """(S, Zb) scores of each snippet against every axial step of its own volume."""
-    return torch.einsum("szd,sd->sz", step_emb[snippet_sample].float(), snippet_emb.float()) * log_scale.exp()
+    with _float32(step_emb):
+        return torch.einsum("szd,sd->sz", step_emb[snippet_sample].float(), snippet_emb.float()) * log_scale.exp()
 
 
 def localization_loss(scores: torch.Tensor, target_bin: torch.Tensor) -> torch.Tensor:
