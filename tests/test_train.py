@@ -340,3 +340,15 @@ def test_too_small_split_is_a_clear_error(corpus: Path, tmp_path: Path) -> None:
     config = TrainConfig(**{**TINY, "batch_size": 65, "steps": 2})  # 64 training volumes
     with pytest.raises(TrainError, match="no full batch"):
         train_model(corpus, config, tmp_path / "run", device="cpu")
+
+
+def test_a_failed_rerun_keeps_the_checkpoint_and_its_tokenizer_together(corpus: Path, tmp_path: Path) -> None:
+    """A rerun into a run folder (the CLI's default is always train-run) wrote its new tokenizer
+    before training: failed or killed, it left the old model.pt beside a tokenizer of other token
+    ids, which evaluate_model then used without a word."""
+    run = tmp_path / "run"
+    train_model(corpus, TrainConfig(**{**TINY, "steps": 1}), run, device="cpu")
+    tokenizer = (run / "tokenizer.json").read_bytes()
+    with pytest.raises(TrainError, match="no full batch"):
+        train_model(corpus, TrainConfig(**{**TINY, "vocab_size": 64, "batch_size": 65}), run, device="cpu")
+    assert (run / "tokenizer.json").read_bytes() == tokenizer

@@ -106,7 +106,6 @@ def train_model(shard_root: Path, config: TrainConfig, out_dir: Path, device: st
     eval_shards = shard_paths(shard_root, config.eval_split, setting="train.eval_split")
     grid = probe_grid(shard_root, "train", config)
     tokenizer = train_tokenizer(report_texts(train_shards), config.vocab_size)
-    tokenizer.save(str(out_dir / TOKENIZER_FILE))
     spec = ModelSpec(
         vocab_size=tokenizer.get_vocab_size(),
         max_tokens=config.max_tokens,
@@ -162,6 +161,9 @@ def train_model(shard_root: Path, config: TrainConfig, out_dir: Path, device: st
     timed = slice(config.timing_warmup_steps if config.steps > config.timing_warmup_steps else 0, None)
     total_s, wait_s = sum(totals[timed]), sum(waits[timed])
     n_timed = len(totals[timed])
+    # the tokenizer is written with the weights, not before training: a failed or killed rerun into
+    # this folder must not leave the last run's model.pt beside a tokenizer of other token ids
+    tokenizer.save(str(out_dir / TOKENIZER_FILE))
     checkpoint = out_dir / CHECKPOINT_FILE
     save_checkpoint(model, checkpoint, {"config": config.model_dump(mode="json"), "pipeline_version": __version__})
     eval_loader = make_loader(shard_root, config.eval_split, config, grid, tokenizer, train=False, pin_memory=cuda)
