@@ -352,3 +352,11 @@ def test_a_failed_rerun_keeps_the_checkpoint_and_its_tokenizer_together(corpus: 
     with pytest.raises(TrainError, match="no full batch"):
         train_model(corpus, TrainConfig(**{**TINY, "vocab_size": 64, "batch_size": 65}), run, device="cpu")
     assert (run / "tokenizer.json").read_bytes() == tokenizer
+
+
+def test_a_smaller_synthetic_corpus_replaces_the_shards_of_a_larger_one(tmp_path: Path) -> None:
+    """bench/train_gpu.sh --workdir reuses a folder: a second, smaller corpus left the first one's
+    later shards in place, and the loader streamed them with the new ones."""
+    write_synthetic_corpus(tmp_path, {"train": 6}, (16, 16, 16), per_shard=2)
+    written = write_synthetic_corpus(tmp_path, {"train": 2}, (16, 16, 16), per_shard=2)
+    assert shard_paths(tmp_path, "train") == written["train"] and len(written["train"]) == 1

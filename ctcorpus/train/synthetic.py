@@ -150,7 +150,8 @@ def write_synthetic_corpus(
     """Write ``root/shards/<split>/shard-NNNNNN.tar`` with ``counts[split]`` phantoms each.
 
     Shards are seeded independently, so ``processes`` (a process pool for big benchmark corpora)
-    does not change the content.
+    does not change the content. The shards a split's folder held before are removed: the loader
+    streams every ``shard-*.tar`` there, so those of an earlier, larger corpus would join this one.
 
     >>> write_synthetic_corpus(Path("/tmp/c"), {"train": 8, "test": 4}, (32, 32, 32))  # doctest: +SKIP
     {'train': [PosixPath('/tmp/c/shards/train/shard-000000.tar')], 'test': [...]}
@@ -159,6 +160,8 @@ def write_synthetic_corpus(
     for split_index, (split, count) in enumerate(counts.items()):
         folder = Path(root) / "shards" / split
         folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("shard-*.tar"):
+            stale.unlink()
         for shard, first in enumerate(range(0, count, per_shard)):
             stop = min(count, first + per_shard)
             jobs.append((folder / f"shard-{shard:06d}.tar", split, first, stop, tuple(shape_zyx), spacing_mm, seed, split_index))
