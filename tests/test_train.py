@@ -18,7 +18,7 @@ from ctcorpus.errors import TrainError
 from ctcorpus.outputs.sample import CorpusSample, decode_sample
 from ctcorpus.taxonomy import CT_RATE_LABELS
 from ctcorpus.train import evaluate_model, make_loader, probe_grid, rank_auc, shard_paths, train_model, write_synthetic_corpus
-from ctcorpus.train.data import Collator, Decoder, VolumeGrid, crop_or_pad, encode_texts, label_targets
+from ctcorpus.train.data import Collator, Decoder, VolumeGrid, crop_or_pad, encode_texts, label_targets, report_text
 from ctcorpus.train.evaluate import recall_at_k
 from ctcorpus.train.losses import label_logits, localization_loss, siglip_loss, step_scores
 from ctcorpus.train.model import CtReportModel, ModelSpec
@@ -360,3 +360,23 @@ def test_a_smaller_synthetic_corpus_replaces_the_shards_of_a_larger_one(tmp_path
     write_synthetic_corpus(tmp_path, {"train": 6}, (16, 16, 16), per_shard=2)
     written = write_synthetic_corpus(tmp_path, {"train": 2}, (16, 16, 16), per_shard=2)
     assert shard_paths(tmp_path, "train") == written["train"] and len(written["train"]) == 1
+
+
+def test_report_text_keeps_every_findings_section() -> None:
+    """report.json's ``sections`` maps a name to one text, the last: a report with a findings
+    section per region trained on the abdomen's alone, while its labels came from both."""
+    text = "FINDINGS: Nodule in the right upper lobe.\nIMPRESSION: Nodule.\nFINDINGS: Liver cyst.\nIMPRESSION: Cyst."
+    spans = [("findings", "Nodule in the right upper lobe."), ("impression", "Nodule."), ("findings", "Liver cyst."),
+             ("impression", "Cyst.")]
+    sentences = [{"index": i, "section": name, "text": part, "start": text.index(part), "end": text.index(part) + len(part)}
+                 for i, (name, part) in enumerate(spans)]
+    report = {"text": text, "sections": {"findings": "Liver cyst.\n", "impression": "Cyst."}, "sentences": sentences}
+    assert report_text(report) == "Nodule in the right upper lobe. Nodule. Liver cyst. Cyst."
+    assert report_text({"text": "No effusion.", "sections": {}, "sentences": []}) == "No effusion."
+
+
+def test_synthetic_training_text_is_findings_then_impression() -> None:
+    sample = make_sample("v-1", "train", (16, 16, 16), SPACING_MM, np.random.default_rng(0))
+    sections = sample.report["sections"]
+    assert report_text(sample.report) == f"{sections['findings']} {sections['impression']}"
+    assert all(sample.report["text"][s["start"]:s["end"]] == s["text"] for s in sample.report["sentences"])

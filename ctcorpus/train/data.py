@@ -223,9 +223,12 @@ def crop_or_pad(hu: np.ndarray, shape: Sequence[int], random_crop: bool) -> tupl
 
 
 def report_text(report: Mapping[str, Any]) -> str:
-    """Findings and impression when the report has them (what CT-CLIP trains on), else the text."""
-    sections = report.get("sections") or {}
-    parts = [sections.get(k, "") for k in ("findings", "impression")]
+    """Findings and impression when the report has them (what CT-CLIP trains on), else the text.
+
+    They are its findings and impression sentences in report order: ``sections`` holds one text
+    per name, the last, so of "FINDINGS: Chest ... FINDINGS: Abdomen ..." it lost the chest.
+    """
+    parts = [s.get("text", "") for s in report.get("sentences") or () if s.get("section") in ("findings", "impression")]
     joined = " ".join(p.strip() for p in parts if p and p.strip())
     return joined or str(report.get("text", ""))
 

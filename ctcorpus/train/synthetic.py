@@ -113,6 +113,10 @@ def make_sample(
                 "bin_index": int(nodule_z * spacing_mm // SNIPPET_BIN_MM), "bin_mm": SNIPPET_BIN_MM,
                 "anatomies": anatomies, "labels": labels,
             })
+    records.append({
+        "index": len(records), "text": impression, "section": "impression", "start": len(text) - len(impression),
+        "end": len(text), "anatomies": [], "labels": {},
+    })
     report_labels = {name: findings.get(name, "absent") for name in CT_RATE_LABELS}
     meta = {
         "volume_id": volume_id, "patient_id": f"P-{volume_id}", "study_id": f"S-{volume_id}", "split": split,
