@@ -105,10 +105,11 @@ def test_training_twice_gives_the_same_model(trained, corpus: Path, tmp_path: Pa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("max_tokens", [TINY["max_tokens"], 64, 16])
-def test_evaluate_model_reloads_the_checkpoint(trained, corpus: Path, max_tokens: int) -> None:
-    # texts follow the checkpoint's max_tokens: a longer config crashed in the position table, a shorter one cut them
-    config = TrainConfig(**{**TINY, "max_tokens": max_tokens})
+@pytest.mark.parametrize("other", [{}, {"max_tokens": 64}, {"max_tokens": 16}, {"input_shape_zyx": (16, 48, 48)}])
+def test_evaluate_model_reloads_the_checkpoint(trained, corpus: Path, other: dict) -> None:
+    # texts follow the checkpoint's max_tokens: a longer config crashed in the position table, a shorter one
+    # cut them; volumes are cropped as in training, whatever crop the evaluating config names
+    config = TrainConfig(**{**TINY, **other})
     again = evaluate_model(corpus, trained.out_dir, config, split="test", device="cpu")
     assert again.recall_at == trained.metrics.recall_at
     assert again.localization_mae_mm == pytest.approx(trained.metrics.localization_mae_mm)
@@ -116,7 +117,10 @@ def test_evaluate_model_reloads_the_checkpoint(trained, corpus: Path, max_tokens
     assert (trained.out_dir / "metrics-test.json").is_file()
 
 
-def test_workers_split_shards_without_duplicates(corpus: Path) -> None:
+def test_workers_split_shards_without_duplicates(corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a launcher's RANK and WORLD_SIZE (torchrun, a Kubeflow job) split nothing: training is one process
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
     config = TrainConfig(**{**TINY, "num_workers": 2, "eval_batch_size": 5})
     grid = probe_grid(corpus, "train", config)
     tokenizer = train_tokenizer(["no pleural effusion", "nodule in the right lung"], 64)

@@ -340,8 +340,9 @@ def make_loader(
     Training shuffles shards (fixed seed) and samples (per-epoch seed), crops at random, jitters
     intensity, drops each epoch's last partial batch and repeats epochs inside every worker, so the
     prefetch queue never drains at an epoch boundary; evaluation reads every sample once, centred.
-    Shards are split by distributed rank and by worker, so a worker never duplicates another's
-    samples; with fewer shards than workers the extra workers stay idle (a warning says so).
+    Shards are split by worker, so a worker never duplicates another's samples; with fewer shards
+    than workers the extra workers stay idle (a warning says so). Not by distributed rank: training
+    is one process, and a launcher's ``RANK``/``WORLD_SIZE`` made it train and evaluate on a part.
 
     >>> loader = make_loader(Path("corpus"), "train", cfg, grid, tok, train=True)  # doctest: +SKIP
     >>> next(iter(loader)).volumes.shape  # doctest: +SKIP
@@ -354,7 +355,6 @@ def make_loader(
     batch_size = config.batch_size if train else config.eval_batch_size
     stages: list[Any] = [
         wds.SimpleShardList(urls, seed=config.seed if train else None),
-        wds.split_by_node,
         wds.split_by_worker,
         wds.tarfile_to_samples(),
     ]

@@ -201,9 +201,12 @@ def evaluate_model(
     """
     split = split or config.eval_split
     torch_device = resolve_device(device)
-    model, _ = load_checkpoint(model_dir, torch_device)
-    # texts are cut to the length the model was trained on: its position table has that many rows
-    config = config.model_copy(update={"max_tokens": model.spec.max_tokens})
+    model, checkpoint = load_checkpoint(model_dir, torch_device)
+    # texts are cut to the length the model was trained on: its position table has that many rows;
+    # volumes are cropped to the shape it was trained on (a default config's crop measured another model)
+    trained = checkpoint.get("config")
+    shape = tuple(trained["input_shape_zyx"]) if isinstance(trained, dict) else config.input_shape_zyx
+    config = config.model_copy(update={"max_tokens": model.spec.max_tokens, "input_shape_zyx": shape})
     tokenizer = load_tokenizer(model_dir)
     grid = probe_grid(shard_root, split, config)
     if grid.z_stride != model.spec.z_stride:

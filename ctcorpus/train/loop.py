@@ -143,7 +143,7 @@ def train_model(shard_root: Path, config: TrainConfig, out_dir: Path, device: st
         scheduler.step()
         value = float(loss.total.detach())
         if cuda:
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(torch_device)  # the training device, not the current one
         end = time.perf_counter()
         if not math.isfinite(value):
             raise TrainError(f"loss became {value} at step {step}; lower train.learning_rate", path=out_dir)
