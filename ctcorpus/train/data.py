@@ -1,7 +1,7 @@
 """Streaming the corpus shards into training batches.
 
 A :class:`~webdataset.DataPipeline` reads ``DIR/shards/<split>/shard-*.tar``, splits the shards
-by distributed rank and DataLoader worker, decodes each sample without ctcorpus's heavy stages
+by DataLoader worker, decodes each sample without ctcorpus's heavy stages
 (zstd ``.npy`` via pyarrow, JSON), crops/pads it to the configured shape, tokenizes texts and
 collates :class:`Batch` objects. Volumes stay int16 HU until they reach the device: half the
 bytes of float32 through shared memory and PCIe, and the scaling (with the intensity jitter) runs
