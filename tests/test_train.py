@@ -17,7 +17,7 @@ from ctcorpus.config.train import TrainConfig
 from ctcorpus.errors import TrainError
 from ctcorpus.outputs.sample import CorpusSample, decode_sample
 from ctcorpus.taxonomy import CT_RATE_LABELS
-from ctcorpus.train import evaluate_model, make_loader, probe_grid, rank_auc, shard_paths, train_model, write_synthetic_corpus
+from ctcorpus.train import evaluate_model, loop, make_loader, probe_grid, rank_auc, shard_paths, train_model, write_synthetic_corpus
 from ctcorpus.train.data import Collator, Decoder, VolumeGrid, crop_or_pad, encode_texts, label_targets, report_text
 from ctcorpus.train.evaluate import recall_at_k
 from ctcorpus.train.losses import label_logits, localization_loss, siglip_loss, step_scores
@@ -346,7 +346,8 @@ def test_too_small_split_is_a_clear_error(corpus: Path, tmp_path: Path) -> None:
         train_model(corpus, config, tmp_path / "run", device="cpu")
 
 
-def test_a_failed_rerun_keeps_the_checkpoint_and_its_tokenizer_together(corpus: Path, tmp_path: Path) -> None:
+def test_a_failed_rerun_keeps_the_checkpoint_and_its_tokenizer_together(corpus: Path, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A rerun into a run folder (the CLI's default is always train-run) wrote its new tokenizer
     before training: failed or killed, it left the old model.pt beside a tokenizer of other token
     ids, which evaluate_model then used without a word."""
@@ -356,6 +357,14 @@ def test_a_failed_rerun_keeps_the_checkpoint_and_its_tokenizer_together(corpus: 
     with pytest.raises(TrainError, match="no full batch"):
         train_model(corpus, TrainConfig(**{**TINY, "vocab_size": 64, "batch_size": 65}), run, device="cpu")
     assert (run / "tokenizer.json").read_bytes() == tokenizer
+    # a rerun whose evaluation fails leaves its new model without the last run's metrics beside it
+    def failing(*args: object) -> None:
+        raise RuntimeError("eval failed")
+
+    monkeypatch.setattr(loop, "evaluate", failing)
+    with pytest.raises(RuntimeError, match="eval failed"):
+        train_model(corpus, TrainConfig(**{**TINY, "steps": 1, "seed": 1}), run, device="cpu")
+    assert (run / "model.pt").is_file() and not (run / "metrics.json").exists()
 
 
 def test_a_smaller_synthetic_corpus_replaces_the_shards_of_a_larger_one(tmp_path: Path) -> None:

@@ -162,7 +162,9 @@ def train_model(shard_root: Path, config: TrainConfig, out_dir: Path, device: st
     total_s, wait_s = sum(totals[timed]), sum(waits[timed])
     n_timed = len(totals[timed])
     # the tokenizer is written with the weights, not before training: a failed or killed rerun into
-    # this folder must not leave the last run's model.pt beside a tokenizer of other token ids
+    # this folder must not leave the last run's model.pt beside a tokenizer of other token ids, nor
+    # (evaluation failing) the new model beside the last run's metrics
+    (out_dir / METRICS_FILE).unlink(missing_ok=True)
     tokenizer.save(str(out_dir / TOKENIZER_FILE))
     checkpoint = out_dir / CHECKPOINT_FILE
     save_checkpoint(model, checkpoint, {"config": config.model_dump(mode="json"), "pipeline_version": __version__})
