@@ -279,6 +279,52 @@ def test_crop_tasks_need_the_crop_model_weights(tmp_path):
     assert "-t liver_vessels" in str(info.value) and "-t total_fast" in str(info.value)
 
 
+def test_tasks_without_named_folds_need_any_trained_fold(tmp_path):
+    """pleural_pericard_effusion names no folds (nnU-Net loads every fold_N it finds): checked, not a crash."""
+    config = AnatomyConfig(backend="totalsegmentator", task="pleural_pericard_effusion", weights_path=tmp_path,
+                           home_dir=tmp_path / "home")
+    assert required_task_ids(config) == (298, 315)
+    _fake_weights(tmp_path, *_FASTEST)
+    folder = _fake_weights(tmp_path, "Dataset315_thoraxCT", "nnUNetTrainer__nnUNetPlans__3d_fullres", folds=("fold_all",))
+    assert missing_weights(config) == (315,)  # nnU-Net's fold detection skips fold_all
+    with pytest.raises(AnatomyError, match="Dataset315_thoraxCT"):
+        make_segmenter(config)
+    _fake_weights(tmp_path, "Dataset315_thoraxCT", "nnUNetTrainer__nnUNetPlans__3d_fullres", folds=("fold_3",))
+    assert missing_weights(config) == ()
+    (folder / "dataset.json").unlink()
+    assert missing_weights(config) == (315,)
+
+
+def test_two_weight_folders_of_one_task_fail_at_construction(tmp_path):
+    """nnU-Net finds a model by its DatasetNNN prefix and refuses two (an older TotalSegmentator's _v204 copy
+    beside the current one): every volume would fail, so the segmenter is refused before any work."""
+    config = AnatomyConfig(backend="auto", mode="fast", weights_path=tmp_path / "w", home_dir=tmp_path / "home")
+    _fake_weights(tmp_path / "w", "Dataset297_TotalSegmentator_total_3mm_1559subj",
+                  "nnUNetTrainer_4000epochs_NoMirroring__nnUNetPlans__3d_fullres")
+    old = tmp_path / "w" / "Dataset297_TotalSegmentator_total_3mm_1559subj_v204"
+    old.mkdir()
+    assert missing_weights(config) == ()
+    with pytest.raises(AnatomyError, match="Dataset297_TotalSegmentator_total_3mm_1559subj_v204"):
+        make_segmenter(config)
+    assert old.is_dir()  # the operator's folder is named, not deleted
+    old.rmdir()
+    assert make_segmenter(config).name == "totalsegmentator"
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"task": "liver_vessels", "mode": "fast"}, "does not run in mode 'fast'"),
+        ({"task": "lung_vessels", "roi_subset": ("lung_arteries",)}, "roi_subset only works"),
+    ],
+)
+def test_settings_totalsegmentator_refuses_per_volume_fail_at_construction(tmp_path, settings, message):
+    """TotalSegmentator raises inside every call for these: the segmenter is refused up front instead."""
+    config = AnatomyConfig(backend="totalsegmentator", weights_path=tmp_path / "w", home_dir=tmp_path / "h", **settings)
+    with pytest.raises(AnatomyError, match=message):
+        make_segmenter(config)
+
+
 def test_totalsegmentator_never_downloads_during_a_call(tmp_path, monkeypatch):
     """Inside a call, a weight folder TotalSegmentator asks for that is absent raises; nothing is fetched."""
     import totalsegmentator.libs

@@ -103,6 +103,12 @@ def _task_settings(config: AnatomyConfig) -> dict[str, Any]:
         mode = config.mode if config.mode in modes else fallback
         settings.update(modes[mode])
     else:
+        if raw.get("disallow_fast") and config.mode == "fast":  # TotalSegmentator raises in every call
+            raise AnatomyError(
+                f"TotalSegmentator task {config.task!r} does not run in mode 'fast'; set anatomy.mode to 'default' "
+                "(the task has one resolution)",
+                reason=QuarantineReason.STAGE_FAILED,
+            )
         settings.update(raw)
     return settings
 
@@ -124,11 +130,14 @@ def _crop_model(config: AnatomyConfig, settings: Mapping[str, Any]) -> tuple[int
 
 
 def _models(config: AnatomyConfig) -> tuple[tuple[int, str, tuple[str, ...]], ...]:
-    """(task id, model folder name, fold folder names) of every nnU-Net model a run with ``config`` loads."""
+    """(task id, model folder name, fold folder names) of every nnU-Net model a run with ``config`` loads.
+
+    No fold names: the task names none, and nnU-Net loads every ``fold_N`` it finds.
+    """
     settings = _task_settings(config)
     task_ids = settings["task_id"] if isinstance(settings["task_id"], list) else [settings["task_id"]]
     folder = f"{settings['trainer']}__{settings['plans'] or 'nnUNetPlans'}__{settings['model']}"
-    folds = tuple(f"fold_{f}" for f in settings["folds"])
+    folds = tuple(f"fold_{f}" for f in settings["folds"] or ())
     models = [(int(i), folder, folds) for i in task_ids]
     if (crop := _crop_model(config, settings)) is not None:
         models.append((crop[0], f"{crop[1]}__nnUNetPlans__3d_fullres", ("fold_0",)))
@@ -183,6 +192,20 @@ def _weight_url(task_id: int) -> str:
     return f"https://github.com/wasserth/TotalSegmentator/releases/download/{info.get('version')}/{info['foldername']}.zip"
 
 
+def _loadable(folder: Path, folds: tuple[str, ...]) -> bool:
+    """Whether ``folder`` holds what nnU-Net loads: plans, dataset and each fold's checkpoint.
+
+    With no fold named, nnU-Net loads each ``fold_N`` (not ``fold_all``) that has a checkpoint:
+    at least one must.
+    """
+    checkpoints = [folder / fold / "checkpoint_final.pth" for fold in folds] or [
+        path for path in folder.glob("fold_*/checkpoint_final.pth") if path.parent.name != "fold_all"
+    ]
+    return bool(checkpoints) and all(
+        path.is_file() for path in (folder / "plans.json", folder / "dataset.json", *checkpoints)
+    )
+
+
 def missing_weights(config: AnatomyConfig) -> tuple[int, ...]:
     """Task ids whose model folder under :func:`weights_dir` lacks a file nnU-Net loads (sorted).
 
@@ -196,11 +219,25 @@ def missing_weights(config: AnatomyConfig) -> tuple[int, ...]:
             {
                 task_id
                 for task_id, folder, folds in _models(config)
-                for name in ("plans.json", "dataset.json", *(f"{fold}/checkpoint_final.pth" for fold in folds))
-                if not (root / _weight_folder(task_id) / folder / name).is_file()
+                if not _loadable(root / _weight_folder(task_id) / folder, folds)
             }
         )
     )
+
+
+def _ambiguous_weights(config: AnatomyConfig) -> dict[int, tuple[str, ...]]:
+    """Task id -> its folders under :func:`weights_dir`, for the tasks ``config`` needs that have several.
+
+    nnU-Net finds a task's folder by its ``DatasetNNN`` prefix and refuses to choose between two (an
+    older TotalSegmentator's ``Dataset297_..._v204`` beside the current one, a second copy), on every
+    volume. TotalSegmentator's own download deletes known old versions; ctcorpus never calls it.
+    """
+    root = weights_dir(config)
+    found = {
+        task_id: tuple(sorted(path.name for path in root.glob(f"Dataset{task_id:03d}*") if path.is_dir()))
+        for task_id in required_task_ids(config)
+    }
+    return {task_id: names for task_id, names in found.items() if len(names) > 1}
 
 
 def provisioning_message(config: AnatomyConfig, missing: tuple[int, ...]) -> str:
@@ -272,8 +309,9 @@ def label_map_from_nifti(nifti: Any, reference: sitk.Image, scratch: Path) -> si
 class TotalSegmentatorSegmenter:
     """TotalSegmentator through its Python API, set up once and reused for every volume.
 
-    Construction checks the weights (raising :class:`~ctcorpus.errors.AnatomyError` with the
-    provisioning steps when any is missing and ``allow_download`` is false), writes the quiet
+    Construction checks the settings and the weights (raising :class:`~ctcorpus.errors.AnatomyError`
+    with the provisioning steps when any is missing and ``allow_download`` is false, or when a task's
+    folder is there twice), writes the quiet
     ``config.json`` and registers the nnU-Net trainers; :meth:`segment` then only runs the model.
     Loaded networks are cached on the object, so a worker that keeps one segmenter reads each
     checkpoint once. Scripts that use it need an ``if __name__ == "__main__":`` guard (nnU-Net
@@ -298,6 +336,8 @@ class TotalSegmentatorSegmenter:
         task_ids = required_task_ids(config)
         table = {int(k): v for k, v in class_map[config.task].items()}
         if config.roi_subset:
+            if not config.task.startswith("total"):  # TotalSegmentator raises in every call
+                raise AnatomyError(f"anatomy.roi_subset only works with the 'total' tasks, not {config.task!r}")
             unknown = sorted(set(config.roi_subset) - set(table.values()))
             if unknown:
                 raise AnatomyError(f"anatomy.roi_subset names classes task {config.task!r} lacks: {unknown}")
@@ -305,6 +345,14 @@ class TotalSegmentatorSegmenter:
         missing = missing_weights(config)
         if missing and not config.allow_download:
             raise AnatomyError(provisioning_message(config, missing), path=weights_dir(config))
+        if ambiguous := _ambiguous_weights(config):
+            found = "; ".join(f"task {i}: {', '.join(names)}" for i, names in ambiguous.items())
+            raise AnatomyError(
+                f"the TotalSegmentator weights folder holds several folders of one task ({found}); nnU-Net "
+                f"refuses to choose, so every volume would fail: move all but "
+                f"{', '.join(_weight_folder(i) for i in ambiguous)} out of it",
+                path=weights_dir(config),
+            )
         self._label_table = table
         self._home = _home_dir(config)
         self._weights = weights_dir(config)
