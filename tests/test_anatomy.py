@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -276,7 +277,27 @@ def test_crop_tasks_need_the_crop_model_weights(tmp_path):
     _fake_weights(tmp_path / "w", "Dataset008_HepaticVessel", "nnUNetTrainer__nnUNetPlans__3d_fullres")
     with pytest.raises(AnatomyError, match="Dataset298_TotalSegmentator_total_6mm_1559subj") as info:
         make_segmenter(config)
-    assert "-t liver_vessels" in str(info.value) and "-t total_fast" in str(info.value)
+    assert "-t total_fast" in str(info.value) and "-t liver_vessels" not in str(info.value)  # only what is missing
+
+
+@pytest.mark.parametrize(
+    ("settings", "downloads"),
+    [
+        ({"mode": "fastest"}, ["total_fast"]),
+        ({"mode": "default"}, ["total"]),
+        ({"task": "body", "mode": "fast"}, ["body_fast"]),  # 'body' fetches the 1.5 mm model, 299
+        ({"task": "total_mr", "mode": "fast"}, ["total_fast_mr"]),
+        ({"task": "abdominal_muscles"}, ["abdominal_muscles", "body_fast"]),  # cropped by the body model, 300
+        ({"task": "teeth"}, ["teeth", "craniofacial_structures", "total_fast"]),
+    ],
+)
+def test_provisioning_message_downloads_every_missing_task(tmp_path, settings, downloads):
+    """The download command it gives fetches each missing folder, crop models and fast variants included."""
+    config = AnatomyConfig(backend="totalsegmentator", weights_path=tmp_path / "w", home_dir=tmp_path / "h", **settings)
+    with pytest.raises(AnatomyError) as info:
+        make_segmenter(config)
+    command = re.search(r"run `([^`]*)`", str(info.value))
+    assert command is not None and re.findall(r"-t (\w+)", command.group(1)) == downloads
 
 
 def test_tasks_without_named_folds_need_any_trained_fold(tmp_path):

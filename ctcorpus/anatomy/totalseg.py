@@ -240,19 +240,33 @@ def _ambiguous_weights(config: AnatomyConfig) -> dict[int, tuple[str, ...]]:
     return {task_id: names for task_id, names in found.items() if len(names) > 1}
 
 
+def _download_tasks(config: AnatomyConfig, missing: tuple[int, ...]) -> list[str]:
+    """``totalseg_download_weights -t`` tasks that fetch ``missing``, the configured task first.
+
+    Per task id the download task with the fewest ids that holds it: a task's name there need not
+    fetch its fast model (``body`` is 299, ``body_fast`` 300) or its crop model.
+    """
+    from totalsegmentator.bin.totalseg_download_weights import TASK_TO_ID
+
+    tasks: set[str] = set()
+    for task_id in missing:
+        holders = [task for task, ids in TASK_TO_ID.items() if task_id in ids]
+        if holders and not tasks & set(holders):
+            tasks.add(min(holders, key=lambda task: (len(TASK_TO_ID[task]), task != config.task, task)))
+    return sorted(tasks, key=lambda task: (task != config.task, task))
+
+
 def provisioning_message(config: AnatomyConfig, missing: tuple[int, ...]) -> str:
     """What an operator must do to provision the weights of ``missing`` tasks, exactly."""
     root = weights_dir(config)
     folders = ", ".join(f"{_weight_folder(i)}/{folder} (task {i})" for i, folder, _ in _models(config) if i in missing)
-    tasks = [{"default": "total", "fast": "total_fast", "fastest": "total_fast"}[config.mode]]
-    if config.task != "total":  # its own weights, and the 'total' crop models if those are missing too
-        tasks = [config.task] + (["total_fast"] if {297, 298} & set(missing) else [])
+    tasks = _download_tasks(config, missing)
     download = " && ".join(f"TOTALSEG_HOME_DIR=/tmp/ts totalseg_download_weights -t {task}" for task in tasks)
+    fetch = f"on a machine with internet run `{download}` (the folders appear in /tmp/ts/nnunet/results), or " if tasks else ""
     return (
         f"TotalSegmentator weights for task {config.task!r} (mode {config.mode!r}) are not provisioned: "
-        f"missing {folders} under {root}. To provision them offline: (1) on a machine with internet run "
-        f"`{download}` (the folders appear in "
-        f"/tmp/ts/nnunet/results), or download {' and '.join(_weight_url(i) for i in missing)}; (2) copy the folders "
+        f"missing {folders} under {root}. To provision them offline: (1) {fetch}"
+        f"download {' and '.join(_weight_url(i) for i in missing)}; (2) copy the folders "
         f"into {root}, or run `TOTALSEG_WEIGHTS_PATH={root} totalseg_import_weights -i <folder>.zip` per zip, "
         f"or set anatomy.weights_path (or TOTALSEG_WEIGHTS_PATH) to the folder that holds them. Run-time "
         f"download is off (anatomy.allow_download: false); anatomy.backend 'threshold' runs without weights."
