@@ -50,6 +50,8 @@ _LONGEST_CACHED_SENTENCE = 1_000
 #: A sentence's anatomies (sorted) and label states.
 _SentenceAnalysis = tuple[tuple[str, ...], Mapping[str, LabelState]]
 _RANK = {LabelState.NEGATIVE: 0, LabelState.UNCERTAIN: 1, LabelState.POSITIVE: 2}
+#: A label's region (LABEL_ANATOMY's values as strings: an enum's ``.value`` is a property call per read).
+_LABEL_REGION: Mapping[str, str] = MappingProxyType({label: region.value for label, region in LABEL_ANATOMY.items()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,13 +448,20 @@ def _label_mentions(analyzer: ReportAnalyzer, lower: str) -> list[tuple[int, int
 
     The in-compound stems make the full regex try every position. Where each stem in the text
     starts a word-start label ("emphysema"), that branch wins there and the stem branch decides
-    nothing, so the word-start pattern alone gives the same matches at a third of the cost.
+    nothing, so the word-start pattern alone gives the same matches at a third of the cost. A
+    matched phrase is looked up as written first: the lookup keys have their words one space
+    apart, so only a phrase with a line break or a run of spaces inside needs joining.
     """
     groups, fixed = analyzer.label_groups, analyzer.statement_states
     pattern = analyzer.labels if _stems_decide(analyzer, lower) else analyzer.labels_at_word_start
-    phrases = [(m.start(), m.end(), " ".join(m[m.lastindex].split())) for m in pattern.finditer(lower)]
-    return [(start, end, label, fixed.get(phrase)) for start, end, phrase in phrases
-            if (label := groups[phrase]) is not None]
+    found = []
+    for m in pattern.finditer(lower):
+        phrase = m[m.lastindex]
+        if phrase not in groups:
+            phrase = " ".join(phrase.split())
+        if (label := groups[phrase]) is not None:
+            found.append((m.start(), m.end(), label, fixed.get(phrase)))
+    return found
 
 
 def _state(trig: Sequence[tuple[int, int, str]], m_start: int, m_end: int) -> LabelState:
@@ -502,9 +511,9 @@ def _analyze_sentence(analyzer: ReportAnalyzer, lang: str, span: Span, lower: st
             previous = labels.get(label)
             if previous is None or _RANK[state] > _RANK[previous]:
                 labels[label] = state
-            anatomy = LABEL_ANATOMY.get(label)  # labels added by config have no region: their words do
-            if anatomy is not None:
-                anatomies.add(anatomy.value)
+            region = _LABEL_REGION.get(label)  # labels added by config have no region: their words do
+            if region is not None:
+                anatomies.add(region)
     return tuple(sorted(anatomies)), MappingProxyType(labels)
 
 
