@@ -31,6 +31,7 @@ class QuarantineReason(str, Enum):
     DUPLICATE_SLICE = "duplicate_slice"
     INCONSISTENT_RESCALE = "inconsistent_rescale"
     MIXED_STACKS = "mixed_stacks"
+    FALLBACK_VOLUME = "fallback_volume"  # the study's volume stands in for a better-ranked stack assembly rejected
     # reports
     NO_REPORT = "no_report"
     ORPHAN_REPORT = "orphan_report"

@@ -43,16 +43,17 @@ from ctcorpus.errors import CtCorpusError, IngestError
 from ctcorpus.ingest import (
     InstanceRecord,
     Stack,
+    candidate_groups,
+    fallback_entry,
     finding_entry,
     index_export,
     ingest_stack,
     instance_rows,
     plan_stacks,
     pseudonymizer_for,
-    select_stacks,
     series_row,
+    unselected_entries,
 )
-from ctcorpus.ingest.select import unselected_entries
 from ctcorpus.ingest.tables import PRODUCER as INGEST_PRODUCER
 from ctcorpus.ingest.tables import safe_path
 from ctcorpus.outputs import BuildResult, BuildUnit, StoredSample, WorkStore, build_dataset, encode_array, decode_array
@@ -92,14 +93,19 @@ class StudyReport:
 
 @dataclass(frozen=True, slots=True)
 class StudyUnit:
-    """One study: its stacks (all, for slice tables), the ones that become volumes, its report."""
+    """One study: its stacks (all, for slice tables), the ones that may become volumes, its report."""
 
     unit_id: str  # pseudonymized study id
     patient_id: str  # pseudonymized
     stacks: tuple[Stack, ...]
-    selected: tuple[str, ...]  # stack keys that become corpus volumes
+    candidates: tuple[tuple[str, ...], ...]  # per corpus volume, stack keys best first (select.candidate_groups)
     report: StudyReport | None
     reports_key: str  # store key of the export's reports stage
+
+    @property
+    def selected(self) -> tuple[str, ...]:
+        """The stack keys selected as corpus volumes (a stack rejected at assembly is replaced by its next candidate)."""
+        return tuple(group[0] for group in self.candidates)
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,7 +353,7 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     exclude = list(run.report_files) + [m for pattern in run.exclude_globs for m in Path(run.export_dir).glob(pattern)]
     index = index_export(run.export_dir, config.ingest, on_error=handler, exclude=exclude)
     stacks = plan_stacks(index, config.ingest)
-    selected = {s.stack_key for s in select_stacks(stacks, config.ingest)}
+    candidates = {group[0].stack_key: tuple(s.stack_key for s in group) for group in candidate_groups(stacks, config.ingest)}
     studies = _study_keys(stacks)
 
     report_hashes = [_report_export_hash(Path(f)) for f in run.report_files]
@@ -405,7 +411,7 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
                 unit_id=study_id,
                 patient_id=p.patient(group[0].first.patient_id),
                 stacks=tuple(group),
-                selected=tuple(s.stack_key for s in group if s.stack_key in selected),
+                candidates=tuple(candidates[s.stack_key] for s in group if s.stack_key in candidates),
                 report=by_study.get(study_id),
                 reports_key=reports_key,
             )
@@ -626,15 +632,21 @@ def _run_text(unit: StudyUnit, stack: Stack, keys: VolumeKeys, store: WorkStore,
     )
 
 
-def _study_tables(unit: StudyUnit, config: CorpusConfig, p: Pseudonymizer) -> dict[str, pa.Table]:
-    """Series rows and decisions of the study's stacks that do not become volumes."""
+def _study_tables(unit: StudyUnit, assembled: Sequence[str], rejected: Sequence[str], p: Pseudonymizer) -> dict[str, pa.Table]:
+    """Series rows and decisions of the study's stacks that no ingest result holds (all but those
+    ``assembled`` into volumes or ``rejected`` at assembly), and which stacks stand in for rejected ones."""
+    stacks = {s.stack_key: s for s in unit.stacks}
     rows, entries = [], []
     for stack in unit.stacks:
-        if stack.stack_key in unit.selected:
+        if stack.stack_key in assembled or stack.stack_key in rejected:
             continue
         rows.append(series_row(stack, p, accepted=not stack.rejected))
         entries.extend(finding_entry(stack, item, p.volume(stack.stack_key)) for item in stack.findings)
-    entries += unselected_entries(unit.stacks, [s for s in unit.stacks if s.stack_key in unit.selected], p)
+    entries += unselected_entries(unit.stacks, [stacks[key] for key in (*assembled, *rejected)], p)
+    for group in unit.candidates:
+        volume = next((key for key in group if key in assembled), group[0])
+        if volume != group[0]:  # the candidates before it were rejected at assembly
+            entries.append(fallback_entry(stacks[volume], [stacks[key] for key in group[: group.index(volume)]], p))
     return {"series": table_from_rows("series", rows), "quarantine": _quarantine_table(entries)}
 
 
@@ -665,6 +677,8 @@ def _cached_or_run(store: WorkStore, stage: str, key: str, run: Any, computed: l
 def process_unit(unit: StudyUnit, config: CorpusConfig, work_dir: Path, *, compute: bool = True) -> UnitOutcome:
     """Ingest, segment and mine one study, reusing every stage result already in the store.
 
+    A selected stack that assembly rejects is replaced by the next of its candidates that
+    assembles (``StudyUnit.candidates``); a stored rejection is reused, so a re-run chooses alike.
     A study whose stacks are all rejected still records its series rows and quarantine. Errors of
     the library (:class:`~ctcorpus.errors.CtCorpusError`) are recorded; anything else propagates
     so the flow can retry it. ``compute=False`` only reads stored results (see failed_outcome).
@@ -673,17 +687,19 @@ def process_unit(unit: StudyUnit, config: CorpusConfig, work_dir: Path, *, compu
     p = pseudonymizer_for(config.ingest)
     computed: list[str] = []
     cached: list[str] = []
-    study_key = _digest("study", __version__, [(s.stack_key, s.rejected) for s in unit.stacks], unit.selected, _pseudonymizing(config, p))
-    _cached_or_run(store, "study", study_key, lambda f: _save_tables(f, _study_tables(unit, config, p)), computed, cached, compute)
-    volumes, rejected = [], []
-    for stack in unit.stacks:
-        if stack.stack_key not in unit.selected:
-            continue
-        ingest_key = _ingest_key(stack, config, p)
-        _cached_or_run(store, "ingest", ingest_key, lambda f: _run_ingest(stack, config, p, f), computed, cached, compute)
-        if not (store.path("ingest", ingest_key) / "volume.json").is_file():
-            rejected.append(ingest_key)  # rejected at assembly: its series row and reason are stored
-            continue
+    stacks = {s.stack_key: s for s in unit.stacks}
+    assembled: list[tuple[Stack, str]] = []
+    rejected: list[tuple[Stack, str]] = []  # rejected at assembly: their series rows and reasons are stored
+    for group in unit.candidates:
+        for stack in (stacks[key] for key in group):
+            ingest_key = _ingest_key(stack, config, p)
+            _cached_or_run(store, "ingest", ingest_key, lambda f: _run_ingest(stack, config, p, f), computed, cached, compute)
+            if (store.path("ingest", ingest_key) / "volume.json").is_file():
+                assembled.append((stack, ingest_key))
+                break
+            rejected.append((stack, ingest_key))
+    volumes = []
+    for stack, ingest_key in assembled:
         volume_id = p.volume(stack.stack_key)
         anatomy_key = _anatomy_key(ingest_key, config)
         failed = _failed_segmentations(store.path("anatomy", anatomy_key))
@@ -697,10 +713,14 @@ def process_unit(unit: StudyUnit, config: CorpusConfig, work_dir: Path, *, compu
         keys = VolumeKeys(volume_id, ingest_key, anatomy_key, text_key)
         _cached_or_run(store, "text", keys.text, lambda f: _run_text(unit, stack, keys, store, config, p, f), computed, cached, compute)
         volumes.append(keys)
-    folders = [store.path("study", study_key), *(store.path("ingest", key) for key in rejected),
+    outcome = ([s.stack_key for s, _ in assembled], [s.stack_key for s, _ in rejected])  # what the study tables depend on
+    study_key = _digest("study", __version__, [(s.stack_key, s.rejected) for s in unit.stacks], unit.candidates, outcome,
+                        _pseudonymizing(config, p))
+    _cached_or_run(store, "study", study_key, lambda f: _save_tables(f, _study_tables(unit, *outcome, p)), computed, cached, compute)
+    folders = [store.path("study", study_key), *(store.path("ingest", key) for _, key in rejected),
                *(store.path(stage, getattr(v, stage)) for v in volumes for stage in ("ingest", "anatomy", "text"))]
     return UnitOutcome(unit.unit_id, unit.patient_id, study_key, tuple(volumes), tuple(computed), tuple(cached),
-                       quarantined=sum(_quarantine_rows(folder) for folder in folders), rejected=tuple(rejected))
+                       quarantined=sum(_quarantine_rows(folder) for folder in folders), rejected=tuple(key for _, key in rejected))
 
 
 def failed_outcome(unit: StudyUnit, error: str, config: CorpusConfig, work_dir: Path) -> UnitOutcome:

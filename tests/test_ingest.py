@@ -29,6 +29,7 @@ from ctcorpus.enums import Action, QuarantineReason
 from ctcorpus.errors import ConfigError, IngestError
 from ctcorpus.ingest import (
     assemble_volume,
+    candidate_groups,
     index_export,
     ingest_stack,
     instance_rows,
@@ -779,6 +780,12 @@ def test_primary_selection_picks_the_axial_series(synth: tuple) -> None:
     picked = {frozenset(i.rel_path for i in s.instances) for s in chosen if s.first.study_uid in studies}
     assert picked <= axial and len(picked) == len(studies)
     assert len(select_stacks(stacks, cfg(volumes_per_study="all"))) == sum(not s.rejected for s in stacks)
+    # a stack rejected at assembly is replaced by the next of its study's accepted stacks; "all": none to fall back to
+    groups = candidate_groups(stacks, cfg())
+    assert [g[0].stack_key for g in groups] == [s.stack_key for s in chosen]
+    assert sorted(s.stack_key for g in groups for s in g) == sorted(s.stack_key for s in stacks if not s.rejected)
+    assert all(len({s.first.study_uid for s in g}) == 1 for g in groups) and max(len(g) for g in groups) >= 2
+    assert {len(g) for g in candidate_groups(stacks, cfg(volumes_per_study="all"))} == {1}
     entries = unselected_entries(stacks, chosen, Pseudonymizer.from_literal(KEY))
     assert len(entries) == sum(not s.rejected for s in stacks) - len(chosen)
     recons = {f for s in truth.series if s.kind == "recon" for f in s.files}

@@ -300,24 +300,43 @@ def test_a_missing_report_export_is_quarantined_and_the_run_completes(tmp_path):
     assert "unreadable_report" not in set(_table(again.path, "quarantine")["reason"])
 
 
-def test_a_stack_rejected_at_assembly_keeps_its_series_row_and_reason_in_the_build(tmp_path):
+def test_a_study_whose_selected_stack_is_rejected_at_assembly_falls_back_to_its_next_stack(tmp_path):
     # one file whose pixel data cannot be decoded rejects its stack when the volume is assembled;
-    # that result's series row and quarantine row, naming the file, never reached the build
+    # that result's series row and quarantine row, naming the file, never reached the build; and the
+    # study got no volume, although its second reconstruction assembles
     export = tmp_path / "export"
-    generate_export(export, patients=1, seed=7, language="en", matrix=64, n_slices=24)
+    truth = generate_export(export, patients=1, seed=7, language="en", matrix=64, n_slices=24)
     config, work = _config(tmp_path, export), tmp_path / "work"
-    unit = pipeline.plan_export(config, work).units[0]
+    plan = pipeline.plan_export(config, work)
+    unit = plan.units[0]
     stack = next(s for s in unit.stacks if s.stack_key in unit.selected)
+    recon = next(s for s in truth.series if s.kind == "recon" and s.study_uid == stack.first.study_uid)
     broken = stack.instances[len(stack.instances) // 2]
     dataset = pydicom.dcmread(broken.path)
     dataset.PixelData = dataset.PixelData[: len(dataset.PixelData) // 2]
     dataset.save_as(broken.path)
-    assert _run(config, work).failed == 0
+    summary = _run(config, work)
+    assert summary.failed == 0 and summary.volumes == len(plan.units)
     result = pipeline.build_from_work(config, work, tmp_path / "v1")
-    unreadable = _table(result.path, "quarantine").query("reason == 'unreadable_pixels'")
+    quarantine = _table(result.path, "quarantine")
+    assert summary.quarantined == len(quarantine)
+    unreadable = quarantine.query("reason == 'unreadable_pixels'")
     assert list(unreadable["path"]) == [broken.rel_path] and broken.rel_path in unreadable["message"].iloc[0]
+    volumes = _table(result.path, "volumes")
+    assert list(volumes[volumes["study_id"] == unit.unit_id]["series_number"]) == [recon.series_number]
+    # the quarantine says which stack stands in, and does not call it (or the rejected one) unselected
+    (fallback,) = quarantine.query("reason == 'fallback_volume'").itertuples()
+    assert fallback.path in recon.files and fallback.action == "accept"
+    assert f"series {stack.first.series_number} " in fallback.message
+    unselected = quarantine.query("reason == 'not_selected'")
+    assert not set(unselected["path"]) & (set(recon.files) | {i.rel_path for i in stack.instances})
     series = _table(result.path, "series")
+    assert series["stack_id"].is_unique and len(series) == sum(len(u.stacks) for u in plan.units)
     assert list(series[~series["accepted"]]["series_number"]) == [stack.first.series_number]
+    # a re-run reuses every result and makes the same choice
+    assert _run(config, work).computed == {}
+    again = pipeline.build_from_work(config, work, tmp_path / "again" / "v1")
+    assert (again.path / "manifest.json").read_bytes() == (result.path / "manifest.json").read_bytes()
 
 
 def test_a_study_failing_on_a_rerun_keeps_the_results_an_earlier_run_stored(built, tmp_path):

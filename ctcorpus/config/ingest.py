@@ -85,7 +85,8 @@ class IngestConfig(StageConfig):
         description=(
             "Which accepted stacks of a study become corpus volumes: 'all', or 'primary' = one per study "
             "(axial first, then soft-tissue kernel over lung/bone kernel, then most coverage, then the "
-            "thickest slices up to max_primary_thickness_mm)."
+            "thickest slices up to max_primary_thickness_mm). A 'primary' stack that assembly rejects (a corrupt "
+            "slice, a gap only the pixels show) is replaced by the study's next stack in this order."
         ),
     )
     max_primary_thickness_mm: float = Field(5.0, gt=0, description="Thicker stacks are never chosen as primary.")

@@ -5,6 +5,7 @@ One entry point per step::
     index = index_export(root, cfg.ingest, workers=2, on_error=log)   # headers -> InstanceRecords
     stacks = plan_stacks(index, cfg.ingest)                           # series -> sorted stacks + findings
     corpus = select_stacks(stacks, cfg.ingest)                        # primary stack(s) per study
+    groups = candidate_groups(stacks, cfg.ingest)                     # ... and those standing in for them
     result = ingest_stack(stacks[0], cfg.ingest)                      # assemble + repair + resample + rows
 
 ``assemble_volume``, ``resample_volume`` and ``resample_labels`` are the steps inside
@@ -30,7 +31,7 @@ from ctcorpus.ingest.records import (
     VolumeRow,
 )
 from ctcorpus.ingest.resample import resample_image, resample_labels, resample_volume, resampled_image
-from ctcorpus.ingest.select import is_sharp_kernel, select_stacks, unselected_entries
+from ctcorpus.ingest.select import candidate_groups, fallback_entry, is_sharp_kernel, select_stacks, unselected_entries
 from ctcorpus.ingest.stacks import plan_stacks
 from ctcorpus.ingest.tables import instance_rows, series_row, slice_rows, volume_row
 
@@ -48,6 +49,8 @@ __all__ = [
     "Volume",
     "VolumeRow",
     "assemble_volume",
+    "candidate_groups",
+    "fallback_entry",
     "finding_entry",
     "index_export",
     "ingest_stack",

@@ -9,6 +9,11 @@ keeps every accepted stack; ``"primary"`` keeps one per study, ranked by, in ord
 3. a soft-tissue kernel before a sharp (lung/bone) kernel;
 4. more anatomical coverage along the normal (in whole centimetres, so recons of one scan tie);
 5. thicker slices (less noise; CT-RATE-like 1.5-5 mm), then the lower series number.
+
+Selection reads headers only, and assembly can still reject the chosen stack (a corrupt slice, a
+gap or geometry only the pixels show): the study then falls back to its next stack in this order
+(:func:`candidate_groups`), so a second reconstruction stands in instead of the study losing its
+volume. With ``"all"`` there is nothing to fall back to.
 """
 
 from __future__ import annotations
@@ -55,31 +60,43 @@ def _rank(stack: Stack, config: IngestConfig) -> tuple[object, ...]:
     )
 
 
-def select_stacks(stacks: Sequence[Stack], config: IngestConfig | None = None) -> list[Stack]:
-    """The accepted stacks that become corpus volumes (all, or the primary one per study).
+def candidate_groups(stacks: Sequence[Stack], config: IngestConfig | None = None) -> list[tuple[Stack, ...]]:
+    """Per corpus volume, the accepted stacks that may make it, best first: the first is selected,
+    the others stand in, in turn, for a stack rejected at assembly (each accepted stack alone for
+    ``volumes_per_study="all"``, every accepted stack of a study ranked for ``"primary"``).
 
-    >>> [s.first.series_number for s in select_stacks(stacks)]   # doctest: +SKIP
-    [2]
+    >>> [[s.first.series_number for s in group] for group in candidate_groups(stacks)]   # doctest: +SKIP
+    [[2, 4]]
     """
     config = config or IngestConfig()
     accepted = [s for s in stacks if not s.rejected]
     if config.volumes_per_study == "all":
-        return accepted
+        return [(stack,) for stack in accepted]
     by_study: dict[str, list[Stack]] = defaultdict(list)
     for stack in accepted:
         by_study[stack.first.study_uid or stack.first.series_uid or stack.stack_key].append(stack)
-    return [min(group, key=lambda s: _rank(s, config)) for _, group in sorted(by_study.items())]
+    return [tuple(sorted(group, key=lambda s: _rank(s, config))) for _, group in sorted(by_study.items())]
 
 
-def unselected_entries(stacks: Sequence[Stack], selected: Sequence[Stack], pseudonymizer: Pseudonymizer) -> list[QuarantineEntry]:
-    """Quarantine rows (``not_selected``) for accepted stacks that are not corpus volumes.
+def select_stacks(stacks: Sequence[Stack], config: IngestConfig | None = None) -> list[Stack]:
+    """The accepted stacks that become corpus volumes when they assemble (all, or the primary one per study).
+
+    >>> [s.first.series_number for s in select_stacks(stacks)]   # doctest: +SKIP
+    [2]
+    """
+    return [group[0] for group in candidate_groups(stacks, config)]
+
+
+def unselected_entries(stacks: Sequence[Stack], chosen: Sequence[Stack], pseudonymizer: Pseudonymizer) -> list[QuarantineEntry]:
+    """Quarantine rows (``not_selected``) for accepted stacks that are not corpus volumes, ``chosen``
+    holding those that are and those rejected at assembly (their ingest results give their reason).
 
     They are still ingested: their slice tables resolve image references of reports.
     """
-    chosen = {s.stack_key for s in selected}
+    tried = {s.stack_key for s in chosen}
     entries = []
     for stack in stacks:
-        if stack.rejected or stack.stack_key in chosen:
+        if stack.rejected or stack.stack_key in tried:
             continue
         first = stack.first
         message = (
@@ -91,3 +108,17 @@ def unselected_entries(stacks: Sequence[Stack], selected: Sequence[Stack], pseud
             QuarantineEntry("ingest", first.rel_path, QuarantineReason.NOT_SELECTED, message, pseudonymizer.volume(stack.stack_key), Action.REJECT)
         )
     return entries
+
+
+def fallback_entry(stack: Stack, replaced: Sequence[Stack], pseudonymizer: Pseudonymizer) -> QuarantineEntry:
+    """The quarantine row (``fallback_volume``, accepted) of a stack that became the corpus volume in
+    place of the better-ranked ``replaced``, which assembly rejected: the row says which stack stands in."""
+    first = stack.first
+    others = ", ".join(f"series {s.first.series_number} '{s.first.series_description}'" for s in replaced)
+    message = (
+        f"{first.rel_path}: series {first.series_number} '{first.series_description}' ({len(stack.instances)} slices) "
+        f"is the study's corpus volume in place of {others}, rejected at assembly (see its quarantine row); "
+        "repair that series' files to have it chosen again"
+    )
+    return QuarantineEntry("ingest", first.rel_path, QuarantineReason.FALLBACK_VOLUME, message,
+                           pseudonymizer.volume(stack.stack_key), Action.ACCEPT)
