@@ -67,12 +67,15 @@ from ctcorpus.schemas import load_schema, rows_from_table, table_from_rows
 from ctcorpus.snippets import PRODUCER as SNIPPETS_PRODUCER
 from ctcorpus.snippets import SentenceContext, SeriesSlices, VolumeGrid, mine_snippets, snippets_table, stack_slices
 from ctcorpus.taxonomy import CT_RATE_LABELS
-from ctcorpus.version import __version__
+from ctcorpus.version import __version__, source_digest
 
 log = logging.getLogger(__name__)
 
 RUN_INDEX = "current_run.json"
 PIPELINE_PRODUCER = f"ctcorpus-{__version__}"
+#: The text stage's source (this module: report.json, the samples row, how snippets are mined per
+#: volume): part of its cache key, so a fixed step redoes the text results in a source install too.
+TEXT_SOURCE = source_digest([__file__])
 
 
 # ----------------------------------------------------------------------------------------- records
@@ -202,13 +205,14 @@ def _anatomy_key(ingest_key: str, config: CorpusConfig) -> str:
 
 
 def _text_key(ingest_key: str, anatomy_key: str, mask_outcome: str, unit: StudyUnit, config: CorpusConfig) -> str:
-    """Also keyed by the grammar's version (the snippets producer): a new grammar re-mines; and by
-    the anatomy result's outcome (``mask.json``): a retried segmentation that now has a mask redoes it."""
+    """Also keyed by the stage's source and the grammar's version (the snippets producer): a new
+    grammar re-mines; and by the anatomy result's outcome (``mask.json``): a retried segmentation that
+    now has a mask redoes it."""
     slices = [(s.stack_key, [r.sha256 for r in s.instances]) for s in unit.stacks]
     report = None if unit.report is None else asdict(unit.report)
     schemas = [load_schema(name).version for name in ("samples", "snippets", "sentence_regions")]
     return _digest(
-        "text", __version__, FINGERPRINT_VERSION, SNIPPETS_PRODUCER, schemas, ingest_key, anatomy_key, mask_outcome, slices,
+        "text", __version__, TEXT_SOURCE, FINGERPRINT_VERSION, SNIPPETS_PRODUCER, schemas, ingest_key, anatomy_key, mask_outcome, slices,
         report, _section(config, "snippets"),
     )
 
@@ -554,6 +558,15 @@ def person_key(stack: Stack, p: Pseudonymizer) -> str:
     return p.make("per", f"{name}|{first.patient_birth_date}")
 
 
+def _section_texts(report: StudyReport) -> dict[str, str]:
+    """Each section name's text: sections of one name joined by a blank line in report order (a report
+    with a findings section per region, "FINDINGS: chest ... FINDINGS: abdomen ...", kept the last)."""
+    parts: dict[str, list[str]] = {}
+    for name, start, end in report.sections:
+        parts.setdefault(name, []).append(report.text[start:end])
+    return {name: texts[0] if len(texts) == 1 else "\n\n".join(t.strip() for t in texts) for name, texts in parts.items()}
+
+
 def _report_json(report: StudyReport | None) -> dict[str, Any]:
     if report is None:
         return {"report_id": "", "language": "", "text": "", "sections": {}, "sentences": [], "labels": {label: "absent" for label in CT_RATE_LABELS}}
@@ -562,10 +575,18 @@ def _report_json(report: StudyReport | None) -> dict[str, Any]:
         "report_id": report.report_id,
         "language": report.language,
         "text": report.text,
-        "sections": {name: report.text[start:end] for name, start, end in report.sections},
+        "sections": _section_texts(report),
         "sentences": list(report.sentences),
         "labels": labels,
     }
+
+
+def _bare_image_series(unit: StudyUnit, stack: Stack) -> int | None:
+    """The series a reference without one ("image 45") points at, unless snippets.primary_series_number
+    says: the volume's own when it is the study's one volume; among several ("volumes_per_study: all")
+    none, so that the references are quarantined as ambiguous_series where the study has several
+    axial series (each volume had mined image 45 of its own series: all but one pair was wrong)."""
+    return stack.first.series_number if len(unit.candidates) == 1 else None
 
 
 def _run_text(unit: StudyUnit, stack: Stack, keys: VolumeKeys, store: WorkStore, config: CorpusConfig, p: Pseudonymizer, folder: Path) -> None:
@@ -591,7 +612,7 @@ def _run_text(unit: StudyUnit, stack: Stack, keys: VolumeKeys, store: WorkStore,
         ]
         pairs, entries = mine_snippets(
             report.report_id, report.text, _series_slices(unit, p), grid, config.snippets, sentences=contexts,
-            language=report.language or None, source=report.report_id, primary_series_number=stack.first.series_number,
+            language=report.language or None, source=report.report_id, primary_series_number=_bare_image_series(unit, stack),
         )
         for s in report.sentences:
             region = sentence_region(s["anatomies"], stats, sentence_id=f"{report.report_id}:{s['index']}")

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -605,3 +606,20 @@ def test_audit_finds_every_seeded_leak_end_to_end_and_none_on_a_clean_export(tmp
     assert score.total == len(seeded) >= 3
     assert score.found == score.total, score.missed
     assert score.false == 0, score.false_findings
+
+
+def test_report_json_keeps_every_section_of_a_name() -> None:
+    # a report with a findings section per region: report.json's sections kept the abdomen's alone
+    text = "FINDINGS: Nodule.\nIMPRESSION: Nodule.\nFINDINGS: Liver cyst.\n"
+    sections = (("findings", 10, 18), ("impression", 30, 38), ("findings", 48, len(text)))
+    report = pipeline.StudyReport("r1", "en", text, sections, (), (), "0" * 64)
+    assert pipeline._report_json(report)["sections"] == {"findings": "Nodule.\n\nLiver cyst.", "impression": "Nodule.\n"}
+
+
+def test_a_bare_image_number_names_the_volume_series_only_in_a_study_of_one_volume() -> None:
+    # volumes_per_study: all: each volume mined "image 45" of its own series, all pairs but one wrong
+    stack = SimpleNamespace(first=SimpleNamespace(series_number=3))
+    one = pipeline.StudyUnit("s1", "p1", (), (("a", "b"),), None, "")
+    several = pipeline.StudyUnit("s1", "p1", (), (("a",), ("b",)), None, "")
+    assert pipeline._bare_image_series(one, stack) == 3
+    assert pipeline._bare_image_series(several, stack) is None
