@@ -29,8 +29,9 @@ class SnippetsConfig(StageConfig):
         None,
         description=(
             "SeriesNumber that a reference without a series ('image 45') points at, in every study. None: "
-            "the series the corpus volume was built from; for a volume without a SeriesNumber, the study's "
-            "only axial series, else the reference is quarantined as ambiguous_series."
+            "the series the corpus volume was built from where it is the study's one volume; for a volume "
+            "without a SeriesNumber, or among several (ingest.volumes_per_study 'all'), the study's only "
+            "axial series, else the reference is quarantined as ambiguous_series."
         ),
     )
     bin_mm: float = Field(
