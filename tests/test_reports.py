@@ -511,6 +511,7 @@ def test_phi_rules_tried_near_numbers_find_what_a_full_scan_finds(synthetic):
         "SSN 123-45-6789, 1234567890, x1234567, (se 3, im 45), 3.5 mm; ſept 3, 2020; İd 95; a-b 3; -5; :7",
         "Krankenversichertennummer: X123, SSN: 123 45 6789, Pt: Doe, John; Nachname: Meier; cc: Ann Lee; "
         "MTRA: Weber\nMit freundlichen Grüßen\nEva Roth, MD",
+        "Fallnummer ١٢٣٤٥٦٧٨, Tel. ٠١٧٦ ١٢٣٤٥٦٧, vom ٠٣.٠٤.",  # digits beyond ASCII: numbers, as "\d" reads them
     ]
     texts = crafted + [truth.text for truth, _ in synthetic]
     with_needles = [k for k, rule in enumerate(phi._RULES) if rule[2]]
