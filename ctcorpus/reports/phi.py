@@ -191,6 +191,12 @@ _ROLE_NAME = (r"[ \t]+(?:(?:Dr|Prof|med|PD)\.?[ \t]+)*(" + _NAME_LEAD + _CAP + r
 # any skips that rule; a rule anchored "needle" is only tried where one of them occurs, since each
 # of its matches starts with one (a label: "Pager 1234"). The needles of all rules are found in
 # one pass of an Aho-Corasick automaton (pyahocorasick).
+#
+# A rule anchored at numbers fails at most of them ("series 2, image 48", "1.", "14 mm"), and the
+# engine pays for each alternative it tries there. Where every alternative goes on with one of a
+# few characters after the first digit, a lookahead for them ends the attempt at once
+# ("(?=[\d\s./snrt])": a digit, a space, a separator or "st"/"nd"/"rd"/"th"); and a digit that
+# only a non-digit may follow is possessive ("\d?+"), as giving it back could not let the rest match.
 _SCAN, _NUMBER, _WORD_BEFORE_NUMBER, _NEAR_NUMBER = "scan", "number", "word before number", "near number"
 _NEEDLE = "needle"
 _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
@@ -226,12 +232,13 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     (
         "date",
         re.compile(
-            r"\d(?<!\w\d)(?:\d{3}([-/.])\d{1,2}\1\d{1,2}(?=T\d|\b)"
+            # each alternative goes on with a digit, a letter ("3rd", "12MAR2020"), a separator or a space
+            r"\d(?<!\w\d)(?=[\w./\s\-])(?:\d{3}([-/.])\d{1,2}\1\d{1,2}(?=T\d|\b)"
             # day and month each at most 31 ("45/60/30 HU" are densities)
             r"|(?:(?<=[0-2])\d|(?<=3)[01])?[./-](?:[0-2]?\d|3[01])[./-](?:\d{4}|\d{2})(?![\d.]\d)\b" + _NOT_A_UNIT
-            + r"|\d?\.\s\d{1,2}\.\s?(?:19|20)\d{2}(?!\d)"  # "12. 3. 2020"
-            r"|\d?(?:st|nd|rd|th)?(?:\.?\s(?:of\s)?|-)" + _MONTH + r"(?:,?\s|-)\d{4}\b"
-            r"|\d?(?:jan|feb|m[aä]r|mrz|apr|ma[iy]|jun|jul|aug|sept?|o[ck]t|nov|de[cz])(?:19|20)\d{2}\b)",  # "12MAR2020"
+            + r"|\d?+\.\s\d{1,2}\.\s?(?:19|20)\d{2}(?!\d)"  # "12. 3. 2020"
+            r"|\d?+(?:st|nd|rd|th)?(?:\.?\s(?:of\s)?|-)" + _MONTH + r"(?:,?\s|-)\d{4}\b"
+            r"|\d?+(?:jan|feb|m[aä]r|mrz|apr|ma[iy]|jun|jul|aug|sept?|o[ck]t|nov|de[cz])(?:19|20)\d{2}\b)",  # "12MAR2020"
             re.IGNORECASE,
         ),
         (),
@@ -253,7 +260,8 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     ),
     (  # "3rd of March", "3 March", "3. März"; and "03/2020", "03.2020"
         "date",
-        re.compile(r"\d(?<!\w\d)(?:\d?(?:(?:st|nd|rd|th)?\s(?:of\s)?" + _CAPITAL_MONTH + r"|\.\s?" + _GERMAN_MONTH + r")"
+        re.compile(r"\d(?<!\w\d)(?=[\d\s./snrt])(?:\d?+(?:(?:st|nd|rd|th)?\s(?:of\s)?" + _CAPITAL_MONTH
+                   + r"|\.\s?" + _GERMAN_MONTH + r")"
                    r"|(?<=0)[1-9]/(?:19|20)\d{2}(?![\d/])|(?<=1)[0-2]?/(?:19|20)\d{2}(?![\d/])"
                    r"|(?<=[2-9])/(?:19|20)\d{2}(?![\d/])|(?:(?<=0)[1-9]|(?<=1)[0-2])\.(?:19|20)\d{2}(?!\d|\.\d)"
                    + _NOT_A_UNIT + r")"),
@@ -262,11 +270,13 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     ),
     # German day and month without a year after a preposition ("vom 03.04.", "seit 12. März", "vom
     # 12.03 zeigt": a two-digit month, since "von 2.5 auf 3.1 cm" is a measurement); the closing
-    # period stays in the text, where it may also end the sentence.
+    # period stays in the text, where it may also end the sentence. The last letters of the
+    # prepositions, in one lookbehind, turn away most numbers before their lookbehinds are tried.
     (
         "date",
         re.compile(
-            r"\d(?<!\w\d)(?:" + "|".join(rf"(?<=\b{w}\s\d)" for w in _DATE_PREPOSITIONS) + r")"
+            r"\d(?<!\w\d)(?<=[" + "".join(sorted({w[-1] for w in _DATE_PREPOSITIONS})) + r"]\s\d)(?:"
+            + "|".join(rf"(?<=\b{w}\s\d)" for w in _DATE_PREPOSITIONS) + r")"
             r"(?:\d?\.(?:0?[1-9]|1[0-2])(?=\.(?!\d))|\d?\.(?:0[1-9]|1[0-2])(?![\d.,])|\d?\.?\s" + _MONTH_NAME + r"(?!\w))",
             re.IGNORECASE,
         ),
