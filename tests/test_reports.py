@@ -500,9 +500,10 @@ def test_phi_rules_keep_measurements_and_references():
 
 
 def test_phi_rules_tried_near_numbers_find_what_a_full_scan_finds(synthetic):
-    # Rules anchored at numbers or at their needles are tried only there, and rules none of whose
-    # needles occurs are skipped (speed); each must match exactly where a scan of the whole text
-    # does, or its anchor is wrong. The automaton must find each needle where str.find does.
+    # Rules anchored at numbers or at their needles are tried only there, or scanned only over the
+    # lines of their needles, and rules none of whose needles occurs are skipped (speed); each must
+    # match exactly where a scan of the whole text does, or its anchor is wrong. The automaton must
+    # find each needle where str.find does.
     crafted = [
         "Tel.: 1234, TELEFON -4711, Pager 55, App. 815, call 555 123 4567, Fax: +49 (0)30 12, next 3, text: 4.",
         "Seen March 3, 2020 and Sept. 21st, 2019; vom 03.04. bis 3. März 2021; am 1.2.; 12/31/20, 2020-01-02.",
@@ -512,6 +513,8 @@ def test_phi_rules_tried_near_numbers_find_what_a_full_scan_finds(synthetic):
         "Krankenversichertennummer: X123, SSN: 123 45 6789, Pt: Doe, John; Nachname: Meier; cc: Ann Lee; "
         "MTRA: Weber\nMit freundlichen Grüßen\nEva Roth, MD",
         "Fallnummer ١٢٣٤٥٦٧٨, Tel. ٠١٧٦ ١٢٣٤٥٦٧, vom ٠٣.٠٤.",  # digits beyond ASCII: numbers, as "\d" reads them
+        ("Kein Fremdmaterial. John Smith, MD, and Jane Doe MD\nPO Box 12, Boston; www.x.org\n\n"
+         "Ann Lee, RN\nEva Roth, M.D."),  # matches in several lines of needles, and lines of needles without one
     ]
     texts = crafted + [truth.text for truth, _ in synthetic]
     with_needles = [k for k, rule in enumerate(phi._RULES) if rule[2]]
@@ -527,7 +530,10 @@ def test_phi_rules_tried_near_numbers_find_what_a_full_scan_finds(synthetic):
             scan = [m.span() for m in pattern.finditer(text)]
             if needles and not by_find:
                 assert not scan, (pattern.pattern, text)
-            if anchor != phi._SCAN:
+            if anchor == phi._NEEDLE_LINE:
+                in_lines = phi._matches_in_lines(pattern, text, needle_starts.get(k, []))
+                assert [m.span() for m in in_lines] == scan, (pattern.pattern, text)
+            elif anchor != phi._SCAN:
                 tried = needle_starts.get(k, []) if anchor == phi._NEEDLE else starts[anchor]
                 assert [m.span() for m in phi._matches_at(pattern, text, tried)] == scan, (pattern.pattern, text)
             found += len(scan)

@@ -189,8 +189,11 @@ _ROLE_NAME = (r"[ \t]+(?:(?:Dr|Prof|med|PD)\.?[ \t]+)*(" + _NAME_LEAD + _CAP + r
 # one anchored "near number" at both. Only "scan" rules pass over the whole text. A rule's needles,
 # when it has any, are lower-case substrings one of which every match contains: a report without
 # any skips that rule; a rule anchored "needle" is only tried where one of them occurs, since each
-# of its matches starts with one (a label: "Pager 1234"). The needles of all rules are found in
-# one pass of an Aho-Corasick automaton (pyahocorasick).
+# of its matches starts with one (a label: "Pager 1234"), and one anchored "needle line" is
+# scanned only over the lines where one occurs, since none of its matches, nor any lookahead of
+# it, reaches across a line end (a needle may end its matches: "John Smith, MD"; a German report
+# with "md" in "Fremdmaterial" paid ~100 µs for the full scan). The needles of all rules are found
+# in one pass of an Aho-Corasick automaton (pyahocorasick).
 #
 # A rule anchored at numbers fails at most of them ("series 2, image 48", "1.", "14 mm"), and the
 # engine pays for each alternative it tries there. Where every alternative goes on with one of a
@@ -198,7 +201,7 @@ _ROLE_NAME = (r"[ \t]+(?:(?:Dr|Prof|med|PD)\.?[ \t]+)*(" + _NAME_LEAD + _CAP + r
 # ("(?=[\d\s./snrt])": a digit, a space, a separator or "st"/"nd"/"rd"/"th"); and a digit that
 # only a non-digit may follow is possessive ("\d?+"), as giving it back could not let the rest match.
 _SCAN, _NUMBER, _WORD_BEFORE_NUMBER, _NEAR_NUMBER = "scan", "number", "word before number", "near number"
-_NEEDLE = "needle"
+_NEEDLE, _NEEDLE_LINE = "needle", "needle line"
 _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     # e-mail addresses and web links (a link may carry an accession number); an address's local
     # part is at most 64 characters (RFC 5321): unbounded, the engine scanned a long run of word
@@ -207,7 +210,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         "address",
         re.compile(r"(?:https?://|www\.)[^\s<>\"]*[^\s<>\".,;:!?)]|[\w.+\-]{1,64}@[\w\-]+(?:\.[\w\-]+)+"),
         ("@", "http", "www."),
-        _SCAN,
+        _NEEDLE_LINE,
     ),
     (
         "address",
@@ -327,7 +330,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         re.compile(r"(?<!\w)(?i:P\.?[ ]?O\.?[ ]?Box|Postfach)[ \t]+\d(?:[ ]?\d)*"
                    r"(?:,[ \t]*(?:\d{5}[ \t]+)?" + _CAP + r"(?:[ \t]" + _CAP + r")?)?"),
         ("box", "postfach"),
-        _SCAN,
+        _NEEDLE_LINE,
     ),
     ("id", re.compile(r"\d(?<!\w\d)(?:\d{6,}|\d{2}-\d{2}-\d{4})\b"), (), _NUMBER),  # long numbers, US SSNs
     (
@@ -418,7 +421,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
                    r"|(" + _NAME_PARTS + r",[ \t]+" + _NAME_PARTS + "|" + _FULL_NAME + r")[ \t]*" + _DEGREE + ")"),
         ("md", "m.d", "phd", "ph.d", ",rn", ", rn", ",np", ", np", ",pa-c", ", pa-c", ",aprn", ", aprn", ",crna", ", crna",
          ",lpn", ", lpn"),
-        _SCAN,
+        _NEEDLE_LINE,
     ),
 )
 
@@ -582,6 +585,22 @@ def _matches_at(pattern: re.Pattern[str], text: str, starts: Sequence[int]) -> I
             end = max(m.end(), start + 1)
 
 
+def _matches_in_lines(pattern: re.Pattern[str], text: str, starts: Sequence[int]) -> Iterator[re.Match[str]]:
+    """``pattern.finditer(text)`` for a pattern each of whose matches holds a needle found at one
+    of ``starts`` (sorted) and, lookaheads included, stays within one line: only the lines where a
+    needle was found are scanned.
+
+    Each line is scanned up to its end (``endpos``), where the pattern reads the end of the text
+    as it read the line end ("\\b", "(?![\\w\\-])"); a lookbehind still sees the lines before.
+    """
+    end = 0
+    for start in starts:
+        if start >= end:  # not in the line last scanned
+            end = text.find("\n", start)
+            end = len(text) if end < 0 else end
+            yield from pattern.finditer(text, text.rfind("\n", 0, start) + 1, end)
+
+
 def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, ...]:
     """Find PHI spans in ``text`` (sorted, non-overlapping; a span that reaches past earlier ones
     joins them into one, of the longest one's kind).
@@ -630,6 +649,8 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
             continue  # cannot match: none of its needles occurs
         if anchor == _NEEDLE:
             matches = _matches_at(pattern, text, needle_starts[k])
+        elif anchor == _NEEDLE_LINE:
+            matches = _matches_in_lines(pattern, text, needle_starts[k])
         else:
             matches = pattern.finditer(text) if anchor == _SCAN else _matches_at(pattern, text, starts[anchor])
         for m in matches:
