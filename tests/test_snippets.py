@@ -74,6 +74,9 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     ("Rundherd in Serie 4 Bild 87.", "de", [(4, (87,))]),
     ("Rundherd (Bild 45).", "de", [(None, (45,))]),
     ("Herde (Serie 2, Bilder 10 und 14).", "de", [(2, (10, 14))]),
+    ("Nodule unchanged compared to the prior CT (series 3, image 45).", "en", [(3, (45,))]),
+    ("Nodule (se 3 im 45; prior se 2 im 40).", "en", [(3, (45,))]),
+    ("Größenprogredient zur Voruntersuchung (Serie 3, Bild 45).", "de", [(3, (45,))]),
     ("Herd (Se 3, Bild 45).", "de", [(3, (45,))]),
     ("Herd (Serie 3, Bild 40 bis 42).", "de", [(3, (40, 41, 42))]),
     ("nodus met centrale calcificatie. (Serie 5 ima 456. Radiologisch", "nl", [(5, (456,))]),
@@ -87,6 +90,10 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("Compared with the CT on 3/4/2021, no change.", "en"),
     ("Prior study dated (12/03), stable.", "en"),
     ("Seen previously on (3/45).", "en"),
+    ("On the prior exam series 3 image 45 it measured 4 mm.", "en"),
+    ("Previously seen on series 3, image 45.", "en"),
+    ("Nodule (series 3, image 45 of the prior CT).", "en"),
+    ("On the prior chest CT of 01/2023 (series 4, image 88) it measured 4 mm.", "en"),
     ("Nodule measuring 3:45 mm.", "en"),
     ("Nodule of 3/4 mm.", "en"),
     ("Ratio (3:1) of the airways.", "en"),
@@ -117,6 +124,9 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("Bildgebung vom 3.4.2020 zum Vergleich.", "de"),
     ("Eine Serie von Aufnahmen wurde angefertigt.", "de"),
     ("Voruntersuchung vom (12/03).", "de"),
+    ("In der Voruntersuchung (Serie 4, Bild 30) kleiner.", "de"),
+    ("Herd (Serie 3, Bild 45 der Voruntersuchung).", "de"),
+    ("Op het vorige onderzoek (serie 3, beeld 45).", "nl"),
     ("Blutdruck 120/80 mmHg.", "de"),
     ("Aufnahmeserie 3 ohne Befund.", "de"),
     ("Befund um 3:45 Uhr mitgeteilt.", "de"),
@@ -156,6 +166,13 @@ def test_forms_ranges_and_cap() -> None:
     assert ref.image_numbers == (10, 11, 12) and not ref.truncated and ref.form is ReferenceForm.SERIES_IMAGE
     (ref,) = mine_image_references("Nodule (IMA 8-34).")
     assert ref.form is ReferenceForm.IMA_DASH and not ref.is_range
+
+
+def test_a_reference_to_a_prior_exam_is_not_placed_in_this_volume() -> None:
+    # its series and image numbers are the prior study's: this study's image 45 is another slice
+    text = "Nodule now 8 mm (series 2, image 30); on the prior CT, series 2 image 45 it measured 4 mm."
+    pairs, quarantine = mine_snippets("r", text, [stack(2, 0.0, 1.0, 100)], grid(z0=0.0, dz=1.0, n=100), SnippetsConfig())
+    assert [p.image_number for p in pairs] == [30] and quarantine == []
 
 
 def test_mine_snippets_reads_its_config_section() -> None:
@@ -200,6 +217,8 @@ def test_an_image_joined_to_a_reference_with_a_series_takes_its_series() -> None
         "Herde Serie 3 Bild 4, Bild 5 und Bild 6.": [(3, (4,)), (3, (5,)), (3, (6,))],
         "Nodule series 3 image 45 and image 12 of series 5.": [(3, (45,)), (5, (12,))],
         "Nodule series 3 image 45. Another one on image 60.": [(3, (45,)), (None, (60,))],  # not joined
+        # an image joined to one on a prior exam is on it too: neither is this study's
+        "Nodule (series 3 image 45); on the prior CT series 2 image 40 and image 41.": [(3, (45,))],
     }
     for text, expected in cases.items():
         refs = mine_image_references(text)
