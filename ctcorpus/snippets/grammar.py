@@ -4,7 +4,7 @@ Radiologists point at slices in a dozen ways ("se 3 im 45", "(3/45)", "Bild 45 d
 "(IMA 8-34)", "images 12 and 45 of series 3"). One hand-written regex for all of them becomes
 unreadable and lets false friends through, so the grammar is built from small named parts
 (keywords per language, a number that is not a measurement, a list/range of numbers) composed
-into five forms, compiled once into a single alternation per language set. A few context rules
+into six forms, compiled once into a single alternation per language set. A few context rules
 that a regex cannot express well (dates, blood pressure, ratios) are applied to the bare
 parenthesised "(3/45)" form only, the one form that has no keyword to vouch for it. A reference
 on a prior exam ("on the prior CT, series 3 image 45", "Bild 45 der Voruntersuchung") names that
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "5"
+GRAMMAR_VERSION = "6"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -47,6 +47,7 @@ class ReferenceForm(str, Enum):
     IMA_DASH = "ima_dash"  # (IMA 8-34): Siemens-style series-image pair
     IMAGE_ONLY = "image_only"  # (image 45) / IMA 75 en 90
     PAREN_PAIR = "paren_pair"  # (3:45) / (3/45)
+    SLASH_PAIR = "slash_pair"  # (Se/Im 3/45) / series/image 4/112-114 / Serie/Bild 3/45
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +161,9 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[s
         ReferenceForm.IMA_DASH: rf"\bima\.?{_SP}(?P<c_s>\d{{1,4}}){_SP}-{_SP}(?P<c_i>{_NUM})",
         ReferenceForm.IMAGE_ONLY: rf"{strong_image}{_SP}(?P<d_i>{numbers})",
         ReferenceForm.PAREN_PAIR: r"\(\s*(?P<e_s>\d{1,4})\s*(?P<e_sep>[:/])\s*(?P<e_i>\d{1,4})\s*\)",
+        ReferenceForm.SLASH_PAIR: (
+            rf"\b{_words(_SERIES_WORDS, languages)}\.?{_SP}/{_SP}{any_image}:?{_SP}(?P<f_s>\d{{1,6}}){_SP}/{_SP}(?P<f_i>{numbers})"
+        ),
     }
     alternation = "|".join(f"(?P<{form.name}>{pattern})" for form, pattern in forms.items())
     trigger = _trigger(
@@ -210,6 +214,7 @@ _GROUPS: dict[ReferenceForm, tuple[str | None, str]] = {
     ReferenceForm.IMA_DASH: ("c_s", "c_i"),
     ReferenceForm.IMAGE_ONLY: (None, "d_i"),
     ReferenceForm.PAREN_PAIR: ("e_s", "e_i"),
+    ReferenceForm.SLASH_PAIR: ("f_s", "f_i"),
 }
 _LIST_PART = re.compile(r"(\d+)(?:\s*(?:[-–—]|to|through|bis|tot)\s*(\d+))?", re.IGNORECASE)
 _RANGE_MARK = re.compile(r"\d\s*(?:[-–—]|\b(?:to|through|bis|tot)\b)\s*\d", re.IGNORECASE)
