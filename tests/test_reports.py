@@ -819,6 +819,22 @@ def test_a_study_takes_one_report_by_patient_and_date(tmp_path):
     assert sorted((r.text, r.study_id) for r in result.reports) == [("Cardiomegaly.", "1.3"), ("Emphysema.", "1.2")]
 
 
+def test_a_placeholder_accession_number_is_none(tmp_path):
+    # a modality writes zeros where the RIS sent no number: two exams of a patient a year apart are not one
+    # report in two versions (the first was dropped as superseded), and each links by date, not to one study
+    rows = [{"accession_number": number, "patient_id": "P1", "study_date": day, "report_text": text}
+            for number, day, text in (("0", "20230105", "Rundherd."), ("00000000", "20240210", "Kein Rundherd."),
+                                      ("-", "20240301", "Pleuraerguss."))]
+    path = _write_csv(tmp_path / "ris.csv", rows)
+    studies = [StudyKey("1.9", "0", "P1", "20240210"), StudyKey("1.2", "00000000", "P1", "20230105"),
+               StudyKey("1.5", "", "P1", "20240301")]
+    result = process_reports([path], studies)
+    assert sorted((r.text, r.study_id, r.link_method) for r in result.reports) == [
+        ("Kein Rundherd.", "1.9", "patient_date"), ("Pleuraerguss.", "1.5", "patient_date"),
+        ("Rundherd.", "1.2", "patient_date")]
+    assert result.quarantine == ()
+
+
 def test_language_column_in_any_spelling(tmp_path):
     rows = [{"accession_number": f"A{k}", "patient_id": "P1", "study_date": f"2024010{k}", "report_text": "Rundherd.",
              "language": language} for k, language in enumerate(("de-DE", "German", "DE", "Deutsch"), start=1)]

@@ -11,7 +11,7 @@ from datetime import date
 
 from ctcorpus.reports.records import RawReport, StudyKey
 
-__all__ = ["Link", "id_key", "link_reports", "link_sr_reports"]
+__all__ = ["Link", "accession_key", "id_key", "link_reports", "link_sr_reports"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,22 @@ def id_key(value: str) -> str:
     return (key.lstrip("0") or "0") if key.isdigit() else key
 
 
+def accession_key(value: str) -> str:
+    """An accession number as linking compares it (:func:`id_key`), "" for none: also for a
+    placeholder that names no order, all zeros ("0", "00000000": what a modality writes when the RIS
+    sent none) or without a letter or digit ("-").
+
+    Taken for a number, a placeholder made one exam of all the studies and reports of a patient
+    that carry it: the reports were taken for versions of one report (all but the latest dropped as
+    superseded), and linked to the study with the smallest UID instead of by date.
+
+    >>> accession_key(" 000123 "), accession_key("00000000"), accession_key("-"), accession_key("A0")
+    ('123', '', '', 'A0')
+    """
+    key = id_key(value)
+    return "" if key == "0" or not any(c.isalnum() for c in key) else key
+
+
 def _day(yyyymmdd: str) -> date | None:
     try:
         return date(int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:8]))
@@ -62,7 +78,7 @@ def _same_patient(report: RawReport, study: StudyKey) -> bool:
 
 def _has_accession(study: StudyKey) -> bool:
     """Whether the study carries an accession number, its own or an order's it fulfils."""
-    return bool(study.accession_number or study.requested_accession_numbers)
+    return bool(accession_key(study.accession_number) or any(map(accession_key, study.requested_accession_numbers)))
 
 
 def _by_accession(
@@ -76,9 +92,8 @@ def _by_accession(
     Of several studies of the patient (a modality that split one exam), the smallest study UID
     takes the report, so the choice does not depend on the order of the studies.
     """
-    if not report.accession_number:
+    if not (key := accession_key(report.accession_number)):
         return None, 0
-    key = id_key(report.accession_number)
     for method, index in (("accession", own), ("requested_accession", requested)):
         if same := [s for s in index.get(key, ()) if _same_patient(report, s)]:
             return Link(report, min(same, key=lambda s: s.study_uid), method), len(same)
@@ -89,7 +104,7 @@ def _by_accession(
 def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, window_days: int) -> tuple[Link, ...]:
     """Link each report to one study.
 
-    An accession number present in both wins (ids compared by :func:`id_key`) where the patient
+    An accession number present in both wins (compared by :func:`accession_key`) where the patient
     ids agree (or either is missing): the study's own, else one of the orders it fulfils
     (``requested_accession``: a chest and an abdomen order read on one scan, each reported under
     its number, link both to that study); of several such studies, the smallest study UID. A report
@@ -110,9 +125,9 @@ def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, w
     own: dict[str, list[StudyKey]] = defaultdict(list)
     requested: dict[str, list[StudyKey]] = defaultdict(list)
     for s in studies:
-        if s.accession_number:
-            own[id_key(s.accession_number)].append(s)
-        for number in dict.fromkeys(map(id_key, s.requested_accession_numbers)):
+        if key := accession_key(s.accession_number):
+            own[key].append(s)
+        for number in dict.fromkeys(filter(None, map(accession_key, s.requested_accession_numbers))):
             requested[number].append(s)
     by_patient: dict[str, list[tuple[date, StudyKey]]] = defaultdict(list)
     for s in studies:
@@ -134,7 +149,7 @@ def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, w
             pairs += [(empty, abs((d - day).days), k, s.study_uid, s)
                       for d, s in by_patient.get(id_key(report.patient_id), ())
                       if abs((d - day).days) <= window_days and s.study_uid not in claimed
-                      and not (report.accession_number and _has_accession(s))]
+                      and not (accession_key(report.accession_number) and _has_accession(s))]
     by_date: dict[int, StudyKey] = {}
     for *_, k, uid, s in sorted(pairs, key=lambda p: p[:4]):
         if k not in by_date and uid not in claimed:

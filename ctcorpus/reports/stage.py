@@ -21,7 +21,7 @@ from ctcorpus.records import ErrorHandler, QuarantineEntry, raise_on_error, sha2
 from ctcorpus.reports import io, language, lexicon, link, markup, nlp, oru, patterns, phi, sr
 from ctcorpus.reports.io import read_report_export
 from ctcorpus.reports.language import SUPPORTED_LANGUAGES
-from ctcorpus.reports.link import id_key, link_reports, link_sr_reports
+from ctcorpus.reports.link import accession_key, id_key, link_reports, link_sr_reports
 from ctcorpus.reports.sr import read_sr_report
 from ctcorpus.reports.nlp import analyze_report, build_analyzer
 from ctcorpus.reports.records import LabelRow, RawReport, ReportRow, ReportsResult, SentenceRow, StudyKey
@@ -73,7 +73,7 @@ def date_shift_days(pseudonymized_patient: str, max_days: int) -> int:
 
 
 def _shared_accessions(reports: Sequence[RawReport]) -> frozenset[str]:
-    """The accession numbers (by :func:`id_key`) that rows of more than one patient carry.
+    """The accession numbers (by :func:`accession_key`) that rows of more than one patient carry.
 
     Accession numbers are unique within one RIS only (two sites count alike; "00123" and "123"):
     such rows are told apart by patient too, as versions of a report and by report id, so that
@@ -81,16 +81,16 @@ def _shared_accessions(reports: Sequence[RawReport]) -> frozenset[str]:
     """
     patients: dict[str, set[str]] = defaultdict(set)
     for r in reports:
-        if r.accession_number and r.patient_id:
-            patients[id_key(r.accession_number)].add(id_key(r.patient_id))
+        if (key := accession_key(r.accession_number)) and r.patient_id:
+            patients[key].add(id_key(r.patient_id))
     return frozenset(key for key, ids in patients.items() if len(ids) > 1)
 
 
 def _report_id(report: RawReport, pseudonymize: Pseudonymize, shared: Collection[str] = frozenset()) -> str:
     """The report's pseudonymized id: its accession number's, with the patient id where
     ``shared`` says other patients' rows carry the number too."""
-    if report.accession_number:
-        if id_key(report.accession_number) in shared:
+    if key := accession_key(report.accession_number):
+        if key in shared:
             return pseudonymize("acc", f"{report.accession_number}|{report.patient_id}")
         return pseudonymize("acc", report.accession_number)
     text_hash = hashlib.sha256(report.text.encode()).hexdigest()[:16]
@@ -111,8 +111,7 @@ def _one_row_per_accession(
     """
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, r in enumerate(reports):
-        if r.accession_number and r.text.strip():
-            key = id_key(r.accession_number)
+        if (key := accession_key(r.accession_number)) and r.text.strip():
             groups[key, id_key(r.patient_id) if key in shared else ""].append(i)
     rows = list(reports)
     superseded: list[tuple[RawReport, RawReport]] = []
@@ -136,11 +135,11 @@ def _one_row_per_accession(
 
 def _orphan_reason(report: RawReport, window_days: int) -> str:
     """Why an export row linked to no study, in the terms of the rules that were tried."""
-    number = "no study with this accession number" if report.accession_number else "no accession number"
+    number = "no study with this accession number" if accession_key(report.accession_number) else "no accession number"
     if not report.study_date:  # a value that is no date was logged with the file, row and value
         tried = ("no study date to link it by patient and date (the cell is empty, or no date ctcorpus reads: the "
                  "log names its value)")
-    elif report.accession_number:
+    elif accession_key(report.accession_number):
         tried = (f"no unreported study of this patient without an accession number within {window_days} days (a "
                  "study with another number is another exam)")
     else:
@@ -150,7 +149,7 @@ def _orphan_reason(report: RawReport, window_days: int) -> str:
 
 def _accession_of_patient(study: StudyKey) -> tuple[str, str]:
     """The study's accession number and patient id as linking compares them."""
-    return id_key(study.accession_number), id_key(study.patient_id)
+    return accession_key(study.accession_number), id_key(study.patient_id)
 
 
 def process_reports(
