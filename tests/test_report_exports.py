@@ -57,6 +57,19 @@ def test_a_report_never_links_to_another_patients_study_by_accession(tmp_path):
     assert {s.report_id for s in result.sentences} == {r.report_id for r in result.reports}
 
 
+def test_a_report_without_patient_id_is_not_given_to_one_of_two_patients_sharing_its_number(tmp_path):
+    """Two sites count alike and the export has no patient id: which patient's study "123" is the
+    report's cannot be told, so it links to neither (the smaller study UID took it)."""
+    path = _csv(tmp_path / "ris.csv", ("123", "", "20240301", "Kein Erguss."))
+    studies = [StudyKey("1.1", "00123", "P-SITE-A", "20240105"), StudyKey("1.2", "123", "P-SITE-B", "20240301")]
+    result = process_reports([path], studies, pseudonymize=_tagged)
+    assert result.reports == ()
+    mismatch = [q for q in result.quarantine if q.reason == QuarantineReason.PATIENT_MISMATCH]
+    assert len(mismatch) == 1 and "stu-1.1" in mismatch[0].message and "no patient id" in mismatch[0].message
+    # a study of one patient carries it: the number links the report as before
+    assert [k.study for k in link_reports([_raw("123", "", "20240301")], studies[:1], window_days=3)] == studies[:1]
+
+
 def test_patient_ids_spelled_otherwise_or_missing_still_link_by_accession(tmp_path):
     """The RIS may write an MRN without its leading zeros, or leave it out: that is no mismatch."""
     path = _csv(tmp_path / "ris.csv", ("A1", "123456", "20240105", "Kein Erguss."), ("A2", "", "20240106", "Rundherd."),

@@ -26,7 +26,8 @@ class Link:
     report: RawReport
     study: StudyKey | None
     method: str  # "accession", "requested_accession", "patient_date", "dicom_sr" or "" for an orphan
-    #: for an orphan: the study of another patient that carries the report's accession number
+    #: for an orphan: the study of another patient that carries the report's accession number (of a
+    #: report without patient id: one of the studies of several patients that carry it)
     conflict: StudyKey | None = None
 
 
@@ -88,15 +89,20 @@ def _by_accession(
     how many studies of its patient carry it.
 
     Accession numbers are only unique within one RIS: a study of another patient with the number
-    (two sites' counters, "00123" and "123") is never linked, the report is an orphan naming it.
-    Of several studies of the patient (a modality that split one exam), the smallest study UID
-    takes the report, so the choice does not depend on the order of the studies.
+    (two sites' counters, "00123" and "123") is never linked, the report is an orphan naming it;
+    so is a report without patient id whose number studies of several patients carry (which one
+    is its patient's cannot be told). Of several studies of the patient (a modality that split one
+    exam), the smallest study UID takes the report, so the choice does not depend on the order of
+    the studies.
     """
     if not (key := accession_key(report.accession_number)):
         return None, 0
     for method, index in (("accession", own), ("requested_accession", requested)):
         if same := [s for s in index.get(key, ()) if _same_patient(report, s)]:
-            return Link(report, min(same, key=lambda s: s.study_uid), method), len(same)
+            first = min(same, key=lambda s: s.study_uid)
+            if not report.patient_id and len({id_key(s.patient_id) for s in same if s.patient_id}) > 1:
+                return Link(report, None, "", conflict=first), 0
+            return Link(report, first, method), len(same)
     others = [*own.get(key, ()), *requested.get(key, ())]
     return (Link(report, None, "", conflict=min(others, key=lambda s: s.study_uid)) if others else None), 0
 
@@ -108,10 +114,11 @@ def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, w
     ids agree (or either is missing): the study's own, else one of the orders it fulfils
     (``requested_accession``: a chest and an abdomen order read on one scan, each reported under
     its number, link both to that study); of several such studies, the smallest study UID. A report
-    whose accession number only studies of other patients carry is an orphan with that study as
+    whose accession number only studies of other patients carry, or that has no patient id and
+    whose number studies of several patients carry, is an orphan with such a study as
     ``conflict``. Otherwise, when the report or the study has no accession number (a report and a
-    study with different numbers are different exams: an X-ray's report never goes to the CT of the
-    day), the report goes to a study of the same patient at most ``window_days`` away that no other
+    study with different numbers are different exams: an X-ray's report never goes to the CT of
+    the day), the report goes to a study of the same patient at most ``window_days`` away that no other
     report claims: a study takes one report, the closest in date (ties: the earlier in export order;
     a report's ties: the smaller study UID; an empty row only when no report with text wants the
     study), so a report of another exam on the same day never lands on a reported study and the

@@ -279,9 +279,11 @@ def process_reports(
             ))
             continue
         if linked.study is None and linked.conflict is not None:
+            whose = ("whose patient id differs from the row's" if report.patient_id else
+                     "and of a study of another patient, and the row has no patient id to tell which is its")
             quarantine.append(QuarantineEntry.from_error(ReportError(
                 f"row {report.row}: its accession number is that of study "
-                f"{pseudonymize('stu', linked.conflict.study_uid)}, whose patient id differs from the row's; a "
+                f"{pseudonymize('stu', linked.conflict.study_uid)}, {whose}; a "
                 "report is never linked to another patient's study: check the export's patient ids and accession "
                 "numbers", path=report.path, reason=QuarantineReason.PATIENT_MISMATCH), STAGE, report_id))
             continue
