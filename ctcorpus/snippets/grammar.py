@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "6"
+GRAMMAR_VERSION = "7"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -149,12 +149,15 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[s
     connector = _words(_CONNECTORS, languages)
     article = _words(_ARTICLES, languages)
     numbers = _number_list(languages)
+    # how many a series or image number is out of: "series 2 of 5", "image 45 of 120, series 3"
+    total = rf"(?:\s+{connector}\s+\d{{1,6}}{_NOT_MEASUREMENT})?"
     forms = {
         ReferenceForm.SERIES_IMAGE: (
-            rf"{series}{_SP}(?P<a_s>{_SERIES_NUM})(?:{_SP}[,;/:]{_SP}|{_SP}-{_SP}|\s+)?{any_image}{_SP}(?P<a_i>{numbers})"
+            rf"{series}{_SP}(?P<a_s>{_SERIES_NUM}){total}(?:{_SP}[,;/:]{_SP}|{_SP}-{_SP}|\s+)?{any_image}{_SP}"
+            rf"(?P<a_i>{numbers})"
         ),
         ReferenceForm.IMAGE_SERIES: (
-            rf"{any_image}{_SP}(?P<b_i>{numbers})"
+            rf"{any_image}{_SP}(?P<b_i>{numbers}){total}"
             rf"(?:{_SP}[,/]{_SP}|\s+{connector}\s+(?:{article}\s+)?|{_SP}\({_SP})"
             rf"{series}{_SP}(?P<b_s>{_SERIES_NUM})"
         ),
@@ -162,7 +165,8 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[s
         ReferenceForm.IMAGE_ONLY: rf"{strong_image}{_SP}(?P<d_i>{numbers})",
         ReferenceForm.PAREN_PAIR: r"\(\s*(?P<e_s>\d{1,4})\s*(?P<e_sep>[:/])\s*(?P<e_i>\d{1,4})\s*\)",
         ReferenceForm.SLASH_PAIR: (
-            rf"\b{_words(_SERIES_WORDS, languages)}\.?{_SP}/{_SP}{any_image}:?{_SP}(?P<f_s>\d{{1,6}}){_SP}/{_SP}(?P<f_i>{numbers})"
+            rf"\b{_words(_SERIES_WORDS, languages)}\.?{_SP}/{_SP}{any_image}:?{_SP}(?P<f_s>\d{{1,6}}){_SP}/{_SP}"
+            rf"(?P<f_i>{numbers})"
         ),
     }
     alternation = "|".join(f"(?P<{form.name}>{pattern})" for form, pattern in forms.items())
@@ -229,9 +233,11 @@ _PAREN_FALSE_CONTEXT = re.compile(
 _PAREN_FALSE_AFTER = re.compile(r"^\s*(?:mm\s*hg|mmhg|uhr|h\b|am\b|pm\b|o'clock)", re.IGNORECASE)
 
 #: Words that make an exam a prior one ("the prior CT"), and nouns that name a prior exam alone ("Voruntersuchung").
-_PRIOR_WORD = r"(?:prior|previous|earlier|preceding|baseline|outside|vorherigen?|früheren?|vorangegangenen?|vorig(?:en?)?|eerdere?)"
+_PRIOR_WORD = (r"(?:prior|previous|earlier|preceding|baseline|outside|vorherigen?|früheren?|vorangegangenen?"
+               r"|vorig(?:en?)?|eerdere?)")
 _PRIOR_NOUN = r"(?:vorunters\w*|voraufnahmen?|vorbefund\w*|vor-?ct|vu|vooronderzoek\w*)"
-_EXAM = r"(?:exam(?:ination)?|study|scan|ct|cta|mri?|pet(?:[-/]ct)?|imaging|untersuchung|aufnahmen?|bildgebung|onderzoek)"
+_EXAM = (r"(?:exam(?:ination)?|study|scan|ct|cta|mri?|pet(?:[-/]ct)?|imaging|untersuchung|aufnahmen?|bildgebung"
+         r"|onderzoek)")
 _ARTICLE = r"(?:the|der|dem|den|het|de)"
 #: A prior exam: "prior CT", "previous chest CT", "Voruntersuchung", a bare "prior" (``bare``).
 _PRIOR_EXAM = rf"(?:{_PRIOR_WORD}(?:\s+(?:[^\W\d_]+\s+)?{_EXAM}\b|(?P<bare>))|{_PRIOR_NOUN})"
@@ -243,8 +249,9 @@ _PRIOR_BEFORE = re.compile(
     re.IGNORECASE,
 )
 #: Prior-exam wording just after a reference, under a preposition ("series 3 image 45 on the prior study",
-#: "Bild 45 der VU"), or a "prior" that ends the clause ("(series 3, image 45, prior)", "... 45 (prior)"); a bare "prior"
-#: only there too ("on prior)", not "... prior to contrast"), and a new clause ("; VU: Se 2") is none.
+#: "Bild 45 der VU"), or a "prior" that ends the clause ("(series 3, image 45, prior)", "... 45 (prior)");
+#: a bare "prior" only there too ("on prior)", not "... prior to contrast"), and a new clause ("; VU:
+#: Se 2") is none.
 _PRIOR_AFTER = re.compile(
     rf"[\s,]*(?:(?:on|of|from|in|at|auf|aus|im|der|vom|op|uit|van)\s+(?:{_ARTICLE}\s+)?{_PRIOR_EXAM}"
     rf"(?(bare)\s*(?:[),;.]|$)|\b)|\(?{_PRIOR_WORD}\s*(?:[),;]|$))",
