@@ -82,6 +82,17 @@ def test_projection_candidates_match_exact_search(seeded) -> None:
     assert match_leaks(projected.findings, expected).found == len(expected)
 
 
+def test_a_nan_fingerprint_does_not_hide_near_copies_from_the_projection(seeded) -> None:
+    """A volume whose HU held a NaN fingerprints as NaN: its row made the corpus mean, and so every
+    projected fingerprint, NaN, and above the exact limit no near copy was a candidate any more."""
+    tables, expected = seeded
+    volumes = tables.volumes.copy()
+    volumes.at[5, "fingerprint"] = np.full(len(volumes.at[5, "fingerprint"]), np.nan, np.float32)
+    result = audit_corpus(dataclasses.replace(tables, volumes=volumes), config=AuditConfig(volume_exact_limit=50))
+    score = match_leaks(result.findings, expected)
+    assert (score.found, score.false) == (len(expected), 0), score.missed
+
+
 def test_leaks_across_splits_are_high(seeded) -> None:
     tables, expected = seeded
     findings = audit_corpus(tables).findings

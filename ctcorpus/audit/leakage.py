@@ -187,13 +187,21 @@ def _equal_pairs(frame: pd.DataFrame, key: str, *, cross: bool, same: Iterable[s
     return _pairs(edges, [1.0] * len(edges))
 
 
+def _usable_fingerprint(value: object) -> bool:
+    """Whether a fingerprint can be compared: a non-empty vector of finite values.
+
+    A NaN (a volume with one NaN voxel has an all-NaN fingerprint) would reach the corpus mean the
+    projection centres on, and with it every projected row: no pair would be a candidate. Such a
+    volume is still checked for exact copies.
+    """
+    return isinstance(value, list | tuple | np.ndarray) and len(value) > 0 and bool(np.isfinite(value).all())
+
+
 def duplicate_volumes(volumes: pd.DataFrame, config: AuditConfig, *, cross: bool) -> list[Finding]:
     """Exact copies (same HU hash) and near copies (fingerprint correlation) under different studies."""
     volumes = volumes.reset_index(drop=True)
     exact = _equal_pairs(volumes, "hu_sha256", cross=cross, same=("volume_id",))
-    has_fp = np.flatnonzero(
-        volumes["fingerprint"].map(lambda f: isinstance(f, list | tuple | np.ndarray) and len(f) > 0).to_numpy()
-    )
+    has_fp = np.flatnonzero(volumes["fingerprint"].map(_usable_fingerprint).to_numpy())
     with_fp = volumes.iloc[has_fp]
     pairs = similar_pairs(
         fingerprint_matrix(with_fp["fingerprint"], with_fp.get("fingerprint_version")),
