@@ -93,6 +93,19 @@ def test_a_nan_fingerprint_does_not_hide_near_copies_from_the_projection(seeded)
     assert (score.found, score.false) == (len(expected), 0), score.missed
 
 
+def test_missing_ids_are_unknown_not_shared(seeded) -> None:
+    """Two rows without a study id (or array hash) are not one study (or array): their copies are reported."""
+    tables, expected = seeded
+    unhashed = dataclasses.replace(tables, volumes=tables.volumes.assign(hu_sha256=""))
+    near = [leak for leak in expected if leak.kind == FindingKind.NEAR_DUPLICATE_VOLUME]
+    assert match_leaks(audit_corpus(unhashed).findings, near).found == len(near)
+    reports = tables.reports.iloc[:2].assign(study_id=None, split=["train", "test"], text="Small nodule, left lower lobe.")
+    found = leakage.duplicate_reports(reports.assign(corpus="c"), AuditConfig(), cross=False)
+    assert [(f.kind, set(f.ids), f.severity) for f in found] == [
+        (FindingKind.DUPLICATE_REPORT, set(reports["report_id"]), Severity.HIGH)
+    ]
+
+
 def test_leaks_across_splits_are_high(seeded) -> None:
     tables, expected = seeded
     findings = audit_corpus(tables).findings

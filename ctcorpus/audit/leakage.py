@@ -126,21 +126,20 @@ def _keep_pairs(frame: pd.DataFrame, pairs: pd.DataFrame, *, cross: bool, same: 
     """Drop pairs that are not duplicates to report: same study (reconstructions), one corpus (against)."""
     if pairs.empty:
         return pairs
-    i, j = pairs["i"].to_numpy(), pairs["j"].to_numpy()
-    keep = np.ones(len(pairs), dtype=bool)
-    for column in same:
-        values = frame[column].astype(str).to_numpy()
-        keep &= values[i] != values[j]
-    if cross:
-        corpus = frame["corpus"].astype(str).to_numpy()
-        keep &= corpus[i] != corpus[j]
+    codes = _codes(frame, same, cross=cross)
+    keep = (codes[:, pairs["i"].to_numpy()] != codes[:, pairs["j"].to_numpy()]).all(axis=0)
     return pairs[keep].reset_index(drop=True)
 
 
 def _codes(frame: pd.DataFrame, same: Iterable[str], *, cross: bool) -> np.ndarray:
-    """``(m, n)`` integer codes of the columns two rows must differ in to be a pair (and ``corpus``, against)."""
+    """``(m, n)`` integer codes of the columns two rows must differ in to be a pair (and ``corpus``, against).
+
+    A missing value (null or '') is unknown, not shared: each gets a code of its own, so two
+    reports without a study id, or two volumes without an array hash, still pair.
+    """
     columns = [*same, "corpus"] if cross else list(same)
-    return np.stack([pd.factorize(frame[c].astype(str))[0] for c in columns])
+    unknown = -1 - np.arange(len(frame))
+    return np.stack([np.where(_present(frame[c]), pd.factorize(frame[c].astype(str))[0], unknown) for c in columns])
 
 
 def _forest(codes: np.ndarray, nodes: np.ndarray) -> np.ndarray:
