@@ -406,6 +406,18 @@ def test_statistics_by_hand() -> None:
     assert stats.splits.set_index("split").loc["train"].tolist() == [2, 2, 2, 2]
 
 
+def test_a_report_without_split_or_sections_is_no_crash() -> None:
+    """Nulls where pandas 3 keeps them null: a report's split (the split list sorted NaN with
+    strings) and its sections (a float is no list)."""
+    tiny = _tiny()
+    reports = tiny.reports.assign(split=["train", "train", None], sections=[["findings"], float("nan"), None])
+    result = audit_corpus(dataclasses.replace(tiny, reports=reports))
+    assert set(result.stats.label_prevalence["split"]) == {"", "test", "train"}  # '': reports of no known split
+    missing = result.stats.missing_sections.set_index(["split", "section"])["missing"]
+    assert missing[("train", "findings")] == 1 and missing[("train", "impression")] == 2
+    assert "<h2>Reports</h2>" in report.render_html(result)
+
+
 def test_label_missing_in_test_split_is_reported() -> None:
     findings = audit_corpus(_tiny()).findings
     missing = {(f.ids, f.groups) for f in findings if f.kind == FindingKind.LABEL_MISSING_IN_SPLIT}

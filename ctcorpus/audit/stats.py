@@ -86,7 +86,8 @@ def _prevalence(tables: CorpusTables, report_labels: pd.DataFrame) -> pd.DataFra
     # every split x every label seen anywhere: a label never mentioned in a split is a zero row, and
     # a split with volumes but no report (its reports all failed) has zero rows, not none
     volume_splits = set(tables.volumes["split"].dropna().astype(str))
-    splits = sorted(set(tables.reports["split"].astype(str)) | volume_splits | set(report_labels["split"]))
+    report_splits = set(tables.reports["split"].dropna().astype(str))
+    splits = sorted(report_splits | volume_splits | set(report_labels["split"]))
     grid = pd.MultiIndex.from_product([splits, sorted(set(report_labels["label"]))], names=["split", "label"])
     counts = counts.reindex(index=grid, columns=list(_STATES), fill_value=0)
     counts.columns = list(_STATES)
@@ -123,7 +124,7 @@ def _report_lengths(reports: pd.DataFrame) -> pd.DataFrame:
 
 
 def _missing_sections(reports: pd.DataFrame) -> pd.DataFrame:
-    present = reports["sections"].map(lambda s: set() if s is None else set(s))
+    present = reports["sections"].map(lambda s: set(s) if isinstance(s, list | tuple | np.ndarray) else set())
     rows = []
     for split, group in present.groupby(reports["split"]):
         for section in EXPECTED_SECTIONS:
