@@ -522,6 +522,15 @@ def test_diff_counts_a_label_no_longer_mentioned_as_flipped(clean: CorpusTables)
     assert shift.loc[label, "new_positive"] == shift.loc[label, "old_positive"] - 1
 
 
+def test_diff_leaves_a_field_null_in_both_versions_unchanged() -> None:
+    """A volume without a kernel in both versions is unchanged, whether read back as None or NaN."""
+    tiny = _tiny()
+    assert tiny.volumes["kernel"].isna().sum() == 1
+    for volumes in (tiny.volumes, tiny.volumes.assign(kernel=["B30f", "B30f", np.nan])):
+        diff = diff_corpora(tiny, dataclasses.replace(tiny, volumes=volumes, name="v2"))
+        assert diff.volumes.changed.empty and diff.volumes.field_counts.empty
+
+
 def test_diff_compares_numbers_as_numbers(clean: CorpusTables) -> None:
     """An int column read back as float (a NaN elsewhere: 300 prints '300.0') changes only where a value did."""
     volumes = clean.volumes.astype({"n_slices": "float64"})

@@ -72,21 +72,25 @@ def _keyed(frame: pd.DataFrame, key: str, fields: tuple[str, ...]) -> pd.DataFra
 
 
 def _as_text(values: pd.Series) -> pd.Series:
-    """Values as strings, floats rounded to 6 decimals (NaN is 'nan', equal to itself)."""
+    """Values as strings, floats rounded to 6 decimals."""
     return (values.round(6) if pd.api.types.is_float_dtype(values) else values).astype(str)
 
 
 def _unequal(before: pd.Series, after: pd.Series) -> pd.Series:
-    """Whether each value changed between versions; NaN in both is no change.
+    """Whether each value changed between versions; a null (None or NaN) in both is no change.
 
     Where both versions store a column as numbers they are compared as numbers (rounded to 6
     decimals): an int column that became float in the other version (a NaN elsewhere) is unchanged
-    although 300 prints as '300.0'. Other columns are compared as text.
+    although 300 prints as '300.0'. Other columns are compared as text. Nulls are matched before
+    either: as text a null is 'None' or 'nan' (pandas 2), or stays null and unequal to itself
+    (pandas 3).
     """
+    both_null = before.isna() & after.isna()
     if pd.api.types.is_numeric_dtype(before) and pd.api.types.is_numeric_dtype(after):
-        old, new = before.astype("float64").round(6), after.astype("float64").round(6)
-        return old.ne(new) & ~(old.isna() & new.isna())
-    return _as_text(before).ne(_as_text(after))
+        changed = before.astype("float64").round(6).ne(after.astype("float64").round(6))
+    else:
+        changed = _as_text(before).ne(_as_text(after))
+    return changed & ~both_null
 
 
 def sample_diff(old: pd.DataFrame, new: pd.DataFrame, key: str, fields: tuple[str, ...]) -> SampleDiff:
