@@ -106,6 +106,17 @@ def test_missing_ids_are_unknown_not_shared(seeded) -> None:
     ]
 
 
+def test_a_row_without_a_split_does_not_stop_the_leak_report() -> None:
+    """A patient in train and test, one of whose reports has no split: the leak is reported, not a
+    TypeError from sorting the null among the split names."""
+    tiny = _tiny()
+    volumes = tiny.volumes.assign(patient_id=["p1", "p1", "p3"], split=["train", "test", "test"])
+    reports = tiny.reports.assign(patient_id=["p1", "p1", "p3"], split=["train", None, "test"])
+    found = audit_corpus(dataclasses.replace(tiny, volumes=volumes, reports=reports)).findings
+    patients = [f for f in found if f.kind == FindingKind.PATIENT_ACROSS_GROUPS]
+    assert [(f.ids, f.groups, f.severity) for f in patients] == [(("p1",), ("", "test", "train"), Severity.HIGH)]
+
+
 def test_leaks_across_splits_are_high(seeded) -> None:
     tables, expected = seeded
     findings = audit_corpus(tables).findings

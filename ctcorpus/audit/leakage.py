@@ -32,8 +32,8 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 
 
 def _label(frame: pd.DataFrame, cross: bool) -> pd.Series:
-    """The group a row is shown under: its split, or ``corpus/split`` when two corpora are compared."""
-    split = frame["split"].astype(str)
+    """The group a row is shown under: its split ('' when null), or ``corpus/split`` when two corpora are compared."""
+    split = frame["split"].fillna("").astype(str)
     return frame["corpus"].astype(str) + "/" + split if cross else split
 
 
@@ -45,7 +45,7 @@ def _present(values: pd.Series) -> pd.Series:
 def _finding(
     kind: FindingKind, ids: Iterable[str], rows: pd.DataFrame, cross: bool, score: float, what: str
 ) -> Finding:
-    splits = sorted(set(rows["split"].astype(str)))
+    splits = set(rows["split"].dropna().astype(str))  # a null split is unknown, as in entity_overlap's count
     groups = tuple(sorted(set(_label(rows, cross))))
     severity = Severity.HIGH if len(splits) > 1 else Severity.MEDIUM
     ids = tuple(sorted(set(map(str, ids))))
