@@ -35,7 +35,7 @@ from ctcorpus.audit import (
     write_audit_report,
 )
 from ctcorpus.audit import leakage, report
-from ctcorpus.audit.fingerprint import FINGERPRINT_VERSION
+from ctcorpus.audit.fingerprint import FINGERPRINT_SIZE, FINGERPRINT_VERSION
 from ctcorpus.audit.leakage import report_pairs
 from ctcorpus.config.audit import AuditConfig
 from ctcorpus.errors import AuditError
@@ -327,6 +327,14 @@ def test_audit_docstring_examples_run() -> None:
     results = {name: doctest.testmod(importlib.import_module(name)) for name in names}
     assert {name: r.failed for name, r in results.items() if r.failed} == {}
     assert results["ctcorpus.audit.fingerprint"].attempted == 2
+
+
+@pytest.mark.parametrize(("n_slices", "spacing"), [(1, 1.5), (3, 1.0)])
+def test_fingerprint_of_a_stack_thinner_than_one_block(n_slices: int, spacing: float) -> None:
+    """Blocks of ~4 mm were cut from a volume of fewer slices than one block holds: a reshape error."""
+    volume = _phantom(3, shape=(n_slices, 64, 64), spacing=(spacing, 6.0, 6.0))
+    fp = volume_fingerprint(volume, (spacing, 6.0, 6.0))
+    assert fp.shape == (FINGERPRINT_SIZE,) and np.isfinite(fp).all() and fp.std() == pytest.approx(1.0, abs=1e-3)
 
 
 def test_fingerprint_rejects_bad_input() -> None:

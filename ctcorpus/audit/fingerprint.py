@@ -99,8 +99,9 @@ def volume_fingerprint(hu: np.ndarray, spacing_zyx: tuple[float, float, float]) 
     if spacing.shape != (3,) or not np.all(spacing > 0):
         raise AuditError(f"spacing must be three positive mm values (z, y, x), got {spacing_zyx}")
     volume = np.clip(hu.astype(np.float32), *HU_WINDOW)
-    # block-average down to about 4 mm voxels first: smoothing 512x512x300 directly would be slow
-    factors = tuple(int(max(1, np.floor(4.0 / s))) for s in spacing)
+    # block-average down to about 4 mm voxels first: smoothing 512x512x300 directly would be slow;
+    # a block is at most the volume's extent (a stack of 1-3 thin slices is one block deep)
+    factors = tuple(int(max(1, min(n, np.floor(4.0 / s)))) for s, n in zip(spacing, volume.shape))
     if any(f > 1 for f in factors):
         volume = _block_mean(volume, factors)
         spacing = spacing * np.asarray(factors)
