@@ -1,7 +1,7 @@
 """The audit's entry point: :func:`audit_corpus` turns :class:`CorpusTables` into an :class:`AuditResult`.
 
 Pure: no file is read or written here (see :func:`~ctcorpus.audit.tables.load_corpus_tables` and
-:func:`~ctcorpus.audit.html.write_audit_report` for the shell).
+:func:`~ctcorpus.audit.report.write_audit_report` for the shell).
 """
 
 from __future__ import annotations

@@ -49,11 +49,15 @@ class Finding:
     severity:
         ``high`` for a leak between splits (or between this corpus and the one checked against).
     ids:
-        The ids concerned, sorted (patient, study, accession, volume or report ids, by kind).
+        The ids concerned, sorted (patient, study, accession, volume or report ids, by kind; the
+        label, or the quarantine reasons, for those findings).
     groups:
-        The splits (or corpora, for ``--against``) the ids fall in, sorted.
+        The splits the ids fall in, sorted (``corpus/split`` against another corpus); the old and
+        the new corpus for a split change; the stage for quarantine.
     score:
-        The similarity that triggered a near-duplicate finding (1.0 for exact ones).
+        Duplicates: the lowest similarity among the cluster's pairs (1.0 when all are exact
+        copies); a label missing in a split: its prevalence there; quarantine: the items
+        rejected; otherwise 1.0.
     detail:
         One line for a person.
     """
