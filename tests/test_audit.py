@@ -443,6 +443,16 @@ def test_label_missing_in_test_split_is_reported() -> None:
     assert missing == {(("emphysema",), ("test",)), (("lung_nodule",), ("test",))}
 
 
+def test_labels_of_reports_of_no_known_split_are_no_label_finding() -> None:
+    """One label row of a report no longer in the reports table put every label 'missing' in split ''."""
+    tiny = _tiny()
+    gone = pd.DataFrame({"report_id": ["gone"], "sentence_index": [-1], "label": ["emphysema"], "state": ["negative"]})
+    result = audit_corpus(dataclasses.replace(tiny, labels=pd.concat([tiny.labels, gone], ignore_index=True)))
+    assert "" in set(result.stats.label_prevalence["split"])  # the statistics keep them apart
+    missing = {(f.ids, f.groups) for f in result.findings if f.kind == FindingKind.LABEL_MISSING_IN_SPLIT}
+    assert missing == {(("emphysema",), ("test",)), (("lung_nodule",), ("test",))}
+
+
 def test_split_with_volumes_but_no_report_is_reported(clean: CorpusTables) -> None:
     """A split whose reports all failed has no label to evaluate: it was left out of the prevalence table."""
     reports = clean.reports[clean.reports["split"] != "test"]

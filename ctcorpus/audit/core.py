@@ -70,12 +70,14 @@ def _label_findings(prevalence: pd.DataFrame) -> list[Finding]:
 
     As in training and evaluation, a report that does not mention a label is negative for it, and
     an uncertain one is left out; so a split whose reports are all positive (or uncertain) for a
-    label has no negative, just as one without a positive report has no positive.
+    label has no negative, just as one without a positive report has no positive. Split '' holds
+    the labels of reports of no known split: nobody evaluates there, so it has no finding.
     """
     seen = prevalence["label"].map(prevalence.groupby("label")["positive"].sum()).gt(0)
+    known = prevalence["split"] != ""
     negatives = prevalence["reports"] - prevalence["positive"] - prevalence["uncertain"]
-    no_positive = prevalence["positive"].eq(0) & seen
-    no_negative = negatives.le(0) & prevalence["reports"].gt(0) & ~no_positive
+    no_positive = prevalence["positive"].eq(0) & seen & known
+    no_negative = negatives.le(0) & prevalence["reports"].gt(0) & known & ~no_positive
     findings = []
     for row in prevalence[no_positive | no_negative].itertuples():
         lacks = (
