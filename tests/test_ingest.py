@@ -618,6 +618,25 @@ def test_a_big_endian_file_cut_inside_its_pixel_data_is_quarantined_at_indexing(
     assert np.array_equal(assemble_volume(stack, cfg()).array, stored[:11].astype(int) - 1024)
 
 
+def test_a_corrupt_rle_segment_that_panics_the_decoder_quarantines_its_stack(tmp_path: Path) -> None:
+    # pylibjpeg-rle is Rust: a run longer than its segment panics, and pyo3's PanicException is a
+    # BaseException, so it went through every ``except Exception`` and ended the whole run
+    header = SeriesHeader("P1", "Doe^John", "19500101", "M", "1.2.3", "20240101", "120000", "A1", "1.2.3.4", 2,
+                          "CHEST", "1.2.3.9", "B30f", "X", "Y", 2.0, (2.0, 2.0), transfer_syntax=RLELossless)
+    paths = [tmp_path / f"IM{k:02d}" for k in range(12)]
+    synth_write_series(header, list(phantom(12).astype(np.int16)), [SlicePlacement(k + 1, (0.0, 0.0, 2.0 * k)) for k in range(12)], paths)
+    ds = pydicom.dcmread(paths[5])
+    frame = bytearray(next(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=1)))
+    frame[int.from_bytes(frame[4:8], "little")] = 0x81  # the first segment's first run: repeat 128 times
+    ds.PixelData = pydicom.encaps.encapsulate([bytes(frame)])
+    ds.save_as(paths[5])
+    stacks, _, results = run(tmp_path, cfg())
+    ((stack,), (result,)) = stacks, results
+    assert len(stack.instances) == 12 and result.volume is None
+    assert [(q.path, q.reason) for q in result.quarantine] == [(paths[5].name, QuarantineReason.UNREADABLE_PIXELS)]
+    assert "PanicException" in result.quarantine[0].message
+
+
 def test_a_stack_that_simpleitk_cannot_resample_is_quarantined_not_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_series(tmp_path, phantom())
 

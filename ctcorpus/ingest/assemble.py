@@ -101,9 +101,10 @@ def read_stored(record: InstanceRecord) -> np.ndarray:
             array = np.frombuffer(data, dtype=f"<{kind}{record.bits_allocated // 8}").reshape(shape)
             return _mask_bits(array, record.bits_stored, record.bits_allocated, bool(record.pixel_representation))
         array = pydicom.dcmread(record.path).pixel_array
-    except IngestError:
+    except (IngestError, KeyboardInterrupt, SystemExit):
         raise
-    except Exception as exc:  # decoders raise many types; a bad slice must name its file
+    except BaseException as exc:  # noqa: BLE001 - decoders raise many types, Rust ones (pylibjpeg-rle) a PanicException,
+        # which is no Exception; a bad slice must name its file, not end the run
         raise IngestError(
             f"pixel data cannot be decoded ({type(exc).__name__}: {exc}); transfer syntax {record.transfer_syntax}",
             reason=QuarantineReason.UNREADABLE_PIXELS,
