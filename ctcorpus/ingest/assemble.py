@@ -229,12 +229,19 @@ def _resample_along(array: np.ndarray, t: np.ndarray, step: float, allocate: _Al
     return out, targets
 
 
-def _untilt(image: sitk.Image, row: np.ndarray, normal: np.ndarray) -> sitk.Image:
-    """Resample a tilted (sheared) stack onto the orthogonal grid of its own slice planes.
+#: Output planes :func:`_untilt` interpolates in float32 at a time.
+_UNTILT_SLAB = 16
+
+
+def _untilt(image: sitk.Image, row: np.ndarray, normal: np.ndarray, allocate: _Allocator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Resample a tilted (sheared) int16 stack onto the orthogonal grid of its own slice planes:
+    the (z, y, x) array and the grid's spacing, origin and direction.
 
     As dcm2niix's tilt correction: axes row, normal x row, normal; spacing along the normal is
     the distance between slice planes, so every output plane is an input slice shifted in-plane
-    (no interpolation across slices) and the grid widens along y to hold the shear.
+    (no interpolation across slices) and the grid widens along y to hold the shear. Planes are
+    interpolated in float32 and rounded a slab at a time: resampled to int16, SimpleITK casts
+    toward zero (tissue lost and air gained up to 1 HU), and a float32 volume would double memory.
     """
     row = row - np.dot(row, normal) * normal
     row /= np.linalg.norm(row)
@@ -242,11 +249,14 @@ def _untilt(image: sitk.Image, row: np.ndarray, normal: np.ndarray) -> sitk.Imag
     step = np.asarray(image.GetDirection()).reshape(3, 3)[:, 2] * image.GetSpacing()[2]
     spacing = np.array([image.GetSpacing()[0], image.GetSpacing()[1], abs(float(np.dot(step, normal)))])
     out_size, origin = covering_grid(image, direction, spacing)
-    reference = sitk.Image([int(v) for v in out_size], image.GetPixelID())
-    reference.SetSpacing(spacing.tolist())
-    reference.SetOrigin(origin.tolist())
-    reference.SetDirection(direction.flatten().tolist())
-    return sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, AIR_HU)
+    out = allocate((int(out_size[2]), int(out_size[1]), int(out_size[0])), np.int16)
+    for k in range(0, len(out), _UNTILT_SLAB):
+        slab = out[k : k + _UNTILT_SLAB]
+        resampled = sitk.Resample(image, [int(out_size[0]), int(out_size[1]), len(slab)], sitk.Transform(), sitk.sitkLinear,
+                                  (origin + direction[:, 2] * spacing[2] * k).tolist(), spacing.tolist(), direction.flatten().tolist(),
+                                  float(AIR_HU), sitk.sitkFloat32)
+        np.rint(sitk.GetArrayViewFromImage(resampled), out=slab, casting="unsafe")
+    return out, spacing, origin, direction
 
 
 #: Repairs that resample the stack's pixels (see assemble_volume).
@@ -322,14 +332,9 @@ def assemble_volume(stack: Stack, config: IngestConfig | None = None, *, hu: boo
     direction = np.column_stack([row, col, stack_dir])
     origin: Sequence[float] = tuple(positions[0])
     if QuarantineReason.GANTRY_TILT in repairs:
-        image = _untilt(_assembled_image(array, spacing, origin, direction), row, np.asarray(stack.normal))
-        array = _image_array(image) if simpleitk_buffer else sitk.GetArrayFromImage(image)
-        spacing = image.GetSpacing()
-        origin = image.GetOrigin()
-        direction = np.asarray(image.GetDirection()).reshape(3, 3)
-    elif simpleitk_buffer:
-        _assembled_image(array, spacing, origin, direction)  # the geometry volume_image checks
+        array, spacing, origin, direction = _untilt(_assembled_image(array, spacing, origin, direction), row, np.asarray(stack.normal), allocate)
     if simpleitk_buffer:
+        _assembled_image(array, spacing, origin, direction)  # the geometry volume_image checks
         array.flags.writeable = False  # volume_image shares the buffer with SimpleITK
     return Volume(
         stack_key=stack.stack_key,
