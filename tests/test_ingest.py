@@ -472,6 +472,26 @@ def test_split_by_acquisition_and_duplicates(tmp_path: Path) -> None:
     assert QuarantineReason.DUPLICATE_SLICE in {q.reason for q in result.quarantine if q.action is Action.REJECT}
 
 
+def test_a_duplicate_stored_with_another_rescale_but_the_same_hu_is_dropped_not_rejecting_its_stack(tmp_path: Path) -> None:
+    # a re-sent slice re-encoded as signed with intercept 0 holds the same HU in other stored
+    # values: compared by stored values and rescale, it rejected the whole stack as two mixed stacks
+    stored = phantom(12)
+    paths = write_series(tmp_path, stored)
+    ds = pydicom.dcmread(paths[4])
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=["re-sent"])
+    ds.PixelRepresentation, ds.RescaleIntercept = 1, "0"
+    ds.PixelData = (stored[4].astype(np.int16) - 1024).astype("<i2").tobytes()
+    ds.save_as(tmp_path / "RESENT")
+    (stack,), _, (result,) = run(tmp_path, cfg())
+    assert [d.rel_path for d in stack.duplicates] == ["RESENT"] and result.volume is not None
+    assert {(q.reason, q.action) for q in result.quarantine} == {(QuarantineReason.DUPLICATE_SLICE, Action.REPAIR)}
+    assert np.array_equal(assemble_volume(stack, cfg()).array, stored.astype(int) - 1024)
+    ds.PixelData = (stored[4].astype(np.int16) - 1023).astype("<i2").tobytes()  # 1 HU off: other pixels
+    ds.save_as(tmp_path / "RESENT")
+    (stack,), _, (result,) = run(tmp_path, cfg())
+    assert result.volume is None and (QuarantineReason.DUPLICATE_SLICE, Action.REJECT) in {(q.reason, q.action) for q in result.quarantine}
+
+
 def test_missing_slices_policy_and_too_few(tmp_path: Path) -> None:
     paths = write_series(tmp_path, phantom(12))
     paths[5].unlink()

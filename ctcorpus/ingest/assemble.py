@@ -192,8 +192,13 @@ def _read_stack(records: Sequence[InstanceRecord], hu: bool, workers: int, alloc
     return out
 
 
+def _slice_hu(record: InstanceRecord) -> np.ndarray:
+    return rescale_to_hu(read_stored(record), record.rescale_slope, record.rescale_intercept, padding=record.pixel_padding)
+
+
 def _check_duplicates(stack: Stack) -> None:
-    """Dropping a duplicate is only a repair when it is pixel-identical to the kept slice."""
+    """Dropping a duplicate is only a repair when it holds the kept slice's HU (a slice re-sent
+    as signed with intercept 0 stores other values for the same image)."""
     along = np.asarray(stack.positions_along_normal)
     for extra in stack.duplicates:
         assert extra.position is not None
@@ -201,10 +206,7 @@ def _check_duplicates(stack: Stack) -> None:
         kept = stack.instances[k]
         same = (
             extra.sop_uid == kept.sop_uid and extra.sha256 == kept.sha256 and extra.sha256 != ""
-        ) or (
-            (extra.rescale_slope, extra.rescale_intercept) == (kept.rescale_slope, kept.rescale_intercept)
-            and np.array_equal(read_stored(extra), read_stored(kept))
-        )
+        ) or np.array_equal(_slice_hu(extra), _slice_hu(kept))
         if not same:
             raise IngestError(
                 f"{extra.rel_path} and {kept.rel_path} lie at the same position but hold different pixels; "
