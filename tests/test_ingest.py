@@ -87,6 +87,8 @@ def write_slice(
     preamble: bool = True,
     sop_uid: str | None = None,
     study_uid: str = "1.2.3.4",
+    kernel: str = "B30f",
+    thickness: float = 2.0,
 ) -> None:
     """One CT slice; ``pixels`` are stored values (uint16)."""
     ds = Dataset()
@@ -112,8 +114,8 @@ def write_slice(
     ds.ImagePositionPatient = [f"{v:.4f}" for v in position]
     ds.ImageOrientationPatient = [f"{v:.6f}" for v in orientation]
     ds.PixelSpacing = [spacing, spacing]
-    ds.SliceThickness = 2.0
-    ds.ConvolutionKernel = "B30f"
+    ds.SliceThickness = thickness
+    ds.ConvolutionKernel = kernel
     ds.Manufacturer = "TEST"
     ds.RescaleSlope = f"{slope:g}"
     ds.RescaleIntercept = f"{intercept:g}"
@@ -490,6 +492,23 @@ def test_a_duplicate_stored_with_another_rescale_but_the_same_hu_is_dropped_not_
     ds.save_as(tmp_path / "RESENT")
     (stack,), _, (result,) = run(tmp_path, cfg())
     assert result.volume is None and (QuarantineReason.DUPLICATE_SLICE, Action.REJECT) in {(q.reason, q.action) for q in result.quarantine}
+
+
+def test_reconstructions_sharing_a_series_uid_are_split_by_kernel_and_thickness(tmp_path: Path) -> None:
+    # a soft-tissue and a lung kernel at the same positions were duplicates with other pixels (the
+    # series rejected); 1 mm and 5 mm slices at other positions one stack, "repaired" by interpolating
+    # between the two reconstructions
+    stored = phantom(12)
+    write_series(tmp_path / "soft", stored)
+    write_series(tmp_path / "lung", stored[:, ::-1], kernel="B70f")
+    write_series(tmp_path / "thick", stored, z0=-49.0, dz=5.0, thickness=5.0)
+    stacks, _, results = run(tmp_path, cfg())
+    assert sorted((s.first.kernel, s.first.slice_thickness, len(s.instances)) for s in stacks) == [
+        ("B30f", 2.0, 12), ("B30f", 5.0, 12), ("B70f", 2.0, 12)]
+    assert all(r.volume is not None and {q.reason for q in r.quarantine} == {QuarantineReason.MIXED_STACKS} for r in results)
+    for stack in stacks:
+        expected = stored[:, ::-1] if stack.first.kernel == "B70f" else stored
+        assert np.array_equal(assemble_volume(stack, cfg()).array, expected.astype(int) - 1024)
 
 
 def test_missing_slices_policy_and_too_few(tmp_path: Path) -> None:

@@ -3,8 +3,9 @@
 A SeriesInstanceUID may hold several stacks (two reconstructions, a second acquisition, a
 different matrix, reformats in other planes), and some exports have empty UIDs. Instances are
 grouped by study, series (folder when the UID is empty), frame of reference, matrix, pixel
-spacing and orientation (within a tolerance); a group whose positions repeat is split by AcquisitionNumber when that
-separates it into duplicate-free stacks. Localizers never get here (discovery excludes them).
+spacing, reconstruction kernel, slice thickness and orientation (within a tolerance); a group whose
+positions repeat is split by AcquisitionNumber when that separates it into duplicate-free stacks.
+Localizers never get here (discovery excludes them).
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ SAME_POSITION_MM = 0.01
 
 
 def _group_key(record: InstanceRecord) -> tuple[object, ...]:
-    """What the instances of one stack share, but the orientation (see _by_orientation)."""
+    """What the instances of one stack share, but the orientation (see _by_orientation).
+
+    Two reconstructions of a scan in one series differ in kernel or thickness, not always in
+    position: a lung and a soft-tissue kernel at the same positions are no duplicates, and 1 and
+    5 mm slices at interleaved positions no stack of non-uniform spacing.
+    """
     assert record.pixel_spacing is not None
     series = record.series_uid or f"folder:{os.path.dirname(record.rel_path)}"
     return (
@@ -39,6 +45,8 @@ def _group_key(record: InstanceRecord) -> tuple[object, ...]:
         record.rows,
         record.columns,
         tuple(round(v, 4) for v in record.pixel_spacing),
+        record.kernel,
+        None if record.slice_thickness is None else round(record.slice_thickness, 3),
     )
 
 
