@@ -38,7 +38,7 @@ class GeometryPolicy(StageConfig):
     )
     duplicate_slice: Action = Field(
         Action.REPAIR,
-        description="Several slices at one position; repair keeps one when they are pixel-identical (else the stack is rejected).",
+        description="Several slices at one position; repair keeps one when they hold the same HU (else the stack is rejected).",
     )
     too_few_slices: Action = Field(Action.REJECT, description="Fewer than min_slices slices.")
     inconsistent_rescale: Action = Field(
