@@ -630,6 +630,17 @@ def test_a_slice_whose_geometry_no_slice_can_have_is_quarantined(tmp_path: Path,
     assert len(stack.instances) == 11 and ingest_stack(stack, repair).volume is not None  # the gap is repaired
 
 
+@pytest.mark.parametrize("rescale", [{"slope": 0.0}, {"slope": float("nan")}, {"intercept": float("inf")}])
+def test_a_slice_whose_rescale_gives_no_hu_is_quarantined(tmp_path: Path, rescale: dict[str, float]) -> None:
+    # a RescaleSlope of 0 made the slice one value, a NaN slope made it garbage: no check saw it
+    stored = phantom()
+    paths = write_series(tmp_path, stored, reverse_numbers=False)
+    write_slice(paths[3], stored[3], (-31.0, -31.0, -44.0), series_uid="1.2.3.4.5", instance=4, **rescale)
+    index = index_export(tmp_path, cfg())
+    assert [(e.path, e.reason) for e in index.quarantine] == [(paths[3].name, QuarantineReason.INVALID_RESCALE)]
+    assert "cannot be read as HU" in index.quarantine[0].message
+
+
 def test_float_noise_in_the_orientation_does_not_split_a_stack(tmp_path: Path) -> None:
     # cosines 0.9995 +- 1e-6, rounded to 3 decimals, fell on both sides of 0.9995: 0.999 and 1.0,
     # two accepted stacks of every other slice

@@ -496,6 +496,8 @@ def instance_problem(record: InstanceRecord) -> QuarantineReason | None:
         return QuarantineReason.MISSING_GEOMETRY
     if not _placeable(record.position, record.orientation, record.pixel_spacing):
         return QuarantineReason.INVALID_GEOMETRY
+    if not (math.isfinite(record.rescale_slope) and math.isfinite(record.rescale_intercept)) or record.rescale_slope == 0:
+        return QuarantineReason.INVALID_RESCALE  # every pixel would be one value, or not a number, unseen
     if record.rows <= 0 or record.columns <= 0 or record.samples_per_pixel != 1:
         return QuarantineReason.NON_IMAGE
     return None
@@ -533,6 +535,10 @@ PROBLEM_MESSAGES: dict[QuarantineReason, str] = {
     QuarantineReason.INVALID_GEOMETRY: (
         "has an ImagePositionPatient, ImageOrientationPatient or PixelSpacing no slice can have (not a number, "
         "a spacing not above 0, or orientation cosines not two orthogonal unit vectors); cannot be placed in space"
+    ),
+    QuarantineReason.INVALID_RESCALE: (
+        "has a RescaleSlope of 0 or a RescaleSlope/RescaleIntercept that is not a number; its pixels cannot be "
+        "read as HU"
     ),
 }
 
