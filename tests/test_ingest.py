@@ -8,6 +8,7 @@ geometry reference.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import shutil
 import subprocess
 import tracemalloc
@@ -243,6 +244,23 @@ def test_a_large_file_that_is_no_dicom_is_refused_without_reading_it_whole(tmp_p
     with pytest.raises(IngestError) as caught:
         read_instance(big, tmp_path)
     assert "first bytes" not in str(caught.value)
+
+
+def test_a_large_dicom_file_is_read_without_holding_it_in_memory(tmp_path: Path) -> None:
+    # an Enhanced CT file of a gigabyte was read whole by each worker thread, only to be quarantined
+    (path,) = write_series(tmp_path, phantom(1))
+    small = read_instance(path, tmp_path)
+    with open(path, "r+b") as handle:
+        handle.truncate(header_module._LARGEST_UNCHECKED + 1)  # sparse: no disk used
+    tracemalloc.start()
+    try:
+        large = read_instance(path, tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert small is not None and large is not None and peak < 1024 * 1024
+    assert large == dataclasses.replace(small, size_bytes=header_module._LARGEST_UNCHECKED + 1,
+                                        sha256=hashlib.sha256(path.read_bytes()).hexdigest())
 
 
 @pytest.mark.parametrize(("element", "bad_vr"), [(b"\x08\x00\x70\x00LO", b"L%"), (b"\xe0\x7f\x10\x00OW", b"O\xdd")])

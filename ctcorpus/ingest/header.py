@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import io
 import math
+import mmap
 import os
 import struct
 import warnings
@@ -28,6 +29,9 @@ from pydicom.errors import InvalidDicomError
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import IngestError
 from ctcorpus.ingest.records import InstanceRecord
+
+#: A file's bytes as read, or, for a large file, mapped into memory (sliced and searched alike).
+FileBytes = bytes | mmap.mmap
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 ENHANCED_CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2.1"
@@ -106,7 +110,7 @@ class _Truncated(Exception):
     """A Part 10 file ends inside an element."""
 
 
-def _read_sequence(data: bytes, pos: int, length: int, explicit: bool) -> tuple[int, list[bytes]]:
+def _read_sequence(data: FileBytes, pos: int, length: int, explicit: bool) -> tuple[int, list[bytes]]:
     """Position after the sequence whose value starts at ``pos``, and its items' AccessionNumber values.
 
     Items and the sequence itself may have a defined length or end at a delimiter; a sequence
@@ -139,7 +143,7 @@ def _read_sequence(data: bytes, pos: int, length: int, explicit: bool) -> tuple[
     return pos, accessions
 
 
-def _fragments_end(data: bytes, pos: int) -> int:
+def _fragments_end(data: FileBytes, pos: int) -> int:
     """Where encapsulated (compressed) PixelData whose items start at ``pos`` ends: after its
     sequence delimiter, or past the end of ``data`` for a file cut before it (each item states its
     length, so a cut is found without decoding)."""
@@ -153,7 +157,7 @@ def _fragments_end(data: bytes, pos: int) -> int:
     return size + 1
 
 
-def _element_header(data: bytes, pos: int, explicit: bool) -> tuple[int, int, bytes]:
+def _element_header(data: FileBytes, pos: int, explicit: bool) -> tuple[int, int, bytes]:
     """(value position, value length, VR) of the element whose tag starts at ``pos``."""
     if explicit:
         vr = data[pos + 4 : pos + 6]
@@ -165,7 +169,7 @@ def _element_header(data: bytes, pos: int, explicit: bool) -> tuple[int, int, by
     return pos + 8, struct.unpack_from("<I", data, pos + 4)[0], b""
 
 
-def _scan(data: bytes) -> tuple[dict[int, bytes], str, int, int]:
+def _scan(data: FileBytes) -> tuple[dict[int, bytes], str, int, int]:
     """Wanted raw values, transfer syntax, PixelData value offset and length of a Part 10 file."""
     if len(data) < 132 or data[128:132] != b"DICM":
         raise _Unparsable("no preamble")
@@ -175,7 +179,7 @@ def _scan(data: bytes) -> tuple[dict[int, bytes], str, int, int]:
         raise _Truncated from None
 
 
-def _scan_elements(data: bytes) -> tuple[dict[int, bytes], str, int, int]:
+def _scan_elements(data: FileBytes) -> tuple[dict[int, bytes], str, int, int]:
     pos, meta_end, transfer_syntax = 132, None, ""
     values: dict[int, bytes] = {}
     while meta_end is None or pos < meta_end:  # file meta: always explicit little endian
@@ -285,7 +289,7 @@ def _pydicom_getter(ds: pydicom.Dataset) -> Getter:
 _PIXEL_VRS = frozenset({b"OB", b"OW", b"UN"})
 
 
-def _pixel_location(data: bytes, offset: int) -> tuple[int, int]:
+def _pixel_location(data: FileBytes, offset: int) -> tuple[int, int]:
     """PixelData value offset and length from the element that starts at ``offset`` (pydicom path).
 
     The element itself tells whether it is explicit VR: pydicom reads a dataset whose meta states
@@ -296,10 +300,12 @@ def _pixel_location(data: bytes, offset: int) -> tuple[int, int]:
     return start, (_fragments_end(data, start) - start if length == _UNDEFINED else length)
 
 
-def _read_pydicom(data: bytes, path: str) -> tuple[Getter, str, int, int]:
+def _read_pydicom(data: FileBytes, path: str) -> tuple[Getter, str, int, int]:
     """Fallback reader; raises IngestError(not_dicom) unless the bytes really parse as DICOM."""
     preamble = len(data) >= 132 and data[128:132] == b"DICM"
-    handle = io.BytesIO(data)
+    if isinstance(data, mmap.mmap):  # a file object itself: a BytesIO would copy it whole
+        data.seek(0)
+    handle = data if isinstance(data, mmap.mmap) else io.BytesIO(data)
     try:
         with warnings.catch_warnings():  # forced reads of non-DICOM files warn before failing
             warnings.simplefilter("ignore")
@@ -331,7 +337,7 @@ def _unparsable(exc: Exception, preamble: bool, path: str) -> IngestError:
     return IngestError(f"header cannot be parsed ({type(exc).__name__}: {exc}); re-export the file", reason=reason, path=path)
 
 
-def _pydicom_pixel_location(data: bytes, offset: int, transfer_syntax: str, preamble: bool) -> tuple[int, int]:
+def _pydicom_pixel_location(data: FileBytes, offset: int, transfer_syntax: str, preamble: bool) -> tuple[int, int]:
     """PixelData value offset and length of a file the fast scanner left to pydicom, which stopped
     before the PixelData element at ``offset``."""
     if transfer_syntax not in _NOT_LE_DATASET:
@@ -380,14 +386,30 @@ def read_instance(path: str | os.PathLike[str], root: str | os.PathLike[str], *,
     rel_path = os.path.relpath(path, os.fspath(root))
     try:
         with open(path, "rb") as handle:
-            data = handle.read(132)
-            if _large_and_not_dicom(data, os.fstat(handle.fileno()).st_size):
-                raise IngestError(f"not a DICOM file (no DICM preamble, and its first bytes {data[:4]!r} start no "
+            head = handle.read(132)
+            size = os.fstat(handle.fileno()).st_size
+            if _large_and_not_dicom(head, size):
+                raise IngestError(f"not a DICOM file (no DICM preamble, and its first bytes {head[:4]!r} start no "
                                   "DICOM element); remove it from the export", reason=QuarantineReason.NOT_DICOM, path=rel_path)
-            handle.seek(0)
-            data = handle.read()
+            if size > _LARGEST_UNCHECKED:
+                data: FileBytes = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+            else:
+                handle.seek(0)
+                data = handle.read()
     except OSError as exc:
         raise IngestError(f"cannot read the file ({exc.strerror}); check permissions", reason=QuarantineReason.NOT_DICOM, path=rel_path) from None
+    try:
+        return _read_header(data, path, rel_path, hash_file)
+    finally:
+        if isinstance(data, mmap.mmap):
+            data.close()
+
+
+def _read_header(data: FileBytes, path: str, rel_path: str, hash_file: bool) -> InstanceRecord | None:
+    """:func:`read_instance` of a file's bytes, or of a large file mapped into memory: an Enhanced
+    CT file of a gigabyte, read whole by each worker thread only to be quarantined as multi-frame,
+    took its size in memory in each; mapped, its header comes from the page cache and its hash
+    streams through it."""
     if os.path.basename(path).upper() == "DICOMDIR":
         return None
     try:
@@ -412,7 +434,7 @@ def read_instance(path: str | os.PathLike[str], root: str | os.PathLike[str], *,
 
 
 def _build(
-    get: Getter, path: str, rel_path: str, data: bytes, transfer_syntax: str, offset: int, length: int, reader: str, hash_file: bool
+    get: Getter, path: str, rel_path: str, data: FileBytes, transfer_syntax: str, offset: int, length: int, reader: str, hash_file: bool
 ) -> InstanceRecord:
     position = get("ImagePositionPatient")
     orientation = get("ImageOrientationPatient")
