@@ -132,7 +132,8 @@ def _report(title: str, rows: dict[str, object]) -> None:
 @app.command()
 def ingest(
     export: Annotated[Path, typer.Argument(help="Root folder of the DICOM export.")],
-    reports: Annotated[list[Path], typer.Option("--reports", "-r", help="RIS report export(s): CSV, TSV, JSON/JSONL, Parquet, Excel, text, HL7.")] = [],
+    # exists: the flow quarantines a missing export, so a mistyped path gave a corpus without reports and exit 0
+    reports: Annotated[list[Path], typer.Option("--reports", "-r", exists=True, dir_okay=False, help="RIS report export(s): CSV, TSV, JSON/JSONL, Parquet, Excel, text, HL7.")] = [],
     work: Annotated[Optional[Path], typer.Option(help="Work store (default: <run.output_dir>/work).")] = None,
     config: ConfigOption = None,
     dask_address: Annotated[Optional[str], typer.Option(help="Existing Dask scheduler, e.g. tcp://host:8786.")] = None,

@@ -193,6 +193,18 @@ def test_ingest_command_fails_when_studies_failed(setup, tmp_path, monkeypatch):
         f"{len(units)} of {len(units)} studies failed after retries: their errors are in {work / pipeline.RUN_INDEX}")
 
 
+def test_ingest_command_refuses_a_report_export_that_does_not_exist(tmp_path, monkeypatch):
+    """A mistyped -r path stops the command before any work: the flow would quarantine it and exit 0
+    with a corpus whose studies have no reports."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "export").mkdir()
+    result = CliRunner().invoke(app, ["ingest", "export", "-r", "missing.csv", "--work", "work", "--serial"],
+                                env={"CTCORPUS_PSEUDONYM_KEY": "test-key"})
+    assert result.exit_code == 2
+    assert "missing.csv" in result.output and "does not exist" in result.output
+    assert not (tmp_path / "work").exists()
+
+
 def pipeline_config(path: Path):
     from ctcorpus.config import load_config
 
