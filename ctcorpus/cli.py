@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -211,9 +212,11 @@ def train(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder (its shards/ are streamed).")],
     out: Annotated[Path, typer.Option(help="Folder for checkpoint, tokenizer and metrics.")] = Path("train-run"),
     config: ConfigOption = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Train the small contrastive CT-report model and evaluate it (flow ``train``)."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):  # torch names a bad one only after the flow started
+        raise typer.BadParameter("must be auto, cpu, cuda or cuda:N", param_hint="--device")
     _prepare(config)
     from flows.train import train as train_flow
 

@@ -205,6 +205,14 @@ def test_ingest_command_refuses_a_report_export_that_does_not_exist(tmp_path, mo
     assert not (tmp_path / "work").exists()
 
 
+def test_train_command_refuses_an_unknown_device(tmp_path):
+    """A mistyped --device is a usage error naming the option, before a flow starts (torch raised it from
+    inside the train flow, as a traceback)."""
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "dataset"), "--out", str(tmp_path / "run"), "--device", "gpu"])
+    assert result.exit_code == 2 and "--device" in result.output
+    assert not (tmp_path / "run").exists()
+
+
 def pipeline_config(path: Path):
     from ctcorpus.config import load_config
 
