@@ -23,6 +23,19 @@ def test_a_key_given_twice_is_refused_naming_file_and_key(tmp_path: Path) -> Non
     assert (load_config(path).train.steps, load_config(path).train.batch_size) == (9, 4)
 
 
+def test_a_config_file_that_cannot_be_read_is_refused_naming_file_and_reason(tmp_path: Path) -> None:
+    """A folder or a file in another encoding is a ConfigError (the CLI prints it as one line, exit 2),
+    not an OSError or UnicodeDecodeError traceback that names neither."""
+    with pytest.raises(ConfigError, match=r"config file cannot be read: Is a directory") as info:
+        load_config(tmp_path)
+    assert info.value.path == str(tmp_path)
+    path = tmp_path / "ctcorpus.yaml"
+    path.write_bytes("reports:\n  columns:\n    text: Befund_Prim\u00e4r\n".encode("cp1252"))
+    with pytest.raises(ConfigError, match=r"config file is not UTF-8 text: byte 41 \(invalid continuation byte\)") as info:
+        load_config(path)
+    assert info.value.path == str(path)
+
+
 def test_text_heads_that_do_not_divide_embed_dim_are_refused() -> None:
     with pytest.raises(ConfigError, match=r"train: .*text_heads \(3\) must divide embed_dim \(256\)"):
         config_from_dict({"train": {"text_heads": 3}})

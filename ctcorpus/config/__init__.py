@@ -98,6 +98,10 @@ def load_config(path: str | Path | None) -> CorpusConfig:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
     except FileNotFoundError:
         raise ConfigError("config file not found", path=path) from None
+    except OSError as exc:  # a folder, no permission: a traceback named neither file nor reason for the CLI
+        raise ConfigError(f"config file cannot be read: {exc.strerror}", path=path) from None
+    except UnicodeDecodeError as exc:  # e.g. saved as cp1252 by an editor, with an umlaut in a column name
+        raise ConfigError(f"config file is not UTF-8 text: byte {exc.start} ({exc.reason})", path=path) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file is not valid YAML: {exc}", path=path) from None
     if not isinstance(data, dict):
