@@ -35,7 +35,7 @@ class AnatomyConfig(StageConfig):
         None,
         description=(
             "Folder holding the DatasetNNN_* weight folders (TOTALSEG_WEIGHTS_PATH for the call only); "
-            "None: <home_dir>/nnunet/results."
+            "None: $TOTALSEG_WEIGHTS_PATH at run time (the docker images set it), else <home_dir>/nnunet/results."
         ),
     )
     home_dir: Path | None = Field(
