@@ -325,6 +325,17 @@ def _option(command: list[str], flag: str) -> str:
     return command[command.index(flag) + 1]
 
 
+def test_readme_config_names_the_report_exports_inside_the_export_mount(compose: dict[str, Any]) -> None:
+    """The deployments pass no report_files: the README's config is where the nightly ingest finds the
+    reports; without them every study of the corpus is reportless."""
+    from ctcorpus.config import config_from_dict
+
+    text = README.read_text(encoding="utf-8")
+    config = config_from_dict(yaml.safe_load(re.search(r"ctcorpus\.yaml <<'EOF'\n(.*?)\nEOF\n", text, re.DOTALL).group(1)))
+    export = next(_interpolate(v).split(":")[1] for v in compose["x-data-volumes"] if "CTCORPUS_EXPORT" in v)
+    assert config.run.report_files and all(f.is_relative_to(export) for f in config.run.report_files)
+
+
 def test_compose_addresses_agree(compose: dict[str, Any], prefect_project: dict[str, Any]) -> None:
     services = compose["services"]
     server_port = _option(services["prefect-server"]["command"], "--port")
