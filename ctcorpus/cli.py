@@ -160,6 +160,10 @@ def ingest(
         typer.secho(f"{summary['failed']} of {summary['studies']} studies failed after retries: their errors are in "
                     f"{summary['run_index']}, a build lists them in tables/quarantine as stage_failed", fg="red", err=True)
         raise typer.Exit(1)
+    if not summary["studies"]:  # a mistyped path or an unmounted export folder, not an export with nothing new
+        typer.secho(f"no study found under {export} ({summary['quarantined']} quarantined, a build lists them in "
+                    "tables/quarantine): is it the export's root folder?", fg="red", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -213,6 +213,17 @@ def test_train_command_refuses_an_unknown_device(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_ingest_command_fails_when_the_export_holds_no_study(tmp_path):
+    """An export folder with no study in it (a wrong path, an unmounted share) is not a successful run."""
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "notes.txt").write_text("not DICOM")
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(demo_config(tmp_path)))
+    result = CliRunner().invoke(app, ["ingest", str(tmp_path / "export"), "-c", str(config), "--serial"])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1].startswith(f"no study found under {tmp_path / 'export'} (1 quarantined")
+
+
 def pipeline_config(path: Path):
     from ctcorpus.config import load_config
 
