@@ -26,6 +26,7 @@ app = typer.Typer(
     help="Turn hospital CT exports (DICOM + reports) into audited training corpora.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_show_locals=False,  # a traceback's locals may hold a literal pseudonym key
 )
 
 ConfigOption = Annotated[

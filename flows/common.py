@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ctcorpus.config import CorpusConfig, config_from_dict, load_config
 from ctcorpus.config.run import RunConfig
+from ctcorpus.errors import CtCorpusError
 from flows.runtime import dask_client, studies_in_flight
 
 if TYPE_CHECKING:
@@ -19,8 +20,9 @@ if TYPE_CHECKING:
 _WORKER_CHECK_S = 5.0
 
 
-class ClusterLostError(RuntimeError):
-    """The Dask cluster has had no worker for ``run.dask_no_worker_timeout_s``: no study can run."""
+class ClusterLostError(CtCorpusError):
+    """The Dask cluster has had no worker for ``run.dask_no_worker_timeout_s``: no study can run
+    (a ctcorpus error: the CLI ends with its message, no traceback)."""
 
 
 def load_flow_config(
@@ -99,7 +101,8 @@ def awaited(client: Client, future: Future, run: RunConfig) -> Any:
             elif time.monotonic() - alone_since >= run.dask_no_worker_timeout_s:
                 future.cancel()
                 raise ClusterLostError(
-                    f"the Dask cluster {run.dask_address or '(local)'} has had no worker for "
-                    f"{run.dask_no_worker_timeout_s:g} s (run.dask_no_worker_timeout_s): start workers and re-run; "
-                    "studies done so far are kept in the work store and not redone"
+                    f"the Dask cluster has had no worker for {run.dask_no_worker_timeout_s:g} s "
+                    "(run.dask_no_worker_timeout_s): start workers and re-run; studies done so far are kept in "
+                    "the work store and not redone",
+                    path=run.dask_address or "local cluster",
                 ) from None
