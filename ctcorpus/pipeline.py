@@ -735,8 +735,10 @@ def process_unit(unit: StudyUnit, config: CorpusConfig, work_dir: Path, *, compu
         _cached_or_run(store, "text", keys.text, lambda f: _run_text(unit, stack, keys, store, config, p, f), computed, cached, compute)
         volumes.append(keys)
     outcome = ([s.stack_key for s, _ in assembled], [s.stack_key for s, _ in rejected])  # what the study tables depend on
-    study_key = _digest("study", __version__, [(s.stack_key, s.rejected) for s in unit.stacks], unit.candidates, outcome,
-                        _pseudonymizing(config, p))
+    # the stacks' files (paths and hashes) and the ingest code that makes their rows: a series re-sent with corrected
+    # headers keeps its UIDs, so its stack key, but its row and quarantine are made anew
+    files = [(s.stack_key, s.rejected, sorted((r.rel_path, r.sha256) for r in s.instances + s.duplicates)) for s in unit.stacks]
+    study_key = _digest("study", __version__, INGEST_PRODUCER, files, unit.candidates, outcome, _pseudonymizing(config, p))
     _cached_or_run(store, "study", study_key, lambda f: _save_tables(f, _study_tables(unit, *outcome, p)), computed, cached, compute)
     folders = [store.path("study", study_key), *(store.path("ingest", key) for _, key in rejected),
                *(store.path(stage, getattr(v, stage)) for v in volumes for stage in ("ingest", "anatomy", "text"))]

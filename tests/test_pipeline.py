@@ -201,7 +201,7 @@ def test_a_new_fingerprint_version_redoes_only_the_text_stage(built, tmp_path, m
 @pytest.mark.parametrize(("producer", "redone_stages"), [
     ("SNIPPETS_PRODUCER", {"text"}),  # GRAMMAR_VERSION and the snippets package's source
     ("ANATOMY_SOURCE", {"anatomy", "text"}),  # the segmenter's version names its model only
-    ("INGEST_PRODUCER", {"ingest", "anatomy", "text"}),  # the ingest package's source
+    ("INGEST_PRODUCER", {"ingest", "anatomy", "text", "study"}),  # the ingest package's source, which makes every series row
 ])
 def test_changed_stage_code_redoes_its_results_and_what_is_built_on_them(built, tmp_path, monkeypatch, producer,
                                                                          redone_stages):
@@ -211,7 +211,7 @@ def test_changed_stage_code_redoes_its_results_and_what_is_built_on_them(built, 
     shutil.copytree(folder / "work", work)
     monkeypatch.setattr(pipeline, producer, "changed")
     redone = _run(config, work)
-    assert set(redone.computed) == redone_stages  # the studies and reports are kept
+    assert set(redone.computed) == redone_stages  # the reports are kept, and the studies but for a new ingest code
     assert all(redone.computed[stage] == first.computed[stage] for stage in redone_stages)
 
 
@@ -338,6 +338,24 @@ def test_a_study_whose_selected_stack_is_rejected_at_assembly_falls_back_to_its_
     assert _run(config, work).computed == {}
     again = pipeline.build_from_work(config, work, tmp_path / "again" / "v1")
     assert (again.path / "manifest.json").read_bytes() == (result.path / "manifest.json").read_bytes()
+
+
+def test_a_series_resent_with_corrected_headers_gets_a_new_series_row_though_no_volume_holds_it(defects_export, built,
+                                                                                                    tmp_path):
+    # the same UIDs, so the same stack: its row (in the study's results) must follow its files
+    config, folder, _, _ = built
+    export, work = tmp_path / "export", tmp_path / "work"
+    shutil.copytree(defects_export, export)
+    shutil.copytree(folder / "work", work)
+    recon = next(s for s in load_truth(defects_export).series if s.kind == "recon")
+    for rel in recon.files:
+        header = pydicom.dcmread(export / rel)
+        header.SeriesDescription = "Thorax corrected"
+        header.save_as(export / rel)
+    config = _config(tmp_path, export)
+    _run(config, work)
+    series = _table(pipeline.build_from_work(config, work, tmp_path / "dataset").path, "series")
+    assert "Thorax corrected" in set(series["series_description"])
 
 
 def test_a_study_failing_on_a_rerun_keeps_the_results_an_earlier_run_stored(built, tmp_path):
