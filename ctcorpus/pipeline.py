@@ -360,7 +360,8 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     candidates = {group[0].stack_key: tuple(s.stack_key for s in group) for group in candidate_groups(stacks, config.ingest)}
     studies = _study_keys(stacks)
 
-    report_hashes = [_report_export_hash(Path(f)) for f in run.report_files]
+    # by path too: the rows name their export by its path (reports.source_path, the quarantine), which a move changes
+    report_exports = [(str(f), _report_export_hash(Path(f))) for f in run.report_files]
     sr_records = sorted((r for r in index.instances if r.sop_class_uid in SR_STORAGE), key=lambda r: r.rel_path)
     sr_documents = [(r.path, safe_path(r.rel_path, r, p)) for r in sr_records]  # recorded under the safe path
     sr_studies = {r.study_uid for r in sr_records}
@@ -368,7 +369,7 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
                         if r.study_uid in sr_studies and r.series_number is not None and r.instance_number is not None}
     names = _header_names(stacks)
     schemas = [load_schema(name).version for name in ("reports", "sentences", "labels")]
-    reports_key = _digest("reports", __version__, REPORTS_PRODUCER, schemas, report_hashes,
+    reports_key = _digest("reports", __version__, REPORTS_PRODUCER, schemas, report_exports,
                           [(name, r.sha256) for (_, name), r in zip(sr_documents, sr_records, strict=True)],
                           sorted(sr_image_numbers.items()),
                           [asdict(s) for s in studies], names, _section(config, "reports"), p.key_id)

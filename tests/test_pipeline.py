@@ -514,6 +514,17 @@ def test_new_studies_are_processed_alone_and_old_patients_keep_their_split(tmp_p
     assert len(after) == len(before) + 1
 
 
+def test_a_moved_export_names_its_report_files_where_they_now_are(tmp_path):
+    # the reports stage names each row's export by its path: its result reused after a move named the old one
+    _, _, export, _ = _two_of_three_patients(tmp_path)  # reports.csv holds reports of a patient not exported: orphans
+    work = tmp_path / "work"
+    pipeline.plan_export(_config(tmp_path, export), work)
+    moved = export.rename(tmp_path / "moved")
+    plan = pipeline.plan_export(_config(tmp_path, moved), work)
+    quarantine = pq.read_table(pipeline.WorkStore(work).path("reports", plan.reports_key) / "quarantine.parquet")
+    assert set(quarantine["path"].to_pylist()) == {str(moved / "reports.csv")}
+
+
 def test_a_previous_reports_result_that_no_longer_reads_is_not_reused(tmp_path):
     # stored by a version whose tables had other columns: analyzed afresh, with a warning
     folder = tmp_path / "reports" / "ab" / "abc"
