@@ -344,7 +344,8 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     """Index the export, plan stacks, process and link the reports; one unit per study.
 
     Export-level results (the ``instances`` table, the quarantine of discovery and of the
-    reports) are stored under a key of the export's file hashes and the config.
+    reports) are stored under a key of the export's file paths and hashes, the ingest code and
+    the config: the rows name each file by its path.
     """
     run = config.run
     if run.export_dir is None:
@@ -401,7 +402,8 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
                                          item_id=p.study(uid)))
     seen = {e.path for e in index.quarantine}
     entries = [*index.quarantine, *(e for e in handler.entries if e.path not in seen or e.stage != "ingest"), *anonymous]
-    export_key = _digest("export", __version__, sorted(r.sha256 for r in index.instances), [e.path for e in entries], _pseudonymizing(config, p))
+    export_key = _digest("export", __version__, INGEST_PRODUCER, sorted((r.rel_path, r.sha256) for r in index.instances),
+                         [e.path for e in entries], _pseudonymizing(config, p))
     if not store.has("export", export_key):
         with store.writing("export", export_key) as folder:
             instances = table_from_rows("instances", instance_rows(index, p))

@@ -525,6 +525,20 @@ def test_a_moved_export_names_its_report_files_where_they_now_are(tmp_path):
     assert set(quarantine["path"].to_pylist()) == {str(moved / "reports.csv")}
 
 
+def test_a_series_folder_renamed_in_the_export_gets_its_new_paths_in_the_instances_table(tmp_path):
+    # the same files under another folder: an instances table reused by their hashes named the old paths
+    truth, _, export, patients = _two_of_three_patients(tmp_path)
+    work = tmp_path / "work"
+    config = _config(tmp_path, export)
+    pipeline.plan_export(config, work)
+    axial = next(s for s in truth.series if s.patient_id == patients[0] and s.kind == "axial")
+    folder = (export / axial.files[0]).parent
+    folder.rename(folder.with_name(f"{folder.name}_renamed"))
+    plan = pipeline.plan_export(config, work)
+    instances = pq.read_table(pipeline.WorkStore(work).path("export", plan.export_key) / "instances.parquet")
+    assert sum(f"{folder.name}_renamed/" in path for path in instances["path"].to_pylist()) == len(axial.files)
+
+
 def test_a_previous_reports_result_that_no_longer_reads_is_not_reused(tmp_path):
     # stored by a version whose tables had other columns: analyzed afresh, with a warning
     folder = tmp_path / "reports" / "ab" / "abc"
