@@ -183,16 +183,21 @@ def _section(config: CorpusConfig, name: str, *ignore: str) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k not in ignore}
 
 
-def _pseudonymizing(config: CorpusConfig, p: Pseudonymizer) -> dict[str, Any]:
+def _pseudonymizing(config: CorpusConfig, p: Pseudonymizer, *ignore: str) -> dict[str, Any]:
     """The ingest config as the keys of results holding pseudonyms see it: the key's fingerprint
     in place of the key (a key from the environment is in no config)."""
-    return _section(config, "ingest", "workers", "pseudonym_key", "pseudonym_key_env") | {"key_id": p.key_id}
+    return _section(config, "ingest", "workers", "pseudonym_key", "pseudonym_key_env", *ignore) | {"key_id": p.key_id}
+
+
+#: Ingest settings that only choose which stacks become corpus volumes (ingest.select): no stack's
+#: ingest result reads them, so a change ingests and segments only the stacks newly chosen.
+_SELECTION = ("volumes_per_study", "max_primary_thickness_mm")
 
 
 def _ingest_key(stack: Stack, config: CorpusConfig, p: Pseudonymizer) -> str:
     """Also keyed by the ingest producer (the ingest package's source): a fixed step redoes the volumes."""
     files = sorted(r.sha256 for r in stack.instances + stack.duplicates)
-    return _digest("ingest", __version__, INGEST_PRODUCER, stack.stack_key, files, _pseudonymizing(config, p))
+    return _digest("ingest", __version__, INGEST_PRODUCER, stack.stack_key, files, _pseudonymizing(config, p, *_SELECTION))
 
 
 def _anatomy_key(ingest_key: str, config: CorpusConfig) -> str:
@@ -206,14 +211,14 @@ def _anatomy_key(ingest_key: str, config: CorpusConfig) -> str:
 
 def _text_key(ingest_key: str, anatomy_key: str, mask_outcome: str, unit: StudyUnit, config: CorpusConfig) -> str:
     """Also keyed by the stage's source and the grammar's version (the snippets producer): a new
-    grammar re-mines; and by the anatomy result's outcome (``mask.json``): a retried segmentation that
-    now has a mask redoes it."""
+    grammar re-mines; by the anatomy result's outcome (``mask.json``): a retried segmentation that
+    now has a mask redoes it; and by how many volumes the study has (:func:`_bare_image_series`)."""
     slices = [(s.stack_key, [r.sha256 for r in s.instances]) for s in unit.stacks]
     report = None if unit.report is None else asdict(unit.report)
     schemas = [load_schema(name).version for name in ("samples", "snippets", "sentence_regions")]
     return _digest(
         "text", __version__, TEXT_SOURCE, FINGERPRINT_VERSION, SNIPPETS_PRODUCER, schemas, ingest_key, anatomy_key, mask_outcome, slices,
-        report, _section(config, "snippets"),
+        report, len(unit.candidates), _section(config, "snippets"),
     )
 
 

@@ -539,6 +539,31 @@ def test_a_series_folder_renamed_in_the_export_gets_its_new_paths_in_the_instanc
     assert sum(f"{folder.name}_renamed/" in path for path in instances["path"].to_pylist()) == len(axial.files)
 
 
+def test_a_changed_volume_selection_ingests_and_segments_only_the_stacks_it_adds(tmp_path):
+    # volumes_per_study only chooses the stacks that become volumes: a switch to "all" re-segmented every volume; the
+    # volumes kept are mined anew, as a fresh run mines them (a bare image number names no series among several)
+    _, _, export, _ = _two_of_three_patients(tmp_path)
+    with open(export / "reports.csv", newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        fields, rows = reader.fieldnames, list(reader)
+    with open(export / "reports.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fields)
+        writer.writeheader()
+        writer.writerows({**row, "report_text": f"{row['report_text']}\nSmall nodule in the right lower lobe (image 20)."}
+                         for row in rows)
+    config = _config(tmp_path, export)
+    data = config.model_dump(mode="json")
+    data["ingest"]["volumes_per_study"] = "all"
+    every = config_from_dict(data)
+    first = _run(config, tmp_path / "work")
+    switched = _run(every, tmp_path / "work")
+    assert switched.cached["ingest"] == first.computed["ingest"] and switched.cached["anatomy"] == first.computed["anatomy"]
+    assert switched.computed["anatomy"] == switched.volumes - first.volumes > 0
+    _run(every, tmp_path / "fresh")
+    built = [pipeline.build_from_work(every, tmp_path / work, tmp_path / f"{work}-dataset" / "v1") for work in ("work", "fresh")]
+    assert len({(result.path / "manifest.json").read_bytes() for result in built}) == 1
+
+
 def test_a_previous_reports_result_that_no_longer_reads_is_not_reused(tmp_path):
     # stored by a version whose tables had other columns: analyzed afresh, with a warning
     folder = tmp_path / "reports" / "ab" / "abc"
