@@ -95,6 +95,15 @@ def test_the_run_summary_counts_every_quarantine_row_of_the_build(built):
     assert summary.quarantined == len(_table(result.path, "quarantine"))
 
 
+def test_the_split_counts_give_every_volume_and_the_shards_samples_apart(built):
+    # a volume without a report is in the volumes table and in no shard: the counts called the shards' samples volumes
+    _, _, summary, result = built
+    counts = result.manifest["splits"].values()
+    shards = sum(f["count"] for f in result.manifest["files"] if f["kind"] == "shard")
+    assert sum(c["volumes"] for c in counts) == summary.volumes == len(_table(result.path, "volumes"))
+    assert sum(c["samples"] for c in counts) == shards < summary.volumes
+
+
 def test_clean_studies_become_volumes_with_reports_and_snippets(defects_export, built):
     _, _, _, result = built
     truth = load_truth(defects_export)

@@ -142,7 +142,8 @@ def _split_counts(units: Sequence[BuildUnit], splits: Mapping[str, str]) -> dict
             continue
         split = splits[unit.patient_id]
         counts[split]["studies"] += 1
-        counts[split]["volumes"] += len(unit.samples)
+        counts[split]["volumes"] += unit.tables["volumes"].num_rows if "volumes" in unit.tables else 0
+        counts[split]["samples"] += len(unit.samples)  # the volumes with a report: those in the shards
         counts[split]["reports"] += unit.tables["reports"].num_rows if "reports" in unit.tables else 0
     for patient, split in splits.items():
         counts[split]["patients"] += 1
@@ -245,12 +246,13 @@ def render_card(manifest: Mapping[str, Any]) -> str:
         "",
         "## Splits (patient-level, keyed hash)",
         "",
-        "| split | patients | studies | volumes | reports |",
-        "|---|---|---|---|---|",
+        "| split | patients | studies | volumes | shard samples | reports |",
+        "|---|---|---|---|---|---|",
     ]
     for split, c in manifest["splits"].items():
         lines.append(
-            f"| {split} | {c.get('patients', 0)} | {c.get('studies', 0)} | {c.get('volumes', 0)} | {c.get('reports', 0)} |"
+            f"| {split} | {c.get('patients', 0)} | {c.get('studies', 0)} | {c.get('volumes', 0)} | {c.get('samples', 0)} "
+            f"| {c.get('reports', 0)} |"
         )
     lines += ["", "## Tables", "", "| table | schema version | rows |", "|---|---|---|"]
     rows: Counter[str] = Counter()
