@@ -24,6 +24,7 @@ from prefect.futures import PrefectFuture
 
 from ctcorpus import pipeline
 from ctcorpus.config import CorpusConfig
+from ctcorpus.outputs import WorkStore
 from flows.common import ClusterLostError, load_flow_config, study_executor
 from flows.runtime import submit_bounded, task_runner
 
@@ -79,23 +80,25 @@ def ingest_export(
 
     Re-running on an unchanged export does no work; new studies are processed alone. A study
     whose processing keeps failing after retries is quarantined and the run completes; its error
-    is in the run index, whose path the returned summary holds (``run_index``).
+    is in the run index, whose path the returned summary holds (``run_index``). One run at a time
+    holds the work store: a second fails at once (:meth:`~ctcorpus.outputs.WorkStore.exclusive`).
     """
     started = time.monotonic()
     logger = get_run_logger()
     config, work = load_flow_config(
         config_path, export_dir=export_dir, work_dir=work_dir, report_files=report_files, dask_address=dask_address
     )
-    plan = plan_task(config, work)
-    logger.info("planned export studies=%d quarantined_files=%d", len(plan.units), len(plan.quarantine))
-    # The runner is made here, not in @flow: the config is only known once the flow runs.
-    with study_executor(config.run, parallel) as (executor, window), task_runner(config.run) as runner:
-        logger.info("studies in flight=%d task threads=%d", window, config.run.prefect_task_threads)
-        parameters = {"config": config, "work_dir": work, "executor": executor}
-        done = submit_bounded(lambda unit: runner.submit(process_task, {"unit": unit, **parameters}), plan.units, window)
-        if show_progress:
-            done = track(done, total=len(plan.units), description="studies", transient=True)
-        outcomes = [_outcome(unit, future, config, work) for unit, future in done]
-    summary = record_task(plan, outcomes, work, started)
+    with WorkStore(work).exclusive():  # a scheduled run that overlaps the last one fails instead of deleting its work
+        plan = plan_task(config, work)
+        logger.info("planned export studies=%d quarantined_files=%d", len(plan.units), len(plan.quarantine))
+        # The runner is made here, not in @flow: the config is only known once the flow runs.
+        with study_executor(config.run, parallel) as (executor, window), task_runner(config.run) as runner:
+            logger.info("studies in flight=%d task threads=%d", window, config.run.prefect_task_threads)
+            parameters = {"config": config, "work_dir": work, "executor": executor}
+            done = submit_bounded(lambda unit: runner.submit(process_task, {"unit": unit, **parameters}), plan.units, window)
+            if show_progress:
+                done = track(done, total=len(plan.units), description="studies", transient=True)
+            outcomes = [_outcome(unit, future, config, work) for unit, future in done]
+        summary = record_task(plan, outcomes, work, started)
     logger.info("ingest done %s", summary.line())
     return {**summary.as_dict(), "run_index": str(work / pipeline.RUN_INDEX)}

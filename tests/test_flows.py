@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from ctcorpus import pipeline
 from ctcorpus.cli import app, demo_config
+from ctcorpus.errors import OutputError
 from ctcorpus.synth import generate_export
 
 
@@ -33,6 +34,19 @@ def setup(tmp_path_factory):
 
 def _manifest(dataset: Path) -> bytes:
     return (dataset / "manifest.json").read_bytes()
+
+
+def test_an_ingest_run_overlapping_a_running_one_fails_and_leaves_its_work_alone(setup, tmp_path):
+    # a schedule starts the next run while the last one still writes: the new run removed its results in progress
+    from flows.ingest import ingest_export
+
+    _, config = setup
+    store = pipeline.WorkStore(tmp_path / "work")
+    with store.exclusive(), store.writing("ingest", "ab" * 32) as running:
+        (running / "hu.npy.zst").write_bytes(b"x")
+        with pytest.raises(OutputError, match="another process is writing it"):
+            ingest_export(config_path=str(config), work_dir=str(store.root), parallel=False)
+        assert (running / "hu.npy.zst").exists()
 
 
 def test_flows_produce_tables_and_dask_matches_serial(setup):

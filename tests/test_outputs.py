@@ -22,6 +22,7 @@ from ctcorpus.errors import OutputError
 from ctcorpus.outputs import (
     BuildUnit,
     StoredSample,
+    WorkStore,
     assign_split,
     build_dataset,
     decode_array,
@@ -121,6 +122,16 @@ def test_a_second_build_of_a_version_fails_and_leaves_the_first_ones_temp_alone(
             _build(tmp_path, units)
         assert (running / "half-written").exists()
     assert [p.name for p in (tmp_path / "ds").iterdir()] == ["half-written"]  # the first one's output, untouched
+
+
+def test_a_second_ingest_run_on_a_work_store_fails_and_leaves_the_first_ones_results_in_progress(tmp_path):
+    store = WorkStore(tmp_path / "work")
+    with store.exclusive(), store.writing("ingest", "ab" * 32) as running:
+        (running / "hu.npy.zst").write_bytes(b"x")
+        with pytest.raises(OutputError, match="another process is writing it"), store.exclusive():
+            store.clean()  # what a run does first: it took the live run's result for a killed run's leftover
+        assert (running / "hu.npy.zst").exists()
+    assert store.has("ingest", "ab" * 32)
 
 
 def test_a_build_does_not_replace_a_folder_that_is_no_dataset_version(tmp_path):

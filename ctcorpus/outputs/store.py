@@ -91,19 +91,27 @@ def remove_leftovers(final: Path) -> list[Path]:
 
 
 @contextmanager
-def exclusive_atomic_dir(final: Path) -> Iterator[Path]:
-    """:func:`atomic_dir` for one writer at a time, which first removes what killed writers left.
-
-    The lock is a ``flock`` on ``.<name>.lock`` beside ``final``: the OS drops it when its process
-    ends, killed or not, so it never goes stale, and a temp folder of a live writer is never taken
-    for a leftover. A second writer fails at once instead of racing the first.
-    """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with open(final.with_name(f".{final.name}.lock"), "a") as lock:
+def exclusive_lock(lock_path: Path, target: Path) -> Iterator[None]:
+    """Hold a ``flock`` on ``lock_path`` while one writer of ``target`` runs; a second fails at once
+    instead of racing the first. The OS drops the lock when its process ends, killed or not, so it
+    never goes stale."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise OutputError("another process is writing it; wait for it to finish", path=final) from None
+            raise OutputError("another process is writing it; wait for it to finish", path=target) from None
+        yield
+
+
+@contextmanager
+def exclusive_atomic_dir(final: Path) -> Iterator[Path]:
+    """:func:`atomic_dir` for one writer at a time, which first removes what killed writers left.
+
+    The lock is an :func:`exclusive_lock` on ``.<name>.lock`` beside ``final``, so a temp folder
+    of a live writer is never taken for a leftover.
+    """
+    with exclusive_lock(final.with_name(f".{final.name}.lock"), final):
         remove_leftovers(final)
         with atomic_dir(final) as tmp:
             yield tmp
@@ -154,6 +162,14 @@ class WorkStore:
         """Yield a folder for a new result; it appears under its key only when complete."""
         with atomic_dir(self.path(stage, key)) as tmp:
             yield tmp
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the store for one ingest run (an :func:`exclusive_lock` on ``<root>/.lock``): a run
+        first removes what killed runs left (:meth:`clean`), which in a store another run is
+        writing are that run's results in progress, and each run writes the run index."""
+        with exclusive_lock(self.root / ".lock", self.root):
+            yield
 
     def clean(self) -> int:
         return remove_partial(self.root)
