@@ -318,6 +318,11 @@ def test_language_words_are_those_of_the_word_pattern():
         ("Resolved right pleural effusion.", {"pleural_effusion": NEG}),
         ("The consolidation has nearly resolved. Partially resolved atelectasis.",
          {"consolidation": POS, "atelectasis": POS}),
+        # an unlikely finding is uncertain, as CheXpert reads "less likely"; "unlikely" holds no "likely"
+        ("Pleural effusion is unlikely. Findings unlikely to represent a nodule.",
+         {"pleural_effusion": UNC, "lung_nodule": UNC}),
+        ("Atelectasis is less likely. Pleuraerguss eher unwahrscheinlich.",
+         {"atelectasis": UNC, "pleural_effusion": UNC}),
     ],
 )
 def test_negation_and_uncertainty_scope(analyzer, text, expected):

@@ -266,6 +266,8 @@ UNCERTAIN_PRE: tuple[str, ...] = (
     "no new", "keine neuen", "keine neue", "kein neuer", "kein neues", "keine neu aufgetretenen",
     # also post triggers: "there is possible effusion" as much as "effusion is possible"
     "is possible", "is questionable", "is suspected", "are suspected",
+    # a low likelihood is uncertain, not negated, as the CheXpert labeler reads "less likely"
+    "unlikely", "less likely", "unwahrscheinlich",
 )
 UNCERTAIN_POST: tuple[str, ...] = (
     "cannot be excluded", "can not be excluded", "cannot be ruled out", "not excluded", "not ruled out",
@@ -273,6 +275,7 @@ UNCERTAIN_POST: tuple[str, ...] = (
     "is suspected", "are suspected", "nicht auszuschließen", "nicht sicher auszuschließen", "nicht ausgeschlossen",
     "nicht sicher ausgeschlossen", "nicht auszuschliessen", "fraglich", "möglich",
     "nicht mit sicherheit auszuschließen", "nicht sicher abgrenzbar",
+    "unlikely", "less likely", "unwahrscheinlich",
 )
 #: Phrases that hold a label's words but name none of its findings: tumour "infiltrating" is no
 #: "infiltrate", a thyroid nodule no lung nodule. Matched like labels, they win as the longer phrase.
