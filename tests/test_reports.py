@@ -323,6 +323,10 @@ def test_language_words_are_those_of_the_word_pattern():
          {"pleural_effusion": UNC, "lung_nodule": UNC}),
         ("Atelectasis is less likely. Pleuraerguss eher unwahrscheinlich.",
          {"atelectasis": UNC, "pleural_effusion": UNC}),
+        # "Vd.a."/"Vd. a." (Verdacht auf) and "DD." end no sentence: their suspicion reaches the finding
+        ("Vd.a. Infiltrat im Unterlappen. Vd. a. Atelektase. DD. Narbe.",
+         {"consolidation": UNC, "atelectasis": UNC, "pulmonary_fibrotic_sequela": UNC}),
+        ("Differenzialdiagnostisch Rundherd. DDx bronchiectasis.", {"lung_nodule": UNC, "bronchiectasis": UNC}),
     ],
 )
 def test_negation_and_uncertainty_scope(analyzer, text, expected):

@@ -258,10 +258,11 @@ UNCERTAIN_PRE: tuple[str, ...] = (
     "differential diagnosis", "consistent with possible",
     "suggest", "suggests", "suggesting", "suggestive of", "could suggest", "hinweisend auf", "spricht für",
     "sprechen für",
-    "question of", "versus", "vs", "fraglich", "fragliche", "fraglicher", "fragliches", "v.a", "v. a", "verdacht auf",
-    "verdächtig auf", "suspekt auf", "frage nach", "zum ausschluss", "dd", "am ehesten", "möglich", "mögliche",
-    "möglicher", "möglicherweise",
-    "wahrscheinlich", "vereinbar mit", "a. e", "differentialdiagnostisch", "nicht sicher",
+    "question of", "versus", "vs", "fraglich", "fragliche", "fraglicher", "fragliches", "v.a", "v. a", "vd.a", "vd. a",
+    "verdacht auf", "verdächtig auf", "suspekt auf", "frage nach", "zum ausschluss", "dd", "am ehesten", "möglich",
+    "mögliche", "möglicher", "möglicherweise",
+    "wahrscheinlich", "vereinbar mit", "a. e", "differentialdiagnostisch", "differenzialdiagnostisch", "ddx",
+    "nicht sicher",
     # "no new nodules" leaves the known ones open: uncertain, as the CheXpert labeler reads it
     "no new", "keine neuen", "keine neue", "kein neuer", "kein neues", "keine neu aufgetretenen",
     # also post triggers: "there is possible effusion" as much as "effusion is possible"
@@ -348,6 +349,6 @@ ABBREVIATIONS: frozenset[str] = frozenset(
         "approx", "ca", "se", "ser", "im", "img", "bild", "v.a", "z.b", "e.g", "i.e", "i.v", "dr", "prof", "med",
         "nr", "vs", "bzw", "ggf", "evtl", "max", "min", "mind", "li", "re", "bds", "st", "z.n", "u.a", "d.h",
         "mr", "mrs", "ms", "fig", "abb", "sog", "v.a.", "a.e", "lt", "rt", "incl", "inkl", "z.t", "o.g", "sp",
-        "pat", "geb", "tel", "str", "vgl", "ant", "sup", "inf", "lat",
+        "pat", "geb", "tel", "str", "vgl", "ant", "sup", "inf", "lat", "vd", "vd.a", "dd",
     }
 )
