@@ -230,12 +230,21 @@ UNCERTAIN_STATEMENTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     }
 )
 
+#: German "vollständig rückläufiger Erguss": a finding that regressed completely is gone, as "Erguss
+#: vollständig rückläufig" says after it; triggers match whole words, so each inflected form is listed.
+_RESOLVED_ADJECTIVE: tuple[str, ...] = tuple(
+    f"{degree} {stem}{ending}"
+    for degree, stem, ending in product(("vollständig", "komplett"), ("regredient", "rückläufig"),
+                                        ("e", "em", "en", "er", "es"))
+)
+
 #: ConText triggers (lowercase, matched at word boundaries; longer triggers win at a position).
 NEGATION_PRE: tuple[str, ...] = (
     "no", "not", "without", "free of", "clear of", "negative for", "resolution of", "no evidence of", "no signs of",
     "absence of", "resolved",
     "there is no", "rather than", "kein", "keine", "keinen", "keiner", "keines", "ohne", "nicht", "kein nachweis",
     "kein anhalt", "kein hinweis", "ausschluss", "frei von", "no definite evidence of", "neither", "weder",
+    *_RESOLVED_ADJECTIVE,
 )
 NEGATION_POST: tuple[str, ...] = (
     "is not seen", "are not seen", "not seen", "not identified", "absent", "has resolved",
