@@ -297,6 +297,9 @@ def test_language_words_are_those_of_the_word_pattern():
         ("Vollständig rückläufiger Pleuraerguss. Komplett regrediente Konsolidierung. Regredientes Infiltrat.",
          {"pleural_effusion": NEG, "consolidation": POS}),
         ("Komplett rückläufige Atelektasen.", {"atelectasis": NEG}),
+        # regressed, but not completely: still there
+        ("Pleuraerguss nicht vollständig regredient. Nicht komplett rückläufige Atelektasen.",
+         {"pleural_effusion": POS, "atelectasis": POS}),
         ("Ein Pleuraerguss findet sich nicht. Infiltrate nicht mehr abgrenzbar. Emphysem nicht sichtbar.",
          {"pleural_effusion": NEG, "consolidation": NEG, "emphysema": NEG}),
         ("Weder Pleuraerguss noch Infiltrate. Ein Rundherd ist nicht sicher abgrenzbar.",

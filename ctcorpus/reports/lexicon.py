@@ -237,6 +237,12 @@ _RESOLVED_ADJECTIVE: tuple[str, ...] = tuple(
     for degree, stem, ending in product(("vollständig", "komplett"), ("regredient", "rückläufig"),
                                         ("e", "em", "en", "er", "es"))
 )
+#: "nicht vollständig regredient(er)": regressed, but not completely: still there, no negation.
+_NOT_RESOLVED: tuple[str, ...] = tuple(
+    f"nicht {degree} {stem}{ending}"
+    for degree, stem, ending in product(("vollständig", "komplett"), ("regredient", "rückläufig"),
+                                        ("", "e", "em", "en", "er", "es"))
+)
 
 #: ConText triggers (lowercase, matched at word boundaries; longer triggers win at a position).
 NEGATION_PRE: tuple[str, ...] = (
@@ -319,6 +325,7 @@ PSEUDO_TRIGGERS: tuple[str, ...] = (
     "ohne befundänderung", "ohne wesentliche befundänderung", "ohne größenzunahme", "ohne größenprogredienz",
     "ohne progredienz", "ohne wachstum",
     "nicht verändert", "no further", "not significantly changed", "unverändert", "to suggest", *_NOT_ADJECTIVE,
+    *_NOT_RESOLVED,
 )
 #: Words and marks that end a trigger's scope.
 SCOPE_TERMINATORS: tuple[str, ...] = (
