@@ -105,11 +105,6 @@ class StudyUnit:
     report: StudyReport | None
     reports_key: str  # store key of the export's reports stage
 
-    @property
-    def selected(self) -> tuple[str, ...]:
-        """The stack keys selected as corpus volumes (a stack rejected at assembly is replaced by its next candidate)."""
-        return tuple(group[0] for group in self.candidates)
-
 
 @dataclass(frozen=True, slots=True)
 class ExportPlan:

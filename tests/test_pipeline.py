@@ -319,7 +319,7 @@ def test_a_study_whose_selected_stack_is_rejected_at_assembly_falls_back_to_its_
     config, work = _config(tmp_path, export), tmp_path / "work"
     plan = pipeline.plan_export(config, work)
     unit = plan.units[0]
-    stack = next(s for s in unit.stacks if s.stack_key in unit.selected)
+    stack = next(s for s in unit.stacks if s.stack_key == unit.candidates[0][0])  # the selected stack
     recon = next(s for s in truth.series if s.kind == "recon" and s.study_uid == stack.first.study_uid)
     broken = stack.instances[len(stack.instances) // 2]
     dataset = pydicom.dcmread(broken.path)

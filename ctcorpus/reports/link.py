@@ -152,11 +152,11 @@ def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, w
     for k, (report, match) in enumerate(zip(reports, matched, strict=True)):
         day = _day(report.study_date)
         if match is None and day is not None:
-            empty = not report.text.strip()
+            empty, numbered = not report.text.strip(), bool(accession_key(report.accession_number))
             pairs += [(empty, abs((d - day).days), k, s.study_uid, s)
                       for d, s in by_patient.get(id_key(report.patient_id), ())
                       if abs((d - day).days) <= window_days and s.study_uid not in claimed
-                      and not (accession_key(report.accession_number) and _has_accession(s))]
+                      and not (numbered and _has_accession(s))]
     by_date: dict[int, StudyKey] = {}
     for *_, k, uid, s in sorted(pairs, key=lambda p: p[:4]):
         if k not in by_date and uid not in claimed:
