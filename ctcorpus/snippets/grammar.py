@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "7"
+GRAMMAR_VERSION = "8"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -43,7 +43,7 @@ class ReferenceForm(str, Enum):
     """Which grammar form matched (kept on each reference so errors can be traced to a rule)."""
 
     SERIES_IMAGE = "series_image"  # series 3, image 45 / se3/im45 / Serie 3 Bilder 40-44
-    IMAGE_SERIES = "image_series"  # image 45 of series 3 / Bild 45 der Serie 3
+    IMAGE_SERIES = "image_series"  # image 45 of series 3 / Bild 45 der Serie 3 / image 45 series 3
     IMA_DASH = "ima_dash"  # (IMA 8-34): Siemens-style series-image pair
     IMAGE_ONLY = "image_only"  # (image 45) / IMA 75 en 90
     PAREN_PAIR = "paren_pair"  # (3:45) / (3/45)
@@ -79,8 +79,8 @@ class ImageReference:
 
 _SERIES_WORDS: dict[str, tuple[str, ...]] = {
     "en": ("series", "ser", "se", "sr"),
-    "de": ("serie", "se"),
-    "nl": ("serie", "se"),
+    "de": ("serie", "ser", "se"),
+    "nl": ("serie", "ser", "se"),
 }
 #: Image words that may stand alone ("(image 45)"); "im" only counts next to a series ("se 3 im 45")
 #: because in German "im" is "in the".
@@ -141,10 +141,12 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[s
     so the regex engine skips ahead quickly; the grammar is only tried where it fires. Scanning
     with the full alternation at every character is about 5x slower.
     """
-    series = rf"\b{_words(_SERIES_WORDS, languages)}\.?{_END_WORD}{_NUMBER_MARK}"
+    # a colon only where the other keyword vouches for the reference ("Se: 3 Im: 45", "Serie: 3, Bild 45"):
+    # a lone "Images: 245" is a count in a technique line
+    series = rf"\b{_words(_SERIES_WORDS, languages)}\.?{_END_WORD}{_NUMBER_MARK}:?"
     strong_image = rf"\b{_words(_IMAGE_WORDS, languages)}\.?{_END_WORD}{_NUMBER_MARK}"
     any_image = (
-        rf"\b(?:{_words(_IMAGE_WORDS, languages)}|{_words(_WEAK_IMAGE_WORDS, languages)})\.?{_END_WORD}{_NUMBER_MARK}"
+        rf"\b(?:{_words(_IMAGE_WORDS, languages)}|{_words(_WEAK_IMAGE_WORDS, languages)})\.?{_END_WORD}{_NUMBER_MARK}:?"
     )
     connector = _words(_CONNECTORS, languages)
     article = _words(_ARTICLES, languages)
@@ -156,16 +158,18 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[s
             rf"{series}{_SP}(?P<a_s>{_SERIES_NUM}){total}(?:{_SP}[,;/:]{_SP}|{_SP}-{_SP}|\s+)?{any_image}{_SP}"
             rf"(?P<a_i>{numbers})"
         ),
+        # a bare space before the series word ("image 45 series 3") stays on one line: a line or list item
+        # that begins with a series is a reference of its own
         ReferenceForm.IMAGE_SERIES: (
             rf"{any_image}{_SP}(?P<b_i>{numbers}){total}"
-            rf"(?:{_SP}[,/]{_SP}|\s+{connector}\s+(?:{article}\s+)?|{_SP}\({_SP})"
+            rf"(?:{_SP}[,/]{_SP}|\s+{connector}\s+(?:{article}\s+)?|{_SP}\({_SP}|[ \t]+)"
             rf"{series}{_SP}(?P<b_s>{_SERIES_NUM})"
         ),
         ReferenceForm.IMA_DASH: rf"\bima\.?{_SP}(?P<c_s>\d{{1,4}}){_SP}-{_SP}(?P<c_i>{_NUM})",
         ReferenceForm.IMAGE_ONLY: rf"{strong_image}{_SP}(?P<d_i>{numbers})",
         ReferenceForm.PAREN_PAIR: r"\(\s*(?P<e_s>\d{1,4})\s*(?P<e_sep>[:/])\s*(?P<e_i>\d{1,4})\s*\)",
         ReferenceForm.SLASH_PAIR: (
-            rf"\b{_words(_SERIES_WORDS, languages)}\.?{_SP}/{_SP}{any_image}:?{_SP}(?P<f_s>\d{{1,6}}){_SP}/{_SP}"
+            rf"\b{_words(_SERIES_WORDS, languages)}\.?{_SP}/{_SP}{any_image}{_SP}(?P<f_s>\d{{1,6}}){_SP}/{_SP}"
             rf"(?P<f_i>{numbers})"
         ),
     }
