@@ -121,6 +121,8 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("About 1/2 of the lobe is collapsed.", "en"),
     ("Involving (1/2) of the segment.", "en"),
     ("Images were reconstructed at 1 mm.", "en"),
+    ("Images 3-5 mm thick were reconstructed.", "en"),
+    ("Rekonstruktion Bilder 1 bis 2 mm.", "de"),
     ("Images: 245, slice thickness 1 mm.", "en"),
     ("Image: 3 phases acquired.", "en"),
     ("Series: 3 acquisitions, no contrast.", "en"),

@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "8"
+GRAMMAR_VERSION = "9"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -125,11 +125,14 @@ def _words(table: dict[str, tuple[str, ...]], languages: Sequence[str]) -> str:
 
 
 def _number_list(languages: Sequence[str]) -> str:
-    """Numbers joined by commas, 'and' words or range marks: '45', '40-44', '12, 18 and 45'."""
+    """Numbers joined by commas, 'and' words or range marks: '45', '40-44', '12, 18 and 45'.
+
+    A list cut short before a range's measured end is a measurement ("images 3-5 mm thick",
+    "Bilder 1 bis 2 mm"), not image 3."""
     and_words = _words(_AND_WORDS, languages)
     to_words = _words(_TO_WORDS, languages)
     joint = rf"(?:{_SP}[-–—]{_SP}|\s+{to_words}\s+|{_SP},{_SP}(?:{and_words}\s+)?|\s+{and_words}\s+|{_SP}&{_SP})"
-    return rf"{_NUM}(?:{joint}{_NUM})*"
+    return rf"{_NUM}(?:{joint}{_NUM})*(?![-–—]\d|\s+{to_words}\s+\d)"
 
 
 @cache
