@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "9"
+GRAMMAR_VERSION = "10"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -85,9 +85,9 @@ _SERIES_WORDS: dict[str, tuple[str, ...]] = {
 #: Image words that may stand alone ("(image 45)"); "im" only counts next to a series ("se 3 im 45")
 #: because in German "im" is "in the".
 _IMAGE_WORDS: dict[str, tuple[str, ...]] = {
-    "en": ("images", "image", "imgs", "img", "ima"),
-    "de": ("bildern", "bilder", "bild", "ima"),
-    "nl": ("beelden", "beeld", "ima"),
+    "en": ("images", "image", "imgs", "img", "ima", "slices", "slice"),
+    "de": ("bildern", "bilder", "bild", "ima", "schichten", "schicht"),
+    "nl": ("beelden", "beeld", "ima", "sneden", "snede"),
 }
 _WEAK_IMAGE_WORDS: dict[str, tuple[str, ...]] = {"en": ("im",), "de": (), "nl": ()}
 #: "image 45 <of> [the] series 3"
@@ -110,7 +110,9 @@ _NOT_MEASUREMENT = (
     + _END_WORD
     + r"|\s*%)"
 )
-_NUM = r"\d{1,4}" + _NOT_MEASUREMENT
+#: An image number with a thousands separator ("image 1,045", "Bild 1.045"): a decimal has no three digits after its mark.
+_GROUPED = r"[1-9][,.]\d{3}"
+_NUM = rf"(?:{_GROUPED}|\d{{1,4}})" + _NOT_MEASUREMENT
 #: A SeriesNumber after a series word: derived series count on past 9999 (10001); with four digits
 #: only, "series 10001, image 45" became a bare "image 45", placed in the primary series.
 _SERIES_NUM = r"\d{1,6}" + _NOT_MEASUREMENT
@@ -155,7 +157,7 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[s
     article = _words(_ARTICLES, languages)
     numbers = _number_list(languages)
     # how many a series or image number is out of: "series 2 of 5", "image 45 of 120, series 3"
-    total = rf"(?:\s+{connector}\s+\d{{1,6}}{_NOT_MEASUREMENT})?"
+    total = rf"(?:\s+{connector}\s+(?:{_GROUPED}|\d{{1,6}}){_NOT_MEASUREMENT})?"
     forms = {
         ReferenceForm.SERIES_IMAGE: (
             rf"{series}{_SP}(?P<a_s>{_SERIES_NUM}){total}(?:{_SP}[,;/:]{_SP}|{_SP}-{_SP}|\s+)?{any_image}{_SP}"
@@ -227,6 +229,7 @@ _GROUPS: dict[ReferenceForm, tuple[str | None, str]] = {
     ReferenceForm.PAREN_PAIR: ("e_s", "e_i"),
     ReferenceForm.SLASH_PAIR: ("f_s", "f_i"),
 }
+_THOUSANDS_MARK = re.compile(r"(?<=\d)[,.](?=\d)")  # in a mined list, only a grouped number has one
 _LIST_PART = re.compile(r"(\d+)(?:\s*(?:[-–—]|to|through|bis|tot)\s*(\d+))?", re.IGNORECASE)
 _RANGE_MARK = re.compile(r"\d\s*(?:[-–—]|\b(?:to|through|bis|tot)\b)\s*\d", re.IGNORECASE)
 
@@ -308,7 +311,7 @@ def _numbers(text: str, cap: int) -> tuple[tuple[int, ...], bool, bool]:
     images: list[int] = []
     is_range = bool(_RANGE_MARK.search(text))
     truncated = False
-    for match in _LIST_PART.finditer(text):
+    for match in _LIST_PART.finditer(_THOUSANDS_MARK.sub("", text)):
         first = int(match.group(1))
         if match.group(2) is None:
             images.append(first)
