@@ -202,6 +202,13 @@ def test_forms_ranges_and_cap() -> None:
     assert ref.image_numbers == (10, 11, 12) and not ref.truncated and ref.form is ReferenceForm.SERIES_IMAGE
     (ref,) = mine_image_references("Nodule (IMA 8-34).")
     assert ref.form is ReferenceForm.IMA_DASH and not ref.is_range
+    # an abbreviated end ('45-7' is 45 to 47, '145-52' 145 to 152) is no range down to image 7
+    (ref,) = mine_image_references("Nodule (series 3, images 45-7).")
+    assert ref.image_numbers == (45, 46, 47) and ref.is_range
+    (ref,) = mine_image_references("Nodule (series 3, images 145-52).")
+    assert ref.image_numbers == tuple(range(145, 153))
+    (ref,) = mine_image_references("Nodule (series 3, images 47-45).")
+    assert ref.image_numbers == (45, 46, 47)
 
 
 def test_a_reference_to_a_prior_exam_is_not_placed_in_this_volume() -> None:

@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "10"
+GRAMMAR_VERSION = "11"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -316,7 +316,7 @@ def _numbers(text: str, cap: int) -> tuple[tuple[int, ...], bool, bool]:
         if match.group(2) is None:
             images.append(first)
             continue
-        last = int(match.group(2))
+        last = _range_end(match.group(1), match.group(2))
         low, high = min(first, last), max(first, last)
         if high - low + 1 > cap:
             images.extend((first, last))
@@ -324,6 +324,16 @@ def _numbers(text: str, cap: int) -> tuple[tuple[int, ...], bool, bool]:
         else:
             images.extend(range(low, high + 1))
     return tuple(dict.fromkeys(images)), is_range, truncated
+
+
+def _range_end(first: str, last: str) -> int:
+    """A range's last image. An end with fewer digits than the start and below it abbreviates it
+    ('images 45-7', '145-52': to 47, to 152), as page ranges do; read as written, images 7 to 45 were mined."""
+    if len(last) < len(first) and int(last) < int(first):
+        completed = int(first[: len(first) - len(last)] + last)
+        if completed > int(first):
+            return completed
+    return int(last)
 
 
 def _paren_pair_is_reference(text: str, match: re.Match[str]) -> bool:
