@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "11"
+GRAMMAR_VERSION = "12"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -97,7 +97,7 @@ _CONNECTORS: dict[str, tuple[str, ...]] = {
     "nl": ("van", "uit", "in", "op"),
 }
 _ARTICLES: dict[str, tuple[str, ...]] = {"en": ("the",), "de": ("der", "dem"), "nl": ("de", "het")}
-_AND_WORDS: dict[str, tuple[str, ...]] = {"en": ("and",), "de": ("und",), "nl": ("en",)}
+_AND_WORDS: dict[str, tuple[str, ...]] = {"en": ("and",), "de": ("und", "u."), "nl": ("en",)}
 _TO_WORDS: dict[str, tuple[str, ...]] = {"en": ("to", "through"), "de": ("bis",), "nl": ("tot",)}
 
 #: A keyword ends where letters end: "se3" is "se" + 3, "images" is not "image" + "s".
@@ -127,13 +127,16 @@ def _words(table: dict[str, tuple[str, ...]], languages: Sequence[str]) -> str:
 
 
 def _number_list(languages: Sequence[str]) -> str:
-    """Numbers joined by commas, 'and' words or range marks: '45', '40-44', '12, 18 and 45'.
+    """Numbers joined by commas, 'and' words or range marks: '45', '40-44', '12, 18 and 45', '45 + 47';
+    a range's end may repeat the image word ('45 through image 47', '45 bis Bild 47').
 
     A list cut short before a range's measured end is a measurement ("images 3-5 mm thick",
     "Bilder 1 bis 2 mm"), not image 3."""
     and_words = _words(_AND_WORDS, languages)
     to_words = _words(_TO_WORDS, languages)
-    joint = rf"(?:{_SP}[-–—]{_SP}|\s+{to_words}\s+|{_SP},{_SP}(?:{and_words}\s+)?|\s+{and_words}\s+|{_SP}&{_SP})"
+    image = rf"(?:\b{_words(_IMAGE_WORDS, languages)}\.?{_END_WORD}{_SP})?"
+    joint = (rf"(?:(?:{_SP}[-–—]{_SP}|\s+{to_words}\s+){image}|{_SP},{_SP}(?:{and_words}\s+)?|\s+{and_words}\s+"
+             rf"|{_SP}[&+]{_SP})")
     return rf"{_NUM}(?:{joint}{_NUM})*(?![-–—]\d|\s+{to_words}\s+\d)"
 
 
@@ -182,7 +185,7 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[s
     trigger = _trigger(
         {w[:2] for table in (_SERIES_WORDS, _IMAGE_WORDS, _WEAK_IMAGE_WORDS) for lang in languages for w in table[lang]}
     )
-    joint = rf"\s*(?:[,;&]\s*)?(?:{_words(_AND_WORDS, languages)}\s+)?"
+    joint = rf"\s*(?:[,;&+]\s*)?(?:{_words(_AND_WORDS, languages)}\s+)?"
     return re.compile(trigger), re.compile(alternation, re.IGNORECASE), re.compile(joint, re.IGNORECASE)
 
 
@@ -230,8 +233,9 @@ _GROUPS: dict[ReferenceForm, tuple[str | None, str]] = {
     ReferenceForm.SLASH_PAIR: ("f_s", "f_i"),
 }
 _THOUSANDS_MARK = re.compile(r"(?<=\d)[,.](?=\d)")  # in a mined list, only a grouped number has one
-_LIST_PART = re.compile(r"(\d+)(?:\s*(?:[-–—]|to|through|bis|tot)\s*(\d+))?", re.IGNORECASE)
-_RANGE_MARK = re.compile(r"\d\s*(?:[-–—]|\b(?:to|through|bis|tot)\b)\s*\d", re.IGNORECASE)
+#: A number or range of a mined list; the end may follow an image word ("45 through image 47").
+_LIST_PART = re.compile(r"(\d+)(?:\s*(?:[-–—]|to|through|bis|tot)\s*(?:[^\W\d_]+\.?\s*)?(\d+))?", re.IGNORECASE)
+_RANGE_MARK = re.compile(r"\d\s*(?:[-–—]|\b(?:to|through|bis|tot)\b)\s*(?:[^\W\d_]+\.?\s*)?\d", re.IGNORECASE)
 
 #: Words in the 30 characters before "(3/45)" that make it a date, a time, a pressure or a ratio.
 _PAREN_FALSE_CONTEXT = re.compile(
