@@ -268,6 +268,7 @@ def test_an_image_joined_to_a_reference_with_a_series_takes_its_series() -> None
         "Herde Serie 3 Bild 4, Bild 5 und Bild 6.": [(3, (4,)), (3, (5,)), (3, (6,))],
         "Nodule series 3 image 45 and image 12 of series 5.": [(3, (45,)), (5, (12,))],
         "Nodule series 3 image 45. Another one on image 60.": [(3, (45,)), (None, (60,))],  # not joined
+        "Nodule image 45\n\nSeries 3 image 60: mass.": [(None, (45,)), (3, (60,))],  # another paragraph
         # an image joined to one on a prior exam is on it too: neither is this study's
         "Nodule (series 3 image 45); on the prior CT series 2 image 40 and image 41.": [(3, (45,))],
     }
@@ -275,6 +276,10 @@ def test_an_image_joined_to_a_reference_with_a_series_takes_its_series() -> None
         refs = mine_image_references(text)
         assert [(r.series_number, r.image_numbers) for r in refs] == expected, text
         assert [r.series_stated for r in refs] == [s is not None for s, _ in expected]
+    # nor across the reports stage's sentences: a line of its own
+    text = "Nodule image 45\nSeries 3 image 60: mass."
+    refs = mine_image_references(text, sentence_spans=[(0, 15), (16, len(text))])
+    assert [(r.series_number, r.image_numbers) for r in refs] == [(None, (45,)), (3, (60,))]
 
 
 # --------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "12"
+GRAMMAR_VERSION = "13"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -480,7 +480,9 @@ def mine_image_references(
 
 def _with_shared_series(text: str, references: list[ImageReference], joint: re.Pattern[str]) -> list[ImageReference]:
     """An image-only reference joined by "and" or a comma to a neighbour that states its series
-    takes that series: "series 3, image 45 and image 60", "image 45 and image 60 of series 3"."""
+    takes that series: "series 3, image 45 and image 60", "image 45 and image 60 of series 3". Only
+    within one sentence: a line that begins with a series ("Nodule image 45\nSeries 4 image 60: mass")
+    is a reference of its own."""
     out = list(references)
     for k, reference in enumerate(references):
         if reference.series_number is not None:
@@ -489,7 +491,8 @@ def _with_shared_series(text: str, references: list[ImageReference], joint: re.P
         after = references[k + 1] if k + 1 < len(references) else None
         for earlier, later, neighbour in ((before, reference, before), (reference, after, after)):
             if (neighbour is not None and neighbour.series_number is not None and earlier is not None
-                    and later is not None and joint.fullmatch(text, earlier.end, later.start)):
+                    and later is not None and neighbour.sentence_start == reference.sentence_start
+                    and joint.fullmatch(text, earlier.end, later.start)):
                 out[k] = replace(reference, series_number=neighbour.series_number, series_stated=True)
                 break
     return out
