@@ -293,7 +293,7 @@ def resolve_references(
         the same corpus slice give one pair), its id naming the volume too: a study with several
         corpus volumes pairs one report with each; one entry per unresolvable reference or image, with
         reason ``series_absent``, ``ambiguous_series``, ``other_frame_of_reference``,
-        ``image_out_of_range`` or ``out_of_volume``.
+        ``non_axial_series``, ``ambiguous_image``, ``image_out_of_range`` or ``out_of_volume``.
 
     Examples
     --------
