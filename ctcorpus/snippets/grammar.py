@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "13"
+GRAMMAR_VERSION = "14"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -170,7 +170,7 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[s
         # that begins with a series is a reference of its own
         ReferenceForm.IMAGE_SERIES: (
             rf"{any_image}{_SP}(?P<b_i>{numbers}){total}"
-            rf"(?:{_SP}[,/]{_SP}|\s+{connector}\s+(?:{article}\s+)?|{_SP}\({_SP}|[ \t]+)"
+            rf"(?:{_SP}[,;/]{_SP}|\s+{connector}\s+(?:{article}\s+)?|{_SP}\({_SP}|[ \t]+)"
             rf"{series}{_SP}(?P<b_s>{_SERIES_NUM})"
         ),
         ReferenceForm.IMA_DASH: rf"\bima\.?{_SP}(?P<c_s>\d{{1,4}}){_SP}-{_SP}(?P<c_i>{_NUM})",
