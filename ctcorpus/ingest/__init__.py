@@ -2,7 +2,7 @@
 
 One entry point per step::
 
-    index = index_export(root, cfg.ingest, workers=2, on_error=log)   # headers -> InstanceRecords
+    index = index_export(root, cfg.ingest, workers=2, on_error=log)   # headers -> InstanceRecords (a frame each)
     stacks = plan_stacks(index, cfg.ingest)                           # series -> sorted stacks + findings
     corpus = select_stacks(stacks, cfg.ingest)                        # primary stack(s) per study
     groups = candidate_groups(stacks, cfg.ingest)                     # ... and those standing in for them
@@ -14,7 +14,7 @@ One entry point per step::
 
 from ctcorpus.ingest.assemble import assemble_volume, read_stored, rescale_to_hu, to_hu, volume_image
 from ctcorpus.ingest.discover import index_export, iter_files
-from ctcorpus.ingest.header import instance_problem, read_instance
+from ctcorpus.ingest.header import instance_problem, read_instance, read_instances
 from ctcorpus.ingest.pipeline import finding_entry, ingest_stack, pseudonymizer_for
 from ctcorpus.ingest.records import (
     ExportIndex,
@@ -61,6 +61,7 @@ __all__ = [
     "plan_stacks",
     "pseudonymizer_for",
     "read_instance",
+    "read_instances",
     "read_stored",
     "resample_image",
     "resample_labels",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ctcorpus.config.ingest import IngestConfig
 from ctcorpus.errors import IngestError
-from ctcorpus.ingest.header import problem_message, read_instance
+from ctcorpus.ingest.header import problem_message, read_instances
 from ctcorpus.ingest.records import ExportIndex, InstanceRecord
 from ctcorpus.enums import Action
 from ctcorpus.records import ErrorHandler, QuarantineEntry, raise_on_error
@@ -45,11 +45,12 @@ def index_export(
     on_error: ErrorHandler = raise_on_error,
     exclude: Iterable[str | os.PathLike[str]] = (),
 ) -> ExportIndex:
-    """Read the header of every file under ``root`` into an :class:`ExportIndex`.
+    """Read the header of every file under ``root`` into an :class:`ExportIndex` of slices (a
+    file, or a frame of an Enhanced CT file: :func:`~ctcorpus.ingest.header.read_instances`).
 
     Files that cannot be read (not DICOM, truncated) go to ``on_error`` (the default raises);
-    files that are DICOM but cannot be slices (localizer, non-CT, ...) are kept as instances with
-    a ``reason`` and also listed in ``ExportIndex.quarantine``. DICOMDIR files and ``exclude``
+    slices that are DICOM but cannot be slices of a volume (localizer, non-CT, ...) are kept as
+    instances with a ``reason`` and also listed in ``ExportIndex.quarantine``. DICOMDIR files and ``exclude``
     (e.g. the RIS report exports lying in the export folder) are skipped, not quarantined.
     ``ExportIndex.quarantine`` is complete whatever ``on_error`` does; a recording handler
     (``QuarantineLog``) receives the unreadable-file errors as well.
@@ -69,9 +70,9 @@ def index_export(
     skipped = [os.path.relpath(p, root) for p in skipped]
     n_workers = workers if workers is not None else config.workers
 
-    def read(path: str) -> InstanceRecord | IngestError | None:
+    def read(path: str) -> tuple[InstanceRecord, ...] | IngestError:
         try:
-            return read_instance(path, root, hash_file=config.hash_files)
+            return read_instances(path, root, hash_file=config.hash_files)
         except IngestError as error:
             return error
 
@@ -84,16 +85,16 @@ def index_export(
     instances: list[InstanceRecord] = []
     quarantine: list[QuarantineEntry] = []
     for path, result in zip(paths, results, strict=True):
-        if result is None:
-            skipped.append(os.path.relpath(path, root))
-        elif isinstance(result, IngestError):
+        if isinstance(result, IngestError):
             on_error(result, STAGE)
             quarantine.append(QuarantineEntry.from_error(result, STAGE))
+        elif not result:
+            skipped.append(os.path.relpath(path, root))
         else:
-            instances.append(result)
-            if result.reason is not None:
-                quarantine.append(
-                    QuarantineEntry(STAGE, result.rel_path, result.reason, problem_message(result), action=Action.REJECT)
-                )
+            instances.extend(result)
+            quarantine.extend(
+                QuarantineEntry(STAGE, record.rel_path, record.reason, problem_message(record), action=Action.REJECT)
+                for record in result if record.reason is not None
+            )
     log.info("indexed root=%s files=%d instances=%d quarantined=%d", root, len(paths), len(instances), len(quarantine))
     return ExportIndex(root=str(Path(root)), instances=tuple(instances), quarantine=tuple(quarantine), skipped=tuple(skipped))

@@ -1,4 +1,9 @@
-"""Read one DICOM file's header into an :class:`InstanceRecord`.
+"""Read one DICOM file's header into :class:`InstanceRecord` slices.
+
+A classic CT file is one slice. An Enhanced CT (or Legacy Converted Enhanced CT) file is one
+slice per frame: each frame's geometry, rescale and frame type come from its functional groups
+(the per-frame group over the shared one), its image number is its frame number, and its pixels
+are its part of PixelData, so stacking, checks, HU and the slice table treat frames as files.
 
 pydicom parses a CT header in about 1.5 ms, which alone is slower than SimpleITK reading a whole
 series, so the common case (Part 10 file, little-endian transfer syntax) goes through a small
@@ -28,6 +33,7 @@ from pydicom.errors import InvalidDicomError
 
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import IngestError
+from ctcorpus.ingest.geometry import orientation_clusters
 from ctcorpus.ingest.records import InstanceRecord
 
 #: A file's bytes as read, or, for a large file, mapped into memory (sliced and searched alike).
@@ -35,6 +41,9 @@ FileBytes = bytes | mmap.mmap
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 ENHANCED_CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2.1"
+LEGACY_CONVERTED_ENHANCED_CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2.2"
+#: CT SOP classes whose frames are slices, placed by functional groups.
+MULTI_FRAME_CT = frozenset({ENHANCED_CT_IMAGE, LEGACY_CONVERTED_ENHANCED_CT_IMAGE})
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -303,9 +312,7 @@ def _pixel_location(data: FileBytes, offset: int) -> tuple[int, int]:
 def _read_pydicom(data: FileBytes, path: str) -> tuple[Getter, str, int, int]:
     """Fallback reader; raises IngestError(not_dicom) unless the bytes really parse as DICOM."""
     preamble = len(data) >= 132 and data[128:132] == b"DICM"
-    if isinstance(data, mmap.mmap):  # a file object itself: a BytesIO would copy it whole
-        data.seek(0)
-    handle = data if isinstance(data, mmap.mmap) else io.BytesIO(data)
+    handle = _file_object(data)
     try:
         with warnings.catch_warnings():  # forced reads of non-DICOM files warn before failing
             warnings.simplefilter("ignore")
@@ -330,6 +337,14 @@ def _read_pydicom(data: FileBytes, path: str) -> tuple[Getter, str, int, int]:
     except Exception as exc:  # noqa: BLE001 - a bad VR on PixelData, elements after it pydicom cannot parse
         raise _unparsable(exc, preamble, path) from None
     return _pydicom_getter(ds), transfer_syntax, offset, length
+
+
+def _file_object(data: FileBytes) -> io.BytesIO | mmap.mmap:
+    """``data`` as a file object at its start: a mapped file itself (a BytesIO would copy it whole)."""
+    if isinstance(data, mmap.mmap):
+        data.seek(0)
+        return data
+    return io.BytesIO(data)
 
 
 def _unparsable(exc: Exception, preamble: bool, path: str) -> IngestError:
@@ -373,14 +388,30 @@ def _large_and_not_dicom(head: bytes, size: int) -> bool:
 
 
 def read_instance(path: str | os.PathLike[str], root: str | os.PathLike[str], *, hash_file: bool = True) -> InstanceRecord | None:
-    """Read one file's header; ``None`` for a DICOMDIR (an index, neither used nor quarantined).
-
-    Raises :class:`IngestError` with reason ``not_dicom``/``truncated`` for files that cannot be
-    read. Problems that only exclude the file from volumes (localizer, non-CT, no geometry, ...)
-    are returned as ``InstanceRecord.reason``.
+    """:func:`read_instances` of a file that holds one slice (or none: ``None``); a multi-frame file
+    whose frames are slices raises ``ValueError``.
 
     >>> read_instance("export/CT1/I10", "export")   # doctest: +SKIP
     InstanceRecord(path='export/CT1/I10', ...)
+    """
+    records = read_instances(path, root, hash_file=hash_file)
+    if len(records) > 1:
+        raise ValueError(f"{path} holds {len(records)} frames; read its slices with read_instances")
+    return records[0] if records else None
+
+
+def read_instances(path: str | os.PathLike[str], root: str | os.PathLike[str], *, hash_file: bool = True) -> tuple[InstanceRecord, ...]:
+    """Read one file's header into its slices: one record for a single-frame file, one per frame
+    for an Enhanced CT file, none for a DICOMDIR (an index, neither used nor quarantined).
+
+    Raises :class:`IngestError` with reason ``not_dicom``/``truncated`` for files that cannot be
+    read. Problems that only exclude a slice from volumes (localizer, non-CT, no geometry, ...)
+    are returned as ``InstanceRecord.reason``; a multi-frame file whose frames cannot be read as
+    a CT volume's slices (a derived perfusion map, frames in several orientations, frames without
+    a position) is one record, ``frame`` None, with the reason.
+
+    >>> [r.frame for r in read_instances("export/CT1/enhanced.dcm", "export")]   # doctest: +SKIP
+    [1, 2, 3]
     """
     path = os.fspath(path)
     rel_path = os.path.relpath(path, os.fspath(root))
@@ -405,13 +436,12 @@ def read_instance(path: str | os.PathLike[str], root: str | os.PathLike[str], *,
             data.close()
 
 
-def _read_header(data: FileBytes, path: str, rel_path: str, hash_file: bool) -> InstanceRecord | None:
-    """:func:`read_instance` of a file's bytes, or of a large file mapped into memory: an Enhanced
-    CT file of a gigabyte, read whole by each worker thread only to be quarantined as multi-frame,
-    took its size in memory in each; mapped, its header comes from the page cache and its hash
-    streams through it."""
+def _read_header(data: FileBytes, path: str, rel_path: str, hash_file: bool) -> tuple[InstanceRecord, ...]:
+    """:func:`read_instances` of a file's bytes, or of a large file mapped into memory: an Enhanced
+    CT file of a gigabyte, read whole by each worker thread, took its size in memory in each;
+    mapped, its header comes from the page cache and its hash streams through it."""
     if os.path.basename(path).upper() == "DICOMDIR":
-        return None
+        return ()
     try:
         values, transfer_syntax, offset, length = _scan(data)
         get, reader = _fast_getter(values), "fast"
@@ -426,8 +456,8 @@ def _read_header(data: FileBytes, path: str, rel_path: str, hash_file: bool) -> 
         reader = "pydicom"
     try:
         if (get("SOPClassUID") or get("MediaStorageSOPClassUID")) == MEDIA_STORAGE_DIRECTORY:
-            return None
-        return _build(get, path, rel_path, data, transfer_syntax, offset, length, reader, hash_file)
+            return ()
+        return _slices(_build(get, path, rel_path, data, transfer_syntax, offset, length, reader, hash_file), data)
     except Exception as exc:  # noqa: BLE001 - pydicom decodes values as they are read: a bad VR or byte count fails here
         raise IngestError(f"a header value is malformed ({type(exc).__name__}: {exc}); re-export the file",
                           reason=QuarantineReason.MISSING_GEOMETRY, path=rel_path) from None
@@ -442,7 +472,7 @@ def _build(
     kernel = get("ConvolutionKernel") or ()
     slope = get("RescaleSlope")
     intercept = get("RescaleIntercept")
-    record = InstanceRecord(
+    return InstanceRecord(
         path=path,
         rel_path=rel_path,
         size_bytes=len(data),
@@ -486,8 +516,110 @@ def _build(
         patient_birth_date=get("PatientBirthDate") or "",
         pixel_padding=_padding(get("PixelPaddingValue"), get("PixelPaddingRangeLimit"), bool(get("PixelRepresentation"))),
     )
+
+
+def _checked(record: InstanceRecord) -> InstanceRecord:
+    """``record`` with the reason :func:`instance_problem` finds, if any."""
     problem = instance_problem(record)
     return record if problem is None else dataclasses.replace(record, reason=problem)
+
+
+def _slices(record: InstanceRecord, data: FileBytes) -> tuple[InstanceRecord, ...]:
+    """The slices of the file ``record`` read: itself, or one record per frame of a multi-frame CT
+    file (the file alone, with the reason, when its frames cannot be a volume's slices)."""
+    checked = _checked(record)
+    if checked.reason is not QuarantineReason.UNSUPPORTED_MULTIFRAME:
+        return (checked,)
+    if record.sop_class_uid not in MULTI_FRAME_CT:
+        return (dataclasses.replace(checked, detail=f"{record.number_of_frames} frames in a {record.sop_class_uid} "
+                                                    "object, which places no frame"),)
+    with warnings.catch_warnings():  # the header parsed once already; pydicom warns of oddities it reads anyway
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(_file_object(data), stop_before_pixels=True, force=True)
+    try:
+        frames = _frames(record, ds)
+    except _NotSlices as refused:
+        return (dataclasses.replace(record, reason=refused.reason, detail=str(refused)),)
+    return tuple(_checked(frame) for frame in frames)
+
+
+class _NotSlices(Exception):
+    """The frames of a multi-frame file cannot be read as slices of one CT volume."""
+
+    def __init__(self, reason: QuarantineReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+#: The last FrameType value (derived pixel contrast) of a DERIVED frame that still holds CT numbers
+#: of anatomy: averaged, filtered, reformatted or resampled slices, MIP/MinIP slabs. Any other
+#: (RCBF, RCBV, MTT, TTP of perfusion maps, SUBTRACTION, DIVISION, ...) is a derived map, no HU volume.
+_HU_CONTRASTS = frozenset({"NONE", "MEAN", "FILTERED", "REFORMATTED", "RESAMPLED", "MAXIMUM", "MINIMUM"})
+
+
+def _group_value(groups: tuple[pydicom.Dataset, ...], macro: str, keyword: str) -> Any:
+    """``keyword`` from the ``macro`` sequence of the first of ``groups`` (per-frame, then shared) holding it."""
+    for group in groups:
+        items = group.get(macro)
+        if items and keyword in items[0] and items[0][keyword].value not in (None, ""):
+            return items[0][keyword].value
+    return None
+
+
+def _floats(value: Any, n: int) -> tuple[float, ...] | None:
+    return tuple(float(v) for v in value[:n]) if value is not None and len(value) >= n else None
+
+
+def _frames(record: InstanceRecord, ds: pydicom.Dataset) -> tuple[InstanceRecord, ...]:
+    """One record per frame of an Enhanced CT file: geometry, rescale, frame type and acquisition
+    number from its functional groups, image number its frame number, an uncompressed frame's
+    pixels located in PixelData; raises :class:`_NotSlices` for frames no volume is made of."""
+    shared = tuple(ds.get("SharedFunctionalGroupsSequence") or ())[:1]
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or ()
+    n = record.number_of_frames
+    if len(per_frame) != n:
+        raise _NotSlices(QuarantineReason.MISSING_GEOMETRY, f"PerFrameFunctionalGroupsSequence holds {len(per_frame)} "
+                                                            f"items for {n} frames")
+    frame_bytes = record.rows * record.columns * record.samples_per_pixel * record.bits_allocated // 8
+    split = (record.transfer_syntax in NATIVE_LE and record.bits_allocated % 8 == 0
+             and record.pixel_length >= n * frame_bytes)
+    frames = []
+    for k, group in enumerate(per_frame):
+        groups = (group, *shared)
+        position = _floats(_group_value(groups, "PlanePositionSequence", "ImagePositionPatient"), 3)
+        orientation = _floats(_group_value(groups, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
+        spacing = _floats(_group_value(groups, "PixelMeasuresSequence", "PixelSpacing"), 2)
+        if position is None or orientation is None or spacing is None:
+            raise _NotSlices(QuarantineReason.MISSING_GEOMETRY, f"frame {k + 1} has no PlanePositionSequence, "
+                             "PlaneOrientationSequence or PixelMeasuresSequence in its functional groups")
+        values = _group_value(groups, "CTImageFrameTypeSequence", "FrameType") or ()
+        frame_type = tuple(str(v).upper() for v in ([values] if isinstance(values, str) else values))
+        if frame_type[:1] == ("DERIVED",) and frame_type[3:4] and frame_type[3] not in _HU_CONTRASTS:
+            raise _NotSlices(QuarantineReason.UNSUPPORTED_MULTIFRAME, "frame type " + "\\".join(frame_type) + ": a derived "
+                             f"{frame_type[3]} map, not CT numbers of anatomy")
+        thickness = _group_value(groups, "PixelMeasuresSequence", "SliceThickness")
+        slope = _group_value(groups, "PixelValueTransformationSequence", "RescaleSlope")
+        intercept = _group_value(groups, "PixelValueTransformationSequence", "RescaleIntercept")
+        acquisition = _group_value(groups, "FrameContentSequence", "FrameAcquisitionNumber")
+        frames.append(dataclasses.replace(
+            record,
+            frame=k + 1,
+            instance_number=k + 1,
+            position=position,
+            orientation=orientation,
+            pixel_spacing=spacing,
+            slice_thickness=record.slice_thickness if thickness is None else float(thickness),
+            rescale_slope=record.rescale_slope if slope is None else float(slope),
+            rescale_intercept=record.rescale_intercept if intercept is None else float(intercept),
+            image_type=frame_type or record.image_type,
+            acquisition_number=record.acquisition_number if acquisition is None else int(acquisition),
+            pixel_offset=record.pixel_offset + k * frame_bytes if split else record.pixel_offset,
+            pixel_length=frame_bytes if split else record.pixel_length,
+        ))
+    if len(set(orientation_clusters([f.orientation or () for f in frames]))) > 1:
+        raise _NotSlices(QuarantineReason.UNSUPPORTED_MULTIFRAME, "its frames lie in several orientations (a radial "
+                         "or mixed reformat)")
+    return tuple(frames)
 
 
 def _padding(value: int | None, limit: int | None, signed: bool) -> tuple[int, int] | None:
@@ -508,10 +640,10 @@ def instance_problem(record: InstanceRecord) -> QuarantineReason | None:
         return QuarantineReason.NON_IMAGE
     if _is_truncated(record.size_bytes, record.pixel_offset, record.pixel_length):
         return QuarantineReason.TRUNCATED
-    if record.sop_class_uid == ENHANCED_CT_IMAGE or record.number_of_frames > 1:
-        return QuarantineReason.UNSUPPORTED_MULTIFRAME
-    if record.modality != "CT" or record.sop_class_uid != CT_IMAGE:
+    if record.modality != "CT" or record.sop_class_uid not in (CT_IMAGE, *MULTI_FRAME_CT):
         return QuarantineReason.NON_CT
+    if record.frame is None and (record.sop_class_uid in MULTI_FRAME_CT or record.number_of_frames > 1):
+        return QuarantineReason.UNSUPPORTED_MULTIFRAME  # a file of frames: read_instances reads them as slices, or says why not
     if "LOCALIZER" in record.image_type:
         return QuarantineReason.LOCALIZER
     if record.position is None or record.orientation is None or record.pixel_spacing is None:
@@ -548,8 +680,8 @@ PROBLEM_MESSAGES: dict[QuarantineReason, str] = {
     QuarantineReason.NON_IMAGE: "has no pixel data (structured report, dose report, presentation state, ...); not a CT slice",
     QuarantineReason.TRUNCATED: "PixelData is shorter than its declared length: the file was truncated; re-export it",
     QuarantineReason.UNSUPPORTED_MULTIFRAME: (
-        "is a multi-frame (Enhanced CT) object; ctcorpus reads classic single-frame CT only: "
-        "export the series as classic CT Image Storage, or convert it (e.g. dcm2niix) first"
+        "is a multi-frame object whose frames are no slices of a CT volume; export the series' axial "
+        "images (classic or Enhanced CT)"
     ),
     QuarantineReason.NON_CT: "is not a CT image (modality/SOP class: {modality} {sop_class}); e.g. a secondary capture dose page",
     QuarantineReason.LOCALIZER: "is a localizer/scout (ImageType LOCALIZER); not part of a volume",
@@ -566,7 +698,8 @@ PROBLEM_MESSAGES: dict[QuarantineReason, str] = {
 
 
 def problem_message(record: InstanceRecord) -> str:
-    """The human message for an instance's ``reason``, naming the file."""
+    """The human message for an instance's ``reason``, naming the file (and frame) and the detail."""
     assert record.reason is not None
     text = PROBLEM_MESSAGES[record.reason].format(modality=record.modality or "?", sop_class=record.sop_class_uid or "?")
-    return f"{record.rel_path} {text}"
+    where = record.rel_path if record.frame is None else f"{record.rel_path} frame {record.frame}"
+    return f"{where} {text}" + (f" ({record.detail})" if record.detail else "")

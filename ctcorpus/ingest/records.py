@@ -19,11 +19,14 @@ Vec3 = tuple[float, float, float]
 
 @dataclass(frozen=True, slots=True)
 class InstanceRecord:
-    """The header of one DICOM file, as discovery read it (no pixels).
+    """The header of one slice as discovery read it (no pixels): a single-frame DICOM file, or one
+    frame of a multi-frame (Enhanced CT) file, with that frame's functional groups applied.
 
-    ``reason`` is set when the file cannot be part of a volume (localizer, non-CT, ...); such
-    files are also in the index's quarantine. ``pixel_offset``/``pixel_length`` locate the
-    PixelData value so uncompressed slices are read without parsing the header again.
+    ``reason`` is set when the slice cannot be part of a volume (localizer, non-CT, ...); such
+    slices are also in the index's quarantine (a multi-frame file whose frames are no volume's
+    slices is one record, ``frame`` None, its ``detail`` saying why). ``pixel_offset``/
+    ``pixel_length`` locate the PixelData value (an uncompressed frame's part of it) so
+    uncompressed slices are read without parsing the header again.
     """
 
     path: str  # absolute
@@ -69,6 +72,15 @@ class InstanceRecord:
     patient_birth_date: str = ""  # PHI: memory only
     requested_accession_numbers: tuple[str, ...] = ()  # PHI: memory only; RequestAttributesSequence
     pixel_padding: tuple[int, int] | None = None  # stored values (low, high) outside the image (PixelPaddingValue)
+    frame: int | None = None  # frame number (1-based) in a multi-frame file; None: the file is the slice
+    detail: str = ""  # why, where ``reason`` alone does not say (a multi-frame file's frames)
+
+    @property
+    def slice_id(self) -> str:
+        """What names the slice: its SOPInstanceUID (its path when empty), and its frame number in a
+        multi-frame file, whose frames share the UID."""
+        name = self.sop_uid or self.rel_path
+        return name if self.frame is None else f"{name}#{self.frame}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +144,7 @@ class SliceRecord:
     rescale_slope: float
     rescale_intercept: float
     pixel_padding: tuple[int, int] | None = None  # stored values that are no image: air in HU
+    frame: int | None = None  # frame number (1-based) in a multi-frame file; None for a single-frame file
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +255,7 @@ class SliceRow:
     z_mm: float
     resampled_z_index: float
     path: str
+    frame: int | None
     rescale_slope: float
     rescale_intercept: float
     pipeline_version: str
@@ -254,6 +268,7 @@ class InstanceRow:
     """A row of the ``instances`` table (identifiers pseudonymized)."""
 
     path: str
+    frame: int | None
     size_bytes: int
     study_id: str
     series_id: str

@@ -81,8 +81,9 @@ def _split_by_acquisition(records: list[InstanceRecord], along: np.ndarray) -> l
 
 
 def stack_key(records: Sequence[InstanceRecord]) -> str:
-    """A stable key of a stack: sha256 of its sorted SOP instance UIDs (paths when UIDs are empty)."""
-    names = sorted(r.sop_uid or r.rel_path for r in records)
+    """A stable key of a stack: sha256 of its sorted slice ids (SOP instance UIDs, paths when UIDs
+    are empty, with the frame number of a multi-frame file's frame)."""
+    names = sorted(r.slice_id for r in records)
     return hashlib.sha256("\n".join(names).encode()).hexdigest()
 
 

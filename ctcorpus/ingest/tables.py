@@ -96,9 +96,10 @@ def _floats(values: object) -> list[float] | None:
 
 
 def instance_row(record: InstanceRecord, p: Pseudonymizer) -> InstanceRow:
-    """The ``instances`` row of one indexed file."""
+    """The ``instances`` row of one indexed slice (a file, or a frame of a multi-frame file)."""
     return InstanceRow(
         path=safe_path(record.rel_path, record, p),
+        frame=record.frame,
         size_bytes=record.size_bytes,
         study_id=p.study(record.study_uid),
         series_id=p.series(record.series_uid),
@@ -131,7 +132,7 @@ def instance_row(record: InstanceRecord, p: Pseudonymizer) -> InstanceRow:
 
 
 def instance_rows(index: ExportIndex, p: Pseudonymizer) -> list[InstanceRow]:
-    """``instances`` rows of every DICOM file discovery read."""
+    """``instances`` rows of every DICOM file discovery read (of every frame a multi-frame file's slices)."""
     return [instance_row(r, p) for r in index.instances]
 
 
@@ -205,7 +206,7 @@ def volume_row(
 
 
 def slice_rows(volume_id: str, stack: Stack, native: Volume, resampled: ResampledVolume, p: Pseudonymizer) -> list[SliceRow]:
-    """The ``slices`` rows of one volume: source slice <-> SOP <-> InstanceNumber <-> z <-> file.
+    """The ``slices`` rows of one volume: source slice <-> SOP <-> InstanceNumber <-> z <-> file (and frame).
 
     ``resampled_z_index`` places an image by its centre, as snippets do: in a tilted image the
     first pixel (ImagePositionPatient) lies tens of mm of z from it.
@@ -223,6 +224,7 @@ def slice_rows(volume_id: str, stack: Stack, native: Volume, resampled: Resample
             z_mm=s.z_mm,
             resampled_z_index=float((np.asarray(slice_centre(record)) - origin) @ direction[:, 2] / resampled.spacing[2]),
             path=safe_path(s.rel_path, record, p),
+            frame=s.frame,
             rescale_slope=s.rescale_slope,
             rescale_intercept=s.rescale_intercept,
             pipeline_version=__version__,

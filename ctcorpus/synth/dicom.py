@@ -22,6 +22,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_file_meta_info
 from pydicom.uid import (
     CTImageStorage,
+    EnhancedCTImageStorage,
     ExplicitVRLittleEndian,
     JPEGLosslessSV1,
     MRImageStorage,
@@ -32,7 +33,9 @@ from pydicom.uid import (
 
 from ctcorpus.errors import SynthError
 
-__all__ = ["SeriesHeader", "SlicePlacement", "build_slice", "uid", "write_dataset", "write_series", "write_sr_report"]
+__all__ = [
+    "SeriesHeader", "SlicePlacement", "build_slice", "uid", "write_dataset", "write_enhanced_series", "write_series", "write_sr_report",
+]
 
 #: Basic Text SR Storage: a report as a tree of text items under headings.
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
@@ -171,13 +174,16 @@ def _slice_elements(header: SeriesHeader, hu: np.ndarray, placement: SlicePlacem
     ds.ImagePositionPatient = [_ds(v) for v in placement.position_mm]
     ds.ImageOrientationPatient = [_ds(v) for v in placement.orientation]
     ds.SliceLocation = _ds(placement.position_mm[2])
-    if header.signed:
-        stored = np.clip(hu, -32768, 32767).astype(np.int16)
-    else:
-        stored = np.clip(hu.astype(np.int32) + 1024, 0, 4095).astype(np.uint16)
-    ds.PixelData = np.ascontiguousarray(stored).tobytes()
+    ds.PixelData = _stored(hu, header.signed, 1.0, 0.0 if header.signed else -1024.0, 16 if header.signed else 12).tobytes()
     ds["PixelData"].VR = "OW"
     return ds
+
+
+def _stored(hu: np.ndarray, signed: bool, slope: float, intercept: float, bits_stored: int) -> np.ndarray:
+    """The stored values that ``slope`` and ``intercept`` rescale to ``hu``, saturated to ``bits_stored`` bits."""
+    values = np.rint((hu.astype(np.float64) - intercept) / slope)
+    low, high = (-(1 << (bits_stored - 1)), (1 << (bits_stored - 1)) - 1) if signed else (0, (1 << bits_stored) - 1)
+    return np.ascontiguousarray(np.clip(values, low, high).astype(np.int16 if signed else np.uint16))
 
 
 def build_slice(header: SeriesHeader, hu: np.ndarray, placement: SlicePlacement) -> Dataset:
@@ -243,6 +249,73 @@ def write_series(
             parts += [_encode([own[tag]]), run]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"".join(parts))
+
+
+def _item(**values: object) -> Dataset:
+    """A one-item functional group macro: a dataset of ``values``."""
+    item = Dataset()
+    for keyword, value in values.items():
+        setattr(item, keyword, value)
+    return item
+
+
+def write_enhanced_series(
+    header: SeriesHeader,
+    images: Sequence[np.ndarray],
+    placements: Sequence[SlicePlacement],
+    path: Path,
+    *,
+    order: Sequence[int] | None = None,
+    rescales: Sequence[tuple[float, float]] | None = None,
+) -> None:
+    """Write the series ``write_series`` writes as files as one Enhanced CT Image Storage object.
+
+    Frame ``k`` holds ``images[order[k]]`` at ``placements[order[k]]`` (``order``: stored in
+    ``images`` order when None, as scanners need not sort frames); its position goes in its
+    per-frame PlanePositionSequence, orientation, pixel measures, frame type and the header's
+    rescale in the shared group, and a (slope, intercept) of ``rescales[i]`` for image ``i`` in
+    that frame's own PixelValueTransformationSequence. Stored values are 16 bits, so any rescale
+    of the HU holds them; the InstanceNumber of each placement becomes its In-Stack Position.
+
+    >>> write_enhanced_series(header, images, placements, Path("/tmp/ct.dcm"), order=[2, 0, 1])  # doctest: +SKIP
+    """
+    order = list(range(len(images))) if order is None else list(order)
+    ds = _series_dataset(header, images[0].shape)
+    for keyword in ("SliceThickness", "PixelSpacing", "RescaleIntercept", "RescaleSlope", "RescaleType", "WindowCenter", "WindowWidth"):
+        delattr(ds, keyword)  # in the functional groups instead
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = EnhancedCTImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = uid(header.series_uid, "enhanced", len(images))
+    frame_type = [*header.image_type, "NONE"][:4]
+    ds.ImageType = frame_type
+    ds.InstanceNumber = 1
+    ds.NumberOfFrames = len(order)
+    ds.BitsStored, ds.HighBit = 16, 15
+    default = (1.0, 0.0 if header.signed else -1024.0)
+    ds.SharedFunctionalGroupsSequence = [_item(
+        PixelMeasuresSequence=[_item(PixelSpacing=[_ds(v) for v in header.pixel_spacing_mm],
+                                     SliceThickness=_ds(header.slice_thickness_mm))],
+        PlaneOrientationSequence=[_item(ImageOrientationPatient=[_ds(v) for v in placements[0].orientation])],
+        CTImageFrameTypeSequence=[_item(FrameType=frame_type)],
+        PixelValueTransformationSequence=[_item(RescaleIntercept=_ds(default[1]), RescaleSlope=_ds(default[0]), RescaleType="HU")],
+    )]
+    frames, pixels = [], []
+    for i in order:
+        slope, intercept = default if rescales is None else rescales[i]
+        group = _item(
+            PlanePositionSequence=[_item(ImagePositionPatient=[_ds(v) for v in placements[i].position_mm])],
+            FrameContentSequence=[_item(StackID="1", InStackPositionNumber=placements[i].instance_number,
+                                        DimensionIndexValues=[1, placements[i].instance_number])],
+        )
+        if placements[i].orientation != placements[0].orientation:
+            group.PlaneOrientationSequence = [_item(ImageOrientationPatient=[_ds(v) for v in placements[i].orientation])]
+        if rescales is not None:
+            group.PixelValueTransformationSequence = [_item(RescaleIntercept=_ds(intercept), RescaleSlope=_ds(slope), RescaleType="HU")]
+        frames.append(group)
+        pixels.append(_stored(images[i], header.signed, slope, intercept, 16).tobytes())
+    ds.PerFrameFunctionalGroupsSequence = frames
+    ds.PixelData = b"".join(pixels)
+    ds["PixelData"].VR = "OW"
+    write_dataset(ds, path, header.transfer_syntax)
 
 
 def _jpeg_lossless(ds: Dataset) -> None:
