@@ -28,6 +28,7 @@ from ctcorpus.ingest import (
 from ctcorpus.ingest.records import Volume
 from ctcorpus.records import QuarantineLog
 from ctcorpus.schemas import table_from_rows
+from ctcorpus.snippets import stack_slices
 from ctcorpus.synth.dicom import (
     SeriesHeader,
     SlicePlacement,
@@ -91,6 +92,9 @@ def test_an_enhanced_ct_series_gives_the_volume_of_its_classic_files(tmp_path: P
     assert slices["frame"] == [s.frame for s in enhanced.slices] and set(slices["path"]) == {"ct.dcm"}
     instances = table_from_rows("instances", instance_rows(index, pseudonymizer_for(cfg())))
     assert sorted(instances.column("frame").to_pylist()) == list(range(1, N + 1))
+    # a report's "image 3" of the series is frame 3, placed where that frame lies
+    series = stack_slices(stack, series_uid="ser-1", frame_of_reference_uid="for-1")
+    assert series is not None and series.instance_z == {f: -50.0 + 2.0 * order[f - 1] for f in range(1, N + 1)}
 
 
 def test_two_frames_at_one_position_with_other_pixels_are_no_duplicate(tmp_path: Path) -> None:
