@@ -366,7 +366,7 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     sr_records = sorted((r for r in index.instances if r.sop_class_uid in SR_STORAGE), key=lambda r: r.rel_path)
     sr_documents = [(r.path, safe_path(r.rel_path, r, p)) for r in sr_records]  # recorded under the safe path
     sr_studies = {r.study_uid for r in sr_records}
-    sr_image_numbers = {r.sop_uid: (r.series_number, r.instance_number) for r in index.instances
+    sr_image_numbers = {r.slice_id: (r.series_number, r.instance_number) for r in index.instances
                         if r.study_uid in sr_studies and r.series_number is not None and r.instance_number is not None}
     names = _header_names(stacks)
     schemas = [load_schema(name).version for name in ("reports", "sentences", "labels")]

@@ -1172,7 +1172,12 @@ def test_a_dicom_sr_report_with_coded_findings_and_a_stated_language(tmp_path):
     outline.ContentSequence = [item("SELECTED FROM", "IMAGE", code("121112", "Source of Measurement"))]
     outline.ContentSequence[0].ReferencedSOPSequence = [pydicom.Dataset()]
     outline.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID = "1.2.3.46"
-    finding.ContentSequence += [image, outline]
+    frames = item("INFERRED FROM", "IMAGE", code("121112", "Source of Measurement"))
+    frames.ReferencedSOPSequence = [pydicom.Dataset(), pydicom.Dataset()]  # frames of an Enhanced CT file, and all of it
+    frames.ReferencedSOPSequence[0].ReferencedSOPInstanceUID = "1.2.3.7"
+    frames.ReferencedSOPSequence[0].ReferencedFrameNumber = [12, 14]
+    frames.ReferencedSOPSequence[1].ReferencedSOPInstanceUID = "1.2.3.7"
+    finding.ContentSequence += [image, outline, frames]
     ds.ContentSequence[-1].ContentSequence.append(finding)
     ds.ContentSequence[-1].ContentSequence.append(item("CONTAINS", "CODE", code("121071", "Finding"),
                                                        ConceptCodeSequence=[]))  # no value: no text
@@ -1180,9 +1185,13 @@ def test_a_dicom_sr_report_with_coded_findings_and_a_stated_language(tmp_path):
     report = read_sr_report(path)
     assert report.text == "Befund:\nKein Pleuraerguss.\nLungenrundherd.\nDurchmesser: 12 mm.\nDichte: -650 Hounsfield unit."
     assert report.language == "de"
-    cited = read_sr_report(path, image_numbers={"1.2.3.45": (3, 45), "1.2.3.46": (3, 46), "1.2.3.9": (2, 9)})
-    assert cited.text.splitlines()[2] == "Lungenrundherd (series 3, images 45, 46)."  # an image in the export, cited
-    assert [(r.series_number, r.image_numbers) for r in mine_image_references(cited.text)] == [(3, (45, 46))]
+    frame_numbers = {f"1.2.3.7#{f}": (5, f) for f in range(1, 20)}  # a multi-frame image: its frames are slices
+    cited = read_sr_report(path, image_numbers={"1.2.3.45": (3, 45), "1.2.3.46": (3, 46), "1.2.3.9": (2, 9),
+                                                **frame_numbers})
+    # images in the export, cited; the frames named, and no frame for the file without them
+    assert cited.text.splitlines()[2] == "Lungenrundherd (series 3, images 45, 46; series 5, images 12, 14)."
+    assert [(r.series_number, r.image_numbers) for r in mine_image_references(cited.text)] == [(3, (45, 46)),
+                                                                                                 (5, (12, 14))]
     analyzed = analyze_report(build_analyzer(), report.text, language=report.language)
     assert analyzed.labels["lung_nodule"] == LabelState.POSITIVE
     assert analyzed.labels["pleural_effusion"] == LabelState.NEGATIVE

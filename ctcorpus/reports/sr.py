@@ -25,6 +25,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pydicom
+from pydicom.multival import MultiValue
 
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import ReportError
@@ -69,7 +70,11 @@ def _cited_images(item: pydicom.Dataset, image_numbers: Mapping[str, tuple[int, 
     cited: dict[int, set[int]] = {}
     for image in images:
         for reference in image.get("ReferencedSOPSequence") or []:
-            if (numbers := image_numbers.get(str(reference.get("ReferencedSOPInstanceUID", "")))) is not None:
+            uid = str(reference.get("ReferencedSOPInstanceUID", ""))
+            frames = reference.get("ReferencedFrameNumber")  # of a multi-frame image: its frames are the slices
+            keys = [uid] if frames in (None, "") else [f"{uid}#{int(f)}" for f in
+                                                       (frames if isinstance(frames, MultiValue) else [frames])]
+            for numbers in filter(None, map(image_numbers.get, keys)):
                 cited.setdefault(numbers[0], set()).add(numbers[1])
     return "; ".join(f"series {series}, image{'s' * (len(numbers) > 1)} {', '.join(map(str, sorted(numbers)))}"
                      for series, numbers in cited.items())
@@ -128,8 +133,10 @@ def read_sr_report(
 
     ``name`` is the path recorded for it (default: ``path``): a DICOM export names folders after
     patients, so the pipeline passes the pseudonymized relative path. ``image_numbers`` maps the
-    export's SOP Instance UIDs to their (series number, instance number), to cite the images a
-    finding refers to; a reference to an image not in it is left out.
+    export's slices to their (series number, instance number), to cite the images a finding refers
+    to: a file by its SOP Instance UID, a frame of a multi-frame file by ``"<uid>#<frame number>"``
+    (:attr:`~ctcorpus.ingest.InstanceRecord.slice_id`); a reference to an image not in it, or to a
+    multi-frame image without its frame, is left out.
 
     Raises
     ------
