@@ -333,6 +333,18 @@ def test_language_words_are_those_of_the_word_pattern():
         ("Vd.a. Infiltrat im Unterlappen. Vd. a. Atelektase. DD. Narbe.",
          {"consolidation": UNC, "atelectasis": UNC, "pulmonary_fibrotic_sequela": UNC}),
         ("Differenzialdiagnostisch Rundherd. DDx bronchiectasis.", {"lung_nodule": UNC, "bronchiectasis": UNC}),
+        # after a comma, a pre trigger reaches the items of its list, not a finding placed or measured on its own
+        ("Kein Pleuraerguss, Rundherd im rechten Unterlappen.", {"pleural_effusion": NEG, "lung_nodule": POS}),
+        ("No pleural effusion, 8 mm nodule in the right lower lobe.", {"pleural_effusion": NEG, "lung_nodule": POS}),
+        ("Possible small effusion, 6 mm nodule.", {"pleural_effusion": UNC, "lung_nodule": POS}),
+        ("No acute cardiopulmonary abnormality, findings compatible with emphysema.", {"emphysema": POS}),
+        ("No pleural effusion, pneumothorax or consolidation in the right lower lobe.",
+         {"pleural_effusion": NEG, "consolidation": NEG}),
+        ("No effusion, pneumothorax, or focal airspace disease.", {"pleural_effusion": NEG, "lung_opacity": NEG}),
+        ("Kein Nachweis von Erguss, Pneumothorax oder Konsolidierung im Unterlappen.",
+         {"pleural_effusion": NEG, "consolidation": NEG}),
+        ("Kein Erguss, kein Pneumothorax, keine Infiltrate. Negative for pneumothorax, emphysema.",
+         {"pleural_effusion": NEG, "consolidation": NEG, "emphysema": NEG}),
     ],
 )
 def test_negation_and_uncertainty_scope(analyzer, text, expected):

@@ -18,6 +18,8 @@ __all__ = [
     "ANATOMY_TERMS",
     "HEADINGS",
     "LABEL_SYNONYMS",
+    "LIST_COORDINATORS",
+    "LIST_ITEM_QUALIFIERS",
     "NEGATION_POST",
     "NEGATION_PRE",
     "NORMAL_STATEMENTS",
@@ -333,6 +335,14 @@ SCOPE_TERMINATORS: tuple[str, ...] = (
     "allerdings", "außer", "ausser", "bis auf", "abgesehen von", "hingegen", "dagegen", "whereas", "while", ";",
     "sowie", "wobei",
 )
+
+#: Words that join the last item of a list ("no effusion, pneumothorax or consolidation in the right
+#: lower lobe"): one after a comma in a pre trigger's scope makes the items after the comma the
+#: trigger's list, though one of them is placed or qualified (see LIST_ITEM_QUALIFIERS).
+LIST_COORDINATORS: tuple[str, ...] = ("or", "and", "nor", "oder", "und", "noch", "bzw")
+#: Words that place or qualify a finding: an item after a comma that holds one (or a number), with no
+#: coordinator after it, is a statement of its own ("Kein Pleuraerguss, Rundherd im rechten Unterlappen").
+LIST_ITEM_QUALIFIERS: tuple[str, ...] = ("in", "at", "within", "with", "on", "im", "am", "an", "mit", "der", "des")
 
 #: Section headings (lowercase), English and German, at a line start followed by ":" or a line end.
 HEADINGS: Mapping[str, tuple[str, ...]] = MappingProxyType(

@@ -464,12 +464,41 @@ def _label_mentions(analyzer: ReportAnalyzer, lower: str) -> list[tuple[int, int
     return found
 
 
-def _state(trig: Sequence[tuple[int, int, str]], m_start: int, m_end: int) -> LabelState:
+#: A coordinator (see lexicon.LIST_COORDINATORS): the items before it are a list.
+_COORDINATOR = re.compile(r"\b(?:" + "|".join(lexicon.LIST_COORDINATORS) + r")\b")
+#: An item that starts with a size or count ("8 mm nodule") asserts a finding of its own.
+_SIZE_FIRST = re.compile(r"\s*\d")
+#: An item that measures, places or qualifies its finding (see lexicon.LIST_ITEM_QUALIFIERS).
+_QUALIFIED = re.compile(r"\d|\b(?:" + "|".join(lexicon.LIST_ITEM_QUALIFIERS) + r")\b")
+
+
+def _list_reaches(lower: str, t_end: int, m_start: int, right_bound: float) -> bool:
+    """Whether a pre trigger ending at ``t_end`` reaches the mention at ``m_start`` across the commas
+    between them: it does through a list ("no effusion, pneumothorax or consolidation"), as NegBio
+    propagates a negation along the coordinated nouns, but not into an item that says something of
+    its own ("no effusion, 8 mm nodule in the right lower lobe"): one that starts with a size or
+    count, or one that holds a number or a word that places or qualifies it ("in", "im", "der")
+    where no coordinator follows the comma within the scope.
+    """
+    right_bound = min(right_bound, len(lower))
+    comma = lower.find(",", t_end, m_start)
+    while comma >= 0:
+        item_end = lower.find(",", comma + 1, right_bound)
+        item = lower[comma + 1:right_bound if item_end < 0 else item_end]
+        if _SIZE_FIRST.match(item) or (_QUALIFIED.search(item)
+                                       and not _COORDINATOR.search(lower, comma + 1, right_bound)):
+            return False
+        comma = lower.find(",", comma + 1, m_start)
+    return True
+
+
+def _state(trig: Sequence[tuple[int, int, str]], lower: str, m_start: int, m_end: int) -> LabelState:
     """ConText: a pre trigger reaches forward, a post trigger backward, both stop at a scope
-    terminator or the sentence end (``trig`` are the sentence's triggers, offsets in the
-    sentence, like ``m_start``/``m_end``, the mention's); pseudo-triggers are no triggers. Only
-    the nearest pre trigger and the nearest post trigger count ("suggestive of A, without B": B is
-    negated), and of the two, uncertainty beats negation."""
+    terminator or the sentence end (``trig`` are the sentence's triggers, offsets in the sentence
+    ``lower``, like ``m_start``/``m_end``, the mention's); pseudo-triggers are no triggers. A pre
+    trigger reaches across a comma only along a list (see _list_reaches). Only the nearest pre
+    trigger and the nearest post trigger count ("suggestive of A, without B": B is negated), and
+    of the two, uncertainty beats negation."""
     left_bound, right_bound = 0, math.inf  # the sentence's ends: every trigger lies between them
     for t_start, t_end, kind in trig:
         if "term" in kind:
@@ -478,14 +507,18 @@ def _state(trig: Sequence[tuple[int, int, str]], m_start: int, m_end: int) -> La
             elif t_start >= m_end:
                 right_bound = min(right_bound, t_start)
     pre = post = ""
+    pre_end = 0
     for t_start, t_end, kind in trig:  # in text order
         if "pseudo" in kind or kind == "term":
             continue
         if t_end <= m_start and t_start >= left_bound and "_pre" in kind:
             pre = kind
+            pre_end = t_end
         elif t_start >= m_end and t_end <= right_bound and "_post" in kind:
             post = kind
             break
+    if pre and "," in lower and not _list_reaches(lower, pre_end, m_start, right_bound):
+        pre = ""
     if "unc_pre" in pre or "unc_post" in post:
         return LabelState.UNCERTAIN
     if "neg_pre" in pre or "neg_post" in post:
@@ -507,7 +540,7 @@ def _analyze_sentence(analyzer: ReportAnalyzer, lang: str, span: Span, lower: st
         triggers = [(m.start(), m.end(), analyzer.trigger_kinds[" ".join(m.group(1).split())])
                     for m in analyzer.triggers.finditer(lower)]
         for m_start, m_end, label, fixed in found:
-            state = fixed if fixed is not None else _state(triggers, m_start, m_end)
+            state = fixed if fixed is not None else _state(triggers, lower, m_start, m_end)
             previous = labels.get(label)
             if previous is None or _RANK[state] > _RANK[previous]:
                 labels[label] = state

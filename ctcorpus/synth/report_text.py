@@ -217,6 +217,12 @@ _NEG_BUT_POS: dict[str, tuple[str, ...]] = {
     "en": ("No {x}, but {y}", "No {x}; however, {y}"),
     "de": ("Kein Nachweis von {x}, jedoch {y}", "Kein Anhalt für {x}, aber {y}"),
 }
+# The same with a comma alone, for a positive finding placed in the lung: the location says it is no
+# further item of the negated list ("Kein Pleuraerguss, Rundherd im rechten Unterlappen").
+_NEG_COMMA_POS: dict[str, tuple[str, ...]] = {
+    "en": ("No {x}, {y}",),
+    "de": ("Kein Nachweis von {x}, {y}", "Kein Anhalt für {x}, {y}"),
+}
 
 _NORMAL: dict[str, tuple[str, ...]] = {
     "en": (
@@ -638,7 +644,8 @@ def render_report(
     for j in normal_idx:
         text, anatomies = _split(_NORMAL[lang][int(j)])
         items.append((text, anatomies, {}, None))
-    # fold one negated label into a positive sentence after a scope terminator ("No A, but B.")
+    # fold one negated label into a positive sentence after a scope terminator ("No A, but B."), or
+    # after a comma where the positive finding is placed in the lung ("No A, B in the right lower lobe.")
     pos_items = [j for j, item in enumerate(items) if item[3] is not None]
     neg_items = [j for j, item in enumerate(items) if item[3] is None and len(item[2]) == 1
                  and next(iter(item[2].values())) == "negative"]
@@ -648,7 +655,8 @@ def render_report(
         nlabel = next(iter(items[nj][2]))
         nname, nanat = _split(_pick(rng, _NAME[lang][nlabel]))
         second = ptext if lang == "de" else ptext[:1].lower() + ptext[1:]  # German nouns keep their capital
-        text = _pick(rng, _NEG_BUT_POS[lang]).format(x=nname, y=second)
+        placed = ptext.endswith(_LUNG_LOC[lang][pfinding.side])
+        text = _pick(rng, _NEG_BUT_POS[lang] + (_NEG_COMMA_POS[lang] if placed else ())).format(x=nname, y=second)
         items[pj] = (text, panat | nanat, {nlabel: "negative", **plabels}, pfinding)
         del items[nj]
     for j in rng.permutation(len(items)):
