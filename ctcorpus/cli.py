@@ -67,11 +67,16 @@ def synth(
 
 @contextmanager
 def _exit_on_error() -> Iterator[None]:
-    """A ctcorpus error (bad config, missing key, not a dataset) ends the command with its message, exit 2."""
-    from ctcorpus.errors import CtCorpusError
+    """A ctcorpus error (bad config, missing key, not a dataset) ends the command with its message, exit 2.
+
+    An :class:`~ctcorpus.errors.IncompleteRunError` passes: its run did its work, which the command reports.
+    """
+    from ctcorpus.errors import CtCorpusError, IncompleteRunError
 
     try:
         yield
+    except IncompleteRunError:
+        raise
     except CtCorpusError as error:
         typer.secho(str(error), fg="red", err=True)
         raise typer.Exit(2) from None
@@ -91,7 +96,8 @@ PREFECT_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 
 
 def _run_flow(flow: Callable[..., dict[str, Any]], **parameters: Any) -> dict[str, Any]:
-    """Run a flow; a ctcorpus error it raises ends the command like any other (one line, exit 2).
+    """Run a flow; a ctcorpus error it raises ends the command like any other (one line, exit 2), but
+    an :class:`~ctcorpus.errors.IncompleteRunError`, which the command reports.
 
     Prefect re-raises the error of a failed run as it was raised, so ``_exit_on_error`` catches it;
     the tracebacks Prefect logs on the way would bury that line, so they are left out.
@@ -143,27 +149,27 @@ def ingest(
 ) -> None:
     """Ingest an export incrementally: volumes, masks, reports, snippets (flow ``ingest_export``)."""
     cfg = _prepare(config)
+    from ctcorpus.errors import IncompleteRunError
     from ctcorpus.ingest import pseudonymizer_for
     from flows.ingest import ingest_export
 
     with _exit_on_error():
         pseudonymizer_for(cfg.ingest)  # fail before any work when no pseudonym key is set
 
-    summary = _run_flow(
-        ingest_export, config_path=str(config) if config else None, export_dir=str(export),
-        work_dir=str(work) if work else None, report_files=[str(r) for r in reports],
-        dask_address=dask_address or cfg.run.dask_address, parallel=not serial, show_progress=True,
-    )
+    incomplete = None
+    try:
+        summary = _run_flow(
+            ingest_export, config_path=str(config) if config else None, export_dir=str(export),
+            work_dir=str(work) if work else None, report_files=[str(r) for r in reports],
+            dask_address=dask_address or cfg.run.dask_address, parallel=not serial, show_progress=True,
+        )
+    except IncompleteRunError as error:  # studies lost or none found: the flow run failed, so does the command
+        summary, incomplete = error.result, error.message
     _report("ingest", {"studies": summary["studies"], "volumes": summary["volumes"], "processed": summary["computed"],
                        "skipped (cached)": summary["cached"], "quarantined": summary["quarantined"],
                        "failed": summary["failed"], "seconds": f"{summary['seconds']:.1f}"})
-    if summary["failed"]:  # a scheduler must not see a run that lost studies as a success
-        typer.secho(f"{summary['failed']} of {summary['studies']} studies failed after retries: their errors are in "
-                    f"{summary['run_index']}, a build lists them in tables/quarantine as stage_failed", fg="red", err=True)
-        raise typer.Exit(1)
-    if not summary["studies"]:  # a mistyped path or an unmounted export folder, not an export with nothing new
-        typer.secho(f"no study found under {export} ({summary['quarantined']} quarantined, a build lists them in "
-                    "tables/quarantine): is it the export's root folder?", fg="red", err=True)
+    if incomplete:
+        typer.secho(incomplete, fg="red", err=True)
         raise typer.Exit(1)
 
 

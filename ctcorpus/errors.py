@@ -8,6 +8,7 @@ Flows turn these into quarantine rows; the library raises them by default.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ctcorpus.enums import QuarantineReason
 
@@ -73,3 +74,14 @@ class AuditError(CtCorpusError):
 
 class TrainError(CtCorpusError):
     """The training stage cannot run on the given shards or device."""
+
+
+class IncompleteRunError(CtCorpusError):
+    """A flow run did and recorded its work, but lost part of it (studies that failed after retries)
+    or found none to do. Raised after recording, so the run ends Failed where a scheduler (a Prefect
+    deployment, cron) sees it; ``result`` is what the flow would have returned, for its report.
+    """
+
+    def __init__(self, message: str, result: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.result = result

@@ -24,6 +24,7 @@ from prefect.futures import PrefectFuture
 
 from ctcorpus import pipeline
 from ctcorpus.config import CorpusConfig
+from ctcorpus.errors import IncompleteRunError
 from ctcorpus.outputs import WorkStore
 from flows.common import ClusterLostError, load_flow_config, study_executor
 from flows.runtime import submit_bounded, task_runner
@@ -79,9 +80,12 @@ def ingest_export(
     """Ingest an export into the work store: DICOM -> volumes, masks, reports, snippets.
 
     Re-running on an unchanged export does no work; new studies are processed alone. A study
-    whose processing keeps failing after retries is quarantined and the run completes; its error
-    is in the run index, whose path the returned summary holds (``run_index``). One run at a time
-    holds the work store: a second fails at once (:meth:`~ctcorpus.outputs.WorkStore.exclusive`).
+    whose processing keeps failing after retries is quarantined and the other studies go on; the
+    run is recorded, then fails with :class:`~ctcorpus.errors.IncompleteRunError` (its errors are
+    in the run index, whose path the summary holds: ``run_index``), as it does when the export
+    holds no study (a wrong path, an unmounted share): a scheduler must not count either as a
+    success. One run at a time holds the work store: a second fails at once
+    (:meth:`~ctcorpus.outputs.WorkStore.exclusive`).
     """
     started = time.monotonic()
     logger = get_run_logger()
@@ -101,4 +105,13 @@ def ingest_export(
             outcomes = [_outcome(unit, future, config, work) for unit, future in done]
         summary = record_task(plan, outcomes, work, started)
     logger.info("ingest done %s", summary.line())
-    return {**summary.as_dict(), "run_index": str(work / pipeline.RUN_INDEX)}
+    result = {**summary.as_dict(), "run_index": str(work / pipeline.RUN_INDEX)}
+    if summary.failed:
+        raise IncompleteRunError(
+            f"{summary.failed} of {summary.studies} studies failed after retries: their errors are in "
+            f"{result['run_index']}, a build lists them in tables/quarantine as stage_failed", result)
+    if not summary.studies:
+        raise IncompleteRunError(
+            f"no study found under {config.run.export_dir} ({summary.quarantined} quarantined, a build lists them "
+            "in tables/quarantine): is it the export's root folder?", result)
+    return result

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import re
 import threading
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 
 from ctcorpus import pipeline
 from ctcorpus.cli import app, demo_config
-from ctcorpus.errors import OutputError
+from ctcorpus.errors import IncompleteRunError, OutputError
 from ctcorpus.synth import generate_export
 
 
@@ -141,7 +142,9 @@ def test_transient_failure_is_retried_and_permanent_failure_quarantined(setup, m
 
     monkeypatch.setattr(pipeline, "process_unit", flaky)
     work = folder / "work-flaky"
-    summary = ingest_export(config_path=str(config), work_dir=str(work), parallel=False)
+    with pytest.raises(IncompleteRunError, match="1 of [0-9]+ studies failed after retries") as incomplete:
+        ingest_export(config_path=str(config), work_dir=str(work), parallel=False)
+    summary = incomplete.value.result
     assert summary["studies"] >= 2
     assert summary["failed"] == 1  # the permanent one, after its retries
     assert calls[permanent] == 3  # 1 try + 2 retries, then quarantined
@@ -191,13 +194,34 @@ def test_studies_in_flight_are_bounded_by_the_config(setup, tmp_path, monkeypatc
     assert counts["peak"] == limit
 
 
+def _lost_worker(unit, cfg, work):
+    raise RuntimeError("CTCORPUS_PSEUDONYM_KEY is not set on this worker")
+
+
+def test_an_ingest_run_that_lost_studies_or_found_none_ends_failed_once_recorded(setup, tmp_path, monkeypatch):
+    """A deployment's run (prefect.yaml: ingest-nightly) whose every study failed, or whose export held no
+    study, was Completed: only the CLI exited 1, and the Prefect server showed the night as a success."""
+    from flows.ingest import ingest_export
+
+    _, config = setup
+    empty = tmp_path / "empty-export"
+    empty.mkdir()
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "process_unit", _lost_worker)
+        lost = ingest_export(config_path=str(config), work_dir=str(tmp_path / "lost"), parallel=False, return_state=True)
+    none = ingest_export(config_path=str(config), export_dir=str(empty), report_files=[], work_dir=str(tmp_path / "none"),
+                         parallel=False, return_state=True)
+    for state, message in ((lost, r"(\d+) of \1 studies failed after retries"), (none, f"no study found under {empty} ")):
+        assert state.is_failed()
+        error = state.result(raise_on_failure=False)
+        assert isinstance(error, IncompleteRunError) and re.match(message, error.message)
+        assert Path(error.result["run_index"]).is_file()  # recorded first: the studies done are kept
+    assert lost.result(raise_on_failure=False).result["failed"] > 0
+
+
 def test_ingest_command_fails_when_studies_failed(setup, tmp_path, monkeypatch):
     folder, config = setup
-
-    def lost_worker(unit, cfg, work):
-        raise RuntimeError("CTCORPUS_PSEUDONYM_KEY is not set on this worker")
-
-    monkeypatch.setattr(pipeline, "process_unit", lost_worker)
+    monkeypatch.setattr(pipeline, "process_unit", _lost_worker)
     work = tmp_path / "work"
     result = CliRunner().invoke(app, ["ingest", str(folder / "export"), "-c", str(config), "--work", str(work), "--serial"])
     units = json.loads((work / pipeline.RUN_INDEX).read_text())["units"]
