@@ -11,10 +11,10 @@ from prefect.cache_policies import NO_CACHE
 from ctcorpus import pipeline
 from ctcorpus.config import CorpusConfig
 from ctcorpus.outputs import BuildResult
-from flows.common import load_flow_config
+from flows.common import load_flow_config, retry_unless_ctcorpus_error
 
 
-@task(name="build-dataset", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
+@task(name="build-dataset", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2, retry_condition_fn=retry_unless_ctcorpus_error)
 def build_task(config: CorpusConfig, work: Path, out: Path) -> BuildResult:
     return pipeline.build_from_work(config, work, out)
 

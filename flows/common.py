@@ -25,6 +25,16 @@ class ClusterLostError(CtCorpusError):
     (a ctcorpus error: the CLI ends with its message, no traceback)."""
 
 
+def retry_unless_ctcorpus_error(task: Any, task_run: Any, state: Any) -> bool:
+    """A task's ``retry_condition_fn``: retry its failure unless it is a ctcorpus error.
+
+    Those are raised on purpose and name what to fix (a config field, missing weights, a work store
+    without an ingest run): a retry met the same error, after a delay and another logged traceback.
+    Other errors (a file share's hiccup) are retried.
+    """
+    return not isinstance(state.result(raise_on_failure=False), CtCorpusError)
+
+
 def load_flow_config(
     config_path: str | None,
     *,

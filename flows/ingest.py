@@ -26,17 +26,19 @@ from ctcorpus import pipeline
 from ctcorpus.config import CorpusConfig
 from ctcorpus.errors import IncompleteRunError
 from ctcorpus.outputs import WorkStore
-from flows.common import ClusterLostError, load_flow_config, study_executor
+from flows.common import ClusterLostError, load_flow_config, retry_unless_ctcorpus_error, study_executor
 from flows.runtime import submit_bounded, task_runner
 
 
-@task(name="plan-export", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(name="plan-export", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2,
+      retry_condition_fn=retry_unless_ctcorpus_error)
 def plan_task(config: CorpusConfig, work_dir: Path) -> pipeline.ExportPlan:
     return pipeline.plan_export(config, work_dir)
 
 
 def _retry_unless_cluster_lost(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry a study's failure, unless the cluster has no worker left: no retry could run."""
+    """Retry a study's failure, unless the cluster has no worker left: no retry could run.
+    (A worker without the pseudonym key fails with a ctcorpus error, which a retry may send to another.)"""
     return not isinstance(state.result(raise_on_failure=False), ClusterLostError)
 
 

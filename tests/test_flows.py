@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from ctcorpus import pipeline
 from ctcorpus.cli import app, demo_config
-from ctcorpus.errors import IncompleteRunError, OutputError
+from ctcorpus.errors import CtCorpusError, IncompleteRunError, IngestError, OutputError
 from ctcorpus.synth import generate_export
 
 
@@ -121,6 +121,34 @@ def test_a_cluster_without_workers_stops_the_run_instead_of_hanging(setup, tmp_p
           pytest.raises(ClusterLostError, match=r"has had no worker for 0.5 s \(run.dask_no_worker_timeout_s\)")):
         ingest_export(config_path=str(patient), work_dir=str(tmp_path / "work"), dask_address=cluster.scheduler_address)
     assert not (tmp_path / "work" / pipeline.RUN_INDEX).exists()  # no study quarantined for the cluster's fault
+
+
+def test_a_ctcorpus_error_of_planning_or_building_is_not_retried(setup, tmp_path, monkeypatch):
+    """A missing export folder or a work store without an ingest run is raised at once: a retry met the
+    same error after a delay, and Prefect logged it (with its traceback) once per try."""
+    from flows.build import build_dataset
+    from flows.ingest import ingest_export
+
+    _, config = setup
+    data = yaml.safe_load(config.read_text())
+    data["run"]["export_dir"] = None
+    no_export = tmp_path / "no-export.yaml"
+    no_export.write_text(yaml.safe_dump(data))
+    calls = {"plan": 0, "build": 0}
+
+    def counted(name, real):
+        def call(*args):
+            calls[name] += 1
+            return real(*args)
+        return call
+
+    monkeypatch.setattr(pipeline, "plan_export", counted("plan", pipeline.plan_export))
+    monkeypatch.setattr(pipeline, "build_from_work", counted("build", pipeline.build_from_work))
+    with pytest.raises(IngestError, match="no export folder"):
+        ingest_export(config_path=str(no_export), work_dir=str(tmp_path / "work"), parallel=False)
+    with pytest.raises(CtCorpusError, match="no ingest run recorded here"):
+        build_dataset(config_path=str(config), work_dir=str(tmp_path / "work"), out_dir=str(tmp_path / "v1"))
+    assert calls == {"plan": 1, "build": 1}
 
 
 def test_transient_failure_is_retried_and_permanent_failure_quarantined(setup, monkeypatch):
