@@ -139,7 +139,7 @@ def _report(title: str, rows: dict[str, object]) -> None:
 
 @app.command()
 def ingest(
-    export: Annotated[Path, typer.Argument(help="Root folder of the DICOM export.")],
+    export: Annotated[Optional[Path], typer.Argument(help="Root folder of the DICOM export (default: run.export_dir).")] = None,
     # exists: the flow quarantines a missing export, so a mistyped path gave a corpus without reports and exit 0
     reports: Annotated[list[Path], typer.Option("--reports", "-r", exists=True, dir_okay=False, help="RIS report export(s): CSV, TSV, JSON/JSONL, Parquet, Excel, text, HL7.")] = [],
     work: Annotated[Optional[Path], typer.Option(help="Work store (default: <run.output_dir>/work).")] = None,
@@ -159,7 +159,7 @@ def ingest(
     incomplete = None
     try:
         summary = _run_flow(
-            ingest_export, config_path=str(config) if config else None, export_dir=str(export),
+            ingest_export, config_path=str(config) if config else None, export_dir=str(export) if export else None,
             work_dir=str(work) if work else None, report_files=[str(r) for r in reports],
             dask_address=dask_address or cfg.run.dask_address, parallel=not serial, show_progress=True,
         )

@@ -349,7 +349,7 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     """
     run = config.run
     if run.export_dir is None:
-        raise IngestError("no export folder: set run.export_dir or pass --export", path="run.export_dir")
+        raise IngestError("no export folder: set run.export_dir or name it (`ctcorpus ingest EXPORT`, the flow's export_dir)", path="run.export_dir")
     _segmenter(config)  # before any work: a TotalSegmentator without its weights fails the run here
     store = WorkStore(Path(work_dir))
     store.clean()

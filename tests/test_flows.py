@@ -279,6 +279,23 @@ def test_train_command_refuses_an_unknown_device(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_ingest_command_takes_the_export_of_the_config_as_the_flow_does(tmp_path, monkeypatch):
+    """``ctcorpus ingest -c ctcorpus.yaml`` with run.export_dir set: the command demanded the export as an
+    argument, where the flow (ingest_export without export_dir) takes the config's."""
+    import flows.ingest  # noqa: F401  Prefect sets up its log handlers at import, outside CliRunner's streams
+
+    monkeypatch.chdir(tmp_path)  # the default config's output_dir is relative
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(demo_config(tmp_path)))
+    (tmp_path / "export").mkdir()
+    runner = CliRunner()
+    result = runner.invoke(app, ["ingest", "-c", str(config), "--serial"])
+    assert result.exit_code == 1 and f"no study found under {tmp_path / 'export'} " in result.output
+    no_export = runner.invoke(app, ["ingest", "--work", str(tmp_path / "work"), "--serial"],
+                              env={"CTCORPUS_PSEUDONYM_KEY": "test-key"})
+    assert no_export.exit_code == 2 and no_export.output.splitlines()[-1].startswith("run.export_dir: no export folder")
+
+
 def test_ingest_command_fails_when_the_export_holds_no_study(tmp_path):
     """An export folder with no study in it (a wrong path, an unmounted share) is not a successful run."""
     (tmp_path / "export").mkdir()
