@@ -3,6 +3,10 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo
+# Extra pip arguments for torch: where pip finds no CPU wheel of its own (this machine's wheel
+# cache has one), `make TORCH_PIP_ARGS='--index-url https://download.pytorch.org/whl/cpu'`
+# keeps PyPI's multi-GB CUDA build out.
+TORCH_PIP_ARGS ?=
 
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
@@ -25,7 +29,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet torch==2.13.0 $(TORCH_PIP_ARGS)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	$(BIN)/pip uninstall --quiet -y argparse torchvision
 	touch $@
