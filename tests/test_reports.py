@@ -1266,6 +1266,20 @@ def test_an_hl7_oru_feed_archive(tmp_path):
         ReportColumns(hl7_accession_fields=("OBR.18",))
 
 
+def test_an_hl7_archive_with_mllp_frames_keeps_each_message_apart(tmp_path):
+    """An interface engine archives each message as it came over MLLP: VT, the segments, FS and CR.
+    Read as text, each next MSH continued the last OBX, so every order took the first patient's PID."""
+    def message(n: int) -> str:
+        return "\r".join([f"MSH|^~\\&|RIS|HOSP|||2024010{n}||ORU^R01|{n}|P|2.3.1", f"PID|1||P{n}||DOE^JANE{n}",
+                          f"OBR|1||A{n}||||2024010{n}", f"OBX|1|TX|^IMPRESSION||Kein Erguss {n}."])
+    path = tmp_path / "feed.hl7"
+    path.write_text("".join(f"\x0b{message(n)}\x1c\r" for n in (1, 2, 3)), encoding="utf-8")
+    export = read_report_export(path, ReportColumns())
+    assert [(r.accession_number, r.patient_id, r.patient_name, r.study_date, r.text) for r in export.reports] == [
+        (f"A{n}", f"P{n}", f"DOE^JANE{n}", f"2024010{n}", f"IMPRESSION:\nKein Erguss {n}.") for n in (1, 2, 3)]
+    assert not export.problems
+
+
 def test_an_hl7_observation_in_rtf_after_a_heading_is_converted(tmp_path):
     # each OBX is converted alone: RTF after a heading line is RTF (the whole text did not start so,
     # and its control words stayed in the report)

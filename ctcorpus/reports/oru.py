@@ -57,6 +57,8 @@ _READER_NAMES = ("OBR-32", "OBR-33", "OBR-34", "OBR-35")
 _ID_FIELDS = ("PID-2", "PID-3", "PID-4", "PID-18", "PID-19", "PID-20")
 #: The start of a segment: its id and the field separator.
 _SEGMENT_START = re.compile(r"[A-Z][A-Z0-9]{2}\|")
+#: What ends a segment: a line end of any kind, or an MLLP frame byte (VT starts a message, FS ends it).
+_SEGMENT_END = re.compile(r"\r\n|[\r\n\x0b\x1c]")
 
 
 def _field(segment: Any, spec: str) -> str:
@@ -160,11 +162,13 @@ def _report(segments: dict[str, Any], observations: list[Any], columns: ReportCo
 
 
 def _segments(text: str) -> str:
-    """The file's segments joined by CR: line ends of any kind are segment ends, blank lines go, and a
-    line that starts no segment continues the one before (an export that let report text line
-    breaks into OBX-5 unescaped) as an HL7 line break."""
+    """The file's segments joined by CR: line ends of any kind are segment ends, as are the MLLP
+    frame bytes an interface engine's archive keeps around each message (VT before, FS after;
+    read as text, the next message's MSH continued the last OBX, and every order after it took
+    the first message's patient), blank lines go, and a line that starts no segment continues the
+    one before (an export that let report text line breaks into OBX-5 unescaped) as an HL7 line break."""
     lines: list[str] = []
-    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+    for line in _SEGMENT_END.split(text):
         if not line.strip():
             continue
         if lines and not _SEGMENT_START.match(line):
