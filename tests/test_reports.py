@@ -1456,6 +1456,20 @@ def test_json_arrays_and_binary_parquet_text_are_read(tmp_path):
                              "report_text": pa.array([b"Kein Pleuraergu\xdf.", b"Rundherd."], pa.binary())}), binary)
     assert [r.text for r in process_reports([binary], studies).reports] == ["Kein Pleuraerguß.", "Rundherd."]
 
+@pytest.mark.parametrize("indent", [None, 2])
+def test_a_json_array_saved_as_jsonl_is_read(tmp_path, indent):
+    """Many tools save "JSON" as one array whatever the name says: read by line, its one line was
+    an array, not an object, and each pretty-printed line no JSON; not one row was read."""
+    rows = [{"accession_number": "A1", "patient_id": "P1", "study_date": "20240105", "report_text": "Kein Erguss."},
+            {"accession_number": "A2", "patient_id": "P1", "study_date": "20240106", "report_text": "Rundherd."}]
+    path = tmp_path / "ris.jsonl"
+    path.write_text(json.dumps(rows, indent=indent), encoding="utf-8")
+    export = read_report_export(path, ReportColumns())
+    assert [(r.row, r.accession_number, r.text) for r in export.reports] == [
+        (0, "A1", "Kein Erguss."), (1, "A2", "Rundherd.")]
+    assert not export.problems
+
+
 @pytest.mark.parametrize("delimiter", [";", ",", "\t", "|"])
 def test_csv_delimiter_is_read_off_the_header_whatever_the_texts_hold(tmp_path, delimiter):
     """Multi-line texts full of commas and semicolons outvoted the header in csv.Sniffer."""

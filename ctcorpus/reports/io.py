@@ -150,20 +150,20 @@ _JSON_KINDS = {list: "an array", str: "a string", bool: "a boolean", type(None):
 
 
 def _json_rows(text: str, path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[ReportError], str]:
-    """Rows of JSON Lines, or of one JSON array of objects (a ``.json`` export), an error per line
-    (array item) that is not a JSON object, and what the row numbers count: "line" or "item"."""
+    """Rows of JSON Lines, or of one JSON array of objects (a ``.json`` export, or one named
+    ``.jsonl`` as many tools save "JSON"; read by line, its one line or each pretty-printed line
+    was an error and no row was read), an error per line (array item) that is not a JSON object,
+    and what the row numbers count: "line" or "item"."""
     problems: list[tuple[int, ReportError]] = []
 
     def bad(unit: str, n: int, problem: str) -> None:
         problems.append((n, ReportError(f"{unit} {n + 1} {problem}; fix or remove it",
                                         reason=QuarantineReason.UNREADABLE_REPORT, path=path)))
 
-    document: Any = None
-    if path.suffix.lower() == ".json":
-        try:
-            document = json.loads(text)
-        except json.JSONDecodeError:
-            pass  # JSON Lines named .json
+    try:  # JSON Lines fail at the second line ("Extra data"), having parsed one line, not the file
+        document: Any = json.loads(text)
+    except json.JSONDecodeError:
+        document = None
     entries: list[tuple[int, Any]] = []
     if isinstance(document, list | dict):
         unit = "item"
@@ -369,7 +369,7 @@ def _report_text(row: dict[str, Any], columns: ReportColumns) -> PlainText:
 def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport:
     """Read one export into :class:`RawReport` rows, mapping columns through ``columns``.
 
-    A JSONL line (or item of a ``.json`` array) that is not a JSON object, a CSV row with more
+    A JSONL line (or item of a JSON array) that is not a JSON object, a CSV row with more
     fields than the header, a row whose RTF cannot be read, or an HL7 order whose report is only a
     document ctcorpus does not read (a PDF), is left out and named in
     ``problems``; the other rows are read. An export
