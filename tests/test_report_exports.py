@@ -284,6 +284,30 @@ def test_csv_lines_above_the_header_and_blanks_around_column_names(tmp_path):
         assert not export.problems
 
 
+def test_column_names_in_another_case_than_the_mapping_are_read(tmp_path):
+    """A RIS update or another export tool writes "BEFUNDTEXT" for "Befundtext": read by the exact
+    name, the text column was missing and the whole export (every study's report) unread."""
+    columns = ReportColumns(text="Befundtext", accession_number="AccNr", patient_id="PatID", study_date="Datum")
+    path = tmp_path / "ris.csv"  # a title above the header: the header is found in any case too
+    path.write_bytes(b"RIS-Export\r\nACCNR;patid;DATUM;BEFUNDTEXT\r\nA1;P1;05.01.2024;\"Kein Erguss; kein Infiltrat.\"\r\n")
+    jsonl = tmp_path / "ris.jsonl"
+    jsonl.write_text('{"accnr": "A1", "PatId": "P1", "datum": "2024-01-05", "befundtext": "Kein Erguss; kein '
+                     'Infiltrat."}\n', encoding="utf-8")
+    for export in (path, jsonl):
+        assert [(r.accession_number, r.patient_id, r.study_date, r.text)
+                for r in report_io.read_report_export(export, columns).reports] == [
+            ("A1", "P1", "20240105", "Kein Erguss; kein Infiltrat.")], export
+    # the exact name wins over another case; two names in other cases are one name twice
+    path.write_bytes(b"accnr,AccNr,BEFUNDTEXT\nX,A1,Kein Erguss.\n")
+    assert [(r.accession_number, r.text) for r in report_io.read_report_export(path, columns).reports] == [
+        ("A1", "Kein Erguss.")]
+    path.write_bytes(b"AccNr,Befundtext,BEFUNDTEXT\nA1,Kein Erguss.,\n")
+    assert [r.text for r in report_io.read_report_export(path, columns).reports] == ["Kein Erguss."]
+    path.write_bytes(b"AccNr,befundtext,BEFUNDTEXT\nA1,Kein Erguss.,\n")
+    with pytest.raises(ReportError, match=r"ris.csv: .*names the column 'Befundtext' more than once"):
+        report_io.read_report_export(path, columns)
+
+
 def test_a_utf16_export_is_read(tmp_path):
     """Excel's "Unicode text" (.txt) and SQL Server's bcp -w write UTF-16 with a byte order mark:
     read byte by byte, every column name came out garbled ("\\x00r\\x00e...") and the export failed."""

@@ -18,7 +18,7 @@ import logging
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, islice
 from datetime import date, datetime, timedelta, timezone
@@ -188,6 +188,11 @@ def _header_names(line: str, delimiter: str) -> set[str]:
     return {name.strip().strip('"').strip() for name in line.split(delimiter)}
 
 
+def _names_any(names: Iterable[str], wanted: Iterable[str]) -> bool:
+    """Whether ``names`` hold one of the ``wanted`` columns, in any case (see :func:`_mapped_case`)."""
+    return not {name.casefold() for name in names}.isdisjoint(name.casefold() for name in wanted)
+
+
 def _csv_delimiter(header: str, text_columns: tuple[str, ...], default: str) -> str:
     """The delimiter of a CSV export, read off its header line: the one that makes a text column
     a field of its own, else the most frequent one there.
@@ -199,7 +204,7 @@ def _csv_delimiter(header: str, text_columns: tuple[str, ...], default: str) -> 
     (';', '|')
     """
     for delimiter in _CSV_DELIMITERS:
-        if set(text_columns).intersection(_header_names(header, delimiter)):
+        if _names_any(_header_names(header, delimiter), text_columns):
             return delimiter
     counts = {delimiter: header.count(delimiter) for delimiter in _CSV_DELIMITERS}
     best = max(counts, key=counts.__getitem__)
@@ -215,9 +220,10 @@ _SEP_LINE = re.compile(r'"?sep=(.)"?', re.IGNORECASE)
 def _csv_header(top: Sequence[str], text_columns: tuple[str, ...], default: str) -> tuple[int, str]:
     """The 0-based line of a CSV export's header among its first lines ``top``, and its delimiter.
 
-    The header is the first line that names a text column, else the first line with a value; the
-    lines above it are no rows. An Excel "sep=" line names the delimiter. Read as the header, such
-    a line (or a title, or a blank line) hid every column: the export failed for want of a text column.
+    The header is the first line that names a text column (in any case), else the first line with
+    a value; the lines above it are no rows. An Excel "sep=" line names the delimiter. Read as the
+    header, such a line (or a title, or a blank line) hid every column: the export failed for want
+    of a text column.
 
     >>> _csv_header(["sep=;\\r\\n", "\\r\\n", "id;Befundtext\\r\\n"], ("Befundtext",), ",")
     (2, ';')
@@ -227,7 +233,7 @@ def _csv_header(top: Sequence[str], text_columns: tuple[str, ...], default: str)
     sep = m[1] if top and (m := _SEP_LINE.fullmatch(top[0].strip())) else ""
     lines = list(enumerate(top))[bool(sep):]
     for k, line in lines:
-        if any(set(text_columns).intersection(_header_names(line, d)) for d in ([sep] if sep else _CSV_DELIMITERS)):
+        if any(_names_any(_header_names(line, d), text_columns) for d in ([sep] if sep else _CSV_DELIMITERS)):
             return k, sep or _csv_delimiter(line, text_columns, default)
     k, line = next(((k, line) for k, line in lines if line.strip()), (len(top), ""))
     return k, sep or _csv_delimiter(line, text_columns, default)
@@ -240,6 +246,20 @@ def _mapped_columns(columns: ReportColumns) -> frozenset[str]:
                                  columns.patient_name, *columns.phi) if c)
 
 
+def _mapped_case(rows: list[tuple[int, dict[Any, Any]]], mapped: frozenset[str]) -> list[tuple[int, dict[Any, Any]]]:
+    """``rows`` with each column that names a mapped column in another case ("BEFUNDTEXT" for
+    "Befundtext", as a RIS update or another export tool writes it) under the mapped name; a mapped
+    column the export names exactly is left alone. Read by its exact name, the text column was
+    missing and the whole export unread. Raises ``ValueError`` if two columns name one so."""
+    names: set[str] = set().union(*(row for _, row in rows)) - {None}  # CSV surplus fields: None
+    missing = {column.casefold(): column for column in mapped if column not in names}
+    renamed = {name: missing[name.casefold()] for name in names - mapped if name.casefold() in missing}
+    if not renamed:
+        return rows
+    _check_unique([renamed.get(name, name) for name in names], mapped)
+    return [(n, {renamed.get(name, name): value for name, value in row.items()}) for n, row in rows]
+
+
 def _check_unique(header: Sequence[str], mapped: frozenset[str]) -> None:
     """Raise ``ValueError`` if the header names a mapped column more than once: a row read as a
     dict keeps the last cell, so a second, empty "report_text" silently dropped every report text."""
@@ -250,9 +270,9 @@ def _check_unique(header: Sequence[str], mapped: frozenset[str]) -> None:
 
 def _xlsx_rows(data: bytes, text_columns: tuple[str, ...], mapped: frozenset[str]) -> list[tuple[int, dict[str, Any]]]:
     """The rows of an Excel workbook's first sheet under its header, as typed cells (numbers,
-    datetimes, text). The header is the first row that names a text column (a title may stand
-    above it), else the first row with a value; rows without one are left out, as Excel keeps
-    formatted empty rows. A header cell without a name is called "column <n>"."""
+    datetimes, text). The header is the first row that names a text column (in any case; a title
+    may stand above it), else the first row with a value; rows without one are left out, as Excel
+    keeps formatted empty rows. A header cell without a name is called "column <n>"."""
     from openpyxl import load_workbook
 
     try:
@@ -268,7 +288,7 @@ def _xlsx_rows(data: bytes, text_columns: tuple[str, ...], mapped: frozenset[str
     if not lines:
         return []
     names = [[str(v).strip() if v is not None else f"column {k + 1}" for k, v in enumerate(cells)] for cells in lines]
-    first = next((k for k, header in enumerate(names) if set(text_columns).intersection(header)), 0)
+    first = next((k for k, header in enumerate(names) if _names_any(header, text_columns)), 0)
     _check_unique(names[first], mapped)
     return [(n, dict(zip(names[first], cells, strict=False))) for n, cells in enumerate(lines[first + 1:])]
 
@@ -405,7 +425,7 @@ def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
     text_columns = tuple(c for c in (columns.text, *columns.sections.values()) if c)
     data = path.read_bytes()  # read once: parsed and hashed
     parsed = _rows(path, data, columns, text_columns)
-    rows, problems = parsed.rows, parsed.problems
+    rows, problems = _mapped_case(parsed.rows, _mapped_columns(columns)), parsed.problems
     # any row's keys: a JSON Lines writer leaves out a row's null fields (that row's text is empty)
     if rows and not any(set(text_columns).intersection(row) for _, row in rows):
         names = sorted({k for _, row in rows for k in row if isinstance(k, str)})  # CSV surplus fields: None
