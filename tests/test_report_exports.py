@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import logging
 from pathlib import Path
 
@@ -306,6 +307,22 @@ def test_column_names_in_another_case_than_the_mapping_are_read(tmp_path):
     path.write_bytes(b"AccNr,befundtext,BEFUNDTEXT\nA1,Kein Erguss.,\n")
     with pytest.raises(ReportError, match=r"ris.csv: .*names the column 'Befundtext' more than once"):
         report_io.read_report_export(path, columns)
+
+
+def test_a_gzipped_export_is_read_as_its_inner_format(tmp_path):
+    """Exports are often shipped compressed ("ris.csv.gz"): the format was read off ".gz" alone, and
+    the export refused as of an unknown format."""
+    csv_gz, jsonl_gz = tmp_path / "ris.csv.gz", tmp_path / "ris.jsonl.gz"
+    csv_gz.write_bytes(gzip.compress("accession_number;report_text\r\nA1;Pleuraerguß.\r\n".encode("cp1252")))
+    jsonl_gz.write_bytes(gzip.compress(b'{"accession_number": "A2", "report_text": "Kein Erguss."}\n'))
+    assert [(r.accession_number, r.text, r.encoding) for path in (csv_gz, jsonl_gz)
+            for r in report_io.read_report_export(path, ReportColumns()).reports] == [
+        ("A1", "Pleuraerguß.", "cp1252"), ("A2", "Kein Erguss.", "utf-8")]
+    broken = tmp_path / "ris.tsv.gz"
+    broken.write_bytes(b"accession_number\treport_text\n")  # named .gz, but not compressed
+    with pytest.raises(ReportError, match=r"ris.tsv.gz: cannot parse report export: .*gzip") as error:
+        report_io.read_report_export(broken, ReportColumns())
+    assert error.value.reason == QuarantineReason.UNREADABLE_REPORT
 
 
 def test_a_utf16_export_is_read(tmp_path):

@@ -33,9 +33,9 @@ class RunConfig(StageConfig):
     report_files: tuple[Path, ...] = Field(
         (),
         description=(
-            "Radiology report exports (CSV, TSV, JSON/JSONL, Parquet, Excel, text, HL7 .hl7/.oru) that belong "
-            "to the export; reports are linked to studies by accession number, else by patient and study date "
-            "within reports.link_window_days (a DICOM SR document by its study UID)."
+            "Radiology report exports (CSV, TSV, JSON/JSONL, Parquet, Excel, text, HL7 .hl7/.oru; each maybe "
+            "gzipped: .csv.gz) that belong to the export; reports are linked to studies by accession number, "
+            "else by patient and study date within reports.link_window_days (a DICOM SR document by its study UID)."
         ),
     )
     exclude_globs: tuple[str, ...] = Field(

@@ -11,6 +11,7 @@ row's ``encoding`` says what its lines needed.
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import io
 import json
@@ -331,8 +332,11 @@ def _csv_rows(decoded: DecodedText, suffix: str, text_columns: tuple[str, ...], 
 
 
 def _rows(path: Path, data: bytes, columns: ReportColumns, text_columns: tuple[str, ...]) -> _Rows:
-    """The rows of the export ``path`` (its bytes: ``data``)."""
+    """The rows of the export ``path`` (its bytes: ``data``); a gzip-compressed one ("ris.csv.gz",
+    as exports are often shipped) is read as the format its inner suffix names."""
     suffix = path.suffix.lower()
+    if suffix == ".gz":
+        data, suffix = gzip.decompress(data), Path(path.stem).suffix.lower()
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -354,7 +358,7 @@ def _rows(path: Path, data: bytes, columns: ReportColumns, text_columns: tuple[s
     if suffix in (".csv", ".tsv", ".txt"):
         return _csv_rows(decoded, suffix, text_columns, _mapped_columns(columns))
     raise ReportError(f"unknown report export format {suffix!r}; use .csv, .tsv, .jsonl, .json, .parquet, .xlsx "
-                      "or .hl7",
+                      "or .hl7, maybe gzipped (.csv.gz)",
                       reason=QuarantineReason.UNREADABLE_REPORT, path=path)
 
 
