@@ -1394,6 +1394,23 @@ def test_other_phi_an_hl7_feed_or_an_export_column_names_is_scrubbed(tmp_path):
     assert "Krause" in plain.text and "Wolf" in plain.text  # without the columns named, nothing says they are names
 
 
+def test_names_and_ids_an_hl7_message_escapes_are_scrubbed_as_the_text_writes_them(tmp_path):
+    """A field holds HL7 escapes as OBX text does: a name with an umlaut sent as "M\\XDC\\LLER", an
+    id with "\\T\\" for "&". Left escaped, the name matched nothing and the text's "Müller" stayed."""
+    segments = [
+        "MSH|^~\\&|RIS|HOSP|||20240105100000||ORU^R01|1|P|2.3.1",
+        "PID|1||P\\T\\1^^^HOSP^MR||M\\XDC\\LLER^J\\XDC\\RGEN", "PV1|1|O||||||1234^BR\\XC3A4\\U^ANNA",
+        "OBR|1||A\\T\\1||||20240105", "OBX|1|TX|^FINDINGS||Kein Erguss. Jürgen Müller informiert, Kopie an Anna Bräu.",
+    ]
+    path = tmp_path / "feed.hl7"
+    path.write_text("\r".join(segments), encoding="utf-8")
+    (report,) = read_report_export(path, ReportColumns()).reports
+    assert (report.accession_number, report.patient_id, report.patient_name) == ("A&1", "P&1", "MÜLLER^JÜRGEN")
+    assert report.phi_values == ("P&1", "MÜLLER^JÜRGEN", "BRäU^ANNA")
+    (row,) = process_reports([path], [StudyKey("1.1", "A&1", "P&1", "20240105")]).reports
+    assert not {"Jürgen", "Müller", "Bräu"} & set(re.findall(r"\w+", row.text)), row.text
+
+
 def test_jsonl_and_parquet_with_column_mapping(tmp_path):
     columns = ReportColumns(text="Befundtext", accession_number="AccNr", patient_id="PatID",
                             study_date="Datum", language="", patient_name="Name")

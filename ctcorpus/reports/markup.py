@@ -26,7 +26,7 @@ from itertools import islice
 
 from striprtf.striprtf import rtf_to_text
 
-__all__ = ["DecodedText", "PlainText", "decode_bytes", "decode_text", "to_plain_text", "valid_unicode"]
+__all__ = ["DecodedText", "PlainText", "decode_bytes", "decode_text", "to_plain_text", "unescape_hl7", "valid_unicode"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +262,16 @@ def _hl7_escape(match: re.Match[str]) -> str:
     return "\n" * n if command == "sp" else " " * n if command == "sk" else ""  # indent, centre, fill: none
 
 
+def unescape_hl7(text: str) -> str:
+    """``text`` with its HL7 v2 escapes decoded: a field of a message (a name "M\\XDC\\LLER", an id
+    with "\\T\\" for "&") reads as the report text that repeats it.
+
+    >>> unescape_hl7("M\\\\XDC\\\\LLER"), unescape_hl7("O\\\\T\\\\BRIEN")
+    ('MÜLLER', 'O&BRIEN')
+    """
+    return _HL7_ESCAPE.sub(_hl7_escape, text) if "\\" in text else text
+
+
 def to_plain_text(text: str, *, hl7: bool = False) -> PlainText:
     """The report's plain text, converted from RTF or HTML where the export holds either.
 
@@ -287,7 +297,7 @@ def to_plain_text(text: str, *, hl7: bool = False) -> PlainText:
     steps = []
     shown_by = 0 if hl7 else 1  # the escape (counted from 0) that shows an HL7 text
     if "\\" in text and (_HL7_COMMAND.search(text) or next(islice(_HL7_ESCAPE.finditer(text), shown_by, None), None)):
-        text = _HL7_ESCAPE.sub(_hl7_escape, text)
+        text = unescape_hl7(text)
         steps.append("hl7")
     if text.lstrip()[:5].lower() == "{\\rtf":
         text = _rtf_to_text(text)

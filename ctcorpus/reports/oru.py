@@ -28,7 +28,7 @@ import hl7.util
 
 from ctcorpus.config.reports import ReportColumns
 from ctcorpus.reports.lexicon import SECTION_OF_HEADING
-from ctcorpus.reports.markup import PlainText, decode_bytes, to_plain_text
+from ctcorpus.reports.markup import PlainText, decode_bytes, to_plain_text, unescape_hl7
 
 __all__ = ["MARKUP", "PHI_VALUES", "UNREAD", "oru_rows"]
 
@@ -62,14 +62,14 @@ _SEGMENT_END = re.compile(r"\r\n|[\r\n\x0b\x1c]")
 
 
 def _field(segment: Any, spec: str) -> str:
-    """A field's first repetition's first component ("" if the segment is shorter)."""
+    """A field's first repetition's first component, its escapes decoded ("" if the segment is shorter)."""
     number = int(spec.partition("-")[2])
     if segment is None or number >= len(segment):
         return ""
     field = segment[number]
     while isinstance(field, list) and field:  # repetition -> component -> subcomponent
         field = field[0]
-    return str(field).strip()
+    return unescape_hl7(str(field)).strip()
 
 
 def _repetitions(segments: dict[str, Any], spec: str, separators: str) -> list[list[str]]:
@@ -81,13 +81,14 @@ def _repetitions(segments: dict[str, Any], spec: str, separators: str) -> list[l
 
 
 def _phi_values(segments: dict[str, Any], separators: str) -> tuple[str, ...]:
-    """The order's other identifiers and names, each a string find_phi splits into its parts."""
-    values = [parts[0] for spec in _ID_FIELDS for parts in _repetitions(segments, spec, separators)]
+    """The order's other identifiers and names, each a string find_phi splits into its parts, their
+    escapes decoded once split (a name sent as "M\\XDC\\LLER" is found where the text writes "Müller")."""
+    values = [unescape_hl7(parts[0]) for spec in _ID_FIELDS for parts in _repetitions(segments, spec, separators)]
     names = [parts for spec in _PATIENT_NAMES for parts in _repetitions(segments, spec, separators)]
     names += [parts[1:] for spec in _STAFF_NAMES for parts in _repetitions(segments, spec, separators)]
     names += [parts[0].split(separators[4])[1:] for spec in _READER_NAMES
               for parts in _repetitions(segments, spec, separators)]
-    values += ["^".join(parts[:3]) for parts in names]
+    values += ["^".join(map(unescape_hl7, parts[:3])) for parts in names]
     return tuple(dict.fromkeys(v.strip("^ ") for v in values if v.strip("^ ")))
 
 
@@ -152,7 +153,7 @@ def _report(segments: dict[str, Any], observations: list[Any], columns: ReportCo
         columns.accession_number: next((v for spec in columns.hl7_accession_fields
                                         if (v := _field(segments.get(spec[:3]), spec))), ""),
         columns.patient_id: _field(pid, "PID-3"),
-        columns.patient_name: f"{family}^{given.partition('^')[0]}".strip("^"),
+        columns.patient_name: f"{unescape_hl7(family)}^{unescape_hl7(given.partition('^')[0])}".strip("^"),
         columns.study_date: _field(obr, "OBR-7"),
         columns.report_time: _field(obr, "OBR-22") or _field(segments.get("MSH"), "MSH-7"),
         columns.text: "\n".join(lines).strip("\n"),  # an empty OBX is a blank line, except at either end
