@@ -325,6 +325,17 @@ def test_a_gzipped_export_is_read_as_its_inner_format(tmp_path):
     assert error.value.reason == QuarantineReason.UNREADABLE_REPORT
 
 
+def test_a_file_named_jsonl_that_holds_no_json_is_one_unreadable_export(tmp_path):
+    """A CSV export (or any other file) given as .jsonl: each of its lines was quarantined on its
+    own, thousands of entries for one wrong file; it is one unreadable export."""
+    path = _csv(tmp_path / "ris.jsonl", *[(f"A{n}", "P1", "20240105", "Kein Erguss.") for n in range(50)])
+    log = QuarantineLog()
+    assert process_reports([path], [], on_error=log).reports == ()
+    (entry,) = log.entries
+    assert entry.reason == QuarantineReason.UNREADABLE_REPORT and entry.path == str(path)
+    assert "not a JSON Lines export: none of its 51 line(s) is JSON" in entry.message
+
+
 def test_a_utf16_export_is_read(tmp_path):
     """Excel's "Unicode text" (.txt) and SQL Server's bcp -w write UTF-16 with a byte order mark:
     read byte by byte, every column name came out garbled ("\\x00r\\x00e...") and the export failed."""

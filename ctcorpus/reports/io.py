@@ -154,7 +154,7 @@ def _json_rows(text: str, path: Path) -> tuple[list[tuple[int, dict[str, Any]]],
     """Rows of JSON Lines, or of one JSON array of objects (a ``.json`` export, or one named
     ``.jsonl`` as many tools save "JSON"; read by line, its one line or each pretty-printed line
     was an error and no row was read), an error per line (array item) that is not a JSON object,
-    and what the row numbers count: "line" or "item"."""
+    and what the row numbers count: "line" or "item". Raises ``ValueError`` if no line is JSON."""
     problems: list[tuple[int, ReportError]] = []
 
     def bad(unit: str, n: int, problem: str) -> None:
@@ -177,6 +177,8 @@ def _json_rows(text: str, path: Path) -> tuple[list[tuple[int, dict[str, Any]]],
                     entries.append((n, json.loads(line)))
                 except json.JSONDecodeError as exc:
                     bad(unit, n, f"is not JSON ({exc.msg})")
+        if problems and not entries:  # a CSV or a binary file so named: one error, not one per line
+            raise ValueError(f"not a JSON Lines export: none of its {len(problems)} line(s) is JSON")
     rows = [(n, value) for n, value in entries if isinstance(value, dict)]
     for n, value in entries:
         if not isinstance(value, dict):
