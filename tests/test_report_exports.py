@@ -350,6 +350,18 @@ def test_a_utf16_export_is_read(tmp_path):
     assert decode_text("\ufeffGröße".encode("utf-16-le") + b"\x00").text == "Größe\ufffd"  # a cut file
 
 
+def test_a_utf16_export_without_a_byte_order_mark_is_read(tmp_path):
+    """UTF-16 written without the mark (an export tool's "Unicode"): its ASCII is valid UTF-8, so
+    every column name came out as "\\x00r\\x00e..." and the export failed for want of a text column."""
+    table = "accession_number\treport_text\r\nA1\tPleuraerguß rechts.\r\n"
+    for codec in ("utf-16-le", "utf-16-be"):
+        path = tmp_path / f"ris-{codec}.txt"
+        path.write_bytes(table.encode(codec))
+        (report,) = report_io.read_report_export(path, ReportColumns()).reports
+        assert (report.accession_number, report.text, report.encoding) == ("A1", "Pleuraerguß rechts.", "utf-16")
+    assert decode_text(b"Kein\x00Erguss.\n").encoding == "utf-8"  # a stray NUL makes no UTF-16
+
+
 def test_a_utf8_line_with_one_stray_byte_keeps_its_utf8_characters(tmp_path):
     """One cp1252 dash (0x96) pasted into a UTF-8 row turned that whole line into mojibake: the
     patient's name "JÃ¼rgens" escaped the scrubber and "PleuraergusÃŸ" the lexicons."""

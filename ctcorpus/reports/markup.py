@@ -144,6 +144,7 @@ class DecodedText:
     text: str
     #: "utf-8" if every line is UTF-8, else the fallback the others needed ("cp1252", or "latin-1"
     #: if a line holds a byte cp1252 leaves undefined); "utf-16" for a file with its byte order mark
+    #: or without one (a quarter of its bytes NUL)
     encoding: str
     #: 0-based line -> its encoding, for each line that is not UTF-8
     fallback: Mapping[int, str] = field(default_factory=dict)
@@ -191,12 +192,17 @@ def _decode_line(line: bytes) -> tuple[str, str]:
         return line.decode("latin-1"), "latin-1"
 
 
+#: How many leading bytes tell UTF-16 without a byte order mark by its NULs.
+_UTF16_SAMPLE = 4096
+
+
 def decode_text(data: bytes) -> DecodedText:
     """Decode export bytes line by line: UTF-8 where a line is valid UTF-8 (which nearly no text
     in another encoding is), else cp1252, else Latin-1 (a UTF-8 line with a stray byte: that byte
     alone); a UTF-8 byte order mark is dropped, and
     bytes after a UTF-16 one are UTF-16 (read as single bytes, its NULs split no line and every
-    column name came out garbled). Never fails.
+    column name came out garbled), as are bytes a quarter of which are NUL (UTF-16 without the
+    mark: the high byte of each ASCII character; no 8-bit text holds NULs so). Never fails.
 
     Why by line: a UTF-8 export with one row pasted from a cp1252 source, decoded whole as cp1252,
     turned every UTF-8 "ü" into "Ã¼": names no longer matched the DICOM names (and leaked), clinical
@@ -209,6 +215,9 @@ def decode_text(data: bytes) -> DecodedText:
     """
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # Excel's "Unicode text", SQL Server's bcp -w
         return DecodedText(data.decode("utf-16", "replace"), "utf-16")  # an odd last byte (a cut file): U+FFFD
+    if (head := data[:_UTF16_SAMPLE]).count(0) * 4 > len(head):  # its NULs: high bytes (LE: odd, BE: even offsets)
+        codec = "utf-16-le" if head[1::2].count(0) > head[::2].count(0) else "utf-16-be"
+        return DecodedText(data.decode(codec, "replace"), "utf-16")
     data = data.removeprefix(codecs.BOM_UTF8)
     try:
         return DecodedText(data.decode("utf-8"), "utf-8")
