@@ -266,6 +266,18 @@ def test_report_times_with_an_hour_offset_keep_their_time(tmp_path):
     assert entry.reason == QuarantineReason.SUPERSEDED_REPORT and "row 1 is an earlier version" in entry.message
 
 
+def test_a_sentinel_report_time_beyond_utc_costs_its_time_not_the_export(tmp_path):
+    """A database writes a missing time as a sentinel ("9999-12-31 23:59:59-05", "0001-01-01
+    00:00+01:00"): moved to UTC it left years 1-9999, and the OverflowError made the whole export
+    unreadable for one cell."""
+    path = _csv(tmp_path / "ris.csv", ("A1", "P1", "2024-01-05", "2024-01-05 10:00+01", "Kein Erguss."),
+                ("A2", "P1", "2024-01-05", "9999-12-31 23:59:59-05", "Rundherd."),
+                ("A3", "P1", "2024-01-05", "0001-01-01T00:00:00+01:00", "Pleuraerguss."),
+                header=(*COLUMNS[:3], "report_time", "report_text"))
+    assert [(r.accession_number, r.report_time) for r in report_io.read_report_export(path, ReportColumns()).reports] == [
+        ("A1", "20240105090000"), ("A2", ""), ("A3", "")]
+
+
 def test_csv_lines_above_the_header_and_blanks_around_column_names(tmp_path):
     """Excel's "sep=;" line, a blank line or a report title above the header, or column names
     padded with blanks (SQL*Plus, "a; b"), hid every column: the whole export failed for want of

@@ -58,7 +58,8 @@ def normalize_time(value: Any, *, utc: bool = False) -> str:
 
     A time zone is ignored, or with ``utc`` the time is converted to UTC by it: report times (two
     versions of a report written either side of a daylight-saving change order right); a study
-    date keeps the day as written. A time without a zone is taken as written either way.
+    date keeps the day as written. A time without a zone is taken as written either way; one that
+    UTC would move out of years 1-9999 (a sentinel: "9999-12-31T23:59:59-05:00") is none ("").
 
     >>> normalize_time("2024-01-05T10:22:33+01:00"), normalize_time("20240105102233.123+0100", utc=True)
     ('20240105102233', '20240105092233')
@@ -90,7 +91,7 @@ def normalize_time(value: Any, *, utc: bool = False) -> str:
             if utc and t[4]:  # "Z" (UTC, GMT) or an offset east (+) or west (-) of UTC
                 offset = 0 if not t[5] else (int(t[6]) * 60 + int(t[7] or 0)) * (1 if t[5] == "+" else -1)
                 stamp -= timedelta(minutes=offset)
-    except ValueError:  # no such day
+    except (ValueError, OverflowError):  # no such day, or a sentinel that UTC moves out of years 1-9999
         return ""
     return f"{stamp.year:04d}{stamp:%m%d%H%M%S}"
 
