@@ -202,6 +202,26 @@ def test_a_json_lines_row_without_the_text_key_is_an_empty_report(tmp_path):
         report_io.read_report_export(path, ReportColumns())
 
 
+def test_a_quote_that_nothing_closes_costs_its_row_not_every_row_after_it(tmp_path):
+    """A text that opens a quote and never closes it: the csv module reads that field to the end of
+    the file, so one patient's report took in every later row's ids and text and those reports vanished."""
+    path = tmp_path / "ris.csv"
+    path.write_bytes(b"accession_number,patient_id,study_date,report_text\n"
+                     b'A1,P1,2024-01-05,"Kein Erguss."\nA2,P2,2024-01-05,"Rundherd 5 mm.\n'
+                     b"A3,P3,2024-01-05,Pleuraerguss links.\nA4,P4,2024-01-05,Kein Infiltrat.\n")
+    export = report_io.read_report_export(path, ReportColumns())
+    assert [(r.row, r.accession_number, r.text) for r in export.reports] == [(0, "A1", "Kein Erguss.")]
+    (problem,) = export.problems
+    assert problem.reason == QuarantineReason.UNREADABLE_REPORT
+    assert "ris.csv: row 1 (line 3) opens a quoted field that no quote closes" in str(problem)
+    assert "took in the 2 line(s) after it" in str(problem)
+    # a quoted last field, with or without a line end after it, is closed
+    for end in (b"", b"\r\n"):
+        path.write_bytes(b'report_text\n"Kein ""Erguss"".\nZweite Zeile."' + end)
+        export = report_io.read_report_export(path, ReportColumns())
+        assert [r.text for r in export.reports] == ['Kein "Erguss".\nZweite Zeile.'] and not export.problems
+
+
 def test_a_mapped_column_named_twice_is_an_error_not_a_lost_text(tmp_path):
     """A row read as a dict keeps the last cell: a second, empty "report_text" dropped the text."""
     from openpyxl import Workbook

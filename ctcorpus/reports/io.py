@@ -308,10 +308,19 @@ class _Rows:
     row_encodings: Mapping[int, str] = field(default_factory=dict)
 
 
-def _csv_rows(decoded: DecodedText, suffix: str, text_columns: tuple[str, ...], mapped: frozenset[str]) -> _Rows:
+#: A line read after a CSV export's last: a row of its own, unless a quoted field that no quote
+#: closes took it in (no text holds NULs).
+_END_OF_FILE = "\x00end of file\x00"
+
+
+def _csv_rows(path: Path, decoded: DecodedText, suffix: str, text_columns: tuple[str, ...],
+              mapped: frozenset[str]) -> _Rows:
     """The rows of a CSV/TSV export, each with the encoding of the lines it spans. Column names are
     read without the blanks around them, as a padded export (SQL*Plus, "a; b") writes them, and so
-    is a quoted field after the delimiter's blank."""
+    is a quoted field after the delimiter's blank.
+
+    A row whose quoted field no quote closes is an error: the csv module reads such a field to
+    the end of the file, and that row's report took in the texts and ids of every row after it."""
     text = decoded.text
     # the csv module refuses a field over 128 KiB (a long report history) unless told; no field
     # is longer than the file (the limit is process-wide, so it is only ever raised)
@@ -319,19 +328,26 @@ def _csv_rows(decoded: DecodedText, suffix: str, text_columns: tuple[str, ...], 
     lines = io.StringIO(text, newline="")
     top = list(islice(lines, _HEADER_SEARCH))
     skipped, delimiter = _csv_header(top, text_columns, "\t" if suffix == ".tsv" else ",")
-    reader = csv.DictReader(chain(top[skipped:], lines), delimiter=delimiter, skipinitialspace=True)
-    if reader.fieldnames is not None:  # reading the header first: the first row's lines follow it
-        reader.fieldnames = [name.strip() for name in reader.fieldnames]
-    _check_unique(reader.fieldnames or (), mapped)
+    reader = csv.DictReader(chain(top[skipped:], lines, [_END_OF_FILE]), delimiter=delimiter, skipinitialspace=True)
+    # reading the header first (there is a line: the end-of-file one), the first row's lines follow it
+    reader.fieldnames = [name.strip() for name in reader.fieldnames or ()]
+    _check_unique(reader.fieldnames, mapped)
     rows: list[tuple[int, dict[str, Any]]] = []
     encodings: dict[int, str] = {}
-    end = reader.line_num
+    start = end = reader.line_num
     for n, row in enumerate(reader):
         start, end = end, reader.line_num
         rows.append((n, row))
         if decoded.fallback:
             encodings[n] = decoded.lines_encoding(skipped + start, skipped + end)
-    return _Rows(rows, encoding=decoded.encoding, row_encodings=encodings)
+    problems: list[ReportError] = []
+    n, last = rows.pop() if rows else (0, {})  # the end-of-file line's row, or the row that took it in
+    if [value for value in last.values() if value is not None] not in ([], [_END_OF_FILE]):
+        problems.append(ReportError(f"row {n} (line {skipped + start + 1}) opens a quoted field that no quote closes, "
+                                    f"so it ran to the end of the file and took in the {end - start - 2} line(s) "
+                                    "after it; close the quote (or double it) and read the export again",
+                                    reason=QuarantineReason.UNREADABLE_REPORT, path=path))
+    return _Rows(rows, problems, decoded.encoding, encodings)
 
 
 def _rows(path: Path, data: bytes, columns: ReportColumns, text_columns: tuple[str, ...]) -> _Rows:
@@ -359,7 +375,7 @@ def _rows(path: Path, data: bytes, columns: ReportColumns, text_columns: tuple[s
                                         reason=QuarantineReason.UNREADABLE_REPORT, path=path) for n, reason in broken],
                      decoded.encoding)
     if suffix in (".csv", ".tsv", ".txt"):
-        return _csv_rows(decoded, suffix, text_columns, _mapped_columns(columns))
+        return _csv_rows(path, decoded, suffix, text_columns, _mapped_columns(columns))
     raise ReportError(f"unknown report export format {suffix!r}; use .csv, .tsv, .jsonl, .json, .parquet, .xlsx "
                       "or .hl7, maybe gzipped (.csv.gz)",
                       reason=QuarantineReason.UNREADABLE_REPORT, path=path)
@@ -397,11 +413,10 @@ def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport
     """Read one export into :class:`RawReport` rows, mapping columns through ``columns``.
 
     A JSONL line (or item of a JSON array) that is not a JSON object, a CSV row with more
-    fields than the header, a row whose RTF cannot be read, or an HL7 order whose report is only a
-    document ctcorpus does not read (a PDF), is left out and named in
-    ``problems``; the other rows are read. An export
-    whose sections stand in columns of their own (``columns.sections``) has them composed into
-    one text under their headings.
+    fields than the header or a quoted field that no quote closes, a row whose RTF cannot be
+    read, or an HL7 order whose report is only a document ctcorpus does not read (a PDF), is left
+    out and named in ``problems``; the other rows are read. An export whose sections stand in
+    columns of their own (``columns.sections``) has them composed into one text under their headings.
 
     Raises
     ------
