@@ -425,3 +425,132 @@ def test_the_same_rows_exported_twice_with_ids_spelled_otherwise_are_one_report(
         result = process_reports([path, tmp_path / "ris.xlsx"], studies, config=ReportsConfig(same_accession=policy))
         assert [(r.text, r.source_path) for r in result.reports] == [("Kein Erguss.", str(path))], policy
         assert not result.quarantine
+
+
+def _segment(name: str, **fields: str) -> str:
+    """An HL7 v2 segment with the fields given as f<number>="value"."""
+    values = [name] + [""] * max(int(k[1:]) for k in fields)
+    for key, value in fields.items():
+        values[int(key[1:])] = value
+    return "|".join(values)
+
+
+def _msh(n: int, time: str, kind: str) -> str:
+    return f"MSH|^~\\&|RIS|RAD|EMR|HOSP|{time}||{kind}|M{n}|P|2.5.1"
+
+
+def _hl7(path: Path, *messages: list[str]) -> Path:
+    """A feed archive: segments separated by CR, one message after another."""
+    path.write_text("\r".join("\r".join(message) for message in messages) + "\r", encoding="utf-8")
+    return path
+
+
+def test_mdm_document_messages_are_read_as_reports(tmp_path):
+    """A RIS that sends its reports as documents (MDM): the dictated original (T02), its
+    authentication (T04), a document with an order (OBR) signed at TXA-22's time and its addendum
+    (T06, the addendum's text alone: kept after the report it adds to), a document cancelled (T11),
+    a notification without content (T01) and an ADT message. Read as ORU only, the file gave no
+    row and no problem: every study had "no report"."""
+    signer = "^".join(["11", "BECKER", "ULLA", "", "", "Dr."] + [""] * 8 + ["20240106120000"])
+    pid1, pid2, pid3 = (f"PID|1||00012345{n}^^^HOSP^MR||MUSTER^MAX||19500101|M" for n in (6, 7, 8))
+    path = _hl7(
+        tmp_path / "mdm.hl7",
+        [_msh(1, "20240105090100", "MDM^T02^MDM_T02"), "EVN|T02|20240105090000", pid1, "PV1|1|O",
+         _segment("TXA", f1="1", f2="RAD", f3="TX", f4="20240105083000", f6="20240105090000",
+                  f9="11^BECKER^ULLA^^^Dr.", f12="DOC1", f15="ACC1^RIS", f17="DI", f19="AV"),
+         "OBX|1|TX|^FINDINGS||Kleiner Pleuraerguss rechts.||||||P"],
+        [_msh(2, "20240105095900", "MDM^T01^MDM_T01"), "EVN|T01|20240105095900", pid1,
+         _segment("TXA", f1="1", f2="RAD", f12="DOC1", f15="ACC1^RIS", f17="DI")],
+        [_msh(3, "20240105100100", "MDM^T04^MDM_T04"), "EVN|T04|20240105100000", pid1, "PV1|1|O",
+         _segment("TXA", f1="1", f2="RAD", f3="TX", f4="20240105083000", f6="20240105090000",
+                  f12="DOC1", f15="ACC1^RIS", f17="AU", f19="AV", f22="11^BECKER^ULLA^^^Dr."),
+         "OBX|1|TX|^FINDINGS||Kleiner Pleuraerguss rechts.~Befundet von Becker.||||||F",
+         "OBX|2|TX|^IMPRESSION||Pleuraerguss rechts.||||||F"],
+        [_msh(4, "20240106", "ADT^A08^ADT_A01"), "EVN|A08|20240106", pid2],
+        [_msh(5, "20240106120100", "MDM^T02^MDM_T02"), "EVN|T02", pid2, "ORC|RE|PL2|F2",
+         _segment("OBR", f1="1", f2="PL2", f3="F2", f4="CT^CT Thorax", f7="20240106093000", f18="ACC2"),
+         _segment("TXA", f1="1", f2="RAD", f3="TX", f12="DOC2", f15="F2^RIS", f17="LA", f22=signer),
+         "OBX|1|TX|^IMPRESSION||Kein Pleuraerguss."],
+        [_msh(8, "20240106150100", "MDM^T06^MDM_T02"), "EVN|T06|20240106150000", pid2,
+         _segment("TXA", f1="1", f2="RAD", f3="TX", f12="DOC2A", f13="DOC2", f15="F2^RIS", f17="AU"),
+         "OBX|1|TX|^ADDENDUM||Nachtrag: Rundherd rechts unverändert."],
+        [_msh(6, "20240107100100", "MDM^T02^MDM_T02"), "EVN|T02|20240107100000", pid3,
+         _segment("TXA", f1="1", f2="RAD", f3="TX", f4="20240107", f12="DOC3", f14="ACC3", f17="AU"),
+         "OBX|1|TX|^IMPRESSION||Lungenrundherd links."],
+        [_msh(7, "20240107110100", "MDM^T11^MDM_T01"), "EVN|T11|20240107110000", pid3,
+         _segment("TXA", f1="1", f2="RAD", f12="DOC3", f14="ACC3", f17="AU", f19="CA")],
+    )
+    export = report_io.read_report_export(path, ReportColumns())
+    assert [(r.row, r.accession_number, r.patient_id, r.study_date, r.report_time, r.result_status)
+            for r in export.reports] == [
+        (0, "ACC1", "000123456", "20240105", "20240105090000", "preliminary"),
+        (1, "ACC1", "000123456", "20240105", "20240105100000", "final"),
+        (2, "ACC2", "000123457", "20240106", "20240106120000", "final"),  # OBR-18 over TXA-15; TXA-22's time
+        (3, "F2", "000123457", "", "20240106150000", "addendum"),
+        (4, "ACC3", "000123458", "20240107", "20240107100000", "final"),  # the placer order number TXA-14
+        (5, "ACC3", "000123458", "", "20240107110000", "cancelled")]
+    assert export.reports[1].text == ("FINDINGS:\nKleiner Pleuraerguss rechts.\nBefundet von Becker.\n\n"
+                                      "IMPRESSION:\nPleuraerguss rechts.")
+    assert "BECKER^ULLA" in export.reports[1].phi_values and not export.problems
+    studies = [StudyKey(f"1.{n}", f"ACC{n}", f"00012345{n + 5}", f"2024010{n + 4}") for n in (1, 2, 3)]
+    # the addendum is the filler order number's (its message has no OBR): map it as the RIS writes it
+    columns = ReportColumns(hl7_accession_fields=("TXA-15", "TXA-14"))
+    config = ReportsConfig(language="de", columns=columns)
+    studies[1] = StudyKey("1.2", "F2", "000123457", "20240106")
+    result = process_reports([path], studies, config=config, on_error=QuarantineLog())
+    assert [(r.report_id, r.result_status, r.text) for r in result.reports] == [
+        ("ACC1", "final", ("FINDINGS:\nKleiner Pleuraerguss rechts.\nBefundet von [NAME].\n\n"
+                           "IMPRESSION:\nPleuraerguss rechts.")),
+        ("F2", "addendum", "IMPRESSION:\nKein Pleuraerguss.\n\nNachtrag: Rundherd rechts unverändert.")]
+    assert sorted((q.reason.value, q.item_id) for q in result.quarantine) == [
+        ("no_report", "1.3"), ("superseded_report", "ACC1"), ("superseded_report", "ACC3")]
+    cancelled = next(q for q in result.quarantine if q.item_id == "ACC3")
+    assert "row 4 is a version of the report that" in cancelled.message and "row 5 cancels" in cancelled.message
+
+
+def test_a_hl7_file_without_a_report_message_says_so(tmp_path):
+    """Notifications without the document (MDM^T01) and ADT messages only: one error naming the
+    file and the message types it holds, not silence and "no report" for every study."""
+    path = _hl7(tmp_path / "notify.hl7",
+                [_msh(1, "20240105", "MDM^T01^MDM_T01"), "EVN|T01|20240105", "PID|1||P1",
+                 _segment("TXA", f1="1", f2="RAD", f12="DOC1", f15="ACC1", f17="DI")],
+                [_msh(2, "20240105", "ADT^A08^ADT_A01"), "EVN|A08|20240105", "PID|1||P1"],
+                [_msh(3, "20240106", "ADT^A08^ADT_A01"), "EVN|A08|20240106", "PID|1||P2"])
+    holds = r"none of its 3 HL7 message\(s\) is a report ctcorpus reads \(it holds ADT\^A08 x2, MDM\^T01 x1\)"
+    with pytest.raises(ReportError, match=holds) as err:
+        report_io.read_report_export(path, ReportColumns())
+    assert err.value.reason == QuarantineReason.UNREADABLE_REPORT and "notify.hl7" in str(err.value)
+
+
+def test_hl7_result_status_orders_the_versions_of_a_report(tmp_path):
+    """OBR-25 says which version is which: a preliminary result resent later (its time the
+    message's, MSH-7) does not replace the final; a correction with the final's time wins
+    whatever the file order; a cancel (X) repeating the final's text withdraws the report.
+    Ordered by time and file order alone, each of the three reports was the wrong one."""
+    def result(n: int, accession: str, status: str, text: str, time: str = "", sent: str = "20240108") -> list[str]:
+        return [_msh(n, sent, "ORU^R01^ORU_R01"), f"PID|1||P{accession[0]}||DOE^JANE",
+                _segment("OBR", f1="1", f3=accession, f7="20240105", f22=time, f25=status),
+                f"OBX|1|TX|^IMPRESSION||{text}||||||{status}"]
+
+    path = _hl7(tmp_path / "feed.hl7",
+                result(1, "A1", "F", "Pleuraerguss rechts.", "20240105100000"),
+                result(2, "A1", "P", "Kein Pleuraerguss."),  # the preliminary, resent on 8 January
+                result(3, "B1", "C", "Lungenrundherd links.", "20240105110000"),
+                result(4, "B1", "F", "Lungenrundherd rechts.", "20240105110000"),
+                result(5, "C1", "F", "Kein Pleuraerguss.", "20240105120000"),
+                result(6, "C1", "X", "Kein Pleuraerguss.", "20240105130000"))
+    studies = [StudyKey(f"1.{a}", f"{a}1", f"P{a}", "20240105") for a in "ABC"]
+    for policy in ("latest", "join"):
+        outcome = process_reports([path], studies, config=ReportsConfig(language="de", same_accession=policy),
+                                  on_error=QuarantineLog())
+        used = {r.report_id: (r.result_status, r.text) for r in outcome.reports}
+        assert used["A1"][0] == "final" and used["B1"][0] == "corrected" and "C1" not in used, policy
+        if policy == "latest":
+            assert used == {"A1": ("final", "IMPRESSION:\nPleuraerguss rechts."),
+                            "B1": ("corrected", "IMPRESSION:\nLungenrundherd links.")}
+            assert sorted((q.reason.value, q.item_id) for q in outcome.quarantine) == [
+                ("no_report", "1.C"), ("superseded_report", "A1"), ("superseded_report", "B1"),
+                ("superseded_report", "C1")]
+        else:  # joined in version order: the preliminary first, the correction last
+            assert used["A1"][1] == "IMPRESSION:\nKein Pleuraerguss.\n\nIMPRESSION:\nPleuraerguss rechts."
+            assert used["B1"][1].endswith("Lungenrundherd links.")

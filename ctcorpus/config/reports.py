@@ -48,22 +48,25 @@ class ReportColumns(StageConfig):
         (),
         description="Optional columns holding other PHI of a report (the referring physician, the radiologist, a "
         "birth name, an insurance number): each value is scrubbed wherever it stands in the report text, as the "
-        "patient's name and id are. An HL7 v2 ORU file (.hl7) gives its own: the patient's other ids, aliases and "
-        "birth name (PID) and the physicians who referred, ordered, attended or read (PV1, ORC, OBR).",
+        "patient's name and id are. An HL7 v2 ORU or MDM file (.hl7) gives its own: the patient's other ids, aliases "
+        "and birth name (PID) and the physicians who referred, ordered, attended, read, dictated, transcribed or "
+        "signed (PV1, ORC, OBR, TXA).",
     )
     hl7_accession_fields: tuple[str, ...] = Field(
-        ("OBR-18", "OBR-3"),
-        description="HL7 v2 ORU files (.hl7): the fields (of MSH, PID, PV1, ORC or OBR) that hold the accession "
-        "number, the first non-empty one wins (OBR-18 in IHE Radiology's v2.3.1 profile; many RIS send it as the "
-        "filler order number OBR-3).",
+        ("OBR-18", "OBR-3", "TXA-15", "TXA-14"),
+        description="HL7 v2 ORU and MDM files (.hl7): the fields (of MSH, EVN, PID, PV1, ORC, OBR or TXA) that hold "
+        "the accession number, the first non-empty one wins (OBR-18 in IHE Radiology's v2.3.1 profile; many RIS "
+        "send it as the filler order number OBR-3; a document message without an OBR as the filler or placer "
+        "order number of its TXA, TXA-15 or TXA-14).",
     )
 
     @field_validator("hl7_accession_fields")
     @classmethod
     def _segment_fields(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [v for v in value if not re.fullmatch(r"(?:MSH|PID|PV1|ORC|OBR)-[1-9][0-9]*", v)]
+        bad = [v for v in value if not re.fullmatch(r"(?:MSH|EVN|PID|PV1|ORC|OBR|TXA)-[1-9][0-9]*", v)]
         if bad:
-            raise ValueError(f"{bad}: write a field of MSH, PID, PV1, ORC or OBR as segment-number, e.g. 'OBR-18'")
+            raise ValueError(f"{bad}: write a field of MSH, EVN, PID, PV1, ORC, OBR or TXA as segment-number, "
+                             "e.g. 'OBR-18'")
         return value
 
 
@@ -83,7 +86,10 @@ class ReportsConfig(StageConfig):
         "(preliminary, final, corrected) or addenda: 'latest' keeps the last by columns.report_time, then in "
         "export order (exports in the order given, rows in file order; a row without a time counts as older), "
         "and quarantines the others (superseded_report); 'join' joins their texts in that order (a RIS that "
-        "exports each addendum as its own row).",
+        "exports each addendum as its own row). Where an HL7 feed states the result status, a preliminary "
+        "version comes before any other whatever its time, a correction after a final of the same time, a "
+        "cancelled one (OBR-25 X, MDM T11) withdraws the versions before it (none of them is used), and 'latest' "
+        "keeps an MDM addendum (T06) after the version it adds to.",
     )
     dicom_sr: bool = Field(
         True,

@@ -1,4 +1,4 @@
-"""Reading RIS report exports (CSV, JSONL, Parquet, Excel, HL7 v2 ORU files) with a column mapping and
+"""Reading RIS report exports (CSV, JSONL, Parquet, Excel, HL7 v2 ORU and MDM files) with a column mapping and
 encoding detection; report texts stored as RTF or HTML are converted to plain text (:mod:`ctcorpus.reports.markup`).
 
 Hospital exports arrive as UTF-8, Windows-1252 or Latin-1 depending on the RIS, and a UTF-8 export
@@ -30,7 +30,7 @@ from ctcorpus.config.reports import ReportColumns
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import ReportError
 from ctcorpus.reports.markup import DecodedText, PlainText, decode_bytes, decode_text, to_plain_text, valid_unicode
-from ctcorpus.reports.oru import MARKUP, PHI_VALUES, UNREAD, oru_rows
+from ctcorpus.reports.oru import MARKUP, PHI_VALUES, STATUS, UNREAD, oru_rows
 from ctcorpus.reports.records import RawReport, ReportExport
 
 __all__ = ["language_code", "normalize_date", "normalize_time", "read_report_export"]
@@ -143,7 +143,7 @@ def language_code(value: str) -> str:
     return _LANGUAGE_NAMES.get(code, code)
 
 
-#: File suffixes of HL7 v2 message files (ORU^R01 report feeds).
+#: File suffixes of HL7 v2 message files (ORU^R01 and MDM report feeds).
 _HL7_SUFFIXES = (".hl7", ".oru")
 #: Delimiters a CSV export may use (TSV: a tab; German Excel: a semicolon).
 _CSV_DELIMITERS = (",", ";", "\t", "|")
@@ -508,6 +508,7 @@ def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
             markup=plain.markup,
             source_sha256=digest,
             phi_values=(*(value for column in columns.phi if (value := get(row, column))), *row.get(PHI_VALUES, ())),
+            result_status=row.get(STATUS, ""),
         ))
     for column, count in unread.items():
         logger.warning("%s: %d value(s) of column %r are no date ctcorpus reads (%s%s); a study date's report links "

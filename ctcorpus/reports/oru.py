@@ -1,19 +1,27 @@
-"""HL7 v2 result messages (ORU^R01) as a report export: one report per order (OBR) of a message.
+"""HL7 v2 result messages (ORU^R01) and document messages (MDM) as a report export: one report per
+order (OBR) of a result message, one per document (TXA) of a document message.
 
-Interface engines archive a RIS's report feed as files of ORU messages, and some sites hand those
-over instead of a table. python-hl7 splits the files and messages; ctcorpus reads the fields where
-IHE Radiology and common RIS put what linking needs: the patient id (PID-3, first id), name
-(PID-5), study date (OBR-7), report time (OBR-22, else MSH-7), the accession number (the first
-non-empty of ``reports.columns.hl7_accession_fields``: OBR-18 in IHE's v2.3.1 profile, the filler
-order number OBR-3 in many RIS), and the text: the OBX segments of value type TX, FT or ST after
-the OBR, in order, each repetition a line, and a heading line where OBX-3 names a section
-("^IMPRESSION"). A report sent as a document (value type ED, encapsulated data: RTF, HTML or plain
-text, in Base64, hex or as text) is decoded and converted; one that only a viewer reads (a PDF,
-an image) is named under :data:`UNREAD`, so that an order holding nothing else is reported
-with the reason instead of as an empty report. Messages of other types (ADT, ACK) in a feed archive are not reports and are
-passed over. The message's other identifiers and names (the patient's other ids, aliases and
-birth name; the physicians who referred, ordered, attended or read) are PHI that a report text may
-repeat: they are handed on under :data:`PHI_VALUES` and scrubbed as the patient's name is.
+Interface engines archive a RIS's report feed as files of ORU or MDM messages, and some sites hand
+those over instead of a table. python-hl7 splits the files and messages; ctcorpus reads the fields
+where IHE Radiology and common RIS put what linking needs: the patient id (PID-3, first id), name
+(PID-5), study date (OBR-7; a document without an order: TXA-4, the activity date/time, when the
+exam was done), report time (the document event's EVN-2, else the authentication time TXA-22.15,
+else OBR-22, else MSH-7), the accession number (the first non-empty of
+``reports.columns.hl7_accession_fields``: OBR-18 in IHE's v2.3.1 profile, the filler order number
+OBR-3 in many RIS, TXA-15 or TXA-14 where a document message carries no OBR), the result status
+(:data:`STATUS`), and the text: the OBX segments of value type TX, FT or ST after the OBR (a
+document message: all of them), in order, each repetition a line, and a heading line where OBX-3
+names a section ("^IMPRESSION"). A report sent as a document (value type ED, encapsulated data:
+RTF, HTML or plain text, in Base64, hex or as text) is decoded and converted; one that only a
+viewer reads (a PDF, an image) is named under :data:`UNREAD`, so that an order holding nothing else
+is reported with the reason instead of as an empty report. Of the document messages those that
+carry the document are read (MDM^T02 original, T04 status change, T06 addendum, T08 edit, T10
+replacement) and the cancel T11, whose row withdraws the report; the notifications without content
+(T01, T03, T05, T07, T09) and messages of other types (ADT, ACK) are passed over, and a file that
+holds no message read is an error naming the types it holds. The message's other identifiers and
+names (the patient's other ids, aliases and birth name; the physicians who referred, ordered,
+attended, dictated, transcribed, signed or read) are PHI that a report text may repeat: they are
+handed on under :data:`PHI_VALUES` and scrubbed as the patient's name is.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections import Counter
 from typing import Any
 
 import hl7
@@ -29,8 +38,9 @@ import hl7.util
 from ctcorpus.config.reports import ReportColumns
 from ctcorpus.reports.lexicon import SECTION_OF_HEADING
 from ctcorpus.reports.markup import PlainText, decode_bytes, to_plain_text, unescape_hl7
+from ctcorpus.reports.records import ResultStatus
 
-__all__ = ["MARKUP", "PHI_VALUES", "UNREAD", "oru_rows"]
+__all__ = ["MARKUP", "PHI_VALUES", "STATUS", "UNREAD", "oru_rows"]
 
 #: The row key under which an order's other PHI values come (a tuple of strings, as find_phi takes them).
 PHI_VALUES = "hl7 phi values"
@@ -39,6 +49,22 @@ PHI_VALUES = "hl7 phi values"
 MARKUP = "hl7 markup"
 #: The row key under which come the order's documents ctcorpus cannot read ("OBX 2: PDF"), as a tuple.
 UNREAD = "hl7 unread"
+#: The row key under which comes what the message says the report is (a :data:`ResultStatus`).
+STATUS = "hl7 result status"
+#: Result statuses (OBR-25) as the versions of a report are ordered: results not yet verified or
+#: partial (P, A, R, and those before any result: O, I, S) are preliminary; Y and Z answer queries.
+_RESULT_STATUS: dict[str, ResultStatus] = {"F": "final", "C": "corrected", "X": "cancelled", **dict.fromkeys(
+    ("P", "A", "R", "O", "I", "S"), "preliminary")}
+#: Document completion statuses (TXA-17): dictated, documented, incomplete, in progress or
+#: pre-authenticated is preliminary; authenticated or legally authenticated is final.
+_COMPLETION_STATUS: dict[str, ResultStatus] = {"AU": "final", "LA": "final", **dict.fromkeys(
+    ("DI", "DO", "IN", "IP", "PA"), "preliminary")}
+#: The document message events that carry the document (original, status change, addendum, edit,
+#: replacement) or cancel it (T11); the others are notifications without it.
+_DOCUMENT_EVENTS = frozenset({"T02", "T04", "T06", "T08", "T10", "T11"})
+#: Where a report's study date and report time stand, the first non-empty wins (see the module doc).
+_STUDY_DATES = ("OBR-7", "TXA-4")
+_REPORT_TIMES = ("EVN-2", "TXA-22.15", "OBR-22", "MSH-7")
 _TEXT_TYPES = frozenset({"TX", "FT", "ST"})
 #: Data subtypes of an ED observation (OBX-5.3, maybe a MIME type: "text/rtf") whose text is read.
 _TEXT_SUBTYPES = frozenset({"RTF", "HTML", "HTM", "XHTML", "PLAIN", "TEXT", "TXT"})
@@ -46,11 +72,13 @@ _TEXT_SUBTYPES = frozenset({"RTF", "HTML", "HTM", "XHTML", "PLAIN", "TEXT", "TXT
 #: so in them each is formatting an export inserted (``\\.br\\`` where it wrapped the data).
 _ESCAPE_SEQUENCE = re.compile(r"\\[^\\]*\\")
 #: Fields that name a person: the patient's name, mother's maiden name and alias (XPN:
-#: family^given^middle), the physicians who attended, referred, ordered or were copied (XCN:
+#: family^given^middle), the physicians who attended, referred, ordered or were copied and those
+#: who did, dictated, were to sign, transcribed, signed or were sent a document (XCN:
 #: id^family^given^middle), and those who read, assisted and performed (OBR-32 to OBR-35, NDL: the
 #: same as subcomponents of the first component, id&family&given&middle).
 _PATIENT_NAMES = ("PID-5", "PID-6", "PID-9")
-_STAFF_NAMES = ("PV1-7", "PV1-8", "PV1-9", "PV1-17", "ORC-10", "ORC-11", "ORC-12", "OBR-16", "OBR-28")
+_STAFF_NAMES = ("PV1-7", "PV1-8", "PV1-9", "PV1-17", "ORC-10", "ORC-11", "ORC-12", "OBR-16", "OBR-28",
+                "TXA-5", "TXA-9", "TXA-10", "TXA-11", "TXA-22", "TXA-23")
 _READER_NAMES = ("OBR-32", "OBR-33", "OBR-34", "OBR-35")
 #: Fields that hold the patient's identifiers (CX: the id first): external, internal and alternate
 #: ids, account number, social security and driver's licence numbers.
@@ -62,14 +90,43 @@ _SEGMENT_END = re.compile(r"\r\n|[\r\n\x0b\x1c]")
 
 
 def _field(segment: Any, spec: str) -> str:
-    """A field's first repetition's first component, its escapes decoded ("" if the segment is shorter)."""
-    number = int(spec.partition("-")[2])
-    if segment is None or number >= len(segment):
+    """A field's first repetition's first component, or the one ``spec`` numbers ("TXA-22.15"), its
+    escapes decoded ("" if the segment or field is shorter)."""
+    number, _, component = spec.partition("-")[2].partition(".")
+    if segment is None or int(number) >= len(segment):
         return ""
-    field = segment[number]
-    while isinstance(field, list) and field:  # repetition -> component -> subcomponent
+    field = segment[int(number)]
+    if isinstance(field, list) and field:  # the first repetition: its components, or a plain value
+        field = field[0]
+    index = int(component or 1) - 1
+    if isinstance(field, list):
+        field = field[index] if index < len(field) else ""
+    elif index:
+        field = ""
+    while isinstance(field, list) and field:  # component -> subcomponent
         field = field[0]
     return unescape_hl7(str(field)).strip()
+
+
+def _first(segments: dict[str, Any], specs: tuple[str, ...]) -> str:
+    """The first non-empty of the fields ``specs`` ("" if none is)."""
+    return next((value for spec in specs if (value := _field(segments.get(spec[:3]), spec))), "")
+
+
+def _status(segments: dict[str, Any], event: str) -> ResultStatus:
+    """What the message says its report is: a document's completion status (TXA-17; an edit or
+    replacement of a final document is a correction; a cancel, or a document made unavailable as
+    cancelled, TXA-19 CA, is cancelled; an addendum, T06, carries the addendum alone and is one),
+    else the order's result status (OBR-25); "" if neither says."""
+    txa = segments.get("TXA")
+    if txa is None:
+        return _RESULT_STATUS.get(_field(segments.get("OBR"), "OBR-25").upper(), "")
+    if event == "T11" or _field(txa, "TXA-19").upper() == "CA":
+        return "cancelled"
+    if event == "T06":
+        return "addendum"
+    status = _COMPLETION_STATUS.get(_field(txa, "TXA-17").upper(), "")
+    return "corrected" if status == "final" and event in ("T08", "T10") else status
 
 
 def _repetitions(segments: dict[str, Any], spec: str, separators: str) -> list[list[str]]:
@@ -121,10 +178,11 @@ def _document(value: str, separators: str) -> PlainText | str:
     return kind or "data of no type"
 
 
-def _report(segments: dict[str, Any], observations: list[Any], columns: ReportColumns,
-            separators: str) -> dict[str, Any]:
-    """One order's row; ``segments`` are the message's MSH, PID and PV1 and the order's ORC and OBR."""
-    pid, obr = segments.get("PID"), segments.get("OBR")
+def _report(segments: dict[str, Any], observations: list[Any], columns: ReportColumns, separators: str,
+            event: str) -> dict[str, Any]:
+    """One order's row; ``segments`` are the message's MSH, EVN, PID, PV1 and TXA and the order's
+    ORC and OBR, ``event`` the message's trigger event ("T02")."""
+    pid = segments.get("PID")
     lines: list[str] = []
     markups: set[str] = set()
     unread: list[str] = []
@@ -150,16 +208,16 @@ def _report(segments: dict[str, Any], observations: list[Any], columns: ReportCo
         markups.update(m for m in plain.markup.split("+") if m)
     family, _, given = (str(pid[5][0]) if pid is not None and len(pid) > 5 else "").partition("^")
     values = {
-        columns.accession_number: next((v for spec in columns.hl7_accession_fields
-                                        if (v := _field(segments.get(spec[:3]), spec))), ""),
+        columns.accession_number: _first(segments, columns.hl7_accession_fields),
         columns.patient_id: _field(pid, "PID-3"),
         columns.patient_name: f"{unescape_hl7(family)}^{unescape_hl7(given.partition('^')[0])}".strip("^"),
-        columns.study_date: _field(obr, "OBR-7"),
-        columns.report_time: _field(obr, "OBR-22") or _field(segments.get("MSH"), "MSH-7"),
+        columns.study_date: _first(segments, _STUDY_DATES),
+        columns.report_time: _first(segments, _REPORT_TIMES),
         columns.text: "\n".join(lines).strip("\n"),  # an empty OBX is a blank line, except at either end
     }
     return {**{column: value for column, value in values.items() if column},
-            PHI_VALUES: _phi_values(segments, separators), MARKUP: "+".join(sorted(markups)), UNREAD: tuple(unread)}
+            PHI_VALUES: _phi_values(segments, separators), MARKUP: "+".join(sorted(markups)), UNREAD: tuple(unread),
+            STATUS: _status(segments, event)}
 
 
 def _segments(text: str) -> str:
@@ -179,10 +237,35 @@ def _segments(text: str) -> str:
     return "\r".join(lines)
 
 
+def _orders(message: Any, document: bool) -> list[tuple[dict[str, Any], list[Any]]]:
+    """The message's orders, each its segments (the message's MSH, EVN, PID, PV1 and TXA, the order's
+    ORC and OBR) and its observations: of a result message one per OBR with the OBX after it, of a
+    document message (``document``) one, with its OBR if it has one and every OBX."""
+    shared: dict[str, Any] = {}
+    orders: list[tuple[dict[str, Any], list[Any]]] = [({}, [])] if document else []
+    order: dict[str, Any] = {}
+    for segment in message:
+        kind = str(segment[0])
+        if kind in ("MSH", "EVN", "PID", "PV1", "TXA") or document and kind in ("ORC", "OBR"):
+            shared.setdefault(kind, segment)
+        elif kind == "ORC":
+            order = {"ORC": segment}
+        elif kind == "OBR":
+            orders.append(({**order, "OBR": segment}, []))
+            order = {}
+        elif kind == "OBX" and orders:
+            orders[-1][1].append(segment)
+    return [({**shared, **segments}, observations) for segments, observations in orders]
+
+
 def oru_rows(text: str, columns: ReportColumns) -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[int, str]]]:
-    """One row per order (OBR) of each ORU message, keyed by the configured column names so that it
-    is read like a table's row, numbered from 0 through the file; and (message number, reason) for
-    each message that cannot be parsed.
+    """One row per order (OBR) of each ORU message and per document of each MDM message that
+    carries or cancels one, keyed by the configured column names so that it is read like a table's
+    row, numbered from 0 through the file; and (message number, reason) for each message that
+    cannot be parsed.
+
+    Raises ``ValueError`` if the file's messages parse but none is of a type read (a feed of
+    notifications or ADT messages): each study would silently have no report.
 
     >>> rows, _ = oru_rows("MSH|^~\\\\&|RIS||||20240105||ORU^R01|1|P|2.3\\rPID|||P1||DOE^JANE\\r"
     ...                    "OBR|1||A1|||20240105\\rOBX|1|TX|^IMPRESSION||No effusion.", ReportColumns())
@@ -191,6 +274,7 @@ def oru_rows(text: str, columns: ReportColumns) -> tuple[list[tuple[int, dict[st
     """
     rows: list[tuple[int, dict[str, Any]]] = []
     problems: list[tuple[int, str]] = []
+    passed: Counter[str] = Counter()  # message types passed over, "MDM^T01"
     messages = hl7.util.split_file(_segments(text))
     if not messages and text.strip():
         problems.append((0, "no MSH segment: the file holds no HL7 message"))
@@ -198,24 +282,16 @@ def oru_rows(text: str, columns: ReportColumns) -> tuple[list[tuple[int, dict[st
         try:
             message = hl7.parse(raw)
             msh = message.segment("MSH")
-            if not _field(msh, "MSH-9").upper().startswith("ORU"):
+            kind, event = _field(msh, "MSH-9").upper(), _field(msh, "MSH-9.2").upper()
+            if not (kind == "ORU" or kind == "MDM" and event in _DOCUMENT_EVENTS):
+                passed[f"{kind}^{event}".strip("^")] += 1
                 continue
-            shared = {"MSH": msh}
-            orders: list[tuple[dict[str, Any], list[Any]]] = []
-            order: dict[str, Any] = {}
-            for segment in message:
-                kind = str(segment[0])
-                if kind in ("PID", "PV1"):
-                    shared.setdefault(kind, segment)
-                elif kind == "ORC":
-                    order = {"ORC": segment}
-                elif kind == "OBR":
-                    orders.append(({**order, "OBR": segment}, []))
-                    order = {}
-                elif kind == "OBX" and orders:
-                    orders[-1][1].append(segment)
-            rows += [(len(rows) + k, _report({**shared, **segments}, observations, columns, message.separators))
-                     for k, (segments, observations) in enumerate(orders)]
+            rows += [(len(rows) + k, _report(segments, observations, columns, message.separators, event))
+                     for k, (segments, observations) in enumerate(_orders(message, kind == "MDM"))]
         except Exception as exc:  # noqa: BLE001 - a malformed message fails in many ways; it costs itself only
             problems.append((n, f"{type(exc).__name__}: {exc}"))
+    if passed and sum(passed.values()) == len(messages):
+        raise ValueError(f"none of its {len(messages)} HL7 message(s) is a report ctcorpus reads (it holds "
+                         f"{', '.join(f'{t} x{c}' for t, c in sorted(passed.items()))}); reports come as ORU^R01 "
+                         "or MDM^T02/T04/T06/T08/T10 (T11 cancels)")
     return rows, problems

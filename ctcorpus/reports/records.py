@@ -9,11 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ctcorpus.errors import ReportError
 from ctcorpus.records import QuarantineEntry
 
-__all__ = ["LabelRow", "RawReport", "ReportExport", "ReportRow", "ReportsResult", "SentenceRow", "StudyKey"]
+__all__ = ["LabelRow", "RawReport", "ReportExport", "ReportRow", "ReportsResult", "ResultStatus", "SentenceRow",
+           "StudyKey"]
+
+#: What an export says a report is (an HL7 message's result or document completion status, or an
+#: addendum to the report); "" where it says nothing, as a table export does.
+ResultStatus = Literal["", "preliminary", "final", "corrected", "addendum", "cancelled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +54,8 @@ class RawReport:
     #: other PHI the export gives for this report (reports.columns.phi; an ORU message's other ids
     #: and names), scrubbed from the text like the patient's name
     phi_values: tuple[str, ...] = ()
+    #: orders versions of one report: a cancelled one withdraws the report (see the reports stage)
+    result_status: ResultStatus = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +89,7 @@ class ReportRow:
     phi_ages: int
     encoding: str
     markup: str
+    result_status: str
     source_path: str
     source_sha256: str
 

@@ -97,40 +97,65 @@ def _report_id(report: RawReport, pseudonymize: Pseudonymize, shared: Collection
     return pseudonymize("acc", f"{report.patient_id}|{report.study_date}|{text_hash}")
 
 
+def _version_order(report: RawReport, index: int) -> tuple[bool, str, bool, int]:
+    """Where a version of a report stands among the others (the last is used).
+
+    A preliminary version comes before every other whatever its time: an interface engine
+    resends it later, or stamps it with the message time (MSH-7) where the final carries its
+    result time (OBR-22). The others go by report time (none counts as older), a correction
+    after a final of the same time, then by export order (``index``).
+    """
+    return report.result_status != "preliminary", report.report_time, report.result_status == "corrected", index
+
+
 def _one_row_per_accession(
     reports: Sequence[RawReport], policy: str, shared: Collection[str] = frozenset()
 ) -> tuple[list[RawReport], list[tuple[RawReport, RawReport]]]:
     """The rows with one row per accession number (per accession number and patient for the
-    numbers in ``shared``), and each superseded row with the row that replaces it.
+    numbers in ``shared``), and each superseded row with the row that replaces or cancels it.
 
     Rows sharing an accession number and holding different (non-empty) texts are versions of one
     report or its addenda; left as they are they would become two reports with one id and one
-    sample with both reports' sentences. Versions are ordered by report time, then export order.
-    ``policy`` "latest" keeps the last; "join" joins the texts in that order into the last row
-    (provenance: all their files).
+    sample with both reports' sentences. Versions are ordered by :func:`_version_order`. A
+    cancelled version (an HL7 cancel: OBR-25 X, MDM T11) withdraws the versions before it and is
+    no report itself: a report cancelled last is not used at all. Of the versions after the last
+    cancel, ``policy`` "latest" keeps the last, and an addendum (MDM T06, which carries the
+    addendum alone) keeps the version before it too; "join" joins the texts in order into the
+    last row (provenance: all their files).
     """
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, r in enumerate(reports):
-        if (key := accession_key(r.accession_number)) and r.text.strip():
+        if (key := accession_key(r.accession_number)) and (r.text.strip() or r.result_status == "cancelled"):
             groups[key, id_key(r.patient_id) if key in shared else ""].append(i)
     rows = list(reports)
     superseded: list[tuple[RawReport, RawReport]] = []
     dropped: set[int] = set()
-    for indices in (g for g in groups.values() if len(g) > 1):
-        indices.sort(key=lambda i: (reports[i].report_time, i))  # no time ("") counts as older
-        versions = [reports[i] for i in indices]
+    for indices in groups.values():
+        indices.sort(key=lambda i: _version_order(reports[i], i))
+        cut = max((k + 1 for k, i in enumerate(indices) if reports[i].result_status == "cancelled"), default=0)
+        superseded.extend((reports[i], reports[indices[cut - 1]]) for i in indices[:cut]
+                          if reports[i].result_status != "cancelled")
+        dropped.update(indices[:cut])
+        kept = indices[cut:]
+        if len(kept) < 2:
+            continue
+        versions = [reports[i] for i in kept]
         last = versions[-1]
-        dropped.update(indices[:-1])
-        if policy == "join":
-            files = {v.source_sha256 for v in versions}
-            rows[indices[-1]] = dataclasses.replace(
-                last, text="\n\n".join(v.text.strip("\n") for v in versions),
-                markup="+".join(dict.fromkeys(m for v in versions for m in v.markup.split("+") if m)),
+        dropped.update(kept[:-1])
+        # "latest" joins the last version that is no addendum with the addenda after it
+        start = 0 if policy == "join" else max(
+            (k for k, v in enumerate(versions) if v.result_status != "addendum"), default=0)
+        superseded.extend((v, last) for v in versions[:start])
+        if start < len(versions) - 1:
+            joined = versions[start:]
+            files = {v.source_sha256 for v in joined}
+            rows[kept[-1]] = dataclasses.replace(
+                last, text="\n\n".join(v.text.strip("\n") for v in joined),
+                markup="+".join(dict.fromkeys(m for v in joined for m in v.markup.split("+") if m)),
                 source_sha256=last.source_sha256 if len(files) == 1 else sha256_of_hashes(files),
             )
-        else:
-            superseded.extend((v, last) for v in versions[:-1])
-    return [r for i, r in enumerate(rows) if i not in dropped], superseded
+    # a cancel without an accession number withdraws nothing, and is no report either
+    return [r for i, r in enumerate(rows) if i not in dropped and r.result_status != "cancelled"], superseded
 
 
 def _orphan_reason(report: RawReport, window_days: int) -> str:
@@ -219,10 +244,11 @@ def process_reports(
         raw.extend(export.reports)
         for problem in export.problems:
             on_error(problem, STAGE)
-    seen: set[tuple[str, str, str, str]] = set()
+    seen: set[tuple[str, str, str, str, str]] = set()
     unique: list[RawReport] = []
-    for r in raw:  # first occurrence wins; ids as linking compares them (a spreadsheet drops leading zeros)
-        key = (id_key(r.accession_number), id_key(r.patient_id), r.study_date, r.text)
+    for r in raw:  # first occurrence wins; ids as linking compares them (a spreadsheet drops leading zeros);
+        # a final or a cancel that repeats the preliminary's text is another version, not a copy
+        key = (id_key(r.accession_number), id_key(r.patient_id), r.study_date, r.text, r.result_status)
         if key not in seen:
             seen.add(key)
             unique.append(r)
@@ -245,9 +271,11 @@ def process_reports(
         QuarantineEntry(
             stage=STAGE, path=old.path, reason=QuarantineReason.SUPERSEDED_REPORT,
             message=str(ReportError(
+                f"an earlier SR document of the study than {new.path}, which is used" if old.study_uid else
+                f"row {old.row} is a version of the report that {new.path} row {new.row} cancels (same accession "
+                "number; HL7 result status X or MDM T11), so it is not used" if new.result_status == "cancelled" else
                 f"row {old.row} is an earlier version of the report in {new.path} row {new.row} (same accession "
-                "number), which is used; set reports.same_accession: join if the RIS exports addenda as rows"
-                if not old.study_uid else f"an earlier SR document of the study than {new.path}, which is used",
+                "number), which is used; set reports.same_accession: join if the RIS exports addenda as rows",
                 path=old.path, reason=QuarantineReason.SUPERSEDED_REPORT)),
             item_id=_report_id(old, pseudonymize, shared),
         )
@@ -314,10 +342,10 @@ def process_reports(
         shift = date_shift_days(patient, config.date_shift_max_days) if config.date_policy == "shift" else None
         values = [h for h in header if h]
         key = hashlib.sha256(json.dumps([settings, report.text, values, hint, shift]).encode()).hexdigest()
-        linking = {"report_id": report_id, "source_sha256": report.source_sha256,
+        linking = {"report_id": report_id, "source_sha256": report.source_sha256,  # the row's fields not analyzed
                    "study_id": pseudonymize("stu", linked.study.study_uid), "patient_id": patient,
                    "link_method": linked.method, "encoding": report.encoding, "markup": report.markup,
-                   "source_path": report.path}  # the report row's fields that are not its analysis
+                   "result_status": report.result_status, "source_path": report.path}
         if (known_rows := reusable.get(key)) is not None:  # analyzed by an earlier run: its rows, linked anew
             earlier, earlier_sentences, earlier_labels = known_rows
             reports.append(dataclasses.replace(earlier, **linking))
