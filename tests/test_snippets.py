@@ -84,6 +84,23 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     ("Nodule (series 2 of 5, image 45).", "en", [(2, (45,))]),
     ("Herd (Bild 45 von 120, Serie 3).", "de", [(3, (45,))]),
     ("Nodule (se/im: 4/112-114).", "en", [(4, (112, 113, 114))]),
+    # an alternative ('or', 'bzw.', Dutch 'of'), a repeated 'Im' and an unspaced 'Se3Im45' lost images
+    ("Nodules (series 3, images 45 or 47).", "en", [(3, (45, 47))]),
+    ("Nodules (images 45 and/or 47 of series 3).", "en", [(3, (45, 47))]),
+    ("Herde (Serie 3, Bilder 45 bzw. 47).", "de", [(3, (45, 47))]),
+    ("Herde (Serie 3, Bild 45 sowie 47).", "de", [(3, (45, 47))]),
+    ("Noduli (serie 3, beelden 45 of 47).", "nl", [(3, (45, 47))]),
+    ("Noduli (serie 3, beelden 45 of 47).", None, [(3, (45,))]),  # English 'of': image 45 of 47
+    ("Nodules (Se 4 Im 60 and Im 61).", "en", [(4, (60, 61))]),
+    ("Nodules (Se 4 Im 60, Im 61).", "en", [(4, (60, 61))]),
+    ("Herd Serie 3 Bild 45 und im 6. Segment.", None, [(3, (45,))]),
+    ("Nodule (Se3Im45).", "en", [(3, (45,))]),
+    ("Nodule (SER3IMG45).", "en", [(3, (45,))]),
+    # image 45 of 120 as a PACS overlay shows it; the start of an open end ('ff.', 'et seq.') is all that is known
+    ("Nodule (Se: 3 Im: 45/120).", "en", [(3, (45,))]),
+    ("Nodule (series 3, image 45/120).", "en", [(3, (45,))]),
+    ("Herd (Serie 3, Bild 45 ff.).", "de", [(3, (45,))]),
+    ("Nodules (series 3, images 45 et seq.).", "en", [(3, (45,))]),
     ("Herd (Serie/Bild 3/45).", "de", [(3, (45,))]),
     ("Nodule (series 3, images 40 to 42).", "en", [(3, (40, 41, 42))]),
     ("Nodule (Series 5, Image 456). Radiologically benign.", "en", [(5, (456,))]),
@@ -135,6 +152,21 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("Images were reconstructed at 1 mm.", "en"),
     ("Images 3-5 mm thick were reconstructed.", "en"),
     ("Rekonstruktion Bilder 1 bis 2 mm.", "de"),
+    ("Images 1 or 2 mm thick were reconstructed.", "en"),
+    ("Rekonstruktion Bilder 1 bzw. 2 mm.", "de"),
+    ("Beelden 1 of 2 mm dik.", "nl"),
+    ("Nodule (image 45/120).", "en"),  # image 45 of 120, or series 45 image 120 ('image 3/45')?
+    ("Nodule (Im 3/45).", "en"),
+    ("Nodule (Se 3 Im 45/12).", "en"),  # no image past the total
+    ("Serie 3 im 03/2021 unauffällig.", None),
+    ("Serie 3 im 3/2021 unauffällig.", None),
+    ("Schichten 1 oder 2 mm dick.", "de"),
+    ("Slices 1 and/or 2 mm apart.", "en"),
+    ("Sneden 1 en/of 2 mm.", "nl"),
+    ("Series 3, images 2 or 3 mm apart.", "en"),
+    ("Serie 3 im 12/03 unauffällig.", None),
+    ("Nodule (Se 3 Im 45/120 mm).", "en"),
+    ("Image 2/3 of the lobe.", "en"),
     ("Schichtdicke 1 mm, Schichten 1,5 mm.", "de"),
     ("Slice thickness 1 mm, slices 0.625 mm.", "en"),
     ("Slices 1,250 mm apart.", "en"),
@@ -267,6 +299,7 @@ def test_an_image_joined_to_a_reference_with_a_series_takes_its_series() -> None
     cases = {
         "Nodules (series 3 image 45 and image 60).": [(3, (45,)), (3, (60,))],
         "Nodules on image 45 and image 60 of series 3.": [(3, (45,)), (3, (60,))],
+        "Nodules series 3 image 45 or image 47.": [(3, (45,)), (3, (47,))],
         "Herde Serie 3 Bild 4, Bild 5 und Bild 6.": [(3, (4,)), (3, (5,)), (3, (6,))],
         "Nodule series 3 image 45 and image 12 of series 5.": [(3, (45,)), (5, (12,))],
         "Nodule series 3 image 45. Another one on image 60.": [(3, (45,)), (None, (60,))],  # not joined

@@ -6,7 +6,8 @@ unreadable and lets false friends through, so the grammar is built from small na
 (keywords per language, a number that is not a measurement, a list/range of numbers) composed
 into six forms, compiled once into a single alternation per language set. A few context rules
 that a regex cannot express well (dates, blood pressure, ratios) are applied to the bare
-parenthesised "(3/45)" form only, the one form that has no keyword to vouch for it. A reference
+parenthesised "(3/45)" form, the one form that has no keyword to vouch for it, and to an image
+out of a total ("Se 3 Im 45/120"), which a month and year can look like. A reference
 on a prior exam ("on the prior CT, series 3 image 45", "Bild 45 der Voruntersuchung") names that
 study's images, not this one's, and is not mined.
 
@@ -34,7 +35,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "14"
+GRAMMAR_VERSION = "15"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -42,7 +43,7 @@ _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 class ReferenceForm(str, Enum):
     """Which grammar form matched (kept on each reference so errors can be traced to a rule)."""
 
-    SERIES_IMAGE = "series_image"  # series 3, image 45 / se3/im45 / Serie 3 Bilder 40-44
+    SERIES_IMAGE = "series_image"  # series 3, image 45 / se3/im45 / Serie 3 Bilder 40-44 / Se 3 Im 45/120
     IMAGE_SERIES = "image_series"  # image 45 of series 3 / Bild 45 der Serie 3 / image 45 series 3
     IMA_DASH = "ima_dash"  # (IMA 8-34): Siemens-style series-image pair
     IMAGE_ONLY = "image_only"  # (image 45) / IMA 75 en 90
@@ -97,7 +98,13 @@ _CONNECTORS: dict[str, tuple[str, ...]] = {
     "nl": ("van", "uit", "in", "op"),
 }
 _ARTICLES: dict[str, tuple[str, ...]] = {"en": ("the",), "de": ("der", "dem"), "nl": ("de", "het")}
-_AND_WORDS: dict[str, tuple[str, ...]] = {"en": ("and",), "de": ("und", "u."), "nl": ("en",)}
+_AND_WORDS: dict[str, tuple[str, ...]] = {"en": ("and",), "de": ("und", "u.", "sowie"), "nl": ("en",)}
+#: "images 45 or 47": the radiologist leaves the choice between slices, both are mined.
+_OR_WORDS: dict[str, tuple[str, ...]] = {
+    "en": ("or", "and/or"), "de": ("oder", "bzw.", "und/oder"), "nl": ("of", "en/of")
+}
+#: Words that join two images of a list, or two references.
+_JOIN_WORDS: dict[str, tuple[str, ...]] = {lang: _AND_WORDS[lang] + _OR_WORDS[lang] for lang in _LANGUAGES}
 _TO_WORDS: dict[str, tuple[str, ...]] = {"en": ("to", "through"), "de": ("bis",), "nl": ("tot",)}
 
 #: A keyword ends where letters end: "se3" is "se" + 3, "images" is not "image" + "s".
@@ -126,18 +133,27 @@ def _words(table: dict[str, tuple[str, ...]], languages: Sequence[str]) -> str:
     return "(?:" + "|".join(re.escape(w) for w in words) + ")" if words else "(?!)"
 
 
-def _number_list(languages: Sequence[str]) -> str:
-    """Numbers joined by commas, 'and' words or range marks: '45', '40-44', '12, 18 and 45', '45 + 47';
-    a range's end may repeat the image word ('45 through image 47', '45 bis Bild 47').
+def _joining_words(table: dict[str, tuple[str, ...]], languages: Sequence[str]) -> str:
+    """The words of ``table`` that join two images, less any that is a connector in one of ``languages``:
+    Dutch "of" is "or", but English "image 45 of 120" is one image, so "of" joins only in a Dutch report."""
+    connectors = {w for lang in languages for w in _CONNECTORS[lang]}
+    return _words({lang: tuple(w for w in table[lang] if w not in connectors) for lang in languages}, languages)
 
-    A list cut short before a range's measured end is a measurement ("images 3-5 mm thick",
-    "Bilder 1 bis 2 mm"), not image 3."""
-    and_words = _words(_AND_WORDS, languages)
+
+def _number_list(languages: Sequence[str], repeated: str = "(?!)") -> str:
+    """Numbers joined by commas, 'and'/'or' words or range marks: '45', '40-44', '12, 18 and 45', '45 + 47',
+    '45 or 47'; a range's end may repeat the image word ('45 through image 47', '45 bis Bild 47'), and any
+    other item the ``repeated`` one ('Se 4 Im 60 and Im 61').
+
+    A list cut short before a range's or an alternative's measured end is a measurement ("images 3-5 mm
+    thick", "Bilder 1 bis 2 mm", "images 1 or 2 mm thick"), not image 3."""
+    and_words = _joining_words(_JOIN_WORDS, languages)
+    or_words = _joining_words(_OR_WORDS, languages)
     to_words = _words(_TO_WORDS, languages)
     image = rf"(?:\b{_words(_IMAGE_WORDS, languages)}\.?{_END_WORD}{_SP})?"
-    joint = (rf"(?:(?:{_SP}[-–—]{_SP}|\s+{to_words}\s+){image}|{_SP},{_SP}(?:{and_words}\s+)?|\s+{and_words}\s+"
-             rf"|{_SP}[&+]{_SP})")
-    return rf"{_NUM}(?:{joint}{_NUM})*(?![-–—]\d|\s+{to_words}\s+\d)"
+    joint = (rf"(?:(?:{_SP}[-–—]{_SP}|\s+{to_words}\s+){image}"
+             rf"|(?:{_SP},{_SP}(?:{and_words}\s+)?|\s+{and_words}\s+|{_SP}[&+]{_SP})(?:{repeated}{_SP})?)")
+    return rf"{_NUM}(?:{joint}{_NUM})*(?![-–—]\d|\s+(?:{to_words}|{or_words})\s+\d)"
 
 
 @cache
@@ -152,10 +168,13 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[s
     # a colon only where the other keyword vouches for the reference ("Se: 3 Im: 45", "Serie: 3, Bild 45"):
     # a lone "Images: 245" is a count in a technique line
     series = rf"\b{_words(_SERIES_WORDS, languages)}\.?{_END_WORD}{_NUMBER_MARK}:?"
-    strong_image = rf"\b{_words(_IMAGE_WORDS, languages)}\.?{_END_WORD}{_NUMBER_MARK}"
-    any_image = (
-        rf"\b(?:{_words(_IMAGE_WORDS, languages)}|{_words(_WEAK_IMAGE_WORDS, languages)})\.?{_END_WORD}{_NUMBER_MARK}:?"
-    )
+    image_words, weak_image = _words(_IMAGE_WORDS, languages), _words(_WEAK_IMAGE_WORDS, languages)
+    strong_image = rf"\b{image_words}\.?{_END_WORD}{_NUMBER_MARK}"
+    any_image = rf"\b(?:{image_words}|{weak_image})\.?{_END_WORD}{_NUMBER_MARK}:?"
+    # after its series number the image word may follow a digit ("Se3Im45"), and only a weak one ("im") may
+    # repeat in its list ("Se 4 Im 60 and Im 61"), so "Serie 3 Bild 45 und im 6. Segment" stays image 45
+    series_image = rf"(?<![^\W\d_])(?:{image_words}|(?P<a_weak>{weak_image}))\.?{_END_WORD}{_NUMBER_MARK}:?"
+    series_numbers = _number_list(languages, rf"(?(a_weak){weak_image}\.?{_END_WORD}|(?!))")
     connector = _words(_CONNECTORS, languages)
     article = _words(_ARTICLES, languages)
     numbers = _number_list(languages)
@@ -163,8 +182,10 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[s
     total = rf"(?:\s+{connector}\s+(?:{_GROUPED}|\d{{1,6}}){_NOT_MEASUREMENT})?"
     forms = {
         ReferenceForm.SERIES_IMAGE: (
-            rf"{series}{_SP}(?P<a_s>{_SERIES_NUM}){total}(?:{_SP}[,;/:]{_SP}|{_SP}-{_SP}|\s+)?{any_image}{_SP}"
-            rf"(?P<a_i>{numbers})"
+            rf"{series}{_SP}(?P<a_s>{_SERIES_NUM}){total}(?:{_SP}[,;/:]{_SP}|{_SP}-{_SP}|\s+)?{series_image}{_SP}"
+            rf"(?P<a_i>{series_numbers}"
+            # image 45 of a series of 120, as a PACS overlay shows it ("Se: 3 Im: 45/120"); checked by _is_reference
+            rf"|\d{{1,4}}(?=/\d{{1,6}}{_NOT_MEASUREMENT}))(?:/(?P<a_n>\d{{1,6}}))?"
         ),
         # a bare space before the series word ("image 45 series 3") stays on one line: a line or list item
         # that begins with a series is a reference of its own
@@ -185,7 +206,7 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[s
     trigger = _trigger(
         {w[:2] for table in (_SERIES_WORDS, _IMAGE_WORDS, _WEAK_IMAGE_WORDS) for lang in languages for w in table[lang]}
     )
-    joint = rf"\s*(?:[,;&+]\s*)?(?:{_words(_AND_WORDS, languages)}\s+)?"
+    joint = rf"\s*(?:[,;&+]\s*)?(?:{_joining_words(_JOIN_WORDS, languages)}\s+)?"
     return re.compile(trigger), re.compile(alternation, re.IGNORECASE), re.compile(joint, re.IGNORECASE)
 
 
@@ -340,6 +361,16 @@ def _range_end(first: str, last: str) -> int:
     return int(last)
 
 
+def _is_reference(text: str, match: re.Match[str]) -> bool:
+    """The context rules a regex cannot express well: a bare '(3/45)' (:func:`_paren_pair_is_reference`), and
+    an image out of a total ('Se 3 Im 45/120'), which is none where the total is below the image or a year
+    ('Serie 3 im 03/2021': German 'in March 2021')."""
+    if match.lastgroup == ReferenceForm.PAREN_PAIR.name:
+        return _paren_pair_is_reference(text, match)
+    total = match.group("a_n")
+    return total is None or int(match.group("a_i")) <= int(total) and not 1900 <= int(total) <= 2100
+
+
 def _paren_pair_is_reference(text: str, match: re.Match[str]) -> bool:
     """'(3/45)' is a reference unless its context or numbers make it a date, time, pressure or ratio."""
     series, image = int(match.group("e_s")), int(match.group("e_i"))
@@ -435,10 +466,7 @@ def mine_image_references(
     if language is not None and language not in _LANGUAGES:
         raise SnippetError(f"unknown report language {language!r}; use one of {list(_LANGUAGES)} or None")
     trigger, grammar, joint = _compiled((language,) if language else tuple(sorted(set(languages))))
-    matches = _on_this_exam(text, [
-        match for match in _scan(text, trigger, grammar)
-        if match.lastgroup != ReferenceForm.PAREN_PAIR.name or _paren_pair_is_reference(text, match)
-    ], joint)
+    matches = _on_this_exam(text, [match for match in _scan(text, trigger, grammar) if _is_reference(text, match)], joint)
     if not matches:  # most reports: no sentence split needed
         return []
     fallback = split_sentences(text) if sentence_spans is None else None
