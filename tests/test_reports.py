@@ -542,6 +542,7 @@ def test_phi_rules_tried_near_numbers_find_what_a_full_scan_finds(synthetic):
         "Fallnummer ١٢٣٤٥٦٧٨, Tel. ٠١٧٦ ١٢٣٤٥٦٧, vom ٠٣.٠٤.",  # digits beyond ASCII: numbers, as "\d" reads them
         ("Kein Fremdmaterial. John Smith, MD, and Jane Doe MD\nPO Box 12, Boston; www.x.org\n\n"
          "Ann Lee, RN\nEva Roth, M.D."),  # matches in several lines of needles, and lines of needles without one
+        "Diktat: mue/sk\nL4/5 and/or\nMM/sk D: x\n  JAS:mk D: 03/04/2024\nPLZ 12345 Berlin, Exam #: 123456\nAB/cd D:",
     ]
     texts = crafted + [truth.text for truth, _ in synthetic]
     with_needles = [k for k, rule in enumerate(phi._RULES) if rule[2]]
@@ -757,6 +758,28 @@ def test_phi_forms_real_reports_write_that_the_rules_missed():
         # the degree but no comma has two parts
         "History of Duchenne MD, no Becker MD. John Smith MD and J. Smith MD, von Weber MD agree.": [
             ("John Smith", "name"), ("J. Smith", "name"), ("von Weber", "name")],
+    }
+    for text, expected in cases.items():
+        assert [(text[h.start:h.end], h.kind) for h in find_phi(text)] == expected, text
+
+
+def test_phi_staff_abbreviations_co_signers_and_dictation_initials():
+    # the signature and staff forms of German and US reports; the clinical abbreviations that read
+    # the same stay: "PA" (posteroanterior), "NP" (nasopharyngeal), "FA" (fractional anisotropy), "i.a."
+    cases = {
+        "FÄ Weber, Ass.-Ärztin Dr. Roth, Ass.-Arzt Klein; i.A. Schulz; PA-C Smith.": [
+            ("Weber", "name"), ("Roth", "name"), ("Klein", "name"), ("Schulz", "name"), ("Smith", "name")],
+        "ASS.-ÄRZTIN WEBER": [("WEBER", "name")],
+        "Discussed with PA Smith at 10:22; called to NP Jones; d/w FA Meier. CALLED TO NP JONES.": [
+            ("Smith", "name"), ("Jones", "name"), ("Meier", "name"), ("JONES", "name")],
+        "Befundet von: Müller/Schmidt\nBEFUNDET VON: MÜLLER/SCHMIDT": [
+            ("Müller/Schmidt", "name"), ("MÜLLER/SCHMIDT", "name")],
+        "Diktat: mue/sk\nDictated by: JAS/mk\nJAS:mk D: 03/04/2024": [
+            ("mue/sk", "name"), ("JAS/mk", "name"), ("JAS:mk", "name"), ("03/04/2024", "date")],
+        "Mit freundlichen Grüßen\n\nDr. Weber\nMM/sk D: 03.04.2024": [("Weber", "name"), ("MM/sk", "name"), ("03.04.2024", "date")],
+        "PA and lateral views. PA Chest. NP swab, NP Tube. FA Werte. Nach i.a. Gabe. Radiologist: Cardiology/Pulmonology.": [],
+        "Reviewed with Tumor Board. Discussed with Body Imaging. DISCUSSED WITH REFERRING PHYSICIAN.\n"
+        "CT/MR\nPET/CT\nL4/5, C5/6, mg/kg and/or MM/sk today.": [],
     }
     for text, expected in cases.items():
         assert [(text[h.start:h.end], h.kind) for h in find_phi(text)] == expected, text

@@ -172,9 +172,11 @@ _ROLES = ("referring physician", "referrer", "radiologist", "signed", "signed by
 #: follows them only after a colon.
 _LABEL_ROLES = ("cc", "provider", "resident", "consultant", "clinician", "technician", "fellow", "pcp",
                 "performed by", "mtra", "mtr", "arzt", "ärztin", "auftraggeber")
-#: What follows a role: maybe titles, then the name ("Smith, John", "Dr. med. Meier", "JANE DOE").
+#: What follows a role: maybe titles, then the name ("Smith, John", "Dr. med. Meier", "JANE DOE"),
+#: and a co-signer's after a slash ("Befundet von: Müller/Schmidt").
 _ROLE_NAME = (r"[ \t]+(?:(?:Dr|Prof|med|PD)\.?[ \t]+)*(" + _NAME_LEAD + _CAP + r"(?:,?[ \t]+" + _NAME_LEAD
-              + _NOT_A_NAME_AHEAD + _CAP + r")?|" + _UPPER_NAME_PARTS + r")")
+              + _NOT_A_NAME_AHEAD + _CAP + r")?(?:/" + _NOT_A_NAME_AHEAD + _CAP + r")?|" + _UPPER_NAME_PARTS
+              + r"(?:/" + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME + r"(?!\w))?)")
 
 # Every pattern opens with one case-sensitive character class and checks the word boundary behind
 # it ("\d(?<!\w\d)" rather than "\b\d"); where alternatives start with different characters, a
@@ -394,6 +396,40 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         re.compile(r"(?<!\w)(?i:" + trie_regex(_LABEL_ROLES) + r"):" + _ROLE_NAME),
         tuple(role + ":" for role in _LABEL_ROLES),
         _SCAN,
+    ),
+    (  # a name after a staff abbreviation that is no clinical one: "FÄ Weber" (Fachärztin), "Ass.-Ärztin
+        # Weber", "i.A. Schulz" (im Auftrag; "i.a." is intra-arterial), "PA-C Smith". "FA" (fractional
+        # anisotropy), "PA" (posteroanterior: "PA Chest") and "NP" ("NP swab") only after whom a finding was told
+        "name",
+        re.compile(r"(?<!\w)(?:(?i:fä(?=[ ])|pa-c|ass\.-?[ \t]?(?:arzt|ärztin))|i\.A\.)[ \t]+"
+                   r"(?:(?i:Dr|Prof|med|PD)(?:\.[ \t]*|[ \t]+))*(" + _NAME_PARTS + "|" + _UPPER_NAME_PARTS + ")"),
+        ("fä ", "pa-c", "ass.", "i.a."),  # "fä" alone is in every "Gefäß"
+        _NEEDLE,
+    ),
+    (  # a name after a staff abbreviation after whom a finding was told: "called to PA Smith", "discussed
+        # with NP Jones". A name without one stays ("discussed with Jane Doe"): two capitalized words
+        # there are as often a team ("Body Imaging", "Neuro IR")
+        "name",
+        re.compile(r"(?<!\w)(?i:(?:discussed|reviewed|spoke|spoken|conferred)[ \t]+with|(?:called|communicated|relayed"
+                   r"|conveyed|telephoned|reported)[ \t]+to|d/w)[ \t]+(?i:NP|PA(?:-C)?|RN|FA|FÄ|OA|OÄ)[ \t]+("
+                   + _NAME_PARTS + "|" + _UPPER_NAME_PARTS + ")"),
+        ("discussed", "reviewed", "spoke", "conferred", "called", "communicated", "relayed", "conveyed", "telephoned",
+         "reported", "d/w"),
+        _NEEDLE,
+    ),
+    (  # the dictating physician's and the typist's initials after a label: "Diktat: mue/sk", "Dictated by: JAS/mk"
+        "name",
+        re.compile(r"(?<!\w)(?i:diktat(?:zeichen)?|diktiert(?:[ \t]+von)?|dictated(?:[ \t]+by)?|transcribed(?:[ \t]+by)?"
+                   r"|schreibkraft)[ \t]*:?[ \t]*([A-Za-zÄÖÜäöü]{1,4}(?:[/:][A-Za-zÄÖÜäöü]{1,4})+)(?![\w/:])"),
+        ("diktat", "diktiert", "dictated", "transcribed", "schreibkraft"),
+        _NEEDLE,
+    ),
+    (  # the same without a label, starting the line of the dictation date: "JAS:mk D: 03/04/2024 T: 03/05/2024".
+        # Alone on a line ("MM/sk") they are not looked for: "/" is in every other line of a report
+        "name",
+        re.compile(r"(?<![^\n])[ \t]*([A-ZÄÖÜ]{2,4}[/:][a-zäöü]{2,4})(?=[ \t]+D:)"),
+        (" d:",),
+        _NEEDLE_LINE,
     ),
     (  # a name in a labelled field of a header: "Nachname: Müller", "Last name: SMITH", "Pt: Smith, John"
         "name",
@@ -657,8 +693,9 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
             if kind in ("id", "name", "age", "phone") and m.lastindex:
                 group = next(g for g in range(1, (m.lastindex or 0) + 1) if m.group(g) is not None)
                 start, end = m.span(group)
-                if kind == "name" and next((w for w in text[start:end].split() if w[0].isupper()), "") in _NOT_NAMES:
-                    continue  # "Patient", also after a particle ("Die Schwester der Patientin")
+                if kind == "name" and next((w for w in text[start:end].replace("/", " ").split() if w[0].isupper()),
+                                            "") in _NOT_NAMES:
+                    continue  # "Patient", also after a particle ("Die Schwester der Patientin"), or before a slash
             else:
                 start, end = m.span()
             if kind == "phone" and not m.lastindex and sum(c.isdigit() for c in text[start:end]) < 7:
