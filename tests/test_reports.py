@@ -785,6 +785,22 @@ def test_phi_staff_abbreviations_co_signers_and_dictation_initials():
         assert [(text[h.start:h.end], h.kind) for h in find_phi(text)] == expected, text
 
 
+def test_phi_ids_contacts_ages_and_postcodes_of_real_headers():
+    cases = {
+        "Exam #: 123456, Visit No. 4711-22, Order number 9876, Encounter: 12345678, Mitgliedsnr.: X12345.": [
+            ("123456", "id"), ("4711-22", "id"), ("9876", "id"), ("12345678", "id"), ("X12345", "id")],
+        "Pager #4321. WWW.RADIOLOGIE-MITTE.DE, HTTPS://PACS.EXAMPLE.ORG/A1": [
+            ("4321", "phone"), ("WWW.RADIOLOGIE-MITTE.DE", "address"), ("HTTPS://PACS.EXAMPLE.ORG/A1", "address")],
+        "PLZ 12345 Berlin; PLZ/Ort: 80331 München; ZIP code 62704-1234.": [
+            ("PLZ 12345 Berlin", "address"), ("PLZ/Ort: 80331 München", "address"), ("ZIP code 62704-1234", "address")],
+        "A ninety-two year old man, 95 years of age. NINETY-ONE-YEAR-OLD.": [
+            ("ninety-two", "age"), ("95", "age"), ("NINETY-ONE", "age")],
+        "Exam 2 of 3, order 12 mm, visit 3, ninety days, 45 years of age, zip 2.": [],
+    }
+    for text, expected in cases.items():
+        assert [(text[h.start:h.end], h.kind) for h in find_phi(text)] == expected, text
+
+
 def test_phi_a_header_name_is_found_however_umlauts_are_spelled():
     # DICOM's default character set has no umlauts: the header says MUELLER, the report Müller
     text = "Herr Müller kam, Frau Mueller auch; Schoenberg und Schönberg."

@@ -210,7 +210,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     # characters from each of its positions ("a.a.a...@": quadratic, 40,000 characters took 7 s)
     (
         "address",
-        re.compile(r"(?:https?://|www\.)[^\s<>\"]*[^\s<>\".,;:!?)]|[\w.+\-]{1,64}@[\w\-]+(?:\.[\w\-]+)+"),
+        re.compile(r"(?i:https?://|www\.)[^\s<>\"]*[^\s<>\".,;:!?)]|[\w.+\-]{1,64}@[\w\-]+(?:\.[\w\-]+)+"),
         ("@", "http", "www."),
         _NEEDLE_LINE,
     ),
@@ -304,25 +304,29 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     (
         "id",
         re.compile(
-            r"[ACFIMPacfimpİı](?<!\w[ACFIMPacfimpİı])"
-            r"(?i:(?<=m)(?:RN|R\#)"
+            r"[ACEFIMOPVacefimopvİı](?<!\w[ACEFIMOPVacefimopvİı])"
+            r"(?i:(?<=m)(?:RN|R\#|itglieds-?(?:Nr\.?|nummer))"
             r"|(?<=p)(?:at\.?-?\s?ID|atienten-?ID|atient\s?ID|ID|at(?:ienten)?\.?-?\s?(?:Nr|nummer)\.?)"
             r"|(?<=i)D"
             r"|(?<=a)(?:cc(?:ession)?\.?-?(?:\s?(?:No|Nr|number)\.?)?|uftrags-?(?:Nr\.?|nummer)"
             r"|ufnahme-?(?:Nr\.?|nummer))"
-            r"|(?<=f)all(?:-?Nr\.?|nummer)|(?<=c)ase\s?(?:no|number)\.?)"
+            r"|(?<=f)all(?:-?Nr\.?|nummer)|(?<=c)ase\s?(?:no|number)\.?|(?<=e)ncounter"
+            # "Exam #", "Visit No.", "Order number": alone, each is a word of a report's text
+            r"|(?:(?<=e)xam|(?<=v)isit|(?<=o)rder)[ ]?(?:\#|no\.?|nr\.?|number))"
             # the id after a separator, or right after the label if it starts with a digit ("MRN1234567";
             # "IDH1-R132H" is a gene); its letters in front in either case, as a line in capitals reads
             # capitalized ("MRN: AB12345" as "Mrn: Ab12345")
             r"(?:[:#\s]+([A-Za-z]{0,3}-?\d[A-Z0-9\-]{3,}(?:/[A-Z0-9\-]+)*)|(\d[A-Z0-9\-]{3,}(?:/[A-Z0-9\-]+)*))"
         ),
-        ("mrn", "mr#", "pat", "pid", "id", "acc", "auftrag", "aufnahme", "fall", "case"),
+        ("mrn", "mr#", "mitglied", "pat", "pid", "id", "acc", "auftrag", "aufnahme", "fall", "case", "encounter",
+         # with what follows them: "order" alone is in every "Vorderwand", "exam" in every "examination"
+         *(word + gap + end for word in ("exam", "visit", "order") for gap in ("", " ") for end in ("#", "no", "nr", "nu"))),
         _NEEDLE,
     ),
     (  # a number after a phone label, however short or spaced: "Pager 1234", "App. -4711", "call 555 123 4567"
         "phone",
         re.compile(r"(?<!\w)(?i:(?:tel(?:efon|\.-?nr)?|phone|fax|pager|piepser|funk|durchwahl|mobil|handy|call|ext)"
-                   r"\b\.?|app\.):?[ \t]*[-–]?(\+?\(?\d(?:(?:[ ()/.\-]{0,2}|[ ]/[ ])\d){2,15})"
+                   r"\b\.?|app\.):?[ \t]*[-–#]?(\+?\(?\d(?:(?:[ ()/.\-]{0,2}|[ ]/[ ])\d){2,15})"
                    r"(?!(?:[ ()/.\-]{0,2}|[ ]/[ ])\d)" + _NOT_A_UNIT),  # all of the number, and no measurement
         ("tel", "phone", "fax", "pager", "piepser", "funk", "durchwahl", "mobil", "handy", "call", "ext", "app."),
         _NEEDLE,
@@ -334,12 +338,19 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         ("box", "postfach"),
         _NEEDLE_LINE,
     ),
+    (  # a postcode after its label, with the town after it: "PLZ 12345 Berlin", "PLZ/Ort: 12345 Berlin", "ZIP 62704"
+        "address",
+        re.compile(r"(?<!\w)(?i:plz(?:/ort)?|postleitzahl|zip(?:[ ]?code)?):?[ \t]*\d{5}(?:-\d{4})?(?!\d)"
+                   r"(?:[ \t]+" + _CAP + r")?"),
+        ("plz", "postleitzahl", "zip"),
+        _NEEDLE,
+    ),
     ("id", re.compile(r"\d(?<!\w\d)(?:\d{6,}|\d{2}-\d{2}-\d{4})\b"), (), _NUMBER),  # long numbers, US SSNs
     (
         "age",
         re.compile(
             r"[91](?<!\w[91])(?:(?<=9)\d|(?<=1)[01]\d)(?!\d)"
-            r"(?=[\s-]*(?:years?[\s-]old|year-old|yrs?[\s-]old|yo\b|y/o|y\.o\.|jährig|-jährig|jahre\b|J\.|y(?:rs?)?\b)"
+            r"(?=[\s-]*(?:years?[\s-]old|year-old|yrs?[\s-]old|years?\s+of\s+age|yo\b|y/o|y\.o\.|jährig|-jährig|jahre\b|J\.|y(?:rs?)?\b)"
             r"|\.?\s*lebensjahr|(?-i:[MFW])(?!\w))",
             re.IGNORECASE,
         ),
@@ -353,6 +364,13 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
                    r"|policy[ ](?:no\.?|number)|member[ ]id)[:#\s]+([A-Za-z]{0,3}-?\d(?:[A-Z0-9\-]|[ ](?=\d)){3,})"),
         ("ssn", "social security", "sozialversicherung", "sv-nr", "svnr", "versicherten", "krankenversicherten",
          "kv-nr", "kvnr", "insurance", "policy", "member id"),
+        _NEEDLE,
+    ),
+    (  # an age in words: "ninety-two year old"
+        "age",
+        re.compile(r"(?<!\w)(?i:ninety(?:[\s-](?:one|two|three|four|five|six|seven|eight|nine))?)"
+                   r"(?=[\s-]*(?i:years?[\s-]old|year-old|yrs?[\s-]old|years?\s+of\s+age|yo\b|y/o))"),
+        ("ninety",),
         _NEEDLE,
     ),
     ("age", re.compile(r"[aA](?<!\w[aA])(?i:ged?[:]?\s|lter(?::|\s+von)?\s)(9\d|1[01]\d)\b"), ("age", "alter"), _NEEDLE),
