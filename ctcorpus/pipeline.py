@@ -190,8 +190,9 @@ _SELECTION = ("volumes_per_study", "max_primary_thickness_mm")
 
 
 def _ingest_key(stack: Stack, config: CorpusConfig, p: Pseudonymizer) -> str:
-    """Also keyed by the ingest producer (the ingest package's source): a fixed step redoes the volumes."""
-    files = sorted(r.sha256 for r in stack.instances + stack.duplicates)
+    """Also keyed by the ingest producer (the ingest package's source): a fixed step redoes the volumes;
+    and by the files' paths, which the slice rows and quarantine name: a renamed series folder redoes them."""
+    files = sorted((r.rel_path, r.sha256) for r in stack.instances + stack.duplicates)
     return _digest("ingest", __version__, INGEST_PRODUCER, stack.stack_key, files, _pseudonymizing(config, p, *_SELECTION))
 
 

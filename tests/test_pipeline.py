@@ -548,6 +548,21 @@ def test_a_series_folder_renamed_in_the_export_gets_its_new_paths_in_the_instanc
     assert sum(f"{folder.name}_renamed/" in path for path in instances["path"].to_pylist()) == len(axial.files)
 
 
+def test_a_series_folder_renamed_between_runs_gets_its_new_paths_in_the_slices_table(tmp_path):
+    # the volumes' ingest results were reused by the files' hashes: their slice rows named the old folder
+    truth, _, export, patients = _two_of_three_patients(tmp_path)
+    config = _config(tmp_path, export)
+    work = tmp_path / "work"
+    _run(config, work)
+    for folder in {(export / f).parent for s in truth.series if s.patient_id == patients[0] for f in s.files}:
+        folder.rename(folder.with_name(f"{folder.name}_renamed"))
+    _run(config, work)
+    pipeline.build_from_work(config, work, tmp_path / "v2")
+    slices = set(_table(tmp_path / "v2", "slices")["path"])
+    assert any("_renamed/" in path for path in slices)
+    assert slices <= set(_table(tmp_path / "v2", "instances")["path"])
+
+
 def test_a_changed_volume_selection_ingests_and_segments_only_the_stacks_it_adds(tmp_path):
     # volumes_per_study only chooses the stacks that become volumes: a switch to "all" re-segmented every volume; the
     # volumes kept are mined anew, as a fresh run mines them (a bare image number names no series among several)
