@@ -141,11 +141,11 @@ def test_missing_split_names_the_folder(tmp_path: Path) -> None:
     with pytest.raises(TrainError) as info:
         shard_paths(tmp_path, "validation")
     assert str(tmp_path / "shards" / "validation") in str(info.value)
-    assert "run the outputs stage first" in str(info.value)  # no split has shards
+    assert "build the dataset version first (`ctcorpus build`)" in str(info.value)  # no split has shards
 
 
 def test_eval_split_the_version_lacks_names_the_splits_it_has(tmp_path: Path) -> None:
-    """A version without test patients is no missing outputs stage: the error names its splits and the setting."""
+    """A version without test patients is no missing build: the error names its splits and the setting."""
     for split in ("train", "validation"):
         (tmp_path / "shards" / split).mkdir(parents=True)
         (tmp_path / "shards" / split / "shard-000000.tar").touch()
@@ -153,7 +153,7 @@ def test_eval_split_the_version_lacks_names_the_splits_it_has(tmp_path: Path) ->
         train_model(tmp_path, TrainConfig(**TINY), tmp_path / "run", device="cpu")  # eval_split: test
     message = str(info.value)
     assert "split 'test' is empty in this dataset version (it has shards of train, validation only)" in message
-    assert "set train.eval_split to one of them" in message and "outputs stage" not in message
+    assert "set train.eval_split to one of them" in message and "ctcorpus build" not in message
 
 
 def test_sample_without_report_names_shard_and_entry(tmp_path: Path) -> None:

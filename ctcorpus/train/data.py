@@ -110,7 +110,7 @@ def shard_paths(shard_root: Path, split: str, setting: str | None = None) -> lis
 
     A dataset version may lack a split (a small export has no test patients): when other splits
     have shards, the error names them, and ``setting`` (the config field that chose ``split``), rather
-    than sending the user to rerun the outputs stage.
+    than sending the user to run ``ctcorpus build`` again.
 
     >>> shard_paths(Path("corpus"), "train")  # doctest: +SKIP
     [PosixPath('corpus/shards/train/shard-000000.tar'), ...]
@@ -122,7 +122,8 @@ def shard_paths(shard_root: Path, split: str, setting: str | None = None) -> lis
     present = sorted({p.parent.name for p in folder.parent.glob("*/shard-*.tar")})
     if not present:
         raise TrainError(
-            f"no shards of split '{split}' (expected shard-NNNNNN.tar files); run the outputs stage first",
+            f"no shards of split '{split}' (expected shard-NNNNNN.tar files); build the dataset version "
+            "first (`ctcorpus build`)",
             path=folder,
         )
     hint = f"; set {setting} to one of them" if setting else ""
@@ -136,7 +137,7 @@ def _check_keys(sample: Mapping[str, Any]) -> None:
     missing = [k for k in _REQUIRED if k not in sample]
     if missing:
         raise TrainError(
-            f"sample '{sample.get('__key__')}' lacks {missing}; rewrite the shard with the outputs stage",
+            f"sample '{sample.get('__key__')}' lacks {missing}; build the dataset version anew (`ctcorpus build`)",
             path=sample.get("__url__"),
         )
 
@@ -253,7 +254,7 @@ class Decoder:
         except (ValueError, KeyError, TypeError, OSError) as exc:  # JSON, zstd/npy (pyarrow), fields
             raise TrainError(
                 f"sample '{sample['__key__']}' cannot be decoded ({type(exc).__name__}: {exc}); "
-                "rewrite the shard with the outputs stage",
+                "build the dataset version anew (`ctcorpus build`)",
                 path=sample.get("__url__"),
             ) from exc
 
