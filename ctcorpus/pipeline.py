@@ -298,10 +298,17 @@ def _load_tables(folder: Path) -> dict[str, pa.Table]:
     return {p.stem: pq.read_table(p) for p in sorted(folder.glob("*.parquet"))}
 
 
-def _quarantine_table(entries: Sequence[QuarantineEntry], source: str = "") -> pa.Table:
-    return table_from_rows(
-        "quarantine", entries, pipeline_version=__version__, source_sha256=source, producer=PIPELINE_PRODUCER
-    )
+def _quarantine_table(entries: Sequence[QuarantineEntry], source: str | Mapping[str, str] = "") -> pa.Table:
+    """``source`` is the ``source_sha256`` of every row, or, where the rows name several sources (an
+    export's files, the report exports), that of the ``path`` each row names ('' where none is known:
+    a file that is no DICOM, a study without a report)."""
+    rows = [{**asdict(e), "source_sha256": source if isinstance(source, str) else source.get(e.path, "")} for e in entries]
+    return table_from_rows("quarantine", rows, pipeline_version=__version__, producer=PIPELINE_PRODUCER)
+
+
+def _stack_source(stack: Stack) -> str:
+    """The ``source_sha256`` of what is made of a stack (its series row, volume and decisions): of its files."""
+    return sha256_of_hashes(r.sha256 for r in stack.instances + stack.duplicates)
 
 
 def _analysis_keys_name(settings: str) -> str:
@@ -383,7 +390,8 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
                                  sr_image_numbers=sr_image_numbers, previous=_latest_reports(store, settings))
         with store.writing("reports", reports_key) as folder:
             _save_tables(folder, reports_tables(result))
-            _save_tables(folder, {"quarantine": _quarantine_table(list(log_r.entries) + list(result.quarantine))})
+            _save_tables(folder, {"quarantine": _quarantine_table(list(log_r.entries) + list(result.quarantine),
+                                                                  {str(Path(f)): h for f, h in report_exports})})
             (folder / _analysis_keys_name(settings)).write_text(json.dumps(result.analysis_keys, sort_keys=True),
                                                                 encoding="utf-8")
     reports = _load_tables(store.path("reports", reports_key))
@@ -408,7 +416,8 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     if not store.has("export", export_key):
         with store.writing("export", export_key) as folder:
             instances = table_from_rows("instances", instance_rows(index, p))
-            _save_tables(folder, {"quarantine": _quarantine_table(entries), "instances": instances})
+            files = {r.rel_path: r.sha256 for r in index.instances}
+            _save_tables(folder, {"quarantine": _quarantine_table(entries, files), "instances": instances})
 
     units = []
     for study_uid in sorted(grouped.keys() - unidentified):
@@ -474,7 +483,7 @@ def _volume_image(folder: Path) -> tuple[Any, dict[str, Any]]:
 
 def _run_ingest(stack: Stack, config: CorpusConfig, p: Pseudonymizer, folder: Path) -> None:
     result = ingest_stack(stack, config.ingest, p)
-    source = sha256_of_hashes(r.sha256 for r in stack.instances + stack.duplicates)
+    source = _stack_source(stack)
     tables = {
         "series": table_from_rows("series", [result.series_row]),
         "quarantine": _quarantine_table(result.quarantine, source),
@@ -672,7 +681,8 @@ def _study_tables(unit: StudyUnit, assembled: Sequence[str], rejected: Sequence[
         volume = next((key for key in group if key in assembled), group[0])
         if volume != group[0]:  # the candidates before it were rejected at assembly
             entries.append(fallback_entry(stacks[volume], [stacks[key] for key in group[: group.index(volume)]], p))
-    return {"series": table_from_rows("series", rows), "quarantine": _quarantine_table(entries)}
+    files = {r.rel_path: _stack_source(s) for s in unit.stacks for r in s.instances + s.duplicates}
+    return {"series": table_from_rows("series", rows), "quarantine": _quarantine_table(entries, files)}
 
 
 def _quarantine_rows(folder: Path) -> int:

@@ -24,6 +24,7 @@ from ctcorpus.cli import demo_config
 from ctcorpus.config import REDACTED, CorpusConfig, config_from_dict
 from ctcorpus.config.reports import ReportsConfig
 from ctcorpus.errors import AnatomyError
+from ctcorpus.records import sha256_file
 from ctcorpus.reports import analysis_settings
 from ctcorpus.synth import generate_export
 from ctcorpus.synth.truth import load_truth
@@ -86,6 +87,19 @@ def test_every_seeded_defect_has_its_reason(defects_export, built):
         found = set().union(*(reasons_by_path.get(p, set()) for p in paths))
         assert defect.expected_reason in found, (defect.kind, found)
     assert summary.failed == 0
+
+
+def test_quarantine_rows_carry_the_hash_of_the_file_stack_or_export_they_name(defects_export, built):
+    # every row of the export, study and reports results had an empty source_sha256
+    _, _, _, result = built
+    quarantine = _table(result.path, "quarantine")
+    for reason in ("localizer", "non_ct", "truncated"):
+        row = quarantine[quarantine["reason"] == reason].iloc[0]
+        assert row["source_sha256"] == sha256_file(defects_export / row["path"])
+    superseded = quarantine[quarantine["reason"] == "superseded_report"].iloc[0]
+    assert superseded["source_sha256"] == sha256_file(Path(superseded["path"]))
+    stacks = quarantine[quarantine["reason"].isin(["not_selected", "gantry_tilt"])]  # the stack's files, as its series row
+    assert len(stacks) and set(stacks["source_sha256"]) <= set(_table(result.path, "series")["source_sha256"])
 
 
 def test_the_run_summary_counts_every_quarantine_row_of_the_build(built):
