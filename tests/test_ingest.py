@@ -196,6 +196,7 @@ def test_discovery_reasons_for_bad_files(tmp_path: Path) -> None:
     good = (tmp_path / "s" / "IMG0000").read_bytes()
     (tmp_path / "cut").write_bytes(good[: len(good) - 300])  # pixel data truncated
     (tmp_path / "cut_header").write_bytes(good[:200])  # stops inside the header
+    (tmp_path / "cut_before_pixels").write_bytes(good[: good.rindex(b"\xe0\x7f\x10\x00")])  # a CT image without PixelData
     write_slice(tmp_path / "scout", phantom(1)[0], (0, 0, 0), series_uid="1.9", instance=1, image_type="ORIGINAL\\PRIMARY\\LOCALIZER")
     write_slice(tmp_path / "nopre", phantom(1)[0], (0, 0, 0), series_uid="1.8", instance=1, implicit=True, preamble=False)
     sr = Dataset()
@@ -213,6 +214,7 @@ def test_discovery_reasons_for_bad_files(tmp_path: Path) -> None:
         "garbage": QuarantineReason.NOT_DICOM,
         "cut": QuarantineReason.TRUNCATED,
         "cut_header": QuarantineReason.TRUNCATED,
+        "cut_before_pixels": QuarantineReason.TRUNCATED,  # was non_image, "structured report, dose report, ..."
         "scout": QuarantineReason.LOCALIZER,
         "report_sr": QuarantineReason.NON_IMAGE,
     }

@@ -636,8 +636,8 @@ def _padding(value: int | None, limit: int | None, signed: bool) -> tuple[int, i
 
 def instance_problem(record: InstanceRecord) -> QuarantineReason | None:
     """Why this instance cannot be a slice of a CT volume, or ``None`` if it can."""
-    if record.pixel_offset < 0:
-        return QuarantineReason.NON_IMAGE
+    if record.pixel_offset < 0:  # a CT image must have PixelData: one without was cut or damaged before it
+        return QuarantineReason.TRUNCATED if record.sop_class_uid in (CT_IMAGE, *MULTI_FRAME_CT) else QuarantineReason.NON_IMAGE
     if _is_truncated(record.size_bytes, record.pixel_offset, record.pixel_length):
         return QuarantineReason.TRUNCATED
     if record.modality != "CT" or record.sop_class_uid not in (CT_IMAGE, *MULTI_FRAME_CT):
@@ -678,7 +678,9 @@ def _placeable(position: tuple[float, ...], orientation: tuple[float, ...], spac
 #: What each per-file reason tells the user to do.
 PROBLEM_MESSAGES: dict[QuarantineReason, str] = {
     QuarantineReason.NON_IMAGE: "has no pixel data (structured report, dose report, presentation state, ...); not a CT slice",
-    QuarantineReason.TRUNCATED: "PixelData is shorter than its declared length: the file was truncated; re-export it",
+    QuarantineReason.TRUNCATED: (
+        "PixelData is missing or shorter than its declared length: the file was truncated or damaged; re-export it"
+    ),
     QuarantineReason.UNSUPPORTED_MULTIFRAME: (
         "is a multi-frame object whose frames are no slices of a CT volume; export the series' axial "
         "images (classic or Enhanced CT)"
