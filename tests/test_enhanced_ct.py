@@ -110,6 +110,23 @@ def test_two_frames_at_one_position_with_other_pixels_are_no_duplicate(tmp_path:
     assert caught.value.reason is QuarantineReason.DUPLICATE_SLICE
 
 
+def test_a_series_split_into_a_concatenation_numbers_its_images_across_the_files(tmp_path: Path) -> None:
+    # each file's frames were images 1..n: "image 3" of the series was two slices, so no reference resolved to it
+    hu, where = images(), placements()
+    for name, part, offset in (("a.dcm", slice(0, 6), 0), ("b.dcm", slice(6, N), 6)):
+        write_enhanced_series(header(), list(hu[part]), where[part], tmp_path / name)
+        ds = pydicom.dcmread(tmp_path / name)
+        ds.ConcatenationUID, ds.ConcatenationFrameOffsetNumber, ds.InConcatenationNumber = "1.2.3.9", offset, 1 + offset // 6
+        ds.save_as(tmp_path / name)
+    (stack,) = plan_stacks(index_export(tmp_path, cfg()), cfg())
+    assert sorted(r.instance_number for r in stack.instances) == list(range(1, N + 1))
+    assert sorted((r.rel_path, r.frame) for r in stack.instances) == [("a.dcm", f) for f in range(1, 7)] + [
+        ("b.dcm", f) for f in range(1, 5)]
+    series = stack_slices(stack, series_uid="ser-1", frame_of_reference_uid="for-1")
+    assert series is not None and series.instance_z == {k + 1: -50.0 + 2.0 * k for k in range(N)}
+    assert np.array_equal(volume(tmp_path).array, hu)
+
+
 def _refused(root: Path) -> tuple[QuarantineReason, str]:
     index = index_export(root, cfg(), on_error=QuarantineLog())
     assert [r.frame for r in index.instances] == [None] and not index.usable  # one record: the file

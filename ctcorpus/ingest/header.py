@@ -572,8 +572,9 @@ def _floats(value: Any, n: int) -> tuple[float, ...] | None:
 
 def _frames(record: InstanceRecord, ds: pydicom.Dataset) -> tuple[InstanceRecord, ...]:
     """One record per frame of an Enhanced CT file: geometry, rescale, frame type and acquisition
-    number from its functional groups, image number its frame number, an uncompressed frame's
-    pixels located in PixelData; raises :class:`_NotSlices` for frames no volume is made of."""
+    number from its functional groups, image number its frame number (in a concatenation, a series
+    split into several files, counted on from the files before it, as viewers number it), an
+    uncompressed frame's pixels located in PixelData; raises :class:`_NotSlices` for frames no volume is made of."""
     shared = tuple(ds.get("SharedFunctionalGroupsSequence") or ())[:1]
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or ()
     n = record.number_of_frames
@@ -581,6 +582,7 @@ def _frames(record: InstanceRecord, ds: pydicom.Dataset) -> tuple[InstanceRecord
         raise _NotSlices(QuarantineReason.MISSING_GEOMETRY, f"PerFrameFunctionalGroupsSequence holds {len(per_frame)} "
                                                             f"items for {n} frames")
     frame_bytes = record.rows * record.columns * record.samples_per_pixel * record.bits_allocated // 8
+    first = int(ds.get("ConcatenationFrameOffsetNumber") or 0)  # frames in the concatenation's files before this one
     split = (record.transfer_syntax in NATIVE_LE and record.bits_allocated % 8 == 0
              and record.pixel_length >= n * frame_bytes)
     frames = []
@@ -604,7 +606,7 @@ def _frames(record: InstanceRecord, ds: pydicom.Dataset) -> tuple[InstanceRecord
         frames.append(dataclasses.replace(
             record,
             frame=k + 1,
-            instance_number=k + 1,
+            instance_number=first + k + 1,
             position=position,
             orientation=orientation,
             pixel_spacing=spacing,
