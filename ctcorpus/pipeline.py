@@ -409,14 +409,24 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
                                          f"{path}: the study has no PatientID, so no patient-level split can keep it "
                                          "with its patient's other studies; export it with its patient id",
                                          item_id=p.study(uid)))
+    # the reports linked to them leave the corpus with them (the build keeps the reports of its studies): say so
+    left_out = {p.study(uid) for uid in unidentified}
+    orphaned = [row for row in reports["reports"].to_pylist() if row["study_id"] in left_out]
+    anonymous.extend(
+        QuarantineEntry("reports", row["source_path"], QuarantineReason.MISSING_PATIENT_ID,
+                        f"{row['source_path']}: report {row['report_id']} links to study {row['study_id']}, which has no "
+                        "PatientID: both are left out (the study's row names a file of it); export the study with its patient id",
+                        item_id=row["report_id"])
+        for row in orphaned
+    )
     seen = {e.path for e in index.quarantine}
     entries = [*index.quarantine, *(e for e in handler.entries if e.path not in seen or e.stage != "ingest"), *anonymous]
     export_key = _digest("export", __version__, INGEST_PRODUCER, sorted((r.rel_path, r.sha256) for r in index.instances),
-                         [e.path for e in entries], _pseudonymizing(config, p))
+                         [(e.path, e.message) for e in entries], _pseudonymizing(config, p))
     if not store.has("export", export_key):
         with store.writing("export", export_key) as folder:
             instances = table_from_rows("instances", instance_rows(index, p))
-            files = {r.rel_path: r.sha256 for r in index.instances}
+            files = {r.rel_path: r.sha256 for r in index.instances} | {r["source_path"]: r["source_sha256"] for r in orphaned}
             _save_tables(folder, {"quarantine": _quarantine_table(entries, files), "instances": instances})
 
     units = []

@@ -301,6 +301,11 @@ def test_a_study_without_patient_id_is_quarantined_and_the_build_completes(tmp_p
     quarantine = _table(result.path, "quarantine")
     missing = quarantine[quarantine["reason"] == "missing_patient_id"]
     assert len(missing) >= 1 and missing["message"].str.contains("no PatientID").all()
+    # their reports leave the corpus with them, each with its row: they were left out unnamed
+    reports = missing[missing["stage"] == "reports"]
+    assert len(reports) >= 1 and reports["item_id"].str.startswith("acc-").all()
+    assert set(reports["item_id"]).isdisjoint(_table(result.path, "reports")["report_id"])
+    assert summary.quarantined == len(quarantine)
     assert summary.studies >= 1 and summary.failed == 0
     assert len(_table(result.path, "volumes")) == summary.volumes > 0  # the other patient's studies
 
