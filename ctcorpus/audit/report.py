@@ -311,6 +311,9 @@ def _sections(result: AuditResult) -> list[str]:
         "<h2>Summary of findings</h2>",
         _findings_section(result),
         "<h2>Splits</h2>",
+        # the dataset card counts every patient and study of a split, these only those with a volume
+        "<p>Volumes, and the patients and studies they belong to; reports of the split's studies "
+        "(the dataset card counts every patient and study of a split, also those without a volume).</p>",
         _table(stats.splits),
         "<h2>Labels</h2>",
     ]

@@ -28,7 +28,7 @@ class CorpusStats:
     Attributes
     ----------
     splits:
-        split, volumes, patients, studies, reports.
+        split, volumes, patients and studies with a volume, reports.
     label_prevalence:
         split, label, positive, negative, uncertain, reports, prevalence (positive / reports of
         the split), from report-level labels (``sentence_index == -1``).

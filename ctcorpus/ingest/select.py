@@ -1,8 +1,9 @@
 """Stack selection: which accepted stacks of a study become corpus volumes.
 
-Every accepted stack is ingested (the snippet miner needs slice tables of second
-reconstructions too); selection only decides corpus membership. ``volumes_per_study="all"``
-keeps every accepted stack; ``"primary"`` keeps one per study, ranked by, in order:
+Selection decides corpus membership: the chosen stacks (and those standing in for them, see
+``candidate_groups``) are ingested; every accepted stack's slice map (image number -> z, from
+its headers) still places the image references of reports, second reconstructions' too.
+``volumes_per_study="all"`` keeps every accepted stack; ``"primary"`` keeps one per study, ranked by, in order:
 
 1. axial (slice normal within ~25 degrees of patient z) before other planes;
 2. slice thickness <= ``max_primary_thickness_mm`` before thicker stacks;
@@ -91,7 +92,8 @@ def unselected_entries(stacks: Sequence[Stack], chosen: Sequence[Stack], pseudon
     """Quarantine rows (``not_selected``) for accepted stacks that are not corpus volumes, ``chosen``
     holding those that are and those rejected at assembly (their ingest results give their reason).
 
-    They are still ingested: their slice tables resolve image references of reports.
+    They are not ingested (no volume, no ``slices`` rows), but their headers' slice maps still place
+    the image references of reports to them.
     """
     tried = {s.stack_key for s in chosen}
     entries = []
@@ -101,8 +103,8 @@ def unselected_entries(stacks: Sequence[Stack], chosen: Sequence[Stack], pseudon
         first = stack.first
         message = (
             f"{first.rel_path}: series {first.series_number} '{first.series_description}' ({len(stack.instances)} slices) "
-            "is ingested (slice table) but not a corpus volume: volumes_per_study='primary' chose another stack of "
-            "the study; set ingest.volumes_per_study='all' to keep it"
+            "is not a corpus volume (reports' references to its images are still placed): volumes_per_study='primary' "
+            "chose another stack of the study; set ingest.volumes_per_study='all' to keep it"
         )
         entries.append(
             QuarantineEntry("ingest", first.rel_path, QuarantineReason.NOT_SELECTED, message, pseudonymizer.volume(stack.stack_key), Action.REJECT)
