@@ -21,7 +21,8 @@ class CtCorpusError(Exception):
     message:
         What went wrong and what to do about it.
     reason:
-        The reason code recorded in the quarantine table.
+        The reason code recorded in the quarantine table, and named after the message unless it is
+        the default, ``stage_failed``.
     path:
         The file (or folder) the error concerns, named in the message.
     """
@@ -37,7 +38,9 @@ class CtCorpusError(Exception):
         self.path = None if path is None else str(path)
         self.message = message
         prefix = f"{self.path}: " if self.path else ""
-        super().__init__(f"{prefix}{message} [{self.reason.value}]")
+        # the default says nothing of the cause: a bad config or a missing key is no failed stage
+        suffix = "" if self.reason is QuarantineReason.STAGE_FAILED else f" [{self.reason.value}]"
+        super().__init__(f"{prefix}{message}{suffix}")
 
 
 class ConfigError(CtCorpusError):

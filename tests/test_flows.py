@@ -336,6 +336,8 @@ def test_cli_commands_and_flows_import(tmp_path):
     bad.write_text("outputs:\n  split_fractions: {train: 0.5, test: 0.1}\n")
     result = runner.invoke(app, ["ingest", str(tmp_path), "-c", str(bad)])
     assert result.exit_code == 2 and "outputs.split_fractions" in result.output
+    # neither is a failed stage: no reason code after the message says one
+    assert "[stage_failed]" not in no_key.output + result.output
 
 
 def test_flow_commands_end_a_ctcorpus_error_with_its_message(tmp_path):
