@@ -83,7 +83,8 @@ TEXT_SOURCE = source_digest([__file__])
 
 @dataclass(frozen=True, slots=True)
 class StudyReport:
-    """The linked, scrubbed report of one study, as the snippet miner and the shards need it."""
+    """The linked, scrubbed report of one study, as the snippet miner and the shards need it: not
+    its export's hash, which is no input of theirs (see :func:`_text_source`)."""
 
     report_id: str
     language: str
@@ -91,7 +92,6 @@ class StudyReport:
     sections: tuple[tuple[str, int, int], ...]
     sentences: tuple[dict[str, Any], ...]  # index, section, start, end, text, anatomies, labels
     labels: tuple[tuple[str, str], ...]  # report level (label, state)
-    source_sha256: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +208,9 @@ def _anatomy_key(ingest_key: str, config: CorpusConfig) -> str:
 def _text_key(ingest_key: str, anatomy_key: str, mask_outcome: str, unit: StudyUnit, config: CorpusConfig) -> str:
     """Also keyed by the stage's source and the grammar's version (the snippets producer): a new
     grammar re-mines; by the anatomy result's outcome (``mask.json``): a retried segmentation that
-    now has a mask redoes it; and by how many volumes the study has (:func:`_bare_image_series`)."""
+    now has a mask redoes it; by how many volumes the study has (:func:`_bare_image_series`); and by
+    the study's report as the stage reads it (:class:`StudyReport`), not by its export's hash: a
+    cumulative RIS export grown by a row re-does no study it held (see :func:`_text_source`)."""
     slices = [(s.stack_key, [r.sha256 for r in s.instances]) for s in unit.stacks]
     report = None if unit.report is None else asdict(unit.report)
     schemas = [load_schema(name).version for name in ("samples", "snippets", "sentence_regions")]
@@ -284,7 +286,6 @@ def _study_reports(tables: Mapping[str, pa.Table]) -> dict[str, StudyReport]:
             sections=tuple(zip(row["section_names"], row["section_starts"], row["section_ends"])),
             sentences=tuple(sorted(sentences[row["report_id"]], key=lambda s: s["index"])),
             labels=tuple(sorted(sentence_labels.get((row["report_id"], -1), {}).items())),
-            source_sha256=row["source_sha256"],
         )
     return out
 
@@ -612,6 +613,24 @@ def _bare_image_series(unit: StudyUnit, stack: Stack) -> int | None:
     return stack.first.series_number if len(unit.candidates) == 1 else None
 
 
+def _text_source(volume_source: str, report_source: str | None = None) -> str:
+    """The ``source_sha256`` of a volume's text results (snippets, sentence regions, its samples row,
+    their quarantine): of the volume's files and its report's export, if any. The text stage stores
+    them with the volume's alone and the build joins the export's in (:func:`_with_report_source`),
+    from the run's reports table: the stage's key has no export hash (see :func:`_text_key`)."""
+    return sha256_of_hashes([volume_source] + ([report_source] if report_source is not None else []))
+
+
+def _with_report_source(tables: Mapping[str, pa.Table], ingest_dir: Path, report_source: str) -> dict[str, pa.Table]:
+    """A stored text result of a volume with a report, its rows' ``source_sha256`` naming the report's export too."""
+    source = _text_source(_volume_geometry(ingest_dir)["source_sha256"], report_source)
+    out = {}
+    for name, table in tables.items():
+        column = table.schema.get_field_index("source_sha256")
+        out[name] = table.set_column(column, table.schema.field(column), pa.array([source] * table.num_rows, pa.string()))
+    return out
+
+
 def _run_text(unit: StudyUnit, stack: Stack, keys: VolumeKeys, store: WorkStore, config: CorpusConfig, p: Pseudonymizer, folder: Path) -> None:
     geometry = _volume_geometry(store.path("ingest", keys.ingest))
     fingerprint = _fingerprint(store.path("ingest", keys.ingest), geometry)
@@ -641,7 +660,7 @@ def _run_text(unit: StudyUnit, stack: Stack, keys: VolumeKeys, store: WorkStore,
             region = sentence_region(s["anatomies"], stats, sentence_id=f"{report.report_id}:{s['index']}")
             if region is not None:
                 regions.append(region)
-    source = sha256_of_hashes([geometry["source_sha256"]] + ([report.source_sha256] if report else []))
+    source = _text_source(geometry["source_sha256"])  # the build joins in the report's export
     snippets = [
         {"snippet_id": q.snippet_id, "sentence_index": q.sentence_index, "text": q.snippet_text, "reference": q.reference_text,
          "series_number": q.series_number, "image_number": q.image_number, "z_mm": q.z_mm, "slice_index": q.slice_index,
@@ -849,14 +868,20 @@ def build_units(work_dir: Path, index: Mapping[str, Any]) -> list[BuildUnit]:
         for folder in [store.path("study", u["study_key"]), *(store.path("ingest", k) for k in u.get("rejected", ()))]:
             for name, table in _load_tables(folder).items():
                 tables[name].append(table)
+        report_rows = _filter(reports["reports"], "study_id", [u["unit_id"]])
+        report_sources = dict(zip(report_rows["report_id"].to_pylist(), report_rows["source_sha256"].to_pylist(), strict=True))
         samples = []
         for v in u["volumes"]:
             folders = {stage: store.path(stage, v[stage]) for stage in ("ingest", "anatomy", "text")}
             stored = {stage: _load_tables(folder) for stage, folder in folders.items()}
+            sample = stored["text"]["samples"]
+            in_shards = sample["in_shards"][0].as_py()  # a volume with a report
+            if in_shards:
+                stored["text"] = _with_report_source(stored["text"], folders["ingest"], report_sources[sample["report_id"][0].as_py()])
             for stage_tables in stored.values():
                 for name, table in stage_tables.items():
                     tables[name].append(table)
-            if stored["text"]["samples"]["in_shards"][0].as_py():  # a volume with a report
+            if in_shards:
                 samples.append(
                     StoredSample(
                         volume_id=v["volume_id"],
@@ -869,7 +894,6 @@ def build_units(work_dir: Path, index: Mapping[str, Any]) -> list[BuildUnit]:
                         meta=json.loads((folders["text"] / "meta.json").read_text()),
                     )
                 )
-        report_rows = _filter(reports["reports"], "study_id", [u["unit_id"]])
         report_ids = report_rows["report_id"].to_pylist()
         tables["reports"].append(report_rows)
         tables["sentences"].append(_filter(reports["sentences"], "report_id", report_ids))

@@ -24,7 +24,7 @@ from ctcorpus.cli import demo_config
 from ctcorpus.config import REDACTED, CorpusConfig, config_from_dict
 from ctcorpus.config.reports import ReportsConfig
 from ctcorpus.errors import AnatomyError
-from ctcorpus.records import sha256_file
+from ctcorpus.records import sha256_file, sha256_of_hashes
 from ctcorpus.reports import analysis_settings
 from ctcorpus.synth import generate_export
 from ctcorpus.synth.truth import load_truth
@@ -542,6 +542,40 @@ def test_new_studies_are_processed_alone_and_old_patients_keep_their_split(tmp_p
     assert len(after) == len(before) + 1
 
 
+def test_a_report_export_grown_by_a_new_study_s_rows_redoes_the_text_stage_of_that_study_alone(tmp_path):
+    # a nightly cumulative RIS export: its rows carry its sha256, which each added row changes; the text stage's key
+    # held it, so every study with a report in it had its snippets, fingerprint and samples row made anew each night
+    truth, source, export, patients = _two_of_three_patients(tmp_path)
+    with open(source / "reports.csv", newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        fields, rows = reader.fieldnames, list(reader)
+
+    def write(mode: str, patient_ids: set[str]) -> None:
+        with open(export / "reports.csv", mode, newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fields)
+            if mode == "w":
+                writer.writeheader()
+            writer.writerows(row for row in rows if row["patient_id"] in patient_ids)
+
+    write("w", set(patients[:2]))
+    config = _config(tmp_path, export)
+    first = _run(config, tmp_path / "work")
+    _copy_patients(truth, source, export, {patients[2]})  # the new study's files (and the full export: rewritten)
+    write("w", set(patients[:2]))
+    write("a", {patients[2]})  # its report row appended
+    grown = _run(config, tmp_path / "work")
+    assert grown.computed["text"] == grown.volumes - first.volumes > 0
+    assert grown.cached["text"] == first.computed["text"]
+    # provenance: the rows made before name the grown export, as a fresh run's do
+    _run(config, tmp_path / "fresh")
+    built = [pipeline.build_from_work(config, tmp_path / work, tmp_path / f"{work}-dataset" / "v1") for work in ("work", "fresh")]
+    assert len({(result.path / "manifest.json").read_bytes() for result in built}) == 1
+    stacks = _table(built[0].path, "series").set_index("stack_id")["source_sha256"]
+    export_sha256 = sha256_file(export / "reports.csv")
+    for sample in _table(built[0].path, "samples").itertuples():  # every study has a report
+        assert sample.source_sha256 == sha256_of_hashes([stacks[sample.volume_id], export_sha256])
+
+
 def test_a_moved_export_names_its_report_files_where_they_now_are(tmp_path):
     # the reports stage names each row's export by its path: its result reused after a move named the old one
     _, _, export, _ = _two_of_three_patients(tmp_path)  # reports.csv holds reports of a patient not exported: orphans
@@ -723,7 +757,7 @@ def test_report_json_keeps_every_section_of_a_name() -> None:
     # a report with a findings section per region: report.json's sections kept the abdomen's alone
     text = "FINDINGS: Nodule.\nIMPRESSION: Nodule.\nFINDINGS: Liver cyst.\n"
     sections = (("findings", 10, 18), ("impression", 30, 38), ("findings", 48, len(text)))
-    report = pipeline.StudyReport("r1", "en", text, sections, (), (), "0" * 64)
+    report = pipeline.StudyReport("r1", "en", text, sections, (), ())
     assert pipeline._report_json(report)["sections"] == {"findings": "Nodule.\n\nLiver cyst.", "impression": "Nodule.\n"}
 
 
