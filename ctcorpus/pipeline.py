@@ -22,7 +22,7 @@ import json
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -234,7 +234,7 @@ def _study_keys(stacks: Sequence[Stack]) -> list[StudyKey]:
             requested[record.study_uid].update(record.requested_accession_numbers)
     return [
         StudyKey(uid, first.accession_number, first.patient_id, first.study_date,
-                 tuple(sorted(requested[uid] - {first.accession_number})))
+                 tuple(sorted(requested[uid] - {first.accession_number})), first.rel_path)
         for uid, first in sorted(firsts.items())
     ]
 
@@ -349,6 +349,19 @@ def _report_export_hash(path: Path) -> str:
         return f"unreadable: {exc.strerror or exc}"
 
 
+def _reports_left_out(
+    reports: pa.Table, study_ids: Collection[str], reason: QuarantineReason, why: str
+) -> tuple[list[QuarantineEntry], dict[str, str]]:
+    """A quarantine row for each report linked to a study that is left out of the corpus (``why``
+    says why; the build keeps the reports of its studies only, so they would leave unnamed), and
+    the ``source_sha256`` of the export each row names."""
+    rows = [row for row in reports.to_pylist() if row["study_id"] in study_ids]
+    entries = [QuarantineEntry("reports", row["source_path"], reason,
+                               f"{row['source_path']}: report {row['report_id']} links to study {row['study_id']}, {why}",
+                               item_id=row["report_id"]) for row in rows]
+    return entries, {row["source_path"]: row["source_sha256"] for row in rows}
+
+
 def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     """Index the export, plan stacks, process and link the reports; one unit per study.
 
@@ -359,7 +372,7 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     run = config.run
     if run.export_dir is None:
         raise IngestError("no export folder: set run.export_dir or name it (`ctcorpus ingest EXPORT`, the flow's export_dir)", path="run.export_dir")
-    _segmenter(config)  # before any work: a TotalSegmentator without its weights fails the run here
+    _segmenter(config, planning=True)  # before any work: a TotalSegmentator without its weights fails the run here
     store = WorkStore(Path(work_dir))
     store.clean()
     p = pseudonymizer_for(config.ingest)
@@ -369,6 +382,9 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     stacks = plan_stacks(index, config.ingest)
     candidates = {group[0].stack_key: tuple(s.stack_key for s in group) for group in candidate_groups(stacks, config.ingest)}
     studies = _study_keys(stacks)
+    # no PatientID (DICOM allows an empty one): its patient's other studies could land in another split
+    unidentified = {s.study_uid for s in studies if not s.patient_id.strip()}
+    left_out = {p.study(uid) for uid in unidentified}
 
     # by path too: the rows name their export by its path (reports.source_path, the quarantine), which a move changes
     report_exports = [(str(f), _report_export_hash(Path(f))) for f in run.report_files]
@@ -391,7 +407,9 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
                                  sr_image_numbers=sr_image_numbers, previous=_latest_reports(store, settings))
         with store.writing("reports", reports_key) as folder:
             _save_tables(folder, reports_tables(result))
-            _save_tables(folder, {"quarantine": _quarantine_table(list(log_r.entries) + list(result.quarantine),
+            # a study without PatientID has its missing_patient_id row, whether or not a report links to it
+            rows = [e for e in result.quarantine if e.reason is not QuarantineReason.NO_REPORT or e.item_id not in left_out]
+            _save_tables(folder, {"quarantine": _quarantine_table(list(log_r.entries) + rows,
                                                                   {str(Path(f)): h for f, h in report_exports})})
             (folder / _analysis_keys_name(settings)).write_text(json.dumps(result.analysis_keys, sort_keys=True),
                                                                 encoding="utf-8")
@@ -401,8 +419,6 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     grouped: dict[str, list[Stack]] = defaultdict(list)
     for stack in stacks:
         grouped[stack.first.study_uid].append(stack)
-    # no PatientID (DICOM allows an empty one): its patient's other studies could land in another split
-    unidentified = {uid for uid, group in grouped.items() if not group[0].first.patient_id.strip()}
     anonymous = []
     for uid in sorted(unidentified):
         path = grouped[uid][0].first.rel_path
@@ -410,16 +426,10 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
                                          f"{path}: the study has no PatientID, so no patient-level split can keep it "
                                          "with its patient's other studies; export it with its patient id",
                                          item_id=p.study(uid)))
-    # the reports linked to them leave the corpus with them (the build keeps the reports of its studies): say so
-    left_out = {p.study(uid) for uid in unidentified}
-    orphaned = [row for row in reports["reports"].to_pylist() if row["study_id"] in left_out]
-    anonymous.extend(
-        QuarantineEntry("reports", row["source_path"], QuarantineReason.MISSING_PATIENT_ID,
-                        f"{row['source_path']}: report {row['report_id']} links to study {row['study_id']}, which has no "
-                        "PatientID: both are left out (the study's row names a file of it); export the study with its patient id",
-                        item_id=row["report_id"])
-        for row in orphaned
-    )
+    orphaned, orphaned_sources = _reports_left_out(
+        reports["reports"], left_out, QuarantineReason.MISSING_PATIENT_ID,
+        "which has no PatientID: both are left out (the study's row names a file of it); export the study with its patient id")
+    anonymous.extend(orphaned)
     seen = {e.path for e in index.quarantine}
     entries = [*index.quarantine, *(e for e in handler.entries if e.path not in seen or e.stage != "ingest"), *anonymous]
     export_key = _digest("export", __version__, INGEST_PRODUCER, sorted((r.rel_path, r.sha256) for r in index.instances),
@@ -427,7 +437,7 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     if not store.has("export", export_key):
         with store.writing("export", export_key) as folder:
             instances = table_from_rows("instances", instance_rows(index, p))
-            files = {r.rel_path: r.sha256 for r in index.instances} | {r["source_path"]: r["source_sha256"] for r in orphaned}
+            files = {r.rel_path: r.sha256 for r in index.instances} | orphaned_sources
             _save_tables(folder, {"quarantine": _quarantine_table(entries, files), "instances": instances})
 
     units = []
@@ -459,10 +469,12 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
 _SEGMENTERS: dict[str, Any] = {}
 
 
-def _segmenter(config: CorpusConfig) -> Any:
+def _segmenter(config: CorpusConfig, *, planning: bool = False) -> Any:
+    """This process's segmenter for the anatomy config. Only planning warns that ``backend: auto``
+    fell back to the threshold segmenter: each worker process builds its own, and repeated it."""
     key = _digest(_section(config, "anatomy"))
     if key not in _SEGMENTERS:
-        _SEGMENTERS[key] = make_segmenter(config.anatomy)
+        _SEGMENTERS[key] = make_segmenter(config.anatomy, warn=planning)
     return _SEGMENTERS[key]
 
 
@@ -851,13 +863,17 @@ def build_units(work_dir: Path, index: Mapping[str, Any]) -> list[BuildUnit]:
         QuarantineEntry("pipeline", "", QuarantineReason.STAGE_FAILED, f"study {u['unit_id']} failed after retries: {u['failed']}", item_id=u["unit_id"])
         for u in index["units"] if u["failed"]
     ]
+    dropped, sources = _reports_left_out(reports["reports"], {e.item_id for e in failed}, QuarantineReason.STAGE_FAILED,
+                                         "which failed after retries: both are left out (the study's row names its "
+                                         "error); the next run retries the study")
     units = [
         BuildUnit(
             unit_id="export",
             patient_id="",
             tables={
                 "instances": export["instances"],
-                "quarantine": pa.concat_tables([export["quarantine"], reports["quarantine"], _quarantine_table(failed)]),
+                "quarantine": pa.concat_tables([export["quarantine"], reports["quarantine"],
+                                                _quarantine_table([*failed, *dropped], sources)]),
             },
         )
     ]

@@ -180,7 +180,28 @@ def test_transient_failure_is_retried_and_permanent_failure_quarantined(setup, m
     result = pipeline.build_from_work(pipeline_config(config), work, folder / "flaky-dataset")
     quarantine = pq.read_table(result.path / "tables" / "quarantine").to_pandas()
     failed = quarantine[quarantine["reason"] == "stage_failed"]
-    assert len(failed) == 1 and "permanent" in failed["message"].iloc[0]
+    study = failed[failed["stage"] == "pipeline"]
+    assert len(study) == 1 and "permanent" in study["message"].iloc[0]
+    # its report leaves the corpus with it: it left unnamed, now its row names it and its export
+    left = failed[failed["stage"] == "reports"]
+    assert len(left) >= 1 and left["message"].str.contains(f"links to study {permanent}, which failed").all()
+    assert all(Path(path).is_file() for path in left["path"]) and (left["source_sha256"] != "").all()
+    reports = pq.read_table(result.path / "tables" / "reports").to_pandas()
+    assert set(left["item_id"]).isdisjoint(reports["report_id"]) and permanent not in set(reports["study_id"])
+
+
+def test_a_run_warns_once_that_segmentation_falls_back_to_thresholds(setup, tmp_path, capfd):
+    # the planning process warned, then each Dask worker again when it built its segmenter (their stderr is ours)
+    from flows.ingest import ingest_export
+
+    _, config = setup
+    data = yaml.safe_load(config.read_text())
+    data["anatomy"] = {"backend": "auto", "weights_path": str(tmp_path / "no-weights")}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    ingest_export(config_path=str(path), work_dir=str(tmp_path / "work"), parallel=True)
+    captured = capfd.readouterr()
+    assert (captured.out + captured.err).count("TotalSegmentator weights not provisioned") == 1
 
 
 @pytest.mark.parametrize(("threads", "in_flight"), [(4, 2), (2, 4)])

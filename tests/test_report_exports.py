@@ -7,6 +7,7 @@ import gzip
 import logging
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from ctcorpus.config.reports import ReportColumns, ReportsConfig
@@ -95,6 +96,52 @@ def test_studies_sharing_an_accession_number_take_the_report_whatever_their_orde
     (entry,) = result.quarantine
     assert (entry.reason, entry.item_id) == (QuarantineReason.NO_REPORT, "stu-1.2")
     assert "also that of another study of the patient, which took the report" in entry.message
+
+
+def test_a_study_without_a_report_is_named_by_a_file_and_its_accession_number(tmp_path):
+    # its row had no path and a message that named no study: only the study's pseudonym told which it was
+    path = _csv(tmp_path / "ris.csv", ("A1", "P1", "20240105", "Kein Erguss."))
+    studies = [StudyKey("1.1", "A1", "P1", "20240105", path="P1/S1/CT1"),
+               StudyKey("1.2", "A2", "P1", "20240301", path="P1/S2/CT1"), StudyKey("1.3", "", "P2", "", path="P2/S1/CT1")]
+    result = process_reports([path], studies, pseudonymize=_tagged)
+    assert [(q.reason, q.path, q.item_id) for q in result.quarantine] == [
+        (QuarantineReason.NO_REPORT, "P1/S2/CT1", "stu-1.2"), (QuarantineReason.NO_REPORT, "P2/S1/CT1", "stu-1.3")]
+    named, unnumbered = (q.message for q in result.quarantine)
+    # the accession number as the instances table pseudonymizes it (accession_id), never the number itself
+    assert named.startswith("P1/S2/CT1: the study (accession number acc-A2) has no report in 1 export(s)")
+    assert unnumbered.startswith("P2/S1/CT1: the study (no accession number) has no report")
+    assert all(q.message.endswith("[no_report]") for q in result.quarantine)
+
+
+def test_a_planned_export_names_each_study_without_a_report_once_by_a_file_of_it(tmp_path):
+    # a study without PatientID had a missing_patient_id row and a no_report row besides; the others a
+    # no_report row without a path
+    import pydicom
+
+    from ctcorpus import pipeline
+    from ctcorpus.cli import demo_config
+    from ctcorpus.config import config_from_dict
+    from ctcorpus.synth import generate_export
+
+    export = tmp_path / "export"
+    generate_export(export, patients=2, seed=5, matrix=64, n_slices=24)
+    files = sorted(p for p in export.rglob("*") if p.is_file() and not p.suffix)  # the DICOM files
+    blanked = pydicom.dcmread(files[0]).PatientID
+    for path in files:
+        ds = pydicom.dcmread(path)
+        if ds.PatientID == blanked:
+            ds.PatientID = ""
+            ds.save_as(path)
+    data = demo_config(tmp_path)
+    data["run"] |= {"export_dir": str(export), "report_files": [str(_csv(tmp_path / "ris.csv", ("X9", "P9", "", "x")))]}
+    plan = pipeline.plan_export(config_from_dict(data), tmp_path / "work")
+    stored = pipeline.WorkStore(tmp_path / "work").path("reports", plan.reports_key) / "quarantine.parquet"
+    no_report = [row for row in pq.read_table(stored).to_pylist() if row["reason"] == "no_report"]
+    anonymous = {e.item_id for e in plan.quarantine if e.reason == QuarantineReason.MISSING_PATIENT_ID}
+    assert anonymous and no_report and anonymous.isdisjoint(row["item_id"] for row in no_report)
+    assert len(plan.units) == len(no_report)  # the other patient's studies, each with a file of it
+    for row in no_report:
+        assert (export / row["path"]).is_file() and row["message"].startswith(f"{row['path']}: the study (accession number acc-")
 
 
 def test_a_report_of_another_exam_never_links_by_patient_and_date(tmp_path):

@@ -16,11 +16,12 @@ from ctcorpus.errors import AnatomyError
 log = logging.getLogger(__name__)
 
 
-def make_segmenter(config: AnatomyConfig) -> Segmenter:
+def make_segmenter(config: AnatomyConfig, *, warn: bool = True) -> Segmenter:
     """Build the configured segmenter once; keep it for every volume of a worker.
 
     ``backend: auto`` takes TotalSegmentator when its weights are provisioned, else the threshold
-    fallback with a warning naming the missing task ids. ``backend: totalsegmentator`` without
+    fallback with a warning naming the missing task ids (``warn=False``: a debug line, for the workers
+    of a run whose planning process has warned: each builds its own). ``backend: totalsegmentator`` without
     weights raises :class:`~ctcorpus.errors.AnatomyError` with the provisioning steps before any work.
 
     Examples
@@ -33,7 +34,8 @@ def make_segmenter(config: AnatomyConfig) -> Segmenter:
         return ThresholdSegmenter(config)
     if config.backend == "totalsegmentator" or totalsegmentator_ready(config):
         return TotalSegmentatorSegmenter(config)
-    log.warning(
+    log.log(
+        logging.WARNING if warn else logging.DEBUG,
         "TotalSegmentator weights not provisioned (missing task ids %s under %s): using the threshold fallback",
         list(missing_weights(config)),
         weights_dir(config),

@@ -32,6 +32,8 @@ class StudyKey:
     study_date: str  # YYYYMMDD, "" if unknown
     #: the other orders' accession numbers the study fulfils (its RequestAttributesSequence)
     requested_accession_numbers: tuple[str, ...] = ()
+    #: a file of the study, relative to the export root: the quarantine names a study without a report by it
+    path: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -389,12 +389,13 @@ def process_reports(
             shares = ("; its accession number is also that of another study of the patient, which took the report "
                       "(the smallest StudyInstanceUID)" if study.accession_number
                       and _accession_of_patient(study) in taken else "")
-            quarantine.append(QuarantineEntry(
-                stage=STAGE, path="", reason=QuarantineReason.NO_REPORT,
-                message=f"study has no report in {len(paths)} export(s) (accession or patient/date window)"
-                        f"{shares} [{QuarantineReason.NO_REPORT.value}]",
-                item_id=pseudonymize("stu", study.study_uid),
-            ))
+            # the accession number's pseudonym is the instances table's accession_id: the study is found by it
+            number = (f"accession number {pseudonymize('acc', study.accession_number)}"
+                      if accession_key(study.accession_number) else "no accession number")
+            quarantine.append(QuarantineEntry.from_error(ReportError(
+                f"the study ({number}) has no report in {len(paths)} export(s) (accession or patient/date "
+                f"window){shares}", path=study.path or None, reason=QuarantineReason.NO_REPORT),
+                STAGE, pseudonymize("stu", study.study_uid)))
     if previous is not None:
         logger.info("reports: %d of %d analyses reused from the previous run", reused, len(reports))
     return ReportsResult(tuple(reports), tuple(sentences), tuple(labels), tuple(quarantine), analysis_keys)
