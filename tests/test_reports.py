@@ -620,6 +620,12 @@ def test_phi_labelled_ids_are_found_whatever_letters_the_label_is_written_in():
         assert any(c.isdigit() for c in text[hits[0].start:hits[0].end]), text
 
 
+def _assert_phi(cases: dict[str, list[tuple[str, str]]]) -> None:
+    """Each text's PHI hits are exactly the (span text, kind) pairs listed for it."""
+    for text, expected in cases.items():
+        assert [(text[h.start:h.end], h.kind) for h in find_phi(text)] == expected, text
+
+
 def test_phi_contacts_ssn_signatures_dates_without_year():
     cases = {
         "Questions to dr.meier@klinik-nord.de please.": [("dr.meier@klinik-nord.de", "address")],
@@ -650,8 +656,7 @@ def test_phi_contacts_ssn_signatures_dates_without_year():
         "P.O. BOX 77, SPRINGFIELD": [("P.O. BOX 77, SPRINGFIELD", "address")],
         "Called 3 times; recall 6 months; telangiectasia 3 mm; extension 4 cm; approx. 555 mm; box 3.": [],
     }
-    for text, expected in cases.items():
-        assert [(text[h.start:h.end], h.kind) for h in find_phi(text)] == expected, text
+    _assert_phi(cases)
 
 
 def test_phi_forms_real_reports_write_that_the_rules_missed():
@@ -759,8 +764,7 @@ def test_phi_forms_real_reports_write_that_the_rules_missed():
         "History of Duchenne MD, no Becker MD. John Smith MD and J. Smith MD, von Weber MD agree.": [
             ("John Smith", "name"), ("J. Smith", "name"), ("von Weber", "name")],
     }
-    for text, expected in cases.items():
-        assert [(text[h.start:h.end], h.kind) for h in find_phi(text)] == expected, text
+    _assert_phi(cases)
 
 
 def test_phi_staff_abbreviations_co_signers_and_dictation_initials():
@@ -781,8 +785,7 @@ def test_phi_staff_abbreviations_co_signers_and_dictation_initials():
         "Reviewed with Tumor Board. Discussed with Body Imaging. DISCUSSED WITH REFERRING PHYSICIAN.\n"
         "CT/MR\nPET/CT\nL4/5, C5/6, mg/kg and/or MM/sk today.": [],
     }
-    for text, expected in cases.items():
-        assert [(text[h.start:h.end], h.kind) for h in find_phi(text)] == expected, text
+    _assert_phi(cases)
 
 
 def test_phi_ids_contacts_ages_and_postcodes_of_real_headers():
@@ -797,8 +800,7 @@ def test_phi_ids_contacts_ages_and_postcodes_of_real_headers():
             ("ninety-two", "age"), ("95", "age"), ("NINETY-ONE", "age")],
         "Exam 2 of 3, order 12 mm, visit 3, ninety days, 45 years of age, zip 2.": [],
     }
-    for text, expected in cases.items():
-        assert [(text[h.start:h.end], h.kind) for h in find_phi(text)] == expected, text
+    _assert_phi(cases)
 
 
 def test_phi_a_header_name_is_found_however_umlauts_are_spelled():

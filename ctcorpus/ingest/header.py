@@ -44,6 +44,8 @@ ENHANCED_CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2.1"
 LEGACY_CONVERTED_ENHANCED_CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2.2"
 #: CT SOP classes whose frames are slices, placed by functional groups.
 MULTI_FRAME_CT = frozenset({ENHANCED_CT_IMAGE, LEGACY_CONVERTED_ENHANCED_CT_IMAGE})
+#: CT SOP classes ctcorpus reads slices of: classic, and those whose frames are slices.
+CT_IMAGES = frozenset({CT_IMAGE, *MULTI_FRAME_CT})
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -639,10 +641,10 @@ def _padding(value: int | None, limit: int | None, signed: bool) -> tuple[int, i
 def instance_problem(record: InstanceRecord) -> QuarantineReason | None:
     """Why this instance cannot be a slice of a CT volume, or ``None`` if it can."""
     if record.pixel_offset < 0:  # a CT image must have PixelData: one without was cut or damaged before it
-        return QuarantineReason.TRUNCATED if record.sop_class_uid in (CT_IMAGE, *MULTI_FRAME_CT) else QuarantineReason.NON_IMAGE
+        return QuarantineReason.TRUNCATED if record.sop_class_uid in CT_IMAGES else QuarantineReason.NON_IMAGE
     if _is_truncated(record.size_bytes, record.pixel_offset, record.pixel_length):
         return QuarantineReason.TRUNCATED
-    if record.modality != "CT" or record.sop_class_uid not in (CT_IMAGE, *MULTI_FRAME_CT):
+    if record.modality != "CT" or record.sop_class_uid not in CT_IMAGES:
         return QuarantineReason.NON_CT
     if record.frame is None and (record.sop_class_uid in MULTI_FRAME_CT or record.number_of_frames > 1):
         return QuarantineReason.UNSUPPORTED_MULTIFRAME  # a file of frames: read_instances reads them as slices, or says why not
