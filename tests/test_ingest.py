@@ -440,6 +440,17 @@ def test_hu_is_applied_once_per_slice(tmp_path: Path) -> None:
     assert {q.reason for q in result.quarantine} == {QuarantineReason.INCONSISTENT_RESCALE}
 
 
+def test_stored_values_are_rescaled_to_hu_before_resampling(tmp_path: Path) -> None:
+    # A volume assembled as stored values (hu=False) was resampled and clipped as if it were HU:
+    # air (stored 24) became +24 HU, the rescale skipped instead of applied once.
+    write_series(tmp_path, phantom(12))
+    (stack,) = plan_stacks(index_export(tmp_path, cfg()), cfg())
+    raw, hu = assemble_volume(stack, cfg(), hu=False), assemble_volume(stack, cfg())
+    expected = resample_volume(hu, cfg()).array
+    assert expected.min() == -1000
+    assert np.array_equal(resample_volume(raw, cfg()).array, expected)
+
+
 def test_rescale_saturates_instead_of_wrapping() -> None:
     stored = np.array([[0, 1024, 40000, 65535]], np.uint16)
     assert rescale_to_hu(stored, 1.0, -1024.0).tolist() == [[-1024, 0, 32767, 32767]]

@@ -13,7 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ctcorpus.config.ingest import IngestConfig
-from ctcorpus.ingest.assemble import AIR_HU, volume_image
+from ctcorpus.ingest.assemble import AIR_HU, to_hu, volume_image
 from ctcorpus.ingest.geometry import covering_grid
 from ctcorpus.ingest.records import ResampledVolume, Volume
 
@@ -39,16 +39,18 @@ def _crop_pad(array: np.ndarray, origin: np.ndarray, direction: np.ndarray, spac
 
 
 def resample_volume(volume: Volume, config: IngestConfig | None = None) -> ResampledVolume:
-    """Resample a native HU volume onto the corpus grid (linear), clip HU, store int16.
+    """Resample a native volume onto the corpus grid (linear), clip HU, store int16.
 
-    An assembled volume is handed to SimpleITK without a copy (:func:`volume_image`), so the peak
-    is the native volume plus the float32 resampled one plus its int16 result.
+    A volume of stored values (``is_hu`` false) is rescaled to HU first (:func:`to_hu`, a no-op on
+    one in HU): clipped as HU, its rescale was skipped, air at +24 instead of -1000. An assembled
+    HU volume is handed to SimpleITK without a copy (:func:`volume_image`), so the peak is the
+    native volume plus the float32 resampled one plus its int16 result.
 
     >>> rv = resample_volume(volume, IngestConfig(target_spacing_mm=(1.5, 1.5, 1.5)))   # doctest: +SKIP
     >>> rv.spacing, rv.orientation                                                     # doctest: +SKIP
     ((1.5, 1.5, 1.5), 'LPS')
     """
-    return resample_image(volume_image(volume), config)
+    return resample_image(volume_image(to_hu(volume)), config)
 
 
 def resample_image(image: sitk.Image, config: IngestConfig | None = None) -> ResampledVolume:
