@@ -440,6 +440,23 @@ def test_hu_is_applied_once_per_slice(tmp_path: Path) -> None:
     assert {q.reason for q in result.quarantine} == {QuarantineReason.INCONSISTENT_RESCALE}
 
 
+def test_the_slice_table_states_the_rescale_each_file_holds(tmp_path: Path) -> None:
+    # CT-CLIP #28: the published intercepts disagreed with the files. Each slice row must carry the
+    # slope and intercept of its own file, the ones that turn that file's stored values into its HU.
+    stored = phantom(12)
+    write_series(tmp_path, stored[:6], reverse_numbers=False)
+    write_series(tmp_path / "b", stored[6:], z0=-38.0, slope=2.0, intercept=-2048.0, reverse_numbers=False)
+    (stack,) = plan_stacks(index_export(tmp_path, cfg()), cfg())
+    native = assemble_volume(stack, cfg())
+    result = ingest_stack(stack, cfg())
+    assert len(result.slice_rows) == 12
+    for row in result.slice_rows:
+        ds = pydicom.dcmread(tmp_path / row.path)
+        assert (row.rescale_slope, row.rescale_intercept) == (float(ds.RescaleSlope), float(ds.RescaleIntercept))
+        hu = ds.pixel_array.astype(int) * row.rescale_slope + row.rescale_intercept
+        assert np.array_equal(native.array[row.slice_index], hu), row.path
+
+
 def test_stored_values_are_rescaled_to_hu_before_resampling(tmp_path: Path) -> None:
     # A volume assembled as stored values (hu=False) was resampled and clipped as if it were HU:
     # air (stored 24) became +24 HU, the rescale skipped instead of applied once.
