@@ -406,6 +406,37 @@ def test_asymmetric_phantom_keeps_its_side_in_lps_and_ras(tmp_path: Path) -> Non
     assert np.array_equal(ras, lps[:, ::-1, ::-1])
 
 
+@pytest.mark.parametrize(("orientation", "flip_rows", "flip_columns"), [
+    ((1, 0, 0, 0, -1, 0), True, False),  # rows run anterior: the normal points to the feet, slices stack downwards
+    ((-1, 0, 0, 0, -1, 0), True, True),  # rotated 180 degrees in plane
+    ((-1, 0, 0, 0, 1, 0), False, True),  # mirrored columns, normal to the feet
+])
+def test_the_same_anatomy_stored_with_other_direction_cosines_gives_the_same_corpus_volume(
+    tmp_path: Path, orientation: tuple[int, ...], flip_rows: bool, flip_columns: bool
+) -> None:
+    # CT-CLIP #41, Merlin #10: orientation was never stated and users found flipped volumes. The
+    # asymmetric phantom written with the identity cosines and with cosines that reverse rows and/or
+    # columns (pixels and first-pixel position to match) is one patient: the corpus grid must not see
+    # the difference, while the native arrays are mirror images.
+    stored = phantom(12)
+    write_series(tmp_path / "plain", stored)
+    for k, pixels in enumerate(stored):
+        corner = (31.0 if flip_columns else -31.0, 31.0 if flip_rows else -31.0, -50.0 + 2 * k)
+        pixels = pixels[::-1] if flip_rows else pixels
+        write_slice(tmp_path / "flipped" / f"IM{k:02d}", pixels[:, ::-1] if flip_columns else pixels, corner,
+                    series_uid="1.2.3.4.6", instance=k + 1, orientation=orientation)
+    config = cfg(target_spacing_mm=(2.0, 2.0, 2.0))
+    plain, flipped = (plan_stacks(index_export(tmp_path / name, config), config)[0] for name in ("plain", "flipped"))
+    native = assemble_volume(flipped, config)
+    assert not np.array_equal(native.array, assemble_volume(plain, config).array)
+    for orientation_name in ("LPS", "RAS"):
+        config = cfg(target_spacing_mm=(2.0, 2.0, 2.0), orientation=orientation_name)
+        expected = resample_volume(assemble_volume(plain, config), config)
+        got = resample_volume(native, config)
+        assert np.allclose(got.origin, expected.origin) and np.allclose(got.direction, expected.direction)
+        assert np.array_equal(got.array, expected.array), orientation_name
+
+
 def test_the_resampled_grid_is_centred_on_the_stack(tmp_path: Path) -> None:
     # 28.6 mm of slices and 62 mm of pixels on a 4 mm grid: anchored at the low end, the grid kept the
     # first slice whole and lost more of the last one, and LPS and RAS were no mirror images
