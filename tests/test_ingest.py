@@ -609,6 +609,28 @@ def test_missing_slices_policy_and_too_few(tmp_path: Path) -> None:
     assert {q.reason for q in result.quarantine if q.action is Action.REJECT} == {QuarantineReason.TOO_FEW_SLICES, QuarantineReason.MISSING_SLICES}
 
 
+def test_slice_spacing_comes_from_every_slice_not_the_first_two(tmp_path: Path) -> None:
+    # SimpleITK's series reader takes the spacing from the first two slices (its #440): a first step
+    # off by a little stretched the whole volume, one off by more was never seen
+    stored = phantom(12)
+    jitter = np.zeros(12)
+    jitter[1] = 0.008  # within spacing_tolerance_mm: steps 2.008, 1.992, then 2.0
+    for k, pixels in enumerate(stored):
+        write_slice(tmp_path / "jitter" / f"IM{k:02d}", pixels, (-31.0, -31.0, -50.0 + 2 * k + jitter[k]),
+                    series_uid="1.2.3.4.5", instance=k + 1)
+    (stack,) = plan_stacks(index_export(tmp_path / "jitter", cfg()), cfg())
+    assert not stack.findings and assemble_volume(stack, cfg()).spacing[2] == pytest.approx(2.0, abs=1e-9)
+    first_step = 2.8  # then 2.0 mm: non-uniform, no gap (below gap_factor x the median step)
+    for k, pixels in enumerate(stored):
+        write_slice(tmp_path / "wide" / f"IM{k:02d}", pixels, (-31.0, -31.0, -50.0 + 2 * k + (first_step - 2) * (k > 0)),
+                    series_uid="1.2.3.4.6", instance=k + 1)
+    (stack,) = plan_stacks(index_export(tmp_path / "wide", cfg()), cfg())
+    assert [f.reason for f in stack.findings] == [QuarantineReason.NON_UNIFORM_SPACING]
+    volume = assemble_volume(stack, cfg())
+    assert volume.spacing[2] == pytest.approx(2.0) and volume.array.shape[0] == int((first_step + 20) // 2) + 1
+    assert volume.origin[2] == pytest.approx(-50.0)  # the grid starts at the first slice
+
+
 def test_resample_labels_nearest_and_crop_pad(tmp_path: Path) -> None:
     write_series(tmp_path, phantom(12))
     (stack,) = plan_stacks(index_export(tmp_path, cfg()), cfg())
