@@ -631,6 +631,27 @@ def test_slice_spacing_comes_from_every_slice_not_the_first_two(tmp_path: Path) 
     assert volume.origin[2] == pytest.approx(-50.0)  # the grid starts at the first slice
 
 
+@pytest.mark.parametrize("image_type", ["ORIGINAL\\PRIMARY\\LOCALIZER", "ORIGINAL\\PRIMARY\\OTHER"])
+def test_a_localizer_inside_the_axial_series_leaves_the_volume_alone(tmp_path: Path, image_type: str) -> None:
+    # SimpleITK's series reader crashes on a localizer mixed into the series. Same SeriesInstanceUID,
+    # matrix and pixel spacing, a coronal plane: labelled, discovery quarantines it; unlabelled, it is
+    # a plane of its own (one slice, rejected), and the axial stack is the same either way.
+    stored = phantom(12)
+    write_series(tmp_path, stored)
+    write_slice(tmp_path / "SCOUT", stored[0], (-31.0, 0.0, 10.0), series_uid="1.2.3.4.5", instance=1,
+                orientation=(1, 0, 0, 0, 0, -1), image_type=image_type)
+    index = index_export(tmp_path, cfg())
+    labelled = "LOCALIZER" in image_type
+    assert [(q.path, q.reason) for q in index.quarantine] == ([("SCOUT", QuarantineReason.LOCALIZER)] if labelled else [])
+    stacks = plan_stacks(index, cfg())
+    results = [ingest_stack(s, cfg()) for s in stacks]
+    axial = [r for s, r in zip(stacks, results, strict=True) if len(s.instances) == 12]
+    assert len(axial) == 1 and axial[0].volume is not None and len(stacks) == (1 if labelled else 2)
+    assert [s.first.rel_path for s in stacks if s.rejected] == ([] if labelled else ["SCOUT"])
+    (volume,) = [assemble_volume(s, cfg()) for s in stacks if not s.rejected]
+    assert np.array_equal(volume.array, stored.astype(int) - 1024)
+
+
 def test_resample_labels_nearest_and_crop_pad(tmp_path: Path) -> None:
     write_series(tmp_path, phantom(12))
     (stack,) = plan_stacks(index_export(tmp_path, cfg()), cfg())
