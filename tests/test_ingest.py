@@ -652,6 +652,27 @@ def test_a_localizer_inside_the_axial_series_leaves_the_volume_alone(tmp_path: P
     assert np.array_equal(volume.array, stored.astype(int) - 1024)
 
 
+@pytest.mark.parametrize("repair_gap", [False, True])
+def test_the_slice_table_maps_every_dicom_file_to_its_corpus_slice(tmp_path: Path, repair_gap: bool) -> None:
+    # dcm2niix users ask for the DICOM slice <-> NIfTI slice map (its #341): the slice table is it.
+    # Each file holds its own HU; the resampled slice its row names must hold that file's HU, also
+    # past a missing slice the repair interpolated across.
+    stored = np.stack([np.full((32, 32), 1024 + 50 * k, np.uint16) for k in range(12)])  # slice k: 50k HU
+    paths = write_series(tmp_path, stored)
+    if repair_gap:
+        paths[5].unlink()
+    config = cfg(target_spacing_mm=(2.0, 2.0, 2.0), policy=GeometryPolicy(missing_slices=Action.REPAIR))
+    (stack,) = plan_stacks(index_export(tmp_path, config), config)
+    result = ingest_stack(stack, config)
+    assert result.volume is not None and len(result.slice_rows) == (11 if repair_gap else 12)
+    assert [row.slice_index for row in result.slice_rows] == list(range(len(result.slice_rows)))
+    for row in result.slice_rows:
+        hu = int(pydicom.dcmread(tmp_path / row.path).pixel_array[0, 0]) - 1024
+        index = round(row.resampled_z_index)
+        assert abs(row.resampled_z_index - index) < 1e-6
+        assert (result.volume.array[index] == hu).all(), row.path
+
+
 def test_resample_labels_nearest_and_crop_pad(tmp_path: Path) -> None:
     write_series(tmp_path, phantom(12))
     (stack,) = plan_stacks(index_export(tmp_path, cfg()), cfg())

@@ -134,7 +134,9 @@ class Stack:
 class SliceRecord:
     """One source slice of a volume (the slice table: dcm2niix users' missing DICOM <-> NIfTI map)."""
 
-    slice_index: int  # index in the native volume (z ascending along the stacking direction)
+    # index among the stack's source slices (ascending along the stacking direction): the native volume's
+    # row unless a spacing repair resampled the stack along z
+    slice_index: int
     sop_uid: str
     instance_number: int | None
     position: Vec3
