@@ -368,6 +368,32 @@ def test_totalsegmentator_never_downloads_during_a_call(tmp_path, monkeypatch):
     assert old_version.is_dir()  # the operator's folder is left as it is
 
 
+def test_weights_relocated_by_the_environment_are_where_totalsegmentator_looks(tmp_path, monkeypatch):
+    """TOTALSEG_HOME_DIR and TOTALSEG_WEIGHTS_PATH move the weights (the docker images set them): ctcorpus checks
+    the folder TotalSegmentator itself resolves inside a call, config fields first, and writes config.json there."""
+    from totalsegmentator.config import get_totalseg_dir, get_weights_dir
+
+    monkeypatch.setenv("TOTALSEG_HOME_DIR", str(tmp_path / "home"))
+    monkeypatch.delenv("TOTALSEG_WEIGHTS_PATH", raising=False)
+    config = AnatomyConfig(backend="totalsegmentator")
+    assert missing_weights(config) == (298,)
+    _fake_weights(tmp_path / "home" / "nnunet" / "results", *_FASTEST)
+    assert missing_weights(config) == ()
+    monkeypatch.setenv("TOTALSEG_WEIGHTS_PATH", str(tmp_path / "elsewhere"))  # over the home's results folder
+    assert missing_weights(config) == (298,)
+    _fake_weights(tmp_path / "elsewhere", *_FASTEST)
+    for settings, home, weights in (
+        ({}, tmp_path / "home", tmp_path / "elsewhere"),
+        ({"home_dir": tmp_path / "h2", "weights_path": tmp_path / "home" / "nnunet" / "results"},
+         tmp_path / "h2", tmp_path / "home" / "nnunet" / "results"),
+    ):
+        segmenter = TotalSegmentatorSegmenter(config.model_copy(update=settings))
+        assert (home / "config.json").is_file()
+        with segmenter._environment():
+            assert (get_totalseg_dir(), get_weights_dir()) == (home, weights)
+    assert os.environ["TOTALSEG_WEIGHTS_PATH"] == str(tmp_path / "elsewhere")  # the operator's value is restored
+
+
 def test_licensed_task_without_a_license_fails_at_construction_not_with_sys_exit(tmp_path, monkeypatch):
     """TotalSegmentator ends the process (sys.exit) on a licensed task without a license: refused up front."""
     from totalsegmentator import python_api
