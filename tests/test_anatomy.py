@@ -394,6 +394,32 @@ def test_weights_relocated_by_the_environment_are_where_totalsegmentator_looks(t
     assert os.environ["TOTALSEG_WEIGHTS_PATH"] == str(tmp_path / "elsewhere")  # the operator's value is restored
 
 
+def test_usage_statistics_are_off_even_where_the_config_had_them_on(tmp_path, monkeypatch):
+    """TotalSegmentator posts usage statistics after every prediction unless its config.json says not to: an
+    operator's config.json with them on is turned off (its other settings kept), and a call posts nothing."""
+    import totalsegmentator.config as ts_config
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.json").write_text(json.dumps({"totalseg_id": "totalseg_OPERATOR", "send_usage_stats": True,
+                                                  "prediction_counter": 7, "license_number": "aca_123"}))
+    _fake_weights(tmp_path / "w", *_FASTEST)
+    segmenter = TotalSegmentatorSegmenter(AnatomyConfig(backend="totalsegmentator", weights_path=tmp_path / "w",
+                                                        home_dir=home))
+    settings = json.loads((home / "config.json").read_text())
+    assert settings["send_usage_stats"] is False
+    assert (settings["totalseg_id"], settings["prediction_counter"], settings["license_number"]) == (
+        "totalseg_OPERATOR", 7, "aca_123")
+    posted = []
+    monkeypatch.setattr(ts_config.requests, "post", lambda url, **kwargs: posted.append(url))
+    with segmenter._environment():  # what python_api.totalsegmentator does after predicting
+        ts_config.setup_totalseg()
+        ts_config.send_usage_stats(ts_config.increase_prediction_counter(), {
+            "task": "total", "fast": False, "preview": False, "multilabel": True, "roi_subset": None,
+            "statistics": False, "radiomics": False})
+    assert posted == []
+
+
 def test_licensed_task_without_a_license_fails_at_construction_not_with_sys_exit(tmp_path, monkeypatch):
     """TotalSegmentator ends the process (sys.exit) on a licensed task without a license: refused up front."""
     from totalsegmentator import python_api
