@@ -482,9 +482,8 @@ def test_nifti_geometry_round_trip(tmp_path):
     assert np.array_equal(sitk.GetArrayFromImage(back), array)
 
 
-def test_loaded_models_are_kept_across_cases():
-    """The predictor subclass installed per call reads a model folder once per segmenter, not per case."""
-    loads = []
+def _fake_predictor_class(loads: list) -> type:
+    """An nnU-Net predictor that records each model folder it reads."""
 
     class FakePredictor:
         def __init__(self, device: str = "cpu") -> None:
@@ -496,8 +495,14 @@ def test_loaded_models_are_kept_across_cases():
                          "dataset_json", "trainer_name", "allowed_mirroring_axes", "label_manager"):
                 setattr(self, name, f"{name}-{len(loads)}")
 
+    return FakePredictor
+
+
+def test_loaded_models_are_kept_across_cases():
+    """The predictor subclass installed per call reads a model folder once per segmenter, not per case."""
+    loads = []
     cache: dict = {}
-    cached = _cached_predictor_class(FakePredictor, cache)
+    cached = _cached_predictor_class(_fake_predictor_class(loads), cache)
     first, second = cached(), cached()
     first.initialize_from_trained_model_folder("/w/Dataset298", [0])
     second.initialize_from_trained_model_folder("/w/Dataset298", [0])
@@ -505,6 +510,26 @@ def test_loaded_models_are_kept_across_cases():
     cached().initialize_from_trained_model_folder("/w/Dataset297", [0])
     assert len(loads) == 2 and len(cache) == 2
     assert isinstance(make_segmenter(AnatomyConfig(backend="threshold")), Segmenter)
+
+
+def test_a_segmenter_loads_each_model_once_across_its_calls(tmp_path, monkeypatch):
+    """TotalSegmentator builds a new ``totalsegmentator.nnunet.nnUNetPredictor`` per case (its #383, #523, #581):
+    every call of one segmenter must find the cached subclass there, all calls sharing one cache."""
+    from totalsegmentator import nnunet
+
+    loads = []
+    original = _fake_predictor_class(loads)
+    monkeypatch.setattr(nnunet, "nnUNetPredictor", original)
+    _fake_weights(tmp_path / "w", *_FASTEST)
+    segmenter = TotalSegmentatorSegmenter(
+        AnatomyConfig(backend="totalsegmentator", weights_path=tmp_path / "w", home_dir=tmp_path / "home")
+    )
+    for _ in range(3):  # three cases, as TotalSegmentator's nnunet.nnUNet_predict builds them
+        with segmenter._environment():
+            assert issubclass(nnunet.nnUNetPredictor, original)
+            nnunet.nnUNetPredictor(device="cpu").initialize_from_trained_model_folder("/w/Dataset298", [0])
+        assert nnunet.nnUNetPredictor is original
+    assert loads == ["/w/Dataset298"]
 
 
 _E2E_SCRIPT = """
