@@ -440,6 +440,43 @@ def test_licensed_task_without_a_license_fails_at_construction_not_with_sys_exit
         segmenter.segment(sitk.GetImageFromArray(np.zeros((4, 8, 8), np.int16)))
 
 
+@pytest.mark.parametrize(("error", "fits_in_chunks", "calls"), [
+    (RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"), True, [False, True]),
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"), True, [False, True]),
+    (MemoryError(), False, [False, True]),  # no smaller try left: the volume fails
+    (RuntimeError("Background workers died"), True, [False]),  # no memory error: no second try
+])
+def test_a_case_out_of_memory_is_segmented_again_in_chunks(tmp_path, monkeypatch, caplog, error, fits_in_chunks, calls):
+    """TotalSegmentator runs out of memory on 512x512x800+ volumes (its #240, #62, #89), and the volume lost its
+    mask: the case is segmented once more in 3 chunks along z (force_split); other failures fail at once."""
+    from totalsegmentator import python_api
+
+    seen = []
+
+    def predict(ct_path, output, **kwargs):
+        seen.append(kwargs["force_split"])
+        if not (kwargs["force_split"] and fits_in_chunks):
+            raise error
+        ct = nib.load(ct_path)
+        return nib.Nifti1Image(np.ones(ct.shape, np.uint8), ct.affine)
+
+    monkeypatch.setattr(python_api, "totalsegmentator", predict)
+    _fake_weights(tmp_path / "w", *_FASTEST)
+    segmenter = TotalSegmentatorSegmenter(
+        AnatomyConfig(backend="totalsegmentator", weights_path=tmp_path / "w", home_dir=tmp_path / "home")
+    )
+    image = _image(np.zeros((6, 8, 10), np.int16), (2.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    with caplog.at_level(logging.WARNING, logger="ctcorpus.anatomy"):
+        if calls == [False, True] and fits_in_chunks:
+            assert (segmenter.segment(image).array() == 1).all()
+        else:
+            with pytest.raises(AnatomyError, match=type(error).__name__) as info:
+                segmenter.segment(image)
+            assert ("in 3 chunks" in str(info.value)) == (len(calls) == 2)
+    assert seen == calls
+    assert ("3 chunks along z" in caplog.text) == (len(calls) == 2)
+
+
 def test_auto_backend_falls_back_with_a_warning(tmp_path, caplog):
     config = AnatomyConfig(backend="auto", weights_path=tmp_path / "none", home_dir=tmp_path / "home")
     with caplog.at_level(logging.WARNING, logger="ctcorpus.anatomy"):

@@ -5,7 +5,8 @@ environment variables and a ``config.json`` in its home folder, downloads missin
 at run time, posts usage statistics, and re-reads its checkpoint for every case. This module keeps it
 offline and quiet: weights must already be provisioned (checked before any work, with a message that
 says how to provision them), the environment is set for the call only, ``send_usage_stats`` is
-false, and loaded networks are kept across calls by the segmenter object.
+false, loaded networks are kept across calls by the segmenter object, and a case that runs out of
+memory is segmented again in three chunks along z.
 
 nnU-Net looks a trainer class up by importing every module of its trainer folder, some of which
 import timm -> torchvision, whose PyPI build does not match the CPU torch (the project removes it).
@@ -441,33 +442,58 @@ class TotalSegmentatorSegmenter:
             raise AnatomyError(provisioning_message(self._config, (task_id,)), path=self._weights)
 
     def segment(self, image: sitk.Image) -> Segmentation:
-        """Segment a CT volume in HU; the label map is mapped back onto ``image``'s exact grid."""
+        """Segment a CT volume in HU; the label map is mapped back onto ``image``'s exact grid.
+
+        A case that runs out of (GPU or host) memory is segmented once more in three overlapping
+        chunks along z, each predicted alone (TotalSegmentator's ``force_split``): its users' fix for
+        512x512x800+ volumes (its #240, #62, #89), where the failure cost the volume its mask.
+        """
+        with tempfile.TemporaryDirectory(prefix="ctcorpus-totalseg-") as tmp, self._environment():
+            ct_path = write_nifti(image, Path(tmp) / "ct.nii")
+            for force_split in (False, True):
+                try:
+                    result = self._predict(ct_path, force_split=force_split)
+                    break
+                except (Exception, SystemExit) as exc:  # bare exceptions of many kinds; sys.exit on some errors
+                    if force_split or not _out_of_memory(exc):
+                        raise AnatomyError(
+                            f"TotalSegmentator failed{' in 3 chunks' if force_split else ''}: {type(exc).__name__}: {exc}",
+                            reason=QuarantineReason.SEGMENTATION_FAILED,
+                        ) from exc
+                    log.warning("TotalSegmentator ran out of memory (%s: %s); segmenting in 3 chunks along z",
+                                type(exc).__name__, exc)
+            labels = label_map_from_nifti(result, image, Path(tmp) / "seg.nii")
+        return Segmentation(labels=labels, label_table=self._label_table, backend=self.name, version=self.version)
+
+    def _predict(self, ct_path: Path, *, force_split: bool) -> Any:
+        """One TotalSegmentator call on the NIfTI at ``ct_path`` (``force_split``: in 3 chunks along z)."""
         from totalsegmentator.python_api import totalsegmentator
 
         config = self._config
-        with tempfile.TemporaryDirectory(prefix="ctcorpus-totalseg-") as tmp, self._environment():
-            ct_path = write_nifti(image, Path(tmp) / "ct.nii")
-            try:
-                result = totalsegmentator(
-                    ct_path,
-                    None,
-                    ml=True,
-                    task=config.task,
-                    fast=config.mode == "fast",
-                    fastest=config.mode == "fastest",
-                    roi_subset=list(config.roi_subset) if config.roi_subset else None,
-                    device=self._device,
-                    quiet=True,
-                    nr_thr_resamp=config.nr_thr_resamp,
-                    nr_thr_saving=config.nr_thr_saving,
-                )
-            except (Exception, SystemExit) as exc:  # bare exceptions of many kinds; sys.exit on some errors
-                raise AnatomyError(
-                    f"TotalSegmentator failed: {type(exc).__name__}: {exc}",
-                    reason=QuarantineReason.SEGMENTATION_FAILED,
-                ) from exc
-            labels = label_map_from_nifti(result, image, Path(tmp) / "seg.nii")
-        return Segmentation(labels=labels, label_table=self._label_table, backend=self.name, version=self.version)
+        return totalsegmentator(
+            ct_path,
+            None,
+            ml=True,
+            task=config.task,
+            fast=config.mode == "fast",
+            fastest=config.mode == "fastest",
+            roi_subset=list(config.roi_subset) if config.roi_subset else None,
+            device=self._device,
+            quiet=True,
+            nr_thr_resamp=config.nr_thr_resamp,
+            nr_thr_saving=config.nr_thr_saving,
+            force_split=force_split,
+        )
+
+
+#: How errors out of memory read: CUDA's ("CUDA out of memory"), torch's CPU allocator's
+#: ("DefaultCPUAllocator: can't allocate memory"); numpy raises MemoryError.
+_OUT_OF_MEMORY = ("out of memory", "can't allocate memory")
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` says a case did not fit in memory (worth a smaller try, unlike other failures)."""
+    return isinstance(error, MemoryError) or any(text in str(error) for text in _OUT_OF_MEMORY)
 
 
 def _cached_predictor_class(base: type, cache: dict[tuple[Any, ...], dict[str, Any]]) -> type:
