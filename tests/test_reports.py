@@ -345,6 +345,23 @@ def test_language_words_are_those_of_the_word_pattern():
          {"pleural_effusion": NEG, "consolidation": NEG}),
         ("Kein Erguss, kein Pneumothorax, keine Infiltrate. Negative for pneumothorax, emphysema.",
          {"pleural_effusion": NEG, "consolidation": NEG, "emphysema": NEG}),
+        # after a negation, an item graded by its degree or size asserts its finding, a coordinator inside it
+        # or not; "large" there is a hedge of the list ("no consolidation, large effusion, or pneumothorax")
+        ("No effusion, small nodule.", {"pleural_effusion": NEG, "lung_nodule": POS}),
+        ("No pleural effusion, mild emphysema.", {"pleural_effusion": NEG, "emphysema": POS}),
+        ("Kein Erguss, geringes Emphysem.", {"pleural_effusion": NEG, "emphysema": POS}),
+        ("Kein Pleuraerguss, mäßige Kardiomegalie.", {"pleural_effusion": NEG, "cardiomegaly": POS}),
+        ("No effusion, small nodule and mild atelectasis.",
+         {"pleural_effusion": NEG, "lung_nodule": POS, "atelectasis": POS}),
+        ("No pneumothorax, trace pleural effusion.", {"pleural_effusion": POS}),
+        ("No focal consolidation, large pleural effusion, or pneumothorax.",
+         {"consolidation": NEG, "pleural_effusion": NEG}),
+        ("No large effusion. No significant effusion, consolidation.", {"pleural_effusion": NEG, "consolidation": NEG}),
+        # a differential lists graded alternatives: they stay uncertain
+        ("May represent atelectasis, small infiltrate, scarring.",
+         {"atelectasis": UNC, "consolidation": UNC, "pulmonary_fibrotic_sequela": UNC}),
+        # "A versus B": OpenI's (NegBio's) gold reads A present, B not (the CheXpert labeler both uncertain)
+        ("Bibasilar atelectasis versus scarring.", {"atelectasis": POS, "pulmonary_fibrotic_sequela": UNC}),
     ],
 )
 def test_negation_and_uncertainty_scope(analyzer, text, expected):

@@ -19,6 +19,7 @@ __all__ = [
     "HEADINGS",
     "LABEL_SYNONYMS",
     "LIST_COORDINATORS",
+    "LIST_ITEM_DEGREES",
     "LIST_ITEM_QUALIFIERS",
     "NEGATION_POST",
     "NEGATION_PRE",
@@ -343,6 +344,18 @@ LIST_COORDINATORS: tuple[str, ...] = ("or", "and", "nor", "oder", "und", "noch",
 #: Words that place or qualify a finding: an item after a comma that holds one (or a number), with no
 #: coordinator after it, is a statement of its own ("Kein Pleuraerguss, Rundherd im rechten Unterlappen").
 LIST_ITEM_QUALIFIERS: tuple[str, ...] = ("in", "at", "within", "with", "on", "im", "am", "an", "mit", "der", "des")
+#: Words that grade a finding's degree or size: an item after a comma in a negation's scope that starts
+#: with one asserts its finding, a coordinator in it or not ("No effusion, small nodule and mild
+#: atelectasis", "Kein Erguss, geringes Emphysem"). Not "large", "significant" or "groß": negated lists
+#: hedge with them ("no consolidation, large pleural effusion, or pneumothorax": none that is large).
+LIST_ITEM_DEGREES: tuple[str, ...] = (
+    "small", "tiny", "trace", "minimal", "minimally", "mild", "mildly", "slight", "slightly", "minor", "moderate",
+    "moderately", "marked", "markedly", "severe", "severely", "extensive",
+    *(f"{stem}{ending}" for stem, ending in product(
+        ("gering", "geringgradig", "geringfügig", "klein", "leicht", "mäßig", "mittelgradig", "hochgradig",
+         "ausgeprägt", "deutlich", "diskret", "dezent", "schmal", "minimal"),
+        ("", "e", "em", "en", "er", "es"))),
+)
 
 #: Section headings (lowercase), English and German, at a line start followed by ":" or a line end.
 HEADINGS: Mapping[str, tuple[str, ...]] = MappingProxyType(

@@ -468,25 +468,30 @@ def _label_mentions(analyzer: ReportAnalyzer, lower: str) -> list[tuple[int, int
 _COORDINATOR = re.compile(r"\b(?:" + "|".join(lexicon.LIST_COORDINATORS) + r")\b")
 #: An item that starts with a size or count ("8 mm nodule") asserts a finding of its own.
 _SIZE_FIRST = re.compile(r"\s*\d")
+#: After a negation, so does one that starts with a degree ("small nodule", see lexicon.LIST_ITEM_DEGREES):
+#: a report says "no nodule", not "no small nodule", while a differential lists graded alternatives
+#: ("may represent atelectasis, small infiltrate, scarring").
+_GRADED_FIRST = re.compile(r"\s*(?:\d|(?:" + trie_regex(lexicon.LIST_ITEM_DEGREES) + r")\b)")
 #: An item that measures, places or qualifies its finding (see lexicon.LIST_ITEM_QUALIFIERS).
 _QUALIFIED = re.compile(r"\d|\b(?:" + "|".join(lexicon.LIST_ITEM_QUALIFIERS) + r")\b")
 
 
-def _list_reaches(lower: str, t_end: int, m_start: int, right_bound: float) -> bool:
+def _list_reaches(lower: str, t_end: int, m_start: int, right_bound: float, own_first: re.Pattern[str]) -> bool:
     """Whether a pre trigger ending at ``t_end`` reaches the mention at ``m_start`` across the commas
     between them: it does through a list ("no effusion, pneumothorax or consolidation"), as NegBio
     propagates a negation along the coordinated nouns, but not into an item that says something of
-    its own ("no effusion, 8 mm nodule in the right lower lobe"): one that starts with a size or
-    count, or one that holds a number or a word that places or qualifies it ("in", "im", "der")
-    where no coordinator follows the comma within the scope.
+    its own ("no effusion, 8 mm nodule in the right lower lobe"): one whose start ``own_first``
+    matches (_SIZE_FIRST, or after a negation _GRADED_FIRST: "no effusion, small nodule and mild
+    atelectasis"), or one that holds a number or a word that places or qualifies it ("in", "im",
+    "der") where no coordinator follows the comma within the scope.
     """
     right_bound = min(right_bound, len(lower))
     comma = lower.find(",", t_end, m_start)
     while comma >= 0:
         item_end = lower.find(",", comma + 1, right_bound)
         item = lower[comma + 1:right_bound if item_end < 0 else item_end]
-        if _SIZE_FIRST.match(item) or (_QUALIFIED.search(item)
-                                       and not _COORDINATOR.search(lower, comma + 1, right_bound)):
+        if own_first.match(item) or (_QUALIFIED.search(item)
+                                     and not _COORDINATOR.search(lower, comma + 1, right_bound)):
             return False
         comma = lower.find(",", comma + 1, m_start)
     return True
@@ -517,7 +522,8 @@ def _state(trig: Sequence[tuple[int, int, str]], lower: str, m_start: int, m_end
         elif t_start >= m_end and t_end <= right_bound and "_post" in kind:
             post = kind
             break
-    if pre and "," in lower and not _list_reaches(lower, pre_end, m_start, right_bound):
+    if pre and "," in lower and not _list_reaches(lower, pre_end, m_start, right_bound,
+                                                  _SIZE_FIRST if "unc_pre" in pre else _GRADED_FIRST):
         pre = ""
     if "unc_pre" in pre or "unc_post" in post:
         return LabelState.UNCERTAIN

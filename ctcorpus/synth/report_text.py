@@ -217,11 +217,17 @@ _NEG_BUT_POS: dict[str, tuple[str, ...]] = {
     "en": ("No {x}, but {y}", "No {x}; however, {y}"),
     "de": ("Kein Nachweis von {x}, jedoch {y}", "Kein Anhalt für {x}, aber {y}"),
 }
-# The same with a comma alone, for a positive finding placed in the lung: the location says it is no
-# further item of the negated list ("Kein Pleuraerguss, Rundherd im rechten Unterlappen").
+# The same with a comma alone, for a positive finding placed in the lung or graded by its degree or
+# size: the location or grade says it is no further item of the negated list ("Kein Pleuraerguss,
+# Rundherd im rechten Unterlappen", "No pleural effusion, mild cardiomegaly").
 _NEG_COMMA_POS: dict[str, tuple[str, ...]] = {
     "en": ("No {x}, {y}",),
     "de": ("Kein Nachweis von {x}, {y}", "Kein Anhalt für {x}, {y}"),
+}
+# How the graded findings of _POSITIVE start ("Small left pleural effusion", "Leichte Kardiomegalie").
+_GRADED: dict[str, tuple[str, ...]] = {
+    "en": ("Small ", "Mild ", "Moderate ", "Extensive "),
+    "de": ("Kleine ", "Kleiner ", "Leichte ", "Schmaler ", "Ausgeprägte ", "Mäßiger "),
 }
 
 _NORMAL: dict[str, tuple[str, ...]] = {
@@ -645,7 +651,8 @@ def render_report(
         text, anatomies = _split(_NORMAL[lang][int(j)])
         items.append((text, anatomies, {}, None))
     # fold one negated label into a positive sentence after a scope terminator ("No A, but B."), or
-    # after a comma where the positive finding is placed in the lung ("No A, B in the right lower lobe.")
+    # after a comma where the positive finding is placed in the lung or graded ("No A, B in the right
+    # lower lobe.", "No A, mild B.")
     pos_items = [j for j, item in enumerate(items) if item[3] is not None]
     neg_items = [j for j, item in enumerate(items) if item[3] is None and len(item[2]) == 1
                  and next(iter(item[2].values())) == "negative"]
@@ -655,8 +662,8 @@ def render_report(
         nlabel = next(iter(items[nj][2]))
         nname, nanat = _split(_pick(rng, _NAME[lang][nlabel]))
         second = ptext if lang == "de" else ptext[:1].lower() + ptext[1:]  # German nouns keep their capital
-        placed = ptext.endswith(_LUNG_LOC[lang][pfinding.side])
-        text = _pick(rng, _NEG_BUT_POS[lang] + (_NEG_COMMA_POS[lang] if placed else ())).format(x=nname, y=second)
+        own = ptext.endswith(_LUNG_LOC[lang][pfinding.side]) or ptext.startswith(_GRADED[lang])
+        text = _pick(rng, _NEG_BUT_POS[lang] + (_NEG_COMMA_POS[lang] if own else ())).format(x=nname, y=second)
         items[pj] = (text, panat | nanat, {nlabel: "negative", **plabels}, pfinding)
         del items[nj]
     for j in rng.permutation(len(items)):
