@@ -454,15 +454,45 @@ def test_labels_of_reports_of_no_known_split_are_no_label_finding() -> None:
 
 
 def test_split_with_volumes_but_no_report_is_reported(clean: CorpusTables) -> None:
-    """A split whose reports all failed has no label to evaluate: it was left out of the prevalence table."""
+    """A split whose reports all failed has no label to evaluate: one finding for the split, not one per label."""
     reports = clean.reports[clean.reports["split"] != "test"]
     labels = clean.labels[clean.labels["report_id"].isin(reports["report_id"])]
     tables = dataclasses.replace(clean, reports=reports, labels=labels)
     result = audit_corpus(tables)
     test = result.stats.label_prevalence.query("split == 'test'")
     assert len(test) == tables.labels["label"].nunique() and test["reports"].eq(0).all()
-    found = [f for f in result.findings if f.kind == FindingKind.LABEL_MISSING_IN_SPLIT and f.groups == ("test",)]
-    assert len(found) == len(test) and "has no report in split test" in found[0].detail
+    found = [f for f in result.findings if f.groups == ("test",) and f.kind != FindingKind.QUARANTINE]
+    volumes = clean.volumes["split"].eq("test").sum()
+    assert [(f.kind, f.score) for f in found] == [(FindingKind.EMPTY_SPLIT, volumes)]
+    assert found[0].detail.startswith(f"split test has {volumes} volumes but no report")
+
+
+def test_a_corpus_without_reports_says_so(clean: CorpusTables) -> None:
+    """No reports and no labels left the label grid empty: the audit found nothing and said 'No leak'."""
+    tables = dataclasses.replace(clean, reports=clean.reports.iloc[:0], labels=clean.labels.iloc[:0])
+    found = {f.groups: f.detail for f in audit_corpus(tables).findings if f.kind == FindingKind.EMPTY_SPLIT}
+    assert set(found) == {("test",), ("train",), ("validation",)}
+    assert "but no report" in found[("train",)]
+
+
+def test_a_split_the_config_expects_but_no_patient_fell_in_is_reported() -> None:
+    """8 patients at a 10 % test fraction can leave no test split: no table has a row of it, only
+    the manifest's config names it; a split of fraction 0 is not expected."""
+    tiny = _tiny()
+    fractions = {"train": 0.8, "validation": 0.1, "test": 0.1}
+    manifest = {**tiny.manifest, "config": {"outputs": {"split_fractions": fractions}}}
+    result = audit_corpus(dataclasses.replace(tiny, manifest=manifest))
+    assert result.stats.splits.set_index("split").loc["validation"].tolist() == [0, 0, 0, 0]
+    found = [f for f in result.findings if f.kind == FindingKind.EMPTY_SPLIT]
+    assert [(f.groups, f.detail) for f in found] == [
+        (("validation",), "split validation is empty (no volume, no report): nothing can be trained or evaluated there")
+    ]
+    page = report.render_html(result)
+    assert "split validation is empty" in page and "No leak between splits" in page
+    manifest["config"]["outputs"]["split_fractions"] = {**fractions, "validation": 0.0, "train": 0.9}
+    result = audit_corpus(dataclasses.replace(tiny, manifest=manifest))
+    assert "validation" not in set(result.stats.splits["split"])
+    assert not [f for f in result.findings if f.kind == FindingKind.EMPTY_SPLIT]
 
 
 def test_label_without_a_negative_report_in_a_split_is_reported() -> None:

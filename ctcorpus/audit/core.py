@@ -71,19 +71,18 @@ def _label_findings(prevalence: pd.DataFrame) -> list[Finding]:
     As in training and evaluation, a report that does not mention a label is negative for it, and
     an uncertain one is left out; so a split whose reports are all positive (or uncertain) for a
     label has no negative, just as one without a positive report has no positive. Split '' holds
-    the labels of reports of no known split: nobody evaluates there, so it has no finding.
+    the labels of reports of no known split: nobody evaluates there, so it has no finding; a split
+    without reports has one finding of its own (:func:`_split_findings`), not one per label.
     """
     seen = prevalence["label"].map(prevalence.groupby("label")["positive"].sum()).gt(0)
-    known = prevalence["split"] != ""
+    known = prevalence["split"].ne("") & prevalence["reports"].gt(0)
     negatives = prevalence["reports"] - prevalence["positive"] - prevalence["uncertain"]
     no_positive = prevalence["positive"].eq(0) & seen & known
-    no_negative = negatives.le(0) & prevalence["reports"].gt(0) & known & ~no_positive
+    no_negative = negatives.le(0) & known & ~no_positive
     findings = []
     for row in prevalence[no_positive | no_negative].itertuples():
         lacks = (
-            "no report"
-            if row.reports == 0
-            else "no positive report"
+            "no positive report"
             if row.positive == 0
             else f"no negative report ({row.positive} of {row.reports} positive, {row.uncertain} uncertain)"
         )
@@ -95,6 +94,34 @@ def _label_findings(prevalence: pd.DataFrame) -> list[Finding]:
                 (str(row.split),),
                 float(row.prevalence),
                 f"label {row.label} has {lacks} in split {row.split}: it cannot be evaluated there",
+            )
+        )
+    return findings
+
+
+def _split_findings(splits: pd.DataFrame) -> list[Finding]:
+    """Splits that cannot serve a model of volumes and reports: no report, or no volume, there.
+
+    Either no patient fell in a split the build config expects (a small corpus), or all its
+    volumes or all its reports failed. Split '' (reports of no known split) is no split.
+    """
+    findings = []
+    for row in splits[splits["split"].ne("") & (splits["reports"].eq(0) | splits["volumes"].eq(0))].itertuples():
+        lacks = (
+            "is empty (no volume, no report)"
+            if row.volumes == row.reports == 0
+            else f"has {row.volumes} volumes but no report"
+            if row.reports == 0
+            else f"has {row.reports} reports but no volume"
+        )
+        findings.append(
+            Finding(
+                FindingKind.EMPTY_SPLIT,
+                Severity.MEDIUM,
+                (),
+                (str(row.split),),
+                float(row.volumes),
+                f"split {row.split} {lacks}: nothing can be trained or evaluated there",
             )
         )
     return findings
@@ -130,8 +157,9 @@ def _quarantine_findings(quarantine: pd.DataFrame) -> list[Finding]:
 
 
 def _stat_findings(stats: CorpusStats) -> list[Finding]:
-    """Data-quality findings from the statistics: labels a split cannot evaluate, quarantined items."""
-    return _label_findings(stats.label_prevalence) + _quarantine_findings(stats.quarantine)
+    """Data-quality findings from the statistics: empty splits, labels a split cannot evaluate, quarantined items."""
+    findings = _split_findings(stats.splits) + _label_findings(stats.label_prevalence)
+    return findings + _quarantine_findings(stats.quarantine)
 
 
 def _order(findings: list[Finding]) -> tuple[Finding, ...]:

@@ -31,6 +31,7 @@ class FindingKind(str, Enum):
     DUPLICATE_REPORT = "duplicate_report"
     NEAR_DUPLICATE_REPORT = "near_duplicate_report"
     LABEL_MISSING_IN_SPLIT = "label_missing_in_split"  # no positive or no negative report there: no AUC
+    EMPTY_SPLIT = "empty_split"  # no report there (no volume either, or the config's split has no patient)
     QUARANTINE = "quarantine"
     SPLIT_CHANGED = "split_changed"
 
@@ -50,14 +51,14 @@ class Finding:
         ``high`` for a leak between splits (or between this corpus and the one checked against).
     ids:
         The ids concerned, sorted (patient, study, accession, volume or report ids, by kind; the
-        label, or the quarantine reasons, for those findings).
+        label, or the quarantine reasons, for those findings; none for an empty split).
     groups:
         The splits the ids fall in, sorted (``corpus/split`` against another corpus); the old and
-        the new corpus for a split change; the stage for quarantine.
+        the new corpus for a split change; the stage for quarantine; the split an empty split finding is about.
     score:
         Duplicates: the lowest similarity among the cluster's pairs (1.0 when all are exact
         copies); a label missing in a split: its prevalence there; quarantine: the items
-        rejected; otherwise 1.0.
+        rejected; an empty split: its volumes; otherwise 1.0.
     detail:
         One line for a person.
     """

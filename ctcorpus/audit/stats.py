@@ -6,7 +6,9 @@ carries it without reshaping.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,7 +30,8 @@ class CorpusStats:
     Attributes
     ----------
     splits:
-        split, volumes, patients and studies with a volume, reports.
+        split, volumes, patients and studies with a volume, reports; a split the build config
+        expects (:func:`expected_splits`) but no patient fell in is a row of zeros.
     label_prevalence:
         split, label, positive, negative, uncertain, reports, prevalence (positive / reports of
         the split), from report-level labels (``sentence_index == -1``).
@@ -62,12 +65,23 @@ class CorpusStats:
     quarantine: pd.DataFrame
 
 
+def expected_splits(manifest: Mapping[str, Any]) -> tuple[str, ...]:
+    """The splits the corpus's build config gives patients (``outputs.split_fractions`` above 0).
+
+    A split no patient fell in (8 patients at a 10 % test fraction) has no row in any table: only
+    the manifest says it should be there. A corpus without that config expects no split.
+    """
+    outputs = (manifest.get("config") or {}).get("outputs") or {}
+    return tuple(sorted(split for split, fraction in (outputs.get("split_fractions") or {}).items() if fraction > 0))
+
+
 def _split_sizes(tables: CorpusTables) -> pd.DataFrame:
     volumes = tables.volumes.groupby("split").agg(
         volumes=("volume_id", "nunique"), patients=("patient_id", "nunique"), studies=("study_id", "nunique")
     )
     reports = tables.reports.groupby("split").agg(reports=("report_id", "nunique"))
-    frame = volumes.join(reports, how="outer").fillna(0).astype(np.int64)
+    frame = volumes.join(reports, how="outer")
+    frame = frame.reindex(frame.index.union(pd.Index(expected_splits(tables.manifest)))).fillna(0).astype(np.int64)
     return frame.rename_axis("split").reset_index()
 
 
