@@ -437,10 +437,24 @@ def test_a_report_without_split_or_sections_is_no_crash() -> None:
     assert "<h2>Reports</h2>" in report.render_html(result)
 
 
+#: _tiny's pleural_effusion: one negative report, positive in no split.
+_NEVER_POSITIVE = (("pleural_effusion",), ("test", "train"))
+
+
 def test_label_missing_in_test_split_is_reported() -> None:
     findings = audit_corpus(_tiny()).findings
     missing = {(f.ids, f.groups) for f in findings if f.kind == FindingKind.LABEL_MISSING_IN_SPLIT}
-    assert missing == {(("emphysema",), ("test",)), (("lung_nodule",), ("test",))}
+    assert missing == {(("emphysema",), ("test",)), (("lung_nodule",), ("test",)), _NEVER_POSITIVE}
+
+
+def test_a_label_positive_in_no_split_is_one_finding() -> None:
+    """A label no report is positive for can be neither trained nor evaluated: it had no finding at all."""
+    found = [f for f in audit_corpus(_tiny()).findings if f.ids == ("pleural_effusion",)]
+    assert [(f.kind, f.groups, f.score) for f in found] == [(FindingKind.LABEL_MISSING_IN_SPLIT, ("test", "train"), 0)]
+    assert found[0].detail == (
+        "label pleural_effusion has no positive report in any split (test, train): "
+        "it can be neither trained nor evaluated"
+    )
 
 
 def test_labels_of_reports_of_no_known_split_are_no_label_finding() -> None:
@@ -450,7 +464,7 @@ def test_labels_of_reports_of_no_known_split_are_no_label_finding() -> None:
     result = audit_corpus(dataclasses.replace(tiny, labels=pd.concat([tiny.labels, gone], ignore_index=True)))
     assert "" in set(result.stats.label_prevalence["split"])  # the statistics keep them apart
     missing = {(f.ids, f.groups) for f in result.findings if f.kind == FindingKind.LABEL_MISSING_IN_SPLIT}
-    assert missing == {(("emphysema",), ("test",)), (("lung_nodule",), ("test",))}
+    assert missing == {(("emphysema",), ("test",)), (("lung_nodule",), ("test",)), _NEVER_POSITIVE}
 
 
 def test_split_with_volumes_but_no_report_is_reported(clean: CorpusTables) -> None:
@@ -511,7 +525,7 @@ def test_label_without_a_negative_report_in_a_split_is_reported() -> None:
     details = {(f.ids, f.groups): f.detail for f in findings if f.kind == FindingKind.LABEL_MISSING_IN_SPLIT}
     assert set(details) == {(("emphysema",), (split,)) for split in ("train", "test")} | {
         (("lung_nodule",), (split,)) for split in ("train", "test")
-    }
+    } | {_NEVER_POSITIVE}
     assert "no negative report (2 of 2 positive, 0 uncertain)" in details[(("lung_nodule",), ("train",))]
     assert "no negative report (1 of 2 positive, 1 uncertain)" in details[(("emphysema",), ("train",))]
     assert "no positive report" in details[(("lung_nodule",), ("test",))]

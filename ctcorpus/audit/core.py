@@ -70,17 +70,29 @@ def _label_findings(prevalence: pd.DataFrame) -> list[Finding]:
 
     As in training and evaluation, a report that does not mention a label is negative for it, and
     an uncertain one is left out; so a split whose reports are all positive (or uncertain) for a
-    label has no negative, just as one without a positive report has no positive. Split '' holds
-    the labels of reports of no known split: nobody evaluates there, so it has no finding; a split
-    without reports has one finding of its own (:func:`_split_findings`), not one per label.
+    label has no negative, just as one without a positive report has no positive. A label positive
+    in no split can be neither trained nor evaluated: one finding names all its splits. Split ''
+    holds the labels of reports of no known split: nobody evaluates there, so it has no finding;
+    a split without reports has one finding of its own (:func:`_split_findings`), not one per label.
     """
-    seen = prevalence["label"].map(prevalence.groupby("label")["positive"].sum()).gt(0)
-    known = prevalence["split"].ne("") & prevalence["reports"].gt(0)
-    negatives = prevalence["reports"] - prevalence["positive"] - prevalence["uncertain"]
-    no_positive = prevalence["positive"].eq(0) & seen & known
-    no_negative = negatives.le(0) & known & ~no_positive
-    findings = []
-    for row in prevalence[no_positive | no_negative].itertuples():
+    rows = prevalence[prevalence["split"].ne("") & prevalence["reports"].gt(0)]
+    never = rows["label"].map(rows.groupby("label")["positive"].sum()).eq(0)
+    negatives = rows["reports"] - rows["positive"] - rows["uncertain"]
+    findings = [
+        Finding(
+            FindingKind.LABEL_MISSING_IN_SPLIT,
+            Severity.MEDIUM,
+            (str(label),),
+            tuple(group["split"].astype(str)),
+            0.0,
+            f"label {label} has no positive report in any split ({', '.join(group['split'])}): "
+            "it can be neither trained nor evaluated",
+        )
+        for label, group in rows[never].groupby("label")
+    ]
+    no_positive = rows["positive"].eq(0) & ~never
+    no_negative = negatives.le(0) & ~rows["positive"].eq(0)
+    for row in rows[no_positive | no_negative].itertuples():
         lacks = (
             "no positive report"
             if row.positive == 0
