@@ -584,6 +584,20 @@ def test_diff_between_versions(clean: CorpusTables) -> None:
     assert [f.ids for f in diff.findings if f.kind == FindingKind.SPLIT_CHANGED] == [(new_volumes.loc[1, "volume_id"],)]
 
 
+def test_diff_names_a_change_of_the_pipeline_that_built_the_versions(clean: CorpusTables) -> None:
+    """A version built by another ctcorpus may change fields for that reason alone: the report said
+    only which ctcorpus audited, not which built either version."""
+    old = dataclasses.replace(clean, manifest={**clean.manifest, "pipeline_version": "0.1.0"}, name="v1")
+    new = dataclasses.replace(clean, manifest={**clean.manifest, "pipeline_version": "0.2.0"}, name="v2")
+    result = audit_corpus(new, against=old)
+    found = [(f.severity, f.ids, f.groups) for f in result.findings if f.kind == FindingKind.PIPELINE_CHANGED]
+    assert found == [(Severity.LOW, ("0.1.0", "0.2.0"), ("v1", "v2"))]
+    assert "built by ctcorpus 0.2.0" in report.render_html(result)
+    same = audit_corpus(new, against=dataclasses.replace(new, name="v1")).findings
+    assert FindingKind.PIPELINE_CHANGED not in {f.kind for f in same}
+    assert FindingKind.PIPELINE_CHANGED not in {f.kind for f in diff_corpora(clean, new).findings}  # one unknown
+
+
 def test_diff_counts_a_label_no_longer_mentioned_as_flipped(clean: CorpusTables) -> None:
     """The labels table has no row for an unmentioned label: positive -> absent is a flip all the same."""
     labels = clean.labels

@@ -3,7 +3,8 @@
 Volumes are matched by ``volume_id`` and reports by ``report_id`` (pseudonymized ids are stable
 across versions of one dataset). A volume whose split changed is the dangerous change: a model
 evaluated on the old test split may have trained on it in the new version, so it is reported as a
-finding as well.
+finding as well. So is a change of the ctcorpus version that built the corpus (its manifest's
+``pipeline_version``): a changed field may then come from the pipeline, not from the data.
 """
 
 from __future__ import annotations
@@ -168,6 +169,19 @@ def diff_corpora(old: CorpusTables, new: CorpusTables) -> CorpusDiff:
                 (old.name, new.name),
                 1.0,
                 f"{len(moved)} volumes changed split between {old.name} and {new.name}",
+            )
+        )
+    built = [str(tables.manifest.get("pipeline_version") or "") for tables in (old, new)]
+    if all(built) and built[0] != built[1]:
+        findings.append(
+            Finding(
+                FindingKind.PIPELINE_CHANGED,
+                Severity.LOW,
+                tuple(built),
+                (old.name, new.name),
+                1.0,
+                f"{old.name} was built by ctcorpus {built[0]}, {new.name} by {built[1]}: "
+                "a changed field may come from the pipeline, not from the data",
             )
         )
     return CorpusDiff(

@@ -34,6 +34,7 @@ class FindingKind(str, Enum):
     EMPTY_SPLIT = "empty_split"  # no report there (no volume either, or the config's split has no patient)
     QUARANTINE = "quarantine"
     SPLIT_CHANGED = "split_changed"
+    PIPELINE_CHANGED = "pipeline_changed"  # the two versions were built by different ctcorpus versions
 
 
 LEAK_KINDS: frozenset[FindingKind] = frozenset(list(FindingKind)[:8])
@@ -51,10 +52,11 @@ class Finding:
         ``high`` for a leak between splits (or between this corpus and the one checked against).
     ids:
         The ids concerned, sorted (patient, study, accession, volume or report ids, by kind; the
-        label, or the quarantine reasons, for those findings; none for an empty split).
+        label, or the quarantine reasons, for those findings; none for an empty split; the old and
+        the new ctcorpus version for a pipeline change).
     groups:
         The splits the ids fall in, sorted (``corpus/split`` against another corpus); the old and
-        the new corpus for a split change; the stage for quarantine; the split an empty split finding is about.
+        the new corpus for a split or pipeline change; the stage for quarantine; the empty split.
     score:
         Duplicates: the lowest similarity among the cluster's pairs (1.0 when all are exact
         copies); a label missing in a split: its prevalence there; quarantine: the items

@@ -300,11 +300,13 @@ def _sections(result: AuditResult) -> list[str]:
     stats = result.stats
     manifest = result.manifest
     version = html.escape(str(manifest.get("dataset_version", "")))
+    built = html.escape(str(manifest.get("pipeline_version", "")))
     parts = [
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Audit of {html.escape(result.name)}"
         f"</title><style>{_CSS}</style></head><body>",
         f"<h1>Corpus audit: {html.escape(result.name)}</h1>",
-        f"<div class='meta'>dataset version {version or 'n/a'} &middot; audited by ctcorpus "
+        f"<div class='meta'>dataset version {version or 'n/a'} &middot; built by ctcorpus {built or 'n/a'} "
+        "&middot; audited by ctcorpus "
         f"{html.escape(result.pipeline_version)}"
         + (f" &middot; checked against <b>{html.escape(result.against)}</b>" if result.against else "")
         + "</div>",
