@@ -192,6 +192,19 @@ def test_against_itself_reports_no_leak(clean: CorpusTables) -> None:
     assert result.diff is not None and not result.diff.volumes.added and result.diff.volumes.changed.empty
 
 
+def test_two_corpora_of_one_name_are_told_apart_everywhere(clean: CorpusTables) -> None:
+    """Two folders named v1 (dataset_version is the folder's name): the leak findings named the other
+    'v1 (other)' while the diff, its split_changed finding, the header and the version plot said v1 and v1."""
+    volumes = clean.volumes.assign(split=clean.volumes["split"].where(clean.volumes.index != 0, "moved"))
+    result = audit_corpus(dataclasses.replace(clean, volumes=volumes), against=clean)
+    other = f"{clean.name} (other)"
+    assert result.against == result.diff.old_name == other and result.diff.new_name == clean.name
+    moved = [f.groups for f in result.findings if f.kind == FindingKind.SPLIT_CHANGED]
+    groups = {g for f in result.findings if f.kind == FindingKind.PATIENT_ACROSS_GROUPS for g in f.groups}
+    crossed = {g.rsplit("/", 1)[0] for g in groups if "/" in g}  # corpus/split against the other corpus
+    assert moved == [(other, clean.name)] and crossed == {other, clean.name}
+
+
 # ---------------------------------------------------------------- reports
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -211,9 +211,12 @@ def audit_corpus(
     findings += _stat_findings(stats)
     diff = None
     if against is not None:
-        other = against.name if against.name != tables.name else f"{against.name} (other)"
-        volumes = pd.concat([_tagged(tables.volumes, tables.name), _tagged(against.volumes, other)], ignore_index=True)
-        reports = pd.concat([_tagged(tables.reports, tables.name), _tagged(against.reports, other)], ignore_index=True)
+        if against.name == tables.name:  # two folders of one name (v1, a copy's v1): findings and diff tell them apart
+            against = replace(against, name=f"{against.name} (other)")
+        volumes, reports = (
+            pd.concat([_tagged(getattr(corpus, table), corpus.name) for corpus in (tables, against)], ignore_index=True)
+            for table in ("volumes", "reports")
+        )
         findings += find_leaks(volumes, reports, config, cross=True)
         diff = diff_corpora(against, tables)
         findings += diff.findings
