@@ -757,6 +757,19 @@ def test_report_tables_print_numbers_as_the_json_has_them() -> None:
     assert f"<td>n_slices</td><td>train</td>{cells}" in report.render_html(result)
 
 
+def test_report_says_how_many_findings_it_does_not_list(seeded) -> None:
+    """At most max_listed findings of a kind are listed: the rest were left out without a word, so
+    the page's table and audit.json disagreed with nothing telling the reader."""
+    tables, _ = seeded
+    result = audit_corpus(tables, config=AuditConfig(max_listed=1))
+    kinds = pd.Series([f.kind.value for f in result.findings]).value_counts()
+    page = report.render_html(result)
+    assert page.count('<tr><td><span class="sev"') == len(kinds) and (kinds > 1).any()
+    more = ", ".join(f"{n - 1} {k.replace('_', ' ')}" for k, n in kinds.items() if n > 1)
+    assert f"Not listed (at most 1 of a kind): {more}; all are in audit.json." in page
+    assert "Not listed" not in report.render_html(audit_corpus(tables))
+
+
 def test_report_draws_dollar_signs_literally(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """DICOM free text such as 'FC$^$X' is no mathtext: the report is written and the labels drawn as they are."""
     tiny = _tiny()

@@ -243,7 +243,7 @@ def _severity(severity: Severity) -> str:
 
 
 def _findings_section(result: AuditResult) -> str:
-    """Badges per severity, then the findings (at most ``max_listed`` per kind)."""
+    """Badges per severity, then the findings (at most ``max_listed`` per kind; how many more, named)."""
     badges = "".join(
         f'<div class="badge" style="background:{_COLOURS[s]}">{result.count(s)}<small>{s.value}</small></div>'
         for s in SEVERITY_ORDER
@@ -270,10 +270,18 @@ def _findings_section(result: AuditResult) -> str:
             f"<td><code>{html.escape(ids)}</code></td><td>{html.escape(', '.join(finding.groups))}</td>"
             f'<td class="num">{finding.score:.3f}</td><td>{html.escape(finding.detail)}</td></tr>'
         )
+    unlisted = kinds - shown
+    more = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in unlisted[unlisted > 0].items())
+    note = (
+        f"<p><em>Not listed (at most {result.config.max_listed} of a kind): {html.escape(more)}; "
+        f"all are in {JSON_FILE}.</em></p>"
+        if more
+        else ""
+    )
     return (
         f'<div class="badges">{badges}</div>{verdict}<p><b>Findings:</b> {html.escape(summary)}.</p>'
         "<table><tr><th>severity</th><th>kind</th><th>ids</th><th>splits / corpora</th><th>score</th>"
-        f"<th>detail</th></tr>{''.join(rows)}</table>"
+        f"<th>detail</th></tr>{''.join(rows)}</table>{note}"
     )
 
 
