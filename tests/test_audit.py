@@ -754,7 +754,9 @@ def test_report_tables_print_numbers_as_the_json_has_them() -> None:
     numeric = result.stats.volume_numeric.set_index(["field", "split"]).loc[("n_slices", "train")]
     assert numeric.tolist() == pytest.approx([1024, 1075.2, 1536, 1996.8, 2048])
     cells = "".join(f'<td class="num">{value}</td>' for value in ("1024", "1075.2", "1536", "1996.8", "2048"))
-    assert f"<td>n_slices</td><td>train</td>{cells}" in report.render_html(result)
+    page = report.render_html(result)
+    assert f"<td>n_slices</td><td>train</td>{cells}" in page
+    assert "<p>Voxel spacing in mm (x, y in-plane, z between slices) and slices per volume" in page  # the units
 
 
 def test_report_says_how_many_findings_it_does_not_list(seeded) -> None:

@@ -337,7 +337,14 @@ def _sections(result: AuditResult) -> list[str]:
         parts.append("<p><em>no labels table</em></p>")
     parts += ["<h2>Reports</h2>", _table(stats.report_lengths), "<h3>Missing sections</h3>"]
     parts.append(_table(stats.missing_sections[stats.missing_sections["missing"] > 0]))
-    parts += ["<h2>Volumes</h2>", _table(stats.volume_numeric)]
+    parts += [
+        "<h2>Volumes</h2>",
+        (
+            "<p>Voxel spacing in mm (x, y in-plane, z between slices) and slices per volume, as exported "
+            "(before resampling to the corpus grid): minimum, 5th percentile, median, 95th percentile, maximum.</p>"
+        ),
+        _table(stats.volume_numeric),
+    ]
     if not stats.volume_values.empty:
         parts.append(_volume_plot(stats.volume_values))
     parts.append("<h2>Snippets, quarantine</h2><div class='grid'>")
