@@ -791,6 +791,25 @@ def test_report_draws_dollar_signs_literally(monkeypatch: pytest.MonkeyPatch, tm
     assert not any(text.get_parse_math() for text in labels)
 
 
+def test_plots_name_the_rows_of_no_known_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows of no known split are split '': their grey bars had no legend entry, matplotlib leaves out '' labels."""
+    tiny = _tiny()
+    volumes = tiny.volumes.assign(split=["train", "train", ""])
+    reports = tiny.reports.assign(split=["train", "train", ""])
+    figures: list[Figure] = []
+    draw = report._png
+
+    def keep(figure: Figure) -> str:
+        figures.append(figure)
+        return draw(figure)
+
+    monkeypatch.setattr(report, "_png", keep)
+    report.render_html(audit_corpus(dataclasses.replace(tiny, volumes=volumes, reports=reports)))
+    legends = [[t.get_text() for t in ax.get_legend().get_texts()] for f in figures for ax in f.axes if ax.get_legend()]
+    by_split = [names for names in legends if "train" in names]
+    assert len(by_split) == 5 and all(names == ["train", "(no split)"] for names in by_split)  # prevalence, 4 fields
+
+
 def test_failed_report_keeps_the_previous_pair(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A page that cannot be rendered must not leave a new audit.json beside the old audit.html."""
     html_path, json_path = write_audit_report(audit_corpus(_tiny()), tmp_path)

@@ -119,6 +119,11 @@ def _split_colour(split: str) -> str:
     return _SPLIT_COLOURS.get(split, "#757575")
 
 
+def _split_name(split: str) -> str:
+    """A split as a legend names it: matplotlib's legend leaves out a bar labelled '' (no known split)."""
+    return split or "(no split)"
+
+
 def _by_split(table: pd.DataFrame) -> pd.DataFrame:
     """Columns in train, validation, test order (others after), so colours and legends line up."""
     order = [s for s in _SPLIT_COLOURS if s in table.columns] + [s for s in table.columns if s not in _SPLIT_COLOURS]
@@ -135,7 +140,7 @@ def _prevalence_plot(prevalence: pd.DataFrame) -> str:
     positions = np.arange(len(table))
     for k, split in enumerate(table.columns):  # first split on top of each group, as in the legend
         offset = (len(table.columns) - 1 - k) * height
-        axes.barh(positions + offset, 100 * table[split], height, label=split, color=_split_colour(split))
+        axes.barh(positions + offset, 100 * table[split], height, label=_split_name(split), color=_split_colour(split))
     axes.set_yticks(positions + height * (len(table.columns) - 1) / 2, [s.replace("_", " ") for s in table.index])
     axes.set_xlabel("reports positive for the label (%)")
     axes.set_title("Label prevalence per split")
@@ -172,7 +177,9 @@ def _volume_plot(values: pd.DataFrame) -> str:
         )
         left = np.zeros(len(table))
         for split in table.columns:
-            axes.barh(table.index.astype(str), table[split], left=left, label=split, color=_split_colour(split))
+            axes.barh(
+                table.index.astype(str), table[split], left=left, label=_split_name(split), color=_split_colour(split)
+            )
             left += table[split].to_numpy()
         axes.set_title(f"volumes by {field.replace('_', ' ')}")
         axes.set_xlabel("volumes")
