@@ -134,6 +134,23 @@ def test_three_copies_of_one_scan_are_one_finding(clean: CorpusTables) -> None:
     tables = dataclasses.replace(clean, volumes=pd.concat([volumes, copies], ignore_index=True))
     found = [f for f in audit_corpus(tables).findings if f.kind == FindingKind.DUPLICATE_VOLUME]
     assert len(found) == 1 and {"copy0", "copy1", row["volume_id"]} <= set(found[0].ids)
+    assert found[0].detail.startswith("3 volumes of one scan (exact copies)")
+
+
+def test_a_cluster_of_exact_and_near_copies_says_both(clean: CorpusTables) -> None:
+    """An exact copy and a resampled one of one scan are one finding: it said 'exact copies' beside a
+    score (its lowest pair) below 1."""
+    row = clean.volumes.iloc[0].to_dict()
+    others = clean.volumes.loc[clean.volumes["patient_id"] != row["patient_id"], "patient_id"].unique()
+    noise = np.random.default_rng(0).standard_normal(len(row["fingerprint"])).astype(np.float32)
+    exact = {**row, "volume_id": "EXACT", "study_id": "S-EXACT", "patient_id": others[0]}
+    near = {**row, "volume_id": "NEAR", "study_id": "S-NEAR", "patient_id": others[1], "hu_sha256": "e" * 64}
+    near["fingerprint"] = row["fingerprint"] + 0.05 * noise
+    volumes = pd.concat([clean.volumes, pd.DataFrame([exact, near])], ignore_index=True)
+    found = [f for f in audit_corpus(dataclasses.replace(clean, volumes=volumes)).findings if "NEAR" in f.ids]
+    ids = tuple(sorted(["EXACT", "NEAR", row["volume_id"]]))
+    assert [(f.kind, f.ids) for f in found] == [(FindingKind.DUPLICATE_VOLUME, ids)]
+    assert found[0].score < 1 and "3 volumes of one scan (exact and near-identical copies)" in found[0].detail
 
 
 def test_near_duplicates_are_reported_between_patients_only(clean: CorpusTables) -> None:

@@ -104,7 +104,8 @@ def _pair_findings(
 
     Three copies of one scan, or a copy of a scan that also has a second reconstruction, are one
     finding; its kind is ``kinds[0]`` (exact) when the cluster holds an exact pair
-    (``similarity == 1``), else ``kinds[1]`` (near).
+    (``similarity == 1``), else ``kinds[1]`` (near), and its detail says whether all, some or none
+    of its pairs are exact.
     """
     if pairs.empty:
         return []
@@ -117,7 +118,14 @@ def _pair_findings(
     for cluster, rows in frame.iloc[members].groupby(labels[members]):
         exact = scores.at[cluster, "max"] >= 1.0
         kind = kinds[0] if exact else kinds[1]
-        label = f"{len(rows)} {what} ({'exact copies' if exact else 'near-identical'})"
+        copies = (
+            "exact copies"
+            if scores.at[cluster, "min"] >= 1.0
+            else "exact and near-identical copies"
+            if exact
+            else "near-identical"
+        )
+        label = f"{len(rows)} {what} ({copies})"
         findings.append(_finding(kind, rows[id_column], rows, cross, scores.at[cluster, "min"], label))
     return findings
 
