@@ -10,10 +10,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pydicom
@@ -24,10 +26,12 @@ from ctcorpus.cli import demo_config
 from ctcorpus.config import REDACTED, CorpusConfig, config_from_dict
 from ctcorpus.config.reports import ReportsConfig
 from ctcorpus.errors import AnatomyError
+from ctcorpus.outputs import decode_array
 from ctcorpus.records import sha256_file, sha256_of_hashes
 from ctcorpus.reports import analysis_settings
 from ctcorpus.synth import generate_export
-from ctcorpus.synth.truth import load_truth
+from ctcorpus.synth.phantom import LABEL_TABLE
+from ctcorpus.synth.truth import ExportTruth, SeriesTruth, load_truth
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -415,6 +419,153 @@ def test_the_manifest_states_the_geometry_and_config_the_volumes_were_made_with(
     assert manifest["geometry"]["spacing_mm"] == list(config.ingest.target_spacing_mm) != [9.0, 9.0, 9.0]
     assert manifest["config"]["ingest"]["target_spacing_mm"] == list(config.ingest.target_spacing_mm)
     assert manifest["config"]["outputs"]["parquet_row_group_rows"] == 7
+
+
+@pytest.fixture(scope="module")
+def small_export(tmp_path_factory) -> tuple[ExportTruth, Path]:
+    """Two patients' studies, each an axial series and a second reconstruction (64 x 64 pixels, 24 slices)."""
+    export = tmp_path_factory.mktemp("small") / "export"
+    return generate_export(export, patients=2, seed=7, language="en", matrix=64, n_slices=24), export
+
+
+def _shard_samples(dataset: Path) -> dict[str, dict[str, bytes]]:
+    """Every WebDataset sample of a build: its files' bytes by name, per volume id."""
+    samples: dict[str, dict[str, bytes]] = {}
+    for shard in sorted((dataset / "shards").rglob("*.tar")):
+        with tarfile.open(shard) as tar:
+            for member in tar:
+                key, name = member.name.split(".", 1)
+                samples.setdefault(key, {})[name] = tar.extractfile(member).read()
+    return samples
+
+
+def _organs_on_sample_grid(sample: dict[str, bytes], series: SeriesTruth, export: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The sample's HU and the phantom's ground-truth organ labels of ``series`` resampled onto the
+    grid its meta.json states (nearest neighbour, in patient coordinates)."""
+    import SimpleITK as sitk
+
+    meta = json.loads(sample["meta.json"])
+    labels = sitk.GetImageFromArray(np.load(export / series.label_map))
+    labels.SetOrigin(series.origin_mm)
+    labels.SetSpacing(series.spacing_mm)
+    labels.SetDirection(series.direction)
+    grid = sitk.Image(meta["shape_zyx"][::-1], sitk.sitkUInt8)
+    grid.SetOrigin(meta["origin_xyz"])
+    grid.SetSpacing(meta["spacing_zyx"][::-1])
+    grid.SetDirection(meta["direction"])
+    organs = sitk.Resample(labels, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    return decode_array(sample["hu.npy.zst"]), sitk.GetArrayFromImage(organs)
+
+
+def test_a_ras_build_states_ras_and_its_spacing_everywhere_and_its_volumes_are_ras(small_export, tmp_path):
+    # CT-CLIP #41, Merlin #10: users found flipped volumes and no word of the orientation. Only the
+    # default LPS was checked, which a hard-coded "LPS" passes: the manifest, each sample's meta.json
+    # and the volumes table must state the orientation and spacing the volumes were made with
+    truth, export = small_export
+    spacing = [3.0, 3.0, 5.0]
+    datasets = {}
+    for orientation in ("LPS", "RAS"):
+        data = _config(tmp_path, export).model_dump(mode="json")
+        data["ingest"] |= {"orientation": orientation, "target_spacing_mm": spacing}
+        config, work = config_from_dict(data), tmp_path / orientation / "work"
+        _run(config, work)
+        datasets[orientation] = pipeline.build_from_work(config, work, tmp_path / orientation / "dataset").path
+    ras = datasets["RAS"]
+    geometry = json.loads((ras / "manifest.json").read_text())["geometry"]
+    assert (geometry["orientation"], geometry["spacing_mm"]) == ("RAS", spacing)
+    assert f"Orientation: **RAS**; spacing (x, y, z): **{spacing} mm**" in (ras / "dataset_card.md").read_text()
+    volumes = _table(ras, "volumes")
+    assert set(volumes["orientation"]) == {"RAS"} and [list(s) for s in volumes["spacing_mm"]] == [spacing] * len(volumes)
+    samples = {orientation: _shard_samples(path) for orientation, path in datasets.items()}
+    assert set(samples["RAS"]) == set(volumes["volume_id"]) == set(samples["LPS"])
+    for volume_id, sample in samples["RAS"].items():
+        meta = json.loads(sample["meta.json"])
+        assert (meta["orientation"], meta["spacing_zyx"]) == ("RAS", spacing[::-1])
+        assert meta["direction"] == [-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0]
+        lps = decode_array(samples["LPS"][volume_id]["hu.npy.zst"])
+        assert np.array_equal(decode_array(sample["hu.npy.zst"]), lps[:, ::-1, ::-1])  # flipped along y and x
+    # the phantom's liver (patient right, 60 HU) and spleen (left, 50 HU) lie where each build's stated
+    # geometry puts them: RAS's x runs to the patient's right, LPS's to the left
+    from ctcorpus.ingest import pseudonymizer_for
+
+    axial = next(s for s in truth.series if s.kind == "axial")
+    scan = volumes["study_id"] == pseudonymizer_for(_config(tmp_path, export).ingest).study(axial.study_uid)
+    (volume_id,) = volumes[scan & (volumes["series_number"] == axial.series_number)]["volume_id"]
+    for orientation in ("LPS", "RAS"):
+        hu, organs = _organs_on_sample_grid(samples[orientation][volume_id], axial, export)
+        liver, spleen = organs == LABEL_TABLE["liver"], organs == LABEL_TABLE["spleen"]
+        assert (np.argwhere(liver)[:, 2].mean() > hu.shape[2] / 2) == (orientation == "RAS")
+        assert abs(np.median(hu[liver]) - 60) <= 5 and abs(np.median(hu[spleen]) - 50) <= 5, orientation
+
+
+def test_the_reconstructions_of_one_scan_share_its_split_and_its_one_report(small_export, tmp_path):
+    # CT-RATE holds 50,188 reconstructions of 25,692 CTs: with volumes_per_study "all" every volume of a
+    # study must sit in one split and carry the study's report, which stays one row of the reports table;
+    # the audit must not call the study's own volumes duplicates, yet still find its text under another study
+    from ctcorpus.audit import LEAK_KINDS, FindingKind
+    from ctcorpus.ingest import pseudonymizer_for
+
+    truth, source = small_export
+    export = tmp_path / "export"
+    shutil.copytree(source, export)
+    axial = [s for s in truth.series if s.kind == "axial"]
+    scan = axial[0]
+    copy = next(s for s in axial if s.patient_id != scan.patient_id)  # another patient's study
+    with open(export / "reports.csv", newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        fields, rows = reader.fieldnames, list(reader)
+    accession = {r.study_uid: r.accession_number for r in truth.reports}
+    text = next(row["report_text"] for row in rows if row["accession_number"] == accession[scan.study_uid])
+    with open(export / "reports.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fields)
+        writer.writeheader()
+        writer.writerows({**row, "report_text": text} if row["accession_number"] == accession[copy.study_uid] else row
+                         for row in rows)
+    data = _config(tmp_path, export).model_dump(mode="json")
+    data["ingest"]["volumes_per_study"] = "all"
+    config = config_from_dict(data)
+    result, _ = _audit(config, tmp_path)
+    dataset = tmp_path / "dataset"
+    p = pseudonymizer_for(config.ingest)
+    study_id, report_id, copied_id = (p.study(scan.study_uid), p.accession(accession[scan.study_uid]),
+                                      p.accession(accession[copy.study_uid]))
+    volumes = _table(dataset, "volumes")
+    volumes = volumes[volumes["study_id"] == study_id]
+    recon = next(s for s in truth.series if s.kind == "recon" and s.study_uid == scan.study_uid)
+    assert sorted(volumes["series_number"]) == sorted([scan.series_number, recon.series_number])
+    assert volumes["split"].nunique() == 1
+    reports = _table(dataset, "reports")
+    assert list(reports[reports["study_id"] == study_id]["report_id"]) == [report_id]
+    assert reports["report_id"].is_unique
+    samples = _shard_samples(dataset)
+    for volume_id in volumes["volume_id"]:
+        report = json.loads(samples[volume_id]["report.json"])
+        assert report["report_id"] == report_id and report["text"] == reports.set_index("report_id").at[report_id, "text"]
+    copies = [f for f in result.findings if f.kind in (FindingKind.DUPLICATE_REPORT, FindingKind.NEAR_DUPLICATE_REPORT)]
+    assert [(f.kind, f.ids) for f in copies] == [(FindingKind.DUPLICATE_REPORT, tuple(sorted((report_id, copied_id))))]
+    own = {study_id, *volumes["volume_id"]}
+    assert not [f for f in result.findings if f.kind in LEAK_KINDS - {FindingKind.DUPLICATE_REPORT} and own & set(f.ids)]
+
+
+def test_every_report_sentence_and_label_row_names_the_rules_that_labelled_it(built, tmp_path, monkeypatch):
+    # CT-CLIP #55: a re-run of the labeler gave other labels, and nothing told the two datasets apart:
+    # every row names the rules digest (the reports producer), so a build under changed rules says so
+    from ctcorpus.reports import stage
+
+    config, folder, _, result = built
+    assert stage.PRODUCER.startswith("rules-")
+    for name in ("reports", "sentences", "labels"):
+        table = _table(result.path, name)
+        assert len(table) > 0 and set(table["producer"]) == {stage.PRODUCER}, name
+    work = tmp_path / "work"
+    shutil.copytree(folder / "work", work)
+    changed = "rules-changed+spacy-0"
+    monkeypatch.setattr(stage, "PRODUCER", changed)
+    monkeypatch.setattr(pipeline, "REPORTS_PRODUCER", changed)  # one value: the pipeline imports the stage's
+    _run(config, work)
+    relabelled = pipeline.build_from_work(config, work, tmp_path / "dataset").path
+    for name in ("reports", "sentences", "labels"):
+        assert set(_table(relabelled, name)["producer"]) == {changed}, name
 
 
 def test_changed_report_rules_redo_the_reports(built, tmp_path, monkeypatch):
