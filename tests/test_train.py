@@ -393,3 +393,16 @@ def test_synthetic_training_text_is_findings_then_impression() -> None:
     sections = sample.report["sections"]
     assert report_text(sample.report) == f"{sections['findings']} {sections['impression']}"
     assert all(sample.report["text"][s["start"]:s["end"]] == s["text"] for s in sample.report["sentences"])
+
+
+def test_training_reshuffles_the_shards_every_epoch(tmp_path: Path) -> None:
+    """SimpleShardList(seed=...) shuffled the shards with one fixed seed: every epoch read them in
+    the same order (and each worker the same ones), so only the sample buffer mixed anything."""
+    write_synthetic_corpus(tmp_path, {"train": 16}, (4, 16, 16), spacing_mm=SPACING_MM, per_shard=2)
+    config = TrainConfig(**{**TINY, "batch_size": 2, "shuffle_buffer": 1})  # 1: samples in shard order
+    loader = make_loader(tmp_path, "train", config, VolumeGrid(SPACING_MM, 4), train_tokenizer(["no nodule"], 64),
+                         train=True)
+    ids = [vid for batch in itertools.islice(loader, 24) for vid in batch.volume_ids]  # three epochs of 8 batches
+    epochs = [ids[i : i + 16] for i in range(0, 48, 16)]
+    assert all(sorted(epoch) == [f"train-{i:05d}" for i in range(16)] for epoch in epochs)
+    assert len({tuple(epoch) for epoch in epochs}) == 3

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -326,6 +327,25 @@ class Collator:
         )
 
 
+class EpochShardList(torch.utils.data.IterableDataset):
+    """Shard URLs in a new seeded order each epoch (webdataset's ``SimpleShardList(seed=)`` reused
+    one order for every epoch).
+
+    Every worker holds a copy that draws the same order for its n-th epoch, so ``split_by_worker``
+    still partitions each epoch's shards between the workers.
+    """
+
+    def __init__(self, urls: Sequence[str], seed: int) -> None:
+        super().__init__()
+        self.urls, self.seed, self.epoch = list(urls), seed, -1
+
+    def __iter__(self) -> Iterator[dict[str, str]]:
+        self.epoch += 1
+        urls = self.urls.copy()
+        random.Random(f"{self.seed}/{self.epoch}").shuffle(urls)
+        return iter([{"url": url} for url in urls])
+
+
 def make_loader(
     shard_root: Path,
     split: str,
@@ -338,7 +358,7 @@ def make_loader(
 ) -> torch.utils.data.DataLoader:
     """A DataLoader of :class:`Batch` over one split's shards.
 
-    Training shuffles shards (fixed seed) and samples (per-epoch seed), crops at random, jitters
+    Training shuffles shards and samples (seeded, anew each epoch), crops at random, jitters
     intensity, drops each epoch's last partial batch and repeats epochs inside every worker, so the
     prefetch queue never drains at an epoch boundary; evaluation reads every sample once, centred.
     Shards are split by worker, so a worker never duplicates another's samples; with fewer shards
@@ -355,7 +375,7 @@ def make_loader(
         logger.warning("split=%s shards=%d num_workers=%d: extra workers stay idle", split, len(urls), workers)
     batch_size = config.batch_size if train else config.eval_batch_size
     stages: list[Any] = [
-        wds.SimpleShardList(urls, seed=config.seed if train else None),
+        EpochShardList(urls, config.seed) if train else wds.SimpleShardList(urls),
         wds.split_by_worker,
         wds.tarfile_to_samples(),
     ]
