@@ -5,9 +5,10 @@ Figures (all measured in this run, on this machine):
 - loader_volumes_per_s: the training DataLoader alone (decode, crop, jitter, tokenize, collate),
   after its workers started, no model attached;
 - volumes_per_s: end-to-end training throughput (volumes per second of wall time per step);
-- step_s: mean synchronized compute time per step (host-to-device copy, forward, backward,
-  optimizer), data wait excluded;
-- data_wait_share: time blocked in next(loader) / total step time (0 = the GPU never waits).
+- step_s: mean GPU time per step (host-to-device copy, forward, backward, optimizer), from CUDA
+  events, data wait excluded;
+- data_wait_share: the GPU's idle time while the host blocked in next(loader) / total step time
+  (0 = the GPU never waits). No step synchronizes the GPU: the events are read after training.
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ def main() -> int:
         ("config", f"batch {config.batch_size}, {config.steps} steps, {config.num_workers} workers, bf16={device == 'cuda'}"),
         ("loader alone", f"{loader_vps:.1f} volumes/s"),
         ("training", f"{result.volumes_per_s:.1f} volumes/s end to end"),
-        ("step time", f"{result.step_s * 1000:.1f} ms (synchronized, data wait excluded)"),
+        ("step time", f"{result.step_s * 1000:.1f} ms (GPU time, data wait excluded)"),
         ("data wait share", f"{result.data_wait_share:.3f}"),
         ("peak GPU memory", f"{peak_gb:.2f} GiB"),
         ("loss", f"{result.losses[0]:.3f} -> {result.losses[-1]:.3f}"),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train-stage GPU benchmark: fabricate a synthetic corpus of shards, train the contrastive
 # CT-report model a few hundred bf16 steps on one GPU, print loader throughput (volumes/s),
-# synchronized GPU step time and the share of step time spent waiting for data.
+# GPU step time (CUDA events, no per-step synchronize) and the share of step time the GPU waited for data.
 # Last line: one JSON object with volumes_per_s, step_s, data_wait_share (and more).
 #
 # Fresh GPU machine (Python 3.12 + CUDA torch preinstalled, nothing of ours): the repository is

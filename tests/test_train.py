@@ -406,3 +406,56 @@ def test_training_reshuffles_the_shards_every_epoch(tmp_path: Path) -> None:
     epochs = [ids[i : i + 16] for i in range(0, 48, 16)]
     assert all(sorted(epoch) == [f"train-{i:05d}" for i in range(16)] for epoch in epochs)
     assert len({tuple(epoch) for epoch in epochs}) == 3
+
+
+def test_training_steps_read_nothing_back_from_the_device(corpus: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every step read its loss to the host (``float``) and tokenized the label prompts and copied
+    them to the device anew (a blocking copy): on CUDA each waits for the GPU, so the host could not
+    queue the next step while the GPU ran this one. Only logging steps may read a value back."""
+    from torch.overrides import TorchFunctionMode
+
+    from ctcorpus.train import evaluate as evaluate_module
+
+    produced: dict[int, int] = {}  # storage address of a step's loss tensors (kept alive: unique) -> step
+    produced_steps: list[loop.StepLoss] = []
+    read_steps: set[int] = set()
+    prompt_tokenizations = 0
+
+    def spied_loss(*args: object) -> loop.StepLoss:
+        loss = loop_step_loss(*args)
+        for tensor in (loss.total, loss.siglip, loss.label, loss.localization):
+            produced[tensor.untyped_storage().data_ptr()] = len(produced_steps)
+        produced_steps.append(loss)
+        return loss
+
+    def spied_encode(*args: object) -> tuple[torch.Tensor, torch.Tensor]:
+        nonlocal prompt_tokenizations
+        prompt_tokenizations += 1
+        return evaluate_encode(*args)
+
+    class Reads(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func in (torch.Tensor.__float__, torch.Tensor.item, torch.Tensor.tolist):
+                step = produced.get(args[0].untyped_storage().data_ptr())
+                if step is not None:
+                    read_steps.add(step)
+            return func(*args, **(kwargs or {}))
+
+    loop_step_loss, evaluate_encode = loop.step_loss, evaluate_module.encode_texts
+    monkeypatch.setattr(loop, "step_loss", spied_loss)
+    monkeypatch.setattr(evaluate_module, "encode_texts", spied_encode)
+    steps = 20  # logs steps 0, 2, ..., 18 and the last
+    with Reads():
+        result = train_model(corpus, TrainConfig(**{**TINY, "batch_size": 4, "steps": steps}), tmp_path, device="cpu")
+    assert len(result.losses) == steps and np.isfinite(result.losses).all()
+    assert read_steps and read_steps <= {*range(0, steps, 2), steps - 1}, sorted(read_steps)
+    assert prompt_tokenizations == 2  # once for training, once for evaluation
+
+
+def test_a_non_finite_loss_names_its_step(tmp_path: Path) -> None:
+    """Losses are read back in groups (at logging steps), yet the error names the first bad step."""
+    losses: list[float] = [2.0]
+    with pytest.raises(TrainError, match="loss became nan at step 2"):
+        loop._read_losses([torch.tensor(1.5), torch.tensor(float("nan")), torch.tensor(1.0)], losses, tmp_path)
+

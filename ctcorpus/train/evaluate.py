@@ -119,14 +119,22 @@ def prompt_texts() -> tuple[list[str], list[str]]:
     return positive, [f"no {p}" for p in positive]
 
 
-def encode_prompts(
-    model: CtReportModel, tokenizer: Tokenizer, max_tokens: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(18, D) embeddings of the positive and negative label prompts."""
+def prompt_tokens(tokenizer: Tokenizer, max_tokens: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and mask of the positive, then the negative label prompts, on ``device``.
+
+    Made once per run: a copy of pageable host memory to the GPU blocks until the GPU is idle, so
+    one per training step stalled every step.
+    """
     positive, negative = prompt_texts()
     ids, mask = encode_texts(tokenizer, positive + negative, max_tokens)
-    emb = model.encode_text(ids.to(device), mask.to(device))
-    return emb[: len(positive)], emb[len(positive) :]
+    return ids.to(device), mask.to(device)
+
+
+def encode_prompts(model: CtReportModel, tokens: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(18, D) embeddings of the positive and negative label prompts (``tokens`` of :func:`prompt_tokens`)."""
+    emb = model.encode_text(*tokens)
+    half = len(emb) // 2
+    return emb[:half], emb[half:]
 
 
 @torch.no_grad()
@@ -146,7 +154,7 @@ def evaluate(
     errors, baseline = [], []
     middle_mm = config.input_shape_zyx[0] * grid.spacing_z_mm / 2.0
     with autocast(device, config.bf16):
-        positive, negative = encode_prompts(model, tokenizer, config.max_tokens, device)
+        positive, negative = encode_prompts(model, prompt_tokens(tokenizer, config.max_tokens, device))
         for batch in batches:
             batch = batch.to(device)
             global_emb, step_emb = model.encode_volume(batch.scaled_volumes())

@@ -1,8 +1,10 @@
 """The training loop: tokenizer, model, optimizer, timed steps, checkpoint, held-out evaluation.
 
-Each step's time is split into the time blocked in ``next(loader)`` (data wait) and the
-compute time up to a ``torch.cuda.synchronize()``, so the reported GPU step time is honest and
-the data-wait share tells whether the loader keeps the GPU busy.
+No step waits for the GPU: losses stay on the device until a logging step reads them, and the
+step timing marks are CUDA events, read after training. Each step's time is split into the data
+wait, the GPU's idle time while the host blocked in ``next(loader)``, and the compute time from the
+batch's arrival to the end of the optimizer step, so the GPU step time is honest and the data-wait
+share tells whether the loader keeps the GPU busy.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -19,7 +22,7 @@ from ctcorpus.config.train import TrainConfig
 from ctcorpus.errors import TrainError
 from ctcorpus.taxonomy import CT_RATE_LABELS
 from ctcorpus.train.data import Batch, iterate_forever, make_loader, probe_grid, shard_paths
-from ctcorpus.train.evaluate import METRICS_FILE, EvalMetrics, encode_prompts, evaluate, write_metrics
+from ctcorpus.train.evaluate import METRICS_FILE, EvalMetrics, encode_prompts, evaluate, prompt_tokens, write_metrics
 from ctcorpus.train.losses import label_logits, label_loss, localization_loss, siglip_loss, step_scores
 from ctcorpus.train.model import CHECKPOINT_FILE, CtReportModel, ModelSpec, autocast, resolve_device, save_checkpoint
 from ctcorpus.train.tokenizer import TOKENIZER_FILE, report_texts, train_tokenizer
@@ -52,8 +55,8 @@ class TrainResult:
     losses: tuple[float, ...]  # total loss per step
     metrics: EvalMetrics
     volumes_per_s: float  # end-to-end training throughput after the warm-up steps
-    step_s: float  # mean compute time per step (synchronized), data wait excluded
-    data_wait_share: float  # time blocked in next(loader) / total step time
+    step_s: float  # mean compute time per step (GPU time on CUDA), data wait excluded
+    data_wait_share: float  # time the device waited for next(loader) / total step time
 
 
 def step_loss(model: CtReportModel, batch: Batch, prompts: tuple[torch.Tensor, torch.Tensor], config: TrainConfig) -> StepLoss:
@@ -71,6 +74,45 @@ def step_loss(model: CtReportModel, batch: Batch, prompts: tuple[torch.Tensor, t
         localization = torch.zeros((), device=contrast.device)
     total = contrast + config.label_loss_weight * labels + config.localization_loss_weight * localization
     return StepLoss(total, contrast.detach(), labels.detach(), localization.detach())
+
+
+@dataclass(slots=True)
+class StepClock:
+    """Timing marks of the training loop that never make the host wait for the GPU.
+
+    On CUDA a mark is an event recorded on the device's stream: the interval between two marks is
+    the GPU's time between reaching them, so the host's wait for a batch counts only while the GPU
+    had nothing queued. Elsewhere a mark is the host's clock.
+    """
+
+    device: torch.device
+    marks: list[Any] = field(default_factory=list)
+
+    def mark(self) -> None:
+        """Append a mark at this point of the host's (CPU) or the device's (CUDA) work."""
+        if self.device.type != "cuda":
+            self.marks.append(time.perf_counter())
+            return
+        event = torch.cuda.Event(enable_timing=True)
+        event.record(torch.cuda.current_stream(self.device))  # the training device, not the current one
+        self.marks.append(event)
+
+    def seconds(self, start: int, stop: int) -> float:
+        """Seconds from mark ``start`` to mark ``stop`` (on CUDA, waits until the GPU reached ``stop``)."""
+        if self.device.type != "cuda":
+            return self.marks[stop] - self.marks[start]
+        self.marks[stop].synchronize()
+        return self.marks[start].elapsed_time(self.marks[stop]) / 1000.0
+
+
+def _read_losses(pending: list[torch.Tensor], losses: list[float], out_dir: Path) -> None:
+    """Move the pending step losses to ``losses`` (one host read); raise at the first non-finite one."""
+    first = len(losses)
+    losses.extend(torch.stack(pending).tolist())
+    pending.clear()
+    for step, value in enumerate(losses[first:], first):
+        if not math.isfinite(value):
+            raise TrainError(f"loss became {value} at step {step}; lower train.learning_rate", path=out_dir)
 
 
 def _optimizer(model: CtReportModel, config: TrainConfig) -> torch.optim.Optimizer:
@@ -124,43 +166,40 @@ def train_model(shard_root: Path, config: TrainConfig, out_dir: Path, device: st
     torch.backends.cudnn.benchmark = cuda  # fixed input shape: pick the fastest conv algorithms once
     loader = make_loader(shard_root, "train", config, grid, tokenizer, train=True, pin_memory=cuda)
     stream = iterate_forever(loader, "train")
+    prompt_ids = prompt_tokens(tokenizer, config.max_tokens, torch_device)
+    clock = StepClock(torch_device)  # marks 3 * step + (0 before next(loader), 1 after it, 2 after the step)
     losses: list[float] = []
-    waits: list[float] = []
-    totals: list[float] = []
+    pending: list[torch.Tensor] = []
     log_every = max(1, config.steps // 10)
     for step in range(config.steps):
-        start = time.perf_counter()
+        clock.mark()
         batch = next(stream)
-        fetched = time.perf_counter()
+        clock.mark()
         batch = batch.to(torch_device)
         with autocast(torch_device, config.bf16):
-            prompts = encode_prompts(model, tokenizer, config.max_tokens, torch_device)
-            loss = step_loss(model, batch, prompts, config)
+            loss = step_loss(model, batch, encode_prompts(model, prompt_ids), config)
         optimizer.zero_grad(set_to_none=True)
         loss.total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
-        value = float(loss.total.detach())
-        if cuda:
-            torch.cuda.synchronize(torch_device)  # the training device, not the current one
-        end = time.perf_counter()
-        if not math.isfinite(value):
-            raise TrainError(f"loss became {value} at step {step}; lower train.learning_rate", path=out_dir)
-        losses.append(value)
-        waits.append(fetched - start)
-        totals.append(end - start)
+        clock.mark()
+        pending.append(loss.total.detach())
         if step % log_every == 0 or step == config.steps - 1:
+            _read_losses(pending, losses, out_dir)
+            wait = clock.seconds(3 * step, 3 * step + 1)
             logger.info(
                 "step=%d loss=%.4f siglip=%.4f label=%.4f loc=%.4f wait_s=%.4f step_s=%.4f",
-                step, value, float(loss.siglip), float(loss.label), float(loss.localization), waits[-1],
-                totals[-1] - waits[-1],
+                step, losses[-1], float(loss.siglip), float(loss.label), float(loss.localization), wait,
+                clock.seconds(3 * step, 3 * step + 2) - wait,
             )
     stream.close()
     del loader
-    timed = slice(config.timing_warmup_steps if config.steps > config.timing_warmup_steps else 0, None)
-    total_s, wait_s = sum(totals[timed]), sum(waits[timed])
-    n_timed = len(totals[timed])
+    first_timed = config.timing_warmup_steps if config.steps > config.timing_warmup_steps else 0
+    timed = range(first_timed, config.steps)
+    total_s = sum(clock.seconds(3 * step, 3 * step + 2) for step in timed)
+    wait_s = sum(clock.seconds(3 * step, 3 * step + 1) for step in timed)
+    n_timed = len(timed)
     # the tokenizer is written with the weights, not before training: a failed or killed rerun into
     # this folder must not leave the last run's model.pt beside a tokenizer of other token ids, nor
     # (evaluation failing) the new model beside the last run's metrics
