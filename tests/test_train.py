@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import subprocess
@@ -459,3 +460,18 @@ def test_a_non_finite_loss_names_its_step(tmp_path: Path) -> None:
     with pytest.raises(TrainError, match="loss became nan at step 2"):
         loop._read_losses([torch.tensor(1.5), torch.tensor(float("nan")), torch.tensor(1.0)], losses, tmp_path)
 
+
+
+def test_checkpoint_and_metrics_name_the_dataset_version_they_came_from(tmp_path: Path) -> None:
+    """The checkpoint recorded the config and the pipeline version, not the corpus: two versions
+    built from one export (or a rebuilt one) gave checkpoints nothing told apart."""
+    root = tmp_path / "v7"
+    write_synthetic_corpus(root, {"train": 8, "test": 4}, (16, 32, 32), spacing_mm=SPACING_MM)
+    (root / "manifest.json").write_text(json.dumps({"dataset_version": "v7", "files": []}))
+    expected = {"dataset_version": "v7", "manifest_sha256": hashlib.sha256((root / "manifest.json").read_bytes()).hexdigest()}
+    result = train_model(root, TrainConfig(**{**TINY, "batch_size": 4, "steps": 1}), tmp_path / "run", device="cpu")
+    assert torch.load(result.checkpoint, weights_only=True)["dataset"] == expected
+    assert json.loads(result.metrics_path.read_text())["dataset"] == expected
+    evaluate_model(root, result.out_dir, TrainConfig(**TINY), split="test", device="cpu")
+    written = json.loads((result.out_dir / "metrics-test.json").read_text())
+    assert written["dataset"] == written["trained_on"] == expected

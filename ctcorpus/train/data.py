@@ -11,6 +11,7 @@ there. No left-right flip is ever applied: it would silently break laterality ("
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import random
@@ -132,6 +133,21 @@ def shard_paths(shard_root: Path, split: str, setting: str | None = None) -> lis
         f"split '{split}' is empty in this dataset version (it has shards of {', '.join(present)} only){hint}",
         path=folder,
     )
+
+
+def dataset_identity(shard_root: Path) -> dict[str, str | None]:
+    """The dataset version and the sha256 of its ``manifest.json`` (whose checksums pin every shard
+    and table): what a checkpoint was trained on. Both None for shards without a manifest (synthetic).
+    """
+    path = Path(shard_root) / "manifest.json"
+    if not path.is_file():
+        return {"dataset_version": None, "manifest_sha256": None}
+    raw = path.read_bytes()
+    try:
+        version = json.loads(raw).get("dataset_version")
+    except (ValueError, AttributeError) as exc:
+        raise TrainError(f"manifest.json is unreadable ({exc}); rebuild the dataset version", path=path) from exc
+    return {"dataset_version": version, "manifest_sha256": hashlib.sha256(raw).hexdigest()}
 
 
 def _check_keys(sample: Mapping[str, Any]) -> None:

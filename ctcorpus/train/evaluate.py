@@ -20,7 +20,7 @@ from tokenizers import Tokenizer
 from ctcorpus.config.train import TrainConfig
 from ctcorpus.errors import TrainError
 from ctcorpus.taxonomy import CT_RATE_LABELS
-from ctcorpus.train.data import Batch, VolumeGrid, encode_texts, make_loader, probe_grid
+from ctcorpus.train.data import Batch, VolumeGrid, dataset_identity, encode_texts, make_loader, probe_grid
 from ctcorpus.train.losses import label_logits, step_scores
 from ctcorpus.train.model import CtReportModel, autocast, load_checkpoint, resolve_device
 from ctcorpus.train.tokenizer import load_tokenizer
@@ -202,7 +202,8 @@ def write_metrics(path: Path, metrics: EvalMetrics, extra: dict[str, Any]) -> No
 def evaluate_model(
     shard_root: Path, model_dir: Path, config: TrainConfig, *, split: str | None = None, device: str = "auto"
 ) -> EvalMetrics:
-    """Evaluate the checkpoint in ``model_dir`` on a split and write ``model_dir/metrics-<split>.json``.
+    """Evaluate the checkpoint in ``model_dir`` on a split and write ``model_dir/metrics-<split>.json``
+    (with the dataset evaluated on and the one the checkpoint was trained on).
 
     >>> evaluate_model(Path("corpus"), Path("runs/1"), TrainConfig(), split="test")  # doctest: +SKIP
     EvalMetrics(split='test', n_volumes=..., ...)
@@ -224,6 +225,7 @@ def evaluate_model(
         )
     loader = make_loader(shard_root, split, config, grid, tokenizer, train=False, pin_memory=torch_device.type == "cuda")
     metrics = evaluate(model, tokenizer, loader, grid, config, torch_device, split)
-    write_metrics(Path(model_dir) / f"metrics-{split}.json", metrics, {})
+    provenance = {"dataset": dataset_identity(shard_root), "trained_on": checkpoint.get("dataset")}
+    write_metrics(Path(model_dir) / f"metrics-{split}.json", metrics, provenance)
     logger.info("evaluation %s", metrics.summary())
     return metrics

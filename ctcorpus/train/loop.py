@@ -21,7 +21,7 @@ import torch
 from ctcorpus.config.train import TrainConfig
 from ctcorpus.errors import TrainError
 from ctcorpus.taxonomy import CT_RATE_LABELS
-from ctcorpus.train.data import Batch, iterate_forever, make_loader, probe_grid, shard_paths
+from ctcorpus.train.data import Batch, dataset_identity, iterate_forever, make_loader, probe_grid, shard_paths
 from ctcorpus.train.evaluate import METRICS_FILE, EvalMetrics, encode_prompts, evaluate, prompt_tokens, write_metrics
 from ctcorpus.train.losses import label_logits, label_loss, localization_loss, siglip_loss, step_scores
 from ctcorpus.train.model import CHECKPOINT_FILE, CtReportModel, ModelSpec, autocast, resolve_device, save_checkpoint
@@ -134,7 +134,7 @@ def train_model(shard_root: Path, config: TrainConfig, out_dir: Path, device: st
     """Train the CT-report model on ``shard_root/shards/train`` and evaluate it on ``config.eval_split``.
 
     Writes ``tokenizer.json``, ``model.pt`` and ``metrics.json`` (evaluation, training figures,
-    provenance) into ``out_dir``.
+    provenance: the dataset version and its manifest's sha256 too) into ``out_dir``.
 
     >>> result = train_model(Path("corpus"), TrainConfig(steps=200), Path("runs/1"))  # doctest: +SKIP
     >>> result.metrics.summary()  # doctest: +SKIP
@@ -147,6 +147,7 @@ def train_model(shard_root: Path, config: TrainConfig, out_dir: Path, device: st
     train_shards = shard_paths(shard_root, "train")
     eval_shards = shard_paths(shard_root, config.eval_split, setting="train.eval_split")
     grid = probe_grid(shard_root, "train", config)
+    dataset = dataset_identity(shard_root)
     tokenizer = train_tokenizer(report_texts(train_shards), config.vocab_size)
     spec = ModelSpec(
         vocab_size=tokenizer.get_vocab_size(),
@@ -206,7 +207,9 @@ def train_model(shard_root: Path, config: TrainConfig, out_dir: Path, device: st
     (out_dir / METRICS_FILE).unlink(missing_ok=True)
     tokenizer.save(str(out_dir / TOKENIZER_FILE))
     checkpoint = out_dir / CHECKPOINT_FILE
-    save_checkpoint(model, checkpoint, {"config": config.model_dump(mode="json"), "pipeline_version": __version__})
+    save_checkpoint(
+        model, checkpoint, {"config": config.model_dump(mode="json"), "pipeline_version": __version__, "dataset": dataset}
+    )
     eval_loader = make_loader(shard_root, config.eval_split, config, grid, tokenizer, train=False, pin_memory=cuda)
     metrics = evaluate(model, tokenizer, eval_loader, grid, config, torch_device, config.eval_split)
     result = TrainResult(
@@ -234,6 +237,7 @@ def train_model(shard_root: Path, config: TrainConfig, out_dir: Path, device: st
         "z_step_mm": grid.step_mm,
     }
     shards = {"train": [p.name for p in train_shards], config.eval_split: [p.name for p in eval_shards]}
-    write_metrics(result.metrics_path, metrics, {"train": training, "shards": shards, "config": config.model_dump(mode="json")})
+    extra = {"train": training, "shards": shards, "config": config.model_dump(mode="json"), "dataset": dataset}
+    write_metrics(result.metrics_path, metrics, extra)
     logger.info("evaluation %s", metrics.summary())
     return result
