@@ -475,3 +475,12 @@ def test_checkpoint_and_metrics_name_the_dataset_version_they_came_from(tmp_path
     evaluate_model(root, result.out_dir, TrainConfig(**TINY), split="test", device="cpu")
     written = json.loads((result.out_dir / "metrics-test.json").read_text())
     assert written["dataset"] == written["trained_on"] == expected
+
+
+def test_a_built_version_without_reports_is_not_sent_to_build_again(tmp_path: Path) -> None:
+    """Shards hold the volumes that have a report: a version built from an export without reports
+    has none, and the error told the user to build the version they had just built."""
+    (tmp_path / "manifest.json").write_text(json.dumps({"dataset_version": "v1", "files": []}))
+    with pytest.raises(TrainError) as info:
+        shard_paths(tmp_path, "train")
+    assert "no volume with a linked report" in str(info.value) and "ctcorpus build" not in str(info.value)

@@ -112,7 +112,8 @@ def shard_paths(shard_root: Path, split: str, setting: str | None = None) -> lis
 
     A dataset version may lack a split (a small export has no test patients): when other splits
     have shards, the error names them, and ``setting`` (the config field that chose ``split``), rather
-    than sending the user to run ``ctcorpus build`` again.
+    than sending the user to run ``ctcorpus build`` again; so does a built version (it has a
+    manifest) without any shard, since only volumes with a linked report are sharded.
 
     >>> shard_paths(Path("corpus"), "train")  # doctest: +SKIP
     [PosixPath('corpus/shards/train/shard-000000.tar'), ...]
@@ -122,6 +123,12 @@ def shard_paths(shard_root: Path, split: str, setting: str | None = None) -> lis
     if paths:
         return paths
     present = sorted({p.parent.name for p in folder.parent.glob("*/shard-*.tar")})
+    if not present and (Path(shard_root) / "manifest.json").is_file():
+        raise TrainError(
+            "this dataset version has no shards: they hold the volumes with a linked report, and it has "
+            "no volume with a linked report; ingest the reports with the export (`ctcorpus ingest -r`)",
+            path=folder,
+        )
     if not present:
         raise TrainError(
             f"no shards of split '{split}' (expected shard-NNNNNN.tar files); build the dataset version "
