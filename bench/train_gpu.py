@@ -136,7 +136,7 @@ def main() -> int:
         ("config", f"batch {config.batch_size}, {config.steps} steps, {config.num_workers} workers, bf16={device == 'cuda'}"),
         ("loader alone", f"{loader_vps:.1f} volumes/s"),
         ("training", f"{result.volumes_per_s:.1f} volumes/s end to end"),
-        ("step time", f"{result.step_s * 1000:.1f} ms (GPU time, data wait excluded)"),
+        ("step time", f"{result.step_s * 1000:.1f} ms (device time, data wait excluded)"),
         ("data wait share", f"{result.data_wait_share:.3f}"),
         ("peak GPU memory", f"{peak_gb:.2f} GiB"),
         ("loss", f"{result.losses[0]:.3f} -> {result.losses[-1]:.3f}"),
