@@ -1,10 +1,10 @@
 """The training loop: tokenizer, model, optimizer, timed steps, checkpoint, held-out evaluation.
 
 No step waits for the GPU: losses stay on the device until a logging step reads them, and the
-step timing marks are CUDA events, read after training. Each step's time is split into the data
-wait, the GPU's idle time while the host blocked in ``next(loader)``, and the compute time from the
-batch's arrival to the end of the optimizer step, so the GPU step time is honest and the data-wait
-share tells whether the loader keeps the GPU busy.
+step timing marks are CUDA events (host time on CPU), read after training. Each step's time is
+split into the data wait, the GPU's idle time while the host blocked in ``next(loader)``, and the
+compute time from the batch's arrival to the end of the optimizer step, so the GPU step time is
+honest and the data-wait share tells whether the loader keeps the GPU busy.
 """
 
 from __future__ import annotations
