@@ -178,6 +178,19 @@ def test_verify_names_a_flipped_byte_and_a_missing_parquet(tmp_path):
     assert len(problems) == 2
 
 
+@pytest.mark.parametrize("change", ["edit", "delete"])
+def test_verify_names_a_changed_or_missing_dataset_card(tmp_path, change):
+    result = _build(tmp_path, [_unit(tmp_path, i) for i in range(3)])
+    card = result.path / "dataset_card.md"
+    if change == "edit":
+        card.write_text(card.read_text().replace("| train | ", "| train | 9"))  # a count edited by hand
+    else:
+        card.unlink()
+    problems = {p.path: p.problem for p in verify_dataset(result.path)}
+    assert set(problems) == {"dataset_card.md"}
+    assert ("sha256 differs" if change == "edit" else "missing") in problems["dataset_card.md"]
+
+
 def test_verify_names_a_table_written_under_another_schema_version(tmp_path):
     result = _build(tmp_path, [_unit(tmp_path, i) for i in range(6)])
     manifest_path = result.path / "manifest.json"

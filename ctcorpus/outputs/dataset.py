@@ -200,8 +200,10 @@ def build_dataset(
             "splits": _split_counts(ordered, splits),
             "files": files,
         }
+        card = render_card(manifest).encode()
+        manifest["card_sha256"] = hashlib.sha256(card).hexdigest()  # the card is no table or shard: not in 'files'
         atomic_write_bytes(tmp / MANIFEST, (json.dumps(manifest, sort_keys=True, indent=1) + "\n").encode())
-        atomic_write_bytes(tmp / CARD, render_card(manifest).encode())
+        atomic_write_bytes(tmp / CARD, card)
     log.info("built dataset version=%s path=%s files=%d", out.name, out, len(files))
     return BuildResult(path=out, manifest=manifest, splits=splits)
 

@@ -62,6 +62,12 @@ def verify_dataset(dataset: Path) -> list[VerifyProblem]:
             continue
         if count != entry["count"]:
             problems.append(VerifyProblem(rel, f"{count} rows/samples, manifest says {entry['count']}"))
+    card = dataset / CARD
+    if "card_sha256" in manifest:  # a manifest written before the card had its checksum has none
+        if not card.is_file():
+            problems.append(VerifyProblem(CARD, "missing"))
+        elif sha256_file(card) != manifest["card_sha256"]:
+            problems.append(VerifyProblem(CARD, "sha256 differs from the manifest (file changed or corrupt)"))
     for path in sorted(dataset.rglob("*")):
         rel = path.relative_to(dataset).as_posix()
         if path.is_file() and rel not in listed and rel not in (MANIFEST, CARD):
