@@ -3,8 +3,8 @@
 Each ``schemas/<table>.json`` holds ``name``, ``version``, ``description`` and ``fields``
 (``name``, ``type``, ``nullable``, ``description``). Unless a schema says ``"provenance": false``
 every table also gets the provenance columns of ``schemas/_provenance.json``. Writers build tables
-with :func:`table_from_rows`, readers check them with :func:`check_table`; nothing re-declares a
-column by hand.
+with :func:`table_from_rows`, the build writes them under :func:`as_schema`, readers check them with
+:func:`check_table`; nothing re-declares a column by hand.
 
 >>> schema = load_schema("quarantine")            # doctest: +SKIP
 >>> table = table_from_rows("quarantine", rows)   # doctest: +SKIP
@@ -158,15 +158,42 @@ def rows_from_table(record: type[Row], table: pa.Table) -> list[Row]:
             for values in zip(*columns, strict=True)]
 
 
-def check_table(name: str, table: pa.Table) -> None:
-    """Raise :class:`OutputError` if ``table`` does not match schema ``name`` (names and types)."""
-    expected = load_schema(name).arrow
-    if table.schema.names != expected.names:
+def _check_columns(name: str, table: pa.Table) -> None:
+    """Raise :class:`OutputError` unless ``table``'s column names and types are those of schema ``name``."""
+    schema = load_schema(name)
+    if table.schema.names != schema.arrow.names:
         raise OutputError(
-            f"table {name!r} has columns {table.schema.names}, schema v{load_schema(name).version} "
-            f"expects {expected.names}"
+            f"table {name!r} has columns {table.schema.names}, schema v{schema.version} expects {schema.arrow.names}"
         )
-    for field in expected:
+    for field in schema.arrow:
         actual = table.schema.field(field.name).type
         if actual != field.type:
             raise OutputError(f"table {name!r} column {field.name!r} is {actual}, schema says {field.type}")
+
+
+def as_schema(name: str, table: pa.Table) -> pa.Table:
+    """``table`` under the exact Arrow schema of ``name`` (nullability, version metadata) once its column
+    names and types match it: a stored result carries the schema file of the run that stored it, which a
+    bump that left the stage's key alone made older than the version the manifest states."""
+    _check_columns(name, table)
+    try:
+        return table.cast(load_schema(name).arrow)
+    except (pa.ArrowInvalid, ValueError) as exc:  # nulls in a column the schema says is never null
+        raise OutputError(f"table {name!r} does not fit schema v{load_schema(name).version} ({exc})") from None
+
+
+def check_table(name: str, table: pa.Table) -> None:
+    """Raise :class:`OutputError` if ``table`` does not match schema ``name`` exactly: column names,
+    types and nullability, no nulls where none may be, and the schema version in its metadata."""
+    _check_columns(name, table)
+    schema = load_schema(name)
+    for field in schema.arrow:
+        actual = table.schema.field(field.name)
+        if actual.nullable != field.nullable:
+            raise OutputError(f"table {name!r} column {field.name!r} is {'' if actual.nullable else 'not '}nullable, "
+                              f"schema v{schema.version} says {'' if field.nullable else 'not '}nullable")
+        if not field.nullable and table.column(field.name).null_count:
+            raise OutputError(f"table {name!r} column {field.name!r} holds nulls, schema v{schema.version} allows none")
+    written = (table.schema.metadata or {}).get(b"ctcorpus.schema_version", b"").decode()
+    if written != str(schema.version):
+        raise OutputError(f"table {name!r} is marked schema version {written or 'none'}, schema is v{schema.version}")

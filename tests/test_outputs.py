@@ -11,6 +11,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 from typer.testing import CliRunner
@@ -31,8 +32,8 @@ from ctcorpus.outputs import (
     verify_dataset,
 )
 from ctcorpus.outputs.store import exclusive_atomic_dir, remove_leftovers
-from ctcorpus.records import QuarantineEntry
-from ctcorpus.schemas import table_from_rows
+from ctcorpus.records import QuarantineEntry, sha256_file
+from ctcorpus.schemas import load_schema, table_from_rows
 
 PROV = {"pipeline_version": "test", "source_sha256": "0" * 64, "producer": "test-1"}
 
@@ -189,6 +190,41 @@ def test_verify_names_a_changed_or_missing_dataset_card(tmp_path, change):
     problems = {p.path: p.problem for p in verify_dataset(result.path)}
     assert set(problems) == {"dataset_card.md"}
     assert ("sha256 differs" if change == "edit" else "missing") in problems["dataset_card.md"]
+
+
+def _loose(table: pa.Table, version: str, nullable: bool = True) -> pa.Table:
+    """``table`` as a stored result written under another schema file: nullable columns, another version."""
+    schema = pa.schema([f.with_nullable(nullable or f.nullable) for f in table.schema],
+                       metadata={**table.schema.metadata, b"ctcorpus.schema_version": version.encode()})
+    return pa.Table.from_arrays(table.columns, schema=schema)
+
+
+def test_a_built_table_has_its_schema_exactly_whatever_schema_file_its_stored_results_had(tmp_path):
+    units = [_unit(tmp_path, i) for i in range(3)]
+    stale = [BuildUnit(u.unit_id, u.patient_id, {"quarantine": _loose(u.tables["quarantine"], "0")}, u.samples) for u in units]
+    result = _build(tmp_path, stale)
+    path = next(result.path / f["path"] for f in result.manifest["files"] if f["table"] == "quarantine")
+    assert pq.read_schema(path).equals(load_schema("quarantine").arrow, check_metadata=True)
+    assert verify_dataset(result.path) == []
+
+
+@pytest.mark.parametrize(("nullable", "version", "problem"), [
+    (True, None, "table 'quarantine' column 'stage' is nullable, schema v{v} says not nullable"),
+    (False, "0", "table 'quarantine' is marked schema version 0, schema is v{v}"),
+])
+def test_verify_names_a_table_that_does_not_match_its_schema_exactly(tmp_path, nullable, version, problem):
+    result = _build(tmp_path, [_unit(tmp_path, i) for i in range(3)])
+    manifest_path = result.path / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    entry = next(f for f in manifest["files"] if f["table"] == "quarantine")
+    path = result.path / entry["path"]
+    table = pq.read_table(path)
+    loose = _loose(table, version or table.schema.metadata[b"ctcorpus.schema_version"].decode(), nullable)
+    pq.write_table(loose, path)
+    entry["sha256"], entry["bytes"] = sha256_file(path), path.stat().st_size  # rewritten with its manifest entry
+    manifest_path.write_text(json.dumps(manifest))
+    problems = {p.path: p.problem for p in verify_dataset(result.path)}
+    assert problems == {entry["path"]: problem.format(v=load_schema("quarantine").version)}
 
 
 def test_verify_names_a_table_written_under_another_schema_version(tmp_path):

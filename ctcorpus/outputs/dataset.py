@@ -26,7 +26,7 @@ from ctcorpus.errors import OutputError
 from ctcorpus.outputs.splits import assign_split
 from ctcorpus.outputs.store import atomic_write_bytes, exclusive_atomic_dir, write_parquet
 from ctcorpus.records import sha256_file
-from ctcorpus.schemas import check_table, load_schema, table_from_rows
+from ctcorpus.schemas import as_schema, load_schema, table_from_rows
 from ctcorpus.version import __version__
 
 log = logging.getLogger(__name__)
@@ -82,8 +82,7 @@ def _write_tables(
             grouped[(name, part)].append(table)
     entries = []
     for (name, part), tables in sorted(grouped.items()):
-        table = pa.concat_tables(tables).combine_chunks() if len(tables) > 1 else tables[0]
-        check_table(name, table)
+        table = as_schema(name, pa.concat_tables(tables).combine_chunks() if len(tables) > 1 else tables[0])
         rel = Path("tables") / name / (f"split={part}" if part else "") / "part-00000.parquet"
         write_parquet(table, out / rel, config.parquet_row_group_rows)
         entries.append({"path": rel.as_posix(), "kind": "parquet", "table": name, "split": part, "count": table.num_rows})

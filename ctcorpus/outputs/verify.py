@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from ctcorpus.errors import OutputError
 from ctcorpus.outputs.dataset import CARD, MANIFEST, count_tar_samples, read_manifest
 from ctcorpus.records import sha256_file
 from ctcorpus.schemas import check_table, load_schema
@@ -57,6 +58,9 @@ def verify_dataset(dataset: Path) -> list[VerifyProblem]:
                 count = table.num_rows
             else:
                 count = count_tar_samples(path)
+        except OutputError as exc:  # it does not match its schema
+            problems.append(VerifyProblem(rel, exc.message))
+            continue
         except Exception as exc:  # a corrupt file must be reported, not crash verify
             problems.append(VerifyProblem(rel, f"unreadable: {exc}"))
             continue
