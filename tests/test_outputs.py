@@ -154,6 +154,15 @@ def test_a_build_records_the_version_of_the_folder_it_writes(tmp_path):
     assert (result.path / "dataset_card.md").read_text().startswith("# Dataset card: v2\n")
 
 
+def test_a_configured_split_no_patient_fell_into_is_stated_empty(tmp_path):
+    result = _build(tmp_path, [_unit(tmp_path, 1)], split_fractions={"train": 0.5, "test": 0.5})
+    fell = assign_split("pat-001", {"train": 0.5, "test": 0.5}, OutputConfig().split_key).value
+    empty = ({"train", "test"} - {fell}).pop()
+    assert set(result.manifest["splits"]) == {"train", "test"}
+    assert result.manifest["splits"][empty] == {"patients": 0, "reports": 0, "samples": 0, "studies": 0, "volumes": 0}
+    assert f"| {empty} | 0 | 0 | 0 | 0 | 0 |" in (result.path / "dataset_card.md").read_text()
+
+
 def test_splits_are_stable_when_patients_are_added():
     fractions = {"train": 0.6, "validation": 0.2, "test": 0.2}
     before = {f"pat-{i}": assign_split(f"pat-{i}", fractions, "k") for i in range(200)}

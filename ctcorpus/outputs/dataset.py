@@ -35,6 +35,9 @@ MANIFEST = "manifest.json"
 CARD = "dataset_card.md"
 SAMPLE_FILES = ("hu.npy.zst", "mask.npy.zst", "report.json", "snippets.json")
 
+#: What the manifest counts per split.
+_COUNTS = ("patients", "reports", "samples", "studies", "volumes")
+
 #: Tables that are not bound to one patient and so are not partitioned by split.
 UNSPLIT_TABLES = frozenset({"instances", "quarantine"})
 
@@ -134,7 +137,9 @@ def _write_shards(
     return entries
 
 
-def _split_counts(units: Sequence[BuildUnit], splits: Mapping[str, str]) -> dict[str, dict[str, int]]:
+def _split_counts(units: Sequence[BuildUnit], splits: Mapping[str, str], config: OutputConfig) -> dict[str, dict[str, int]]:
+    """Counts per split, zeros for a configured split no patient fell into (a small cohort's test split
+    is stated empty, not left out)."""
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     for unit in units:
         if not unit.patient_id:
@@ -146,7 +151,8 @@ def _split_counts(units: Sequence[BuildUnit], splits: Mapping[str, str]) -> dict
         counts[split]["reports"] += unit.tables["reports"].num_rows if "reports" in unit.tables else 0
     for patient, split in splits.items():
         counts[split]["patients"] += 1
-    return {s: dict(sorted(c.items())) for s, c in sorted(counts.items())}
+    configured = {name for name, fraction in config.split_fractions.items() if fraction > 0}
+    return {s: {k: counts[s][k] for k in _COUNTS} for s in sorted(configured | set(counts))}
 
 
 def build_dataset(
@@ -196,7 +202,7 @@ def build_dataset(
             "geometry": dict(geometry),
             "schemas": {name: load_schema(name).version for name in sorted({e["table"] for e in entries} - {"webdataset"})},
             "manifest_schema_version": load_schema("manifest").version,
-            "splits": _split_counts(ordered, splits),
+            "splits": _split_counts(ordered, splits, config),
             "files": files,
         }
         card = render_card(manifest).encode()
