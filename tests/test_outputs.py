@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import uuid
 from pathlib import Path
 
@@ -113,6 +114,21 @@ def test_a_version_moved_aside_by_a_killed_build_is_put_back(tmp_path):
     new = _leftover(tmp_path, "ds")
     assert remove_leftovers(result.path) == [new]
     assert not old.exists() and not new.exists() and verify_dataset(result.path) == []
+
+
+def test_a_result_is_on_disk_before_its_folder_is_renamed_into_place(tmp_path, monkeypatch):
+    # a rename may reach the disk before the data it names: a crash then left a complete-looking
+    # result of empty files, which the work store trusts, or a dataset version so, the old one deleted
+    events: list[tuple[str, str]] = []
+    fsync, replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))), fsync(fd)))
+    monkeypatch.setattr(os, "replace", lambda src, dst: (events.append(("replace", str(src))), replace(src, dst)))
+    result = _build(tmp_path, [_unit(tmp_path, i) for i in range(3)])
+    renamed = next(i for i, (kind, path) in enumerate(events) if kind == "replace" and Path(path).name.endswith("-ds"))
+    tmp = str(Path(events[renamed][1]).resolve())  # as /proc names it: through no symlink
+    synced = {Path(path).relative_to(tmp).as_posix() for kind, path in events[:renamed] if kind == "fsync" and path.startswith(tmp)}
+    written = {p.relative_to(result.path).as_posix() for p in result.path.rglob("*")}
+    assert written and written | {"."} <= synced
 
 
 def test_a_second_build_of_a_version_fails_and_leaves_the_first_ones_temp_alone(tmp_path):

@@ -40,17 +40,30 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield a temporary folder that becomes ``final`` when the block succeeds.
 
-    An existing ``final`` is replaced only after the new one is complete.
+    An existing ``final`` is replaced only after the new one is complete: its files and folders are
+    flushed to disk before the rename, which the OS may otherwise persist first, so that a crash
+    (power loss) left under ``final`` a complete-looking result of empty or cut files, trusted by
+    the work store, and the old version deleted.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f"{_TMP}{uuid.uuid4().hex}-{final.name}")
     tmp.mkdir()
     try:
         yield tmp
+        for path in [*tmp.rglob("*"), tmp]:
+            _fsync(path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -59,6 +72,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         old = final.with_name(f"{_TMP}old-{uuid.uuid4().hex}-{final.name}")
         os.replace(final, old)
     os.replace(tmp, final)
+    _fsync(final.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
