@@ -252,6 +252,15 @@ def test_verify_names_a_table_that_does_not_match_its_schema_exactly(tmp_path, n
     assert problems == {entry["path"]: problem.format(v=load_schema("quarantine").version)}
 
 
+def test_verify_names_an_extra_file_and_an_extra_empty_folder(tmp_path):
+    result = _build(tmp_path, [_unit(tmp_path, i) for i in range(3)])
+    (result.path / "shards" / "extra").mkdir()  # a split a loader globbing shards/* would find
+    (result.path / "tables" / "notes.txt").write_text("x")
+    problems = {p.path: p.problem for p in verify_dataset(result.path)}
+    assert problems == {"shards/extra": "a folder holding no file, not written by the build",
+                        "tables/notes.txt": "not listed in the manifest"}
+
+
 def test_verify_names_a_table_written_under_another_schema_version(tmp_path):
     result = _build(tmp_path, [_unit(tmp_path, i) for i in range(6)])
     manifest_path = result.path / "manifest.json"

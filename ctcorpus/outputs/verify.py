@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pyarrow.parquet as pq
 
@@ -72,8 +72,12 @@ def verify_dataset(dataset: Path) -> list[VerifyProblem]:
             problems.append(VerifyProblem(CARD, "missing"))
         elif sha256_file(card) != manifest["card_sha256"]:
             problems.append(VerifyProblem(CARD, "sha256 differs from the manifest (file changed or corrupt)"))
+    folders = {parent.as_posix() for rel in listed for parent in PurePosixPath(rel).parents}
     for path in sorted(dataset.rglob("*")):
         rel = path.relative_to(dataset).as_posix()
         if path.is_file() and rel not in listed and rel not in (MANIFEST, CARD):
             problems.append(VerifyProblem(rel, "not listed in the manifest"))
+        # the build writes no empty folder: an empty shards/<split> reads as a split without samples
+        elif path.is_dir() and rel not in folders and not any(p.is_file() for p in path.rglob("*")):
+            problems.append(VerifyProblem(rel, "a folder holding no file, not written by the build"))
     return problems
