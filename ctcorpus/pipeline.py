@@ -173,6 +173,12 @@ def _digest(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _schema_versions(*tables: str) -> dict[str, int]:
+    """The versions of the schemas of the tables a stage stores: part of its key, so a schema bump
+    redoes its results instead of the build writing stored ones under the new version (``as_schema``)."""
+    return {name: load_schema(name).version for name in tables}
+
+
 def _section(config: CorpusConfig, name: str, *ignore: str) -> dict[str, Any]:
     data = config.model_dump(mode="json")[name]
     return {k: v for k, v in data.items() if k not in ignore}
@@ -193,7 +199,8 @@ def _ingest_key(stack: Stack, config: CorpusConfig, p: Pseudonymizer) -> str:
     """Also keyed by the ingest producer (the ingest package's source): a fixed step redoes the volumes;
     and by the files' paths, which the slice rows and quarantine name: a renamed series folder redoes them."""
     files = sorted((r.rel_path, r.sha256) for r in stack.instances + stack.duplicates)
-    return _digest("ingest", __version__, INGEST_PRODUCER, stack.stack_key, files, _pseudonymizing(config, p, *_SELECTION))
+    return _digest("ingest", __version__, INGEST_PRODUCER, _schema_versions("series", "volumes", "slices", "quarantine"),
+                   stack.stack_key, files, _pseudonymizing(config, p, *_SELECTION))
 
 
 def _anatomy_key(ingest_key: str, config: CorpusConfig) -> str:
@@ -201,7 +208,7 @@ def _anatomy_key(ingest_key: str, config: CorpusConfig) -> str:
     masks) and by the anatomy package's source (a fixed step redoes them)."""
     segmenter = _segmenter(config)
     resolved = f"{segmenter.name}-{segmenter.version}"
-    return _digest("anatomy", __version__, ANATOMY_SOURCE, ingest_key,
+    return _digest("anatomy", __version__, ANATOMY_SOURCE, _schema_versions("anatomy_stats", "quarantine"), ingest_key,
                    _section(config, "anatomy", "nr_thr_resamp", "nr_thr_saving"), resolved)
 
 
@@ -213,7 +220,7 @@ def _text_key(ingest_key: str, anatomy_key: str, mask_outcome: str, unit: StudyU
     cumulative RIS export grown by a row re-does no study it held (see :func:`_text_source`)."""
     slices = [(s.stack_key, [r.sha256 for r in s.instances]) for s in unit.stacks]
     report = None if unit.report is None else asdict(unit.report)
-    schemas = [load_schema(name).version for name in ("samples", "snippets", "sentence_regions")]
+    schemas = _schema_versions("samples", "snippets", "sentence_regions", "quarantine")
     return _digest(
         "text", __version__, TEXT_SOURCE, FINGERPRINT_VERSION, SNIPPETS_PRODUCER, schemas, ingest_key, anatomy_key, mask_outcome, slices,
         report, len(unit.candidates), _section(config, "snippets"),
@@ -394,7 +401,7 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     sr_image_numbers = {r.slice_id: (r.series_number, r.instance_number) for r in index.instances
                         if r.study_uid in sr_studies and r.series_number is not None and r.instance_number is not None}
     names = _header_names(stacks)
-    schemas = [load_schema(name).version for name in ("reports", "sentences", "labels")]
+    schemas = _schema_versions("reports", "sentences", "labels", "quarantine")
     reports_key = _digest("reports", __version__, REPORTS_PRODUCER, schemas, report_exports,
                           [(name, r.sha256) for (_, name), r in zip(sr_documents, sr_records, strict=True)],
                           sorted(sr_image_numbers.items()),
@@ -432,7 +439,7 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     anonymous.extend(orphaned)
     seen = {e.path for e in index.quarantine}
     entries = [*index.quarantine, *(e for e in handler.entries if e.path not in seen or e.stage != "ingest"), *anonymous]
-    export_key = _digest("export", __version__, INGEST_PRODUCER, sorted((r.rel_path, r.sha256) for r in index.instances),
+    export_key = _digest("export", __version__, INGEST_PRODUCER, _schema_versions("instances", "quarantine"), sorted((r.rel_path, r.sha256) for r in index.instances),
                          [(e.path, e.message) for e in entries], _pseudonymizing(config, p))
     if not store.has("export", export_key):
         with store.writing("export", export_key) as folder:
@@ -793,7 +800,8 @@ def process_unit(unit: StudyUnit, config: CorpusConfig, work_dir: Path, *, compu
     # the stacks' files (paths and hashes) and the ingest code that makes their rows: a series re-sent with corrected
     # headers keeps its UIDs, so its stack key, but its row and quarantine are made anew
     files = [(s.stack_key, s.rejected, sorted((r.rel_path, r.sha256) for r in s.instances + s.duplicates)) for s in unit.stacks]
-    study_key = _digest("study", __version__, INGEST_PRODUCER, files, unit.candidates, outcome, _pseudonymizing(config, p))
+    study_key = _digest("study", __version__, INGEST_PRODUCER, _schema_versions("series", "quarantine"), files,
+                        unit.candidates, outcome, _pseudonymizing(config, p))
     _cached_or_run(store, "study", study_key, lambda f: _save_tables(f, _study_tables(unit, *outcome, p)), computed, cached, compute)
     folders = [store.path("study", study_key), *(store.path("ingest", key) for _, key in rejected),
                *(store.path(stage, getattr(v, stage)) for v in volumes for stage in ("ingest", "anatomy", "text"))]

@@ -4,6 +4,7 @@ resuming after SIGKILL with byte-identical manifests."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -579,6 +580,26 @@ def test_changed_report_rules_redo_the_reports(built, tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "REPORTS_PRODUCER", "rules-changed")
     _run(config, work)
     assert len({p.name for p in (work / "reports").glob("*/*")} - before) == 1
+
+
+def test_a_schema_bump_redoes_the_stages_storing_that_table_and_no_other(built, tmp_path, monkeypatch):
+    # a stored result follows the schema of the run that stored it: after a bump of anatomy_stats the build
+    # would write old masks' rows under the new version, so the anatomy stage (only it) computes them again
+    config, folder, _, _ = built
+    work = tmp_path / "work"
+    shutil.copytree(folder / "work", work)
+    stages = ("ingest", "anatomy", "text", "reports", "export", "study")
+    before = {stage: {p.name for p in (work / stage).glob("*/*")} for stage in stages}
+    real = pipeline.load_schema
+    monkeypatch.setattr(pipeline, "load_schema",
+                        lambda name: dataclasses.replace(real(name), version=real(name).version + 1)
+                        if name == "anatomy_stats" else real(name))
+    _run(config, work)
+    after = {stage: {p.name for p in (work / stage).glob("*/*")} for stage in stages}
+    new = {stage: after[stage] - before[stage] for stage in stages}
+    assert new["anatomy"] and len(new["anatomy"]) == len(before["anatomy"])
+    # the text results are keyed by the anatomy result they read
+    assert {stage for stage in stages if new[stage]} == {"anatomy", "text"}
 
 
 def test_names_from_the_dicom_headers_are_scrubbed_from_reports(tmp_path):
