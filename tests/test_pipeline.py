@@ -558,6 +558,8 @@ def test_every_report_sentence_and_label_row_names_the_rules_that_labelled_it(bu
     for name in ("reports", "sentences", "labels"):
         table = _table(result.path, name)
         assert len(table) > 0 and set(table["producer"]) == {stage.PRODUCER}, name
+        assert result.manifest["producers"][name] == [stage.PRODUCER]
+    assert f"| labels | `{stage.PRODUCER}` |" in (result.path / "dataset_card.md").read_text()
     work = tmp_path / "work"
     shutil.copytree(folder / "work", work)
     changed = "rules-changed+spacy-0"
@@ -567,6 +569,7 @@ def test_every_report_sentence_and_label_row_names_the_rules_that_labelled_it(bu
     relabelled = pipeline.build_from_work(config, work, tmp_path / "dataset").path
     for name in ("reports", "sentences", "labels"):
         assert set(_table(relabelled, name)["producer"]) == {changed}, name
+    assert json.loads((relabelled / "manifest.json").read_text())["producers"]["labels"] == [changed]
 
 
 def test_changed_report_rules_redo_the_reports(built, tmp_path, monkeypatch):

@@ -137,6 +137,18 @@ def _write_shards(
     return entries
 
 
+def _producers(units: Sequence[BuildUnit]) -> dict[str, list[str]]:
+    """Table -> the producers its rows name (the report rules' digest, the segmenter backend, ...):
+    what tells two versions made by different rules apart without reading their tables (a re-run
+    labeler that disagrees with itself, CT-CLIP #55)."""
+    found: dict[str, set[str]] = defaultdict(set)
+    for unit in units:
+        for name, table in unit.tables.items():
+            if "producer" in table.column_names:
+                found[name].update(table.column("producer").unique().to_pylist())
+    return {name: sorted(found[name]) for name in sorted(found)}
+
+
 def _split_counts(units: Sequence[BuildUnit], splits: Mapping[str, str], config: OutputConfig) -> dict[str, dict[str, int]]:
     """Counts per split, zeros for a configured split no patient fell into (a small cohort's test split
     is stated empty, not left out)."""
@@ -203,6 +215,7 @@ def build_dataset(
             "schemas": {name: load_schema(name).version for name in sorted({e["table"] for e in entries} - {"webdataset"})},
             "manifest_schema_version": load_schema("manifest").version,
             "splits": _split_counts(ordered, splits, config),
+            "producers": _producers(ordered),
             "files": files,
         }
         card = render_card(manifest).encode()
@@ -268,6 +281,9 @@ def render_card(manifest: Mapping[str, Any]) -> str:
             rows[f["table"]] += f["count"]
     for name, version in manifest["schemas"].items():
         lines.append(f"| {name} | {version} | {rows[name]} |")
+    lines += ["", "## Producers (what made each table's rows)", "", "| table | producers |", "|---|---|"]
+    for name, producers in manifest.get("producers", {}).items():
+        lines.append(f"| {name} | {', '.join(f'`{p}`' for p in producers)} |")
     shards = [f for f in manifest["files"] if f["kind"] == "shard"]
     lines += [
         "",
