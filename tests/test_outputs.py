@@ -261,6 +261,18 @@ def test_verify_names_an_extra_file_and_an_extra_empty_folder(tmp_path):
                         "tables/notes.txt": "not listed in the manifest"}
 
 
+@pytest.mark.parametrize("outside", ["/etc/hostname", "../elsewhere.parquet", "tables/../../elsewhere.parquet"])
+def test_verify_reads_no_file_outside_the_dataset_a_manifest_names(tmp_path, outside):
+    result = _build(tmp_path, [_unit(tmp_path, i) for i in range(3)])
+    (tmp_path / "elsewhere.parquet").write_bytes(b"not the dataset's")
+    manifest_path = result.path / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"][0]["path"] = outside
+    manifest_path.write_text(json.dumps(manifest))
+    problems = {p.path: p.problem for p in verify_dataset(result.path)}
+    assert problems[outside].startswith("a path outside the dataset folder")
+
+
 def test_verify_names_a_table_written_under_another_schema_version(tmp_path):
     result = _build(tmp_path, [_unit(tmp_path, i) for i in range(6)])
     manifest_path = result.path / "manifest.json"

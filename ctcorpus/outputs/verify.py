@@ -36,6 +36,9 @@ def verify_dataset(dataset: Path) -> list[VerifyProblem]:
         rel = entry["path"]
         listed.add(rel)
         path = dataset / rel
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:  # a tampered manifest: hash nothing outside the folder
+            problems.append(VerifyProblem(rel, "a path outside the dataset folder (the manifest was altered); not read"))
+            continue
         if not path.is_file():
             problems.append(VerifyProblem(rel, "missing"))
             continue
