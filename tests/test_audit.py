@@ -40,6 +40,7 @@ from ctcorpus.audit.leakage import report_pairs
 from ctcorpus.config.audit import AuditConfig
 from ctcorpus.errors import AuditError
 from ctcorpus.synth.leaks import SEEDED_KINDS, match_leaks, synthetic_corpus_tables
+from ctcorpus.taxonomy import CT_RATE_LABELS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -169,6 +170,31 @@ def test_near_duplicates_are_reported_between_patients_only(clean: CorpusTables)
         ]
         assert len(found) == expected
     assert {"FOLLOW", row["volume_id"]} <= set(found[0].ids) and found[0].score > 0.99
+
+
+def test_a_studys_own_volumes_and_reports_are_no_copies_its_text_elsewhere_is(clean: CorpusTables) -> None:
+    """A second reconstruction of a scan and the versions of its study's report (re-sent, amended)
+    belong to one study, in one split: no duplicate and no leak. The same text under another
+    patient's study is one finding, joining the versions it copies."""
+    volume = clean.volumes.iloc[0].to_dict()
+    noise = np.random.default_rng(1).standard_normal(len(volume["fingerprint"])).astype(np.float32)
+    recon = {**volume, "volume_id": "RECON", "series_id": "X-RECON", "hu_sha256": "e" * 64}
+    recon["fingerprint"] = volume["fingerprint"] + 0.05 * noise
+    report = clean.reports[clean.reports["study_id"] == volume["study_id"]].iloc[0].to_dict()
+    versions = [
+        {**report, "report_id": "RESENT"},
+        {**report, "report_id": "AMENDED", "text": report["text"] + " Addendum: no change on review."},
+    ]
+    volumes = pd.concat([clean.volumes, pd.DataFrame([recon])], ignore_index=True)
+    reports = pd.concat([clean.reports, pd.DataFrame(versions)], ignore_index=True)
+    own = {volume["volume_id"], "RECON", report["report_id"], "RESENT", "AMENDED", volume["study_id"]}
+    found = audit_corpus(dataclasses.replace(clean, volumes=volumes, reports=reports)).findings
+    assert [f for f in found if own & set(f.ids)] == []
+    other = clean.reports[clean.reports["patient_id"] != volume["patient_id"]].iloc[0]
+    copied = reports.assign(text=reports["text"].where(reports["report_id"] != other["report_id"], report["text"]))
+    found = audit_corpus(dataclasses.replace(clean, volumes=volumes, reports=copied)).findings
+    ids = tuple(sorted([report["report_id"], "RESENT", "AMENDED", other["report_id"]]))
+    assert [(f.kind, f.ids) for f in found if own & set(f.ids)] == [(FindingKind.DUPLICATE_REPORT, ids)]
 
 
 def test_same_person_in_one_split_is_medium(clean: CorpusTables) -> None:
@@ -487,6 +513,35 @@ def test_a_label_positive_in_no_split_is_one_finding() -> None:
     )
 
 
+def test_an_expected_label_no_report_mentions_is_a_zero_row_and_one_finding() -> None:
+    """The labels table has no row for a label no report mentions: the audit listed it nowhere. The
+    build config the manifest records names the labels expected: the CT-RATE ones and a site's own."""
+    tiny = _tiny()
+    extra = {"lung_nodule": ["rundherd"], "pneumothorax": ["pneumothorax"]}
+    manifest = {**tiny.manifest, "config": {"reports": {"extra_synonyms": extra}}}
+    result = audit_corpus(dataclasses.replace(tiny, manifest=manifest))
+    prevalence = result.stats.label_prevalence.set_index(["split", "label"])
+    expected = {*CT_RATE_LABELS, "pneumothorax"}
+    assert set(prevalence.index) == {(split, label) for split in ("test", "train") for label in expected}
+    counts = ["positive", "negative", "uncertain", "reports"]
+    assert prevalence.loc[("train", "pneumothorax"), counts].tolist() == [0, 0, 0, 2]
+    assert prevalence.loc[("test", "cardiomegaly"), counts].tolist() == [0, 0, 0, 1]
+    found = {f.ids: f for f in result.findings if f.kind == FindingKind.LABEL_MISSING_IN_SPLIT}
+    unmentioned = expected - {"lung_nodule", "emphysema", "pleural_effusion"}
+    assert set(found) == {(label,) for label in unmentioned} | {("lung_nodule",), ("emphysema",), _NEVER_POSITIVE[0]}
+    pneumothorax = found[("pneumothorax",)]
+    assert pneumothorax.groups == ("test", "train") and pneumothorax.detail == (
+        "label pneumothorax is mentioned by no report in any split (test, train): "
+        "it can be neither trained nor evaluated"
+    )
+    assert found[_NEVER_POSITIVE[0]].detail.startswith("label pleural_effusion has no positive report in any split")
+    page = report.render_html(result)
+    head = "<th>label</th><th>train positive</th><th>train mentioned</th><th>test positive</th><th>test mentioned</th>"
+    assert head in page and "<td>pneumothorax</td>" + '<td class="num">0</td>' * 4 in page
+    assert "<td>pleural_effusion</td>" + "".join(f'<td class="num">{n}</td>' for n in (0, 1, 0, 0)) in page
+    assert "cardiomegaly" not in set(audit_corpus(tiny).stats.label_prevalence["label"])  # no config: none expected
+
+
 def test_labels_of_reports_of_no_known_split_are_no_label_finding() -> None:
     """One label row of a report no longer in the reports table put every label 'missing' in split ''."""
     tiny = _tiny()
@@ -579,6 +634,26 @@ def test_quarantine_finding_counts_rejected_items_only() -> None:
         "3 items rejected by ingest, most for localizer (2); 2 more kept in the corpus (accept 1, repair 1)"
     )
     assert found[("ingest",)].ids == ("gantry_tilt", "localizer", "mixed_stacks")
+
+
+@pytest.mark.parametrize(
+    ("reasons", "named"),
+    [
+        (["localizer", "localizer", "mixed_stacks"], "most for localizer (2)"),
+        (
+            ["localizer", "mixed_stacks", "localizer", "mixed_stacks", "gantry_tilt"],
+            "most for localizer, mixed_stacks (2 each)",
+        ),
+        (["localizer", "mixed_stacks"], "1 each for localizer, mixed_stacks"),
+        (["localizer", "localizer"], "all for localizer"),
+    ],
+)
+def test_quarantine_finding_names_tied_reasons_as_a_tie(reasons: list[str], named: str) -> None:
+    """Reasons rejecting as many items each read 'most for <the first> (1)', as if it stood out."""
+    quarantine = pd.DataFrame({"stage": "ingest", "reason": reasons, "action": "reject"})
+    findings = audit_corpus(dataclasses.replace(_tiny(), quarantine=quarantine)).findings
+    details = [f.detail for f in findings if f.kind == FindingKind.QUARANTINE]
+    assert details == [f"{len(reasons)} items rejected by ingest, {named}"]
 
 
 def test_tables_must_have_the_columns() -> None:
@@ -825,6 +900,42 @@ def test_plots_name_the_rows_of_no_known_split(monkeypatch: pytest.MonkeyPatch) 
     legends = [[t.get_text() for t in ax.get_legend().get_texts()] for f in figures for ax in f.axes if ax.get_legend()]
     by_split = [names for names in legends if "train" in names]
     assert len(by_split) == 5 and all(names == ["train", "(no split)"] for names in by_split)  # prevalence, 4 fields
+
+
+def test_cooccurrence_diagonal_is_grey_not_the_colour_of_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The diagonal is left off the colour scale: drawn blank (white), it read as the near-white 0 cells."""
+    figures: list[Figure] = []
+    draw = report._png
+
+    def keep(figure: Figure) -> str:
+        figures.append(figure)
+        return draw(figure)
+
+    monkeypatch.setattr(report, "_png", keep)
+    report.render_html(audit_corpus(_tiny()))
+    (axes,) = [ax for f in figures for ax in f.axes if ax.get_title().startswith("Label co-occurrence")]
+    (image,) = axes.get_images()
+    colours = image.to_rgba(image.get_array())  # _tiny: emphysema and lung_nodule, positive in one report
+    zero = image.to_rgba(0.0)
+    assert image.get_array().mask.diagonal().all() and colours[0, 1, 3] == 1
+    for diagonal in (colours[0, 0], colours[1, 1]):
+        assert diagonal[3] == 1 and np.abs(diagonal[:3] - np.array(zero[:3])).max() > 0.2
+    assert "grey diagonal" in axes.get_title()
+
+
+def test_page_tables_give_shares_in_percent_as_the_plots_do() -> None:
+    """The plots speak %, the missing-sections and label-shift tables spoke fractions (0.5): the page
+    says %, audit.json keeps the fractions."""
+    tiny = _tiny()
+    result = audit_corpus(tiny, against=dataclasses.replace(tiny, name="old"))
+    data = result_to_dict(result)
+    shares = {(r["split"], r["section"]): r["share"] for r in data["stats"]["missing_sections"]}
+    assert shares[("train", "impression")] == 0.5
+    assert {r["label"]: r["old_prevalence"] for r in data["diff"]["label_shift"]}["lung_nodule"] == pytest.approx(1 / 3)
+    page = report.render_html(result)
+    assert "<th>share (%)</th>" in page and "<th>old_prevalence (%)</th>" in page and "<th>delta (%)</th>" in page
+    assert '<td>train</td><td>impression</td><td class="num">1</td><td class="num">50</td>' in page
+    assert '<td>lung_nodule</td><td class="num">1</td><td class="num">33.3333</td>' in page  # old: 1 of 3 reports
 
 
 def test_failed_report_keeps_the_previous_pair(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -71,25 +71,33 @@ def _label_findings(prevalence: pd.DataFrame) -> list[Finding]:
     As in training and evaluation, a report that does not mention a label is negative for it, and
     an uncertain one is left out; so a split whose reports are all positive (or uncertain) for a
     label has no negative, just as one without a positive report has no positive. A label positive
-    in no split can be neither trained nor evaluated: one finding names all its splits. Split ''
-    holds the labels of reports of no known split: nobody evaluates there, so it has no finding;
-    a split without reports has one finding of its own (:func:`_split_findings`), not one per label.
+    in no split can be neither trained nor evaluated: one finding names all its splits, and says so
+    when no report mentions the label at all (an expected label the reports never name, or a
+    synonym list that matches nothing). Split '' holds the labels of reports of no known split:
+    nobody evaluates there, so it has no finding; a split without reports has one finding of its
+    own (:func:`_split_findings`), not one per label.
     """
     rows = prevalence[prevalence["split"].ne("") & prevalence["reports"].gt(0)]
     never = rows["label"].map(rows.groupby("label")["positive"].sum()).eq(0)
     negatives = rows["reports"] - rows["positive"] - rows["uncertain"]
-    findings = [
-        Finding(
-            FindingKind.LABEL_MISSING_IN_SPLIT,
-            Severity.MEDIUM,
-            (str(label),),
-            tuple(group["split"].astype(str)),
-            0.0,
-            f"label {label} has no positive report in any split ({', '.join(group['split'])}): "
-            "it can be neither trained nor evaluated",
+    findings = []
+    for label, group in rows[never].groupby("label"):
+        splits = ", ".join(group["split"])
+        lacks = (
+            f"is mentioned by no report in any split ({splits})"
+            if group[["negative", "uncertain"]].to_numpy().sum() == 0
+            else f"has no positive report in any split ({splits})"
         )
-        for label, group in rows[never].groupby("label")
-    ]
+        findings.append(
+            Finding(
+                FindingKind.LABEL_MISSING_IN_SPLIT,
+                Severity.MEDIUM,
+                (str(label),),
+                tuple(group["split"].astype(str)),
+                0.0,
+                f"label {label} {lacks}: it can be neither trained nor evaluated",
+            )
+        )
     no_positive = rows["positive"].eq(0) & ~never
     no_negative = negatives.le(0) & ~rows["positive"].eq(0)
     for row in rows[no_positive | no_negative].itertuples():
@@ -139,8 +147,21 @@ def _split_findings(splits: pd.DataFrame) -> list[Finding]:
     return findings
 
 
+def _most_common(rejected: pd.DataFrame) -> str:
+    """The reasons most items were rejected for, a tie named as one ("most for a, b (2 each)").
+
+    Naming only the first of tied reasons read as if it stood out ("most for a (1)" beside b (1)).
+    """
+    counts = rejected.groupby("reason", sort=True)["items"].sum()
+    top = counts[counts == counts.max()]
+    names, n = ", ".join(top.index.astype(str)), int(counts.max())
+    if len(top) < len(counts):
+        return f"most for {names} ({n})" if len(top) == 1 else f"most for {names} ({n} each)"
+    return f"all for {names}" if len(top) == 1 else f"{n} each for {names}"
+
+
 def _quarantine_findings(quarantine: pd.DataFrame) -> list[Finding]:
-    """One finding per stage: the items it rejected (left out of the corpus), most common reason first.
+    """One finding per stage: the items it rejected (left out of the corpus) and the most common reason.
 
     Items repaired or accepted with a defect are in the corpus: they are named apart, not counted
     as quarantined.
@@ -150,7 +171,7 @@ def _quarantine_findings(quarantine: pd.DataFrame) -> list[Finding]:
         rejected = group[group["action"] == Action.REJECT.value]
         detail = f"{int(rejected['items'].sum())} items rejected by {stage}"
         if not rejected.empty:
-            detail += f", most for {rejected.iloc[0]['reason']} ({rejected.iloc[0]['items']})"
+            detail += f", {_most_common(rejected)}"
         kept = group[group["action"] != Action.REJECT.value].groupby("action")["items"].sum()
         if not kept.empty:
             actions = ", ".join(f"{action} {n}" for action, n in kept.items())

@@ -32,6 +32,7 @@ HTML_FILE = "audit.html"
 JSON_FILE = "audit.json"
 _COLOURS = {Severity.HIGH: "#c62828", Severity.MEDIUM: "#ef6c00", Severity.LOW: "#f9a825", Severity.INFO: "#546e7a"}
 _SPLIT_COLOURS = {"train": "#1565c0", "validation": "#2e7d32", "test": "#6a1b9a"}
+_NOT_DRAWN = "#9e9e9e"  # heatmap cells left off the colour scale
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px 40px;color:#212121;max-width:1300px}
 h1{margin-bottom:4px}h2{border-bottom:2px solid #e0e0e0;padding-bottom:4px;margin-top:36px}
@@ -150,18 +151,22 @@ def _prevalence_plot(prevalence: pd.DataFrame) -> str:
 
 
 def _cooccurrence_plot(pairs: pd.DataFrame) -> str:
-    """Heatmap of reports positive for two labels at once (diagonal: the label alone)."""
+    """Heatmap of reports positive for two labels at once; the diagonal (a label alone) is left out.
+
+    The diagonal would swamp the pairs, so it is kept off the colour scale and drawn grey (the title
+    says so): left blank (white), it read as the near-white cells of 0.
+    """
     matrix = pairs.pivot_table(index="label_a", columns="label_b", values="reports", fill_value=0)
     labels = sorted(set(matrix.index) | set(matrix.columns))
     matrix = matrix.reindex(index=labels, columns=labels, fill_value=0).to_numpy().astype(float)
-    np.fill_diagonal(matrix, np.nan)  # the diagonal (a label alone) would swamp the pairs
+    np.fill_diagonal(matrix, np.nan)
     figure = Figure(figsize=(10, 8.5))
     axes = figure.subplots()
-    image = axes.imshow(matrix, cmap="Blues")
+    image = axes.imshow(matrix, cmap=matplotlib.colormaps["Blues"].with_extremes(bad=_NOT_DRAWN))
     names = [s.replace("_", " ") for s in labels]
     axes.set_xticks(range(len(labels)), names, rotation=60, ha="right", fontsize=9)
     axes.set_yticks(range(len(labels)), names, fontsize=9)
-    axes.set_title("Label co-occurrence: reports positive for both (diagonal blank)")
+    axes.set_title("Label co-occurrence: reports positive for both (grey diagonal: a label alone, not drawn)")
     figure.colorbar(image, ax=axes, shrink=0.7, label="reports")
     return _png(figure)
 
@@ -220,6 +225,17 @@ def _shift_plot(shift: pd.DataFrame, old: str, new: str) -> str:
 # ---------------------------------------------------------------- HTML
 
 
+def _label_counts(prevalence: pd.DataFrame) -> pd.DataFrame:
+    """Per label, reports positive for it and reports mentioning it (in any state), split by split.
+
+    Positive counts alone showed a label no report names as a label only never found (both 0).
+    """
+    counts = prevalence.assign(mentioned=prevalence["positive"] + prevalence["negative"] + prevalence["uncertain"])
+    wide = counts.pivot_table(index="label", columns="split", values=["positive", "mentioned"], fill_value=0)
+    columns = [(value, split) for split in _by_split(wide["positive"]).columns for value in ("positive", "mentioned")]
+    return wide[columns].set_axis([f"{_split_name(split)} {value}" for value, split in columns], axis=1).reset_index()
+
+
 def _number(value: float) -> str:
     """A float for a table cell: whole values as integers (1024, not 1.02e+03), others to 6 significant digits."""
     return str(int(value)) if value.is_integer() else f"{value:.6g}"
@@ -243,6 +259,14 @@ def _table(frame: pd.DataFrame, limit: int = 60) -> str:
         rows.append("<tr>" + "".join(cells) + "</tr>")
     more = f"<p><em>{len(frame) - limit} more rows in the JSON</em></p>" if len(frame) > limit else ""
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>{more}"
+
+
+def _percent(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Fractions (0-1) as the percentages the plots show, the column named so (``share (%)``).
+
+    audit.json keeps the fractions; on the page a table beside a plot in % spoke another unit.
+    """
+    return frame.assign(**{c: 100 * frame[c] for c in columns}).rename(columns={c: f"{c} (%)" for c in columns})
 
 
 def _severity(severity: Severity) -> str:
@@ -306,7 +330,8 @@ def _diff_section(diff: CorpusDiff) -> str:
     plot = _shift_plot(shift, diff.old_name, diff.new_name) if not shift.empty else ""
     return (
         f"<h2>Changes from {html.escape(diff.old_name)} to {html.escape(diff.new_name)}</h2>"
-        f"{_table(counts)}<h3>Changed fields</h3>{_table(fields)}<h3>Label shifts</h3>{plot}{_table(shift)}"
+        f"{_table(counts)}<h3>Changed fields</h3>{_table(fields)}<h3>Label shifts</h3>{plot}"
+        f"{_table(_percent(shift, ('old_prevalence', 'new_prevalence', 'delta')))}"
     )
 
 
@@ -336,14 +361,13 @@ def _sections(result: AuditResult) -> list[str]:
     ]
     if not stats.label_prevalence.empty:
         parts += [_prevalence_plot(stats.label_prevalence), _cooccurrence_plot(stats.label_cooccurrence)]
-        wide = _by_split(
-            stats.label_prevalence.pivot_table(index="label", columns="split", values="positive", fill_value=0)
-        )
-        parts += ["<h3>Positive reports per label and split</h3>", _table(wide.reset_index())]
+        parts += ["<h3>Reports positive for, and mentioning, each label per split</h3>"]
+        parts.append(_table(_label_counts(stats.label_prevalence)))
     else:
         parts.append("<p><em>no labels table</em></p>")
     parts += ["<h2>Reports</h2>", _table(stats.report_lengths), "<h3>Missing sections</h3>"]
-    parts.append(_table(stats.missing_sections[stats.missing_sections["missing"] > 0]))
+    missing = stats.missing_sections
+    parts.append(_table(_percent(missing[missing["missing"] > 0], ("share",))))
     parts += [
         "<h2>Volumes</h2>",
         (

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ctcorpus.audit.tables import EXPECTED_SECTIONS, CorpusTables, report_level
 from ctcorpus.enums import Action, LabelState
+from ctcorpus.taxonomy import CT_RATE_LABELS
 
 #: Volume columns counted by value, per split.
 CATEGORICAL: tuple[str, ...] = ("kernel", "manufacturer", "contrast", "mask_source")
@@ -34,7 +35,8 @@ class CorpusStats:
         expects (:func:`expected_splits`) but no patient fell in is a row of zeros.
     label_prevalence:
         split, label, positive, negative, uncertain, reports, prevalence (positive / reports of
-        the split), from report-level labels (``sentence_index == -1``).
+        the split), from report-level labels (``sentence_index == -1``); a label the build config
+        expects (:func:`expected_labels`) but no report mentions is a row of zeros.
     label_cooccurrence:
         label_a, label_b, reports (positive for both), over all splits; the diagonal is each
         label's positive count.
@@ -75,6 +77,20 @@ def expected_splits(manifest: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(sorted(split for split, fraction in (outputs.get("split_fractions") or {}).items() if fraction > 0))
 
 
+def expected_labels(manifest: Mapping[str, Any]) -> tuple[str, ...]:
+    """The labels the corpus's labeller looks for: the 18 CT-RATE labels and those its build config adds.
+
+    The labels table holds a row only for a label a report mentions, so a label no report names is
+    in no table: only the manifest's ``reports`` config says it should be there (a key of
+    ``extra_synonyms`` not among the CT-RATE labels is a label of the site's own). A corpus without
+    that config (not built by ctcorpus) expects no label: its labels need not be CT-RATE's.
+    """
+    reports = (manifest.get("config") or {}).get("reports")
+    if reports is None:
+        return ()
+    return tuple(sorted({*CT_RATE_LABELS, *(reports.get("extra_synonyms") or {})}))
+
+
 def _split_sizes(tables: CorpusTables) -> pd.DataFrame:
     volumes = tables.volumes.groupby("split").agg(
         volumes=("volume_id", "nunique"), patients=("patient_id", "nunique"), studies=("study_id", "nunique")
@@ -97,12 +113,13 @@ def _report_labels(tables: CorpusTables) -> pd.DataFrame:
 
 def _prevalence(tables: CorpusTables, report_labels: pd.DataFrame) -> pd.DataFrame:
     counts = pd.crosstab([report_labels["split"], report_labels["label"]], report_labels["state"])
-    # every split x every label seen anywhere: a label never mentioned in a split is a zero row, and
-    # a split with volumes but no report (its reports all failed) has zero rows, not none
+    # every split x every label seen anywhere or expected: a label never mentioned in a split (or in
+    # any) is a zero row, and a split with volumes but no report (its reports all failed) has zero rows, not none
     volume_splits = set(tables.volumes["split"].dropna().astype(str))
     report_splits = set(tables.reports["split"].dropna().astype(str))
     splits = sorted(report_splits | volume_splits | set(report_labels["split"]))
-    grid = pd.MultiIndex.from_product([splits, sorted(set(report_labels["label"]))], names=["split", "label"])
+    labels = sorted(set(report_labels["label"]) | set(expected_labels(tables.manifest)))
+    grid = pd.MultiIndex.from_product([splits, labels], names=["split", "label"])
     counts = counts.reindex(index=grid, columns=list(_STATES), fill_value=0)
     counts.columns = list(_STATES)
     frame = counts.reset_index()
