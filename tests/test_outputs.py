@@ -112,6 +112,8 @@ def test_a_version_moved_aside_by_a_killed_build_is_put_back(tmp_path):
     old = tmp_path / f".tmp-old-{uuid.uuid4().hex}-ds"
     result.path.rename(old)  # killed between atomic_dir's two renames: the new one is still a temp
     new = _leftover(tmp_path, "ds")
+    with pytest.raises(OutputError, match=f"moving this version aside to {old}.*ctcorpus build --out"):
+        verify_dataset(result.path)  # before the rebuild that puts it back, readers say where it is
     assert remove_leftovers(result.path) == [new]
     assert not old.exists() and not new.exists() and verify_dataset(result.path) == []
 
