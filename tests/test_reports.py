@@ -820,6 +820,58 @@ def test_phi_ids_contacts_ages_and_postcodes_of_real_headers():
     _assert_phi(cases)
 
 
+def test_phi_forms_of_uk_swiss_and_austrian_reports_and_of_ris_signature_blocks():
+    # a fresh review of realistic RIS exports (US, UK, German, Swiss, Austrian conventions)
+    cases = {
+        # national numbers: NHS (in groups), Swiss AHV (dotted; also without its label), Austrian SV
+        "NHS number 943 476 5919, NHS No: 943 476 5919. AHV-Nr. 756.1234.5678.97, AHV 756.9217.0769.85 ok. "
+        "SV-Nummer: 1234 010180.": [
+            ("943 476 5919", "id"), ("943 476 5919", "id"), ("756.1234.5678.97", "id"), ("756.9217.0769.85", "id"),
+            ("1234 010180", "id")],
+        # hospital, unit, chart, case, account, report and examination numbers
+        "Hospital No.: 12345, Unit No: 123456, Chart #: 12345, Case #: 4711, Acct: 98765, Befundnummer: 12345, "
+        "Untersuchungsnummer 4711-1.": [
+            ("12345", "id"), ("123456", "id"), ("12345", "id"), ("4711", "id"), ("98765", "id"), ("12345", "id"),
+            ("4711-1", "id")],
+        # Swiss phone numbers in groups of two, however written; UK bleeps, German pagers and DECT phones
+        "Rückfragen +41 44 123 45 67 oder 044 123 45 67. Bleep 1234, Pieper 567, DECT 4711, Rufnummer 4712.": [
+            ("+41 44 123 45 67", "phone"), ("044 123 45 67", "phone"), ("1234", "phone"), ("567", "phone"),
+            ("4711", "phone"), ("4712", "phone")],
+        # Austrian months, and a month and year apart by a comma
+        "CT vom 3. Jänner 2021, seit Feber 2020, im Jänner 2019; prior from March, 2021.": [
+            ("3. Jänner 2021", "date"), ("Feber 2020", "date"), ("Jänner 2019", "date"), ("March, 2021", "date")],
+        # Swiss and Austrian postcodes of four digits, with the country's letters; a street word apart; UK
+        # postcodes; a US apartment
+        "Bahnhofstrasse 5, 8001 Zürich. Mariahilfer Straße 12, 1060 Wien. Lange Gasse 3. Postfach 1234, 8001 Zürich. "
+        "Wohnort: CH-8001 Zürich. Zuweisung aus A-1010 Wien.": [
+            ("Bahnhofstrasse 5, 8001 Zürich", "address"), ("Mariahilfer Straße 12, 1060 Wien", "address"),
+            ("Lange Gasse 3", "address"), ("Postfach 1234, 8001 Zürich", "address"),
+            ("Wohnort: CH-8001 Zürich", "address"), ("1010 Wien", "address")],
+        "221B Baker Street, London NW1 6XE. Postcode: SW1A 1AA. 123 Main St., Apt 4B, Springfield, IL 62704.": [
+            ("221B Baker Street, London NW1 6XE", "address"), ("Postcode: SW1A 1AA", "address"),
+            ("123 Main St., Apt 4B, Springfield, IL 62704", "address")],
+        # roles of signature blocks that were not read as roles
+        "Reading physician: Jane Doe\nInterpreting physician: John Roe\nSupervising physician: Ann Lee\n"
+        "Tech: Mary Brown\nVidiert: Meier\nValidiert durch: Schulz\nApproved: Eva Roth": [
+            ("Jane Doe", "name"), ("John Roe", "name"), ("Ann Lee", "name"), ("Mary Brown", "name"),
+            ("Meier", "name"), ("Schulz", "name"), ("Eva Roth", "name")],
+        # a name in capitals after a role: the given name after the comma too, not a degree
+        "Referring Physician: JONES, MARY\nAttending radiologist: JANE DOE, MD": [
+            ("JONES, MARY", "name"), ("JANE DOE", "name")],
+        # a labelled name with a middle initial; a name before the birth date, labelled or not
+        "Patient: Smith, John A.\nPat.: Hans Müller *01.02.1940\nBetrifft: Hans Peter Müller, geb. 01.02.1940\n"
+        "Re: John Smith, DOB 01/02/1940": [
+            ("Smith, John A.", "name"), ("Hans Müller", "name"), ("01.02.1940", "date"),
+            ("Hans Peter Müller", "name"), ("01.02.1940", "date"), ("John Smith", "name"), ("01/02/1940", "date")],
+        # what stays: a date with its time, density groups, staging, a degree after a role's name, a
+        # country letter in a word, streets and roles as words of a report
+        "Signed 03/04/2021 10:15. Tech note: good. Approved protocol 3. Der Weg 3 mm. BI-RADS 4, T2 N1 M0, "
+        "NYHA 3, AB-1234 Zone. Case 12 of 20. Unit 3 of 5. Hospital day 3. Account for 2 lesions.": [
+            ("03/04/2021", "date")],
+    }
+    _assert_phi(cases)
+
+
 def test_phi_a_header_name_is_found_however_umlauts_are_spelled():
     # DICOM's default character set has no umlauts: the header says MUELLER, the report Müller
     text = "Herr Müller kam, Frau Mueller auch; Schoenberg und Schönberg."

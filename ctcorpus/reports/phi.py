@@ -38,6 +38,7 @@ _MONTHS_DE = ("januar", "februar", "märz", "april", "mai", "juni", "juli", "aug
               "november", "dezember")
 _MONTH_NUM = {m: i + 1 for i, m in enumerate(_MONTHS_EN)} | {m: i + 1 for i, m in enumerate(_MONTHS_DE)}
 _MONTH_NUM |= {m[:3]: i + 1 for i, m in enumerate(_MONTHS_EN)} | {"mär": 3, "maerz": 3, "okt": 10, "dez": 12}
+_MONTH_NUM |= {"jänner": 1, "jaenner": 1, "jän": 1, "feber": 2}  # Austrian
 _MONTH_NAME = r"(?:" + trie_regex([*_MONTH_NUM, "sept"]) + r")"
 _MONTH = _MONTH_NAME + r"\.?"
 #: ``_MONTH_NAME`` after its first letter was consumed (and checked by a lookbehind, case-insensitively).
@@ -51,8 +52,9 @@ _MONTH_AFTER_FIRST = _MONTH_LETTERS_AFTER_FIRST + r"\.?"
 #: capitalized first (_capitalized_where_shouting). No period: it may end the sentence.
 _CAPITAL_MONTH = r"[ADFJMNOS](?<!\w[ADFJMNOS])(?i:" + _MONTH_LETTERS_AFTER_FIRST + r")(?!\w)"
 #: German month names after "3." (not English ones: "2. May be atelectasis" is a list item).
-_GERMAN_MONTH = (r"(?:" + "|".join([m.capitalize() for m in _MONTHS_DE] + ["Maerz", "Jan", "Feb", "Mär", "Apr", "Jun",
-                                                                           "Jul", "Aug", "Sept?", "Okt", "Nov", "Dez"])
+_GERMAN_MONTH = (r"(?:" + "|".join([m.capitalize() for m in _MONTHS_DE]
+                                   + ["Maerz", "Jänner", "Jaenner", "Feber", "Jan", "Jän", "Feb", "Mär", "Apr", "Jun",
+                                      "Jul", "Aug", "Sept?", "Okt", "Nov", "Dez"])
                  + r")(?!\w)")
 #: What a measurement, not a date or phone, has after its numbers ("12/10/15 mm", "400-1500 HU", "250-1200 mGy").
 _NOT_A_UNIT = r"(?!\s*(?:mm|cm|ml|%|HU|mGy|mSv|mAs|kV|kg)(?!\w))"
@@ -65,6 +67,21 @@ _STREETS_DE = ("straße", "strasse", "str.", "str", "weg", "allee", "platz", "ga
 _STREET_LOOKALIKES = {"ring": r"(?<![eiu])"}  # measuring, during, entering, requiring
 _STREETS_US = ("Street", "St.", "St", "Avenue", "Ave.", "Ave", "Road", "Rd.", "Rd", "Lane", "Ln.", "Ln", "Drive",
                "Boulevard", "Blvd.", "Blvd", "Way", "Court", "Place")
+#: German street words written apart from the street's name ("Berliner Straße 12", "Lange Gasse 3").
+_STREETS_APART = ("Straße", "Strasse", "Str.", "Gasse", "Allee", "Platz", "Weg", "Ring", "Damm")
+#: A German, Austrian or Swiss postcode, maybe with its country's letters: "10115", "1010", "CH-8001".
+_POSTCODE = r"(?:(?:[AD]|CH)-)?\d{4,5}"
+#: A UK postcode: "SW1A 1AA", "NW1 6XE".
+_UK_POSTCODE = r"[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2}(?![\w])"
+
+
+def _town(space: str) -> str:
+    """The town after a street and its number, ``space`` (a regex) its whitespace: after a comma or
+    a postcode (", Boston, MA 02115", " 80331 München", " in 80331 München", ", 8001 Zürich"), with a
+    US state and ZIP code or a UK postcode after it (", London SW1A 2AA")."""
+    return (r"(?:(?:," + space + r"*|" + space + r"+(?:in" + space + r"+)?(?=" + _POSTCODE + space + r"))(?:"
+            + _POSTCODE + space + r"+)?" + _CAP + r"(?:" + space + _CAP + r")?(?:(?:," + space + r"*|" + space
+            + r"+)[A-Z][A-Za-z](?!\w))?(?:" + space + r"+\d{5}|,?" + space + r"+" + _UK_POSTCODE + r")?)?")
 
 #: Capitalized words that are no name part: after a title they end the name ("Dr. Jones The ...",
 #: and in a line written in capitals "DR. SMITH FOR FOLLOW-UP", "DR. MEIER TELEFONISCH BESPROCHEN").
@@ -145,10 +162,13 @@ _UPPER_NAME = r"[A-ZÄÖÜ]{2,}(?:['’\-][A-ZÄÖÜ]{2,})*"
 _NOT_AN_UPPER_NAME_AHEAD = r"(?!(?:X+|" + trie_regex(sorted({w.upper() for w in _NOT_NAMES})) + r")\b)"  # "XXXX": redacted
 _UPPER_NAME_PARTS = (_NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME + r"(?!\w)(?:[ \t]+" + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME
                      + r"(?!\w))?")  # whole words: "PPan" is no "PP"
-#: A name after "Patient:" or "Name:": family and given name, in either order, maybe in capitals.
-#: The second word is no ``_NOT_NAMES`` word ("Nachname: Müller Vorname: Hans").
-_LABELLED_NAME = (r"(?:" + _CAP + "|" + _UPPER_NAME + r")(?:(?:,?[ \t]+|\^)(?:[A-ZÄÖÜ]\.[ \t]+)?(?:" + _NOT_A_NAME_AHEAD
-                  + _CAP + "|" + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME + r"))?")
+#: A name after "Patient:" or "Name:": family and given name, in either order, maybe in capitals,
+#: and a middle initial with its period or ending the line ("Smith, John A."). The second word is
+#: no ``_NOT_NAMES`` word ("Nachname: Müller Vorname: Hans").
+_FAMILY_GIVEN = (r"(?:" + _CAP + "|" + _UPPER_NAME + r")(?:,?[ \t]+|\^)(?:[A-ZÄÖÜ]\.[ \t]+)?(?:" + _NOT_A_NAME_AHEAD
+                 + _CAP + "|" + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME + r")"
+                 r"(?:[ \t]+[A-ZÄÖÜ](?:\.|(?=[ \t]*(?:\n|$))))?")
+_LABELLED_NAME = r"(?:" + _FAMILY_GIVEN + "|" + _CAP + "|" + _UPPER_NAME + ")"
 #: Labels of a name field of a report's header, each before a colon: "Patientenname:", "Vorname:", "Last name:".
 _NAME_LABELS = ("patientenname", "patienten-name", "patient name", "patient's name", "name of patient",
                 "name of the patient", "nachname", "vorname", "familienname", "geburtsname", "mädchenname",
@@ -167,16 +187,22 @@ _ROLES = ("referring physician", "referrer", "radiologist", "signed", "signed by
           "referring doctor", "referring clinician", "referring provider", "primary care physician", "ordered by",
           "requested by", "interpreted by", "reviewed by", "copy to", "behandelnder arzt", "behandelnde ärztin",
           "anfordernder arzt", "anfordernde ärztin", "stationsarzt", "stationsärztin", "angefordert von", "einsender", "einsenderin", "hausarzt",
-          "hausärztin", "untersucher", "untersucherin", "verfasser", "verfasserin", "kopie an", "nurse")
+          "hausärztin", "untersucher", "untersucherin", "verfasser", "verfasserin", "kopie an", "nurse",
+          "reading physician", "interpreting physician", "supervising physician", "performing physician", "finalized by",
+          "preliminary report by", "preliminary read by", "vidiert durch", "validiert durch", "freigegeben durch")
 #: Roles that are also words of a report ("100 cc Omnipaque", "performed by Siemens"): a name
 #: follows them only after a colon.
 _LABEL_ROLES = ("cc", "provider", "resident", "consultant", "clinician", "technician", "fellow", "pcp",
-                "performed by", "mtra", "mtr", "arzt", "ärztin", "auftraggeber")
+                "performed by", "mtra", "mtr", "arzt", "ärztin", "auftraggeber", "tech", "approved", "finalized",
+                "vidiert", "validiert", "freigegeben")
 #: What follows a role: maybe titles, then the name ("Smith, John", "Dr. med. Meier", "JANE DOE"),
-#: and a co-signer's after a slash ("Befundet von: Müller/Schmidt").
+#: a co-signer's after a slash ("Befundet von: Müller/Schmidt"), and in capitals the given name after
+#: the family name and a comma ("JONES, MARY"; not a degree: "JANE DOE, MD").
 _ROLE_NAME = (r"[ \t]+(?:(?:Dr|Prof|med|PD)\.?[ \t]+)*(" + _NAME_LEAD + _CAP + r"(?:,?[ \t]+" + _NAME_LEAD
               + _NOT_A_NAME_AHEAD + _CAP + r")?(?:/" + _NOT_A_NAME_AHEAD + _CAP + r")?|" + _UPPER_NAME_PARTS
-              + r"(?:/" + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME + r"(?!\w))?)")
+              + r"(?:/" + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME + r"(?!\w)"
+              + r"|,[ \t]+(?!(?:M\.?D|PH\.?D|DO|RN|NP|PA|MBBS|FRCR)\b)" + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME
+              + r"(?!\w))?)")
 
 # Every pattern opens with one case-sensitive character class and checks the word boundary behind
 # it ("\d(?<!\w\d)" rather than "\b\d"); where alternatives start with different characters, a
@@ -222,17 +248,27 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             # the street word capitalized after a hyphen: "Karl-Marx-Straße 5", "Hans-Böckler-Str. 12"
             + "|".join(_STREET_LOOKALIKES.get(w, "") + f"[{w[0]}{w[0].upper()}]" + re.escape(w[1:]) for w in _STREETS_DE)
             + r")\s+\d+(?:\s?[a-z](?![\wäöüß]))?"  # "5a", not the "i" of "5 in"
-            r"|(?<=\d)\d{0,4}\s+(?:[A-Z][a-z]+\s+){1,3}(?:" + "|".join(map(re.escape, _STREETS_US))
+            r"|(?<=\d)\d{0,4}[A-Z]?\s+(?:[A-Z][a-z]+\s+){1,3}(?:" + "|".join(map(re.escape, _STREETS_US))  # "221B"
             + r")(?![A-Za-z])(?:\s+[NS]?[EW]?(?<=[NSEW])(?!\w))?"  # "Ave NW"
+            r"(?:,?\s+(?:Apt|Suite|Ste|Unit)\.?\s*#?\w+)?"  # "Apt 4B"
             # a street without a street word, known by the postcode after it: "Am Markt 3, 12345 Berlin"
             r"|(?<=[A-ZÄÖÜ])[a-zäöüß]+(?:-[A-ZÄÖÜ]?[a-zäöüß]+)*\s+\d{1,4}(?:\s?[a-z](?![\wäöüß]))?"
-            r"(?=,\s*\d{5}\s+[A-ZÄÖÜ]))"
-            # the town, after a comma or a postcode: ", Boston, MA 02115", " 80331 München", " in 80331 München"
-            r"(?:(?:,\s*|\s+(?:in\s+)?(?=\d{5}\s))(?:\d{5}\s+)?" + _CAP + r"(?:\s" + _CAP + r")?"
-            r"(?:(?:,\s*|\s+)[A-Z][A-Za-z](?!\w))?(?:\s+\d{5})?)?"
+            r"(?=,\s*\d{5}\s+[A-ZÄÖÜ])"
+            # a postcode with its country's letters, and the town: "CH-8001 Zürich", "A-1010 Wien", "D-10115 Berlin"
+            r"|(?:(?<=(?<![\w\-])[AD]-\d)|(?<=(?<![\w\-])CH-\d))\d{3,4}[ \t]+" + _CAP + r"(?:[ \t]" + _CAP + r")?)"
+            + _town(r"\s")
         ),
         (),
         _NEAR_NUMBER,
+    ),
+    (  # the street word apart, after the street's name: "Berliner Straße 12", "Mariahilfer Straße 12, 1060 Wien";
+        # not after an article ("Der Weg 3")
+        "address",
+        re.compile(r"(?<!\w)" + _NOT_A_NAME_AHEAD + r"[A-ZÄÖÜ][\wäöüß\-]*(?:er|e)[ ]+(?:"
+                   + "|".join(map(re.escape, _STREETS_APART)) + r")[ ]+\d{1,4}(?:[ ]?[a-z](?![\wäöüß]))?" + _NOT_A_UNIT
+                   + _town(r"[ \t]")),
+        tuple(f" {word.lower()} " for word in _STREETS_APART),
+        _NEEDLE_LINE,
     ),
     (
         "date",
@@ -256,10 +292,11 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         (),
         _WORD_BEFORE_NUMBER,
     ),
-    # a date without a day or a year: "March 3", "Thursday, April 3rd", "March 2020", "im Januar 2024"
+    # a date without a day or a year: "March 3", "Thursday, April 3rd", "March 2020", "March, 2020", "im Januar 2024"
     (
         "date",
-        re.compile(_CAPITAL_MONTH + r"\.?\s(?:(?:19|20)\d{2}(?!\d)|\d{1,2}(?:st|nd|rd|th)?(?![\d.,:]\d|\w))" + _NOT_A_UNIT),
+        re.compile(_CAPITAL_MONTH + r"(?:\.?\s|,\s(?=(?:19|20)\d{2}))"
+                   r"(?:(?:19|20)\d{2}(?!\d)|\d{1,2}(?:st|nd|rd|th)?(?![\d.,:]\d|\w))" + _NOT_A_UNIT),
         (),
         _WORD_BEFORE_NUMBER,
     ),
@@ -294,7 +331,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             r"[+(\d](?<![\w.][+(\d])"
             r"(?:(?:(?<=\+)\d{1,3}[ ]?(?:\(0\))?[ ]?\d{1,5}[ /-]?|(?<=\()\d{2,5}\)[ ]?|(?<=0)\d{2,5}[ /-]?|(?<=[2-9])\d{2}-"
             r"|(?<=\d)\d{2}\.\d{3}\.(?=\d{4}(?!\d)))"  # "617.555.1234"
-            r"\d{3,8}(?:[ -]\d{2,6})?"
+            r"\d{3,8}(?:[ -]\d{2,6}){0,2}"  # Swiss groups: "044 123 45 67"
             # a German area code of 3-5 digits, a slash and the number in groups: "0 89 / 12 34 56"
             r"|(?<=0)[ ]?\d(?:[ ]?\d){1,3}[ ]?/[ ]?\d{2,4}(?:[ ]\d{2,4}){0,4})(?!\w|\.\d)" + _NOT_A_UNIT
         ),
@@ -304,48 +341,56 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     (
         "id",
         re.compile(
-            r"[ACEFIMOPVacefimopvİı](?<!\w[ACEFIMOPVacefimopvİı])"
+            r"[ABCEFHIMOPUVabcefhimopuvİı](?<!\w[ABCEFHIMOPUVabcefhimopuvİı])"
             r"(?i:(?<=m)(?:RN|R\#|itglieds-?(?:Nr\.?|nummer))"
             r"|(?<=p)(?:at\.?-?\s?ID|atienten-?ID|atient\s?ID|ID|at(?:ienten)?\.?-?\s?(?:Nr|nummer)\.?)"
             r"|(?<=i)D"
-            r"|(?<=a)(?:cc(?:ession)?\.?-?(?:\s?(?:No|Nr|number)\.?)?|uftrags-?(?:Nr\.?|nummer)"
+            r"|(?<=a)(?:cc(?:ession|t)?\.?-?(?:\s?(?:No|Nr|number)\.?)?|uftrags-?(?:Nr\.?|nummer)"
             r"|ufnahme-?(?:Nr\.?|nummer))"
-            r"|(?<=f)all(?:-?Nr\.?|nummer)|(?<=c)ase\s?(?:no|number)\.?|(?<=e)ncounter"
-            # "Exam #", "Visit No.", "Order number": alone, each is a word of a report's text
-            r"|(?:(?<=e)xam|(?<=v)isit|(?<=o)rder)[ ]?(?:\#|no\.?|nr\.?|number))"
+            r"|(?<=f)all(?:-?Nr\.?|nummer)|(?<=c)ase\s?(?:\#|no|number)\.?|(?<=e)ncounter"
+            r"|(?:(?<=b)efund|(?<=u)ntersuchungs)-?(?:Nr\.?|nummer)|(?<=h)osp(?:ital)?\.?[ ]?(?:\#|no\.?|number)"
+            # "Exam #", "Visit No.", "Order number", "Chart #", "Unit No." (UK): alone, each is a word of a report's text
+            r"|(?:(?<=e)xam|(?<=v)isit|(?<=o)rder|(?<=c)hart|(?<=u)nit|(?<=a)ccount)[ ]?(?:\#|no\.?|nr\.?|number))"
             # the id after a separator, or right after the label if it starts with a digit ("MRN1234567";
             # "IDH1-R132H" is a gene); its letters in front in either case, as a line in capitals reads
             # capitalized ("MRN: AB12345" as "Mrn: Ab12345")
             r"(?:[:#\s]+([A-Za-z]{0,3}-?\d[A-Z0-9\-]{3,}(?:/[A-Z0-9\-]+)*)|(\d[A-Z0-9\-]{3,}(?:/[A-Z0-9\-]+)*))"
         ),
         ("mrn", "mr#", "mitglied", "pat", "pid", "id", "acc", "auftrag", "aufnahme", "fall", "case", "encounter",
+         "befundn", "befund-n", "untersuchungsn", "untersuchungs-n", "hosp",
          # with what follows them: "order" alone is in every "Vorderwand", "exam" in every "examination"
-         *(word + gap + end for word in ("exam", "visit", "order") for gap in ("", " ") for end in ("#", "no", "nr", "nu"))),
+         *(word + gap + end for word in ("exam", "visit", "order", "chart", "unit") for gap in ("", " ")
+           for end in ("#", "no", "nr", "nu"))),
         _NEEDLE,
     ),
-    (  # a number after a phone label, however short or spaced: "Pager 1234", "App. -4711", "call 555 123 4567"
+    (  # a number after a phone label, however short or spaced: "Pager 1234", "Bleep 4711", "App. -4711",
+        # "call 555 123 4567"
         "phone",
-        re.compile(r"(?<!\w)(?i:(?:tel(?:efon|\.-?nr)?|phone|fax|pager|piepser|funk|durchwahl|mobil|handy|call|ext)"
+        re.compile(r"(?<!\w)(?i:(?:tel(?:efon|\.-?nr)?|phone|fax|pager|bleep|piepser|pieper|funk|dect|durchwahl|rufnummer"
+                   r"|mobil|handy|call|ext)"
                    r"\b\.?|app\.):?[ \t]*[-–#]?(\+?\(?\d(?:(?:[ ()/.\-]{0,2}|[ ]/[ ])\d){2,15})"
                    r"(?!(?:[ ()/.\-]{0,2}|[ ]/[ ])\d)" + _NOT_A_UNIT),  # all of the number, and no measurement
-        ("tel", "phone", "fax", "pager", "piepser", "funk", "durchwahl", "mobil", "handy", "call", "ext", "app."),
+        ("tel", "phone", "fax", "pager", "bleep", "piepser", "pieper", "funk", "dect", "durchwahl", "rufnummer", "mobil",
+         "handy", "call", "ext", "app."),
         _NEEDLE,
     ),
     (  # a post office box, with the town after it: "PO Box 1234", "Postfach 10 12 34, 50667 Köln"
         "address",
         re.compile(r"(?<!\w)(?i:P\.?[ ]?O\.?[ ]?Box|Postfach)[ \t]+\d(?:[ ]?\d)*"
-                   r"(?:,[ \t]*(?:\d{5}[ \t]+)?" + _CAP + r"(?:[ \t]" + _CAP + r")?)?"),
+                   r"(?:,[ \t]*(?:" + _POSTCODE + r"[ \t]+)?" + _CAP + r"(?:[ \t]" + _CAP + r")?)?"),
         ("box", "postfach"),
         _NEEDLE_LINE,
     ),
-    (  # a postcode after its label, with the town after it: "PLZ 12345 Berlin", "PLZ/Ort: 12345 Berlin", "ZIP 62704"
+    (  # a postcode after its label, with the town after it: "PLZ 12345 Berlin", "PLZ/Ort: 12345 Berlin", "ZIP 62704",
+        # "Wohnort: CH-8001 Zürich", "Postcode: SW1A 1AA"
         "address",
-        re.compile(r"(?<!\w)(?i:plz(?:/ort)?|postleitzahl|zip(?:[ ]?code)?):?[ \t]*\d{5}(?:-\d{4})?(?!\d)"
-                   r"(?:[ \t]+" + _CAP + r")?"),
-        ("plz", "postleitzahl", "zip"),
+        re.compile(r"(?<!\w)(?i:plz(?:/ort)?|postleitzahl|zip(?:[ ]?code)?|wohnort|post[ ]?code):?[ \t]*"
+                   r"(?:" + _POSTCODE + r"(?:-\d{4})?(?!\d)(?:[ \t]+" + _CAP + r")?|" + _UK_POSTCODE + ")"),
+        ("plz", "postleitzahl", "zip", "wohnort", "postcode", "post code"),
         _NEEDLE,
     ),
-    ("id", re.compile(r"\d(?<!\w\d)(?:\d{6,}|\d{2}-\d{2}-\d{4})\b"), (), _NUMBER),  # long numbers, US SSNs
+    # long numbers, US SSNs, Swiss AHV numbers ("756.1234.5678.97")
+    ("id", re.compile(r"\d(?<!\w\d)(?:\d{6,}|\d{2}-\d{2}-\d{4}|(?<=7)56\.\d{4}\.\d{4}\.\d{2})\b"), (), _NUMBER),
     (
         "age",
         re.compile(
@@ -357,13 +402,16 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         (),
         _NUMBER,
     ),
-    (  # insurance and social security numbers, also in groups: "SSN: 123 45 6789", "Versichertennummer: A123456789"
+    (  # insurance and social security numbers, also in groups or dotted: "SSN: 123 45 6789", "Versichertennummer:
+        # A123456789", "NHS number 943 476 5919", "AHV-Nr. 756.1234.5678.97" (Swiss), "SV-Nummer: 1234 010180" (Austrian)
         "id",
-        re.compile(r"(?<!\w)(?i:ssn|social[ ]security(?:[ ]n(?:o\.?|umber))?|sozialversicherungs-?(?:nummer|nr\.?)|sv-?nr\.?"
-                   r"|(?:kranken)?versicherten-?(?:nummer|nr\.?)|kv-?nr\.?|insurance(?:[ ](?:id|no\.?|number))?"
-                   r"|policy[ ](?:no\.?|number)|member[ ]id)[:#\s]+([A-Za-z]{0,3}-?\d(?:[A-Z0-9\-]|[ ](?=\d)){3,})"),
-        ("ssn", "social security", "sozialversicherung", "sv-nr", "svnr", "versicherten", "krankenversicherten",
-         "kv-nr", "kvnr", "insurance", "policy", "member id"),
+        re.compile(r"(?<!\w)(?i:ssn|social[ ]security(?:[ ]n(?:o\.?|umber))?|sozialversicherungs-?(?:nummer|nr\.?)"
+                   r"|sv-?(?:nummer|nr\.?)|(?:kranken)?versicherten-?(?:nummer|nr\.?)|kv-?nr\.?"
+                   r"|insurance(?:[ ](?:id|no\.?|number))?|policy[ ](?:no\.?|number)|member[ ]id"
+                   r"|ahv(?:n13)?(?:-?(?:nummer|nr\.?))?|nhs(?:[ ](?:no\.?|number))?|chi[ ](?:no\.?|number))"
+                   r"[:#\s]+([A-Za-z]{0,3}-?\d(?:[A-Z0-9\-]|[ .](?=\d)){3,})"),
+        ("ssn", "social security", "sozialversicherung", "sv-n", "svn", "versicherten", "krankenversicherten",
+         "kv-nr", "kvnr", "insurance", "policy", "member id", "ahv", "nhs", "chi n"),
         _NEEDLE,
     ),
     (  # an age in words: "ninety-two year old"
@@ -392,8 +440,9 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             r"(" + _NAME_PARTS + "|" + _UPPER_NAME_PARTS + r")"
             # a name labelled as the patient's, also in capitals as RIS headers write it ("SMITH^JOHN")
             r"|(?:(?<=P)(?i:at(?:ient(?:in)?|\.))|(?<=N)(?i:ame)):?\s+(" + _LABELLED_NAME + r")"
-            # then a field, an id, a date, a bracket: "Patient: Hans Müller (m), 01.01.1940", "Name: Smith Date: ..."
-            r"(?=[,;\n]|[ \t]+(?:MRN|ID|Pat|geb|DOB|born|\d|\w+:)|[ \t]*\(|\.|$))"
+            # then a field, an id, a date, a bracket: "Patient: Hans Müller (m), 01.01.1940", "Name: Smith Date: ...",
+            # "Pat.: Hans Müller *01.02.1940"
+            r"(?=[,;\n]|[ \t]+(?:MRN|ID|Pat|geb|DOB|born|\d|\w+:|\*)|[ \t]*\(|\.|$))"
         ),
         (),
         _SCAN,
@@ -406,7 +455,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
          "surgeon", "examiner", "technolog", "befunde", "unterschrift", "zuweise", "überweise", "diktiert", "vidiert",
          "freigegeben", "validiert", "geschrieben", "gez", "arzt", "ärztin", "kolleg", "provider", "clinician",
          "doctor", "ordered by", "requested by", "interpreted by", "reviewed by", "copy to", "angefordert", "einsender",
-         "untersucher", "verfasser", "kopie an", "nurse"),
+         "untersucher", "verfasser", "kopie an", "nurse", "finalized by", "preliminary re"),
         _SCAN,
     ),
     (  # the same after a role that is also a report's word, with a colon: "cc: Jane Doe", "Arzt: Meier"
@@ -453,6 +502,15 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         "name",
         re.compile(r"(?<!\w)(?i:" + trie_regex(_NAME_LABELS) + r"):[ \t]*(" + _LABELLED_NAME + ")"),
         tuple(sorted({label.split()[0].rstrip(".") for label in _NAME_LABELS})),
+        _NEEDLE,
+    ),
+    (  # a name of two words before the birth date in a letter's subject line: "Betrifft: Hans Peter Müller,
+        # geb. 01.02.1940", "Re: John Smith, DOB 01/02/1940" (without the date, "Re: Chest Pain" is no name)
+        "name",
+        re.compile(r"(?<!\w)(?i:betrifft|betreff|re|subject):[ \t]*(" + _FAMILY_GIVEN + "|"
+                   + _name_words(r"[ \t]+", least=2)
+                   + r")(?=,?[ \t]*(?:\*[ \t]?\d|(?i:geb\.|geboren|DOB\b|D\.O\.B\.|born\b)))"),
+        ("betr", "re:", "subject:"),
         _NEEDLE,
     ),
     (  # a name under a letter's closing: "Mit freundlichen Grüßen\nAnna Weber", "Best regards,\nJohn Smith"
@@ -550,16 +608,16 @@ def _capitalized(word: re.Match[str]) -> str:
 #: ASCII digits and any character beyond ASCII, a quick range test, and the lookbehind keeps the
 #: digits among the few of those a report holds ("٣" is a digit, "ä" is not).
 _NUMBER_START = re.compile(r"[+(0-9\x80-\U0010ffff](?<=[+(\d])(?<!\w[+(\d])(?:(?<=\d)|(?=\d))")
-#: Read in the reversed text from just before a number: whitespace, maybe one "." or ":", and the
+#: Read in the reversed text from just before a number: whitespace, maybe one ".", ":" or ",", and the
 #: word before them (letters, digits, "_" and "-"), reversed.
-_WORD_BEFORE_REVERSED = re.compile(r"\s+[.:]?([\w\-]*)")
+_WORD_BEFORE_REVERSED = re.compile(r"\s+[.:,]?([\w\-]*)")
 
 
 def _anchor_starts(text: str) -> dict[str, list[int]]:
     """Where the anchored rules are tried, by anchor (sorted offsets).
 
-    The word before a number is the (hyphenated) word across whitespace and one "." or ":"
-    ("March 3", "Hauptstr. 5", "Alter: 95"); each of its word starts counts. It is read by
+    The word before a number is the (hyphenated) word across whitespace and one ".", ":" or ","
+    ("March 3", "Hauptstr. 5", "Alter: 95", "March, 2020"); each of its word starts counts. It is read by
     matching backwards from the number, in the reversed text, where whitespace stands before it.
     """
     numbers = [m.start() for m in _NUMBER_START.finditer(text)]
