@@ -224,6 +224,9 @@ def train(
     out: Annotated[Path, typer.Option(help="Folder for checkpoint, tokenizer and metrics.")] = Path("train-run"),
     config: ConfigOption = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    resume: Annotated[bool, typer.Option("--resume", help=(
+        "Continue the run whose checkpoint (model.pt) is in --out; refused if it was made with another "
+        "config (train.steps and train.checkpoint_every may change), dataset or tokenizer."))] = False,
 ) -> None:
     """Train the small contrastive CT-report model and evaluate it (flow ``train``)."""
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):  # torch names a bad one only after the flow started
@@ -232,7 +235,7 @@ def train(
     from flows.train import train as train_flow
 
     result = _run_flow(train_flow, dataset_dir=str(dataset), out_dir=str(out),
-                       config_path=str(config) if config else None, device=device)
+                       config_path=str(config) if config else None, device=device, resume=resume)
     _report("train", result)
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -484,3 +486,131 @@ def test_a_built_version_without_reports_is_not_sent_to_build_again(tmp_path: Pa
     with pytest.raises(TrainError) as info:
         shard_paths(tmp_path, "train")
     assert "no volume with a linked report" in str(info.value) and "ctcorpus build" not in str(info.value)
+
+
+RESUMABLE = {**TINY, "input_shape_zyx": (16, 32, 32), "batch_size": 4, "steps": 8, "checkpoint_every": 4}
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """16 training volumes: 4 batches of 4 an epoch, so a checkpoint every 4 steps falls on an epoch's end."""
+    root = tmp_path_factory.mktemp("small")
+    write_synthetic_corpus(root, {"train": 16, "test": 8}, (16, 32, 32), spacing_mm=SPACING_MM, per_shard=8, seed=0)
+    return root
+
+
+class Killed(Exception):
+    """Stands for the signal that kills a training run."""
+
+
+def _killed_at_step(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
+    """Make training raise in the step after ``step`` steps, as a killed run stops."""
+    calls = itertools.count()
+    real = loop.step_loss
+
+    def dying(*args: object) -> loop.StepLoss:
+        if next(calls) == step:
+            raise Killed
+        return real(*args)
+
+    monkeypatch.setattr(loop, "step_loss", dying)
+
+
+def test_a_resumed_run_equals_an_uninterrupted_one(small_corpus: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """model.pt held the weights only and was written at the end: a run killed after hours left
+    nothing, and nothing could continue a run."""
+    whole = train_model(small_corpus, TrainConfig(**RESUMABLE), tmp_path / "whole", device="cpu")
+    with monkeypatch.context() as patch:
+        _killed_at_step(patch, 6)
+        with pytest.raises(Killed):
+            train_model(small_corpus, TrainConfig(**RESUMABLE), tmp_path / "killed", device="cpu")
+    saved = torch.load(tmp_path / "killed" / "model.pt", weights_only=True)
+    assert saved["step"] == 4 and saved["epoch"] == 0 and saved["losses"] == list(whole.losses[:4])
+    # how often it saves may change on resuming; the loader starts at the epoch after the last batch's
+    resumed = train_model(small_corpus, TrainConfig(**{**RESUMABLE, "checkpoint_every": 0}), tmp_path / "killed",
+                          device="cpu", resume=True)
+    assert resumed.losses == whole.losses
+    weights = torch.load(whole.checkpoint, weights_only=True)["state_dict"]
+    for name, tensor in torch.load(resumed.checkpoint, weights_only=True)["state_dict"].items():
+        assert torch.equal(tensor, weights[name]), name
+    assert resumed.metrics.label_auc == whole.metrics.label_auc
+    assert json.loads(resumed.metrics_path.read_text())["train"]["resumed_at_step"] == 4
+
+
+def test_resume_refuses_another_config_dataset_or_tokenizer(tmp_path: Path) -> None:
+    root, run = tmp_path / "corpus", tmp_path / "run"
+    write_synthetic_corpus(root, {"train": 8, "test": 4}, (16, 32, 32), spacing_mm=SPACING_MM, seed=0)
+    config = TrainConfig(**{**RESUMABLE, "steps": 1})
+    checkpoint = str(run / "model.pt")
+    with pytest.raises(TrainError, match="no checkpoint to resume from") as info:
+        train_model(root, config, run, device="cpu", resume=True)
+    assert checkpoint in str(info.value)
+    train_model(root, config, run, device="cpu")
+
+    def refused(config: TrainConfig) -> str:
+        with pytest.raises(TrainError) as info:
+            train_model(root, config, run, device="cpu", resume=True)
+        assert str(info.value).startswith(f"{checkpoint}: cannot resume: ")
+        return str(info.value)
+
+    assert "has all 1 steps of train.steps=1" in refused(config)
+    longer = {**RESUMABLE, "steps": 2}
+    message = refused(TrainConfig(**{**longer, "learning_rate": 3e-3, "seed": 1}))
+    assert "another config (learning_rate: 0.0015 there, 0.003 now; seed: 0 there, 1 now)" in message
+    write_synthetic_corpus(root, {"train": 8, "test": 4}, (16, 32, 32), spacing_mm=SPACING_MM, seed=1)  # other reports
+    assert "tokenizer differs" in refused(TrainConfig(**longer))
+    write_synthetic_corpus(root, {"train": 8, "test": 4}, (16, 32, 32), spacing_mm=SPACING_MM, seed=0)
+    (root / "manifest.json").write_text(json.dumps({"dataset_version": "v2", "files": []}))
+    message = refused(TrainConfig(**longer))
+    assert "another dataset" in message and "'v2'" in message
+
+
+def test_a_kill_while_writing_a_checkpoint_keeps_the_last_one_and_its_tokenizer(
+        small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint written in place is half a file when the run is killed while writing it; and a
+    run into the folder of a run with another vocabulary must leave model.pt beside its own tokenizer."""
+    run = tmp_path / "run"
+    train_model(small_corpus, TrainConfig(**{**RESUMABLE, "steps": 1}), run, device="cpu")
+    real_save, saves = torch.save, itertools.count()
+
+    def dying_save(obj: object, target: object, *args: object, **kwargs: object) -> None:
+        if next(saves) < 1:
+            return real_save(obj, target, *args, **kwargs)
+        buffer = io.BytesIO()
+        real_save(obj, buffer)
+        half = buffer.getvalue()[: buffer.tell() // 2]
+        if isinstance(target, (str, os.PathLike)):
+            Path(target).write_bytes(half)
+        else:
+            target.write(half)
+        raise Killed
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    config = TrainConfig(**{**RESUMABLE, "vocab_size": 64, "checkpoint_every": 2})
+    with pytest.raises(Killed):
+        train_model(small_corpus, config, run, device="cpu")
+    monkeypatch.undo()
+    saved = torch.load(run / "model.pt", weights_only=True)
+    assert saved["step"] == 2 and saved["config"]["vocab_size"] == 64
+    assert (run / "tokenizer.json").read_text() == saved["tokenizer"]
+    assert not (run / "metrics.json").exists()
+    resumed = train_model(small_corpus, config, run, device="cpu", resume=True)
+    assert len(resumed.losses) == 8 and np.isfinite(resumed.losses).all()
+
+
+def test_a_loader_started_at_an_epoch_gives_that_epoch_of_a_whole_run(tmp_path: Path) -> None:
+    """A resumed run's loader starts at the epoch after the checkpoint's: each batch, made in a
+    worker, says its epoch, and the shard and sample order of epoch n does not depend on the start."""
+    write_synthetic_corpus(tmp_path, {"train": 16}, (4, 16, 16), spacing_mm=SPACING_MM, per_shard=2)
+    config = TrainConfig(**{**TINY, "batch_size": 2, "num_workers": 2})  # 4 batches per worker and epoch
+    tokenizer = train_tokenizer(["no nodule"], 64)
+
+    def batches(n: int, first_epoch: int) -> list[tuple[int, tuple[str, ...]]]:
+        loader = make_loader(tmp_path, "train", config, VolumeGrid(SPACING_MM, 4), tokenizer, train=True,
+                             first_epoch=first_epoch)
+        return [(batch.epoch, batch.volume_ids) for batch in itertools.islice(loader, n)]
+
+    whole = batches(24, 0)
+    assert [epoch for epoch, _ in whole] == [0] * 8 + [1] * 8 + [2] * 8
+    assert batches(8, 2) == whole[16:]

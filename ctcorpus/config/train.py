@@ -66,6 +66,14 @@ class TrainConfig(StageConfig):
         "test", description="Held-out split train_model evaluates after training."
     )
     eval_batch_size: int = Field(16, ge=1, description="Volumes per evaluation batch.")
+    checkpoint_every: int = Field(
+        250,
+        ge=0,
+        description=(
+            "Replace model.pt (weights, optimizer, LR schedule, step, RNG states, tokenizer) every this "
+            "many steps, and at the end; 0: only at the end. `ctcorpus train --resume` continues from it."
+        ),
+    )
     timing_warmup_steps: int = Field(
         5, ge=0, description="First steps left out of the throughput figures (compilation, worker start)."
     )

@@ -1,7 +1,7 @@
 """The training stage: stream the corpus shards and train a small contrastive CT-report model.
 
-Entry points: :func:`train_model` (tokenizer, model, timed training, checkpoint, held-out
-evaluation) and :func:`evaluate_model` (a saved checkpoint on any split). The package imports
+Entry points: :func:`train_model` (tokenizer, model, timed training, resumable checkpoints,
+held-out evaluation) and :func:`evaluate_model` (a saved checkpoint on any split). The package imports
 only torch, numpy, pyarrow, webdataset, tokenizers and pydantic, so it runs on a bare GPU image.
 """
 

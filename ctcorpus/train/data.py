@@ -82,6 +82,7 @@ class Batch:
     snippet_mask: torch.Tensor  # (S, L) bool
     snippet_sample: torch.Tensor  # (S,) int64: row of the volume in this batch
     snippet_z: torch.Tensor  # (S,) int64: z voxel inside the crop
+    epoch: int = 0  # training: the epoch of the worker's pass over its shards that made it
 
     def scaled_volumes(self) -> torch.Tensor:
         """Model input: float32 ``(clip(HU) * scale + shift) / 1000``, computed where the batch lives."""
@@ -352,21 +353,32 @@ class Collator:
 
 class EpochShardList(torch.utils.data.IterableDataset):
     """Shard URLs in a new seeded order each epoch (webdataset's ``SimpleShardList(seed=)`` reused
-    one order for every epoch).
+    one order for every epoch), counting epochs from ``first_epoch``.
 
     Every worker holds a copy that draws the same order for its n-th epoch, so ``split_by_worker``
     still partitions each epoch's shards between the workers.
     """
 
-    def __init__(self, urls: Sequence[str], seed: int) -> None:
+    def __init__(self, urls: Sequence[str], seed: int, first_epoch: int = 0) -> None:
         super().__init__()
-        self.urls, self.seed, self.epoch = list(urls), seed, -1
+        self.urls, self.seed, self.epoch = list(urls), seed, first_epoch - 1
 
     def __iter__(self) -> Iterator[dict[str, str]]:
         self.epoch += 1
         urls = self.urls.copy()
         random.Random(f"{self.seed}/{self.epoch}").shuffle(urls)
         return iter([{"url": url} for url in urls])
+
+
+@dataclass(frozen=True, slots=True)
+class EpochTag:
+    """Picklable stage that marks each training batch with its epoch, so a checkpoint can say which
+    epoch a resumed run starts at; inside a worker ``shards`` is that worker's own copy."""
+
+    shards: EpochShardList
+
+    def __call__(self, batch: Batch) -> Batch:
+        return dataclasses.replace(batch, epoch=self.shards.epoch)
 
 
 def make_loader(
@@ -378,12 +390,15 @@ def make_loader(
     *,
     train: bool,
     pin_memory: bool = False,
+    first_epoch: int = 0,
 ) -> torch.utils.data.DataLoader:
     """A DataLoader of :class:`Batch` over one split's shards.
 
     Training shuffles shards and samples (seeded, anew each epoch), crops at random, jitters
     intensity, drops each epoch's last partial batch and repeats epochs inside every worker, so the
     prefetch queue never drains at an epoch boundary; evaluation reads every sample once, centred.
+    A training loader starts at epoch ``first_epoch`` (a resumed run: the shard and sample order of
+    that epoch of an uninterrupted run) and tags each batch with its epoch.
     Shards are split by worker, so a worker never duplicates another's samples; with fewer shards
     than workers the extra workers stay idle (a warning says so). Not by distributed rank: training
     is one process, and a launcher's ``RANK``/``WORLD_SIZE`` made it train and evaluate on a part.
@@ -397,17 +412,19 @@ def make_loader(
     if workers > len(urls):
         logger.warning("split=%s shards=%d num_workers=%d: extra workers stay idle", split, len(urls), workers)
     batch_size = config.batch_size if train else config.eval_batch_size
-    stages: list[Any] = [
-        EpochShardList(urls, config.seed) if train else wds.SimpleShardList(urls),
-        wds.split_by_worker,
-        wds.tarfile_to_samples(),
-    ]
+    shards = EpochShardList(urls, config.seed, first_epoch)
+    stages: list[Any] = [shards if train else wds.SimpleShardList(urls), wds.split_by_worker, wds.tarfile_to_samples()]
     if train:
-        stages.append(wds.detshuffle(config.shuffle_buffer, initial=min(config.shuffle_buffer, 16), seed=config.seed))
+        shuffle = wds.detshuffle(
+            config.shuffle_buffer, initial=min(config.shuffle_buffer, 16), seed=config.seed, epoch=first_epoch - 1
+        )
+        stages.append(shuffle)
     stages += [
         wds.map(Decoder(config, grid, augment=train)),
         wds.batched(batch_size, collation_fn=Collator(tokenizer, config.max_tokens), partial=not train),
     ]
+    if train:
+        stages.append(wds.map(EpochTag(shards)))
     pipeline = wds.DataPipeline(*stages)
     if train:
         pipeline = pipeline.repeat()  # stops by itself in a worker whose epoch is empty
@@ -424,9 +441,15 @@ def make_loader(
 def iterate_forever(loader: torch.utils.data.DataLoader, split: str) -> Iterator[Batch]:
     """Batches of a training loader (endless: its pipeline repeats epochs); raises if it ends.
 
-    It ends only when no worker can make a full batch from its shards in one epoch.
+    The loader's iterator is made now, not at the first batch: making it draws the workers' base
+    seed from torch's RNG, so a resumed run can restore the interrupted run's RNG state after this
+    call. It ends only when no worker can make a full batch from its shards in one epoch.
     """
-    yield from loader
+    return _endless(iter(loader), split)
+
+
+def _endless(batches: Iterator[Batch], split: str) -> Iterator[Batch]:
+    yield from batches
     raise TrainError(
         f"split '{split}' yields no full batch: fewer samples per worker than batch_size; "
         "lower train.batch_size or train.num_workers"

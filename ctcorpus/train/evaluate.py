@@ -216,7 +216,8 @@ def evaluate_model(
     trained = checkpoint.get("config")
     shape = tuple(trained["input_shape_zyx"]) if isinstance(trained, dict) else config.input_shape_zyx
     config = config.model_copy(update={"max_tokens": model.spec.max_tokens, "input_shape_zyx": shape})
-    tokenizer = load_tokenizer(model_dir)
+    # the tokenizer it was trained with (older checkpoints lack it: the one saved beside them)
+    tokenizer = Tokenizer.from_str(checkpoint["tokenizer"]) if "tokenizer" in checkpoint else load_tokenizer(model_dir)
     grid = probe_grid(shard_root, split, config)
     if grid.z_stride != model.spec.z_stride:
         raise TrainError(

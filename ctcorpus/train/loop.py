@@ -1,16 +1,24 @@
-"""The training loop: tokenizer, model, optimizer, timed steps, checkpoint, held-out evaluation.
+"""The training loop: tokenizer, model, optimizer, timed steps, checkpoints, held-out evaluation.
 
 No step waits for the GPU: losses stay on the device until a logging step reads them, and the
 step timing marks are CUDA events (host time on CPU), read after training. Each step's time is
 split into the data wait, the GPU's idle time while the host blocked in ``next(loader)``, and the
 compute time from the batch's arrival to the end of the optimizer step, so the GPU step time is
 honest and the data-wait share tells whether the loader keeps the GPU busy.
+
+Every ``checkpoint_every`` steps and at the end, ``model.pt`` is replaced whole by one holding the
+weights, the optimizer, the LR schedule, the step, the loss history, the RNG states and the
+tokenizer; a resumed run continues from it. Its loader starts at the epoch after the last one a
+batch came from: the rest of an interrupted epoch is skipped, not replayed, so a resumed run
+equals an uninterrupted one exactly only when the checkpoint fell on an epoch's end and the
+loader has no workers (workers draw crops and jitter from RNGs seeded when the loader starts).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +28,7 @@ import torch
 
 from ctcorpus.config.train import TrainConfig
 from ctcorpus.errors import TrainError
+from ctcorpus.outputs.store import atomic_write_bytes
 from ctcorpus.taxonomy import CT_RATE_LABELS
 from ctcorpus.train.data import Batch, dataset_identity, iterate_forever, make_loader, probe_grid, shard_paths
 from ctcorpus.train.evaluate import METRICS_FILE, EvalMetrics, encode_prompts, evaluate, prompt_tokens, write_metrics
@@ -29,6 +38,9 @@ from ctcorpus.train.tokenizer import TOKENIZER_FILE, report_texts, train_tokeniz
 from ctcorpus.version import __version__
 
 logger = logging.getLogger(__name__)
+
+#: Config fields a resumed run may change: how long it trains and how often it saves.
+RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,11 +142,86 @@ def _lr_factor(step: int, config: TrainConfig) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def train_model(shard_root: Path, config: TrainConfig, out_dir: Path, device: str = "auto") -> TrainResult:
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    """Torch's CPU RNG (weights, crops and jitter without workers, the workers' seeds), the training
+    GPU's and Python's; numpy's global RNG is not used in training."""
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and state["cuda"] is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)
+    random.setstate(state["python"])
+
+
+def _resume_state(out_dir: Path, config: TrainConfig, dataset: dict[str, str | None], tokenizer: str) -> dict[str, Any]:
+    """The checkpoint in ``out_dir`` to continue, refused when it was made with another config (but
+    ``steps`` and ``checkpoint_every``), dataset or tokenizer: continuing it would train a model that
+    none of them describes."""
+    path = out_dir / CHECKPOINT_FILE
+    if not path.is_file():
+        raise TrainError("no checkpoint to resume from; train without --resume", path=path)
+    state = torch.load(path, map_location="cpu", weights_only=True)  # RNG states must stay on the CPU
+    if "optimizer" not in state:
+        raise TrainError("cannot resume: the checkpoint holds the weights only (written by an older ctcorpus)", path=path)
+    saved, now = state["config"], config.model_dump(mode="json")
+    changed = sorted(k for k in saved.keys() | now.keys() if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k))
+    if changed:
+        diff = "; ".join(f"{k}: {saved.get(k)!r} there, {now.get(k)!r} now" for k in changed)
+        raise TrainError(
+            f"cannot resume: the checkpoint was trained with another config ({diff}); only train.steps and "
+            "train.checkpoint_every may change",
+            path=path,
+        )
+    if state["dataset"] != dataset:
+        raise TrainError(
+            f"cannot resume: the checkpoint was trained on another dataset ({state['dataset']}, now {dataset})", path=path
+        )
+    if state["tokenizer"] != tokenizer:
+        raise TrainError(
+            "cannot resume: the checkpoint's tokenizer differs from the one the train split's reports give now", path=path
+        )
+    if state["step"] >= config.steps:
+        raise TrainError(
+            f"cannot resume: the checkpoint has all {state['step']} steps of train.steps={config.steps}; raise it to train on",
+            path=path,
+        )
+    return state
+
+
+def _write_checkpoint(out_dir: Path, model: CtReportModel, state: dict[str, Any]) -> None:
+    """Replace ``model.pt`` (``state`` holds its tokenizer) and write that tokenizer beside it as
+    ``tokenizer.json``.
+
+    A run into the folder of another run must never leave that run's ``model.pt`` beside a tokenizer
+    of other token ids, nor (its evaluation failing) the new model beside the last run's metrics: a
+    ``tokenizer.json`` of other ids goes before ``model.pt`` is replaced, and comes back after it.
+    """
+    tokenizer_path = out_dir / TOKENIZER_FILE
+    tokenizer = state["tokenizer"].encode()
+    current = tokenizer_path.is_file() and tokenizer_path.read_bytes() == tokenizer
+    if not current:
+        tokenizer_path.unlink(missing_ok=True)
+    (out_dir / METRICS_FILE).unlink(missing_ok=True)
+    save_checkpoint(model, out_dir / CHECKPOINT_FILE, state)
+    if not current:
+        atomic_write_bytes(tokenizer_path, tokenizer)
+
+
+def train_model(
+    shard_root: Path, config: TrainConfig, out_dir: Path, device: str = "auto", *, resume: bool = False
+) -> TrainResult:
     """Train the CT-report model on ``shard_root/shards/train`` and evaluate it on ``config.eval_split``.
 
-    Writes ``tokenizer.json``, ``model.pt`` and ``metrics.json`` (evaluation, training figures,
-    provenance: the dataset version and its manifest's sha256 too) into ``out_dir``.
+    Writes ``model.pt`` (every ``config.checkpoint_every`` steps and at the end), ``tokenizer.json``
+    and ``metrics.json`` (evaluation, training figures, provenance: the dataset version and its
+    manifest's sha256 too) into ``out_dir``. With ``resume``, continues the run whose checkpoint is
+    in ``out_dir`` (same config but ``steps`` and ``checkpoint_every``, dataset and tokenizer).
 
     >>> result = train_model(Path("corpus"), TrainConfig(steps=200), Path("runs/1"))  # doctest: +SKIP
     >>> result.metrics.summary()  # doctest: +SKIP
@@ -149,6 +236,8 @@ def train_model(shard_root: Path, config: TrainConfig, out_dir: Path, device: st
     grid = probe_grid(shard_root, "train", config)
     dataset = dataset_identity(shard_root)
     tokenizer = train_tokenizer(report_texts(train_shards), config.vocab_size)
+    tokenizer_json = tokenizer.to_str()
+    resumed = _resume_state(out_dir, config, dataset, tokenizer_json) if resume else None
     spec = ModelSpec(
         vocab_size=tokenizer.get_vocab_size(),
         max_tokens=config.max_tokens,
@@ -163,19 +252,32 @@ def train_model(shard_root: Path, config: TrainConfig, out_dir: Path, device: st
     model = CtReportModel(spec).to(torch_device).train()
     optimizer = _optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, config))
+    start, epoch, losses = 0, -1, []  # epoch: the last one a batch came from
+    if resumed is not None:
+        model.load_state_dict(resumed["state_dict"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        start, epoch, losses = resumed["step"], resumed["epoch"], list(resumed["losses"])
+        logger.info("resuming %s at step %d; the loader starts at epoch %d", out_dir / CHECKPOINT_FILE, start, epoch + 1)
     cuda = torch_device.type == "cuda"
     torch.backends.cudnn.benchmark = cuda  # fixed input shape: pick the fastest conv algorithms once
-    loader = make_loader(shard_root, "train", config, grid, tokenizer, train=True, pin_memory=cuda)
+    loader = make_loader(shard_root, "train", config, grid, tokenizer, train=True, pin_memory=cuda, first_epoch=epoch + 1)
     stream = iterate_forever(loader, "train")
+    if resumed is not None:  # after the loader drew its seed, as the interrupted run had before its first step
+        _set_rng_state(resumed["rng"], torch_device)
+    provenance = {
+        "config": config.model_dump(mode="json"), "pipeline_version": __version__, "dataset": dataset,
+        "tokenizer": tokenizer_json,
+    }
     prompt_ids = prompt_tokens(tokenizer, config.max_tokens, torch_device)
-    clock = StepClock(torch_device)  # marks 3 * step + (0 before next(loader), 1 after it, 2 after the step)
-    losses: list[float] = []
+    clock = StepClock(torch_device)  # marks 3 * (step - start) + (0 before next(loader), 1 after it, 2 after the step)
     pending: list[torch.Tensor] = []
     log_every = max(1, config.steps // 10)
-    for step in range(config.steps):
+    for step in range(start, config.steps):
         clock.mark()
         batch = next(stream)
         clock.mark()
+        epoch = max(epoch, batch.epoch)
         batch = batch.to(torch_device)
         with autocast(torch_device, config.bf16):
             loss = step_loss(model, batch, encode_prompts(model, prompt_ids), config)
@@ -186,35 +288,35 @@ def train_model(shard_root: Path, config: TrainConfig, out_dir: Path, device: st
         scheduler.step()
         clock.mark()
         pending.append(loss.total.detach())
-        if step % log_every == 0 or step == config.steps - 1:
+        done, i = step + 1, step - start
+        save = done == config.steps or (config.checkpoint_every > 0 and done % config.checkpoint_every == 0)
+        if step % log_every == 0 or save:
             _read_losses(pending, losses, out_dir)
-            wait = clock.seconds(3 * step, 3 * step + 1)
+            wait = clock.seconds(3 * i, 3 * i + 1)
             logger.info(
                 "step=%d loss=%.4f siglip=%.4f label=%.4f loc=%.4f wait_s=%.4f step_s=%.4f",
                 step, losses[-1], float(loss.siglip), float(loss.label), float(loss.localization), wait,
-                clock.seconds(3 * step, 3 * step + 2) - wait,
+                clock.seconds(3 * i, 3 * i + 2) - wait,
             )
+        if save:  # between the marks of two steps: the step times leave the writing out
+            state = {
+                **provenance, "step": done, "epoch": epoch, "losses": losses, "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": _rng_state(torch_device),
+            }
+            _write_checkpoint(out_dir, model, state)
     stream.close()
     del loader
-    first_timed = config.timing_warmup_steps if config.steps > config.timing_warmup_steps else 0
-    timed = range(first_timed, config.steps)
-    total_s = sum(clock.seconds(3 * step, 3 * step + 2) for step in timed)
-    wait_s = sum(clock.seconds(3 * step, 3 * step + 1) for step in timed)
+    ran = config.steps - start
+    first_timed = config.timing_warmup_steps if ran > config.timing_warmup_steps else 0
+    timed = range(first_timed, ran)  # steps of this process, counted from start
+    total_s = sum(clock.seconds(3 * i, 3 * i + 2) for i in timed)
+    wait_s = sum(clock.seconds(3 * i, 3 * i + 1) for i in timed)
     n_timed = len(timed)
-    # the tokenizer is written with the weights, not before training: a failed or killed rerun into
-    # this folder must not leave the last run's model.pt beside a tokenizer of other token ids, nor
-    # (evaluation failing) the new model beside the last run's metrics
-    (out_dir / METRICS_FILE).unlink(missing_ok=True)
-    tokenizer.save(str(out_dir / TOKENIZER_FILE))
-    checkpoint = out_dir / CHECKPOINT_FILE
-    save_checkpoint(
-        model, checkpoint, {"config": config.model_dump(mode="json"), "pipeline_version": __version__, "dataset": dataset}
-    )
     eval_loader = make_loader(shard_root, config.eval_split, config, grid, tokenizer, train=False, pin_memory=cuda)
     metrics = evaluate(model, tokenizer, eval_loader, grid, config, torch_device, config.eval_split)
     result = TrainResult(
         out_dir=out_dir,
-        checkpoint=checkpoint,
+        checkpoint=out_dir / CHECKPOINT_FILE,
         tokenizer=out_dir / TOKENIZER_FILE,
         metrics_path=out_dir / METRICS_FILE,
         device=str(torch_device),
@@ -228,6 +330,7 @@ def train_model(shard_root: Path, config: TrainConfig, out_dir: Path, device: st
     training = {
         "device": result.device,
         "steps": result.steps,
+        "resumed_at_step": start,
         "first_loss": losses[0],
         "final_loss": losses[-1],
         "loss_history": losses,

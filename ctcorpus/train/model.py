@@ -9,6 +9,7 @@ what snippet localization scores against a sentence.
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ctcorpus.errors import TrainError
+from ctcorpus.outputs.store import atomic_write_bytes
 
 N_STAGES = 4
 
@@ -161,8 +163,11 @@ def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextMana
 
 
 def save_checkpoint(model: CtReportModel, path: Path, extra: dict[str, object]) -> None:
-    """Weights, the :class:`ModelSpec` and ``extra`` (config, provenance) in one file."""
-    torch.save({"spec": model.spec.as_dict(), "state_dict": model.state_dict(), **extra}, path)
+    """Weights, the :class:`ModelSpec` and ``extra`` (config, provenance, training state) in one
+    file, replaced in one step: a run killed while writing keeps the previous checkpoint whole."""
+    buffer = io.BytesIO()
+    torch.save({"spec": model.spec.as_dict(), "state_dict": model.state_dict(), **extra}, buffer)
+    atomic_write_bytes(Path(path), buffer.getvalue())
 
 
 def load_checkpoint(model_dir: Path, device: torch.device) -> tuple[CtReportModel, dict[str, object]]:

@@ -1,7 +1,7 @@
 """A WordPiece tokenizer built from the corpus's own (scrubbed) train-split reports.
 
 Building it offline from the corpus avoids downloading a pretrained vocabulary and makes the
-tokenizer reproducible from the shards alone; it is saved next to the checkpoint.
+tokenizer reproducible from the shards alone; it is saved in the checkpoint and next to it.
 """
 
 from __future__ import annotations
