@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from ctcorpus.reports.markup import to_plain_text
 from ctcorpus.reports.sr import read_sr_report
 from ctcorpus.synth import FINDING_LABELS, LABEL_TABLE, FindingSpec, generate_export, make_phantom
 from ctcorpus.synth.dicom import SeriesHeader, SlicePlacement, build_slice, write_dataset, write_series
+from ctcorpus.synth.report_text import render_corpus
 from ctcorpus.synth.series import reslice
 from ctcorpus.synth.truth import ExportTruth, load_truth
 from ctcorpus.taxonomy import CT_RATE_LABELS
@@ -347,6 +349,51 @@ def test_phi_is_seeded_in_headers_and_recorded(export, tmp_path: Path) -> None:
     ds = pydicom.dcmread(tmp_path / clean.series[1].files[0], stop_before_pixels=True)
     assert clean.phi_header_values == () and "OtherPatientIDs" not in ds and ds.PatientBirthDate == ""
     assert {r.language for r in clean.reports} == {"de"}
+
+
+def test_report_text_seeds_the_phi_forms_of_uk_swiss_austrian_reports_and_of_signature_blocks() -> None:
+    # each form (its context, the PHI in the group) occurs in the synthetic reports, and there it is a
+    # PHI span of its kind, whole: what the scrubber's recall and precision are measured on
+    forms = {
+        r"NHS (?:number|No:) (?P<phi>\d{3} \d{3} \d{4})\.": "id",
+        r"(?:Hospital No\.:|Unit No:|Chart #:|Case #:|Acct:) (?P<phi>\d+)\.": "id",
+        r"AHV-Nr\. (?P<phi>756\.\d{4}\.\d{4}\.\d{2})\.": "id",
+        r"SV-Nummer: (?P<phi>\d{4} \d{6})\.": "id",
+        r"(?:Befundnummer:|Untersuchungsnummer) (?P<phi>\d+(?:-\d)?)\.": "id",
+        r"(?P<phi>(?:\+41 |0)44 \d{3} \d{2} \d{2}) ": "phone",
+        r"(?:bleep|pager|Pieper|DECT|Rufnummer) (?P<phi>\d{3,4}) ": "phone",
+        r"(?P<phi>(?:\d{1,2}\. )?(?:Jänner|Feber) \d{4})": "date",
+        r"prior study of (?P<phi>[A-Z][a-z]+, \d{4})\.": "date",
+        r"(?P<phi>[A-Z][a-zäöüß]+(?: Straße| Gasse)? \d+, (?:A-)?\d{4} (?:Zürich|Wien))\.": "address",
+        r"(?P<phi>\d+ [A-Z]\w+ (?:St\.|Avenue), (?:Apt|Suite) \w+, [A-Z]\w+, [A-Z]{2} \d{5})\.": "address",
+        r"^(?:Re|Betrifft): (?P<phi>[A-Z]\w+ [A-Z]\w+), (?:DOB|geb\.) ": "name",
+        r"^Pat\.: [A-Z]\w+ [A-Z]\w+ \*(?P<phi>\d{2}\.\d{2}\.\d{4})": "date",
+        r"^Patient: (?P<phi>[A-Z]\w+, [A-Z]\w+ [A-Z]\.), MRN ": "name",
+        r"^Referring physician: (?P<phi>[A-ZÄÖÜ\-]+, [A-ZÄÖÜ]+)\n": "name",
+        r"^(?:Reading|Interpreting|Supervising) physician: (?P<phi>[A-Z]\w+ [\w' \-]+)$": "name",
+        r"^(?:Tech|Approved|Vidiert|Validiert durch|Freigegeben durch): (?:Dr\. )?(?P<phi>[\w' \-]+)$": "name",
+    }
+    seen = dict.fromkeys(forms, 0)
+    for truth, _ in render_corpus(1, 400, phi_share=1.0):
+        spans = {(s.start, s.end, s.kind) for s in truth.phi}
+        for form, kind in forms.items():
+            for match in re.finditer(form, truth.text, re.MULTILINE):
+                assert (*match.span("phi"), kind) in spans, (form, match.group(0), truth.text)
+                seen[form] += 1
+    assert all(seen.values()), [form for form, count in seen.items() if not count]
+
+
+def test_report_text_a_normal_heart_size_is_no_cardiomegaly() -> None:
+    # the NLP stage reads "The heart is normal in size" as negative cardiomegaly: so does the truth,
+    # and the statement is not written beside a cardiomegaly
+    seen = 0
+    for truth, _ in render_corpus(2, 200):
+        for s in truth.sentences:
+            if truth.text[s.start:s.end].lower() in ("the heart is normal in size.", "herz normal groß.",
+                                                     "herz normal gross."):
+                assert s.labels == {"cardiomegaly": "negative"} and truth.labels["cardiomegaly"] != "positive"
+                seen += 1
+    assert seen
 
 
 def test_bad_arguments_raise_clear_errors(tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ Ground-truth conventions (the NLP stage follows the same ones):
   (whatever the state), the label's region from :data:`ctcorpus.taxonomy.LABEL_ANATOMY`;
 - report-level labels aggregate sentences: positive beats uncertain beats negative; labels never
   mentioned are absent from the dict;
+- a normal statement that denies a finding ("The heart is normal in size") negates its label, and is
+  not written beside that finding;
 - a reference's offsets cover the whole expression including its parentheses, e.g. ``(se 3, im 45)``;
   a reference without a series number is only written for findings on the primary series.
 """
@@ -280,6 +282,10 @@ _NORMAL: dict[str, tuple[str, ...]] = {
     ),
 }
 
+#: The normal statements above that deny a finding, with its label (the NLP stage reads a normal
+#: heart size as no cardiomegaly).
+_NORMAL_DENIES = {"The heart is normal in size": "cardiomegaly", "Herz normal groß": "cardiomegaly"}
+
 _LUNG_LOC: dict[str, dict[str, tuple[str, ...]]] = {
     "en": {
         "right": ("in the right upper lobe", "in the right lower lobe", "in the middle lobe", "in the right lung"),
@@ -344,12 +350,40 @@ _LAST = ("Smith", "Meier", "Schmidt", "Johnson", "Müller", "Müller-Lüdenschei
          "von der Leyen")
 _STREETS = ("Hauptstraße 12", "Lindenweg 3a", "Goethestraße 45", "12 Main Street", "48 Oak Avenue")
 _CITIES = ("10115 Berlin", "80331 München", "Springfield, IL 62704", "Boston, MA 02115")
+#: Whole addresses of the forms a street and a city above do not make: Swiss and Austrian postcodes of
+#: four digits (also with the country's letter), the street word apart, a PO box, a US apartment or suite.
+_ADDRESSES = ("Bahnhofstrasse 5, 8001 Zürich", "Mariahilfer Straße 12, 1060 Wien", "Lange Gasse 3, A-1080 Wien",
+              "Postfach 1234, 8001 Zürich", "123 Main St., Apt 4B, Springfield, IL 62704",
+              "48 Oak Avenue, Suite 210, Boston, MA 02115")
+#: Family names a referrer's name in capitals takes, family name first ("JONES, MARY"): no particle or
+#: apostrophe, which the scrubber does not read there ("VON DER LEYEN, MARY", "O'BRIEN, MARY").
+_PLAIN_LAST = ("Smith", "Meier", "Schmidt", "Johnson", "Müller", "Müller-Lüdenscheidt", "Wagner", "Hoffmann")
+#: Numbers a header gives besides the patient id, by language: the label and the number ("#" a digit).
+#: UK NHS numbers in groups, hospital and unit numbers, US chart, case and account numbers; Swiss AHV
+#: and Austrian SV numbers, report and examination numbers.
+_MORE_IDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "en": (("NHS number ", "### ### ####"), ("NHS No: ", "### ### ####"), ("Hospital No.: ", "#####"),
+           ("Unit No: ", "######"), ("Chart #: ", "#####"), ("Case #: ", "####"), ("Acct: ", "#####")),
+    "de": (("AHV-Nr. ", "756.####.####.##"), ("SV-Nummer: ", "#### ######"), ("Befundnummer: ", "#####"),
+           ("Untersuchungsnummer ", "####-#")),
+}
+#: Phone numbers: German, US, and Swiss ones in groups of two.
+_PHONES = ("0176 1234567", "+49 30 12345678", "(617) 555-0143", "089/4400-52311", "+41 44 123 45 67",
+           "044 123 45 67")
+#: Labels of the short number of a bleep, pager or DECT phone, by language.
+_SHORT_LINES = {"en": ("bleep ", "pager "), "de": ("Pieper ", "DECT ", "Rufnummer ")}
+#: Roles of a signature block's lines, by language (the name follows after a colon).
+_SIGNATURE_ROLES = {
+    "en": ("Reading physician", "Interpreting physician", "Supervising physician", "Tech", "Approved"),
+    "de": ("Vidiert", "Validiert durch", "Freigegeben durch"),
+}
 _MONTHS = {
     "en": ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
            "November", "December"),
     "de": ("Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August", "September", "Oktober",
            "November", "Dezember"),
 }
+_AUSTRIAN_MONTHS = ("Jänner", "Feber")
 
 
 @dataclass(slots=True)
@@ -383,7 +417,8 @@ class _Writer:
         self.sentence_start = self.length
 
     def end(self, section: str, anatomies: set[str], labels: dict[str, str]) -> None:
-        """Close the sentence written since :meth:`begin` (its text must end with the period)."""
+        """Close the sentence written since :meth:`begin` (its text must end with the period, but for a
+        signature block's last name)."""
         anatomies = anatomies | {LABEL_ANATOMY[label].value for label in labels}
         self.sentences.append(
             SentenceTruth(start=self.sentence_start, end=self.length, section=section,
@@ -416,10 +451,24 @@ def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _digits(rng: np.random.Generator, pattern: str) -> str:
+    """``pattern`` with each "#" a digit, the first not 0 (a leading 0 reads as a phone number's)."""
+    count = pattern.count("#")
+    digits = iter(str(int(rng.integers(10 ** (count - 1), 10 ** count))))
+    return "".join(next(digits) if ch == "#" else ch for ch in pattern)
+
+
+def _month_name(rng: np.random.Generator, value: date, language: str) -> str:
+    """The month's name; in German at times as Austrians write January and February ("Jänner", "Feber")."""
+    if language == "de" and value.month <= len(_AUSTRIAN_MONTHS) and rng.random() < 0.3:
+        return _AUSTRIAN_MONTHS[value.month - 1]
+    return _MONTHS[language][value.month - 1]
+
+
 def _format_date(rng: np.random.Generator, value: date, language: str) -> str:
     """One of the date spellings seen in reports (numeric US/German/ISO, year first with slashes,
     day-month-year with hyphens, or with the month name)."""
-    month = _MONTHS[language][value.month - 1]
+    month = _month_name(rng, value, language)
     forms = (
         f"{value.month:02d}/{value.day:02d}/{value.year}",
         f"{value.isoformat()}",
@@ -557,28 +606,55 @@ def render_report(
     preamble = "clinical_information" if headed else "findings"
     if phi and rng.random() < 0.7:
         w.begin()
-        if lang == "en":
-            w.add("Patient ")
+        form = rng.random()
+        star = lang == "de" and bool(given) and 0.1 <= form < 0.2  # "Pat.: Hans Müller *01.02.1940"
+        if form < 0.1:  # a letter's subject line: the name, then the birth date
+            w.add("Re: " if lang == "en" else "Betrifft: ")
             w.add_phi(full_name, "name")
-            w.add(", MRN ")
+        elif star:
+            w.add("Pat.: ")
+            w.add_phi(full_name, "name")
         else:
-            w.add("Patient: ")
-            w.add_phi(f"{family}, {given}" if given else family, "name")
-            w.add(", Pat.-ID ")
-        w.add_phi(patient_id, "id")
-        w.add(", DOB " if lang == "en" else ", geb. ")
+            if lang == "en" and given and form < 0.2:  # with a middle initial: "Patient: Smith, John A."
+                w.add("Patient: ")
+                w.add_phi(f"{family}, {given} {_pick(rng, 'ABJKLMPRST')}.", "name")
+            elif lang == "en":
+                w.add("Patient ")
+                w.add_phi(full_name, "name")
+            else:
+                w.add("Patient: ")
+                w.add_phi(f"{family}, {given}" if given else family, "name")
+            w.add(", MRN " if lang == "en" else ", Pat.-ID ")
+            w.add_phi(patient_id, "id")
+        w.add(" *" if star else ", DOB " if lang == "en" else ", geb. ")
         try:
             born = date(int(birth_date[:4]), int(birth_date[4:6]), int(birth_date[6:8]))
-            w.add_phi(_format_date(rng, born, lang), "date")
+            w.add_phi(f"{born.day:02d}.{born.month:02d}.{born.year}" if star else _format_date(rng, born, lang), "date")
         except ValueError:
             w.add_phi(birth_date, "date")
+        if rng.random() < 0.2:
+            label, pattern = _MORE_IDS[lang][int(rng.integers(len(_MORE_IDS[lang])))]
+            w.add(f", {label}")
+            w.add_phi(_digits(rng, pattern), "id")
         w.add(".")
         w.end(preamble, set(), {})
         if rng.random() < 0.5:
-            w.add(" ")
-            w.begin()
-            w.add("Address: " if lang == "en" else "Anschrift: ")
-            w.add_phi(f"{_pick(rng, _STREETS)}, {_pick(rng, _CITIES)}", "address")
+            address = _pick(rng, _ADDRESSES) if rng.random() < 0.2 else f"{_pick(rng, _STREETS)}, {_pick(rng, _CITIES)}"
+            if rng.random() < 0.2:  # a referral header: the referrer, on the next line the referrer's address
+                w.add("\n")
+                w.begin()
+                w.add("Referring physician: " if lang == "en" else "Zuweiser: ")
+                if lang == "en" and rng.random() < 0.5:  # in capitals, the family name first: "JONES, MARY"
+                    w.add_phi(f"{_pick(rng, _PLAIN_LAST)}, {_pick(rng, _FIRST)}".upper(), "name")
+                else:
+                    w.add("Dr. ")
+                    w.add_phi(_pick(rng, _LAST), "name")
+                w.add("\n")
+            else:
+                w.add(" ")
+                w.begin()
+                w.add("Address: " if lang == "en" else "Anschrift: ")
+            w.add_phi(address, "address")
             w.add(".")
             w.end(preamble, set(), {})
 
@@ -604,9 +680,14 @@ def render_report(
         heading("comparison")
         if phi and rng.random() < 0.7:
             w.begin()
-            w.add("Compared with the prior study of " if lang == "en" else "Im Vergleich zur Voruntersuchung vom ")
             prior = date.fromordinal(day.toordinal() - int(rng.integers(60, 1500)))
-            w.add_phi(_format_date(rng, prior, lang), "date")
+            month_only = rng.random() < 0.15  # "March, 2021", "im Jänner 2021"
+            w.add("Compared with the prior study of " if lang == "en"
+                  else f"Im Vergleich zur Voruntersuchung {'im' if month_only else 'vom'} ")
+            if month_only:
+                w.add_phi(f"{_month_name(rng, prior, lang)}{',' if lang == 'en' else ''} {prior.year}", "date")
+            else:
+                w.add_phi(_format_date(rng, prior, lang), "date")
             w.add(".")
             w.end("comparison", set(), {})
         else:
@@ -649,7 +730,9 @@ def render_report(
     normal_idx = rng.permutation(len(_NORMAL[lang]))[: int(rng.integers(6, 13))]
     for j in normal_idx:
         text, anatomies = _split(_NORMAL[lang][int(j)])
-        items.append((text, anatomies, {}, None))
+        denied = _NORMAL_DENIES.get(text)
+        if denied not in positive:
+            items.append((text, anatomies, {denied: "negative"} if denied else {}, None))
     # fold one negated label into a positive sentence after a scope terminator ("No A, but B."), or
     # after a comma where the positive finding is placed in the lung or graded ("No A, B in the right
     # lower lobe.", "No A, mild B.")
@@ -686,16 +769,15 @@ def render_report(
         w.add(" ")
         w.begin()
         doctor = _pick(rng, _LAST)
-        phone = _pick(rng, ("0176 1234567", "+49 30 12345678", "(617) 555-0143", "089/4400-52311"))
-        if lang == "en":
-            w.add(_pick(rng, ("Dr. ", "Dr ")))
-            w.add_phi(doctor, "name")
-            w.add(" was informed by phone at ")
+        w.add(_pick(rng, ("Dr. ", "Dr ") if lang == "en" else ("Dr. ", "Frau Dr. ", "Herr ")))
+        w.add_phi(doctor, "name")
+        if rng.random() < 0.15:  # the short number of a bleep, pager or DECT phone
+            w.add(" was informed on " if lang == "en" else " wurde informiert über ")
+            w.add(_pick(rng, _SHORT_LINES[lang]))
+            w.add_phi(str(int(rng.integers(100, 10000))), "phone")
         else:
-            w.add(_pick(rng, ("Dr. ", "Frau Dr. ", "Herr ")))
-            w.add_phi(doctor, "name")
-            w.add(" wurde telefonisch informiert unter ")
-        w.add_phi(phone, "phone")
+            w.add(" was informed by phone at " if lang == "en" else " wurde telefonisch informiert unter ")
+            w.add_phi(_pick(rng, _PHONES), "phone")
         w.add(" on " if lang == "en" else " am ")
         w.add_phi(_format_date(rng, day, lang), "date")
         w.add(".")
@@ -717,6 +799,23 @@ def render_report(
                 w.end("impression", anatomies, {finding.label: "positive"})
         else:
             sentence("impression", _pick(rng, _NORMAL_IMPRESSION[lang]), set(), {})
+
+    # a signature block under the impression of a report with headings; its lines (roles and names)
+    # are one sentence, as the NLP stage reads them: a line break alone ends none
+    if phi and headed and rng.random() < 0.15:
+        w.add("\n\n")
+        w.begin()
+        roles = _SIGNATURE_ROLES[lang]
+        for n, k in enumerate(rng.permutation(len(roles))[: int(rng.integers(1, 3))]):
+            if n:
+                w.add("\n")
+            w.add(f"{roles[int(k)]}: ")
+            if lang == "en":
+                w.add_phi(f"{_pick(rng, _FIRST)} {_pick(rng, _LAST)}", "name")
+            else:
+                w.add(_pick(rng, ("Dr. ", "")))
+                w.add_phi(_pick(rng, _LAST), "name")
+        w.end("impression", set(), {})
 
     labels: dict[str, str] = {}
     rank = {"negative": 0, "uncertain": 1, "positive": 2}
