@@ -847,6 +847,11 @@ def test_phi_forms_of_uk_swiss_and_austrian_reports_and_of_ris_signature_blocks(
             ("Bahnhofstrasse 5, 8001 Zürich", "address"), ("Mariahilfer Straße 12, 1060 Wien", "address"),
             ("Lange Gasse 3", "address"), ("Postfach 1234, 8001 Zürich", "address"),
             ("Wohnort: CH-8001 Zürich", "address"), ("1010 Wien", "address")],
+        # the town ends its line: a heading on the next one is no part of the address
+        "Anschrift: Bahnhofstrasse 5, CH-8001 Zürich\nBefund: Kein Erguss.\nAddress: 12 Main Street, Boston\n"
+        "Findings: none. Hauptstr. 5\n12345 Berlin\nBeurteilung: o.B.": [
+            ("Bahnhofstrasse 5, CH-8001 Zürich", "address"), ("12 Main Street, Boston", "address"),
+            ("Hauptstr. 5\n12345 Berlin", "address")],
         "221B Baker Street, London NW1 6XE. Postcode: SW1A 1AA. 123 Main St., Apt 4B, Springfield, IL 62704.": [
             ("221B Baker Street, London NW1 6XE", "address"), ("Postcode: SW1A 1AA", "address"),
             ("123 Main St., Apt 4B, Springfield, IL 62704", "address")],

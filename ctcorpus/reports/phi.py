@@ -76,12 +76,16 @@ _UK_POSTCODE = r"[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2}(?![\w])"
 
 
 def _town(space: str) -> str:
-    """The town after a street and its number, ``space`` (a regex) its whitespace: after a comma or
-    a postcode (", Boston, MA 02115", " 80331 München", " in 80331 München", ", 8001 Zürich"), with a
-    US state and ZIP code or a UK postcode after it (", London SW1A 2AA")."""
-    return (r"(?:(?:," + space + r"*|" + space + r"+(?:in" + space + r"+)?(?=" + _POSTCODE + space + r"))(?:"
-            + _POSTCODE + space + r"+)?" + _CAP + r"(?:" + space + _CAP + r")?(?:(?:," + space + r"*|" + space
-            + r"+)[A-Z][A-Za-z](?!\w))?(?:" + space + r"+\d{5}|,?" + space + r"+" + _UK_POSTCODE + r")?)?")
+    """The town after a street and its number, ``space`` (a regex) the whitespace before it: after a
+    comma or a postcode (", Boston, MA 02115", " 80331 München", " in 80331 München", ", 8001 Zürich",
+    a postcode opening the next line), with a US state and ZIP code or a UK postcode after it
+    (", London SW1A 2AA"). From the postcode on it stays in its line: the line after an address is
+    no town ("8001 Zürich\nBefund:" took the heading into the address, the findings out of their section)."""
+    line = r"[ \t]"
+    return (r"(?:(?:," + space + r"*|" + space + r"+(?:in" + space + r"+)?(?=" + _POSTCODE + line + r"))(?:"
+            + _POSTCODE + line + r"+)?" + _CAP + r"(?:" + line + _CAP + r")?(?:(?:," + line + r"*|" + line
+            + r"+)[A-Z][A-Za-z](?!\w))?(?:" + line + r"+\d{5}|,?" + line + r"+" + _UK_POSTCODE + r")?)?")
+
 
 #: Capitalized words that are no name part: after a title they end the name ("Dr. Jones The ...",
 #: and in a line written in capitals "DR. SMITH FOR FOLLOW-UP", "DR. MEIER TELEFONISCH BESPROCHEN").
