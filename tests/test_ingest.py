@@ -21,7 +21,15 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless, generate_uid
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGLosslessSV1,
+    RLELossless,
+    generate_uid,
+)
 
 import ctcorpus.ingest.header as header_module
 import ctcorpus.ingest.pipeline as ingest_pipeline_module
@@ -809,6 +817,28 @@ def test_a_compressed_file_cut_inside_its_pixel_data_is_quarantined_at_indexing(
     records = [read_instance(p, tmp_path) for p in paths]
     assert [(r.reader, r.reason) for r in records if r] == [("fast", None), ("fast", QuarantineReason.TRUNCATED), ("fast", None)]
     assert records[0] is not None and records[0].pixel_offset + records[0].pixel_length == records[0].size_bytes
+
+
+@pytest.mark.parametrize("reader", ["fast", "pydicom"])
+def test_a_compressed_frame_cut_before_its_end_marker_is_quarantined_at_indexing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str
+) -> None:
+    # a damaged JPEG fragment whose item length and delimiter are intact: the decoder made up the
+    # rows it lacked without raising (libjpeg only prints a warning) and the stack was ingested with them
+    header = SeriesHeader("P1", "Doe^John", "19500101", "M", "1.2.3", "20240101", "120000", "A1", "1.2.3.4", 2,
+                          "CHEST", "1.2.3.9", "B30f", "X", "Y", 2.0, (2.0, 2.0), transfer_syntax=JPEGLosslessSV1)
+    paths = [tmp_path / f"IM{k:02d}" for k in range(12)]
+    synth_write_series(header, list(phantom(12).astype(np.int16)), [SlicePlacement(k + 1, (0.0, 0.0, 2.0 * k)) for k in range(12)], paths)
+    ds = pydicom.dcmread(paths[5])
+    frame = next(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=1))
+    ds.PixelData = pydicom.encaps.encapsulate([frame[: len(frame) // 2]])
+    ds.save_as(paths[5])
+    if reader == "pydicom":
+        monkeypatch.setattr(header_module, "_scan", lambda data: (_ for _ in ()).throw(header_module._Unparsable("forced")))
+    index = index_export(tmp_path, cfg())
+    assert [(q.path, q.reason) for q in index.quarantine] == [(paths[5].name, QuarantineReason.TRUNCATED)]
+    assert "end marker" in index.quarantine[0].message
+    assert len(index.usable) == 11 and {r.reader for r in index.instances} == {reader}
 
 
 def test_a_big_endian_file_cut_inside_its_pixel_data_is_quarantined_at_indexing(tmp_path: Path) -> None:

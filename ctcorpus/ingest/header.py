@@ -53,6 +53,12 @@ EXPLICIT_LE = "1.2.840.10008.1.2.1"
 NATIVE_LE = frozenset({IMPLICIT_LE, EXPLICIT_LE})
 BIG_ENDIAN = "1.2.840.10008.1.2.2"
 _NOT_LE_DATASET = frozenset({BIG_ENDIAN, "1.2.840.10008.1.2.1.99"})  # big endian, deflate
+#: Transfer syntaxes whose frames are JPEG, JPEG-LS or JPEG 2000 codestreams: each ends with the
+#: marker FFD9 (EOI, EOC), then at most a pad byte. A frame cut short lacks it, and its decoder
+#: fills the rows it lacks with made-up values without raising (libjpeg only prints a warning).
+_MARKER_ENDED = frozenset("1.2.840.10008.1.2.4." + n for n in ("50", "51", "57", "70", "80", "81", "90", "91", "92", "93",
+                                                                "201", "202", "203"))
+_END_MARKER = b"\xff\xd9"
 
 _PIXEL_DATA = 0x7FE00010
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
@@ -154,16 +160,20 @@ def _read_sequence(data: FileBytes, pos: int, length: int, explicit: bool) -> tu
     return pos, accessions
 
 
-def _fragments_end(data: FileBytes, pos: int) -> int:
+def _fragments_end(data: FileBytes, pos: int, transfer_syntax: str) -> int:
     """Where encapsulated (compressed) PixelData whose items start at ``pos`` ends: after its
     sequence delimiter, or past the end of ``data`` for a file cut before it (each item states its
-    length, so a cut is found without decoding)."""
+    length, so a cut is found without decoding) or whose last JPEG-family frame was cut before
+    its end marker (a damaged fragment that still has its item length and delimiter)."""
     size = len(data)
+    tail = b""
     while pos + 8 <= size:
         group, elem, length = struct.unpack_from("<HHI", data, pos)
         pos += 8
         if (group << 16) | elem == _SEQ_END:
-            return pos
+            return pos if transfer_syntax not in _MARKER_ENDED or _END_MARKER in tail else size + 1
+        if length:
+            tail = data[pos + max(length - 3, 0) : pos + length]  # the last item's end: marker and pad byte
         pos += length
     return size + 1
 
@@ -219,7 +229,8 @@ def _scan_elements(data: FileBytes) -> tuple[dict[int, bytes], str, int, int]:
         tag = (group << 16) | elem
         start, length, vr = _element_header(data, pos, explicit)
         if tag == _PIXEL_DATA:
-            return values, transfer_syntax, start, (_fragments_end(data, start) - start if length == _UNDEFINED else length)
+            return values, transfer_syntax, start, (_fragments_end(data, start, transfer_syntax) - start
+                                                    if length == _UNDEFINED else length)
         if length == _UNDEFINED or (tag == _REQUEST_ATTRIBUTES and vr in (b"SQ", b"UN", b"")):
             # a sequence; UN holds implicit VR items
             pos, accessions = _read_sequence(data, start, length, explicit and vr != b"UN")
@@ -300,7 +311,7 @@ def _pydicom_getter(ds: pydicom.Dataset) -> Getter:
 _PIXEL_VRS = frozenset({b"OB", b"OW", b"UN"})
 
 
-def _pixel_location(data: FileBytes, offset: int) -> tuple[int, int]:
+def _pixel_location(data: FileBytes, offset: int, transfer_syntax: str) -> tuple[int, int]:
     """PixelData value offset and length from the element that starts at ``offset`` (pydicom path).
 
     The element itself tells whether it is explicit VR: pydicom reads a dataset whose meta states
@@ -308,7 +319,7 @@ def _pixel_location(data: FileBytes, offset: int) -> tuple[int, int]:
     if offset < 0 or offset + 8 > len(data) or struct.unpack_from("<HH", data, offset) != (0x7FE0, 0x0010):
         return -1, -1
     start, length, _ = _element_header(data, offset, data[offset + 4 : offset + 6] in _PIXEL_VRS)
-    return start, (_fragments_end(data, start) - start if length == _UNDEFINED else length)
+    return start, (_fragments_end(data, start, transfer_syntax) - start if length == _UNDEFINED else length)
 
 
 def _read_pydicom(data: FileBytes, path: str) -> tuple[Getter, str, int, int]:
@@ -358,7 +369,7 @@ def _pydicom_pixel_location(data: FileBytes, offset: int, transfer_syntax: str, 
     """PixelData value offset and length of a file the fast scanner left to pydicom, which stopped
     before the PixelData element at ``offset``."""
     if transfer_syntax not in _NOT_LE_DATASET:
-        return _pixel_location(data, offset)
+        return _pixel_location(data, offset, transfer_syntax)
     # big endian / deflate (rare): pydicom decodes the pixels. It reads a big-endian file cut
     # inside PixelData without a word, so the value is located in the file for _is_truncated;
     # a deflated one is no file offset, but zlib already refused a cut stream
@@ -683,7 +694,8 @@ def _placeable(position: tuple[float, ...], orientation: tuple[float, ...], spac
 PROBLEM_MESSAGES: dict[QuarantineReason, str] = {
     QuarantineReason.NON_IMAGE: "has no pixel data (structured report, dose report, presentation state, ...); not a CT slice",
     QuarantineReason.TRUNCATED: (
-        "PixelData is missing or shorter than its declared length: the file was truncated or damaged; re-export it"
+        "PixelData is missing, shorter than its declared length or a compressed frame ends before its end marker: "
+        "the file was truncated or damaged; re-export it"
     ),
     QuarantineReason.UNSUPPORTED_MULTIFRAME: (
         "is a multi-frame object whose frames are no slices of a CT volume; export the series' axial "
