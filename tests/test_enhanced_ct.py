@@ -171,9 +171,14 @@ def test_the_real_enhanced_ct_sample(shared_data: Path, tmp_path: Path) -> None:
     # a DERIVED PERFUSION object: rCBF values, no HU anatomy
     reason, message = _refused(sample.parent)
     assert reason is QuarantineReason.UNSUPPORTED_MULTIFRAME and "DERIVED\\PRIMARY\\PERFUSION\\RCBF" in message
-    # its frames, were they original images, are two slices holding pydicom's frames
+    # its frames, were they original images, are two slices holding pydicom's frames; their rescale
+    # states RescaleType US (not HU), which they must then lose
     ds = pydicom.dcmread(sample)
     ds.SharedFunctionalGroupsSequence[0].CTImageFrameTypeSequence[0].FrameType = ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"]
+    ds.save_as(tmp_path / "ct.dcm")
+    assert [(r.frame, r.reason) for r in read_instances(tmp_path / "ct.dcm", tmp_path)] == [
+        (1, QuarantineReason.INVALID_RESCALE), (2, QuarantineReason.INVALID_RESCALE)]
+    ds.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence[0].RescaleType = "HU"
     ds.save_as(tmp_path / "ct.dcm")
     records = read_instances(tmp_path / "ct.dcm", tmp_path)
     assert [(r.frame, r.reason) for r in records] == [(1, None), (2, None)]

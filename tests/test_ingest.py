@@ -792,6 +792,32 @@ def test_a_slice_whose_rescale_gives_no_hu_is_quarantined(tmp_path: Path, rescal
     assert "cannot be read as HU" in index.quarantine[0].message
 
 
+@pytest.mark.parametrize(("rescale_type", "usable"), [("US", False), ("MGML", False), ("HU", True), (None, True)])
+def test_a_rescale_type_other_than_hu_is_quarantined_and_a_missing_slope_is_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rescale_type: str | None, usable: bool
+) -> None:
+    # a CT image states RescaleType only when its rescaled values are no HU ("US": unspecified, an
+    # iodine map in mg/ml): read as HU, such a slice entered a volume of CT numbers
+    stored = phantom()
+    paths = write_series(tmp_path, stored, reverse_numbers=False)
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        del ds.RescaleSlope  # absent: 1, as SimpleITK and dcm2niix read it
+        if rescale_type is not None:
+            ds.RescaleType = rescale_type
+        ds.save_as(path)
+    index = index_export(tmp_path, cfg())
+    assert len(index.usable) == (12 if usable else 0) and {r.reader for r in index.instances} == {"fast"}
+    if usable:
+        (stack,) = plan_stacks(index, cfg())
+        assert np.array_equal(assemble_volume(stack, cfg()).array, stored.astype(int) - 1024)
+    else:
+        assert {e.reason for e in index.quarantine} == {QuarantineReason.INVALID_RESCALE}
+        assert f"(RescaleType: {rescale_type})" in index.quarantine[0].message
+    monkeypatch.setattr(header_module, "_scan", lambda data: (_ for _ in ()).throw(header_module._Unparsable("forced")))
+    assert index_export(tmp_path, cfg()).instances == tuple(dataclasses.replace(r, reader="pydicom") for r in index.instances)
+
+
 def test_float_noise_in_the_orientation_does_not_split_a_stack(tmp_path: Path) -> None:
     # cosines 0.9995 +- 1e-6, rounded to 3 decimals, fell on both sides of 0.9995: 0.999 and 1.0,
     # two accepted stacks of every other slice

@@ -105,6 +105,7 @@ _TAGS: dict[str, tuple[int, str]] = {
     "PixelRepresentation": (0x00280103, "us"),
     "RescaleIntercept": (0x00281052, "float"),
     "RescaleSlope": (0x00281053, "float"),
+    "RescaleType": (0x00281054, "str"),  # CT images state it only when the rescaled values are not HU
     "PixelPaddingValue": (0x00280120, "us"),  # US or SS: read as 16 bits, signed as the pixels (see _padding)
     "PixelPaddingRangeLimit": (0x00280121, "us"),
 }
@@ -513,6 +514,7 @@ def _build(
         samples_per_pixel=get("SamplesPerPixel") or 1,
         rescale_slope=1.0 if slope is None else slope,
         rescale_intercept=0.0 if intercept is None else intercept,
+        rescale_type=(get("RescaleType") or "").upper(),
         transfer_syntax=transfer_syntax,
         kernel="\\".join(kernel),
         manufacturer=get("Manufacturer") or "",
@@ -615,6 +617,7 @@ def _frames(record: InstanceRecord, ds: pydicom.Dataset) -> tuple[InstanceRecord
         thickness = _group_value(groups, "PixelMeasuresSequence", "SliceThickness")
         slope = _group_value(groups, "PixelValueTransformationSequence", "RescaleSlope")
         intercept = _group_value(groups, "PixelValueTransformationSequence", "RescaleIntercept")
+        rescale_type = _group_value(groups, "PixelValueTransformationSequence", "RescaleType")
         acquisition = _group_value(groups, "FrameContentSequence", "FrameAcquisitionNumber")
         frames.append(dataclasses.replace(
             record,
@@ -626,6 +629,7 @@ def _frames(record: InstanceRecord, ds: pydicom.Dataset) -> tuple[InstanceRecord
             slice_thickness=record.slice_thickness if thickness is None else float(thickness),
             rescale_slope=record.rescale_slope if slope is None else float(slope),
             rescale_intercept=record.rescale_intercept if intercept is None else float(intercept),
+            rescale_type=record.rescale_type if rescale_type is None else str(rescale_type).strip().upper(),
             image_type=frame_type or record.image_type,
             acquisition_number=record.acquisition_number if acquisition is None else int(acquisition),
             pixel_offset=record.pixel_offset + k * frame_bytes if split else record.pixel_offset,
@@ -667,6 +671,8 @@ def instance_problem(record: InstanceRecord) -> QuarantineReason | None:
         return QuarantineReason.INVALID_GEOMETRY
     if not (math.isfinite(record.rescale_slope) and math.isfinite(record.rescale_intercept)) or record.rescale_slope == 0:
         return QuarantineReason.INVALID_RESCALE  # every pixel would be one value, or not a number, unseen
+    if record.rescale_type not in ("", "HU"):
+        return QuarantineReason.INVALID_RESCALE  # "US" (unspecified), "MGML" (an iodine map): no CT numbers
     if record.rows <= 0 or record.columns <= 0 or record.samples_per_pixel != 1:
         return QuarantineReason.NON_IMAGE
     return None
@@ -709,8 +715,8 @@ PROBLEM_MESSAGES: dict[QuarantineReason, str] = {
         "a spacing not above 0, or orientation cosines not two orthogonal unit vectors); cannot be placed in space"
     ),
     QuarantineReason.INVALID_RESCALE: (
-        "has a RescaleSlope of 0 or a RescaleSlope/RescaleIntercept that is not a number; its pixels cannot be "
-        "read as HU"
+        "has a RescaleSlope of 0, a RescaleSlope/RescaleIntercept that is not a number or a RescaleType other than HU "
+        "(RescaleType: {rescale_type}); its pixels cannot be read as HU"
     ),
 }
 
@@ -718,6 +724,7 @@ PROBLEM_MESSAGES: dict[QuarantineReason, str] = {
 def problem_message(record: InstanceRecord) -> str:
     """The human message for an instance's ``reason``, naming the file (and frame) and the detail."""
     assert record.reason is not None
-    text = PROBLEM_MESSAGES[record.reason].format(modality=record.modality or "?", sop_class=record.sop_class_uid or "?")
+    text = PROBLEM_MESSAGES[record.reason].format(modality=record.modality or "?", sop_class=record.sop_class_uid or "?",
+                                                  rescale_type=record.rescale_type or "absent")
     where = record.rel_path if record.frame is None else f"{record.rel_path} frame {record.frame}"
     return f"{where} {text}" + (f" ({record.detail})" if record.detail else "")

@@ -74,6 +74,7 @@ class InstanceRecord:
     pixel_padding: tuple[int, int] | None = None  # stored values (low, high) outside the image (PixelPaddingValue)
     frame: int | None = None  # frame number (1-based) in a multi-frame file; None: the file is the slice
     detail: str = ""  # why, where ``reason`` alone does not say (a multi-frame file's frames)
+    rescale_type: str = ""  # RescaleType, upper case; "" when absent (a CT image's values are then HU)
 
     @property
     def slice_id(self) -> str:
