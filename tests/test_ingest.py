@@ -23,6 +23,7 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     CTImageStorage,
+    DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -201,6 +202,8 @@ def test_discovery_reasons_for_bad_files(tmp_path: Path) -> None:
     write_series(tmp_path / "s", phantom(12))
     (tmp_path / "notes.txt").write_text("export done\n")
     (tmp_path / "garbage").write_bytes(bytes(range(256)) * 3)
+    (tmp_path / "empty").write_bytes(b"")  # an interrupted copy
+    (tmp_path / "thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(1016))  # Windows' thumbnail cache
     good = (tmp_path / "s" / "IMG0000").read_bytes()
     (tmp_path / "cut").write_bytes(good[: len(good) - 300])  # pixel data truncated
     (tmp_path / "cut_header").write_bytes(good[:200])  # stops inside the header
@@ -220,6 +223,8 @@ def test_discovery_reasons_for_bad_files(tmp_path: Path) -> None:
     assert reasons == {
         "notes.txt": QuarantineReason.NOT_DICOM,
         "garbage": QuarantineReason.NOT_DICOM,
+        "empty": QuarantineReason.NOT_DICOM,
+        "thumbs.db": QuarantineReason.NOT_DICOM,
         "cut": QuarantineReason.TRUNCATED,
         "cut_header": QuarantineReason.TRUNCATED,
         "cut_before_pixels": QuarantineReason.TRUNCATED,  # was non_image, "structured report, dose report, ..."
@@ -545,6 +550,69 @@ def test_pixel_padding_becomes_air(
     assert {r.pixel_padding for r in slow} == {r.pixel_padding for r in stack.instances} == {(-2000, -2000) if signed else (padding, limit or padding)}
 
 
+@pytest.mark.parametrize(("variant", "transfer_syntax"), [
+    ("monochrome1", ExplicitVRLittleEndian),  # display inverts it; HU comes from the rescale alone, as pydicom reads it
+    ("plain", DeflatedExplicitVRLittleEndian),
+    ("bits12", ExplicitVRLittleEndian),  # 12 of 16 bits stored, the 4 above them set (overlay, garbage)
+    ("bits12", ExplicitVRBigEndian),
+    ("bits12_signed", ExplicitVRLittleEndian),  # signed in 12 bits: sign-extended, not read as 16 bits
+    ("bits12_signed", ExplicitVRBigEndian),
+])
+def test_stored_values_are_read_as_the_pixel_module_says(tmp_path: Path, variant: str, transfer_syntax: str) -> None:
+    stored = phantom(12)
+    hu = stored.astype(np.int32) - 1024
+    for path in write_series(tmp_path, stored):
+        ds = pydicom.dcmread(path)
+        values = ds.pixel_array.astype(np.int32)
+        if variant == "monochrome1":
+            ds.PhotometricInterpretation = "MONOCHROME1"
+        elif variant != "plain":
+            ds.BitsStored, ds.HighBit = 12, 11
+            if variant == "bits12_signed":  # HU stored signed with a 0 intercept, in 12 bits
+                ds.PixelRepresentation, ds.RescaleIntercept = 1, "0"
+                values = values - 1024
+            values = (values & 0xFFF) | 0xA000
+        big_endian = transfer_syntax == ExplicitVRBigEndian
+        ds.PixelData = values.astype(">u2" if big_endian else "<u2").tobytes()
+        ds.file_meta.TransferSyntaxUID = transfer_syntax
+        pydicom.dcmwrite(path, ds, implicit_vr=False, little_endian=not big_endian, force_encoding=True)
+    (stack,), _, (result,) = run(tmp_path, cfg())
+    assert {r.reader for r in stack.instances} == {"fast" if transfer_syntax == ExplicitVRLittleEndian else "pydicom"}
+    assert np.array_equal(assemble_volume(stack, cfg()).array, hu) and result.volume is not None
+
+
+def test_matrices_and_pixel_spacings_differing_within_a_series_are_stacks_of_their_own(tmp_path: Path) -> None:
+    # one SeriesInstanceUID, 12 slices of 32x32 at 2 mm and, at the same positions, 3 of 16x16 and 3 at 1 mm
+    stored = phantom(12)
+    write_series(tmp_path, stored)
+    for k in range(3):
+        write_slice(tmp_path / f"SMALL{k}", stored[k, :16, :16], (-31.0, -31.0, -50.0 + 2 * k), series_uid="1.2.3.4.5", instance=100 + k)
+        write_slice(tmp_path / f"FINE{k}", stored[k], (-31.0, -31.0, -50.0 + 2 * k), series_uid="1.2.3.4.5", instance=200 + k, spacing=1.0)
+    stacks, _, results = run(tmp_path, cfg())
+    shapes = sorted((len(s.instances), s.first.rows, s.first.pixel_spacing, s.rejected) for s in stacks)
+    assert shapes == [(3, 16, (2.0, 2.0), True), (3, 32, (1.0, 1.0), True), (12, 32, (2.0, 2.0), False)]
+    (accepted,) = [r for r in results if r.volume is not None]
+    assert {q.reason for q in accepted.quarantine} == {QuarantineReason.MIXED_STACKS}
+    assert all(QuarantineReason.TOO_FEW_SLICES in {q.reason for q in r.quarantine} for r in results if r.volume is None)
+
+
+def test_one_series_uid_in_two_studies_is_two_stacks_and_one_series_in_two_folders_one(tmp_path: Path) -> None:
+    # a UID collision (an exporter reusing UIDs) must not merge two studies' slices into one stack of
+    # duplicates, and a series exported into two folders must not become two stacks
+    stored = phantom(12)
+    write_series(tmp_path / "study_a", stored, study_uid="1.2.3.4")
+    write_series(tmp_path / "study_b", stored[:, ::-1], study_uid="1.2.3.99")
+    write_series(tmp_path / "split" / "part1", stored[:6], series_uid="1.2.3.4.7", study_uid="1.2.3.5")
+    write_series(tmp_path / "split" / "part2", stored[6:], z0=-38.0, series_uid="1.2.3.4.7", study_uid="1.2.3.5")
+    stacks, _, results = run(tmp_path, cfg())
+    assert sorted((s.first.study_uid, s.first.series_uid, len(s.instances), s.rejected) for s in stacks) == [
+        ("1.2.3.4", "1.2.3.4.5", 12, False), ("1.2.3.5", "1.2.3.4.7", 12, False), ("1.2.3.99", "1.2.3.4.5", 12, False)]
+    assert all(r.volume is not None and not r.quarantine for r in results)
+    for stack in stacks:
+        expected = stored[:, ::-1] if stack.first.study_uid == "1.2.3.99" else stored
+        assert np.array_equal(assemble_volume(stack, cfg()).array, expected.astype(int) - 1024)
+
+
 def test_split_by_acquisition_and_duplicates(tmp_path: Path) -> None:
     stored = phantom(12)
     write_series(tmp_path / "a", stored, acquisition=1)
@@ -710,6 +778,40 @@ def test_slice_rows_place_a_tilted_image_by_its_centre(tmp_path: Path) -> None:
     for row, record in zip(result.slice_rows, stack.instances, strict=True):
         centre = image.TransformPhysicalPointToContinuousIndex(slice_centre(record))
         assert abs(row.resampled_z_index - centre[2]) < 1e-6
+
+
+@pytest.mark.parametrize("sheared", [True, False])
+def test_tilt_is_read_from_the_positions_not_from_gantry_detector_tilt_or_spacing_between_slices(tmp_path: Path, sheared: bool) -> None:
+    # GE states a tilted scan in GantryDetectorTilt and keeps axial cosines: only the positions, shifted
+    # in y slice by slice, show the shear. A header tilt (or a negative SpacingBetweenSlices) the
+    # positions do not show is no geometry: the stack is straight, its step the positions' 2 mm
+    shift = 2.0 * np.tan(np.radians(15.0)) if sheared else 0.0
+    for k, pixels in enumerate(phantom(12)):
+        write_slice(tmp_path / f"IM{k:02d}", pixels, (-31.0, -31.0 + k * shift, -50.0 + 2 * k), series_uid="1.2.3.4.5", instance=k + 1)
+        ds = pydicom.dcmread(tmp_path / f"IM{k:02d}")
+        ds.GantryDetectorTilt, ds.SpacingBetweenSlices = "15", "-2"
+        ds.save_as(tmp_path / f"IM{k:02d}")
+    (stack,), _, (result,) = run(tmp_path, cfg())
+    tilt = pytest.approx(15.0, abs=1e-3)  # positions are written to 4 decimals
+    assert [(f.reason, f.value) for f in stack.findings] == ([(QuarantineReason.GANTRY_TILT, tilt)] if sheared else [])
+    assert result.volume is not None and result.volume_row is not None
+    assert result.volume_row.tilt_deg == (tilt if sheared else 0.0)
+    volume = assemble_volume(stack, cfg())
+    assert volume.spacing[2] == pytest.approx(2.0) and np.allclose(np.reshape(volume.direction, (3, 3)), np.eye(3))
+
+
+def test_a_slice_without_image_position_is_quarantined_even_with_a_slice_location(tmp_path: Path) -> None:
+    # SliceLocation is no position (its sign and origin are the vendor's): the slice cannot be placed
+    paths = write_series(tmp_path, phantom(12), reverse_numbers=False)
+    ds = pydicom.dcmread(paths[3])
+    ds.SliceLocation = ds.ImagePositionPatient[2]
+    del ds.ImagePositionPatient
+    ds.save_as(paths[3])
+    index = index_export(tmp_path, cfg())
+    assert [(q.path, q.reason) for q in index.quarantine] == [(paths[3].name, QuarantineReason.MISSING_GEOMETRY)]
+    assert index.quarantine[0].message.startswith(f"{paths[3].name} lacks ImagePositionPatient")
+    (stack,) = plan_stacks(index, cfg())
+    assert len(stack.instances) == 11 and QuarantineReason.MISSING_SLICES in {f.reason for f in stack.findings}
 
 
 def test_untilting_rounds_the_interpolated_hu(tmp_path: Path) -> None:
