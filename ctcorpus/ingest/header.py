@@ -23,6 +23,7 @@ import math
 import mmap
 import os
 import struct
+import unicodedata
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -248,6 +249,14 @@ def _scan_elements(data: FileBytes) -> tuple[dict[int, bytes], str, int, int]:
     return values, transfer_syntax, -1, -1
 
 
+def _text(value: str) -> str:
+    """A decoded string value without its padding, in Unicode NFC: a name written decomposed
+    (u + combining diaeresis, as macOS tools write it) is the name written composed, so the person
+    key and the names scrubbed from paths do not depend on the tool that wrote the file."""
+    value = value.strip(" \x00")
+    return value if value.isascii() else unicodedata.normalize("NFC", value)
+
+
 def _fast_getter(values: dict[int, bytes]) -> Getter:
     """The scanned values' getter, decoding text as the file's SpecificCharacterSet says (a UTF-8
     name read as Latin-1, "MÃ¼ller", would match no report and be scrubbed nowhere)."""
@@ -263,7 +272,7 @@ def _fast_getter(values: dict[int, bytes]) -> Getter:
             return None
         if kind == "us":
             return struct.unpack_from("<H", raw)[0]
-        text = raw.decode(codec, errors="replace").strip(" \x00")
+        text = _text(raw.decode(codec, errors="replace"))
         if kind == "str":
             return text
         parts = [p.strip(" \x00") for p in text.split("\\")]
@@ -290,14 +299,14 @@ def _pydicom_getter(ds: pydicom.Dataset) -> Getter:
         if value is None or (value == "" and kind != "str"):
             return None
         if kind == "str":
-            return str(value).strip(" \x00")
+            return _text(str(value))
         if kind == "strs":
             items = value if isinstance(value, pydicom.multival.MultiValue) else [value]
-            return tuple(str(v).strip(" \x00") for v in items)
+            return tuple(_text(str(v)) for v in items)
         if kind == "accessions":
             if not isinstance(value, pydicom.Sequence):
                 return ()
-            numbers = (str(item.get("AccessionNumber") or "").strip(" \x00") for item in value)
+            numbers = (_text(str(item.get("AccessionNumber") or "")) for item in value)
             return tuple(n for n in numbers if n)
         if kind in ("int", "us"):
             return int(value[0] if isinstance(value, pydicom.multival.MultiValue) else value)
