@@ -951,6 +951,22 @@ def test_a_compressed_file_cut_inside_its_pixel_data_is_quarantined_at_indexing(
     assert records[0] is not None and records[0].pixel_offset + records[0].pixel_length == records[0].size_bytes
 
 
+@pytest.mark.parametrize("kept", [0.5, 0.0])
+def test_uncompressed_pixel_data_shorter_than_the_image_is_quarantined_at_indexing(tmp_path: Path, kept: float) -> None:
+    # PixelData cut (or emptied) with its length rewritten: indexed as usable, it failed to decode
+    # at assembly and rejected its whole stack as unreadable_pixels instead of losing itself
+    paths = write_series(tmp_path, phantom(12), reverse_numbers=False)
+    ds = pydicom.dcmread(paths[4])
+    ds.PixelData = ds.PixelData[: int(len(ds.PixelData) * kept)]
+    ds.save_as(paths[4])
+    index = index_export(tmp_path, cfg())
+    assert [(q.path, q.reason) for q in index.quarantine] == [(paths[4].name, QuarantineReason.TRUNCATED)]
+    assert "shorter than its declared length or than the image its header describes" in index.quarantine[0].message
+    repair = cfg(policy=GeometryPolicy(missing_slices=Action.REPAIR))
+    (stack,) = plan_stacks(index, repair)
+    assert len(stack.instances) == 11 and ingest_stack(stack, repair).volume is not None
+
+
 @pytest.mark.parametrize("reader", ["fast", "pydicom"])
 def test_a_compressed_frame_cut_before_its_end_marker_is_quarantined_at_indexing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str

@@ -396,6 +396,15 @@ def _is_truncated(size: int, offset: int, length: int) -> bool:
     return offset >= 0 and length >= 0 and offset + length > size
 
 
+def _short_native(record: InstanceRecord) -> bool:
+    """Whether a file's uncompressed PixelData holds fewer bytes than the frames its header
+    describes (empty, or cut with its length rewritten): its pixels fail to decode at assembly,
+    which rejected its whole stack where a cut file loses only itself."""
+    image_bytes = record.rows * record.columns * record.samples_per_pixel * record.bits_allocated // 8
+    return (record.frame is None and record.transfer_syntax in NATIVE_LE and record.pixel_length >= 0
+            and record.pixel_length < image_bytes * record.number_of_frames)
+
+
 #: Bytes above which a file without the DICM preamble whose first element is no DICOM group is
 #: refused before it is read whole (a video or archive in the export tree, read by each worker
 #: thread, would take gigabytes of memory to be found not to be DICOM).
@@ -666,7 +675,7 @@ def instance_problem(record: InstanceRecord) -> QuarantineReason | None:
     """Why this instance cannot be a slice of a CT volume, or ``None`` if it can."""
     if record.pixel_offset < 0:  # a CT image must have PixelData: one without was cut or damaged before it
         return QuarantineReason.TRUNCATED if record.sop_class_uid in CT_IMAGES else QuarantineReason.NON_IMAGE
-    if _is_truncated(record.size_bytes, record.pixel_offset, record.pixel_length):
+    if _is_truncated(record.size_bytes, record.pixel_offset, record.pixel_length) or _short_native(record):
         return QuarantineReason.TRUNCATED
     if record.modality != "CT" or record.sop_class_uid not in CT_IMAGES:
         return QuarantineReason.NON_CT
@@ -709,8 +718,8 @@ def _placeable(position: tuple[float, ...], orientation: tuple[float, ...], spac
 PROBLEM_MESSAGES: dict[QuarantineReason, str] = {
     QuarantineReason.NON_IMAGE: "has no pixel data (structured report, dose report, presentation state, ...); not a CT slice",
     QuarantineReason.TRUNCATED: (
-        "PixelData is missing, shorter than its declared length or a compressed frame ends before its end marker: "
-        "the file was truncated or damaged; re-export it"
+        "PixelData is missing, shorter than its declared length or than the image its header describes, or a "
+        "compressed frame ends before its end marker: the file was truncated or damaged; re-export it"
     ),
     QuarantineReason.UNSUPPORTED_MULTIFRAME: (
         "is a multi-frame object whose frames are no slices of a CT volume; export the series' axial "
