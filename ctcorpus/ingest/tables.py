@@ -1,8 +1,9 @@
 """Table rows of the ingest stage, with every identifier pseudonymized.
 
 In-memory records keep original identifiers (linking needs them); these functions are the only
-place rows are made, so no PatientID, AccessionNumber or UID reaches a table. Names, birth dates
-and other PHI header values are never read at all (see :mod:`ctcorpus.ingest.header`).
+place rows are made, so no PatientID, AccessionNumber or UID reaches a table. The patient's name
+and birth date are read into memory only, to redact them from paths (:func:`safe_path`) and for
+the keyed person key; other PHI header values are never read (see :mod:`ctcorpus.ingest.header`).
 """
 
 from __future__ import annotations
