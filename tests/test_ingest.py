@@ -977,10 +977,11 @@ def test_a_compressed_frame_cut_before_its_end_marker_is_quarantined_at_indexing
                           "CHEST", "1.2.3.9", "B30f", "X", "Y", 2.0, (2.0, 2.0), transfer_syntax=JPEGLosslessSV1)
     paths = [tmp_path / f"IM{k:02d}" for k in range(12)]
     synth_write_series(header, list(phantom(12).astype(np.int16)), [SlicePlacement(k + 1, (0.0, 0.0, 2.0 * k)) for k in range(12)], paths)
-    ds = pydicom.dcmread(paths[5])
-    frame = next(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=1))
-    ds.PixelData = pydicom.encaps.encapsulate([frame[: len(frame) // 2]])
-    ds.save_as(paths[5])
+    for path, cut in ((paths[5], True), (paths[6], False)):
+        ds = pydicom.dcmread(path)
+        frame = next(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=1))
+        ds.PixelData = pydicom.encaps.encapsulate([frame[: len(frame) // 2] if cut else frame + bytes(4)])  # padded: whole
+        ds.save_as(path)
     if reader == "pydicom":
         monkeypatch.setattr(header_module, "_scan", lambda data: (_ for _ in ()).throw(header_module._Unparsable("forced")))
     index = index_export(tmp_path, cfg())

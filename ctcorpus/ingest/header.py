@@ -55,11 +55,15 @@ NATIVE_LE = frozenset({IMPLICIT_LE, EXPLICIT_LE})
 BIG_ENDIAN = "1.2.840.10008.1.2.2"
 _NOT_LE_DATASET = frozenset({BIG_ENDIAN, "1.2.840.10008.1.2.1.99"})  # big endian, deflate
 #: Transfer syntaxes whose frames are JPEG, JPEG-LS or JPEG 2000 codestreams: each ends with the
-#: marker FFD9 (EOI, EOC), then at most a pad byte. A frame cut short lacks it, and its decoder
-#: fills the rows it lacks with made-up values without raising (libjpeg only prints a warning).
+#: marker FFD9 (EOI, EOC), then padding (a byte to even length; some encoders write more). A frame
+#: cut short lacks it, and its decoder fills the rows it lacks with made-up values without raising
+#: (libjpeg only prints a warning). Coded data never holds FFD9 (byte stuffing), so no cut frame's
+#: end passes for one.
 _MARKER_ENDED = frozenset("1.2.840.10008.1.2.4." + n for n in ("50", "51", "57", "70", "80", "81", "90", "91", "92", "93",
                                                                 "201", "202", "203"))
 _END_MARKER = b"\xff\xd9"
+#: Bytes at the end of a frame searched for its end marker: the marker and its padding.
+_MARKER_SEARCH = 16
 
 _PIXEL_DATA = 0x7FE00010
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
@@ -175,7 +179,7 @@ def _fragments_end(data: FileBytes, pos: int, transfer_syntax: str) -> int:
         if (group << 16) | elem == _SEQ_END:
             return pos if transfer_syntax not in _MARKER_ENDED or _END_MARKER in tail else size + 1
         if length:
-            tail = data[pos + max(length - 3, 0) : pos + length]  # the last item's end: marker and pad byte
+            tail = data[pos + max(length - _MARKER_SEARCH, 0) : pos + length]  # the last item's end: marker and padding
         pos += length
     return size + 1
 
