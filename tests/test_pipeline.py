@@ -346,8 +346,9 @@ def test_a_study_whose_selected_stack_is_rejected_at_assembly_falls_back_to_its_
     stack = next(s for s in unit.stacks if s.stack_key == unit.candidates[0][0])  # the selected stack
     recon = next(s for s in truth.series if s.kind == "recon" and s.study_uid == stack.first.study_uid)
     broken = stack.instances[len(stack.instances) // 2]
-    dataset = pydicom.dcmread(broken.path)
-    dataset.PixelData = dataset.PixelData[: len(dataset.PixelData) // 2]
+    dataset = pydicom.dcmread(broken.path)  # an RLE frame of no segments: whole at indexing, undecodable
+    dataset.PixelData = pydicom.encaps.encapsulate([bytes(64)])
+    dataset.file_meta.TransferSyntaxUID = pydicom.uid.RLELossless
     dataset.save_as(broken.path)
     summary = _run(config, work)
     assert summary.failed == 0 and summary.volumes == len(plan.units)
