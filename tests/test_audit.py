@@ -815,6 +815,13 @@ def test_load_corpus_errors_name_the_file(tmp_path: Path) -> None:
         load_corpus_tables(tmp_path / "c")
 
 
+def test_load_corpus_of_a_version_a_killed_build_moved_aside_says_where_it_is(tmp_path: Path) -> None:
+    aside = tmp_path / f".tmp-old-{'0' * 32}-v2"  # killed between the build's two renames
+    (aside / "tables").mkdir(parents=True)
+    with pytest.raises(AuditError, match=f"moving this version aside to {aside}.*ctcorpus build --out"):
+        load_corpus_tables(tmp_path / "v2")
+
+
 @pytest.fixture(scope="module")
 def report_files(seeded, clean, tmp_path_factory) -> tuple[Path, Path]:
     tables, _ = seeded

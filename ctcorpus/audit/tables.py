@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from ctcorpus.errors import AuditError
+from ctcorpus.outputs.store import moved_aside
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ def load_corpus_tables(root: str | Path, name: str | None = None) -> CorpusTable
     """
     root = Path(root)
     if not root.is_dir():
-        raise AuditError("corpus folder not found", path=root)
+        raise AuditError(moved_aside(root) or "corpus folder not found", path=root)
     manifest: dict[str, Any] = {}
     manifest_path = root / "manifest.json"
     if manifest_path.is_file():

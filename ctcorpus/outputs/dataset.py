@@ -24,7 +24,7 @@ import webdataset as wds
 from ctcorpus.config.outputs import OutputConfig
 from ctcorpus.errors import OutputError
 from ctcorpus.outputs.splits import assign_split
-from ctcorpus.outputs.store import atomic_write_bytes, exclusive_atomic_dir, leftover_temps, write_parquet
+from ctcorpus.outputs.store import atomic_write_bytes, exclusive_atomic_dir, moved_aside, write_parquet
 from ctcorpus.records import sha256_file
 from ctcorpus.schemas import as_schema, load_schema, table_from_rows
 from ctcorpus.version import __version__
@@ -236,11 +236,8 @@ def read_manifest(dataset: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        aside = [p for p in leftover_temps(Path(dataset)) if p.name.startswith(".tmp-old-")]
-        if aside and not Path(dataset).exists():  # killed between its two renames: the version is only there
-            raise OutputError(f"a build of it was killed after moving this version aside to {aside[0]}; building "
-                              f"it again (`ctcorpus build --out {dataset}`) first puts it back", path=dataset) from None
-        raise OutputError("no manifest.json: not a ctcorpus dataset folder", path=dataset) from None
+        raise OutputError(moved_aside(Path(dataset)) or "no manifest.json: not a ctcorpus dataset folder",
+                          path=dataset) from None
     except OSError as exc:
         raise OutputError(f"cannot be read ({exc.strerror or exc})", path=path) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -85,6 +85,17 @@ def leftover_temps(final: Path) -> list[Path]:
     return sorted(p for p in found if p.is_dir() and not p.is_symlink())
 
 
+def moved_aside(final: Path) -> str | None:
+    """Why ``final`` is missing when a build killed between :func:`atomic_dir`'s two renames left
+    the old version aside, its only copy: where it is and how to get it back; else None. Every
+    reader of a version says so, where 'not found' sent the user to rebuild or restore it."""
+    aside = [p for p in leftover_temps(final) if p.name.startswith(f"{_TMP}old-")]
+    if final.exists() or not aside:
+        return None
+    return (f"a build of it was killed after moving this version aside to {aside[0]}; building it again "
+            f"(`ctcorpus build --out {final}`) first puts it back")
+
+
 def remove_leftovers(final: Path) -> list[Path]:
     """Delete the :func:`leftover_temps` of ``final``; only its sole writer may call this.
 
