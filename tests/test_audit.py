@@ -703,6 +703,18 @@ def test_diff_names_a_change_of_the_pipeline_that_built_the_versions(clean: Corp
     assert FindingKind.PIPELINE_CHANGED not in {f.kind for f in diff_corpora(clean, new).findings}  # one unknown
 
 
+def test_diff_names_other_producers_of_the_same_ctcorpus_version(clean: CorpusTables) -> None:
+    """A source install keeps its version while its report rules change: the producers say so."""
+    rules = {"labels": ["rules-aaa+spacy-3.8"], "reports": ["rules-aaa+spacy-3.8"], "volumes": ["ingest-1"]}
+    old = dataclasses.replace(clean, manifest={**clean.manifest, "producers": rules}, name="v1")
+    changed = {**rules, "labels": ["rules-bbb+spacy-3.8"], "reports": ["rules-bbb+spacy-3.8"], "snippets": ["x"]}
+    new = dataclasses.replace(clean, manifest={**clean.manifest, "producers": changed}, name="v2")
+    found = [f for f in diff_corpora(old, new).findings if f.kind == FindingKind.PIPELINE_CHANGED]
+    assert [(f.ids, f.groups) for f in found] == [(("labels", "reports"), ("v1", "v2"))]
+    assert "labels, reports made by rules-aaa+spacy-3.8 in v1, by rules-bbb+spacy-3.8 in v2" in found[0].detail
+    assert FindingKind.PIPELINE_CHANGED not in {f.kind for f in diff_corpora(old, old).findings}
+
+
 def test_diff_counts_a_label_no_longer_mentioned_as_flipped(clean: CorpusTables) -> None:
     """The labels table has no row for an unmentioned label: positive -> absent is a flip all the same."""
     labels = clean.labels

@@ -4,7 +4,9 @@ Volumes are matched by ``volume_id`` and reports by ``report_id`` (pseudonymized
 across versions of one dataset). A volume whose split changed is the dangerous change: a model
 evaluated on the old test split may have trained on it in the new version, so it is reported as a
 finding as well. So is a change of the ctcorpus version that built the corpus (its manifest's
-``pipeline_version``): a changed field may then come from the pipeline, not from the data.
+``pipeline_version``) or of what made a table's rows (its manifest's ``producers``: the report
+rules' digest, the segmenter; a source install changes them, not its version): a changed field or
+label may then come from the pipeline, not from the data.
 """
 
 from __future__ import annotations
@@ -149,6 +151,17 @@ def label_shift(old: CorpusTables, new: CorpusTables) -> pd.DataFrame:
     return frame.rename_axis("label").reset_index().sort_values("label").reset_index(drop=True)
 
 
+def _changed_producers(old: CorpusTables, new: CorpusTables) -> dict[tuple[str, str], list[str]]:
+    """The tables of both manifests whose rows name other producers, by (old, new) producers."""
+    before, after = (tables.manifest.get("producers") or {} for tables in (old, new))
+    changed: dict[tuple[str, str], list[str]] = {}
+    for table in sorted(before.keys() & after.keys()):
+        was, now = (", ".join(sorted(producers[table])) for producers in (before, after))
+        if was != now:
+            changed.setdefault((was, now), []).append(table)
+    return changed
+
+
 def diff_corpora(old: CorpusTables, new: CorpusTables) -> CorpusDiff:
     """What changed from ``old`` to ``new``: samples added, removed, changed, and label shifts.
 
@@ -172,16 +185,20 @@ def diff_corpora(old: CorpusTables, new: CorpusTables) -> CorpusDiff:
             )
         )
     built = [str(tables.manifest.get("pipeline_version") or "") for tables in (old, new)]
-    if all(built) and built[0] != built[1]:
+    rebuilt = all(built) and built[0] != built[1]
+    producers = _changed_producers(old, new)
+    if rebuilt or producers:
+        said = [f"{old.name} was built by ctcorpus {built[0]}, {new.name} by {built[1]}"] if rebuilt else []
+        said += [f"{', '.join(tables)} made by {was} in {old.name}, by {now} in {new.name}"
+                 for (was, now), tables in producers.items()]
         findings.append(
             Finding(
                 FindingKind.PIPELINE_CHANGED,
                 Severity.LOW,
-                tuple(built),
+                tuple(built) if rebuilt else tuple(sorted(t for tables in producers.values() for t in tables)),
                 (old.name, new.name),
                 1.0,
-                f"{old.name} was built by ctcorpus {built[0]}, {new.name} by {built[1]}: "
-                "a changed field may come from the pipeline, not from the data",
+                "; ".join(said) + ": a changed field may come from the pipeline, not from the data",
             )
         )
     return CorpusDiff(

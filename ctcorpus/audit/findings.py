@@ -34,7 +34,7 @@ class FindingKind(str, Enum):
     EMPTY_SPLIT = "empty_split"  # no report there (no volume either, or the config's split has no patient)
     QUARANTINE = "quarantine"
     SPLIT_CHANGED = "split_changed"
-    PIPELINE_CHANGED = "pipeline_changed"  # the two versions were built by different ctcorpus versions
+    PIPELINE_CHANGED = "pipeline_changed"  # another ctcorpus version, or other producers, built the two versions
 
 
 LEAK_KINDS: frozenset[FindingKind] = frozenset(list(FindingKind)[:8])
@@ -53,7 +53,8 @@ class Finding:
     ids:
         The ids concerned, sorted (patient, study, accession, volume or report ids, by kind; the
         label, or the quarantine reasons, for those findings; none for an empty split; the old and
-        the new ctcorpus version for a pipeline change).
+        the new ctcorpus version for a pipeline change, or where they agree, the tables whose rows
+        other producers made).
     groups:
         The splits the ids fall in, sorted (``corpus/split`` against another corpus); the old and
         the new corpus for a split or pipeline change; the stage for quarantine; the empty split.
