@@ -488,6 +488,12 @@ def test_a_built_version_without_reports_is_not_sent_to_build_again(tmp_path: Pa
     assert "no volume with a linked report" in str(info.value) and "ctcorpus build" not in str(info.value)
 
 
+def test_training_a_version_a_killed_build_moved_aside_says_where_it_is(tmp_path: Path) -> None:
+    (tmp_path / f".tmp-old-{'0' * 32}-v1" / "shards" / "train").mkdir(parents=True)  # killed between the renames
+    with pytest.raises(TrainError, match="moving this version aside to .*ctcorpus build --out"):
+        shard_paths(tmp_path / "v1", "train")
+
+
 RESUMABLE = {**TINY, "input_shape_zyx": (16, 32, 32), "batch_size": 4, "steps": 8, "checkpoint_every": 4}
 
 

@@ -28,6 +28,7 @@ from tokenizers import Tokenizer
 from ctcorpus.config.train import TrainConfig
 from ctcorpus.errors import TrainError
 from ctcorpus.outputs.sample import decode_array
+from ctcorpus.outputs.store import moved_aside
 from ctcorpus.taxonomy import CT_RATE_LABELS
 
 logger = logging.getLogger(__name__)
@@ -132,8 +133,8 @@ def shard_paths(shard_root: Path, split: str, setting: str | None = None) -> lis
         )
     if not present:
         raise TrainError(
-            f"no shards of split '{split}' (expected shard-NNNNNN.tar files); build the dataset version "
-            "first (`ctcorpus build`)",
+            moved_aside(Path(shard_root)) or f"no shards of split '{split}' (expected shard-NNNNNN.tar files); "
+            "build the dataset version first (`ctcorpus build`)",
             path=folder,
         )
     hint = f"; set {setting} to one of them" if setting else ""
