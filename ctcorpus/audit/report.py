@@ -262,11 +262,12 @@ def _table(frame: pd.DataFrame, limit: int = 60) -> str:
 
 
 def _percent(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
-    """Fractions (0-1) as the percentages the plots show, the column named so (``share (%)``).
+    """Fractions (0-1) as the percentages the plots show, to one decimal, the column named so
+    (``share (%)``).
 
     audit.json keeps the fractions; on the page a table beside a plot in % spoke another unit.
     """
-    return frame.assign(**{c: 100 * frame[c] for c in columns}).rename(columns={c: f"{c} (%)" for c in columns})
+    return frame.assign(**{c: (100 * frame[c]).round(1) for c in columns}).rename(columns={c: f"{c} (%)" for c in columns})
 
 
 def _severity(severity: Severity) -> str:
