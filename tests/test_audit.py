@@ -883,18 +883,24 @@ def test_report_says_how_many_findings_it_does_not_list(seeded) -> None:
     assert "Not listed" not in report.render_html(audit_corpus(tables))
 
 
-def test_report_draws_dollar_signs_literally(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """DICOM free text such as 'FC$^$X' is no mathtext: the report is written and the labels drawn as they are."""
-    tiny = _tiny()
-    volumes = tiny.volumes.assign(kernel=["FC$^$X", "B30f", None], manufacturer=["FC$_{13}$", "GE", "GE"])
-    figures: list[Figure] = []
+@pytest.fixture
+def figures(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
+    """The figures the report draws, in order (each still drawn to its PNG)."""
+    drawn: list[Figure] = []
     draw = report._png
 
     def keep(figure: Figure) -> str:
-        figures.append(figure)
+        drawn.append(figure)
         return draw(figure)
 
     monkeypatch.setattr(report, "_png", keep)
+    return drawn
+
+
+def test_report_draws_dollar_signs_literally(figures: list[Figure], tmp_path: Path) -> None:
+    """DICOM free text such as 'FC$^$X' is no mathtext: the report is written and the labels drawn as they are."""
+    tiny = _tiny()
+    volumes = tiny.volumes.assign(kernel=["FC$^$X", "B30f", None], manufacturer=["FC$_{13}$", "GE", "GE"])
     html_path, json_path = write_audit_report(audit_corpus(dataclasses.replace(tiny, volumes=volumes)), tmp_path)
     assert html_path.is_file() and json_path.is_file()
     labels = [text for figure in figures for text in figure.findobj(Text) if "$" in text.get_text()]
@@ -902,35 +908,19 @@ def test_report_draws_dollar_signs_literally(monkeypatch: pytest.MonkeyPatch, tm
     assert not any(text.get_parse_math() for text in labels)
 
 
-def test_plots_name_the_rows_of_no_known_split(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plots_name_the_rows_of_no_known_split(figures: list[Figure]) -> None:
     """Rows of no known split are split '': their grey bars had no legend entry, matplotlib leaves out '' labels."""
     tiny = _tiny()
     volumes = tiny.volumes.assign(split=["train", "train", ""])
     reports = tiny.reports.assign(split=["train", "train", ""])
-    figures: list[Figure] = []
-    draw = report._png
-
-    def keep(figure: Figure) -> str:
-        figures.append(figure)
-        return draw(figure)
-
-    monkeypatch.setattr(report, "_png", keep)
     report.render_html(audit_corpus(dataclasses.replace(tiny, volumes=volumes, reports=reports)))
     legends = [[t.get_text() for t in ax.get_legend().get_texts()] for f in figures for ax in f.axes if ax.get_legend()]
     by_split = [names for names in legends if "train" in names]
     assert len(by_split) == 5 and all(names == ["train", "(no split)"] for names in by_split)  # prevalence, 4 fields
 
 
-def test_cooccurrence_diagonal_is_grey_not_the_colour_of_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cooccurrence_diagonal_is_grey_not_the_colour_of_zero(figures: list[Figure]) -> None:
     """The diagonal is left off the colour scale: drawn blank (white), it read as the near-white 0 cells."""
-    figures: list[Figure] = []
-    draw = report._png
-
-    def keep(figure: Figure) -> str:
-        figures.append(figure)
-        return draw(figure)
-
-    monkeypatch.setattr(report, "_png", keep)
     report.render_html(audit_corpus(_tiny()))
     (axes,) = [ax for f in figures for ax in f.axes if ax.get_title().startswith("Label co-occurrence")]
     (image,) = axes.get_images()
