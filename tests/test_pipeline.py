@@ -907,7 +907,7 @@ def _corpus_ids(leak, config: CorpusConfig, volumes) -> tuple[str, ...]:
 
 
 def test_audit_finds_every_seeded_leak_end_to_end_and_none_on_a_clean_export(tmp_path):
-    from ctcorpus.audit import LEAK_KINDS
+    from ctcorpus.audit import LEAK_KINDS, FindingKind
     from ctcorpus.synth.leaks import match_leaks, seed_export_leaks
 
     clean = tmp_path / "clean" / "export"
@@ -926,7 +926,13 @@ def test_audit_finds_every_seeded_leak_end_to_end_and_none_on_a_clean_export(tmp
     score = match_leaks(result.findings, mapped)
     assert score.total == len(seeded) >= 3
     assert score.found == score.total, score.missed
-    assert score.false == 0, score.false_findings
+    # the person re-identified under a new id has two scans of one body, one under each id: where
+    # they happen to look alike (both without contrast), the audit also finds them as near-identical
+    # volumes across the splits, which is that same leak, not another one
+    (person,) = [leak.ids for leak in mapped if leak.kind is FindingKind.SAME_PERSON_TWO_IDS]
+    body = set(tables.volumes.loc[tables.volumes["patient_id"].isin(person), "volume_id"])
+    other = [f for f in score.false_findings if not (f.kind is FindingKind.NEAR_DUPLICATE_VOLUME and set(f.ids) <= body)]
+    assert other == [], other
 
 
 def test_report_json_keeps_every_section_of_a_name() -> None:
