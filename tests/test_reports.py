@@ -42,7 +42,6 @@ from ctcorpus.reports.markup import PlainText, to_plain_text
 from ctcorpus.reports.patterns import lower_same_length
 from ctcorpus.reports import nlp
 from ctcorpus.reports.nlp import _label_mentions
-from ctcorpus.reports.patterns import lower_same_length
 from ctcorpus.schemas import load_schema
 from ctcorpus.synth.export import generate_export
 from ctcorpus.synth.report_text import phi_overlap, render_corpus
