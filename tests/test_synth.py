@@ -429,3 +429,25 @@ def test_dcm2niix_converts_a_clean_series(export, tmp_path: Path) -> None:
     image = sitk.ReadImage(str(tmp_path / "vol.nii"))
     assert image.GetSize() == (s.columns, s.rows, s.n_slices)
     assert np.allclose(image.GetSpacing(), s.spacing_mm, atol=1e-3)
+
+
+def test_report_templates_move_no_image(tmp_path, monkeypatch):
+    # the report texts draw from their own stream: a template that draws more (as new PHI forms did)
+    # left later patients' scans, and the audit's leak test, with other images
+    from ctcorpus.synth import export
+
+    def hashes(folder: Path) -> dict[str, str]:
+        return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(folder.rglob("*")) if p.is_file() and p.read_bytes()[128:132] == b"DICM"}
+
+    generate_export(tmp_path / "a", patients=3, seed=4, matrix=64, n_slices=16)
+
+    real = export.render_report
+
+    def greedier(rng, **kwargs):
+        rng.random(7)  # a template with more choices
+        return real(rng, **kwargs)
+
+    monkeypatch.setattr(export, "render_report", greedier)
+    generate_export(tmp_path / "b", patients=3, seed=4, matrix=64, n_slices=16)
+    assert hashes(tmp_path / "a") == hashes(tmp_path / "b") != {}

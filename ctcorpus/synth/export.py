@@ -369,7 +369,8 @@ def generate_export(
 
             reports.append(
                 render_report(
-                    rng, accession_number=accession, patient_id=patient_id, patient_name=name,
+                    # its own stream, as the habitus: a change to the report templates moves no image
+                    np.random.default_rng([seed, study_index, 0x7E9017]), accession_number=accession, patient_id=patient_id, patient_name=name,
                     birth_date=birth, study_date=ctx.study_date, language=lang,
                     findings=study_findings, primary_series_number=primary_no,
                     secondary_series_number=recon_no, phi=phi, study_uid=study_uid,
