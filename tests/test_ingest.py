@@ -39,6 +39,7 @@ from ctcorpus.config.ingest import GeometryPolicy, IngestConfig
 from ctcorpus.enums import Action, QuarantineReason
 from ctcorpus.errors import ConfigError, IngestError
 from ctcorpus.ingest import (
+    InstanceRecord,
     assemble_volume,
     candidate_groups,
     index_export,
@@ -353,6 +354,112 @@ def test_names_are_decoded_in_the_files_character_set(
     assert (record.reader, record.patient_name, record.series_description) == (reader, *composed)
     monkeypatch.setattr(header_module, "_scan", lambda data: (_ for _ in ()).throw(header_module._Unparsable("forced")))
     assert read_instance(path, tmp_path) == dataclasses.replace(record, reader="pydicom")
+
+
+def rewrite(path: Path, charset: str | list[str] | None, encoding: str | None = None, **text: str) -> None:
+    """Set text elements of a written slice under SpecificCharacterSet ``charset`` (``None``: none),
+    written as ``encoding``'s bytes whatever ``charset`` says (``None``: as pydicom encodes it there)."""
+    ds = pydicom.dcmread(path)
+    if charset is None:
+        ds.pop("SpecificCharacterSet", None)
+    else:
+        ds.SpecificCharacterSet = charset
+    for keyword, value in text.items():
+        setattr(ds, keyword, value if encoding is None else value.encode(encoding))
+    ds.save_as(path, enforce_file_format=True)
+
+
+def read_both(path: Path, root: Path, monkeypatch: pytest.MonkeyPatch) -> InstanceRecord:
+    """The fast reader's record of ``path``, checked to be what pydicom's fallback reads."""
+    fast = read_instance(path, root)
+    assert fast is not None
+    with monkeypatch.context() as forced, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns of the bytes that are no UTF-8 under ISO_IR 192
+        forced.setattr(header_module, "_scan", lambda data: (_ for _ in ()).throw(header_module._Unparsable("forced")))
+        assert read_instance(path, root) == dataclasses.replace(fast, reader="pydicom")
+    return fast
+
+
+def test_one_patients_series_exported_with_and_without_its_utf8_character_set_are_one_patient(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An export tool writes UTF-8 but no SpecificCharacterSet; read as Latin-1 ("MÃ¼LLER-4711"),
+    # the other export's patient would be another pseudonym, so another split: a leak.
+    from ctcorpus.outputs.splits import assign_split
+    from ctcorpus.pipeline import person_key
+
+    for k, (folder, charset) in enumerate((("declared", "ISO_IR 192"), ("undeclared", None))):
+        (path,) = write_series(tmp_path / folder, phantom(1), series_uid=f"1.5.{k}", study_uid=f"1.2.{k}")
+        rewrite(path, charset, "utf-8", PatientID="MÜLLER-4711", PatientName="Müller^Jürgen", SeriesDescription="Thorax Lunge Ödem")
+    assert b"\x00\x08\x05\x00" not in path.read_bytes()  # the second file declares no character set
+    with caplog.at_level("WARNING", logger="ctcorpus.ingest.discover"):
+        index = index_export(tmp_path, cfg())
+    assert not index.quarantine and {r.reader for r in index.instances} == {"fast"}
+    stacks = plan_stacks(index, cfg())
+    p = Pseudonymizer.from_literal(KEY)
+    fractions = {"train": 0.5, "val": 0.25, "test": 0.25}
+    keys = {(s.first.patient_id, s.first.patient_name, s.first.series_description, p.patient(s.first.patient_id),
+             person_key(s, p), assign_split(p.patient(s.first.patient_id), fractions, KEY)) for s in stacks}
+    assert len(stacks) == 2 and len(keys) == 1
+    assert next(iter(keys))[:3] == ("MÜLLER-4711", "Müller^Jürgen", "Thorax Lunge Ödem")
+    notes = {s.first.rel_path: s.first.charset_note for s in stacks}
+    assert notes[str(Path("declared") / path.name)] == ""
+    assert notes[str(Path("undeclared") / path.name)] == "; ".join(
+        f"{keyword} read as UTF-8, which its bytes are, not as the default repertoire (no SpecificCharacterSet)"
+        for keyword in ("PatientID", "PatientName", "SeriesDescription"))
+    (warning,) = [r for r in caplog.records if "character set" in r.getMessage()]
+    assert "undeclared" in warning.getMessage() and "files=1" in warning.getMessage()
+    assert read_both(tmp_path / "undeclared" / path.name, tmp_path / "undeclared", monkeypatch).patient_name == "Müller^Jürgen"
+
+
+@pytest.mark.parametrize(("charset", "encoding", "written", "read", "note"), [
+    # undeclared Latin-1 bytes (no UTF-8): still Latin-1, as pydicom and dcm2niix read them
+    (None, "latin-1", "Müller^Jürgen", "Müller^Jürgen", ""),
+    (None, "latin-1", "Ørsted^Åse", "Ørsted^Åse", ""),
+    # ISO_IR 100 declared, UTF-8 written
+    ("ISO_IR 100", "utf-8", "Müller^Jürgen", "Müller^Jürgen",
+     "PatientName read as UTF-8, which its bytes are, not as the declared ISO_IR 100"),
+    # the ideographic and phonetic groups of a person name, undeclared UTF-8
+    (None, "utf-8", "Yamada^Tarou=山田^太郎=やまだ^たろう", "Yamada^Tarou=山田^太郎=やまだ^たろう",
+     "PatientName read as UTF-8, which its bytes are, not as the default repertoire (no SpecificCharacterSet)"),
+    # ISO 2022 escape sequences (JIS X 0208): pydicom reads them, nothing is corrected
+    (["", "ISO 2022 IR 87"], None, "Yamada^Tarou=山田^太郎=やまだ^たろう", "Yamada^Tarou=山田^太郎=やまだ^たろう", ""),
+    # bytes that are no UTF-8 under ISO_IR 192: replacement characters and a note, no failure
+    ("ISO_IR 192", "latin-1", "Müller^Jürgen", "M\ufffdller^J\ufffdrgen",
+     "PatientName holds bytes that are no UTF-8 under ISO_IR 192: read with replacement characters"),
+])
+def test_person_names_are_read_as_their_bytes_say_when_the_character_set_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, charset: str | list[str] | None, encoding: str | None,
+    written: str, read: str, note: str,
+) -> None:
+    path = tmp_path / "name"
+    write_slice(path, phantom(1)[0], (0.0, 0.0, 0.0), series_uid="1.5", instance=1)
+    rewrite(path, charset, encoding, PatientName=written)
+    record = read_both(path, tmp_path, monkeypatch)
+    assert record.reason is None and (record.patient_name, record.charset_note) == (read, note)
+
+
+@pytest.mark.parametrize(("written", "read"), [
+    ("20210304", "20210304"),
+    ("2021.03.04", "20210304"),  # ACR-NEMA, which PS3.5 asks readers to accept
+    ("2021-03-04", "20210304"),
+    ("2021/03/04 ", "20210304"),
+    ("20210230", "20210230"),  # no such day: kept, linking finds no day in it
+    ("2021-0304", "2021-0304"),
+    ("", ""),
+])
+def test_dates_are_read_as_yyyymmdd_however_they_are_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, written: str, read: str
+) -> None:
+    # "2021-03-04" compared as written linked no report by patient and date, and gave the person
+    # another key than the export that writes "20210304"
+    path = tmp_path / "date"
+    write_slice(path, phantom(1)[0], (0.0, 0.0, 0.0), series_uid="1.5", instance=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns of a DA value that is no YYYYMMDD
+        rewrite(path, "ISO_IR 100", StudyDate=written, PatientBirthDate=written)
+    record = read_both(path, tmp_path, monkeypatch)
+    assert (record.study_date, record.patient_birth_date) == (read, read)
 
 
 @pytest.mark.parametrize("implicit", [False, True])
@@ -1173,6 +1280,9 @@ def test_paths_in_corpus_tables_lose_names_and_dates(synth: tuple) -> None:
                                  rel_path="MUELLER_JURGEN_JOSE_1962-05-01/CT2018-03-25/01.05.1962/20180325120000/IM1")
     assert safe_path(record.rel_path, record, Pseudonymizer.from_literal(KEY)) == (
         "[NAME]_[NAME]_[NAME]_[DATE]/CT[DATE]/[DATE]/[DATE]120000/IM1")
+    # folders named decomposed (u + combining diaeresis), as macOS writes them
+    record = dataclasses.replace(record, rel_path=unicodedata.normalize("NFD", "Müller_Jürgen_José/IM1"))
+    assert safe_path(record.rel_path, record, Pseudonymizer.from_literal(KEY)) == "[NAME]_[NAME]_[NAME]/IM1"
     # a header name with ideographic and phonetic component groups: each group's parts are names
     record = dataclasses.replace(record, patient_name="Yamada^Tarou=山田^太郎=やまだ^たろう", rel_path="YAMADA^TAROU/山田^太郎/IM1")
     assert safe_path(record.rel_path, record, Pseudonymizer.from_literal(KEY)) == "[NAME]^[NAME]/[NAME]^[NAME]/IM1"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -97,4 +98,18 @@ def index_export(
                 for record in result if record.reason is not None
             )
     log.info("indexed root=%s files=%d instances=%d quarantined=%d", root, len(paths), len(instances), len(quarantine))
+    _warn_charset_notes(instances)
     return ExportIndex(root=str(Path(root)), instances=tuple(instances), quarantine=tuple(quarantine), skipped=tuple(skipped))
+
+
+def _warn_charset_notes(instances: Iterable[InstanceRecord]) -> None:
+    """One warning per series whose header text was read against its SpecificCharacterSet (UTF-8
+    under none or Latin-1, invalid UTF-8): the export tool writes it wrongly, and the operator may
+    check the names or fix the export. The instances table has no column for it."""
+    noted: dict[tuple[str, str], list[InstanceRecord]] = defaultdict(list)
+    for record in instances:
+        if record.charset_note:
+            noted[(record.series_uid, record.charset_note)].append(record)
+    for (_, note), records in sorted(noted.items()):
+        log.warning("header text read against its character set first=%s files=%d: %s", records[0].rel_path,
+                    len({r.rel_path for r in records}), note)

@@ -22,6 +22,7 @@ import io
 import math
 import mmap
 import os
+import re
 import struct
 import unicodedata
 import warnings
@@ -70,14 +71,15 @@ _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _LONG_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UT", b"UN", b"UC", b"UR", b"SV", b"UV"})
 _UNDEFINED = 0xFFFFFFFF
 
-# keyword -> (tag, kind); kinds: str, strs (multi-valued string), int (IS or US), float (DS), floats
+# keyword -> (tag, kind); kinds: str, strs (multi-valued string), date (DA, as YYYYMMDD), int (IS or US),
+# float (DS), floats
 _TAGS: dict[str, tuple[int, str]] = {
     "MediaStorageSOPClassUID": (0x00020002, "str"),  # fallbacks when the dataset's UIDs are empty
     "MediaStorageSOPInstanceUID": (0x00020003, "str"),
     "SpecificCharacterSet": (0x00080005, "str"),  # how names and descriptions are encoded
     "SOPClassUID": (0x00080016, "str"),
     "SOPInstanceUID": (0x00080018, "str"),
-    "StudyDate": (0x00080020, "str"),
+    "StudyDate": (0x00080020, "date"),
     "AccessionNumber": (0x00080050, "str"),
     # the accession numbers of the orders a study fulfils: "group case" studies (one scan for a chest
     # and an abdomen order) carry each there, and may leave AccessionNumber empty
@@ -88,7 +90,7 @@ _TAGS: dict[str, tuple[int, str]] = {
     "SeriesDescription": (0x0008103E, "str"),
     "PatientName": (0x00100010, "str"),  # PHI: memory only, for the keyed person key
     "PatientID": (0x00100020, "str"),
-    "PatientBirthDate": (0x00100030, "str"),  # PHI: memory only
+    "PatientBirthDate": (0x00100030, "date"),  # PHI: memory only
     "ContrastBolusAgent": (0x00180010, "str"),
     "SliceThickness": (0x00180050, "float"),
     "ConvolutionKernel": (0x00181210, "strs"),
@@ -119,8 +121,13 @@ _ACCESSION_NUMBER, _REQUEST_ATTRIBUTES = _TAGS["AccessionNumber"][0], _TAGS["Req
 _MAX_WANTED = max(_WANTED)
 #: SpecificCharacterSet values the fast scanner decodes (as this codec); pydicom reads any other
 #: (ISO 2022 code extensions, GB18030, ...). Absent, it is the default repertoire, which pydicom
-#: also reads as Latin-1.
+#: also reads as Latin-1. Either reader then corrects text whose bytes are UTF-8 (see _decoded).
 _FAST_CHARSETS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
+#: SpecificCharacterSet values both readers decode as Latin-1, whose text may be UTF-8 instead.
+_LATIN1_CHARSETS = frozenset(c for c, codec in _FAST_CHARSETS.items() if codec == "latin-1")
+_UTF8_CHARSET = "ISO_IR 192"
+#: A DA value: YYYYMMDD, or with "." (ACR-NEMA, which PS3.5 asks readers to accept), "-" or "/" between.
+_DATE = re.compile(r"(\d{4})([-./]?)(\d{2})\2(\d{2})")
 
 Getter = Callable[[str], Any]
 
@@ -253,17 +260,49 @@ def _scan_elements(data: FileBytes) -> tuple[dict[int, bytes], str, int, int]:
     return values, transfer_syntax, -1, -1
 
 
-def _text(value: str) -> str:
-    """A decoded string value without its padding, in Unicode NFC: a name written decomposed
-    (u + combining diaeresis, as macOS tools write it) is the name written composed, so the person
-    key and the names scrubbed from paths do not depend on the tool that wrote the file."""
+def _text(value: str, charset: str, keyword: str, notes: dict[str, str]) -> str:
+    """A string value decoded in ``charset`` without its padding, corrected as :func:`_decoded`
+    says, in Unicode NFC: a name written decomposed (u + combining diaeresis, as macOS tools write
+    it) is the name written composed, so the person key and the names scrubbed from paths do not
+    depend on the tool that wrote the file."""
     value = value.strip(" \x00")
-    return value if value.isascii() else unicodedata.normalize("NFC", value)
+    return value if value.isascii() else unicodedata.normalize("NFC", _decoded(value, charset, keyword, notes))
 
 
-def _fast_getter(values: dict[int, bytes]) -> Getter:
+def _decoded(value: str, charset: str, keyword: str, notes: dict[str, str]) -> str:
+    """Non-ASCII ``value`` of element ``keyword`` as its bytes say, where they contradict ``charset``
+    (how each contradicts it goes to ``notes``).
+
+    Exports often write UTF-8 under no SpecificCharacterSet (whose default repertoire is ASCII
+    alone) or under ISO_IR 100: read as Latin-1, "Müller" is "MÃ¼ller", another patient id and
+    person key that matches no report and is scrubbed nowhere. Latin-1 text is valid UTF-8 only
+    where each accented letter is followed by one to three controls or signs (Ã¼), which no name or
+    description holds, so such text is read as UTF-8 (as pynetdicom falls back to it). Bytes that
+    are no UTF-8 under ISO_IR 192 stay replacement characters, as both readers decode them."""
+    if charset in _LATIN1_CHARSETS:
+        try:
+            utf8 = value.encode("latin-1").decode("utf-8")
+        except UnicodeDecodeError:
+            return value
+        declared = f"the declared {charset}" if charset else "the default repertoire (no SpecificCharacterSet)"
+        notes[keyword] = f"read as UTF-8, which its bytes are, not as {declared}"
+        return utf8
+    if charset == _UTF8_CHARSET and "\ufffd" in value:
+        notes[keyword] = "holds bytes that are no UTF-8 under ISO_IR 192: read with replacement characters"
+    return value
+
+
+def _date(value: str) -> str:
+    """A DA value as ``YYYYMMDD`` (what linking and the person key compare), also when written with
+    separators; anything else as it is (linking finds no day in "20210230" or "")."""
+    match = _DATE.fullmatch(value)
+    return value if match is None else match[1] + match[3] + match[4]
+
+
+def _fast_getter(values: dict[int, bytes], notes: dict[str, str]) -> Getter:
     """The scanned values' getter, decoding text as the file's SpecificCharacterSet says (a UTF-8
-    name read as Latin-1, "MÃ¼ller", would match no report and be scrubbed nowhere)."""
+    name read as Latin-1, "MÃ¼ller", would match no report and be scrubbed nowhere), or as its
+    bytes say where they contradict it (:func:`_decoded`)."""
     charset = values.get(_TAGS["SpecificCharacterSet"][0], b"").decode("latin-1").strip(" \x00")
     codec = _FAST_CHARSETS.get(charset)
     if codec is None:
@@ -276,9 +315,9 @@ def _fast_getter(values: dict[int, bytes]) -> Getter:
             return None
         if kind == "us":
             return struct.unpack_from("<H", raw)[0]
-        text = _text(raw.decode(codec, errors="replace"))
-        if kind == "str":
-            return text
+        text = _text(raw.decode(codec, errors="replace"), charset, keyword, notes)
+        if kind in ("str", "date"):
+            return text if kind == "str" else _date(text)
         parts = [p.strip(" \x00") for p in text.split("\\")]
         if kind == "strs":
             return tuple(parts)
@@ -295,22 +334,27 @@ def _fast_getter(values: dict[int, bytes]) -> Getter:
     return get
 
 
-def _pydicom_getter(ds: pydicom.Dataset) -> Getter:
+def _pydicom_getter(ds: pydicom.Dataset, notes: dict[str, str]) -> Getter:
+    """The getter of a dataset pydicom read, its text corrected as the fast scanner's (:func:`_decoded`)."""
+    declared = ds.get("SpecificCharacterSet") or ""
+    charset = "\\".join(declared) if isinstance(declared, pydicom.multival.MultiValue) else str(declared).strip()
+
     def get(keyword: str) -> Any:
         _, kind = _TAGS[keyword]
         source = (getattr(ds, "file_meta", None) or {}) if keyword.startswith("MediaStorage") else ds
         value = source.get(keyword)
         if value is None or (value == "" and kind != "str"):
             return None
-        if kind == "str":
-            return _text(str(value))
+        if kind in ("str", "date"):
+            text = _text(str(value), charset, keyword, notes)
+            return text if kind == "str" else _date(text)
         if kind == "strs":
             items = value if isinstance(value, pydicom.multival.MultiValue) else [value]
-            return tuple(_text(str(v)) for v in items)
+            return tuple(_text(str(v), charset, keyword, notes) for v in items)
         if kind == "accessions":
             if not isinstance(value, pydicom.Sequence):
                 return ()
-            numbers = (_text(str(item.get("AccessionNumber") or "")) for item in value)
+            numbers = (_text(str(item.get("AccessionNumber") or ""), charset, keyword, notes) for item in value)
             return tuple(n for n in numbers if n)
         if kind in ("int", "us"):
             return int(value[0] if isinstance(value, pydicom.multival.MultiValue) else value)
@@ -336,7 +380,7 @@ def _pixel_location(data: FileBytes, offset: int, transfer_syntax: str) -> tuple
     return start, (_fragments_end(data, start, transfer_syntax) - start if length == _UNDEFINED else length)
 
 
-def _read_pydicom(data: FileBytes, path: str) -> tuple[Getter, str, int, int]:
+def _read_pydicom(data: FileBytes, path: str, notes: dict[str, str]) -> tuple[Getter, str, int, int]:
     """Fallback reader; raises IngestError(not_dicom) unless the bytes really parse as DICOM."""
     preamble = len(data) >= 132 and data[128:132] == b"DICM"
     handle = _file_object(data)
@@ -363,7 +407,7 @@ def _read_pydicom(data: FileBytes, path: str) -> tuple[Getter, str, int, int]:
         offset, length = _pydicom_pixel_location(data, handle.tell(), transfer_syntax, preamble)
     except Exception as exc:  # noqa: BLE001 - a bad VR on PixelData, elements after it pydicom cannot parse
         raise _unparsable(exc, preamble, path) from None
-    return _pydicom_getter(ds), transfer_syntax, offset, length
+    return _pydicom_getter(ds, notes), transfer_syntax, offset, length
 
 
 def _file_object(data: FileBytes) -> io.BytesIO | mmap.mmap:
@@ -478,9 +522,10 @@ def _read_header(data: FileBytes, path: str, rel_path: str, hash_file: bool) -> 
     mapped, its header comes from the page cache and its hash streams through it."""
     if os.path.basename(path).upper() == "DICOMDIR":
         return ()
+    notes: dict[str, str] = {}  # element keyword -> how its text was read against the declared character set
     try:
         values, transfer_syntax, offset, length = _scan(data)
-        get, reader = _fast_getter(values), "fast"
+        get, reader = _fast_getter(values, notes), "fast"
     except _Truncated:
         raise IngestError(
             "the file ends inside its header: truncated (interrupted copy?); re-export it",
@@ -488,12 +533,15 @@ def _read_header(data: FileBytes, path: str, rel_path: str, hash_file: bool) -> 
             path=rel_path,
         ) from None
     except (_Unparsable, UnicodeDecodeError, ValueError):
-        get, transfer_syntax, offset, length = _read_pydicom(data, rel_path)
+        get, transfer_syntax, offset, length = _read_pydicom(data, rel_path, notes)
         reader = "pydicom"
     try:
         if (get("SOPClassUID") or get("MediaStorageSOPClassUID")) == MEDIA_STORAGE_DIRECTORY:
             return ()
-        return _slices(_build(get, path, rel_path, data, transfer_syntax, offset, length, reader, hash_file), data)
+        record = _build(get, path, rel_path, data, transfer_syntax, offset, length, reader, hash_file)
+        if notes:  # the getter noted them as _build read the text
+            record = dataclasses.replace(record, charset_note="; ".join(f"{k} {how}" for k, how in sorted(notes.items())))
+        return _slices(record, data)
     except Exception as exc:  # noqa: BLE001 - pydicom decodes values as they are read: a bad VR or byte count fails here
         raise IngestError(f"a header value is malformed ({type(exc).__name__}: {exc}); re-export the file",
                           reason=QuarantineReason.MISSING_GEOMETRY, path=rel_path) from None

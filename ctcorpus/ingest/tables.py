@@ -30,11 +30,13 @@ PRODUCER = (f"ctcorpus-ingest-{package_digest(__file__)}/pydicom-{pydicom.__vers
 
 def _name_spellings(part: str) -> set[str]:
     """A name part as folder names also write it: without umlauts or accents ("Müller": "MUELLER",
-    "MULLER"; "García": "GARCIA") and, for a header in DICOM's default character set, with them."""
+    "MULLER"; "García": "GARCIA"), for a header in DICOM's default character set with them, and
+    decomposed (u + combining diaeresis), as macOS file systems and tools write file names."""
     _, without, with_umlauts = name_spellings(part.lower())
     bare = unicodedata.normalize("NFKD", without).encode("ascii", "ignore").decode()
     plain = unicodedata.normalize("NFKD", part).encode("ascii", "ignore").decode()
-    return {s for s in (part, without, with_umlauts, bare, plain) if len(s) >= 3 or not s.isascii()}
+    return {form for s in (part, without, with_umlauts, bare, plain) if len(s) >= 3 or not s.isascii()
+            for form in (s, unicodedata.normalize("NFD", s))}
 
 
 def _date_spellings(day: str) -> str:
