@@ -592,10 +592,13 @@ def _series_slices(unit: StudyUnit, p: Pseudonymizer) -> list[SeriesSlices]:
 def person_key(stack: Stack, p: Pseudonymizer) -> str:
     """Keyed hash of the normalized patient name and birth date: finds one person under two patient ids.
 
+    The name is its first written component group: one export writes "Yamada^Tarou", another adds the
+    ideographic and phonetic groups ("Yamada^Tarou=山田^太郎=やまだ^たろう"), and both are one person.
     '' when either is missing (no key is better than a key that joins strangers).
     """
     first = stack.first
-    name = " ".join(first.patient_name.upper().replace("^", " ").split())
+    group = next((g for g in first.patient_name.split("=") if g.strip("^ ")), "")
+    name = " ".join(group.upper().replace("^", " ").split())
     if not name or not first.patient_birth_date:
         return ""
     return p.make("per", f"{name}|{first.patient_birth_date}")

@@ -72,6 +72,22 @@ def _table(dataset: Path, name: str):
     return pq.read_table(dataset / "tables" / name).to_pandas()
 
 
+@pytest.mark.parametrize(("one", "other", "same"), [
+    # one export writes the alphabetic group only, another adds the ideographic and phonetic groups
+    ("Yamada^Tarou", "Yamada^Tarou=山田^太郎=やまだ^たろう", True),
+    ("=山田^太郎", "=山田^太郎=やまだ^たろう", True),  # no alphabetic group: the first one written
+    ("DOE^JOHN^^^", "Doe^John", True),
+    ("Yamada^Tarou=山田^太郎", "Yamada^Hanako=山田^太郎", False),
+])
+def test_the_person_key_reads_a_name_by_its_first_written_group(one: str, other: str, same: bool) -> None:
+    from ctcorpus.pseudonym import Pseudonymizer
+
+    p = Pseudonymizer.from_literal("k" * 32)
+    keys = [pipeline.person_key(SimpleNamespace(first=SimpleNamespace(patient_name=name, patient_birth_date="19600101")), p)
+            for name in (one, other)]
+    assert all(keys) and (keys[0] == keys[1]) is same
+
+
 def test_every_seeded_defect_has_its_reason(defects_export, built):
     _, _, summary, result = built
     truth = load_truth(defects_export)
