@@ -225,8 +225,9 @@ def train(
     config: ConfigOption = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     resume: Annotated[bool, typer.Option("--resume", help=(
-        "Continue the run whose checkpoint (model.pt) is in --out; refused if it was made with another "
-        "config (train.steps and train.checkpoint_every may change), dataset or tokenizer."))] = False,
+        "Continue the run whose checkpoint (model.pt) is in --out (a finished one: evaluate it again); refused "
+        "if it was made with another config (train.steps and train.checkpoint_every may change), dataset or "
+        "tokenizer."))] = False,
 ) -> None:
     """Train the small contrastive CT-report model and evaluate it (flow ``train``)."""
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):  # torch names a bad one only after the flow started

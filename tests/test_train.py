@@ -6,6 +6,7 @@ import hashlib
 import io
 import itertools
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -17,8 +18,9 @@ import torch
 import webdataset as wds
 
 from ctcorpus.config.train import TrainConfig
-from ctcorpus.errors import TrainError
+from ctcorpus.errors import OutputError, TrainError
 from ctcorpus.outputs.sample import CorpusSample, decode_sample
+from ctcorpus.outputs.store import exclusive_lock
 from ctcorpus.taxonomy import CT_RATE_LABELS
 from ctcorpus.train import evaluate_model, loop, make_loader, probe_grid, rank_auc, shard_paths, train_model, write_synthetic_corpus
 from ctcorpus.train.data import Collator, Decoder, VolumeGrid, crop_or_pad, encode_texts, label_targets, report_text
@@ -184,7 +186,7 @@ def test_label_targets_policies() -> None:
 
 def test_crop_or_pad_keeps_hu_and_reports_the_z_offset() -> None:
     hu = np.arange(40 * 20 * 36, dtype=np.int16).reshape(40, 20, 36) % 2000 - 1000
-    out, z_offset = crop_or_pad(hu, (32, 32, 32), random_crop=False)
+    out, z_offset = crop_or_pad(hu, (32, 32, 32))
     assert out.shape == (1, 32, 32, 32) and out.dtype == torch.int16 and z_offset == 4
     # y padded by 6 each side with air, x cropped by 2 each side
     assert torch.all(out[0, :, :6] == -1000) and torch.all(out[0, :, 26:] == -1000)
@@ -201,9 +203,8 @@ def test_augmentation_never_flips_left_right() -> None:
     tokenizer = train_tokenizer(["no pleural effusion", "nodule in the right lung"], 64)
     collate = Collator(tokenizer, config.max_tokens)
     reference = torch.from_numpy(hu / 1000.0).float()
-    for seed in range(5):
-        torch.manual_seed(seed)
-        example = decode(raw)
+    for epoch in range(5):
+        example = decode({**raw, "__epoch__": epoch})
         assert torch.equal(example.volume[0], torch.from_numpy(hu))  # voxels untouched, never flipped
         scale, shift = example.intensity
         assert abs(scale - 1.0) <= 0.2 and abs(shift) <= 100.0 and (scale, shift) != (1.0, 0.0)
@@ -547,7 +548,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one(small_corpus: Path, tmp_path:
 def test_resume_refuses_another_config_dataset_or_tokenizer(tmp_path: Path) -> None:
     root, run = tmp_path / "corpus", tmp_path / "run"
     write_synthetic_corpus(root, {"train": 8, "test": 4}, (16, 32, 32), spacing_mm=SPACING_MM, seed=0)
-    config = TrainConfig(**{**RESUMABLE, "steps": 1})
+    config = TrainConfig(**{**RESUMABLE, "steps": 2})
     checkpoint = str(run / "model.pt")
     with pytest.raises(TrainError, match="no checkpoint to resume from") as info:
         train_model(root, config, run, device="cpu", resume=True)
@@ -560,8 +561,8 @@ def test_resume_refuses_another_config_dataset_or_tokenizer(tmp_path: Path) -> N
         assert str(info.value).startswith(f"{checkpoint}: cannot resume: ")
         return str(info.value)
 
-    assert "has all 1 steps of train.steps=1" in refused(config)
-    longer = {**RESUMABLE, "steps": 2}
+    assert "has 2 steps, more than train.steps=1" in refused(TrainConfig(**{**RESUMABLE, "steps": 1}))
+    longer = {**RESUMABLE, "steps": 3}
     message = refused(TrainConfig(**{**longer, "learning_rate": 3e-3, "seed": 1}))
     assert "another config (learning_rate: 0.0015 there, 0.003 now; seed: 0 there, 1 now)" in message
     write_synthetic_corpus(root, {"train": 8, "test": 4}, (16, 32, 32), spacing_mm=SPACING_MM, seed=1)  # other reports
@@ -620,3 +621,161 @@ def test_a_loader_started_at_an_epoch_gives_that_epoch_of_a_whole_run(tmp_path: 
     whole = batches(24, 0)
     assert [epoch for epoch, _ in whole] == [0] * 8 + [1] * 8 + [2] * 8
     assert batches(8, 2) == whole[16:]
+
+
+@pytest.fixture
+def deterministic() -> object:
+    """Deterministic kernels on one thread, so two runs that see the same batches give the same bits."""
+    threads, enabled = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    yield
+    torch.use_deterministic_algorithms(enabled)
+    torch.set_num_threads(threads)
+
+
+def _draws(loader: torch.utils.data.DataLoader, n: int) -> dict[tuple[int, str], tuple[list[float], torch.Tensor]]:
+    """(epoch, volume id) -> (jitter, cropped volume) of the first ``n`` batches."""
+    return {
+        (batch.epoch, vid): (batch.intensity[row].tolist(), batch.volumes[row])
+        for batch in itertools.islice(loader, n)
+        for row, vid in enumerate(batch.volume_ids)
+    }
+
+
+def test_a_samples_crop_and_jitter_do_not_depend_on_the_workers(tmp_path: Path) -> None:
+    """Each worker drew crops and jitter from its own RNG, seeded when the loader started: 0 and 2
+    workers, or a loader restarted at a later epoch, gave one sample other draws. The order of the
+    samples differs with the number of workers (each reads its own shards); a sample's draws do not."""
+    write_synthetic_corpus(tmp_path, {"train": 16}, (24, 20, 20), spacing_mm=SPACING_MM, per_shard=2)
+    config = TrainConfig(**{**TINY, "input_shape_zyx": (16, 16, 16), "batch_size": 2, "num_workers": 0})
+    tokenizer = train_tokenizer(["no nodule"], 64)
+
+    def draws(workers: int, first_epoch: int = 0) -> dict[tuple[int, str], tuple[list[float], torch.Tensor]]:
+        loader = make_loader(tmp_path, "train", config.model_copy(update={"num_workers": workers}),
+                             VolumeGrid(SPACING_MM, 4), tokenizer, train=True, first_epoch=first_epoch)
+        return _draws(loader, 16 - 8 * first_epoch)  # 8 batches an epoch, up to the end of epoch 1
+
+    alone, two = draws(0), draws(2)
+    assert sorted(alone) == sorted(two) == [(e, f"train-{i:05d}") for e in (0, 1) for i in range(16)]
+    later = draws(2, first_epoch=1)
+    for key, (jitter, volume) in alone.items():
+        for other in (two, later) if key[0] == 1 else (two,):
+            assert other[key][0] == jitter and torch.equal(other[key][1], volume), key
+    # the draws still vary from sample to sample and from epoch to epoch
+    assert len({tuple(jitter) for jitter, _ in alone.values()}) == len(alone)
+    crops = {key: volume for key, (_, volume) in alone.items()}
+    assert any(not torch.equal(crops[0, vid], crops[1, vid]) for _, vid in alone if (1, vid) in alone)
+
+
+def test_a_resumed_run_with_workers_equals_an_uninterrupted_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                deterministic: object) -> None:
+    """With workers a resumed run's crops and jitter were other than the uninterrupted run's (the
+    workers' RNGs started afresh at the resumed epoch), so its losses and weights were too."""
+    root = tmp_path / "corpus"  # volumes larger than the crop on every axis: crops are drawn
+    write_synthetic_corpus(root, {"train": 16, "test": 8}, (20, 40, 40), spacing_mm=SPACING_MM, per_shard=8, seed=0)
+    config = TrainConfig(**{**RESUMABLE, "num_workers": 2})  # a shard per worker: 2 batches each an epoch
+    whole = train_model(root, config, tmp_path / "whole", device="cpu")
+    with monkeypatch.context() as patch:
+        _killed_at_step(patch, 6)
+        with pytest.raises(Killed):
+            train_model(root, config, tmp_path / "killed", device="cpu")
+    assert torch.load(tmp_path / "killed" / "model.pt", weights_only=True)["step"] == 4
+    resumed = train_model(root, config, tmp_path / "killed", device="cpu", resume=True)
+    assert resumed.losses == whole.losses
+    weights = torch.load(whole.checkpoint, weights_only=True)["state_dict"]
+    for name, tensor in torch.load(resumed.checkpoint, weights_only=True)["state_dict"].items():
+        assert torch.equal(tensor, weights[name]), name
+
+
+def test_a_run_removes_the_temporary_file_of_a_checkpoint_write_killed_before(
+        small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A kill between writing model.pt's temporary file and renaming it left the file in --out forever."""
+    run = tmp_path / "run"
+    config = TrainConfig(**{**RESUMABLE, "checkpoint_every": 2, "steps": 4})
+    real_replace, renames = os.replace, itertools.count()
+
+    def dying_replace(src: object, dst: object) -> None:
+        if Path(dst).name == "model.pt" and next(renames) == 1:  # the second checkpoint
+            raise Killed
+        real_replace(src, dst)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", dying_replace)
+        with pytest.raises(Killed):
+            train_model(small_corpus, config, run, device="cpu")
+    left = sorted(p.name for p in run.glob(".tmp-*"))
+    assert len(left) == 1 and left[0].endswith("-model.pt")
+    with caplog.at_level(logging.WARNING, logger="ctcorpus.train.loop"):
+        resumed = train_model(small_corpus, config, run, device="cpu", resume=True)
+    assert resumed.losses and not list(run.glob(".tmp-*"))
+    assert left[0] in caplog.text
+    # a fresh run too; only what ctcorpus writes goes, other names stay
+    fabricated = [run / f".tmp-{'a' * 32}-model.pt", run / f".tmp-{'b' * 32}-tokenizer.json"]
+    others = [run / f".tmp-{'c' * 32}-notes.txt", run / ".tmp-1234-model.pt", run / "model.pt.tmp-1",
+              run / f".tmp-{'d' * 32}-model.pt.bak", run / f"tmp-{'e' * 32}-model.pt"]
+    for path in fabricated + others:
+        path.write_bytes(b"half")
+    train_model(small_corpus, TrainConfig(**{**RESUMABLE, "steps": 1}), run, device="cpu")
+    assert not any(p.exists() for p in fabricated) and all(p.exists() for p in others)
+
+
+def test_a_second_run_into_a_folder_in_use_fails_at_once(small_corpus: Path, tmp_path: Path) -> None:
+    """Two runs into one --out replaced each other's model.pt; and a starting run removing leftover
+    temporary files must never take a live run's for one."""
+    run = tmp_path / "run"
+    run.mkdir()
+    with exclusive_lock(run / ".train.lock", run), pytest.raises(OutputError, match="another process is writing it"):
+        train_model(small_corpus, TrainConfig(**{**RESUMABLE, "steps": 1}), run, device="cpu")
+    assert not (run / "model.pt").exists()
+
+
+def test_a_new_checkpoint_removes_the_evaluations_of_the_last_one(small_corpus: Path, tmp_path: Path) -> None:
+    """metrics-<split>.json of evaluate_model stayed beside a resumed (or rerun) model.pt that it no
+    longer described."""
+    run = tmp_path / "run"
+    train_model(small_corpus, TrainConfig(**{**RESUMABLE, "steps": 2}), run, device="cpu")
+    evaluate_model(small_corpus, run, TrainConfig(**RESUMABLE), split="test", device="cpu")
+    assert (run / "metrics-test.json").is_file()
+    train_model(small_corpus, TrainConfig(**{**RESUMABLE, "steps": 3}), run, device="cpu", resume=True)
+    assert not (run / "metrics-test.json").exists() and (run / "metrics.json").is_file()
+
+
+def test_resuming_a_checkpoint_of_the_former_draws_warns(small_corpus: Path, tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """A checkpoint written while the workers' RNGs drew the crops continues with other draws: the
+    run goes on, but nothing says it is not the run it would have been."""
+    run = tmp_path / "run"
+    train_model(small_corpus, TrainConfig(**{**RESUMABLE, "steps": 2}), run, device="cpu")
+    state = torch.load(run / "model.pt", weights_only=True)
+    assert state.pop("resume_format") == loop.RESUME_FORMAT
+    torch.save(state, run / "model.pt")
+    with caplog.at_level(logging.WARNING, logger="ctcorpus.train.loop"):
+        train_model(small_corpus, TrainConfig(**{**RESUMABLE, "steps": 3}), run, device="cpu", resume=True)
+    assert "equals no uninterrupted run" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ctcorpus.train.loop"):
+        train_model(small_corpus, TrainConfig(**{**RESUMABLE, "steps": 4}), run, device="cpu", resume=True)
+    assert "equals no uninterrupted run" not in caplog.text
+
+
+def test_resuming_a_run_killed_in_its_final_evaluation_evaluates_it(small_corpus: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The final checkpoint comes before the evaluation: a run killed while evaluating left no
+    metrics, and --resume refused its checkpoint (it had all the steps), so only a new run gave them."""
+    run, config = tmp_path / "run", TrainConfig(**{**RESUMABLE, "steps": 2})
+
+    def killed(*args: object) -> None:
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "evaluate", killed)
+        with pytest.raises(Killed):
+            train_model(small_corpus, config, run, device="cpu")
+    assert not (run / "metrics.json").exists()
+    checkpoint = (run / "model.pt").read_bytes()
+    resumed = train_model(small_corpus, config, run, device="cpu", resume=True)
+    written = json.loads(resumed.metrics_path.read_text())
+    assert written["train"]["resumed_at_step"] == 2 and len(written["train"]["loss_history"]) == 2
+    assert written["train"]["volumes_per_s"] is None and written["n_volumes"] == 8
+    assert (run / "model.pt").read_bytes() == checkpoint  # evaluated as it was, not trained on

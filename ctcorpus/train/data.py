@@ -6,6 +6,10 @@ by DataLoader worker, decodes each sample without ctcorpus's heavy stages
 collates :class:`Batch` objects. Volumes stay int16 HU until they reach the device: half the
 bytes of float32 through shared memory and PCIe, and the scaling (with the intensity jitter) runs
 there. No left-right flip is ever applied: it would silently break laterality ("right lower lobe").
+
+Every random draw of a training sample (its crop, its jitter) comes from :func:`sample_rng`, a
+function of the seed, the epoch and the sample's key only: no RNG lives in a worker, so the draws
+are the same with any number of workers and in a resumed run.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class Example:
     """One decoded, cropped training example (before tokenization)."""
 
     volume_id: str
+    epoch: int  # training: the epoch of the pass over the shards that read it; 0 in evaluation
     volume: torch.Tensor  # int16 HU (1, z, y, x)
     intensity: tuple[float, float]  # (scale, shift in HU) of the jitter; (1, 0) without augmentation
     report_text: str
@@ -83,7 +88,7 @@ class Batch:
     snippet_mask: torch.Tensor  # (S, L) bool
     snippet_sample: torch.Tensor  # (S,) int64: row of the volume in this batch
     snippet_z: torch.Tensor  # (S,) int64: z voxel inside the crop
-    epoch: int = 0  # training: the epoch of the worker's pass over its shards that made it
+    epoch: int = 0  # training: the epoch of the worker's pass over its shards its examples came from
 
     def scaled_volumes(self) -> torch.Tensor:
         """Model input: float32 ``(clip(HU) * scale + shift) / 1000``, computed where the batch lives."""
@@ -221,16 +226,29 @@ def label_targets(labels: Mapping[str, str], policy: str) -> tuple[np.ndarray, n
     return target, weight, known
 
 
-def _window(size: int, target: int, random_crop: bool) -> tuple[int, int]:
+def sample_rng(seed: int, epoch: int, key: str) -> np.random.Generator:
+    """The generator of every random draw of sample ``key`` in ``epoch``: seeded by a stable hash of
+    the three (Python's ``hash`` of a str differs per process), so a sample's crop and jitter do not
+    depend on which worker decodes it, in which order, nor on whether the run was resumed.
+
+    >>> int(sample_rng(0, 1, "v-1").integers(1000)) == int(sample_rng(0, 1, "v-1").integers(1000))
+    True
+    """
+    digest = hashlib.sha256(f"{seed}/{epoch}/{key}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest, "little"))
+
+
+def _window(size: int, target: int, rng: np.random.Generator | None) -> tuple[int, int]:
     """(start in the source, start in the output) of a crop or pad along one axis."""
     if size >= target:
-        start = int(torch.randint(0, size - target + 1, ()).item()) if random_crop else (size - target) // 2
+        start = int(rng.integers(0, size - target + 1)) if rng is not None else (size - target) // 2
         return start, 0
     return 0, (target - size) // 2
 
 
-def crop_or_pad(hu: np.ndarray, shape: Sequence[int], random_crop: bool) -> tuple[torch.Tensor, int]:
-    """Cut ``hu`` (int16, z y x) to ``shape``, padding with air, in one copy.
+def crop_or_pad(hu: np.ndarray, shape: Sequence[int], rng: np.random.Generator | None = None) -> tuple[torch.Tensor, int]:
+    """Cut ``hu`` (int16, z y x) to ``shape``, padding with air, in one copy: a random crop drawn from
+    ``rng``, or the centred one without it.
 
     Returns the int16 tensor (1, z, y, x) and the z offset (source z = output z + offset) that
     maps snippet slice indices into the crop.
@@ -239,7 +257,7 @@ def crop_or_pad(hu: np.ndarray, shape: Sequence[int], random_crop: bool) -> tupl
     out = torch.full((1, *shape), PAD_HU, dtype=torch.int16)
     src_slices, dst_slices, z_offset = [], [], 0
     for axis, (size, target) in enumerate(zip(hu.shape, shape)):
-        s0, d0 = _window(size, target, random_crop)
+        s0, d0 = _window(size, target, rng)
         n = min(size, target)
         src_slices.append(slice(s0, s0 + n))
         dst_slices.append(slice(d0, d0 + n))
@@ -262,7 +280,9 @@ def report_text(report: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Decoder:
-    """Picklable sample decoder (runs inside DataLoader workers).
+    """Picklable sample decoder (runs inside DataLoader workers); with ``augment`` its crop and
+    jitter come from :func:`sample_rng` of the seed, the sample's ``__epoch__`` (:class:`EpochTag`)
+    and its key.
 
     A sample that cannot be decoded raises :class:`TrainError` naming the shard and the sample:
     the outputs stage verified the corpus, so a bad sample here means a damaged or foreign file,
@@ -298,12 +318,14 @@ class Decoder:
         hu = decode_array(sample["hu.npy.zst"])
         if hu.ndim != 3 or hu.dtype != np.int16:
             raise TrainError(f"sample '{key}' volume is {hu.dtype}{hu.shape}, expected int16 (z, y, x)", path=url)
-        volume, z_offset = crop_or_pad(hu, self.config.input_shape_zyx, random_crop=self.augment)
+        epoch = int(sample.get("__epoch__", 0))
+        rng = sample_rng(self.config.seed, epoch, key) if self.augment else None
+        volume, z_offset = crop_or_pad(hu, self.config.input_shape_zyx, rng)
         intensity = (1.0, 0.0)
-        if self.augment:
+        if rng is not None:
             intensity = (
-                1.0 + self.config.intensity_scale_jitter * (2.0 * torch.rand(()).item() - 1.0),
-                self.config.intensity_shift_hu * (2.0 * torch.rand(()).item() - 1.0),
+                1.0 + self.config.intensity_scale_jitter * float(rng.uniform(-1.0, 1.0)),
+                self.config.intensity_shift_hu * float(rng.uniform(-1.0, 1.0)),
             )
         report = json.loads(sample["report.json"])
         target, weight, known = label_targets(report.get("labels", {}), self.config.uncertain_policy)
@@ -313,7 +335,7 @@ class Decoder:
             if 0 <= z < self.config.input_shape_zyx[0]:
                 texts.append(str(snip["text"]))
                 zs.append(z)
-        return Example(key, volume, intensity, report_text(report), target, weight, known, tuple(texts), tuple(zs))
+        return Example(key, epoch, volume, intensity, report_text(report), target, weight, known, tuple(texts), tuple(zs))
 
 
 def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -327,7 +349,8 @@ def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_tokens: int) ->
 
 @dataclass(frozen=True, slots=True)
 class Collator:
-    """Picklable collation: stacks volumes and tokenizes reports and snippets (pad id 0)."""
+    """Picklable collation: stacks volumes and tokenizes reports and snippets (pad id 0); a batch
+    never spans two epochs (each epoch runs the pipeline anew), so the first example's is its epoch."""
 
     tokenizer: Tokenizer
     max_tokens: int
@@ -349,6 +372,7 @@ class Collator:
             snippet_mask=snippet_mask,
             snippet_sample=torch.tensor([i for i, e in enumerate(examples) for _ in e.snippet_texts], dtype=torch.int64),
             snippet_z=torch.tensor([z for e in examples for z in e.snippet_z], dtype=torch.int64),
+            epoch=examples[0].epoch,
         )
 
 
@@ -373,13 +397,14 @@ class EpochShardList(torch.utils.data.IterableDataset):
 
 @dataclass(frozen=True, slots=True)
 class EpochTag:
-    """Picklable stage that marks each training batch with its epoch, so a checkpoint can say which
-    epoch a resumed run starts at; inside a worker ``shards`` is that worker's own copy."""
+    """Picklable stage that marks each training sample with its epoch (``__epoch__``): it seeds the
+    sample's draws, and its batch carries it, so a checkpoint can say which epoch a resumed run
+    starts at. Inside a worker ``shards`` is that worker's own copy."""
 
     shards: EpochShardList
 
-    def __call__(self, batch: Batch) -> Batch:
-        return dataclasses.replace(batch, epoch=self.shards.epoch)
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        return {**sample, "__epoch__": self.shards.epoch}
 
 
 def make_loader(
@@ -395,8 +420,9 @@ def make_loader(
 ) -> torch.utils.data.DataLoader:
     """A DataLoader of :class:`Batch` over one split's shards.
 
-    Training shuffles shards and samples (seeded, anew each epoch), crops at random, jitters
-    intensity, drops each epoch's last partial batch and repeats epochs inside every worker, so the
+    Training shuffles shards and samples (seeded, anew each epoch), crops at random and jitters
+    intensity (draws of :func:`sample_rng`: the same for a sample in an epoch whichever worker reads
+    it), drops each epoch's last partial batch and repeats epochs inside every worker, so the
     prefetch queue never drains at an epoch boundary; evaluation reads every sample once, centred.
     A training loader starts at epoch ``first_epoch`` (a resumed run: the shard and sample order of
     that epoch of an uninterrupted run) and tags each batch with its epoch.
@@ -416,6 +442,7 @@ def make_loader(
     shards = EpochShardList(urls, config.seed, first_epoch)
     stages: list[Any] = [shards if train else wds.SimpleShardList(urls), wds.split_by_worker, wds.tarfile_to_samples()]
     if train:
+        stages.append(wds.map(EpochTag(shards)))
         shuffle = wds.detshuffle(
             config.shuffle_buffer, initial=min(config.shuffle_buffer, 16), seed=config.seed, epoch=first_epoch - 1
         )
@@ -424,8 +451,6 @@ def make_loader(
         wds.map(Decoder(config, grid, augment=train)),
         wds.batched(batch_size, collation_fn=Collator(tokenizer, config.max_tokens), partial=not train),
     ]
-    if train:
-        stages.append(wds.map(EpochTag(shards)))
     pipeline = wds.DataPipeline(*stages)
     if train:
         pipeline = pipeline.repeat()  # stops by itself in a worker whose epoch is empty
@@ -443,8 +468,9 @@ def iterate_forever(loader: torch.utils.data.DataLoader, split: str) -> Iterator
     """Batches of a training loader (endless: its pipeline repeats epochs); raises if it ends.
 
     The loader's iterator is made now, not at the first batch: making it draws the workers' base
-    seed from torch's RNG, so a resumed run can restore the interrupted run's RNG state after this
-    call. It ends only when no worker can make a full batch from its shards in one epoch.
+    seed from torch's RNG (the samples' draws do not use it), so a resumed run can restore the
+    interrupted run's RNG state after this call. It ends only when no worker can make a full batch
+    from its shards in one epoch.
     """
     return _endless(iter(loader), split)
 

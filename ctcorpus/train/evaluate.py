@@ -29,6 +29,7 @@ from ctcorpus.version import __version__
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
+SPLIT_METRICS_FILE = "metrics-{split}.json"  # evaluate_model's, beside the checkpoint it evaluated
 RECALL_KS = (1, 5, 10)
 
 
@@ -227,6 +228,6 @@ def evaluate_model(
     loader = make_loader(shard_root, split, config, grid, tokenizer, train=False, pin_memory=torch_device.type == "cuda")
     metrics = evaluate(model, tokenizer, loader, grid, config, torch_device, split)
     provenance = {"dataset": dataset_identity(shard_root), "trained_on": checkpoint.get("dataset")}
-    write_metrics(Path(model_dir) / f"metrics-{split}.json", metrics, provenance)
+    write_metrics(Path(model_dir) / SPLIT_METRICS_FILE.format(split=split), metrics, provenance)
     logger.info("evaluation %s", metrics.summary())
     return metrics

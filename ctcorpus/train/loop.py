@@ -9,9 +9,13 @@ honest and the data-wait share tells whether the loader keeps the GPU busy.
 Every ``checkpoint_every`` steps and at the end, ``model.pt`` is replaced whole by one holding the
 weights, the optimizer, the LR schedule, the step, the loss history, the RNG states and the
 tokenizer; a resumed run continues from it. Its loader starts at the epoch after the last one a
-batch came from: the rest of an interrupted epoch is skipped, not replayed, so a resumed run
-equals an uninterrupted one exactly only when the checkpoint fell on an epoch's end and the
-loader has no workers (workers draw crops and jitter from RNGs seeded when the loader starts).
+batch came from: the rest of an interrupted epoch is skipped, not replayed. The order of an
+epoch's shards and samples and every sample's crop and jitter depend on the seed, the epoch and
+the sample only (with or without workers), so a resumed run equals an uninterrupted one exactly
+when the checkpoint fell where every worker (or the one process) had ended an epoch.
+
+A run holds a lock on its folder and first removes the temporary files a run killed while writing
+one of its files left there.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +33,10 @@ import torch
 
 from ctcorpus.config.train import TrainConfig
 from ctcorpus.errors import TrainError
-from ctcorpus.outputs.store import atomic_write_bytes
+from ctcorpus.outputs.store import atomic_write_bytes, exclusive_lock
 from ctcorpus.taxonomy import CT_RATE_LABELS
 from ctcorpus.train.data import Batch, dataset_identity, iterate_forever, make_loader, probe_grid, shard_paths
-from ctcorpus.train.evaluate import METRICS_FILE, EvalMetrics, encode_prompts, evaluate, prompt_tokens, write_metrics
+from ctcorpus.train.evaluate import METRICS_FILE, SPLIT_METRICS_FILE, EvalMetrics, encode_prompts, evaluate, prompt_tokens, write_metrics
 from ctcorpus.train.losses import label_logits, label_loss, localization_loss, siglip_loss, step_scores
 from ctcorpus.train.model import CHECKPOINT_FILE, CtReportModel, ModelSpec, autocast, resolve_device, save_checkpoint
 from ctcorpus.train.tokenizer import TOKENIZER_FILE, report_texts, train_tokenizer
@@ -41,6 +46,13 @@ logger = logging.getLogger(__name__)
 
 #: Config fields a resumed run may change: how long it trains and how often it saves.
 RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every"})
+#: What a checkpoint's training state means; 2: a sample's draws are a function of (seed, epoch,
+#: key), where 1 (no ``resume_format``) drew them from RNGs of the loader's workers.
+RESUME_FORMAT = 2
+#: The lock a run holds on its folder (no second run writes into it meanwhile).
+LOCK_FILE = ".train.lock"
+#: What :func:`~ctcorpus.outputs.store.atomic_write_bytes` leaves of ``model.pt`` or ``tokenizer.json`` when killed.
+_LEFTOVER = re.compile(rf"\.tmp-[0-9a-f]{{32}}-(?:{re.escape(CHECKPOINT_FILE)}|{re.escape(TOKENIZER_FILE)})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +78,10 @@ class TrainResult:
     steps: int
     losses: tuple[float, ...]  # total loss per step
     metrics: EvalMetrics
-    volumes_per_s: float  # end-to-end training throughput after the warm-up steps
-    step_s: float  # mean compute time per step (GPU time on CUDA), data wait excluded
-    data_wait_share: float  # time the device waited for next(loader) / total step time
+    # timing of this process's steps; None when it trained none (a finished run resumed to evaluate it)
+    volumes_per_s: float | None  # end-to-end training throughput after the warm-up steps
+    step_s: float | None  # mean compute time per step (GPU time on CUDA), data wait excluded
+    data_wait_share: float | None  # time the device waited for next(loader) / total step time
 
 
 def step_loss(model: CtReportModel, batch: Batch, prompts: tuple[torch.Tensor, torch.Tensor], config: TrainConfig) -> StepLoss:
@@ -143,8 +156,8 @@ def _lr_factor(step: int, config: TrainConfig) -> float:
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
-    """Torch's CPU RNG (weights, crops and jitter without workers, the workers' seeds), the training
-    GPU's and Python's; numpy's global RNG is not used in training."""
+    """Torch's CPU RNG (weights, the workers' seeds), the training GPU's and Python's; numpy's global
+    RNG is not used in training, and the samples' draws are a function of seed, epoch and key."""
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
@@ -162,7 +175,8 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
 def _resume_state(out_dir: Path, config: TrainConfig, dataset: dict[str, str | None], tokenizer: str) -> dict[str, Any]:
     """The checkpoint in ``out_dir`` to continue, refused when it was made with another config (but
     ``steps`` and ``checkpoint_every``), dataset or tokenizer: continuing it would train a model that
-    none of them describes."""
+    none of them describes. One with all ``steps`` is only evaluated again (a run killed in its
+    final evaluation has no metrics); one with more is refused."""
     path = out_dir / CHECKPOINT_FILE
     if not path.is_file():
         raise TrainError("no checkpoint to resume from; train without --resume", path=path)
@@ -186,10 +200,14 @@ def _resume_state(out_dir: Path, config: TrainConfig, dataset: dict[str, str | N
         raise TrainError(
             "cannot resume: the checkpoint's tokenizer differs from the one the train split's reports give now", path=path
         )
-    if state["step"] >= config.steps:
+    if state["step"] > config.steps:
         raise TrainError(
-            f"cannot resume: the checkpoint has all {state['step']} steps of train.steps={config.steps}; raise it to train on",
-            path=path,
+            f"cannot resume: the checkpoint has {state['step']} steps, more than train.steps={config.steps}", path=path
+        )
+    if state.get("resume_format", 1) != RESUME_FORMAT:
+        logger.warning(
+            "%s was written when the workers drew the samples' crops and jitter from their own RNGs: the run "
+            "goes on with draws of the seed, the epoch and the sample, but it equals no uninterrupted run", path,
         )
     return state
 
@@ -199,18 +217,31 @@ def _write_checkpoint(out_dir: Path, model: CtReportModel, state: dict[str, Any]
     ``tokenizer.json``.
 
     A run into the folder of another run must never leave that run's ``model.pt`` beside a tokenizer
-    of other token ids, nor (its evaluation failing) the new model beside the last run's metrics: a
-    ``tokenizer.json`` of other ids goes before ``model.pt`` is replaced, and comes back after it.
+    of other token ids, nor (its evaluation failing) the new model beside the metrics of another
+    model (``metrics.json``, ``metrics-<split>.json`` of :func:`evaluate_model`): a ``tokenizer.json``
+    of other ids goes before ``model.pt`` is replaced, and comes back after it.
     """
     tokenizer_path = out_dir / TOKENIZER_FILE
     tokenizer = state["tokenizer"].encode()
     current = tokenizer_path.is_file() and tokenizer_path.read_bytes() == tokenizer
     if not current:
         tokenizer_path.unlink(missing_ok=True)
-    (out_dir / METRICS_FILE).unlink(missing_ok=True)
+    for metrics in (out_dir / METRICS_FILE, *out_dir.glob(SPLIT_METRICS_FILE.format(split="*"))):
+        metrics.unlink(missing_ok=True)
     save_checkpoint(model, out_dir / CHECKPOINT_FILE, state)
     if not current:
         atomic_write_bytes(tokenizer_path, tokenizer)
+
+
+def _remove_leftover_temps(out_dir: Path) -> None:
+    """Delete the temporary files (``.tmp-<uuid hex>-model.pt``, ``-tokenizer.json``) a run killed
+    while writing them left in ``out_dir``; no other file. Only the holder of the folder's lock may
+    call this: a live run's temporary file is no leftover."""
+    leftovers = sorted(p for p in out_dir.iterdir() if _LEFTOVER.fullmatch(p.name) and p.is_file())
+    for path in leftovers:
+        path.unlink()
+    if leftovers:
+        logger.warning("removed what a killed run left in %s: %s", out_dir, [p.name for p in leftovers])
 
 
 def train_model(
@@ -221,16 +252,24 @@ def train_model(
     Writes ``model.pt`` (every ``config.checkpoint_every`` steps and at the end), ``tokenizer.json``
     and ``metrics.json`` (evaluation, training figures, provenance: the dataset version and its
     manifest's sha256 too) into ``out_dir``. With ``resume``, continues the run whose checkpoint is
-    in ``out_dir`` (same config but ``steps`` and ``checkpoint_every``, dataset and tokenizer).
+    in ``out_dir`` (same config but ``steps`` and ``checkpoint_every``, dataset and tokenizer; a
+    finished run is evaluated again). A second run into ``out_dir`` while this one holds its lock (``.train.lock``) fails at once.
 
     >>> result = train_model(Path("corpus"), TrainConfig(steps=200), Path("runs/1"))  # doctest: +SKIP
     >>> result.metrics.summary()  # doctest: +SKIP
     'test: 120 volumes, R@1=0.050 ...'
     """
-    torch_device = resolve_device(device)
-    torch.manual_seed(config.seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(out_dir / LOCK_FILE, out_dir):
+        _remove_leftover_temps(out_dir)
+        return _train(shard_root, config, out_dir, device, resume)
+
+
+def _train(shard_root: Path, config: TrainConfig, out_dir: Path, device: str, resume: bool) -> TrainResult:
+    """:func:`train_model` in the locked ``out_dir``."""
+    torch_device = resolve_device(device)
+    torch.manual_seed(config.seed)
     train_shards = shard_paths(shard_root, "train")
     eval_shards = shard_paths(shard_root, config.eval_split, setting="train.eval_split")
     grid = probe_grid(shard_root, "train", config)
@@ -267,7 +306,7 @@ def train_model(
         _set_rng_state(resumed["rng"], torch_device)
     provenance = {
         "config": config.model_dump(mode="json"), "pipeline_version": __version__, "dataset": dataset,
-        "tokenizer": tokenizer_json,
+        "tokenizer": tokenizer_json, "resume_format": RESUME_FORMAT,
     }
     prompt_ids = prompt_tokens(tokenizer, config.max_tokens, torch_device)
     clock = StepClock(torch_device)  # marks 3 * (step - start) + (0 before next(loader), 1 after it, 2 after the step)
@@ -311,7 +350,7 @@ def train_model(
     timed = range(first_timed, ran)  # steps of this process, counted from start
     total_s = sum(clock.seconds(3 * i, 3 * i + 2) for i in timed)
     wait_s = sum(clock.seconds(3 * i, 3 * i + 1) for i in timed)
-    n_timed = len(timed)
+    n_timed = len(timed)  # 0: a finished run resumed to evaluate it
     eval_loader = make_loader(shard_root, config.eval_split, config, grid, tokenizer, train=False, pin_memory=cuda)
     metrics = evaluate(model, tokenizer, eval_loader, grid, config, torch_device, config.eval_split)
     result = TrainResult(
@@ -323,9 +362,9 @@ def train_model(
         steps=config.steps,
         losses=tuple(losses),
         metrics=metrics,
-        volumes_per_s=config.batch_size * n_timed / total_s,
-        step_s=(total_s - wait_s) / n_timed,
-        data_wait_share=wait_s / total_s,
+        volumes_per_s=config.batch_size * n_timed / total_s if n_timed else None,
+        step_s=(total_s - wait_s) / n_timed if n_timed else None,
+        data_wait_share=wait_s / total_s if n_timed else None,
     )
     training = {
         "device": result.device,
