@@ -113,6 +113,26 @@ def _run_flow(flow: Callable[..., dict[str, Any]], **parameters: Any) -> dict[st
             logger.removeFilter(_no_traceback_for_ctcorpus_errors)
 
 
+@contextmanager
+def _progress_logs(name: str) -> Iterator[None]:
+    """Show logger ``name``'s INFO records on stderr while the block runs: a training run's step
+    losses are its progress (hours on a GPU), and no handler shows them otherwise (Python prints
+    only warnings of a logger without one, and Prefect's run logs hold only its own loggers')."""
+    logger = logging.getLogger(name)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # a handler of the root logger would print each record again
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
 def _prepare(config: Optional[Path]) -> CorpusConfig:
     """Load and validate the config (bad config: a clear message naming the field) and set Prefect's env."""
     from ctcorpus.config import load_config
@@ -235,8 +255,9 @@ def train(
     _prepare(config)
     from flows.train import train as train_flow
 
-    result = _run_flow(train_flow, dataset_dir=str(dataset), out_dir=str(out),
-                       config_path=str(config) if config else None, device=device, resume=resume)
+    with _progress_logs("ctcorpus.train"):
+        result = _run_flow(train_flow, dataset_dir=str(dataset), out_dir=str(out),
+                           config_path=str(config) if config else None, device=device, resume=resume)
     _report("train", result)
 
 

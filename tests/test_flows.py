@@ -303,6 +303,22 @@ def test_train_command_refuses_an_unknown_device(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_train_command_shows_the_training_progress(tmp_path, monkeypatch):
+    """The step losses a training run logs are its progress; ``ctcorpus train`` showed none of them
+    (no handler: Python prints only warnings), only a table hours later."""
+    import flows.train
+
+    def logging_flow(**parameters):
+        logging.getLogger("ctcorpus.train.loop").info("step=%d loss=%.4f", 7, 0.5)
+        return {"out_dir": parameters["out_dir"]}
+
+    monkeypatch.setattr(flows.train, "train", logging_flow)
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "dataset"), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "INFO ctcorpus.train.loop step=7 loss=0.5000" in result.stderr
+    assert not logging.getLogger("ctcorpus.train").handlers  # the command leaves logging as it found it
+
+
 def test_ingest_command_takes_the_export_of_the_config_as_the_flow_does(tmp_path, monkeypatch):
     """``ctcorpus ingest -c ctcorpus.yaml`` with run.export_dir set: the command demanded the export as an
     argument, where the flow (ingest_export without export_dir) takes the config's."""

@@ -711,7 +711,8 @@ def test_a_run_removes_the_temporary_file_of_a_checkpoint_write_killed_before(
     assert resumed.losses and not list(run.glob(".tmp-*"))
     assert left[0] in caplog.text
     # a fresh run too; only what ctcorpus writes goes, other names stay
-    fabricated = [run / f".tmp-{'a' * 32}-model.pt", run / f".tmp-{'b' * 32}-tokenizer.json"]
+    fabricated = [run / f".tmp-{'a' * 32}-model.pt", run / f".tmp-{'b' * 32}-tokenizer.json",
+                  run / f".tmp-{'f' * 32}-metrics.json", run / f".tmp-{'0' * 32}-metrics-test.json"]
     others = [run / f".tmp-{'c' * 32}-notes.txt", run / ".tmp-1234-model.pt", run / "model.pt.tmp-1",
               run / f".tmp-{'d' * 32}-model.pt.bak", run / f"tmp-{'e' * 32}-model.pt"]
     for path in fabricated + others:

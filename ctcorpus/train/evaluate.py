@@ -19,6 +19,7 @@ from tokenizers import Tokenizer
 
 from ctcorpus.config.train import TrainConfig
 from ctcorpus.errors import TrainError
+from ctcorpus.outputs.store import atomic_write_bytes
 from ctcorpus.taxonomy import CT_RATE_LABELS
 from ctcorpus.train.data import Batch, VolumeGrid, dataset_identity, encode_texts, make_loader, probe_grid
 from ctcorpus.train.losses import label_logits, step_scores
@@ -195,9 +196,10 @@ def evaluate(
 
 
 def write_metrics(path: Path, metrics: EvalMetrics, extra: dict[str, Any]) -> None:
-    """Write ``metrics.json`` (evaluation, ``extra`` such as training figures, provenance)."""
+    """Write ``metrics.json`` (evaluation, ``extra`` such as training figures, provenance) whole: a
+    run killed while writing it leaves the last one or none, never half of one."""
     payload = {"pipeline_version": __version__, **metrics.as_dict(), **extra}
-    Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    atomic_write_bytes(Path(path), (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
 
 
 def evaluate_model(

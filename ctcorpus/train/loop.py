@@ -51,8 +51,10 @@ RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every"})
 RESUME_FORMAT = 2
 #: The lock a run holds on its folder (no second run writes into it meanwhile).
 LOCK_FILE = ".train.lock"
-#: What :func:`~ctcorpus.outputs.store.atomic_write_bytes` leaves of ``model.pt`` or ``tokenizer.json`` when killed.
-_LEFTOVER = re.compile(rf"\.tmp-[0-9a-f]{{32}}-(?:{re.escape(CHECKPOINT_FILE)}|{re.escape(TOKENIZER_FILE)})")
+#: What :func:`~ctcorpus.outputs.store.atomic_write_bytes` leaves of ``model.pt``, ``tokenizer.json``,
+#: ``metrics.json`` or ``metrics-<split>.json`` when killed.
+_LEFTOVER = re.compile(r"\.tmp-[0-9a-f]{32}-(?:" + "|".join(map(re.escape, (CHECKPOINT_FILE, TOKENIZER_FILE, METRICS_FILE)))
+                       + "|" + re.escape(SPLIT_METRICS_FILE).replace(re.escape("{split}"), r"\w+") + ")")
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,9 +236,9 @@ def _write_checkpoint(out_dir: Path, model: CtReportModel, state: dict[str, Any]
 
 
 def _remove_leftover_temps(out_dir: Path) -> None:
-    """Delete the temporary files (``.tmp-<uuid hex>-model.pt``, ``-tokenizer.json``) a run killed
-    while writing them left in ``out_dir``; no other file. Only the holder of the folder's lock may
-    call this: a live run's temporary file is no leftover."""
+    """Delete the temporary files (``.tmp-<uuid hex>-model.pt``, ``-tokenizer.json``, ``-metrics*.json``)
+    a run killed while writing them left in ``out_dir``; no other file. Only the holder of the
+    folder's lock may call this: a live run's temporary file is no leftover."""
     leftovers = sorted(p for p in out_dir.iterdir() if _LEFTOVER.fullmatch(p.name) and p.is_file())
     for path in leftovers:
         path.unlink()
