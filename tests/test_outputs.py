@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import tarfile
 import uuid
 from pathlib import Path
 
@@ -39,12 +40,12 @@ from ctcorpus.schemas import load_schema, table_from_rows
 PROV = {"pipeline_version": "test", "source_sha256": "0" * 64, "producer": "test-1"}
 
 
-def _unit(tmp: Path, i: int) -> BuildUnit:
+def _unit(tmp: Path, i: int, slices: int = 4) -> BuildUnit:
     rng = np.random.default_rng(i)
     files = {}
     base = tmp / "store" / f"u{i}"
     base.mkdir(parents=True)
-    hu = rng.integers(-1000, 1000, (4, 8, 8)).astype(np.int16)
+    hu = rng.integers(-1000, 1000, (slices, 8, 8)).astype(np.int16)
     for name, data in {
         "hu.npy.zst": encode_array(hu),
         "mask.npy.zst": encode_array((hu > 0).astype(np.uint8)),
@@ -58,8 +59,12 @@ def _unit(tmp: Path, i: int) -> BuildUnit:
         [QuarantineEntry(stage="ingest", path=f"f{i}", reason=QuarantineReason.LOCALIZER, message="scout")],
         **PROV,
     )
+    row = {"volume_id": f"vol-{i:03d}", "study_id": f"stu-{i:03d}", "patient_id": f"pat-{i:03d}", "report_id": f"rep-{i:03d}",
+           "in_shards": True, "hu_sha256": "0" * 64, "fingerprint": [0.0], "fingerprint_version": 1, "shape_zyx": [slices, 8, 8],
+           "mask_source": "none", "n_snippets": 0, "patient_key": f"key-{i:03d}"}
     sample = StoredSample(volume_id=f"vol-{i:03d}", files=files, meta={"volume_id": f"vol-{i:03d}"})
-    return BuildUnit(unit_id=f"stu-{i:03d}", patient_id=f"pat-{i:03d}", tables={"quarantine": quarantine}, samples=(sample,))
+    tables = {"quarantine": quarantine, "samples": table_from_rows("samples", [row], **PROV)}
+    return BuildUnit(unit_id=f"stu-{i:03d}", patient_id=f"pat-{i:03d}", tables=tables, samples=(sample,))
 
 
 def _build(tmp: Path, units, name="ds", **cfg):
@@ -228,7 +233,8 @@ def _loose(table: pa.Table, version: str, nullable: bool = True) -> pa.Table:
 
 def test_a_built_table_has_its_schema_exactly_whatever_schema_file_its_stored_results_had(tmp_path):
     units = [_unit(tmp_path, i) for i in range(3)]
-    stale = [BuildUnit(u.unit_id, u.patient_id, {"quarantine": _loose(u.tables["quarantine"], "0")}, u.samples) for u in units]
+    stale = [BuildUnit(u.unit_id, u.patient_id, {**u.tables, "quarantine": _loose(u.tables["quarantine"], "0")}, u.samples)
+             for u in units]
     result = _build(tmp_path, stale)
     path = next(result.path / f["path"] for f in result.manifest["files"] if f["table"] == "quarantine")
     assert pq.read_schema(path).equals(load_schema("quarantine").arrow, check_metadata=True)
@@ -281,13 +287,44 @@ def test_verify_names_a_table_written_under_another_schema_version(tmp_path):
     manifest = json.loads(manifest_path.read_text())
     table = next(f for f in manifest["files"] if f["kind"] == "parquet")
     current = manifest["schemas"][table["table"]]
-    manifest["schemas"][table["table"]] = current - 1  # as an older ctcorpus would have written it
+    manifest["schemas"][table["table"]] = current - 1  # as an older ctcorpus would have written it: files and manifest
+    tables = [f for f in manifest["files"] if f.get("table") == table["table"]]
+    for entry in tables:
+        path = result.path / entry["path"]
+        pq.write_table(_loose(pq.read_table(path), str(current - 1), nullable=False), path)
+        entry["sha256"], entry["bytes"] = sha256_file(path), path.stat().st_size
     manifest_path.write_text(json.dumps(manifest))
     problems = {p.path: p.problem for p in verify_dataset(result.path)}
-    tables = {f["path"] for f in manifest["files"] if f.get("table") == table["table"]}
-    assert set(problems) == tables
+    assert set(problems) == {f["path"] for f in tables}
     assert f"written with schema v{current - 1} of {table['table']!r}" in problems[table["path"]]
     assert f"checks v{current}" in problems[table["path"]]
+
+
+def _edit_manifest(dataset: Path, edit) -> dict[str, str]:
+    """Apply ``edit`` to the manifest of ``dataset`` and return what verify finds, by path."""
+    path = dataset / "manifest.json"
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest))
+    return {p.path: p.problem for p in verify_dataset(dataset)}
+
+
+@pytest.mark.parametrize(("field", "edit"), [
+    ("config_sha256", lambda m: m["config"]["outputs"].update(split_key="edited")),
+    ("config_sha256", lambda m: m.update(config_sha256="0" * 64)),
+    ("splits.train.patients", lambda m: m["splits"]["train"].update(patients=m["splits"]["train"]["patients"] + 1)),
+    ("splits.test.samples", lambda m: m["splits"]["test"].update(samples=0)),
+    ("splits.validation.studies", lambda m: m["splits"]["validation"].update(studies=9)),
+    ("producers.quarantine", lambda m: m["producers"].update(quarantine=["rules-v0"])),
+    ("producers.samples", lambda m: m["producers"].pop("samples")),
+    ("schemas.samples", lambda m: m["schemas"].update(samples=m["schemas"]["samples"] - 1)),
+])
+def test_verify_recomputes_the_manifests_own_fields_and_names_an_edited_one(tmp_path, field, edit):
+    result = _build(tmp_path, [_unit(tmp_path, i) for i in range(12)])
+    assert verify_dataset(result.path) == []
+    problems = _edit_manifest(result.path, edit)
+    assert list(problems) == ["manifest.json"]
+    assert problems["manifest.json"].startswith(f"{field}: the manifest says ")
 
 
 @pytest.mark.parametrize(("text", "reason"), [
@@ -320,3 +357,46 @@ def test_outputs_read_without_ctcorpus_code(tmp_path):
     glob = str(result.path / "tables" / "quarantine" / "*.parquet")
     assert duckdb.sql(f"select count(*) from read_parquet('{glob}')").fetchall()[0][0] == 6
     assert read_manifest(result.path)["files"]
+
+
+def _shards(result) -> list[dict]:
+    return [f for f in result.manifest["files"] if f["kind"] == "shard"]
+
+
+def _keys(path: Path) -> list[str]:
+    """The sample keys of a shard in the order written."""
+    with tarfile.open(path) as tar:
+        return list(dict.fromkeys(name.split(".", 1)[0] for name in tar.getnames()))
+
+
+def test_a_shard_is_no_bigger_than_shard_max_bytes_with_its_tar_headers_and_padding(tmp_path):
+    units = [_unit(tmp_path, i) for i in range(40)]
+    shards = _shards(_build(tmp_path, units, shard_max_bytes=30 * 1024))
+    assert max(f["count"] for f in shards) > 1 and all(f["bytes"] <= 30 * 1024 for f in shards)
+    # a sample whose tar alone is bigger than shard_max_bytes is a shard of its own
+    assert {f["count"] for f in _shards(_build(tmp_path, units, "small", shard_max_bytes=4096))} == {1}
+
+
+@pytest.mark.parametrize("seed", [None, 7])
+def test_patients_added_to_the_export_leave_the_shards_they_do_not_fall_into_byte_identical(tmp_path, seed):
+    units = [_unit(tmp_path, i, slices=200) for i in range(126)]  # ~30 kB samples, a few to a shard
+    added = units[::21]  # six new patients spread over the volume-id order, not appended after it
+    v1, v2 = (_build(tmp_path, us, name, shard_max_bytes=120 * 1024, shard_shuffle_seed=seed)
+              for us, name in (([u for u in units if u not in added], "v1"), (units, "v2")))
+    old = {f["sha256"] for f in _shards(v1)}
+    new = [f for f in _shards(v2) if f["sha256"] not in old]
+    holding_added = [f for f in _shards(v2) if {u.samples[0].volume_id for u in added} & set(_keys(v2.path / f["path"]))]
+    assert len(_shards(v1)) > 20
+    assert len(new) <= 2 * len(holding_added)  # the shards a new sample fell into, and at most as many after them
+    assert verify_dataset(v2.path) == []
+
+
+def test_the_shuffle_seed_mixes_the_samples_inside_a_shard_and_keeps_its_members(tmp_path):
+    units = [_unit(tmp_path, i) for i in range(60)]
+    plain, mixed = (_build(tmp_path, units, name, shard_max_bytes=20 * 1024, shard_shuffle_seed=seed)
+                    for name, seed in (("plain", None), ("mixed", 7)))
+    order = {f["path"]: _keys(plain.path / f["path"]) for f in _shards(plain)}
+    shuffled = {f["path"]: _keys(mixed.path / f["path"]) for f in _shards(mixed)}
+    assert all(keys == sorted(keys) for keys in order.values())
+    assert {p: sorted(keys) for p, keys in shuffled.items()} == order
+    assert shuffled != order

@@ -25,10 +25,15 @@ class OutputConfig(StageConfig):
         "patient; keep it fixed for the life of a dataset.",
     )
     shard_max_bytes: int = Field(
-        256 * 1024 * 1024, gt=0, description="Target maximum size of one WebDataset tar shard in bytes."
+        256 * 1024 * 1024, gt=0,
+        description="Largest WebDataset tar shard in bytes, tar headers and padding counted (a sample bigger than it "
+        "is a shard of its own). Shard boundaries are content-defined, so that patients added to the export "
+        "rewrite only the shards they fall into: shards hold from a quarter of it up, about half on average.",
     )
     shard_shuffle_seed: int | None = Field(
-        None, description="If set, samples are shuffled across the shards of a split with this seed."
+        None, description="If set, the samples inside each shard are ordered by a hash keyed with this seed instead "
+        "of by volume id. It moves no sample to another shard (that would rewrite every shard of a grown export); "
+        "the training loader mixes shards each epoch and samples in its shuffle buffer.",
     )
     parquet_row_group_rows: int = Field(
         64 * 1024, gt=0, description="Rows per Parquet row group (readers skip row groups by statistics)."

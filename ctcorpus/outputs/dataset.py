@@ -8,9 +8,9 @@ place, so readers never see a half-built version.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
-import random
 import tarfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,10 +36,13 @@ CARD = "dataset_card.md"
 SAMPLE_FILES = ("hu.npy.zst", "mask.npy.zst", "report.json", "snippets.json")
 
 #: What the manifest counts per split.
-_COUNTS = ("patients", "reports", "samples", "studies", "volumes")
+COUNTS = ("patients", "reports", "samples", "studies", "volumes")
 
 #: Tables that are not bound to one patient and so are not partitioned by split.
 UNSPLIT_TABLES = frozenset({"instances", "quarantine"})
+
+#: Key of the hash that places shard boundaries; changing it moves every boundary.
+_SHARD_KEY = b"ctcorpus-shard-v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +95,61 @@ def _write_tables(
     return entries
 
 
-def _ordered_samples(samples: list[StoredSample], config: OutputConfig) -> list[StoredSample]:
-    ordered = sorted(samples, key=lambda s: s.volume_id)
-    if config.shard_shuffle_seed is not None:
-        random.Random(config.shard_shuffle_seed).shuffle(ordered)
-    return ordered
+def _tar_member_bytes(sizes: Iterable[int]) -> int:
+    """What members of these sizes take in a tar: a 512-byte header each, the data padded to 512-byte blocks."""
+    return sum(tarfile.BLOCKSIZE * (1 + -(-n // tarfile.BLOCKSIZE)) for n in sizes)
+
+
+def _tar_file_bytes(member_bytes: int) -> int:
+    """The size of a tar file holding ``member_bytes`` of members: tarfile ends it with two zero blocks and
+    pads it to a whole record (10 KiB). The cut counts these too, so no shard outgrows ``shard_max_bytes``."""
+    return -(-(member_bytes + 2 * tarfile.BLOCKSIZE) // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
+
+
+def _keyed_unit(key: bytes, volume_id: str) -> float:
+    """HMAC-SHA256(key, volume_id) as a number in [0, 1): a draw that only the sample itself decides."""
+    return int.from_bytes(hmac.new(key, volume_id.encode(), hashlib.sha256).digest()[:8], "big") / 2**64
+
+
+def _meta_json(sample: StoredSample, split: str) -> bytes:
+    return json.dumps(dict(sample.meta, split=split), sort_keys=True, separators=(",", ":")).encode()
+
+
+def _shard_groups(samples: Sequence[tuple[StoredSample, int]], max_bytes: int) -> list[list[StoredSample]]:
+    """Cut (sample, tar bytes) pairs, in volume-id order, into shards at content-defined boundaries.
+
+    A shard ends after a sample once the shard holds at least a quarter of ``max_bytes`` and the sample's
+    keyed hash falls under its size over half of ``max_bytes`` (a boundary every ~``max_bytes / 2`` bytes
+    past that minimum, whatever the samples weigh), or before a sample that would make the tar file exceed
+    ``max_bytes``. A boundary is decided by the sample's own hash and the bytes since the last boundary, not
+    by its position in the split, so samples added to (or removed from) the export change the shards they
+    fall into and, until the cuts meet the old ones again, the next one or two: the others stay
+    byte-identical (a position-based cut moved every later boundary). Shards hold about half of
+    ``max_bytes`` on average (bench/outputs.py), never more, except that a sample bigger than ``max_bytes``
+    is a shard of its own.
+    """
+    low, gap = max_bytes // 4, max_bytes / 2
+    groups: list[list[StoredSample]] = [[]]
+    size = 0
+    for sample, nbytes in samples:
+        if groups[-1] and _tar_file_bytes(size + nbytes) > max_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append(sample)
+        size += nbytes
+        if _tar_file_bytes(size) >= low and _keyed_unit(_SHARD_KEY, sample.volume_id) < nbytes / gap:
+            groups.append([])
+            size = 0
+    return [group for group in groups if group]
+
+
+def _shard_order(group: list[StoredSample], config: OutputConfig) -> list[StoredSample]:
+    """The samples of one shard in the order written: by volume id, or by a hash keyed with
+    ``shard_shuffle_seed``, which mixes them inside the shard and leaves the shard's members alone."""
+    if config.shard_shuffle_seed is None:
+        return group
+    seed = str(config.shard_shuffle_seed).encode()
+    return sorted(group, key=lambda s: (_keyed_unit(seed, s.volume_id), s.volume_id))
 
 
 def _write_shards(
@@ -110,31 +163,25 @@ def _write_shards(
     for split in sorted(by_split):
         shard_dir = out / "shards" / split
         shard_dir.mkdir(parents=True, exist_ok=True)
-        index, size, count, writer, path = 0, 0, 0, None, None
-
-        def close() -> None:
-            if writer is not None:
-                writer.close()
-                rel = path.relative_to(out).as_posix()
-                entries.append({"path": rel, "kind": "shard", "table": "webdataset", "split": split, "count": count})
-
-        for sample in _ordered_samples(by_split[split], config):
-            record: dict[str, Any] = {"__key__": sample.volume_id}
-            for name in SAMPLE_FILES:
-                record[name] = Path(sample.files[name]).read_bytes()
-            meta = dict(sample.meta, split=split)
-            record["meta.json"] = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
-            nbytes = sum(len(v) for k, v in record.items() if k != "__key__")
-            if writer is None or (size + nbytes > config.shard_max_bytes and count > 0):
-                close()
-                path = shard_dir / f"shard-{index:06d}.tar"
-                writer = wds.TarWriter(str(path), mtime=0, user="ctcorpus", group="ctcorpus", encoder=False)
-                index, size, count = index + 1, 0, 0
-            writer.write(record)
-            size += nbytes
-            count += 1
-        close()
+        sized = [
+            (s, _tar_member_bytes([*(Path(s.files[name]).stat().st_size for name in SAMPLE_FILES), len(_meta_json(s, split))]))
+            for s in sorted(by_split[split], key=lambda s: s.volume_id)
+        ]
+        for index, group in enumerate(_shard_groups(sized, config.shard_max_bytes)):
+            path = shard_dir / f"shard-{index:06d}.tar"
+            writer = wds.TarWriter(str(path), mtime=0, user="ctcorpus", group="ctcorpus", encoder=False)
+            for sample in _shard_order(group, config):
+                record = {name: Path(sample.files[name]).read_bytes() for name in SAMPLE_FILES}
+                writer.write({"__key__": sample.volume_id, **record, "meta.json": _meta_json(sample, split)})
+            writer.close()
+            entries.append({"path": path.relative_to(out).as_posix(), "kind": "shard", "table": "webdataset",
+                            "split": split, "count": len(group)})
     return entries
+
+
+def config_sha256(config: Mapping[str, Any]) -> str:
+    """The manifest's ``config_sha256``: of the config as sorted JSON, so verify can recompute it."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
 def _producers(units: Sequence[BuildUnit]) -> dict[str, list[str]]:
@@ -164,7 +211,7 @@ def _split_counts(units: Sequence[BuildUnit], splits: Mapping[str, str], config:
     for patient, split in splits.items():
         counts[split]["patients"] += 1
     configured = {name for name, fraction in config.split_fractions.items() if fraction > 0}
-    return {s: {k: counts[s][k] for k in _COUNTS} for s in sorted(configured | set(counts))}
+    return {s: {k: counts[s][k] for k in COUNTS} for s in sorted(configured | set(counts))}
 
 
 def build_dataset(
@@ -205,12 +252,11 @@ def build_dataset(
             entry["sha256"] = sha256_file(path)
             entry["bytes"] = path.stat().st_size
         files = table_from_rows("manifest", sorted(entries, key=lambda e: e["path"])).to_pylist()
-        config_json = json.dumps(run_config, sort_keys=True)
         manifest = {
             "dataset_version": out.name,
             "pipeline_version": __version__,
             "config": run_config,
-            "config_sha256": hashlib.sha256(config_json.encode()).hexdigest(),
+            "config_sha256": config_sha256(run_config),
             "geometry": dict(geometry),
             "schemas": {name: load_schema(name).version for name in sorted({e["table"] for e in entries} - {"webdataset"})},
             "manifest_schema_version": load_schema("manifest").version,
@@ -311,6 +357,7 @@ __all__ = [
     "BuildUnit",
     "StoredSample",
     "build_dataset",
+    "config_sha256",
     "count_tar_samples",
     "read_manifest",
     "render_card",

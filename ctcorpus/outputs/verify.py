@@ -1,14 +1,26 @@
-"""``ctcorpus verify``: check every file of a dataset version against its manifest."""
+"""``ctcorpus verify``: check every file of a dataset version against its manifest, and the manifest's
+own fields against what its files hold."""
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ctcorpus.errors import OutputError
-from ctcorpus.outputs.dataset import CARD, MANIFEST, count_tar_samples, read_manifest
+from ctcorpus.outputs.dataset import (
+    CARD,
+    COUNTS,
+    MANIFEST,
+    config_sha256,
+    count_tar_samples,
+    read_manifest,
+)
 from ctcorpus.records import sha256_file
 from ctcorpus.schemas import check_table, load_schema
 from ctcorpus.version import __version__
@@ -22,8 +34,77 @@ class VerifyProblem:
     problem: str
 
 
+@dataclass(frozen=True, slots=True)
+class _TableFile:
+    """What one Parquet file of a version tells about the manifest's own fields."""
+
+    table: str
+    split: str
+    rows: int
+    schema_version: str  # as its metadata marks it
+    producers: frozenset[str] | None  # None: the table has no producer column
+    patients: frozenset[str]
+    studies: frozenset[str]
+
+
+def _table_file(table: str, split: str, data: pa.Table) -> _TableFile:
+    def distinct(column: str) -> frozenset[str] | None:
+        return frozenset(data.column(column).unique().to_pylist()) if column in data.column_names else None
+
+    return _TableFile(
+        table, split, data.num_rows, (data.schema.metadata or {}).get(b"ctcorpus.schema_version", b"").decode(),
+        distinct("producer"), distinct("patient_id") or frozenset(), distinct("study_id") or frozenset(),
+    )
+
+
+def _fields_found(tables: Sequence[_TableFile], shard_samples: Mapping[str, int], stated_splits: Iterable[str]) -> dict[str, Any]:
+    """``schemas``, ``producers`` and ``splits`` as the build states them, recomputed from the files: schema
+    versions from the Parquet metadata, producers and per-split volumes and reports from the tables, patients
+    and studies from the ids the split's tables name (every study has its series rows there, a rejected one
+    too), samples from the shards. A split stated with no file holds zeros."""
+    producers: dict[str, set[str]] = defaultdict(set)
+    counts: dict[str, Counter[str]] = {split: Counter() for split in stated_splits}
+    patients: dict[str, set[str]] = defaultdict(set)
+    studies: dict[str, set[str]] = defaultdict(set)
+    for t in tables:
+        if t.producers is not None:
+            producers[t.table] |= t.producers
+        if t.split:
+            patients[t.split] |= t.patients
+            studies[t.split] |= t.studies
+            counts.setdefault(t.split, Counter())
+            if t.table in ("volumes", "reports"):
+                counts[t.split][t.table] += t.rows
+    for split, n in shard_samples.items():
+        counts.setdefault(split, Counter())["samples"] += n
+    for split, c in counts.items():
+        c["patients"], c["studies"] = len(patients[split]), len(studies[split])
+    return {
+        "schemas": {t.table: int(t.schema_version) for t in tables},
+        "producers": {name: sorted(found) for name, found in producers.items()},
+        "splits": {split: {key: c[key] for key in COUNTS} for split, c in counts.items()},
+    }
+
+
+def _field_problems(field: str, stated: Any, found: Any) -> list[VerifyProblem]:
+    """Every leaf of what verify recomputed (``found``) that the manifest states otherwise, named by its path
+    (``splits.train.patients``)."""
+    if isinstance(stated, dict) and isinstance(found, dict):
+        return [p for key in sorted(set(stated) | set(found))
+                for p in _field_problems(f"{field}.{key}", stated.get(key), found.get(key))]
+    if stated == found:
+        return []
+    return [VerifyProblem(MANIFEST, f"{field}: the manifest says {stated!r}, recomputed it is {found!r} "
+                                    "(the manifest was altered)")]
+
+
 def verify_dataset(dataset: Path) -> list[VerifyProblem]:
     """Recompute checksums, sizes, counts and schemas; return every problem found (empty: all good).
+
+    The manifest's own fields are checked too: ``config_sha256`` against its ``config``, and once every
+    file matches its entry (a missing or changed file is named itself, not again as each count it
+    changes), ``schemas``, ``producers`` and ``splits`` against what the files hold (:func:`_fields_found`),
+    from the tables verify reads anyway.
 
     >>> verify_dataset(Path("out/dataset"))   # doctest: +SKIP
     []
@@ -31,7 +112,12 @@ def verify_dataset(dataset: Path) -> list[VerifyProblem]:
     dataset = Path(dataset)
     manifest = read_manifest(dataset)
     problems: list[VerifyProblem] = []
+    if "config" in manifest:
+        problems += _field_problems("config_sha256", manifest.get("config_sha256"), config_sha256(manifest["config"]))
     listed = set()
+    tables: list[_TableFile] = []
+    shard_samples: Counter[str] = Counter()
+    before_files = len(problems)
     for entry in manifest["files"]:
         rel = entry["path"]
         listed.add(rel)
@@ -50,17 +136,20 @@ def verify_dataset(dataset: Path) -> list[VerifyProblem]:
         try:
             if entry["kind"] == "parquet":
                 table = pq.read_table(path, partitioning=None)
+                found = _table_file(entry["table"], entry["split"], table)
                 written, current = manifest.get("schemas", {}).get(entry["table"]), load_schema(entry["table"]).version
-                if written is not None and written != current:
+                if written is not None and written != current and str(written) == found.schema_version:
                     problems.append(VerifyProblem(rel, (
                         f"written with schema v{written} of {entry['table']!r}, this ctcorpus "
                         f"({__version__}) checks v{current}; verify it with the "
                         f"ctcorpus that wrote it ({manifest.get('pipeline_version', '?')}) or rebuild")))
                     continue
                 check_table(entry["table"], table)
+                tables.append(found)
                 count = table.num_rows
             else:
                 count = count_tar_samples(path)
+                shard_samples[entry["split"]] += count
         except OutputError as exc:  # it does not match its schema
             problems.append(VerifyProblem(rel, exc.message))
             continue
@@ -69,6 +158,10 @@ def verify_dataset(dataset: Path) -> list[VerifyProblem]:
             continue
         if count != entry["count"]:
             problems.append(VerifyProblem(rel, f"{count} rows/samples, manifest says {entry['count']}"))
+    if len(problems) == before_files:
+        found_fields = _fields_found(tables, shard_samples, manifest.get("splits", {}))
+        problems += [p for field, value in found_fields.items() if field in manifest
+                     for p in _field_problems(field, manifest[field], value)]
     card = dataset / CARD
     if "card_sha256" in manifest:  # a manifest written before the card had its checksum has none
         if not card.is_file():
