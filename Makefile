@@ -42,7 +42,7 @@ test: install
 
 # The CPU benchmarks; bench/train_gpu.sh is for a GPU machine, bench/render_audit.py needs chromium.
 bench: install
-	for b in ingest reports snippets anatomy audit; do $(BIN)/python bench/$$b.py || exit 1; done
+	for b in ingest reports snippets anatomy audit outputs; do $(BIN)/python bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .prefect

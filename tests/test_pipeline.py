@@ -139,6 +139,14 @@ def test_the_split_counts_give_every_volume_and_the_shards_samples_apart(built):
     assert sum(c["samples"] for c in counts) == shards < summary.volumes
 
 
+def test_a_build_of_a_defective_export_verifies_clean(built):
+    """verify recomputes the manifest's split counts, producers and schemas from the files: a real build,
+    quarantined studies and all, must state them as verify finds them."""
+    from ctcorpus.outputs import verify_dataset
+
+    assert verify_dataset(built[3].path) == []
+
+
 def test_clean_studies_become_volumes_with_reports_and_snippets(defects_export, built):
     _, _, _, result = built
     truth = load_truth(defects_export)
