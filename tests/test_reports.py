@@ -342,6 +342,19 @@ def test_language_words_are_those_of_the_word_pattern():
         ("No effusion, pneumothorax, or focal airspace disease.", {"pleural_effusion": NEG, "lung_opacity": NEG}),
         ("Kein Nachweis von Erguss, Pneumothorax oder Konsolidierung im Unterlappen.",
          {"pleural_effusion": NEG, "consolidation": NEG}),
+        # an "and" after the placing word joins the placed item's own statement; a negated list goes on with
+        # "or", a coordinator before the placing word, or one after a further comma
+        ("No effusion, nodule in the right lower lobe and atelectasis.",
+         {"pleural_effusion": NEG, "lung_nodule": POS, "atelectasis": POS}),
+        ("Kein Erguss, Rundherd im Unterlappen und Atelektase.",
+         {"pleural_effusion": NEG, "lung_nodule": POS, "atelectasis": POS}),
+        ("No effusion or pneumothorax, consolidation in the right and left lower lobes.",
+         {"pleural_effusion": NEG, "consolidation": POS}),
+        ("No pleural effusion, pneumothorax or consolidation in the right and left lower lobes.",
+         {"pleural_effusion": NEG, "consolidation": NEG}),
+        ("No effusion, consolidation in the right lower lobe or nodule.",
+         {"pleural_effusion": NEG, "consolidation": NEG, "lung_nodule": NEG}),
+        ("No pneumothorax, effusion at the bases, or consolidation.", {"pleural_effusion": NEG, "consolidation": NEG}),
         ("Kein Erguss, kein Pneumothorax, keine Infiltrate. Negative for pneumothorax, emphysema.",
          {"pleural_effusion": NEG, "consolidation": NEG, "emphysema": NEG}),
         # after a negation, an item graded by its degree or size asserts its finding, a coordinator inside it

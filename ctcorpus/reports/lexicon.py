@@ -19,6 +19,7 @@ __all__ = [
     "HEADINGS",
     "LABEL_SYNONYMS",
     "LIST_COORDINATORS",
+    "LIST_DISJUNCTIONS",
     "LIST_ITEM_DEGREES",
     "LIST_ITEM_QUALIFIERS",
     "NEGATION_POST",
@@ -339,10 +340,17 @@ SCOPE_TERMINATORS: tuple[str, ...] = (
 
 #: Words that join the last item of a list ("no effusion, pneumothorax or consolidation in the right
 #: lower lobe"): one after a comma in a pre trigger's scope makes the items after the comma the
-#: trigger's list, though one of them is placed or qualified (see LIST_ITEM_QUALIFIERS).
+#: trigger's list, though one of them is placed or qualified (see LIST_ITEM_QUALIFIERS), unless it is
+#: an "and" after that item's placing word (see LIST_DISJUNCTIONS).
 LIST_COORDINATORS: tuple[str, ...] = ("or", "and", "nor", "oder", "und", "noch", "bzw")
+#: The coordinators that go on with a negated list after a placed item ("no effusion, consolidation in
+#: the right lower lobe or pneumothorax"): a negation lists its alternatives with "or". An "and" there
+#: joins the placed item's own statement ("No effusion, nodule in the right lower lobe and
+#: atelectasis", "consolidation in the right and left lower lobes").
+LIST_DISJUNCTIONS: tuple[str, ...] = ("or", "nor", "oder", "noch", "bzw")
 #: Words that place or qualify a finding: an item after a comma that holds one (or a number), with no
-#: coordinator after it, is a statement of its own ("Kein Pleuraerguss, Rundherd im rechten Unterlappen").
+#: coordinator before it nor a list going on after it, is a statement of its own ("Kein Pleuraerguss,
+#: Rundherd im rechten Unterlappen", "Kein Erguss, Rundherd im Unterlappen und Atelektase").
 LIST_ITEM_QUALIFIERS: tuple[str, ...] = ("in", "at", "within", "with", "on", "im", "am", "an", "mit", "der", "des")
 #: Words that grade a finding's degree or size: an item after a comma in a negation's scope that starts
 #: with one asserts its finding, a coordinator in it or not ("No effusion, small nodule and mild

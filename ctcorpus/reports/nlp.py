@@ -472,6 +472,8 @@ _SIZE_FIRST = re.compile(r"\s*\d")
 #: a report says "no nodule", not "no small nodule", while a differential lists graded alternatives
 #: ("may represent atelectasis, small infiltrate, scarring").
 _GRADED_FIRST = re.compile(r"\s*(?:\d|(?:" + trie_regex(lexicon.LIST_ITEM_DEGREES) + r")\b)")
+#: A coordinator that goes on with a list after a placed item (see lexicon.LIST_DISJUNCTIONS).
+_DISJUNCTION = re.compile(r"\b(?:" + "|".join(lexicon.LIST_DISJUNCTIONS) + r")\b")
 #: An item that measures, places or qualifies its finding (see lexicon.LIST_ITEM_QUALIFIERS).
 _QUALIFIED = re.compile(r"\d|\b(?:" + "|".join(lexicon.LIST_ITEM_QUALIFIERS) + r")\b")
 
@@ -483,15 +485,22 @@ def _list_reaches(lower: str, t_end: int, m_start: int, right_bound: float, own_
     its own ("no effusion, 8 mm nodule in the right lower lobe"): one whose start ``own_first``
     matches (_SIZE_FIRST, or after a negation _GRADED_FIRST: "no effusion, small nodule and mild
     atelectasis"), or one that holds a number or a word that places or qualifies it ("in", "im",
-    "der") where no coordinator follows the comma within the scope.
+    "der") where the list does not go on around it within the scope: no coordinator before that word
+    ("or consolidation in the right lower lobe"), no disjunction after it ("consolidation in the right
+    lower lobe or pneumothorax") and none after a further comma. An "and" after it joins the item's
+    own statement ("no effusion, nodule in the right lower lobe and atelectasis").
     """
     right_bound = min(right_bound, len(lower))
     comma = lower.find(",", t_end, m_start)
     while comma >= 0:
         item_end = lower.find(",", comma + 1, right_bound)
         item = lower[comma + 1:right_bound if item_end < 0 else item_end]
-        if own_first.match(item) or (_QUALIFIED.search(item)
-                                     and not _COORDINATOR.search(lower, comma + 1, right_bound)):
+        if own_first.match(item):
+            return False
+        qualifier = _QUALIFIED.search(item)
+        if (qualifier is not None and not _COORDINATOR.search(item, 0, qualifier.start())
+                and not _DISJUNCTION.search(item, qualifier.end())
+                and (item_end < 0 or not _COORDINATOR.search(lower, item_end, right_bound))):
             return False
         comma = lower.find(",", comma + 1, m_start)
     return True
