@@ -323,6 +323,15 @@ def test_language_words_are_those_of_the_word_pattern():
         ("Resolved right pleural effusion.", {"pleural_effusion": NEG}),
         ("The consolidation has nearly resolved. Partially resolved atelectasis.",
          {"consolidation": POS, "atelectasis": POS}),
+        # resolved in part, or not (yet), is still there
+        ("Partial resolution of the right pleural effusion. Near-complete resolution of the consolidation.",
+         {"pleural_effusion": POS, "consolidation": POS}),
+        ("The atelectasis has not resolved. Improved but not completely resolved consolidation.",
+         {"atelectasis": POS, "consolidation": POS}),
+        ("Interval resolution of the left pleural effusion. Near resolution of the atelectasis.",
+         {"pleural_effusion": NEG, "atelectasis": POS}),
+        ("Consolidation and atelectasis have cleared in the interval. The effusion has not cleared.",
+         {"consolidation": NEG, "atelectasis": NEG, "pleural_effusion": POS}),
         # an unlikely finding is uncertain, as CheXpert reads "less likely"; "unlikely" holds no "likely"
         ("Pleural effusion is unlikely. Findings unlikely to represent a nodule.",
          {"pleural_effusion": UNC, "lung_nodule": UNC}),
@@ -332,6 +341,9 @@ def test_language_words_are_those_of_the_word_pattern():
         ("Vd.a. Infiltrat im Unterlappen. Vd. a. Atelektase. DD. Narbe.",
          {"consolidation": UNC, "atelectasis": UNC, "pulmonary_fibrotic_sequela": UNC}),
         ("Differenzialdiagnostisch Rundherd. DDx bronchiectasis.", {"lung_nodule": UNC, "bronchiectasis": UNC}),
+        ("Verdichtung im Unterlappen, a.e. Atelektase. A.e. Narbe.",
+         {"lung_opacity": POS, "atelectasis": UNC, "pulmonary_fibrotic_sequela": UNC}),
+        ("Erguss nicht mehr sicher abgrenzbar.", {"pleural_effusion": UNC}),
         # after a comma, a pre trigger reaches the items of its list, not a finding placed or measured on its own
         ("Kein Pleuraerguss, Rundherd im rechten Unterlappen.", {"pleural_effusion": NEG, "lung_nodule": POS}),
         ("No pleural effusion, 8 mm nodule in the right lower lobe.", {"pleural_effusion": NEG, "lung_nodule": POS}),

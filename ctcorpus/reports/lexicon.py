@@ -258,7 +258,8 @@ NEGATION_PRE: tuple[str, ...] = (
 )
 NEGATION_POST: tuple[str, ...] = (
     "is not seen", "are not seen", "not seen", "not identified", "absent", "has resolved",
-    "have resolved", "resolved", "ruled out", "nicht nachweisbar", "nicht abgrenzbar", "nicht mehr nachweisbar",
+    "have resolved", "has cleared", "have cleared", "resolved", "ruled out", "nicht nachweisbar", "nicht abgrenzbar",
+    "nicht mehr nachweisbar",
     "ausgeschlossen", "not present", "is excluded", "nicht vorhanden", "nicht sichtbar", "nicht darstellbar",
     "nicht erkennbar", "nicht mehr abgrenzbar", "nicht mehr darstellbar", "nicht mehr sichtbar",
     "nicht mehr erkennbar", "findet sich nicht", "finden sich nicht", "besteht nicht", "bestehen nicht",
@@ -280,7 +281,7 @@ UNCERTAIN_PRE: tuple[str, ...] = (
     "question of", "versus", "vs", "fraglich", "fragliche", "fraglicher", "fragliches", "v.a", "v. a", "vd.a", "vd. a",
     "verdacht auf", "verdächtig auf", "suspekt auf", "frage nach", "zum ausschluss", "dd", "am ehesten", "möglich",
     "mögliche", "möglicher", "möglicherweise",
-    "wahrscheinlich", "vereinbar mit", "a. e", "differentialdiagnostisch", "differenzialdiagnostisch", "ddx",
+    "wahrscheinlich", "vereinbar mit", "a.e", "a. e", "differentialdiagnostisch", "differenzialdiagnostisch", "ddx",
     "nicht sicher",
     # "no new nodules" leaves the known ones open: uncertain, as the CheXpert labeler reads it
     "no new", "keine neuen", "keine neue", "kein neuer", "kein neues", "keine neu aufgetretenen",
@@ -294,7 +295,7 @@ UNCERTAIN_POST: tuple[str, ...] = (
     "is questionable", "is possible", "could not be excluded", "not entirely excluded", "cannot be entirely excluded",
     "is suspected", "are suspected", "nicht auszuschließen", "nicht sicher auszuschließen", "nicht ausgeschlossen",
     "nicht sicher ausgeschlossen", "nicht auszuschliessen", "fraglich", "möglich",
-    "nicht mit sicherheit auszuschließen", "nicht sicher abgrenzbar",
+    "nicht mit sicherheit auszuschließen", "nicht sicher abgrenzbar", "nicht mehr sicher abgrenzbar",
     "unlikely", "less likely", "unwahrscheinlich",
 )
 #: Phrases that hold a label's words but name none of its findings: tumour "infiltrating" is no
@@ -321,6 +322,11 @@ PSEUDO_TRIGGERS: tuple[str, ...] = (
     "no interval changes", "without change", "without significant change", "without interval change",
     "without significant interval change", "not only", "no increase", "no decrease",
     "partially resolved", "nearly resolved", "almost resolved", "largely resolved", "incompletely resolved",
+    # resolved in part, or not yet: still there, as "nicht vollständig regredient" (see _NOT_RESOLVED)
+    "partial resolution", "incomplete resolution", "near resolution", "near complete resolution",
+    "near-complete resolution", "nearly complete resolution", "almost complete resolution", "without resolution",
+    "no resolution", "not resolved", "not yet resolved", "not completely resolved", "not fully resolved",
+    "not entirely resolved",
     "no significant interval change", "no appreciable change", "no substantial change", "no growth",
     "no interval growth", "no significant growth", "no interval increase", "no significant increase",
     "keine befundänderung", "keine änderung", "ohne änderung", "keine größenänderung", "keine größenprogredienz",
