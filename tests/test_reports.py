@@ -584,6 +584,7 @@ def test_phi_rules_tried_near_numbers_find_what_a_full_scan_finds(synthetic):
         ("Kein Fremdmaterial. John Smith, MD, and Jane Doe MD\nPO Box 12, Boston; www.x.org\n\n"
          "Ann Lee, RN\nEva Roth, M.D."),  # matches in several lines of needles, and lines of needles without one
         "Diktat: mue/sk\nL4/5 and/or\nMM/sk D: x\n  JAS:mk D: 03/04/2024\nPLZ 12345 Berlin, Exam #: 123456\nAB/cd D:",
+        "12345 Berlin, Hauptstraße 5; D-80331 München\nMarienplatz 8. Apparat 4711, Tel. intern 12, phone x1234, 555-1234 x1.",
     ]
     texts = crafted + [truth.text for truth, _ in synthetic]
     with_needles = [k for k, rule in enumerate(phi._RULES) if rule[2]]
@@ -899,6 +900,46 @@ def test_phi_forms_of_uk_swiss_and_austrian_reports_and_of_ris_signature_blocks(
             ("03/04/2021", "date")],
     }
     _assert_phi(cases)
+
+
+def test_phi_postcodes_before_streets_capitals_particles_and_labelled_ids():
+    # misses of a review: each form reached the corpus, or an id was typed as a phone number
+    cases = {
+        # a postcode and town before the street, in one line or two
+        "12345 Berlin, Hauptstraße 5": [("12345 Berlin, Hauptstraße 5", "address")],
+        "D-80331 München, Marienplatz 8": [("80331 München, Marienplatz 8", "address")],
+        "8001 Zürich, Bahnhofstrasse 12": [("8001 Zürich, Bahnhofstrasse 12", "address")],
+        "Anschrift: 12345 Berlin\nBerliner Straße 12\nBefund: o.B.": [("12345 Berlin\nBerliner Straße 12", "address")],
+        # in capitals: a house number or postcode with letters, a header's value, an age with the sex
+        "221B BAKER STREET, LONDON NW1 6XE": [("221B BAKER STREET, LONDON NW1 6XE", "address")],
+        "Address: 221B BAKER STREET, LONDON NW1 6XE\nAnschrift: BAHNHOFSTRASSE 12, 8001 ZUERICH": [
+            ("221B BAKER STREET, LONDON NW1 6XE", "address"), ("BAHNHOFSTRASSE 12, 8001 ZUERICH", "address")],
+        "8001 ZÜRICH, BAHNHOFSTRASSE 12\nHAUPTSTRASSE 5A, 12345 BERLIN\nA 95M WITH COUGH.": [
+            ("8001 ZÜRICH, BAHNHOFSTRASSE 12", "address"), ("HAUPTSTRASSE 5A, 12345 BERLIN", "address"), ("95", "age")],
+        # particles of a name in capitals after a title or role, and of a labelled name
+        "Referring physician: DR. VAN DER BERG\nBefundet von: DR. VON MÜLLER\nAttending: MARIA DE LA CRUZ": [
+            ("VAN DER BERG", "name"), ("VON MÜLLER", "name"), ("MARIA DE LA CRUZ", "name")],
+        "Discussed with DR. VAN DER BERG at noon.\nPatient: von der Leyen, Ursula\nName: DE LA CRUZ, MARIA": [
+            ("VAN DER BERG", "name"), ("von der Leyen, Ursula", "name"), ("DE LA CRUZ, MARIA", "name")],
+        # a labelled id with leading zeros is an id, not a phone number
+        "MRN 00123456, Accession: 00123456, Fall-Nummer: 0012345.": [
+            ("00123456", "id"), ("00123456", "id"), ("0012345", "id")],
+        # signature roles, phone extensions and internal numbers, a dotted date with a month name
+        "Elektronisch signiert: Weber\nUnterschrieben von Schulz\nDictating physician: Ann Lee\n"
+        "Signature: John Smith\nNachrichtlich an: Meier": [
+            ("Weber", "name"), ("Schulz", "name"), ("Ann Lee", "name"), ("John Smith", "name"), ("Meier", "name")],
+        "Call 555-1234 x123 or +49 30 1234 567 ext. 12; Tel. intern 4711, Apparat 4712, phone x1234.": [
+            ("555-1234 x123", "phone"), ("+49 30 1234 567 ext. 12", "phone"), ("4711", "phone"), ("4712", "phone"),
+            ("1234", "phone")],
+        "CT vom 03.März.2021.": [("03.März.2021", "date")],
+        # what stays: a particle after "Patient" without a colon, clinical text in capitals after a
+        # label or in a line in capitals (a measurement before "ST" is no house number), a matrix, a signing date
+        "Sturz der Patientin zu Hause.\nFindings: SEGMENT 6, C5-C6, T2 N1, 2.5 CM, SE 3 IM 45, L4/5.\n"
+        "LEAD II 2 MM ST ELEVATION.\nMatrix 512 x 512. Signiert am 03.04.2021.": [("03.04.2021", "date")],
+    }
+    _assert_phi(cases)
+    text = "CT vom 03.März.2021."
+    assert phi.scrub_text(text, find_phi(text), date_shift_days=1).text == "CT vom 2021-03-04."
 
 
 def test_phi_a_header_name_is_found_however_umlauts_are_spelled():

@@ -48,8 +48,8 @@ _MONTH_LETTERS_AFTER_FIRST = r"(?:" + "|".join(
 ) + r")"
 _MONTH_AFTER_FIRST = _MONTH_LETTERS_AFTER_FIRST + r"\.?"
 #: A month name as a date without a year writes it: capitalized ("March 3", "3rd of March",
-#: "Januar 2024"), so that "may" (the verb) is no month; a line written in capitals is
-#: capitalized first (_capitalized_where_shouting). No period: it may end the sentence.
+#: "Januar 2024"), so that "may" (the verb) is no month; a line (or a label's value) written in
+#: capitals is capitalized first (_capitalized_where_shouting). No period: it may end the sentence.
 _CAPITAL_MONTH = r"[ADFJMNOS](?<!\w[ADFJMNOS])(?i:" + _MONTH_LETTERS_AFTER_FIRST + r")(?!\w)"
 #: German month names after "3." (not English ones: "2. May be atelectasis" is a list item).
 _GERMAN_MONTH = (r"(?:" + "|".join([m.capitalize() for m in _MONTHS_DE]
@@ -69,6 +69,22 @@ _STREETS_US = ("Street", "St.", "St", "Avenue", "Ave.", "Ave", "Road", "Rd.", "R
                "Boulevard", "Blvd.", "Blvd", "Way", "Court", "Place")
 #: German street words written apart from the street's name ("Berliner Straße 12", "Lange Gasse 3").
 _STREETS_APART = ("Straße", "Strasse", "Str.", "Gasse", "Allee", "Platz", "Weg", "Ring", "Damm")
+
+
+def _house_letter(space: str) -> str:
+    """The letter after a house number, ``space`` (a regex) what may stand between: "5a", "5 a",
+    "5A" (in capitals); not the "i" of "5 in"."""
+    return r"(?:(?:" + space + r"?[a-z]|[A-Z])(?![\wäöüß]))?"
+
+
+#: A German street's name after its first letter, with its street word in it, and the house number:
+#: "auptstraße 5", "arl-Marx-Str. 12a" (the street word capitalized after a hyphen).
+_STREET_FUSED_TAIL = (r"[\wäöüß\-]*(?:" + "|".join(_STREET_LOOKALIKES.get(w, "") + f"[{w[0]}{w[0].upper()}]"
+                                                   + re.escape(w[1:]) for w in _STREETS_DE)
+                      + r")\s+\d+" + _house_letter(r"\s"))
+#: A German street with its street word apart, and the house number: "Berliner Straße 12", "Lange Gasse 3a".
+_STREET_APART = (r"[A-ZÄÖÜ][\wäöüß\-]*(?:er|e)[ ]+(?:" + "|".join(map(re.escape, _STREETS_APART)) + r")[ ]+\d{1,4}"
+                 + _house_letter("[ ]"))
 #: A German, Austrian or Swiss postcode, maybe with its country's letters: "10115", "1010", "CH-8001".
 _POSTCODE = r"(?:(?:[AD]|CH)-)?\d{4,5}"
 #: A UK postcode: "SW1A 1AA", "NW1 6XE".
@@ -161,18 +177,24 @@ _FULL_NAME = (r"(?:" + _name_words(r"[ \t]+", least=2) + r"|(?:[A-ZÄÖÜ]\.(?:-
 _DEGREE = r"(?i:M\.?D|Ph\.?D)\b\.?"
 #: A name word in capitals ("SMITH", "MÜLLER-LÜDENSCHEIDT"), taken only after a name label.
 _UPPER_NAME = r"[A-ZÄÖÜ]{2,}(?:['’\-][A-ZÄÖÜ]{2,})*"
+#: Particles in capitals before a name word ("VAN DER BERG").
+_UPPER_LEAD = r"(?:(?:" + trie_regex(sorted(p.upper() for p in _PARTICLES)) + r")[ \t]+)*"
 #: A name in capitals after a title or role in a line otherwise not in capitals ("Discussed with
-#: DR. SMITH", "Radiologist: JANE DOE"): one or two words, none a ``_NOT_NAMES`` word in capitals.
+#: DR. SMITH", "Radiologist: JANE DOE"): one or two words, each maybe after particles ("DR. VAN DER
+#: BERG", "MARIA DE LA CRUZ"), none a ``_NOT_NAMES`` word in capitals.
 _NOT_AN_UPPER_NAME_AHEAD = r"(?!(?:X+|" + trie_regex(sorted({w.upper() for w in _NOT_NAMES})) + r")\b)"  # "XXXX": redacted
-_UPPER_NAME_PARTS = (_NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME + r"(?!\w)(?:[ \t]+" + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME
-                     + r"(?!\w))?")  # whole words: "PPan" is no "PP"
+_UPPER_NAME_PARTS = (_UPPER_LEAD + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME + r"(?!\w)(?:[ \t]+" + _UPPER_LEAD
+                     + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME + r"(?!\w))?")  # whole words: "PPan" is no "PP"
 #: A name after "Patient:" or "Name:": family and given name, in either order, maybe in capitals,
 #: and a middle initial with its period or ending the line ("Smith, John A."). The second word is
 #: no ``_NOT_NAMES`` word ("Nachname: Müller Vorname: Hans").
 _FAMILY_GIVEN = (r"(?:" + _CAP + "|" + _UPPER_NAME + r")(?:,?[ \t]+|\^)(?:[A-ZÄÖÜ]\.[ \t]+)?(?:" + _NOT_A_NAME_AHEAD
                  + _CAP + "|" + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME + r")"
                  r"(?:[ \t]+[A-ZÄÖÜ](?:\.|(?=[ \t]*(?:\n|$))))?")
-_LABELLED_NAME = r"(?:" + _FAMILY_GIVEN + "|" + _CAP + "|" + _UPPER_NAME + ")"
+#: A labelled name, after the label's colon maybe with particles in front ("Patient: von der Leyen,
+#: Ursula", "Name: DE LA CRUZ, MARIA"); without the colon a particle is a word ("Patientin zu Hause.").
+_LABELLED_NAME = (r"(?:(?<=:[ \t])(?:(?:" + trie_regex(sorted({*_PARTICLES, *(p.upper() for p in _PARTICLES)}))
+                  + r")[ \t]+)+)?(?:" + _FAMILY_GIVEN + "|" + _CAP + "|" + _UPPER_NAME + ")")
 #: Labels of a name field of a report's header, each before a colon: "Patientenname:", "Vorname:", "Last name:".
 _NAME_LABELS = ("patientenname", "patienten-name", "patient name", "patient's name", "name of patient",
                 "name of the patient", "nachname", "vorname", "familienname", "geburtsname", "mädchenname",
@@ -193,12 +215,14 @@ _ROLES = ("referring physician", "referrer", "radiologist", "signed", "signed by
           "anfordernder arzt", "anfordernde ärztin", "stationsarzt", "stationsärztin", "angefordert von", "einsender", "einsenderin", "hausarzt",
           "hausärztin", "untersucher", "untersucherin", "verfasser", "verfasserin", "kopie an", "nurse",
           "reading physician", "interpreting physician", "supervising physician", "performing physician", "finalized by",
-          "preliminary report by", "preliminary read by", "vidiert durch", "validiert durch", "freigegeben durch")
+          "preliminary report by", "preliminary read by", "vidiert durch", "validiert durch", "freigegeben durch",
+          "signiert", "signiert von", "elektronisch signiert", "unterschrieben von", "dictating physician",
+          "nachrichtlich an")
 #: Roles that are also words of a report ("100 cc Omnipaque", "performed by Siemens"): a name
 #: follows them only after a colon.
 _LABEL_ROLES = ("cc", "provider", "resident", "consultant", "clinician", "technician", "fellow", "pcp",
                 "performed by", "mtra", "mtr", "arzt", "ärztin", "auftraggeber", "tech", "approved", "finalized",
-                "vidiert", "validiert", "freigegeben")
+                "vidiert", "validiert", "freigegeben", "signature", "signatur")
 #: What follows a role: maybe titles, then the name ("Smith, John", "Dr. med. Meier", "JANE DOE"),
 #: a co-signer's after a slash ("Befundet von: Müller/Schmidt"), and in capitals the given name after
 #: the family name and a comma ("JONES, MARY"; not a degree: "JANE DOE, MD").
@@ -248,16 +272,19 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         "address",
         re.compile(
             r"[A-ZÄÖÜ\d](?<!\w[A-ZÄÖÜ\d])"
-            r"(?:(?<=[A-ZÄÖÜ])(?=[\wäöüß\-]*+\.?\s+\d)[\wäöüß\-]*(?:"
-            # the street word capitalized after a hyphen: "Karl-Marx-Straße 5", "Hans-Böckler-Str. 12"
-            + "|".join(_STREET_LOOKALIKES.get(w, "") + f"[{w[0]}{w[0].upper()}]" + re.escape(w[1:]) for w in _STREETS_DE)
-            + r")\s+\d+(?:\s?[a-z](?![\wäöüß]))?"  # "5a", not the "i" of "5 in"
-            r"|(?<=\d)\d{0,4}[A-Z]?\s+(?:[A-Z][a-z]+\s+){1,3}(?:" + "|".join(map(re.escape, _STREETS_US))  # "221B"
+            r"(?:(?<=[A-ZÄÖÜ])(?=[\wäöüß\-]*+\.?\s+\d)" + _STREET_FUSED_TAIL
+            # "221B"; a measurement is no house number ("2 MM ST ELEVATION" in capitals reads "2 Mm St")
+            + r"|(?<=\d)\d{0,4}[A-Z]?(?!\s+(?i:[cm]m|ml)\s)\s+(?:[A-Z][a-z]+\s+){1,3}(?:"
+            + "|".join(map(re.escape, _STREETS_US))
             + r")(?![A-Za-z])(?:\s+[NS]?[EW]?(?<=[NSEW])(?!\w))?"  # "Ave NW"
             r"(?:,?\s+(?:Apt|Suite|Ste|Unit)\.?\s*#?\w+)?"  # "Apt 4B"
             # a street without a street word, known by the postcode after it: "Am Markt 3, 12345 Berlin"
-            r"|(?<=[A-ZÄÖÜ])[a-zäöüß]+(?:-[A-ZÄÖÜ]?[a-zäöüß]+)*\s+\d{1,4}(?:\s?[a-z](?![\wäöüß]))?"
-            r"(?=,\s*\d{5}\s+[A-ZÄÖÜ])"
+            r"|(?<=[A-ZÄÖÜ])[a-zäöüß]+(?:-[A-ZÄÖÜ]?[a-zäöüß]+)*\s+\d{1,4}" + _house_letter(r"\s")
+            + r"(?=,\s*\d{5}\s+[A-ZÄÖÜ])"
+            # a postcode and town before the street, in one line or two: "12345 Berlin, Hauptstraße 5",
+            # "D-80331 München, Marienplatz 8", "8001 Zürich\nBahnhofstrasse 12"
+            r"|(?<=\d)\d{3,4}[ \t]+" + _CAP + r"(?:[ \t]" + _CAP + r")?(?:,\s*|\s+)(?:[A-ZÄÖÜ]" + _STREET_FUSED_TAIL
+            + "|" + _STREET_APART + ")"
             # a postcode with its country's letters, and the town: "CH-8001 Zürich", "A-1010 Wien", "D-10115 Berlin"
             r"|(?:(?<=(?<![\w\-])[AD]-\d)|(?<=(?<![\w\-])CH-\d))\d{3,4}[ \t]+" + _CAP + r"(?:[ \t]" + _CAP + r")?)"
             + _town(r"\s")
@@ -268,9 +295,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     (  # the street word apart, after the street's name: "Berliner Straße 12", "Mariahilfer Straße 12, 1060 Wien";
         # not after an article ("Der Weg 3")
         "address",
-        re.compile(r"(?<!\w)" + _NOT_A_NAME_AHEAD + r"[A-ZÄÖÜ][\wäöüß\-]*(?:er|e)[ ]+(?:"
-                   + "|".join(map(re.escape, _STREETS_APART)) + r")[ ]+\d{1,4}(?:[ ]?[a-z](?![\wäöüß]))?" + _NOT_A_UNIT
-                   + _town(r"[ \t]")),
+        re.compile(r"(?<!\w)" + _NOT_A_NAME_AHEAD + _STREET_APART + _NOT_A_UNIT + _town(r"[ \t]")),
         tuple(f" {word.lower()} " for word in _STREETS_APART),
         _NEEDLE_LINE,
     ),
@@ -282,7 +307,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             # day and month each at most 31 ("45/60/30 HU" are densities)
             r"|(?:(?<=[0-2])\d|(?<=3)[01])?[./-](?:[0-2]?\d|3[01])[./-](?:\d{4}|\d{2})(?![\d.]\d)\b" + _NOT_A_UNIT
             + r"|\d?+\.\s\d{1,2}\.\s?(?:19|20)\d{2}(?!\d)"  # "12. 3. 2020"
-            r"|\d?+(?:st|nd|rd|th)?(?:\.?\s(?:of\s)?|-)" + _MONTH + r"(?:,?\s|-)\d{4}\b"
+            r"|\d?+(?:st|nd|rd|th)?(?:\.?\s(?:of\s)?|[.-])" + _MONTH + r"(?:,?\s|-|(?<=\.))\d{4}\b"  # "03.März.2021"
             r"|\d?+(?:jan|feb|m[aä]r|mrz|apr|ma[iy]|jun|jul|aug|sept?|o[ck]t|nov|de[cz])(?:19|20)\d{2}\b)",  # "12MAR2020"
             re.IGNORECASE,
         ),
@@ -329,19 +354,8 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         (),
         _NUMBER,
     ),
-    (  # a US number's area and exchange codes start with 2-9 (NANP): "100-1000" is a range
-        "phone",
-        re.compile(
-            r"[+(\d](?<![\w.][+(\d])"
-            r"(?:(?:(?<=\+)\d{1,3}[ ]?(?:\(0\))?[ ]?\d{1,5}[ /-]?|(?<=\()\d{2,5}\)[ ]?|(?<=0)\d{2,5}[ /-]?|(?<=[2-9])\d{2}-"
-            r"|(?<=\d)\d{2}\.\d{3}\.(?=\d{4}(?!\d)))"  # "617.555.1234"
-            r"\d{3,8}(?:[ -]\d{2,6}){0,2}"  # Swiss groups: "044 123 45 67"
-            # a German area code of 3-5 digits, a slash and the number in groups: "0 89 / 12 34 56"
-            r"|(?<=0)[ ]?\d(?:[ ]?\d){1,3}[ ]?/[ ]?\d{2,4}(?:[ ]\d{2,4}){0,4})(?!\w|\.\d)" + _NOT_A_UNIT
-        ),
-        (),
-        _NUMBER,
-    ),
+    # ids before phone numbers: the first rule to claim a span types it, and a labelled id may read as
+    # a phone number ("MRN 00123456", "NHS number 043 476 5919")
     (
         "id",
         re.compile(
@@ -351,13 +365,12 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             r"|(?<=i)D"
             r"|(?<=a)(?:cc(?:ession|t)?\.?-?(?:\s?(?:No|Nr|number)\.?)?|uftrags-?(?:Nr\.?|nummer)"
             r"|ufnahme-?(?:Nr\.?|nummer))"
-            r"|(?<=f)all(?:-?Nr\.?|nummer)|(?<=c)ase\s?(?:\#|no|number)\.?|(?<=e)ncounter"
+            r"|(?<=f)all-?(?:Nr\.?|nummer)|(?<=c)ase\s?(?:\#|no|number)\.?|(?<=e)ncounter"
             r"|(?:(?<=b)efund|(?<=u)ntersuchungs)-?(?:Nr\.?|nummer)|(?<=h)osp(?:ital)?\.?[ ]?(?:\#|no\.?|number)"
             # "Exam #", "Visit No.", "Order number", "Chart #", "Unit No." (UK): alone, each is a word of a report's text
             r"|(?:(?<=e)xam|(?<=v)isit|(?<=o)rder|(?<=c)hart|(?<=u)nit|(?<=a)ccount)[ ]?(?:\#|no\.?|nr\.?|number))"
             # the id after a separator, or right after the label if it starts with a digit ("MRN1234567";
-            # "IDH1-R132H" is a gene); its letters in front in either case, as a line in capitals reads
-            # capitalized ("MRN: AB12345" as "Mrn: Ab12345")
+            # "IDH1-R132H" is a gene); its letters in front in either case ("MRN: ab12345")
             r"(?:[:#\s]+([A-Za-z]{0,3}-?\d[A-Z0-9\-]{3,}(?:/[A-Z0-9\-]+)*)|(\d[A-Z0-9\-]{3,}(?:/[A-Z0-9\-]+)*))"
         ),
         ("mrn", "mr#", "mitglied", "pat", "pid", "id", "acc", "auftrag", "aufnahme", "fall", "case", "encounter",
@@ -367,15 +380,41 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
            for end in ("#", "no", "nr", "nu"))),
         _NEEDLE,
     ),
+    (  # insurance and social security numbers, also in groups or dotted: "SSN: 123 45 6789", "Versichertennummer:
+        # A123456789", "NHS number 943 476 5919", "AHV-Nr. 756.1234.5678.97" (Swiss), "SV-Nummer: 1234 010180" (Austrian)
+        "id",
+        re.compile(r"(?<!\w)(?i:ssn|social[ ]security(?:[ ]n(?:o\.?|umber))?|sozialversicherungs-?(?:nummer|nr\.?)"
+                   r"|sv-?(?:nummer|nr\.?)|(?:kranken)?versicherten-?(?:nummer|nr\.?)|kv-?nr\.?"
+                   r"|insurance(?:[ ](?:id|no\.?|number))?|policy[ ](?:no\.?|number)|member[ ]id"
+                   r"|ahv(?:n13)?(?:-?(?:nummer|nr\.?))?|nhs(?:[ ](?:no\.?|number))?|chi[ ](?:no\.?|number))"
+                   r"[:#\s]+([A-Za-z]{0,3}-?\d(?:[A-Z0-9\-]|[ .](?=\d)){3,})"),
+        ("ssn", "social security", "sozialversicherung", "sv-n", "svn", "versicherten", "krankenversicherten",
+         "kv-nr", "kvnr", "insurance", "policy", "member id", "ahv", "nhs", "chi n"),
+        _NEEDLE,
+    ),
+    (  # a US number's area and exchange codes start with 2-9 (NANP): "100-1000" is a range
+        "phone",
+        re.compile(
+            r"[+(\d](?<![\w.][+(\d])"
+            r"(?:(?:(?<=\+)\d{1,3}[ ]?(?:\(0\))?[ ]?\d{1,5}[ /-]?|(?<=\()\d{2,5}\)[ ]?|(?<=0)\d{2,5}[ /-]?|(?<=[2-9])\d{2}-"
+            r"|(?<=\d)\d{2}\.\d{3}\.(?=\d{4}(?!\d)))"  # "617.555.1234"
+            r"\d{3,8}(?:[ -]\d{2,6}){0,2}"  # Swiss groups: "044 123 45 67"
+            # a German area code of 3-5 digits, a slash and the number in groups: "0 89 / 12 34 56"
+            r"|(?<=0)[ ]?\d(?:[ ]?\d){1,3}[ ]?/[ ]?\d{2,4}(?:[ ]\d{2,4}){0,4})"
+            r"(?:[ ]?[xX]\d{1,5}|,?[ ]?(?i:ext)\.?[ ]?\d{1,5})?(?!\w|\.\d)" + _NOT_A_UNIT  # an extension: "x123", "ext. 12"
+        ),
+        (),
+        _NUMBER,
+    ),
     (  # a number after a phone label, however short or spaced: "Pager 1234", "Bleep 4711", "App. -4711",
-        # "call 555 123 4567"
+        # "call 555 123 4567", "Tel. intern 4711", "phone x1234"
         "phone",
         re.compile(r"(?<!\w)(?i:(?:tel(?:efon|\.-?nr)?|phone|fax|pager|bleep|piepser|pieper|funk|dect|durchwahl|rufnummer"
-                   r"|mobil|handy|call|ext)"
-                   r"\b\.?|app\.):?[ \t]*[-–#]?(\+?\(?\d(?:(?:[ ()/.\-]{0,2}|[ ]/[ ])\d){2,15})"
+                   r"|mobil|handy|call|ext|apparat)"
+                   r"\b\.?(?:[ \t]+intern)?|app\.):?[ \t]*(?:[-–#]|[xX](?=\d))?(\+?\(?\d(?:(?:[ ()/.\-]{0,2}|[ ]/[ ])\d){2,15})"
                    r"(?!(?:[ ()/.\-]{0,2}|[ ]/[ ])\d)" + _NOT_A_UNIT),  # all of the number, and no measurement
         ("tel", "phone", "fax", "pager", "bleep", "piepser", "pieper", "funk", "dect", "durchwahl", "rufnummer", "mobil",
-         "handy", "call", "ext", "app."),
+         "handy", "call", "ext", "app.", "apparat"),
         _NEEDLE,
     ),
     (  # a post office box, with the town after it: "PO Box 1234", "Postfach 10 12 34, 50667 Köln"
@@ -405,18 +444,6 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         ),
         (),
         _NUMBER,
-    ),
-    (  # insurance and social security numbers, also in groups or dotted: "SSN: 123 45 6789", "Versichertennummer:
-        # A123456789", "NHS number 943 476 5919", "AHV-Nr. 756.1234.5678.97" (Swiss), "SV-Nummer: 1234 010180" (Austrian)
-        "id",
-        re.compile(r"(?<!\w)(?i:ssn|social[ ]security(?:[ ]n(?:o\.?|umber))?|sozialversicherungs-?(?:nummer|nr\.?)"
-                   r"|sv-?(?:nummer|nr\.?)|(?:kranken)?versicherten-?(?:nummer|nr\.?)|kv-?nr\.?"
-                   r"|insurance(?:[ ](?:id|no\.?|number))?|policy[ ](?:no\.?|number)|member[ ]id"
-                   r"|ahv(?:n13)?(?:-?(?:nummer|nr\.?))?|nhs(?:[ ](?:no\.?|number))?|chi[ ](?:no\.?|number))"
-                   r"[:#\s]+([A-Za-z]{0,3}-?\d(?:[A-Z0-9\-]|[ .](?=\d)){3,})"),
-        ("ssn", "social security", "sozialversicherung", "sv-n", "svn", "versicherten", "krankenversicherten",
-         "kv-nr", "kvnr", "insurance", "policy", "member id", "ahv", "nhs", "chi n"),
-        _NEEDLE,
     ),
     (  # an age in words: "ninety-two year old"
         "age",
@@ -459,7 +486,8 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
          "surgeon", "examiner", "technolog", "befunde", "unterschrift", "zuweise", "überweise", "diktiert", "vidiert",
          "freigegeben", "validiert", "geschrieben", "gez", "arzt", "ärztin", "kolleg", "provider", "clinician",
          "doctor", "ordered by", "requested by", "interpreted by", "reviewed by", "copy to", "angefordert", "einsender",
-         "untersucher", "verfasser", "kopie an", "nurse", "finalized by", "preliminary re"),
+         "untersucher", "verfasser", "kopie an", "nurse", "finalized by", "preliminary re",
+         "signiert", "unterschrieben", "nachrichtlich"),
         _SCAN,
     ),
     (  # the same after a role that is also a report's word, with a colon: "cc: Jane Doe", "Arzt: Meier"
@@ -578,28 +606,35 @@ _CLINICAL_NOT_TITLES = frozenset({"MR", "MS", "HR", "MISS"})
 
 
 def _capitalized_where_shouting(text: str) -> str:
-    """``text`` with each line written in capitals capitalized word by word, every offset kept.
+    """``text`` with each line written in capitals, or the value after a line's label written in
+    capitals ("Address: 221B BAKER STREET, LONDON"), capitalized word by word, every offset kept.
 
-    The name rules read a name as capitalized words after a title or role ("Dr. Smith"), and legacy
-    RIS write whole reports, or their signature lines, in capitals ("DISCUSSED WITH DR. SMITH"):
-    read so, every name there would reach the corpus. The rules run over this text instead; the
-    other rules match either case.
+    The name and street rules read a name as capitalized words after a title or role ("Dr. Smith",
+    "Baker Street"), and legacy RIS write whole reports, their signature lines or their header
+    values in capitals ("DISCUSSED WITH DR. SMITH"): read so, every name there would reach the
+    corpus. The rules run over this text instead; the other rules match either case.
 
-    >>> _capitalized_where_shouting("DISCUSSED WITH DR. O'BRIEN.\\nNo effusion.")
-    "Discussed With Dr. O'Brien.\\nNo effusion."
+    >>> _capitalized_where_shouting("DISCUSSED WITH DR. O'BRIEN.\\nNo effusion.\\nAddress: 221B BAKER STREET")
+    "Discussed With Dr. O'Brien.\\nNo effusion.\\nAddress: 221B Baker Street"
     """
     lines = text.split("\n")
-    shouting = [line.isupper() and " " in line.strip() for line in lines]  # a heading alone ("FINDINGS:") holds no name
-    if not any(shouting):
+    # where each line is in capitals from (0: all of it; after its label: the value), or -1; inline,
+    # as a call per line cost more than the rest of this function on a report not in capitals
+    loud_from = [0 if line.isupper() else at + 2 if (at := line.find(": ")) >= 0 and line[at + 2:].isupper() else -1
+                 for line in lines]
+    if max(loud_from) < 0:
         return text
-    return "\n".join(_WORD_AND_PERIOD.sub(_capitalized, line) if loud else line
-                     for line, loud in zip(lines, shouting, strict=True))
+    return "\n".join(line[:at] + _WORD_AND_PERIOD.sub(_capitalized, line[at:])
+                     if at >= 0 and " " in line[at:].strip() else line  # a heading or one word holds no name
+                     for line, at in zip(lines, loud_from, strict=True))
 
 
 def _capitalized(word: re.Match[str]) -> str:
     """A word in capitals as a name part is written: a particle lower case ("von der Leyen"); "MR",
-    "MS" and "HR" without a period after them are left as they are (``_CLINICAL_NOT_TITLES``)."""
-    if word[1] is None and word[0] in _CLINICAL_NOT_TITLES:
+    "MS" and "HR" without a period after them are left as they are (``_CLINICAL_NOT_TITLES``), and
+    so is a word with a digit, which is no name part but a house number, a postcode or an age read
+    as written ("221B", "NW1 6XE", "95M")."""
+    if word[1] is None and word[0] in _CLINICAL_NOT_TITLES or not word[0].isalpha():
         return word[0]
     lower = lower_same_length(word[0])
     return lower if lower in _PARTICLE_SET else word[0][0] + lower[1:]
@@ -802,7 +837,7 @@ def _parse_date(value: str) -> date | None:
             first, second = int(m[1]), int(m[3])
             day, month = (second, first) if m[2] == "/" else (first, second)  # US slashes, else day first
             return date(year, month, day)
-        if m := re.fullmatch(r"(\d{1,2})(?:st|nd|rd|th)?(?:\.?\s(?:of\s)?|-)([a-zäöü]+)\.?(?:,?\s|-)(\d{4})", v):
+        if m := re.fullmatch(r"(\d{1,2})(?:st|nd|rd|th)?(?:\.?\s(?:of\s)?|[.-])([a-zäöü]+)\.?(?:,?\s|-|(?<=\.))(\d{4})", v):
             return date(int(m[3]), _MONTH_NUM[m[2][:3] if m[2] not in _MONTH_NUM else m[2]], int(m[1]))
         if m := re.fullmatch(r"([a-zäöü]+)\.?\s(\d{1,2})(?:st|nd|rd|th)?,?\s(\d{4})", v):
             return date(int(m[3]), _MONTH_NUM[m[1][:3] if m[1] not in _MONTH_NUM else m[1]], int(m[2]))

@@ -351,31 +351,36 @@ _LAST = ("Smith", "Meier", "Schmidt", "Johnson", "Müller", "Müller-Lüdenschei
 _STREETS = ("Hauptstraße 12", "Lindenweg 3a", "Goethestraße 45", "12 Main Street", "48 Oak Avenue")
 _CITIES = ("10115 Berlin", "80331 München", "Springfield, IL 62704", "Boston, MA 02115")
 #: Whole addresses of the forms a street and a city above do not make: Swiss and Austrian postcodes of
-#: four digits (also with the country's letter), the street word apart, a PO box, a US apartment or suite.
+#: four digits (also with the country's letter), the street word apart, a PO box, a US apartment or suite,
+#: the postcode and town before the street, a UK house number with its letter and a UK postcode.
 _ADDRESSES = ("Bahnhofstrasse 5, 8001 Zürich", "Mariahilfer Straße 12, 1060 Wien", "Lange Gasse 3, A-1080 Wien",
               "Postfach 1234, 8001 Zürich", "123 Main St., Apt 4B, Springfield, IL 62704",
-              "48 Oak Avenue, Suite 210, Boston, MA 02115")
-#: Family names a referrer's name in capitals takes, family name first ("JONES, MARY"): no particle or
-#: apostrophe, which the scrubber does not read there ("VON DER LEYEN, MARY", "O'BRIEN, MARY").
-_PLAIN_LAST = ("Smith", "Meier", "Schmidt", "Johnson", "Müller", "Müller-Lüdenscheidt", "Wagner", "Hoffmann")
+              "48 Oak Avenue, Suite 210, Boston, MA 02115", "80331 München, Marienplatz 8",
+              "8001 Zürich, Bahnhofstrasse 12", "221B Baker Street, London NW1 6XE")
+#: Family names a referrer's name in capitals takes, family name first ("JONES, MARY", "VON DER LEYEN,
+#: MARY"): no apostrophe, which the scrubber does not read there ("O'BRIEN, MARY").
+_PLAIN_LAST = ("Smith", "Meier", "Schmidt", "Johnson", "Müller", "Müller-Lüdenscheidt", "Wagner", "Hoffmann",
+               "von der Leyen")
 #: Numbers a header gives besides the patient id, by language: the label and the number ("#" a digit).
-#: UK NHS numbers in groups, hospital and unit numbers, US chart, case and account numbers; Swiss AHV
-#: and Austrian SV numbers, report and examination numbers.
+#: UK NHS numbers in groups, hospital and unit numbers, US chart, case and account numbers, accession
+#: numbers with leading zeros; Swiss AHV and Austrian SV numbers, report, examination and case numbers.
 _MORE_IDS: dict[str, tuple[tuple[str, str], ...]] = {
     "en": (("NHS number ", "### ### ####"), ("NHS No: ", "### ### ####"), ("Hospital No.: ", "#####"),
-           ("Unit No: ", "######"), ("Chart #: ", "#####"), ("Case #: ", "####"), ("Acct: ", "#####")),
+           ("Unit No: ", "######"), ("Chart #: ", "#####"), ("Case #: ", "####"), ("Acct: ", "#####"),
+           ("Accession: ", "00######")),
     "de": (("AHV-Nr. ", "756.####.####.##"), ("SV-Nummer: ", "#### ######"), ("Befundnummer: ", "#####"),
-           ("Untersuchungsnummer ", "####-#")),
+           ("Untersuchungsnummer ", "####-#"), ("Fall-Nummer: ", "00#####")),
 }
-#: Phone numbers: German, US, and Swiss ones in groups of two.
+#: Phone numbers: German, US (also with an extension), and Swiss ones in groups of two.
 _PHONES = ("0176 1234567", "+49 30 12345678", "(617) 555-0143", "089/4400-52311", "+41 44 123 45 67",
-           "044 123 45 67")
+           "044 123 45 67", "(617) 555-0143 x123")
 #: Labels of the short number of a bleep, pager or DECT phone, by language.
 _SHORT_LINES = {"en": ("bleep ", "pager "), "de": ("Pieper ", "DECT ", "Rufnummer ")}
 #: Roles of a signature block's lines, by language (the name follows after a colon).
 _SIGNATURE_ROLES = {
-    "en": ("Reading physician", "Interpreting physician", "Supervising physician", "Tech", "Approved"),
-    "de": ("Vidiert", "Validiert durch", "Freigegeben durch"),
+    "en": ("Reading physician", "Interpreting physician", "Supervising physician", "Tech", "Approved",
+           "Dictating physician", "Signature"),
+    "de": ("Vidiert", "Validiert durch", "Freigegeben durch", "Elektronisch signiert", "Unterschrieben von"),
 }
 _MONTHS = {
     "en": ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
@@ -452,7 +457,7 @@ def _capital(text: str) -> str:
 
 
 def _digits(rng: np.random.Generator, pattern: str) -> str:
-    """``pattern`` with each "#" a digit, the first not 0 (a leading 0 reads as a phone number's)."""
+    """``pattern`` with each "#" a digit, the first not 0: leading zeros are the pattern's own ("00######")."""
     count = pattern.count("#")
     digits = iter(str(int(rng.integers(10 ** (count - 1), 10 ** count))))
     return "".join(next(digits) if ch == "#" else ch for ch in pattern)
