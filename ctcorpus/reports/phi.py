@@ -274,7 +274,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             r"[A-ZÄÖÜ\d](?<!\w[A-ZÄÖÜ\d])"
             r"(?:(?<=[A-ZÄÖÜ])(?=[\wäöüß\-]*+\.?\s+\d)" + _STREET_FUSED_TAIL
             # "221B"; a measurement is no house number ("2 MM ST ELEVATION" in capitals reads "2 Mm St")
-            + r"|(?<=\d)\d{0,4}[A-Z]?(?!\s+(?i:[cm]m|ml)\s)\s+(?:[A-Z][a-z]+\s+){1,3}(?:"
+            + r"|(?<=\d)\d{0,4}[A-Z]?\s+(?![CM][lm]\s)(?:[A-Z][a-z]+\s+){1,3}(?:"
             + "|".join(map(re.escape, _STREETS_US))
             + r")(?![A-Za-z])(?:\s+[NS]?[EW]?(?<=[NSEW])(?!\w))?"  # "Ave NW"
             r"(?:,?\s+(?:Apt|Suite|Ste|Unit)\.?\s*#?\w+)?"  # "Apt 4B"
@@ -618,15 +618,29 @@ def _capitalized_where_shouting(text: str) -> str:
     "Discussed With Dr. O'Brien.\\nNo effusion.\\nAddress: 221B Baker Street"
     """
     lines = text.split("\n")
-    # where each line is in capitals from (0: all of it; after its label: the value), or -1; inline,
-    # as a call per line cost more than the rest of this function on a report not in capitals
-    loud_from = [0 if line.isupper() else at + 2 if (at := line.find(": ")) >= 0 and line[at + 2:].isupper() else -1
-                 for line in lines]
-    if max(loud_from) < 0:
+    loud = [line.isupper() and " " in line.strip() for line in lines]  # a heading alone ("FINDINGS:") holds no name
+    spans = [m.span(1) for m in _VALUE_WITHOUT_LOWER_CASE.finditer(text) if m[1].isupper() and " " in m[1].strip()]
+    if not spans and not any(loud):
         return text
-    return "\n".join(line[:at] + _WORD_AND_PERIOD.sub(_capitalized, line[at:])
-                     if at >= 0 and " " in line[at:].strip() else line  # a heading or one word holds no name
-                     for line, at in zip(lines, loud_from, strict=True))
+    at = 0
+    for line, is_loud in zip(lines, loud, strict=True):
+        if is_loud:
+            spans.append((at, at + len(line)))
+        at += len(line) + 1
+    parts = []
+    cursor = 0
+    for start, end in sorted(spans):
+        if start >= cursor:  # not a value in a line in capitals, capitalized with it
+            parts += [text[cursor:start], _WORD_AND_PERIOD.sub(_capitalized, text[start:end])]
+            cursor = end
+    parts.append(text[cursor:])
+    return "".join(parts)
+
+
+#: A label's value without a lower-case letter, to the line's end ("Address: 221B BAKER STREET"); found
+#: by one search for ": ", as testing each line of a report cost more than the rest of
+#: ``_capitalized_where_shouting`` on a report not in capitals.
+_VALUE_WITHOUT_LOWER_CASE = re.compile(r": ([^a-zäöüß\n]++)$", re.MULTILINE)
 
 
 def _capitalized(word: re.Match[str]) -> str:
@@ -634,10 +648,11 @@ def _capitalized(word: re.Match[str]) -> str:
     "MS" and "HR" without a period after them are left as they are (``_CLINICAL_NOT_TITLES``), and
     so is a word with a digit, which is no name part but a house number, a postcode or an age read
     as written ("221B", "NW1 6XE", "95M")."""
-    if word[1] is None and word[0] in _CLINICAL_NOT_TITLES or not word[0].isalpha():
-        return word[0]
-    lower = lower_same_length(word[0])
-    return lower if lower in _PARTICLE_SET else word[0][0] + lower[1:]
+    w = word[0]
+    if word[1] is None and w in _CLINICAL_NOT_TITLES or not w.isalpha():
+        return w
+    lower = lower_same_length(w)
+    return lower if lower in _PARTICLE_SET else w[0] + lower[1:]
 
 
 #: Where a number starts: a digit, or a "+" or "(" before one, with no letter or digit before it.
