@@ -22,7 +22,7 @@ import json
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,7 @@ from ctcorpus.ingest import (
     unselected_entries,
 )
 from ctcorpus.ingest.tables import PRODUCER as INGEST_PRODUCER
-from ctcorpus.ingest.tables import safe_path
+from ctcorpus.ingest.tables import Redactor, safe_path
 from ctcorpus.outputs import BuildResult, BuildUnit, StoredSample, WorkStore, build_dataset, encode_array, decode_array
 from ctcorpus.outputs.store import atomic_write_bytes, write_parquet
 from ctcorpus.pseudonym import Pseudonymizer
@@ -72,6 +72,9 @@ from ctcorpus.version import __version__, source_digest
 log = logging.getLogger(__name__)
 
 RUN_INDEX = "current_run.json"
+#: Beside each stored quarantine table, and gathered for a run in the work folder: its rows with the
+#: real paths and messages, which the corpus's quarantine table holds redacted (:func:`_save_quarantine`).
+PRIVATE_QUARANTINE = "quarantine_private.jsonl"
 PIPELINE_PRODUCER = f"ctcorpus-{__version__}"
 #: The text stage's source (this module: report.json, the samples row, how snippets are mined per
 #: volume): part of its cache key, so a fixed step redoes the text results in a source install too.
@@ -306,12 +309,34 @@ def _load_tables(folder: Path) -> dict[str, pa.Table]:
     return {p.stem: pq.read_table(p) for p in sorted(folder.glob("*.parquet"))}
 
 
-def _quarantine_table(entries: Sequence[QuarantineEntry], source: str | Mapping[str, str] = "") -> pa.Table:
+def _as_is(text: str) -> str:
+    """No redaction: for rows made of pseudonyms and messages of the pipeline's own (a failed study, a segmentation)."""
+    return text
+
+
+def _quarantine_table(entries: Sequence[QuarantineEntry], source: str | Mapping[str, str] = "",
+                      redact: Callable[[str], str] = _as_is) -> pa.Table:
     """``source`` is the ``source_sha256`` of every row, or, where the rows name several sources (an
     export's files, the report exports), that of the ``path`` each row names ('' where none is known:
-    a file that is no DICOM, a study without a report)."""
-    rows = [{**asdict(e), "source_sha256": source if isinstance(source, str) else source.get(e.path, "")} for e in entries]
+    a file that is no DICOM, a study without a report); ``redact`` rewrites each path and message."""
+    rows = [{**asdict(e), "path": redact(e.path), "message": redact(e.message),
+             "source_sha256": source if isinstance(source, str) else source.get(e.path, "")} for e in entries]
     return table_from_rows("quarantine", rows, pipeline_version=__version__, producer=PIPELINE_PRODUCER)
+
+
+def _save_quarantine(folder: Path, entries: Sequence[QuarantineEntry], redact: Callable[[str], str],
+                     source: str | Mapping[str, str] = "") -> None:
+    """Store a stage's quarantine: the corpus's table, whose paths and messages name the export's
+    files and series with their identifiers pseudonymized and names and dates redacted (``redact``,
+    a :class:`~ctcorpus.ingest.tables.Redactor` of the records concerned), and beside it
+    :data:`PRIVATE_QUARANTINE`, the same rows with the real path and message and the ``corpus_path``
+    the table gives: operators find the file by it, and it never leaves the work store."""
+    table = _quarantine_table(entries, source, redact)
+    write_parquet(table, folder / "quarantine.parquet")
+    private = _quarantine_table(entries, source).to_pylist()
+    (folder / PRIVATE_QUARANTINE).write_text(
+        "".join(json.dumps(row | {"corpus_path": path}, sort_keys=True, ensure_ascii=False) + "\n"
+                for row, path in zip(private, table["path"].to_pylist(), strict=True)), encoding="utf-8")
 
 
 def _stack_source(stack: Stack) -> str:
@@ -401,6 +426,9 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     sr_image_numbers = {r.slice_id: (r.series_number, r.instance_number) for r in index.instances
                         if r.study_uid in sr_studies and r.series_number is not None and r.instance_number is not None}
     names = _header_names(stacks)
+    # the export's and the reports' quarantine rows name files with no readable header and report rows: every
+    # identifier, name and date of the export's headers is redacted wherever it stands
+    redact = Redactor(index.instances, p)
     schemas = _schema_versions("reports", "sentences", "labels", "quarantine")
     reports_key = _digest("reports", __version__, REPORTS_PRODUCER, schemas, report_exports,
                           [(name, r.sha256) for (_, name), r in zip(sr_documents, sr_records, strict=True)],
@@ -416,8 +444,7 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
             _save_tables(folder, reports_tables(result))
             # a study without PatientID has its missing_patient_id row, whether or not a report links to it
             rows = [e for e in result.quarantine if e.reason is not QuarantineReason.NO_REPORT or e.item_id not in left_out]
-            _save_tables(folder, {"quarantine": _quarantine_table(list(log_r.entries) + rows,
-                                                                  {str(Path(f)): h for f, h in report_exports})})
+            _save_quarantine(folder, list(log_r.entries) + rows, redact, {str(Path(f)): h for f, h in report_exports})
             (folder / _analysis_keys_name(settings)).write_text(json.dumps(result.analysis_keys, sort_keys=True),
                                                                 encoding="utf-8")
     reports = _load_tables(store.path("reports", reports_key))
@@ -445,7 +472,8 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
         with store.writing("export", export_key) as folder:
             instances = table_from_rows("instances", instance_rows(index, p))
             files = {r.rel_path: r.sha256 for r in index.instances} | orphaned_sources
-            _save_tables(folder, {"quarantine": _quarantine_table(entries, files), "instances": instances})
+            _save_tables(folder, {"instances": instances})
+            _save_quarantine(folder, entries, redact, files)
 
     units = []
     for study_uid in sorted(grouped.keys() - unidentified):
@@ -514,10 +542,8 @@ def _volume_image(folder: Path) -> tuple[Any, dict[str, Any]]:
 def _run_ingest(stack: Stack, config: CorpusConfig, p: Pseudonymizer, folder: Path) -> None:
     result = ingest_stack(stack, config.ingest, p)
     source = _stack_source(stack)
-    tables = {
-        "series": table_from_rows("series", [result.series_row]),
-        "quarantine": _quarantine_table(result.quarantine, source),
-    }
+    tables = {"series": table_from_rows("series", [result.series_row])}
+    _save_quarantine(folder, result.quarantine, Redactor(stack.instances + stack.duplicates, p), source)
     if result.volume is not None and result.volume_row is not None:
         volume = result.volume
         tables["volumes"] = table_from_rows("volumes", [result.volume_row])
@@ -576,10 +602,8 @@ def _run_anatomy(volume_id: str, ingest_dir: Path, config: CorpusConfig, folder:
     (folder / "mask.npy.zst").write_bytes(encode_array(mask.astype(np.uint8)))
     outcome = {"mask_source": source, "label_table": {str(k): v for k, v in table.items()}}
     (folder / "mask.json").write_text(json.dumps(outcome | ({"failed_attempts": failed} if failed else {}), sort_keys=True))
-    _save_tables(
-        folder,
-        {"anatomy_stats": anatomy_stats_table(stats, geometry["source_sha256"]), "quarantine": _quarantine_table(entries, geometry["source_sha256"])},
-    )
+    _save_tables(folder, {"anatomy_stats": anatomy_stats_table(stats, geometry["source_sha256"])})
+    _save_quarantine(folder, entries, _as_is, geometry["source_sha256"])
 
 
 def _series_slices(unit: StudyUnit, p: Pseudonymizer) -> list[SeriesSlices]:
@@ -712,14 +736,14 @@ def _run_text(unit: StudyUnit, stack: Stack, keys: VolumeKeys, store: WorkStore,
             "snippets": snippets_table(pairs, source),
             "sentence_regions": sentence_regions_table(regions, source),
             "samples": table_from_rows("samples", [sample_row], pipeline_version=__version__),
-            "quarantine": _quarantine_table(entries, source),
         },
     )
+    _save_quarantine(folder, entries, Redactor(stack.instances, p), source)  # rows quote the report: its headers redacted too
 
 
-def _study_tables(unit: StudyUnit, assembled: Sequence[str], rejected: Sequence[str], p: Pseudonymizer) -> dict[str, pa.Table]:
-    """Series rows and decisions of the study's stacks that no ingest result holds (all but those
-    ``assembled`` into volumes or ``rejected`` at assembly), and which stacks stand in for rejected ones."""
+def _save_study(folder: Path, unit: StudyUnit, assembled: Sequence[str], rejected: Sequence[str], p: Pseudonymizer) -> None:
+    """Store the series rows and decisions of the study's stacks that no ingest result holds (all but
+    those ``assembled`` into volumes or ``rejected`` at assembly), and which stacks stand in for rejected ones."""
     stacks = {s.stack_key: s for s in unit.stacks}
     rows, entries = [], []
     for stack in unit.stacks:
@@ -733,7 +757,14 @@ def _study_tables(unit: StudyUnit, assembled: Sequence[str], rejected: Sequence[
         if volume != group[0]:  # the candidates before it were rejected at assembly
             entries.append(fallback_entry(stacks[volume], [stacks[key] for key in group[: group.index(volume)]], p))
     files = {r.rel_path: _stack_source(s) for s in unit.stacks for r in s.instances + s.duplicates}
-    return {"series": table_from_rows("series", rows), "quarantine": _quarantine_table(entries, files)}
+    _save_tables(folder, {"series": table_from_rows("series", rows)})
+    _save_quarantine(folder, entries, Redactor((r for s in unit.stacks for r in s.instances + s.duplicates), p), files)
+
+
+def _unit_folders(store: WorkStore, study_key: str, rejected: Sequence[str], volumes: Sequence[VolumeKeys]) -> list[Path]:
+    """The stored results of a study: its study tables, its stacks rejected at assembly, its volumes' stages."""
+    return [store.path("study", study_key), *(store.path("ingest", key) for key in rejected),
+            *(store.path(stage, getattr(v, stage)) for v in volumes for stage in ("ingest", "anatomy", "text"))]
 
 
 def _quarantine_rows(folder: Path) -> int:
@@ -805,9 +836,8 @@ def process_unit(unit: StudyUnit, config: CorpusConfig, work_dir: Path, *, compu
     files = [(s.stack_key, s.rejected, sorted((r.rel_path, r.sha256) for r in s.instances + s.duplicates)) for s in unit.stacks]
     study_key = _digest("study", __version__, INGEST_PRODUCER, _schema_versions("series", "quarantine"), files,
                         unit.candidates, outcome, _pseudonymizing(config, p))
-    _cached_or_run(store, "study", study_key, lambda f: _save_tables(f, _study_tables(unit, *outcome, p)), computed, cached, compute)
-    folders = [store.path("study", study_key), *(store.path("ingest", key) for _, key in rejected),
-               *(store.path(stage, getattr(v, stage)) for v in volumes for stage in ("ingest", "anatomy", "text"))]
+    _cached_or_run(store, "study", study_key, lambda f: _save_study(f, unit, *outcome, p), computed, cached, compute)
+    folders = _unit_folders(store, study_key, [key for _, key in rejected], volumes)
     return UnitOutcome(unit.unit_id, unit.patient_id, study_key, tuple(volumes), tuple(computed), tuple(cached),
                        quarantined=sum(_quarantine_rows(folder) for folder in folders), rejected=tuple(key for _, key in rejected))
 
@@ -830,7 +860,9 @@ def failed_outcome(unit: StudyUnit, error: str, config: CorpusConfig, work_dir: 
 
 
 def record_run(plan: ExportPlan, outcomes: Sequence[UnitOutcome], work_dir: Path, started: float | None = None) -> RunSummary:
-    """Write the run index (which stored results make up the current export) and summarize."""
+    """Write the run index (which stored results make up the current export), gather the private
+    quarantine rows of its results into ``<work_dir>/quarantine_private.jsonl`` (the real paths, for
+    operators; a study that failed has none: its row names no file) and summarize."""
     ordered = sorted(outcomes, key=lambda o: o.unit_id)
     index = {
         "pipeline_version": __version__,
@@ -840,6 +872,11 @@ def record_run(plan: ExportPlan, outcomes: Sequence[UnitOutcome], work_dir: Path
         "config": plan.config,
     }
     atomic_write_bytes(Path(work_dir) / RUN_INDEX, json.dumps(index, sort_keys=True, indent=1).encode())
+    store = WorkStore(Path(work_dir))
+    folders = [store.path("export", plan.export_key), store.path("reports", plan.reports_key),
+               *(f for o in ordered if not o.failed for f in _unit_folders(store, o.study_key, o.rejected, o.volumes))]
+    private = [folder / PRIVATE_QUARANTINE for folder in folders]
+    atomic_write_bytes(Path(work_dir) / PRIVATE_QUARANTINE, b"".join(path.read_bytes() for path in private if path.is_file()))
     computed = Counter(s for o in ordered for s in o.computed)
     cached = Counter(s for o in ordered for s in o.cached)
     return RunSummary(

@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pydicom
@@ -72,6 +74,11 @@ def _table(dataset: Path, name: str):
     return pq.read_table(dataset / "tables" / name).to_pandas()
 
 
+def _private_quarantine(work: Path):
+    """The operators' quarantine of the last run: the corpus's rows with the real paths and messages."""
+    return pd.read_json(work / pipeline.PRIVATE_QUARANTINE, lines=True, dtype=False)
+
+
 @pytest.mark.parametrize(("one", "other", "same"), [
     # one export writes the alphabetic group only, another adds the ideographic and phonetic groups
     ("Yamada^Tarou", "Yamada^Tarou=山田^太郎=やまだ^たろう", True),
@@ -89,10 +96,10 @@ def test_the_person_key_reads_a_name_by_its_first_written_group(one: str, other:
 
 
 def test_every_seeded_defect_has_its_reason(defects_export, built):
-    _, _, summary, result = built
+    _, folder, summary, result = built
     truth = load_truth(defects_export)
     quarantine = _table(result.path, "quarantine")
-    reasons_by_path = quarantine.groupby("path")["reason"].agg(set).to_dict()
+    reasons_by_path = _private_quarantine(folder / "work").groupby("path")["reason"].agg(set).to_dict()  # the real paths
     reasons = set(quarantine["reason"])
     for defect in truth.defects:
         if not defect.expected_reason:
@@ -110,10 +117,49 @@ def test_every_seeded_defect_has_its_reason(defects_export, built):
     assert summary.failed == 0
 
 
+def _header_identifiers(export: Path) -> set[str]:
+    """The PatientIDs, AccessionNumbers, Study/Series/SOP UIDs, patient name parts and birth dates
+    of the export's DICOM headers (parts of 4 characters or more: "LI" is in "SPLINE")."""
+    values: set[str] = set()
+    for path in sorted(p for p in export.rglob("*") if p.is_file()):
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except (pydicom.errors.InvalidDicomError, EOFError, OSError, ValueError):  # not DICOM, truncated
+            continue
+        values.update(str(ds.get(k) or "") for k in ("PatientID", "AccessionNumber", "StudyInstanceUID",
+                                                    "SeriesInstanceUID", "SOPInstanceUID", "PatientBirthDate"))
+        values.update(re.split(r"[\^=\s]+", str(ds.get("PatientName") or "")))
+    return {v for v in values if len(v) >= 4}
+
+
+def test_no_header_identifier_reaches_a_table_and_operators_keep_the_real_paths(defects_export, built):
+    # the quarantine table named files by their export paths (PAT_<PatientID>/STUDY_<Accession>/...)
+    # and stacks by their series descriptions, the patient's name in them
+    _, folder, _, result = built
+    identifiers = _header_identifiers(defects_export)
+    assert any(i.startswith("PID") for i in identifiers) and any(i.startswith("ACC") for i in identifiers)
+    leaks = set()
+    for table in sorted((result.path / "tables").iterdir()):
+        frame = _table(result.path, table.name)
+        for column in frame.columns:
+            texts = [v for v in frame[column] if isinstance(v, str)]
+            texts += [t for v in frame[column] if isinstance(v, np.ndarray) for t in v if isinstance(t, str)]
+            text = "\n".join(texts).lower()
+            leaks.update((table.name, column, i) for i in identifiers if i.lower() in text)
+    assert not leaks
+    # each quarantined file has its real path in the operators' record, and its row there names the corpus's path
+    private = _private_quarantine(folder / "work")
+    assert sorted(private["corpus_path"]) == sorted(_table(result.path, "quarantine")["path"])  # no study failed
+    truncated = private.query("reason == 'truncated'")
+    assert len(truncated) and all((defects_export / path).is_file() for path in truncated["path"])
+    assert (private["path"] != private["corpus_path"]).any()
+
+
 def test_quarantine_rows_carry_the_hash_of_the_file_stack_or_export_they_name(defects_export, built):
     # every row of the export, study and reports results had an empty source_sha256
-    _, _, _, result = built
-    quarantine = _table(result.path, "quarantine")
+    _, folder, _, result = built
+    quarantine = _private_quarantine(folder / "work")  # the corpus's rows with the real paths
+    assert sorted(quarantine["source_sha256"]) == sorted(_table(result.path, "quarantine")["source_sha256"])
     for reason in ("localizer", "non_ct", "truncated"):
         row = quarantine[quarantine["reason"] == reason].iloc[0]
         assert row["source_sha256"] == sha256_file(defects_export / row["path"])
@@ -379,6 +425,7 @@ def test_a_study_whose_selected_stack_is_rejected_at_assembly_falls_back_to_its_
     result = pipeline.build_from_work(config, work, tmp_path / "v1")
     quarantine = _table(result.path, "quarantine")
     assert summary.quarantined == len(quarantine)
+    quarantine = _private_quarantine(work)  # the real paths
     unreadable = quarantine.query("reason == 'unreadable_pixels'")
     assert list(unreadable["path"]) == [broken.rel_path] and broken.rel_path in unreadable["message"].iloc[0]
     volumes = _table(result.path, "volumes")

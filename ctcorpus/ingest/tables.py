@@ -2,15 +2,18 @@
 
 In-memory records keep original identifiers (linking needs them); these functions are the only
 place rows are made, so no PatientID, AccessionNumber or UID reaches a table. The patient's name
-and birth date are read into memory only, to redact them from paths (:func:`safe_path`) and for
-the keyed person key; other PHI header values are never read (see :mod:`ctcorpus.ingest.header`).
+and birth date are read into memory only, to redact them from paths, series descriptions and
+quarantine rows (:class:`Redactor`) and for the keyed person key; other PHI header values are never
+read (see :mod:`ctcorpus.ingest.header`).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 
+import ahocorasick
 import numpy as np
 import pydicom
 import SimpleITK as sitk
@@ -39,49 +42,99 @@ def _name_spellings(part: str) -> set[str]:
             for form in (s, unicodedata.normalize("NFD", s))}
 
 
-def _date_spellings(day: str) -> str:
-    """A regex of a DICOM date (``YYYYMMDD``) as folder names write it: 19500102, 1950-01-02,
-    1950.01.02, 1950_01_02, 02.01.1950, 02-01-1950, 01-02-1950 (US), 02011950."""
+def _date_spellings(day: str) -> set[str]:
+    """A DICOM date (``YYYYMMDD``) as folder names write it: 19500102, 1950-01-02, 1950.01.02,
+    1950_01_02, 02.01.1950, 02-01-1950, 01-02-1950 (US), 02011950."""
     digits = re.sub(r"\D", "", day)
     if len(digits) != 8:
-        return re.escape(day)
+        return {day}
     y, m, d = digits[:4], digits[4:6], digits[6:]
-    return "|".join(f"{a}{sep}{b}{sep}{c}" for a, b, c in ((y, m, d), (d, m, y), (m, d, y)) for sep in ("", "-", r"\.", "_"))
+    return {f"{a}{sep}{b}{sep}{c}" for a, b, c in ((y, m, d), (d, m, y), (m, d, y)) for sep in ("", "-", ".", "_")}
+
+
+def _fold(text: str) -> str:
+    """``text`` lower-cased character by character, so offsets in it are offsets in ``text``
+    (``str.lower`` makes two characters of "İ")."""
+    lower = text.lower()
+    return lower if len(lower) == len(text) else "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+
+
+#: What a redacted spelling is, in the order that wins where two are spelled alike: an identifier
+#: (replaced anywhere), a name part (a whole path word only: "ANN" is no part of "SCANNER"), a date
+#: (not inside a longer number; a time may follow).
+_ID, _NAME, _DATE = range(3)
+
+
+class Redactor:
+    """Replaces, in one pass of an Aho-Corasick automaton, the identifiers of ``records`` with their
+    pseudonyms and their patients' name parts and birth and study dates with ``[NAME]``/``[DATE]``.
+
+    PACS dumps name folders after these identifiers (``PAT_<PatientID>/STUDY_<Accession>/...``),
+    and some after the patient (``DOE^JOHN_19500102/CT_20230405``). Identifiers are matched in any
+    case (``pat_pid0040000``; some export tools lower-case names), names in each spelling a file
+    system may give them (``MUELLER`` for ``Müller``) and in each component group of the header's
+    name (``Yamada^Tarou=山田^太郎``), dates in the common layouts, also after letters or before a
+    time (``CT2023-04-05``, ``20230405123000``). Where matches overlap, the leftmost and then the
+    longest wins (UIDs nest). Built from one record it is :func:`safe_path`; from a stack's or a
+    whole export's, it redacts quarantine rows, also those of files with no readable header.
+    """
+
+    def __init__(self, records: Iterable[InstanceRecord], p: Pseudonymizer) -> None:
+        spellings: dict[str, tuple[int, str]] = {}  # folded spelling -> (kind, replacement)
+        names: set[str] = set()
+        days: set[str] = set()
+        for record in records:
+            identifiers = [
+                (record.sop_uid, p.instance),
+                (record.series_uid, p.series),
+                (record.study_uid, p.study),
+                (record.frame_of_reference_uid, p.frame_of_reference),
+                (record.accession_number, p.accession),
+                *((number, p.accession) for number in record.requested_accession_numbers),
+                (record.patient_id, p.patient),
+            ]
+            for original, make in identifiers:
+                if len(original) >= 3 and _fold(original) not in spellings:
+                    spellings[_fold(original)] = (_ID, make(original))
+            names.add(record.patient_name)
+            days.update(day for day in (record.patient_birth_date, record.study_date) if len(day) >= 6)
+        parts = {part for name in names for part in re.split(r"[\^\s,_.\-=]+", name) if part}  # "=": the other groups
+        for kind, forms, replacement in ((_NAME, {s for part in parts for s in _name_spellings(part)}, "[NAME]"),
+                                         (_DATE, {s for day in days for s in _date_spellings(day)}, "[DATE]")):
+            for form in forms:
+                spellings.setdefault(_fold(form), (kind, replacement))
+        self._automaton: ahocorasick.Automaton | None = None
+        if spellings:
+            automaton = ahocorasick.Automaton()
+            for key, (kind, replacement) in spellings.items():
+                automaton.add_word(key, (len(key), kind, replacement))
+            automaton.make_automaton()
+            self._automaton = automaton
+
+    def __call__(self, text: str) -> str:
+        if self._automaton is None or not text:
+            return text
+        matches = []
+        for end, (length, kind, replacement) in self._automaton.iter(_fold(text)):
+            start = end - length + 1
+            if kind == _NAME and (start and text[start - 1].isalnum() or end + 1 < len(text) and text[end + 1].isalnum()):
+                continue
+            if kind == _DATE and start and text[start - 1].isdecimal():
+                continue
+            matches.append((start, -length, replacement))
+        parts, at = [], 0
+        for start, negative_length, replacement in sorted(matches):
+            if start >= at:
+                parts += (text[at:start], replacement)
+                at = start - negative_length
+        return "".join(parts) + text[at:]
 
 
 def safe_path(rel_path: str, record: InstanceRecord, p: Pseudonymizer) -> str:
-    """``rel_path`` with the file's identifiers pseudonymized and its name and dates redacted.
-
-    PACS dumps name folders after these identifiers (``PAT_<PatientID>/STUDY_<Accession>/...``),
-    and some after the patient (``DOE^JOHN_19500102/CT_20230405``): PatientID, AccessionNumber and
-    UIDs become their pseudonyms, name parts ``[NAME]`` and the birth and study dates ``[DATE]``.
-    Identifiers are matched in any case (``pat_pid0040000``), names in each spelling a file system
-    may give them (``MUELLER`` for ``Müller``) and in each component group of the header's name
-    (``Yamada^Tarou=山田^太郎``), dates in the common layouts, also after letters or before a time
-    (``CT2023-04-05``, ``20230405123000``).
-    Corpus tables get the redacted path, the private quarantine keeps the real one for operators.
-    """
-    replacements = [
-        (record.sop_uid, p.instance),
-        (record.series_uid, p.series),
-        (record.study_uid, p.study),
-        (record.frame_of_reference_uid, p.frame_of_reference),
-        (record.accession_number, p.accession),
-        *((number, p.accession) for number in record.requested_accession_numbers),
-        (record.patient_id, p.patient),
-    ]
-    for original, make in sorted(replacements, key=lambda item: -len(item[0])):  # longest first: UIDs nest
-        if len(original) >= 3 and original.lower() in rel_path.lower():  # some export tools lower-case names
-            pseudonym = make(original)
-            rel_path = re.sub(re.escape(original), lambda _, pseudonym=pseudonym: pseudonym, rel_path, flags=re.IGNORECASE)
-    parts = re.split(r"[\^\s,_.\-=]+", record.patient_name)  # "=": the ideographic and phonetic groups
-    spellings = sorted({s for part in parts if part for s in _name_spellings(part)}, key=len, reverse=True)
-    for spelling in spellings:  # whole path words only: "ANN" is no part of "SCANNER"
-        rel_path = re.sub(rf"(?<![^\W_]){re.escape(spelling)}(?![^\W_])", "[NAME]", rel_path, flags=re.IGNORECASE)
-    for day in (record.patient_birth_date, record.study_date):
-        if len(day) >= 6:  # not inside a longer number; a time may follow
-            rel_path = re.sub(rf"(?<!\d)(?:{_date_spellings(day)})", "[DATE]", rel_path)
-    return rel_path
+    """``rel_path`` with the file's identifiers pseudonymized and its name and dates redacted (see
+    :class:`Redactor`). Corpus tables get the redacted path, the private quarantine keeps the real
+    one for operators."""
+    return Redactor([record], p)(rel_path)
 
 
 def safe_description(record: InstanceRecord, p: Pseudonymizer) -> str:
