@@ -128,6 +128,22 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     ("hypodensiteiten IMA 75 en 90. Geen nieuwe lesies.", "nl", [(None, (75, 90))]),
     ("Herd (Serie 3, Bild 45).", None, [(3, (45,))]),
     ("Nodule (se 3 im 45).", None, [(3, (45,))]),
+    # the prior exam's image, named by an adverb ("previously image 40"), a comparison study, or a prior exam
+    # followed by a preposition, was placed on this study's image 40, another slice
+    ("Nodule now 6 mm (series 2, image 50), previously 4 mm (series 2, image 41).", "en", [(2, (50,))]),
+    ("Nodule (series 3 image 45, previously series 3 image 40).", "en", [(3, (45,))]),
+    ("Nodule (series 3, image 45), previously image 40.", "en", [(3, (45,))]),
+    ("Nodule (series 3, image 45), formerly 4 x 5 mm on image 40.", "en", [(3, (45,))]),
+    ("Herd Serie 3 Bild 45, vormals Serie 3 Bild 40.", "de", [(3, (45,))]),
+    ("Herd (Serie 3, Bild 45), zuvor 4 mm (Serie 3, Bild 40).", "de", [(3, (45,))]),
+    ("Herd (Serie 3, Bild 45), in der Vergleichsuntersuchung Serie 3 Bild 40.", "de", [(3, (45,))]),
+    ("Nodule (series 3 image 45) measured 4 mm on the prior CT in series 3, image 40.", "en", [(3, (45,))]),
+    ("Nodus (serie 3, beeld 45), voorheen 4 mm (serie 3, beeld 40).", "nl", [(3, (45,))]),
+    # ... while a finding the past only qualifies, or a dated exam compared with, stays on this exam
+    ("The previously described nodule (series 3, image 45) is stable.", "en", [(3, (45,))]),
+    ("Nodule previously 4 mm, now 6 mm (series 3, image 45).", "en", [(3, (45,))]),
+    ("Compared with the 2023 CT (series 3, image 40), stable.", "en", [(3, (40,))]),
+    ("Herd vergleichsweise klein (Serie 3, Bild 45).", "de", [(3, (45,))]),
 ]
 
 NEGATIVES: list[tuple[str, str | None]] = [
@@ -213,6 +229,20 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("beeld passend bij een metastase", "nl"),
     ("No changes in the pulmonary image, with strong indications.", None),
     ("Geb. 05.03.1950, Tel. 089/4400-52311.", None),
+    ("Nodule measured 4 mm on the comparison study (series 3, image 45).", "en"),
+    ("Nodule on the comparison exam series 3 image 45.", "en"),
+    ("Nodule (series 3, image 45 on the 2019 CT).", "en"),
+    ("Nodule (series 3, image 45 of the CT of 1/1/2020).", "en"),
+    ("Nodule measured 4 mm on the 2023 CT (series 3, image 40).", "en"),
+    ("Herd im Vorbefund in Serie 3 Bild 40.", "de"),
+    ("Herd in der VU auf Bild 40.", "de"),
+    ("Lesion in segments (6/7).", "en"),
+    ("Läsion in Segment (7/8).", "de"),
+    ("Lesion PI-RADS (4/5).", "en"),
+    ("Fracture at level (11/12).", "en"),
+    ("Nodule, previously 4 mm (series 3, image 45).", "en"),
+    ("Previously image 40 of series 3.", "en"),
+    ("Herd, früher 4 x 5 mm (Serie 3, Bild 40).", "de"),
 ]
 
 

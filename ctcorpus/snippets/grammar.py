@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "15"
+GRAMMAR_VERSION = "16"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -258,11 +258,13 @@ _THOUSANDS_MARK = re.compile(r"(?<=\d)[,.](?=\d)")  # in a mined list, only a gr
 _LIST_PART = re.compile(r"(\d+)(?:\s*(?:[-–—]|to|through|bis|tot)\s*(?:[^\W\d_]+\.?\s*)?(\d+))?", re.IGNORECASE)
 _RANGE_MARK = re.compile(r"\d\s*(?:[-–—]|\b(?:to|through|bis|tot)\b)\s*(?:[^\W\d_]+\.?\s*)?\d", re.IGNORECASE)
 
-#: Words in the 30 characters before "(3/45)" that make it a date, a time, a pressure or a ratio.
+#: Words in the 30 characters before "(3/45)" that make it a date, a time, a pressure, a ratio, a score
+#: or a pair of segments, ribs or levels ("segments (6/7)": liver segments 6 and 7).
 _PAREN_FALSE_CONTEXT = re.compile(
     r"\b(?:on|at|dated?|since|from|prior|previous|vom|am|seit|datum|um|uhr|op|sinds|d\.d\.|"
     r"bp|rr|blood\s+pressure|blutdruck|bloeddruk|ratio|verh[äa]ltnis|verhouding|score|grade|grad|"
-    r"bi-?rads|li-?rads|lung-?rads|tnm|stage|stadium)\W*$",
+    r"bi-?rads|li-?rads|lung-?rads|pi-?rads|o-?rads|ti-?rads|tnm|stage|stadium|gleason|"
+    r"segments?|segmente?n?|segm|rib|ribs|rippen?|ribben?|level|levels|höhe|vertebra[el]?|wirbel(?:körper)?)\W*$",
     re.IGNORECASE,
 )
 _PAREN_FALSE_AFTER = re.compile(r"^\s*(?:mm\s*hg|mmhg|uhr|h\b|am\b|pm\b|o'clock)", re.IGNORECASE)
@@ -270,17 +272,29 @@ _PAREN_FALSE_AFTER = re.compile(r"^\s*(?:mm\s*hg|mmhg|uhr|h\b|am\b|pm\b|o'clock)
 #: Words that make an exam a prior one ("the prior CT"), and nouns that name a prior exam alone ("Voruntersuchung").
 _PRIOR_WORD = (r"(?:prior|previous|earlier|preceding|baseline|outside|vorherigen?|früheren?|vorangegangenen?"
                r"|vorig(?:en?)?|eerdere?)")
-_PRIOR_NOUN = r"(?:vorunters\w*|voraufnahmen?|vorbefund\w*|vor-?ct|vu|vooronderzoek\w*)"
+_PRIOR_NOUN = (r"(?:vorunters\w*|voraufnahmen?|vorbefund\w*|vor-?ct|vu|vooronderzoek\w*"
+               r"|vergleichs(?:untersuchung\w*|aufnahmen?|-?ct))")
 _EXAM = (r"(?:exam(?:ination)?|study|scan|ct|cta|mri?|pet(?:[-/]ct)?|imaging|untersuchung|aufnahmen?|bildgebung"
          r"|onderzoek)")
 _ARTICLE = r"(?:the|der|dem|den|het|de)"
-#: A prior exam: "prior CT", "previous chest CT", "Voruntersuchung", a bare "prior" (``bare``).
-_PRIOR_EXAM = rf"(?:{_PRIOR_WORD}(?:\s+(?:[^\W\d_]+\s+)?{_EXAM}\b|(?P<bare>))|{_PRIOR_NOUN})"
+#: An exam's date with its four-digit year ("1/1/2020", "01.03.2021", "2019", "2020-01-05"): a report names
+#: this exam by no date.
+_DATE = r"(?:(?:\d{1,2}[./-]){1,2}(?:19|20)\d{2}|(?:19|20)\d{2}(?:-\d{2}-\d{2})?)\b"
+#: A prior exam: "prior CT", "previous chest CT", "the comparison study", "Voruntersuchung", an exam
+#: with a date ("the 2019 CT", "the study of 1/1/2020"), a bare "prior" (``bare``).
+_PRIOR_EXAM = (rf"(?:{_PRIOR_WORD}(?:\s+(?:[^\W\d_]+\s+)?{_EXAM}\b|(?P<bare>))|comparison\s+(?:[^\W\d_]+\s+)?{_EXAM}\b"
+               rf"|{_PRIOR_NOUN}|{_DATE}\s+(?:[^\W\d_]+\s+)?{_EXAM}\b|{_EXAM}\s+(?:of|from|dated|vom|van)\s+{_DATE})")
+#: A size a past-tense adverb may carry before its reference ("previously 4 mm (series 3, image 40)").
+_SIZE = r"\d+(?:[.,]\d+)?(?:\s*[x×]\s*\d+(?:[.,]\d+)?)*\s*(?:mm|cm)\b"
 #: Prior-exam wording just before a reference ("on the prior exam series 3", "in der Voruntersuchung
-#: (Serie 3", "previously seen on image 45"), with the word before it (``pre``).
+#: (Serie 3", "on the prior CT in series 3"), with the word before it (``pre``), or an adverb that puts
+#: it in the past ("previously image 40", "previously 4 mm (series 3", "previously seen on image 45",
+#: "vormals Serie 3 Bild 40"), not one that only qualifies a finding ("the previously described nodule (").
 _PRIOR_BEFORE = re.compile(
     rf"(?:(?:\b(?P<pre>[^\W\d_]+)\s+(?:{_ARTICLE}\s+)?)?\b{_PRIOR_EXAM}(?:\s+(?:of|from|dated|vom|van)\s+[\d./-]+)?"
-    rf"|\bpreviously(?:\s+(?:seen|noted|shown|visible|described|measured))?\s+(?:on|in|at))[\s,:;(]*$",
+    rf"|\b(?:previously|formerly|vormals|zuvor|vorher|früher|voorheen)(?:\s+{_SIZE})?"
+    rf"(?:(?:\s+(?:seen|noted|shown|visible|described|measured))?\s+(?:on|in|at)\b)?)"
+    rf"(?:\s+(?:on|in|at|auf|im|op)\b)?[\s,:;(]*$",
     re.IGNORECASE,
 )
 #: Prior-exam wording just after a reference, under a preposition ("series 3 image 45 on the prior study",
@@ -293,10 +307,11 @@ _PRIOR_AFTER = re.compile(
     re.IGNORECASE,
 )
 #: A word of every branch of :data:`_PRIOR_BEFORE`, lower case: the regex, ~30 us over its 80 characters,
-#: runs only where one occurs (most references have none before them).
-_PRIOR_NEEDLES = ("prior", "previous", "earlier", "preceding", "baseline", "outside", "vorherig", "früher",
+#: runs only where one occurs (most references have none before them); a dated exam's year begins "19" or "20".
+_PRIOR_NEEDLES = ("prior", "previous", "earlier", "preceding", "baseline", "outside", "vorher", "früher",
                   "vorangegangen", "vorig", "eerder", "vorunters", "voraufnahme", "vorbefund", "vor-ct", "vorct", "vu",
-                  "vooronderzoek")
+                  "vooronderzoek", "comparison", "vergleichs", "formerly", "vormals", "zuvor", "voorheen",
+                  "19", "20")
 #: Words before a prior exam that compare with it ("unchanged compared to the prior CT (series 3"): the
 #: reference is to this exam's images.
 _COMPARING = frozenset({"to", "with", "than", "versus", "vs", "zur", "zum", "zu", "mit", "gegenüber", "met", "dan"})
