@@ -139,11 +139,14 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     ("Herd (Serie 3, Bild 45), in der Vergleichsuntersuchung Serie 3 Bild 40.", "de", [(3, (45,))]),
     ("Nodule (series 3 image 45) measured 4 mm on the prior CT in series 3, image 40.", "en", [(3, (45,))]),
     ("Nodus (serie 3, beeld 45), voorheen 4 mm (serie 3, beeld 40).", "nl", [(3, (45,))]),
+    ("Nodule 6 mm (series 3, image 45), 4 mm on 1/1/2020 (series 3, image 40).", "en", [(3, (45,))]),
+    ("Herd (Serie 3, Bild 45), Serie 3 Bild 40 am 1.1.2020.", "de", [(3, (45,))]),
     # ... while a finding the past only qualifies, or a dated exam compared with, stays on this exam
     ("The previously described nodule (series 3, image 45) is stable.", "en", [(3, (45,))]),
     ("Nodule previously 4 mm, now 6 mm (series 3, image 45).", "en", [(3, (45,))]),
     ("Compared with the 2023 CT (series 3, image 40), stable.", "en", [(3, (40,))]),
     ("Herd vergleichsweise klein (Serie 3, Bild 45).", "de", [(3, (45,))]),
+    ("Nodule unchanged since 1/1/2020 (series 3, image 45).", "en", [(3, (45,))]),
 ]
 
 NEGATIVES: list[tuple[str, str | None]] = [
@@ -243,6 +246,9 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("Nodule, previously 4 mm (series 3, image 45).", "en"),
     ("Previously image 40 of series 3.", "en"),
     ("Herd, früher 4 x 5 mm (Serie 3, Bild 40).", "de"),
+    ("On 1/1/2020 (series 3, image 40) it measured 4 mm.", "en"),
+    ("Op 01-02-2021 (serie 3, beeld 40) 4 mm.", "nl"),
+    ("Nodule 4 mm (series 3, image 40 on 12.03.2021).", "en"),
 ]
 
 

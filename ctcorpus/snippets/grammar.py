@@ -284,26 +284,29 @@ _DATE = r"(?:(?:\d{1,2}[./-]){1,2}(?:19|20)\d{2}|(?:19|20)\d{2}(?:-\d{2}-\d{2})?
 #: with a date ("the 2019 CT", "the study of 1/1/2020"), a bare "prior" (``bare``).
 _PRIOR_EXAM = (rf"(?:{_PRIOR_WORD}(?:\s+(?:[^\W\d_]+\s+)?{_EXAM}\b|(?P<bare>))|comparison\s+(?:[^\W\d_]+\s+)?{_EXAM}\b"
                rf"|{_PRIOR_NOUN}|{_DATE}\s+(?:[^\W\d_]+\s+)?{_EXAM}\b|{_EXAM}\s+(?:of|from|dated|vom|van)\s+{_DATE})")
+#: A reference on a date ("4 mm on 1/1/2020 (series 3, image 40)", "Serie 3 Bild 40 am 1.1.2020"): the exam of that day.
+_ON_DATE = rf"(?:on|am|op)\s+{_DATE}"
 #: A size a past-tense adverb may carry before its reference ("previously 4 mm (series 3, image 40)").
 _SIZE = r"\d+(?:[.,]\d+)?(?:\s*[x×]\s*\d+(?:[.,]\d+)?)*\s*(?:mm|cm)\b"
 #: Prior-exam wording just before a reference ("on the prior exam series 3", "in der Voruntersuchung
-#: (Serie 3", "on the prior CT in series 3"), with the word before it (``pre``), or an adverb that puts
-#: it in the past ("previously image 40", "previously 4 mm (series 3", "previously seen on image 45",
-#: "vormals Serie 3 Bild 40"), not one that only qualifies a finding ("the previously described nodule (").
+#: (Serie 3", "on the prior CT in series 3", "on 1/1/2020 (series 3"), with the word before it (``pre``),
+#: or an adverb that puts it in the past ("previously image 40", "previously 4 mm (series 3", "previously
+#: seen on image 45", "vormals Serie 3 Bild 40"), not one that only qualifies a finding ("the previously
+#: described nodule (").
 _PRIOR_BEFORE = re.compile(
     rf"(?:(?:\b(?P<pre>[^\W\d_]+)\s+(?:{_ARTICLE}\s+)?)?\b{_PRIOR_EXAM}(?:\s+(?:of|from|dated|vom|van)\s+[\d./-]+)?"
     rf"|\b(?:previously|formerly|vormals|zuvor|vorher|früher|voorheen)(?:\s+{_SIZE})?"
-    rf"(?:(?:\s+(?:seen|noted|shown|visible|described|measured))?\s+(?:on|in|at)\b)?)"
+    rf"(?:(?:\s+(?:seen|noted|shown|visible|described|measured))?\s+(?:on|in|at)\b)?|\b{_ON_DATE})"
     rf"(?:\s+(?:on|in|at|auf|im|op)\b)?[\s,:;(]*$",
     re.IGNORECASE,
 )
 #: Prior-exam wording just after a reference, under a preposition ("series 3 image 45 on the prior study",
-#: "Bild 45 der VU"), or a "prior" that ends the clause ("(series 3, image 45, prior)", "... 45 (prior)");
-#: a bare "prior" only there too ("on prior)", not "... prior to contrast"), and a new clause ("; VU:
-#: Se 2") is none.
+#: "Bild 45 der VU", "image 40 on 1/1/2020"), or a "prior" that ends the clause ("(series 3, image 45,
+#: prior)", "... 45 (prior)"); a bare "prior" only there too ("on prior)", not "... prior to contrast"),
+#: and a new clause ("; VU: Se 2") is none.
 _PRIOR_AFTER = re.compile(
     rf"[\s,]*(?:(?:on|of|from|in|at|auf|aus|im|der|vom|op|uit|van)\s+(?:{_ARTICLE}\s+)?{_PRIOR_EXAM}"
-    rf"(?(bare)\s*(?:[),;.]|$)|\b)|\(?{_PRIOR_WORD}\s*(?:[),;]|$))",
+    rf"(?(bare)\s*(?:[),;.]|$)|\b)|\(?{_PRIOR_WORD}\s*(?:[),;]|$)|{_ON_DATE})",
     re.IGNORECASE,
 )
 #: A word of every branch of :data:`_PRIOR_BEFORE`, lower case: the regex, ~30 us over its 80 characters,
