@@ -431,6 +431,28 @@ def test_range_collapses_onto_distinct_corpus_slices() -> None:
     assert [(p.image_number, p.slice_index) for p in pairs] == [(10, 3), (12, 4), (15, 5)]
 
 
+def test_image_numbers_follow_the_slice_table_not_their_order() -> None:
+    # a series numbered from the head down (image 1 at the top), in a volume stored feet first (LPS) and
+    # in one stored head first with every axis flipped (RAS-style x, y and a descending z): each image
+    # lands on the corpus slice at its own z
+    series = [stack(2, 0.0, -2.5, 40)]
+    text = "Nodules (series 2, images 1, 20 and 40)."
+    feet_first = grid(z0=-97.5, dz=2.5, n=40)
+    head_first = VolumeGrid("v", FOR, (150.0, 150.0, 0.0), (1.5, 1.5, 2.5), (-1, 0, 0, 0, -1, 0, 0, 0, -1),
+                            (40, 64, 64))
+    for volume, slices in ((feet_first, [39, 20, 0]), (head_first, [0, 19, 39])):
+        pairs, quarantine = mine_snippets("r", text, series, volume, SnippetsConfig())
+        assert quarantine == [] and [(p.image_number, p.z_mm, p.slice_index) for p in pairs] == [
+            (1, 0.0, slices[0]), (20, -47.5, slices[1]), (40, -97.5, slices[2])]
+    # a series with a gap: the missing images are quarantined, not moved onto a neighbouring slice
+    gapped = [replace(stack(2, 0.0, 2.5, 40), instance_z={n: (n - 1) * 2.5 for n in range(1, 41) if not 20 <= n <= 22})]
+    pairs, quarantine = mine_snippets("r", "Nodule (series 2, images 19-23).", gapped, grid(z0=0.0, dz=2.5, n=40),
+                                      SnippetsConfig())
+    assert [(p.image_number, p.slice_index) for p in pairs] == [(19, 18), (23, 22)]
+    assert [q.reason for q in quarantine] == [QuarantineReason.IMAGE_OUT_OF_RANGE] * 3
+    assert "no image 20 (a gap in its InstanceNumbers 1..40)" in quarantine[0].message
+
+
 def test_snippet_ids_are_unique_across_the_volumes_of_a_study() -> None:
     # volumes_per_study: all: the study's report is paired with each of its corpus volumes
     series = [stack(2, -100.0, 2.5, 40), stack(3, -100.0, 1.0, 100)]

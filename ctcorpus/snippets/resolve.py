@@ -365,10 +365,11 @@ def resolve_references(
             if z is None:
                 known = sorted(picked.instance_z)
                 span = f"{known[0]}..{known[-1]}" if known else "none"
+                where = "a gap in" if known and known[0] < image < known[-1] else "outside"
                 reject(
                     reference,
                     QuarantineReason.IMAGE_OUT_OF_RANGE,
-                    f"series {picked.series_number} has no image {image} (InstanceNumbers {span})",
+                    f"series {picked.series_number} has no image {image} ({where} its InstanceNumbers {span})",
                     image,
                 )
                 continue
