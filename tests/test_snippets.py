@@ -128,6 +128,14 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     ("hypodensiteiten IMA 75 en 90. Geen nieuwe lesies.", "nl", [(None, (75, 90))]),
     ("Herd (Serie 3, Bild 45).", None, [(3, (45,))]),
     ("Nodule (se 3 im 45).", None, [(3, (45,))]),
+    # a series then a preposition or a parenthesis before its image lost the series: the image was placed in the
+    # primary series
+    ("Nodule in series 3 on image 45.", "en", [(3, (45,))]),
+    ("Nodule seen in series 3, at images 45-47.", "en", [(3, (45, 46, 47))]),
+    ("Nodule, series 3 (image 45).", "en", [(3, (45,))]),
+    ("Herd in Serie 3 im Bild 45.", "de", [(3, (45,))]),
+    ("Herd in Serie 3 auf Bild 45.", "de", [(3, (45,))]),
+    ("Nodus in serie 3 op beeld 45.", "nl", [(3, (45,))]),
     # the prior exam's image, named by an adverb ("previously image 40"), a comparison study, or a prior exam
     # followed by a preposition, was placed on this study's image 40, another slice
     ("Nodule now 6 mm (series 2, image 50), previously 4 mm (series 2, image 41).", "en", [(2, (50,))]),
@@ -247,6 +255,12 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("Previously image 40 of series 3.", "en"),
     ("Herd, früher 4 x 5 mm (Serie 3, Bild 40).", "de"),
     ("On 1/1/2020 (series 3, image 40) it measured 4 mm.", "en"),
+    ("Series 3 in images 1 mm thick.", "en"),
+    ("Nodule series 3 on image 45 of the prior CT.", "en"),
+    ("Serie 3 auf Bildern 2 mm rekonstruiert.", "de"),
+    ("Serie 3 im Bild 2 x 3 cm groß.", "de"),
+    ("Series 3 at images 5 mm apart.", "en"),
+    ("Serie 3 ab Bild 1 cm.", "de"),
     ("Op 01-02-2021 (serie 3, beeld 40) 4 mm.", "nl"),
     ("Nodule 4 mm (series 3, image 40 on 12.03.2021).", "en"),
 ]

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "16"
+GRAMMAR_VERSION = "17"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -43,7 +43,7 @@ _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 class ReferenceForm(str, Enum):
     """Which grammar form matched (kept on each reference so errors can be traced to a rule)."""
 
-    SERIES_IMAGE = "series_image"  # series 3, image 45 / se3/im45 / Serie 3 Bilder 40-44 / Se 3 Im 45/120
+    SERIES_IMAGE = "series_image"  # series 3, image 45 / se3/im45 / Serie 3 im Bild 40-44 / Se 3 Im 45/120
     IMAGE_SERIES = "image_series"  # image 45 of series 3 / Bild 45 der Serie 3 / image 45 series 3
     IMA_DASH = "ima_dash"  # (IMA 8-34): Siemens-style series-image pair
     IMAGE_ONLY = "image_only"  # (image 45) / IMA 75 en 90
@@ -106,6 +106,10 @@ _OR_WORDS: dict[str, tuple[str, ...]] = {
 #: Words that join two images of a list, or two references.
 _JOIN_WORDS: dict[str, tuple[str, ...]] = {lang: _AND_WORDS[lang] + _OR_WORDS[lang] for lang in _LANGUAGES}
 _TO_WORDS: dict[str, tuple[str, ...]] = {"en": ("to", "through"), "de": ("bis",), "nl": ("tot",)}
+#: "series 3 on image 45", "Serie 3 im Bild 45", "serie 3 op beeld 45": where in the series the image is.
+_AT_WORDS: dict[str, tuple[str, ...]] = {
+    "en": ("on", "at", "in", "from"), "de": ("auf", "im", "in", "ab"), "nl": ("op", "in", "vanaf")
+}
 
 #: A keyword ends where letters end: "se3" is "se" + 3, "images" is not "image" + "s".
 _END_WORD = r"(?![^\W\d_])"
@@ -172,7 +176,9 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[s
     strong_image = rf"\b{image_words}\.?{_END_WORD}{_NUMBER_MARK}"
     any_image = rf"\b(?:{image_words}|{weak_image})\.?{_END_WORD}{_NUMBER_MARK}:?"
     # after its series number the image word may follow a digit ("Se3Im45"), and only a weak one ("im") may
-    # repeat in its list ("Se 4 Im 60 and Im 61"), so "Serie 3 Bild 45 und im 6. Segment" stays image 45
+    # repeat in its list ("Se 4 Im 60 and Im 61"), so "Serie 3 Bild 45 und im 6. Segment" stays image 45; a
+    # preposition or a parenthesis may stand before it ("series 3 on image 45", "series 3 (image 45)"): read
+    # alone, the image was placed in the primary series
     series_image = rf"(?<![^\W\d_])(?:{image_words}|(?P<a_weak>{weak_image}))\.?{_END_WORD}{_NUMBER_MARK}:?"
     series_numbers = _number_list(languages, rf"(?(a_weak){weak_image}\.?{_END_WORD}|(?!))")
     connector = _words(_CONNECTORS, languages)
@@ -182,7 +188,8 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[s
     total = rf"(?:\s+{connector}\s+(?:{_GROUPED}|\d{{1,6}}){_NOT_MEASUREMENT})?"
     forms = {
         ReferenceForm.SERIES_IMAGE: (
-            rf"{series}{_SP}(?P<a_s>{_SERIES_NUM}){total}(?:{_SP}[,;/:]{_SP}|{_SP}-{_SP}|\s+)?{series_image}{_SP}"
+            rf"{series}{_SP}(?P<a_s>{_SERIES_NUM}){total}(?:{_SP}[,;/:]{_SP}|{_SP}-{_SP}|\s+)?"
+            rf"(?:{_words(_AT_WORDS, languages)}\s+|\({_SP})?{series_image}{_SP}"
             rf"(?P<a_i>{series_numbers}"
             # image 45 of a series of 120, as a PACS overlay shows it ("Se: 3 Im: 45/120"); checked by _is_reference
             rf"|\d{{1,4}}(?=/\d{{1,6}}{_NOT_MEASUREMENT}))(?:/(?P<a_n>\d{{1,6}}))?"
