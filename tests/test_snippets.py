@@ -467,6 +467,25 @@ def test_image_numbers_follow_the_slice_table_not_their_order() -> None:
     assert "no image 20 (a gap in its InstanceNumbers 1..40)" in quarantine[0].message
 
 
+def test_an_image_on_a_reformat_without_a_series_is_not_placed_in_the_axial_series() -> None:
+    # "coronal image 45" is the 45th coronal plane: as image 45 of the study's one axial series it was a wrong slice
+    series = [stack(2, -100.0, 2.5, 40)]
+    text = ("Nodule (coronal image 45). Mass on sagittal images 30-31. Herd (Bild 20 der koronaren Rekonstruktion). "
+            "Coronal images show no other lesion. Cyst (image 12). Nodus (coronale beeld 8).")
+    refs = mine_image_references(text)
+    assert [(r.image_numbers, r.on_reformat) for r in refs] == [
+        ((45,), True), ((30, 31), True), ((20,), True), ((12,), False), ((8,), True)]
+    pairs, quarantine = resolve_references(refs, series, grid(), SnippetsConfig(), report_id="r", text=text)
+    assert [(p.series_number, p.image_number) for p in pairs] == [(2, 12)]
+    assert [q.reason for q in quarantine] == [QuarantineReason.NON_AXIAL_SERIES] * 4
+    assert "reformat" in quarantine[0].message
+    # a plane word that names anatomy is no reformat (German "koronar" is coronary too)
+    text = ("Koronarverkalkungen (Bild 15). Koronare Herzkrankheit (Bild 16). Thrombus in the superior sagittal sinus "
+            "(image 17). Nodule along the oblique fissure (image 18). Coronary calcification (image 19).")
+    assert [(r.image_numbers, r.on_reformat) for r in mine_image_references(text)] == [
+        ((n,), False) for n in range(15, 20)]
+
+
 def test_snippet_ids_are_unique_across_the_volumes_of_a_study() -> None:
     # volumes_per_study: all: the study's report is paired with each of its corpus volumes
     series = [stack(2, -100.0, 2.5, 40), stack(3, -100.0, 1.0, 100)]

@@ -9,7 +9,8 @@ that a regex cannot express well (dates, blood pressure, ratios) are applied to 
 parenthesised "(3/45)" form, the one form that has no keyword to vouch for it, and to an image
 out of a total ("Se 3 Im 45/120"), which a month and year can look like. A reference
 on a prior exam ("on the prior CT, series 3 image 45", "Bild 45 der Voruntersuchung") names that
-study's images, not this one's, and is not mined.
+study's images, not this one's, and is not mined. An image without a series that the text places on
+a reformat ("coronal image 45") is flagged ``on_reformat``: resolution quarantines it.
 
 >>> [(r.series_number, r.image_numbers) for r in mine_image_references("Nodule (series 3, image 45).")]
 [(3, (45,))]
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "17"
+GRAMMAR_VERSION = "18"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -58,6 +59,8 @@ class ImageReference:
     ``image_numbers`` lists every referenced image; a range longer than the configured cap is kept
     as its first and last image with ``truncated`` set, so a typo cannot flood the corpus.
     ``series_stated`` is False when the text names no series (resolution then infers it).
+    ``on_reformat`` marks an image without a series that the text places on a reformat ("coronal
+    image 45"): its number is no axial position, and the inferred axial series would misplace it.
     """
 
     start: int
@@ -72,6 +75,7 @@ class ImageReference:
     sentence_index: int
     sentence_start: int
     sentence_end: int
+    on_reformat: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,6 +349,32 @@ def _on_prior_exam(text: str, match: re.Match[str]) -> bool:
     return _PRIOR_AFTER.match(text, match.end()) is not None
 
 
+#: A reformat's plane: "coronal", "sagittal", "koronaren", "coronale" ("koronar" alone: German has one word for
+#: coronal and coronary), and what shows it ("coronal images", "koronare Rekonstruktion", "sagittal view").
+_PLANE = r"(?:coronal|sagittal|coronaa?le?|sagittaa?le?|koronare?[nrs]?|sagittale?[nrs]?)"
+_VIEW = (r"(?:reformat\w*|reconstruct\w*|rekonstruktion\w*|reconstructie\w*|mpr|images?|bild(?:er|ern)?|beelden?"
+         r"|views?|planes?|ebene|schnitt\w*|series|serie)")
+#: An image on a reformat: a plane with its view before the image in its clause ("(coronal reformats, image 45",
+#: "on the coronal images (image 45"), a plane right before it ("on coronal image 45", "(koronar Bild 45"), or a
+#: MIP; or one of them right after it ("image 45 coronal)", "Bild 45 der koronaren Rekonstruktion"). A plane
+#: that names anatomy ("superior sagittal sinus", "koronare Herzkrankheit") is none.
+_REFORMAT_BEFORE = re.compile(
+    rf"(?:\b{_PLANE}\s+{_VIEW}\b[^.;:()\d]*|\b{_PLANE}\b[\s,]*|\b(?:mip|minip|mpr)\b[^.;:()\d]*)\(?\s*$",
+    re.IGNORECASE,
+)
+_REFORMAT_AFTER = re.compile(
+    rf"[\s,]*(?:(?:of|on|in|der|auf|van|op)\s+(?:{_ARTICLE}\s+)?)?"
+    rf"(?:{_PLANE}(?:\s+{_VIEW}\b|\s*[),;.])|(?:mip|minip|mpr)\b)",
+    re.IGNORECASE,
+)
+
+
+def _on_reformat(text: str, match: re.Match[str]) -> bool:
+    """Whether the words around an image without a series place it on a reformat (:data:`_REFORMAT_BEFORE`)."""
+    return bool(_REFORMAT_BEFORE.search(text, max(0, match.start() - 60), match.start())
+                or _REFORMAT_AFTER.match(text, match.end()))
+
+
 def _on_this_exam(text: str, matches: Sequence[re.Match[str]], joint: re.Pattern[str]) -> list[re.Match[str]]:
     """The matches that are not on a prior exam (:func:`_on_prior_exam`), nor joined by "and" or a
     comma to one that is ("on the prior CT, series 3 image 45 and image 50")."""
@@ -527,6 +557,7 @@ def mine_image_references(
                 sentence_index=index,
                 sentence_start=sentence_start,
                 sentence_end=sentence_end,
+                on_reformat=series is None and _on_reformat(text, match),
             )
         )
     return _with_shared_series(text, references, joint)

@@ -326,6 +326,14 @@ def resolve_references(
         )
 
     for reference in references:
+        if reference.on_reformat:
+            reject(
+                reference,
+                QuarantineReason.NON_AXIAL_SERIES,
+                "the text places the image on a reformat (coronal, sagittal, MIP) and names no series: its "
+                "number is no image of an axial series",
+            )
+            continue
         picked = _pick_series(reference, series, primary)
         if isinstance(picked, tuple):
             reject(reference, *picked)
