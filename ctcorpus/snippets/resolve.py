@@ -279,7 +279,8 @@ def resolve_references(
         Sentence contexts aligned with the spans used for mining (``ImageReference.sentence_index``
         indexes them); their anatomies and positive labels are joined onto each pair.
     source:
-        The report's file, named in quarantine entries.
+        What quarantine entries name as their path: the pipeline gives the report's id (a pseudonym,
+        where the report's file would name the export).
     primary_series_number:
         This study's primary series (e.g. the one the corpus volume was built from), for
         references that state no series when ``config.primary_series_number`` is not set: a
