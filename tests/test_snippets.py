@@ -155,6 +155,26 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     ("Compared with the 2023 CT (series 3, image 40), stable.", "en", [(3, (40,))]),
     ("Herd vergleichsweise klein (Serie 3, Bild 45).", "de", [(3, (45,))]),
     ("Nodule unchanged since 1/1/2020 (series 3, image 45).", "en", [(3, (45,))]),
+    # a series number without its word after a joint: image 4 was mined in series 3, image 60 left bare
+    ("Nodules series 3, image 45 and 4, image 60.", "en", [(3, (45,)), (4, (60,))]),
+    ("Herde Serie 3, Bild 45 und 4, Bild 60.", "de", [(3, (45,)), (4, (60,))]),
+    # a few words of the clause between the series and its image: the image was placed in the primary series
+    ("Nodule in series 3, best seen on image 45.", "en", [(3, (45,))]),
+    ("Nodule in series 3, best seen on image 45 and image 50.", "en", [(3, (45,)), (3, (50,))]),
+    ("Herd in Serie 3, am besten im Bild 45 abgrenzbar.", None, [(3, (45,))]),
+    # ... but not across a sentence end, a semicolon, another clause, or onto a reformat
+    ("Lung kernel in series 3. Nodule on image 45.", "en", [(None, (45,))]),
+    ("Lung kernel in series 3; nodule on image 45.", "en", [(None, (45,))]),
+    ("Reviewed series 3 and nodule on image 45.", "en", [(None, (45,))]),
+    # a prior exam's reference after "; " or ", " left this exam's reference before it unmined
+    ("Nodule (series 3 image 45; series 3 image 40 on prior).", "en", [(3, (45,))]),
+    ("Nodule (series 3 image 45, series 3 image 40 on prior).", "en", [(3, (45,))]),
+    # "unchanged from the prior CT" compares with it: the reference is this exam's, and was lost
+    ("Nodule unchanged from the prior CT (series 3, image 45).", "en", [(3, (45,))]),
+    # a clause that opens on the prior exam turns to this one at "now"
+    ("On the earlier study, nodule on series 3 image 45, now 6 mm on series 3 image 50.", "en", [(3, (50,))]),
+    # a range past the cap that runs down, or from the first image, is none; the list's other items stay
+    ("Nodules (images 12, 98-2).", "en", [(None, (12,))]),
 ]
 
 NEGATIVES: list[tuple[str, str | None]] = [
@@ -263,6 +283,21 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("Serie 3 ab Bild 1 cm.", "de"),
     ("Op 01-02-2021 (serie 3, beeld 40) 4 mm.", "nl"),
     ("Nodule 4 mm (series 3, image 40 on 12.03.2021).", "en"),
+    # a clause that opens on the prior exam, or an exam of another modality: not this CT's images
+    ("On the earlier study, nodule on series 3 image 45.", "en"),
+    ("Auf der Voruntersuchung Herd in Serie 3 Bild 45.", "de"),
+    ("Nodule on the PET/CT (series 3, image 45).", "en"),
+    ("Nodule (series 3, image 45 on the MRI).", "en"),
+    ("In series 3, previously seen on image 45.", "en"),
+    ("On the prior CT in series 3, best seen on image 45.", "en"),
+    ("Serie 3, Herd im 6. Segment.", "de"),
+    # a technique statement covering the series, and a range past the cap that runs down (a typo, or another
+    # notation): their ends were placed as findings
+    ("Images 1-300 were reviewed.", "en"),
+    ("Axial images 1-250 obtained.", "en"),
+    ("Series 2 axial images 1-250.", "en"),
+    ("Nodule images 98-2.", "en"),
+    ("Mass (image 145-4).", "en"),
 ]
 
 
@@ -288,8 +323,8 @@ def test_false_friends_are_rejected(text: str, language: str | None) -> None:
 
 
 def test_forms_ranges_and_cap() -> None:
-    (ref,) = mine_image_references("Atelectasis (series 2, images 1-500).", max_range_images=64)
-    assert ref.image_numbers == (1, 500) and ref.truncated and ref.is_range
+    (ref,) = mine_image_references("Atelectasis (series 2, images 40-500).", max_range_images=64)
+    assert ref.image_numbers == (40, 500) and ref.truncated and ref.is_range
     (ref,) = mine_image_references("Atelectasis (series 2, images 10-12).")
     assert ref.image_numbers == (10, 11, 12) and not ref.truncated and ref.form is ReferenceForm.SERIES_IMAGE
     (ref,) = mine_image_references("Nodule (IMA 8-34).")

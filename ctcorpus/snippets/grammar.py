@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "18"
+GRAMMAR_VERSION = "19"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -56,8 +56,9 @@ class ReferenceForm(str, Enum):
 class ImageReference:
     """One image reference found in a report, with the sentence that carries it.
 
-    ``image_numbers`` lists every referenced image; a range longer than the configured cap is kept
-    as its first and last image with ``truncated`` set, so a typo cannot flood the corpus.
+    ``image_numbers`` lists every referenced image; an ascending range longer than the configured cap is
+    kept as its first and last image with ``truncated`` set, so a typo cannot flood the corpus (one that
+    runs down or from the first image is none, see :func:`_numbers`).
     ``series_stated`` is False when the text names no series (resolution then infers it).
     ``on_reformat`` marks an image without a series that the text places on a reformat ("coronal
     image 45"): its number is no axial position, and the inferred axial series would misplace it.
@@ -109,6 +110,12 @@ _OR_WORDS: dict[str, tuple[str, ...]] = {
 }
 #: Words that join two images of a list, or two references.
 _JOIN_WORDS: dict[str, tuple[str, ...]] = {lang: _AND_WORDS[lang] + _OR_WORDS[lang] for lang in _LANGUAGES}
+#: Words that begin another clause: no series reaches over them to an image.
+_BUT_WORDS: dict[str, tuple[str, ...]] = {
+    "en": ("but", "while", "whereas", "now"), "de": ("aber", "während", "jetzt"), "nl": ("maar", "terwijl", "nu")
+}
+#: Most words between a series and its image ("in series 3, best seen on image 45").
+_MAX_GAP_WORDS = 4
 _TO_WORDS: dict[str, tuple[str, ...]] = {"en": ("to", "through"), "de": ("bis",), "nl": ("tot",)}
 #: "series 3 on image 45", "Serie 3 im Bild 45", "serie 3 op beeld 45": where in the series the image is.
 _AT_WORDS: dict[str, tuple[str, ...]] = {
@@ -153,20 +160,25 @@ def _number_list(languages: Sequence[str], repeated: str = "(?!)") -> str:
     '45 or 47'; a range's end may repeat the image word ('45 through image 47', '45 bis Bild 47'), and any
     other item the ``repeated`` one ('Se 4 Im 60 and Im 61').
 
-    A list cut short before a range's or an alternative's measured end is a measurement ("images 3-5 mm
-    thick", "Bilder 1 bis 2 mm", "images 1 or 2 mm thick"), not image 3."""
+    An item that an image word follows is the next reference's series, whose word is left out ('series 3,
+    image 45 and 4, image 60'): read as image 4, it was placed in series 3. A list cut short before a
+    range's or an alternative's measured end is a measurement ("images 3-5 mm thick", "Bilder 1 bis 2 mm",
+    "images 1 or 2 mm thick"), not image 3."""
     and_words = _joining_words(_JOIN_WORDS, languages)
     or_words = _joining_words(_OR_WORDS, languages)
     to_words = _words(_TO_WORDS, languages)
-    image = rf"(?:\b{_words(_IMAGE_WORDS, languages)}\.?{_END_WORD}{_SP})?"
+    image_word = rf"\b{_words(_IMAGE_WORDS, languages)}\.?{_END_WORD}"
+    image = rf"(?:{image_word}{_SP})?"
     joint = (rf"(?:(?:{_SP}[-–—]{_SP}|\s+{to_words}\s+){image}"
              rf"|(?:{_SP},{_SP}(?:{and_words}\s+)?|\s+{and_words}\s+|{_SP}[&+]{_SP})(?:{repeated}{_SP})?)")
-    return rf"{_NUM}(?:{joint}{_NUM})*(?![-–—]\d|\s+(?:{to_words}|{or_words})\s+\d)"
+    series_of_next = rf"(?![ \t]*[,:/]{_SP}{image_word})"
+    return rf"{_NUM}(?:{joint}{_NUM}{series_of_next})*(?![-–—]\d|\s+(?:{to_words}|{or_words})\s+\d)"
 
 
 @cache
-def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
-    """(trigger, grammar, joint between two references) for a language set.
+def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    """(trigger, grammar, joint between two references, joint before a series without its word) for a
+    language set.
 
     The trigger finds the few places a reference can start: a word that begins like a keyword
     and is followed by a number, or a parenthesis followed by a number. It begins with a literal,
@@ -185,6 +197,13 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[s
     # alone, the image was placed in the primary series
     series_image = rf"(?<![^\W\d_])(?:{image_words}|(?P<a_weak>{weak_image}))\.?{_END_WORD}{_NUMBER_MARK}:?"
     series_numbers = _number_list(languages, rf"(?(a_weak){weak_image}\.?{_END_WORD}|(?!))")
+    # a few words may continue the clause from the series to its image ("in series 3, best seen on image 45"),
+    # none that names another series or image, joins another clause, or puts the image on a prior exam or a
+    # reformat; and no weak "im" after them ("Serie 3, Herd im 6. Segment")
+    not_gap = (rf"(?:{_words(_SERIES_WORDS, languages)}|{image_words}|{_words(_JOIN_WORDS, languages)}"
+               rf"|{_words(_BUT_WORDS, languages)}|{_PRIOR_WORD}|{_PRIOR_NOUN}|{_PAST}|{_PLANE}|mip|minip|mpr)")
+    gap = (rf"(?:{_SP},)?(?:(?=\s){_SP}(?!{not_gap}{_END_WORD})[^\W\d_]+){{1,{_MAX_GAP_WORDS}}}(?=\s){_SP}"
+           rf"(?!{weak_image}{_END_WORD})")
     connector = _words(_CONNECTORS, languages)
     article = _words(_ARTICLES, languages)
     numbers = _number_list(languages)
@@ -192,8 +211,9 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[s
     total = rf"(?:\s+{connector}\s+(?:{_GROUPED}|\d{{1,6}}){_NOT_MEASUREMENT})?"
     forms = {
         ReferenceForm.SERIES_IMAGE: (
-            rf"{series}{_SP}(?P<a_s>{_SERIES_NUM}){total}(?:{_SP}[,;/:]{_SP}|{_SP}-{_SP}|\s+)?"
-            rf"(?:{_words(_AT_WORDS, languages)}\s+|\({_SP})?{series_image}{_SP}"
+            rf"{series}{_SP}(?P<a_s>{_SERIES_NUM}){total}"
+            rf"(?:(?:{_SP}[,;/:]{_SP}|{_SP}-{_SP}|\s+)?(?:{_words(_AT_WORDS, languages)}\s+|\({_SP})?|{gap})"
+            rf"{series_image}{_SP}"
             rf"(?P<a_i>{series_numbers}"
             # image 45 of a series of 120, as a PACS overlay shows it ("Se: 3 Im: 45/120"); checked by _is_reference
             rf"|\d{{1,4}}(?=/\d{{1,6}}{_NOT_MEASUREMENT}))(?:/(?P<a_n>\d{{1,6}}))?"
@@ -217,8 +237,11 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[s
     trigger = _trigger(
         {w[:2] for table in (_SERIES_WORDS, _IMAGE_WORDS, _WEAK_IMAGE_WORDS) for lang in languages for w in table[lang]}
     )
-    joint = rf"\s*(?:[,;&+]\s*)?(?:{_joining_words(_JOIN_WORDS, languages)}\s+)?"
-    return re.compile(trigger), re.compile(alternation, re.IGNORECASE), re.compile(joint, re.IGNORECASE)
+    joint = rf"\s*(?:(?P<mark>[,;])\s*|[&+]\s*)?(?:(?P<word>{_joining_words(_JOIN_WORDS, languages)})\s+)?"
+    # "series 3, image 45 and 4, image 60": the series number of "image 60" without its word
+    elided = rf"{joint}(?P<series>\d{{1,6}})[ \t]*[,:/]{_SP}"
+    return (re.compile(trigger), re.compile(alternation, re.IGNORECASE), re.compile(joint, re.IGNORECASE),
+            re.compile(elided, re.IGNORECASE))
 
 
 def _both_cases(letters: str) -> str:
@@ -295,28 +318,34 @@ _DATE = r"(?:(?:\d{1,2}[./-]){1,2}(?:19|20)\d{2}|(?:19|20)\d{2}(?:-\d{2}-\d{2})?
 #: with a date ("the 2019 CT", "the study of 1/1/2020"), a bare "prior" (``bare``).
 _PRIOR_EXAM = (rf"(?:{_PRIOR_WORD}(?:\s+(?:[^\W\d_]+\s+)?{_EXAM}\b|(?P<bare>))|comparison\s+(?:[^\W\d_]+\s+)?{_EXAM}\b"
                rf"|{_PRIOR_NOUN}|{_DATE}\s+(?:[^\W\d_]+\s+)?{_EXAM}\b|{_EXAM}\s+(?:of|from|dated|vom|van)\s+{_DATE})")
+#: An adverb that puts a reference in the past ("previously image 40", "zuvor Serie 3 Bild 40").
+_PAST = r"(?:previously|formerly|vormals|zuvor|vorher|früher|voorheen)"
+#: An exam of another modality ("on the PET/CT (series 3", "im MRT Serie 3"): not this CT's images.
+_OTHER_EXAM = r"(?:pet(?:[-/]ct)?|mri?|mrt|ultrasound|sonogra\w*|x-?ray|radiograph\w*|spect|s[cz]intigra\w*)\b"
 #: A reference on a date ("4 mm on 1/1/2020 (series 3, image 40)", "Serie 3 Bild 40 am 1.1.2020"): the exam of that day.
 _ON_DATE = rf"(?:on|am|op)\s+{_DATE}"
 #: A size a past-tense adverb may carry before its reference ("previously 4 mm (series 3, image 40)").
 _SIZE = r"\d+(?:[.,]\d+)?(?:\s*[x×]\s*\d+(?:[.,]\d+)?)*\s*(?:mm|cm)\b"
 #: Prior-exam wording just before a reference ("on the prior exam series 3", "in der Voruntersuchung
 #: (Serie 3", "on the prior CT in series 3", "on 1/1/2020 (series 3"), with the word before it (``pre``),
+#: an exam of another modality under a preposition ("on the PET/CT (series 3"),
 #: or an adverb that puts it in the past ("previously image 40", "previously 4 mm (series 3", "previously
 #: seen on image 45", "vormals Serie 3 Bild 40"), not one that only qualifies a finding ("the previously
 #: described nodule (").
 _PRIOR_BEFORE = re.compile(
     rf"(?:(?:\b(?P<pre>[^\W\d_]+)\s+(?:{_ARTICLE}\s+)?)?\b{_PRIOR_EXAM}(?:\s+(?:of|from|dated|vom|van)\s+[\d./-]+)?"
-    rf"|\b(?:previously|formerly|vormals|zuvor|vorher|früher|voorheen)(?:\s+{_SIZE})?"
+    rf"|\b(?:on|in|at|auf|im|op)\s+(?:{_ARTICLE}\s+)?{_OTHER_EXAM}"
+    rf"|\b{_PAST}(?:\s+{_SIZE})?"
     rf"(?:(?:\s+(?:seen|noted|shown|visible|described|measured))?\s+(?:on|in|at)\b)?|\b{_ON_DATE})"
     rf"(?:\s+(?:on|in|at|auf|im|op)\b)?[\s,:;(]*$",
     re.IGNORECASE,
 )
 #: Prior-exam wording just after a reference, under a preposition ("series 3 image 45 on the prior study",
-#: "Bild 45 der VU", "image 40 on 1/1/2020"), or a "prior" that ends the clause ("(series 3, image 45,
-#: prior)", "... 45 (prior)"); a bare "prior" only there too ("on prior)", not "... prior to contrast"),
+#: "Bild 45 der VU", "image 40 on 1/1/2020", "image 45 on the MRI"), or a "prior" that ends the clause
+#: ("(series 3, image 45, prior)", "... 45 (prior)"); a bare "prior" only there too ("on prior)", not "... prior to contrast"),
 #: and a new clause ("; VU: Se 2") is none.
 _PRIOR_AFTER = re.compile(
-    rf"[\s,]*(?:(?:on|of|from|in|at|auf|aus|im|der|vom|op|uit|van)\s+(?:{_ARTICLE}\s+)?{_PRIOR_EXAM}"
+    rf"[\s,]*(?:(?:on|of|from|in|at|auf|aus|im|der|vom|op|uit|van)\s+(?:{_ARTICLE}\s+)?(?:{_PRIOR_EXAM}|{_OTHER_EXAM})"
     rf"(?(bare)\s*(?:[),;.]|$)|\b)|\(?{_PRIOR_WORD}\s*(?:[),;]|$)|{_ON_DATE})",
     re.IGNORECASE,
 )
@@ -326,10 +355,26 @@ _PRIOR_AFTER = re.compile(
 _PRIOR_NEEDLES = re.compile("|".join(re.escape(word) for word in (
     "prior", "previous", "earlier", "preceding", "baseline", "outside", "vorher", "früher", "vorangegangen", "vorig",
     "eerder", "vorunters", "voraufnahme", "vorbefund", "vor-ct", "vorct", "vu", "vooronderzoek", "comparison",
-    "vergleichs", "formerly", "vormals", "zuvor", "voorheen", "19", "20")))
+    "vergleichs", "formerly", "vormals", "zuvor", "voorheen", "19", "20", "pet", "mr", "ultrasound", "sonogra",
+    "x-ray", "xray", "radiograph", "spect", "scintigra", "szintigra")))
+#: A sentence that opens on a prior (or another) exam ("On the earlier study, nodule on series 3 image 45"):
+#: its references up to a semicolon are that exam's, unless it turns to this exam ("..., now 6 mm on series 3
+#: image 50"). Matched at the sentence's start, up to the reference (one anchored match per reference).
+_PRIOR_SENTENCE = re.compile(
+    rf"\s*(?:on|in|at|auf|im|op)\s+(?:{_ARTICLE}\s+)?(?:{_PRIOR_EXAM}|{_OTHER_EXAM})(?=[^;]*$)"
+    rf"(?![\s\S]*\b(?:now|currently|today|(?:this|the\s+current)\s+(?:exam|study|scan|ct)|jetzt|nun|aktuell|heute"
+    rf"|derzeit|nu|thans)\b)",
+    re.IGNORECASE,
+)
 #: Words before a prior exam that compare with it ("unchanged compared to the prior CT (series 3"): the
 #: reference is to this exam's images.
 _COMPARING = frozenset({"to", "with", "than", "versus", "vs", "zur", "zum", "zu", "mit", "gegenüber", "met", "dan"})
+#: Words before "from the prior CT" that compare with it ("unchanged from the prior CT (series 3").
+_CHANGED = re.compile(
+    r"\b(?:(?:un)?changed|different|increased|decreased|grown|enlarged|reduced|progressed|regressed|improved"
+    r"|stable|up|down)\s+$",
+    re.IGNORECASE,
+)
 #: Words before a bare "prior" that place the reference on the prior exam ("on prior, series 3").
 _LOCATIVE = frozenset({"on", "in", "at", "from", "of", "auf", "aus", "im", "op", "uit", "van"})
 
@@ -338,13 +383,15 @@ def _on_prior_exam(text: str, match: re.Match[str]) -> bool:
     """Whether the wording around a reference places it on a prior exam ("on the prior CT, series 3
     image 45", "Serie 3 Bild 45 der Voruntersuchung"): its numbers name another study's images, which
     this study's slice tables would place on a wrong slice. A prior exam that the sentence compares with
-    ("unchanged compared to the prior CT (series 3, image 45)") leaves the reference on this exam."""
+    ("unchanged compared to the prior CT (series 3, image 45)", "unchanged from the prior CT (series 3")
+    leaves the reference on this exam. An exam of another modality ("on the PET/CT") is another exam too;
+    a sentence that opens on one is checked once its span is known (:data:`_PRIOR_SENTENCE`)."""
     start = max(0, match.start() - 80)
-    window = text[start : match.start()].lower()
-    if _PRIOR_NEEDLES.search(window) and (
+    if _PRIOR_NEEDLES.search(text[start : match.start()].lower()) and (
             before := _PRIOR_BEFORE.search(text, start, match.start())) is not None:
         pre = (before["pre"] or "").lower()
-        if pre not in _COMPARING and (before["bare"] is None or not pre or pre in _LOCATIVE):
+        compares = pre in _COMPARING or pre == "from" and _CHANGED.search(text, start, before.start("pre"))
+        if not compares and (before["bare"] is None or not pre or pre in _LOCATIVE):
             return True
     return _PRIOR_AFTER.match(text, match.end()) is not None
 
@@ -377,18 +424,25 @@ def _on_reformat(text: str, match: re.Match[str]) -> bool:
 
 def _on_this_exam(text: str, matches: Sequence[re.Match[str]], joint: re.Pattern[str]) -> list[re.Match[str]]:
     """The matches that are not on a prior exam (:func:`_on_prior_exam`), nor joined by "and" or a
-    comma to one that is ("on the prior CT, series 3 image 45 and image 50")."""
+    comma to one that is ("on the prior CT, series 3 image 45 and image 50"). Wording after a reference
+    reaches back only over "and"/"or" ("image 45 and image 50 of the prior CT"), not over a bare comma or
+    semicolon, which begins another reference ("series 3 image 45; series 3 image 40 on prior")."""
     prior = [_on_prior_exam(text, match) for match in matches]
-    joined = [joint.fullmatch(text, a.end(), b.start()) is not None for a, b in pairwise(matches)]
+    joints = [joint.fullmatch(text, a.end(), b.start()) for a, b in pairwise(matches)]
     for k in range(1, len(matches)):  # forwards: "on the prior CT, series 3 image 45 and image 50"
-        prior[k] = prior[k] or prior[k - 1] and joined[k - 1]
+        prior[k] = prior[k] or prior[k - 1] and joints[k - 1] is not None
     for k in range(len(matches) - 2, -1, -1):  # backwards: "image 45 and image 50 of the prior CT"
-        prior[k] = prior[k] or prior[k + 1] and joined[k]
+        back = joints[k]
+        prior[k] = prior[k] or prior[k + 1] and back is not None and not (back["mark"] and not back["word"])
     return [match for match, on_prior in zip(matches, prior, strict=True) if not on_prior]
 
 
 def _numbers(text: str, cap: int) -> tuple[tuple[int, ...], bool, bool]:
-    """Expand a number list ('12, 18 and 40-44') into image numbers; (numbers, is_range, truncated)."""
+    """Expand a number list ('12, 18 and 40-44') into image numbers; (numbers, is_range, truncated).
+
+    A range longer than ``cap`` gives nothing where it runs down ('images 98-2', '145-4': a typo or another
+    notation, and its end may be a wrong slice) or from the series' first image ('Images 1-300 were
+    reviewed': a technique statement, no finding's location)."""
     images: list[int] = []
     is_range = bool(_RANGE_MARK.search(text))
     truncated = False
@@ -400,6 +454,8 @@ def _numbers(text: str, cap: int) -> tuple[tuple[int, ...], bool, bool]:
         last = _range_end(match.group(1), match.group(2))
         low, high = min(first, last), max(first, last)
         if high - low + 1 > cap:
+            if last < first or first <= 1:
+                continue
             images.extend((first, last))
             truncated = True
         else:
@@ -521,7 +577,7 @@ def mine_image_references(
     """
     if language is not None and language not in _LANGUAGES:
         raise SnippetError(f"unknown report language {language!r}; use one of {list(_LANGUAGES)} or None")
-    trigger, grammar, joint = _compiled((language,) if language else tuple(sorted(set(languages))))
+    trigger, grammar, joint, elided = _compiled((language,) if language else tuple(sorted(set(languages))))
     matches = _on_this_exam(text, [match for match in _scan(text, trigger, grammar) if _is_reference(text, match)], joint)
     if not matches:  # most reports: no sentence split needed
         return []
@@ -534,6 +590,8 @@ def mine_image_references(
         form = ReferenceForm[match.lastgroup or ""]
         series_group, image_group = _GROUPS[form]
         images, is_range, truncated = _numbers(match.group(image_group), max_range_images)
+        if not images:
+            continue
         series = int(match.group(series_group)) if series_group else None
         index = _sentence_of(match.start(), spans, hint)
         if index >= 0:
@@ -543,6 +601,8 @@ def mine_image_references(
             fallback = fallback if fallback is not None else split_sentences(text)
             own = _sentence_of(match.start(), fallback, 0)
             sentence_start, sentence_end = fallback[own] if own >= 0 else (match.start(), match.end())
+        if _PRIOR_SENTENCE.match(text, sentence_start, match.start()):
+            continue
         references.append(
             ImageReference(
                 start=match.start(),
@@ -560,19 +620,29 @@ def mine_image_references(
                 on_reformat=series is None and _on_reformat(text, match),
             )
         )
-    return _with_shared_series(text, references, joint)
+    return _with_shared_series(text, references, joint, elided)
 
 
-def _with_shared_series(text: str, references: list[ImageReference], joint: re.Pattern[str]) -> list[ImageReference]:
+def _with_shared_series(
+    text: str, references: list[ImageReference], joint: re.Pattern[str], elided: re.Pattern[str]
+) -> list[ImageReference]:
     """An image-only reference joined by "and" or a comma to a neighbour that states its series
-    takes that series: "series 3, image 45 and image 60", "image 45 and image 60 of series 3". Only
-    within one sentence: a line that begins with a series ("Nodule image 45\nSeries 4 image 60: mass")
-    is a reference of its own."""
+    takes that series: "series 3, image 45 and image 60", "image 45 and image 60 of series 3"; one
+    whose series number stands after the joint without its word takes that one ("series 3, image 45
+    and 4, image 60": series 4). Only within one sentence: a line that begins with a series ("Nodule
+    image 45\nSeries 4 image 60: mass") is a reference of its own."""
     out = list(references)
     for k, reference in enumerate(references):
         if reference.series_number is not None:
             continue
         before = out[k - 1] if k else None  # already given its series: "series 3 image 4, image 5 and image 6"
+        if (before is not None and before.series_number is not None
+                and before.sentence_start == reference.sentence_start
+                and (own := elided.fullmatch(text, before.end, reference.start)) is not None):
+            start = own.start("series")
+            out[k] = replace(reference, start=start, text=text[start : reference.end],
+                             series_number=int(own["series"]), series_stated=True)
+            continue
         after = references[k + 1] if k + 1 < len(references) else None
         for earlier, later, neighbour in ((before, reference, before), (reference, after, after)):
             if (neighbour is not None and neighbour.series_number is not None and earlier is not None
