@@ -4,9 +4,10 @@ Run from the project root: ``.venv/bin/python bench/snippets.py [--reports N]``.
 
 Accuracy: reports rendered by ``ctcorpus.synth.report_text`` (the same synthetic studies the tests
 use, from ``tests/test_snippets.py``: a 2.5 mm primary series and a 1 mm recon, English and
-German, every positive finding referenced in one of the radiologists' forms) are mined and
-resolved; precision and recall count references (overlapping the true expression with equal
-series and images), the z error is the resolved z against the true z over half the referenced
+German, every positive finding referenced in one of the radiologists' forms, some beside a prior
+exam's reference, a pair of segments or an image on a reformat) are mined and resolved; precision
+and recall count references (overlapping the true expression with equal series and images; an
+image on a reformat, which resolution quarantines, is none), the z error is the resolved z against the true z over half the referenced
 slice thickness; the placement error is the chosen corpus slice's centre against the true z over
 half the corpus spacing.
 
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ctcorpus.config import SnippetsConfig  # noqa: E402
+from ctcorpus.enums import QuarantineReason  # noqa: E402
 from ctcorpus.snippets import SentenceContext, mine_image_references, resolve_references  # noqa: E402
 from tests.test_snippets import score, synthetic_study  # noqa: E402
 
@@ -50,15 +52,16 @@ def main() -> None:
     studies = [synthetic_study(rng, i, "en" if i % 2 else "de") for i in range(args.reports)]
     config = SnippetsConfig(primary_series_number=2)
 
-    tp = n_found = n_truth = n_pairs = 0
+    tp = n_found = n_truth = n_pairs = n_reformat = 0
     z_err = place_err = 0.0
     for report, series, volume in studies:
         spans = [(s.start, s.end) for s in report.sentences]
         refs = mine_image_references(report.text, spans)
         found_tp, found, truth = score(refs, report.references)
         tp, n_found, n_truth = tp + found_tp, n_found + found, n_truth + truth
-        pairs, _ = resolve_references(refs, series, volume, config, report_id=report.accession_number,
-                                      text=report.text, sentences=[SentenceContext(a, b) for a, b in spans])
+        pairs, quarantine = resolve_references(refs, series, volume, config, report_id=report.accession_number,
+                                               text=report.text, sentences=[SentenceContext(a, b) for a, b in spans])
+        n_reformat += sum(q.reason is QuarantineReason.NON_AXIAL_SERIES for q in quarantine)
         thickness = {s.series_number: s.slice_thickness_mm for s in series}
         for pair in pairs:
             true = next(t for t in report.references if t.start < pair.reference_end and pair.reference_start < t.end)
@@ -104,6 +107,7 @@ def main() -> None:
         ("true references", f"{n_truth}"),
         ("found references", f"{n_found}"),
         ("snippet-slice pairs", f"{n_pairs}"),
+        ("images on a reformat quarantined", f"{n_reformat}"),
         ("precision", f"{precision:.4f}"),
         ("recall", f"{recall:.4f}"),
         ("max |z error| / (thickness/2)", f"{z_err:.4f}"),
@@ -131,6 +135,7 @@ def main() -> None:
                 "reports_per_s_per_core_mining_off": round(len(texts) / off_s, 1),
                 "throughput_on_over_off": round(off_s / on_s, 4),
                 "n_references": n_truth,
+                "n_reformat_quarantined": n_reformat,
             }
         )
     )

@@ -16,7 +16,10 @@ Ground-truth conventions (the NLP stage follows the same ones):
 - a normal statement that denies a finding ("The heart is normal in size") negates its label, and is
   not written beside that finding;
 - a reference's offsets cover the whole expression including its parentheses, e.g. ``(se 3, im 45)``;
-  a reference without a series number is only written for findings on the primary series.
+  a reference without a series number is only written for findings on the primary series;
+- text beside a reference that no miner may place on this study has no truth: a prior exam's reference
+  ("previously 4 mm (series 3, image 40)", "in der Voruntersuchung Serie 3 Bild 40"), a pair of segments
+  ("segments (6/7)") and an image on a reformat ("(coronal image 45)", which resolution quarantines).
 """
 
 from __future__ import annotations
@@ -503,13 +506,24 @@ def _reference(
         form = "(image {i})" if language == "en" else "(Bild {i})"
         writer.add_reference(form.format(i=i), None, (i,), (finding.z_mm,), finding.label)
         return
+    # [the reference] and the text around it that is none (see the module's conventions); j: the prior's image
     forms = (
         ("(series {s}, image {i})", "(se {s}, im {i})", "({s}:{i})", "on image {i} of series {s}",
-         "(Se. {s}/Im. {i})", "(series {s} image {i})")
+         "(Se. {s}/Im. {i})", "(series {s} image {i})", "in [series {s} on image {i}]", "[series {s} (image {i})]",
+         "[(series {s}, image {i})], previously 4 mm (series {s}, image {j})",
+         "[(series {s}, image {i})], 4 mm on the prior CT (series {s}, image {j})",
+         "[(series {s}, image {i})] near segments (6/7)", "[(series {s}, image {i})] (coronal image {i})")
         if language == "en"
-        else ("(Serie {s}, Bild {i})", "(Se. {s}/Bild {i})", "({s}:{i})", "in Serie {s} Bild {i}", "(Se {s}, Bild {i})")
+        else ("(Serie {s}, Bild {i})", "(Se. {s}/Bild {i})", "({s}:{i})", "in Serie {s} Bild {i}", "(Se {s}, Bild {i})",
+              "in [Serie {s} im Bild {i}]", "[(Serie {s}, Bild {i})], zuvor Serie {s} Bild {j}",
+              "[(Serie {s}, Bild {i})], in der Voruntersuchung Serie {s} Bild {j}",
+              "[(Serie {s}, Bild {i})] (koronar Bild {i})")
     )
-    writer.add_reference(_pick(rng, forms).format(s=s, i=i), s, (i,), (finding.z_mm,), finding.label)
+    before, _, rest = _pick(rng, forms).format(s=s, i=i, j=i + 7).rpartition("[")
+    reference, _, after = rest.partition("]")
+    writer.add(before)
+    writer.add_reference(reference, s, (i,), (finding.z_mm,), finding.label)
+    writer.add(after)
 
 
 def _age(birth_date: str, study_date: str) -> int | None:
