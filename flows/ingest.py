@@ -97,8 +97,10 @@ def ingest_export(
     with WorkStore(work).exclusive():  # a scheduled run that overlaps the last one fails instead of deleting its work
         plan = plan_task(config, work)
         logger.info("planned export studies=%d quarantined_files=%d", len(plan.units), len(plan.quarantine))
-        # The runner is made here, not in @flow: the config is only known once the flow runs.
-        with study_executor(config.run, parallel) as (executor, window), task_runner(config.run) as runner:
+        # The runner is made here, not in @flow: the config is only known once the flow runs. It is
+        # entered first so that it exits last: an interrupted run closes the Dask client first, which
+        # ends the studies its task threads await; the runner's exit joins those threads.
+        with task_runner(config.run) as runner, study_executor(config.run, parallel) as (executor, window):
             logger.info("studies in flight=%d task threads=%d", window, config.run.prefect_task_threads)
             parameters = {"config": config, "work_dir": work, "executor": executor}
             done = submit_bounded(lambda unit: runner.submit(process_task, {"unit": unit, **parameters}), plan.units, window)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import os
 import re
+import signal
 import threading
 from pathlib import Path
 
@@ -423,3 +425,34 @@ def test_train_flow_streams_the_built_corpus(setup, tmp_path):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert result["metrics"] and metrics
     assert (tmp_path / "run" / "model.pt").is_file() and (tmp_path / "run" / "tokenizer.json").is_file()
+
+
+
+#: The interrupted study's: module-level, as Dask pickles what it runs (a function by reference).
+_release, _ended = threading.Event(), []
+
+
+def _interrupted(unit, cfg, work):
+    os.kill(os.getpid(), signal.SIGINT)  # the operator's Ctrl-C, while this study runs
+    _release.wait(60)
+    _ended.append("study")
+    return pipeline.UnitOutcome(unit.unit_id, unit.patient_id, "", ())
+
+
+def test_an_interrupted_ingest_run_ends_at_once_not_when_its_studies_do(setup, tmp_path, monkeypatch):
+    """Ctrl-C while a study ran on Dask: the flow waited for its task threads, which waited for the study
+    (or, its workers killed by the same Ctrl-C, for run.dask_no_worker_timeout_s): the command hung."""
+    from distributed import LocalCluster
+
+    from flows.ingest import ingest_export
+
+    _, config = setup
+    unit = pipeline.StudyUnit("stu-0", "pat-0", (), (), None, "")
+    monkeypatch.setattr(pipeline, "plan_export", lambda cfg, work: pipeline.ExportPlan((unit,), "", "", (), 0, cfg.recorded()))
+    monkeypatch.setattr(pipeline, "process_unit", _interrupted)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with pytest.raises(KeyboardInterrupt):
+            ingest_export(config_path=str(config), work_dir=str(tmp_path / "work"), dask_address=cluster.scheduler_address)
+        _ended.append("flow")
+        _release.set()
+    assert _ended[0] == "flow"
