@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -97,7 +98,8 @@ PREFECT_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 
 def _run_flow(flow: Callable[..., dict[str, Any]], **parameters: Any) -> dict[str, Any]:
     """Run a flow; a ctcorpus error it raises ends the command like any other (one line, exit 2), but
-    an :class:`~ctcorpus.errors.IncompleteRunError`, which the command reports.
+    an :class:`~ctcorpus.errors.IncompleteRunError`, which the command reports; a SIGTERM exits 143
+    once the run is ended (:func:`_exit_on_sigterm`).
 
     Prefect re-raises the error of a failed run as it was raised, so ``_exit_on_error`` catches it;
     the tracebacks Prefect logs on the way would bury that line, so they are left out.
@@ -105,12 +107,24 @@ def _run_flow(flow: Callable[..., dict[str, Any]], **parameters: Any) -> dict[st
     loggers = [logging.getLogger(name) for name in PREFECT_RUN_LOGGERS]
     for logger in loggers:
         logger.addFilter(_no_traceback_for_ctcorpus_errors)
+    terminate = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         with _exit_on_error():
             return flow(**parameters)
     finally:
+        signal.signal(signal.SIGTERM, terminate)
         for logger in loggers:
             logger.removeFilter(_no_traceback_for_ctcorpus_errors)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM handler (``kill``, ``timeout``, a scheduler's stop): exit 128 + 15 by ``SystemExit``.
+
+    Prefect ends a flow run on SIGTERM, then sends it again to the handler it found. The default one
+    killed the process before its exit handlers ran, among them the one that stops Prefect's ephemeral
+    API server: that server was left running, orphaned, after every such stop.
+    """
+    sys.exit(128 + signum)
 
 
 @contextmanager

@@ -9,6 +9,8 @@ import logging.handlers
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -456,3 +458,47 @@ def test_an_interrupted_ingest_run_ends_at_once_not_when_its_studies_do(setup, t
         _ended.append("flow")
         _release.set()
     assert _ended[0] == "flow"
+
+
+
+_TERMINATED_FLOW = '''
+import atexit, os, signal
+
+import psutil
+
+from ctcorpus.cli import _prepare, _run_flow
+
+_prepare(None)
+from prefect import flow
+
+
+@flow
+def terminated() -> dict:
+    print("children in run:", " ".join(str(c.pid) for c in psutil.Process().children()), flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+    signal.pause()
+    return {}
+
+
+atexit.register(lambda: print("children at exit:", [" ".join(c.cmdline()) for c in psutil.Process().children()]))
+_run_flow(terminated)
+'''
+
+
+def test_a_terminated_flow_command_exits_and_stops_the_prefect_server_it_started(tmp_path):
+    """`kill`/`timeout` on a command mid-run: Prefect sent the SIGTERM on to the default handler, which killed
+    the process before its exit handlers ran, so the ephemeral Prefect API server was left running, orphaned."""
+    import psutil
+
+    script, output = tmp_path / "terminated.py", tmp_path / "output.txt"
+    script.write_text(_TERMINATED_FLOW, encoding="utf-8")
+    with output.open("w") as out:  # a file, not a pipe: an orphaned server would hold a pipe open
+        code = subprocess.run([sys.executable, str(script)], cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, check=False,
+                              timeout=600, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}).returncode
+    text = output.read_text()
+    started = [int(pid) for pid in re.search(r"children in run: *(.*)", text).group(1).split()]
+    orphans = [p for p in map(psutil.Process, filter(psutil.pid_exists, started)) if p.ppid() == 1]
+    for orphan in orphans:
+        orphan.kill()
+    assert code == 128 + signal.SIGTERM, text[-2000:]
+    assert "children at exit: []" in text and not orphans
