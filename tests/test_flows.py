@@ -502,3 +502,28 @@ def test_a_terminated_flow_command_exits_and_stops_the_prefect_server_it_started
         orphan.kill()
     assert code == 128 + signal.SIGTERM, text[-2000:]
     assert "children at exit: []" in text and not orphans
+
+
+def test_a_study_that_kept_killing_its_dask_worker_is_quarantined_without_more_tries(setup, tmp_path, monkeypatch):
+    """Dask already ran a study whose worker died (out of memory on a large series) on
+    distributed.scheduler.allowed-failures + 1 workers before it raised KilledWorker; each Prefect retry ran it
+    that often again: 12 worker deaths for one study."""
+    from types import SimpleNamespace
+
+    from distributed import KilledWorker
+
+    from flows.ingest import ingest_export
+
+    _, config = setup
+    unit = pipeline.StudyUnit("stu-0", "pat-0", (), (), None, "")
+    calls = []
+
+    def killing(unit, cfg, work):
+        calls.append(unit.unit_id)
+        raise KilledWorker("process_unit-0", SimpleNamespace(address="tcp://127.0.0.1:1"), allowed_failures=3)
+
+    monkeypatch.setattr(pipeline, "plan_export", lambda cfg, work: pipeline.ExportPlan((unit,), "", "", (), 0, cfg.recorded()))
+    monkeypatch.setattr(pipeline, "process_unit", killing)
+    with pytest.raises(IncompleteRunError, match="1 of 1 studies failed after retries"):
+        ingest_export(config_path=str(config), work_dir=str(tmp_path / "work"), parallel=False)
+    assert calls == ["stu-0"]
