@@ -202,6 +202,8 @@ def ingest(
     _report("ingest", {"studies": summary["studies"], "volumes": summary["volumes"], "processed": summary["computed"],
                        "skipped (cached)": summary["cached"], "quarantined": summary["quarantined"],
                        "failed": summary["failed"], "seconds": f"{summary['seconds']:.1f}"})
+    if summary["quarantined"]:  # the corpus's table names them redacted; an operator finds the files by this
+        typer.echo(f"quarantined files with their real paths (operators only): {summary['quarantine_private']}")
     if incomplete:
         typer.secho(incomplete, fg="red", err=True)
         raise typer.Exit(1)

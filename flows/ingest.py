@@ -113,7 +113,8 @@ def ingest_export(
             outcomes = [_outcome(unit, future, config, work) for unit, future in done]
         summary = record_task(plan, outcomes, work, started)
     logger.info("ingest done %s", summary.line())
-    result = {**summary.as_dict(), "run_index": str(work / pipeline.RUN_INDEX)}
+    result = {**summary.as_dict(), "run_index": str(work / pipeline.RUN_INDEX),
+              "quarantine_private": str(work / pipeline.PRIVATE_QUARANTINE)}
     if summary.failed:
         raise IncompleteRunError(
             f"{summary.failed} of {summary.studies} studies failed after retries: their errors are in "

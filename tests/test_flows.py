@@ -349,6 +349,9 @@ def test_ingest_command_fails_when_the_export_holds_no_study(tmp_path):
     result = CliRunner().invoke(app, ["ingest", str(tmp_path / "export"), "-c", str(config), "--serial"])
     assert result.exit_code == 1
     assert result.output.splitlines()[-1].startswith(f"no study found under {tmp_path / 'export'} (1 quarantined")
+    # the corpus's quarantine names files redacted: the command says where the real paths are
+    (private,) = re.findall(r"real paths \(operators only\): (\S+)", result.output)
+    assert [json.loads(line)["path"] for line in Path(private).read_text().splitlines()] == ["notes.txt"]
 
 
 def pipeline_config(path: Path):
