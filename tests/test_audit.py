@@ -6,6 +6,7 @@ import dataclasses
 import doctest
 import importlib
 import json
+import os
 import pkgutil
 import shutil
 import subprocess
@@ -960,6 +961,24 @@ def test_failed_report_keeps_the_previous_pair(monkeypatch: pytest.MonkeyPatch, 
         write_audit_report(audit_corpus(dataclasses.replace(_tiny(), name="other")), tmp_path)
     assert {path: path.read_text() for path in (html_path, json_path)} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.html", "audit.json"]
+
+
+def test_an_audit_writes_its_pair_only_when_another_writing_the_folder_is_done(tmp_path: Path) -> None:
+    """Two audits into one folder (overlapping scheduled runs) shared the temporary files and could
+    leave one's audit.html beside the other's audit.json."""
+    import fcntl
+    import threading
+
+    result = audit_corpus(_tiny())
+    other = os.open(tmp_path, os.O_RDONLY)
+    fcntl.flock(other, fcntl.LOCK_EX)  # another audit is writing this folder
+    writer = threading.Thread(target=write_audit_report, args=(result, tmp_path))
+    writer.start()
+    writer.join(timeout=2.0)
+    assert writer.is_alive() and not (tmp_path / "audit.json").exists()  # it waits for the other
+    os.close(other)
+    writer.join(timeout=60)
+    assert not writer.is_alive() and sorted(p.name for p in tmp_path.iterdir()) == ["audit.html", "audit.json"]
 
 
 @pytest.mark.slow

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import fcntl
 import html
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -426,7 +428,9 @@ def write_audit_report(result: AuditResult, out_dir: str | Path) -> tuple[Path, 
 
     Both are rendered before either is written, so a page that cannot be drawn leaves the previous
     pair (or none) rather than a new JSON beside an old or missing page; each file replaces its old
-    one by a rename, so neither is ever seen half-written.
+    one by a rename, so neither is ever seen half-written. The pair is written under a lock on
+    ``out_dir``: two audits into one folder (overlapping scheduled runs) write one after the other,
+    never one's page beside the other's JSON.
 
     Examples
     --------
@@ -440,8 +444,13 @@ def write_audit_report(result: AuditResult, out_dir: str | Path) -> tuple[Path, 
     }
     try:
         out.mkdir(parents=True, exist_ok=True)
-        for path, text in texts.items():
-            _write_atomic(path, text)
+        folder = os.open(out, os.O_RDONLY)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)  # released when closed, also by a killed process
+            for path, text in texts.items():
+                _write_atomic(path, text)
+        finally:
+            os.close(folder)
     except OSError as exc:
         raise AuditError(f"cannot write the audit report: {exc.strerror}", path=out) from None
     return html_path, json_path
