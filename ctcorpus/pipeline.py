@@ -74,6 +74,8 @@ log = logging.getLogger(__name__)
 RUN_INDEX = "current_run.json"
 #: Beside each stored quarantine table, and gathered for a run in the work folder: its rows with the
 #: real paths and messages, which the corpus's quarantine table holds redacted (:func:`_save_quarantine`).
+#: They are the stored rows: a text result's name the volume's files alone as their source, where the
+#: build joins in the report's export (:func:`_with_report_source`).
 PRIVATE_QUARANTINE = "quarantine_private.jsonl"
 PIPELINE_PRODUCER = f"ctcorpus-{__version__}"
 #: The text stage's source (this module: report.json, the samples row, how snippets are mined per
