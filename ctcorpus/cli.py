@@ -99,17 +99,22 @@ PREFECT_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 def _run_flow(flow: Callable[..., dict[str, Any]], **parameters: Any) -> dict[str, Any]:
     """Run a flow; a ctcorpus error it raises ends the command like any other (one line, exit 2), but
     an :class:`~ctcorpus.errors.IncompleteRunError`, which the command reports; a SIGTERM exits 143
-    once the run is ended (:func:`_exit_on_sigterm`).
+    once the run is ended (:func:`_exit_on_sigterm`), a Ctrl-C as soon as the flow has ended: its
+    ephemeral Prefect API server, started deaf to SIGINT (:func:`flows.runtime.start_prefect_server`),
+    outlives the Ctrl-C to record the run's end.
 
     Prefect re-raises the error of a failed run as it was raised, so ``_exit_on_error`` catches it;
     the tracebacks Prefect logs on the way would bury that line, so they are left out.
     """
+    from flows.runtime import start_prefect_server
+
     loggers = [logging.getLogger(name) for name in PREFECT_RUN_LOGGERS]
     for logger in loggers:
         logger.addFilter(_no_traceback_for_ctcorpus_errors)
     terminate = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         with _exit_on_error():
+            start_prefect_server()
             return flow(**parameters)
     finally:
         signal.signal(signal.SIGTERM, terminate)

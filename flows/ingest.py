@@ -39,11 +39,15 @@ def plan_task(config: CorpusConfig, work_dir: Path) -> pipeline.ExportPlan:
 def _retry_unless_cluster_lost(task: Any, task_run: Any, state: Any) -> bool:
     """Retry a study's failure, unless the cluster has no worker left: no retry could run; or unless
     Dask raised ``KilledWorker``: it ran the study on ``distributed.scheduler.allowed-failures`` + 1
-    workers, each died (a series too large for the worker's memory), and each retry killed as many.
+    workers, each died (a series too large for the worker's memory), and each retry killed as many;
+    or unless the run was stopped (Ctrl-C): its Dask client, closed, cancelled the study
+    (``FutureCancelledError``) or refused its retry (``ClosedClientError``), so each retry failed again.
     (A worker without the pseudonym key fails with a ctcorpus error, which a retry may send to another.)"""
     from distributed import KilledWorker
+    from distributed.client import ClosedClientError, FutureCancelledError
 
-    return not isinstance(state.result(raise_on_failure=False), (ClusterLostError, KilledWorker))
+    futile = (ClusterLostError, KilledWorker, ClosedClientError, FutureCancelledError)
+    return not isinstance(state.result(raise_on_failure=False), futile)
 
 
 @task(name="process-study", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1, task_run_name="study-{unit.unit_id}",

@@ -10,7 +10,8 @@ API (5-7 s each and a SQLite database per worker) unless a server runs; going th
 cluster or a remote scheduler, and keeps the library functions free of Prefect.
 
 Call :func:`apply_prefect_settings` before anything imports Prefect: Prefect reads its
-settings into a global context at import time.
+settings into a global context at import time, and :func:`start_prefect_server` before a flow
+runs.
 
 >>> from ctcorpus.config import RunConfig
 >>> sorted(prefect_environment(RunConfig(output_dir="out")))[:2]
@@ -22,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
@@ -41,6 +43,7 @@ __all__ = [
     "dask_client",
     "map_bounded",
     "prefect_environment",
+    "start_prefect_server",
     "studies_in_flight",
     "submit_bounded",
     "task_runner",
@@ -134,6 +137,29 @@ def apply_prefect_settings(
     Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     (os.environ if environ is None else environ).update(env)
     return env
+
+
+def start_prefect_server() -> None:
+    """Start Prefect's ephemeral API server, deaf to SIGINT, unless ``PREFECT_API_URL`` names a server.
+
+    A terminal's Ctrl-C reaches its whole process group, this server too (Prefect starts it as a
+    child on first use): it died at once, and Prefect spent 2-3 minutes sending the run's last states
+    and events to it (each event 11 connection tries, none configurable) before the command exited.
+    Started here with SIGINT blocked, the server inherits the blocked signal (uvicorn's handler
+    cannot unblock it) and lives until Prefect's exit handler stops it with SIGTERM. Prefect's later
+    calls find this server: it is the one instance Prefect keeps per process. A Ctrl-C during the
+    start waits for it (``run.prefect_startup_timeout_s`` at most), then takes effect.
+    """
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        SubprocessASGIServer().start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def task_runner(run: RunConfig) -> ThreadPoolTaskRunner:

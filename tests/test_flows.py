@@ -507,6 +507,87 @@ def test_a_terminated_flow_command_exits_and_stops_the_prefect_server_it_started
     assert "children at exit: []" in text and not orphans
 
 
+_INTERRUPTED_FLOW = '''
+import atexit, os, signal, time
+
+import psutil
+
+from ctcorpus.cli import _prepare, _run_flow
+
+signal.signal(signal.SIGINT, signal.default_int_handler)
+_prepare(None)
+from prefect import flow, task
+
+
+def server_at_exit() -> None:  # runs before Prefect's exit handler stops its server (atexit: last in, first out)
+    children = psutil.Process().children()
+    print("server alive at exit:", bool(children) and psutil.STATUS_ZOMBIE not in [c.status() for c in children], flush=True)
+
+
+@task
+def interrupted() -> None:
+    atexit.register(server_at_exit)
+    print("children in run:", " ".join(str(c.pid) for c in psutil.Process().children()), flush=True)
+    os.killpg(0, signal.SIGINT)  # a terminal's Ctrl-C: to the whole process group
+    time.sleep(60)
+
+
+@flow
+def interrupting() -> dict:
+    interrupted()
+    return {}
+
+
+atexit.register(lambda: print("children at exit:", [" ".join(c.cmdline()) for c in psutil.Process().children()]))
+_run_flow(interrupting)
+'''
+
+
+def test_a_ctrl_c_on_a_flow_command_leaves_the_prefect_server_to_record_the_run_then_stops_it(tmp_path):
+    """Ctrl-C reached the ephemeral Prefect API server too (one process group): it died, and Prefect sent each of
+    the run's events to it 11 times before giving up, 2-3 minutes for an interrupted ingest before the command exited."""
+    import psutil
+
+    script, output = tmp_path / "interrupted.py", tmp_path / "output.txt"
+    script.write_text(_INTERRUPTED_FLOW, encoding="utf-8")
+    with output.open("w") as out:  # its own session: the Ctrl-C it sends to its group must not reach pytest
+        code = subprocess.run([sys.executable, str(script)], cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, check=False,
+                              timeout=60, start_new_session=True,
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}).returncode
+    text = output.read_text()
+    started = [int(pid) for pid in re.search(r"children in run: *(.*)", text).group(1).split()]
+    left = list(map(psutil.Process, filter(psutil.pid_exists, started)))
+    for process in left:
+        process.kill()
+    assert code == -signal.SIGINT, text[-2000:]
+    assert "server alive at exit: True" in text and "Unable to connect" not in text, text[-2000:]
+    assert "children at exit: []" in text and not left
+
+
+@pytest.mark.parametrize("error", ["closed", "cancelled"])
+def test_a_study_stopped_by_a_ctrl_c_is_not_retried(setup, tmp_path, monkeypatch, error):
+    """After a Ctrl-C each study in flight failed on the closed Dask client (its future cancelled, or no submit
+    taken), and Prefect retried it twice, failing so again, while the command was to stop."""
+    from distributed.client import ClosedClientError, FutureCancelledError
+
+    from flows.ingest import ingest_export
+
+    _, config = setup
+    unit = pipeline.StudyUnit("stu-0", "pat-0", (), (), None, "")
+    raised = {"closed": ClosedClientError("Client is closed."), "cancelled": FutureCancelledError("process_unit-0", "client closed")}
+    calls = []
+
+    def stopped(unit, cfg, work):
+        calls.append(unit.unit_id)
+        raise raised[error]
+
+    monkeypatch.setattr(pipeline, "plan_export", lambda cfg, work: pipeline.ExportPlan((unit,), "", "", (), 0, cfg.recorded()))
+    monkeypatch.setattr(pipeline, "process_unit", stopped)
+    with pytest.raises(IncompleteRunError, match="1 of 1 studies failed after retries"):
+        ingest_export(config_path=str(config), work_dir=str(tmp_path / "work"), parallel=False)
+    assert calls == ["stu-0"]
+
+
 def test_a_study_that_kept_killing_its_dask_worker_is_quarantined_without_more_tries(setup, tmp_path, monkeypatch):
     """Dask already ran a study whose worker died (out of memory on a large series) on
     distributed.scheduler.allowed-failures + 1 workers before it raised KilledWorker; each Prefect retry ran it
