@@ -17,6 +17,7 @@ config sections it depends on (:class:`~ctcorpus.outputs.WorkStore`), so
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -429,8 +430,9 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
                         if r.study_uid in sr_studies and r.series_number is not None and r.instance_number is not None}
     names = _header_names(stacks)
     # the export's and the reports' quarantine rows name files with no readable header and report rows: every
-    # identifier, name and date of the export's headers is redacted wherever it stands
-    redact = Redactor(index.instances, p)
+    # identifier, name and date of the export's headers is redacted wherever it stands; the automaton is built
+    # once, and only where one of them is stored anew (a re-run of an unchanged export builds none)
+    export_redactor = functools.cache(lambda: Redactor(index.instances, p))
     schemas = _schema_versions("reports", "sentences", "labels", "quarantine")
     reports_key = _digest("reports", __version__, REPORTS_PRODUCER, schemas, report_exports,
                           [(name, r.sha256) for (_, name), r in zip(sr_documents, sr_records, strict=True)],
@@ -446,7 +448,7 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
             _save_tables(folder, reports_tables(result))
             # a study without PatientID has its missing_patient_id row, whether or not a report links to it
             rows = [e for e in result.quarantine if e.reason is not QuarantineReason.NO_REPORT or e.item_id not in left_out]
-            _save_quarantine(folder, list(log_r.entries) + rows, redact, {str(Path(f)): h for f, h in report_exports})
+            _save_quarantine(folder, list(log_r.entries) + rows, export_redactor(), {str(Path(f)): h for f, h in report_exports})
             (folder / _analysis_keys_name(settings)).write_text(json.dumps(result.analysis_keys, sort_keys=True),
                                                                 encoding="utf-8")
     reports = _load_tables(store.path("reports", reports_key))
@@ -475,7 +477,7 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
             instances = table_from_rows("instances", instance_rows(index, p))
             files = {r.rel_path: r.sha256 for r in index.instances} | orphaned_sources
             _save_tables(folder, {"instances": instances})
-            _save_quarantine(folder, entries, redact, files)
+            _save_quarantine(folder, entries, export_redactor(), files)
 
     units = []
     for study_uid in sorted(grouped.keys() - unidentified):
