@@ -40,6 +40,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def leftover_temp_files(folder: Path, names: str) -> list[Path]:
+    """The temporary files :func:`atomic_write_bytes` left in ``folder`` when killed while writing a
+    file whose name fully matches the regex ``names`` (``.tmp-<uuid hex>-<name>``); no other file."""
+    pattern = re.compile(rf"{re.escape(_TMP)}[0-9a-f]{{32}}-(?:{names})")
+    return sorted(p for p in folder.iterdir() if pattern.fullmatch(p.name) and p.is_file())
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -33,7 +33,7 @@ import torch
 
 from ctcorpus.config.train import TrainConfig
 from ctcorpus.errors import TrainError
-from ctcorpus.outputs.store import atomic_write_bytes, exclusive_lock
+from ctcorpus.outputs.store import atomic_write_bytes, exclusive_lock, leftover_temp_files
 from ctcorpus.taxonomy import CT_RATE_LABELS
 from ctcorpus.train.data import Batch, dataset_identity, iterate_forever, make_loader, probe_grid, shard_paths
 from ctcorpus.train.evaluate import METRICS_FILE, SPLIT_METRICS_FILE, EvalMetrics, encode_prompts, evaluate, prompt_tokens, write_metrics
@@ -51,10 +51,10 @@ RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every"})
 RESUME_FORMAT = 2
 #: The lock a run holds on its folder (no second run writes into it meanwhile).
 LOCK_FILE = ".train.lock"
-#: What :func:`~ctcorpus.outputs.store.atomic_write_bytes` leaves of ``model.pt``, ``tokenizer.json``,
-#: ``metrics.json`` or ``metrics-<split>.json`` when killed.
-_LEFTOVER = re.compile(r"\.tmp-[0-9a-f]{32}-(?:" + "|".join(map(re.escape, (CHECKPOINT_FILE, TOKENIZER_FILE, METRICS_FILE)))
-                       + "|" + re.escape(SPLIT_METRICS_FILE).replace(re.escape("{split}"), r"\w+") + ")")
+#: The files whose temporary files (:func:`~ctcorpus.outputs.store.leftover_temp_files`) a killed run
+#: leaves: ``model.pt``, ``tokenizer.json``, ``metrics.json``, ``metrics-<split>.json``.
+_WRITTEN = ("|".join(map(re.escape, (CHECKPOINT_FILE, TOKENIZER_FILE, METRICS_FILE)))
+            + "|" + re.escape(SPLIT_METRICS_FILE).replace(re.escape("{split}"), r"\w+"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +239,7 @@ def _remove_leftover_temps(out_dir: Path) -> None:
     """Delete the temporary files (``.tmp-<uuid hex>-model.pt``, ``-tokenizer.json``, ``-metrics*.json``)
     a run killed while writing them left in ``out_dir``; no other file. Only the holder of the
     folder's lock may call this: a live run's temporary file is no leftover."""
-    leftovers = sorted(p for p in out_dir.iterdir() if _LEFTOVER.fullmatch(p.name) and p.is_file())
+    leftovers = leftover_temp_files(out_dir, _WRITTEN)
     for path in leftovers:
         path.unlink()
     if leftovers:
