@@ -585,6 +585,8 @@ def test_phi_rules_tried_near_numbers_find_what_a_full_scan_finds(synthetic):
          "Ann Lee, RN\nEva Roth, M.D."),  # matches in several lines of needles, and lines of needles without one
         "Diktat: mue/sk\nL4/5 and/or\nMM/sk D: x\n  JAS:mk D: 03/04/2024\nPLZ 12345 Berlin, Exam #: 123456\nAB/cd D:",
         "12345 Berlin, Hauptstraße 5; D-80331 München\nMarienplatz 8. Apparat 4711, Tel. intern 12, phone x1234, 555-1234 x1.",
+        # roles of several words parted by any whitespace; their first words inside other words
+        "Read  by: Smith, already spread. Performed\tby: Weber; Referring\nphysician: Jones, endoscopy cc: Ann Lee",
     ]
     texts = crafted + [truth.text for truth, _ in synthetic]
     with_needles = [k for k, rule in enumerate(phi._RULES) if rule[2]]
@@ -628,6 +630,9 @@ def test_phi_names_after_a_title_are_scrubbed_whole():
         "Referring physician: Smith, John": ["Smith, John"],
         "Befundet von Meier.": ["Meier"],
         "Reported by: XXXX. Radiologist: attending.": [],
+        # any whitespace between a role's words, as the role's pattern reads it
+        "Report read  by: Smith.": ["Smith"],
+        "Ordered\tby: Jones.": ["Jones"],
         # a labelled name ends at the line, and RIS headers write it in capitals
         "Patient: Smith, John\nFindings: normal.": ["Smith, John"],
         "Pat. Max Mustermann\nBefund: unauffällig.": ["Max Mustermann"],

@@ -18,7 +18,7 @@ from datetime import date, timedelta
 import ahocorasick
 
 from ctcorpus.pseudonym import name_spellings
-from ctcorpus.reports.patterns import lower_same_length, trie_regex
+from ctcorpus.reports.patterns import lower_same_length, trie_regex, with_ss
 
 __all__ = ["PLACEHOLDERS", "PhiHit", "Scrubbed", "find_phi", "scrub_text"]
 
@@ -231,6 +231,14 @@ _ROLE_NAME = (r"[ \t]+(?:(?:Dr|Prof|med|PD)\.?[ \t]+)*(" + _NAME_LEAD + _CAP + r
               + r"(?:/" + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME + r"(?!\w)"
               + r"|,[ \t]+(?!(?:M\.?D|PH\.?D|DO|RN|NP|PA|MBBS|FRCR)\b)" + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME
               + r"(?!\w))?)")
+
+
+def _first_words(phrases: Sequence[str]) -> tuple[str, ...]:
+    """The first word of each of ``phrases``, none that another begins: needles where each match of
+    their ``trie_regex`` starts, whatever whitespace stands between its words ("read  by")."""
+    words = {phrase.split()[0] for phrase in with_ss(phrases)}
+    return tuple(sorted(w for w in words if not any(w != v and w.startswith(v) for v in words)))
+
 
 # Every pattern opens with one case-sensitive character class and checks the word boundary behind
 # it ("\d(?<!\w\d)" rather than "\b\d"); where alternatives start with different characters, a
@@ -481,20 +489,15 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     (  # a name after a role, without a title: "Referring physician: Smith, John", "Befundet von Meier"
         "name",
         re.compile(r"(?<!\w)(?i:" + trie_regex(_ROLES) + r"):?" + _ROLE_NAME),
-        ("physician", "referrer", "radiologist", "signed", "dictated", "reported by", "read by", "verified",
-         "transcribed", "authorized", "approved", "attending", "patholog", "pulmonolog", "oncolog", "cardiolog",
-         "surgeon", "examiner", "technolog", "befunde", "unterschrift", "zuweise", "überweise", "diktiert", "vidiert",
-         "freigegeben", "validiert", "geschrieben", "gez", "arzt", "ärztin", "kolleg", "provider", "clinician",
-         "doctor", "ordered by", "requested by", "interpreted by", "reviewed by", "copy to", "angefordert", "einsender",
-         "untersucher", "verfasser", "kopie an", "nurse", "finalized by", "preliminary re",
-         "signiert", "unterschrieben", "nachrichtlich"),
-        _SCAN,
+        _first_words(_ROLES),
+        _NEEDLE,
     ),
     (  # the same after a role that is also a report's word, with a colon: "cc: Jane Doe", "Arzt: Meier"
         "name",
         re.compile(r"(?<!\w)(?i:" + trie_regex(_LABEL_ROLES) + r"):" + _ROLE_NAME),
-        tuple(role + ":" for role in _LABEL_ROLES),
-        _SCAN,
+        # the role and its colon; "performed" alone, as any whitespace may part "performed by:"
+        (*(role + ":" for role in _LABEL_ROLES if " " not in role), *_first_words([r for r in _LABEL_ROLES if " " in r])),
+        _NEEDLE,
     ),
     (  # a name after a staff abbreviation that is no clinical one: "FÄ Weber" (Fachärztin), "Ass.-Ärztin
         # Weber", "i.A. Schulz" (im Auftrag; "i.a." is intra-arterial), "PA-C Smith". "FA" (fractional
