@@ -587,6 +587,10 @@ def test_phi_rules_tried_near_numbers_find_what_a_full_scan_finds(synthetic):
         "12345 Berlin, Hauptstraße 5; D-80331 München\nMarienplatz 8. Apparat 4711, Tel. intern 12, phone x1234, 555-1234 x1.",
         # roles of several words parted by any whitespace; their first words inside other words
         "Read  by: Smith, already spread. Performed\tby: Weber; Referring\nphysician: Jones, endoscopy cc: Ann Lee",
+        # each title and label a name follows, also in capitals, and their letters inside words
+        ("Dr. Meier, PD Dr. Weber, Mrs. Smith, Hr. Klein, Fr. Roth, Frau Berg, Frl. Hahn, OA Schulz, OÄ Lang, "
+         "DR. MEIER, PROF. KOHL, Dipl.-Ing. Hans Maier, Schwester Anna, Pflegerin Eva, Miss Jones, Herrn Kurz; "
+         "Patient: Smith, John; Name: Doe, Jane; PAT.: MUSTER, MAX\nfrom the adrenal to the hepatic, three items"),
     ]
     texts = crafted + [truth.text for truth, _ in synthetic]
     with_needles = [k for k, rule in enumerate(phi._RULES) if rule[2]]

@@ -483,8 +483,10 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             # "Pat.: Hans Müller *01.02.1940"
             r"(?=[,;\n]|[ \t]+(?:MRN|ID|Pat|geb|DOB|born|\d|\w+:|\*)|[ \t]*\(|\.|$))"
         ),
-        (),
-        _SCAN,
+        # how each title or label starts, lower case: tried there instead of at every capital of a report
+        ("dr", "prof", "pd", "mr", "ms", "miss", "hr", "herr", "fr", "schwester", "pfleger", "oa", "oä", "dipl", "pat",
+         "name"),
+        _NEEDLE,
     ),
     (  # a name after a role, without a title: "Referring physician: Smith, John", "Befundet von Meier"
         "name",
