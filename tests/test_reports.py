@@ -41,7 +41,7 @@ from ctcorpus.reports.io import read_report_export
 from ctcorpus.reports.markup import PlainText, to_plain_text
 from ctcorpus.reports.patterns import lower_same_length
 from ctcorpus.reports import nlp
-from ctcorpus.reports.nlp import _label_mentions
+from ctcorpus.reports.nlp import _label_mentions, _matches_at_words
 from ctcorpus.schemas import load_schema
 from ctcorpus.synth.export import generate_export
 from ctcorpus.synth.report_text import phi_overlap, render_corpus
@@ -508,6 +508,19 @@ def test_word_start_label_shortcut_finds_what_the_full_pattern_finds(analyzer, s
                 if groups[p] is not None]
         assert _label_mentions(analyzer, lower) == full, lower
     assert "atelectasis" in {label for _, _, label, _ in _label_mentions(analyzer, texts[0])}
+
+
+def test_trigger_scan_at_first_words_finds_what_finditer_finds(analyzer, synthetic):
+    # The triggers are matched only where an Aho-Corasick pass finds a first word (speed); the
+    # matches must be finditer's: runs of whitespace inside a trigger, triggers inside words,
+    # adjacent and overlapping candidates.
+    crafted = ["no  evidence of\neffusion; nodule", "without:none, not seen", "kein erguss,keine atelektase",
+               "snot; nonodule no no", "unlikely to represent ... cannot be excluded"]
+    texts = crafted + [lower_same_length(r.text) for _, r in synthetic]
+    for lower in texts:
+        expected = [(m.span(), m.group(1)) for m in analyzer.triggers.finditer(lower)]
+        assert [(m.span(), m.group(1)) for m in _matches_at_words(analyzer.triggers, analyzer.trigger_starts,
+                                                                  lower)] == expected, lower
 
 
 def test_sentence_cache_reuses_sentences_and_changes_no_result(analyzer, synthetic, monkeypatch):

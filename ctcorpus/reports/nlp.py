@@ -469,9 +469,10 @@ def _label_mentions(analyzer: ReportAnalyzer, lower: str) -> list[tuple[int, int
 def _matches_at_words(pattern: re.Pattern[str], first_words: ahocorasick.Automaton, text: str) -> list[re.Match[str]]:
     """``pattern.finditer(text)`` for a pattern each match of which starts with one of ``first_words``.
 
-    The trigger pattern opens with a lookahead, so the engine tries its whole trie at every
-    position of the sentence; one Aho-Corasick pass finds the few positions where a trigger's
-    first word starts, and the pattern is matched there only (a third less time per sentence).
+    The trigger pattern opens with a lookahead, so the engine tries it at every position of the
+    sentence; a trigger's first word is matched literally (only its spaces match any whitespace),
+    so one Aho-Corasick pass finds every position where a trigger may start, and the pattern is
+    matched there only, resuming after each match as finditer does: the scan takes a third less time.
     """
     found = []
     end = 0
