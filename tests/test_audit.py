@@ -828,6 +828,39 @@ def test_load_corpus_errors_name_the_file(tmp_path: Path) -> None:
         load_corpus_tables(tmp_path / "c")
 
 
+def _list_files(root: Path) -> None:
+    """Give the corpus's manifest the ``files`` list a build writes (its Parquet files and their rows)."""
+    files = [
+        {"path": path.relative_to(root).as_posix(), "kind": "parquet", "table": path.relative_to(root).parts[1],
+         "count": pq.ParquetFile(path).metadata.num_rows}
+        for path in sorted((root / "tables").rglob("*.parquet"))
+    ]
+    manifest = json.loads((root / "manifest.json").read_text())
+    (root / "manifest.json").write_text(json.dumps({**manifest, "files": files}))
+
+
+def test_load_corpus_of_a_partial_or_altered_version_names_the_file(seeded, tmp_path: Path) -> None:
+    tables, _ = seeded
+    root = tmp_path / "corpus"
+    _write_pipeline_corpus(tables, root)
+    _list_files(root)
+    assert len(load_corpus_tables(root).volumes) == len(tables.volumes)
+    samples = root / "tables" / "samples" / "split=test" / "part-00000.parquet"
+    kept = samples.read_bytes()
+    samples.unlink()  # the copy checks would skip the test volumes: no hash, no fingerprint
+    with pytest.raises(AuditError, match=r"split=test/part-00000.parquet: a file of table 'samples' is missing"):
+        load_corpus_tables(root)
+    samples.write_bytes(kept)
+    stray = root / "tables" / "labels" / "part-00001.parquet"
+    _write_parquet(tables.labels.head(3), stray)
+    with pytest.raises(AuditError, match=r"labels/part-00001.parquet: .* is not listed in manifest.json"):
+        load_corpus_tables(root)
+    stray.unlink()
+    _write_parquet(tables.labels.head(3), root / "tables" / "labels" / "part-00000.parquet")
+    with pytest.raises(AuditError, match=rf"labels/part-00000.parquet: .* 3 rows in this file, .* says {len(tables.labels)}"):
+        load_corpus_tables(root)
+
+
 def test_load_corpus_of_a_version_a_killed_build_moved_aside_says_where_it_is(tmp_path: Path) -> None:
     aside = tmp_path / f".tmp-old-{'0' * 32}-v2"  # killed between the build's two renames
     (aside / "tables").mkdir(parents=True)

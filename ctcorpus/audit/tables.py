@@ -111,10 +111,40 @@ class CorpusTables:
                 raise AuditError(f"table {table!r} of corpus {self.name!r} lacks columns {missing}; map them first")
 
 
-def _read_table(root: Path, name: str) -> pd.DataFrame | None:
-    """All Parquet files under ``tables/<name>/`` (hive ``split=<x>/`` folders add a ``split`` column)."""
+def _listed(manifest: Mapping[str, Any], name: str) -> dict[str, int] | None:
+    """The Parquet files of table ``name`` a ctcorpus manifest lists, with their rows (``None``: it lists no files).
+
+    A version copied in part (a split folder left behind, a file lost) still reads as a corpus:
+    a missing ``samples`` file silently drops its volumes from the copy checks, a missing
+    ``labels`` file reads as labels no report mentions. Only the manifest says what should be there.
+    """
+    if not isinstance(manifest.get("files"), list):
+        return None
+    return {
+        str(entry["path"]): int(entry["count"])
+        for entry in manifest["files"]
+        if entry.get("kind") == "parquet" and entry.get("table") == name
+    }
+
+
+def _read_table(root: Path, name: str, listed: dict[str, int] | None = None) -> pd.DataFrame | None:
+    """All Parquet files under ``tables/<name>/`` (hive ``split=<x>/`` folders add a ``split`` column).
+
+    With ``listed`` (the manifest's files of the table, :func:`_listed`), a listed file that is
+    missing, a file not listed, or one whose rows differ from the manifest's count is an error
+    naming the file: the audit of a partial or altered version would report on what is left.
+    """
     folder = root / "tables" / name
     files = sorted(folder.rglob("*.parquet")) if folder.is_dir() else []
+    if listed is not None:
+        found = {path.relative_to(root).as_posix() for path in files}
+        for odd, what in ((listed.keys() - found, "missing"), (found - listed.keys(), "not listed in manifest.json")):
+            if odd:
+                more = f" (and {len(odd) - 1} more files)" if len(odd) > 1 else ""
+                raise AuditError(
+                    f"a file of table {name!r} is {what}{more}: the version is partial or altered; run ctcorpus verify",
+                    path=root / min(odd),
+                )
     if not files:
         return None
     frames = []
@@ -123,6 +153,12 @@ def _read_table(root: Path, name: str) -> pd.DataFrame | None:
             frame = pq.read_table(path, partitioning=None).to_pandas()
         except Exception as exc:  # pyarrow raises several types for a corrupt file
             raise AuditError(f"cannot read table {name!r}: {exc}", path=path) from None
+        rows = listed.get(path.relative_to(root).as_posix()) if listed is not None else None
+        if rows is not None and rows != len(frame):
+            raise AuditError(
+                f"table {name!r} has {len(frame)} rows in this file, manifest.json says {rows}; run ctcorpus verify",
+                path=path,
+            )
         part = next((p.split("=", 1)[1] for p in path.relative_to(folder).parts[:-1] if p.startswith("split=")), None)
         if part is not None and "split" not in frame.columns:
             frame["split"] = part
@@ -193,13 +229,15 @@ def load_corpus_tables(root: str | Path, name: str | None = None) -> CorpusTable
             raise AuditError(f"manifest is not valid JSON: {exc}", path=manifest_path) from None
     frames: dict[str, pd.DataFrame] = {}
     for table in COLUMNS:
-        frame = _read_table(root, table)
+        frame = _read_table(root, table, _listed(manifest, table))
         if frame is None:
             if table not in OPTIONAL_TABLES:
                 raise AuditError(f"required table {table!r} is missing (no tables/{table}/*.parquet)", path=root)
             frame = empty_table(table)
         frames[table] = frame
-    extra = {name: frame for name in ("samples", "series") if (frame := _read_table(root, name)) is not None}
+    extra = {
+        name: frame for name in ("samples", "series") if (frame := _read_table(root, name, _listed(manifest, name))) is not None
+    }
     _from_pipeline(frames, extra)
     label = name or str(manifest.get("dataset_version") or root.name)
     return CorpusTables(manifest=manifest, name=label, **frames)
