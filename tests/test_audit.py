@@ -892,6 +892,28 @@ def test_report_html_and_json_agree(report_files, seeded, clean) -> None:
     assert json.loads(json.dumps(expected, sort_keys=True)) == data  # reproducible
 
 
+def test_report_says_what_each_leak_check_could_not_read(clean: CorpusTables) -> None:
+    """A corpus without fingerprints had no near copy to find and read 'No leak between splits.' in green."""
+    full = audit_corpus(clean)
+    assert (full.coverage["checked"] == full.coverage["rows"]).all()
+    assert '<div class="ok">No leak between splits.</div>' in report.render_html(full)
+    volumes = clean.volumes.assign(fingerprint=None, patient_key=["", *clean.volumes["patient_key"][1:]])
+    result = audit_corpus(dataclasses.replace(clean, volumes=volumes), against=dataclasses.replace(clean, name="v0"))
+    partial = result.coverage[result.coverage["checked"] < result.coverage["rows"]]
+    n = len(clean.volumes)
+    assert partial[["corpus", "check", "checked", "rows"]].values.tolist() == [
+        [clean.name, "same_person_two_ids", n - 1, n],
+        [clean.name, "near_duplicate_volume", 0, n],
+    ]
+    page = report.render_html(result)
+    assert "No leak between splits." not in page
+    assert "not every row could be checked for same person two ids, near duplicate volume" in page
+    assert result_to_dict(result)["coverage"] == json.loads(result.coverage.to_json(orient="records"))
+    nothing = {name: pd.DataFrame(columns=getattr(clean, name).columns) for name in ("volumes", "reports", "labels")}
+    page = report.render_html(audit_corpus(dataclasses.replace(clean, **nothing)))
+    assert "Nothing was checked: no volume and no report." in page and "No finding" not in page
+
+
 def test_report_tables_print_numbers_as_the_json_has_them() -> None:
     """1024 slices are '1024' on the page, not '1.02e+03'; fractions keep their digits."""
     tiny = _tiny()

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ctcorpus.audit.diff import CorpusDiff, diff_corpora
 from ctcorpus.audit.findings import SEVERITY_ORDER, Finding, FindingKind, Severity
-from ctcorpus.audit.leakage import find_leaks
+from ctcorpus.audit.leakage import coverage, find_leaks
 from ctcorpus.audit.stats import CorpusStats, corpus_statistics
 from ctcorpus.audit.tables import CorpusTables
 from ctcorpus.config.audit import AuditConfig
@@ -37,6 +37,9 @@ class AuditResult:
         Its statistics.
     findings:
         Leaks, duplicates and data-quality problems, most severe first.
+    coverage:
+        Per corpus and leak check, the rows it could check of all rows
+        (:func:`~ctcorpus.audit.leakage.coverage`): no finding of a check says nothing of the rest.
     against:
         Name of the corpus checked against (``None`` when none was given).
     diff:
@@ -51,6 +54,7 @@ class AuditResult:
     manifest: Mapping[str, Any]
     stats: CorpusStats
     findings: tuple[Finding, ...]
+    coverage: pd.DataFrame
     against: str | None
     diff: CorpusDiff | None
     config: AuditConfig
@@ -226,10 +230,9 @@ def audit_corpus(
     """
     config = config or AuditConfig()
     stats = corpus_statistics(tables)
-    findings = find_leaks(
-        _tagged(tables.volumes, tables.name), _tagged(tables.reports, tables.name), config, cross=False
-    )
-    findings += _stat_findings(stats)
+    volumes, reports = _tagged(tables.volumes, tables.name), _tagged(tables.reports, tables.name)
+    findings = find_leaks(volumes, reports, config, cross=False) + _stat_findings(stats)
+    checked = coverage(volumes, reports, [tables.name])
     diff = None
     if against is not None:
         if against.name == tables.name:  # two folders of one name (v1, a copy's v1): findings and diff tell them apart
@@ -239,6 +242,7 @@ def audit_corpus(
             for table in ("volumes", "reports")
         )
         findings += find_leaks(volumes, reports, config, cross=True)
+        checked = coverage(volumes, reports, [tables.name, against.name])
         diff = diff_corpora(against, tables)
         findings += diff.findings
     logger.info("audit corpus=%s findings=%d against=%s", tables.name, len(findings), against and against.name)
@@ -247,6 +251,7 @@ def audit_corpus(
         manifest=dict(tables.manifest),
         stats=stats,
         findings=_order(findings),
+        coverage=checked,
         against=against.name if against is not None else None,
         diff=diff,
         config=config,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -296,6 +296,48 @@ def duplicate_reports(reports: pd.DataFrame, config: AuditConfig, *, cross: bool
     kinds = (FindingKind.DUPLICATE_REPORT, FindingKind.NEAR_DUPLICATE_REPORT)
     both = pd.concat([exact, _pairs(edges, scores)], ignore_index=True)
     return _pair_findings(reports, both, "report_id", kinds, cross=cross, what="reports of other studies")
+
+
+def coverage(volumes: pd.DataFrame, reports: pd.DataFrame, corpora: Sequence[str]) -> pd.DataFrame:
+    """Per corpus and leak check: the rows it could check (``checked``) of all its ``rows``, and what a row needs.
+
+    A check passes every row it cannot read: a corpus whose volumes have no array hash or no
+    finite fingerprint (a partial mapping, an older pipeline), or no ``patient_key``, has no copy
+    or no same-person finding whether it holds one or not. The report must say what was not checked.
+    """
+    rows = pd.concat([frame[["corpus", "patient_id", "study_id"]] for frame in (volumes, reports)], ignore_index=True)
+    words = reports["text"].map(_text_hash).ne("")
+    usable = (
+        (FindingKind.PATIENT_ACROSS_GROUPS, rows, _present(rows["patient_id"]), "volumes and reports with a patient id"),
+        (FindingKind.STUDY_ACROSS_GROUPS, rows, _present(rows["study_id"]), "volumes and reports with a study id"),
+        (FindingKind.ACCESSION_ACROSS_GROUPS, volumes, _present(volumes["accession_id"]), "volumes with an accession"),
+        (
+            FindingKind.SAME_PERSON_TWO_IDS,
+            volumes,
+            _present(volumes["patient_key"]) & _present(volumes["patient_id"]),
+            "volumes with a patient_key",
+        ),
+        (FindingKind.DUPLICATE_VOLUME, volumes, _present(volumes["hu_sha256"]), "volumes with an array hash"),
+        (
+            FindingKind.NEAR_DUPLICATE_VOLUME,
+            volumes,
+            volumes["fingerprint"].map(_usable_fingerprint).astype(bool),
+            "volumes with a finite fingerprint",
+        ),
+        (FindingKind.DUPLICATE_REPORT, reports, words, "reports with words"),
+        (FindingKind.NEAR_DUPLICATE_REPORT, reports, words, "reports with words"),
+    )
+    parts = []
+    for kind, frame, mask, needs in usable:
+        counts = mask.groupby(frame["corpus"].to_numpy()).agg(["sum", "size"]).reindex(list(corpora), fill_value=0)
+        parts.append(
+            pd.DataFrame(
+                {"corpus": list(corpora), "check": kind.value, "checked": counts["sum"], "rows": counts["size"],
+                 "needs": needs}
+            )
+        )
+    frame = pd.concat(parts, ignore_index=True)
+    return frame.astype({"checked": np.int64, "rows": np.int64})
 
 
 def find_leaks(volumes: pd.DataFrame, reports: pd.DataFrame, config: AuditConfig, *, cross: bool) -> list[Finding]:

@@ -47,6 +47,7 @@ th,td{border:1px solid #e0e0e0;padding:4px 8px;text-align:left;vertical-align:to
 th{background:#f5f5f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .sev{color:#fff;border-radius:4px;padding:1px 6px;font-size:12px;font-weight:600}
 .ok{background:#e8f5e9;border-left:6px solid #2e7d32;padding:10px 14px;margin:8px 0}
+.partial{background:#fff3e0;border-left:6px solid #ef6c00;padding:10px 14px;margin:8px 0}
 img{max-width:100%;border:1px solid #eeeeee;margin:6px 0}
 .grid{display:grid;grid-template-columns:1fr 1fr;gap:16px}
 code{font-size:12px}
@@ -102,6 +103,7 @@ def result_to_dict(result: AuditResult) -> dict[str, Any]:
         "config": result.config.model_dump(mode="json"),
         "summary": {s.value: result.count(s) for s in SEVERITY_ORDER},
         "findings": [_finding_dict(f) for f in result.findings],
+        "coverage": _records(result.coverage),
         "stats": stats,
         "diff": _diff_dict(result.diff) if result.diff is not None else None,
     }
@@ -276,6 +278,24 @@ def _severity(severity: Severity) -> str:
     return f'<span class="sev" style="background:{_COLOURS[severity]}">{severity.value}</span>'
 
 
+def _clear(coverage: pd.DataFrame, verdict: str) -> str:
+    """The all-clear ``verdict``, unless a leak check could not read every row: then what it covers, and what not.
+
+    A check passes the rows it cannot read (no fingerprint, no array hash, no patient_key), so
+    'no leak' of a corpus it only partly read, or of one with no row at all, would claim too much.
+    """
+    if not coverage["rows"].any():
+        return '<div class="partial">Nothing was checked: no volume and no report.</div>'
+    partial = coverage[coverage["checked"] < coverage["rows"]]
+    if partial.empty:
+        return f'<div class="ok">{verdict}.</div>'
+    names = ", ".join(dict.fromkeys(partial["check"].str.replace("_", " ")))
+    return (
+        f'<div class="partial">{verdict} among the rows checked; not every row could be checked for '
+        f"{html.escape(names)} (see What was checked).</div>"
+    )
+
+
 def _findings_section(result: AuditResult) -> str:
     """Badges per severity, then the findings (at most ``max_listed`` per kind; how many more, named)."""
     badges = "".join(
@@ -283,13 +303,13 @@ def _findings_section(result: AuditResult) -> str:
         for s in SEVERITY_ORDER
     )
     if not result.findings:
-        return f'<div class="badges">{badges}</div><div class="ok">No finding: no leak, no duplicate.</div>'
+        return f'<div class="badges">{badges}</div>{_clear(result.coverage, "No finding: no leak, no duplicate")}'
     high = result.count(Severity.HIGH)
     verdict = (
         f'<p style="color:{_COLOURS[Severity.HIGH]}"><b>{high} high-severity findings: leaks or copies across '
         "splits. Resolve them before training or evaluating.</b></p>"
         if high
-        else '<div class="ok">No leak between splits.</div>'
+        else _clear(result.coverage, "No leak between splits")
     )
     kinds = pd.Series([f.kind.value for f in result.findings]).value_counts()
     summary = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in kinds.items())
@@ -355,6 +375,9 @@ def _sections(result: AuditResult) -> list[str]:
         + "</div>",
         "<h2>Summary of findings</h2>",
         _findings_section(result),
+        "<h2>What was checked</h2>",
+        "<p>Rows each leak check could read, of all rows: a row without what the check needs is not checked.</p>",
+        _table(result.coverage if result.against else result.coverage.drop(columns="corpus")),
         "<h2>Splits</h2>",
         # the dataset card counts every patient and study of a split, these only those with a volume
         "<p>Volumes, and the patients and studies they belong to; reports of the split's studies "
