@@ -482,6 +482,17 @@ def test_statistics_by_hand() -> None:
     assert stats.splits.set_index("split").loc["train"].tolist() == [2, 2, 2, 2]
 
 
+def test_statistics_do_not_depend_on_the_order_of_rows(clean: CorpusTables) -> None:
+    """Tied snippet counts were listed in the order their rows came: a re-ordered table changed audit.json."""
+    shuffled = {
+        name: getattr(clean, name).sample(frac=1.0, random_state=1) for name in ("volumes", "reports", "labels", "snippets")
+    }
+    before, after = (result_to_dict(audit_corpus(t)) for t in (clean, dataclasses.replace(clean, **shuffled)))
+    assert json.dumps(after, sort_keys=True) == json.dumps(before, sort_keys=True)
+    counts = before["stats"]["snippet_labels"]
+    assert [(-c["snippets"], c["label"]) for c in counts] == sorted((-c["snippets"], c["label"]) for c in counts)
+
+
 def test_a_report_without_split_or_sections_is_no_crash() -> None:
     """Nulls where pandas 3 keeps them null: a report's split (the split list sorted NaN with
     strings) and its sections (a float is no list)."""

@@ -191,8 +191,10 @@ def _volume_numeric(volumes: pd.DataFrame) -> pd.DataFrame:
 
 
 def _exploded_counts(snippets: pd.DataFrame, column: str, name: str) -> pd.DataFrame:
+    """Snippets per value, most first; ties by name, so the rows' order does not change audit.json."""
     values = snippets[column].explode().dropna()
-    return values.value_counts().rename_axis(name).rename("snippets").reset_index()
+    counts = values.value_counts().rename_axis(name).rename("snippets").reset_index()
+    return counts.sort_values(["snippets", name], ascending=[False, True]).reset_index(drop=True)
 
 
 def _quarantine(quarantine: pd.DataFrame) -> pd.DataFrame:

@@ -111,8 +111,8 @@ class CorpusTables:
                 raise AuditError(f"table {table!r} of corpus {self.name!r} lacks columns {missing}; map them first")
 
 
-def _listed(manifest: Mapping[str, Any], name: str) -> dict[str, int] | None:
-    """The Parquet files of table ``name`` a ctcorpus manifest lists, with their rows (``None``: it lists no files).
+def _listed(manifest: Mapping[str, Any], name: str) -> dict[str, int | None] | None:
+    """The Parquet files of table ``name`` a ctcorpus manifest lists, with their rows if given (``None``: it lists no files).
 
     A version copied in part (a split folder left behind, a file lost) still reads as a corpus:
     a missing ``samples`` file silently drops its volumes from the copy checks, a missing
@@ -121,13 +121,13 @@ def _listed(manifest: Mapping[str, Any], name: str) -> dict[str, int] | None:
     if not isinstance(manifest.get("files"), list):
         return None
     return {
-        str(entry["path"]): int(entry["count"])
+        str(entry["path"]): entry.get("count")
         for entry in manifest["files"]
-        if entry.get("kind") == "parquet" and entry.get("table") == name
+        if isinstance(entry, dict) and entry.get("kind") == "parquet" and entry.get("table") == name and "path" in entry
     }
 
 
-def _read_table(root: Path, name: str, listed: dict[str, int] | None = None) -> pd.DataFrame | None:
+def _read_table(root: Path, name: str, listed: dict[str, int | None] | None = None) -> pd.DataFrame | None:
     """All Parquet files under ``tables/<name>/`` (hive ``split=<x>/`` folders add a ``split`` column).
 
     With ``listed`` (the manifest's files of the table, :func:`_listed`), a listed file that is
@@ -140,7 +140,7 @@ def _read_table(root: Path, name: str, listed: dict[str, int] | None = None) -> 
         found = {path.relative_to(root).as_posix() for path in files}
         for odd, what in ((listed.keys() - found, "missing"), (found - listed.keys(), "not listed in manifest.json")):
             if odd:
-                more = f" (and {len(odd) - 1} more files)" if len(odd) > 1 else ""
+                more = f" (and {len(odd) - 1} more)" if len(odd) > 1 else ""
                 raise AuditError(
                     f"a file of table {name!r} is {what}{more}: the version is partial or altered; run ctcorpus verify",
                     path=root / min(odd),
