@@ -870,6 +870,10 @@ def test_load_corpus_of_a_partial_or_altered_version_names_the_file(seeded, tmp_
     _write_parquet(tables.labels.head(3), root / "tables" / "labels" / "part-00000.parquet")
     with pytest.raises(AuditError, match=rf"labels/part-00000.parquet: .* 3 rows in this file, .* says {len(tables.labels)}"):
         load_corpus_tables(root)
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["files"] = [{k: v for k, v in entry.items() if k != "count"} for entry in manifest["files"]]
+    (root / "manifest.json").write_text(json.dumps(manifest))  # hand-edited: no rows to check, no KeyError
+    assert len(load_corpus_tables(root).labels) == 3
 
 
 def test_load_corpus_of_a_version_a_killed_build_moved_aside_says_where_it_is(tmp_path: Path) -> None:
