@@ -161,6 +161,19 @@ def _pairs_above(left: np.ndarray, right: np.ndarray, threshold: float, upper: b
     return np.concatenate(found) if found else np.zeros((0, 2), dtype=np.int64)
 
 
+def _pair_scores(matrix: np.ndarray, pairs: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Dot product of the two rows of every pair, ``chunk`` pairs at a time.
+
+    Gathering both rows of every candidate at once held 2 x pairs x d floats: the 14,000 candidates
+    of 10,000 synthetic volumes took 270 MB, and candidates grow with the square of the corpus.
+    """
+    scores = [
+        np.einsum("ij,ij->i", matrix[pairs[start : start + chunk, 0]], matrix[pairs[start : start + chunk, 1]])
+        for start in range(0, len(pairs), chunk)
+    ]
+    return np.concatenate(scores) if scores else np.zeros(0, dtype=matrix.dtype)
+
+
 def similar_pairs(
     matrix: np.ndarray,
     threshold: float,
@@ -193,6 +206,6 @@ def similar_pairs(
         projected = centred @ rng.standard_normal((matrix.shape[1], dims)).astype(np.float32)
         projected /= np.maximum(np.linalg.norm(projected, axis=1, keepdims=True), 1e-12)
         pairs = _pairs_above(projected, projected, candidate_threshold, upper=True)
-    scores = np.einsum("ij,ij->i", matrix[pairs[:, 0]], matrix[pairs[:, 1]]) if len(pairs) else np.zeros(0)
+    scores = _pair_scores(matrix, pairs)
     keep = scores >= threshold
     return pd.DataFrame({"i": pairs[keep, 0], "j": pairs[keep, 1], "similarity": scores[keep].astype(np.float64)})
