@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import nibabel as nib
@@ -236,11 +237,16 @@ def test_totalsegmentator_without_weights_fails_fast_with_provisioning_steps(tmp
 
 
 def _fake_weights(root: Path, dataset: str, model_folder: str, folds=("fold_0",)) -> Path:
-    """The files nnU-Net loads from a model folder, empty (presence checks only)."""
+    """The files nnU-Net loads from a model folder, complete but empty of content (file checks only):
+    JSON files that parse, checkpoints in torch's zip format."""
     folder = root / dataset / model_folder
     for name in ("plans.json", "dataset.json", *(f"{fold}/checkpoint_final.pth" for fold in folds)):
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(b"")
+        if name.endswith(".json"):
+            (folder / name).write_text("{}")
+        else:
+            with zipfile.ZipFile(folder / name, "w") as checkpoint:
+                checkpoint.writestr("archive/data.pkl", b"")
     return folder
 
 
@@ -264,6 +270,31 @@ def test_missing_weights_checks_the_model_folder_totalsegmentator_loads(tmp_path
     assert missing_weights(config) == (298,)
     _fake_weights(tmp_path, *_FASTEST)
     assert missing_weights(config) == ()
+
+
+@pytest.mark.parametrize(
+    ("broken", "content", "reason"),
+    [
+        ("fold_0/checkpoint_final.pth", b"", "not a complete torch checkpoint"),
+        ("fold_0/checkpoint_final.pth", None, "not a complete torch checkpoint"),  # cut short: no end record
+        ("plans.json", b'{"dataset_name": "Dataset298', "not valid JSON"),
+        ("dataset.json", b"", "not valid JSON"),
+    ],
+)
+def test_weights_cut_short_count_as_missing_and_name_the_file(tmp_path, caplog, broken, content, reason):
+    """An interrupted copy (empty or truncated file) passed the presence check: backend totalsegmentator then
+    failed on every volume, auto chose it over the fallback. Now it is refused before any work, naming the file."""
+    folder = _fake_weights(tmp_path / "w", *_FASTEST)
+    path = folder / broken
+    path.write_bytes(path.read_bytes()[:-30] if content is None else content)
+    config = AnatomyConfig(weights_path=tmp_path / "w", home_dir=tmp_path / "home")
+    assert missing_weights(config) == (298,)
+    with pytest.raises(AnatomyError, match="not provisioned") as info:
+        make_segmenter(config.model_copy(update={"backend": "totalsegmentator"}))
+    assert f"{path} ({reason}" in str(info.value)
+    with caplog.at_level(logging.WARNING, logger="ctcorpus.anatomy"):
+        assert make_segmenter(config).name == "threshold"
+    assert "298" in caplog.text and "incomplete" in caplog.text
 
 
 def test_crop_tasks_need_the_crop_model_weights(tmp_path):

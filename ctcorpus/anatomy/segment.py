@@ -20,9 +20,9 @@ def make_segmenter(config: AnatomyConfig, *, warn: bool = True) -> Segmenter:
     """Build the configured segmenter once; keep it for every volume of a worker.
 
     ``backend: auto`` takes TotalSegmentator when its weights are provisioned, else the threshold
-    fallback with a warning naming the missing task ids (``warn=False``: a debug line, for the workers
+    fallback with a warning naming the task ids missing or incomplete (``warn=False``: a debug line, for the workers
     of a run whose planning process has warned: each builds its own). ``backend: totalsegmentator`` without
-    weights raises :class:`~ctcorpus.errors.AnatomyError` with the provisioning steps before any work.
+    complete weights raises :class:`~ctcorpus.errors.AnatomyError` with the provisioning steps before any work.
 
     Examples
     --------
@@ -36,7 +36,8 @@ def make_segmenter(config: AnatomyConfig, *, warn: bool = True) -> Segmenter:
         return TotalSegmentatorSegmenter(config)
     log.log(
         logging.WARNING if warn else logging.DEBUG,
-        "TotalSegmentator weights not provisioned (missing task ids %s under %s): using the threshold fallback",
+        "TotalSegmentator weights not provisioned (task ids %s missing or incomplete under %s): "
+        "using the threshold fallback",
         list(missing_weights(config)),
         weights_dir(config),
     )

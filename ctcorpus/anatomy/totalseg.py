@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -193,37 +194,57 @@ def _weight_url(task_id: int) -> str:
     return f"https://github.com/wasserth/TotalSegmentator/releases/download/{info.get('version')}/{info['foldername']}.zip"
 
 
-def _loadable(folder: Path, folds: tuple[str, ...]) -> bool:
-    """Whether ``folder`` holds what nnU-Net loads: plans, dataset and each fold's checkpoint.
+def _weight_problems(folder: Path, folds: tuple[str, ...]) -> tuple[str, ...]:
+    """What keeps nnU-Net from loading the model in ``folder``, one ``<path> (<reason>)`` per file; () if nothing.
 
-    With no fold named, nnU-Net loads each ``fold_N`` (not ``fold_all``) that has a checkpoint:
-    at least one must.
+    nnU-Net loads ``plans.json``, ``dataset.json`` and each fold's checkpoint; with no fold named, each
+    ``fold_N`` (not ``fold_all``) that has a checkpoint: at least one must. A copy cut short (an empty
+    file, a JSON file that does not parse, a checkpoint without the end record of torch's zip format)
+    counts too: it would pass a presence check and then fail on every volume. The checks read the
+    JSON files and a checkpoint's last bytes only.
     """
     checkpoints = [folder / fold / "checkpoint_final.pth" for fold in folds] or [
-        path for path in folder.glob("fold_*/checkpoint_final.pth") if path.parent.name != "fold_all"
+        path for path in sorted(folder.glob("fold_*/checkpoint_final.pth")) if path.parent.name != "fold_all"
     ]
-    return bool(checkpoints) and all(
-        path.is_file() for path in (folder / "plans.json", folder / "dataset.json", *checkpoints)
-    )
+    if not checkpoints:
+        return (f"{folder}/fold_N/checkpoint_final.pth (absent)",)
+    problems = []
+    for path in (folder / "plans.json", folder / "dataset.json", *checkpoints):
+        if not path.is_file():
+            problems.append(f"{path} (absent)")
+        elif path.suffix == ".json" and not _parses_as_json(path):
+            problems.append(f"{path} (not valid JSON: a partial copy?)")
+        elif path.suffix == ".pth" and not zipfile.is_zipfile(path):
+            problems.append(f"{path} (not a complete torch checkpoint: a partial copy?)")
+    return tuple(problems)
+
+
+def _parses_as_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_bytes())
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def _unusable_weights(config: AnatomyConfig) -> dict[int, tuple[str, ...]]:
+    """Task id -> the problems of its model folder under :func:`weights_dir`, for the tasks that have any."""
+    root = weights_dir(config)
+    found: dict[int, tuple[str, ...]] = {}
+    for task_id, folder, folds in _models(config):
+        if problems := _weight_problems(root / _weight_folder(task_id) / folder, folds):
+            found[task_id] = found.get(task_id, ()) + problems
+    return dict(sorted(found.items()))
 
 
 def missing_weights(config: AnatomyConfig) -> tuple[int, ...]:
-    """Task ids whose model folder under :func:`weights_dir` lacks a file nnU-Net loads (sorted).
+    """Task ids whose model folder under :func:`weights_dir` lacks a file nnU-Net loads, or holds a broken one (sorted).
 
     The exact folder TotalSegmentator loads (``DatasetNNN_*/<trainer>__<plans>__<model>``) must hold
-    ``plans.json``, ``dataset.json`` and ``fold_N/checkpoint_final.pth``: a partial copy or another
-    trainer's folder would pass a looser check and then fail on every volume.
+    ``plans.json``, ``dataset.json`` and ``fold_N/checkpoint_final.pth``, complete: a partial copy or
+    another trainer's folder would pass a looser check and then fail on every volume.
     """
-    root = weights_dir(config)
-    return tuple(
-        sorted(
-            {
-                task_id
-                for task_id, folder, folds in _models(config)
-                if not _loadable(root / _weight_folder(task_id) / folder, folds)
-            }
-        )
-    )
+    return tuple(_unusable_weights(config))
 
 
 def _ambiguous_weights(config: AnatomyConfig) -> dict[int, tuple[str, ...]]:
@@ -261,12 +282,14 @@ def provisioning_message(config: AnatomyConfig, missing: tuple[int, ...]) -> str
     """What an operator must do to provision the weights of ``missing`` tasks, exactly."""
     root = weights_dir(config)
     folders = ", ".join(f"{_weight_folder(i)}/{folder} (task {i})" for i, folder, _ in _models(config) if i in missing)
+    problems = "; ".join(p for i, found in _unusable_weights(config).items() if i in missing for p in found)
+    detail = f" ({problems})" if problems else ""
     tasks = _download_tasks(config, missing)
     download = " && ".join(f"TOTALSEG_HOME_DIR=/tmp/ts totalseg_download_weights -t {task}" for task in tasks)
     fetch = f"on a machine with internet run `{download}` (the folders appear in /tmp/ts/nnunet/results), or " if tasks else ""
     return (
         f"TotalSegmentator weights for task {config.task!r} (mode {config.mode!r}) are not provisioned: "
-        f"missing {folders} under {root}. To provision them offline: (1) {fetch}"
+        f"missing or incomplete {folders} under {root}{detail}. To provision them offline: (1) {fetch}"
         f"download {' and '.join(_weight_url(i) for i in missing)}; (2) copy the folders "
         f"into {root}, or run `TOTALSEG_WEIGHTS_PATH={root} totalseg_import_weights -i <folder>.zip` per zip, "
         f"or set anatomy.weights_path (or TOTALSEG_WEIGHTS_PATH) to the folder that holds them. Run-time "
