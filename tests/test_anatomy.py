@@ -172,6 +172,34 @@ def test_structure_stats_match_the_phantom(phantom, phantom_ct, fallback_seg):
     assert table.num_rows == 5 and set(table.column("producer").to_pylist()) == {"threshold-1.0"}
 
 
+@pytest.mark.parametrize(
+    "direction",
+    [
+        (1, 0, 0, 0, 1, 0, 0, 0, 1),  # axial, LPS
+        (-1, 0, 0, 0, -1, 0, 0, 0, 1),  # axial, RAS
+        (1, 0, 0, 0, 1, 0, 0, 0, -1),  # axial, z index running feet-wards
+        (1, 0, 0, 0, 0, 1, 0, 1, 0),  # coronal: index y runs head-foot
+        (0, 0, 1, 0, 1, 0, 1, 0, 0),  # sagittal: index x runs head-foot
+    ],
+)
+def test_structure_stats_are_physical_on_any_grid(direction):
+    """Volume, head-foot range and extent in mm from the grid's geometry, whichever index axis runs head-foot and
+    whichever way: the extent was the range plus the z index step's head-foot part, 0 on a sagittal grid."""
+    labels = np.zeros((10, 8, 6), np.uint8)
+    labels[3:5, 2:4, 1:2] = 1  # 2 x 2 x 1 voxels (z, y, x)
+    ct = _image(np.full(labels.shape, 40, np.int16), (3.0, 0.7, 0.5), (10.0, 20.0, 30.0), direction)
+    seg = Segmentation(labels=sitk.GetImageFromArray(labels), label_table={1: "lung_left"}, backend="t", version="1")
+    seg.labels.CopyInformation(ct)
+    (row,) = structure_stats(seg, ct, "v")
+    centres = np.array([ct.TransformIndexToPhysicalPoint((int(i), int(j), int(k))) for k, j, i in np.argwhere(labels)])
+    voxel_z = sum(abs(d * s) for d, s in zip(direction[6:], ct.GetSpacing(), strict=True))  # one voxel's head-foot size
+    assert row.volume_ml == pytest.approx(4 * 3.0 * 0.7 * 0.5 / 1000)
+    assert (row.z_min_mm, row.z_max_mm) == pytest.approx((centres[:, 2].min(), centres[:, 2].max()))
+    assert row.z_extent_mm == pytest.approx(np.ptp(centres[:, 2]) + voxel_z)
+    assert row.bbox_mm_min == pytest.approx(tuple(centres.min(axis=0)))
+    assert row.bbox_mm_max == pytest.approx(tuple(centres.max(axis=0)))
+
+
 def test_structure_stats_refuse_another_grid(phantom_ct, fallback_seg):
     other = sitk.Image(phantom_ct.GetSize(), sitk.sitkInt16)
     other.SetSpacing((1.0, 1.0, 1.0))

@@ -29,8 +29,8 @@ class StructureStats:
     """One structure of one volume (a row of ``anatomy_stats``).
 
     Index boxes are ``(x, y, z)`` voxel indices, inclusive; mm boxes are the LPS extremes of the
-    index box's voxel centres; ``z_extent_mm`` adds one slice step so a one-slice structure has the
-    slice's thickness.
+    index box's voxel centres; ``z_extent_mm`` adds one voxel's head-foot size (the slice step on an
+    axial grid, the row step on a coronal one) so a structure one voxel thick has that thickness.
     """
 
     volume_id: str
@@ -80,7 +80,7 @@ def structure_stats(segmentation: Segmentation, hu_image: sitk.Image, volume_id:
     matrix = patient_matrix(hu_image)
     origin = np.asarray(hu_image.GetOrigin(), dtype=float)
     voxel_ml = abs(float(np.linalg.det(matrix))) / 1000.0
-    slice_step_mm = abs(float(matrix[2, 2]))
+    voxel_z_mm = float(np.abs(matrix[2]).sum())  # head-foot size of one voxel, whichever index axis runs so
     boxes = ndimage.find_objects(labels)
     rows = []
     for label, structure in segmentation.label_table.items():
@@ -106,7 +106,7 @@ def structure_stats(segmentation: Segmentation, hu_image: sitk.Image, volume_id:
                 bbox_mm_max=tuple(float(v) for v in mm_max),
                 z_min_mm=float(mm_min[2]),
                 z_max_mm=float(mm_max[2]),
-                z_extent_mm=float(mm_max[2] - mm_min[2]) + slice_step_mm,
+                z_extent_mm=float(mm_max[2] - mm_min[2]) + voxel_z_mm,
                 mean_hu=float(hu[box][inside].mean(dtype=np.float64)),
                 anatomy=anatomy_of_structure(structure),
                 mask_source=segmentation.source,
