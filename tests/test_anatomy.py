@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -429,7 +430,7 @@ def test_totalsegmentator_never_downloads_during_a_call(tmp_path, monkeypatch):
 
 def test_weights_relocated_by_the_environment_are_where_totalsegmentator_looks(tmp_path, monkeypatch):
     """TOTALSEG_HOME_DIR and TOTALSEG_WEIGHTS_PATH move the weights (the docker images set them): ctcorpus checks
-    the folder TotalSegmentator itself resolves inside a call, config fields first, and writes config.json there."""
+    the folder TotalSegmentator itself resolves inside a call, config fields first, and writes config.json in the home."""
     from totalsegmentator.config import get_totalseg_dir, get_weights_dir
 
     monkeypatch.setenv("TOTALSEG_HOME_DIR", str(tmp_path / "home"))
@@ -448,8 +449,10 @@ def test_weights_relocated_by_the_environment_are_where_totalsegmentator_looks(t
     ):
         segmenter = TotalSegmentatorSegmenter(config.model_copy(update=settings))
         assert (home / "config.json").is_file()
-        with segmenter._environment():
-            assert (get_totalseg_dir(), get_weights_dir()) == (home, weights)
+        with segmenter._environment():  # the home's settings, in the segmenter's private copy
+            assert get_weights_dir() == weights
+            assert json.loads((get_totalseg_dir() / "config.json").read_text()) == json.loads(
+                (home / "config.json").read_text())
     assert os.environ["TOTALSEG_WEIGHTS_PATH"] == str(tmp_path / "elsewhere")  # the operator's value is restored
 
 
@@ -477,6 +480,39 @@ def test_usage_statistics_are_off_even_where_the_config_had_them_on(tmp_path, mo
             "task": "total", "fast": False, "preview": False, "multilabel": True, "roi_subset": None,
             "statistics": False, "radiomics": False})
     assert posted == []
+
+
+def test_calls_never_write_the_shared_config_json(tmp_path):
+    """TotalSegmentator rewrites config.json in place on every call (its prediction counter): worker processes
+    sharing a home read each other's half-written file and the volume failed (JSONDecodeError). Each segmenter's
+    calls use a private copy (license kept); a home already quiet is not written at all, not even on construction."""
+    from totalsegmentator.config import (
+        get_totalseg_dir,
+        has_valid_license_offline,
+        increase_prediction_counter,
+    )
+
+    home = tmp_path / "home"
+    home.mkdir()
+    config_json = home / "config.json"
+    config_json.write_text(json.dumps({"totalseg_id": "totalseg_OPERATOR", "prediction_counter": 7,
+                                       "license_number": "aca_" + "0" * 14, "send_usage_stats": False,
+                                       "statistics_disclaimer_shown": True}))
+    os.utime(config_json, ns=(10**9, 10**9))
+    _fake_weights(tmp_path / "w", *_FASTEST)
+    config = AnatomyConfig(backend="totalsegmentator", weights_path=tmp_path / "w", home_dir=home)
+    first, second = TotalSegmentatorSegmenter(config), TotalSegmentatorSegmenter(config)
+    homes = []
+    for segmenter in (first, second):
+        with segmenter._environment():  # what each call of python_api.totalsegmentator does
+            assert increase_prediction_counter()["prediction_counter"] == 8
+            assert has_valid_license_offline()[0] == "yes"
+            homes.append(get_totalseg_dir())
+    assert homes[0] != homes[1] and home not in homes
+    assert config_json.stat().st_mtime_ns == 10**9 and json.loads(config_json.read_text())["prediction_counter"] == 7
+    del first, second, segmenter
+    gc.collect()
+    assert not any(path.exists() for path in homes)  # the private copies go with their segmenters
 
 
 def test_licensed_task_without_a_license_fails_at_construction_not_with_sys_exit(tmp_path, monkeypatch):

@@ -21,7 +21,9 @@ import importlib.metadata
 import json
 import logging
 import os
+import shutil
 import tempfile
+import weakref
 import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -35,6 +37,7 @@ from ctcorpus.anatomy.base import Segmentation, same_grid
 from ctcorpus.config.anatomy import AnatomyConfig
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import AnatomyError
+from ctcorpus.outputs.store import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -302,8 +305,16 @@ def totalsegmentator_ready(config: AnatomyConfig) -> bool:
     return bool(totalsegmentator_version()) and not missing_weights(config)
 
 
-def _write_quiet_config(home: Path) -> None:
-    """Create or update ``<home>/config.json`` with ``send_usage_stats: false`` (TotalSegmentator reads it)."""
+#: What ``config.json`` must say for TotalSegmentator to stay quiet (no usage statistics, no disclaimer).
+_QUIET = {"send_usage_stats": False, "statistics_disclaimer_shown": True}
+
+
+def _quiet_config(home: Path) -> dict[str, Any]:
+    """``<home>/config.json`` with :data:`_QUIET` set, written only where it said otherwise.
+
+    Worker processes build their segmenters at once: the file is replaced whole (a concurrent reader
+    never sees it half-written) and an already quiet one is not written at all (a read-only home works).
+    """
     home.mkdir(parents=True, exist_ok=True)
     path = home / "config.json"
     try:
@@ -312,11 +323,10 @@ def _write_quiet_config(home: Path) -> None:
         raise AnatomyError(
             "TotalSegmentator config.json is not valid JSON; fix or delete it", path=path
         ) from None
-    data.setdefault("totalseg_id", "totalseg_ctcorpus")
-    data.setdefault("prediction_counter", 0)
-    data["send_usage_stats"] = False
-    data["statistics_disclaimer_shown"] = True
-    path.write_text(json.dumps(data, indent=4), encoding="utf-8")
+    quiet = {"totalseg_id": "totalseg_ctcorpus", "prediction_counter": 0} | data | _QUIET
+    if quiet != data:
+        atomic_write_bytes(path, json.dumps(quiet, indent=4).encode("utf-8"))
+    return quiet
 
 
 def write_nifti(image: sitk.Image, path: Path) -> Path:
@@ -349,8 +359,10 @@ class TotalSegmentatorSegmenter:
 
     Construction checks the settings and the weights (raising :class:`~ctcorpus.errors.AnatomyError`
     with the provisioning steps when any is missing and ``allow_download`` is false, or when a task's
-    folder is there twice), writes the quiet
-    ``config.json`` and registers the nnU-Net trainers; :meth:`segment` then only runs the model.
+    folder is there twice), makes the home's ``config.json`` quiet and registers the nnU-Net trainers;
+    :meth:`segment` then only runs the model. Calls run in a private copy of the home's ``config.json``
+    (license included): TotalSegmentator rewrites it in place on every call, and worker processes
+    sharing one file read each other's half-written copies and fail.
     Loaded networks are cached on the object, so a worker that keeps one segmenter reads each
     checkpoint once. Scripts that use it need an ``if __name__ == "__main__":`` guard (nnU-Net
     starts worker processes).
@@ -394,7 +406,9 @@ class TotalSegmentatorSegmenter:
         self._label_table = table
         self._home = _home_dir(config)
         self._weights = weights_dir(config)
-        _write_quiet_config(self._home)
+        self._call_home = Path(tempfile.mkdtemp(prefix="ctcorpus-totalseg-home-"))
+        weakref.finalize(self, shutil.rmtree, self._call_home, ignore_errors=True)
+        (self._call_home / "config.json").write_text(json.dumps(_quiet_config(self._home), indent=4), encoding="utf-8")
         register_nnunet_trainers()
         self._device = self._resolve_device(config.device)
         self.version = f"{installed}-task{'-'.join(str(i) for i in task_ids)}"
@@ -430,14 +444,15 @@ class TotalSegmentatorSegmenter:
 
     @contextmanager
     def _environment(self) -> Iterator[None]:
-        """TotalSegmentator's environment for one call (restored after), the cached predictor, no downloads."""
+        """TotalSegmentator's environment for one call (restored after): the private home, the weights, the
+        cached predictor, no downloads."""
         from totalsegmentator import nnunet, python_api
 
         keys = ("TOTALSEG_HOME_DIR", "TOTALSEG_WEIGHTS_PATH", "nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
         saved = {key: os.environ.get(key) for key in keys}
         predictor_class = nnunet.nnUNetPredictor
         download = python_api.download_pretrained_weights
-        os.environ["TOTALSEG_HOME_DIR"] = str(self._home)
+        os.environ["TOTALSEG_HOME_DIR"] = str(self._call_home)
         os.environ["TOTALSEG_WEIGHTS_PATH"] = str(self._weights)
         nnunet.nnUNetPredictor = _cached_predictor_class(predictor_class, self._networks)
         if not self._config.allow_download:
