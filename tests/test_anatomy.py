@@ -110,6 +110,17 @@ def test_fallback_finds_no_airways_or_lungs_in_soft_tissue():
     assert set(np.unique(seg.array())) == {0, 1}
 
 
+def test_fallback_keeps_lungs_the_field_of_view_cut_open(phantom):
+    """Both lungs cut by the field of view (a large patient, a small reconstruction FOV) touch the image border: they
+    were no hole of the body and were lost whole (Dice 0). Gas enclosed the same way stays body (real CT test below)."""
+    columns = {name: np.argwhere(_truth(phantom, name))[:, 2] for name in ("lung_left", "lung_right")}
+    crop = slice(int(np.median(columns["lung_right"])), int(np.median(columns["lung_left"])))
+    seg = ThresholdSegmenter(AnatomyConfig()).segment(_image(phantom.hu[:, :, crop], phantom.spacing_zyx, phantom.origin_mm))
+    for name in ("body", "lung_left", "lung_right"):
+        truth = phantom.labels[:, :, crop] > 0 if name == "body" else _truth(phantom, name)[:, :, crop]
+        assert dice(seg.array() > 0 if name == "body" else seg.mask(name), truth) >= 0.95, name
+
+
 def test_fallback_rejects_non_axial_images(phantom):
     sagittal = _image(phantom.hu, phantom.spacing_zyx, phantom.origin_mm, direction=(0, 0, 1, 0, 1, 0, 1, 0, 0))
     with pytest.raises(AnatomyError, match="axial"):

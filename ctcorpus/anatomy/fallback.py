@@ -5,7 +5,8 @@ anatomy masks when TotalSegmentator is not provisioned. It only needs axial slic
 runs head-foot); left and right are decided in patient coordinates from the image direction, so a
 flipped array cannot swap the lungs.
 
-Steps: body = largest component above ``body_hu`` with each axial slice's holes filled; air = body
+Steps: body = largest component above ``body_hu`` with each axial slice's holes filled, plus lung-like
+air the field of view cut open (a lung touching the image border is no hole); air = body
 voxels below ``air_hu``; airways = the component of very low HU (``airway_hu``, lumen air is about
 -1000 while lung parenchyma is about -850) seeded at a small, central air region in the most superior
 slices (the trachea), with the threshold tightened if it leaks into the lungs; lungs = the remaining
@@ -61,6 +62,37 @@ def _fill_holes_2d(mask: np.ndarray) -> np.ndarray:
         open_to_border[0] = True  # label 0 is the mask itself
         out[z] |= ~open_to_border[background]
     return out
+
+
+def _cut_open_lungs(body: np.ndarray, hu: np.ndarray, voxel_ml: float, config: AnatomyConfig) -> np.ndarray:
+    """Lung-like air the field of view cut open (a large patient, a small reconstruction FOV), outside ``body``.
+
+    Such a lung touches the image border, so it is no hole of the body and was lost whole. Closing each
+    slice's border between the first and last body pixel on it encloses it again; of what that encloses,
+    only components of lung size and lung-like median HU count (gas between the body's contacts with
+    the border, about -1000 HU, does not).
+    """
+    edges = body[:, 0] | body[:, -1]
+    touching = np.flatnonzero(edges.any(axis=1) | body[:, :, 0].any(axis=1) | body[:, :, -1].any(axis=1))
+    enclosed = np.zeros(body.shape, dtype=bool)
+    for z in touching:
+        walled = body[z].copy()
+        for line in (walled[0], walled[-1], walled[:, 0], walled[:, -1]):
+            on = np.flatnonzero(line)
+            if on.size:
+                line[on[0] : on[-1] + 1] = True
+        enclosed[z] = _fill_holes_2d(walled[None])[0] & ~body[z] & (hu[z] < config.air_hu)
+    if not enclosed.any():
+        return enclosed
+    components = cc3d.connected_components(enclosed, connectivity=6)
+    voxels = np.bincount(components.ravel())
+    low, high = config.lung_median_hu
+    keep = [
+        label
+        for label in np.flatnonzero(voxels * voxel_ml >= config.min_lung_ml)
+        if label and low <= float(np.median(hu[components == label])) <= high
+    ]
+    return np.isin(components, keep)
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -164,6 +196,7 @@ def _segment_array(hu: np.ndarray, matrix: np.ndarray, config: AnatomyConfig) ->
     body = _fill_holes_2d(_largest_component(hu > config.body_hu))
     if not body.any():
         return labels
+    body |= _cut_open_lungs(body, hu, voxel_ml, config)
     box = _bbox(body)
     offset = tuple(s.start for s in box)
     hu_box, body_box = hu[box], body[box]
