@@ -206,6 +206,8 @@ def _weight_problems(folder: Path, folds: tuple[str, ...]) -> tuple[str, ...]:
     counts too: it would pass a presence check and then fail on every volume. The checks read the
     JSON files and a checkpoint's last bytes only.
     """
+    if not folder.is_dir():
+        return (f"{folder} (absent)",)
     checkpoints = [folder / fold / "checkpoint_final.pth" for fold in folds] or [
         path for path in sorted(folder.glob("fold_*/checkpoint_final.pth")) if path.parent.name != "fold_all"
     ]
