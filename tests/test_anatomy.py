@@ -115,7 +115,8 @@ def test_fallback_keeps_lungs_the_field_of_view_cut_open(phantom):
     were no hole of the body and were lost whole (Dice 0). Gas enclosed the same way stays body (real CT test below)."""
     columns = {name: np.argwhere(_truth(phantom, name))[:, 2] for name in ("lung_left", "lung_right")}
     crop = slice(int(np.median(columns["lung_right"])), int(np.median(columns["lung_left"])))
-    seg = ThresholdSegmenter(AnatomyConfig()).segment(_image(phantom.hu[:, :, crop], phantom.spacing_zyx, phantom.origin_mm))
+    cut = _image(phantom.hu[:, :, crop], phantom.spacing_zyx, phantom.origin_mm)
+    seg = ThresholdSegmenter(AnatomyConfig()).segment(cut)
     for name in ("body", "lung_left", "lung_right"):
         truth = phantom.labels[:, :, crop] > 0 if name == "body" else _truth(phantom, name)[:, :, crop]
         assert dice(seg.array() > 0 if name == "body" else seg.mask(name), truth) >= 0.95, name
@@ -441,7 +442,8 @@ def test_totalsegmentator_never_downloads_during_a_call(tmp_path, monkeypatch):
 
 def test_weights_relocated_by_the_environment_are_where_totalsegmentator_looks(tmp_path, monkeypatch):
     """TOTALSEG_HOME_DIR and TOTALSEG_WEIGHTS_PATH move the weights (the docker images set them): ctcorpus checks
-    the folder TotalSegmentator itself resolves inside a call, config fields first, and writes config.json in the home."""
+    the folder TotalSegmentator itself resolves inside a call, config fields first, and writes config.json in the
+    home."""
     from totalsegmentator.config import get_totalseg_dir, get_weights_dir
 
     monkeypatch.setenv("TOTALSEG_HOME_DIR", str(tmp_path / "home"))

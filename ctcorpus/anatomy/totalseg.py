@@ -198,7 +198,7 @@ def _weight_url(task_id: int) -> str:
 
 
 def _weight_problems(folder: Path, folds: tuple[str, ...]) -> tuple[str, ...]:
-    """What keeps nnU-Net from loading the model in ``folder``, one ``<path> (<reason>)`` per file; () if nothing.
+    """What keeps nnU-Net from loading the model in ``folder``, one ``<path> (<reason>)`` each; () if nothing.
 
     nnU-Net loads ``plans.json``, ``dataset.json`` and each fold's checkpoint; with no fold named, each
     ``fold_N`` (not ``fold_all``) that has a checkpoint: at least one must. A copy cut short (an empty
