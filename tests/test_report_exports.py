@@ -389,6 +389,20 @@ def test_column_names_in_another_case_than_the_mapping_are_read(tmp_path):
         report_io.read_report_export(path, columns)
 
 
+def test_column_names_with_blanks_or_other_separators_than_the_mapping_are_read(tmp_path):
+    """An export tool writes "Study Date" or "Patient-ID" for study_date and patient_id: read by the
+    exact name (or in another case), the text column was missing, and a missing date or id column
+    made every report an orphan with no word of why."""
+    path = tmp_path / "ris.csv"
+    path.write_bytes(b"Accession Number;Patient-ID;Study Date;Report Text\r\nA1;P1;05.01.2024;Kein Erguss.\r\n")
+    assert [(r.accession_number, r.patient_id, r.study_date, r.text)
+            for r in report_io.read_report_export(path, ReportColumns()).reports] == [
+        ("A1", "P1", "20240105", "Kein Erguss.")]
+    path.write_bytes(b"accession_number,Study Date,report_text,study.date\nA1,05.01.2024,Kein Erguss.,\n")
+    with pytest.raises(ReportError, match=r"names the column 'study_date' more than once"):
+        report_io.read_report_export(path, ReportColumns())
+
+
 def test_a_gzipped_export_is_read_as_its_inner_format(tmp_path):
     """Exports are often shipped compressed ("ris.csv.gz"): the format was read off ".gz" alone, and
     the export refused as of an unknown format."""

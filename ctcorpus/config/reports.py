@@ -16,7 +16,8 @@ SectionName = Literal["clinical_information", "comparison", "technique", "findin
 
 class ReportColumns(StageConfig):
     """Which column of a RIS export (CSV, JSONL, Parquet) holds what; "" = the export lacks it. A
-    name the export lacks is matched in any case ("BEFUNDTEXT" for "Befundtext")."""
+    name the export lacks is matched in any case and with other separators ("BEFUNDTEXT" for
+    "Befundtext", "Study Date" for "study_date")."""
 
     text: str = Field("report_text", description="Column holding the free report text ('' if the export has "
                       "only section columns).")

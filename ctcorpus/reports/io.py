@@ -192,9 +192,23 @@ def _header_names(line: str, delimiter: str) -> set[str]:
     return {name.strip().strip('"').strip() for name in line.split(delimiter)}
 
 
+#: What a column name's spelling may vary in besides case: blanks, "_", "-", "." and the like.
+_NAME_SEPARATORS = re.compile(r"[\W_]+")
+
+
+def _name_key(name: str) -> str:
+    """A column name as mapping compares it: in any case and without separators, so that "Study
+    Date", "STUDY_DATE" and "study-date" are "study_date".
+
+    >>> _name_key("Study Date") == _name_key("STUDY_DATE") == _name_key("studydate")
+    True
+    """
+    return _NAME_SEPARATORS.sub("", name.casefold())
+
+
 def _names_any(names: Iterable[str], wanted: Iterable[str]) -> bool:
-    """Whether ``names`` hold one of the ``wanted`` columns, in any case (see :func:`_mapped_case`)."""
-    return not {name.casefold() for name in names}.isdisjoint(name.casefold() for name in wanted)
+    """Whether ``names`` hold one of the ``wanted`` columns, spelled otherwise too (see :func:`_mapped_case`)."""
+    return not {_name_key(name) for name in names}.isdisjoint(map(_name_key, wanted))
 
 
 def _csv_delimiter(header: str, text_columns: tuple[str, ...], default: str) -> str:
@@ -224,7 +238,7 @@ _SEP_LINE = re.compile(r'"?sep=(.)"?', re.IGNORECASE)
 def _csv_header(top: Sequence[str], text_columns: tuple[str, ...], default: str) -> tuple[int, str]:
     """The 0-based line of a CSV export's header among its first lines ``top``, and its delimiter.
 
-    The header is the first line that names a text column (in any case), else the first line with
+    The header is the first line that names a text column (spelled otherwise too), else the first line with
     a value; the lines above it are no rows. An Excel "sep=" line names the delimiter. Read as the
     header, such a line (or a title, or a blank line) hid every column: the export failed for want
     of a text column.
@@ -251,13 +265,14 @@ def _mapped_columns(columns: ReportColumns) -> frozenset[str]:
 
 
 def _mapped_case(rows: list[tuple[int, dict[Any, Any]]], mapped: frozenset[str]) -> list[tuple[int, dict[Any, Any]]]:
-    """``rows`` with each column that names a mapped column in another case ("BEFUNDTEXT" for
-    "Befundtext", as a RIS update or another export tool writes it) under the mapped name; a mapped
-    column the export names exactly is left alone. Read by its exact name, the text column was
-    missing and the whole export unread. Raises ``ValueError`` if two columns name one so."""
+    """``rows`` with each column that names a mapped column in another case or with other
+    separators ("BEFUNDTEXT" for "Befundtext", "Study Date" for "study_date", as a RIS update or
+    another export tool writes it) under the mapped name; a mapped column the export names exactly
+    is left alone. Read by its exact name, the text column was missing and the whole export unread
+    (a date or id column: every report an orphan). Raises ``ValueError`` if two columns name one so."""
     names: set[str] = set().union(*(row for _, row in rows)) - {None}  # CSV surplus fields: None
-    missing = {column.casefold(): column for column in mapped if column not in names}
-    renamed = {name: missing[name.casefold()] for name in names - mapped if name.casefold() in missing}
+    missing = {_name_key(column): column for column in mapped if column not in names}
+    renamed = {name: missing[_name_key(name)] for name in names - mapped if _name_key(name) in missing}
     if not renamed:
         return rows
     _check_unique([renamed.get(name, name) for name in names], mapped)
@@ -274,7 +289,7 @@ def _check_unique(header: Sequence[str], mapped: frozenset[str]) -> None:
 
 def _xlsx_rows(data: bytes, text_columns: tuple[str, ...], mapped: frozenset[str]) -> list[tuple[int, dict[str, Any]]]:
     """The rows of an Excel workbook's first sheet under its header, as typed cells (numbers,
-    datetimes, text). The header is the first row that names a text column (in any case; a title
+    datetimes, text). The header is the first row that names a text column (spelled otherwise too; a title
     may stand above it), else the first row with a value; rows without one are left out, as Excel
     keeps formatted empty rows. A header cell without a name is called "column <n>"."""
     from openpyxl import load_workbook
