@@ -18,7 +18,7 @@ from ctcorpus.reports import StudyKey, process_reports
 from ctcorpus.reports import io as report_io
 from ctcorpus.reports.link import link_reports
 from ctcorpus.reports.markup import decode_text
-from ctcorpus.reports.records import RawReport
+from ctcorpus.reports.records import RawReport, ReportExport
 
 COLUMNS = ("accession_number", "patient_id", "study_date", "report_text")
 
@@ -417,6 +417,21 @@ def test_a_gzipped_export_is_read_as_its_inner_format(tmp_path):
     with pytest.raises(ReportError, match=r"ris.tsv.gz: cannot parse report export: .*gzip") as error:
         report_io.read_report_export(broken, ReportColumns())
     assert error.value.reason == QuarantineReason.UNREADABLE_REPORT
+
+
+def test_an_empty_export_file_is_unreadable_not_an_export_without_reports(tmp_path):
+    """A failed export job leaves an empty file: read as no rows, every study of the run lost its
+    report with nothing naming the file. A header without rows is an export without reports."""
+    files = {"ris.csv": b"", "ris.jsonl": b"\n\n", "ris.hl7": b"\r\n", "ris.csv.gz": gzip.compress(b"")}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    log = QuarantineLog()
+    assert process_reports([tmp_path / name for name in files], [], on_error=log).quarantine == ()
+    assert [(entry.path, entry.reason) for entry in log.entries] == [
+        (str(tmp_path / name), QuarantineReason.UNREADABLE_REPORT) for name in files]
+    assert all("the export is empty" in entry.message for entry in log.entries)
+    header = _csv(tmp_path / "header.csv")
+    assert report_io.read_report_export(header, ReportColumns()) == ReportExport((), ())
 
 
 def test_a_file_named_jsonl_that_holds_no_json_is_one_unreadable_export(tmp_path):

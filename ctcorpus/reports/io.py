@@ -145,6 +145,9 @@ def language_code(value: str) -> str:
 
 #: File suffixes of HL7 v2 message files (ORU^R01 and MDM report feeds).
 _HL7_SUFFIXES = (".hl7", ".oru")
+#: File suffixes of JSON Lines and JSON exports, and of delimited text ones.
+_JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
+_CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 #: Delimiters a CSV export may use (TSV: a tab; German Excel: a semicolon).
 _CSV_DELIMITERS = (",", ";", "\t", "|")
 #: How a JSON value that is no object is named in an error (numbers are the rest).
@@ -379,8 +382,15 @@ def _rows(path: Path, data: bytes, columns: ReportColumns, text_columns: tuple[s
         return _Rows(_xlsx_rows(data, text_columns, _mapped_columns(columns)), encoding="xlsx")
     if suffix == ".xls":
         raise ValueError("an Excel 97-2003 workbook (.xls) is not read; save it as .xlsx or CSV")
+    if suffix not in (*_JSON_SUFFIXES, *_HL7_SUFFIXES, *_CSV_SUFFIXES):
+        raise ReportError(f"unknown report export format {suffix!r}; use .csv, .tsv, .jsonl, .json, .parquet, .xlsx "
+                          "or .hl7, maybe gzipped (.csv.gz)",
+                          reason=QuarantineReason.UNREADABLE_REPORT, path=path)
     decoded = decode_text(data)
-    if suffix in (".jsonl", ".ndjson", ".json"):
+    if not decoded.text.strip():  # read as no rows, every study of the run lost its report unnamed
+        raise ReportError("the export is empty (not even a header): the export job failed or the file was copied "
+                          "before it was written; export it again", reason=QuarantineReason.UNREADABLE_REPORT, path=path)
+    if suffix in _JSON_SUFFIXES:
         rows, problems, unit = _json_rows(decoded.text, path)
         lines = {n: decoded.fallback.get(n, "utf-8") for n, _ in rows} if unit == "line" and decoded.fallback else {}
         return _Rows(rows, problems, decoded.encoding, lines)
@@ -389,11 +399,7 @@ def _rows(path: Path, data: bytes, columns: ReportColumns, text_columns: tuple[s
         return _Rows(rows, [ReportError(f"message {n + 1} cannot be parsed ({reason}); fix or remove it",
                                         reason=QuarantineReason.UNREADABLE_REPORT, path=path) for n, reason in broken],
                      decoded.encoding)
-    if suffix in (".csv", ".tsv", ".txt"):
-        return _csv_rows(path, decoded, suffix, text_columns, _mapped_columns(columns))
-    raise ReportError(f"unknown report export format {suffix!r}; use .csv, .tsv, .jsonl, .json, .parquet, .xlsx "
-                      "or .hl7, maybe gzipped (.csv.gz)",
-                      reason=QuarantineReason.UNREADABLE_REPORT, path=path)
+    return _csv_rows(path, decoded, suffix, text_columns, _mapped_columns(columns))
 
 
 #: The heading a section column's text is written under (one that sectioning reads back as that
@@ -436,7 +442,7 @@ def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport
     Raises
     ------
     ReportError
-        (``unreadable_report``) if the file is missing, malformed, or lacks the text column (and
+        (``unreadable_report``) if the file is missing, empty, malformed, or lacks the text column (and
         every section column); any other failure reading it too, so that one export costs itself,
         never the run.
 
