@@ -403,6 +403,26 @@ def test_column_names_with_blanks_or_other_separators_than_the_mapping_are_read(
         report_io.read_report_export(path, ReportColumns())
 
 
+def test_an_export_without_a_linking_column_says_so_by_file(tmp_path, caplog):
+    """A renamed column ("Untersuchungsdatum" for the mapped "study_date") made every report an
+    orphan whose quarantine row blamed an empty cell: the log names the file and the column."""
+    path = _csv(tmp_path / "ris.csv", ("A1", "P1", "05.01.2024", "Kein Erguss."),
+                header=("accession_number", "patient_id", "Untersuchungsdatum", "report_text"))
+    jsonl = tmp_path / "ris.jsonl"
+    jsonl.write_text('{"patient_id": "P1", "report_text": "Kein Erguss."}\n', encoding="utf-8")
+    complete = _csv(tmp_path / "all.csv", ("A1", "P1", "05.01.2024", "Kein Erguss."))
+    with caplog.at_level(logging.WARNING, logger="ctcorpus.reports.io"):
+        for export in (path, jsonl, complete):
+            assert len(report_io.read_report_export(export, ReportColumns()).reports) == 1
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{path}: no row of the export has the column 'study_date' (its columns: ['Untersuchungsdatum', "
+        "'accession_number', 'patient_id', 'report_text']), so its reports link by accession number only; name "
+        "the export's columns in reports.columns",
+        f"{jsonl}: no row of the export has the columns 'accession_number', 'study_date' (its columns: "
+        "['patient_id', 'report_text']), so none of its reports can link to a study; name the export's columns in "
+        "reports.columns"]
+
+
 def test_a_gzipped_export_is_read_as_its_inner_format(tmp_path):
     """Exports are often shipped compressed ("ris.csv.gz"): the format was read off ".gz" alone, and
     the export refused as of an unknown format."""

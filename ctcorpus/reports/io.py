@@ -430,6 +430,24 @@ def _report_text(row: dict[str, Any], columns: ReportColumns) -> PlainText:
     return PlainText("\n\n".join(parts), "+".join(sorted(markups)))
 
 
+def _warn_unlinkable(path: Path, rows: Sequence[tuple[int, Mapping[Any, Any]]], columns: ReportColumns) -> None:
+    """Log the columns that link reports (accession number, patient id, study date) which no row of
+    the export has: each of its reports' orphan rows says only that its cell is empty, while a
+    mapping that names no column of the export (a renamed column) is what to fix."""
+    names = {name for _, row in rows for name in row if isinstance(name, str)}  # CSV surplus fields: None
+    absent = [c for c in (columns.accession_number, columns.patient_id, columns.study_date) if c and c not in names]
+    if not rows or not absent:
+        return
+    by_date = columns.patient_id in names and columns.study_date in names
+    if columns.accession_number in names:
+        effect = "its reports link by accession number only"
+    else:
+        effect = "its reports link by patient and date only" if by_date else "none of its reports can link to a study"
+    logger.warning("%s: no row of the export has the column%s %s (its columns: %s), so %s; name the export's "
+                   "columns in reports.columns", path, "s" * (len(absent) > 1), ", ".join(map(repr, absent)),
+                   sorted(names), effect)
+
+
 def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport:
     """Read one export into :class:`RawReport` rows, mapping columns through ``columns``.
 
@@ -477,6 +495,7 @@ def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
             "set reports.columns.text or reports.columns.sections",
             reason=QuarantineReason.UNREADABLE_REPORT, path=path,
         )
+    _warn_unlinkable(path, rows, columns)
     digest = hashlib.sha256(data).hexdigest()
 
     def get(row: dict[str, Any], column: str) -> str:

@@ -162,8 +162,8 @@ def _orphan_reason(report: RawReport, window_days: int) -> str:
     """Why an export row linked to no study, in the terms of the rules that were tried."""
     number = "no study with this accession number" if accession_key(report.accession_number) else "no accession number"
     if not report.study_date:  # a value that is no date was logged with the file, row and value
-        tried = ("no study date to link it by patient and date (the cell is empty, or no date ctcorpus reads: the "
-                 "log names its value)")
+        tried = ("no study date to link it by patient and date (the cell is empty, the export has no such column, or "
+                 "it holds no date ctcorpus reads: the log names the column or value)")
     elif accession_key(report.accession_number):
         tried = (f"no unreported study of this patient without an accession number within {window_days} days (a "
                  "study with another number is another exam)")
