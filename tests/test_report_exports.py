@@ -270,6 +270,22 @@ def test_a_quote_that_nothing_closes_costs_its_row_not_every_row_after_it(tmp_pa
         assert [r.text for r in export.reports] == ['Kein "Erguss".\nZweite Zeile.'] and not export.problems
 
 
+def test_a_last_row_cut_off_short_of_its_fields_is_named_not_read(tmp_path):
+    """An export copied while it was written ends inside a row: read, that row was a report without
+    text (or without ids, where the text column comes first) and its study counted as reported."""
+    path = tmp_path / "ris.csv"
+    head = b"accession_number,patient_id,study_date,report_text\nA1,P1,2024-01-05,Kein Erguss.\n"
+    path.write_bytes(head + b"A2,P2,2024-01")
+    export = report_io.read_report_export(path, ReportColumns())
+    assert [r.accession_number for r in export.reports] == ["A1"]
+    (problem,) = export.problems
+    assert problem.path == str(path) and problem.reason == QuarantineReason.UNREADABLE_REPORT
+    assert "row 1, the last, has 3 of the header's 4 fields and the file ends inside it" in problem.message
+    path.write_bytes(head + b"A2,P2,2024-01-06\n")  # a line break ends it: a row without text, as written
+    assert [(r.accession_number, r.text) for r in report_io.read_report_export(path, ReportColumns()).reports] == [
+        ("A1", "Kein Erguss."), ("A2", "")]
+
+
 def test_a_mapped_column_named_twice_is_an_error_not_a_lost_text(tmp_path):
     """A row read as a dict keeps the last cell: a second, empty "report_text" dropped the text."""
     from openpyxl import Workbook

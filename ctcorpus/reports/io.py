@@ -338,7 +338,9 @@ def _csv_rows(path: Path, decoded: DecodedText, suffix: str, text_columns: tuple
     is a quoted field after the delimiter's blank.
 
     A row whose quoted field no quote closes is an error: the csv module reads such a field to
-    the end of the file, and that row's report took in the texts and ids of every row after it."""
+    the end of the file, and that row's report took in the texts and ids of every row after it. So
+    is a last row short of fields in a file that ends inside it, without a line break (a cut-off
+    export): read, it was a report without text or ids."""
     text = decoded.text
     # the csv module refuses a field over 128 KiB (a long report history) unless told; no field
     # is longer than the file (the limit is process-wide, so it is only ever raised)
@@ -365,6 +367,12 @@ def _csv_rows(path: Path, decoded: DecodedText, suffix: str, text_columns: tuple
                                     f"so it ran to the end of the file and took in the {end - start - 2} line(s) "
                                     "after it; close the quote (or double it) and read the export again",
                                     reason=QuarantineReason.UNREADABLE_REPORT, path=path))
+    elif rows and not text.endswith(("\n", "\r")) and None in rows[-1][1].values():  # fields the row lacks: None
+        n, cut = rows.pop()
+        problems.append(ReportError(f"row {n}, the last, has {sum(v is not None for v in cut.values())} of the "
+                                    f"header's {len(reader.fieldnames)} fields and the file ends inside it, without a "
+                                    "line break: the export was cut off (copied while it was written?); export it "
+                                    "again", reason=QuarantineReason.UNREADABLE_REPORT, path=path))
     return _Rows(rows, problems, decoded.encoding, encodings)
 
 
@@ -452,7 +460,8 @@ def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport
     """Read one export into :class:`RawReport` rows, mapping columns through ``columns``.
 
     A JSONL line (or item of a JSON array) that is not a JSON object, a CSV row with more
-    fields than the header or a quoted field that no quote closes, a row whose RTF cannot be
+    fields than the header or a quoted field that no quote closes, a last one cut off short of its
+    fields, a row whose RTF cannot be
     read, or an HL7 order whose report is only a document ctcorpus does not read (a PDF), is left
     out and named in ``problems``; the other rows are read. An export whose sections stand in
     columns of their own (``columns.sections``) has them composed into one text under their headings.
