@@ -431,12 +431,12 @@ def test_an_export_without_a_linking_column_says_so_by_file(tmp_path, caplog):
         for export in (path, jsonl, complete):
             assert len(report_io.read_report_export(export, ReportColumns()).reports) == 1
     assert [record.getMessage() for record in caplog.records] == [
-        f"{path}: no row of the export has the column 'study_date' (its columns: ['Untersuchungsdatum', "
-        "'accession_number', 'patient_id', 'report_text']), so its reports link by accession number only; name "
-        "the export's columns in reports.columns",
-        f"{jsonl}: no row of the export has the columns 'accession_number', 'study_date' (its columns: "
-        "['patient_id', 'report_text']), so none of its reports can link to a study; name the export's columns in "
-        "reports.columns"]
+        (f"{path}: no row of the export has the column 'study_date' (its columns: ['Untersuchungsdatum', "
+         "'accession_number', 'patient_id', 'report_text']), so its reports link by accession number only; name "
+         "the export's columns in reports.columns"),
+        (f"{jsonl}: no row of the export has the columns 'accession_number', 'study_date' (its columns: "
+         "['patient_id', 'report_text']), so none of its reports can link to a study; name the export's columns in "
+         "reports.columns")]
 
 
 def test_a_gzipped_export_is_read_as_its_inner_format(tmp_path):
