@@ -350,6 +350,30 @@ def test_report_times_with_an_hour_offset_keep_their_time(tmp_path):
     assert entry.reason == QuarantineReason.SUPERSEDED_REPORT and "row 1 is an earlier version" in entry.message
 
 
+def test_report_times_on_the_12_hour_clock_keep_their_time_and_a_time_not_read_is_named(tmp_path, caplog):
+    """US exports write "2024-01-05 04:30:12 PM", and Java a zone's name after the offset: the time
+    was lost without a word, both versions of a report counted as midnight, and the export order,
+    newest first, kept the preliminary report."""
+    path = _csv(tmp_path / "ris.csv", ("A1", "P1", "2024-01-05", "2024-01-05 04:30:12 PM", "Final: Pleuraerguss."),
+                ("A1", "P1", "2024-01-05", "2024-01-05 09:15:40 AM", "Vorläufig: kein Erguss."),
+                ("A2", "P1", "2024-01-05", "2024-01-05T22:10:00+01:00[Europe/Berlin]", "Kein Erguss."),
+                ("A3", "P1", "2024-01-05 10:00 CET", "2024-01-05 10:22 CET", "Rundherd."),
+                header=(*COLUMNS[:3], "report_time", "report_text"))
+    with caplog.at_level(logging.WARNING, logger="ctcorpus.reports.io"):
+        result = process_reports([path], [StudyKey("1.1", "A1", "P1", "20240105")])
+        assert [(r.accession_number, r.study_date, r.report_time)
+                for r in report_io.read_report_export(path, ReportColumns()).reports] == [
+            ("A1", "20240105", "20240105163012"), ("A1", "20240105", "20240105091540"),
+            ("A2", "20240105", "20240105211000"), ("A3", "20240105", "20240105000000")]
+    assert [r.text for r in result.reports] == ["Final: Pleuraerguss."]
+    # the study date's time is not used; the report time's orders versions, and its loss is named
+    assert caplog.messages[-1] == (
+        f"{path}: 1 value(s) of column 'report_time' have a time ctcorpus does not read (row 3: '2024-01-05 10:22 "
+        "CET'); each counts as midnight of its day when versions of a report are ordered. Write HH:MM[:SS] after "
+        "the date, with a zone offset (+01:00) or Z if any")
+    assert sum("does not read" in message for message in caplog.messages) == 2  # one per reading
+
+
 def test_a_sentinel_report_time_beyond_utc_costs_its_time_not_the_export(tmp_path):
     """A database writes a missing time as a sentinel ("9999-12-31 23:59:59-05", "0001-01-01
     00:00+01:00"): moved to UTC it left years 1-9999, and the OverflowError made the whole export

@@ -46,15 +46,19 @@ _YEAR_FIRST = re.compile(r"(\d{4})([-/.]?)(\d{2})\2(\d{2})")
 _DAY_FIRST = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4}|\d{2})(?!\d),?")
 #: An Excel date serial (days since 1899-12-30) is below this; a YYYYMMDD number is above.
 _EXCEL_MAX_SERIAL = 2958466
-#: A time after a date: "T10:22:33", " 9:05", "102233" (HL7), a fraction (ignored) and a zone: "Z",
-#: "+01:00", "+0100", or the hours alone as PostgreSQL writes a timestamptz ("+01"), maybe after a
-#: blank (" +01:00", " UTC"); a zone that is not read loses the whole time (midnight).
-_TIME = re.compile(r"[T ]?(\d{1,2}):?(\d{2})(?::?(\d{2}))?(?:[.,]\d+)?(?: ?(Z|UTC|GMT|([+-])(\d{2})(?::?(\d{2}))?))?")
+#: A time after a date: "T10:22:33", " 9:05", "102233" (HL7), a fraction (ignored), the 12-hour
+#: clock's " PM", and a zone: "Z", "+01:00", "+0100", or the hours alone as PostgreSQL writes a
+#: timestamptz ("+01"), maybe after a blank (" +01:00", " UTC"), and the zone's name after an offset
+#: as Java writes it ("+01:00[Europe/Berlin]"); a zone that is not read loses the whole time (midnight).
+_TIME = re.compile(r"[T ]?(\d{1,2}):?(\d{2})(?::?(\d{2}))?(?:[.,]\d+)?(?: ?([AaPp])\.?[Mm]\.?)?"
+                   r"(?: ?(Z|UTC|GMT|([+-])(\d{2})(?::?(\d{2}))?))?(?:\[[\w/+-]+\])?")
+#: What may follow a date that holds no time: nothing, or a float's ".0" ("20240105.0", as pandas writes it).
+_NO_TIME = re.compile(r"(?:\.0+)?")
 
 
 def normalize_time(value: Any, *, utc: bool = False) -> str:
     """A date or date and time in any common spelling as ``YYYYMMDDHHMMSS`` ("" when absent or not
-    a date; a time that cannot be read counts as midnight).
+    a date; a time that cannot be read counts as midnight: :func:`_read_time` tells).
 
     A time zone is ignored, or with ``utc`` the time is converted to UTC by it: report times (two
     versions of a report written either side of a daylight-saving change order right); a study
@@ -69,12 +73,21 @@ def normalize_time(value: Any, *, utc: bool = False) -> str:
     ('20240105102200', '20240105000000', '')
     >>> normalize_time("2024-01-05 10:22:33.52+01", utc=True), normalize_time("2024-01-05 10:22:33 UTC", utc=True)
     ('20240105092233', '20240105102233')
+    >>> normalize_time("2024-01-05 12:05:09 AM"), normalize_time("2024-01-05T22:22:33+01:00[Europe/Berlin]", utc=True)
+    ('20240105000509', '20240105212233')
     """
+    return _read_time(value, utc=utc)[0]
+
+
+def _read_time(value: Any, *, utc: bool) -> tuple[str, bool]:
+    """:func:`normalize_time`, and whether all that follows the date was read: a time it does not
+    read ("10:22 CET") counts as midnight, which orders a version of a report before the others of
+    its day, so the caller names such values."""
     if isinstance(value, date):  # a datetime too
         stamp = value if isinstance(value, datetime) else datetime(value.year, value.month, value.day)
         if utc and stamp.tzinfo is not None:
             stamp = stamp.astimezone(timezone.utc)
-        return f"{stamp.year:04d}{stamp:%m%d%H%M%S}"
+        return f"{stamp.year:04d}{stamp:%m%d%H%M%S}", True
     text = _cell_text(value).strip()  # a number with a gap in its column is a float: "20240105.0"
     if m := _YEAR_FIRST.match(text):
         year, month, day = int(m[1]), int(m[3]), int(m[4])
@@ -83,17 +96,22 @@ def normalize_time(value: Any, *, utc: bool = False) -> str:
         if len(m[3]) == 2:
             year += 2000 if year < 69 else 1900
     else:
-        return ""
+        return "", False
     try:
         stamp = datetime(year, month, day)
-        if (t := _TIME.fullmatch(text, m.end())) and int(t[1]) < 24 and int(t[2]) < 60 and int(t[3] or 0) < 60:
-            stamp = stamp.replace(hour=int(t[1]), minute=int(t[2]), second=int(t[3] or 0))
-            if utc and t[4]:  # "Z" (UTC, GMT) or an offset east (+) or west (-) of UTC
-                offset = 0 if not t[5] else (int(t[6]) * 60 + int(t[7] or 0)) * (1 if t[5] == "+" else -1)
+        t = _TIME.fullmatch(text, m.end())
+        hour = int(t[1]) if t else 0
+        if t and t[4] and 0 < hour < 13:  # the 12-hour clock: 12 AM is midnight, 12 PM noon
+            hour = hour % 12 + (12 if t[4] in "Pp" else 0)
+        read = bool(_NO_TIME.fullmatch(text, m.end()) or t and hour < 24 and int(t[2]) < 60 and int(t[3] or 0) < 60)
+        if t and read:
+            stamp = stamp.replace(hour=hour, minute=int(t[2]), second=int(t[3] or 0))
+            if utc and t[5]:  # "Z" (UTC, GMT) or an offset east (+) or west (-) of UTC
+                offset = 0 if not t[6] else (int(t[7]) * 60 + int(t[8] or 0)) * (1 if t[6] == "+" else -1)
                 stamp -= timedelta(minutes=offset)
     except (ValueError, OverflowError):  # no such day, or a sentinel that UTC moves out of years 1-9999
-        return ""
-    return f"{stamp.year:04d}{stamp:%m%d%H%M%S}"
+        return "", False
+    return f"{stamp.year:04d}{stamp:%m%d%H%M%S}", read
 
 
 def normalize_date(value: Any) -> str:
@@ -510,16 +528,18 @@ def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
     def get(row: dict[str, Any], column: str) -> str:
         return _cell_text(row.get(column) if column else None).strip()
 
-    unread: Counter[str] = Counter()  # column -> how many of its values are no date
-    examples: dict[str, list[str]] = defaultdict(list)  # column -> the first few, "row n: 'value'"
+    # (column, whether its values are no date or have a time not read) -> how many, and the first few
+    unread: Counter[tuple[str, bool]] = Counter()
+    examples: dict[tuple[str, bool], list[str]] = defaultdict(list)  # "row n: 'value'"
 
     def moment(row: dict[str, Any], n: int, column: str, *, utc: bool) -> str:
         value = row.get(column) if column else None
-        stamp = normalize_time(_excel_date(value) if parsed.encoding == "xlsx" else value, utc=utc)
-        if not stamp and (text := _cell_text(value).strip()):
-            unread[column] += 1
-            if len(examples[column]) < 5:
-                examples[column].append(f"row {n}: {text!r}")
+        stamp, read = _read_time(_excel_date(value) if parsed.encoding == "xlsx" else value, utc=utc)
+        # a study date's time is not used; a report time's orders the versions of a report
+        if (not stamp or utc and not read) and (text := _cell_text(value).strip()):
+            unread[column, bool(stamp)] += 1
+            if len(examples[column, bool(stamp)]) < 5:
+                examples[column, bool(stamp)].append(f"row {n}: {text!r}")
         return stamp
 
     reports: list[RawReport] = []
@@ -559,9 +579,15 @@ def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
             phi_values=(*(value for column in columns.phi if (value := get(row, column))), *row.get(PHI_VALUES, ())),
             result_status=row.get(STATUS, ""),
         ))
-    for column, count in unread.items():
-        logger.warning("%s: %d value(s) of column %r are no date ctcorpus reads (%s%s); a study date's report links "
-                       "by accession number only, a report time's counts as undated. Write YYYY-MM-DD or DD.MM.YYYY "
-                       "(a slash date with the year last is ambiguous: MM/DD or DD/MM)", path, count, column,
-                       ", ".join(examples[column]), ", ..." if count > len(examples[column]) else "")
+    for (column, dated), count in unread.items():
+        shown = ", ".join(examples[column, dated]) + (", ..." if count > len(examples[column, dated]) else "")
+        if dated:
+            logger.warning("%s: %d value(s) of column %r have a time ctcorpus does not read (%s); each counts as "
+                           "midnight of its day when versions of a report are ordered. Write HH:MM[:SS] after the "
+                           "date, with a zone offset (+01:00) or Z if any", path, count, column, shown)
+        else:
+            logger.warning("%s: %d value(s) of column %r are no date ctcorpus reads (%s); a study date's report "
+                           "links by accession number only, a report time's counts as undated. Write YYYY-MM-DD or "
+                           "DD.MM.YYYY (a slash date with the year last is ambiguous: MM/DD or DD/MM)", path, count,
+                           column, shown)
     return ReportExport(tuple(reports), tuple(problems))
