@@ -270,6 +270,15 @@ def test_a_quote_that_nothing_closes_costs_its_row_not_every_row_after_it(tmp_pa
         assert [r.text for r in export.reports] == ['Kein "Erguss".\nZweite Zeile.'] and not export.problems
 
 
+def test_cells_an_export_wraps_for_excel_are_read_as_their_text(tmp_path):
+    """An export meant for Excel keeps the leading zeros of an id by writing it ="000123": read as
+    written, no study's accession number matched and every report was an orphan."""
+    path = _csv(tmp_path / "ris.csv", ('="000123"', '="P0042"', '="2024-01-05"', '="Kein ""Erguss""."'))
+    result = process_reports([path], [StudyKey("1.1", "000123", "P0042", "20240105")])
+    assert [(r.study_id, r.link_method, r.text) for r in result.reports] == [("1.1", "accession", 'Kein "Erguss".')]
+    assert result.quarantine == ()
+
+
 def test_a_last_row_cut_off_short_of_its_fields_is_named_not_read(tmp_path):
     """An export copied while it was written ends inside a row: read, that row was a report without
     text (or without ids, where the text column comes first) and its study counted as reported."""

@@ -146,6 +146,22 @@ def _cell_text(value: Any) -> str:
     return text if text.isascii() else valid_unicode(text)  # JSON may escape a lone "\ud800"
 
 
+#: A CSV cell that tells Excel to keep its value as text, as an export meant for Excel writes an id
+#: with leading zeros or a date: ="000123" (a quote inside it doubled).
+_EXCEL_TEXT = re.compile(r'\s*="((?:[^"]|"")*)"\s*', re.DOTALL)
+
+
+def _excel_text(value: Any) -> Any:
+    """A cell without Excel's ="..." text wrapper: read as written, an accession number ="000123"
+    matched no study's "000123", and every report of the export was an orphan.
+
+    >>> _excel_text('="000123"'), _excel_text('="a ""b"" c"'), _excel_text("=1+1"), _excel_text(5)
+    ('000123', 'a "b" c', '=1+1', 5)
+    """
+    m = _EXCEL_TEXT.fullmatch(value) if isinstance(value, str) else None
+    return m[1].replace('""', '"') if m else value
+
+
 #: Language names an export may hold instead of an ISO 639-1 code.
 _LANGUAGE_NAMES = {"english": "en", "englisch": "en", "eng": "en", "german": "de", "deutsch": "de", "deu": "de",
                    "ger": "de"}
@@ -449,7 +465,7 @@ def _report_text(row: dict[str, Any], columns: ReportColumns) -> PlainText:
                                     if name in columns.sections]
     parts, markups = [], set()
     for name, column in cells:
-        plain = to_plain_text(_cell_text(row.get(column) if column else None))
+        plain = to_plain_text(_cell_text(_excel_text(row.get(column) if column else None)))
         markups.update(m for m in plain.markup.split("+") if m)
         if plain.text.strip():
             parts.append(f"{_SECTION_HEADINGS[name]}:\n{plain.text.strip()}" if name else plain.text)
@@ -526,14 +542,14 @@ def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
     digest = hashlib.sha256(data).hexdigest()
 
     def get(row: dict[str, Any], column: str) -> str:
-        return _cell_text(row.get(column) if column else None).strip()
+        return _cell_text(_excel_text(row.get(column) if column else None)).strip()
 
     # (column, whether its values are no date or have a time not read) -> how many, and the first few
     unread: Counter[tuple[str, bool]] = Counter()
     examples: dict[tuple[str, bool], list[str]] = defaultdict(list)  # "row n: 'value'"
 
     def moment(row: dict[str, Any], n: int, column: str, *, utc: bool) -> str:
-        value = row.get(column) if column else None
+        value = _excel_text(row.get(column) if column else None)
         stamp, read = _read_time(_excel_date(value) if parsed.encoding == "xlsx" else value, utc=utc)
         # a study date's time is not used; a report time's orders the versions of a report
         if (not stamp or utc and not read) and (text := _cell_text(value).strip()):
