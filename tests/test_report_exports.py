@@ -450,6 +450,11 @@ def test_column_names_with_blanks_or_other_separators_than_the_mapping_are_read(
     path.write_bytes(b"accession_number,Study Date,report_text,study.date\nA1,05.01.2024,Kein Erguss.,\n")
     with pytest.raises(ReportError, match=r"names the column 'study_date' more than once"):
         report_io.read_report_export(path, ReportColumns())
+    jsonl = tmp_path / "ris.jsonl"  # rows of two tools, each spelling the keys its way
+    jsonl.write_text('{"accession_number": "A1", "report_text": "Kein Erguss."}\n'
+                     '{"Accession Number": "A2", "Report_Text": "Rundherd."}\n', encoding="utf-8")
+    assert [(r.accession_number, r.text) for r in report_io.read_report_export(jsonl, ReportColumns()).reports] == [
+        ("A1", "Kein Erguss."), ("A2", "Rundherd.")]
 
 
 def test_an_export_without_a_linking_column_says_so_by_file(tmp_path, caplog):

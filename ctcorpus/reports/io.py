@@ -304,16 +304,21 @@ def _mapped_columns(columns: ReportColumns) -> frozenset[str]:
 def _mapped_case(rows: list[tuple[int, dict[Any, Any]]], mapped: frozenset[str]) -> list[tuple[int, dict[Any, Any]]]:
     """``rows`` with each column that names a mapped column in another case or with other
     separators ("BEFUNDTEXT" for "Befundtext", "Study Date" for "study_date", as a RIS update or
-    another export tool writes it) under the mapped name; a mapped column the export names exactly
-    is left alone. Read by its exact name, the text column was missing and the whole export unread
-    (a date or id column: every report an orphan). Raises ``ValueError`` if two columns name one so."""
+    another export tool writes it) under the mapped name, row by row (JSON Lines merged from two
+    tools spell a row's keys each their way); a mapped column a row names exactly is left alone.
+    Read by its exact name, the text column was missing and the whole export unread (a date or id
+    column: every report an orphan). Raises ``ValueError`` if two columns of a row name one so."""
     names: set[str] = set().union(*(row for _, row in rows)) - {None}  # CSV surplus fields: None
-    missing = {_name_key(column): column for column in mapped if column not in names}
-    renamed = {name: missing[_name_key(name)] for name in names - mapped if _name_key(name) in missing}
-    if not renamed:
+    wanted = {_name_key(column): column for column in mapped}
+    spelled = {name: wanted[key] for name in names - mapped if (key := _name_key(name)) in wanted}
+    if not spelled:
         return rows
-    _check_unique([renamed.get(name, name) for name in names], mapped)
-    return [(n, {renamed.get(name, name): value for name, value in row.items()}) for n, row in rows]
+    renamed_rows = []
+    for n, row in rows:
+        renamed = {name: column for name, column in spelled.items() if name in row and column not in row}
+        _check_unique(list(renamed.values()), mapped)
+        renamed_rows.append((n, {renamed.get(name, name): value for name, value in row.items()} if renamed else row))
+    return renamed_rows
 
 
 def _check_unique(header: Sequence[str], mapped: frozenset[str]) -> None:
