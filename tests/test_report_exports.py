@@ -290,6 +290,9 @@ def test_a_last_row_cut_off_short_of_its_fields_is_named_not_read(tmp_path):
     (problem,) = export.problems
     assert problem.path == str(path) and problem.reason == QuarantineReason.UNREADABLE_REPORT
     assert "row 1, the last, has 3 of the header's 4 fields and the file ends inside it" in problem.message
+    path.write_bytes(head.replace(b"text\n", b"text,\n") + b"A2,P2,2024-01-06,Rundherd.")  # a header's empty last name
+    assert [r.text for r in report_io.read_report_export(path, ReportColumns()).reports] == [
+        "Kein Erguss.", "Rundherd."]
     path.write_bytes(head + b"A2,P2,2024-01-06\n")  # a line break ends it: a row without text, as written
     assert [(r.accession_number, r.text) for r in report_io.read_report_export(path, ReportColumns()).reports] == [
         ("A1", "Kein Erguss."), ("A2", "")]

@@ -401,15 +401,17 @@ def _csv_rows(path: Path, decoded: DecodedText, suffix: str, text_columns: tuple
             encodings[n] = decoded.lines_encoding(skipped + start, skipped + end)
     problems: list[ReportError] = []
     n, last = rows.pop() if rows else (0, {})  # the end-of-file line's row, or the row that took it in
+    # the last row's named fields: one it lacks is None (a header's unnamed last field, a delimiter ending it, is not)
+    named = {name: value for name, value in rows[-1][1].items() if name} if rows else {}
     if [value for value in last.values() if value is not None] not in ([], [_END_OF_FILE]):
         problems.append(ReportError(f"row {n} (line {skipped + start + 1}) opens a quoted field that no quote closes, "
                                     f"so it ran to the end of the file and took in the {end - start - 2} line(s) "
                                     "after it; close the quote (or double it) and read the export again",
                                     reason=QuarantineReason.UNREADABLE_REPORT, path=path))
-    elif rows and not text.endswith(("\n", "\r")) and None in rows[-1][1].values():  # fields the row lacks: None
-        n, cut = rows.pop()
-        problems.append(ReportError(f"row {n}, the last, has {sum(v is not None for v in cut.values())} of the "
-                                    f"header's {len(reader.fieldnames)} fields and the file ends inside it, without a "
+    elif None in named.values() and not text.endswith(("\n", "\r")):
+        n, _ = rows.pop()
+        problems.append(ReportError(f"row {n}, the last, has {sum(v is not None for v in named.values())} of the "
+                                    f"header's {len(named)} fields and the file ends inside it, without a "
                                     "line break: the export was cut off (copied while it was written?); export it "
                                     "again", reason=QuarantineReason.UNREADABLE_REPORT, path=path))
     return _Rows(rows, problems, decoded.encoding, encodings)
@@ -436,7 +438,8 @@ def _rows(path: Path, data: bytes, columns: ReportColumns, text_columns: tuple[s
     decoded = decode_text(data)
     if not decoded.text.strip():  # read as no rows, every study of the run lost its report unnamed
         raise ReportError("the export is empty (not even a header): the export job failed or the file was copied "
-                          "before it was written; export it again", reason=QuarantineReason.UNREADABLE_REPORT, path=path)
+                          "before it was written; export it again", reason=QuarantineReason.UNREADABLE_REPORT,
+                          path=path)
     if suffix in _JSON_SUFFIXES:
         rows, problems, unit = _json_rows(decoded.text, path)
         lines = {n: decoded.fallback.get(n, "utf-8") for n, _ in rows} if unit == "line" and decoded.fallback else {}
