@@ -386,6 +386,34 @@ def test_report_times_on_the_12_hour_clock_keep_their_time_and_a_time_not_read_i
     assert sum("does not read" in message for message in caplog.messages) == 2  # one per reading
 
 
+def test_a_table_exports_status_column_orders_the_versions_of_a_report(tmp_path, caplog):
+    """A RIS table export says which row is the preliminary, the final, an addendum or a cancel in
+    a status column: read by time alone, a preliminary resent later replaced the final, an addendum
+    row replaced the report it adds to, and a cancelled (wrong-patient) report was used."""
+    path = _csv(tmp_path / "ris.csv",
+                ("A1", "P1", "2024-01-05", "2024-01-05 10:00", "Final", "Final: Pleuraerguss."),
+                ("A1", "P1", "2024-01-05", "2024-01-05 12:00", "vorläufig", "Vorläufig: kein Erguss."),
+                ("A1", "P1", "2024-01-05", "2024-01-05 14:00", "NACHTRAG", "Nachtrag: Rundherd."),
+                ("A2", "P1", "2024-01-06", "2024-01-06 10:00", "F", "Kein Erguss."),
+                ("A2", "P1", "2024-01-06", "2024-01-06 11:00", "storniert", "Storniert."),
+                ("A3", "P1", "2024-01-07", "", "unterschrieben", "Kein Rundherd."),
+                header=(*COLUMNS[:3], "report_time", "Report Status", "report_text"))
+    studies = [StudyKey("1.1", "A1", "P1", "20240105"), StudyKey("1.2", "A2", "P1", "20240106"),
+               StudyKey("1.3", "A3", "P1", "20240107")]
+    with caplog.at_level(logging.WARNING, logger="ctcorpus.reports.io"):
+        result = process_reports([path], studies)
+    assert [(r.study_id, r.text, r.result_status) for r in result.reports] == [
+        ("1.1", "Final: Pleuraerguss.\n\nNachtrag: Rundherd.", "addendum"), ("1.3", "Kein Rundherd.", "")]
+    preliminary, cancelled, unreported = result.quarantine
+    assert preliminary.reason == cancelled.reason == QuarantineReason.SUPERSEDED_REPORT
+    assert f"row 1 is an earlier version of the report in {path} row 2" in preliminary.message
+    assert f"row 3 is a version of the report that {path} row 4 cancels" in cancelled.message
+    assert unreported.reason == QuarantineReason.NO_REPORT and unreported.item_id == "1.2"
+    assert caplog.messages == [(f"{path}: 1 value(s) of column 'report_status' are no report status ctcorpus reads "
+                                "('unterschrieben' x1); such a row says nothing of which version of its report it is "
+                                "(see reports.columns.result_status)")]
+
+
 def test_a_sentinel_report_time_beyond_utc_costs_its_time_not_the_export(tmp_path):
     """A database writes a missing time as a sentinel ("9999-12-31 23:59:59-05", "0001-01-01
     00:00+01:00"): moved to UTC it left years 1-9999, and the OverflowError made the whole export

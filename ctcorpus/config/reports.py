@@ -42,6 +42,14 @@ class ReportColumns(StageConfig):
         "and is logged); orders versions of one report "
         "(reports.same_accession); '' if absent.",
     )
+    result_status: str = Field(
+        "report_status",
+        description="Optional column with the report's status, which orders the versions of one report as an HL7 "
+        "feed's result status does (reports.same_accession): preliminary (P, preliminary, draft, vorläufig), final "
+        "(F, final, signed, endgültig, freigegeben), corrected (C, corrected, amended, korrigiert), addendum "
+        "(addendum, Nachtrag) or cancelled (X, cancelled, withdrawn, storniert: no version before it is used), in any "
+        "case; another value says nothing and is logged; '' if absent.",
+    )
     patient_name: str = Field(
         "patient_name",
         description="Optional column with the patient name (DICOM Family^Given), scrubbed from the text; '' if absent.",
@@ -88,7 +96,8 @@ class ReportsConfig(StageConfig):
         "(preliminary, final, corrected) or addenda: 'latest' keeps the last by columns.report_time, then in "
         "export order (exports in the order given, rows in file order; a row without a time counts as older), "
         "and quarantines the others (superseded_report); 'join' joins their texts in that order (a RIS that "
-        "exports each addendum as its own row). Where an HL7 feed states the result status, a preliminary "
+        "exports each addendum as its own row). Where an HL7 feed or columns.result_status states the result status, a "
+        "preliminary "
         "version comes before any other whatever its time, a correction after a final of the same time, a "
         "cancelled one (OBR-25 X, MDM T11) withdraws the versions before it (none of them is used), and 'latest' "
         "keeps an MDM addendum (T06) after the version it adds to.",

@@ -31,7 +31,7 @@ from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import ReportError
 from ctcorpus.reports.markup import DecodedText, PlainText, decode_bytes, decode_text, to_plain_text, valid_unicode
 from ctcorpus.reports.oru import MARKUP, PHI_VALUES, STATUS, UNREAD, oru_rows
-from ctcorpus.reports.records import RawReport, ReportExport
+from ctcorpus.reports.records import RawReport, ReportExport, ResultStatus
 
 __all__ = ["language_code", "normalize_date", "normalize_time", "read_report_export"]
 
@@ -160,6 +160,17 @@ def _excel_text(value: Any) -> Any:
     """
     m = _EXCEL_TEXT.fullmatch(value) if isinstance(value, str) else None
     return m[1].replace('""', '"') if m else value
+
+
+#: The values of a table export's status column (reports.columns.result_status), in English or German
+#: or as HL7's result status (OBR-25), compared in lower case.
+_STATUS_VALUES: dict[str, ResultStatus] = {
+    **dict.fromkeys(("p", "preliminary", "prelim", "draft", "vorläufig", "vorlaeufig", "entwurf"), "preliminary"),
+    **dict.fromkeys(("f", "final", "signed", "endgültig", "endgueltig", "freigegeben", "vidiert"), "final"),
+    **dict.fromkeys(("c", "corrected", "correction", "amended", "korrigiert", "korrektur"), "corrected"),
+    **dict.fromkeys(("addendum", "nachtrag"), "addendum"),
+    **dict.fromkeys(("x", "cancelled", "canceled", "withdrawn", "storniert"), "cancelled"),
+}
 
 
 #: Language names an export may hold instead of an ISO 639-1 code.
@@ -297,8 +308,8 @@ def _csv_header(top: Sequence[str], text_columns: tuple[str, ...], default: str)
 def _mapped_columns(columns: ReportColumns) -> frozenset[str]:
     """The export columns ``columns`` maps to something."""
     return frozenset(c for c in (columns.text, *columns.sections.values(), columns.accession_number,
-                                 columns.patient_id, columns.study_date, columns.report_time, columns.language,
-                                 columns.patient_name, *columns.phi) if c)
+                                 columns.patient_id, columns.study_date, columns.report_time, columns.result_status,
+                                 columns.language, columns.patient_name, *columns.phi) if c)
 
 
 def _mapped_case(rows: list[tuple[int, dict[Any, Any]]], mapped: frozenset[str]) -> list[tuple[int, dict[Any, Any]]]:
@@ -566,6 +577,16 @@ def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
                 examples[column, bool(stamp)].append(f"row {n}: {text!r}")
         return stamp
 
+    odd_statuses: Counter[str] = Counter()  # status column values that say nothing ctcorpus reads
+
+    def status(row: dict[str, Any]) -> ResultStatus:
+        if STATUS in row:  # an HL7 message's
+            return row[STATUS]
+        value = get(row, columns.result_status)
+        if value and value.casefold() not in _STATUS_VALUES:
+            odd_statuses[value] += 1
+        return _STATUS_VALUES.get(value.casefold(), "")
+
     reports: list[RawReport] = []
     for n, row in rows:
         if any(str(value).strip() for value in row.get(None) or ()):  # csv.DictReader's surplus fields
@@ -601,7 +622,7 @@ def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
             markup=plain.markup,
             source_sha256=digest,
             phi_values=(*(value for column in columns.phi if (value := get(row, column))), *row.get(PHI_VALUES, ())),
-            result_status=row.get(STATUS, ""),
+            result_status=status(row),
         ))
     for (column, dated), count in unread.items():
         shown = ", ".join(examples[column, dated]) + (", ..." if count > len(examples[column, dated]) else "")
@@ -614,4 +635,9 @@ def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
                            "links by accession number only, a report time's counts as undated. Write YYYY-MM-DD or "
                            "DD.MM.YYYY (a slash date with the year last is ambiguous: MM/DD or DD/MM)", path, count,
                            column, shown)
+    if odd_statuses:
+        logger.warning("%s: %d value(s) of column %r are no report status ctcorpus reads (%s); such a row says nothing "
+                       "of which version of its report it is (see reports.columns.result_status)", path,
+                       odd_statuses.total(), columns.result_status,
+                       ", ".join(f"{value!r} x{count}" for value, count in sorted(odd_statuses.items())))
     return ReportExport(tuple(reports), tuple(problems))

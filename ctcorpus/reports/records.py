@@ -18,7 +18,7 @@ __all__ = ["LabelRow", "RawReport", "ReportExport", "ReportRow", "ReportsResult"
            "StudyKey"]
 
 #: What an export says a report is (an HL7 message's result or document completion status, or an
-#: addendum to the report); "" where it says nothing, as a table export does.
+#: addendum to the report; a table export's status column); "" where it says nothing.
 ResultStatus = Literal["", "preliminary", "final", "corrected", "addendum", "cancelled"]
 
 

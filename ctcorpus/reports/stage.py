@@ -117,11 +117,11 @@ def _one_row_per_accession(
     Rows sharing an accession number and holding different (non-empty) texts are versions of one
     report or its addenda; left as they are they would become two reports with one id and one
     sample with both reports' sentences. Versions are ordered by :func:`_version_order`. A
-    cancelled version (an HL7 cancel: OBR-25 X, MDM T11) withdraws the versions before it and is
-    no report itself: a report cancelled last is not used at all. Of the versions after the last
-    cancel, ``policy`` "latest" keeps the last, and an addendum (MDM T06, which carries the
-    addendum alone) keeps the version before it too; "join" joins the texts in order into the
-    last row (provenance: all their files).
+    cancelled version (an HL7 cancel: OBR-25 X, MDM T11; or a status column's) withdraws the
+    versions before it and is no report itself: a report cancelled last is not used at all. Of
+    the versions after the last cancel, ``policy`` "latest" keeps the last, and an addendum (MDM
+    T06, or a status column's, which carries the addendum alone) keeps the version before it too;
+    "join" joins the texts in order into the last row (provenance: all their files).
     """
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, r in enumerate(reports):
@@ -273,7 +273,8 @@ def process_reports(
             message=str(ReportError(
                 f"an earlier SR document of the study than {new.path}, which is used" if old.study_uid else
                 f"row {old.row} is a version of the report that {new.path} row {new.row} cancels (same accession "
-                "number; HL7 result status X or MDM T11), so it is not used" if new.result_status == "cancelled" else
+                "number; a cancelled status: HL7 OBR-25 X, MDM T11 or the export's status column), so it is not "
+                "used" if new.result_status == "cancelled" else
                 f"row {old.row} is an earlier version of the report in {new.path} row {new.row} (same accession "
                 "number), which is used; set reports.same_accession: join if the RIS exports addenda as rows",
                 path=old.path, reason=QuarantineReason.SUPERSEDED_REPORT)),
