@@ -96,11 +96,10 @@ class ReportsConfig(StageConfig):
         "(preliminary, final, corrected) or addenda: 'latest' keeps the last by columns.report_time, then in "
         "export order (exports in the order given, rows in file order; a row without a time counts as older), "
         "and quarantines the others (superseded_report); 'join' joins their texts in that order (a RIS that "
-        "exports each addendum as its own row). Where an HL7 feed or columns.result_status states the result status, a "
-        "preliminary "
-        "version comes before any other whatever its time, a correction after a final of the same time, a "
-        "cancelled one (OBR-25 X, MDM T11) withdraws the versions before it (none of them is used), and 'latest' "
-        "keeps an MDM addendum (T06) after the version it adds to.",
+        "exports each addendum as its own row). Where an HL7 feed or columns.result_status states the result "
+        "status, a preliminary version comes before any other whatever its time, a correction after a final of the "
+        "same time, a cancelled one (OBR-25 X, MDM T11) withdraws the versions before it (none of them is used), and "
+        "'latest' keeps an addendum (MDM T06) after the version it adds to.",
     )
     dicom_sr: bool = Field(
         True,

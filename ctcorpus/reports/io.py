@@ -286,8 +286,8 @@ _SEP_LINE = re.compile(r'"?sep=(.)"?', re.IGNORECASE)
 def _csv_header(top: Sequence[str], text_columns: tuple[str, ...], default: str) -> tuple[int, str]:
     """The 0-based line of a CSV export's header among its first lines ``top``, and its delimiter.
 
-    The header is the first line that names a text column (spelled otherwise too), else the first line with
-    a value; the lines above it are no rows. An Excel "sep=" line names the delimiter. Read as the
+    The header is the first line that names a text column (spelled otherwise too), else the first
+    line with a value; the lines above it are no rows. An Excel "sep=" line names the delimiter. Read as the
     header, such a line (or a title, or a blank line) hid every column: the export failed for want
     of a text column.
 
@@ -342,9 +342,9 @@ def _check_unique(header: Sequence[str], mapped: frozenset[str]) -> None:
 
 def _xlsx_rows(data: bytes, text_columns: tuple[str, ...], mapped: frozenset[str]) -> list[tuple[int, dict[str, Any]]]:
     """The rows of an Excel workbook's first sheet under its header, as typed cells (numbers,
-    datetimes, text). The header is the first row that names a text column (spelled otherwise too; a title
-    may stand above it), else the first row with a value; rows without one are left out, as Excel
-    keeps formatted empty rows. A header cell without a name is called "column <n>"."""
+    datetimes, text). The header is the first row that names a text column (spelled otherwise too;
+    a title may stand above it), else the first row with a value; rows without one are left out, as
+    Excel keeps formatted empty rows. A header cell without a name is called "column <n>"."""
     from openpyxl import load_workbook
 
     try:
@@ -514,10 +514,10 @@ def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport
 
     A JSONL line (or item of a JSON array) that is not a JSON object, a CSV row with more
     fields than the header or a quoted field that no quote closes, a last one cut off short of its
-    fields, a row whose RTF cannot be
-    read, or an HL7 order whose report is only a document ctcorpus does not read (a PDF), is left
-    out and named in ``problems``; the other rows are read. An export whose sections stand in
-    columns of their own (``columns.sections``) has them composed into one text under their headings.
+    fields, a row whose RTF cannot be read, or an HL7 order whose report is only a document
+    ctcorpus does not read (a PDF), is left out and named in ``problems``; the other rows are
+    read. An export whose sections stand in columns of their own (``columns.sections``) has them
+    composed into one text under their headings.
 
     Raises
     ------
