@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -28,6 +29,43 @@ Kind = Literal["pat", "stu", "acc", "ser", "sop", "for", "vol", "per"]  # per: a
 
 #: Hex characters kept per id: 64 bits, collision-free for any realistic export.
 ID_HEX = 16
+
+
+#: A float's spelling of a whole number ("12345.0"): pandas writes an id column with a gap so.
+_WHOLE_FLOAT = re.compile(r"(\d+)\.0+")
+
+
+def id_key(value: str) -> str:
+    """An accession number or patient id as linking compares it: without surrounding blanks, in
+    upper case, and a number without leading zeros or a float's ".0".
+
+    Spreadsheets drop the leading zeros of an all-digit id ("000123456" -> "123456") and pandas
+    writes an id column with a gap as floats ("12345.0"), while the DICOM headers keep the RIS's
+    spelling: compared as written, every report of such an export would be an orphan.
+
+    >>> id_key(" 000123456 "), id_key("12345.0"), id_key("acc-007"), id_key("0")
+    ('123456', '12345', 'ACC-007', '0')
+    """
+    key = value.strip().upper()
+    if m := _WHOLE_FLOAT.fullmatch(key):
+        key = m[1]
+    return (key.lstrip("0") or "0") if key.isdigit() else key
+
+
+def accession_key(value: str) -> str:
+    """An accession number as linking compares it (:func:`id_key`), "" for none: also for a
+    placeholder that names no order, all zeros ("0", "00000000": what a modality writes when the RIS
+    sent none) or without a letter or digit ("-").
+
+    Taken for a number, a placeholder made one exam of all the studies and reports of a patient
+    that carry it: the reports were taken for versions of one report (all but the latest dropped as
+    superseded), and linked to the study with the smallest UID instead of by date.
+
+    >>> accession_key(" 000123 "), accession_key("00000000"), accession_key("-"), accession_key("A0")
+    ('123', '', '', 'A0')
+    """
+    key = id_key(value)
+    return "" if key == "0" or not any(c.isalnum() for c in key) else key
 
 
 #: German letters and how a text without them spells them.
@@ -117,7 +155,11 @@ class Pseudonymizer:
         return self.make("stu", study_uid)
 
     def accession(self, accession_number: str) -> str:
-        return self.make("acc", accession_number)
+        """The accession number's pseudonym; ``""`` for a placeholder that names no order
+        (:func:`accession_key`): pseudonymized, the "00000000" a modality writes when the RIS sent
+        none made the studies of many patients share one ``accession_id``, an accession leak across
+        splits for the audit wherever two of them fell apart."""
+        return self.make("acc", accession_number) if accession_key(accession_number) else ""
 
     def series(self, series_uid: str) -> str:
         return self.make("ser", series_uid)

@@ -22,6 +22,7 @@ def source_digest(files: Iterable[str | Path]) -> str:
     return digest.hexdigest()[:12]
 
 
-def package_digest(module_file: str) -> str:
-    """:func:`source_digest` of every module of the package ``module_file`` (a ``__file__``) is in."""
-    return source_digest(sorted(Path(module_file).parent.glob("*.py")))
+def package_digest(module_file: str, *shared: str) -> str:
+    """:func:`source_digest` of every module of the package ``module_file`` (a ``__file__``) is in,
+    and of the ``shared`` modules outside it whose rules its results hold (the pseudonyms)."""
+    return source_digest([*sorted(Path(module_file).parent.glob("*.py")), *shared])

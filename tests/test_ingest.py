@@ -58,7 +58,7 @@ from ctcorpus.ingest import (
     volume_image,
 )
 from ctcorpus.ingest.geometry import slice_centre
-from ctcorpus.ingest.tables import safe_path, series_row
+from ctcorpus.ingest.tables import instance_row, safe_path, series_row
 from ctcorpus.pseudonym import Pseudonymizer
 from ctcorpus.records import QuarantineLog
 from ctcorpus.schemas import check_table, table_from_rows
@@ -1291,6 +1291,18 @@ def test_paths_in_corpus_tables_lose_names_and_dates(synth: tuple) -> None:
     assert safe_path(record.rel_path, record, Pseudonymizer.from_literal(KEY)) == (
         f"pat_{Pseudonymizer.from_literal(KEY).patient('PID77')}/{Pseudonymizer.from_literal(KEY).accession('ACC0042')}/IM1")
 
+
+
+def test_a_placeholder_accession_number_has_no_pseudonym(synth: tuple) -> None:
+    # "00000000" is what a modality writes when the RIS sent no accession number: pseudonymized, it
+    # made the studies of every patient with it share one accession_id (an accession leak for the audit)
+    _, _, index, _, _ = synth
+    p = Pseudonymizer.from_literal(KEY)
+    assert [p.accession(number) for number in ("00000000", "0", "-", " ")] == ["", "", "", ""]
+    assert p.accession("ACC00000000").startswith("acc-") and p.accession("000123").startswith("acc-")
+    record = dataclasses.replace(index.instances[0], accession_number="00000000", rel_path="PAT/00000000/IM1")
+    assert instance_row(record, p).accession_id == ""
+    assert safe_path(record.rel_path, record, p).endswith("/00000000/IM1")  # nothing to hide, nothing to replace it by
 
 @pytest.mark.slow
 def test_primary_selection_picks_the_axial_series(synth: tuple) -> None:

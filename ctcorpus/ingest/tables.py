@@ -21,13 +21,15 @@ import SimpleITK as sitk
 from ctcorpus.enums import Action
 from ctcorpus.ingest.geometry import slice_centre
 from ctcorpus.ingest.records import ExportIndex, InstanceRecord, InstanceRow, ResampledVolume, SeriesRow, SliceRow, Stack, Volume, VolumeRow
+from ctcorpus import pseudonym
 from ctcorpus.pseudonym import Pseudonymizer, name_spellings
 from ctcorpus.records import sha256_of_hashes
 from ctcorpus.version import __version__, package_digest
 
-#: The backends behind ingest rows (provenance ``producer``), and the ingest package's source: part
-#: of the pipeline's ingest cache key, so a fixed decoding or assembly step redoes the volumes.
-PRODUCER = (f"ctcorpus-ingest-{package_digest(__file__)}/pydicom-{pydicom.__version__}"
+#: The backends behind ingest rows (provenance ``producer``), and the source of the ingest package and
+#: of the pseudonyms its rows hold: part of the pipeline's ingest cache key, so a fixed decoding or
+#: assembly step, or a changed pseudonym rule, redoes the volumes.
+PRODUCER = (f"ctcorpus-ingest-{package_digest(__file__, str(pseudonym.__file__))}/pydicom-{pydicom.__version__}"
             f"/simpleitk-{sitk.Version.VersionString()}")
 
 
@@ -93,9 +95,9 @@ class Redactor:
                 *((number, p.accession) for number in record.requested_accession_numbers),
                 (record.patient_id, p.patient),
             ]
-            for original, make in identifiers:
-                if len(original) >= 3 and _fold(original) not in spellings:
-                    spellings[_fold(original)] = (_ID, make(original))
+            for original, make in identifiers:  # a placeholder accession number has no pseudonym: it stays
+                if len(original) >= 3 and _fold(original) not in spellings and (pseudonym_id := make(original)):
+                    spellings[_fold(original)] = (_ID, pseudonym_id)
             names.add(record.patient_name)
             days.update(day for day in (record.patient_birth_date, record.study_date) if len(day) >= 6)
         parts = {part for name in names for part in re.split(r"[\^\s,_.\-=]+", name) if part}  # "=": the other groups

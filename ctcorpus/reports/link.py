@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from ctcorpus.pseudonym import accession_key, id_key
 from ctcorpus.reports.records import RawReport, StudyKey
 
-__all__ = ["Link", "accession_key", "id_key", "link_reports", "link_sr_reports"]
+__all__ = ["Link", "link_reports", "link_sr_reports"]
 
 logger = logging.getLogger(__name__)
-
-#: A float's spelling of a whole number ("12345.0"): pandas writes an id column with a gap so.
-_WHOLE_FLOAT = re.compile(r"(\d+)\.0+")
-
 
 @dataclass(frozen=True, slots=True)
 class Link:
@@ -29,39 +25,6 @@ class Link:
     #: for an orphan: the study of another patient that carries the report's accession number (of a
     #: report without patient id: one of the studies of several patients that carry it)
     conflict: StudyKey | None = None
-
-
-def id_key(value: str) -> str:
-    """An accession number or patient id as linking compares it: without surrounding blanks, in
-    upper case, and a number without leading zeros or a float's ".0".
-
-    Spreadsheets drop the leading zeros of an all-digit id ("000123456" -> "123456") and pandas
-    writes an id column with a gap as floats ("12345.0"), while the DICOM headers keep the RIS's
-    spelling: compared as written, every report of such an export would be an orphan.
-
-    >>> id_key(" 000123456 "), id_key("12345.0"), id_key("acc-007"), id_key("0")
-    ('123456', '12345', 'ACC-007', '0')
-    """
-    key = value.strip().upper()
-    if m := _WHOLE_FLOAT.fullmatch(key):
-        key = m[1]
-    return (key.lstrip("0") or "0") if key.isdigit() else key
-
-
-def accession_key(value: str) -> str:
-    """An accession number as linking compares it (:func:`id_key`), "" for none: also for a
-    placeholder that names no order, all zeros ("0", "00000000": what a modality writes when the RIS
-    sent none) or without a letter or digit ("-").
-
-    Taken for a number, a placeholder made one exam of all the studies and reports of a patient
-    that carry it: the reports were taken for versions of one report (all but the latest dropped as
-    superseded), and linked to the study with the smallest UID instead of by date.
-
-    >>> accession_key(" 000123 "), accession_key("00000000"), accession_key("-"), accession_key("A0")
-    ('123', '', '', 'A0')
-    """
-    key = id_key(value)
-    return "" if key == "0" or not any(c.isalnum() for c in key) else key
 
 
 def _day(yyyymmdd: str) -> date | None:

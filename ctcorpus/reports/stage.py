@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import spacy
 
-from ctcorpus import taxonomy
+from ctcorpus import pseudonym, taxonomy
 from ctcorpus.config.reports import ReportsConfig
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import CtCorpusError, ReportError
@@ -21,7 +21,8 @@ from ctcorpus.records import ErrorHandler, QuarantineEntry, raise_on_error, sha2
 from ctcorpus.reports import io, language, lexicon, link, markup, nlp, oru, patterns, phi, sr
 from ctcorpus.reports.io import read_report_export
 from ctcorpus.reports.language import SUPPORTED_LANGUAGES
-from ctcorpus.reports.link import accession_key, id_key, link_reports, link_sr_reports
+from ctcorpus.pseudonym import accession_key, id_key
+from ctcorpus.reports.link import link_reports, link_sr_reports
 from ctcorpus.reports.sr import read_sr_report
 from ctcorpus.reports.nlp import analyze_report, build_analyzer
 from ctcorpus.reports.records import LabelRow, RawReport, ReportRow, ReportsResult, SentenceRow, StudyKey
@@ -33,8 +34,9 @@ __all__ = ["PRODUCER", "analysis_settings", "date_shift_days", "process_reports"
 
 def _rules_digest() -> str:
     """The source of the modules that turn export rows into table rows (reading, markup
-    conversion, HL7 messages, SR documents, linking, rules, this stage: versions, linking, quarantine)."""
-    modules = (io, markup, oru, sr, link, language, lexicon, nlp, patterns, phi, taxonomy)
+    conversion, HL7 messages, SR documents, linking and the id keys it compares, rules, this
+    stage: versions, linking, quarantine)."""
+    modules = (io, markup, oru, sr, link, pseudonym, language, lexicon, nlp, patterns, phi, taxonomy)
     return source_digest([*(str(module.__file__) for module in modules), __file__])
 
 
