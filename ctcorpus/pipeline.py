@@ -21,10 +21,12 @@ import functools
 import hashlib
 import json
 import logging
+import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -617,17 +619,44 @@ def _series_slices(unit: StudyUnit, p: Pseudonymizer) -> list[SeriesSlices]:
     return [table for table in tables if table is not None]
 
 
+#: Words of the names a de-identification tool or a modality writes in place of a patient's
+#: ("ANONYMOUS", "Anonymized^Patient", "NO^NAME", "UNBEKANNT"): a name of these words alone names no one.
+_PLACEHOLDER_NAME_WORDS = frozenset({
+    "ANON", "ANONYM", "ANONYME", "ANONYMER", "ANONYMOUS", "ANONYMIZED", "ANONYMISED", "ANONYMISIERT", "DEIDENTIFIED",
+    "DEID", "REDACTED", "REMOVED", "UNKNOWN", "UNBEKANNT", "NONE", "NULL", "NA", "NO", "NAME", "NONAME", "PATIENT",
+    "PATIENTIN", "TEST", "PHANTOM", "DE", "IDENTIFIED",
+})
+
+
+def _placeholder_name(name: str) -> bool:
+    """Whether ``name`` (upper case, words one space apart) names no one: no word, only
+    :data:`_PLACEHOLDER_NAME_WORDS`, or only X's ("XXXX")."""
+    words = re.sub(r"[^\w ]", " ", name).split()  # "ANON-0001": "0001" is no placeholder word
+    return all(w in _PLACEHOLDER_NAME_WORDS or set(w) == {"X"} for w in words)
+
+
+def _real_birth_date(value: str) -> bool:
+    """Whether ``value`` (YYYYMMDD) is a day someone alive was born on: not "00000000" or 1900-01-01,
+    the placeholders exports write for an unknown or removed birth date."""
+    try:
+        return datetime.strptime(value, "%Y%m%d").year > 1900
+    except ValueError:
+        return False
+
+
 def person_key(stack: Stack, p: Pseudonymizer) -> str:
     """Keyed hash of the normalized patient name and birth date: finds one person under two patient ids.
 
     The name is its first written component group: one export writes "Yamada^Tarou", another adds the
     ideographic and phonetic groups ("Yamada^Tarou=山田^太郎=やまだ^たろう"), and both are one person.
-    '' when either is missing (no key is better than a key that joins strangers).
+    '' when either is missing or a placeholder ("ANONYMOUS", a birth date 19000101): no key is better
+    than a key that joins strangers, and a de-identified export's placeholder name and the birth dates
+    it kept made everyone born on one day one person (a false leak across splits for the audit).
     """
     first = stack.first
     group = next((g for g in first.patient_name.split("=") if g.strip("^ ")), "")
     name = " ".join(group.upper().replace("^", " ").split())
-    if not name or not first.patient_birth_date:
+    if _placeholder_name(name) or not _real_birth_date(first.patient_birth_date):
         return ""
     return p.make("per", f"{name}|{first.patient_birth_date}")
 

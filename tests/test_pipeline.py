@@ -95,6 +95,20 @@ def test_the_person_key_reads_a_name_by_its_first_written_group(one: str, other:
     assert all(keys) and (keys[0] == keys[1]) is same
 
 
+
+@pytest.mark.parametrize(("name", "birth_date", "keyed"), [
+    ("ANONYMOUS", "19600101", False), ("Anonymized^Patient", "19600101", False), ("NO^NAME", "19600101", False),
+    ("XXXX^XXX", "19600101", False), ("^", "19600101", False), ("UNBEKANNT", "19600101", False),
+    ("Doe^John", "19000101", False), ("Doe^John", "00000000", False), ("Doe^John", "", False),
+    ("ANON-0001", "19600101", True), ("Doe^John", "19600101", True), ("De^Vries", "19600101", True),
+])
+def test_the_person_key_of_a_placeholder_name_or_birth_date_is_empty(name: str, birth_date: str, keyed: bool) -> None:
+    # a de-identified export's "ANONYMOUS" and the birth dates it kept made everyone born on one day one person
+    from ctcorpus.pseudonym import Pseudonymizer
+
+    stack = SimpleNamespace(first=SimpleNamespace(patient_name=name, patient_birth_date=birth_date))
+    assert bool(pipeline.person_key(stack, Pseudonymizer.from_literal("k" * 32))) is keyed
+
 def test_every_seeded_defect_has_its_reason(defects_export, built):
     _, folder, summary, result = built
     truth = load_truth(defects_export)
