@@ -78,7 +78,8 @@ LABEL_ANATOMY: Mapping[str, Anatomy] = MappingProxyType(
 
 
 def _total_segmentator_map() -> dict[str, Anatomy]:
-    """TotalSegmentator ``total`` class -> region; classes not listed map to ``OTHER``."""
+    """TotalSegmentator class (of ``total``, and the chest classes of other tasks) -> region; classes
+    not listed map to ``OTHER``: a sentence about one is never localized by its mask."""
     mapping: dict[str, Anatomy] = {}
     for lobe in ("lung_upper_lobe_left", "lung_lower_lobe_left", "lung_upper_lobe_right", "lung_middle_lobe_right",
                  "lung_lower_lobe_right"):
@@ -129,10 +130,27 @@ def _total_segmentator_map() -> dict[str, Anatomy]:
             "colon": Anatomy.ABDOMEN,
         }
     )
+    # chest classes of the other tasks a site may run (anatomy.task): total_v1 and heartchambers_highres,
+    # lung_vessels, pleural_pericard_effusion, trunk_cavities, coronary_arteries, lung_nodules
+    mapping.update(
+        {
+            **dict.fromkeys(("heart_myocardium", "heart_atrium_left", "heart_atrium_right", "heart_ventricle_left",
+                             "heart_ventricle_right", "pericardium", "pericardial_effusion", "coronary_arteries"),
+                            Anatomy.HEART),
+            "pulmonary_artery": Anatomy.AORTA,
+            "lung_airways": Anatomy.AIRWAYS,
+            "lung_airways_wall": Anatomy.AIRWAYS,
+            **dict.fromkeys(("lung", "lung_nodules", "lung_arteries", "lung_veins"), Anatomy.LUNGS),
+            "pleural_effusion": Anatomy.PLEURA,
+            "lung_pleural": Anatomy.PLEURA,
+            "mediastinum": Anatomy.MEDIASTINUM,
+            "abdominal_cavity": Anatomy.ABDOMEN,
+        }
+    )
     return mapping
 
 
-#: TotalSegmentator ``total`` class name -> anatomy region (unlisted classes: ``Anatomy.OTHER``).
+#: TotalSegmentator class name -> anatomy region (unlisted classes: ``Anatomy.OTHER``).
 TOTALSEGMENTATOR_TO_ANATOMY: Mapping[str, Anatomy] = MappingProxyType(_total_segmentator_map())
 
 #: Fallback (threshold) segmenter label name -> anatomy region.

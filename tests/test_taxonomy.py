@@ -15,10 +15,12 @@ from ctcorpus.taxonomy import (
 def test_mapped_totalsegmentator_classes_exist():
     from totalsegmentator.map_to_binary import class_map
 
-    names = set(class_map["total"].values())
-    assert set(TOTALSEGMENTATOR_TO_ANATOMY) <= names
+    assert set(TOTALSEGMENTATOR_TO_ANATOMY) <= {name for task in class_map.values() for name in task.values()}
     chest = {"trachea", "heart", "aorta", "esophagus", "thyroid_gland", "sternum", "lung_upper_lobe_left"}
     assert all(TOTALSEGMENTATOR_TO_ANATOMY[n] is not Anatomy.OTHER for n in chest)
+    # every class of the chest tasks a site may run instead of (or beside) "total" has its region
+    for task in ("heartchambers_highres", "lung_vessels", "pleural_pericard_effusion", "coronary_arteries", "lung_nodules"):
+        assert [n for n in class_map[task].values() if anatomy_of_structure(n) is Anatomy.OTHER] == [], task
 
 
 def test_every_label_and_fallback_structure_has_a_region():

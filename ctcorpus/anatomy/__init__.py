@@ -6,6 +6,7 @@ with :func:`structure_stats` (``anatomy_stats`` table) and turn a sentence's ana
 with :func:`sentence_region` (``sentence_regions`` table).
 """
 
+from ctcorpus import taxonomy
 from ctcorpus.anatomy.base import Segmentation, Segmenter
 from ctcorpus.anatomy.fallback import FALLBACK_LABELS, ThresholdSegmenter
 from ctcorpus.anatomy.regions import Region, sentence_region, sentence_regions_table
@@ -20,9 +21,10 @@ from ctcorpus.anatomy.totalseg import (
 )
 from ctcorpus.version import package_digest
 
-#: The anatomy package's source: part of the pipeline's anatomy cache key, so a fixed mask or
-#: statistics step redoes cached masks (a segmenter's version names its model, not this code).
-SOURCE_DIGEST = package_digest(__file__)
+#: The source of the anatomy package and of the taxonomy its statistics map structures by: part of
+#: the pipeline's anatomy cache key, so a fixed mask or statistics step, or a newly mapped structure,
+#: redoes cached masks (a segmenter's version names its model, not this code).
+SOURCE_DIGEST = package_digest(__file__, str(taxonomy.__file__))
 
 __all__ = [
     "FALLBACK_LABELS",
