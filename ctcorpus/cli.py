@@ -159,8 +159,8 @@ def _prepare(config: Optional[Path]) -> CorpusConfig:
 
     with _exit_on_error():
         cfg = load_config(config)
-    if "prefect" not in sys.modules:  # Prefect reads its settings once, at import
-        apply_prefect_settings(cfg.run)
+        if "prefect" not in sys.modules:  # Prefect reads its settings once, at import
+            apply_prefect_settings(cfg.run)  # an output folder that cannot be written: one line too
     # Dask reads its logging config at import: its per-worker INFO lines would bury the summary.
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
     return cfg

@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 
 from ctcorpus.audit import audit_corpus, load_corpus_tables, write_audit_report
 from flows.common import load_flow_config
+from flows.runtime import writable_folder
 
 
 @task(name="audit-dataset", cache_policy=NO_CACHE)
@@ -17,6 +18,8 @@ def audit_task(dataset: Path, against: Path | None, out: Path, config_path: str 
     config, _ = load_flow_config(config_path)
     tables = load_corpus_tables(dataset)
     other = load_corpus_tables(against) if against else None
+    # after the reads, so that a mistyped dataset leaves no empty folder
+    writable_folder(out, "out_dir (--out; default: <dataset>-audit beside the dataset)")
     result = audit_corpus(tables, against=other, config=config.audit)
     html, json_path = write_audit_report(result, out)
     return html, json_path, len(result.findings)

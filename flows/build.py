@@ -12,6 +12,7 @@ from ctcorpus import pipeline
 from ctcorpus.config import CorpusConfig
 from ctcorpus.outputs import BuildResult
 from flows.common import load_flow_config, retry_unless_ctcorpus_error
+from flows.runtime import writable_folder
 
 
 @task(name="build-dataset", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2, retry_condition_fn=retry_unless_ctcorpus_error)
@@ -24,6 +25,8 @@ def build_dataset(config_path: str | None = None, work_dir: str | None = None, o
     """Build a dataset version from the last ingest run recorded in ``work_dir``."""
     config, work = load_flow_config(config_path, work_dir=work_dir)
     out = Path(out_dir) if out_dir else Path(config.run.output_dir) / "dataset" / config.outputs.dataset_version
+    # the version's lock and temporary folder are written beside it
+    writable_folder(out.absolute().parent, "out_dir (--out)" if out_dir else "run.output_dir")
     result = build_task(config, work, out)
     get_run_logger().info("built dataset path=%s splits=%s", result.path, result.manifest["splits"])
     return {"path": str(result.path), "splits": result.manifest["splits"], "files": len(result.manifest["files"])}

@@ -27,7 +27,7 @@ from ctcorpus.config import CorpusConfig
 from ctcorpus.errors import IncompleteRunError
 from ctcorpus.outputs import WorkStore
 from flows.common import ClusterLostError, load_flow_config, retry_unless_ctcorpus_error, study_executor
-from flows.runtime import submit_bounded, task_runner
+from flows.runtime import submit_bounded, task_runner, writable_folder
 
 
 @task(name="plan-export", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2,
@@ -102,6 +102,7 @@ def ingest_export(
     config, work = load_flow_config(
         config_path, export_dir=export_dir, work_dir=work_dir, report_files=report_files, dask_address=dask_address
     )
+    writable_folder(work, "work_dir (--work)" if work_dir else "run.output_dir (the work store's parent)")
     with WorkStore(work).exclusive():  # a scheduled run that overlaps the last one fails instead of deleting its work
         plan = plan_task(config, work)
         logger.info("planned export studies=%d quarantined_files=%d", len(plan.units), len(plan.quarantine))

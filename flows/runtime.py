@@ -47,6 +47,7 @@ __all__ = [
     "studies_in_flight",
     "submit_bounded",
     "task_runner",
+    "writable_folder",
 ]
 
 logger = logging.getLogger(__name__)
@@ -134,9 +135,33 @@ def apply_prefect_settings(
             "keep their import-time values home=%s",
             env["PREFECT_HOME"],
         )
-    Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+    writable_folder(Path(env["PREFECT_HOME"]), "run.prefect_home" if run.prefect_home else "run.output_dir")
     (os.environ if environ is None else environ).update(env)
     return env
+
+
+def writable_folder(path: Path, origin: str) -> Path:
+    """Create the folder ``path`` (and its parents) and check that it takes files; return it.
+
+    A run writes its outputs deep inside the stages: an output folder under a file, on a read-only
+    share or without permission was a traceback (three, with a build's retry) naming neither the
+    setting nor the reason. This raises a :class:`~ctcorpus.errors.ConfigError` naming the folder,
+    where it comes from (``origin``: a config field or a command option) and the OS's reason,
+    before any work.
+
+    Examples
+    --------
+    >>> writable_folder(Path("out/work"), "run.output_dir")  # doctest: +SKIP
+    PosixPath('out/work')
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and exc.filename != str(path) else ""
+        raise ConfigError(f"{origin}: cannot create this folder: {exc.strerror}{where}", path=path) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{origin}: this folder is not writable", path=path)
+    return path
 
 
 def start_prefect_server() -> None:

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from ctcorpus import pipeline
 from ctcorpus.cli import app, demo_config
-from ctcorpus.errors import CtCorpusError, IncompleteRunError, IngestError, OutputError
+from ctcorpus.errors import ConfigError, CtCorpusError, IncompleteRunError, IngestError, OutputError
 from ctcorpus.synth import generate_export
 
 
@@ -76,6 +76,8 @@ def test_flows_produce_tables_and_dask_matches_serial(setup):
 
     audit = audit_dataset(dataset_dir=str(serial_out), out_dir=str(folder / "audit"), config_path=str(config))
     assert Path(audit["html"]).is_file() and json.loads(Path(audit["json"]).read_text())
+    with pytest.raises(ConfigError, match=r"out_dir \(--out; default: .*\): cannot create this folder: File exists"):
+        audit_dataset(dataset_dir=str(serial_out), out_dir=str(config), config_path=str(config))  # a file
 
 
 def test_relative_paths_reach_the_workers_of_an_existing_cluster(setup, tmp_path, monkeypatch):
@@ -297,6 +299,25 @@ def test_ingest_command_refuses_a_report_export_that_does_not_exist(tmp_path, mo
     assert result.exit_code == 2
     assert "missing.csv" in result.output and "does not exist" in result.output
     assert not (tmp_path / "work").exists()
+
+
+def test_an_output_folder_that_cannot_be_written_ends_a_command_with_one_line_naming_it(setup, tmp_path):
+    """A --work or --out folder under a file (a read-only share, no permission) was a traceback from deep
+    inside the run, three of them for a build (Prefect's log, its retry, the command's); the audit's is
+    tested in test_flows_produce_tables_and_dask_matches_serial, which has a dataset to audit."""
+    folder, config = setup
+    blocker = tmp_path / "ctcorpus.yaml"
+    blocker.write_text("")
+    commands = {
+        "work_dir (--work)": ["ingest", str(folder / "export"), "-c", str(config), "--work", str(blocker / "work"), "--serial"],
+        "out_dir (--out)": ["build", "-c", str(config), "--out", str(blocker / "dataset" / "v1")],
+    }
+    for origin, command in commands.items():
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+        last = result.output.splitlines()[-1]
+        assert str(blocker) in last and f"{origin}: cannot create this folder: " in last, last
 
 
 def test_train_command_refuses_an_unknown_device(tmp_path):

@@ -22,6 +22,7 @@ from flows.runtime import (
     prefect_environment,
     studies_in_flight,
     submit_bounded,
+    writable_folder,
 )
 
 
@@ -176,6 +177,21 @@ def test_apply_prefect_settings_writes_the_mapping_and_creates_home(tmp_path: Pa
     assert Path(written["PREFECT_HOME"]).is_dir()
     assert environ["PREFECT_API_URL"] == "http://kept:4200/api"
     assert {k: environ[k] for k in written} == written
+
+
+def test_an_output_folder_that_cannot_be_written_is_a_config_error_naming_field_and_reason(tmp_path: Path, monkeypatch) -> None:
+    """An output_dir under a file (or on a read-only share) was a NotADirectoryError traceback from Prefect's
+    home folder, naming neither the setting nor what to fix."""
+    blocker = tmp_path / "ctcorpus.yaml"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match=r"run\.output_dir: cannot create this folder: Not a directory") as info:
+        apply_prefect_settings(RunConfig(output_dir=blocker / "out"), {})
+    assert info.value.path == str(blocker / "out" / ".prefect")
+    with pytest.raises(ConfigError, match=r"run\.prefect_home: cannot create this folder: File exists"):
+        apply_prefect_settings(RunConfig(prefect_home=blocker), {})
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # what a folder without write permission answers
+    with pytest.raises(ConfigError, match=r"work_dir \(--work\): this folder is not writable"):
+        writable_folder(tmp_path / "work", "work_dir (--work)")
 
 
 def test_available_cpus_is_within_the_machine() -> None:
