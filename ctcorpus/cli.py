@@ -190,10 +190,12 @@ def ingest(
     cfg = _prepare(config)
     from ctcorpus.errors import IncompleteRunError
     from ctcorpus.ingest import pseudonymizer_for
+    from ctcorpus.pipeline import export_root
     from flows.ingest import ingest_export
 
-    with _exit_on_error():
-        pseudonymizer_for(cfg.ingest)  # fail before any work when no pseudonym key is set
+    with _exit_on_error():  # before any work and before Prefect starts (seconds to a minute)
+        pseudonymizer_for(cfg.ingest)  # no pseudonym key set
+        export_root(cfg.run.model_copy(update={"export_dir": export}) if export else cfg.run)  # a mistyped path
 
     incomplete = None
     try:

@@ -40,7 +40,7 @@ from ctcorpus.anatomy import make_segmenter, segment_volume, sentence_region, se
 from ctcorpus.anatomy import anatomy_stats_table, structure_stats
 from ctcorpus.anatomy.stats import StructureStats
 from ctcorpus.audit import FINGERPRINT_VERSION, volume_fingerprint
-from ctcorpus.config import CorpusConfig
+from ctcorpus.config import CorpusConfig, RunConfig
 from ctcorpus.enums import Action, QuarantineReason
 from ctcorpus.errors import CtCorpusError, IngestError
 from ctcorpus.ingest import (
@@ -399,6 +399,16 @@ def _reports_left_out(
     return entries, {row["source_path"]: row["source_sha256"] for row in rows}
 
 
+def export_root(run: RunConfig) -> Path:
+    """The run's export folder, or an :class:`IngestError` naming the setting: unset, or no folder (a
+    mistyped path). ``ctcorpus ingest`` checks it before it starts Prefect, so the error is one line."""
+    if run.export_dir is None:
+        raise IngestError("no export folder: set run.export_dir or name it (`ctcorpus ingest EXPORT`, the flow's export_dir)", path="run.export_dir")
+    if not Path(run.export_dir).is_dir():
+        raise IngestError("export root is not a folder (run.export_dir, or `ctcorpus ingest EXPORT`)", path=run.export_dir)
+    return Path(run.export_dir)
+
+
 def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     """Index the export, plan stacks, process and link the reports; one unit per study.
 
@@ -407,15 +417,14 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     the config: the rows name each file by its path.
     """
     run = config.run
-    if run.export_dir is None:
-        raise IngestError("no export folder: set run.export_dir or name it (`ctcorpus ingest EXPORT`, the flow's export_dir)", path="run.export_dir")
+    root = export_root(run)
     _segmenter(config, planning=True)  # before any work: a TotalSegmentator without its weights fails the run here
     store = WorkStore(Path(work_dir))
     store.clean()
     p = pseudonymizer_for(config.ingest)
     handler = QuarantineLog()
-    exclude = list(run.report_files) + [m for pattern in run.exclude_globs for m in Path(run.export_dir).glob(pattern)]
-    index = index_export(run.export_dir, config.ingest, on_error=handler, exclude=exclude)
+    exclude = list(run.report_files) + [m for pattern in run.exclude_globs for m in root.glob(pattern)]
+    index = index_export(root, config.ingest, on_error=handler, exclude=exclude)
     stacks = plan_stacks(index, config.ingest)
     candidates = {group[0].stack_key: tuple(s.stack_key for s in group) for group in candidate_groups(stacks, config.ingest)}
     studies = _study_keys(stacks)

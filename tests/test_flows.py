@@ -320,6 +320,25 @@ def test_an_output_folder_that_cannot_be_written_ends_a_command_with_one_line_na
         assert str(blocker) in last and f"{origin}: cannot create this folder: " in last, last
 
 
+def test_ingest_command_refuses_a_missing_export_folder_before_prefect_starts(tmp_path, monkeypatch):
+    """A mistyped or unset export path was found by the flow's first task: after Prefect's API server
+    started (a minute on a busy machine) and under two ERROR lines of Prefect's; it is one line now."""
+    import flows.runtime
+
+    def no_prefect() -> None:
+        raise AssertionError("Prefect was started")
+
+    monkeypatch.setattr(flows.runtime, "start_prefect_server", no_prefect)
+    monkeypatch.chdir(tmp_path)
+    env = {"CTCORPUS_PSEUDONYM_KEY": "test-key"}
+    cases = {("ingest", "exprot", "--serial"): "exprot: export root is not a folder (run.export_dir, or `ctcorpus ingest EXPORT`)",
+             ("ingest", "--serial"): "run.export_dir: no export folder: set run.export_dir"}
+    for command, message in cases.items():
+        result = CliRunner().invoke(app, list(command), env=env)
+        assert result.exit_code == 2, result.output
+        assert result.output.splitlines()[-1].startswith(message), result.output
+
+
 def test_train_command_refuses_an_unknown_device(tmp_path):
     """A mistyped --device is a usage error naming the option, before a flow starts (torch raised it from
     inside the train flow, as a traceback)."""
