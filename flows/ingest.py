@@ -12,9 +12,14 @@ survives across runs and machines; Prefect's cache would only duplicate it.
 
 from __future__ import annotations
 
+import logging
+import math
+import sys
 import time
+from collections.abc import Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.progress import track
 
@@ -28,6 +33,8 @@ from ctcorpus.errors import IncompleteRunError
 from ctcorpus.outputs import WorkStore
 from flows.common import ClusterLostError, load_flow_config, retry_unless_ctcorpus_error, study_executor
 from flows.runtime import submit_bounded, task_runner, writable_folder
+
+T = TypeVar("T")
 
 
 @task(name="plan-export", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2,
@@ -77,6 +84,25 @@ def _outcome(
     return pipeline.failed_outcome(unit, str(future.state.message), config, work_dir)
 
 
+def progress(done: Iterable[T], total: int, show: bool, logger: logging.Logger | logging.LoggerAdapter[Any]) -> Iterator[T]:
+    """Yield ``done`` (the finished studies); log ``studies done=<n>/<total>`` (INFO) at each tenth of them.
+
+    With ``show`` (the CLI) the progress is also on stderr: a bar on a terminal, else those lines, with
+    the time: a bar is not drawn at all where stderr is a file or a pipe (cron, a container's log), so a
+    scheduled run showed nothing for hours, and the run logger's INFO lines are below Prefect's level.
+    """
+    terminal = show and sys.stderr.isatty()
+    if terminal:
+        done = track(done, total=total, description="studies", transient=True)
+    step = max(1, math.ceil(total / 10))
+    for count, item in enumerate(done, 1):
+        yield item
+        if count % step == 0 or count == total:
+            logger.info("studies done=%d/%d", count, total)
+            if show and not terminal:
+                print(f"{datetime.now().isoformat(timespec='seconds')} studies done={count}/{total}", file=sys.stderr, flush=True)
+
+
 @flow(name="ingest_export", log_prints=False)
 def ingest_export(
     config_path: str | None = None,
@@ -113,9 +139,7 @@ def ingest_export(
             logger.info("studies in flight=%d task threads=%d", window, config.run.prefect_task_threads)
             parameters = {"config": config, "work_dir": work, "executor": executor}
             done = submit_bounded(lambda unit: runner.submit(process_task, {"unit": unit, **parameters}), plan.units, window)
-            if show_progress:
-                done = track(done, total=len(plan.units), description="studies", transient=True)
-            outcomes = [_outcome(unit, future, config, work) for unit, future in done]
+            outcomes = [_outcome(unit, future, config, work) for unit, future in progress(done, len(plan.units), show_progress, logger)]
         summary = record_task(plan, outcomes, work, started)
     logger.info("ingest done %s", summary.line())
     result = {**summary.as_dict(), "run_index": str(work / pipeline.RUN_INDEX),

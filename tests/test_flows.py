@@ -339,6 +339,29 @@ def test_ingest_command_refuses_a_missing_export_folder_before_prefect_starts(tm
         assert result.output.splitlines()[-1].startswith(message), result.output
 
 
+#: A progress line on stderr: the time, then the log message (other lines are the log handlers' of the test run).
+_SHOWN = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d (studies done=.*)$"
+
+
+def test_ingest_progress_is_logged_and_shown_as_lines_where_stderr_is_no_terminal(capsys):
+    """The rich bar is not drawn where stderr is a file or a pipe: a scheduled `ctcorpus ingest` (cron, a
+    container's log) showed no progress until its summary, hours later."""
+    from flows.ingest import progress
+
+    logger = logging.getLogger("test.ingest.progress")
+    logged = logging.handlers.BufferingHandler(100)
+    logger.addHandler(logged)
+    logger.setLevel(logging.INFO)
+    expected = [f"studies done={n}/25" for n in (3, 6, 9, 12, 15, 18, 21, 24, 25)]
+    assert list(progress(iter(range(25)), 25, True, logger)) == list(range(25))
+    assert re.findall(_SHOWN, capsys.readouterr().err, re.MULTILINE) == expected
+    assert [record.getMessage() for record in logged.buffer] == expected
+    assert list(progress(iter(range(2)), 2, False, logger)) == [0, 1]  # a deployment's run: the log alone
+    assert re.findall(_SHOWN, capsys.readouterr().err, re.MULTILINE) == []
+    assert logged.buffer[-1].getMessage() == "studies done=2/2"
+    logger.removeHandler(logged)
+
+
 def test_train_command_refuses_an_unknown_device(tmp_path):
     """A mistyped --device is a usage error naming the option, before a flow starts (torch raised it from
     inside the train flow, as a traceback)."""
