@@ -180,7 +180,7 @@ def _report(title: str, rows: dict[str, object]) -> None:
 def ingest(
     export: Annotated[Optional[Path], typer.Argument(help="Root folder of the DICOM export (default: run.export_dir).")] = None,
     # exists: the flow quarantines a missing export, so a mistyped path gave a corpus without reports and exit 0
-    reports: Annotated[list[Path], typer.Option("--reports", "-r", exists=True, dir_okay=False, help="RIS report export(s): CSV, TSV, JSON/JSONL, Parquet, Excel, text, HL7.")] = [],
+    reports: Annotated[list[Path], typer.Option("--reports", "-r", exists=True, dir_okay=False, help="RIS report export(s), in place of run.report_files: CSV, TSV, JSON/JSONL, Parquet, Excel, text, HL7.")] = [],
     work: Annotated[Optional[Path], typer.Option(help="Work store (default: <run.output_dir>/work).")] = None,
     config: ConfigOption = None,
     dask_address: Annotated[Optional[str], typer.Option(help="Existing Dask scheduler, e.g. tcp://host:8786.")] = None,
@@ -206,8 +206,9 @@ def ingest(
         )
     except IncompleteRunError as error:  # studies lost or none found: the flow run failed, so does the command
         summary, incomplete = error.result, error.message
-    _report("ingest", {"studies": summary["studies"], "volumes": summary["volumes"], "processed": summary["computed"],
-                       "skipped (cached)": summary["cached"], "quarantined": summary["quarantined"],
+    _report("ingest", {"studies": summary["studies"], "volumes": summary["volumes"],
+                       "processed": stage_counts(summary["computed"]) or "nothing: every result was in the work store",
+                       "skipped (cached)": stage_counts(summary["cached"]) or "nothing", "quarantined": summary["quarantined"],
                        "failed": summary["failed"], "seconds": f"{summary['seconds']:.1f}"})
     if summary["quarantined"]:  # the corpus's table names them redacted; an operator finds the files by this
         typer.echo(f"quarantined files with their real paths (operators only): {summary['quarantine_private']}")
@@ -216,9 +217,15 @@ def ingest(
         raise typer.Exit(1)
 
 
+def stage_counts(counts: dict[str, int]) -> str:
+    """Results per stage as the ingest summary shows them (``anatomy 2, ingest 2``; empty: none), where
+    the dict's repr showed a run that did no work as ``{}``."""
+    return ", ".join(f"{stage} {count}" for stage, count in sorted(counts.items()))
+
+
 @app.command()
 def build(
-    work: Annotated[Optional[Path], typer.Option(help="Work store of the ingest run.")] = None,
+    work: Annotated[Optional[Path], typer.Option(help="Work store of the ingest run (default: <run.output_dir>/work).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Dataset folder (default: <output_dir>/dataset/<version>).")] = None,
     config: ConfigOption = None,
 ) -> None:
@@ -235,7 +242,7 @@ def build(
 def audit(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder to audit.")],
     against: Annotated[Optional[Path], typer.Option(help="Another dataset version or corpus to compare with.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Folder for audit.html and audit.json.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for audit.html and audit.json (default: <dataset>-audit beside it).")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Audit a dataset: label statistics, leakage, near-duplicates, diff (flow ``audit_dataset``)."""

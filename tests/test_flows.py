@@ -362,6 +362,24 @@ def test_ingest_progress_is_logged_and_shown_as_lines_where_stderr_is_no_termina
     logger.removeHandler(logged)
 
 
+def test_the_ingest_summary_says_when_a_run_did_no_work(tmp_path, monkeypatch):
+    """A re-run over an unchanged export showed `processed {}`, and a run's stage counts as a dict's repr."""
+    import flows.ingest
+    import flows.runtime
+
+    def rerun(**parameters):
+        return {"studies": 8, "volumes": 8, "computed": {}, "cached": {"text": 8, "anatomy": 8}, "quarantined": 0,
+                "failed": 0, "seconds": 4.0}
+
+    monkeypatch.setattr(flows.runtime, "start_prefect_server", lambda: None)
+    monkeypatch.setattr(flows.ingest, "ingest_export", rerun)
+    (tmp_path / "export").mkdir()
+    result = CliRunner().invoke(app, ["ingest", str(tmp_path / "export"), "--serial"], env={"CTCORPUS_PSEUDONYM_KEY": "test-key"})
+    assert result.exit_code == 0, result.output
+    assert re.search(r"processed +. nothing: every result was in the work store", result.output), result.output
+    assert re.search(r"skipped \(cached\) +. anatomy 8, text 8 ", result.output), result.output
+
+
 def test_train_command_refuses_an_unknown_device(tmp_path):
     """A mistyped --device is a usage error naming the option, before a flow starts (torch raised it from
     inside the train flow, as a traceback)."""
