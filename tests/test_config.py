@@ -82,3 +82,12 @@ def test_dataset_version_must_be_a_plain_folder_name(version: str) -> None:
     with pytest.raises(ConfigError, match=r"outputs\.dataset_version: .*plain folder name"):
         config_from_dict({"outputs": {"dataset_version": version}})
     assert config_from_dict({"outputs": {"dataset_version": "v2.1-ct_chest"}}).outputs.dataset_version == "v2.1-ct_chest"
+
+
+def test_one_report_export_or_exclude_pattern_may_be_given_without_a_list() -> None:
+    """`report_files: /ris/reports.csv`, as one export is naturally written, was refused as no tuple."""
+    run = config_from_dict({"run": {"report_files": "ris/reports.csv", "exclude_globs": "labels/*"}}).run
+    assert run.report_files == (Path("ris/reports.csv"),)
+    assert run.exclude_globs == ("labels/*",)
+    with pytest.raises(ConfigError, match=r"run\.report_files: Input should be a valid tuple"):
+        config_from_dict({"run": {"report_files": 5}})

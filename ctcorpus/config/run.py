@@ -143,6 +143,13 @@ class RunConfig(StageConfig):
         description="Level of Prefect's own loggers (PREFECT_LOGGING_LEVEL).",
     )
 
+    @field_validator("report_files", "exclude_globs", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: object) -> object:
+        """One path or pattern where a list is meant (``report_files: /ris/reports.csv``) is a list of one:
+        it was refused as 'Input should be a valid tuple', and a string is never a list of its characters."""
+        return (value,) if isinstance(value, (str, Path)) else value
+
     @field_validator("dask_address")
     @classmethod
     def _scheduler_url(cls, value: str | None) -> str | None:
