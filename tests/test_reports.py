@@ -792,6 +792,12 @@ def test_phi_forms_real_reports_write_that_the_rules_missed():
         # month and year with a period, compact dates, order numbers with a slash
         "Bekannt seit 03.2020, CT vom 12MAR2020. Auftragsnummer 2020/12345.": [
             ("03.2020", "date"), ("12MAR2020", "date"), ("2020/12345", "id")],
+        # a month with the year first (ISO 8601); a range of years, and a range before its unit, stay
+        "Prior CT 2021-03, follow-up 2021/11 (trial 2019-2021). Window 1950-12 HU.": [
+            ("2021-03", "date"), ("2021/11", "date")],
+        # "i.V." (in Vertretung) before a signing name; intravenous elsewhere
+        "Nach i.V. Gabe von KM, KM i.V. Gabe.\nMit freundlichen Grüßen\ni.V. Schulz\nGrüße, i.V. Dr. Hans Weber, OA": [
+            ("Schulz", "name"), ("Hans Weber", "name")],
         # insurance and social security numbers, also in groups; an id in a line in capitals; "y" ages
         "SSN: 123 45 6789, Versichertennummer: A123456789, policy number 12 345 678.": [
             ("123 45 6789", "id"), ("A123456789", "id"), ("12 345 678", "id")],

@@ -337,13 +337,14 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         (),
         _WORD_BEFORE_NUMBER,
     ),
-    (  # "3rd of March", "3 March", "3. März"; and "03/2020", "03.2020"
+    (  # "3rd of March", "3 March", "3. März"; "03/2020", "03.2020"; and the year first, as ISO 8601 writes a
+        # month ("2021-03", "2021/03"; not a date with its day, "2021-03-04", nor a range "2019-2021")
         "date",
         re.compile(r"\d(?<!\w\d)(?=[\d\s./snrt])(?:\d?+(?:(?:st|nd|rd|th)?\s(?:of\s)?" + _CAPITAL_MONTH
                    + r"|\.\s?" + _GERMAN_MONTH + r")"
                    r"|(?<=0)[1-9]/(?:19|20)\d{2}(?![\d/])|(?<=1)[0-2]?/(?:19|20)\d{2}(?![\d/])"
                    r"|(?<=[2-9])/(?:19|20)\d{2}(?![\d/])|(?:(?<=0)[1-9]|(?<=1)[0-2])\.(?:19|20)\d{2}(?!\d|\.\d)"
-                   + _NOT_A_UNIT + r")"),
+                   + _NOT_A_UNIT + r"|(?:(?<=1)9|(?<=2)0)\d{2}[-/](?:0[1-9]|1[0-2])(?![\d\-/]|\.\d)" + _NOT_A_UNIT + r")"),
         (),
         _NUMBER,
     ),
@@ -508,6 +509,15 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         re.compile(r"(?<!\w)(?:(?i:fä(?=[ ])|pa-c|ass\.-?[ \t]?(?:arzt|ärztin))|i\.A\.)[ \t]+"
                    r"(?:(?i:Dr|Prof|med|PD)(?:\.[ \t]*|[ \t]+))*(" + _NAME_PARTS + "|" + _UPPER_NAME_PARTS + ")"),
         ("fä ", "pa-c", "ass.", "i.a."),  # "fä" alone is in every "Gefäß"
+        _NEEDLE,
+    ),
+    (  # "i.V. Schulz" (in Vertretung) signing a report: at a line start or after a comma ("Grüßen, i.V.
+        # Schulz"), the name ending its line or before a comma ("i.V. Schulz, Oberarzt"); elsewhere "i.V."
+        # is intravenous ("nach i.V. Gabe von KM", "KM i.V. Gabe")
+        "name",
+        re.compile(r"(?:(?<![^\n])|(?<=[\n,][ \t]))i\.V\.[ \t]+(?:(?i:Dr|Prof|med|PD)(?:\.[ \t]*|[ \t]+))*(" + _NAME_PARTS + "|"
+                   + _UPPER_NAME_PARTS + r")(?=[ \t]*(?:,|\n|$))"),
+        ("i.v.",),
         _NEEDLE,
     ),
     (  # a name after a staff abbreviation after whom a finding was told: "called to PA Smith", "discussed
