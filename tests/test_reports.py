@@ -116,6 +116,18 @@ def test_sentences_sections_and_anatomy_on_synthetic(synthetic):
         assert all(got.text[s.start:s.end].strip() for s in got.sentences)
 
 
+
+@pytest.mark.parametrize(("text", "anatomies"), [
+    # "koronar" alone is the coronal plane as German reports write it; its compounds name the heart
+    ("Atelektase im linken Unterlappen (Serie 2, Bild 50) (koronar Bild 50).", ("lungs",)),
+    ("Lunge koronar rekonstruiert.", ("lungs",)),
+    ("Koronararterienverkalkungen und Koronarstent.", ("heart",)),
+    ("Koronarsklerose, koronare Herzkrankheit.", ("heart",)),
+])
+def test_german_anatomy_tells_the_coronal_plane_from_the_heart(analyzer, text: str, anatomies: tuple[str, ...]) -> None:
+    report = analyze_report(analyzer, "Befund:\n" + text, language="de")
+    assert [s.anatomies for s in report.sentences] == [anatomies]
+
 def test_phi_recall_and_precision_on_synthetic(synthetic):
     truth_chars = found_chars = hit = 0
     for truth, got in synthetic:

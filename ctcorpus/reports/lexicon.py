@@ -61,7 +61,7 @@ ANATOMY_TERMS: Mapping[Anatomy, tuple[str, ...]] = MappingProxyType(
         ),
         _A.HEART: (
             "heart", "cardiac", "pericardium", "pericardial", "atrium", "ventricle", "coronary", "herz",
-            "herzens", "perikard", "perikarderguss", "kardial", "vorhof", "ventrikel", "koronar", "koronare",
+            "herzens", "perikard", "perikarderguss", "kardial", "vorhof", "ventrikel", "koronare",
             "koronararterien", "cardiomediastinal", "left ventricle", "right ventricle",
         ),
         _A.AORTA: (
@@ -97,7 +97,9 @@ ANATOMY_STEMS: Mapping[Anatomy, tuple[str, ...]] = MappingProxyType(
         _A.AIRWAYS: ("bronch", "trache"),
         _A.PLEURA: ("pleura",),
         _A.MEDIASTINUM: ("lymphknoten", "mediastin"),
-        _A.HEART: ("herz", "perikard", "koronar"),
+        # "koronar" alone is the coronal plane as German reports often write it ("koronar Bild 21", "koronar
+        # rekonstruiert"): only its compounds name the heart ("Koronararterien", "Koronarsklerose")
+        _A.HEART: ("herz", "perikard", "koronara", "koronarg", "koronari", "koronark", "koronars", "koronarv"),
         _A.AORTA: ("aorte", "aorto"),
         _A.ESOPHAGUS: ("ösophag", "oesophag", "hiatus"),
         _A.THYROID: ("schilddrüs",),
