@@ -207,8 +207,8 @@ def ingest(
     except IncompleteRunError as error:  # studies lost or none found: the flow run failed, so does the command
         summary, incomplete = error.result, error.message
     _report("ingest", {"studies": summary["studies"], "volumes": summary["volumes"],
-                       "processed": stage_counts(summary["computed"]) or "nothing: every result was in the work store",
-                       "skipped (cached)": stage_counts(summary["cached"]) or "nothing", "quarantined": summary["quarantined"],
+                       "processed": counts_line(summary["computed"]) or "nothing: every result was in the work store",
+                       "skipped (cached)": counts_line(summary["cached"]) or "nothing", "quarantined": summary["quarantined"],
                        "failed": summary["failed"], "seconds": f"{summary['seconds']:.1f}"})
     if summary["quarantined"]:  # the corpus's table names them redacted; an operator finds the files by this
         typer.echo(f"quarantined files with their real paths (operators only): {summary['quarantine_private']}")
@@ -217,9 +217,9 @@ def ingest(
         raise typer.Exit(1)
 
 
-def stage_counts(counts: dict[str, int]) -> str:
-    """Results per stage as the ingest summary shows them (``anatomy 2, ingest 2``; empty: none), where
-    the dict's repr showed a run that did no work as ``{}``."""
+def counts_line(counts: dict[str, int]) -> str:
+    """Counts as a summary shows them (``anatomy 2, ingest 2``; empty: none), where a dict's repr showed
+    a run that did no work as ``{}`` and a split as ``{'patients': 7, 'reports': 16, ...}``."""
     return ", ".join(f"{stage} {count}" for stage, count in sorted(counts.items()))
 
 
@@ -235,7 +235,7 @@ def build(
 
     result = _run_flow(build_dataset, config_path=str(config) if config else None,
                        work_dir=str(work) if work else None, out_dir=str(out) if out else None)
-    _report("build", {"dataset": result["path"], "files": result["files"], **{f"split {k}": v for k, v in result["splits"].items()}})
+    _report("build", {"dataset": result["path"], "files": result["files"], **{f"split {k}": counts_line(v) or "empty" for k, v in result["splits"].items()}})
 
 
 @app.command()

@@ -380,6 +380,23 @@ def test_the_ingest_summary_says_when_a_run_did_no_work(tmp_path, monkeypatch):
     assert re.search(r"skipped \(cached\) +. anatomy 8, text 8 ", result.output), result.output
 
 
+
+def test_the_build_summary_shows_each_split_as_counts(tmp_path, monkeypatch):
+    """A split's counts read as a dict's repr ({'patients': 7, ...}) in the build summary."""
+    import flows.build
+    import flows.runtime
+
+    def built(**parameters):
+        return {"path": str(tmp_path / "v1"), "files": 24, "splits": {
+            "train": {"patients": 7, "studies": 16}, "test": {"patients": 0, "studies": 0}}}
+
+    monkeypatch.setattr(flows.runtime, "start_prefect_server", lambda: None)
+    monkeypatch.setattr(flows.build, "build_dataset", built)
+    result = CliRunner().invoke(app, ["build", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "v1")])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"split train +. patients 7, studies 16 ", result.output), result.output
+    assert re.search(r"split test +. patients 0, studies 0 ", result.output) and "{" not in result.output
+
 def test_train_command_refuses_an_unknown_device(tmp_path):
     """A mistyped --device is a usage error naming the option, before a flow starts (torch raised it from
     inside the train flow, as a traceback)."""
