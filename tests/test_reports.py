@@ -39,7 +39,7 @@ from ctcorpus.reports import (
 from ctcorpus.reports.language import SUPPORTED_LANGUAGES
 from ctcorpus.reports.io import read_report_export
 from ctcorpus.reports.markup import PlainText, to_plain_text
-from ctcorpus.reports.patterns import lower_same_length
+from ctcorpus.reports.patterns import lower_same_length, matches_at
 from ctcorpus.reports import nlp
 from ctcorpus.reports.nlp import _label_mentions, _matches_at_words
 from ctcorpus.schemas import load_schema
@@ -636,7 +636,7 @@ def test_phi_rules_tried_near_numbers_find_what_a_full_scan_finds(synthetic):
                 assert [m.span() for m in in_lines] == scan, (pattern.pattern, text)
             elif anchor != phi._SCAN:
                 tried = needle_starts.get(k, []) if anchor == phi._NEEDLE else starts[anchor]
-                assert [m.span() for m in phi._matches_at(pattern, text, tried)] == scan, (pattern.pattern, text)
+                assert [m.span() for m in matches_at(pattern, text, tried)] == scan, (pattern.pattern, text)
             found += len(scan)
     assert found > len(texts)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from itertools import pairwise
@@ -29,7 +29,7 @@ from ctcorpus.enums import LabelState, QuarantineReason
 from ctcorpus.errors import ReportError
 from ctcorpus.reports import lexicon
 from ctcorpus.reports.language import SUPPORTED_LANGUAGES, detect_language
-from ctcorpus.reports.patterns import lower_same_length, trie_regex, with_ss
+from ctcorpus.reports.patterns import lower_same_length, matches_at, trie_regex, with_ss
 from ctcorpus.reports.phi import PhiHit, Scrubbed, find_phi, scrub_text
 from ctcorpus.taxonomy import CT_RATE_LABELS, LABEL_ANATOMY, Anatomy
 
@@ -466,21 +466,15 @@ def _label_mentions(analyzer: ReportAnalyzer, lower: str) -> list[tuple[int, int
     return found
 
 
-def _matches_at_words(pattern: re.Pattern[str], first_words: ahocorasick.Automaton, text: str) -> list[re.Match[str]]:
+def _matches_at_words(pattern: re.Pattern[str], first_words: ahocorasick.Automaton, text: str) -> Iterator[re.Match[str]]:
     """``pattern.finditer(text)`` for a pattern each match of which starts with one of ``first_words``.
 
     The trigger pattern opens with a lookahead, so the engine tries it at every position of the
     sentence; a trigger's first word is matched literally (only its spaces match any whitespace),
     so one Aho-Corasick pass finds every position where a trigger may start, and the pattern is
-    matched there only, resuming after each match as finditer does: the scan takes a third less time.
+    matched there only (:func:`matches_at`): the scan takes a third less time.
     """
-    found = []
-    end = 0
-    for start in sorted({stop - length + 1 for stop, length in first_words.iter(text)}):
-        if start >= end and (m := pattern.match(text, start)) is not None:
-            found.append(m)
-            end = m.end()
-    return found
+    return matches_at(pattern, text, sorted({stop - length + 1 for stop, length in first_words.iter(text)}))
 
 
 #: A coordinator (see lexicon.LIST_COORDINATORS): the items before it are a list.

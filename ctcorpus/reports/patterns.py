@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 
-__all__ = ["lower_same_length", "trie_regex", "with_ss"]
+__all__ = ["lower_same_length", "matches_at", "trie_regex", "with_ss"]
 
 #: An "ss" that ends a syllable (no vowel follows): the pre-1996 spelling wrote "ß" there.
 _FINAL_SS = re.compile("ss(?![aeiouyäöü])")
@@ -61,3 +61,18 @@ def trie_regex(terms: Iterable[str]) -> str:
         return f"(?:{body})?" if ends else body
 
     return emit(trie)
+
+
+def matches_at(pattern: re.Pattern[str], text: str, starts: Sequence[int]) -> Iterator[re.Match[str]]:
+    """``pattern.finditer(text)`` for a pattern that can only start at one of ``starts`` (sorted,
+    distinct): where the starts are few (a rule's needles, a trigger's first words), matching only
+    there spares the engine's attempt at every position.
+
+    >>> [m.group() for m in matches_at(re.compile(r"no\\w*"), "no nodule, none", [0, 3, 11])]
+    ['no', 'nodule', 'none']
+    """
+    end = 0
+    for start in starts:
+        if start >= end and (m := pattern.match(text, start)) is not None:
+            yield m
+            end = max(m.end(), start + 1)

@@ -18,7 +18,7 @@ from datetime import date, timedelta
 import ahocorasick
 
 from ctcorpus.pseudonym import name_spellings
-from ctcorpus.reports.patterns import lower_same_length, trie_regex, with_ss
+from ctcorpus.reports.patterns import lower_same_length, matches_at, trie_regex, with_ss
 
 __all__ = ["PLACEHOLDERS", "PhiHit", "Scrubbed", "find_phi", "scrub_text"]
 
@@ -757,15 +757,6 @@ def _needle_starts(folded: str) -> dict[int, list[int]]:
     return {k: sorted(set(starts)) for k, starts in found.items()}
 
 
-def _matches_at(pattern: re.Pattern[str], text: str, starts: Sequence[int]) -> Iterator[re.Match[str]]:
-    """``pattern.finditer(text)`` for a pattern that can only start at one of ``starts`` (sorted)."""
-    end = 0
-    for start in starts:
-        if start >= end and (m := pattern.match(text, start)) is not None:
-            yield m
-            end = max(m.end(), start + 1)
-
-
 def _matches_in_lines(pattern: re.Pattern[str], text: str, starts: Sequence[int]) -> Iterator[re.Match[str]]:
     """``pattern.finditer(text)`` for a pattern each of whose matches holds a needle found at one
     of ``starts`` (sorted) and, lookaheads included, stays within one line: only the lines where a
@@ -829,11 +820,11 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
         if needles and k not in needle_starts:
             continue  # cannot match: none of its needles occurs
         if anchor == _NEEDLE:
-            matches = _matches_at(pattern, text, needle_starts[k])
+            matches = matches_at(pattern, text, needle_starts[k])
         elif anchor == _NEEDLE_LINE:
             matches = _matches_in_lines(pattern, text, needle_starts[k])
         else:
-            matches = pattern.finditer(text) if anchor == _SCAN else _matches_at(pattern, text, starts[anchor])
+            matches = pattern.finditer(text) if anchor == _SCAN else matches_at(pattern, text, starts[anchor])
         for m in matches:
             if kind in ("id", "name", "age", "phone") and m.lastindex:
                 group = next(g for g in range(1, (m.lastindex or 0) + 1) if m.group(g) is not None)
