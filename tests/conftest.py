@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -10,6 +12,8 @@ import pytest
 
 # Prefect reads its settings when it is first imported: set them before any test imports it.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="ctcorpus-prefect-")
+# registered before Prefect is imported, so it runs after Prefect's own exit handlers closed its database
+atexit.register(shutil.rmtree, _PREFECT_HOME, ignore_errors=True)
 os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
