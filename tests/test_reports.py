@@ -398,6 +398,19 @@ def test_language_words_are_those_of_the_word_pattern():
          {"atelectasis": UNC, "consolidation": UNC, "pulmonary_fibrotic_sequela": UNC}),
         # "A versus B": OpenI's (NegBio's) gold reads A present, B not (the CheXpert labeler both uncertain)
         ("Bibasilar atelectasis versus scarring.", {"atelectasis": POS, "pulmonary_fibrotic_sequela": UNC}),
+        # a hedge after the finding, ending its clause, reaches back to it; before another word it
+        # hedges what follows, after a comma it is a finding of its own
+        ("Left basal opacity, atelectasis likely.", {"lung_opacity": POS, "atelectasis": UNC}),
+        ("Atelectasis likely in the left base.", {"atelectasis": UNC}),
+        ("Effusion is likely.", {"pleural_effusion": UNC}),
+        ("Small bilateral pleural effusions suspected.", {"pleural_effusion": UNC}),
+        ("Kleiner Erguss wahrscheinlich links, keine Infiltrate.", {"pleural_effusion": UNC, "consolidation": NEG}),
+        ("Opacity likely atelectasis.", {"lung_opacity": POS, "atelectasis": UNC}),
+        ("Nodule, likely granuloma.", {"lung_nodule": POS}),
+        ("Differential considerations include atelectasis or infiltrate.", {"atelectasis": UNC, "consolidation": UNC}),
+        # a residual or accompanying effusion is an effusion
+        ("Kleiner Resterguss links, kein Pneumothorax.", {"pleural_effusion": POS}),
+        ("Schmaler Begleiterguss rechts.", {"pleural_effusion": POS}),
     ],
 )
 def test_negation_and_uncertainty_scope(analyzer, text, expected):

@@ -30,6 +30,7 @@ __all__ = [
     "SCOPE_TERMINATORS",
     "SECTION_OF_HEADING",
     "UNCERTAIN_POST",
+    "UNCERTAIN_POST_LAST",
     "UNCERTAIN_PRE",
     "UNCERTAIN_STATEMENTS",
 ]
@@ -187,6 +188,8 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "pleural_effusion": (
             "pleural effusion", "pleural fluid", "effusion", "erguss", "ergüsse", "~pleuraerguss", "~pleuraergüss",
             "~pleuraergusses", "hydrothorax", "pleural effusions",
+            # a residual or an accompanying effusion ("kleiner Resterguss", "Begleiterguss bei Pneumonie")
+            "resterguss", "restergüsse", "begleiterguss", "begleitergüsse",
         ),
         "mosaic_attenuation_pattern": ("mosaic attenuation", "mosaic pattern", "mosaic perfusion", "~mosaik"),
         "peribronchial_thickening": (
@@ -277,7 +280,7 @@ UNCERTAIN_PRE: tuple[str, ...] = (
     "could be", "could", "might represent", "suspicious for", "suspected", "suspect", "suspicion for",
     "suspicion of", "questionable", "question", "likely", "concerning for", "concern for", "rule out", "rule-out",
     "r/o", "to exclude", "could not exclude", "evaluate for", "evaluation for", "cannot exclude", "can not exclude",
-    "differential diagnosis", "consistent with possible",
+    "differential diagnosis", "differential", "consistent with possible",
     "suggest", "suggests", "suggesting", "suggestive of", "could suggest", "hinweisend auf", "spricht für",
     "sprechen für",
     "question of", "versus", "vs", "fraglich", "fragliche", "fraglicher", "fragliches", "v.a", "v. a", "vd.a", "vd. a",
@@ -299,6 +302,15 @@ UNCERTAIN_POST: tuple[str, ...] = (
     "nicht sicher ausgeschlossen", "nicht auszuschliessen", "fraglich", "möglich",
     "nicht mit sicherheit auszuschließen", "nicht sicher abgrenzbar", "nicht mehr sicher abgrenzbar",
     "unlikely", "less likely", "unwahrscheinlich",
+)
+#: Post triggers that reach back only to the finding right before them, where they also end its
+#: clause: "atelectasis likely.", "Erguss wahrscheinlich links." Before another word they qualify
+#: what follows ("opacity likely atelectasis": the opacity is there), and after a comma a finding of
+#: their own ("nodule, likely granuloma"). "versus" is none: "atelectasis versus scarring" reads the
+#: first finding present in OpenI's radiologist gold standard (NegBio's), only the second uncertain.
+UNCERTAIN_POST_LAST: tuple[str, ...] = (
+    "likely", "is likely", "are likely", "probable", "is probable", "suspected", "possible", "questionable",
+    "wahrscheinlich",
 )
 #: Phrases that hold a label's words but name none of its findings: tumour "infiltrating" is no
 #: "infiltrate", a thyroid nodule no lung nodule. Matched like labels, they win as the longer phrase.

@@ -231,7 +231,8 @@ def _cached(extra_synonyms: tuple[tuple[str, tuple[str, ...]], ...],
     kinds: dict[str, str] = {}
     for kind, words in (("pseudo", lexicon.PSEUDO_TRIGGERS), ("term", lexicon.SCOPE_TERMINATORS),
                         ("neg_pre", lexicon.NEGATION_PRE), ("neg_post", lexicon.NEGATION_POST),
-                        ("unc_pre", lexicon.UNCERTAIN_PRE), ("unc_post", lexicon.UNCERTAIN_POST)):
+                        ("unc_pre", lexicon.UNCERTAIN_PRE), ("unc_post", lexicon.UNCERTAIN_POST),
+                        ("unc_post_last", lexicon.UNCERTAIN_POST_LAST)):
         for w in with_ss(words):
             kinds[w] = kinds[w] + "+" + kind if w in kinds else kind
     # A trigger starts and ends where no word goes on across it: "effusion; nodule" holds the ";"
@@ -519,6 +520,22 @@ def _list_reaches(lower: str, t_end: int, m_start: int, right_bound: float, own_
     return True
 
 
+#: What may follow a post trigger that ends its clause (lexicon.UNCERTAIN_POST_LAST): a mark, the
+#: sentence end, or where the finding is ("atelectasis likely in the left base", "Erguss wahrscheinlich links").
+_CLAUSE_END = re.compile(r"\s*(?:[.,;:!?)]|$|(?:" + "|".join(
+    (*lexicon.LIST_ITEM_QUALIFIERS, "left", "right", "bilateral", "bilaterally", "links", "rechts", "beidseits", "bds")
+) + r")\b)")
+
+
+def _reaches_back(kind: str, lower: str, m_end: int, t_start: int, t_end: int) -> bool:
+    """Whether a post trigger of ``kind`` at ``t_start:t_end`` reaches back to a mention ending at
+    ``m_end``: any does, but one only of lexicon.UNCERTAIN_POST_LAST only from right after the mention
+    and where its clause ends after it (``_CLAUSE_END``)."""
+    if "_last" not in kind or any(part in ("neg_post", "unc_post") for part in kind.split("+")):
+        return True
+    return lower[m_end:t_start].isspace() and _CLAUSE_END.match(lower, t_end) is not None
+
+
 def _state(trig: Sequence[tuple[int, int, str]], lower: str, m_start: int, m_end: int) -> LabelState:
     """ConText: a pre trigger reaches forward, a post trigger backward, both stop at a scope
     terminator or the sentence end (``trig`` are the sentence's triggers, offsets in the sentence
@@ -541,7 +558,8 @@ def _state(trig: Sequence[tuple[int, int, str]], lower: str, m_start: int, m_end
         if t_end <= m_start and t_start >= left_bound and "_pre" in kind:
             pre = kind
             pre_end = t_end
-        elif t_start >= m_end and t_end <= right_bound and "_post" in kind:
+        elif t_start >= m_end and t_end <= right_bound and "_post" in kind and _reaches_back(kind, lower, m_end, t_start,
+                                                                                            t_end):
             post = kind
             break
     if pre and "," in lower and not _list_reaches(lower, pre_end, m_start, right_bound,
