@@ -158,6 +158,21 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     # a series number without its word after a joint: image 4 was mined in series 3, image 60 left bare
     ("Nodules series 3, image 45 and 4, image 60.", "en", [(3, (45,)), (4, (60,))]),
     ("Herde Serie 3, Bild 45 und 4, Bild 60.", "de", [(3, (45,)), (4, (60,))]),
+    # a number before ", image" that continues the list upwards, or ends one without a series, is its last image
+    # (image 47 was read as the next reference's series, or lost); below the list after a series it is a series
+    ("Nodules (series 3 images 45 and 47, image 50).", "en", [(3, (45, 47)), (3, (50,))]),
+    ("Nodules series 3 images 45, 47, image 50.", "en", [(3, (45, 47)), (3, (50,))]),
+    ("Herde Serie 3 Bilder 45 und 47, Bild 50.", "de", [(3, (45, 47)), (3, (50,))]),
+    ("Nodules (images 45 and 47, image 50).", "en", [(None, (45, 47)), (None, (50,))]),
+    ("Herde (Bilder 45 und 47, Bild 50).", "de", [(None, (45, 47)), (None, (50,))]),
+    ("Nodules on images 45 and 47, image 50 of series 3.", "en", [(3, (45, 47)), (3, (50,))]),
+    ("Nodules (series/images 3/45 and 47, image 50).", "en", [(3, (45, 47)), (3, (50,))]),
+    ("Nodules (Se/Im 3/45 and 4, image 60).", "en", [(3, (45,)), (4, (60,))]),
+    ("Nodules (series 3, image 45, 47, image 50).", "en", [(3, (45, 47)), (3, (50,))]),
+    ("Nodules (series 3, images 45-47 and 4, image 60).", "en", [(3, (45, 46, 47)), (4, (60,))]),
+    ("Nodules (series 3, image 45 and 10001, image 60).", "en", [(3, (45,)), (10001, (60,))]),
+    # a range's end before ", image" is no series: the reference lost its series 3
+    ("Nodules (series 3, image 45-47, image 50).", "en", [(3, (45, 46, 47)), (3, (50,))]),
     # a few words of the clause between the series and its image: the image was placed in the primary series
     ("Nodule in series 3, best seen on image 45.", "en", [(3, (45,))]),
     ("Nodule in series 3, best seen on image 45 and image 50.", "en", [(3, (45,)), (3, (50,))]),
@@ -294,6 +309,20 @@ NEGATIVES: list[tuple[str, str | None]] = [
     # a technique statement covering the series, and a range past the cap that runs down (a typo, or another
     # notation): their ends were placed as findings
     ("Images 1-300 were reviewed.", "en"),
+    # counts, qualities and a "series of" findings: no image named
+    ("Key image saved to PACS.", "en"),
+    ("Key images: 3.", "en"),
+    ("2 series of CT were acquired.", "en"),
+    ("A series of 3 nodules in the right lung.", "en"),
+    ("Series of 4 nodules, largest 5 mm.", "en"),
+    ("3 images of series 2 were reviewed.", "en"),
+    ("Image quality: 3 of 5.", "en"),
+    ("Series 2 and 3 were reconstructed.", "en"),
+    ("Imaging at 3 and 6 months.", "en"),
+    ("Bildqualität 3 von 5.", "de"),
+    ("Eine Serie von 3 Herden.", "de"),
+    ("2 Serien nativ.", "de"),
+    ("Serie 3 unauffällig, im Segment 6 ein Herd.", None),
     ("Axial images 1-250 obtained.", "en"),
     ("Series 2 axial images 1-250.", "en"),
     ("Nodule images 98-2.", "en"),

@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "19"
+GRAMMAR_VERSION = "20"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -160,8 +160,9 @@ def _number_list(languages: Sequence[str], repeated: str = "(?!)") -> str:
     '45 or 47'; a range's end may repeat the image word ('45 through image 47', '45 bis Bild 47'), and any
     other item the ``repeated`` one ('Se 4 Im 60 and Im 61').
 
-    An item that an image word follows is the next reference's series, whose word is left out ('series 3,
-    image 45 and 4, image 60'): read as image 4, it was placed in series 3. A list cut short before a
+    A list item that an image word follows may be the next reference's series, whose word is left out
+    ('series 3, image 45 and 4, image 60'), or the list's last image ('images 45 and 47, image 50'): it is
+    left to :func:`_with_listed_images`, which can compare numbers. A range's end is no such item. A list cut short before a
     range's or an alternative's measured end is a measurement ("images 3-5 mm thick", "Bilder 1 bis 2 mm",
     "images 1 or 2 mm thick"), not image 3."""
     and_words = _joining_words(_JOIN_WORDS, languages)
@@ -169,10 +170,11 @@ def _number_list(languages: Sequence[str], repeated: str = "(?!)") -> str:
     to_words = _words(_TO_WORDS, languages)
     image_word = rf"\b{_words(_IMAGE_WORDS, languages)}\.?{_END_WORD}"
     image = rf"(?:{image_word}{_SP})?"
-    joint = (rf"(?:(?:{_SP}[-–—]{_SP}|\s+{to_words}\s+){image}"
-             rf"|(?:{_SP},{_SP}(?:{and_words}\s+)?|\s+{and_words}\s+|{_SP}[&+]{_SP})(?:{repeated}{_SP})?)")
+    range_joint = rf"(?:{_SP}[-–—]{_SP}|\s+{to_words}\s+){image}"
+    list_joint = rf"(?:{_SP},{_SP}(?:{and_words}\s+)?|\s+{and_words}\s+|{_SP}[&+]{_SP})(?:{repeated}{_SP})?"
     series_of_next = rf"(?![ \t]*[,:/]{_SP}{image_word})"
-    return rf"{_NUM}(?:{joint}{_NUM}{series_of_next})*(?![-–—]\d|\s+(?:{to_words}|{or_words})\s+\d)"
+    return (rf"{_NUM}(?:{range_joint}{_NUM}|{list_joint}{_NUM}{series_of_next})*"
+            rf"(?![-–—]\d|\s+(?:{to_words}|{or_words})\s+\d)")
 
 
 @cache
@@ -620,7 +622,32 @@ def mine_image_references(
                 on_reformat=series is None and _on_reformat(text, match),
             )
         )
-    return _with_shared_series(text, references, joint, elided)
+    return _with_shared_series(text, _with_listed_images(text, references, elided), joint, elided)
+
+
+#: Forms whose match ends with its image list, which a number after it may continue.
+_LIST_FORMS = frozenset({ReferenceForm.SERIES_IMAGE, ReferenceForm.IMAGE_ONLY, ReferenceForm.SLASH_PAIR})
+
+
+def _with_listed_images(text: str, references: list[ImageReference], elided: re.Pattern[str]) -> list[ImageReference]:
+    """A number the grammar left between a reference's image list and the next reference ("images 45 and
+    47, image 50", "series 3, image 45, 47, image 50") is that list's last image where the reference states
+    no series or the number continues its list upwards, as image lists run; below the list's last image
+    after a stated series it is the next reference's series without its word ("series 3, image 45 and 4,
+    image 60"), which :func:`_with_shared_series` gives it. Read as a series, image 47 was lost, or image 50
+    placed in series 47; a number of five or more digits is only a series (:data:`_SERIES_NUM`)."""
+    out: list[ImageReference] = []
+    for reference in references:
+        before = out[-1] if out else None
+        if (before is not None and before.form in _LIST_FORMS and before.sentence_start == reference.sentence_start
+                and (own := elided.fullmatch(text, before.end, reference.start)) is not None
+                and (number := int(own["series"])) < 10_000
+                and (before.series_number is None or number > before.image_numbers[-1])):
+            end = own.end("series")
+            out[-1] = replace(before, end=end, text=text[before.start : end],
+                              image_numbers=tuple(dict.fromkeys((*before.image_numbers, number))))
+        out.append(reference)
+    return out
 
 
 def _with_shared_series(
