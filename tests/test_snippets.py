@@ -53,6 +53,10 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     ("Nodule (img 45, ser 3).", "en", [(3, (45,))]),
     ("Nodule (series 10001, image 45).", "en", [(10001, (45,))]),
     ("Nodule on image 45 of series 20002.", "en", [(20002, (45,))]),
+    # "at"/"auf" before the series: the image was placed in the primary series
+    ("Nodule (image 12 at series 601).", "en", [(601, (12,))]),
+    ("Herd (Bild 12 auf Serie 601).", "de", [(601, (12,))]),
+    ("Herd auf Bild 12 auf der Serie 601.", None, [(601, (12,))]),
     ("Consolidation on images 40-44.", "en", [(None, (40, 41, 42, 43, 44))]),
     ("Two nodules on images 12 and 45 of series 3.", "en", [(3, (12, 45))]),
     ("Nodules in series 3, images 12, 18, 45.", "en", [(3, (12, 18, 45))]),
@@ -323,6 +327,10 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("Eine Serie von 3 Herden.", "de"),
     ("2 Serien nativ.", "de"),
     ("Serie 3 unauffällig, im Segment 6 ein Herd.", None),
+    # "at"/"auf" without an image number before them
+    ("Images at 3 and 6 months showed no change.", "en"),
+    ("Images reconstructed at series 2 kernel.", "en"),
+    ("Bild auf Serie 3 gespeichert.", "de"),
     ("Axial images 1-250 obtained.", "en"),
     ("Series 2 axial images 1-250.", "en"),
     ("Nodule images 98-2.", "en"),

@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "20"
+GRAMMAR_VERSION = "21"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -96,10 +96,11 @@ _IMAGE_WORDS: dict[str, tuple[str, ...]] = {
     "nl": ("beelden", "beeld", "ima", "sneden", "snede"),
 }
 _WEAK_IMAGE_WORDS: dict[str, tuple[str, ...]] = {"en": ("im",), "de": (), "nl": ()}
-#: "image 45 <of> [the] series 3"
+#: "image 45 <of> [the] series 3", "image 12 at series 601", "Bild 12 auf Serie 601" (without "at"/"auf" the
+#: image was placed in the primary series)
 _CONNECTORS: dict[str, tuple[str, ...]] = {
-    "en": ("of", "in", "on", "from"),
-    "de": ("der", "in", "von", "aus"),
+    "en": ("of", "in", "on", "from", "at"),
+    "de": ("der", "in", "von", "aus", "auf"),
     "nl": ("van", "uit", "in", "op"),
 }
 _ARTICLES: dict[str, tuple[str, ...]] = {"en": ("the",), "de": ("der", "dem"), "nl": ("de", "het")}
