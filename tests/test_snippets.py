@@ -331,6 +331,12 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("Images at 3 and 6 months showed no change.", "en"),
     ("Images reconstructed at series 2 kernel.", "en"),
     ("Bild auf Serie 3 gespeichert.", "de"),
+    # a time span after an image word: the prior exam's age, no image number
+    ("Compared with images 6 months ago, stable.", "en"),
+    ("Image 3 days after surgery.", "en"),
+    ("Vergleich mit Bildern 3 Monate zuvor.", "de"),
+    ("Vergleich mit Bildern 1 Monat zuvor.", "de"),
+    ("Vergelijking met beelden 6 maanden geleden.", "nl"),
     ("Axial images 1-250 obtained.", "en"),
     ("Series 2 axial images 1-250.", "en"),
     ("Nodule images 98-2.", "en"),

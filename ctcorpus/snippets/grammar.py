@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "21"
+GRAMMAR_VERSION = "22"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -125,11 +125,11 @@ _AT_WORDS: dict[str, tuple[str, ...]] = {
 
 #: A keyword ends where letters end: "se3" is "se" + 3, "images" is not "image" + "s".
 _END_WORD = r"(?![^\W\d_])"
-#: After a number: no more digits, no decimal/time/fraction continuation, no unit, and no count
-#: ("image 45 and 2 more": 2 is no image).
+#: After a number: no more digits, no decimal/time/fraction continuation, no unit, no time span ("images
+#: 6 months ago": image 6 was placed), and no count ("image 45 and 2 more": 2 is no image).
 _NOT_MEASUREMENT = (
     r"(?!\d|[.,:/]\d|\s*(?:mm|cm|ml|mmhg|hu|kv|mas|mgy|gy|kg|mg|ms|sec|min|jahre|jaar|years?|y/o|%|°|×|[xdh]"
-    r"|more|others?|weitere|andere|meer)"
+    r"|months?|monate?n?|maanden|weeks?|wochen|weken|days?|tage?n?|dagen|more|others?|weitere|andere|meer)"
     + _END_WORD
     + r"|\s*%)"
 )
