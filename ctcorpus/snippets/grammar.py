@@ -163,9 +163,9 @@ def _number_list(languages: Sequence[str], repeated: str = "(?!)") -> str:
 
     A list item that an image word follows may be the next reference's series, whose word is left out
     ('series 3, image 45 and 4, image 60'), or the list's last image ('images 45 and 47, image 50'): it is
-    left to :func:`_with_listed_images`, which can compare numbers. A range's end is no such item. A list cut short before a
-    range's or an alternative's measured end is a measurement ("images 3-5 mm thick", "Bilder 1 bis 2 mm",
-    "images 1 or 2 mm thick"), not image 3."""
+    left to :func:`_with_listed_images`, which can compare numbers. A range's end is no such item. A list
+    cut short before a range's or an alternative's measured end is a measurement ("images 3-5 mm thick",
+    "Bilder 1 bis 2 mm", "images 1 or 2 mm thick"), not image 3."""
     and_words = _joining_words(_JOIN_WORDS, languages)
     or_words = _joining_words(_OR_WORDS, languages)
     to_words = _words(_TO_WORDS, languages)
