@@ -11,6 +11,8 @@ only to an optional private linkage table (:meth:`Pseudonymizer.linkage`), never
 True
 >>> p.patient("12345") == Pseudonymizer.from_literal("demo-key").patient("12345")
 True
+>>> p.patient("0012345") == p.patient("12345")   # one patient, whether the RIS kept its zeros or not
+True
 """
 
 from __future__ import annotations
@@ -68,6 +70,20 @@ def accession_key(value: str) -> str:
     return "" if key == "0" or not any(c.isalnum() for c in key) else key
 
 
+def patient_key(patient_id: str) -> str:
+    """A patient id as its pseudonym keys it: an all-digit id without its leading zeros, any other
+    as it is (so the pseudonym of an id with no leading zero is the one it always was).
+
+    Some RIS and PACS strip the zeros of a fixed-width id ("0012345" -> "12345") and others keep
+    them, so one export may hold a patient under both; keyed as written, they were two patients,
+    whom a patient-level split may put on both sides of a split (a leak the audit cannot see).
+
+    >>> patient_key("0012345"), patient_key("12345"), patient_key("000"), patient_key("0A12")
+    ('12345', '12345', '0', '0A12')
+    """
+    return (patient_id.lstrip("0") or "0") if patient_id.isdigit() else patient_id
+
+
 #: German letters and how a text without them spells them.
 _UMLAUT_SPELLINGS = (("ä", "ae"), ("ö", "oe"), ("ü", "ue"), ("ß", "ss"))
 
@@ -99,29 +115,32 @@ class Pseudonymizer:
     """Makes stable keyed pseudonyms; optionally remembers the originals for a linkage table.
 
     Build it with :meth:`from_config` (key from an environment variable, read at call time) or
-    :meth:`from_literal` (tests and demos only).
+    :meth:`from_literal` (tests and demos only). ``strip_patient_zeros`` keys patient ids by
+    :func:`patient_key` (``ingest.patient_id_zeros``); off, "0012345" and "12345" are two patients.
     """
 
     key: bytes = field(repr=False)
     record: bool = False
+    strip_patient_zeros: bool = True
     _seen: dict[tuple[str, str], str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_literal(cls, key: str, *, record: bool = False) -> Pseudonymizer:
+    def from_literal(cls, key: str, *, record: bool = False, strip_patient_zeros: bool = True) -> Pseudonymizer:
         """A pseudonymizer with a literal key (tests and demos only: a literal key in a config leaks)."""
         if not key:
             raise ConfigError("the pseudonym key is empty; set ingest.pseudonym_key_env to a variable holding a secret")
-        return cls(key=key.encode("utf-8"), record=record)
+        return cls(key=key.encode("utf-8"), record=record, strip_patient_zeros=strip_patient_zeros)
 
     @classmethod
-    def from_config(cls, literal: str | None, env_var: str, *, record: bool = False) -> Pseudonymizer:
+    def from_config(cls, literal: str | None, env_var: str, *, record: bool = False,
+                    strip_patient_zeros: bool = True) -> Pseudonymizer:
         """Key from ``literal`` if given, else from environment variable ``env_var`` (read now).
 
         >>> Pseudonymizer.from_config("k", "UNUSED").study("1.2.3")[:4]
         'stu-'
         """
         if literal:
-            return cls.from_literal(literal, record=record)
+            return cls.from_literal(literal, record=record, strip_patient_zeros=strip_patient_zeros)
         value = os.environ.get(env_var, "")
         if not value:
             raise ConfigError(
@@ -129,20 +148,24 @@ class Pseudonymizer:
                 "export it with a long random secret (keep it: it makes ids stable across runs)",
                 path="ingest.pseudonym_key_env",
             )
-        return cls.from_literal(value, record=record)
+        return cls.from_literal(value, record=record, strip_patient_zeros=strip_patient_zeros)
 
     @property
     def key_id(self) -> str:
-        """A fingerprint that names the key without revealing it: stored results are keyed by it,
-        so a rotated key (read from the environment, where no config digest sees it) recomputes
-        them instead of mixing old pseudonyms with new ones."""
-        return hmac.new(self.key, b"ctcorpus key id", hashlib.sha256).hexdigest()[:16]
+        """A fingerprint that names the key, and how it keys patient ids, without revealing it:
+        stored results are keyed by it, so a rotated key (read from the environment, where no config
+        digest sees it) or another ``strip_patient_zeros`` recomputes them instead of mixing old
+        pseudonyms with new ones."""
+        label = b"ctcorpus key id" if self.strip_patient_zeros else b"ctcorpus key id, patient zeros kept"
+        return hmac.new(self.key, label, hashlib.sha256).hexdigest()[:16]
 
     def make(self, kind: Kind, value: str) -> str:
-        """The pseudonym of ``value`` as identifier kind ``kind`` (``""`` stays ``""``)."""
+        """The pseudonym of ``value`` as identifier kind ``kind`` (``""`` stays ``""``); a patient id
+        keyed as ``strip_patient_zeros`` says, also where the reports stage makes it by kind."""
         if not value:
             return ""
-        digest = hmac.new(self.key, f"{kind}\x00{value}".encode(), hashlib.sha256).hexdigest()[:ID_HEX]
+        keyed = patient_key(value) if kind == "pat" and self.strip_patient_zeros else value
+        digest = hmac.new(self.key, f"{kind}\x00{keyed}".encode(), hashlib.sha256).hexdigest()[:ID_HEX]
         pseudonym = f"{kind}-{digest}"
         if self.record:
             self._seen[(kind, value)] = pseudonym
@@ -178,4 +201,4 @@ class Pseudonymizer:
         return [LinkageRow(kind, pseudonym, original) for (kind, original), pseudonym in sorted(self._seen.items())]
 
 
-__all__ = ["ID_HEX", "Kind", "LinkageRow", "Pseudonymizer"]
+__all__ = ["ID_HEX", "Kind", "LinkageRow", "Pseudonymizer", "patient_key"]

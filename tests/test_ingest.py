@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import hmac
 import shutil
 import subprocess
 import tracemalloc
@@ -101,6 +102,7 @@ def write_slice(
     study_uid: str = "1.2.3.4",
     kernel: str = "B30f",
     thickness: float = 2.0,
+    patient_id: str = "PAT-001",
 ) -> None:
     """One CT slice; ``pixels`` are stored values (uint16)."""
     ds = Dataset()
@@ -111,7 +113,7 @@ def write_slice(
     ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
     ds.SOPClassUID = CTImageStorage
     ds.Modality = "CT"
-    ds.PatientID = "PAT-001"
+    ds.PatientID = patient_id
     ds.PatientName = "Doe^Jane"
     ds.PatientBirthDate = "19600101"
     ds.AccessionNumber = "ACC-42"
@@ -188,6 +190,32 @@ def test_pseudonyms_are_keyed_stable_and_read_the_environment_at_call_time(monke
         Pseudonymizer.from_config(None, "CT_TEST_KEY")
     monkeypatch.setenv("CT_TEST_KEY", "k1")
     assert Pseudonymizer.from_config(None, "CT_TEST_KEY").patient("123") == a.patient("123")
+
+
+def test_a_patient_id_with_and_without_leading_zeros_is_one_patient_unless_configured_otherwise(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # one RIS keeps the zeros of a fixed-width id, another strips them: as two patients, a
+    # patient-level split could put the same person on both sides
+    write_series(tmp_path / "a", phantom(), series_uid="1.2.3.4.5", study_uid="1.2.3.4", patient_id="0012345")
+    write_series(tmp_path / "b", phantom(), series_uid="1.2.3.6.5", study_uid="1.2.3.6", patient_id="12345")
+    patients = {}
+    for zeros in ("strip", "keep"):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="ctcorpus.ingest.discover"):
+            _, _, results = run(tmp_path, cfg(patient_id_zeros=zeros))
+        patients[zeros] = {r.series_row.patient_id for r in results} | {r.volume_row.patient_id for r in results}
+        (warning,) = [r.getMessage() for r in caplog.records if "leading zeros" in r.getMessage()]
+        assert "a/IMG" in warning and "b/IMG" in warning and "12345" not in warning.split("files=")[0]
+        assert ("one patient" in warning) == (zeros == "strip")
+    assert len(patients["strip"]) == 1 and len(patients["keep"]) == 2
+    p = Pseudonymizer.from_literal(KEY)
+    assert patients["strip"] == {p.patient("12345")} == {p.make("pat", "0012345")}  # the reports stage makes it by kind
+    # an id without leading zeros keeps the pseudonym it always had; "keep" is another keying of the cache
+    for patient_id in ("12345", "PAT-001", "0A12"):
+        as_written = hmac.new(KEY.encode(), f"pat\x00{patient_id}".encode(), hashlib.sha256).hexdigest()[:16]
+        assert p.patient(patient_id) == f"pat-{as_written}"
+    assert p.key_id != Pseudonymizer.from_literal(KEY, strip_patient_zeros=False).key_id
 
 
 def test_config_rejects_bad_ranges() -> None:

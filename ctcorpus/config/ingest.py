@@ -104,6 +104,16 @@ class IngestConfig(StageConfig):
         ),
     )
 
+    patient_id_zeros: Literal["strip", "keep"] = Field(
+        "strip",
+        description=(
+            "How an all-digit PatientID is keyed for its pseudonym: 'strip' drops its leading zeros, so "
+            "'0012345' and '12345' (one RIS keeps them, another strips them) are one patient, never on both "
+            "sides of a patient-level split; 'keep' makes them two patients (only where the export's sites "
+            "number patients alike with and without zeros). Ids without leading zeros are keyed alike either way."
+        ),
+    )
+
     @model_validator(mode="after")
     def _check_ranges(self) -> IngestConfig:
         if self.hu_clip[0] >= self.hu_clip[1]:

@@ -21,6 +21,7 @@ from ctcorpus.errors import IngestError
 from ctcorpus.ingest.header import problem_message, read_instances
 from ctcorpus.ingest.records import ExportIndex, InstanceRecord
 from ctcorpus.enums import Action
+from ctcorpus.pseudonym import patient_key
 from ctcorpus.records import ErrorHandler, QuarantineEntry, raise_on_error
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ def index_export(
             )
     log.info("indexed root=%s files=%d instances=%d quarantined=%d", root, len(paths), len(instances), len(quarantine))
     _warn_charset_notes(instances)
+    _warn_patient_id_spellings(instances, config.patient_id_zeros)
     return ExportIndex(root=str(Path(root)), instances=tuple(instances), quarantine=tuple(quarantine), skipped=tuple(skipped))
 
 
@@ -113,3 +115,21 @@ def _warn_charset_notes(instances: Iterable[InstanceRecord]) -> None:
     for (_, note), records in sorted(noted.items()):
         log.warning("header text read against its character set first=%s files=%d: %s", records[0].rel_path,
                     len({r.rel_path for r in records}), note)
+
+
+def _warn_patient_id_spellings(instances: Iterable[InstanceRecord], zeros: str) -> None:
+    """One warning per patient id the export spells with and without leading zeros ("0012345",
+    "12345"), naming a file of each spelling (not the id: logs are no place for it): under
+    ``ingest.patient_id_zeros: keep`` each spelling is a patient, whom a patient-level split may part
+    from the others."""
+    spellings: dict[str, dict[str, str]] = defaultdict(dict)  # patient key -> spelling -> its first file
+    for record in instances:
+        if record.patient_id:
+            spellings[patient_key(record.patient_id)].setdefault(record.patient_id, record.rel_path)
+    for files in spellings.values():
+        if len(files) > 1:
+            verdict = ("keyed as one patient (ingest.patient_id_zeros: strip)" if zeros == "strip" else
+                       f"keyed as {len(files)} patients (ingest.patient_id_zeros: keep): a patient-level split "
+                       "may put them apart")
+            log.warning("patient id spelled with and without leading zeros files=%s: %s",
+                        ", ".join(sorted(files.values())), verdict)

@@ -47,7 +47,8 @@ def finding_entry(stack: Stack, item: Finding, volume_id: str) -> QuarantineEntr
 
 def pseudonymizer_for(config: IngestConfig) -> Pseudonymizer:
     """The pseudonymizer the config describes (environment variable read now, not at import)."""
-    return Pseudonymizer.from_config(config.pseudonym_key, config.pseudonym_key_env)
+    return Pseudonymizer.from_config(config.pseudonym_key, config.pseudonym_key_env,
+                                     strip_patient_zeros=config.patient_id_zeros == "strip")
 
 
 def _native_and_resampled(stack: Stack, config: IngestConfig) -> tuple[Volume, Volume]:
