@@ -22,6 +22,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     CTImageStorage,
@@ -68,7 +69,7 @@ from ctcorpus.synth.dicom import write_series as synth_write_series
 from ctcorpus.synth.export import generate_export
 from ctcorpus.synth.truth import ExportTruth
 
-warnings.filterwarnings("ignore", module="pydicom")
+warnings.filterwarnings("ignore", module="pydicom")  # the tests write invalid values on purpose
 
 DCM2NIIX = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "dcm2niix"
 KEY = "test-key"
@@ -406,6 +407,30 @@ def read_both(path: Path, root: Path, monkeypatch: pytest.MonkeyPatch) -> Instan
         forced.setattr(header_module, "_scan", lambda data: (_ for _ in ()).throw(header_module._Unparsable("forced")))
         assert read_instance(path, root) == dataclasses.replace(fast, reader="pydicom")
     return fast
+
+
+def test_pydicom_warnings_name_the_file_they_come_from_and_the_file_is_still_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # pydicom's "Invalid value for VR IS: '2.0'" named no file: in an export of 100,000 files, the
+    # user could not find the one it came from. Files without a preamble are read by pydicom, by threads.
+    paths = write_series(tmp_path, phantom(4), implicit=True, preamble=False)
+    monkeypatch.setattr(pydicom.config.settings, "writing_validation_mode", pydicom.config.IGNORE)
+    for path in paths:
+        ds = pydicom.dcmread(path, force=True)
+        ds["InstanceNumber"] = DataElement(0x00200013, "IS", f"{ds.InstanceNumber}.0", validation_mode=pydicom.config.IGNORE)
+        ds.save_as(path, implicit_vr=True, little_endian=True)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        index = index_export(tmp_path, cfg(), workers=2)
+    assert not index.quarantine and {r.reader for r in index.instances} == {"pydicom"}
+    assert sorted(r.instance_number for r in index.instances) == [1, 2, 3, 4]
+    assert not [r for r in caplog.records if r.name.startswith("pydicom")]  # no warning without its file
+    named = [r.getMessage() for r in caplog.records if r.name == "ctcorpus.ingest.header"]
+    assert len(named) == 4  # one per file, though two readers read each
+    for record in index.instances:
+        (message,) = [m for m in named if f"file={record.rel_path}:" in m]
+        assert f"Invalid value for VR IS: '{record.instance_number}.0'" in message
 
 
 def test_one_patients_series_exported_with_and_without_its_utf8_character_set_are_one_patient(

@@ -26,7 +26,7 @@ from ctcorpus.config.ingest import IngestConfig
 from ctcorpus.enums import Action, QuarantineReason
 from ctcorpus.errors import IngestError
 from ctcorpus.ingest.geometry import covering_grid
-from ctcorpus.ingest.header import NATIVE_LE
+from ctcorpus.ingest.header import NATIVE_LE, file_warnings
 from ctcorpus.ingest.records import InstanceRecord, SliceRecord, Stack, Vec3, Volume
 
 #: Value of voxels outside the scanned field of view after a geometric repair (air).
@@ -102,10 +102,11 @@ def read_stored(record: InstanceRecord) -> np.ndarray:
             kind = "i" if record.pixel_representation else "u"
             array = np.frombuffer(data, dtype=f"<{kind}{record.bits_allocated // 8}").reshape(shape)
             return _mask_bits(array, record.bits_stored, record.bits_allocated, bool(record.pixel_representation))
-        if record.frame is None:
-            array = pydicom.dcmread(record.path).pixel_array
-        else:  # only that frame is read and decoded
-            array = pixel_array(record.path, index=record.frame - 1)
+        with file_warnings(record.rel_path if record.frame is None else f"{record.rel_path} frame {record.frame}"):
+            if record.frame is None:
+                array = pydicom.dcmread(record.path).pixel_array
+            else:  # only that frame is read and decoded
+                array = pixel_array(record.path, index=record.frame - 1)
     except (IngestError, KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # noqa: BLE001 - decoders raise many types, Rust ones (pylibjpeg-rle) a PanicException,

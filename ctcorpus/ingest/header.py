@@ -19,14 +19,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import logging
 import math
 import mmap
 import os
 import re
 import struct
+import threading
 import unicodedata
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pydicom
@@ -37,6 +40,8 @@ from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import IngestError
 from ctcorpus.ingest.geometry import orientation_clusters
 from ctcorpus.ingest.records import InstanceRecord
+
+log = logging.getLogger(__name__)
 
 #: A file's bytes as read, or, for a large file, mapped into memory (sliced and searched alike).
 FileBytes = bytes | mmap.mmap
@@ -130,6 +135,60 @@ _UTF8_CHARSET = "ISO_IR 192"
 _DATE = re.compile(r"(\d{4})([-./]?)(\d{2})\2(\d{2})")
 
 Getter = Callable[[str], Any]
+
+
+#: pydicom's loggers that warn of a file's values and pixels ("Invalid value for VR DS: ...").
+_PYDICOM_LOGGERS = ("pydicom", "pydicom.pixels.decoders.base", "pydicom.pixels.utils")
+_reading = threading.local()  # .warnings: the messages taken while this thread reads a file, or None
+
+
+class _TakeFileWarnings(logging.Filter):
+    """Takes the warnings pydicom logs while this thread reads a file (:func:`file_warnings`), so
+    they are logged naming it: a user of 100,000 files cannot find the one "Invalid value for VR
+    DS" came from."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        taken = getattr(_reading, "warnings", None)
+        if taken is None or record.levelno < logging.WARNING:
+            return True
+        taken.append(record.getMessage())
+        return False
+
+
+for _name in _PYDICOM_LOGGERS:
+    logging.getLogger(_name).addFilter(_TakeFileWarnings())
+
+#: The modules whose Python warnings :func:`file_warnings` ignores.
+_PYDICOM_MODULES = r"pydicom(\.|$)"
+
+
+def _ignore_pydicom_warnings() -> None:
+    """Ignore pydicom's Python warnings, where no filter does yet: pydicom logs each warning it
+    warns of (``pydicom.misc.warn_and_log``), so they only repeat, without the file, what
+    :func:`file_warnings` logs with it. A filter added where absent, not a catch_warnings per file:
+    that is not thread-safe (the reading threads restored each other's filters, which could leave
+    every warning ignored for the rest of the process)."""
+    if not any(action == "ignore" and module is not None and module.pattern == _PYDICOM_MODULES
+               for action, _, _, module, _ in warnings.filters):
+        warnings.filterwarnings("ignore", module=_PYDICOM_MODULES)
+
+
+@contextmanager
+def file_warnings(where: str) -> Iterator[None]:
+    """Log each distinct warning pydicom gives while this thread reads ``where`` (a file, or a file's
+    frame), once, naming it; they are warnings, and the file is still read. Where reading fails, the
+    file's quarantine row names it and why, and its warnings (a forced read of a file that is no
+    DICOM) are dropped."""
+    _ignore_pydicom_warnings()
+    outer = getattr(_reading, "warnings", None)
+    taken: list[str] = []
+    _reading.warnings = taken
+    try:
+        yield
+    finally:
+        _reading.warnings = outer
+    for message in dict.fromkeys(taken):
+        log.warning("pydicom warning file=%s: %s", where, message)
 
 
 class _Unparsable(Exception):
@@ -385,9 +444,7 @@ def _read_pydicom(data: FileBytes, path: str, notes: dict[str, str]) -> tuple[Ge
     preamble = len(data) >= 132 and data[128:132] == b"DICM"
     handle = _file_object(data)
     try:
-        with warnings.catch_warnings():  # forced reads of non-DICOM files warn before failing
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(handle, stop_before_pixels=True, force=not preamble)
+        ds = pydicom.dcmread(handle, stop_before_pixels=True, force=not preamble)
     except InvalidDicomError:
         raise IngestError("not a DICOM file (no DICM preamble and no DICOM elements); remove it from the export", reason=QuarantineReason.NOT_DICOM, path=path) from None
     except Exception as exc:  # EOFError, struct.error, ValueError, ...: a bad file never stops the run
@@ -510,7 +567,8 @@ def read_instances(path: str | os.PathLike[str], root: str | os.PathLike[str], *
     except OSError as exc:
         raise IngestError(f"cannot read the file ({exc.strerror}); check permissions", reason=QuarantineReason.NOT_DICOM, path=rel_path) from None
     try:
-        return _read_header(data, path, rel_path, hash_file)
+        with file_warnings(rel_path):
+            return _read_header(data, path, rel_path, hash_file)
     finally:
         if isinstance(data, mmap.mmap):
             data.close()
@@ -618,9 +676,7 @@ def _slices(record: InstanceRecord, data: FileBytes) -> tuple[InstanceRecord, ..
     if record.sop_class_uid not in MULTI_FRAME_CT:
         return (dataclasses.replace(checked, detail=f"{record.number_of_frames} frames in a {record.sop_class_uid} "
                                                     "object, which places no frame"),)
-    with warnings.catch_warnings():  # the header parsed once already; pydicom warns of oddities it reads anyway
-        warnings.simplefilter("ignore")
-        ds = pydicom.dcmread(_file_object(data), stop_before_pixels=True, force=True)
+    ds = pydicom.dcmread(_file_object(data), stop_before_pixels=True, force=True)
     try:
         frames = _frames(record, ds)
     except _NotSlices as refused:
