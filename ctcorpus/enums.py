@@ -22,7 +22,7 @@ class QuarantineReason(str, Enum):
     MISSING_GEOMETRY = "missing_geometry"
     MISSING_PATIENT_ID = "missing_patient_id"  # a study without PatientID: no patient-level split can hold it
     INVALID_GEOMETRY = "invalid_geometry"  # a position, orientation or spacing no slice can have
-    INVALID_RESCALE = "invalid_rescale"  # a RescaleSlope of 0, a rescale that is not a number, or a RescaleType other than HU
+    INVALID_RESCALE = "invalid_rescale"  # a RescaleSlope of 0, a rescale that is not a number, a RescaleType other than HU, or no RescaleIntercept for unsigned pixels
     # stacks
     SINGLE_SLICE = "single_slice"
     TOO_FEW_SLICES = "too_few_slices"

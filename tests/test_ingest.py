@@ -1084,6 +1084,32 @@ def test_a_rescale_type_other_than_hu_is_quarantined_and_a_missing_slope_is_one(
     assert index_export(tmp_path, cfg()).instances == tuple(dataclasses.replace(r, reader="pydicom") for r in index.instances)
 
 
+@pytest.mark.parametrize("signed", [False, True])
+def test_a_slice_without_rescale_intercept_is_quarantined_unless_its_pixels_are_signed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signed: bool
+) -> None:
+    # an export that drops RescaleIntercept (Type 1 in a CT image): unsigned values read with 0 made
+    # air +24 HU and every voxel 1024 HU too bright, a volume the corpus took unseen
+    stored = phantom()
+    paths = write_series(tmp_path, stored, reverse_numbers=False)
+    for path, pixels in zip(paths, stored, strict=True):
+        ds = pydicom.dcmread(path)
+        del ds.RescaleIntercept
+        if signed:  # the HU themselves, as some converters write them
+            ds.PixelRepresentation = 1
+            ds.PixelData = (pixels.astype(np.int16) - 1024).astype("<i2").tobytes()
+        ds.save_as(path)
+    index = index_export(tmp_path, cfg())
+    if signed:
+        (stack,) = plan_stacks(index, cfg())
+        assert np.array_equal(assemble_volume(stack, cfg()).array, stored.astype(int) - 1024)
+    else:
+        assert not index.usable and {e.reason for e in index.quarantine} == {QuarantineReason.INVALID_RESCALE}
+        assert "unsigned pixels and no RescaleIntercept" in index.quarantine[0].message
+    monkeypatch.setattr(header_module, "_scan", lambda data: (_ for _ in ()).throw(header_module._Unparsable("forced")))
+    assert index_export(tmp_path, cfg()).instances == tuple(dataclasses.replace(r, reader="pydicom") for r in index.instances)
+
+
 def test_float_noise_in_the_orientation_does_not_split_a_stack(tmp_path: Path) -> None:
     # cosines 0.9995 +- 1e-6, rounded to 3 decimals, fell on both sides of 0.9995: 0.999 and 1.0,
     # two accepted stacks of every other slice

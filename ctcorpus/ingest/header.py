@@ -643,6 +643,7 @@ def _build(
         rescale_slope=1.0 if slope is None else slope,
         rescale_intercept=0.0 if intercept is None else intercept,
         rescale_type=(get("RescaleType") or "").upper(),
+        has_intercept=intercept is not None,
         transfer_syntax=transfer_syntax,
         kernel="\\".join(kernel),
         manufacturer=get("Manufacturer") or "",
@@ -756,6 +757,7 @@ def _frames(record: InstanceRecord, ds: pydicom.Dataset) -> tuple[InstanceRecord
             rescale_slope=record.rescale_slope if slope is None else float(slope),
             rescale_intercept=record.rescale_intercept if intercept is None else float(intercept),
             rescale_type=record.rescale_type if rescale_type is None else str(rescale_type).strip().upper(),
+            has_intercept=record.has_intercept or intercept is not None,
             image_type=frame_type or record.image_type,
             acquisition_number=record.acquisition_number if acquisition is None else int(acquisition),
             pixel_offset=record.pixel_offset + k * frame_bytes if split else record.pixel_offset,
@@ -799,6 +801,10 @@ def instance_problem(record: InstanceRecord) -> QuarantineReason | None:
         return QuarantineReason.INVALID_RESCALE  # every pixel would be one value, or not a number, unseen
     if record.rescale_type not in ("", "HU"):
         return QuarantineReason.INVALID_RESCALE  # "US" (unspecified), "MGML" (an iodine map): no CT numbers
+    if not record.has_intercept and not record.pixel_representation:
+        # unsigned values read as HU hold no air (-1000) and no lung: the volume would be shifted by an
+        # unknown intercept (most often -1024), unseen; signed values without one are read as HU
+        return QuarantineReason.INVALID_RESCALE
     if record.rows <= 0 or record.columns <= 0 or record.samples_per_pixel != 1:
         return QuarantineReason.NON_IMAGE
     return None
@@ -841,8 +847,9 @@ PROBLEM_MESSAGES: dict[QuarantineReason, str] = {
         "a spacing not above 0, or orientation cosines not two orthogonal unit vectors); cannot be placed in space"
     ),
     QuarantineReason.INVALID_RESCALE: (
-        "has a RescaleSlope of 0, a RescaleSlope/RescaleIntercept that is not a number or a RescaleType other than HU "
-        "(RescaleType: {rescale_type}); its pixels cannot be read as HU"
+        "has a RescaleSlope of 0, a RescaleSlope/RescaleIntercept that is not a number, a RescaleType other than HU "
+        "(RescaleType: {rescale_type}) or unsigned pixels and no RescaleIntercept (read with 0, they hold no air, "
+        "no negative HU: the offset is unknown); its pixels cannot be read as HU"
     ),
 }
 

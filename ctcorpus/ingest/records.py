@@ -75,6 +75,8 @@ class InstanceRecord:
     frame: int | None = None  # frame number (1-based) in a multi-frame file; None: the file is the slice
     detail: str = ""  # why, where ``reason`` alone does not say (a multi-frame file's frames)
     rescale_type: str = ""  # RescaleType, upper case; "" when absent (a CT image's values are then HU)
+    # False where neither the header nor the frame's functional groups state RescaleIntercept (read as 0)
+    has_intercept: bool = True
     # how header text was read where its bytes contradict SpecificCharacterSet ("PatientName read as
     # UTF-8, not as undeclared ..."); "" when all of it is as declared
     charset_note: str = ""
