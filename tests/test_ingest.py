@@ -1176,6 +1176,27 @@ def test_a_compressed_frame_cut_before_its_end_marker_is_quarantined_at_indexing
     assert len(index.usable) == 11 and {r.reader for r in index.instances} == {reader}
 
 
+def test_a_file_whose_transfer_syntax_no_installed_decoder_reads_is_quarantined_at_indexing_naming_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # without pylibjpeg-libjpeg (or gdcm), a JPEG Lossless export was indexed as usable and each of its
+    # stacks failed at assembly, its pixels "cannot be decoded"; no file said which package was missing
+    header = SeriesHeader("P1", "Doe^John", "19500101", "M", "1.2.3", "20240101", "120000", "A1", "1.2.3.4", 2,
+                          "CHEST", "1.2.3.9", "B30f", "X", "Y", 2.0, (2.0, 2.0), transfer_syntax=JPEGLosslessSV1)
+    paths = [tmp_path / f"IM{k:02d}" for k in range(12)]
+    synth_write_series(header, list(phantom(12).astype(np.int16)), [SlicePlacement(k + 1, (0.0, 0.0, 2.0 * k)) for k in range(12)], paths)
+    assert len(index_export(tmp_path, cfg()).usable) == 12
+    decoder = pydicom.pixels.get_decoder(JPEGLosslessSV1)
+    monkeypatch.setattr(decoder, "_available", {})
+    monkeypatch.setattr(decoder, "_unavailable", {"pylibjpeg": ("pylibjpeg", "pylibjpeg-libjpeg"), "gdcm": ("gdcm",)})
+    index = index_export(tmp_path, cfg())
+    assert not index.usable and [(q.path, q.reason) for q in index.quarantine] == [
+        (p.name, QuarantineReason.UNSUPPORTED_TRANSFER_SYNTAX) for p in paths]
+    assert index.quarantine[0].message.startswith(f"{paths[0].name} has pixel data in transfer syntax JPEG Lossless")
+    assert "pylibjpeg - requires pylibjpeg and pylibjpeg-libjpeg; gdcm - requires gdcm" in index.quarantine[0].message
+    assert header_module.missing_decoder("1.2.840.10008.1.2.4.100") == "pydicom has no decoder for it"  # MPEG2 video
+
+
 def test_a_big_endian_file_cut_inside_its_pixel_data_is_quarantined_at_indexing(tmp_path: Path) -> None:
     # pydicom reads a cut big-endian PixelData without a word; it was indexed as usable and only
     # failed at assembly, rejecting its whole stack as unreadable_pixels (a cut little-endian file

@@ -35,6 +35,8 @@ from typing import Any
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
+from pydicom.pixels import get_decoder
+from pydicom.uid import UID
 
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import IngestError
@@ -793,6 +795,8 @@ def instance_problem(record: InstanceRecord) -> QuarantineReason | None:
         return QuarantineReason.UNSUPPORTED_MULTIFRAME  # a file of frames: read_instances reads them as slices, or says why not
     if "LOCALIZER" in record.image_type:
         return QuarantineReason.LOCALIZER
+    if missing_decoder(record.transfer_syntax):
+        return QuarantineReason.UNSUPPORTED_TRANSFER_SYNTAX
     if record.position is None or record.orientation is None or record.pixel_spacing is None:
         return QuarantineReason.MISSING_GEOMETRY
     if not _placeable(record.position, record.orientation, record.pixel_spacing):
@@ -808,6 +812,21 @@ def instance_problem(record: InstanceRecord) -> QuarantineReason | None:
     if record.rows <= 0 or record.columns <= 0 or record.samples_per_pixel != 1:
         return QuarantineReason.NON_IMAGE
     return None
+
+
+def missing_decoder(transfer_syntax: str) -> str:
+    """Why no pixel decoder here reads ``transfer_syntax`` ("" when one does): a JPEG 2000 export
+    without pylibjpeg-openjpeg or gdcm installed failed each of its stacks at assembly, after every
+    file was indexed, as pixels that "cannot be decoded"."""
+    if transfer_syntax in NATIVE_LE:
+        return ""
+    try:
+        decoder = get_decoder(transfer_syntax)
+    except NotImplementedError:
+        return "pydicom has no decoder for it"
+    if decoder.is_available:
+        return ""
+    return "no decoder for it is installed: " + "; ".join(decoder.missing_dependencies)
 
 
 #: How far the orientation's cosines may be from unit length, and from orthogonal (their dot product).
@@ -841,6 +860,10 @@ PROBLEM_MESSAGES: dict[QuarantineReason, str] = {
     ),
     QuarantineReason.NON_CT: "is not a CT image (modality/SOP class: {modality} {sop_class}); e.g. a secondary capture dose page",
     QuarantineReason.LOCALIZER: "is a localizer/scout (ImageType LOCALIZER); not part of a volume",
+    QuarantineReason.UNSUPPORTED_TRANSFER_SYNTAX: (
+        "has pixel data in transfer syntax {transfer_syntax_name} ({transfer_syntax}), which cannot be decoded here "
+        "({missing_decoder}); install what it names and run again, or re-export the series uncompressed"
+    ),
     QuarantineReason.MISSING_GEOMETRY: "lacks ImagePositionPatient, ImageOrientationPatient or PixelSpacing; cannot be placed in space",
     QuarantineReason.INVALID_GEOMETRY: (
         "has an ImagePositionPatient, ImageOrientationPatient or PixelSpacing no slice can have (not a number, "
@@ -857,7 +880,9 @@ PROBLEM_MESSAGES: dict[QuarantineReason, str] = {
 def problem_message(record: InstanceRecord) -> str:
     """The human message for an instance's ``reason``, naming the file (and frame) and the detail."""
     assert record.reason is not None
-    text = PROBLEM_MESSAGES[record.reason].format(modality=record.modality or "?", sop_class=record.sop_class_uid or "?",
-                                                  rescale_type=record.rescale_type or "absent")
+    text = PROBLEM_MESSAGES[record.reason].format(
+        modality=record.modality or "?", sop_class=record.sop_class_uid or "?", rescale_type=record.rescale_type or "absent",
+        transfer_syntax=record.transfer_syntax, transfer_syntax_name=UID(record.transfer_syntax).name,
+        missing_decoder=missing_decoder(record.transfer_syntax) if record.reason is QuarantineReason.UNSUPPORTED_TRANSFER_SYNTAX else "")
     where = record.rel_path if record.frame is None else f"{record.rel_path} frame {record.frame}"
     return f"{where} {text}" + (f" ({record.detail})" if record.detail else "")
