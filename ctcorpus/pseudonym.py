@@ -11,7 +11,10 @@ only to an optional private linkage table (:meth:`Pseudonymizer.linkage`), never
 True
 >>> p.patient("12345") == Pseudonymizer.from_literal("demo-key").patient("12345")
 True
->>> p.patient("0012345") == p.patient("12345")   # one patient, whether the RIS kept its zeros or not
+>>> p.patient("0012345") == p.patient("12345")   # keyed as written, unless told to strip the zeros
+False
+>>> s = Pseudonymizer.from_literal("demo-key", strip_patient_zeros=True)
+>>> s.patient("0012345") == s.patient("12345") == p.patient("12345")
 True
 """
 
@@ -116,16 +119,17 @@ class Pseudonymizer:
 
     Build it with :meth:`from_config` (key from an environment variable, read at call time) or
     :meth:`from_literal` (tests and demos only). ``strip_patient_zeros`` keys patient ids by
-    :func:`patient_key` (``ingest.patient_id_zeros``); off, "0012345" and "12345" are two patients.
+    :func:`patient_key` (``ingest.patient_id_zeros: strip``), so "0012345" and "12345" are one
+    patient; off (the default), ids are keyed as written, as every earlier release keyed them.
     """
 
     key: bytes = field(repr=False)
     record: bool = False
-    strip_patient_zeros: bool = True
+    strip_patient_zeros: bool = False
     _seen: dict[tuple[str, str], str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_literal(cls, key: str, *, record: bool = False, strip_patient_zeros: bool = True) -> Pseudonymizer:
+    def from_literal(cls, key: str, *, record: bool = False, strip_patient_zeros: bool = False) -> Pseudonymizer:
         """A pseudonymizer with a literal key (tests and demos only: a literal key in a config leaks)."""
         if not key:
             raise ConfigError("the pseudonym key is empty; set ingest.pseudonym_key_env to a variable holding a secret")
@@ -133,7 +137,7 @@ class Pseudonymizer:
 
     @classmethod
     def from_config(cls, literal: str | None, env_var: str, *, record: bool = False,
-                    strip_patient_zeros: bool = True) -> Pseudonymizer:
+                    strip_patient_zeros: bool = False) -> Pseudonymizer:
         """Key from ``literal`` if given, else from environment variable ``env_var`` (read now).
 
         >>> Pseudonymizer.from_config("k", "UNUSED").study("1.2.3")[:4]
@@ -156,7 +160,7 @@ class Pseudonymizer:
         stored results are keyed by it, so a rotated key (read from the environment, where no config
         digest sees it) or another ``strip_patient_zeros`` recomputes them instead of mixing old
         pseudonyms with new ones."""
-        label = b"ctcorpus key id" if self.strip_patient_zeros else b"ctcorpus key id, patient zeros kept"
+        label = b"ctcorpus key id, patient zeros stripped" if self.strip_patient_zeros else b"ctcorpus key id"
         return hmac.new(self.key, label, hashlib.sha256).hexdigest()[:16]
 
     def make(self, kind: Kind, value: str) -> str:

@@ -193,7 +193,7 @@ def test_pseudonyms_are_keyed_stable_and_read_the_environment_at_call_time(monke
     assert Pseudonymizer.from_config(None, "CT_TEST_KEY").patient("123") == a.patient("123")
 
 
-def test_a_patient_id_with_and_without_leading_zeros_is_one_patient_unless_configured_otherwise(
+def test_a_patient_id_with_and_without_leading_zeros_is_one_patient_where_configured_and_warned_of(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # one RIS keeps the zeros of a fixed-width id, another strips them: as two patients, a
@@ -210,13 +210,18 @@ def test_a_patient_id_with_and_without_leading_zeros_is_one_patient_unless_confi
         assert "a/IMG" in warning and "b/IMG" in warning and "12345" not in warning.split("files=")[0]
         assert ("one patient" in warning) == (zeros == "strip")
     assert len(patients["strip"]) == 1 and len(patients["keep"]) == 2
-    p = Pseudonymizer.from_literal(KEY)
+    p = Pseudonymizer.from_literal(KEY, strip_patient_zeros=True)
     assert patients["strip"] == {p.patient("12345")} == {p.make("pat", "0012345")}  # the reports stage makes it by kind
-    # an id without leading zeros keeps the pseudonym it always had; "keep" is another keying of the cache
-    for patient_id in ("12345", "PAT-001", "0A12"):
+    # the default keys every id as earlier releases did (pseudonyms and splits of earlier versions hold);
+    # stripping keeps those of ids without leading zeros, and keys the cache apart
+    default = Pseudonymizer.from_literal(KEY)
+    assert IngestConfig().patient_id_zeros == "keep" and patients["keep"] == {default.patient("0012345"), default.patient("12345")}
+    for patient_id in ("0012345", "12345", "PAT-001", "0A12"):
         as_written = hmac.new(KEY.encode(), f"pat\x00{patient_id}".encode(), hashlib.sha256).hexdigest()[:16]
-        assert p.patient(patient_id) == f"pat-{as_written}"
-    assert p.key_id != Pseudonymizer.from_literal(KEY, strip_patient_zeros=False).key_id
+        assert default.patient(patient_id) == f"pat-{as_written}"
+        if not patient_id.startswith("00"):
+            assert p.patient(patient_id) == f"pat-{as_written}"
+    assert p.key_id != default.key_id == hmac.new(KEY.encode(), b"ctcorpus key id", hashlib.sha256).hexdigest()[:16]
 
 
 def test_config_rejects_bad_ranges() -> None:

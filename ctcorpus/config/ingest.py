@@ -104,13 +104,15 @@ class IngestConfig(StageConfig):
         ),
     )
 
-    patient_id_zeros: Literal["strip", "keep"] = Field(
-        "strip",
+    patient_id_zeros: Literal["keep", "strip"] = Field(
+        "keep",
         description=(
-            "How an all-digit PatientID is keyed for its pseudonym: 'strip' drops its leading zeros, so "
-            "'0012345' and '12345' (one RIS keeps them, another strips them) are one patient, never on both "
-            "sides of a patient-level split; 'keep' makes them two patients (only where the export's sites "
-            "number patients alike with and without zeros). Ids without leading zeros are keyed alike either way."
+            "How an all-digit PatientID is keyed for its pseudonym: 'keep' (the default) keys it as written, "
+            "so '0012345' and '12345' are two patients, as in every earlier release; 'strip' drops its leading "
+            "zeros, so they are one patient, never on both sides of a patient-level split. Ingest warns of each "
+            "id an export spells both ways. Choose 'strip' for a new corpus: switching an existing one changes "
+            "the pseudonyms, hence the splits, of ids with leading zeros, and an audit against its earlier "
+            "versions can no longer match those patients. Ids without leading zeros are keyed alike either way."
         ),
     )
 

@@ -121,7 +121,7 @@ def _warn_patient_id_spellings(instances: Iterable[InstanceRecord], zeros: str) 
     """One warning per patient id the export spells with and without leading zeros ("0012345",
     "12345"), naming a file of each spelling (not the id: logs are no place for it): under
     ``ingest.patient_id_zeros: keep`` each spelling is a patient, whom a patient-level split may part
-    from the others."""
+    from the others (the default, which keeps the pseudonyms and splits of earlier versions)."""
     spellings: dict[str, dict[str, str]] = defaultdict(dict)  # patient key -> spelling -> its first file
     for record in instances:
         if record.patient_id:
@@ -129,7 +129,7 @@ def _warn_patient_id_spellings(instances: Iterable[InstanceRecord], zeros: str) 
     for files in spellings.values():
         if len(files) > 1:
             verdict = ("keyed as one patient (ingest.patient_id_zeros: strip)" if zeros == "strip" else
-                       f"keyed as {len(files)} patients (ingest.patient_id_zeros: keep): a patient-level split "
-                       "may put them apart")
+                       f"keyed as {len(files)} patients (ingest.patient_id_zeros: keep, the default): a "
+                       "patient-level split may put them apart; for a new corpus set ingest.patient_id_zeros: strip")
             log.warning("patient id spelled with and without leading zeros files=%s: %s",
                         ", ".join(sorted(files.values())), verdict)
