@@ -30,7 +30,7 @@ def _csv(path: Path, *rows: tuple[str, ...], header: tuple[str, ...] = COLUMNS) 
 
 
 def _raw(accession: str, patient: str, day: str, text: str = "Kein Erguss.") -> RawReport:
-    return RawReport("ris.csv", 0, accession, patient, day, "", text, "", "", "utf-8", "", "")
+    return RawReport("ris.csv", "line 2", accession, patient, day, "", text, "", "", "utf-8", "", "")
 
 
 def _tagged(kind: str, value: str) -> str:
@@ -48,7 +48,7 @@ def test_a_report_never_links_to_another_patients_study_by_accession(tmp_path):
         ("Site B: no effusion.", "stu-1.1", "accession")]
     (entry,) = result.quarantine  # no superseded_report: different patients' reports are no versions
     assert entry.reason == QuarantineReason.PATIENT_MISMATCH
-    assert f"{path}: row 0:" in entry.message and "stu-1.1" in entry.message and "patient id differs" in entry.message
+    assert f"{path}: line 2:" in entry.message and "stu-1.1" in entry.message and "patient id differs" in entry.message
     assert entry.item_id != result.reports[0].report_id
     # both sites' studies ingested: each report goes to its patient's study, under its own report id
     site_a = StudyKey("1.2", "00123", "P-SITE-A", "20240105")
@@ -161,7 +161,7 @@ def test_a_report_of_another_exam_never_links_by_patient_and_date(tmp_path):
     path = _csv(tmp_path / "ris.csv", ("XR-9", "P1", "20240105", "Chest X-ray: no pneumothorax."))
     result = process_reports([path], [ct])
     orphan = next(q for q in result.quarantine if q.reason == QuarantineReason.ORPHAN_REPORT)
-    assert "row 0: no study with this accession number" in orphan.message
+    assert "line 2: no study with this accession number" in orphan.message
     assert "another number is another exam" in orphan.message
 
 
@@ -198,7 +198,7 @@ def test_a_row_with_more_fields_than_the_header_is_named_not_cut(tmp_path):
     export = report_io.read_report_export(path, ReportColumns())
     assert [(r.accession_number, r.text) for r in export.reports] == [("A2", "Kein Erguss.")]  # a trailing "," is none
     (problem,) = export.problems
-    assert str(path) in str(problem) and "row 0 has more fields than the header" in str(problem)
+    assert str(path) in str(problem) and "line 2 has more fields than the header" in str(problem)
 
 
 def test_a_utf8_export_with_a_cp1252_row_keeps_its_utf8_rows(tmp_path):
@@ -258,10 +258,10 @@ def test_a_quote_that_nothing_closes_costs_its_row_not_every_row_after_it(tmp_pa
                      b'A1,P1,2024-01-05,"Kein Erguss."\nA2,P2,2024-01-05,"Rundherd 5 mm.\n'
                      b"A3,P3,2024-01-05,Pleuraerguss links.\nA4,P4,2024-01-05,Kein Infiltrat.\n")
     export = report_io.read_report_export(path, ReportColumns())
-    assert [(r.row, r.accession_number, r.text) for r in export.reports] == [(0, "A1", "Kein Erguss.")]
+    assert [(r.location, r.accession_number, r.text) for r in export.reports] == [("line 2", "A1", "Kein Erguss.")]
     (problem,) = export.problems
     assert problem.reason == QuarantineReason.UNREADABLE_REPORT
-    assert "ris.csv: row 1 (line 3) opens a quoted field that no quote closes" in str(problem)
+    assert "ris.csv: line 3 opens a quoted field that no quote closes" in str(problem)
     assert "took in the 2 line(s) after it" in str(problem)
     # a quoted last field, with or without a line end after it, is closed
     for end in (b"", b"\r\n"):
@@ -289,7 +289,7 @@ def test_a_last_row_cut_off_short_of_its_fields_is_named_not_read(tmp_path):
     assert [r.accession_number for r in export.reports] == ["A1"]
     (problem,) = export.problems
     assert problem.path == str(path) and problem.reason == QuarantineReason.UNREADABLE_REPORT
-    assert "row 1, the last, has 3 of the header's 4 fields and the file ends inside it" in problem.message
+    assert "line 3, the last row, has 3 of the header's 4 fields and the file ends inside it" in problem.message
     path.write_bytes(head.replace(b"text\n", b"text,\n") + b"A2,P2,2024-01-06,Rundherd.")  # a header's empty last name
     assert [r.text for r in report_io.read_report_export(path, ReportColumns()).reports] == [
         "Kein Erguss.", "Rundherd."]
@@ -339,10 +339,10 @@ def test_study_dates_in_more_spellings_and_the_rest_named(tmp_path, caplog):
     studies = [StudyKey("1.1", "A1", "P1", "20240105")]
     with caplog.at_level(logging.WARNING, logger="ctcorpus.reports.io"):
         result = process_reports([path], studies)
-    assert f"{path}: 1 value(s) of column 'study_date' are no date ctcorpus reads (row 0: '01/05/2024')" in caplog.text
+    assert f"{path}: 1 value(s) of column 'study_date' are no date ctcorpus reads (line 2: '01/05/2024')" in caplog.text
     assert [(r.text, r.link_method) for r in result.reports] == [("Nodule.", "patient_date")]
     (orphan,) = result.quarantine
-    assert orphan.reason == QuarantineReason.ORPHAN_REPORT and "row 0: no accession number" in orphan.message
+    assert orphan.reason == QuarantineReason.ORPHAN_REPORT and "line 2: no accession number" in orphan.message
     assert "no study date to link it by patient and date" in orphan.message
 
 
@@ -359,7 +359,7 @@ def test_report_times_with_an_hour_offset_keep_their_time(tmp_path):
     result = process_reports([path], [StudyKey("1.1", "A1", "P1", "20240105")])
     assert [r.text for r in result.reports] == ["Final: Pleuraerguss."]
     (entry,) = result.quarantine
-    assert entry.reason == QuarantineReason.SUPERSEDED_REPORT and "row 1 is an earlier version" in entry.message
+    assert entry.reason == QuarantineReason.SUPERSEDED_REPORT and "line 3 is an earlier version" in entry.message
 
 
 def test_report_times_on_the_12_hour_clock_keep_their_time_and_a_time_not_read_is_named(tmp_path, caplog):
@@ -380,7 +380,7 @@ def test_report_times_on_the_12_hour_clock_keep_their_time_and_a_time_not_read_i
     assert [r.text for r in result.reports] == ["Final: Pleuraerguss."]
     # the study date's time is not used; the report time's orders versions, and its loss is named
     assert caplog.messages[-1] == (
-        f"{path}: 1 value(s) of column 'report_time' have a time ctcorpus does not read (row 3: '2024-01-05 10:22 "
+        f"{path}: 1 value(s) of column 'report_time' have a time ctcorpus does not read (line 5: '2024-01-05 10:22 "
         "CET'); each counts as midnight of its day when versions of a report are ordered. Write HH:MM[:SS] after "
         "the date, with a zone offset (+01:00) or Z if any")
     assert sum("does not read" in message for message in caplog.messages) == 2  # one per reading
@@ -406,8 +406,8 @@ def test_a_table_exports_status_column_orders_the_versions_of_a_report(tmp_path,
         ("1.1", "Final: Pleuraerguss.\n\nNachtrag: Rundherd.", "addendum"), ("1.3", "Kein Rundherd.", "")]
     preliminary, cancelled, unreported = result.quarantine
     assert preliminary.reason == cancelled.reason == QuarantineReason.SUPERSEDED_REPORT
-    assert f"row 1 is an earlier version of the report in {path} row 2" in preliminary.message
-    assert f"row 3 is a version of the report that {path} row 4 cancels" in cancelled.message
+    assert f"line 3 is an earlier version of the report in {path} line 4" in preliminary.message
+    assert f"line 5 is a version of the report that {path} line 6 cancels" in cancelled.message
     assert unreported.reason == QuarantineReason.NO_REPORT and unreported.item_id == "1.2"
     assert caplog.messages == [(f"{path}: 1 value(s) of column 'report_status' are no report status ctcorpus reads "
                                 "('unterschrieben' x1); such a row says nothing of which version of its report it is "
@@ -434,14 +434,14 @@ def test_csv_lines_above_the_header_and_blanks_around_column_names(tmp_path):
     exports = {"sep.csv": "sep=;\r\naccession_number;patient_id;study_date;report_text\r\n",
                "title.csv": "RIS-Export 05.01.2024\r\n\r\naccession_number;patient_id;study_date;report_text\r\n",
                "padded.csv": "accession_number ; patient_id; study_date ;report_text  \r\n"}
-    for name, header in exports.items():
+    for (name, header), first in zip(exports.items(), (3, 4, 2), strict=True):  # the line of the first row
         path = tmp_path / name
         path.write_bytes((header + rows + "A2;P2;05.01.2024;Größe\r\n").encode("cp1252"))
         export = report_io.read_report_export(path, ReportColumns())
-        assert [(r.row, r.accession_number, r.patient_id, r.study_date, r.text, r.encoding)
+        assert [(r.location, r.accession_number, r.patient_id, r.study_date, r.text, r.encoding)
                 for r in export.reports] == [
-            (0, "A1", "P1", "20240105", "Kein Erguss; kein Infiltrat.", "utf-8"),
-            (1, "A2", "P2", "20240105", "Größe", "cp1252")], name
+            (f"line {first}", "A1", "P1", "20240105", "Kein Erguss; kein Infiltrat.", "utf-8"),
+            (f"line {first + 1}", "A2", "P2", "20240105", "Größe", "cp1252")], name
         assert not export.problems
 
 
@@ -663,14 +663,14 @@ def test_mdm_document_messages_are_read_as_reports(tmp_path):
          _segment("TXA", f1="1", f2="RAD", f12="DOC3", f14="ACC3", f17="AU", f19="CA")],
     )
     export = report_io.read_report_export(path, ReportColumns())
-    assert [(r.row, r.accession_number, r.patient_id, r.study_date, r.report_time, r.result_status)
-            for r in export.reports] == [
-        (0, "ACC1", "000123456", "20240105", "20240105090000", "preliminary"),
-        (1, "ACC1", "000123456", "20240105", "20240105100000", "final"),
-        (2, "ACC2", "000123457", "20240106", "20240106120000", "final"),  # OBR-18 over TXA-15; TXA-22's time
-        (3, "F2", "000123457", "", "20240106150000", "addendum"),
-        (4, "ACC3", "000123458", "20240107", "20240107100000", "final"),  # the placer order number TXA-14
-        (5, "ACC3", "000123458", "", "20240107110000", "cancelled")]
+    assert [(r.location, r.accession_number, r.patient_id, r.study_date, r.report_time, r.result_status)
+            for r in export.reports] == [  # messages 2 and 4, a notification and an ADT message, are passed over
+        ("message 1", "ACC1", "000123456", "20240105", "20240105090000", "preliminary"),
+        ("message 3", "ACC1", "000123456", "20240105", "20240105100000", "final"),
+        ("message 5", "ACC2", "000123457", "20240106", "20240106120000", "final"),  # OBR-18 over TXA-15; TXA-22's time
+        ("message 6", "F2", "000123457", "", "20240106150000", "addendum"),
+        ("message 7", "ACC3", "000123458", "20240107", "20240107100000", "final"),  # the placer order number TXA-14
+        ("message 8", "ACC3", "000123458", "", "20240107110000", "cancelled")]
     assert export.reports[1].text == ("FINDINGS:\nKleiner Pleuraerguss rechts.\nBefundet von Becker.\n\n"
                                       "IMPRESSION:\nPleuraerguss rechts.")
     assert "BECKER^ULLA" in export.reports[1].phi_values and not export.problems
@@ -687,7 +687,7 @@ def test_mdm_document_messages_are_read_as_reports(tmp_path):
     assert sorted((q.reason.value, q.item_id) for q in result.quarantine) == [
         ("no_report", "1.3"), ("superseded_report", "ACC1"), ("superseded_report", "ACC3")]
     cancelled = next(q for q in result.quarantine if q.item_id == "ACC3")
-    assert "row 4 is a version of the report that" in cancelled.message and "row 5 cancels" in cancelled.message
+    assert "message 7 is a version of the report that" in cancelled.message and "message 8 cancels" in cancelled.message
 
 
 def test_a_hl7_file_without_a_report_message_says_so(tmp_path):
@@ -736,3 +736,78 @@ def test_hl7_result_status_orders_the_versions_of_a_report(tmp_path):
         else:  # joined in version order: the preliminary first, the correction last
             assert used["A1"][1] == "IMPRESSION:\nKein Pleuraerguss.\n\nIMPRESSION:\nPleuraerguss rechts."
             assert used["B1"][1].endswith("Lungenrundherd links.")
+
+
+def test_a_row_is_named_by_the_line_or_row_a_user_finds_it_at(tmp_path, caplog):
+    """Rows were numbered from 0 and by record: "row 2" of a CSV whose texts hold line breaks, or
+    with a blank line, was neither line 2 nor the third line an editor shows. A CSV or JSON Lines
+    row is named by the line it starts at (the header is line 1), a Parquet row from 1, an Excel
+    row by the number Excel shows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from openpyxl import Workbook
+
+    path = tmp_path / "ris.csv"
+    path.write_bytes(b"accession_number,patient_id,study_date,report_text\r\n"
+                     b'A1,P1,2024-01-05,"Befund:\r\nKein Erguss.\r\n\r\nBeurteilung: normal."\r\n'
+                     b"\r\n"  # a blank line between rows
+                     b"A2,P1,01/06/2024,Rundherd.\r\n"
+                     b"A3,P1,2024-01-07,Kein Erguss.,surplus\r\n")
+    with caplog.at_level(logging.WARNING, logger="ctcorpus.reports.io"):
+        export = report_io.read_report_export(path, ReportColumns())
+    assert [(r.location, r.accession_number) for r in export.reports] == [("line 2", "A1"), ("line 7", "A2")]
+    (problem,) = export.problems
+    assert f"{path}: line 8 has more fields than the header" in str(problem)
+    assert "(line 7: '01/06/2024')" in caplog.text
+    result = process_reports([path], [StudyKey("1.1", "A1", "P1", "20240105")], on_error=QuarantineLog())
+    (orphan,) = result.quarantine
+    assert f"{path}: line 7: no study with this accession number" in orphan.message
+    jsonl = tmp_path / "ris.jsonl"
+    jsonl.write_text('{"report_text": "Kein Erguss."}\n\n[1]\n{"report_text": "Rundherd."}\n', encoding="utf-8")
+    export = report_io.read_report_export(jsonl, ReportColumns())
+    assert [r.location for r in export.reports] == ["line 1", "line 4"]
+    assert "line 3 is an array, not a JSON object" in str(export.problems[0])
+    pq.write_table(pa.table({"report_text": ["Kein Erguss.", "Rundherd."]}), tmp_path / "ris.parquet")
+    assert [r.location for r in report_io.read_report_export(tmp_path / "ris.parquet", ReportColumns()).reports] == [
+        "row 1", "row 2"]
+    workbook = Workbook()
+    workbook.active.append(["report_text"])
+    workbook.active.append(["Kein Erguss."])
+    workbook.active.append([None])  # an empty row: left out, the next keeps its number
+    workbook.active.append(["Rundherd."])
+    workbook.save(tmp_path / "ris.xlsx")
+    assert [r.location for r in report_io.read_report_export(tmp_path / "ris.xlsx", ReportColumns()).reports] == [
+        "row 2", "row 4"]
+
+
+def test_a_study_whose_report_is_cancelled_says_so(tmp_path):
+    """A cancel row alone (the RIS withdrew a report written on the wrong patient, and the export
+    holds only the cancel) or after the report's versions left the study a bare "no report in 1
+    export(s)", as if linking had failed: its row names the cancel, file and line. A cancel names
+    its study by accession number only, never taking one by patient and date."""
+    path = _csv(tmp_path / "ris.csv",
+                ("A1", "P1", "2024-01-05", "storniert", ""),
+                ("A2", "P1", "2024-01-06", "F", "Kein Erguss."),
+                ("A2", "P1", "2024-01-06", "X", ""),
+                ("A3", "P1", "2024-01-07", "final", "Rundherd."),
+                ("A5", "P1", "2024-01-09", "cancelled", "Storniert."),
+                header=(*COLUMNS[:3], "report_status", "report_text"))
+    studies = [StudyKey(f"1.{n}", f"A{n}", "P1", f"2024010{n + 4}") for n in (1, 2, 3, 4)]
+    studies.append(StudyKey("1.5", "", "P1", "20240109"))  # no accession number: a report could link by date
+    result = process_reports([path], studies, pseudonymize=_tagged)
+    assert [(r.study_id, r.text) for r in result.reports] == [("stu-1.3", "Rundherd.")]
+    assert [(q.reason.value, q.item_id) for q in result.quarantine] == [
+        ("superseded_report", "acc-A2"), ("no_report", "stu-1.1"), ("no_report", "stu-1.2"),
+        ("no_report", "stu-1.4"), ("no_report", "stu-1.5")]
+    lone, after, absent, unnumbered = result.quarantine[1:]
+    assert lone.message.startswith(f"the study (accession number acc-A1) has its report cancelled: {path} line 2 "
+                                   "has a cancelled status")
+    assert f"its report cancelled: {path} line 4 has" in after.message
+    assert "has no report in 1 export(s)" in absent.message and "cancel" not in absent.message
+    assert "has no report in 1 export(s)" in unnumbered.message
+    # an HL7 cancel alone (MDM T11) is named by its message
+    hl7 = _hl7(tmp_path / "feed.hl7",
+               [_msh(1, "20240105110100", "MDM^T11^MDM_T01"), "EVN|T11|20240105110000", "PID|1||P1",
+                _segment("TXA", f1="1", f2="RAD", f12="DOC1", f14="A1", f17="AU", f19="CA")])
+    (entry,) = process_reports([hl7], studies[:1]).quarantine
+    assert f"its report cancelled: {hl7} message 1 has a cancelled status" in entry.message

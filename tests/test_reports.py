@@ -1120,7 +1120,7 @@ def test_report_in_another_language_is_quarantined(tmp_path):
     assert {r.report_id for r in result.sentences} == {r.report_id for r in result.labels} == {"acc-A1"}
     [entry] = result.quarantine  # its study had a report: no "no_report" row besides
     assert (entry.reason, entry.item_id) == (QuarantineReason.UNSUPPORTED_LANGUAGE, "acc-A2")
-    assert str(path) in entry.message and "row 1:" in entry.message and "'nl'" in entry.message
+    assert str(path) in entry.message and "line 3:" in entry.message and "'nl'" in entry.message
     forced = process_reports([path], studies, config=ReportsConfig(language="en"))
     assert len(forced.reports) == 2 and not forced.quarantine
     # the export's language column names a language the rules do not read: no guessing from the text
@@ -1194,7 +1194,8 @@ def test_versions_of_one_report_become_one_report(tmp_path):
     assert len({(s.report_id, s.sentence_index) for s in latest.sentences}) == len(latest.sentences)
     superseded = [q for q in latest.quarantine if q.reason == QuarantineReason.SUPERSEDED_REPORT]
     assert [q.item_id for q in superseded] == ["A1", "A1"] and all(q.path == str(path) for q in superseded)
-    assert "row 0 is an earlier version of the report in" in superseded[0].message and "row 3" in superseded[0].message
+    # the third row's text holds a line break: the fourth row starts in line 6
+    assert "line 2 is an earlier version of the report in" in superseded[0].message and "line 6" in superseded[0].message
     assert [q.reason for q in latest.quarantine if q.item_id == "A1"].count(QuarantineReason.EMPTY_REPORT) == 1
     joined = process_reports([path], studies, config=ReportsConfig(same_accession="join"))
     (a1,) = [r for r in joined.reports if r.report_id == "A1"]
@@ -1209,7 +1210,7 @@ def test_versions_of_one_report_become_one_report(tmp_path):
     path = _write_csv(tmp_path / "timed.csv", timed)
     result = process_reports([path], studies[:1])
     assert [r.text for r in result.reports] == ["Final: Pleuraerguss."]
-    assert "row 1 is an earlier version of the report in" in result.quarantine[0].message
+    assert "line 3 is an earlier version of the report in" in result.quarantine[0].message
     # times with their zone compare in UTC: the final was signed after the clocks went back an hour
     timed = [{**rows[0], "report_text": "Final: Pleuraerguss.", "report_time": "2024-10-27T02:10:00+01:00"},
              {**rows[0], "report_text": "Vorläufig: kein Erguss.", "report_time": "2024-10-27T02:40:00+02:00"}]
@@ -1306,8 +1307,8 @@ def test_an_excel_export_with_a_title_row_and_typed_cells(tmp_path):
     columns = ReportColumns(text="Befundtext", accession_number="Accession", patient_id="PatID",
                             study_date="Untersuchungsdatum", language="", patient_name="")
     export = read_report_export(path, columns)
-    assert [(r.row, r.accession_number, r.patient_id, r.study_date, r.encoding) for r in export.reports] == [
-        (0, "12345", "123456", "20240105", "xlsx"), (1, "12346", "000123456", "20240106", "xlsx")]
+    assert [(r.location, r.accession_number, r.patient_id, r.study_date, r.encoding) for r in export.reports] == [
+        ("row 4", "12345", "123456", "20240105", "xlsx"), ("row 6", "12346", "000123456", "20240106", "xlsx")]
     studies = [StudyKey("1.1", "0012345", "000123456", "20240105"), StudyKey("1.2", "0012346", "000123456", "20240106")]
     result = process_reports([path], studies, config=ReportsConfig(columns=columns),
                              header_names={"000123456": ["Muster^Max"]})
@@ -1470,12 +1471,12 @@ def test_an_hl7_oru_feed_archive(tmp_path):
     path = tmp_path / "feed.hl7"
     path.write_bytes(feed.encode("cp1252"))
     export = read_report_export(path, ReportColumns())
-    assert [(r.row, r.accession_number, r.patient_id, r.patient_name, r.study_date, r.report_time, r.markup)
+    assert [(r.location, r.accession_number, r.patient_id, r.patient_name, r.study_date, r.report_time, r.markup)
             for r in export.reports] == [
-        (0, "A1", "000123456", "MUSTER^MAX", "20240105", "20240105100000", ""),
-        (1, "A1", "000123456", "MUSTER^MAX", "20240105", "20240105142000", "hl7"),
-        (2, "B1", "000123457", "", "20240107", "20240107000000", ""),
-        (3, "B2", "000123457", "", "20240107", "20240107000000", "")]
+        ("message 1", "A1", "000123456", "MUSTER^MAX", "20240105", "20240105100000", ""),
+        ("message 2", "A1", "000123456", "MUSTER^MAX", "20240105", "20240105142000", "hl7"),
+        ("message 4, order 1", "B1", "000123457", "", "20240107", "20240107000000", ""),
+        ("message 4, order 2", "B2", "000123457", "", "20240107", "20240107000000", "")]
     assert export.reports[1].text == ("FINDINGS:\nPleuraerguss rechts & Rundherd.\nMax Muster informiert.\n"
                                       "Zweite Zeile\ndie umgebrochen ist.\n\nIMPRESSION:\nPleuraerguss.")
     assert export.reports[3].text == "IMPRESSION:\nLeber unauffällig." and export.reports[1].encoding == "cp1252"
@@ -1548,7 +1549,7 @@ def test_an_hl7_report_sent_as_a_document_is_read_or_named(tmp_path):
         ("A1", "FINDINGS:\nKein Pleuraerguß.\nRundherd rechts.", "rtf"),
         ("A3", "IMPRESSION:\nKein Erguss.\nHerz normal.", "hl7")]
     (problem,) = export.problems
-    assert "row 1: the report is a document ctcorpus does not read (OBX 1: PDF)" in str(problem)
+    assert "message 1, order 2: the report is a document ctcorpus does not read (OBX 1: PDF)" in str(problem)
     assert "feed.hl7" in str(problem) and problem.reason == QuarantineReason.UNREADABLE_REPORT
 
 
@@ -1715,8 +1716,8 @@ def test_a_json_array_saved_as_jsonl_is_read(tmp_path, indent):
     path = tmp_path / "ris.jsonl"
     path.write_text(json.dumps(rows, indent=indent), encoding="utf-8")
     export = read_report_export(path, ReportColumns())
-    assert [(r.row, r.accession_number, r.text) for r in export.reports] == [
-        (0, "A1", "Kein Erguss."), (1, "A2", "Rundherd.")]
+    assert [(r.location, r.accession_number, r.text) for r in export.reports] == [
+        ("item 1", "A1", "Kein Erguss."), ("item 2", "A2", "Rundherd.")]
     assert not export.problems
 
 
@@ -1857,8 +1858,9 @@ def test_markup_in_an_export_is_converted_and_unreadable_rtf_quarantined(tmp_pat
     assert [(r.report_id, r.markup) for r in result.reports] == [("A1", "rtf"), ("A3", "html")]
     assert result.reports[1].text == "No effusion.\nNo nodule."
     assert [(e.reason, e.path) for e in log.entries] == [(QuarantineReason.UNREADABLE_REPORT, str(path))] * 2
-    assert "row 1: report text is markup that cannot be read (OverflowError" in log.entries[0].message
-    assert "row 3: report text is markup that cannot be read (LookupError" in log.entries[1].message
+    # the lines a user finds the rows at: the first row's RTF spans lines 2-9
+    assert "line 10: report text is markup that cannot be read (OverflowError" in log.entries[0].message
+    assert "line 12: report text is markup that cannot be read (LookupError" in log.entries[1].message
     assert [q.reason for q in result.quarantine] == [QuarantineReason.NO_REPORT] * 2  # A2, A4: no report left
     for name, table in reports_tables(result).items():
         pq.write_table(table, tmp_path / f"{name}.parquet")

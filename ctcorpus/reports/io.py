@@ -19,7 +19,7 @@ import logging
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, islice
 from datetime import date, datetime, timedelta, timezone
@@ -203,7 +203,7 @@ def _json_rows(text: str, path: Path) -> tuple[list[tuple[int, dict[str, Any]]],
     """Rows of JSON Lines, or of one JSON array of objects (a ``.json`` export, or one named
     ``.jsonl`` as many tools save "JSON"; read by line, its one line or each pretty-printed line
     was an error and no row was read), an error per line (array item) that is not a JSON object,
-    and what the row numbers count: "line" or "item". Raises ``ValueError`` if no line is JSON."""
+    and what the (0-based) row numbers count: "line" or "item". Raises ``ValueError`` if no line is JSON."""
     problems: list[tuple[int, ReportError]] = []
 
     def bad(unit: str, n: int, problem: str) -> None:
@@ -312,7 +312,7 @@ def _mapped_columns(columns: ReportColumns) -> frozenset[str]:
                                  columns.language, columns.patient_name, *columns.phi) if c)
 
 
-def _mapped_case(rows: list[tuple[int, dict[Any, Any]]], mapped: frozenset[str]) -> list[tuple[int, dict[Any, Any]]]:
+def _mapped_case(rows: list[tuple[str, dict[Any, Any]]], mapped: frozenset[str]) -> list[tuple[str, dict[Any, Any]]]:
     """``rows`` with each column that names a mapped column in another case or with other
     separators ("BEFUNDTEXT" for "Befundtext", "Study Date" for "study_date", as a RIS update or
     another export tool writes it) under the mapped name, row by row (JSON Lines merged from two
@@ -325,10 +325,10 @@ def _mapped_case(rows: list[tuple[int, dict[Any, Any]]], mapped: frozenset[str])
     if not spelled:
         return rows
     renamed_rows = []
-    for n, row in rows:
+    for where, row in rows:
         renamed = {name: column for name, column in spelled.items() if name in row and column not in row}
         _check_unique(list(renamed.values()), mapped)
-        renamed_rows.append((n, {renamed.get(name, name): value for name, value in row.items()} if renamed else row))
+        renamed_rows.append((where, {renamed.get(name, name): value for name, value in row.items()} if renamed else row))
     return renamed_rows
 
 
@@ -340,17 +340,19 @@ def _check_unique(header: Sequence[str], mapped: frozenset[str]) -> None:
                          "than once; rename or remove the copy")
 
 
-def _xlsx_rows(data: bytes, text_columns: tuple[str, ...], mapped: frozenset[str]) -> list[tuple[int, dict[str, Any]]]:
+def _xlsx_rows(data: bytes, text_columns: tuple[str, ...], mapped: frozenset[str]) -> list[tuple[str, dict[str, Any]]]:
     """The rows of an Excel workbook's first sheet under its header, as typed cells (numbers,
-    datetimes, text). The header is the first row that names a text column (spelled otherwise too;
-    a title may stand above it), else the first row with a value; rows without one are left out, as
-    Excel keeps formatted empty rows. A header cell without a name is called "column <n>"."""
+    datetimes, text), each with its row number as Excel shows it ("row 2" under a header in row 1).
+    The header is the first row that names a text column (spelled otherwise too; a title may stand
+    above it), else the first row with a value; rows without one are left out, as Excel keeps
+    formatted empty rows. A header cell without a name is called "column <n>"."""
     from openpyxl import load_workbook
 
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
         try:
-            lines = [cells for cells in workbook.worksheets[0].iter_rows(values_only=True)
+            # read-only sheets yield every row from the first, empty ones too: k is Excel's row number
+            lines = [(k, cells) for k, cells in enumerate(workbook.worksheets[0].iter_rows(values_only=True), start=1)
                      if any(v is not None and str(v).strip() for v in cells)]
         finally:
             workbook.close()
@@ -359,21 +361,23 @@ def _xlsx_rows(data: bytes, text_columns: tuple[str, ...], mapped: frozenset[str
                          "or CSV") from None
     if not lines:
         return []
-    names = [[str(v).strip() if v is not None else f"column {k + 1}" for k, v in enumerate(cells)] for cells in lines]
+    names = [[str(v).strip() if v is not None else f"column {k + 1}" for k, v in enumerate(cells)]
+             for _, cells in lines]
     first = next((k for k, header in enumerate(names) if _names_any(header, text_columns)), 0)
     _check_unique(names[first], mapped)
-    return [(n, dict(zip(names[first], cells, strict=False))) for n, cells in enumerate(lines[first + 1:])]
+    return [(f"row {n}", dict(zip(names[first], cells, strict=False))) for n, cells in lines[first + 1:]]
 
 
 @dataclass(frozen=True, slots=True)
 class _Rows:
-    """An export's rows with their 0-based row (JSONL: line; HL7: order) numbers, an error per
-    unreadable line (HL7: message), and how the rows were decoded."""
+    """An export's rows, each with where it stands in the file as a user finds it there
+    (:attr:`RawReport.location`), an error per unreadable line (HL7: message), and how the rows
+    were decoded."""
 
-    rows: list[tuple[int, dict[str, Any]]]
+    rows: list[tuple[str, dict[str, Any]]]
     problems: list[ReportError] = field(default_factory=list)
-    encoding: str = "utf-8"  # a row's, unless ``row_encodings`` has its own
-    row_encodings: Mapping[int, str] = field(default_factory=dict)
+    encoding: str = "utf-8"  # a row's, unless ``row_encodings`` has its own (by location)
+    row_encodings: Mapping[str, str] = field(default_factory=dict)
 
 
 #: A line read after a CSV export's last: a row of its own, unless a quoted field that no quote
@@ -383,7 +387,9 @@ _END_OF_FILE = "\x00end of file\x00"
 
 def _csv_rows(path: Path, decoded: DecodedText, suffix: str, text_columns: tuple[str, ...],
               mapped: frozenset[str]) -> _Rows:
-    """The rows of a CSV/TSV export, each with the encoding of the lines it spans. Column names are
+    """The rows of a CSV/TSV export, each at the line of the file where it starts ("line 2" under a
+    header in line 1; a quoted field's line breaks make rows and lines differ) and with the encoding
+    of the lines it spans. Column names are
     read without the blanks around them, as a padded export (SQL*Plus, "a; b") writes them, and so
     is a quoted field after the delimiter's blank.
 
@@ -398,30 +404,41 @@ def _csv_rows(path: Path, decoded: DecodedText, suffix: str, text_columns: tuple
     lines = io.StringIO(text, newline="")
     top = list(islice(lines, _HEADER_SEARCH))
     skipped, delimiter = _csv_header(top, text_columns, "\t" if suffix == ".tsv" else ",")
-    reader = csv.DictReader(chain(top[skipped:], lines, [_END_OF_FILE]), delimiter=delimiter, skipinitialspace=True)
+    blank: set[int] = set()  # lines (from the header's, 0-based) that are empty: the reader skips them between rows
+
+    def body() -> Iterator[str]:
+        for k, line in enumerate(chain(top[skipped:], lines, [_END_OF_FILE])):
+            if not line.strip("\r\n"):
+                blank.add(k)
+            yield line
+
+    reader = csv.DictReader(body(), delimiter=delimiter, skipinitialspace=True)
     # reading the header first (there is a line: the end-of-file one), the first row's lines follow it
     reader.fieldnames = [name.strip() for name in reader.fieldnames or ()]
     _check_unique(reader.fieldnames, mapped)
-    rows: list[tuple[int, dict[str, Any]]] = []
-    encodings: dict[int, str] = {}
+    rows: list[tuple[str, dict[str, Any]]] = []
+    encodings: dict[str, str] = {}
     start = end = reader.line_num
-    for n, row in enumerate(reader):
+    for row in reader:
         start, end = end, reader.line_num
-        rows.append((n, row))
+        while start in blank:
+            start += 1
+        where = f"line {skipped + start + 1}"
+        rows.append((where, row))
         if decoded.fallback:
-            encodings[n] = decoded.lines_encoding(skipped + start, skipped + end)
+            encodings[where] = decoded.lines_encoding(skipped + start, skipped + end)
     problems: list[ReportError] = []
-    n, last = rows.pop() if rows else (0, {})  # the end-of-file line's row, or the row that took it in
+    where, last = rows.pop() if rows else ("", {})  # the end-of-file line's row, or the row that took it in
     # the last row's named fields: one it lacks is None (a header's unnamed last field, a delimiter ending it, is not)
     named = {name: value for name, value in rows[-1][1].items() if name} if rows else {}
     if [value for value in last.values() if value is not None] not in ([], [_END_OF_FILE]):
-        problems.append(ReportError(f"row {n} (line {skipped + start + 1}) opens a quoted field that no quote closes, "
+        problems.append(ReportError(f"{where} opens a quoted field that no quote closes, "
                                     f"so it ran to the end of the file and took in the {end - start - 2} line(s) "
                                     "after it; close the quote (or double it) and read the export again",
                                     reason=QuarantineReason.UNREADABLE_REPORT, path=path))
     elif None in named.values() and not text.endswith(("\n", "\r")):
-        n, _ = rows.pop()
-        problems.append(ReportError(f"row {n}, the last, has {sum(v is not None for v in named.values())} of the "
+        where, _ = rows.pop()
+        problems.append(ReportError(f"{where}, the last row, has {sum(v is not None for v in named.values())} of the "
                                     f"header's {len(named)} fields and the file ends inside it, without a "
                                     "line break: the export was cut off (copied while it was written?); export it "
                                     "again", reason=QuarantineReason.UNREADABLE_REPORT, path=path))
@@ -437,7 +454,8 @@ def _rows(path: Path, data: bytes, columns: ReportColumns, text_columns: tuple[s
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return _Rows(list(enumerate(pq.read_table(io.BytesIO(data)).to_pylist())), encoding="parquet")
+        table = pq.read_table(io.BytesIO(data)).to_pylist()
+        return _Rows([(f"row {n}", row) for n, row in enumerate(table, start=1)], encoding="parquet")
     if suffix in (".xlsx", ".xlsm"):
         return _Rows(_xlsx_rows(data, text_columns, _mapped_columns(columns)), encoding="xlsx")
     if suffix == ".xls":
@@ -453,8 +471,9 @@ def _rows(path: Path, data: bytes, columns: ReportColumns, text_columns: tuple[s
                           path=path)
     if suffix in _JSON_SUFFIXES:
         rows, problems, unit = _json_rows(decoded.text, path)
-        lines = {n: decoded.fallback.get(n, "utf-8") for n, _ in rows} if unit == "line" and decoded.fallback else {}
-        return _Rows(rows, problems, decoded.encoding, lines)
+        fallback = decoded.fallback if unit == "line" else {}
+        return _Rows([(f"{unit} {n + 1}", row) for n, row in rows], problems, decoded.encoding,
+                     {f"line {n + 1}": fallback.get(n, "utf-8") for n, _ in rows} if fallback else {})
     if suffix in _HL7_SUFFIXES:  # a message spans lines: its rows take the file's encoding
         rows, broken = oru_rows(decoded.text, columns)
         return _Rows(rows, [ReportError(f"message {n + 1} cannot be parsed ({reason}); fix or remove it",
@@ -565,16 +584,16 @@ def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
 
     # (column, whether its values are no date or have a time not read) -> how many, and the first few
     unread: Counter[tuple[str, bool]] = Counter()
-    examples: dict[tuple[str, bool], list[str]] = defaultdict(list)  # "row n: 'value'"
+    examples: dict[tuple[str, bool], list[str]] = defaultdict(list)  # "line 5: 'value'"
 
-    def moment(row: dict[str, Any], n: int, column: str, *, utc: bool) -> str:
+    def moment(row: dict[str, Any], where: str, column: str, *, utc: bool) -> str:
         value = _excel_text(row.get(column) if column else None)
         stamp, read = _read_time(_excel_date(value) if parsed.encoding == "xlsx" else value, utc=utc)
         # a study date's time is not used; a report time's orders the versions of a report
         if (not stamp or utc and not read) and (text := _cell_text(value).strip()):
             unread[column, bool(stamp)] += 1
             if len(examples[column, bool(stamp)]) < 5:
-                examples[column, bool(stamp)].append(f"row {n}: {text!r}")
+                examples[column, bool(stamp)].append(f"{where}: {text!r}")
         return stamp
 
     odd_statuses: Counter[str] = Counter()  # status column values that say nothing ctcorpus reads
@@ -588,9 +607,9 @@ def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
         return _STATUS_VALUES.get(value.casefold(), "")
 
     reports: list[RawReport] = []
-    for n, row in rows:
+    for where, row in rows:
         if any(str(value).strip() for value in row.get(None) or ()):  # csv.DictReader's surplus fields
-            problems.append(ReportError(f"row {n} has more fields than the header (a delimiter in an unquoted "
+            problems.append(ReportError(f"{where} has more fields than the header (a delimiter in an unquoted "
                                         "field?); quote the field or remove the row",
                                         reason=QuarantineReason.UNREADABLE_REPORT, path=path))
             continue
@@ -598,27 +617,27 @@ def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
             plain = _report_text(row, columns)
         except Exception as exc:  # noqa: BLE001 - striprtf fails in many ways on broken RTF (an escape
             # beyond Unicode, a font charset Python has no codec for); that costs the row, not the export
-            problems.append(ReportError(f"row {n}: report text is markup that cannot be read ({type(exc).__name__}: "
+            problems.append(ReportError(f"{where}: report text is markup that cannot be read ({type(exc).__name__}: "
                                         f"{exc}); fix or remove the row", reason=QuarantineReason.UNREADABLE_REPORT,
                                         path=path))
             continue
         if row.get(UNREAD) and not plain.text.strip():  # an HL7 order whose report only a viewer reads
-            problems.append(ReportError(f"row {n}: the report is a document ctcorpus does not read "
+            problems.append(ReportError(f"{where}: the report is a document ctcorpus does not read "
                                         f"({', '.join(row[UNREAD])}), and no text; have the RIS send it as text "
                                         "(OBX of value type TX or FT) or RTF", reason=QuarantineReason.UNREADABLE_REPORT,
                                         path=path))
             continue
         reports.append(RawReport(
             path=str(path),
-            row=n,
+            location=where,
             accession_number=get(row, columns.accession_number),
             patient_id=get(row, columns.patient_id),
-            study_date=moment(row, n, columns.study_date, utc=False)[:8],
-            report_time=moment(row, n, columns.report_time, utc=True),
+            study_date=moment(row, where, columns.study_date, utc=False)[:8],
+            report_time=moment(row, where, columns.report_time, utc=True),
             text=plain.text,
             language=language_code(get(row, columns.language)),
             patient_name=get(row, columns.patient_name),
-            encoding=parsed.row_encodings.get(n, parsed.encoding),
+            encoding=parsed.row_encodings.get(where, parsed.encoding),
             markup=plain.markup,
             source_sha256=digest,
             phi_values=(*(value for column in columns.phi if (value := get(row, column))), *row.get(PHI_VALUES, ())),

@@ -11,7 +11,7 @@ from datetime import date
 from ctcorpus.pseudonym import accession_key, id_key
 from ctcorpus.reports.records import RawReport, StudyKey
 
-__all__ = ["Link", "link_reports", "link_sr_reports"]
+__all__ = ["Link", "link_by_accession", "link_reports", "link_sr_reports"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,26 @@ def _by_accession(
     return (Link(report, None, "", conflict=min(others, key=lambda s: s.study_uid)) if others else None), 0
 
 
+def _accession_index(studies: Sequence[StudyKey]) -> tuple[dict[str, list[StudyKey]], dict[str, list[StudyKey]]]:
+    """The studies by their own accession number and by those of the orders they fulfil (by :func:`accession_key`)."""
+    own: dict[str, list[StudyKey]] = defaultdict(list)
+    requested: dict[str, list[StudyKey]] = defaultdict(list)
+    for s in studies:
+        if key := accession_key(s.accession_number):
+            own[key].append(s)
+        for number in dict.fromkeys(filter(None, map(accession_key, s.requested_accession_numbers))):
+            requested[number].append(s)
+    return own, requested
+
+
+def link_by_accession(reports: Sequence[RawReport], studies: Sequence[StudyKey]) -> tuple[Link, ...]:
+    """Link each report by accession number alone, as :func:`link_reports` does first (``study``
+    ``None`` where that finds none): for rows that are no report, such as a cancel, which name
+    their study by number but must not take one by date."""
+    own, requested = _accession_index(studies)
+    return tuple(_by_accession(report, own, requested)[0] or Link(report, None, "") for report in reports)
+
+
 def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, window_days: int) -> tuple[Link, ...]:
     """Link each report to one study.
 
@@ -88,17 +108,11 @@ def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, w
     result does not depend on the order of the studies. Anything else is an orphan (``study=None``).
 
     >>> s = StudyKey("1.2", "A1", "P1", "20240105")
-    >>> r = RawReport("x.csv", 0, "", "P1", "20240107", "", "text", "", "", "utf-8", "", "")
+    >>> r = RawReport("x.csv", "line 2", "", "P1", "20240107", "", "text", "", "", "utf-8", "", "")
     >>> link_reports([r], [s], window_days=3)[0].method
     'patient_date'
     """
-    own: dict[str, list[StudyKey]] = defaultdict(list)
-    requested: dict[str, list[StudyKey]] = defaultdict(list)
-    for s in studies:
-        if key := accession_key(s.accession_number):
-            own[key].append(s)
-        for number in dict.fromkeys(filter(None, map(accession_key, s.requested_accession_numbers))):
-            requested[number].append(s)
+    own, requested = _accession_index(studies)
     by_patient: dict[str, list[tuple[date, StudyKey]]] = defaultdict(list)
     for s in studies:
         day = _day(s.study_date)
@@ -144,7 +158,7 @@ def link_sr_reports(
     text (a measurement or dose document) is no report and is passed over.
 
     >>> s = StudyKey("1.2", "A1", "P1", "20240105")
-    >>> r = RawReport("sr.dcm", 0, "A1", "P1", "20240105", "", "text", "", "", "dicom-sr", "", "", "1.2")
+    >>> r = RawReport("sr.dcm", "", "A1", "P1", "20240105", "", "text", "", "", "dicom-sr", "", "", "1.2")
     >>> link_sr_reports([r], [s], reported=())[0][0].method
     'dicom_sr'
     """

@@ -258,21 +258,21 @@ def _orders(message: Any, document: bool) -> list[tuple[dict[str, Any], list[Any
     return [({**shared, **segments}, observations) for segments, observations in orders]
 
 
-def oru_rows(text: str, columns: ReportColumns) -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[int, str]]]:
+def oru_rows(text: str, columns: ReportColumns) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[int, str]]]:
     """One row per order (OBR) of each ORU message and per document of each MDM message that
     carries or cancels one, keyed by the configured column names so that it is read like a table's
-    row, numbered from 0 through the file; and (message number, reason) for each message that
-    cannot be parsed.
+    row, each with where it stands ("message 3", counted from 1; "message 3, order 2" of a message
+    with several orders); and (0-based message number, reason) for each message that cannot be parsed.
 
     Raises ``ValueError`` if the file's messages parse but none is of a type read (a feed of
     notifications or ADT messages): each study would silently have no report.
 
     >>> rows, _ = oru_rows("MSH|^~\\\\&|RIS||||20240105||ORU^R01|1|P|2.3\\rPID|||P1||DOE^JANE\\r"
     ...                    "OBR|1||A1|||20240105\\rOBX|1|TX|^IMPRESSION||No effusion.", ReportColumns())
-    >>> rows[0][1]["accession_number"], rows[0][1]["report_text"]
-    ('A1', 'IMPRESSION:\\nNo effusion.')
+    >>> rows[0][0], rows[0][1]["accession_number"], rows[0][1]["report_text"]
+    ('message 1', 'A1', 'IMPRESSION:\\nNo effusion.')
     """
-    rows: list[tuple[int, dict[str, Any]]] = []
+    rows: list[tuple[str, dict[str, Any]]] = []
     problems: list[tuple[int, str]] = []
     passed: Counter[str] = Counter()  # message types passed over, "MDM^T01"
     messages = hl7.util.split_file(_segments(text))
@@ -286,8 +286,10 @@ def oru_rows(text: str, columns: ReportColumns) -> tuple[list[tuple[int, dict[st
             if not (kind == "ORU" or kind == "MDM" and event in _DOCUMENT_EVENTS):
                 passed[f"{kind}^{event}".strip("^")] += 1
                 continue
-            rows += [(len(rows) + k, _report(segments, observations, columns, message.separators, event))
-                     for k, (segments, observations) in enumerate(_orders(message, kind == "MDM"))]
+            orders = _orders(message, kind == "MDM")
+            rows += [(f"message {n + 1}" + (f", order {k}" if len(orders) > 1 else ""),
+                      _report(segments, observations, columns, message.separators, event))
+                     for k, (segments, observations) in enumerate(orders, start=1)]
         except Exception as exc:  # noqa: BLE001 - a malformed message fails in many ways; it costs itself only
             problems.append((n, f"{type(exc).__name__}: {exc}"))
     if passed and sum(passed.values()) == len(messages):

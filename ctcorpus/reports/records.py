@@ -41,7 +41,12 @@ class RawReport:
     """One row of a RIS export (or one DICOM SR document), decoded, before any NLP."""
 
     path: str
-    row: int  # 0-based row (line) in the export
+    #: where the row stands in its file, as a user finds it there (counted from 1): "line 5" of a CSV,
+    #: TSV or JSON Lines export (where the row starts: a quoted field's line breaks make rows and lines
+    #: differ), "row 5" of a Parquet file or of an Excel sheet (the row number Excel shows), "item 5" of
+    #: a JSON array, "message 5" of an HL7 file ("message 5, order 2" of one carrying several); "" for
+    #: a DICOM SR document
+    location: str
     accession_number: str
     patient_id: str
     study_date: str  # normalized to YYYYMMDD, "" if absent or unparseable

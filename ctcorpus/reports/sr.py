@@ -155,7 +155,7 @@ def read_sr_report(
                           reason=QuarantineReason.UNREADABLE_REPORT, path=name or path) from None
     text = "\n".join(out).strip()
     return RawReport(
-        path=name or str(path), row=0, accession_number=str(ds.get("AccessionNumber", "")).strip(),
+        path=name or str(path), location="", accession_number=str(ds.get("AccessionNumber", "")).strip(),
         patient_id=str(ds.get("PatientID", "")).strip(), study_date=normalize_date(str(ds.get("StudyDate", ""))),
         report_time=normalize_time(f"{ds.get('ContentDate', '')}{ds.get('ContentTime', '')}"
                                    f"{ds.get('TimezoneOffsetFromUTC', '')}", utc=True), text=text,

@@ -22,7 +22,7 @@ from ctcorpus.reports import io, language, lexicon, link, markup, nlp, oru, patt
 from ctcorpus.reports.io import read_report_export
 from ctcorpus.reports.language import SUPPORTED_LANGUAGES
 from ctcorpus.pseudonym import accession_key, id_key
-from ctcorpus.reports.link import link_reports, link_sr_reports
+from ctcorpus.reports.link import link_by_accession, link_reports, link_sr_reports
 from ctcorpus.reports.sr import read_sr_report
 from ctcorpus.reports.nlp import analyze_report, build_analyzer
 from ctcorpus.reports.records import LabelRow, RawReport, ReportRow, ReportsResult, SentenceRow, StudyKey
@@ -112,15 +112,17 @@ def _version_order(report: RawReport, index: int) -> tuple[bool, str, bool, int]
 
 def _one_row_per_accession(
     reports: Sequence[RawReport], policy: str, shared: Collection[str] = frozenset()
-) -> tuple[list[RawReport], list[tuple[RawReport, RawReport]]]:
+) -> tuple[list[RawReport], list[tuple[RawReport, RawReport]], list[RawReport]]:
     """The rows with one row per accession number (per accession number and patient for the
-    numbers in ``shared``), and each superseded row with the row that replaces or cancels it.
+    numbers in ``shared``), each superseded row with the row that replaces or cancels it, and the
+    cancel of each report that ends cancelled (its study is named as having its report cancelled).
 
     Rows sharing an accession number and holding different (non-empty) texts are versions of one
     report or its addenda; left as they are they would become two reports with one id and one
     sample with both reports' sentences. Versions are ordered by :func:`_version_order`. A
     cancelled version (an HL7 cancel: OBR-25 X, MDM T11; or a status column's) withdraws the
-    versions before it and is no report itself: a report cancelled last is not used at all. Of
+    versions before it and is no report itself: a report cancelled last (or only cancelled: a lone
+    cancel row) is not used at all. Of
     the versions after the last cancel, ``policy`` "latest" keeps the last, and an addendum (MDM
     T06, or a status column's, which carries the addendum alone) keeps the version before it too;
     "join" joins the texts in order into the last row (provenance: all their files).
@@ -131,6 +133,7 @@ def _one_row_per_accession(
             groups[key, id_key(r.patient_id) if key in shared else ""].append(i)
     rows = list(reports)
     superseded: list[tuple[RawReport, RawReport]] = []
+    cancels: list[RawReport] = []
     dropped: set[int] = set()
     for indices in groups.values():
         indices.sort(key=lambda i: _version_order(reports[i], i))
@@ -139,6 +142,8 @@ def _one_row_per_accession(
                           if reports[i].result_status != "cancelled")
         dropped.update(indices[:cut])
         kept = indices[cut:]
+        if cut and not kept:
+            cancels.append(reports[indices[cut - 1]])
         if len(kept) < 2:
             continue
         versions = [reports[i] for i in kept]
@@ -157,7 +162,8 @@ def _one_row_per_accession(
                 source_sha256=last.source_sha256 if len(files) == 1 else sha256_of_hashes(files),
             )
     # a cancel without an accession number withdraws nothing, and is no report either
-    return [r for i, r in enumerate(rows) if i not in dropped and r.result_status != "cancelled"], superseded
+    kept_rows = [r for i, r in enumerate(rows) if i not in dropped and r.result_status != "cancelled"]
+    return kept_rows, superseded, cancels
 
 
 def _orphan_reason(report: RawReport, window_days: int) -> str:
@@ -171,7 +177,7 @@ def _orphan_reason(report: RawReport, window_days: int) -> str:
                  "study with another number is another exam)")
     else:
         tried = f"no unreported study of this patient within {window_days} days"
-    return f"row {report.row}: {number}, and {tried}; check the export's ids and dates or reports.link_window_days"
+    return f"{report.location}: {number}, and {tried}; check the export's ids and dates or reports.link_window_days"
 
 
 def _accession_of_patient(study: StudyKey) -> tuple[str, str]:
@@ -257,8 +263,10 @@ def process_reports(
     if len(unique) < len(raw):  # the same RIS rows exported twice (e.g. CSV and JSONL)
         logger.info("reports: %d duplicate rows across exports kept once", len(raw) - len(unique))
     shared = _shared_accessions(unique)
-    unique, superseded = _one_row_per_accession(unique, config.same_accession, shared)
+    unique, superseded, cancels = _one_row_per_accession(unique, config.same_accession, shared)
     links = link_reports(unique, studies, window_days=config.link_window_days)
+    # a study whose report the exports cancel: its no_report row names the cancel (by accession number only)
+    cancelled = {k.study.study_uid: k.report for k in link_by_accession(cancels, studies) if k.study is not None}
     documents: list[RawReport] = []
     for path, name in sr_documents if config.dicom_sr else ():
         try:
@@ -274,10 +282,10 @@ def process_reports(
             stage=STAGE, path=old.path, reason=QuarantineReason.SUPERSEDED_REPORT,
             message=str(ReportError(
                 f"an earlier SR document of the study than {new.path}, which is used" if old.study_uid else
-                f"row {old.row} is a version of the report that {new.path} row {new.row} cancels (same accession "
+                f"{old.location} is a version of the report that {new.path} {new.location} cancels (same accession "
                 "number; a cancelled status: HL7 OBR-25 X, MDM T11 or the export's status column), so it is not "
                 "used" if new.result_status == "cancelled" else
-                f"row {old.row} is an earlier version of the report in {new.path} row {new.row} (same accession "
+                f"{old.location} is an earlier version of the report in {new.path} {new.location} (same accession "
                 "number), which is used; set reports.same_accession: join if the RIS exports addenda as rows",
                 path=old.path, reason=QuarantineReason.SUPERSEDED_REPORT)),
             item_id=_report_id(old, pseudonymize, shared),
@@ -298,7 +306,7 @@ def process_reports(
             logger.info("reports progress done=%d total=%d reused=%d", n, len(linked_reports), reused)
         report = linked.report
         report_id = _report_id(report, pseudonymize, shared)
-        where = "the SR document" if report.study_uid else f"row {report.row}"
+        where = "the SR document" if report.study_uid else report.location
         if linked.study is not None:
             reported_studies.add(linked.study.study_uid)
         if not report.text.strip():  # its study counts as reported: one quarantine row, not two
@@ -313,7 +321,7 @@ def process_reports(
             whose = ("whose patient id differs from the row's" if report.patient_id else
                      "and of a study of another patient, and the row has no patient id to tell which is its")
             quarantine.append(QuarantineEntry.from_error(ReportError(
-                f"row {report.row}: its accession number is that of study "
+                f"{report.location}: its accession number is that of study "
                 f"{pseudonymize('stu', linked.conflict.study_uid)}, {whose}; a "
                 "report is never linked to another patient's study: check the export's patient ids and accession "
                 "numbers", path=report.path, reason=QuarantineReason.PATIENT_MISMATCH), STAGE, report_id))
@@ -337,7 +345,7 @@ def process_reports(
         stated = report.language  # a language code the export gives ("" or e.g. "unknown": none)
         if config.language == "auto" and len(stated) == 2 and stated.isalpha() and stated not in SUPPORTED_LANGUAGES:
             quarantine.append(QuarantineEntry.from_error(ReportError(
-                f"row {report.row}: the export's language column says {stated!r}, not English or German, the "
+                f"{report.location}: the export's language column says {stated!r}, not English or German, the "
                 "languages the rules read; set reports.language to read it as one of them",
                 path=report.path, reason=QuarantineReason.UNSUPPORTED_LANGUAGE), STAGE, report_id))
             continue
@@ -388,17 +396,23 @@ def process_reports(
     # (accession number, patient) of each study that took a report by it: a study sharing both got none
     taken = {_accession_of_patient(k.study) for k in links if k.study is not None and k.method == "accession"}
     for study in sorted(studies, key=lambda s: s.study_uid):
-        if study.study_uid not in reported_studies:
+        if study.study_uid in reported_studies:
+            continue
+        if (cancel := cancelled.get(study.study_uid)) is not None:
+            detail = (f"its report cancelled: {cancel.path} {cancel.location} has a cancelled status for the "
+                      "accession number (HL7 OBR-25 X, MDM T11 or the export's status column) and no version of "
+                      "the report follows it")
+        else:
             shares = ("; its accession number is also that of another study of the patient, which took the report "
                       "(the smallest StudyInstanceUID)" if study.accession_number
                       and _accession_of_patient(study) in taken else "")
-            # the accession number's pseudonym is the instances table's accession_id: the study is found by it
-            number = (f"accession number {pseudonymize('acc', study.accession_number)}"
-                      if accession_key(study.accession_number) else "no accession number")
-            quarantine.append(QuarantineEntry.from_error(ReportError(
-                f"the study ({number}) has no report in {len(paths)} export(s) (accession or patient/date "
-                f"window){shares}", path=study.path or None, reason=QuarantineReason.NO_REPORT),
-                STAGE, pseudonymize("stu", study.study_uid)))
+            detail = f"no report in {len(paths)} export(s) (accession or patient/date window){shares}"
+        # the accession number's pseudonym is the instances table's accession_id: the study is found by it
+        number = (f"accession number {pseudonymize('acc', study.accession_number)}"
+                  if accession_key(study.accession_number) else "no accession number")
+        quarantine.append(QuarantineEntry.from_error(ReportError(
+            f"the study ({number}) has {detail}", path=study.path or None, reason=QuarantineReason.NO_REPORT),
+            STAGE, pseudonymize("stu", study.study_uid)))
     if previous is not None:
         logger.info("reports: %d of %d analyses reused from the previous run", reused, len(reports))
     return ReportsResult(tuple(reports), tuple(sentences), tuple(labels), tuple(quarantine), analysis_keys)
