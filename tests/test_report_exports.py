@@ -811,3 +811,23 @@ def test_a_study_whose_report_is_cancelled_says_so(tmp_path):
                 _segment("TXA", f1="1", f2="RAD", f12="DOC1", f14="A1", f17="AU", f19="CA")])
     (entry,) = process_reports([hl7], studies[:1]).quarantine
     assert f"its report cancelled: {hl7} message 1 has a cancelled status" in entry.message
+
+
+def test_a_cancel_without_a_report_time_withdraws_the_versions_exported_before_it(tmp_path):
+    """A RIS leaves a withdrawn report's signing time empty: counted as older than the timed final,
+    the cancel withdrew nothing and the cancelled (wrong-patient) report was used, unnamed. A version
+    exported after the cancel (the report written again) is still used."""
+    header = (*COLUMNS[:3], "report_time", "report_status", "report_text")
+    path = _csv(tmp_path / "ris.csv",
+                ("A1", "P1", "2024-01-05", "2024-01-05 10:00", "final", "Wrong patient: effusion."),
+                ("A1", "P1", "2024-01-05", "", "storniert", ""),
+                ("A2", "P1", "2024-01-06", "", "storniert", ""),
+                ("A2", "P1", "2024-01-06", "2024-01-06 09:00", "final", "Written again: no effusion."),
+                header=header)
+    studies = [StudyKey("1.1", "A1", "P1", "20240105"), StudyKey("1.2", "A2", "P1", "20240106")]
+    result = process_reports([path], studies)
+    assert [(r.study_id, r.text) for r in result.reports] == [("1.2", "Written again: no effusion.")]
+    superseded, cancelled = result.quarantine
+    assert superseded.reason == QuarantineReason.SUPERSEDED_REPORT
+    assert f"line 2 is a version of the report that {path} line 3 cancels" in superseded.message
+    assert (cancelled.reason, cancelled.item_id) == (QuarantineReason.NO_REPORT, "1.1")

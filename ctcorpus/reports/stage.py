@@ -110,6 +110,20 @@ def _version_order(report: RawReport, index: int) -> tuple[bool, str, bool, int]
     return report.result_status != "preliminary", report.report_time, report.result_status == "corrected", index
 
 
+def _version_keys(reports: Sequence[RawReport], indices: Sequence[int]) -> dict[int, tuple[bool, str, bool, int]]:
+    """:func:`_version_order` of the versions ``indices`` of one report (in export order), except
+    that a cancel without a report time stands right after the versions exported before it: a RIS
+    leaves a withdrawn report's signing time empty, and counted as older than a timed final, the
+    cancel withdrew nothing and the cancelled (wrong-patient) report was used."""
+    keys: dict[int, tuple[bool, str, bool, int]] = {}
+    latest: tuple[bool, str, bool, int] | None = None  # the last key of the versions exported so far
+    for i in indices:
+        undated_cancel = reports[i].result_status == "cancelled" and not reports[i].report_time
+        keys[i] = (*latest[:3], i) if undated_cancel and latest else _version_order(reports[i], i)
+        latest = max(latest or keys[i], keys[i])
+    return keys
+
+
 def _one_row_per_accession(
     reports: Sequence[RawReport], policy: str, shared: Collection[str] = frozenset()
 ) -> tuple[list[RawReport], list[tuple[RawReport, RawReport]], list[RawReport]]:
@@ -119,7 +133,7 @@ def _one_row_per_accession(
 
     Rows sharing an accession number and holding different (non-empty) texts are versions of one
     report or its addenda; left as they are they would become two reports with one id and one
-    sample with both reports' sentences. Versions are ordered by :func:`_version_order`. A
+    sample with both reports' sentences. Versions are ordered by :func:`_version_keys`. A
     cancelled version (an HL7 cancel: OBR-25 X, MDM T11; or a status column's) withdraws the
     versions before it and is no report itself: a report cancelled last (or only cancelled: a lone
     cancel row) is not used at all. Of
@@ -136,7 +150,7 @@ def _one_row_per_accession(
     cancels: list[RawReport] = []
     dropped: set[int] = set()
     for indices in groups.values():
-        indices.sort(key=lambda i: _version_order(reports[i], i))
+        indices.sort(key=_version_keys(reports, indices).__getitem__)
         cut = max((k + 1 for k, i in enumerate(indices) if reports[i].result_status == "cancelled"), default=0)
         superseded.extend((reports[i], reports[indices[cut - 1]]) for i in indices[:cut]
                           if reports[i].result_status != "cancelled")
