@@ -831,3 +831,19 @@ def test_a_cancel_without_a_report_time_withdraws_the_versions_exported_before_i
     assert superseded.reason == QuarantineReason.SUPERSEDED_REPORT
     assert f"line 2 is a version of the report that {path} line 3 cancels" in superseded.message
     assert (cancelled.reason, cancelled.item_id) == (QuarantineReason.NO_REPORT, "1.1")
+
+
+def test_exports_joined_into_one_csv_read_each_part_under_its_header(tmp_path, caplog):
+    """A scheduled job appending each day's export, header and all: the second header was a report
+    ("report_text", an orphan), and where the later export orders its columns otherwise every row
+    after it was read under the first header's names: its report lost, its text taken for an id."""
+    path = tmp_path / "ris.csv"
+    path.write_bytes(b"accession_number,patient_id,study_date,report_text\nA1,P1,2024-01-05,Kein Erguss.\n"
+                     b"Report_Text,accession_number,patient_id,study_date\nRundherd.,A2,P1,2024-01-06\n")
+    studies = [StudyKey("1.1", "A1", "P1", "20240105"), StudyKey("1.2", "A2", "P1", "20240106")]
+    with caplog.at_level(logging.INFO, logger="ctcorpus.reports.io"):
+        result = process_reports([path], studies)
+    assert [(r.study_id, r.text) for r in result.reports] == [("1.1", "Kein Erguss."), ("1.2", "Rundherd.")]
+    assert result.quarantine == ()
+    assert f"{path}: line 3 repeats the header" in caplog.text
+    assert [r.location for r in report_io.read_report_export(path, ReportColumns()).reports] == ["line 2", "line 4"]

@@ -396,7 +396,9 @@ def _csv_rows(path: Path, decoded: DecodedText, suffix: str, text_columns: tuple
     A row whose quoted field no quote closes is an error: the csv module reads such a field to
     the end of the file, and that row's report took in the texts and ids of every row after it. So
     is a last row short of fields in a file that ends inside it, without a line break (a cut-off
-    export): read, it was a report without text or ids."""
+    export): read, it was a report without text or ids. A line that names a text column again
+    is a header, not a row: exports joined into one file (a scheduled job appending each day's
+    export) have it, the rows after it in its column order."""
     text = decoded.text
     # the csv module refuses a field over 128 KiB (a long report history) unless told; no field
     # is longer than the file (the limit is process-wide, so it is only ever raised)
@@ -418,12 +420,21 @@ def _csv_rows(path: Path, decoded: DecodedText, suffix: str, text_columns: tuple
     _check_unique(reader.fieldnames, mapped)
     rows: list[tuple[str, dict[str, Any]]] = []
     encodings: dict[str, str] = {}
+    name_length = 2 * max(map(len, text_columns), default=0)
     start = end = reader.line_num
     for row in reader:
         start, end = end, reader.line_num
         while start in blank:
             start += 1
         where = f"line {skipped + start + 1}"
+        cells = [*(row[name] for name in reader.fieldnames), *(row.get(None) or ())]
+        # exports joined: a header again (a cell twice a name's length is no name: a report's text is not compared)
+        if _names_any((cell.strip() for cell in cells if cell and len(cell) <= name_length), text_columns):
+            logger.info("%s: %s repeats the header (exports joined into one file?); the rows after it are read "
+                        "under its columns", path, where)
+            reader.fieldnames = [(cell or "").strip() for cell in cells]
+            _check_unique(reader.fieldnames, mapped)
+            continue
         rows.append((where, row))
         if decoded.fallback:
             encodings[where] = decoded.lines_encoding(skipped + start, skipped + end)
