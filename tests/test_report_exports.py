@@ -847,3 +847,9 @@ def test_exports_joined_into_one_csv_read_each_part_under_its_header(tmp_path, c
     assert result.quarantine == ()
     assert f"{path}: line 3 repeats the header" in caplog.text
     assert [r.location for r in report_io.read_report_export(path, ReportColumns()).reports] == ["line 2", "line 4"]
+    # JSON Lines files joined: each began with a byte order mark, and the second's first line was no JSON
+    jsonl = tmp_path / "ris.jsonl"
+    jsonl.write_bytes(b'\xef\xbb\xbf{"report_text": "Kein Erguss."}\n\xef\xbb\xbf{"report_text": "Rundherd."}\n')
+    export = report_io.read_report_export(jsonl, ReportColumns())
+    assert [(r.location, r.text) for r in export.reports] == [("line 1", "Kein Erguss."), ("line 2", "Rundherd.")]
+    assert not export.problems

@@ -223,7 +223,8 @@ def _json_rows(text: str, path: Path) -> tuple[list[tuple[int, dict[str, Any]]],
         for n, line in enumerate(io.StringIO(text, newline="")):  # lines as the file has them (not at U+2028)
             if line.strip():
                 try:
-                    entries.append((n, json.loads(line)))
+                    # a byte order mark starts each file of JSON Lines files joined into one (cat a.jsonl b.jsonl)
+                    entries.append((n, json.loads(line.removeprefix("\ufeff"))))
                 except json.JSONDecodeError as exc:
                     bad(unit, n, f"is not JSON ({exc.msg})")
         if problems and not entries:  # a CSV or a binary file so named: one error, not one per line
