@@ -23,7 +23,17 @@ from ctcorpus.outputs.sample import CorpusSample, decode_sample
 from ctcorpus.outputs.store import exclusive_lock
 from ctcorpus.taxonomy import CT_RATE_LABELS
 from ctcorpus.train import evaluate_model, loop, make_loader, probe_grid, rank_auc, shard_paths, train_model, write_synthetic_corpus
-from ctcorpus.train.data import Collator, Decoder, VolumeGrid, crop_or_pad, encode_texts, label_targets, report_text
+from ctcorpus.train.data import (
+    Collator,
+    Decoder,
+    LoaderStart,
+    StreamPosition,
+    VolumeGrid,
+    crop_or_pad,
+    encode_texts,
+    label_targets,
+    report_text,
+)
 from ctcorpus.train.evaluate import recall_at_k
 from ctcorpus.train.losses import label_logits, localization_loss, siglip_loss, step_scores
 from ctcorpus.train.model import CtReportModel, ModelSpec
@@ -523,18 +533,21 @@ def _killed_at_step(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
     monkeypatch.setattr(loop, "step_loss", dying)
 
 
-def test_a_resumed_run_equals_an_uninterrupted_one(small_corpus: Path, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("every", "killed_at", "streams"), [(4, 6, [[0, 4]]), (3, 5, [[0, 3]])])
+def test_a_resumed_run_equals_an_uninterrupted_one(small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   every: int, killed_at: int, streams: list[list[int]]) -> None:
     """model.pt held the weights only and was written at the end: a run killed after hours left
-    nothing, and nothing could continue a run."""
+    nothing, and nothing could continue a run. A checkpoint inside an epoch (step 3 of 4 batches an
+    epoch) resumed at the next epoch: the rest of the interrupted one was never trained on."""
     whole = train_model(small_corpus, TrainConfig(**RESUMABLE), tmp_path / "whole", device="cpu")
     with monkeypatch.context() as patch:
-        _killed_at_step(patch, 6)
+        _killed_at_step(patch, killed_at)
         with pytest.raises(Killed):
-            train_model(small_corpus, TrainConfig(**RESUMABLE), tmp_path / "killed", device="cpu")
+            train_model(small_corpus, TrainConfig(**{**RESUMABLE, "checkpoint_every": every}), tmp_path / "killed",
+                        device="cpu")
     saved = torch.load(tmp_path / "killed" / "model.pt", weights_only=True)
-    assert saved["step"] == 4 and saved["epoch"] == 0 and saved["losses"] == list(whole.losses[:4])
-    # how often it saves may change on resuming; the loader starts at the epoch after the last batch's
+    assert saved["step"] == every and saved["streams"] == streams and saved["losses"] == list(whole.losses[:every])
+    # how often it saves may change on resuming; the loader goes on where the checkpoint's batch was
     resumed = train_model(small_corpus, TrainConfig(**{**RESUMABLE, "checkpoint_every": 0}), tmp_path / "killed",
                           device="cpu", resume=True)
     assert resumed.losses == whole.losses
@@ -542,7 +555,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one(small_corpus: Path, tmp_path:
     for name, tensor in torch.load(resumed.checkpoint, weights_only=True)["state_dict"].items():
         assert torch.equal(tensor, weights[name]), name
     assert resumed.metrics.label_auc == whole.metrics.label_auc
-    assert json.loads(resumed.metrics_path.read_text())["train"]["resumed_at_step"] == 4
+    assert json.loads(resumed.metrics_path.read_text())["train"]["resumed_at_step"] == every
 
 
 def test_resume_refuses_another_config_dataset_or_tokenizer(tmp_path: Path) -> None:
@@ -607,20 +620,25 @@ def test_a_kill_while_writing_a_checkpoint_keeps_the_last_one_and_its_tokenizer(
 
 
 def test_a_loader_started_at_an_epoch_gives_that_epoch_of_a_whole_run(tmp_path: Path) -> None:
-    """A resumed run's loader starts at the epoch after the checkpoint's: each batch, made in a
-    worker, says its epoch, and the shard and sample order of epoch n does not depend on the start."""
+    """A resumed run's loader starts each worker stream where the checkpoint left it: each batch, made
+    in a worker, says its epoch and stream, and the shard and sample order of epoch n does not depend
+    on the start."""
     write_synthetic_corpus(tmp_path, {"train": 16}, (4, 16, 16), spacing_mm=SPACING_MM, per_shard=2)
     config = TrainConfig(**{**TINY, "batch_size": 2, "num_workers": 2})  # 4 batches per worker and epoch
     tokenizer = train_tokenizer(["no nodule"], 64)
 
-    def batches(n: int, first_epoch: int) -> list[tuple[int, tuple[str, ...]]]:
+    def batches(n: int, start: LoaderStart | None = None) -> list[tuple[int, tuple[str, ...]]]:
         loader = make_loader(tmp_path, "train", config, VolumeGrid(SPACING_MM, 4), tokenizer, train=True,
-                             first_epoch=first_epoch)
+                             start=start or LoaderStart())
         return [(batch.epoch, batch.volume_ids) for batch in itertools.islice(loader, n)]
 
-    whole = batches(24, 0)
+    whole = batches(24)
     assert [epoch for epoch, _ in whole] == [0] * 8 + [1] * 8 + [2] * 8
-    assert batches(8, 2) == whole[16:]
+    assert batches(8, LoaderStart((StreamPosition(2),) * 2)) == whole[16:]
+    # whole[k] is stream k % 2's; epoch 1 is whole[8:16]: stream 0's batches 8, 10, 12, 14, stream 1's 9, 11, 13, 15
+    assert batches(10, LoaderStart((StreamPosition(1, 3), StreamPosition(1, 2)), first_stream=1)) == whole[13:23]
+    # a stream whose batches of its epoch were all trained on starts at the next
+    assert batches(9, LoaderStart((StreamPosition(1, 4), StreamPosition(1, 3)), first_stream=1)) == whole[15:24]
 
 
 @pytest.fixture
@@ -653,7 +671,8 @@ def test_a_samples_crop_and_jitter_do_not_depend_on_the_workers(tmp_path: Path) 
 
     def draws(workers: int, first_epoch: int = 0) -> dict[tuple[int, str], tuple[list[float], torch.Tensor]]:
         loader = make_loader(tmp_path, "train", config.model_copy(update={"num_workers": workers}),
-                             VolumeGrid(SPACING_MM, 4), tokenizer, train=True, first_epoch=first_epoch)
+                             VolumeGrid(SPACING_MM, 4), tokenizer, train=True,
+                             start=LoaderStart((StreamPosition(first_epoch),) * max(1, workers)))
         return _draws(loader, 16 - 8 * first_epoch)  # 8 batches an epoch, up to the end of epoch 1
 
     alone, two = draws(0), draws(2)
@@ -668,19 +687,25 @@ def test_a_samples_crop_and_jitter_do_not_depend_on_the_workers(tmp_path: Path) 
     assert any(not torch.equal(crops[0, vid], crops[1, vid]) for _, vid in alone if (1, vid) in alone)
 
 
+@pytest.mark.parametrize(("every", "killed_at", "streams"), [(4, 6, [[0, 2], [0, 2]]), (3, 5, [[0, 2], [0, 1]])])
 def test_a_resumed_run_with_workers_equals_an_uninterrupted_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                deterministic: object) -> None:
+                                                                deterministic: object, every: int, killed_at: int,
+                                                                streams: list[list[int]]) -> None:
     """With workers a resumed run's crops and jitter were other than the uninterrupted run's (the
-    workers' RNGs started afresh at the resumed epoch), so its losses and weights were too."""
+    workers' RNGs started afresh at the resumed epoch), so its losses and weights were too; and a
+    checkpoint inside an epoch of a worker (step 3: worker 1 had made one of its two batches) skipped
+    the rest of it. There the resumed loader's worker 0 plays stream 1 (step 3 is its batch), and
+    stream 0, whose epoch was trained on whole, starts at the next one."""
     root = tmp_path / "corpus"  # volumes larger than the crop on every axis: crops are drawn
     write_synthetic_corpus(root, {"train": 16, "test": 8}, (20, 40, 40), spacing_mm=SPACING_MM, per_shard=8, seed=0)
     config = TrainConfig(**{**RESUMABLE, "num_workers": 2})  # a shard per worker: 2 batches each an epoch
     whole = train_model(root, config, tmp_path / "whole", device="cpu")
     with monkeypatch.context() as patch:
-        _killed_at_step(patch, 6)
+        _killed_at_step(patch, killed_at)
         with pytest.raises(Killed):
-            train_model(root, config, tmp_path / "killed", device="cpu")
-    assert torch.load(tmp_path / "killed" / "model.pt", weights_only=True)["step"] == 4
+            train_model(root, config.model_copy(update={"checkpoint_every": every}), tmp_path / "killed", device="cpu")
+    saved = torch.load(tmp_path / "killed" / "model.pt", weights_only=True)
+    assert saved["step"] == every and saved["streams"] == streams
     resumed = train_model(root, config, tmp_path / "killed", device="cpu", resume=True)
     assert resumed.losses == whole.losses
     weights = torch.load(whole.checkpoint, weights_only=True)["state_dict"]
@@ -780,3 +805,18 @@ def test_resuming_a_run_killed_in_its_final_evaluation_evaluates_it(small_corpus
     assert written["train"]["resumed_at_step"] == 2 and len(written["train"]["loss_history"]) == 2
     assert written["train"]["volumes_per_s"] is None and written["n_volumes"] == 8
     assert (run / "model.pt").read_bytes() == checkpoint  # evaluated as it was, not trained on
+
+
+def test_resuming_a_checkpoint_without_streams_goes_on_at_the_next_epoch_and_says_so(
+        small_corpus: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A checkpoint of an older ctcorpus holds only the latest epoch a batch came from: the run goes on
+    at the next epoch, and the warning says the rest of that one is skipped."""
+    run = tmp_path / "run"
+    train_model(small_corpus, TrainConfig(**{**RESUMABLE, "steps": 2}), run, device="cpu")
+    state = torch.load(run / "model.pt", weights_only=True)
+    del state["streams"]
+    torch.save({**state, "resume_format": 2, "epoch": 0}, run / "model.pt")
+    with caplog.at_level(logging.WARNING, logger="ctcorpus.train.loop"):
+        train_model(small_corpus, TrainConfig(**{**RESUMABLE, "steps": 3}), run, device="cpu", resume=True)
+    assert "skipping the rest of that one" in caplog.text and "equals no uninterrupted run" not in caplog.text
+    assert torch.load(run / "model.pt", weights_only=True)["streams"] == [[1, 1]]

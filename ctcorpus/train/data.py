@@ -9,13 +9,16 @@ there. No left-right flip is ever applied: it would silently break laterality ("
 
 Every random draw of a training sample (its crop, its jitter) comes from :func:`sample_rng`, a
 function of the seed, the epoch and the sample's key only: no RNG lives in a worker, so the draws
-are the same with any number of workers and in a resumed run.
+are the same with any number of workers and in a resumed run. A resumed run's loader starts each
+worker where the checkpoint left it (:class:`LoaderStart`): at its epoch, past the batches of it
+already trained on.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
 import random
@@ -31,6 +34,7 @@ from tokenizers import Tokenizer
 
 from ctcorpus.config.train import TrainConfig
 from ctcorpus.errors import TrainError
+from ctcorpus.outputs.dataset import count_tar_samples
 from ctcorpus.outputs.sample import decode_array
 from ctcorpus.outputs.store import moved_aside
 from ctcorpus.taxonomy import CT_RATE_LABELS
@@ -62,6 +66,7 @@ class Example:
 
     volume_id: str
     epoch: int  # training: the epoch of the pass over the shards that read it; 0 in evaluation
+    stream: int  # training: the worker stream (:class:`LoaderStart`) that read it; 0 in evaluation
     volume: torch.Tensor  # int16 HU (1, z, y, x)
     intensity: tuple[float, float]  # (scale, shift in HU) of the jitter; (1, 0) without augmentation
     report_text: str
@@ -89,6 +94,7 @@ class Batch:
     snippet_sample: torch.Tensor  # (S,) int64: row of the volume in this batch
     snippet_z: torch.Tensor  # (S,) int64: z voxel inside the crop
     epoch: int = 0  # training: the epoch of the worker's pass over its shards its examples came from
+    stream: int = 0  # training: the worker stream (:class:`LoaderStart`) that made it
 
     def scaled_volumes(self) -> torch.Tensor:
         """Model input: float32 ``(clip(HU) * scale + shift) / 1000``, computed where the batch lives."""
@@ -281,7 +287,7 @@ def report_text(report: Mapping[str, Any]) -> str:
 @dataclass(frozen=True, slots=True)
 class Decoder:
     """Picklable sample decoder (runs inside DataLoader workers); with ``augment`` its crop and
-    jitter come from :func:`sample_rng` of the seed, the sample's ``__epoch__`` (:class:`EpochTag`)
+    jitter come from :func:`sample_rng` of the seed, the sample's ``__epoch__`` (:class:`EpochSamples`)
     and its key.
 
     A sample that cannot be decoded raises :class:`TrainError` naming the shard and the sample:
@@ -335,7 +341,8 @@ class Decoder:
             if 0 <= z < self.config.input_shape_zyx[0]:
                 texts.append(str(snip["text"]))
                 zs.append(z)
-        return Example(key, epoch, volume, intensity, report_text(report), target, weight, known, tuple(texts), tuple(zs))
+        stream = int(sample.get("__stream__", 0))
+        return Example(key, epoch, stream, volume, intensity, report_text(report), target, weight, known, tuple(texts), tuple(zs))
 
 
 def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -350,7 +357,8 @@ def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_tokens: int) ->
 @dataclass(frozen=True, slots=True)
 class Collator:
     """Picklable collation: stacks volumes and tokenizes reports and snippets (pad id 0); a batch
-    never spans two epochs (each epoch runs the pipeline anew), so the first example's is its epoch."""
+    never spans two epochs nor two workers (each worker runs the pipeline anew each epoch), so the
+    first example's epoch and stream are the batch's."""
 
     tokenizer: Tokenizer
     max_tokens: int
@@ -373,38 +381,92 @@ class Collator:
             snippet_sample=torch.tensor([i for i, e in enumerate(examples) for _ in e.snippet_texts], dtype=torch.int64),
             snippet_z=torch.tensor([z for e in examples for z in e.snippet_z], dtype=torch.int64),
             epoch=examples[0].epoch,
+            stream=examples[0].stream,
         )
 
 
-class EpochShardList(torch.utils.data.IterableDataset):
-    """Shard URLs in a new seeded order each epoch (webdataset's ``SimpleShardList(seed=)`` reused
-    one order for every epoch), counting epochs from ``first_epoch``.
+@dataclass(frozen=True, slots=True)
+class StreamPosition:
+    """Where one worker stream stands: the epoch of its latest batch and how many of its batches of
+    that epoch were trained on (a new run: epoch 0, none)."""
 
-    Every worker holds a copy that draws the same order for its n-th epoch, so ``split_by_worker``
-    still partitions each epoch's shards between the workers.
-    """
-
-    def __init__(self, urls: Sequence[str], seed: int, first_epoch: int = 0) -> None:
-        super().__init__()
-        self.urls, self.seed, self.epoch = list(urls), seed, first_epoch - 1
-
-    def __iter__(self) -> Iterator[dict[str, str]]:
-        self.epoch += 1
-        urls = self.urls.copy()
-        random.Random(f"{self.seed}/{self.epoch}").shuffle(urls)
-        return iter([{"url": url} for url in urls])
+    epoch: int = 0
+    batches: int = 0
 
 
 @dataclass(frozen=True, slots=True)
-class EpochTag:
-    """Picklable stage that marks each training sample with its epoch (``__epoch__``): it seeds the
-    sample's draws, and its batch carries it, so a checkpoint can say which epoch a resumed run
-    starts at. Inside a worker ``shards`` is that worker's own copy."""
+class LoaderStart:
+    """Where a training loader starts.
+
+    A stream is one worker's share of each epoch's shards and the batches it makes of them (with
+    ``num_workers`` 0, the one process). The DataLoader takes batches from its workers in turn, so
+    step ``s`` of a run trains on a batch of stream ``s % streams``: a loader resumed at step ``s``
+    gives its worker ``i`` stream ``(i + s) % streams`` (``first_stream = s % streams``), and each
+    stream starts at its ``positions`` entry, past the batches of that epoch already trained on.
+    """
+
+    positions: tuple[StreamPosition, ...] = ()
+    first_stream: int = 0
+
+    def position(self, stream: int) -> StreamPosition:
+        return self.positions[stream] if stream < len(self.positions) else StreamPosition()
+
+
+class EpochShardList(torch.utils.data.IterableDataset):
+    """One worker stream's shard URLs of each epoch (:class:`LoaderStart`): all URLs in a new seeded
+    order each epoch (webdataset's ``SimpleShardList(seed=)`` reused one order for every epoch),
+    then every ``streams``-th from the stream's index on.
+
+    Every worker holds a copy that draws the same order for the same epoch, so the streams
+    partition each epoch's shards. A stream starts at its start's epoch; ``skip`` is the number of
+    samples of the current epoch already trained on (the start's batches; none after its first
+    epoch, nor when its batches were all the epoch had: then it starts at the next epoch).
+    """
+
+    def __init__(self, urls: Sequence[str], seed: int, batch_size: int, start: LoaderStart) -> None:
+        super().__init__()
+        self.urls, self.seed, self.batch_size, self.start = list(urls), seed, batch_size, start
+        self.stream, self.epoch, self.skip = 0, -1, 0
+        self.streams = 0  # 0: not yet iterated in this process
+
+    def _epoch_urls(self, epoch: int) -> list[str]:
+        urls = self.urls.copy()
+        random.Random(f"{self.seed}/{epoch}").shuffle(urls)
+        return urls[self.stream :: self.streams]
+
+    def __iter__(self) -> Iterator[dict[str, str]]:
+        if self.streams:
+            self.epoch, self.skip = self.epoch + 1, 0
+        else:
+            info = torch.utils.data.get_worker_info()
+            worker, self.streams = (info.id, info.num_workers) if info is not None else (0, 1)
+            self.stream = (worker + self.start.first_stream) % self.streams
+            position = self.start.position(self.stream)
+            self.epoch, self.skip = position.epoch, position.batches * self.batch_size
+            if self.skip and self.skip >= sum(count_tar_samples(Path(u)) for u in self._epoch_urls(self.epoch)):
+                self.epoch, self.skip = self.epoch + 1, 0  # the epoch was trained on whole
+        return iter([{"url": url} for url in self._epoch_urls(self.epoch)])
+
+
+@dataclass(frozen=True, slots=True)
+class EpochSamples:
+    """Picklable stage over one worker's samples of an epoch: shuffles them in a buffer seeded by the
+    seed and the epoch (as ``wds.detshuffle``), drops the ``skip`` first (trained on before a resume)
+    and marks each with its epoch and stream (``__epoch__``, ``__stream__``): the epoch seeds the
+    sample's draws, and its batch carries both, so a checkpoint can say where each stream stands.
+    Inside a worker ``shards`` is that worker's own copy."""
 
     shards: EpochShardList
+    bufsize: int
+    initial: int
 
-    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
-        return {**sample, "__epoch__": self.shards.epoch}
+    def __call__(self, samples: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        shards = self.shards
+        rng = random.Random()
+        rng.seed(shards.seed + shards.epoch)
+        shuffled = wds.shuffle(self.bufsize, self.initial, rng=rng)(samples)
+        for sample in itertools.islice(shuffled, shards.skip, None):
+            yield {**sample, "__epoch__": shards.epoch, "__stream__": shards.stream}
 
 
 def make_loader(
@@ -416,7 +478,7 @@ def make_loader(
     *,
     train: bool,
     pin_memory: bool = False,
-    first_epoch: int = 0,
+    start: LoaderStart = LoaderStart(),
 ) -> torch.utils.data.DataLoader:
     """A DataLoader of :class:`Batch` over one split's shards.
 
@@ -424,8 +486,8 @@ def make_loader(
     intensity (draws of :func:`sample_rng`: the same for a sample in an epoch whichever worker reads
     it), drops each epoch's last partial batch and repeats epochs inside every worker, so the
     prefetch queue never drains at an epoch boundary; evaluation reads every sample once, centred.
-    A training loader starts at epoch ``first_epoch`` (a resumed run: the shard and sample order of
-    that epoch of an uninterrupted run) and tags each batch with its epoch.
+    A training loader starts each worker stream where ``start`` says (a resumed run: the batches an
+    uninterrupted run would make from there on) and tags each batch with its epoch and stream.
     Shards are split by worker, so a worker never duplicates another's samples; with fewer shards
     than workers the extra workers stay idle (a warning says so). Not by distributed rank: training
     is one process, and a launcher's ``RANK``/``WORLD_SIZE`` made it train and evaluate on a part.
@@ -439,14 +501,12 @@ def make_loader(
     if workers > len(urls):
         logger.warning("split=%s shards=%d num_workers=%d: extra workers stay idle", split, len(urls), workers)
     batch_size = config.batch_size if train else config.eval_batch_size
-    shards = EpochShardList(urls, config.seed, first_epoch)
-    stages: list[Any] = [shards if train else wds.SimpleShardList(urls), wds.split_by_worker, wds.tarfile_to_samples()]
     if train:
-        stages.append(wds.map(EpochTag(shards)))
-        shuffle = wds.detshuffle(
-            config.shuffle_buffer, initial=min(config.shuffle_buffer, 16), seed=config.seed, epoch=first_epoch - 1
-        )
-        stages.append(shuffle)
+        shards = EpochShardList(urls, config.seed, batch_size, start)
+        stages: list[Any] = [shards, wds.tarfile_to_samples(),
+                             EpochSamples(shards, config.shuffle_buffer, min(config.shuffle_buffer, 16))]
+    else:
+        stages = [wds.SimpleShardList(urls), wds.split_by_worker, wds.tarfile_to_samples()]
     stages += [
         wds.map(Decoder(config, grid, augment=train)),
         wds.batched(batch_size, collation_fn=Collator(tokenizer, config.max_tokens), partial=not train),

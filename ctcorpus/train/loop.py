@@ -8,11 +8,11 @@ honest and the data-wait share tells whether the loader keeps the GPU busy.
 
 Every ``checkpoint_every`` steps and at the end, ``model.pt`` is replaced whole by one holding the
 weights, the optimizer, the LR schedule, the step, the loss history, the RNG states and the
-tokenizer; a resumed run continues from it. Its loader starts at the epoch after the last one a
-batch came from: the rest of an interrupted epoch is skipped, not replayed. The order of an
-epoch's shards and samples and every sample's crop and jitter depend on the seed, the epoch and
-the sample only (with or without workers), so a resumed run equals an uninterrupted one exactly
-when the checkpoint fell where every worker (or the one process) had ended an epoch.
+tokenizer, and where each worker stream of the loader stands (its epoch and the batches of it
+trained on). A resumed run's loader starts every stream there, past the batches already trained on,
+so an interrupted epoch is finished, not skipped nor replayed. The order of an epoch's shards and
+samples and every sample's crop and jitter depend on the seed, the epoch and the sample only (with
+or without workers), so a resumed run equals an uninterrupted one.
 
 A run holds a lock on its folder and first removes the temporary files a run killed while writing
 one of its files left there.
@@ -35,7 +35,16 @@ from ctcorpus.config.train import TrainConfig
 from ctcorpus.errors import TrainError
 from ctcorpus.outputs.store import atomic_write_bytes, exclusive_lock, leftover_temp_files
 from ctcorpus.taxonomy import CT_RATE_LABELS
-from ctcorpus.train.data import Batch, dataset_identity, iterate_forever, make_loader, probe_grid, shard_paths
+from ctcorpus.train.data import (
+    Batch,
+    LoaderStart,
+    StreamPosition,
+    dataset_identity,
+    iterate_forever,
+    make_loader,
+    probe_grid,
+    shard_paths,
+)
 from ctcorpus.train.evaluate import METRICS_FILE, SPLIT_METRICS_FILE, EvalMetrics, encode_prompts, evaluate, prompt_tokens, write_metrics
 from ctcorpus.train.losses import label_logits, label_loss, localization_loss, siglip_loss, step_scores
 from ctcorpus.train.model import CHECKPOINT_FILE, CtReportModel, ModelSpec, autocast, resolve_device, save_checkpoint
@@ -46,9 +55,10 @@ logger = logging.getLogger(__name__)
 
 #: Config fields a resumed run may change: how long it trains and how often it saves.
 RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every"})
-#: What a checkpoint's training state means; 2: a sample's draws are a function of (seed, epoch,
-#: key), where 1 (no ``resume_format``) drew them from RNGs of the loader's workers.
-RESUME_FORMAT = 2
+#: What a checkpoint's training state means; 3: it says where each worker stream stands
+#: (``streams``), where 2 held only the latest epoch a batch came from, and 1 (no ``resume_format``)
+#: also drew the samples' crops and jitter from RNGs of the loader's workers.
+RESUME_FORMAT = 3
 #: The lock a run holds on its folder (no second run writes into it meanwhile).
 LOCK_FILE = ".train.lock"
 #: The files whose temporary files (:func:`~ctcorpus.outputs.store.leftover_temp_files`) a killed run
@@ -206,12 +216,26 @@ def _resume_state(out_dir: Path, config: TrainConfig, dataset: dict[str, str | N
         raise TrainError(
             f"cannot resume: the checkpoint has {state['step']} steps, more than train.steps={config.steps}", path=path
         )
-    if state.get("resume_format", 1) != RESUME_FORMAT:
+    if state.get("resume_format", 1) == 1:
         logger.warning(
             "%s was written when the workers drew the samples' crops and jitter from their own RNGs: the run "
             "goes on with draws of the seed, the epoch and the sample, but it equals no uninterrupted run", path,
         )
+    if "streams" not in state:
+        logger.warning(
+            "%s says only the latest epoch a batch came from (an older ctcorpus): the run goes on at the next "
+            "epoch, skipping the rest of that one", path,
+        )
     return state
+
+
+def _loader_start(state: dict[str, Any], streams: int) -> LoaderStart:
+    """Where the resumed loader starts: each stream where the checkpoint's left it, its worker ``i``
+    stream ``(i + step) % streams`` (:class:`~ctcorpus.train.data.LoaderStart`); for a checkpoint
+    without ``streams``, every stream at the epoch after its ``epoch``."""
+    if "streams" not in state:
+        return LoaderStart((StreamPosition(state["epoch"] + 1),) * streams)
+    return LoaderStart(tuple(StreamPosition(*p) for p in state["streams"]), state["step"] % streams)
 
 
 def _write_checkpoint(out_dir: Path, model: CtReportModel, state: dict[str, Any]) -> None:
@@ -293,16 +317,19 @@ def _train(shard_root: Path, config: TrainConfig, out_dir: Path, device: str, re
     model = CtReportModel(spec).to(torch_device).train()
     optimizer = _optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, config))
-    start, epoch, losses = 0, -1, []  # epoch: the last one a batch came from
+    start, losses, loader_start = 0, [], LoaderStart()
     if resumed is not None:
         model.load_state_dict(resumed["state_dict"])
         optimizer.load_state_dict(resumed["optimizer"])
         scheduler.load_state_dict(resumed["scheduler"])
-        start, epoch, losses = resumed["step"], resumed["epoch"], list(resumed["losses"])
-        logger.info("resuming %s at step %d; the loader starts at epoch %d", out_dir / CHECKPOINT_FILE, start, epoch + 1)
+        start, losses = resumed["step"], list(resumed["losses"])
+        loader_start = _loader_start(resumed, max(1, config.num_workers))
+        logger.info("resuming %s at step %d; the loader's streams start at %s", out_dir / CHECKPOINT_FILE, start,
+                    [(p.epoch, p.batches) for p in loader_start.positions])
+    streams = [loader_start.position(i) for i in range(max(1, config.num_workers))]  # (epoch, batches) trained on
     cuda = torch_device.type == "cuda"
     torch.backends.cudnn.benchmark = cuda  # fixed input shape: pick the fastest conv algorithms once
-    loader = make_loader(shard_root, "train", config, grid, tokenizer, train=True, pin_memory=cuda, first_epoch=epoch + 1)
+    loader = make_loader(shard_root, "train", config, grid, tokenizer, train=True, pin_memory=cuda, start=loader_start)
     stream = iterate_forever(loader, "train")
     if resumed is not None:  # after the loader drew its seed, as the interrupted run had before its first step
         _set_rng_state(resumed["rng"], torch_device)
@@ -318,7 +345,8 @@ def _train(shard_root: Path, config: TrainConfig, out_dir: Path, device: str, re
         clock.mark()
         batch = next(stream)
         clock.mark()
-        epoch = max(epoch, batch.epoch)
+        trained = streams[batch.stream]
+        streams[batch.stream] = StreamPosition(batch.epoch, trained.batches + 1 if trained.epoch == batch.epoch else 1)
         batch = batch.to(torch_device)
         with autocast(torch_device, config.bf16):
             loss = step_loss(model, batch, encode_prompts(model, prompt_ids), config)
@@ -341,7 +369,8 @@ def _train(shard_root: Path, config: TrainConfig, out_dir: Path, device: str, re
             )
         if save:  # between the marks of two steps: the step times leave the writing out
             state = {
-                **provenance, "step": done, "epoch": epoch, "losses": losses, "optimizer": optimizer.state_dict(),
+                **provenance, "step": done, "streams": [[p.epoch, p.batches] for p in streams], "losses": losses,
+                "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": _rng_state(torch_device),
             }
             _write_checkpoint(out_dir, model, state)
