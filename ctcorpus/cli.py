@@ -83,17 +83,30 @@ def _exit_on_error() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
-def _no_traceback_for_ctcorpus_errors(record: logging.LogRecord) -> bool:
-    """Log filter: keep the record, drop the traceback of a ctcorpus error (its message names file and reason)."""
-    from ctcorpus.errors import CtCorpusError
-
-    if record.exc_info and isinstance(record.exc_info[1], CtCorpusError):
-        record.exc_info = None
-    return True
-
-
 #: The loggers through which Prefect reports a failed task or flow run, with its traceback.
 PREFECT_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+#: What Prefect logs as a task or flow run ends failed: the state, which names the exception's type.
+_FAILED_STATE = re.compile(r"Finished in state Failed\('(?:Task|Flow) run encountered an exception:? (\w+): ")
+
+
+def _error_names(error: type[Exception]) -> set[str]:
+    """The names of ``error`` and its subclasses (those of ``flows`` too, once imported)."""
+    return {error.__name__}.union(*(_error_names(sub) for sub in error.__subclasses__()))
+
+
+def _not_of_a_ctcorpus_error(record: logging.LogRecord) -> bool:
+    """Console filter of a command's flow run: drop what Prefect's run loggers report of a ctcorpus error
+    (its traceback, the run's 'Finished in state Failed'). The command ends with the error's message, which
+    names file and reason; those 2-3 ERROR lines stood before it. Any other error (a bug) keeps its
+    traceback, and a Prefect server's run logs (its API handler) keep everything."""
+    from ctcorpus.errors import CtCorpusError
+
+    if not record.name.startswith(PREFECT_RUN_LOGGERS):
+        return True
+    if record.exc_info:
+        return not isinstance(record.exc_info[1], CtCorpusError)
+    failed = _FAILED_STATE.match(record.getMessage())
+    return not (failed and failed[1] in _error_names(CtCorpusError))
 
 
 def _run_flow(flow: Callable[..., dict[str, Any]], **parameters: Any) -> dict[str, Any]:
@@ -104,13 +117,14 @@ def _run_flow(flow: Callable[..., dict[str, Any]], **parameters: Any) -> dict[st
     outlives the Ctrl-C to record the run's end.
 
     Prefect re-raises the error of a failed run as it was raised, so ``_exit_on_error`` catches it;
-    the tracebacks Prefect logs on the way would bury that line, so they are left out.
+    what Prefect logs of it on the way would stand before that line, so the console leaves it out
+    (:func:`_not_of_a_ctcorpus_error`).
     """
     from flows.runtime import start_prefect_server
 
-    loggers = [logging.getLogger(name) for name in PREFECT_RUN_LOGGERS]
-    for logger in loggers:
-        logger.addFilter(_no_traceback_for_ctcorpus_errors)
+    consoles = list(logging.getLogger().handlers)  # Prefect's console handler, where the run loggers' records end
+    for handler in consoles:
+        handler.addFilter(_not_of_a_ctcorpus_error)
     terminate = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         with _exit_on_error():
@@ -118,8 +132,8 @@ def _run_flow(flow: Callable[..., dict[str, Any]], **parameters: Any) -> dict[st
             return flow(**parameters)
     finally:
         signal.signal(signal.SIGTERM, terminate)
-        for logger in loggers:
-            logger.removeFilter(_no_traceback_for_ctcorpus_errors)
+        for handler in consoles:
+            handler.removeFilter(_not_of_a_ctcorpus_error)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -234,7 +248,7 @@ def build(
     from flows.build import build_dataset
 
     result = _run_flow(build_dataset, config_path=str(config) if config else None,
-                       work_dir=str(work) if work else None, out_dir=str(out) if out else None)
+                       work_dir=str(work) if work else None, out_dir=str(out) if out else None, show_progress=True)
     _report("build", {"dataset": result["path"], "files": result["files"], **{f"split {k}": counts_line(v) or "empty" for k, v in result["splits"].items()}})
 
 

@@ -24,7 +24,7 @@ import logging
 import re
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -944,8 +944,14 @@ def _run_index(work_dir: Path) -> dict[str, Any]:
         raise CtCorpusError("no ingest run recorded here: run `ctcorpus ingest` first", path=work_dir) from None
 
 
-def build_units(work_dir: Path, index: Mapping[str, Any]) -> list[BuildUnit]:
-    """The stored results the run index (:func:`_run_index`) names, as :class:`~ctcorpus.outputs.BuildUnit`s."""
+#: What :func:`build_units` hands the index's studies to: it yields them as it reads them (a tracker
+#: counts them for progress, as the build flow does; ``iter`` for none).
+StudyTracker = Callable[[Sequence[Mapping[str, Any]]], Iterable[Mapping[str, Any]]]
+
+
+def build_units(work_dir: Path, index: Mapping[str, Any], track: StudyTracker = iter) -> Iterator[BuildUnit]:
+    """The stored results the run index (:func:`_run_index`) names, as :class:`~ctcorpus.outputs.BuildUnit`s:
+    the export's, then one per study that did not fail, read as they are asked for; ``track`` gets those studies."""
     store = WorkStore(Path(work_dir))
     reports = _load_tables(store.path("reports", index["reports_key"]))
     export = _load_tables(store.path("export", index["export_key"]))
@@ -956,20 +962,16 @@ def build_units(work_dir: Path, index: Mapping[str, Any]) -> list[BuildUnit]:
     dropped, sources = _reports_left_out(reports["reports"], {e.item_id for e in failed}, QuarantineReason.STAGE_FAILED,
                                          "which failed after retries: both are left out (the study's row names its "
                                          "error); the next run retries the study")
-    units = [
-        BuildUnit(
-            unit_id="export",
-            patient_id="",
-            tables={
-                "instances": export["instances"],
-                "quarantine": pa.concat_tables([export["quarantine"], reports["quarantine"],
-                                                _quarantine_table([*failed, *dropped], sources)]),
-            },
-        )
-    ]
-    for u in index["units"]:
-        if u["failed"]:
-            continue
+    yield BuildUnit(
+        unit_id="export",
+        patient_id="",
+        tables={
+            "instances": export["instances"],
+            "quarantine": pa.concat_tables([export["quarantine"], reports["quarantine"],
+                                            _quarantine_table([*failed, *dropped], sources)]),
+        },
+    )
+    for u in track([u for u in index["units"] if not u["failed"]]):
         tables: dict[str, list[pa.Table]] = defaultdict(list)
         for folder in [store.path("study", u["study_key"]), *(store.path("ingest", k) for k in u.get("rejected", ()))]:
             for name, table in _load_tables(folder).items():
@@ -1005,12 +1007,12 @@ def build_units(work_dir: Path, index: Mapping[str, Any]) -> list[BuildUnit]:
         tables["sentences"].append(_filter(reports["sentences"], "report_id", report_ids))
         tables["labels"].append(_filter(reports["labels"], "report_id", report_ids))
         merged = {name: pa.concat_tables(parts) for name, parts in tables.items()}
-        units.append(BuildUnit(unit_id=u["unit_id"], patient_id=u["patient_id"], tables=merged, samples=tuple(samples)))
-    return units
+        yield BuildUnit(unit_id=u["unit_id"], patient_id=u["patient_id"], tables=merged, samples=tuple(samples))
 
 
-def build_from_work(config: CorpusConfig, work_dir: Path, out: Path) -> BuildResult:
-    """Build the dataset version of the last recorded ingest run (splits, tables, shards, manifest).
+def build_from_work(config: CorpusConfig, work_dir: Path, out: Path, track: StudyTracker = iter) -> BuildResult:
+    """Build the dataset version of the last recorded ingest run (splits, tables, shards, manifest);
+    ``track`` gets the studies to read (:func:`build_units`).
 
     The data were made under the run's config, which need not be this one (a build run without
     ``-c`` has the defaults): the manifest records the run's, with this config's ``outputs``
@@ -1025,7 +1027,7 @@ def build_from_work(config: CorpusConfig, work_dir: Path, out: Path) -> BuildRes
     ingest = run["ingest"]
     geometry = {"orientation": ingest["orientation"], "spacing_mm": ingest["target_spacing_mm"],
                 "hu_clip": ingest["hu_clip"], "array_axes": "zyx"}
-    return build_dataset(build_units(work_dir, index), Path(out), config.outputs, run_config=run | {"outputs": build["outputs"]},
+    return build_dataset(build_units(work_dir, index, track), Path(out), config.outputs, run_config=run | {"outputs": build["outputs"]},
                          geometry=geometry)
 
 
@@ -1033,6 +1035,7 @@ __all__ = [
     "ExportPlan",
     "RunSummary",
     "StudyReport",
+    "StudyTracker",
     "StudyUnit",
     "UnitOutcome",
     "VolumeKeys",

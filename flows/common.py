@@ -1,12 +1,18 @@
-"""Shared plumbing of the flows: config loading with CLI overrides, and where study work runs."""
+"""Shared plumbing of the flows: config loading with CLI overrides, where study work runs, progress."""
 
 from __future__ import annotations
 
+import logging
+import math
+import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from rich.progress import track
 
 from ctcorpus.config import CorpusConfig, config_from_dict, load_config
 from ctcorpus.config.run import RunConfig
@@ -15,6 +21,9 @@ from flows.runtime import dask_client, studies_in_flight
 
 if TYPE_CHECKING:
     from distributed import Client, Future
+
+T = TypeVar("T")
+Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 #: Seconds between checks that the cluster still has workers while a study's result is awaited.
 _WORKER_CHECK_S = 5.0
@@ -116,3 +125,28 @@ def awaited(client: Client, future: Future, run: RunConfig) -> Any:
                     "the work store and not redone",
                     path=run.dask_address or "local cluster",
                 ) from None
+
+
+def announce(message: str, show: bool, logger: Logger) -> None:
+    """Log ``message`` (INFO); with ``show`` (the CLI) also print it on stderr after the time: the run
+    logger's INFO lines are below Prefect's level, so a command showed none of them."""
+    logger.info(message)
+    if show:
+        print(f"{datetime.now().isoformat(timespec='seconds')} {message}", file=sys.stderr, flush=True)
+
+
+def progress(done: Iterable[T], total: int, show: bool, logger: Logger, what: str = "studies done") -> Iterator[T]:
+    """Yield ``done`` (the studies finished, or read); log ``<what>=<n>/<total>`` (INFO) at each tenth of them.
+
+    With ``show`` (the CLI) the progress is also on stderr: a bar on a terminal, else those lines, with
+    the time (:func:`announce`): a bar is not drawn at all where stderr is a file or a pipe (cron, a
+    container's log), so a scheduled run showed nothing for hours.
+    """
+    terminal = show and sys.stderr.isatty()
+    if terminal:
+        done = track(done, total=total, description=what, transient=True)
+    step = max(1, math.ceil(total / 10))
+    for count, item in enumerate(done, 1):
+        yield item
+        if count % step == 0 or count == total:
+            announce(f"{what}={count}/{total}", show and not terminal, logger)

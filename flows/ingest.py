@@ -12,16 +12,9 @@ survives across runs and machines; Prefect's cache would only duplicate it.
 
 from __future__ import annotations
 
-import logging
-import math
-import sys
 import time
-from collections.abc import Iterable, Iterator
-from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
-
-from rich.progress import track
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -31,10 +24,8 @@ from ctcorpus import pipeline
 from ctcorpus.config import CorpusConfig
 from ctcorpus.errors import IncompleteRunError
 from ctcorpus.outputs import WorkStore
-from flows.common import ClusterLostError, load_flow_config, retry_unless_ctcorpus_error, study_executor
+from flows.common import ClusterLostError, load_flow_config, progress, retry_unless_ctcorpus_error, study_executor
 from flows.runtime import submit_bounded, task_runner, writable_folder
-
-T = TypeVar("T")
 
 
 @task(name="plan-export", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2,
@@ -84,25 +75,6 @@ def _outcome(
     return pipeline.failed_outcome(unit, str(future.state.message), config, work_dir)
 
 
-def progress(done: Iterable[T], total: int, show: bool, logger: logging.Logger | logging.LoggerAdapter[Any]) -> Iterator[T]:
-    """Yield ``done`` (the finished studies); log ``studies done=<n>/<total>`` (INFO) at each tenth of them.
-
-    With ``show`` (the CLI) the progress is also on stderr: a bar on a terminal, else those lines, with
-    the time: a bar is not drawn at all where stderr is a file or a pipe (cron, a container's log), so a
-    scheduled run showed nothing for hours, and the run logger's INFO lines are below Prefect's level.
-    """
-    terminal = show and sys.stderr.isatty()
-    if terminal:
-        done = track(done, total=total, description="studies", transient=True)
-    step = max(1, math.ceil(total / 10))
-    for count, item in enumerate(done, 1):
-        yield item
-        if count % step == 0 or count == total:
-            logger.info("studies done=%d/%d", count, total)
-            if show and not terminal:
-                print(f"{datetime.now().isoformat(timespec='seconds')} studies done={count}/{total}", file=sys.stderr, flush=True)
-
-
 @flow(name="ingest_export", log_prints=False)
 def ingest_export(
     config_path: str | None = None,
@@ -130,12 +102,14 @@ def ingest_export(
     )
     writable_folder(work, "work_dir (--work)" if work_dir else "run.output_dir (the work store's parent)")
     with WorkStore(work).exclusive():  # a scheduled run that overlaps the last one fails instead of deleting its work
-        plan = plan_task(config, work)
-        logger.info("planned export studies=%d quarantined_files=%d", len(plan.units), len(plan.quarantine))
         # The runner is made here, not in @flow: the config is only known once the flow runs. It is
         # entered first so that it exits last: an interrupted run closes the Dask client first, which
-        # ends the studies its task threads await; the runner's exit joins those threads.
+        # ends the studies its task threads await; the runner's exit joins those threads. Both are
+        # entered before the plan: a Dask scheduler that cannot be reached failed the run only once
+        # the whole export was indexed (hours on a large one).
         with task_runner(config.run) as runner, study_executor(config.run, parallel) as (executor, window):
+            plan = plan_task(config, work)
+            logger.info("planned export studies=%d quarantined_files=%d", len(plan.units), len(plan.quarantine))
             logger.info("studies in flight=%d task threads=%d", window, config.run.prefect_task_threads)
             parameters = {"config": config, "work_dir": work, "executor": executor}
             done = submit_bounded(lambda unit: runner.submit(process_task, {"unit": unit, **parameters}), plan.units, window)

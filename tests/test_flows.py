@@ -54,7 +54,7 @@ def test_an_ingest_run_overlapping_a_running_one_fails_and_leaves_its_work_alone
         assert (running / "hu.npy.zst").exists()
 
 
-def test_flows_produce_tables_and_dask_matches_serial(setup):
+def test_flows_produce_tables_and_dask_matches_serial(setup, capfd):
     from flows.audit import audit_dataset
     from flows.build import build_dataset
     from flows.ingest import ingest_export
@@ -71,8 +71,13 @@ def test_flows_produce_tables_and_dask_matches_serial(setup):
 
     parallel = ingest_export(config_path=str(config), work_dir=str(folder / "work-dask"), parallel=True)
     assert parallel["computed"] == serial["computed"]
-    build_dataset(config_path=str(config), work_dir=str(folder / "work-dask"), out_dir=str(dask_out))
+    capfd.readouterr()
+    build_dataset(config_path=str(config), work_dir=str(folder / "work-dask"), out_dir=str(dask_out), show_progress=True)
     assert _manifest(dask_out) == _manifest(serial_out)
+    # `ctcorpus build` showed nothing for many minutes where ingest shows its progress
+    shown = re.findall(_TIMED, capfd.readouterr().err, re.MULTILINE)
+    studies = parallel["studies"]  # fewer than 10: a line for each
+    assert shown == [f"studies read={n}/{studies}" for n in range(1, studies + 1)] + ["writing tables and shards"]
 
     audit = audit_dataset(dataset_dir=str(serial_out), out_dir=str(folder / "audit"), config_path=str(config))
     assert Path(audit["html"]).is_file() and json.loads(Path(audit["json"]).read_text())
@@ -127,6 +132,28 @@ def test_a_cluster_without_workers_stops_the_run_instead_of_hanging(setup, tmp_p
           pytest.raises(ClusterLostError, match=r"has had no worker for 0.5 s \(run.dask_no_worker_timeout_s\)")):
         ingest_export(config_path=str(patient), work_dir=str(tmp_path / "work"), dask_address=cluster.scheduler_address)
     assert not (tmp_path / "work" / pipeline.RUN_INDEX).exists()  # no study quarantined for the cluster's fault
+
+
+def test_an_unreachable_dask_scheduler_fails_the_run_before_the_export_is_indexed(setup, tmp_path, monkeypatch):
+    """A scheduled run against a scheduler that is down indexed the whole export (hours on a large one) before
+    it failed on the address."""
+    import socket
+
+    from flows.ingest import ingest_export
+
+    _, config = setup
+    data = yaml.safe_load(config.read_text())
+    data["run"]["dask_connect_timeout_s"] = 1.0
+    unreachable = tmp_path / "config.yaml"
+    unreachable.write_text(yaml.safe_dump(data))
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{closed.getsockname()[1]}"
+    planned = []
+    monkeypatch.setattr(pipeline, "plan_export", lambda *args: planned.append(args))
+    with pytest.raises(ConfigError, match="cannot reach the Dask scheduler") as info:
+        ingest_export(config_path=str(unreachable), work_dir=str(tmp_path / "work"), dask_address=address)
+    assert info.value.path == address and planned == []
 
 
 def test_a_ctcorpus_error_of_planning_or_building_is_not_retried(setup, tmp_path, monkeypatch):
@@ -340,13 +367,14 @@ def test_ingest_command_refuses_a_missing_export_folder_before_prefect_starts(tm
 
 
 #: A progress line on stderr: the time, then the log message (other lines are the log handlers' of the test run).
+_TIMED = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d (.*)$"
 _SHOWN = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d (studies done=.*)$"
 
 
 def test_ingest_progress_is_logged_and_shown_as_lines_where_stderr_is_no_terminal(capsys):
     """The rich bar is not drawn where stderr is a file or a pipe: a scheduled `ctcorpus ingest` (cron, a
     container's log) showed no progress until its summary, hours later."""
-    from flows.ingest import progress
+    from flows.common import progress
 
     logger = logging.getLogger("test.ingest.progress")
     logged = logging.handlers.BufferingHandler(100)
@@ -359,6 +387,24 @@ def test_ingest_progress_is_logged_and_shown_as_lines_where_stderr_is_no_termina
     assert list(progress(iter(range(2)), 2, False, logger)) == [0, 1]  # a deployment's run: the log alone
     assert re.findall(_SHOWN, capsys.readouterr().err, re.MULTILINE) == []
     assert logged.buffer[-1].getMessage() == "studies done=2/2"
+    logger.removeHandler(logged)
+
+
+def test_a_build_shows_the_studies_it_read_then_that_it_writes(capsys):
+    """`ctcorpus build` showed nothing for many minutes over 100,000 studies, where ingest shows its progress."""
+    from flows.build import reading
+
+    logger = logging.getLogger("test.build.progress")
+    logged = logging.handlers.BufferingHandler(100)
+    logger.addHandler(logged)
+    logger.setLevel(logging.INFO)
+    studies = reading(list(range(20)), True, logger)
+    assert [next(studies) for _ in range(4)] == [0, 1, 2, 3]
+    assert re.findall(_TIMED, capsys.readouterr().err, re.MULTILINE) == ["studies read=2/20"]  # at each tenth
+    assert list(studies) == list(range(4, 20))
+    expected = [f"studies read={n}/20" for n in range(4, 21, 2)] + ["writing tables and shards"]
+    assert re.findall(_TIMED, capsys.readouterr().err, re.MULTILINE) == expected
+    assert [record.getMessage() for record in logged.buffer] == ["studies read=2/20", *expected]
     logger.removeHandler(logged)
 
 
@@ -387,6 +433,7 @@ def test_the_build_summary_shows_each_split_as_counts(tmp_path, monkeypatch):
     import flows.runtime
 
     def built(**parameters):
+        assert parameters["show_progress"]  # the command shows the build's progress, as ingest's
         return {"path": str(tmp_path / "v1"), "files": 24, "splits": {
             "train": {"patients": 7, "studies": 16}, "test": {"patients": 0, "studies": 0}}}
 
@@ -485,25 +532,55 @@ def test_cli_commands_and_flows_import(tmp_path):
     assert "[stage_failed]" not in no_key.output + result.output
 
 
-def test_flow_commands_end_a_ctcorpus_error_with_its_message(tmp_path):
+@pytest.fixture
+def console_and_run_logs():
+    """What reaches the console (the root logger's handlers: Prefect's console handler) and what the run
+    loggers send on (their own handlers: the Prefect API's)."""
+    console, run_logs = (logging.handlers.BufferingHandler(capacity=10**4) for _ in range(2))
+    logging.getLogger().addHandler(console)
+    logging.getLogger("prefect").addHandler(run_logs)
+    yield console.buffer, run_logs.buffer
+    logging.getLogger().removeHandler(console)
+    logging.getLogger("prefect").removeHandler(run_logs)
+
+
+def _errors_of_runs(records: list[logging.LogRecord]) -> list[logging.LogRecord]:
+    return [r for r in records if r.levelno >= logging.ERROR and r.name.startswith(("prefect.flow_runs", "prefect.task_runs"))]
+
+
+def test_flow_commands_end_a_ctcorpus_error_with_its_message(tmp_path, console_and_run_logs):
+    """Prefect's 2-3 ERROR lines of the failed run ('Finished in state Failed', 'Encountered exception') stood
+    on the console before the one line that names the file and the reason."""
     import flows.audit
     import flows.build  # noqa: F401  Prefect sets up its log handlers at import, outside CliRunner's streams
 
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(demo_config(tmp_path)))
     runner = CliRunner()
-    prefect_log, records = logging.getLogger("prefect"), logging.handlers.BufferingHandler(capacity=10**4)
-    prefect_log.addHandler(records)
-    try:
-        build = runner.invoke(app, ["build", "-c", str(config), "--work", str(tmp_path / "work"), "--out", str(tmp_path / "v1")])
-        audit = runner.invoke(app, ["audit", "-c", str(config), str(tmp_path / "missing")])
-    finally:
-        prefect_log.removeHandler(records)
+    build = runner.invoke(app, ["build", "-c", str(config), "--work", str(tmp_path / "work"), "--out", str(tmp_path / "v1")])
+    audit = runner.invoke(app, ["audit", "-c", str(config), str(tmp_path / "missing")])
     assert build.exit_code == 2 and build.output.startswith(f"{tmp_path / 'work'}: no ingest run recorded here")
     assert audit.exit_code == 2 and audit.output.startswith(f"{tmp_path / 'missing'}: corpus folder not found")
     assert len(build.output.splitlines()) == len(audit.output.splitlines()) == 1
-    failed_runs = [r for r in records.buffer if r.levelno >= logging.ERROR]
-    assert failed_runs and not [r for r in failed_runs if r.exc_info]  # Prefect logs their lines, not tracebacks
+    console, run_logs = console_and_run_logs
+    assert _errors_of_runs(run_logs) and not _errors_of_runs(console)  # a server keeps them; the console has the line
+    assert not logging.getLogger().handlers[-1].filters  # the command leaves logging as it found it
+
+
+def test_a_flow_command_shows_the_traceback_of_a_bug(tmp_path, monkeypatch, console_and_run_logs):
+    """An error that is no ctcorpus error is a bug: its traceback stays on the console."""
+    import flows.build
+
+    def bug(*args):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(flows.build.pipeline, "build_from_work", bug)
+    monkeypatch.chdir(tmp_path)  # the default config's output_dir is relative
+    result = CliRunner().invoke(app, ["build", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "v1")])
+    assert isinstance(result.exception, ZeroDivisionError)
+    console, _ = console_and_run_logs
+    assert [r for r in _errors_of_runs(console) if r.exc_info and isinstance(r.exc_info[1], ZeroDivisionError)]
+    assert [r for r in _errors_of_runs(console) if r.getMessage().startswith("Finished in state Failed")]
 
 
 def test_train_flow_streams_the_built_corpus(setup, tmp_path):

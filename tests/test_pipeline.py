@@ -285,6 +285,27 @@ def test_rerun_does_no_work_and_gives_identical_manifest(built, tmp_path):
     assert (rebuilt.path / "manifest.json").read_bytes() == (result.path / "manifest.json").read_bytes()
 
 
+def test_a_build_reads_its_studies_one_at_a_time_through_its_tracker(built, tmp_path):
+    """The build flow's progress counts the studies a build reads (`ctcorpus build` showed none): each is
+    handed to the tracker just before it is read, and the dataset is the one built without a tracker."""
+    config, folder, _, result = built
+    index = json.loads((folder / "work" / pipeline.RUN_INDEX).read_text())
+    handed: list[str] = []
+
+    def tracker(studies):
+        for study in studies:
+            handed.append(study["unit_id"])
+            yield study
+
+    units = pipeline.build_units(folder / "work", index, tracker)
+    assert next(units).unit_id == "export" and handed == []
+    for unit in units:
+        assert handed[-1] == unit.unit_id
+    assert handed == [u["unit_id"] for u in index["units"] if not u["failed"]] and handed
+    tracked = pipeline.build_from_work(config, folder / "work", tmp_path / "dataset", tracker)
+    assert (tracked.path / "manifest.json").read_bytes() == (result.path / "manifest.json").read_bytes()
+
+
 def test_changed_config_redoes_only_the_stages_it_reads(built, tmp_path):
     config, folder, first, _ = built
     work = tmp_path / "work"
