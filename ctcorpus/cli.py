@@ -190,6 +190,20 @@ def _report(title: str, rows: dict[str, object]) -> None:
     Console().print(table)
 
 
+def _scheduler_address(value: Optional[str]) -> Optional[str]:
+    """``--dask-address`` checked as ``run.dask_address`` is, before Prefect starts: a bare host was refused
+    only inside the flow, a minute later, as an error of the config file ('<default>: ... run.dask_address')."""
+    from pydantic import ValidationError
+
+    from ctcorpus.config import RunConfig
+
+    try:
+        RunConfig(dask_address=value)
+    except ValidationError as exc:
+        raise typer.BadParameter(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    return value
+
+
 @app.command()
 def ingest(
     export: Annotated[Optional[Path], typer.Argument(help="Root folder of the DICOM export (default: run.export_dir).")] = None,
@@ -197,7 +211,7 @@ def ingest(
     reports: Annotated[list[Path], typer.Option("--reports", "-r", exists=True, dir_okay=False, help="RIS report export(s), in place of run.report_files: CSV, TSV, JSON/JSONL, Parquet, Excel, text, HL7.")] = [],
     work: Annotated[Optional[Path], typer.Option(help="Work store (default: <run.output_dir>/work).")] = None,
     config: ConfigOption = None,
-    dask_address: Annotated[Optional[str], typer.Option(help="Existing Dask scheduler, e.g. tcp://host:8786.")] = None,
+    dask_address: Annotated[Optional[str], typer.Option(help="Existing Dask scheduler, e.g. tcp://host:8786.", callback=_scheduler_address)] = None,
     serial: Annotated[bool, typer.Option("--serial", help="Process studies in this process (no Dask).")] = False,
 ) -> None:
     """Ingest an export incrementally: volumes, masks, reports, snippets (flow ``ingest_export``)."""

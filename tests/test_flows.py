@@ -316,6 +316,21 @@ def test_ingest_command_fails_when_studies_failed(setup, tmp_path, monkeypatch):
         f"{len(units)} of {len(units)} studies failed after retries: their errors are in {work / pipeline.RUN_INDEX}")
 
 
+def test_ingest_command_refuses_a_scheduler_address_that_is_no_url_naming_the_option(tmp_path, monkeypatch):
+    """`--dask-address scheduler:8786` was refused inside the flow, after Prefect's start, as an error of the
+    default config ('<default>: invalid configuration: run.dask_address ...'), naming no option."""
+    import flows.ingest
+
+    started = []
+    monkeypatch.setattr(flows.ingest, "ingest_export", lambda **parameters: started.append(parameters))
+    (tmp_path / "export").mkdir()
+    result = CliRunner().invoke(app, ["ingest", str(tmp_path / "export"), "--dask-address", "scheduler:8786"],
+                                env={"CTCORPUS_PSEUDONYM_KEY": "test-key"})
+    assert result.exit_code == 2 and not started
+    said = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())  # typer's box wraps the line
+    assert "Invalid value for '--dask-address': must be a scheduler URL such as tcp://host:8786" in said
+
+
 def test_ingest_command_refuses_a_report_export_that_does_not_exist(tmp_path, monkeypatch):
     """A mistyped -r path stops the command before any work: the flow would quarantine it and exit 0
     with a corpus whose studies have no reports."""
