@@ -24,7 +24,7 @@ from ctcorpus import pipeline
 from ctcorpus.config import CorpusConfig
 from ctcorpus.errors import IncompleteRunError
 from ctcorpus.outputs import WorkStore
-from flows.common import ClusterLostError, load_flow_config, progress, retry_unless_ctcorpus_error, study_executor
+from flows.common import ClusterLostError, announce, load_flow_config, progress, retry_unless_ctcorpus_error, study_executor
 from flows.runtime import submit_bounded, task_runner, writable_folder
 
 
@@ -109,7 +109,8 @@ def ingest_export(
         # the whole export was indexed (hours on a large one).
         with task_runner(config.run) as runner, study_executor(config.run, parallel) as (executor, window):
             plan = plan_task(config, work)
-            logger.info("planned export studies=%d quarantined_files=%d", len(plan.units), len(plan.quarantine))
+            # shown: indexing a large export takes long, and the studies' progress starts only after it
+            announce(f"planned export studies={len(plan.units)} quarantined_files={len(plan.quarantine)}", show_progress, logger)
             logger.info("studies in flight=%d task threads=%d", window, config.run.prefect_task_threads)
             parameters = {"config": config, "work_dir": work, "executor": executor}
             done = submit_bounded(lambda unit: runner.submit(process_task, {"unit": unit, **parameters}), plan.units, window)

@@ -508,6 +508,8 @@ def test_ingest_command_fails_when_the_export_holds_no_study(tmp_path):
     config.write_text(yaml.safe_dump(demo_config(tmp_path)))
     result = CliRunner().invoke(app, ["ingest", str(tmp_path / "export"), "-c", str(config), "--serial"])
     assert result.exit_code == 1
+    # the plan is shown once made: on a large export the studies' progress starts after a long indexing
+    assert re.findall(_TIMED, result.stderr, re.MULTILINE)[0] == "planned export studies=0 quarantined_files=1"
     assert result.output.splitlines()[-1].startswith(f"no study found under {tmp_path / 'export'} (1 quarantined")
     # the corpus's quarantine names files redacted: the command says where the real paths are
     (private,) = re.findall(r"real paths \(operators only\): (\S+)", result.output)
