@@ -944,8 +944,8 @@ def _run_index(work_dir: Path) -> dict[str, Any]:
         raise CtCorpusError("no ingest run recorded here: run `ctcorpus ingest` first", path=work_dir) from None
 
 
-#: What :func:`build_units` hands the index's studies to: it yields them as it reads them (a tracker
-#: counts them for progress, as the build flow does; ``iter`` for none).
+#: What :func:`build_units` hands the index's studies to and takes them back from, one at a time as it
+#: reads them: a tracker may count them for progress (the build flow's does); ``iter`` counts none.
 StudyTracker = Callable[[Sequence[Mapping[str, Any]]], Iterable[Mapping[str, Any]]]
 
 
