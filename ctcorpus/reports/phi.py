@@ -316,7 +316,10 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             r"|(?:(?<=[0-2])\d|(?<=3)[01])?[./-](?:[0-2]?\d|3[01])[./-](?:\d{4}|\d{2})(?![\d.]\d)\b" + _NOT_A_UNIT
             + r"|\d?+\.\s\d{1,2}\.\s?(?:19|20)\d{2}(?!\d)"  # "12. 3. 2020"
             r"|\d?+(?:st|nd|rd|th)?(?:\.?\s(?:of\s)?|[.-])" + _MONTH + r"(?:,?\s|-|(?<=\.))\d{4}\b"  # "03.März.2021"
-            r"|\d?+(?:jan|feb|m[aä]r|mrz|apr|ma[iy]|jun|jul|aug|sept?|o[ck]t|nov|de[cz])(?:19|20)\d{2}\b)",  # "12MAR2020"
+            # a month name between the same separators, the year maybe in two digits as legacy RIS and Oracle
+            # write it: "05-JAN-24", "05/Jan/2024", "05.Jan.24"
+            r"|\d?+([-/.])" + _MONTH_NAME + r"\2\d{2}(?:\d{2})?(?![\d\-/]|\.\d)"
+            r"|\d?+(?:jan|feb|m[aä]r|mrz|apr|ma[iy]|jun|jul|aug|sept?|o[ck]t|nov|de[cz])(?:19|20)?\d{2}\b)",  # "12MAR2020", "05JAN24"
             re.IGNORECASE,
         ),
         (),
@@ -336,6 +339,13 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
                    r"(?:(?:19|20)\d{2}(?!\d)|\d{1,2}(?:st|nd|rd|th)?(?![\d.,:]\d|\w))" + _NOT_A_UNIT),
         (),
         _WORD_BEFORE_NUMBER,
+    ),
+    (  # a month and year joined by a hyphen or slash: "Mar-2021", "JAN/2024" (no word before the number
+        # for the rule above to start at)
+        "date",
+        re.compile(_CAPITAL_MONTH + r"[-/](?:19|20)\d{2}(?![\d\-/]|\.\d)"),
+        tuple(month + separator for month in [*_MONTH_NUM, "sept"] for separator in "-/"),
+        _NEEDLE,
     ),
     (  # "3rd of March", "3 March", "3. März"; "03/2020", "03.2020"; and the year first, as ISO 8601 writes a
         # month ("2021-03", "2021/03"; not a date with its day, "2021-03-04", nor a range "2019-2021")
@@ -373,7 +383,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             r"|(?<=p)(?:at\.?-?\s?ID|atienten-?ID|atient\s?ID|ID|at(?:ienten)?\.?-?\s?(?:Nr|nummer)\.?)"
             r"|(?<=i)D"
             r"|(?<=a)(?:cc(?:ession|t)?\.?-?(?:\s?(?:No|Nr|number)\.?)?|uftrags-?(?:Nr\.?|nummer)"
-            r"|ufnahme-?(?:Nr\.?|nummer))"
+            r"|uf(?:nahme|n\.)-?(?:Nr\.?|nummer))"
             r"|(?<=f)all-?(?:Nr\.?|nummer)|(?<=c)ase\s?(?:\#|no|number)\.?|(?<=e)ncounter"
             r"|(?:(?<=b)efund|(?<=u)ntersuchungs)-?(?:Nr\.?|nummer)|(?<=h)osp(?:ital)?\.?[ ]?(?:\#|no\.?|number)"
             # "Exam #", "Visit No.", "Order number", "Chart #", "Unit No." (UK): alone, each is a word of a report's text
@@ -382,7 +392,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             # "IDH1-R132H" is a gene); its letters in front in either case ("MRN: ab12345")
             r"(?:[:#\s]+([A-Za-z]{0,3}-?\d[A-Z0-9\-]{3,}(?:/[A-Z0-9\-]+)*)|(\d[A-Z0-9\-]{3,}(?:/[A-Z0-9\-]+)*))"
         ),
-        ("mrn", "mr#", "mitglied", "pat", "pid", "id", "acc", "auftrag", "aufnahme", "fall", "case", "encounter",
+        ("mrn", "mr#", "mitglied", "pat", "pid", "id", "acc", "auftrag", "aufn", "fall", "case", "encounter",
          "befundn", "befund-n", "untersuchungsn", "untersuchungs-n", "hosp",
          # with what follows them: "order" alone is in every "Vorderwand", "exam" in every "examination"
          *(word + gap + end for word in ("exam", "visit", "order", "chart", "unit") for gap in ("", " ")
@@ -405,7 +415,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         "phone",
         re.compile(
             r"[+(\d](?<![\w.][+(\d])"
-            r"(?:(?:(?<=\+)\d{1,3}[ ]?(?:\(0\))?[ ]?\d{1,5}[ /-]?|(?<=\()\d{2,5}\)[ ]?|(?<=0)\d{2,5}[ /-]?|(?<=[2-9])\d{2}-"
+            r"(?:(?:(?<=\+)\d{1,3}[ -]?(?:\(0\))?[ ]?\d{1,5}[ /-]?|(?<=\()\d{2,5}\)[ ]?|(?<=0)\d{2,5}[ /-]?|(?<=[2-9])\d{2}-"
             r"|(?<=\d)\d{2}\.\d{3}\.(?=\d{4}(?!\d)))"  # "617.555.1234"
             r"\d{3,8}(?:[ -]\d{2,6}){0,2}"  # Swiss groups: "044 123 45 67"
             # a German area code of 3-5 digits, a slash and the number in groups: "0 89 / 12 34 56"
@@ -447,7 +457,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         "age",
         re.compile(
             r"[91](?<!\w[91])(?:(?<=9)\d|(?<=1)[01]\d)(?!\d)"
-            r"(?=[\s-]*(?:years?[\s-]old|year-old|yrs?[\s-]old|years?\s+of\s+age|yo\b|y/o|y\.o\.|jährig|-jährig|jahre\b|J\.|y(?:rs?)?\b)"
+            r"(?=[\s-]*(?:years?[\s-]old|year-old|yrs?[\s-]old|years?\s+of\s+age|yo\b|y/o|y\.o\.|jährig|-jährig|jahre\b|J\b|y(?:rs?)?\b)"
             r"|\.?\s*lebensjahr|(?-i:[MFW])(?!\w))",
             re.IGNORECASE,
         ),
@@ -773,6 +783,24 @@ def _matches_in_lines(pattern: re.Pattern[str], text: str, starts: Sequence[int]
             yield from pattern.finditer(text, text.rfind("\n", 0, start) + 1, end)
 
 
+#: "am", "pm", "a.m." (its last period left to end the sentence), "Uhr", "h" after a time.
+_TIME_SUFFIX = r"(?:[AaPp]\.?[Mm](?![A-Za-z])|Uhr(?!\w)|h(?!\w))"
+#: A time of day after a date: "03.04.2021 14:35", "2021-03-04T14:35:00Z", "03/04/2021 at 2:35 PM",
+#: "03.04.2021, um 14.35 Uhr". It dates the study to the minute, and left behind it read
+#: "[DATE]T14:35:00". An hour of one digit, or a period before the minutes, only with its suffix:
+#: "3:45" after a date may be an image reference, "12.50" a measurement; a clock-face position
+#: ("10:30 o'clock") stays.
+_TIME_AFTER_DATE = re.compile(
+    r"(?:T|,?[ \t]+(?:(?i:at|um)[ \t]+)?)"
+    r"(?:(?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:[.,]\d+)?)?(?![\d:]|[.,]\d)"
+    r"(?:Z(?!\w)|[+-]\d{2}(?::?\d{2})?(?!\d)|[ \t]*" + _TIME_SUFFIX + r")?"  # a zone: "+01:00", "-05"
+    r"|(?:[01]?\d|2[0-3])[:.][0-5]\d(?!\d)[ \t]*" + _TIME_SUFFIX + r")"
+    r"(?![ \t]*o['’]clock)"
+)
+#: The same ending a date's span, to parse the date before it.
+_TIME_ENDING_DATE = re.compile(r"(?:" + _TIME_AFTER_DATE.pattern + r")$")
+
+
 def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, ...]:
     """Find PHI spans in ``text`` (sorted, non-overlapping; a span that reaches past earlier ones
     joins them into one, of the longest one's kind).
@@ -836,6 +864,8 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
                 start, end = m.span()
             if kind == "phone" and not m.lastindex and sum(c.isdigit() for c in text[start:end]) < 7:
                 continue
+            if kind == "date" and (time := _TIME_AFTER_DATE.match(text, end)):
+                end = time.end()
             claim(start, end, kind)
     hits.sort(key=lambda h: h.start)
     merged: list[PhiHit] = []
@@ -848,8 +878,9 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
 
 
 def _parse_date(value: str) -> date | None:
-    """Best-effort parse of the date spellings :data:`_RULES` finds (day-first for dotted dates)."""
-    v = value.strip().lower()
+    """Best-effort parse of the date spellings :data:`_RULES` finds (day-first for dotted dates), a
+    time after the date ignored."""
+    v = _TIME_ENDING_DATE.sub("", value.strip()).lower()
     try:
         if m := re.fullmatch(r"(\d{4})([-/.])(\d{1,2})\2(\d{1,2})", v):
             return date(int(m[1]), int(m[3]), int(m[4]))
@@ -858,8 +889,10 @@ def _parse_date(value: str) -> date | None:
             first, second = int(m[1]), int(m[3])
             day, month = (second, first) if m[2] == "/" else (first, second)  # US slashes, else day first
             return date(year, month, day)
-        if m := re.fullmatch(r"(\d{1,2})(?:st|nd|rd|th)?(?:\.?\s(?:of\s)?|[.-])([a-zäöü]+)\.?(?:,?\s|-|(?<=\.))(\d{4})", v):
-            return date(int(m[3]), _MONTH_NUM[m[2][:3] if m[2] not in _MONTH_NUM else m[2]], int(m[1]))
+        if m := re.fullmatch(r"(\d{1,2})(?:st|nd|rd|th)?(?:\.?\s(?:of\s)?|[./-])?([a-zäöü]+)\.?(?:,?\s|[-/]|(?<=\.))?"
+                             r"(\d{4}|\d{2})", v):  # "3 March 2021", "05-JAN-24", "12MAR2020"
+            year = int(m[3]) + (2000 if len(m[3]) == 2 else 0)
+            return date(year, _MONTH_NUM[m[2][:3] if m[2] not in _MONTH_NUM else m[2]], int(m[1]))
         if m := re.fullmatch(r"([a-zäöü]+)\.?\s(\d{1,2})(?:st|nd|rd|th)?,?\s(\d{4})", v):
             return date(int(m[3]), _MONTH_NUM[m[1][:3] if m[1] not in _MONTH_NUM else m[1]], int(m[2]))
         if m := re.fullmatch(r"(\d{4})(\d{2})(\d{2})", v):
@@ -872,8 +905,8 @@ def _parse_date(value: str) -> date | None:
 def scrub_text(text: str, hits: Sequence[PhiHit], *, date_shift_days: int | None = None) -> Scrubbed:
     """Replace each hit by its placeholder; with ``date_shift_days`` dates become shifted ISO dates.
 
-    Shifting keeps intervals between a patient's dates (the offset is per patient); a date that
-    cannot be parsed is still removed.
+    Shifting keeps intervals between a patient's dates (the offset is per patient); a time after a
+    date goes with it, and a date that cannot be parsed is still removed.
 
     >>> scrub_text("Seen 03.04.2019.", find_phi("Seen 03.04.2019."), date_shift_days=-2).text
     'Seen 2019-04-01.'
