@@ -1021,7 +1021,8 @@ def test_phi_dates_with_a_two_digit_year_or_a_joined_month_and_the_time_after_a_
         "Seen 2021-03-04T14:35:00Z; CT vom 03.04.2021, um 14.35 Uhr; exam 03/04/2021 at 2:35 p.m. Done.": [
             ("2021-03-04T14:35:00Z", "date"), ("03.04.2021, um 14.35 Uhr", "date"), ("03/04/2021 at 2:35 p.m", "date")],
         "Exported 2024-01-05 14:02:11.52+01, 2024-01-05 04:30:12 PM, 2024-01-05T22:10:00+01:00.": [
-            ("2024-01-05 14:02:11.52+01", "date"), ("2024-01-05 04:30:12 PM", "date"), ("2024-01-05T22:10:00+01:00", "date")],
+            ("2024-01-05 14:02:11.52+01", "date"), ("2024-01-05 04:30:12 PM", "date"),
+            ("2024-01-05T22:10:00+01:00", "date")],
         # what stays: an image reference or a measurement after a date, a clock-face position, a
         # syndrome's name, measurements and ranges
         "CT 03.04.2021 3:45 zeigt; CT 03.04.2021 12.50 cm; Mammo 03/2021 10:30 o'clock; May-Thurner 2021.": [
@@ -1033,12 +1034,16 @@ def test_phi_dates_with_a_two_digit_year_or_a_joined_month_and_the_time_after_a_
     assert phi.scrub_text(text, find_phi(text), date_shift_days=1).text == "CT 2024-01-06, 2021-03-05 und 2021-04-04."
 
 
-def test_phi_an_abbreviated_admission_number_a_hyphenated_international_phone_and_an_age_in_j():
-    # misses of a review: the rest of each reached the corpus, or the number was typed as an id
+def test_phi_abbreviated_labels_spaced_and_international_phones_and_abbreviated_german_ages():
+    # misses of a review: each number, or the rest of it after its first group, reached the corpus, or a
+    # phone number was typed as an id
     _assert_phi({
+        "Tel 030 - 123 456; Versicherungsnr. A123456789; 92jähr. Pat.; 94-jaehrige.": [
+            ("030 - 123 456", "phone"), ("A123456789", "id"), ("92", "age"), ("94", "age")],
         "Aufn.-Nr. 123456; Tel. +49-30-12345678, +1-617-555-1234.": [
             ("123456", "id"), ("+49-30-12345678", "phone"), ("+1-617-555-1234", "phone")],
-        "Pat., 92 J, w. Pat. 93 J. Aufnahme 123, Gleason 3+4=7, in der Aufnahme 3 Herde.": [("92", "age"), ("93", "age")],
+        "Pat., 92 J, w. Pat. 93 J. Aufnahme 123, Gleason 3+4=7, in der Aufnahme 3 Herde.": [
+            ("92", "age"), ("93", "age")],
     })
 
 

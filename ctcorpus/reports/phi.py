@@ -400,15 +400,17 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         _NEEDLE,
     ),
     (  # insurance and social security numbers, also in groups or dotted: "SSN: 123 45 6789", "Versichertennummer:
-        # A123456789", "NHS number 943 476 5919", "AHV-Nr. 756.1234.5678.97" (Swiss), "SV-Nummer: 1234 010180" (Austrian)
+        # A123456789", "Versicherungsnr. A123456789", "NHS number 943 476 5919", "AHV-Nr. 756.1234.5678.97" (Swiss),
+        # "SV-Nummer: 1234 010180" (Austrian)
         "id",
         re.compile(r"(?<!\w)(?i:ssn|social[ ]security(?:[ ]n(?:o\.?|umber))?|sozialversicherungs-?(?:nummer|nr\.?)"
-                   r"|sv-?(?:nummer|nr\.?)|(?:kranken)?versicherten-?(?:nummer|nr\.?)|kv-?nr\.?"
+                   r"|sv-?(?:nummer|nr\.?)|(?:kranken)?versicher(?:ten|ungs)-?(?:nummer|nr\.?)|kv-?nr\.?"
                    r"|insurance(?:[ ](?:id|no\.?|number))?|policy[ ](?:no\.?|number)|member[ ]id"
                    r"|ahv(?:n13)?(?:-?(?:nummer|nr\.?))?|nhs(?:[ ](?:no\.?|number))?|chi[ ](?:no\.?|number))"
                    r"[:#\s]+([A-Za-z]{0,3}-?\d(?:[A-Z0-9\-]|[ .](?=\d)){3,})"),
         ("ssn", "social security", "sozialversicherung", "sv-n", "svn", "versicherten", "krankenversicherten",
-         "kv-nr", "kvnr", "insurance", "policy", "member id", "ahv", "nhs", "chi n"),
+         "versicherungs", "krankenversicherungs", "kv-nr", "kvnr", "insurance", "policy", "member id", "ahv", "nhs",
+         "chi n"),
         _NEEDLE,
     ),
     (  # a US number's area and exchange codes start with 2-9 (NANP): "100-1000" is a range
@@ -430,8 +432,8 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         "phone",
         re.compile(r"(?<!\w)(?i:(?:tel(?:efon|\.-?nr)?|phone|fax|pager|bleep|piepser|pieper|funk|dect|durchwahl|rufnummer"
                    r"|mobil|handy|call|ext|apparat)"
-                   r"\b\.?(?:[ \t]+intern)?|app\.):?[ \t]*(?:[-–#]|[xX](?=\d))?(\+?\(?\d(?:(?:[ ()/.\-]{0,2}|[ ]/[ ])\d){2,15})"
-                   r"(?!(?:[ ()/.\-]{0,2}|[ ]/[ ])\d)" + _NOT_A_UNIT),  # all of the number, and no measurement
+                   r"\b\.?(?:[ \t]+intern)?|app\.):?[ \t]*(?:[-–#]|[xX](?=\d))?(\+?\(?\d(?:(?:[ ()/.\-]{0,2}|[ ][/\-–][ ])\d){2,15})"
+                   r"(?!(?:[ ()/.\-]{0,2}|[ ][/\-–][ ])\d)" + _NOT_A_UNIT),  # all of the number, and no measurement
         ("tel", "phone", "fax", "pager", "bleep", "piepser", "pieper", "funk", "dect", "durchwahl", "rufnummer", "mobil",
          "handy", "call", "ext", "app.", "apparat"),
         _NEEDLE,
@@ -457,7 +459,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         "age",
         re.compile(
             r"[91](?<!\w[91])(?:(?<=9)\d|(?<=1)[01]\d)(?!\d)"
-            r"(?=[\s-]*(?:years?[\s-]old|year-old|yrs?[\s-]old|years?\s+of\s+age|yo\b|y/o|y\.o\.|jährig|-jährig|jahre\b|J\b|y(?:rs?)?\b)"
+            r"(?=[\s-]*(?:years?[\s-]old|year-old|yrs?[\s-]old|years?\s+of\s+age|yo\b|y/o|y\.o\.|j(?:ä|ae)hr(?:ig|\.)|jahre\b|J\b|y(?:rs?)?\b)"
             r"|\.?\s*lebensjahr|(?-i:[MFW])(?!\w))",
             re.IGNORECASE,
         ),
@@ -889,8 +891,8 @@ def _parse_date(value: str) -> date | None:
             first, second = int(m[1]), int(m[3])
             day, month = (second, first) if m[2] == "/" else (first, second)  # US slashes, else day first
             return date(year, month, day)
-        if m := re.fullmatch(r"(\d{1,2})(?:st|nd|rd|th)?(?:\.?\s(?:of\s)?|[./-])?([a-zäöü]+)\.?(?:,?\s|[-/]|(?<=\.))?"
-                             r"(\d{4}|\d{2})", v):  # "3 March 2021", "05-JAN-24", "12MAR2020"
+        if m := re.fullmatch(r"(\d{1,2})(?:st|nd|rd|th)?(?:\.?\s(?:of\s)?|[./-])?([a-zäöü]+)\.?"
+                             r"(?:,?\s|[-/]|(?<=\.))?(\d{4}|\d{2})", v):  # "3 March 2021", "05-JAN-24", "12MAR2020"
             year = int(m[3]) + (2000 if len(m[3]) == 2 else 0)
             return date(year, _MONTH_NUM[m[2][:3] if m[2] not in _MONTH_NUM else m[2]], int(m[1]))
         if m := re.fullmatch(r"([a-zäöü]+)\.?\s(\d{1,2})(?:st|nd|rd|th)?,?\s(\d{4})", v):
