@@ -1047,6 +1047,22 @@ def test_phi_abbreviated_labels_spaced_and_international_phones_and_abbreviated_
     })
 
 
+def test_phi_synthetic_reports_carry_the_legacy_date_spellings_and_each_is_scrubbed():
+    # the generator writes "05-JAN-24" and "Mar-2021", so that the PHI benchmark measures them
+    spellings = {"two-digit year": re.compile(r"\d{2}-[A-ZÄ]{3}-\d{2}"),
+                 "month-year": re.compile(r"[A-Z][a-z]{2}-\d{4}")}
+    seen = dict.fromkeys(spellings, 0)
+    for truth, header in render_corpus(1, 300, phi_share=1.0):
+        hits = find_phi(truth.text, header_values=header)
+        for span in truth.phi:
+            for name, pattern in spellings.items():
+                if pattern.fullmatch(truth.text[span.start:span.end]):
+                    seen[name] += 1
+                    value = truth.text[span.start:span.end]
+                    assert any(h.start <= span.start and span.end <= h.end for h in hits), value
+    assert all(seen.values()), seen
+
+
 def _write_csv(path: Path, rows: list[dict[str, str]], encoding: str = "utf-8") -> Path:
     with open(path, "w", newline="", encoding=encoding) as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))

@@ -483,9 +483,17 @@ def _format_date(rng: np.random.Generator, value: date, language: str) -> str:
         f"{value.day:02d}.{value.month:02d}.{value.year}",
         f"{value.day}. {month} {value.year}" if language == "de" else f"{month} {value.day}, {value.year}",
         f"{value.year}/{value.month:02d}/{value.day:02d}",
-        f"{value.day:02d}-{month[:3]}-{value.year}",
+        # on every other day as Oracle and legacy RIS exports write it, "05-JAN-24"
+        f"{value.day:02d}-{month[:3].upper()}-{value.year % 100:02d}" if _every(2, value)
+        else f"{value.day:02d}-{month[:3]}-{value.year}",
     )
     return _pick(rng, forms)
+
+
+def _every(n: int, value: date) -> bool:
+    """Whether ``value`` is one of every ``n`` days. A spelling chosen by the date draws no random
+    number, so each seed's reports stay as they were but for the dates respelled."""
+    return value.toordinal() % n == 0
 
 
 def _reference(
@@ -704,7 +712,11 @@ def render_report(
             w.add("Compared with the prior study of " if lang == "en"
                   else f"Im Vergleich zur Voruntersuchung {'im' if month_only else 'vom'} ")
             if month_only:
-                w.add_phi(f"{_month_name(rng, prior, lang)}{',' if lang == 'en' else ''} {prior.year}", "date")
+                month = _month_name(rng, prior, lang)
+                if lang == "en" and _every(2, prior):  # "Mar-2021"
+                    w.add_phi(f"{month[:3]}-{prior.year}", "date")
+                else:
+                    w.add_phi(f"{month}{',' if lang == 'en' else ''} {prior.year}", "date")
             else:
                 w.add_phi(_format_date(rng, prior, lang), "date")
             w.add(".")
