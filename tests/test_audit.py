@@ -138,6 +138,27 @@ def test_a_row_without_a_split_does_not_stop_the_leak_report() -> None:
     assert [(f.ids, f.groups, f.severity) for f in patients] == [(("p1",), ("", "test", "train"), Severity.HIGH)]
 
 
+def test_numbered_splits_are_read_as_text(tmp_path: Path) -> None:
+    """A table whose splits are numbers (a hand-made table, a split=0/1 layout as an int column; a
+    null makes them floats) stopped the audit with a TypeError, sorting them beside text splits."""
+    tiny = _tiny()
+    fingerprints = tiny.volumes["fingerprint"].where(tiny.volumes["volume_id"] != "v2", None)
+    volumes = tiny.volumes.assign(patient_id=["p1", "p1", "p3"], split=[0, 1, 1], fingerprint=fingerprints)
+    reports = tiny.reports.assign(patient_id=["p1", "p1", "p3"], split=[0.0, None, 1.0])
+    numbered = dataclasses.replace(tiny, volumes=volumes, reports=reports)
+    result = audit_corpus(numbered)
+    assert result.stats.splits["split"].tolist() == ["0", "1"]
+    assert set(result.stats.label_prevalence["split"]) == {"", "0", "1"}
+    patients = [f for f in result.findings if f.kind == FindingKind.PATIENT_ACROSS_GROUPS]
+    assert [(f.ids, f.groups, f.severity) for f in patients] == [(("p1",), ("", "0", "1"), Severity.HIGH)]
+    against = audit_corpus(numbered, against=dataclasses.replace(tiny, name="text"))
+    assert any(f.groups == ("text/train", "tiny/", "tiny/0", "tiny/1") for f in against.findings)
+    _write_corpus(numbered, tmp_path / "numbered")
+    loaded = load_corpus_tables(tmp_path / "numbered")
+    assert set(loaded.volumes["split"]) == {"0", "1"}
+    assert "<h2>Splits</h2>" in report.render_html(audit_corpus(loaded, against=tiny))
+
+
 def test_leaks_across_splits_are_high(seeded) -> None:
     tables, expected = seeded
     findings = audit_corpus(tables).findings

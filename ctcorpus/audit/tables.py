@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,26 @@ def report_level(labels: pd.DataFrame) -> pd.DataFrame:
     return labels[labels["sentence_index"].astype("int64") == -1]
 
 
+def _split_name(value: object) -> str | None:
+    """One split as text: a whole number as written in a folder name (1.0 -> '1'), a null as ``None``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def split_as_text(values: pd.Series) -> pd.Series:
+    """A ``split`` column as text, nulls kept.
+
+    A table ctcorpus did not write may number its splits (``0``/``1``: a hand-made table, or a
+    ``split=0/`` folder layout written as an int column; with a null, pandas reads them as floats):
+    sorted or compared beside the text splits of another table, or of the corpus checked against,
+    the ints stopped the audit with a TypeError naming no file.
+    """
+    if pd.api.types.is_string_dtype(values) and not isinstance(values.dtype, pd.CategoricalDtype):
+        return values
+    return values.astype(object).map(_split_name).astype(object)
+
+
 def empty_table(name: str) -> pd.DataFrame:
     """An empty frame with the required columns of table ``name``."""
     return pd.DataFrame({column: pd.Series(dtype=object) for column in COLUMNS[name]})
@@ -109,6 +130,9 @@ class CorpusTables:
             missing = [c for c in columns if c not in frame.columns]
             if missing:
                 raise AuditError(f"table {table!r} of corpus {self.name!r} lacks columns {missing}; map them first")
+        for table in ("volumes", "reports"):  # frozen: the text splits replace the frames as given
+            frame = getattr(self, table)
+            object.__setattr__(self, table, frame.assign(split=split_as_text(frame["split"])))
 
 
 def _listed(manifest: Mapping[str, Any], name: str) -> dict[str, int | None] | None:
