@@ -238,6 +238,67 @@ def test_a_studys_own_volumes_and_reports_are_no_copies_its_text_elsewhere_is(cl
     assert [(f.kind, f.ids) for f in found if own & set(f.ids)] == [(FindingKind.DUPLICATE_REPORT, ids)]
 
 
+def _with_ids(tables: CorpusTables, column: str, ids: dict[str, str], **rest: dict[str, str]) -> CorpusTables:
+    """``tables`` with ``column`` of the volumes (and reports) of each patient of ``ids`` set to its value."""
+    def put(frame: pd.DataFrame, name: str, values: dict[str, str]) -> pd.DataFrame:
+        return frame.assign(**{name: frame["patient_id"].map(values).fillna(frame[name]) if values else frame[name]})
+
+    volumes = put(tables.volumes, column, ids)
+    for name, values in rest.items():
+        volumes = put(volumes, name, values)
+    reports = put(tables.reports, column, ids) if column in tables.reports.columns else tables.reports
+    return dataclasses.replace(tables, volumes=volumes, reports=reports)
+
+
+def _first_patients(tables: CorpusTables, per_split: int) -> list[str]:
+    """The first ``per_split`` patients of every split."""
+    return tables.volumes.drop_duplicates("patient_id").groupby("split").head(per_split)["patient_id"].tolist()
+
+
+def test_a_placeholder_accession_is_no_leak_but_a_finding(clean: CorpusTables) -> None:
+    """A table ctcorpus did not write may keep the "00000000" or "N/A" of a study without accession
+    number, pseudonymized or not: every study with it shared one accession_id, a high-severity leak
+    wherever two fell in other splits. An accession of two patients stays a leak (a mapping error)."""
+    patients = _first_patients(clean, 6)
+    ids = {p: "acc_pseudonym_of_zeros" for p in patients[0::3]}
+    ids |= {p: "00000000" for p in patients[1::3][:2]} | {p: " n/a " for p in patients[1::3][2:4]}
+    ids |= dict.fromkeys(patients[2::3][:2], "acc_of_two")
+    tables = _with_ids(clean, "accession_id", ids)
+    result = audit_corpus(tables)
+    found = {f.ids: f for f in result.findings if f.kind in (FindingKind.ACCESSION_ACROSS_GROUPS, FindingKind.PLACEHOLDER_ID)}
+    assert {ids: (f.kind, f.severity) for ids, f in found.items()} == {
+        ("acc_pseudonym_of_zeros",): (FindingKind.PLACEHOLDER_ID, Severity.MEDIUM),
+        ("00000000",): (FindingKind.PLACEHOLDER_ID, Severity.MEDIUM),
+        (" n/a ",): (FindingKind.PLACEHOLDER_ID, Severity.MEDIUM),
+        ("acc_of_two",): (FindingKind.ACCESSION_ACROSS_GROUPS, Severity.HIGH),
+    }
+    assert found[("acc_pseudonym_of_zeros",)].score == 6 and "held by 6 patient_ids" in found[("acc_pseudonym_of_zeros",)].detail
+    assert "written for none" in found[("00000000",)].detail
+    assert found[("00000000",)].groups == tuple(sorted(set(clean.volumes.set_index("patient_id").loc[patients[1::3][:2], "split"])))
+    accession = result.coverage.set_index("check").loc[FindingKind.ACCESSION_ACROSS_GROUPS.value]
+    unchecked = tables.volumes["patient_id"].isin([p for p, a in ids.items() if a != "acc_of_two"]).sum()
+    assert (accession["rows"] - accession["checked"], accession["rows"]) == (unchecked, len(tables.volumes))
+
+
+def test_a_placeholder_patient_id_is_no_leak_but_a_finding(clean: CorpusTables) -> None:
+    """A patient id held by several persons (patient_key) in several splits is a placeholder, not one patient."""
+    patients = _first_patients(clean, 1)
+    tables = _with_ids(clean, "patient_id", dict.fromkeys(patients, "pat_placeholder"))
+    found = [f for f in audit_corpus(tables).findings if "pat_placeholder" in f.ids]
+    assert [(f.kind, f.severity, f.score) for f in found] == [(FindingKind.PLACEHOLDER_ID, Severity.MEDIUM, 3.0)]
+
+
+def test_a_placeholder_shared_by_two_versions_is_no_leak_between_them(clean: CorpusTables) -> None:
+    """Two versions written by a ctcorpus that pseudonymized "00000000": its accession_id is in every
+    split of both, a leak between them for every pair of splits; each is named a placeholder in its corpus."""
+    ids = dict.fromkeys(_first_patients(clean, 2), "acc_pseudonym_of_zeros")
+    new = _with_ids(dataclasses.replace(clean, name="v2"), "accession_id", ids)
+    old = _with_ids(dataclasses.replace(clean, name="v1"), "accession_id", ids)
+    found = [f for f in audit_corpus(new, against=old).findings if "acc_pseudonym_of_zeros" in f.ids]
+    assert [(f.kind, f.groups[0]) for f in found] == [(FindingKind.PLACEHOLDER_ID, "test"),
+                                                      (FindingKind.PLACEHOLDER_ID, "v1/test")]
+
+
 def test_same_person_in_one_split_is_medium(clean: CorpusTables) -> None:
     volumes = clean.volumes.copy()
     patient = volumes["patient_id"].iloc[0]

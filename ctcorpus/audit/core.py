@@ -15,7 +15,7 @@ import pandas as pd
 
 from ctcorpus.audit.diff import CorpusDiff, diff_corpora
 from ctcorpus.audit.findings import SEVERITY_ORDER, Finding, FindingKind, Severity
-from ctcorpus.audit.leakage import coverage, find_leaks
+from ctcorpus.audit.leakage import coverage, find_leaks, placeholder_findings, placeholder_ids
 from ctcorpus.audit.stats import CorpusStats, corpus_statistics
 from ctcorpus.audit.tables import CorpusTables
 from ctcorpus.config.audit import AuditConfig
@@ -231,18 +231,26 @@ def audit_corpus(
     config = config or AuditConfig()
     stats = corpus_statistics(tables)
     volumes, reports = _tagged(tables.volumes, tables.name), _tagged(tables.reports, tables.name)
-    findings = find_leaks(volumes, reports, config, cross=False) + _stat_findings(stats)
-    checked = coverage(volumes, reports, [tables.name])
+    found = placeholder_ids([volumes, reports], config.placeholder_owners)
+    placeholders = {column: set(rows[column]) for column, rows in found.items()}
+    findings = find_leaks(volumes, reports, config, cross=False, placeholders=placeholders)
+    findings += placeholder_findings(found, cross=False) + _stat_findings(stats)
+    checked = coverage(volumes, reports, [tables.name], placeholders)
     diff = None
     if against is not None:
         if against.name == tables.name:  # two folders of one name (v1, a copy's v1): findings and diff tell them apart
             against = replace(against, name=f"{against.name} (other)")
+        # the other corpus's placeholders are its own (found in it alone), named with its corpus
+        other = placeholder_ids([_tagged(against.volumes, against.name), _tagged(against.reports, against.name)],
+                                config.placeholder_owners)
+        findings += placeholder_findings(other, cross=True)
+        placeholders = {column: placeholders[column] | set(rows[column]) for column, rows in other.items()}
         volumes, reports = (
             pd.concat([_tagged(getattr(corpus, table), corpus.name) for corpus in (tables, against)], ignore_index=True)
             for table in ("volumes", "reports")
         )
-        findings += find_leaks(volumes, reports, config, cross=True)
-        checked = coverage(volumes, reports, [tables.name, against.name])
+        findings += find_leaks(volumes, reports, config, cross=True, placeholders=placeholders)
+        checked = coverage(volumes, reports, [tables.name, against.name], placeholders)
         diff = diff_corpora(against, tables)
         findings += diff.findings
     logger.info("audit corpus=%s findings=%d against=%s", tables.name, len(findings), against and against.name)

@@ -30,6 +30,7 @@ class FindingKind(str, Enum):
     NEAR_DUPLICATE_VOLUME = "near_duplicate_volume"
     DUPLICATE_REPORT = "duplicate_report"
     NEAR_DUPLICATE_REPORT = "near_duplicate_report"
+    PLACEHOLDER_ID = "placeholder_id"  # an accession or patient id that names no one: not checked for leaks
     LABEL_MISSING_IN_SPLIT = "label_missing_in_split"  # no positive or no negative report there: no AUC
     EMPTY_SPLIT = "empty_split"  # no report there (no volume either, or the config's split has no patient)
     QUARANTINE = "quarantine"
@@ -52,7 +53,7 @@ class Finding:
         ``high`` for a leak between splits (or between this corpus and the one checked against).
     ids:
         The ids concerned, sorted (patient, study, accession, volume or report ids, by kind; the
-        label, or the quarantine reasons, for those findings; none for an empty split; the old and
+        placeholder for a placeholder id; the label, or the quarantine reasons, for those findings; none for an empty split; the old and
         the new ctcorpus version for a pipeline change, or where they agree, the tables whose rows
         other producers made).
     groups:
@@ -61,7 +62,8 @@ class Finding:
     score:
         Duplicates: the lowest similarity among the cluster's pairs (1.0 when all are exact
         copies); a label missing in a split: its prevalence there; quarantine: the items
-        rejected; an empty split: its volumes; otherwise 1.0.
+        rejected; an empty split: its volumes; a placeholder id: the patients (of an accession) or
+        persons (``patient_key``, of a patient id) it is held by; otherwise 1.0.
     detail:
         One line for a person.
     """

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
@@ -27,8 +28,15 @@ from scipy.sparse.csgraph import connected_components
 from ctcorpus.audit.findings import Finding, FindingKind, Severity
 from ctcorpus.audit.fingerprint import fingerprint_matrix, similar_pairs
 from ctcorpus.config.audit import AuditConfig
+from ctcorpus.pseudonym import accession_key
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+
+#: Per id column, what one of its values names one of: an accession one patient's exam, a patient
+#: id one person (``patient_key``). A value held by many is a placeholder (:func:`placeholder_ids`).
+PLACEHOLDER_OWNERS: Mapping[str, str] = MappingProxyType({"accession_id": "patient_id", "patient_id": "patient_key"})
+#: Words a table writes for no id (upper case), beside all zeros and ids without a letter or digit.
+_NO_ID_WORDS: frozenset[str] = frozenset({"N/A", "NA", "NAN", "NONE", "NULL", "UNKNOWN"})
 
 
 def _label(frame: pd.DataFrame, cross: bool) -> pd.Series:
@@ -57,20 +65,77 @@ def _spans(rows: pd.DataFrame, cross: bool) -> bool:
     return rows["corpus" if cross else "split"].nunique() > 1
 
 
-def entity_overlap(frames: list[pd.DataFrame], column: str, kind: FindingKind, *, cross: bool) -> list[Finding]:
+def entity_overlap(
+    frames: list[pd.DataFrame], column: str, kind: FindingKind, *, cross: bool, skip: Iterable[str] = ()
+) -> list[Finding]:
     """Ids of ``column`` (patient, study, accession) in two splits (and, against another corpus, in both).
 
     Against another corpus an id shared by the same split of both is not reported: between two
     versions of one dataset that is every sample; what leaks is an id in one corpus's train split
-    and the other's test split.
+    and the other's test split. Ids in ``skip`` (placeholders, :func:`placeholder_ids`) name no
+    one entity and are not checked.
     """
     parts = [f.loc[_present(f[column]), [column, "corpus", "split"]] for f in frames if column in f.columns]
     rows = pd.concat(parts, ignore_index=True).drop_duplicates()
     rows[column] = rows[column].astype(str)
+    rows = rows[~rows[column].isin(set(skip))]
     spread = rows.groupby(column)[["split", "corpus"]].nunique()
     bad = (spread["split"] > 1) & (spread["corpus"] > 1 if cross else True)
     flagged = rows[rows[column].isin(spread.index[bad])]
     return [_finding(kind, [value], group, cross, 1.0, f"{column} {value}") for value, group in flagged.groupby(column)]
+
+
+def _written_as_none(values: pd.Series) -> pd.Series:
+    """Ids written as a placeholder: all zeros, no letter or digit ("-"), or a word for none ("N/A")."""
+    text = values.astype(str).str.strip().str.upper()
+    return text.isin(_NO_ID_WORDS) | text.map(accession_key).eq("")
+
+
+def placeholder_ids(frames: list[pd.DataFrame], limit: int) -> dict[str, pd.DataFrame]:
+    """Per column of :data:`PLACEHOLDER_OWNERS`, the rows (column, owner, corpus, split) of its placeholders.
+
+    A table ctcorpus did not write (another site's corpus, an older version) may keep the
+    "00000000" or "N/A" a modality writes for no accession number, or a placeholder patient id:
+    every study with it then shares one id, a leak wherever two of them fell in other splits. Written
+    as such, a placeholder is seen; pseudonymized, only as one id held by ``limit`` or more owners
+    (patients of one accession, persons of one patient id), which no real id is.
+    """
+    found = {}
+    for column, owner in PLACEHOLDER_OWNERS.items():
+        wanted = [column, owner, "corpus", "split"]
+        parts = [f.loc[_present(f[column]), f.columns.intersection(wanted)] for f in frames if column in f.columns]
+        rows = pd.concat(parts, ignore_index=True)
+        rows[column] = rows[column].astype(str)
+        owners = rows[owner].where(_present(rows[owner])) if owner in rows.columns else pd.Series(np.nan, rows.index)
+        held = owners.groupby(rows[column]).nunique()
+        values = pd.Series(rows[column].unique(), dtype=object)
+        bad = set(held.index[held >= limit]) | set(values[_written_as_none(values)])
+        found[column] = rows.assign(**{owner: owners})[rows[column].isin(bad)]
+    return found
+
+
+def placeholder_findings(found: Mapping[str, pd.DataFrame], *, cross: bool) -> list[Finding]:
+    """One data-quality finding per placeholder of :func:`placeholder_ids`: it names no one, and is not checked."""
+    findings = []
+    for column, rows in found.items():
+        owner = PLACEHOLDER_OWNERS[column]
+        for value, group in rows.groupby(column):
+            groups = tuple(sorted(set(_label(group, cross))))
+            held = group[owner].nunique()
+            why = "written for none" if _written_as_none(pd.Series([value])).iat[0] else f"held by {held} {owner}s"
+            entity = column.removesuffix("_id")
+            findings.append(
+                Finding(
+                    FindingKind.PLACEHOLDER_ID,
+                    Severity.MEDIUM,
+                    (str(value),),
+                    groups,
+                    float(held),
+                    f"{column} {value} is a placeholder ({why}) in {', '.join(groups)}: it names no one "
+                    f"{entity}, so its {len(group)} rows are not checked for {entity} leaks",
+                )
+            )
+    return findings
 
 
 def same_person_two_ids(volumes: pd.DataFrame, *, cross: bool) -> list[Finding]:
@@ -298,19 +363,42 @@ def duplicate_reports(reports: pd.DataFrame, config: AuditConfig, *, cross: bool
     return _pair_findings(reports, both, "report_id", kinds, cross=cross, what="reports of other studies")
 
 
-def coverage(volumes: pd.DataFrame, reports: pd.DataFrame, corpora: Sequence[str]) -> pd.DataFrame:
+def _checked_id(values: pd.Series, placeholders: Mapping[str, Iterable[str]], column: str) -> pd.Series:
+    """Rows whose ``column`` an overlap check reads: present, and no placeholder."""
+    return _present(values) & ~values.astype(str).isin(set(placeholders.get(column, ())))
+
+
+def coverage(
+    volumes: pd.DataFrame,
+    reports: pd.DataFrame,
+    corpora: Sequence[str],
+    placeholders: Mapping[str, Iterable[str]] | None = None,
+) -> pd.DataFrame:
     """Per corpus and leak check: the rows it could check (``checked``) of all its ``rows``, and what a row needs.
 
     A check passes every row it cannot read: a corpus whose volumes have no array hash or no
     finite fingerprint (a partial mapping, an older pipeline), or no ``patient_key``, has no copy
-    or no same-person finding whether it holds one or not. The report must say what was not checked.
+    or no same-person finding whether it holds one or not; a row whose accession or patient id is a
+    placeholder (``placeholders``, per column) is not checked for that id. The report must say
+    what was not checked.
     """
+    placeholders = placeholders or {}
     rows = pd.concat([frame[["corpus", "patient_id", "study_id"]] for frame in (volumes, reports)], ignore_index=True)
     words = reports["text"].map(_text_hash).ne("")
     usable = (
-        (FindingKind.PATIENT_ACROSS_GROUPS, rows, _present(rows["patient_id"]), "volumes and reports with a patient id"),
+        (
+            FindingKind.PATIENT_ACROSS_GROUPS,
+            rows,
+            _checked_id(rows["patient_id"], placeholders, "patient_id"),
+            "volumes and reports with a patient id (no placeholder)",
+        ),
         (FindingKind.STUDY_ACROSS_GROUPS, rows, _present(rows["study_id"]), "volumes and reports with a study id"),
-        (FindingKind.ACCESSION_ACROSS_GROUPS, volumes, _present(volumes["accession_id"]), "volumes with an accession"),
+        (
+            FindingKind.ACCESSION_ACROSS_GROUPS,
+            volumes,
+            _checked_id(volumes["accession_id"], placeholders, "accession_id"),
+            "volumes with an accession (no placeholder)",
+        ),
         (
             FindingKind.SAME_PERSON_TWO_IDS,
             volumes,
@@ -340,7 +428,14 @@ def coverage(volumes: pd.DataFrame, reports: pd.DataFrame, corpora: Sequence[str
     return frame.astype({"checked": np.int64, "rows": np.int64})
 
 
-def find_leaks(volumes: pd.DataFrame, reports: pd.DataFrame, config: AuditConfig, *, cross: bool) -> list[Finding]:
+def find_leaks(
+    volumes: pd.DataFrame,
+    reports: pd.DataFrame,
+    config: AuditConfig,
+    *,
+    cross: bool,
+    placeholders: Mapping[str, Iterable[str]] | None = None,
+) -> list[Finding]:
     """All overlap, leakage and duplicate checks over frames with ``corpus`` and ``split`` columns.
 
     Parameters
@@ -352,15 +447,22 @@ def find_leaks(volumes: pd.DataFrame, reports: pd.DataFrame, config: AuditConfig
         Thresholds of the near-duplicate checks.
     cross:
         ``False``: leaks between splits of one corpus. ``True``: only what two corpora share.
+    placeholders:
+        Per column (``accession_id``, ``patient_id``), ids that name no one (:func:`placeholder_ids`):
+        left out of that column's overlap check.
 
     Examples
     --------
     >>> findings = find_leaks(volumes, reports, AuditConfig(), cross=False)   # doctest: +SKIP
     """
-    frames = [volumes, reports]
-    findings = entity_overlap(frames, "patient_id", FindingKind.PATIENT_ACROSS_GROUPS, cross=cross)
+    frames, skip = [volumes, reports], placeholders or {}
+    findings = entity_overlap(
+        frames, "patient_id", FindingKind.PATIENT_ACROSS_GROUPS, cross=cross, skip=skip.get("patient_id", ())
+    )
     findings += entity_overlap(frames, "study_id", FindingKind.STUDY_ACROSS_GROUPS, cross=cross)
-    findings += entity_overlap([volumes], "accession_id", FindingKind.ACCESSION_ACROSS_GROUPS, cross=cross)
+    findings += entity_overlap(
+        [volumes], "accession_id", FindingKind.ACCESSION_ACROSS_GROUPS, cross=cross, skip=skip.get("accession_id", ())
+    )
     findings += same_person_two_ids(volumes, cross=cross)
     findings += duplicate_volumes(volumes, config, cross=cross)
     findings += duplicate_reports(reports, config, cross=cross)

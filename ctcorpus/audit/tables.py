@@ -109,6 +109,8 @@ class CorpusTables:
     name:
         How the corpus is named in findings (e.g. its folder name or version).
 
+    The ``split`` of volumes and reports is kept as text (:func:`split_as_text`).
+
     Examples
     --------
     >>> tables = CorpusTables(volumes=empty_table("volumes"), reports=empty_table("reports"))

@@ -35,6 +35,16 @@ class AuditConfig(StageConfig):
         description="Projected similarity (corpus-centred) above which a volume pair is verified exactly.",
     )
     projection_dims: int = Field(64, ge=8, description="Dimensions of the random projection used for candidates.")
+    placeholder_owners: int = Field(
+        3,
+        ge=2,
+        description=(
+            "An accession_id held by this many patients or more, or a patient_id by this many persons "
+            "(patient_key), is taken for a placeholder (a pseudonymized '00000000' or 'N/A' of a table "
+            "ctcorpus did not write), reported as placeholder_id and not checked for leaks; an id written "
+            "as a placeholder (all zeros, no letter or digit, N/A, NONE, NULL, UNKNOWN) is one whoever holds it."
+        ),
+    )
     report_similarity: float = Field(
         0.5,
         ge=0.0,
