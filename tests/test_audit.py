@@ -1104,6 +1104,20 @@ def test_cooccurrence_diagonal_is_grey_not_the_colour_of_zero(figures: list[Figu
     assert "grey diagonal" in axes.get_title()
 
 
+def test_an_empty_part_of_the_report_says_why(figures: list[Figure]) -> None:
+    """No report positive for two labels drew a blank co-occurrence square; no snippet said 'none'
+    and an empty quarantine table nothing at all, as if the section were lost."""
+    tiny = _tiny()
+    empty = {name: getattr(tiny, name).iloc[:0] for name in ("snippets", "quarantine")}
+    page = report.render_html(audit_corpus(dataclasses.replace(tiny, labels=tiny.labels.assign(state="negative"), **empty)))
+    assert not [ax for f in figures for ax in f.axes if ax.get_title().startswith("Label co-occurrence")]
+    assert "No co-occurrence plot: no report is positive for two labels." in page
+    assert "No snippets per anatomy: the snippets table is missing or empty." in page
+    assert "Nothing quarantined: the quarantine table is missing or empty." in page
+    page = report.render_html(audit_corpus(dataclasses.replace(tiny, labels=tiny.labels.iloc[:0])))
+    assert "No label to count: the labels table is missing or has no report-level row." in page
+
+
 def test_page_tables_give_shares_in_percent_as_the_plots_do() -> None:
     """The plots speak %, the missing-sections and label-shift tables spoke fractions (0.5): the page
     says %, audit.json keeps the fractions."""

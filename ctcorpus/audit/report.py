@@ -385,12 +385,19 @@ def _sections(result: AuditResult) -> list[str]:
         _table(stats.splits),
         "<h2>Labels</h2>",
     ]
+    pairs = stats.label_cooccurrence
     if not stats.label_prevalence.empty:
-        parts += [_prevalence_plot(stats.label_prevalence), _cooccurrence_plot(stats.label_cooccurrence)]
+        parts.append(_prevalence_plot(stats.label_prevalence))
+        # without a pair the heatmap is a blank square (an empty one, with no positive report)
+        parts.append(
+            _cooccurrence_plot(pairs)
+            if (pairs["label_a"] != pairs["label_b"]).any()
+            else "<p><em>No co-occurrence plot: no report is positive for two labels.</em></p>"
+        )
         parts += ["<h3>Reports positive for, and mentioning, each label per split</h3>"]
         parts.append(_table(_label_counts(stats.label_prevalence)))
     else:
-        parts.append("<p><em>no labels table</em></p>")
+        parts.append("<p><em>No label to count: the labels table is missing or has no report-level row.</em></p>")
     parts += ["<h2>Reports</h2>", _table(stats.report_lengths), "<h3>Missing sections</h3>"]
     missing = stats.missing_sections
     parts.append(_table(_percent(missing[missing["missing"] > 0], ("share",))))
@@ -409,12 +416,15 @@ def _sections(result: AuditResult) -> list[str]:
         (stats.snippet_anatomies, "anatomy", "snippets per anatomy"),
         (stats.snippet_labels, "label", "snippets per label"),
     ):
-        parts.append(f"<div>{_bar_plot(frame, label, 'snippets', title) if not frame.empty else '<p>none</p>'}</div>")
+        none = f"<p><em>No {title}: the snippets table is missing or empty.</em></p>"
+        parts.append(f"<div>{_bar_plot(frame, label, 'snippets', title) if not frame.empty else none}</div>")
     parts.append("</div>")
     items = stats.quarantine["stage"] + ": " + stats.quarantine["reason"] + " (" + stats.quarantine["action"] + ")"
     if not stats.quarantine.empty:
         title = "quarantine table by reason (action: only reject leaves an item out)"
         parts.append(_bar_plot(stats.quarantine.assign(item=items), "item", "items", title, colour="#8d6e63"))
+    else:
+        parts.append("<p><em>Nothing quarantined: the quarantine table is missing or empty.</em></p>")
     if result.diff is not None:
         parts.append(_diff_section(result.diff))
     config = html.escape(json.dumps(result.config.model_dump(mode="json")))
