@@ -775,6 +775,18 @@ def test_tables_must_have_the_columns() -> None:
         dataclasses.replace(tiny, volumes=tiny.volumes.drop(columns=["kernel"]))
 
 
+def test_labels_the_statistics_cannot_count_are_refused() -> None:
+    """CheXpert's 1/0/-1 states were counted as no state (every label mentioned by no report, silently);
+    a row without a label stopped the audit with a TypeError naming nothing."""
+    tiny = _tiny()
+    with pytest.raises(AuditError, match=r"'labels' of corpus 'tiny' has states \['-1', '0', '1'\] in column 'state'"):
+        dataclasses.replace(tiny, labels=tiny.labels.assign(state=[1, 1, 0, -1, 1]))
+    with pytest.raises(AuditError, match=r"'labels' of corpus 'tiny' has 1 rows without a label in column 'label'"):
+        dataclasses.replace(tiny, labels=tiny.labels.assign(label=["lung_nodule", None, "x", "y", "z"]))
+    states = tiny.labels.assign(state=pd.Categorical(tiny.labels["state"]))  # as pyarrow reads a dictionary column
+    assert audit_corpus(dataclasses.replace(tiny, labels=states)).stats.label_prevalence["positive"].sum() == 2
+
+
 # ---------------------------------------------------------------- diff
 
 

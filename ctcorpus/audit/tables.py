@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
+from ctcorpus.enums import LabelState
 from ctcorpus.errors import AuditError
 from ctcorpus.outputs.store import moved_aside
 
@@ -96,6 +97,26 @@ def empty_table(name: str) -> pd.DataFrame:
     return pd.DataFrame({column: pd.Series(dtype=object) for column in COLUMNS[name]})
 
 
+def _check_labels(labels: pd.DataFrame, corpus: str) -> None:
+    """Refuse labels the statistics cannot count, naming the column and the values.
+
+    A state other than ctcorpus' (CheXpert's 1/0/-1, 'POSITIVE') was counted as no state: every
+    label read as mentioned by no report, without a word; a row without a label stopped the audit
+    with a TypeError, sorting the null among the label names.
+    """
+    states = {str(s) for s in pd.unique(labels["state"].astype(object))} - {s.value for s in LabelState}
+    if states:
+        raise AuditError(
+            f"table 'labels' of corpus {corpus!r} has states {sorted(states)[:5]} in column 'state', "
+            f"not {', '.join(s.value for s in LabelState)}; map them first"
+        )
+    if labels["label"].isna().any():
+        raise AuditError(
+            f"table 'labels' of corpus {corpus!r} has {int(labels['label'].isna().sum())} rows without a "
+            "label in column 'label'; drop or name them first"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class CorpusTables:
     """One corpus version as DataFrames: what the audit reads.
@@ -132,6 +153,7 @@ class CorpusTables:
             missing = [c for c in columns if c not in frame.columns]
             if missing:
                 raise AuditError(f"table {table!r} of corpus {self.name!r} lacks columns {missing}; map them first")
+        _check_labels(self.labels, self.name)
         for table in ("volumes", "reports"):  # frozen: the text splits replace the frames as given
             frame = getattr(self, table)
             object.__setattr__(self, table, frame.assign(split=split_as_text(frame["split"])))
