@@ -39,6 +39,7 @@ from ctcorpus.audit import (
 from ctcorpus.audit import leakage, report
 from ctcorpus.audit.fingerprint import FINGERPRINT_SIZE, FINGERPRINT_VERSION, similar_pairs
 from ctcorpus.audit.leakage import report_pairs
+from ctcorpus.audit.stats import CATEGORICAL
 from ctcorpus.config.audit import AuditConfig
 from ctcorpus.errors import AuditError
 from ctcorpus.synth.leaks import SEEDED_KINDS, match_leaks, synthetic_corpus_tables
@@ -147,7 +148,7 @@ def test_numbered_splits_are_read_as_text(tmp_path: Path) -> None:
     reports = tiny.reports.assign(patient_id=["p1", "p1", "p3"], split=[0.0, None, 1.0])
     numbered = dataclasses.replace(tiny, volumes=volumes, reports=reports)
     result = audit_corpus(numbered)
-    assert result.stats.splits["split"].tolist() == ["0", "1"]
+    assert result.stats.splits["split"].tolist() == ["", "0", "1"]  # "": the report of no split
     assert set(result.stats.label_prevalence["split"]) == {"", "0", "1"}
     patients = [f for f in result.findings if f.kind == FindingKind.PATIENT_ACROSS_GROUPS]
     assert [(f.ids, f.groups, f.severity) for f in patients] == [(("p1",), ("", "0", "1"), Severity.HIGH)]
@@ -604,6 +605,23 @@ def test_a_report_without_split_or_sections_is_no_crash() -> None:
     missing = result.stats.missing_sections.set_index(["split", "section"])["missing"]
     assert missing[("train", "findings")] == 1 and missing[("train", "impression")] == 2
     assert "<h2>Reports</h2>" in report.render_html(result)
+
+
+def test_rows_of_no_known_split_are_counted_under_split_empty() -> None:
+    """A volume and a report with a null split were in no count: the splits table summed to fewer
+    volumes than the corpus held, and their labels were counted out of 0 reports."""
+    tiny = _tiny()
+    tables = dataclasses.replace(
+        tiny, volumes=tiny.volumes.assign(split=["train", None, "test"]), reports=tiny.reports.assign(split=["train", None, "test"])
+    )
+    stats = corpus_statistics(tables)
+    assert stats.splits.set_index("split").loc[""].tolist() == [1, 1, 1, 1]
+    assert stats.splits["volumes"].sum() == 3 and stats.report_lengths.set_index("split").loc["", "reports"] == 1
+    assert stats.label_prevalence.set_index(["split", "label"]).loc[("", "pleural_effusion"), ["negative", "reports"]].tolist() == [1, 1]
+    assert stats.volume_values.query("split == ''")["volumes"].sum() == len(CATEGORICAL)
+    assert set(stats.volume_numeric["split"]) == {"", "test", "train"}
+    assert set(stats.missing_sections["split"]) == {"", "test", "train"}
+    assert "<tr><td>(no split)</td>" in report.render_html(audit_corpus(tables))
 
 
 #: _tiny's pleural_effusion: one negative report, positive in no split.

@@ -129,6 +129,11 @@ def _split_name(split: str) -> str:
     return split or "(no split)"
 
 
+def _named_splits(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table's split column as the plots name it: an empty cell read as a lost value."""
+    return frame.assign(split=frame["split"].map(_split_name))
+
+
 def _by_split(table: pd.DataFrame) -> pd.DataFrame:
     """Columns in train, validation, test order (others after), so colours and legends line up."""
     order = [s for s in _SPLIT_COLOURS if s in table.columns] + [s for s in table.columns if s not in _SPLIT_COLOURS]
@@ -382,7 +387,7 @@ def _sections(result: AuditResult) -> list[str]:
         # the dataset card counts every patient and study of a split, these only those with a volume
         "<p>Volumes, and the patients and studies they belong to; reports of the split's studies "
         "(the dataset card counts every patient and study of a split, also those without a volume).</p>",
-        _table(stats.splits),
+        _table(_named_splits(stats.splits)),
         "<h2>Labels</h2>",
     ]
     pairs = stats.label_cooccurrence
@@ -398,7 +403,7 @@ def _sections(result: AuditResult) -> list[str]:
         parts.append(_table(_label_counts(stats.label_prevalence)))
     else:
         parts.append("<p><em>No label to count: the labels table is missing or has no report-level row.</em></p>")
-    parts += ["<h2>Reports</h2>", _table(stats.report_lengths), "<h3>Missing sections</h3>"]
+    parts += ["<h2>Reports</h2>", _table(_named_splits(stats.report_lengths)), "<h3>Missing sections</h3>"]
     missing = stats.missing_sections
     parts.append(_table(_percent(missing[missing["missing"] > 0], ("share",))))
     parts += [
@@ -407,7 +412,7 @@ def _sections(result: AuditResult) -> list[str]:
             "<p>Voxel spacing in mm (x, y in-plane, z between slices) and slices per volume, as exported "
             "(before resampling to the corpus grid): minimum, 5th percentile, median, 95th percentile, maximum.</p>"
         ),
-        _table(stats.volume_numeric),
+        _table(_named_splits(stats.volume_numeric)),
     ]
     if not stats.volume_values.empty:
         parts.append(_volume_plot(stats.volume_values))

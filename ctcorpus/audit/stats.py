@@ -32,7 +32,8 @@ class CorpusStats:
     ----------
     splits:
         split, volumes, patients and studies with a volume, reports; a split the build config
-        expects (:func:`expected_splits`) but no patient fell in is a row of zeros.
+        expects (:func:`expected_splits`) but no patient fell in is a row of zeros. In every frame,
+        split '' holds the rows of no known split (a null split).
     label_prevalence:
         split, label, positive, negative, uncertain, reports, prevalence (positive / reports of
         the split), from report-level labels (``sentence_index == -1``); a label the build config
@@ -91,11 +92,20 @@ def expected_labels(manifest: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(sorted({*CT_RATE_LABELS, *(reports.get("extra_synonyms") or {})}))
 
 
+def _split_of(frame: pd.DataFrame) -> pd.Series:
+    """Each row's split, '' for none: counted under no known split, as the labels of its reports are.
+
+    Grouped by a null split, the rows were left out of every count (a volume in no split row, a
+    report of no split counted in no report length, its labels out of 0 reports).
+    """
+    return frame["split"].fillna("")
+
+
 def _split_sizes(tables: CorpusTables) -> pd.DataFrame:
-    volumes = tables.volumes.groupby("split").agg(
+    volumes = tables.volumes.groupby(_split_of(tables.volumes)).agg(
         volumes=("volume_id", "nunique"), patients=("patient_id", "nunique"), studies=("study_id", "nunique")
     )
-    reports = tables.reports.groupby("split").agg(reports=("report_id", "nunique"))
+    reports = tables.reports.groupby(_split_of(tables.reports)).agg(reports=("report_id", "nunique"))
     frame = volumes.join(reports, how="outer")
     frame = frame.reindex(frame.index.union(pd.Index(expected_splits(tables.manifest)))).fillna(0).astype(np.int64)
     return frame.rename_axis("split").reset_index()
@@ -106,7 +116,7 @@ def _report_labels(tables: CorpusTables) -> pd.DataFrame:
     labels = report_level(tables.labels).drop(columns="split", errors="ignore")  # the report's split rules
     splits = tables.reports[["report_id", "split"]].drop_duplicates("report_id")
     merged = labels.merge(splits, on="report_id", how="left")
-    merged["split"] = merged["split"].fillna("")
+    merged["split"] = _split_of(merged)
     merged["state"] = merged["state"].astype(str)
     return merged
 
@@ -115,15 +125,15 @@ def _prevalence(tables: CorpusTables, report_labels: pd.DataFrame) -> pd.DataFra
     counts = pd.crosstab([report_labels["split"], report_labels["label"]], report_labels["state"])
     # every split x every label seen anywhere or expected: a label never mentioned in a split (or in
     # any) is a zero row, and a split with volumes but no report (its reports all failed) has zero rows, not none
-    volume_splits = set(tables.volumes["split"].dropna().astype(str))
-    report_splits = set(tables.reports["split"].dropna().astype(str))
+    volume_splits = set(_split_of(tables.volumes))
+    report_splits = set(_split_of(tables.reports))
     splits = sorted(report_splits | volume_splits | set(report_labels["split"]))
     labels = sorted(set(report_labels["label"]) | set(expected_labels(tables.manifest)))
     grid = pd.MultiIndex.from_product([splits, labels], names=["split", "label"])
     counts = counts.reindex(index=grid, columns=list(_STATES), fill_value=0)
     counts.columns = list(_STATES)
     frame = counts.reset_index()
-    sizes = tables.reports.groupby("split")["report_id"].nunique().rename("reports")
+    sizes = tables.reports.groupby(_split_of(tables.reports))["report_id"].nunique().rename("reports")
     frame = frame.merge(sizes, left_on="split", right_index=True, how="left")
     frame["reports"] = frame["reports"].fillna(0).astype(np.int64)
     frame["prevalence"] = np.where(frame["reports"] > 0, frame["positive"] / frame["reports"].clip(lower=1), 0.0)
@@ -139,7 +149,9 @@ def _cooccurrence(report_labels: pd.DataFrame) -> pd.DataFrame:
 
 def _report_lengths(reports: pd.DataFrame) -> pd.DataFrame:
     words = reports["text"].fillna("").astype(str).str.split().str.len()
-    frame = reports.assign(words=words, sentences=reports["n_sentences"].fillna(0).astype(np.int64))
+    frame = reports.assign(
+        words=words, sentences=reports["n_sentences"].fillna(0).astype(np.int64), split=_split_of(reports)
+    )
     grouped = frame.groupby("split")
     out = pd.DataFrame(
         {
@@ -157,7 +169,7 @@ def _report_lengths(reports: pd.DataFrame) -> pd.DataFrame:
 def _missing_sections(reports: pd.DataFrame) -> pd.DataFrame:
     present = reports["sections"].map(lambda s: set(s) if isinstance(s, list | tuple | np.ndarray) else set())
     rows = []
-    for split, group in present.groupby(reports["split"]):
+    for split, group in present.groupby(_split_of(reports)):
         for section in EXPECTED_SECTIONS:
             missing = int((~group.map(lambda s, sec=section: sec in s)).sum())
             rows.append((split, section, missing, missing / max(len(group), 1)))
@@ -165,6 +177,7 @@ def _missing_sections(reports: pd.DataFrame) -> pd.DataFrame:
 
 
 def _volume_values(volumes: pd.DataFrame) -> pd.DataFrame:
+    volumes = volumes.assign(split=_split_of(volumes))
     parts = []
     for column in CATEGORICAL:
         values = volumes[column].astype(object).where(volumes[column].notna(), "(missing)").astype(str)
@@ -175,7 +188,9 @@ def _volume_values(volumes: pd.DataFrame) -> pd.DataFrame:
 
 
 def _volume_numeric(volumes: pd.DataFrame) -> pd.DataFrame:
-    long = volumes.melt(id_vars=["split"], value_vars=list(NUMERIC), var_name="field", value_name="value")
+    long = volumes.assign(split=_split_of(volumes)).melt(
+        id_vars=["split"], value_vars=list(NUMERIC), var_name="field", value_name="value"
+    )
     long["value"] = pd.to_numeric(long["value"], errors="coerce")
     grouped = long.groupby(["field", "split"])["value"]
     frame = pd.DataFrame(
