@@ -793,7 +793,7 @@ def test_tables_must_have_the_columns() -> None:
         dataclasses.replace(tiny, volumes=tiny.volumes.drop(columns=["kernel"]))
 
 
-def test_labels_the_statistics_cannot_count_are_refused() -> None:
+def test_labels_the_statistics_cannot_count_are_refused(tmp_path: Path) -> None:
     """CheXpert's 1/0/-1 states were counted as no state (every label mentioned by no report, silently);
     a row without a label stopped the audit with a TypeError naming nothing."""
     tiny = _tiny()
@@ -803,6 +803,11 @@ def test_labels_the_statistics_cannot_count_are_refused() -> None:
         dataclasses.replace(tiny, labels=tiny.labels.assign(label=["lung_nodule", None, "x", "y", "z"]))
     states = tiny.labels.assign(state=pd.Categorical(tiny.labels["state"]))  # as pyarrow reads a dictionary column
     assert audit_corpus(dataclasses.replace(tiny, labels=states)).stats.label_prevalence["positive"].sum() == 2
+    volumes = tiny.volumes.assign(fingerprint=tiny.volumes["fingerprint"].where(tiny.volumes["volume_id"] != "v2", None))
+    _write_corpus(dataclasses.replace(tiny, volumes=volumes), tmp_path, skip=("labels",))
+    _write_parquet(tiny.labels.assign(state=[1, 1, 0, -1, 1]), tmp_path / "tables" / "labels" / "part-0.parquet")
+    with pytest.raises(AuditError, match=rf"^{tmp_path / 'tables'}: table 'labels' .* in column 'state'"):
+        load_corpus_tables(tmp_path)
 
 
 # ---------------------------------------------------------------- diff

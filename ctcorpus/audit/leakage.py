@@ -10,6 +10,8 @@ over word shingles (candidates only, each verified by exact Jaccard): neither is
 Near-duplicates are only reported between patients: a follow-up scan shares its patient's anatomy
 and a follow-up report copies wording forward ("unchanged since ..."), and neither can leak
 across splits, which are drawn per patient. Exact copies are reported whoever they belong to.
+An accession or patient id that is a placeholder (:func:`placeholder_ids`) is reported as such
+and left out of its id's check: it names no one exam or patient, so it would be one across splits.
 """
 
 from __future__ import annotations

@@ -288,4 +288,7 @@ def load_corpus_tables(root: str | Path, name: str | None = None) -> CorpusTable
     }
     _from_pipeline(frames, extra)
     label = name or str(manifest.get("dataset_version") or root.name)
-    return CorpusTables(manifest=manifest, name=label, **frames)
+    try:
+        return CorpusTables(manifest=manifest, name=label, **frames)
+    except AuditError as exc:  # a column or value the audit cannot read: name the folder it is in
+        raise AuditError(exc.message, path=root / "tables") from None
