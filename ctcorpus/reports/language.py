@@ -79,7 +79,7 @@ def _lexicon_words() -> frozenset[str]:
         phrases += (p for ps in vocabulary.values() for p in ps)
     for words in (lexicon.NEGATION_PRE, lexicon.NEGATION_POST, lexicon.UNCERTAIN_PRE, lexicon.UNCERTAIN_POST,
                   lexicon.UNCERTAIN_POST_LAST,
-                  lexicon.PSEUDO_TRIGGERS, lexicon.SCOPE_TERMINATORS, lexicon.NOT_LABELS):
+                  lexicon.PSEUDO_TRIGGERS, lexicon.SCOPE_TERMINATORS, lexicon.NOT_LABELS, lexicon.JOINT_MENTIONS):
         phrases += words
     return frozenset(w for p in phrases for w in _WORD.findall(p.lower()))
 

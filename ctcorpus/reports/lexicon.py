@@ -17,6 +17,7 @@ __all__ = [
     "ANATOMY_STEMS",
     "ANATOMY_TERMS",
     "HEADINGS",
+    "JOINT_MENTIONS",
     "LABEL_SYNONYMS",
     "LIST_COORDINATORS",
     "LIST_DISJUNCTIONS",
@@ -114,7 +115,7 @@ _HEART_ENLARGED: tuple[str, ...] = tuple(
     " ".join(w for w in words if w)
     for words in [
         *product(("heart", "heart size", "cardiac size", "cardiac silhouette"), ("", "is", "remains", "appears"),
-                 ("", "mildly", "moderately", "markedly", "slightly", "severely"), ("enlarged", "large")),
+                 ("", "mildly", "moderately", "markedly", "slightly", "severely"), ("enlarged", "large", "increased")),
         *product(("herz", "herzschatten"), ("", "ist"), ("", "leicht", "gering", "mäßig", "deutlich", "mittelgradig"),
                  ("vergrößert", "verbreitert")),
     ]
@@ -144,6 +145,9 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "arterial calcification", "calcific atherosclerosis", "vascular calcification", "atherosclerosis",
             "~aortensklerose", "arteriosklerotische", "~wandverkalkung", "arteriosklerose", "atherosklerose",
             "aortenverkalkung", "gefäßverkalkung", "kalzifizierende aortensklerose",
+            "aortic plaque", "plaque in the aorta", "plaques in the aorta", "plaque in the thoracic aorta",
+            "plaques in the thoracic aorta", "~aortenplaque", "plaque der aorta", "plaques der aorta", "aortale plaque",
+            "aortalen plaque",
         ),
         "cardiomegaly": (
             "cardiomegaly", "enlarged heart", "cardiac enlargement", "enlarged cardiac", "enlargement of the heart",
@@ -152,14 +156,17 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "borderline heart size", "heart size is borderline", "heart size borderline", "heart is borderline in size",
             "heart borderline in size", "heart size borderline enlarged", "heart is borderline enlarged",
             "heart borderline enlarged", "borderline enlarged heart", "grenzwertige herzgröße", "herz grenzwertig groß",
-            "herzgröße grenzwertig", "grenzwertig großes herz",
+            "herzgröße grenzwertig", "grenzwertig großes herz", "increased heart size", "increased cardiac size",
             "~kardiomegalie", "vergrößertes herz", "herzvergrößerung",
         ),
         "pericardial_effusion": ("pericardial effusion", "pericardial fluid", "~perikarderguss", "~perikardergüss"),
         "coronary_artery_wall_calcification": (
             "coronary artery calcification", "coronary calcification", "calcifications of the coronary",
             "calcification of the coronary", "coronary artery wall calcification", "coronary sclerosis",
-            "coronary atherosclerosis", "~koronarverkalkung", "~koronarsklerose", "verkalkungen der koronar",
+            "coronary atherosclerosis", "coronary plaque", "coronary artery plaque", "plaque in the coronary",
+            "plaques in the coronary", "calcified plaque in the coronary", "calcified plaques in the coronary",
+            "~koronarkalk", "~koronarplaque", "plaque der koronar", "plaques der koronar", "koronare plaque",
+            "koronaren plaque", "~koronarverkalkung", "~koronarsklerose", "verkalkungen der koronar",
             "koronararterienverkalkung",
         ),
         "hiatal_hernia": ("hiatal hernia", "hiatus hernia", "~hiatushernie", "hernia of the hiatus"),
@@ -169,13 +176,18 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "~lymphadenopathie", "vergrößerte lymphknoten", "vergrößerten lymphknoten",
             "vergrößerte mediastinale lymphknoten", "lymphknotenvergrößerung", "vergrößerter lymphknoten",
             "vergrößerte hiläre lymphknoten",
+            # CT-RATE's "lymph nodes of pathological size", "mediastinal lymph nodes are enlarged"
+            "lymph node of pathological size", "lymph nodes of pathological size", "lymph node in pathological size",
+            "lymph nodes in pathological size", "lymph node is enlarged", "lymph nodes are enlarged",
+            "lymph nodes enlarged", "lymphknoten vergrößert", "lymphknoten pathologisch vergrößert",
         ),
         "emphysema": ("emphysema", "emphysematous", "~emphysem"),
         "atelectasis": ("atelectasis", "atelectases", "atelectatic", "~atelektase", "~atelektat", "dystelectasis",
                         "~dystelektase", *_LUNG_COLLAPSE),
         "lung_nodule": (
             "nodule", "nodular lesion", "pulmonary mass", "lung mass", "~rundherd", "nodulus", "noduli",
-            "lung lesion", "pulmonary lesion", "~knoten der lunge", "micronodule",
+            "lung lesion", "pulmonary lesion", "~knoten der lunge", "micronodule", "~lungenknoten", "pulmonale knoten",
+            "pulmonaler knoten", "pulmonalen knoten",
         ),
         "lung_opacity": (
             "opacity", "opacities", "opacification", "ground-glass", "ground glass", "~milchglas", "~verdichtung",
@@ -184,6 +196,9 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "pulmonary_fibrotic_sequela": (
             "fibrotic", "fibrosis", "fibrous", "scarring", "~fibrotisch", "~fibrose", "narbig", "~narbe",
             "parenchymal band", "fibrotic band", "residual scar",
+            # CT-RATE's "sequelae changes" ("fibrotic sequelae" is "fibrotic"); not "sequela" alone: chest
+            # films' "sequela of prior granulomatous disease" are calcified granulomas, no fibrosis
+            "sequela change", "sequelae change",
         ),
         "pleural_effusion": (
             "pleural effusion", "pleural fluid", "effusion", "erguss", "ergüsse", "~pleuraerguss", "~pleuraergüss",
@@ -210,8 +225,24 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     }
 )
 
-#: Statements that a finding is absent without a negation word ("heart size normal" says: no
-#: cardiomegaly). Matched like word-start synonyms; a mention reads NEGATIVE whatever the triggers.
+_BOTH_EFFUSIONS = ("pleural_effusion", "pericardial_effusion")
+#: Two findings that share their head noun, written once: "no pleural or pericardial effusion",
+#: "Pleura- und Perikardergüsse". One phrase, a mention of each label; matched like word-start synonyms.
+JOINT_MENTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        f"{first} {conjunction} {second}": _BOTH_EFFUSIONS
+        for pairs, conjunctions in (
+            ((("pleural", "pericardial effusion"), ("pericardial", "pleural effusion")), ("or", "and", "nor")),
+            ((("pleura-", "perikarderguss"), ("pleura-", "perikardergüss"), ("perikard-", "pleuraerguss"),
+              ("perikard-", "pleuraergüss")), ("oder", "und", "noch", "bzw.")),
+        )
+        for (first, second), conjunction in product(pairs, conjunctions)
+    }
+)
+
+#: Statements that a finding is absent, read whole: without a negation word ("heart size normal" says:
+#: no cardiomegaly) or with one where the finding is named after it ("lymph nodes are not enlarged").
+#: Matched like word-start synonyms; a mention reads NEGATIVE whatever the triggers.
 NORMAL_STATEMENTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         "cardiomegaly": (
@@ -223,6 +254,13 @@ NORMAL_STATEMENTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "herz normal groß", "herzgröße normal", "normale herzgröße", "herz regelrecht groß", "normal großes herz",
             "normgroßes herz", "herz normgroß", "heart is not enlarged", "heart size is not enlarged",
             "heart not enlarged", "herz nicht vergrößert", "herz ist nicht vergrößert",
+            # CT-RATE's "Heart contour and size are normal"
+            "heart contour and size are normal", "heart contour and size normal", "heart size and contour are normal",
+            "heart size and contour normal", "herzgröße regelrecht",
+        ),
+        "lymphadenopathy": (
+            "lymph node is not enlarged", "lymph nodes are not enlarged", "lymph nodes not enlarged",
+            "lymphknoten nicht vergrößert", "lymphknoten nicht pathologisch vergrößert",
         ),
     }
 )
@@ -264,7 +302,10 @@ NEGATION_PRE: tuple[str, ...] = (
 NEGATION_POST: tuple[str, ...] = (
     "is not seen", "are not seen", "not seen", "not identified", "absent", "has resolved",
     "have resolved", "has cleared", "have cleared", "resolved", "ruled out", "nicht nachweisbar", "nicht abgrenzbar",
-    "nicht mehr nachweisbar",
+    "nicht mehr nachweisbar", "nicht nachzuweisen", "nicht feststellbar", "nicht abzugrenzen",
+    # CT-RATE's "Emphysema was not observed", "Pleural effusion was not detected"
+    "not detected", "not observed", "not noted", "not visualized", "not demonstrated", "not evident",
+    "not appreciated", "not visible",
     "ausgeschlossen", "not present", "is excluded", "nicht vorhanden", "nicht sichtbar", "nicht darstellbar",
     "nicht erkennbar", "nicht mehr abgrenzbar", "nicht mehr darstellbar", "nicht mehr sichtbar",
     "nicht mehr erkennbar", "findet sich nicht", "finden sich nicht", "besteht nicht", "bestehen nicht",
@@ -330,6 +371,16 @@ _NOT_ADJECTIVE: tuple[str, ...] = tuple(
         ("", "e", "em", "en", "er", "es"),
     )
 )
+#: "Opacity noted, not visualized on prior": absent then, present now; no negation.
+_NOT_SEEN_BEFORE: tuple[str, ...] = tuple(
+    f"not {seen} {before}"
+    for seen, before in product(
+        ("seen", "visualized", "visible", "identified", "present", "detected", "observed", "evident",
+         "demonstrated", "noted", "appreciated"),
+        ("on prior", "on the prior", "on previous", "on the previous", "on comparison", "on the comparison",
+         "previously"),
+    )
+)
 #: Phrases that look like triggers but are not ("no change" says nothing about presence).
 PSEUDO_TRIGGERS: tuple[str, ...] = (
     "no change", "no changes", "no significant change", "no significant changes", "no interval change",
@@ -349,7 +400,7 @@ PSEUDO_TRIGGERS: tuple[str, ...] = (
     "ohne befundänderung", "ohne wesentliche befundänderung", "ohne größenzunahme", "ohne größenprogredienz",
     "ohne progredienz", "ohne wachstum",
     "nicht verändert", "no further", "not significantly changed", "unverändert", "to suggest", *_NOT_ADJECTIVE,
-    *_NOT_RESOLVED,
+    *_NOT_RESOLVED, *_NOT_SEEN_BEFORE,
 )
 #: Words and marks that end a trigger's scope.
 SCOPE_TERMINATORS: tuple[str, ...] = (

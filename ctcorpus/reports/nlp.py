@@ -111,7 +111,7 @@ class ReportAnalyzer:
     labels: re.Pattern[str]
     labels_at_word_start: re.Pattern[str]  # ``labels`` without the in-compound stems
     label_stems: ahocorasick.Automaton  # the first words of the in-compound stems -> length (see _stems_decide)
-    label_groups: Mapping[str, str | None]  # phrase -> label (None: a word that names no finding)
+    label_groups: Mapping[str, tuple[str, ...]]  # phrase -> its labels (none: a word that names no finding)
     statement_states: Mapping[str, LabelState]  # phrases in ``label_groups`` that fix the state themselves
     triggers: re.Pattern[str]
     trigger_starts: ahocorasick.Automaton  # the triggers' first words -> length (see _matches_at_words)
@@ -216,14 +216,18 @@ def _cached(extra_synonyms: tuple[tuple[str, tuple[str, ...]], ...],
         synonyms.setdefault(label, []).extend(t.lower() for t in extra)
     # "~stem" phrases match inside a German compound, the others at a word start; both may carry
     # an inflection suffix. Group 1 or 2 is the phrase itself, looked up in ``groups``. Words that
-    # hold a label's stem but name no finding win there as the longer phrase, and map to no label.
+    # hold a label's stem but name no finding win there as the longer phrase, and map to no label;
+    # a joint mention ("pleural or pericardial effusion") maps to both of its labels.
     vocabulary: dict[str | None, list[str]] = {**synonyms, None: list(lexicon.NOT_LABELS)}
-    groups = {" ".join(t.lstrip("~").split()): label for label, ts in vocabulary.items() for t in with_ss(ts)}
+    groups = {" ".join(t.lstrip("~").split()): () if label is None else (label,)
+              for label, ts in vocabulary.items() for t in with_ss(ts)}
+    groups |= {t: labels for phrase, labels in lexicon.JOINT_MENTIONS.items() for t in with_ss([phrase])}
     statements = {t: (label, state) for state, phrases in ((LabelState.NEGATIVE, lexicon.NORMAL_STATEMENTS),
                                                             (LabelState.UNCERTAIN, lexicon.UNCERTAIN_STATEMENTS))
                   for label, ts in phrases.items() for t in with_ss(ts)}
-    groups |= {t: label for t, (label, _) in statements.items()}
-    anchored = [t for ts in vocabulary.values() for t in ts if not t.startswith("~")] + list(statements)
+    groups |= {t: (label,) for t, (label, _) in statements.items()}
+    anchored = [t for ts in vocabulary.values() for t in ts if not t.startswith("~")] + [*lexicon.JOINT_MENTIONS,
+                                                                                         *statements]
     anywhere = [t[1:] for ts in vocabulary.values() for t in ts if t.startswith("~")]
     word_start = r"\b(" + trie_regex(anchored) + r")\w*"
     label_re = re.compile(word_start + r"|(" + trie_regex(anywhere) + r")\w*")
@@ -447,7 +451,8 @@ def _stems_decide(analyzer: ReportAnalyzer, lower: str) -> bool:
 
 
 def _label_mentions(analyzer: ReportAnalyzer, lower: str) -> list[tuple[int, int, str, LabelState | None]]:
-    """Label phrases in the lowercased text: (start, end, label, the state the phrase fixes or None).
+    """Label phrases in the lowercased text: (start, end, label, the state the phrase fixes or None),
+    one per label of a joint mention ("pleural or pericardial effusion").
 
     The in-compound stems make the full regex try every position. Where each stem in the text
     starts a word-start label ("emphysema"), that branch wins there and the stem branch decides
@@ -462,8 +467,7 @@ def _label_mentions(analyzer: ReportAnalyzer, lower: str) -> list[tuple[int, int
         phrase = m[m.lastindex]
         if phrase not in groups:
             phrase = " ".join(phrase.split())
-        if (label := groups[phrase]) is not None:
-            found.append((m.start(), m.end(), label, fixed.get(phrase)))
+        found.extend((m.start(), m.end(), label, fixed.get(phrase)) for label in groups[phrase])
     return found
 
 
