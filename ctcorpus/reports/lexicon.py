@@ -145,7 +145,7 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "arterial calcification", "calcific atherosclerosis", "vascular calcification", "atherosclerosis",
             "~aortensklerose", "arteriosklerotische", "~wandverkalkung", "arteriosklerose", "atherosklerose",
             "aortenverkalkung", "gefäßverkalkung", "kalzifizierende aortensklerose",
-            "aortic plaque", "plaque in the aorta", "plaques in the aorta", "plaque in the thoracic aorta",
+            "atherosclerotic change", "aortic plaque", "plaque in the aorta", "plaques in the aorta", "plaque in the thoracic aorta",
             "plaques in the thoracic aorta", "~aortenplaque", "plaque der aorta", "plaques der aorta", "aortale plaque",
             "aortalen plaque",
         ),
@@ -157,6 +157,7 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "heart borderline in size", "heart size borderline enlarged", "heart is borderline enlarged",
             "heart borderline enlarged", "borderline enlarged heart", "grenzwertige herzgröße", "herz grenzwertig groß",
             "herzgröße grenzwertig", "grenzwertig großes herz", "increased heart size", "increased cardiac size",
+            "increased cardiothoracic ratio", "cardiothoracic ratio increased", "cardiothoracic ratio is increased",
             "~kardiomegalie", "vergrößertes herz", "herzvergrößerung",
         ),
         "pericardial_effusion": ("pericardial effusion", "pericardial fluid", "~perikarderguss", "~perikardergüss"),
@@ -176,7 +177,9 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "~lymphadenopathie", "vergrößerte lymphknoten", "vergrößerten lymphknoten",
             "vergrößerte mediastinale lymphknoten", "lymphknotenvergrößerung", "vergrößerter lymphknoten",
             "vergrößerte hiläre lymphknoten",
-            # CT-RATE's "lymph nodes of pathological size", "mediastinal lymph nodes are enlarged"
+            # CT-RATE's "lymph nodes of pathological size", "mediastinal lymph nodes are enlarged", "no lymph
+            # node was observed in the mediastinum in pathological size and appearance" (its words for nodes)
+            "in pathological size and appearance", "of pathological size and appearance",
             "lymph node of pathological size", "lymph nodes of pathological size", "lymph node in pathological size",
             "lymph nodes in pathological size", "lymph node is enlarged", "lymph nodes are enlarged",
             "lymph nodes enlarged", "lymphknoten vergrößert", "lymphknoten pathologisch vergrößert",
@@ -210,13 +213,14 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "peribronchial_thickening": (
             "peribronchial thickening", "peribronchial wall thickening", "bronchial wall thickening",
             "peribronchial cuffing", "peribronchiale wandverdickung", "peribronchiale verdickung",
-            "bronchialwandverdickung", "peribronchialen wandverdickung",
+            "bronchialwandverdickung", "peribronchialen wandverdickung", "verdickte bronchialw",
+            "verdickten bronchialw",
         ),
         "consolidation": (
             "consolidation", "consolidative", "airspace consolidation", "~konsolidierung", "~infiltrat",
             "~konsolidation",
         ),
-        "bronchiectasis": ("bronchiectasis", "bronchiectases", "bronchiectatic", "~bronchiektas"),
+        "bronchiectasis": ("bronchiectasis", "bronchiectases", "bronchiectatic", "~bronchiektas", "~bronchiektat"),
         "interlobular_septal_thickening": (
             "interlobular septal thickening", "septal thickening", "thickened interlobular septa",
             "interlobuläre septenverdickung", "~septenverdickung", "verdickte interlobuläre septen",
