@@ -455,6 +455,10 @@ REAL_CHEST_CT_SENTENCES = [
     ("en", "Post-inflammatory fibrotic changes are seen in both lungs.", {"pulmonary_fibrotic_sequela": POS}),
     ("en", "Sequelae changes are observed in the left lower lobe.", {"pulmonary_fibrotic_sequela": POS}),
     ("en", "Pleural effusion was not detected.", {"pleural_effusion": NEG}),
+    ("en", "Pleural effusion is not clearly seen.", {"pleural_effusion": UNC}),
+    # a question mark after a finding asks whether it is there
+    ("en", "Opacity in the left lower lobe, atelectasis? Consolidation?",
+     {"lung_opacity": POS, "atelectasis": UNC, "consolidation": UNC}),
     ("en", "Pleural thickening is seen on the right.", {}),
     ("en", "A mosaic pattern is observed in both lungs.", {"mosaic_attenuation_pattern": POS}),
     ("en", "Mosaic attenuation pattern cannot be ruled out.", {"mosaic_attenuation_pattern": UNC}),
@@ -504,6 +508,11 @@ REAL_CHEST_CT_SENTENCES = [
     ("de", "Bronchiektatische Veränderungen im Mittellappen.", {"bronchiectasis": POS}),
     ("de", "Keine Bronchiektasen.", {"bronchiectasis": NEG}),
     ("de", "Verdickte interlobuläre Septen.", {"interlobular_septal_thickening": POS}),
+    ("de", "Infiltrat? Keine Ergüsse.", {"consolidation": UNC, "pleural_effusion": NEG}),
+    # an export that lost its encoding writes "?" for an umlaut: no question, no sentence end
+    ("de", "Verdickte Bronchialw?nde.", {"peribronchial_thickening": POS}),
+    ("de", "Ohne Mosaikperfusi?on, keine Erg?sse, kein Pleuraerguss.",
+     {"mosaic_attenuation_pattern": NEG, "pleural_effusion": NEG}),
 ]
 
 
@@ -511,6 +520,13 @@ REAL_CHEST_CT_SENTENCES = [
 def test_labels_of_chest_ct_sentences_as_radiologists_write_them(analyzer, language, text, expected):
     heading = {"en": "Findings", "de": "Befund"}[language]
     assert dict(analyze_report(analyzer, f"{heading}: {text}", language=language).labels) == expected
+
+
+def test_a_question_mark_between_letters_is_a_lost_letter_not_a_sentence_end(analyzer):
+    report = analyze_report(analyzer, "Befund: Keine Lymphknotenvergr?sserung. Ohne Mosaikperfusi?on.", language="de")
+    assert [report.text[s.start:s.end] for s in report.sentences] == ["Keine Lymphknotenvergr?sserung.",
+                                                                     "Ohne Mosaikperfusi?on."]
+    assert dict(report.labels) == {"mosaic_attenuation_pattern": NEG}
 
 
 def test_chest_ct_sentences_name_every_label_in_both_languages():

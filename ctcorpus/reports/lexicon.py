@@ -347,6 +347,8 @@ UNCERTAIN_POST: tuple[str, ...] = (
     "nicht sicher ausgeschlossen", "nicht auszuschliessen", "fraglich", "möglich",
     "nicht mit sicherheit auszuschließen", "nicht sicher abgrenzbar", "nicht mehr sicher abgrenzbar",
     "unlikely", "less likely", "unwahrscheinlich",
+    "not clearly seen", "not clearly identified", "not clearly visualized", "not clearly demonstrated",
+    "not definitely seen", "not definitely identified",
 )
 #: Post triggers that reach back only to the finding right before them, where they also end its
 #: clause: "atelectasis likely.", "Erguss wahrscheinlich links." Before another word they qualify
@@ -356,6 +358,8 @@ UNCERTAIN_POST: tuple[str, ...] = (
 UNCERTAIN_POST_LAST: tuple[str, ...] = (
     "likely", "is likely", "are likely", "probable", "is probable", "suspected", "possible", "questionable",
     "wahrscheinlich",
+    # a question mark after a finding asks whether it is there: "Opacity, atelectasis? Infiltrat?"
+    "?",
 )
 #: Phrases that hold a label's words but name none of its findings: tumour "infiltrating" is no
 #: "infiltrate", a thyroid nodule no lung nodule. Matched like labels, they win as the longer phrase.

@@ -423,7 +423,10 @@ def _sentence_spans(
             if c in ".!?":
                 if e - s == 1:
                     prev = text[starts[p]:ends[p]] if p >= 0 else ""
-                    if not (prev in no_break or prev.lower() in abbreviations or (len(prev) == 1 and prev.isalpha())):
+                    # a "?" between letters is a letter an export lost with its encoding ("Erg?sse")
+                    lost_letter = c == "?" and text[s - 1:s].isalpha() and text[e:e + 1].isalpha()
+                    if not (lost_letter or prev in no_break or prev.lower() in abbreviations
+                            or (len(prev) == 1 and prev.isalpha())):
                         spans.append((start, last, section.name))
                         start = -1
                 elif (c == "." and text[s:e - 1].isdigit()) or text[e - 2] in ".!?":
@@ -525,19 +528,21 @@ def _list_reaches(lower: str, t_end: int, m_start: int, right_bound: float, own_
 
 
 #: What may follow a post trigger that ends its clause (lexicon.UNCERTAIN_POST_LAST): a mark, the
-#: sentence end, or where the finding is ("atelectasis likely in the left base", "Erguss wahrscheinlich links").
-_CLAUSE_END = re.compile(r"\s*(?:[.,;:!?)]|$|(?:" + "|".join(
+#: sentence end, or, after a space, where the finding is ("atelectasis likely in the left base", "Erguss
+#: wahrscheinlich links"). No letter right after a "?": an export that lost its encoding writes "?" for
+#: an umlaut ("Verdickte Bronchialw?nde", "Mosaikperfusi?on" is no question).
+_CLAUSE_END = re.compile(r"\s*(?:[.,;:!?)]|$)|\s+(?:" + "|".join(
     (*lexicon.LIST_ITEM_QUALIFIERS, "left", "right", "bilateral", "bilaterally", "links", "rechts", "beidseits", "bds")
-) + r")\b)")
+) + r")\b")
 
 
 def _reaches_back(kind: str, lower: str, m_end: int, t_start: int, t_end: int) -> bool:
     """Whether a post trigger of ``kind`` at ``t_start:t_end`` reaches back to a mention ending at
     ``m_end``: any does, but one only of lexicon.UNCERTAIN_POST_LAST only from right after the mention
-    and where its clause ends after it (``_CLAUSE_END``)."""
+    (a space between them, or none before a "?") and where its clause ends after it (``_CLAUSE_END``)."""
     if "_last" not in kind or any(part in ("neg_post", "unc_post") for part in kind.split("+")):
         return True
-    return lower[m_end:t_start].isspace() and _CLAUSE_END.match(lower, t_end) is not None
+    return not lower[m_end:t_start].strip() and _CLAUSE_END.match(lower, t_end) is not None
 
 
 def _state(trig: Sequence[tuple[int, int, str]], lower: str, m_start: int, m_end: int) -> LabelState:
