@@ -170,7 +170,8 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "koronaren plaque", "~koronarverkalkung", "~koronarsklerose", "verkalkungen der koronar",
             "koronararterienverkalkung",
         ),
-        "hiatal_hernia": ("hiatal hernia", "hiatus hernia", "~hiatushernie", "hernia of the hiatus"),
+        "hiatal_hernia": ("hiatal hernia", "hiatus hernia", "~hiatushernie", "hernia of the hiatus",
+                          "paraesophageal hernia", "paraoesophageal hernia", "~gleithernie", "paraösophageale hernie"),
         "lymphadenopathy": (
             "lymphadenopathy", "adenopathy", "enlarged lymph node", "enlarged mediastinal lymph node",
             "enlarged hilar lymph node", "pathologically enlarged lymph", "lymph node enlargement",
@@ -300,7 +301,7 @@ NEGATION_PRE: tuple[str, ...] = (
     "no", "not", "without", "free of", "clear of", "negative for", "resolution of", "no evidence of", "no signs of",
     "absence of", "resolved",
     "there is no", "rather than", "kein", "keine", "keinen", "keiner", "keines", "ohne", "nicht", "kein nachweis",
-    "kein anhalt", "kein hinweis", "ausschluss", "frei von", "no definite evidence of", "neither", "weder",
+    "kein anhalt", "kein hinweis", "ausschluss", "fehlender nachweis", "fehlendem nachweis", "frei von", "no definite evidence of", "neither", "weder",
     *_RESOLVED_ADJECTIVE,
 )
 NEGATION_POST: tuple[str, ...] = (
@@ -315,8 +316,9 @@ NEGATION_POST: tuple[str, ...] = (
     "nicht mehr erkennbar", "findet sich nicht", "finden sich nicht", "besteht nicht", "bestehen nicht",
     "liegt nicht vor", "liegen nicht vor", "no longer seen", "no longer visible", "no longer present",
     "no longer identified", "no longer evident", "no longer demonstrated", "no longer apparent",
-    # structured reports: "Pleuraerguss: nein", "Pleural effusion: none" (": kein(e)" starts "Lunge: keine Infiltrate")
-    ": nein", ": keiner", ": none", ": negativ", ": negative",
+    # structured reports: "Pleuraerguss: nein", "Pleural effusion: none" (": kein(e)" starts "Lunge: keine
+    # Infiltrate": only with a period after it, "Noduli: keine.", does it end the statement)
+    ": nein", ": keiner", ": none", ": negativ", ": negative", ": keine.", ": kein.",
     # "regredient"/"rückläufig" alone is smaller, still there; "unauffällig" ends "X, sonst unauffällig"
     "vollständig regredient", "komplett regredient", "vollständig rückläufig", "komplett rückläufig",
 )
