@@ -433,6 +433,13 @@ REAL_CHEST_CT_SENTENCES = [
     ("en", "Small pleural and pericardial effusions.", {"pleural_effusion": POS, "pericardial_effusion": POS}),
     ("en", "Coronary artery calcifications are observed.", {"coronary_artery_wall_calcification": POS}),
     ("en", "Calcified plaques in the coronary arteries.", {"coronary_artery_wall_calcification": POS}),
+    # CT-RATE's commonest coronary sentence: the plaques of both, a verb before where they lie
+    ("en", "Calcific atheroma plaques were observed in the thoracic aorta and the coronary arteries.",
+     {"arterial_wall_calcification": POS, "coronary_artery_wall_calcification": POS}),
+    ("en", "No calcified plaques were observed in the aorta and coronary arteries.",
+     {"arterial_wall_calcification": NEG, "coronary_artery_wall_calcification": NEG}),
+    ("en", "Plaques are seen in the coronary arteries.", {"coronary_artery_wall_calcification": POS}),
+    ("en", "The aorta and coronary arteries are normal.", {}),
     ("en", "Axial hiatal hernia is observed.", {"hiatal_hernia": POS}),
     ("en", "Hiatal hernia was not observed.", {"hiatal_hernia": NEG}),
     ("en", "Mediastinal lymphadenopathy is present.", {"lymphadenopathy": POS}),

@@ -128,6 +128,17 @@ _LUNG_COLLAPSE: tuple[str, ...] = tuple(
                          ("lung", "upper", "lower", "middle", "lobe", "lingula"))
 ) + ("lobar collapse", "lobe collapse", "lung collapse", "~lungenkollaps", "~lappenkollaps", "kollaps der lunge")
 
+#: Calcified plaques named before where they lie, maybe a verb between, as CT-RATE writes them
+#: ("calcified atherosclerotic plaques are observed in the coronary arteries"), by place (after "in").
+_DEPOSITS_SEEN_IN: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    where: tuple(f"{deposit} {seen}in {where}" for deposit, seen in product(
+        ("plaque", "plaques", "calcification", "calcifications"),
+        ("", *(f"{verb} {seen} " for verb in ("is", "are", "was", "were") for seen in ("observed", "seen", "noted"))),
+    ))
+    for where in ("the coronary", *(f"the {aorta} and {the}coronary" for aorta in ("aorta", "thoracic aorta", "aortic wall")
+                                    for the in ("", "the ")))
+})
+
 #: Label synonyms (lowercase). A phrase matches at a word start (English) or anywhere in a word
 #: (German compounds, marked by a leading ``~``) and may end in an inflection suffix.
 LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
@@ -168,7 +179,7 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "plaques in the coronary", "calcified plaque in the coronary", "calcified plaques in the coronary",
             "~koronarkalk", "~koronarplaque", "plaque der koronar", "plaques der koronar", "koronare plaque",
             "koronaren plaque", "~koronarverkalkung", "~koronarsklerose", "verkalkungen der koronar",
-            "koronararterienverkalkung",
+            "koronararterienverkalkung", *_DEPOSITS_SEEN_IN["the coronary"],
         ),
         "hiatal_hernia": ("hiatal hernia", "hiatus hernia", "~hiatushernie", "hernia of the hiatus",
                           "paraesophageal hernia", "paraoesophageal hernia", "~gleithernie", "paraösophageale hernie"),
@@ -232,7 +243,8 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 
 _BOTH_EFFUSIONS = ("pleural_effusion", "pericardial_effusion")
 #: Two findings that share their head noun, written once: "no pleural or pericardial effusion",
-#: "Pleura- und Perikardergüsse". One phrase, a mention of each label; matched like word-start synonyms.
+#: "Pleura- und Perikardergüsse", "plaques in the aorta and coronary arteries". One phrase, a mention
+#: of each label; matched like word-start synonyms.
 JOINT_MENTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         f"{first} {conjunction} {second}": _BOTH_EFFUSIONS
@@ -243,6 +255,9 @@ JOINT_MENTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         )
         for (first, second), conjunction in product(pairs, conjunctions)
     }
+    # the aorta's plaques and the coronary arteries' at once: "plaques are observed in the aorta and coronary arteries"
+    | {phrase: ("arterial_wall_calcification", "coronary_artery_wall_calcification")
+       for where, phrases in _DEPOSITS_SEEN_IN.items() if where != "the coronary" for phrase in phrases}
 )
 
 #: Statements that a finding is absent, read whole: without a negation word ("heart size normal" says:
