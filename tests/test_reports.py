@@ -407,6 +407,10 @@ def test_language_words_are_those_of_the_word_pattern():
         ("Kleiner Erguss wahrscheinlich links, keine Infiltrate.", {"pleural_effusion": UNC, "consolidation": NEG}),
         ("Opacity likely atelectasis.", {"lung_opacity": POS, "atelectasis": UNC}),
         ("Nodule, likely granuloma.", {"lung_nodule": POS}),
+        # ... and its alternative with it, not a comma's item before them
+        ("Atelectasis or consolidation? No effusion.", {"atelectasis": UNC, "consolidation": UNC, "pleural_effusion": NEG}),
+        ("Opacity, atelectasis or consolidation likely.", {"lung_opacity": POS, "atelectasis": UNC, "consolidation": UNC}),
+        ("Befund: Atelektase oder Infiltrat? Kein Erguss.", {"atelectasis": UNC, "consolidation": UNC, "pleural_effusion": NEG}),
         ("Differential considerations include atelectasis or infiltrate.", {"atelectasis": UNC, "consolidation": UNC}),
         # a residual or accompanying effusion is an effusion
         ("Kleiner Resterguss links, kein Pneumothorax.", {"pleural_effusion": POS}),

@@ -536,13 +536,21 @@ _CLAUSE_END = re.compile(r"\s*(?:[.,;:!?)]|$)|\s+(?:" + "|".join(
 ) + r")\b")
 
 
+#: What may stand between a finding and a post trigger of lexicon.UNCERTAIN_POST_LAST besides a space:
+#: the finding's alternative ("atelectasis or consolidation?", "Atelektase oder Infiltrat wahrscheinlich"),
+#: which the trigger hedges with it; not a comma's next item ("opacity, atelectasis?": the opacity is there).
+_ALTERNATIVE = re.compile(r"\s+(?:or|oder|bzw\.?)\s+[^,;:.!?]+")
+
+
 def _reaches_back(kind: str, lower: str, m_end: int, t_start: int, t_end: int) -> bool:
     """Whether a post trigger of ``kind`` at ``t_start:t_end`` reaches back to a mention ending at
     ``m_end``: any does, but one only of lexicon.UNCERTAIN_POST_LAST only from right after the mention
-    (a space between them, or none before a "?") and where its clause ends after it (``_CLAUSE_END``)."""
+    (a space between them, none before a "?", or the mention's alternative: ``_ALTERNATIVE``) and
+    where its clause ends after it (``_CLAUSE_END``)."""
     if "_last" not in kind or any(part in ("neg_post", "unc_post") for part in kind.split("+")):
         return True
-    return not lower[m_end:t_start].strip() and _CLAUSE_END.match(lower, t_end) is not None
+    return ((not lower[m_end:t_start].strip() or _ALTERNATIVE.fullmatch(lower, m_end, t_start) is not None)
+            and _CLAUSE_END.match(lower, t_end) is not None)
 
 
 def _state(trig: Sequence[tuple[int, int, str]], lower: str, m_start: int, m_end: int) -> LabelState:
