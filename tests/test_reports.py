@@ -497,6 +497,8 @@ REAL_CHEST_CT_SENTENCES = [
     ("de", "Mediastinale Lymphadenopathie.", {"lymphadenopathy": POS}),
     ("de", "Keine pathologisch vergrößerten Lymphknoten.", {"lymphadenopathy": NEG}),
     ("de", "Mediastinale Lymphknoten nicht vergrößert.", {"lymphadenopathy": NEG}),
+    ("de", "Lymphknoten mediastinal und hilär nicht pathologisch vergrößert.", {"lymphadenopathy": NEG}),
+    ("de", "Lymphknoten axillär nicht vergrößert.", {"lymphadenopathy": NEG}),
     ("de", "Zentrilobuläres Lungenemphysem.", {"emphysema": POS}),
     ("de", "Emphysem nicht abgrenzbar.", {"emphysema": NEG}),
     ("de", "Dystelektasen basal beidseits.", {"atelectasis": POS}),

@@ -280,7 +280,11 @@ NORMAL_STATEMENTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         ),
         "lymphadenopathy": (
             "lymph node is not enlarged", "lymph nodes are not enlarged", "lymph nodes not enlarged",
-            "lymphknoten nicht vergrößert", "lymphknoten nicht pathologisch vergrößert",
+            # "Lymphknoten (mediastinal und hilär) nicht (pathologisch) vergrößert": where they lie may stand between
+            *(f"lymphknoten {where}nicht {degree}vergrößert"
+              for where, degree in product(("", *(f"{w} " for w in ("mediastinal", "hilär", "axillär", "supraklavikulär",
+                                                                   "mediastinal und hilär", "hilär und mediastinal"))),
+                                           ("", "pathologisch "))),
         ),
     }
 )
