@@ -1115,6 +1115,28 @@ def test_a_slice_without_rescale_intercept_is_quarantined_unless_its_pixels_are_
     assert index_export(tmp_path, cfg()).instances == tuple(dataclasses.replace(r, reader="pydicom") for r in index.instances)
 
 
+def test_a_slice_without_slice_thickness_joins_its_series_unless_two_reconstructions_could_take_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # SliceThickness is Type 2: an export left it empty in one file, which became a one-slice stack,
+    # and the series it left had a gap: both rejected
+    stored = phantom()
+    paths = write_series(tmp_path / "a", stored, reverse_numbers=False)
+    ds = pydicom.dcmread(paths[5])
+    ds.SliceThickness = None
+    ds.save_as(paths[5])
+    with caplog.at_level("WARNING", logger="ctcorpus.ingest.stacks"):
+        (stack,) = plan_stacks(index_export(tmp_path / "a", cfg()), cfg())
+    assert not stack.rejected and len(stack.instances) == len(stored)
+    assert {r.slice_thickness for r in stack.instances} == {2.0}
+    assert np.array_equal(assemble_volume(stack, cfg()).array, stored.astype(int) - 1024)
+    assert any("SliceThickness empty files=1" in r.getMessage() for r in caplog.records)
+    # a second reconstruction of other thickness at the same positions: which one it belongs to is unknown
+    write_series(tmp_path / "a" / "thick", stored, reverse_numbers=False, thickness=5.0)
+    stacks = plan_stacks(index_export(tmp_path / "a", cfg()), cfg())
+    assert sorted(len(s.instances) for s in stacks) == [1, 11, 12]
+
+
 def test_float_noise_in_the_orientation_does_not_split_a_stack(tmp_path: Path) -> None:
     # cosines 0.9995 +- 1e-6, rounded to 3 decimals, fell on both sides of 0.9995: 0.999 and 1.0,
     # two accepted stacks of every other slice

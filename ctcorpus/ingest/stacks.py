@@ -3,13 +3,15 @@
 A SeriesInstanceUID may hold several stacks (two reconstructions, a second acquisition, a
 different matrix, reformats in other planes), and some exports have empty UIDs. Instances are
 grouped by study, series (folder when the UID is empty), frame of reference, matrix, pixel
-spacing, reconstruction kernel, slice thickness and orientation (within a tolerance); a group whose
+spacing, reconstruction kernel, slice thickness and orientation (within a tolerance); a slice without
+a SliceThickness joins the one group it otherwise fits (:func:`_thickness_filled`); a group whose
 positions repeat is split by AcquisitionNumber when that separates it into duplicate-free stacks.
 Localizers never get here (discovery excludes them).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -48,6 +50,24 @@ def _group_key(record: InstanceRecord) -> tuple[object, ...]:
         record.kernel,
         None if record.slice_thickness is None else round(record.slice_thickness, 3),
     )
+
+
+def _thickness_filled(groups: dict[tuple[object, ...], list[InstanceRecord]]) -> dict[tuple[object, ...], list[InstanceRecord]]:
+    """``groups`` with each group of slices without a SliceThickness (Type 2: an export may leave it
+    empty in a few files) merged into the one group that differs from it in thickness alone, its
+    slices given that thickness. Alone, each such slice was a one-slice stack, and the series it
+    left had a gap: both rejected. Where two reconstructions of other thickness could take it, it
+    stays apart."""
+    out = dict(groups)
+    for key in [k for k in groups if k[-1] is None]:
+        fits = [k for k in groups if k[:-1] == key[:-1] and k[-1] is not None]
+        if len(fits) == 1:
+            (into,) = fits
+            records = out.pop(key)
+            out[into] = [*out[into], *(dataclasses.replace(r, slice_thickness=float(into[-1])) for r in records)]
+            log.warning("SliceThickness empty files=%d first=%s: read as the %s mm of the rest of their series",
+                        len(records), min(r.rel_path for r in records), into[-1])
+    return out
 
 
 def _by_orientation(records: list[InstanceRecord]) -> list[list[InstanceRecord]]:
@@ -153,7 +173,7 @@ def plan_stacks(index: ExportIndex, config: IngestConfig | None = None) -> list[
     for record in index.usable:
         groups[_group_key(record)].append(record)
     by_series: dict[object, list[list[InstanceRecord]]] = defaultdict(list)
-    for key, records in groups.items():
+    for key, records in _thickness_filled(groups).items():
         for plane in _by_orientation(records):  # usable: orthogonal unit cosines (header.instance_problem)
             normal = slice_normal(plane[0].orientation or ())
             by_series[key[:2]].extend(_split_by_acquisition(plane, _projection(plane, normal)))
