@@ -40,6 +40,20 @@ ID_HEX = 16
 _WHOLE_FLOAT = re.compile(r"(\d+)\.0+")
 
 
+def patient_key(patient_id: str) -> str:
+    """A patient id as its pseudonym keys it: an all-digit id without its leading zeros, any other
+    as it is (so the pseudonym of an id with no leading zero is the one it always was).
+
+    Some RIS and PACS strip the zeros of a fixed-width id ("0012345" -> "12345") and others keep
+    them, so one export may hold a patient under both; keyed as written, they were two patients,
+    whom a patient-level split may put on both sides of a split (a leak the audit cannot see).
+
+    >>> patient_key("0012345"), patient_key("12345"), patient_key("000"), patient_key("0A12")
+    ('12345', '12345', '0', '0A12')
+    """
+    return (patient_id.lstrip("0") or "0") if patient_id.isdigit() else patient_id
+
+
 def id_key(value: str) -> str:
     """An accession number or patient id as linking compares it: without surrounding blanks, in
     upper case, and a number without leading zeros or a float's ".0".
@@ -54,7 +68,7 @@ def id_key(value: str) -> str:
     key = value.strip().upper()
     if m := _WHOLE_FLOAT.fullmatch(key):
         key = m[1]
-    return (key.lstrip("0") or "0") if key.isdigit() else key
+    return patient_key(key)
 
 
 def accession_key(value: str) -> str:
@@ -71,20 +85,6 @@ def accession_key(value: str) -> str:
     """
     key = id_key(value)
     return "" if key == "0" or not any(c.isalnum() for c in key) else key
-
-
-def patient_key(patient_id: str) -> str:
-    """A patient id as its pseudonym keys it: an all-digit id without its leading zeros, any other
-    as it is (so the pseudonym of an id with no leading zero is the one it always was).
-
-    Some RIS and PACS strip the zeros of a fixed-width id ("0012345" -> "12345") and others keep
-    them, so one export may hold a patient under both; keyed as written, they were two patients,
-    whom a patient-level split may put on both sides of a split (a leak the audit cannot see).
-
-    >>> patient_key("0012345"), patient_key("12345"), patient_key("000"), patient_key("0A12")
-    ('12345', '12345', '0', '0A12')
-    """
-    return (patient_id.lstrip("0") or "0") if patient_id.isdigit() else patient_id
 
 
 #: German letters and how a text without them spells them.
