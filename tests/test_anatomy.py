@@ -122,6 +122,21 @@ def test_fallback_keeps_lungs_the_field_of_view_cut_open(phantom):
         assert dice(seg.array() > 0 if name == "body" else seg.mask(name), truth) >= 0.95, name
 
 
+@pytest.mark.parametrize(("side", "row_share"), [("lung_right", 0.3), ("lung_left", 0.9)])
+def test_fallback_keeps_a_lung_the_field_of_view_cut_at_a_corner(phantom, side, row_share):
+    """A field of view off the patient's centre cuts one lung at a corner: it touches two sides of the image, so
+    walling each side between the body's contacts on it left it open, and it was lost (Dice under 0.1)."""
+    voxels = np.argwhere(_truth(phantom, side))
+    column, row = int(np.median(voxels[:, 2])), int(np.quantile(voxels[:, 1], row_share))
+    crop = np.s_[:, row:, column:] if side == "lung_right" else np.s_[:, :row, :column]
+    seg = ThresholdSegmenter(AnatomyConfig()).segment(_image(phantom.hu[crop], phantom.spacing_zyx, phantom.origin_mm))
+    cut = _truth(phantom, side)[crop]
+    assert sum(edge.any() for edge in (cut[:, 0], cut[:, -1], cut[:, :, 0], cut[:, :, -1])) == 2  # a corner
+    for name in ("lung_left", "lung_right"):
+        assert dice(seg.mask(name), _truth(phantom, name)[crop]) >= 0.95, name
+    assert dice(seg.array() > 0, phantom.labels[crop] > 0) >= 0.95
+
+
 def test_fallback_rejects_non_axial_images(phantom):
     sagittal = _image(phantom.hu, phantom.spacing_zyx, phantom.origin_mm, direction=(0, 0, 1, 0, 1, 0, 1, 0, 0))
     with pytest.raises(AnatomyError, match="axial"):

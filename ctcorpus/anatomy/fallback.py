@@ -64,11 +64,42 @@ def _fill_holes_2d(mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def _border_walls(body: np.ndarray) -> np.ndarray:
+    """The border pixels of a 2D slice between the body's contacts with the border, as a mask.
+
+    The border is walked once around; each stretch of it between two body contacts is walled unless it
+    holds a whole side without body (the open air around a patient who touches one or two sides). A
+    stretch round a corner counts like one within a side: walling within each side only left a lung
+    the field of view cut at a corner open, and lost.
+    """
+    rows, cols = body.shape
+    walls = np.zeros(body.shape, dtype=bool)
+    ring_y = np.concatenate(
+        [np.zeros(cols - 1, int), np.arange(rows - 1), np.full(cols - 1, rows - 1), np.arange(rows - 1, 0, -1)]
+    )
+    ring_x = np.concatenate(
+        [np.arange(cols - 1), np.full(rows - 1, cols - 1), np.arange(cols - 1, 0, -1), np.zeros(rows - 1, int)]
+    )
+    on = body[ring_y, ring_x]
+    if not on.any():
+        return walls
+    ring = np.roll(np.arange(on.size), -int(np.argmax(on)))  # start at a contact: no stretch wraps round
+    ys, xs, on = ring_y[ring], ring_x[ring], on[ring]
+    # a side without body lies whole in one stretch: any pixel of it stands for it
+    open_at = [int(np.argmax(side)) for side in (ys == 0, xs == cols - 1, ys == rows - 1, xs == 0) if not on[side].any()]
+    bounds = np.flatnonzero(np.diff(np.concatenate(([1], on.astype(np.int8), [1]))))
+    for first, stop in bounds.reshape(-1, 2):
+        if not any(first <= at < stop for at in open_at):
+            walls[ys[first:stop], xs[first:stop]] = True
+    return walls
+
+
 def _cut_open_lungs(body: np.ndarray, hu: np.ndarray, voxel_ml: float, config: AnatomyConfig) -> np.ndarray:
     """Lung-like air the field of view cut open (a large patient, a small reconstruction FOV), outside ``body``.
 
-    Such a lung touches the image border, so it is no hole of the body and was lost whole. Closing each
-    slice's border between the first and last body pixel on it encloses it again; of what that encloses,
+    Such a lung touches the image border, so it is no hole of the body and was lost whole. Walling each
+    slice's border between the body's contacts with it (:func:`_border_walls`, around a corner too: a
+    lung the field of view cuts at a corner touches two sides) encloses it again; of what that encloses,
     only components of lung size and lung-like median HU count (gas between the body's contacts with
     the border, about -1000 HU, does not).
     """
@@ -76,11 +107,7 @@ def _cut_open_lungs(body: np.ndarray, hu: np.ndarray, voxel_ml: float, config: A
     touching = np.flatnonzero(edges.any(axis=1) | body[:, :, 0].any(axis=1) | body[:, :, -1].any(axis=1))
     enclosed = np.zeros(body.shape, dtype=bool)
     for z in touching:
-        walled = body[z].copy()
-        for line in (walled[0], walled[-1], walled[:, 0], walled[:, -1]):
-            on = np.flatnonzero(line)
-            if on.size:
-                line[on[0] : on[-1] + 1] = True
+        walled = body[z] | _border_walls(body[z])
         enclosed[z] = _fill_holes_2d(walled[None])[0] & ~body[z] & (hu[z] < config.air_hu)
     if not enclosed.any():
         return enclosed
