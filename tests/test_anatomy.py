@@ -484,6 +484,32 @@ def test_weights_relocated_by_the_environment_are_where_totalsegmentator_looks(t
     assert os.environ["TOTALSEG_WEIGHTS_PATH"] == str(tmp_path / "elsewhere")  # the operator's value is restored
 
 
+@pytest.mark.parametrize(
+    ("spoil", "named", "message"),
+    [
+        (lambda home: home.write_text("x"), "", "home .* is not usable"),  # a file where the home folder should be
+        (lambda home: (home / "config.json").mkdir(parents=True), "config.json", "is not usable"),
+        (lambda home: _write(home / "config.json", b"[]"), "config.json", "not a valid JSON object"),
+        (lambda home: _write(home / "config.json", b"\xff\xfe{"), "config.json", "not a valid JSON object"),
+    ],
+)
+def test_an_unusable_totalsegmentator_home_fails_at_construction_naming_it(tmp_path, spoil, named, message):
+    """A wrong TOTALSEG home (a file, a config.json that is a folder, no JSON object, not UTF-8) raised a bare
+    FileExistsError, IsADirectoryError, TypeError or UnicodeDecodeError: now an AnatomyError naming the path."""
+    home = tmp_path / "home"
+    spoil(home)
+    _fake_weights(tmp_path / "w", *_FASTEST)
+    config = AnatomyConfig(backend="totalsegmentator", weights_path=tmp_path / "w", home_dir=home)
+    with pytest.raises(AnatomyError, match=message) as raised:
+        TotalSegmentatorSegmenter(config)
+    assert raised.value.path == str(home / named if named else home)
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
 def test_usage_statistics_are_off_even_where_the_config_had_them_on(tmp_path, monkeypatch):
     """TotalSegmentator posts usage statistics after every prediction unless its config.json says not to: an
     operator's config.json with them on is turned off (its other settings kept), and a call posts nothing."""

@@ -316,18 +316,28 @@ def _quiet_config(home: Path) -> dict[str, Any]:
 
     Worker processes build their segmenters at once: the file is replaced whole (a concurrent reader
     never sees it half-written) and an already quiet one is not written at all (a read-only home works).
+    A home that cannot be made, read or written, or a config.json that is no JSON object, raises
+    :class:`~ctcorpus.errors.AnatomyError` naming it before any work, not a bare ``OSError`` or ``TypeError``.
     """
-    home.mkdir(parents=True, exist_ok=True)
     path = home / "config.json"
     try:
+        home.mkdir(parents=True, exist_ok=True)
         data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    except json.JSONDecodeError:
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON {type(data).__name__}, not an object")
+        quiet = {"totalseg_id": "totalseg_ctcorpus", "prediction_counter": 0} | data | _QUIET
+        if quiet != data:
+            atomic_write_bytes(path, json.dumps(quiet, indent=4).encode("utf-8"))
+    except (ValueError, TypeError) as error:  # JSONDecodeError, UnicodeDecodeError, no object
         raise AnatomyError(
-            "TotalSegmentator config.json is not valid JSON; fix or delete it", path=path
+            f"TotalSegmentator config.json is not a valid JSON object ({error}); fix or delete it", path=path
         ) from None
-    quiet = {"totalseg_id": "totalseg_ctcorpus", "prediction_counter": 0} | data | _QUIET
-    if quiet != data:
-        atomic_write_bytes(path, json.dumps(quiet, indent=4).encode("utf-8"))
+    except OSError as error:
+        raise AnatomyError(
+            f"TotalSegmentator home {home} is not usable ({error.strerror or error}): fix it, or set "
+            "anatomy.home_dir (or TOTALSEG_HOME_DIR) to a folder ctcorpus can write",
+            path=error.filename or home,
+        ) from None
     return quiet
 
 
