@@ -84,7 +84,7 @@ def _predicted(seg: Segmentation, name: str) -> np.ndarray:
 def test_fallback_dice_against_phantom_truth(phantom, fallback_seg):
     scores = {name: dice(_predicted(fallback_seg, name), _truth(phantom, name)) for name in FLOORS}
     assert all(scores[name] >= floor for name, floor in FLOORS.items()), scores
-    assert fallback_seg.source == "threshold-1.1"
+    assert fallback_seg.source == "threshold-1.2"
     assert dict(fallback_seg.label_table) == dict(FALLBACK_LABELS)
     assert same_grid(fallback_seg.labels, _image(phantom.hu, phantom.spacing_zyx, phantom.origin_mm))
 
@@ -194,10 +194,10 @@ def test_structure_stats_match_the_phantom(phantom, phantom_ct, fallback_seg):
     assert lung.bbox_mm_max[0] < 0 < by_name["lung_left"].bbox_mm_min[0] + 30  # right lung on LPS -x
     assert -870 < lung.mean_hu < -780  # parenchyma -850 with vessels
     assert by_name["bones"].anatomy is Anatomy.BONES and by_name["airways"].anatomy is Anatomy.AIRWAYS
-    assert {r.mask_source for r in rows} == {"threshold-1.1"}
+    assert {r.mask_source for r in rows} == {"threshold-1.2"}
     table = anatomy_stats_table(rows, source_sha256="ab" * 32)
     check_table("anatomy_stats", table)
-    assert table.num_rows == 5 and set(table.column("producer").to_pylist()) == {"threshold-1.1"}
+    assert table.num_rows == 5 and set(table.column("producer").to_pylist()) == {"threshold-1.2"}
 
 
 @pytest.mark.parametrize(

@@ -219,7 +219,7 @@ def test_clean_studies_become_volumes_with_reports_and_snippets(defects_export, 
     studies_with_axial = {s.study_uid for s in truth.series if s.kind == "axial"}
     assert len(volumes) == len(studies_with_axial)
     assert set(samples["volume_id"]) == set(volumes["volume_id"])
-    assert (samples["mask_source"] == "threshold-1.1").all()
+    assert (samples["mask_source"] == "threshold-1.2").all()
     snippets = _table(result.path, "snippets")
     assert len(snippets) > 0 and snippets["slice_index"].ge(0).all()
     reports = _table(result.path, "reports")

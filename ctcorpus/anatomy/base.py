@@ -34,14 +34,14 @@ class Segmentation:
         Label value -> structure name (TotalSegmentator class names or fallback names); 0 is background
         and is never listed.
     backend, version:
-        What produced the mask, recorded as :attr:`source` (``threshold-1.1``,
+        What produced the mask, recorded as :attr:`source` (``threshold-1.2``,
         ``totalsegmentator-2.18.0-task298``).
 
     Examples
     --------
     >>> seg = segment_volume(image, AnatomyConfig(backend="threshold"))  # doctest: +SKIP
     >>> seg.source, seg.mask("lung_left").sum()                          # doctest: +SKIP
-    ('threshold-1.1', 81234)
+    ('threshold-1.2', 81234)
     """
 
     labels: sitk.Image

@@ -171,7 +171,7 @@ def _midline_and_width(body: np.ndarray, offset: tuple[int, ...], matrix: np.nda
 
 
 class ThresholdSegmenter:
-    """HU-threshold fallback segmenter (``threshold-1.1``): body, lungs, airways, bones.
+    """HU-threshold fallback segmenter (``threshold-1.2``): body, lungs, airways, bones.
 
     Parameters
     ----------
@@ -187,11 +187,11 @@ class ThresholdSegmenter:
     >>> ct.SetSpacing((3.0, 3.0, 10.0))
     >>> seg = ThresholdSegmenter(AnatomyConfig()).segment(ct)
     >>> seg.source, sorted(seg.label_table.values())
-    ('threshold-1.1', ['airways', 'body', 'bones', 'lung_left', 'lung_right'])
+    ('threshold-1.2', ['airways', 'body', 'bones', 'lung_left', 'lung_right'])
     """
 
     name = "threshold"
-    version = "1.1"
+    version = "1.2"
 
     def __init__(self, config: AnatomyConfig) -> None:
         self._config = config

@@ -28,7 +28,7 @@ def make_segmenter(config: AnatomyConfig, *, warn: bool = True) -> Segmenter:
     --------
     >>> segmenter = make_segmenter(AnatomyConfig(backend="threshold"))
     >>> segmenter.name, segmenter.version
-    ('threshold', '1.0')
+    ('threshold', '1.2')
     """
     if config.backend == "threshold":
         return ThresholdSegmenter(config)
