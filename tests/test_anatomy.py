@@ -359,12 +359,19 @@ def test_crop_tasks_need_the_crop_model_weights(tmp_path):
     assert required_task_ids(AnatomyConfig(task="liver_vessels")) == (8, 298)
     assert required_task_ids(AnatomyConfig(task="abdominal_muscles")) == (300, 952)  # cropped to the body trunc
     assert required_task_ids(AnatomyConfig(task="teeth")) == (113, 115, 298)  # crop_model craniofacial_structures
+    assert required_task_ids(AnatomyConfig(task="vertebrae_pp_refined", mode="default")) == (305, 803)  # it refines by 305
     config = AnatomyConfig(backend="totalsegmentator", task="liver_vessels", weights_path=tmp_path / "w",
                            home_dir=tmp_path / "home")
     _fake_weights(tmp_path / "w", "Dataset008_HepaticVessel", "nnUNetTrainer__nnUNetPlans__3d_fullres")
     with pytest.raises(AnatomyError, match="Dataset298_TotalSegmentator_total_6mm_1559subj") as info:
         make_segmenter(config)
     assert "-t total_fast" in str(info.value) and "-t liver_vessels" not in str(info.value)  # only what is missing
+    refined = config.model_copy(update={"task": "vertebrae_pp_refined", "mode": "default"})
+    _fake_weights(tmp_path / "w", "Dataset803_TotalSegmentator_vertebrae_inner_1559subj",
+                  "nnUNetTrainerNoMirroring__nnUNetPlans__3d_fullres")
+    with pytest.raises(AnatomyError, match="Dataset305_vertebrae_discs_1559subj") as info:  # not per volume
+        make_segmenter(refined)
+    assert "-t vertebrae_body" in str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -86,7 +86,8 @@ def _border_walls(body: np.ndarray) -> np.ndarray:
     ring = np.roll(np.arange(on.size), -int(np.argmax(on)))  # start at a contact: no stretch wraps round
     ys, xs, on = ring_y[ring], ring_x[ring], on[ring]
     # a side without body lies whole in one stretch: any pixel of it stands for it
-    open_at = [int(np.argmax(side)) for side in (ys == 0, xs == cols - 1, ys == rows - 1, xs == 0) if not on[side].any()]
+    sides = (ys == 0, xs == cols - 1, ys == rows - 1, xs == 0)
+    open_at = [int(np.argmax(side)) for side in sides if not on[side].any()]
     bounds = np.flatnonzero(np.diff(np.concatenate(([1], on.astype(np.int8), [1]))))
     for first, stop in bounds.reshape(-1, 2):
         if not any(first <= at < stop for at in open_at):

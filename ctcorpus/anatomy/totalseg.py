@@ -54,6 +54,9 @@ _TRAINER_MODULES: Mapping[str, str] = {
 }
 #: The 6 mm model TotalSegmentator runs first to crop (``roi_subset``, tasks with ``crop``).
 _CROP_TASK_ID = 298
+#: Task -> the task whose model TotalSegmentator's python_api also runs for it, named in no task setting:
+#: ``vertebrae_pp_refined`` refines its vertebrae with the vertebral-body model (task 305).
+_EXTRA_TASKS: Mapping[str, str] = {"vertebrae_pp_refined": "vertebrae_body"}
 
 
 def register_nnunet_trainers() -> tuple[str, ...]:
@@ -146,14 +149,14 @@ def _models(config: AnatomyConfig) -> tuple[tuple[int, str, tuple[str, ...]], ..
     models = [(int(i), folder, folds) for i in task_ids]
     if (crop := _crop_model(config, settings)) is not None:
         models.append((crop[0], f"{crop[1]}__nnUNetPlans__3d_fullres", ("fold_0",)))
-    if settings.get("crop_model"):
-        crop_task = {"task": settings["crop_model"], "mode": "default", "roi_subset": None}
-        models.extend(_models(config.model_copy(update=crop_task)))
+    for task in (settings.get("crop_model"), _EXTRA_TASKS.get(config.task)):
+        if task:
+            models.extend(_models(config.model_copy(update={"task": task, "mode": "default", "roi_subset": None})))
     return tuple(dict.fromkeys(models))
 
 
 def required_task_ids(config: AnatomyConfig) -> tuple[int, ...]:
-    """The TotalSegmentator task ids whose weights a run with ``config`` loads (sorted), crop models included.
+    """The TotalSegmentator task ids whose weights a run with ``config`` loads (sorted), crop and refining models too.
 
     >>> required_task_ids(AnatomyConfig(mode="fastest"))
     (298,)
