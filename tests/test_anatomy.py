@@ -137,6 +137,20 @@ def test_fallback_keeps_a_lung_the_field_of_view_cut_at_a_corner(phantom, side, 
     assert dice(seg.array() > 0, phantom.labels[crop] > 0) >= 0.95
 
 
+def test_a_segmenter_failure_is_a_segmentation_failed_error(phantom_ct, monkeypatch):
+    """The fallback out of memory on a large volume raised a bare MemoryError, which the pipeline does not catch per
+    volume: the whole study failed, report included. Now it is an AnatomyError: the volume is stored without a mask."""
+    from ctcorpus.anatomy import fallback
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 1.00 GiB for an array")
+
+    monkeypatch.setattr(fallback.cc3d, "connected_components", out_of_memory)
+    with pytest.raises(AnatomyError, match="threshold failed: MemoryError: Unable to allocate") as raised:
+        segment_volume(phantom_ct, AnatomyConfig(backend="threshold"))
+    assert raised.value.reason.value == "segmentation_failed"
+
+
 def test_fallback_rejects_non_axial_images(phantom):
     sagittal = _image(phantom.hu, phantom.spacing_zyx, phantom.origin_mm, direction=(0, 0, 1, 0, 1, 0, 1, 0, 0))
     with pytest.raises(AnatomyError, match="axial"):

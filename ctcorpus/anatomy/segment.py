@@ -11,7 +11,7 @@ from ctcorpus.anatomy.fallback import ThresholdSegmenter
 from ctcorpus.anatomy.totalseg import TotalSegmentatorSegmenter, missing_weights, totalsegmentator_ready, weights_dir
 from ctcorpus.config.anatomy import AnatomyConfig
 from ctcorpus.enums import QuarantineReason
-from ctcorpus.errors import AnatomyError
+from ctcorpus.errors import AnatomyError, CtCorpusError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,9 @@ def segment_volume(image: sitk.Image, config: AnatomyConfig, segmenter: Segmente
     """Segment one CT volume (HU) with ``segmenter``, or a new one from ``config`` if none is given.
 
     Pass a segmenter from :func:`make_segmenter` when segmenting many volumes: building one may load
-    a model.
+    a model. Any failure of the segmenter (the fallback's ``MemoryError`` on a large volume included)
+    raises :class:`~ctcorpus.errors.AnatomyError` (``segmentation_failed``): the pipeline then stores the
+    volume without a mask and quarantines it, where an error of another class failed the whole study.
 
     Examples
     --------
@@ -57,7 +59,14 @@ def segment_volume(image: sitk.Image, config: AnatomyConfig, segmenter: Segmente
     True
     """
     segmenter = segmenter if segmenter is not None else make_segmenter(config)
-    segmentation = segmenter.segment(image)
+    try:
+        segmentation = segmenter.segment(image)
+    except CtCorpusError:
+        raise
+    except Exception as exc:  # any failure costs this volume its mask, not its study
+        raise AnatomyError(
+            f"segmenter {segmenter.name} failed: {type(exc).__name__}: {exc}", reason=QuarantineReason.SEGMENTATION_FAILED
+        ) from exc
     if segmentation.labels.GetSize() != image.GetSize():
         raise AnatomyError(
             f"segmenter {segmenter.name} returned a {segmentation.labels.GetSize()} label map "
