@@ -60,6 +60,7 @@ from ctcorpus.ingest import (
 from ctcorpus.ingest.tables import PRODUCER as INGEST_PRODUCER
 from ctcorpus.ingest.tables import Redactor, safe_path
 from ctcorpus.outputs import BuildResult, BuildUnit, StoredSample, WorkStore, build_dataset, encode_array, decode_array
+from ctcorpus.outputs.dataset import manifest_geometry
 from ctcorpus.outputs.store import atomic_write_bytes, write_parquet
 from ctcorpus.pseudonym import Pseudonymizer
 from ctcorpus.records import QuarantineEntry, QuarantineLog, sha256_file, sha256_of_hashes
@@ -1024,11 +1025,8 @@ def build_from_work(config: CorpusConfig, work_dir: Path, out: Path, track: Stud
     if differing := [name for name in ("ingest", "anatomy", "reports", "snippets") if run[name] != build[name]]:
         log.warning("build: the ingest run used other %s settings than this config; the dataset records the run's",
                     "/".join(differing))
-    ingest = run["ingest"]
-    geometry = {"orientation": ingest["orientation"], "spacing_mm": ingest["target_spacing_mm"],
-                "hu_clip": ingest["hu_clip"], "array_axes": "zyx"}
     return build_dataset(build_units(work_dir, index, track), Path(out), config.outputs, run_config=run | {"outputs": build["outputs"]},
-                         geometry=geometry)
+                         geometry=manifest_geometry(run["ingest"]))
 
 
 __all__ = [

@@ -19,6 +19,7 @@ import webdataset as wds
 from typer.testing import CliRunner
 
 from ctcorpus.cli import app
+from ctcorpus.config.ingest import IngestConfig
 from ctcorpus.config.outputs import OutputConfig
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import OutputError
@@ -33,6 +34,7 @@ from ctcorpus.outputs import (
     read_manifest,
     verify_dataset,
 )
+from ctcorpus.outputs.dataset import manifest_geometry
 from ctcorpus.outputs.store import exclusive_atomic_dir, remove_leftovers
 from ctcorpus.records import QuarantineEntry, sha256_file
 from ctcorpus.schemas import load_schema, table_from_rows
@@ -69,7 +71,9 @@ def _unit(tmp: Path, i: int, slices: int = 4) -> BuildUnit:
 
 def _build(tmp: Path, units, name="ds", **cfg):
     config = OutputConfig(shard_max_bytes=cfg.pop("shard_max_bytes", 2000), **cfg)
-    return build_dataset(units, tmp / name, config, run_config={"outputs": config.model_dump()}, geometry={"orientation": "LPS"})
+    ingest = IngestConfig().model_dump(mode="json")
+    return build_dataset(units, tmp / name, config, run_config={"ingest": ingest, "outputs": config.model_dump()},
+                         geometry=manifest_geometry(ingest))
 
 
 def test_two_builds_are_byte_identical(tmp_path):
@@ -312,6 +316,8 @@ def _edit_manifest(dataset: Path, edit) -> dict[str, str]:
 @pytest.mark.parametrize(("field", "edit"), [
     ("config_sha256", lambda m: m["config"]["outputs"].update(split_key="edited")),
     ("config_sha256", lambda m: m.update(config_sha256="0" * 64)),
+    ("geometry.spacing_mm", lambda m: m["geometry"].update(spacing_mm=[1.0, 1.0, 1.0])),  # what a model trains on
+    ("geometry.orientation", lambda m: m["geometry"].update(orientation="RAS")),
     ("splits.train.patients", lambda m: m["splits"]["train"].update(patients=m["splits"]["train"]["patients"] + 1)),
     ("splits.test.samples", lambda m: m["splits"]["test"].update(samples=0)),
     ("splits.validation.studies", lambda m: m["splits"]["validation"].update(studies=9)),

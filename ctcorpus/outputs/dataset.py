@@ -184,6 +184,13 @@ def config_sha256(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
+def manifest_geometry(ingest: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest's ``geometry``: what the ``ingest`` section of the config the volumes were made with
+    says of their grid, so verify can recompute it (a spacing edited by hand misled every reader)."""
+    return {"orientation": ingest.get("orientation"), "spacing_mm": ingest.get("target_spacing_mm"),
+            "hu_clip": ingest.get("hu_clip"), "array_axes": "zyx"}
+
+
 def _producers(units: Sequence[BuildUnit]) -> dict[str, list[str]]:
     """Table -> the producers its rows name (the report rules' digest, the segmenter backend, ...):
     what tells two versions made by different rules apart without reading their tables (a re-run
@@ -359,6 +366,7 @@ __all__ = [
     "build_dataset",
     "config_sha256",
     "count_tar_samples",
+    "manifest_geometry",
     "read_manifest",
     "render_card",
 ]

@@ -19,6 +19,7 @@ from ctcorpus.outputs.dataset import (
     MANIFEST,
     config_sha256,
     count_tar_samples,
+    manifest_geometry,
     read_manifest,
 )
 from ctcorpus.records import sha256_file
@@ -101,7 +102,7 @@ def _field_problems(field: str, stated: Any, found: Any) -> list[VerifyProblem]:
 def verify_dataset(dataset: Path) -> list[VerifyProblem]:
     """Recompute checksums, sizes, counts and schemas; return every problem found (empty: all good).
 
-    The manifest's own fields are checked too: ``config_sha256`` against its ``config``, and once every
+    The manifest's own fields are checked too: ``config_sha256`` and ``geometry`` against its ``config``, and once every
     file matches its entry (a missing or changed file is named itself, not again as each count it
     changes), ``schemas``, ``producers`` and ``splits`` against what the files hold (:func:`_fields_found`),
     from the tables verify reads anyway.
@@ -114,6 +115,8 @@ def verify_dataset(dataset: Path) -> list[VerifyProblem]:
     problems: list[VerifyProblem] = []
     if "config" in manifest:
         problems += _field_problems("config_sha256", manifest.get("config_sha256"), config_sha256(manifest["config"]))
+    if isinstance(manifest.get("config"), dict) and isinstance(manifest["config"].get("ingest"), dict):
+        problems += _field_problems("geometry", manifest.get("geometry"), manifest_geometry(manifest["config"]["ingest"]))
     listed = set()
     tables: list[_TableFile] = []
     shard_samples: Counter[str] = Counter()
