@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import tarfile
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import duckdb
@@ -26,6 +28,7 @@ from ctcorpus.errors import OutputError
 from ctcorpus.outputs import (
     BuildUnit,
     StoredSample,
+    VersionChanges,
     WorkStore,
     assign_split,
     build_dataset,
@@ -85,6 +88,30 @@ def test_two_builds_are_byte_identical(tmp_path):
     assert len(shards) > 3  # the small shard size forces several shards
     assert sum(f["count"] for f in shards) == 12
     assert verify_dataset(a.path) == []
+
+
+def test_a_build_logs_its_writing_in_counts_and_what_it_changed_of_the_version_it_replaced(tmp_path, caplog):
+    # a scheduled build over an export with nothing new looked like any other, and its writing was one silent phase
+    units = [_unit(tmp_path, i) for i in range(14)]
+    caplog.set_level(logging.INFO, logger="ctcorpus.outputs")
+    first = _build(tmp_path, units[:12])
+    files = first.manifest["files"]
+    logged = [r.getMessage() for r in caplog.records]
+    tables = sum(f["kind"] == "parquet" for f in files)
+    shards = Counter(f["split"] for f in files if f["kind"] == "shard")
+    assert len(shards) > 1 and max(shards.values()) > 1
+    assert {f"writing tables done={tables}/{tables}", f"hashing files done={len(files)}/{len(files)}",
+            *(f"writing shards split={split} done={n}/{n}" for split, n in shards.items())} <= set(logged)
+    assert first.changes is None and logged[-1].endswith(f"files={len(files)}")
+    caplog.clear()
+    again = _build(tmp_path, units[:12])
+    assert again.changes == VersionChanges(kept=len(files), new=0, dropped=0, unchanged=True)
+    assert caplog.records[-1].getMessage().endswith("unchanged, byte-identical to the version it replaced")
+    grown = _build(tmp_path, units)  # two patients more: by sha256, what a sync moves
+    had, has = Counter(f["sha256"] for f in files), Counter(f["sha256"] for f in grown.manifest["files"])
+    assert grown.changes == VersionChanges(kept=(has & had).total(), new=(has - had).total(),
+                                           dropped=(had - has).total(), unchanged=False)
+    assert grown.changes.kept > 0 and grown.changes.new > 0
 
 
 def test_rebuild_replaces_atomically_and_stays_identical(tmp_path):
@@ -331,6 +358,22 @@ def test_verify_recomputes_the_manifests_own_fields_and_names_an_edited_one(tmp_
     problems = _edit_manifest(result.path, edit)
     assert list(problems) == ["manifest.json"]
     assert problems["manifest.json"].startswith(f"{field}: the manifest says ")
+
+
+def test_the_build_command_shows_the_writing_s_progress_and_what_it_changed(tmp_path, monkeypatch):
+    """The lines of the writing (logger ``ctcorpus.outputs``) reached no handler: `ctcorpus build` fell silent."""
+    import flows.build
+    import flows.runtime
+
+    def built(**parameters):
+        logging.getLogger("ctcorpus.outputs.dataset").info("writing shards split=train done=9/9")
+        return {"path": str(tmp_path / "v1"), "files": 24, "splits": {}}
+
+    monkeypatch.setattr(flows.runtime, "start_prefect_server", lambda: None)
+    monkeypatch.setattr(flows.build, "build_dataset", built)
+    result = CliRunner().invoke(app, ["build", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "v1")])
+    assert result.exit_code == 0, result.output
+    assert "INFO ctcorpus.outputs.dataset writing shards split=train done=9/9" in result.output
 
 
 @pytest.mark.parametrize(("text", "reason"), [

@@ -11,12 +11,13 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import tarfile
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import webdataset as wds
@@ -30,6 +31,8 @@ from ctcorpus.schemas import as_schema, load_schema, table_from_rows
 from ctcorpus.version import __version__
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MANIFEST = "manifest.json"
 CARD = "dataset_card.md"
@@ -65,12 +68,35 @@ class BuildUnit:
 
 
 @dataclass(frozen=True, slots=True)
+class VersionChanges:
+    """What a build changed of the version it replaced, by the files' sha256 (what a sync or dedupe by
+    checksum moves; a shard renumbered but of the same bytes is kept): a scheduled build over an export
+    with nothing new says so, where it looked like any other build."""
+
+    kept: int  # files whose bytes the replaced version held
+    new: int  # files it did not hold
+    dropped: int  # its files that the new version no longer holds
+    unchanged: bool  # the manifest is byte-identical: the version is the one it replaced
+
+
+@dataclass(frozen=True, slots=True)
 class BuildResult:
-    """Where a dataset version went and what it holds."""
+    """Where a dataset version went, what it holds and what it changed (None: it replaced no version)."""
 
     path: Path
     manifest: dict[str, Any]
     splits: Mapping[str, str] = field(default_factory=dict)  # patient -> split
+    changes: VersionChanges | None = None
+
+
+def _logged(items: Sequence[T], what: str) -> Iterator[T]:
+    """Yield ``items``, logging ``<what> done=<n>/<total>`` (INFO) at each tenth of them: a large build
+    wrote its tables and shards for many minutes after one line. Logged only, so no file changes."""
+    step = max(1, math.ceil(len(items) / 10))
+    for count, item in enumerate(items, 1):
+        yield item
+        if count % step == 0 or count == len(items):
+            log.info("%s done=%d/%d", what, count, len(items))
 
 
 def _split_of_units(units: Sequence[BuildUnit], config: OutputConfig) -> dict[str, str]:
@@ -87,7 +113,7 @@ def _write_tables(
             part = "" if name in UNSPLIT_TABLES or not unit.patient_id else splits[unit.patient_id]
             grouped[(name, part)].append(table)
     entries = []
-    for (name, part), tables in sorted(grouped.items()):
+    for (name, part), tables in _logged(sorted(grouped.items()), "writing tables"):
         table = as_schema(name, pa.concat_tables(tables).combine_chunks() if len(tables) > 1 else tables[0])
         rel = Path("tables") / name / (f"split={part}" if part else "") / "part-00000.parquet"
         write_parquet(table, out / rel, config.parquet_row_group_rows)
@@ -167,7 +193,7 @@ def _write_shards(
             (s, _tar_member_bytes([*(Path(s.files[name]).stat().st_size for name in SAMPLE_FILES), len(_meta_json(s, split))]))
             for s in sorted(by_split[split], key=lambda s: s.volume_id)
         ]
-        for index, group in enumerate(_shard_groups(sized, config.shard_max_bytes)):
+        for index, group in enumerate(_logged(_shard_groups(sized, config.shard_max_bytes), f"writing shards split={split}")):
             path = shard_dir / f"shard-{index:06d}.tar"
             writer = wds.TarWriter(str(path), mtime=0, user="ctcorpus", group="ctcorpus", encoder=False)
             for sample in _shard_order(group, config):
@@ -177,6 +203,18 @@ def _write_shards(
             entries.append({"path": path.relative_to(out).as_posix(), "kind": "shard", "table": "webdataset",
                             "split": split, "count": len(group)})
     return entries
+
+
+def _changes(old: Path, files: Sequence[Mapping[str, Any]], manifest: bytes) -> VersionChanges | None:
+    """What the version with ``files`` and ``manifest`` changes of the one at ``old`` (None: none there, or
+    one whose manifest does not read, which verify names)."""
+    try:
+        before = read_manifest(old)
+    except OutputError:
+        return None
+    had, has = Counter(f["sha256"] for f in before["files"]), Counter(f["sha256"] for f in files)
+    return VersionChanges(kept=(has & had).total(), new=(has - had).total(), dropped=(had - has).total(),
+                          unchanged=(old / MANIFEST).read_bytes() == manifest)
 
 
 def config_sha256(config: Mapping[str, Any]) -> str:
@@ -254,7 +292,7 @@ def build_dataset(
     splits = _split_of_units(ordered, config)
     with exclusive_atomic_dir(out) as tmp:
         entries = _write_tables(ordered, splits, tmp, config) + _write_shards(ordered, splits, tmp, config)
-        for entry in entries:
+        for entry in _logged(entries, "hashing files"):
             path = tmp / entry["path"]
             entry["sha256"] = sha256_file(path)
             entry["bytes"] = path.stat().st_size
@@ -273,10 +311,14 @@ def build_dataset(
         }
         card = render_card(manifest).encode()
         manifest["card_sha256"] = hashlib.sha256(card).hexdigest()  # the card is no table or shard: not in 'files'
-        atomic_write_bytes(tmp / MANIFEST, (json.dumps(manifest, sort_keys=True, indent=1) + "\n").encode())
+        manifest_bytes = (json.dumps(manifest, sort_keys=True, indent=1) + "\n").encode()
+        changes = _changes(out, files, manifest_bytes)
+        atomic_write_bytes(tmp / MANIFEST, manifest_bytes)
         atomic_write_bytes(tmp / CARD, card)
-    log.info("built dataset version=%s path=%s files=%d", out.name, out, len(files))
-    return BuildResult(path=out, manifest=manifest, splits=splits)
+    said = ("" if changes is None else ": unchanged, byte-identical to the version it replaced" if changes.unchanged
+            else f" kept={changes.kept} new={changes.new} dropped={changes.dropped} (files by sha256, of the version it replaced)")
+    log.info("built dataset version=%s path=%s files=%d%s", out.name, out, len(files), said)
+    return BuildResult(path=out, manifest=manifest, splits=splits, changes=changes)
 
 
 def read_manifest(dataset: Path) -> dict[str, Any]:
@@ -363,6 +405,7 @@ __all__ = [
     "BuildResult",
     "BuildUnit",
     "StoredSample",
+    "VersionChanges",
     "build_dataset",
     "config_sha256",
     "count_tar_samples",
