@@ -315,6 +315,16 @@ def _load_tables(folder: Path) -> dict[str, pa.Table]:
     return {p.stem: pq.read_table(p) for p in sorted(folder.glob("*.parquet"))}
 
 
+def _recorded_tables(folder: Path) -> dict[str, pa.Table]:
+    """The tables of a stored result the run index names; one that is not there (a work store pruned by
+    hand or copied in part) stops the build naming it, where it failed with a KeyError or, a study's own
+    result missing, built a version without its rows that verify passed."""
+    if not folder.is_dir():
+        raise CtCorpusError("a stored result the last ingest run recorded is missing (the work store was pruned "
+                            "or copied in part); run `ctcorpus ingest` again: it recomputes what is missing", path=folder)
+    return _load_tables(folder)
+
+
 def _as_is(text: str) -> str:
     """No redaction: for rows made of pseudonyms and messages of the pipeline's own (a failed study, a segmentation)."""
     return text
@@ -954,8 +964,8 @@ def build_units(work_dir: Path, index: Mapping[str, Any], track: StudyTracker = 
     """The stored results the run index (:func:`_run_index`) names, as :class:`~ctcorpus.outputs.BuildUnit`s:
     the export's, then one per study that did not fail, read as they are asked for; ``track`` gets those studies."""
     store = WorkStore(Path(work_dir))
-    reports = _load_tables(store.path("reports", index["reports_key"]))
-    export = _load_tables(store.path("export", index["export_key"]))
+    reports = _recorded_tables(store.path("reports", index["reports_key"]))
+    export = _recorded_tables(store.path("export", index["export_key"]))
     failed = [
         QuarantineEntry("pipeline", "", QuarantineReason.STAGE_FAILED, f"study {u['unit_id']} failed after retries: {u['failed']}", item_id=u["unit_id"])
         for u in index["units"] if u["failed"]
@@ -975,14 +985,14 @@ def build_units(work_dir: Path, index: Mapping[str, Any], track: StudyTracker = 
     for u in track([u for u in index["units"] if not u["failed"]]):
         tables: dict[str, list[pa.Table]] = defaultdict(list)
         for folder in [store.path("study", u["study_key"]), *(store.path("ingest", k) for k in u.get("rejected", ()))]:
-            for name, table in _load_tables(folder).items():
+            for name, table in _recorded_tables(folder).items():
                 tables[name].append(table)
         report_rows = _filter(reports["reports"], "study_id", [u["unit_id"]])
         report_sources = dict(zip(report_rows["report_id"].to_pylist(), report_rows["source_sha256"].to_pylist(), strict=True))
         samples = []
         for v in u["volumes"]:
             folders = {stage: store.path(stage, v[stage]) for stage in ("ingest", "anatomy", "text")}
-            stored = {stage: _load_tables(folder) for stage, folder in folders.items()}
+            stored = {stage: _recorded_tables(folder) for stage, folder in folders.items()}
             sample = stored["text"]["samples"]
             in_shards = sample["in_shards"][0].as_py()  # a volume with a report
             if in_shards:
