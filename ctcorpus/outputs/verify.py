@@ -102,10 +102,10 @@ def _field_problems(field: str, stated: Any, found: Any) -> list[VerifyProblem]:
 def verify_dataset(dataset: Path) -> list[VerifyProblem]:
     """Recompute checksums, sizes, counts and schemas; return every problem found (empty: all good).
 
-    The manifest's own fields are checked too: ``config_sha256`` and ``geometry`` against its ``config``, and once every
-    file matches its entry (a missing or changed file is named itself, not again as each count it
-    changes), ``schemas``, ``producers`` and ``splits`` against what the files hold (:func:`_fields_found`),
-    from the tables verify reads anyway.
+    The manifest's own fields are checked too: ``config_sha256`` and ``geometry`` against its ``config``,
+    and once every file matches its entry (a missing or changed file is named itself, not again as each
+    count it changes), ``schemas``, ``producers`` and ``splits`` against what the files hold
+    (:func:`_fields_found`), from the tables verify reads anyway.
 
     >>> verify_dataset(Path("out/dataset"))   # doctest: +SKIP
     []
@@ -117,6 +117,8 @@ def verify_dataset(dataset: Path) -> list[VerifyProblem]:
         problems += _field_problems("config_sha256", manifest.get("config_sha256"), config_sha256(manifest["config"]))
     if isinstance(manifest.get("config"), dict) and isinstance(manifest["config"].get("ingest"), dict):
         problems += _field_problems("geometry", manifest.get("geometry"), manifest_geometry(manifest["config"]["ingest"]))
+    # a 'schemas' edited into no mapping is named once, below, not as every table file being unreadable
+    stated_schemas = manifest["schemas"] if isinstance(manifest.get("schemas"), dict) else {}
     listed = set()
     tables: list[_TableFile] = []
     shard_samples: Counter[str] = Counter()
@@ -140,7 +142,7 @@ def verify_dataset(dataset: Path) -> list[VerifyProblem]:
             if entry["kind"] == "parquet":
                 table = pq.read_table(path, partitioning=None)
                 found = _table_file(entry["table"], entry["split"], table)
-                written, current = manifest.get("schemas", {}).get(entry["table"]), load_schema(entry["table"]).version
+                written, current = stated_schemas.get(entry["table"]), load_schema(entry["table"]).version
                 if written is not None and written != current and str(written) == found.schema_version:
                     problems.append(VerifyProblem(rel, (
                         f"written with schema v{written} of {entry['table']!r}, this ctcorpus "
