@@ -31,7 +31,7 @@ app = typer.Typer(
 )
 
 ConfigOption = Annotated[
-    Optional[Path], typer.Option("--config", "-c", help="YAML config file (default: the embedded default).")
+    Optional[Path], typer.Option("--config", "-c", help="YAML config file (default: the embedded default, which `ctcorpus config` prints).")
 ]
 
 
@@ -208,13 +208,13 @@ def _scheduler_address(value: Optional[str]) -> Optional[str]:
 def ingest(
     export: Annotated[Optional[Path], typer.Argument(help="Root folder of the DICOM export (default: run.export_dir).")] = None,
     # exists: the flow quarantines a missing export, so a mistyped path gave a corpus without reports and exit 0
-    reports: Annotated[list[Path], typer.Option("--reports", "-r", exists=True, dir_okay=False, help="RIS report export(s), in place of run.report_files: CSV, TSV, JSON/JSONL, Parquet, Excel, text, HL7.")] = [],
+    reports: Annotated[list[Path], typer.Option("--reports", "-r", exists=True, dir_okay=False, help="RIS report export, in place of run.report_files; repeat for several: CSV, TSV or .txt (delimited), JSON Lines, JSON, Parquet, Excel .xlsx, HL7 v2 .hl7/.oru, any of them gzipped (.gz).")] = [],
     work: Annotated[Optional[Path], typer.Option(help="Work store (default: <run.output_dir>/work).")] = None,
     config: ConfigOption = None,
-    dask_address: Annotated[Optional[str], typer.Option(help="Existing Dask scheduler, e.g. tcp://host:8786.", callback=_scheduler_address)] = None,
-    serial: Annotated[bool, typer.Option("--serial", help="Process studies in this process (no Dask).")] = False,
+    dask_address: Annotated[Optional[str], typer.Option(help="Existing Dask scheduler, e.g. tcp://host:8786 (default: run.dask_address, else a local cluster).", callback=_scheduler_address)] = None,
+    serial: Annotated[bool, typer.Option("--serial", help="Process studies in this process, run.prefect_task_threads at a time (no Dask).")] = False,
 ) -> None:
-    """Ingest an export incrementally: volumes, masks, reports, snippets (flow ``ingest_export``)."""
+    """Ingest an export incrementally: volumes, masks, reports, snippets (Prefect flow ingest_export)."""
     cfg = _prepare(config)
     from ctcorpus.errors import IncompleteRunError
     from ctcorpus.ingest import pseudonymizer_for
@@ -254,10 +254,10 @@ def counts_line(counts: dict[str, int]) -> str:
 @app.command()
 def build(
     work: Annotated[Optional[Path], typer.Option(help="Work store of the ingest run (default: <run.output_dir>/work).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Dataset folder (default: <output_dir>/dataset/<version>).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Dataset folder (default: <run.output_dir>/dataset/<outputs.dataset_version>).")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Build a dataset version: splits, Parquet tables, shards, manifest, card (flow ``build_dataset``)."""
+    """Build a dataset version: splits, Parquet tables, shards, manifest, card (Prefect flow build_dataset)."""
     _prepare(config)
     from flows.build import build_dataset
 
@@ -274,7 +274,7 @@ def audit(
     out: Annotated[Optional[Path], typer.Option(help="Folder for audit.html and audit.json (default: <dataset>-audit beside it).")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Audit a dataset: label statistics, leakage, near-duplicates, diff (flow ``audit_dataset``)."""
+    """Audit a dataset: label statistics, leakage, near-duplicates, diff (Prefect flow audit_dataset)."""
     _prepare(config)
     from flows.audit import audit_dataset
 
@@ -308,7 +308,7 @@ def train(
         "if it was made with another config (train.steps and train.checkpoint_every may change), dataset or "
         "tokenizer."))] = False,
 ) -> None:
-    """Train the small contrastive CT-report model and evaluate it (flow ``train``)."""
+    """Train the small contrastive CT-report model and evaluate it (Prefect flow train)."""
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):  # torch names a bad one only after the flow started
         raise typer.BadParameter("must be auto, cpu, cuda or cuda:N", param_hint="--device")
     _prepare(config)

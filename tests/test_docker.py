@@ -1,9 +1,11 @@
-"""Deployment files: what can be checked without a Docker engine or a Prefect server.
+"""Deployment files and READMEs: what can be checked without a Docker engine or a Prefect server.
 
 The Dockerfiles parse (a small parser below: known instructions, line continuations, exec-form
 JSON), install the project the way the Makefile does, and every ``ctcorpus`` command, ``python -m``
 module and repository path they, compose or the docker README use exists. ``docker/compose.yaml``
-and ``prefect.yaml`` parse, agree with each other, and point at real flow functions.
+and ``prefect.yaml`` parse, agree with each other, and point at real flow functions. The commands
+the two READMEs show use options their commands have, and the README's dependency table names the
+packages ``pyproject.toml`` declares.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ DOCKERFILES = {"cpu": DOCKER / "Dockerfile", "gpu": DOCKER / "Dockerfile.gpu"}
 COMPOSE = DOCKER / "compose.yaml"
 PREFECT_YAML = ROOT / "prefect.yaml"
 README = DOCKER / "README.md"
+TOP_README = ROOT / "README.md"
 
 KEYWORDS = frozenset(
     "ADD ARG CMD COPY ENTRYPOINT ENV EXPOSE FROM HEALTHCHECK LABEL MAINTAINER ONBUILD RUN SHELL "
@@ -491,3 +495,111 @@ def test_the_cli_runs_as_a_module() -> None:
     result = subprocess.run([sys.executable, "-m", "ctcorpus.cli", "--help"], capture_output=True, text=True,
                             timeout=300, cwd=ROOT)
     assert result.returncode == 0 and "verify" in result.stdout, result.stderr[-2000:]
+
+
+# --- the READMEs' commands and dependency table --------------------------------------------------
+
+
+def _readme_invocations() -> list[tuple[str, str, list[str]]]:
+    """(README, subcommand, arguments) of every ``ctcorpus`` command in the READMEs' shell blocks,
+    also run in an image (``ctcorpus:cpu verify ...``, ``--entrypoint ctcorpus pipeline verify ...``)."""
+    invocations = []
+    for path in (TOP_README, README):
+        for block in re.findall(r"```(?:bash|sh)\n(.*?)```", path.read_text(encoding="utf-8"), re.DOTALL):
+            for line in block.replace("\\\n", " ").splitlines():
+                if line.lstrip().startswith("docker build"):
+                    continue  # `-t ctcorpus:cpu .` names the image, it runs nothing
+                words = shlex.split(line, comments=True)
+                for start, word in enumerate(words):
+                    if not re.fullmatch(r"ctcorpus(?::(?:cpu|gpu))?", word):
+                        continue
+                    at = start + 2 if words[start - 1 : start] == ["--entrypoint"] else start + 1  # past the service
+                    if at < len(words) and re.fullmatch(r"[a-z][\w-]*", words[at]):
+                        rest = words[at + 1 :]
+                        stop = next((n for n, w in enumerate(rest) if w in {">", "|", "&&", ";"}), len(rest))
+                        invocations.append((path.name, words[at], rest[:stop]))
+                        break
+    return invocations
+
+
+def test_readme_commands_use_options_their_commands_have() -> None:
+    """A README command with an option its command lacks fails for every user who copies it."""
+    from ctcorpus.cli import app
+
+    group = typer.main.get_command(app)
+    invocations = _readme_invocations()
+    assert {"config", "ingest", "build", "audit", "verify", "train"} <= {command for _, command, _ in invocations}
+    for readme, name, arguments in invocations:
+        command = getattr(group, "commands", {}).get(name)
+        assert command is not None, f"{readme}: `ctcorpus {name}`: no such command"
+        options = {opt: param for param in command.params if param.param_type_name == "option"
+                   for opt in (*param.opts, *param.secondary_opts)}
+        positional = [param for param in command.params if param.param_type_name == "argument"]
+        given = []
+        words = iter(arguments)
+        for word in words:
+            if word == "--help":
+                continue
+            if word.startswith("-"):
+                assert word in options, f"{readme}: `ctcorpus {name}` has no option {word}"
+                if not options[word].is_flag:
+                    assert next(words, None) is not None, f"{readme}: `ctcorpus {name} {word}` lacks its value"
+            else:
+                given.append(word)
+        assert len(given) <= len(positional), f"{readme}: `ctcorpus {name}` takes {len(positional)} arguments: {given}"
+
+
+def _package(name: str) -> str:
+    """A distribution name as PyPI compares it (PEP 503), without extras."""
+    return re.sub(r"[-_.]+", "-", name.split("[")[0].strip()).lower()
+
+
+def test_readme_dependency_table_names_exactly_the_declared_dependencies() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    requirements = [*project["dependencies"], *(r for extra in project["optional-dependencies"].values() for r in extra)]
+    declared = {_package(re.match(r"[A-Za-z0-9._\[\],-]+", r).group()) for r in requirements}
+    section = TOP_README.read_text(encoding="utf-8").split("## Dependencies and why each is there", 1)[1].split("\n## ", 1)[0]
+    header, *first_cells = re.findall(r"^\| ([^|]+) \|", section, re.MULTILINE)
+    assert header == "package"
+    listed = set()
+    for first_cell in first_cells:
+        without_notes = re.sub(r"\([^)]*\)", "", first_cell)
+        listed.update(_package(name) for name in without_notes.split(",") if name.strip())
+    assert listed == declared, {"not in the README": sorted(declared - listed), "not declared": sorted(listed - declared)}
+
+
+def test_readme_config_examples_are_valid_configs() -> None:
+    """A config example with a field the config does not have stops the user's first run."""
+    from ctcorpus.config import config_from_dict
+
+    examples = re.findall(r"```yaml\n(.*?)```", TOP_README.read_text(encoding="utf-8"), re.DOTALL)
+    assert examples
+    for example in examples:
+        config_from_dict(yaml.safe_load(example))
+
+
+def test_cli_help_names_config_fields_and_arguments_that_exist() -> None:
+    """A help text's default names what a user can look up: a config field (``run.output_dir``, as
+    ``ctcorpus config`` prints it) or the command's own argument (``<dataset>``); ``<version>`` was neither."""
+    from ctcorpus.cli import app
+    from ctcorpus.config import CorpusConfig
+
+    def is_field(path: str) -> bool:
+        model: Any = CorpusConfig
+        for name in path.split("."):
+            if not (isinstance(model, type) and name in getattr(model, "model_fields", {})):
+                return False
+            model = model.model_fields[name].annotation
+        return True
+
+    sections = "|".join(CorpusConfig.model_fields)
+    group = typer.main.get_command(app)
+    for name, command in getattr(group, "commands", {}).items():
+        parameters = {param.name for param in command.params}
+        for param in command.params:
+            text = getattr(param, "help", None) or ""
+            for field in re.findall(rf"\b(?:{sections})\.(?!html\b|json\b)\w+(?:\.\w+)*", text):  # audit.html: a file
+                assert is_field(field), f"`ctcorpus {name}` --{param.name}: no config field {field}"
+            for placeholder in re.findall(r"<([\w.]+)>", text):
+                assert placeholder in parameters or ("." in placeholder and is_field(placeholder)), (
+                    f"`ctcorpus {name}` --{param.name}: <{placeholder}> is no config field or argument")
