@@ -500,25 +500,34 @@ def test_the_cli_runs_as_a_module() -> None:
 # --- the READMEs' commands and dependency table --------------------------------------------------
 
 
+def _readme_commands() -> list[tuple[str, list[str]]]:
+    """(README, words) of every command line in the READMEs' shell blocks, continuations joined."""
+    commands = []
+    for path in (TOP_README, README):
+        for block in re.findall(r"```(?:bash|sh)\n(.*?)```", path.read_text(encoding="utf-8"), re.DOTALL):
+            for line in block.replace("\\\n", " ").splitlines():
+                words = shlex.split(line, comments=True)
+                if words:
+                    commands.append((str(path.relative_to(ROOT)), words))
+    return commands
+
+
 def _readme_invocations() -> list[tuple[str, str, list[str]]]:
     """(README, subcommand, arguments) of every ``ctcorpus`` command in the READMEs' shell blocks,
     also run in an image (``ctcorpus:cpu verify ...``, ``--entrypoint ctcorpus pipeline verify ...``)."""
     invocations = []
-    for path in (TOP_README, README):
-        for block in re.findall(r"```(?:bash|sh)\n(.*?)```", path.read_text(encoding="utf-8"), re.DOTALL):
-            for line in block.replace("\\\n", " ").splitlines():
-                if line.lstrip().startswith("docker build"):
-                    continue  # `-t ctcorpus:cpu .` names the image, it runs nothing
-                words = shlex.split(line, comments=True)
-                for start, word in enumerate(words):
-                    if not re.fullmatch(r"ctcorpus(?::(?:cpu|gpu))?", word):
-                        continue
-                    at = start + 2 if words[start - 1 : start] == ["--entrypoint"] else start + 1  # past the service
-                    if at < len(words) and re.fullmatch(r"[a-z][\w-]*", words[at]):
-                        rest = words[at + 1 :]
-                        stop = next((n for n, w in enumerate(rest) if w in {">", "|", "&&", ";"}), len(rest))
-                        invocations.append((path.name, words[at], rest[:stop]))
-                        break
+    for readme, words in _readme_commands():
+        if words[:2] == ["docker", "build"]:
+            continue  # `-t ctcorpus:cpu .` names the image, it runs nothing
+        for start, word in enumerate(words):
+            if not re.fullmatch(r"ctcorpus(?::(?:cpu|gpu))?", word):
+                continue
+            at = start + 2 if words[start - 1 : start] == ["--entrypoint"] else start + 1  # past the service
+            if at < len(words) and re.fullmatch(r"[a-z][\w-]*", words[at]):
+                rest = words[at + 1 :]
+                stop = next((n for n, w in enumerate(rest) if w in {">", "|", "&&", ";"}), len(rest))
+                invocations.append((readme, words[at], rest[:stop]))
+                break
     return invocations
 
 
@@ -603,3 +612,28 @@ def test_cli_help_names_config_fields_and_arguments_that_exist() -> None:
             for placeholder in re.findall(r"<([\w.]+)>", text):
                 assert placeholder in parameters or ("." in placeholder and is_field(placeholder)), (
                     f"`ctcorpus {name}` --{param.name}: <{placeholder}> is no config field or argument")
+
+
+def _bytes(size: str) -> int:
+    """A ``docker run --shm-size`` value (``8g``, ``512m``, ``1024``) in bytes."""
+    number, unit = re.fullmatch(r"(\d+)([bkmg]?)", size.lower()).groups()
+    return int(number) * 1024 ** "bkmg".index(unit or "b")
+
+
+def test_readme_training_containers_get_the_shared_memory_the_loader_needs() -> None:
+    """The DataLoader's workers pass their batches through /dev/shm, which Docker caps at 64 MB: with
+    the default train config a ``docker run ... train`` without ``--shm-size`` (or ``--ipc host``)
+    loses its workers to a bus error."""
+    from ctcorpus.config import TrainConfig
+
+    train = TrainConfig()
+    batch = train.batch_size * 2 * train.input_shape_zyx[0] * train.input_shape_zyx[1] * train.input_shape_zyx[2]  # int16
+    needed = train.num_workers * train.prefetch_factor * batch
+    runs = [(readme, words) for readme, words in _readme_commands() if words[:2] == ["docker", "run"]
+            and any(re.fullmatch(r"ctcorpus:(?:cpu|gpu)", w) and words[n + 1 : n + 2] == ["train"] for n, w in enumerate(words))]
+    assert runs
+    for readme, words in runs:
+        options = dict(zip(words, [*words[1:], ""], strict=True))
+        assert options.get("--ipc") == "host" or _bytes(options.get("--shm-size", "64m")) >= needed, (
+            f"{readme}: `docker run ... train` gives the DataLoader {options.get('--shm-size', '64m')} of shared memory, "
+            f"its batches take up to {needed / 2**20:.0f} MiB")
