@@ -448,9 +448,7 @@ def _ctcorpus_commands(compose_data: dict[str, Any]) -> set[str]:
     for service in compose_data["services"].values():
         if service["image"].startswith("ctcorpus:") and "entrypoint" not in service and "command" in service:
             commands.add(service["command"][0])
-    readme = README.read_text(encoding="utf-8")
-    commands.update(re.findall(r"ctcorpus:(?:cpu|gpu) +([a-z][\w-]*)", readme))
-    commands.update(re.findall(r"--entrypoint ctcorpus [\w-]+ +([a-z][\w-]*)", readme))
+    commands.update(command for readme, command, _ in _readme_invocations() if readme == str(README.relative_to(ROOT)))
     return commands
 
 
@@ -517,8 +515,8 @@ def _readme_invocations() -> list[tuple[str, str, list[str]]]:
     also run in an image (``ctcorpus:cpu verify ...``, ``--entrypoint ctcorpus pipeline verify ...``)."""
     invocations = []
     for readme, words in _readme_commands():
-        if words[:2] == ["docker", "build"]:
-            continue  # `-t ctcorpus:cpu .` names the image, it runs nothing
+        if words[:2] == ["docker", "build"] or "--entrypoint" in words and words[words.index("--entrypoint") + 1] != "ctcorpus":
+            continue  # `-t ctcorpus:cpu .` names the image; `--entrypoint dask ctcorpus:gpu worker` runs Dask
         for start, word in enumerate(words):
             if not re.fullmatch(r"ctcorpus(?::(?:cpu|gpu))?", word):
                 continue
@@ -637,3 +635,38 @@ def test_readme_training_containers_get_the_shared_memory_the_loader_needs() -> 
         assert options.get("--ipc") == "host" or _bytes(options.get("--shm-size", "64m")) >= needed, (
             f"{readme}: `docker run ... train` gives the DataLoader {options.get('--shm-size', '64m')} of shared memory, "
             f"its batches take up to {needed / 2**20:.0f} MiB")
+
+
+def test_pyproject_metadata_uses_no_deprecated_field() -> None:
+    """Every install builds the project (``pip install -e .``, the images too): setuptools warned on each
+    that ``project.license`` as a table is deprecated and that builds stop working with it in 2027."""
+    import warnings
+
+    from setuptools.config.pyprojecttoml import apply_configuration
+    from setuptools.dist import Distribution
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        distribution = apply_configuration(Distribution(), ROOT / "pyproject.toml")
+    assert not [str(warning.message) for warning in caught]
+    assert distribution.metadata.license_expression == "Apache-2.0"
+
+
+def test_readme_dask_workers_get_what_the_compose_workers_get(compose: dict[str, Any]) -> None:
+    """A worker started by hand (the GPU worker) processes studies: without the key every study fails,
+    without a mount of the compose workers' its studies read or write nothing."""
+    variable = IngestConfig().pseudonym_key_env
+    wanted = set(_mounts(compose["services"]["dask-worker-1"]))
+    workers = [(readme, words) for readme, words in _readme_commands()
+               if words[:2] == ["docker", "run"] and "--entrypoint" in words
+               and words[words.index("--entrypoint") + 1 :][:3:2] == ["dask", "worker"]]
+    assert workers
+    for readme, words in workers:
+        options = list(zip(words, [*words[1:], ""], strict=True))
+        mounts = {value.split(":")[1] for flag, value in options if flag in {"-v", "--volume"}}
+        assert wanted <= mounts, f"{readme}: the Dask worker lacks {sorted(wanted - mounts)}"
+        key = [value for flag, value in options if flag in {"-e", "--env"} and value.split("=")[0] == variable]
+        assert key or ("--env-file", "docker/.env") in options, f"{readme}: the Dask worker gets no {variable}"
+        scheduler = words[words.index("worker") + 1]
+        assert scheduler == f"tcp://dask-scheduler:{_option(compose['services']['dask-scheduler']['command'], '--port')}"
+        assert ("--network", f"{compose['name']}_default") in options
