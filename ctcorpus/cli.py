@@ -208,7 +208,7 @@ def _scheduler_address(value: Optional[str]) -> Optional[str]:
 def ingest(
     export: Annotated[Optional[Path], typer.Argument(help="Root folder of the DICOM export (default: run.export_dir).")] = None,
     # exists: the flow quarantines a missing export, so a mistyped path gave a corpus without reports and exit 0
-    reports: Annotated[list[Path], typer.Option("--reports", "-r", exists=True, dir_okay=False, help="RIS report export, in place of run.report_files; repeat for several: CSV, TSV or .txt (delimited), JSON Lines, JSON, Parquet, Excel .xlsx, HL7 v2 .hl7/.oru, any of them gzipped (.gz).")] = [],
+    reports: Annotated[list[Path], typer.Option("--reports", "-r", exists=True, dir_okay=False, help="RIS report export, in place of run.report_files; repeat for several: .csv/.tsv/.txt (delimited), .jsonl/.ndjson, .json (an array), .parquet, .xlsx/.xlsm, HL7 v2 .hl7/.oru; any of them gzipped (.gz).")] = [],
     work: Annotated[Optional[Path], typer.Option(help="Work store (default: <run.output_dir>/work).")] = None,
     config: ConfigOption = None,
     dask_address: Annotated[Optional[str], typer.Option(help="Existing Dask scheduler, e.g. tcp://host:8786 (default: run.dask_address, else a local cluster).", callback=_scheduler_address)] = None,
