@@ -4,8 +4,10 @@ The Dockerfiles parse (a small parser below: known instructions, line continuati
 JSON), install the project the way the Makefile does, and every ``ctcorpus`` command, ``python -m``
 module and repository path they, compose or the docker README use exists. ``docker/compose.yaml``
 and ``prefect.yaml`` parse, agree with each other, and point at real flow functions. The commands
-the two READMEs show use options their commands have, and the README's dependency table names the
-packages ``pyproject.toml`` declares.
+the two READMEs show use options their commands have (a training container gets the shared memory
+its loader needs, a Dask worker what the compose workers get), the README's config example is a
+valid config, its dependency table names the packages ``pyproject.toml`` declares, whose metadata
+setuptools reads without deprecation warnings, and the CLI's help names real config fields.
 """
 
 from __future__ import annotations
@@ -562,6 +564,7 @@ def _package(name: str) -> str:
 
 
 def test_readme_dependency_table_names_exactly_the_declared_dependencies() -> None:
+    """Each package pyproject.toml installs, the dev extra too, has its reason in the README (numpy had none)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     requirements = [*project["dependencies"], *(r for extra in project["optional-dependencies"].values() for r in extra)]
     declared = {_package(re.match(r"[A-Za-z0-9._\[\],-]+", r).group()) for r in requirements}
