@@ -25,7 +25,9 @@ import pyarrow as pa
 
 from ctcorpus.errors import OutputError
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+#: ``schemas/`` of the checkout, through the package's ``_schemas`` link to it: a wheel holds the
+#: files there (package data), where ``schemas/`` beside the package is not installed.
+SCHEMA_DIR = (Path(__file__).parent / "_schemas").resolve()
 
 _SCALARS: dict[str, pa.DataType] = {
     "string": pa.string(),

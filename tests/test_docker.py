@@ -17,6 +17,7 @@ import importlib.metadata
 import importlib.util
 import inspect
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -673,3 +674,31 @@ def test_readme_dask_workers_get_what_the_compose_workers_get(compose: dict[str,
         scheduler = words[words.index("worker") + 1]
         assert scheduler == f"tcp://dask-scheduler:{_option(compose['services']['dask-scheduler']['command'], '--port')}"
         assert ("--network", f"{compose['name']}_default") in options
+
+
+def test_a_wheel_holds_the_schemas_its_package_reads(tmp_path: Path) -> None:
+    """``pip install .`` (a wheel, not the editable checkout) left ``schemas/`` out: every table write
+    then failed with "no such schema file". The wheel holds them as package data, byte for byte."""
+    import shutil
+    import zipfile
+
+    source = tmp_path / "source"
+    for folder in ("ctcorpus", "flows", "schemas"):
+        shutil.copytree(ROOT / folder, source / folder, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--wheel-dir", str(tmp_path / "wheel"), str(source)], check=True, capture_output=True)
+    installed = tmp_path / "installed"
+    zipfile.ZipFile(next((tmp_path / "wheel").glob("ctcorpus-*.whl"))).extractall(installed)  # a wheel is its install
+    read = subprocess.run(
+        [sys.executable, "-c", "import json, ctcorpus.schemas as s; print(json.dumps([s.__file__, "
+                               "{n: s.load_schema(n).version for n in s.schema_names()}]))"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(installed)}, check=True, capture_output=True, text=True)
+    module, versions = json.loads(read.stdout)
+    assert Path(module).is_relative_to(installed)
+    from ctcorpus.schemas import load_schema, schema_names
+
+    assert versions == {name: load_schema(name).version for name in schema_names()}
+    assert {p.name: p.read_bytes() for p in (installed / "ctcorpus" / "_schemas").iterdir()} == {
+        p.name: p.read_bytes() for p in (ROOT / "schemas").glob("*.json")}
