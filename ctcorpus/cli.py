@@ -264,7 +264,7 @@ def build(
     with _progress_logs("ctcorpus.outputs"):  # the writing's progress, and what the build changed of the version it replaced
         result = _run_flow(build_dataset, config_path=str(config) if config else None,
                            work_dir=str(work) if work else None, out_dir=str(out) if out else None, show_progress=True)
-    _report("build", {"dataset": result["path"], "files": result["files"], **{f"split {k}": counts_line(v) or "empty" for k, v in result["splits"].items()}})
+    _report("build", {"dataset": result["path"], "files": result["files"], "changes": result["changes"], **{f"split {k}": counts_line(v) or "empty" for k, v in result["splits"].items()}})
 
 
 @app.command()

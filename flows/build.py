@@ -45,4 +45,5 @@ def build_dataset(
     writable_folder(out.absolute().parent, "out_dir (--out)" if out_dir else "run.output_dir")
     result = build_task(config, work, out, show_progress)
     get_run_logger().info("built dataset path=%s splits=%s", result.path, result.manifest["splits"])
-    return {"path": str(result.path), "splits": result.manifest["splits"], "files": len(result.manifest["files"])}
+    return {"path": str(result.path), "splits": result.manifest["splits"], "files": len(result.manifest["files"]),
+            "changes": str(result.changes) if result.changes else "a first version at this path"}

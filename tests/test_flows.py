@@ -67,7 +67,9 @@ def test_flows_produce_tables_and_dask_matches_serial(setup, capfd):
     tables = {p.name for p in (serial_out / "tables").iterdir()}
     assert {"instances", "series", "volumes", "slices", "reports", "sentences", "labels", "snippets",
             "anatomy_stats", "samples", "quarantine"} <= tables
-    assert built["files"] > len(tables)
+    assert built["files"] > len(tables) and built["changes"] == "a first version at this path"
+    again = build_dataset(config_path=str(config), work_dir=str(folder / "work-serial"), out_dir=str(serial_out))
+    assert again["changes"] == "unchanged, byte-identical to the version it replaced"  # a scheduled build says so
 
     parallel = ingest_export(config_path=str(config), work_dir=str(folder / "work-dask"), parallel=True)
     assert parallel["computed"] == serial["computed"]
@@ -449,7 +451,7 @@ def test_the_build_summary_shows_each_split_as_counts(tmp_path, monkeypatch):
 
     def built(**parameters):
         assert parameters["show_progress"]  # the command shows the build's progress, as ingest's
-        return {"path": str(tmp_path / "v1"), "files": 24, "splits": {
+        return {"path": str(tmp_path / "v1"), "files": 24, "changes": "kept=20 new=4 dropped=2", "splits": {
             "train": {"patients": 7, "studies": 16}, "test": {"patients": 0, "studies": 0}}}
 
     monkeypatch.setattr(flows.runtime, "start_prefect_server", lambda: None)
@@ -458,6 +460,7 @@ def test_the_build_summary_shows_each_split_as_counts(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert re.search(r"split train +. patients 7, studies 16 ", result.output), result.output
     assert re.search(r"split test +. patients 0, studies 0 ", result.output) and "{" not in result.output
+    assert re.search(r"changes +. kept=20 new=4 dropped=2 ", result.output), result.output
 
 def test_train_command_refuses_an_unknown_device(tmp_path):
     """A mistyped --device is a usage error naming the option, before a flow starts (torch raised it from

@@ -368,13 +368,15 @@ def test_the_build_command_shows_the_writing_s_progress_and_what_it_changed(tmp_
 
     def built(**parameters):
         logging.getLogger("ctcorpus.outputs.dataset").info("writing shards split=train done=9/9")
-        return {"path": str(tmp_path / "v1"), "files": 24, "splits": {}}
+        return {"path": str(tmp_path / "v1"), "files": 24, "splits": {},
+                "changes": "unchanged, byte-identical to the version it replaced"}
 
     monkeypatch.setattr(flows.runtime, "start_prefect_server", lambda: None)
     monkeypatch.setattr(flows.build, "build_dataset", built)
     result = CliRunner().invoke(app, ["build", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "v1")])
     assert result.exit_code == 0, result.output
     assert "INFO ctcorpus.outputs.dataset writing shards split=train done=9/9" in result.output
+    assert "unchanged, byte-identical" in result.output  # the summary's changes row
 
 
 @pytest.mark.parametrize(("text", "reason"), [

@@ -78,6 +78,12 @@ class VersionChanges:
     dropped: int  # its files that the new version no longer holds
     unchanged: bool  # the manifest is byte-identical: the version is the one it replaced
 
+    def __str__(self) -> str:
+        """As the build's last log line and ``ctcorpus build``'s summary say it."""
+        if self.unchanged:
+            return "unchanged, byte-identical to the version it replaced"
+        return f"kept={self.kept} new={self.new} dropped={self.dropped} (files by sha256, of the version it replaced)"
+
 
 @dataclass(frozen=True, slots=True)
 class BuildResult:
@@ -315,9 +321,7 @@ def build_dataset(
         changes = _changes(out, files, manifest_bytes)
         atomic_write_bytes(tmp / MANIFEST, manifest_bytes)
         atomic_write_bytes(tmp / CARD, card)
-    said = ("" if changes is None else ": unchanged, byte-identical to the version it replaced" if changes.unchanged
-            else f" kept={changes.kept} new={changes.new} dropped={changes.dropped} (files by sha256, of the version it replaced)")
-    log.info("built dataset version=%s path=%s files=%d%s", out.name, out, len(files), said)
+    log.info("built dataset version=%s path=%s files=%d%s", out.name, out, len(files), "" if changes is None else f": {changes}")
     return BuildResult(path=out, manifest=manifest, splits=splits, changes=changes)
 
 
