@@ -1197,6 +1197,39 @@ def test_phi_synthetic_reports_carry_the_legacy_date_spellings_and_each_is_scrub
     assert all(seen.values()), seen
 
 
+
+def test_phi_bracketed_area_codes_a_spaced_zone_links_without_scheme_and_short_dates():
+    # misses of a review: "+49" or the whole number, the zone after a time, a link's patient id,
+    # a month with a two-digit year and a day with its month reached the corpus
+    _assert_phi({
+        "Rückruf +49 (30) 123456, (0 30) 12 34 56 oder +1 (617) 555-1234.": [
+            ("+49 (30) 123456", "phone"), ("(0 30) 12 34 56", "phone"), ("+1 (617) 555-1234", "phone")],
+        "Tel. 0049 30 123456; Mail john(at)klinik.de, j.doe [at] klinik [dot] de.": [
+            ("0049 30 123456", "phone"), ("john(at)klinik.de", "address"), ("j.doe [at] klinik [dot] de", "address")],
+        "CT 2021-03-04 14:35 +01:00 und 03.04.2021 14:35 MEZ; 03/04/2021 2:35 PM EST.": [
+            ("2021-03-04 14:35 +01:00", "date"), ("03.04.2021 14:35 MEZ", "date"), ("03/04/2021 2:35 PM EST", "date")],
+        "See portal.klinikum-x.de/patient?id=12345, pacs.hospital.org/viewer/123456 and pacs.klinik.local:8080/s/1.": [
+            ("portal.klinikum-x.de/patient?id=12345", "address"), ("pacs.hospital.org/viewer/123456", "address"),
+            ("pacs.klinik.local:8080/s/1", "address")],
+        "Prior CT Mar-21, Dec '21, 12-Mar and 3rd March.": [
+            ("Mar-21", "date"), ("Dec '21", "date"), ("12-Mar", "date"), ("3rd March", "date")],
+        "Pat: Hans Müller, geb. am 3.4.1950; Geb.-Datum: 03.04.1950.": [
+            ("Hans Müller", "name"), ("3.4.1950", "date"), ("03.04.1950", "date")],
+        # what stays: a measurement in brackets, a zone-like range, an abbreviation before a slash, scores
+        "Herd (0 3) 12 mm; CT 03.04.2021 14:35 -05 mm; z.B. Org./Netz; BI-RADS 4, Lung-RADS 2, Fleischner 2017.": [
+            ("03.04.2021 14:35", "date")],
+        "Nodule 3-4 mm, T2, C5-6, 1/2, 10:30 o'clock, Segment 6, 2-Mal.": [],
+    })
+
+
+def test_phi_a_header_name_is_found_with_its_umlauts_or_accents_dropped():
+    # DICOM's default character set may drop them ("MULLER", "GARCIA"): the report's "Müller" stayed
+    text = "Herr Müller kam, MÜLLER auch; Frau García kam, Garcia auch."
+    hits = find_phi(text, header_values=["MULLER^HANS", "GARCIA^ANA"])
+    assert [text[h.start:h.end] for h in hits] == ["Müller", "MÜLLER", "García", "Garcia"]
+    text = "Herr Muller kam, Frau Müller auch."
+    assert [text[h.start:h.end] for h in find_phi(text, header_values=["Müller^Hans"])] == ["Muller", "Müller"]
+
 def _write_csv(path: Path, rows: list[dict[str, str]], encoding: str = "utf-8") -> Path:
     with open(path, "w", newline="", encoding=encoding) as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))

@@ -87,6 +87,9 @@ _STREET_APART = (r"[A-ZÄÖÜ][\wäöüß\-]*(?:er|e)[ ]+(?:" + "|".join(map(re.
                  + _house_letter("[ ]"))
 #: A German, Austrian or Swiss postcode, maybe with its country's letters: "10115", "1010", "CH-8001".
 _POSTCODE = r"(?:(?:[AD]|CH)-)?\d{4,5}"
+#: Top-level domains of a link written without its scheme ("pacs.hospital.org/viewer/123456").
+_LINK_DOMAINS = ("de", "at", "ch", "com", "org", "net", "edu", "gov", "nl", "uk", "eu", "info", "local", "lan",
+                 "intern", "internal", "int", "health", "nhs.uk")
 #: A UK postcode: "SW1A 1AA", "NW1 6XE".
 _UK_POSTCODE = r"[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2}(?![\w])"
 
@@ -269,11 +272,16 @@ _NEEDLE, _NEEDLE_LINE = "needle", "needle line"
 _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     # e-mail addresses and web links (a link may carry an accession number); an address's local
     # part is at most 64 characters (RFC 5321): unbounded, the engine scanned a long run of word
-    # characters from each of its positions ("a.a.a...@": quadratic, 40,000 characters took 7 s)
+    # characters from each of its positions ("a.a.a...@": quadratic, 40,000 characters took 7 s). A link
+    # without its scheme is known by a top-level domain before its path, query or port
+    # ("portal.klinikum-x.de/patient?id=12345"), its host starting after no word character. An address
+    # may write its "@" and dots as words against spam: "john(at)klinik.de", "john [at] klinik [dot] de"
     (
         "address",
-        re.compile(r"(?i:https?://|www\.)[^\s<>\"]*[^\s<>\".,;:!?)]|[\w.+\-]{1,64}@[\w\-]+(?:\.[\w\-]+)+"),
-        ("@", "http", "www."),
+        re.compile(r"(?i:https?://|www\.|(?<![\w.\-@])[\w\-]+(?:\.[\w\-]+)*\.(?:" + trie_regex(_LINK_DOMAINS)
+                   + r")(?=[/?:]\w))[^\s<>\"]*[^\s<>\".,;:!?)]"
+                   r"|[\w.+\-]{1,64}(?:@|[ ]?(?i:\(at\)|\[at\])[ ]?)[\w\-]+(?:(?:\.|[ ]?(?i:\(dot\)|\[dot\])[ ]?)[\w\-]+)+"),
+        ("@", "(at)", "[at]", "http", "www.", *(f".{domain}{after}" for domain in _LINK_DOMAINS for after in "/?:")),
         _NEEDLE_LINE,
     ),
     (
@@ -340,17 +348,17 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         (),
         _WORD_BEFORE_NUMBER,
     ),
-    (  # a month and year joined by a hyphen or slash: "Mar-2021", "JAN/2024" (no word before the number
-        # for the rule above to start at)
+    (  # a month and year joined by a hyphen or slash, or its two digits after an apostrophe: "Mar-2021",
+        # "JAN/2024", "Mar-21", "Dec '21" (no word before the number for the rule above to start at)
         "date",
-        re.compile(_CAPITAL_MONTH + r"[-/](?:19|20)\d{2}(?![\d\-/]|\.\d)"),
-        tuple(month + separator for month in [*_MONTH_NUM, "sept"] for separator in "-/"),
+        re.compile(_CAPITAL_MONTH + r"(?:[-/](?:(?:19|20)\d{2}|\d{2})|[ ]?['’]\d{2})(?![\d\-/]|\.\d)"),
+        tuple(month + separator for month in [*_MONTH_NUM, "sept"] for separator in ("-", "/", "'", "’", " '", " ’")),
         _NEEDLE,
     ),
-    (  # "3rd of March", "3 March", "3. März"; "03/2020", "03.2020"; and the year first, as ISO 8601 writes a
+    (  # "3rd of March", "3 March", "12-Mar", "3. März"; "03/2020", "03.2020"; and the year first, as ISO 8601 writes a
         # month ("2021-03", "2021/03"; not a date with its day, "2021-03-04", nor a range "2019-2021")
         "date",
-        re.compile(r"\d(?<!\w\d)(?=[\d\s./snrt])(?:\d?+(?:(?:st|nd|rd|th)?\s(?:of\s)?" + _CAPITAL_MONTH
+        re.compile(r"\d(?<!\w\d)(?=[\d\s./snrt\-])(?:\d?+(?:(?:(?:st|nd|rd|th)?\s(?:of\s)?|-)" + _CAPITAL_MONTH
                    + r"|\.\s?" + _GERMAN_MONTH + r")"
                    r"|(?<=0)[1-9]/(?:19|20)\d{2}(?![\d/])|(?<=1)[0-2]?/(?:19|20)\d{2}(?![\d/])"
                    r"|(?<=[2-9])/(?:19|20)\d{2}(?![\d/])|(?:(?<=0)[1-9]|(?<=1)[0-2])\.(?:19|20)\d{2}(?!\d|\.\d)"
@@ -417,11 +425,15 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         "phone",
         re.compile(
             r"[+(\d](?<![\w.][+(\d])"
-            r"(?:(?:(?<=\+)\d{1,3}[ -]?(?:\(0\))?[ ]?\d{1,5}[ /-]?|(?<=\()\d{2,5}\)[ ]?|(?<=0)\d{2,5}[ /-]?|(?<=[2-9])\d{2}-"
+            # the country code after "+" or "00", the area code after it maybe in brackets: "+49 (0) 30 123456",
+            # "+49 (30) 123456", "0049 30 123456"
+            r"(?:(?:(?:(?<=\+)|(?<=0)0(?=[1-9]))\d{1,3}[ -]?(?:(?:\(0\))?[ ]?\d{1,5}|\(\d{1,5}\))[ /-]?|(?<=\()\d{2,5}\)[ ]?|(?<=0)\d{2,5}[ /-]?"
+            r"|(?<=[2-9])\d{2}-"
             r"|(?<=\d)\d{2}\.\d{3}\.(?=\d{4}(?!\d)))"  # "617.555.1234"
             r"\d{3,8}(?:[ -]\d{2,6}){0,2}"  # Swiss groups: "044 123 45 67"
-            # a German area code of 3-5 digits, a slash and the number in groups: "0 89 / 12 34 56"
-            r"|(?<=0)[ ]?\d(?:[ ]?\d){1,3}[ ]?/[ ]?\d{2,4}(?:[ ]\d{2,4}){0,4})"
+            # a German area code of 3-5 digits, a slash or in brackets, and the number in groups: "0 89 / 12 34 56",
+            # "(0 30) 12 34 56"
+            r"|(?:(?<=0)[ ]?\d(?:[ ]?\d){1,3}[ ]?/|(?<=\()0[ ]?\d(?:[ ]?\d){1,3}\))[ ]?\d{2,4}(?:[ ]\d{2,4}){0,4})"
             r"(?:[ ]?[xX]\d{1,5}|,?[ ]?(?i:ext)\.?[ ]?\d{1,5})?(?!\w|\.\d)" + _NOT_A_UNIT  # an extension: "x123", "ext. 12"
         ),
         (),
@@ -490,8 +502,9 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             r"(?:(?i:Dr|Prof|med|PD|Kollegin|Kollege)(?:\.\s*|\s+)|(?i:habil|univ|dent|vet|rer|nat|medic|phil|sc|hum"
             r"|h\.\s?c)\.\s*)*"
             r"(" + _NAME_PARTS + "|" + _UPPER_NAME_PARTS + r")"
-            # a name labelled as the patient's, also in capitals as RIS headers write it ("SMITH^JOHN")
-            r"|(?:(?<=P)(?i:at(?:ient(?:in)?|\.))|(?<=N)(?i:ame)):?\s+(" + _LABELLED_NAME + r")"
+            # a name labelled as the patient's ("Patient:", "Pat.", "Pat:", "Name:"), also in capitals as RIS headers
+            # write it ("SMITH^JOHN")
+            r"|(?:(?<=P)(?i:at(?:ient(?:in)?|\.|(?=:)))|(?<=N)(?i:ame)):?\s+(" + _LABELLED_NAME + r")"
             # then a field, an id, a date, a bracket: "Patient: Hans Müller (m), 01.01.1940", "Name: Smith Date: ...",
             # "Pat.: Hans Müller *01.02.1940"
             r"(?=[,;\n]|[ \t]+(?:MRN|ID|Pat|geb|DOB|born|\d|\w+:|\*)|[ \t]*\(|\.|$))"
@@ -789,7 +802,8 @@ def _matches_in_lines(pattern: re.Pattern[str], text: str, starts: Sequence[int]
 _TIME_SUFFIX = r"(?:[AaPp]\.?[Mm](?![A-Za-z])|Uhr(?!\w)|h(?!\w))"
 #: A time of day after a date: "03.04.2021 14:35", "2021-03-04T14:35:00Z", "03/04/2021 at 2:35 PM",
 #: "03.04.2021, um 14.35 Uhr". It dates the study to the minute, and left behind it read
-#: "[DATE]T14:35:00". An hour of one digit, or a period before the minutes, only with its suffix:
+#: "[DATE]T14:35:00". A zone after it, joined or after a space ("+01:00", " +0100", " UTC", " MEZ"),
+#: goes with it. An hour of one digit, or a period before the minutes, only with its suffix:
 #: "3:45" after a date may be an image reference, "12.50" a measurement; a clock-face position
 #: ("10:30 o'clock") stays.
 _TIME_AFTER_DATE = re.compile(
@@ -797,10 +811,33 @@ _TIME_AFTER_DATE = re.compile(
     r"(?:(?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:[.,]\d+)?)?(?![\d:]|[.,]\d)"
     r"(?:Z(?!\w)|[+-]\d{2}(?::?\d{2})?(?!\d)|[ \t]*" + _TIME_SUFFIX + r")?"  # a zone: "+01:00", "-05"
     r"|(?:[01]?\d|2[0-3])[:.][0-5]\d(?!\d)[ \t]*" + _TIME_SUFFIX + r")"
+    # a zone after a space: its hours and minutes ("-05" alone may be a range's end), or its name
+    # (in any case: a line in capitals was capitalized, "Mesz")
+    r"(?:[ \t]+(?:[+-](?:0\d|1[0-4]):?[0-5]\d(?!\d)|(?i:UTC|GMT|[ECMP][SD]T|CES?T|MES?Z)(?:[+-]\d{1,2}(?::?\d{2})?)?"
+    r"(?![\w:])))?"
     r"(?![ \t]*o['’]clock)"
 )
 #: The same ending a date's span, to parse the date before it.
 _TIME_ENDING_DATE = re.compile(r"(?:" + _TIME_AFTER_DATE.pattern + r")$")
+
+
+#: Letters with a diacritic and the letter without it, one for one: a DICOM header in the default
+#: character set drops them ("MULLER", "GARCIA") where the report writes "Müller", "García".
+_DIACRITICS = (("ä", "a"), ("ö", "o"), ("ü", "u"), ("á", "a"), ("à", "a"), ("â", "a"), ("å", "a"), ("é", "e"),
+               ("è", "e"), ("ê", "e"), ("ë", "e"), ("í", "i"), ("ì", "i"), ("î", "i"), ("ï", "i"), ("ó", "o"),
+               ("ò", "o"), ("ô", "o"), ("ø", "o"), ("ú", "u"), ("ù", "u"), ("û", "u"), ("ñ", "n"), ("ç", "c"),
+               ("š", "s"), ("č", "c"), ("ž", "z"), ("ł", "l"))
+
+
+def _without_diacritics(lower: str) -> str:
+    """``lower`` with each of ``_DIACRITICS`` replaced, every offset kept (``str.replace`` where they
+    occur, as ``_case_folded`` does)."""
+    if lower.isascii():
+        return lower
+    for letter, plain in _DIACRITICS:
+        if letter in lower:
+            lower = lower.replace(letter, plain)
+    return lower
 
 
 def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, ...]:
@@ -809,7 +846,8 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
 
     ``header_values`` are strings known to be PHI for this report (DICOM header names, the MRN,
     the accession number): each name part of two or more letters is also scrubbed wherever it
-    appears as a word, so "Smith" is caught without a title in front.
+    appears as a word, so "Smith" is caught without a title in front; with its umlauts spelled out
+    or dropped and its accents dropped, on either side ("MUELLER" and "MULLER" find "Müller").
 
     >>> [h.kind for h in find_phi("Dr. Meier informed at 0176 1234567 on 03.04.2019.")]
     ['name', 'phone', 'date']
@@ -831,19 +869,20 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
         hits.append(new)
 
     lower = lower_same_length(text)
+    bare = _without_diacritics(lower) if header_values else lower
     for value in header_values:  # plain substring search: no regex compiled per report
         # "=" parts a DICOM name's groups ("Doe^Jane=ドウ^ジェーン": alphabetic, ideographic, phonetic)
         for part in re.split(r"[\^,\s=]+", value.lower()):
             if not (len(part) >= 2 and not part.isdigit() or len(part) >= 4) or part in _PARTICLES:
                 continue  # too short to tell, or "von"/"de" (identifies no one, and is a word everywhere)
             kind = "id" if any(c.isdigit() for c in part) else "name"
-            for spelling in set(name_spellings(part)):
-                at = lower.find(spelling)
+            for spelling in {_without_diacritics(s) for s in name_spellings(part)}:
+                at = bare.find(spelling)
                 while at >= 0:
                     end = at + len(spelling)
-                    if (at == 0 or not lower[at - 1].isalnum()) and (end == len(lower) or not lower[end].isalnum()):
+                    if (at == 0 or not bare[at - 1].isalnum()) and (end == len(bare) or not bare[end].isalnum()):
                         claim(at, end, kind)
-                    at = lower.find(spelling, at + 1)
+                    at = bare.find(spelling, at + 1)
     starts = _anchor_starts(text)
     needle_starts = _needle_starts(_case_folded(lower))
     for k, (kind, pattern, needles, anchor) in enumerate(_RULES):
