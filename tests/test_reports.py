@@ -1215,6 +1215,8 @@ def test_phi_bracketed_area_codes_a_spaced_zone_links_without_scheme_and_short_d
             ("Mar-21", "date"), ("Dec '21", "date"), ("12-Mar", "date"), ("3rd March", "date")],
         "Pat: Hans Müller, geb. am 3.4.1950; Geb.-Datum: 03.04.1950.": [
             ("Hans Müller", "name"), ("3.4.1950", "date"), ("03.04.1950", "date")],
+        "Physician: Smith, John\nDoctor: JANE DOE\nPhysician: Emergency Department. Physician notified.": [
+            ("Smith, John", "name"), ("JANE DOE", "name")],
         # what stays: a measurement in brackets, a zone-like range, an abbreviation before a slash, scores
         "Herd (0 3) 12 mm; CT 03.04.2021 14:35 -05 mm; z.B. Org./Netz; BI-RADS 4, Lung-RADS 2, Fleischner 2017.": [
             ("03.04.2021 14:35", "date")],

@@ -223,7 +223,7 @@ _ROLES = ("referring physician", "referrer", "radiologist", "signed", "signed by
           "nachrichtlich an")
 #: Roles that are also words of a report ("100 cc Omnipaque", "performed by Siemens"): a name
 #: follows them only after a colon.
-_LABEL_ROLES = ("cc", "provider", "resident", "consultant", "clinician", "technician", "fellow", "pcp",
+_LABEL_ROLES = ("cc", "provider", "physician", "doctor", "resident", "consultant", "clinician", "technician", "fellow", "pcp",
                 "performed by", "mtra", "mtr", "arzt", "ärztin", "auftraggeber", "tech", "approved", "finalized",
                 "vidiert", "validiert", "freigegeben", "signature", "signatur")
 #: What follows a role: maybe titles, then the name ("Smith, John", "Dr. med. Meier", "JANE DOE"),
