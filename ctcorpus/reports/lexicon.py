@@ -30,6 +30,7 @@ __all__ = [
     "PSEUDO_TRIGGERS",
     "SCOPE_TERMINATORS",
     "SECTION_OF_HEADING",
+    "SIDES",
     "UNCERTAIN_POST",
     "UNCERTAIN_POST_LAST",
     "UNCERTAIN_PRE",
@@ -128,15 +129,67 @@ _LUNG_COLLAPSE: tuple[str, ...] = tuple(
                          ("lung", "upper", "lower", "middle", "lobe", "lingula"))
 ) + ("lobar collapse", "lobe collapse", "lung collapse", "~lungenkollaps", "~lappenkollaps", "kollaps der lunge")
 
-#: Calcified plaques named before where they lie, maybe a verb between, as CT-RATE writes them
-#: ("calcified atherosclerotic plaques are observed in the coronary arteries"), by place (after "in").
-_DEPOSITS_SEEN_IN: Mapping[str, tuple[str, ...]] = MappingProxyType({
-    where: tuple(f"{deposit} {seen}in {where}" for deposit, seen in product(
-        ("plaque", "plaques", "calcification", "calcifications"),
-        ("", *(f"{verb} {seen} " for verb in ("is", "are", "was", "were") for seen in ("observed", "seen", "noted"))),
-    ))
-    for where in ("the coronary", *(f"the {aorta} and {the}coronary" for aorta in ("aorta", "thoracic aorta", "aortic wall")
-                                    for the in ("", "the ")))
+#: Deposits in an artery's wall. Those opening with an adjective that alone names arterial wall
+#: calcification ("atherosclerotic plaque") are written out, so that the longer phrase naming where
+#: they lie wins at their start: coronary deposits are CT-RATE's coronary label, not the arterial one.
+_DEPOSITS: tuple[str, ...] = (
+    *(f"{kind}{noun}" for kind, noun in product(
+        ("", "atherosclerotic ", "calcified atherosclerotic ", "calcific atherosclerotic "),
+        ("plaque", "plaques", "calcification", "calcifications"))),
+    "atherosclerosis", "atherosclerotic change", "atherosclerotic changes",
+)
+#: What a report may call the deposits when it names the artery first ("the aorta shows wall calcifications").
+_DEPOSITS_AFTER: tuple[str, ...] = tuple(
+    f"{degree}{deposit}"
+    for degree, deposit in product(("", "mild ", "extensive ", "scattered ", "multiple "),
+                                   ("calcification", "wall calcification", "mural calcification", "plaque",
+                                    "calcified plaque", "calcific plaque", "atherosclerotic plaque",
+                                    "atherosclerotic calcification", "calcified atherosclerotic plaque",
+                                    "calcific atheroma plaque"))
+)
+_AORTA: tuple[str, ...] = ("aorta", "thoracic aorta", "aortic wall", "aortic arch", "wall of the aorta")
+_BOTH_CALCIFICATIONS = ("arterial_wall_calcification", "coronary_artery_wall_calcification")
+#: Deposits and the arteries they lie in, by the labels they name, as CT-RATE writes them: named before
+#: where they lie, maybe a verb between ("calcified atherosclerotic plaques are observed in the coronary
+#: arteries", "calcification of the aortic wall"), or after the artery ("coronary arteries are calcified",
+#: "Aorta mit Wandverkalkungen"); the aorta's and the coronary arteries' at once name both labels.
+_DEPOSITS_IN: Mapping[tuple[str, ...], tuple[str, ...]] = MappingProxyType({
+    labels: (
+        *(f"{deposit} {seen}in the {where}" for deposit, seen, where in product(_DEPOSITS, (
+            "", *(f"{verb} {seen} " for verb in ("is", "are", "was", "were")
+                  for seen in ("observed", "seen", "noted", "detected"))), wheres)),
+        *(f"{deposit} of the {where}" for deposit, where in product(_DEPOSITS, wheres)),
+        *(f"{subject} {verb} {deposit}" for subject, verb, deposit in product(
+            subjects, ("shows", "show", "showed", "demonstrates", "demonstrate", "with", "has", "have", "contains"),
+            _DEPOSITS_AFTER)),
+        *(f"{subject} {verb} calcified" for subject, verb in product(subjects, ("is", "are", "appears", "appear"))),
+        *(f"calcified {subject}" for subject in subjects),
+        *german,
+    )
+    for labels, wheres, subjects, german in (
+        (("coronary_artery_wall_calcification",), ("coronary",), ("coronary arteries",),
+         (*(f"{deposit} {where}" for deposit, where in product(
+             ("plaque", "plaques", "verkalkung", "verkalkungen", "verkalkte plaque", "verkalkte plaques",
+              "kalzifizierte plaque", "kalzifizierte plaques", "arteriosklerotische plaque",
+              "arteriosklerotische plaques"),
+             ("der koronar", "in den koronar", "an den koronar", "der herzkranzgef", "in den herzkranzgef"))),
+          *(f"{artery} {with_}" for artery, with_ in product(
+              ("koronararterien", "koronarien", "herzkranzgefäße"),
+              ("mit verkalkung", "mit wandverkalkung", "mit plaque", "mit verkalkten plaque",
+               "mit kalzifizierten plaque", "verkalkt"))))),
+        (("arterial_wall_calcification",), _AORTA, ("aorta", "thoracic aorta", "aortic wall"),
+         tuple(f"{deposit} {where}" for deposit, where in product(
+             ("plaque", "plaques", "verkalkung", "verkalkungen", "verkalkte plaque", "verkalkte plaques",
+              "kalzifizierte plaque", "kalzifizierte plaques"),
+             ("der aorta", "in der aorta", "der aortenwand", "an der aortenwand", "der thorakalen aorta",
+              "in der thorakalen aorta", "der brustaorta")))),
+        (_BOTH_CALCIFICATIONS, (*(f"{aorta} and {the}coronary" for aorta in ("aorta", "thoracic aorta", "aortic wall")
+                                  for the in ("", "the ")), "coronary arteries and the aorta", "coronary arteries and aorta"),
+         (), tuple(f"{deposit} {where}" for deposit, where in product(
+             ("verkalkungen", "plaques", "verkalkte plaques", "kalzifizierte plaques"),
+             ("der aorta und der koronar", "der aorta und koronar", "der koronararterien und der aorta",
+              "der koronararterien und aorta", "in der aorta und den koronar")))),
+    )
 })
 
 #: Label synonyms (lowercase). A phrase matches at a word start (English) or anywhere in a word
@@ -156,9 +209,8 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "arterial calcification", "calcific atherosclerosis", "vascular calcification", "atherosclerosis",
             "~aortensklerose", "arteriosklerotische", "~wandverkalkung", "arteriosklerose", "atherosklerose",
             "aortenverkalkung", "gefäßverkalkung", "kalzifizierende aortensklerose",
-            "atherosclerotic change", "aortic plaque", "plaque in the aorta", "plaques in the aorta", "plaque in the thoracic aorta",
-            "plaques in the thoracic aorta", "~aortenplaque", "plaque der aorta", "plaques der aorta", "aortale plaque",
-            "aortalen plaque",
+            "atherosclerotic change", "aortic plaque", "~aortenplaque", "aortale plaque", "aortalen plaque",
+            *_DEPOSITS_IN[("arterial_wall_calcification",)],
         ),
         "cardiomegaly": (
             "cardiomegaly", "enlarged heart", "cardiac enlargement", "enlarged cardiac", "enlargement of the heart",
@@ -173,32 +225,37 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         ),
         "pericardial_effusion": ("pericardial effusion", "pericardial fluid", "~perikarderguss", "~perikardergüss"),
         "coronary_artery_wall_calcification": (
-            "coronary artery calcification", "coronary calcification", "calcifications of the coronary",
-            "calcification of the coronary", "coronary artery wall calcification", "coronary sclerosis",
-            "coronary atherosclerosis", "coronary plaque", "coronary artery plaque", "plaque in the coronary",
-            "plaques in the coronary", "calcified plaque in the coronary", "calcified plaques in the coronary",
+            "coronary artery calcification", "coronary calcification", "coronary artery wall calcification",
+            "coronary sclerosis", "coronary atherosclerosis", "coronary plaque", "coronary artery plaque",
             "~koronarkalk", "~koronarplaque", "plaque der koronar", "plaques der koronar", "koronare plaque",
             "koronaren plaque", "~koronarverkalkung", "~koronarsklerose", "verkalkungen der koronar",
-            "koronararterienverkalkung", *_DEPOSITS_SEEN_IN["the coronary"],
+            "koronararterienverkalkung", *_DEPOSITS_IN[("coronary_artery_wall_calcification",)],
         ),
         "hiatal_hernia": ("hiatal hernia", "hiatus hernia", "~hiatushernie", "hernia of the hiatus",
                           "paraesophageal hernia", "paraoesophageal hernia", "~gleithernie", "paraösophageale hernie"),
         "lymphadenopathy": (
             "lymphadenopathy", "adenopathy", "enlarged lymph node", "enlarged mediastinal lymph node",
             "enlarged hilar lymph node", "pathologically enlarged lymph", "lymph node enlargement",
-            "~lymphadenopathie", "vergrößerte lymphknoten", "vergrößerten lymphknoten",
-            "vergrößerte mediastinale lymphknoten", "lymphknotenvergrößerung", "vergrößerter lymphknoten",
-            "vergrößerte hiläre lymphknoten",
+            "~lymphadenopathie", "lymphknotenvergrößerung",
+            # "vergrößerte Lymphknoten", "keine vergrößerten mediastinalen oder hilären Lymphknoten"
+            *(f"vergrößerte{ending} {where}lymphknoten" for ending in ("", "n", "r") for where in (
+                "", *(f"{first}{ending} " for first in ("mediastinale", "hiläre", "axilläre")),
+                *(f"{first}{ending} {joint} {second}{ending} " for first, second in (("mediastinale", "hiläre"),
+                                                                                     ("hiläre", "mediastinale"))
+                  for joint in ("oder", "und", "bzw.")))),
             # CT-RATE's "lymph nodes of pathological size", "mediastinal lymph nodes are enlarged", "no lymph
             # node was observed in the mediastinum in pathological size and appearance" (its words for nodes)
             "in pathological size and appearance", "of pathological size and appearance",
             "lymph node of pathological size", "lymph nodes of pathological size", "lymph node in pathological size",
-            "lymph nodes in pathological size", "lymph node is enlarged", "lymph nodes are enlarged",
+            "lymph nodes in pathological size", "lymph node with pathological size", "lymph nodes with pathological size",
+            "lymph node is enlarged", "lymph nodes are enlarged",
             "lymph nodes enlarged", "lymphknoten vergrößert", "lymphknoten pathologisch vergrößert",
         ),
         "emphysema": ("emphysema", "emphysematous", "~emphysem"),
         "atelectasis": ("atelectasis", "atelectases", "atelectatic", "~atelektase", "~atelektat", "dystelectasis",
-                        "~dystelektase", *_LUNG_COLLAPSE),
+                        "~dystelektase", *_LUNG_COLLAPSE,
+                        # German reports' "Minderbelüftung"/"Belüftungsstörung" of the lung bases is atelectasis
+                        "~minderbelüftung", "minderbelüftet", "~belüftungsstörung"),
         "lung_nodule": (
             "nodule", "nodular lesion", "pulmonary mass", "lung mass", "~rundherd", "nodulus", "noduli",
             "lung lesion", "pulmonary lesion", "~knoten der lunge", "micronodule", "~lungenknoten", "pulmonale knoten",
@@ -255,9 +312,16 @@ JOINT_MENTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         )
         for (first, second), conjunction in product(pairs, conjunctions)
     }
-    # the aorta's plaques and the coronary arteries' at once: "plaques are observed in the aorta and coronary arteries"
-    | {phrase: ("arterial_wall_calcification", "coronary_artery_wall_calcification")
-       for where, phrases in _DEPOSITS_SEEN_IN.items() if where != "the coronary" for phrase in phrases}
+    # fibrosis and atelectasis at once: "fibroatelectatic changes", "Fibroatelektasen"
+    | dict.fromkeys(("fibroatelectatic", "fibroatelectasis", "fibroatelectases", "fibroatelektase",
+                     "fibroatelektatisch"), ("atelectasis", "pulmonary_fibrotic_sequela"))
+    # the aorta's plaques and the coronary arteries' at once: "plaques are observed in the aorta and coronary
+    # arteries", "aortic and coronary artery calcifications"
+    | dict.fromkeys((*_DEPOSITS_IN[_BOTH_CALCIFICATIONS],
+                     *(f"{first} and {second} {noun}" for (first, second), noun in product(
+                         (("aortic", "coronary"), ("aortic", "coronary artery"), ("coronary", "aortic")),
+                         ("calcification", "atherosclerosis", "plaque", "wall calcification")))),
+                    _BOTH_CALCIFICATIONS)
 )
 
 #: Statements that a finding is absent, read whole: without a negation word ("heart size normal" says:
@@ -464,6 +528,9 @@ LIST_ITEM_DEGREES: tuple[str, ...] = (
          "ausgeprägt", "deutlich", "diskret", "dezent", "schmal", "minimal"),
         ("", "e", "em", "en", "er", "es"))),
 )
+#: Words that name a side: a degree next to one grades its finding where it lies ("no effusion on the
+#: left, small on the right", "Kein Erguss rechts, links schmaler Erguss").
+SIDES: tuple[str, ...] = ("left", "right", "bilateral", "bilaterally", "links", "rechts", "beidseits", "bds")
 
 #: Section headings (lowercase), English and German, at a line start followed by ":" or a line end.
 HEADINGS: Mapping[str, tuple[str, ...]] = MappingProxyType(

@@ -489,10 +489,16 @@ def _matches_at_words(pattern: re.Pattern[str], first_words: ahocorasick.Automat
 _COORDINATOR = re.compile(r"\b(?:" + "|".join(lexicon.LIST_COORDINATORS) + r")\b")
 #: An item that starts with a size or count ("8 mm nodule") asserts a finding of its own.
 _SIZE_FIRST = re.compile(r"\s*\d")
-#: After a negation, so does one that starts with a degree ("small nodule", see lexicon.LIST_ITEM_DEGREES):
-#: a report says "no nodule", not "no small nodule", while a differential lists graded alternatives
-#: ("may represent atelectasis, small infiltrate, scarring").
-_GRADED_FIRST = re.compile(r"\s*(?:\d|(?:" + trie_regex(lexicon.LIST_ITEM_DEGREES) + r")\b)")
+#: After a negation, so does one that starts with a degree ("small nodule", see lexicon.LIST_ITEM_DEGREES),
+#: maybe after its side ("links schmaler Erguss"): a report says "no nodule", not "no small nodule",
+#: while a differential lists graded alternatives ("may represent atelectasis, small infiltrate, scarring").
+_DEGREE = "(?:" + trie_regex(lexicon.LIST_ITEM_DEGREES) + r")\b"
+_SIDE = "(?:" + trie_regex(lexicon.SIDES) + r")\b"
+_GRADED_FIRST = re.compile(rf"\s*(?:{_SIDE}\s+)?(?:\d|{_DEGREE})")
+#: An item that grades a finding it does not name where it lies, after a comma or a "but": "no effusion
+#: on the left, small on the right", "Kein Erguss rechts, aber links gering": the finding of the mention before it.
+_ELLIPTICAL_ITEM = re.compile(r"(?:[,;]\s*(?:(?:but|aber|jedoch)\s+)?|\s(?:but|aber|jedoch)\s+)"
+                              rf"(?P<item>{_DEGREE}\s+(?:(?:on|at|in)\s+the\s+)?{_SIDE}(?:\s+side)?|{_SIDE}\s+{_DEGREE})(?=\s*(?:[.,;]|$))")
 #: A coordinator that goes on with a list after a placed item (see lexicon.LIST_DISJUNCTIONS).
 _DISJUNCTION = re.compile(r"\b(?:" + "|".join(lexicon.LIST_DISJUNCTIONS) + r")\b")
 #: An item that measures, places or qualifies its finding (see lexicon.LIST_ITEM_QUALIFIERS).
@@ -531,9 +537,7 @@ def _list_reaches(lower: str, t_end: int, m_start: int, right_bound: float, own_
 #: sentence end, or, after a space, where the finding is ("atelectasis likely in the left base", "Erguss
 #: wahrscheinlich links"). No letter right after a "?": an export that lost its encoding writes "?" for
 #: an umlaut ("Verdickte Bronchialw?nde", "Mosaikperfusi?on" is no question).
-_CLAUSE_END = re.compile(r"\s*(?:[.,;:!?)]|$)|\s+(?:" + "|".join(
-    (*lexicon.LIST_ITEM_QUALIFIERS, "left", "right", "bilateral", "bilaterally", "links", "rechts", "beidseits", "bds")
-) + r")\b")
+_CLAUSE_END = re.compile(r"\s*(?:[.,;:!?)]|$)|\s+(?:" + "|".join((*lexicon.LIST_ITEM_QUALIFIERS, *lexicon.SIDES)) + r")\b")
 
 
 #: What may stand between a finding and a post trigger of lexicon.UNCERTAIN_POST_LAST besides a space:
@@ -589,6 +593,21 @@ def _state(trig: Sequence[tuple[int, int, str]], lower: str, m_start: int, m_end
     return LabelState.POSITIVE
 
 
+def _elliptical_mentions(lower: str, found: Sequence[tuple[int, int, str, LabelState | None]]
+                         ) -> list[tuple[int, int, str, LabelState | None]]:
+    """Items that grade the finding of the mention before them without naming it (``_ELLIPTICAL_ITEM``),
+    as mentions of its labels: "no effusion on the left, small on the right" states an effusion, read
+    by the triggers as any mention is (the degree after the comma or "but" keeps the negation out)."""
+    ellipses = []
+    for item in _ELLIPTICAL_ITEM.finditer(lower):
+        before = [m for m in found if m[1] <= item.start()]
+        if before:
+            last_start = max(m[0] for m in before)
+            ellipses.extend((item.start("item"), item.end(), label, None) for start, _, label, _ in before
+                            if start == last_start)
+    return ellipses
+
+
 def _analyze_sentence(analyzer: ReportAnalyzer, lang: str, span: Span, lower: str) -> _SentenceAnalysis:
     """The anatomies and label states of one sentence: ``span`` its tokens, ``lower`` its text lowercased.
 
@@ -599,6 +618,8 @@ def _analyze_sentence(analyzer: ReportAnalyzer, lang: str, span: Span, lower: st
     anatomies.update(analyzer.stem_anatomy[m.group(1)] for m in analyzer.anatomy_stems.finditer(lower))
     labels: dict[str, LabelState] = {}
     found = _label_mentions(analyzer, lower)
+    if found:
+        found.extend(_elliptical_mentions(lower, found))
     if found:  # triggers only matter in a sentence with a mention
         triggers = [(m.start(), m.end(), analyzer.trigger_kinds[" ".join(m.group(1).split())])
                     for m in _matches_at_words(analyzer.triggers, analyzer.trigger_starts, lower)]
