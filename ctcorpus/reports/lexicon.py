@@ -152,7 +152,7 @@ _BOTH_CALCIFICATIONS = ("arterial_wall_calcification", "coronary_artery_wall_cal
 #: Deposits and the arteries they lie in, by the labels they name, as CT-RATE writes them: named before
 #: where they lie, maybe a verb between ("calcified atherosclerotic plaques are observed in the coronary
 #: arteries", "calcification of the aortic wall"), or after the artery ("coronary arteries are calcified",
-#: "Aorta mit Wandverkalkungen"); the aorta's and the coronary arteries' at once name both labels.
+#: "Koronararterien mit Wandverkalkungen"); the aorta's and the coronary arteries' at once name both labels.
 _DEPOSITS_IN: Mapping[tuple[str, ...], tuple[str, ...]] = MappingProxyType({
     labels: (
         *(f"{deposit} {seen}in the {where}" for deposit, seen, where in product(_DEPOSITS, (
@@ -169,9 +169,9 @@ _DEPOSITS_IN: Mapping[tuple[str, ...], tuple[str, ...]] = MappingProxyType({
     for labels, wheres, subjects, german in (
         (("coronary_artery_wall_calcification",), ("coronary",), ("coronary arteries",),
          (*(f"{deposit} {where}" for deposit, where in product(
-             ("plaque", "plaques", "verkalkung", "verkalkungen", "verkalkte plaque", "verkalkte plaques",
-              "kalzifizierte plaque", "kalzifizierte plaques", "arteriosklerotische plaque",
-              "arteriosklerotische plaques"),
+             ("plaque", "plaques", "verkalkung", "verkalkungen", "wandverkalkung", "wandverkalkungen",
+              "verkalkte plaque", "verkalkte plaques", "kalzifizierte plaque", "kalzifizierte plaques",
+              "arteriosklerotische plaque", "arteriosklerotische plaques"),
              ("der koronar", "in den koronar", "an den koronar", "der herzkranzgef", "in den herzkranzgef"))),
           *(f"{artery} {with_}" for artery, with_ in product(
               ("koronararterien", "koronarien", "herzkranzgefäße"),

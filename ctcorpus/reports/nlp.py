@@ -497,8 +497,10 @@ _SIDE = "(?:" + trie_regex(lexicon.SIDES) + r")\b"
 _GRADED_FIRST = re.compile(rf"\s*(?:{_SIDE}\s+)?(?:\d|{_DEGREE})")
 #: An item that grades a finding it does not name where it lies, after a comma or a "but": "no effusion
 #: on the left, small on the right", "Kein Erguss rechts, aber links gering": the finding of the mention before it.
-_ELLIPTICAL_ITEM = re.compile(r"(?:[,;]\s*(?:(?:but|aber|jedoch)\s+)?| (?:but|aber|jedoch)\s+)"
-                              rf"(?P<item>{_DEGREE}\s+(?:(?:on|at|in)\s+the\s+)?{_SIDE}(?:\s+side)?|{_SIDE}\s+{_DEGREE})(?=\s*(?:[.,;]|$))")
+_ELLIPTICAL_ITEM = re.compile(
+    r"(?:[,;]\s*(?:(?:but|aber|jedoch)\s+)?| (?:but|aber|jedoch)\s+)"
+    rf"(?P<item>{_DEGREE}\s+(?:(?:on|at|in)\s+the\s+)?{_SIDE}(?:\s+side)?|{_SIDE}\s+{_DEGREE})(?=\s*(?:[.,;]|$))"
+)
 #: What ``_ELLIPTICAL_ITEM`` starts with: most sentences hold none, and a substring test costs a
 #: twentieth of the regex's scan.
 _ELLIPSIS_OPENERS = (",", ";", " but", " aber", " jedoch")
@@ -516,9 +518,10 @@ def _list_reaches(lower: str, t_end: int, m_start: int, right_bound: float, own_
     propagates a negation along the coordinated nouns, but not into an item that says something of
     its own ("no effusion, 8 mm nodule in the right lower lobe"): one whose start ``own_first``
     matches (_SIZE_FIRST, or after a negation _GRADED_FIRST: "no effusion, small nodule and mild
-    atelectasis"), also after an "and" ("no nodule in the right lung and a 4 mm nodule in the left"), or one that holds a number or a word that places or qualifies it ("in", "im",
-    "der") where the list does not go on around it within the scope: no coordinator before that word
-    ("or consolidation in the right lower lobe"), no disjunction after it ("consolidation in the right
+    atelectasis"), also after an "and" ("no nodule in the right lung and a 4 mm nodule in the left"),
+    or one that holds a number or a word that places or qualifies it ("in", "im", "der") where the
+    list does not go on around it within the scope: no coordinator before that word ("or
+    consolidation in the right lower lobe"), no disjunction after it ("consolidation in the right
     lower lobe or pneumothorax") and none after a further comma. An "and" after it joins the item's
     own statement ("no effusion, nodule in the right lower lobe and atelectasis").
     """
@@ -592,7 +595,7 @@ def _state(trig: Sequence[tuple[int, int, str]], lower: str, m_start: int, m_end
             post = kind
             break
     if pre and not _list_reaches(lower, pre_end, m_start, right_bound,
-                                                  _SIZE_FIRST if "unc_pre" in pre else _GRADED_FIRST):
+                                 _SIZE_FIRST if "unc_pre" in pre else _GRADED_FIRST):
         pre = ""
     if "unc_pre" in pre or "unc_post" in post:
         return LabelState.UNCERTAIN
