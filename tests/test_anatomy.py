@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -676,6 +677,85 @@ def test_pipeline_checks_the_segmenter_before_work_and_keys_masks_by_the_resolve
     assert pipeline._anatomy_key("ingest-key", auto) != without_weights
 
 
+def _write_checkpoint(path: Path, content: bytes) -> Path:
+    """A fake checkpoint (torch's zip format) holding ``content``: other weights, e.g. a fine-tuned one."""
+    with zipfile.ZipFile(path, "w") as checkpoint:
+        checkpoint.writestr(zipfile.ZipInfo("archive/data.pkl"), content)
+    return path
+
+
+def test_the_segmenter_version_names_the_weights_bytes(tmp_path, monkeypatch):
+    """Weights swapped in place under the same folder names (a fine-tuned checkpoint, a newer release of the
+    task) made the same source, so cached masks of the old weights were reused and a dataset could not tell
+    which weights made its masks. The version carries a fingerprint of the files nnU-Net loads."""
+    from ctcorpus import pipeline
+    from ctcorpus.anatomy import totalseg, weights_fingerprint
+    from ctcorpus.cli import demo_config
+    from ctcorpus.config import config_from_dict
+
+    def version(root: Path) -> str:
+        config = AnatomyConfig(backend="totalsegmentator", weights_path=root, home_dir=tmp_path / "home")
+        return TotalSegmentatorSegmenter(config).version
+
+    folder = _fake_weights(tmp_path / "w", *_FASTEST)
+    first = version(tmp_path / "w")
+    assert re.fullmatch(r"\d+\.\d+\.\d+.*-task298-weights[0-9a-f]{12}", first), first
+    assert first.endswith(weights_fingerprint(AnatomyConfig(weights_path=tmp_path / "w"))[:12])
+    assert version(tmp_path / "w") == first  # the same weights: the same source
+    shutil.copytree(tmp_path / "w", tmp_path / "elsewhere")
+    assert version(tmp_path / "elsewhere") == first  # in another folder (or host) too
+    data = demo_config(tmp_path) | {"anatomy": {"weights_path": str(tmp_path / "w"), "home_dir": str(tmp_path / "h")}}
+    monkeypatch.setattr(pipeline, "_SEGMENTERS", {})
+    key = pipeline._anatomy_key("ingest-key", config_from_dict(data))
+
+    checkpoint = _write_checkpoint(folder / "fold_0" / "checkpoint_final.pth", b"fine-tuned")  # in place
+    second = version(tmp_path / "w")
+    assert second != first and second.startswith(first[: -len("weights") - 12])
+    pipeline._SEGMENTERS.clear()  # the next run: its masks are made again, not reused
+    assert pipeline._anatomy_key("ingest-key", config_from_dict(data)) != key
+    replacement = _write_checkpoint(tmp_path / "new.pth", b"fine-tunes")
+    assert replacement.stat().st_size == checkpoint.stat().st_size
+    os.replace(replacement, checkpoint)  # another file of the same size, moved in
+    assert version(tmp_path / "w") not in (first, second)
+    (folder / "plans.json").write_text('{"plans_name": "nnUNetPlans"}')  # the plans are part of the weights
+    assert version(tmp_path / "w") not in (first, second)
+
+    hashed = []
+    monkeypatch.setattr(totalseg, "sha256_file", lambda path: hashed.append(path) or "digest")
+    version(tmp_path / "w")
+    assert hashed == []  # each file is read once per process: a segmenter per worker re-hashes no GBs
+    (folder / "dataset.json").write_text('{"labels": {}}')
+    version(tmp_path / "w")
+    assert hashed == [folder / "dataset.json"]
+
+
+def test_missing_weights_fail_before_any_file_is_hashed(tmp_path, monkeypatch):
+    """No weights still fails fast with the provisioning steps, reading no checkpoint first."""
+    from ctcorpus.anatomy import totalseg
+
+    folder = _fake_weights(tmp_path / "w", *_FASTEST)
+    (folder / "dataset.json").unlink()
+    monkeypatch.setattr(totalseg, "sha256_file", lambda path: pytest.fail(f"hashed {path}"))
+    config = AnatomyConfig(backend="totalsegmentator", weights_path=tmp_path / "w", home_dir=tmp_path / "home")
+    with pytest.raises(AnatomyError, match="not provisioned"):
+        make_segmenter(config)
+
+
+def test_an_unreadable_weights_file_fails_at_construction_naming_it(tmp_path, monkeypatch):
+    """Fingerprinting reads every checkpoint whole: a read error is an AnatomyError naming the file."""
+    from ctcorpus.anatomy import totalseg
+
+    def refuse(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    folder = _fake_weights(tmp_path / "w", *_FASTEST)
+    monkeypatch.setattr(totalseg, "sha256_file", refuse)
+    with pytest.raises(AnatomyError, match="weights file cannot be read") as info:
+        TotalSegmentatorSegmenter(AnatomyConfig(backend="totalsegmentator", weights_path=tmp_path / "w",
+                                                home_dir=tmp_path / "home"))
+    assert Path(info.value.path).parent in (folder, folder / "fold_0")
+
+
 def test_nifti_geometry_round_trip(tmp_path):
     """The input/output conversion of the TotalSegmentator backend keeps an oblique, flipped grid."""
     rng = np.random.default_rng(3)
@@ -786,7 +866,7 @@ def test_totalsegmentator_end_to_end_with_fabricated_weights(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert out["backend"] == "totalsegmentator" and out["source"].endswith("-task298")
+    assert out["backend"] == "totalsegmentator" and re.search(r"-task298-weights[0-9a-f]{12}$", out["source"])
     assert out["size"] == [20, 24, 10] and out["spacing"] == [7.0, 6.5, 9.0]
     c, s = np.cos(np.deg2rad(10)), np.sin(np.deg2rad(10))
     assert out["origin"] == [100.0, -50.0, 20.0] and np.allclose(out["direction"], [-c, -s, 0, -s, c, 0, 0, 0, 1])

@@ -18,6 +18,7 @@ from ctcorpus.anatomy.totalseg import (
     register_nnunet_trainers,
     required_task_ids,
     weights_dir,
+    weights_fingerprint,
 )
 from ctcorpus.version import package_digest
 
@@ -47,4 +48,5 @@ __all__ = [
     "sentence_regions_table",
     "structure_stats",
     "weights_dir",
+    "weights_fingerprint",
 ]

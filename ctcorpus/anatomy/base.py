@@ -35,7 +35,7 @@ class Segmentation:
         and is never listed.
     backend, version:
         What produced the mask, recorded as :attr:`source` (``threshold-1.2``,
-        ``totalsegmentator-2.18.0-task298``).
+        ``totalsegmentator-2.18.0-task298-weights3f9a0c1b2d4e``: package, task ids, weights fingerprint).
 
     Examples
     --------
@@ -85,7 +85,7 @@ class Segmenter(Protocol):
 
     @property
     def version(self) -> str:
-        """Backend version, including what selects its model (``2.18.0-task298``)."""
+        """Backend version, naming its model and weights (``2.18.0-task298-weights3f9a0c1b2d4e``)."""
         ...
 
     def segment(self, image: sitk.Image) -> Segmentation:

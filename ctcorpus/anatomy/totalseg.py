@@ -38,6 +38,7 @@ from ctcorpus.config.anatomy import AnatomyConfig
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import AnatomyError
 from ctcorpus.outputs.store import atomic_write_bytes
+from ctcorpus.records import sha256_file, sha256_of_hashes
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ _CROP_TASK_ID = 298
 #: Task -> the task whose model TotalSegmentator's python_api also runs for it, named in no task setting:
 #: ``vertebrae_pp_refined`` refines its vertebrae with the vertebral-body model (task 305).
 _EXTRA_TASKS: Mapping[str, str] = {"vertebrae_pp_refined": "vertebrae_body"}
+#: Hex digits of :func:`weights_fingerprint` a segmenter's version carries (48 bits: enough to tell weights apart).
+_WEIGHTS_DIGITS = 12
 
 
 def register_nnunet_trainers() -> tuple[str, ...]:
@@ -200,24 +203,33 @@ def _weight_url(task_id: int) -> str:
     return f"https://github.com/wasserth/TotalSegmentator/releases/download/{info.get('version')}/{info['foldername']}.zip"
 
 
+def _model_files(folder: Path, folds: tuple[str, ...]) -> tuple[Path, ...]:
+    """The files nnU-Net loads from the model ``folder``, present or not.
+
+    ``plans.json``, ``dataset.json`` and each fold's checkpoint; with no fold named, each ``fold_N``
+    (not ``fold_all``) that has a checkpoint.
+    """
+    checkpoints = [folder / fold / "checkpoint_final.pth" for fold in folds] or [
+        path for path in sorted(folder.glob("fold_*/checkpoint_final.pth")) if path.parent.name != "fold_all"
+    ]
+    return (folder / "plans.json", folder / "dataset.json", *checkpoints)
+
+
 def _weight_problems(folder: Path, folds: tuple[str, ...]) -> tuple[str, ...]:
     """What keeps nnU-Net from loading the model in ``folder``, one ``<path> (<reason>)`` each; () if nothing.
 
-    nnU-Net loads ``plans.json``, ``dataset.json`` and each fold's checkpoint; with no fold named, each
-    ``fold_N`` (not ``fold_all``) that has a checkpoint: at least one must. A copy cut short (an empty
-    file, a JSON file that does not parse, a checkpoint without the end record of torch's zip format)
-    counts too: it would pass a presence check and then fail on every volume. The checks read the
+    Every file of :func:`_model_files` must be there, with at least one checkpoint. A copy cut short
+    (an empty file, a JSON file that does not parse, a checkpoint without the end record of torch's zip
+    format) counts too: it would pass a presence check and then fail on every volume. The checks read the
     JSON files and a checkpoint's last bytes only.
     """
     if not folder.is_dir():
         return (f"{folder} (absent)",)
-    checkpoints = [folder / fold / "checkpoint_final.pth" for fold in folds] or [
-        path for path in sorted(folder.glob("fold_*/checkpoint_final.pth")) if path.parent.name != "fold_all"
-    ]
-    if not checkpoints:
+    files = _model_files(folder, folds)
+    if not any(path.suffix == ".pth" for path in files):
         return (f"{folder}/fold_N/checkpoint_final.pth (absent)",)
     problems = []
-    for path in (folder / "plans.json", folder / "dataset.json", *checkpoints):
+    for path in files:
         if not path.is_file():
             problems.append(f"{path} (absent)")
         elif path.suffix == ".json" and not _parses_as_json(path):
@@ -253,6 +265,50 @@ def missing_weights(config: AnatomyConfig) -> tuple[int, ...]:
     another trainer's folder would pass a looser check and then fail on every volume.
     """
     return tuple(_unusable_weights(config))
+
+
+#: sha256 of a weight file by (path, device, inode, size, mtime_ns, ctime_ns): each file is read once per
+#: process, and one replaced or rewritten in place (a new inode, size or change time) is read again.
+_FILE_DIGESTS: dict[tuple[str, int, int, int, int, int], str] = {}
+
+
+def _file_digest(path: Path) -> str:
+    """sha256 of a weight file, from :data:`_FILE_DIGESTS` while the file is unchanged; ``absent`` if none.
+
+    A file that cannot be read raises :class:`~ctcorpus.errors.AnatomyError` naming it.
+    """
+    try:
+        if not path.is_file():
+            return "absent"
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+        if key not in _FILE_DIGESTS:
+            _FILE_DIGESTS[key] = sha256_file(path)
+    except OSError as error:
+        raise AnatomyError(
+            f"TotalSegmentator weights file cannot be read ({error.strerror or error})", path=path
+        ) from None
+    return _FILE_DIGESTS[key]
+
+
+def weights_fingerprint(config: AnatomyConfig) -> str:
+    """sha256 over the bytes of every file nnU-Net loads for ``config`` (:func:`_model_files` of each model).
+
+    TotalSegmentator records no weights version in the folders it unpacks, and a fine-tuned checkpoint
+    or another release of a task keeps the folder's name: only the bytes tell the weights apart. Files
+    are named relative to :func:`weights_dir` (the same weights in another folder or on another host
+    give the same fingerprint); an absent one counts as absent. Each file is hashed once per process
+    (:func:`_file_digest`).
+
+    >>> weights_fingerprint(AnatomyConfig(weights_path="/opt/totalseg/weights"))   # doctest: +SKIP
+    '3f9a0c1b2d4e...'
+    """
+    root = weights_dir(config)
+    entries = []
+    for task_id, folder, folds in _models(config):
+        for path in _model_files(root / _weight_folder(task_id) / folder, folds):
+            entries.append(f"{path.relative_to(root).as_posix()} {_file_digest(path)}")
+    return sha256_of_hashes(entries)
 
 
 def _ambiguous_weights(config: AnatomyConfig) -> dict[int, tuple[str, ...]]:
@@ -374,10 +430,11 @@ class TotalSegmentatorSegmenter:
 
     Construction checks the settings and the weights (raising :class:`~ctcorpus.errors.AnatomyError`
     with the provisioning steps when any is missing and ``allow_download`` is false, or when a task's
-    folder is there twice), makes the home's ``config.json`` quiet and registers the nnU-Net trainers;
-    :meth:`segment` then only runs the model. Calls run in a private copy of the home's ``config.json``
-    (license included): TotalSegmentator rewrites it in place on every call, and worker processes
-    sharing one file read each other's half-written copies and fail.
+    folder is there twice), fingerprints the weights (:func:`weights_fingerprint`: the version names the
+    weights, so masks made with others are told apart and made again), makes the home's ``config.json``
+    quiet and registers the nnU-Net trainers; :meth:`segment` then only runs the model. Calls run in a
+    private copy of the home's ``config.json`` (license included): TotalSegmentator rewrites it in place
+    on every call, and worker processes sharing one file read each other's half-written copies and fail.
     Loaded networks are cached on the object, so a worker that keeps one segmenter reads each
     checkpoint once. Scripts that use it need an ``if __name__ == "__main__":`` guard (nnU-Net
     starts worker processes).
@@ -386,7 +443,7 @@ class TotalSegmentatorSegmenter:
     --------
     >>> seg = TotalSegmentatorSegmenter(AnatomyConfig(backend="totalsegmentator")).segment(ct)  # doctest: +SKIP
     >>> seg.source                                                                            # doctest: +SKIP
-    'totalsegmentator-2.18.0-task298'
+    'totalsegmentator-2.18.0-task298-weights3f9a0c1b2d4e'
     """
 
     name = "totalsegmentator"
@@ -426,9 +483,11 @@ class TotalSegmentatorSegmenter:
         (self._call_home / "config.json").write_text(json.dumps(_quiet_config(self._home), indent=4), encoding="utf-8")
         register_nnunet_trainers()
         self._device = self._resolve_device(config.device)
-        self.version = f"{installed}-task{'-'.join(str(i) for i in task_ids)}"
         self._networks: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._check_license()
+        fingerprint = weights_fingerprint(config)  # last: a refused segmenter reads no GBs
+        log.info("TotalSegmentator weights under %s: fingerprint %s", self._weights, fingerprint)
+        self.version = f"{installed}-task{'-'.join(str(i) for i in task_ids)}-weights{fingerprint[:_WEIGHTS_DIGITS]}"
 
     def _check_license(self) -> None:
         """Refuse a licensed task without a license number in ``config.json`` now, not per volume.
