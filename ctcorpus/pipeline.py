@@ -57,6 +57,7 @@ from ctcorpus.ingest import (
     series_row,
     unselected_entries,
 )
+from ctcorpus.ingest.filecache import DiscoveryCache
 from ctcorpus.ingest.tables import PRODUCER as INGEST_PRODUCER
 from ctcorpus.ingest.tables import Redactor, safe_path
 from ctcorpus.outputs import BuildResult, BuildUnit, StoredSample, WorkStore, build_dataset, encode_array, decode_array
@@ -196,7 +197,7 @@ def _section(config: CorpusConfig, name: str, *ignore: str) -> dict[str, Any]:
 def _pseudonymizing(config: CorpusConfig, p: Pseudonymizer, *ignore: str) -> dict[str, Any]:
     """The ingest config as the keys of results holding pseudonyms see it: the key's fingerprint
     in place of the key (a key from the environment is in no config)."""
-    return _section(config, "ingest", "workers", "pseudonym_key", "pseudonym_key_env", *ignore) | {"key_id": p.key_id}
+    return _section(config, "ingest", "workers", "rehash", "pseudonym_key", "pseudonym_key_env", *ignore) | {"key_id": p.key_id}
 
 
 #: Ingest settings that only choose which stacks become corpus volumes (ingest.select): no stack's
@@ -420,6 +421,11 @@ def export_root(run: RunConfig) -> Path:
     return Path(run.export_dir)
 
 
+#: Each export file's sha256 by its stamp (:mod:`ctcorpus.ingest.filecache`): a re-run hashes only the files
+#: that changed. Not a stage result: a run rewrites it where the export changed.
+DISCOVERY_CACHE = "discovery-cache.json"
+
+
 def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     """Index the export, plan stacks, process and link the reports; one unit per study.
 
@@ -435,7 +441,8 @@ def plan_export(config: CorpusConfig, work_dir: Path) -> ExportPlan:
     p = pseudonymizer_for(config.ingest)
     handler = QuarantineLog()
     exclude = list(run.report_files) + [m for pattern in run.exclude_globs for m in root.glob(pattern)]
-    index = index_export(root, config.ingest, on_error=handler, exclude=exclude)
+    index = index_export(root, config.ingest, on_error=handler, exclude=exclude,
+                         cache=DiscoveryCache(store.root / DISCOVERY_CACHE, p.key))
     stacks = plan_stacks(index, config.ingest)
     candidates = {group[0].stack_key: tuple(s.stack_key for s in group) for group in candidate_groups(stacks, config.ingest)}
     studies = _study_keys(stacks)

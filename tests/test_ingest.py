@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import os
 import shutil
 import subprocess
+import time
 import tracemalloc
 import unicodedata
 import warnings
@@ -35,6 +37,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
+import ctcorpus.ingest.discover as discover_module
 import ctcorpus.ingest.header as header_module
 import ctcorpus.ingest.pipeline as ingest_pipeline_module
 from ctcorpus.config.ingest import GeometryPolicy, IngestConfig
@@ -44,6 +47,7 @@ from ctcorpus.ingest import (
     InstanceRecord,
     assemble_volume,
     candidate_groups,
+    filecache,
     index_export,
     ingest_stack,
     instance_rows,
@@ -60,6 +64,8 @@ from ctcorpus.ingest import (
     volume_image,
 )
 from ctcorpus.ingest.geometry import slice_centre
+from ctcorpus.ingest.header import read_instances
+from ctcorpus.ingest.records import ExportIndex
 from ctcorpus.ingest.tables import instance_row, safe_path, series_row
 from ctcorpus.pseudonym import Pseudonymizer
 from ctcorpus.records import QuarantineLog
@@ -558,6 +564,143 @@ def shared_data_or_none() -> Path | None:
     from tests.conftest import SHARED_DATA
 
     return SHARED_DATA if SHARED_DATA.is_dir() else None
+
+
+# ---------------------------------------------------------------- discovery cache
+
+
+@pytest.fixture(scope="module")
+def cache_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cached_export")
+    generate_export(root, patients=2, seed=5, defects=True, matrix=64)
+    return root
+
+
+def _backdated_copy(source: Path, target: Path) -> Path:
+    """A copy of the export whose files were last modified an hour ago: older than the racy window."""
+    shutil.copytree(source, target)
+    hour_ago = time.time_ns() - 3600 * 10**9
+    for path in target.rglob("*"):
+        if path.is_file():
+            os.utime(path, ns=(hour_ago, hour_ago))
+    return target
+
+
+def _counting_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The export-relative paths discovery hashes from now on, in the order read (a cached file's
+    header is read without hashing it)."""
+    reads: list[str] = []
+
+    def counted(path: str, root: str, **kwargs: object) -> tuple:
+        if kwargs.get("hash_file", True):
+            reads.append(os.path.relpath(path, root))
+        return read_instances(path, root, **kwargs)
+
+    monkeypatch.setattr(discover_module, "read_instances", counted)
+    return reads
+
+
+def _index(root: Path, cache: Path | None, **kwargs: object) -> ExportIndex:
+    return index_export(root, cfg(**kwargs), on_error=QuarantineLog(),
+                        cache=None if cache is None else filecache.DiscoveryCache(cache, b"test key"))
+
+
+def test_a_rerun_hashes_no_unchanged_file_and_indexes_the_export_as_a_fresh_run(
+    cache_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # every scheduled run hashed every file of the export: terabytes a night for nothing new
+    root = _backdated_copy(cache_export, tmp_path / "export")
+    cache = tmp_path / "work" / "discovery-cache.json"
+    fresh = _index(root, None)
+    reads = _counting_reads(monkeypatch)
+    assert _index(root, cache) == fresh
+    unreadable = {e.path for e in fresh.quarantine if e.path not in {r.rel_path for r in fresh.instances}}
+    assert unreadable and len(reads) == sum(1 for p in root.rglob("*") if p.is_file())
+    reads.clear()
+    again = _index(root, cache)
+    assert again == fresh and again.instances == fresh.instances  # paths, sha256 and headers alike
+    kept = cache.read_text(encoding="utf-8")  # header values and paths hold PHI: no id, name or path in the cache
+    assert not [v for r in fresh.instances for v in (r.patient_id, r.patient_name, r.accession_number, r.rel_path)
+                if v and v in kept]
+    assert set(reads) == unreadable  # only the quarantined files, which are never cached
+    counts = []
+    for rehash in ("always", "changed"):
+        reads.clear()
+        assert _index(root, cache, rehash=rehash) == fresh
+        counts.append(len(reads))
+    assert counts == [sum(1 for p in root.rglob("*") if p.is_file()), len(unreadable)]
+    print(f"discovery files hashed on a re-run: {counts[1]} of {counts[0]}")
+
+
+def test_a_changed_file_is_hashed_again_and_a_deleted_one_leaves_the_cache(
+    cache_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _backdated_copy(cache_export, tmp_path / "export")
+    cache = tmp_path / "discovery-cache.json"
+    before = _index(root, cache)
+    first, second, third = (root / rel for rel in sorted({r.rel_path for r in before.instances if r.frame is None})[:3])
+    stamp = first.stat()
+    # new content and mtime; then an in-place rewrite of the same size whose mtime is set back
+    # (cp -p, rsync -t): its ctime changes, so it is hashed again too
+    ds = pydicom.dcmread(first)
+    ds.SeriesDescription = "CHANGED"
+    ds.save_as(first)
+    os.utime(first, ns=(stamp.st_atime_ns, stamp.st_mtime_ns - 10**9))
+    data = bytearray(second.read_bytes())
+    data[-1] ^= 0xFF
+    mtime = second.stat().st_mtime_ns
+    with open(second, "r+b") as handle:  # in place: same inode, same size
+        handle.write(data)
+    os.utime(second, ns=(mtime, mtime))
+    third.unlink()
+    reads = _counting_reads(monkeypatch)
+    after = _index(root, cache)
+    assert {first.name, second.name} <= {Path(r).name for r in reads}
+    assert after == _index(root, None)
+    assert {r.rel_path: r.sha256 for r in after.instances}[str(second.relative_to(root))] == hashlib.sha256(data).hexdigest()
+    assert {r.series_description for r in after.instances if r.path == str(first)} == {"CHANGED"}
+    entries = filecache.load_cache(cache, filecache.cache_key(str(root), True))
+    file_id = filecache.DiscoveryCache(cache, b"test key").file_id
+    assert file_id(str(third.relative_to(root))) not in entries and file_id(str(first.relative_to(root))) in entries
+
+
+def test_a_corrupt_or_truncated_cache_is_ignored_with_a_warning_and_rewritten(
+    cache_export: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a partial cache (a killed run writing it without the atomic rename) is never trusted
+    root = _backdated_copy(cache_export, tmp_path / "export")
+    cache = tmp_path / "discovery-cache.json"
+    fresh = _index(root, cache)
+    whole = cache.read_bytes()
+    key = filecache.cache_key(str(root), True)
+    for broken in (whole[: len(whole) // 2], b"\x00garbage", whole.replace(b'"files":{', b'"files":{"x":[1,[]],', 1)):
+        cache.write_bytes(broken)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="ctcorpus.ingest.filecache"):
+            assert _index(root, cache) == fresh
+        (message,) = [r.getMessage() for r in caplog.records]
+        assert f"discovery cache ignored, every file is hashed path={cache}" in message
+        assert filecache.load_cache(cache, key)  # rewritten whole
+
+
+def test_files_modified_just_before_the_scan_are_not_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # on a file system with coarse timestamps a second write in the same tick keeps the stamp
+    write_series(tmp_path / "export", phantom(2))
+    cache = tmp_path / "discovery-cache.json"
+    reads = _counting_reads(monkeypatch)
+    _index(tmp_path / "export", cache)
+    _index(tmp_path / "export", cache)
+    assert len(reads) == 4
+    stamp = filecache.FileStamp(1, 5 * 10**9, 5 * 10**9, 1)
+    assert filecache.cacheable(stamp, 8 * 10**9) and not filecache.cacheable(stamp, 6 * 10**9)
+
+
+def test_the_cache_decision_keeps_only_entries_whose_stamp_is_unchanged() -> None:
+    entry = filecache.CachedFile(filecache.FileStamp(10, 1, 2, 3), "0" * 64)
+    stamps = {"same": filecache.FileStamp(10, 1, 2, 3), "touched": filecache.FileStamp(10, 1, 9, 3)}
+    cache = {"same": entry, "touched": entry, "gone": entry}
+    assert filecache.fresh_results(stamps, cache, "changed") == {"same": entry}
+    assert filecache.fresh_results(stamps, cache, "always") == {}
 
 
 # ---------------------------------------------------------------- geometry, HU, resampling

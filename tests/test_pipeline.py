@@ -29,6 +29,7 @@ from ctcorpus.cli import demo_config
 from ctcorpus.config import REDACTED, CorpusConfig, config_from_dict
 from ctcorpus.config.reports import ReportsConfig
 from ctcorpus.errors import AnatomyError
+from ctcorpus.ingest import discover
 from ctcorpus.outputs import decode_array
 from ctcorpus.records import sha256_file, sha256_of_hashes
 from ctcorpus.reports import analysis_settings
@@ -283,6 +284,28 @@ def test_rerun_does_no_work_and_gives_identical_manifest(built, tmp_path):
     assert again.computed == {} and sum(again.cached.values()) == sum(first.computed.values())
     rebuilt = pipeline.build_from_work(config, folder / "work", tmp_path / "dataset")
     assert (rebuilt.path / "manifest.json").read_bytes() == (result.path / "manifest.json").read_bytes()
+
+
+def test_a_rerun_plans_the_same_export_hashing_only_the_files_it_could_not_read(defects_export, tmp_path, monkeypatch):
+    # a nightly run hashed every file of the export again; the work store keeps each file's sha256
+    export = tmp_path / "export"
+    shutil.copytree(defects_export, export)
+    hour_ago = time.time_ns() - 3600 * 10**9  # older than the window in which a file is not cached
+    for path in export.rglob("*"):
+        os.utime(path, ns=(hour_ago, hour_ago))
+    config = _config(tmp_path, export)
+    first = pipeline.plan_export(config, tmp_path / "work")
+    assert (tmp_path / "work" / pipeline.DISCOVERY_CACHE).is_file()
+    reads = []
+    real = discover.read_instances
+    monkeypatch.setattr(discover, "read_instances",
+                        lambda path, root, **kw: (kw.get("hash_file", True) and reads.append(path)) or real(path, root, **kw))
+    assert pipeline.plan_export(config, tmp_path / "work") == first
+    not_dicom = {e.path for e in first.quarantine if e.reason == "not_dicom"}  # no header read: nothing to cache
+    assert not_dicom and {os.path.relpath(p, export) for p in reads} == not_dicom
+    cautious = pipeline.plan_export(config.model_copy(update={"ingest": config.ingest.model_copy(update={"rehash": "always"})}),
+                                    tmp_path / "work")
+    assert (cautious.export_key, cautious.units) == (first.export_key, first.units)  # the same export result and studies
 
 
 def test_a_build_reads_its_studies_one_at_a_time_through_its_tracker(built, tmp_path):

@@ -92,6 +92,15 @@ class IngestConfig(StageConfig):
     max_primary_thickness_mm: float = Field(5.0, gt=0, description="Thicker stacks are never chosen as primary.")
     workers: int = Field(2, ge=1, description="Threads reading headers and pixel data.")
     hash_files: bool = Field(True, description="sha256 every source file (provenance columns); off only for dry runs.")
+    rehash: Literal["changed", "always"] = Field(
+        "changed",
+        description=(
+            "Which files a run hashes again: 'changed' (the default) those whose size, mtime, ctime or inode "
+            "differ from the last run's (the work store's discovery cache); 'always' every file, for a site "
+            "whose file system does not keep ctime (a file rewritten with the same size and mtime is then "
+            "not noticed). Stored results do not depend on it."
+        ),
+    )
     pseudonym_key: str | None = Field(
         None,
         description="Literal HMAC key for pseudonyms. For tests and demos only: real runs use pseudonym_key_env.",

@@ -4,20 +4,34 @@ File names, extensions and folder layout mean nothing in hospital exports, so ev
 is read. Threads are used: reading and sha256 release the GIL (hashing is the largest cost of
 indexing), while the fast header scanner (:mod:`ctcorpus.ingest.header`) holds it for ~0.3 ms a
 file. ``bench/ingest.py`` reports the thread speedup (``threads_speedup``); across series, the
-flows parallelise with Dask processes, so a process pool here would only add pickling.
+flows parallelise with Dask processes, so a process pool here would only add pickling. With a
+``cache`` file (the pipeline keeps one in its work store), a file whose stamp is unchanged since
+the last run is not hashed again (:mod:`ctcorpus.ingest.filecache`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ctcorpus.config.ingest import IngestConfig
 from ctcorpus.errors import IngestError
+from ctcorpus.ingest.filecache import (
+    CachedFile,
+    DiscoveryCache,
+    FileStamp,
+    cache_key,
+    cacheable,
+    fresh_results,
+    load_cache,
+    save_cache,
+    with_hash,
+)
 from ctcorpus.ingest.header import problem_message, read_instances
 from ctcorpus.ingest.records import ExportIndex, InstanceRecord
 from ctcorpus.enums import Action
@@ -46,6 +60,7 @@ def index_export(
     workers: int | None = None,
     on_error: ErrorHandler = raise_on_error,
     exclude: Iterable[str | os.PathLike[str]] = (),
+    cache: DiscoveryCache | None = None,
 ) -> ExportIndex:
     """Read the header of every file under ``root`` into an :class:`ExportIndex` of slices (a
     file, or a frame of an Enhanced CT file: :func:`~ctcorpus.ingest.header.read_instances`).
@@ -56,6 +71,11 @@ def index_export(
     (e.g. the RIS report exports lying in the export folder) are skipped, not quarantined.
     ``ExportIndex.quarantine`` is complete whatever ``on_error`` does; a recording handler
     (``QuarantineLog``) receives the unreadable-file errors as well.
+
+    ``cache``: the file of :mod:`~ctcorpus.ingest.filecache` holding each file's sha256 of the last run;
+    those whose stamp (size, mtime, ctime, inode) is unchanged are not hashed again (under
+    ``rehash: changed``; their headers are read, as they hold PHI the cache must not), and the cache
+    is rewritten for the files there are now. The index is the same with or without it.
 
     >>> from ctcorpus.records import QuarantineLog
     >>> index = index_export("export", workers=2, on_error=QuarantineLog())   # doctest: +SKIP
@@ -71,18 +91,33 @@ def index_export(
         (skipped if os.path.realpath(path) in excluded else paths).append(path)
     skipped = [os.path.relpath(p, root) for p in skipped]
     n_workers = workers if workers is not None else config.workers
+    key = cache_key(root, config.hash_files)
+    started_ns = time.time_ns()  # before the stamps: a file changed after it is never cached as unchanged
+    cache = cache if config.hash_files else None  # without hashes there is nothing to keep
+    ids = [cache.file_id(os.path.relpath(p, root)) for p in paths] if cache is not None else [""] * len(paths)
+    stamps = _stamps(paths, ids) if cache is not None else {}
+    cached = load_cache(cache.path, key) if cache is not None else {}
+    fresh = fresh_results(stamps, cached, config.rehash)
 
-    def read(path: str) -> tuple[InstanceRecord, ...] | IngestError:
+    def read(path: str, file_id: str) -> tuple[InstanceRecord, ...] | IngestError:
+        entry = fresh.get(file_id)
         try:
+            if entry is not None:
+                return with_hash(read_instances(path, root, hash_file=False), entry)
             return read_instances(path, root, hash_file=config.hash_files)
         except IngestError as error:
             return error
 
     if n_workers > 1 and len(paths) > 1:
         with ThreadPoolExecutor(n_workers) as pool:
-            results = list(pool.map(read, paths, chunksize=16))
+            results = list(pool.map(read, paths, ids, chunksize=16))
     else:
-        results = [read(p) for p in paths]
+        results = [read(p, file_id) for p, file_id in zip(paths, ids, strict=True)]
+    if cache is not None:
+        entries = _cache_entries(ids, results, stamps, fresh, started_ns)
+        if entries != cached:
+            save_cache(cache.path, key, entries)
+        log.info("discovery cache files=%d hashed=%d path=%s", len(paths), len(paths) - len(fresh), cache.path)
 
     instances: list[InstanceRecord] = []
     quarantine: list[QuarantineEntry] = []
@@ -102,6 +137,31 @@ def index_export(
     _warn_charset_notes(instances)
     _warn_patient_id_spellings(instances, config.patient_id_zeros)
     return ExportIndex(root=str(Path(root)), instances=tuple(instances), quarantine=tuple(quarantine), skipped=tuple(skipped))
+
+
+def _stamps(paths: Sequence[str], ids: Sequence[str]) -> dict[str, FileStamp]:
+    """Each file's stamp by its cache id (a file gone since the walk has none: it is read, and its
+    error quarantined, as without the cache)."""
+    stamps = {}
+    for path, file_id in zip(paths, ids, strict=True):
+        try:
+            stamps[file_id] = FileStamp.of(os.stat(path))
+        except OSError:
+            continue
+    return stamps
+
+
+def _cache_entries(ids: Sequence[str], results: Sequence[tuple[InstanceRecord, ...] | IngestError],
+                   stamps: Mapping[str, FileStamp], fresh: Mapping[str, CachedFile], started_ns: int) -> dict[str, CachedFile]:
+    """The cache after this run: the entries still true, and the files hashed now that may be cached
+    (read as DICOM, stamped, not modified just before the scan); a file no longer there has none."""
+    entries = dict(fresh)
+    for file_id, result in zip(ids, results, strict=True):
+        stamp = stamps.get(file_id)
+        if (file_id not in fresh and stamp is not None and not isinstance(result, IngestError) and result
+                and cacheable(stamp, started_ns)):
+            entries[file_id] = CachedFile(stamp, result[0].sha256)  # a multi-frame file's frames share it
+    return entries
 
 
 def _warn_charset_notes(instances: Iterable[InstanceRecord]) -> None:
