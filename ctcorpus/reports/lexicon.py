@@ -23,6 +23,7 @@ __all__ = [
     "LIST_DISJUNCTIONS",
     "LIST_ITEM_DEGREES",
     "LIST_ITEM_QUALIFIERS",
+    "LYMPH_NODES",
     "NEGATION_POST",
     "NEGATION_PRE",
     "NORMAL_STATEMENTS",
@@ -31,10 +32,12 @@ __all__ = [
     "SCOPE_TERMINATORS",
     "SECTION_OF_HEADING",
     "SIDES",
+    "SIZE_BELOW",
     "UNCERTAIN_POST",
     "UNCERTAIN_POST_LAST",
     "UNCERTAIN_PRE",
     "UNCERTAIN_STATEMENTS",
+    "UNSIDED_LABELS",
 ]
 
 _A = Anatomy
@@ -139,57 +142,102 @@ _DEPOSITS: tuple[str, ...] = (
     "atherosclerosis", "atherosclerotic change", "atherosclerotic changes",
 )
 #: What a report may call the deposits when it names the artery first ("the aorta shows wall calcifications").
-_DEPOSITS_AFTER: tuple[str, ...] = tuple(
-    f"{degree}{deposit}"
-    for degree, deposit in product(("", "mild ", "extensive ", "scattered ", "multiple "),
-                                   ("calcification", "wall calcification", "mural calcification", "plaque",
-                                    "calcified plaque", "calcific plaque", "atherosclerotic plaque",
-                                    "atherosclerotic calcification", "calcified atherosclerotic plaque",
-                                    "calcific atheroma plaque"))
+_DEPOSIT_NOUNS: tuple[str, ...] = (
+    "calcification", "wall calcification", "mural calcification", "plaque", "calcified plaque", "calcific plaque",
+    "atherosclerotic plaque", "atherosclerotic calcification", "calcified atherosclerotic plaque",
+    "calcific atheroma plaque",
 )
+_DEPOSITS_AFTER: tuple[str, ...] = tuple(
+    f"{degree}{deposit}" for degree, deposit in product(("", "mild ", "extensive ", "scattered ", "multiple "),
+                                                        _DEPOSIT_NOUNS)
+)
+_SHOW: tuple[str, ...] = ("shows", "show", "showed", "demonstrates", "demonstrate", "has", "have", "contains")
+_BE: tuple[str, ...] = ("is", "are", "appears", "appear")
+_SEEN: tuple[str, ...] = tuple(f"{verb} {seen}" for verb, seen in product(("is", "are", "was", "were"),
+                                                                        ("observed", "seen", "noted", "detected")))
+#: German deposits after the artery: "Koronararterien mit Wandverkalkungen" (the adjective dative after
+#: "mit": "mit verkalkten Plaques"), their absence "Aorta ohne Verkalkungen".
+_GERMAN_DEPOSITS: tuple[str, ...] = ("verkalkung", "wandverkalkung", "plaque", "verkalkte plaque",
+                                     "kalzifizierte plaque", "arteriosklerotische plaque")
+#: Their degree after "mit" ("mit deutlichen Verkalkungen", "mit geringer Wandverkalkung"); after "ohne",
+#: what denies a relevant one ("ohne relevante Verkalkungen").
+_GERMAN_DEPOSIT_DEGREES: tuple[str, ...] = tuple(
+    f"{stem}{ending} " for stem, ending in product(
+        ("deutlich", "gering", "geringgradig", "mäßig", "mittelgradig", "hochgradig", "ausgeprägt", "ausgedehnt",
+         "leicht", "diskret", "vereinzelt", "multipl", "zahlreich", "kräftig"), ("en", "er")))
+_GERMAN_DEPOSIT_DENIALS: tuple[str, ...] = ("", "relevante ", "wesentliche ", "signifikante ", "nennenswerte ")
 _AORTA: tuple[str, ...] = ("aorta", "thoracic aorta", "aortic wall", "aortic arch", "wall of the aorta")
 _BOTH_CALCIFICATIONS = ("arterial_wall_calcification", "coronary_artery_wall_calcification")
+#: The arteries, by the labels of their deposits: where the deposits lie ("in the ..."), the artery as a
+#: sentence's subject in English and German. The aorta's and the coronary arteries' at once, joined by
+#: "and" or by a negation's "or" ("no calcification in the coronary arteries or the aorta"), name both.
+_ARTERIES: tuple[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...] = (
+    (("coronary_artery_wall_calcification",), ("coronary",), ("coronary arteries",),
+     ("koronararterien", "koronarien", "herzkranzgefäße")),
+    (("arterial_wall_calcification",), _AORTA, ("aorta", "thoracic aorta", "aortic wall"),
+     ("aorta", "thorakale aorta", "brustaorta", "aortenwand")),
+    (_BOTH_CALCIFICATIONS,
+     (*(f"{aorta} {joint} {the}coronary" for aorta, joint, the in product(
+         ("aorta", "thoracic aorta", "aortic wall"), ("and", "or"), ("", "the "))),
+      *(f"coronary arteries {joint} {the}{aorta}" for joint, the, aorta in product(
+          ("and", "or"), ("", "the "), ("aorta", "thoracic aorta")))),
+     tuple(f"{first} and {the}{second}" for (first, second), the in product(
+         (("aorta", "coronary arteries"), ("thoracic aorta", "coronary arteries"), ("coronary arteries", "aorta")),
+         ("", "the "))),
+     ("aorta und koronararterien", "aorta und die koronararterien", "koronararterien und aorta")),
+)
 #: Deposits and the arteries they lie in, by the labels they name, as CT-RATE writes them: named before
 #: where they lie, maybe a verb between ("calcified atherosclerotic plaques are observed in the coronary
 #: arteries", "calcification of the aortic wall"), or after the artery ("coronary arteries are calcified",
 #: "Koronararterien mit Wandverkalkungen"); the aorta's and the coronary arteries' at once name both labels.
 _DEPOSITS_IN: Mapping[tuple[str, ...], tuple[str, ...]] = MappingProxyType({
     labels: (
-        *(f"{deposit} {seen}in the {where}" for deposit, seen, where in product(_DEPOSITS, (
-            "", *(f"{verb} {seen} " for verb in ("is", "are", "was", "were")
-                  for seen in ("observed", "seen", "noted", "detected"))), wheres)),
+        *(f"{deposit} {seen}in the {where}" for deposit, seen, where in product(
+            _DEPOSITS, ("", *(f"{seen} " for seen in _SEEN)), wheres)),
         *(f"{deposit} of the {where}" for deposit, where in product(_DEPOSITS, wheres)),
-        *(f"{subject} {verb} {deposit}" for subject, verb, deposit in product(
-            subjects, ("shows", "show", "showed", "demonstrates", "demonstrate", "with", "has", "have", "contains"),
-            _DEPOSITS_AFTER)),
-        *(f"{subject} {verb} calcified" for subject, verb in product(subjects, ("is", "are", "appears", "appear"))),
+        *(f"{subject} {verb} {deposit}" for subject, verb, deposit in product(subjects, (*_SHOW, "with"),
+                                                                           _DEPOSITS_AFTER)),
+        *(f"{subject} {verb} calcified" for subject, verb in product(subjects, _BE)),
         *(f"calcified {subject}" for subject in subjects),
-        *german,
+        *(f"{artery} {with_}" for artery, with_ in product(german, (
+            *(f"mit {deposit.replace('e plaque', 'en plaque')}" for deposit in _GERMAN_DEPOSITS),
+            *(f"mit {degree}{deposit}" for degree, deposit in product(_GERMAN_DEPOSIT_DEGREES, _GERMAN_DEPOSITS[:3])),
+            "verkalkt"))),
+        *german_before,
     )
-    for labels, wheres, subjects, german in (
-        (("coronary_artery_wall_calcification",), ("coronary",), ("coronary arteries",),
-         (*(f"{deposit} {where}" for deposit, where in product(
-             ("plaque", "plaques", "verkalkung", "verkalkungen", "wandverkalkung", "wandverkalkungen",
-              "verkalkte plaque", "verkalkte plaques", "kalzifizierte plaque", "kalzifizierte plaques",
-              "arteriosklerotische plaque", "arteriosklerotische plaques"),
-             ("der koronar", "in den koronar", "an den koronar", "der herzkranzgef", "in den herzkranzgef"))),
-          *(f"{artery} {with_}" for artery, with_ in product(
-              ("koronararterien", "koronarien", "herzkranzgefäße"),
-              ("mit verkalkung", "mit wandverkalkung", "mit plaque", "mit verkalkten plaque",
-               "mit kalzifizierten plaque", "verkalkt"))))),
-        (("arterial_wall_calcification",), _AORTA, ("aorta", "thoracic aorta", "aortic wall"),
-         tuple(f"{deposit} {where}" for deposit, where in product(
-             ("plaque", "plaques", "verkalkung", "verkalkungen", "verkalkte plaque", "verkalkte plaques",
-              "kalzifizierte plaque", "kalzifizierte plaques"),
-             ("der aorta", "in der aorta", "der aortenwand", "an der aortenwand", "der thorakalen aorta",
-              "in der thorakalen aorta", "der brustaorta")))),
-        (_BOTH_CALCIFICATIONS, (*(f"{aorta} and {the}coronary" for aorta in ("aorta", "thoracic aorta", "aortic wall")
-                                  for the in ("", "the ")), "coronary arteries and the aorta", "coronary arteries and aorta"),
-         (), tuple(f"{deposit} {where}" for deposit, where in product(
-             ("verkalkungen", "plaques", "verkalkte plaques", "kalzifizierte plaques"),
-             ("der aorta und der koronar", "der aorta und koronar", "der koronararterien und der aorta",
-              "der koronararterien und aorta", "in der aorta und den koronar")))),
+    for (labels, wheres, subjects, german), german_before in zip(_ARTERIES, (
+        tuple(f"{deposit} {where}" for deposit, where in product(
+            ("plaque", "plaques", "verkalkung", "verkalkungen", "wandverkalkung", "wandverkalkungen",
+             "verkalkte plaque", "verkalkte plaques", "kalzifizierte plaque", "kalzifizierte plaques",
+             "arteriosklerotische plaque", "arteriosklerotische plaques"),
+            ("der koronar", "in den koronar", "an den koronar", "der herzkranzgef", "in den herzkranzgef"))),
+        tuple(f"{deposit} {where}" for deposit, where in product(
+            ("plaque", "plaques", "verkalkung", "verkalkungen", "verkalkte plaque", "verkalkte plaques",
+             "kalzifizierte plaque", "kalzifizierte plaques"),
+            ("der aorta", "in der aorta", "der aortenwand", "an der aortenwand", "der thorakalen aorta",
+             "in der thorakalen aorta", "der brustaorta"))),
+        tuple(f"{deposit} {where}" for deposit, where in product(
+            ("verkalkungen", "plaques", "verkalkte plaques", "kalzifizierte plaques"),
+            ("der aorta und der koronar", "der aorta und koronar", "der koronararterien und der aorta",
+             "der koronararterien und aorta", "in der aorta und den koronar"))),
+    ), strict=True)
+})
+#: The artery named first with no deposits: "the coronary arteries show no calcification", "the aorta is
+#: not calcified", "Koronararterien ohne Verkalkungen", or the deposits not seen where they would lie:
+#: "calcified plaques are not observed in the aorta" (see NORMAL_STATEMENTS).
+_NO_DEPOSITS: Mapping[tuple[str, ...], tuple[str, ...]] = MappingProxyType({
+    labels: (
+        *(f"{subject} {verb} {no} {deposit}" for subject, verb, no, deposit in product(
+            subjects, _SHOW, ("no", "no significant", "no evidence of"), _DEPOSIT_NOUNS)),
+        *(f"{subject} without {deposit}" for subject, deposit in product(subjects, _DEPOSIT_NOUNS)),
+        *(f"{subject} {verb} not calcified" for subject, verb in product(subjects, _BE)),
+        *(f"{deposit} {seen.replace(' ', ' not ')} in the {where}" for deposit, seen, where in product(
+            _DEPOSITS, _SEEN, wheres)),
+        *(f"{artery} {without}" for artery, without in product(german, (
+            *(f"ohne {denial}{deposit}" for denial, deposit in product(_GERMAN_DEPOSIT_DENIALS, _GERMAN_DEPOSITS)),
+            "nicht verkalkt"))),
     )
+    for labels, wheres, subjects, german in _ARTERIES
 })
 
 #: Label synonyms (lowercase). A phrase matches at a word start (English) or anywhere in a word
@@ -326,7 +374,8 @@ JOINT_MENTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 
 #: Statements that a finding is absent, read whole: without a negation word ("heart size normal" says:
 #: no cardiomegaly) or with one where the finding is named after it ("lymph nodes are not enlarged").
-#: Matched like word-start synonyms; a mention reads NEGATIVE whatever the triggers.
+#: Matched like word-start synonyms; a mention reads NEGATIVE whatever the triggers, and a phrase listed
+#: under two labels ("the aorta and coronary arteries show no plaques") is a mention of both.
 NORMAL_STATEMENTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         "cardiomegaly": (
@@ -342,6 +391,8 @@ NORMAL_STATEMENTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "heart contour and size are normal", "heart contour and size normal", "heart size and contour are normal",
             "heart size and contour normal", "herzgröße regelrecht",
         ),
+        **{label: tuple(phrase for labels, phrases in _NO_DEPOSITS.items() if label in labels for phrase in phrases)
+           for label in _BOTH_CALCIFICATIONS},
         "lymphadenopathy": (
             "lymph node is not enlarged", "lymph nodes are not enlarged", "lymph nodes not enlarged",
             # "Lymphknoten (mediastinal und hilär) nicht (pathologisch) vergrößert": where they lie may stand between
@@ -531,6 +582,18 @@ LIST_ITEM_DEGREES: tuple[str, ...] = (
 #: Words that name a side: a degree next to one grades its finding where it lies ("no effusion on the
 #: left, small on the right", "Kein Erguss rechts, links schmaler Erguss").
 SIDES: tuple[str, ...] = ("left", "right", "bilateral", "bilaterally", "links", "rechts", "beidseits", "bds")
+#: Words for a lymph node ("LK" is German reports' abbreviation): one with a size of 10 mm or more is
+#: lymphadenopathy, as CT-RATE reads a node's short axis ("mediastinal lymph nodes up to 12 mm").
+LYMPH_NODES: tuple[str, ...] = ("lymph node", "lymph nodes", "node", "nodes", "lymphknoten", "lk")
+#: Words before a size that bound it from above: "lymph nodes smaller than 15 mm" measures no enlarged node.
+SIZE_BELOW: tuple[str, ...] = (
+    "<", "≤", "smaller than", "less than", "under", "below", "not larger than", "not exceeding", "kleiner als",
+    "unter", "weniger als", "nicht größer als", "nicht über", "unterhalb von",
+)
+#: Labels of findings in an organ without sides, which a side's degree never grades: "no pleural or
+#: pericardial effusion on the left, small on the right" is a right pleural effusion.
+UNSIDED_LABELS: frozenset[str] = frozenset({"pericardial_effusion", "cardiomegaly", "hiatal_hernia",
+                                            "arterial_wall_calcification"})
 
 #: Section headings (lowercase), English and German, at a line start followed by ":" or a line end.
 HEADINGS: Mapping[str, tuple[str, ...]] = MappingProxyType(

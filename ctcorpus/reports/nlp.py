@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from itertools import pairwise
+from itertools import chain, pairwise
 from types import MappingProxyType
 
 import ahocorasick
@@ -222,10 +222,15 @@ def _cached(extra_synonyms: tuple[tuple[str, tuple[str, ...]], ...],
     groups = {" ".join(t.lstrip("~").split()): () if label is None else (label,)
               for label, ts in vocabulary.items() for t in with_ss(ts)}
     groups |= {t: labels for phrase, labels in lexicon.JOINT_MENTIONS.items() for t in with_ss([phrase])}
-    statements = {t: (label, state) for state, phrases in ((LabelState.NEGATIVE, lexicon.NORMAL_STATEMENTS),
-                                                            (LabelState.UNCERTAIN, lexicon.UNCERTAIN_STATEMENTS))
-                  for label, ts in phrases.items() for t in with_ss(ts)}
-    groups |= {t: (label,) for t, (label, _) in statements.items()}
+    statements: dict[str, LabelState] = {}
+    statement_labels: dict[str, tuple[str, ...]] = {}  # a phrase listed under two labels names both
+    for state, phrases in ((LabelState.NEGATIVE, lexicon.NORMAL_STATEMENTS),
+                           (LabelState.UNCERTAIN, lexicon.UNCERTAIN_STATEMENTS)):
+        for label, ts in phrases.items():
+            for t in with_ss(ts):
+                statements[t] = state
+                statement_labels[t] = (*statement_labels.get(t, ()), label)
+    groups |= statement_labels
     anchored = [t for ts in vocabulary.values() for t in ts if not t.startswith("~")] + [*lexicon.JOINT_MENTIONS,
                                                                                          *statements]
     anywhere = [t[1:] for ts in vocabulary.values() for t in ts if t.startswith("~")]
@@ -263,7 +268,7 @@ def _cached(extra_synonyms: tuple[tuple[str, tuple[str, ...]], ...],
         labels_at_word_start=word_start_label_re,
         label_stems=_automaton({t.split()[0] for t in with_ss(anywhere)}),
         label_groups=MappingProxyType(groups),
-        statement_states=MappingProxyType({t: state for t, (_, state) in statements.items()}),
+        statement_states=MappingProxyType(statements),
         triggers=trigger_re,
         trigger_starts=_automaton({t.split()[0] for t in with_ss(kinds)}),
         trigger_kinds=MappingProxyType(kinds),
@@ -495,15 +500,16 @@ _SIZE_FIRST = re.compile(r"\s*\d")
 _DEGREE = "(?:" + trie_regex(lexicon.LIST_ITEM_DEGREES) + r")\b"
 _SIDE = "(?:" + trie_regex(lexicon.SIDES) + r")\b"
 _GRADED_FIRST = re.compile(rf"\s*(?:{_SIDE}\s+)?(?:\d|{_DEGREE})")
-#: An item that grades a finding it does not name where it lies, after a comma or a "but": "no effusion
-#: on the left, small on the right", "Kein Erguss rechts, aber links gering": the finding of the mention before it.
+#: An item that grades a finding it does not name where it lies, after a comma, a "but" or an "and": "no
+#: effusion on the left, small on the right", "Kein Erguss rechts, aber links gering", "no effusion on the left
+#: and small on the right": the finding of the mention before it.
 _ELLIPTICAL_ITEM = re.compile(
-    r"(?:[,;]\s*(?:(?:but|aber|jedoch)\s+)?| (?:but|aber|jedoch)\s+)"
+    r"(?:[,;]\s*(?:(?:but|aber|jedoch|and|und)\s+)?| (?:but|aber|jedoch|and|und)\s+)"
     rf"(?P<item>{_DEGREE}\s+(?:(?:on|at|in)\s+the\s+)?{_SIDE}(?:\s+side)?|{_SIDE}\s+{_DEGREE})(?=\s*(?:[.,;]|$))"
 )
 #: What ``_ELLIPTICAL_ITEM`` starts with: most sentences hold none, and a substring test costs a
 #: twentieth of the regex's scan.
-_ELLIPSIS_OPENERS = (",", ";", " but", " aber", " jedoch")
+_ELLIPSIS_OPENERS = (",", ";", " but", " aber", " jedoch", " and", " und")
 #: An "and" that joins an item, maybe with its article: the item may say something of its own (see _list_reaches).
 _JOINED_ITEM = re.compile(r"\b(?:and|und)\s+(?:(?:a|an|ein|eine|einem|einen|einer)\s+)?")
 #: A coordinator that goes on with a list after a placed item (see lexicon.LIST_DISJUNCTIONS).
@@ -608,15 +614,59 @@ def _elliptical_mentions(lower: str, found: Sequence[tuple[int, int, str, LabelS
                          ) -> list[tuple[int, int, str, LabelState | None]]:
     """Items that grade the finding of the mention before them without naming it (``_ELLIPTICAL_ITEM``),
     as mentions of its labels: "no effusion on the left, small on the right" states an effusion, read
-    by the triggers as any mention is (the degree after the comma or "but" keeps the negation out)."""
+    by the triggers as any mention is (the degree after the comma, "but" or "and" keeps the negation out).
+    A side grades no finding of an organ that has none (lexicon.UNSIDED_LABELS): "no pleural or pericardial
+    effusion on the left, small on the right" states a pleural effusion only."""
     ellipses = []
     for item in _ELLIPTICAL_ITEM.finditer(lower):
         before = [m for m in found if m[1] <= item.start()]
         if before:
             last_start = max(m[0] for m in before)
             ellipses.extend((item.start("item"), item.end(), label, None) for start, _, label, _ in before
-                            if start == last_start)
+                            if start == last_start and label not in lexicon.UNSIDED_LABELS)
     return ellipses
+
+
+#: The short axis from which CT-RATE reads a lymph node as lymphadenopathy.
+_ENLARGED_NODE_MM = 10.0
+#: A size, maybe in two or three dimensions ("16 x 11 mm", "1,2 cm", "12-mm"), maybe bounded from above.
+_SIZE = (r"(?P<below>(?:" + trie_regex(lexicon.SIZE_BELOW) + r")\s*)?"
+         r"(?P<size>\d+(?:[.,]\d+)?(?:\s*[x×]\s*\d+(?:[.,]\d+)?)*)[\s-]*(?P<unit>mm|cm)\b")
+_DIMENSION_SEPARATOR = re.compile(r"\s*[x×]\s*")
+_NODE = "(?:" + trie_regex(lexicon.LYMPH_NODES) + r")\b"
+#: A lymph node and its size: the size first ("a 15 mm subcarinal lymph node"), or after it in its clause
+#: ("lymph nodes up to 12 mm in short axis", "Lymphknoten bis ca. 15 mm"); not a size in the long axis.
+_NOT_LONG_AXIS = r"(?!\s+(?:in\s+)?(?:the\s+|der\s+)?(?:long|längs))"
+_SIZED_NODES = (
+    re.compile(rf"{_SIZE}{_NOT_LONG_AXIS}\s+(?:[^\W\d]+\s+){{0,2}}{_NODE}"),
+    re.compile(rf"\b{_NODE}(?:[^,;:.]|(?<=\bca)\.){{0,60}}?{_SIZE}{_NOT_LONG_AXIS}"),
+)
+#: The word after a size: the finding it measures when it names one ("lymph node next to a 12 mm nodule").
+_NEXT_WORD = re.compile(r"\s*(?:[^\W\d]+\s+)?")
+
+
+def _sized_node_mentions(lower: str, found: Sequence[tuple[int, int, str, LabelState | None]]
+                         ) -> list[tuple[int, int, str, LabelState | None]]:
+    """Lymph nodes measured at ``_ENLARGED_NODE_MM`` or more (the smaller of "15 x 8 mm", the short axis)
+    as lymphadenopathy mentions, read by the triggers ("no lymph node larger than 10 mm" is negative); a
+    smaller one, or one bounded from above (lexicon.SIZE_BELOW), names none. A size that measures another
+    finding mentioned in the span or right after it is not the node's, and a node the words already
+    label ("lymph nodes are not enlarged, up to 11 mm") keeps what they say."""
+    mentions = []
+    for m in chain.from_iterable(pattern.finditer(lower) for pattern in _SIZED_NODES):
+        if m["below"]:
+            continue
+        scale = 10.0 if m["unit"] == "cm" else 1.0
+        if min(float(v.replace(",", ".")) for v in _DIMENSION_SEPARATOR.split(m["size"])) * scale < _ENLARGED_NODE_MM:
+            continue
+        start, end = m.start(), m.end()
+        after_size = _NEXT_WORD.match(lower, m.end("unit")).end()
+        if any(label == "lymphadenopathy" and f_start < end and f_end > start
+               or label != "lymphadenopathy" and start < f_start <= max(end, after_size)
+               for f_start, f_end, label, _ in found):
+            continue
+        mentions.append((start, end, "lymphadenopathy", None))
+    return mentions
 
 
 def _analyze_sentence(analyzer: ReportAnalyzer, lang: str, span: Span, lower: str) -> _SentenceAnalysis:
@@ -631,9 +681,14 @@ def _analyze_sentence(analyzer: ReportAnalyzer, lang: str, span: Span, lower: st
     found = _label_mentions(analyzer, lower)
     if found and any(opener in lower for opener in _ELLIPSIS_OPENERS):
         found.extend(_elliptical_mentions(lower, found))
+    if ("mm" in lower or "cm" in lower) and ("node" in lower or "lymph" in lower or "lk" in lower):
+        found.extend(_sized_node_mentions(lower, found))
     if found:  # triggers only matter in a sentence with a mention
         triggers = [(m.start(), m.end(), analyzer.trigger_kinds[" ".join(m.group(1).split())])
                     for m in _matches_at_words(analyzer.triggers, analyzer.trigger_starts, lower)]
+        statements = [(f_start, f_end) for f_start, f_end, _, fixed in found if fixed is not None]
+        if statements:  # a statement's own negation ("heart is not enlarged, coronary sclerosis") is read with it
+            triggers = [t for t in triggers if not any(s <= t[0] and t[1] <= e for s, e in statements)]
         for m_start, m_end, label, fixed in found:
             state = fixed if fixed is not None else _state(triggers, lower, m_start, m_end)
             previous = labels.get(label)
