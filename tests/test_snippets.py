@@ -162,6 +162,18 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     # a series number without its word after a joint: image 4 was mined in series 3, image 60 left bare
     ("Nodules series 3, image 45 and 4, image 60.", "en", [(3, (45,)), (4, (60,))]),
     ("Herde Serie 3, Bild 45 und 4, Bild 60.", "de", [(3, (45,)), (4, (60,))]),
+    # ... and before a weak 'Im': image 4 was mined in series 3 and image 60 too
+    ("Nodule (Se 3 Im 45 and 4, Im 60).", "en", [(3, (45,)), (4, (60,))]),
+    ("Nodules (Se 3 Im 45, 4, Im 60-61).", None, [(3, (45,)), (4, (60, 61))]),
+    ("Nodules (Se 3 Im 45 and 50, Im 60).", "en", [(3, (45, 50)), (3, (60,))]),
+    ("Nodules (Se 3 Im 45, 47 und 49).", None, [(3, (45, 47, 49))]),
+    # a '#' for the image word, and a number's word in a compound or spelled out: the reference was lost
+    ("Nodule (series 4 #45).", "en", [(4, (45,))]),
+    ("Herd (Serie 4, #45-47).", "de", [(4, (45, 46, 47))]),
+    ("Herd (Bildnummer 45).", "de", [(None, (45,))]),
+    ("Herd (Seriennummer 3, Bild Nr 45).", "de", [(3, (45,))]),
+    ("Laesie (serienummer 3, beeldnummer 45).", "nl", [(3, (45,))]),
+    ("Nodule (series number 3, image number 45).", "en", [(3, (45,))]),
     # a number before ", image" that continues the list upwards, or ends one without a series, is its last image
     # (image 47 was read as the next reference's series, or lost); below the list after a series it is a series
     ("Nodules (series 3 images 45 and 47, image 50).", "en", [(3, (45, 47)), (3, (50,))]),
@@ -341,6 +353,12 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("Series 2 axial images 1-250.", "en"),
     ("Nodule images 98-2.", "en"),
     ("Mass (image 145-4).", "en"),
+    # a weak 'im' after a series number is German 'in the' unless a reference in its words came before
+    ("Herd 4, im 6. Segment.", None),
+    ("Segment 4, im 6 Wochen kein Herd.", None),
+    ("Image numbering was wrong, Bildnummerierung 3 fehlt.", None),
+    # a PACS overlay's 'image 45/120' without a series: image 45 of 120, or series 45 image 120 ('image 3/45')
+    ("Herd (Bild 45/120).", "de"),
 ]
 
 
@@ -562,6 +580,10 @@ def test_an_image_on_a_reformat_without_a_series_is_not_placed_in_the_axial_seri
             "(image 17). Nodule along the oblique fissure (image 18). Coronary calcification (image 19).")
     assert [(r.image_numbers, r.on_reformat) for r in mine_image_references(text)] == [
         ((n,), False) for n in range(15, 20)]
+    # a plane that begins the next image's reference places that image, not the one before it (image 45 was lost)
+    text = "Nodule (axial image 45, coronal image 60). Herd (Bild 12 und koronare Bilder 30-31)."
+    assert [(r.image_numbers, r.on_reformat) for r in mine_image_references(text)] == [
+        ((45,), False), ((60,), True), ((12,), False), ((30, 31), True)]
 
 
 def test_snippet_ids_are_unique_across_the_volumes_of_a_study() -> None:

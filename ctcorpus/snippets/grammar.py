@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "22"
+GRAMMAR_VERSION = "23"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -44,10 +44,10 @@ _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 class ReferenceForm(str, Enum):
     """Which grammar form matched (kept on each reference so errors can be traced to a rule)."""
 
-    SERIES_IMAGE = "series_image"  # series 3, image 45 / se3/im45 / Serie 3 im Bild 40-44 / Se 3 Im 45/120
+    SERIES_IMAGE = "series_image"  # series 3, image 45 / se3/im45 / Serie 3 im Bild 40-44 / Se 3 Im 45/120 / Se 4 #45
     IMAGE_SERIES = "image_series"  # image 45 of series 3 / Bild 45 der Serie 3 / image 45 series 3
     IMA_DASH = "ima_dash"  # (IMA 8-34): Siemens-style series-image pair
-    IMAGE_ONLY = "image_only"  # (image 45) / IMA 75 en 90
+    IMAGE_ONLY = "image_only"  # (image 45) / IMA 75 en 90 / Bildnummer 45 / Im 60 after "Se 3 Im 45 and 4,"
     PAREN_PAIR = "paren_pair"  # (3:45) / (3/45)
     SLASH_PAIR = "slash_pair"  # (Se/Im 3/45) / series/image 4/112-114 / Serie/Bild 3/45
 
@@ -140,8 +140,11 @@ _NUM = rf"(?:{_GROUPED}|\d{{1,4}})" + _NOT_MEASUREMENT
 #: only, "series 10001, image 45" became a bare "image 45", placed in the primary series.
 _SERIES_NUM = r"\d{1,6}" + _NOT_MEASUREMENT
 _SP = r"[ \t]*\n?[ \t]*"  # spaces, at most one line break (reports are often hard-wrapped)
-#: What may stand between a series or image word and its number: "series #3", "image no. 45", "Bild-Nr. 45".
-_NUMBER_MARK = rf"(?:{_SP}(?:no\.|nr\.|#)|-nr\.)?"
+#: How a series or image word ends before its number: with what may stand between them ("series #3", "image no. 45",
+#: "image number 45", "Bild-Nr. 45", "Bild Nr 45"), or in a compound with its number's word ("Bildnummer 45",
+#: "Seriennummer 3", "beeldnummer 45").
+_KEYWORD_END = (rf"(?:n?-?nummer{_END_WORD}|\.?{_END_WORD}(?:{_SP}(?:no\.|nr\.?|number|nummer|#){_END_WORD}"
+                rf"|-nr\.)?)")
 
 
 def _words(table: dict[str, tuple[str, ...]], languages: Sequence[str]) -> str:
@@ -161,11 +164,11 @@ def _number_list(languages: Sequence[str], repeated: str = "(?!)") -> str:
     '45 or 47'; a range's end may repeat the image word ('45 through image 47', '45 bis Bild 47'), and any
     other item the ``repeated`` one ('Se 4 Im 60 and Im 61').
 
-    A list item that an image word follows may be the next reference's series, whose word is left out
-    ('series 3, image 45 and 4, image 60'), or the list's last image ('images 45 and 47, image 50'): it is
-    left to :func:`_with_listed_images`, which can compare numbers. A range's end is no such item. A list
-    cut short before a range's or an alternative's measured end is a measurement ("images 3-5 mm thick",
-    "Bilder 1 bis 2 mm", "images 1 or 2 mm thick"), not image 3."""
+    A list item that an image word (or the ``repeated`` one) follows may be the next reference's series, whose
+    word is left out ('series 3, image 45 and 4, image 60', 'Se 3 Im 45 and 4, Im 60'), or the list's last
+    image ('images 45 and 47, image 50'): it is left to :func:`_with_listed_images`, which can compare numbers.
+    A range's end is no such item. A list cut short before a range's or an alternative's measured end is a
+    measurement ("images 3-5 mm thick", "Bilder 1 bis 2 mm", "images 1 or 2 mm thick"), not image 3."""
     and_words = _joining_words(_JOIN_WORDS, languages)
     or_words = _joining_words(_OR_WORDS, languages)
     to_words = _words(_TO_WORDS, languages)
@@ -173,7 +176,7 @@ def _number_list(languages: Sequence[str], repeated: str = "(?!)") -> str:
     image = rf"(?:{image_word}{_SP})?"
     range_joint = rf"(?:{_SP}[-–—]{_SP}|\s+{to_words}\s+){image}"
     list_joint = rf"(?:{_SP},{_SP}(?:{and_words}\s+)?|\s+{and_words}\s+|{_SP}[&+]{_SP})(?:{repeated}{_SP})?"
-    series_of_next = rf"(?![ \t]*[,:/]{_SP}{image_word})"
+    series_of_next = rf"(?![ \t]*[,:/]{_SP}(?:{image_word}|{repeated}))"
     return (rf"{_NUM}(?:{range_joint}{_NUM}|{list_joint}{_NUM}{series_of_next})*"
             rf"(?![-–—]\d|\s+(?:{to_words}|{or_words})\s+\d)")
 
@@ -190,15 +193,15 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
     """
     # a colon only where the other keyword vouches for the reference ("Se: 3 Im: 45", "Serie: 3, Bild 45"):
     # a lone "Images: 245" is a count in a technique line
-    series = rf"\b{_words(_SERIES_WORDS, languages)}\.?{_END_WORD}{_NUMBER_MARK}:?"
+    series = rf"\b{_words(_SERIES_WORDS, languages)}{_KEYWORD_END}:?"
     image_words, weak_image = _words(_IMAGE_WORDS, languages), _words(_WEAK_IMAGE_WORDS, languages)
-    strong_image = rf"\b{image_words}\.?{_END_WORD}{_NUMBER_MARK}"
-    any_image = rf"\b(?:{image_words}|{weak_image})\.?{_END_WORD}{_NUMBER_MARK}:?"
+    strong_image = rf"\b{image_words}{_KEYWORD_END}"
+    any_image = rf"\b(?:{image_words}|{weak_image}){_KEYWORD_END}:?"
     # after its series number the image word may follow a digit ("Se3Im45"), and only a weak one ("im") may
     # repeat in its list ("Se 4 Im 60 and Im 61"), so "Serie 3 Bild 45 und im 6. Segment" stays image 45; a
     # preposition or a parenthesis may stand before it ("series 3 on image 45", "series 3 (image 45)"): read
-    # alone, the image was placed in the primary series
-    series_image = rf"(?<![^\W\d_])(?:{image_words}|(?P<a_weak>{weak_image}))\.?{_END_WORD}{_NUMBER_MARK}:?"
+    # alone, the image was placed in the primary series; a "#" alone may stand for the image word ("series 4 #45")
+    series_image = rf"(?<![^\W\d_])(?:{image_words}|(?P<a_weak>{weak_image})){_KEYWORD_END}:?"
     series_numbers = _number_list(languages, rf"(?(a_weak){weak_image}\.?{_END_WORD}|(?!))")
     # a few words may continue the clause from the series to its image ("in series 3, best seen on image 45"),
     # none that names another series or image, joins another clause, or puts the image on a prior exam or a
@@ -216,7 +219,7 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
         ReferenceForm.SERIES_IMAGE: (
             rf"{series}{_SP}(?P<a_s>{_SERIES_NUM}){total}"
             rf"(?:(?:{_SP}[,;/:]{_SP}|{_SP}-{_SP}|\s+)?(?:{_words(_AT_WORDS, languages)}\s+|\({_SP})?|{gap})"
-            rf"{series_image}{_SP}"
+            rf"(?:{series_image}|(?<=[\s,(])#){_SP}"
             rf"(?P<a_i>{series_numbers}"
             # image 45 of a series of 120, as a PACS overlay shows it ("Se: 3 Im: 45/120"); checked by _is_reference
             rf"|\d{{1,4}}(?=/\d{{1,6}}{_NOT_MEASUREMENT}))(?:/(?P<a_n>\d{{1,6}}))?"
@@ -229,7 +232,11 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
             rf"{series}{_SP}(?P<b_s>{_SERIES_NUM})"
         ),
         ReferenceForm.IMA_DASH: rf"\bima\.?{_SP}(?P<c_s>\d{{1,4}}){_SP}-{_SP}(?P<c_i>{_NUM})",
-        ReferenceForm.IMAGE_ONLY: rf"{strong_image}{_SP}(?P<d_i>{numbers})",
+        # a weak "im" only after the series number of a reference with its word left out ("Se 3 Im 45 and 4,
+        # Im 60"), which :func:`_elided_weak_images` checks
+        ReferenceForm.IMAGE_ONLY: (
+            rf"(?:{strong_image}|(?P<d_weak>\b{weak_image})\.?{_END_WORD}:?){_SP}(?P<d_i>{numbers})"
+        ),
         ReferenceForm.PAREN_PAIR: r"\(\s*(?P<e_s>\d{1,4})\s*(?P<e_sep>[:/])\s*(?P<e_i>\d{1,4})\s*\)",
         ReferenceForm.SLASH_PAIR: (
             rf"\b{_words(_SERIES_WORDS, languages)}\.?{_SP}/{_SP}{any_image}{_SP}(?P<f_s>\d{{1,6}}){_SP}/{_SP}"
@@ -407,14 +414,15 @@ _VIEW = (r"(?:reformat\w*|reconstruct\w*|rekonstruktion\w*|reconstructie\w*|mpr|
 #: An image on a reformat: a plane with its view before the image in its clause ("(coronal reformats, image 45",
 #: "on the coronal images (image 45"), a plane right before it ("on coronal image 45", "(koronar Bild 45"), or a
 #: MIP; or one of them right after it ("image 45 coronal)", "Bild 45 der koronaren Rekonstruktion"). A plane
-#: that names anatomy ("superior sagittal sinus", "koronare Herzkrankheit") is none.
+#: that names anatomy ("superior sagittal sinus", "koronare Herzkrankheit") is none, and so is one that begins the
+#: next image's reference ("axial image 45, coronal image 60": image 45 is axial).
 _REFORMAT_BEFORE = re.compile(
     rf"(?:\b{_PLANE}\s+{_VIEW}\b[^.;:()\d]*|\b{_PLANE}\b[\s,]*|\b(?:mip|minip|mpr)\b[^.;:()\d]*)\(?\s*$",
     re.IGNORECASE,
 )
 _REFORMAT_AFTER = re.compile(
     rf"[\s,]*(?:(?:of|on|in|der|auf|van|op)\s+(?:{_ARTICLE}\s+)?)?"
-    rf"(?:{_PLANE}(?:\s+{_VIEW}\b|\s*[),;.])|(?:mip|minip|mpr)\b)",
+    rf"(?:{_PLANE}(?:\s+{_VIEW}\b(?!\s*(?:no\.|nr\.?|#)?\s*\d)|\s*[),;.])|(?:mip|minip|mpr)\b)",
     re.IGNORECASE,
 )
 
@@ -438,6 +446,19 @@ def _on_this_exam(text: str, matches: Sequence[re.Match[str]], joint: re.Pattern
         back = joints[k]
         prior[k] = prior[k] or prior[k + 1] and back is not None and not (back["mark"] and not back["word"])
     return [match for match, on_prior in zip(matches, prior, strict=True) if not on_prior]
+
+
+def _elided_weak_images(text: str, matches: Sequence[re.Match[str]], elided: re.Pattern[str]) -> list[re.Match[str]]:
+    """The matches less each image named by a weak word alone ("im 6"), unless it follows a reference written
+    with that word and the series number of its own, whose word is left out ("Se 3 Im 45 and 4, Im 60"):
+    elsewhere "im" is German "in the" ("Herd im 6. Segment")."""
+    kept: list[re.Match[str]] = []
+    for match in matches:
+        before = kept[-1] if kept else None
+        if match["d_weak"] is None or (before is not None and before["a_weak"] is not None
+                                       and elided.fullmatch(text, before.end(), match.start())):
+            kept.append(match)
+    return kept
 
 
 def _numbers(text: str, cap: int) -> tuple[tuple[int, ...], bool, bool]:
@@ -581,7 +602,8 @@ def mine_image_references(
     if language is not None and language not in _LANGUAGES:
         raise SnippetError(f"unknown report language {language!r}; use one of {list(_LANGUAGES)} or None")
     trigger, grammar, joint, elided = _compiled((language,) if language else tuple(sorted(set(languages))))
-    matches = _on_this_exam(text, [match for match in _scan(text, trigger, grammar) if _is_reference(text, match)], joint)
+    scanned = [match for match in _scan(text, trigger, grammar) if _is_reference(text, match)]
+    matches = _on_this_exam(text, _elided_weak_images(text, scanned, elided), joint)
     if not matches:  # most reports: no sentence split needed
         return []
     fallback = split_sentences(text) if sentence_spans is None else None
