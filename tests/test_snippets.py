@@ -174,6 +174,9 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     ("Herd (Seriennummer 3, Bild Nr 45).", "de", [(3, (45,))]),
     ("Laesie (serienummer 3, beeldnummer 45).", "nl", [(3, (45,))]),
     ("Nodule (series number 3, image number 45).", "en", [(3, (45,))]),
+    # a parenthesised list of pairs: both references were lost
+    ("Nodules (4:45, 4:60).", "en", [(4, (45,)), (4, (60,))]),
+    ("Herde (4/45 und 5/12).", "de", [(4, (45,)), (5, (12,))]),
     # a number before ", image" that continues the list upwards, or ends one without a series, is its last image
     # (image 47 was read as the next reference's series, or lost); below the list after a series it is a series
     ("Nodules (series 3 images 45 and 47, image 50).", "en", [(3, (45, 47)), (3, (50,))]),
@@ -359,6 +362,11 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("Image numbering was wrong, Bildnummerierung 3 fehlt.", None),
     # a PACS overlay's 'image 45/120' without a series: image 45 of 120, or series 45 image 120 ('image 3/45')
     ("Herd (Bild 45/120).", "de"),
+    # ... and a list of pairs whose numbers are fractions, pressures or a measurement
+    ("Nodules (3/4, 5/6) of the lobe.", "en"),
+    ("Blood pressure (120/80, 130/85).", "en"),
+    ("Nodule (12/10/15 mm).", "en"),
+    ("Nodules (3:45, 1:1).", "en"),
 ]
 
 

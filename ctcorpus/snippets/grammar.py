@@ -48,7 +48,7 @@ class ReferenceForm(str, Enum):
     IMAGE_SERIES = "image_series"  # image 45 of series 3 / Bild 45 der Serie 3 / image 45 series 3
     IMA_DASH = "ima_dash"  # (IMA 8-34): Siemens-style series-image pair
     IMAGE_ONLY = "image_only"  # (image 45) / IMA 75 en 90 / Bildnummer 45 / Im 60 after "Se 3 Im 45 and 4,"
-    PAREN_PAIR = "paren_pair"  # (3:45) / (3/45)
+    PAREN_PAIR = "paren_pair"  # (3:45) / (3/45) / (4:45, 4:60)
     SLASH_PAIR = "slash_pair"  # (Se/Im 3/45) / series/image 4/112-114 / Serie/Bild 3/45
 
 
@@ -233,11 +233,16 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
         ),
         ReferenceForm.IMA_DASH: rf"\bima\.?{_SP}(?P<c_s>\d{{1,4}}){_SP}-{_SP}(?P<c_i>{_NUM})",
         # a weak "im" only after the series number of a reference with its word left out ("Se 3 Im 45 and 4,
-        # Im 60"), which :func:`_elided_weak_images` checks
+        # Im 60"), which :func:`_elided_weak_images` checks; no total after the image ("image 45/120"), which
+        # the series keyword vouches for in SERIES_IMAGE only: "image 3/45" is series 3, image 45 in some reports
         ReferenceForm.IMAGE_ONLY: (
             rf"(?:{strong_image}|(?P<d_weak>\b{weak_image})\.?{_END_WORD}:?){_SP}(?P<d_i>{numbers})"
         ),
-        ReferenceForm.PAREN_PAIR: r"\(\s*(?P<e_s>\d{1,4})\s*(?P<e_sep>[:/])\s*(?P<e_i>\d{1,4})\s*\)",
+        # a list of pairs with one separator ("(4:45, 4:60)"): each pair is a reference (:func:`_parts`)
+        ReferenceForm.PAREN_PAIR: (
+            r"\(\s*(?P<e_s>\d{1,4})\s*(?P<e_sep>[:/])\s*(?P<e_i>\d{1,4})"
+            rf"(?:(?:\s*[,;]\s*|\s+{_joining_words(_AND_WORDS, languages)}\s+)\d{{1,4}}\s*(?P=e_sep)\s*\d{{1,4}})*\s*\)"
+        ),
         ReferenceForm.SLASH_PAIR: (
             rf"\b{_words(_SERIES_WORDS, languages)}\.?{_SP}/{_SP}{any_image}{_SP}(?P<f_s>\d{{1,6}}){_SP}/{_SP}"
             rf"(?P<f_i>{numbers})"
@@ -297,6 +302,8 @@ _GROUPS: dict[ReferenceForm, tuple[str | None, str]] = {
     ReferenceForm.PAREN_PAIR: ("e_s", "e_i"),
     ReferenceForm.SLASH_PAIR: ("f_s", "f_i"),
 }
+#: A series-image pair of a parenthesised list ("(4:45, 4:60)").
+_PAIR = re.compile(r"(\d+)\s*[:/]\s*(\d+)")
 _THOUSANDS_MARK = re.compile(r"(?<=\d)[,.](?=\d)")  # in a mined list, only a grouped number has one
 #: A number or range of a mined list; the end may follow an image word ("45 through image 47").
 _LIST_PART = re.compile(r"(\d+)(?:\s*(?:[-–—]|to|through|bis|tot)\s*(?:[^\W\d_]+\.?\s*)?(\d+))?", re.IGNORECASE)
@@ -508,18 +515,21 @@ def _is_reference(text: str, match: re.Match[str]) -> bool:
 
 
 def _paren_pair_is_reference(text: str, match: re.Match[str]) -> bool:
-    """'(3/45)' is a reference unless its context or numbers make it a date, time, pressure or ratio."""
-    series, image = int(match.group("e_s")), int(match.group("e_i"))
-    if series == 0 or image == 0:
-        return False
-    if match.group("e_sep") == "/" and series < 5 and image < 5:  # (1/2), (3/4): fractions
-        return False
-    if series <= 2 and image <= 2:  # (1:1), (1:2), (2:1): ratios (series 1-2 are scouts anyway)
-        return False
-    if match.group("e_sep") == "/" and 1900 <= image <= 2100:  # (3/2019): month/year
-        return False
-    if series >= 40 and 30 <= image <= 140:  # (120/80): blood pressure shape
-        return False
+    """'(3/45)' is a reference unless its context or the numbers of one of its pairs make it a date, time,
+    pressure or ratio."""
+    slash = match.group("e_sep") == "/"
+    for pair in _PAIR.finditer(text, match.start(), match.end()):
+        series, image = int(pair[1]), int(pair[2])
+        if series == 0 or image == 0:
+            return False
+        if slash and series < 5 and image < 5:  # (1/2), (3/4): fractions
+            return False
+        if series <= 2 and image <= 2:  # (1:1), (1:2), (2:1): ratios (series 1-2 are scouts anyway)
+            return False
+        if slash and 1900 <= image <= 2100:  # (3/2019): month/year
+            return False
+        if series >= 40 and 30 <= image <= 140:  # (120/80): blood pressure shape
+            return False
     before = text[max(0, match.start() - 30) : match.start()]
     after = text[match.end() : match.end() + 12]
     return not (_PAREN_FALSE_CONTEXT.search(before) or _PAREN_FALSE_AFTER.match(after))
@@ -611,28 +621,26 @@ def mine_image_references(
     assert spans is not None
     references: list[ImageReference] = []
     hint = 0
-    for match in matches:
-        form = ReferenceForm[match.lastgroup or ""]
-        series_group, image_group = _GROUPS[form]
-        images, is_range, truncated = _numbers(match.group(image_group), max_range_images)
+    for match, form, start, end, series_text, image_text in _parts(matches):
+        images, is_range, truncated = _numbers(image_text, max_range_images)
         if not images:
             continue
-        series = int(match.group(series_group)) if series_group else None
-        index = _sentence_of(match.start(), spans, hint)
+        series = int(series_text) if series_text else None
+        index = _sentence_of(start, spans, hint)
         if index >= 0:
             hint = index
             sentence_start, sentence_end = spans[index]
         else:
             fallback = fallback if fallback is not None else split_sentences(text)
-            own = _sentence_of(match.start(), fallback, 0)
-            sentence_start, sentence_end = fallback[own] if own >= 0 else (match.start(), match.end())
-        if _PRIOR_SENTENCE.match(text, sentence_start, match.start()):
+            own = _sentence_of(start, fallback, 0)
+            sentence_start, sentence_end = fallback[own] if own >= 0 else (start, end)
+        if _PRIOR_SENTENCE.match(text, sentence_start, start):
             continue
         references.append(
             ImageReference(
-                start=match.start(),
-                end=match.end(),
-                text=match.group(0),
+                start=start,
+                end=end,
+                text=text[start:end],
                 series_number=series,
                 image_numbers=images,
                 series_stated=series is not None,
@@ -646,6 +654,25 @@ def mine_image_references(
             )
         )
     return _with_shared_series(text, _with_listed_images(text, references, elided), joint, elided)
+
+
+def _parts(
+    matches: Sequence[re.Match[str]],
+) -> list[tuple[re.Match[str], ReferenceForm, int, int, str | None, str]]:
+    """(match, form, start, end, series, images) of each reference the matches hold: a match's one, or each pair of
+    a parenthesised list ("(4:45, 4:60)"), which spans that pair alone."""
+    parts: list[tuple[re.Match[str], ReferenceForm, int, int, str | None, str]] = []
+    for match in matches:
+        form = ReferenceForm[match.lastgroup or ""]
+        paren = form is ReferenceForm.PAREN_PAIR
+        pairs = list(_PAIR.finditer(match.string, match.start(), match.end())) if paren else []
+        if len(pairs) > 1:
+            parts.extend((match, form, pair.start(), pair.end(), pair[1], pair[2]) for pair in pairs)
+            continue
+        series_group, image_group = _GROUPS[form]
+        parts.append((match, form, match.start(), match.end(), match[series_group] if series_group else None,
+                      match[image_group]))
+    return parts
 
 
 #: Forms whose match ends with its image list, which a number after it may continue.
