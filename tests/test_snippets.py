@@ -177,6 +177,9 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     # a parenthesised list of pairs: both references were lost
     ("Nodules (4:45, 4:60).", "en", [(4, (45,)), (4, (60,))]),
     ("Herde (4/45 und 5/12).", "de", [(4, (45,)), (5, (12,))]),
+    # an en or em dash between a series and its image lost the series: image 45 was placed in the primary series
+    ("Nodule (series 3 – image 45).", "en", [(3, (45,))]),
+    ("Herd (Serie 3 — Bild 45).", "de", [(3, (45,))]),
     # a number before ", image" that continues the list upwards, or ends one without a series, is its last image
     # (image 47 was read as the next reference's series, or lost); below the list after a series it is a series
     ("Nodules (series 3 images 45 and 47, image 50).", "en", [(3, (45, 47)), (3, (50,))]),
@@ -592,6 +595,9 @@ def test_an_image_on_a_reformat_without_a_series_is_not_placed_in_the_axial_seri
     text = "Nodule (axial image 45, coronal image 60). Herd (Bild 12 und koronare Bilder 30-31)."
     assert [(r.image_numbers, r.on_reformat) for r in mine_image_references(text)] == [
         ((45,), False), ((60,), True), ((12,), False), ((30, 31), True)]
+    # a plane in parentheses right before the image: image 80 of the coronal series was placed in the axial one
+    assert [(r.image_numbers, r.on_reformat) for r in mine_image_references("Herd Serie 601 (koronar) Bild 80.")] == [
+        ((80,), True)]
 
 
 def test_snippet_ids_are_unique_across_the_volumes_of_a_study() -> None:

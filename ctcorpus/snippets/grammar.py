@@ -218,7 +218,7 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
     forms = {
         ReferenceForm.SERIES_IMAGE: (
             rf"{series}{_SP}(?P<a_s>{_SERIES_NUM}){total}"
-            rf"(?:(?:{_SP}[,;/:]{_SP}|{_SP}-{_SP}|\s+)?(?:{_words(_AT_WORDS, languages)}\s+|\({_SP})?|{gap})"
+            rf"(?:(?:{_SP}[,;/:]{_SP}|{_SP}[-–—]{_SP}|\s+)?(?:{_words(_AT_WORDS, languages)}\s+|\({_SP})?|{gap})"
             rf"(?:{series_image}|(?<=[\s,(])#){_SP}"
             rf"(?P<a_i>{series_numbers}"
             # image 45 of a series of 120, as a PACS overlay shows it ("Se: 3 Im: 45/120"); checked by _is_reference
@@ -419,12 +419,13 @@ _PLANE = r"(?:coronal|sagittal|coronaa?le?|sagittaa?le?|koronare?[nrs]?|sagittal
 _VIEW = (r"(?:reformat\w*|reconstruct\w*|rekonstruktion\w*|reconstructie\w*|mpr|images?|bild(?:er|ern)?|beelden?"
          r"|views?|planes?|ebene|schnitt\w*|series|serie)")
 #: An image on a reformat: a plane with its view before the image in its clause ("(coronal reformats, image 45",
-#: "on the coronal images (image 45"), a plane right before it ("on coronal image 45", "(koronar Bild 45"), or a
-#: MIP; or one of them right after it ("image 45 coronal)", "Bild 45 der koronaren Rekonstruktion"). A plane
-#: that names anatomy ("superior sagittal sinus", "koronare Herzkrankheit") is none, and so is one that begins the
-#: next image's reference ("axial image 45, coronal image 60": image 45 is axial).
+#: "on the coronal images (image 45"), a plane right before it ("on coronal image 45", "(koronar Bild 45",
+#: "Serie 601 (koronar) Bild 80"), or a MIP; or one of them right after it ("image 45 coronal)", "Bild 45 der
+#: koronaren Rekonstruktion"). A plane that names anatomy ("superior sagittal sinus", "koronare Herzkrankheit")
+#: is none, and so is one that begins the next image's reference ("axial image 45, coronal image 60": image 45 is
+#: axial).
 _REFORMAT_BEFORE = re.compile(
-    rf"(?:\b{_PLANE}\s+{_VIEW}\b[^.;:()\d]*|\b{_PLANE}\b[\s,]*|\b(?:mip|minip|mpr)\b[^.;:()\d]*)\(?\s*$",
+    rf"(?:\b{_PLANE}\s+{_VIEW}\b[^.;:()\d]*|\b{_PLANE}\b\)?[\s,]*|\b(?:mip|minip|mpr)\b[^.;:()\d]*)\(?\s*$",
     re.IGNORECASE,
 )
 _REFORMAT_AFTER = re.compile(
