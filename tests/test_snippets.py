@@ -180,6 +180,10 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     # an en or em dash between a series and its image lost the series: image 45 was placed in the primary series
     ("Nodule (series 3 – image 45).", "en", [(3, (45,))]),
     ("Herd (Serie 3 — Bild 45).", "de", [(3, (45,))]),
+    # a letter each for series and image: the reference was lost
+    ("Nodule (S3/I45).", "en", [(3, (45,))]),
+    ("Nodules (s3, i45-47).", None, [(3, (45, 46, 47))]),
+    ("Herd in S2 (S3 I12).", "de", [(3, (12,))]),
     # a number before ", image" that continues the list upwards, or ends one without a series, is its last image
     # (image 47 was read as the next reference's series, or lost); below the list after a series it is a series
     ("Nodules (series 3 images 45 and 47, image 50).", "en", [(3, (45, 47)), (3, (50,))]),
@@ -370,6 +374,13 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("Blood pressure (120/80, 130/85).", "en"),
     ("Nodule (12/10/15 mm).", "en"),
     ("Nodules (3:45, 1:1).", "en"),
+    # a liver segment, a sacral vertebra, a guideline: no 'I' and image number after them
+    ("Lesion in segments S3 and S4, S3/S4 border, 45 mm.", "en"),
+    ("Fraktur S3, Therapie nach S3-Leitlinie, LWS3 I45.", "de"),
+    # levels, sequences, dates and measurements with a slash, dash or colon
+    ("Protrusion Th 4/5, Bandscheibe C5-6, T2 hyperintens.", "de"),
+    ("Nodule 12/10/15 mm, last seen 3/4/21 (4:45 pm).", "en"),
+    ("Herd (12/10/15 mm) im 3/4 des Lappens, Bild 3/4.", "de"),
 ]
 
 

@@ -4,7 +4,7 @@ Radiologists point at slices in a dozen ways ("se 3 im 45", "(3/45)", "Bild 45 d
 "(IMA 8-34)", "images 12 and 45 of series 3"). One hand-written regex for all of them becomes
 unreadable and lets false friends through, so the grammar is built from small named parts
 (keywords per language, a number that is not a measurement, a list/range of numbers) composed
-into six forms, compiled once into a single alternation per language set. A few context rules
+into seven forms, compiled once into a single alternation per language set. A few context rules
 that a regex cannot express well (dates, blood pressure, ratios) are applied to the bare
 parenthesised "(3/45)" form, the one form that has no keyword to vouch for it, and to an image
 out of a total ("Se 3 Im 45/120"), which a month and year can look like. A reference
@@ -50,6 +50,7 @@ class ReferenceForm(str, Enum):
     IMAGE_ONLY = "image_only"  # (image 45) / IMA 75 en 90 / Bildnummer 45 / Im 60 after "Se 3 Im 45 and 4,"
     PAREN_PAIR = "paren_pair"  # (3:45) / (3/45) / (4:45, 4:60)
     SLASH_PAIR = "slash_pair"  # (Se/Im 3/45) / series/image 4/112-114 / Serie/Bild 3/45
+    LETTER_PAIR = "letter_pair"  # (S3/I45) / S3 I45-47
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,10 +248,14 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
             rf"\b{_words(_SERIES_WORDS, languages)}\.?{_SP}/{_SP}{any_image}{_SP}(?P<f_s>\d{{1,6}}){_SP}/{_SP}"
             rf"(?P<f_i>{numbers})"
         ),
+        # a letter each for series and image, the image's "I" always spelled out: "S3" alone is a liver segment,
+        # a sacral vertebra or a guideline ("S3-Leitlinie")
+        ReferenceForm.LETTER_PAIR: rf"\bs(?P<g_s>\d{{1,4}})(?:{_SP}[/,:]{_SP}|[ \t]+)i(?P<g_i>{numbers})",
     }
     alternation = "|".join(f"(?P<{form.name}>{pattern})" for form, pattern in forms.items())
     trigger = _trigger(
         {w[:2] for table in (_SERIES_WORDS, _IMAGE_WORDS, _WEAK_IMAGE_WORDS) for lang in languages for w in table[lang]}
+        | {f"s{digit}" for digit in range(10)}
     )
     joint = rf"\s*(?:(?P<mark>[,;])\s*|[&+]\s*)?(?:(?P<word>{_joining_words(_JOIN_WORDS, languages)})\s+)?"
     # "series 3, image 45 and 4, image 60": the series number of "image 60" without its word
@@ -301,6 +306,7 @@ _GROUPS: dict[ReferenceForm, tuple[str | None, str]] = {
     ReferenceForm.IMAGE_ONLY: (None, "d_i"),
     ReferenceForm.PAREN_PAIR: ("e_s", "e_i"),
     ReferenceForm.SLASH_PAIR: ("f_s", "f_i"),
+    ReferenceForm.LETTER_PAIR: ("g_s", "g_i"),
 }
 #: A series-image pair of a parenthesised list ("(4:45, 4:60)").
 _PAIR = re.compile(r"(\d+)\s*[:/]\s*(\d+)")
