@@ -167,6 +167,9 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     ("Nodules (Se 3 Im 45, 4, Im 60-61).", None, [(3, (45,)), (4, (60, 61))]),
     ("Nodules (Se 3 Im 45 and 50, Im 60).", "en", [(3, (45, 50)), (3, (60,))]),
     ("Nodules (Se 3 Im 45, 47 und 49).", None, [(3, (45, 47, 49))]),
+    # a chain of them: series 5 was read as image 5 of series 4, and image 12 placed in series 4
+    ("Herde Serie 3 Bild 45 und 4, Bild 60 und 5, Bild 12.", "de", [(3, (45,)), (4, (60,)), (5, (12,))]),
+    ("Nodules (Se 3 Im 45, 4, Im 60 and 5, Im 12).", "en", [(3, (45,)), (4, (60,)), (5, (12,))]),
     # a '#' for the image word, and a number's word in a compound or spelled out: the reference was lost
     ("Nodule (series 4 #45).", "en", [(4, (45,))]),
     ("Herd (Serie 4, #45-47).", "de", [(4, (45, 46, 47))]),

@@ -204,6 +204,7 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
     # alone, the image was placed in the primary series; a "#" alone may stand for the image word ("series 4 #45")
     series_image = rf"(?<![^\W\d_])(?:{image_words}|(?P<a_weak>{weak_image})){_KEYWORD_END}:?"
     series_numbers = _number_list(languages, rf"(?(a_weak){weak_image}\.?{_END_WORD}|(?!))")
+    weak_numbers = _number_list(languages, rf"(?(d_weak){weak_image}\.?{_END_WORD}|(?!))")
     # a few words may continue the clause from the series to its image ("in series 3, best seen on image 45"),
     # none that names another series or image, joins another clause, or puts the image on a prior exam or a
     # reformat; and no weak "im" after them ("Serie 3, Herd im 6. Segment")
@@ -237,7 +238,7 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
         # Im 60"), which :func:`_elided_weak_images` checks; no total after the image ("image 45/120"), which
         # the series keyword vouches for in SERIES_IMAGE only: "image 3/45" is series 3, image 45 in some reports
         ReferenceForm.IMAGE_ONLY: (
-            rf"(?:{strong_image}|(?P<d_weak>\b{weak_image})\.?{_END_WORD}:?){_SP}(?P<d_i>{numbers})"
+            rf"(?:{strong_image}|(?P<d_weak>\b{weak_image})\.?{_END_WORD}:?){_SP}(?P<d_i>{weak_numbers})"
         ),
         # a list of pairs with one separator ("(4:45, 4:60)"): each pair is a reference (:func:`_parts`)
         ReferenceForm.PAREN_PAIR: (
@@ -464,12 +465,12 @@ def _on_this_exam(text: str, matches: Sequence[re.Match[str]], joint: re.Pattern
 
 def _elided_weak_images(text: str, matches: Sequence[re.Match[str]], elided: re.Pattern[str]) -> list[re.Match[str]]:
     """The matches less each image named by a weak word alone ("im 6"), unless it follows a reference written
-    with that word and the series number of its own, whose word is left out ("Se 3 Im 45 and 4, Im 60"):
-    elsewhere "im" is German "in the" ("Herd im 6. Segment")."""
+    with that word and the series number of its own, whose word is left out ("Se 3 Im 45 and 4, Im 60", "Se 3
+    Im 45, 4, Im 60 and 5, Im 12"): elsewhere "im" is German "in the" ("Herd im 6. Segment")."""
     kept: list[re.Match[str]] = []
     for match in matches:
         before = kept[-1] if kept else None
-        if match["d_weak"] is None or (before is not None and before["a_weak"] is not None
+        if match["d_weak"] is None or (before is not None and (before["a_weak"] or before["d_weak"]) is not None
                                        and elided.fullmatch(text, before.end(), match.start())):
             kept.append(match)
     return kept
@@ -660,7 +661,7 @@ def mine_image_references(
                 on_reformat=series is None and _on_reformat(text, match),
             )
         )
-    return _with_shared_series(text, _with_listed_images(text, references, elided), joint, elided)
+    return _with_shared_series(text, _with_listed_images(text, references, elided), joint)
 
 
 def _parts(
@@ -691,42 +692,40 @@ def _with_listed_images(text: str, references: list[ImageReference], elided: re.
     47, image 50", "series 3, image 45, 47, image 50") is that list's last image where the reference states
     no series or the number continues its list upwards, as image lists run; below the list's last image
     after a stated series it is the next reference's series without its word ("series 3, image 45 and 4,
-    image 60"), which :func:`_with_shared_series` gives it. Read as a series, image 47 was lost, or image 50
-    placed in series 47; a number of five or more digits is only a series (:data:`_SERIES_NUM`)."""
+    image 60"), which that reference takes here, so that the number after its own list is judged against
+    it ("Serie 3 Bild 45 und 4, Bild 60 und 5, Bild 12": series 5, not image 5 of series 4). Read as a series,
+    image 47 was lost, or image 50 placed in series 47; a number of five or more digits is only a series
+    (:data:`_SERIES_NUM`). Only within one sentence: a line that begins with a series is a reference of its own."""
     out: list[ImageReference] = []
     for reference in references:
         before = out[-1] if out else None
-        if (before is not None and before.form in _LIST_FORMS and before.sentence_start == reference.sentence_start
-                and (own := elided.fullmatch(text, before.end, reference.start)) is not None
-                and (number := int(own["series"])) < 10_000
-                and (before.series_number is None or number > before.image_numbers[-1])):
-            end = own.end("series")
-            out[-1] = replace(before, end=end, text=text[before.start : end],
-                              image_numbers=tuple(dict.fromkeys((*before.image_numbers, number))))
+        if (before is not None and before.sentence_start == reference.sentence_start
+                and (own := elided.fullmatch(text, before.end, reference.start)) is not None):
+            number = int(own["series"])
+            if (before.form in _LIST_FORMS and number < 10_000
+                    and (before.series_number is None or number > before.image_numbers[-1])):
+                end = own.end("series")
+                out[-1] = replace(before, end=end, text=text[before.start : end],
+                                  image_numbers=tuple(dict.fromkeys((*before.image_numbers, number))))
+            elif before.series_number is not None and reference.series_number is None:
+                start = own.start("series")
+                reference = replace(reference, start=start, text=text[start : reference.end], series_number=number,
+                                    series_stated=True)
         out.append(reference)
     return out
 
 
-def _with_shared_series(
-    text: str, references: list[ImageReference], joint: re.Pattern[str], elided: re.Pattern[str]
-) -> list[ImageReference]:
+def _with_shared_series(text: str, references: list[ImageReference], joint: re.Pattern[str]) -> list[ImageReference]:
     """An image-only reference joined by "and" or a comma to a neighbour that states its series
-    takes that series: "series 3, image 45 and image 60", "image 45 and image 60 of series 3"; one
-    whose series number stands after the joint without its word takes that one ("series 3, image 45
-    and 4, image 60": series 4). Only within one sentence: a line that begins with a series ("Nodule
-    image 45\nSeries 4 image 60: mass") is a reference of its own."""
+    takes that series: "series 3, image 45 and image 60", "image 45 and image 60 of series 3" (one whose
+    series number stands after the joint without its word took it in :func:`_with_listed_images`). Only
+    within one sentence: a line that begins with a series ("Nodule image 45\nSeries 4 image 60: mass") is a
+    reference of its own."""
     out = list(references)
     for k, reference in enumerate(references):
         if reference.series_number is not None:
             continue
         before = out[k - 1] if k else None  # already given its series: "series 3 image 4, image 5 and image 6"
-        if (before is not None and before.series_number is not None
-                and before.sentence_start == reference.sentence_start
-                and (own := elided.fullmatch(text, before.end, reference.start)) is not None):
-            start = own.start("series")
-            out[k] = replace(reference, start=start, text=text[start : reference.end],
-                             series_number=int(own["series"]), series_stated=True)
-            continue
         after = references[k + 1] if k + 1 < len(references) else None
         for earlier, later, neighbour in ((before, reference, before), (reference, after, after)):
             if (neighbour is not None and neighbour.series_number is not None and earlier is not None
