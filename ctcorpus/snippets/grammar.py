@@ -470,7 +470,7 @@ def _elided_weak_images(text: str, matches: Sequence[re.Match[str]], elided: re.
     kept: list[re.Match[str]] = []
     for match in matches:
         before = kept[-1] if kept else None
-        if match["d_weak"] is None or (before is not None and (before["a_weak"] or before["d_weak"]) is not None
+        if match["d_weak"] is None or (before is not None and (before["a_weak"] or before["d_weak"])
                                        and elided.fullmatch(text, before.end(), match.start())):
             kept.append(match)
     return kept
