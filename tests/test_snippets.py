@@ -183,6 +183,9 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     # an en or em dash between a series and its image lost the series: image 45 was placed in the primary series
     ("Nodule (series 3 – image 45).", "en", [(3, (45,))]),
     ("Herd (Serie 3 — Bild 45).", "de", [(3, (45,))]),
+    # a connector inside the parenthesis before the series: image 45 was placed in the primary series
+    ("Nodule on image 45 (of series 3).", "en", [(3, (45,))]),
+    ("Herd auf Bild 45 (der Serie 3).", "de", [(3, (45,))]),
     # a letter each for series and image: the reference was lost
     ("Nodule (S3/I45).", "en", [(3, (45,))]),
     ("Nodules (s3, i45-47).", None, [(3, (45, 46, 47))]),
@@ -381,6 +384,10 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("Lesion in segments S3 and S4, S3/S4 border, 45 mm.", "en"),
     ("Fraktur S3, Therapie nach S3-Leitlinie, LWS3 I45.", "de"),
     # levels, sequences, dates and measurements with a slash, dash or colon
+    # the new spellings on a prior exam stay that exam's
+    ("Nodule on image 45 (of series 3 on the prior CT).", "en"),
+    ("Herd auf Bild 45 (der Serie 3 der Voruntersuchung).", "de"),
+    ("Nodule (series 4 #45 on the prior CT).", "en"),
     ("Protrusion Th 4/5, Bandscheibe C5-6, T2 hyperintens.", "de"),
     ("Nodule 12/10/15 mm, last seen 3/4/21 (4:45 pm).", "en"),
     ("Herd (12/10/15 mm) im 3/4 des Lappens, Bild 3/4.", "de"),

@@ -227,10 +227,12 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
             rf"|\d{{1,4}}(?=/\d{{1,6}}{_NOT_MEASUREMENT}))(?:/(?P<a_n>\d{{1,6}}))?"
         ),
         # a bare space before the series word ("image 45 series 3") stays on one line: a line or list item
-        # that begins with a series is a reference of its own
+        # that begins with a series is a reference of its own; a parenthesis may hold the connector ("image 45
+        # (of series 3)")
         ReferenceForm.IMAGE_SERIES: (
             rf"{any_image}{_SP}(?P<b_i>{numbers}){total}"
-            rf"(?:{_SP}[,;/]{_SP}|\s+{connector}\s+(?:{article}\s+)?|{_SP}\({_SP}|[ \t]+)"
+            rf"(?:{_SP}[,;/]{_SP}|\s+{connector}\s+(?:{article}\s+)?|{_SP}\({_SP}(?:{connector}\s+(?:{article}\s+)?)?"
+            rf"|[ \t]+)"
             rf"{series}{_SP}(?P<b_s>{_SERIES_NUM})"
         ),
         ReferenceForm.IMA_DASH: rf"\bima\.?{_SP}(?P<c_s>\d{{1,4}}){_SP}-{_SP}(?P<c_i>{_NUM})",
