@@ -183,6 +183,7 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     # an en or em dash between a series and its image lost the series: image 45 was placed in the primary series
     ("Nodule (series 3 – image 45).", "en", [(3, (45,))]),
     ("Herd (Serie 3 — Bild 45).", "de", [(3, (45,))]),
+    ("Herd (aktuell Se 3 Bild 45, damals Se 2 Bild 40).", "de", [(3, (45,))]),
     # a connector inside the parenthesis before the series: image 45 was placed in the primary series
     ("Nodule on image 45 (of series 3).", "en", [(3, (45,))]),
     ("Herd auf Bild 45 (der Serie 3).", "de", [(3, (45,))]),
@@ -388,6 +389,9 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("Nodule on image 45 (of series 3 on the prior CT).", "en"),
     ("Herd auf Bild 45 (der Serie 3 der Voruntersuchung).", "de"),
     ("Nodule (series 4 #45 on the prior CT).", "en"),
+    # 'damals' / 'destijds' (back then) put the reference on the prior exam: its image 40 was placed on this one
+    ("Herd, damals Serie 2 Bild 40.", "de"),
+    ("Laesie, destijds serie 2 beeld 40.", "nl"),
     ("Protrusion Th 4/5, Bandscheibe C5-6, T2 hyperintens.", "de"),
     ("Nodule 12/10/15 mm, last seen 3/4/21 (4:45 pm).", "en"),
     ("Herd (12/10/15 mm) im 3/4 des Lappens, Bild 3/4.", "de"),
@@ -616,6 +620,10 @@ def test_an_image_on_a_reformat_without_a_series_is_not_placed_in_the_axial_seri
     text = "Nodule (axial image 45, coronal image 60). Herd (Bild 12 und koronare Bilder 30-31)."
     assert [(r.image_numbers, r.on_reformat) for r in mine_image_references(text)] == [
         ((45,), False), ((60,), True), ((12,), False), ((30, 31), True)]
+    # an abbreviated plane right before the image: image 30 of the reformat was placed in the axial series
+    text = "Nodule (sag image 30). Nodule (cor image 31). Cor: normal size (image 32). Nodule image 33, cor normal."
+    assert [(r.image_numbers, r.on_reformat) for r in mine_image_references(text)] == [
+        ((30,), True), ((31,), True), ((32,), False), ((33,), False)]
     # a plane in parentheses right before the image: image 80 of the coronal series was placed in the axial one
     assert [(r.image_numbers, r.on_reformat) for r in mine_image_references("Herd Serie 601 (koronar) Bild 80.")] == [
         ((80,), True)]

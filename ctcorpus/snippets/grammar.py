@@ -345,7 +345,7 @@ _DATE = r"(?:(?:\d{1,2}[./-]){1,2}(?:19|20)\d{2}|(?:19|20)\d{2}(?:-\d{2}-\d{2})?
 _PRIOR_EXAM = (rf"(?:{_PRIOR_WORD}(?:\s+(?:[^\W\d_]+\s+)?{_EXAM}\b|(?P<bare>))|comparison\s+(?:[^\W\d_]+\s+)?{_EXAM}\b"
                rf"|{_PRIOR_NOUN}|{_DATE}\s+(?:[^\W\d_]+\s+)?{_EXAM}\b|{_EXAM}\s+(?:of|from|dated|vom|van)\s+{_DATE})")
 #: An adverb that puts a reference in the past ("previously image 40", "zuvor Serie 3 Bild 40").
-_PAST = r"(?:previously|formerly|vormals|zuvor|vorher|früher|voorheen)"
+_PAST = r"(?:previously|formerly|vormals|zuvor|vorher|früher|damals|seinerzeit|voorheen|destijds)"
 #: An exam of another modality ("on the PET/CT (series 3", "im MRT Serie 3"): not this CT's images.
 _OTHER_EXAM = r"(?:pet(?:[-/]ct)?|mri?|mrt|ultrasound|sonogra\w*|x-?ray|radiograph\w*|spect|s[cz]intigra\w*)\b"
 #: A reference on a date ("4 mm on 1/1/2020 (series 3, image 40)", "Serie 3 Bild 40 am 1.1.2020"): the exam of that day.
@@ -381,8 +381,8 @@ _PRIOR_AFTER = re.compile(
 _PRIOR_NEEDLES = re.compile("|".join(re.escape(word) for word in (
     "prior", "previous", "earlier", "preceding", "baseline", "outside", "vorher", "früher", "vorangegangen", "vorig",
     "eerder", "vorunters", "voraufnahme", "vorbefund", "vor-ct", "vorct", "vu", "vooronderzoek", "comparison",
-    "vergleichs", "formerly", "vormals", "zuvor", "voorheen", "19", "20", "pet", "mr", "ultrasound", "sonogra",
-    "x-ray", "xray", "radiograph", "spect", "scintigra", "szintigra")))
+    "vergleichs", "formerly", "vormals", "zuvor", "damals", "seinerzeit", "voorheen", "destijds", "19", "20", "pet",
+    "mr", "ultrasound", "sonogra", "x-ray", "xray", "radiograph", "spect", "scintigra", "szintigra")))
 #: A sentence that opens on a prior (or another) exam ("On the earlier study, nodule on series 3 image 45"):
 #: its references up to a semicolon are that exam's, unless it turns to this exam ("..., now 6 mm on series 3
 #: image 50"). Matched at the sentence's start, up to the reference (one anchored match per reference).
@@ -422,9 +422,11 @@ def _on_prior_exam(text: str, match: re.Match[str]) -> bool:
     return _PRIOR_AFTER.match(text, match.end()) is not None
 
 
-#: A reformat's plane: "coronal", "sagittal", "koronaren", "coronale" ("koronar" alone: German has one word for
-#: coronal and coronary), and what shows it ("coronal images", "koronare Rekonstruktion", "sagittal view").
-_PLANE = r"(?:coronal|sagittal|coronaa?le?|sagittaa?le?|koronare?[nrs]?|sagittale?[nrs]?)"
+#: A reformat's plane: "coronal", "sagittal", "koronaren", "coronale", "sag", "cor" ("koronar" alone: German has
+#: one word for coronal and coronary; "Cor" is the heart too, but the rules below read a plane only next to the
+#: image or with its view, "(cor image 30)"), and what shows it ("coronal images", "koronare Rekonstruktion",
+#: "sagittal view").
+_PLANE = r"(?:coronal|sagittal|coronaa?le?|sagittaa?le?|koronare?[nrs]?|sagittale?[nrs]?|cor|sag)"
 _VIEW = (r"(?:reformat\w*|reconstruct\w*|rekonstruktion\w*|reconstructie\w*|mpr|images?|bild(?:er|ern)?|beelden?"
          r"|views?|planes?|ebene|schnitt\w*|series|serie)")
 #: An image on a reformat: a plane with its view before the image in its clause ("(coronal reformats, image 45",
