@@ -1325,6 +1325,22 @@ def test_phi_a_header_name_is_found_with_its_umlauts_or_accents_dropped():
     text = "Herr Muller kam, Frau Müller auch."
     assert [text[h.start:h.end] for h in find_phi(text, header_values=["Müller^Hans"])] == ["Muller", "Müller"]
 
+
+def test_phi_what_the_patient_is_after_patient_is_no_name():
+    # false positives of a review: "Pat. Raucher, 40 py." reached the corpus as "Pat. [NAME], 40 py."
+    _assert_phi({
+        "Pat. Raucher, 40 py. Patient Diabetiker. Patientin Nichtraucherin. Pat. Exraucher.": [],
+        "Patient Dialysepatient. Pat. Ex-Raucherin. Patientin Asthmatikerin, Allergikerin.": [],
+        "Patient Marcumarpatient. Patientin Transplantierte.": [],
+        "PATIENT RAUCHER, 40 PY.\nPATIENT INTUBIERT.\nPatient Smoker. Patient Diabetic.": [],
+        # names stay: after a colon or "Name", with a given name, after a title, a short "-iker"
+        "Patient Müller. Pat.: Hans Müller. Patientin Meier, geb. 01.02.1950. Patient: Raucher.": [
+            ("Müller", "name"), ("Hans Müller", "name"), ("Meier", "name"), ("01.02.1950", "date"),
+            ("Raucher", "name")],
+        "Name: Raucher. Pat. Raucher Hans. Dr. Raucher. Patient Riker.": [
+            ("Raucher", "name"), ("Raucher Hans", "name"), ("Raucher", "name"), ("Riker", "name")],
+    })
+
 def _write_csv(path: Path, rows: list[dict[str, str]], encoding: str = "utf-8") -> Path:
     with open(path, "w", newline="", encoding=encoding) as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))

@@ -154,6 +154,19 @@ _NOT_NAMES = frozenset(
 _PARTICLES = ("von", "van", "vom", "zu", "zur", "de", "der", "den", "del", "della", "di", "da", "dos", "du", "le", "la",
               "ten", "ter")
 _NOT_A_NAME_AHEAD = r"(?!(?:" + trie_regex(sorted(_NOT_NAMES)) + r")\b)"
+#: Words that say what the patient is, one or more, after "Patient", "Patientin" or "Pat." without a
+#: colon: no name ("Pat. Raucher, 40 py.", "Patientin Nichtraucherin, Diabetikerin.", "Patient
+#: Dialysepatient", "Patient Diabetic.", in a line in capitals "PATIENT INTUBIERT."). Compounds go by
+#: their ending ("Ex-Raucherin", "Marcumarpatient", "Asthmatikerin"), "-iker" after six letters at least
+#: ("Riker", "Heiniker" are names). Only there: after a title, a colon ("Patient: Raucher", a header's
+#: field) or "Name" such a word is a family name.
+_PATIENT_DESCRIPTION = (r"(?i:[\w\-]*(?:raucher|smoker|patient)(?:in)?|(?:\w+-)?\w{6,}iker(?:in)?"
+                        r"|(?:transplantiert|immunsupprimiert|dialysepflichtig|bettlägerig|schwanger|intubiert|beatmet"
+                        r"|sediert)(?:e[rn]?)?|diabetic|asthmatic|allergic|epileptic|hypertensive|pregnant|intubated"
+                        r"|ventilated|sedated|immunocompromised|immunosuppressed)")
+_PATIENT_DESCRIPTIONS = re.compile(_PATIENT_DESCRIPTION + r"(?:,?[ \t]+" + _PATIENT_DESCRIPTION + r")*")
+#: The label before them.
+_PATIENT_WITHOUT_COLON = re.compile(r"(?i:pat(?:ient(?:in)?|\.))\s+")
 
 
 def _name_lead(gap: str) -> str:
@@ -504,7 +517,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             r"(" + _NAME_PARTS + "|" + _UPPER_NAME_PARTS + r")"
             # a name labelled as the patient's ("Patient:", "Pat.", "Pat:", "Name:"), also in capitals as RIS headers
             # write it ("SMITH^JOHN")
-            r"|(?:(?<=P)(?i:at(?:ient(?:in)?|\.|(?=:)))|(?<=N)(?i:ame)):?\s+(" + _LABELLED_NAME + r")"
+            r"|(?:(?<=P)(?i:at(?:ient(?:in)?|\.|(?=:)))|(?<=N)(?i:ame)):?\s+(?P<patient>" + _LABELLED_NAME + r")"
             # then a field, an id, a date, a bracket: "Patient: Hans Müller (m), 01.01.1940", "Name: Smith Date: ...",
             # "Pat.: Hans Müller *01.02.1940"
             r"(?=[,;\n]|[ \t]+(?:MRN|ID|Pat|geb|DOB|born|\d|\w+:|\*)|[ \t]*\(|\.|$))"
@@ -901,6 +914,9 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
                 if kind == "name" and next((w for w in text[start:end].replace("/", " ").split() if w[0].isupper()),
                                             "") in _NOT_NAMES:
                     continue  # "Patient", also after a particle ("Die Schwester der Patientin"), or before a slash
+                if (m.lastgroup == "patient" and _PATIENT_WITHOUT_COLON.fullmatch(text, m.start(), start)
+                        and _PATIENT_DESCRIPTIONS.fullmatch(text, start, end)):
+                    continue  # "Pat. Raucher, 40 py.": what the patient is
             else:
                 start, end = m.span()
             if kind == "phone" and not m.lastindex and sum(c.isdigit() for c in text[start:end]) < 7:
