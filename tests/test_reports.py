@@ -1332,6 +1332,8 @@ def test_phi_what_the_patient_is_after_patient_is_no_name():
         "Pat. Raucher, 40 py. Patient Diabetiker. Patientin Nichtraucherin. Pat. Exraucher.": [],
         "Patient Dialysepatient. Pat. Ex-Raucherin. Patientin Asthmatikerin, Allergikerin.": [],
         "Patient Marcumarpatient. Patientin Transplantierte.": [],
+        # and what follows such a word ("Typ 2" was the given name of a family name "Diabetiker")
+        "Pat. Diabetiker Typ 2. PATIENT RAUCHER SEIT 1990.": [],
         "PATIENT RAUCHER, 40 PY.\nPATIENT INTUBIERT.\nPatient Smoker. Patient Diabetic.": [],
         # names stay: after a colon or "Name", with a given name, after a title, a short "-iker"
         "Patient Müller. Pat.: Hans Müller. Patientin Meier, geb. 01.02.1950. Patient: Raucher.": [

@@ -146,6 +146,8 @@ _NOT_NAMES = frozenset(
      "Nuklearmedizin", "Hausarzt", "Hausärztin", "Emergency", "Surgery", "Internal", "Medicine", "Intensive",
      "Cardiology", "Pulmonology", "Oncology", "Gastroenterology", "Nephrology", "Hematology", "Urology",
      "Neurology", "Neurosurgery", "Orthopedics", "Pediatrics", "Clinic", "Practitioner", "ICU", "IMC", "ZNA",
+     # what follows a word that says what the patient is ("Pat. Diabetiker Typ 2", "PATIENT RAUCHER SEIT 1990")
+     "Typ", "Type", "Seit", "Since",
      # the next field's label in a header line ("Nachname: Müller Vorname: Hans")
      "Name", "Vorname", "Nachname", "Geburtsname", "Geburtsdatum", "Geschlecht", "Sex", "Gender", "Surname", "First",
      "Last", "Given", "Birth", "Datum", "Date"}
