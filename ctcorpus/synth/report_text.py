@@ -322,9 +322,13 @@ _HEADINGS: dict[str, dict[str, tuple[str, ...]]] = {
         "impression": ("Beurteilung:", "BEURTEILUNG:", "Zusammenfassung:"),
     },
 }
+#: Indications; some say what the patient is after "Patient" or "Pat.", which is no name ("Pat. Raucher").
 _CLINICAL: dict[str, tuple[str, ...]] = {
-    "en": ("Chronic cough", "Dyspnea on exertion", "Staging examination", "Fever of unknown origin"),
-    "de": ("Chronischer Husten", "Belastungsdyspnoe", "Staging", "Fieber unklarer Genese"),
+    "en": ("Chronic cough", "Dyspnea on exertion", "Staging examination", "Fever of unknown origin",
+           "Patient smoker, 40 pack-years, chronic cough"),
+    "de": ("Chronischer Husten", "Belastungsdyspnoe", "Staging", "Fieber unklarer Genese",
+           "Pat. Raucher, 40 py, Belastungsdyspnoe", "Patientin Nichtraucherin, Diabetikerin, chronischer Husten",
+           "Patient Dialysepatient, Fieber unklarer Genese"),
 }
 _TECHNIQUE: dict[str, tuple[str, ...]] = {
     "en": (
@@ -366,23 +370,34 @@ _PLAIN_LAST = ("Smith", "Meier", "Schmidt", "Johnson", "Müller", "Müller-Lüde
                "von der Leyen")
 #: Numbers a header gives besides the patient id, by language: the label and the number ("#" a digit).
 #: UK NHS numbers in groups, hospital and unit numbers, US chart, case and account numbers, accession
-#: numbers with leading zeros; Swiss AHV and Austrian SV numbers, report, examination and case numbers.
+#: numbers with leading zeros; Swiss AHV and Austrian SV numbers, report, examination and case numbers;
+#: and a link to the study's images without its scheme, seeded as an address (as the scrubber reads a link).
 _MORE_IDS: dict[str, tuple[tuple[str, str], ...]] = {
     "en": (("NHS number ", "### ### ####"), ("NHS No: ", "### ### ####"), ("Hospital No.: ", "#####"),
            ("Unit No: ", "######"), ("Chart #: ", "#####"), ("Case #: ", "####"), ("Acct: ", "#####"),
-           ("Accession: ", "00######")),
+           ("Accession: ", "00######"), ("Images: ", "pacs.hospital.org/viewer/######")),
     "de": (("AHV-Nr. ", "756.####.####.##"), ("SV-Nummer: ", "#### ######"), ("Befundnummer: ", "#####"),
-           ("Untersuchungsnummer ", "####-#"), ("Fall-Nummer: ", "00#####")),
+           ("Untersuchungsnummer ", "####-#"), ("Fall-Nummer: ", "00#####"),
+           ("Bilder: ", "pacs.klinikum-x.de/viewer?id=#####")),
 }
-#: Phone numbers: German, US (also with an extension), and Swiss ones in groups of two.
-_PHONES = ("0176 1234567", "+49 30 12345678", "(617) 555-0143", "089/4400-52311", "+41 44 123 45 67",
-           "044 123 45 67", "(617) 555-0143 x123")
+#: How a doctor was told, and where: phone numbers (German, also with the area code in brackets or
+#: after "00", US, also with an extension, and Swiss ones in groups of two) and an e-mail address
+#: written against spam.
+_CONTACTS = (("phone", "0176 1234567"), ("phone", "+49 30 12345678"), ("phone", "(617) 555-0143"),
+             ("phone", "089/4400-52311"), ("phone", "+41 44 123 45 67"), ("phone", "044 123 45 67"),
+             ("phone", "(617) 555-0143 x123"), ("phone", "+49 (30) 123456"), ("phone", "(0 30) 12 34 56"),
+             ("phone", "0049 30 123456"), ("address", "john(at)klinik.de"))
+#: How each of ``_CONTACTS`` was used, by language.
+_TOLD_BY = {"en": {"phone": " was informed by phone at ", "address": " was informed by e-mail at "},
+            "de": {"phone": " wurde telefonisch informiert unter ", "address": " wurde per E-Mail informiert unter "}}
+#: Zones after the time of day the doctor was told: an offset, or a zone's name.
+_ZONES = ("+01:00", "MEZ", "UTC", "+0200", "CET")
 #: Labels of the short number of a bleep, pager or DECT phone, by language.
 _SHORT_LINES = {"en": ("bleep ", "pager "), "de": ("Pieper ", "DECT ", "Rufnummer ")}
 #: Roles of a signature block's lines, by language (the name follows after a colon).
 _SIGNATURE_ROLES = {
     "en": ("Reading physician", "Interpreting physician", "Supervising physician", "Tech", "Approved",
-           "Dictating physician", "Signature"),
+           "Dictating physician", "Signature", "Physician"),
     "de": ("Vidiert", "Validiert durch", "Freigegeben durch", "Elektronisch signiert", "Unterschrieben von"),
 }
 _MONTHS = {
@@ -488,6 +503,16 @@ def _format_date(rng: np.random.Generator, value: date, language: str) -> str:
         else f"{value.day:02d}-{month[:3]}-{value.year}",
     )
     return _pick(rng, forms)
+
+
+def _month_and_year(value: date) -> str:
+    """The month with its year, as an English comparison writes the prior's date when it gives no
+    day, or with its day and no year: "March, 2021", "Mar-2021", "Mar-21", "Dec '21", "12-Mar"
+    (chosen by the date, as :func:`_every` is)."""
+    month = _MONTHS["en"][value.month - 1]
+    forms = (f"{month}, {value.year}", f"{month[:3]}-{value.year}", f"{month[:3]}-{value.year % 100:02d}",
+             f"{month[:3]} '{value.year % 100:02d}", f"{value.day}-{month[:3]}")
+    return forms[value.toordinal() % len(forms)]
 
 
 def _every(n: int, value: date) -> bool:
@@ -662,7 +687,7 @@ def render_report(
         if rng.random() < 0.2:
             label, pattern = _MORE_IDS[lang][int(rng.integers(len(_MORE_IDS[lang])))]
             w.add(f", {label}")
-            w.add_phi(_digits(rng, pattern), "id")
+            w.add_phi(_digits(rng, pattern), "address" if "/" in pattern else "id")
         w.add(".")
         w.end(preamble, set(), {})
         if rng.random() < 0.5:
@@ -708,15 +733,12 @@ def render_report(
         if phi and rng.random() < 0.7:
             w.begin()
             prior = date.fromordinal(day.toordinal() - int(rng.integers(60, 1500)))
-            month_only = rng.random() < 0.15  # "March, 2021", "im Jänner 2021"
+            month_only = rng.random() < 0.3  # "March, 2021", "12-Mar", "im Jänner 2021"
             w.add("Compared with the prior study of " if lang == "en"
                   else f"Im Vergleich zur Voruntersuchung {'im' if month_only else 'vom'} ")
             if month_only:
-                month = _month_name(rng, prior, lang)
-                if lang == "en" and _every(2, prior):  # "Mar-2021"
-                    w.add_phi(f"{month[:3]}-{prior.year}", "date")
-                else:
-                    w.add_phi(f"{month}{',' if lang == 'en' else ''} {prior.year}", "date")
+                w.add_phi(_month_and_year(prior) if lang == "en" else f"{_month_name(rng, prior, lang)} {prior.year}",
+                          "date")
             else:
                 w.add_phi(_format_date(rng, prior, lang), "date")
             w.add(".")
@@ -807,10 +829,14 @@ def render_report(
             w.add(_pick(rng, _SHORT_LINES[lang]))
             w.add_phi(str(int(rng.integers(100, 10000))), "phone")
         else:
-            w.add(" was informed by phone at " if lang == "en" else " wurde telefonisch informiert unter ")
-            w.add_phi(_pick(rng, _PHONES), "phone")
+            channel, contact = _CONTACTS[int(rng.integers(len(_CONTACTS)))]
+            w.add(_TOLD_BY[lang][channel])
+            w.add_phi(contact, channel)
         w.add(" on " if lang == "en" else " am ")
-        w.add_phi(_format_date(rng, day, lang), "date")
+        told = _format_date(rng, day, lang)
+        if rng.random() < 0.3:  # the time and its zone, part of the date's span: "2021-03-04 14:35 +01:00"
+            told += f" {int(rng.integers(8, 18)):02d}:{int(rng.integers(60)):02d} {_pick(rng, _ZONES)}"
+        w.add_phi(told, "date")
         w.add(".")
         w.end("findings", set(), {})
 
@@ -841,7 +867,9 @@ def render_report(
             if n:
                 w.add("\n")
             w.add(f"{roles[int(k)]}: ")
-            if lang == "en":
+            if lang == "en" and roles[int(k)] == "Physician":  # the family name first: "Physician: Smith, John"
+                w.add_phi(f"{_pick(rng, _LAST)}, {_pick(rng, _FIRST)}", "name")
+            elif lang == "en":
                 w.add_phi(f"{_pick(rng, _FIRST)} {_pick(rng, _LAST)}", "name")
             else:
                 w.add(_pick(rng, ("Dr. ", "")))
