@@ -70,7 +70,7 @@ from ctcorpus.ingest.tables import instance_row, safe_path, series_row
 from ctcorpus.pseudonym import Pseudonymizer
 from ctcorpus.records import QuarantineLog
 from ctcorpus.schemas import check_table, table_from_rows
-from ctcorpus.synth.dicom import SeriesHeader, SlicePlacement
+from ctcorpus.synth.dicom import SeriesHeader, SlicePlacement, write_enhanced_series
 from ctcorpus.synth.dicom import write_series as synth_write_series
 from ctcorpus.synth.export import generate_export
 from ctcorpus.synth.truth import ExportTruth
@@ -701,6 +701,102 @@ def test_the_cache_decision_keeps_only_entries_whose_stamp_is_unchanged() -> Non
     cache = {"same": entry, "touched": entry, "gone": entry}
     assert filecache.fresh_results(stamps, cache, "changed") == {"same": entry}
     assert filecache.fresh_results(stamps, cache, "always") == {}
+
+
+# ---------------------------------------------------------------- a header read from the file's first bytes
+
+
+def _ugly_files(root: Path) -> list[Path]:
+    """Files whose header a re-run reads from their first bytes, or must read whole: compressed series
+    (one frame cut before its end marker, one cut inside its items), an Enhanced CT file with a short
+    header and one whose functional groups run past ``HEADER_PREFIX``, a file with a private element
+    longer than ``HEADER_PREFIX`` before PixelData, and files cut inside that header and inside their pixels."""
+    stored = phantom(3, size=200)  # 80 KB of pixels a slice: more than HEADER_PREFIX
+    files = write_series(root / "native", stored)
+    for k, (name, syntax) in enumerate((("rle", RLELossless), ("jpeg", JPEGLosslessSV1))):
+        header = SeriesHeader("P1", "Doe^John", "19500101", "M", "1.2.3", "20240101", "120000", "A1", f"1.2.3.{k + 6}", 2,
+                              "CHEST", "1.2.3.9", "B30f", "X", "Y", 2.0, (2.0, 2.0), transfer_syntax=syntax)
+        noisy = list(np.random.default_rng(0).integers(0, 4000, size=(3, 256, 256)).astype(np.int16))  # compresses little
+        paths = [root / name / f"IM{k}" for k in range(3)]
+        synth_write_series(header, noisy, [SlicePlacement(k + 1, (0.0, 0.0, 2.0 * k)) for k in range(3)], paths)
+        files += paths
+    jpeg = root / "jpeg" / "IM1"
+    ds = pydicom.dcmread(jpeg)
+    frame = next(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=1))
+    ds.PixelData = pydicom.encaps.encapsulate([frame[: len(frame) - 64]])  # its item length and delimiter intact
+    ds.save_as(jpeg)
+    (root / "rle" / "IM2").write_bytes((root / "rle" / "IM2").read_bytes()[:-1000])
+    for name, n in (("enhanced_short", 2), ("enhanced_long", 1000)):  # ~100 bytes of functional groups a frame
+        header = SeriesHeader("P1", "Doe^John", "19500101", "M", "1.2.3", "20240101", "120000", "A1", f"1.2.4.{n}", 3,
+                              "CHEST", "1.2.3.9", "B30f", "X", "Y", 2.0, (2.0, 2.0))
+        size = 200 if n == 2 else 16
+        files.append(root / f"{name}.dcm")
+        write_enhanced_series(header, list(phantom(n, size=size).astype(np.int16)),
+                              [SlicePlacement(k + 1, (0.0, 0.0, 2.0 * k)) for k in range(n)], files[-1])
+    ds = pydicom.dcmread(files[0])
+    ds.add_new(0x00090010, "LO", "VENDOR")
+    ds.add_new(0x00091001, "OB", bytes(3 * header_module.HEADER_PREFIX))
+    files.append(root / "long_private")
+    ds.save_as(files[-1])
+    for name, cut in (("cut_in_header", 2 * header_module.HEADER_PREFIX), ("cut_in_pixels", -5000)):
+        files.append(root / name)
+        files[-1].write_bytes((root / "long_private" if cut > 0 else files[1]).read_bytes()[:cut])
+    return files
+
+
+def _records_or_error(path: Path, *, hash_file: bool) -> tuple | tuple[str, str]:
+    try:
+        return read_instances(path, path.parent, hash_file=hash_file)
+    except IngestError as error:
+        return str(error.reason), str(error)
+
+
+@pytest.mark.parametrize("prefix", [300, 4096, 64 * 1024])
+def test_a_header_read_from_the_first_bytes_gives_the_records_of_a_whole_read(
+    cache_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data_or_none: Path | None, prefix: int
+) -> None:
+    # a re-run read every byte of each unchanged file for its header: the whole export from disk or network storage
+    files = [p for p in sorted(cache_export.rglob("*")) if p.is_file()] + _ugly_files(tmp_path)
+    if shared_data_or_none is not None:
+        for folder in ("dcm_qa_ct_philips_study_with_localizer", "totalsegmentator_reference", "cornerstone_ct_transfer_syntaxes", "pydicom_data_enhanced_ct"):
+            files += [p for p in sorted((shared_data_or_none / folder).rglob("*")) if p.is_file()]
+    whole = []
+    for path in files:
+        result = _records_or_error(path, hash_file=True)
+        whole.append(tuple(dataclasses.replace(r, sha256="") for r in result) if isinstance(result[0], InstanceRecord) else result)
+    monkeypatch.setattr(header_module, "HEADER_PREFIX", prefix)
+    from_prefix: list[str] = []  # the files whose records came from their first bytes
+    read_header = header_module._read_header
+
+    def spy(data: bytes, size: int, *args: object, **kwargs: object) -> tuple:
+        records = read_header(data, size, *args, **kwargs)  # type: ignore[arg-type]
+        if len(data) < size:
+            from_prefix.append(str(args[1]))
+        return records
+
+    monkeypatch.setattr(header_module, "_read_header", spy)
+    for path, expected in zip(files, whole, strict=True):
+        assert _records_or_error(path, hash_file=False) == expected, path
+    if prefix == 64 * 1024:
+        for name in ("native/IMG0000", "rle/IM0", "jpeg/IM1", "enhanced_short.dcm", "cut_in_pixels"):  # cut ones too
+            assert str(tmp_path / name) in from_prefix
+        for name in ("enhanced_long.dcm", "long_private", "cut_in_header"):
+            assert str(tmp_path / name) not in from_prefix
+
+
+def test_an_unhashed_file_is_read_only_as_far_as_its_header(tmp_path: Path) -> None:
+    (path,) = write_series(tmp_path, phantom(1))
+    small = read_instance(path, tmp_path, hash_file=False)
+    with open(path, "r+b") as handle:
+        handle.truncate(16 * 1024 * 1024)  # sparse: no disk used
+    tracemalloc.start()
+    try:
+        large = read_instance(path, tmp_path, hash_file=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert small is not None and large == dataclasses.replace(small, size_bytes=16 * 1024 * 1024)
+    assert peak < 1024 * 1024  # read whole, the file alone took 16 MB
 
 
 # ---------------------------------------------------------------- geometry, HU, resampling

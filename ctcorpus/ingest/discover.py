@@ -6,7 +6,8 @@ indexing), while the fast header scanner (:mod:`ctcorpus.ingest.header`) holds i
 file. ``bench/ingest.py`` reports the thread speedup (``threads_speedup``); across series, the
 flows parallelise with Dask processes, so a process pool here would only add pickling. With a
 ``cache`` file (the pipeline keeps one in its work store), a file whose stamp is unchanged since
-the last run is not hashed again (:mod:`ctcorpus.ingest.filecache`).
+the last run is not hashed again, and only as much of it is read as its header takes
+(:mod:`ctcorpus.ingest.filecache`, :data:`~ctcorpus.ingest.header.HEADER_PREFIX`).
 """
 
 from __future__ import annotations
@@ -74,8 +75,9 @@ def index_export(
 
     ``cache``: the file of :mod:`~ctcorpus.ingest.filecache` holding each file's sha256 of the last run;
     those whose stamp (size, mtime, ctime, inode) is unchanged are not hashed again (under
-    ``rehash: changed``; their headers are read, as they hold PHI the cache must not), and the cache
-    is rewritten for the files there are now. The index is the same with or without it.
+    ``rehash: changed``; their headers are read, as they hold PHI the cache must not, from their first
+    bytes where the header ends in them), and the cache is rewritten for the files there are now.
+    The index is the same with or without it.
 
     >>> from ctcorpus.records import QuarantineLog
     >>> index = index_export("export", workers=2, on_error=QuarantineLog())   # doctest: +SKIP

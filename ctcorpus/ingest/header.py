@@ -29,7 +29,7 @@ import threading
 import unicodedata
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import pydicom
@@ -47,6 +47,12 @@ log = logging.getLogger(__name__)
 
 #: A file's bytes as read, or, for a large file, mapped into memory (sliced and searched alike).
 FileBytes = bytes | mmap.mmap
+#: ``read_at(offset, n)``: up to ``n`` bytes of a file from ``offset`` (fewer at its end).
+ReadAt = Callable[[int, int], bytes]
+#: Bytes of a file read for its header where the file is not hashed (an unchanged file of a re-run):
+#: a CT slice's header is a few KB of its ~0.5 MB. A header that does not end in them (a long
+#: private sequence, an Enhanced CT file's functional groups) or that pydicom reads is read whole.
+HEADER_PREFIX = 64 * 1024
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 ENHANCED_CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2.1"
@@ -201,6 +207,10 @@ class _Truncated(Exception):
     """A Part 10 file ends inside an element."""
 
 
+class _BeyondPrefix(Exception):
+    """The header read from a file's first bytes depends on bytes after them: the file is read whole."""
+
+
 def _read_sequence(data: FileBytes, pos: int, length: int, explicit: bool) -> tuple[int, list[bytes]]:
     """Position after the sequence whose value starts at ``pos``, and its items' AccessionNumber values.
 
@@ -234,22 +244,46 @@ def _read_sequence(data: FileBytes, pos: int, length: int, explicit: bool) -> tu
     return pos, accessions
 
 
-def _fragments_end(data: FileBytes, pos: int, transfer_syntax: str) -> int:
-    """Where encapsulated (compressed) PixelData whose items start at ``pos`` ends: after its
-    sequence delimiter, or past the end of ``data`` for a file cut before it (each item states its
-    length, so a cut is found without decoding) or whose last JPEG-family frame was cut before
-    its end marker (a damaged fragment that still has its item length and delimiter)."""
-    size = len(data)
-    tail = b""
+def _fragments_end(read_at: ReadAt, size: int, pos: int, transfer_syntax: str) -> int:
+    """Where encapsulated (compressed) PixelData whose items start at ``pos`` ends in a file of
+    ``size`` bytes: after its sequence delimiter, or past ``size`` for a file cut before it (each
+    item states its length, so a cut is found without decoding) or whose last JPEG-family frame was
+    cut before its end marker (a damaged fragment that still has its item length and delimiter).
+    Only the item headers and the last item's end are read: a file whose header came from its
+    first bytes is not read whole for them."""
+    last = (pos, 0)  # the last non-empty item's value: offset, length
     while pos + 8 <= size:
-        group, elem, length = struct.unpack_from("<HHI", data, pos)
+        item = read_at(pos, 8)
+        if len(item) < 8:  # shorter than its size said (cut while read)
+            break
+        group, elem, length = struct.unpack("<HHI", item)
         pos += 8
         if (group << 16) | elem == _SEQ_END:
-            return pos if transfer_syntax not in _MARKER_ENDED or _END_MARKER in tail else size + 1
+            if transfer_syntax not in _MARKER_ENDED:
+                return pos
+            start, n = last
+            tail = read_at(start + max(n - _MARKER_SEARCH, 0), min(n, _MARKER_SEARCH))  # the marker and padding
+            return pos if _END_MARKER in tail else size + 1
         if length:
-            tail = data[pos + max(length - _MARKER_SEARCH, 0) : pos + length]  # the last item's end: marker and padding
+            last = (pos, length)
         pos += length
     return size + 1
+
+
+def _bytes_reader(data: FileBytes) -> ReadAt:
+    """:data:`ReadAt` of bytes in memory (or mapped)."""
+    return lambda offset, n: data[offset : offset + n]
+
+
+def _file_reader(prefix: bytes, handle: io.BufferedReader) -> ReadAt:
+    """:data:`ReadAt` of an open file whose first bytes ``prefix`` are read already."""
+    def read_at(offset: int, n: int) -> bytes:
+        if offset + n <= len(prefix):
+            return prefix[offset : offset + n]
+        handle.seek(offset)
+        return handle.read(n)
+
+    return read_at
 
 
 def _element_header(data: FileBytes, pos: int, explicit: bool) -> tuple[int, int, bytes]:
@@ -265,7 +299,12 @@ def _element_header(data: FileBytes, pos: int, explicit: bool) -> tuple[int, int
 
 
 def _scan(data: FileBytes) -> tuple[dict[int, bytes], str, int, int]:
-    """Wanted raw values, transfer syntax, PixelData value offset and length of a Part 10 file."""
+    """Wanted raw values, transfer syntax, PixelData value offset and length (``_UNDEFINED`` where
+    encapsulated: :func:`_fragments_end`) of a Part 10 file; offset and length -1 without PixelData.
+
+    Bytes from a file's start give the whole file's result wherever they give a PixelData offset:
+    every element before it was read within them (reading past their end raises :class:`_Truncated`
+    or :class:`_Unparsable`)."""
     if len(data) < 132 or data[128:132] != b"DICM":
         raise _Unparsable("no preamble")
     try:
@@ -303,8 +342,7 @@ def _scan_elements(data: FileBytes) -> tuple[dict[int, bytes], str, int, int]:
         tag = (group << 16) | elem
         start, length, vr = _element_header(data, pos, explicit)
         if tag == _PIXEL_DATA:
-            return values, transfer_syntax, start, (_fragments_end(data, start, transfer_syntax) - start
-                                                    if length == _UNDEFINED else length)
+            return values, transfer_syntax, start, length
         if length == _UNDEFINED or (tag == _REQUEST_ATTRIBUTES and vr in (b"SQ", b"UN", b"")):
             # a sequence; UN holds implicit VR items
             pos, accessions = _read_sequence(data, start, length, explicit and vr != b"UN")
@@ -430,15 +468,16 @@ def _pydicom_getter(ds: pydicom.Dataset, notes: dict[str, str]) -> Getter:
 _PIXEL_VRS = frozenset({b"OB", b"OW", b"UN"})
 
 
-def _pixel_location(data: FileBytes, offset: int, transfer_syntax: str) -> tuple[int, int]:
-    """PixelData value offset and length from the element that starts at ``offset`` (pydicom path).
+def _pixel_location(data: FileBytes, offset: int) -> tuple[int, int]:
+    """PixelData value offset and length (``_UNDEFINED`` where encapsulated) from the element that
+    starts at ``offset`` (pydicom path).
 
     The element itself tells whether it is explicit VR: pydicom reads a dataset whose meta states
     the wrong VR encoding as it finds it, so the transfer syntax may not."""
     if offset < 0 or offset + 8 > len(data) or struct.unpack_from("<HH", data, offset) != (0x7FE0, 0x0010):
         return -1, -1
     start, length, _ = _element_header(data, offset, data[offset + 4 : offset + 6] in _PIXEL_VRS)
-    return start, (_fragments_end(data, start, transfer_syntax) - start if length == _UNDEFINED else length)
+    return start, length
 
 
 def _read_pydicom(data: FileBytes, path: str, notes: dict[str, str]) -> tuple[Getter, str, int, int]:
@@ -483,10 +522,10 @@ def _unparsable(exc: Exception, preamble: bool, path: str) -> IngestError:
 
 
 def _pydicom_pixel_location(data: FileBytes, offset: int, transfer_syntax: str, preamble: bool) -> tuple[int, int]:
-    """PixelData value offset and length of a file the fast scanner left to pydicom, which stopped
-    before the PixelData element at ``offset``."""
+    """PixelData value offset and length (as :func:`_scan`'s) of a file the fast scanner left to
+    pydicom, which stopped before the PixelData element at ``offset``."""
     if transfer_syntax not in _NOT_LE_DATASET:
-        return _pixel_location(data, offset, transfer_syntax)
+        return _pixel_location(data, offset)
     # big endian / deflate (rare): pydicom decodes the pixels. It reads a big-endian file cut
     # inside PixelData without a word, so the value is located in the file for _is_truncated;
     # a deflated one is no file offset, but zlib already refused a cut stream
@@ -549,56 +588,87 @@ def read_instances(path: str | os.PathLike[str], root: str | os.PathLike[str], *
     a CT volume's slices (a derived perfusion map, frames in several orientations, frames without
     a position) is one record, ``frame`` None, with the reason.
 
+    Without ``hash_file`` (a re-run's unchanged file, whose sha256 the discovery cache holds) only
+    the first :data:`HEADER_PREFIX` bytes are read, and of compressed PixelData its item headers,
+    where the fast scanner finds the header's end in them; the records are those of a whole read.
+
     >>> [r.frame for r in read_instances("export/CT1/enhanced.dcm", "export")]   # doctest: +SKIP
     [1, 2, 3]
     """
     path = os.fspath(path)
     rel_path = os.path.relpath(path, os.fspath(root))
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(132)
+        with open(path, "rb") as handle, file_warnings(rel_path):
             size = os.fstat(handle.fileno()).st_size
+            from_prefix = not hash_file and size > HEADER_PREFIX
+            if from_prefix:
+                _advise(handle, "POSIX_FADV_RANDOM")
+            head = handle.read(132)
             if _large_and_not_dicom(head, size):
                 raise IngestError(f"not a DICOM file (no DICM preamble, and its first bytes {head[:4]!r} start no "
                                   "DICOM element); remove it from the export", reason=QuarantineReason.NOT_DICOM, path=rel_path)
-            if size > _LARGEST_UNCHECKED:
-                data: FileBytes = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-            else:
-                handle.seek(0)
-                data = handle.read()
+            if from_prefix:
+                prefix = head + handle.read(HEADER_PREFIX - len(head))
+                try:
+                    return _read_header(prefix, size, _file_reader(prefix, handle), path, rel_path, hash_file=False)
+                except _BeyondPrefix:
+                    _advise(handle, "POSIX_FADV_NORMAL")
+            handle.seek(0)
+            data: FileBytes = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if size > _LARGEST_UNCHECKED else handle.read()
+            try:
+                return _read_header(data, len(data), _bytes_reader(data), path, rel_path, hash_file=hash_file)
+            finally:
+                if isinstance(data, mmap.mmap):
+                    data.close()
     except OSError as exc:
         raise IngestError(f"cannot read the file ({exc.strerror}); check permissions", reason=QuarantineReason.NOT_DICOM, path=rel_path) from None
-    try:
-        with file_warnings(rel_path):
-            return _read_header(data, path, rel_path, hash_file)
-    finally:
-        if isinstance(data, mmap.mmap):
-            data.close()
 
 
-def _read_header(data: FileBytes, path: str, rel_path: str, hash_file: bool) -> tuple[InstanceRecord, ...]:
-    """:func:`read_instances` of a file's bytes, or of a large file mapped into memory: an Enhanced
-    CT file of a gigabyte, read whole by each worker thread, took its size in memory in each;
-    mapped, its header comes from the page cache and its hash streams through it."""
+def _advise(handle: io.BufferedReader, advice: str) -> None:
+    """Tell the kernel how the file is read, where it takes advice: ``POSIX_FADV_RANDOM`` reads what
+    is asked (its readahead otherwise fetches several times :data:`HEADER_PREFIX` from disk, up to
+    a whole CT slice), ``POSIX_FADV_NORMAL`` reads ahead again for a file read whole."""
+    fadvise = getattr(os, "posix_fadvise", None)  # not on macOS or Windows
+    if fadvise is not None:
+        with suppress(OSError):  # advice only: a file system that takes none is still read
+            fadvise(handle.fileno(), 0, 0, getattr(os, advice))
+
+
+def _read_header(data: FileBytes, size: int, read_at: ReadAt, path: str, rel_path: str, *, hash_file: bool) -> tuple[InstanceRecord, ...]:
+    """:func:`read_instances` of a file of ``size`` bytes from ``data``: its bytes, a large file
+    mapped into memory (an Enhanced CT file of a gigabyte, read whole by each worker thread, took
+    its size in memory in each; mapped, its header comes from the page cache and its hash streams
+    through it), or only its first bytes, which raises :class:`_BeyondPrefix` where they do not give
+    the whole file's records (only the fast scanner's result is known to be the same)."""
     if os.path.basename(path).upper() == "DICOMDIR":
         return ()
+    whole = len(data) == size
     notes: dict[str, str] = {}  # element keyword -> how its text was read against the declared character set
     try:
         values, transfer_syntax, offset, length = _scan(data)
         get, reader = _fast_getter(values, notes), "fast"
+        if offset < 0 and not whole:  # no PixelData in the first bytes: it may come after them
+            raise _BeyondPrefix
     except _Truncated:
+        if not whole:
+            raise _BeyondPrefix from None
         raise IngestError(
             "the file ends inside its header: truncated (interrupted copy?); re-export it",
             reason=QuarantineReason.TRUNCATED,
             path=rel_path,
         ) from None
     except (_Unparsable, UnicodeDecodeError, ValueError):
+        if not whole:
+            raise _BeyondPrefix from None
         get, transfer_syntax, offset, length = _read_pydicom(data, rel_path, notes)
         reader = "pydicom"
+    if length == _UNDEFINED:
+        length = _fragments_end(read_at, size, offset, transfer_syntax) - offset
     try:
         if (get("SOPClassUID") or get("MediaStorageSOPClassUID")) == MEDIA_STORAGE_DIRECTORY:
             return ()
-        record = _build(get, path, rel_path, data, transfer_syntax, offset, length, reader, hash_file)
+        sha256 = hashlib.sha256(data).hexdigest() if hash_file else ""  # hash_file: data is the whole file
+        record = _build(get, path, rel_path, size, sha256, transfer_syntax, offset, length, reader)
         if notes:  # the getter noted them as _build read the text
             record = dataclasses.replace(record, charset_note="; ".join(f"{k} {how}" for k, how in sorted(notes.items())))
         return _slices(record, data)
@@ -608,7 +678,7 @@ def _read_header(data: FileBytes, path: str, rel_path: str, hash_file: bool) -> 
 
 
 def _build(
-    get: Getter, path: str, rel_path: str, data: FileBytes, transfer_syntax: str, offset: int, length: int, reader: str, hash_file: bool
+    get: Getter, path: str, rel_path: str, size: int, sha256: str, transfer_syntax: str, offset: int, length: int, reader: str
 ) -> InstanceRecord:
     position = get("ImagePositionPatient")
     orientation = get("ImageOrientationPatient")
@@ -619,8 +689,8 @@ def _build(
     return InstanceRecord(
         path=path,
         rel_path=rel_path,
-        size_bytes=len(data),
-        sha256=hashlib.sha256(data).hexdigest() if hash_file else "",
+        size_bytes=size,
+        sha256=sha256,
         study_uid=get("StudyInstanceUID") or "",
         series_uid=get("SeriesInstanceUID") or "",
         sop_uid=get("SOPInstanceUID") or get("MediaStorageSOPInstanceUID") or "",
