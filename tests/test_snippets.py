@@ -223,6 +223,36 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     ("On the earlier study, nodule on series 3 image 45, now 6 mm on series 3 image 50.", "en", [(3, (50,))]),
     # a range past the cap that runs down, or from the first image, is none; the list's other items stay
     ("Nodules (images 12, 98-2).", "en", [(None, (12,))]),
+    # a '#' repeated in its list, or before the series that closes the parenthesis: image 47, or the reference, was
+    # lost; before a lesion's number it is none
+    ("Nodules series 3, #45 and #47.", "en", [(3, (45, 47))]),
+    ("Nodule (#45, series 3).", "en", [(3, (45,))]),
+    ("Target lesion (#2, series 3, image 45).", "en", [(3, (45,))]),
+    # a PACS overlay's total on the second reference of a chain: it was lost
+    ("Nodules (Se 3 Im 45/120 and 4, Im 60/200).", "en", [(3, (45,)), (4, (60,))]),
+    ("Nodules (Se 3 Im 45 and 4, im 6 weeks ago).", "en", [(3, (45,))]),
+    # German 'Bi.' next to a series, 'nr.' compounded with the image word, 'key im', Dutch 't/m': lost
+    ("Herd (Se. 3, Bi. 45).", "de", [(3, (45,))]),
+    ("Herd (Se 3/Bi 45-47).", None, [(3, (45, 46, 47))]),
+    ("Laesie (beeldnr. 45).", "nl", [(None, (45,))]),
+    ("Herd (Bildnr. 45, Seriennr. 3).", "de", [(3, (45,))]),
+    ("Nodule (key im 45).", "en", [(None, (45,))]),
+    ("Laesie (serie 3 beeld 45 t/m 47).", "nl", [(3, (45, 46, 47))]),
+    ("Laesie (serie 3, beelden 45 tot en met 47).", "nl", [(3, (45, 46, 47))]),
+    # a German ordinal after a weak 'im' is no image ('in the 6th segment'): image 6 was placed in series 3 or 4
+    ("Herd Se 3 Im 45 und 4, im 6. Segment.", None, [(3, (45,))]),
+    ("Herd Se 3 Im 45 und im 6. Segment.", None, [(3, (45,))]),
+    # a comparison with a prior exam after this exam's reference: the prior's image 40 was placed on this exam
+    ("Nodule (se 3, im 45) compared to prior (se 2, im 40).", "en", [(3, (45,))]),
+    ("Herd (Serie 3, Bild 45), im Vergleich zur Voruntersuchung (Serie 2, Bild 40) größer.", "de", [(3, (45,))]),
+    ("Nodule (series 3, image 45). Unchanged compared to the prior CT (series 3, image 40).", "en",
+     [(3, (45,)), (3, (40,))]),
+    # the series' plane before it: image 45 of the reformat was placed in the primary series
+    ("Nodule (image 45, coronal series 601).", "en", [(601, (45,))]),
+    ("Herd (Bild 45 der koronaren Serie 601).", "de", [(601, (45,))]),
+    ("Nodule image 45 of the axial series 3.", "en", [(3, (45,))]),
+    # a year after 'in' names the exam of that year: its image 40 was placed on this exam
+    ("Nodule 6 mm (image 45), 4 mm in 2021 (image 40).", "en", [(None, (45,))]),
 ]
 
 NEGATIVES: list[tuple[str, str | None]] = [
@@ -395,6 +425,29 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("Protrusion Th 4/5, Bandscheibe C5-6, T2 hyperintens.", "de"),
     ("Nodule 12/10/15 mm, last seen 3/4/21 (4:45 pm).", "en"),
     ("Herd (12/10/15 mm) im 3/4 des Lappens, Bild 3/4.", "de"),
+    # the prior exam named inside the parenthesis after the image: its image 45 was placed on this exam
+    ("Nodule on image 45 (of the prior CT series 3).", "en"),
+    # a count after '#', a list of clock times, an ordinal after 'im': no image
+    ("Serie 3 #2 Herde.", "de"),
+    ("Series 3 # 2 lesions.", "en"),
+    ("Series 3 #2 and 3 lesions.", "en"),
+    ("Series 3 #2, #3 and #4 lesions.", "en"),
+    ("Series 3 #2, 3 lesions.", "en"),
+    ("Aufnahmen um (7:45, 8:10, 8:30) Uhr.", "de"),
+    ("Contrast at (8:30, 9:15).", "en"),
+    ("Nodule (8:30, 9:15).", "en"),
+    ("Serie 3 im 6. Segment ein Herd.", None),
+    ("Rippenfraktur im 7. ICR, Serie 3 im 4. Segment.", None),
+    ("Serie 3 #1 und #2 Herde.", "de"),
+    ("Lesion #2 (series 3) 5 mm.", "en"),
+    # 'S.' is German 'Seite' (page), 'B.' no image word of its own; 'bi' alone begins BI-RADS and 'bilateral'
+    ("Herd (S. 3, B. 45).", "de"),
+    ("BI-RADS 4, bi 3 Herde.", None),
+    ("Sneden 1 t/m 2 mm dik.", "nl"),
+    ("Nodule (image 40 in 2021).", "en"),
+    ("Herd in 2020 (Serie 3, Bild 40).", "de"),
+    ("Serie 3 #1 Herd im 6. Segment.", "de"),
+    ("Laesie (beeld 45 van het vorige onderzoek).", "nl"),
 ]
 
 
@@ -627,6 +680,16 @@ def test_an_image_on_a_reformat_without_a_series_is_not_placed_in_the_axial_seri
     # a plane in parentheses right before the image: image 80 of the coronal series was placed in the axial one
     assert [(r.image_numbers, r.on_reformat) for r in mine_image_references("Herd Serie 601 (koronar) Bild 80.")] == [
         ((80,), True)]
+    # a reformat series named by its plane and number, "coronal 4": its image was placed in the axial series
+    # ... or by an abbreviated plane with its stop
+    text = ("Nodule (coronal 4, image 30). Nodule on sagittal 601 image 80. Nodule (axial 3, image 12). "
+            "Herd (kor. Bild 81). Nodule (sag. image 31).")
+    refs = mine_image_references(text)
+    assert [(r.image_numbers, r.on_reformat) for r in refs] == [
+        ((30,), True), ((80,), True), ((12,), False), ((81,), True), ((31,), True)]
+    pairs, quarantine = resolve_references(refs, series, grid(), SnippetsConfig(), report_id="r", text=text)
+    assert [p.image_number for p in pairs] == [12]
+    assert [q.reason for q in quarantine] == [QuarantineReason.NON_AXIAL_SERIES] * 4
 
 
 def test_snippet_ids_are_unique_across_the_volumes_of_a_study() -> None:

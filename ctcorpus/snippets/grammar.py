@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "23"
+GRAMMAR_VERSION = "24"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -89,14 +89,14 @@ _SERIES_WORDS: dict[str, tuple[str, ...]] = {
     "de": ("serie", "ser", "se"),
     "nl": ("serie", "ser", "se"),
 }
-#: Image words that may stand alone ("(image 45)"); "im" only counts next to a series ("se 3 im 45")
-#: because in German "im" is "in the".
+#: Image words that may stand alone ("(image 45)"); "im" and German "Bi." only count next to a series ("se 3 im
+#: 45", "Se. 3, Bi. 45") because in German "im" is "in the", and "bi" begins "BI-RADS" and "bilateral".
 _IMAGE_WORDS: dict[str, tuple[str, ...]] = {
     "en": ("images", "image", "imgs", "img", "ima", "slices", "slice"),
     "de": ("bildern", "bilder", "bild", "ima", "schichten", "schicht"),
     "nl": ("beelden", "beeld", "ima", "sneden", "snede"),
 }
-_WEAK_IMAGE_WORDS: dict[str, tuple[str, ...]] = {"en": ("im",), "de": (), "nl": ()}
+_WEAK_IMAGE_WORDS: dict[str, tuple[str, ...]] = {"en": ("im",), "de": ("bi",), "nl": ()}
 #: "image 45 <of> [the] series 3", "image 12 at series 601", "Bild 12 auf Serie 601" (without "at"/"auf" the
 #: image was placed in the primary series)
 _CONNECTORS: dict[str, tuple[str, ...]] = {
@@ -118,7 +118,8 @@ _BUT_WORDS: dict[str, tuple[str, ...]] = {
 }
 #: Most words between a series and its image ("in series 3, best seen on image 45").
 _MAX_GAP_WORDS = 4
-_TO_WORDS: dict[str, tuple[str, ...]] = {"en": ("to", "through"), "de": ("bis",), "nl": ("tot",)}
+#: Dutch "t/m" ("tot en met", up to and including) is how Dutch reports write a range ("beeld 45 t/m 47").
+_TO_WORDS: dict[str, tuple[str, ...]] = {"en": ("to", "through"), "de": ("bis",), "nl": ("tot", "t/m", "tot en met")}
 #: "series 3 on image 45", "Serie 3 im Bild 45", "serie 3 op beeld 45": where in the series the image is.
 _AT_WORDS: dict[str, tuple[str, ...]] = {
     "en": ("on", "at", "in", "from"), "de": ("auf", "im", "in", "ab"), "nl": ("op", "in", "vanaf")
@@ -134,6 +135,9 @@ _NOT_MEASUREMENT = (
     + _END_WORD
     + r"|\s*%)"
 )
+#: A German ordinal after "im" ("im 6. Segment", "im 4. ICR": in the 6th segment), up to the ribs' 12: no image
+#: after a weak "im" (an image that small, ending a sentence, is lost with it).
+_ORDINAL = r"(?:[1-9]|1[0-2])\.[ \t]*[^\W\d_]"
 #: An image number with a thousands separator ("image 1,045", "Bild 1.045"): a decimal has no three digits after its mark.
 _GROUPED = r"[1-9][,.]\d{3}"
 _NUM = rf"(?:{_GROUPED}|\d{{1,4}})" + _NOT_MEASUREMENT
@@ -142,10 +146,10 @@ _NUM = rf"(?:{_GROUPED}|\d{{1,4}})" + _NOT_MEASUREMENT
 _SERIES_NUM = r"\d{1,6}" + _NOT_MEASUREMENT
 _SP = r"[ \t]*\n?[ \t]*"  # spaces, at most one line break (reports are often hard-wrapped)
 #: How a series or image word ends before its number: with what may stand between them ("series #3", "image no. 45",
-#: "image number 45", "Bild-Nr. 45", "Bild Nr 45"), or in a compound with its number's word ("Bildnummer 45",
-#: "Seriennummer 3", "beeldnummer 45").
-_KEYWORD_END = (rf"(?:n?-?nummer{_END_WORD}|\.?{_END_WORD}(?:{_SP}(?:no\.|nr\.?|number|nummer|#){_END_WORD}"
-                rf"|-nr\.)?)")
+#: "image number 45", "Bild Nr 45"), or in a compound with its number's word ("Bildnummer 45", "Seriennummer 3",
+#: "beeldnummer 45", "Bild-Nr. 45", "beeldnr. 45").
+_KEYWORD_END = (rf"(?:n?-?(?:nummer|nr\.?){_END_WORD}"
+                rf"|\.?{_END_WORD}(?:{_SP}(?:no\.|nr\.?|number|nummer|#){_END_WORD})?)")
 
 
 def _words(table: dict[str, tuple[str, ...]], languages: Sequence[str]) -> str:
@@ -163,7 +167,7 @@ def _joining_words(table: dict[str, tuple[str, ...]], languages: Sequence[str]) 
 def _number_list(languages: Sequence[str], repeated: str = "(?!)") -> str:
     """Numbers joined by commas, 'and'/'or' words or range marks: '45', '40-44', '12, 18 and 45', '45 + 47',
     '45 or 47'; a range's end may repeat the image word ('45 through image 47', '45 bis Bild 47'), and any
-    other item the ``repeated`` one ('Se 4 Im 60 and Im 61').
+    other item the ``repeated`` one ('Se 4 Im 60 and Im 61'), unless an ordinal follows it ('und im 6. Segment').
 
     A list item that an image word (or the ``repeated`` one) follows may be the next reference's series, whose
     word is left out ('series 3, image 45 and 4, image 60', 'Se 3 Im 45 and 4, Im 60'), or the list's last
@@ -176,7 +180,8 @@ def _number_list(languages: Sequence[str], repeated: str = "(?!)") -> str:
     image_word = rf"\b{_words(_IMAGE_WORDS, languages)}\.?{_END_WORD}"
     image = rf"(?:{image_word}{_SP})?"
     range_joint = rf"(?:{_SP}[-–—]{_SP}|\s+{to_words}\s+){image}"
-    list_joint = rf"(?:{_SP},{_SP}(?:{and_words}\s+)?|\s+{and_words}\s+|{_SP}[&+]{_SP})(?:{repeated}{_SP})?"
+    list_joint = (rf"(?:{_SP},{_SP}(?:{and_words}\s+)?|\s+{and_words}\s+|{_SP}[&+]{_SP})"
+                  rf"(?:{repeated}{_SP}(?!{_ORDINAL}))?")
     series_of_next = rf"(?![ \t]*[,:/]{_SP}(?:{image_word}|{repeated}))"
     return (rf"{_NUM}(?:{range_joint}{_NUM}|{list_joint}{_NUM}{series_of_next})*"
             rf"(?![-–—]\d|\s+(?:{to_words}|{or_words})\s+\d)")
@@ -201,9 +206,11 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
     # after its series number the image word may follow a digit ("Se3Im45"), and only a weak one ("im") may
     # repeat in its list ("Se 4 Im 60 and Im 61"), so "Serie 3 Bild 45 und im 6. Segment" stays image 45; a
     # preposition or a parenthesis may stand before it ("series 3 on image 45", "series 3 (image 45)"): read
-    # alone, the image was placed in the primary series; a "#" alone may stand for the image word ("series 4 #45")
+    # alone, the image was placed in the primary series; a "#" alone may stand for the image word ("series 4 #45"),
+    # repeated in its list ("series 3, #45 and #47"), but not before a word, nor cut short of one: "Serie 3 #2 Herde"
+    # and "Series 3 #2, #3 and #4 lesions" count findings; no weak "im" before an ordinal ("Serie 3 im 6. Segment")
     series_image = rf"(?<![^\W\d_])(?:{image_words}|(?P<a_weak>{weak_image})){_KEYWORD_END}:?"
-    series_numbers = _number_list(languages, rf"(?(a_weak){weak_image}\.?{_END_WORD}|(?!))")
+    series_numbers = _number_list(languages, rf"(?(a_weak){weak_image}\.?{_END_WORD}|(?(a_hash)#|(?!)))")
     weak_numbers = _number_list(languages, rf"(?(d_weak){weak_image}\.?{_END_WORD}|(?!))")
     # a few words may continue the clause from the series to its image ("in series 3, best seen on image 45"),
     # none that names another series or image, joins another clause, or puts the image on a prior exam or a
@@ -221,26 +228,32 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
         ReferenceForm.SERIES_IMAGE: (
             rf"{series}{_SP}(?P<a_s>{_SERIES_NUM}){total}"
             rf"(?:(?:{_SP}[,;/:]{_SP}|{_SP}[-–—]{_SP}|\s+)?(?:{_words(_AT_WORDS, languages)}\s+|\({_SP})?|{gap})"
-            rf"(?:{series_image}|(?<=[\s,(])#){_SP}"
+            rf"(?:{series_image}|(?P<a_hash>(?<=[\s,(])#)){_SP}(?(a_weak)(?!{_ORDINAL}))"
             rf"(?P<a_i>{series_numbers}"
             # image 45 of a series of 120, as a PACS overlay shows it ("Se: 3 Im: 45/120"); checked by _is_reference
             rf"|\d{{1,4}}(?=/\d{{1,6}}{_NOT_MEASUREMENT}))(?:/(?P<a_n>\d{{1,6}}))?"
+            rf"(?(a_hash)(?![ \t]*[^\W\d_]|{_SP}[,&+]{_SP}#?\d))"
         ),
         # a bare space before the series word ("image 45 series 3") stays on one line: a line or list item
         # that begins with a series is a reference of its own; a parenthesis may hold the connector ("image 45
-        # (of series 3)")
+        # (of series 3)"); a "#" for the image word only where the series closes the parenthesis ("(#45, series
+        # 3)"): in "(#2, series 3, image 45)" it numbers a target lesion; the series' plane may stand before it
+        # ("image 45, coronal series 601": read alone, image 45 of the reformat was placed in the primary series)
         ReferenceForm.IMAGE_SERIES: (
-            rf"{any_image}{_SP}(?P<b_i>{numbers}){total}"
+            rf"(?:{any_image}|(?P<b_hash>(?<=\()#)){_SP}(?P<b_i>{numbers}){total}"
             rf"(?:{_SP}[,;/]{_SP}|\s+{connector}\s+(?:{article}\s+)?|{_SP}\({_SP}(?:{connector}\s+(?:{article}\s+)?)?"
-            rf"|[ \t]+)"
-            rf"{series}{_SP}(?P<b_s>{_SERIES_NUM})"
+            rf"|[ \t]+)(?:(?:{_PLANE}|axial|axiale[nr]?|axiaal)\.?\s+)?"
+            rf"{series}{_SP}(?P<b_s>{_SERIES_NUM})(?(b_hash)(?=[ \t]*\)))"
         ),
         ReferenceForm.IMA_DASH: rf"\bima\.?{_SP}(?P<c_s>\d{{1,4}}){_SP}-{_SP}(?P<c_i>{_NUM})",
         # a weak "im" only after the series number of a reference with its word left out ("Se 3 Im 45 and 4,
         # Im 60"), which :func:`_elided_weak_images` checks; no total after the image ("image 45/120"), which
-        # the series keyword vouches for in SERIES_IMAGE only: "image 3/45" is series 3, image 45 in some reports
+        # only a series vouches for: "image 3/45" is series 3, image 45 in some reports; the elided series
+        # number does ("Se 3 Im 45/120 and 4, Im 60/200"); "key" vouches for an "im" as "image" ("key im 45")
         ReferenceForm.IMAGE_ONLY: (
-            rf"(?:{strong_image}|(?P<d_weak>\b{weak_image})\.?{_END_WORD}:?){_SP}(?P<d_i>{weak_numbers})"
+            rf"(?:{strong_image}|(?<=\bkey[ \t])im\.?{_END_WORD}|(?P<d_weak>\b{weak_image})\.?{_END_WORD}:?){_SP}"
+            rf"(?(d_weak)(?!{_ORDINAL}))(?P<d_i>{weak_numbers}"
+            rf"|(?(d_weak)\d{{1,4}}(?=/\d{{1,6}}{_NOT_MEASUREMENT})|(?!)))(?:/(?P<d_n>\d{{1,6}}))?"
         ),
         # a list of pairs with one separator ("(4:45, 4:60)"): each pair is a reference (:func:`_parts`)
         ReferenceForm.PAREN_PAIR: (
@@ -272,7 +285,7 @@ def _both_cases(letters: str) -> str:
 
 
 def _trigger(prefixes: set[str]) -> str:
-    """A pattern that fires where a keyword starting with one of ``prefixes`` or a '(' may begin.
+    """A pattern that fires where a keyword starting with one of ``prefixes``, a '(' or a '(#' may begin.
 
     It starts with one character class (case spelled out, no IGNORECASE) and checks the second
     letter by look-behind branches, which keeps the regex engine on its fast skip-ahead path.
@@ -283,7 +296,7 @@ def _trigger(prefixes: set[str]) -> str:
     branches = [
         rf"(?<=[{_both_cases(first)}])[{_both_cases(seconds)}]" for first, seconds in sorted(by_initial.items())
     ]
-    return rf"[{_both_cases(''.join(by_initial))}(](?:{'|'.join(branches)}|(?<=\()\s*\d)"
+    return rf"[{_both_cases(''.join(by_initial))}(#](?:{'|'.join(branches)}|(?<=\()\s*\d|(?<=\(#)\s*\d)"
 
 
 def _scan(text: str, trigger: re.Pattern[str], grammar: re.Pattern[str]) -> list[re.Match[str]]:
@@ -315,8 +328,9 @@ _GROUPS: dict[ReferenceForm, tuple[str | None, str]] = {
 _PAIR = re.compile(r"(\d+)\s*[:/]\s*(\d+)")
 _THOUSANDS_MARK = re.compile(r"(?<=\d)[,.](?=\d)")  # in a mined list, only a grouped number has one
 #: A number or range of a mined list; the end may follow an image word ("45 through image 47").
-_LIST_PART = re.compile(r"(\d+)(?:\s*(?:[-–—]|to|through|bis|tot)\s*(?:[^\W\d_]+\.?\s*)?(\d+))?", re.IGNORECASE)
-_RANGE_MARK = re.compile(r"\d\s*(?:[-–—]|\b(?:to|through|bis|tot)\b)\s*(?:[^\W\d_]+\.?\s*)?\d", re.IGNORECASE)
+_ANY_TO = _words(_TO_WORDS, _LANGUAGES)
+_LIST_PART = re.compile(rf"(\d+)(?:\s*(?:[-–—]|{_ANY_TO})\s*(?:[^\W\d_]+\.?\s*)?(\d+))?", re.IGNORECASE)
+_RANGE_MARK = re.compile(rf"\d\s*(?:[-–—]|\b{_ANY_TO}\b)\s*(?:[^\W\d_]+\.?\s*)?\d", re.IGNORECASE)
 
 #: Words in the 30 characters before "(3/45)" that make it a date, a time, a pressure, a ratio, a score
 #: or a pair of segments, ribs or levels ("segments (6/7)": liver segments 6 and 7).
@@ -348,8 +362,9 @@ _PRIOR_EXAM = (rf"(?:{_PRIOR_WORD}(?:\s+(?:[^\W\d_]+\s+)?{_EXAM}\b|(?P<bare>))|c
 _PAST = r"(?:previously|formerly|vormals|zuvor|vorher|früher|damals|seinerzeit|voorheen|destijds)"
 #: An exam of another modality ("on the PET/CT (series 3", "im MRT Serie 3"): not this CT's images.
 _OTHER_EXAM = r"(?:pet(?:[-/]ct)?|mri?|mrt|ultrasound|sonogra\w*|x-?ray|radiograph\w*|spect|s[cz]intigra\w*)\b"
-#: A reference on a date ("4 mm on 1/1/2020 (series 3, image 40)", "Serie 3 Bild 40 am 1.1.2020"): the exam of that day.
-_ON_DATE = rf"(?:on|am|op)\s+{_DATE}"
+#: A reference on a date ("4 mm on 1/1/2020 (series 3, image 40)", "Serie 3 Bild 40 am 1.1.2020", "4 mm in 2021
+#: (image 40)"): the exam of that day or year.
+_ON_DATE = rf"(?:on|am|op|in)\s+{_DATE}"
 #: A size a past-tense adverb may carry before its reference ("previously 4 mm (series 3, image 40)").
 _SIZE = r"\d+(?:[.,]\d+)?(?:\s*[x×]\s*\d+(?:[.,]\d+)?)*\s*(?:mm|cm)\b"
 #: Prior-exam wording just before a reference ("on the prior exam series 3", "in der Voruntersuchung
@@ -366,12 +381,14 @@ _PRIOR_BEFORE = re.compile(
     rf"(?:\s+(?:on|in|at|auf|im|op)\b)?[\s,:;(]*$",
     re.IGNORECASE,
 )
-#: Prior-exam wording just after a reference, under a preposition ("series 3 image 45 on the prior study",
-#: "Bild 45 der VU", "image 40 on 1/1/2020", "image 45 on the MRI"), or a "prior" that ends the clause
+#: Prior-exam wording just after a reference, under a preposition, also in a parenthesis ("series 3 image 45 on
+#: the prior study", "Bild 45 der VU", "image 40 on 1/1/2020", "image 45 on the MRI", "image 45 (of the prior CT
+#: series 3)"), or a "prior" that ends the clause
 #: ("(series 3, image 45, prior)", "... 45 (prior)"); a bare "prior" only there too ("on prior)", not "... prior to contrast"),
 #: and a new clause ("; VU: Se 2") is none.
 _PRIOR_AFTER = re.compile(
-    rf"[\s,]*(?:(?:on|of|from|in|at|auf|aus|im|der|vom|op|uit|van)\s+(?:{_ARTICLE}\s+)?(?:{_PRIOR_EXAM}|{_OTHER_EXAM})"
+    rf"[\s,]*(?:\(\s*)?(?:(?:on|of|from|in|at|auf|aus|im|der|vom|op|uit|van)\s+(?:{_ARTICLE}\s+)?"
+    rf"(?:{_PRIOR_EXAM}|{_OTHER_EXAM})"
     rf"(?(bare)\s*(?:[),;.]|$)|\b)|\(?{_PRIOR_WORD}\s*(?:[),;]|$)|{_ON_DATE})",
     re.IGNORECASE,
 )
@@ -405,38 +422,42 @@ _CHANGED = re.compile(
 _LOCATIVE = frozenset({"on", "in", "at", "from", "of", "auf", "aus", "im", "op", "uit", "van"})
 
 
-def _on_prior_exam(text: str, match: re.Match[str]) -> bool:
-    """Whether the wording around a reference places it on a prior exam ("on the prior CT, series 3
-    image 45", "Serie 3 Bild 45 der Voruntersuchung"): its numbers name another study's images, which
-    this study's slice tables would place on a wrong slice. A prior exam that the sentence compares with
-    ("unchanged compared to the prior CT (series 3, image 45)", "unchanged from the prior CT (series 3")
-    leaves the reference on this exam. An exam of another modality ("on the PET/CT") is another exam too;
-    a sentence that opens on one is checked once its span is known (:data:`_PRIOR_SENTENCE`)."""
+def _on_prior_exam(text: str, match: re.Match[str]) -> tuple[bool, bool]:
+    """(on a prior exam, compared with one): whether the wording around a reference places it on a prior exam
+    ("on the prior CT, series 3 image 45", "Serie 3 Bild 45 der Voruntersuchung"): its numbers name another
+    study's images, which this study's slice tables would place on a wrong slice. A prior exam that the sentence
+    compares with ("unchanged compared to the prior CT (series 3, image 45)", "unchanged from the prior CT
+    (series 3") leaves the reference on this exam, unless this exam's reference came before
+    (:func:`_on_this_exam`). An exam of another modality ("on the PET/CT") is another exam too; a sentence that
+    opens on one is checked once its span is known (:data:`_PRIOR_SENTENCE`)."""
     start = max(0, match.start() - 80)
+    compares = False
     if _PRIOR_NEEDLES.search(text[start : match.start()].lower()) and (
             before := _PRIOR_BEFORE.search(text, start, match.start())) is not None:
         pre = (before["pre"] or "").lower()
-        compares = pre in _COMPARING or pre == "from" and _CHANGED.search(text, start, before.start("pre"))
+        compares = bool(pre in _COMPARING or pre == "from" and _CHANGED.search(text, start, before.start("pre")))
         if not compares and (before["bare"] is None or not pre or pre in _LOCATIVE):
-            return True
-    return _PRIOR_AFTER.match(text, match.end()) is not None
+            return True, False
+    return _PRIOR_AFTER.match(text, match.end()) is not None, compares
 
 
-#: A reformat's plane: "coronal", "sagittal", "koronaren", "coronale", "sag", "cor" ("koronar" alone: German has
+#: A reformat's plane: "coronal", "sagittal", "koronaren", "coronale", "sag", "cor", "kor." ("koronar" alone: German has
 #: one word for coronal and coronary; "Cor" is the heart too, but the rules below read a plane only next to the
 #: image or with its view, "(cor image 30)"), and what shows it ("coronal images", "koronare Rekonstruktion",
 #: "sagittal view").
-_PLANE = r"(?:coronal|sagittal|coronaa?le?|sagittaa?le?|koronare?[nrs]?|sagittale?[nrs]?|cor|sag)"
+_PLANE = r"(?:coronal|sagittal|coronaa?le?|sagittaa?le?|koronare?[nrs]?|sagittale?[nrs]?|cor|kor|sag)"
 _VIEW = (r"(?:reformat\w*|reconstruct\w*|rekonstruktion\w*|reconstructie\w*|mpr|images?|bild(?:er|ern)?|beelden?"
          r"|views?|planes?|ebene|schnitt\w*|series|serie)")
 #: An image on a reformat: a plane with its view before the image in its clause ("(coronal reformats, image 45",
 #: "on the coronal images (image 45"), a plane right before it ("on coronal image 45", "(koronar Bild 45",
-#: "Serie 601 (koronar) Bild 80"), or a MIP; or one of them right after it ("image 45 coronal)", "Bild 45 der
-#: koronaren Rekonstruktion"). A plane that names anatomy ("superior sagittal sinus", "koronare Herzkrankheit")
+#: "kor. Bild 80", "Serie 601 (koronar) Bild 80"), a reformat series named by its plane and number ("(coronal 4,
+#: image 30)", "on coronal 601 image 80"), or a MIP; or one of them right after it ("image 45 coronal)", "Bild 45
+#: der koronaren Rekonstruktion"). A plane that names anatomy ("superior sagittal sinus", "koronare Herzkrankheit")
 #: is none, and so is one that begins the next image's reference ("axial image 45, coronal image 60": image 45 is
 #: axial).
 _REFORMAT_BEFORE = re.compile(
-    rf"(?:\b{_PLANE}\s+{_VIEW}\b[^.;:()\d]*|\b{_PLANE}\b\)?[\s,]*|\b(?:mip|minip|mpr)\b[^.;:()\d]*)\(?\s*$",
+    rf"(?:\b{_PLANE}\s+{_VIEW}\b[^.;:()\d]*|\b{_PLANE}\b\.?\)?(?:\s+\d{{1,6}}\b)?[\s,]*"
+    rf"|\b(?:mip|minip|mpr)\b[^.;:()\d]*)\(?\s*$",
     re.IGNORECASE,
 )
 _REFORMAT_AFTER = re.compile(
@@ -456,8 +477,15 @@ def _on_this_exam(text: str, matches: Sequence[re.Match[str]], joint: re.Pattern
     """The matches that are not on a prior exam (:func:`_on_prior_exam`), nor joined by "and" or a
     comma to one that is ("on the prior CT, series 3 image 45 and image 50"). Wording after a reference
     reaches back only over "and"/"or" ("image 45 and image 50 of the prior CT"), not over a bare comma or
-    semicolon, which begins another reference ("series 3 image 45; series 3 image 40 on prior")."""
-    prior = [_on_prior_exam(text, match) for match in matches]
+    semicolon, which begins another reference ("series 3 image 45; series 3 image 40 on prior"). A reference
+    after a comparison with a prior exam is that exam's where this exam's came before it in the sentence
+    ("Nodule (se 3, im 45) compared to prior (se 2, im 40)"): image 40 was placed on this exam."""
+    wording = [_on_prior_exam(text, match) for match in matches]
+    prior = [on_prior for on_prior, _ in wording]
+    for k in range(1, len(matches)):  # compared after this exam's reference: "(se 3, im 45) compared to prior (se 2"
+        between = text[matches[k - 1].end() : matches[k].start()]
+        prior[k] = prior[k] or (wording[k][1] and not prior[k - 1] and ";" not in between
+                                and _SENTENCE_END.search(between) is None)
     joints = [joint.fullmatch(text, a.end(), b.start()) for a, b in pairwise(matches)]
     for k in range(1, len(matches)):  # forwards: "on the prior CT, series 3 image 45 and image 50"
         prior[k] = prior[k] or prior[k - 1] and joints[k - 1] is not None
@@ -518,19 +546,23 @@ def _range_end(first: str, last: str) -> int:
 
 def _is_reference(text: str, match: re.Match[str]) -> bool:
     """The context rules a regex cannot express well: a bare '(3/45)' (:func:`_paren_pair_is_reference`), and
-    an image out of a total ('Se 3 Im 45/120'), which is none where the total is below the image or a year
-    ('Serie 3 im 03/2021': German 'in March 2021')."""
+    an image out of a total ('Se 3 Im 45/120', '4, Im 60/200' after it), which is none where the total is below the
+    image or a year ('Serie 3 im 03/2021': German 'in March 2021')."""
     if match.lastgroup == ReferenceForm.PAREN_PAIR.name:
         return _paren_pair_is_reference(text, match)
-    total = match.group("a_n")
-    return total is None or int(match.group("a_i")) <= int(total) and not 1900 <= int(total) <= 2100
+    total = match["a_n"] or match["d_n"]
+    return total is None or int(match["a_i"] or match["d_i"]) <= int(total) and not 1900 <= int(total) <= 2100
 
 
 def _paren_pair_is_reference(text: str, match: re.Match[str]) -> bool:
     """'(3/45)' is a reference unless its context or the numbers of one of its pairs make it a date, time,
-    pressure or ratio."""
+    pressure or ratio, or it lists clock times ('(8:30, 9:15)'; a list of references whose images all read as
+    minutes, '(4:45, 4:50)', is given up with them: a time placed as a slice is worse than a lost reference)."""
     slash = match.group("e_sep") == "/"
-    for pair in _PAIR.finditer(text, match.start(), match.end()):
+    pairs = list(_PAIR.finditer(text, match.start(), match.end()))
+    if not slash and len(pairs) > 1 and all(int(p[1]) <= 23 and len(p[2]) == 2 and int(p[2]) <= 59 for p in pairs):
+        return False
+    for pair in pairs:
         series, image = int(pair[1]), int(pair[2])
         if series == 0 or image == 0:
             return False
