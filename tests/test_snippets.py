@@ -253,6 +253,10 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     ("Nodule image 45 of the axial series 3.", "en", [(3, (45,))]),
     # a year after 'in' names the exam of that year: its image 40 was placed on this exam
     ("Nodule 6 mm (image 45), 4 mm in 2021 (image 40).", "en", [(None, (45,))]),
+    ("Nodule unchanged from 2019 (series 3, image 45).", "en", [(3, (45,))]),
+    # 'resp.' (respectively) between two images: the second was lost
+    ("Herde (Serie 4, Bild 87 resp. 90).", "de", [(4, (87, 90))]),
+    ("Noduli (serie 4, beeld 87 resp. 90).", "nl", [(4, (87, 90))]),
 ]
 
 NEGATIVES: list[tuple[str, str | None]] = [
@@ -446,6 +450,9 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("Sneden 1 t/m 2 mm dik.", "nl"),
     ("Nodule (image 40 in 2021).", "en"),
     ("Herd in 2020 (Serie 3, Bild 40).", "de"),
+    ("Herd (Bild 87 der Serie 4 vom 01.02.2021).", "de"),
+    ("Laesie (beeld 87 van 01-02-2021).", "nl"),
+    ("Schichten 1 resp. 2 mm.", "de"),
     ("Serie 3 #1 Herd im 6. Segment.", "de"),
     ("Laesie (beeld 45 van het vorige onderzoek).", "nl"),
 ]

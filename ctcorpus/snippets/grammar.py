@@ -106,9 +106,10 @@ _CONNECTORS: dict[str, tuple[str, ...]] = {
 }
 _ARTICLES: dict[str, tuple[str, ...]] = {"en": ("the",), "de": ("der", "dem"), "nl": ("de", "het")}
 _AND_WORDS: dict[str, tuple[str, ...]] = {"en": ("and",), "de": ("und", "u.", "sowie"), "nl": ("en",)}
-#: "images 45 or 47": the radiologist leaves the choice between slices, both are mined.
+#: "images 45 or 47": the radiologist leaves the choice between slices, both are mined; "Bild 45 resp. 47" names
+#: one slice each for two findings.
 _OR_WORDS: dict[str, tuple[str, ...]] = {
-    "en": ("or", "and/or"), "de": ("oder", "bzw.", "und/oder"), "nl": ("of", "en/of")
+    "en": ("or", "and/or"), "de": ("oder", "bzw.", "resp.", "und/oder"), "nl": ("of", "resp.", "en/of")
 }
 #: Words that join two images of a list, or two references.
 _JOIN_WORDS: dict[str, tuple[str, ...]] = {lang: _AND_WORDS[lang] + _OR_WORDS[lang] for lang in _LANGUAGES}
@@ -363,8 +364,8 @@ _PAST = r"(?:previously|formerly|vormals|zuvor|vorher|früher|damals|seinerzeit|
 #: An exam of another modality ("on the PET/CT (series 3", "im MRT Serie 3"): not this CT's images.
 _OTHER_EXAM = r"(?:pet(?:[-/]ct)?|mri?|mrt|ultrasound|sonogra\w*|x-?ray|radiograph\w*|spect|s[cz]intigra\w*)\b"
 #: A reference on a date ("4 mm on 1/1/2020 (series 3, image 40)", "Serie 3 Bild 40 am 1.1.2020", "4 mm in 2021
-#: (image 40)"): the exam of that day or year.
-_ON_DATE = rf"(?:on|am|op|in)\s+{_DATE}"
+#: (image 40)", "Bild 87 der Serie 4 vom 01.02.2021"): the exam of that day or year.
+_ON_DATE = rf"(?:on|am|op|in|vom|van)\s+{_DATE}"
 #: A size a past-tense adverb may carry before its reference ("previously 4 mm (series 3, image 40)").
 _SIZE = r"\d+(?:[.,]\d+)?(?:\s*[x×]\s*\d+(?:[.,]\d+)?)*\s*(?:mm|cm)\b"
 #: Prior-exam wording just before a reference ("on the prior exam series 3", "in der Voruntersuchung
