@@ -257,6 +257,7 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     # 'resp.' (respectively) between two images: the second was lost
     ("Herde (Serie 4, Bild 87 resp. 90).", "de", [(4, (87, 90))]),
     ("Noduli (serie 4, beeld 87 resp. 90).", "nl", [(4, (87, 90))]),
+    ("Nodules (3:45) and (3:50).", "en", [(3, (45,)), (3, (50,))]),
 ]
 
 NEGATIVES: list[tuple[str, str | None]] = [
@@ -453,6 +454,9 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("Herd (Bild 87 der Serie 4 vom 01.02.2021).", "de"),
     ("Laesie (beeld 87 van 01-02-2021).", "nl"),
     ("Schichten 1 resp. 2 mm.", "de"),
+    # a time or a segment pair joined to one that its context names: (3:50) and (7/8) were placed as slices
+    ("Nodule at (3:45) and (3:50).", "en"),
+    ("Lesion in segments (6/7) and (7/8).", "en"),
     ("Serie 3 #1 Herd im 6. Segment.", "de"),
     ("Laesie (beeld 45 van het vorige onderzoek).", "nl"),
 ]

@@ -334,12 +334,14 @@ _LIST_PART = re.compile(rf"(\d+)(?:\s*(?:[-–—]|{_ANY_TO})\s*(?:[^\W\d_]+\.?\
 _RANGE_MARK = re.compile(rf"\d\s*(?:[-–—]|\b{_ANY_TO}\b)\s*(?:[^\W\d_]+\.?\s*)?\d", re.IGNORECASE)
 
 #: Words in the 30 characters before "(3/45)" that make it a date, a time, a pressure, a ratio, a score
-#: or a pair of segments, ribs or levels ("segments (6/7)": liver segments 6 and 7).
+#: or a pair of segments, ribs or levels ("segments (6/7)": liver segments 6 and 7), also before a pair joined
+#: to it ("at (3:45) and (3:50)", "segments (6/7) and (7/8)").
 _PAREN_FALSE_CONTEXT = re.compile(
     r"\b(?:on|at|dated?|since|from|prior|previous|vom|am|seit|datum|um|uhr|op|sinds|d\.d\.|"
     r"bp|rr|blood\s+pressure|blutdruck|bloeddruk|ratio|verh[äa]ltnis|verhouding|score|grade|grad|"
     r"bi-?rads|li-?rads|lung-?rads|pi-?rads|o-?rads|ti-?rads|tnm|stage|stadium|gleason|"
-    r"segments?|segmente?n?|segm|rib|ribs|rippen?|ribben?|level|levels|höhe|vertebra[el]?|wirbel(?:körper)?)\W*$",
+    r"segments?|segmente?n?|segm|rib|ribs|rippen?|ribben?|level|levels|höhe|vertebra[el]?|wirbel(?:körper)?)\W*"
+    r"(?:\d{1,4}\s*[:/]\s*\d{1,4}\W*(?:(?:and|und|en|or|oder|of)\b\W*)?)*$",
     re.IGNORECASE,
 )
 _PAREN_FALSE_AFTER = re.compile(r"^\s*(?:mm\s*hg|mmhg|uhr|h\b|am\b|pm\b|o'clock)", re.IGNORECASE)
