@@ -692,15 +692,19 @@ def test_an_image_on_a_reformat_without_a_series_is_not_placed_in_the_axial_seri
     assert [(r.image_numbers, r.on_reformat) for r in mine_image_references("Herd Serie 601 (koronar) Bild 80.")] == [
         ((80,), True)]
     # a reformat series named by its plane and number, "coronal 4": its image was placed in the axial series
-    # ... or by an abbreviated plane with its stop
+    # ... or by an abbreviated plane with its stop, or a plane with a colon; a reformat, a rendering or a scout
+    # without its plane
     text = ("Nodule (coronal 4, image 30). Nodule on sagittal 601 image 80. Nodule (axial 3, image 12). "
-            "Herd (kor. Bild 81). Nodule (sag. image 31).")
+            "Herd (kor. Bild 81). Nodule (sag. image 31). Nodule (coronal: image 32). Nodule (reformats, image 33). "
+            "Nodule (VR image 34). Nodule (oblique image 35). Nodule (scout image 2).")
     refs = mine_image_references(text)
     assert [(r.image_numbers, r.on_reformat) for r in refs] == [
-        ((30,), True), ((80,), True), ((12,), False), ((81,), True), ((31,), True)]
+        ((30,), True), ((80,), True), ((12,), False), ((81,), True), ((31,), True), ((32,), True), ((33,), True),
+        ((34,), True), ((35,), True), ((2,), True)]
     pairs, quarantine = resolve_references(refs, series, grid(), SnippetsConfig(), report_id="r", text=text)
     assert [p.image_number for p in pairs] == [12]
-    assert [q.reason for q in quarantine] == [QuarantineReason.NON_AXIAL_SERIES] * 4
+    assert [q.reason for q in quarantine] == [QuarantineReason.NON_AXIAL_SERIES] * 9
+    assert "scout" in quarantine[-1].message
 
 
 def test_snippet_ids_are_unique_across_the_volumes_of_a_study() -> None:

@@ -10,7 +10,7 @@ parenthesised "(3/45)" form, the one form that has no keyword to vouch for it, a
 out of a total ("Se 3 Im 45/120"), which a month and year can look like. A reference
 on a prior exam ("on the prior CT, series 3 image 45", "Bild 45 der Voruntersuchung") names that
 study's images, not this one's, and is not mined. An image without a series that the text places on
-a reformat ("coronal image 45") is flagged ``on_reformat``: resolution quarantines it.
+a reformat or a scout ("coronal image 45", "scout image 2") is flagged ``on_reformat``: resolution quarantines it.
 
 >>> [(r.series_number, r.image_numbers) for r in mine_image_references("Nodule (series 3, image 45).")]
 [(3, (45,))]
@@ -61,8 +61,8 @@ class ImageReference:
     kept as its first and last image with ``truncated`` set, so a typo cannot flood the corpus (one that
     runs down or from the first image is none, see :func:`_numbers`).
     ``series_stated`` is False when the text names no series (resolution then infers it).
-    ``on_reformat`` marks an image without a series that the text places on a reformat ("coronal
-    image 45"): its number is no axial position, and the inferred axial series would misplace it.
+    ``on_reformat`` marks an image without a series that the text places on a reformat or a scout ("coronal
+    image 45", "scout image 2"): its number is no axial position, and the inferred axial series would misplace it.
     """
 
     start: int
@@ -217,7 +217,7 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
     # none that names another series or image, joins another clause, or puts the image on a prior exam or a
     # reformat; and no weak "im" after them ("Serie 3, Herd im 6. Segment")
     not_gap = (rf"(?:{_words(_SERIES_WORDS, languages)}|{image_words}|{_words(_JOIN_WORDS, languages)}"
-               rf"|{_words(_BUT_WORDS, languages)}|{_PRIOR_WORD}|{_PRIOR_NOUN}|{_PAST}|{_PLANE}|mip|minip|mpr)")
+               rf"|{_words(_BUT_WORDS, languages)}|{_PRIOR_WORD}|{_PRIOR_NOUN}|{_PAST}|{_PLANE}|{_NOT_AXIAL})")
     gap = (rf"(?:{_SP},)?(?:(?=\s){_SP}(?!{not_gap}{_END_WORD})[^\W\d_]+){{1,{_MAX_GAP_WORDS}}}(?=\s){_SP}"
            rf"(?!{weak_image}{_END_WORD})")
     connector = _words(_CONNECTORS, languages)
@@ -444,28 +444,32 @@ def _on_prior_exam(text: str, match: re.Match[str]) -> tuple[bool, bool]:
     return _PRIOR_AFTER.match(text, match.end()) is not None, compares
 
 
-#: A reformat's plane: "coronal", "sagittal", "koronaren", "coronale", "sag", "cor", "kor." ("koronar" alone: German has
-#: one word for coronal and coronary; "Cor" is the heart too, but the rules below read a plane only next to the
-#: image or with its view, "(cor image 30)"), and what shows it ("coronal images", "koronare Rekonstruktion",
-#: "sagittal view").
-_PLANE = r"(?:coronal|sagittal|coronaa?le?|sagittaa?le?|koronare?[nrs]?|sagittale?[nrs]?|cor|kor|sag)"
+#: A reformat's plane: "coronal", "sagittal", "koronaren", "coronale", "sag", "cor", "kor.", "oblique" ("koronar"
+#: alone: German has one word for coronal and coronary; "Cor" is the heart too, but the rules below read a plane
+#: only next to the image or with its view, "(cor image 30)"), and what shows it ("coronal images", "koronare
+#: Rekonstruktion", "sagittal view").
+_PLANE = (r"(?:coronal|sagittal|coronaa?le?|sagittaa?le?|koronare?[nrs]?|sagittale?[nrs]?|cor|kor|sag|oblique"
+          r"|obliek|schräg)")
+#: What shows no axial position without a plane's word: a MIP, an MPR, a reformat, a 3D or volume rendering, a
+#: scout ("(MIP image 80)", "(reformats, image 80)", "(VR image 80)", "(scout image 2)": each was placed axially).
+_NOT_AXIAL = r"(?:mip|minip|mpr|reformat\w*|3d|vrt?|scout|topogram\w*|localizer|surview|scanogram)"
 _VIEW = (r"(?:reformat\w*|reconstruct\w*|rekonstruktion\w*|reconstructie\w*|mpr|images?|bild(?:er|ern)?|beelden?"
          r"|views?|planes?|ebene|schnitt\w*|series|serie)")
 #: An image on a reformat: a plane with its view before the image in its clause ("(coronal reformats, image 45",
 #: "on the coronal images (image 45"), a plane right before it ("on coronal image 45", "(koronar Bild 45",
 #: "kor. Bild 80", "Serie 601 (koronar) Bild 80"), a reformat series named by its plane and number ("(coronal 4,
-#: image 30)", "on coronal 601 image 80"), or a MIP; or one of them right after it ("image 45 coronal)", "Bild 45
-#: der koronaren Rekonstruktion"). A plane that names anatomy ("superior sagittal sinus", "koronare Herzkrankheit")
-#: is none, and so is one that begins the next image's reference ("axial image 45, coronal image 60": image 45 is
-#: axial).
+#: image 30)", "on coronal 601 image 80", "(coronal: image 80)"), or a MIP (:data:`_NOT_AXIAL`); or one of them
+#: right after it ("image 45 coronal)", "Bild 45 der koronaren Rekonstruktion"). A plane that names anatomy
+#: ("superior sagittal sinus", "koronare Herzkrankheit", "oblique fissure") is none, and so is one that begins the
+#: next image's reference ("axial image 45, coronal image 60": image 45 is axial).
 _REFORMAT_BEFORE = re.compile(
-    rf"(?:\b{_PLANE}\s+{_VIEW}\b[^.;:()\d]*|\b{_PLANE}\b\.?\)?(?:\s+\d{{1,6}}\b)?[\s,]*"
-    rf"|\b(?:mip|minip|mpr)\b[^.;:()\d]*)\(?\s*$",
+    rf"(?:\b{_PLANE}\s+{_VIEW}\b[^.;:()\d]*|\b{_PLANE}\b\.?\)?(?:\s+\d{{1,6}}\b)?[\s,:]*"
+    rf"|\b{_NOT_AXIAL}\b[^.;:()\d]*)\(?\s*$",
     re.IGNORECASE,
 )
 _REFORMAT_AFTER = re.compile(
     rf"[\s,]*(?:(?:of|on|in|der|auf|van|op)\s+(?:{_ARTICLE}\s+)?)?"
-    rf"(?:{_PLANE}(?:\s+{_VIEW}\b(?!\s*(?:no\.|nr\.?|#)?\s*\d)|\s*[),;.])|(?:mip|minip|mpr)\b)",
+    rf"(?:{_PLANE}(?:\s+{_VIEW}\b(?!\s*(?:no\.|nr\.?|#)?\s*\d)|\s*[),;.])|{_NOT_AXIAL}\b)",
     re.IGNORECASE,
 )
 

@@ -331,8 +331,8 @@ def resolve_references(
             reject(
                 reference,
                 QuarantineReason.NON_AXIAL_SERIES,
-                "the text places the image on a reformat (coronal, sagittal, MIP) and names no series: its "
-                "number is no image of an axial series",
+                "the text places the image on a reformat or a scout (coronal, sagittal, MIP, topogram) and names no "
+                "series: its number is no image of an axial series",
             )
             continue
         picked = _pick_series(reference, series, primary)
