@@ -16,9 +16,14 @@ __all__ = [
     "ABBREVIATIONS",
     "ANATOMY_STEMS",
     "ANATOMY_TERMS",
+    "ARTERIES_NAMED_FIRST",
+    "CALCIFICATION_STEMS",
+    "DEPOSIT_NOUNS",
+    "DEPOSIT_VERBS",
     "HEADINGS",
     "JOINT_MENTIONS",
     "LABEL_SYNONYMS",
+    "LARGEST_OF_SEVERAL",
     "LIST_COORDINATORS",
     "LIST_DISJUNCTIONS",
     "LIST_ITEM_DEGREES",
@@ -239,6 +244,15 @@ _NO_DEPOSITS: Mapping[tuple[str, ...], tuple[str, ...]] = MappingProxyType({
     )
     for labels, wheres, subjects, german in _ARTERIES
 })
+#: An artery a sentence names before a predicate of its own and then its deposits, by their label: "the
+#: aorta is normal in diameter with no calcification", "die Aorta ist normkalibrig mit Wandverkalkungen".
+ARTERIES_NAMED_FIRST: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {labels[0]: (*subjects, *german) for labels, _, subjects, german in _ARTERIES if len(labels) == 1}
+)
+#: The deposits' nouns there, English and German (a plural ending may follow), and the verbs that give
+#: the artery its deposits besides "with"/"mit" ("the aorta is of normal calibre and shows calcifications").
+DEPOSIT_NOUNS: tuple[str, ...] = (*_DEPOSIT_NOUNS, "atheroma", *_GERMAN_DEPOSITS)
+DEPOSIT_VERBS: tuple[str, ...] = (*_SHOW, "zeigt", "zeigen", "weist")
 
 #: Label synonyms (lowercase). A phrase matches at a word start (English) or anywhere in a word
 #: (German compounds, marked by a leading ``~``) and may end in an inflection suffix.
@@ -307,7 +321,7 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "lung_nodule": (
             "nodule", "nodular lesion", "pulmonary mass", "lung mass", "~rundherd", "nodulus", "noduli",
             "lung lesion", "pulmonary lesion", "~knoten der lunge", "micronodule", "~lungenknoten", "pulmonale knoten",
-            "pulmonaler knoten", "pulmonalen knoten",
+            "pulmonaler knoten", "pulmonalen knoten", "~mikronodul",
         ),
         "lung_opacity": (
             "opacity", "opacities", "opacification", "ground-glass", "ground glass", "~milchglas", "~verdichtung",
@@ -319,6 +333,8 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             # CT-RATE's "sequelae changes" ("fibrotic sequelae" is "fibrotic"); not "sequela" alone: chest
             # films' "sequela of prior granulomatous disease" are calcified granulomas, no fibrosis
             "sequela change", "sequelae change",
+            # honeycombing is end-stage fibrosis ("honeycomb pattern", "Honigwabenmuster", "Honigwabenlunge")
+            "honeycombing", "honeycomb", "~honigwaben",
         ),
         "pleural_effusion": (
             "pleural effusion", "pleural fluid", "effusion", "erguss", "ergüsse", "~pleuraerguss", "~pleuraergüss",
@@ -341,7 +357,7 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "interlobular_septal_thickening": (
             "interlobular septal thickening", "septal thickening", "thickened interlobular septa",
             "interlobuläre septenverdickung", "~septenverdickung", "verdickte interlobuläre septen",
-            "interlobulären septen", "interlobuläre septen",
+            "interlobulären septen", "interlobuläre septen", "~interlobulärsept", "septumverdickung",
         ),
     }
 )
@@ -585,6 +601,13 @@ SIDES: tuple[str, ...] = ("left", "right", "bilateral", "bilaterally", "links", 
 #: Words for a lymph node ("LK" is German reports' abbreviation): one with a size of 10 mm or more is
 #: lymphadenopathy, as CT-RATE reads a node's short axis ("mediastinal lymph nodes up to 12 mm").
 LYMPH_NODES: tuple[str, ...] = ("lymph node", "lymph nodes", "node", "nodes", "lymphknoten", "lk")
+#: Words after a list of lymph nodes and a comma that measure one of them: "mediastinal lymph nodes, the
+#: largest 14 mm in short axis", "mediastinale Lymphknoten, der größte mit 14 mm".
+LARGEST_OF_SEVERAL: tuple[str, ...] = ("the largest", "largest", "der größte", "die größte", "der größten",
+                                       "die größten", "den größten")
+#: Stems of a calcification: a lymph node's size in a clause that names one measures the calcification or
+#: a calcified granuloma, not an enlarged node ("lymph node calcifications up to 12 mm").
+CALCIFICATION_STEMS: tuple[str, ...] = ("calcif", "verkalk", "kalzifiz")
 #: Words before a size that bound it from above: "lymph nodes smaller than 15 mm" measures no enlarged node.
 SIZE_BELOW: tuple[str, ...] = (
     "<", "≤", "smaller than", "less than", "under", "below", "not larger than", "not exceeding", "kleiner als",

@@ -635,12 +635,17 @@ _SIZE = (r"(?P<below>(?:" + trie_regex(lexicon.SIZE_BELOW) + r")\s*)?"
 _DIMENSION_SEPARATOR = re.compile(r"\s*[x×]\s*")
 _NODE = "(?:" + trie_regex(lexicon.LYMPH_NODES) + r")\b"
 #: A lymph node and its size: the size first ("a 15 mm subcarinal lymph node"), or after it in its clause
-#: ("lymph nodes up to 12 mm in short axis", "Lymphknoten bis ca. 15 mm"); not a size in the long axis.
+#: ("lymph nodes up to 12 mm in short axis", "Lymphknoten bis ca. 15 mm") or after a comma that the largest
+#: of them follows ("lymph nodes, the largest 14 mm"); not a size in the long axis.
 _NOT_LONG_AXIS = r"(?!\s+(?:in\s+)?(?:the\s+|der\s+)?(?:long|längs))"
+_LARGEST = ",\\s*(?=(?:" + trie_regex(lexicon.LARGEST_OF_SEVERAL) + r")\b)"
 _SIZED_NODES = (
     re.compile(rf"{_SIZE}{_NOT_LONG_AXIS}\s+(?:[^\W\d]+\s+){{0,2}}{_NODE}"),
-    re.compile(rf"\b{_NODE}(?:[^,;:.]|(?<=\bca)\.){{0,60}}?{_SIZE}{_NOT_LONG_AXIS}"),
+    re.compile(rf"\b{_NODE}(?:[^,;:.]|(?<=\bca)\.|{_LARGEST}){{0,60}}?{_SIZE}{_NOT_LONG_AXIS}"),
 )
+#: A calcification (see lexicon.CALCIFICATION_STEMS) and where its clause begins: the last mark before it.
+_CALCIFICATION = re.compile("|".join(lexicon.CALCIFICATION_STEMS))
+_CLAUSE_MARK = re.compile(r"[,;:]")
 #: The word after a size: the finding it measures when it names one ("lymph node next to a 12 mm nodule").
 _NEXT_WORD = re.compile(r"\s*(?:[^\W\d]+\s+)?")
 
@@ -650,8 +655,9 @@ def _sized_node_mentions(lower: str, found: Sequence[tuple[int, int, str, LabelS
     """Lymph nodes measured at ``_ENLARGED_NODE_MM`` or more (the smaller of "15 x 8 mm", the short axis)
     as lymphadenopathy mentions, read by the triggers ("no lymph node larger than 10 mm" is negative); a
     smaller one, or one bounded from above (lexicon.SIZE_BELOW), names none. A size that measures another
-    finding mentioned in the span or right after it is not the node's, and a node the words already
-    label ("lymph nodes are not enlarged, up to 11 mm") keeps what they say."""
+    finding mentioned in the span or right after it is not the node's, nor is one in a clause that names a
+    calcification (a calcified granuloma's), and a node the words already label ("lymph nodes are not
+    enlarged, the largest 11 mm") keeps what they say."""
     mentions = []
     for m in chain.from_iterable(pattern.finditer(lower) for pattern in _SIZED_NODES):
         if m["below"]:
@@ -665,7 +671,39 @@ def _sized_node_mentions(lower: str, found: Sequence[tuple[int, int, str, LabelS
                or label != "lymphadenopathy" and start < f_start <= max(end, after_size)
                for f_start, f_end, label, _ in found):
             continue
+        clause_start = max((c.end() for c in _CLAUSE_MARK.finditer(lower, 0, start)), default=0)
+        if _CALCIFICATION.search(lower, clause_start, end):
+            continue
         mentions.append((start, end, "lymphadenopathy", None))
+    return mentions
+
+
+#: An artery named first, its own predicate, then its deposits in the same clause, maybe graded or denied
+#: by one word before them: "the aorta is normal in diameter with no calcification", "Aorta normkalibrig
+#: mit deutlichen Wandverkalkungen". The artery's label by its words (lexicon.ARTERIES_NAMED_FIRST).
+_ARTERY_OF = {artery: label for label, arteries in lexicon.ARTERIES_NAMED_FIRST.items() for artery in arteries}
+_ARTERY_DEPOSITS = re.compile(
+    r"\b(?P<artery>" + trie_regex(_ARTERY_OF) + r")\b[^,;:.]{0,60}?\b(?:(?P<without>without|ohne)|with|mit|"
+    + "|".join(lexicon.DEPOSIT_VERBS) + r")\s+(?:(?P<no>no|kein\w*)\s+(?:significant\s+|evidence\s+of\s+)?)?"
+    r"(?:[^\W\d]+\s+)?(?:" + trie_regex(lexicon.DEPOSIT_NOUNS) + r")\w*"
+)
+#: What the gate of ``_ARTERY_DEPOSITS`` looks for first: most sentences name no deposit.
+_DEPOSIT_STEMS = ("calcif", "plaque", "verkalk", "atherom")
+
+
+def _artery_deposit_mentions(lower: str, found: Sequence[tuple[int, int, str, LabelState | None]]
+                             ) -> list[tuple[int, int, str, LabelState | None]]:
+    """Deposits an artery named first has, or lacks, after a predicate of its own (``_ARTERY_DEPOSITS``),
+    as mentions of its label that fix their state: the predicate's triggers are the artery's, not the
+    deposits' ("the aorta is not dilated and shows calcified plaques" names them). One the words
+    already label keeps what they say."""
+    mentions = []
+    for m in _ARTERY_DEPOSITS.finditer(lower):
+        label = _ARTERY_OF[" ".join(m["artery"].split())]
+        if any(f_label == label and f_start < m.end() and f_end > m.start() for f_start, f_end, f_label, _ in found):
+            continue
+        denied = m["without"] is not None or m["no"] is not None
+        mentions.append((m.start(), m.end(), label, LabelState.NEGATIVE if denied else LabelState.POSITIVE))
     return mentions
 
 
@@ -683,6 +721,8 @@ def _analyze_sentence(analyzer: ReportAnalyzer, lang: str, span: Span, lower: st
         found.extend(_elliptical_mentions(lower, found))
     if ("mm" in lower or "cm" in lower) and ("node" in lower or "lymph" in lower or "lk" in lower):
         found.extend(_sized_node_mentions(lower, found))
+    if any(stem in lower for stem in _DEPOSIT_STEMS) and ("aort" in lower or "oronar" in lower):
+        found.extend(_artery_deposit_mentions(lower, found))
     if found:  # triggers only matter in a sentence with a mention
         triggers = [(m.start(), m.end(), analyzer.trigger_kinds[" ".join(m.group(1).split())])
                     for m in _matches_at_words(analyzer.triggers, analyzer.trigger_starts, lower)]
