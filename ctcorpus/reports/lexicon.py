@@ -160,6 +160,15 @@ _SHOW: tuple[str, ...] = ("shows", "show", "showed", "demonstrates", "demonstrat
 _BE: tuple[str, ...] = ("is", "are", "appears", "appear")
 _SEEN: tuple[str, ...] = tuple(f"{verb} {seen}" for verb, seen in product(("is", "are", "was", "were"),
                                                                         ("observed", "seen", "noted", "detected")))
+#: An effusion placed in the pericardium is a pericardial one, though "effusion" alone is pleural: CT-RATE's "no
+#: pathological wall thickening or effusion was detected in the pericardium", "Kein Erguss im Perikard".
+_IN_PERICARDIUM: tuple[str, ...] = tuple(
+    f"in the {where}" for where in ("pericardium", "pericardial space", "pericardial cavity", "pericardial sac"))
+_PERICARDIAL_EFFUSION: tuple[str, ...] = (
+    *(f"effusion {seen}{where}" for seen, where in product(("", *(f"{seen} " for seen in _SEEN)), _IN_PERICARDIUM)),
+    *(f"{effusion} {where}" for effusion, where in product(("erguss", "ergüsse"), ("im perikard", "im herzbeutel"))),
+    "perikardialer erguss", "perikardialen erguss", "perikardiale erguss",
+)
 #: German deposits after the artery: "Koronararterien mit Wandverkalkungen" (the adjective dative after
 #: "mit": "mit verkalkten Plaques"), their absence "Aorta ohne Verkalkungen".
 _GERMAN_DEPOSITS: tuple[str, ...] = ("verkalkung", "wandverkalkung", "plaque", "verkalkte plaque",
@@ -285,7 +294,8 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "increased cardiothoracic ratio", "cardiothoracic ratio increased", "cardiothoracic ratio is increased",
             "~kardiomegalie", "vergrößertes herz", "herzvergrößerung",
         ),
-        "pericardial_effusion": ("pericardial effusion", "pericardial fluid", "~perikarderguss", "~perikardergüss"),
+        "pericardial_effusion": ("pericardial effusion", "pericardial fluid", "~perikarderguss", "~perikardergüss",
+                                 *_PERICARDIAL_EFFUSION),
         "coronary_artery_wall_calcification": (
             "coronary artery calcification", "coronary calcification", "coronary artery wall calcification",
             "coronary sclerosis", "coronary atherosclerosis", "coronary plaque", "coronary artery plaque",
@@ -409,6 +419,9 @@ NORMAL_STATEMENTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         ),
         **{label: tuple(phrase for labels, phrases in _NO_DEPOSITS.items() if label in labels for phrase in phrases)
            for label in _BOTH_CALCIFICATIONS},
+        # "effusion is not observed in the pericardium": the negation inside the phrase
+        "pericardial_effusion": tuple(f"effusion {seen.replace(' ', ' not ')} {where}"
+                                      for seen, where in product(_SEEN, _IN_PERICARDIUM)),
         "lymphadenopathy": (
             "lymph node is not enlarged", "lymph nodes are not enlarged", "lymph nodes not enlarged",
             # "Lymphknoten (mediastinal und hilär) nicht (pathologisch) vergrößert": where they lie may stand between
