@@ -534,6 +534,9 @@ REAL_CHEST_CT_SENTENCES = [
      {"coronary_artery_wall_calcification": POS}),
     ("en", "The aorta is normal in caliber. Calcified lymph node in the right hilum.", {}),
     ("en", "Honeycombing in both lower lobes.", {"pulmonary_fibrotic_sequela": POS}),
+    ("en", "Thickening of the interlobular septa in both lower lobes.", {"interlobular_septal_thickening": POS}),
+    ("en", "Thickening of the peribronchial interstitium.", {"peribronchial_thickening": POS}),
+    ("en", "No thickened bronchial walls.", {"peribronchial_thickening": NEG}),
     # an effusion placed in the pericardium is pericardial, though "effusion" alone is pleural
     ("en", "No pathological wall thickening or effusion was detected in the pericardium.",
      {"pericardial_effusion": NEG}),

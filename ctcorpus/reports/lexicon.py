@@ -358,6 +358,9 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "peribronchial cuffing", "peribronchiale wandverdickung", "peribronchiale verdickung",
             "bronchialwandverdickung", "peribronchialen wandverdickung", "verdickte bronchialw",
             "verdickten bronchialw",
+            # the thickened structure named after the thickening, or after "thickened"
+            "thickening of the peribronchial interstiti", "peribronchial interstitial thickening",
+            "thickening of the bronchial wall", "thickened bronchial wall",
         ),
         "consolidation": (
             "consolidation", "consolidative", "airspace consolidation", "~konsolidierung", "~infiltrat",
@@ -368,6 +371,7 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "interlobular septal thickening", "septal thickening", "thickened interlobular septa",
             "interlobuläre septenverdickung", "~septenverdickung", "verdickte interlobuläre septen",
             "interlobulären septen", "interlobuläre septen", "~interlobulärsept", "septumverdickung",
+            "thickening of the interlobular septa", "thickening of interlobular septa",
         ),
     }
 )
