@@ -245,6 +245,11 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     # a comparison with a prior exam after this exam's reference: the prior's image 40 was placed on this exam
     ("Nodule (se 3, im 45) compared to prior (se 2, im 40).", "en", [(3, (45,))]),
     ("Herd (Serie 3, Bild 45), im Vergleich zur Voruntersuchung (Serie 2, Bild 40) größer.", "de", [(3, (45,))]),
+    # a past size after this exam's reference is the prior's: its image 40 was placed on this exam
+    ("Nodule 6 mm (image 45), was 4 mm (image 40).", "en", [(None, (45,))]),
+    ("Herd 6 mm (Serie 3, Bild 45), war 4 mm (Bild 40).", "de", [(3, (45,))]),
+    ("Nodule was 4 mm (image 40).", "en", [(None, (40,))]),  # no reference of this exam before it: kept
+    ("Nodule 6 mm (image 45). It was 4 mm (image 40) before.", "en", [(None, (45,)), (None, (40,))]),
     ("Nodule (series 3, image 45). Unchanged compared to the prior CT (series 3, image 40).", "en",
      [(3, (45,)), (3, (40,))]),
     # the series' plane before it: image 45 of the reformat was placed in the primary series
@@ -459,6 +464,10 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("Lesion in segments (6/7) and (7/8).", "en"),
     ("Serie 3 #1 Herd im 6. Segment.", "de"),
     ("Laesie (beeld 45 van het vorige onderzoek).", "nl"),
+    # a size, a level or a segment after a past tense is none
+    ("Nodule 6 mm (T2), was 4 mm (S3).", "en"),
+    ("Herd war 4 mm (Th 4/5, C5-6).", "de"),
+    ("Lesions were 4 mm, 5 mm (3:45 pm).", "en"),
 ]
 
 
@@ -548,6 +557,11 @@ def test_an_image_joined_to_a_reference_with_a_series_takes_its_series() -> None
         "Nodules series 3 image 45 or image 47.": [(3, (45,)), (3, (47,))],
         "Herde Serie 3 Bild 4, Bild 5 und Bild 6.": [(3, (4,)), (3, (5,)), (3, (6,))],
         "Nodule series 3 image 45 and image 12 of series 5.": [(3, (45,)), (5, (12,))],
+        # past the first image's size: image 60 was placed in the primary series
+        "Herd (Serie 3, Bild 45, 4 mm, und Bild 60, 5 mm).": [(3, (45,)), (3, (60,))],
+        "Nodule (series 3, image 45, 6 mm; image 60, 4 mm).": [(3, (45,)), (3, (60,))],
+        "Nodules (image 45, 4 x 3 mm, and image 60 of series 3).": [(3, (45,)), (3, (60,))],
+        "Nodule (series 3, image 45, 6 mm), mass 4 cm (image 60).": [(3, (45,)), (None, (60,))],  # not joined
         "Nodule series 3 image 45. Another one on image 60.": [(3, (45,)), (None, (60,))],  # not joined
         "Nodule image 45\n\nSeries 3 image 60: mass.": [(None, (45,)), (3, (60,))],  # another paragraph
         # an image joined to one on a prior exam is on it too: neither is this study's
@@ -561,6 +575,10 @@ def test_an_image_joined_to_a_reference_with_a_series_takes_its_series() -> None
     text = "Nodule image 45\nSeries 3 image 60: mass."
     refs = mine_image_references(text, sentence_spans=[(0, 15), (16, len(text))])
     assert [(r.series_number, r.image_numbers) for r in refs] == [(None, (45,)), (3, (60,))]
+    # an image on a reformat takes no axial series: it kept its flag with series 3 (inconsistent fields)
+    refs = mine_image_references("Nodule (image 45 on series 3 and image 80 on coronal).")
+    assert [(r.series_number, r.image_numbers, r.series_stated, r.on_reformat) for r in refs] == [
+        (3, (45,), True, False), (None, (80,), False, True)]
 
 
 # --------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "24"
+GRAMMAR_VERSION = "25"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -421,6 +421,9 @@ _CHANGED = re.compile(
     r"|stable|up|down)\s+$",
     re.IGNORECASE,
 )
+#: A past size right before a reference ("was 4 mm (image 40)", "war 4 mm (Bild 40)"): the prior exam's measurement,
+#: where this exam's reference came before it in the sentence ("Nodule 6 mm (image 45), was 4 mm (image 40)").
+_PAST_SIZE = re.compile(rf"\b(?:was|were|war|waren)\s+{_SIZE}[\s,:;(]*$", re.IGNORECASE)
 #: Words before a bare "prior" that place the reference on the prior exam ("on prior, series 3").
 _LOCATIVE = frozenset({"on", "in", "at", "from", "of", "auf", "aus", "im", "op", "uit", "van"})
 
@@ -431,7 +434,7 @@ def _on_prior_exam(text: str, match: re.Match[str]) -> tuple[bool, bool]:
     study's images, which this study's slice tables would place on a wrong slice. A prior exam that the sentence
     compares with ("unchanged compared to the prior CT (series 3, image 45)", "unchanged from the prior CT
     (series 3") leaves the reference on this exam, unless this exam's reference came before
-    (:func:`_on_this_exam`). An exam of another modality ("on the PET/CT") is another exam too; a sentence that
+    (:func:`_on_this_exam`), and so does a past size ("was 4 mm (image 40)"). An exam of another modality ("on the PET/CT") is another exam too; a sentence that
     opens on one is checked once its span is known (:data:`_PRIOR_SENTENCE`)."""
     start = max(0, match.start() - 80)
     compares = False
@@ -441,6 +444,7 @@ def _on_prior_exam(text: str, match: re.Match[str]) -> tuple[bool, bool]:
         compares = bool(pre in _COMPARING or pre == "from" and _CHANGED.search(text, start, before.start("pre")))
         if not compares and (before["bare"] is None or not pre or pre in _LOCATIVE):
             return True, False
+    compares = compares or _PAST_SIZE.search(text, start, match.start()) is not None
     return _PRIOR_AFTER.match(text, match.end()) is not None, compares
 
 
@@ -485,8 +489,9 @@ def _on_this_exam(text: str, matches: Sequence[re.Match[str]], joint: re.Pattern
     comma to one that is ("on the prior CT, series 3 image 45 and image 50"). Wording after a reference
     reaches back only over "and"/"or" ("image 45 and image 50 of the prior CT"), not over a bare comma or
     semicolon, which begins another reference ("series 3 image 45; series 3 image 40 on prior"). A reference
-    after a comparison with a prior exam is that exam's where this exam's came before it in the sentence
-    ("Nodule (se 3, im 45) compared to prior (se 2, im 40)"): image 40 was placed on this exam."""
+    after a comparison with a prior exam or a past size is that exam's where this exam's came before it in the
+    sentence ("Nodule (se 3, im 45) compared to prior (se 2, im 40)", "Nodule 6 mm (image 45), was 4 mm (image
+    40)"): image 40 was placed on this exam."""
     wording = [_on_prior_exam(text, match) for match in matches]
     prior = [on_prior for on_prior, _ in wording]
     for k in range(1, len(matches)):  # compared after this exam's reference: "(se 3, im 45) compared to prior (se 2"
@@ -760,20 +765,32 @@ def _with_listed_images(text: str, references: list[ImageReference], elided: re.
 
 def _with_shared_series(text: str, references: list[ImageReference], joint: re.Pattern[str]) -> list[ImageReference]:
     """An image-only reference joined by "and" or a comma to a neighbour that states its series
-    takes that series: "series 3, image 45 and image 60", "image 45 and image 60 of series 3" (one whose
-    series number stands after the joint without its word took it in :func:`_with_listed_images`). Only
+    takes that series: "series 3, image 45 and image 60", "image 45 and image 60 of series 3", also past the
+    first one's size ("Serie 3, Bild 45, 4 mm, und Bild 60": image 60 was placed in the primary series); one whose
+    series number stands after the joint without its word took it in :func:`_with_listed_images`. An image the
+    text places on a reformat takes no series: its number is no image of the neighbour's (axial) series. Only
     within one sentence: a line that begins with a series ("Nodule image 45\nSeries 4 image 60: mass") is a
     reference of its own."""
     out = list(references)
     for k, reference in enumerate(references):
-        if reference.series_number is not None:
+        if reference.series_number is not None or reference.on_reformat:
             continue
         before = out[k - 1] if k else None  # already given its series: "series 3 image 4, image 5 and image 6"
         after = references[k + 1] if k + 1 < len(references) else None
         for earlier, later, neighbour in ((before, reference, before), (reference, after, after)):
             if (neighbour is not None and neighbour.series_number is not None and earlier is not None
                     and later is not None and neighbour.sentence_start == reference.sentence_start
-                    and joint.fullmatch(text, earlier.end, later.start)):
+                    and joint.fullmatch(text, _after_size(text, earlier.end, later.start), later.start)):
                 out[k] = replace(reference, series_number=neighbour.series_number, series_stated=True)
                 break
     return out
+
+
+#: A size right after a reference ("image 45, 4 mm"), which the joint to the next one may follow.
+_SIZE_AFTER = re.compile(rf"[ \t]*,?[ \t]*{_SIZE}")
+
+
+def _after_size(text: str, end: int, limit: int) -> int:
+    """Where the text after a reference ending at ``end`` goes on past its size, if one follows (before ``limit``)."""
+    size = _SIZE_AFTER.match(text, end, limit)
+    return end if size is None else size.end()
