@@ -52,6 +52,9 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     ("Nodule on image 45 of series 3.", "en", [(3, (45,))]),
     ("Nodule (img 45, ser 3).", "en", [(3, (45,))]),
     ("Nodule (series 10001, image 45).", "en", [(10001, (45,))]),
+    # an image out of a total before its series: the reference was lost
+    ("Nodule (image 87/300, series 4).", "en", [(4, (87,))]),
+    ("Herd (Bild 87/300 der Serie 4).", "de", [(4, (87,))]),
     ("Nodule on image 45 of series 20002.", "en", [(20002, (45,))]),
     # "at"/"auf" before the series: the image was placed in the primary series
     ("Nodule (image 12 at series 601).", "en", [(601, (12,))]),
@@ -468,6 +471,9 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("Nodule 6 mm (T2), was 4 mm (S3).", "en"),
     ("Herd war 4 mm (Th 4/5, C5-6).", "de"),
     ("Lesions were 4 mm, 5 mm (3:45 pm).", "en"),
+    # an image above its total, or a month and year, before a series
+    ("Nodule (image 87/30, series 4).", "en"),
+    ("Nodule (image 12/2021, series 4).", "en"),
 ]
 
 

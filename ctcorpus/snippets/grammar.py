@@ -239,9 +239,11 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
         # that begins with a series is a reference of its own; a parenthesis may hold the connector ("image 45
         # (of series 3)"); a "#" for the image word only where the series closes the parenthesis ("(#45, series
         # 3)"): in "(#2, series 3, image 45)" it numbers a target lesion; the series' plane may stand before it
-        # ("image 45, coronal series 601": read alone, image 45 of the reformat was placed in the primary series)
+        # ("image 45, coronal series 601": read alone, image 45 of the reformat was placed in the primary series);
+        # the series after it vouches for an image out of a total ("(image 87/300, series 4)"), checked by _is_reference
         ReferenceForm.IMAGE_SERIES: (
-            rf"(?:{any_image}|(?P<b_hash>(?<=\()#)){_SP}(?P<b_i>{numbers}){total}"
+            rf"(?:{any_image}|(?P<b_hash>(?<=\()#)){_SP}"
+            rf"(?P<b_i>{numbers}|\d{{1,4}}(?=/\d{{1,6}}{_NOT_MEASUREMENT}))(?:/(?P<b_n>\d{{1,6}}))?{total}"
             rf"(?:{_SP}[,;/]{_SP}|\s+{connector}\s+(?:{article}\s+)?|{_SP}\({_SP}(?:{connector}\s+(?:{article}\s+)?)?"
             rf"|[ \t]+)(?:(?:{_PLANE}|axial|axiale[nr]?|axiaal)\.?\s+)?"
             rf"{series}{_SP}(?P<b_s>{_SERIES_NUM})(?(b_hash)(?=[ \t]*\)))"
@@ -558,12 +560,13 @@ def _range_end(first: str, last: str) -> int:
 
 def _is_reference(text: str, match: re.Match[str]) -> bool:
     """The context rules a regex cannot express well: a bare '(3/45)' (:func:`_paren_pair_is_reference`), and
-    an image out of a total ('Se 3 Im 45/120', '4, Im 60/200' after it), which is none where the total is below the
-    image or a year ('Serie 3 im 03/2021': German 'in March 2021')."""
+    an image out of a total ('Se 3 Im 45/120', '4, Im 60/200' after it, 'image 87/300, series 4'), which is none
+    where the total is below the image or a year ('Serie 3 im 03/2021': German 'in March 2021')."""
     if match.lastgroup == ReferenceForm.PAREN_PAIR.name:
         return _paren_pair_is_reference(text, match)
-    total = match["a_n"] or match["d_n"]
-    return total is None or int(match["a_i"] or match["d_i"]) <= int(total) and not 1900 <= int(total) <= 2100
+    total = match["a_n"] or match["b_n"] or match["d_n"]
+    image = match["a_i"] or match["b_i"] or match["d_i"]
+    return total is None or int(image) <= int(total) and not 1900 <= int(total) <= 2100
 
 
 def _paren_pair_is_reference(text: str, match: re.Match[str]) -> bool:
