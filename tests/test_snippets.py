@@ -585,6 +585,11 @@ def test_an_image_joined_to_a_reference_with_a_series_takes_its_series() -> None
     refs = mine_image_references("Nodule (image 45 on series 3 and image 80 on coronal).")
     assert [(r.series_number, r.image_numbers, r.series_stated, r.on_reformat) for r in refs] == [
         (3, (45,), True, False), (None, (80,), False, True)]
+    # ... nor one whose plane is in a parenthesis after it; one whose series stands without its word states it
+    text = "Nodule (series 3, image 45, 6 mm, and image 60 (coronal)). Nodule (series 3, image 45 and 4, image 61 coronal)."
+    refs = mine_image_references(text)
+    assert [(r.series_number, r.image_numbers, r.series_stated, r.on_reformat) for r in refs] == [
+        (3, (45,), True, False), (None, (60,), False, True), (3, (45,), True, False), (4, (61,), True, False)]
 
 
 # --------------------------------------------------------------------------------------------

@@ -465,7 +465,8 @@ _VIEW = (r"(?:reformat\w*|reconstruct\w*|rekonstruktion\w*|reconstructie\w*|mpr|
 #: "on the coronal images (image 45"), a plane right before it ("on coronal image 45", "(koronar Bild 45",
 #: "kor. Bild 80", "Serie 601 (koronar) Bild 80"), a reformat series named by its plane and number ("(coronal 4,
 #: image 30)", "on coronal 601 image 80", "(coronal: image 80)"), or a MIP (:data:`_NOT_AXIAL`); or one of them
-#: right after it ("image 45 coronal)", "Bild 45 der koronaren Rekonstruktion"). A plane that names anatomy
+#: right after it, also in a parenthesis ("image 45 coronal)", "Bild 45 der koronaren Rekonstruktion", "image 45
+#: (coronal)"). A plane that names anatomy
 #: ("superior sagittal sinus", "koronare Herzkrankheit", "oblique fissure") is none, and so is one that begins the
 #: next image's reference ("axial image 45, coronal image 60": image 45 is axial).
 _REFORMAT_BEFORE = re.compile(
@@ -474,7 +475,7 @@ _REFORMAT_BEFORE = re.compile(
     re.IGNORECASE,
 )
 _REFORMAT_AFTER = re.compile(
-    rf"[\s,]*(?:(?:of|on|in|der|auf|van|op)\s+(?:{_ARTICLE}\s+)?)?"
+    rf"[\s,]*(?:\(\s*)?(?:(?:of|on|in|der|auf|van|op)\s+(?:{_ARTICLE}\s+)?)?"
     rf"(?:{_PLANE}(?:\s+{_VIEW}\b(?!\s*(?:no\.|nr\.?|#)?\s*\d)|\s*[),;.])|{_NOT_AXIAL}\b)",
     re.IGNORECASE,
 )
@@ -746,7 +747,9 @@ def _with_listed_images(text: str, references: list[ImageReference], elided: re.
     image 60"), which that reference takes here, so that the number after its own list is judged against
     it ("Serie 3 Bild 45 und 4, Bild 60 und 5, Bild 12": series 5, not image 5 of series 4). Read as a series,
     image 47 was lost, or image 50 placed in series 47; a number of five or more digits is only a series
-    (:data:`_SERIES_NUM`). Only within one sentence: a line that begins with a series is a reference of its own."""
+    (:data:`_SERIES_NUM`). A series taken so is stated, and like any stated series it clears ``on_reformat`` ("4,
+    image 60 coronal"): resolution judges series 4's plane. Only within one sentence: a line that begins with a
+    series is a reference of its own."""
     out: list[ImageReference] = []
     for reference in references:
         before = out[-1] if out else None
@@ -761,7 +764,7 @@ def _with_listed_images(text: str, references: list[ImageReference], elided: re.
             elif before.series_number is not None and reference.series_number is None:
                 start = own.start("series")
                 reference = replace(reference, start=start, text=text[start : reference.end], series_number=number,
-                                    series_stated=True)
+                                    series_stated=True, on_reformat=False)
         out.append(reference)
     return out
 
