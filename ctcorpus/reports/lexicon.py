@@ -119,11 +119,11 @@ ANATOMY_STEMS: Mapping[Anatomy, tuple[str, ...]] = MappingProxyType(
     }
 )
 
-#: "Heart size remains mildly enlarged" and kin: every subject, verb, degree and adjective combined.
+#: "Heart size remains mildly enlarged", "the heart size has increased" and kin: every subject, verb, degree and adjective combined.
 _HEART_ENLARGED: tuple[str, ...] = tuple(
     " ".join(w for w in words if w)
     for words in [
-        *product(("heart", "heart size", "cardiac size", "cardiac silhouette"), ("", "is", "remains", "appears"),
+        *product(("heart", "heart size", "cardiac size", "cardiac silhouette"), ("", "is", "remains", "appears", "has"),
                  ("", "mildly", "moderately", "markedly", "slightly", "severely"), ("enlarged", "large", "increased")),
         *product(("herz", "herzschatten"), ("", "ist"), ("", "leicht", "gering", "mäßig", "deutlich", "mittelgradig"),
                  ("vergrößert", "verbreitert")),
@@ -137,6 +137,15 @@ _LUNG_COLLAPSE: tuple[str, ...] = tuple(
                          ("lung", "upper", "lower", "middle", "lobe", "lingula"))
 ) + ("lobar collapse", "lobe collapse", "lung collapse", "~lungenkollaps", "~lappenkollaps", "kollaps der lunge")
 
+#: CT-RATE's reports (translated from Turkish) call a consolidation an infiltration where it lies in the lung:
+#: "infiltration areas", "infiltrative areas", "pneumonic infiltration", "infiltration in the right lower lobe".
+#: Elsewhere it is a tumour's ("infiltration of the chest wall by the mass"), and names no finding (see NOT_LABELS).
+_LUNG_INFILTRATION: tuple[str, ...] = (
+    "infiltration area", "infiltrative area", "area of infiltration", "areas of infiltration", "pneumonic infiltration",
+    "pneumonische infiltration", "infiltration in both lungs",
+    *(f"infiltration in the {side}{where}" for side, where in product(
+        ("", "right ", "left "), ("lung", "upper lobe", "lower lobe", "middle lobe", "lingula", "lung parenchyma"))),
+)
 #: Deposits in an artery's wall. Those opening with an adjective that alone names arterial wall
 #: calcification ("atherosclerotic plaque") are written out, so that the longer phrase naming where
 #: they lie wins at their start: coronary deposits are CT-RATE's coronary label, not the arterial one.
@@ -291,7 +300,9 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "heart borderline in size", "heart size borderline enlarged", "heart is borderline enlarged",
             "heart borderline enlarged", "borderline enlarged heart", "grenzwertige herzgröße", "herz grenzwertig groß",
             "herzgröße grenzwertig", "grenzwertig großes herz", "increased heart size", "increased cardiac size",
-            "increased cardiothoracic ratio", "cardiothoracic ratio increased", "cardiothoracic ratio is increased",
+            *(phrase.format(measure) for phrase, measure in product(
+                ("increased cardiothoracic {}", "cardiothoracic {} increased", "cardiothoracic {} is increased"),
+                ("ratio", "index"))),
             "~kardiomegalie", "vergrößertes herz", "herzvergrößerung",
         ),
         "pericardial_effusion": ("pericardial effusion", "pericardial fluid", "~perikarderguss", "~perikardergüss",
@@ -336,6 +347,8 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "lung_opacity": (
             "opacity", "opacities", "opacification", "ground-glass", "ground glass", "~milchglas", "~verdichtung",
             "~trübung", "airspace disease",
+            # a ground-glass infiltration is an opacity, no consolidation (see _LUNG_INFILTRATION)
+            "ground-glass infiltration", "ground glass infiltration",
         ),
         "pulmonary_fibrotic_sequela": (
             "fibrotic", "fibrosis", "fibrous", "scarring", "~fibrotisch", "~fibrose", "narbig", "~narbe",
@@ -364,7 +377,7 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         ),
         "consolidation": (
             "consolidation", "consolidative", "airspace consolidation", "~konsolidierung", "~infiltrat",
-            "~konsolidation",
+            "~konsolidation", *_LUNG_INFILTRATION,
         ),
         "bronchiectasis": ("bronchiectasis", "bronchiectases", "bronchiectatic", "~bronchiektas", "~bronchiektat"),
         "interlobular_septal_thickening": (
@@ -489,6 +502,9 @@ NEGATION_POST: tuple[str, ...] = (
     # "regredient"/"rückläufig" alone is smaller, still there; "unauffällig" ends "X, sonst unauffällig"
     "vollständig regredient", "komplett regredient", "vollständig rückläufig", "komplett rückläufig",
 )
+#: Pre triggers of uncertainty; not "consistent with", "compatible with" nor "vereinbar mit": they assert the finding,
+#: as the CheXpert and NegBio labelers read "consistent with" ("consistent with possible" is uncertain by its
+#: "possible", as "am ehesten vereinbar mit" is by "am ehesten").
 UNCERTAIN_PRE: tuple[str, ...] = (
     "possible", "possibly", "probable", "probably", "may", "may represent", "may reflect", "may be", "could represent",
     "could be", "could", "might represent", "suspicious for", "suspected", "suspect", "suspicion for",
@@ -500,7 +516,7 @@ UNCERTAIN_PRE: tuple[str, ...] = (
     "question of", "versus", "vs", "fraglich", "fragliche", "fraglicher", "fragliches", "v.a", "v. a", "vd.a", "vd. a",
     "verdacht auf", "verdächtig auf", "suspekt auf", "frage nach", "zum ausschluss", "dd", "am ehesten", "möglich",
     "mögliche", "möglicher", "möglicherweise",
-    "wahrscheinlich", "vereinbar mit", "a.e", "a. e", "differentialdiagnostisch", "differenzialdiagnostisch", "ddx",
+    "wahrscheinlich", "a.e", "a. e", "differentialdiagnostisch", "differenzialdiagnostisch", "ddx",
     "nicht sicher",
     # "no new nodules" leaves the known ones open: uncertain, as the CheXpert labeler reads it
     "no new", "keine neuen", "keine neue", "kein neuer", "kein neues", "keine neu aufgetretenen",
@@ -527,13 +543,17 @@ UNCERTAIN_POST: tuple[str, ...] = (
 UNCERTAIN_POST_LAST: tuple[str, ...] = (
     "likely", "is likely", "are likely", "probable", "is probable", "suspected", "possible", "questionable",
     "wahrscheinlich",
+    # CT-RATE's hedge after the finding: "Atelectasis is considered.", "pneumonia was considered" (not "consolidation
+    # is considered pneumonia": the finding is there, another word follows)
+    "is considered", "are considered", "was considered", "were considered",
     # a question mark after a finding asks whether it is there: "Opacity, atelectasis? Infiltrat?"
     "?",
 )
 #: Phrases that hold a label's words but name none of its findings: tumour "infiltrating" is no
 #: "infiltrate", a thyroid nodule no lung nodule. Matched like labels, they win as the longer phrase.
 NOT_LABELS: tuple[str, ...] = (
-    "~infiltrating", "~infiltrative", "~infiltration",
+    "~infiltrating", "~infiltrative", "~infiltration", "tumor infiltration", "tumour infiltration",
+    "tumoral infiltration", "neoplastic infiltration", "malignant infiltration",
     "thyroid nodule", "nodular goiter", "nodular goitre", "adrenal nodule", "hepatic nodule", "liver nodule",
     "renal nodule", "splenic nodule", "breast nodule", "skin nodule", "cutaneous nodule", "subcutaneous nodule",
     "intracutaneous nodule", "soft tissue nodule", "peritoneal nodule",

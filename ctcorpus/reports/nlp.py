@@ -678,32 +678,43 @@ def _sized_node_mentions(lower: str, found: Sequence[tuple[int, int, str, LabelS
     return mentions
 
 
-#: An artery named first, its own predicate, then its deposits in the same clause, maybe graded or denied
-#: by one word before them: "the aorta is normal in diameter with no calcification", "Aorta normkalibrig
-#: mit deutlichen Wandverkalkungen". The artery's label by its words (lexicon.ARTERIES_NAMED_FIRST).
+#: An artery named first, its own predicate, then its deposits in the same clause, maybe graded, hedged or
+#: denied by one word before them: "the aorta is normal in diameter with no calcification", "... with possible
+#: calcification", "Aorta normkalibrig mit deutlichen Wandverkalkungen"; or, after a comma or "and", the artery
+#: said calcified, maybe graded or denied: "Aorta normkalibrig, verkalkt", "Aorta ektatisch und nicht verkalkt".
+#: The artery's label by its words (lexicon.ARTERIES_NAMED_FIRST).
 _ARTERY_OF = {artery: label for label, arteries in lexicon.ARTERIES_NAMED_FIRST.items() for artery in arteries}
 _ARTERY_DEPOSITS = re.compile(
-    r"\b(?P<artery>" + trie_regex(_ARTERY_OF) + r")\b[^,;:.]{0,60}?\b(?:(?P<without>without|ohne)|with|mit|"
+    r"\b(?P<artery>" + trie_regex(_ARTERY_OF) + r")\b[^,;:.]{0,60}?(?:\b(?:(?P<without>without|ohne)|with|mit|"
     + "|".join(lexicon.DEPOSIT_VERBS) + r")\s+(?:(?P<no>no|kein\w*)\s+(?:significant\s+|evidence\s+of\s+)?)?"
-    r"(?:[^\W\d]+\s+)?(?:" + trie_regex(lexicon.DEPOSIT_NOUNS) + r")\w*"
+    r"(?:(?P<word>[^\W\d]+)\s+)?(?:" + trie_regex(lexicon.DEPOSIT_NOUNS) + r")\w*"
+    rf"|(?:,\s*|\s+(?:and|und)\s+)(?:(?P<not>not|nicht)\s+)?(?:{_DEGREE}\s+)?(?:calcified|verkalkt)\b)"
 )
+#: A word before the deposits that hedges them ("with possible calcification", "mit fraglichen Verkalkungen"):
+#: a one-word trigger of lexicon.UNCERTAIN_PRE, maybe inflected.
+_HEDGE_WORD = re.compile("(?:" + trie_regex(t for t in lexicon.UNCERTAIN_PRE if " " not in t) + r")\w*")
 #: What the gate of ``_ARTERY_DEPOSITS`` looks for first: most sentences name no deposit.
 _DEPOSIT_STEMS = ("calcif", "plaque", "verkalk", "atherom")
 
 
 def _artery_deposit_mentions(lower: str, found: Sequence[tuple[int, int, str, LabelState | None]]
                              ) -> list[tuple[int, int, str, LabelState | None]]:
-    """Deposits an artery named first has, or lacks, after a predicate of its own (``_ARTERY_DEPOSITS``),
+    """Deposits an artery named first has, lacks or may have after a predicate of its own (``_ARTERY_DEPOSITS``),
     as mentions of its label that fix their state: the predicate's triggers are the artery's, not the
-    deposits' ("the aorta is not dilated and shows calcified plaques" names them). One the words
-    already label keeps what they say."""
+    deposits' ("the aorta is not dilated and shows calcified plaques" names them); only a word right before
+    the deposits hedges them (``_HEDGE_WORD``). One the words already label keeps what they say."""
     mentions = []
     for m in _ARTERY_DEPOSITS.finditer(lower):
         label = _ARTERY_OF[" ".join(m["artery"].split())]
         if any(f_label == label and f_start < m.end() and f_end > m.start() for f_start, f_end, f_label, _ in found):
             continue
-        denied = m["without"] is not None or m["no"] is not None
-        mentions.append((m.start(), m.end(), label, LabelState.NEGATIVE if denied else LabelState.POSITIVE))
+        if m["without"] is not None or m["no"] is not None or m["not"] is not None:
+            state = LabelState.NEGATIVE
+        elif m["word"] is not None and _HEDGE_WORD.fullmatch(m["word"]) is not None:
+            state = LabelState.UNCERTAIN
+        else:
+            state = LabelState.POSITIVE
+        mentions.append((m.start(), m.end(), label, state))
     return mentions
 
 
