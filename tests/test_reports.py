@@ -583,10 +583,13 @@ REAL_CHEST_CT_SENTENCES = [
     ("en", "Atelectasis is considered.", {"atelectasis": UNC}),
     ("en", "Cardiomegaly was considered.", {"cardiomegaly": UNC}),
     ("en", "Consolidation in the lower lobe is considered pneumonia.", {"consolidation": POS}),
+    ("en", "Consolidation was considered in favor of pneumonia.", {"consolidation": POS}),
     ("en", "Findings compatible with atelectasis in the left lower lobe.", {"atelectasis": POS}),
     # the aorta named first: a hedge right before its deposits, or said calcified after a comma or "and"
     ("en", "The aorta is normal in diameter with possible calcification.", {"arterial_wall_calcification": UNC}),
     ("en", "The thoracic aorta is tortuous and calcified.", {"arterial_wall_calcification": POS}),
+    ("en", "The aorta is ectatic, with atheromatous plaques.", {"arterial_wall_calcification": POS}),
+    ("en", "The aorta is ectatic, without calcification.", {"arterial_wall_calcification": NEG}),
     # German: compounds, elided compounds ("Pleura- oder Perikarderguss"), "kein/ohne Nachweis", "DD", "V.a."
     ("de", "Liegender Portkatheter rechts pektoral.", {"medical_material": POS}),
     ("de", "Kalzifizierte Plaques der Aorta.", {"arterial_wall_calcification": POS}),

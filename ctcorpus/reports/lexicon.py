@@ -597,6 +597,8 @@ PSEUDO_TRIGGERS: tuple[str, ...] = (
     "ohne befundänderung", "ohne wesentliche befundänderung", "ohne größenzunahme", "ohne größenprogredienz",
     "ohne progredienz", "ohne wachstum",
     "nicht verändert", "no further", "not significantly changed", "unverändert", "to suggest", *_NOT_ADJECTIVE,
+    # a finding read as what it stands for is there: "consolidation was considered in favor of pneumonia"
+    *(f"{be} considered in favor of" for be in ("is", "are", "was", "were")),
     *_NOT_RESOLVED, *_NOT_SEEN_BEFORE,
 )
 #: Words and marks that end a trigger's scope.

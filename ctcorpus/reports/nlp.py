@@ -678,14 +678,15 @@ def _sized_node_mentions(lower: str, found: Sequence[tuple[int, int, str, LabelS
     return mentions
 
 
-#: An artery named first, its own predicate, then its deposits in the same clause, maybe graded, hedged or
-#: denied by one word before them: "the aorta is normal in diameter with no calcification", "... with possible
-#: calcification", "Aorta normkalibrig mit deutlichen Wandverkalkungen"; or, after a comma or "and", the artery
+#: An artery named first, its own predicate, then its deposits in the same clause or after a comma, maybe graded,
+#: hedged or denied by one word before them: "the aorta is normal in diameter with no calcification", "... with
+#: possible calcification", "Aorta normkalibrig, mit deutlichen Wandverkalkungen", "the aorta is ectatic, with
+#: atheromatous plaques"; or, after a comma or "and", the artery
 #: said calcified, maybe graded or denied: "Aorta normkalibrig, verkalkt", "Aorta ektatisch und nicht verkalkt".
 #: The artery's label by its words (lexicon.ARTERIES_NAMED_FIRST).
 _ARTERY_OF = {artery: label for label, arteries in lexicon.ARTERIES_NAMED_FIRST.items() for artery in arteries}
 _ARTERY_DEPOSITS = re.compile(
-    r"\b(?P<artery>" + trie_regex(_ARTERY_OF) + r")\b[^,;:.]{0,60}?(?:\b(?:(?P<without>without|ohne)|with|mit|"
+    r"\b(?P<artery>" + trie_regex(_ARTERY_OF) + r")\b[^,;:.]{0,60}?(?:(?:,\s*)?\b(?:(?P<without>without|ohne)|with|mit|"
     + "|".join(lexicon.DEPOSIT_VERBS) + r")\s+(?:(?P<no>no|kein\w*)\s+(?:significant\s+|evidence\s+of\s+)?)?"
     r"(?:(?P<word>[^\W\d]+)\s+)?(?:" + trie_regex(lexicon.DEPOSIT_NOUNS) + r")\w*"
     rf"|(?:,\s*|\s+(?:and|und)\s+)(?:(?P<not>not|nicht)\s+)?(?:{_DEGREE}\s+)?(?:calcified|verkalkt)\b)"
