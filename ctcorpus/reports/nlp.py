@@ -49,6 +49,8 @@ _SENTENCE_CACHE_SIZE = 100_000
 _LONGEST_CACHED_SENTENCE = 1_000
 #: A sentence's anatomies (sorted) and label states.
 _SentenceAnalysis = tuple[tuple[str, ...], Mapping[str, LabelState]]
+#: A label mention in a sentence: its span, its label, and the state the phrase fixes (None: the triggers decide).
+_Mention = tuple[int, int, str, LabelState | None]
 _RANK = {LabelState.NEGATIVE: 0, LabelState.UNCERTAIN: 1, LabelState.POSITIVE: 2}
 #: A label's region (LABEL_ANATOMY's values as strings: an enum's ``.value`` is a property call per read).
 _LABEL_REGION: Mapping[str, str] = MappingProxyType({label: region.value for label, region in LABEL_ANATOMY.items()})
@@ -458,7 +460,7 @@ def _stems_decide(analyzer: ReportAnalyzer, lower: str) -> bool:
     return False
 
 
-def _label_mentions(analyzer: ReportAnalyzer, lower: str) -> list[tuple[int, int, str, LabelState | None]]:
+def _label_mentions(analyzer: ReportAnalyzer, lower: str) -> list[_Mention]:
     """Label phrases in the lowercased text: (start, end, label, the state the phrase fixes or None),
     one per label of a joint mention ("pleural or pericardial effusion").
 
@@ -610,8 +612,7 @@ def _state(trig: Sequence[tuple[int, int, str]], lower: str, m_start: int, m_end
     return LabelState.POSITIVE
 
 
-def _elliptical_mentions(lower: str, found: Sequence[tuple[int, int, str, LabelState | None]]
-                         ) -> list[tuple[int, int, str, LabelState | None]]:
+def _elliptical_mentions(lower: str, found: Sequence[_Mention]) -> list[_Mention]:
     """Items that grade the finding of the mention before them without naming it (``_ELLIPTICAL_ITEM``),
     as mentions of its labels: "no effusion on the left, small on the right" states an effusion, read
     by the triggers as any mention is (the degree after the comma, "but" or "and" keeps the negation out).
@@ -650,8 +651,7 @@ _CLAUSE_MARK = re.compile(r"[,;:]")
 _NEXT_WORD = re.compile(r"\s*(?:[^\W\d]+\s+)?")
 
 
-def _sized_node_mentions(lower: str, found: Sequence[tuple[int, int, str, LabelState | None]]
-                         ) -> list[tuple[int, int, str, LabelState | None]]:
+def _sized_node_mentions(lower: str, found: Sequence[_Mention]) -> list[_Mention]:
     """Lymph nodes measured at ``_ENLARGED_NODE_MM`` or more (the smaller of "15 x 8 mm", the short axis)
     as lymphadenopathy mentions, read by the triggers ("no lymph node larger than 10 mm" is negative); a
     smaller one, or one bounded from above (lexicon.SIZE_BELOW), names none. A size that measures another
@@ -698,8 +698,7 @@ _HEDGE_WORD = re.compile("(?:" + trie_regex(t for t in lexicon.UNCERTAIN_PRE if 
 _DEPOSIT_STEMS = ("calcif", "plaque", "verkalk", "atherom")
 
 
-def _artery_deposit_mentions(lower: str, found: Sequence[tuple[int, int, str, LabelState | None]]
-                             ) -> list[tuple[int, int, str, LabelState | None]]:
+def _artery_deposit_mentions(lower: str, found: Sequence[_Mention]) -> list[_Mention]:
     """Deposits an artery named first has, lacks or may have after a predicate of its own (``_ARTERY_DEPOSITS``),
     as mentions of its label that fix their state: the predicate's triggers are the artery's, not the
     deposits' ("the aorta is not dilated and shows calcified plaques" names them); only a word right before
