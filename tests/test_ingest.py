@@ -858,6 +858,26 @@ def test_the_same_anatomy_stored_with_other_direction_cosines_gives_the_same_cor
         assert np.array_equal(got.array, expected.array), orientation_name
 
 
+@pytest.mark.parametrize("orientation", [
+    (1.004, 0, 0, 0, 1.004, 0),  # cosines 0.4% too long: within what discovery accepts (0.01 on the squared length)
+    (1, 0, 0, 0.009, 1, 0),  # a column 0.5 degrees off orthogonal
+])
+def test_cosines_written_slightly_off_unit_and_orthogonal_place_the_pixels_as_exact_ones_do(
+    tmp_path: Path, orientation: tuple[float, ...]
+) -> None:
+    # used as written, the cosines scaled (by 1.004: the last column 0.25 mm off on 62 mm) or sheared
+    # the native volume and everything resampled from it
+    stored = phantom(12)
+    write_series(tmp_path / "exact", stored)
+    write_series(tmp_path / "noisy", stored, orientation=orientation, series_uid="1.2.3.4.6")
+    config = cfg(target_spacing_mm=(2.0, 2.0, 2.0))
+    exact, noisy = (assemble_volume(plan_stacks(index_export(tmp_path / name, config), config)[0], config) for name in ("exact", "noisy"))
+    assert np.array_equal(np.reshape(noisy.direction, (3, 3)), np.eye(3))
+    last = volume_image(noisy).TransformIndexToPhysicalPoint([31, 31, 11])
+    assert np.allclose(last, (-31 + 2 * 31, -31 + 2 * 31, -50 + 2 * 11), atol=1e-9)
+    assert np.array_equal(resample_volume(noisy, config).array, resample_volume(exact, config).array)
+
+
 def test_the_resampled_grid_is_centred_on_the_stack(tmp_path: Path) -> None:
     # 28.6 mm of slices and 62 mm of pixels on a 4 mm grid: anchored at the low end, the grid kept the
     # first slice whole and lost more of the last one, and LPS and RAS were no mirror images

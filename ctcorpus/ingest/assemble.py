@@ -25,7 +25,7 @@ from pydicom.pixels import pixel_array
 from ctcorpus.config.ingest import IngestConfig
 from ctcorpus.enums import Action, QuarantineReason
 from ctcorpus.errors import IngestError
-from ctcorpus.ingest.geometry import covering_grid
+from ctcorpus.ingest.geometry import covering_grid, plane_axes
 from ctcorpus.ingest.header import NATIVE_LE, file_warnings
 from ctcorpus.ingest.records import InstanceRecord, SliceRecord, Stack, Vec3, Volume
 
@@ -307,8 +307,7 @@ def assemble_volume(stack: Stack, config: IngestConfig | None = None, *, hu: boo
     array = _read_stack(records, hu, config.workers, allocate)
     first = records[0]
     assert first.orientation is not None and first.pixel_spacing is not None
-    row = np.asarray(first.orientation[:3], float)
-    col = np.asarray(first.orientation[3:6], float)
+    row, col, _ = plane_axes(first.orientation).T
     positions = np.array([r.position for r in records], float)
     slices = tuple(
         SliceRecord(
