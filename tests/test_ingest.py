@@ -1057,6 +1057,28 @@ def test_split_by_acquisition_and_duplicates(tmp_path: Path) -> None:
     assert QuarantineReason.DUPLICATE_SLICE in {q.reason for q in result.quarantine if q.action is Action.REJECT}
 
 
+def test_acquisitions_interleaved_in_one_series_are_split_and_consecutive_ones_are_one_stack(tmp_path: Path) -> None:
+    # two acquisitions (phases) offset by half a step: no position repeats, so they were read as one
+    # stack of 1 mm slices alternating between them, with no finding at all
+    stored = phantom(12)
+    for k in range(12):
+        write_slice(tmp_path / "mixed" / f"A{k:02d}", stored[k], (-31.0, -31.0, -50.0 + 2 * k), series_uid="1.2.3.4.5", instance=k + 1)
+        write_slice(tmp_path / "mixed" / f"B{k:02d}", stored[k, ::-1], (-31.0, -31.0, -49.0 + 2 * k), series_uid="1.2.3.4.5",
+                    instance=k + 13, acquisition=2)
+    stacks, _, results = run(tmp_path / "mixed", cfg())
+    assert sorted((s.first.acquisition_number, len(s.instances)) for s in stacks) == [(1, 12), (2, 12)]
+    assert all(r.volume is not None and {q.reason for q in r.quarantine} == {QuarantineReason.MIXED_STACKS} for r in results)
+    for stack in stacks:
+        expected = stored if stack.first.acquisition_number == 1 else stored[:, ::-1]
+        assert np.array_equal(assemble_volume(stack, cfg()).array, expected.astype(int) - 1024)
+    # step-and-shoot: each rotation an acquisition, one after another along the normal: one stack
+    for k in range(12):
+        write_slice(tmp_path / "sequential" / f"I{k:02d}", stored[k], (-31.0, -31.0, -50.0 + 2 * k), series_uid="1.2.3.4.6",
+                    instance=k + 1, acquisition=1 + k // 4)
+    (stack,), _, (result,) = run(tmp_path / "sequential", cfg())
+    assert len(stack.instances) == 12 and not stack.findings and result.volume is not None
+
+
 def test_a_duplicate_stored_with_another_rescale_but_the_same_hu_is_dropped_not_rejecting_its_stack(tmp_path: Path) -> None:
     # a re-sent slice re-encoded as signed with intercept 0 holds the same HU in other stored
     # values: compared by stored values and rescale, it rejected the whole stack as two mixed stacks

@@ -5,7 +5,8 @@ different matrix, reformats in other planes), and some exports have empty UIDs. 
 grouped by study, series (folder when the UID is empty), frame of reference, matrix, pixel
 spacing, reconstruction kernel, slice thickness and orientation (within a tolerance); a slice without
 a SliceThickness joins the one group it otherwise fits (:func:`_thickness_filled`); a group whose
-positions repeat is split by AcquisitionNumber when that separates it into duplicate-free stacks.
+positions repeat, or whose acquisitions interleave, is split by AcquisitionNumber when that
+separates it into duplicate-free stacks.
 Localizers never get here (discovery excludes them).
 """
 
@@ -88,14 +89,24 @@ def _has_repeats(along: np.ndarray) -> bool:
     return bool(len(ordered) > 1 and (np.diff(ordered) < SAME_POSITION_MM).any())
 
 
-def _split_by_acquisition(records: list[InstanceRecord], along: np.ndarray) -> list[list[InstanceRecord]]:
-    """Split by AcquisitionNumber if positions repeat and each acquisition alone does not."""
-    if not _has_repeats(along):
-        return [records]
+def _median_step(along: np.ndarray) -> float:
+    return float(np.median(np.diff(np.sort(along))))
+
+
+def _split_by_acquisition(records: list[InstanceRecord], along: np.ndarray, gap_factor: float) -> list[list[InstanceRecord]]:
+    """Split by AcquisitionNumber where no acquisition alone repeats a position and either the
+    positions repeat, or the acquisitions interleave: each alone steps more than ``gap_factor`` x
+    the median step of all of them (two phases offset by half a step read as one stack of twice
+    the resolution, every other slice from the other phase, and nothing found). Acquisitions one
+    after another along the normal (step-and-shoot) step as the whole does and stay one stack."""
     by_acquisition: dict[int | None, list[int]] = defaultdict(list)
     for i, record in enumerate(records):
         by_acquisition[record.acquisition_number].append(i)
-    if len(by_acquisition) < 2 or any(_has_repeats(along[idx]) for idx in by_acquisition.values()):
+    parts = list(by_acquisition.values())
+    if len(parts) < 2 or any(_has_repeats(along[idx]) for idx in parts):
+        return [records]
+    interleaved = all(len(idx) > 1 for idx in parts) and min(_median_step(along[idx]) for idx in parts) > gap_factor * _median_step(along)
+    if not (_has_repeats(along) or interleaved):
         return [records]
     return [[records[i] for i in idx] for _, idx in sorted(by_acquisition.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))]
 
@@ -176,7 +187,7 @@ def plan_stacks(index: ExportIndex, config: IngestConfig | None = None) -> list[
     for key, records in _thickness_filled(groups).items():
         for plane in _by_orientation(records):  # usable: orthogonal unit cosines (header.instance_problem)
             normal = slice_normal(plane[0].orientation or ())
-            by_series[key[:2]].extend(_split_by_acquisition(plane, _projection(plane, normal)))
+            by_series[key[:2]].extend(_split_by_acquisition(plane, _projection(plane, normal), config.gap_factor))
     stacks = [
         _make_stack(records, config, split_from=len(parts))
         for parts in by_series.values()
