@@ -284,8 +284,10 @@ def assemble_volume(stack: Stack, config: IngestConfig | None = None, *, hu: boo
 
     ``simpleitk_buffer`` allocates the (then read-only) array as a SimpleITK image's buffer, so
     :func:`volume_image` and resampling use it without a copy: ingest + resample then peaks at one
-    native volume instead of two. It is off by default because SimpleITK zero-fills its buffer in
-    4 KiB pages (~0.1 s per 150 MB) where numpy's large arrays get transparent huge pages.
+    native volume instead of two (a spacing repair or untilting still holds the stack it read and
+    the one it interpolates, about two native volumes, before resampling). It is off by default
+    because SimpleITK zero-fills its buffer in 4 KiB pages (~0.1 s per 150 MB) where numpy's large
+    arrays get transparent huge pages.
 
     >>> volume = assemble_volume(stacks[0])   # doctest: +SKIP
     >>> volume.array.dtype, volume.is_hu      # doctest: +SKIP
