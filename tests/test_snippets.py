@@ -750,6 +750,15 @@ def test_snippet_ids_are_unique_across_the_volumes_of_a_study() -> None:
     assert [p.volume_id for p in pairs] == ["vol-a", "vol-b"]
     assert len({p.snippet_id for p in pairs}) == 2
     assert pairs[0].snippet_id == f"vol-a/r1@{text.index('series')}-{text.index(')')}#61"
+    # ... and so are the quarantine's: image 140 lies in the taller volume only; each entry names its volume
+    text = "Nodule (series 3, images 61 and 140)."
+    refs = mine_image_references(text, language="en")
+    short, tall = replace(grid(n=40), volume_id="vol-a"), replace(grid(n=60), volume_id="vol-b")
+    outcomes = [resolve_references(refs, [stack(3, -100.0, 1.0, 200)], volume, SnippetsConfig(), report_id="r1", text=text)
+                for volume in (short, tall, replace(short, volume_id="vol-c"))]
+    assert [len(pairs) for pairs, _ in outcomes] == [1, 2, 1]
+    assert [q.item_id for _, quarantine in outcomes for q in quarantine] == [
+        f"vol-a/r1@{text.index('series')}-{text.index(')')}#140", f"vol-c/r1@{text.index('series')}-{text.index(')')}#140"]
 
 
 def test_a_series_ingest_split_into_stacks_resolves_by_its_image_numbers() -> None:
@@ -774,6 +783,37 @@ def test_a_series_ingest_split_into_stacks_resolves_by_its_image_numbers() -> No
     assert [q.reason for q in quarantine] == [QuarantineReason.AMBIGUOUS_SERIES]
 
 
+def test_a_bare_image_in_the_one_axial_series_ingest_split_into_stacks_is_placed() -> None:
+    # the study's one axial series is two stacks (two acquisitions, numbered on) and no primary series is
+    # known (volumes_per_study 'all'): it was quarantined as ambiguous between "2 axial series [4, 4]"
+    series = [stack(4, -100.0, 2.5, 20), stack(4, -50.0, 2.5, 20, first_instance=21),
+              stack(4, -100.0, 2.5, 5, first_instance=101, axial=False)]
+    text = "Nodule (image 12). Mass (image 30)."
+    pairs, quarantine = resolve_references(mine_image_references(text), series, grid(), SnippetsConfig(),
+                                           report_id="r", text=text)
+    assert quarantine == [] and [(p.series_number, p.image_number, p.z_mm, p.slice_index) for p in pairs] == [
+        (4, 12, -72.5, 11), (4, 30, -27.5, 29)]
+    # two axial series are still ambiguous, each number named once
+    _, quarantine = resolve_references(mine_image_references(text)[:1], [*series, stack(5, -100.0, 1.0, 60)], grid(),
+                                       SnippetsConfig(), report_id="r", text=text)
+    assert [q.reason for q in quarantine] == [QuarantineReason.AMBIGUOUS_SERIES]
+    assert "2 axial series [4, 5]" in quarantine[0].message
+
+
+def test_bins_are_exact_at_their_edges() -> None:
+    # bin = floor(slice_index * spacing_z / bin_mm): in floats 3 * 1.2 / 3.6 is 0.999..., which put every
+    # third slice of a 1.2 mm volume into the bin below (bins of 2 and 4 slices instead of 3)
+    series = [stack(2, 0.0, 1.2, 30)]
+    text = "Nodules (series 2, images 1-30)."
+    pairs, _ = resolve_references(mine_image_references(text), series, grid(z0=0.0, dz=1.2, n=30),
+                                  SnippetsConfig(bin_mm=3.6), report_id="r", text=text)
+    assert [p.bin_index for p in pairs] == [k // 3 for k in range(30)]
+    # a 0.7 mm volume's slice 360 begins bin 21 of 12 mm (252 mm)
+    pairs, _ = resolve_references(mine_image_references("Nodule (series 2, image 361)."), [stack(2, 0.0, 0.7, 400)],
+                                  grid(z0=0.0, dz=0.7, n=400), SnippetsConfig(), report_id="r", text="")
+    assert (pairs[0].slice_index, pairs[0].bin_index) == (360, 21)
+
+
 def test_unresolvable_references_get_their_reason() -> None:
     series = [
         stack(2, -100.0, 2.5, 40),
@@ -793,7 +833,7 @@ def test_unresolvable_references_get_their_reason() -> None:
                                            source="reports/ris.csv")
     def at(expression: str, image: int | None = None) -> str:
         start = text.index(expression)
-        return f"r9@{start}-{start + len(expression)}" + ("" if image is None else f"#{image}")
+        return f"vol1/r9@{start}-{start + len(expression)}" + ("" if image is None else f"#{image}")
 
     assert [(q.item_id, q.reason) for q in quarantine] == [
         (at("series 5, image 10"), QuarantineReason.SERIES_ABSENT),
@@ -913,7 +953,7 @@ def export_truth(tmp_path_factory: pytest.TempPathFactory):
 
 
 def entry_span(entry) -> tuple[int, int]:
-    """Char span of the reference a quarantine entry names (item id '<report>@<start>-<end>[#image]')."""
+    """Char span of the reference a quarantine entry names (item id '<volume>/<report>@<start>-<end>[#image]')."""
     start, end = entry.item_id.rsplit("@", 1)[1].split("#")[0].split("-")
     return int(start), int(end)
 

@@ -198,24 +198,26 @@ def stack_slices(stack: Stack, *, series_uid: str, frame_of_reference_uid: str) 
 def _pick_series(
     reference: ImageReference, series: Sequence[SeriesSlices], primary: int | None
 ) -> SeriesSlices | tuple[QuarantineReason, str]:
-    """The stack a reference points at, or (reason, explanation)."""
+    """The stack a reference points at, or (reason, explanation).
+
+    Without a stated or primary series it points into the study's one axial series, counted by
+    series number: ingest splits a series of two acquisitions into two stacks, still one series.
+    """
     if reference.series_number is not None:
-        wanted = reference.series_number
-        how = "stated"
+        wanted, how, candidates = reference.series_number, "stated", series
     elif primary is not None:
-        wanted = primary
-        how = "primary"
+        wanted, how, candidates = primary, "primary", series
     else:
-        axial = [s for s in series if s.is_axial]
-        if len(axial) == 1:
-            return axial[0]
-        numbers = sorted(s.series_number for s in axial)
-        return (
-            QuarantineReason.AMBIGUOUS_SERIES,
-            f"no series stated and the study has {len(axial)} axial series {numbers}; "
-            "set snippets.primary_series_number to resolve bare image numbers",
-        )
-    matches = [s for s in series if s.series_number == wanted]
+        candidates = [s for s in series if s.is_axial]
+        numbers = sorted({s.series_number for s in candidates})
+        if len(numbers) != 1:
+            return (
+                QuarantineReason.AMBIGUOUS_SERIES,
+                f"no series stated and the study has {len(numbers)} axial series {numbers}; "
+                "set snippets.primary_series_number to resolve bare image numbers",
+            )
+        wanted, how = numbers[0], "the only axial"
+    matches = [s for s in candidates if s.series_number == wanted]
     if not matches:
         present = sorted({s.series_number for s in series})
         return QuarantineReason.SERIES_ABSENT, f"{how} series {wanted} is not in the study (series present: {present})"
@@ -247,6 +249,12 @@ def _joined_stacks(stacks: Sequence[SeriesSlices]) -> SeriesSlices | None:
     repeated |= {n for n, zs in positions.items() if len(zs) > 1}
     return replace(first, instance_z={n: zs.pop() for n, zs in positions.items() if n not in repeated},
                    repeated_images=repeated)
+
+
+def _bin_index(slice_index: int, spacing_z_mm: float, bin_mm: float) -> int:
+    """``floor(slice_index * spacing_z_mm / bin_mm)``, exact at a bin's edge: in floats
+    3 * 1.2 / 3.6 is 0.999..., which put every third slice of a 1.2 mm volume into the bin below."""
+    return math.floor(round(slice_index * spacing_z_mm / bin_mm, 9))
 
 
 def resolve_references(
@@ -292,7 +300,8 @@ def resolve_references(
     pairs, quarantine:
         One pair per reference and distinct slice (two images of one reference that land on
         the same corpus slice give one pair), its id naming the volume too: a study with several
-        corpus volumes pairs one report with each; one entry per unresolvable reference or image, with
+        corpus volumes pairs one report with each; one entry per unresolvable reference or image, its
+        item id naming the volume as a pair's id does (a reference may lie outside one volume only), with
         reason ``series_absent``, ``ambiguous_series``, ``other_frame_of_reference``,
         ``non_axial_series``, ``ambiguous_image``, ``image_out_of_range`` or ``out_of_volume``.
 
@@ -315,7 +324,7 @@ def resolve_references(
     offset, slope = _z_axis(grid)
 
     def reject(reference: ImageReference, reason: QuarantineReason, why: str, image: int | None = None) -> None:
-        item = f"{report_id}@{reference.start}-{reference.end}" + ("" if image is None else f"#{image}")
+        item = f"{grid.volume_id}/{report_id}@{reference.start}-{reference.end}" + ("" if image is None else f"#{image}")
         quarantine.append(
             QuarantineEntry(
                 stage=_STAGE,
@@ -414,7 +423,7 @@ def resolve_references(
                     image_number=image,
                     z_mm=float(z),
                     slice_index=index,
-                    bin_index=math.floor(index * spacing_z / config.bin_mm),
+                    bin_index=_bin_index(index, spacing_z, config.bin_mm),
                     bin_mm=config.bin_mm,
                     anatomies=context.anatomies if context else (),
                     labels=context.positive_labels if context else (),
