@@ -781,6 +781,13 @@ def test_a_series_ingest_split_into_stacks_resolves_by_its_image_numbers() -> No
     _, quarantine = resolve_references(mine_image_references(text), other, grid(), SnippetsConfig(),
                                        report_id="r", text=text)
     assert [q.reason for q in quarantine] == [QuarantineReason.AMBIGUOUS_SERIES]
+    assert "series number 4 names 2 series ['1.2.3.4', '1.2.3.99']" in quarantine[0].message
+    # one series of an axial and a coronal stack: its stacks are named as such, not its UID twice
+    planes = [series[0], replace(series[1], is_axial=False)]
+    _, quarantine = resolve_references(mine_image_references(text), planes, grid(), SnippetsConfig(),
+                                       report_id="r", text=text)
+    assert [q.reason for q in quarantine] == [QuarantineReason.AMBIGUOUS_SERIES]
+    assert quarantine[0].message.endswith("series 4 holds 2 stacks in different planes or frames of reference")
 
 
 def test_a_bare_image_in_the_one_axial_series_ingest_split_into_stacks_is_placed() -> None:
@@ -845,7 +852,7 @@ def test_unresolvable_references_get_their_reason() -> None:
         (at("series 2, images 39-41", 41), QuarantineReason.IMAGE_OUT_OF_RANGE),
     ]
     assert all(q.stage == "snippets" and q.path == "reports/ris.csv" and "r9" in q.message for q in quarantine)
-    assert "series present" in quarantine[0].message
+    assert "series with stacks: [2, 3, 6, 7, 8]" in quarantine[0].message
     # the range keeps its resolvable images 39 and 40 only
     assert [(p.image_number, p.slice_index) for p in pairs] == [(39, 38), (40, 39)]
     # a configured primary series resolves the bare image; so does a study with one axial series
@@ -1162,3 +1169,35 @@ def test_an_image_number_images_at_two_positions_share_is_quarantined(tmp_path: 
     grid = VolumeGrid("v", FOR, (0.0, 0.0, 0.0), (2.0, 2.0, 2.0), (1, 0, 0, 0, 1, 0, 0, 0, 1), (20, 64, 64))
     pairs, rejected = mine_snippets("r", "Nodule (series 2, image 5).", [table], grid, SnippetsConfig())
     assert not pairs and [q.reason for q in rejected] == [QuarantineReason.AMBIGUOUS_IMAGE]
+
+
+PHILIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "dcm_qa_ct_philips_study_with_localizer"
+
+
+@pytest.mark.skipif(not PHILIPS.is_dir(), reason="../shared/data/dcm_qa_ct_philips_study_with_localizer is absent")
+@pytest.mark.parametrize("orientation", ["LPS", "RAS"])
+def test_real_study_images_land_on_the_slice_of_their_centre_and_its_localizer_is_named(orientation: str) -> None:
+    # a Philips study: localizer series 100 (discovery leaves it out), axial series 201 of 28 images 5 mm apart,
+    # resampled to 0.7 mm (RAS flips x and y): each image lands on the corpus slice SimpleITK puts its centre in
+    from ctcorpus.ingest import ingest_stack, resampled_image
+    from ctcorpus.ingest.geometry import slice_centre
+    from ctcorpus.records import QuarantineLog
+
+    config = IngestConfig(pseudonym_key="k", orientation=orientation, target_spacing_mm=(2.0, 2.0, 0.7))
+    (axial,) = [s for s in plan_stacks(index_export(PHILIPS / "In", config, on_error=QuarantineLog()), config)
+                if not s.rejected]
+    volume = ingest_stack(axial, config).volume
+    assert volume is not None and axial.first.series_number == 201
+    image = resampled_image(volume)
+    grid = VolumeGrid("v", FOR, volume.origin, volume.spacing, volume.direction, volume.array.shape)
+    table = stack_slices(axial, series_uid="s201", frame_of_reference_uid=FOR)
+    assert table is not None and sorted(table.instance_z) == list(range(1, 29))
+    text = " ".join(f"Finding (series 201, image {n})." for n in range(1, 29)) + " Scout (series 100, image 1)."
+    pairs, quarantine = mine_snippets("r", text, [table], grid, SnippetsConfig())
+    expected = {r.instance_number: math.floor(image.TransformPhysicalPointToContinuousIndex(slice_centre(r))[2] + 0.5)
+                for r in axial.instances}
+    assert {p.image_number: p.slice_index for p in pairs} == expected
+    assert [q.reason for q in quarantine] == [QuarantineReason.SERIES_ABSENT]
+    # the localizer is in the study: "not in the study" sent the auditor looking for a missing series
+    assert "series 100 has no stack of CT images in the study (a localizer" in quarantine[0].message
+    assert "series with stacks: [201]" in quarantine[0].message

@@ -220,13 +220,20 @@ def _pick_series(
     matches = [s for s in candidates if s.series_number == wanted]
     if not matches:
         present = sorted({s.series_number for s in series})
-        return QuarantineReason.SERIES_ABSENT, f"{how} series {wanted} is not in the study (series present: {present})"
+        return QuarantineReason.SERIES_ABSENT, (
+            f"{how} series {wanted} has no stack of CT images in the study (a localizer, a non-CT series or one "
+            f"left out of the export has none); series with stacks: {present}"
+        )
     if len(matches) > 1:
         joined = _joined_stacks(matches)
         if joined is not None:
             return joined
-        uids = sorted(s.series_uid for s in matches)
-        return QuarantineReason.AMBIGUOUS_SERIES, f"{how} series number {wanted} names {len(matches)} stacks {uids}"
+        uids = sorted({s.series_uid for s in matches})
+        if len(uids) == 1:
+            return QuarantineReason.AMBIGUOUS_SERIES, (
+                f"{how} series {wanted} holds {len(matches)} stacks in different planes or frames of reference"
+            )
+        return QuarantineReason.AMBIGUOUS_SERIES, f"{how} series number {wanted} names {len(uids)} series {uids}"
     return matches[0]
 
 
