@@ -754,11 +754,13 @@ def test_snippet_ids_are_unique_across_the_volumes_of_a_study() -> None:
     text = "Nodule (series 3, images 61 and 140)."
     refs = mine_image_references(text, language="en")
     short, tall = replace(grid(n=40), volume_id="vol-a"), replace(grid(n=60), volume_id="vol-b")
-    outcomes = [resolve_references(refs, [stack(3, -100.0, 1.0, 200)], volume, SnippetsConfig(), report_id="r1", text=text)
+    outcomes = [resolve_references(refs, [stack(3, -100.0, 1.0, 200)], volume, SnippetsConfig(), report_id="r1",
+                                   text=text)
                 for volume in (short, tall, replace(short, volume_id="vol-c"))]
     assert [len(pairs) for pairs, _ in outcomes] == [1, 2, 1]
-    assert [q.item_id for _, quarantine in outcomes for q in quarantine] == [
-        f"vol-a/r1@{text.index('series')}-{text.index(')')}#140", f"vol-c/r1@{text.index('series')}-{text.index(')')}#140"]
+    span = f"{text.index('series')}-{text.index(')')}"
+    assert [q.item_id for _, quarantine in outcomes for q in quarantine] == [f"vol-a/r1@{span}#140",
+                                                                             f"vol-c/r1@{span}#140"]
 
 
 def test_a_series_ingest_split_into_stacks_resolves_by_its_image_numbers() -> None:
@@ -782,12 +784,25 @@ def test_a_series_ingest_split_into_stacks_resolves_by_its_image_numbers() -> No
                                        report_id="r", text=text)
     assert [q.reason for q in quarantine] == [QuarantineReason.AMBIGUOUS_SERIES]
     assert "series number 4 names 2 series ['1.2.3.4', '1.2.3.99']" in quarantine[0].message
-    # one series of an axial and a coronal stack: its stacks are named as such, not its UID twice
-    planes = [series[0], replace(series[1], is_axial=False)]
-    _, quarantine = resolve_references(mine_image_references(text), planes, grid(), SnippetsConfig(),
+    # one series of an axial stack and a reformat saved into it (images 38-42): its axial images are placed,
+    # where the whole series was ambiguous_series ("names 2 stacks ['1.2.3.4', '1.2.3.4']")
+    planes = [series[0], stack(4, -50.0, 2.5, 5, first_instance=38, axial=False)]
+    text = "Nodules (series 4, images 12, 39 and 41)."
+    pairs, quarantine = resolve_references(mine_image_references(text), planes, grid(), SnippetsConfig(),
+                                           report_id="r", text=text)
+    assert [(p.image_number, p.z_mm) for p in pairs] == [(12, -72.5)]
+    assert [(q.item_id[-3:], q.reason) for q in quarantine] == [
+        ("#39", QuarantineReason.AMBIGUOUS_IMAGE), ("#41", QuarantineReason.NON_AXIAL_SERIES)]
+    assert "image 41 of series 4 lies in another plane than its axial images" in quarantine[1].message
+    # a series of reformats alone is no axial series; stacks of one series in two frames cannot be joined
+    _, quarantine = resolve_references(mine_image_references(text), [replace(s, is_axial=False) for s in planes],
+                                       grid(), SnippetsConfig(), report_id="r", text=text)
+    assert [q.reason for q in quarantine] == [QuarantineReason.NON_AXIAL_SERIES]
+    frames = [planes[0], replace(series[1], frame_of_reference_uid="9")]
+    _, quarantine = resolve_references(mine_image_references(text), frames, grid(), SnippetsConfig(),
                                        report_id="r", text=text)
     assert [q.reason for q in quarantine] == [QuarantineReason.AMBIGUOUS_SERIES]
-    assert quarantine[0].message.endswith("series 4 holds 2 stacks in different planes or frames of reference")
+    assert quarantine[0].message.endswith("series 4 holds 2 stacks in different frames of reference")
 
 
 def test_a_bare_image_in_the_one_axial_series_ingest_split_into_stacks_is_placed() -> None:

@@ -62,7 +62,8 @@ class SeriesSlices:
     ``is_axial`` marks stacks whose images are axial positions: a reference to another (a coronal
     or sagittal reformat) is quarantined, and a reference without a series may only point at
     these. ``repeated_images`` are InstanceNumbers that images at different positions share: a
-    reference to one cannot tell which is meant.
+    reference to one cannot tell which is meant. ``off_plane_images`` are those of the series'
+    images in another plane than its axial ones (a reformat saved into the series): no axial position.
     """
 
     series_number: int
@@ -72,6 +73,7 @@ class SeriesSlices:
     instance_z: Mapping[int, float]
     is_axial: bool = True
     repeated_images: frozenset[int] = frozenset()
+    off_plane_images: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,31 +233,37 @@ def _pick_series(
         uids = sorted({s.series_uid for s in matches})
         if len(uids) == 1:
             return QuarantineReason.AMBIGUOUS_SERIES, (
-                f"{how} series {wanted} holds {len(matches)} stacks in different planes or frames of reference"
+                f"{how} series {wanted} holds {len(matches)} stacks in different frames of reference"
             )
         return QuarantineReason.AMBIGUOUS_SERIES, f"{how} series number {wanted} names {len(uids)} series {uids}"
     return matches[0]
 
 
 def _joined_stacks(stacks: Sequence[SeriesSlices]) -> SeriesSlices | None:
-    """The axial stacks ingest split out of one series (two acquisitions, two matrices) as one slice
-    table, or None for stacks of different series, frames or planes.
+    """The stacks ingest split out of one series (two acquisitions, two matrices, a reformat saved
+    into it) as one slice table, or None for stacks of different series or frames.
 
     The series' image numbers still name its images: only a number that two of its images at
-    different positions carry is ambiguous.
+    different positions carry is ambiguous, and one of an image in another plane than the axial
+    stacks' is no axial position (``off_plane_images``). A series without an axial stack is its
+    first stack, not axial.
     """
     first = stacks[0]
     if any(s.series_uid != first.series_uid or s.frame_of_reference_uid != first.frame_of_reference_uid
-           or not s.is_axial for s in stacks):
+           for s in stacks):
         return None
+    axial = [s for s in stacks if s.is_axial]
+    if not axial:
+        return first
     positions: dict[int, set[float]] = defaultdict(set)
-    for s in stacks:
+    for s in axial:
         for number, z in s.instance_z.items():
             positions[number].add(z)
-    repeated = frozenset(n for s in stacks for n in s.repeated_images)
-    repeated |= {n for n, zs in positions.items() if len(zs) > 1}
-    return replace(first, instance_z={n: zs.pop() for n, zs in positions.items() if n not in repeated},
-                   repeated_images=repeated)
+    off_plane = {n for s in stacks if not s.is_axial for n in (*s.instance_z, *s.repeated_images)}
+    repeated = frozenset(n for s in axial for n in s.repeated_images)
+    repeated |= {n for n, zs in positions.items() if len(zs) > 1} | (off_plane & positions.keys())
+    return replace(axial[0], instance_z={n: zs.pop() for n, zs in positions.items() if n not in repeated},
+                   repeated_images=repeated, off_plane_images=frozenset(off_plane - repeated))
 
 
 def _bin_index(slice_index: int, spacing_z_mm: float, bin_mm: float) -> int:
@@ -331,7 +339,8 @@ def resolve_references(
     offset, slope = _z_axis(grid)
 
     def reject(reference: ImageReference, reason: QuarantineReason, why: str, image: int | None = None) -> None:
-        item = f"{grid.volume_id}/{report_id}@{reference.start}-{reference.end}" + ("" if image is None else f"#{image}")
+        item = f"{grid.volume_id}/{report_id}@{reference.start}-{reference.end}"
+        item += "" if image is None else f"#{image}"
         quarantine.append(
             QuarantineEntry(
                 stage=_STAGE,
@@ -384,6 +393,15 @@ def resolve_references(
                     reference,
                     QuarantineReason.AMBIGUOUS_IMAGE,
                     f"series {picked.series_number} has images at different positions numbered {image}",
+                    image,
+                )
+                continue
+            if image in picked.off_plane_images:
+                reject(
+                    reference,
+                    QuarantineReason.NON_AXIAL_SERIES,
+                    f"image {image} of series {picked.series_number} lies in another plane than its axial images "
+                    "(a reformat saved into the series): it is no axial position to pair with a slice",
                     image,
                 )
                 continue
