@@ -1216,3 +1216,22 @@ def test_real_study_images_land_on_the_slice_of_their_centre_and_its_localizer_i
     # the localizer is in the study: "not in the study" sent the auditor looking for a missing series
     assert "series 100 has no stack of CT images in the study (a localizer" in quarantine[0].message
     assert "series with stacks: [201]" in quarantine[0].message
+
+
+@pytest.mark.parametrize(("degrees", "axial"), [(0.0, True), (30.0, True), (-30.0, True), (50.0, False), (90.0, False)])
+def test_a_stack_tilted_as_far_as_a_gantry_tilts_is_axial(tmp_path: Path, degrees: float, axial: bool) -> None:
+    # gantries tilt up to 30 degrees (head CTs along the orbitomeatal line), and ingest untilts such a stack into a
+    # corpus volume: at 0.9 (25.8 degrees) its references were quarantined as a coronal or sagittal reformat's
+    tilt = math.radians(degrees)
+    half = 63 / 2 * 2.0
+    stacks = _stacks_of(tmp_path, {2: [
+        SlicePlacement(k + 1, (-63.0, round(-half * math.cos(tilt), 6), round(3.0 * k - half * math.sin(tilt), 6)),
+                       (1, 0, 0, 0, round(math.cos(tilt), 6), round(math.sin(tilt), 6))) for k in range(12)]})
+    table = stack_slices(stacks[2], series_uid="s2", frame_of_reference_uid=FOR)
+    assert table is not None and table.is_axial is axial
+    grid = VolumeGrid("v", FOR, (0.0, 0.0, 0.0), (2.0, 2.0, 3.0), IDENTITY, (12, 64, 64))
+    pairs, rejected = mine_snippets("r", "Nodule (series 2, image 5).", [table], grid, SnippetsConfig())
+    if axial:
+        assert [(p.z_mm, p.slice_index) for p in pairs] == [(pytest.approx(12.0, abs=1e-3), 4)] and not rejected
+    else:
+        assert not pairs and [q.reason for q in rejected] == [QuarantineReason.NON_AXIAL_SERIES]

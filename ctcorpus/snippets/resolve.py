@@ -45,8 +45,10 @@ __all__ = [
     "stack_slices",
 ]
 
-#: A stack is axial when its slice normal's z component is above this (a gantry tilt up to ~25 degrees).
-_AXIAL_NORMAL_Z = 0.9
+#: A stack is axial when its slice normal's z component is above this (within 35 degrees of z): gantries
+#: tilt up to 30 degrees and ingest untilts such a stack into a corpus volume; a coronal or sagittal
+#: reformat is 90 degrees off.
+_AXIAL_NORMAL_Z = math.cos(math.radians(35.0))
 
 #: The backend recorded in the provenance column ``producer``, with the snippets package's source:
 #: part of the pipeline's text cache key, so a fixed resolution step re-mines cached snippets.
