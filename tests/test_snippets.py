@@ -820,6 +820,12 @@ def test_a_bare_image_in_the_one_axial_series_ingest_split_into_stacks_is_placed
                                        SnippetsConfig(), report_id="r", text=text)
     assert [q.reason for q in quarantine] == [QuarantineReason.AMBIGUOUS_SERIES]
     assert "2 axial series [4, 5]" in quarantine[0].message
+    # a study whose series has no SeriesNumber (the TotalSegmentator example's) has no slice table: setting
+    # snippets.primary_series_number, which the message advised, cannot name it
+    _, quarantine = resolve_references(mine_image_references(text)[:1], [series[2]], grid(), SnippetsConfig(),
+                                       report_id="r", text=text)
+    assert [q.reason for q in quarantine] == [QuarantineReason.AMBIGUOUS_SERIES]
+    assert quarantine[0].message.endswith("the study has no axial series with a SeriesNumber to point into")
 
 
 def test_bins_are_exact_at_their_edges() -> None:

@@ -214,7 +214,10 @@ def _pick_series(
     else:
         candidates = [s for s in series if s.is_axial]
         numbers = sorted({s.series_number for s in candidates})
-        if len(numbers) != 1:
+        if not numbers:  # a stack without a SeriesNumber has no slice table: no configured number names it
+            return (QuarantineReason.AMBIGUOUS_SERIES,
+                    "no series stated and the study has no axial series with a SeriesNumber to point into")
+        if len(numbers) > 1:
             return (
                 QuarantineReason.AMBIGUOUS_SERIES,
                 f"no series stated and the study has {len(numbers)} axial series {numbers}; "
