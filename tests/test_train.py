@@ -820,3 +820,29 @@ def test_resuming_a_checkpoint_without_streams_goes_on_at_the_next_epoch_and_say
         train_model(small_corpus, TrainConfig(**{**RESUMABLE, "steps": 3}), run, device="cpu", resume=True)
     assert "skipping the rest of that one" in caplog.text and "equals no uninterrupted run" not in caplog.text
     assert torch.load(run / "model.pt", weights_only=True)["streams"] == [[1, 1]]
+
+
+def test_evaluate_model_pools_z_as_the_checkpoint_was_trained(small_corpus: Path, tmp_path: Path) -> None:
+    """The axial step came from the evaluating config: a checkpoint trained with 6 mm steps (2 voxels)
+    was refused under a default 12 mm config, its split said to 'need' 4 voxels."""
+    trained = train_model(small_corpus, TrainConfig(**{**RESUMABLE, "steps": 2, "axial_step_mm": 6.0}), tmp_path,
+                          device="cpu")
+    again = evaluate_model(small_corpus, tmp_path, TrainConfig(**RESUMABLE), split="test", device="cpu")
+    assert again.localization_mae_mm == pytest.approx(trained.metrics.localization_mae_mm)
+    assert again.recall_at == trained.metrics.recall_at
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_a_truncated_shard_is_a_train_error_naming_it(tmp_path: Path, split: str) -> None:
+    """A shard cut short (a copy interrupted, a full disk) raised tarfile's bare ReadError from the
+    loader: a traceback instead of the command's message, and for the held-out split after training."""
+    write_synthetic_corpus(tmp_path, {"train": 16, "test": 16}, (16, 32, 32), spacing_mm=SPACING_MM, per_shard=8)
+    shard = tmp_path / "shards" / split / "shard-000001.tar"
+    shard.write_bytes(shard.read_bytes()[:20_000])
+    config = TrainConfig(**{**RESUMABLE, "batch_size": 2})
+    grid = probe_grid(tmp_path, split, config)
+    tokenizer = train_tokenizer(["no pleural effusion"], 64)
+    loader = make_loader(tmp_path, split, config, grid, tokenizer, train=split == "train")
+    with pytest.raises(TrainError) as info:
+        list(itertools.islice(loader, 20))
+    assert str(shard) in str(info.value) and "damaged" in str(info.value)

@@ -22,6 +22,7 @@ import itertools
 import json
 import logging
 import random
+import tarfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,13 +180,32 @@ def _check_keys(sample: Mapping[str, Any]) -> None:
         )
 
 
+def shard_samples(sources: Iterator[dict[str, str]]) -> Iterator[dict[str, Any]]:
+    """Pipeline stage: the samples of each shard URL in ``sources`` (webdataset's tar reading).
+
+    A shard that cannot be read (cut short by a copy or a full disk, not a tar, gone) raises a
+    :class:`TrainError` naming it: webdataset raised tarfile's bare error, a traceback instead of the
+    command's message (for the held-out split, after the whole training).
+    """
+    for source in sources:
+        try:
+            yield from wds.tarfile_samples([source])
+        except (tarfile.TarError, OSError, ValueError) as exc:
+            reason = str(exc.args[0]).split(" @ <", 1)[0] if exc.args else ""  # webdataset appends its stream
+            raise TrainError(
+                f"the shard cannot be read ({type(exc).__name__}: {reason}); it is damaged: check the dataset "
+                "version (`ctcorpus verify`) and build it anew (`ctcorpus build`)",
+                path=source["url"],
+            ) from exc
+
+
 def probe_grid(shard_root: Path, split: str, config: TrainConfig) -> VolumeGrid:
     """Read the first sample's spacing and derive the axial stride of the encoder.
 
     The model pools z by a fixed factor, so ``axial_step_mm / spacing_z`` must be a power of two.
     """
     urls = [str(p) for p in shard_paths(shard_root, split)]
-    first = next(iter(wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples())), None)
+    first = next(iter(wds.DataPipeline(wds.SimpleShardList(urls), shard_samples)), None)
     if first is None:
         raise TrainError(f"split '{split}' has no samples", path=Path(shard_root) / "shards" / split)
     _check_keys(first)
@@ -503,10 +523,10 @@ def make_loader(
     batch_size = config.batch_size if train else config.eval_batch_size
     if train:
         shards = EpochShardList(urls, config.seed, batch_size, start)
-        stages: list[Any] = [shards, wds.tarfile_to_samples(),
+        stages: list[Any] = [shards, shard_samples,
                              EpochSamples(shards, config.shuffle_buffer, min(config.shuffle_buffer, 16))]
     else:
-        stages = [wds.SimpleShardList(urls), wds.split_by_worker, wds.tarfile_to_samples()]
+        stages = [wds.SimpleShardList(urls), wds.split_by_worker, shard_samples]
     stages += [
         wds.map(Decoder(config, grid, augment=train)),
         wds.batched(batch_size, collation_fn=Collator(tokenizer, config.max_tokens), partial=not train),

@@ -216,15 +216,22 @@ def evaluate_model(
     model, checkpoint = load_checkpoint(model_dir, torch_device)
     # texts are cut to the length the model was trained on: its position table has that many rows;
     # volumes are cropped to the shape it was trained on (a default config's crop measured another model)
+    # and cut into its axial steps (another step is another z stride than the one its encoder pools by)
     trained = checkpoint.get("config")
-    shape = tuple(trained["input_shape_zyx"]) if isinstance(trained, dict) else config.input_shape_zyx
-    config = config.model_copy(update={"max_tokens": model.spec.max_tokens, "input_shape_zyx": shape})
+    trained = trained if isinstance(trained, dict) else {}
+    config = config.model_copy(update={
+        "max_tokens": model.spec.max_tokens,
+        "input_shape_zyx": tuple(trained.get("input_shape_zyx", config.input_shape_zyx)),
+        "axial_step_mm": trained.get("axial_step_mm", config.axial_step_mm),
+    })
     # the tokenizer it was trained with (older checkpoints lack it: the one saved beside them)
     tokenizer = Tokenizer.from_str(checkpoint["tokenizer"]) if "tokenizer" in checkpoint else load_tokenizer(model_dir)
     grid = probe_grid(shard_root, split, config)
     if grid.z_stride != model.spec.z_stride:
         raise TrainError(
-            f"the checkpoint pools z by {model.spec.z_stride} voxels, split '{split}' needs {grid.z_stride}",
+            f"the checkpoint pools z by {model.spec.z_stride} voxels (its {config.axial_step_mm} mm axial step), split "
+            f"'{split}' has {grid.spacing_z_mm} mm slices: {grid.z_stride} voxels a step; resample it to the spacing "
+            "the model was trained on",
             path=Path(shard_root) / "shards" / split,
         )
     loader = make_loader(shard_root, split, config, grid, tokenizer, train=False, pin_memory=torch_device.type == "cuda")
