@@ -846,3 +846,18 @@ def test_a_truncated_shard_is_a_train_error_naming_it(tmp_path: Path, split: str
     with pytest.raises(TrainError) as info:
         list(itertools.islice(loader, 20))
     assert str(shard) in str(info.value) and "damaged" in str(info.value)
+
+
+def test_a_run_resumed_after_the_last_full_batch_of_an_epoch_goes_on(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """18 volumes make 4 batches of 4 an epoch and 2 left over: a checkpoint after the 4th resumed its
+    stream at the 2 left over, which make no batch, so the stream ended ('yields no full batch')."""
+    write_synthetic_corpus(tmp_path, {"train": 18, "test": 8}, (16, 32, 32), spacing_mm=SPACING_MM, per_shard=9)
+    whole = train_model(tmp_path, TrainConfig(**RESUMABLE), tmp_path / "whole", device="cpu")
+    with monkeypatch.context() as patch:
+        _killed_at_step(patch, 6)
+        with pytest.raises(Killed):
+            train_model(tmp_path, TrainConfig(**RESUMABLE), tmp_path / "killed", device="cpu")
+    assert torch.load(tmp_path / "killed" / "model.pt", weights_only=True)["streams"] == [[0, 4]]
+    resumed = train_model(tmp_path, TrainConfig(**RESUMABLE), tmp_path / "killed", device="cpu", resume=True)
+    assert resumed.losses == whole.losses

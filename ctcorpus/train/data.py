@@ -440,7 +440,8 @@ class EpochShardList(torch.utils.data.IterableDataset):
     Every worker holds a copy that draws the same order for the same epoch, so the streams
     partition each epoch's shards. A stream starts at its start's epoch; ``skip`` is the number of
     samples of the current epoch already trained on (the start's batches; none after its first
-    epoch, nor when its batches were all the epoch had: then it starts at the next epoch).
+    epoch, nor when the epoch has no full batch past them: then it starts at the next epoch, as the
+    uninterrupted run's stream went on after dropping the partial one).
     """
 
     def __init__(self, urls: Sequence[str], seed: int, batch_size: int, start: LoaderStart) -> None:
@@ -463,8 +464,10 @@ class EpochShardList(torch.utils.data.IterableDataset):
             self.stream = (worker + self.start.first_stream) % self.streams
             position = self.start.position(self.stream)
             self.epoch, self.skip = position.epoch, position.batches * self.batch_size
-            if self.skip and self.skip >= sum(count_tar_samples(Path(u)) for u in self._epoch_urls(self.epoch)):
-                self.epoch, self.skip = self.epoch + 1, 0  # the epoch was trained on whole
+            samples = (count_tar_samples(Path(u)) for u in self._epoch_urls(self.epoch))
+            # no full batch left: all of the epoch's were trained on (an epoch of none would end the stream)
+            if self.skip and self.skip + self.batch_size > sum(samples):
+                self.epoch, self.skip = self.epoch + 1, 0
         return iter([{"url": url} for url in self._epoch_urls(self.epoch)])
 
 
