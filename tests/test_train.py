@@ -861,3 +861,16 @@ def test_a_run_resumed_after_the_last_full_batch_of_an_epoch_goes_on(tmp_path: P
     assert torch.load(tmp_path / "killed" / "model.pt", weights_only=True)["streams"] == [[0, 4]]
     resumed = train_model(tmp_path, TrainConfig(**RESUMABLE), tmp_path / "killed", device="cpu", resume=True)
     assert resumed.losses == whole.losses
+
+
+def test_a_worker_whose_shards_of_an_epoch_make_no_batch_goes_on_at_the_next(tmp_path: Path) -> None:
+    """Shards of 16, 16 and 3 volumes, two workers: an epoch that dealt worker 1 the 3 alone gave it no
+    batch, which ended its stream for good; from then on every epoch's shards of worker 1 went unread."""
+    write_synthetic_corpus(tmp_path, {"train": 35}, (16, 32, 32), spacing_mm=SPACING_MM, per_shard=16)
+    config = TrainConfig(**{**RESUMABLE, "num_workers": 2})
+    grid = probe_grid(tmp_path, "train", config)
+    loader = make_loader(tmp_path, "train", config, grid, train_tokenizer(["no effusion"], 64), train=True)
+    batches = list(itertools.islice(loader, 40))
+    one = [b.epoch for b in batches if b.stream == 1]
+    assert [b.stream for b in batches] == [0, 1] * 20
+    assert sorted(set(one)) != list(range(len(set(one))))  # it skipped an epoch of the 3 alone

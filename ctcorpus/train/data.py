@@ -191,12 +191,16 @@ def shard_samples(sources: Iterator[dict[str, str]]) -> Iterator[dict[str, Any]]
         try:
             yield from wds.tarfile_samples([source])
         except (tarfile.TarError, OSError, ValueError) as exc:
-            reason = str(exc.args[0]).split(" @ <", 1)[0] if exc.args else ""  # webdataset appends its stream
-            raise TrainError(
-                f"the shard cannot be read ({type(exc).__name__}: {reason}); it is damaged: check the dataset "
-                "version (`ctcorpus verify`) and build it anew (`ctcorpus build`)",
-                path=source["url"],
-            ) from exc
+            raise _damaged_shard(source["url"], exc) from exc
+
+
+def _damaged_shard(url: str, exc: Exception) -> TrainError:
+    reason = str(exc.args[0]).split(" @ <", 1)[0] if exc.args else ""  # webdataset appends its stream
+    return TrainError(
+        f"the shard cannot be read ({type(exc).__name__}: {reason}); it is damaged: check the dataset "
+        "version (`ctcorpus verify`) and build it anew (`ctcorpus build`)",
+        path=url,
+    )
 
 
 def probe_grid(shard_root: Path, split: str, config: TrainConfig) -> VolumeGrid:
@@ -440,8 +444,10 @@ class EpochShardList(torch.utils.data.IterableDataset):
     Every worker holds a copy that draws the same order for the same epoch, so the streams
     partition each epoch's shards. A stream starts at its start's epoch; ``skip`` is the number of
     samples of the current epoch already trained on (the start's batches; none after its first
-    epoch, nor when the epoch has no full batch past them: then it starts at the next epoch, as the
-    uninterrupted run's stream went on after dropping the partial one).
+    epoch). An epoch whose shards of the stream hold no full batch (past ``skip``) is passed over: the
+    pipeline stops repeating at an epoch of no batch, so the stream would end, and every later epoch's
+    shards of it go unread. Only a stream that no epoch gives a batch (its share of the largest shards
+    holds fewer samples than one) ends there.
     """
 
     def __init__(self, urls: Sequence[str], seed: int, batch_size: int, start: LoaderStart) -> None:
@@ -449,25 +455,37 @@ class EpochShardList(torch.utils.data.IterableDataset):
         self.urls, self.seed, self.batch_size, self.start = list(urls), seed, batch_size, start
         self.stream, self.epoch, self.skip = 0, -1, 0
         self.streams = 0  # 0: not yet iterated in this process
+        self.counts: dict[str, int] = {}  # samples of each shard, read when first needed
 
     def _epoch_urls(self, epoch: int) -> list[str]:
         urls = self.urls.copy()
         random.Random(f"{self.seed}/{epoch}").shuffle(urls)
         return urls[self.stream :: self.streams]
 
+    def _count(self, url: str) -> int:
+        if url not in self.counts:
+            try:
+                self.counts[url] = count_tar_samples(Path(url))
+            except (tarfile.TarError, OSError) as exc:
+                raise _damaged_shard(url, exc) from exc
+        return self.counts[url]
+
+    def _never_a_batch(self) -> bool:
+        share = len(range(self.stream, len(self.urls), self.streams))
+        return sum(sorted(map(self._count, self.urls), reverse=True)[:share]) < self.batch_size
+
     def __iter__(self) -> Iterator[dict[str, str]]:
         if self.streams:
-            self.epoch, self.skip = self.epoch + 1, 0
+            epoch, skip = self.epoch + 1, 0
         else:
             info = torch.utils.data.get_worker_info()
             worker, self.streams = (info.id, info.num_workers) if info is not None else (0, 1)
             self.stream = (worker + self.start.first_stream) % self.streams
             position = self.start.position(self.stream)
-            self.epoch, self.skip = position.epoch, position.batches * self.batch_size
-            samples = (count_tar_samples(Path(u)) for u in self._epoch_urls(self.epoch))
-            # no full batch left: all of the epoch's were trained on (an epoch of none would end the stream)
-            if self.skip and self.skip + self.batch_size > sum(samples):
-                self.epoch, self.skip = self.epoch + 1, 0
+            epoch, skip = position.epoch, position.batches * self.batch_size
+        while skip + self.batch_size > sum(map(self._count, self._epoch_urls(epoch))) and not self._never_a_batch():
+            epoch, skip = epoch + 1, 0
+        self.epoch, self.skip = epoch, skip
         return iter([{"url": url} for url in self._epoch_urls(self.epoch)])
 
 
@@ -536,7 +554,7 @@ def make_loader(
     ]
     pipeline = wds.DataPipeline(*stages)
     if train:
-        pipeline = pipeline.repeat()  # stops by itself in a worker whose epoch is empty
+        pipeline = pipeline.repeat()  # stops at an epoch of no batch: one of a stream that no epoch gives one
     return torch.utils.data.DataLoader(
         pipeline,
         batch_size=None,
@@ -552,8 +570,8 @@ def iterate_forever(loader: torch.utils.data.DataLoader, split: str) -> Iterator
 
     The loader's iterator is made now, not at the first batch: making it draws the workers' base
     seed from torch's RNG (the samples' draws do not use it), so a resumed run can restore the
-    interrupted run's RNG state after this call. It ends only when no worker can make a full batch
-    from its shards in one epoch.
+    interrupted run's RNG state after this call. It ends only when no worker's share of the shards
+    can make a full batch in any epoch.
     """
     return _endless(iter(loader), split)
 
