@@ -874,3 +874,16 @@ def test_a_worker_whose_shards_of_an_epoch_make_no_batch_goes_on_at_the_next(tmp
     one = [b.epoch for b in batches if b.stream == 1]
     assert [b.stream for b in batches] == [0, 1] * 20
     assert sorted(set(one)) != list(range(len(set(one))))  # it skipped an epoch of the 3 alone
+
+
+def test_a_first_sample_without_its_spacing_names_shard_and_sample(tmp_path: Path) -> None:
+    """probe_grid read meta.json's spacing bare: a KeyError traceback, where a later sample's named its shard."""
+    sample = make_sample("v-3", "train", (32, 32, 32), SPACING_MM, np.random.default_rng(0)).encode()
+    sample["meta.json"] = b'{"volume_id": "v-3"}'
+    folder = tmp_path / "shards" / "train"
+    folder.mkdir(parents=True)
+    with wds.TarWriter(str(folder / "shard-000000.tar")) as sink:
+        sink.write(sample)
+    with pytest.raises(TrainError) as info:
+        probe_grid(tmp_path, "train", TrainConfig(**TINY))
+    assert "v-3" in str(info.value) and str(folder / "shard-000000.tar") in str(info.value)

@@ -203,6 +203,19 @@ def _damaged_shard(url: str, exc: Exception) -> TrainError:
     )
 
 
+def _z_spacing(sample: Mapping[str, Any]) -> float:
+    """The z spacing (mm) the sample's ``meta.json`` states; a :class:`TrainError` naming the shard and
+    the sample when it states none."""
+    try:
+        return float(json.loads(sample["meta.json"])["spacing_zyx"][0])
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise TrainError(
+            f"sample '{sample['__key__']}' states no z spacing in meta.json ({type(exc).__name__}: {exc}); "
+            "build the dataset version anew (`ctcorpus build`)",
+            path=sample.get("__url__"),
+        ) from exc
+
+
 def probe_grid(shard_root: Path, split: str, config: TrainConfig) -> VolumeGrid:
     """Read the first sample's spacing and derive the axial stride of the encoder.
 
@@ -213,7 +226,7 @@ def probe_grid(shard_root: Path, split: str, config: TrainConfig) -> VolumeGrid:
     if first is None:
         raise TrainError(f"split '{split}' has no samples", path=Path(shard_root) / "shards" / split)
     _check_keys(first)
-    spacing_z = float(json.loads(first["meta.json"])["spacing_zyx"][0])
+    spacing_z = _z_spacing(first)
     ratio = config.axial_step_mm / spacing_z
     stride = round(ratio)
     if abs(ratio - stride) > 1e-6 or stride < 1 or stride > 16 or stride & (stride - 1):
@@ -337,8 +350,7 @@ class Decoder:
     def _decode(self, sample: Mapping[str, Any]) -> Example:
         url = sample.get("__url__")
         key = sample["__key__"]
-        meta = json.loads(sample["meta.json"])
-        spacing_z = float(meta["spacing_zyx"][0])
+        spacing_z = _z_spacing(sample)
         if abs(spacing_z - self.grid.spacing_z_mm) > 1e-3:
             raise TrainError(
                 f"sample '{key}' has z spacing {spacing_z} mm, the corpus {self.grid.spacing_z_mm} mm; "
