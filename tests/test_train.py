@@ -8,6 +8,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -887,3 +888,14 @@ def test_a_first_sample_without_its_spacing_names_shard_and_sample(tmp_path: Pat
     with pytest.raises(TrainError) as info:
         probe_grid(tmp_path, "train", TrainConfig(**TINY))
     assert "v-3" in str(info.value) and str(folder / "shard-000000.tar") in str(info.value)
+
+
+def test_a_truncated_held_out_shard_stops_the_run_before_training(small_corpus: Path, tmp_path: Path) -> None:
+    """The held-out shards were first read after the last step: a run of hours ended in the error."""
+    root = tmp_path / "corpus"
+    shutil.copytree(small_corpus, root)
+    shard = root / "shards" / "test" / "shard-000000.tar"
+    shard.write_bytes(shard.read_bytes()[:20_000])
+    with pytest.raises(TrainError, match="damaged") as info:
+        train_model(root, TrainConfig(**RESUMABLE), tmp_path / "run", device="cpu")
+    assert str(shard) in str(info.value) and not (tmp_path / "run" / "model.pt").exists()

@@ -194,6 +194,15 @@ def shard_samples(sources: Iterator[dict[str, str]]) -> Iterator[dict[str, Any]]
             raise _damaged_shard(source["url"], exc) from exc
 
 
+def count_shard_samples(url: str) -> int:
+    """The samples of a shard, from its tar headers alone (no sample is read); a :class:`TrainError`
+    naming it when it cannot be read, as :func:`shard_samples` raises."""
+    try:
+        return count_tar_samples(Path(url))
+    except (tarfile.TarError, OSError) as exc:
+        raise _damaged_shard(url, exc) from exc
+
+
 def _damaged_shard(url: str, exc: Exception) -> TrainError:
     reason = str(exc.args[0]).split(" @ <", 1)[0] if exc.args else ""  # webdataset appends its stream
     return TrainError(
@@ -476,10 +485,7 @@ class EpochShardList(torch.utils.data.IterableDataset):
 
     def _count(self, url: str) -> int:
         if url not in self.counts:
-            try:
-                self.counts[url] = count_tar_samples(Path(url))
-            except (tarfile.TarError, OSError) as exc:
-                raise _damaged_shard(url, exc) from exc
+            self.counts[url] = count_shard_samples(url)
         return self.counts[url]
 
     def _never_a_batch(self) -> bool:

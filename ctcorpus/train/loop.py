@@ -39,6 +39,7 @@ from ctcorpus.train.data import (
     Batch,
     LoaderStart,
     StreamPosition,
+    count_shard_samples,
     dataset_identity,
     iterate_forever,
     make_loader,
@@ -298,6 +299,8 @@ def _train(shard_root: Path, config: TrainConfig, out_dir: Path, device: str, re
     torch.manual_seed(config.seed)
     train_shards = shard_paths(shard_root, "train")
     eval_shards = shard_paths(shard_root, config.eval_split, setting="train.eval_split")
+    for shard in eval_shards:  # one cut short fails now, not after the last step (the tokenizer reads train's)
+        count_shard_samples(str(shard))
     grid = probe_grid(shard_root, "train", config)
     dataset = dataset_identity(shard_root)
     tokenizer = train_tokenizer(report_texts(train_shards), config.vocab_size)
