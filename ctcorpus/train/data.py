@@ -184,8 +184,8 @@ def shard_samples(sources: Iterator[dict[str, str]]) -> Iterator[dict[str, Any]]
     """Pipeline stage: the samples of each shard URL in ``sources`` (webdataset's tar reading).
 
     A shard that cannot be read (cut short by a copy or a full disk, not a tar, gone) raises a
-    :class:`TrainError` naming it: webdataset raised tarfile's bare error, a traceback instead of the
-    command's message (for the held-out split, after the whole training).
+    :class:`TrainError` naming it: webdataset raises tarfile's bare error, which ended the command
+    with a traceback instead of its message.
     """
     for source in sources:
         try:
@@ -204,6 +204,7 @@ def count_shard_samples(url: str) -> int:
 
 
 def _damaged_shard(url: str, exc: Exception) -> TrainError:
+    """The error of a shard that cannot be read, with the reader's reason."""
     reason = str(exc.args[0]).split(" @ <", 1)[0] if exc.args else ""  # webdataset appends its stream
     return TrainError(
         f"the shard cannot be read ({type(exc).__name__}: {reason}); it is damaged: check the dataset "
