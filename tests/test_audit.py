@@ -338,11 +338,26 @@ def test_against_itself_reports_no_leak(clean: CorpusTables) -> None:
     assert result.diff is not None and not result.diff.volumes.added and result.diff.volumes.changed.empty
 
 
+def test_a_leak_both_versions_hold_is_named_once(seeded) -> None:
+    """Against an earlier version holding the same leaks, each copy was named three times (within,
+    and across the versions once per direction) and each patient twice; a copy whose other half
+    moved to another split in the earlier version is still a leak between the versions."""
+    tables, _ = seeded
+    within = _leaks(audit_corpus(tables).findings)
+    assert _leaks(audit_corpus(tables, against=dataclasses.replace(tables, name="old")).findings) == within
+    leak = next(f for f in within if f.kind == FindingKind.PATIENT_ACROSS_GROUPS)
+    moved = tables.volumes["patient_id"].eq(leak.ids[0])
+    old = dataclasses.replace(tables, name="old", volumes=tables.volumes.assign(split=tables.volumes["split"].mask(moved, "elsewhere")))
+    across = [f for f in audit_corpus(tables, against=old).findings if f.kind == FindingKind.PATIENT_ACROSS_GROUPS and f not in within]
+    assert [f.ids for f in across] == [leak.ids] and "old/elsewhere" in across[0].groups
+
+
 def test_two_corpora_of_one_name_are_told_apart_everywhere(clean: CorpusTables) -> None:
     """Two folders named v1 (dataset_version is the folder's name): the leak findings named the other
     'v1 (other)' while the diff, its split_changed finding, the header and the version plot said v1 and v1."""
-    volumes = clean.volumes.assign(split=clean.volumes["split"].where(clean.volumes.index != 0, "moved"))
-    result = audit_corpus(dataclasses.replace(clean, volumes=volumes), against=clean)
+    patient = clean.volumes.at[0, "patient_id"]
+    volumes, reports = (t.assign(split=t["split"].mask(t["patient_id"] == patient, "moved")) for t in (clean.volumes, clean.reports))
+    result = audit_corpus(dataclasses.replace(clean, volumes=volumes, reports=reports), against=clean)
     other = f"{clean.name} (other)"
     assert result.against == result.diff.old_name == other and result.diff.new_name == clean.name
     moved = [f.groups for f in result.findings if f.kind == FindingKind.SPLIT_CHANGED]

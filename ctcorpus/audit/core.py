@@ -199,6 +199,32 @@ def _stat_findings(stats: CorpusStats) -> list[Finding]:
     return findings + _quarantine_findings(stats.quarantine)
 
 
+def _new_across(crossed: list[Finding], within: list[Finding], corpora: tuple[str, str]) -> list[Finding]:
+    """The leaks between two corpora that no leak within the audited one already names.
+
+    Against an earlier version that still holds a leak of this one (a copy in train and test of
+    both, a patient in two splits of both), every pairing across the versions is a leak too: the
+    same ids in the same splits, named again once per direction (three findings of one copy). A
+    finding across corpora is new when it names an id, or a split, that no finding of its kind
+    within the corpus names with it: a copy whose other half is only in the earlier version, or in
+    another split there.
+    """
+    prefixes = sorted((f"{name}/" for name in corpora), key=len, reverse=True)  # 'v1/' before 'v/'
+
+    def split(group: str) -> str:
+        return next(group[len(p) :] for p in prefixes if group.startswith(p))
+
+    known = [(f.kind, set(f.ids), set(f.groups)) for f in within]
+    return [
+        f
+        for f in crossed
+        if not any(
+            kind == f.kind and set(f.ids) <= ids and {split(g) for g in f.groups} <= splits
+            for kind, ids, splits in known
+        )
+    ]
+
+
 def _order(findings: list[Finding]) -> tuple[Finding, ...]:
     rank = {s: k for k, s in enumerate(SEVERITY_ORDER)}
     return tuple(sorted(findings, key=lambda f: (rank[f.severity], f.kind.value, f.ids)))
@@ -217,7 +243,8 @@ def audit_corpus(
         The corpus to audit.
     against:
         Another corpus (a previous version, or any corpus a model might be evaluated on). Its
-        patients, studies, accessions, persons, volumes and reports are checked against this one,
+        patients, studies, accessions, persons, volumes and reports are checked against this one
+        (a leak a finding within this corpus already names, in the same splits, is not named again),
         and a diff from it to this one is computed.
     config:
         Thresholds; the default :class:`~ctcorpus.config.audit.AuditConfig` when ``None``.
@@ -233,8 +260,8 @@ def audit_corpus(
     volumes, reports = _tagged(tables.volumes, tables.name), _tagged(tables.reports, tables.name)
     found = placeholder_ids([volumes, reports], config.placeholder_owners)
     placeholders = {column: set(rows[column]) for column, rows in found.items()}
-    findings = find_leaks(volumes, reports, config, cross=False, placeholders=placeholders)
-    findings += placeholder_findings(found, cross=False) + _stat_findings(stats)
+    within = find_leaks(volumes, reports, config, cross=False, placeholders=placeholders)
+    findings = within + placeholder_findings(found, cross=False) + _stat_findings(stats)
     checked = coverage(volumes, reports, [tables.name], placeholders)
     diff = None
     if against is not None:
@@ -249,7 +276,8 @@ def audit_corpus(
             pd.concat([_tagged(getattr(corpus, table), corpus.name) for corpus in (tables, against)], ignore_index=True)
             for table in ("volumes", "reports")
         )
-        findings += find_leaks(volumes, reports, config, cross=True, placeholders=placeholders)
+        crossed = find_leaks(volumes, reports, config, cross=True, placeholders=placeholders)
+        findings += _new_across(crossed, within, (tables.name, against.name))
         checked = coverage(volumes, reports, [tables.name, against.name], placeholders)
         diff = diff_corpora(against, tables)
         findings += diff.findings
