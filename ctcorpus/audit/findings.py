@@ -60,8 +60,8 @@ class Finding:
         The splits the ids fall in, sorted (``corpus/split`` against another corpus); the old and
         the new corpus for a split or pipeline change; the stage for quarantine; the empty split.
     score:
-        Duplicates: the lowest similarity among the cluster's pairs (1.0 when all are exact
-        copies); a label missing in a split: its prevalence there; quarantine: the items
+        Duplicates: the lowest similarity among the pairs found joining the cluster (of near
+        copies of reports, a tree of them, not all; 1.0 when all are exact copies); a label missing in a split: its prevalence there; quarantine: the items
         rejected; an empty split: its volumes; a placeholder id: the patients (of an accession) or
         persons (``patient_key``, of a patient id) it is held by; otherwise 1.0.
     detail:

@@ -310,10 +310,15 @@ def _jaccard(a: set[str], b: set[str]) -> float:
 
 
 def report_pairs(texts: pd.Series, config: AuditConfig) -> pd.DataFrame:
-    """Pairs of distinct reports whose shingle Jaccard reaches ``config.report_similarity`` (MinHash LSH + exact check).
+    """Pairs of distinct reports whose shingle Jaccard reaches ``config.report_similarity``, enough to
+    join every cluster of near copies (MinHash LSH candidates, each verified exactly).
 
     Texts with the same words are one text here, named by their first row: a template copied
-    into k reports would make every query return all k, k^2 checks.
+    into k reports would make every query return all k, k^2 checks. Near copies are searched
+    cluster by cluster: a text found similar joins the cluster and leaves the index, so each
+    cluster is joined by a tree of its pairs, not all of them. A structured template's variants (a
+    few words apart) are each other's near copies: checking all k^2 / 2 pairs of 1,500 took two
+    minutes and held their pairs, growing with the square.
     """
     firsts: dict[str, int] = {}
     for k, text in enumerate(texts):
@@ -322,20 +327,34 @@ def report_pairs(texts: pd.Series, config: AuditConfig) -> pd.DataFrame:
     if len(sets) < 2:
         return pd.DataFrame({"i": [], "j": [], "similarity": []})
     indexed = list(sets)
-    sketches = MinHash.bulk(
-        [[s.encode("utf-8") for s in sets[k]] for k in indexed], num_perm=config.minhash_permutations, seed=config.seed
+    sketches = dict(
+        zip(
+            indexed,
+            MinHash.bulk(
+                [[s.encode("utf-8") for s in sets[k]] for k in indexed],
+                num_perm=config.minhash_permutations,
+                seed=config.seed,
+            ),
+        )
     )
     lsh = MinHashLSH(threshold=config.report_similarity, num_perm=config.minhash_permutations)
     with lsh.insertion_session() as session:
-        for k, sketch in zip(indexed, sketches):
-            session.insert(k, sketch)
+        for k in indexed:
+            session.insert(k, sketches[k])
     found: list[tuple[int, int, float]] = []
-    for k, sketch in zip(indexed, sketches):
-        for other in lsh.query(sketch):
-            if other > k:
+    for start in indexed:
+        if start not in lsh:  # already in a cluster, searched from there
+            continue
+        lsh.remove(start)
+        queue = [start]
+        while queue:
+            k = queue.pop()
+            for other in sorted(lsh.query(sketches[k])):
                 score = _jaccard(sets[k], sets[other])
                 if score >= config.report_similarity:
-                    found.append((k, other, score))
+                    found.append((min(k, other), max(k, other), score))
+                    lsh.remove(other)
+                    queue.append(other)
     frame = pd.DataFrame(found, columns=["i", "j", "similarity"])
     return frame.astype({"i": np.int64, "j": np.int64, "similarity": np.float64})
 
