@@ -408,9 +408,10 @@ def test_variants_of_a_structured_template_are_searched_in_linear_checks(monkeyp
     """k distinct reports a few words apart are each other's near copies: all k^2 / 2 of their pairs
     were verified and kept (two minutes and 72 MB for 1,500); a tree of k - 1 pairs joins the cluster."""
     rng = np.random.default_rng(0)
-    words = ("Lungs: no nodule, no consolidation, no ground glass opacity. Pleura: no effusion, no thickening. "
-             "Heart: normal size, no pericardial effusion. Mediastinum: no enlarged lymph nodes. Aorta: normal "
-             "calibre. Bones: no suspicious lesion. Upper abdomen: unremarkable. Impression: normal chest CT.").split()
+    template = ("Lungs: no nodule, no consolidation, no ground glass opacity. Pleura: no effusion, no thickening. "
+                "Heart: normal size, no pericardial effusion. Mediastinum: no enlarged lymph nodes. Aorta: normal "
+                "calibre. Bones: no suspicious lesion. Upper abdomen: unremarkable. Impression: normal chest CT.")
+    words = template.split()
     texts = []
     for k in range(200):
         variant = list(words)
@@ -513,7 +514,8 @@ def test_fingerprints_of_two_versions_are_not_compared(clean: CorpusTables) -> N
     """A corpus stored before fingerprints had versions (version 1) against this one: their grids
     sample other anatomy, so comparing them would miss copies silently."""
     old = dataclasses.replace(clean, name="before", volumes=clean.volumes.drop(columns="fingerprint_version"))
-    with pytest.raises(AuditError, match=rf"versions \[1, {FINGERPRINT_VERSION}\] cannot be compared"):
+    held = rf"\(before has version 1; {clean.name} has version {FINGERPRINT_VERSION}\)"  # which one to rebuild
+    with pytest.raises(AuditError, match=rf"versions \[1, {FINGERPRINT_VERSION}\] cannot be compared {held}"):
         audit_corpus(clean, against=old)
     assert _leaks(audit_corpus(old).findings) == []  # one version: compared as before
 

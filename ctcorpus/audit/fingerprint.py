@@ -124,17 +124,32 @@ def volume_fingerprint(hu: np.ndarray, spacing_zyx: tuple[float, float, float]) 
     return ((vector - vector.mean()) / spread).astype(np.float32)
 
 
-def fingerprint_matrix(fingerprints: pd.Series, versions: pd.Series | None) -> np.ndarray:
+def fingerprint_matrix(
+    fingerprints: pd.Series, versions: pd.Series | None, corpora: pd.Series | None = None
+) -> np.ndarray:
     """Stack a column of fingerprints (lists or arrays) into an ``(n, d)`` float32 matrix of unit rows.
 
     ``versions`` is their ``fingerprint_version`` column (``None`` or null where a corpus stored
     none: version 1, the only one then). Two versions sample other anatomy, so a copy would be
-    missed: mixing them is an error, not a weaker check.
+    missed: mixing them is an error, not a weaker check. ``corpora`` (each row's corpus) lets the
+    error say which corpus holds which version: 'rebuild the older corpus' of two folders named
+    neither.
     """
-    found = sorted({1} if versions is None else set(versions.fillna(1).astype(int)))
+    numbers = pd.Series(1, index=fingerprints.index) if versions is None else versions.fillna(1).astype(int)
+    found = sorted(set(numbers))
     if len(found) > 1:
+        held = (
+            ""
+            if corpora is None
+            else " ("
+            + "; ".join(
+                f"{name} has version {', '.join(map(str, sorted(set(group))))}"
+                for name, group in numbers.groupby(corpora.astype(str).to_numpy())
+            )
+            + ")"
+        )
         raise AuditError(
-            f"fingerprints of versions {found} cannot be compared (this ctcorpus computes version "
+            f"fingerprints of versions {found} cannot be compared{held} (this ctcorpus computes version "
             f"{FINGERPRINT_VERSION}): rebuild the older corpus, which recomputes them from its work store"
         )
     if len(fingerprints) == 0:

@@ -278,7 +278,7 @@ def duplicate_volumes(volumes: pd.DataFrame, config: AuditConfig, *, cross: bool
     has_fp = np.flatnonzero(volumes["fingerprint"].map(_usable_fingerprint).to_numpy())
     with_fp = volumes.iloc[has_fp]
     pairs = similar_pairs(
-        fingerprint_matrix(with_fp["fingerprint"], with_fp.get("fingerprint_version")),
+        fingerprint_matrix(with_fp["fingerprint"], with_fp.get("fingerprint_version"), with_fp["corpus"]),
         config.volume_similarity,
         exact_limit=config.volume_exact_limit,
         candidate_threshold=config.volume_candidate_similarity,
