@@ -837,12 +837,16 @@ def test_tables_must_have_the_columns() -> None:
 
 def test_labels_the_statistics_cannot_count_are_refused(tmp_path: Path) -> None:
     """CheXpert's 1/0/-1 states were counted as no state (every label mentioned by no report, silently);
-    a row without a label stopped the audit with a TypeError naming nothing."""
+    a row without a label, or without a sentence index, stopped the audit with a TypeError naming nothing."""
     tiny = _tiny()
     with pytest.raises(AuditError, match=r"'labels' of corpus 'tiny' has states \['-1', '0', '1'\] in column 'state'"):
         dataclasses.replace(tiny, labels=tiny.labels.assign(state=[1, 1, 0, -1, 1]))
     with pytest.raises(AuditError, match=r"'labels' of corpus 'tiny' has 1 rows without a label in column 'label'"):
         dataclasses.replace(tiny, labels=tiny.labels.assign(label=["lung_nodule", None, "x", "y", "z"]))
+    with pytest.raises(AuditError, match=r"'labels' of corpus 'tiny' has 2 rows without a whole number in column 'sentence_index'"):
+        dataclasses.replace(tiny, labels=tiny.labels.assign(sentence_index=[-1, None, -1, "a", 0]))
+    as_text = tiny.labels.assign(sentence_index=tiny.labels["sentence_index"].astype(str))  # a CSV read as text
+    assert audit_corpus(dataclasses.replace(tiny, labels=as_text)).stats.label_prevalence["positive"].sum() == 2
     states = tiny.labels.assign(state=pd.Categorical(tiny.labels["state"]))  # as pyarrow reads a dictionary column
     assert audit_corpus(dataclasses.replace(tiny, labels=states)).stats.label_prevalence["positive"].sum() == 2
     volumes = tiny.volumes.assign(fingerprint=tiny.volumes["fingerprint"].where(tiny.volumes["volume_id"] != "v2", None))

@@ -102,7 +102,9 @@ def _check_labels(labels: pd.DataFrame, corpus: str) -> None:
 
     A state other than ctcorpus' (CheXpert's 1/0/-1, 'POSITIVE') was counted as no state: every
     label read as mentioned by no report, without a word; a row without a label stopped the audit
-    with a TypeError, sorting the null among the label names.
+    with a TypeError, sorting the null among the label names, and one without a whole
+    ``sentence_index`` (a table of report-level labels only, left null) with a TypeError naming
+    nothing.
     """
     states = {str(s) for s in pd.unique(labels["state"].astype(object))} - {s.value for s in LabelState}
     if states:
@@ -114,6 +116,12 @@ def _check_labels(labels: pd.DataFrame, corpus: str) -> None:
         raise AuditError(
             f"table 'labels' of corpus {corpus!r} has {int(labels['label'].isna().sum())} rows without a "
             "label in column 'label'; drop or name them first"
+        )
+    index = pd.to_numeric(labels["sentence_index"].astype(object), errors="coerce")
+    if (unreadable := int((index.isna() | (index % 1 != 0)).sum())) > 0:
+        raise AuditError(
+            f"table 'labels' of corpus {corpus!r} has {unreadable} rows without a whole number in column "
+            "'sentence_index'; give a report's own label -1 first"
         )
 
 
