@@ -853,3 +853,18 @@ def test_exports_joined_into_one_csv_read_each_part_under_its_header(tmp_path, c
     export = report_io.read_report_export(jsonl, ReportColumns())
     assert [(r.location, r.text) for r in export.reports] == [("line 1", "Kein Erguss."), ("line 2", "Rundherd.")]
     assert not export.problems
+
+
+def test_a_value_spelled_like_the_text_column_is_no_header_again(tmp_path):
+    """A German RIS's document type "Befund" where the text column is "Befund", or a report reading
+    "Report Text", was taken for a header again: that row and every row after it lost its report."""
+    path = tmp_path / "ris.csv"
+    path.write_bytes("Auftragsnummer;PID;Datum;Dokumenttyp;Befund\nA1;P1;05.01.2024;Befund;Kein Erguss.\n"
+                     "A2;P2;05.01.2024;Befund;Rundherd.\n".encode())
+    columns = ReportColumns(text="Befund", accession_number="Auftragsnummer", patient_id="PID", study_date="Datum")
+    export = report_io.read_report_export(path, columns)
+    assert [(r.location, r.accession_number, r.text) for r in export.reports] == [
+        ("line 2", "A1", "Kein Erguss."), ("line 3", "A2", "Rundherd.")]
+    plain = _csv(tmp_path / "plain.csv", ("A1", "P1", "20240105", "Report Text"), ("A2", "P2", "20240105", "Erguss."))
+    assert [(r.accession_number, r.text) for r in report_io.read_report_export(plain, ReportColumns()).reports] == [
+        ("A1", "Report Text"), ("A2", "Erguss.")]

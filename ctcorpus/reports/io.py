@@ -381,6 +381,21 @@ class _Rows:
     row_encodings: Mapping[str, str] = field(default_factory=dict)
 
 
+def _repeats_header(cells: Sequence[str], text_columns: tuple[str, ...], mapped: frozenset[str]) -> bool:
+    """Whether a CSV row's (short) cells are a header again: they name a text column and another
+    mapped column. A text column's name alone is a value as often: a German RIS's document type
+    "Befund" where the text column is "Befund", or a report reading "Report Text"; taken for a
+    header, that row and every row after it lost its report.
+
+    >>> _repeats_header(["A1", "Befund"], ("Befund",), frozenset({"Befund", "PID"}))
+    False
+    >>> _repeats_header(["pid", "BEFUND"], ("Befund",), frozenset({"Befund", "PID"}))
+    True
+    """
+    named = {_name_key(cell) for cell in cells} & {_name_key(column) for column in mapped}
+    return _names_any(cells, text_columns) and len(named) > 1
+
+
 #: A line read after a CSV export's last: a row of its own, unless a quoted field that no quote
 #: closes took it in (no text holds NULs).
 _END_OF_FILE = "\x00end of file\x00"
@@ -397,9 +412,10 @@ def _csv_rows(path: Path, decoded: DecodedText, suffix: str, text_columns: tuple
     A row whose quoted field no quote closes is an error: the csv module reads such a field to
     the end of the file, and that row's report took in the texts and ids of every row after it. So
     is a last row short of fields in a file that ends inside it, without a line break (a cut-off
-    export): read, it was a report without text or ids. A line that names a text column again
-    is a header, not a row: exports joined into one file (a scheduled job appending each day's
-    export) have it, the rows after it in its column order."""
+    export): read, it was a report without text or ids. A line that names a text column and
+    another mapped column again is a header, not a row (:func:`_repeats_header`): exports joined
+    into one file (a scheduled job appending each day's export) have it, the rows after it in its
+    column order."""
     text = decoded.text
     # the csv module refuses a field over 128 KiB (a long report history) unless told; no field
     # is longer than the file (the limit is process-wide, so it is only ever raised)
@@ -430,7 +446,7 @@ def _csv_rows(path: Path, decoded: DecodedText, suffix: str, text_columns: tuple
         where = f"line {skipped + start + 1}"
         cells = [*(row[name] for name in reader.fieldnames), *(row.get(None) or ())]
         # exports joined: a header again (a cell twice a name's length is no name: a report's text is not compared)
-        if _names_any((cell.strip() for cell in cells if cell and len(cell) <= name_length), text_columns):
+        if _repeats_header([cell.strip() for cell in cells if cell and len(cell) <= name_length], text_columns, mapped):
             logger.info("%s: %s repeats the header (exports joined into one file?); the rows after it are read "
                         "under its columns", path, where)
             reader.fieldnames = [(cell or "").strip() for cell in cells]
