@@ -868,3 +868,19 @@ def test_a_value_spelled_like_the_text_column_is_no_header_again(tmp_path):
     plain = _csv(tmp_path / "plain.csv", ("A1", "P1", "20240105", "Report Text"), ("A2", "P2", "20240105", "Erguss."))
     assert [(r.accession_number, r.text) for r in report_io.read_report_export(plain, ReportColumns()).reports] == [
         ("A1", "Report Text"), ("A2", "Erguss.")]
+
+
+def test_a_dicom_sr_text_with_dicom_line_ends_keeps_its_headings(tmp_path):
+    """DICOM text ends lines with CR LF or a bare CR: the SR's text kept them, where an export's
+    are "\\n", and a bare CR hid the heading after it (the impression read as findings)."""
+    from ctcorpus.reports.sr import read_sr_report
+    from ctcorpus.synth.dicom import SeriesHeader, write_sr_report
+
+    header = SeriesHeader("P1", "Muster^Max", "19500101", "M", "1.2", "20240105", "101500", "A2", "1.2.99", 99,
+                          "Report", "", "", "", "", 0.0, (0.0, 0.0))
+    for end in ("\r", "\r\n"):
+        path = tmp_path / f"sr{len(end)}"
+        write_sr_report(path, header, [("Findings", [f"Small left pleural effusion.{end}IMPRESSION:{end}Effusion."])])
+        assert read_sr_report(path).text == "Findings:\nSmall left pleural effusion.\nIMPRESSION:\nEffusion."
+        result = process_reports([], [StudyKey("1.2", "A2", "P1", "20240105")], sr_documents=[(path, "SR/a")])
+        assert result.reports[0].section_names == ("findings", "impression")

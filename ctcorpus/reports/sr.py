@@ -2,9 +2,11 @@
 
 A PACS export often holds the report as a Basic Text or Enhanced SR object beside the images, and
 for a study the RIS export lacks it is the only report there is. Its content items are read in
-document order: text as written, a coded finding as a statement of its meaning ("Pulmonary
-nodule."), a measurement with its unit ("Diameter: 12 mm."), so the label rules read a report
-that codes its findings as they read one that writes them. A container named by a section
+document order: text as written (then converted as an export's text is, with line ends as "\\n":
+DICOM text ends its lines with CR LF or a bare CR, and a bare CR hid the headings after it), a
+coded finding as a statement of its meaning ("Pulmonary nodule."), a measurement with its unit
+("Diameter: 12 mm."), so the label rules read a report that codes its findings as they read one
+that writes them. A container named by a section
 heading ("Findings", "Impressions", "History", in the lexicon) opens that section, as does a text
 item so named outside any section, so sectioning reads the SR's own structure back (TID 2000
 names each item under "Impressions" an "Impression" and under "Findings" a "Finding": inside a
@@ -31,6 +33,7 @@ from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import ReportError
 from ctcorpus.reports.lexicon import SECTION_OF_HEADING
 from ctcorpus.reports.io import language_code, normalize_date, normalize_time
+from ctcorpus.reports.markup import to_plain_text
 from ctcorpus.reports.records import RawReport
 
 __all__ = ["SR_STORAGE", "read_sr_report"]
@@ -153,12 +156,12 @@ def read_sr_report(
     except Exception as exc:  # noqa: BLE001 - a broken SR fails in many ways; it costs this report only
         raise ReportError(f"the SR document cannot be read ({type(exc).__name__}: {exc})",
                           reason=QuarantineReason.UNREADABLE_REPORT, path=name or path) from None
-    text = "\n".join(out).strip()
+    plain = to_plain_text("\n".join(out).strip())
     return RawReport(
         path=name or str(path), location="", accession_number=str(ds.get("AccessionNumber", "")).strip(),
         patient_id=str(ds.get("PatientID", "")).strip(), study_date=normalize_date(str(ds.get("StudyDate", ""))),
         report_time=normalize_time(f"{ds.get('ContentDate', '')}{ds.get('ContentTime', '')}"
-                                   f"{ds.get('TimezoneOffsetFromUTC', '')}", utc=True), text=text,
-        language=language, patient_name=str(ds.get("PatientName", "")), encoding="dicom-sr", markup="",
+                                   f"{ds.get('TimezoneOffsetFromUTC', '')}", utc=True), text=plain.text,
+        language=language, patient_name=str(ds.get("PatientName", "")), encoding="dicom-sr", markup=plain.markup,
         source_sha256=hashlib.sha256(data).hexdigest(), study_uid=str(ds.get("StudyInstanceUID", "")).strip(),
     )
