@@ -884,3 +884,22 @@ def test_a_dicom_sr_text_with_dicom_line_ends_keeps_its_headings(tmp_path):
         assert read_sr_report(path).text == "Findings:\nSmall left pleural effusion.\nIMPRESSION:\nEffusion."
         result = process_reports([], [StudyKey("1.2", "A2", "P1", "20240105")], sr_documents=[(path, "SR/a")])
         assert result.reports[0].section_names == ("findings", "impression")
+
+
+def test_an_hl7_message_without_a_type_or_with_obx_before_any_obr_is_named(tmp_path):
+    """Passed over without a word: a result message whose OBX stand before its OBR (or that has none)
+    lost that text, and a message whose MSH-9 is empty lost its report."""
+    msh, pid = "MSH|^~\\&|RIS|H|||20240105120000||ORU^R01|1|P|2.3\r", "PID|||P1||DOE^J\r"
+    path = tmp_path / "feed.hl7"
+    path.write_text(msh + pid + "OBR|1||A1|||20240105\rOBX|1|TX|^IMPRESSION||Fine.\r"
+                    + msh + pid + "OBX|1|TX|^IMPRESSION||Before the order.\rOBR|1||A2|||20240105\rOBX|2|TX|||After.\r"
+                    + msh.replace("ORU^R01", "") + pid + "OBR|1||A3|||20240105\rOBX|1|TX|||No type.\r",
+                    encoding="utf-8")
+    export = report_io.read_report_export(path, ReportColumns())
+    assert [(r.location, r.accession_number, r.text) for r in export.reports] == [
+        ("message 1", "A1", "IMPRESSION:\nFine."), ("message 2", "A2", "After.")]
+    assert [str(p) for p in export.problems] == [
+        f"{path}: message 2 has 1 OBX segment(s) before any OBR, which belong to no order: their text is not read; "
+        "fix or remove it [unreadable_report]",
+        f"{path}: message 3 names no message type (MSH-9 is empty), so it is not read as a report; fix or remove it "
+        "[unreadable_report]"]

@@ -504,7 +504,7 @@ def _rows(path: Path, data: bytes, columns: ReportColumns, text_columns: tuple[s
                      {f"line {n + 1}": fallback.get(n, "utf-8") for n, _ in rows} if fallback else {})
     if suffix in _HL7_SUFFIXES:  # a message spans lines: its rows take the file's encoding
         rows, broken = oru_rows(decoded.text, columns)
-        return _Rows(rows, [ReportError(f"message {n + 1} cannot be parsed ({reason}); fix or remove it",
+        return _Rows(rows, [ReportError(f"message {n + 1} {reason}; fix or remove it",
                                         reason=QuarantineReason.UNREADABLE_REPORT, path=path) for n, reason in broken],
                      decoded.encoding)
     return _csv_rows(path, decoded, suffix, text_columns, _mapped_columns(columns))

@@ -18,10 +18,12 @@ is reported with the reason instead of as an empty report. Of the document messa
 carry the document are read (MDM^T02 original, T04 status change, T06 addendum, T08 edit, T10
 replacement) and the cancel T11, whose row withdraws the report; the notifications without content
 (T01, T03, T05, T07, T09) and messages of other types (ADT, ACK) are passed over, and a file that
-holds no message read is an error naming the types it holds. The message's other identifiers and
-names (the patient's other ids, aliases and birth name; the physicians who referred, ordered,
-attended, dictated, transcribed, signed or read) are PHI that a report text may repeat: they are
-handed on under :data:`PHI_VALUES` and scrubbed as the patient's name is.
+holds no message read is an error naming the types it holds; a message without a type (MSH-9),
+and OBX segments of a result message before any OBR (of no order), are named as problems, not
+passed over. The message's other identifiers and names (the patient's other ids, aliases and birth
+name; the physicians who referred, ordered, attended, dictated, transcribed, signed or read) are
+PHI that a report text may repeat: they are handed on under :data:`PHI_VALUES` and scrubbed as the
+patient's name is.
 """
 
 from __future__ import annotations
@@ -237,13 +239,15 @@ def _segments(text: str) -> str:
     return "\r".join(lines)
 
 
-def _orders(message: Any, document: bool) -> list[tuple[dict[str, Any], list[Any]]]:
+def _orders(message: Any, document: bool) -> tuple[list[tuple[dict[str, Any], list[Any]]], int]:
     """The message's orders, each its segments (the message's MSH, EVN, PID, PV1 and TXA, the order's
     ORC and OBR) and its observations: of a result message one per OBR with the OBX after it, of a
-    document message (``document``) one, with its OBR if it has one and every OBX."""
+    document message (``document``) one, with its OBR if it has one and every OBX; and how many
+    OBX of a result message stand before any OBR (of no order, so not read)."""
     shared: dict[str, Any] = {}
     orders: list[tuple[dict[str, Any], list[Any]]] = [({}, [])] if document else []
     order: dict[str, Any] = {}
+    stray = 0
     for segment in message:
         kind = str(segment[0])
         if kind in ("MSH", "EVN", "PID", "PV1", "TXA") or document and kind in ("ORC", "OBR"):
@@ -255,14 +259,18 @@ def _orders(message: Any, document: bool) -> list[tuple[dict[str, Any], list[Any
             order = {}
         elif kind == "OBX" and orders:
             orders[-1][1].append(segment)
-    return [({**shared, **segments}, observations) for segments, observations in orders]
+        elif kind == "OBX":
+            stray += 1
+    return [({**shared, **segments}, observations) for segments, observations in orders], stray
 
 
 def oru_rows(text: str, columns: ReportColumns) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[int, str]]]:
     """One row per order (OBR) of each ORU message and per document of each MDM message that
     carries or cancels one, keyed by the configured column names so that it is read like a table's
     row, each with where it stands ("message 3", counted from 1; "message 3, order 2" of a message
-    with several orders); and (0-based message number, reason) for each message that cannot be parsed.
+    with several orders); and (0-based message number, what is wrong with it: "cannot be parsed (...)")
+    for each message that cannot be parsed, names no message type (MSH-9), or holds OBX segments
+    before any OBR (an order's text lost silently otherwise).
 
     Raises ``ValueError`` if the file's messages parse but none is of a type read (a feed of
     notifications or ADT messages): each study would silently have no report.
@@ -277,21 +285,27 @@ def oru_rows(text: str, columns: ReportColumns) -> tuple[list[tuple[str, dict[st
     passed: Counter[str] = Counter()  # message types passed over, "MDM^T01"
     messages = hl7.util.split_file(_segments(text))
     if not messages and text.strip():
-        problems.append((0, "no MSH segment: the file holds no HL7 message"))
+        problems.append((0, "cannot be parsed (no MSH segment: the file holds no HL7 message)"))
     for n, raw in enumerate(messages):
         try:
             message = hl7.parse(raw)
             msh = message.segment("MSH")
             kind, event = _field(msh, "MSH-9").upper(), _field(msh, "MSH-9.2").upper()
+            if not kind:
+                problems.append((n, "names no message type (MSH-9 is empty), so it is not read as a report"))
+                continue
             if not (kind == "ORU" or kind == "MDM" and event in _DOCUMENT_EVENTS):
                 passed[f"{kind}^{event}".strip("^")] += 1
                 continue
-            orders = _orders(message, kind == "MDM")
+            orders, stray = _orders(message, kind == "MDM")
+            if stray:
+                problems.append((n, f"has {stray} OBX segment(s) before any OBR, which belong to no order: their "
+                                    "text is not read"))
             rows += [(f"message {n + 1}" + (f", order {k}" if len(orders) > 1 else ""),
                       _report(segments, observations, columns, message.separators, event))
                      for k, (segments, observations) in enumerate(orders, start=1)]
         except Exception as exc:  # noqa: BLE001 - a malformed message fails in many ways; it costs itself only
-            problems.append((n, f"{type(exc).__name__}: {exc}"))
+            problems.append((n, f"cannot be parsed ({type(exc).__name__}: {exc})"))
     if passed and sum(passed.values()) == len(messages):
         raise ValueError(f"none of its {len(messages)} HL7 message(s) is a report ctcorpus reads (it holds "
                          f"{', '.join(f'{t} x{c}' for t, c in sorted(passed.items()))}); reports come as ORU^R01 "
