@@ -903,3 +903,17 @@ def test_an_hl7_message_without_a_type_or_with_obx_before_any_obr_is_named(tmp_p
         "fix or remove it [unreadable_report]",
         f"{path}: message 3 names no message type (MSH-9 is empty), so it is not read as a report; fix or remove it "
         "[unreadable_report]"]
+
+
+def test_an_hl7_file_is_read_by_its_fields_whatever_the_tables_columns(tmp_path):
+    """The mapping names a table's columns ("" where the site's CSV lacks one, section columns for a
+    CT-RATE-like one); an HL7 file read under it lost its patient ids and dates, or was unreadable
+    for want of the section columns."""
+    path = tmp_path / "feed.hl7.gz"
+    path.write_bytes(gzip.compress(b"MSH|^~\\&|RIS|H|||20240105120000||ORU^R01|1|P|2.3\rPID|||P1||DOE^J\r"
+                                   b"OBR|1||A1||||20240105101500\rOBX|1|TX|^IMPRESSION||Fine.\r"))
+    for columns in (ReportColumns(patient_id="", study_date="", report_time=""),
+                    ReportColumns(text="", sections={"findings": "Findings_EN"}, accession_number="Acc")):
+        (report,) = report_io.read_report_export(path, columns).reports
+        assert (report.accession_number, report.patient_id, report.study_date, report.report_time, report.text) == (
+            "A1", "P1", "20240105", "20240105120000", "IMPRESSION:\nFine.")

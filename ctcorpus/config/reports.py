@@ -15,9 +15,10 @@ SectionName = Literal["clinical_information", "comparison", "technique", "findin
 
 
 class ReportColumns(StageConfig):
-    """Which column of a RIS export (CSV, JSONL, Parquet) holds what; "" = the export lacks it. A
+    """Which column of a RIS export (CSV, JSONL, Parquet, Excel) holds what; "" = the export lacks it. A
     name the export lacks is matched in any case and with other separators ("BEFUNDTEXT" for
-    "Befundtext", "Study Date" for "study_date")."""
+    "Befundtext", "Study Date" for "study_date"). An HL7 file's fields are fixed: of these, only
+    ``hl7_accession_fields`` applies to it."""
 
     text: str = Field("report_text", description="Column holding the free report text ('' if the export has "
                       "only section columns).")

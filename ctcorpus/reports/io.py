@@ -473,12 +473,18 @@ def _csv_rows(path: Path, decoded: DecodedText, suffix: str, text_columns: tuple
     return _Rows(rows, problems, decoded.encoding, encodings)
 
 
+def _format(path: Path) -> str:
+    """The suffix that names an export's format, a gzipped one's inner suffix ("ris.csv.gz": ".csv")."""
+    suffix = path.suffix.lower()
+    return Path(path.stem).suffix.lower() if suffix == ".gz" else suffix
+
+
 def _rows(path: Path, data: bytes, columns: ReportColumns, text_columns: tuple[str, ...]) -> _Rows:
     """The rows of the export ``path`` (its bytes: ``data``); a gzip-compressed one ("ris.csv.gz",
     as exports are often shipped) is read as the format its inner suffix names."""
-    suffix = path.suffix.lower()
-    if suffix == ".gz":
-        data, suffix = gzip.decompress(data), Path(path.stem).suffix.lower()
+    suffix = _format(path)
+    if path.suffix.lower() == ".gz":
+        data = gzip.decompress(data)
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -592,6 +598,9 @@ def read_report_export(path: str | Path, columns: ReportColumns) -> ReportExport
 
 def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
     """:func:`read_report_export` of an existing file, raising whatever reading it raises."""
+    if _format(path) in _HL7_SUFFIXES:  # its fields are fixed: the mapping names a table's columns ("" where the
+        # table lacks one), and an HL7 file read under it lost its patient ids or dates, or its text to section columns
+        columns = ReportColumns(hl7_accession_fields=columns.hl7_accession_fields)
     text_columns = tuple(c for c in (columns.text, *columns.sections.values()) if c)
     data = path.read_bytes()  # read once: parsed and hashed
     parsed = _rows(path, data, columns, text_columns)
