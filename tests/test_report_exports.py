@@ -917,3 +917,12 @@ def test_an_hl7_file_is_read_by_its_fields_whatever_the_tables_columns(tmp_path)
         (report,) = report_io.read_report_export(path, columns).reports
         assert (report.accession_number, report.patient_id, report.study_date, report.report_time, report.text) == (
             "A1", "P1", "20240105", "20240105120000", "IMPRESSION:\nFine.")
+
+
+def test_hl7_hex_escaped_line_ends_break_lines():
+    """An HL7 text may send its line ends as hex data ("\\X0D0A\\", "\\X0D\\"): decoded after the line
+    ends were made "\\n", a bare CR stayed and hid the heading after it."""
+    from ctcorpus.reports.markup import to_plain_text
+
+    assert to_plain_text(r"FINDINGS:\X0D0A\Kein Erguss.\X0D\IMPRESSION:\X0A\Normal.", hl7=True).text == (
+        "FINDINGS:\nKein Erguss.\nIMPRESSION:\nNormal.")

@@ -301,13 +301,13 @@ def to_plain_text(text: str, *, hl7: bool = False) -> PlainText:
     >>> to_plain_text("Nodule < 5 mm.\\r\\nStable.")
     PlainText(text='Nodule < 5 mm.\\nStable.', markup='')
     """
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
     steps = []
     shown_by = 0 if hl7 else 1  # the escape (counted from 0) that shows an HL7 text
     if "\\" in text and (_HL7_COMMAND.search(text) or next(islice(_HL7_ESCAPE.finditer(text), shown_by, None), None)):
         text = unescape_hl7(text)
         steps.append("hl7")
+    if "\r" in text:  # after the escapes: hex data may hold line ends ("\X0D0A\", "\X0D\")
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     if text.lstrip()[:5].lower() == "{\\rtf":
         text = _rtf_to_text(text)
         steps.append("rtf")
