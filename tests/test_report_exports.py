@@ -926,3 +926,20 @@ def test_hl7_hex_escaped_line_ends_break_lines():
 
     assert to_plain_text(r"FINDINGS:\X0D0A\Kein Erguss.\X0D\IMPRESSION:\X0A\Normal.", hl7=True).text == (
         "FINDINGS:\nKein Erguss.\nIMPRESSION:\nNormal.")
+
+
+def test_a_report_between_two_studies_as_close_is_logged(caplog):
+    """A report without accession number dated between two studies of its patient (or on the day of
+    two) took the smaller study UID without a word: which exam it is cannot be told."""
+    studies = [StudyKey("1.3", "", "P1", "20240107"), StudyKey("1.2", "", "P1", "20240105"),
+               StudyKey("1.9", "", "P2", "20240105")]
+    reports = [_raw("", "P1", "20240106"), _raw("", "P2", "20240106")]
+    with caplog.at_level(logging.WARNING, logger="ctcorpus.reports.link"):
+        links = link_reports(reports, studies, window_days=3)
+    assert [(k.study.study_uid, k.method) for k in links] == [("1.2", "patient_date"), ("1.9", "patient_date")]
+    assert "1 reports link by patient and date to one of several studies of their patient as close in date " \
+           "(ris.csv line 2)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ctcorpus.reports.link"):  # two reports, two studies: no tie left
+        link_reports([_raw("", "P1", "20240105"), _raw("", "P1", "20240107")], studies, window_days=3)
+    assert "as close in date" not in caplog.text

@@ -103,9 +103,10 @@ def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, w
     study with different numbers are different exams: an X-ray's report never goes to the CT of
     the day), the report goes to a study of the same patient at most ``window_days`` away that no other
     report claims: a study takes one report, the closest in date (ties: the earlier in export order;
-    a report's ties: the smaller study UID; an empty row only when no report with text wants the
-    study), so a report of another exam on the same day never lands on a reported study and the
-    result does not depend on the order of the studies. Anything else is an orphan (``study=None``).
+    a report's ties: the smaller study UID, logged, as it may be another exam's; an empty row only
+    when no report with text wants the study), so a report of another exam on the same day never
+    lands on a reported study and the result does not depend on the order of the studies. Anything
+    else is an orphan (``study=None``).
 
     >>> s = StudyKey("1.2", "A1", "P1", "20240105")
     >>> r = RawReport("x.csv", "line 2", "", "P1", "20240107", "", "text", "", "", "utf-8", "", "")
@@ -135,10 +136,21 @@ def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, w
                       if abs((d - day).days) <= window_days and s.study_uid not in claimed
                       and not (numbered and _has_accession(s))]
     by_date: dict[int, StudyKey] = {}
-    for *_, k, uid, s in sorted(pairs, key=lambda p: p[:4]):
+    equally_close: dict[tuple[int, int], list[str]] = defaultdict(list)  # (report, days) -> study UIDs
+    for _, days, k, uid, _ in pairs:
+        equally_close[k, days].append(uid)
+    guessed: list[str] = []  # where the reports stand that took one of several studies as close
+    for _, days, k, uid, s in sorted(pairs, key=lambda p: p[:4]):
         if k not in by_date and uid not in claimed:
+            if any(other != uid and other not in claimed for other in equally_close[k, days]):
+                guessed.append(f"{reports[k].path} {reports[k].location}".strip())
             by_date[k] = s
             claimed.add(uid)
+    if guessed:
+        logger.warning("reports: %d reports link by patient and date to one of several studies of their patient as "
+                       "close in date (%s%s); each took the one with the smallest StudyInstanceUID, which may be "
+                       "another exam's: give their rows accession numbers", len(guessed), ", ".join(guessed[:5]),
+                       ", ..." * (len(guessed) > 5))
     return tuple(
         match if match is not None
         else Link(report, by_date[k], "patient_date") if k in by_date
