@@ -859,8 +859,8 @@ def test_a_value_spelled_like_the_text_column_is_no_header_again(tmp_path):
     """A German RIS's document type "Befund" where the text column is "Befund", or a report reading
     "Report Text", was taken for a header again: that row and every row after it lost its report."""
     path = tmp_path / "ris.csv"
-    path.write_bytes("Auftragsnummer;PID;Datum;Dokumenttyp;Befund\nA1;P1;05.01.2024;Befund;Kein Erguss.\n"
-                     "A2;P2;05.01.2024;Befund;Rundherd.\n".encode())
+    path.write_bytes(b"Auftragsnummer;PID;Datum;Dokumenttyp;Befund\nA1;P1;05.01.2024;Befund;Kein Erguss.\n"
+                     b"A2;P2;05.01.2024;Befund;Rundherd.\n")
     columns = ReportColumns(text="Befund", accession_number="Auftragsnummer", patient_id="PID", study_date="Datum")
     export = report_io.read_report_export(path, columns)
     assert [(r.location, r.accession_number, r.text) for r in export.reports] == [
@@ -899,10 +899,10 @@ def test_an_hl7_message_without_a_type_or_with_obx_before_any_obr_is_named(tmp_p
     assert [(r.location, r.accession_number, r.text) for r in export.reports] == [
         ("message 1", "A1", "IMPRESSION:\nFine."), ("message 2", "A2", "After.")]
     assert [str(p) for p in export.problems] == [
-        f"{path}: message 2 has 1 OBX segment(s) before any OBR, which belong to no order: their text is not read; "
-        "fix or remove it [unreadable_report]",
-        f"{path}: message 3 names no message type (MSH-9 is empty), so it is not read as a report; fix or remove it "
-        "[unreadable_report]"]
+        (f"{path}: message 2 has 1 OBX segment(s) before any OBR, which belong to no order: their text is not "
+         "read; fix or remove it [unreadable_report]"),
+        (f"{path}: message 3 names no message type (MSH-9 is empty), so it is not read as a report; fix or remove "
+         "it [unreadable_report]")]
 
 
 def test_an_hl7_file_is_read_by_its_fields_whatever_the_tables_columns(tmp_path):

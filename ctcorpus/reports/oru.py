@@ -299,8 +299,8 @@ def oru_rows(text: str, columns: ReportColumns) -> tuple[list[tuple[str, dict[st
                 continue
             orders, stray = _orders(message, kind == "MDM")
             if stray:
-                problems.append((n, f"has {stray} OBX segment(s) before any OBR, which belong to no order: their "
-                                    "text is not read"))
+                lost = f"has {stray} OBX segment(s) before any OBR, which belong to no order: their text is not read"
+                problems.append((n, lost))
             rows += [(f"message {n + 1}" + (f", order {k}" if len(orders) > 1 else ""),
                       _report(segments, observations, columns, message.separators, event))
                      for k, (segments, observations) in enumerate(orders, start=1)]
