@@ -943,3 +943,17 @@ def test_a_report_between_two_studies_as_close_is_logged(caplog):
     with caplog.at_level(logging.WARNING, logger="ctcorpus.reports.link"):  # two reports, two studies: no tie left
         link_reports([_raw("", "P1", "20240105"), _raw("", "P1", "20240107")], studies, window_days=3)
     assert "as close in date" not in caplog.text
+
+
+def test_a_german_report_time_with_uhr_is_read(tmp_path, caplog):
+    """A German RIS writes "05.01.2024 14:30 Uhr": read as midnight, its versions of a report were
+    ordered by export order alone (a preliminary exported after its final was kept)."""
+    path = tmp_path / "ris.csv"
+    path.write_bytes(b"accession_number;report_time;report_text\nA1;05.01.2024 14:30 Uhr;Final.\n"
+                     b"A1;05.01.2024 09:15 Uhr;Vorl\xc3\xa4ufig.\n")
+    with caplog.at_level(logging.WARNING, logger="ctcorpus.reports.io"):
+        export = report_io.read_report_export(path, ReportColumns())
+    assert [r.report_time for r in export.reports] == ["20240105143000", "20240105091500"]
+    assert "does not read" not in caplog.text
+    result = process_reports([path], [StudyKey("1.1", "A1", "P1", "20240105")])
+    assert [r.text for r in result.reports] == ["Final."]

@@ -39,9 +39,8 @@ class ReportColumns(StageConfig):
     report_time: str = Field(
         "report_time",
         description="Optional column with when the report was written or signed (ISO 8601, HL7 YYYYMMDDHHMMSS or "
-        "DD.MM.YYYY HH:MM, or with AM/PM; a time with a zone offset compares in UTC, one not read counts as midnight "
-        "and is logged); orders versions of one report "
-        "(reports.same_accession); '' if absent.",
+        "DD.MM.YYYY HH:MM, or with AM/PM or Uhr; a time with a zone offset compares in UTC, one not read counts as "
+        "midnight and is logged); orders versions of one report (reports.same_accession); '' if absent.",
     )
     result_status: str = Field(
         "report_status",

@@ -47,10 +47,12 @@ _DAY_FIRST = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4}|\d{2})(?!\d),?")
 #: An Excel date serial (days since 1899-12-30) is below this; a YYYYMMDD number is above.
 _EXCEL_MAX_SERIAL = 2958466
 #: A time after a date: "T10:22:33", " 9:05", "102233" (HL7), a fraction (ignored), the 12-hour
-#: clock's " PM", and a zone: "Z", "+01:00", "+0100", or the hours alone as PostgreSQL writes a
-#: timestamptz ("+01"), maybe after a blank (" +01:00", " UTC"), and the zone's name after an offset
-#: as Java writes it ("+01:00[Europe/Berlin]"); a zone that is not read loses the whole time (midnight).
-_TIME = re.compile(r"[T ]?(\d{1,2}):?(\d{2})(?::?(\d{2}))?(?:[.,]\d+)?(?: ?([AaPp])\.?[Mm]\.?)?"
+#: clock's " PM" or German's " Uhr" ("10:22 Uhr": read as midnight, a German RIS's report versions
+#: were ordered by export order alone), and a zone: "Z", "+01:00", "+0100", or the hours alone as
+#: PostgreSQL writes a timestamptz ("+01"), maybe after a blank (" +01:00", " UTC"), and the zone's
+#: name after an offset as Java writes it ("+01:00[Europe/Berlin]"); a zone that is not read loses
+#: the whole time (midnight).
+_TIME = re.compile(r"[T ]?(\d{1,2}):?(\d{2})(?::?(\d{2}))?(?:[.,]\d+)?(?: ?([AaPp])\.?[Mm]\.?| ?(?i:uhr))?"
                    r"(?: ?(Z|UTC|GMT|([+-])(\d{2})(?::?(\d{2}))?))?(?:\[[\w/+-]+\])?")
 #: What may follow a date that holds no time: nothing, or a float's ".0" ("20240105.0", as pandas writes it).
 _NO_TIME = re.compile(r"(?:\.0+)?")
@@ -75,6 +77,8 @@ def normalize_time(value: Any, *, utc: bool = False) -> str:
     ('20240105092233', '20240105102233')
     >>> normalize_time("2024-01-05 12:05:09 AM"), normalize_time("2024-01-05T22:22:33+01:00[Europe/Berlin]", utc=True)
     ('20240105000509', '20240105212233')
+    >>> normalize_time("05.01.2024 10:22 Uhr")
+    '20240105102200'
     """
     return _read_time(value, utc=utc)[0]
 
