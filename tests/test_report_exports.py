@@ -957,3 +957,18 @@ def test_a_german_report_time_with_uhr_is_read(tmp_path, caplog):
     assert "does not read" not in caplog.text
     result = process_reports([path], [StudyKey("1.1", "A1", "P1", "20240105")])
     assert [r.text for r in result.reports] == ["Final."]
+
+
+def test_a_report_given_as_a_list_of_lines_reads_as_its_lines(tmp_path):
+    """A JSON export (or a Parquet list column) giving the report as an array of its lines: the
+    report was Python's "['Findings: ...', ...]", brackets and quotes in the corpus."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    jsonl = tmp_path / "ris.jsonl"
+    jsonl.write_text(json.dumps({"accession_number": "A1", "report_text": ["Findings:", "Kein Erguss."]}) + "\n")
+    parquet = tmp_path / "ris.parquet"
+    pq.write_table(pa.table({"accession_number": ["A1"], "report_text": [["Findings:", "Kein Erguss."]]}), parquet)
+    for path in (jsonl, parquet):
+        (report,) = report_io.read_report_export(path, ReportColumns()).reports
+        assert report.text == "Findings:\nKein Erguss."

@@ -141,9 +141,16 @@ def _excel_date(value: Any) -> Any:
 def _cell_text(value: Any) -> str:
     """A cell as text: bytes (a Parquet binary column) decoded like a file, a whole float as an
     integer ("12345", not "12345.0"), lone surrogates replaced by U+FFFD so that writing the text
-    cannot fail, ``None`` and NaN as ""."""
+    cannot fail, ``None`` and NaN as "", and a list (a JSON array, a Parquet list column: a report
+    as its lines) as its items' lines, where Python's "['Kein Erguss.', ...]" became the report.
+
+    >>> _cell_text(["Kein Erguss.", None, "Rundherd."]), _cell_text(12345.0)
+    ('Kein Erguss.\\n\\nRundherd.', '12345')
+    """
     if value is None or isinstance(value, float) and math.isnan(value):  # a gap in a float column
         return ""
+    if isinstance(value, list | tuple):
+        return "\n".join(map(_cell_text, value))
     if isinstance(value, float) and value.is_integer():  # an id column with a gap (pandas: float64)
         value = int(value)
     text = decode_bytes(value)[0] if isinstance(value, bytes) else str(value)
