@@ -868,6 +868,12 @@ def test_a_value_spelled_like_the_text_column_is_no_header_again(tmp_path):
     plain = _csv(tmp_path / "plain.csv", ("A1", "P1", "20240105", "Report Text"), ("A2", "P2", "20240105", "Erguss."))
     assert [(r.accession_number, r.text) for r in report_io.read_report_export(plain, ReportColumns()).reports] == [
         ("A1", "Report Text"), ("A2", "Erguss.")]
+    # a header again is still one where the other columns' names are longer than the text column's
+    joined = _csv(tmp_path / "joined.csv", ("A1", "P1", "20240105", "Erguss."), ("study_date", "accession_number",
+                  "patient_id", "Text"), ("20240106", "A2", "P2", "Rundherd."), header=(*COLUMNS[:3], "Text"))
+    assert [(r.accession_number, r.study_date, r.text) for r in
+            report_io.read_report_export(joined, ReportColumns(text="Text")).reports] == [
+        ("A1", "20240105", "Erguss."), ("A2", "20240106", "Rundherd.")]
 
 
 def test_a_dicom_sr_text_with_dicom_line_ends_keeps_its_headings(tmp_path):

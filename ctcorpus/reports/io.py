@@ -448,7 +448,7 @@ def _csv_rows(path: Path, decoded: DecodedText, suffix: str, text_columns: tuple
     _check_unique(reader.fieldnames, mapped)
     rows: list[tuple[str, dict[str, Any]]] = []
     encodings: dict[str, str] = {}
-    name_length = 2 * max(map(len, text_columns), default=0)
+    name_length = 2 * max(map(len, mapped), default=0)
     start = end = reader.line_num
     for row in reader:
         start, end = end, reader.line_num
@@ -456,7 +456,7 @@ def _csv_rows(path: Path, decoded: DecodedText, suffix: str, text_columns: tuple
             start += 1
         where = f"line {skipped + start + 1}"
         cells = [*(row[name] for name in reader.fieldnames), *(row.get(None) or ())]
-        # exports joined: a header again (a cell twice a name's length is no name: a report's text is not compared)
+        # exports joined: a header again (a cell twice a mapped name's length is no name: a report's text is not compared)
         if _repeats_header([cell.strip() for cell in cells if cell and len(cell) <= name_length], text_columns, mapped):
             logger.info("%s: %s repeats the header (exports joined into one file?); the rows after it are read "
                         "under its columns", path, where)
