@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import itertools
@@ -34,8 +35,9 @@ from ctcorpus.train.data import (
     encode_texts,
     label_targets,
     report_text,
+    same_text,
 )
-from ctcorpus.train.evaluate import recall_at_k
+from ctcorpus.train.evaluate import encode_prompts, prompt_tokens, recall_at_k
 from ctcorpus.train.losses import label_logits, localization_loss, siglip_loss, step_scores
 from ctcorpus.train.model import CtReportModel, ModelSpec
 from ctcorpus.train.synthetic import make_sample
@@ -251,17 +253,17 @@ def test_rank_auc_matches_pairwise_counting() -> None:
 
 def test_recall_at_k() -> None:
     similarity = np.array([[0.9, 0.1, 0.0], [0.8, 0.5, 0.1], [0.1, 0.2, 0.3]])
-    assert recall_at_k(similarity, (1, 2)) == ((1, pytest.approx(2 / 3)), (2, 1.0))
+    assert recall_at_k(similarity, np.eye(3, dtype=bool), (1, 2)) == ((1, pytest.approx(2 / 3)), (2, 1.0))
 
 
 def test_recall_at_k_breaks_ties_at_random() -> None:
     """A collapsed model (every volume embedded alike) scores chance, k / n, not a perfect recall."""
     collapsed = np.tile(np.arange(5.0)[:, None], (1, 5))  # report i scores every volume i
-    assert recall_at_k(collapsed, (1, 2, 5)) == ((1, pytest.approx(0.2)), (2, pytest.approx(0.4)), (5, 1.0))
+    assert recall_at_k(collapsed, np.eye(5, dtype=bool), (1, 2, 5)) == ((1, pytest.approx(0.2)), (2, pytest.approx(0.4)), (5, 1.0))
     # report 0 and 1: tied with one other volume at the top (half a hit at k=1); report 2: third
     tied = np.array([[0.9, 0.9, 0.0], [0.1, 0.8, 0.8], [0.5, 0.5, 0.2]])
-    assert recall_at_k(tied, (1, 2, 3)) == ((1, pytest.approx(1 / 3)), (2, pytest.approx(2 / 3)), (3, 1.0))
-    assert recall_at_k(np.array([[np.nan, 0.0], [0.0, 1.0]]), (1,)) == ((1, 0.5),)
+    assert recall_at_k(tied, np.eye(3, dtype=bool), (1, 2, 3)) == ((1, pytest.approx(1 / 3)), (2, pytest.approx(2 / 3)), (3, 1.0))
+    assert recall_at_k(np.array([[np.nan, 0.0], [0.0, 1.0]]), np.eye(2, dtype=bool), (1,)) == ((1, 0.5),)
 
 
 def test_siglip_loss_matches_its_pairwise_definition() -> None:
@@ -275,7 +277,7 @@ def test_siglip_loss_matches_its_pairwise_definition() -> None:
             z = 1.0 if i == j else -1.0
             logit = float(v[i] @ t[j]) * np.exp(2.0) - 1.5
             expected += np.log1p(np.exp(-z * logit))
-    assert siglip_loss(v, t, log_scale, bias).item() == pytest.approx(expected / 4, rel=1e-5)
+    assert siglip_loss(v, t, log_scale, bias, torch.eye(4, dtype=torch.bool)).item() == pytest.approx(expected / 4, rel=1e-5)
 
 
 def test_similarities_stay_float32_under_bf16_autocast() -> None:
@@ -293,7 +295,7 @@ def test_similarities_stay_float32_under_bf16_autocast() -> None:
 
     def similarities() -> tuple[torch.Tensor, ...]:
         return (
-            siglip_loss(v, t, log_scale, bias),
+            siglip_loss(v, t, log_scale, bias, torch.eye(8, dtype=torch.bool)),
             label_logits(v, prompts[0], prompts[1], log_scale, label_bias),
             step_scores(steps, snippets, rows, log_scale),
         )
@@ -899,3 +901,90 @@ def test_a_truncated_held_out_shard_stops_the_run_before_training(small_corpus: 
     with pytest.raises(TrainError, match="damaged") as info:
         train_model(root, TrainConfig(**RESUMABLE), tmp_path / "run", device="cpu")
     assert str(shard) in str(info.value) and not (tmp_path / "run" / "model.pt").exists()
+
+
+def _sibling_split(root: Path, split: str, studies: int, volumes: int, spacing_mm: float = SPACING_MM) -> None:
+    """``studies`` reports with ``volumes`` volumes each (reconstructions kept by ``ingest.volumes_per_study:
+    all``): one report.json per study, a volume of its own (other noise) per sample."""
+    folder = root / "shards" / split
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    with wds.TarWriter(str(folder / "shard-000000.tar")) as sink:
+        for study in range(studies):
+            base = make_sample(f"{split}-{study}", split, (16, 32, 32), spacing_mm, rng)
+            for volume in range(volumes):
+                hu = (base.hu + rng.integers(-30, 30, base.hu.shape)).astype(np.int16)
+                sink.write(dataclasses.replace(base, volume_id=f"{split}-{study}-{volume}", hu=hu).encode())
+
+
+def test_volumes_of_one_report_are_positives_of_the_contrast(tmp_path: Path) -> None:
+    """Every off-diagonal pair was a negative: a study's volumes in one batch were pushed away from their
+    own report (ingest.volumes_per_study: all keeps them all, with one report)."""
+    _sibling_split(tmp_path, "train", studies=3, volumes=2)
+    config = TrainConfig(**{**RESUMABLE, "eval_batch_size": 6})
+    grid = probe_grid(tmp_path, "train", config)
+    tokenizer = train_tokenizer(report_texts(shard_paths(tmp_path, "train")), config.vocab_size)
+    batch = next(iter(make_loader(tmp_path, "train", config, grid, tokenizer, train=False)))
+    torch.manual_seed(0)
+    model = CtReportModel(ModelSpec(tokenizer.get_vocab_size(), 32, 8, 32, 1, 2, grid.z_stride, 18, -1.0))
+    prompts = encode_prompts(model, prompt_tokens(tokenizer, config.max_tokens, torch.device("cpu")))
+    got = loop.step_loss(model, batch, prompts, config).siglip
+    volume_emb, _ = model.encode_volume(batch.scaled_volumes())
+    logits = volume_emb @ model.encode_text(batch.report_ids, batch.report_mask).T * model.siglip_log_scale.exp()
+    studies = [v.rsplit("-", 1)[0] for v in batch.volume_ids]
+    signs = torch.tensor([[1.0 if a == b else -1.0 for b in studies] for a in studies])
+    assert (signs > 0).sum() == 12  # 3 studies of 2 volumes: 6 own reports, 6 of a sibling
+    expected = -torch.nn.functional.logsigmoid(signs * (logits + model.siglip_bias)).sum() / len(signs)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_siglip_loss_without_duplicates_is_the_diagonal_one() -> None:
+    """Without two volumes of one report in a batch, the loss is the one of every off-diagonal pair a negative."""
+    torch.manual_seed(0)
+    v = torch.nn.functional.normalize(torch.randn(6, 8), dim=1)
+    t = torch.nn.functional.normalize(torch.randn(6, 8), dim=1)
+    log_scale, bias = torch.tensor(2.0), torch.tensor(-1.5)
+    ids = torch.arange(6 * 4).view(6, 4)  # six different texts
+    logits = (v @ t.T) * log_scale.exp() + bias
+    old = -torch.nn.functional.logsigmoid((2.0 * torch.eye(6) - 1.0) * logits).sum() / 6
+    assert torch.equal(same_text(ids), torch.eye(6, dtype=torch.bool))
+    assert torch.equal(siglip_loss(v, t, log_scale, bias, same_text(ids)), old)
+
+
+def test_recall_counts_a_volume_of_the_same_report_as_a_hit() -> None:
+    # volumes 0 and 1 share a report: report 0 ranking volume 1 first is right
+    similarity = np.array([[0.5, 0.9, 0.1], [0.5, 0.9, 0.1], [0.9, 0.1, 0.3]])
+    positive = np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1]], bool)
+    assert recall_at_k(similarity, positive, (1, 2)) == ((1, pytest.approx(2 / 3)), (2, 1.0))
+    # three volumes tied at the top, two of them of the report: one place is a hit 2 times in 3
+    tied = np.array([[0.9, 0.9, 0.9]])
+    assert recall_at_k(tied, np.array([[1, 1, 0]], bool), (1, 2)) == ((1, pytest.approx(2 / 3)), (2, 1.0))
+
+
+@pytest.fixture(scope="module")
+def sibling_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A one-step run whose held-out split is one study of two volumes (and one report)."""
+    root = tmp_path_factory.mktemp("siblings")
+    write_synthetic_corpus(root, {"train": 8}, (16, 32, 32), spacing_mm=SPACING_MM, per_shard=8, seed=0)
+    _sibling_split(root, "test", studies=1, volumes=2)
+    run = tmp_path_factory.mktemp("sibling-run")
+    train_model(root, TrainConfig(**{**RESUMABLE, "steps": 1}), run, device="cpu")
+    return root, run
+
+
+def test_evaluation_counts_the_sibling_volume_of_a_report_as_a_hit(sibling_run: tuple[Path, Path]) -> None:
+    """Both reports are one text, so both rank the same volume first: one of the two rows missed (R@1 0.5)."""
+    run = sibling_run[1]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["n_volumes"] == 2 and metrics["recall_at"]["1"] == 1.0
+
+
+def test_evaluating_a_split_of_other_slices_says_to_resample_it(sibling_run: tuple[Path, Path]) -> None:
+    """The error sent the user to train.axial_step_mm, which evaluate_model takes from the checkpoint."""
+    root, run = sibling_run
+    _sibling_split(root, "thin", studies=1, volumes=1, spacing_mm=2.5)
+    with pytest.raises(TrainError) as info:
+        evaluate_model(root, run, TrainConfig(**RESUMABLE), split="thin", device="cpu")
+    message = str(info.value)
+    assert "split 'thin' has 2.5 mm slices; resample it to the 3 mm the model was trained on" in message
+    assert "train.axial_step_mm" not in message and str(root / "shards" / "thin") in message

@@ -87,6 +87,7 @@ class Batch:
     intensity: torch.Tensor  # (B, 2) float32: jitter scale and shift (HU)
     report_ids: torch.Tensor  # (B, L) int64 token ids
     report_mask: torch.Tensor  # (B, L) bool, True on real tokens
+    same_report: torch.Tensor  # (B, B) bool: the reports of volumes i and j are one text (:func:`same_text`)
     label_target: torch.Tensor  # (B, 18) float32
     label_weight: torch.Tensor  # (B, 18) float32
     label_known: torch.Tensor  # (B, 18) bool
@@ -226,29 +227,48 @@ def _z_spacing(sample: Mapping[str, Any]) -> float:
         ) from exc
 
 
-def probe_grid(shard_root: Path, split: str, config: TrainConfig) -> VolumeGrid:
-    """Read the first sample's spacing and derive the axial stride of the encoder.
-
-    The model pools z by a fixed factor, so ``axial_step_mm / spacing_z`` must be a power of two.
-    """
+def probe_spacing(shard_root: Path, split: str) -> float:
+    """The z spacing (mm) of the split's first sample: every sample must share it (the decoder checks)."""
     urls = [str(p) for p in shard_paths(shard_root, split)]
     first = next(iter(wds.DataPipeline(wds.SimpleShardList(urls), shard_samples)), None)
     if first is None:
         raise TrainError(f"split '{split}' has no samples", path=Path(shard_root) / "shards" / split)
     _check_keys(first)
-    spacing_z = _z_spacing(first)
-    ratio = config.axial_step_mm / spacing_z
+    return _z_spacing(first)
+
+
+def axial_stride(step_mm: float, spacing_z_mm: float) -> int | None:
+    """Voxels of ``spacing_z_mm`` in an axial step of ``step_mm``; None unless a power of two up to 16,
+    since the encoder pools z by halving it in whole stages.
+
+    >>> axial_stride(12.0, 3.0), axial_stride(12.0, 2.5)
+    (4, None)
+    """
+    ratio = step_mm / spacing_z_mm
     stride = round(ratio)
     if abs(ratio - stride) > 1e-6 or stride < 1 or stride > 16 or stride & (stride - 1):
+        return None
+    return stride
+
+
+def probe_grid(shard_root: Path, split: str, config: TrainConfig) -> VolumeGrid:
+    """The grid a model trained on ``split`` with ``config`` has: the first sample's spacing and the
+    axial stride ``config.axial_step_mm`` gives on it (a :class:`TrainError` naming the setting to
+    change when it gives none)."""
+    spacing_z = probe_spacing(shard_root, split)
+    stride = axial_stride(config.axial_step_mm, spacing_z)
+    folder = Path(shard_root) / "shards" / split
+    if stride is None:
         raise TrainError(
-            f"axial_step_mm={config.axial_step_mm} over z spacing {spacing_z} mm is {ratio:g}, not a power "
-            "of two up to 16; change train.axial_step_mm",
-            path=first.get("__url__"),
+            f"axial_step_mm={config.axial_step_mm} over z spacing {spacing_z} mm is {config.axial_step_mm / spacing_z:g}, "
+            "not a power of two up to 16; change train.axial_step_mm",
+            path=folder,
         )
     if config.input_shape_zyx[0] % stride:
         raise TrainError(
-            f"input_shape_zyx z={config.input_shape_zyx[0]} is not a multiple of the axial stride {stride}",
-            path=first.get("__url__"),
+            f"input_shape_zyx z={config.input_shape_zyx[0]} is not a multiple of the axial stride {stride}; "
+            "change train.input_shape_zyx",
+            path=folder,
         )
     return VolumeGrid(spacing_z_mm=spacing_z, z_stride=stride)
 
@@ -400,6 +420,20 @@ def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_tokens: int) ->
     return ids, ids != 0
 
 
+def same_text(ids: torch.Tensor) -> torch.Tensor:
+    """(N, N) bool: rows ``i`` and ``j`` of ``ids`` hold the same token ids, one text as the model reads it.
+
+    The volumes of one study (``ingest.volumes_per_study: all``) share its report, so their rows match;
+    so do two reports of one text (up to ``max_tokens``). The model cannot tell such texts apart,
+    so each one matches the other's volume: in the contrast and in retrieval.
+
+    >>> same_text(torch.tensor([[5, 6], [7, 0], [5, 6]])).int().tolist()
+    [[1, 0, 1], [0, 1, 0], [1, 0, 1]]
+    """
+    _, group = torch.unique(ids, dim=0, return_inverse=True)
+    return group[:, None] == group[None, :]
+
+
 @dataclass(frozen=True, slots=True)
 class Collator:
     """Picklable collation: stacks volumes and tokenizes reports and snippets (pad id 0); a batch
@@ -419,6 +453,7 @@ class Collator:
             intensity=torch.tensor([e.intensity for e in examples], dtype=torch.float32),
             report_ids=report_ids,
             report_mask=report_mask,
+            same_report=same_text(report_ids),  # here, on the host: torch.unique on a GPU waits for it
             label_target=torch.from_numpy(np.stack([e.label_target for e in examples])),
             label_weight=torch.from_numpy(np.stack([e.label_weight for e in examples])),
             label_known=torch.from_numpy(np.stack([e.label_known for e in examples])),

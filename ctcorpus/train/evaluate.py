@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,16 @@ from ctcorpus.config.train import TrainConfig
 from ctcorpus.errors import TrainError
 from ctcorpus.outputs.store import atomic_write_bytes
 from ctcorpus.taxonomy import CT_RATE_LABELS
-from ctcorpus.train.data import Batch, VolumeGrid, dataset_identity, encode_texts, make_loader, probe_grid
+from ctcorpus.train.data import (
+    Batch,
+    VolumeGrid,
+    axial_stride,
+    dataset_identity,
+    encode_texts,
+    make_loader,
+    probe_spacing,
+    same_text,
+)
 from ctcorpus.train.losses import label_logits, step_scores
 from ctcorpus.train.model import CtReportModel, autocast, load_checkpoint, resolve_device
 from ctcorpus.train.tokenizer import load_tokenizer
@@ -41,7 +51,7 @@ class EvalMetrics:
     split: str
     n_volumes: int
     n_snippets: int
-    recall_at: tuple[tuple[int, float], ...]  # (k, text-to-volume R@k)
+    recall_at: tuple[tuple[int, float], ...]  # (k, text-to-volume R@k; a volume of the same report is a hit)
     label_auc: tuple[tuple[str, float | None], ...]  # None: the split lacks positives or negatives
     mean_label_auc: float | None
     localization_mae_mm: float | None  # None without snippets
@@ -93,26 +103,31 @@ def rank_auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def recall_at_k(similarity: np.ndarray, ks: Iterable[int]) -> tuple[tuple[int, float], ...]:
-    """Text-to-volume R@k: row i (report i) ranks all volumes; hit if volume i is in the top k.
+def recall_at_k(similarity: np.ndarray, positive: np.ndarray, ks: Iterable[int]) -> tuple[tuple[int, float], ...]:
+    """Text-to-volume R@k: row i (the report of volume i) ranks all volumes; a hit if a volume of its
+    report (``positive[i]``: volume i and those whose report is the same text, :func:`same_text`) is in
+    the top k. A study's volumes share its report, so the one of them ranked first is as right as any.
 
-    Ties are broken at random, in expectation: when ``above`` volumes score higher than volume i and
-    ``tied`` score the same (itself included), it is a hit with probability
-    ``clip((k - above) / tied, 0, 1)``. Counting ties as hits would give a collapsed model (every
-    volume embedded alike) R@1 = 1; this gives it chance, k / n. A row whose own score is NaN is a miss.
+    Ties are broken at random, in expectation: when ``above`` volumes score higher than the best of
+    the row's positives and ``tied`` score the same as it (``tied_positive`` of them positives), it is
+    a hit unless the ``m = clip(k - above, 0, tied)`` places left all go to tied negatives:
+    probability ``1 - C(tied - tied_positive, m) / C(tied, m)`` (``m / tied`` with one positive).
+    Counting ties as hits would give a collapsed model (every volume embedded alike) R@1 = 1; this
+    gives it chance. A row whose score of a positive is NaN is a miss.
 
-    >>> recall_at_k(np.zeros((4, 4)), (1, 2))
+    >>> recall_at_k(np.zeros((4, 4)), np.eye(4, dtype=bool), (1, 2))
     ((1, 0.25), (2, 0.5))
     """
-    true_score = np.diag(similarity)[:, None]
-    above = (similarity > true_score).sum(axis=1)
-    tied = (similarity == true_score).sum(axis=1)
+    best = np.where(positive, similarity, -np.inf).max(axis=1, keepdims=True)  # NaN if a positive is NaN
+    above = (similarity > best).sum(axis=1).tolist()
+    tied = (similarity == best).sum(axis=1).tolist()
+    tied_positive = ((similarity == best) & positive).sum(axis=1).tolist()
 
-    def recall(k: int) -> float:
-        hit = np.divide(np.clip(k - above, 0, tied), tied, out=np.zeros(len(tied)), where=tied > 0)
-        return float(hit.mean())
+    def hit(k: int, above: int, tied: int, tied_positive: int) -> float:
+        left = min(max(k - above, 0), tied)
+        return 1.0 - math.comb(tied - tied_positive, left) / math.comb(tied, left) if tied else 0.0
 
-    return tuple((k, recall(k)) for k in ks)
+    return tuple((k, float(np.mean([hit(k, *row) for row in zip(above, tied, tied_positive)]))) for k in ks)
 
 
 def prompt_texts() -> tuple[list[str], list[str]]:
@@ -152,7 +167,7 @@ def evaluate(
     """Embed every volume and report of ``batches`` and compute :class:`EvalMetrics`."""
     was_training = model.training
     model.eval()
-    vol, txt, logits, targets, known = [], [], [], [], []
+    vol, txt, tokens, logits, targets, known = [], [], [], [], [], []
     errors, baseline = [], []
     middle_mm = config.input_shape_zyx[0] * grid.spacing_z_mm / 2.0
     with autocast(device, config.bf16):
@@ -162,6 +177,7 @@ def evaluate(
             global_emb, step_emb = model.encode_volume(batch.scaled_volumes())
             vol.append(global_emb.float().cpu())
             txt.append(model.encode_text(batch.report_ids, batch.report_mask).float().cpu())
+            tokens.append(batch.report_ids.cpu())
             logits.append(label_logits(global_emb, positive, negative, model.label_log_scale, model.label_bias).cpu())
             targets.append(batch.label_target.cpu())
             known.append(batch.label_known.cpu())
@@ -187,7 +203,7 @@ def evaluate(
         split=split,
         n_volumes=len(similarity),
         n_snippets=n_snippets,
-        recall_at=recall_at_k(similarity, RECALL_KS),
+        recall_at=recall_at_k(similarity, same_text(torch.cat(tokens)).numpy(), RECALL_KS),
         label_auc=aucs,
         mean_label_auc=float(np.mean(defined)) if defined else None,
         localization_mae_mm=float(torch.cat(errors).mean()) if n_snippets else None,
@@ -226,14 +242,15 @@ def evaluate_model(
     })
     # the tokenizer it was trained with (older checkpoints lack it: the one saved beside them)
     tokenizer = Tokenizer.from_str(checkpoint["tokenizer"]) if "tokenizer" in checkpoint else load_tokenizer(model_dir)
-    grid = probe_grid(shard_root, split, config)
-    if grid.z_stride != model.spec.z_stride:
+    spacing_z = probe_spacing(shard_root, split)
+    if axial_stride(config.axial_step_mm, spacing_z) != model.spec.z_stride:
+        trained_mm = config.axial_step_mm / model.spec.z_stride
         raise TrainError(
-            f"the checkpoint pools z by {model.spec.z_stride} voxels (its {config.axial_step_mm} mm axial step), split "
-            f"'{split}' has {grid.spacing_z_mm} mm slices: {grid.z_stride} voxels a step; resample it to the spacing "
-            "the model was trained on",
+            f"the checkpoint's {config.axial_step_mm} mm axial step pools {model.spec.z_stride} slices of {trained_mm:g} mm, "
+            f"split '{split}' has {spacing_z} mm slices; resample it to the {trained_mm:g} mm the model was trained on",
             path=Path(shard_root) / "shards" / split,
         )
+    grid = VolumeGrid(spacing_z_mm=spacing_z, z_stride=model.spec.z_stride)
     loader = make_loader(shard_root, split, config, grid, tokenizer, train=False, pin_memory=torch_device.type == "cuda")
     metrics = evaluate(model, tokenizer, loader, grid, config, torch_device, split)
     provenance = {"dataset": dataset_identity(shard_root), "trained_on": checkpoint.get("dataset")}

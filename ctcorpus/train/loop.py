@@ -98,10 +98,11 @@ class TrainResult:
 
 
 def step_loss(model: CtReportModel, batch: Batch, prompts: tuple[torch.Tensor, torch.Tensor], config: TrainConfig) -> StepLoss:
-    """SigLIP + weighted label-prompt BCE + weighted snippet localization for one batch."""
+    """SigLIP (a volume matches every report of its text: its own, its study's) + weighted label-prompt
+    BCE + weighted snippet localization for one batch."""
     global_emb, step_emb = model.encode_volume(batch.scaled_volumes())
     report_emb = model.encode_text(batch.report_ids, batch.report_mask)
-    contrast = siglip_loss(global_emb, report_emb, model.siglip_log_scale, model.siglip_bias)
+    contrast = siglip_loss(global_emb, report_emb, model.siglip_log_scale, model.siglip_bias, batch.same_report)
     logits = label_logits(global_emb, prompts[0], prompts[1], model.label_log_scale, model.label_bias)
     labels = label_loss(logits, batch.label_target, batch.label_weight)
     if len(batch.snippet_z):

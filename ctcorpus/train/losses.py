@@ -19,17 +19,21 @@ def _float32(like: torch.Tensor) -> contextlib.AbstractContextManager[object]:
     return torch.autocast(like.device.type, enabled=False)
 
 
-def siglip_loss(volume_emb: torch.Tensor, text_emb: torch.Tensor, log_scale: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def siglip_loss(
+    volume_emb: torch.Tensor, text_emb: torch.Tensor, log_scale: torch.Tensor, bias: torch.Tensor, positive: torch.Tensor
+) -> torch.Tensor:
     """Sigmoid contrastive loss of SigLIP (Zhai et al. 2023): every pair is a binary problem.
 
-    Unlike softmax CLIP it needs no all-gather normalisation and works with small batches.
+    Unlike softmax CLIP it needs no all-gather normalisation and works with small batches. Pair
+    ``(i, j)`` is a match where ``positive`` (B, B bool) says so: the diagonal, and the volumes of
+    one report (``Batch.same_report``), which as negatives were pushed away from their own report.
 
-    >>> v = torch.eye(2); siglip_loss(v, v, torch.tensor(2.3), torch.tensor(-1.0)) < 1
+    >>> v = torch.eye(2); siglip_loss(v, v, torch.tensor(2.3), torch.tensor(-1.0), torch.eye(2, dtype=torch.bool)) < 1
     tensor(True)
     """
     with _float32(volume_emb):
         logits = (volume_emb.float() @ text_emb.float().T) * log_scale.exp() + bias
-    signs = 2.0 * torch.eye(len(logits), device=logits.device) - 1.0
+    signs = 2.0 * positive.to(logits.dtype) - 1.0
     return -F.logsigmoid(signs * logits).sum() / len(logits)
 
 
