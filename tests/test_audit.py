@@ -510,14 +510,60 @@ def test_a_z_cropped_copy_under_another_patient_is_reported(clean: CorpusTables)
     assert [set(f.ids) for f in findings if f.kind == FindingKind.NEAR_DUPLICATE_VOLUME] == [{"CHEST", "CROPPED"}]
 
 
-def test_fingerprints_of_two_versions_are_not_compared(clean: CorpusTables) -> None:
+def test_fingerprints_of_two_versions_are_not_compared_and_the_rest_is_audited(clean: CorpusTables) -> None:
     """A corpus stored before fingerprints had versions (version 1) against this one: their grids
-    sample other anatomy, so comparing them would miss copies silently."""
-    old = dataclasses.replace(clean, name="before", volumes=clean.volumes.drop(columns="fingerprint_version"))
-    held = rf"\(before has version 1; {clean.name} has version {FINGERPRINT_VERSION}\)"  # which one to rebuild
-    with pytest.raises(AuditError, match=rf"versions \[1, {FINGERPRINT_VERSION}\] cannot be compared {held}"):
-        audit_corpus(clean, against=old)
-    assert _leaks(audit_corpus(old).findings) == []  # one version: compared as before
+    sample other anatomy, so comparing them would miss copies silently. The audit stopped with an
+    AuditError, though every other check still held: now only the near copies across the versions
+    go unchecked, and the report says so and how to have them checked."""
+    train = clean.volumes[clean.volumes["split"] == "train"].iloc[0]
+    target = clean.volumes[clean.volumes["split"] == "test"].iloc[0]
+    copy = {**train.to_dict(), "volume_id": "OLD-COPY", "split": "test"}  # an exact copy, into test
+    copy.update({c: target[c] for c in ("patient_id", "study_id", "accession_id", "patient_key")})
+    volumes = pd.concat([clean.volumes, pd.DataFrame([copy])], ignore_index=True).drop(columns="fingerprint_version")
+    old = dataclasses.replace(clean, name="before", volumes=volumes)
+    result = audit_corpus(clean, against=old)
+    n = len(clean.volumes)
+    (mismatch,) = [f for f in result.findings if f.kind == FindingKind.OTHER_FINGERPRINT_VERSION]
+    assert (mismatch.severity, mismatch.ids, mismatch.groups, mismatch.score) == (Severity.MEDIUM, ("1",), ("before",), n + 1)
+    assert mismatch.detail == (
+        f"{n + 1} volumes of before have fingerprints of version 1, not {FINGERPRINT_VERSION}: they were not "
+        "compared for near-duplicate volumes (exact copies still are); rebuild before with this ctcorpus, "
+        "which recomputes them from its work store, to have them compared"
+    )
+    copies = [f for f in result.findings if f.kind == FindingKind.DUPLICATE_VOLUME]
+    assert [(set(f.ids), f.severity) for f in copies] == [({"OLD-COPY", train["volume_id"]}, Severity.HIGH)]
+    assert result.diff is not None and result.diff.volumes.removed == ("OLD-COPY",)
+    near = result.coverage[result.coverage["check"] == "near_duplicate_volume"]
+    assert near[["corpus", "checked", "rows"]].values.tolist() == [[clean.name, n, n], ["before", 0, n + 1]]
+    assert set(near["needs"]) == {f"volumes with a finite fingerprint of version {FINGERPRINT_VERSION}"}
+    page = report.render_html(result)
+    checked = f'<td>before</td><td>near_duplicate_volume</td><td class="num">0</td><td class="num">{n + 1}</td>'
+    assert checked in page and "<td>other_fingerprint_version</td>" in page  # What was checked; the finding
+    assert "other_fingerprint_version" in {f["kind"] for f in result_to_dict(result)["findings"]}
+    alone = audit_corpus(dataclasses.replace(old, volumes=volumes.iloc[:n])).findings  # one version: compared as before
+    assert _leaks(alone) == [] and FindingKind.OTHER_FINGERPRINT_VERSION not in {f.kind for f in alone}
+
+
+def test_a_corpus_of_two_fingerprint_versions_compares_the_newer_alone(clean: CorpusTables) -> None:
+    """Within one corpus of mixed versions the audit stopped too: a near copy between volumes of
+    the version compared is found, one whose copy is of another version is not (and is named)."""
+    first = clean.volumes.iloc[0]
+    other = clean.volumes[clean.volumes["patient_id"] != first["patient_id"]].index[0]
+    volumes = clean.volumes.copy()
+    volumes.at[other, "fingerprint"] = first["fingerprint"]  # a near copy (other bytes, same fingerprint)
+    found = audit_corpus(dataclasses.replace(clean, volumes=volumes)).findings
+    assert [set(f.ids) for f in found if f.kind == FindingKind.NEAR_DUPLICATE_VOLUME] == [
+        {first["volume_id"], volumes.at[other, "volume_id"]}
+    ]
+    volumes["fingerprint_version"] = volumes["fingerprint_version"].astype(object)
+    volumes.at[other, "fingerprint_version"] = None  # stored before versions were: version 1
+    result = audit_corpus(dataclasses.replace(clean, volumes=volumes))
+    assert not [f for f in result.findings if f.kind == FindingKind.NEAR_DUPLICATE_VOLUME]
+    assert [(f.ids, f.groups, f.score) for f in result.findings if f.kind == FindingKind.OTHER_FINGERPRINT_VERSION] == [
+        (("1",), (clean.name,), 1.0)
+    ]
+    near = result.coverage.set_index("check").loc["near_duplicate_volume"]
+    assert (near["checked"], near["rows"]) == (len(volumes) - 1, len(volumes))
 
 
 def test_audit_docstring_examples_run() -> None:

@@ -15,7 +15,13 @@ import pandas as pd
 
 from ctcorpus.audit.diff import CorpusDiff, diff_corpora
 from ctcorpus.audit.findings import SEVERITY_ORDER, Finding, FindingKind, Severity
-from ctcorpus.audit.leakage import coverage, find_leaks, placeholder_findings, placeholder_ids
+from ctcorpus.audit.leakage import (
+    coverage,
+    find_leaks,
+    fingerprint_findings,
+    placeholder_findings,
+    placeholder_ids,
+)
 from ctcorpus.audit.stats import CorpusStats, corpus_statistics
 from ctcorpus.audit.tables import CorpusTables
 from ctcorpus.config.audit import AuditConfig
@@ -245,7 +251,9 @@ def audit_corpus(
         Another corpus (a previous version, or any corpus a model might be evaluated on). Its
         patients, studies, accessions, persons, volumes and reports are checked against this one
         (a leak a finding within this corpus already names, in the same splits, is not named again),
-        and a diff from it to this one is computed.
+        and a diff from it to this one is computed. Volume fingerprints of another version than
+        the one compared (one built before a new fingerprint version) are left out of the
+        near-duplicate volume check alone, and named (``other_fingerprint_version``).
     config:
         Thresholds; the default :class:`~ctcorpus.config.audit.AuditConfig` when ``None``.
 
@@ -281,6 +289,7 @@ def audit_corpus(
         checked = coverage(volumes, reports, [tables.name, against.name], placeholders)
         diff = diff_corpora(against, tables)
         findings += diff.findings
+    findings += fingerprint_findings(volumes)  # over the volumes checked last: of both corpora, against one
     logger.info("audit corpus=%s findings=%d against=%s", tables.name, len(findings), against and against.name)
     return AuditResult(
         name=tables.name,

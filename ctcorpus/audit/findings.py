@@ -31,6 +31,7 @@ class FindingKind(str, Enum):
     DUPLICATE_REPORT = "duplicate_report"
     NEAR_DUPLICATE_REPORT = "near_duplicate_report"
     PLACEHOLDER_ID = "placeholder_id"  # an accession or patient id that names no one: not checked for leaks
+    OTHER_FINGERPRINT_VERSION = "other_fingerprint_version"  # fingerprints of a version not compared: no near copy check
     LABEL_MISSING_IN_SPLIT = "label_missing_in_split"  # no positive or no negative report there: no AUC
     EMPTY_SPLIT = "empty_split"  # no report there (no volume either, or the config's split has no patient)
     QUARANTINE = "quarantine"
@@ -53,17 +54,20 @@ class Finding:
         ``high`` for a leak between splits (or between this corpus and the one checked against).
     ids:
         The ids concerned, sorted (patient, study, accession, volume or report ids, by kind; the
-        placeholder for a placeholder id; the label, or the quarantine reasons, for those findings; none for an empty split; the old and
+        placeholder for a placeholder id; the versions left out for another fingerprint version;
+        the label, or the quarantine reasons, for those findings; none for an empty split; the old and
         the new ctcorpus version for a pipeline change, or where they agree, the tables whose rows
         other producers made).
     groups:
         The splits the ids fall in, sorted (``corpus/split`` against another corpus); the old and
-        the new corpus for a split or pipeline change; the stage for quarantine; the empty split.
+        the new corpus for a split or pipeline change; the corpus holding them for another
+        fingerprint version; the stage for quarantine; the empty split.
     score:
         Duplicates: the lowest similarity among the pairs found joining the cluster (of near
         copies of reports, a tree of them, not all; 1.0 when all are exact copies); a label missing in a split: its prevalence there; quarantine: the items
         rejected; an empty split: its volumes; a placeholder id: the patients (of an accession) or
-        persons (``patient_key``, of a patient id) it is held by; otherwise 1.0.
+        persons (``patient_key``, of a patient id) it is held by; another fingerprint version: the
+        volumes left out; otherwise 1.0.
     detail:
         One line for a person.
     """

@@ -10,6 +10,8 @@ over word shingles (candidates only, each verified by exact Jaccard): neither is
 Near-duplicates are only reported between patients: a follow-up scan shares its patient's anatomy
 and a follow-up report copies wording forward ("unchanged since ..."), and neither can leak
 across splits, which are drawn per patient. Exact copies are reported whoever they belong to.
+Fingerprints of two versions are not compared (:func:`compared_fingerprints`): the volumes of
+another version are reported as such and left out of that check alone.
 An accession or patient id that is a placeholder (:func:`placeholder_ids`) is reported as such
 and left out of its id's check: it names no one exam or patient, so it would be one across splits.
 """
@@ -28,7 +30,11 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from ctcorpus.audit.findings import Finding, FindingKind, Severity
-from ctcorpus.audit.fingerprint import fingerprint_matrix, similar_pairs
+from ctcorpus.audit.fingerprint import (
+    FINGERPRINT_VERSION,
+    fingerprint_matrix,
+    similar_pairs,
+)
 from ctcorpus.config.audit import AuditConfig
 from ctcorpus.pseudonym import accession_key
 
@@ -271,11 +277,70 @@ def _usable_fingerprint(value: object) -> bool:
     return isinstance(value, list | tuple | np.ndarray) and len(value) > 0 and bool(np.isfinite(value).all())
 
 
+def _fingerprint_use(volumes: pd.DataFrame) -> tuple[pd.Series, pd.Series, int | None]:
+    """Which volumes have a usable fingerprint, each one's version, and the version compared (``None``: none usable).
+
+    A volume without a ``fingerprint_version`` (or a null one) has version 1, the only one before
+    versions were stored. Of several versions, the one this ctcorpus computes is compared, or else
+    the newest held.
+    """
+    usable = volumes["fingerprint"].map(_usable_fingerprint).astype(bool)
+    stored = volumes.get("fingerprint_version")
+    versions = pd.Series(1, index=volumes.index) if stored is None else stored.fillna(1).astype(int)
+    held = set(versions[usable])
+    compared = None if not held else FINGERPRINT_VERSION if FINGERPRINT_VERSION in held else int(max(held))
+    return usable, versions, compared
+
+
+def compared_fingerprints(volumes: pd.DataFrame) -> pd.Series:
+    """Volumes the near-duplicate check compares: a usable fingerprint, of one version.
+
+    Two versions sample other anatomy, so a copy would be missed silently. A version audited
+    against one built before a new fingerprint version (or a corpus assembled from both) is still
+    audited: the volumes of another version are left out of this check alone (exact copies, ids,
+    reports and the diff are checked as ever), named by :func:`fingerprint_findings` and counted
+    as not checked by :func:`coverage`.
+    """
+    usable, versions, compared = _fingerprint_use(volumes)
+    return usable & versions.eq(compared)
+
+
+def fingerprint_findings(volumes: pd.DataFrame) -> list[Finding]:
+    """One finding per corpus holding fingerprints :func:`compared_fingerprints` leaves out: how many, and how to have them compared.
+
+    Rebuilding that corpus with a ctcorpus that computes the version compared recomputes its
+    fingerprints from its work store (only the ``text`` stage runs again).
+    """
+    usable, versions, compared = _fingerprint_use(volumes)
+    left = usable & versions.ne(compared)
+    rebuild = (
+        "with this ctcorpus, which recomputes them from its work store,"
+        if compared == FINGERPRINT_VERSION
+        else f"with a ctcorpus that computes version {compared} (this one computes {FINGERPRINT_VERSION})"
+    )
+    findings = []
+    for corpus, held in versions[left].groupby(volumes.loc[left, "corpus"].astype(str)):
+        numbers = tuple(str(v) for v in sorted(set(held)))
+        findings.append(
+            Finding(
+                FindingKind.OTHER_FINGERPRINT_VERSION,
+                Severity.MEDIUM,
+                numbers,
+                (str(corpus),),
+                float(len(held)),
+                f"{len(held)} volumes of {corpus} have fingerprints of version {', '.join(numbers)}, not "
+                f"{compared}: they were not compared for near-duplicate volumes (exact copies still are); "
+                f"rebuild {corpus} {rebuild} to have them compared",
+            )
+        )
+    return findings
+
+
 def duplicate_volumes(volumes: pd.DataFrame, config: AuditConfig, *, cross: bool) -> list[Finding]:
-    """Exact copies (same HU hash) and near copies (fingerprint correlation) under different studies."""
+    """Exact copies (same HU hash) and near copies (fingerprint correlation, :func:`compared_fingerprints`) under different studies."""
     volumes = volumes.reset_index(drop=True)
     exact = _equal_pairs(volumes, "hu_sha256", cross=cross, same=("volume_id",))
-    has_fp = np.flatnonzero(volumes["fingerprint"].map(_usable_fingerprint).to_numpy())
+    has_fp = np.flatnonzero(compared_fingerprints(volumes).to_numpy())
     with_fp = volumes.iloc[has_fp]
     pairs = similar_pairs(
         fingerprint_matrix(with_fp["fingerprint"], with_fp.get("fingerprint_version"), with_fp["corpus"]),
@@ -399,11 +464,13 @@ def coverage(
 
     A check passes every row it cannot read: a corpus whose volumes have no array hash or no
     finite fingerprint (a partial mapping, an older pipeline), or no ``patient_key``, has no copy
-    or no same-person finding whether it holds one or not; a row whose accession or patient id is a
+    or no same-person finding whether it holds one or not; a volume whose fingerprint is of a
+    version not compared (:func:`compared_fingerprints`) is not checked for near copies; a row whose accession or patient id is a
     placeholder (``placeholders``, per column) is not checked for that id. The report must say
     what was not checked.
     """
     placeholders = placeholders or {}
+    compared = _fingerprint_use(volumes)[2]
     rows = pd.concat([frame[["corpus", "patient_id", "study_id"]] for frame in (volumes, reports)], ignore_index=True)
     words = reports["text"].map(_text_hash).ne("")
     usable = (
@@ -430,8 +497,8 @@ def coverage(
         (
             FindingKind.NEAR_DUPLICATE_VOLUME,
             volumes,
-            volumes["fingerprint"].map(_usable_fingerprint).astype(bool),
-            "volumes with a finite fingerprint",
+            compared_fingerprints(volumes),
+            "volumes with a finite fingerprint" + (f" of version {compared}" if compared is not None else ""),
         ),
         (FindingKind.DUPLICATE_REPORT, reports, words, "reports with words"),
         (FindingKind.NEAR_DUPLICATE_REPORT, reports, words, "reports with words"),
