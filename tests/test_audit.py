@@ -902,6 +902,16 @@ def test_labels_the_statistics_cannot_count_are_refused(tmp_path: Path) -> None:
         load_corpus_tables(tmp_path)
 
 
+def test_volumes_or_reports_without_an_id_are_refused() -> None:
+    """The splits table counts ids: a split whose volume and report had none read as 'split test is
+    empty (no volume, no report)', though both were there."""
+    tiny = _tiny()
+    with pytest.raises(AuditError, match=r"'volumes' of corpus 'tiny' has 1 rows without an id in column 'volume_id' \(in splits test\)"):
+        dataclasses.replace(tiny, volumes=tiny.volumes.assign(volume_id=["v1", "v2", None]))
+    with pytest.raises(AuditError, match=r"'reports' of corpus 'tiny' has 2 rows without an id in column 'report_id' \(in splits \(none\), test\)"):
+        dataclasses.replace(tiny, reports=tiny.reports.assign(report_id=["r1", "", None], split=["train", None, "test"]))
+
+
 # ---------------------------------------------------------------- diff
 
 

@@ -1,7 +1,8 @@
 """The audit's input: a corpus as DataFrames (:class:`CorpusTables`), and the reader of a corpus folder.
 
 The core of the audit is pure over these frames; only :func:`load_corpus_tables` touches files.
-Columns the audit needs are listed in :data:`COLUMNS`; a frame that lacks one is an
+Columns the audit needs are listed in :data:`COLUMNS`; a frame that lacks one, or holds rows the
+statistics cannot count (a volume or report without an id, a label state not ctcorpus'), is an
 :class:`~ctcorpus.errors.AuditError` naming the table and the column, so a mapping mistake is caught
 before any number is computed.
 """
@@ -125,6 +126,23 @@ def _check_labels(labels: pd.DataFrame, corpus: str) -> None:
         )
 
 
+def _check_ids(frame: pd.DataFrame, table: str, corpus: str) -> None:
+    """Refuse volumes or reports without an id (null or empty), naming the column and the rows.
+
+    The statistics count a split's volumes and reports by id: rows without one counted as none,
+    and a split holding only such rows read as 'empty (no volume, no report)'. ctcorpus never
+    writes one (the column is not nullable); a hand-made or another site's table may.
+    """
+    column = f"{table.removesuffix('s')}_id"
+    missing = frame[column].isna() | frame[column].astype(str).eq("")
+    if missing.any():
+        splits = ", ".join(sorted(set(split_as_text(frame.loc[missing, "split"]).fillna("(none)"))))
+        raise AuditError(
+            f"table {table!r} of corpus {corpus!r} has {int(missing.sum())} rows without an id in column "
+            f"{column!r} (in splits {splits}); drop or name them first"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class CorpusTables:
     """One corpus version as DataFrames: what the audit reads.
@@ -163,6 +181,7 @@ class CorpusTables:
                 raise AuditError(f"table {table!r} of corpus {self.name!r} lacks columns {missing}; map them first")
         _check_labels(self.labels, self.name)
         for table in ("volumes", "reports"):  # frozen: the text splits replace the frames as given
+            _check_ids(getattr(self, table), table, self.name)
             frame = getattr(self, table)
             object.__setattr__(self, table, frame.assign(split=split_as_text(frame["split"])))
 
