@@ -766,9 +766,32 @@ def test_labels_of_reports_of_no_known_split_are_no_label_finding() -> None:
     tiny = _tiny()
     gone = pd.DataFrame({"report_id": ["gone"], "sentence_index": [-1], "label": ["emphysema"], "state": ["negative"]})
     result = audit_corpus(dataclasses.replace(tiny, labels=pd.concat([tiny.labels, gone], ignore_index=True)))
-    assert "" in set(result.stats.label_prevalence["split"])  # the statistics keep them apart
+    assert "" not in set(result.stats.label_prevalence["split"])  # an orphan, in no split (test below)
     missing = {(f.ids, f.groups) for f in result.findings if f.kind == FindingKind.LABEL_MISSING_IN_SPLIT}
     assert missing == {(("emphysema",), ("test",)), (("lung_nodule",), ("test",)), _NEVER_POSITIVE}
+
+
+def test_labels_of_reports_not_in_the_reports_table_are_orphans_not_a_prevalence() -> None:
+    """Counted under split '', labels of two reports the reports table lacks were divided by the one
+    report of no split: a prevalence of 2.0 (200 %) on the page, and in the co-occurrence."""
+    tiny = _tiny()
+    gone = pd.DataFrame(
+        {"report_id": ["g1", "g2", "g2"], "sentence_index": [-1, -1, -1], "label": ["emphysema", "emphysema", "lung_nodule"],
+         "state": ["positive"] * 3}
+    )
+    tables = dataclasses.replace(
+        tiny, reports=tiny.reports.assign(split=["train", None, "test"]), labels=pd.concat([tiny.labels, gone], ignore_index=True)
+    )
+    result = audit_corpus(tables)
+    prevalence = result.stats.label_prevalence
+    assert prevalence["prevalence"].max() <= 1.0
+    assert prevalence.set_index(["split", "label"]).loc[("", "emphysema"), ["positive", "reports"]].tolist() == [0, 1]
+    clean_stats = corpus_statistics(dataclasses.replace(tables, labels=tiny.labels))
+    pd.testing.assert_frame_equal(result.stats.label_cooccurrence, clean_stats.label_cooccurrence)
+    (orphans,) = [f for f in result.findings if f.kind == FindingKind.ORPHAN_LABELS]
+    assert (orphans.severity, orphans.ids, orphans.groups, orphans.score) == (Severity.MEDIUM, ("g1", "g2"), (), 3.0)
+    assert orphans.detail.startswith("3 label rows name 2 reports not in the reports table: they are counted in no prevalence")
+    assert not [f for f in audit_corpus(tiny).findings if f.kind == FindingKind.ORPHAN_LABELS]
 
 
 def test_split_with_volumes_but_no_report_is_reported(clean: CorpusTables) -> None:

@@ -22,7 +22,7 @@ from ctcorpus.audit.leakage import (
     placeholder_findings,
     placeholder_ids,
 )
-from ctcorpus.audit.stats import CorpusStats, corpus_statistics
+from ctcorpus.audit.stats import CorpusStats, corpus_statistics, orphan_labels
 from ctcorpus.audit.tables import CorpusTables
 from ctcorpus.config.audit import AuditConfig
 from ctcorpus.enums import Action
@@ -157,6 +157,30 @@ def _split_findings(splits: pd.DataFrame) -> list[Finding]:
     return findings
 
 
+def _orphan_findings(orphans: pd.DataFrame) -> list[Finding]:
+    """Labels of reports the reports table does not hold (:func:`~ctcorpus.audit.stats.orphan_labels`): one finding.
+
+    They are counted in no prevalence (of reports not in the corpus, in no split), but a labels
+    table that names reports the reports table lacks was written by another build than it, or
+    the reports were dropped after labelling: a training loader joining them loses those labels.
+    """
+    if orphans.empty:
+        return []
+    reports = tuple(sorted(set(orphans["report_id"].astype(str))))
+    return [
+        Finding(
+            FindingKind.ORPHAN_LABELS,
+            Severity.MEDIUM,
+            reports,
+            (),
+            float(len(orphans)),
+            f"{len(orphans)} label rows name {len(reports)} reports not in the reports table: they are "
+            "counted in no prevalence; the labels and reports tables are of other builds, or reports were "
+            "dropped after labelling",
+        )
+    ]
+
+
 def _most_common(rejected: pd.DataFrame) -> str:
     """The reasons most items were rejected for, a tie named as one ("most for a, b (2 each)").
 
@@ -270,6 +294,7 @@ def audit_corpus(
     placeholders = {column: set(rows[column]) for column, rows in found.items()}
     within = find_leaks(volumes, reports, config, cross=False, placeholders=placeholders)
     findings = within + placeholder_findings(found, cross=False) + _stat_findings(stats)
+    findings += _orphan_findings(orphan_labels(tables))
     checked = coverage(volumes, reports, [tables.name], placeholders)
     diff = None
     if against is not None:

@@ -31,9 +31,10 @@ class FindingKind(str, Enum):
     DUPLICATE_REPORT = "duplicate_report"
     NEAR_DUPLICATE_REPORT = "near_duplicate_report"
     PLACEHOLDER_ID = "placeholder_id"  # an accession or patient id that names no one: not checked for leaks
-    OTHER_FINGERPRINT_VERSION = "other_fingerprint_version"  # fingerprints of a version not compared: no near copy check
+    OTHER_FINGERPRINT_VERSION = "other_fingerprint_version"  # fingerprints of a version not compared
     LABEL_MISSING_IN_SPLIT = "label_missing_in_split"  # no positive or no negative report there: no AUC
     EMPTY_SPLIT = "empty_split"  # no report there (no volume either, or the config's split has no patient)
+    ORPHAN_LABELS = "orphan_labels"  # labels of reports the reports table does not hold: counted nowhere
     QUARANTINE = "quarantine"
     SPLIT_CHANGED = "split_changed"
     PIPELINE_CHANGED = "pipeline_changed"  # another ctcorpus version, or other producers, built the two versions
@@ -55,19 +56,20 @@ class Finding:
     ids:
         The ids concerned, sorted (patient, study, accession, volume or report ids, by kind; the
         placeholder for a placeholder id; the versions left out for another fingerprint version;
+        the reports not in the reports table for orphan labels;
         the label, or the quarantine reasons, for those findings; none for an empty split; the old and
         the new ctcorpus version for a pipeline change, or where they agree, the tables whose rows
         other producers made).
     groups:
         The splits the ids fall in, sorted (``corpus/split`` against another corpus); the old and
         the new corpus for a split or pipeline change; the corpus holding them for another
-        fingerprint version; the stage for quarantine; the empty split.
+        fingerprint version; the stage for quarantine; the empty split; none for orphan labels.
     score:
         Duplicates: the lowest similarity among the pairs found joining the cluster (of near
         copies of reports, a tree of them, not all; 1.0 when all are exact copies); a label missing in a split: its prevalence there; quarantine: the items
         rejected; an empty split: its volumes; a placeholder id: the patients (of an accession) or
         persons (``patient_key``, of a patient id) it is held by; another fingerprint version: the
-        volumes left out; otherwise 1.0.
+        volumes left out; orphan labels: their label rows; otherwise 1.0.
     detail:
         One line for a person.
     """

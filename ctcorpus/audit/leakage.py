@@ -306,7 +306,8 @@ def compared_fingerprints(volumes: pd.DataFrame) -> pd.Series:
 
 
 def fingerprint_findings(volumes: pd.DataFrame) -> list[Finding]:
-    """One finding per corpus holding fingerprints :func:`compared_fingerprints` leaves out: how many, and how to have them compared.
+    """One finding per corpus holding fingerprints :func:`compared_fingerprints` leaves out: how
+    many, and how to have them compared.
 
     Rebuilding that corpus with a ctcorpus that computes the version compared recomputes its
     fingerprints from its work store (only the ``text`` stage runs again).
@@ -337,7 +338,8 @@ def fingerprint_findings(volumes: pd.DataFrame) -> list[Finding]:
 
 
 def duplicate_volumes(volumes: pd.DataFrame, config: AuditConfig, *, cross: bool) -> list[Finding]:
-    """Exact copies (same HU hash) and near copies (fingerprint correlation, :func:`compared_fingerprints`) under different studies."""
+    """Exact copies (same HU hash) and near copies (fingerprint correlation of
+    :func:`compared_fingerprints`) under different studies."""
     volumes = volumes.reset_index(drop=True)
     exact = _equal_pairs(volumes, "hu_sha256", cross=cross, same=("volume_id",))
     has_fp = np.flatnonzero(compared_fingerprints(volumes).to_numpy())
@@ -465,9 +467,9 @@ def coverage(
     A check passes every row it cannot read: a corpus whose volumes have no array hash or no
     finite fingerprint (a partial mapping, an older pipeline), or no ``patient_key``, has no copy
     or no same-person finding whether it holds one or not; a volume whose fingerprint is of a
-    version not compared (:func:`compared_fingerprints`) is not checked for near copies; a row whose accession or patient id is a
-    placeholder (``placeholders``, per column) is not checked for that id. The report must say
-    what was not checked.
+    version not compared (:func:`compared_fingerprints`) is not checked for near copies; a row
+    whose accession or patient id is a placeholder (``placeholders``, per column) is not checked
+    for that id. The report must say what was not checked.
     """
     placeholders = placeholders or {}
     compared = _fingerprint_use(volumes)[2]

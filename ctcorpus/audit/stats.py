@@ -36,11 +36,12 @@ class CorpusStats:
         split '' holds the rows of no known split (a null split).
     label_prevalence:
         split, label, positive, negative, uncertain, reports, prevalence (positive / reports of
-        the split), from report-level labels (``sentence_index == -1``); a label the build config
-        expects (:func:`expected_labels`) but no report mentions is a row of zeros.
+        the split), from report-level labels (``sentence_index == -1``) of the reports table's
+        reports (:func:`orphan_labels` are left out); a label the build config expects
+        (:func:`expected_labels`) but no report mentions is a row of zeros.
     label_cooccurrence:
-        label_a, label_b, reports (positive for both), over all splits; the diagonal is each
-        label's positive count.
+        label_a, label_b, reports (positive for both), over all splits (orphans left out); the
+        diagonal is each label's positive count.
     report_lengths:
         split, reports, words_median, words_p5, words_p95, sentences_median, empty.
     missing_sections:
@@ -111,9 +112,24 @@ def _split_sizes(tables: CorpusTables) -> pd.DataFrame:
     return frame.rename_axis("split").reset_index()
 
 
+def _of_reports(tables: CorpusTables) -> pd.Series:
+    """Label rows whose report is in the reports table."""
+    return tables.labels["report_id"].isin(tables.reports["report_id"])
+
+
+def orphan_labels(tables: CorpusTables) -> pd.DataFrame:
+    """Label rows whose report is not in the reports table: counted in no statistic.
+
+    Counted under split '' (no known split), they were divided by the reports of no split alone
+    (none, or a few): a prevalence there above 1, of reports the corpus does not hold.
+    """
+    return tables.labels[~_of_reports(tables)]
+
+
 def _report_labels(tables: CorpusTables) -> pd.DataFrame:
-    """Report-level labels joined to their report's split (unknown reports keep split '')."""
-    labels = report_level(tables.labels).drop(columns="split", errors="ignore")  # the report's split rules
+    """Report-level labels of the reports table's reports, joined to their report's split ('' for none)."""
+    # the report's split rules, not one the labels table may carry
+    labels = report_level(tables.labels[_of_reports(tables)]).drop(columns="split", errors="ignore")
     splits = tables.reports[["report_id", "split"]].drop_duplicates("report_id")
     merged = labels.merge(splits, on="report_id", how="left")
     merged["split"] = _split_of(merged)
