@@ -792,6 +792,9 @@ def test_labels_of_reports_not_in_the_reports_table_are_orphans_not_a_prevalence
     assert (orphans.severity, orphans.ids, orphans.groups, orphans.score) == (Severity.MEDIUM, ("g1", "g2"), (), 3.0)
     assert orphans.detail.startswith("3 label rows name 2 reports not in the reports table: they are counted in no prevalence")
     assert not [f for f in audit_corpus(tiny).findings if f.kind == FindingKind.ORPHAN_LABELS]
+    # a diff divides by the corpus's reports too: the orphans added two emphysema positives of 3 reports
+    shift = diff_corpora(tiny, tables).label_shift
+    assert shift["new_positive"].tolist() == shift["old_positive"].tolist() and shift["delta"].eq(0).all()
 
 
 def test_split_with_volumes_but_no_report_is_reported(clean: CorpusTables) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ctcorpus.audit.findings import Finding, FindingKind, Severity
-from ctcorpus.audit.tables import CorpusTables, report_level
+from ctcorpus.audit.tables import CorpusTables, of_reports, report_level
 from ctcorpus.enums import LabelState
 
 #: Fields compared per volume (the fingerprint follows the HU hash and is not compared itself).
@@ -118,7 +118,8 @@ def sample_diff(old: pd.DataFrame, new: pd.DataFrame, key: str, fields: tuple[st
 
 
 def _positive_share(tables: CorpusTables) -> pd.DataFrame:
-    labels = report_level(tables.labels)
+    """Per label: reports positive for it and their share of the corpus's reports (orphan labels left out)."""
+    labels = report_level(tables.labels[of_reports(tables)])
     positive = labels[labels["state"].astype(str) == LabelState.POSITIVE.value]
     counts = positive.groupby("label")["report_id"].nunique()
     return pd.DataFrame({"positive": counts, "prevalence": counts / max(tables.reports["report_id"].nunique(), 1)})

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ctcorpus.audit.tables import EXPECTED_SECTIONS, CorpusTables, report_level
+from ctcorpus.audit.tables import EXPECTED_SECTIONS, CorpusTables, of_reports, report_level
 from ctcorpus.enums import Action, LabelState
 from ctcorpus.taxonomy import CT_RATE_LABELS
 
@@ -112,24 +112,19 @@ def _split_sizes(tables: CorpusTables) -> pd.DataFrame:
     return frame.rename_axis("split").reset_index()
 
 
-def _of_reports(tables: CorpusTables) -> pd.Series:
-    """Label rows whose report is in the reports table."""
-    return tables.labels["report_id"].isin(tables.reports["report_id"])
-
-
 def orphan_labels(tables: CorpusTables) -> pd.DataFrame:
     """Label rows whose report is not in the reports table: counted in no statistic.
 
     Counted under split '' (no known split), they were divided by the reports of no split alone
     (none, or a few): a prevalence there above 1, of reports the corpus does not hold.
     """
-    return tables.labels[~_of_reports(tables)]
+    return tables.labels[~of_reports(tables)]
 
 
 def _report_labels(tables: CorpusTables) -> pd.DataFrame:
     """Report-level labels of the reports table's reports, joined to their report's split ('' for none)."""
     # the report's split rules, not one the labels table may carry
-    labels = report_level(tables.labels[_of_reports(tables)]).drop(columns="split", errors="ignore")
+    labels = report_level(tables.labels[of_reports(tables)]).drop(columns="split", errors="ignore")
     splits = tables.reports[["report_id", "split"]].drop_duplicates("report_id")
     merged = labels.merge(splits, on="report_id", how="left")
     merged["split"] = _split_of(merged)

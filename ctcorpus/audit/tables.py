@@ -73,6 +73,12 @@ def report_level(labels: pd.DataFrame) -> pd.DataFrame:
     return labels[labels["sentence_index"].astype("int64") == -1]
 
 
+def of_reports(tables: CorpusTables) -> pd.Series:
+    """Which label rows name a report of the reports table: the others (orphans) count in no
+    prevalence, of this corpus or in a diff (divided by the corpus's reports, they could exceed 1)."""
+    return tables.labels["report_id"].isin(tables.reports["report_id"])
+
+
 def _split_name(value: object) -> str | None:
     """One split as text: a whole number as written in a folder name (1.0 -> '1'), a null as ``None``."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
