@@ -30,6 +30,7 @@ from ctcorpus.config import REDACTED, CorpusConfig, config_from_dict
 from ctcorpus.config.reports import ReportsConfig
 from ctcorpus.errors import AnatomyError
 from ctcorpus.ingest import discover
+from ctcorpus.ingest import pipeline as ingest_pipeline
 from ctcorpus.outputs import decode_array
 from ctcorpus.records import sha256_file, sha256_of_hashes
 from ctcorpus.reports import analysis_settings
@@ -1159,3 +1160,41 @@ def test_a_bare_image_number_names_the_volume_series_only_in_a_study_of_one_volu
     several = pipeline.StudyUnit("s1", "p1", (), (("a",), ("b",)), None, "")
     assert pipeline._bare_image_series(one, stack) == 3
     assert pipeline._bare_image_series(several, stack) is None
+
+
+@pytest.mark.parametrize("error", [MemoryError(), IndexError("index 512 is out of bounds for axis 0 with size 512")])
+def test_a_stack_failing_with_any_error_is_quarantined_and_its_study_falls_back_to_its_next_stack(tmp_path, monkeypatch,
+                                                                                                  error):
+    # a stack too large for the worker's memory (or one no check foresaw) raised out of its study: the study
+    # failed after retries, its other reconstruction, its report and its series rows with it, and the run failed
+    export = tmp_path / "export"
+    truth = generate_export(export, patients=1, seed=7, language="en", matrix=64, n_slices=24)
+    config, work = _config(tmp_path, export), tmp_path / "work"
+    plan = pipeline.plan_export(config, work)
+    unit = plan.units[0]
+    stack = next(s for s in unit.stacks if s.stack_key == unit.candidates[0][0])  # the selected stack
+    recon = next(s for s in truth.series if s.kind == "recon" and s.study_uid == stack.first.study_uid)
+    real = ingest_pipeline.resample_volume
+
+    def failing(volume, config):
+        if volume.stack_key == stack.stack_key:
+            raise error
+        return real(volume, config)
+
+    monkeypatch.setattr(ingest_pipeline, "resample_volume", failing)
+    summary = _run(config, work)
+    assert summary.failed == 0 and summary.volumes == len(plan.units)
+    quarantine = _private_quarantine(work)
+    (row,) = quarantine.query("reason == 'stage_failed'").itertuples()
+    assert row.path == stack.first.rel_path and type(error).__name__ in row.message
+    assert f"series {stack.first.series_number} " in row.message
+    result = pipeline.build_from_work(config, work, tmp_path / "v1")
+    volumes = _table(result.path, "volumes")
+    assert list(volumes[volumes["study_id"] == unit.unit_id]["series_number"]) == [recon.series_number]
+
+    def interrupted(volume, config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ingest_pipeline, "resample_volume", interrupted)  # a Ctrl-C is no stack's fault
+    with pytest.raises(KeyboardInterrupt):
+        ingest_pipeline.ingest_stack(stack, config.ingest)

@@ -52,15 +52,20 @@ def pseudonymizer_for(config: IngestConfig) -> Pseudonymizer:
 
 
 def _native_and_resampled(stack: Stack, config: IngestConfig) -> tuple[Volume, Volume]:
-    """The stack's native and resampled volumes; a header no check foresaw, that makes SimpleITK
-    or numpy fail, is an :class:`IngestError` naming the stack's first file, not a crash."""
+    """The stack's native and resampled volumes; any failure is an :class:`IngestError` naming the
+    stack's first file: a header no check foresaw, that makes SimpleITK or numpy fail, or a stack
+    larger than the worker's memory (its study falls back to its next stack, where it failed after
+    retries, losing its other stacks and report). A Ctrl-C or exit (no ``Exception``) passes."""
     try:
         native = assemble_volume(stack, config, simpleitk_buffer=True)
         return native, resample_volume(native, config)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        raise IngestError(f"assembling or resampling the volume failed ({type(exc).__name__}: {exc}); check the "
-                          "series' geometry headers", reason=QuarantineReason.STAGE_FAILED,
-                          path=stack.first.rel_path) from exc
+    except IngestError:
+        raise
+    except Exception as exc:  # one stack's failure must not end its study
+        hint = ("the series needs more memory than the worker has (run.memory_limit_per_worker), or its headers "
+                "declare a bogus size" if isinstance(exc, MemoryError) else "check the series' geometry headers")
+        raise IngestError(f"assembling or resampling the volume failed ({type(exc).__name__}: {exc}); {hint}",
+                          reason=QuarantineReason.STAGE_FAILED, path=stack.first.rel_path) from exc
 
 
 def ingest_stack(stack: Stack, config: IngestConfig | None = None, pseudonymizer: Pseudonymizer | None = None) -> IngestedVolume:
