@@ -215,13 +215,18 @@ def _ingest_key(stack: Stack, config: CorpusConfig, p: Pseudonymizer) -> str:
                    stack.stack_key, files, _pseudonymizing(config, p, *_SELECTION))
 
 
+#: Anatomy settings no mask depends on: threads, and where the weights are and whether they may be fetched
+#: (the segmenter's version names the weights themselves): moving them redoes no segmentation.
+_ANATOMY_OPERATIONAL = ("nr_thr_resamp", "nr_thr_saving", "weights_path", "home_dir", "allow_download")
+
+
 def _anatomy_key(ingest_key: str, config: CorpusConfig) -> str:
     """Also keyed by the segmenter ``backend: auto`` resolved to (provisioning weights later redoes the
     masks) and by the anatomy package's source (a fixed step redoes them)."""
     segmenter = _segmenter(config)
     resolved = f"{segmenter.name}-{segmenter.version}"
     return _digest("anatomy", __version__, ANATOMY_SOURCE, _schema_versions("anatomy_stats", "quarantine"), ingest_key,
-                   _section(config, "anatomy", "nr_thr_resamp", "nr_thr_saving"), resolved)
+                   _section(config, "anatomy", *_ANATOMY_OPERATIONAL), resolved)
 
 
 def _text_key(ingest_key: str, anatomy_key: str, mask_outcome: str, unit: StudyUnit, config: CorpusConfig) -> str:

@@ -365,6 +365,18 @@ def test_changed_config_redoes_only_the_stages_it_reads(built, tmp_path):
     assert anatomy_changed.cached["ingest"] == first.computed["ingest"]
 
 
+def test_moving_the_segmenter_weights_redoes_nothing(built, tmp_path):
+    # the weights' folder was part of the anatomy key: a site that moved them (a new mount, a relative path
+    # made absolute against another folder) segmented every volume again, and re-mined every report; the
+    # weights themselves are keyed by the segmenter's version, which names them
+    config, folder, _, _ = built
+    work = tmp_path / "work"
+    shutil.copytree(folder / "work", work)
+    data = config.model_dump(mode="json")
+    data["anatomy"] |= {"weights_path": str(tmp_path / "weights"), "home_dir": str(tmp_path / "ts"), "allow_download": True}
+    assert _run(config_from_dict(data), work).computed == {}
+
+
 def test_a_new_fingerprint_version_redoes_only_the_text_stage(built, tmp_path, monkeypatch):
     """The ingest results keep an older version's fingerprints (a version in the ingest key would
     re-segment every volume): the text stage recomputes them from the stored arrays."""
