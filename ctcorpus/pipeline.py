@@ -25,7 +25,7 @@ import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -579,11 +579,35 @@ def _volume_image(folder: Path) -> tuple[Any, dict[str, Any]]:
     return image, geometry
 
 
-def _run_ingest(stack: Stack, config: CorpusConfig, p: Pseudonymizer, folder: Path) -> None:
+#: Runs that try a stage whose work failed before its result without it is kept: a volume's segmentation
+#: (out of memory, a GPU error), a stack's assembly or resampling (out of memory, an error no check foresaw).
+#: A passing failure is retried; one that always fails costs at most this many runs of the stage.
+STAGE_ATTEMPTS = 3
+#: Beside a stored ingest result whose stack failed to assemble or resample: how many runs it failed in.
+ASSEMBLY_FAILURES = "assembly.json"
+
+
+def _failed_attempts(path: Path) -> int:
+    """How many runs failed the work of the stored result whose outcome file is ``path`` (0: it did not fail, or none is stored)."""
+    return int(json.loads(path.read_text()).get("failed_attempts", 0)) if path.is_file() else 0
+
+
+def _again(failed: int, retried: str) -> str:
+    """What becomes of a result whose work failed in ``failed`` runs: ``retried`` by the next one, or kept."""
+    return f"the next run {retried} again" if failed < STAGE_ATTEMPTS else f"failed in {failed} runs, kept so"
+
+
+def _run_ingest(stack: Stack, config: CorpusConfig, p: Pseudonymizer, folder: Path, failed_before: int = 0) -> None:
     result = ingest_stack(stack, config.ingest, p)
     source = _stack_source(stack)
     tables = {"series": table_from_rows("series", [result.series_row])}
-    _save_quarantine(folder, result.quarantine, Redactor(stack.instances + stack.duplicates, p), source)
+    entries = list(result.quarantine)
+    if result.volume is None and any(e.reason is QuarantineReason.STAGE_FAILED for e in entries):
+        failed = failed_before + 1
+        (folder / ASSEMBLY_FAILURES).write_text(json.dumps({"failed_attempts": failed}))
+        entries = [replace(e, message=f"{e.message} ({_again(failed, 'assembles it')})")
+                   if e.reason is QuarantineReason.STAGE_FAILED else e for e in entries]
+    _save_quarantine(folder, entries, Redactor(stack.instances + stack.duplicates, p), source)
     if result.volume is not None and result.volume_row is not None:
         volume = result.volume
         tables["volumes"] = table_from_rows("volumes", [result.volume_row])
@@ -608,18 +632,6 @@ def _run_ingest(stack: Stack, config: CorpusConfig, p: Pseudonymizer, folder: Pa
     _save_tables(folder, tables)
 
 
-#: Runs that segment a volume whose segmentation failed (out of memory, a GPU error) before its
-#: result without a mask is kept: a passing failure is retried, one that always fails costs at most
-#: this many runs of the segmenter.
-SEGMENTATION_ATTEMPTS = 3
-
-
-def _failed_segmentations(anatomy_dir: Path) -> int:
-    """How many runs failed to segment the stored anatomy result's volume (0: stored with a mask, or not stored)."""
-    path = anatomy_dir / "mask.json"
-    return int(json.loads(path.read_text()).get("failed_attempts", 0)) if path.is_file() else 0
-
-
 def _run_anatomy(volume_id: str, ingest_dir: Path, config: CorpusConfig, folder: Path, failed_before: int = 0) -> None:
     image, geometry = _volume_image(ingest_dir)
     entries: list[QuarantineEntry] = []
@@ -631,10 +643,10 @@ def _run_anatomy(volume_id: str, ingest_dir: Path, config: CorpusConfig, folder:
         source, table = segmentation.source, dict(segmentation.label_table)
     except CtCorpusError as error:
         failed = failed_before + 1
-        again = "the next run segments it again" if failed < SEGMENTATION_ATTEMPTS else f"failed in {failed} runs, kept so"
         entries.append(
             QuarantineEntry(
-                "anatomy", "", QuarantineReason.SEGMENTATION_FAILED, f"volume {volume_id}: {error}; stored without a mask ({again})",
+                "anatomy", "", QuarantineReason.SEGMENTATION_FAILED,
+                f"volume {volume_id}: {error}; stored without a mask ({_again(failed, 'segments it')})",
                 item_id=volume_id, action=Action.ACCEPT,
             )
         )
@@ -885,10 +897,12 @@ def process_unit(unit: StudyUnit, config: CorpusConfig, work_dir: Path, *, compu
     """Ingest, segment and mine one study, reusing every stage result already in the store.
 
     A selected stack that assembly rejects is replaced by the next of its candidates that
-    assembles (``StudyUnit.candidates``); a stored rejection is reused, so a re-run chooses alike.
-    A study whose stacks are all rejected still records its series rows and quarantine. Errors of
-    the library (:class:`~ctcorpus.errors.CtCorpusError`) are recorded; anything else propagates
-    so the flow can retry it. ``compute=False`` only reads stored results (see failed_outcome).
+    assembles (``StudyUnit.candidates``); a stored rejection is reused, so a re-run chooses alike,
+    but for a stack whose assembly or resampling failed (out of memory, an error no check foresaw):
+    the next runs try it again (:data:`STAGE_ATTEMPTS`). A study whose stacks are all rejected still
+    records its series rows and quarantine. Errors of the library (:class:`~ctcorpus.errors.CtCorpusError`)
+    and any failure of a stack's assembly are recorded; anything else propagates so the flow can
+    retry it. ``compute=False`` only reads stored results (see failed_outcome).
     """
     store = WorkStore(Path(work_dir))
     p = pseudonymizer_for(config.ingest)
@@ -900,7 +914,9 @@ def process_unit(unit: StudyUnit, config: CorpusConfig, work_dir: Path, *, compu
     for group in unit.candidates:
         for stack in (stacks[key] for key in group):
             ingest_key = _ingest_key(stack, config, p)
-            _cached_or_run(store, "ingest", ingest_key, lambda f: _run_ingest(stack, config, p, f), computed, cached, compute)
+            failed = _failed_attempts(store.path("ingest", ingest_key) / ASSEMBLY_FAILURES)
+            _cached_or_run(store, "ingest", ingest_key, lambda f, failed=failed: _run_ingest(stack, config, p, f, failed), computed,
+                           cached, compute, retry=0 < failed < STAGE_ATTEMPTS)
             if (store.path("ingest", ingest_key) / "volume.json").is_file():
                 assembled.append((stack, ingest_key))
                 break
@@ -909,11 +925,11 @@ def process_unit(unit: StudyUnit, config: CorpusConfig, work_dir: Path, *, compu
     for stack, ingest_key in assembled:
         volume_id = p.volume(stack.stack_key)
         anatomy_key = _anatomy_key(ingest_key, config)
-        failed = _failed_segmentations(store.path("anatomy", anatomy_key))
+        failed = _failed_attempts(store.path("anatomy", anatomy_key) / "mask.json")
         _cached_or_run(
             store, "anatomy", anatomy_key,
             lambda f, failed=failed: _run_anatomy(volume_id, store.path("ingest", ingest_key), config, f, failed), computed, cached,
-            compute, retry=0 < failed < SEGMENTATION_ATTEMPTS,
+            compute, retry=0 < failed < STAGE_ATTEMPTS,
         )
         text_key = _text_key(ingest_key, anatomy_key, (store.path("anatomy", anatomy_key) / "mask.json").read_text(),
                              unit, config)

@@ -430,11 +430,11 @@ def test_a_failed_segmentation_is_retried_by_the_next_runs_and_then_kept(built, 
     assert _run(config, work).computed == {}
     dataset = pipeline.build_from_work(config, work, tmp_path / "dataset").path
     assert "none" not in set(_table(dataset, "samples")["mask_source"])
-    # one that always fails is kept after SEGMENTATION_ATTEMPTS runs
+    # one that always fails is kept after STAGE_ATTEMPTS runs
     monkeypatch.setattr(pipeline, "ANATOMY_SOURCE", "newer")
     monkeypatch.setattr(pipeline, "segment_volume", out_of_memory)
-    runs = [_run(config, work).computed.get("anatomy", 0) for _ in range(pipeline.SEGMENTATION_ATTEMPTS + 1)]
-    assert runs[:-1] == [first.computed["anatomy"]] * pipeline.SEGMENTATION_ATTEMPTS and runs[-1] == 0
+    runs = [_run(config, work).computed.get("anatomy", 0) for _ in range(pipeline.STAGE_ATTEMPTS + 1)]
+    assert runs[:-1] == [first.computed["anatomy"]] * pipeline.STAGE_ATTEMPTS and runs[-1] == 0
 
 
 def test_no_pseudonym_key_is_recorded_and_a_rotated_one_redoes_every_result(built, tmp_path, monkeypatch):
@@ -1201,10 +1201,15 @@ def test_a_stack_failing_with_any_error_is_quarantined_and_its_study_falls_back_
     quarantine = _private_quarantine(work)
     (row,) = quarantine.query("reason == 'stage_failed'").itertuples()
     assert row.path == stack.first.rel_path and type(error).__name__ in row.message
-    assert f"series {stack.first.series_number} " in row.message
+    assert f"series {stack.first.series_number} " in row.message and "the next run assembles it again" in row.message
     result = pipeline.build_from_work(config, work, tmp_path / "v1")
     volumes = _table(result.path, "volumes")
     assert list(volumes[volumes["study_id"] == unit.unit_id]["series_number"]) == [recon.series_number]
+    # one that always fails is tried by the next runs (the fallback's results reused), then kept
+    runs = [_run(config, work).computed for _ in range(pipeline.STAGE_ATTEMPTS)]
+    assert runs == [{"ingest": 1}] * (pipeline.STAGE_ATTEMPTS - 1) + [{}]
+    (row,) = _private_quarantine(work).query("reason == 'stage_failed'").itertuples()
+    assert f"failed in {pipeline.STAGE_ATTEMPTS} runs, kept so" in row.message
 
     def interrupted(volume, config):
         raise KeyboardInterrupt
@@ -1233,3 +1238,31 @@ def test_a_bare_image_number_names_the_volume_own_series_where_another_series_sh
     pairs, _ = pipeline._mined_snippets(report, [other, own], "ser-own", 2, grid,
                                         SnippetsConfig(primary_series_number=2), sentences)
     assert pairs == []
+
+
+def test_a_stack_that_ran_out_of_memory_is_assembled_by_the_next_run_once_it_can(tmp_path, monkeypatch):
+    # its failure was stored as the stack's result: raising the workers' memory and re-running kept
+    # the fallback volume until the export changed
+    export = tmp_path / "export"
+    generate_export(export, patients=1, seed=7, language="en", matrix=64, n_slices=24)
+    config, work = _config(tmp_path, export), tmp_path / "work"
+    plan = pipeline.plan_export(config, work)
+    unit = plan.units[0]
+    stack = next(s for s in unit.stacks if s.stack_key == unit.candidates[0][0])  # the selected stack
+    real = ingest_pipeline.resample_volume
+
+    def out_of_memory(volume, config):
+        if volume.stack_key == stack.stack_key:
+            raise MemoryError
+        return real(volume, config)
+
+    monkeypatch.setattr(ingest_pipeline, "resample_volume", out_of_memory)
+    _run(config, work)
+    monkeypatch.setattr(ingest_pipeline, "resample_volume", real)
+    recovered = _run(config, work)
+    assert recovered.computed == {"ingest": 1, "anatomy": 1, "text": 1, "study": 1}
+    result = pipeline.build_from_work(config, work, tmp_path / "v1")
+    volumes = _table(result.path, "volumes")
+    assert list(volumes[volumes["study_id"] == unit.unit_id]["series_number"]) == [stack.first.series_number]
+    assert "stage_failed" not in set(_table(result.path, "quarantine")["reason"])
+    assert _run(config, work).computed == {}
