@@ -641,12 +641,13 @@ def _run_anatomy(volume_id: str, ingest_dir: Path, config: CorpusConfig, folder:
         mask = segmentation.array()
         stats = structure_stats(segmentation, image, volume_id)
         source, table = segmentation.source, dict(segmentation.label_table)
-    except CtCorpusError as error:
+    except Exception as error:  # noqa: BLE001 - the mask's (its stats' too: out of memory), not its study's
         failed = failed_before + 1
+        why = error if isinstance(error, CtCorpusError) else f"{type(error).__name__}: {error}"
         entries.append(
             QuarantineEntry(
                 "anatomy", "", QuarantineReason.SEGMENTATION_FAILED,
-                f"volume {volume_id}: {error}; stored without a mask ({_again(failed, 'segments it')})",
+                f"volume {volume_id}: {why}; stored without a mask ({_again(failed, 'segments it')})",
                 item_id=volume_id, action=Action.ACCEPT,
             )
         )

@@ -1266,3 +1266,21 @@ def test_a_stack_that_ran_out_of_memory_is_assembled_by_the_next_run_once_it_can
     assert list(volumes[volumes["study_id"] == unit.unit_id]["series_number"]) == [stack.first.series_number]
     assert "stage_failed" not in set(_table(result.path, "quarantine")["reason"])
     assert _run(config, work).computed == {}
+
+
+def test_a_volume_whose_structure_stats_run_out_of_memory_is_stored_without_a_mask_and_its_study_kept(tmp_path, monkeypatch):
+    # only the segmenter's errors were caught: one raised after it (the stats of a large volume) failed
+    # the study after retries, its volumes, report and series rows with it
+    export = tmp_path / "export"
+    generate_export(export, patients=1, seed=7, language="en", matrix=64, n_slices=24)
+    config, work = _config(tmp_path, export), tmp_path / "work"
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 3.2 GiB")
+
+    monkeypatch.setattr(pipeline, "structure_stats", out_of_memory)
+    summary = _run(config, work)
+    assert summary.failed == 0 and summary.volumes == summary.studies > 0
+    failed = _private_quarantine(work).query("reason == 'segmentation_failed'")
+    assert len(failed) == summary.volumes
+    assert all("MemoryError: Unable to allocate 3.2 GiB" in m and "the next run segments it again" in m for m in failed["message"])
