@@ -41,7 +41,6 @@ from ctcorpus.anatomy import anatomy_stats_table, structure_stats
 from ctcorpus.anatomy.stats import StructureStats
 from ctcorpus.audit import FINGERPRINT_VERSION, volume_fingerprint
 from ctcorpus.config import CorpusConfig, RunConfig
-from ctcorpus.config.snippets import SnippetsConfig
 from ctcorpus.enums import Action, QuarantineReason
 from ctcorpus.errors import CtCorpusError, IngestError
 from ctcorpus.ingest import (
@@ -71,8 +70,7 @@ from ctcorpus.reports import SR_STORAGE, StudyKey, analysis_settings, process_re
 from ctcorpus.reports.records import LabelRow, ReportRow, ReportsResult, SentenceRow
 from ctcorpus.schemas import load_schema, rows_from_table, table_from_rows
 from ctcorpus.snippets import PRODUCER as SNIPPETS_PRODUCER
-from ctcorpus.snippets import SentenceContext, SeriesSlices, SnippetPair, VolumeGrid, mine_image_references, resolve_references
-from ctcorpus.snippets import snippets_table, stack_slices
+from ctcorpus.snippets import SentenceContext, SeriesSlices, VolumeGrid, mine_snippets, snippets_table, stack_slices
 from ctcorpus.taxonomy import CT_RATE_LABELS
 from ctcorpus.version import __version__, source_digest
 
@@ -739,31 +737,6 @@ def _bare_image_series(unit: StudyUnit, stack: Stack) -> int | None:
     return stack.first.series_number if len(unit.candidates) == 1 else None
 
 
-def _mined_snippets(
-    report: StudyReport, series: Sequence[SeriesSlices], own_series_uid: str, primary: int | None, grid: VolumeGrid,
-    config: SnippetsConfig, sentences: Sequence[SentenceContext],
-) -> tuple[list[SnippetPair], list[QuarantineEntry]]:
-    """:func:`~ctcorpus.snippets.mine_snippets` of the report for one volume, a reference without a series
-    resolved into the volume's own series (its stacks, ``own_series_uid``) where ``primary`` is its number
-    (:func:`_bare_image_series`): the resolver picks a series by number, and another series of the study
-    sharing the volume's SeriesNumber made every bare reference ambiguous_series. A reference stating a
-    series is resolved among all the study's stacks, where two series of that number are ambiguous."""
-    own = [s for s in series if s.series_uid == own_series_uid]
-    bare = own if primary is not None and config.primary_series_number is None else series
-    references = mine_image_references(report.text, [(s.start, s.end) for s in sentences], report.language or None,
-                                       languages=config.languages, max_range_images=config.max_range_images)
-    pairs: list[SnippetPair] = []
-    entries: list[QuarantineEntry] = []
-    for reference in references:  # one at a time: the text's order, as the resolver keeps it
-        found, rejected = resolve_references(
-            [reference], series if reference.series_stated else bare, grid, config, report_id=report.report_id,
-            text=report.text, sentences=sentences, source=report.report_id, primary_series_number=primary,
-        )
-        pairs += found
-        entries += rejected
-    return pairs, entries
-
-
 def _text_source(volume_source: str, report_source: str | None = None) -> str:
     """The ``source_sha256`` of a volume's text results (snippets, sentence regions, its samples row,
     their quarantine): of the volume's files and its report's export, if any. The text stage stores
@@ -803,8 +776,11 @@ def _run_text(unit: StudyUnit, stack: Stack, keys: VolumeKeys, store: WorkStore,
             SentenceContext(s["start"], s["end"], tuple(s["anatomies"]), tuple(sorted(l for l, v in s["labels"].items() if v == "positive")))
             for s in report.sentences
         ]
-        pairs, entries = _mined_snippets(report, _series_slices(unit, p), p.series(stack.first.series_uid),
-                                         _bare_image_series(unit, stack), grid, config.snippets, contexts)
+        pairs, entries = mine_snippets(
+            report.report_id, report.text, _series_slices(unit, p), grid, config.snippets, sentences=contexts,
+            language=report.language or None, source=report.report_id, primary_series_number=_bare_image_series(unit, stack),
+            primary_series_uid=p.series(stack.first.series_uid),
+        )
         for s in report.sentences:
             region = sentence_region(s["anatomies"], stats, sentence_id=f"{report.report_id}:{s['index']}")
             if region is not None:

@@ -28,14 +28,12 @@ from ctcorpus import pipeline
 from ctcorpus.cli import demo_config
 from ctcorpus.config import REDACTED, CorpusConfig, config_from_dict
 from ctcorpus.config.reports import ReportsConfig
-from ctcorpus.config.snippets import SnippetsConfig
 from ctcorpus.errors import AnatomyError
 from ctcorpus.ingest import discover
 from ctcorpus.ingest import pipeline as ingest_pipeline
 from ctcorpus.outputs import decode_array
 from ctcorpus.records import sha256_file, sha256_of_hashes
 from ctcorpus.reports import analysis_settings
-from ctcorpus.snippets import SentenceContext, SeriesSlices, VolumeGrid
 from ctcorpus.synth import generate_export
 from ctcorpus.synth.phantom import LABEL_TABLE
 from ctcorpus.synth.truth import ExportTruth, SeriesTruth, load_truth
@@ -1217,27 +1215,6 @@ def test_a_stack_failing_with_any_error_is_quarantined_and_its_study_falls_back_
     monkeypatch.setattr(ingest_pipeline, "resample_volume", interrupted)  # a Ctrl-C is no stack's fault
     with pytest.raises(KeyboardInterrupt):
         ingest_pipeline.ingest_stack(stack, config.ingest)
-
-
-def test_a_bare_image_number_names_the_volume_own_series_where_another_series_shares_its_number() -> None:
-    # every bare reference was quarantined as ambiguous_series: the resolver was given the volume's
-    # SeriesNumber alone, which another series of the study (a second scanner's, a re-sent one) also had
-    own = SeriesSlices(2, "ser-own", "for-1", 3.0, {45: 9.0})
-    other = SeriesSlices(2, "ser-other", "for-1", 3.0, {45: 21.0})
-    grid = VolumeGrid("v1", "for-1", (0.0, 0.0, 0.0), (1.0, 1.0, 3.0), (1, 0, 0, 0, 1, 0, 0, 0, 1), (10, 4, 4))
-    text = "Nodule (image 45). Cyst (series 2, image 45)."
-    report = pipeline.StudyReport("r1", "en", text, (), (), ())
-    sentences = [SentenceContext(0, 18, (), ()), SentenceContext(19, len(text), (), ())]
-    pairs, entries = pipeline._mined_snippets(report, [other, own], "ser-own", 2, grid, SnippetsConfig(), sentences)
-    assert [(q.reference_text, q.series_uid, q.slice_index) for q in pairs] == [("image 45", "ser-own", 3)]
-    # a stated series number that two series carry stays ambiguous
-    assert [(e.reason.value, "series 2, image 45" in e.message) for e in entries] == [("ambiguous_series", True)]
-    # a study of several volumes, or a site's primary_series_number: a bare reference is resolved as before
-    _, entries = pipeline._mined_snippets(report, [other, own], "ser-own", None, grid, SnippetsConfig(), sentences)
-    assert [e.reason.value for e in entries] == ["ambiguous_series", "ambiguous_series"]
-    pairs, _ = pipeline._mined_snippets(report, [other, own], "ser-own", 2, grid,
-                                        SnippetsConfig(primary_series_number=2), sentences)
-    assert pairs == []
 
 
 def test_a_stack_that_ran_out_of_memory_is_assembled_by_the_next_run_once_it_can(tmp_path, monkeypatch):

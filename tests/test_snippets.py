@@ -1241,3 +1241,25 @@ def test_a_stack_tilted_as_far_as_a_gantry_tilts_is_axial(tmp_path: Path, degree
         assert [(p.z_mm, p.slice_index) for p in pairs] == [(pytest.approx(12.0, abs=1e-3), 4)] and not rejected
     else:
         assert not pairs and [q.reason for q in rejected] == [QuarantineReason.NON_AXIAL_SERIES]
+
+
+def test_a_bare_image_number_names_the_primary_series_by_its_uid_where_another_series_shares_its_number() -> None:
+    # every bare reference was quarantined as ambiguous_series: the resolver was given the volume's
+    # SeriesNumber alone, which another series of the study (a second scanner's, a re-sent one) also had
+    own = SeriesSlices(2, "ser-own", "for-1", 3.0, {45: 9.0})
+    other = SeriesSlices(2, "ser-other", "for-1", 3.0, {45: 21.0})
+    grid = VolumeGrid("v1", "for-1", (0.0, 0.0, 0.0), (1.0, 1.0, 3.0), IDENTITY, (10, 4, 4))
+    text = "Nodule (image 45). Cyst (series 2, image 45)."
+    sentences = [SentenceContext(0, 18, (), ()), SentenceContext(19, len(text), (), ())]
+
+    def mined(config: SnippetsConfig, uid: str | None) -> tuple[list[SnippetPair], list[str]]:
+        pairs, entries = mine_snippets("r1", text, [other, own], grid, config, sentences=sentences,
+                                       primary_series_number=2, primary_series_uid=uid)
+        return pairs, [e.reason.value for e in entries]
+
+    pairs, reasons = mined(SnippetsConfig(), "ser-own")
+    assert [(q.reference_text, q.series_uid, q.slice_index) for q in pairs] == [("image 45", "ser-own", 3)]
+    assert reasons == ["ambiguous_series"]  # a stated series number that two series carry stays ambiguous
+    assert mined(SnippetsConfig(), None) == ([], ["ambiguous_series", "ambiguous_series"])  # by number alone
+    # a site's primary_series_number is a number for every study: no volume's UID narrows it
+    assert mined(SnippetsConfig(primary_series_number=2), "ser-own") == ([], ["ambiguous_series", "ambiguous_series"])

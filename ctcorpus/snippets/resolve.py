@@ -200,17 +200,20 @@ def stack_slices(stack: Stack, *, series_uid: str, frame_of_reference_uid: str) 
 
 
 def _pick_series(
-    reference: ImageReference, series: Sequence[SeriesSlices], primary: int | None
+    reference: ImageReference, series: Sequence[SeriesSlices], primary: int | None, primary_uid: str | None
 ) -> SeriesSlices | tuple[QuarantineReason, str]:
     """The stack a reference points at, or (reason, explanation).
 
-    Without a stated or primary series it points into the study's one axial series, counted by
-    series number: ingest splits a series of two acquisitions into two stacks, still one series.
+    A primary series with its UID (``primary_uid``) is that series' stacks alone: another series of
+    the study may share its number. Without a stated or primary series a reference points into the
+    study's one axial series, counted by series number: ingest splits a series of two acquisitions
+    into two stacks, still one series.
     """
     if reference.series_number is not None:
         wanted, how, candidates = reference.series_number, "stated", series
     elif primary is not None:
-        wanted, how, candidates = primary, "primary", series
+        own = [s for s in series if s.series_uid == primary_uid]
+        wanted, how, candidates = primary, "primary", own or series
     else:
         candidates = [s for s in series if s.is_axial]
         numbers = sorted({s.series_number for s in candidates})
@@ -288,6 +291,7 @@ def resolve_references(
     sentences: Sequence[SentenceContext] | None = None,
     source: str = "",
     primary_series_number: int | None = None,
+    primary_series_uid: str | None = None,
 ) -> tuple[list[SnippetPair], list[QuarantineEntry]]:
     """Resolve references to slices of the corpus volume: the snippet-slice pairs and the quarantine.
 
@@ -314,6 +318,10 @@ def resolve_references(
         references that state no series when ``config.primary_series_number`` is not set: a
         site's configured series is a rule for every study, so it wins. ``None`` falls back to
         the study's only axial series.
+    primary_series_uid:
+        That series' UID, where it is known (the corpus volume's): the primary series is its stacks
+        alone, where another series of the study sharing its number made each reference
+        ``ambiguous_series``. Not applied to ``config.primary_series_number``, a number for every study.
 
     Returns
     -------
@@ -340,7 +348,8 @@ def resolve_references(
     n_slices = grid.shape_zyx[0]
     tolerance = config.out_of_volume_tolerance_slices
     spacing_z = abs(float(grid.spacing_mm[2]))
-    primary = primary_series_number if config.primary_series_number is None else config.primary_series_number
+    primary, primary_uid = ((primary_series_number, primary_series_uid) if config.primary_series_number is None
+                            else (config.primary_series_number, None))
     offset, slope = _z_axis(grid)
 
     def reject(reference: ImageReference, reason: QuarantineReason, why: str, image: int | None = None) -> None:
@@ -365,7 +374,7 @@ def resolve_references(
                 "series: its number is no image of an axial series",
             )
             continue
-        picked = _pick_series(reference, series, primary)
+        picked = _pick_series(reference, series, primary, primary_uid)
         if isinstance(picked, tuple):
             reject(reference, *picked)
             continue
@@ -473,6 +482,7 @@ def mine_snippets(
     language: str | None = None,
     source: str = "",
     primary_series_number: int | None = None,
+    primary_series_uid: str | None = None,
 ) -> tuple[list[SnippetPair], list[QuarantineEntry]]:
     """The stage's entry point for one report: mine its references and resolve them.
 
@@ -495,7 +505,7 @@ def mine_snippets(
     )
     return resolve_references(
         references, series, grid, config, report_id=report_id, text=text, sentences=sentences, source=source,
-        primary_series_number=primary_series_number,
+        primary_series_number=primary_series_number, primary_series_uid=primary_series_uid,
     )
 
 
