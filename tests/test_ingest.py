@@ -63,6 +63,7 @@ from ctcorpus.ingest import (
     unselected_entries,
     volume_image,
 )
+from ctcorpus.ingest.assemble import AIR_HU
 from ctcorpus.ingest.geometry import slice_centre
 from ctcorpus.ingest.header import read_instances
 from ctcorpus.ingest.records import ExportIndex
@@ -904,7 +905,7 @@ def test_hu_is_applied_once_per_slice(tmp_path: Path) -> None:
     hu = assemble_volume(stack, cfg())
     assert not raw.is_hu and hu.is_hu and hu.array.dtype == np.int16
     expected = np.concatenate([stored[:6].astype(int) - 1024, stored[6:].astype(int) * 2 - 2048])
-    assert np.array_equal(hu.array, expected)
+    assert np.array_equal(hu.array, np.maximum(expected, AIR_HU))  # b's air is -2000: below air, air
     assert np.array_equal(to_hu(raw).array, hu.array)
     assert to_hu(hu) is hu and np.array_equal(to_hu(to_hu(raw)).array, hu.array)  # a second pass changes nothing
     (result,) = results
@@ -926,7 +927,7 @@ def test_the_slice_table_states_the_rescale_each_file_holds(tmp_path: Path) -> N
         ds = pydicom.dcmread(tmp_path / row.path)
         assert (row.rescale_slope, row.rescale_intercept) == (float(ds.RescaleSlope), float(ds.RescaleIntercept))
         hu = ds.pixel_array.astype(int) * row.rescale_slope + row.rescale_intercept
-        assert np.array_equal(native.array[row.slice_index], hu), row.path
+        assert np.array_equal(native.array[row.slice_index], np.maximum(hu, AIR_HU)), row.path  # b's air is -2000: air
 
 
 def test_stored_values_are_rescaled_to_hu_before_resampling(tmp_path: Path) -> None:
@@ -976,6 +977,81 @@ def test_pixel_padding_becomes_air(
     monkeypatch.setattr(header_module, "_scan", lambda data: (_ for _ in ()).throw(header_module._Unparsable("forced")))
     slow = index_export(tmp_path, cfg()).instances
     assert {r.pixel_padding for r in slow} == {r.pixel_padding for r in stack.instances} == {(-2000, -2000) if signed else (padding, limit or padding)}
+
+
+@pytest.mark.parametrize("slope", [1.0, 0.5])  # the int16 path and the float one
+def test_fill_below_air_outside_the_field_of_view_resamples_as_air(tmp_path: Path, slope: float) -> None:
+    # Scanners fill outside the reconstruction circle far below air (GE, Siemens: stored -2000,
+    # -3024 HU) without naming it in PixelPaddingValue; where the body touches the circle, linear
+    # resampling blended -3024 into tissue: a darkened rim, clipped to -1000
+    yy, xx = np.mgrid[:32, :32]
+    inside = (yy - 15.5) ** 2 + (xx - 15.5) ** 2 < 14**2  # the body fills the field of view
+    arrays = {}
+    for fill in (-3024, -1024):
+        stored = np.broadcast_to((np.where(inside, 40, fill) + 3024) / slope, (12, 32, 32)).astype(np.uint16)
+        write_series(tmp_path / str(fill), stored, slope=slope, intercept=-3024.0)
+        (stack,) = plan_stacks(index_export(tmp_path / str(fill), cfg()), cfg())
+        native = assemble_volume(stack, cfg())
+        arrays[fill] = native.array, resample_volume(native, cfg(target_spacing_mm=(3.0, 3.0, 3.0))).array
+    assert arrays[-3024][0].min() == AIR_HU  # air before any interpolation
+    assert np.array_equal(arrays[-3024][0], arrays[-1024][0])
+    assert np.array_equal(arrays[-3024][1], arrays[-1024][1])  # the rim is what it is beside air
+    assert rescale_to_hu(np.array([[-2000, 2000]], np.int16), 1.0, -1024.0).tolist() == [[AIR_HU, 976]]
+
+
+def test_real_fill_below_air_outside_the_field_of_view_resamples_as_air(shared_data: Path, tmp_path: Path) -> None:
+    # cornerstone's CTImage.dcm declares PixelPaddingValue -32768 but stores -2000 (-3024 HU) outside
+    # its reconstruction circle, where the body touches it; stacked into a series, it resampled
+    # with a dark rim: the same series with that fill replaced by air (stored -1024) is the reference
+    source = shared_data / "cornerstone_ct_transfer_syntaxes" / "testImages" / "CTImage.dcm"
+    volumes = {}
+    for name in ("fill", "air"):
+        for k in range(10):
+            ds = pydicom.dcmread(source)
+            pixels = ds.pixel_array
+            assert (pixels == -2000).any() and ds.PixelPaddingValue == -32768
+            if name == "air":
+                pixels[pixels == -2000] = -1024
+            ds.PixelData = pixels.tobytes()
+            ds.ImagePositionPatient = [*ds.ImagePositionPatient[:2], 5.0 * k]
+            ds.InstanceNumber = k + 1
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[name, str(k)])
+            (tmp_path / name).mkdir(exist_ok=True)
+            ds.save_as(tmp_path / name / f"IM{k}")
+        (result,) = run(tmp_path / name, cfg(target_spacing_mm=(1.5, 1.5, 5.0)))[2]
+        assert result.volume is not None
+        volumes[name] = result.volume.array
+    assert np.array_equal(volumes["fill"], volumes["air"])
+
+
+@pytest.mark.parametrize(("element", "dtype"), [("FloatPixelData", np.float32), ("DoubleFloatPixelData", np.float64)])
+@pytest.mark.parametrize("reader", ["fast", "pydicom"])
+def test_float_pixel_data_is_quarantined_naming_its_element_not_as_truncated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, element: str, dtype: type, reader: str
+) -> None:
+    # a file whose pixels are FloatPixelData or DoubleFloatPixelData (parametric maps hold them, no CT
+    # image does) has no PixelData: it was quarantined as truncated, "re-export it"
+    paths = write_series(tmp_path / "ct", phantom(2), reverse_numbers=False)
+    for path, modality in zip(paths, ("CT", "MR"), strict=True):
+        ds = pydicom.dcmread(path)
+        del ds.PixelData, ds.PixelRepresentation, ds.BitsStored, ds.HighBit
+        ds.Modality = modality
+        ds.BitsAllocated = 32 if dtype is np.float32 else 64
+        setattr(ds, element, np.full((ds.Rows, ds.Columns), 0.5, dtype).tobytes())
+        ds.save_as(path)
+    cut = tmp_path / "cut" / "IM"
+    cut.parent.mkdir()
+    cut.write_bytes(paths[0].read_bytes()[:-40])
+    if reader == "pydicom":
+        monkeypatch.setattr(header_module, "_scan", lambda data: (_ for _ in ()).throw(header_module._Unparsable("forced")))
+    ct, mr = (read_instance(p, tmp_path) for p in paths)
+    assert ct is not None and ct.reason is QuarantineReason.UNREADABLE_PIXELS and ct.reader == reader
+    assert mr is not None and mr.reason is QuarantineReason.NON_CT  # a parametric map in the export
+    assert read_instance(cut, tmp_path).reason is QuarantineReason.TRUNCATED  # type: ignore[union-attr]
+    message = header_module.problem_message(ct)
+    assert f"ct/{paths[0].name}" in message and element in message and "truncated" not in message
+    index = index_export(tmp_path / "ct", cfg())
+    assert [q.reason for q in index.quarantine] == [QuarantineReason.UNREADABLE_PIXELS, QuarantineReason.NON_CT]
 
 
 @pytest.mark.parametrize(("variant", "transfer_syntax"), [

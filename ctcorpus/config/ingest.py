@@ -65,7 +65,8 @@ class IngestConfig(StageConfig):
         (-1000, 1000),
         description=(
             "HU range resampled volumes are clipped to (CT-RATE, Merlin). -1000 loses nothing for air; "
-            "dense bone and metal above 1000 saturate. Native volumes are never clipped."
+            "dense bone and metal above 1000 saturate. Native volumes are not clipped, except that values "
+            "below air (-1024: the fill outside the reconstructed field of view) are air before any resampling."
         ),
     )
     crop_pad_shape: tuple[int, int, int] | None = Field(

@@ -29,7 +29,8 @@ from ctcorpus.ingest.geometry import covering_grid, plane_axes
 from ctcorpus.ingest.header import NATIVE_LE, file_warnings
 from ctcorpus.ingest.records import InstanceRecord, SliceRecord, Stack, Vec3, Volume
 
-#: Value of voxels outside the scanned field of view after a geometric repair (air).
+#: Air: the value of voxels outside the scanned field of view after a geometric repair, and the
+#: lowest HU a volume holds (:func:`rescale_to_hu` raises anything below it to it).
 AIR_HU = -1024
 _INT16 = np.iinfo(np.int16)
 #: SimpleITK pixel type of each dtype assembly allocates (HU volumes, raw stored values).
@@ -134,11 +135,15 @@ def _mask_bits(array: np.ndarray, stored: int, allocated: int, signed: bool) -> 
 def rescale_to_hu(
     stored: np.ndarray, slope: float, intercept: float, out: np.ndarray | None = None, padding: tuple[int, int] | None = None
 ) -> np.ndarray:
-    """HU = stored * slope + intercept, rounded and saturated to int16 (one slice or a volume).
+    """HU = stored * slope + intercept, rounded, raised to air (:data:`AIR_HU`) where below it and
+    saturated to int16 (one slice or a volume).
 
-    Stored values inside ``padding`` (PixelPaddingValue through PixelPaddingRangeLimit) lie outside
-    the scanned field of view and become air: rescaled, an unsigned padding of 63536 is +32767 HU
-    (bone in the corpus) and a signed -2000 is -3024 HU, blended into tissue by resampling.
+    Nothing scanned is below air: such values are the fill outside the reconstructed field of view
+    (GE and Siemens store -2000, -3024 HU, often without a PixelPaddingValue naming it), which
+    linear resampling and the spacing and tilt repairs blended into the tissue touching it (a dark
+    rim, clipped to -1000). Stored values inside ``padding`` (PixelPaddingValue through
+    PixelPaddingRangeLimit) lie outside the field of view too and become air: rescaled, an
+    unsigned padding of 63536 is +32767 HU, bone in the corpus.
     """
     out = _rescale(stored, slope, intercept, np.empty(stored.shape, np.int16) if out is None else out)
     if padding is not None:
@@ -148,15 +153,18 @@ def rescale_to_hu(
 
 def _rescale(stored: np.ndarray, slope: float, intercept: float, out: np.ndarray) -> np.ndarray:
     """The common CT case (slope 1, integer intercept, result inside int16) is one int16 addition
-    with no temporary; everything else goes through float32 and rounds once."""
+    with no temporary (and a second pass only for a slice that holds values below air);
+    everything else goes through float32 and rounds once."""
     if slope == 1.0 and float(intercept).is_integer() and stored.dtype.kind in "iu" and stored.dtype.itemsize <= 2:
         low, high, shift = int(stored.min()), int(stored.max()), int(intercept)
         if _INT16.min <= low + shift and high + shift <= _INT16.max and high <= _INT16.max:
             as_int16 = stored.view(np.int16) if stored.dtype == np.uint16 else stored.astype(np.int16, copy=False)
             np.add(as_int16, np.int16(shift), out=out)
+            if low + shift < AIR_HU:  # against a row of air: numpy's loop for a scalar is ~6x slower
+                np.maximum(out, np.full(out.shape[-1], AIR_HU, np.int16), out=out)
             return out
     values = np.rint(stored.astype(np.float32) * np.float32(slope) + np.float32(intercept))
-    np.clip(values, _INT16.min, _INT16.max, out=values)
+    np.clip(values, AIR_HU, _INT16.max, out=values)
     out[...] = values
     return out
 

@@ -80,6 +80,9 @@ _END_MARKER = b"\xff\xd9"
 _MARKER_SEARCH = 16
 
 _PIXEL_DATA = 0x7FE00010
+#: The elements that hold a file's pixels, by tag; pydicom stops before any of them. Float pixels
+#: are those of parametric maps: no CT image stores them, and nothing here reads them as HU.
+_PIXEL_ELEMENTS = {_PIXEL_DATA: "PixelData", 0x7FE00008: "FloatPixelData", 0x7FE00009: "DoubleFloatPixelData"}
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _LONG_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UT", b"UN", b"UC", b"UR", b"SV", b"UV"})
 _UNDEFINED = 0xFFFFFFFF
@@ -298,11 +301,12 @@ def _element_header(data: FileBytes, pos: int, explicit: bool) -> tuple[int, int
     return pos + 8, struct.unpack_from("<I", data, pos + 4)[0], b""
 
 
-def _scan(data: FileBytes) -> tuple[dict[int, bytes], str, int, int]:
-    """Wanted raw values, transfer syntax, PixelData value offset and length (``_UNDEFINED`` where
-    encapsulated: :func:`_fragments_end`) of a Part 10 file; offset and length -1 without PixelData.
+def _scan(data: FileBytes) -> tuple[dict[int, bytes], str, int, int, int]:
+    """Wanted raw values, transfer syntax, the pixel element's value offset and length (``_UNDEFINED``
+    where encapsulated: :func:`_fragments_end`) and tag (:data:`_PIXEL_ELEMENTS`) of a Part 10 file;
+    offset and length -1 (and the tag of PixelData) without one.
 
-    Bytes from a file's start give the whole file's result wherever they give a PixelData offset:
+    Bytes from a file's start give the whole file's result wherever they give a pixel offset:
     every element before it was read within them (reading past their end raises :class:`_Truncated`
     or :class:`_Unparsable`)."""
     if len(data) < 132 or data[128:132] != b"DICM":
@@ -313,7 +317,7 @@ def _scan(data: FileBytes) -> tuple[dict[int, bytes], str, int, int]:
         raise _Truncated from None
 
 
-def _scan_elements(data: FileBytes) -> tuple[dict[int, bytes], str, int, int]:
+def _scan_elements(data: FileBytes) -> tuple[dict[int, bytes], str, int, int, int]:
     pos, meta_end, transfer_syntax = 132, None, ""
     values: dict[int, bytes] = {}
     while meta_end is None or pos < meta_end:  # file meta: always explicit little endian
@@ -341,8 +345,8 @@ def _scan_elements(data: FileBytes) -> tuple[dict[int, bytes], str, int, int]:
         group, elem = struct.unpack_from("<HH", data, pos)
         tag = (group << 16) | elem
         start, length, vr = _element_header(data, pos, explicit)
-        if tag == _PIXEL_DATA:
-            return values, transfer_syntax, start, length
+        if tag in _PIXEL_ELEMENTS:
+            return values, transfer_syntax, start, length, tag
         if length == _UNDEFINED or (tag == _REQUEST_ATTRIBUTES and vr in (b"SQ", b"UN", b"")):
             # a sequence; UN holds implicit VR items
             pos, accessions = _read_sequence(data, start, length, explicit and vr != b"UN")
@@ -356,7 +360,7 @@ def _scan_elements(data: FileBytes) -> tuple[dict[int, bytes], str, int, int]:
         pos = start + length
     if pos != size:
         raise _Truncated
-    return values, transfer_syntax, -1, -1
+    return values, transfer_syntax, -1, -1, _PIXEL_DATA
 
 
 def _text(value: str, charset: str, keyword: str, notes: dict[str, str]) -> str:
@@ -464,23 +468,27 @@ def _pydicom_getter(ds: pydicom.Dataset, notes: dict[str, str]) -> Getter:
     return get
 
 
-#: The VRs PixelData may have: their first letter is an odd byte, no even implicit length starts so.
-_PIXEL_VRS = frozenset({b"OB", b"OW", b"UN"})
+#: The VRs the pixel elements may have: their first letter is an odd byte, no even implicit length starts so.
+_PIXEL_VRS = frozenset({b"OB", b"OW", b"UN", b"OF", b"OD"})
 
 
-def _pixel_location(data: FileBytes, offset: int) -> tuple[int, int]:
-    """PixelData value offset and length (``_UNDEFINED`` where encapsulated) from the element that
-    starts at ``offset`` (pydicom path).
+def _pixel_location(data: FileBytes, offset: int) -> tuple[int, int, int]:
+    """The pixel element's value offset, length (``_UNDEFINED`` where encapsulated) and tag from the
+    element that starts at ``offset`` (pydicom path), as :func:`_scan`'s.
 
     The element itself tells whether it is explicit VR: pydicom reads a dataset whose meta states
     the wrong VR encoding as it finds it, so the transfer syntax may not."""
-    if offset < 0 or offset + 8 > len(data) or struct.unpack_from("<HH", data, offset) != (0x7FE0, 0x0010):
-        return -1, -1
+    if offset < 0 or offset + 8 > len(data):
+        return -1, -1, _PIXEL_DATA
+    group, elem = struct.unpack_from("<HH", data, offset)
+    tag = (group << 16) | elem
+    if tag not in _PIXEL_ELEMENTS:
+        return -1, -1, _PIXEL_DATA
     start, length, _ = _element_header(data, offset, data[offset + 4 : offset + 6] in _PIXEL_VRS)
-    return start, length
+    return start, length, tag
 
 
-def _read_pydicom(data: FileBytes, path: str, notes: dict[str, str]) -> tuple[Getter, str, int, int]:
+def _read_pydicom(data: FileBytes, path: str, notes: dict[str, str]) -> tuple[Getter, str, int, int, int]:
     """Fallback reader; raises IngestError(not_dicom) unless the bytes really parse as DICOM."""
     preamble = len(data) >= 132 and data[128:132] == b"DICM"
     handle = _file_object(data)
@@ -502,10 +510,10 @@ def _read_pydicom(data: FileBytes, path: str, notes: dict[str, str]) -> tuple[Ge
         implicit, little = ds.original_encoding
         transfer_syntax = IMPLICIT_LE if implicit else (EXPLICIT_LE if little else BIG_ENDIAN)
     try:
-        offset, length = _pydicom_pixel_location(data, handle.tell(), transfer_syntax, preamble)
+        offset, length, tag = _pydicom_pixel_location(data, handle.tell(), transfer_syntax, preamble)
     except Exception as exc:  # noqa: BLE001 - a bad VR on PixelData, elements after it pydicom cannot parse
         raise _unparsable(exc, preamble, path) from None
-    return _pydicom_getter(ds, notes), transfer_syntax, offset, length
+    return _pydicom_getter(ds, notes), transfer_syntax, offset, length, tag
 
 
 def _file_object(data: FileBytes) -> io.BytesIO | mmap.mmap:
@@ -521,21 +529,22 @@ def _unparsable(exc: Exception, preamble: bool, path: str) -> IngestError:
     return IngestError(f"header cannot be parsed ({type(exc).__name__}: {exc}); re-export the file", reason=reason, path=path)
 
 
-def _pydicom_pixel_location(data: FileBytes, offset: int, transfer_syntax: str, preamble: bool) -> tuple[int, int]:
-    """PixelData value offset and length (as :func:`_scan`'s) of a file the fast scanner left to
-    pydicom, which stopped before the PixelData element at ``offset``."""
+def _pydicom_pixel_location(data: FileBytes, offset: int, transfer_syntax: str, preamble: bool) -> tuple[int, int, int]:
+    """The pixel element's value offset, length and tag (as :func:`_scan`'s) of a file the fast
+    scanner left to pydicom, which stopped before that element at ``offset``."""
     if transfer_syntax not in _NOT_LE_DATASET:
         return _pixel_location(data, offset)
     # big endian / deflate (rare): pydicom decodes the pixels. It reads a big-endian file cut
     # inside PixelData without a word, so the value is located in the file for _is_truncated;
     # a deflated one is no file offset, but zlib already refused a cut stream
     full = pydicom.dcmread(io.BytesIO(data), force=not preamble)
-    element = full.get_item("PixelData") if "PixelData" in full else None
-    if element is None:
-        return -1, -1
+    tag = next((t for t in _PIXEL_ELEMENTS if t in full), None)
+    if tag is None:
+        return -1, -1, _PIXEL_DATA
+    element = full.get_item(tag)
     if transfer_syntax == BIG_ENDIAN and isinstance(element, RawDataElement) and element.length != _UNDEFINED:
-        return element.value_tell, element.length
-    return 0, -1
+        return element.value_tell, element.length, tag
+    return 0, -1, tag
 
 
 def _is_truncated(size: int, offset: int, length: int) -> bool:
@@ -645,7 +654,7 @@ def _read_header(data: FileBytes, size: int, read_at: ReadAt, path: str, rel_pat
     whole = len(data) == size
     notes: dict[str, str] = {}  # element keyword -> how its text was read against the declared character set
     try:
-        values, transfer_syntax, offset, length = _scan(data)
+        values, transfer_syntax, offset, length, pixel_tag = _scan(data)
         get, reader = _fast_getter(values, notes), "fast"
         if offset < 0 and not whole:  # no PixelData in the first bytes: it may come after them
             raise _BeyondPrefix
@@ -660,7 +669,7 @@ def _read_header(data: FileBytes, size: int, read_at: ReadAt, path: str, rel_pat
     except (_Unparsable, UnicodeDecodeError, ValueError):
         if not whole:
             raise _BeyondPrefix from None
-        get, transfer_syntax, offset, length = _read_pydicom(data, rel_path, notes)
+        get, transfer_syntax, offset, length, pixel_tag = _read_pydicom(data, rel_path, notes)
         reader = "pydicom"
     if length == _UNDEFINED:
         length = _fragments_end(read_at, size, offset, transfer_syntax) - offset
@@ -671,6 +680,8 @@ def _read_header(data: FileBytes, size: int, read_at: ReadAt, path: str, rel_pat
         record = _build(get, path, rel_path, size, sha256, transfer_syntax, offset, length, reader)
         if notes:  # the getter noted them as _build read the text
             record = dataclasses.replace(record, charset_note="; ".join(f"{k} {how}" for k, how in sorted(notes.items())))
+        if pixel_tag != _PIXEL_DATA:
+            return (_float_pixels(record, pixel_tag),)
         return _slices(record, data)
     except Exception as exc:  # noqa: BLE001 - pydicom decodes values as they are read: a bad VR or byte count fails here
         raise IngestError(f"a header value is malformed ({type(exc).__name__}: {exc}); re-export the file",
@@ -732,6 +743,19 @@ def _build(
         patient_birth_date=get("PatientBirthDate") or "",
         pixel_padding=_padding(get("PixelPaddingValue"), get("PixelPaddingRangeLimit"), bool(get("PixelRepresentation"))),
     )
+
+
+def _float_pixels(record: InstanceRecord, tag: int) -> InstanceRecord:
+    """The file ``record`` read, whose pixels are the float element ``tag`` (located as PixelData
+    would be) and which has no PixelData: it was quarantined as truncated ("re-export it"). A file
+    cut inside them is truncated, one of another modality or SOP class (a parametric map) non-CT,
+    any other holds pixels no CT image holds (``unreadable_pixels``, naming the element)."""
+    problem = instance_problem(record)
+    unlocated = dataclasses.replace(record, pixel_offset=-1, pixel_length=-1)  # no PixelData: nothing reads them
+    if problem in (QuarantineReason.TRUNCATED, QuarantineReason.NON_CT):
+        return dataclasses.replace(unlocated, reason=problem)
+    return dataclasses.replace(unlocated, reason=QuarantineReason.UNREADABLE_PIXELS,
+                               detail=f"its pixels are {_PIXEL_ELEMENTS[tag]} ({tag >> 16:04X},{tag & 0xFFFF:04X}), not PixelData")
 
 
 def _checked(record: InstanceRecord) -> InstanceRecord:
@@ -930,6 +954,10 @@ PROBLEM_MESSAGES: dict[QuarantineReason, str] = {
     ),
     QuarantineReason.NON_CT: "is not a CT image (modality/SOP class: {modality} {sop_class}); e.g. a secondary capture dose page",
     QuarantineReason.LOCALIZER: "is a localizer/scout (ImageType LOCALIZER); not part of a volume",
+    QuarantineReason.UNREADABLE_PIXELS: (
+        "has pixels of a kind no CT image holds (floating point, as parametric maps store them), which cannot be "
+        "read as CT numbers; export the series' CT images"
+    ),
     QuarantineReason.UNSUPPORTED_TRANSFER_SYNTAX: (
         "has pixel data in transfer syntax {transfer_syntax_name} ({transfer_syntax}), which cannot be decoded here "
         "({missing_decoder}); install what it names and run again, or re-export the series uncompressed"
