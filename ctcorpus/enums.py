@@ -36,6 +36,7 @@ class QuarantineReason(str, Enum):
     # reports
     NO_REPORT = "no_report"
     ORPHAN_REPORT = "orphan_report"
+    AMBIGUOUS_LINK = "ambiguous_link"  # a report as close in date to several studies of its patient: none is guessed
     EMPTY_REPORT = "empty_report"
     SUPERSEDED_REPORT = "superseded_report"  # an earlier version of a report under the same accession number
     PATIENT_MISMATCH = "patient_mismatch"  # the report's accession number is that of another patient's study

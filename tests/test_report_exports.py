@@ -386,6 +386,23 @@ def test_report_times_on_the_12_hour_clock_keep_their_time_and_a_time_not_read_i
     assert sum("does not read" in message for message in caplog.messages) == 2  # one per reading
 
 
+def test_common_status_words_are_read(tmp_path, caplog):
+    """A RIS writes "signiert", "validiert", "verified", "diktiert", "dictated" and the like: each was
+    logged as no status, and a dictated version resent after the signed one replaced it."""
+    pairs = [("signiert", "diktiert"), ("Validiert", "Vorla\u0308ufig"), ("verified", "dictated"),
+             ("Signed", "Prelim."), ("Final Report", "in_progress"), ("approved", "transcribed")]
+    rows = [row for k, (final, preliminary) in enumerate(pairs, start=1)
+            for row in ((f"A{k}", "P1", "2024-01-05", "2024-01-05 10:00", final, f"Final {k}: Rundherd."),
+                        (f"A{k}", "P1", "2024-01-05", "2024-01-05 12:00", preliminary, f"Draft {k}: kein Erguss."))]
+    path = _csv(tmp_path / "ris.csv", *rows, header=(*COLUMNS[:3], "report_time", "report_status", "report_text"))
+    studies = [StudyKey(f"1.{k}", f"A{k}", "P1", "20240105") for k in range(1, len(pairs) + 1)]
+    with caplog.at_level(logging.WARNING, logger="ctcorpus.reports.io"):
+        result = process_reports([path], studies)
+    assert [(r.text, r.result_status) for r in result.reports] == [
+        (f"Final {k}: Rundherd.", "final") for k in range(1, len(pairs) + 1)]
+    assert not caplog.messages
+
+
 def test_a_table_exports_status_column_orders_the_versions_of_a_report(tmp_path, caplog):
     """A RIS table export says which row is the preliminary, the final, an addendum or a cancel in
     a status column: read by time alone, a preliminary resent later replaced the final, an addendum
@@ -396,7 +413,7 @@ def test_a_table_exports_status_column_orders_the_versions_of_a_report(tmp_path,
                 ("A1", "P1", "2024-01-05", "2024-01-05 14:00", "NACHTRAG", "Nachtrag: Rundherd."),
                 ("A2", "P1", "2024-01-06", "2024-01-06 10:00", "F", "Kein Erguss."),
                 ("A2", "P1", "2024-01-06", "2024-01-06 11:00", "storniert", "Storniert."),
-                ("A3", "P1", "2024-01-07", "", "unterschrieben", "Kein Rundherd."),
+                ("A3", "P1", "2024-01-07", "", "abgerechnet", "Kein Rundherd."),
                 header=(*COLUMNS[:3], "report_time", "Report Status", "report_text"))
     studies = [StudyKey("1.1", "A1", "P1", "20240105"), StudyKey("1.2", "A2", "P1", "20240106"),
                StudyKey("1.3", "A3", "P1", "20240107")]
@@ -410,7 +427,7 @@ def test_a_table_exports_status_column_orders_the_versions_of_a_report(tmp_path,
     assert f"line 5 is a version of the report that {path} line 6 cancels" in cancelled.message
     assert unreported.reason == QuarantineReason.NO_REPORT and unreported.item_id == "1.2"
     assert caplog.messages == [(f"{path}: 1 value(s) of column 'report_status' are no report status ctcorpus reads "
-                                "('unterschrieben' x1); such a row says nothing of which version of its report it is "
+                                "('abgerechnet' x1); such a row says nothing of which version of its report it is "
                                 "(see reports.columns.result_status)")]
 
 
@@ -934,21 +951,44 @@ def test_hl7_hex_escaped_line_ends_break_lines():
         "FINDINGS:\nKein Erguss.\nIMPRESSION:\nNormal.")
 
 
-def test_a_report_between_two_studies_as_close_is_logged(caplog):
+def test_a_report_as_close_to_two_studies_links_to_neither(caplog):
     """A report without accession number dated between two studies of its patient (or on the day of
-    two) took the smaller study UID without a word: which exam it is cannot be told."""
+    two) took the smaller study UID: which exam it is cannot be told, and a wrong pair is worse
+    than none. It links once the other reports leave it one of them."""
     studies = [StudyKey("1.3", "", "P1", "20240107"), StudyKey("1.2", "", "P1", "20240105"),
                StudyKey("1.9", "", "P2", "20240105")]
     reports = [_raw("", "P1", "20240106"), _raw("", "P2", "20240106")]
     with caplog.at_level(logging.WARNING, logger="ctcorpus.reports.link"):
         links = link_reports(reports, studies, window_days=3)
-    assert [(k.study.study_uid, k.method) for k in links] == [("1.2", "patient_date"), ("1.9", "patient_date")]
-    assert "1 reports link by patient and date to one of several studies of their patient as close in date " \
-           "(ris.csv line 2)" in caplog.text
+    assert [(k.study and k.study.study_uid, k.method, [s.study_uid for s in k.candidates]) for k in links] == [
+        (None, "", ["1.2", "1.3"]), ("1.9", "patient_date", [])]
+    assert "1 reports are as close in date to several studies of their patient (ris.csv line 2)" in caplog.text
+    # two reports of the day of two studies: each pairing is a coin toss, so neither links
+    same_day = [StudyKey("1.5", "", "P1", "20240105"), StudyKey("1.4", "", "P1", "20240105")]
+    links = link_reports([_raw("", "P1", "20240105"), _raw("", "P1", "20240105", "Rundherd.")], same_day,
+                         window_days=3)
+    assert [(k.study, [s.study_uid for s in k.candidates]) for k in links] == [(None, ["1.4", "1.5"])] * 2
+    # another report takes one of the two (closer, or the only one in its window): the between one takes the other
+    for other in ("20240107", "20240110"):
+        links = link_reports([_raw("", "P1", "20240106"), _raw("", "P1", other, "Rundherd.")], studies, window_days=3)
+        assert [(k.study.study_uid, k.method) for k in links] == [("1.2", "patient_date"), ("1.3", "patient_date")]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="ctcorpus.reports.link"):  # two reports, two studies: no tie left
-        link_reports([_raw("", "P1", "20240105"), _raw("", "P1", "20240107")], studies, window_days=3)
+        links = link_reports([_raw("", "P1", "20240107"), _raw("", "P1", "20240105")], studies, window_days=3)
+    assert [k.study.study_uid for k in links] == ["1.3", "1.2"]
     assert "as close in date" not in caplog.text
+
+
+def test_an_ambiguous_link_is_quarantined_with_its_candidates(tmp_path):
+    path = _csv(tmp_path / "ris.csv", ("", "P1", "2024-01-05", "Kein Erguss."), ("", "P1", "2024-01-05", "Rundherd."))
+    studies = [StudyKey("1.5", "", "P1", "20240105"), StudyKey("1.4", "", "P1", "20240105")]
+    result = process_reports([path], studies, pseudonymize=_tagged)
+    assert result.reports == ()
+    assert [(q.reason, q.path) for q in result.quarantine] == [(QuarantineReason.AMBIGUOUS_LINK, str(path))] * 2 + [
+        (QuarantineReason.NO_REPORT, "")] * 2
+    assert "line 3: it links by patient and date, and the studies stu-1.4, stu-1.5 of its patient are as close" \
+           in result.quarantine[1].message
+    assert "as close in date to it as to another study of the patient links to neither" in result.quarantine[2].message
 
 
 def test_a_german_report_time_with_uhr_is_read(tmp_path, caplog):
@@ -978,3 +1018,36 @@ def test_a_report_given_as_a_list_of_lines_reads_as_its_lines(tmp_path):
     for path in (jsonl, parquet):
         (report,) = report_io.read_report_export(path, ReportColumns()).reports
         assert report.text == "Findings:\nKein Erguss."
+
+
+def test_pandas_to_json_dates_are_read(tmp_path, caplog):
+    """pandas' ``to_json`` writes a date column as milliseconds since 1970: each was logged as no
+    date, and every report of the export lost its link by patient and date."""
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"accession_number": ["", "A2"], "patient_id": ["P1", "P1"],
+                          "study_date": pd.to_datetime(["2024-01-05", "2024-01-06"]),
+                          "report_time": pd.to_datetime(["2024-01-05 10:22:33", "2024-01-06 08:00:00"]),
+                          "report_text": ["Kein Erguss.", "Rundherd."]})
+    path = tmp_path / "ris.jsonl"
+    frame.to_json(path, orient="records", lines=True)
+    assert "1704450153000" in path.read_text()  # milliseconds, where the export meant 2024-01-05 10:22:33
+    with caplog.at_level(logging.WARNING, logger="ctcorpus.reports.io"):
+        export = report_io.read_report_export(path, ReportColumns())
+    assert [(r.study_date, r.report_time) for r in export.reports] == [
+        ("20240105", "20240105102233"), ("20240106", "20240106080000")]
+    assert not caplog.messages
+    frame.to_json(path, orient="records", lines=True, date_unit="s")
+    assert [r.report_time for r in report_io.read_report_export(path, ReportColumns()).reports] == [
+        "20240105102233", "20240106080000"]
+
+
+@pytest.mark.parametrize(("value", "utc", "expected"), [
+    ("2024-1-5", False, "20240105000000"), ("2024/1/15 9:05", False, "20240115090500"),
+    ("Fri, 05 Jan 2024 10:22:33 +0100", False, "20240105102233"),
+    ("Fri, 05 Jan 2024 10:22:33 +0100", True, "20240105092233"), ("5 Jan 2024 22:10 GMT", True, "20240105221000"),
+    ("1704448953", True, "20240105100233"), ("1704448953000", False, "20240105100233"),
+    ("2024010510", False, "20240105000000"),  # YYYYMMDDHH, no seconds since 1970
+    ("Fri, 05 Jan 2024 10:22:33 CET", True, "20240105000000"),  # a zone's name is not read, as after any date
+])
+def test_more_date_spellings_are_read(value, utc, expected):
+    assert report_io.normalize_time(value, utc=utc) == expected

@@ -1767,6 +1767,25 @@ def test_a_dicom_sr_report_fills_in_for_a_study_the_exports_lack(tmp_path):
     assert [r.study_id for r in off.reports] == ["1.1"]
 
 
+def test_a_dicom_sr_report_without_a_study_uid_supersedes_nothing(tmp_path):
+    """SR documents without a StudyInstanceUID were one group: all but the latest were quarantined
+    as superseded by an SR of another study, and the latest was an orphan named by an empty location."""
+    from ctcorpus.synth.dicom import SeriesHeader, write_sr_report
+
+    def header(accession: str) -> SeriesHeader:
+        return SeriesHeader("P1", "Muster^Max", "19500101", "M", "", "20240105", "101500", accession,
+                            f"1.8.{accession[1:]}", 99, "Report", "", "", "", "", 0.0, (0.0, 0.0))
+
+    write_sr_report(tmp_path / "early", header("A1"), [("Findings", ["Emphysema."])], content_time="090000")
+    write_sr_report(tmp_path / "late", header("A2"), [("Findings", ["Pleural effusion."])], content_time="143000")
+    documents = [(tmp_path / name, f"SR/{name}") for name in ("early", "late")]
+    result = process_reports([], [StudyKey("1.1", "A1", "P1", "20240105")], sr_documents=documents)
+    assert result.reports == ()
+    assert [(q.reason.value, q.path) for q in result.quarantine] == [
+        ("orphan_report", "SR/early"), ("orphan_report", "SR/late"), ("no_report", "")]
+    assert "SR/early: the SR document has no StudyInstanceUID" in result.quarantine[0].message
+
+
 def test_a_dicom_sr_report_with_coded_findings_and_a_stated_language(tmp_path):
     """An Enhanced SR codes its findings (TID 2000: CODE "Finding" items, NUM measurements and the
     images they were found on under them) and states its language (TID 1204): the codes read as

@@ -18,11 +18,12 @@ import json
 import logging
 import math
 import re
+import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, islice
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,17 @@ __all__ = ["language_code", "normalize_date", "normalize_time", "read_report_exp
 logger = logging.getLogger(__name__)
 
 
-#: A date with the year first: "20240105", "2024-01-05", "2024/01/05", "2024.01.05".
-_YEAR_FIRST = re.compile(r"(\d{4})([-/.]?)(\d{2})\2(\d{2})")
+#: A date with the year first: "20240105", "2024-01-05", "2024/01/05", "2024.01.05", and with a
+#: separator a month or day of one digit: "2024-1-5".
+_YEAR_FIRST = re.compile(r"(\d{4})(?:([-/.])(\d{1,2})\2(\d{1,2})|(\d{2})(\d{2}))")
+#: Seconds or milliseconds since 1970-01-01 UTC, as pandas' ``to_json`` writes a date column
+#: ("1704448953000"), maybe as a float ("1704448953000.0").
+_EPOCH = re.compile(r"(\d{10}|\d{13})(?:\.0+)?")
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+#: An RFC 2822 date, as mail and HTTP write it and many exports copy: "Fri, 05 Jan 2024 10:22:33
+#: +0100"; a zone is an offset or UT/UTC/GMT/Z (a zone's name, "CET", is not read, as after any date).
+_RFC_2822 = re.compile(r"(?:[a-z]{3},\s*)?(\d{1,2})\s+([a-z]{3})\s+(\d{4})(?:\s+(\d{1,2}):(\d{2})(?::(\d{2}))?"
+                       r"(?:\s+(?:([+-])(\d{2})(\d{2})|(ut|utc|gmt|z)|(\S+)))?)?", re.IGNORECASE)
 #: A date with the day first, as German exports write it: "5.1.2024", "05.01.24" (a year 00-68 is
 #: 20YY, 69-99 19YY, as strptime's %y). A slash date with the year last ("01/05/2024") is not read:
 #: US and European exports write it alike, and a wrong guess links a report to another month's study.
@@ -77,10 +87,35 @@ def normalize_time(value: Any, *, utc: bool = False) -> str:
     ('20240105092233', '20240105102233')
     >>> normalize_time("2024-01-05 12:05:09 AM"), normalize_time("2024-01-05T22:22:33+01:00[Europe/Berlin]", utc=True)
     ('20240105000509', '20240105212233')
-    >>> normalize_time("05.01.2024 10:22 Uhr")
-    '20240105102200'
+    >>> normalize_time("05.01.2024 10:22 Uhr"), normalize_time("2024-1-5 9:05")
+    ('20240105102200', '20240105090500')
+    >>> normalize_time(1704448953000), normalize_time("1704448953"), normalize_date("2024010510")
+    ('20240105100233', '20240105100233', '20240105')
+    >>> normalize_time("Fri, 05 Jan 2024 10:22:33 +0100"), normalize_time("5 Jan 2024 10:22 +0100", utc=True)
+    ('20240105102233', '20240105092200')
     """
     return _read_time(value, utc=utc)[0]
+
+
+def _moment(text: str) -> tuple[datetime, bool] | None:
+    """The date and time of a spelling the date patterns do not read, and whether its time was read:
+    seconds or milliseconds since 1970 (UTC), or an RFC 2822 date (aware where it gives a zone; a
+    time with a zone it does not read counts as midnight). Ten digits that read as a year from 1900
+    with month, day and hour are that (HL7's YYYYMMDDHH), not seconds."""
+    if m := _EPOCH.fullmatch(text):
+        if len(m[1]) == 10 and int(m[1][:4]) >= 1900 and _read_time(m[1][:8], utc=False)[0]:
+            return None
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(
+            milliseconds=int(m[1]) * (1 if len(m[1]) == 13 else 1000)), True
+    if (m := _RFC_2822.fullmatch(text)) and m[2].lower() in _MONTHS:
+        zone = (timezone(timedelta(minutes=(int(m[8]) * 60 + int(m[9])) * (1 if m[7] == "+" else -1))) if m[7]
+                else UTC if m[10] else None)
+        clock = (0, 0, 0) if m[11] else (int(m[4] or 0), int(m[5] or 0), int(m[6] or 0))
+        try:
+            return datetime(int(m[3]), _MONTHS.index(m[2].lower()) + 1, int(m[1]), *clock, tzinfo=zone), not m[11]
+        except ValueError:  # no such day or time
+            return None
+    return None
 
 
 def _read_time(value: Any, *, utc: bool) -> tuple[str, bool]:
@@ -93,8 +128,10 @@ def _read_time(value: Any, *, utc: bool) -> tuple[str, bool]:
             stamp = stamp.astimezone(timezone.utc)
         return f"{stamp.year:04d}{stamp:%m%d%H%M%S}", True
     text = _cell_text(value).strip()  # a number with a gap in its column is a float: "20240105.0"
+    if (moment := _moment(text)) is not None:
+        return _read_time(moment[0], utc=utc)[0], moment[1]
     if m := _YEAR_FIRST.match(text):
-        year, month, day = int(m[1]), int(m[3]), int(m[4])
+        year, month, day = int(m[1]), int(m[3] or m[5]), int(m[4] or m[6])
     elif m := _DAY_FIRST.match(text):
         year, month, day = int(m[3]), int(m[2]), int(m[1])
         if len(m[3]) == 2:
@@ -174,14 +211,30 @@ def _excel_text(value: Any) -> Any:
 
 
 #: The values of a table export's status column (reports.columns.result_status), in English or German
-#: or as HL7's result status (OBR-25), compared in lower case.
+#: or as HL7's result status (OBR-25), compared by :func:`_status_key`. As HL7's document completion
+#: status (TXA-17) has it, a report dictated, typed or not yet signed is preliminary; one signed,
+#: verified or released is final.
 _STATUS_VALUES: dict[str, ResultStatus] = {
-    **dict.fromkeys(("p", "preliminary", "prelim", "draft", "vorläufig", "vorlaeufig", "entwurf"), "preliminary"),
-    **dict.fromkeys(("f", "final", "signed", "endgültig", "endgueltig", "freigegeben", "vidiert"), "final"),
+    **dict.fromkeys(("p", "preliminary", "prelim", "draft", "vorläufig", "vorlaeufig", "vorl", "entwurf",
+                     "preliminary report", "vorläufiger befund", "dictated", "diktiert", "transcribed", "geschrieben",
+                     "unsigned", "pending", "in progress", "in bearbeitung"), "preliminary"),
+    **dict.fromkeys(("f", "final", "signed", "endgültig", "endgueltig", "freigegeben", "vidiert", "final report",
+                     "endgültiger befund", "finalized", "finalised", "verified", "approved", "authenticated",
+                     "signiert", "unterschrieben", "validiert", "gegengezeichnet"), "final"),
     **dict.fromkeys(("c", "corrected", "correction", "amended", "korrigiert", "korrektur"), "corrected"),
     **dict.fromkeys(("addendum", "nachtrag"), "addendum"),
     **dict.fromkeys(("x", "cancelled", "canceled", "withdrawn", "storniert"), "cancelled"),
 }
+
+
+def _status_key(value: str) -> str:
+    """A status value as :data:`_STATUS_VALUES` holds it: composed (a macOS tool decomposes "ä"), in
+    lower case, blanks, "_" and "-" as one blank, without a closing dot.
+
+    >>> _status_key("In_Progress"), _status_key("Prelim."), _status_key("VORLA\u0308UFIG")
+    ('in progress', 'prelim', 'vorläufig')
+    """
+    return " ".join(re.split(r"[\s_-]+", unicodedata.normalize("NFC", value).casefold().strip().rstrip("."))).strip()
 
 
 #: Language names an export may hold instead of an ISO 639-1 code.
@@ -650,9 +703,9 @@ def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
         if STATUS in row:  # an HL7 message's
             return row[STATUS]
         value = get(row, columns.result_status)
-        if value and value.casefold() not in _STATUS_VALUES:
+        if value and _status_key(value) not in _STATUS_VALUES:
             odd_statuses[value] += 1
-        return _STATUS_VALUES.get(value.casefold(), "")
+        return _STATUS_VALUES.get(_status_key(value), "")
 
     reports: list[RawReport] = []
     for where, row in rows:

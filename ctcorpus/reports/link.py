@@ -25,6 +25,9 @@ class Link:
     #: for an orphan: the study of another patient that carries the report's accession number (of a
     #: report without patient id: one of the studies of several patients that carry it)
     conflict: StudyKey | None = None
+    #: for an orphan by date: the studies of its patient as close in date as each other, of which
+    #: it may report any (by study UID); ``()`` otherwise
+    candidates: tuple[StudyKey, ...] = ()
 
 
 def _day(yyyymmdd: str) -> date | None:
@@ -103,10 +106,11 @@ def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, w
     study with different numbers are different exams: an X-ray's report never goes to the CT of
     the day), the report goes to a study of the same patient at most ``window_days`` away that no other
     report claims: a study takes one report, the closest in date (ties: the earlier in export order;
-    a report's ties: the smaller study UID, logged, as it may be another exam's; an empty row only
-    when no report with text wants the study), so a report of another exam on the same day never
-    lands on a reported study and the result does not depend on the order of the studies. Anything
-    else is an orphan (``study=None``).
+    an empty row only when no report with text wants the study), so a report of another exam on the
+    same day never lands on a reported study and the result does not depend on the order of the
+    studies. A report as close to several free studies links to the one of them the other reports
+    leave, else to none, with them as ``candidates`` (logged). Anything else is an orphan
+    (``study=None``).
 
     >>> s = StudyKey("1.2", "A1", "P1", "20240105")
     >>> r = RawReport("x.csv", "line 2", "", "P1", "20240107", "", "text", "", "", "utf-8", "", "")
@@ -125,38 +129,69 @@ def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, w
         logger.warning("reports: the accession numbers of %d reports belong to several studies of their patient; "
                        "each report links to the one with the smallest StudyInstanceUID", ambiguous)
     claimed = {m.study.study_uid for m in matched if m is not None and m.study is not None}
-    # the rest: each unclaimed study takes its closest report with text (ties: export order, then study UID)
-    pairs = []
+    # the rest, patient by patient: (empty, days, study) of each study a report may be, by report
+    wants: dict[str, dict[int, list[tuple[bool, int, StudyKey]]]] = defaultdict(dict)
     for k, (report, match) in enumerate(zip(reports, matched, strict=True)):
         day = _day(report.study_date)
         if match is None and day is not None:
             empty, numbered = not report.text.strip(), bool(accession_key(report.accession_number))
-            pairs += [(empty, abs((d - day).days), k, s.study_uid, s)
-                      for d, s in by_patient.get(id_key(report.patient_id), ())
-                      if abs((d - day).days) <= window_days and s.study_uid not in claimed
-                      and not (numbered and _has_accession(s))]
+            if options := [(empty, abs((d - day).days), s) for d, s in by_patient.get(id_key(report.patient_id), ())
+                           if abs((d - day).days) <= window_days and s.study_uid not in claimed
+                           and not (numbered and _has_accession(s))]:
+                wants[id_key(report.patient_id)][k] = options
     by_date: dict[int, StudyKey] = {}
-    equally_close: dict[tuple[int, int], list[str]] = defaultdict(list)  # (report, days) -> study UIDs
-    for _, days, k, uid, _ in pairs:
-        equally_close[k, days].append(uid)
-    guessed: list[str] = []  # where the reports stand that took one of several studies as close
-    for _, days, k, uid, s in sorted(pairs, key=lambda p: p[:4]):
-        if k not in by_date and uid not in claimed:
-            if any(other != uid and other not in claimed for other in equally_close[k, days]):
-                guessed.append(f"{reports[k].path} {reports[k].location}".strip())
-            by_date[k] = s
-            claimed.add(uid)
-    if guessed:
-        logger.warning("reports: %d reports link by patient and date to one of several studies of their patient as "
-                       "close in date (%s%s); each took the one with the smallest StudyInstanceUID, which may be "
-                       "another exam's: give their rows accession numbers", len(guessed), ", ".join(guessed[:5]),
-                       ", ..." * (len(guessed) > 5))
+    undecided: dict[int, tuple[StudyKey, ...]] = {}
+    for patient in sorted(wants):
+        taken, left = _by_date(wants[patient])
+        by_date.update(taken)
+        undecided.update(left)
+    if undecided:
+        named = [f"{reports[k].path} {reports[k].location}".strip() for k in sorted(undecided)]
+        logger.warning("reports: %d reports are as close in date to several studies of their patient (%s%s) and "
+                       "link to none (quarantined as ambiguous_link): give their rows accession numbers",
+                       len(named), ", ".join(named[:5]), ", ..." * (len(named) > 5))
     return tuple(
         match if match is not None
         else Link(report, by_date[k], "patient_date") if k in by_date
-        else Link(report, None, "")
+        else Link(report, None, "", candidates=undecided.get(k, ()))
         for k, (report, match) in enumerate(zip(reports, matched, strict=True))
     )
+
+
+def _by_date(
+    wants: Mapping[int, Sequence[tuple[bool, int, StudyKey]]],
+) -> tuple[dict[int, StudyKey], dict[int, tuple[StudyKey, ...]]]:
+    """One patient's links by date: report (index) -> study, and report -> the studies it is
+    equally close to, of a report left unlinked for that.
+
+    ``wants`` gives each report's studies in the window as (empty report, days, study). Closest
+    pairs go first, reports with text before empty ones: a study takes the closest report (ties:
+    the earlier in export order). A report whose closest free studies are several is held back, as
+    which exam it reports cannot be told (two CTs of one day; one the day before, one the day
+    after): it takes the one of them that the other reports leave, else it links to none; a guess
+    would put a report beside another exam's volume, worse for a corpus than a missing pair.
+    """
+    taken: dict[str, int] = {}  # study UID -> report
+    links: dict[int, StudyKey] = {}
+    held: dict[int, tuple[tuple[bool, int, int], list[StudyKey]]] = {}  # report -> (rank, its closest studies)
+    for level in sorted({option[:2] for options in wants.values() for option in options}):
+        for k, options in wants.items():
+            if k not in links and k not in held and (
+                    closest := [s for *at, s in options if tuple(at) == level and s.study_uid not in taken]):
+                held[k] = ((*level, k), closest)
+        while True:  # the first report by rank that has one study left takes it; one with none waits for a later level
+            for k, (_, closest) in sorted(held.items(), key=lambda item: item[1][0]):
+                free = [s for s in closest if s.study_uid not in taken]
+                if len(free) < 2:
+                    del held[k]
+                    if free:
+                        links[k] = free[0]
+                        taken[free[0].study_uid] = k
+                        break
+            else:
+                break
+    return links, {k: tuple(sorted((s for s in closest if s.study_uid not in taken), key=lambda s: s.study_uid))
+                   for k, (_, closest) in held.items()}
 
 
 def link_sr_reports(
@@ -166,8 +201,10 @@ def link_sr_reports(
     ``reported`` (those the RIS exports gave a report with text; an SR of one of them is not used).
 
     A study's latest SR (by ``report_time``, then path) is used and its earlier ones are returned
-    as (superseded, used) pairs; an SR of a study that was not ingested is an orphan. An SR without
-    text (a measurement or dose document) is no report and is passed over.
+    as (superseded, used) pairs; an SR of a study that was not ingested is an orphan, and so is one
+    without a StudyInstanceUID (which its study cannot be told by: as one group, such SRs of
+    different studies were taken for versions of one report). An SR without text (a measurement or
+    dose document) is no report and is passed over.
 
     >>> s = StudyKey("1.2", "A1", "P1", "20240105")
     >>> r = RawReport("sr.dcm", "", "A1", "P1", "20240105", "", "text", "", "", "dicom-sr", "", "", "1.2")
@@ -176,10 +213,12 @@ def link_sr_reports(
     """
     known = {s.study_uid: s for s in studies}
     by_study: dict[str, list[RawReport]] = defaultdict(list)
-    for report in reports:
-        if report.text.strip():
-            by_study[report.study_uid].append(report)
     links: list[Link] = []
+    for report in reports:
+        if report.text.strip() and report.study_uid:
+            by_study[report.study_uid].append(report)
+        elif report.text.strip():
+            links.append(Link(report, None, ""))
     superseded: list[tuple[RawReport, RawReport]] = []
     for uid, documents in sorted(by_study.items()):
         if uid in reported:

@@ -181,7 +181,11 @@ def _one_row_per_accession(
 
 
 def _orphan_reason(report: RawReport, window_days: int) -> str:
-    """Why an export row linked to no study, in the terms of the rules that were tried."""
+    """Why a report linked to no study, in the terms of the rules that were tried."""
+    if report.encoding == "dicom-sr":  # linked by its study UID alone
+        return ("the SR document's study has no images in the export (StudyInstanceUID matches no study)"
+                if report.study_uid else "the SR document has no StudyInstanceUID, by which alone an SR links to its "
+                "study (a DICOM SR must have one): fix the document where it was made")
     number = "no study with this accession number" if accession_key(report.accession_number) else "no accession number"
     if not report.study_date:  # a value that is no date was logged with the file, row and value
         tried = ("no study date to link it by patient and date (the cell is empty, the export has no such column, or "
@@ -320,7 +324,7 @@ def process_reports(
             logger.info("reports progress done=%d total=%d reused=%d", n, len(linked_reports), reused)
         report = linked.report
         report_id = _report_id(report, pseudonymize, shared)
-        where = "the SR document" if report.study_uid else report.location
+        where = "the SR document" if report.encoding == "dicom-sr" else report.location
         if linked.study is not None:
             reported_studies.add(linked.study.study_uid)
         if not report.text.strip():  # its study counts as reported: one quarantine row, not two
@@ -340,13 +344,19 @@ def process_reports(
                 "report is never linked to another patient's study: check the export's patient ids and accession "
                 "numbers", path=report.path, reason=QuarantineReason.PATIENT_MISMATCH), STAGE, report_id))
             continue
+        if linked.study is None and linked.candidates:
+            quarantine.append(QuarantineEntry.from_error(ReportError(
+                f"{report.location}: it links by patient and date, and the studies "
+                f"{', '.join(pseudonymize('stu', s.study_uid) for s in linked.candidates)} of its patient are as "
+                "close in date: which exam it reports cannot be told, and a guess may pair it with another exam's "
+                "images, so it is linked to none; give the export's rows accession numbers", path=report.path,
+                reason=QuarantineReason.AMBIGUOUS_LINK), STAGE, report_id))
+            continue
         if linked.study is None:
             quarantine.append(QuarantineEntry(
                 stage=STAGE, path=report.path, reason=QuarantineReason.ORPHAN_REPORT,
-                message=str(ReportError(
-                    _orphan_reason(report, config.link_window_days) if not report.study_uid else
-                    "the SR document's study has no images in the export (StudyInstanceUID matches no study)",
-                    path=report.path, reason=QuarantineReason.ORPHAN_REPORT)),
+                message=str(ReportError(_orphan_reason(report, config.link_window_days), path=report.path,
+                                        reason=QuarantineReason.ORPHAN_REPORT)),
                 item_id=report_id,
             ))
             continue
@@ -409,6 +419,7 @@ def process_reports(
         analysis_keys[report_id] = key
     # (accession number, patient) of each study that took a report by it: a study sharing both got none
     taken = {_accession_of_patient(k.study) for k in links if k.study is not None and k.method == "accession"}
+    contested = {s.study_uid for k in links if k.report.text.strip() for s in k.candidates}  # of ambiguous_link rows
     for study in sorted(studies, key=lambda s: s.study_uid):
         if study.study_uid in reported_studies:
             continue
@@ -420,6 +431,8 @@ def process_reports(
             shares = ("; its accession number is also that of another study of the patient, which took the report "
                       "(the smallest StudyInstanceUID)" if study.accession_number
                       and _accession_of_patient(study) in taken else "")
+            if study.study_uid in contested:
+                shares += "; a report as close in date to it as to another study of the patient links to neither"
             detail = f"no report in {len(paths)} export(s) (accession or patient/date window){shares}"
         # the accession number's pseudonym is the instances table's accession_id: the study is found by it
         number = (f"accession number {pseudonymize('acc', study.accession_number)}"
