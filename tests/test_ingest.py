@@ -1621,6 +1621,25 @@ def test_a_corrupt_rle_segment_that_panics_the_decoder_quarantines_its_stack(tmp
     assert "PanicException" in result.quarantine[0].message
 
 
+def test_a_slice_out_of_memory_while_decoding_fails_its_stack_not_its_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a MemoryError while decoding was taken for a broken file: unreadable_pixels, kept for good,
+    # where the stack's failure (stage_failed) is retried by the next runs once the workers have more memory
+    header = SeriesHeader("P1", "Doe^John", "19500101", "M", "1.2.3", "20240101", "120000", "A1", "1.2.3.4", 2,
+                          "CHEST", "1.2.3.9", "B30f", "X", "Y", 2.0, (2.0, 2.0), transfer_syntax=RLELossless)
+    paths = [tmp_path / f"IM{k:02d}" for k in range(12)]
+    synth_write_series(header, list(phantom(12).astype(np.int16)), [SlicePlacement(k + 1, (0.0, 0.0, 2.0 * k)) for k in range(12)], paths)
+    (stack,) = plan_stacks(index_export(tmp_path, cfg()), cfg())
+
+    def out_of_memory(*args: object, **kwargs: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(pydicom, "dcmread", out_of_memory)
+    result = ingest_stack(stack, cfg())
+    assert result.volume is None
+    assert [q.reason for q in result.quarantine] == [QuarantineReason.STAGE_FAILED]
+    assert "MemoryError" in result.quarantine[0].message
+
+
 def test_a_stack_that_simpleitk_cannot_resample_is_quarantined_not_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_series(tmp_path, phantom())
 

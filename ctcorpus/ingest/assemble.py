@@ -108,8 +108,8 @@ def read_stored(record: InstanceRecord) -> np.ndarray:
                 array = pydicom.dcmread(record.path).pixel_array
             else:  # only that frame is read and decoded
                 array = pixel_array(record.path, index=record.frame - 1)
-    except (IngestError, KeyboardInterrupt, SystemExit):
-        raise
+    except (IngestError, KeyboardInterrupt, SystemExit, MemoryError):
+        raise  # out of memory is the worker's, not the file's: its stack fails and is retried (stage_failed)
     except BaseException as exc:  # noqa: BLE001 - decoders raise many types, Rust ones (pylibjpeg-rle) a PanicException,
         # which is no Exception; a bad slice must name its file, not end the run
         raise IngestError(
