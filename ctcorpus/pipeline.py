@@ -45,6 +45,7 @@ from ctcorpus.enums import Action, QuarantineReason
 from ctcorpus.errors import CtCorpusError, IngestError
 from ctcorpus.ingest import (
     InstanceRecord,
+    ResampledVolume,
     Stack,
     candidate_groups,
     fallback_entry,
@@ -58,6 +59,7 @@ from ctcorpus.ingest import (
     unselected_entries,
 )
 from ctcorpus.ingest.filecache import DiscoveryCache
+from ctcorpus.ingest.pipeline import stage_failed_entry, without_volume
 from ctcorpus.ingest.tables import PRODUCER as INGEST_PRODUCER
 from ctcorpus.ingest.tables import Redactor, safe_path
 from ctcorpus.outputs import BuildResult, BuildUnit, StoredSample, WorkStore, build_dataset, encode_array, decode_array
@@ -578,11 +580,14 @@ def _volume_image(folder: Path) -> tuple[Any, dict[str, Any]]:
 
 
 #: Runs that try a stage whose work failed before its result without it is kept: a volume's segmentation
-#: (out of memory, a GPU error), a stack's assembly or resampling (out of memory, an error no check foresaw).
-#: A passing failure is retried; one that always fails costs at most this many runs of the stage.
+#: (out of memory, a GPU error), a stack's assembly, resampling, rows or stored volume, a volume's snippets
+#: and sentence regions (out of memory, an error no check foresaw). A passing failure is retried; one that
+#: always fails costs at most this many runs of the stage.
 STAGE_ATTEMPTS = 3
-#: Beside a stored ingest result whose stack failed to assemble or resample: how many runs it failed in.
+#: Beside a stored ingest result whose stack failed to make a volume (:func:`stage_failed_entry`): how many runs it failed in.
 ASSEMBLY_FAILURES = "assembly.json"
+#: Beside a stored text result whose snippets and sentence regions failed: how many runs they failed in.
+MINING_FAILURES = "mining.json"
 
 
 def _failed_attempts(path: Path) -> int:
@@ -595,37 +600,57 @@ def _again(failed: int, retried: str) -> str:
     return f"the next run {retried} again" if failed < STAGE_ATTEMPTS else f"failed in {failed} runs, kept so"
 
 
+def _failed_again(path: Path, failed_before: int) -> int:
+    """Record at ``path`` (see :func:`_failed_attempts`) that one more run failed the work; return how many did."""
+    failed = failed_before + 1
+    path.write_text(json.dumps({"failed_attempts": failed}))
+    return failed
+
+
+def _stored_volume(volume: ResampledVolume, volume_id: str, source: str) -> tuple[dict[str, Any], bytes]:
+    """An ingested volume as its result stores it: its geometry, hashes and fingerprint (``volume.json``), and its array."""
+    hu = volume.array
+    spacing_zyx = (volume.spacing[2], volume.spacing[1], volume.spacing[0])
+    geometry = {
+        "volume_id": volume_id,
+        "spacing_xyz": list(volume.spacing),
+        "origin_xyz": list(volume.origin),
+        "direction": list(volume.direction),
+        "orientation": volume.orientation,
+        "hu_clip": list(volume.hu_clip),
+        "shape_zyx": list(hu.shape),
+        "hu_sha256": hashlib.sha256(np.ascontiguousarray(hu).tobytes()).hexdigest(),
+        "fingerprint": [float(v) for v in volume_fingerprint(hu, spacing_zyx)],
+        "fingerprint_version": FINGERPRINT_VERSION,
+        "source_sha256": source,
+    }
+    return geometry, encode_array(hu)
+
+
 def _run_ingest(stack: Stack, config: CorpusConfig, p: Pseudonymizer, folder: Path, failed_before: int = 0) -> None:
+    """A stack whose volume fails to be stored (its fingerprint or encoding out of memory) is quarantined
+    like one that failed to assemble: where its study failed after retries, losing its other volumes."""
     result = ingest_stack(stack, config.ingest, p)
     source = _stack_source(stack)
+    stored = None
+    if result.volume is not None:
+        try:
+            stored = _stored_volume(result.volume, result.volume_id, source)
+        except Exception as error:  # noqa: BLE001 - the stack's failure, not its study's
+            failure = stage_failed_entry(stack, result.volume_id, "storing the volume", error)
+            result = without_volume(stack, result.volume_id, [*result.quarantine, failure], p)
     tables = {"series": table_from_rows("series", [result.series_row])}
     entries = list(result.quarantine)
     if result.volume is None and any(e.reason is QuarantineReason.STAGE_FAILED for e in entries):
-        failed = failed_before + 1
-        (folder / ASSEMBLY_FAILURES).write_text(json.dumps({"failed_attempts": failed}))
+        failed = _failed_again(folder / ASSEMBLY_FAILURES, failed_before)
         entries = [replace(e, message=f"{e.message} ({_again(failed, 'assembles it')})")
                    if e.reason is QuarantineReason.STAGE_FAILED else e for e in entries]
     _save_quarantine(folder, entries, Redactor(stack.instances + stack.duplicates, p), source)
-    if result.volume is not None and result.volume_row is not None:
-        volume = result.volume
+    if stored is not None and result.volume_row is not None:
+        geometry, hu = stored
         tables["volumes"] = table_from_rows("volumes", [result.volume_row])
         tables["slices"] = table_from_rows("slices", result.slice_rows)
-        hu = volume.array
-        spacing_zyx = (volume.spacing[2], volume.spacing[1], volume.spacing[0])
-        geometry = {
-            "volume_id": result.volume_id,
-            "spacing_xyz": list(volume.spacing),
-            "origin_xyz": list(volume.origin),
-            "direction": list(volume.direction),
-            "orientation": volume.orientation,
-            "hu_clip": list(volume.hu_clip),
-            "shape_zyx": list(hu.shape),
-            "hu_sha256": hashlib.sha256(np.ascontiguousarray(hu).tobytes()).hexdigest(),
-            "fingerprint": [float(v) for v in volume_fingerprint(hu, spacing_zyx)],
-            "fingerprint_version": FINGERPRINT_VERSION,
-            "source_sha256": source,
-        }
-        (folder / "hu.npy.zst").write_bytes(encode_array(hu))
+        (folder / "hu.npy.zst").write_bytes(hu)
         (folder / "volume.json").write_text(json.dumps(geometry, sort_keys=True))
     _save_tables(folder, tables)
 
@@ -755,7 +780,35 @@ def _with_report_source(tables: Mapping[str, pa.Table], ingest_dir: Path, report
     return out
 
 
-def _run_text(unit: StudyUnit, stack: Stack, keys: VolumeKeys, store: WorkStore, config: CorpusConfig, p: Pseudonymizer, folder: Path) -> None:
+def _mined(unit: StudyUnit, report: StudyReport, stack: Stack, volume_id: str, geometry: Mapping[str, Any],
+           stats: Sequence[StructureStats], config: CorpusConfig, p: Pseudonymizer) -> tuple[list[Any], list[QuarantineEntry], list[Any]]:
+    """A volume's snippets, their quarantine rows and its report's sentence regions."""
+    grid = VolumeGrid(
+        volume_id=volume_id,
+        frame_of_reference_uid=p.frame_of_reference(stack.first.frame_of_reference_uid),
+        origin_mm=tuple(geometry["origin_xyz"]),
+        spacing_mm=tuple(geometry["spacing_xyz"]),
+        direction=tuple(geometry["direction"]),
+        shape_zyx=tuple(geometry["shape_zyx"]),
+    )
+    contexts = [
+        SentenceContext(s["start"], s["end"], tuple(s["anatomies"]), tuple(sorted(l for l, v in s["labels"].items() if v == "positive")))
+        for s in report.sentences
+    ]
+    pairs, entries = mine_snippets(
+        report.report_id, report.text, _series_slices(unit, p), grid, config.snippets, sentences=contexts,
+        language=report.language or None, source=report.report_id, primary_series_number=_bare_image_series(unit, stack),
+        primary_series_uid=p.series(stack.first.series_uid),
+    )
+    regions = [sentence_region(s["anatomies"], stats, sentence_id=f"{report.report_id}:{s['index']}") for s in report.sentences]
+    return pairs, entries, [region for region in regions if region is not None]
+
+
+def _run_text(unit: StudyUnit, stack: Stack, keys: VolumeKeys, store: WorkStore, config: CorpusConfig, p: Pseudonymizer,
+              folder: Path, failed_before: int = 0) -> None:
+    """A volume whose snippets or sentence regions fail (a singular direction matrix, out of memory, an error
+    no check foresaw) is stored without them, naming the error, and mined again by the next runs
+    (:data:`STAGE_ATTEMPTS`): its study failed after retries, losing its other volumes and report."""
     geometry = _volume_geometry(store.path("ingest", keys.ingest))
     fingerprint = _fingerprint(store.path("ingest", keys.ingest), geometry)
     mask_info = json.loads((store.path("anatomy", keys.anatomy) / "mask.json").read_text())
@@ -764,27 +817,16 @@ def _run_text(unit: StudyUnit, stack: Stack, keys: VolumeKeys, store: WorkStore,
     report = unit.report
     pairs, entries, regions = [], [], []
     if report is not None:
-        grid = VolumeGrid(
-            volume_id=keys.volume_id,
-            frame_of_reference_uid=p.frame_of_reference(stack.first.frame_of_reference_uid),
-            origin_mm=tuple(geometry["origin_xyz"]),
-            spacing_mm=tuple(geometry["spacing_xyz"]),
-            direction=tuple(geometry["direction"]),
-            shape_zyx=tuple(geometry["shape_zyx"]),
-        )
-        contexts = [
-            SentenceContext(s["start"], s["end"], tuple(s["anatomies"]), tuple(sorted(l for l, v in s["labels"].items() if v == "positive")))
-            for s in report.sentences
-        ]
-        pairs, entries = mine_snippets(
-            report.report_id, report.text, _series_slices(unit, p), grid, config.snippets, sentences=contexts,
-            language=report.language or None, source=report.report_id, primary_series_number=_bare_image_series(unit, stack),
-            primary_series_uid=p.series(stack.first.series_uid),
-        )
-        for s in report.sentences:
-            region = sentence_region(s["anatomies"], stats, sentence_id=f"{report.report_id}:{s['index']}")
-            if region is not None:
-                regions.append(region)
+        try:
+            pairs, entries, regions = _mined(unit, report, stack, keys.volume_id, geometry, stats, config, p)
+        except Exception as error:  # noqa: BLE001 - the volume's snippets, not its study
+            failed = _failed_again(folder / MINING_FAILURES, failed_before)
+            entries = [QuarantineEntry(
+                "snippets", "", QuarantineReason.STAGE_FAILED,
+                f"volume {keys.volume_id}: mining report {report.report_id} failed ({type(error).__name__}: {error}); "
+                f"stored without snippets and sentence regions ({_again(failed, 'mines it')})",
+                item_id=keys.volume_id, action=Action.ACCEPT,
+            )]
     source = _text_source(geometry["source_sha256"])  # the build joins in the report's export
     snippets = [
         {"snippet_id": q.snippet_id, "sentence_index": q.sentence_index, "text": q.snippet_text, "reference": q.reference_text,
@@ -856,17 +898,19 @@ class _NotStored(Exception):
     """A stored-only pass (see failed_outcome) met a stage result the work store does not hold."""
 
 
-def _cached_or_run(store: WorkStore, stage: str, key: str, run: Any, computed: list[str], cached: list[str],
-                   compute: bool, *, retry: bool = False) -> None:
-    """Reuse the stored result of ``stage`` under ``key``, or run it; ``retry`` runs it again over
-    a stored one (replaced when the new one is complete)."""
-    if store.has(stage, key) and not (retry and compute):
+def _cached_or_run(store: WorkStore, stage: str, key: str, run: Callable[[Path, int], None], computed: list[str],
+                   cached: list[str], compute: bool, *, failures: str = "") -> None:
+    """Reuse the stored result of ``stage`` under ``key``, or run it. ``failures`` names the file beside the
+    result that counts the runs its work failed in (:func:`_failed_attempts`): one that failed in fewer than
+    :data:`STAGE_ATTEMPTS` runs is run again (replaced when the new one is complete); ``run`` gets that count."""
+    failed = _failed_attempts(store.path(stage, key) / failures) if failures else 0
+    if store.has(stage, key) and not (0 < failed < STAGE_ATTEMPTS and compute):
         cached.append(stage)
         return
     if not compute:
         raise _NotStored(f"{stage} {key[:12]}")
     with store.writing(stage, key) as folder:
-        run(folder)
+        run(folder, failed)
     computed.append(stage)
 
 
@@ -875,11 +919,12 @@ def process_unit(unit: StudyUnit, config: CorpusConfig, work_dir: Path, *, compu
 
     A selected stack that assembly rejects is replaced by the next of its candidates that
     assembles (``StudyUnit.candidates``); a stored rejection is reused, so a re-run chooses alike,
-    but for a stack whose assembly or resampling failed (out of memory, an error no check foresaw):
-    the next runs try it again (:data:`STAGE_ATTEMPTS`). A study whose stacks are all rejected still
-    records its series rows and quarantine. Errors of the library (:class:`~ctcorpus.errors.CtCorpusError`)
-    and any failure of a stack's assembly are recorded; anything else propagates so the flow can
-    retry it. ``compute=False`` only reads stored results (see failed_outcome).
+    but for a stack whose assembly, resampling, rows or stored volume failed (out of memory, an error no
+    check foresaw): the next runs try it again (:data:`STAGE_ATTEMPTS`), as they do a volume's failed
+    segmentation or snippets. A study whose stacks are all rejected still records its series rows and
+    quarantine. Errors of the library (:class:`~ctcorpus.errors.CtCorpusError`) and any failure of a
+    stack's volume, mask or snippets are recorded; anything else propagates so the flow can retry it.
+    ``compute=False`` only reads stored results (see failed_outcome).
     """
     store = WorkStore(Path(work_dir))
     p = pseudonymizer_for(config.ingest)
@@ -891,9 +936,8 @@ def process_unit(unit: StudyUnit, config: CorpusConfig, work_dir: Path, *, compu
     for group in unit.candidates:
         for stack in (stacks[key] for key in group):
             ingest_key = _ingest_key(stack, config, p)
-            failed = _failed_attempts(store.path("ingest", ingest_key) / ASSEMBLY_FAILURES)
-            _cached_or_run(store, "ingest", ingest_key, lambda f, failed=failed: _run_ingest(stack, config, p, f, failed), computed,
-                           cached, compute, retry=0 < failed < STAGE_ATTEMPTS)
+            _cached_or_run(store, "ingest", ingest_key, lambda f, failed: _run_ingest(stack, config, p, f, failed), computed,
+                           cached, compute, failures=ASSEMBLY_FAILURES)
             if (store.path("ingest", ingest_key) / "volume.json").is_file():
                 assembled.append((stack, ingest_key))
                 break
@@ -902,16 +946,16 @@ def process_unit(unit: StudyUnit, config: CorpusConfig, work_dir: Path, *, compu
     for stack, ingest_key in assembled:
         volume_id = p.volume(stack.stack_key)
         anatomy_key = _anatomy_key(ingest_key, config)
-        failed = _failed_attempts(store.path("anatomy", anatomy_key) / "mask.json")
         _cached_or_run(
             store, "anatomy", anatomy_key,
-            lambda f, failed=failed: _run_anatomy(volume_id, store.path("ingest", ingest_key), config, f, failed), computed, cached,
-            compute, retry=0 < failed < STAGE_ATTEMPTS,
+            lambda f, failed: _run_anatomy(volume_id, store.path("ingest", ingest_key), config, f, failed), computed, cached,
+            compute, failures="mask.json",
         )
         text_key = _text_key(ingest_key, anatomy_key, (store.path("anatomy", anatomy_key) / "mask.json").read_text(),
                              unit, config)
         keys = VolumeKeys(volume_id, ingest_key, anatomy_key, text_key)
-        _cached_or_run(store, "text", keys.text, lambda f: _run_text(unit, stack, keys, store, config, p, f), computed, cached, compute)
+        _cached_or_run(store, "text", keys.text, lambda f, failed: _run_text(unit, stack, keys, store, config, p, f, failed), computed,
+                       cached, compute, failures=MINING_FAILURES)
         volumes.append(keys)
     outcome = ([s.stack_key for s, _ in assembled], [s.stack_key for s, _ in rejected])  # what the study tables depend on
     # the stacks' files (paths and hashes) and the ingest code that makes their rows: a series re-sent with corrected
@@ -919,7 +963,7 @@ def process_unit(unit: StudyUnit, config: CorpusConfig, work_dir: Path, *, compu
     files = [(s.stack_key, s.rejected, sorted((r.rel_path, r.sha256) for r in s.instances + s.duplicates)) for s in unit.stacks]
     study_key = _digest("study", __version__, INGEST_PRODUCER, _schema_versions("series", "quarantine"), files,
                         unit.candidates, outcome, _pseudonymizing(config, p))
-    _cached_or_run(store, "study", study_key, lambda f: _save_study(f, unit, *outcome, p), computed, cached, compute)
+    _cached_or_run(store, "study", study_key, lambda f, _: _save_study(f, unit, *outcome, p), computed, cached, compute)
     folders = _unit_folders(store, study_key, [key for _, key in rejected], volumes)
     return UnitOutcome(unit.unit_id, unit.patient_id, study_key, tuple(volumes), tuple(computed), tuple(cached),
                        quarantined=sum(_quarantine_rows(folder) for folder in folders), rejected=tuple(key for _, key in rejected))

@@ -28,7 +28,7 @@ from ctcorpus import pipeline
 from ctcorpus.cli import demo_config
 from ctcorpus.config import REDACTED, CorpusConfig, config_from_dict
 from ctcorpus.config.reports import ReportsConfig
-from ctcorpus.errors import AnatomyError
+from ctcorpus.errors import AnatomyError, SnippetError
 from ctcorpus.ingest import discover
 from ctcorpus.ingest import pipeline as ingest_pipeline
 from ctcorpus.outputs import decode_array
@@ -1261,3 +1261,79 @@ def test_a_volume_whose_structure_stats_run_out_of_memory_is_stored_without_a_ma
     failed = _private_quarantine(work).query("reason == 'segmentation_failed'")
     assert len(failed) == summary.volumes
     assert all("MemoryError: Unable to allocate 3.2 GiB" in m and "the next run segments it again" in m for m in failed["message"])
+
+
+@pytest.mark.parametrize(("module", "name", "step"), [(ingest_pipeline, "slice_rows", "making its table rows"),
+                                                      (pipeline, "volume_fingerprint", "storing the volume"),
+                                                      (pipeline, "encode_array", "storing the volume")])
+def test_a_stack_whose_rows_or_stored_volume_fail_is_quarantined_and_its_study_falls_back(tmp_path, monkeypatch, module, name,
+                                                                                         step):
+    # only assembly and resampling were caught: an error after them (its slice rows, its fingerprint or
+    # its encoding out of memory) failed the study after retries, its other stacks and report with it
+    export = tmp_path / "export"
+    truth = generate_export(export, patients=1, seed=7, language="en", matrix=64, n_slices=24)
+    config, work = _config(tmp_path, export), tmp_path / "work"
+    plan = pipeline.plan_export(config, work)
+    unit = plan.units[0]
+    stack = next(s for s in unit.stacks if s.stack_key == unit.candidates[0][0])  # the selected stack
+    recon = next(s for s in truth.series if s.kind == "recon" and s.study_uid == stack.first.study_uid)
+    current, real_ingest, real = [""], pipeline.ingest_stack, getattr(module, name)
+
+    def ingesting(s, *args):
+        current[0] = s.stack_key
+        return real_ingest(s, *args)
+
+    def failing(*args):
+        if current[0] == stack.stack_key:
+            raise MemoryError("Unable to allocate 1.1 GiB")
+        return real(*args)
+
+    monkeypatch.setattr(pipeline, "ingest_stack", ingesting)
+    monkeypatch.setattr(module, name, failing)
+    summary = _run(config, work)
+    assert summary.failed == 0 and summary.volumes == len(plan.units)
+    (row,) = _private_quarantine(work).query("reason == 'stage_failed'").itertuples()
+    assert row.path == stack.first.rel_path and f"{step} failed (MemoryError: Unable to allocate 1.1 GiB)" in row.message
+    assert "the next run assembles it again" in row.message
+    volumes = _table(pipeline.build_from_work(config, work, tmp_path / "v1").path, "volumes")
+    assert list(volumes[volumes["study_id"] == unit.unit_id]["series_number"]) == [recon.series_number]
+    runs = [_run(config, work).computed for _ in range(pipeline.STAGE_ATTEMPTS)]
+    assert runs == [{"ingest": 1}] * (pipeline.STAGE_ATTEMPTS - 1) + [{}]
+    (row,) = _private_quarantine(work).query("reason == 'stage_failed'").itertuples()
+    assert f"failed in {pipeline.STAGE_ATTEMPTS} runs, kept so" in row.message
+
+
+@pytest.mark.parametrize(("name", "error"), [("mine_snippets", SnippetError("volume 'v' has a singular direction/spacing matrix")),
+                                             ("sentence_region", KeyError("lung"))])
+def test_a_volume_whose_snippets_fail_is_stored_without_them_and_its_study_kept(tmp_path, monkeypatch, name, error):
+    # an error of the text stage (a singular direction matrix, any other) failed the study after retries,
+    # its volumes and report with it
+    export = tmp_path / "export"
+    generate_export(export, patients=1, seed=7, language="en", matrix=64, n_slices=24)
+    config, work = _config(tmp_path, export), tmp_path / "work"
+
+    def failing(*args, **kwargs):
+        raise error
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, name, interrupted)  # a Ctrl-C is no volume's fault
+    with pytest.raises(KeyboardInterrupt):
+        _run(config, work)
+    monkeypatch.setattr(pipeline, name, failing)
+    summary = _run(config, work)
+    assert summary.failed == 0 and summary.volumes == summary.studies > 0
+    failed = _private_quarantine(work).query("reason == 'stage_failed'")
+    assert len(failed) == summary.volumes and set(failed["stage"]) == {"snippets"}
+    assert all(f"failed ({type(error).__name__}: " in m and "the next run mines it again" in m for m in failed["message"])
+    dataset = pipeline.build_from_work(config, work, tmp_path / "v1").path
+    samples = _table(dataset, "samples")
+    assert len(samples) == summary.volumes and samples["in_shards"].all() and (samples["n_snippets"] == 0).all()
+    assert set(failed["item_id"]) == set(samples["volume_id"])
+    assert len(_table(dataset, "reports")) >= summary.studies
+    # one that always fails is mined by the next runs (the volume's other results reused), then kept
+    runs = [_run(config, work).computed for _ in range(pipeline.STAGE_ATTEMPTS)]
+    assert runs == [{"text": summary.volumes}] * (pipeline.STAGE_ATTEMPTS - 1) + [{}]
+    assert all(f"failed in {pipeline.STAGE_ATTEMPTS} runs, kept so" in m
+               for m in _private_quarantine(work).query("reason == 'stage_failed'")["message"])
