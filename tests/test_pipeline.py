@@ -29,7 +29,7 @@ from ctcorpus.cli import demo_config
 from ctcorpus.config import REDACTED, CorpusConfig, config_from_dict
 from ctcorpus.config.reports import ReportsConfig
 from ctcorpus.errors import AnatomyError, SnippetError
-from ctcorpus.ingest import discover
+from ctcorpus.ingest import Stack, discover
 from ctcorpus.ingest import pipeline as ingest_pipeline
 from ctcorpus.outputs import decode_array
 from ctcorpus.records import sha256_file, sha256_of_hashes
@@ -54,6 +54,27 @@ def _config(folder: Path, export: Path) -> CorpusConfig:
 def _run(config: CorpusConfig, work: Path) -> pipeline.RunSummary:
     plan = pipeline.plan_export(config, work)
     return pipeline.record_run(plan, [pipeline.process_unit(u, config, work) for u in plan.units], work)
+
+
+def _one_study(tmp_path: Path) -> tuple[CorpusConfig, Path, pipeline.ExportPlan, Stack, SeriesTruth]:
+    """A one-patient export's config, work folder and plan, its study's selected stack and the
+    reconstruction that stands in for that stack."""
+    export = tmp_path / "export"
+    truth = generate_export(export, patients=1, seed=7, language="en", matrix=64, n_slices=24)
+    config, work = _config(tmp_path, export), tmp_path / "work"
+    plan = pipeline.plan_export(config, work)
+    unit = plan.units[0]
+    stack = next(s for s in unit.stacks if s.stack_key == unit.candidates[0][0])
+    recon = next(s for s in truth.series if s.kind == "recon" and s.study_uid == stack.first.study_uid)
+    return config, work, plan, stack, recon
+
+
+def _assert_retried_then_kept(config: CorpusConfig, work: Path) -> None:
+    """A stack whose volume always fails is ingested again by the next runs, then kept as failed."""
+    runs = [_run(config, work).computed for _ in range(pipeline.STAGE_ATTEMPTS)]
+    assert runs == [{"ingest": 1}] * (pipeline.STAGE_ATTEMPTS - 1) + [{}]
+    (row,) = _private_quarantine(work).query("reason == 'stage_failed'").itertuples()
+    assert f"failed in {pipeline.STAGE_ATTEMPTS} runs, kept so" in row.message
 
 
 @pytest.fixture(scope="module")
@@ -502,13 +523,8 @@ def test_a_study_whose_selected_stack_is_rejected_at_assembly_falls_back_to_its_
     # one file whose pixel data cannot be decoded rejects its stack when the volume is assembled;
     # that result's series row and quarantine row, naming the file, never reached the build; and the
     # study got no volume, although its second reconstruction assembles
-    export = tmp_path / "export"
-    truth = generate_export(export, patients=1, seed=7, language="en", matrix=64, n_slices=24)
-    config, work = _config(tmp_path, export), tmp_path / "work"
-    plan = pipeline.plan_export(config, work)
+    config, work, plan, stack, recon = _one_study(tmp_path)
     unit = plan.units[0]
-    stack = next(s for s in unit.stacks if s.stack_key == unit.candidates[0][0])  # the selected stack
-    recon = next(s for s in truth.series if s.kind == "recon" and s.study_uid == stack.first.study_uid)
     broken = stack.instances[len(stack.instances) // 2]
     dataset = pydicom.dcmread(broken.path)  # an RLE frame of no segments: whole at indexing, undecodable
     dataset.PixelData = pydicom.encaps.encapsulate([bytes(64)])
@@ -1179,13 +1195,8 @@ def test_a_stack_failing_with_any_error_is_quarantined_and_its_study_falls_back_
                                                                                                   error):
     # a stack too large for the worker's memory (or one no check foresaw) raised out of its study: the study
     # failed after retries, its other reconstruction, its report and its series rows with it, and the run failed
-    export = tmp_path / "export"
-    truth = generate_export(export, patients=1, seed=7, language="en", matrix=64, n_slices=24)
-    config, work = _config(tmp_path, export), tmp_path / "work"
-    plan = pipeline.plan_export(config, work)
+    config, work, plan, stack, recon = _one_study(tmp_path)
     unit = plan.units[0]
-    stack = next(s for s in unit.stacks if s.stack_key == unit.candidates[0][0])  # the selected stack
-    recon = next(s for s in truth.series if s.kind == "recon" and s.study_uid == stack.first.study_uid)
     real = ingest_pipeline.resample_volume
 
     def failing(volume, config):
@@ -1204,10 +1215,7 @@ def test_a_stack_failing_with_any_error_is_quarantined_and_its_study_falls_back_
     volumes = _table(result.path, "volumes")
     assert list(volumes[volumes["study_id"] == unit.unit_id]["series_number"]) == [recon.series_number]
     # one that always fails is tried by the next runs (the fallback's results reused), then kept
-    runs = [_run(config, work).computed for _ in range(pipeline.STAGE_ATTEMPTS)]
-    assert runs == [{"ingest": 1}] * (pipeline.STAGE_ATTEMPTS - 1) + [{}]
-    (row,) = _private_quarantine(work).query("reason == 'stage_failed'").itertuples()
-    assert f"failed in {pipeline.STAGE_ATTEMPTS} runs, kept so" in row.message
+    _assert_retried_then_kept(config, work)
 
     def interrupted(volume, config):
         raise KeyboardInterrupt
@@ -1220,12 +1228,8 @@ def test_a_stack_failing_with_any_error_is_quarantined_and_its_study_falls_back_
 def test_a_stack_that_ran_out_of_memory_is_assembled_by_the_next_run_once_it_can(tmp_path, monkeypatch):
     # its failure was stored as the stack's result: raising the workers' memory and re-running kept
     # the fallback volume until the export changed
-    export = tmp_path / "export"
-    generate_export(export, patients=1, seed=7, language="en", matrix=64, n_slices=24)
-    config, work = _config(tmp_path, export), tmp_path / "work"
-    plan = pipeline.plan_export(config, work)
+    config, work, plan, stack, _ = _one_study(tmp_path)
     unit = plan.units[0]
-    stack = next(s for s in unit.stacks if s.stack_key == unit.candidates[0][0])  # the selected stack
     real = ingest_pipeline.resample_volume
 
     def out_of_memory(volume, config):
@@ -1270,13 +1274,8 @@ def test_a_stack_whose_rows_or_stored_volume_fail_is_quarantined_and_its_study_f
                                                                                          step):
     # only assembly and resampling were caught: an error after them (its slice rows, its fingerprint or
     # its encoding out of memory) failed the study after retries, its other stacks and report with it
-    export = tmp_path / "export"
-    truth = generate_export(export, patients=1, seed=7, language="en", matrix=64, n_slices=24)
-    config, work = _config(tmp_path, export), tmp_path / "work"
-    plan = pipeline.plan_export(config, work)
+    config, work, plan, stack, recon = _one_study(tmp_path)
     unit = plan.units[0]
-    stack = next(s for s in unit.stacks if s.stack_key == unit.candidates[0][0])  # the selected stack
-    recon = next(s for s in truth.series if s.kind == "recon" and s.study_uid == stack.first.study_uid)
     current, real_ingest, real = [""], pipeline.ingest_stack, getattr(module, name)
 
     def ingesting(s, *args):
@@ -1297,10 +1296,7 @@ def test_a_stack_whose_rows_or_stored_volume_fail_is_quarantined_and_its_study_f
     assert "the next run assembles it again" in row.message
     volumes = _table(pipeline.build_from_work(config, work, tmp_path / "v1").path, "volumes")
     assert list(volumes[volumes["study_id"] == unit.unit_id]["series_number"]) == [recon.series_number]
-    runs = [_run(config, work).computed for _ in range(pipeline.STAGE_ATTEMPTS)]
-    assert runs == [{"ingest": 1}] * (pipeline.STAGE_ATTEMPTS - 1) + [{}]
-    (row,) = _private_quarantine(work).query("reason == 'stage_failed'").itertuples()
-    assert f"failed in {pipeline.STAGE_ATTEMPTS} runs, kept so" in row.message
+    _assert_retried_then_kept(config, work)
 
 
 @pytest.mark.parametrize(("name", "error"), [("mine_snippets", SnippetError("volume 'v' has a singular direction/spacing matrix")),
