@@ -14,8 +14,10 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,6 +69,19 @@ def _one_study(tmp_path: Path) -> tuple[CorpusConfig, Path, pipeline.ExportPlan,
     stack = next(s for s in unit.stacks if s.stack_key == unit.candidates[0][0])
     recon = next(s for s in truth.series if s.kind == "recon" and s.study_uid == stack.first.study_uid)
     return config, work, plan, stack, recon
+
+
+def _fail_resampling(monkeypatch: pytest.MonkeyPatch, stack: Stack, error: BaseException) -> Callable[..., Any]:
+    """Make resampling ``stack`` raise ``error`` (every other stack resamples); return the real function."""
+    real = ingest_pipeline.resample_volume
+
+    def failing(volume, config):
+        if volume.stack_key == stack.stack_key:
+            raise error
+        return real(volume, config)
+
+    monkeypatch.setattr(ingest_pipeline, "resample_volume", failing)
+    return real
 
 
 def _assert_retried_then_kept(config: CorpusConfig, work: Path) -> None:
@@ -1197,14 +1212,7 @@ def test_a_stack_failing_with_any_error_is_quarantined_and_its_study_falls_back_
     # failed after retries, its other reconstruction, its report and its series rows with it, and the run failed
     config, work, plan, stack, recon = _one_study(tmp_path)
     unit = plan.units[0]
-    real = ingest_pipeline.resample_volume
-
-    def failing(volume, config):
-        if volume.stack_key == stack.stack_key:
-            raise error
-        return real(volume, config)
-
-    monkeypatch.setattr(ingest_pipeline, "resample_volume", failing)
+    _fail_resampling(monkeypatch, stack, error)
     summary = _run(config, work)
     assert summary.failed == 0 and summary.volumes == len(plan.units)
     quarantine = _private_quarantine(work)
@@ -1230,14 +1238,7 @@ def test_a_stack_that_ran_out_of_memory_is_assembled_by_the_next_run_once_it_can
     # the fallback volume until the export changed
     config, work, plan, stack, _ = _one_study(tmp_path)
     unit = plan.units[0]
-    real = ingest_pipeline.resample_volume
-
-    def out_of_memory(volume, config):
-        if volume.stack_key == stack.stack_key:
-            raise MemoryError
-        return real(volume, config)
-
-    monkeypatch.setattr(ingest_pipeline, "resample_volume", out_of_memory)
+    real = _fail_resampling(monkeypatch, stack, MemoryError())
     _run(config, work)
     monkeypatch.setattr(ingest_pipeline, "resample_volume", real)
     recovered = _run(config, work)
