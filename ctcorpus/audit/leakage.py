@@ -472,7 +472,7 @@ def coverage(
     for that id. The report must say what was not checked.
     """
     placeholders = placeholders or {}
-    compared = _fingerprint_use(volumes)[2]
+    usable_fp, versions, compared = _fingerprint_use(volumes)
     rows = pd.concat([frame[["corpus", "patient_id", "study_id"]] for frame in (volumes, reports)], ignore_index=True)
     words = reports["text"].map(_text_hash).ne("")
     usable = (
@@ -499,7 +499,7 @@ def coverage(
         (
             FindingKind.NEAR_DUPLICATE_VOLUME,
             volumes,
-            compared_fingerprints(volumes),
+            usable_fp & versions.eq(compared),  # compared_fingerprints, its versions read once
             "volumes with a finite fingerprint" + (f" of version {compared}" if compared is not None else ""),
         ),
         (FindingKind.DUPLICATE_REPORT, reports, words, "reports with words"),
