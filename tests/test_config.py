@@ -76,6 +76,23 @@ def test_memory_limits_dask_reads_are_accepted(limit: str) -> None:
     assert config_from_dict({"run": {"memory_limit_per_worker": limit}}).run.memory_limit_per_worker == limit
 
 
+@pytest.mark.parametrize(("written", "limit"), [("0.5", "0.5"), ("8000000000", "8000000000"), ("0", "0"), ("4.0e+9", "4000000000.0")])
+def test_a_memory_limit_written_as_a_number_is_the_limit_it_names(tmp_path: Path, written: str, limit: str) -> None:
+    """Unquoted, YAML reads a fraction or a byte count as a number: it was refused as 'Input should be a valid
+    string', where the field's description offers '0.5' of the machine or a whole number of bytes."""
+    path = tmp_path / "ctcorpus.yaml"
+    path.write_text(f"run:\n  memory_limit_per_worker: {written}\n")
+    assert load_config(path).run.memory_limit_per_worker == limit
+
+
+@pytest.mark.parametrize("written", ["1.5", "-1", ".inf", "true"])
+def test_a_number_dask_cannot_read_as_a_memory_limit_is_refused_naming_the_field(tmp_path: Path, written: str) -> None:
+    path = tmp_path / "ctcorpus.yaml"
+    path.write_text(f"run:\n  memory_limit_per_worker: {written}\n")
+    with pytest.raises(ConfigError, match=r"run\.memory_limit_per_worker: .*(is no memory limit|valid string)"):
+        load_config(path)
+
+
 @pytest.mark.parametrize("version", ["", ".", "..", "../v2", "v1/v2", ".tmp-v2"])
 def test_dataset_version_must_be_a_plain_folder_name(version: str) -> None:
     # '' and '.' made the build replace <output_dir>/dataset whole, deleting every other version

@@ -166,11 +166,17 @@ class RunConfig(StageConfig):
             raise ValueError("must be an http(s) URL such as http://prefect-server:4200/api")
         return value
 
-    @field_validator("memory_limit_per_worker")
+    @field_validator("memory_limit_per_worker", mode="before")
     @classmethod
-    def _memory_limit(cls, value: str) -> str:
+    def _memory_limit(cls, value: object) -> object:
         """Dask refuses a malformed limit only when the cluster starts, naming no field, and reads a bare
-        number above 1 as bytes ('1.5': workers of one byte); accept only what it reads as meant."""
+        number above 1 as bytes ('1.5': workers of one byte); accept only what it reads as meant. A number
+        as YAML reads it unquoted (``0.5``, ``8000000000``) is the limit its text names: it was refused
+        as 'Input should be a valid string'."""
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            return value  # pydantic refuses it, naming the field
         if value == "auto" or _BYTE_SIZE.fullmatch(value.replace(" ", "")):
             return value
         try:
