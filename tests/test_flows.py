@@ -118,6 +118,27 @@ def test_a_flow_config_names_the_segmentation_weights_absolutely(tmp_path, monke
     assert load_flow_config(None)[0].anatomy.weights_path is None
 
 
+def test_a_tilde_in_a_config_path_is_the_users_home(tmp_path, monkeypatch):
+    """YAML keeps `~` as text: `output_dir: ~/ctcorpus` wrote the work store and Prefect's home into a folder
+    named '~' of the working folder, and `export_dir: ~/export` named no folder, refused before any work."""
+    from flows.common import load_flow_config
+    from flows.runtime import prefect_environment
+
+    home, elsewhere = tmp_path / "home", tmp_path / "cwd"
+    (home / "export").mkdir(parents=True)
+    elsewhere.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(elsewhere)
+    config = tmp_path / "ctcorpus.yaml"
+    config.write_text("run:\n  export_dir: ~/export\n  report_files: ~/ris/reports.csv\n  output_dir: ~/ctcorpus\n"
+                      "anatomy:\n  weights_path: ~/weights\n", encoding="utf-8")
+    loaded, work = load_flow_config(str(config))
+    assert pipeline.export_root(loaded.run) == home / "export"  # the CLI's check before Prefect starts
+    assert loaded.run.report_files == (home / "ris" / "reports.csv",)
+    assert work == home / "ctcorpus" / "work" and loaded.anatomy.weights_path == home / "weights"
+    assert prefect_environment(loaded.run)["PREFECT_HOME"] == str(home / "ctcorpus" / ".prefect")
+
+
 def test_a_cluster_without_workers_stops_the_run_instead_of_hanging(setup, tmp_path):
     # an existing cluster whose workers all died: each study waited for one forever
     from distributed import LocalCluster
