@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,21 @@ def audit_task(dataset: Path, against: Path | None, out: Path, config_path: str 
     return html, json_path, len(result.findings)
 
 
+def default_audit_dir(dataset: Path) -> Path:
+    """``<dataset>-audit`` beside the dataset, named from its absolute path (``..`` collapsed, links kept):
+    ``ctcorpus audit .`` in a dataset folder wrote the report into the dataset as ``-audit`` (files its
+    manifest does not list: ``verify`` then failed it), and ``ctcorpus audit ..`` into ``..-audit``."""
+    absolute = Path(os.path.abspath(dataset))
+    return absolute.parent / f"{absolute.name}-audit"
+
+
 @flow(name="audit_dataset")
 def audit_dataset(
     dataset_dir: str, against_dir: str | None = None, out_dir: str | None = None, config_path: str | None = None
 ) -> dict[str, Any]:
     """Audit a dataset version (optionally against another one) and write ``audit.html``/``audit.json``."""
     dataset = Path(dataset_dir)
-    out = Path(out_dir) if out_dir else dataset.parent / f"{dataset.name}-audit"
+    out = Path(out_dir) if out_dir else default_audit_dir(dataset)
     html, json_path, findings = audit_task(dataset, Path(against_dir) if against_dir else None, out, config_path)
     get_run_logger().info("audit written html=%s findings=%d", html, findings)
     return {"html": str(html), "json": str(json_path), "findings": findings}

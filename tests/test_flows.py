@@ -139,6 +139,23 @@ def test_a_tilde_in_a_config_path_is_the_users_home(tmp_path, monkeypatch):
     assert prefect_environment(loaded.run)["PREFECT_HOME"] == str(home / "ctcorpus" / ".prefect")
 
 
+def test_the_default_audit_folder_is_beside_the_dataset_however_it_is_named(tmp_path, monkeypatch):
+    """`ctcorpus audit .` in a dataset folder wrote its report into the dataset, as `-audit`, which `verify`
+    then reported as files the manifest does not list; `ctcorpus audit ..` wrote `..-audit`."""
+    from flows.audit import default_audit_dir
+
+    dataset = tmp_path / "out" / "dataset" / "v1"
+    (dataset / "tables").mkdir(parents=True)
+    (tmp_path / "current").symlink_to(dataset)  # a link is named as the user names it
+    monkeypatch.chdir(dataset)
+    assert default_audit_dir(Path(".")) == tmp_path / "out" / "dataset" / "v1-audit"
+    monkeypatch.chdir(dataset / "tables")
+    assert default_audit_dir(Path("..")) == tmp_path / "out" / "dataset" / "v1-audit"
+    monkeypatch.chdir(tmp_path)
+    assert default_audit_dir(Path("current")) == tmp_path / "current-audit"
+    assert default_audit_dir(Path("out/dataset/v1/")) == tmp_path / "out" / "dataset" / "v1-audit"
+
+
 def test_a_cluster_without_workers_stops_the_run_instead_of_hanging(setup, tmp_path):
     # an existing cluster whose workers all died: each study waited for one forever
     from distributed import LocalCluster
