@@ -108,3 +108,17 @@ def test_one_report_export_or_exclude_pattern_may_be_given_without_a_list() -> N
     assert run.exclude_globs == ("labels/*",)
     with pytest.raises(ConfigError, match=r"run\.report_files: Input should be a valid tuple"):
         config_from_dict({"run": {"report_files": 5}})
+
+
+def test_a_section_or_list_whose_entries_are_all_commented_out_keeps_its_default(tmp_path: Path) -> None:
+    """YAML reads a key with nothing under it as null: `train:` with its fields commented out, as a user trims
+    what `ctcorpus config` prints, was refused as 'Input should be a valid dictionary or instance of
+    TrainConfig', and `report_files:` with its entries commented out as 'Input should be a valid tuple'."""
+    path = tmp_path / "ctcorpus.yaml"
+    path.write_text("run:\n  report_files:\n  #  - /ris/reports.csv\n  exclude_globs:\n"
+                    "reports:\n  columns:\n  #  text: Befundtext\ntrain:\n#  steps: 5\n")
+    loaded = load_config(path)
+    assert loaded.run.report_files == () and loaded.run.exclude_globs == ()
+    assert loaded.reports.columns == type(loaded.reports.columns)() and loaded.train == type(loaded.train)()
+    with pytest.raises(ConfigError, match=r"train: Input should be a valid dictionary"):
+        config_from_dict({"train": [5]})

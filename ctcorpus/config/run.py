@@ -147,7 +147,10 @@ class RunConfig(StageConfig):
     @classmethod
     def _one_or_more(cls, value: object) -> object:
         """One path or pattern where a list is meant (``report_files: /ris/reports.csv``) is a list of one:
-        it was refused as 'Input should be a valid tuple', and a string is never a list of its characters."""
+        it was refused as 'Input should be a valid tuple', and a string is never a list of its characters.
+        No entry under the key (each one commented out), YAML's null, is none, refused as no tuple too."""
+        if value is None:
+            return ()
         return (value,) if isinstance(value, (str, Path)) else value
 
     @field_validator("export_dir", "report_files", "output_dir", "prefect_home")
