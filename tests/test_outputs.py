@@ -202,6 +202,20 @@ def test_a_build_does_not_replace_a_folder_that_is_no_dataset_version(tmp_path):
     assert verify_dataset(_build(tmp_path, units, "empty").path) == []  # an empty folder, or a version, is built into
 
 
+def test_a_build_leaves_a_file_or_a_link_where_its_version_should_go_as_it_is(tmp_path):
+    # the build renamed the file or link aside to delete it, failed to, and left it hidden as a leftover
+    units = [_unit(tmp_path, i) for i in range(2)]
+    (tmp_path / "notes.txt").write_text("kept")
+    version = _build(tmp_path, units, "v3").path
+    (tmp_path / "latest").symlink_to("v3")
+    for name, reason in [("notes.txt", "is a file"), ("latest", "is a link to v3")]:
+        with pytest.raises(OutputError, match=reason) as error:
+            _build(tmp_path, units, name)
+        assert str(tmp_path / name) in str(error.value)
+    assert (tmp_path / "notes.txt").read_text() == "kept" and (tmp_path / "latest").resolve() == version
+    assert verify_dataset(version) == [] and not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
 def test_a_build_records_the_version_of_the_folder_it_writes(tmp_path):
     result = _build(tmp_path, [_unit(tmp_path, i) for i in range(3)], "v2")  # the config's dataset_version is v1
     assert read_manifest(result.path)["dataset_version"] == "v2"

@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import math
+import os
 import tarfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -265,6 +266,22 @@ def _split_counts(units: Sequence[BuildUnit], splits: Mapping[str, str], config:
     return {s: {k: counts[s][k] for k in COUNTS} for s in sorted(configured | set(counts))}
 
 
+def _not_replaceable(out: Path) -> str | None:
+    """Why a build must not replace ``out`` whole (None: it may, a dataset version or an empty or new folder).
+
+    The build moves ``out`` aside and deletes it: a folder of other files went with it (``--out out``, the
+    work store's folder); a file, or a link (``latest`` -> ``v3``), could not be deleted and was left behind
+    hidden as a killed build's leftover, the link's version not rebuilt.
+    """
+    if out.is_symlink():
+        return f"is a link to {os.readlink(out)}, which a build would replace, not the version it names"
+    if out.exists() and not out.is_dir():
+        return "is a file, not a dataset folder, and a build replaces it whole"
+    if out.is_dir() and not (out / MANIFEST).is_file() and any(out.iterdir()):
+        return "holds files but no manifest.json, so it is no dataset version, and a build replaces its folder whole"
+    return None
+
+
 def build_dataset(
     units: Iterable[BuildUnit],
     out: Path,
@@ -277,8 +294,8 @@ def build_dataset(
 
     One build at a time may write ``out``; it first removes what a killed build of ``out`` left.
     The version is the folder's name: the manifest and card name what the user built. A folder
-    that holds files but no manifest is no dataset version and is not replaced (``--out out``
-    named the folder of the work store, and the build deleted it whole).
+    that holds files but no manifest, a file or a link is no dataset version and is not replaced
+    (:func:`_not_replaceable`).
 
     Parameters
     ----------
@@ -291,9 +308,8 @@ def build_dataset(
     geometry:
         Orientation, spacing and HU range of the volumes, stated in the manifest and card.
     """
-    if out.is_dir() and not (out / MANIFEST).is_file() and any(out.iterdir()):
-        raise OutputError("holds files but no manifest.json, so it is no dataset version, and a build replaces its "
-                          "folder whole; build into a new or empty folder, e.g. <output_dir>/dataset/<version>", path=out)
+    if reason := _not_replaceable(out):
+        raise OutputError(f"{reason}; build into a new or empty folder, e.g. <output_dir>/dataset/<version>", path=out)
     ordered = sorted(units, key=lambda u: u.unit_id)
     splits = _split_of_units(ordered, config)
     with exclusive_atomic_dir(out) as tmp:
