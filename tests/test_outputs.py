@@ -45,7 +45,9 @@ from ctcorpus.schemas import load_schema, table_from_rows
 PROV = {"pipeline_version": "test", "source_sha256": "0" * 64, "producer": "test-1"}
 
 
-def _unit(tmp: Path, i: int, slices: int = 4) -> BuildUnit:
+def _unit(tmp: Path, i: int, slices: int = 4, patient: int | None = None, volume: int | None = None) -> BuildUnit:
+    """Study ``i`` of patient ``i`` (or ``patient``) with one sample, of volume ``i`` (or ``volume``)."""
+    patient_id, volume_id = f"pat-{i if patient is None else patient:03d}", f"vol-{i if volume is None else volume:03d}"
     rng = np.random.default_rng(i)
     files = {}
     base = tmp / "store" / f"u{i}"
@@ -64,12 +66,12 @@ def _unit(tmp: Path, i: int, slices: int = 4) -> BuildUnit:
         [QuarantineEntry(stage="ingest", path=f"f{i}", reason=QuarantineReason.LOCALIZER, message="scout")],
         **PROV,
     )
-    row = {"volume_id": f"vol-{i:03d}", "study_id": f"stu-{i:03d}", "patient_id": f"pat-{i:03d}", "report_id": f"rep-{i:03d}",
+    row = {"volume_id": volume_id, "study_id": f"stu-{i:03d}", "patient_id": patient_id, "report_id": f"rep-{i:03d}",
            "in_shards": True, "hu_sha256": "0" * 64, "fingerprint": [0.0], "fingerprint_version": 1, "shape_zyx": [slices, 8, 8],
            "mask_source": "none", "n_snippets": 0, "patient_key": f"key-{i:03d}"}
-    sample = StoredSample(volume_id=f"vol-{i:03d}", files=files, meta={"volume_id": f"vol-{i:03d}"})
+    sample = StoredSample(volume_id=volume_id, files=files, meta={"volume_id": volume_id})
     tables = {"quarantine": quarantine, "samples": table_from_rows("samples", [row], **PROV)}
-    return BuildUnit(unit_id=f"stu-{i:03d}", patient_id=f"pat-{i:03d}", tables=tables, samples=(sample,))
+    return BuildUnit(unit_id=f"stu-{i:03d}", patient_id=patient_id, tables=tables, samples=(sample,))
 
 
 def _build(tmp: Path, units, name="ds", **cfg):
@@ -239,6 +241,24 @@ def test_splits_are_stable_when_patients_are_added():
     shares = pd.Series([s.value for s in after.values()]).value_counts(normalize=True)
     assert abs(shares["train"] - 0.6) < 0.08 and abs(shares["test"] - 0.2) < 0.08
     assert {assign_split("pat-1", fractions, k) for k in map(str, range(30))} != {before["pat-1"]}
+
+
+def test_patients_whose_studies_hold_one_volume_are_one_person_in_one_split_with_the_volume_in_one_shard(tmp_path, caplog):
+    # the same images exported under two patient ids (before and after an id correction) were two patients:
+    # the volume was in the shards of two splits, a leak the audit does not see, or twice under one key
+    config = OutputConfig()
+    own = {i: assign_split(f"pat-{i:03d}", config.split_fractions, config.split_key).value for i in range(40)}
+    other = next(i for i in own if own[i] != own[0])
+    units = [_unit(tmp_path, i) for i in range(1, 10) if i != other]
+    units += [_unit(tmp_path, 0), _unit(tmp_path, other, volume=0), _unit(tmp_path, 50, patient=0, volume=0)]
+    result = _build(tmp_path, units)
+    assert result.splits["pat-000"] == result.splits[f"pat-{other:03d}"] == own[0]
+    assert all(result.splits[u.patient_id] == own[int(u.patient_id[4:])] for u in units if u.patient_id != f"pat-{other:03d}")
+    keys = Counter(k for f in _shards(result) for k in _keys(result.path / f["path"]))
+    assert keys["vol-000"] == 1 and set(keys.values()) == {1}
+    assert sum(c["samples"] for c in result.manifest["splits"].values()) == len(keys) == len(units) - 2
+    assert verify_dataset(result.path) == []
+    assert f"pat-{other:03d}=pat-000" in caplog.text
 
 
 def test_verify_names_a_flipped_byte_and_a_missing_parquet(tmp_path):

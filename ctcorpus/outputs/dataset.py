@@ -25,7 +25,7 @@ import webdataset as wds
 
 from ctcorpus.config.outputs import OutputConfig
 from ctcorpus.errors import OutputError
-from ctcorpus.outputs.splits import assign_split
+from ctcorpus.outputs.splits import assign_split, linked_patients
 from ctcorpus.outputs.store import atomic_write_bytes, exclusive_atomic_dir, moved_aside, write_parquet
 from ctcorpus.records import sha256_file
 from ctcorpus.schemas import as_schema, load_schema, table_from_rows
@@ -106,9 +106,38 @@ def _logged(items: Sequence[T], what: str) -> Iterator[T]:
             log.info("%s done=%d/%d", what, count, len(items))
 
 
+def _volume_ids(unit: BuildUnit) -> set[str]:
+    """The volumes of a study: its samples' and its ``volumes`` rows' (those without a report too)."""
+    rows = unit.tables["volumes"].column("volume_id").to_pylist() if "volumes" in unit.tables else []
+    return {s.volume_id for s in unit.samples} | set(rows)
+
+
 def _split_of_units(units: Sequence[BuildUnit], config: OutputConfig) -> dict[str, str]:
+    """Patient -> split: patients whose studies hold one volume are one person (:func:`linked_patients`)
+    and take one split, where the volume was in the shards of two splits under one key, a leak the audit
+    cannot see (it pairs volumes of different ids)."""
     patients = sorted({u.patient_id for u in units if u.patient_id})
-    return {p: assign_split(p, config.split_fractions, config.split_key).value for p in patients}
+    holders: dict[str, set[str]] = defaultdict(set)
+    for unit in units:
+        if unit.patient_id:
+            for volume_id in _volume_ids(unit):
+                holders[volume_id].add(unit.patient_id)
+    person = linked_patients(patients, holders.values())
+    if linked := sorted(p for p in patients if person[p] != p):
+        log.warning("patients whose studies hold the same volume are one person, in one split: %s",
+                    ", ".join(f"{p}={person[p]}" for p in linked))
+    return {p: assign_split(person[p], config.split_fractions, config.split_key).value for p in patients}
+
+
+def _shard_samples(units: Sequence[BuildUnit], splits: Mapping[str, str]) -> dict[str, list[StoredSample]]:
+    """Split -> its samples in volume-id order, each volume once (that of the first study by unit id): a
+    volume two studies hold was written twice into the shards under one key, which readers merge or
+    repeat, and verify counted once."""
+    by_split: dict[str, dict[str, StoredSample]] = defaultdict(dict)
+    for unit in units:
+        for sample in unit.samples:
+            by_split[splits[unit.patient_id]].setdefault(sample.volume_id, sample)
+    return {split: [found[v] for v in sorted(found)] for split, found in sorted(by_split.items())}
 
 
 def _write_tables(
@@ -185,20 +214,14 @@ def _shard_order(group: list[StoredSample], config: OutputConfig) -> list[Stored
     return sorted(group, key=lambda s: (_keyed_unit(seed, s.volume_id), s.volume_id))
 
 
-def _write_shards(
-    units: Sequence[BuildUnit], splits: Mapping[str, str], out: Path, config: OutputConfig
-) -> list[dict[str, Any]]:
-    by_split: dict[str, list[StoredSample]] = defaultdict(list)
-    for unit in units:
-        for sample in unit.samples:
-            by_split[splits[unit.patient_id]].append(sample)
+def _write_shards(shard_samples: Mapping[str, Sequence[StoredSample]], out: Path, config: OutputConfig) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
-    for split in sorted(by_split):
+    for split, samples in shard_samples.items():
         shard_dir = out / "shards" / split
         shard_dir.mkdir(parents=True, exist_ok=True)
         sized = [
             (s, _tar_member_bytes([*(Path(s.files[name]).stat().st_size for name in SAMPLE_FILES), len(_meta_json(s, split))]))
-            for s in sorted(by_split[split], key=lambda s: s.volume_id)
+            for s in samples
         ]
         for index, group in enumerate(_logged(_shard_groups(sized, config.shard_max_bytes), f"writing shards split={split}")):
             path = shard_dir / f"shard-{index:06d}.tar"
@@ -248,9 +271,10 @@ def _producers(units: Sequence[BuildUnit]) -> dict[str, list[str]]:
     return {name: sorted(found[name]) for name in sorted(found)}
 
 
-def _split_counts(units: Sequence[BuildUnit], splits: Mapping[str, str], config: OutputConfig) -> dict[str, dict[str, int]]:
+def _split_counts(units: Sequence[BuildUnit], splits: Mapping[str, str], shard_samples: Mapping[str, Sequence[StoredSample]],
+                  config: OutputConfig) -> dict[str, dict[str, int]]:
     """Counts per split, zeros for a configured split no patient fell into (a small cohort's test split
-    is stated empty, not left out)."""
+    is stated empty, not left out); samples as the shards hold them (the volumes with a report)."""
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     for unit in units:
         if not unit.patient_id:
@@ -258,10 +282,11 @@ def _split_counts(units: Sequence[BuildUnit], splits: Mapping[str, str], config:
         split = splits[unit.patient_id]
         counts[split]["studies"] += 1
         counts[split]["volumes"] += unit.tables["volumes"].num_rows if "volumes" in unit.tables else 0
-        counts[split]["samples"] += len(unit.samples)  # the volumes with a report: those in the shards
         counts[split]["reports"] += unit.tables["reports"].num_rows if "reports" in unit.tables else 0
-    for patient, split in splits.items():
+    for split in splits.values():
         counts[split]["patients"] += 1
+    for split, samples in shard_samples.items():
+        counts[split]["samples"] = len(samples)
     configured = {name for name, fraction in config.split_fractions.items() if fraction > 0}
     return {s: {k: counts[s][k] for k in COUNTS} for s in sorted(configured | set(counts))}
 
@@ -312,8 +337,9 @@ def build_dataset(
         raise OutputError(f"{reason}; build into a new or empty folder, e.g. <output_dir>/dataset/<version>", path=out)
     ordered = sorted(units, key=lambda u: u.unit_id)
     splits = _split_of_units(ordered, config)
+    shard_samples = _shard_samples(ordered, splits)
     with exclusive_atomic_dir(out) as tmp:
-        entries = _write_tables(ordered, splits, tmp, config) + _write_shards(ordered, splits, tmp, config)
+        entries = _write_tables(ordered, splits, tmp, config) + _write_shards(shard_samples, tmp, config)
         for entry in _logged(entries, "hashing files"):
             path = tmp / entry["path"]
             entry["sha256"] = sha256_file(path)
@@ -327,7 +353,7 @@ def build_dataset(
             "geometry": dict(geometry),
             "schemas": {name: load_schema(name).version for name in sorted({e["table"] for e in entries} - {"webdataset"})},
             "manifest_schema_version": load_schema("manifest").version,
-            "splits": _split_counts(ordered, splits, config),
+            "splits": _split_counts(ordered, splits, shard_samples, config),
             "producers": _producers(ordered),
             "files": files,
         }
