@@ -276,6 +276,28 @@ def test_verify_names_a_flipped_byte_and_a_missing_parquet(tmp_path):
     assert len(problems) == 2
 
 
+def test_verify_names_a_file_it_cannot_read_and_checks_the_files_after_it(tmp_path, monkeypatch):
+    # an I/O error (a bad disk block, a stale network mount) ended verify with a traceback, no file after it checked
+    import ctcorpus.outputs.verify as verify_module
+
+    result = _build(tmp_path, [_unit(tmp_path, i) for i in range(6)])
+    shard = next(f for f in result.manifest["files"] if f["kind"] == "shard")
+    table = result.manifest["files"][-1]  # files are in path order: the shards come first
+    (result.path / table["path"]).write_bytes(b"changed")
+    bad = {result.path / shard["path"], result.path / "dataset_card.md"}
+
+    def failing_disk(path, *args):
+        if Path(path) in bad:
+            raise OSError(5, "Input/output error")
+        return sha256_file(path, *args)
+
+    monkeypatch.setattr(verify_module, "sha256_file", failing_disk)
+    problems = {p.path: p.problem for p in verify_dataset(result.path)}
+    assert problems[shard["path"]].startswith("cannot be read (Input/output error)")
+    assert problems["dataset_card.md"].startswith("cannot be read (Input/output error)")
+    assert "sha256 differs" in problems[table["path"]] and len(problems) == 3
+
+
 @pytest.mark.parametrize("change", ["edit", "delete"])
 def test_verify_names_a_changed_or_missing_dataset_card(tmp_path, change):
     result = _build(tmp_path, [_unit(tmp_path, i) for i in range(3)])

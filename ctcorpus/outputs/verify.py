@@ -99,6 +99,17 @@ def _field_problems(field: str, stated: Any, found: Any) -> list[VerifyProblem]:
                                     "(the manifest was altered)")]
 
 
+def _size_and_sha256(path: Path) -> tuple[int, str]:
+    """A file's size and sha256; an I/O error reading it (a bad disk block, a stale network mount) is an
+    :class:`OutputError` saying so, which verify names with the file and goes on, where it ended verify
+    with a traceback and checked no file after it."""
+    try:
+        return path.stat().st_size, sha256_file(path)
+    except OSError as exc:
+        raise OutputError(f"cannot be read ({exc.strerror or exc}); copy it again from a good copy or rebuild",
+                          path=path) from None
+
+
 def verify_dataset(dataset: Path) -> list[VerifyProblem]:
     """Recompute checksums, sizes, counts and schemas; return every problem found (empty: all good).
 
@@ -133,9 +144,14 @@ def verify_dataset(dataset: Path) -> list[VerifyProblem]:
         if not path.is_file():
             problems.append(VerifyProblem(rel, "missing"))
             continue
-        if path.stat().st_size != entry["bytes"]:
-            problems.append(VerifyProblem(rel, f"size {path.stat().st_size} != manifest {entry['bytes']}"))
-        if sha256_file(path) != entry["sha256"]:
+        try:
+            size, sha256 = _size_and_sha256(path)
+        except OutputError as exc:
+            problems.append(VerifyProblem(rel, exc.message))
+            continue
+        if size != entry["bytes"]:
+            problems.append(VerifyProblem(rel, f"size {size} != manifest {entry['bytes']}"))
+        if sha256 != entry["sha256"]:
             problems.append(VerifyProblem(rel, "sha256 differs from the manifest (file changed or corrupt)"))
             continue
         try:
@@ -171,8 +187,12 @@ def verify_dataset(dataset: Path) -> list[VerifyProblem]:
     if "card_sha256" in manifest:  # a manifest written before the card had its checksum has none
         if not card.is_file():
             problems.append(VerifyProblem(CARD, "missing"))
-        elif sha256_file(card) != manifest["card_sha256"]:
-            problems.append(VerifyProblem(CARD, "sha256 differs from the manifest (file changed or corrupt)"))
+        else:
+            try:
+                if _size_and_sha256(card)[1] != manifest["card_sha256"]:
+                    problems.append(VerifyProblem(CARD, "sha256 differs from the manifest (file changed or corrupt)"))
+            except OutputError as exc:
+                problems.append(VerifyProblem(CARD, exc.message))
     folders = {parent.as_posix() for rel in listed for parent in PurePosixPath(rel).parents}
     for path in sorted(dataset.rglob("*")):
         rel = path.relative_to(dataset).as_posix()
