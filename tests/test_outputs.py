@@ -408,6 +408,7 @@ def _edit_manifest(dataset: Path, edit) -> dict[str, str]:
     ("producers.samples", lambda m: m["producers"].pop("samples")),
     ("schemas.samples", lambda m: m["schemas"].update(samples=m["schemas"]["samples"] - 1)),
     ("schemas", lambda m: m.update(schemas=[])),  # each table file was named unreadable instead
+    ("splits", lambda m: m.update(splits=None)),  # verify ended with a TypeError
 ])
 def test_verify_recomputes_the_manifests_own_fields_and_names_an_edited_one(tmp_path, field, edit):
     result = _build(tmp_path, [_unit(tmp_path, i) for i in range(12)])

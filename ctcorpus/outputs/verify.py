@@ -180,7 +180,8 @@ def verify_dataset(dataset: Path) -> list[VerifyProblem]:
         if count != entry["count"]:
             problems.append(VerifyProblem(rel, f"{count} rows/samples, manifest says {entry['count']}"))
     if len(problems) == before_files:
-        found_fields = _fields_found(tables, shard_samples, manifest.get("splits", {}))
+        stated_splits = manifest["splits"] if isinstance(manifest.get("splits"), dict) else {}  # else named below
+        found_fields = _fields_found(tables, shard_samples, stated_splits)
         problems += [p for field, value in found_fields.items() if field in manifest
                      for p in _field_problems(field, manifest[field], value)]
     card = dataset / CARD
