@@ -35,9 +35,15 @@ from ctcorpus.anatomy import (
     sentence_region,
     sentence_regions_table,
     structure_stats,
+    weights_dir,
 )
 from ctcorpus.anatomy.base import same_grid
-from ctcorpus.anatomy.totalseg import _cached_predictor_class, label_map_from_nifti, write_nifti
+from ctcorpus.anatomy.totalseg import (
+    _cached_predictor_class,
+    _home_dir,
+    label_map_from_nifti,
+    write_nifti,
+)
 from ctcorpus.config.anatomy import AnatomyConfig
 from ctcorpus.errors import AnatomyError
 from ctcorpus.schemas import check_table
@@ -504,6 +510,22 @@ def test_weights_relocated_by_the_environment_are_where_totalsegmentator_looks(t
             assert json.loads((get_totalseg_dir() / "config.json").read_text()) == json.loads(
                 (home / "config.json").read_text())
     assert os.environ["TOTALSEG_WEIGHTS_PATH"] == str(tmp_path / "elsewhere")  # the operator's value is restored
+
+
+@pytest.mark.parametrize("home", ["/", "HOME"])
+def test_the_default_weights_folder_is_totalsegmentators_even_with_home_at_the_root(tmp_path, monkeypatch, home):
+    """A container run as a user without a passwd entry has HOME=/; TotalSegmentator then keeps its home (and the
+    weights its download tool fetches) in /tmp/.totalsegmentator, where ctcorpus looked in /.totalsegmentator."""
+    from totalsegmentator.config import get_totalseg_dir, get_weights_dir
+
+    monkeypatch.setenv("HOME", home if home == "/" else str(tmp_path))
+    monkeypatch.delenv("TOTALSEG_HOME_DIR", raising=False)
+    monkeypatch.delenv("TOTALSEG_WEIGHTS_PATH", raising=False)
+    config = AnatomyConfig()
+    assert weights_dir(config) == get_weights_dir()
+    assert _home_dir(config) == get_totalseg_dir()
+    if home == "/":
+        assert weights_dir(config) == Path("/tmp/.totalsegmentator/nnunet/results")
 
 
 @pytest.mark.parametrize(

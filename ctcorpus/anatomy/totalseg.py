@@ -168,18 +168,25 @@ def required_task_ids(config: AnatomyConfig) -> tuple[int, ...]:
 
 
 def _home_dir(config: AnatomyConfig) -> Path:
+    """TotalSegmentator's home: ``anatomy.home_dir``, else ``$TOTALSEG_HOME_DIR``, else ``~/.totalsegmentator``.
+
+    Where the home is ``/`` (a container run as a user without a passwd entry) TotalSegmentator's own tools
+    (``totalseg_download_weights``, ``totalseg_set_license``) use ``/tmp/.totalsegmentator``: so must this,
+    or provisioned weights read as missing and the license as absent.
+    """
     if config.home_dir is not None:
         return Path(config.home_dir)
     if "TOTALSEG_HOME_DIR" in os.environ:
         return Path(os.environ["TOTALSEG_HOME_DIR"])
-    return Path.home() / ".totalsegmentator"
+    home = Path.home()
+    return (Path("/tmp") if str(home) == "/" else home) / ".totalsegmentator"
 
 
 def weights_dir(config: AnatomyConfig) -> Path:
     """Folder that must hold the ``DatasetNNN_*`` weight folders (TotalSegmentator's resolution order).
 
     ``anatomy.weights_path``, else ``$TOTALSEG_WEIGHTS_PATH``, else ``<home>/nnunet/results`` where home
-    is ``anatomy.home_dir``, else ``$TOTALSEG_HOME_DIR``, else ``~/.totalsegmentator``.
+    is :func:`_home_dir`.
     """
     if config.weights_path is not None:
         return Path(config.weights_path)

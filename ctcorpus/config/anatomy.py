@@ -42,7 +42,8 @@ class AnatomyConfig(StageConfig):
         None,
         description=(
             "TotalSegmentator home (TOTALSEG_HOME_DIR for the call only; its config.json is written there "
-            "with send_usage_stats false); None: $TOTALSEG_HOME_DIR at run time, else ~/.totalsegmentator."
+            "with send_usage_stats false); None: $TOTALSEG_HOME_DIR at run time, else ~/.totalsegmentator "
+            "(/tmp/.totalsegmentator where the home is /, as TotalSegmentator's own tools use)."
         ),
     )
     allow_download: bool = Field(
