@@ -528,6 +528,19 @@ def test_the_default_weights_folder_is_totalsegmentators_even_with_home_at_the_r
         assert weights_dir(config) == Path("/tmp/.totalsegmentator/nnunet/results")
 
 
+def test_weights_and_home_under_tilde_are_the_users_folders(tmp_path, monkeypatch):
+    """A config's ``weights_path: ~/ts/weights`` was a folder named ``~`` in the working directory: provisioned
+    weights read as missing (auto fell back to the threshold masks) and the home was made in the working directory."""
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    monkeypatch.chdir(tmp_path)
+    _fake_weights(tmp_path / "user" / "ts" / "weights", *_FASTEST)
+    config = AnatomyConfig(backend="auto", weights_path="~/ts/weights", home_dir="~/ts/home")
+    assert weights_dir(config) == tmp_path / "user" / "ts" / "weights"
+    assert missing_weights(config) == ()
+    assert make_segmenter(config).name == "totalsegmentator"
+    assert (tmp_path / "user" / "ts" / "home" / "config.json").is_file() and not (tmp_path / "~").exists()
+
+
 @pytest.mark.parametrize(
     ("spoil", "named", "message"),
     [
