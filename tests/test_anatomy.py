@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import builtins
 import gc
+import io
 import json
 import logging
 import os
@@ -372,6 +374,36 @@ def test_weights_cut_short_count_as_missing_and_name_the_file(tmp_path, caplog, 
     with caplog.at_level(logging.WARNING, logger="ctcorpus.anatomy"):
         assert make_segmenter(config).name == "threshold"
     assert "298" in caplog.text and "incomplete" in caplog.text
+
+
+@pytest.mark.parametrize("locked", ["", "fold_0/checkpoint_final.pth"])
+def test_weights_this_process_may_not_read_are_named_with_the_reason(tmp_path, monkeypatch, caplog, locked):
+    """Weights provisioned as root under /root, run as another user: a folder that cannot be looked into raised a
+    bare PermissionError out of the backend choice (auto and totalsegmentator), a file that cannot be opened read
+    as "a partial copy?". Now both are unusable weights named with the OS's reason (simulated: tests run as root)."""
+    folder = _fake_weights(tmp_path / "w", *_FASTEST)
+    refused = folder / locked
+
+    def refuse(original):
+        def call(path, *args, **kwargs):
+            if isinstance(path, str | os.PathLike) and Path(path) == refused:
+                raise PermissionError(13, "Permission denied", str(path))
+            return original(path, *args, **kwargs)
+        return call
+
+    if locked:  # the checkpoint: opening it is refused
+        monkeypatch.setattr(builtins, "open", refuse(builtins.open))
+        monkeypatch.setattr(io, "open", refuse(io.open))
+    else:  # the model folder: looking into it is refused
+        monkeypatch.setattr(Path, "stat", refuse(Path.stat))
+    config = AnatomyConfig(weights_path=tmp_path / "w", home_dir=tmp_path / "home")
+    assert missing_weights(config) == (298,)
+    with pytest.raises(AnatomyError, match="not provisioned") as info:
+        make_segmenter(config.model_copy(update={"backend": "totalsegmentator"}))
+    assert f"{refused} (cannot be read: Permission denied)" in str(info.value)
+    with caplog.at_level(logging.WARNING, logger="ctcorpus.anatomy"):
+        assert make_segmenter(config).name == "threshold"
+    assert "298" in caplog.text
 
 
 def test_crop_tasks_need_the_crop_model_weights(tmp_path):

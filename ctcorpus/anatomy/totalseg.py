@@ -227,29 +227,45 @@ def _weight_problems(folder: Path, folds: tuple[str, ...]) -> tuple[str, ...]:
 
     Every file of :func:`_model_files` must be there, with at least one checkpoint. A copy cut short
     (an empty file, a JSON file that does not parse, a checkpoint without the end record of torch's zip
-    format) counts too: it would pass a presence check and then fail on every volume. The checks read the
-    JSON files and a checkpoint's last bytes only.
+    format) counts too: it would pass a presence check and then fail on every volume. So does a folder or
+    file this process may not read (weights provisioned as root under ``/root``): its OS error is the reason,
+    where it raised a bare ``PermissionError`` out of the backend choice. The checks read the JSON files and a
+    checkpoint's last bytes only.
     """
-    if not folder.is_dir():
-        return (f"{folder} (absent)",)
-    files = _model_files(folder, folds)
+    try:
+        if not folder.is_dir():
+            return (f"{folder} (absent)",)
+        files = _model_files(folder, folds)
+    except OSError as error:
+        return (_unreadable(Path(error.filename or folder), error),)
     if not any(path.suffix == ".pth" for path in files):
         return (f"{folder}/fold_N/checkpoint_final.pth (absent)",)
-    problems = []
-    for path in files:
-        if not path.is_file():
-            problems.append(f"{path} (absent)")
-        elif path.suffix == ".json" and not _parses_as_json(path):
-            problems.append(f"{path} (not valid JSON: a partial copy?)")
-        elif path.suffix == ".pth" and not zipfile.is_zipfile(path):
-            problems.append(f"{path} (not a complete torch checkpoint: a partial copy?)")
-    return tuple(problems)
+    return tuple(problem for problem in map(_file_problem, files) if problem)
 
 
-def _parses_as_json(path: Path) -> bool:
+def _file_problem(path: Path) -> str | None:
+    """Why nnU-Net could not load the weights file at ``path`` (``<path> (<reason>)``); None if nothing."""
     try:
-        json.loads(path.read_bytes())
-    except (ValueError, OSError):
+        if not path.is_file():
+            return f"{path} (absent)"
+        with path.open("rb") as file:
+            if path.suffix == ".json" and not _parses_as_json(file.read()):
+                return f"{path} (not valid JSON: a partial copy?)"
+            if path.suffix == ".pth" and not zipfile.is_zipfile(file):
+                return f"{path} (not a complete torch checkpoint: a partial copy?)"
+    except OSError as error:
+        return _unreadable(path, error)
+    return None
+
+
+def _unreadable(path: Path, error: OSError) -> str:
+    return f"{path} (cannot be read: {error.strerror or error})"
+
+
+def _parses_as_json(data: bytes) -> bool:
+    try:
+        json.loads(data)
+    except ValueError:
         return False
     return True
 
