@@ -593,7 +593,11 @@ def test_cli_commands_and_flows_import(tmp_path):
 @pytest.fixture
 def console_and_run_logs():
     """What reaches the console (the root logger's handlers: Prefect's console handler) and what the run
-    loggers send on (their own handlers: the Prefect API's)."""
+    loggers send on (their own handlers: the Prefect API's). The flows are imported first: Prefect sets up
+    its logging at import, which drops handlers added before it (the test alone saw no run log)."""
+    import flows.audit
+    import flows.build  # noqa: F401
+
     console, run_logs = (logging.handlers.BufferingHandler(capacity=10**4) for _ in range(2))
     logging.getLogger().addHandler(console)
     logging.getLogger("prefect").addHandler(run_logs)
@@ -609,9 +613,6 @@ def _errors_of_runs(records: list[logging.LogRecord]) -> list[logging.LogRecord]
 def test_flow_commands_end_a_ctcorpus_error_with_its_message(tmp_path, console_and_run_logs):
     """Prefect's 2-3 ERROR lines of the failed run ('Finished in state Failed', 'Encountered exception') stood
     on the console before the one line that names the file and the reason."""
-    import flows.audit
-    import flows.build  # noqa: F401  Prefect sets up its log handlers at import, outside CliRunner's streams
-
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(demo_config(tmp_path)))
     runner = CliRunner()
