@@ -58,8 +58,7 @@ def load_flow_config(
     worker processes, and the workers of an existing cluster run in folders of their own, where
     a relative export path named no file (every stack rejected as unreadable), a relative work
     store was written beside the worker, never found by the flow, and relative TotalSegmentator
-    weights were missing (every volume failed its segmentation). A ``~`` in the weights' paths is the
-    user's home, as in the run's paths (:class:`~ctcorpus.config.run.RunConfig`).
+    weights were missing (every volume failed its segmentation).
     """
     data = load_config(config_path).model_dump(mode="json")
     run = data["run"]
@@ -75,7 +74,7 @@ def load_flow_config(
     run["output_dir"] = str(Path(run["output_dir"]).absolute())
     for key in ("weights_path", "home_dir"):  # TotalSegmentator runs in the workers too
         if data["anatomy"][key] is not None:
-            data["anatomy"][key] = str(Path(data["anatomy"][key]).expanduser().absolute())
+            data["anatomy"][key] = str(Path(data["anatomy"][key]).absolute())
     config = config_from_dict(data, source=config_path or "<default>")
     work = Path(work_dir).absolute() if work_dir else config.run.output_dir / "work"
     return config, work

@@ -70,13 +70,6 @@ class AnatomyConfig(StageConfig):
         300.0, gt=0, description="Fallback: an airway tree larger than this has leaked into the lungs (ml)."
     )
 
-    @field_validator("weights_path", "home_dir")
-    @classmethod
-    def _expand_home(cls, value: Path | None) -> Path | None:
-        """``~/weights`` names the user's folder, as in a shell: kept literal it was a folder named ``~`` in the
-        working directory, so provisioned weights read as missing and a home was made there."""
-        return None if value is None else value.expanduser()
-
     @field_validator("lung_median_hu")
     @classmethod
     def _low_below_high(cls, value: tuple[float, float]) -> tuple[float, float]:

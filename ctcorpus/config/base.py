@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 
 class StageConfig(BaseModel):
@@ -17,3 +19,15 @@ class StageConfig(BaseModel):
         it keeps every default, where it was refused as 'Input should be a valid dictionary or instance of
         TrainConfig'."""
         return {} if data is None else data
+
+    @field_validator("*")
+    @classmethod
+    def _home_expanded(cls, value: object) -> object:
+        """``~`` in a path is the user's home, as a shell reads it: YAML keeps it as text, so ``output_dir:
+        ~/ctcorpus`` was a folder named '~' of the working folder, and ``export_dir: ~/export`` or
+        ``anatomy.weights_path: ~/weights`` named no folder (provisioned weights read as missing)."""
+        if isinstance(value, Path):
+            return value.expanduser()
+        if isinstance(value, tuple) and value and all(isinstance(v, Path) for v in value):
+            return tuple(v.expanduser() for v in value)
+        return value

@@ -153,16 +153,6 @@ class RunConfig(StageConfig):
             return ()
         return (value,) if isinstance(value, (str, Path)) else value
 
-    @field_validator("export_dir", "report_files", "output_dir", "prefect_home")
-    @classmethod
-    def _home_expanded(cls, value: Path | tuple[Path, ...] | None) -> Path | tuple[Path, ...] | None:
-        """``~`` is the user's home, as a shell reads it: YAML keeps it as text, so ``output_dir: ~/ctcorpus``
-        put the work store, datasets and Prefect's home in a folder named '~' of the working folder, and
-        ``export_dir: ~/export`` named no folder."""
-        if isinstance(value, tuple):
-            return tuple(path.expanduser() for path in value)
-        return value.expanduser() if value is not None else None
-
     @field_validator("dask_address")
     @classmethod
     def _scheduler_url(cls, value: str | None) -> str | None:
