@@ -122,3 +122,13 @@ def test_a_section_or_list_whose_entries_are_all_commented_out_keeps_its_default
     assert loaded.reports.columns == type(loaded.reports.columns)() and loaded.train == type(loaded.train)()
     with pytest.raises(ConfigError, match=r"train: Input should be a valid dictionary"):
         config_from_dict({"train": [5]})
+
+
+def test_an_hu_clip_that_leaves_the_segmenter_no_air_is_refused() -> None:
+    """Volumes are segmented as stored: clipped at -200 HU, the fallback read the whole field of view as body."""
+    with pytest.raises(ConfigError, match=r"ingest\.hu_clip starts at -200 HU, not below -500 HU"):
+        config_from_dict({"ingest": {"hu_clip": [-200, 300]}})
+    assert config_from_dict({"ingest": {"hu_clip": [-600, 1000]}}).ingest.hu_clip == (-600, 1000)
+    with pytest.raises(ConfigError, match=r"not below -700 HU"):  # the segmenter's own thresholds decide
+        config_from_dict({"ingest": {"hu_clip": [-600, 1000]}, "anatomy": {"body_hu": -700}})
+    assert config_from_dict({"ingest": {"hu_clip": [-1024, 3071]}}).ingest.hu_clip == (-1024, 3071)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from ctcorpus.config.anatomy import AnatomyConfig
 from ctcorpus.config.audit import AuditConfig
@@ -27,7 +27,6 @@ from ctcorpus.config.run import RunConfig
 from ctcorpus.config.snippets import SnippetsConfig
 from ctcorpus.config.train import TrainConfig
 from ctcorpus.errors import ConfigError
-from pydantic import Field
 
 
 #: What a recorded config holds in place of a secret.
@@ -45,6 +44,18 @@ class CorpusConfig(StageConfig):
     outputs: OutputConfig = Field(default_factory=OutputConfig, description="Tables, shards, splits, manifest.")
     audit: AuditConfig = Field(default_factory=AuditConfig, description="Audit report.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training stage.")
+
+    @model_validator(mode="after")
+    def _anatomy_sees_air(self) -> CorpusConfig:
+        """The volumes are segmented as stored, clipped to ``ingest.hu_clip``: a clip whose low end is not
+        below ``anatomy.air_hu`` and ``anatomy.body_hu`` leaves no air to tell body from outside and lung from
+        tissue (the fallback read the whole field of view as body, TotalSegmentator's lungs lost their contrast)."""
+        low, needed = self.ingest.hu_clip[0], min(self.anatomy.air_hu, self.anatomy.body_hu)
+        if low >= needed:
+            raise ValueError(f"ingest.hu_clip starts at {low} HU, not below {needed:g} HU (anatomy.air_hu, body_hu): "
+                             "the volumes are segmented as clipped and would hold no air; clip at -1000 and window "
+                             "for training instead")
+        return self
 
     def recorded(self) -> dict[str, Any]:
         """The config as a manifest or an audit records it: a literal pseudonym key is a secret
