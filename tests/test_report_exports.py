@@ -1051,3 +1051,31 @@ def test_pandas_to_json_dates_are_read(tmp_path, caplog):
 ])
 def test_more_date_spellings_are_read(value, utc, expected):
     assert report_io.normalize_time(value, utc=utc) == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("Jan 5, 2024", "20240105"), ("January 5, 2024", "20240105"), ("Sept. 5th, 2024", "20240905"),
+    ("Fri Jan 05 2024", "20240105"), ("5 January 2024", "20240105"), ("05-JAN-2024", "20240105"),
+    ("05-JAN-24", "20240105"), ("05-Dec-98", "19981205"), ("5. Januar 2024", "20240105"),
+    ("05. Mär. 2024", "20240305"), ("05. Ma\u0308r. 2024", "20240305"), ("12. Mrz. 2024", "20240312"),
+    ("Freitag, 5. Jänner 2024", "20240105"), ("3. Okt 2024", "20241003"), ("1. Mai 2024", "20240501"),
+    ("31 Feb 2024", ""), ("5 Foo 2024", ""), ("Ju 5, 2024", ""), ("Jan 24, 10:22", ""), ("Mai 2024", ""),
+])
+def test_dates_that_name_their_month_are_read_in_english_and_german(value, expected):
+    """A RIS writes the study date with the month's name ("Jan 5, 2024", Oracle's "05-JAN-24", German
+    "5. Januar 2024"): no such value was read, and every report of the export linked by accession number
+    alone. Read by a table of names, not the process locale (which names one language's months only)."""
+    assert report_io.normalize_date(value) == expected
+
+
+def test_an_export_with_month_names_links_by_patient_and_date_and_keeps_report_times(tmp_path, caplog):
+    path = _csv(tmp_path / "ris.csv", ("", "P1", "5. Januar 2024", "05-JAN-24 14:30", "Kein Erguss."),
+                ("A2", "P2", "Jan 5, 2024", "Jan 5, 2024 2:30 PM", "No effusion."),
+                header=(*COLUMNS[:3], "report_time", "report_text"))
+    with caplog.at_level(logging.WARNING, logger="ctcorpus.reports.io"):
+        export = report_io.read_report_export(path, ReportColumns())
+    assert not caplog.messages
+    assert [(r.study_date, r.report_time) for r in export.reports] == [
+        ("20240105", "20240105143000"), ("20240105", "20240105143000")]
+    result = process_reports([path], [StudyKey("1.1", "", "P1", "20240106"), StudyKey("1.2", "", "P2", "20240105")])
+    assert sorted(r.link_method for r in result.reports) == ["patient_date", "patient_date"]

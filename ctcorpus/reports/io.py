@@ -45,25 +45,37 @@ _YEAR_FIRST = re.compile(r"(\d{4})(?:([-/.])(\d{1,2})\2(\d{1,2})|(\d{2})(\d{2}))
 #: Seconds or milliseconds since 1970-01-01 UTC, as pandas' ``to_json`` writes a date column
 #: ("1704448953000"), maybe as a float ("1704448953000.0").
 _EPOCH = re.compile(r"(\d{10}|\d{13})(?:\.0+)?")
-_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-#: An RFC 2822 date, as mail and HTTP write it and many exports copy: "Fri, 05 Jan 2024 10:22:33
-#: +0100"; a zone is an offset or UT/UTC/GMT/Z (a zone's name, "CET", is not read, as after any date).
-_RFC_2822 = re.compile(r"(?:[a-z]{3},\s*)?(\d{1,2})\s+([a-z]{3})\s+(\d{4})(?:\s+(\d{1,2}):(\d{2})(?::(\d{2}))?"
-                       r"(?:\s+(?:([+-])(\d{2})(\d{2})|(ut|utc|gmt|z)|(\S+)))?)?", re.IGNORECASE)
-#: A date with the day first, as German exports write it: "5.1.2024", "05.01.24" (a year 00-68 is
-#: 20YY, 69-99 19YY, as strptime's %y). A slash date with the year last ("01/05/2024") is not read:
+#: Month names, English and German (Austrian "Jänner", "Feber"), by month; a date may abbreviate one
+#: to its first three letters or more ("Sep", "Sept", "Mär", "Dez"); "Mrz" is German's other
+#: abbreviation of März, "Maerz" its spelling without umlauts.
+_MONTH_NAMES = (("january", "januar", "jänner", "jaenner"), ("february", "februar", "feber"),
+                ("march", "märz", "maerz", "mrz"), ("april",), ("may", "mai"), ("june", "juni"), ("july", "juli"),
+                ("august",), ("september",), ("october", "oktober"), ("november",), ("december", "dezember"))
+#: A weekday (or any word) before a date that names its month: "Fri, ", "Freitag, ".
+_WEEKDAY = r"(?:[^\W\d_]{2,}\.?,?\s+)?"
+#: A date that names its month, the day first: "5 Jan 2024", "05-JAN-2024" and "05-JAN-24" (Oracle's
+#: DD-MON-YYYY and DD-MON-RR), "5. Januar 2024", "05. Mär. 2024", "5th January 2024", "Fri, 05 Jan 2024"
+#: (RFC 2822, as mail and HTTP write it). A year of two digits: :func:`_full_year`.
+_DAY_MONTH_NAME = re.compile(_WEEKDAY + r"(?P<day>\d{1,2})(?:st|nd|rd|th)?\.?[\s/-]*(?P<month>[^\W\d_]{3,})\.?"
+                             r"[\s/,-]*(?P<year>\d{4}|\d{2})(?![\d:]),?", re.IGNORECASE)
+#: A date that names its month, the month first, as US exports write it: "Jan 5, 2024", "January 5th, 2024",
+#: "Fri Jan 05 2024" (a year of two digits is not read: "Jan 24, 10:22" has none).
+_MONTH_NAME_DAY = re.compile(_WEEKDAY + r"(?P<month>[^\W\d_]{3,})\.?[\s-]*(?P<day>\d{1,2})(?:st|nd|rd|th)?"
+                             r"[\s,-]+(?P<year>\d{4})(?![\d:]),?", re.IGNORECASE)
+#: A date with the day first, as German exports write it: "5.1.2024", "05.01.24" (a year of two
+#: digits: :func:`_full_year`). A slash date with the year last ("01/05/2024") is not read:
 #: US and European exports write it alike, and a wrong guess links a report to another month's study.
 _DAY_FIRST = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4}|\d{2})(?!\d),?")
 #: An Excel date serial (days since 1899-12-30) is below this; a YYYYMMDD number is above.
 _EXCEL_MAX_SERIAL = 2958466
 #: A time after a date: "T10:22:33", " 9:05", "102233" (HL7), a fraction (ignored), the 12-hour
 #: clock's " PM" or German's " Uhr" ("10:22 Uhr": read as midnight, a German RIS's report versions
-#: were ordered by export order alone), and a zone: "Z", "+01:00", "+0100", or the hours alone as
+#: were ordered by export order alone), and a zone: "Z", "UT", "+01:00", "+0100", or the hours alone as
 #: PostgreSQL writes a timestamptz ("+01"), maybe after a blank (" +01:00", " UTC"), and the zone's
 #: name after an offset as Java writes it ("+01:00[Europe/Berlin]"); a zone that is not read loses
 #: the whole time (midnight).
 _TIME = re.compile(r"[T ]?(\d{1,2}):?(\d{2})(?::?(\d{2}))?(?:[.,]\d+)?(?: ?([AaPp])\.?[Mm]\.?| ?(?i:uhr))?"
-                   r"(?: ?(Z|UTC|GMT|([+-])(\d{2})(?::?(\d{2}))?))?(?:\[[\w/+-]+\])?")
+                   r"(?: ?((?i:z|utc?|gmt)|([+-])(\d{2})(?::?(\d{2}))?))?(?:\[[\w/+-]+\])?")
 #: What may follow a date that holds no time: nothing, or a float's ".0" ("20240105.0", as pandas writes it).
 _NO_TIME = re.compile(r"(?:\.0+)?")
 
@@ -97,25 +109,30 @@ def normalize_time(value: Any, *, utc: bool = False) -> str:
     return _read_time(value, utc=utc)[0]
 
 
-def _moment(text: str) -> tuple[datetime, bool] | None:
-    """The date and time of a spelling the date patterns do not read, and whether its time was read:
-    seconds or milliseconds since 1970 (UTC), or an RFC 2822 date (aware where it gives a zone; a
-    time with a zone it does not read counts as midnight). Ten digits that read as a year from 1900
-    with month, day and hour are that (HL7's YYYYMMDDHH), not seconds."""
-    if m := _EPOCH.fullmatch(text):
-        if len(m[1]) == 10 and int(m[1][:4]) >= 1900 and _read_time(m[1][:8], utc=False)[0]:
-            return None
-        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(
-            milliseconds=int(m[1]) * (1 if len(m[1]) == 13 else 1000)), True
-    if (m := _RFC_2822.fullmatch(text)) and m[2].lower() in _MONTHS:
-        zone = (timezone(timedelta(minutes=(int(m[8]) * 60 + int(m[9])) * (1 if m[7] == "+" else -1))) if m[7]
-                else UTC if m[10] else None)
-        clock = (0, 0, 0) if m[11] else (int(m[4] or 0), int(m[5] or 0), int(m[6] or 0))
-        try:
-            return datetime(int(m[3]), _MONTHS.index(m[2].lower()) + 1, int(m[1]), *clock, tzinfo=zone), not m[11]
-        except ValueError:  # no such day or time
-            return None
-    return None
+def _epoch(text: str) -> datetime | None:
+    """The moment of seconds or milliseconds since 1970 (UTC); ``None`` for other text. Ten digits
+    that read as a year from 1900 with month, day and hour are that (HL7's YYYYMMDDHH), not seconds."""
+    if not (m := _EPOCH.fullmatch(text)) or len(m[1]) == 10 and int(m[1][:4]) >= 1900 and _read_time(
+            m[1][:8], utc=False)[0]:
+        return None
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(m[1]) * (1 if len(m[1]) == 13 else 1000))
+
+
+def _month_number(name: str) -> int:
+    """The month (1-12) a month's name or abbreviation (:data:`_MONTH_NAMES`) names, in any case; 0 for another word.
+
+    >>> [_month_number(name) for name in ("JAN", "Sept", "Mär", "mrz", "Dezember", "Ju", "Juno")]
+    [1, 9, 3, 3, 12, 0, 0]
+    """
+    key = name.casefold()
+    return next((month for month, names in enumerate(_MONTH_NAMES, start=1)
+                 if len(key) >= 3 and any(full.startswith(key) for full in names)), 0)
+
+
+def _full_year(digits: str) -> int:
+    """A year of four digits, or of two as strptime's %y reads them: 00-68 is 20YY, 69-99 19YY."""
+    year = int(digits)
+    return year if len(digits) == 4 else year + (2000 if year < 69 else 1900)
 
 
 def _read_time(value: Any, *, utc: bool) -> tuple[str, bool]:
@@ -127,15 +144,16 @@ def _read_time(value: Any, *, utc: bool) -> tuple[str, bool]:
         if utc and stamp.tzinfo is not None:
             stamp = stamp.astimezone(timezone.utc)
         return f"{stamp.year:04d}{stamp:%m%d%H%M%S}", True
-    text = _cell_text(value).strip()  # a number with a gap in its column is a float: "20240105.0"
-    if (moment := _moment(text)) is not None:
-        return _read_time(moment[0], utc=utc)[0], moment[1]
+    # a number with a gap in its column is a float: "20240105.0"; a macOS tool decomposes "Mär"'s "ä"
+    text = unicodedata.normalize("NFC", _cell_text(value).strip())
+    if (moment := _epoch(text)) is not None:
+        return _read_time(moment, utc=utc)
     if m := _YEAR_FIRST.match(text):
         year, month, day = int(m[1]), int(m[3] or m[5]), int(m[4] or m[6])
     elif m := _DAY_FIRST.match(text):
-        year, month, day = int(m[3]), int(m[2]), int(m[1])
-        if len(m[3]) == 2:
-            year += 2000 if year < 69 else 1900
+        year, month, day = _full_year(m[3]), int(m[2]), int(m[1])
+    elif (m := _DAY_MONTH_NAME.match(text) or _MONTH_NAME_DAY.match(text)) and (month := _month_number(m["month"])):
+        year, day = _full_year(m["year"]), int(m["day"])
     else:
         return "", False
     try:
