@@ -1600,6 +1600,12 @@ def test_versions_of_one_report_become_one_report(tmp_path):
     report_labels = {r.label: r.state for r in joined.labels if r.report_id == "A1" and r.sentence_index == -1}
     assert report_labels["pleural_effusion"] == "positive" and report_labels["lung_nodule"] == "positive"
     assert not [q for q in joined.quarantine if q.reason == QuarantineReason.SUPERSEDED_REPORT]
+    # a final signed unchanged repeats the preliminary's text: joined, the text stands in the report once
+    signed = [{**rows[0], "report_text": text, "result_status": status} for text, status in (
+        ("Kein Pleuraerguss.", "preliminary"), ("Kein Pleuraerguss.\n", "final"), ("Nachtrag: Rundherd.", "addendum"))]
+    config = ReportsConfig(same_accession="join", columns=ReportColumns(result_status="result_status"))
+    (signed_report,) = process_reports([_write_csv(tmp_path / "signed.csv", signed)], studies[:1], config=config).reports
+    assert signed_report.text == "Kein Pleuraerguss.\n\nNachtrag: Rundherd."
     # with a report time, the latest version wins whatever the export order (HL7 and German spellings)
     timed = [{**rows[0], "report_text": "Final: Pleuraerguss.", "report_time": "20240105143000"},
              {**rows[0], "report_text": "Vorläufig: kein Erguss.", "report_time": "05.01.2024 09:15"}]

@@ -139,7 +139,9 @@ def _one_row_per_accession(
     cancel row) is not used at all. Of
     the versions after the last cancel, ``policy`` "latest" keeps the last, and an addendum (MDM
     T06, or a status column's, which carries the addendum alone) keeps the version before it too;
-    "join" joins the texts in order into the last row (provenance: all their files).
+    "join" joins the texts in order into the last row (provenance: all their files), each text once:
+    a final signed unchanged repeats its preliminary's text, and joined twice, every sentence of the
+    report stood in it twice.
     """
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, r in enumerate(reports):
@@ -171,7 +173,7 @@ def _one_row_per_accession(
             joined = versions[start:]
             files = {v.source_sha256 for v in joined}
             rows[kept[-1]] = dataclasses.replace(
-                last, text="\n\n".join(v.text.strip("\n") for v in joined),
+                last, text="\n\n".join(dict.fromkeys(v.text.strip("\n") for v in joined)),
                 markup="+".join(dict.fromkeys(m for v in joined for m in v.markup.split("+") if m)),
                 source_sha256=last.source_sha256 if len(files) == 1 else sha256_of_hashes(files),
             )
