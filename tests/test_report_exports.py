@@ -1020,6 +1020,21 @@ def test_a_report_given_as_a_list_of_lines_reads_as_its_lines(tmp_path):
         assert report.text == "Findings:\nKein Erguss."
 
 
+def test_ids_that_a_float_column_wrote_to_csv_read_as_integers(tmp_path):
+    """pandas writes an id column with a gap as floats, to CSV as "4711.0": the patient id cited in
+    the text ("4711") was not scrubbed, and the report's id differed from that of the same row read
+    from a Parquet or JSON export (a float cell reads "4711")."""
+    text = "Kein Pleuraerguss. Vergleich mit Voruntersuchung 4711."
+    path = _csv(tmp_path / "ris.csv", ("123.0", "4711.0", "20240105", text), ("", "", "20240106", "Rundherd."))
+    jsonl = tmp_path / "ris.jsonl"
+    jsonl.write_text(json.dumps(dict(zip(COLUMNS, (123.0, 4711.0, "20240105", text), strict=True))) + "\n")
+    (csv_row, _), (json_row,) = (report_io.read_report_export(p, ReportColumns()).reports for p in (path, jsonl))
+    assert (csv_row.accession_number, csv_row.patient_id) == (json_row.accession_number, json_row.patient_id) == (
+        "123", "4711")
+    (report,) = process_reports([path], [StudyKey("1.1", "123", "4711", "20240105")]).reports
+    assert report.report_id == "123" and "4711" not in report.text
+
+
 def test_pandas_to_json_dates_are_read(tmp_path, caplog):
     """pandas' ``to_json`` writes a date column as milliseconds since 1970: each was logged as no
     date, and every report of the export lost its link by patient and date."""

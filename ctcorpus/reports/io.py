@@ -212,6 +212,21 @@ def _cell_text(value: Any) -> str:
     return text if text.isascii() else valid_unicode(text)  # JSON may escape a lone "\ud800"
 
 
+#: An integer id as a float column writes it as text: "12345.0" (pandas writes an id column with a gap so, to CSV too).
+_WHOLE_FLOAT_TEXT = re.compile(r"(\d+)\.0+")
+
+
+def _id_text(text: str) -> str:
+    """An id cell's text without a float's ".0", as a float cell reads (:func:`_cell_text`): kept, the
+    patient id "4711.0" was not scrubbed from a text citing "4711", and the report's id was not that of
+    the same row in another export ("123" in a Parquet or JSON one).
+
+    >>> _id_text("4711.0"), _id_text("000123.00"), _id_text("1.5"), _id_text("A1.0")
+    ('4711', '000123', '1.5', 'A1.0')
+    """
+    return m[1] if (m := _WHOLE_FLOAT_TEXT.fullmatch(text)) else text
+
+
 #: A CSV cell that tells Excel to keep its value as text, as an export meant for Excel writes an id
 #: with leading zeros or a date: ="000123" (a quote inside it doubled).
 _EXCEL_TEXT = re.compile(r'\s*="((?:[^"]|"")*)"\s*', re.DOTALL)
@@ -749,8 +764,8 @@ def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
         reports.append(RawReport(
             path=str(path),
             location=where,
-            accession_number=get(row, columns.accession_number),
-            patient_id=get(row, columns.patient_id),
+            accession_number=_id_text(get(row, columns.accession_number)),
+            patient_id=_id_text(get(row, columns.patient_id)),
             study_date=moment(row, where, columns.study_date, utc=False)[:8],
             report_time=moment(row, where, columns.report_time, utc=True),
             text=plain.text,
@@ -759,7 +774,8 @@ def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
             encoding=parsed.row_encodings.get(where, parsed.encoding),
             markup=plain.markup,
             source_sha256=digest,
-            phi_values=(*(value for column in columns.phi if (value := get(row, column))), *row.get(PHI_VALUES, ())),
+            phi_values=(*(_id_text(value) for column in columns.phi if (value := get(row, column))),
+                        *row.get(PHI_VALUES, ())),
             result_status=status(row),
         ))
     for (column, dated), count in unread.items():
