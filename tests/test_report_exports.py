@@ -1083,6 +1083,16 @@ def test_dates_that_name_their_month_are_read_in_english_and_german(value, expec
     assert report_io.normalize_date(value) == expected
 
 
+@pytest.mark.parametrize(("value", "expected"), [
+    ("05-JAN-24 02.30.15.000000 PM", "20240105143015"), ("05-JAN-24 10.22.33,123456 +01:00", "20240105092233"),
+    ("05.01.2024 10.22 Uhr", "20240105102200"), ("20240105.0", "20240105000000"), ("05.01.2024 10.2", "20240105000000"),
+])
+def test_report_times_with_dots_between_hours_and_minutes_keep_their_time(value, expected):
+    """Oracle writes a TIMESTAMP as "05-JAN-24 02.30.15.000000 PM" and German as "10.22 Uhr": the time
+    was not read, so each version of a report counted as midnight and the export order chose the one used."""
+    assert report_io.normalize_time(value, utc=True) == expected
+
+
 def test_an_export_with_month_names_links_by_patient_and_date_and_keeps_report_times(tmp_path, caplog):
     path = _csv(tmp_path / "ris.csv", ("", "P1", "5. Januar 2024", "05-JAN-24 14:30", "Kein Erguss."),
                 ("A2", "P2", "Jan 5, 2024", "Jan 5, 2024 2:30 PM", "No effusion."),

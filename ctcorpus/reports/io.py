@@ -68,13 +68,14 @@ _MONTH_NAME_DAY = re.compile(_WEEKDAY + r"(?P<month>[^\W\d_]{3,})\.?[\s-]*(?P<da
 _DAY_FIRST = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4}|\d{2})(?!\d),?")
 #: An Excel date serial (days since 1899-12-30) is below this; a YYYYMMDD number is above.
 _EXCEL_MAX_SERIAL = 2958466
-#: A time after a date: "T10:22:33", " 9:05", "102233" (HL7), a fraction (ignored), the 12-hour
+#: A time after a date: "T10:22:33", " 9:05", "102233" (HL7), " 10.22" (German) or " 10.22.33.000000 AM"
+#: (Oracle's TIMESTAMP, as a DD-MON-RR date's time: read as midnight), a fraction (ignored), the 12-hour
 #: clock's " PM" or German's " Uhr" ("10:22 Uhr": read as midnight, a German RIS's report versions
 #: were ordered by export order alone), and a zone: "Z", "UT", "+01:00", "+0100", or the hours alone as
 #: PostgreSQL writes a timestamptz ("+01"), maybe after a blank (" +01:00", " UTC"), and the zone's
 #: name after an offset as Java writes it ("+01:00[Europe/Berlin]"); a zone that is not read loses
 #: the whole time (midnight).
-_TIME = re.compile(r"[T ]?(\d{1,2}):?(\d{2})(?::?(\d{2}))?(?:[.,]\d+)?(?: ?([AaPp])\.?[Mm]\.?| ?(?i:uhr))?"
+_TIME = re.compile(r"[T ]?(\d{1,2})[:.]?(\d{2})(?:[:.]?(\d{2}))?(?:[.,]\d+)?(?: ?([AaPp])\.?[Mm]\.?| ?(?i:uhr))?"
                    r"(?: ?((?i:z|utc?|gmt)|([+-])(\d{2})(?::?(\d{2}))?))?(?:\[[\w/+-]+\])?")
 #: What may follow a date that holds no time: nothing, or a float's ".0" ("20240105.0", as pandas writes it).
 _NO_TIME = re.compile(r"(?:\.0+)?")
