@@ -40,6 +40,16 @@ ID_HEX = 16
 _WHOLE_FLOAT = re.compile(r"(\d+)\.0+")
 
 
+def without_float_zeros(value: str) -> str:
+    """An id as written before a float column spelled it: "4711.0" is "4711" (pandas writes an id
+    column with a gap as floats, also to CSV), any other text as it is.
+
+    >>> without_float_zeros("4711.0"), without_float_zeros("000123.00"), without_float_zeros("1.5"), without_float_zeros("A1.0")
+    ('4711', '000123', '1.5', 'A1.0')
+    """
+    return m[1] if (m := _WHOLE_FLOAT.fullmatch(value)) else value
+
+
 def patient_key(patient_id: str) -> str:
     """A patient id as its pseudonym keys it: an all-digit id without its leading zeros, any other
     as it is (so the pseudonym of an id with no leading zero is the one it always was).
@@ -65,10 +75,7 @@ def id_key(value: str) -> str:
     >>> id_key(" 000123456 "), id_key("12345.0"), id_key("acc-007"), id_key("0")
     ('123456', '12345', 'ACC-007', '0')
     """
-    key = value.strip().upper()
-    if m := _WHOLE_FLOAT.fullmatch(key):
-        key = m[1]
-    return patient_key(key)
+    return patient_key(without_float_zeros(value.strip().upper()))
 
 
 def accession_key(value: str) -> str:

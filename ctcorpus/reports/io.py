@@ -30,6 +30,7 @@ from typing import Any
 from ctcorpus.config.reports import ReportColumns
 from ctcorpus.enums import QuarantineReason
 from ctcorpus.errors import ReportError
+from ctcorpus.pseudonym import without_float_zeros
 from ctcorpus.reports.markup import DecodedText, PlainText, decode_bytes, decode_text, to_plain_text, valid_unicode
 from ctcorpus.reports.oru import MARKUP, PHI_VALUES, STATUS, UNREAD, oru_rows
 from ctcorpus.reports.records import RawReport, ReportExport, ResultStatus
@@ -211,21 +212,6 @@ def _cell_text(value: Any) -> str:
         value = int(value)
     text = decode_bytes(value)[0] if isinstance(value, bytes) else str(value)
     return text if text.isascii() else valid_unicode(text)  # JSON may escape a lone "\ud800"
-
-
-#: An integer id as a float column writes it as text: "12345.0" (pandas writes an id column with a gap so, to CSV too).
-_WHOLE_FLOAT_TEXT = re.compile(r"(\d+)\.0+")
-
-
-def _id_text(text: str) -> str:
-    """An id cell's text without a float's ".0", as a float cell reads (:func:`_cell_text`): kept, the
-    patient id "4711.0" was not scrubbed from a text citing "4711", and the report's id was not that of
-    the same row in another export ("123" in a Parquet or JSON one).
-
-    >>> _id_text("4711.0"), _id_text("000123.00"), _id_text("1.5"), _id_text("A1.0")
-    ('4711', '000123', '1.5', 'A1.0')
-    """
-    return m[1] if (m := _WHOLE_FLOAT_TEXT.fullmatch(text)) else text
 
 
 #: A CSV cell that tells Excel to keep its value as text, as an export meant for Excel writes an id
@@ -765,8 +751,9 @@ def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
         reports.append(RawReport(
             path=str(path),
             location=where,
-            accession_number=_id_text(get(row, columns.accession_number)),
-            patient_id=_id_text(get(row, columns.patient_id)),
+            # "4711.0" from a float column is the id other exports write: scrubbed as cited, one report id
+            accession_number=without_float_zeros(get(row, columns.accession_number)),
+            patient_id=without_float_zeros(get(row, columns.patient_id)),
             study_date=moment(row, where, columns.study_date, utc=False)[:8],
             report_time=moment(row, where, columns.report_time, utc=True),
             text=plain.text,
@@ -775,7 +762,7 @@ def _read_export(path: Path, columns: ReportColumns) -> ReportExport:
             encoding=parsed.row_encodings.get(where, parsed.encoding),
             markup=plain.markup,
             source_sha256=digest,
-            phi_values=(*(_id_text(value) for column in columns.phi if (value := get(row, column))),
+            phi_values=(*(without_float_zeros(value) for column in columns.phi if (value := get(row, column))),
                         *row.get(PHI_VALUES, ())),
             result_status=status(row),
         ))
