@@ -1636,6 +1636,14 @@ def test_ids_link_whatever_a_spreadsheet_or_pandas_made_of_them(tmp_path):
         assert result.reports[1].text == "Rundherd, [NAME]."  # the DICOM names of the study's patient
 
 
+def test_the_studys_own_patient_id_is_scrubbed_from_its_report(tmp_path):
+    """An export without a patient id column links by accession number: the DICOM patient id the text
+    cites (as a radiologist copies it from the viewer) was left in it."""
+    rows = [{"accession_number": "A1", "study_date": "20240105", "report_text": "Kein Erguss, Verlauf zu PX-99812."}]
+    result = process_reports([_write_csv(tmp_path / "ris.csv", rows)], [StudyKey("1.1", "A1", "PX-99812", "20240105")])
+    assert [(r.link_method, r.text, r.phi_ids) for r in result.reports] == [("accession", "Kein Erguss, Verlauf zu [ID].", 1)]
+
+
 def test_reports_of_the_orders_a_study_fulfils_link_to_it(tmp_path):
     """A group case: one scan read for a chest (its AccessionNumber) and an abdomen order (only in its
     RequestAttributesSequence), each reported under its number; and a study whose AccessionNumber is empty."""

@@ -366,7 +366,7 @@ def process_reports(
         patient = pseudonymize("pat", linked.study.patient_id or report.patient_id)
         known = header_names or {}
         header = [report.patient_name, report.patient_id, report.accession_number, *report.phi_values,
-                  linked.study.accession_number, *linked.study.requested_accession_numbers,
+                  linked.study.accession_number, linked.study.patient_id, *linked.study.requested_accession_numbers,
                   *known.get(linked.study.patient_id, ()), *known.get(report.patient_id, ())]
         stated = report.language  # a language code the export gives ("" or e.g. "unknown": none)
         if config.language == "auto" and len(stated) == 2 and stated.isalpha() and stated not in SUPPORTED_LANGUAGES:
