@@ -262,6 +262,9 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     # a year after 'in' names the exam of that year: its image 40 was placed on this exam
     ("Nodule 6 mm (image 45), 4 mm in 2021 (image 40).", "en", [(None, (45,))]),
     ("Nodule unchanged from 2019 (series 3, image 45).", "en", [(3, (45,))]),
+    # a date after 'from'/'aus'/'uit' after a reference names that exam: its image 40 was placed on this exam
+    ("Nodule 6 mm (series 3, image 45), 4 mm (series 3, image 40 from 2019).", "en", [(3, (45,))]),
+    ("Herd 6 mm (Serie 3, Bild 45), 4 mm (Serie 3, Bild 40 aus 2019).", "de", [(3, (45,))]),
     # 'resp.' (respectively) between two images: the second was lost
     ("Herde (Serie 4, Bild 87 resp. 90).", "de", [(4, (87, 90))]),
     ("Noduli (serie 4, beeld 87 resp. 90).", "nl", [(4, (87, 90))]),
@@ -461,6 +464,9 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("Herd in 2020 (Serie 3, Bild 40).", "de"),
     ("Herd (Bild 87 der Serie 4 vom 01.02.2021).", "de"),
     ("Laesie (beeld 87 van 01-02-2021).", "nl"),
+    ("Nodule (series 3, image 45 from 1/1/2020).", "en"),
+    ("Nodule series 3 image 45 from 2019.", "en"),
+    ("Laesie (serie 3, beeld 40 uit 2019).", "nl"),
     ("Schichten 1 resp. 2 mm.", "de"),
     # a time or a segment pair joined to one that its context names: (3:50) and (7/8) were placed as slices
     ("Nodule at (3:45) and (3:50).", "en"),

@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "25"
+GRAMMAR_VERSION = "26"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -370,6 +370,9 @@ _OTHER_EXAM = r"(?:pet(?:[-/]ct)?|mri?|mrt|ultrasound|sonogra\w*|x-?ray|radiogra
 #: A reference on a date ("4 mm on 1/1/2020 (series 3, image 40)", "Serie 3 Bild 40 am 1.1.2020", "4 mm in 2021
 #: (image 40)", "Bild 87 der Serie 4 vom 01.02.2021"): the exam of that day or year.
 _ON_DATE = rf"(?:on|am|op|in|vom|van)\s+{_DATE}"
+#: A reference from a date ("series 3, image 45 from 2019", "Bild 40 aus 2019", "beeld 40 uit 2019"): that exam's
+#: too, only after the reference; before it the date is where a comparison runs from ("unchanged from 2019 (image 45)").
+_FROM_DATE = rf"(?:from|aus|uit)\s+{_DATE}"
 #: A size a past-tense adverb may carry before its reference ("previously 4 mm (series 3, image 40)").
 _SIZE = r"\d+(?:[.,]\d+)?(?:\s*[x×]\s*\d+(?:[.,]\d+)?)*\s*(?:mm|cm)\b"
 #: Prior-exam wording just before a reference ("on the prior exam series 3", "in der Voruntersuchung
@@ -387,14 +390,14 @@ _PRIOR_BEFORE = re.compile(
     re.IGNORECASE,
 )
 #: Prior-exam wording just after a reference, under a preposition, also in a parenthesis ("series 3 image 45 on
-#: the prior study", "Bild 45 der VU", "image 40 on 1/1/2020", "image 45 on the MRI", "image 45 (of the prior CT
-#: series 3)"), or a "prior" that ends the clause
+#: the prior study", "Bild 45 der VU", "image 40 on 1/1/2020", "image 40 from 2019", "image 45 on the MRI", "image 45
+#: (of the prior CT series 3)"), or a "prior" that ends the clause
 #: ("(series 3, image 45, prior)", "... 45 (prior)"); a bare "prior" only there too ("on prior)", not "... prior to contrast"),
 #: and a new clause ("; VU: Se 2") is none.
 _PRIOR_AFTER = re.compile(
     rf"[\s,]*(?:\(\s*)?(?:(?:on|of|from|in|at|auf|aus|im|der|vom|op|uit|van)\s+(?:{_ARTICLE}\s+)?"
     rf"(?:{_PRIOR_EXAM}|{_OTHER_EXAM})"
-    rf"(?(bare)\s*(?:[),;.]|$)|\b)|\(?{_PRIOR_WORD}\s*(?:[),;]|$)|{_ON_DATE})",
+    rf"(?(bare)\s*(?:[),;.]|$)|\b)|\(?{_PRIOR_WORD}\s*(?:[),;]|$)|{_ON_DATE}|{_FROM_DATE})",
     re.IGNORECASE,
 )
 #: A word of every branch of :data:`_PRIOR_BEFORE`, lower case: the regex, ~30 us over its 80 characters,
