@@ -269,6 +269,10 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     ("Herde (Serie 4, Bild 87 resp. 90).", "de", [(4, (87, 90))]),
     ("Noduli (serie 4, beeld 87 resp. 90).", "nl", [(4, (87, 90))]),
     ("Nodules (3:45) and (3:50).", "en", [(3, (45,)), (3, (50,))]),
+    # a dashed date after the list is none of its images: it was read as images 3 to 12 and 2021, or image 12
+    ("Laesie (serie 3, beeld 45, 12-03-2021).", "nl", [(3, (45,))]),
+    ("Nodule (series 3, images 45-47, 2019-03-12).", "en", [(3, (45, 46, 47))]),
+    ("Herd Serie 3 Bild 45 u. 47, 2021-01-05 unverändert.", "de", [(3, (45, 47))]),
 ]
 
 NEGATIVES: list[tuple[str, str | None]] = [
@@ -466,6 +470,10 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("Laesie (beeld 87 van 01-02-2021).", "nl"),
     ("Nodule (series 3, image 45 from 1/1/2020).", "en"),
     ("Nodule series 3 image 45 from 2019.", "en"),
+    # a dashed date after an image word is no range: 'beelden 12-03-2021' was images 3 to 12 and 2021
+    ("Vergelijking met beelden 12-03-2021.", "nl"),
+    ("Compared with images 2019-03-12.", "en"),
+    ("Vergleich mit Bildern 12-03-2021.", "de"),
     ("Laesie (serie 3, beeld 40 uit 2019).", "nl"),
     ("Schichten 1 resp. 2 mm.", "de"),
     # a time or a segment pair joined to one that its context names: (3:50) and (7/8) were placed as slices

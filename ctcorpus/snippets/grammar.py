@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "26"
+GRAMMAR_VERSION = "27"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -141,7 +141,10 @@ _NOT_MEASUREMENT = (
 _ORDINAL = r"(?:[1-9]|1[0-2])\.[ \t]*[^\W\d_]"
 #: An image number with a thousands separator ("image 1,045", "Bild 1.045"): a decimal has no three digits after its mark.
 _GROUPED = r"[1-9][,.]\d{3}"
-_NUM = rf"(?:{_GROUPED}|\d{{1,4}})" + _NOT_MEASUREMENT
+#: A number that begins a dashed date ("2019-03-12", "12-03-2021"), which no range is: after a list ("image 45,
+#: 12-03-2021") its parts were read as images 3 to 12 and 2021.
+_NOT_DATE = r"(?!-\d{1,4}-\d)"
+_NUM = rf"(?:{_GROUPED}|\d{{1,4}})" + _NOT_MEASUREMENT + _NOT_DATE
 #: A SeriesNumber after a series word: derived series count on past 9999 (10001); with four digits
 #: only, "series 10001, image 45" became a bare "image 45", placed in the primary series.
 _SERIES_NUM = r"\d{1,6}" + _NOT_MEASUREMENT
