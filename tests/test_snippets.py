@@ -273,6 +273,9 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     ("Laesie (serie 3, beeld 45, 12-03-2021).", "nl", [(3, (45,))]),
     ("Nodule (series 3, images 45-47, 2019-03-12).", "en", [(3, (45, 46, 47))]),
     ("Herd Serie 3 Bild 45 u. 47, 2021-01-05 unverändert.", "de", [(3, (45, 47))]),
+    # ... while a prior exam after the reference's clause ends, or one only compared with, leaves it on this exam
+    ("Nodule (series 3, image 45), prior CT 4 mm.", "en", [(3, (45,))]),
+    ("Nodule (series 3, image 45, compared with the prior CT).", "en", [(3, (45,))]),
 ]
 
 NEGATIVES: list[tuple[str, str | None]] = [
@@ -474,6 +477,11 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("Vergelijking met beelden 12-03-2021.", "nl"),
     ("Compared with images 2019-03-12.", "en"),
     ("Vergleich mit Bildern 12-03-2021.", "de"),
+    # a prior exam named, not only "prior", where the reference's clause ends: its image 45 was placed on this exam
+    ("Herd (Serie 3, Bild 45, Voruntersuchung).", "de"),
+    ("Herd (Serie 3, Bild 45, VU).", "de"),
+    ("Nodule (series 3, image 45, prior CT).", "en"),
+    ("Laesie (serie 3, beeld 45, vooronderzoek).", "nl"),
     ("Laesie (serie 3, beeld 40 uit 2019).", "nl"),
     ("Schichten 1 resp. 2 mm.", "de"),
     # a time or a segment pair joined to one that its context names: (3:50) and (7/8) were placed as slices

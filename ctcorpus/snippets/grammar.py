@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "27"
+GRAMMAR_VERSION = "28"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -394,13 +394,14 @@ _PRIOR_BEFORE = re.compile(
 )
 #: Prior-exam wording just after a reference, under a preposition, also in a parenthesis ("series 3 image 45 on
 #: the prior study", "Bild 45 der VU", "image 40 on 1/1/2020", "image 40 from 2019", "image 45 on the MRI", "image 45
-#: (of the prior CT series 3)"), or a "prior" that ends the clause
-#: ("(series 3, image 45, prior)", "... 45 (prior)"); a bare "prior" only there too ("on prior)", not "... prior to contrast"),
-#: and a new clause ("; VU: Se 2") is none.
+#: (of the prior CT series 3)"), or a prior exam that ends the clause ("(series 3, image 45, prior)", "... 45
+#: (prior)", "(series 3, image 45, prior CT)", "(Serie 3, Bild 45, Voruntersuchung)"); a bare "prior" only there too
+#: ("on prior)", not "... prior to contrast"), and a new clause ("; VU: Se 2") is none.
 _PRIOR_AFTER = re.compile(
     rf"[\s,]*(?:\(\s*)?(?:(?:on|of|from|in|at|auf|aus|im|der|vom|op|uit|van)\s+(?:{_ARTICLE}\s+)?"
     rf"(?:{_PRIOR_EXAM}|{_OTHER_EXAM})"
-    rf"(?(bare)\s*(?:[),;.]|$)|\b)|\(?{_PRIOR_WORD}\s*(?:[),;]|$)|{_ON_DATE}|{_FROM_DATE})",
+    rf"(?(bare)\s*(?:[),;.]|$)|\b)"
+    rf"|\(?(?:{_PRIOR_WORD}(?:\s+(?:[^\W\d_]+\s+)?{_EXAM}\b)?|{_PRIOR_NOUN})\s*(?:[),;]|$)|{_ON_DATE}|{_FROM_DATE})",
     re.IGNORECASE,
 )
 #: A word of every branch of :data:`_PRIOR_BEFORE`, lower case: the regex, ~30 us over its 80 characters,
