@@ -276,6 +276,7 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     # ... while a prior exam after the reference's clause ends, or one only compared with, leaves it on this exam
     ("Nodule (series 3, image 45), prior CT 4 mm.", "en", [(3, (45,))]),
     ("Nodule (series 3, image 45, compared with the prior CT).", "en", [(3, (45,))]),
+    ("Herd (3/45) größenkonstant zur VU.", "de", [(3, (45,))]),
 ]
 
 NEGATIVES: list[tuple[str, str | None]] = [
@@ -482,6 +483,10 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("Herd (Serie 3, Bild 45, VU).", "de"),
     ("Nodule (series 3, image 45, prior CT).", "en"),
     ("Laesie (serie 3, beeld 45, vooronderzoek).", "nl"),
+    # a month and year in parentheses after a prior exam named by its noun: it was placed as series 12, image 19
+    ("Herd größenkonstant zur VU (03/21).", "de"),
+    ("Herd unverändert gegenüber der Voruntersuchung (12/19).", "de"),
+    ("Nodule unchanged from the earlier (12/19).", "en"),
     ("Laesie (serie 3, beeld 40 uit 2019).", "nl"),
     ("Schichten 1 resp. 2 mm.", "de"),
     # a time or a segment pair joined to one that its context names: (3:50) and (7/8) were placed as slices

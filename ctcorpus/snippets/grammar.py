@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "28"
+GRAMMAR_VERSION = "29"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -338,11 +338,17 @@ _ANY_TO = _words(_TO_WORDS, _LANGUAGES)
 _LIST_PART = re.compile(rf"(\d+)(?:\s*(?:[-–—]|{_ANY_TO})\s*(?:[^\W\d_]+\.?\s*)?(\d+))?", re.IGNORECASE)
 _RANGE_MARK = re.compile(rf"\d\s*(?:[-–—]|\b{_ANY_TO}\b)\s*(?:[^\W\d_]+\.?\s*)?\d", re.IGNORECASE)
 
-#: Words in the 30 characters before "(3/45)" that make it a date, a time, a pressure, a ratio, a score
-#: or a pair of segments, ribs or levels ("segments (6/7)": liver segments 6 and 7), also before a pair joined
-#: to it ("at (3:45) and (3:50)", "segments (6/7) and (7/8)").
+#: Words that make an exam a prior one ("the prior CT"), and nouns that name a prior exam alone ("Voruntersuchung").
+_PRIOR_WORD = (r"(?:prior|previous|earlier|preceding|baseline|outside|vorherigen?|früheren?|vorangegangenen?"
+               r"|vorig(?:en?)?|eerdere?)")
+_PRIOR_NOUN = (r"(?:vorunters\w*|voraufnahmen?|vorbefund\w*|vor-?ct|vu|vooronderzoek\w*"
+               r"|vergleichs(?:untersuchung\w*|aufnahmen?|-?ct))")
+#: Words in the 30 characters before "(3/45)" that make it a date (also after a prior exam: "zur VU (03/21)",
+#: "gegenüber der Voruntersuchung (12/19)"), a time, a pressure, a ratio, a score or a pair of segments, ribs or
+#: levels ("segments (6/7)": liver segments 6 and 7), also before a pair joined to it ("at (3:45) and (3:50)",
+#: "segments (6/7) and (7/8)").
 _PAREN_FALSE_CONTEXT = re.compile(
-    r"\b(?:on|at|dated?|since|from|prior|previous|vom|am|seit|datum|um|uhr|op|sinds|d\.d\.|"
+    rf"\b(?:on|at|dated?|since|from|{_PRIOR_WORD}|{_PRIOR_NOUN}|vom|am|seit|datum|um|uhr|op|sinds|d\.d\.|"
     r"bp|rr|blood\s+pressure|blutdruck|bloeddruk|ratio|verh[äa]ltnis|verhouding|score|grade|grad|"
     r"bi-?rads|li-?rads|lung-?rads|pi-?rads|o-?rads|ti-?rads|tnm|stage|stadium|gleason|"
     r"segments?|segmente?n?|segm|rib|ribs|rippen?|ribben?|level|levels|höhe|vertebra[el]?|wirbel(?:körper)?)\W*"
@@ -351,11 +357,6 @@ _PAREN_FALSE_CONTEXT = re.compile(
 )
 _PAREN_FALSE_AFTER = re.compile(r"^\s*(?:mm\s*hg|mmhg|uhr|h\b|am\b|pm\b|o'clock)", re.IGNORECASE)
 
-#: Words that make an exam a prior one ("the prior CT"), and nouns that name a prior exam alone ("Voruntersuchung").
-_PRIOR_WORD = (r"(?:prior|previous|earlier|preceding|baseline|outside|vorherigen?|früheren?|vorangegangenen?"
-               r"|vorig(?:en?)?|eerdere?)")
-_PRIOR_NOUN = (r"(?:vorunters\w*|voraufnahmen?|vorbefund\w*|vor-?ct|vu|vooronderzoek\w*"
-               r"|vergleichs(?:untersuchung\w*|aufnahmen?|-?ct))")
 _EXAM = (r"(?:exam(?:ination)?|study|scan|ct|cta|mri?|pet(?:[-/]ct)?|imaging|untersuchung|aufnahmen?|bildgebung"
          r"|onderzoek)")
 _ARTICLE = r"(?:the|der|dem|den|het|de)"
