@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tracemalloc
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -379,6 +380,20 @@ def test_report_near_duplicates_need_shared_wording() -> None:
     pairs = report_pairs(pd.Series([base, edited, other, ""]), AuditConfig())
     assert pairs[["i", "j"]].values.tolist() == [[0, 1]]
     assert 0.5 <= pairs["similarity"].iloc[0] < 1.0
+
+
+@pytest.mark.parametrize("form", ["NFD", "upper"])
+def test_a_copy_decomposed_or_upper_cased_is_an_exact_copy(form: str) -> None:
+    """A German report copied as NFD (umlauts as combining marks, split by \\w) or upper-cased ("GRÖSSE",
+    lower-cased "grösse" beside "größe") had other words in every umlaut: no copy found at all."""
+    text = "Rundherd im rechten Oberlappen, Größe 8 mm. Kein Pleuraerguss. Mäßiges Emphysem. Herzgröße normal."
+    copy = unicodedata.normalize("NFD", text) if form == "NFD" else text.upper()
+    reports = pd.DataFrame({"report_id": ["R1", "R2"], "study_id": ["S1", "S2"], "patient_id": ["P1", "P2"],
+                            "split": ["train", "test"], "text": [text, copy], "corpus": "c"})
+    found = leakage.duplicate_reports(reports, AuditConfig(), cross=False)
+    assert [(f.kind, f.ids, f.severity, f.score) for f in found] == [
+        (FindingKind.DUPLICATE_REPORT, ("R1", "R2"), Severity.HIGH, 1.0)
+    ]
 
 
 def test_a_report_template_copied_into_many_studies_stays_linear() -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 
@@ -361,7 +362,13 @@ def duplicate_volumes(volumes: pd.DataFrame, config: AuditConfig, *, cross: bool
 
 
 def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+    """A report's words, compatibility-composed (NFKC) and case-folded.
+
+    A copy exported decomposed (NFD: "o" + combining diaeresis, which ``\\w`` splits at) or
+    upper-cased ("GRÖSSE" for "Größe", lower-cased "grösse" beside "größe") had other words at every
+    umlaut or "ß": neither an exact copy nor, with a few of them, a near one.
+    """
+    return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
 
 
 def shingles(text: str, size: int) -> set[str]:
