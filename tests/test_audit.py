@@ -420,8 +420,9 @@ def test_a_report_template_copied_into_many_studies_stays_linear() -> None:
 
 
 def test_variants_of_a_structured_template_are_searched_in_linear_checks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """k distinct reports a few words apart are each other's near copies: all k^2 / 2 of their pairs
-    were verified and kept (two minutes and 72 MB for 1,500); a tree of k - 1 pairs joins the cluster."""
+    """k distinct reports a few words apart are each other's near copies where no wording counts as
+    template: all k^2 / 2 of their pairs were verified and kept (two minutes and 72 MB for 1,500); a
+    tree of k - 1 pairs joins the cluster. By default the wording they all share is template: no copy."""
     rng = np.random.default_rng(0)
     template = ("Lungs: no nodule, no consolidation, no ground glass opacity. Pleura: no effusion, no thickening. "
                 "Heart: normal size, no pericardial effusion. Mediastinum: no enlarged lymph nodes. Aorta: normal "
@@ -435,14 +436,38 @@ def test_variants_of_a_structured_template_are_searched_in_linear_checks(monkeyp
         texts.append(" ".join(variant))
     checked = []
     monkeypatch.setattr(leakage, "_jaccard", lambda a, b: checked.append(1) or len(a & b) / len(a | b))
-    pairs = report_pairs(pd.Series(texts), AuditConfig())
+    wording = AuditConfig(report_template_share=1.0)
+    pairs = report_pairs(pd.Series(texts), wording)
     assert len(pairs) == 199 and len(checked) < 2 * 200
     assert (pairs["i"] < pairs["j"]).all() and pairs["similarity"].between(0.5, 1.0).all()
     reports = pd.DataFrame({"report_id": [f"R{k}" for k in range(200)], "study_id": [f"S{k}" for k in range(200)],
                             "patient_id": [f"P{k}" for k in range(200)], "split": ["train", "test"] * 100,
                             "text": texts, "corpus": "c"})
-    found = leakage.duplicate_reports(reports, AuditConfig(), cross=False)
+    found = leakage.duplicate_reports(reports, wording, cross=False)
     assert [(f.kind, len(f.ids), f.severity) for f in found] == [(FindingKind.NEAR_DUPLICATE_REPORT, 200, Severity.HIGH)]
+    assert leakage.duplicate_reports(reports, AuditConfig(), cross=False) == []
+
+
+def test_a_template_sentence_everyone_shares_makes_no_near_copies() -> None:
+    """Short reports alike only in "No pleural effusion." were near copies of other patients (Jaccard
+    0.5: "Emphysema. No pleural effusion." and "No pleural effusion."), a leak across splits; a
+    report copied with a word changed still is one, and exact copies of the template still are."""
+    findings = ["Emphysema", "Cardiomegaly", "Small hiatal hernia", "Atelectasis left base", "Mild bronchiectasis",
+                "Coronary artery calcification", "Thyroid nodule", "Rib fracture", "Mosaic attenuation",
+                "Lung nodule 4 mm", "Aortic ectasia", "Tree in bud opacities"]
+    texts = [f"{finding}. No pleural effusion." for finding in findings] + ["No pleural effusion."] * 2
+    texts += ["No pleural effusion. No pneumothorax.", "No pleural effusion. No consolidation."]
+    copied = "Spiculated mass of 23 mm in the right upper lobe with hilar lymphadenopathy. No pleural effusion."
+    texts += [copied, copied.replace("23", "25")]
+    n = len(texts)
+    reports = pd.DataFrame({"report_id": [f"R{k}" for k in range(n)], "study_id": [f"S{k}" for k in range(n)],
+                            "patient_id": [f"P{k}" for k in range(n)], "split": ["train", "test"] * (n // 2),
+                            "text": texts, "corpus": "c"})
+    found = leakage.duplicate_reports(reports, AuditConfig(), cross=False)
+    assert sorted((f.kind, f.ids) for f in found) == [
+        (FindingKind.DUPLICATE_REPORT, ("R12", "R13")),
+        (FindingKind.NEAR_DUPLICATE_REPORT, (f"R{n - 2}", f"R{n - 1}")),
+    ]
 
 
 # ---------------------------------------------------------------- fingerprints

@@ -6,7 +6,8 @@ split inflates it) and *against* another corpus (a patient, study or accession i
 under different splits, e.g. this corpus's train set holds the other's test patients; a copied
 volume or report in both: ``high`` when the splits differ, ``medium`` when they agree).
 Near-duplicate volumes are found by fingerprint correlation, near-duplicate reports by MinHash LSH
-over word shingles (candidates only, each verified by exact Jaccard): neither is all-pairs on text.
+over word shingles (candidates only, each verified by exact Jaccard), template wording that many
+reports share left out: neither is all-pairs on text.
 Near-duplicates are only reported between patients: a follow-up scan shares its patient's anatomy
 and a follow-up report copies wording forward ("unchanged since ..."), and neither can leak
 across splits, which are drawn per patient. Exact copies are reported whoever they belong to.
@@ -21,7 +22,8 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from types import MappingProxyType
 
 import numpy as np
@@ -46,6 +48,8 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 PLACEHOLDER_OWNERS: Mapping[str, str] = MappingProxyType({"accession_id": "patient_id", "patient_id": "patient_key"})
 #: Words a table writes for no id (upper case), beside all zeros and ids without a letter or digit.
 _NO_ID_WORDS: frozenset[str] = frozenset({"N/A", "NA", "NAN", "NONE", "NULL", "UNKNOWN"})
+#: Distinct report texts a shingle must be held by, at least, to be template wording (:func:`template_shingles`).
+TEMPLATE_MIN_TEXTS: int = 10
 
 
 def _label(frame: pd.DataFrame, cross: bool) -> pd.Series:
@@ -383,21 +387,39 @@ def _jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a or b else 0.0
 
 
+def template_shingles(sets: Collection[set[str]], share: float) -> set[str]:
+    """Shingles in at least ``share`` of the distinct report texts, and in :data:`TEMPLATE_MIN_TEXTS`:
+    template wording.
+
+    A sentence everyone's report holds ("No pleural effusion.") is no sign that one report was
+    copied from another, yet in short reports it is half their shingles: "Emphysema. No pleural
+    effusion." and "No pleural effusion." were near copies (0.5) of two patients, a leak across
+    splits. In fewer texts a shingle that many hold is as likely a copy's as a template's.
+    """
+    held = Counter(shingle for words in sets for shingle in words)
+    least = max(TEMPLATE_MIN_TEXTS, share * len(sets))
+    return {shingle for shingle, texts in held.items() if texts >= least}
+
+
 def report_pairs(texts: pd.Series, config: AuditConfig) -> pd.DataFrame:
     """Pairs of distinct reports whose shingle Jaccard reaches ``config.report_similarity``, enough to
     join every cluster of near copies (MinHash LSH candidates, each verified exactly).
 
     Texts with the same words are one text here, named by their first row: a template copied
-    into k reports would make every query return all k, k^2 checks. Near copies are searched
-    cluster by cluster: a text found similar joins the cluster and leaves the index, so each
-    cluster is joined by a tree of its pairs, not all of them. A structured template's variants (a
-    few words apart) are each other's near copies: checking all k^2 / 2 pairs of 1,500 took two
-    minutes and held their pairs, growing with the square.
+    into k reports would make every query return all k, k^2 checks. Template wording
+    (:func:`template_shingles`) is then left out: texts alike only in it are no near copies, and a
+    text of nothing else is compared with none. Near copies are searched cluster by cluster: a text
+    found similar joins the cluster and leaves the index, so each cluster is joined by a tree of its
+    pairs, not all of them. Variants a few words apart whose wording is not template are each
+    other's near copies: checking all k^2 / 2 pairs of 1,500 took two minutes and held their pairs,
+    growing with the square.
     """
     firsts: dict[str, int] = {}
     for k, text in enumerate(texts):
         firsts.setdefault(" ".join(_words(text)) if isinstance(text, str) else "", k)
     sets = {k: shingles(texts.iloc[k], config.shingle_words) for words, k in firsts.items() if words}
+    template = template_shingles(sets.values(), config.report_template_share)
+    sets = {k: rest for k, words in sets.items() if (rest := words - template)}
     if len(sets) < 2:
         return pd.DataFrame({"i": [], "j": [], "similarity": []})
     indexed = list(sets)

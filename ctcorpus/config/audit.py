@@ -49,7 +49,17 @@ class AuditConfig(StageConfig):
         0.5,
         ge=0.0,
         le=1.0,
-        description="Jaccard similarity of word shingles at or above which two reports are near-duplicates.",
+        description="Jaccard similarity of word shingles (template wording left out) at or above which two reports are near-duplicates.",
+    )
+    report_template_share: float = Field(
+        0.05,
+        gt=0.0,
+        le=1.0,
+        description=(
+            "A word shingle held by at least this share of the distinct report texts (and by 10 of them) "
+            "is template wording ('No pleural effusion.'), left out of report near-duplicate similarity: "
+            "reports alike only in it are no copies; exact copies are found whatever their wording."
+        ),
     )
     shingle_words: int = Field(3, ge=1, description="Words per shingle for report near-duplicate detection.")
     minhash_permutations: int = Field(128, ge=16, description="MinHash permutations (LSH accuracy vs speed).")
