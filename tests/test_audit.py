@@ -140,6 +140,18 @@ def test_a_row_without_a_split_does_not_stop_the_leak_report() -> None:
     assert [(f.ids, f.groups, f.severity) for f in patients] == [(("p1",), ("", "test", "train"), Severity.HIGH)]
 
 
+@pytest.mark.parametrize("splits", [["train", "", "test"], ["train", "  ", "test"], ["train ", "train", " test"]])
+def test_a_blank_split_is_no_split_and_spaces_around_one_are_dropped(splits: list[str]) -> None:
+    """A report of split '' (a CSV's empty cell) beside its patient's train volume was a leak between
+    '' and train, high, where a null split is none; a report of split 'train ' one between 'train '
+    and 'train'."""
+    tiny = _tiny()
+    result = audit_corpus(dataclasses.replace(tiny, reports=tiny.reports.assign(split=splits)))
+    assert _leaks(result.findings) == []
+    lengths = result.stats.report_lengths.set_index("split")["reports"].to_dict()
+    assert lengths == ({"train": 2, "test": 1} if splits[0] == "train " else {"": 1, "train": 1, "test": 1})
+
+
 def test_numbered_splits_are_read_as_text(tmp_path: Path) -> None:
     """A table whose splits are numbers (a hand-made table, a split=0/1 layout as an int column; a
     null makes them floats) stopped the audit with a TypeError, sorting them beside text splits."""

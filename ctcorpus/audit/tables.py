@@ -80,22 +80,28 @@ def of_reports(tables: CorpusTables) -> pd.Series:
 
 
 def _split_name(value: object) -> str | None:
-    """One split as text: a whole number as written in a folder name (1.0 -> '1'), a null as ``None``."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """One split as text: a whole number as written in a folder name (1.0 -> '1'), spaces around it
+    dropped; a null or a blank as ``None``."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return None
-    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    text = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()
+    return text or None
 
 
 def split_as_text(values: pd.Series) -> pd.Series:
-    """A ``split`` column as text, nulls kept.
+    """A ``split`` column as text, nulls kept, a blank split ('' or spaces) made one.
 
     A table ctcorpus did not write may number its splits (``0``/``1``: a hand-made table, or a
     ``split=0/`` folder layout written as an int column; with a null, pandas reads them as floats):
     sorted or compared beside the text splits of another table, or of the corpus checked against,
-    the ints stopped the audit with a TypeError naming no file.
+    the ints stopped the audit with a TypeError naming no file. It may write no split as a blank
+    (a CSV's empty cell): as a split of its own, a patient with a volume in train and a report of
+    split '' was a leak between '' and train (high), where a null split is unknown and no leak;
+    and 'train ' was a split beside 'train'.
     """
     if pd.api.types.is_string_dtype(values) and not isinstance(values.dtype, pd.CategoricalDtype):
-        return values
+        text = values.str.strip()
+        return text.mask(text.eq("").fillna(False).astype(bool))
     return values.astype(object).map(_split_name).astype(object)
 
 
