@@ -131,13 +131,22 @@ def test_missing_ids_are_unknown_not_shared(seeded) -> None:
 
 def test_a_row_without_a_split_does_not_stop_the_leak_report() -> None:
     """A patient in train and test, one of whose reports has no split: the leak is reported, not a
-    TypeError from sorting the null among the split names."""
+    TypeError from sorting the null among the split names, and named "(no split)", not left blank
+    ("p1 in , test, train"), in its detail and on the page."""
     tiny = _tiny()
     volumes = tiny.volumes.assign(patient_id=["p1", "p1", "p3"], split=["train", "test", "test"])
     reports = tiny.reports.assign(patient_id=["p1", "p1", "p3"], split=["train", None, "test"])
     found = audit_corpus(dataclasses.replace(tiny, volumes=volumes, reports=reports)).findings
     patients = [f for f in found if f.kind == FindingKind.PATIENT_ACROSS_GROUPS]
     assert [(f.ids, f.groups, f.severity) for f in patients] == [(("p1",), ("", "test", "train"), Severity.HIGH)]
+    assert patients[0].detail == "patient_id p1 in (no split), test, train"
+    old = dataclasses.replace(tiny, volumes=volumes, reports=reports, name="old")
+    against = audit_corpus(dataclasses.replace(tiny, volumes=volumes.assign(split=["train", "train", "test"]),
+                                               reports=reports.assign(split=["train", "train", "test"])), against=old)
+    crossed = [f for f in against.findings if f.kind == FindingKind.PATIENT_ACROSS_GROUPS]
+    assert [f.detail for f in crossed] == ["patient_id p1 in old/(no split), old/test, old/train, tiny/train"]
+    page = report.render_html(audit_corpus(old))
+    assert "<td>(no split), test, train</td>" in page and "<td>, test, train</td>" not in page
 
 
 @pytest.mark.parametrize("splits", [["train", "", "test"], ["train", "  ", "test"], ["train ", "train", " test"]])

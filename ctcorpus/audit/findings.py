@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -80,3 +81,9 @@ class Finding:
     groups: tuple[str, ...]
     score: float
     detail: str
+
+
+def groups_text(groups: Iterable[str]) -> str:
+    """A finding's groups as a person reads them: an unknown split ('') is '(no split)', alone or after
+    its corpus (``v1/``); left blank, a patient read as "in , test, train"."""
+    return ", ".join(f"{group}(no split)" if group == "" or group.endswith("/") else group for group in groups)

@@ -32,7 +32,7 @@ from datasketch import MinHash, MinHashLSH
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from ctcorpus.audit.findings import Finding, FindingKind, Severity
+from ctcorpus.audit.findings import Finding, FindingKind, Severity, groups_text
 from ctcorpus.audit.fingerprint import (
     FINGERPRINT_VERSION,
     fingerprint_matrix,
@@ -70,7 +70,7 @@ def _finding(
     groups = tuple(sorted(set(_label(rows, cross))))
     severity = Severity.HIGH if len(splits) > 1 else Severity.MEDIUM
     ids = tuple(sorted(set(map(str, ids))))
-    return Finding(kind, severity, ids, groups, float(score), f"{what} in {', '.join(groups)}")
+    return Finding(kind, severity, ids, groups, float(score), f"{what} in {groups_text(groups)}")
 
 
 def _spans(rows: pd.DataFrame, cross: bool) -> bool:
@@ -144,7 +144,7 @@ def placeholder_findings(found: Mapping[str, pd.DataFrame], *, cross: bool) -> l
                     (str(value),),
                     groups,
                     float(held),
-                    f"{column} {value} is a placeholder ({why}) in {', '.join(groups)}: it names no one "
+                    f"{column} {value} is a placeholder ({why}) in {groups_text(groups)}: it names no one "
                     f"{entity}, so its {len(group)} rows are not checked for {entity} leaks",
                 )
             )

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 
 from ctcorpus.audit.core import AuditResult
 from ctcorpus.audit.diff import CorpusDiff
-from ctcorpus.audit.findings import SEVERITY_ORDER, Finding, Severity
+from ctcorpus.audit.findings import SEVERITY_ORDER, Finding, Severity, groups_text
 from ctcorpus.audit.stats import CorpusStats
 from ctcorpus.errors import AuditError
 
@@ -326,7 +326,7 @@ def _findings_section(result: AuditResult) -> str:
         ids = ", ".join(finding.ids[:8]) + (f" (+{len(finding.ids) - 8})" if len(finding.ids) > 8 else "")
         rows.append(
             f"<tr><td>{_severity(finding.severity)}</td><td>{finding.kind.value}</td>"
-            f"<td><code>{html.escape(ids)}</code></td><td>{html.escape(', '.join(finding.groups))}</td>"
+            f"<td><code>{html.escape(ids)}</code></td><td>{html.escape(groups_text(finding.groups))}</td>"
             f'<td class="num">{finding.score:.3f}</td><td>{html.escape(finding.detail)}</td></tr>'
         )
     unlisted = kinds - shown
