@@ -1315,6 +1315,15 @@ def test_plots_name_the_rows_of_no_known_split(figures: list[Figure]) -> None:
     assert len(by_split) == 5 and all(names == ["train", "(no split)"] for names in by_split)  # prevalence, 4 fields
 
 
+def test_a_corpus_of_no_known_split_has_a_page() -> None:
+    """Every volume and report without a split (a corpus not yet split, a hand-made table): the label
+    counts, pivoted on split '' alone, read back as a Series and the page stopped with an AttributeError."""
+    tiny = _tiny()
+    page = report.render_html(audit_corpus(dataclasses.replace(
+        tiny, volumes=tiny.volumes.assign(split=None), reports=tiny.reports.assign(split=None))))
+    assert "<th>(no split) positive</th><th>(no split) mentioned</th>" in page
+
+
 def test_cooccurrence_diagonal_is_grey_not_the_colour_of_zero(figures: list[Figure]) -> None:
     """The diagonal is left off the colour scale: drawn blank (white), it read as the near-white 0 cells."""
     report.render_html(audit_corpus(_tiny()))

@@ -134,10 +134,15 @@ def _named_splits(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(split=frame["split"].map(_split_name))
 
 
+def _split_order(splits: pd.Index) -> list[str]:
+    """Splits in train, validation, test order (others after), so colours and legends line up."""
+    splits = splits.unique()
+    return [s for s in _SPLIT_COLOURS if s in splits] + [s for s in splits if s not in _SPLIT_COLOURS]
+
+
 def _by_split(table: pd.DataFrame) -> pd.DataFrame:
-    """Columns in train, validation, test order (others after), so colours and legends line up."""
-    order = [s for s in _SPLIT_COLOURS if s in table.columns] + [s for s in table.columns if s not in _SPLIT_COLOURS]
-    return table[order]
+    """Columns in :func:`_split_order`."""
+    return table[_split_order(table.columns)]
 
 
 def _prevalence_plot(prevalence: pd.DataFrame) -> str:
@@ -241,7 +246,9 @@ def _label_counts(prevalence: pd.DataFrame) -> pd.DataFrame:
     """
     counts = prevalence.assign(mentioned=prevalence["positive"] + prevalence["negative"] + prevalence["uncertain"])
     wide = counts.pivot_table(index="label", columns="split", values=["positive", "mentioned"], fill_value=0)
-    columns = [(value, split) for split in _by_split(wide["positive"]).columns for value in ("positive", "mentioned")]
+    # by the split level: wide["positive"] of split '' alone (a corpus of no known split) is a Series
+    splits = _split_order(wide.columns.get_level_values("split"))
+    columns = [(value, split) for split in splits for value in ("positive", "mentioned")]
     return wide[columns].set_axis([f"{_split_name(split)} {value}" for value, split in columns], axis=1).reset_index()
 
 
