@@ -218,6 +218,19 @@ def test_a_build_leaves_a_file_or_a_link_where_its_version_should_go_as_it_is(tm
     assert verify_dataset(version) == [] and not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
 
 
+def test_a_build_refuses_the_working_folder_and_those_holding_it(tmp_path, monkeypatch):
+    # "--out ." in an empty folder raised a bare ValueError ("." has no name); a build would delete the folder the
+    # process works in
+    units = [_unit(tmp_path, i) for i in range(2)]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    for out in (Path("."), Path(".."), empty):
+        with pytest.raises(OutputError, match="is the working folder or holds it"):
+            build_dataset(units, out, OutputConfig(), run_config={}, geometry={})
+    assert empty.is_dir() and not any(empty.iterdir())
+
+
 def test_a_build_records_the_version_of_the_folder_it_writes(tmp_path):
     result = _build(tmp_path, [_unit(tmp_path, i) for i in range(3)], "v2")  # the config's dataset_version is v1
     assert read_manifest(result.path)["dataset_version"] == "v2"

@@ -296,8 +296,11 @@ def _not_replaceable(out: Path) -> str | None:
 
     The build moves ``out`` aside and deletes it: a folder of other files went with it (``--out out``, the
     work store's folder); a file, or a link (``latest`` -> ``v3``), could not be deleted and was left behind
-    hidden as a killed build's leftover, the link's version not rebuilt.
+    hidden as a killed build's leftover, the link's version not rebuilt; the working folder, or one holding it
+    (``--out .`` in an empty folder), left the process in a deleted folder (``.`` has no name: a ValueError).
     """
+    if Path.cwd().is_relative_to(Path(os.path.abspath(out))):
+        return "is the working folder or holds it, which a build would replace whole"
     if out.is_symlink():
         return f"is a link to {os.readlink(out)}, which a build would replace, not the version it names"
     if out.exists() and not out.is_dir():
