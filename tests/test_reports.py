@@ -1406,6 +1406,19 @@ def test_phi_what_the_patient_is_after_patient_is_no_name():
             ("Raucher", "name"), ("Raucher Hans", "name"), ("Raucher", "name"), ("Riker", "name")],
     })
 
+
+def test_phi_a_diagnosis_after_patient_is_no_name():
+    # false positives of a review: "Patientin Morbus Crohn, Z.n. ..." reached the corpus as "Patientin [NAME], Z.n. ..."
+    _assert_phi({
+        "Patientin Morbus Crohn, Z.n. Ileozökalresektion. Pat. Morbus Hodgkin, Z.n. Radiatio.": [],
+        "Pat. Hodgkin-Lymphom, Z.n. Chemo. Patient Non-Hodgkin-Lymphom, Stadium II. Patient Wilms-Tumor.": [],
+        "Pat. Mammakarzinom, Z.n. Mastektomie. Pat. Bochdalek-Hernie. Patientin Cushing-Syndrom.": [],
+        "Pat. Leberzirrhose, Child B.\nPATIENTIN BRONCHIALKARZINOM, Z.N. CHEMO.\nPatient: Mamma-Ca.": [],
+        # names stay, also one ending like a disease's suffix that is none ("-itis")
+        "Pat. Hodgkin, Hans. Patient Adomaitis, geb. 01.02.1930. Patientin Tumorova.": [
+            ("Hodgkin, Hans", "name"), ("Adomaitis", "name"), ("01.02.1930", "date"), ("Tumorova", "name")],
+    })
+
 def _write_csv(path: Path, rows: list[dict[str, str]], encoding: str = "utf-8") -> Path:
     with open(path, "w", newline="", encoding=encoding) as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))

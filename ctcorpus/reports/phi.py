@@ -150,8 +150,17 @@ _NOT_NAMES = frozenset(
      "Typ", "Type", "Seit", "Since",
      # the next field's label in a header line ("Nachname: Müller Vorname: Hans")
      "Name", "Vorname", "Nachname", "Geburtsname", "Geburtsdatum", "Geschlecht", "Sex", "Gender", "Surname", "First",
-     "Last", "Given", "Birth", "Datum", "Date"}
+     "Last", "Given", "Birth", "Datum", "Date",
+     # a disease's first word where telegram style writes a diagnosis after "Pat." ("Patientin Morbus Crohn, Z.n. ...")
+     "Morbus"}
 )
+#: A word that names a disease by its ending ("Mammakarzinom", "Non-Hodgkin-Lymphom", "Cushing-Syndrom",
+#: "Leberzirrhose", "Mamma-Ca"): no one's name, though telegram style writes one where a name may stand
+#: ("Pat. Lungenkarzinom, Z.n. Chemo.", "Patientin Hodgkin-Lymphom, Stadium II"). As a name's first
+#: word it ends the hit; a family name ending so ("-itis": "Adomaitis") is left out.
+_DISEASE_WORD = re.compile(r"(?i:[\w\-]*(?:karzinom|carcinoma?|lymphoma?|sarkom|sarcoma|melanoma?|myeloma?|gliom|glioma"
+                           r"|blastoma?|adenoma?|tumou?r|syndroma?|erkrankung|krankheit|hernie|zirrhose|fibrose"
+                           r"|insuffizienz|stenose|leukämie|-ca))")
 #: Lower-case particles of family names ("von der Leyen", "van Gogh", "de Vries").
 _PARTICLES = ("von", "van", "vom", "zu", "zur", "de", "der", "den", "del", "della", "di", "da", "dos", "du", "le", "la",
               "ten", "ter")
@@ -914,8 +923,8 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
             if kind in ("id", "name", "age", "phone") and m.lastindex:
                 group = next(g for g in range(1, (m.lastindex or 0) + 1) if m.group(g) is not None)
                 start, end = m.span(group)
-                if kind == "name" and next((w for w in text[start:end].replace("/", " ").split() if w[0].isupper()),
-                                            "") in _NOT_NAMES:
+                first = next((w for w in text[start:end].replace("/", " ").split() if w[0].isupper()), "")
+                if kind == "name" and (first in _NOT_NAMES or _DISEASE_WORD.fullmatch(first.rstrip(",;."))):
                     continue  # "Patient", also after a particle ("Die Schwester der Patientin"), or before a slash
                 if (m.lastgroup == "patient" and _PATIENT_WITHOUT_COLON.fullmatch(text, m.start(), start)
                         and _PATIENT_DESCRIPTIONS.fullmatch(text, start, end)):
