@@ -1337,6 +1337,16 @@ def test_phi_abbreviated_labels_spaced_and_international_phones_and_abbreviated_
     })
 
 
+def test_phi_an_age_over_89_before_years_alone_or_the_dative_jahren():
+    # misses of a review: "Female, 92 years, ..." and "Erstdiagnose mit 91 Jahren" reached the corpus
+    _assert_phi({
+        "Female, 92 years, with dyspnea. Patient is 101 years. Smoked for 91 years, over the past 90 years.": [
+            ("92", "age"), ("101", "age")],
+        "Erstdiagnose mit 91 Jahren. Patientin von 95 Jahren. Raucher seit 90 Jahren, nach 92 Jahren.": [
+            ("91", "age"), ("95", "age")],
+    })
+
+
 def test_phi_synthetic_reports_carry_the_legacy_date_spellings_and_each_is_scrubbed():
     # the generator writes "05-JAN-24" and "Mar-2021", so that the PHI benchmark measures them
     spellings = {"two-digit year": re.compile(r"\d{2}-[A-ZÄ]{3}-\d{2}"),

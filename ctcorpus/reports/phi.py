@@ -58,6 +58,10 @@ _GERMAN_MONTH = (r"(?:" + "|".join([m.capitalize() for m in _MONTHS_DE]
                  + r")(?!\w)")
 #: What a measurement, not a date or phone, has after its numbers ("12/10/15 mm", "400-1500 HU", "250-1200 mGy").
 _NOT_A_UNIT = r"(?!\s*(?:mm|cm|ml|%|HU|mGy|mSv|mAs|kV|kg)(?!\w))"
+#: Not after a word that makes the number before it a duration ("seit 90 Jahren", "for 92 years"):
+#: a lookbehind from the end of a number of two or three digits.
+_NOT_AFTER_A_DURATION_WORD = "".join(rf"(?<!\b{word}\s\d\d)(?<!\b{word}\s\d\d\d)" for word in (
+    "seit", "über", "nach", "für", "since", "for", "over", "after", "within", "past", "last"))
 #: A capitalized name word: "Smith", "Hans-Peter", "Müller-Lüdenscheidt", "O'Brien", "McDonald", "Smith's".
 _CAP = r"(?:[A-ZÄÖÜ][a-zäöüß]+|[A-ZÄÖÜ](?=['’]))(?:[A-ZÄÖÜ][a-zäöüß]+|['’\-][A-ZÄÖÜ]?[a-zäöüß]+)*"
 #: German prepositions before a date that may come without its year ("vom 03.04.").
@@ -491,12 +495,13 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     ),
     # long numbers, US SSNs, Swiss AHV numbers ("756.1234.5678.97")
     ("id", re.compile(r"\d(?<!\w\d)(?:\d{6,}|\d{2}-\d{2}-\d{4}|(?<=7)56\.\d{4}\.\d{4}\.\d{2})\b"), (), _NUMBER),
-    (
+    (  # an age over 89 before its unit; "years" alone ("Female, 92 years, ...") and the dative "Jahren"
+        # ("mit 92 Jahren") not after a word that makes them a duration ("seit 90 Jahren", "for 92 years")
         "age",
         re.compile(
             r"[91](?<!\w[91])(?:(?<=9)\d|(?<=1)[01]\d)(?!\d)"
             r"(?=[\s-]*(?:years?[\s-]old|year-old|yrs?[\s-]old|years?\s+of\s+age|yo\b|y/o|y\.o\.|j(?:ä|ae)hr(?:ig|\.)|jahre\b|J\b|y(?:rs?)?\b)"
-            r"|\.?\s*lebensjahr|(?-i:[MFW])(?!\w))",
+            r"|\.?\s*lebensjahr|(?-i:[MFW])(?!\w)|" + _NOT_AFTER_A_DURATION_WORD + r"\s*(?:years|jahren)\b)",
             re.IGNORECASE,
         ),
         (),
