@@ -1337,6 +1337,14 @@ def test_phi_abbreviated_labels_spaced_and_international_phones_and_abbreviated_
     })
 
 
+def test_phi_a_measurement_after_a_preposition_is_no_date_without_its_year():
+    # false positives of a review: "von 1.05 cm" reached the corpus as "von [DATE] cm"
+    _assert_phi({
+        "Größenzunahme von 1.05 cm auf 1.10 cm, Dichte von 1.10 HU, seit 4.10 mm.": [],
+        "Vergleich vom 12.03 zeigt keine Zunahme; seit 01.02 bekannt.": [("12.03", "date"), ("01.02", "date")],
+    })
+
+
 def test_phi_an_age_over_89_before_years_alone_or_the_dative_jahren():
     # misses of a review: "Female, 92 years, ..." and "Erstdiagnose mit 91 Jahren" reached the corpus
     _assert_phi({

@@ -395,15 +395,17 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         _NUMBER,
     ),
     # German day and month without a year after a preposition ("vom 03.04.", "seit 12. März", "vom
-    # 12.03 zeigt": a two-digit month, since "von 2.5 auf 3.1 cm" is a measurement); the closing
-    # period stays in the text, where it may also end the sentence. The last letters of the
-    # prepositions, in one lookbehind, turn away most numbers before their lookbehinds are tried.
+    # 12.03 zeigt": a two-digit month and no unit after it, since "von 2.5 auf 3.1 cm" and "von 1.05 cm"
+    # are measurements); the closing period stays in the text, where it may also end the sentence.
+    # The last letters of the prepositions, in one lookbehind, turn away most numbers before their
+    # lookbehinds are tried.
     (
         "date",
         re.compile(
             r"\d(?<!\w\d)(?<=[" + "".join(sorted({w[-1] for w in _DATE_PREPOSITIONS})) + r"]\s\d)(?:"
             + "|".join(rf"(?<=\b{w}\s\d)" for w in _DATE_PREPOSITIONS) + r")"
-            r"(?:\d?\.(?:0?[1-9]|1[0-2])(?=\.(?!\d))|\d?\.(?:0[1-9]|1[0-2])(?![\d.,])|\d?\.?\s" + _MONTH_NAME + r"(?!\w))",
+            r"(?:\d?\.(?:0?[1-9]|1[0-2])(?=\.(?!\d))|\d?\.(?:0[1-9]|1[0-2])(?![\d.,])" + _NOT_A_UNIT
+            + r"|\d?\.?\s" + _MONTH_NAME + r"(?!\w))",
             re.IGNORECASE,
         ),
         (),
