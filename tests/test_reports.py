@@ -1345,6 +1345,18 @@ def test_phi_a_measurement_after_a_preposition_is_no_date_without_its_year():
     })
 
 
+def test_phi_the_next_date_of_a_list_without_its_year_or_preposition():
+    # misses of a review: "vom 03.04. und 12.05." reached the corpus as "vom [DATE]. und 12.05."
+    _assert_phi({
+        "Voraufnahmen vom 03.04. und 12.05.; am 3.4., 5.4. sowie 7.4.; vom 03.04.2021 bzw. 12.05. unverändert.": [
+            ("03.04", "date"), ("12.05", "date"), ("3.4", "date"), ("5.4", "date"), ("7.4", "date"),
+            ("03.04.2021", "date"), ("12.05", "date")],
+        # no date before: an ordinal, a list item, a year alone, a measurement
+        "Rippe 3. und 4.5. frakturiert; 1. und 2.10 zeigt; Messung 2021 und 3.4 cm; vom 03.04. und 1.05 cm.": [
+            ("03.04", "date")],
+    })
+
+
 def test_phi_an_age_over_89_before_years_alone_or_the_dative_jahren():
     # misses of a review: "Female, 92 years, ..." and "Erstdiagnose mit 91 Jahren" reached the corpus
     _assert_phi({

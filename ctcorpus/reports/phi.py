@@ -66,6 +66,15 @@ _NOT_AFTER_A_DURATION_WORD = "".join(rf"(?<!\b{word}\s\d\d)(?<!\b{word}\s\d\d\d)
 _CAP = r"(?:[A-ZÄÖÜ][a-zäöüß]+|[A-ZÄÖÜ](?=['’]))(?:[A-ZÄÖÜ][a-zäöüß]+|['’\-][A-ZÄÖÜ]?[a-zäöüß]+)*"
 #: German prepositions before a date that may come without its year ("vom 03.04.").
 _DATE_PREPOSITIONS = ("vom", "am", "seit", "bis", "zum", "von", "ab", "dem")
+#: What joins a date to the one before it in a list, where it comes without its preposition: "vom
+#: 03.04. und 12.05.", "am 3.4., 5.4. sowie 7.4.", "vom 03.04.2021 bzw. 12.05.".
+_DATE_LIST_JOINERS = (",", "und", "sowie", "oder", "bzw.", "u.")
+#: Lookbehinds from a number's first digit: it follows a date (its month and that month's period, or
+#: its year) and a joiner; not an ordinal or a list item ("Rippe 3. und 4.5.").
+_AFTER_A_DATE_IN_A_LIST = "|".join(
+    "(?<=" + before + (joiner if joiner == "," else r"\s" + re.escape(joiner)) + r"\s\d)"
+    for before in (r"\d\.\d\.", r"\d\.\d\d\.", r"\.\d{4}") for joiner in _DATE_LIST_JOINERS
+)
 _STREETS_DE = ("straße", "strasse", "str.", "str", "weg", "allee", "platz", "gasse", "ring", "damm")
 #: English words that end like a street word and may stand before a number ("Measuring 12 mm").
 _STREET_LOOKALIKES = {"ring": r"(?<![eiu])"}  # measuring, during, entering, requiring
@@ -396,14 +405,14 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     ),
     # German day and month without a year after a preposition ("vom 03.04.", "seit 12. März", "vom
     # 12.03 zeigt": a two-digit month and no unit after it, since "von 2.5 auf 3.1 cm" and "von 1.05 cm"
-    # are measurements); the closing period stays in the text, where it may also end the sentence.
-    # The last letters of the prepositions, in one lookbehind, turn away most numbers before their
-    # lookbehinds are tried.
+    # are measurements), or after a date and a joiner in a list ("vom 03.04. und 12.05."); the closing
+    # period stays in the text, where it may also end the sentence. The last letters of the
+    # prepositions and joiners, in one lookbehind, turn away most numbers before their lookbehinds are tried.
     (
         "date",
         re.compile(
-            r"\d(?<!\w\d)(?<=[" + "".join(sorted({w[-1] for w in _DATE_PREPOSITIONS})) + r"]\s\d)(?:"
-            + "|".join(rf"(?<=\b{w}\s\d)" for w in _DATE_PREPOSITIONS) + r")"
+            r"\d(?<!\w\d)(?<=[" + "".join(sorted({w[-1] for w in (*_DATE_PREPOSITIONS, *_DATE_LIST_JOINERS)})) + r"]\s\d)(?:"
+            + "|".join(rf"(?<=\b{w}\s\d)" for w in _DATE_PREPOSITIONS) + "|" + _AFTER_A_DATE_IN_A_LIST + r")"
             r"(?:\d?\.(?:0?[1-9]|1[0-2])(?=\.(?!\d))|\d?\.(?:0[1-9]|1[0-2])(?![\d.,])" + _NOT_A_UNIT
             + r"|\d?\.?\s" + _MONTH_NAME + r"(?!\w))",
             re.IGNORECASE,
