@@ -972,6 +972,7 @@ def test_phi_names_after_a_title_are_scrubbed_whole():
         "Name: MUSTERMANN^MAX\nPATIENT: SMITH, JOHN": ["MUSTERMANN^MAX", "SMITH, JOHN"],
         "Patient: NO ACUTE FINDINGS. The patient is stable.": [],
         "Dr.med. Klein und Frau Kollegin Schmitz": ["Klein", "Schmitz"],
+        "Prof. Dr. Dr. h.c. mult. Müller hat befundet.": ["Müller"],  # honorary doctorates
         # a legacy RIS writes the whole report, or its signature line, in capitals
         "DISCUSSED WITH DR. JOHN SMITH ON 03/04/2019.": ["JOHN SMITH"],
         "BEFUND MIT HERRN DR. SCHMIDT, OBERARZT, BESPROCHEN.": ["SCHMIDT"],

@@ -538,9 +538,10 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             r"|(?<=O)[AÄ][ \t]+"  # "OA Meier", "OÄ Schulz" (Oberarzt, Oberärztin); "OA." is osteoarthritis
             r"|(?<=F)rl\.\s*|(?:(?<=D)R|(?<=P)ROF)\.\s*"  # "DR." in a mixed line
             r"|(?<=D)ipl\.-?[ \t]?[A-ZÄÖÜ][a-zäöü]+\.\s*)"  # "Dipl.-Ing.", "Dipl.-Med."
-            # more titles, also in capitals ("Dr. MED. SMITH"), and degrees after "Dr." ("Dr. rer. nat.")
+            # more titles, also in capitals ("Dr. MED. SMITH"), and degrees after "Dr." ("Dr. rer. nat.",
+            # "Dr. h.c. mult.")
             r"(?:(?i:Dr|Prof|med|PD|Kollegin|Kollege)(?:\.\s*|\s+)|(?i:habil|univ|dent|vet|rer|nat|medic|phil|sc|hum"
-            r"|h\.\s?c)\.\s*)*"
+            r"|h\.\s?c|mult)\.\s*)*"
             r"(" + _NAME_PARTS + "|" + _UPPER_NAME_PARTS + r")"
             # a name labelled as the patient's ("Patient:", "Pat.", "Pat:", "Name:"), also in capitals as RIS headers
             # write it ("SMITH^JOHN")
