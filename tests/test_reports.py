@@ -1202,10 +1202,12 @@ def test_phi_forms_of_uk_swiss_and_austrian_reports_and_of_ris_signature_blocks(
         "Untersuchungsnummer 4711-1.": [
             ("12345", "id"), ("123456", "id"), ("12345", "id"), ("4711", "id"), ("98765", "id"), ("12345", "id"),
             ("4711-1", "id")],
-        # Swiss phone numbers in groups of two, however written; UK bleeps, German pagers and DECT phones
+        # Swiss phone numbers in groups of two, however written; UK bleeps, German pagers and DECT phones,
+        # US beepers, German extensions
         "Rückfragen +41 44 123 45 67 oder 044 123 45 67. Bleep 1234, Pieper 567, DECT 4711, Rufnummer 4712.": [
             ("+41 44 123 45 67", "phone"), ("044 123 45 67", "phone"), ("1234", "phone"), ("567", "phone"),
             ("4711", "phone"), ("4712", "phone")],
+        "Beeper 4567; Rückruf unter Nebenstelle 2345.": [("4567", "phone"), ("2345", "phone")],
         # Austrian months, and a month and year apart by a comma
         "CT vom 3. Jänner 2021, seit Feber 2020, im Jänner 2019; prior from March, 2021.": [
             ("3. Jänner 2021", "date"), ("Feber 2020", "date"), ("Jänner 2019", "date"), ("March, 2021", "date")],

@@ -479,14 +479,14 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         _NUMBER,
     ),
     (  # a number after a phone label, however short or spaced: "Pager 1234", "Bleep 4711", "App. -4711",
-        # "call 555 123 4567", "Tel. intern 4711", "phone x1234"
+        # "call 555 123 4567", "Tel. intern 4711", "phone x1234", "Nebenstelle 2345", "Beeper 4567"
         "phone",
-        re.compile(r"(?<!\w)(?i:(?:tel(?:efon|\.-?nr)?|phone|fax|pager|bleep|piepser|pieper|funk|dect|durchwahl|rufnummer"
-                   r"|mobil|handy|call|ext|apparat)"
+        re.compile(r"(?<!\w)(?i:(?:tel(?:efon|\.-?nr)?|phone|fax|pager|beeper|bleep|piepser|pieper|funk|dect|durchwahl"
+                   r"|nebenstelle|rufnummer|mobil|handy|call|ext|apparat)"
                    r"\b\.?(?:[ \t]+intern)?|app\.):?[ \t]*(?:[-–#]|[xX](?=\d))?(\+?\(?\d(?:(?:[ ()/.\-]{0,2}|[ ][/\-–][ ])\d){2,15})"
                    r"(?!(?:[ ()/.\-]{0,2}|[ ][/\-–][ ])\d)" + _NOT_A_UNIT),  # all of the number, and no measurement
-        ("tel", "phone", "fax", "pager", "bleep", "piepser", "pieper", "funk", "dect", "durchwahl", "rufnummer", "mobil",
-         "handy", "call", "ext", "app.", "apparat"),
+        ("tel", "phone", "fax", "pager", "beeper", "bleep", "piepser", "pieper", "funk", "dect", "durchwahl", "nebenstelle",
+         "rufnummer", "mobil", "handy", "call", "ext", "app.", "apparat"),
         _NEEDLE,
     ),
     (  # a post office box, with the town after it: "PO Box 1234", "Postfach 10 12 34, 50667 Köln"
