@@ -940,9 +940,10 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
             if kind in ("id", "name", "age", "phone") and m.lastindex:
                 group = next(g for g in range(1, (m.lastindex or 0) + 1) if m.group(g) is not None)
                 start, end = m.span(group)
-                first = next((w for w in text[start:end].replace("/", " ").split() if w[0].isupper()), "")
-                if kind == "name" and (first in _NOT_NAMES or _DISEASE_WORD.fullmatch(first.rstrip(",;."))):
-                    continue  # "Patient", also after a particle ("Die Schwester der Patientin"), or before a slash
+                if kind == "name" and ((first := next((w for w in text[start:end].replace("/", " ").split()
+                                                        if w[0].isupper()), "")) in _NOT_NAMES
+                                       or _DISEASE_WORD.fullmatch(first.rstrip(",;."))):
+                    continue  # "Patient", also after a particle ("Die Schwester der Patientin"), or before a slash; a disease
                 if (m.lastgroup == "patient" and _PATIENT_WITHOUT_COLON.fullmatch(text, m.start(), start)
                         and _PATIENT_DESCRIPTIONS.fullmatch(text, start, end)):
                     continue  # "Pat. Raucher, 40 py.": what the patient is
