@@ -351,6 +351,19 @@ def test_missing_weights_checks_the_model_folder_totalsegmentator_loads(tmp_path
     assert missing_weights(config) == ()
 
 
+def _assert_refused_and_fallen_back(weights, caplog, problem: str) -> None:
+    """The fastest model's weights at ``weights`` are unusable: backend totalsegmentator stops before any work,
+    naming ``problem``; auto falls back to the threshold segmenter, warning of task 298."""
+    config = AnatomyConfig(weights_path=weights, home_dir=weights.parent / "home")
+    assert missing_weights(config) == (298,)
+    with pytest.raises(AnatomyError, match="not provisioned") as info:
+        make_segmenter(config.model_copy(update={"backend": "totalsegmentator"}))
+    assert problem in str(info.value)
+    with caplog.at_level(logging.WARNING, logger="ctcorpus.anatomy"):
+        assert make_segmenter(config).name == "threshold"
+    assert "298" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("broken", "content", "reason"),
     [
@@ -366,14 +379,8 @@ def test_weights_cut_short_count_as_missing_and_name_the_file(tmp_path, caplog, 
     folder = _fake_weights(tmp_path / "w", *_FASTEST)
     path = folder / broken
     path.write_bytes(path.read_bytes()[:-30] if content is None else content)
-    config = AnatomyConfig(weights_path=tmp_path / "w", home_dir=tmp_path / "home")
-    assert missing_weights(config) == (298,)
-    with pytest.raises(AnatomyError, match="not provisioned") as info:
-        make_segmenter(config.model_copy(update={"backend": "totalsegmentator"}))
-    assert f"{path} ({reason}" in str(info.value)
-    with caplog.at_level(logging.WARNING, logger="ctcorpus.anatomy"):
-        assert make_segmenter(config).name == "threshold"
-    assert "298" in caplog.text and "incomplete" in caplog.text
+    _assert_refused_and_fallen_back(tmp_path / "w", caplog, f"{path} ({reason}")
+    assert "incomplete" in caplog.text
 
 
 @pytest.mark.parametrize("locked", ["", "fold_0/checkpoint_final.pth"])
@@ -396,14 +403,7 @@ def test_weights_this_process_may_not_read_are_named_with_the_reason(tmp_path, m
         monkeypatch.setattr(io, "open", refuse(io.open))
     else:  # the model folder: looking into it is refused
         monkeypatch.setattr(Path, "stat", refuse(Path.stat))
-    config = AnatomyConfig(weights_path=tmp_path / "w", home_dir=tmp_path / "home")
-    assert missing_weights(config) == (298,)
-    with pytest.raises(AnatomyError, match="not provisioned") as info:
-        make_segmenter(config.model_copy(update={"backend": "totalsegmentator"}))
-    assert f"{refused} (cannot be read: Permission denied)" in str(info.value)
-    with caplog.at_level(logging.WARNING, logger="ctcorpus.anatomy"):
-        assert make_segmenter(config).name == "threshold"
-    assert "298" in caplog.text
+    _assert_refused_and_fallen_back(tmp_path / "w", caplog, f"{refused} (cannot be read: Permission denied)")
 
 
 def test_crop_tasks_need_the_crop_model_weights(tmp_path):
