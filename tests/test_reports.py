@@ -446,6 +446,18 @@ def test_negation_and_uncertainty_scope(analyzer, text, expected):
     assert dict(analyze_report(analyzer, text).labels) == expected
 
 
+@pytest.mark.parametrize(("language", "text", "expected"), [
+    ("en", "Subcutaneous emphysema in the right chest wall after chest tube placement.", {"medical_material": POS}),
+    ("en", "Mediastinal emphysema. Soft tissue emphysema of the neck.", {}),
+    ("en", "Subcutaneous emphysema, no pulmonary emphysema.", {"emphysema": NEG}),
+    ("en", "Subcutaneous emphysema and centrilobular emphysema.", {"emphysema": POS}),
+    ("de", "Hautemphysem thorakal rechts. Subkutanes Emphysem. Mediastinalemphysem.", {}),
+    ("de", "Lungenemphysem und Weichteilemphysem der Thoraxwand.", {"emphysema": POS}),
+])
+def test_air_in_the_soft_tissues_or_mediastinum_is_no_lung_emphysema(analyzer, language, text, expected):
+    assert dict(analyze_report(analyzer, text, language=language).labels) == expected
+
+
 #: Chest CT sentences as radiologists write them (CT-RATE's English, German reports), with the
 #: labels a radiologist gives them: the synthetic benchmark shares its words with the rules, these do not.
 REAL_CHEST_CT_SENTENCES = [

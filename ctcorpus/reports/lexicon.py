@@ -557,6 +557,10 @@ NOT_LABELS: tuple[str, ...] = (
     "thyroid nodule", "nodular goiter", "nodular goitre", "adrenal nodule", "hepatic nodule", "liver nodule",
     "renal nodule", "splenic nodule", "breast nodule", "skin nodule", "cutaneous nodule", "subcutaneous nodule",
     "intracutaneous nodule", "soft tissue nodule", "peritoneal nodule",
+    # air in the soft tissues or the mediastinum (after surgery, a chest tube, a trauma) is no lung emphysema
+    "subcutaneous emphysema", "soft tissue emphysema", "soft-tissue emphysema", "surgical emphysema",
+    "chest wall emphysema", "mediastinal emphysema", "~hautemphysem", "~weichteilemphysem", "~mediastinalemphysem",
+    *(f"{where}{ending} emphysem" for where, ending in product(("subkutan", "mediastinal"), ("", "e", "em", "en", "es"))),
 )
 #: German "nicht" before an adjective of the finding, not the finding: "nicht verkalkter Rundherd" is a nodule.
 _NOT_ADJECTIVE: tuple[str, ...] = tuple(
