@@ -458,6 +458,22 @@ def test_air_in_the_soft_tissues_or_mediastinum_is_no_lung_emphysema(analyzer, l
     assert dict(analyze_report(analyzer, text, language=language).labels) == expected
 
 
+@pytest.mark.parametrize(("language", "text", "expected"), [
+    # an exclusion graded by an adverb is still none: "cannot be completely ruled out" is no "ruled out"
+    ("en", "A small nodule cannot be completely ruled out.", {"lung_nodule": UNC}),
+    ("en", "A small nodule cannot be ruled out. Consolidation was ruled out.", {"lung_nodule": UNC, "consolidation": NEG}),
+    ("en", "Cannot entirely exclude a small nodule. Effusion can't be excluded.", {"lung_nodule": UNC, "pleural_effusion": UNC}),
+    ("en", "Cannot exclude a small nodule.", {"lung_nodule": UNC}),
+    ("en", "Small effusion not completely excluded.", {"pleural_effusion": UNC}),
+    ("de", "Ein Infiltrat ist nicht vollständig auszuschließen. Rundherd lässt sich nicht sicher ausschließen.",
+     {"consolidation": UNC, "lung_nodule": UNC}),
+    ("de", "Ein Infiltrat ist nicht sicher auszuschließen. Ein Rundherd ist sicher ausgeschlossen.",
+     {"consolidation": UNC, "lung_nodule": NEG}),
+])
+def test_a_finding_not_excluded_is_uncertain_however_the_exclusion_is_graded(analyzer, language, text, expected):
+    assert dict(analyze_report(analyzer, text, language=language).labels) == expected
+
+
 #: Chest CT sentences as radiologists write them (CT-RATE's English, German reports), with the
 #: labels a radiologist gives them: the synthetic benchmark shares its words with the rules, these do not.
 REAL_CHEST_CT_SENTENCES = [

@@ -502,6 +502,22 @@ NEGATION_POST: tuple[str, ...] = (
     # "regredient"/"rückläufig" alone is smaller, still there; "unauffällig" ends "X, sonst unauffällig"
     "vollständig regredient", "komplett regredient", "vollständig rückläufig", "komplett rückläufig",
 )
+#: A finding not excluded is uncertain, however the exclusion is graded: "cannot be completely ruled out" is no
+#: "ruled out", "nicht ganz auszuschließen" no "ausgeschlossen". English "cannot (completely) exclude" hedges what
+#: follows, "cannot be (completely) excluded" what comes before, as German "nicht (sicher) auszuschließen" does.
+_CANNOT: tuple[str, ...] = ("cannot", "can not", "can't", "can’t", "could not", "couldn't", "couldn’t")
+_EXCLUSION_DEGREES: tuple[str, ...] = ("", "completely ", "entirely ", "fully ", "totally ", "definitely ",
+                                      "definitively ", "confidently ", "reliably ", "safely ")
+_NOT_EXCLUDING: tuple[str, ...] = tuple(f"{cannot} {degree}{verb}" for cannot, degree, verb in product(
+    _CANNOT, _EXCLUSION_DEGREES, ("exclude", "rule out")))
+_NOT_EXCLUDED: tuple[str, ...] = (
+    *(f"{cannot} be {degree}{verb}" for cannot, degree, verb in product(
+        _CANNOT, _EXCLUSION_DEGREES, ("excluded", "ruled out"))),
+    *(f"not {degree}{verb}" for degree, verb in product(_EXCLUSION_DEGREES, ("excluded", "ruled out"))),
+    *(f"nicht {degree}{verb}" for degree, verb in product(
+        ("", "sicher ", "ganz ", "vollständig ", "komplett ", "definitiv ", "mit sicherheit ", "mit letzter sicherheit "),
+        ("auszuschließen", "ausgeschlossen", "ausschließen"))),
+)
 #: Pre triggers of uncertainty; not "consistent with", "compatible with" nor "vereinbar mit": they assert the finding,
 #: as the CheXpert and NegBio labelers read "consistent with" ("consistent with possible" is uncertain by its
 #: "possible", as "am ehesten vereinbar mit" is by "am ehesten").
@@ -509,7 +525,7 @@ UNCERTAIN_PRE: tuple[str, ...] = (
     "possible", "possibly", "probable", "probably", "may", "may represent", "may reflect", "may be", "could represent",
     "could be", "could", "might represent", "suspicious for", "suspected", "suspect", "suspicion for",
     "suspicion of", "questionable", "question", "likely", "concerning for", "concern for", "rule out", "rule-out",
-    "r/o", "to exclude", "could not exclude", "evaluate for", "evaluation for", "cannot exclude", "can not exclude",
+    "r/o", "to exclude", *_NOT_EXCLUDING, "evaluate for", "evaluation for",
     "differential diagnosis", "differential", "consistent with possible",
     "suggest", "suggests", "suggesting", "suggestive of", "could suggest", "hinweisend auf", "spricht für",
     "sprechen für",
@@ -526,11 +542,8 @@ UNCERTAIN_PRE: tuple[str, ...] = (
     "unlikely", "less likely", "unwahrscheinlich",
 )
 UNCERTAIN_POST: tuple[str, ...] = (
-    "cannot be excluded", "can not be excluded", "cannot be ruled out", "not excluded", "not ruled out",
-    "is questionable", "is possible", "could not be excluded", "not entirely excluded", "cannot be entirely excluded",
-    "is suspected", "are suspected", "nicht auszuschließen", "nicht sicher auszuschließen", "nicht ausgeschlossen",
-    "nicht sicher ausgeschlossen", "nicht auszuschliessen", "fraglich", "möglich",
-    "nicht mit sicherheit auszuschließen", "nicht sicher abgrenzbar", "nicht mehr sicher abgrenzbar",
+    *_NOT_EXCLUDED, "is questionable", "is possible", "is suspected", "are suspected", "fraglich", "möglich",
+    "nicht sicher abgrenzbar", "nicht mehr sicher abgrenzbar",
     "unlikely", "less likely", "unwahrscheinlich",
     "not clearly seen", "not clearly identified", "not clearly visualized", "not clearly demonstrated",
     "not definitely seen", "not definitely identified",
