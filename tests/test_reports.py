@@ -474,6 +474,20 @@ def test_a_finding_not_excluded_is_uncertain_however_the_exclusion_is_graded(ana
     assert dict(analyze_report(analyzer, text, language=language).labels) == expected
 
 
+@pytest.mark.parametrize(("language", "text", "expected"), [
+    # a hedge after a comma is the next item's, not that of the item a negation states
+    ("de", "Kein Erguss, Infiltrat nicht auszuschließen.", {"pleural_effusion": NEG, "consolidation": UNC}),
+    ("en", "No consolidation, atelectasis cannot be excluded.", {"consolidation": NEG, "atelectasis": UNC}),
+    ("en", "No pleural effusion, consolidation is possible.", {"pleural_effusion": NEG, "consolidation": UNC}),
+    # ... while a hedged item keeps its hedge, and one the negation lists keeps the hedge after it
+    ("en", "Possible effusion, consolidation cannot be excluded.", {"pleural_effusion": UNC, "consolidation": UNC}),
+    ("en", "No effusion, pneumothorax or consolidation, atelectasis cannot be excluded.",
+     {"pleural_effusion": NEG, "consolidation": NEG, "atelectasis": UNC}),
+])
+def test_a_hedge_after_a_comma_leaves_a_negated_item_negative(analyzer, language, text, expected):
+    assert dict(analyze_report(analyzer, text, language=language).labels) == expected
+
+
 #: Chest CT sentences as radiologists write them (CT-RATE's English, German reports), with the
 #: labels a radiologist gives them: the synthetic benchmark shares its words with the rules, these do not.
 REAL_CHEST_CT_SENTENCES = [

@@ -582,7 +582,8 @@ def _state(trig: Sequence[tuple[int, int, str]], lower: str, m_start: int, m_end
     ``lower``, like ``m_start``/``m_end``, the mention's); pseudo-triggers are no triggers. A pre
     trigger reaches across a comma only along a list (see _list_reaches). Only the nearest pre
     trigger and the nearest post trigger count ("suggestive of A, without B": B is negated), and
-    of the two, uncertainty beats negation."""
+    of the two, uncertainty beats negation, except a post trigger's after a comma over an item a negation
+    states: "Kein Erguss, Infiltrat nicht auszuschließen" hedges the infiltrate, not the effusion."""
     left_bound, right_bound = 0, math.inf  # the sentence's ends: every trigger lies between them
     for t_start, t_end, kind in trig:
         if "term" in kind:
@@ -591,7 +592,7 @@ def _state(trig: Sequence[tuple[int, int, str]], lower: str, m_start: int, m_end
             elif t_start >= m_end:
                 right_bound = min(right_bound, t_start)
     pre = post = ""
-    pre_end = 0
+    pre_end = post_start = 0
     for t_start, t_end, kind in trig:  # in text order
         if "pseudo" in kind or kind == "term":
             continue
@@ -601,10 +602,13 @@ def _state(trig: Sequence[tuple[int, int, str]], lower: str, m_start: int, m_end
         elif t_start >= m_end and t_end <= right_bound and "_post" in kind and _reaches_back(kind, lower, m_end, t_start,
                                                                                             t_end):
             post = kind
+            post_start = t_start
             break
     if pre and not _list_reaches(lower, pre_end, m_start, right_bound,
                                  _SIZE_FIRST if "unc_pre" in pre else _GRADED_FIRST):
         pre = ""
+    if "neg_pre" in pre and lower.find(",", m_end, post_start) >= 0:
+        post = ""
     if "unc_pre" in pre or "unc_post" in post:
         return LabelState.UNCERTAIN
     if "neg_pre" in pre or "neg_post" in post:
