@@ -488,6 +488,17 @@ def test_a_hedge_after_a_comma_leaves_a_negated_item_negative(analyzer, language
     assert dict(analyze_report(analyzer, text, language=language).labels) == expected
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Mögliches Infiltrat im Unterlappen. Evtl. kleiner Rundherd.", {"consolidation": UNC, "lung_nodule": UNC}),
+    ("Eventuell Atelektase. Vermutlich Dystelektase. Wahrscheinliche Narbe apikal.",
+     {"atelectasis": UNC, "pulmonary_fibrotic_sequela": UNC}),
+    ("Mögliche Atelektase. Fraglicher Rundherd.", {"atelectasis": UNC, "lung_nodule": UNC}),
+    ("Vermutlich kein Erguss. Eventuelle Kontrolle des Rundherdes.", {"pleural_effusion": NEG, "lung_nodule": POS}),
+])
+def test_german_hedges_as_adverbs_and_inflected_adjectives(analyzer, text, expected):
+    assert dict(analyze_report(analyzer, text, language="de").labels) == expected
+
+
 #: Chest CT sentences as radiologists write them (CT-RATE's English, German reports), with the
 #: labels a radiologist gives them: the synthetic benchmark shares its words with the rules, these do not.
 REAL_CHEST_CT_SENTENCES = [

@@ -518,6 +518,14 @@ _NOT_EXCLUDED: tuple[str, ...] = (
         ("", "sicher ", "ganz ", "vollständig ", "komplett ", "definitiv ", "mit sicherheit ", "mit letzter sicherheit "),
         ("auszuschließen", "ausgeschlossen", "ausschließen"))),
 )
+#: German hedges before the finding, as adverbs or inflected adjectives: "fraglicher Rundherd", "mögliches Infiltrat",
+#: "vermutlich Dystelektase", "wahrscheinliche Narbe"; "eventuell" as an adverb only ("evtl. Atelektase"): its
+#: adjective hedges a procedure ("eventuelle Kontrolle des Rundherdes").
+_GERMAN_HEDGES: tuple[str, ...] = (
+    *(f"{stem}{ending}" for stem, ending in product(("fraglich", "möglich", "wahrscheinlich", "vermutlich"),
+                                                    ("", "e", "em", "en", "er", "es"))),
+    "eventuell", "evtl", "möglicherweise",
+)
 #: Pre triggers of uncertainty; not "consistent with", "compatible with" nor "vereinbar mit": they assert the finding,
 #: as the CheXpert and NegBio labelers read "consistent with" ("consistent with possible" is uncertain by its
 #: "possible", as "am ehesten vereinbar mit" is by "am ehesten").
@@ -529,10 +537,10 @@ UNCERTAIN_PRE: tuple[str, ...] = (
     "differential diagnosis", "differential", "consistent with possible",
     "suggest", "suggests", "suggesting", "suggestive of", "could suggest", "hinweisend auf", "spricht für",
     "sprechen für",
-    "question of", "versus", "vs", "fraglich", "fragliche", "fraglicher", "fragliches", "v.a", "v. a", "vd.a", "vd. a",
-    "verdacht auf", "verdächtig auf", "suspekt auf", "frage nach", "zum ausschluss", "dd", "am ehesten", "möglich",
-    "mögliche", "möglicher", "möglicherweise",
-    "wahrscheinlich", "a.e", "a. e", "differentialdiagnostisch", "differenzialdiagnostisch", "ddx",
+    "question of", "versus", "vs", "v.a", "v. a", "vd.a", "vd. a",
+    "verdacht auf", "verdächtig auf", "suspekt auf", "frage nach", "zum ausschluss", "dd", "am ehesten",
+    *_GERMAN_HEDGES, "a.e", "a. e", "differentialdiagnostisch", "differenzialdiagnostisch",
+    "ddx",
     "nicht sicher",
     # "no new nodules" leaves the known ones open: uncertain, as the CheXpert labeler reads it
     "no new", "keine neuen", "keine neue", "kein neuer", "kein neues", "keine neu aufgetretenen",
