@@ -499,6 +499,17 @@ def test_german_hedges_as_adverbs_and_inflected_adjectives(analyzer, text, expec
     assert dict(analyze_report(analyzer, text, language="de").labels) == expected
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Pleuraerguss nicht mehr vorhanden. Der vorbeschriebene Rundherd ist nicht mehr nachzuweisen.",
+     {"pleural_effusion": NEG, "lung_nodule": NEG}),
+    ("Pleuraerguss nicht vorhanden. Rundherd nicht mehr nachweisbar.", {"pleural_effusion": NEG, "lung_nodule": NEG}),
+    ("Pleuraerguss weiterhin vorhanden. Rundherd nicht mehr sicher abgrenzbar.",
+     {"pleural_effusion": POS, "lung_nodule": UNC}),
+])
+def test_a_german_finding_no_longer_there_is_negative(analyzer, text, expected):
+    assert dict(analyze_report(analyzer, text, language="de").labels) == expected
+
+
 #: Chest CT sentences as radiologists write them (CT-RATE's English, German reports), with the
 #: labels a radiologist gives them: the synthetic benchmark shares its words with the rules, these do not.
 REAL_CHEST_CT_SENTENCES = [

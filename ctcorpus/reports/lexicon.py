@@ -476,6 +476,12 @@ _NOT_RESOLVED: tuple[str, ...] = tuple(
                                         ("", "e", "em", "en", "er", "es"))
 )
 
+#: German "(no longer) there" after the finding: "Infiltrat nicht nachweisbar", "Pleuraerguss nicht mehr vorhanden".
+_NOT_SEEN_GERMAN: tuple[str, ...] = tuple(
+    f"nicht {longer}{seen}" for longer, seen in product(
+        ("", "mehr "), ("vorhanden", "nachweisbar", "nachzuweisen", "abgrenzbar", "abzugrenzen", "sichtbar", "darstellbar",
+                        "erkennbar", "feststellbar")))
+
 #: ConText triggers (lowercase, matched at word boundaries; longer triggers win at a position).
 NEGATION_PRE: tuple[str, ...] = (
     "no", "not", "without", "free of", "clear of", "negative for", "resolution of", "no evidence of", "no signs of",
@@ -486,14 +492,11 @@ NEGATION_PRE: tuple[str, ...] = (
 )
 NEGATION_POST: tuple[str, ...] = (
     "is not seen", "are not seen", "not seen", "not identified", "absent", "has resolved",
-    "have resolved", "has cleared", "have cleared", "resolved", "ruled out", "nicht nachweisbar", "nicht abgrenzbar",
-    "nicht mehr nachweisbar", "nicht nachzuweisen", "nicht feststellbar", "nicht abzugrenzen",
+    "have resolved", "has cleared", "have cleared", "resolved", "ruled out", *_NOT_SEEN_GERMAN,
     # CT-RATE's "Emphysema was not observed", "Pleural effusion was not detected"
     "not detected", "not observed", "not noted", "not visualized", "not demonstrated", "not evident",
     "not appreciated", "not visible",
-    "ausgeschlossen", "not present", "is excluded", "nicht vorhanden", "nicht sichtbar", "nicht darstellbar",
-    "nicht erkennbar", "nicht mehr abgrenzbar", "nicht mehr darstellbar", "nicht mehr sichtbar",
-    "nicht mehr erkennbar", "findet sich nicht", "finden sich nicht", "besteht nicht", "bestehen nicht",
+    "ausgeschlossen", "not present", "is excluded", "findet sich nicht", "finden sich nicht", "besteht nicht", "bestehen nicht",
     "liegt nicht vor", "liegen nicht vor", "no longer seen", "no longer visible", "no longer present",
     "no longer identified", "no longer evident", "no longer demonstrated", "no longer apparent",
     # structured reports: "Pleuraerguss: nein", "Pleural effusion: none" (": kein(e)" starts "Lunge: keine
