@@ -510,6 +510,18 @@ def test_a_german_finding_no_longer_there_is_negative(analyzer, text, expected):
     assert dict(analyze_report(analyzer, text, language="de").labels) == expected
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Mediastinal lymph nodes are not pathologically enlarged.", {"lymphadenopathy": NEG}),
+    ("Hilar lymph nodes were not significantly enlarged, small effusion.",
+     {"lymphadenopathy": NEG, "pleural_effusion": POS}),
+    ("Mediastinal lymph nodes are pathologically enlarged.", {"lymphadenopathy": POS}),
+    ("Mediastinal lymph nodes are not enlarged.", {"lymphadenopathy": NEG}),
+    ("Mediastinal lymph nodes are enlarged.", {"lymphadenopathy": POS}),
+])
+def test_lymph_nodes_said_enlarged_or_not_with_a_degree(analyzer, text, expected):
+    assert dict(analyze_report(analyzer, text, language="en").labels) == expected
+
+
 #: Chest CT sentences as radiologists write them (CT-RATE's English, German reports), with the
 #: labels a radiologist gives them: the synthetic benchmark shares its words with the rules, these do not.
 REAL_CHEST_CT_SENTENCES = [

@@ -272,6 +272,11 @@ ARTERIES_NAMED_FIRST: Mapping[str, tuple[str, ...]] = MappingProxyType(
 DEPOSIT_NOUNS: tuple[str, ...] = (*_DEPOSIT_NOUNS, "atheroma", *_GERMAN_DEPOSITS)
 DEPOSIT_VERBS: tuple[str, ...] = (*_SHOW, "zeigt", "zeigen", "weist")
 
+#: Lymph nodes said (not) enlarged, maybe graded: "mediastinal lymph nodes are (not) pathologically enlarged".
+_LYMPH_NODES_ARE: tuple[str, ...] = ("lymph node is", "lymph nodes are", "lymph nodes", "lymph node was",
+                                     "lymph nodes were")
+_ENLARGEMENT_DEGREES: tuple[str, ...] = ("", "significantly ", "pathologically ", "abnormally ", "mildly ")
+
 #: Label synonyms (lowercase). A phrase matches at a word start (English) or anywhere in a word
 #: (German compounds, marked by a leading ``~``) and may end in an inflection suffix.
 LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
@@ -331,8 +336,8 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "in pathological size and appearance", "of pathological size and appearance",
             "lymph node of pathological size", "lymph nodes of pathological size", "lymph node in pathological size",
             "lymph nodes in pathological size", "lymph node with pathological size", "lymph nodes with pathological size",
-            "lymph node is enlarged", "lymph nodes are enlarged",
-            "lymph nodes enlarged", "lymphknoten vergrößert", "lymphknoten pathologisch vergrößert",
+            *(f"{nodes} {degree}enlarged" for nodes, degree in product(_LYMPH_NODES_ARE, _ENLARGEMENT_DEGREES)),
+            "lymphknoten vergrößert", "lymphknoten pathologisch vergrößert",
         ),
         "emphysema": ("emphysema", "emphysematous", "~emphysem"),
         "atelectasis": ("atelectasis", "atelectases", "atelectatic", "~atelektase", "~atelektat", "dystelectasis",
@@ -440,7 +445,7 @@ NORMAL_STATEMENTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "pericardial_effusion": tuple(f"effusion {seen.replace(' ', ' not ')} {where}"
                                       for seen, where in product(_SEEN, _IN_PERICARDIUM)),
         "lymphadenopathy": (
-            "lymph node is not enlarged", "lymph nodes are not enlarged", "lymph nodes not enlarged",
+            *(f"{nodes} not {degree}enlarged" for nodes, degree in product(_LYMPH_NODES_ARE, _ENLARGEMENT_DEGREES)),
             # "Lymphknoten (mediastinal und hilär) nicht (pathologisch) vergrößert": where they lie may stand between
             *(f"lymphknoten {where}nicht {degree}vergrößert"
               for where, degree in product(("", *(f"{w} " for w in ("mediastinal", "hilär", "axillär", "supraklavikulär",
