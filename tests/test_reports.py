@@ -522,6 +522,23 @@ def test_lymph_nodes_said_enlarged_or_not_with_a_degree(analyzer, text, expected
     assert dict(analyze_report(analyzer, text, language="en").labels) == expected
 
 
+@pytest.mark.parametrize(("language", "text", "expected"), [
+    # a clause that states what there is ends a negation's scope
+    ("en", "No pneumothorax and there are small bilateral effusions.", {"pleural_effusion": POS}),
+    ("en", "There is no pleural effusion and there is mild atelectasis.", {"pleural_effusion": NEG, "atelectasis": POS}),
+    ("de", "Kein Erguss, es zeigt sich eine Atelektase.", {"pleural_effusion": NEG, "atelectasis": POS}),
+    # ... not its own negation, nor one a trigger asks about
+    ("en", "No effusion and there is no consolidation. There are no nodules.",
+     {"pleural_effusion": NEG, "consolidation": NEG, "lung_nodule": NEG}),
+    ("en", "There is possible effusion. Evaluate for whether there is consolidation.",
+     {"pleural_effusion": UNC, "consolidation": UNC}),
+    ("de", "Es findet sich kein Erguss. V.a. Infiltrat, es zeigt sich keine Atelektase.",
+     {"pleural_effusion": NEG, "consolidation": UNC, "atelectasis": NEG}),
+])
+def test_a_clause_stating_what_there_is_ends_a_negation(analyzer, language, text, expected):
+    assert dict(analyze_report(analyzer, text, language=language).labels) == expected
+
+
 #: Chest CT sentences as radiologists write them (CT-RATE's English, German reports), with the
 #: labels a radiologist gives them: the synthetic benchmark shares its words with the rules, these do not.
 REAL_CHEST_CT_SENTENCES = [

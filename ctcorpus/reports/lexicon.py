@@ -611,6 +611,12 @@ _NOT_SEEN_BEFORE: tuple[str, ...] = tuple(
          "previously"),
     )
 )
+#: Words that open a clause stating what there is: they end a trigger's scope (see SCOPE_TERMINATORS).
+_EXISTENTIALS: tuple[str, ...] = ("there is", "there are", "es zeigt sich", "es zeigen sich", "es findet sich",
+                                  "es finden sich", "es besteht", "es bestehen")
+#: ... but not one a trigger asks about: "evaluate for whether there is effusion".
+_EMBEDDED_EXISTENTIALS: tuple[str, ...] = tuple(f"{conjunction} {there}" for conjunction, there in product(
+    ("whether", "if", "that", "ob"), _EXISTENTIALS))
 #: Phrases that look like triggers but are not ("no change" says nothing about presence).
 PSEUDO_TRIGGERS: tuple[str, ...] = (
     "no change", "no changes", "no significant change", "no significant changes", "no interval change",
@@ -630,6 +636,7 @@ PSEUDO_TRIGGERS: tuple[str, ...] = (
     "ohne befundänderung", "ohne wesentliche befundänderung", "ohne größenzunahme", "ohne größenprogredienz",
     "ohne progredienz", "ohne wachstum",
     "nicht verändert", "no further", "not significantly changed", "unverändert", "to suggest", *_NOT_ADJECTIVE,
+    *_EMBEDDED_EXISTENTIALS,
     # a finding read as what it stands for is there: "consolidation was considered in favor of pneumonia"
     *(f"{be} considered in favor of" for be in ("is", "are", "was", "were")),
     *_NOT_RESOLVED, *_NOT_SEEN_BEFORE,
@@ -639,6 +646,9 @@ SCOPE_TERMINATORS: tuple[str, ...] = (
     "but", "however", "although", "though", "except", "apart from", "other than", "which", "aber", "jedoch",
     "allerdings", "außer", "ausser", "bis auf", "abgesehen von", "hingegen", "dagegen", "whereas", "while", ";",
     "sowie", "wobei",
+    # a clause that states a finding of its own: "No pneumothorax and there are small effusions", "Kein Erguss, es
+    # zeigt sich eine Atelektase" ("there is no" is a negation, the longer trigger; see _EMBEDDED_EXISTENTIALS)
+    *_EXISTENTIALS,
 )
 
 #: Words that join the last item of a list ("no effusion, pneumothorax or consolidation in the right
