@@ -2556,3 +2556,21 @@ def test_dragon_reports_do_not_crash(analyzer):
     english = [t for t in texts if "Conclusion:" in t]
     for text in english:
         assert "impression" in {s.name for s in analyze_report(analyzer, text, language="en").sections}
+
+
+def test_phi_names_listed_after_a_role_and_their_trailing_initials():
+    # misses of a review: the second name of a list, and an initial after a family name, reached the corpus
+    _assert_phi({
+        "cc: Jane Doe, John Roe": [("Jane Doe, John Roe", "name")],
+        "Kopie an: Dr. Meier, Schulz, Wagner": [("Meier, Schulz, Wagner", "name")],
+        "Kopie an: Meier und Dr. Wagner.": [("Meier und Dr. Wagner", "name")],
+        "cc: Smith J\ncc: Smith, J.\nBefundet von: Meier H.": [("Smith J", "name"), ("Smith, J.", "name"),
+                                                               ("Meier H.", "name")],
+        "cc: Smith J, Jones K": [("Smith J, Jones K", "name")],
+        "Zuweiser: Praxis, Dr. Klein\nZuweiser: Praxis Klein": [("Klein", "name"), ("Klein", "name")],
+        # what follows the name stays: a finding, a heading, a degree, a department
+        "Befundet von Meier; Leber unauffällig.": [("Meier", "name")],
+        "Radiologist: Smith; Impression: stable. Verified by: Jane Doe, M.D.": [("Smith", "name"), ("Jane Doe", "name")],
+        "Attending radiologist: JANE DOE, MD": [("JANE DOE", "name")],
+        "Zuweiser: Praxis Innere Medizin. Segment 6, Th 12, 3.5 mm. No change, stable.": [],
+    })

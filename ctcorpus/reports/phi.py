@@ -263,13 +263,29 @@ _ROLES = ("referring physician", "referrer", "radiologist", "signed", "signed by
 _LABEL_ROLES = ("cc", "provider", "physician", "doctor", "resident", "consultant", "clinician", "technician", "fellow", "pcp",
                 "performed by", "mtra", "mtr", "arzt", "ärztin", "auftraggeber", "tech", "approved", "finalized",
                 "vidiert", "validiert", "freigegeben", "signature", "signatur")
-#: What follows a role: maybe titles, then the name ("Smith, John", "Dr. med. Meier", "JANE DOE"),
-#: a co-signer's after a slash ("Befundet von: Müller/Schmidt"), and in capitals the given name after
-#: the family name and a comma ("JONES, MARY"; not a degree: "JANE DOE, MD").
-_ROLE_NAME = (r"[ \t]+(?:(?:Dr|Prof|med|PD)\.?[ \t]+)*(" + _NAME_LEAD + _CAP + r"(?:,?[ \t]+" + _NAME_LEAD
-              + _NOT_A_NAME_AHEAD + _CAP + r")?(?:/" + _NOT_A_NAME_AHEAD + _CAP + r")?|" + _UPPER_NAME_PARTS
+#: Not a degree after a name, in any case (a value in capitals was capitalized: "JANE DOE, MD" reads "Jane Doe, Md").
+_NOT_A_DEGREE_AHEAD = r"(?!(?i:M\.?D|Ph\.?D|D\.?O|R\.?N|N\.?P|P\.?A(?:-C)?|MBBS|FRCR|APRN|CRNA|LPN)\b)"
+#: An initial or two after a family name, its period maybe left off where the name ends ("cc: Smith J",
+#: "Meier H.", "Smith, J. A."); not a degree ("Jane Doe, M.D.").
+_TRAILING_INITIALS = (r"(?:,?[ \t]+" + _NOT_A_DEGREE_AHEAD + r"[A-ZÄÖÜ]"
+                      r"(?:\.(?:[ \t]?-?[A-ZÄÖÜ]\.)?|(?=[ \t]*(?:[,;/\n]|$))))?")
+_TITLES = r"(?:(?:Dr|Prof|med|PD)\.?[ \t]+)*"
+#: A further name in a list after a role ("cc: Jane Doe, John Roe", "Kopie an: Dr. Meier, Schulz und
+#: Wagner"): two capitalized words, or one that ends its item (before a comma, a joiner, the line's
+#: end), so that a finding after the name ("Befundet von Meier, Leber unauffällig") stays.
+_NEXT_ROLE_NAME = (r"(?:[ \t]*[,;]|[ \t]+(?:und|and|&))[ \t]+" + _NOT_A_DEGREE_AHEAD + _TITLES + r"(?:" + _NAME_LEAD
+                   + _NOT_A_NAME_AHEAD + _CAP + r"[ \t]+" + _NAME_LEAD + _NOT_A_NAME_AHEAD + _CAP + _TRAILING_INITIALS + "|" + _NAME_LEAD
+                   + _NOT_A_NAME_AHEAD + _CAP + _TRAILING_INITIALS
+                   + r"(?=[ \t]*(?:[,;/]|[ \t](?:und|and|&)[ \t]|\.?[ \t]*(?:\n|$))))")
+#: What follows a role: maybe the practice and titles, then the name ("Smith, John", "Dr. med. Meier", "JANE DOE"),
+#: with its initials and the names listed after it, a co-signer's after a slash ("Befundet von:
+#: Müller/Schmidt"), and in capitals the given name after the family name and a comma ("JONES,
+#: MARY"; not a degree: "JANE DOE, MD").
+_ROLE_NAME = (r"[ \t]+(?:(?:Gemeinschafts)?[Pp]raxis,?[ \t]+)?" + _TITLES + r"(" + _NAME_LEAD + _CAP + r"(?:,?[ \t]+"
+              + _NAME_LEAD + _NOT_A_NAME_AHEAD + _CAP + r")?" + _TRAILING_INITIALS + r"(?:/" + _NOT_A_NAME_AHEAD + _CAP + r")?(?:"
+              + _NEXT_ROLE_NAME + r")*|" + _UPPER_NAME_PARTS
               + r"(?:/" + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME + r"(?!\w)"
-              + r"|,[ \t]+(?!(?:M\.?D|PH\.?D|DO|RN|NP|PA|MBBS|FRCR)\b)" + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME
+              + r"|,[ \t]+" + _NOT_A_DEGREE_AHEAD + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME
               + r"(?!\w))?)")
 
 
@@ -941,8 +957,8 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
                 group = next(g for g in range(1, (m.lastindex or 0) + 1) if m.group(g) is not None)
                 start, end = m.span(group)
                 if kind == "name" and ((first := next((w for w in text[start:end].replace("/", " ").split()
-                                                        if w[0].isupper()), "")) in _NOT_NAMES
-                                       or _DISEASE_WORD.fullmatch(first.rstrip(",;."))):
+                                                        if w[0].isupper()), "").rstrip(",;.")) in _NOT_NAMES
+                                       or _DISEASE_WORD.fullmatch(first)):
                     continue  # "Patient", also after a particle ("Die Schwester der Patientin"), or before a slash; a disease
                 if (m.lastgroup == "patient" and _PATIENT_WITHOUT_COLON.fullmatch(text, m.start(), start)
                         and _PATIENT_DESCRIPTIONS.fullmatch(text, start, end)):
