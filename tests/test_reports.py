@@ -2574,3 +2574,15 @@ def test_phi_names_listed_after_a_role_and_their_trailing_initials():
         "Attending radiologist: JANE DOE, MD": [("JANE DOE", "name")],
         "Zuweiser: Praxis Innere Medizin. Segment 6, Th 12, 3.5 mm. No change, stable.": [],
     })
+
+
+def test_phi_a_name_after_a_role_and_a_comma():
+    # a miss of a review: "referring clinician, Jane Doe" reached the corpus
+    _assert_phi({
+        "Discussed with the referring clinician, Jane Doe, at noon.": [("Jane Doe", "name")],
+        "Findings relayed to the attending, John A. Doe.": [("John A. Doe", "name")],
+        # one word, a disease, a side or a department after the comma stays
+        "Per the nurse, Patient tolerated well. The oncologist, Hodgkin Lymphoma known.": [],
+        "Seen by the surgeon, Morbus Crohn. The surgeon, Bochdalek Hernia. Radiologist, Left Lower Lobe nodule.": [],
+        "Attending, Emergency Department. The radiologist, small nodule.": [],
+    })

@@ -172,7 +172,7 @@ _NOT_NAMES = frozenset(
 #: ("Pat. Lungenkarzinom, Z.n. Chemo.", "Patientin Hodgkin-Lymphom, Stadium II"). As a name's first
 #: word it ends the hit; a family name ending so ("-itis": "Adomaitis") is left out.
 _DISEASE_WORD = re.compile(r"(?i:[\w\-]*(?:karzinom|carcinoma?|lymphoma?|sarkom|sarcoma|melanoma?|myeloma?|gliom|glioma"
-                           r"|blastoma?|adenoma?|tumou?r|syndroma?|erkrankung|krankheit|hernie|zirrhose|fibrose"
+                           r"|blastoma?|adenoma?|tumou?r|syndroma?|erkrankung|krankheit|herni[ae]|zirrhose|fibrose"
                            r"|insuffizienz|stenose|leukämie|-ca))")
 #: Lower-case particles of family names ("von der Leyen", "van Gogh", "de Vries").
 _PARTICLES = ("von", "van", "vom", "zu", "zur", "de", "der", "den", "del", "della", "di", "da", "dos", "du", "le", "la",
@@ -287,6 +287,13 @@ _ROLE_NAME = (r"[ \t]+(?:(?:Gemeinschafts)?[Pp]raxis,?[ \t]+)?" + _TITLES + r"("
               + r"(?:/" + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME + r"(?!\w)"
               + r"|,[ \t]+" + _NOT_A_DEGREE_AHEAD + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME
               + r"(?!\w))?)")
+
+#: A name after a role and a comma ("referring clinician, Jane Doe", "the attending, Doe J."): two
+#: capitalized words, the second no disease ("oncologist, Hodgkin Lymphoma"), as a single word there
+#: is as often the sentence going on.
+_ROLE_NAME_AFTER_A_COMMA = (r",[ \t]+" + _TITLES + r"(" + _NAME_LEAD + _CAP + r"[ \t]+" + _NAME_LEAD + _NOT_A_NAME_AHEAD
+                            + r"(?!" + _DISEASE_WORD.pattern + r"(?![\w\-]))" + _CAP + _TRAILING_INITIALS + r"(?:"
+                            + _NEXT_ROLE_NAME + r")*)")
 
 
 def _first_words(phrases: Sequence[str]) -> tuple[str, ...]:
@@ -571,9 +578,10 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
          "name"),
         _NEEDLE,
     ),
-    (  # a name after a role, without a title: "Referring physician: Smith, John", "Befundet von Meier"
+    (  # a name after a role, without a title: "Referring physician: Smith, John", "Befundet von Meier",
+        # "referring clinician, Jane Doe"
         "name",
-        re.compile(r"(?<!\w)(?i:" + trie_regex(_ROLES) + r"):?" + _ROLE_NAME),
+        re.compile(r"(?<!\w)(?i:" + trie_regex(_ROLES) + r")(?::?" + _ROLE_NAME + "|" + _ROLE_NAME_AFTER_A_COMMA + ")"),
         _first_words(_ROLES),
         _NEEDLE,
     ),
