@@ -2586,3 +2586,19 @@ def test_phi_a_name_after_a_role_and_a_comma():
         "Seen by the surgeon, Morbus Crohn. The surgeon, Bochdalek Hernia. Radiologist, Left Lower Lobe nodule.": [],
         "Attending, Emergency Department. The radiologist, small nodule.": [],
     })
+
+
+def test_phi_a_name_after_a_sign_off_stamp():
+    # misses of a review: the date and time between the role and the name hid the name from the role rule
+    _assert_phi({
+        "Freigegeben: 03.04.2021 14:35 Huber, Peter": [("03.04.2021 14:35", "date"), ("Huber, Peter", "name")],
+        "Signed 04/03/2021 2:35 PM by Jane Doe": [("04/03/2021 2:35 PM", "date"), ("Jane Doe", "name")],
+        "Elektronisch signiert am 03.04.2021 von Huber, Peter": [("03.04.2021", "date"), ("Huber, Peter", "name")],
+        "Befundet: Huber 03.04.2021": [("Huber", "name"), ("03.04.2021", "date")],
+        # a stamp without a name: the sentence after it stays
+        "Signed 04/03/2021 2:35 p.m. Lungs clear.\nFreigegeben: 03.04.2021 14:35 Uhr\nBefund: unauffällig": [
+            ("04/03/2021 2:35 p.m", "date"), ("03.04.2021 14:35 Uhr", "date")],
+        "Befundet: unauffällig. Signed 04/03/2021 by Radiology Department": [("04/03/2021", "date")],
+    })
+    scrubbed = "Freigegeben: 03.04.2021 14:35 Huber, Peter"
+    assert phi.scrub_text(scrubbed, find_phi(scrubbed), date_shift_days=-2).text == "Freigegeben: 2021-04-01 [NAME]"

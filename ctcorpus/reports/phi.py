@@ -262,7 +262,7 @@ _ROLES = ("referring physician", "referrer", "radiologist", "signed", "signed by
 #: follows them only after a colon.
 _LABEL_ROLES = ("cc", "provider", "physician", "doctor", "resident", "consultant", "clinician", "technician", "fellow", "pcp",
                 "performed by", "mtra", "mtr", "arzt", "ärztin", "auftraggeber", "tech", "approved", "finalized",
-                "vidiert", "validiert", "freigegeben", "signature", "signatur")
+                "vidiert", "validiert", "freigegeben", "befundet", "signature", "signatur")
 #: Not a degree after a name, in any case (a value in capitals was capitalized: "JANE DOE, MD" reads "Jane Doe, Md").
 _NOT_A_DEGREE_AHEAD = r"(?!(?i:M\.?D|Ph\.?D|D\.?O|R\.?N|N\.?P|P\.?A(?:-C)?|MBBS|FRCR|APRN|CRNA|LPN)\b)"
 #: An initial or two after a family name, its period maybe left off where the name ends ("cc: Smith J",
@@ -288,6 +288,15 @@ _ROLE_NAME = (r"[ \t]+(?:(?:Gemeinschafts)?[Pp]raxis,?[ \t]+)?" + _TITLES + r"("
               + r"|,[ \t]+" + _NOT_A_DEGREE_AHEAD + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME
               + r"(?!\w))?)")
 
+#: The word before the name after a sign-off stamp.
+_SIGNED_BY = r"(?i:by|von|durch)\b"
+#: The date and time a report was signed, between the role and the name ("Freigegeben: 03.04.2021
+#: 14:35 Huber, Peter", "Signed 04/03/2021 2:35 PM by Jane Doe", "signiert am 03.04.2021 von Huber"):
+#: the date rules scrub the stamp, and the name after it is read as after the role. A "p.m." keeps
+#: its period only before "by" ("2:35 p.m. Lungs clear.": the period ends the sentence).
+_SIGN_OFF_STAMP = (r"(?:(?:[ \t]+(?i:am|on|at|vom))?[ \t]+\d{1,4}[./-]\d{1,2}[./-]\d{2,4}(?:,?[ \t]+(?:(?i:um|at)[ \t]+)?"
+                   r"\d{1,2}[:.]\d{2}(?::\d{2})?(?:[ \t]*(?:[AaPp]\.?[Mm](?:\.(?=[ \t]+" + _SIGNED_BY
+                   + r"))?|Uhr|h)(?!\w))?)?(?:[ \t]+" + _SIGNED_BY + r")?)?")
 #: A name after a role and a comma ("referring clinician, Jane Doe", "the attending, Doe J."): two
 #: capitalized words, the second no disease ("oncologist, Hodgkin Lymphoma"), as a single word there
 #: is as often the sentence going on.
@@ -581,13 +590,13 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
     (  # a name after a role, without a title: "Referring physician: Smith, John", "Befundet von Meier",
         # "referring clinician, Jane Doe"
         "name",
-        re.compile(r"(?<!\w)(?i:" + trie_regex(_ROLES) + r")(?::?" + _ROLE_NAME + "|" + _ROLE_NAME_AFTER_A_COMMA + ")"),
+        re.compile(r"(?<!\w)(?i:" + trie_regex(_ROLES) + r")(?::?" + _SIGN_OFF_STAMP + _ROLE_NAME + "|" + _ROLE_NAME_AFTER_A_COMMA + ")"),
         _first_words(_ROLES),
         _NEEDLE,
     ),
     (  # the same after a role that is also a report's word, with a colon: "cc: Jane Doe", "Arzt: Meier"
         "name",
-        re.compile(r"(?<!\w)(?i:" + trie_regex(_LABEL_ROLES) + r"):" + _ROLE_NAME),
+        re.compile(r"(?<!\w)(?i:" + trie_regex(_LABEL_ROLES) + r"):" + _SIGN_OFF_STAMP + _ROLE_NAME),
         # the role and its colon; "performed" alone, as any whitespace may part "performed by:"
         (*(role + ":" for role in _LABEL_ROLES if " " not in role), *_first_words([r for r in _LABEL_ROLES if " " in r])),
         _NEEDLE,
