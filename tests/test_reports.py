@@ -2602,3 +2602,17 @@ def test_phi_a_name_after_a_sign_off_stamp():
     })
     scrubbed = "Freigegeben: 03.04.2021 14:35 Huber, Peter"
     assert phi.scrub_text(scrubbed, find_phi(scrubbed), date_shift_days=-2).text == "Freigegeben: 2021-04-01 [NAME]"
+
+
+def test_phi_a_compact_date_after_a_date_label_is_a_date():
+    # a miss of a review: "Study Date: 20210403" was scrubbed as an id, so the date policy `shift` lost it
+    _assert_phi({
+        "Study Date: 20210403. StudyDate=20210403\nGeburtsdatum 19400102": [
+            ("20210403", "date"), ("20210403", "date"), ("19400102", "date")],
+        # a long number elsewhere, or no date's digits after the label, stays an id
+        "Accession 20210403. MRN: 20210403. Study Date: 20211403.": [
+            ("20210403", "id"), ("20210403", "id"), ("20211403", "id")],
+    })
+    text = "Untersuchungsdatum: 20210403"
+    assert phi.scrub_text(text, find_phi(text), date_shift_days=-2).text == "Untersuchungsdatum: 2021-04-01"
+    assert phi.scrub_text(text, find_phi(text)).text == "Untersuchungsdatum: [DATE]"

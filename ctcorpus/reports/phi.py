@@ -75,6 +75,10 @@ _AFTER_A_DATE_IN_A_LIST = "|".join(
     "(?<=" + before + (joiner if joiner == "," else r"\s" + re.escape(joiner)) + r"\s\d)"
     for before in (r"\d\.\d\.", r"\d\.\d\d\.", r"\.\d{4}") for joiner in _DATE_LIST_JOINERS
 )
+#: Lookbehinds from a number's first digit: it follows a date's label, by how the label ends
+#: ("Study Date:", "Untersuchungsdatum", "DOB", "geb."), and a separator.
+_AFTER_A_DATE_LABEL = "|".join(rf"(?<={re.escape(label)}{separator}\d)" for label in ("date", "datum", "dob", "geb.", "born")
+                               for separator in (":", ": ", ":\t", "=", " "))
 _STREETS_DE = ("straße", "strasse", "str.", "str", "weg", "allee", "platz", "gasse", "ring", "damm")
 #: English words that end like a street word and may stand before a number ("Measuring 12 mm").
 _STREET_LOOKALIKES = {"ring": r"(?<![eiu])"}  # measuring, during, entering, requiring
@@ -449,6 +453,15 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             + r"|\d?\.?\s" + _MONTH_NAME + r"(?!\w))",
             re.IGNORECASE,
         ),
+        (),
+        _NUMBER,
+    ),
+    # a date written as DICOM writes it, "20210403", after a date's label ("Study Date: 20210403", "StudyDate=20210403",
+    # "Geburtsdatum 19400102"): a date, which the date policy shifts, not an id; elsewhere a long number stays an id
+    (
+        "date",
+        re.compile(r"[12](?<!\w[12])(?:" + _AFTER_A_DATE_LABEL + r")(?:(?<=1)9|(?<=2)0)\d{2}(?:0[1-9]|1[0-2])"
+                   r"(?:0[1-9]|[12]\d|3[01])(?!\d)", re.IGNORECASE),
         (),
         _NUMBER,
     ),
