@@ -716,6 +716,27 @@ def test_a_resumed_run_with_workers_equals_an_uninterrupted_one(tmp_path: Path, 
         assert torch.equal(tensor, weights[name]), name
 
 
+def test_a_run_with_idle_workers_resumes_as_the_uninterrupted_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  deterministic: object) -> None:
+    """Three workers, two shards: worker 2 stays idle and the DataLoader takes turns between streams 0
+    and 1, so step 3 is stream 1's. The resumed loader started at stream 3 % 3 = 0, and trained the
+    streams' batches in swapped order from then on: other losses and weights than the run not killed."""
+    root = tmp_path / "corpus"
+    write_synthetic_corpus(root, {"train": 16, "test": 8}, (20, 40, 40), spacing_mm=SPACING_MM, per_shard=8, seed=0)
+    config = TrainConfig(**{**RESUMABLE, "num_workers": 3})
+    whole = train_model(root, config, tmp_path / "whole", device="cpu")
+    with monkeypatch.context() as patch:
+        _killed_at_step(patch, 5)
+        with pytest.raises(Killed):
+            train_model(root, config.model_copy(update={"checkpoint_every": 3}), tmp_path / "killed", device="cpu")
+    assert torch.load(tmp_path / "killed" / "model.pt", weights_only=True)["streams"] == [[0, 2], [0, 1], [0, 0]]
+    resumed = train_model(root, config, tmp_path / "killed", device="cpu", resume=True)
+    assert resumed.losses == whole.losses
+    weights = torch.load(whole.checkpoint, weights_only=True)["state_dict"]
+    for name, tensor in torch.load(resumed.checkpoint, weights_only=True)["state_dict"].items():
+        assert torch.equal(tensor, weights[name]), name
+
+
 def test_a_run_removes_the_temporary_file_of_a_checkpoint_write_killed_before(
         small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """A kill between writing model.pt's temporary file and renaming it left the file in --out forever."""

@@ -480,10 +480,11 @@ class LoaderStart:
     """Where a training loader starts.
 
     A stream is one worker's share of each epoch's shards and the batches it makes of them (with
-    ``num_workers`` 0, the one process). The DataLoader takes batches from its workers in turn, so
-    step ``s`` of a run trains on a batch of stream ``s % streams``: a loader resumed at step ``s``
-    gives its worker ``i`` stream ``(i + s) % streams`` (``first_stream = s % streams``), and each
-    stream starts at its ``positions`` entry, past the batches of that epoch already trained on.
+    ``num_workers`` 0, the one process). The DataLoader takes batches in turn from the workers whose
+    stream makes any (:func:`batch_streams`: ``n`` of them, the first), so step ``s`` of a run trains
+    on a batch of stream ``s % n``: a loader resumed at step ``s`` gives its worker ``i`` stream
+    ``(i + s % n) % streams`` (``first_stream = s % n``), and each stream starts at its ``positions``
+    entry, past the batches of that epoch already trained on.
     """
 
     positions: tuple[StreamPosition, ...] = ()
@@ -491,6 +492,20 @@ class LoaderStart:
 
     def position(self, stream: int) -> StreamPosition:
         return self.positions[stream] if stream < len(self.positions) else StreamPosition()
+
+
+def batch_streams(counts: Sequence[int], streams: int, batch_size: int) -> int:
+    """How many of ``streams`` worker streams over shards of ``counts`` samples make a batch in some
+    epoch: streams ``0 .. n - 1``. Stream ``i`` holds every ``streams``-th shard of an epoch's order from
+    ``i`` on, at best the largest ones, so a later stream never holds more shards than an earlier one.
+    The others (idle workers: more of them than shards) end at once, and the DataLoader takes
+    batches from these ``n`` in turn: step ``s`` of a run trains on stream ``s % n``.
+
+    >>> batch_streams([4, 4], 3, 2), batch_streams([3, 1, 1], 2, 4), batch_streams([1], 1, 2)
+    (2, 1, 0)
+    """
+    largest = sorted(counts, reverse=True)
+    return sum(sum(largest[: len(range(i, len(counts), streams))]) >= batch_size for i in range(streams))
 
 
 class EpochShardList(torch.utils.data.IterableDataset):
@@ -525,8 +540,7 @@ class EpochShardList(torch.utils.data.IterableDataset):
         return self.counts[url]
 
     def _never_a_batch(self) -> bool:
-        share = len(range(self.stream, len(self.urls), self.streams))
-        return sum(sorted(map(self._count, self.urls), reverse=True)[:share]) < self.batch_size
+        return self.stream >= batch_streams(list(map(self._count, self.urls)), self.streams, self.batch_size)
 
     def __iter__(self) -> Iterator[dict[str, str]]:
         if self.streams:

@@ -39,6 +39,7 @@ from ctcorpus.train.data import (
     Batch,
     LoaderStart,
     StreamPosition,
+    batch_streams,
     count_shard_samples,
     dataset_identity,
     iterate_forever,
@@ -231,13 +232,15 @@ def _resume_state(out_dir: Path, config: TrainConfig, dataset: dict[str, str | N
     return state
 
 
-def _loader_start(state: dict[str, Any], streams: int) -> LoaderStart:
+def _loader_start(state: dict[str, Any], streams: int, batching: int) -> LoaderStart:
     """Where the resumed loader starts: each stream where the checkpoint's left it, its worker ``i``
-    stream ``(i + step) % streams`` (:class:`~ctcorpus.train.data.LoaderStart`); for a checkpoint
-    without ``streams``, every stream at the epoch after its ``epoch``."""
+    stream ``(i + step % batching) % streams``, ``batching`` the streams that make batches
+    (:class:`~ctcorpus.train.data.LoaderStart`; with idle workers, ``step % streams`` handed the
+    first batch to the wrong stream); for a checkpoint without ``streams``, every stream at the
+    epoch after its ``epoch``."""
     if "streams" not in state:
         return LoaderStart((StreamPosition(state["epoch"] + 1),) * streams)
-    return LoaderStart(tuple(StreamPosition(*p) for p in state["streams"]), state["step"] % streams)
+    return LoaderStart(tuple(StreamPosition(*p) for p in state["streams"]), state["step"] % max(1, batching))
 
 
 def _write_checkpoint(out_dir: Path, model: CtReportModel, state: dict[str, Any]) -> None:
@@ -327,7 +330,9 @@ def _train(shard_root: Path, config: TrainConfig, out_dir: Path, device: str, re
         optimizer.load_state_dict(resumed["optimizer"])
         scheduler.load_state_dict(resumed["scheduler"])
         start, losses = resumed["step"], list(resumed["losses"])
-        loader_start = _loader_start(resumed, max(1, config.num_workers))
+        workers = max(1, config.num_workers)
+        counts = [count_shard_samples(str(p)) for p in train_shards]
+        loader_start = _loader_start(resumed, workers, batch_streams(counts, workers, config.batch_size))
         logger.info("resuming %s at step %d; the loader's streams start at %s", out_dir / CHECKPOINT_FILE, start,
                     [(p.epoch, p.batches) for p in loader_start.positions])
     streams = [loader_start.position(i) for i in range(max(1, config.num_workers))]  # (epoch, batches) trained on
