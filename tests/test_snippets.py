@@ -1290,3 +1290,20 @@ def test_a_bare_image_number_names_the_primary_series_by_its_uid_where_another_s
     assert mined(SnippetsConfig(), None) == ([], ["ambiguous_series", "ambiguous_series"])  # by number alone
     # a site's primary_series_number is a number for every study: no volume's UID narrows it
     assert mined(SnippetsConfig(primary_series_number=2), "ser-own") == ([], ["ambiguous_series", "ambiguous_series"])
+
+
+def test_a_renumbered_resent_copy_of_a_slice_names_its_position(tmp_path: Path) -> None:
+    # images 1..10 re-sent as 101..110 at the same positions: ingest keeps one of each pair, and "image 105"
+    # (the number the copy shows in PACS) was quarantined as out of range, though its slice is known
+    placements = [SlicePlacement(k + 1, (-63.0, -63.0, 2.0 * k)) for k in range(10)]
+    resent = [SlicePlacement(k + 101, (-63.0, -63.0, 2.0 * k)) for k in range(10)]
+    moved = [SlicePlacement(5, (-63.0, -63.0, 18.0))]  # a copy numbered as another position's image: ambiguous
+    stacks = _stacks_of(tmp_path, {2: placements + resent, 3: placements + moved})
+    assert len(stacks[2].duplicates) == 10 and len(stacks[3].duplicates) == 1
+    table = stack_slices(stacks[2], series_uid="s2", frame_of_reference_uid=FOR)
+    assert table is not None and table.instance_z[105] == table.instance_z[5] == pytest.approx(8.0)
+    grid = VolumeGrid("v", FOR, (0.0, 0.0, 0.0), (2.0, 2.0, 2.0), IDENTITY, (10, 64, 64))
+    pairs, rejected = mine_snippets("r", "Nodule (series 2, image 105).", [table], grid, SnippetsConfig())
+    assert [(p.image_number, p.slice_index) for p in pairs] == [(105, 4)] and not rejected
+    other = stack_slices(stacks[3], series_uid="s3", frame_of_reference_uid=FOR)
+    assert other is not None and other.repeated_images == frozenset({5}) and 5 not in other.instance_z

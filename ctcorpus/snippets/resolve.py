@@ -178,6 +178,10 @@ def stack_slices(stack: Stack, *, series_uid: str, frame_of_reference_uid: str) 
     """The slice table of an ingested stack, under the given (pseudonymized) ids; None for a stack
     without a SeriesNumber, which no reference can name.
 
+    A duplicate (an image at a kept slice's position, dropped from the volume) names that position too: a
+    re-sent copy renumbered 101..110 shows its own numbers in PACS ("image 105"), which were quarantined as
+    out of range; one numbered as an image at another position makes that number ambiguous.
+
     >>> stack_slices(stacks[0], series_uid="ser-1", frame_of_reference_uid="for-1")  # doctest: +SKIP
     SeriesSlices(series_number=3, ...)
     """
@@ -185,7 +189,7 @@ def stack_slices(stack: Stack, *, series_uid: str, frame_of_reference_uid: str) 
     if first.series_number is None:
         return None
     centres: dict[int, set[float]] = defaultdict(set)
-    for record in stack.instances:
+    for record in (*stack.instances, *stack.duplicates):
         if record.instance_number is not None:
             centres[record.instance_number].add(round(slice_centre(record)[2], 3))
     return SeriesSlices(
