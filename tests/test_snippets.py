@@ -277,6 +277,15 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     ("Nodule (series 3, image 45), prior CT 4 mm.", "en", [(3, (45,))]),
     ("Nodule (series 3, image 45, compared with the prior CT).", "en", [(3, (45,))]),
     ("Herd (3/45) größenkonstant zur VU.", "de", [(3, (45,))]),
+    # "old" as an adjective, a size labelled by a year, a date in a sentence: no label of the reference's clause
+    ("Old granuloma (series 2, image 40).", "en", [(2, (40,))]),
+    ("Nodule 6 mm (2019: 4 mm) (series 3, image 45).", "en", [(3, (45,))]),
+    ("Bold: series 3 image 45.", "en", [(3, (45,))]),
+    ("Herd (Salt: Serie 3 Bild 45).", "de", [(3, (45,))]),
+    # ... and a labelled prior exam ends at the next label
+    ("Nodule (old: se 2 im 40, new: se 3 im 45).", "en", [(3, (45,))]),
+    ("Nodule (series 3, image 45), old: series 2 image 40.", "en", [(3, (45,))]),
+    ("Nodule (series 3, image 45; 2019: series 2, image 40).", "en", [(3, (45,))]),
 ]
 
 NEGATIVES: list[tuple[str, str | None]] = [
@@ -501,6 +510,14 @@ NEGATIVES: list[tuple[str, str | None]] = [
     # an image above its total, or a month and year, before a series
     ("Nodule (image 87/30, series 4).", "en"),
     ("Nodule (image 12/2021, series 4).", "en"),
+    # a clause labelled as the prior exam's by a year, a date or "old" names that exam's images: they were mined
+    ("Nodule (2019: series 2, image 40).", "en"),
+    ("Nodule (12/2019: series 2, image 40).", "en"),
+    ("Nodule (old: se 2 im 40).", "en"),
+    ("Herd (VU: Se 2 Bild 40).", "de"),
+    ("Herd (alt: Se 2 Bild 40).", "de"),
+    ("Laesie (oud: serie 2 beeld 40).", "nl"),
+    ("Nodule (prior: series 2, image 40).", "en"),
 ]
 
 

@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "29"
+GRAMMAR_VERSION = "30"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -379,6 +379,11 @@ _ON_DATE = rf"(?:on|am|op|in|vom|van)\s+{_DATE}"
 _FROM_DATE = rf"(?:from|aus|uit)\s+{_DATE}"
 #: A size a past-tense adverb may carry before its reference ("previously 4 mm (series 3, image 40)").
 _SIZE = r"\d+(?:[.,]\d+)?(?:\s*[x×]\s*\d+(?:[.,]\d+)?)*\s*(?:mm|cm)\b"
+#: A clause labelled as a prior exam's by a year or date, or by "old" ("(2019: series 2, image 40)", "(old: se 2 im
+#: 40)", "(alt: Se 2 Bild 40)", "; 12/2019: image 40"): a label stands at a parenthesis or a clause's start, so an
+#: adjective ("old granuloma (series 2") is none. This exam's own date as a label ("(2024: series 3") reads as a
+#: prior too: the grammar knows no study date, and a lost reference is better than one placed on a wrong slice.
+_LABEL = rf"(?:^|(?<=[(;,]))\s*(?:old|alt|oud|{_DATE})\s*:"
 #: Prior-exam wording just before a reference ("on the prior exam series 3", "in der Voruntersuchung
 #: (Serie 3", "on the prior CT in series 3", "on 1/1/2020 (series 3"), with the word before it (``pre``),
 #: an exam of another modality under a preposition ("on the PET/CT (series 3"),
@@ -389,7 +394,7 @@ _PRIOR_BEFORE = re.compile(
     rf"(?:(?:\b(?P<pre>[^\W\d_]+)\s+(?:{_ARTICLE}\s+)?)?\b{_PRIOR_EXAM}(?:\s+(?:of|from|dated|vom|van)\s+[\d./-]+)?"
     rf"|\b(?:on|in|at|auf|im|op)\s+(?:{_ARTICLE}\s+)?{_OTHER_EXAM}"
     rf"|\b{_PAST}(?:\s+{_SIZE})?"
-    rf"(?:(?:\s+(?:seen|noted|shown|visible|described|measured))?\s+(?:on|in|at)\b)?|\b{_ON_DATE})"
+    rf"(?:(?:\s+(?:seen|noted|shown|visible|described|measured))?\s+(?:on|in|at)\b)?|\b{_ON_DATE}|{_LABEL})"
     rf"(?:\s+(?:on|in|at|auf|im|op)\b)?[\s,:;(]*$",
     re.IGNORECASE,
 )
@@ -412,7 +417,8 @@ _PRIOR_NEEDLES = re.compile("|".join(re.escape(word) for word in (
     "prior", "previous", "earlier", "preceding", "baseline", "outside", "vorher", "früher", "vorangegangen", "vorig",
     "eerder", "vorunters", "voraufnahme", "vorbefund", "vor-ct", "vorct", "vu", "vooronderzoek", "comparison",
     "vergleichs", "formerly", "vormals", "zuvor", "damals", "seinerzeit", "voorheen", "destijds", "19", "20", "pet",
-    "mr", "ultrasound", "sonogra", "x-ray", "xray", "radiograph", "spect", "scintigra", "szintigra")))
+    "mr", "ultrasound", "sonogra", "x-ray", "xray", "radiograph", "spect", "scintigra", "szintigra", "old", "alt",
+    "oud")))
 #: A sentence that opens on a prior (or another) exam ("On the earlier study, nodule on series 3 image 45"):
 #: its references up to a semicolon are that exam's, unless it turns to this exam ("..., now 6 mm on series 3
 #: image 50"). Matched at the sentence's start, up to the reference (one anchored match per reference).
