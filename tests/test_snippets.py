@@ -565,6 +565,22 @@ def test_a_reference_to_a_prior_exam_is_not_placed_in_this_volume() -> None:
     assert [p.image_number for p in pairs] == [30] and quarantine == []
 
 
+def test_a_year_after_an_image_list_is_no_image_where_the_series_is_shorter() -> None:
+    # "(series 3, image 45, 2019)" gave images 45 and 2019: image 2019 was quarantined as out of range
+    text = "Nodule (series 2, image 45, 2019). Mass (series 2, images 40-41, 2021). Cyst (series 2, images 45 and 2019)."
+    assert [r.year_after_list for r in mine_image_references(text)] == [2019, 2021, None]
+    assert [r.year_after_list for r in mine_image_references(
+        "(series 2, image 45, 1989), (series 2, image 45-2019), (series 2, image 2019), (image 45, 12019)")] == [None] * 4
+    short = stack(2, 0.0, 1.0, 100)
+    pairs, quarantine = mine_snippets("r", text, [short], grid(z0=0.0, dz=1.0, n=100), SnippetsConfig())
+    assert [p.image_number for p in pairs] == [45, 40, 41, 45]
+    assert [(q.reason, q.item_id[-5:]) for q in quarantine] == [(QuarantineReason.IMAGE_OUT_OF_RANGE, "#2019")]
+    # in a series that long, the number is its image
+    pairs, quarantine = mine_snippets("r", text, [stack(2, 0.0, 1.0, 2500)], grid(z0=0.0, dz=1.0, n=2500),
+                                      SnippetsConfig())
+    assert [p.image_number for p in pairs] == [45, 2019, 40, 41, 2021, 45, 2019] and not quarantine
+
+
 def test_mine_snippets_reads_its_config_section() -> None:
     series = [stack(2, 0.0, 1.0, 100)]
     g = grid(z0=0.0, dz=1.0, n=100)

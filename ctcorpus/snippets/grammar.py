@@ -63,6 +63,9 @@ class ImageReference:
     ``series_stated`` is False when the text names no series (resolution then infers it).
     ``on_reformat`` marks an image without a series that the text places on a reformat or a scout ("coronal
     image 45", "scout image 2"): its number is no axial position, and the inferred axial series would misplace it.
+    ``year_after_list`` is a list's last number where a comma sets it after the list and it reads as a year
+    ("(series 3, image 45, 2019)": 1990-2039): it stays in ``image_numbers``, and the resolver drops it where the
+    series has no image that high; a caller of the grammar alone gets the year as an image.
     """
 
     start: int
@@ -78,6 +81,7 @@ class ImageReference:
     sentence_start: int
     sentence_end: int
     on_reformat: bool = False
+    year_after_list: int | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -563,6 +567,17 @@ def _numbers(text: str, cap: int) -> tuple[tuple[int, ...], bool, bool]:
     return tuple(dict.fromkeys(images)), is_range, truncated
 
 
+#: A list's last item, four digits that read as a year, after a comma ("45, 2019", "40-44, 2021"): not after a
+#: range mark ("45-2019") or an "and" ("45 and 2019"), which join images.
+_YEAR_AFTER_LIST = re.compile(r"\d\s*,\s*((?:199|20[0-3])\d)$")
+
+
+def _year_after_list(images: str) -> int | None:
+    """The year a list of images may end with (:data:`_YEAR_AFTER_LIST`), or None."""
+    year = _YEAR_AFTER_LIST.search(images.rstrip())
+    return None if year is None else int(year[1])
+
+
 def _range_end(first: str, last: str) -> int:
     """A range's last image. An end with fewer digits than the start and below it abbreviates it
     ('images 45-7', '145-52': to 47, to 152), as page ranges do; read as written, images 7 to 45 were mined."""
@@ -725,6 +740,7 @@ def mine_image_references(
                 sentence_start=sentence_start,
                 sentence_end=sentence_end,
                 on_reformat=series is None and _on_reformat(text, match),
+                year_after_list=_year_after_list(image_text),
             )
         )
     return _with_shared_series(text, _with_listed_images(text, references, elided), joint)

@@ -278,6 +278,13 @@ def _joined_stacks(stacks: Sequence[SeriesSlices]) -> SeriesSlices | None:
                    repeated_images=repeated, off_plane_images=frozenset(off_plane - repeated))
 
 
+def _is_year(reference: ImageReference, image: int, series: SeriesSlices) -> bool:
+    """Whether ``image`` is the year a list ends with ("(series 3, image 45, 2019)"), which names no image: so read
+    where the series has no image numbered that high; in a series that long it is an image."""
+    return image == reference.year_after_list and image > max(
+        (*series.instance_z, *series.repeated_images, *series.off_plane_images), default=0)
+
+
 def _bin_index(slice_index: int, spacing_z_mm: float, bin_mm: float) -> int:
     """``floor(slice_index * spacing_z_mm / bin_mm)``, exact at a bin's edge: in floats
     3 * 1.2 / 3.6 is 0.999..., which put every third slice of a 1.2 mm volume into the bin below."""
@@ -405,6 +412,8 @@ def resolve_references(
         )
         seen_slices: set[int] = set()
         for image in reference.image_numbers:
+            if _is_year(reference, image, picked):
+                continue
             z = picked.instance_z.get(image)
             if image in picked.repeated_images:
                 reject(
