@@ -286,6 +286,14 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     ("Nodule (old: se 2 im 40, new: se 3 im 45).", "en", [(3, (45,))]),
     ("Nodule (series 3, image 45), old: series 2 image 40.", "en", [(3, (45,))]),
     ("Nodule (series 3, image 45; 2019: series 2, image 40).", "en", [(3, (45,))]),
+    # "no" without its stop, and a colon after one image in a parenthesis: the reference was lost
+    ("Nodule image no 45.", "en", [(None, (45,))]),
+    ("Nodule (series no 3, image no 45).", "en", [(3, (45,))]),
+    ("Nodule (Image: 45).", "en", [(None, (45,))]),
+    ("Nodule ( Image No: 45 ).", "en", [(None, (45,))]),
+    ("Herd (Bild: 45).", "de", [(None, (45,))]),
+    ("Laesie (beeld: 45).", "nl", [(None, (45,))]),
+    ("Nodule (Se:3 Im:45).", "en", [(3, (45,))]),
 ]
 
 NEGATIVES: list[tuple[str, str | None]] = [
@@ -517,6 +525,11 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("Herd (VU: Se 2 Bild 40).", "de"),
     ("Herd (alt: Se 2 Bild 40).", "de"),
     ("Laesie (oud: serie 2 beeld 40).", "nl"),
+    # a count of a technique's images, also in a parenthesis; "no" before a word
+    ("Technique: 1 mm (Images: 245).", "en"),
+    ("Technik (Schichten: 320, Bilder: 640).", "de"),
+    ("Nodule image: 45.", "en"),
+    ("Image no nodule, 4 mm.", "en"),
     ("Nodule (prior: series 2, image 40).", "en"),
 ]
 

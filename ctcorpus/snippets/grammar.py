@@ -101,6 +101,9 @@ _IMAGE_WORDS: dict[str, tuple[str, ...]] = {
     "nl": ("beelden", "beeld", "ima", "sneden", "snede"),
 }
 _WEAK_IMAGE_WORDS: dict[str, tuple[str, ...]] = {"en": ("im",), "de": ("bi",), "nl": ()}
+#: Image words that a colon may end right after a parenthesis ("(Image: 45)", "(Bild: 45)"): a plural ("Images:
+#: 245", "(Schichten: 320)") or a slice counts the images of a technique line.
+_ONE_IMAGE_WORDS: dict[str, tuple[str, ...]] = {"en": ("image", "img", "ima"), "de": ("bild", "ima"), "nl": ("beeld", "ima")}
 #: "image 45 <of> [the] series 3", "image 12 at series 601", "Bild 12 auf Serie 601" (without "at"/"auf" the
 #: image was placed in the primary series)
 _CONNECTORS: dict[str, tuple[str, ...]] = {
@@ -154,10 +157,10 @@ _NUM = rf"(?:{_GROUPED}|\d{{1,4}})" + _NOT_MEASUREMENT + _NOT_DATE
 _SERIES_NUM = r"\d{1,6}" + _NOT_MEASUREMENT
 _SP = r"[ \t]*\n?[ \t]*"  # spaces, at most one line break (reports are often hard-wrapped)
 #: How a series or image word ends before its number: with what may stand between them ("series #3", "image no. 45",
-#: "image number 45", "Bild Nr 45"), or in a compound with its number's word ("Bildnummer 45", "Seriennummer 3",
-#: "beeldnummer 45", "Bild-Nr. 45", "beeldnr. 45").
+#: "image no 45", "image number 45", "Bild Nr 45"), or in a compound with its number's word ("Bildnummer 45",
+#: "Seriennummer 3", "beeldnummer 45", "Bild-Nr. 45", "beeldnr. 45").
 _KEYWORD_END = (rf"(?:n?-?(?:nummer|nr\.?){_END_WORD}"
-                rf"|\.?{_END_WORD}(?:{_SP}(?:no\.|nr\.?|number|nummer|#){_END_WORD})?)")
+                rf"|\.?{_END_WORD}(?:{_SP}(?:no\.?|nr\.?|number|nummer|#){_END_WORD})?)")
 
 
 def _words(table: dict[str, tuple[str, ...]], languages: Sequence[str]) -> str:
@@ -259,9 +262,11 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
         # a weak "im" only after the series number of a reference with its word left out ("Se 3 Im 45 and 4,
         # Im 60"), which :func:`_elided_weak_images` checks; no total after the image ("image 45/120"), which
         # only a series vouches for: "image 3/45" is series 3, image 45 in some reports; the elided series
-        # number does ("Se 3 Im 45/120 and 4, Im 60/200"); "key" vouches for an "im" as "image" ("key im 45")
+        # number does ("Se 3 Im 45/120 and 4, Im 60/200"); "key" vouches for an "im" as "image" ("key im 45"), and a
+        # parenthesis for a colon after one image ("(Image: 45)"; a lone "Images: 245" counts a technique's images)
         ReferenceForm.IMAGE_ONLY: (
-            rf"(?:{strong_image}|(?<=\bkey[ \t])im\.?{_END_WORD}|(?P<d_weak>\b{weak_image})\.?{_END_WORD}:?){_SP}"
+            rf"(?:{strong_image}|(?:(?<=\()|(?<=\([ \t])){_words(_ONE_IMAGE_WORDS, languages)}{_KEYWORD_END}:"
+            rf"|(?<=\bkey[ \t])im\.?{_END_WORD}|(?P<d_weak>\b{weak_image})\.?{_END_WORD}:?){_SP}"
             rf"(?(d_weak)(?!{_ORDINAL}))(?P<d_i>{weak_numbers}"
             rf"|(?(d_weak)\d{{1,4}}(?=/\d{{1,6}}{_NOT_MEASUREMENT})|(?!)))(?:/(?P<d_n>\d{{1,6}}))?"
         ),
