@@ -294,6 +294,12 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     ("Herd (Bild: 45).", "de", [(None, (45,))]),
     ("Laesie (beeld: 45).", "nl", [(None, (45,))]),
     ("Nodule (Se:3 Im:45).", "en", [(3, (45,))]),
+    # a letter pair spaced in capitals: the reference was lost
+    ("Nodule (S 3 I 45).", "en", [(3, (45,))]),
+    ("Nodule S 3 I 45, unchanged.", "en", [(3, (45,))]),
+    ("Nodules (S 3, I 45-47).", "en", [(3, (45, 46, 47))]),
+    ("Herd (S3 I 45).", "de", [(3, (45,))]),
+    ("Fracture of S 3 (image 45).", "en", [(None, (45,))]),
 ]
 
 NEGATIVES: list[tuple[str, str | None]] = [
@@ -530,6 +536,11 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("Technik (Schichten: 320, Bilder: 640).", "de"),
     ("Nodule image: 45.", "en"),
     ("Image no nodule, 4 mm.", "en"),
+    # "S 3" is a sacral vertebra without its capital "I" and image number
+    ("Fracture of S 3.", "en"),
+    ("Fraktur S 1 bis S 3, Nerv S 2 i 3 mm.", "de"),
+    ("Sacral fracture (S 3 i 45).", "en"),
+    ("Dornfortsatz S 1 I 2 mm.", "de"),
     ("Nodule (prior: series 2, image 40).", "en"),
 ]
 

@@ -280,8 +280,12 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
             rf"(?P<f_i>{numbers})"
         ),
         # a letter each for series and image, the image's "I" always spelled out: "S3" alone is a liver segment,
-        # a sacral vertebra or a guideline ("S3-Leitlinie")
-        ReferenceForm.LETTER_PAIR: rf"\bs(?P<g_s>\d{{1,4}})(?:{_SP}[/,:]{_SP}|[ \t]+)i(?P<g_i>{numbers})",
+        # a sacral vertebra or a guideline ("S3-Leitlinie"); a space after a letter only in capitals ("S 3 I 45",
+        # "S3 I 45"), where the capital "I" vouches for the "S 3" that alone is a sacral vertebra
+        ReferenceForm.LETTER_PAIR: (
+            rf"\b(?:(?-i:S)(?P<g_space>[ \t]+)|s)(?P<g_s>\d{{1,4}})(?:{_SP}[/,:]{_SP}|[ \t]+)"
+            rf"(?:(?-i:I)[ \t]*|(?(g_space)(?!)|i))(?P<g_i>{numbers})"
+        ),
     }
     alternation = "|".join(f"(?P<{form.name}>{pattern})" for form, pattern in forms.items())
     trigger = _trigger(
@@ -300,7 +304,8 @@ def _both_cases(letters: str) -> str:
 
 
 def _trigger(prefixes: set[str]) -> str:
-    """A pattern that fires where a keyword starting with one of ``prefixes``, a '(' or a '(#' may begin.
+    """A pattern that fires where a keyword starting with one of ``prefixes``, a capital 'S' before a spaced number
+    ("S 3 I 45"), a '(' or a '(#' may begin.
 
     It starts with one character class (case spelled out, no IGNORECASE) and checks the second
     letter by look-behind branches, which keeps the regex engine on its fast skip-ahead path.
@@ -311,7 +316,7 @@ def _trigger(prefixes: set[str]) -> str:
     branches = [
         rf"(?<=[{_both_cases(first)}])[{_both_cases(seconds)}]" for first, seconds in sorted(by_initial.items())
     ]
-    return rf"[{_both_cases(''.join(by_initial))}(#](?:{'|'.join(branches)}|(?<=\()\s*\d|(?<=\(#)\s*\d)"
+    return rf"[{_both_cases(''.join(by_initial))}(#](?:{'|'.join(branches)}|(?<=S)[ \t]+\d|(?<=\()\s*\d|(?<=\(#)\s*\d)"
 
 
 def _scan(text: str, trigger: re.Pattern[str], grammar: re.Pattern[str]) -> list[re.Match[str]]:
