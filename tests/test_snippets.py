@@ -300,6 +300,11 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
     ("Nodules (S 3, I 45-47).", "en", [(3, (45, 46, 47))]),
     ("Herd (S3 I 45).", "de", [(3, (45,))]),
     ("Fracture of S 3 (image 45).", "en", [(None, (45,))]),
+    # the image word before its series, the numbers after it: the reference was lost
+    ("Nodules on images from series 3, 45-47.", "en", [(3, (45, 46, 47))]),
+    ("Nodule (image from series 3, 45), stable.", "en", [(3, (45,))]),
+    ("Herd (Bilder aus Serie 3: 45 bis 47).", "de", [(3, (45, 46, 47))]),
+    ("Laesie (beelden uit serie 3, 45-47).", "nl", [(3, (45, 46, 47))]),
 ]
 
 NEGATIVES: list[tuple[str, str | None]] = [
@@ -541,6 +546,12 @@ NEGATIVES: list[tuple[str, str | None]] = [
     ("Fraktur S 1 bis S 3, Nerv S 2 i 3 mm.", "de"),
     ("Sacral fracture (S 3 i 45).", "en"),
     ("Dornfortsatz S 1 I 2 mm.", "de"),
+    # ... where the numbers after the series list series, or a size
+    ("Images from series 3, 4 and 5 were reconstructed.", "en"),
+    ("Images from series 3, 4-6 were fused.", "en"),
+    ("Images from series 3, 601 show the same.", "en"),
+    ("Images from series 3, 4 mm thick.", "en"),
+    ("Nodule on images from series 3, 45-47 of the prior CT.", "en"),
     ("Nodule (prior: series 2, image 40).", "en"),
 ]
 

@@ -4,7 +4,7 @@ Radiologists point at slices in a dozen ways ("se 3 im 45", "(3/45)", "Bild 45 d
 "(IMA 8-34)", "images 12 and 45 of series 3"). One hand-written regex for all of them becomes
 unreadable and lets false friends through, so the grammar is built from small named parts
 (keywords per language, a number that is not a measurement, a list/range of numbers) composed
-into seven forms, compiled once into a single alternation per language set. A few context rules
+into eight forms, compiled once into a single alternation per language set. A few context rules
 that a regex cannot express well (dates, blood pressure, ratios) are applied to the bare
 parenthesised "(3/45)" form, the one form that has no keyword to vouch for it, and to an image
 out of a total ("Se 3 Im 45/120"), which a month and year can look like. A reference
@@ -50,7 +50,8 @@ class ReferenceForm(str, Enum):
     IMAGE_ONLY = "image_only"  # (image 45) / IMA 75 en 90 / Bildnummer 45 / Im 60 after "Se 3 Im 45 and 4,"
     PAREN_PAIR = "paren_pair"  # (3:45) / (3/45) / (4:45, 4:60)
     SLASH_PAIR = "slash_pair"  # (Se/Im 3/45) / series/image 4/112-114 / Serie/Bild 3/45
-    LETTER_PAIR = "letter_pair"  # (S3/I45) / S3 I45-47
+    LETTER_PAIR = "letter_pair"  # (S3/I45) / S3 I45-47 / S 3 I 45
+    IMAGES_OF_SERIES = "images_of_series"  # images from series 3, 45-47 / Bilder aus Serie 3, 45
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +287,12 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
             rf"\b(?:(?-i:S)(?P<g_space>[ \t]+)|s)(?P<g_s>\d{{1,4}})(?:{_SP}[/,:]{_SP}|[ \t]+)"
             rf"(?:(?-i:I)[ \t]*|(?(g_space)(?!)|i))(?P<g_i>{numbers})"
         ),
+        # the image word before its series, the numbers after it ("images from series 3, 45-47"): one number or
+        # range only, checked by _is_reference, since "images from series 3, 4 and 5" lists series
+        ReferenceForm.IMAGES_OF_SERIES: (
+            rf"{strong_image}\s+{connector}\s+(?:{article}\s+)?{series}{_SP}(?P<h_s>{_SERIES_NUM}){_SP}[,:]{_SP}"
+            rf"(?P<h_i>{numbers})"
+        ),
     }
     alternation = "|".join(f"(?P<{form.name}>{pattern})" for form, pattern in forms.items())
     trigger = _trigger(
@@ -343,6 +350,7 @@ _GROUPS: dict[ReferenceForm, tuple[str | None, str]] = {
     ReferenceForm.PAREN_PAIR: ("e_s", "e_i"),
     ReferenceForm.SLASH_PAIR: ("f_s", "f_i"),
     ReferenceForm.LETTER_PAIR: ("g_s", "g_i"),
+    ReferenceForm.IMAGES_OF_SERIES: ("h_s", "h_i"),
 }
 #: A series-image pair of a parenthesised list ("(4:45, 4:60)").
 _PAIR = re.compile(r"(\d+)\s*[:/]\s*(\d+)")
@@ -598,12 +606,19 @@ def _range_end(first: str, last: str) -> int:
     return int(last)
 
 
+_WORD_NEXT = re.compile(r"\s*[^\W\d_]")
+
+
 def _is_reference(text: str, match: re.Match[str]) -> bool:
-    """The context rules a regex cannot express well: a bare '(3/45)' (:func:`_paren_pair_is_reference`), and
+    """The context rules a regex cannot express well: a bare '(3/45)' (:func:`_paren_pair_is_reference`), the
+    numbers after a series that its image word came before ('images from series 3, 45-47'), which are one range or
+    number that no word follows: 'images from series 3, 4 and 5', 'series 3, 4-6 were fused' list series; and
     an image out of a total ('Se 3 Im 45/120', '4, Im 60/200' after it, 'image 87/300, series 4'), which is none
     where the total is below the image or a year ('Serie 3 im 03/2021': German 'in March 2021')."""
     if match.lastgroup == ReferenceForm.PAREN_PAIR.name:
         return _paren_pair_is_reference(text, match)
+    if match.lastgroup == ReferenceForm.IMAGES_OF_SERIES.name:
+        return len(_LIST_PART.findall(match["h_i"])) == 1 and _WORD_NEXT.match(text, match.end()) is None
     total = match["a_n"] or match["b_n"] or match["d_n"]
     image = match["a_i"] or match["b_i"] or match["d_i"]
     return total is None or int(image) <= int(total) and not 1900 <= int(total) <= 2100
