@@ -539,6 +539,25 @@ def test_a_clause_stating_what_there_is_ends_a_negation(analyzer, language, text
     assert dict(analyze_report(analyzer, text, language=language).labels) == expected
 
 
+@pytest.mark.parametrize(("language", "text", "expected"), [
+    # an "and" that opens a clause with its own subject and predicate ends a trigger's scope
+    ("en", "No consolidation and the heart is enlarged.", {"consolidation": NEG, "cardiomegaly": POS}),
+    ("en", "No pneumothorax and the effusion has increased.", {"pleural_effusion": POS}),
+    ("en", "No effusion and lymph nodes are enlarged.", {"pleural_effusion": NEG, "lymphadenopathy": POS}),
+    ("en", "Possible effusion and the heart is enlarged.", {"pleural_effusion": UNC, "cardiomegaly": POS}),
+    ("de", "Kein Erguss und das Herz ist vergrößert.", {"pleural_effusion": NEG, "cardiomegaly": POS}),
+    # ... not an item of the list, a verb after it, nor a clause that negates or resolves its finding
+    ("en", "No effusion and no consolidation.", {"pleural_effusion": NEG, "consolidation": NEG}),
+    ("en", "No effusion and consolidation.", {"pleural_effusion": NEG, "consolidation": NEG}),
+    ("en", "No effusion and consolidation are seen.", {"pleural_effusion": NEG, "consolidation": NEG}),
+    ("en", "No effusion and the consolidation has resolved.", {"pleural_effusion": NEG, "consolidation": NEG}),
+    ("en", "No consolidation and the heart is normal in size.", {"consolidation": NEG, "cardiomegaly": NEG}),
+    ("de", "Kein Erguss und keine Atelektase.", {"pleural_effusion": NEG, "atelectasis": NEG}),
+])
+def test_an_and_that_opens_a_clause_of_its_own_ends_a_trigger(analyzer, language, text, expected):
+    assert dict(analyze_report(analyzer, text, language=language).labels) == expected
+
+
 #: Chest CT sentences as radiologists write them (CT-RATE's English, German reports), with the
 #: labels a radiologist gives them: the synthetic benchmark shares its words with the rules, these do not.
 REAL_CHEST_CT_SENTENCES = [

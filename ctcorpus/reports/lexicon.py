@@ -18,6 +18,8 @@ __all__ = [
     "ANATOMY_TERMS",
     "ARTERIES_NAMED_FIRST",
     "CALCIFICATION_STEMS",
+    "CLAUSE_ARTICLES",
+    "CLAUSE_VERBS",
     "DEPOSIT_NOUNS",
     "DEPOSIT_VERBS",
     "HEADINGS",
@@ -677,6 +679,16 @@ LIST_ITEM_DEGREES: tuple[str, ...] = (
          "ausgeprägt", "deutlich", "diskret", "dezent", "schmal", "minimal"),
         ("", "e", "em", "en", "er", "es"))),
 )
+#: Finite verbs: one after an "and" in a trigger's scope, before the finding's end or after a definite
+#: article (CLAUSE_ARTICLES) there, opens a clause with a subject and predicate of its own, out of the
+#: trigger's scope: "No consolidation and the heart is enlarged", "no effusion and lymph nodes are enlarged".
+#: A verb after an item of the list is the whole list's: "no effusion and consolidation are seen".
+CLAUSE_VERBS: tuple[str, ...] = (
+    *_BE, *_SHOW, "was", "were", "had", "remains", "remain", "seems", "seem", "measures", "measure", "persists",
+    "persist", "ist", "sind", "war", "waren", "hat", "haben", "zeigt", "zeigen", "erscheint", "erscheinen", "wirkt",
+    "wirken", "bleibt", "bleiben", "misst", "messen",
+)
+CLAUSE_ARTICLES: tuple[str, ...] = ("the", "der", "die", "das", "dem", "den")
 #: Words that name a side: a degree next to one grades its finding where it lies ("no effusion on the
 #: left, small on the right", "Kein Erguss rechts, links schmaler Erguss").
 SIDES: tuple[str, ...] = ("left", "right", "bilateral", "bilaterally", "links", "rechts", "beidseits", "bds")

@@ -552,6 +552,26 @@ def _list_reaches(lower: str, t_end: int, m_start: int, right_bound: float, own_
     return True
 
 
+#: An "and" that may open a clause of its own (see _clause_opens), its definite article, and the clause's verb.
+_CLAUSE_AND = re.compile(r"\b(?:and|und)\s+(?:(?P<article>" + trie_regex(lexicon.CLAUSE_ARTICLES) + r")\s+)?")
+_CLAUSE_VERB = re.compile(r"\b(?:" + trie_regex(lexicon.CLAUSE_VERBS) + r")\b")
+
+
+def _clause_opens(lower: str, t_end: int, m_start: int, m_end: int) -> bool:
+    """Whether an "and" between a pre trigger ending at ``t_end`` and the mention at ``m_start:m_end`` opens
+    a clause with its own subject and predicate, which the trigger does not reach: a verb in its clause
+    (lexicon.CLAUSE_VERBS) before the mention's end ("no consolidation and the heart is enlarged", "no
+    effusion and lymph nodes are enlarged"), or anywhere after a definite article ("no pneumothorax and the
+    effusion has increased"). A verb after an item of the list is the list's: "no effusion and consolidation
+    are seen" negates both."""
+    for joined in _CLAUSE_AND.finditer(lower, t_end, m_start):
+        clause_end = _CLAUSE_MARK.search(lower, m_end)
+        verb = _CLAUSE_VERB.search(lower, joined.end(), len(lower) if clause_end is None else clause_end.start())
+        if verb is not None and (joined["article"] is not None or verb.start() < m_end):
+            return True
+    return False
+
+
 #: What may follow a post trigger that ends its clause (lexicon.UNCERTAIN_POST_LAST): a mark, the
 #: sentence end, or, after a space, where the finding is ("atelectasis likely in the left base", "Erguss
 #: wahrscheinlich links"). No letter right after a "?": an export that lost its encoding writes "?" for
@@ -604,8 +624,9 @@ def _state(trig: Sequence[tuple[int, int, str]], lower: str, m_start: int, m_end
             post = kind
             post_start = t_start
             break
-    if pre and not _list_reaches(lower, pre_end, m_start, right_bound,
-                                 _SIZE_FIRST if "unc_pre" in pre else _GRADED_FIRST):
+    if pre and (not _list_reaches(lower, pre_end, m_start, right_bound,
+                                  _SIZE_FIRST if "unc_pre" in pre else _GRADED_FIRST)
+                or _clause_opens(lower, pre_end, m_start, m_end)):
         pre = ""
     if "neg_pre" in pre and lower.find(",", m_end, post_start) >= 0:
         post = ""
