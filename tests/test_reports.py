@@ -558,6 +558,25 @@ def test_an_and_that_opens_a_clause_of_its_own_ends_a_trigger(analyzer, language
     assert dict(analyze_report(analyzer, text, language=language).labels) == expected
 
 
+@pytest.mark.parametrize(("language", "text", "expected"), [
+    # a "with" and a degree, or an item opened by "only" (and its German words), asserts its finding
+    ("en", "No pleural effusion with mild atelectasis.", {"pleural_effusion": NEG, "atelectasis": POS}),
+    ("en", "No pleural effusion, only mild emphysema.", {"pleural_effusion": NEG, "emphysema": POS}),
+    ("en", "No effusion and only a small nodule.", {"pleural_effusion": NEG, "lung_nodule": POS}),
+    ("de", "Kein Erguss, lediglich geringe Atelektase.", {"pleural_effusion": NEG, "atelectasis": POS}),
+    ("de", "Kein Erguss, nur Emphysem.", {"pleural_effusion": NEG, "emphysema": POS}),
+    ("de", "Kein Infiltrat, allenfalls diskrete Atelektase.", {"consolidation": NEG, "atelectasis": POS}),
+    ("de", "Kein Erguss mit geringer Atelektase.", {"pleural_effusion": NEG, "atelectasis": POS}),
+    # ... not a "with" that qualifies what the negation denies, nor a list
+    ("en", "No effusion with septation.", {"pleural_effusion": NEG}),
+    ("de", "Keine Atelektase mit Erguss.", {"atelectasis": NEG, "pleural_effusion": NEG}),
+    ("en", "No effusion, consolidation or atelectasis.",
+     {"pleural_effusion": NEG, "consolidation": NEG, "atelectasis": NEG}),
+])
+def test_an_item_opened_by_only_or_with_and_a_degree_is_asserted(analyzer, language, text, expected):
+    assert dict(analyze_report(analyzer, text, language=language).labels) == expected
+
+
 #: Chest CT sentences as radiologists write them (CT-RATE's English, German reports), with the
 #: labels a radiologist gives them: the synthetic benchmark shares its words with the rules, these do not.
 REAL_CHEST_CT_SENTENCES = [

@@ -28,6 +28,7 @@ __all__ = [
     "LARGEST_OF_SEVERAL",
     "LIST_COORDINATORS",
     "LIST_DISJUNCTIONS",
+    "LIST_ITEM_ASSERTIONS",
     "LIST_ITEM_DEGREES",
     "LIST_ITEM_QUALIFIERS",
     "LYMPH_NODES",
@@ -689,6 +690,10 @@ CLAUSE_VERBS: tuple[str, ...] = (
     "wirken", "bleibt", "bleiben", "misst", "messen",
 )
 CLAUSE_ARTICLES: tuple[str, ...] = ("the", "der", "die", "das", "dem", "den")
+#: Words that assert what they open: an item after a comma, an "and" or a "with" in a trigger's scope that
+#: starts with one states its finding ("No pleural effusion, only mild emphysema", "Kein Erguss, lediglich
+#: Dystelektase", "Kein Infiltrat, allenfalls diskrete Atelektase").
+LIST_ITEM_ASSERTIONS: tuple[str, ...] = ("only", "lediglich", "nur", "allenfalls")
 #: Words that name a side: a degree next to one grades its finding where it lies ("no effusion on the
 #: left, small on the right", "Kein Erguss rechts, links schmaler Erguss").
 SIDES: tuple[str, ...] = ("left", "right", "bilateral", "bilaterally", "links", "rechts", "beidseits", "bds")

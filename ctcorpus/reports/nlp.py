@@ -494,14 +494,16 @@ def _matches_at_words(pattern: re.Pattern[str], first_words: ahocorasick.Automat
 
 #: A coordinator (see lexicon.LIST_COORDINATORS): the items before it are a list.
 _COORDINATOR = re.compile(r"\b(?:" + "|".join(lexicon.LIST_COORDINATORS) + r")\b")
-#: An item that starts with a size or count ("8 mm nodule") asserts a finding of its own.
-_SIZE_FIRST = re.compile(r"\s*\d")
+#: An item that starts with a size or count ("8 mm nodule") or an assertion ("only atelectasis", see
+#: lexicon.LIST_ITEM_ASSERTIONS) asserts a finding of its own.
+_ASSERTION = "(?:" + trie_regex(lexicon.LIST_ITEM_ASSERTIONS) + r")\b"
+_SIZE_FIRST = re.compile(rf"\s*(?:{_ASSERTION}|\d)")
 #: After a negation, so does one that starts with a degree ("small nodule", see lexicon.LIST_ITEM_DEGREES),
 #: maybe after its side ("links schmaler Erguss"): a report says "no nodule", not "no small nodule",
 #: while a differential lists graded alternatives ("may represent atelectasis, small infiltrate, scarring").
 _DEGREE = "(?:" + trie_regex(lexicon.LIST_ITEM_DEGREES) + r")\b"
 _SIDE = "(?:" + trie_regex(lexicon.SIDES) + r")\b"
-_GRADED_FIRST = re.compile(rf"\s*(?:{_SIDE}\s+)?(?:\d|{_DEGREE})")
+_GRADED_FIRST = re.compile(rf"\s*(?:{_ASSERTION}|(?:{_SIDE}\s+)?(?:\d|{_DEGREE}))")
 #: An item that grades a finding it does not name where it lies, after a comma, a "but" or an "and": "no
 #: effusion on the left, small on the right", "Kein Erguss rechts, aber links gering", "no effusion on the left
 #: and small on the right": the finding of the mention before it.
@@ -512,8 +514,9 @@ _ELLIPTICAL_ITEM = re.compile(
 #: What ``_ELLIPTICAL_ITEM`` starts with: most sentences hold none, and a substring test costs a
 #: twentieth of the regex's scan.
 _ELLIPSIS_OPENERS = (",", ";", " but", " aber", " jedoch", " and", " und")
-#: An "and" that joins an item, maybe with its article: the item may say something of its own (see _list_reaches).
-_JOINED_ITEM = re.compile(r"\b(?:and|und)\s+(?:(?:a|an|ein|eine|einem|einen|einer)\s+)?")
+#: An "and" or a "with" that joins an item, maybe with its article: the item may say something of its own
+#: ("no effusion with mild atelectasis", not "no effusion with septation"; see _list_reaches).
+_JOINED_ITEM = re.compile(r"\b(?:and|und|with|mit)\s+(?:(?:a|an|ein|eine|einem|einen|einer)\s+)?")
 #: A coordinator that goes on with a list after a placed item (see lexicon.LIST_DISJUNCTIONS).
 _DISJUNCTION = re.compile(r"\b(?:" + "|".join(lexicon.LIST_DISJUNCTIONS) + r")\b")
 #: An item that measures, places or qualifies its finding (see lexicon.LIST_ITEM_QUALIFIERS).
@@ -526,7 +529,8 @@ def _list_reaches(lower: str, t_end: int, m_start: int, right_bound: float, own_
     propagates a negation along the coordinated nouns, but not into an item that says something of
     its own ("no effusion, 8 mm nodule in the right lower lobe"): one whose start ``own_first``
     matches (_SIZE_FIRST, or after a negation _GRADED_FIRST: "no effusion, small nodule and mild
-    atelectasis"), also after an "and" ("no nodule in the right lung and a 4 mm nodule in the left"),
+    atelectasis", "no effusion, only emphysema"), also after an "and" or a "with" ("no nodule in the right
+    lung and a 4 mm nodule in the left", "no effusion with mild atelectasis"),
     or one that holds a number or a word that places or qualifies it ("in", "im", "der") where the
     list does not go on around it within the scope: no coordinator before that word ("or
     consolidation in the right lower lobe"), no disjunction after it ("consolidation in the right
