@@ -577,6 +577,24 @@ def test_an_item_opened_by_only_or_with_and_a_degree_is_asserted(analyzer, langu
     assert dict(analyze_report(analyzer, text, language=language).labels) == expected
 
 
+@pytest.mark.parametrize(("language", "text", "expected"), [
+    ("en", "Equivocal nodule in the right upper lobe.", {"lung_nodule": UNC}),
+    ("en", "Indeterminate opacity. The nodule is indeterminate.", {"lung_opacity": UNC, "lung_nodule": UNC}),
+    ("de", "Atelektase vorstellbar.", {"atelectasis": UNC}),
+    ("de", "Ein Infiltrat ist denkbar.", {"consolidation": UNC}),
+    ("de", "Infiltratverdacht im rechten Unterlappen.", {"consolidation": UNC}),
+    ("de", "Infiltratverdächtige Verdichtung links.", {"consolidation": UNC, "lung_opacity": POS}),
+    ("de", "Eher Atelektase als Infiltrat.", {"atelectasis": UNC, "consolidation": UNC}),
+    # ... a hedge after a comma hedges its own item; no suspicion is a negation
+    ("de", "Infiltrat links, Erguss denkbar.", {"consolidation": POS, "pleural_effusion": UNC}),
+    ("de", "Kein Erguss, Atelektase vorstellbar.", {"pleural_effusion": NEG, "atelectasis": UNC}),
+    ("de", "Kein Infiltratverdacht. Kein Verdacht auf Rundherd.", {"consolidation": NEG, "lung_nodule": NEG}),
+    ("en", "Equivocal opacity, no effusion.", {"lung_opacity": UNC, "pleural_effusion": NEG}),
+])
+def test_equivocal_indeterminate_and_german_hedges_after_or_inside_the_finding(analyzer, language, text, expected):
+    assert dict(analyze_report(analyzer, text, language=language).labels) == expected
+
+
 #: Chest CT sentences as radiologists write them (CT-RATE's English, German reports), with the
 #: labels a radiologist gives them: the synthetic benchmark shares its words with the rules, these do not.
 REAL_CHEST_CT_SENTENCES = [

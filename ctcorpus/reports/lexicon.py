@@ -23,6 +23,7 @@ __all__ = [
     "DEPOSIT_NOUNS",
     "DEPOSIT_VERBS",
     "HEADINGS",
+    "HEDGE_COMPOUNDS",
     "JOINT_MENTIONS",
     "LABEL_SYNONYMS",
     "LARGEST_OF_SEVERAL",
@@ -496,6 +497,8 @@ NEGATION_PRE: tuple[str, ...] = (
     "absence of", "resolved",
     "there is no", "rather than", "kein", "keine", "keinen", "keiner", "keines", "ohne", "nicht", "kein nachweis",
     "kein anhalt", "kein hinweis", "ausschluss", "fehlender nachweis", "fehlendem nachweis", "frei von", "no definite evidence of", "neither", "weder",
+    # no suspicion is a negation, though "Verdacht auf" hedges: "kein Verdacht auf Infiltrat", "kein Infiltratverdacht"
+    "kein verdacht auf", "ohne verdacht auf",
     *_RESOLVED_ADJECTIVE,
 )
 NEGATION_POST: tuple[str, ...] = (
@@ -553,6 +556,9 @@ UNCERTAIN_PRE: tuple[str, ...] = (
     *_GERMAN_HEDGES, "a.e", "a. e", "differentialdiagnostisch", "differenzialdiagnostisch",
     "ddx",
     "nicht sicher",
+    # "equivocal nodule", "indeterminate opacity"; "Eher Atelektase als Infiltrat" (rather A than B: both open);
+    # German "denkbar"/"vorstellbar" hedge after the finding (UNCERTAIN_POST_LAST), before it only with their verb
+    "equivocal", "indeterminate", "eher", "denkbar ist", "denkbar wäre", "vorstellbar ist", "vorstellbar wäre",
     # "no new nodules" leaves the known ones open: uncertain, as the CheXpert labeler reads it
     "no new", "keine neuen", "keine neue", "kein neuer", "kein neues", "keine neu aufgetretenen",
     # also post triggers: "there is possible effusion" as much as "effusion is possible"
@@ -564,6 +570,7 @@ UNCERTAIN_POST: tuple[str, ...] = (
     *_NOT_EXCLUDED, "is questionable", "is possible", "is suspected", "are suspected", "fraglich", "möglich",
     "nicht sicher abgrenzbar", "nicht mehr sicher abgrenzbar",
     "unlikely", "less likely", "unwahrscheinlich",
+    "is equivocal", "are equivocal", "is indeterminate", "are indeterminate",
     "not clearly seen", "not clearly identified", "not clearly visualized", "not clearly demonstrated",
     "not definitely seen", "not definitely identified",
 )
@@ -574,13 +581,16 @@ UNCERTAIN_POST: tuple[str, ...] = (
 #: first finding present in OpenI's radiologist gold standard (NegBio's), only the second uncertain.
 UNCERTAIN_POST_LAST: tuple[str, ...] = (
     "likely", "is likely", "are likely", "probable", "is probable", "suspected", "possible", "questionable",
-    "wahrscheinlich",
+    "wahrscheinlich", "equivocal", "indeterminate",
+    *(f"{verb}{hedge}" for verb, hedge in product(("", "ist ", "sind ", "wäre ", "wären "), ("denkbar", "vorstellbar"))),
     # CT-RATE's hedge after the finding: "Atelectasis is considered.", "pneumonia was considered" (not "consolidation
     # is considered pneumonia": the finding is there, another word follows)
     "is considered", "are considered", "was considered", "were considered",
     # a question mark after a finding asks whether it is there: "Opacity, atelectasis? Infiltrat?"
     "?",
 )
+#: Words a German finding may end in that hedge it: "Infiltratverdacht", "infiltratverdächtige Verdichtung".
+HEDGE_COMPOUNDS: tuple[str, ...] = ("verdacht", "verdächtig")
 #: Phrases that hold a label's words but name none of its findings: tumour "infiltrating" is no
 #: "infiltrate", a thyroid nodule no lung nodule. Matched like labels, they win as the longer phrase.
 NOT_LABELS: tuple[str, ...] = (

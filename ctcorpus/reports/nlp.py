@@ -576,6 +576,10 @@ def _clause_opens(lower: str, t_end: int, m_start: int, m_end: int) -> bool:
     return False
 
 
+#: A German finding's word that ends in a hedge (lexicon.HEDGE_COMPOUNDS): "Infiltratverdacht".
+_HEDGED_COMPOUND = re.compile(r"\w(?:" + "|".join(lexicon.HEDGE_COMPOUNDS) + ")")
+
+
 #: What may follow a post trigger that ends its clause (lexicon.UNCERTAIN_POST_LAST): a mark, the
 #: sentence end, or, after a space, where the finding is ("atelectasis likely in the left base", "Erguss
 #: wahrscheinlich links"). No letter right after a "?": an export that lost its encoding writes "?" for
@@ -607,7 +611,8 @@ def _state(trig: Sequence[tuple[int, int, str]], lower: str, m_start: int, m_end
     trigger reaches across a comma only along a list (see _list_reaches). Only the nearest pre
     trigger and the nearest post trigger count ("suggestive of A, without B": B is negated), and
     of the two, uncertainty beats negation, except a post trigger's after a comma over an item a negation
-    states: "Kein Erguss, Infiltrat nicht auszuschließen" hedges the infiltrate, not the effusion."""
+    states: "Kein Erguss, Infiltrat nicht auszuschließen" hedges the infiltrate, not the effusion. A finding
+    no trigger reaches is uncertain where its own word hedges it ("Infiltratverdacht", _HEDGED_COMPOUND)."""
     left_bound, right_bound = 0, math.inf  # the sentence's ends: every trigger lies between them
     for t_start, t_end, kind in trig:
         if "term" in kind:
@@ -638,7 +643,7 @@ def _state(trig: Sequence[tuple[int, int, str]], lower: str, m_start: int, m_end
         return LabelState.UNCERTAIN
     if "neg_pre" in pre or "neg_post" in post:
         return LabelState.NEGATIVE
-    return LabelState.POSITIVE
+    return LabelState.UNCERTAIN if _HEDGED_COMPOUND.search(lower, m_start, m_end) else LabelState.POSITIVE
 
 
 def _elliptical_mentions(lower: str, found: Sequence[_Mention]) -> list[_Mention]:
