@@ -595,6 +595,22 @@ def test_equivocal_indeterminate_and_german_hedges_after_or_inside_the_finding(a
     assert dict(analyze_report(analyzer, text, language=language).labels) == expected
 
 
+@pytest.mark.parametrize(("language", "text", "expected"), [
+    # bronchial walls said thickened after their name, maybe graded, or said not thickened
+    ("de", "Bronchialwände verdickt.", {"peribronchial_thickening": POS}),
+    ("de", "Die Bronchialwände sind leicht verdickt.", {"peribronchial_thickening": POS}),
+    ("en", "Bronchial walls are mildly thickened.", {"peribronchial_thickening": POS}),
+    ("de", "Bronchialwände nicht verdickt.", {"peribronchial_thickening": NEG}),
+    ("en", "The bronchial walls are not thickened.", {"peribronchial_thickening": NEG}),
+    # ... as the adjective before them, and the heart said enlarged, already read
+    ("de", "Verdickte Bronchialwände. Keine verdickten Bronchialwände.", {"peribronchial_thickening": POS}),
+    ("de", "Herz vergrößert.", {"cardiomegaly": POS}),
+    ("de", "Herz ist nicht vergrößert.", {"cardiomegaly": NEG}),
+])
+def test_german_findings_said_by_an_adjective_after_their_name(analyzer, language, text, expected):
+    assert dict(analyze_report(analyzer, text, language=language).labels) == expected
+
+
 #: Chest CT sentences as radiologists write them (CT-RATE's English, German reports), with the
 #: labels a radiologist gives them: the synthetic benchmark shares its words with the rules, these do not.
 REAL_CHEST_CT_SENTENCES = [

@@ -134,6 +134,23 @@ _HEART_ENLARGED: tuple[str, ...] = tuple(
     ]
 )
 
+#: Bronchial walls said thickened, maybe graded, or said not thickened (see NORMAL_STATEMENTS): "Bronchialwände
+#: (sind leicht) verdickt", "bronchial walls are (not) thickened"; every subject, verb and degree combined.
+_BRONCHIAL_WALLS: tuple[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], str, str], ...] = (
+    (("bronchial wall", "bronchial walls"), ("", "is", "are", "appear", "appears"),
+     ("", "mildly", "slightly", "moderately", "markedly", "diffusely"), "thickened", "not"),
+    (("bronchialwand", "bronchialwände", "bronchialwandungen"), ("", "ist", "sind", "erscheint", "erscheinen"),
+     ("", "leicht", "gering", "geringgradig", "mäßig", "deutlich", "diskret", "dezent", "teils", "teilweise",
+      "diffus"), "verdickt", "nicht"),
+)
+_BRONCHIAL_WALLS_THICKENED: tuple[str, ...] = tuple(
+    " ".join(w for w in words if w)
+    for walls, verbs, degrees, thickened, _ in _BRONCHIAL_WALLS for words in product(walls, verbs, degrees, (thickened,))
+)
+_BRONCHIAL_WALLS_NOT_THICKENED: tuple[str, ...] = tuple(
+    " ".join(w for w in words if w)
+    for walls, verbs, _, thickened, no in _BRONCHIAL_WALLS for words in product(walls, verbs, (f"{no} {thickened}",))
+)
 #: A collapsed lung or lobe is atelectasis: "collapse of the right lung", "collapsed left upper lobe".
 _LUNG_COLLAPSE: tuple[str, ...] = tuple(
     " ".join(w for w in words if w)
@@ -382,7 +399,7 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "verdickten bronchialw",
             # the thickened structure named after the thickening, or after "thickened"
             "thickening of the peribronchial interstiti", "peribronchial interstitial thickening",
-            "thickening of the bronchial wall", "thickened bronchial wall",
+            "thickening of the bronchial wall", "thickened bronchial wall", *_BRONCHIAL_WALLS_THICKENED,
         ),
         "consolidation": (
             "consolidation", "consolidative", "airspace consolidation", "~konsolidierung", "~infiltrat",
@@ -446,6 +463,7 @@ NORMAL_STATEMENTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         **{label: tuple(phrase for labels, phrases in _NO_DEPOSITS.items() if label in labels for phrase in phrases)
            for label in _BOTH_CALCIFICATIONS},
         # "effusion is not observed in the pericardium": the negation inside the phrase
+        "peribronchial_thickening": _BRONCHIAL_WALLS_NOT_THICKENED,
         "pericardial_effusion": tuple(f"effusion {seen.replace(' ', ' not ')} {where}"
                                       for seen, where in product(_SEEN, _IN_PERICARDIUM)),
         "lymphadenopathy": (
