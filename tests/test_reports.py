@@ -611,6 +611,18 @@ def test_german_findings_said_by_an_adjective_after_their_name(analyzer, languag
     assert dict(analyze_report(analyzer, text, language=language).labels) == expected
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Small left pleural effuson.", {"pleural_effusion": POS}),
+    ("Bibasilar atelactasis. No atelectesis on the right.", {"atelectasis": POS}),
+    ("No right lower lobe consolidaton.", {"consolidation": NEG}),
+    # ... spelt right, or a typo already read
+    ("No effusion. Bibasilar atelectasis. Centrilobular emphysem.",
+     {"pleural_effusion": NEG, "atelectasis": POS, "emphysema": POS}),
+])
+def test_typos_of_real_reports_that_spell_no_other_word(analyzer, text, expected):
+    assert dict(analyze_report(analyzer, text, language="en").labels) == expected
+
+
 #: Chest CT sentences as radiologists write them (CT-RATE's English, German reports), with the
 #: labels a radiologist gives them: the synthetic benchmark shares its words with the rules, these do not.
 REAL_CHEST_CT_SENTENCES = [

@@ -364,7 +364,9 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "atelectasis": ("atelectasis", "atelectases", "atelectatic", "~atelektase", "~atelektat", "dystelectasis",
                         "~dystelektase", *_LUNG_COLLAPSE,
                         # German reports' "Minderbelüftung"/"Belüftungsstörung" of the lung bases is atelectasis
-                        "~minderbelüftung", "minderbelüftet", "~belüftungsstörung"),
+                        "~minderbelüftung", "minderbelüftet", "~belüftungsstörung",
+                        # typos of real reports that spell no other word (so are "effuson", "consolidaton")
+                        "atelactasis", "atelectesis"),
         "lung_nodule": (
             "nodule", "nodular lesion", "pulmonary mass", "lung mass", "~rundherd", "nodulus", "noduli",
             "lung lesion", "pulmonary lesion", "~knoten der lunge", "micronodule", "~lungenknoten", "pulmonale knoten",
@@ -389,7 +391,7 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "pleural effusion", "pleural fluid", "effusion", "erguss", "ergüsse", "~pleuraerguss", "~pleuraergüss",
             "~pleuraergusses", "hydrothorax", "pleural effusions",
             # a residual or an accompanying effusion ("kleiner Resterguss", "Begleiterguss bei Pneumonie")
-            "resterguss", "restergüsse", "begleiterguss", "begleitergüsse",
+            "resterguss", "restergüsse", "begleiterguss", "begleitergüsse", "effuson",
         ),
         "mosaic_attenuation_pattern": ("mosaic attenuation", "mosaic pattern", "mosaic perfusion", "~mosaik"),
         "peribronchial_thickening": (
@@ -403,7 +405,7 @@ LABEL_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         ),
         "consolidation": (
             "consolidation", "consolidative", "airspace consolidation", "~konsolidierung", "~infiltrat",
-            "~konsolidation", *_LUNG_INFILTRATION,
+            "~konsolidation", *_LUNG_INFILTRATION, "consolidaton",
         ),
         "bronchiectasis": ("bronchiectasis", "bronchiectases", "bronchiectatic", "~bronchiektas", "~bronchiektat"),
         "interlobular_septal_thickening": (
