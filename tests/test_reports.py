@@ -623,6 +623,21 @@ def test_typos_of_real_reports_that_spell_no_other_word(analyzer, text, expected
     assert dict(analyze_report(analyzer, text, language="en").labels) == expected
 
 
+@pytest.mark.parametrize(("language", "text", "expected"), [
+    # a clause of its own after a comma ends a trigger's scope too
+    ("en", "No effusion, the heart is enlarged.", {"pleural_effusion": NEG, "cardiomegaly": POS}),
+    ("en", "No pleural effusion, bronchial walls are thickened.",
+     {"pleural_effusion": NEG, "peribronchial_thickening": POS}),
+    ("de", "Kein Erguss, Herz ist vergrößert.", {"pleural_effusion": NEG, "cardiomegaly": POS}),
+    # ... not a list that a verb after it predicates, nor a clause that negates its finding
+    ("en", "No effusion, consolidation or atelectasis is seen.",
+     {"pleural_effusion": NEG, "consolidation": NEG, "atelectasis": NEG}),
+    ("en", "No effusion, lymph nodes are not enlarged.", {"pleural_effusion": NEG, "lymphadenopathy": NEG}),
+])
+def test_a_comma_that_opens_a_clause_of_its_own_ends_a_trigger(analyzer, language, text, expected):
+    assert dict(analyze_report(analyzer, text, language=language).labels) == expected
+
+
 #: Chest CT sentences as radiologists write them (CT-RATE's English, German reports), with the
 #: labels a radiologist gives them: the synthetic benchmark shares its words with the rules, these do not.
 REAL_CHEST_CT_SENTENCES = [

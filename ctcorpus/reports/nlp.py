@@ -556,19 +556,20 @@ def _list_reaches(lower: str, t_end: int, m_start: int, right_bound: float, own_
     return True
 
 
-#: An "and" that may open a clause of its own (see _clause_opens), its definite article, and the clause's verb.
-_CLAUSE_AND = re.compile(r"\b(?:and|und)\s+(?:(?P<article>" + trie_regex(lexicon.CLAUSE_ARTICLES) + r")\s+)?")
+#: A comma or an "and" that may open a clause of its own (see _clause_opens), its definite article, and the
+#: clause's verb.
+_CLAUSE_OPENER = re.compile(r"(?:,|\b(?:and|und))\s+(?:(?P<article>" + trie_regex(lexicon.CLAUSE_ARTICLES) + r")\s+)?")
 _CLAUSE_VERB = re.compile(r"\b(?:" + trie_regex(lexicon.CLAUSE_VERBS) + r")\b")
 
 
 def _clause_opens(lower: str, t_end: int, m_start: int, m_end: int) -> bool:
-    """Whether an "and" between a pre trigger ending at ``t_end`` and the mention at ``m_start:m_end`` opens
-    a clause with its own subject and predicate, which the trigger does not reach: a verb in its clause
-    (lexicon.CLAUSE_VERBS) before the mention's end ("no consolidation and the heart is enlarged", "no
-    effusion and lymph nodes are enlarged"), or anywhere after a definite article ("no pneumothorax and the
-    effusion has increased"). A verb after an item of the list is the list's: "no effusion and consolidation
-    are seen" negates both."""
-    for joined in _CLAUSE_AND.finditer(lower, t_end, m_start):
+    """Whether a comma or an "and" between a pre trigger ending at ``t_end`` and the mention at
+    ``m_start:m_end`` opens a clause with its own subject and predicate, which the trigger does not reach:
+    a verb in its clause (lexicon.CLAUSE_VERBS) before the mention's end ("no consolidation and the heart
+    is enlarged", "no effusion, lymph nodes are enlarged"), or anywhere after a definite article ("no
+    pneumothorax and the effusion has increased"). A verb after an item of the list is the list's: "no
+    effusion and consolidation are seen", "no effusion, consolidation or atelectasis is seen" negate all."""
+    for joined in _CLAUSE_OPENER.finditer(lower, t_end, m_start):
         clause_end = _CLAUSE_MARK.search(lower, m_end)
         verb = _CLAUSE_VERB.search(lower, joined.end(), len(lower) if clause_end is None else clause_end.start())
         if verb is not None and (joined["article"] is not None or verb.start() < m_end):
