@@ -1117,6 +1117,31 @@ def test_one_series_uid_in_two_studies_is_two_stacks_and_one_series_in_two_folde
         assert np.array_equal(assemble_volume(stack, cfg()).array, expected.astype(int) - 1024)
 
 
+def test_a_study_uid_carried_by_two_patients_rejects_its_stacks_naming_a_file_of_each(tmp_path: Path) -> None:
+    # an exporter reusing a StudyInstanceUID for another patient: the study was one unit of its first patient, the
+    # other's volume took that patient's id (or was "not selected" as a second stack of the study), unseen
+    write_series(tmp_path / "anna", phantom(), series_uid="1.2.3.4.5", patient_id="PAT-001")
+    write_series(tmp_path / "bert", phantom()[:, ::-1], series_uid="1.2.3.4.6", patient_id="PAT-002")
+    write_series(tmp_path / "other", phantom(), series_uid="1.2.3.7.5", study_uid="1.2.3.7", patient_id="PAT-002")
+    stacks, _, results = run(tmp_path, cfg())
+    assert sorted((s.first.series_uid, s.rejected) for s in stacks) == [("1.2.3.4.5", True), ("1.2.3.4.6", True), ("1.2.3.7.5", False)]
+    for result in results:
+        if result.series_row.series_id == Pseudonymizer.from_literal(KEY).series("1.2.3.7.5"):
+            assert result.volume is not None and not result.quarantine
+            continue
+        (entry,) = result.quarantine
+        assert result.volume is None and (entry.reason, entry.action) == (QuarantineReason.PATIENT_MISMATCH, Action.REJECT)
+        assert "2 patients" in entry.message and "anna/IMG" in entry.message and "bert/IMG" in entry.message
+        assert "PAT-00" not in entry.message
+    # one patient under ids with and without leading zeros is one patient where the pseudonyms key them so
+    shutil.rmtree(tmp_path / "other")
+    for folder, series_uid, patient_id in (("anna", "1.2.3.4.5", "0012345"), ("bert", "1.2.3.4.6", "12345")):
+        shutil.rmtree(tmp_path / folder)
+        write_series(tmp_path / folder, phantom(), series_uid=series_uid, patient_id=patient_id)
+    assert [s.rejected for s in plan_stacks(index_export(tmp_path, cfg()), cfg(patient_id_zeros="strip"))] == [False, False]
+    assert [s.rejected for s in plan_stacks(index_export(tmp_path, cfg()), cfg())] == [True, True]
+
+
 def test_split_by_acquisition_and_duplicates(tmp_path: Path) -> None:
     stored = phantom(12)
     write_series(tmp_path / "a", stored, acquisition=1)

@@ -7,7 +7,8 @@ spacing, reconstruction kernel, slice thickness and orientation (within a tolera
 a SliceThickness joins the one group it otherwise fits (:func:`_thickness_filled`); a group whose
 positions repeat, or whose acquisitions interleave, is split by AcquisitionNumber when that
 separates it into duplicate-free stacks.
-Localizers never get here (discovery excludes them).
+Localizers never get here (discovery excludes them). The stacks of a StudyInstanceUID that the
+images of several patients carry are rejected (:func:`_patients_per_study`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ctcorpus.config.ingest import IngestConfig
 from ctcorpus.enums import Action, QuarantineReason
 from ctcorpus.ingest.geometry import finding, orientation_clusters, slice_normal, spacing_findings, tilt_degrees
 from ctcorpus.ingest.records import ExportIndex, Finding, InstanceRecord, Stack
+from ctcorpus.pseudonym import patient_key
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +120,30 @@ def stack_key(records: Sequence[InstanceRecord]) -> str:
     return hashlib.sha256("\n".join(names).encode()).hexdigest()
 
 
-def _make_stack(records: list[InstanceRecord], config: IngestConfig, split_from: int) -> Stack:
+def _patients_per_study(records: Sequence[InstanceRecord], zeros: str) -> dict[str, Finding]:
+    """The rejecting finding of each StudyInstanceUID whose images carry more than one PatientID
+    (as pseudonyms key them under ``ingest.patient_id_zeros``), naming a file of each patient.
+
+    A study is one unit of one patient downstream (its patient's pseudonym and split, its report):
+    an export tool or PACS that reuses a study UID for another patient gave the second patient's
+    volumes the first one's id, or left them out as "not selected", unseen. Which images are whose
+    study no header says, so the study's stacks are rejected (a study without PatientID is
+    :attr:`~ctcorpus.enums.QuarantineReason.MISSING_PATIENT_ID` elsewhere)."""
+    files: dict[str, dict[str, str]] = defaultdict(dict)  # study uid -> patient -> its first file
+    for record in sorted(records, key=lambda r: r.rel_path):
+        if record.study_uid and record.patient_id.strip():
+            key = patient_key(record.patient_id) if zeros == "strip" else record.patient_id
+            files[record.study_uid].setdefault(key, record.rel_path)
+    return {
+        study: Finding(QuarantineReason.PATIENT_MISMATCH,
+                       f"its StudyInstanceUID is carried by the images of {len(patients)} patients (first files: "
+                       f"{', '.join(sorted(patients.values()))}); which are whose study no header says: export each "
+                       "patient's study with its own StudyInstanceUID", Action.REJECT, len(patients))
+        for study, patients in files.items() if len(patients) > 1
+    }
+
+
+def _make_stack(records: list[InstanceRecord], config: IngestConfig, split_from: int, shared_study: Finding | None) -> Stack:
     assert records[0].orientation is not None
     normal = slice_normal(records[0].orientation)
     along = _projection(records, normal)
@@ -154,6 +179,8 @@ def _make_stack(records: list[InstanceRecord], config: IngestConfig, split_from:
         findings.append(
             finding(config, QuarantineReason.INCONSISTENT_RESCALE, f"{len(rescales)} different rescale slope/intercept pairs (applied per slice)", len(rescales))
         )
+    if shared_study is not None:
+        findings.append(shared_study)
     if split_from > 1:
         findings.append(
             Finding(QuarantineReason.MIXED_STACKS, f"series holds {split_from} stacks; this is one of them", Action.ACCEPT, split_from)
@@ -188,8 +215,9 @@ def plan_stacks(index: ExportIndex, config: IngestConfig | None = None) -> list[
         for plane in _by_orientation(records):  # usable: orthogonal unit cosines (header.instance_problem)
             normal = slice_normal(plane[0].orientation or ())
             by_series[key[:2]].extend(_split_by_acquisition(plane, _projection(plane, normal), config.gap_factor))
+    shared_studies = _patients_per_study(index.usable, config.patient_id_zeros)
     stacks = [
-        _make_stack(records, config, split_from=len(parts))
+        _make_stack(records, config, split_from=len(parts), shared_study=shared_studies.get(records[0].study_uid))
         for parts in by_series.values()
         for records in parts
     ]
