@@ -1497,22 +1497,23 @@ def test_a_slice_without_rescale_intercept_is_quarantined_unless_its_pixels_are_
     assert index_export(tmp_path, cfg()).instances == tuple(dataclasses.replace(r, reader="pydicom") for r in index.instances)
 
 
+@pytest.mark.parametrize("written", [None, "0", "-2.0", "NaN"])
 def test_a_slice_without_slice_thickness_joins_its_series_unless_two_reconstructions_could_take_it(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, written: str | None
 ) -> None:
-    # SliceThickness is Type 2: an export left it empty in one file, which became a one-slice stack,
-    # and the series it left had a gap: both rejected
+    # SliceThickness is Type 2: an export left it empty (or wrote 0, or a value no slice has) in one file, which
+    # became a one-slice stack, and the series it left had a gap: both rejected
     stored = phantom()
     paths = write_series(tmp_path / "a", stored, reverse_numbers=False)
     ds = pydicom.dcmread(paths[5])
-    ds.SliceThickness = None
+    ds["SliceThickness"] = DataElement(0x00180050, "DS", written, already_converted=True)
     ds.save_as(paths[5])
     with caplog.at_level("WARNING", logger="ctcorpus.ingest.stacks"):
         (stack,) = plan_stacks(index_export(tmp_path / "a", cfg()), cfg())
     assert not stack.rejected and len(stack.instances) == len(stored)
     assert {r.slice_thickness for r in stack.instances} == {2.0}
     assert np.array_equal(assemble_volume(stack, cfg()).array, stored.astype(int) - 1024)
-    assert any("SliceThickness empty files=1" in r.getMessage() for r in caplog.records)
+    assert any("SliceThickness empty or not above 0 files=1" in r.getMessage() for r in caplog.records)
     # a second reconstruction of other thickness at the same positions: which one it belongs to is unknown
     write_series(tmp_path / "a" / "thick", stored, reverse_numbers=False, thickness=5.0)
     stacks = plan_stacks(index_export(tmp_path / "a", cfg()), cfg())

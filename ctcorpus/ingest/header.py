@@ -715,7 +715,7 @@ def _build(
         position=tuple(position[:3]) if position and len(position) >= 3 else None,
         orientation=tuple(orientation[:6]) if orientation and len(orientation) >= 6 else None,
         pixel_spacing=tuple(spacing[:2]) if spacing and len(spacing) >= 2 else None,
-        slice_thickness=get("SliceThickness"),
+        slice_thickness=_thickness(get("SliceThickness")),
         rows=get("Rows") or 0,
         columns=get("Columns") or 0,
         number_of_frames=get("NumberOfFrames") or 1,
@@ -743,6 +743,14 @@ def _build(
         patient_birth_date=get("PatientBirthDate") or "",
         pixel_padding=_padding(get("PixelPaddingValue"), get("PixelPaddingRangeLimit"), bool(get("PixelRepresentation"))),
     )
+
+
+def _thickness(value: float | None) -> float | None:
+    """SliceThickness, or None where no slice has it (0, negative, not a number: some exporters write
+    "0" for the Type 2 value they do not know). As a thickness of its own such a slice was a stack
+    of its own, a NaN (equal to nothing) each slice one, and the series it left had gaps: read as
+    absent, it joins its series as an empty one does (:func:`~ctcorpus.ingest.stacks.plan_stacks`)."""
+    return value if value is not None and math.isfinite(value) and value > 0 else None
 
 
 def _float_pixels(record: InstanceRecord, tag: int) -> InstanceRecord:
@@ -849,7 +857,7 @@ def _frames(record: InstanceRecord, ds: pydicom.Dataset) -> tuple[InstanceRecord
             position=position,
             orientation=orientation,
             pixel_spacing=spacing,
-            slice_thickness=record.slice_thickness if thickness is None else float(thickness),
+            slice_thickness=record.slice_thickness if thickness is None else _thickness(float(thickness)),
             rescale_slope=record.rescale_slope if slope is None else float(slope),
             rescale_intercept=record.rescale_intercept if intercept is None else float(intercept),
             rescale_type=record.rescale_type if rescale_type is None else str(rescale_type).strip().upper(),

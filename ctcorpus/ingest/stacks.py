@@ -57,7 +57,7 @@ def _group_key(record: InstanceRecord) -> tuple[object, ...]:
 
 def _thickness_filled(groups: dict[tuple[object, ...], list[InstanceRecord]]) -> dict[tuple[object, ...], list[InstanceRecord]]:
     """``groups`` with each group of slices without a SliceThickness (Type 2: an export may leave it
-    empty in a few files) merged into the one group that differs from it in thickness alone, its
+    empty, or write 0, in a few files) merged into the one group that differs from it in thickness alone, its
     slices given that thickness. Alone, each such slice was a one-slice stack, and the series it
     left had a gap: both rejected. Where two reconstructions of other thickness could take it, it
     stays apart."""
@@ -68,7 +68,7 @@ def _thickness_filled(groups: dict[tuple[object, ...], list[InstanceRecord]]) ->
             (into,) = fits
             records = out.pop(key)
             out[into] = [*out[into], *(dataclasses.replace(r, slice_thickness=float(into[-1])) for r in records)]
-            log.warning("SliceThickness empty files=%d first=%s: read as the %s mm of the rest of their series",
+            log.warning("SliceThickness empty or not above 0 files=%d first=%s: read as the %s mm of the rest of their series",
                         len(records), min(r.rel_path for r in records), into[-1])
     return out
 
