@@ -1133,8 +1133,15 @@ def test_a_study_uid_carried_by_two_patients_rejects_its_stacks_naming_a_file_of
         assert result.volume is None and (entry.reason, entry.action) == (QuarantineReason.PATIENT_MISMATCH, Action.REJECT)
         assert "2 patients" in entry.message and "anna/IMG" in entry.message and "bert/IMG" in entry.message
         assert "PAT-00" not in entry.message
-    # one patient under ids with and without leading zeros is one patient where the pseudonyms key them so
+    # studies without a StudyInstanceUID are one study downstream: of two patients, they are rejected as well
     shutil.rmtree(tmp_path / "other")
+    for folder, series_uid, patient_id in (("anna", "1.2.3.4.5", "PAT-001"), ("bert", "1.2.3.4.6", "PAT-002")):
+        shutil.rmtree(tmp_path / folder)
+        write_series(tmp_path / folder, phantom(), series_uid=series_uid, study_uid="", patient_id=patient_id)
+    stacks = plan_stacks(index_export(tmp_path, cfg()), cfg())
+    assert [s.rejected for s in stacks] == [True, True]
+    assert all("StudyInstanceUID (empty) is carried by the images of 2 patients" in s.findings[-1].detail for s in stacks)
+    # one patient under ids with and without leading zeros is one patient where the pseudonyms key them so
     for folder, series_uid, patient_id in (("anna", "1.2.3.4.5", "0012345"), ("bert", "1.2.3.4.6", "12345")):
         shutil.rmtree(tmp_path / folder)
         write_series(tmp_path / folder, phantom(), series_uid=series_uid, patient_id=patient_id)

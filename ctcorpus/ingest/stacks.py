@@ -131,12 +131,12 @@ def _patients_per_study(records: Sequence[InstanceRecord], zeros: str) -> dict[s
     :attr:`~ctcorpus.enums.QuarantineReason.MISSING_PATIENT_ID` elsewhere)."""
     files: dict[str, dict[str, str]] = defaultdict(dict)  # study uid -> patient -> its first file
     for record in sorted(records, key=lambda r: r.rel_path):
-        if record.study_uid and record.patient_id.strip():
+        if record.patient_id.strip():  # studies with an empty UID are one unit downstream, too
             key = patient_key(record.patient_id) if zeros == "strip" else record.patient_id
             files[record.study_uid].setdefault(key, record.rel_path)
     return {
         study: Finding(QuarantineReason.PATIENT_MISMATCH,
-                       f"its StudyInstanceUID is carried by the images of {len(patients)} patients (first files: "
+                       f"its StudyInstanceUID{'' if study else ' (empty)'} is carried by the images of {len(patients)} patients (first files: "
                        f"{', '.join(sorted(patients.values()))}); which are whose study no header says: export each "
                        "patient's study with its own StudyInstanceUID", Action.REJECT, len(patients))
         for study, patients in files.items() if len(patients) > 1
