@@ -39,7 +39,7 @@ class QuarantineReason(str, Enum):
     AMBIGUOUS_LINK = "ambiguous_link"  # a report as close in date to several studies of its patient: none is guessed
     EMPTY_REPORT = "empty_report"
     SUPERSEDED_REPORT = "superseded_report"  # an earlier version of a report under the same accession number
-    PATIENT_MISMATCH = "patient_mismatch"  # the report's accession number is that of another patient's study
+    PATIENT_MISMATCH = "patient_mismatch"  # a report of another patient's study, or a study UID two patients' images carry
     UNREADABLE_REPORT = "unreadable_report"
     UNSUPPORTED_LANGUAGE = "unsupported_language"
     # snippets
