@@ -638,6 +638,27 @@ def test_a_comma_that_opens_a_clause_of_its_own_ends_a_trigger(analyzer, languag
     assert dict(analyze_report(analyzer, text, language=language).labels) == expected
 
 
+@pytest.mark.parametrize(("language", "text", "expected"), [
+    # a telegram-style item after a comma, its noun and then its predicate, states its finding
+    ("de", "Kein Erguss, Herz vergrößert.", {"pleural_effusion": NEG, "cardiomegaly": POS}),
+    ("de", "Kein Erguss, kein Infiltrat, Lymphknoten vergrößert.",
+     {"pleural_effusion": NEG, "consolidation": NEG, "lymphadenopathy": POS}),
+    ("de", "Kein Erguss, Bronchialwände leicht verdickt.", {"pleural_effusion": NEG, "peribronchial_thickening": POS}),
+    ("de", "V.a. Infiltrat, Herz vergrößert.", {"consolidation": UNC, "cardiomegaly": POS}),
+    ("de", "Kein Infiltrat, Aorta verkalkt.", {"consolidation": NEG, "arterial_wall_calcification": POS}),
+    ("en", "No effusion, heart enlarged.", {"pleural_effusion": NEG, "cardiomegaly": POS}),
+    ("en", "No effusion, lymph nodes enlarged.", {"pleural_effusion": NEG, "lymphadenopathy": POS}),
+    ("en", "No pleural effusion, heart size increased.", {"pleural_effusion": NEG, "cardiomegaly": POS}),
+    # ... not one that denies it, nor an item whose participle is its noun's attribute, nor a list going on
+    ("de", "Kein Erguss, Herz nicht vergrößert.", {"pleural_effusion": NEG, "cardiomegaly": NEG}),
+    ("de", "Keine Lymphknoten vergrößert.", {"lymphadenopathy": NEG}),
+    ("en", "No effusion, enlarged heart.", {"pleural_effusion": NEG, "cardiomegaly": NEG}),
+    ("en", "No effusion, pneumothorax, or heart enlarged.", {"pleural_effusion": NEG, "cardiomegaly": NEG}),
+])
+def test_an_item_that_predicates_its_finding_after_a_comma_states_it(analyzer, language, text, expected):
+    assert dict(analyze_report(analyzer, text, language=language).labels) == expected
+
+
 #: Chest CT sentences as radiologists write them (CT-RATE's English, German reports), with the
 #: labels a radiologist gives them: the synthetic benchmark shares its words with the rules, these do not.
 REAL_CHEST_CT_SENTENCES = [

@@ -31,6 +31,7 @@ __all__ = [
     "LIST_DISJUNCTIONS",
     "LIST_ITEM_ASSERTIONS",
     "LIST_ITEM_DEGREES",
+    "LIST_ITEM_PREDICATES",
     "LIST_ITEM_QUALIFIERS",
     "LYMPH_NODES",
     "NEGATION_POST",
@@ -698,6 +699,12 @@ LIST_DISJUNCTIONS: tuple[str, ...] = ("or", "nor", "oder", "noch", "bzw")
 #: coordinator before it nor a list going on after it, is a statement of its own ("Kein Pleuraerguss,
 #: Rundherd im rechten Unterlappen", "Kein Erguss, Rundherd im Unterlappen und Atelektase").
 LIST_ITEM_QUALIFIERS: tuple[str, ...] = ("in", "at", "within", "with", "on", "im", "am", "an", "mit", "der", "des")
+#: Participles a telegram-style item writes after its structure for the predicate it leaves out: an item after a
+#: comma that ends in one after a word states its finding like a placed one ("Kein Erguss, Herz vergrößert", "No
+#: effusion, lymph nodes enlarged", "Kein Infiltrat, Bronchialwände leicht verdickt"); before its noun ("enlarged
+#: heart") it is the noun's attribute, and the item one of the list.
+LIST_ITEM_PREDICATES: tuple[str, ...] = ("enlarged", "increased", "thickened", "calcified", "dilated", "vergrößert",
+                                         "verbreitert", "verdickt", "verkalkt", "erweitert")
 #: Words that grade a finding's degree or size: an item after a comma in a negation's scope that starts
 #: with one asserts its finding, a coordinator in it or not ("No effusion, small nodule and mild
 #: atelectasis", "Kein Erguss, geringes Emphysem"). Not "large", "significant" or "groß": negated lists

@@ -519,8 +519,10 @@ _ELLIPSIS_OPENERS = (",", ";", " but", " aber", " jedoch", " and", " und")
 _JOINED_ITEM = re.compile(r"\b(?:and|und|with|mit)\s+(?:(?:a|an|ein|eine|einem|einen|einer)\s+)?")
 #: A coordinator that goes on with a list after a placed item (see lexicon.LIST_DISJUNCTIONS).
 _DISJUNCTION = re.compile(r"\b(?:" + "|".join(lexicon.LIST_DISJUNCTIONS) + r")\b")
-#: An item that measures, places or qualifies its finding (see lexicon.LIST_ITEM_QUALIFIERS).
-_QUALIFIED = re.compile(r"\d|\b(?:" + "|".join(lexicon.LIST_ITEM_QUALIFIERS) + r")\b")
+#: An item that measures, places or qualifies its finding (see lexicon.LIST_ITEM_QUALIFIERS), or ends in its
+#: predicate after its noun (lexicon.LIST_ITEM_PREDICATES: "Herz vergrößert.", "heart mildly enlarged,").
+_QUALIFIED = re.compile(r"\d|\b(?:" + "|".join(lexicon.LIST_ITEM_QUALIFIERS) + r")\b"
+                        r"|(?<=\w)\s+(?:" + trie_regex(lexicon.LIST_ITEM_PREDICATES) + r")(?=\s*(?:[^\w\s]|$))")
 
 
 def _list_reaches(lower: str, t_end: int, m_start: int, right_bound: float, own_first: re.Pattern[str]) -> bool:
