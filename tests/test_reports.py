@@ -659,6 +659,29 @@ def test_an_item_that_predicates_its_finding_after_a_comma_states_it(analyzer, l
     assert dict(analyze_report(analyzer, text, language=language).labels) == expected
 
 
+@pytest.mark.parametrize(("language", "text", "expected"), [
+    # an item placed by its side or lobe after its noun, telegram style, states its finding
+    ("de", "V.a. Infiltrat, Atelektase links.", {"consolidation": UNC, "atelectasis": POS}),
+    ("de", "V.a. Infiltrat, Atelektase re. basal.", {"consolidation": UNC, "atelectasis": POS}),
+    ("de", "Kein Infiltrat, Atelektasen beidseits.", {"consolidation": NEG, "atelectasis": POS}),
+    ("de", "Kein Infiltrat, Atelektase Unterlappen links und Erguss.",
+     {"consolidation": NEG, "atelectasis": POS, "pleural_effusion": POS}),
+    ("en", "Possible consolidation, atelectasis left lower lobe.", {"consolidation": UNC, "atelectasis": POS}),
+    ("en", "Possible infiltrate, atelectasis on the left.", {"consolidation": UNC, "atelectasis": POS}),
+    # ... not a list that goes on around it, nor an item whose side comes before its noun
+    ("de", "V.a. Infiltrat, Atelektase oder Erguss.", {"consolidation": UNC, "atelectasis": UNC, "pleural_effusion": UNC}),
+    ("de", "V.a. Infiltrat, Atelektase links oder Erguss.",
+     {"consolidation": UNC, "atelectasis": UNC, "pleural_effusion": UNC}),
+    ("de", "Keine Infiltrate, Atelektasen oder Ergüsse beidseits.",
+     {"consolidation": NEG, "atelectasis": NEG, "pleural_effusion": NEG}),
+    ("en", "No consolidation, effusion bilaterally, or pneumothorax.", {"consolidation": NEG, "pleural_effusion": NEG}),
+    ("en", "Possible consolidation, mild bilateral atelectasis.", {"consolidation": UNC, "atelectasis": UNC}),
+    ("en", "No consolidation, bilateral effusions.", {"consolidation": NEG, "pleural_effusion": NEG}),
+])
+def test_an_item_placed_by_its_side_or_lobe_after_a_comma_states_it(analyzer, language, text, expected):
+    assert dict(analyze_report(analyzer, text, language=language).labels) == expected
+
+
 #: Chest CT sentences as radiologists write them (CT-RATE's English, German reports), with the
 #: labels a radiologist gives them: the synthetic benchmark shares its words with the rules, these do not.
 REAL_CHEST_CT_SENTENCES = [

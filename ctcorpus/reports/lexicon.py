@@ -31,6 +31,7 @@ __all__ = [
     "LIST_DISJUNCTIONS",
     "LIST_ITEM_ASSERTIONS",
     "LIST_ITEM_DEGREES",
+    "LIST_ITEM_PLACES",
     "LIST_ITEM_PREDICATES",
     "LIST_ITEM_QUALIFIERS",
     "LYMPH_NODES",
@@ -700,7 +701,7 @@ LIST_DISJUNCTIONS: tuple[str, ...] = ("or", "nor", "oder", "noch", "bzw")
 #: Rundherd im rechten Unterlappen", "Kein Erguss, Rundherd im Unterlappen und Atelektase").
 LIST_ITEM_QUALIFIERS: tuple[str, ...] = ("in", "at", "within", "with", "on", "im", "am", "an", "mit", "der", "des")
 #: Participles a telegram-style item writes after its structure for the predicate it leaves out: an item after a
-#: comma that ends in one after a word states its finding like a placed one ("Kein Erguss, Herz vergrößert", "No
+#: comma that ends in one after a word states its finding like a placed one (see LIST_ITEM_PLACES) ("Kein Erguss, Herz vergrößert", "No
 #: effusion, lymph nodes enlarged", "Kein Infiltrat, Bronchialwände leicht verdickt"); before its noun ("enlarged
 #: heart") it is the noun's attribute, and the item one of the list.
 LIST_ITEM_PREDICATES: tuple[str, ...] = ("enlarged", "increased", "thickened", "calcified", "dilated", "vergrößert",
@@ -734,6 +735,15 @@ LIST_ITEM_ASSERTIONS: tuple[str, ...] = ("only", "lediglich", "nur", "allenfalls
 #: Words that name a side: a degree next to one grades its finding where it lies ("no effusion on the
 #: left, small on the right", "Kein Erguss rechts, links schmaler Erguss").
 SIDES: tuple[str, ...] = ("left", "right", "bilateral", "bilaterally", "links", "rechts", "beidseits", "bds")
+#: Words that place a finding written after it with no preposition, as telegram style does: its side or lobe
+#: ("V.a. Infiltrat, Atelektase links", "Kein Infiltrat, Atelektase re. basal", "atelectasis left lower lobe"). An
+#: item after a comma that ends in a run of them after its noun states its finding like one placed by a
+#: preposition (see LIST_ITEM_QUALIFIERS); before a noun they are its attribute ("bilateral atelectasis").
+LIST_ITEM_PLACES: tuple[str, ...] = (
+    *SIDES, "li", "re", "linksseitig", "rechtsseitig", "beidseitig", "basal", "bibasal", "bibasilar", "apikal",
+    "apical", "unterlappen", "oberlappen", "mittellappen", "lower lobe", "lower lobes", "upper lobe", "upper lobes",
+    "middle lobe", "lingula",
+)
 #: Words for a lymph node ("LK" is German reports' abbreviation): one with a size of 10 mm or more is
 #: lymphadenopathy, as CT-RATE reads a node's short axis ("mediastinal lymph nodes up to 12 mm").
 LYMPH_NODES: tuple[str, ...] = ("lymph node", "lymph nodes", "node", "nodes", "lymphknoten", "lk")

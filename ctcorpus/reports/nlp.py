@@ -519,10 +519,14 @@ _ELLIPSIS_OPENERS = (",", ";", " but", " aber", " jedoch", " and", " und")
 _JOINED_ITEM = re.compile(r"\b(?:and|und|with|mit)\s+(?:(?:a|an|ein|eine|einem|einen|einer)\s+)?")
 #: A coordinator that goes on with a list after a placed item (see lexicon.LIST_DISJUNCTIONS).
 _DISJUNCTION = re.compile(r"\b(?:" + "|".join(lexicon.LIST_DISJUNCTIONS) + r")\b")
-#: An item that measures, places or qualifies its finding (see lexicon.LIST_ITEM_QUALIFIERS), or ends in its
-#: predicate after its noun (lexicon.LIST_ITEM_PREDICATES: "Herz vergrößert.", "heart mildly enlarged,").
-_QUALIFIED = re.compile(r"\d|\b(?:" + "|".join(lexicon.LIST_ITEM_QUALIFIERS) + r")\b"
-                        r"|(?<=\w)\s+(?:" + trie_regex(lexicon.LIST_ITEM_PREDICATES) + r")(?=\s*(?:[^\w\s]|$))")
+#: An item that measures, places or qualifies its finding (see lexicon.LIST_ITEM_QUALIFIERS), or ends, maybe
+#: before a coordinator, in its place or predicate after its noun (lexicon.LIST_ITEM_PLACES and
+#: LIST_ITEM_PREDICATES: "Atelektase links basal.", "Herz vergrößert,", "atelectasis left lower lobe or").
+_QUALIFIED = re.compile(
+    r"\d|\b(?:" + "|".join(lexicon.LIST_ITEM_QUALIFIERS) + r")\b"
+    r"|(?<=\w)(?:\s+(?:" + trie_regex((*lexicon.LIST_ITEM_PLACES, *lexicon.LIST_ITEM_PREDICATES)) + r")\b)+"
+    r"(?=\s*(?:[^\w\s]|$)|\s+(?:" + "|".join(lexicon.LIST_COORDINATORS) + r")\b)"
+)
 
 
 def _list_reaches(lower: str, t_end: int, m_start: int, right_bound: float, own_first: re.Pattern[str]) -> bool:
