@@ -682,6 +682,29 @@ def test_an_item_placed_by_its_side_or_lobe_after_a_comma_states_it(analyzer, la
     assert dict(analyze_report(analyzer, text, language=language).labels) == expected
 
 
+@pytest.mark.parametrize(("language", "text", "expected"), [
+    # a trigger after the next item's finding reaches back across the comma only along a list without placement
+    ("de", "Erguss links, Infiltrat möglich.", {"pleural_effusion": POS, "consolidation": UNC}),
+    ("de", "Infiltrat im Unterlappen, Erguss nicht auszuschließen.", {"consolidation": POS, "pleural_effusion": UNC}),
+    ("de", "Erguss links, Infiltrat nicht nachweisbar.", {"pleural_effusion": POS, "consolidation": NEG}),
+    ("de", "Herz vergrößert, Erguss nicht nachweisbar.", {"cardiomegaly": POS, "pleural_effusion": NEG}),
+    ("de", "Erguss, Atelektase links, Infiltrat möglich.",
+     {"pleural_effusion": POS, "atelectasis": POS, "consolidation": UNC}),
+    ("en", "Effusion on the left, consolidation cannot be excluded.", {"pleural_effusion": POS, "consolidation": UNC}),
+    ("en", "Effusion on the left, consolidation not seen.", {"pleural_effusion": POS, "consolidation": NEG}),
+    # ... along a list it hedges every item, and a trigger whose item names no finding is the one before's
+    ("de", "Erguss oder Infiltrat möglich.", {"pleural_effusion": UNC, "consolidation": UNC}),
+    ("de", "Erguss, Infiltrat möglich.", {"pleural_effusion": UNC, "consolidation": UNC}),
+    ("de", "Atelektase oder Erguss links, Infiltrat möglich.",
+     {"atelectasis": UNC, "pleural_effusion": UNC, "consolidation": UNC}),
+    ("en", "Effusion, consolidation cannot be excluded.", {"pleural_effusion": UNC, "consolidation": UNC}),
+    ("de", "Erguss links, jetzt nicht mehr nachweisbar.", {"pleural_effusion": NEG}),
+    ("en", "Nodule in the right lower lobe, resolved.", {"lung_nodule": NEG}),
+])
+def test_a_post_trigger_reaches_back_across_a_comma_only_along_a_list(analyzer, language, text, expected):
+    assert dict(analyze_report(analyzer, text, language=language).labels) == expected
+
+
 #: Chest CT sentences as radiologists write them (CT-RATE's English, German reports), with the
 #: labels a radiologist gives them: the synthetic benchmark shares its words with the rules, these do not.
 REAL_CHEST_CT_SENTENCES = [

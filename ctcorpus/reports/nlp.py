@@ -529,6 +529,15 @@ _QUALIFIED = re.compile(
 )
 
 
+def _placed(item: str) -> bool:
+    """Whether a list's ``item`` places or qualifies its finding (``_QUALIFIED``) where no coordinator before
+    that word nor a disjunction after it makes it a word of the list: "consolidation in the right lower lobe",
+    "Erguss links", not "or consolidation in the right lower lobe", "Atelektase links oder Erguss"."""
+    qualifier = _QUALIFIED.search(item)
+    return (qualifier is not None and not _COORDINATOR.search(item, 0, qualifier.start())
+            and not _DISJUNCTION.search(item, qualifier.end()))
+
+
 def _list_reaches(lower: str, t_end: int, m_start: int, right_bound: float, own_first: re.Pattern[str]) -> bool:
     """Whether a pre trigger ending at ``t_end`` reaches the mention at ``m_start`` across the commas
     between them: it does through a list ("no effusion, pneumothorax or consolidation"), as NegBio
@@ -553,13 +562,24 @@ def _list_reaches(lower: str, t_end: int, m_start: int, right_bound: float, own_
         item = lower[comma + 1:right_bound if item_end < 0 else item_end]
         if own_first.match(item):
             return False
-        qualifier = _QUALIFIED.search(item)
-        if (qualifier is not None and not _COORDINATOR.search(item, 0, qualifier.start())
-                and not _DISJUNCTION.search(item, qualifier.end())
-                and (item_end < 0 or not _COORDINATOR.search(lower, item_end, right_bound))):
+        if _placed(item) and (item_end < 0 or not _COORDINATOR.search(lower, item_end, right_bound)):
             return False
         comma = lower.find(",", comma + 1, m_start)
     return True
+
+
+def _list_reaches_back(lower: str, left_bound: int, m_start: int, t_start: int, starts: Sequence[int]) -> bool:
+    """Whether a post trigger at ``t_start`` reaches back to the mention at ``m_start`` across the commas
+    between them: it does from an item that names no finding of its own (no mention starts in it; ``starts``
+    the sentence's): "Erguss links, nicht mehr nachweisbar"; from one that does, only along a list, through
+    no item from the mention's on that is placed or qualified (_placed): "Erguss oder Infiltrat möglich",
+    "Erguss, Infiltrat möglich" hedge both, "Erguss links, Infiltrat möglich" and "Herz vergrößert, Erguss
+    nicht nachweisbar" only the finding after the comma."""
+    last_comma = lower.rfind(",", m_start, t_start)
+    if last_comma < 0 or not any(last_comma < start < t_start for start in starts):
+        return True
+    item_start = max(left_bound, lower.rfind(",", left_bound, m_start) + 1)
+    return not any(_placed(item) for item in lower[item_start:last_comma].split(","))
 
 
 #: A comma or an "and" that may open a clause of its own (see _clause_opens), its definite article, and the
@@ -611,12 +631,14 @@ def _reaches_back(kind: str, lower: str, m_end: int, t_start: int, t_end: int) -
             and _CLAUSE_END.match(lower, t_end) is not None)
 
 
-def _state(trig: Sequence[tuple[int, int, str]], lower: str, m_start: int, m_end: int) -> LabelState:
+def _state(trig: Sequence[tuple[int, int, str]], lower: str, m_start: int, m_end: int,
+           starts: Sequence[int]) -> LabelState:
     """ConText: a pre trigger reaches forward, a post trigger backward, both stop at a scope
     terminator or the sentence end (``trig`` are the sentence's triggers, offsets in the sentence
     ``lower``, like ``m_start``/``m_end``, the mention's); pseudo-triggers are no triggers. A pre
-    trigger reaches across a comma only along a list (see _list_reaches). Only the nearest pre
-    trigger and the nearest post trigger count ("suggestive of A, without B": B is negated), and
+    trigger reaches across a comma only along a list (see _list_reaches), and so does a post trigger
+    after a finding of its own item (see _list_reaches_back; ``starts``: the sentence's mentions' starts).
+    Only the nearest pre trigger and the nearest post trigger count ("suggestive of A, without B": B is negated), and
     of the two, uncertainty beats negation, except a post trigger's after a comma over an item a negation
     states: "Kein Erguss, Infiltrat nicht auszuschließen" hedges the infiltrate, not the effusion. A finding
     no trigger reaches is uncertain where its own word hedges it ("Infiltratverdacht", _HEDGED_COMPOUND)."""
@@ -635,8 +657,9 @@ def _state(trig: Sequence[tuple[int, int, str]], lower: str, m_start: int, m_end
         if t_end <= m_start and t_start >= left_bound and "_pre" in kind:
             pre = kind
             pre_end = t_end
-        elif t_start >= m_end and t_end <= right_bound and "_post" in kind and _reaches_back(kind, lower, m_end, t_start,
-                                                                                            t_end):
+        elif (t_start >= m_end and t_end <= right_bound and "_post" in kind
+              and _reaches_back(kind, lower, m_end, t_start, t_end)
+              and _list_reaches_back(lower, left_bound, m_start, t_start, starts)):
             post = kind
             post_start = t_start
             break
@@ -781,8 +804,9 @@ def _analyze_sentence(analyzer: ReportAnalyzer, lang: str, span: Span, lower: st
         statements = [(f_start, f_end) for f_start, f_end, _, fixed in found if fixed is not None]
         if statements:  # a statement's own negation ("heart is not enlarged, coronary sclerosis") is read with it
             triggers = [t for t in triggers if not any(s <= t[0] and t[1] <= e for s, e in statements)]
+        starts = [f_start for f_start, _, _, _ in found]
         for m_start, m_end, label, fixed in found:
-            state = fixed if fixed is not None else _state(triggers, lower, m_start, m_end)
+            state = fixed if fixed is not None else _state(triggers, lower, m_start, m_end, starts)
             previous = labels.get(label)
             if previous is None or _RANK[state] > _RANK[previous]:
                 labels[label] = state
