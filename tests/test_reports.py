@@ -2754,6 +2754,24 @@ def test_phi_a_name_after_a_role_and_a_comma():
     })
 
 
+def test_phi_an_organ_or_finding_after_a_signers_name_and_a_comma_is_no_given_name():
+    # a false positive of a review: "Befundet von Meier, Leber unauffällig" scrubbed "Leber" as Meier's given name
+    _assert_phi({
+        "Befundet von Meier, Leber unauffällig.": [("Meier", "name")],
+        "Radiologist: Smith, Lungs clear. Signed by Doe, Normal heart size.": [("Smith", "name"), ("Doe", "name")],
+        "Befundet von Dr. Meier, Nierenzyste links. Kopie an: Meier, Herz normal groß.": [("Meier", "name"),
+                                                                                           ("Meier", "name")],
+        "BEFUNDET VON MEIER, LUNGE UNAUFFÄLLIG, HERZ NORMAL\nBefundet von MEIER, LEBER unauffällig": [
+            ("MEIER", "name"), ("MEIER", "name")],
+        "Befundet von Meier, Leber, Milz unauffällig. Radiologist: Smith, Emphysema noted.": [("Meier", "name"),
+                                                                                             ("Smith", "name")],
+        "Discussed with the oncologist, Lung Cancer Clinic.": [],
+        # a given name, and a family name after a title, that reads like an organ are still scrubbed
+        "Befundet von Meier, Hans. Radiologist: SMITH, JOHN\nKopie an: Dr. Lunge, Schulz": [
+            ("Meier, Hans", "name"), ("SMITH, JOHN", "name"), ("Lunge, Schulz", "name")],
+    })
+
+
 def test_phi_a_name_after_a_sign_off_stamp():
     # misses of a review: the date and time between the role and the name hid the name from the role rule
     _assert_phi({

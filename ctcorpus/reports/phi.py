@@ -18,6 +18,12 @@ from datetime import date, timedelta
 import ahocorasick
 
 from ctcorpus.pseudonym import name_spellings
+from ctcorpus.reports.lexicon import (
+    ANATOMY_STEMS,
+    ANATOMY_TERMS,
+    LABEL_SYNONYMS,
+    NORMAL_STATEMENTS,
+)
 from ctcorpus.reports.patterns import lower_same_length, matches_at, trie_regex, with_ss
 
 __all__ = ["PLACEHOLDERS", "PhiHit", "Scrubbed", "find_phi", "scrub_text"]
@@ -182,6 +188,18 @@ _DISEASE_WORD = re.compile(r"(?i:[\w\-]*(?:karzinom|carcinoma?|lymphoma?|sarkom|
 _PARTICLES = ("von", "van", "vom", "zu", "zur", "de", "der", "den", "del", "della", "di", "da", "dos", "du", "le", "la",
               "ten", "ter")
 _NOT_A_NAME_AHEAD = r"(?!(?:" + trie_regex(sorted(_NOT_NAMES)) + r")\b)"
+#: Words of the organs, findings and normal statements the labels read ("Leber", "Lungs", "Emphysema",
+#: "Normal"), of four letters or more (the shorter are function words and given names: "An", "In"),
+#: and words that start with an organ's stem ("Nierenzyste") or name a disease by their ending.
+_CLINICAL_WORDS = sorted({word for phrases in (*ANATOMY_TERMS.values(), *LABEL_SYNONYMS.values(),
+                                               *NORMAL_STATEMENTS.values())
+                          for phrase in phrases for word in re.findall(r"[^\W\d_]{4,}", phrase)})
+#: Not a clinical word: where a given name stands after a family name and a comma ("Befundet von
+#: Meier, Leber unauffällig", "Radiologist: Smith, Lungs clear"), such a word is the findings going on.
+#: Only there: a family name may be one ("Dr. Lunge", "Herr Leber").
+_NOT_A_CLINICAL_WORD_AHEAD = (r"(?!(?i:(?:" + trie_regex(_CLINICAL_WORDS) + r")(?![\w\-])|"
+                              + trie_regex(sorted({s for stems in ANATOMY_STEMS.values() for s in stems}))
+                              + r"|" + _DISEASE_WORD.pattern + r"(?![\w\-])))")
 #: Words that say what the patient is, one or more, after "Patient", "Patientin" or "Pat." without a
 #: colon: no name ("Pat. Raucher, 40 py.", "Patientin Nichtraucherin, Diabetikerin.", "Patient
 #: Dialysepatient", "Patient Diabetic.", in a line in capitals "PATIENT INTUBIERT."). Compounds go by
@@ -277,19 +295,20 @@ _TITLES = r"(?:(?:Dr|Prof|med|PD)\.?[ \t]+)*"
 #: A further name in a list after a role ("cc: Jane Doe, John Roe", "Kopie an: Dr. Meier, Schulz und
 #: Wagner"): two capitalized words, or one that ends its item (before a comma, a joiner, the line's
 #: end), so that a finding after the name ("Befundet von Meier, Leber unauffällig") stays.
-_NEXT_ROLE_NAME = (r"(?:[ \t]*[,;]|[ \t]+(?:und|and|&))[ \t]+" + _NOT_A_DEGREE_AHEAD + _TITLES + r"(?:" + _NAME_LEAD
+_NEXT_ROLE_NAME = (r"(?:[ \t]*[,;]|[ \t]+(?:und|and|&))[ \t]+" + _NOT_A_DEGREE_AHEAD + _NOT_A_CLINICAL_WORD_AHEAD
+                   + _TITLES + r"(?:" + _NAME_LEAD
                    + _NOT_A_NAME_AHEAD + _CAP + r"[ \t]+" + _NAME_LEAD + _NOT_A_NAME_AHEAD + _CAP + _TRAILING_INITIALS + "|" + _NAME_LEAD
                    + _NOT_A_NAME_AHEAD + _CAP + _TRAILING_INITIALS
                    + r"(?=[ \t]*(?:[,;/]|[ \t](?:und|and|&)[ \t]|\.?[ \t]*(?:\n|$))))")
 #: What follows a role: maybe the practice and titles, then the name ("Smith, John", "Dr. med. Meier", "JANE DOE"),
 #: with its initials and the names listed after it, a co-signer's after a slash ("Befundet von:
 #: Müller/Schmidt"), and in capitals the given name after the family name and a comma ("JONES,
-#: MARY"; not a degree: "JANE DOE, MD").
-_ROLE_NAME = (r"[ \t]+(?:(?:Gemeinschafts)?[Pp]raxis,?[ \t]+)?" + _TITLES + r"(" + _NAME_LEAD + _CAP + r"(?:,?[ \t]+"
-              + _NAME_LEAD + _NOT_A_NAME_AHEAD + _CAP + r")?" + _TRAILING_INITIALS + r"(?:/" + _NOT_A_NAME_AHEAD + _CAP + r")?(?:"
+#: MARY"; not a degree: "JANE DOE, MD"). A clinical word after the comma is no given name ("Meier, Leber").
+_ROLE_NAME = (r"[ \t]+(?:(?:Gemeinschafts)?[Pp]raxis,?[ \t]+)?" + _TITLES + r"(" + _NAME_LEAD + _CAP + r"(?:(?:,[ \t]+"
+              + _NOT_A_CLINICAL_WORD_AHEAD + r"|[ \t]+)" + _NAME_LEAD + _NOT_A_NAME_AHEAD + _CAP + r")?" + _TRAILING_INITIALS + r"(?:/" + _NOT_A_NAME_AHEAD + _CAP + r")?(?:"
               + _NEXT_ROLE_NAME + r")*|" + _UPPER_NAME_PARTS
               + r"(?:/" + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME + r"(?!\w)"
-              + r"|,[ \t]+" + _NOT_A_DEGREE_AHEAD + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME
+              + r"|,[ \t]+" + _NOT_A_DEGREE_AHEAD + _NOT_AN_UPPER_NAME_AHEAD + _NOT_A_CLINICAL_WORD_AHEAD + _UPPER_NAME
               + r"(?!\w))?)")
 
 #: The word before the name after a sign-off stamp.
@@ -304,7 +323,7 @@ _SIGN_OFF_STAMP = (r"(?:(?:[ \t]+(?i:am|on|at|vom))?[ \t]+\d{1,4}[./-]\d{1,2}[./
 #: A name after a role and a comma ("referring clinician, Jane Doe", "the attending, Doe J."): two
 #: capitalized words, the second no disease ("oncologist, Hodgkin Lymphoma"), as a single word there
 #: is as often the sentence going on.
-_ROLE_NAME_AFTER_A_COMMA = (r",[ \t]+" + _TITLES + r"(" + _NAME_LEAD + _CAP + r"[ \t]+" + _NAME_LEAD + _NOT_A_NAME_AHEAD
+_ROLE_NAME_AFTER_A_COMMA = (r",[ \t]+" + _TITLES + r"(" + _NAME_LEAD + _NOT_A_CLINICAL_WORD_AHEAD + _CAP + r"[ \t]+" + _NAME_LEAD + _NOT_A_NAME_AHEAD
                             + r"(?!" + _DISEASE_WORD.pattern + r"(?![\w\-]))" + _CAP + _TRAILING_INITIALS + r"(?:"
                             + _NEXT_ROLE_NAME + r")*)")
 
