@@ -2788,6 +2788,20 @@ def test_phi_a_name_after_a_sign_off_stamp():
     assert phi.scrub_text(scrubbed, find_phi(scrubbed), date_shift_days=-2).text == "Freigegeben: 2021-04-01 [NAME]"
 
 
+def test_phi_the_period_of_a_p_m_goes_with_the_time_where_the_sentence_goes_on():
+    # a defect of a review: "Signed 04/03/2021 2:35 p.m. by Jane Doe" was scrubbed to "Signed [DATE]. by [NAME]"
+    _assert_phi({
+        "Signed 04/03/2021 2:35 p.m. by Jane Doe": [("04/03/2021 2:35 p.m.", "date"), ("Jane Doe", "name")],
+        "SIGNED 04/03/2021 2:35 P.M. BY JANE DOE": [("04/03/2021 2:35 P.M.", "date"), ("JANE DOE", "name")],
+        "Exam 03/04/2021 at 2:35 a.m. and repeated.": [("03/04/2021 at 2:35 a.m.", "date")],
+        # before the next sentence the period stays to end this one
+        "Exam 03/04/2021 at 2:35 p.m. Lungs clear.": [("03/04/2021 at 2:35 p.m", "date")],
+    })
+    for text, shifted in (("Signed 04/03/2021 2:35 p.m. by Jane Doe", "Signed 2021-04-01 by [NAME]"),
+                          ("Exam 03/04/2021 at 2:35 p.m. Done.", "Exam 2021-03-02. Done.")):
+        assert phi.scrub_text(text, find_phi(text), date_shift_days=-2).text == shifted
+
+
 def test_phi_a_compact_date_after_a_date_label_is_a_date():
     # a miss of a review: "Study Date: 20210403" was scrubbed as an id, so the date policy `shift` lost it
     _assert_phi({

@@ -313,13 +313,16 @@ _ROLE_NAME = (r"[ \t]+(?:(?:Gemeinschafts)?[Pp]raxis,?[ \t]+)?" + _TITLES + r"("
 
 #: The word before the name after a sign-off stamp.
 _SIGNED_BY = r"(?i:by|von|durch)\b"
+#: "am", "pm", "a.m.", "Uhr", "h" after a time. The last period of "a.m." goes with it where the
+#: sentence goes on ("2:35 p.m. by Jane Doe", "at 2:35 p.m. and", "P.M. By" in a line in capitals: left
+#: behind, "[DATE]. by" split the sentence); before the next sentence it stays to end this one.
+_TIME_SUFFIX = (r"(?:[AaPp]\.?[Mm](?:\.(?=[ \t]+(?:[a-zäöüß]|" + _SIGNED_BY + r")))?(?![A-Za-z])|Uhr(?!\w)"
+                r"|h(?!\w))")
 #: The date and time a report was signed, between the role and the name ("Freigegeben: 03.04.2021
 #: 14:35 Huber, Peter", "Signed 04/03/2021 2:35 PM by Jane Doe", "signiert am 03.04.2021 von Huber"):
-#: the date rules scrub the stamp, and the name after it is read as after the role. A "p.m." keeps
-#: its period only before "by" ("2:35 p.m. Lungs clear.": the period ends the sentence).
+#: the date rules scrub the stamp, and the name after it is read as after the role.
 _SIGN_OFF_STAMP = (r"(?:(?:[ \t]+(?i:am|on|at|vom))?[ \t]+\d{1,4}[./-]\d{1,2}[./-]\d{2,4}(?:,?[ \t]+(?:(?i:um|at)[ \t]+)?"
-                   r"\d{1,2}[:.]\d{2}(?::\d{2})?(?:[ \t]*(?:[AaPp]\.?[Mm](?:\.(?=[ \t]+" + _SIGNED_BY
-                   + r"))?|Uhr|h)(?!\w))?)?(?:[ \t]+" + _SIGNED_BY + r")?)?")
+                   r"\d{1,2}[:.]\d{2}(?::\d{2})?(?:[ \t]*" + _TIME_SUFFIX + r")?)?(?:[ \t]+" + _SIGNED_BY + r")?)?")
 #: A name after a role and a comma ("referring clinician, Jane Doe", "the attending, Doe J."): two
 #: capitalized words, the second no disease ("oncologist, Hodgkin Lymphoma"), as a single word there
 #: is as often the sentence going on.
@@ -911,8 +914,6 @@ def _matches_in_lines(pattern: re.Pattern[str], text: str, starts: Sequence[int]
             yield from pattern.finditer(text, text.rfind("\n", 0, start) + 1, end)
 
 
-#: "am", "pm", "a.m." (its last period left to end the sentence), "Uhr", "h" after a time.
-_TIME_SUFFIX = r"(?:[AaPp]\.?[Mm](?![A-Za-z])|Uhr(?!\w)|h(?!\w))"
 #: A time of day after a date: "03.04.2021 14:35", "2021-03-04T14:35:00Z", "03/04/2021 at 2:35 PM",
 #: "03.04.2021, um 14.35 Uhr". It dates the study to the minute, and left behind it read
 #: "[DATE]T14:35:00". A zone after it, joined or after a space ("+01:00", " +0100", " UTC", " MEZ"),
@@ -930,8 +931,8 @@ _TIME_AFTER_DATE = re.compile(
     r"(?![\w:])))?"
     r"(?![ \t]*o['’]clock)"
 )
-#: The same ending a date's span, to parse the date before it.
-_TIME_ENDING_DATE = re.compile(r"(?:" + _TIME_AFTER_DATE.pattern + r")$")
+#: The same ending a date's span, to parse the date before it (with the last period of its "p.m.").
+_TIME_ENDING_DATE = re.compile(r"(?:" + _TIME_AFTER_DATE.pattern + r")\.?$")
 
 
 #: Letters with a diacritic and the letter without it, one for one: a DICOM header in the default
