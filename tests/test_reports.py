@@ -2802,6 +2802,18 @@ def test_phi_the_period_of_a_p_m_goes_with_the_time_where_the_sentence_goes_on()
         assert phi.scrub_text(text, find_phi(text), date_shift_days=-2).text == shifted
 
 
+def test_phi_a_catheters_french_size_is_no_title():
+    # a false positive of a review: "Fr." after a catheter's size read as "Frau", the device as a name
+    _assert_phi({
+        "8 Fr. Pigtail catheter in place. Liegende 24 Fr. Bülau-Drainage rechts, 12 Fr Drainage links.": [],
+        "14-Fr. Thoraxdrainage, 8,5 Fr. Pigtail.\n8 FR. PIGTAIL CATHETER IN PLACE.": [],
+        # after a date or a time, or alone, "Fr." is still a title
+        "Rücksprache am 03.04.2021 Fr. Meier, 14:35 Fr. Dr. Schulz, 03.04.21 Fr. Wagner. Fr. Huber.": [
+            ("03.04.2021", "date"), ("Meier", "name"), ("Schulz", "name"), ("03.04.21", "date"), ("Wagner", "name"),
+            ("Huber", "name")],
+    })
+
+
 def test_phi_a_compact_date_after_a_date_label_is_a_date():
     # a miss of a review: "Study Date: 20210403" was scrubbed as an id, so the date policy `shift` lost it
     _assert_phi({

@@ -362,6 +362,9 @@ def _first_words(phrases: Sequence[str]) -> tuple[str, ...]:
 # few characters after the first digit, a lookahead for them ends the attempt at once
 # ("(?=[\d\s./snrt])": a digit, a space, a separator or "st"/"nd"/"rd"/"th"); and a digit that
 # only a non-digit may follow is possessive ("\d?+"), as giving it back could not let the rest match.
+#: Lookbehinds from just after the "F" of "Fr": not the French (Charrière) size of a catheter or a
+#: drain, a number of one or two digits or a decimal, alone, before it ("8 Fr.", "24-Fr", "8.5 Fr").
+_NOT_AFTER_A_FRENCH_SIZE = "".join(rf"(?<!(?<![\d.,:/]){size}[ \t\-]F)" for size in (r"\d", r"\d\d", r"\d[.,]\d"))
 _SCAN, _NUMBER, _WORD_BEFORE_NUMBER, _NEAR_NUMBER = "scan", "number", "word before number", "near number"
 _NEEDLE, _NEEDLE_LINE = "needle", "needle line"
 _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
@@ -597,8 +600,11 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
         "name",
         re.compile(
             r"[DFHMNOPS](?<!\w[DFHMNOPS])(?:"
-            # "PD" only before "Dr." ("PD Dr. Weber"): alone it is progressive or Parkinson's disease ("Response: PD. New lesion")
-            r"(?:(?:(?<=D)r|(?<=P)(?:rof|D(?=\.?\s*Dr\b))|(?<=M)(?:r|rs|s)|(?<=H)r|(?<=F)r)(?:\.\s*|\s+)"
+            # "PD" only before "Dr." ("PD Dr. Weber"): alone it is progressive or Parkinson's disease ("Response: PD. New lesion");
+            # "Fr." not after a catheter's size ("8 Fr. Pigtail", "8,5 Fr Drainage"), a date's or time's end
+            # before it still ("03.04.21 Fr. Meier", "14:35 Fr. Meier")
+            r"(?:(?:(?<=D)r|(?<=P)(?:rof|D(?=\.?\s*Dr\b))|(?<=M)(?:r|rs|s)|(?<=H)r|(?<=F)" + _NOT_AFTER_A_FRENCH_SIZE
+            + r"r)(?:\.\s*|\s+)"
             # "Schwester" before a name, not before a relative's disease ("Mutter und Schwester Mamma-Ca")
             r"|(?:(?<=H)(?:err|errn)|(?<=F)rau|(?<=M)iss|(?<=S)chwester(?!\s+(?=[A-ZÄÖÜ])[\w\-]*(?i:om|ämie|itis|krebs"
             r"|tumor|diabetes|erkrankung|aneurysma|thrombose|embolie|[ \t\-]ca)(?!\w))|(?<=P)fleger(?:in)?)\s+"
