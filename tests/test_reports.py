@@ -2814,6 +2814,16 @@ def test_phi_a_catheters_french_size_is_no_title():
     })
 
 
+def test_phi_a_sex_after_the_patients_label_is_no_name():
+    # a false positive of a review: "Patient: Female, 65" scrubbed the sex as the patient's name
+    _assert_phi({
+        "Patient: Female, 65 years. Pat.: Männlich, 65 J.\nPATIENT: MALE, 65\nPatientin Weiblich.": [],
+        # the name before a sex is still scrubbed whole
+        "Name: Smith John Male 65\nNAME: DOE JANE FEMALE 65\nPatient: Smith, John, Male, 65": [
+            ("Smith John", "name"), ("DOE JANE", "name"), ("Smith, John", "name")],
+    })
+
+
 def test_phi_a_compact_date_after_a_date_label_is_a_date():
     # a miss of a review: "Study Date: 20210403" was scrubbed as an id, so the date policy `shift` lost it
     _assert_phi({

@@ -174,6 +174,8 @@ _NOT_NAMES = frozenset(
      # the next field's label in a header line ("Nachname: Müller Vorname: Hans")
      "Name", "Vorname", "Nachname", "Geburtsname", "Geburtsdatum", "Geschlecht", "Sex", "Gender", "Surname", "First",
      "Last", "Given", "Birth", "Datum", "Date",
+     # a sex where a header writes it after the patient's label ("Patient: Female, 65", "Pat.: Männlich")
+     "Male", "Female", "Männlich", "Weiblich",
      # a disease's first word where telegram style writes a diagnosis after "Pat." ("Patientin Morbus Crohn, Z.n. ...")
      "Morbus"}
 )
@@ -619,9 +621,9 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             # a name labelled as the patient's ("Patient:", "Pat.", "Pat:", "Name:"), also in capitals as RIS headers
             # write it ("SMITH^JOHN")
             r"|(?:(?<=P)(?i:at(?:ient(?:in)?|\.|(?=:)))|(?<=N)(?i:ame)):?\s+(?P<patient>" + _LABELLED_NAME + r")"
-            # then a field, an id, a date, a bracket: "Patient: Hans Müller (m), 01.01.1940", "Name: Smith Date: ...",
-            # "Pat.: Hans Müller *01.02.1940"
-            r"(?=[,;\n]|[ \t]+(?:MRN|ID|Pat|geb|DOB|born|\d|\w+:|\*)|[ \t]*\(|\.|$))"
+            # then a field, an id, a date, a sex, a bracket: "Patient: Hans Müller (m), 01.01.1940", "Name: Smith Date: ...",
+            # "Pat.: Hans Müller *01.02.1940", "Name: Smith John Male 65"
+            r"(?=[,;\n]|[ \t]+(?:MRN|ID|Pat|geb|DOB|born|\d|\w+:|\*|(?:Fem|M)ale\b|Männlich|Weiblich)|[ \t]*\(|\.|$))"
         ),
         # how each title or label starts, lower case: tried there instead of at every capital of a report
         ("dr", "prof", "pd", "mr", "ms", "miss", "hr", "herr", "fr", "schwester", "pfleger", "oa", "oä", "dipl", "pat",
