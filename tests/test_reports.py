@@ -2824,6 +2824,16 @@ def test_phi_a_sex_after_the_patients_label_is_no_name():
     })
 
 
+def test_phi_status_nach_abbreviated_after_the_patients_label_is_no_name():
+    # a false positive of a review: "Pat. St.n. Lobektomie" (Status nach) was scrubbed to "Pat. [NAME].n. Lobektomie"
+    _assert_phi({
+        "Pat. St.n. Lobektomie. Pat. St. n. OP.\nPatient: St.p. Lobektomie\nPAT. ST.N. LOBEKTOMIE": [],
+        # a name ending its sentence before one is still scrubbed
+        "Patient: Meier. Z.n. OP\nPATIENT: MEIER. Z.N. OP\nPat. Meier, St.n. OP": [
+            ("Meier", "name"), ("MEIER", "name"), ("Meier", "name")],
+    })
+
+
 def test_phi_a_compact_date_after_a_date_label_is_a_date():
     # a miss of a review: "Study Date: 20210403" was scrubbed as an id, so the date policy `shift` lost it
     _assert_phi({

@@ -622,8 +622,10 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             # write it ("SMITH^JOHN")
             r"|(?:(?<=P)(?i:at(?:ient(?:in)?|\.|(?=:)))|(?<=N)(?i:ame)):?\s+(?P<patient>" + _LABELLED_NAME + r")"
             # then a field, an id, a date, a sex, a bracket: "Patient: Hans Müller (m), 01.01.1940", "Name: Smith Date: ...",
-            # "Pat.: Hans Müller *01.02.1940", "Name: Smith John Male 65"
-            r"(?=[,;\n]|[ \t]+(?:MRN|ID|Pat|geb|DOB|born|\d|\w+:|\*|(?:Fem|M)ale\b|Männlich|Weiblich)|[ \t]*\(|\.|$))"
+            # "Pat.: Hans Müller *01.02.1940", "Name: Smith John Male 65"; a period not of an abbreviation
+            # ("Pat. St.n. Lobektomie", "PAT. ST.N.", "Patient: St. p. OP": status nach, status post)
+            r"(?=[,;\n]|[ \t]+(?:MRN|ID|Pat|geb|DOB|born|\d|\w+:|\*|(?:Fem|M)ale\b|Männlich|Weiblich)|[ \t]*\("
+            r"|\.(?![a-zäöüA-ZÄÖÜ]\.|[ \t][a-zäöü]\.)|$))"
         ),
         # how each title or label starts, lower case: tried there instead of at every capital of a report
         ("dr", "prof", "pd", "mr", "ms", "miss", "hr", "herr", "fr", "schwester", "pfleger", "oa", "oä", "dipl", "pat",
