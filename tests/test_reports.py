@@ -2772,6 +2772,19 @@ def test_phi_an_organ_or_finding_after_a_signers_name_and_a_comma_is_no_given_na
     })
 
 
+def test_phi_a_level_a_score_or_a_state_after_a_signers_name_is_no_name_word():
+    # false positives of a review: the findings after a signer's name read as its given name, or a name's next word
+    _assert_phi({
+        "Dr. Meier Th12. Befundet von Meier, Lwk1.\nKopie an: Meier, Schulz, Th12": [
+            ("Meier", "name"), ("Meier", "name"), ("Meier, Schulz", "name")],
+        "Radiologist: Smith, Lung-RADS 2. Befundet von Meier, Zustand nach Lobektomie.": [("Smith", "name"),
+                                                                                          ("Meier", "name")],
+        # a hyphenated given name is still one
+        "Befundet von Meier, Hans-Peter. Dr. Hans-Peter Meier": [("Meier, Hans-Peter", "name"),
+                                                                ("Hans-Peter Meier", "name")],
+    })
+
+
 def test_phi_a_name_after_a_sign_off_stamp():
     # misses of a review: the date and time between the role and the name hid the name from the role rule
     _assert_phi({

@@ -171,6 +171,8 @@ _NOT_NAMES = frozenset(
      "Neurology", "Neurosurgery", "Orthopedics", "Pediatrics", "Clinic", "Practitioner", "ICU", "IMC", "ZNA",
      # what follows a word that says what the patient is ("Pat. Diabetiker Typ 2", "PATIENT RAUCHER SEIT 1990")
      "Typ", "Type", "Seit", "Since",
+     # a patient's state before what was done ("Zustand nach Lobektomie", as "Status post")
+     "Zustand",
      # the next field's label in a header line ("Nachname: Müller Vorname: Hans")
      "Name", "Vorname", "Nachname", "Geburtsname", "Geburtsdatum", "Geschlecht", "Sex", "Gender", "Surname", "First",
      "Last", "Given", "Birth", "Datum", "Date",
@@ -189,17 +191,19 @@ _DISEASE_WORD = re.compile(r"(?i:[\w\-]*(?:karzinom|carcinoma?|lymphoma?|sarkom|
 #: Lower-case particles of family names ("von der Leyen", "van Gogh", "de Vries").
 _PARTICLES = ("von", "van", "vom", "zu", "zur", "de", "der", "den", "del", "della", "di", "da", "dos", "du", "le", "la",
               "ten", "ter")
-_NOT_A_NAME_AHEAD = r"(?!(?:" + trie_regex(sorted(_NOT_NAMES)) + r")\b)"
+#: Nor, after a name's first word, one joined to a number: a vertebra's level ("Dr. Meier Th12", "Meier, Lwk1").
+_NOT_A_NAME_AHEAD = r"(?!(?:" + trie_regex(sorted(_NOT_NAMES)) + r")\b|[A-ZÄÖÜ][a-zäöüß]*\d)"
 #: Words of the organs, findings and normal statements the labels read ("Leber", "Lungs", "Emphysema",
 #: "Normal"), of four letters or more (the shorter are function words and given names: "An", "In"),
-#: and words that start with an organ's stem ("Nierenzyste") or name a disease by their ending.
+#: also before a hyphen ("Lung-RADS"), and words that start with an organ's stem ("Nierenzyste") or name
+#: a disease by their ending.
 _CLINICAL_WORDS = sorted({word for phrases in (*ANATOMY_TERMS.values(), *LABEL_SYNONYMS.values(),
                                                *NORMAL_STATEMENTS.values())
                           for phrase in phrases for word in re.findall(r"[^\W\d_]{4,}", phrase)})
 #: Not a clinical word: where a given name stands after a family name and a comma ("Befundet von
 #: Meier, Leber unauffällig", "Radiologist: Smith, Lungs clear"), such a word is the findings going on.
 #: Only there: a family name may be one ("Dr. Lunge", "Herr Leber").
-_NOT_A_CLINICAL_WORD_AHEAD = (r"(?!(?i:(?:" + trie_regex(_CLINICAL_WORDS) + r")(?![\w\-])|"
+_NOT_A_CLINICAL_WORD_AHEAD = (r"(?!(?i:(?:" + trie_regex(_CLINICAL_WORDS) + r")(?!\w)|"
                               + trie_regex(sorted({s for stems in ANATOMY_STEMS.values() for s in stems}))
                               + r"|" + _DISEASE_WORD.pattern + r"(?![\w\-])))")
 #: Words that say what the patient is, one or more, after "Patient", "Patientin" or "Pat." without a
