@@ -1547,3 +1547,23 @@ def test_audit_finds_the_leaks_seeded_into_an_export(leaky_export) -> None:
     root, leaks = leaky_export
     score = match_leaks(audit_corpus(_export_tables(root)).findings, leaks)
     assert (score.found, score.total, score.false) == (3, 3, 0), (score.missed, score.false_findings)
+
+
+def test_diff_against_a_version_without_a_labels_table_says_labels_were_not_compared(
+    clean: CorpusTables, tmp_path: Path
+) -> None:
+    """A labels table is optional: read as an empty one, every label of every common report was a flip."""
+    _write_corpus(clean, tmp_path / "v0", skip=("labels",))
+    _write_corpus(clean, tmp_path / "v1")
+    old, new = load_corpus_tables(tmp_path / "v0", name="v0"), load_corpus_tables(tmp_path / "v1", name="v1")
+    assert old.missing_tables == ("labels",) and new.missing_tables == ()
+    result = audit_corpus(new, against=old)
+    assert result.diff is not None and result.diff.label_shift.empty
+    assert list(result.diff.label_shift.columns) == list(diff_corpora(new, new).label_shift.columns)
+    found = [(f.severity, f.ids, f.groups) for f in result.findings if f.kind == FindingKind.LABELS_NOT_COMPARED]
+    assert found == [(Severity.LOW, ("v0",), ("v0", "v1"))]
+    assert "v0 has no labels table: label shifts from v0 to v1 could not be computed" in report.render_html(result)
+    assert result_to_dict(result)["diff"]["label_shift"] == []
+    both = diff_corpora(old, dataclasses.replace(old, name="v2"))
+    assert [f.ids for f in both.findings] == [("v0", "v2")] and both.label_shift.empty
+    assert FindingKind.LABELS_NOT_COMPARED not in {f.kind for f in diff_corpora(new, new).findings}

@@ -6,7 +6,9 @@ evaluated on the old test split may have trained on it in the new version, so it
 finding as well. So is a change of the ctcorpus version that built the corpus (its manifest's
 ``pipeline_version``) or of what made a table's rows (its manifest's ``producers``: the report
 rules' digest, the segmenter; a source install changes them, not its version): a changed field or
-label may then come from the pipeline, not from the data.
+label may then come from the pipeline, not from the data. A version without a labels table (an
+optional table) has no label shift: it is named (``labels_not_compared``), not read as reports
+that mention no label.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ VOLUME_FIELDS: tuple[str, ...] = (
 )
 #: Fields compared per report.
 REPORT_FIELDS: tuple[str, ...] = ("study_id", "patient_id", "split", "text", "n_sentences")
+#: Columns of :attr:`CorpusDiff.label_shift`.
+LABEL_SHIFT_COLUMNS: tuple[str, ...] = (
+    "label", "old_positive", "old_prevalence", "new_positive", "new_prevalence", "delta", "flipped"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +62,8 @@ class CorpusDiff:
     """What changed from ``old_name`` to ``new_name``.
 
     ``label_shift`` has columns label, old_positive, new_positive, old_prevalence, new_prevalence,
-    delta (new - old prevalence) and flipped (reports in both versions whose state changed).
+    delta (new - old prevalence) and flipped (reports in both versions whose state changed); no
+    row where a version has no labels table (a ``labels_not_compared`` finding says so).
     """
 
     old_name: str
@@ -152,6 +159,28 @@ def label_shift(old: CorpusTables, new: CorpusTables) -> pd.DataFrame:
     return frame.rename_axis("label").reset_index().sort_values("label").reset_index(drop=True)
 
 
+def _unlabelled(old: CorpusTables, new: CorpusTables) -> list[Finding]:
+    """A finding naming the versions without a labels table, whose labels cannot be compared.
+
+    Read as an empty table, every label of every report both versions hold counted as flipped to
+    or from absent, and every prevalence as shifted to or from 0: a shift of the copy, not of the data.
+    """
+    lacking = tuple(tables.name for tables in (old, new) if "labels" in tables.missing_tables)
+    if not lacking:
+        return []
+    return [
+        Finding(
+            FindingKind.LABELS_NOT_COMPARED,
+            Severity.LOW,
+            lacking,
+            (old.name, new.name),
+            1.0,
+            f"{' and '.join(lacking)} {'has' if len(lacking) == 1 else 'have'} no labels table: label shifts "
+            f"from {old.name} to {new.name} could not be computed",
+        )
+    ]
+
+
 def _changed_producers(old: CorpusTables, new: CorpusTables) -> dict[tuple[str, str], list[str]]:
     """The tables of both manifests whose rows name other producers, by (old, new) producers."""
     before, after = (tables.manifest.get("producers") or {} for tables in (old, new))
@@ -202,11 +231,12 @@ def diff_corpora(old: CorpusTables, new: CorpusTables) -> CorpusDiff:
                 "; ".join(said) + ": a changed field may come from the pipeline, not from the data",
             )
         )
+    not_compared = _unlabelled(old, new)
     return CorpusDiff(
         old_name=old.name,
         new_name=new.name,
         volumes=volumes,
         reports=sample_diff(old.reports, new.reports, "report_id", REPORT_FIELDS),
-        label_shift=label_shift(old, new),
-        findings=tuple(findings),
+        label_shift=pd.DataFrame(columns=list(LABEL_SHIFT_COLUMNS)) if not_compared else label_shift(old, new),
+        findings=tuple(findings + not_compared),
     )

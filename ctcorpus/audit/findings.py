@@ -39,6 +39,7 @@ class FindingKind(str, Enum):
     QUARANTINE = "quarantine"
     SPLIT_CHANGED = "split_changed"
     PIPELINE_CHANGED = "pipeline_changed"  # another ctcorpus version, or other producers, built the two versions
+    LABELS_NOT_COMPARED = "labels_not_compared"  # a version has no labels table: no label shift computed
 
 
 LEAK_KINDS: frozenset[FindingKind] = frozenset(list(FindingKind)[:8])
@@ -60,11 +61,11 @@ class Finding:
         the reports not in the reports table for orphan labels;
         the label, or the quarantine reasons, for those findings; none for an empty split; the old and
         the new ctcorpus version for a pipeline change, or where they agree, the tables whose rows
-        other producers made).
+        other producers made; the versions without a labels table when labels were not compared).
     groups:
         The splits the ids fall in, sorted (``corpus/split`` against another corpus); the old and
-        the new corpus for a split or pipeline change; the corpus holding them for another
-        fingerprint version; the stage for quarantine; the empty split; none for orphan labels.
+        the new corpus for a split or pipeline change, or labels not compared; the corpus holding
+        them for another fingerprint version; the stage for quarantine; the empty split; none for orphan labels.
     score:
         Duplicates: the lowest similarity among the pairs found joining the cluster (of near
         copies of reports, a tree of them, not all; 1.0 when all are exact copies); a label missing in a split: its prevalence there; quarantine: the items

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 
 from ctcorpus.audit.core import AuditResult
 from ctcorpus.audit.diff import CorpusDiff
-from ctcorpus.audit.findings import SEVERITY_ORDER, Finding, Severity, groups_text
+from ctcorpus.audit.findings import SEVERITY_ORDER, Finding, FindingKind, Severity, groups_text
 from ctcorpus.audit.stats import CorpusStats
 from ctcorpus.errors import AuditError
 
@@ -363,10 +363,15 @@ def _diff_section(diff: CorpusDiff) -> str:
     )
     shift = diff.label_shift
     plot = _shift_plot(shift, diff.old_name, diff.new_name) if not shift.empty else ""
+    not_compared = [f.detail for f in diff.findings if f.kind == FindingKind.LABELS_NOT_COMPARED]
+    shifts = (
+        f'<div class="partial">{html.escape(not_compared[0])}.</div>'
+        if not_compared
+        else _table(_percent(shift, ("old_prevalence", "new_prevalence", "delta")))
+    )
     return (
         f"<h2>Changes from {html.escape(diff.old_name)} to {html.escape(diff.new_name)}</h2>"
-        f"{_table(counts)}<h3>Changed fields</h3>{_table(fields)}<h3>Label shifts</h3>{plot}"
-        f"{_table(_percent(shift, ('old_prevalence', 'new_prevalence', 'delta')))}"
+        f"{_table(counts)}<h3>Changed fields</h3>{_table(fields)}<h3>Label shifts</h3>{plot}{shifts}"
     )
 
 

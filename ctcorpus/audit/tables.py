@@ -167,6 +167,9 @@ class CorpusTables:
         The corpus manifest (``dataset_version``, ``pipeline_version``, counts, ...).
     name:
         How the corpus is named in findings (e.g. its folder name or version).
+    missing_tables:
+        The :data:`OPTIONAL_TABLES` the corpus folder lacks, their frames empty stand-ins: an
+        empty labels table says no report mentions a label, a missing one says nothing.
 
     The ``split`` of volumes and reports is kept as text (:func:`split_as_text`).
 
@@ -184,6 +187,7 @@ class CorpusTables:
     quarantine: pd.DataFrame = field(default_factory=lambda: empty_table("quarantine"))
     manifest: Mapping[str, Any] = field(default_factory=dict)
     name: str = "corpus"
+    missing_tables: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for table, columns in COLUMNS.items():
@@ -315,12 +319,14 @@ def load_corpus_tables(root: str | Path, name: str | None = None) -> CorpusTable
         except json.JSONDecodeError as exc:
             raise AuditError(f"manifest is not valid JSON: {exc}", path=manifest_path) from None
     frames: dict[str, pd.DataFrame] = {}
+    missing = []
     for table in COLUMNS:
         frame = _read_table(root, table, _listed(manifest, table))
         if frame is None:
             if table not in OPTIONAL_TABLES:
                 raise AuditError(f"required table {table!r} is missing (no tables/{table}/*.parquet)", path=root)
             frame = empty_table(table)
+            missing.append(table)
         frames[table] = frame
     extra = {
         name: frame for name in ("samples", "series") if (frame := _read_table(root, name, _listed(manifest, name))) is not None
@@ -328,6 +334,6 @@ def load_corpus_tables(root: str | Path, name: str | None = None) -> CorpusTable
     _from_pipeline(frames, extra)
     label = name or str(manifest.get("dataset_version") or root.name)
     try:
-        return CorpusTables(manifest=manifest, name=label, **frames)
+        return CorpusTables(manifest=manifest, name=label, missing_tables=tuple(missing), **frames)
     except AuditError as exc:  # a column or value the audit cannot read: name the folder it is in
         raise AuditError(exc.message, path=root / "tables") from None
