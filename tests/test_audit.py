@@ -1567,3 +1567,18 @@ def test_diff_against_a_version_without_a_labels_table_says_labels_were_not_comp
     both = diff_corpora(old, dataclasses.replace(old, name="v2"))
     assert [f.ids for f in both.findings] == [("v0", "v2")] and both.label_shift.empty
     assert FindingKind.LABELS_NOT_COMPARED not in {f.kind for f in diff_corpora(new, new).findings}
+
+
+def test_a_manifest_holding_nan_or_infinity_makes_valid_json_that_says_so(tmp_path: Path) -> None:
+    """json.dumps wrote a hand-edited manifest's NaN as a bare NaN: an audit.json no JSON parser but Python's read."""
+    manifest = {"dataset_version": "v1", "counts": {"volumes": float("nan"), "reports": [3, float("inf")]}}
+    tables = dataclasses.replace(_tiny(), manifest=manifest)
+    _, json_path = write_audit_report(audit_corpus(tables), tmp_path)
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    data = json.loads(json_path.read_text(), parse_constant=refuse)
+    assert data["manifest"]["counts"] == {"volumes": "nan", "reports": [3, "inf"]}
+    assert data["non_finite"] == ["manifest.counts.volumes", "manifest.counts.reports[1]"]
+    assert result_to_dict(audit_corpus(_tiny()))["non_finite"] == []

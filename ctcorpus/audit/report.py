@@ -14,6 +14,8 @@ import fcntl
 import html
 import io
 import json
+import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,8 @@ from ctcorpus.audit.diff import CorpusDiff
 from ctcorpus.audit.findings import SEVERITY_ORDER, Finding, FindingKind, Severity, groups_text
 from ctcorpus.audit.stats import CorpusStats
 from ctcorpus.errors import AuditError
+
+logger = logging.getLogger(__name__)
 
 HTML_FILE = "audit.html"
 JSON_FILE = "audit.json"
@@ -85,8 +89,28 @@ def _diff_dict(diff: CorpusDiff) -> dict[str, Any]:
     }
 
 
+def _finite(data: Any, where: str, replaced: list[str]) -> Any:
+    """``data`` with each NaN or infinity written as its text ('nan', 'inf', '-inf'), its place
+    (``manifest.counts.volumes``, ``findings[3].score``) added to ``replaced``.
+
+    json.dumps writes them as the bare NaN and Infinity, which are not JSON: a hand-edited manifest
+    (or a count written as a float) made an audit.json that no JSON parser but Python's reads.
+    """
+    if isinstance(data, float) and not math.isfinite(data):
+        replaced.append(where)
+        return str(data)
+    if isinstance(data, dict):
+        return {key: _finite(value, f"{where}.{key}" if where else str(key), replaced) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_finite(value, f"{where}[{k}]", replaced) for k, value in enumerate(data)]
+    return data
+
+
 def result_to_dict(result: AuditResult) -> dict[str, Any]:
     """Everything in the audit as plain JSON-able data (what ``audit.json`` holds).
+
+    A NaN or infinity (of a hand-edited manifest) is written as its text, and its place listed
+    under ``non_finite`` (empty when there is none), with a warning.
 
     Examples
     --------
@@ -95,7 +119,7 @@ def result_to_dict(result: AuditResult) -> dict[str, Any]:
     0
     """
     stats = {f.name: _records(getattr(result.stats, f.name)) for f in dataclasses.fields(CorpusStats)}
-    return {
+    data = {
         "corpus": result.name,
         "against": result.against,
         "pipeline_version": result.pipeline_version,
@@ -107,6 +131,14 @@ def result_to_dict(result: AuditResult) -> dict[str, Any]:
         "stats": stats,
         "diff": _diff_dict(result.diff) if result.diff is not None else None,
     }
+    replaced: list[str] = []
+    data = _finite(data, "", replaced)
+    if replaced:
+        logger.warning(
+            "audit of %s: %d values are NaN or infinite (%s), written to audit.json as text",
+            result.name, len(replaced), ", ".join(replaced[:5]) + (", ..." if len(replaced) > 5 else ""),
+        )
+    return {**data, "non_finite": replaced}
 
 
 # ---------------------------------------------------------------- plots
@@ -490,7 +522,7 @@ def write_audit_report(result: AuditResult, out_dir: str | Path) -> tuple[Path, 
     html_path, json_path = out / HTML_FILE, out / JSON_FILE
     texts = {
         html_path: render_html(result),
-        json_path: json.dumps(result_to_dict(result), indent=1, sort_keys=True),
+        json_path: json.dumps(result_to_dict(result), indent=1, sort_keys=True, allow_nan=False),
     }
     try:
         out.mkdir(parents=True, exist_ok=True)
