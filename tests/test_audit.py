@@ -1582,3 +1582,21 @@ def test_a_manifest_holding_nan_or_infinity_makes_valid_json_that_says_so(tmp_pa
     assert data["manifest"]["counts"] == {"volumes": "nan", "reports": [3, "inf"]}
     assert data["non_finite"] == ["manifest.counts.volumes", "manifest.counts.reports[1]"]
     assert result_to_dict(audit_corpus(_tiny()))["non_finite"] == []
+
+
+def test_quarantine_rows_without_a_stage_or_reason_are_counted_as_unknown(caplog: pytest.LogCaptureFixture) -> None:
+    """Grouped by a null, a row without a stage or reason was left out of every count, without a word;
+    a table numbering its reasons stopped the page with a TypeError."""
+    quarantine = pd.DataFrame(
+        {"stage": ["ingest", None, "ingest", " "], "reason": [None, "no_report", 7, "localizer"], "action": "reject"}
+    )
+    with caplog.at_level("WARNING", logger="ctcorpus.audit.stats"):
+        result = audit_corpus(dataclasses.replace(_tiny(), quarantine=quarantine))
+    assert "3 quarantine rows name no stage or no reason: counted under '(unknown)'" in caplog.text
+    stats = result.stats.quarantine.set_index(["stage", "reason"])["items"]
+    assert stats.to_dict() == {
+        ("ingest", "(unknown)"): 1, ("(unknown)", "no_report"): 1, ("ingest", "7"): 1, ("(unknown)", "localizer"): 1
+    }
+    found = {f.groups: (f.ids, f.score) for f in result.findings if f.kind == FindingKind.QUARANTINE}
+    assert found == {("(unknown)",): (("localizer", "no_report"), 2.0), ("ingest",): (("(unknown)", "7"), 2.0)}
+    assert "Nothing quarantined" not in report.render_html(result)  # drawn: 'ingest: ' + 7 was a TypeError

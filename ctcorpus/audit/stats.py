@@ -6,6 +6,7 @@ carries it without reshaping.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,8 @@ import pandas as pd
 from ctcorpus.audit.tables import EXPECTED_SECTIONS, CorpusTables, of_reports, report_level
 from ctcorpus.enums import Action, LabelState
 from ctcorpus.taxonomy import CT_RATE_LABELS
+
+logger = logging.getLogger(__name__)
 
 #: Volume columns counted by value, per split.
 CATEGORICAL: tuple[str, ...] = ("kernel", "manufacturer", "contrast", "mask_source")
@@ -54,7 +57,7 @@ class CorpusStats:
         anatomy / label, snippets.
     quarantine:
         stage, reason, action (reject / repair / accept), items; only rejected items are left out
-        of the corpus.
+        of the corpus; a row naming no stage or reason is counted under '(unknown)'.
     """
 
     splits: pd.DataFrame
@@ -223,15 +226,35 @@ def _exploded_counts(snippets: pd.DataFrame, column: str, name: str) -> pd.DataF
     return counts.sort_values(["snippets", name], ascending=[False, True]).reset_index(drop=True)
 
 
+#: The stage or reason of a quarantine row that names none.
+UNKNOWN = "(unknown)"
+
+
+def _named(values: pd.Series, default: str) -> pd.Series:
+    """A column as text, spaces around a value dropped, a null or blank as ``default``."""
+    text = values.astype(object).where(values.notna(), "").astype(str).str.strip()
+    return text.mask(text.eq(""), default)
+
+
 def _quarantine(quarantine: pd.DataFrame) -> pd.DataFrame:
     """Items per stage, reason and action, most first.
 
     The quarantine table also records defects an item was repaired or accepted with (it stays in
     the corpus), so the action is kept; a row without one counts as rejected, the records' default.
+    A row without a stage or reason (a hand-made table) is counted under '(unknown)', with a
+    warning: grouped by a null, it was left out of every count; the values are text, so a table
+    numbering its reasons is drawn too.
     """
     reject = Action.REJECT.value
-    action = quarantine["action"].fillna(reject) if "action" in quarantine.columns else reject
-    counts = quarantine.assign(action=action).groupby(["stage", "reason", "action"]).size().rename("items")
+    action = quarantine["action"] if "action" in quarantine.columns else pd.Series(None, index=quarantine.index)
+    named = quarantine.assign(
+        stage=_named(quarantine["stage"], UNKNOWN), reason=_named(quarantine["reason"], UNKNOWN),
+        action=_named(action, reject),
+    )
+    unknown = int((named["stage"].eq(UNKNOWN) | named["reason"].eq(UNKNOWN)).sum())
+    if unknown:
+        logger.warning("%d quarantine rows name no stage or no reason: counted under %r", unknown, UNKNOWN)
+    counts = named.groupby(["stage", "reason", "action"]).size().rename("items")
     return counts.reset_index().sort_values("items", ascending=False, kind="stable").reset_index(drop=True)
 
 
