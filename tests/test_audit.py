@@ -1600,3 +1600,31 @@ def test_quarantine_rows_without_a_stage_or_reason_are_counted_as_unknown(caplog
     found = {f.groups: (f.ids, f.score) for f in result.findings if f.kind == FindingKind.QUARANTINE}
     assert found == {("(unknown)",): (("localizer", "no_report"), 2.0), ("ingest",): (("(unknown)", "7"), 2.0)}
     assert "Nothing quarantined" not in report.render_html(result)  # drawn: 'ingest: ' + 7 was a TypeError
+
+
+def test_ids_written_as_numbers_are_the_ids_written_as_text() -> None:
+    """A CSV round trip makes number-like ids int64 (float64 with a null): the diff against the text
+    ids of another version stopped with a ValueError, and number report ids in the labels table
+    beside text ones in the reports table read as labels of no report (orphans)."""
+    tiny = _tiny()
+    to = {"r1": "101", "r2": "102", "r3": "103"}
+    text = dataclasses.replace(
+        tiny,
+        volumes=tiny.volumes.assign(volume_id=["201", "202", "203"]),
+        reports=tiny.reports.assign(report_id=tiny.reports["report_id"].map(to)),
+        labels=tiny.labels.assign(report_id=tiny.labels["report_id"].map(to)),
+        name="v1",
+    )
+    numbers = dataclasses.replace(
+        text,
+        volumes=text.volumes.assign(volume_id=[201.0, 202.0, 203.0]),
+        reports=text.reports.assign(report_id=text.reports["report_id"].astype("int64")),
+        labels=text.labels.assign(report_id=text.labels["report_id"].astype("int64")),
+        name="v0",
+    )
+    assert numbers.volumes["volume_id"].tolist() == ["201", "202", "203"]
+    diff = audit_corpus(text, against=numbers).diff
+    assert diff is not None and not (diff.volumes.added or diff.volumes.removed or diff.reports.added)
+    assert diff.volumes.changed.empty and diff.label_shift["flipped"].tolist() == [0, 0]
+    mixed = dataclasses.replace(text, labels=numbers.labels)
+    assert FindingKind.ORPHAN_LABELS not in {f.kind for f in audit_corpus(mixed).findings}

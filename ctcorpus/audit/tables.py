@@ -79,13 +79,29 @@ def of_reports(tables: CorpusTables) -> pd.Series:
     return tables.labels["report_id"].isin(tables.reports["report_id"])
 
 
-def _split_name(value: object) -> str | None:
-    """One split as text: a whole number as written in a folder name (1.0 -> '1'), spaces around it
-    dropped; a null or a blank as ``None``."""
+def _as_written(value: object) -> str | None:
+    """One value as text, a whole number as written in a folder name or a CSV (1.0 -> '1'); a null as ``None``."""
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return None
-    text = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()
-    return text or None
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _split_name(value: object) -> str | None:
+    """One split as text (:func:`_as_written`), spaces around it dropped; a null or a blank as ``None``."""
+    return (_as_written(value) or "").strip() or None
+
+
+def ids_as_text(values: pd.Series) -> pd.Series:
+    """An id column as text (:func:`_as_written`), nulls kept; a text column as it is.
+
+    A CSV round trip makes number-like ids numbers (int64, or float64 with a null): the diff
+    against the text ids of another version stopped with a ValueError (merging int and text
+    report ids), and a labels table of number ids beside a reports table of text ones read as
+    labels of no report (orphans).
+    """
+    if pd.api.types.is_string_dtype(values) and not isinstance(values.dtype, pd.CategoricalDtype):
+        return values
+    return values.astype(object).map(_as_written).astype(object)
 
 
 def split_as_text(values: pd.Series) -> pd.Series:
@@ -171,7 +187,8 @@ class CorpusTables:
         The :data:`OPTIONAL_TABLES` the corpus folder lacks, their frames empty stand-ins: an
         empty labels table says no report mentions a label, a missing one says nothing.
 
-    The ``split`` of volumes and reports is kept as text (:func:`split_as_text`).
+    The ``split`` of volumes and reports is kept as text (:func:`split_as_text`), as is every
+    ``*_id`` column of :data:`COLUMNS` (:func:`ids_as_text`).
 
     Examples
     --------
@@ -196,10 +213,14 @@ class CorpusTables:
             if missing:
                 raise AuditError(f"table {table!r} of corpus {self.name!r} lacks columns {missing}; map them first")
         _check_labels(self.labels, self.name)
-        for table in ("volumes", "reports"):  # frozen: the text splits replace the frames as given
-            _check_ids(getattr(self, table), table, self.name)
+        for table, columns in COLUMNS.items():  # frozen: the text ids and splits replace the frames as given
             frame = getattr(self, table)
-            object.__setattr__(self, table, frame.assign(split=split_as_text(frame["split"])))
+            text = {column: ids_as_text(frame[column]) for column in columns if column.endswith("_id")}
+            if "split" in columns:
+                text["split"] = split_as_text(frame["split"])
+            object.__setattr__(self, table, frame.assign(**text))
+        for table in ("volumes", "reports"):
+            _check_ids(getattr(self, table), table, self.name)
 
 
 def _listed(manifest: Mapping[str, Any], name: str) -> dict[str, int | None] | None:
