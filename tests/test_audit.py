@@ -1628,3 +1628,17 @@ def test_ids_written_as_numbers_are_the_ids_written_as_text() -> None:
     assert diff.volumes.changed.empty and diff.label_shift["flipped"].tolist() == [0, 0]
     mixed = dataclasses.replace(text, labels=numbers.labels)
     assert FindingKind.ORPHAN_LABELS not in {f.kind for f in audit_corpus(mixed).findings}
+
+
+def test_counts_written_as_text_are_read_as_numbers() -> None:
+    """A hand-made table may write whole numbers as text ('-1.0', '3.0'): the check of sentence_index
+    passed them, and reading them as int64 then stopped the audit with a ValueError naming no table."""
+    tiny = _tiny()
+    tables = dataclasses.replace(
+        tiny,
+        labels=tiny.labels.assign(sentence_index=tiny.labels["sentence_index"].astype(float).astype(str)),
+        reports=tiny.reports.assign(n_sentences=["3.0", None, "0"]),
+    )
+    stats = audit_corpus(tables).stats
+    assert stats.label_prevalence.equals(corpus_statistics(tiny).label_prevalence)
+    assert stats.report_lengths.set_index("split")["sentences_median"].to_dict() == {"test": 0, "train": 1.5}

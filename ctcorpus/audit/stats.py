@@ -162,10 +162,12 @@ def _cooccurrence(report_labels: pd.DataFrame) -> pd.DataFrame:
 
 
 def _report_lengths(reports: pd.DataFrame) -> pd.DataFrame:
+    """Words and sentences per report, by split; a sentence count written as text ('3', '3.0') is read
+    as a number (cast to int, '3.0' stopped the audit with a ValueError naming no table), a null or
+    unreadable one as 0."""
     words = reports["text"].fillna("").astype(str).str.split().str.len()
-    frame = reports.assign(
-        words=words, sentences=reports["n_sentences"].fillna(0).astype(np.int64), split=_split_of(reports)
-    )
+    sentences = pd.to_numeric(reports["n_sentences"].astype(object), errors="coerce").fillna(0)
+    frame = reports.assign(words=words, sentences=sentences, split=_split_of(reports))
     grouped = frame.groupby("split")
     out = pd.DataFrame(
         {

@@ -213,6 +213,9 @@ class CorpusTables:
             if missing:
                 raise AuditError(f"table {table!r} of corpus {self.name!r} lacks columns {missing}; map them first")
         _check_labels(self.labels, self.name)
+        # whole numbers, of any type (-1.0, '-1.0' of a hand-made table): report_level reads them as int64
+        index = pd.to_numeric(self.labels["sentence_index"].astype(object)).astype("int64")
+        object.__setattr__(self, "labels", self.labels.assign(sentence_index=index))
         for table, columns in COLUMNS.items():  # frozen: the text ids and splits replace the frames as given
             frame = getattr(self, table)
             text = {column: ids_as_text(frame[column]) for column in columns if column.endswith("_id")}
