@@ -1080,6 +1080,20 @@ def test_diff_compares_numbers_as_numbers(clean: CorpusTables) -> None:
     assert diff.volumes.changed.to_dict("records") == [{"id": volumes.loc[0, "volume_id"], "fields": "n_slices"}]
 
 
+def test_diff_compares_numbers_written_as_text_as_numbers() -> None:
+    """A hand-made copy writing counts as text ('1.0') read every such value as a changed field."""
+    tiny = _tiny()
+    copy = dataclasses.replace(
+        tiny,
+        volumes=tiny.volumes.assign(n_slices=["100", "200.0", "61"], spacing_z=["1.0", "2", "5.0"]),
+        reports=tiny.reports.assign(n_sentences=["1.0", "1", "zero"]),
+        name="copy",
+    )
+    diff = diff_corpora(tiny, copy)
+    assert diff.volumes.changed.to_dict("records") == [{"id": "v3", "fields": "n_slices"}]
+    assert diff.reports.changed.to_dict("records") == [{"id": "r3", "fields": "n_sentences"}]
+
+
 # ---------------------------------------------------------------- IO and report
 
 

@@ -89,17 +89,18 @@ def _as_text(values: pd.Series) -> pd.Series:
 def _unequal(before: pd.Series, after: pd.Series) -> pd.Series:
     """Whether each value changed between versions; a null (None or NaN) in both is no change.
 
-    Where both versions store a column as numbers they are compared as numbers (rounded to 6
-    decimals): an int column that became float in the other version (a NaN elsewhere) is unchanged
-    although 300 prints as '300.0'. Other columns are compared as text. Nulls are matched before
-    either: as text a null is 'None' or 'nan' (pandas 2), or stays null and unequal to itself
-    (pandas 3).
+    Where a version stores a column as numbers, the values both versions hold as numbers (or as
+    text that reads as one) are compared as numbers (rounded to 6 decimals): an int column that
+    became float in the other version (a NaN elsewhere) is unchanged although 300 prints as
+    '300.0', and so is one a hand-made copy writes as text ('300.0'). Other values are compared as
+    text. Nulls are matched before either: as text a null is 'None' or 'nan' (pandas 2), or stays
+    null and unequal to itself (pandas 3).
     """
     both_null = before.isna() & after.isna()
-    if pd.api.types.is_numeric_dtype(before) and pd.api.types.is_numeric_dtype(after):
-        changed = before.astype("float64").round(6).ne(after.astype("float64").round(6))
-    else:
-        changed = _as_text(before).ne(_as_text(after))
+    changed = _as_text(before).ne(_as_text(after))
+    if pd.api.types.is_numeric_dtype(before) or pd.api.types.is_numeric_dtype(after):
+        old, new = (pd.to_numeric(v.astype(object), errors="coerce").astype("float64").round(6) for v in (before, after))
+        changed = changed.mask(old.notna() & new.notna(), old.ne(new))
     return changed & ~both_null
 
 
