@@ -968,8 +968,8 @@ def test_a_report_as_close_to_two_studies_links_to_neither(caplog):
     links = link_reports([_raw("", "P1", "20240105"), _raw("", "P1", "20240105", "Rundherd.")], same_day,
                          window_days=3)
     assert [(k.study, [s.study_uid for s in k.candidates]) for k in links] == [(None, ["1.4", "1.5"])] * 2
-    # another report takes one of the two (closer, or the only one in its window): the between one takes the other
-    for other in ("20240107", "20240110"):
+    # another report takes one of the two (closer, or as close and only to it): the between one takes the other
+    for other in ("20240107", "20240108"):
         links = link_reports([_raw("", "P1", "20240106"), _raw("", "P1", other, "Rundherd.")], studies, window_days=3)
         assert [(k.study.study_uid, k.method) for k in links] == [("1.2", "patient_date"), ("1.3", "patient_date")]
     caplog.clear()
@@ -977,6 +977,31 @@ def test_a_report_as_close_to_two_studies_links_to_neither(caplog):
         links = link_reports([_raw("", "P1", "20240107"), _raw("", "P1", "20240105")], studies, window_days=3)
     assert [k.study.study_uid for k in links] == ["1.3", "1.2"]
     assert "as close in date" not in caplog.text
+
+
+def test_a_report_farther_from_a_study_than_an_ambiguous_one_does_not_take_it(tmp_path):
+    """A report between two studies (a day from each) was held back, and a report three days after
+    the later study, it alone in its window, took that one: the between report then took the other,
+    so the export order of farther reports decided which exam it reports (one three days before the
+    earlier study, exported first, made it the later one's). The nearer report's claim holds the
+    study: both are quarantined, whatever the order."""
+    studies = [StudyKey("1.3", "", "P1", "20240107"), StudyKey("1.2", "", "P1", "20240105")]
+    between, after, before = _raw("", "P1", "20240106"), _raw("", "P1", "20240110"), _raw("", "P1", "20240102")
+    expected = {"20240106": (None, ["1.2", "1.3"], []), "20240110": (None, [], ["1.3"]), "20240102": (None, [], ["1.2"])}
+    for reports in ([between, after], [between, after, before], [between, before, after], [after, before, between]):
+        links = link_reports(reports, studies, window_days=3)
+        assert [(k.study, [s.study_uid for s in k.candidates], [s.study_uid for s in k.claimed_nearer])
+                for k in links] == [expected[r.study_date] for r in reports]
+    # a farther report with another study as close takes that one, as it would were the held study taken
+    links = link_reports([between, after], [*studies, StudyKey("1.4", "", "P1", "20240113")], window_days=3)
+    assert [(k.study and k.study.study_uid, [s.study_uid for s in k.claimed_nearer]) for k in links] == [
+        (None, []), ("1.4", [])]
+    path = _csv(tmp_path / "ris.csv", ("", "P1", "2024-01-06", "Kein Erguss."), ("", "P1", "2024-01-10", "Rundherd."))
+    result = process_reports([path], studies, pseudonymize=_tagged)
+    assert result.reports == ()
+    assert [q.reason for q in result.quarantine[:2]] == [QuarantineReason.AMBIGUOUS_LINK] * 2
+    assert "line 3: it links by patient and date, and a report nearer in date to the study stu-1.3 of its patient" \
+           in result.quarantine[1].message
 
 
 def test_an_ambiguous_link_is_quarantined_with_its_candidates(tmp_path):

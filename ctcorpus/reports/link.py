@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -28,6 +28,10 @@ class Link:
     #: for an orphan by date: the studies of its patient as close in date as each other, of which
     #: it may report any (by study UID); ``()`` otherwise
     candidates: tuple[StudyKey, ...] = ()
+    #: for an orphan by date: the studies of its window that a report nearer in date may report, one
+    #: as close to another study: whether they are this report's turns on which exam that one
+    #: reports, which cannot be told (by study UID); ``()`` otherwise
+    claimed_nearer: tuple[StudyKey, ...] = ()
 
 
 def _day(yyyymmdd: str) -> date | None:
@@ -108,9 +112,10 @@ def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, w
     report claims: a study takes one report, the closest in date (ties: the earlier in export order;
     an empty row only when no report with text wants the study), so a report of another exam on the
     same day never lands on a reported study and the result does not depend on the order of the
-    studies. A report as close to several free studies links to the one of them the other reports
-    leave, else to none, with them as ``candidates`` (logged). Anything else is an orphan
-    (``study=None``).
+    studies. A report as close to several free studies links to the one of them the other reports as
+    close leave, else to none, with them as ``candidates`` (logged); a farther report passes over the
+    studies it holds, and links to none with them as ``claimed_nearer`` where it finds no other.
+    Anything else is an orphan (``study=None``).
 
     >>> s = StudyKey("1.2", "A1", "P1", "20240105")
     >>> r = RawReport("x.csv", "line 2", "", "P1", "20240107", "", "text", "", "", "utf-8", "", "")
@@ -141,44 +146,55 @@ def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, w
                 wants[id_key(report.patient_id)][k] = options
     by_date: dict[int, StudyKey] = {}
     undecided: dict[int, tuple[StudyKey, ...]] = {}
+    claimed_nearer: dict[int, tuple[StudyKey, ...]] = {}
     for patient in sorted(wants):
-        taken, left = _by_date(wants[patient])
+        taken, left, lost = _by_date(wants[patient])
         by_date.update(taken)
         undecided.update(left)
-    if undecided:
-        named = [f"{reports[k].path} {reports[k].location}".strip() for k in sorted(undecided)]
-        logger.warning("reports: %d reports are as close in date to several studies of their patient (%s%s) and "
-                       "link to none (quarantined as ambiguous_link): give their rows accession numbers",
-                       len(named), ", ".join(named[:5]), ", ..." * (len(named) > 5))
+        claimed_nearer.update(lost)
+    if undecided or claimed_nearer:
+        named = [f"{reports[k].path} {reports[k].location}".strip() for k in sorted({*undecided, *claimed_nearer})]
+        logger.warning("reports: %d reports are as close in date to several studies of their patient (%s%s), or "
+                       "farther from one than such a report, and link to none (quarantined as ambiguous_link): give "
+                       "their rows accession numbers", len(named), ", ".join(named[:5]), ", ..." * (len(named) > 5))
     return tuple(
         match if match is not None
         else Link(report, by_date[k], "patient_date") if k in by_date
-        else Link(report, None, "", candidates=undecided.get(k, ()))
+        else Link(report, None, "", candidates=undecided.get(k, ()), claimed_nearer=claimed_nearer.get(k, ()))
         for k, (report, match) in enumerate(zip(reports, matched, strict=True))
     )
 
 
 def _by_date(
     wants: Mapping[int, Sequence[tuple[bool, int, StudyKey]]],
-) -> tuple[dict[int, StudyKey], dict[int, tuple[StudyKey, ...]]]:
-    """One patient's links by date: report (index) -> study, and report -> the studies it is
-    equally close to, of a report left unlinked for that.
+) -> tuple[dict[int, StudyKey], dict[int, tuple[StudyKey, ...]], dict[int, tuple[StudyKey, ...]]]:
+    """One patient's links by date: report (index) -> study; report -> the studies it is equally
+    close to, of a report left unlinked for that; and report -> the studies it lost to such a
+    nearer report, of a report left unlinked for that.
 
     ``wants`` gives each report's studies in the window as (empty report, days, study). Closest
     pairs go first, reports with text before empty ones: a study takes the closest report (ties:
     the earlier in export order). A report whose closest free studies are several is held back, as
     which exam it reports cannot be told (two CTs of one day; one the day before, one the day
-    after): it takes the one of them that the other reports leave, else it links to none; a guess
-    would put a report beside another exam's volume, worse for a corpus than a missing pair.
+    after): it takes the one of them that the other reports as close leave, else it links to none;
+    a guess would put a report beside another exam's volume, worse for a corpus than a missing pair.
+    A study such a report holds is closer to it than to any farther report, so a farther report
+    passes it over as it does a taken one; one that finds no other study links to none: it took
+    the study whichever way the held report lay, and so decided that report's exam by export order.
     """
     taken: dict[str, int] = {}  # study UID -> report
     links: dict[int, StudyKey] = {}
     held: dict[int, tuple[tuple[bool, int, int], list[StudyKey]]] = {}  # report -> (rank, its closest studies)
+    lost: dict[int, dict[str, StudyKey]] = defaultdict(dict)  # report -> its studies a report held nearer holds
     for level in sorted({option[:2] for options in wants.values() for option in options}):
+        # held now: undecided at a nearer level (the loop below leaves none with a single free study)
+        holds = {s.study_uid for _, closest in held.values() for s in closest if s.study_uid not in taken}
         for k, options in wants.items():
-            if k not in links and k not in held and (
-                    closest := [s for *at, s in options if tuple(at) == level and s.study_uid not in taken]):
-                held[k] = ((*level, k), closest)
+            if k not in links and k not in held:
+                free = [s for *at, s in options if tuple(at) == level and s.study_uid not in taken]
+                lost[k].update((s.study_uid, s) for s in free if s.study_uid in holds)
+                if closest := [s for s in free if s.study_uid not in holds]:
+                    held[k] = ((*level, k), closest)
         while True:  # the first report by rank that has one study left takes it; one with none waits for a later level
             for k, (_, closest) in sorted(held.items(), key=lambda item: item[1][0]):
                 free = [s for s in closest if s.study_uid not in taken]
@@ -190,8 +206,12 @@ def _by_date(
                         break
             else:
                 break
-    return links, {k: tuple(sorted((s for s in closest if s.study_uid not in taken), key=lambda s: s.study_uid))
-                   for k, (_, closest) in held.items()}
+    return links, {k: _by_uid(s for s in closest if s.study_uid not in taken) for k, (_, closest) in held.items()}, {
+        k: _by_uid(studies.values()) for k, studies in lost.items() if studies and k not in links and k not in held}
+
+
+def _by_uid(studies: Iterable[StudyKey]) -> tuple[StudyKey, ...]:
+    return tuple(sorted(studies, key=lambda s: s.study_uid))
 
 
 def link_sr_reports(

@@ -354,6 +354,14 @@ def process_reports(
                 "images, so it is linked to none; give the export's rows accession numbers", path=report.path,
                 reason=QuarantineReason.AMBIGUOUS_LINK), STAGE, report_id))
             continue
+        if linked.study is None and linked.claimed_nearer:
+            quarantine.append(QuarantineEntry.from_error(ReportError(
+                f"{report.location}: it links by patient and date, and a report nearer in date to the study "
+                f"{', '.join(pseudonymize('stu', s.study_uid) for s in linked.claimed_nearer)} of its patient in its "
+                "window is as close to another study: whether it reports that exam turns on which one the nearer "
+                "report does, which cannot be told, so it is linked to none; give the export's rows accession "
+                "numbers", path=report.path, reason=QuarantineReason.AMBIGUOUS_LINK), STAGE, report_id))
+            continue
         if linked.study is None:
             quarantine.append(QuarantineEntry(
                 stage=STAGE, path=report.path, reason=QuarantineReason.ORPHAN_REPORT,
