@@ -98,6 +98,26 @@ def test_studies_sharing_an_accession_number_take_the_report_whatever_their_orde
     assert "also that of another study of the patient, which took the report" in entry.message
 
 
+def test_a_study_of_a_split_exam_takes_no_other_report_by_date(tmp_path):
+    """A modality split exam A1 into two studies; its report took the one, and a row of the day without
+    accession number (the same report from an export without that column, or another exam's) took
+    the other by date, a second report beside exam A1's images."""
+    studies = [StudyKey("1.1", "A1", "P1", "20240105"), StudyKey("1.2", "A1", "P1", "20240105")]
+    for number in ("A1", "a1"):  # the number as linking compares it
+        links = link_reports([_raw(number, "P1", "20240105"), _raw("", "P1", "20240105", "Rundherd.")], studies,
+                             window_days=3)
+        assert [(k.study and k.study.study_uid, k.method) for k in links] == [("1.1", "accession"), (None, "")]
+    # a study of the patient with another number, or none, still takes it
+    links = link_reports([_raw("A1", "P1", "20240105"), _raw("", "P1", "20240105", "Rundherd.")],
+                         [*studies, StudyKey("1.3", "", "P1", "20240105")], window_days=3)
+    assert [(k.study.study_uid, k.method) for k in links] == [("1.1", "accession"), ("1.3", "patient_date")]
+    path = _csv(tmp_path / "ris.csv", ("A1", "P1", "20240105", "Kein Erguss."), ("", "P1", "20240105", "Rundherd."))
+    result = process_reports([path], studies, pseudonymize=_tagged)
+    assert [r.study_id for r in result.reports] == ["stu-1.1"]
+    assert [(q.reason, q.item_id) for q in result.quarantine][1:] == [(QuarantineReason.NO_REPORT, "stu-1.2")]
+    assert result.quarantine[0].reason == QuarantineReason.ORPHAN_REPORT
+
+
 def test_a_study_without_a_report_is_named_by_a_file_and_its_accession_number(tmp_path):
     # its row had no path and a message that named no study: only the study's pseudonym told which it was
     path = _csv(tmp_path / "ris.csv", ("A1", "P1", "20240105", "Kein Erguss."))

@@ -54,9 +54,9 @@ def _has_accession(study: StudyKey) -> bool:
 
 def _by_accession(
     report: RawReport, own: Mapping[str, list[StudyKey]], requested: Mapping[str, list[StudyKey]]
-) -> tuple[Link | None, int]:
+) -> tuple[Link | None, tuple[StudyKey, ...]]:
     """The report's link by accession number (``None``: it has none, or no study carries it) and
-    how many studies of its patient carry it.
+    the studies of its patient that carry it (one exam's: none of them takes another report by date).
 
     Accession numbers are only unique within one RIS: a study of another patient with the number
     (two sites' counters, "00123" and "123") is never linked, the report is an orphan naming it;
@@ -66,15 +66,15 @@ def _by_accession(
     the studies.
     """
     if not (key := accession_key(report.accession_number)):
-        return None, 0
+        return None, ()
     for method, index in (("accession", own), ("requested_accession", requested)):
         if same := [s for s in index.get(key, ()) if _same_patient(report, s)]:
             first = min(same, key=lambda s: s.study_uid)
             if not report.patient_id and len({id_key(s.patient_id) for s in same if s.patient_id}) > 1:
-                return Link(report, None, "", conflict=first), 0
-            return Link(report, first, method), len(same)
+                return Link(report, None, "", conflict=first), ()
+            return Link(report, first, method), tuple(same)
     others = [*own.get(key, ()), *requested.get(key, ())]
-    return (Link(report, None, "", conflict=min(others, key=lambda s: s.study_uid)) if others else None), 0
+    return (Link(report, None, "", conflict=min(others, key=lambda s: s.study_uid)) if others else None), ()
 
 
 def _accession_index(studies: Sequence[StudyKey]) -> tuple[dict[str, list[StudyKey]], dict[str, list[StudyKey]]]:
@@ -109,10 +109,11 @@ def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, w
     ``conflict``. Otherwise, when the report or the study has no accession number (a report and a
     study with different numbers are different exams: an X-ray's report never goes to the CT of
     the day), the report goes to a study of the same patient at most ``window_days`` away that no other
-    report claims: a study takes one report, the closest in date (ties: the earlier in export order;
-    an empty row only when no report with text wants the study), so a report of another exam on the
-    same day never lands on a reported study and the result does not depend on the order of the
-    studies. A report as close to several free studies links to the one of them the other reports as
+    report claims (a report claims by its number each study of its patient carrying it: a split exam
+    takes no second report by date): a study takes one report, the closest in date (ties: the
+    earlier in export order; an empty row only when no report with text wants the study), so a
+    report of another exam on the same day never lands on a reported study and the result does not
+    depend on the order of the studies. A report as close to several free studies links to the one of them the other reports as
     close leave, else to none, with them as ``candidates`` (logged); a farther report passes over the
     studies it holds, and links to none with them as ``claimed_nearer`` where it finds no other.
     Anything else is an orphan (``study=None``).
@@ -130,10 +131,11 @@ def link_reports(reports: Sequence[RawReport], studies: Sequence[StudyKey], *, w
             by_patient[id_key(s.patient_id)].append((day, s))
     found = [_by_accession(r, own, requested) for r in reports]
     matched = [link for link, _ in found]
-    if ambiguous := sum(n > 1 for _, n in found):
+    if ambiguous := sum(len(same) > 1 for _, same in found):
         logger.warning("reports: the accession numbers of %d reports belong to several studies of their patient; "
                        "each report links to the one with the smallest StudyInstanceUID", ambiguous)
-    claimed = {m.study.study_uid for m in matched if m is not None and m.study is not None}
+    # a study of an exam whose report links by its number, the one that took it or another (a split exam), is reported
+    claimed = {s.study_uid for _, same in found for s in same}
     # the rest, patient by patient: (empty, days, study) of each study a report may be, by report
     wants: dict[str, dict[int, list[tuple[bool, int, StudyKey]]]] = defaultdict(dict)
     for k, (report, match) in enumerate(zip(reports, matched, strict=True)):
