@@ -24,8 +24,10 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from pydicom.dataelem import DataElement
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.tag import Tag
 from pydicom.uid import (
     CTImageStorage,
     DeflatedExplicitVRLittleEndian,
@@ -558,6 +560,78 @@ def test_accession_numbers_of_the_requested_procedures_are_read(
     assert fast.accession_number == "" and fast.requested_accession_numbers == ("ACC-CHEST", "ACC-ABD")
     monkeypatch.setattr(header_module, "_scan", lambda data: (_ for _ in ()).throw(header_module._Unparsable("forced")))
     assert read_instance(path, tmp_path) == dataclasses.replace(fast, reader="pydicom")
+
+
+def set_raw(path: Path, **values: str) -> None:
+    """Write each keyword's value as exactly this text (padded to even length), as exports write
+    numbers pydicom would refuse to write: "3A", "0,5", "1.0 x"."""
+    ds = pydicom.dcmread(path)
+    for keyword, text in values.items():
+        tag = Tag(tag_for_keyword(keyword))
+        raw = text.encode("ascii")
+        raw += b" " * (len(raw) % 2)
+        ds[tag] = RawDataElement(tag, dictionary_VR(tag), len(raw), raw, 0, False, True)
+    ds.save_as(path, enforce_file_format=True)
+
+
+@pytest.mark.parametrize(("keyword", "text", "field", "value"), [
+    # unambiguous: a decimal comma, an IS written as a whole float, blanks around it
+    ("SliceThickness", "2,0", "slice_thickness", 2.0),
+    ("PixelSpacing", "2,0\\2,0 ", "pixel_spacing", (2.0, 2.0)),
+    ("RescaleIntercept", " -1024,0", "rescale_intercept", -1024.0),
+    ("ImagePositionPatient", "-31\\-31,0\\-44", "position", (-31.0, -31.0, -44.0)),
+    ("InstanceNumber", " 4.0", "instance_number", 4),
+    # unreadable, but no slice needs them: read as absent
+    ("SeriesNumber", "3A", "series_number", None),
+    ("InstanceNumber", "12a", "instance_number", None),
+    ("InstanceNumber", "12.5", "instance_number", None),
+    ("AcquisitionNumber", "abc", "acquisition_number", None),
+    ("SliceThickness", "2 mm", "slice_thickness", None),
+])
+def test_a_header_number_written_unambiguously_or_unreadable_where_optional_keeps_its_slice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    keyword: str, text: str, field: str, value: object,
+) -> None:
+    # A value float() or int() refused quarantined the whole file as missing_geometry ("lacks
+    # ImagePositionPatient ..."), though its geometry was there: the slice was lost, the reason misled
+    paths = write_series(tmp_path, phantom(12), reverse_numbers=False)
+    set_raw(paths[3], **{keyword: text})
+    with caplog.at_level("WARNING"):
+        record = read_both(paths[3], tmp_path, monkeypatch)
+    assert record.reason is None and getattr(record, field) == (pytest.approx(value) if value else value)
+    named = [r.getMessage() for r in caplog.records if r.name == "ctcorpus.ingest.header" and "is no number" in r.getMessage()]
+    if value is None:  # once per read, naming the file, the tag and the value
+        tag = Tag(tag_for_keyword(keyword))
+        message = f"header value is no number file={paths[3].name}: {keyword} ({tag.group:04X},{tag.element:04X}) {text!r}: read as absent"
+        assert named == [message] * 2
+    else:
+        assert named == []
+    index = index_export(tmp_path, cfg())
+    assert not index.quarantine
+    (stack,) = plan_stacks(index, cfg())
+    assert len(stack.instances) == 12
+
+
+@pytest.mark.parametrize(("keyword", "text", "reason"), [
+    ("PixelSpacing", "0,7\\0.7x", QuarantineReason.INVALID_GEOMETRY),
+    ("ImagePositionPatient", "-31\\-31\\-44,0,0", QuarantineReason.INVALID_GEOMETRY),
+    ("ImageOrientationPatient", "1\\0\\0\\0\\1\\O", QuarantineReason.INVALID_GEOMETRY),
+    ("RescaleSlope", "1.0 x", QuarantineReason.INVALID_RESCALE),
+    ("RescaleIntercept", "-1024HU", QuarantineReason.INVALID_RESCALE),
+])
+def test_an_unreadable_number_a_slice_needs_quarantines_it_naming_the_tag_and_the_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keyword: str, text: str, reason: QuarantineReason
+) -> None:
+    paths = write_series(tmp_path, phantom(12), reverse_numbers=False)
+    set_raw(paths[3], **{keyword: text})
+    record = read_both(paths[3], tmp_path, monkeypatch)
+    assert record.reason is reason
+    log = QuarantineLog()
+    index = index_export(tmp_path, cfg(), on_error=log)
+    assert [(q.path, q.reason) for q in index.quarantine] == [(paths[3].name, reason)]
+    tag = Tag(tag_for_keyword(keyword))
+    assert index.quarantine[0].message.endswith(f"({keyword} ({tag.group:04X},{tag.element:04X}) {text!r} is no number)")
+    assert len(index.usable) == 11
 
 
 @pytest.fixture(scope="session")

@@ -144,6 +144,12 @@ _LATIN1_CHARSETS = frozenset(c for c, codec in _FAST_CHARSETS.items() if codec =
 _UTF8_CHARSET = "ISO_IR 192"
 #: A DA value: YYYYMMDD, or with "." (ACR-NEMA, which PS3.5 asks readers to accept), "-" or "/" between.
 _DATE = re.compile(r"(\d{4})([-./]?)(\d{2})\2(\d{2})")
+#: A DS or IS value: a decimal number, its decimal mark a point or (exports in German or French
+#: locales) a comma, which is unambiguous: neither VR has a thousands separator or a list in a value.
+_DECIMAL = re.compile(r"[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?")
+#: Numbers no slice needs (stacks are ordered by position, split without them): one that cannot be
+#: read is absent. Any other (geometry, rescale) is read as NaN, which its slice's check refuses.
+_OPTIONAL_NUMBERS = frozenset({"SeriesNumber", "AcquisitionNumber", "InstanceNumber", "NumberOfFrames", "SliceThickness"})
 
 Getter = Callable[[str], Any]
 
@@ -402,10 +408,30 @@ def _date(value: str) -> str:
     return value if match is None else match[1] + match[3] + match[4]
 
 
-def _fast_getter(values: dict[int, bytes], notes: dict[str, str]) -> Getter:
+def _numbers(keyword: str, kind: str, text: str, malformed: dict[str, str]) -> Any:
+    """The IS or DS value ``text`` of ``keyword`` as ``kind`` says (int, float: its first value;
+    floats: each), read where its meaning is unambiguous: blanks around a value, a decimal comma,
+    an IS written as a whole number with a point ("12.0").
+
+    A value that cannot be read ("3A", "1.0 x", "12.5" for an IS) goes to ``malformed`` and is read
+    as absent where no slice needs it (:data:`_OPTIONAL_NUMBERS`), else as NaN, which its slice's
+    check refuses naming it (:func:`_naming_malformed`): the ValueError of ``float("0,5")`` quarantined
+    the whole file as ``missing_geometry``, though its geometry was there."""
+    parts = [p.strip(" \x00") for p in text.split("\\")]
+    values = [float(p.replace(",", ".")) if _DECIMAL.fullmatch(p) else math.nan for p in parts[: 1 if kind != "floats" else None]]
+    if any(math.isnan(v) for v in values) or (kind == "int" and not values[0].is_integer()):
+        malformed[keyword] = text
+        if keyword in _OPTIONAL_NUMBERS:
+            return None
+    if kind == "int":
+        return int(values[0])
+    return values[0] if kind == "float" else tuple(values)
+
+
+def _fast_getter(values: dict[int, bytes], notes: dict[str, str], malformed: dict[str, str]) -> Getter:
     """The scanned values' getter, decoding text as the file's SpecificCharacterSet says (a UTF-8
     name read as Latin-1, "MÃ¼ller", would match no report and be scrubbed nowhere), or as its
-    bytes say where they contradict it (:func:`_decoded`)."""
+    bytes say where they contradict it (:func:`_decoded`), numbers as :func:`_numbers` reads them."""
     charset = values.get(_TAGS["SpecificCharacterSet"][0], b"").decode("latin-1").strip(" \x00")
     codec = _FAST_CHARSETS.get(charset)
     if codec is None:
@@ -426,19 +452,14 @@ def _fast_getter(values: dict[int, bytes], notes: dict[str, str]) -> Getter:
             return tuple(parts)
         if kind == "accessions":
             return tuple(p for p in parts if p)
-        if not text:
-            return None
-        if kind == "int":
-            return int(float(parts[0]))
-        if kind == "float":
-            return float(parts[0])
-        return tuple(float(p) for p in parts)
+        return _numbers(keyword, kind, text, malformed) if text else None
 
     return get
 
 
-def _pydicom_getter(ds: pydicom.Dataset, notes: dict[str, str]) -> Getter:
-    """The getter of a dataset pydicom read, its text corrected as the fast scanner's (:func:`_decoded`)."""
+def _pydicom_getter(ds: pydicom.Dataset, notes: dict[str, str], malformed: dict[str, str]) -> Getter:
+    """The getter of a dataset pydicom read, its text corrected and its numbers read as the fast
+    scanner's (:func:`_decoded`, :func:`_numbers`: pydicom keeps a value it cannot convert as text)."""
     declared = ds.get("SpecificCharacterSet") or ""
     charset = "\\".join(declared) if isinstance(declared, pydicom.multival.MultiValue) else str(declared).strip()
 
@@ -459,11 +480,10 @@ def _pydicom_getter(ds: pydicom.Dataset, notes: dict[str, str]) -> Getter:
                 return ()
             numbers = (_text(str(item.get("AccessionNumber") or ""), charset, keyword, notes) for item in value)
             return tuple(n for n in numbers if n)
-        if kind in ("int", "us"):
+        if kind == "us":
             return int(value[0] if isinstance(value, pydicom.multival.MultiValue) else value)
-        if kind == "float":
-            return float(value[0] if isinstance(value, pydicom.multival.MultiValue) else value)
-        return tuple(float(v) for v in value)
+        items = value if isinstance(value, pydicom.multival.MultiValue) else [value]
+        return _numbers(keyword, kind, "\\".join(str(v) for v in items), malformed)
 
     return get
 
@@ -488,7 +508,7 @@ def _pixel_location(data: FileBytes, offset: int) -> tuple[int, int, int]:
     return start, length, tag
 
 
-def _read_pydicom(data: FileBytes, path: str, notes: dict[str, str]) -> tuple[Getter, str, int, int, int]:
+def _read_pydicom(data: FileBytes, path: str, notes: dict[str, str], malformed: dict[str, str]) -> tuple[Getter, str, int, int, int]:
     """Fallback reader; raises IngestError(not_dicom) unless the bytes really parse as DICOM."""
     preamble = len(data) >= 132 and data[128:132] == b"DICM"
     handle = _file_object(data)
@@ -513,7 +533,7 @@ def _read_pydicom(data: FileBytes, path: str, notes: dict[str, str]) -> tuple[Ge
         offset, length, tag = _pydicom_pixel_location(data, handle.tell(), transfer_syntax, preamble)
     except Exception as exc:  # noqa: BLE001 - a bad VR on PixelData, elements after it pydicom cannot parse
         raise _unparsable(exc, preamble, path) from None
-    return _pydicom_getter(ds, notes), transfer_syntax, offset, length, tag
+    return _pydicom_getter(ds, notes, malformed), transfer_syntax, offset, length, tag
 
 
 def _file_object(data: FileBytes) -> io.BytesIO | mmap.mmap:
@@ -653,9 +673,10 @@ def _read_header(data: FileBytes, size: int, read_at: ReadAt, path: str, rel_pat
         return ()
     whole = len(data) == size
     notes: dict[str, str] = {}  # element keyword -> how its text was read against the declared character set
+    malformed: dict[str, str] = {}  # element keyword -> its number that could not be read (_numbers)
     try:
         values, transfer_syntax, offset, length, pixel_tag = _scan(data)
-        get, reader = _fast_getter(values, notes), "fast"
+        get, reader = _fast_getter(values, notes, malformed), "fast"
         if offset < 0 and not whole:  # no PixelData in the first bytes: it may come after them
             raise _BeyondPrefix
     except _Truncated:
@@ -669,7 +690,7 @@ def _read_header(data: FileBytes, size: int, read_at: ReadAt, path: str, rel_pat
     except (_Unparsable, UnicodeDecodeError, ValueError):
         if not whole:
             raise _BeyondPrefix from None
-        get, transfer_syntax, offset, length, pixel_tag = _read_pydicom(data, rel_path, notes)
+        get, transfer_syntax, offset, length, pixel_tag = _read_pydicom(data, rel_path, notes, malformed)
         reader = "pydicom"
     if length == _UNDEFINED:
         length = _fragments_end(read_at, size, offset, transfer_syntax) - offset
@@ -680,12 +701,36 @@ def _read_header(data: FileBytes, size: int, read_at: ReadAt, path: str, rel_pat
         record = _build(get, path, rel_path, size, sha256, transfer_syntax, offset, length, reader)
         if notes:  # the getter noted them as _build read the text
             record = dataclasses.replace(record, charset_note="; ".join(f"{k} {how}" for k, how in sorted(notes.items())))
-        if pixel_tag != _PIXEL_DATA:
-            return (_float_pixels(record, pixel_tag),)
-        return _slices(record, data)
+        slices = (_float_pixels(record, pixel_tag),) if pixel_tag != _PIXEL_DATA else _slices(record, data)
     except Exception as exc:  # noqa: BLE001 - pydicom decodes values as they are read: a bad VR or byte count fails here
         raise IngestError(f"a header value is malformed ({type(exc).__name__}: {exc}); re-export the file",
                           reason=QuarantineReason.MISSING_GEOMETRY, path=rel_path) from None
+    absent = [_described(k, text) + ": read as absent" for k, text in malformed.items() if k in _OPTIONAL_NUMBERS]
+    if absent:
+        log.warning("header value is no number file=%s: %s", rel_path, "; ".join(absent))
+    return tuple(_naming_malformed(s, malformed) for s in slices)
+
+
+def _described(keyword: str, text: str) -> str:
+    """An element's keyword, tag and value, as a user finds it in a DICOM viewer."""
+    tag = _TAGS[keyword][0]
+    return f"{keyword} ({tag >> 16:04X},{tag & 0xFFFF:04X}) {text!r}"
+
+
+#: The numbers each reason's check reads: NaN where :func:`_numbers` could not read them.
+_CHECKED_NUMBERS = {
+    QuarantineReason.INVALID_GEOMETRY: ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"),
+    QuarantineReason.INVALID_RESCALE: ("RescaleSlope", "RescaleIntercept"),
+}
+
+
+def _naming_malformed(record: InstanceRecord, malformed: dict[str, str]) -> InstanceRecord:
+    """``record``, its detail naming the values its reason's check refused because they could not be
+    read: "not a number" alone does not say which of the file's values to look at."""
+    named = [_described(k, malformed[k]) + " is no number" for k in _CHECKED_NUMBERS.get(record.reason, ()) if k in malformed]
+    if not named:
+        return record
+    return dataclasses.replace(record, detail="; ".join(filter(None, (record.detail, *named))))
 
 
 def _build(
