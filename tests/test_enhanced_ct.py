@@ -9,7 +9,11 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
 from pydicom.pixels import pixel_array
+from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
 from ctcorpus.config.ingest import IngestConfig
@@ -162,6 +166,54 @@ def test_a_frame_without_a_position_quarantines_its_file(tmp_path: Path) -> None
     ds.save_as(path)
     reason, message = _refused(tmp_path)
     assert reason is QuarantineReason.MISSING_GEOMETRY and "frame 7 has no PlanePositionSequence" in message
+
+
+def _set_raw(item: Dataset, keyword: str, text: str, vr: str | None = None) -> None:
+    """Write ``keyword`` in a functional group item as exactly this text ("2,0", "1A"), as ``vr`` (its own)."""
+    tag = Tag(tag_for_keyword(keyword))
+    raw = text.encode("ascii") + b" " * (len(text) % 2)
+    item[tag] = RawDataElement(tag, vr or dictionary_VR(tag), len(raw), raw, 0, False, True)
+
+
+def test_frame_numbers_with_a_decimal_comma_are_read_and_an_unreadable_acquisition_number_is_absent(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # float("2,0") raised: the whole file was quarantined as missing_geometry, its frames lost
+    hu = images()
+    path = tmp_path / "ct.dcm"
+    write_enhanced_series(header(), list(hu), placements(), path)
+    ds = pydicom.dcmread(path)
+    measures = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    _set_raw(measures, "SliceThickness", "2,0")
+    _set_raw(measures, "PixelSpacing", "0,7\\0,8")
+    _set_raw(ds.PerFrameFunctionalGroupsSequence[6].PlanePositionSequence[0], "ImagePositionPatient", "-10\\-12\\-38,0")
+    # a US, written as the IS of AcquisitionNumber it was copied from
+    _set_raw(ds.PerFrameFunctionalGroupsSequence[2].FrameContentSequence[0], "FrameAcquisitionNumber", "1A", "IS")
+    ds.save_as(path)
+    with caplog.at_level("WARNING"):
+        index = index_export(tmp_path, cfg(), on_error=QuarantineLog())
+    assert not index.quarantine and len(index.usable) == N
+    assert [r.acquisition_number for r in index.usable if r.frame == 3] == [None]
+    assert [r.slice_thickness for r in index.usable] == [2.0] * N and {r.pixel_spacing for r in index.usable} == {(0.7, 0.8)}
+    named = [r.getMessage() for r in caplog.records if "is no number" in r.getMessage()]
+    assert named == ["header value is no number file=ct.dcm: FrameAcquisitionNumber (0020,9156) '1A': read as absent"]
+    assert np.array_equal(volume(tmp_path).array, hu)
+
+
+def test_an_unreadable_rescale_of_a_frame_quarantines_that_frame_naming_the_value(tmp_path: Path) -> None:
+    path = tmp_path / "ct.dcm"
+    write_enhanced_series(header(), list(images()), placements(), path)
+    ds = pydicom.dcmread(path)
+    rescale = Dataset()
+    rescale.RescaleIntercept, rescale.RescaleType = "-1024", "HU"
+    _set_raw(rescale, "RescaleSlope", "1.0 x")
+    ds.PerFrameFunctionalGroupsSequence[3].PixelValueTransformationSequence = [rescale]
+    ds.save_as(path)
+    index = index_export(tmp_path, cfg(), on_error=QuarantineLog())
+    assert len(index.usable) == N - 1
+    (entry,) = index.quarantine
+    assert entry.reason is QuarantineReason.INVALID_RESCALE and entry.message.startswith("ct.dcm frame 4 has a RescaleSlope")
+    assert entry.message.endswith("(RescaleSlope (0028,1053) '1.0 x' is no number)")
 
 
 def test_the_real_enhanced_ct_sample(shared_data: Path, tmp_path: Path) -> None:

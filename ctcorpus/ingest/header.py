@@ -33,6 +33,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 import pydicom
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import get_decoder
@@ -149,7 +150,8 @@ _DATE = re.compile(r"(\d{4})([-./]?)(\d{2})\2(\d{2})")
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?")
 #: Numbers no slice needs (stacks are ordered by position, split without them): one that cannot be
 #: read is absent. Any other (geometry, rescale) is read as NaN, which its slice's check refuses.
-_OPTIONAL_NUMBERS = frozenset({"SeriesNumber", "AcquisitionNumber", "InstanceNumber", "NumberOfFrames", "SliceThickness"})
+_OPTIONAL_NUMBERS = frozenset({"SeriesNumber", "AcquisitionNumber", "InstanceNumber", "NumberOfFrames", "SliceThickness",
+                               "FrameAcquisitionNumber"})
 
 Getter = Callable[[str], Any]
 
@@ -482,10 +484,15 @@ def _pydicom_getter(ds: pydicom.Dataset, notes: dict[str, str], malformed: dict[
             return tuple(n for n in numbers if n)
         if kind == "us":
             return int(value[0] if isinstance(value, pydicom.multival.MultiValue) else value)
-        items = value if isinstance(value, pydicom.multival.MultiValue) else [value]
-        return _numbers(keyword, kind, "\\".join(str(v) for v in items), malformed)
+        return _numbers(keyword, kind, _number_text(value), malformed)
 
     return get
+
+
+def _number_text(value: Any) -> str:
+    """A DS or IS value pydicom read, as text for :func:`_numbers`: pydicom keeps one it cannot convert as a str."""
+    items = value if isinstance(value, pydicom.multival.MultiValue) else [value]
+    return "\\".join(str(v) for v in items)
 
 
 #: The VRs the pixel elements may have: their first letter is an odd byte, no even implicit length starts so.
@@ -701,19 +708,19 @@ def _read_header(data: FileBytes, size: int, read_at: ReadAt, path: str, rel_pat
         record = _build(get, path, rel_path, size, sha256, transfer_syntax, offset, length, reader)
         if notes:  # the getter noted them as _build read the text
             record = dataclasses.replace(record, charset_note="; ".join(f"{k} {how}" for k, how in sorted(notes.items())))
-        slices = (_float_pixels(record, pixel_tag),) if pixel_tag != _PIXEL_DATA else _slices(record, data)
+        slices = (_float_pixels(record, pixel_tag),) if pixel_tag != _PIXEL_DATA else _slices(record, data, malformed)
     except Exception as exc:  # noqa: BLE001 - pydicom decodes values as they are read: a bad VR or byte count fails here
         raise IngestError(f"a header value is malformed ({type(exc).__name__}: {exc}); re-export the file",
                           reason=QuarantineReason.MISSING_GEOMETRY, path=rel_path) from None
     absent = [_described(k, text) + ": read as absent" for k, text in malformed.items() if k in _OPTIONAL_NUMBERS]
     if absent:
         log.warning("header value is no number file=%s: %s", rel_path, "; ".join(absent))
-    return tuple(_naming_malformed(s, malformed) for s in slices)
+    return slices
 
 
 def _described(keyword: str, text: str) -> str:
     """An element's keyword, tag and value, as a user finds it in a DICOM viewer."""
-    tag = _TAGS[keyword][0]
+    tag = tag_for_keyword(keyword)
     return f"{keyword} ({tag >> 16:04X},{tag & 0xFFFF:04X}) {text!r}"
 
 
@@ -811,16 +818,18 @@ def _float_pixels(record: InstanceRecord, tag: int) -> InstanceRecord:
                                detail=f"its pixels are {_PIXEL_ELEMENTS[tag]} ({tag >> 16:04X},{tag & 0xFFFF:04X}), not PixelData")
 
 
-def _checked(record: InstanceRecord) -> InstanceRecord:
-    """``record`` with the reason :func:`instance_problem` finds, if any."""
+def _checked(record: InstanceRecord, malformed: dict[str, str]) -> InstanceRecord:
+    """``record`` with the reason :func:`instance_problem` finds, if any, naming the numbers in
+    ``malformed`` its check refused (:func:`_naming_malformed`)."""
     problem = instance_problem(record)
-    return record if problem is None else dataclasses.replace(record, reason=problem)
+    return record if problem is None else _naming_malformed(dataclasses.replace(record, reason=problem), malformed)
 
 
-def _slices(record: InstanceRecord, data: FileBytes) -> tuple[InstanceRecord, ...]:
+def _slices(record: InstanceRecord, data: FileBytes, malformed: dict[str, str]) -> tuple[InstanceRecord, ...]:
     """The slices of the file ``record`` read: itself, or one record per frame of a multi-frame CT
-    file (the file alone, with the reason, when its frames cannot be a volume's slices)."""
-    checked = _checked(record)
+    file (the file alone, with the reason, when its frames cannot be a volume's slices). The numbers
+    of the file that could not be read are in ``malformed``; the frames' are added to it."""
+    checked = _checked(record, malformed)
     if checked.reason is not QuarantineReason.UNSUPPORTED_MULTIFRAME:
         return (checked,)
     if record.sop_class_uid not in MULTI_FRAME_CT:
@@ -828,10 +837,9 @@ def _slices(record: InstanceRecord, data: FileBytes) -> tuple[InstanceRecord, ..
                                                     "object, which places no frame"),)
     ds = pydicom.dcmread(_file_object(data), stop_before_pixels=True, force=True)
     try:
-        frames = _frames(record, ds)
+        return _frames(record, ds, malformed)
     except _NotSlices as refused:
         return (dataclasses.replace(record, reason=refused.reason, detail=str(refused)),)
-    return tuple(_checked(frame) for frame in frames)
 
 
 class _NotSlices(Exception):
@@ -857,15 +865,23 @@ def _group_value(groups: tuple[pydicom.Dataset, ...], macro: str, keyword: str) 
     return None
 
 
-def _floats(value: Any, n: int) -> tuple[float, ...] | None:
-    return tuple(float(v) for v in value[:n]) if value is not None and len(value) >= n else None
+def _group_number(groups: tuple[pydicom.Dataset, ...], macro: str, keyword: str, kind: str, malformed: dict[str, str]) -> Any:
+    """``keyword`` of ``groups`` (:func:`_group_value`) read as :func:`_numbers` reads the file's numbers."""
+    value = _group_value(groups, macro, keyword)
+    return None if value is None else _numbers(keyword, kind, _number_text(value), malformed)
 
 
-def _frames(record: InstanceRecord, ds: pydicom.Dataset) -> tuple[InstanceRecord, ...]:
-    """One record per frame of an Enhanced CT file: geometry, rescale, frame type and acquisition
+def _first(values: tuple[float, ...] | None, n: int) -> tuple[float, ...] | None:
+    return values[:n] if values is not None and len(values) >= n else None
+
+
+def _frames(record: InstanceRecord, ds: pydicom.Dataset, malformed: dict[str, str]) -> tuple[InstanceRecord, ...]:
+    """One checked record per frame of an Enhanced CT file: geometry, rescale, frame type and acquisition
     number from its functional groups, image number its frame number (in a concatenation, a series
     split into several files, counted on from the files before it, as viewers number it), an
-    uncompressed frame's pixels located in PixelData; raises :class:`_NotSlices` for frames no volume is made of."""
+    uncompressed frame's pixels located in PixelData; raises :class:`_NotSlices` for frames no volume is made of.
+    A frame's numbers that cannot be read are named in its own quarantine message, and added to
+    ``malformed`` (the file's) once the frames are read."""
     shared = tuple(ds.get("SharedFunctionalGroupsSequence") or ())[:1]
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or ()
     n = record.number_of_frames
@@ -876,12 +892,14 @@ def _frames(record: InstanceRecord, ds: pydicom.Dataset) -> tuple[InstanceRecord
     first = int(ds.get("ConcatenationFrameOffsetNumber") or 0)  # frames in the concatenation's files before this one
     split = (record.transfer_syntax in NATIVE_LE and record.bits_allocated % 8 == 0
              and record.pixel_length >= n * frame_bytes)
-    frames = []
+    frames: list[InstanceRecord] = []
+    unread: dict[str, str] = {}  # the frames' numbers that could not be read
     for k, group in enumerate(per_frame):
         groups = (group, *shared)
-        position = _floats(_group_value(groups, "PlanePositionSequence", "ImagePositionPatient"), 3)
-        orientation = _floats(_group_value(groups, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
-        spacing = _floats(_group_value(groups, "PixelMeasuresSequence", "PixelSpacing"), 2)
+        own: dict[str, str] = {}  # this frame's
+        position = _first(_group_number(groups, "PlanePositionSequence", "ImagePositionPatient", "floats", own), 3)
+        orientation = _first(_group_number(groups, "PlaneOrientationSequence", "ImageOrientationPatient", "floats", own), 6)
+        spacing = _first(_group_number(groups, "PixelMeasuresSequence", "PixelSpacing", "floats", own), 2)
         if position is None or orientation is None or spacing is None:
             raise _NotSlices(QuarantineReason.MISSING_GEOMETRY, f"frame {k + 1} has no PlanePositionSequence, "
                              "PlaneOrientationSequence or PixelMeasuresSequence in its functional groups")
@@ -890,31 +908,33 @@ def _frames(record: InstanceRecord, ds: pydicom.Dataset) -> tuple[InstanceRecord
         if frame_type[:1] == ("DERIVED",) and frame_type[3:4] and frame_type[3] not in _HU_CONTRASTS:
             raise _NotSlices(QuarantineReason.UNSUPPORTED_MULTIFRAME, "frame type " + "\\".join(frame_type) + ": a derived "
                              f"{frame_type[3]} map, not CT numbers of anatomy")
-        thickness = _group_value(groups, "PixelMeasuresSequence", "SliceThickness")
-        slope = _group_value(groups, "PixelValueTransformationSequence", "RescaleSlope")
-        intercept = _group_value(groups, "PixelValueTransformationSequence", "RescaleIntercept")
+        thickness = _group_number(groups, "PixelMeasuresSequence", "SliceThickness", "float", own)
+        slope = _group_number(groups, "PixelValueTransformationSequence", "RescaleSlope", "float", own)
+        intercept = _group_number(groups, "PixelValueTransformationSequence", "RescaleIntercept", "float", own)
         rescale_type = _group_value(groups, "PixelValueTransformationSequence", "RescaleType")
-        acquisition = _group_value(groups, "FrameContentSequence", "FrameAcquisitionNumber")
-        frames.append(dataclasses.replace(
+        acquisition = _group_number(groups, "FrameContentSequence", "FrameAcquisitionNumber", "int", own)
+        frames.append(_checked(dataclasses.replace(
             record,
             frame=k + 1,
             instance_number=first + k + 1,
             position=position,
             orientation=orientation,
             pixel_spacing=spacing,
-            slice_thickness=record.slice_thickness if thickness is None else _thickness(float(thickness)),
-            rescale_slope=record.rescale_slope if slope is None else float(slope),
-            rescale_intercept=record.rescale_intercept if intercept is None else float(intercept),
+            slice_thickness=record.slice_thickness if thickness is None else _thickness(thickness),
+            rescale_slope=record.rescale_slope if slope is None else slope,
+            rescale_intercept=record.rescale_intercept if intercept is None else intercept,
             rescale_type=record.rescale_type if rescale_type is None else str(rescale_type).strip().upper(),
             has_intercept=record.has_intercept or intercept is not None,
             image_type=frame_type or record.image_type,
-            acquisition_number=record.acquisition_number if acquisition is None else int(acquisition),
+            acquisition_number=record.acquisition_number if acquisition is None else acquisition,
             pixel_offset=record.pixel_offset + k * frame_bytes if split else record.pixel_offset,
             pixel_length=frame_bytes if split else record.pixel_length,
-        ))
+        ), malformed | own))
+        unread |= {key: text for key, text in own.items() if key not in unread}
     if len(set(orientation_clusters([f.orientation or () for f in frames]))) > 1:
         raise _NotSlices(QuarantineReason.UNSUPPORTED_MULTIFRAME, "its frames lie in several orientations (a radial "
                          "or mixed reformat)")
+    malformed.update({key: text for key, text in unread.items() if key not in malformed})
     return tuple(frames)
 
 
