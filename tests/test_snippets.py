@@ -308,6 +308,11 @@ POSITIVES: list[tuple[str, str | None, list[tuple[int | None, tuple[int, ...]]]]
 ]
 
 NEGATIVES: list[tuple[str, str | None]] = [
+    # a count of a series' images after a colon, not a reference to its last image
+    ("Number of images in series 3: 300", "en"),
+    ("Images in series 2: 412", "en"),
+    ("Anzahl der Bilder in Serie 3: 320", "de"),
+    ("beelden van serie 3: 300", "nl"),
     ("Compared with the CT on 3/4/2021, no change.", "en"),
     ("Prior study dated (12/03), stable.", "en"),
     ("Seen previously on (3/45).", "en"),

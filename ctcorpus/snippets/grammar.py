@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to the grammar can change what is mined (recorded as the producer).
-GRAMMAR_VERSION = "30"
+GRAMMAR_VERSION = "31"
 
 _LANGUAGES: tuple[str, ...] = ("en", "de", "nl")
 
@@ -288,9 +288,12 @@ def _compiled(languages: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
             rf"(?:(?-i:I)[ \t]*|(?(g_space)(?!)|i))(?P<g_i>{numbers})"
         ),
         # the image word before its series, the numbers after it ("images from series 3, 45-47"): one number or
-        # range only, checked by _is_reference, since "images from series 3, 4 and 5" lists series
+        # range only, checked by _is_reference, since "images from series 3, 4 and 5" lists series; a colon only after
+        # "from" ("Bilder aus Serie 3: 45"), as one after "in" or "of" counts the series' images ("Number of images
+        # in series 3: 300", "Anzahl der Bilder in Serie 3: 320")
         ReferenceForm.IMAGES_OF_SERIES: (
-            rf"{strong_image}\s+{connector}\s+(?:{article}\s+)?{series}{_SP}(?P<h_s>{_SERIES_NUM}){_SP}[,:]{_SP}"
+            rf"{strong_image}\s+(?:(?P<h_from>from|aus|uit)|{connector})\s+(?:{article}\s+)?{series}{_SP}"
+            rf"(?P<h_s>{_SERIES_NUM}){_SP}(?:,|(?(h_from):|(?!))){_SP}"
             rf"(?P<h_i>{numbers})"
         ),
     }
