@@ -618,6 +618,8 @@ def test_a_header_number_written_unambiguously_or_unreadable_where_optional_keep
     ("ImageOrientationPatient", "1\\0\\0\\0\\1\\O", QuarantineReason.INVALID_GEOMETRY),
     ("RescaleSlope", "1.0 x", QuarantineReason.INVALID_RESCALE),
     ("RescaleIntercept", "-1024HU", QuarantineReason.INVALID_RESCALE),
+    # a comma that may group thousands (en-US): read as a decimal, every HU value was 1,023 too high
+    ("RescaleIntercept", "-1,024", QuarantineReason.INVALID_RESCALE),
 ])
 def test_an_unreadable_number_a_slice_needs_quarantines_it_naming_the_tag_and_the_value(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keyword: str, text: str, reason: QuarantineReason

@@ -148,6 +148,10 @@ _DATE = re.compile(r"(\d{4})([-./]?)(\d{2})\2(\d{2})")
 #: A DS or IS value: a decimal number, its decimal mark a point or (exports in German or French
 #: locales) a comma, which is unambiguous: neither VR has a thousands separator or a list in a value.
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?")
+#: A comma that may group thousands instead (en-US digit grouping: "-1,024", "2,000"): one to three
+#: digits, not a lone 0, before it and three after it. Read as a decimal, a RescaleIntercept of
+#: "-1,024" made every HU value 1,023 too high, unwarned: such a value is not read.
+_GROUPED_THOUSANDS = re.compile(r"[+-]?[1-9]\d{0,2},\d{3}")
 #: Numbers no slice needs (stacks are ordered by position, split without them): one that cannot be
 #: read is absent. Any other (geometry, rescale) is read as NaN, which its slice's check refuses.
 _OPTIONAL_NUMBERS = frozenset({"SeriesNumber", "AcquisitionNumber", "InstanceNumber", "NumberOfFrames", "SliceThickness",
@@ -412,15 +416,17 @@ def _date(value: str) -> str:
 
 def _numbers(keyword: str, kind: str, text: str, malformed: dict[str, str]) -> Any:
     """The IS or DS value ``text`` of ``keyword`` as ``kind`` says (int, float: its first value;
-    floats: each), read where its meaning is unambiguous: blanks around a value, a decimal comma,
-    an IS written as a whole number with a point ("12.0").
+    floats: each), read where its meaning is unambiguous: blanks around a value, a decimal comma
+    (not one that may group thousands: :data:`_GROUPED_THOUSANDS`), an IS written as a whole number
+    with a point ("12.0").
 
     A value that cannot be read ("3A", "1.0 x", "12.5" for an IS) goes to ``malformed`` and is read
     as absent where no slice needs it (:data:`_OPTIONAL_NUMBERS`), else as NaN, which its slice's
     check refuses naming it (:func:`_naming_malformed`): the ValueError of ``float("0,5")`` quarantined
     the whole file as ``missing_geometry``, though its geometry was there."""
     parts = [p.strip(" \x00") for p in text.split("\\")]
-    values = [float(p.replace(",", ".")) if _DECIMAL.fullmatch(p) else math.nan for p in parts[: 1 if kind != "floats" else None]]
+    values = [float(p.replace(",", ".")) if _DECIMAL.fullmatch(p) and not _GROUPED_THOUSANDS.fullmatch(p) else math.nan
+              for p in parts[: 1 if kind != "floats" else None]]
     if any(math.isnan(v) for v in values) or (kind == "int" and not values[0].is_integer()):
         malformed[keyword] = text
         if keyword in _OPTIONAL_NUMBERS:
