@@ -126,7 +126,7 @@ def test_a_section_or_list_whose_entries_are_all_commented_out_keeps_its_default
 
 def test_an_hu_clip_that_leaves_the_segmenter_no_air_is_refused() -> None:
     """Volumes are segmented as stored: clipped at -200 HU, the fallback read the whole field of view as body."""
-    with pytest.raises(ConfigError, match=r"ingest\.hu_clip starts at -200 HU, not below -500 HU"):
+    with pytest.raises(ConfigError, match=r"invalid configuration: Value error, ingest\.hu_clip starts at -200 HU, not below -500 HU"):
         config_from_dict({"ingest": {"hu_clip": [-200, 300]}})
     assert config_from_dict({"ingest": {"hu_clip": [-600, 1000]}}).ingest.hu_clip == (-600, 1000)
     with pytest.raises(ConfigError, match=r"not below -700 HU"):  # the segmenter's own thresholds decide

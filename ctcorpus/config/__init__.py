@@ -76,7 +76,7 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> CorpusConf
     try:
         return CorpusConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{_field_path(e['loc'])}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"{_field_path(e['loc'])}: {e['msg']}" if e["loc"] else e["msg"] for e in exc.errors())
         raise ConfigError(f"invalid configuration: {problems}", path=source) from None
 
 
