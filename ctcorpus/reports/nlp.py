@@ -586,6 +586,8 @@ def _list_reaches_back(lower: str, left_bound: int, m_start: int, t_start: int, 
 #: clause's verb.
 _CLAUSE_OPENER = re.compile(r"(?:,|\b(?:and|und))\s+(?:(?P<article>" + trie_regex(lexicon.CLAUSE_ARTICLES) + r")\s+)?")
 _CLAUSE_VERB = re.compile(r"\b(?:" + trie_regex(lexicon.CLAUSE_VERBS) + r")\b")
+#: A clause opener with its definite article (``_CLAUSE_OPENER`` whose article is there).
+_ARTICLE_OPENER = re.compile(r"(?:,|\b(?:and|und))\s+(?:" + trie_regex(lexicon.CLAUSE_ARTICLES) + r")\s+")
 
 
 def _clause_opens(lower: str, t_end: int, m_start: int, m_end: int) -> bool:
@@ -594,13 +596,20 @@ def _clause_opens(lower: str, t_end: int, m_start: int, m_end: int) -> bool:
     a verb in its clause (lexicon.CLAUSE_VERBS) before the mention's end ("no consolidation and the heart
     is enlarged", "no effusion, lymph nodes are enlarged"), or anywhere after a definite article ("no
     pneumothorax and the effusion has increased"). A verb after an item of the list is the list's: "no
-    effusion and consolidation are seen", "no effusion, consolidation or atelectasis is seen" negate all."""
-    for joined in _CLAUSE_OPENER.finditer(lower, t_end, m_start):
-        clause_end = _CLAUSE_MARK.search(lower, m_end)
-        verb = _CLAUSE_VERB.search(lower, joined.end(), len(lower) if clause_end is None else clause_end.start())
-        if verb is not None and (joined["article"] is not None or verb.start() < m_end):
-            return True
-    return False
+    effusion and consolidation are seen", "no effusion, consolidation or atelectasis is seen" negate all.
+
+    The first opener has the most text after it, so it alone decides the first case, and the first
+    opener with an article the second: two searches per mention, where one per opener (each to the
+    clause's end) made a long sentence of "no effusion and effusion and ..." cost cubic time.
+    """
+    first = _CLAUSE_OPENER.search(lower, t_end, m_start)
+    if first is None:
+        return False
+    clause_end = (mark.start() if (mark := _CLAUSE_MARK.search(lower, m_end)) is not None else len(lower))
+    if _CLAUSE_VERB.search(lower, first.end(), min(m_end, clause_end)) is not None:
+        return True
+    article = first if first["article"] is not None else _ARTICLE_OPENER.search(lower, first.end(), m_start)
+    return article is not None and _CLAUSE_VERB.search(lower, article.end(), clause_end) is not None
 
 
 #: A German finding's word that ends in a hedge (lexicon.HEDGE_COMPOUNDS): "Infiltratverdacht".
