@@ -19,7 +19,6 @@ import ahocorasick
 
 from ctcorpus.pseudonym import name_spellings
 from ctcorpus.reports.lexicon import (
-    ANATOMY_STEMS,
     ANATOMY_TERMS,
     LABEL_SYNONYMS,
     NORMAL_STATEMENTS,
@@ -193,19 +192,22 @@ _PARTICLES = ("von", "van", "vom", "zu", "zur", "de", "der", "den", "del", "dell
               "ten", "ter")
 #: Nor, after a name's first word, one joined to a number: a vertebra's level ("Dr. Meier Th12", "Meier, Lwk1").
 _NOT_A_NAME_AHEAD = r"(?!(?:" + trie_regex(sorted(_NOT_NAMES)) + r")\b|[A-ZÄÖÜ][a-zäöüß]*\d)"
+#: Family names that are words of the vocabularies below: names, not findings, after a signer's name.
+_NAME_WORDS = frozenset({"glass", "groß", "gross", "wall", "walls", "herz", "lange", "klein", "kurz", "hals", "kopf",
+                         "brust", "weiß", "weiss", "lang", "fuchs", "knoch"})
 #: Words of the organs, findings and normal statements the labels read ("Leber", "Lungs", "Emphysema",
 #: "Normal"), of four letters or more (the shorter are function words and given names: "An", "In"),
-#: also before a hyphen ("Lung-RADS"), and words that start with an organ's stem ("Nierenzyste") or name
-#: a disease by their ending.
+#: also before a hyphen ("Lung-RADS"), but not :data:`_NAME_WORDS` ("Meier, Groß und Wagner"), and
+#: words that name a disease by their ending. A word that starts with an organ's stem is none
+#: ("Nierenzyste"): "Herzog" starts with "herz".
 _CLINICAL_WORDS = sorted({word for phrases in (*ANATOMY_TERMS.values(), *LABEL_SYNONYMS.values(),
                                                *NORMAL_STATEMENTS.values())
-                          for phrase in phrases for word in re.findall(r"[^\W\d_]{4,}", phrase)})
+                          for phrase in phrases for word in re.findall(r"[^\W\d_]{4,}", phrase)} - _NAME_WORDS)
 #: Not a clinical word: where a given name stands after a family name and a comma ("Befundet von
 #: Meier, Leber unauffällig", "Radiologist: Smith, Lungs clear"), such a word is the findings going on.
 #: Only there: a family name may be one ("Dr. Lunge", "Herr Leber").
 _NOT_A_CLINICAL_WORD_AHEAD = (r"(?!(?i:(?:" + trie_regex(_CLINICAL_WORDS) + r")(?!\w)|"
-                              + trie_regex(sorted({s for stems in ANATOMY_STEMS.values() for s in stems}))
-                              + r"|" + _DISEASE_WORD.pattern + r"(?![\w\-])))")
+                              + _DISEASE_WORD.pattern + r"(?![\w\-])))")
 #: Words that say what the patient is, one or more, after "Patient", "Patientin" or "Pat." without a
 #: colon: no name ("Pat. Raucher, 40 py.", "Patientin Nichtraucherin, Diabetikerin.", "Patient
 #: Dialysepatient", "Patient Diabetic.", in a line in capitals "PATIENT INTUBIERT."). Compounds go by
@@ -299,13 +301,13 @@ _TRAILING_INITIALS = (r"(?:,?[ \t]+" + _NOT_A_DEGREE_AHEAD + r"[A-ZÄÖÜ]"
                       r"(?:\.(?:[ \t]?-?[A-ZÄÖÜ]\.)?|(?=[ \t]*(?:[,;/\n]|$))))?")
 _TITLES = r"(?:(?:Dr|Prof|med|PD)\.?[ \t]+)*"
 #: A further name in a list after a role ("cc: Jane Doe, John Roe", "Kopie an: Dr. Meier, Schulz und
-#: Wagner"): two capitalized words, or one that ends its item (before a comma, a joiner, the line's
-#: end), so that a finding after the name ("Befundet von Meier, Leber unauffällig") stays.
+#: Wagner"): two capitalized words, or one that ends its item (before a comma, a joiner, the line's or
+#: the sentence's end), so that a finding after the name ("Befundet von Meier, Leber unauffällig") stays.
 _NEXT_ROLE_NAME = (r"(?:[ \t]*[,;]|[ \t]+(?:und|and|&))[ \t]+" + _NOT_A_DEGREE_AHEAD + _NOT_A_CLINICAL_WORD_AHEAD
                    + _TITLES + r"(?:" + _NAME_LEAD
                    + _NOT_A_NAME_AHEAD + _CAP + r"[ \t]+" + _NAME_LEAD + _NOT_A_NAME_AHEAD + _CAP + _TRAILING_INITIALS + "|" + _NAME_LEAD
                    + _NOT_A_NAME_AHEAD + _CAP + _TRAILING_INITIALS
-                   + r"(?=[ \t]*(?:[,;/]|[ \t](?:und|and|&)[ \t]|\.?[ \t]*(?:\n|$))))")
+                   + r"(?=[ \t]*(?:[,;/]|[ \t](?:und|and|&)[ \t]|\.?[ \t]*(?:\n|$)|\.\s)))")
 #: What follows a role: maybe the practice and titles, then the name ("Smith, John", "Dr. med. Meier", "JANE DOE"),
 #: with its initials and the names listed after it, a co-signer's after a slash ("Befundet von:
 #: Müller/Schmidt"), and in capitals the given name after the family name and a comma ("JONES,
@@ -368,9 +370,13 @@ def _first_words(phrases: Sequence[str]) -> tuple[str, ...]:
 # few characters after the first digit, a lookahead for them ends the attempt at once
 # ("(?=[\d\s./snrt])": a digit, a space, a separator or "st"/"nd"/"rd"/"th"); and a digit that
 # only a non-digit may follow is possessive ("\d?+"), as giving it back could not let the rest match.
-#: Lookbehinds from just after the "F" of "Fr": not the French (Charrière) size of a catheter or a
-#: drain, a number of one or two digits or a decimal, alone, before it ("8 Fr.", "24-Fr", "8.5 Fr").
-_NOT_AFTER_A_FRENCH_SIZE = "".join(rf"(?<!(?<![\d.,:/]){size}[ \t\-]F)" for size in (r"\d", r"\d\d", r"\d[.,]\d"))
+#: From just after the "F" of "Fr": not the French (Charrière) size of a catheter or a drain, a number
+#: of one or two digits or a decimal, alone, before it ("8 Fr.", "24-Fr", "8.5 Fr"), with the device
+#: after it ("8 Fr. Pigtail", "24 Fr. Bülau-Drainage"); after a number with no device it is a title
+#: still ("Station 4 Fr. Meier", "Zimmer 12 Fr. Meier").
+_DEVICE = r"(?i:[\w\-]*(?:pigtail|drainage|drain|katheter|catheter|sonde|tube|stent|schleuse|sheath|bülau|port)(?:e?n|s)?(?!\w))"
+_NOT_AFTER_A_FRENCH_SIZE = ("(?:(?!r\\.?[ \\t]*" + _DEVICE + ")|" + "".join(
+    rf"(?<!(?<![\d.,:/]){size}[ \t\-]F)" for size in (r"\d", r"\d\d", r"\d[.,]\d")) + ")")
 _SCAN, _NUMBER, _WORD_BEFORE_NUMBER, _NEAR_NUMBER = "scan", "number", "word before number", "near number"
 _NEEDLE, _NEEDLE_LINE = "needle", "needle line"
 _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
@@ -626,9 +632,11 @@ _RULES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...] = (
             # write it ("SMITH^JOHN")
             r"|(?:(?<=P)(?i:at(?:ient(?:in)?|\.|(?=:)))|(?<=N)(?i:ame)):?\s+(?P<patient>" + _LABELLED_NAME + r")"
             # then a field, an id, a date, a sex, a bracket: "Patient: Hans Müller (m), 01.01.1940", "Name: Smith Date: ...",
-            # "Pat.: Hans Müller *01.02.1940", "Name: Smith John Male 65"; a period not of an abbreviation
-            # ("Pat. St.n. Lobektomie", "PAT. ST.N.", "Patient: St. p. OP": status nach, status post)
-            r"(?=[,;\n]|[ \t]+(?:MRN|ID|Pat|geb|DOB|born|\d|\w+:|\*|(?:Fem|M)ale\b|Männlich|Weiblich)|[ \t]*\("
+            # "Pat.: Hans Müller *01.02.1940", "Name: Smith John Male 65", a state after ("Pat. Müller St.n.
+            # Lobektomie"); a period not of an abbreviation ("Pat. St.n. Lobektomie", "PAT. ST.N.", "Patient: St. p.
+            # OP": status nach, status post)
+            r"(?=[,;\n]|[ \t]+(?:MRN|ID|Pat|geb|DOB|born|\d|\w+:|\*|(?:Fem|M)ale\b|Männlich|Weiblich"
+            r"|(?i:st|z|s)\.[ \t]?[np]\.)|[ \t]*\("
             r"|\.(?![a-zäöüA-ZÄÖÜ]\.|[ \t][a-zäöü]\.)|$))"
         ),
         # how each title or label starts, lower case: tried there instead of at every capital of a report
