@@ -1583,6 +1583,16 @@ def test_diff_against_a_version_without_a_labels_table_says_labels_were_not_comp
     assert FindingKind.LABELS_NOT_COMPARED not in {f.kind for f in diff_corpora(new, new).findings}
 
 
+def test_a_corpus_without_a_labels_table_has_one_finding_saying_so(clean: CorpusTables, tmp_path: Path) -> None:
+    """Each label the manifest expects was a finding of its own, 'mentioned by no report', which no report was asked."""
+    _write_corpus(clean, tmp_path / "v1", skip=("labels",))
+    result = audit_corpus(load_corpus_tables(tmp_path / "v1", name="v1"))
+    assert [f.kind for f in result.findings if f.kind == FindingKind.LABEL_MISSING_IN_SPLIT] == []
+    found = [(f.severity, f.ids, f.detail) for f in result.findings if f.kind == FindingKind.LABELS_NOT_COMPARED]
+    assert found == [(Severity.MEDIUM, ("v1",), "v1 has no labels table: no label is checked per split, and none "
+                      "can be trained or evaluated from this corpus")]
+
+
 def test_a_manifest_holding_nan_or_infinity_makes_valid_json_that_says_so(tmp_path: Path) -> None:
     """json.dumps wrote a hand-edited manifest's NaN as a bare NaN: an audit.json no JSON parser but Python's read."""
     manifest = {"dataset_version": "v1", "counts": {"volumes": float("nan"), "reports": [3, float("inf")]}}

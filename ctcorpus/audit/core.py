@@ -223,10 +223,19 @@ def _quarantine_findings(quarantine: pd.DataFrame) -> list[Finding]:
     return findings
 
 
-def _stat_findings(stats: CorpusStats) -> list[Finding]:
-    """Data-quality findings from the statistics: empty splits, labels a split cannot evaluate, quarantined items."""
-    findings = _split_findings(stats.splits) + _label_findings(stats.label_prevalence)
-    return findings + _quarantine_findings(stats.quarantine)
+def _stat_findings(stats: CorpusStats, tables: CorpusTables) -> list[Finding]:
+    """Data-quality findings from the statistics: empty splits, labels a split cannot evaluate, quarantined items.
+
+    A corpus without a labels table (an optional table) has one finding saying so, where each label
+    the manifest expects was one of its own, "mentioned by no report", which no report was asked.
+    """
+    if "labels" in tables.missing_tables:
+        labels = [Finding(FindingKind.LABELS_NOT_COMPARED, Severity.MEDIUM, (tables.name,), (tables.name,), 0.0,
+                          f"{tables.name} has no labels table: no label is checked per split, and none can be "
+                          "trained or evaluated from this corpus")]
+    else:
+        labels = _label_findings(stats.label_prevalence)
+    return _split_findings(stats.splits) + labels + _quarantine_findings(stats.quarantine)
 
 
 def _new_across(crossed: list[Finding], within: list[Finding], corpora: tuple[str, str]) -> list[Finding]:
@@ -293,7 +302,7 @@ def audit_corpus(
     found = placeholder_ids([volumes, reports], config.placeholder_owners)
     placeholders = {column: set(rows[column]) for column, rows in found.items()}
     within = find_leaks(volumes, reports, config, cross=False, placeholders=placeholders)
-    findings = within + placeholder_findings(found, cross=False) + _stat_findings(stats)
+    findings = within + placeholder_findings(found, cross=False) + _stat_findings(stats, tables)
     findings += _orphan_findings(orphan_labels(tables))
     checked = coverage(volumes, reports, [tables.name], placeholders)
     diff = None

@@ -39,7 +39,7 @@ class FindingKind(str, Enum):
     QUARANTINE = "quarantine"
     SPLIT_CHANGED = "split_changed"
     PIPELINE_CHANGED = "pipeline_changed"  # another ctcorpus version, or other producers, built the two versions
-    LABELS_NOT_COMPARED = "labels_not_compared"  # a version has no labels table: no label shift computed
+    LABELS_NOT_COMPARED = "labels_not_compared"  # a version has no labels table: no label checked or shift computed
 
 
 LEAK_KINDS: frozenset[FindingKind] = frozenset(list(FindingKind)[:8])
