@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ctcorpus.audit.tables import EXPECTED_SECTIONS, CorpusTables, of_reports, report_level
+from ctcorpus.audit.tables import EXPECTED_SECTIONS, CorpusTables, name_as_written, of_reports, report_level
 from ctcorpus.enums import Action, LabelState
 from ctcorpus.taxonomy import CT_RATE_LABELS
 
@@ -233,9 +233,8 @@ UNKNOWN = "(unknown)"
 
 
 def _named(values: pd.Series, default: str) -> pd.Series:
-    """A column as text, spaces around a value dropped, a null or blank as ``default``."""
-    text = values.astype(object).where(values.notna(), "").astype(str).str.strip()
-    return text.mask(text.eq(""), default)
+    """A column as text (:func:`~ctcorpus.audit.tables.name_as_written`), a null or blank as ``default``."""
+    return values.astype(object).map(name_as_written).fillna(default)
 
 
 def _quarantine(quarantine: pd.DataFrame) -> pd.DataFrame:

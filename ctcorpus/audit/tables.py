@@ -86,8 +86,9 @@ def _as_written(value: object) -> str | None:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
-def _split_name(value: object) -> str | None:
-    """One split as text (:func:`_as_written`), spaces around it dropped; a null or a blank as ``None``."""
+def name_as_written(value: object) -> str | None:
+    """One split, stage or reason as text (:func:`_as_written`), spaces around it dropped; a null or a
+    blank as ``None``."""
     return (_as_written(value) or "").strip() or None
 
 
@@ -118,7 +119,7 @@ def split_as_text(values: pd.Series) -> pd.Series:
     if pd.api.types.is_string_dtype(values) and not isinstance(values.dtype, pd.CategoricalDtype):
         text = values.str.strip()
         return text.mask(text.eq("").fillna(False).astype(bool))
-    return values.astype(object).map(_split_name).astype(object)
+    return values.astype(object).map(name_as_written).astype(object)
 
 
 def empty_table(name: str) -> pd.DataFrame:
