@@ -33,6 +33,7 @@ from ctcorpus.errors import ReportError
 from ctcorpus.pseudonym import without_float_zeros
 from ctcorpus.reports.markup import DecodedText, PlainText, decode_bytes, decode_text, to_plain_text, valid_unicode
 from ctcorpus.reports.oru import MARKUP, PHI_VALUES, STATUS, UNREAD, oru_rows
+from ctcorpus.reports.patterns import MONTH_NAMES
 from ctcorpus.reports.records import RawReport, ReportExport, ResultStatus
 
 __all__ = ["language_code", "normalize_date", "normalize_time", "read_report_export"]
@@ -46,12 +47,6 @@ _YEAR_FIRST = re.compile(r"(\d{4})(?:([-/.])(\d{1,2})\2(\d{1,2})|(\d{2})(\d{2}))
 #: Seconds or milliseconds since 1970-01-01 UTC, as pandas' ``to_json`` writes a date column
 #: ("1704448953000"), maybe as a float ("1704448953000.0").
 _EPOCH = re.compile(r"(\d{10}|\d{13})(?:\.0+)?")
-#: Month names, English and German (Austrian "Jänner", "Feber"), by month; a date may abbreviate one
-#: to its first three letters or more ("Sep", "Sept", "Mär", "Dez"); "Mrz" is German's other
-#: abbreviation of März, "Maerz" its spelling without umlauts.
-_MONTH_NAMES = (("january", "januar", "jänner", "jaenner"), ("february", "februar", "feber"),
-                ("march", "märz", "maerz", "mrz"), ("april",), ("may", "mai"), ("june", "juni"), ("july", "juli"),
-                ("august",), ("september",), ("october", "oktober"), ("november",), ("december", "dezember"))
 #: A weekday (or any word) before a date that names its month: "Fri, ", "Freitag, ".
 _WEEKDAY = r"(?:[^\W\d_]{2,}\.?,?\s+)?"
 #: A date that names its month, the day first: "5 Jan 2024", "05-JAN-2024" and "05-JAN-24" (Oracle's
@@ -121,13 +116,13 @@ def _epoch(text: str) -> datetime | None:
 
 
 def _month_number(name: str) -> int:
-    """The month (1-12) a month's name or abbreviation (:data:`_MONTH_NAMES`) names, in any case; 0 for another word.
+    """The month (1-12) a month's name or abbreviation (:data:`~ctcorpus.reports.patterns.MONTH_NAMES`) names, in any case; 0 for another word.
 
     >>> [_month_number(name) for name in ("JAN", "Sept", "Mär", "mrz", "Dezember", "Ju", "Juno")]
     [1, 9, 3, 3, 12, 0, 0]
     """
     key = name.casefold()
-    return next((month for month, names in enumerate(_MONTH_NAMES, start=1)
+    return next((month for month, names in enumerate(MONTH_NAMES, start=1)
                  if len(key) >= 3 and any(full.startswith(key) for full in names)), 0)
 
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Sequence
 
-__all__ = ["lower_same_length", "matches_at", "trie_regex", "with_ss"]
+__all__ = ["MONTH_NAMES", "lower_same_length", "matches_at", "trie_regex", "with_ss"]
+
+#: Month names by month, English first, then German (Austrian "Jänner", "Feber"): what the export
+#: dates and the PHI rules read. A date may abbreviate one to its first three letters or more ("Sep",
+#: "Sept", "Mär", "Dez"); "Mrz" is German's other abbreviation of März, "Maerz" its spelling without umlauts.
+MONTH_NAMES: tuple[tuple[str, ...], ...] = (
+    ("january", "januar", "jänner", "jaenner"), ("february", "februar", "feber"), ("march", "märz", "maerz", "mrz"),
+    ("april",), ("may", "mai"), ("june", "juni"), ("july", "juli"), ("august",), ("september",),
+    ("october", "oktober"), ("november",), ("december", "dezember"),
+)
 
 #: An "ss" that ends a syllable (no vowel follows): the pre-1996 spelling wrote "ß" there.
 _FINAL_SS = re.compile("ss(?![aeiouyäöü])")

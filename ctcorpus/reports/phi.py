@@ -23,7 +23,7 @@ from ctcorpus.reports.lexicon import (
     LABEL_SYNONYMS,
     NORMAL_STATEMENTS,
 )
-from ctcorpus.reports.patterns import lower_same_length, matches_at, trie_regex, with_ss
+from ctcorpus.reports.patterns import MONTH_NAMES, lower_same_length, matches_at, trie_regex, with_ss
 
 __all__ = ["PLACEHOLDERS", "PhiHit", "Scrubbed", "find_phi", "scrub_text"]
 
@@ -37,10 +37,8 @@ PLACEHOLDERS: dict[str, str] = {
     "age": "[AGE]",
 }
 
-_MONTHS_EN = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-              "november", "december")
-_MONTHS_DE = ("januar", "februar", "märz", "april", "mai", "juni", "juli", "august", "september", "oktober",
-              "november", "dezember")
+_MONTHS_EN = tuple(names[0] for names in MONTH_NAMES)
+_MONTHS_DE = tuple(names[1] if len(names) > 1 else names[0] for names in MONTH_NAMES)
 _MONTH_NUM = {m: i + 1 for i, m in enumerate(_MONTHS_EN)} | {m: i + 1 for i, m in enumerate(_MONTHS_DE)}
 _MONTH_NUM |= {m[:3]: i + 1 for i, m in enumerate(_MONTHS_EN)} | {"mär": 3, "maerz": 3, "okt": 10, "dez": 12}
 _MONTH_NUM |= {"jänner": 1, "jaenner": 1, "jän": 1, "feber": 2}  # Austrian
