@@ -181,10 +181,15 @@ _NOT_NAMES = frozenset(
 #: A word that names a disease by its ending ("Mammakarzinom", "Non-Hodgkin-Lymphom", "Cushing-Syndrom",
 #: "Leberzirrhose", "Mamma-Ca"): no one's name, though telegram style writes one where a name may stand
 #: ("Pat. Lungenkarzinom, Z.n. Chemo.", "Patientin Hodgkin-Lymphom, Stadium II"). As a name's first
-#: word it ends the hit; a family name ending so ("-itis": "Adomaitis") is left out.
-_DISEASE_WORD = re.compile(r"(?i:[\w\-]*(?:karzinom|carcinoma?|lymphoma?|sarkom|sarcoma|melanoma?|myeloma?|gliom|glioma"
-                           r"|blastoma?|adenoma?|tumou?r|syndroma?|erkrankung|krankheit|herni[ae]|zirrhose|fibrose"
-                           r"|insuffizienz|stenose|leukämie|-ca))")
+#: word it ends the hit; a family name ending so ("-itis": "Adomaitis") is left out. The word is read
+#: to its end at once and its ending looked back at, so it is matched from a word's start (the rules
+#: read it after whitespace): "[\w\-]*" before the endings as alternatives tried each of them after
+#: each of its letters (~3 µs a name checked, ~5 µs of a report's PHI search).
+_DISEASE_ENDINGS = ("karzinom", "carcinom", "carcinoma", "lymphom", "lymphoma", "sarkom", "sarcoma", "melanom",
+                    "melanoma", "myelom", "myeloma", "gliom", "glioma", "blastom", "blastoma", "adenom", "adenoma",
+                    "tumor", "tumour", "syndrom", "syndroma", "erkrankung", "krankheit", "hernia", "hernie", "zirrhose",
+                    "fibrose", "insuffizienz", "stenose", "leukämie", "-ca")
+_DISEASE_WORD = re.compile(r"(?i:[\w\-]*+(?:" + "|".join(f"(?<={re.escape(e)})" for e in _DISEASE_ENDINGS) + "))")
 #: Lower-case particles of family names ("von der Leyen", "van Gogh", "de Vries").
 _PARTICLES = ("von", "van", "vom", "zu", "zur", "de", "der", "den", "del", "della", "di", "da", "dos", "du", "le", "la",
               "ten", "ter")
@@ -1024,7 +1029,9 @@ def find_phi(text: str, *, header_values: Sequence[str] = ()) -> tuple[PhiHit, .
             matches = pattern.finditer(text) if anchor == _SCAN else matches_at(pattern, text, starts[anchor])
         for m in matches:
             if kind in ("id", "name", "age", "phone") and m.lastindex:
-                group = next(g for g in range(1, (m.lastindex or 0) + 1) if m.group(g) is not None)
+                group = 1
+                while m.start(group) < 0:  # the first group that took part
+                    group += 1
                 start, end = m.span(group)
                 if kind == "name" and ((first := next((w for w in text[start:end].replace("/", " ").split()
                                                         if w[0].isupper()), "").rstrip(",;.")) in _NOT_NAMES
