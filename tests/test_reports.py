@@ -41,7 +41,7 @@ from ctcorpus.reports.io import read_report_export
 from ctcorpus.reports.markup import PlainText, to_plain_text
 from ctcorpus.reports.patterns import lower_same_length, matches_at
 from ctcorpus.reports import nlp
-from ctcorpus.reports.nlp import _label_mentions, _matches_at_words
+from ctcorpus.reports.nlp import _label_mentions, _phrase_matches
 from ctcorpus.schemas import load_schema
 from ctcorpus.synth.export import generate_export
 from ctcorpus.synth.report_text import phi_overlap, render_corpus
@@ -1069,32 +1069,22 @@ def test_spacy_period_exceptions_still_hold_after_dropping_them_from_the_tokeniz
     assert "Jan" in analyzer.no_break_before_period["en"] and "ill" not in analyzer.no_break_before_period["en"]
 
 
-def test_word_start_label_shortcut_finds_what_the_full_pattern_finds(analyzer, synthetic):
-    # Reports whose compound stems all start a word-start label are scanned without the
-    # in-compound branch (speed); the mentions must be those the full pattern finds.
+def test_phrase_scan_at_first_words_finds_what_finditer_finds(analyzer, synthetic):
+    # Labels, triggers and anatomy stems are matched only where an Aho-Corasick pass finds one of
+    # their first words (speed); the matches must be finditer's: in-compound stems, runs of
+    # whitespace inside a phrase, triggers inside words, adjacent and overlapping candidates.
     crafted = ["Mild emphysema. Mittellappenatelektase.", "Lungenemphysem, kein Pleuraerguss.",
-               "Knoten  der\nLunge rechts.", "Emphysematous changes; no effusion.", "Rundherdchen apikal."]
+               "Knoten  der\nLunge rechts.", "Emphysematous changes; no effusion.", "Rundherdchen apikal.",
+               "no  evidence of\neffusion; nodule", "without:none, not seen", "kein erguss,keine atelektase",
+               "snot; nonodule no no", "unlikely to represent ... cannot be excluded", "Lungenunterlappen, Bronchien."]
     texts = [lower_same_length(t) for t in crafted] + [lower_same_length(r.text) for _, r in synthetic]
-    groups = analyzer.label_groups
     for lower in texts:
-        phrases = [(m.start(), m.end(), " ".join(m[m.lastindex].split())) for m in analyzer.labels.finditer(lower)]
-        full = [(start, end, label, analyzer.statement_states.get(p)) for start, end, p in phrases
-                for label in groups[p]]
-        assert _label_mentions(analyzer, lower) == full, lower
-    assert "atelectasis" in {label for _, _, label, _ in _label_mentions(analyzer, texts[0])}
-
-
-def test_trigger_scan_at_first_words_finds_what_finditer_finds(analyzer, synthetic):
-    # The triggers are matched only where an Aho-Corasick pass finds a first word (speed); the
-    # matches must be finditer's: runs of whitespace inside a trigger, triggers inside words,
-    # adjacent and overlapping candidates.
-    crafted = ["no  evidence of\neffusion; nodule", "without:none, not seen", "kein erguss,keine atelektase",
-               "snot; nonodule no no", "unlikely to represent ... cannot be excluded"]
-    texts = crafted + [lower_same_length(r.text) for _, r in synthetic]
-    for lower in texts:
-        expected = [(m.span(), m.group(1)) for m in analyzer.triggers.finditer(lower)]
-        assert [(m.span(), m.group(1)) for m in _matches_at_words(analyzer.triggers, analyzer.trigger_starts,
-                                                                  lower)] == expected, lower
+        expected = [[(m.span(), m.lastindex, m[m.lastindex]) for m in pattern.finditer(lower)]
+                    for pattern in (analyzer.labels, analyzer.triggers, analyzer.anatomy_stems)]
+        got = [[(m.span(), m.lastindex, m[m.lastindex]) for m in ms] for ms in _phrase_matches(analyzer, lower)]
+        assert got == expected, lower
+    labels, _, stems = _phrase_matches(analyzer, lower_same_length(crafted[0]))
+    assert "atelectasis" in {label for _, _, label, _ in _label_mentions(analyzer, labels)} and stems
 
 
 def test_sentence_cache_reuses_sentences_and_changes_no_result(analyzer, synthetic, monkeypatch):
