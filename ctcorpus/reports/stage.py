@@ -419,13 +419,13 @@ def process_reports(
             phi_ids=counts["id"], phi_phones=counts["phone"], phi_addresses=counts["address"],
             phi_ages=counts["age"],
         ))
-        for s in analyzed.sentences:
-            sentences.append(SentenceRow(report_id, s.index, s.section, analyzed.text[s.start:s.end], s.start, s.end,
-                                         s.anatomies, report.source_sha256))
-            labels.extend(LabelRow(report_id, s.index, label, state.value, report.source_sha256)
-                          for label, state in sorted(s.labels.items()))
-        labels.extend(LabelRow(report_id, -1, label, state.value, report.source_sha256)
-                      for label, state in sorted(analyzed.labels.items()))
+        # comprehensions, not a generator per sentence: most sentences state no label
+        sentences += [SentenceRow(report_id, s.index, s.section, analyzed.text[s.start:s.end], s.start, s.end,
+                                  s.anatomies, report.source_sha256) for s in analyzed.sentences]
+        labels += [LabelRow(report_id, s.index, label, state.value, report.source_sha256)
+                   for s in analyzed.sentences if s.labels for label, state in sorted(s.labels.items())]
+        labels += [LabelRow(report_id, -1, label, state.value, report.source_sha256)
+                   for label, state in sorted(analyzed.labels.items())]
         analysis_keys[report_id] = key
     # (accession number, patient) of each study that took a report by it: a study sharing both got none
     taken = {_accession_of_patient(k.study) for k in links if k.study is not None and k.method == "accession"}
