@@ -15,9 +15,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -133,22 +134,43 @@ def table_from_rows(name: str, rows: Iterable[Any], **provenance: Any) -> pa.Tab
 
     ``provenance`` fills columns the rows lack (e.g. ``pipeline_version=...``). A row that
     lacks a column, or has one the schema does not know, is an error: code and schema agree.
+    Records of one dataclass (what a stage returns) are read column by column and checked once:
+    a dict per row cost more than building the rows (the reports' 35 rows a report: 190 µs).
     """
     schema = load_schema(name)
-    columns: dict[str, list[Any]] = {c: [] for c in schema.columns}
-    for row in rows:
-        data = _as_mapping(row)
-        unknown = set(data) - set(columns)
-        if unknown:
-            raise OutputError(f"rows for table {name!r} have columns not in its schema: {sorted(unknown)}")
-        for column, values in columns.items():
-            if column in data:
-                values.append(_plain(data[column]))
-            elif column in provenance:
-                values.append(_plain(provenance[column]))
-            else:
-                raise OutputError(f"a row for table {name!r} lacks column {column!r}")
+    names = schema.columns
+    rows = list(rows)
+    if rows and len(kinds := set(map(type, rows))) == 1 and dataclasses.is_dataclass(record := kinds.pop()):
+        fields = {f.name for f in dataclasses.fields(record)}
+        _check_columns_of_row(name, fields, names, provenance)
+        columns = {c: _plain_column(list(map(attrgetter(c), rows))) if c in fields
+                   else [_plain(provenance[c])] * len(rows) for c in names}
+    else:
+        columns = {c: [] for c in names}
+        for row in rows:
+            data = _as_mapping(row)
+            _check_columns_of_row(name, data, names, provenance)
+            for column, values in columns.items():
+                values.append(_plain(data[column] if column in data else provenance[column]))
     return pa.Table.from_pydict(columns, schema=schema.arrow)
+
+
+def _check_columns_of_row(name: str, row: Collection[str], columns: Sequence[str], provenance: Mapping[str, Any]) -> None:
+    """Raise :class:`OutputError` unless a row's columns (and ``provenance``) are the schema's ``columns``."""
+    if unknown := set(row) - set(columns):
+        raise OutputError(f"rows for table {name!r} have columns not in its schema: {sorted(unknown)}")
+    for column in columns:
+        if column not in row and column not in provenance:
+            raise OutputError(f"a row for table {name!r} lacks column {column!r}")
+
+
+#: The exact types :func:`_plain` returns as they are (an enum is none of them, even one of strs).
+_AS_IS = frozenset({str, int, float, bool, type(None)})
+
+
+def _plain_column(values: list[Any]) -> list[Any]:
+    """:func:`_plain` of each value, skipped where all are of a type Arrow takes as it is (most columns)."""
+    return values if _AS_IS.issuperset(map(type, values)) else [_plain(v) for v in values]
 
 
 def rows_from_table(record: type[Row], table: pa.Table) -> list[Row]:
