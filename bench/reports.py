@@ -1,8 +1,9 @@
 """Benchmark of the reports NLP: label F1, anatomy accuracy, PHI recall/precision (also in reports
 written in capitals), agreement with
 real reference labels, language detection on real reports, and throughput (reports/s/core on ~150-word
-reports, single process; what converting RTF or HTML report texts adds; and the whole reports stage,
-reading a CSV export to table rows).
+reports, single process: batched by analyze_reports, as the stage runs them, and one by one by
+analyze_report; what converting RTF or HTML report texts adds; and the whole reports stage, reading a
+CSV export to table rows).
 
 Run from the project root: ``python bench/reports.py``. The last line is one JSON object
 (see ../shared/BENCHMARKS.md). Throughput is printed beside a reference measured in the same run
@@ -24,7 +25,16 @@ import spacy
 from ctcorpus.config.reports import ReportsConfig
 from ctcorpus.enums import LabelState
 from ctcorpus.records import QuarantineLog
-from ctcorpus.reports import StudyKey, analyze_report, build_analyzer, detect_language, find_phi, process_reports
+from ctcorpus.reports import (
+    ReportText,
+    StudyKey,
+    analyze_report,
+    analyze_reports,
+    build_analyzer,
+    detect_language,
+    find_phi,
+    process_reports,
+)
 from ctcorpus.reports.markup import to_plain_text
 from ctcorpus.synth.export import reports_csv_text
 from ctcorpus.synth.report_text import as_rtf, phi_overlap, render_corpus
@@ -187,20 +197,24 @@ def language_of_real_reports() -> float | None:
     return sum(ok for ok, _ in right.values()) / len(cases)
 
 
-def _rates(fns: dict[str, Callable[[str], object]], texts: list[str], passes: int = 7,
+def _rates(fns: dict[str, Callable[[list[str]], object]], texts: list[str], passes: int = 7,
            before_pass: Callable[[], object] = lambda: None) -> dict[str, float]:
-    """Best of ``passes`` passes each, in reports per CPU-second of this process (one core; robust
-    to other processes, unlike wall time). The functions take turns pass by pass, so a slow spell
-    of the shared machine hits them alike and their ratio holds."""
+    """Best of ``passes`` passes of each function over all ``texts``, in reports per CPU-second of this
+    process (one core; robust to other processes, unlike wall time). The functions take turns pass by
+    pass, so a slow spell of the shared machine hits them alike and their ratio holds."""
     best = dict.fromkeys(fns, 0.0)
     for _ in range(passes):
         for name, fn in fns.items():
             before_pass()
             start = time.process_time()
-            for text in texts:
-                fn(text)
+            fn(texts)
             best[name] = max(best[name], len(texts) / max(time.process_time() - start, 1e-9))
     return best
+
+
+def _each(fn: Callable[[str], object]) -> Callable[[list[str]], object]:
+    """``fn`` applied to each text of a list."""
+    return lambda texts: [fn(text) for text in texts]
 
 
 def throughput(analyzer) -> dict[str, float]:
@@ -214,25 +228,28 @@ def throughput(analyzer) -> dict[str, float]:
     nlp = spacy.blank("en")
     nlp.add_pipe("sentencizer")
     # each pass meets its sentences as new: no pass reads what another put in the sentence cache
-    rates = _rates({"ours": lambda text: analyze_report(analyzer, text),
-                    "language given": lambda text: analyze_report(analyzer, text, language="en"), "reference": nlp},
+    rates = _rates({"ours": lambda texts: list(analyze_reports(analyzer, map(ReportText, texts))),
+                    "language given": lambda texts: list(analyze_reports(analyzer, (ReportText(t, "en") for t in texts))),
+                    "one by one": _each(lambda text: analyze_report(analyzer, text)), "reference": _each(nlp)},
                    texts, before_pass=lambda: _forget_sentences(analyzer))
     best, ref = rates["ours"], rates["reference"]
     reused = _sentences_seen_before(analyzer, texts)
     print(f"\n== throughput: {len(texts)} reports of {words:.0f} words on average, single process")
     print(f"sentence cache, emptied before each pass: {reused:.0%} of a pass's sentences occur in an earlier report "
           "of the pass")
-    print(f"ctcorpus analyze_report (scrub + sections + sentences + anatomy + labels): {best:8.0f} reports/s/core")
+    print(f"ctcorpus analyze_reports (scrub + sections + sentences + anatomy + labels): {best:8.0f} reports/s/core")
     print(f"the same with the language given (reports.language, or the export's column): "
           f"{rates['language given']:8.0f} reports/s/core")
+    print(f"analyze_report, one report after the other (no batching):                 "
+          f"{rates['one by one']:8.0f} reports/s/core")
     print(f"reference: blank spaCy + sentencizer only:                                 {ref:8.0f} reports/s/core")
     print(f"ratio ctcorpus / sentencizer: {best / ref:.2f}")
     marked = {"rtf": [as_rtf(t) for t in texts], "html": ["<p>" + t.replace("\n", "<br>") + "</p>" for t in texts]}
-    conversion = {kind: _rates({kind: to_plain_text}, marked[kind], passes=3)[kind] for kind in marked}
+    conversion = {kind: _rates({kind: _each(to_plain_text)}, marked[kind], passes=3)[kind] for kind in marked}
     for kind, rate in conversion.items():
         print(f"{kind} to plain text ({'striprtf' if kind == 'rtf' else 'html.parser'}): {rate:8.0f} reports/s/core; "
               f"it adds {best / rate:.0%} to the analysis time of a {kind} report ({1 / (1 / best + 1 / rate):.0f}/s)")
-    return {"ours": best, "language_given": rates["language given"], "reference": ref,
+    return {"ours": best, "language_given": rates["language given"], "one_by_one": rates["one by one"], "reference": ref,
             "sentences_seen_before": reused, **conversion}
 
 
@@ -311,6 +328,7 @@ def main() -> None:
     result = {
         "reports_per_s_per_core": round(rates["ours"], 1),
         "reports_per_s_per_core_language_given": round(rates["language_given"], 1),
+        "analyze_report_one_by_one_per_s_per_core": round(rates["one_by_one"], 1),
         "label_f1_min": round(min(r["label_f1_min"] for r in runs), 4),
         "phi_recall": round(min(r["phi_recall"] for r in runs), 4),
         "phi_precision": round(min(r["phi_precision"] for r in runs), 4),

@@ -887,8 +887,14 @@ def _texts_analyzed(monkeypatch) -> list[str]:
     """The report texts the reports stage analyzes from now on (not those it reuses)."""
     from ctcorpus.reports import stage
 
-    analyzed, analyze = [], stage.analyze_report
-    monkeypatch.setattr(stage, "analyze_report", lambda *args, **kwargs: analyzed.append(args[1]) or analyze(*args, **kwargs))
+    analyzed, analyze = [], stage.analyze_reports
+
+    def recorded(analyzer, reports):
+        reports = list(reports)
+        analyzed.extend(report.text for report in reports)
+        return analyze(analyzer, reports)
+
+    monkeypatch.setattr(stage, "analyze_reports", recorded)
     return analyzed
 
 

@@ -25,8 +25,10 @@ from ctcorpus.reports import (
     LabelRow,
     ReportRow,
     SentenceRow,
+    ReportText,
     StudyKey,
     analyze_report,
+    analyze_reports,
     build_analyzer,
     date_shift_days,
     decode_bytes,
@@ -192,6 +194,35 @@ def test_other_languages_are_named_not_read_as_english(analyzer, language):
     assert caught.value.reason == QuarantineReason.UNSUPPORTED_LANGUAGE
     assert analyze_report(analyzer, text, language="en").language == "en"  # a forced language is read
 
+
+
+def test_analyze_reports_equals_analyze_report_one_by_one_with_errors_in_place(analyzer):
+    """The batched analysis gives each report what analyze_report gives it, in order, across batches,
+    a report in another language its error in its place; an empty iterable gives nothing."""
+    data = render_corpus(13, 150, languages=("en", "de"), phi_share=0.5)  # more than two batches
+    requests = [ReportText(truth.text, header_values=tuple(header), date_shift_days=k % 3 - 1 or None)
+                for k, (truth, header) in enumerate(data)]
+    others = sorted(OTHER_LANGUAGE_REPORTS)
+    for k, language in enumerate(others):  # at a batch's start, end and inside
+        requests.insert(k * 11, ReportText(OTHER_LANGUAGE_REPORTS[language]))
+    requests.append(ReportText(OTHER_LANGUAGE_REPORTS["nl"], language="de"))  # a given language is read
+    for cache in analyzer.sentence_cache.values():  # each analyzed by the batch, not taken from earlier tests
+        cache.clear()
+    got = list(analyze_reports(analyzer, iter(requests)))
+    assert len(got) == len(requests)
+    errors = [k for k, result in enumerate(got) if isinstance(result, ReportError)]
+    assert errors == [k * 11 for k in range(len(others))]
+    assert all(got[k].reason == QuarantineReason.UNSUPPORTED_LANGUAGE for k in errors)
+    for request, result in zip(requests, got, strict=True):
+        if isinstance(result, ReportError):
+            with pytest.raises(ReportError, match=re.escape(result.message)):
+                analyze_report(analyzer, request.text)
+            continue
+        expected = analyze_report(analyzer, request.text, language=request.language,
+                                  header_values=request.header_values, date_shift_days=request.date_shift_days)
+        assert result == expected
+    assert got[-1].language == "de"
+    assert list(analyze_reports(analyzer, [])) == []
 
 #: An English disclaimer longer than the window that decides English against German.
 DISCLAIMER = (
@@ -2277,6 +2308,37 @@ def test_an_hl7_report_sent_as_a_document_is_read_or_named(tmp_path):
     assert "feed.hl7" in str(problem) and problem.reason == QuarantineReason.UNREADABLE_REPORT
 
 
+def test_process_reports_runs_with_the_existing_objects_frozen_and_unfreezes_them(tmp_path, monkeypatch):
+    """The stage leaves the objects that exist when it starts out of garbage collection while it runs
+    (the collector walked the imported libraries again and again), and restores the collector after;
+    objects a caller froze stay frozen."""
+    import gc
+
+    from ctcorpus.reports import stage
+
+    frozen_while_analyzing: list[int] = []
+
+    def observed(analyzer, reports):
+        frozen_while_analyzing.append(gc.get_freeze_count())
+        return analyze_reports(analyzer, reports)
+
+    monkeypatch.setattr(stage, "analyze_reports", observed)
+    export = _write_csv(tmp_path / "ris.csv", [{"accession_number": "A1", "patient_id": "P1", "study_date": "20240105",
+                                                "report_text": "Findings: No effusion."}])
+    studies = [StudyKey("1.1", "A1", "P1", "20240105")]
+    before = gc.get_freeze_count()
+    assert len(process_reports([export], studies).reports) == 1
+    assert frozen_while_analyzing[-1] > before
+    assert gc.get_freeze_count() == before
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        process_reports([export], studies)
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+
+
 def test_a_rerun_analyzes_only_new_and_changed_reports(tmp_path, monkeypatch, caplog):
     """A scheduled run over a grown export: a report whose analysis inputs are unchanged takes its
     rows from the earlier result, linked anew; the result equals a fresh run's. Changed rules or
@@ -2294,11 +2356,12 @@ def test_a_rerun_analyzes_only_new_and_changed_reports(tmp_path, monkeypatch, ca
     day2 = _write_csv(tmp_path / "day2.csv", rows)
     analyzed: list[str] = []
 
-    def counted(analyzer, text, **kwargs):
-        analyzed.append(text)
-        return analyze_report(analyzer, text, **kwargs)
+    def counted(analyzer, reports):
+        reports = list(reports)
+        analyzed.extend(report.text for report in reports)
+        return analyze_reports(analyzer, reports)
 
-    monkeypatch.setattr(stage, "analyze_report", counted)
+    monkeypatch.setattr(stage, "analyze_reports", counted)
     monkeypatch.setattr(stage, "PROGRESS_EVERY", 2)
     with caplog.at_level(logging.INFO, logger=stage.__name__):
         again = process_reports([day2], studies, on_error=QuarantineLog(), previous=first)

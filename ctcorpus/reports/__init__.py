@@ -1,7 +1,8 @@
 """Reports stage: read RIS exports, link them to studies, scrub PHI, find sections, sentences,
 anatomies and the 18 CT-RATE label states (English and German rules).
 
-Entry point: :func:`process_reports`; :func:`analyze_report` runs the NLP on one text.
+Entry point: :func:`process_reports`; :func:`analyze_report` runs the NLP on one text,
+:func:`analyze_reports` on many (batched: faster).
 """
 
 from ctcorpus.reports.io import read_report_export
@@ -11,9 +12,11 @@ from ctcorpus.reports.link import Link, link_reports
 from ctcorpus.reports.nlp import (
     AnalyzedReport,
     ReportAnalyzer,
+    ReportText,
     Section,
     Sentence,
     analyze_report,
+    analyze_reports,
     build_analyzer,
 )
 from ctcorpus.reports.phi import PhiHit, Scrubbed, find_phi, scrub_text
@@ -39,6 +42,7 @@ __all__ = [
     "RawReport",
     "ReportAnalyzer",
     "ReportExport",
+    "ReportText",
     "ReportRow",
     "ReportsResult",
     "Scrubbed",
@@ -48,6 +52,7 @@ __all__ = [
     "StudyKey",
     "analysis_settings",
     "analyze_report",
+    "analyze_reports",
     "build_analyzer",
     "date_shift_days",
     "decode_bytes",

