@@ -8,6 +8,7 @@ import dataclasses
 import json
 import logging
 import re
+import weakref
 from pathlib import Path
 from typing import get_args
 
@@ -2309,17 +2310,20 @@ def test_an_hl7_report_sent_as_a_document_is_read_or_named(tmp_path):
 
 
 def test_process_reports_runs_with_the_existing_objects_frozen_and_unfreezes_them(tmp_path, monkeypatch):
-    """The stage leaves the objects that exist when it starts out of garbage collection while it runs
-    (the collector walked the imported libraries again and again), and restores the collector after;
-    objects a caller froze stay frozen."""
+    """The stage leaves the objects that live when it starts out of garbage collection while it runs
+    (the collector walked the imported libraries again and again), after collecting the garbage of
+    earlier work, and restores the collector after; objects a caller froze stay frozen."""
     import gc
 
     from ctcorpus.reports import stage
 
-    frozen_while_analyzing: list[int] = []
+    class Cycle:
+        pass
+
+    seen_while_analyzing: list[tuple[int, object]] = []
 
     def observed(analyzer, reports):
-        frozen_while_analyzing.append(gc.get_freeze_count())
+        seen_while_analyzing.append((gc.get_freeze_count(), earlier_garbage()))
         return analyze_reports(analyzer, reports)
 
     monkeypatch.setattr(stage, "analyze_reports", observed)
@@ -2327,8 +2331,19 @@ def test_process_reports_runs_with_the_existing_objects_frozen_and_unfreezes_the
                                                 "report_text": "Findings: No effusion."}])
     studies = [StudyKey("1.1", "A1", "P1", "20240105")]
     before = gc.get_freeze_count()
-    assert len(process_reports([export], studies).reports) == 1
-    assert frozen_while_analyzing[-1] > before
+    gc.disable()  # the garbage of earlier work stays where the stage finds it
+    try:
+        cycle = Cycle()
+        cycle.itself = cycle
+        earlier_garbage = weakref.ref(cycle)
+        del cycle
+        assert earlier_garbage() is not None
+        assert len(process_reports([export], studies).reports) == 1
+    finally:
+        gc.enable()
+    [(frozen_while_analyzing, garbage)] = seen_while_analyzing
+    assert frozen_while_analyzing > before
+    assert garbage is None  # collected first, not frozen with the living objects
     assert gc.get_freeze_count() == before
     gc.freeze()
     try:
@@ -2693,6 +2708,24 @@ def test_config_adds_synonyms_and_labels():
     assert analyze_report(bones, "Humerus intact.").sentences[0].anatomies == ("bones",)
     assert analyze_report(analyzer, "Humerus intact.").sentences[0].anatomies == ()
 
+
+
+def test_configured_phrases_are_read_as_the_lexicon_writes_its_own():
+    """A configured synonym written with blanks around or inside it, in capitals, or "~ stem" is found
+    as if written plainly; a phrase without a word is refused when the config loads."""
+    analyzer = build_analyzer(extra_synonyms={"lung_nodule": [" Herdchen", "~ KNÖTCHENX "],
+                                              "pneumothorax": ["luft  im pleuraspalt"]})
+    got = analyze_report(analyzer, "Befund: Kleiner Befund herdchen rechts. Lungenknötchenx links. "
+                                   "Keine Luft im Pleuraspalt.", language="de")
+    assert [dict(s.labels) for s in got.sentences] == [{"lung_nodule": POS}, {"lung_nodule": POS},
+                                                        {"pneumothorax": NEG}]
+    bones = build_analyzer(extra_anatomy_terms={"bones": [" Humerus  Schaft "]})
+    assert analyze_report(bones, "Humerus schaft intakt.", language="de").sentences[0].anatomies == ("bones",)
+    for empty in ("", "  ", " ~ "):
+        with pytest.raises(ValueError, match="holds no word"):
+            ReportsConfig(extra_synonyms={"lung_nodule": ("granuloma", empty)})
+        with pytest.raises(ValueError, match="holds no word"):
+            ReportsConfig(extra_anatomy_terms={"bones": (empty,)})
 
 # ---------------------------------------------------------------- real report texts (skip if absent)
 

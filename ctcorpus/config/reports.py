@@ -134,6 +134,15 @@ class ReportsConfig(StageConfig):
         description="Extra anatomy lexicon entries, Anatomy value -> phrases (matched on lowercased tokens).",
     )
 
+    @field_validator("extra_synonyms", "extra_anatomy_terms")
+    @classmethod
+    def _phrases_with_words(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        """An empty phrase ("", "  ", "~") would match at every word: refused at load time."""
+        for key, phrases in value.items():
+            if empty := [p for p in phrases if not p.strip().removeprefix("~").strip()]:
+                raise ValueError(f"{key}: {empty} holds no word; every phrase needs one")
+        return value
+
     @field_validator("extra_anatomy_terms")
     @classmethod
     def _known_anatomies(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
