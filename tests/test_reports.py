@@ -2347,9 +2347,8 @@ def test_process_reports_runs_with_the_existing_objects_frozen_and_unfreezes_the
     assert gc.get_freeze_count() == before
     gc.freeze()
     try:
-        frozen = gc.get_freeze_count()
         process_reports([export], studies)
-        assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() > 0  # unfrozen, none would be left (frozen objects may die meanwhile)
     finally:
         gc.unfreeze()
 
