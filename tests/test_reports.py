@@ -1728,9 +1728,19 @@ def test_phi_a_diagnosis_after_patient_is_no_name():
         "Pat. Hodgkin-Lymphom, Z.n. Chemo. Patient Non-Hodgkin-Lymphom, Stadium II. Patient Wilms-Tumor.": [],
         "Pat. Mammakarzinom, Z.n. Mastektomie. Pat. Bochdalek-Hernie. Patientin Cushing-Syndrom.": [],
         "Pat. Leberzirrhose, Child B.\nPATIENTIN BRONCHIALKARZINOM, Z.N. CHEMO.\nPatient: Mamma-Ca.": [],
+        # a diagnosis or symptom, alone or in a list: "Pat. Sepsis." reached the corpus as "Pat. [NAME]."
+        "Pat. Sepsis. Pat. Pneumonie, Fieber. Pat. Diabetes mellitus. Patient Pneumonia, fever. Patient COPD.": [],
+        "Pat. Urosepsis, Z.n. OP. Patientin Pankreatitis. Pat. Hyperkaliämie, Niereninsuffizienz. Pat. Lumbalgie.": [],
+        "PAT. SEPSIS.\nPat. Lungenembolie, Thrombose.\nPatient Raucher, Stroke.": [],
         # names stay, also one ending like a disease's suffix that is none ("-itis")
         "Pat. Hodgkin, Hans. Patient Adomaitis, geb. 01.02.1930. Patientin Tumorova.": [
             ("Hodgkin, Hans", "name"), ("Adomaitis", "name"), ("01.02.1930", "date"), ("Tumorova", "name")],
+        # names stay: with a name in the list or joined to the diagnosis, after a colon, a title or "Name"
+        "Pat. Fieber, Hans. Pat. Sepsis Hans. Pat. Sepsis-Meier. Patient: Fieber, Hans. Dr. Fieber. Name: Husten.": [
+            ("Fieber, Hans", "name"), ("Sepsis Hans", "name"), ("Sepsis-Meier", "name"), ("Fieber, Hans", "name"),
+            ("Fieber", "name"), ("Husten", "name")],
+        "Pat. Müller. Patient Jeremia. PATIENT MÜLLER.": [
+            ("Müller", "name"), ("Jeremia", "name"), ("MÜLLER", "name")],
     })
 
 def _write_csv(path: Path, rows: list[dict[str, str]], encoding: str = "utf-8") -> Path:

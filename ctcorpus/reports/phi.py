@@ -211,13 +211,39 @@ _CLINICAL_WORDS = sorted({word for phrases in (*ANATOMY_TERMS.values(), *LABEL_S
 #: Only there: a family name may be one ("Dr. Lunge", "Herr Leber").
 _NOT_A_CLINICAL_WORD_AHEAD = (r"(?!(?i:(?:" + trie_regex(_CLINICAL_WORDS) + r")(?!\w)|"
                               + _DISEASE_WORD.pattern + r"(?![\w\-])))")
+#: Frequent diagnoses and symptoms telegram style writes after "Pat." ("Pat. Sepsis.", "Pat.
+#: Pneumonie, Fieber."), read as a word's ending ("Urosepsis", "Aspirationspneumonie"). Only those no
+#: one is commonly named ("Sturz" is a family name), and no bare ending a family name ends in: "-ose"
+#: ("Klose"), "-itis" ("Adomaitis", "Zalitis") only on an organ's stem.
+_DIAGNOSES = ("sepsis", "pneumonie", "pneumonia", "fieber", "fever", "husten", "cough", "dyspnoe", "dyspnea",
+              "dyspnoea", "atemnot", "schmerz", "schmerzen", "diabetes", "hypertonie", "hypertension", "adipositas",
+              "obesity", "kachexie", "cachexia", "infekt", "infektion", "infection", "embolie", "embolism", "thrombose",
+              "thrombosis", "infarkt", "infarction", "apoplex", "stroke", "blutung", "hemorrhage", "haemorrhage",
+              "hämoptoe", "hämoptyse", "hemoptysis", "haemoptysis", "ikterus", "jaundice", "aszites", "ascites", "ileus",
+              "trauma", "fraktur", "fracture", "synkope", "syncope", "dysphagie", "dysphagia", "demenz", "dementia",
+              "epilepsie", "epilepsy", "asthma", "copd", "emphysem", "emphysema", "arthrose", "osteoporose",
+              "osteoporosis", "skoliose", "tuberkulose", "tuberculosis", "sarkoidose", "sarcoidosis", "amyloidose",
+              "amyloidosis", "nekrose", "sklerose", "cirrhosis", "abszess", "abscess", "empyem", "empyema", "aneurysma",
+              "aneurysm", "phlegmone", "pneumothorax", "anemia", "anaemia", "ischemia", "ischaemia", "septicemia",
+              "bacteremia", "hypoxemia", "kalemia", "natremia", "glycemia", "uremia",
+              *(stem + "itis" for stem in ("pankreat", "pancreat", "appendiz", "appendic", "divertikul", "diverticul",
+                                           "cholezyst", "cholecyst", "cholang", "bronch", "pleur", "kard", "card",
+                                           "mening", "enzephal", "encephal", "sinus", "arthr", "spondyl", "disz",
+                                           "disc", "myel", "vaskul", "vascul", "nephr", "zyst", "cyst", "periton",
+                                           "gastr", "enter", "col", "kol", "hepat", "pneumon")))
+#: A diagnosis or symptom: one of :data:`_DIAGNOSES`, a word ending in "-ämie" or "-algie" ("Hyperkaliämie",
+#: "Lumbalgie"), or one :data:`_DISEASE_WORD` reads.
+_DIAGNOSIS = (r"(?i:[\w\-]*(?:" + trie_regex(_DIAGNOSES) + r")|[\w\-]*\w\w(?:ämie|aemie|algie|algia)|"
+              + _DISEASE_WORD.pattern + ")")
 #: Words that say what the patient is, one or more, after "Patient", "Patientin" or "Pat." without a
 #: colon: no name ("Pat. Raucher, 40 py.", "Patientin Nichtraucherin, Diabetikerin.", "Patient
-#: Dialysepatient", "Patient Diabetic.", in a line in capitals "PATIENT INTUBIERT."). Compounds go by
+#: Dialysepatient", "Patient Diabetic.", in a line in capitals "PATIENT INTUBIERT."), nor a diagnosis
+#: ("Pat. Sepsis.", "Pat. Pneumonie, Fieber."). Compounds go by
 #: their ending ("Ex-Raucherin", "Marcumarpatient", "Asthmatikerin"), "-iker" after six letters at least
-#: ("Riker", "Heiniker" are names). Only there: after a title, a colon ("Patient: Raucher", a header's
-#: field) or "Name" such a word is a family name.
-_PATIENT_DESCRIPTION = (r"(?i:[\w\-]*(?:raucher|smoker|patient)(?:in)?|(?:\w+-)?\w{6,}iker(?:in)?"
+#: ("Riker", "Heiniker" are names). Only there: after a title, a colon ("Patient: Raucher", "Patient:
+#: Fieber, Hans": a header's field) or "Name" such a word is a family name, and so is any list of them
+#: with a name in it ("Pat. Fieber, Hans", "Pat. Sepsis-Meier").
+_PATIENT_DESCRIPTION = (r"(?i:" + _DIAGNOSIS + r"|[\w\-]*(?:raucher|smoker|patient)(?:in)?|(?:\w+-)?\w{6,}iker(?:in)?"
                         r"|(?:transplantiert|immunsupprimiert|dialysepflichtig|bettlägerig|schwanger|intubiert|beatmet"
                         r"|sediert)(?:e[rn]?)?|diabetic|asthmatic|allergic|epileptic|hypertensive|pregnant|intubated"
                         r"|ventilated|sedated|immunocompromised|immunosuppressed)")
