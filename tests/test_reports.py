@@ -1739,8 +1739,8 @@ def test_phi_a_diagnosis_after_patient_is_no_name():
         "Pat. Fieber, Hans. Pat. Sepsis Hans. Pat. Sepsis-Meier. Patient: Fieber, Hans. Dr. Fieber. Name: Husten.": [
             ("Fieber, Hans", "name"), ("Sepsis Hans", "name"), ("Sepsis-Meier", "name"), ("Fieber, Hans", "name"),
             ("Fieber", "name"), ("Husten", "name")],
-        "Pat. Müller. Patient Jeremia. PATIENT MÜLLER.": [
-            ("Müller", "name"), ("Jeremia", "name"), ("MÜLLER", "name")],
+        "Pat. Müller. Patient Jeremia. PATIENT MÜLLER. Patient Lefever.": [
+            ("Müller", "name"), ("Jeremia", "name"), ("MÜLLER", "name"), ("Lefever", "name")],
     })
 
 def _write_csv(path: Path, rows: list[dict[str, str]], encoding: str = "utf-8") -> Path:

@@ -214,8 +214,8 @@ _NOT_A_CLINICAL_WORD_AHEAD = (r"(?!(?i:(?:" + trie_regex(_CLINICAL_WORDS) + r")(
 #: Frequent diagnoses and symptoms telegram style writes after "Pat." ("Pat. Sepsis.", "Pat.
 #: Pneumonie, Fieber."), read as a word's ending ("Urosepsis", "Aspirationspneumonie"). Only those no
 #: one is commonly named ("Sturz" is a family name), and no bare ending a family name ends in: "-ose"
-#: ("Klose"), "-itis" ("Adomaitis", "Zalitis") only on an organ's stem.
-_DIAGNOSES = ("sepsis", "pneumonie", "pneumonia", "fieber", "fever", "husten", "cough", "dyspnoe", "dyspnea",
+#: ("Klose"), "-itis" ("Adomaitis", "Zalitis") only on an organ's stem, "fever" not at all ("Lefever").
+_DIAGNOSES = ("sepsis", "pneumonie", "pneumonia", "fieber", "husten", "cough", "dyspnoe", "dyspnea",
               "dyspnoea", "atemnot", "schmerz", "schmerzen", "diabetes", "hypertonie", "hypertension", "adipositas",
               "obesity", "kachexie", "cachexia", "infekt", "infektion", "infection", "embolie", "embolism", "thrombose",
               "thrombosis", "infarkt", "infarction", "apoplex", "stroke", "blutung", "hemorrhage", "haemorrhage",
