@@ -1548,6 +1548,10 @@ def test_phi_postcodes_before_streets_capitals_particles_and_labelled_ids():
             ("VAN DER BERG", "name"), ("VON MÜLLER", "name"), ("MARIA DE LA CRUZ", "name")],
         "Discussed with DR. VAN DER BERG at noon.\nPatient: von der Leyen, Ursula\nName: DE LA CRUZ, MARIA": [
             ("VAN DER BERG", "name"), ("von der Leyen, Ursula", "name"), ("DE LA CRUZ, MARIA", "name")],
+        # a given name, then particles before the family name, after the patient's label without a colon
+        # (the name went through whole); a particle right after the label is a word ("Patientin zu Hause")
+        "Patient Hans von der Leyen. Patientin Anna von Bülow, 45 J.\nName: MARIA DE LA CRUZ\nPatientin zu Hause.": [
+            ("Hans von der Leyen", "name"), ("Anna von Bülow", "name"), ("MARIA DE LA CRUZ", "name")],
         # a labelled id with leading zeros is an id, not a phone number
         "MRN 00123456, Accession: 00123456, Fall-Nummer: 0012345.": [
             ("00123456", "id"), ("00123456", "id"), ("0012345", "id")],
