@@ -284,13 +284,11 @@ _UPPER_LEAD = r"(?:(?:" + trie_regex(sorted(p.upper() for p in _PARTICLES)) + r"
 _NOT_AN_UPPER_NAME_AHEAD = r"(?!(?:X+|" + trie_regex(sorted({w.upper() for w in _NOT_NAMES})) + r")\b)"  # "XXXX": redacted
 _UPPER_NAME_PARTS = (_UPPER_LEAD + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME + r"(?!\w)(?:[ \t]+" + _UPPER_LEAD
                      + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME + r"(?!\w))?")  # whole words: "PPan" is no "PP"
-#: Lower-case particles before a family name after a given name ("Hans von der Leyen").
-_PARTICLES_BEFORE = r"(?:(?:" + trie_regex(_PARTICLES) + r")[ \t]+)*"
 #: A name after "Patient:" or "Name:": family and given name, in either order, maybe in capitals,
 #: the second maybe after particles ("Patient Hans von der Leyen", "Name: MARIA DE LA CRUZ"), and a
 #: middle initial with its period or ending the line ("Smith, John A."). The second word is no
 #: ``_NOT_NAMES`` word ("Nachname: Müller Vorname: Hans").
-_FAMILY_GIVEN = (r"(?:" + _CAP + "|" + _UPPER_NAME + r")(?:,?[ \t]+|\^)(?:[A-ZÄÖÜ]\.[ \t]+)?(?:" + _PARTICLES_BEFORE
+_FAMILY_GIVEN = (r"(?:" + _CAP + "|" + _UPPER_NAME + r")(?:,?[ \t]+|\^)(?:[A-ZÄÖÜ]\.[ \t]+)?(?:" + _NAME_LEAD
                  + _NOT_A_NAME_AHEAD + _CAP + "|" + _UPPER_LEAD + _NOT_AN_UPPER_NAME_AHEAD + _UPPER_NAME + r")"
                  r"(?:[ \t]+[A-ZÄÖÜ](?:\.|(?=[ \t]*(?:\n|$))))?")
 #: A labelled name, after the label's colon maybe with particles in front ("Patient: von der Leyen,
